@@ -1,0 +1,115 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Tandem: presence, cursor broadcast and document sync relay.
+//
+// Layout (one job per module; only the module that owns a C library imports it):
+//   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
+//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
+//   TandemOpsHTTP          libmicrohttpd server for the ops plane
+//   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
+//   TandemClient           SwiftNIO WebSocket client used by tandem-bench and the tests
+//   tandem, tandem-bench   executables
+let package = Package(
+    name: "Tandem",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tandem", targets: ["tandem"]),
+        .executable(name: "tandem-bench", targets: ["tandem-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .target(name: "TandemCore"),
+        .target(
+            name: "TandemRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "TandemOpsHTTP",
+            dependencies: [
+                "CMicroHTTPD",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "TandemServer",
+            dependencies: [
+                "TandemCore",
+                "TandemRedis",
+                "TandemOpsHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ]
+        ),
+        .target(
+            name: "TandemClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
+        .target(name: "TandemTestSupport", path: "Tests/Support"),
+        .executableTarget(
+            name: "tandem",
+            dependencies: [
+                "TandemServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tandem-bench",
+            dependencies: [
+                "TandemClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        .testTarget(name: "TandemRedisTests", dependencies: ["TandemRedis", "TandemTestSupport"]),
+        .testTarget(name: "TandemOpsHTTPTests", dependencies: ["TandemOpsHTTP", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemServerTests",
+            dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
+        ),
+    ]
+)
