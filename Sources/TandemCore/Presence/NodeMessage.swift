@@ -1,0 +1,58 @@
+/// What nodes tell each other on a document's pub/sub channel (`tandem:{D}`).
+///
+/// Published from inside the same Lua script that writes Redis, so every node sees changes in the order
+/// Redis applied them. A node ignores its own presence messages (it already applied them locally).
+public enum NodeMessage: Equatable, Sendable {
+    /// A node's presence changes for the doc in one tick: upserted entries and removed session ids.
+    /// Removals only apply to entries that node owns (a session resumed elsewhere is not removed).
+    /// `full` means `upserts` is everything the node has in the doc: drop its other entries (sent after
+    /// the node re-registered, e.g. when Redis came back).
+    case presence(node: String, upserts: [PresenceEntry], removals: [String], full: Bool)
+    /// Nodes whose registration for the doc expired (they died or lost Redis): drop their sessions.
+    case nodesGone(nodes: [String])
+    /// A committed document change (sync relay).
+    case commit(CommitNotice)
+
+    public func encode() -> [UInt8] {
+        var w = JSONWriter()
+        w.openObject()
+        switch self {
+        case .presence(let node, let upserts, let removals, let full):
+            w.key("k"); w.string("p"); w.comma()
+            if full { w.key("full"); w.bool(true); w.comma() }
+            w.key("n"); w.string(node); w.comma()
+            w.key("u"); w.array(upserts) { w, e in w.raw(e.encoded) }; w.comma()
+            w.key("r"); w.array(removals) { w, s in w.string(s) }
+        case .nodesGone(let nodes):
+            w.key("k"); w.string("g"); w.comma()
+            w.key("gone"); w.array(nodes) { w, s in w.string(s) }
+        case .commit(let notice):
+            w.key("k"); w.string("c"); w.comma()
+            notice.writeFields(into: &w)
+        }
+        w.closeObject()
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: some Collection<UInt8>) -> NodeMessage? {
+        guard let value = try? JSONParser.parse(bytes, maxDepth: 128), case .object(let o) = value,
+            let kind = o["k"]?.stringValue
+        else { return nil }
+        switch kind {
+        case "p":
+            guard let node = o["n"]?.stringValue, let u = o["u"]?.arrayValue, let r = o["r"]?.arrayValue else { return nil }
+            let upserts = u.compactMap(PresenceEntry.init(json:))
+            let removals = r.compactMap(\.stringValue)
+            guard upserts.count == u.count, removals.count == r.count else { return nil }
+            return .presence(node: node, upserts: upserts, removals: removals, full: o["full"] == .bool(true))
+        case "g":
+            guard let gone = o["gone"]?.arrayValue else { return nil }
+            return .nodesGone(nodes: gone.compactMap(\.stringValue))
+        case "c":
+            guard let notice = CommitNotice(fields: o) else { return nil }
+            return .commit(notice)
+        default:
+            return nil
+        }
+    }
+}

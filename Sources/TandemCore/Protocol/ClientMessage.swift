@@ -1,0 +1,144 @@
+/// A message from a client (protocol v1: one JSON object per text frame, `"t"` is the type).
+public enum ClientMessage: Equatable, Sendable {
+    case join(doc: String, state: JSONValue?, since: UInt64?)
+    case leave(doc: String)
+    case presence(doc: String, state: JSONValue)
+    case ping
+    case push(doc: String, id: JSONValue, base: UInt64, ops: JSONValue)
+    case sync(doc: String, from: UInt64, limit: Int?)
+    case ack(doc: String, clock: UInt64)
+
+    /// The doc a message is about, for error replies.
+    public var doc: String? {
+        switch self {
+        case .join(let d, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
+            .ack(let d, _):
+            return d
+        case .ping:
+            return nil
+        }
+    }
+
+    /// Decodes one text frame. Throws `ProtocolError` with `bad_message`, `unknown_type` or `too_large`.
+    ///
+    /// Unknown extra fields are ignored so newer clients can talk to older servers.
+    public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)
+        } catch {
+            throw ProtocolError(.badMessage, "invalid JSON: \(error)")
+        }
+        guard case .object(let object) = value else {
+            throw ProtocolError(.badMessage, "a message must be a JSON object")
+        }
+        guard let type = object["t"]?.stringValue else {
+            throw ProtocolError(.badMessage, "missing string field \"t\"")
+        }
+        let fields = Fields(object: object, type: type)
+        switch type {
+        case "join":
+            let doc = try fields.doc()
+            let state = try fields.optionalState(doc: doc, limits: limits)
+            return .join(doc: doc, state: state, since: try fields.optionalClock("since", doc: doc))
+        case "leave":
+            return .leave(doc: try fields.doc())
+        case "presence":
+            let doc = try fields.doc()
+            guard let state = try fields.optionalState(doc: doc, limits: limits) else {
+                throw ProtocolError(.badMessage, "presence needs an object field \"state\"", doc: doc)
+            }
+            return .presence(doc: doc, state: state)
+        case "ping":
+            return .ping
+        case "push":
+            let doc = try fields.doc()
+            guard let id = object["id"], Self.isValidPushID(id) else {
+                throw ProtocolError(.badMessage, "push needs \"id\": a number or a string of at most 64 characters", doc: doc)
+            }
+            guard let base = try fields.optionalClock("base", doc: doc, pushID: id) else {
+                throw ProtocolError(.badMessage, "push needs \"base\": a clock (non-negative integer)", doc: doc, pushID: id)
+            }
+            guard let ops = object["ops"], ops.isObject else {
+                throw ProtocolError(.badMessage, "push needs an object field \"ops\"", doc: doc, pushID: id)
+            }
+            return .push(doc: doc, id: id, base: base, ops: ops)
+        case "sync":
+            let doc = try fields.doc()
+            guard let from = try fields.optionalClock("from", doc: doc) else {
+                throw ProtocolError(.badMessage, "sync needs \"from\": a clock", doc: doc)
+            }
+            var limit: Int? = nil
+            if let raw = object["limit"] {
+                guard let l = raw.intValue, l > 0 else {
+                    throw ProtocolError(.badMessage, "\"limit\" must be a positive integer", doc: doc)
+                }
+                limit = l
+            }
+            return .sync(doc: doc, from: from, limit: limit)
+        case "ack":
+            let doc = try fields.doc()
+            guard let clock = try fields.optionalClock("clock", doc: doc) else {
+                throw ProtocolError(.badMessage, "ack needs \"clock\"", doc: doc)
+            }
+            return .ack(doc: doc, clock: clock)
+        default:
+            throw ProtocolError(.unknownType, "unknown message type \"\(type.prefix(64))\"")
+        }
+    }
+
+    static func isValidPushID(_ id: JSONValue) -> Bool {
+        switch id {
+        case .number: return true
+        case .string(let s): return s.utf8.count <= 64
+        default: return false
+        }
+    }
+
+    private struct Fields {
+        var object: [String: JSONValue]
+        var type: String
+
+        func doc() throws(ProtocolError) -> String {
+            guard let doc = object["doc"]?.stringValue else {
+                throw ProtocolError(.badMessage, "\(type) needs a string field \"doc\"")
+            }
+            guard DocID.isValid(doc) else {
+                throw ProtocolError(.badMessage, "doc ids are 1–128 characters of [A-Za-z0-9._:-]")
+            }
+            return doc
+        }
+
+        func optionalClock(_ name: String, doc: String, pushID: JSONValue? = nil) throws(ProtocolError) -> UInt64? {
+            guard let raw = object[name], raw != .null else { return nil }
+            guard let clock = raw.uint64Value else {
+                throw ProtocolError(.badMessage, "\"\(name)\" must be a non-negative integer clock", doc: doc, pushID: pushID)
+            }
+            return clock
+        }
+
+        func optionalState(doc: String, limits: ProtocolLimits) throws(ProtocolError) -> JSONValue? {
+            guard let state = object["state"], state != .null else { return nil }
+            guard state.isObject else {
+                throw ProtocolError(.badMessage, "\"state\" must be a JSON object", doc: doc)
+            }
+            let size = state.serialized.count
+            guard size <= limits.maxStateBytes else {
+                throw ProtocolError(.tooLarge, "state is \(size) bytes; the limit is \(limits.maxStateBytes)", doc: doc)
+            }
+            return state
+        }
+    }
+}
+
+/// Limits that shape what a client may send; advertised in `welcome.limits`.
+public struct ProtocolLimits: Sendable, Equatable {
+    /// Largest text frame accepted; larger ones get `too_large` (the connection stays open).
+    public var maxMessageBytes: Int = 1_114_112
+    /// Largest presence state, serialized compactly.
+    public var maxStateBytes: Int = 1024
+    /// Deepest JSON nesting accepted in any message.
+    public var maxJSONDepth: Int = 64
+
+    public init() {}
+}

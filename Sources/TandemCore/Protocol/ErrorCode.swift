@@ -1,0 +1,36 @@
+/// Error codes sent in `{"t":"error","code":…}` (protocol v1). Clients switch on these strings, so they
+/// are a contract: add new ones, never rename.
+public enum ErrorCode: String, Sendable, CaseIterable {
+    /// Not JSON, not an object, a missing/mistyped field, a bad doc id, malformed ops.
+    case badMessage = "bad_message"
+    /// `"t"` names no message type of this protocol.
+    case unknownType = "unknown_type"
+    /// Frame, state, record, push or doc over a configured limit.
+    case tooLarge = "too_large"
+    /// The token grants no access to the doc.
+    case forbidden = "forbidden"
+    /// The message needs a `join` of that doc first.
+    case notJoined = "not_joined"
+    /// Presence updates beyond the per-user rate are being dropped (sent at most once a second).
+    case rateLimited = "rate_limited"
+    /// Redis is unreachable; the request was not applied. Retryable.
+    case unavailable = "unavailable"
+    /// An unexpected server-side failure; the request was not applied. Retryable.
+    case internalError = "internal"
+}
+
+/// A protocol-level refusal of one client message. The connection stays usable.
+public struct ProtocolError: Error, Equatable, Sendable {
+    public var code: ErrorCode
+    public var message: String
+    public var doc: String?
+    /// Echoed for `push` errors so the client knows which push was refused.
+    public var pushID: JSONValue?
+
+    public init(_ code: ErrorCode, _ message: String, doc: String? = nil, pushID: JSONValue? = nil) {
+        self.code = code
+        self.message = message
+        self.doc = doc
+        self.pushID = pushID
+    }
+}

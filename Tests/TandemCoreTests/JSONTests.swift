@@ -1,0 +1,49 @@
+import Testing
+@testable import TandemCore
+
+@Suite struct JSONTests {
+    @Test func roundTripsWithSortedKeysAndExactNumbers() throws {
+        let value = try JSONParser.parse(#" { "b" : [1, 2.50, -0.0e+7, true, null], "a": "x\"y\\z\u00e9\n" } "#)
+        #expect(value.serializedString == #"{"a":"x\"y\\zé\n","b":[1,2.50,-0.0e+7,true,null]}"#)
+    }
+
+    @Test func keepsLargeNumbersExactly() throws {
+        let value = try JSONParser.parse("[12345678901234567890123, 0.1000000000000000055511151231257827]")
+        #expect(value.serializedString == "[12345678901234567890123,0.1000000000000000055511151231257827]")
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "1e", "\"\\x\"", "\"abc", "tru", "nul", "[1] 2",
+        "{\"a\":1,\"a\":2}", "\"\\ud800\"", "\"\\udc00\"", "{1:2}", "\"\u{01}\"", "NaN", "Infinity",
+    ])
+    func rejectsInvalidJSON(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsInvalidUTF8() {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0xFE, 0x22]) }
+    }
+
+    @Test func limitsDepth() throws {
+        let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+        let ok = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+        _ = try JSONParser.parse(ok)
+        let veryDeep = String(repeating: "{\"a\":", count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(veryDeep) }
+    }
+
+    @Test func decodesSurrogatePairsAndEscapesControlCharacters() throws {
+        let value = try JSONParser.parse(#""\ud83d\ude00 \u0001 \u2028""#)
+        #expect(value == .string("😀 \u{01} \u{2028}"))
+        #expect(value.serializedString == #""😀 \u0001 \u2028""#)
+    }
+
+    @Test func integerAccessors() throws {
+        #expect(JSONValue.number("42").uint64Value == 42)
+        #expect(JSONValue.number("-1").uint64Value == nil)
+        #expect(JSONValue.number("1.0").uint64Value == nil)
+        #expect(JSONValue.number("1e3").uint64Value == nil)
+        #expect(JSONValue.number("-7").intValue == -7)
+    }
+}
