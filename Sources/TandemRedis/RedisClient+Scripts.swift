@@ -1,0 +1,58 @@
+import NIOCore
+
+extension RedisClient {
+    /// Runs a Lua script with `EVALSHA`. If the server does not have it cached (a `NOSCRIPT` error
+    /// reply, e.g. after a restart or `SCRIPT FLUSH`), this call is sent again once as `EVAL` with the
+    /// source, which also caches it for next time.
+    ///
+    /// - Parameters:
+    ///   - script: The script.
+    ///   - keys: The keys it touches (`KEYS[1]`...), counted into `numkeys`.
+    ///   - args: Further arguments (`ARGV[1]`...).
+    ///   - completion: As for the single-command `send(_:completion:)`; runs on the owner thread.
+    public func evalScript(
+        _ script: RedisScript,
+        keys: [any RedisArgument] = [],
+        args: [any RedisArgument] = [],
+        completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
+    ) {
+        let tail: [any RedisArgument] = [keys.count] + keys + args
+        send(RedisCommand(["EVALSHA", script.sha1] + tail)) { [self] result in
+            if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                // On the owner thread: this only queues the retry and wakes the loop, it never waits.
+                self.send(RedisCommand(["EVAL", script.source] + tail), completion: completion)
+            } else {
+                completion(result)
+            }
+        }
+    }
+
+    /// Runs a Lua script (see the callback variant); the future completes on `eventLoop` and fails with
+    /// ``RedisError/server(_:)`` on an error reply.
+    public func evalScript(
+        _ script: RedisScript,
+        keys: [any RedisArgument] = [],
+        args: [any RedisArgument] = [],
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<RedisValue> {
+        let promise = eventLoop.makePromise(of: RedisValue.self)
+        evalScript(script, keys: keys, args: args) { result in
+            promise.completeWith(result.failingOnErrorReply.mapError { $0 })
+        }
+        return promise.futureResult
+    }
+
+    /// Runs a Lua script (see the callback variant) and returns its result.
+    /// - Throws: ``RedisError``; an error reply is thrown as ``RedisError/server(_:)``.
+    public func evalScript(
+        _ script: RedisScript,
+        keys: [any RedisArgument] = [],
+        args: [any RedisArgument] = []
+    ) async throws -> RedisValue {
+        try await withCheckedThrowingContinuation { continuation in
+            evalScript(script, keys: keys, args: args) { result in
+                continuation.resume(with: result.failingOnErrorReply)
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+/// A value that can be sent as one argument of a Redis command.
+///
+/// Conformances encode themselves the way `redis-cli` would type them: strings as UTF-8, numbers in
+/// decimal, byte arrays verbatim (binary-safe).
+public protocol RedisArgument: Sendable {
+    /// Appends this argument's bytes to `buffer`.
+    func appendRedisArgument(to buffer: inout [UInt8])
+}
+
+extension String: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Substring: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Array: RedisArgument where Element == UInt8 {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+}
+
+extension Int: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+}
+
+extension Int64: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+}
+
+extension Double: RedisArgument {
+    /// Swift prints `1.5`, `1e+20`, `inf` and `-inf`, all of which Redis parses as floats.
+    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+}
+
+/// One Redis command: its name and arguments, stored binary-safe and ready for `redisAppendCommandArgv`.
+///
+/// ```swift
+/// RedisCommand("HSET", key, field, bytes)
+/// ```
+public struct RedisCommand: Sendable, Equatable, Hashable {
+    /// All argument bytes back to back, plus one trailing byte so the storage is never empty and
+    /// always has a base address to hand to C.
+    let storage: [UInt8]
+    /// End offset (exclusive) of each argument in `storage`.
+    let ends: [Int]
+
+    /// Builds a command from its name and arguments.
+    public init(_ name: String, _ arguments: any RedisArgument...) {
+        self.init([name] + arguments)
+    }
+
+    /// Builds a command from a list whose first element is the command name.
+    public init(_ arguments: [any RedisArgument]) {
+        precondition(!arguments.isEmpty, "a Redis command needs at least a name")
+        var storage: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(arguments.count)
+        for argument in arguments {
+            argument.appendRedisArgument(to: &storage)
+            ends.append(storage.count)
+        }
+        storage.append(0)
+        self.storage = storage
+        self.ends = ends
+    }
+
+    /// Number of arguments, the command name included.
+    public var count: Int { ends.count }
+
+    /// The arguments' bytes, the command name first.
+    public var arguments: [[UInt8]] {
+        var start = 0
+        return ends.map { end in
+            defer { start = end }
+            return Array(storage[start..<end])
+        }
+    }
+
+    /// The command name as text (for logs and metrics).
+    public var name: String {
+        String(decoding: storage[0..<ends[0]], as: UTF8.self)
+    }
+}

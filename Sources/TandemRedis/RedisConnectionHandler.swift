@@ -1,0 +1,30 @@
+/// The part of a connection that differs between ``RedisClient`` and ``RedisSubscriber``.
+///
+/// ``RedisConnection`` owns the socket and calls these methods on its owner thread only. A handler
+/// reaches the callers' side through its own lock-protected shared state (queued work, the
+/// `isConnected` flag); everything else in it is confined to the owner thread.
+protocol RedisConnectionHandler: AnyObject {
+    /// What the handler needs back when the reply to one of its commands arrives.
+    associatedtype Request
+
+    /// Moves work that callers queued since the last call into `send`, in order, and reports whether
+    /// `shutdown()` was requested (then it leaves its queue for ``connectionClosed(failing:with:)``).
+    /// Called once per loop iteration, also while disconnected.
+    func takeWork(_ send: (RedisCommand, Request) -> Void) -> Bool
+
+    /// The handshake succeeded: mark the connection usable, report the state change, and send what
+    /// must go first on a fresh connection (the subscriber re-subscribes here).
+    func connectionReady(_ send: (RedisCommand, Request) -> Void)
+
+    /// Consumes `reply` if it is an out-of-band push (a pub/sub message) rather than the answer to
+    /// the oldest outstanding command.
+    func handlePush(_ reply: RedisValue) -> Bool
+
+    /// The answer to `request`. Returns `false` if the reply makes no sense for it; the connection is
+    /// then treated as broken.
+    func complete(_ request: Request, with reply: RedisValue) -> Bool
+
+    /// The connection is gone (or shutting down): mark it unusable, report the state change, and fail
+    /// `outstanding` (sent, in order) and anything still queued with `error`.
+    func connectionClosed(failing outstanding: [Request], with error: RedisError)
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Testing
+@testable import TandemOpsHTTP
+
+/// start/stop: binding, port release, idempotence, errors.
+@Suite struct LifecycleTests {
+    private func connectionRefused(port: Int) -> Bool {
+        do {
+            _ = try RawHTTPConnection(port: port)
+            return false
+        } catch {
+            return String(describing: error).contains("refused")
+        }
+    }
+
+    @Test func stopReleasesThePortAndIsIdempotent() throws {
+        let server = try startedServer { _ in .text("first") }
+        let port = server.boundPort
+        #expect(try RawHTTP.get("/", port: port).text == "first")
+
+        server.stop()
+        #expect(!server.isRunning)
+        #expect(connectionRefused(port: port), "nothing listens after stop()")
+        server.stop()  // second call: no-op, no crash
+        #expect(server.boundPort == port, "boundPort keeps reporting the last port")
+
+        // The very same port can be bound again at once.
+        let again = try startedServer(.init(port: port)) { _ in .text("second") }
+        defer { again.stop() }
+        #expect(again.boundPort == port)
+        #expect(try RawHTTP.get("/", port: port).text == "second")
+    }
+
+    @Test func stopBeforeStartIsANoOp() {
+        let server = OpsHTTPServer(configuration: .init(), logger: testLogger()) { _ in .text("") }
+        server.stop()
+        #expect(!server.isRunning)
+        #expect(server.boundPort == 0)
+    }
+
+    @Test func serverCanBeRestartedAfterStop() throws {
+        let server = try startedServer { _ in .text("hi") }
+        server.stop()
+        try server.start()
+        defer { server.stop() }
+        #expect(server.isRunning)
+        #expect(try RawHTTP.get("/", port: server.boundPort).text == "hi")
+    }
+
+    @Test func startWhileRunningThrowsAlreadyRunning() throws {
+        let server = try startedServer { _ in .text("hi") }
+        defer { server.stop() }
+        #expect(throws: OpsHTTPServerError.alreadyRunning) { try server.start() }
+        #expect(try RawHTTP.get("/", port: server.boundPort).text == "hi", "still serving")
+    }
+
+    @Test func concurrentStopCallsAllReturnOnlyAfterShutdown() throws {
+        let server = try startedServer { _ in .text("hi") }
+        let port = server.boundPort
+        let refusedAfterReturn = Locked<[Bool]>([])
+        let finished = runOnThreads(4) { _ in
+            server.stop()
+            // Whichever thread did the work, every stop() has returned only
+            // after the listener is gone.
+            let refused = self.connectionRefused(port: port)
+            refusedAfterReturn.withLock { $0.append(refused) }
+        }
+        #expect(finished)
+        #expect(refusedAfterReturn.current == [true, true, true, true])
+    }
+
+    @Test func stopWaitsForRunningHandlersAndNoHandlerRunsAfterIt() throws {
+        let entered = Locked(false)
+        let handlerDone = Locked(false)
+        let callsAfterStop = Locked(0)
+        let stopped = Locked(false)
+        let release = DispatchSemaphore(value: 0)
+        let server = try startedServer { request in
+            if stopped.current { callsAfterStop.withLock { $0 += 1 } }
+            if request.path == "/block" {
+                entered.withLock { $0 = true }
+                _ = release.wait(timeout: .now() + 20)
+                handlerDone.withLock { $0 = true }
+            }
+            return .text("done")
+        }
+        let port = server.boundPort
+
+        let client = BackgroundWork { _ = try? RawHTTP.get("/block", port: port) }
+        #expect(waitUntil { entered.current })
+
+        let handlerDoneWhenStopReturned = Locked<Bool?>(nil)
+        let stopper = BackgroundWork {
+            server.stop()
+            handlerDoneWhenStopReturned.withLock { $0 = handlerDone.current }
+            stopped.withLock { $0 = true }
+        }
+        // stop() is under way once the server no longer reports running...
+        #expect(waitUntil { !server.isRunning })
+        // ...and, with the handler still blocked, must not return. (A stop()
+        // that did not wait would return within this bounded grace period
+        // and be caught either here or by the check after the release.)
+        #expect(!waitUntil(timeoutSeconds: 0.5) { handlerDoneWhenStopReturned.current != nil })
+        #expect(handlerDoneWhenStopReturned.current == nil)
+
+        release.signal()
+        #expect(stopper.wait())
+        #expect(client.wait())
+        #expect(handlerDoneWhenStopReturned.current == true, "stop() returned only after the handler finished")
+        #expect(connectionRefused(port: port))
+        #expect(callsAfterStop.current == 0)
+    }
+
+    @Test func bindingABusyPortThrowsAClearError() throws {
+        let holder = try startedServer { _ in .text("holder") }
+        defer { holder.stop() }
+        let port = holder.boundPort
+
+        let logged = Locked<[String]>([])
+        let contender = OpsHTTPServer(
+            configuration: .init(port: port), logger: testLogger(capturing: logged)
+        ) { _ in .text("contender") }
+        do {
+            try contender.start()
+            Issue.record("second server bound a busy port \(port)")
+            contender.stop()
+        } catch let error as OpsHTTPServerError {
+            guard case .startFailed(let host, let failedPort, let reason) = error else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
+            #expect(host == "127.0.0.1")
+            #expect(failedPort == port)
+            #expect(reason.lowercased().contains("in use"), "reason: \(reason)")
+            #expect(error.description.contains("\(port)"))
+        }
+        #expect(!contender.isRunning)
+        #expect(logged.current.contains { $0.contains("libmicrohttpd") && $0.lowercased().contains("in use") },
+                "libmicrohttpd's own error log is routed to the Logger")
+        #expect(try RawHTTP.get("/", port: port).text == "holder", "the holder is unaffected")
+    }
+
+    @Test func invalidConfigurationIsRejectedBeforeBinding() {
+        let handler: @Sendable (OpsRequest) -> OpsResponse = { _ in .text("") }
+        for host in ["", "example.com", "127.0.0.256", "::g", "[::1"] {
+            let server = OpsHTTPServer(configuration: .init(host: host), logger: testLogger(), handler: handler)
+            #expect(throws: OpsHTTPServerError.invalidHost(host)) { try server.start() }
+        }
+        for configuration in [
+            OpsHTTPServer.Configuration(port: 70000),
+            OpsHTTPServer.Configuration(maxConnections: 0),
+            OpsHTTPServer.Configuration(connectionTimeoutSeconds: -1),
+            OpsHTTPServer.Configuration(maxRequestBodyBytes: -1),
+        ] {
+            let server = OpsHTTPServer(configuration: configuration, logger: testLogger(), handler: handler)
+            #expect(throws: OpsHTTPServerError.self) { try server.start() }
+            #expect(!server.isRunning)
+        }
+    }
+
+    @Test func localhostMeansIPv4Loopback() throws {
+        let server = try startedServer(.init(host: "localhost")) { _ in .text("v4") }
+        defer { server.stop() }
+        #expect(try RawHTTP.get("/", port: server.boundPort, host: "127.0.0.1").text == "v4")
+    }
+
+    @Test(.enabled(if: ipv6LoopbackAvailable)) func listensOnIPv6Loopback() throws {
+        for host in ["::1", "[::1]"] {
+            let server = try startedServer(.init(host: host)) { _ in .text("v6") }
+            defer { server.stop() }
+            #expect(try RawHTTP.get("/", port: server.boundPort, host: "::1").text == "v6")
+            #expect(connectionRefused(port: server.boundPort), "bound to ::1 only, not 127.0.0.1")
+        }
+    }
+
+    @Test(.enabled(if: ipv6LoopbackAvailable)) func ipv6AnyAddressIsDualStack() throws {
+        let server = try startedServer(.init(host: "::")) { _ in .text("both") }
+        defer { server.stop() }
+        #expect(try RawHTTP.get("/", port: server.boundPort, host: "::1").text == "both")
+        #expect(try RawHTTP.get("/", port: server.boundPort, host: "127.0.0.1").text == "both")
+    }
+
+    @Test func deinitStopsTheServer() throws {
+        var server: OpsHTTPServer? = try startedServer { _ in .text("hi") }
+        let port = server!.boundPort
+        #expect(try RawHTTP.get("/", port: port).text == "hi")
+        server = nil
+        #expect(connectionRefused(port: port))
+    }
+}

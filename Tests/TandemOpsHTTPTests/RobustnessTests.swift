@@ -1,0 +1,102 @@
+import Testing
+@testable import TandemOpsHTTP
+
+/// Malformed requests and unusable handler responses cost one request, never
+/// the process, and the server keeps serving.
+@Suite struct RobustnessTests {
+    private func assertStillServing(_ server: OpsHTTPServer) throws {
+        let response = try RawHTTP.get("/alive", port: server.boundPort)
+        #expect(response.status == 200)
+        #expect(response.text == "alive")
+    }
+
+    @Test func malformedRequestsAreRejectedAndTheServerKeepsServing() throws {
+        let paths = Locked<[String]>([])
+        let server = try startedServer { request in
+            paths.withLock { $0.append(request.path) }
+            return .text("alive")
+        }
+        defer { server.stop() }
+        let port = server.boundPort
+
+        let garbage: [[UInt8]] = [
+            Array("GARBAGE\r\n\r\n".utf8),
+            Array("GET\r\n\r\n".utf8),
+            Array("GET / HTTP/9.9\r\nHost: x\r\n\r\n".utf8),
+            Array("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: banana\r\n\r\n".utf8),
+            Array("GET / HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n".utf8),
+            Array("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8),
+            [0x00, 0xFF, 0xFE, 0x0D, 0x0A, 0x0D, 0x0A],
+            Array(("GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\nHost: x\r\n\r\n").utf8),
+        ]
+        for bytes in garbage {
+            let connection = try RawHTTPConnection(port: port)
+            try? connection.send(bytes)
+            connection.shutdownWrite()
+            // Whatever comes back (a 4xx or a plain close) must not be a
+            // handler answer to something unparseable, and must terminate.
+            let reply = String(decoding: (try? connection.readToEOF()) ?? [], as: UTF8.self)
+            #expect(!reply.hasPrefix("HTTP/1.1 2"), "got \(reply.prefix(40)) for \(bytes.prefix(20))")
+        }
+        try assertStillServing(server)
+    }
+
+    @Test func oddButValidPathsReachTheHandlerSafely() throws {
+        let paths = Locked<[String]>([])
+        let server = try startedServer { request in
+            paths.withLock { $0.append(request.path) }
+            return .text("alive")
+        }
+        defer { server.stop() }
+
+        // Invalid UTF-8 after decoding, an encoded NUL, and an encoded CR/LF.
+        for target in ["/%ff%fe", "/a%00b", "/x%0d%0aSet-Cookie:%20evil=1"] {
+            let response = try RawHTTP.get(target, port: server.boundPort)
+            #expect(response.status == 200)
+            #expect(response.header("Set-Cookie") == nil)
+        }
+        let seen = paths.current
+        #expect(seen.count == 3)
+        #expect(seen[0] == "/\u{FFFD}\u{FFFD}", "invalid UTF-8 is repaired, not trusted")
+        try assertStillServing(server)
+    }
+
+    @Test func unusableHandlerResponsesBecome500() throws {
+        let server = try startedServer { request in
+            switch request.path {
+            case "/crlf-header": return OpsResponse(status: 200, headers: [("X-Evil", "a\r\nSet-Cookie: evil=1")], body: [])
+            case "/bad-name": return OpsResponse(status: 200, headers: [("Bad Name", "x")], body: [])
+            case "/status-99": return OpsResponse(status: 99)
+            case "/status-1000": return OpsResponse(status: 1000)
+            case "/own-length": return OpsResponse(status: 200, headers: [("Content-Length", "999")], body: Array("abc".utf8))
+            default: return .text("alive")
+            }
+        }
+        defer { server.stop() }
+        let port = server.boundPort
+
+        for path in ["/crlf-header", "/bad-name", "/status-99", "/status-1000"] {
+            let response = try RawHTTP.get(path, port: port)
+            #expect(response.status == 500, "\(path)")
+            #expect(response.header("Set-Cookie") == nil)
+        }
+        let ownLength = try RawHTTP.get("/own-length", port: port)
+        #expect(ownLength.status == 200)
+        #expect(ownLength.header("Content-Length") == "3", "the server computes Content-Length, not the handler")
+        #expect(ownLength.text == "abc")
+        try assertStillServing(server)
+    }
+
+    @Test func clientDisconnectingMidRequestDoesNotDisturbTheServer() throws {
+        let server = try startedServer(.init(maxRequestBodyBytes: 1 << 20)) { _ in .text("alive") }
+        defer { server.stop() }
+
+        for _ in 0..<5 {
+            let connection = try RawHTTPConnection(port: server.boundPort)
+            try connection.send(RawHTTP.requestBytes("POST", "/", headers: [("Content-Length", "100000")]))
+            try connection.send([UInt8](repeating: 7, count: 1000))
+            // The connection is dropped here with the body unfinished.
+        }
+        try assertStillServing(server)
+    }
+}
