@@ -87,7 +87,8 @@ public enum ClientMessage: Equatable, Sendable {
         }
     }
 
-    static func isValidPushID(_ id: JSONValue) -> Bool {
+    /// Push ids are echoed back verbatim: a number, or a string of at most 64 characters.
+    public static func isValidPushID(_ id: JSONValue) -> Bool {
         switch id {
         case .number: return true
         case .string(let s): return s.utf8.count <= 64

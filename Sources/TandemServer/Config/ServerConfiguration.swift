@@ -1,0 +1,119 @@
+import TandemCore
+
+/// Everything `tandem serve` can be told. Every limit is named here with its default; README and
+/// docs/configuration.md list the same names (each also settable as TANDEM_<NAME> in the environment).
+public struct ServerConfiguration: Sendable {
+    // Listeners
+    public var host = "0.0.0.0"
+    /// Client WebSocket port; 0 picks a free port (logged).
+    public var port = 7070
+    public var opsHost = "127.0.0.1"
+    public var opsPort = 7071
+
+    // Identity
+    /// This node's name in presence entries, status and logs: 1–64 characters of [A-Za-z0-9._:-].
+    public var nodeID: String
+    /// HS256 secret for client tokens; nil is development mode (`?user=&name=`, editor everywhere).
+    public var jwtSecret: String?
+
+    // Redis
+    /// `redis://HOST:PORT[/DB]` or `unix:///PATH`.
+    public var redisURL: String
+
+    // Presence
+    public var presenceTTLMs = 2_000
+    public var tickMs = 50
+    public var presenceRate = 20
+    /// Updates a user may send back to back before `presenceRate` applies.
+    public var presenceBurst = 5
+    public var largeDocViewers = 100
+    /// How often each node removes nodes whose registration expired (sessions of dead nodes).
+    public var sweepMs = 500
+    /// How often each node checks its view of each doc against Redis.
+    public var reconcileMs = 5_000
+
+    // Client connections
+    public var limits = ProtocolLimits()
+    /// Frames above this close the connection with 1009 instead of getting a `too_large` error.
+    public var maxFrameBytes: Int { limits.maxMessageBytes * 4 }
+    public var maxMessagesPerSecond = 1_000
+    public var maxBadFrames = 10
+    /// Server WebSocket ping interval; a client that misses two pings is closed.
+    public var pingIntervalMs = 10_000
+    /// Above this many bytes queued for a client its presence is coalesced instead of written.
+    public var outboundHighWaterBytes = 256 * 1024
+    public var outboundLowWaterBytes = 64 * 1024
+    /// Above this many bytes queued for a client it is closed with 1013.
+    public var maxOutboundBytes = 8 * 1024 * 1024
+
+    // Admission (reconnect storms)
+    public var maxNewConnectionsPerSecond = 500
+    public var maxConnections = 20_000
+    public var maxConnectionsPerUser = 64
+    public var stormThreshold = 50.0
+
+    // Sync
+    public var logRetention = 10_000
+    public var maxRecordBytes = 64 * 1024
+    public var maxPushBytes = 1024 * 1024
+    public var maxPushOps = 1_000
+    public var maxDocRecords = 100_000
+
+    /// Where the status page lives (served by the ops server at `/`).
+    public var webRoot: String?
+
+    public init(nodeID: String, redisURL: String) {
+        self.nodeID = nodeID
+        self.redisURL = redisURL
+    }
+
+    public static func isValidNodeID(_ id: String) -> Bool {
+        id.utf8.count <= 64 && DocID.isValid(id)
+    }
+
+    /// The presence engine's settings derived from this configuration.
+    public var presenceSettings: PresenceSettings {
+        var settings = PresenceSettings(nodeID: nodeID)
+        settings.ttlMs = UInt64(presenceTTLMs)
+        settings.refreshIntervalMs = UInt64(max(50, presenceTTLMs / 4))
+        settings.rate = Double(presenceRate)
+        settings.burst = Double(max(1, presenceBurst))
+        settings.largeDocViewers = largeDocViewers
+        return settings
+    }
+
+    public var abuseLimits: AbuseMonitor.Limits {
+        var limits = AbuseMonitor.Limits()
+        limits.maxBadFrames = maxBadFrames
+        limits.maxMessagesPerSecond = maxMessagesPerSecond
+        return limits
+    }
+
+    /// Checks ranges so a typo fails at start-up with a clear message instead of misbehaving later.
+    public func validate() throws(ConfigurationError) {
+        func check(_ ok: Bool, _ message: String) throws(ConfigurationError) {
+            if !ok { throw ConfigurationError(message: message) }
+        }
+        try check(Self.isValidNodeID(nodeID), "--node-id must be 1–64 characters of [A-Za-z0-9._:-]")
+        try check((0...65535).contains(port) && (0...65535).contains(opsPort), "ports must be 0–65535")
+        try check(presenceTTLMs >= 200, "--presence-ttl-ms must be at least 200")
+        try check(tickMs >= 5 && tickMs <= 1000, "--tick-ms must be 5–1000")
+        try check(tickMs * 2 < presenceTTLMs, "--tick-ms must be well below --presence-ttl-ms")
+        try check(presenceRate >= 1, "--presence-rate must be at least 1")
+        try check(largeDocViewers >= 0, "--large-doc-viewers must be >= 0")
+        try check(maxMessagesPerSecond >= 1, "--max-messages-per-sec must be at least 1")
+        try check(pingIntervalMs >= 100, "--ping-interval-ms must be at least 100")
+        try check(sweepMs >= 50 && reconcileMs >= 100, "--sweep-ms >= 50 and --reconcile-ms >= 100")
+        try check(outboundLowWaterBytes < outboundHighWaterBytes, "outbound low water must be below high water")
+        try check(maxOutboundBytes > outboundHighWaterBytes, "--max-outbound-bytes must exceed the high water mark")
+        try check(limits.maxStateBytes >= 2 && limits.maxMessageBytes >= 1024, "message limits too small")
+        try check(maxNewConnectionsPerSecond >= 1 && maxConnections >= 1 && maxConnectionsPerUser >= 1,
+                  "connection limits must be at least 1")
+        try check(logRetention >= 1, "--log-retention must be at least 1")
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

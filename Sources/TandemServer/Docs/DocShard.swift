@@ -1,0 +1,405 @@
+import Logging
+import NIOCore
+import TandemCore
+
+/// Owns the documents whose id hashes to it, on one event loop: their presence state machines, their
+/// local members, their ticks, and their traffic with Redis.
+///
+/// Everything here runs on `eventLoop` (connections and the pub/sub thread hop in with `execute`), so
+/// per-doc state needs no locks. One shard per event loop spreads docs over the cores.
+final class DocShard: @unchecked Sendable {
+    let index: Int
+    let eventLoop: EventLoop
+    private let node: NodeContext
+    private var logger: Logger
+    private var docs: [String: DocState] = [:]
+    private var tasks: [RepeatedTask] = []
+    private var stopped = false
+
+    /// A local connection in a doc.
+    struct Member {
+        let connection: ClientConnection
+        let role: Role
+    }
+
+    /// A join waiting for the doc's first Redis snapshot.
+    struct PendingJoin {
+        let connection: ClientConnection
+        let role: Role
+        let state: JSONValue?
+        let since: UInt64?
+    }
+
+    /// Confined to the shard's event loop like the shard itself (futures completing there capture it).
+    final class DocState: @unchecked Sendable {
+        var presence: PresenceDoc
+        var members: [ObjectIdentifier: Member] = [:]
+        /// Which connection currently owns each local session id (a resumed session may briefly have two).
+        var owners: [String: ObjectIdentifier] = [:]
+        var loading = true
+        var waiting: [PendingJoin] = []
+        var reconcileInFlight = false
+        var sweepInFlight = false
+        var nextReconcileMs: UInt64 = 0
+        /// Users whose session in this doc ended recently (reconnect counting), by end time.
+        var recentDepartures: [String: UInt64] = [:]
+        /// Members grouped by event loop, rebuilt when membership changes.
+        var deliveryGroups: [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])]?
+
+        init(presence: PresenceDoc) { self.presence = presence }
+    }
+
+    init(index: Int, eventLoop: EventLoop, node: NodeContext) {
+        self.index = index
+        self.eventLoop = eventLoop
+        self.node = node
+        var logger = node.logger
+        logger[metadataKey: "shard"] = "\(index)"
+        self.logger = logger
+    }
+
+    func start() {
+        eventLoop.execute { [self] in
+            let tick = TimeAmount.milliseconds(Int64(node.config.tickMs))
+            tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in self?.tick() })
+            let sweep = TimeAmount.milliseconds(Int64(node.config.sweepMs))
+            tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [weak self] _ in self?.sweep() })
+        }
+    }
+
+    // MARK: Membership (called by connections, hop to this loop)
+
+    func join(_ connection: ClientConnection, doc: String, role: Role, state: JSONValue?, since: UInt64?) {
+        onLoop {
+            let join = PendingJoin(connection: connection, role: role, state: state, since: since)
+            let docState = self.docState(for: doc)
+            if docState.loading {
+                docState.waiting.append(join)
+            } else {
+                self.completeJoin(join, doc: doc, docState)
+            }
+        }
+    }
+
+    private func completeJoin(_ join: PendingJoin, doc: String, _ docState: DocState) {
+        let connection = join.connection
+        let sid = connection.sessionID
+        let existing = docState.presence.view[sid]
+        if let existing, existing.user != connection.identity.user {
+            connection.eventLoop.execute {
+                connection.membershipEnded(
+                    doc: doc, error: ProtocolError(.forbidden, "session id belongs to another user", doc: doc))
+            }
+            return
+        }
+        if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
+            // The same session on a newer connection (resume): the old one no longer speaks for it here.
+            if let old = docState.members.removeValue(forKey: previous) {
+                old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
+            }
+        }
+        let isNewHere = docState.members[ObjectIdentifier(connection)] == nil
+        if isNewHere, let departed = docState.recentDepartures[connection.identity.user],
+            node.clock.nowMs() < departed + 60_000
+        {
+            connection.eventLoop.execute { connection.markReconnect() }
+        }
+        let entry = PresenceEntry(
+            sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
+            node: node.config.nodeID, version: (existing?.version ?? 0) + 1,
+            state: join.state ?? existing?.state ?? .object([:]))
+        docState.presence.join(entry)
+        docState.members[ObjectIdentifier(connection)] = Member(connection: connection, role: join.role)
+        docState.owners[sid] = ObjectIdentifier(connection)
+        docState.deliveryGroups = nil
+        let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: nil)
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+        updateGauges()
+    }
+
+    /// A connection leaves a doc (`leave: true`, deleted at once) or loses its socket (`leave: false`,
+    /// detached: presence stays for the TTL so a resume can take it over).
+    func removeMember(_ connection: ClientConnection, doc: String, leave: Bool, acknowledge: Bool = false) {
+        onLoop {
+            guard let docState = self.docs[doc] else { return }
+            let id = ObjectIdentifier(connection)
+            docState.waiting.removeAll { ObjectIdentifier($0.connection) == id }
+            if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
+            let sid = connection.sessionID
+            if docState.owners[sid] == id {
+                docState.owners.removeValue(forKey: sid)
+                if leave {
+                    docState.presence.leave(sid: sid)
+                } else {
+                    docState.presence.detach(sid: sid, nowMs: self.node.clock.nowMs())
+                }
+                docState.recentDepartures[connection.identity.user] = self.node.clock.nowMs()
+            }
+            if acknowledge {
+                let frame = ServerMessage.left(doc: doc)
+                connection.eventLoop.execute { connection.send(frame) }
+            }
+            self.updateGauges()
+        }
+    }
+
+    func updatePresence(_ connection: ClientConnection, doc: String, state: JSONValue) {
+        onLoop {
+            guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
+                // Still loading: the join is queued ahead of this update; apply it as the join's state.
+                if let docState = self.docs[doc], docState.loading,
+                    let index = docState.waiting.lastIndex(where: { $0.connection === connection })
+                {
+                    let join = docState.waiting[index]
+                    docState.waiting[index] = PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
+                    self.node.metrics.presenceUpdate(.accepted)
+                } else {
+                    self.node.metrics.presenceUpdate(.notJoined)
+                }
+                return
+            }
+            let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.node.clock.nowMs())
+            self.node.metrics.presenceUpdate(outcome)
+            if outcome == .rateLimited {
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
+            }
+        }
+    }
+
+    func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role) {
+        connection.sendError(ProtocolError(.unavailable, "document sync is not enabled on this node", doc: message.doc))
+    }
+
+    // MARK: Redis and other nodes
+
+    /// A message from the doc's pub/sub channel (already decoded on the subscriber thread).
+    func received(_ message: NodeMessage, doc: String) {
+        onLoop {
+            guard let docState = self.docs[doc] else { return }
+            let effect = docState.presence.apply(message)
+            if effect.expired > 0 { self.node.metrics.presenceExpired.increment(by: Int64(effect.expired)) }
+            for sid in effect.takenOver {
+                guard let owner = docState.owners.removeValue(forKey: sid),
+                    let member = docState.members.removeValue(forKey: owner)
+                else { continue }
+                docState.deliveryGroups = nil
+                member.connection.eventLoop.execute {
+                    member.connection.membershipEnded(
+                        doc: doc, error: ProtocolError(.forbidden, "this session was resumed on another connection", doc: doc))
+                }
+            }
+        }
+    }
+
+    /// Redis came back (or the pub/sub connection re-subscribed): rewrite what Redis may have lost and
+    /// check every doc against it.
+    func redisRecovered(rewrite: Bool) {
+        onLoop {
+            for (doc, docState) in self.docs {
+                if rewrite { docState.presence.writeFailed() }
+                docState.nextReconcileMs = 0
+                if docState.loading { self.load(doc, docState) }
+            }
+        }
+    }
+
+    private func docState(for doc: String) -> DocState {
+        if let existing = docs[doc] { return existing }
+        let docState = DocState(presence: PresenceDoc(doc: doc, settings: node.config.presenceSettings))
+        docs[doc] = docState
+        node.subscribe(doc: doc)
+        load(doc, docState)
+        updateGauges()
+        return docState
+    }
+
+    /// Reads the doc's presence from Redis before answering the first joins, so `joined` lists every node's
+    /// sessions. Without Redis the node answers from what it knows and reconciles when Redis returns.
+    private func load(_ doc: String, _ docState: DocState) {
+        let seq = docState.presence.currentEventSeq
+        node.presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
+            guard self.docs[doc] === docState else { return }
+            switch result {
+            case .success(let entries):
+                docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq)
+                docState.nextReconcileMs = self.node.clock.nowMs() + UInt64(self.node.config.reconcileMs)
+            case .failure(let error):
+                self.logger.debug("presence snapshot failed; answering from local state", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                docState.nextReconcileMs = 0
+            }
+            docState.loading = false
+            let waiting = docState.waiting
+            docState.waiting.removeAll()
+            for join in waiting { self.completeJoin(join, doc: doc, docState) }
+        }
+    }
+
+    // MARK: Tick, sweep, reconcile
+
+    private func tick() {
+        guard !stopped else { return }
+        let started = node.clock.nowNanos()
+        let nowMs = started / 1_000_000
+        for (doc, docState) in docs where !docState.loading {
+            let tick = docState.presence.tick(nowMs: nowMs)
+            if tick.expired > 0 { node.metrics.presenceExpired.increment(by: Int64(tick.expired)) }
+            deliver(tick, docState)
+            if let write = tick.write { perform(write, doc: doc, docState) }
+            if nowMs >= docState.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
+            if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil {
+                docs.removeValue(forKey: doc)
+                node.unsubscribe(doc: doc)
+            }
+        }
+        pruneDepartures(nowMs: nowMs)
+        updateGauges()
+        node.metrics.presenceTick.record(Double(node.clock.nowNanos() - started) / 1e9)
+    }
+
+    /// Sends a tick's deltas: encoded once, the same buffer written to every member, one hop per loop.
+    private func deliver(_ tick: PresenceTick, _ docState: DocState) {
+        guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
+        let allocator = ByteBufferAllocator()
+        let delta = tick.delta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
+        let viewerDelta = tick.viewerDelta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
+        let viewersGetDelta = tick.viewersGetDelta
+        for (loop, editors, viewers) in deliveryGroups(docState) {
+            loop.execute {
+                if let (d, buffer) = delta {
+                    for connection in editors { connection.deliverPresence(d, buffer: buffer) }
+                }
+                if let (v, buffer) = viewerDelta {
+                    for connection in viewers { connection.deliverPresence(v, buffer: buffer) }
+                }
+                if viewersGetDelta, let (d, buffer) = delta {
+                    for connection in viewers { connection.deliverPresence(d, buffer: buffer) }
+                }
+            }
+        }
+    }
+
+    private func deliveryGroups(_ docState: DocState) -> [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])] {
+        if let groups = docState.deliveryGroups { return groups }
+        var byLoop: [ObjectIdentifier: (EventLoop, editors: [ClientConnection], viewers: [ClientConnection])] = [:]
+        for member in docState.members.values {
+            let loop = member.connection.eventLoop
+            let key = ObjectIdentifier(loop)
+            var group = byLoop[key] ?? (loop, [], [])
+            if member.role == .editor { group.editors.append(member.connection) } else { group.viewers.append(member.connection) }
+            byLoop[key] = group
+        }
+        let groups = Array(byLoop.values)
+        docState.deliveryGroups = groups
+        return groups
+    }
+
+    private func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) {
+        guard node.redisIsUp else {
+            docState.presence.writeFailed()
+            return
+        }
+        node.presenceStore.write(doc: doc, write, on: eventLoop).whenFailure { error in
+            guard self.docs[doc] === docState else { return }
+            self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            docState.presence.writeFailed()
+        }
+    }
+
+    private func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
+        guard !docState.reconcileInFlight, node.redisIsUp else { return }
+        docState.reconcileInFlight = true
+        // Spread reconciles of many docs over the interval instead of doing them all at once.
+        let interval = UInt64(node.config.reconcileMs)
+        docState.nextReconcileMs = nowMs + interval / 2 + UInt64.random(in: 0...interval)
+        let seq = docState.presence.currentEventSeq
+        node.presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
+            docState.reconcileInFlight = false
+            guard self.docs[doc] === docState, case .success(let entries) = result else { return }
+            let corrections = docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq)
+            if corrections > 0 {
+                self.logger.info("reconcile corrected presence", metadata: ["doc": "\(doc)", "corrections": "\(corrections)"])
+            }
+        }
+    }
+
+    private func sweep() {
+        guard !stopped, node.redisIsUp else { return }
+        for (doc, docState) in docs where !docState.sweepInFlight {
+            docState.sweepInFlight = true
+            node.presenceStore.sweep(doc: doc, on: eventLoop).whenComplete { result in
+                docState.sweepInFlight = false
+                guard case .success(let gone) = result, !gone.isEmpty else { return }
+                self.logger.info("nodes expired from doc", metadata: ["doc": "\(doc)", "nodes": "\(gone)"])
+                self.received(.nodesGone(nodes: gone), doc: doc)
+            }
+        }
+    }
+
+    private func pruneDepartures(nowMs: UInt64) {
+        for docState in docs.values where !docState.recentDepartures.isEmpty {
+            docState.recentDepartures = docState.recentDepartures.filter { nowMs < $0.value + 60_000 }
+        }
+    }
+
+    // MARK: Status and shutdown
+
+    private var lastReportedSessions = 0
+    private var lastReportedDocs = 0
+
+    /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
+    private func updateGauges() {
+        let sessions = docs.values.reduce(0) { $0 + $1.presence.localCount }
+        let active = docs.count
+        node.metrics.presenceSessions.increment(by: Double(sessions - lastReportedSessions))
+        node.metrics.docsActive.increment(by: Double(active - lastReportedDocs))
+        lastReportedSessions = sessions
+        lastReportedDocs = active
+    }
+
+    /// Per-doc figures for /api/status.
+    func status() -> EventLoopFuture<[DocStatus]> {
+        eventLoop.submit {
+            self.docs.map { doc, state in
+                let view = state.presence.view.values
+                return DocStatus(
+                    doc: doc, members: view.count, editors: view.filter { $0.role == .editor }.count,
+                    viewers: view.filter { $0.role == .viewer }.count, localMembers: state.members.count,
+                    large: state.presence.isLarge)
+            }
+        }
+    }
+
+    /// Leaves every local session and writes the deletions to Redis (graceful shutdown).
+    func shutdown() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit {
+            self.stopped = true
+            self.tasks.forEach { $0.cancel() }
+            var writes: [EventLoopFuture<Void>] = []
+            let nowMs = self.node.clock.nowMs()
+            for (doc, docState) in self.docs {
+                for sid in docState.owners.keys { docState.presence.leave(sid: sid) }
+                docState.owners.removeAll()
+                docState.members.removeAll()
+                if let write = docState.presence.tick(nowMs: nowMs).write, self.node.redisIsUp {
+                    writes.append(self.node.presenceStore.write(doc: doc, write, on: self.eventLoop))
+                }
+            }
+            self.updateGauges()
+            return EventLoopFuture.andAllComplete(writes, on: self.eventLoop)
+        }
+    }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
+    }
+}
+
+/// One doc's figures in /api/status.
+public struct DocStatus: Sendable, Codable, Equatable {
+    public var doc: String
+    public var members: Int
+    public var editors: Int
+    public var viewers: Int
+    public var localMembers: Int
+    public var large: Bool
+}

@@ -1,0 +1,196 @@
+import Prometheus
+import TandemCore
+
+/// Why a client connection ended (the `reason` label of tandem_connections_closed_total). A fixed set, so
+/// the label stays bounded.
+public enum CloseReason: String, Sendable, CaseIterable {
+    /// The client sent a close frame.
+    case clientClose = "client_close"
+    /// The socket went away without a close frame (network loss, crashed client).
+    case abrupt
+    /// Missed two WebSocket pings.
+    case pingTimeout = "ping_timeout"
+    /// Closed with 1008: too many bad frames or a sustained message flood.
+    case abuse
+    /// Closed with 1003: binary frame on the JSON endpoint.
+    case unsupportedData = "unsupported_data"
+    /// Closed with 1013: outbound queue over the hard limit.
+    case slowConsumer = "slow_consumer"
+    /// Replaced by a newer connection resuming the same session.
+    case resumed
+    /// Closed with 1001 on shutdown.
+    case shutdown
+    /// A WebSocket protocol error (bad framing, oversized frame).
+    case protocolError = "protocol_error"
+}
+
+/// Every metric Tandem exports, created once at start-up with fixed label values (never doc or user
+/// ids). All Prometheus metric types are thread-safe, so any event loop or libmicrohttpd thread may use
+/// them.
+public final class TandemMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    // Connections
+    public let connections: Gauge
+    public let connectionsOpened: Counter
+    private let connectionsClosed: [CloseReason: Counter]
+    public let reconnects: Counter
+    public let admissionRejected: [AdmissionRejection: Counter]
+    public let reconnectStorm: Gauge
+
+    // Presence
+    public let presenceSessions: Gauge
+    public let docsActive: Gauge
+    private let presenceUpdates: [PresenceUpdateOutcome: Counter]
+    public let fanoutMessages: Counter
+    public let fanoutBytes: Counter
+    public let presenceExpired: Counter
+    public let presenceTick: ValueHistogram
+    public let protocolErrors: [ErrorCode: Counter]
+
+    // Queues
+    public let outboundQueueBytes: Gauge
+    public let redisQueueDepth: Gauge
+    public let pushQueueDepth: Gauge
+    public let slowConsumerCoalesced: Counter
+
+    // Redis
+    public let redisUp: Gauge
+    public let redisCommandSeconds: ValueHistogram
+
+    // Sync
+    private let syncPushes: [String: Counter]
+    public let syncConflicts: Counter
+    public let syncConcurrentPushes: Counter
+    public let syncLagSeconds: ValueHistogram
+    public let syncLagClocks: ValueHistogram
+    public let syncPushSeconds: ValueHistogram
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
+        self.registry = registry
+        func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "tandem", metricName: metric, unitName: unit, helpText: help)
+        }
+        let latencyBuckets: [Double] = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+        ]
+
+        registry.makeGauge(descriptor: name("node", "info", "Always 1; labels identify the node."), labels: [("node", nodeID)])
+            .set(to: 1)
+
+        connections = registry.makeGauge(descriptor: name("connections", "", "Open client WebSocket connections."))
+        connectionsOpened = registry.makeCounter(
+            descriptor: name("connections_opened", "total", "Client WebSocket connections accepted."))
+        connectionsClosed = Dictionary(
+            uniqueKeysWithValues: CloseReason.allCases.map {
+                (
+                    $0,
+                    registry.makeCounter(
+                        descriptor: name("connections_closed", "total", "Client connections closed, by reason."),
+                        labels: [("reason", $0.rawValue)])
+                )
+            })
+        reconnects = registry.makeCounter(
+            descriptor: name(
+                "reconnects", "total",
+                "Connections that resumed a session or came from a user seen in the same doc within 60 s."))
+        admissionRejected = Dictionary(
+            uniqueKeysWithValues: AdmissionRejection.allCases.map {
+                (
+                    $0,
+                    registry.makeCounter(
+                        descriptor: name("admission_rejected", "total", "WebSocket handshakes refused before the upgrade."),
+                        labels: [("reason", $0.rawValue)])
+                )
+            })
+        reconnectStorm = registry.makeGauge(
+            descriptor: name("reconnect_storm", "", "1 while the reconnect rate over 10 s exceeds --storm-threshold."))
+
+        presenceSessions = registry.makeGauge(
+            descriptor: name("presence_sessions", "", "Presence entries (session in a doc) served by this node."))
+        docsActive = registry.makeGauge(descriptor: name("docs_active", "", "Docs with members on this node."))
+        presenceUpdates = Dictionary(
+            uniqueKeysWithValues: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined].map {
+                (
+                    $0,
+                    registry.makeCounter(
+                        descriptor: name("presence_updates", "total", "Presence updates received from clients, by result."),
+                        labels: [("result", $0.rawValue)])
+                )
+            })
+        fanoutMessages = registry.makeCounter(
+            descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
+        fanoutBytes = registry.makeCounter(
+            descriptor: name("presence_fanout_bytes", "total", "Bytes of presence delta messages written to clients."))
+        presenceExpired = registry.makeCounter(
+            descriptor: name("presence_expired", "total", "Presence entries removed because their TTL ran out."))
+        presenceTick = registry.makeValueHistogram(
+            descriptor: name("presence_tick", "seconds", "Time to run one presence tick of one shard."),
+            buckets: latencyBuckets)
+        protocolErrors = Dictionary(
+            uniqueKeysWithValues: ErrorCode.allCases.map {
+                (
+                    $0,
+                    registry.makeCounter(
+                        descriptor: name("protocol_errors", "total", "Error messages sent to clients, by code."),
+                        labels: [("code", $0.rawValue)])
+                )
+            })
+
+        let depth = name("queue_depth", "", "Work waiting: outbound bytes to clients, Redis commands, pushes.")
+        outboundQueueBytes = registry.makeGauge(descriptor: depth, labels: [("queue", "outbound")])
+        redisQueueDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "redis")])
+        pushQueueDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "push")])
+        slowConsumerCoalesced = registry.makeCounter(
+            descriptor: name(
+                "slow_consumer_coalesced", "total",
+                "Presence deltas merged instead of queued because a client's socket was backed up."))
+
+        redisUp = registry.makeGauge(descriptor: name("redis_up", "", "1 when the Redis command connection is up."))
+        redisCommandSeconds = registry.makeValueHistogram(
+            descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
+
+        syncPushes = Dictionary(
+            uniqueKeysWithValues: ["commit", "rebase", "discard", "error"].map {
+                (
+                    $0,
+                    registry.makeCounter(
+                        descriptor: name("sync_pushes", "total", "Document pushes, by outcome."), labels: [("action", $0)])
+                )
+            })
+        syncConflicts = registry.makeCounter(
+            descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes."))
+        syncConcurrentPushes = registry.makeCounter(
+            descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
+        syncLagSeconds = registry.makeValueHistogram(
+            descriptor: name("sync_lag", "seconds", "Commit to written to each subscriber's socket."),
+            buckets: latencyBuckets)
+        syncLagClocks = registry.makeValueHistogram(
+            descriptor: name("sync_lag_clocks", "", "Head clock minus each client's last ack."),
+            buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
+        syncPushSeconds = registry.makeValueHistogram(
+            descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+    }
+
+    public func connectionClosed(_ reason: CloseReason) { connectionsClosed[reason]!.increment() }
+    public func presenceUpdate(_ outcome: PresenceUpdateOutcome) { presenceUpdates[outcome]!.increment() }
+    public func protocolError(_ code: ErrorCode) { protocolErrors[code]!.increment() }
+    public func syncPush(_ action: String) { syncPushes[action]?.increment() }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// Why a handshake was refused before the upgrade (the `reason` label of tandem_admission_rejected_total).
+public enum AdmissionRejection: String, Sendable, CaseIterable {
+    /// Over --max-new-connections-per-sec.
+    case rate
+    /// Over --max-connections.
+    case nodeFull = "node_full"
+    /// Over --max-connections-per-user.
+    case userFull = "user_full"
+    /// Missing, bad or expired token.
+    case unauthorized
+    /// Shutting down.
+    case draining
+}

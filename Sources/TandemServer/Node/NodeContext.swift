@@ -1,0 +1,64 @@
+import Logging
+import NIOCore
+import TandemCore
+import TandemRedis
+
+/// What connections and shards share on a node: configuration, metrics, Redis, the shards themselves.
+/// Immutable after start-up (the shards are created here so they can point back to it).
+final class NodeContext: Sendable {
+    let config: ServerConfiguration
+    let metrics: TandemMetrics
+    let logger: Logger
+    let clock = NodeClock()
+    let registry = SessionRegistry()
+    let redis: RedisClient
+    let subscriber: RedisSubscriber
+    let presenceStore: PresenceStore
+    let storm: ReconnectStormMonitor
+    private let shardsBox: NIOLockedValueBoxShards
+
+    init(
+        config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
+        subscriber: RedisSubscriber, loops: [EventLoop]
+    ) {
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+        self.redis = redis
+        self.subscriber = subscriber
+        self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
+        self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
+        self.shardsBox = NIOLockedValueBoxShards()
+        shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
+    }
+
+    var shards: [DocShard] { shardsBox.shards }
+
+    /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).
+    func shard(for doc: String) -> DocShard {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in doc.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        let shards = self.shards
+        return shards[Int(hash % UInt64(shards.count))]
+    }
+
+    var redisIsUp: Bool { redis.isConnected }
+
+    func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
+    func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
+
+    func reconnectObserved() {
+        metrics.reconnects.increment()
+        storm.record()
+    }
+}
+
+/// Set-once holder for the shards (they need the context, the context owns them).
+final class NIOLockedValueBoxShards: @unchecked Sendable {
+    // Written once in NodeContext.init before the context is shared, read-only afterwards.
+    private(set) var shards: [DocShard] = []
+    func set(_ shards: [DocShard]) { self.shards = shards }
+}

@@ -1,0 +1,46 @@
+import Logging
+import NIOConcurrencyHelpers
+import TandemCore
+
+/// The node's reconnect-storm state: fed by every counted reconnect, evaluated once a second, exported
+/// as tandem_reconnect_storm and logged once when a storm starts and once when it ends.
+final class ReconnectStormMonitor: Sendable {
+    private let detector: NIOLockedValueBox<ReconnectStormDetector>
+    private let metrics: TandemMetrics
+    private let logger: Logger
+    private let clock = NodeClock()
+
+    init(threshold: Double, metrics: TandemMetrics, logger: Logger) {
+        detector = NIOLockedValueBox(ReconnectStormDetector(threshold: threshold))
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func record() {
+        let now = clock.nowMs()
+        detector.withLockedValue { $0.record(nowMs: now) }
+    }
+
+    func evaluate() {
+        let now = clock.nowMs()
+        let transition = detector.withLockedValue { $0.evaluate(nowMs: now) }
+        switch transition {
+        case .started(let rate)?:
+            metrics.reconnectStorm.set(to: 1)
+            logger.warning("reconnect storm started", metadata: ["rate": "\(Int(rate))/s"])
+        case .ended(let peak, let duration)?:
+            metrics.reconnectStorm.set(to: 0)
+            logger.warning(
+                "reconnect storm ended",
+                metadata: ["peak.rate": "\(Int(peak))/s", "duration.seconds": "\(Double(duration) / 1000)"])
+        case nil:
+            break
+        }
+    }
+
+    /// Current rate and state, for /api/status.
+    func snapshot() -> (rate: Double, inStorm: Bool, peak: Double) {
+        let now = clock.nowMs()
+        return detector.withLockedValue { ($0.rate(nowMs: now), $0.inStorm, $0.peakRate) }
+    }
+}

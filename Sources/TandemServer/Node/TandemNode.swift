@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TandemCore
+import TandemOpsHTTP
+import TandemRedis
+
+/// One Tandem node: the WebSocket data plane, the doc shards, the Redis connections and the ops server,
+/// started in dependency order and stopped in reverse.
+public final class TandemNode: Sendable {
+    public let configuration: ServerConfiguration
+    public let metrics: TandemMetrics
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let context: NodeContext
+    private let server: WebSocketServer
+    private let ops: OpsHTTPServer
+    private let startedAt = Date()
+    private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let ports = NIOLockedValueBox((ws: 0, ops: 0))
+
+    /// Builds the node; nothing listens or connects until `start()`.
+    public init(configuration: ServerConfiguration, logger: Logger, eventLoopThreads: Int = System.coreCount) async throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        let metrics = TandemMetrics(nodeID: configuration.nodeID)
+        self.metrics = metrics
+        let endpoint = try RedisEndpoint(url: configuration.redisURL)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
+
+        // The Redis hooks need the context, which needs the clients: bind them late.
+        let late = NIOLockedValueBox<NodeContext?>(nil)
+        var redisConfig = RedisClient.Configuration(endpoint: endpoint)
+        redisConfig.onConnectionStateChange = { up in
+            metrics.redisUp.set(to: up ? 1 : 0)
+            guard up, let context = late.withLockedValue({ $0 }) else { return }
+            context.logger.info("redis connected; re-registering presence")
+            context.shards.forEach { $0.redisRecovered(rewrite: true) }
+        }
+        redisConfig.commandObserver = { seconds in metrics.redisCommandSeconds.record(seconds) }
+        var redisLogger = logger
+        redisLogger[metadataKey: "redis.endpoint"] = "\(endpoint)"
+        let redis = RedisClient(configuration: redisConfig, logger: redisLogger)
+
+        var subscriberConfig = RedisSubscriber.Configuration(endpoint: endpoint) { channel, payload in
+            guard let context = late.withLockedValue({ $0 }), let doc = RedisKeys.doc(fromChannel: channel),
+                let message = NodeMessage.decode(payload)
+            else { return }
+            context.shard(for: doc).received(message, doc: doc)
+        }
+        subscriberConfig.onReady = {
+            // Re-subscribed after a (re)connect: whatever was published in the gap is lost, so check every
+            // doc against Redis.
+            late.withLockedValue { $0 }?.shards.forEach { $0.redisRecovered(rewrite: false) }
+        }
+        let subscriber = RedisSubscriber(configuration: subscriberConfig, logger: redisLogger)
+
+        let context = NodeContext(
+            config: configuration, metrics: metrics, logger: logger, redis: redis, subscriber: subscriber,
+            loops: Array(group.makeIterator()))
+        late.withLockedValue { $0 = context }
+        self.context = context
+
+        let authenticator = await Authenticator(secret: configuration.jwtSecret)
+        if authenticator.isDevelopmentMode {
+            logger.warning("no --jwt-secret: development mode, clients pick their user with ?user=&name= and edit every doc")
+        }
+        server = WebSocketServer(node: context, authenticator: authenticator, group: group)
+
+        let routes = OpsRoutes(node: context, startedAt: startedAt, webRoot: configuration.webRoot)
+        ops = OpsHTTPServer(
+            configuration: .init(host: configuration.opsHost, port: configuration.opsPort), logger: logger,
+            handler: { request in routes.handle(request) })
+    }
+
+    /// The bound client port (useful with `--port 0`).
+    public var port: Int { ports.withLockedValue { $0.ws } }
+    public var opsPort: Int { ports.withLockedValue { $0.ops } }
+
+    public func start() async throws {
+        context.redis.start()
+        context.subscriber.start()
+        context.shards.forEach { $0.start() }
+        let wsPort = try await server.start()
+        try ops.start()
+        ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
+        let context = self.context
+        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            Self.housekeeping(context)
+        }
+        housekeeping.withLockedValue { $0 = task }
+        logger.info(
+            "listening",
+            metadata: [
+                "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
+                "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
+                "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
+            ])
+    }
+
+    /// Once a second: storm state and queue gauges.
+    private static func housekeeping(_ context: NodeContext) {
+        context.storm.evaluate()
+        context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
+        let connections = context.registry.allConnections
+        let byLoop = Dictionary(grouping: connections) { ObjectIdentifier($0.eventLoop) }
+        let sums = byLoop.values.map { group in
+            group[0].eventLoop.submit { group.reduce(0) { $0 + $1.outboundBytes() } }
+        }
+        guard let loop = sums.first?.eventLoop else {
+            context.metrics.outboundQueueBytes.set(to: 0)
+            return
+        }
+        EventLoopFuture.whenAllSucceed(sums, on: loop).whenSuccess { values in
+            context.metrics.outboundQueueBytes.set(to: Double(values.reduce(0, +)))
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close clients with 1001, remove this node's presence from
+    /// Redis, then close Redis, the ops server and the event loops.
+    public func shutdown() async {
+        logger.info("shutting down")
+        housekeeping.withLockedValue { $0?.cancel() }
+        await server.stopAccepting()
+        await server.closeAllClients(timeout: .seconds(3))
+        let flushes = context.shards.map { $0.shutdown() }
+        if let loop = flushes.first?.eventLoop {
+            await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: .seconds(3))
+        }
+        ops.stop()
+        await context.subscriber.shutdown()
+        await context.redis.shutdown()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    /// Figures for /api/status and tests.
+    func status() -> NodeStatus { OpsRoutes(node: context, startedAt: startedAt, webRoot: nil).status() }
+}

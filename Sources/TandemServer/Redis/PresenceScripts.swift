@@ -1,0 +1,102 @@
+import TandemRedis
+
+/// The Lua scripts behind presence. Each runs atomically in Redis; all keys of one doc share the hash tag
+/// `{D}`, so in Redis Cluster they live in one slot.
+///
+/// Keys of doc D:
+/// - `tandem:{D}:presence:NODE` — hash `sid → ENTRY` of the sessions NODE serves in D. PEXPIREd to the
+///   presence TTL on every write and refresh: if NODE dies, Redis itself drops its sessions after the TTL.
+/// - `tandem:{D}:nodes` — sorted set `NODE → deadline (ms, Redis clock)`: which nodes serve D and until
+///   when. The sweep turns passed deadlines into a `nodesGone` message so every node reports those
+///   sessions in `left` (a key expiry alone would tell nobody).
+/// Channel `tandem:{D}` carries node messages; it is published from inside the scripts so every node sees
+/// changes in exactly the order Redis applied them.
+///
+/// The snapshot and sweep scripts read `tandem:{D}:presence:NODE` keys they discover in the sorted set;
+/// these are not in KEYS, but share the `{D}` tag, so they are in the script's slot (allowed in Cluster).
+/// Every command inside a script counts in Redis's command rate, so writes batch: one HSET and one
+/// PEXPIRE per doc per tick, the sorted set only on refresh (every TTL/4).
+enum PresenceScripts {
+    /// KEYS: node hash, nodes zset. ARGV: node, ttlMs, full(0|1), refresh(0|1), channel, payload,
+    /// upsertCount, then upsertCount (sid, entry) pairs, then sids to delete.
+    static let write = RedisScript(
+        """
+        local node, ttl = ARGV[1], tonumber(ARGV[2])
+        local full, refresh = ARGV[3] == '1', ARGV[4] == '1'
+        local n = tonumber(ARGV[7])
+        if full then redis.call('DEL', KEYS[1]) end
+        local last = 7 + 2 * n
+        local i = 8
+        while i <= last do
+          local batch = {}
+          while i <= last and #batch < 1000 do
+            batch[#batch + 1] = ARGV[i]; batch[#batch + 1] = ARGV[i + 1]; i = i + 2
+          end
+          redis.call('HSET', KEYS[1], unpack(batch))
+        end
+        local dels = {}
+        for k = last + 1, #ARGV do
+          dels[#dels + 1] = ARGV[k]
+          if #dels == 1000 then redis.call('HDEL', KEYS[1], unpack(dels)); dels = {} end
+        end
+        if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
+        if redis.call('PEXPIRE', KEYS[1], ttl) == 1 then
+          if refresh or full then
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            redis.call('ZADD', KEYS[2], now + ttl, node)
+            redis.call('PEXPIRE', KEYS[2], ttl)
+          end
+        else
+          redis.call('ZREM', KEYS[2], node)
+        end
+        if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+        return 1
+        """)
+
+    /// KEYS: nodes zset. ARGV: presence key prefix (`tandem:{D}:presence:`).
+    /// Returns every entry of every node whose deadline has not passed.
+    static let snapshot = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local out = {}
+        for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+          for _, entry in ipairs(redis.call('HVALS', ARGV[1] .. node)) do out[#out + 1] = entry end
+        end
+        return out
+        """)
+
+    /// KEYS: nodes zset. ARGV: presence key prefix, channel.
+    /// Removes nodes whose deadline passed, deletes their hashes, publishes `{"k":"g","gone":[…]}` and
+    /// returns their names. Node ids are restricted to [A-Za-z0-9._:-], so they need no JSON escaping.
+    static let sweep = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+        if #gone == 0 then return gone end
+        redis.call('ZREM', KEYS[1], unpack(gone))
+        local names = {}
+        for i, node in ipairs(gone) do
+          redis.call('DEL', ARGV[1] .. node)
+          names[i] = '"' .. node .. '"'
+        end
+        redis.call('PUBLISH', ARGV[2], '{"k":"g","gone":[' .. table.concat(names, ',') .. ']}')
+        return gone
+        """)
+}
+
+/// Redis key and channel names for a doc.
+public enum RedisKeys {
+    public static func channel(_ doc: String) -> String { "tandem:{\(doc)}" }
+    public static func presencePrefix(_ doc: String) -> String { "tandem:{\(doc)}:presence:" }
+    public static func presence(_ doc: String, node: String) -> String { presencePrefix(doc) + node }
+    public static func nodes(_ doc: String) -> String { "tandem:{\(doc)}:nodes" }
+
+    /// The doc id of a doc channel name, if it is one.
+    public static func doc(fromChannel channel: String) -> String? {
+        guard channel.hasPrefix("tandem:{"), channel.hasSuffix("}") else { return nil }
+        return String(channel.dropFirst("tandem:{".count).dropLast())
+    }
+}

@@ -1,0 +1,68 @@
+import NIOCore
+import NIOWebSocket
+
+/// The thin channel handler in front of a `ClientConnection`: turns WebSocket frames and channel events
+/// into calls on it. Control frames are answered here (pong), data frames go to the connection.
+final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let connection: ClientConnection
+
+    init(connection: ClientConnection) {
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { connection.start() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            connection.receivedText(frame.unmaskedData)
+        case .binary:
+            connection.receivedBinary()
+        case .ping:
+            // RFC 6455 §5.5.2: answer with the same application data.
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            connection.receivedPong()
+        case .connectionClose:
+            connection.receivedClose()
+            // Echo the close (RFC 6455 §5.5.1) unless we started the handshake, then close the socket.
+            if !connection.isClosing {
+                var data = frame.unmaskedData
+                let code = data.readWebSocketErrorCode() ?? .normalClosure
+                var reply = context.channel.allocator.buffer(capacity: 2)
+                reply.write(webSocketErrorCode: code)
+                let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+        default:
+            break
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection.writabilityChanged(isWritable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.channelClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Framing errors (oversized or malformed frames) are answered with a close frame by NIO's
+        // WebSocketProtocolErrorHandler; record why, then drop the socket.
+        connection.protocolErrorClose()
+        context.close(promise: nil)
+    }
+}

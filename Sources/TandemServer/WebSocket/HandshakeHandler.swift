@@ -1,0 +1,92 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TandemCore
+
+/// The outcome of one handshake, shared by the upgrader's callbacks and the fallback handler of the same
+/// channel. Only touched on that channel's event loop.
+final class HandshakeState: @unchecked Sendable {
+    struct Accepted {
+        var identity: Identity
+        var sessionID: String
+        var resumed: Bool
+    }
+
+    struct Rejected {
+        var status: HTTPResponseStatus
+        var error: String
+        var message: String
+        var headers: [(String, String)] = []
+    }
+
+    enum Decision {
+        case accepted(Accepted)
+        case rejected(Rejected)
+    }
+
+    var decision: Decision?
+}
+
+/// Answers HTTP requests on the client port that do not become WebSockets: refused handshakes (401,
+/// 429, 503 with `Retry-After`), plain requests to `/v1/ws` (426) and anything else (404). Always a JSON
+/// body `{"error":…,"message":…}` and `Connection: close`.
+///
+/// Sendable only so the upgrader's callbacks can remove it; it is used on its channel's loop alone.
+final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let state: HandshakeState
+    private var responded = false
+
+    init(state: HandshakeState) { self.state = state }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = unwrapInboundIn(data), !responded else { return }
+        responded = true
+        let rejection: HandshakeState.Rejected
+        if case .rejected(let rejected)? = state.decision {
+            rejection = rejected
+        } else if head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws" {
+            rejection = .init(
+                status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
+                headers: [("Upgrade", "websocket")])
+        } else {
+            rejection = .init(status: .notFound, error: "not_found", message: "the client endpoint is /v1/ws")
+        }
+        var body = JSONWriter()
+        body.openObject()
+        body.key("error"); body.string(rejection.error); body.comma()
+        body.key("message"); body.string(rejection.message)
+        body.closeObject()
+        var headers = HTTPHeaders(rejection.headers)
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: "\(body.bytes.count)")
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: rejection.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body.bytes)))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// `?a=b&c=d` → `["a": "b", "c": "d"]`, percent-decoded (`+` is a space, as browsers encode forms).
+enum QueryString {
+    static func parse(uri: String) -> (path: String, query: [String: String]) {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = parts.first.map(String.init) ?? "/"
+        var query: [String: String] = [:]
+        if parts.count > 1 {
+            for pair in parts[1].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let key = decode(kv[0]) else { continue }
+                query[key] = kv.count > 1 ? decode(kv[1]) ?? "" : ""
+            }
+        }
+        return (path, query)
+    }
+
+    private static func decode(_ part: Substring) -> String? {
+        part.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+}
