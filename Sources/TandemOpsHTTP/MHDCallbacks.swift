@@ -44,7 +44,7 @@ func mhdAccessHandler(
 
     // Phase 1: headers received, body (if any) not read yet.
     guard let statePointer = conCls.pointee else {
-        let state = RequestState()
+        let state = RequestState(liveCounter: context.liveRequests)
         conCls.pointee = Unmanaged.passRetained(state).toOpaque()
         if let declared = declaredContentLength(connection), declared > UInt64(context.maxRequestBodyBytes) {
             // Answering before the body is read makes libmicrohttpd skip the
