@@ -33,7 +33,8 @@ final class ServerContext: Sendable {
         self.handler = handler
         self.logger = logger
         self.maxRequestBodyBytes = maxRequestBodyBytes
-        self.maxDiscardedBodyBytes = max(1 << 20, maxRequestBodyBytes.multipliedReportingOverflow(by: 4).partialValue)
+        let fourTimesLimit = maxRequestBodyBytes.multipliedReportingOverflow(by: 4)
+        self.maxDiscardedBodyBytes = max(1 << 20, fourTimesLimit.overflow ? Int.max : fourTimesLimit.partialValue)
     }
 
     func recordLibraryMessage(_ message: String) {
