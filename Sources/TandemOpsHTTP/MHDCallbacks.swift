@@ -44,7 +44,7 @@ func mhdAccessHandler(
 
     // Phase 1: headers received, body (if any) not read yet.
     guard let statePointer = conCls.pointee else {
-        let state = RequestState()
+        let state = RequestState(liveCounter: context.liveRequests)
         conCls.pointee = Unmanaged.passRetained(state).toOpaque()
         if let declared = declaredContentLength(connection), declared > UInt64(context.maxRequestBodyBytes) {
             // Answering before the body is read makes libmicrohttpd skip the
@@ -85,11 +85,10 @@ func mhdAccessHandler(
 
     // Phase 3: the request is complete.
     state.responded = true
-    let description = describe(method, url)
     if state.bodyTooLarge {
         return queueResponse(
             .contentTooLarge(limit: context.maxRequestBodyBytes),
-            on: connection, logger: context.logger, requestDescription: description)
+            on: connection, logger: context.logger, requestDescription: describe(method, url))
     }
     let request = OpsRequest(
         method: String(cString: method),
@@ -100,7 +99,7 @@ func mhdAccessHandler(
     )
     state.body = []
     let response = context.handler(request)
-    return queueResponse(response, on: connection, logger: context.logger, requestDescription: description)
+    return queueResponse(response, on: connection, logger: context.logger, requestDescription: describe(method, url))
 }
 
 /// `MHD_RequestCompletedCallback` (`MHD_OPTION_NOTIFY_COMPLETED`): releases

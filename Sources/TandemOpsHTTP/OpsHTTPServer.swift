@@ -87,6 +87,15 @@ public final class OpsHTTPServer: Sendable {
         }
     }
 
+    /// The live-request counter of the running daemon, for leak checks in
+    /// tests; it stays valid (and keeps counting frees) after `stop()`.
+    var liveRequestCounter: LiveRequestCounter? {
+        state.withLockedValue { state in
+            guard case .running(let running) = state else { return nil }
+            return running.context.takeUnretainedValue().liveRequests
+        }
+    }
+
     /// Whether the daemon is currently started.
     public var isRunning: Bool {
         state.withLockedValue { state in

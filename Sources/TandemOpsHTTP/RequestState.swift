@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 /// Per-request state kept in libmicrohttpd's `*con_cls` slot.
 ///
 /// Created on the first access-handler call for a request (when `*con_cls`
@@ -7,6 +9,10 @@
 /// mode, runs all of them on that connection's thread, so this class needs
 /// no lock and is deliberately not Sendable.
 final class RequestState {
+    /// Counts live instances per daemon, so tests can prove that every
+    /// request's state is freed (completed, refused, aborted or shut down).
+    private let liveCounter: LiveRequestCounter
+
     /// Body bytes received so far (never more than the configured limit).
     var body: [UInt8] = []
     /// The body went over the limit: remaining chunks are discarded and the
@@ -16,4 +22,27 @@ final class RequestState {
     var discardedBytes = 0
     /// A response has been queued; later calls (there should be none) are no-ops.
     var responded = false
+
+    init(liveCounter: LiveRequestCounter) {
+        self.liveCounter = liveCounter
+        liveCounter.add(1)
+    }
+
+    deinit {
+        liveCounter.add(-1)
+    }
+}
+
+/// Number of `RequestState`s alive for one daemon. Lock-protected: states
+/// are created and destroyed on many connection threads.
+final class LiveRequestCounter: Sendable {
+    private let count = NIOLockedValueBox(0)
+
+    func add(_ delta: Int) {
+        count.withLockedValue { $0 += delta }
+    }
+
+    var value: Int {
+        count.withLockedValue { $0 }
+    }
 }

@@ -19,6 +19,8 @@ final class ServerContext: Sendable {
     /// Upload bytes of an over-limit chunked body we are willing to read and
     /// throw away before giving up on sending a 413 and closing the socket.
     let maxDiscardedBodyBytes: Int
+    /// Live `RequestState`s of this daemon (a leak check for the tests).
+    let liveRequests = LiveRequestCounter()
     /// The last few messages libmicrohttpd logged, so that a failed
     /// `MHD_start_daemon` (which only returns NULL) can say why.
     private let recentLibraryMessages = NIOLockedValueBox<[String]>([])
@@ -31,7 +33,8 @@ final class ServerContext: Sendable {
         self.handler = handler
         self.logger = logger
         self.maxRequestBodyBytes = maxRequestBodyBytes
-        self.maxDiscardedBodyBytes = max(1 << 20, maxRequestBodyBytes.multipliedReportingOverflow(by: 4).partialValue)
+        let fourTimesLimit = maxRequestBodyBytes.multipliedReportingOverflow(by: 4)
+        self.maxDiscardedBodyBytes = max(1 << 20, fourTimesLimit.overflow ? Int.max : fourTimesLimit.partialValue)
     }
 
     func recordLibraryMessage(_ message: String) {

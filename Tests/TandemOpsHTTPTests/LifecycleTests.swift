@@ -188,3 +188,47 @@ import Testing
         #expect(connectionRefused(port: port))
     }
 }
+
+/// The connection options reach libmicrohttpd.
+@Suite struct ConnectionOptionTests {
+    @Test func connectionsBeyondTheLimitAreClosedWithoutAnAnswer() throws {
+        let logged = Locked<[String]>([])
+        let server = try startedServer(.init(maxConnections: 2), logger: testLogger(capturing: logged)) { _ in
+            .text("ok")
+        }
+        defer { server.stop() }
+        let port = server.boundPort
+
+        // Two keep-alive connections, each proven accepted by an answer, and held open.
+        var held: [RawHTTPConnection] = []
+        for _ in 0..<2 {
+            let connection = try RawHTTPConnection(port: port)
+            try connection.send(RawHTTP.requestBytes("GET", "/", headers: [("Connection", "keep-alive")]))
+            #expect(try connection.readResponse().status == 200)
+            held.append(connection)
+        }
+
+        let third = try RawHTTPConnection(port: port)
+        try? third.send(RawHTTP.requestBytes("GET", "/"))
+        #expect(try third.readToEOF().isEmpty, "the third connection is closed unanswered")
+        #expect(logged.current.contains { $0.contains("connection limit") })
+
+        // Freeing a slot lets new connections in again.
+        held.removeFirst()
+        #expect(waitUntil {
+            (try? RawHTTP.get("/", port: port))?.status == 200
+        })
+    }
+
+    @Test func idleConnectionsAreClosedAfterTheTimeout() throws {
+        let server = try startedServer(.init(connectionTimeoutSeconds: 1)) { _ in .text("ok") }
+        defer { server.stop() }
+
+        let idle = try RawHTTPConnection(port: server.boundPort, timeoutSeconds: 15)
+        try idle.send(RawHTTP.requestBytes("GET", "/", headers: [("Connection", "keep-alive")]))
+        #expect(try idle.readResponse().status == 200)
+        // Sends nothing more: the server closes it (the client would wait 15 s).
+        #expect(try idle.readToEOF().isEmpty)
+        #expect(idle.sawEOF)
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import TandemOpsHTTP
 
@@ -98,5 +99,54 @@ import Testing
             // The connection is dropped here with the body unfinished.
         }
         try assertStillServing(server)
+    }
+}
+
+/// Every request's per-request state (kept in libmicrohttpd's `con_cls`)
+/// is freed through `MHD_OPTION_NOTIFY_COMPLETED`, however the request ends.
+@Suite struct RequestStateLifetimeTests {
+    @Test func perRequestStateIsFreedForEveryOutcome() throws {
+        let release = DispatchSemaphore(value: 0)
+        let entered = Locked(false)
+        let server = try startedServer(.init(maxRequestBodyBytes: 1024)) { request in
+            if request.path == "/block" {
+                entered.withLock { $0 = true }
+                _ = release.wait(timeout: .now() + 20)
+            }
+            return .text("ok")
+        }
+        let counter = try #require(server.liveRequestCounter)
+        let port = server.boundPort
+
+        // Completed, keep-alive, over-limit (early and chunked), aborted mid-body.
+        _ = try RawHTTP.get("/", port: port)
+        let keepAlive = try RawHTTPConnection(port: port)
+        for _ in 0..<3 {
+            try keepAlive.send(RawHTTP.requestBytes("GET", "/", headers: [("Connection", "keep-alive")]))
+            _ = try keepAlive.readResponse()
+        }
+        _ = try RawHTTP.request("POST", "/", port: port, body: [UInt8](repeating: 0, count: 2048))
+        let chunked = try RawHTTPConnection(port: port)
+        try chunked.send(RawHTTP.requestBytes("POST", "/", headers: [("Transfer-Encoding", "chunked")]))
+        try chunked.send("800\r\n" + String(repeating: "z", count: 2048) + "\r\n0\r\n\r\n")
+        #expect(try chunked.readResponse().status == 413)
+        do {
+            let aborted = try RawHTTPConnection(port: port)
+            try aborted.send(RawHTTP.requestBytes("POST", "/", headers: [("Content-Length", "1000")]))
+            try aborted.send([UInt8](repeating: 1, count: 10))
+        }
+        #expect(waitUntil { counter.value == 0 }, "live request states: \(counter.value)")
+
+        // A request still inside its handler when the server stops is freed
+        // by the shutdown itself.
+        let client = BackgroundWork { _ = try? RawHTTP.get("/block", port: port) }
+        #expect(waitUntil { entered.current })
+        #expect(counter.value >= 1)
+        let stopper = BackgroundWork { server.stop() }
+        release.signal()
+        #expect(stopper.wait())
+        #expect(client.wait())
+        #expect(counter.value == 0)
+        _ = keepAlive
     }
 }
