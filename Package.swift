@@ -106,7 +106,10 @@ let package = Package(
         ),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
         .testTarget(name: "TandemRedisTests", dependencies: ["TandemRedis", "TandemTestSupport"]),
-        .testTarget(name: "TandemOpsHTTPTests", dependencies: ["TandemOpsHTTP", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemOpsHTTPTests",
+            dependencies: ["TandemOpsHTTP", "TandemTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "TandemServerTests",
             dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]

@@ -1,0 +1,249 @@
+/// Limits on what one push may do (`tandem serve` flags; each refusal is a `too_large` error and nothing
+/// of the push is applied).
+public struct SyncLimits: Sendable, Equatable {
+    public var maxRecordBytes = 64 * 1024
+    public var maxPushBytes = 1024 * 1024
+    public var maxPushOps = 1_000
+    public var maxDocRecords = 100_000
+    public init() {}
+}
+
+/// What the server does with one push, decided against the doc state at `head`.
+public struct PushDecision: Equatable, Sendable {
+    public enum Action: String, Sendable {
+        /// Applied exactly as sent.
+        case commit
+        /// Applied, but not exactly as sent: `applied` says what.
+        case rebase
+        /// Nothing applied.
+        case discard
+    }
+
+    /// What must still hold in Redis for the decision to stand (checked atomically by the commit script).
+    public enum Expectation: Equatable, Sendable {
+        /// The record is live at this version (its content mattered).
+        case version(UInt64)
+        /// The record is live (any content).
+        case exists
+        /// The record does not exist.
+        case absent
+    }
+
+    public var action: Action
+    public var applied: Ops
+    /// The new value of every record `applied` touches (nil: removed), serialized canonically.
+    public var writes: [String: [UInt8]?]
+    public var expectations: [String: Expectation]
+    public var reason: String?
+    /// A rebase or discard caused by a change the pusher had not seen (a record changed after `base`).
+    public var conflicted: Bool
+    /// Records created / removed, for the doc size limit.
+    public var created: Int
+    public var removed: Int
+}
+
+/// One document's records as of `head`: the state every push is decided against and every catch-up is
+/// served from. A node keeps one per doc with local members and advances it commit by commit, in clock
+/// order, so it equals Redis at `head`.
+public struct DocReplica: Sendable, Equatable {
+    public private(set) var head: UInt64
+    public private(set) var records: [String: JSONValue]
+    /// Clock of the last change of each live record.
+    public private(set) var versions: [String: UInt64]
+    /// Clock of each removal still retained.
+    public private(set) var tombstones: [String: UInt64]
+
+    public init(
+        head: UInt64 = 0, records: [String: JSONValue] = [:], versions: [String: UInt64] = [:],
+        tombstones: [String: UInt64] = [:]
+    ) {
+        self.head = head
+        self.records = records
+        self.versions = versions
+        self.tombstones = tombstones
+    }
+
+    /// Applies a committed change. Returns false (and changes nothing) unless `clock` is `head + 1`.
+    @discardableResult
+    public mutating func apply(clock: UInt64, ops: Ops) -> Bool {
+        guard clock == head + 1 else { return false }
+        for (id, op) in ops.records {
+            switch op {
+            case .put(let record):
+                records[id] = record
+                versions[id] = clock
+                tombstones.removeValue(forKey: id)
+            case .patch(let diff):
+                guard case .object(let object)? = records[id] else { continue }
+                records[id] = .object(Self.apply(diff, to: object, changedAfterBase: false).result)
+                versions[id] = clock
+            case .remove:
+                guard records.removeValue(forKey: id) != nil else { continue }
+                versions.removeValue(forKey: id)
+                tombstones[id] = clock
+            }
+        }
+        head = clock
+        return true
+    }
+
+    /// Forgets tombstones at or below `floor` (history older than the retention is gone; clients that far
+    /// behind get a snapshot).
+    public mutating func compact(floor: UInt64) {
+        guard tombstones.values.contains(where: { $0 <= floor }) else { return }
+        tombstones = tombstones.filter { $0.value > floor }
+    }
+
+    // MARK: Deciding a push
+
+    /// Decides what `ops`, pushed by a client that had seen `base`, does to this state.
+    ///
+    /// - put: always applies (latest wins), creating or replacing the record.
+    /// - remove: applies to a live record; void if it is already gone.
+    /// - patch: void on a missing record; field by field otherwise: put/delete apply; a nested patch
+    ///   needs an object there (else void); an append whose offset matches the current length applies
+    ///   as sent, otherwise it becomes a put of the merged value (current value + appended part).
+    /// A push where nothing applies is discarded; one where something applies differently is rebased.
+    public func decide(ops: Ops, base: UInt64, limits: SyncLimits) throws(ProtocolError) -> PushDecision {
+        guard ops.records.count <= limits.maxPushOps else {
+            throw ProtocolError(.tooLarge, "a push holds at most \(limits.maxPushOps) ops; this one has \(ops.records.count)")
+        }
+        var applied: [String: RecordOp] = [:]
+        var writes: [String: [UInt8]?] = [:]
+        var expectations: [String: PushDecision.Expectation] = [:]
+        var exact = true
+        var conflicted = false
+        var created = 0
+        var removed = 0
+
+        for id in ops.records.keys.sorted() {
+            let op = ops.records[id]!
+            let current = records[id]
+            let changedAfterBase = version(of: id) > base
+            switch op {
+            case .put(let record):
+                let bytes = record.serialized
+                try checkSize(bytes, id: id, limits: limits)
+                applied[id] = op
+                writes[id] = bytes
+                expectations[id] = current == nil ? .absent : .exists
+                if current == nil { created += 1 }
+            case .remove:
+                if current == nil {
+                    expectations[id] = .absent
+                    exact = false
+                    conflicted = conflicted || changedAfterBase
+                } else {
+                    applied[id] = op
+                    writes[id] = .some(nil)
+                    expectations[id] = .exists
+                    removed += 1
+                }
+            case .patch(let diff):
+                guard case .object(let object)? = current else {
+                    expectations[id] = current == nil ? .absent : .version(versions[id] ?? 0)
+                    exact = false
+                    conflicted = conflicted || changedAfterBase
+                    continue
+                }
+                expectations[id] = .version(versions[id] ?? 0)
+                let outcome = Self.apply(diff, to: object, changedAfterBase: changedAfterBase)
+                if !outcome.exact {
+                    exact = false
+                    conflicted = conflicted || outcome.conflicted
+                }
+                guard !outcome.applied.fields.isEmpty else { continue }
+                let bytes = JSONValue.object(outcome.result).serialized
+                try checkSize(bytes, id: id, limits: limits)
+                applied[id] = .patch(outcome.applied)
+                writes[id] = bytes
+            }
+        }
+        guard records.count + created - removed <= limits.maxDocRecords || created == 0 else {
+            throw ProtocolError(.tooLarge, "a doc holds at most \(limits.maxDocRecords) records")
+        }
+        let action: PushDecision.Action = applied.isEmpty ? .discard : (exact ? .commit : .rebase)
+        return PushDecision(
+            action: action, applied: Ops(applied), writes: writes, expectations: expectations,
+            reason: action == .discard ? "void" : nil, conflicted: conflicted && action != .commit,
+            created: created, removed: removed)
+    }
+
+    /// The clock of the last change of `id` (creation, update or removal), 0 if unknown.
+    public func version(of id: String) -> UInt64 {
+        versions[id] ?? tombstones[id] ?? 0
+    }
+
+    private func checkSize(_ bytes: [UInt8], id: String, limits: SyncLimits) throws(ProtocolError) {
+        guard bytes.count <= limits.maxRecordBytes else {
+            throw ProtocolError(.tooLarge, "record \(id.prefix(64)) would be \(bytes.count) bytes; the limit is \(limits.maxRecordBytes)")
+        }
+    }
+
+    struct DiffOutcome {
+        var result: [String: JSONValue]
+        var applied: Diff
+        var exact: Bool
+        var conflicted: Bool
+    }
+
+    /// Applies a diff to an object. `changedAfterBase` marks the record as changed since the pusher's base,
+    /// so a void or altered field counts as a conflict.
+    static func apply(_ diff: Diff, to object: [String: JSONValue], changedAfterBase: Bool) -> DiffOutcome {
+        var result = object
+        var applied: [String: FieldOp] = [:]
+        var exact = true
+        for field in diff.fields.keys.sorted() {
+            switch diff.fields[field]! {
+            case .put(let value):
+                result[field] = value
+                applied[field] = .put(value)
+            case .delete:
+                result.removeValue(forKey: field)
+                applied[field] = .delete
+            case .patch(let sub):
+                guard case .object(let nested)? = result[field] else {
+                    exact = false
+                    continue
+                }
+                let outcome = apply(sub, to: nested, changedAfterBase: changedAfterBase)
+                exact = exact && outcome.exact
+                if !outcome.applied.fields.isEmpty {
+                    result[field] = .object(outcome.result)
+                    applied[field] = .patch(outcome.applied)
+                }
+            case .append(let value, let offset):
+                switch (result[field], value) {
+                case (.string(let current)?, .string(let tail)):
+                    if current.utf16.count == offset {
+                        applied[field] = .append(value, offset: offset)
+                    } else {
+                        applied[field] = .put(.string(current + tail))
+                        exact = false
+                    }
+                    result[field] = .string(current + tail)
+                case (.array(let current)?, .array(let tail)):
+                    if current.count == offset {
+                        applied[field] = .append(value, offset: offset)
+                    } else {
+                        applied[field] = .put(.array(current + tail))
+                        exact = false
+                    }
+                    result[field] = .array(current + tail)
+                case (nil, _):
+                    if offset == 0 {
+                        applied[field] = .append(value, offset: 0)
+                    } else {
+                        applied[field] = .put(value)
+                        exact = false
+                    }
+                    result[field] = value
+                default:
+                    // Appending to a number, or a string to an array: nothing sensible to merge.
+                    exact = false
+                }
+            }
+        }
+        return DiffOutcome(result: result, applied: Diff(applied), exact: exact, conflicted: !exact && changedAfterBase)
+    }
+}

@@ -1,0 +1,160 @@
+/// Ordered commit delivery for one document on one node: a pure state machine.
+///
+/// Commits reach a node over pub/sub (in commit order) and, after gaps, from the Redis log. `SyncDoc`
+/// applies them to the doc's replica strictly in clock order and says which members get each one, so
+/// every member receives every clock exactly once, in order, from the point its catch-up ended.
+///
+/// Members are identified by any hashable key (the shard uses connection identities).
+public struct SyncDoc<Member: Hashable> {
+    public private(set) var replica: DocReplica?
+    /// The oldest clock the Redis log still holds; a member further behind needs a snapshot.
+    public private(set) var retainedFrom: UInt64 = 1
+    public let retention: UInt64
+    private let recentCapacity: Int
+    /// The most recent commits, contiguous and ending at `replica.head` (serves most catch-ups).
+    private var recent: [CommitNotice] = []
+    /// Commits that arrived ahead of a gap.
+    private var ahead: [UInt64: CommitNotice] = [:]
+    /// Live members and the clock they have been sent up to.
+    private var cursors: [Member: UInt64] = [:]
+    /// Members catching up from the Redis log, and the next clock they need.
+    private var catchingUp: [Member: UInt64] = [:]
+
+    public init(retention: UInt64, recentCapacity: Int = 2048) {
+        self.retention = retention
+        self.recentCapacity = recentCapacity
+    }
+
+    public var isLoaded: Bool { replica != nil }
+    public var head: UInt64 { replica?.head ?? 0 }
+    public func cursor(of member: Member) -> UInt64? { cursors[member] }
+
+    /// The first missing clock and the clock before the next one we hold, when commits wait behind a gap.
+    public var gap: ClosedRange<UInt64>? {
+        guard let replica, let next = ahead.keys.min() else { return nil }
+        return (replica.head + 1)...(next - 1)
+    }
+
+    /// One commit and the live members it goes to.
+    public struct Dispatch: Equatable {
+        public var commit: CommitNotice
+        public var recipients: [Member]
+    }
+
+    // MARK: Loading
+
+    /// Installs the state read from Redis. Commits that arrived while loading are applied if they are
+    /// newer. Returns their dispatches (nobody is live yet, so recipients are empty).
+    public mutating func load(_ loaded: DocReplica, retainedFrom: UInt64) -> [Dispatch] {
+        if let replica, replica.head >= loaded.head { return [] }
+        replica = loaded
+        self.retainedFrom = max(1, retainedFrom)
+        recent.removeAll()
+        ahead = ahead.filter { $0.key > loaded.head }
+        return drainAhead()
+    }
+
+    // MARK: Commits
+
+    /// A commit from pub/sub or the log. Applies it (and any that were waiting behind it) in order.
+    public mutating func receive(_ commit: CommitNotice) -> [Dispatch] {
+        guard let replica else {
+            ahead[commit.clock] = commit
+            return []
+        }
+        guard commit.clock > replica.head else { return [] }
+        ahead[commit.clock] = commit
+        return drainAhead()
+    }
+
+    private mutating func drainAhead() -> [Dispatch] {
+        var dispatches: [Dispatch] = []
+        while let replica, let next = ahead.removeValue(forKey: replica.head + 1) {
+            guard let ops = try? Ops(json: next.ops) else {
+                // Cannot happen for commits written by Tandem; skipping would break every replica the
+                // same way, so apply it as empty to keep clocks contiguous.
+                self.replica!.apply(clock: next.clock, ops: Ops([:]))
+                continue
+            }
+            self.replica!.apply(clock: next.clock, ops: ops)
+            recent.append(next)
+            if recent.count > recentCapacity { recent.removeFirst(recent.count - recentCapacity) }
+            let floor = next.clock > retention ? next.clock - retention : 0
+            retainedFrom = max(retainedFrom, floor + 1)
+            if next.clock % 64 == 0 { self.replica!.compact(floor: floor) }
+            var recipients: [Member] = []
+            for (member, cursor) in cursors where cursor == next.clock - 1 {
+                recipients.append(member)
+                cursors[member] = next.clock
+            }
+            dispatches.append(Dispatch(commit: next, recipients: recipients))
+        }
+        return dispatches
+    }
+
+    // MARK: Members
+
+    /// How a member gets from its `since` to the head.
+    public enum CatchUp: Equatable {
+        /// The full state (no `since`, or `since` older than the retained history).
+        case snapshot(head: UInt64, records: [String: JSONValue])
+        /// These commits, all in memory; the member is live afterwards.
+        case log([CommitNotice], head: UInt64)
+        /// Read the Redis log from `from` (inclusive), then call `continueCatchUp`.
+        case fetch(from: UInt64, head: UInt64)
+    }
+
+    /// A member joins with `since`; it is live (receives dispatches) as soon as the returned catch-up
+    /// is sent, unless it must `fetch` first.
+    public mutating func attach(_ member: Member, since: UInt64?) -> CatchUp {
+        precondition(replica != nil, "attach after load")
+        let head = replica!.head
+        cursors.removeValue(forKey: member)
+        catchingUp.removeValue(forKey: member)
+        guard let since, since <= head, since + 1 >= retainedFrom else {
+            cursors[member] = head
+            return .snapshot(head: head, records: replica!.records)
+        }
+        return plan(member, from: since + 1, head: head)
+    }
+
+    /// The member received commits up to `through` from the Redis log; what next.
+    public mutating func continueCatchUp(_ member: Member, through: UInt64) -> CatchUp? {
+        guard let replica, catchingUp[member] != nil else { return nil }
+        catchingUp.removeValue(forKey: member)
+        if through + 1 < retainedFrom {
+            // The log moved on while we read it: start over from a snapshot.
+            cursors[member] = replica.head
+            return .snapshot(head: replica.head, records: replica.records)
+        }
+        return plan(member, from: through + 1, head: replica.head)
+    }
+
+    private mutating func plan(_ member: Member, from: UInt64, head: UInt64) -> CatchUp {
+        if from > head {
+            cursors[member] = head
+            return .log([], head: head)
+        }
+        if let first = recent.first, first.clock <= from {
+            cursors[member] = head
+            return .log(Array(recent[Int(from - first.clock)...]), head: head)
+        }
+        catchingUp[member] = from
+        return .fetch(from: from, head: head)
+    }
+
+    public mutating func detach(_ member: Member) {
+        cursors.removeValue(forKey: member)
+        catchingUp.removeValue(forKey: member)
+    }
+
+    /// Commits `from...through` (clamped to what is in memory), for explicit `sync` requests.
+    public func recentCommits(from: UInt64, through: UInt64) -> [CommitNotice]? {
+        guard let first = recent.first, first.clock <= from else { return from > head ? [] : nil }
+        let upper = min(through, head)
+        guard from <= upper else { return [] }
+        return Array(recent[Int(from - first.clock)...Int(upper - first.clock)])
+    }
+
+    public var liveMembers: Int { cursors.count }
+}

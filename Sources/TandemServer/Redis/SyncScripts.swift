@@ -1,0 +1,108 @@
+import TandemRedis
+
+/// The Lua scripts behind document sync. One script call is one atomic step in Redis: the check that the
+/// decision still holds, the clock increment, the record writes, the tombstones, the log append, the
+/// compaction and the publish — so any node can accept pushes for any doc and no two commits ever get
+/// the same clock.
+///
+/// Keys of doc D (all tagged `{D}`, one Cluster slot):
+/// - `tandem:{D}:clock` — head clock (INCR).
+/// - `tandem:{D}:records` — hash id → record JSON (canonical).
+/// - `tandem:{D}:versions` — hash id → clock of the record's last change (live records).
+/// - `tandem:{D}:tombs` — sorted set id → clock of removal (kept for --log-retention commits).
+/// - `tandem:{D}:log` — stream, entry id `CLOCK-0`, fields ops/by/node/id/at, MAXLEN --log-retention.
+/// - `tandem:{D}:pushes` — hash session → `CLOCK\tPUSHID` of its last commit (idempotent re-push), and
+///   `tandem:{D}:pushers` sorted set session → clock, to forget sessions idle beyond the retention.
+enum SyncScripts {
+    static func keys(_ doc: String) -> [String] {
+        let p = "tandem:{\(doc)}:"
+        return [p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushes", p + "pushers"]
+    }
+
+    /// KEYS: keys(doc). ARGV: node, sid, pushIDJSON, appliedOpsJSON, retention, maxDocRecords, channel,
+    /// created, removed, expectationCount, expectationCount × (id, kind a|e|v, version), writeCount,
+    /// writeCount × (id, p|r, record-or-empty).
+    /// Returns {'ok', clock, at} | {'conflict', head} | {'duplicate', clock} | {'too_large', count}.
+    static let commit = RedisScript(
+        """
+        local clockKey, records, versions, tombs, log, pushes, pushers =
+          KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+        local node, sid, pushId, ops = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+        local retention, maxRecords, channel = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+        local created, removed = tonumber(ARGV[8]), tonumber(ARGV[9])
+        local last = redis.call('HGET', pushes, sid)
+        if last then
+          local tab = string.find(last, '\\t', 1, true)
+          if tab and string.sub(last, tab + 1) == pushId then return {'duplicate', string.sub(last, 1, tab - 1)} end
+        end
+        local i = 11
+        for _ = 1, tonumber(ARGV[10]) do
+          local id, kind, version = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+          i = i + 3
+          local ok
+          if kind == 'v' then
+            ok = (redis.call('HGET', versions, id) or '0') == version
+          else
+            ok = (redis.call('HEXISTS', records, id) == 1) == (kind == 'e')
+          end
+          if not ok then return {'conflict', redis.call('GET', clockKey) or '0'} end
+        end
+        if created > 0 then
+          local count = redis.call('HLEN', records) + created - removed
+          if count > maxRecords then return {'too_large', tostring(count)} end
+        end
+        local clock = redis.call('INCR', clockKey)
+        local c = string.format('%d', clock)
+        local puts, putVersions, dels = {}, {}, {}
+        for _ = 1, tonumber(ARGV[i]) do
+          local id, kind = ARGV[i + 1], ARGV[i + 2]
+          if kind == 'p' then
+            puts[#puts + 1] = id; puts[#puts + 1] = ARGV[i + 3]
+            putVersions[#putVersions + 1] = id; putVersions[#putVersions + 1] = c
+            redis.call('ZREM', tombs, id)
+          else
+            dels[#dels + 1] = id
+            redis.call('ZADD', tombs, clock, id)
+          end
+          i = i + 3
+        end
+        if #puts > 0 then
+          redis.call('HSET', records, unpack(puts))
+          redis.call('HSET', versions, unpack(putVersions))
+        end
+        if #dels > 0 then
+          redis.call('HDEL', records, unpack(dels))
+          redis.call('HDEL', versions, unpack(dels))
+        end
+        local t = redis.call('TIME')
+        local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+        redis.call('XADD', log, 'MAXLEN', retention, c .. '-0', 'ops', ops, 'by', sid, 'node', node, 'id', pushId, 'at', at)
+        redis.call('HSET', pushes, sid, c .. '\\t' .. pushId)
+        redis.call('ZADD', pushers, clock, sid)
+        local floor = clock - retention
+        if floor > 0 then
+          redis.call('ZREMRANGEBYSCORE', tombs, '-inf', floor)
+          local idle = redis.call('ZRANGEBYSCORE', pushers, '-inf', floor, 'LIMIT', 0, 100)
+          if #idle > 0 then
+            redis.call('HDEL', pushes, unpack(idle))
+            redis.call('ZREM', pushers, unpack(idle))
+          end
+        end
+        redis.call('PUBLISH', channel,
+          '{"k":"c","clock":' .. c .. ',"ops":' .. ops .. ',"by":"' .. sid .. '","node":"' .. node ..
+          '","id":' .. pushId .. ',"at":' .. at .. '}')
+        return {'ok', c, at}
+        """)
+
+    /// KEYS: keys(doc). Returns {head, records (flat id/json), versions (flat id/clock),
+    /// tombstones (flat id/clock), first retained log clock or ''}: a consistent snapshot of the doc.
+    static let load = RedisScript(
+        """
+        local head = redis.call('GET', KEYS[1]) or '0'
+        local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
+        local firstClock = ''
+        if #first > 0 then firstClock = string.match(first[1][1], '^(%d+)') end
+        return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock}
+        """)
+}
