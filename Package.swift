@@ -108,6 +108,17 @@ let package = Package(
         .testTarget(name: "TandemRedisTests", dependencies: ["TandemRedis", "TandemTestSupport"]),
         .testTarget(name: "TandemOpsHTTPTests", dependencies: ["TandemOpsHTTP", "TandemTestSupport"]),
         .testTarget(
+            name: "TandemClientTests",
+            dependencies: [
+                "TandemClient",
+                "TandemTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "TandemServerTests",
             dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
         ),
