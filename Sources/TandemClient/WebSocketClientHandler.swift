@@ -158,11 +158,14 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         self.write(opcode: opcode, payload: payload, context: context, promise: promise)
     }
 
-    /// Starts the close handshake: sends a close frame and waits up to `closeTimeout` for the
-    /// server's answer, then drops the connection. Does nothing once a close has started.
+    /// Starts the close handshake: resumes reading, sends a close frame and waits up to
+    /// `closeTimeout` for the server's answer, then drops the connection. Does nothing once a
+    /// close has started.
     func startClose(code: UInt16, reason: String) {
         guard self.state == .open, let context = self.context else { return }
         self.state = .closeSent
+        // The server's answer has to be read: undo a `setReading(paused: true)`.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         var payload = context.channel.allocator.buffer(capacity: 2 + Self.maxCloseReasonBytes)
         payload.writeInteger(code)
         payload.writeString(Self.truncatedCloseReason(reason))

@@ -19,6 +19,7 @@ struct RecordedRequest: Sendable {
 /// Paths choose its behaviour:
 /// - `/reject?status=503&retry-after=7`: answer the upgrade with that status (and `Retry-After`);
 /// - `/welcome`: send the text `welcome` right after the upgrade;
+/// - `/keep-tcp`: after answering a client's close frame, wait for the client to drop TCP;
 /// - anything else: upgrade; text and binary messages are echoed, pings answered.
 /// Tests drive each connection through ``Connection`` (ping, close, flood, ...).
 final class TestWebSocketServer: Sendable {
@@ -57,7 +58,9 @@ final class TestWebSocketServer: Sendable {
                             // handler must go.
                             let rejecting = try channel.pipeline.syncOperations.handler(type: RejectingHTTPHandler.self)
                             channel.pipeline.syncOperations.removeHandler(rejecting, promise: nil)
-                            let handler = ServerConnectionHandler()
+                            let handler = ServerConnectionHandler(
+                                closesAfterCloseEcho: !head.uri.hasPrefix("/keep-tcp")
+                            )
                             try channel.pipeline.syncOperations.addHandler(handler)
                             let connection = Connection(
                                 channel: channel,
@@ -156,10 +159,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = WebSocketFrame
 
     let record = Locked(ConnectionRecord())
+    /// `false` leaves closing the TCP connection to the client after the close handshake.
+    private let closesAfterCloseEcho: Bool
     private var context: ChannelHandlerContext?
     private var closeSent = false
     private var floodPayload = ByteBuffer()
     private var floodRemaining = 0
+
+    init(closesAfterCloseEcho: Bool) {
+        self.closesAfterCloseEcho = closesAfterCloseEcho
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -192,8 +201,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 var echo = context.channel.allocator.buffer(capacity: 2)
                 if let code { echo.writeInteger(UInt16(code)) }
                 let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: echo)
+                let closes = self.closesAfterCloseEcho
                 context.writeAndFlush(Self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
-                    context.close(promise: nil)
+                    if closes { context.close(promise: nil) }
                 }
             }
         default:

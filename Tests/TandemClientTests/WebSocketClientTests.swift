@@ -125,6 +125,27 @@ struct WebSocketClientTests {
         }
     }
 
+    @Test func closeWhileReadingIsPausedStillCompletesTheHandshake() async throws {
+        try await withServer { server in
+            // The server answers the close frame but leaves the TCP connection open (no EOF that
+            // NIO would drain despite the pause), and the close timeout is long: only reading the
+            // answer gives the client its close code.
+            let client = try await WebSocketClient.connect(
+                to: server.url + "/keep-tcp",
+                on: group,
+                configuration: .init(closeTimeout: .seconds(60))
+            )
+            let connection = try await server.connection()
+            try await client.setReading(paused: true)
+
+            await client.close(code: 1001, reason: "leaving")
+
+            #expect(client.closeCode == 1001)
+            #expect(connection.seen.closeFrames.first?.code == 1001)
+            try await waitUntil("server saw the client drop TCP") { connection.seen.isClosed }
+        }
+    }
+
     @Test func abortDropsTheConnectionWithoutACloseFrame() async throws {
         try await withServer { server in
             let client = try await WebSocketClient.connect(to: server.url + "/crash", on: group)
