@@ -72,6 +72,11 @@ final class WebSocketClientHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else {
+            // RFC 6455 section 5.2: no extension was negotiated, so reserved bits mean a broken peer.
+            self.sendCloseAndDrop(code: 1002, context: context)
+            return
+        }
         switch frame.opcode {
         case .text:
             let payload = frame.unmaskedData
@@ -102,9 +107,9 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         case .connectionClose:
             self.receivedClose(frame, context: context)
         default:
-            // Continuations are joined by NIOWebSocketFrameAggregator; the decoder rejects
-            // reserved opcodes. Nothing else can arrive.
-            break
+            // A reserved opcode (continuations are joined or rejected by the aggregator).
+            // RFC 6455 section 5.2: fail the connection, with 1002 (protocol error).
+            self.sendCloseAndDrop(code: 1002, context: context)
         }
     }
 

@@ -145,6 +145,10 @@ final class Connection: Sendable {
     func sendClose(code: Int, reason: String) { self.onLoop { $0.sendClose(code: code, reason: reason) } }
     /// Sends `parts` as one text message split into a text frame and continuation frames.
     func sendFragmented(_ parts: [String]) { self.onLoop { $0.sendFragmented(parts) } }
+    /// Sends a frame with any opcode, including reserved ones a client must refuse.
+    func sendFrame(opcode: UInt8, payload: String) {
+        self.onLoop { $0.send(WebSocketOpcode(encodedWebSocketOpcode: opcode)!, ByteBuffer(string: payload)) }
+    }
     func sendBinary(count: Int) { self.onLoop { $0.send(.binary, ByteBuffer(repeating: 0x61, count: count)) } }
     /// Writes `count` text messages of `size` bytes, as fast as the channel stays writable.
     func flood(count: Int, size: Int) { self.onLoop { $0.flood(count: count, size: size) } }

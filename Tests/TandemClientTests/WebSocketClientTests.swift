@@ -362,6 +362,20 @@ struct WebSocketClientTests {
         }
     }
 
+    @Test func reservedOpcodeFailsTheConnectionWith1002() async throws {
+        try await withServer { server in
+            let client = try await WebSocketClient.connect(to: server.url + "/reserved", on: group)
+            let connection = try await server.connection()
+            connection.sendFrame(opcode: 0x3, payload: "what is this")
+
+            try await waitUntil("server saw 1002, saw \(connection.seen.closeFrames)") {
+                connection.seen.closeFrames.first?.code == 1002
+            }
+            try await waitUntil("client closed") { client.isClosed }
+            #expect(client.messagesReceived == 0)
+        }
+    }
+
     @Test func connectionRefusedIsReported() async throws {
         let port = freeTCPPort()
         let error = await #expect(throws: WebSocketClientError.self) {
