@@ -89,7 +89,7 @@ final class TestWebSocketServer: Sendable {
 
     var url: String { "ws://127.0.0.1:\(self.port)" }
 
-    /// Upgraded connections, in accept order.
+    /// Upgraded connections, in the order their upgrades completed.
     var connections: [Connection] {
         self.registry.value
     }
