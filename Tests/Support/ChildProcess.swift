@@ -115,7 +115,7 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = log
         process.standardError = log
-        try process.run()
+        try runWithUnblockedSignals { try process.run() }
         self.process = process
     }
 
@@ -298,4 +298,17 @@ private func exitedChildStatus(pid: Int32) -> ChildProcess.ExitStatus? {
 /// `kill(2)`, outside the class so the name does not resolve to ``ChildProcess/kill()``.
 private func sendSignal(_ pid: Int32, _ signal: Int32) -> Int32 {
     kill(pid, signal)
+}
+
+/// Runs `body` (which spawns a child) with every signal unblocked on the calling thread.
+///
+/// Children inherit the spawning thread's signal mask, and Swift's cooperative pool and Dispatch
+/// threads block most signals: a child spawned from async test code would otherwise ignore SIGTERM.
+public func runWithUnblockedSignals<T>(_ body: () throws -> T) rethrows -> T {
+    var all = sigset_t()
+    sigfillset(&all)
+    var previous = sigset_t()
+    pthread_sigmask(SIG_UNBLOCK, &all, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    return try body()
 }

@@ -76,14 +76,26 @@ final class DocShard: @unchecked Sendable {
             node: node.config.nodeID, version: (existing?.version ?? 0) + 1,
             state: join.state ?? existing?.state ?? .object([:]))
         docState.presence.join(entry)
-        docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)
         docState.owners[sid] = ObjectIdentifier(connection)
-        docState.deliveryGroups = nil
-        let clock = docState.sync.isLoaded ? docState.sync.head : nil
-        let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
-        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
-        attachSync(connection, since: join.since, doc: doc, docState)
         updateGauges()
+        // Answer once the entry is in Redis (or Redis is out of reach), so a client that has its `joined`
+        // is listed in every later `joined`, on every node.
+        let written: EventLoopFuture<Void>
+        if let write = docState.presence.takeWrite(nowMs: node.clock.nowMs()) {
+            written = perform(write, doc: doc, docState)
+        } else {
+            written = eventLoop.makeSucceededVoidFuture()
+        }
+        written.whenComplete { _ in
+            guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
+            // A member from here on: deltas and commits reach it only after its `joined`.
+            docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)
+            docState.deliveryGroups = nil
+            let clock = docState.sync.isLoaded ? docState.sync.head : nil
+            let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+            self.attachSync(connection, since: join.since, doc: doc, docState)
+        }
     }
 
     /// A connection leaves a doc (`leave: true`, deleted at once) or loses its socket (`leave: false`,
@@ -278,16 +290,19 @@ final class DocShard: @unchecked Sendable {
         return groups
     }
 
-    private func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) {
+    @discardableResult
+    private func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
         guard node.redisIsUp else {
             docState.presence.writeFailed()
-            return
+            return eventLoop.makeSucceededVoidFuture()
         }
-        node.presenceStore.write(doc: doc, write, on: eventLoop).whenFailure { error in
+        let future = node.presenceStore.write(doc: doc, write, on: eventLoop)
+        future.whenFailure { error in
             guard self.docs[doc] === docState else { return }
             self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
             docState.presence.writeFailed()
         }
+        return future
     }
 
     private func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
