@@ -29,13 +29,13 @@ struct SyncView {
     private(set) var results: [String: [String: JSONValue]] = [:]
     /// `error` messages that named a push id, by push id (serialized).
     private(set) var pushErrors: [String: [String: JSONValue]] = [:]
-    /// Log entries seen in catch-ups: clock → entry.
+    /// Log entries of the latest catch-up: clock → entry.
     private(set) var catchUpEntries: [UInt64: [String: JSONValue]] = [:]
     /// Own pushes (any of the client's sessions) seen committed in a catch-up log, by push id → clock.
     private(set) var ownCommitsInLog: [String: UInt64] = [:]
     /// Patches whose `by` is one of the client's own sessions (commits it was not answered for).
     private(set) var ownPatches: [[String: JSONValue]] = []
-    /// Catch-up chunks received, in order (type, more, item count).
+    /// Chunks of the latest catch-up, in order (type, more, item count).
     private(set) var chunks: [(type: String, more: Bool, items: Int)] = []
     /// Replies to explicit `sync` requests.
     private(set) var explicitReplies: [[String: JSONValue]] = []
@@ -68,6 +68,8 @@ struct SyncView {
             joinedClock = m["clock"]?.uint64Value
             since = pendingSince.isEmpty ? nil : pendingSince.removeFirst()
             phase = .catchingUp
+            chunks.removeAll()
+            catchUpEntries.removeAll()
             snapshotRecords = nil
             snapshotClock = nil
             if let since, since != replica.head {
