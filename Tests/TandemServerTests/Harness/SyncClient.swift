@@ -423,6 +423,15 @@ enum SyncRedis {
         return entries
     }
 
+    /// Pushes (session/id) that appear more than once in the log, with their clocks.
+    static func pushesCommittedTwice(_ redis: RedisServerProcess, _ doc: String) -> [String] {
+        var clocks: [String: [UInt64]] = [:]
+        for entry in log(redis, doc) {
+            clocks["\(entry.fields["by"] ?? "?")/\(entry.fields["id"] ?? "?")", default: []].append(entry.clock)
+        }
+        return clocks.filter { $0.value.count > 1 }.map { "\($0.key) at \($0.value)" }.sorted()
+    }
+
     /// Replays the log from an empty doc.
     static func replay(_ entries: [Entry]) throws -> DocReplica {
         var replica = DocReplica()

@@ -1,0 +1,62 @@
+import Foundation
+import TandemCore
+import TandemTestSupport
+import Testing
+
+/// Reconnecting with `?resume=` and `since`, then pushing again what was not answered: every edit is
+/// applied exactly once.
+@Suite(.serialized) struct SyncReconnectTests {
+    /// Resuming on the same node, and on the other one.
+    @Test(arguments: [0, 1])
+    func pushesOfALostConnectionAreAppliedOnceWhenTheResumedSessionRePushesThem(reconnectTo: Int) async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let doc = "reconnect:repush"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.push(doc, id: 0, ops: #"{"text":["put",{"body":""}]}"#)
+        #expect(try await alice.answer(doc, id: 0).string("action") == "commit")
+
+        // A burst of appends, each adding its own marker, then the connection is lost at once.
+        let count = 300
+        var ops: [Int: JSONValue] = [:]
+        var length = 0
+        for k in 1...count {
+            let marker = "<\(k)>"
+            ops[k] = .object(["text": .array([.string("patch"), .object(["body": .array([.string("append"), .string(marker), .number(length)])])])])
+            length += marker.utf16.count
+            alice.push(doc, id: .number(k), ops: ops[k]!)
+        }
+        let session = alice.session
+        alice.socket.abort()
+        try await alice.reconnect(cluster.nodes[reconnectTo].url(user: "alice", query: "resume=\(session)"))
+        #expect(alice.session == session, "resumed")
+        try await alice.join(doc, since: alice.view(doc).head)
+
+        // Push again everything not answered and not seen in the catch-up, as a client must.
+        let view = alice.view(doc)
+        let unanswered = (1...count).filter {
+            let key = "\($0)"
+            return view.results[key] == nil && view.ownCommitsInLog[key] == nil
+        }
+        #expect(!unanswered.isEmpty, "some pushes must still have been waiting when the client came back")
+        for k in unanswered {
+            alice.forgetAnswer(doc, id: .number(k))
+            alice.push(doc, id: .number(k), ops: ops[k]!)
+        }
+        for k in unanswered {
+            let answer = try await alice.answer(doc, id: k)
+            #expect(answer.string("t") == "result", "push \(k): \(answer)")
+        }
+        try await cluster.waitConverged(doc)
+
+        // Every marker exactly once: nothing lost, nothing applied twice.
+        let body = try #require(alice.view(doc).records["text"]?.objectValue?["body"]?.stringValue)
+        let counts = (1...count).map { body.components(separatedBy: "<\($0)>").count - 1 }
+        let wrong = zip(1...count, counts).filter { $0.1 != 1 }
+        #expect(wrong.isEmpty, "markers not applied exactly once (marker, times): \(wrong.prefix(10)) of \(wrong.count)")
+        #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
+        cluster.expectRecordsEqualRedis(alice, doc)
+        print("SyncReconnectTests: \(unanswered.count) of \(count) pushes re-pushed after the reconnect")
+        await cluster.finish()
+    }
+}
