@@ -219,6 +219,22 @@ extension DocShard {
         processPushes(doc, docState)
     }
 
+    /// Drops the pushes of a connection that stopped being a member of the doc (left, lost its socket, or
+    /// its session was taken over by a newer connection) and that are not in Redis yet.
+    ///
+    /// They could never be answered, so the client pushes them again after it reconnects. Committing
+    /// them anyway applied them twice: the resumed session's re-pushes queue behind them, and Redis
+    /// recognises only a session's *last* committed push id as a duplicate.
+    func dropPushes(of member: ObjectIdentifier, _ docState: DocState) {
+        let queued = docState.pushQueue.count
+        docState.pushQueue.removeAll { ObjectIdentifier($0.connection) == member }
+        let dropped = queued - docState.pushQueue.count
+        if dropped > 0 { node.metrics.pushQueueDepth.decrement(by: Double(dropped)) }
+        if let active = docState.activePush, ObjectIdentifier(active.push.connection) == member {
+            docState.activePush?.abandoned = true
+        }
+    }
+
     /// Sends a clock-less answer (discard) in order: at the member's current position in the stream.
     private func respond(_ connection: ClientConnection, doc: String, _ docState: DocState, _ frame: (UInt64) -> [UInt8]) {
         let clock = docState.sync.cursor(of: ObjectIdentifier(connection)) ?? docState.sync.head
@@ -239,6 +255,11 @@ extension DocShard {
     private func decideActivePush(_ doc: String, _ docState: DocState) {
         guard var active = docState.activePush else { return }
         let push = active.push
+        if active.abandoned {
+            // Its connection is gone (see dropPushes): nothing of it is in Redis, leave it unapplied.
+            docState.activePush = nil
+            return processPushes(doc, docState)
+        }
         let replica = docState.sync.replica!
         if push.base > replica.head {
             // The client saw a newer clock (on another node) than this replica has yet: wait for it.

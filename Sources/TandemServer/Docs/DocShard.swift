@@ -62,6 +62,7 @@ final class DocShard: @unchecked Sendable {
         if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
             // The same session on a newer connection (resume): the old one no longer speaks for it here.
             if let old = docState.members.removeValue(forKey: previous) {
+                dropPushes(of: previous, docState)
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
             }
         }
@@ -108,6 +109,7 @@ final class DocShard: @unchecked Sendable {
             if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
             docState.sync.detach(id)
             docState.awaitingSync.removeValue(forKey: id)
+            self.dropPushes(of: id, docState)
             let sid = connection.sessionID
             if docState.owners[sid] == id {
                 docState.owners.removeValue(forKey: sid)
@@ -166,6 +168,7 @@ final class DocShard: @unchecked Sendable {
                 guard let owner = docState.owners.removeValue(forKey: sid),
                     let member = docState.members.removeValue(forKey: owner)
                 else { continue }
+                self.dropPushes(of: owner, docState)
                 docState.deliveryGroups = nil
                 member.connection.eventLoop.execute {
                     member.connection.membershipEnded(

@@ -37,6 +37,9 @@ final class DocState: @unchecked Sendable {
         /// Waiting for the replica to reach this clock before deciding (again).
         var waitingForHead: UInt64?
         var waitDeadlineNanos: UInt64 = 0
+        /// The pusher is no longer a member (left, lost its socket, was taken over): do not decide it
+        /// again; a commit already in flight still completes.
+        var abandoned = false
     }
 
     var presence: PresenceDoc
