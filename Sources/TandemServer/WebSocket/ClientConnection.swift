@@ -129,11 +129,12 @@ final class ClientConnection: @unchecked Sendable {
             return
         }
         guard frame.readableBytes <= node.config.limits.maxMessageBytes else {
+            let (doc, pushID) = Self.docAndPushID(in: frame)
             reject(
                 ProtocolError(
                     .tooLarge,
                     "message is \(frame.readableBytes) bytes; the limit is \(node.config.limits.maxMessageBytes)",
-                    pushID: Self.pushID(in: frame)),
+                    doc: doc, pushID: pushID),
                 nowMs: nowMs)
             return
         }
@@ -149,10 +150,12 @@ final class ClientConnection: @unchecked Sendable {
         handle(message, nowMs: nowMs)
     }
 
-    /// Best effort: the `id` of an oversized push, so the client learns which push was refused.
-    private static func pushID(in frame: ByteBuffer) -> JSONValue? {
-        let value = frame.withUnsafeReadableBytes { try? JSONParser.parse($0) }
-        return value?.objectValue?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil }
+    /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
+    /// (errors carry `doc` whenever the message named one; push ids are only unique per doc).
+    private static func docAndPushID(in frame: ByteBuffer) -> (doc: String?, pushID: JSONValue?) {
+        let object = frame.withUnsafeReadableBytes { try? JSONParser.parse($0) }?.objectValue
+        let doc = object?["doc"]?.stringValue.flatMap { DocID.isValid($0) ? $0 : nil }
+        return (doc, object?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil })
     }
 
     private func handle(_ message: ClientMessage, nowMs: UInt64) {
