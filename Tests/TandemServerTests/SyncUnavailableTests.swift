@@ -1,0 +1,97 @@
+import Foundation
+import TandemCore
+import TandemTestSupport
+import Testing
+
+/// Redis unavailable: pushes are refused with `unavailable` (never acknowledged, never silently lost or
+/// applied), and once Redis is back re-pushed edits commit, or are recognised as already committed.
+@Suite(.serialized) struct SyncUnavailableTests {
+    @Test func pushesWhileRedisIsDownAreRefusedAndCommitWhenItIsBack() async throws {
+        // AOF on, so the restarted server still has the doc.
+        let cluster = try await SyncCluster.start(nodes: 1, redisArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        let redis = cluster.redis
+        let node = cluster.nodes[0]
+        let doc = "unavailable:down"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.push(doc, id: 1, ops: #"{"r":["put",{"v":1}]}"#)
+        #expect(try await alice.answer(doc, id: 1).clock() == 1)
+
+        redis.stop()
+        alice.push(doc, id: 2, ops: #"{"r":["patch",{"v":["put",2]}],"s":["put",{"new":true}]}"#)
+        let refused = try await alice.answer(doc, id: 2)
+        #expect(refused.string("t") == "error")
+        #expect(refused.string("code") == "unavailable")
+        #expect(refused["id"] == .number(2))
+        #expect(refused.string("doc") == doc)
+        try await waitUntil("node not ready without Redis") { (try? await node.get("/readyz").status) == 503 }
+        alice.push(doc, id: 3, ops: #"{"t":["put",{}]}"#)
+        #expect(try await alice.answer(doc, id: 3).string("code") == "unavailable")
+
+        // A client joining a doc the node has not loaded: joined without a clock; its push is refused too.
+        let bob = try await cluster.client("bob")
+        try await bob.join("unavailable:other", waitForSync: false)
+        let joined = try await bob.socket.next("joined", doc: "unavailable:other")
+        #expect(JSON.value(joined, at: "clock") == nil, "no clock while the doc cannot be read: \(joined)")
+        bob.push("unavailable:other", id: 1, ops: #"{"x":["put",{}]}"#)
+        let bobRefused = try await bob.answer("unavailable:other", id: 1, timeout: .seconds(10))
+        #expect(bobRefused.string("code") == "unavailable", "a push to a doc that cannot be loaded: \(bobRefused)")
+
+        try redis.start()
+        try await waitUntil("node ready again") { (try? await node.get("/readyz").status) == 200 }
+        #expect(SyncRedis.head(redis, doc) == 1, "nothing of the refused pushes was applied")
+        #expect(SyncRedis.records(redis, doc) == ["r": #"{"v":1}"#])
+
+        // Pushed again, they commit (in order, right after clock 1).
+        alice.forgetAnswer(doc, id: .number(2))
+        alice.push(doc, id: 2, ops: #"{"r":["patch",{"v":["put",2]}],"s":["put",{"new":true}]}"#)
+        #expect(try await alice.answer(doc, id: 2).clock() == 2)
+        alice.forgetAnswer(doc, id: .number(3))
+        alice.push(doc, id: 3, ops: #"{"t":["put",{}]}"#)
+        #expect(try await alice.answer(doc, id: 3).clock() == 3)
+        // Bob's doc loads and catches up as soon as Redis is back.
+        try await bob.waitSynced("unavailable:other")
+        bob.forgetAnswer("unavailable:other", id: .number(1))
+        bob.push("unavailable:other", id: 1, ops: #"{"x":["put",{}]}"#)
+        #expect(try await bob.answer("unavailable:other", id: 1).string("action") == "commit")
+
+        cluster.expectRecordsEqualRedis(alice, doc)
+        cluster.expectRecordsEqualRedis(bob, "unavailable:other")
+        await cluster.finish()
+    }
+
+    /// Redis stops answering with the push in flight: the node gives up after its command timeout and
+    /// answers `unavailable`; the write then executes when Redis wakes up. The re-push is recognised
+    /// (`duplicate`) and the commit reaches the client as a patch with its own `by` and `id`.
+    @Test func aCommitThatExecutedAfterTheNodeGaveUpIsRecognisedOnRePush() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let redis = cluster.redis
+        let doc = "unavailable:hung"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.push(doc, id: 1, ops: #"{"r":["put",{"text":"a"}]}"#)
+        #expect(try await alice.answer(doc, id: 1).clock() == 1)
+
+        redis.pause()
+        alice.push(doc, id: 2, ops: #"{"r":["patch",{"text":["append","b",1]}]}"#)
+        let refused = try await alice.answer(doc, id: 2, timeout: .seconds(20))
+        #expect(refused.string("code") == "unavailable", "\(refused)")
+        redis.resume()
+
+        try await alice.waitHead(doc, 2, timeout: .seconds(20))
+        let patch = try #require(alice.view(doc).ownPatches.first)
+        #expect(patch.clock() == 2)
+        #expect(patch.string("by") == alice.session)
+        #expect(patch["id"] == .number(2), "the commit names the push, so the client can tell it was applied: \(patch)")
+
+        alice.forgetAnswer(doc, id: .number(2))
+        alice.push(doc, id: 2, ops: #"{"r":["patch",{"text":["append","b",1]}]}"#)
+        let duplicate = try await alice.answer(doc, id: 2)
+        #expect(duplicate.string("action") == "discard")
+        #expect(duplicate.string("reason") == "duplicate")
+        #expect(SyncRedis.head(redis, doc) == 2)
+        #expect(SyncRedis.records(redis, doc) == ["r": #"{"text":"ab"}"#], "applied once")
+        cluster.expectRecordsEqualRedis(alice, doc)
+        await cluster.finish()
+    }
+}
