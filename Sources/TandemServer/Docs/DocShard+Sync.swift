@@ -42,6 +42,7 @@ extension DocShard {
         }.recover { error in
             docState.syncLoadInFlight = false
             self.logger.debug("doc load failed; will retry when Redis is back", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            if !docState.sync.isLoaded { self.refuseQueuedPushes(doc, docState) }
         }
     }
 
@@ -206,6 +207,11 @@ extension DocShard {
             return refuse(refusal)
         }
         docState.stats.pushes += 1
+        if !docState.sync.isLoaded && !node.redisIsUp {
+            // Nothing to decide against until Redis is back: refuse now rather than queue the push
+            // unanswered for as long as the outage lasts.
+            return refuse(ProtocolError(.unavailable, "Redis is unreachable; retry the push", doc: doc, pushID: id))
+        }
         if role == .viewer {
             node.metrics.syncPush("discard")
             respond(connection, doc: doc, docState) { clock in
@@ -232,6 +238,20 @@ extension DocShard {
         if dropped > 0 { node.metrics.pushQueueDepth.decrement(by: Double(dropped)) }
         if let active = docState.activePush, ObjectIdentifier(active.push.connection) == member {
             docState.activePush?.abandoned = true
+        }
+    }
+
+    /// The doc could not be read from Redis: answer the pushes waiting for it `unavailable` (they were
+    /// neither decided nor applied; the client pushes them again later).
+    private func refuseQueuedPushes(_ doc: String, _ docState: DocState) {
+        let queued = docState.pushQueue
+        guard !queued.isEmpty else { return }
+        docState.pushQueue.removeAll()
+        node.metrics.pushQueueDepth.decrement(by: Double(queued.count))
+        for push in queued {
+            node.metrics.syncPush("error")
+            let error = ProtocolError(.unavailable, "Redis is unreachable; retry the push", doc: doc, pushID: push.id)
+            push.connection.eventLoop.execute { push.connection.sendError(error) }
         }
     }
 
