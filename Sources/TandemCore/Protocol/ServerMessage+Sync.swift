@@ -14,6 +14,9 @@ extension ServerMessage {
         w.key("clock"); w.integer(commit.clock); w.comma()
         w.key("ops"); w.write(commit.ops); w.comma()
         w.key("by"); w.string(commit.by)
+        // The pusher's id, as in log entries: a client whose push was refused `unavailable` after Redis
+        // executed it (or whose connection dropped) recognises its own commit (protocol.md, "Redis unavailable").
+        if let id = commit.pushID { w.comma(); w.key("id"); w.write(id) }
         w.closeObject()
         return w.bytes
     }
