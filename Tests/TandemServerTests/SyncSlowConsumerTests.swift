@@ -1,0 +1,65 @@
+import Foundation
+import TandemCore
+import TandemTestSupport
+import Testing
+
+/// Slow consumers never lose document patches: a client that stops reading is closed with 1013 once its
+/// queue passes `--max-outbound-bytes`, and reconnecting with `since` it gets everything it missed.
+@Suite(.serialized) struct SyncSlowConsumerTests {
+    @Test func aClientThatStopsReadingIsClosedAndCatchesUpOnReconnect() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.outboundLowWaterBytes = 64 * 1024
+            $0.outboundHighWaterBytes = 256 * 1024
+            $0.maxOutboundBytes = 2 * 1024 * 1024
+        }
+        let doc = "slow:1"
+        let writer = try await cluster.client("writer", node: 1)
+        let slow = try await cluster.client("slow", node: 0)
+        let watcher = try await cluster.client("watcher", node: 0)
+        for client in [writer, slow, watcher] { try await client.join(doc) }
+        let closedBefore = try await cluster.nodes[0].metric(#"tandem_connections_closed_total{reason="slow_consumer"}"#)
+
+        try await slow.socket.socket.setReading(paused: true)
+        let session = slow.session
+        let payload = String(repeating: "x", count: 50_000)
+        var pushes = 0
+        func slowClosed() async throws -> Bool {
+            try await cluster.nodes[0].metric(#"tandem_connections_closed_total{reason="slow_consumer"}"#) > closedBefore
+        }
+        while pushes < 800 {
+            pushes += 1
+            writer.push(doc, id: .number(pushes), ops: json(#"{"r\#(pushes % 8)":["put",{"k":\#(pushes),"payload":"\#(payload)"}]}"#))
+            if pushes % 10 == 0 {
+                #expect(try await writer.answer(doc, id: pushes).string("action") == "commit")
+                if try await slowClosed() { break }
+            }
+        }
+        try await waitUntil("the slow client closed by the server") { try await slowClosed() }
+        print("SyncSlowConsumerTests: closed after \(pushes) pushes of \(payload.utf8.count) bytes")
+        // The doc goes on while it is away (its catch-up will be several times --max-outbound-bytes).
+        for k in 1...100 {
+            writer.push(doc, id: .number(pushes + k), ops: json(#"{"r\#(k % 8)":["put",{"k":\#(k),"payload":"\#(payload)"}]}"#))
+        }
+        pushes += 100
+        #expect(try await writer.answer(doc, id: pushes).string("action") == "commit")
+        // A client that reads keeps getting everything meanwhile.
+        let head = SyncRedis.head(cluster.redis, doc)
+        try await watcher.waitHead(doc, head)
+        cluster.expectRecordsEqualRedis(watcher, doc)
+
+        // The slow client reads what had reached it, sees the connection end, and comes back.
+        try await slow.socket.socket.setReading(paused: false)
+        try await waitUntil("slow client sees its connection end") { slow.socket.isClosed }
+        #expect([nil, 1013].contains(slow.socket.closeCode), "closed with 1013 (if the close frame got through): \(slow.socket.closeCode ?? 0)")
+        let since = slow.view(doc).head
+        #expect(since < head, "it missed commits")
+        try await slow.reconnect(cluster.nodes[0].url(user: "slow", query: "resume=\(session)"))
+        try await slow.join(doc, since: since, timeout: .seconds(30))
+        #expect(slow.view(doc).chunks.first?.type == "log")
+        print("SyncSlowConsumerTests: caught up from \(since) to \(head) in \(slow.view(doc).chunks.count) chunks")
+        try await slow.waitHead(doc, head, timeout: .seconds(30))
+        #expect(!slow.socket.isClosed, "the catch-up itself must not get it closed again (close code \(slow.socket.closeCode ?? 0))")
+        cluster.expectRecordsEqualRedis(slow, doc)
+        await cluster.finish()
+    }
+}
