@@ -105,6 +105,50 @@ extension ServerMessage {
     }
 }
 
+/// Produces log chunks one at a time (the same chunks as `ServerMessage.logChunks`, except that no empty
+/// closing chunk is needed), so a long catch-up is encoded and queued only as fast as the client reads.
+/// Queued all at once, a catch-up longer than `--max-outbound-bytes` closed the client with 1013 every
+/// time it came back: exactly the clients that fell behind could never catch up.
+public struct LogChunker: Sendable {
+    public let doc: String
+    public let head: UInt64
+    private let entries: [CommitNotice]
+    private let moreAfter: Bool
+    private var index = 0
+    private var emittedAny = false
+
+    public init(doc: String, entries: some Collection<CommitNotice>, head: UInt64, moreAfter: Bool) {
+        self.doc = doc
+        self.head = head
+        self.entries = Array(entries)
+        self.moreAfter = moreAfter
+    }
+
+    public var isFinished: Bool { emittedAny && index >= entries.count }
+
+    public mutating func next() -> [UInt8]? {
+        guard !isFinished else { return nil }
+        var body = JSONWriter(capacity: 1024)
+        var count = 0
+        while index < entries.count, count < ServerMessage.maxChunkItems, body.bytes.count < ServerMessage.maxChunkBytes {
+            if count > 0 { body.comma() }
+            ServerMessage.writeEntry(entries[index], into: &body)
+            count += 1
+            index += 1
+        }
+        emittedAny = true
+        var w = JSONWriter(capacity: body.bytes.count + 96)
+        w.openObject()
+        w.key("t"); w.string("log"); w.comma()
+        w.key("doc"); w.string(doc); w.comma()
+        w.key("entries"); w.openArray(); w.raw(body.bytes); w.closeArray(); w.comma()
+        w.key("head"); w.integer(head); w.comma()
+        w.key("more"); w.bool(index < entries.count || moreAfter)
+        w.closeObject()
+        return w.bytes
+    }
+}
+
 /// Produces snapshot chunks one at a time, so a large doc is encoded only as fast as the client reads.
 public struct SnapshotChunker: Sendable {
     public let doc: String

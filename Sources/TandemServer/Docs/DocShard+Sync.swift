@@ -62,8 +62,8 @@ extension DocShard {
             let chunker = SnapshotChunker(doc: doc, head: head, records: records)
             connection.eventLoop.execute { connection.enqueueSync(.snapshot(chunker)) }
         case .log(let entries, let head):
-            let chunks = ServerMessage.logChunks(doc: doc, entries: entries, head: head, moreAfter: false)
-            connection.eventLoop.execute { for chunk in chunks { connection.enqueueSync(chunk) } }
+            let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: false)
+            connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
         case .fetch(let from, _):
             let id = ObjectIdentifier(connection)
             node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
@@ -73,8 +73,8 @@ extension DocShard {
                 // A failed or empty read (history trimmed meanwhile) falls back to a snapshot.
                 let through = entries.last?.clock ?? 0
                 if !entries.isEmpty, entries.first?.clock == from {
-                    let chunks = ServerMessage.logChunks(doc: doc, entries: entries, head: head, moreAfter: true)
-                    connection.eventLoop.execute { for chunk in chunks { connection.enqueueSync(chunk) } }
+                    let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: true)
+                    connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
                 }
                 let next = docState.sync.continueCatchUp(id, through: entries.first?.clock == from ? through : 0)
                 if let next { self.send(next, to: connection, doc: doc, docState) }
@@ -439,16 +439,16 @@ extension DocShard {
             return
         }
         if let entries = docState.sync.recentCommits(from: from + 1, through: through) {
-            let chunks = ServerMessage.logChunks(doc: doc, entries: entries, head: head, moreAfter: through < head)
-            connection.eventLoop.execute { for chunk in chunks { connection.enqueueSync(chunk) } }
+            let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head)
+            connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
             return
         }
         node.syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
             switch result {
             case .success(let entries):
                 let within = entries.filter { $0.clock <= through }
-                let chunks = ServerMessage.logChunks(doc: doc, entries: within, head: head, moreAfter: through < head)
-                connection.eventLoop.execute { for chunk in chunks { connection.enqueueSync(chunk) } }
+                let chunker = LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head)
+                connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
             case .failure:
                 connection.eventLoop.execute {
                     connection.sendError(ProtocolError(.unavailable, "Redis is unreachable; retry the sync", doc: doc))

@@ -309,6 +309,8 @@ final class ClientConnection: @unchecked Sendable {
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A snapshot encoded chunk by chunk as the socket drains.
         case snapshot(SnapshotChunker)
+        /// Log entries (catch-up, sync replies) encoded chunk by chunk as the socket drains.
+        case log(LogChunker)
     }
 
     /// Queues a document message behind earlier ones and writes as much as the socket takes.
@@ -352,6 +354,15 @@ final class ClientConnection: @unchecked Sendable {
                     syncQueueHead += 1
                 } else {
                     syncQueue[syncQueueHead] = .snapshot(chunker)
+                }
+            case .log(var chunker):
+                if let chunk = chunker.next() {
+                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
+                }
+                if chunker.isFinished {
+                    syncQueueHead += 1
+                } else {
+                    syncQueue[syncQueueHead] = .log(chunker)
                 }
             }
             wrote = true
