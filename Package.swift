@@ -111,6 +111,17 @@ let package = Package(
             dependencies: ["TandemOpsHTTP", "TandemTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
+            name: "TandemClientTests",
+            dependencies: [
+                "TandemClient",
+                "TandemTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "TandemServerTests",
             dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
         ),

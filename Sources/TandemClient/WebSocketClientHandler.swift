@@ -72,6 +72,11 @@ final class WebSocketClientHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else {
+            // RFC 6455 section 5.2: no extension was negotiated, so reserved bits mean a broken peer.
+            self.sendCloseAndDrop(code: 1002, context: context)
+            return
+        }
         switch frame.opcode {
         case .text:
             let payload = frame.unmaskedData
@@ -102,9 +107,9 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         case .connectionClose:
             self.receivedClose(frame, context: context)
         default:
-            // Continuations are joined by NIOWebSocketFrameAggregator; the decoder rejects
-            // reserved opcodes. Nothing else can arrive.
-            break
+            // A reserved opcode (continuations are joined or rejected by the aggregator).
+            // RFC 6455 section 5.2: fail the connection, with 1002 (protocol error).
+            self.sendCloseAndDrop(code: 1002, context: context)
         }
     }
 
@@ -158,11 +163,14 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         self.write(opcode: opcode, payload: payload, context: context, promise: promise)
     }
 
-    /// Starts the close handshake: sends a close frame and waits up to `closeTimeout` for the
-    /// server's answer, then drops the connection. Does nothing once a close has started.
+    /// Starts the close handshake: resumes reading, sends a close frame and waits up to
+    /// `closeTimeout` for the server's answer, then drops the connection. Does nothing once a
+    /// close has started.
     func startClose(code: UInt16, reason: String) {
         guard self.state == .open, let context = self.context else { return }
         self.state = .closeSent
+        // The server's answer has to be read: undo a `setReading(paused: true)`.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         var payload = context.channel.allocator.buffer(capacity: 2 + Self.maxCloseReasonBytes)
         payload.writeInteger(code)
         payload.writeString(Self.truncatedCloseReason(reason))

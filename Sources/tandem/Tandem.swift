@@ -14,6 +14,11 @@ struct Tandem: AsyncParsableCommand {
     static func main() async {
         // A peer closing its socket must never kill the process.
         signal(SIGPIPE, SIG_IGN)
+        // A parent that spawned us from a Swift or Dispatch thread may have passed on a mask that blocks
+        // SIGTERM/SIGINT; unblock everything so graceful shutdown works however we were started.
+        var all = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_UNBLOCK, &all, nil)
         var arguments = Array(CommandLine.arguments.dropFirst())
         EnvironmentOptions.apply(to: &arguments, environment: ProcessInfo.processInfo.environment)
         do {

@@ -360,11 +360,13 @@ public struct PresenceDoc {
         }
 
         return PresenceTick(
-            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: makeWrite(nowMs: nowMs),
+            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: takeWrite(nowMs: nowMs),
             expired: expired)
     }
 
-    private mutating func makeWrite(nowMs: UInt64) -> PresenceWrite? {
+    /// What must be written to Redis now (the tick calls this too). A node writes a join at once, so
+    /// that by the time the joiner hears `joined`, every other node's joiners list it.
+    public mutating func takeWrite(nowMs: UInt64) -> PresenceWrite? {
         let refreshDue = !local.isEmpty && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
         if needsFullWrite && (!local.isEmpty || !pendingDeletes.isEmpty) {
             needsFullWrite = false

@@ -10,44 +10,11 @@ import TandemCore
 final class DocShard: @unchecked Sendable {
     let index: Int
     let eventLoop: EventLoop
-    private let node: NodeContext
-    private var logger: Logger
-    private var docs: [String: DocState] = [:]
+    let node: NodeContext
+    var logger: Logger
+    var docs: [String: DocState] = [:]
     private var tasks: [RepeatedTask] = []
     private var stopped = false
-
-    /// A local connection in a doc.
-    struct Member {
-        let connection: ClientConnection
-        let role: Role
-    }
-
-    /// A join waiting for the doc's first Redis snapshot.
-    struct PendingJoin {
-        let connection: ClientConnection
-        let role: Role
-        let state: JSONValue?
-        let since: UInt64?
-    }
-
-    /// Confined to the shard's event loop like the shard itself (futures completing there capture it).
-    final class DocState: @unchecked Sendable {
-        var presence: PresenceDoc
-        var members: [ObjectIdentifier: Member] = [:]
-        /// Which connection currently owns each local session id (a resumed session may briefly have two).
-        var owners: [String: ObjectIdentifier] = [:]
-        var loading = true
-        var waiting: [PendingJoin] = []
-        var reconcileInFlight = false
-        var sweepInFlight = false
-        var nextReconcileMs: UInt64 = 0
-        /// Users whose session in this doc ended recently (reconnect counting), by end time.
-        var recentDepartures: [String: UInt64] = [:]
-        /// Members grouped by event loop, rebuilt when membership changes.
-        var deliveryGroups: [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])]?
-
-        init(presence: PresenceDoc) { self.presence = presence }
-    }
 
     init(index: Int, eventLoop: EventLoop, node: NodeContext) {
         self.index = index
@@ -71,7 +38,7 @@ final class DocShard: @unchecked Sendable {
 
     func join(_ connection: ClientConnection, doc: String, role: Role, state: JSONValue?, since: UInt64?) {
         onLoop {
-            let join = PendingJoin(connection: connection, role: role, state: state, since: since)
+            let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since)
             let docState = self.docState(for: doc)
             if docState.loading {
                 docState.waiting.append(join)
@@ -81,7 +48,7 @@ final class DocShard: @unchecked Sendable {
         }
     }
 
-    private func completeJoin(_ join: PendingJoin, doc: String, _ docState: DocState) {
+    private func completeJoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
         let connection = join.connection
         let sid = connection.sessionID
         let existing = docState.presence.view[sid]
@@ -109,12 +76,26 @@ final class DocShard: @unchecked Sendable {
             node: node.config.nodeID, version: (existing?.version ?? 0) + 1,
             state: join.state ?? existing?.state ?? .object([:]))
         docState.presence.join(entry)
-        docState.members[ObjectIdentifier(connection)] = Member(connection: connection, role: join.role)
         docState.owners[sid] = ObjectIdentifier(connection)
-        docState.deliveryGroups = nil
-        let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: nil)
-        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
         updateGauges()
+        // Answer once the entry is in Redis (or Redis is out of reach), so a client that has its `joined`
+        // is listed in every later `joined`, on every node.
+        let written: EventLoopFuture<Void>
+        if let write = docState.presence.takeWrite(nowMs: node.clock.nowMs()) {
+            written = perform(write, doc: doc, docState)
+        } else {
+            written = eventLoop.makeSucceededVoidFuture()
+        }
+        written.whenComplete { _ in
+            guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
+            // A member from here on: deltas and commits reach it only after its `joined`.
+            docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)
+            docState.deliveryGroups = nil
+            let clock = docState.sync.isLoaded ? docState.sync.head : nil
+            let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+            self.attachSync(connection, since: join.since, doc: doc, docState)
+        }
     }
 
     /// A connection leaves a doc (`leave: true`, deleted at once) or loses its socket (`leave: false`,
@@ -125,6 +106,8 @@ final class DocShard: @unchecked Sendable {
             let id = ObjectIdentifier(connection)
             docState.waiting.removeAll { ObjectIdentifier($0.connection) == id }
             if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
+            docState.sync.detach(id)
+            docState.awaitingSync.removeValue(forKey: id)
             let sid = connection.sessionID
             if docState.owners[sid] == id {
                 docState.owners.removeValue(forKey: sid)
@@ -137,7 +120,7 @@ final class DocShard: @unchecked Sendable {
             }
             if acknowledge {
                 let frame = ServerMessage.left(doc: doc)
-                connection.eventLoop.execute { connection.send(frame) }
+                connection.eventLoop.execute { connection.enqueueSync(frame) }
             }
             self.updateGauges()
         }
@@ -151,7 +134,7 @@ final class DocShard: @unchecked Sendable {
                     let index = docState.waiting.lastIndex(where: { $0.connection === connection })
                 {
                     let join = docState.waiting[index]
-                    docState.waiting[index] = PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
+                    docState.waiting[index] = DocState.PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
                     self.node.metrics.presenceUpdate(.accepted)
                 } else {
                     self.node.metrics.presenceUpdate(.notJoined)
@@ -160,14 +143,11 @@ final class DocShard: @unchecked Sendable {
             }
             let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.node.clock.nowMs())
             self.node.metrics.presenceUpdate(outcome)
+            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
             if outcome == .rateLimited {
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
-    }
-
-    func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role) {
-        connection.sendError(ProtocolError(.unavailable, "document sync is not enabled on this node", doc: message.doc))
     }
 
     // MARK: Redis and other nodes
@@ -176,6 +156,10 @@ final class DocShard: @unchecked Sendable {
     func received(_ message: NodeMessage, doc: String) {
         onLoop {
             guard let docState = self.docs[doc] else { return }
+            if case .commit(let commit) = message {
+                self.received(commit, doc: doc, docState)
+                return
+            }
             let effect = docState.presence.apply(message)
             if effect.expired > 0 { self.node.metrics.presenceExpired.increment(by: Int64(effect.expired)) }
             for sid in effect.takenOver {
@@ -198,14 +182,22 @@ final class DocShard: @unchecked Sendable {
             for (doc, docState) in self.docs {
                 if rewrite { docState.presence.writeFailed() }
                 docState.nextReconcileMs = 0
-                if docState.loading { self.load(doc, docState) }
+                if docState.loading {
+                    self.load(doc, docState)
+                } else if !docState.sync.isLoaded {
+                    _ = self.loadSync(doc, docState)
+                } else {
+                    self.checkHead(doc, docState)
+                }
             }
         }
     }
 
     private func docState(for doc: String) -> DocState {
         if let existing = docs[doc] { return existing }
-        let docState = DocState(presence: PresenceDoc(doc: doc, settings: node.config.presenceSettings))
+        let docState = DocState(
+            presence: PresenceDoc(doc: doc, settings: node.config.presenceSettings),
+            retention: UInt64(node.config.logRetention))
         docs[doc] = docState
         node.subscribe(doc: doc)
         load(doc, docState)
@@ -213,11 +205,14 @@ final class DocShard: @unchecked Sendable {
         return docState
     }
 
-    /// Reads the doc's presence from Redis before answering the first joins, so `joined` lists every node's
-    /// sessions. Without Redis the node answers from what it knows and reconciles when Redis returns.
+    /// Reads the doc's presence and records from Redis before answering the first joins, so `joined`
+    /// lists every node's sessions and carries the head clock. Without Redis the node answers from what
+    /// it knows (presence of its own clients) and catches up when Redis returns.
     private func load(_ doc: String, _ docState: DocState) {
         let seq = docState.presence.currentEventSeq
-        node.presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
+        let presence = node.presenceStore.snapshot(doc: doc, on: eventLoop)
+        let sync = loadSync(doc, docState)
+        sync.flatMap { presence }.whenComplete { result in
             guard self.docs[doc] === docState else { return }
             switch result {
             case .success(let entries):
@@ -246,7 +241,9 @@ final class DocShard: @unchecked Sendable {
             deliver(tick, docState)
             if let write = tick.write { perform(write, doc: doc, docState) }
             if nowMs >= docState.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
-            if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil {
+            if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil
+                && docState.activePush == nil && docState.pushQueue.isEmpty
+            {
                 docs.removeValue(forKey: doc)
                 node.unsubscribe(doc: doc)
             }
@@ -293,16 +290,19 @@ final class DocShard: @unchecked Sendable {
         return groups
     }
 
-    private func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) {
+    @discardableResult
+    private func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
         guard node.redisIsUp else {
             docState.presence.writeFailed()
-            return
+            return eventLoop.makeSucceededVoidFuture()
         }
-        node.presenceStore.write(doc: doc, write, on: eventLoop).whenFailure { error in
+        let future = node.presenceStore.write(doc: doc, write, on: eventLoop)
+        future.whenFailure { error in
             guard self.docs[doc] === docState else { return }
             self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
             docState.presence.writeFailed()
         }
+        return future
     }
 
     private func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
@@ -312,6 +312,7 @@ final class DocShard: @unchecked Sendable {
         let interval = UInt64(node.config.reconcileMs)
         docState.nextReconcileMs = nowMs + interval / 2 + UInt64.random(in: 0...interval)
         let seq = docState.presence.currentEventSeq
+        if docState.sync.isLoaded { checkHead(doc, docState) } else { _ = loadSync(doc, docState) }
         node.presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
             docState.reconcileInFlight = false
             guard self.docs[doc] === docState, case .success(let entries) = result else { return }
@@ -347,7 +348,7 @@ final class DocShard: @unchecked Sendable {
     private var lastReportedDocs = 0
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
-    private func updateGauges() {
+    func updateGauges() {
         let sessions = docs.values.reduce(0) { $0 + $1.presence.localCount }
         let active = docs.count
         node.metrics.presenceSessions.increment(by: Double(sessions - lastReportedSessions))
@@ -356,7 +357,7 @@ final class DocShard: @unchecked Sendable {
         lastReportedDocs = active
     }
 
-    /// Per-doc figures for /api/status.
+    /// Per-doc figures for /api/status (counters are cumulative; the status sampler turns them into rates).
     func status() -> EventLoopFuture<[DocStatus]> {
         eventLoop.submit {
             self.docs.map { doc, state in
@@ -364,7 +365,11 @@ final class DocShard: @unchecked Sendable {
                 return DocStatus(
                     doc: doc, members: view.count, editors: view.filter { $0.role == .editor }.count,
                     viewers: view.filter { $0.role == .viewer }.count, localMembers: state.members.count,
-                    large: state.presence.isLarge)
+                    large: state.presence.isLarge, headClock: state.sync.isLoaded ? state.sync.head : nil,
+                    records: state.sync.replica?.records.count, tombstones: state.sync.replica?.tombstones.count,
+                    presenceUpdates: state.stats.presenceUpdates, pushes: state.stats.pushes,
+                    conflicts: state.stats.conflicts, syncLagP95Ms: state.stats.lagP95Ms,
+                    memberConnections: state.members.values.map { $0.connection })
             }
         }
     }
@@ -377,6 +382,7 @@ final class DocShard: @unchecked Sendable {
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.node.clock.nowMs()
             for (doc, docState) in self.docs {
+                docState.gapTimer?.cancel()
                 for sid in docState.owners.keys { docState.presence.leave(sid: sid) }
                 docState.owners.removeAll()
                 docState.members.removeAll()
@@ -389,17 +395,26 @@ final class DocShard: @unchecked Sendable {
         }
     }
 
-    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+    func onLoop(_ body: @escaping @Sendable () -> Void) {
         if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
     }
 }
 
 /// One doc's figures in /api/status.
-public struct DocStatus: Sendable, Codable, Equatable {
+public struct DocStatus: Sendable {
     public var doc: String
     public var members: Int
     public var editors: Int
     public var viewers: Int
     public var localMembers: Int
     public var large: Bool
+    public var headClock: UInt64?
+    public var records: Int?
+    public var tombstones: Int?
+    public var presenceUpdates: UInt64
+    public var pushes: UInt64
+    public var conflicts: UInt64
+    public var syncLagP95Ms: Double?
+    /// The doc's local connections (the status sampler reads their outbound queues on their loops).
+    var memberConnections: [ClientConnection]
 }

@@ -14,6 +14,7 @@ final class NodeContext: Sendable {
     let redis: RedisClient
     let subscriber: RedisSubscriber
     let presenceStore: PresenceStore
+    let syncStore: SyncStore
     let storm: ReconnectStormMonitor
     private let shardsBox: NIOLockedValueBoxShards
 
@@ -27,6 +28,8 @@ final class NodeContext: Sendable {
         self.redis = redis
         self.subscriber = subscriber
         self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
+        self.syncStore = SyncStore(
+            redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.shardsBox = NIOLockedValueBoxShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })

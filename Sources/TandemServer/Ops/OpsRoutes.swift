@@ -27,7 +27,34 @@ public struct NodeStatus: Codable, Sendable {
     public var presenceSessions: Int
     public var redis: Redis
     public var reconnects: Reconnects
-    public var docs: [DocStatus]
+    public var docs: [DocSummary]
+}
+
+/// One doc in /api/status.
+public struct DocSummary: Codable, Sendable {
+    public var doc: String
+    public var members: Int
+    public var editors: Int
+    public var viewers: Int
+    public var localMembers: Int
+    public var large: Bool
+    public var headClock: UInt64?
+    public var records: Int?
+    public var tombstones: Int?
+    public var syncLagP95Ms: Double?
+
+    init(_ status: DocStatus) {
+        doc = status.doc
+        members = status.members
+        editors = status.editors
+        viewers = status.viewers
+        localMembers = status.localMembers
+        large = status.large
+        headClock = status.headClock
+        records = status.records
+        tombstones = status.tombstones
+        syncLagP95Ms = status.syncLagP95Ms
+    }
 }
 
 /// The ops plane's routes, called on libmicrohttpd's threads (so blocking briefly on a shard's future is
@@ -86,7 +113,7 @@ struct OpsRoutes: Sendable {
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
                 endpoint: "\(node.redis.configuration.endpoint)", pendingCommands: node.redis.pendingCommandCount),
             reconnects: .init(ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold),
-            docs: docs)
+            docs: docs.map(DocSummary.init))
     }
 
     private func json(_ value: some Encodable) -> OpsResponse {

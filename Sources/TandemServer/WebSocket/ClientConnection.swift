@@ -34,6 +34,11 @@ final class ClientConnection: @unchecked Sendable {
     private var lastRateLimitNoticeMs: [String: UInt64] = [:]
     private var missedPings = 0
     private var pingTask: RepeatedTask?
+    /// Document messages (catch-up, results, patches) in order. They are never dropped or merged; they
+    /// wait here while the socket is backed up, and count against the hard outbound limit.
+    private var syncQueue: [SyncOutbound] = []
+    private var syncQueueHead = 0
+    private var syncQueuedBytes = 0
     private var countedAsReconnect = false
     private var started = false
     private let logger: Logger
@@ -95,12 +100,16 @@ final class ClientConnection: @unchecked Sendable {
         }
         docs.removeAll()
         pendingPresence.removeAll()
+        syncQueue.removeAll()
+        syncQueuedBytes = 0
         logger.debug("client disconnected", metadata: ["reason": "\(reason.rawValue)"])
     }
 
     func writabilityChanged(isWritable: Bool) {
         writable = isWritable
-        guard isWritable, !pendingPresence.isEmpty else { return }
+        guard isWritable else { return }
+        pumpSync()
+        guard !pendingPresence.isEmpty else { return }
         let pending = pendingPresence
         pendingPresence.removeAll()
         for (doc, var merged) in pending {
@@ -278,9 +287,8 @@ final class ClientConnection: @unchecked Sendable {
     func write(_ data: ByteBuffer) {
         guard !closing else { return }
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
-        if let buffered = try? channel.syncOptions?.getOption(.bufferedWritableBytes),
-            buffered > node.config.maxOutboundBytes
-        {
+        let buffered = outboundBytes()
+        if buffered > node.config.maxOutboundBytes {
             logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
             close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
         }
@@ -288,7 +296,71 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Bytes queued for this client (for tandem_queue_depth{queue="outbound"}).
     func outboundBytes() -> Int {
-        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        ((try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) + syncQueuedBytes
+    }
+
+    // MARK: Document messages
+
+    enum SyncOutbound {
+        /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
+        case frame(ByteBuffer, committedAtMs: UInt64?)
+        /// A snapshot encoded chunk by chunk as the socket drains.
+        case snapshot(SnapshotChunker)
+    }
+
+    /// Queues a document message behind earlier ones and writes as much as the socket takes.
+    func enqueueSync(_ item: SyncOutbound) {
+        guard !closing else { return }
+        if case .frame(let buffer, _) = item { syncQueuedBytes += buffer.readableBytes }
+        syncQueue.append(item)
+        pumpSync()
+        if !closing, outboundBytes() > node.config.maxOutboundBytes {
+            logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(outboundBytes())"])
+            close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
+        }
+    }
+
+    func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
+        enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
+    }
+
+    private func pumpSync() {
+        var wrote = false
+        while syncQueueHead < syncQueue.count, channel.isWritable, !closing {
+            switch syncQueue[syncQueueHead] {
+            case .frame(let buffer, let committedAtMs):
+                syncQueuedBytes -= buffer.readableBytes
+                syncQueueHead += 1
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
+                if let committedAtMs {
+                    let metrics = node.metrics
+                    let clock = node.clock
+                    channel.write(frame).whenSuccess {
+                        metrics.syncLagSeconds.record(Double(clock.wallMs() &- committedAtMs) / 1000)
+                    }
+                } else {
+                    channel.write(frame, promise: nil)
+                }
+            case .snapshot(var chunker):
+                if let chunk = chunker.next() {
+                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
+                }
+                if chunker.isFinished {
+                    syncQueueHead += 1
+                } else {
+                    syncQueue[syncQueueHead] = .snapshot(chunker)
+                }
+            }
+            wrote = true
+        }
+        if wrote { channel.flush() }
+        if syncQueueHead > 256 && syncQueueHead * 2 > syncQueue.count {
+            syncQueue.removeFirst(syncQueueHead)
+            syncQueueHead = 0
+        } else if syncQueueHead == syncQueue.count {
+            syncQueue.removeAll(keepingCapacity: true)
+            syncQueueHead = 0
+        }
     }
 
     /// Sends a close frame and closes the channel. For 1013 the close frame cannot get through a full
@@ -298,6 +370,9 @@ final class ClientConnection: @unchecked Sendable {
         closing = true
         closeReason = reason
         pendingPresence.removeAll()
+        syncQueue.removeAll()
+        syncQueueHead = 0
+        syncQueuedBytes = 0
         var data = channel.allocator.buffer(capacity: 2 + text.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(text)

@@ -25,6 +25,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .binary:
             connection.receivedBinary()
         case .ping:
+            connection.receivedPong()  // any frame proves the client is alive
             // RFC 6455 §5.5.2: answer with the same application data.
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)

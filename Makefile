@@ -1,0 +1,54 @@
+# Tandem — the two commands a fresh Debian 12 machine needs are `make run` and `make test`.
+# Both install missing Debian packages first (apt-get update once, then apt-get install).
+
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= python3
+
+# Build and run: the C libraries Tandem links and the redis-server it embeds.
+RUN_PACKAGES := pkg-config libhiredis-dev libmicrohttpd-dev redis-server
+# Tests also drive a real Prometheus (promtool) and a real headless Chromium.
+TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
+
+TANDEM_ARGS ?=
+
+.PHONY: run test test-swift test-ops build release bench bench-presence bench-sync bench-storm deps deps-test venv clean
+
+run: deps release
+	.build/release/tandem serve $(TANDEM_ARGS)
+
+release: deps
+	$(SWIFT) build -c release --product tandem
+	$(SWIFT) build -c release --product tandem-bench
+
+build: deps
+	$(SWIFT) build
+
+test: deps-test venv
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --no-parallel
+	$(MAKE) test-ops
+
+# The ops-plane checks against a real Prometheus and a real Chromium (Tests/ops, pytest).
+test-ops: deps-test venv
+	$(SWIFT) build --product tandem
+	.venv/bin/python -m pytest -q Tests/ops
+
+bench: release
+	scripts/bench.sh
+
+deps:
+	@scripts/install-packages.sh $(RUN_PACKAGES)
+
+deps-test:
+	@scripts/install-packages.sh $(TEST_PACKAGES)
+
+venv: .venv/.installed
+
+.venv/.installed: Tests/ops/requirements.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt
+	touch $@
+
+clean:
+	rm -rf .build .venv test-artifacts

@@ -1,0 +1,136 @@
+/// Encoders for the document sync messages (protocol v1).
+extension ServerMessage {
+    /// Catch-up chunks hold at most this many records or entries…
+    public static let maxChunkItems = 5_000
+    /// …and at most about this many bytes.
+    public static let maxChunkBytes = 1 << 20
+
+    /// `{"t":"patch","doc":D,"clock":N,"ops":OPS,"by":SID,"id":PUSHID}`: a commit by someone else.
+    public static func patch(doc: String, commit: CommitNotice) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.openObject()
+        w.key("t"); w.string("patch"); w.comma()
+        w.key("doc"); w.string(doc); w.comma()
+        w.key("clock"); w.integer(commit.clock); w.comma()
+        w.key("ops"); w.write(commit.ops); w.comma()
+        w.key("by"); w.string(commit.by)
+        w.closeObject()
+        return w.bytes
+    }
+
+    /// `{"t":"result","doc":D,"id":ID,"action":A,"clock":N,"ops":APPLIED?,"reason":R?}` to the pusher.
+    /// `ops` is present for rebases (what the server applied instead).
+    public static func result(
+        doc: String, id: JSONValue, action: PushDecision.Action, clock: UInt64, applied: JSONValue?, reason: String?
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.openObject()
+        w.key("t"); w.string("result"); w.comma()
+        w.key("doc"); w.string(doc); w.comma()
+        w.key("id"); w.write(id); w.comma()
+        w.key("action"); w.string(action.rawValue); w.comma()
+        w.key("clock"); w.integer(clock)
+        if let applied { w.comma(); w.key("ops"); w.write(applied) }
+        if let reason { w.comma(); w.key("reason"); w.string(reason) }
+        w.closeObject()
+        return w.bytes
+    }
+
+    /// One log entry: `{"clock":N,"ops":OPS,"by":SID,"id":PUSHID}` (`id` lets a client recognise its own
+    /// pushes when it catches up after a disconnect).
+    static func writeEntry(_ commit: CommitNotice, into w: inout JSONWriter) {
+        w.openObject()
+        w.key("clock"); w.integer(commit.clock); w.comma()
+        w.key("ops"); w.write(commit.ops); w.comma()
+        w.key("by"); w.string(commit.by)
+        if let id = commit.pushID { w.comma(); w.key("id"); w.write(id) }
+        w.closeObject()
+    }
+
+    /// `{"t":"log","doc":D,"entries":[…],"head":H,"more":B}` chunks of at most `maxChunkItems` entries or
+    /// about `maxChunkBytes`. The last chunk has `more` = `moreAfter`. No entries gives one empty chunk.
+    public static func logChunks(doc: String, entries: some Collection<CommitNotice>, head: UInt64, moreAfter: Bool) -> [[UInt8]] {
+        var chunks: [[UInt8]] = []
+        var body = JSONWriter(capacity: 1024)
+        var count = 0
+        func flush(more: Bool) {
+            var w = JSONWriter(capacity: body.bytes.count + 96)
+            w.openObject()
+            w.key("t"); w.string("log"); w.comma()
+            w.key("doc"); w.string(doc); w.comma()
+            w.key("entries"); w.openArray(); w.raw(body.bytes); w.closeArray(); w.comma()
+            w.key("head"); w.integer(head); w.comma()
+            w.key("more"); w.bool(more)
+            w.closeObject()
+            chunks.append(w.bytes)
+            body = JSONWriter(capacity: 1024)
+            count = 0
+        }
+        for entry in entries {
+            if count > 0 { body.comma() }
+            writeEntry(entry, into: &body)
+            count += 1
+            if count >= maxChunkItems || body.bytes.count >= maxChunkBytes { flush(more: true) }
+        }
+        if count > 0 || chunks.isEmpty {
+            flush(more: moreAfter)
+        } else if !moreAfter {
+            // The last full chunk was flagged `more`; close the sequence with an empty final chunk.
+            flush(more: false)
+        }
+        return chunks
+    }
+
+    /// One `{"t":"snapshot","doc":D,"clock":H,"records":{…},"more":B}` chunk from pre-encoded records.
+    public static func snapshotChunk(doc: String, head: UInt64, records: [(id: String, json: [UInt8])], more: Bool) -> [UInt8] {
+        var w = JSONWriter(capacity: records.reduce(96) { $0 + $1.json.count + $1.id.utf8.count + 4 })
+        w.openObject()
+        w.key("t"); w.string("snapshot"); w.comma()
+        w.key("doc"); w.string(doc); w.comma()
+        w.key("clock"); w.integer(head); w.comma()
+        w.key("records"); w.openObject()
+        for (i, record) in records.enumerated() {
+            if i > 0 { w.comma() }
+            w.string(record.id)
+            w.raw(":")
+            w.raw(record.json)
+        }
+        w.closeObject(); w.comma()
+        w.key("more"); w.bool(more)
+        w.closeObject()
+        return w.bytes
+    }
+}
+
+/// Produces snapshot chunks one at a time, so a large doc is encoded only as fast as the client reads.
+public struct SnapshotChunker: Sendable {
+    public let doc: String
+    public let head: UInt64
+    private let records: [String: JSONValue]
+    private let ids: [String]
+    private var index = 0
+    private var emittedAny = false
+
+    public init(doc: String, head: UInt64, records: [String: JSONValue]) {
+        self.doc = doc
+        self.head = head
+        self.records = records
+        self.ids = records.keys.sorted()
+    }
+
+    public var isFinished: Bool { emittedAny && index >= ids.count }
+
+    public mutating func next() -> [UInt8]? {
+        guard !isFinished else { return nil }
+        var batch: [(id: String, json: [UInt8])] = []
+        var bytes = 0
+        while index < ids.count, batch.count < ServerMessage.maxChunkItems, bytes < ServerMessage.maxChunkBytes {
+            let json = records[ids[index]]!.serialized
+            batch.append((ids[index], json))
+            bytes += json.count + ids[index].utf8.count
+            index += 1
+        }
+        emittedAny = true
+        return ServerMessage.snapshotChunk(doc: doc, head: head, records: batch, more: index < ids.count)
+    }
+}

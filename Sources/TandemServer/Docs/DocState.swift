@@ -1,0 +1,89 @@
+import NIOCore
+import TandemCore
+
+/// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself
+/// (futures completing there capture it, hence `@unchecked Sendable`).
+final class DocState: @unchecked Sendable {
+    /// A local connection in the doc.
+    struct Member {
+        let connection: ClientConnection
+        let role: Role
+    }
+
+    /// A join waiting for the doc's first Redis read.
+    struct PendingJoin {
+        let connection: ClientConnection
+        let role: Role
+        let state: JSONValue?
+        let since: UInt64?
+    }
+
+    /// A push waiting for its turn (pushes of a doc are decided one at a time against the replica).
+    struct PendingPush {
+        let connection: ClientConnection
+        let id: JSONValue
+        let base: UInt64
+        let ops: Ops
+        let receivedAtNanos: UInt64
+    }
+
+    /// The push being decided or committed.
+    struct ActivePush {
+        var push: PendingPush
+        var decision: PushDecision?
+        var attempts = 0
+        /// Committed at this clock; the result goes out when the commit is dispatched in order.
+        var committedClock: UInt64?
+        /// Waiting for the replica to reach this clock before deciding (again).
+        var waitingForHead: UInt64?
+        var waitDeadlineNanos: UInt64 = 0
+    }
+
+    var presence: PresenceDoc
+    var sync: SyncDoc<ObjectIdentifier>
+    var members: [ObjectIdentifier: Member] = [:]
+    /// Which connection currently owns each local session id (a resumed session may briefly have two).
+    var owners: [String: ObjectIdentifier] = [:]
+    var loading = true
+    var waiting: [PendingJoin] = []
+    /// Members that joined before the replica could be read (Redis down), with their `since`.
+    var awaitingSync: [ObjectIdentifier: UInt64?] = [:]
+    var syncLoadInFlight = false
+    var pushQueue: [PendingPush] = []
+    var activePush: ActivePush?
+    var gapFillInFlight = false
+    var gapTimer: Scheduled<Void>?
+    var reconcileInFlight = false
+    var sweepInFlight = false
+    var nextReconcileMs: UInt64 = 0
+    /// Users whose session in this doc ended recently (reconnect counting), by end time.
+    var recentDepartures: [String: UInt64] = [:]
+    /// Members grouped by event loop, rebuilt when membership changes.
+    var deliveryGroups: [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])]?
+    var stats = DocStats()
+
+    init(presence: PresenceDoc, retention: UInt64) {
+        self.presence = presence
+        self.sync = SyncDoc(retention: retention)
+    }
+}
+
+/// Per-doc activity counters for the status page (rates are computed from two readings).
+struct DocStats {
+    var presenceUpdates: UInt64 = 0
+    var pushes: UInt64 = 0
+    var conflicts: UInt64 = 0
+    /// Recent commit → socket lags of this doc, for its p95 on the status page.
+    var lagSamplesMs: [Double] = []
+
+    mutating func recordLag(_ ms: Double) {
+        lagSamplesMs.append(ms)
+        if lagSamplesMs.count > 512 { lagSamplesMs.removeFirst(lagSamplesMs.count - 512) }
+    }
+
+    var lagP95Ms: Double? {
+        guard !lagSamplesMs.isEmpty else { return nil }
+        let sorted = lagSamplesMs.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.95))]
+    }
+}

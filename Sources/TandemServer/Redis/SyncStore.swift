@@ -1,0 +1,147 @@
+import NIOCore
+import TandemCore
+import TandemRedis
+
+/// Document sync in Redis: runs `SyncScripts` and reads the log. Futures complete on the caller's loop.
+final class SyncStore: Sendable {
+    private let redis: RedisClient
+    private let nodeID: String
+    private let retention: Int
+    private let maxDocRecords: Int
+
+    init(redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int) {
+        self.redis = redis
+        self.nodeID = nodeID
+        self.retention = retention
+        self.maxDocRecords = maxDocRecords
+    }
+
+    enum CommitOutcome: Equatable {
+        case committed(clock: UInt64, atMs: UInt64)
+        /// The decision no longer holds: Redis is at `head`.
+        case conflict(head: UInt64)
+        /// This session already committed this push id, at `clock`.
+        case duplicate(clock: UInt64)
+        case tooLarge(records: Int)
+    }
+
+    func commit(doc: String, sessionID: String, pushID: JSONValue, decision: PushDecision, on loop: EventLoop)
+        -> EventLoopFuture<CommitOutcome>
+    {
+        var args: [any RedisArgument] = [
+            nodeID, sessionID, pushID.serialized, decision.applied.json.serialized, retention, maxDocRecords,
+            RedisKeys.channel(doc), decision.created, decision.removed, decision.expectations.count,
+        ]
+        for (id, expectation) in decision.expectations {
+            args.append(id)
+            switch expectation {
+            case .version(let version):
+                args.append("v")
+                args.append(String(version))
+            case .exists:
+                args.append("e")
+                args.append("")
+            case .absent:
+                args.append("a")
+                args.append("")
+            }
+        }
+        args.append(decision.writes.count)
+        for (id, record) in decision.writes {
+            args.append(id)
+            if let record {
+                args.append("p")
+                args.append(record)
+            } else {
+                args.append("r")
+                args.append("")
+            }
+        }
+        return redis.evalScript(SyncScripts.commit, keys: SyncScripts.keys(doc), args: args, on: loop).flatMapThrowing {
+            reply in
+            guard let parts = reply.array, let kind = parts.first?.string, parts.count >= 2,
+                let number = parts[1].string.flatMap(UInt64.init)
+            else { throw SyncStoreError.unexpectedReply("\(reply)") }
+            switch kind {
+            case "ok":
+                return .committed(clock: number, atMs: parts.count > 2 ? parts[2].string.flatMap(UInt64.init) ?? 0 : 0)
+            case "conflict": return .conflict(head: number)
+            case "duplicate": return .duplicate(clock: number)
+            case "too_large": return .tooLarge(records: Int(number))
+            default: throw SyncStoreError.unexpectedReply("\(reply)")
+            }
+        }
+    }
+
+    /// A consistent copy of the doc: replica at head plus the oldest clock the log retains.
+    func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
+        redis.evalScript(SyncScripts.load, keys: SyncScripts.keys(doc), on: loop).flatMapThrowing { reply in
+            guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init) else {
+                throw SyncStoreError.unexpectedReply("load")
+            }
+            var records: [String: JSONValue] = [:]
+            for (id, json) in Self.pairs(parts[1]) {
+                guard let value = try? JSONParser.parse(json, maxDepth: 128) else { continue }
+                records[String(decoding: id, as: UTF8.self)] = value
+            }
+            var versions: [String: UInt64] = [:]
+            for (id, clock) in Self.pairs(parts[2]) {
+                versions[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
+            }
+            var tombstones: [String: UInt64] = [:]
+            for (id, clock) in Self.pairs(parts[3]) {
+                tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
+            }
+            let first = parts[4].string.flatMap(UInt64.init) ?? head + 1
+            return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
+        }
+    }
+
+    /// Log entries from `from` (inclusive), at most `count`.
+    func log(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
+        redis.send(RedisCommand("XRANGE", SyncScripts.keys(doc)[4], "\(from)-0", "+", "COUNT", count), on: loop)
+            .map { reply in (reply.array ?? []).compactMap(Self.notice(fromStreamEntry:)) }
+    }
+
+    func head(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {
+        redis.send(RedisCommand("GET", SyncScripts.keys(doc)[0]), on: loop).map { $0.string.flatMap(UInt64.init) ?? 0 }
+    }
+
+    /// Record and tombstone counts straight from Redis (ops API for docs without local members).
+    func counts(doc: String, on loop: EventLoop) -> EventLoopFuture<(head: UInt64, records: Int, tombstones: Int)> {
+        let keys = SyncScripts.keys(doc)
+        return redis.send(
+            [RedisCommand("GET", keys[0]), RedisCommand("HLEN", keys[1]), RedisCommand("ZCARD", keys[3])], on: loop
+        ).map { replies in
+            (replies[0].string.flatMap(UInt64.init) ?? 0, Int(replies[1].int ?? 0), Int(replies[2].int ?? 0))
+        }
+    }
+
+    private static func pairs(_ value: RedisValue) -> [([UInt8], [UInt8])] {
+        let items = value.array ?? []
+        return stride(from: 0, to: items.count - 1, by: 2).compactMap { i in
+            guard let a = items[i].bytes, let b = items[i + 1].bytes else { return nil }
+            return (a, b)
+        }
+    }
+
+    /// `[id, [field, value, …]]` of a stream entry written by the commit script.
+    static func notice(fromStreamEntry entry: RedisValue) -> CommitNotice? {
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
+            let clock = id.split(separator: "-").first.flatMap({ UInt64($0) })
+        else { return nil }
+        var fields: [String: [UInt8]] = [:]
+        for (key, value) in pairs(parts[1]) { fields[String(decoding: key, as: UTF8.self)] = value }
+        guard let opsBytes = fields["ops"], let ops = try? JSONParser.parse(opsBytes, maxDepth: 128),
+            let by = fields["by"], let node = fields["node"]
+        else { return nil }
+        return CommitNotice(
+            clock: clock, ops: ops, by: String(decoding: by, as: UTF8.self), node: String(decoding: node, as: UTF8.self),
+            pushID: fields["id"].flatMap { try? JSONParser.parse($0) },
+            committedAtMs: fields["at"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0)
+    }
+}
+
+enum SyncStoreError: Error {
+    case unexpectedReply(String)
+}
