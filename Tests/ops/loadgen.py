@@ -449,7 +449,7 @@ class LoadGenerator:
 
     async def sync_traffic(self) -> None:
         """Two pushers on different nodes change the same records from stale bases; two subscribers ack
-        (one on every change, one only every 3 s)."""
+        (one every 0.2 s with its latest clock, one every 2 s with the clock it had 2 s before)."""
         a = await self.client(0, "pusher-a", tag="pusher-a")
         b = await self.client(1, "pusher-b", tag="pusher-b")
         eager = await self.client(1, "sub-eager", tag="sub-eager")
@@ -461,7 +461,7 @@ class LoadGenerator:
             asyncio.create_task(self._pusher(a, "a")),
             asyncio.create_task(self._pusher(b, "b")),
             asyncio.create_task(self._acker(eager, 0.2)),
-            asyncio.create_task(self._acker(lazy, 3.0)),
+            asyncio.create_task(self._acker(lazy, 2.0, behind=True)),
         ]
         try:
             await self.stop.wait()
@@ -503,10 +503,15 @@ class LoadGenerator:
             if self.stats.sync_state == "unavailable":
                 await self.sleep(2.0)  # the server has no sync yet: keep probing slowly
 
-    async def _acker(self, c: Client, every: float) -> None:
+    async def _acker(self, c: Client, every: float, behind: bool = False) -> None:
+        """Acks every `every` seconds: the latest clock, or (`behind`) the clock it had one period earlier,
+        like a client that applies changes slowly (head − ack > 0 in tandem_sync_lag_clocks)."""
         acked = -1
+        previous: Optional[int] = None
         while await self.sleep(every):
-            clock = c.clocks.get(SYNC_DOC)
+            latest = c.clocks.get(SYNC_DOC)
+            clock = previous if behind else latest
+            previous = latest
             if clock is not None and clock != acked:
                 await c.send({"t": "ack", "doc": SYNC_DOC, "clock": clock})
                 acked = clock

@@ -4,6 +4,7 @@ Every wait here is bounded polling with a deadline; every process is stopped by 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import os
@@ -31,6 +32,10 @@ class WaitTimeout(AssertionError):
     pass
 
 
+class ProcessDied(AssertionError):
+    """A child process exited while we were waiting on it: no point waiting any longer."""
+
+
 def wait_for(what: str, probe: Callable[[], Optional[T]], timeout: float, interval: float = 0.25) -> T:
     """Calls `probe` until it returns something truthy (returned) or `timeout` seconds pass (raises).
 
@@ -43,6 +48,8 @@ def wait_for(what: str, probe: Callable[[], Optional[T]], timeout: float, interv
             value = probe()
             if value:
                 return value
+        except ProcessDied:
+            raise
         except Exception as error:  # noqa: BLE001 - reported below if it never succeeds
             last_error = error
         if time.monotonic() >= deadline:
@@ -129,8 +136,8 @@ class ManagedProcess:
     def assert_alive(self) -> None:
         if not self.alive():
             tail = "\n".join(self.log_text().splitlines()[-30:])
-            raise AssertionError(f"{self.name} exited with {self.popen.returncode if self.popen else None}; "
-                                 f"log {self.log_path}:\n{tail}")
+            raise ProcessDied(f"{self.name} exited with {self.popen.returncode if self.popen else None}; "
+                              f"log {self.log_path}:\n{tail}")
 
     def stop(self, timeout: float = 10.0) -> Optional[int]:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code (negative: killed by a signal)."""
@@ -150,7 +157,28 @@ class ManagedProcess:
         return self.exit_code
 
 
+@contextlib.contextmanager
+def stop_on_error(proc: ManagedProcess):
+    """Stops `proc` if start-up fails after it was spawned (the caller never gets it to clean up)."""
+    try:
+        yield
+    except BaseException:
+        proc.stop(timeout=5)
+        raise
+
+
 def start_redis(log_dir: Path) -> tuple[ManagedProcess, int]:
+    """redis-server on a free port (a new port if another process took it between probe and bind)."""
+    for attempt in range(3):
+        try:
+            return _start_redis_once(log_dir)
+        except ProcessDied:
+            if attempt == 2 or "Address already in use" not in (log_dir / "redis.log").read_text(errors="replace"):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_redis_once(log_dir: Path) -> tuple[ManagedProcess, int]:
     port = free_port()
     proc = ManagedProcess(
         "redis", [require_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -163,7 +191,8 @@ def start_redis(log_dir: Path) -> tuple[ManagedProcess, int]:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
 
-    wait_for("redis-server to answer PING", ping, timeout=15)
+    with stop_on_error(proc):
+        wait_for("redis-server to answer PING", ping, timeout=15)
     return proc, port
 
 
@@ -206,10 +235,15 @@ def start_tandem(binary: Path, name: str, redis_port: int, log_dir: Path, extra_
                     return int(ws.group(1)), int(ops.group(1))
         return None
 
-    ws_port, ops_port = wait_for(f"tandem node {name} to log its ports", listening, timeout=30)
-    node = TandemNode(name, proc, ws_port, ops_port)
-    wait_for(f"{name} /readyz", lambda: requests.get(node.ops_url + "/readyz", timeout=2).status_code == 200,
-             timeout=20)
+    with stop_on_error(proc):
+        ws_port, ops_port = wait_for(f"tandem node {name} to log its ports", listening, timeout=30)
+        node = TandemNode(name, proc, ws_port, ops_port)
+
+        def ready() -> bool:
+            proc.assert_alive()
+            return requests.get(node.ops_url + "/readyz", timeout=2).status_code == 200
+
+        wait_for(f"{name} /readyz", ready, timeout=20)
     return node
 
 
@@ -271,13 +305,26 @@ class PromQLError(AssertionError):
 
 
 def start_prometheus(nodes: list[TandemNode], work_dir: Path, log_dir: Path) -> Prometheus:
+    """Prometheus on a free port (a new port if another process took it between probe and bind)."""
+    for attempt in range(3):
+        try:
+            return _start_prometheus_once(nodes, work_dir, log_dir)
+        except ProcessDied:
+            if attempt == 2 or "address already in use" not in (log_dir / "prometheus.log").read_text(
+                    errors="replace").lower():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_prometheus_once(nodes: list[TandemNode], work_dir: Path, log_dir: Path) -> Prometheus:
     config_path = work_dir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(prometheus_config(nodes, (GRAFANA_DIR / "alerts.yml").resolve()),
                                           sort_keys=False))
     shutil.copy(config_path, log_dir / "prometheus.generated.yml")
     port = free_port()
     data_dir = work_dir / "tsdb"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
     proc = ManagedProcess(
         "prometheus",
         [require_tool("prometheus"), f"--config.file={config_path}", f"--storage.tsdb.path={data_dir}",
@@ -289,5 +336,6 @@ def start_prometheus(nodes: list[TandemNode], work_dir: Path, log_dir: Path) -> 
         proc.assert_alive()
         return requests.get(prom.url + "/-/ready", timeout=2).status_code == 200
 
-    wait_for("Prometheus /-/ready", ready, timeout=30)
+    with stop_on_error(proc):
+        wait_for("Prometheus /-/ready", ready, timeout=30)
     return prom
