@@ -37,6 +37,15 @@ from urllib.parse import urlencode
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+def kernel_send_buffer_max() -> int:
+    """Largest TCP send buffer the kernel autotunes to (bytes a stalled socket absorbs before the server's
+    own outbound queue grows); 4 MiB where /proc does not say."""
+    try:
+        return int(open("/proc/sys/net/ipv4/tcp_wmem").read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
 PRESENCE_DOC = "ops-presence"
 SLOW_DOC = "ops-slow"
 SYNC_DOC = "ops-sync"
@@ -359,9 +368,9 @@ class LoadGenerator:
 
     async def paused_reader(self) -> None:
         """A reader on node 1 with a tiny receive window stops reading for ~9 s at a time while big presence
-        states stream in and it asks for ~6 MB of replies: about 4 MB fit in the kernel's socket buffers,
-        the rest waits in the node's outbound queue (below the default 8 MB limit, so it is not closed)
-        and the node coalesces the presence deltas meant for it."""
+        states stream in and it asks for the kernel's send buffer (~4 MB) + 2 MB of replies: the 2 MB wait
+        in the node's outbound queue (below the default 8 MB limit, so it is not closed) and the node
+        coalesces the presence deltas meant for it."""
         writers = await self._big_state_writers(1, SLOW_DOC, "writer", 4)
         streaming = asyncio.create_task(self._stream_big_states(writers, SLOW_DOC))
         try:
@@ -375,7 +384,8 @@ class LoadGenerator:
                         break
                 reader.reading.clear()
                 self.stats.count("reader_pauses")
-                await self._request_backlog(reader, SLOW_DOC, 6 * 1024 * 1024, per_second=250)
+                await self._request_backlog(reader, SLOW_DOC, kernel_send_buffer_max() + 2 * 1024 * 1024,
+                                            per_second=250)
                 if not await self.sleep(6.0):
                     break
                 reader.reading.set()
@@ -396,7 +406,7 @@ class LoadGenerator:
                 if not await self.sleep(0.5):
                     return
                 c.reading.clear()
-                await self._request_backlog(c, SLOW_DOC, 12 * 1024 * 1024, per_second=250)
+                await self._request_backlog(c, SLOW_DOC, kernel_send_buffer_max() + 4 * 1024 * 1024, per_second=250)
                 c.reading.set()
                 try:
                     await asyncio.wait_for(c.closed.wait(), 5)

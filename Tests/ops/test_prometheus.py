@@ -7,7 +7,6 @@ import json
 import math
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -16,7 +15,7 @@ import yaml
 
 from conftest import Stack
 from promql_sources import (
-    ALERTS, ALERTS_TEST, DASHBOARD, alert_rules, dashboard_queries, find_query, iter_panels, load_dashboard,
+    ALERTS, ALERTS_TEST, alert_rules, dashboard_queries, find_query, iter_panels, load_dashboard,
     substitute,
 )
 from tandem_stack import ARTIFACTS_DIR, GRAFANA_DIR, PromQLError, require_tool, wait_for
@@ -138,6 +137,9 @@ def test_both_nodes_scraped(scraped_stack: Stack):
     assert up == {n.target: "1" for n in scraped_stack.nodes.values()}, f"up: {up}"
     nodes = {s["metric"]["node"]: s["metric"]["instance"] for s in prom.query("tandem_node_info")}
     assert nodes == {name: n.target for name, n in scraped_stack.nodes.items()}, f"tandem_node_info: {nodes}"
+    # What Grafana runs for the node variable's label_values(tandem_node_info, node).
+    values = prom.api("label/node/values", **{"match[]": "tandem_node_info"})
+    assert sorted(values) == sorted(scraped_stack.nodes), f"node variable values: {values}"
 
 
 def test_rules_loaded_and_evaluating(scraped_stack: Stack):
