@@ -252,6 +252,15 @@ private final class SpawnedProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        #if os(Linux)
+        // Other threads' descriptors (say a socket opened without FD_CLOEXEC) must not leak into the
+        // child: a long-lived redis-server holding a copy would keep that connection open.
+        // glibc ≥ 2.34 has the call, but Swift's Glibc module does not declare it, so look it up.
+        if let closeFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+            _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
+        }
+        #endif
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         var noSignals = sigset_t()
@@ -376,7 +385,7 @@ private func freeLocalPort() -> Int? {
 /// Binds a TCP socket to 127.0.0.1:`port` (0 = any), closes it, and returns the port it got.
 private func bindLoopback(port: Int) -> Int? {
     #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     #else
     let fd = socket(AF_INET, SOCK_STREAM, 0)
     #endif
@@ -401,7 +410,7 @@ private func bindLoopback(port: Int) -> Int? {
 /// `+PONG`, or `-NOAUTH` from a server started with `--requirepass`.
 private func pingAnswers(port: Int) -> Bool {
     #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     #else
     let fd = socket(AF_INET, SOCK_STREAM, 0)
     #endif

@@ -148,7 +148,8 @@ struct RedisSubscriberTests {
         subscriber.start()
         #expect(await waitUntil { probe.readies.count == 1 })
         #expect(subscriber.isConnected)
-        #expect(infoField(await cli(server, "INFO", "clients"), "connected_clients") == "2")
+        // The readiness probe's connection may still be counted for a moment, hence the wait.
+        #expect(await waitUntilBlocking { infoField(server.command("INFO", "clients"), "connected_clients") == "2" })
 
         await subscriber.shutdown()
         #expect(!subscriber.isConnected)
