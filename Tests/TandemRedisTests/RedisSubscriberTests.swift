@@ -42,7 +42,7 @@ final class SubscriberProbe: Sendable {
     }
 }
 
-@Suite("RedisSubscriber against a real redis-server")
+@Suite("RedisSubscriber against a real redis-server", .timeLimit(.minutes(2)))
 struct RedisSubscriberTests {
     @Test func deliversMessagesInOrderAndStopsAfterUnsubscribe() async throws {
         let server = try await startServer()
