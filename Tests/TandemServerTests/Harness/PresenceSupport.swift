@@ -179,7 +179,7 @@ func sendPresence(
     var sent = 0
     while sent < count {
         let elapsed = (clock.now - start).seconds
-        let due = min(count, max(sent + 1, Int((elapsed / seconds) * Double(count))))
+        let due = min(count, Int((elapsed / seconds) * Double(count)) + 1)
         while sent < due {
             sent += 1
             client.sendRaw(#"{"t":"presence","doc":"\#(doc)","state":{"seq":\#(sent)\#(extra)}}"#)

@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+import TandemTestSupport
+
+/// Requirement 6: a client that stops reading never makes the server's memory grow without bound.
+@Suite(.serialized, .cleanup) struct PresenceSlowConsumerTests {
+    /// Three clients flood large presence states (40 KB, at the 20/s rate: ~2.4 MB/s towards each
+    /// subscriber) while one subscriber stops reading. Its presence is merged instead of queued
+    /// (`tandem_slow_consumer_coalesced_total` grows), the outbound queue gauge stays bounded, it is not
+    /// closed (8 MiB limit never reached), the other subscriber keeps receiving, and once it reads again
+    /// it gets the latest state of every session.
+    @Test func aStalledReaderHasItsPresenceCoalescedAndOthersKeepReceiving() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "slow-p", stopWhenDone: true) {
+            $0.limits.maxStateBytes = 64 * 1024
+        }
+        let slow = try await TestClient.connect(node.url(user: "slow"), name: "slow")
+        let observer = try await TestClient.connect(node.url(user: "observer"), name: "observer")
+        var connected: [TestClient] = []
+        for i in 0..<3 { connected.append(try await TestClient.connect(node.url(user: "f\(i)"), name: "f\(i)")) }
+        let flooders = connected
+        for client in [slow, observer] + flooders { try await client.join("sp", state: ["seq": 0]) }
+        let everyone = Set(([slow, observer] + flooders).map(\.session))
+        try await waitUntil("everyone sees everyone") { slow.members(of: "sp") == everyone && observer.members(of: "sp") == everyone }
+
+        try await slow.socket.setReading(paused: true)
+        let coalesced = "tandem_slow_consumer_coalesced_total"
+        let coalescedBefore = try await node.value(coalesced)
+        let closedBefore = try await node.value(#"tandem_connections_closed_total{reason="slow_consumer"}"#)
+        let pad = String(repeating: "x", count: 40_000)
+        let perFlooder = 100  // 5 s at 20/s
+        let flood = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for flooder in flooders {
+                    group.addTask {
+                        try await sendPresence(flooder, doc: "sp", count: perFlooder, over: 5, extra: #","pad":"\#(pad)""#)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var maxQueue = 0.0
+        try await waitUntil("the stalled reader's presence is coalesced", timeout: .seconds(15)) {
+            maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
+            return try await node.value(coalesced) >= coalescedBefore + 20
+        }
+        // While it stays stalled, the others keep getting deltas and the queue stays bounded.
+        let mark = observer.count
+        try await waitUntil("the observer keeps receiving deltas") { observer.deltas(of: "sp", since: mark).count >= 10 }
+        try await waitUntil("the gauge has sampled the stall", timeout: .seconds(3)) {
+            maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
+            return maxQueue > 0
+        }
+        _ = try await flood.value
+        maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
+        print("PresenceSlowConsumerTests: max outbound queue gauge \(maxQueue) bytes")
+        #expect(maxQueue < 2 * 1024 * 1024, "outbound bytes stay near the high-water mark: \(maxQueue)")
+        #expect(!slow.isClosed)
+        #expect(try await node.value(#"tandem_connections_closed_total{reason="slow_consumer"}"#) == closedBefore)
+        try await waitUntil("the observer has every flooder's last state") {
+            flooders.allSatisfy { observer.state(of: $0.session, in: "sp")?["seq"] as? Int == perFlooder }
+        }
+
+        try await slow.socket.setReading(paused: false)
+        try await waitUntil("the slow reader catches up with every latest state", timeout: .seconds(20)) {
+            flooders.allSatisfy { slow.state(of: $0.session, in: "sp")?["seq"] as? Int == perFlooder }
+        }
+        for client in [slow, observer] + flooders { await client.close() }
+    }
+
+    /// Past `--max-outbound-bytes` (here 1 MiB) of document messages queued for a stalled reader, it is
+    /// closed (reason `slow_consumer`, code 1013), while the pusher and another subscriber get every
+    /// result and patch.
+    @Test func aStalledReaderPastTheOutboundLimitIsClosedAndOthersAreNotHeldUp() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "slow-s", stopWhenDone: true) {
+            $0.maxOutboundBytes = 1024 * 1024
+        }
+        let slow = try await TestClient.connect(node.url(user: "slow"), name: "slow")
+        let observer = try await TestClient.connect(node.url(user: "observer"), name: "observer")
+        let pusher = try await TestClient.connect(node.url(user: "pusher"), name: "pusher")
+        for client in [slow, observer, pusher] { try await client.join("ss") }
+        try await slow.socket.setReading(paused: true)
+        let closed = #"tandem_connections_closed_total{reason="slow_consumer"}"#
+        let closedBefore = try await node.value(closed)
+
+        let pushes = 200
+        let big = String(repeating: "y", count: 50_000)
+        for id in 1...pushes {
+            pusher.sendRaw(#"{"t":"push","doc":"ss","id":\#(id),"base":0,"ops":{"r\#(id % 7)":["put",{"big":"\#(big)"}]}}"#)
+        }
+        try await waitUntil("the stalled reader is closed as a slow consumer", timeout: .seconds(30)) {
+            try await node.value(closed) == closedBefore + 1
+        }
+        try await waitUntil("the pusher gets all results", timeout: .seconds(30)) { pusher.all("result").count == pushes }
+        try await waitUntil("the observer gets all patches", timeout: .seconds(30)) { observer.all("patch").count == pushes }
+        #expect(pusher.all("result").allSatisfy { JSON.string($0, at: "action") == "commit" })
+        #expect(!observer.isClosed && !pusher.isClosed)
+        try await slow.socket.setReading(paused: false)
+        _ = try await slow.waitClosed(timeout: .seconds(20))
+        #expect(slow.all("patch").count < pushes, "the slow reader was cut off before receiving everything")
+        await observer.close()
+        await pusher.close()
+    }
+}
