@@ -383,7 +383,11 @@ final class DocShard: @unchecked Sendable {
             let nowMs = self.node.clock.nowMs()
             for (doc, docState) in self.docs {
                 docState.gapTimer?.cancel()
-                for sid in docState.owners.keys { docState.presence.leave(sid: sid) }
+                // Every session this node serves leaves, including detached ones (socket lost, kept for a
+                // resume): they have no owner connection, and were left in Redis to linger until the TTL.
+                for sid in Array(docState.presence.view.keys) where docState.presence.isLocal(sid) {
+                    docState.presence.leave(sid: sid)
+                }
                 docState.owners.removeAll()
                 docState.members.removeAll()
                 if let write = docState.presence.tick(nowMs: nowMs).write, self.node.redisIsUp {
