@@ -65,4 +65,30 @@ import TandemTestSupport
         try await waitUntil("updates flow across nodes again") { (alice.state(of: dave.session, in: "out")?["cursor"] as? Int) == 5 }
         for client in [alice, carol, bob, dave] { await client.close() }
     }
+
+    /// A node that goes away while Redis is down cannot delete its presence nor be swept (Redis comes back
+    /// empty): the survivor's reconcile reports its sessions in `left` once the nodes had a TTL to
+    /// re-register. No ghosts after an outage either.
+    @Test func aNodeThatDiesDuringTheOutageIsReportedLeftAfterRedisReturns() async throws {
+        let redis = try RedisServerProcess()
+        let n1 = try await InProcessNode.start(redis: redis.url, nodeID: "gone-1", stopWhenDone: true) { $0.reconcileMs = 500 }
+        let n2 = try await InProcessNode.start(redis: redis.url, nodeID: "gone-2") { $0.reconcileMs = 500 }
+        let alice = try await TestClient.connect(n1.url(user: "alice"), name: "alice")
+        let bob = try await TestClient.connect(n2.url(user: "bob"), name: "bob")
+        try await alice.join("gone")
+        try await bob.join("gone")
+        try await waitUntil("alice sees bob") { alice.members(of: "gone").contains(bob.session) }
+
+        redis.kill()
+        try await waitUntil("gone-1 notices the outage") { try await n1.get("/readyz").status == 503 }
+        await n2.stop()
+        try redis.start()
+        try await waitUntil("gone-1 ready again", timeout: .seconds(15)) { try await n1.get("/readyz").status == 200 }
+        try await waitUntil("alice is told bob left; \(alice.summary())", timeout: .seconds(10)) {
+            alice.sids("left", of: "gone").contains(bob.session)
+        }
+        #expect(alice.members(of: "gone") == [alice.session])
+        #expect(redis.hashKeys("tandem:{gone}:presence:gone-1") == [alice.session])
+        await alice.close()
+    }
 }
