@@ -4,7 +4,7 @@ import TandemTestSupport
 
 /// Requirement 6: a client that stops reading never makes the server's memory grow without bound.
 @Suite(.serialized, .cleanup) struct PresenceSlowConsumerTests {
-    /// Three clients flood large presence states (40 KB, at the 20/s rate: ~2.4 MB/s towards each
+    /// Three clients send large presence states (40 KB, at the 20/s rate: ~2.4 MB/s towards each
     /// subscriber) while one subscriber stops reading. Its presence is merged instead of queued
     /// (`tandem_slow_consumer_coalesced_total` grows), the outbound queue gauge stays bounded, it is not
     /// closed (8 MiB limit never reached), the other subscriber keeps receiving, and once it reads again
@@ -28,42 +28,59 @@ import TandemTestSupport
         let coalescedBefore = try await node.value(coalesced)
         let closedBefore = try await node.value(#"tandem_connections_closed_total{reason="slow_consumer"}"#)
         let pad = String(repeating: "x", count: 40_000)
-        let perFlooder = 100  // 5 s at 20/s
+        // Each flooder sends at the 20/s rate until told to stop (at most 30 s); the last state it sent
+        // carries its count.
+        let stop = Locked(false)
         let flood = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            try await withThrowingTaskGroup(of: (String, Int).self) { group in
                 for flooder in flooders {
                     group.addTask {
-                        try await sendPresence(flooder, doc: "sp", count: perFlooder, over: 5, extra: #","pad":"\#(pad)""#)
+                        var sent = 0
+                        let start = ContinuousClock.now
+                        while !stop.value, ContinuousClock.now - start < .seconds(30) {
+                            sent += 1
+                            flooder.sendRaw(#"{"t":"presence","doc":"sp","state":{"seq":\#(sent),"pad":"\#(pad)"}}"#)
+                            try await Task.sleep(for: .milliseconds(50))
+                        }
+                        return (flooder.session, sent)
                     }
                 }
-                try await group.waitForAll()
+                var last: [String: Int] = [:]
+                for try await (sid, sent) in group { last[sid] = sent }
+                return last
             }
         }
         var maxQueue = 0.0
-        try await waitUntil("the stalled reader's presence is coalesced", timeout: .seconds(15)) {
+        try await waitUntil("the stalled reader's presence is coalesced", timeout: .seconds(20)) {
             maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
             return try await node.value(coalesced) >= coalescedBefore + 20
         }
-        // While it stays stalled, the others keep getting deltas and the queue stays bounded.
+        // While it stays stalled, the others keep getting deltas, it keeps being coalesced, and the queue
+        // stays bounded (the housekeeping gauge samples it every second).
         let mark = observer.count
-        try await waitUntil("the observer keeps receiving deltas") { observer.deltas(of: "sp", since: mark).count >= 10 }
-        try await waitUntil("the gauge has sampled the stall", timeout: .seconds(3)) {
-            maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
-            return maxQueue > 0
+        let coalescedMark = try await node.value(coalesced)
+        try await waitUntil("the observer keeps receiving deltas; \(observer.summary().prefix(300))", timeout: .seconds(20)) {
+            observer.deltas(of: "sp", since: mark).count >= 10
         }
-        _ = try await flood.value
+        try await waitUntil("coalescing goes on over two gauge samples", timeout: .seconds(20)) {
+            maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
+            return try await node.value(coalesced) >= coalescedMark + 40 && maxQueue > 0
+        }
+        #expect(!slow.isClosed)
+        stop.withLock { $0 = true }
+        let last = try await flood.value
         maxQueue = max(maxQueue, try await node.value(#"tandem_queue_depth{queue="outbound"}"#))
-        print("PresenceSlowConsumerTests: max outbound queue gauge \(maxQueue) bytes")
+        print("PresenceSlowConsumerTests: max outbound queue gauge \(maxQueue) bytes; sent \(last)")
         #expect(maxQueue < 2 * 1024 * 1024, "outbound bytes stay near the high-water mark: \(maxQueue)")
         #expect(!slow.isClosed)
         #expect(try await node.value(#"tandem_connections_closed_total{reason="slow_consumer"}"#) == closedBefore)
-        try await waitUntil("the observer has every flooder's last state") {
-            flooders.allSatisfy { observer.state(of: $0.session, in: "sp")?["seq"] as? Int == perFlooder }
+        try await waitUntil("the observer has every flooder's last state", timeout: .seconds(20)) {
+            flooders.allSatisfy { observer.state(of: $0.session, in: "sp")?["seq"] as? Int == last[$0.session] }
         }
 
         try await slow.socket.setReading(paused: false)
         try await waitUntil("the slow reader catches up with every latest state", timeout: .seconds(20)) {
-            flooders.allSatisfy { slow.state(of: $0.session, in: "sp")?["seq"] as? Int == perFlooder }
+            flooders.allSatisfy { slow.state(of: $0.session, in: "sp")?["seq"] as? Int == last[$0.session] }
         }
         for client in [slow, observer] + flooders { await client.close() }
     }

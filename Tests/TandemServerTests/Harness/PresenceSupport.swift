@@ -118,15 +118,12 @@ extension RedisServerProcess {
 }
 
 extension TestClient {
-    /// Number of messages received so far (a mark for `since:` windows).
-    var count: Int { rawMessages.count }
+    /// Number of messages received so far (a mark for `since:` windows). The server sends only JSON
+    /// objects, so parsed and raw messages line up.
+    var count: Int { all().count }
 
     /// Parsed messages received after the mark `from`.
-    func messages(since from: Int) -> [[String: Any]] {
-        let raw = rawMessages
-        guard from < raw.count else { return [] }
-        return raw[from...].compactMap { try? JSON.parse($0) }
-    }
+    func messages(since from: Int) -> [[String: Any]] { Array(all().dropFirst(from)) }
 
     /// Presence deltas (`t == presence`) of `doc` received after the mark.
     func deltas(of doc: String, since from: Int = 0) -> [[String: Any]] {
