@@ -114,7 +114,11 @@ import TandemTestSupport
         #expect(pusher.all("result").allSatisfy { JSON.string($0, at: "action") == "commit" })
         #expect(!observer.isClosed && !pusher.isClosed)
         try await slow.socket.setReading(paused: false)
-        _ = try await slow.waitClosed(timeout: .seconds(20))
+        let code = try await slow.waitClosed(timeout: .seconds(20))
+        // The 1013 close frame sits behind the queued data the server drops when it closes, so the client
+        // sees the connection end without it (reported; the server-side reason is what is asserted).
+        print("PresenceSlowConsumerTests: the closed slow reader saw close code \(code.map(String.init) ?? "none")")
+        #expect(code == nil || code == 1013, "closed as a slow consumer, not for another reason: \(String(describing: code))")
         #expect(slow.all("patch").count < pushes, "the slow reader was cut off before receiving everything")
         await observer.close()
         await pusher.close()
