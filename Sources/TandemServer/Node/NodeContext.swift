@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import TandemCore
 import TandemRedis
@@ -16,6 +18,11 @@ final class NodeContext: Sendable {
     let presenceStore: PresenceStore
     let syncStore: SyncStore
     let storm: ReconnectStormMonitor
+    let directory: NodeDirectory
+    let sampler = StatusSampler()
+    let startedAt = Date()
+    /// Bound ports, set once listening (for the node directory).
+    let ports = NIOLockedValueBox((ws: 0, ops: 0))
     private let shardsBox: NIOLockedValueBoxShards
 
     init(
@@ -31,6 +38,7 @@ final class NodeContext: Sendable {
         self.syncStore = SyncStore(
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
+        self.directory = NodeDirectory(redis: redis)
         self.shardsBox = NIOLockedValueBoxShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }
@@ -52,6 +60,14 @@ final class NodeContext: Sendable {
 
     func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
     func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
+
+    /// This node's entry in the node directory.
+    func directoryEntry(docs: Int, sessions: Int, state: String = "serving") -> NodeDirectory.Entry {
+        let ports = self.ports.withLockedValue { $0 }
+        return NodeDirectory.Entry(
+            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count, docs: docs,
+            presenceSessions: sessions, redisUp: redis.isConnected, startedAt: startedAt, state: state)
+    }
 
     func reconnectObserved() {
         metrics.reconnects.increment()

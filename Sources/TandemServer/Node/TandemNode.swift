@@ -17,9 +17,7 @@ public final class TandemNode: Sendable {
     private let context: NodeContext
     private let server: WebSocketServer
     private let ops: OpsHTTPServer
-    private let startedAt = Date()
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
-    private let ports = NIOLockedValueBox((ws: 0, ops: 0))
 
     /// Builds the node; nothing listens or connects until `start()`.
     public init(configuration: ServerConfiguration, logger: Logger, eventLoopThreads: Int = System.coreCount) async throws {
@@ -70,15 +68,15 @@ public final class TandemNode: Sendable {
         }
         server = WebSocketServer(node: context, authenticator: authenticator, group: group)
 
-        let routes = OpsRoutes(node: context, startedAt: startedAt, webRoot: configuration.webRoot)
+        let routes = OpsRoutes(node: context, webRoot: configuration.webRoot)
         ops = OpsHTTPServer(
             configuration: .init(host: configuration.opsHost, port: configuration.opsPort), logger: logger,
             handler: { request in routes.handle(request) })
     }
 
     /// The bound client port (useful with `--port 0`).
-    public var port: Int { ports.withLockedValue { $0.ws } }
-    public var opsPort: Int { ports.withLockedValue { $0.ops } }
+    public var port: Int { context.ports.withLockedValue { $0.ws } }
+    public var opsPort: Int { context.ports.withLockedValue { $0.ops } }
 
     public func start() async throws {
         context.redis.start()
@@ -86,7 +84,7 @@ public final class TandemNode: Sendable {
         context.shards.forEach { $0.start() }
         let wsPort = try await server.start()
         try ops.start()
-        ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
+        context.ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
         let context = self.context
         let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             Self.housekeeping(context)
@@ -101,21 +99,23 @@ public final class TandemNode: Sendable {
             ])
     }
 
-    /// Once a second: storm state and queue gauges.
+    /// Once a second: storm state, queue gauges, the status sample and the directory heartbeat.
     private static func housekeeping(_ context: NodeContext) {
         context.storm.evaluate()
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
-        let connections = context.registry.allConnections
-        let byLoop = Dictionary(grouping: connections) { ObjectIdentifier($0.eventLoop) }
-        let sums = byLoop.values.map { group in
-            group[0].eventLoop.submit { group.reduce(0) { $0 + $1.outboundBytes() } }
+        let loop = context.shards[0].eventLoop
+        // Outbound bytes must be read on each connection's own loop.
+        let byLoop = Dictionary(grouping: context.registry.allConnections) { ObjectIdentifier($0.eventLoop) }
+        let readings = byLoop.values.map { group in
+            group[0].eventLoop.submit { group.map { (ObjectIdentifier($0), $0.outboundBytes()) } }
         }
-        guard let loop = sums.first?.eventLoop else {
-            context.metrics.outboundQueueBytes.set(to: 0)
-            return
-        }
-        EventLoopFuture.whenAllSucceed(sums, on: loop).whenSuccess { values in
-            context.metrics.outboundQueueBytes.set(to: Double(values.reduce(0, +)))
+        let outbound = EventLoopFuture.whenAllSucceed(readings, on: loop).map { Dictionary($0.flatMap { $0 }) { a, _ in a } }
+        let docs = EventLoopFuture.whenAllSucceed(context.shards.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
+        outbound.and(docs).whenSuccess { outbound, docs in
+            context.metrics.outboundQueueBytes.set(to: Double(outbound.values.reduce(0, +)))
+            context.sampler.sample(metrics: context.metrics, docs: docs, outbound: outbound)
+            let entry = context.directoryEntry(docs: docs.count, sessions: docs.reduce(0) { $0 + $1.localMembers })
+            _ = context.directory.beat(entry, on: loop)
         }
     }
 
@@ -131,6 +131,8 @@ public final class TandemNode: Sendable {
             await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: .seconds(3))
         }
         ops.stop()
+        await context.directory.beat(context.directoryEntry(docs: 0, sessions: 0, state: "stopped"), stopping: true, on: group.next())
+            .wait(atMost: .seconds(1))
         await context.subscriber.shutdown()
         await context.redis.shutdown()
         try? await group.shutdownGracefully()
@@ -138,5 +140,5 @@ public final class TandemNode: Sendable {
     }
 
     /// Figures for /api/status and tests.
-    func status() -> NodeStatus { OpsRoutes(node: context, startedAt: startedAt, webRoot: nil).status() }
+    func status() -> NodeStatus { OpsRoutes(node: context, webRoot: nil).status() }
 }

@@ -127,8 +127,10 @@ final class WebSocketServer: Sendable {
                 var sessionID = SessionID.make()
                 var resumed = false
                 if let resume = query["resume"], SessionID.isValid(resume) {
-                    let current = registry.connection(for: resume)
-                    if current == nil || current?.identity.user == identity.user {
+                    // Only the session's own user may take it over: check the open connection or, when its
+                    // socket is already gone (presence kept for the TTL), who had it.
+                    let owner = registry.owner(of: resume)
+                    if owner == nil || owner == identity.user {
                         sessionID = resume
                         resumed = true
                     }

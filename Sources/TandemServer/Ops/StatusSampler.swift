@@ -1,0 +1,110 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Once a second, turns the node's metrics and its docs' counters into rates and keeps the last five
+/// minutes, so the status page has history the moment it opens. Lock-protected: the housekeeping task
+/// writes, libmicrohttpd's threads read.
+final class StatusSampler: Sendable {
+    static let historySeconds = 300
+
+    /// One second of the node's life (the status page's charts).
+    struct Sample: Codable, Sendable {
+        var t: Double
+        var connections: Double
+        var openedPerSecond: Double
+        var closedPerSecond: Double
+        var reconnectsPerSecond: Double
+        var presenceUpdatesPerSecond: Double
+        var presenceDeliveriesPerSecond: Double
+        var pushesPerSecond: Double
+        /// Conflicts / pushes over the last 10 s (0 without pushes).
+        var conflictRate: Double
+        var syncLagP95Ms: Double?
+        var outboundQueueBytes: Double
+        var redisQueue: Double
+        var pushQueue: Double
+        var storm: Bool
+    }
+
+    /// Per-doc rates.
+    struct DocRates: Sendable {
+        var presenceUpdatesPerSecond = 0.0
+        var pushesPerSecond = 0.0
+        var conflictRate = 0.0
+        var largestOutboundBytes = 0
+    }
+
+    private struct State {
+        var previous = MetricsSnapshot()
+        var previousAt = Date()
+        var history: [Sample] = []
+        var pushWindow: [(pushes: Double, conflicts: Double)] = []
+        var docCounters: [String: (updates: UInt64, pushes: UInt64, conflicts: UInt64)] = [:]
+        var docRates: [String: DocRates] = [:]
+        var docPushWindow: [String: [(UInt64, UInt64)]] = [:]
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Takes one sample. `docs` are the shards' doc figures; `outbound` maps connections to queued bytes.
+    func sample(metrics: TandemMetrics, docs: [DocStatus], outbound: [ObjectIdentifier: Int]) {
+        let now = Date()
+        let current = MetricsSnapshot(exposition: metrics.exposition())
+        state.withLockedValue { state in
+            let elapsed = max(0.001, now.timeIntervalSince(state.previousAt))
+            let previous = state.previous
+            func rate(_ name: String) -> Double { max(0, current.total(name) - previous.total(name)) / elapsed }
+            let pushes = max(0, current.total("tandem_sync_pushes_total") - previous.total("tandem_sync_pushes_total"))
+            let conflicts = max(0, current.total("tandem_sync_conflicts_total") - previous.total("tandem_sync_conflicts_total"))
+            state.pushWindow.append((pushes, conflicts))
+            if state.pushWindow.count > 10 { state.pushWindow.removeFirst() }
+            let windowPushes = state.pushWindow.reduce(0) { $0 + $1.pushes }
+            let windowConflicts = state.pushWindow.reduce(0) { $0 + $1.conflicts }
+            let sample = Sample(
+                t: now.timeIntervalSince1970,
+                connections: current.total("tandem_connections"),
+                openedPerSecond: rate("tandem_connections_opened_total"),
+                closedPerSecond: rate("tandem_connections_closed_total"),
+                reconnectsPerSecond: rate("tandem_reconnects_total"),
+                presenceUpdatesPerSecond: rate("tandem_presence_updates_total"),
+                presenceDeliveriesPerSecond: rate("tandem_presence_fanout_messages_total"),
+                pushesPerSecond: pushes / elapsed,
+                conflictRate: windowPushes > 0 ? windowConflicts / windowPushes : 0,
+                syncLagP95Ms: current.quantile(0.95, histogram: "tandem_sync_lag_seconds", since: previous).map { $0 * 1000 },
+                outboundQueueBytes: current.total("tandem_queue_depth{queue=\"outbound\"}"),
+                redisQueue: current.total("tandem_queue_depth{queue=\"redis\"}"),
+                pushQueue: current.total("tandem_queue_depth{queue=\"push\"}"),
+                storm: current.total("tandem_reconnect_storm") > 0)
+            state.history.append(sample)
+            if state.history.count > Self.historySeconds { state.history.removeFirst(state.history.count - Self.historySeconds) }
+
+            var rates: [String: DocRates] = [:]
+            var counters: [String: (UInt64, UInt64, UInt64)] = [:]
+            for doc in docs {
+                let before = state.docCounters[doc.doc] ?? (doc.presenceUpdates, doc.pushes, doc.conflicts)
+                var window = state.docPushWindow[doc.doc] ?? []
+                window.append((doc.pushes &- before.pushes, doc.conflicts &- before.conflicts))
+                if window.count > 10 { window.removeFirst() }
+                state.docPushWindow[doc.doc] = window
+                let windowPushes = window.reduce(0) { $0 + $1.0 }
+                let windowConflicts = window.reduce(0) { $0 + $1.1 }
+                rates[doc.doc] = DocRates(
+                    presenceUpdatesPerSecond: Double(doc.presenceUpdates &- before.updates) / elapsed,
+                    pushesPerSecond: Double(doc.pushes &- before.pushes) / elapsed,
+                    conflictRate: windowPushes > 0 ? Double(windowConflicts) / Double(windowPushes) : 0,
+                    largestOutboundBytes: doc.memberConnections.map { outbound[ObjectIdentifier($0)] ?? 0 }.max() ?? 0)
+                counters[doc.doc] = (doc.presenceUpdates, doc.pushes, doc.conflicts)
+            }
+            state.docCounters = counters.mapValues { (updates: $0.0, pushes: $0.1, conflicts: $0.2) }
+            state.docPushWindow = state.docPushWindow.filter { counters[$0.key] != nil }
+            state.docRates = rates
+            state.previous = current
+            state.previousAt = now
+        }
+    }
+
+    var history: [Sample] { state.withLockedValue { $0.history } }
+    var latest: Sample? { state.withLockedValue { $0.history.last } }
+    func rates(for doc: String) -> DocRates { state.withLockedValue { $0.docRates[doc] ?? DocRates() } }
+}
