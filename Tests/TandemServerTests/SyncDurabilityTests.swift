@@ -5,7 +5,7 @@ import Testing
 
 /// Durability with the embedded Redis (AOF on): what a client was told is committed survives a crash
 /// of Tandem and of its redis-server.
-@Suite(.serialized) struct SyncDurabilityTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncDurabilityTests {
     @Test func acknowledgedCommitsSurviveSIGKILLOfTandemAndItsRedis() async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("tsd-\(UUID().uuidString.prefix(6))").path
         defer { try? FileManager.default.removeItem(atPath: dataDir) }

@@ -5,7 +5,7 @@ import Testing
 
 /// Slow consumers never lose document patches: a client that stops reading is closed with 1013 once its
 /// queue passes `--max-outbound-bytes`, and reconnecting with `since` it gets everything it missed.
-@Suite(.serialized) struct SyncSlowConsumerTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncSlowConsumerTests {
     @Test func aClientThatStopsReadingIsClosedAndCatchesUpOnReconnect() async throws {
         let cluster = try await SyncCluster.start(nodes: 2) {
             $0.outboundLowWaterBytes = 64 * 1024

@@ -326,6 +326,21 @@ final class SyncClient: @unchecked Sendable {
         try await answer(doc, id: .number(id), timeout: timeout)
     }
 
+    /// Pushes (again) until the answer is something other than `unavailable`, as a client retries while
+    /// Redis comes back; returns that answer.
+    func pushUntilAnswered(_ doc: String, id: JSONValue, ops: JSONValue, timeout: Duration = .seconds(20)) async throws
+        -> [String: JSONValue]
+    {
+        var answer: [String: JSONValue] = [:]
+        try await waitUntil("\(name): push \(id.serializedString) answered other than unavailable: \(answer)", timeout: timeout, poll: .milliseconds(100)) {
+            forgetAnswer(doc, id: id)
+            push(doc, id: id, ops: ops)
+            answer = try await self.answer(doc, id: id)
+            return answer.string("code") != "unavailable"
+        }
+        return answer
+    }
+
     func forgetAnswer(_ doc: String, id: JSONValue) { modify(doc) { $0.forgetAnswer(id.serializedString) } }
 
     func sendJSON(_ value: JSONValue) { socket.sendRaw(value.serializedString) }

@@ -18,15 +18,21 @@ final class SyncCluster: @unchecked Sendable {
         self.nodes = nodes
     }
 
+    /// Starts Redis and `count` nodes. In suites marked `.cleanup`, the nodes are stopped and the clients
+    /// dropped when the test ends, also when it fails before `finish`.
     static func start(
         nodes count: Int = 1, redisArguments: [String] = [], configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws -> SyncCluster {
         let redis = try RedisServerProcess(extraArguments: redisArguments)
         var nodes: [InProcessNode] = []
         for index in 0..<count {
-            nodes.append(try await InProcessNode.start(redis: redis.url, nodeID: "node-\(index)", configure: configure))
+            let node = try await InProcessNode.start(redis: redis.url, nodeID: "node-\(index)", configure: configure)
+            Cleanup.current.add { await node.stop() }
+            nodes.append(node)
         }
-        return SyncCluster(redis: redis, nodes: nodes)
+        let cluster = SyncCluster(redis: redis, nodes: nodes)
+        Cleanup.current.add { cluster.dropClients() }
+        return cluster
     }
 
     var clients: [SyncClient] { lock.withLock { clientStore } }
@@ -43,13 +49,17 @@ final class SyncCluster: @unchecked Sendable {
     /// Every ordering violation seen by any client of the cluster.
     func orderingViolations() -> [String] { clients.flatMap { $0.orderingViolations() } }
 
-    /// Records every ordering violation as a test issue, closes the clients and stops the nodes.
+    /// Records every ordering violation as a test issue and drops the clients (the `.cleanup` trait stops
+    /// the nodes).
     func finish(sourceLocation: SourceLocation = #_sourceLocation) async {
         for violation in orderingViolations() {
             Issue.record("ordering guarantee broken: \(violation)", sourceLocation: sourceLocation)
         }
+        dropClients()
+    }
+
+    func dropClients() {
         for client in clients where !client.socket.isClosed { client.socket.abort() }
-        for node in nodes { await node.stop() }
     }
 
     /// Waits until every client's confirmed head of `doc` equals Redis's head.
