@@ -201,7 +201,14 @@ public struct PresenceDoc {
             for entry in upserts {
                 seen.insert(entry.sid)
                 noteEvent(entry.sid)
-                if local[entry.sid] != nil {
+                if let mine = local[entry.sid] {
+                    // A session still connected here yields only to a newer claim (a resume elsewhere bumps
+                    // the version). An older copy is stale: e.g. the detached entry a node rewrites after a
+                    // Redis outage during which the session was resumed here. Taking it as a takeover made
+                    // both nodes drop the session, and its live connection lost the doc.
+                    if mine.detachedUntilMs == nil, let current = view[entry.sid], current.version >= entry.version {
+                        continue
+                    }
                     // Resumed on another node: hand the session over without announcing a leave.
                     local.removeValue(forKey: entry.sid)
                     effect.takenOver.append(entry.sid)
