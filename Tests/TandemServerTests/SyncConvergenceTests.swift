@@ -13,10 +13,14 @@ import Testing
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncConvergenceTests {
     static let defaultSeed: UInt64 = 20_261_122
 
-    @Test func randomConcurrentEditsConverge() async throws {
+    /// Without and with a Redis restart (AOF on) in the middle of the edits: pushes refused `unavailable`
+    /// are pushed again, and those whose commit executed before the connection broke are recognised.
+    @Test(arguments: [false, true])
+    func randomConcurrentEditsConverge(redisRestart: Bool) async throws {
         let seed = ProcessInfo.processInfo.environment["TANDEM_SYNC_SEED"].flatMap { UInt64($0) } ?? Self.defaultSeed
-        print("SyncConvergenceTests seed: \(seed) (rerun with TANDEM_SYNC_SEED=\(seed))")
-        let cluster = try await SyncCluster.start(nodes: 2)
+        print("SyncConvergenceTests seed: \(seed) (rerun with TANDEM_SYNC_SEED=\(seed)), Redis restart: \(redisRestart)")
+        let cluster = try await SyncCluster.start(
+            nodes: 2, redisArguments: redisRestart ? ["--appendonly", "yes", "--appendfsync", "always"] : [])
         let doc = "converge:1"
         let redis = cluster.redis
 
@@ -29,6 +33,14 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             for agent in agents {
                 group.addTask { try await agent.run(operations: 50) }
+            }
+            if redisRestart {
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(300))
+                    redis.stop()
+                    try await Task.sleep(for: .milliseconds(400))
+                    try redis.start()
+                }
             }
             try await group.waitForAll()
         }
@@ -78,6 +90,7 @@ import Testing
 
         // The run exercised what it claims to.
         #expect(stats.rebases > 0 && stats.voids > 0 && stats.reconnects >= 3 && stats.resumed > 0, "\(stats)")
+        if redisRestart { #expect(stats.unavailable > 0, "pushes were refused while Redis was down: \(stats)") }
         await cluster.finish()
     }
 }
@@ -128,6 +141,9 @@ final class EditingAgent: @unchecked Sendable {
     var random: SplitMix64
     private(set) var stats = Stats()
     private var pending: [Pending] = []
+    /// Pending pushes answered `unavailable` and not yet sent again.
+    private var refused: Set<Int> = []
+    private var recovering = false
     private var nextID = 1
     private let user: String
 
@@ -153,10 +169,10 @@ final class EditingAgent: @unchecked Sendable {
                 try await reconnect()
                 continue
             }
-            // At most 4 pushes in flight.
+            // At most 4 pushes in flight, and none new while recovering from `unavailable`.
             try await waitUntil("\(user): answers to \(pending.map(\.id))", timeout: .seconds(20)) {
                 self.collectAnswers()
-                return self.pending.count < 4
+                return self.pending.count < 4 && !self.recovering
             }
             pushRandom()
         }
@@ -180,7 +196,12 @@ final class EditingAgent: @unchecked Sendable {
         }
     }
 
-    /// Takes answered pushes off `pending`; re-sends those refused as unavailable.
+    /// Takes answered pushes off `pending`, and recovers from `unavailable`.
+    ///
+    /// Redis remembers only a session's *last* committed push id, so a re-push is recognised as a
+    /// duplicate only if nothing else of the session committed since. After an `unavailable` (whose
+    /// write may have executed) the client therefore re-sends its pushes oldest first, one at a time,
+    /// and pushes nothing new until they are all answered.
     private func collectAnswers() {
         let view = client.view(doc)
         pending.removeAll { push in
@@ -200,9 +221,9 @@ final class EditingAgent: @unchecked Sendable {
             }
             if let error = view.pushErrors[key] {
                 if error.string("code") == "unavailable" {
-                    stats.unavailable += 1
-                    client.forgetAnswer(doc, id: .number(push.id))
-                    client.push(doc, id: .number(push.id), base: push.base, ops: push.ops)
+                    if !refused.contains(push.id) { stats.unavailable += 1 }
+                    refused.insert(push.id)
+                    recovering = true
                     return false
                 }
                 Issue.record("\(user): push \(push.id) refused: \(error)")
@@ -210,6 +231,16 @@ final class EditingAgent: @unchecked Sendable {
             }
             return false
         }
+        if pending.isEmpty { recovering = false }
+        if let oldest = pending.first, refused.contains(oldest.id) {
+            refused.remove(oldest.id)
+            resend(oldest)
+        }
+    }
+
+    private func resend(_ push: Pending) {
+        client.forgetAnswer(doc, id: .number(push.id))
+        client.push(doc, id: .number(push.id), base: push.base, ops: push.ops)
     }
 
     /// Drops the connection (abort or clean close), reconnects to a random node (resuming the session or
@@ -230,10 +261,11 @@ final class EditingAgent: @unchecked Sendable {
         if resume, client.session == session { stats.resumed += 1 }
         try await client.join(doc, since: client.view(doc).head)
         collectAnswers()
-        for push in pending {
+        // Everything unanswered goes again, in order; while recovering from `unavailable` only the oldest.
+        for push in recovering ? Array(pending.prefix(1)) : pending {
             stats.rePushes += 1
-            client.forgetAnswer(doc, id: .number(push.id))
-            client.push(doc, id: .number(push.id), base: push.base, ops: push.ops)
+            refused.remove(push.id)
+            resend(push)
         }
     }
 

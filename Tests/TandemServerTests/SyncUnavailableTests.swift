@@ -89,4 +89,44 @@ import Testing
         cluster.expectRecordsEqualRedis(alice, doc)
         await cluster.finish()
     }
+
+    /// A session resumed on another node while Redis is down keeps its doc when Redis returns (the old
+    /// node's rewrite of its stale, detached copy must not count as a takeover of the live one).
+    @Test func aSessionResumedElsewhereDuringAnOutageKeepsItsDoc() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2, redisArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        let doc = "unavailable:resume"
+        let alice = try await cluster.client("alice", node: 0)
+        let bob = try await cluster.client("bob", node: 0)
+        let carol = try await cluster.client("carol", node: 1)
+        for client in [alice, bob, carol] { try await client.join(doc) }
+        let session = alice.session
+
+        cluster.redis.stop()
+        alice.socket.abort()
+        try await alice.reconnect(cluster.nodes[1].url(user: "alice", query: "resume=\(session)"))
+        #expect(alice.session == session)
+        try await alice.join(doc, since: alice.view(doc).head)
+        try cluster.redis.start()
+        for node in cluster.nodes {
+            try await waitUntil("\(node.nodeID) ready again") { (try? await node.get("/readyz").status) == 200 }
+        }
+        // Both nodes rewrite their presence (node-0 with bob, and its stale copy of alice) and publish it.
+        try await waitUntil("both nodes' presence back in Redis") {
+            cluster.redis.command("HEXISTS", "tandem:{\(doc)}:presence:node-0", bob.session) == "1"
+                && cluster.redis.command("HEXISTS", "tandem:{\(doc)}:presence:node-1", session) == "1"
+        }
+        // A commit published after those rewrites reaches node-1 after them, so once carol has it node-1
+        // has handled node-0's stale copy of alice.
+        let marker = try await carol.pushUntilAnswered(doc, id: .number(1), ops: json(#"{"m":["put",{}]}"#))
+        #expect(marker.string("action") == "commit")
+        let answer = try await alice.pushUntilAnswered(doc, id: .number(1), ops: json(#"{"a":["put",{}]}"#))
+        #expect(answer.string("action") == "commit", "\(answer)")
+        let errors = alice.socket.rawMessages.filter { $0.contains(#""t":"error""#) && !$0.contains("unavailable") }
+        #expect(errors.isEmpty, "\(errors)")
+        try await carol.waitHead(doc, 2)
+        try await waitUntil("node-0 dropped its stale copy of alice") {
+            cluster.redis.command("HEXISTS", "tandem:{\(doc)}:presence:node-0", session) == "0"
+        }
+        await cluster.finish()
+    }
 }
