@@ -59,4 +59,32 @@ import Testing
         print("SyncReconnectTests: \(unanswered.count) of \(count) pushes re-pushed after the reconnect")
         await cluster.finish()
     }
+
+    /// A client that comes back may send its pushes right after `join`, without waiting for `joined`:
+    /// they are answered, after the catch-up, in clock order, on a doc the node has loaded and on one it
+    /// has not.
+    @Test func pushesSentRightAfterJoinAreAnsweredAfterTheCatchUp() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let keeper = try await cluster.client("keeper")
+        for round in 0..<6 {
+            let loaded = round % 2 == 0
+            let doc = "early:\(round)"
+            if loaded {
+                try await keeper.join(doc)
+                keeper.push(doc, id: .number(round), ops: json(#"{"before":["put",{}]}"#))
+                _ = try await keeper.answer(doc, id: round)
+            }
+            let client = try await cluster.client("early\(round)")
+            try await client.join(doc, waitForSync: false)
+            client.push(doc, id: 1, base: 0, ops: #"{"mine":["put",{"round":\#(round)}]}"#)
+            client.push(doc, id: 2, base: 0, ops: #"{"mine":["patch",{"more":["put",true]}]}"#)
+            for id in [1, 2] {
+                let answer = try await client.answer(doc, id: id, timeout: .seconds(5))
+                #expect(answer.string("action") == "commit", "round \(round) (doc loaded: \(loaded)), push \(id): \(answer)")
+            }
+            try await client.waitSynced(doc)
+            cluster.expectRecordsEqualRedis(client, doc)
+        }
+        await cluster.finish()
+    }
 }
