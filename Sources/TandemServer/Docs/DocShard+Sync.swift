@@ -162,13 +162,21 @@ extension DocShard {
 
     func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role) {
         onLoop {
+            let member = ObjectIdentifier(connection)
             guard let doc = message.doc, let docState = self.docs[doc],
-                docState.members[ObjectIdentifier(connection)] != nil
-                    || docState.waiting.contains(where: { $0.connection === connection })
+                docState.members[member] != nil || docState.waiting.contains(where: { $0.connection === connection })
+                    || docState.owners[connection.sessionID] == member
             else {
                 connection.eventLoop.execute {
                     connection.sendError(ProtocolError(.notJoined, "join the doc first", doc: message.doc, pushID: message.pushID))
                 }
+                return
+            }
+            if docState.members[member] == nil {
+                // Joined, but not a member yet (the doc is loading, or the joiner's presence is being
+                // written): handle the request once it is, after its `joined` and catch-up. A push decided
+                // earlier committed with nobody to answer (no `result`), or was refused `not_joined`.
+                docState.earlyRequests[member, default: []].append((message, role))
                 return
             }
             switch message {

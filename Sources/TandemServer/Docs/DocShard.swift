@@ -96,6 +96,9 @@ final class DocShard: @unchecked Sendable {
             let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
             connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
+            for (message, role) in docState.earlyRequests.removeValue(forKey: ObjectIdentifier(connection)) ?? [] {
+                self.sync(message, from: connection, role: role)
+            }
         }
     }
 
@@ -109,6 +112,7 @@ final class DocShard: @unchecked Sendable {
             if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
             docState.sync.detach(id)
             docState.awaitingSync.removeValue(forKey: id)
+            docState.earlyRequests.removeValue(forKey: id)
             self.dropPushes(of: id, docState)
             let sid = connection.sessionID
             if docState.owners[sid] == id {

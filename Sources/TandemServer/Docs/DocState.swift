@@ -52,6 +52,9 @@ final class DocState: @unchecked Sendable {
     /// Members that joined before the replica could be read (Redis down), with their `since`.
     var awaitingSync: [ObjectIdentifier: UInt64?] = [:]
     var syncLoadInFlight = false
+    /// Sync requests (push, sync, ack) of connections whose join is not complete yet, handled once they
+    /// are members.
+    var earlyRequests: [ObjectIdentifier: [(ClientMessage, Role)]] = [:]
     var pushQueue: [PendingPush] = []
     var activePush: ActivePush?
     var gapFillInFlight = false
