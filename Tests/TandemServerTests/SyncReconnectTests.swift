@@ -60,30 +60,36 @@ import Testing
         await cluster.finish()
     }
 
-    /// A client that comes back may send its pushes right after `join`, without waiting for `joined`:
-    /// they are answered, after the catch-up, in clock order, on a doc the node has loaded and on one it
-    /// has not.
-    @Test func pushesSentRightAfterJoinAreAnsweredAfterTheCatchUp() async throws {
-        let cluster = try await SyncCluster.start(nodes: 1)
-        let keeper = try await cluster.client("keeper")
-        for round in 0..<6 {
-            let loaded = round % 2 == 0
+    /// A client that comes back may send its pushes right after `join`, without waiting for `joined` or
+    /// the end of its catch-up: they are answered after the catch-up, in clock order — on a doc the node
+    /// has not loaded, on one it has, and when the catch-up is read from the Redis log (a `since` on a
+    /// node that has just loaded the doc).
+    @Test(arguments: ["unloaded", "loaded", "log catch-up"])
+    func pushesSentRightAfterJoinAreAnsweredAfterTheCatchUp(_ situation: String) async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let keeper = try await cluster.client("keeper", node: 0)
+        for round in 0..<3 {
             let doc = "early:\(round)"
-            if loaded {
+            var since: UInt64?
+            if situation != "unloaded" {
                 try await keeper.join(doc)
-                keeper.push(doc, id: .number(round), ops: json(#"{"before":["put",{}]}"#))
-                _ = try await keeper.answer(doc, id: round)
+                for k in 1...100 { keeper.push(doc, id: .number(k), ops: json(#"{"k\#(k % 7)":["put",{"k":\#(k)}]}"#)) }
+                _ = try await keeper.answer(doc, id: 100)
             }
-            let client = try await cluster.client("early\(round)")
-            try await client.join(doc, waitForSync: false)
-            client.push(doc, id: 1, base: 0, ops: #"{"mine":["put",{"round":\#(round)}]}"#)
-            client.push(doc, id: 2, base: 0, ops: #"{"mine":["patch",{"more":["put",true]}]}"#)
+            if situation == "log catch-up" { since = 10 }
+            let client = try await cluster.client("early\(round)", node: situation == "loaded" ? 0 : 1)
+            try await client.join(doc, since: since, waitForSync: false)
+            client.push(doc, id: 1, base: since ?? 0, ops: #"{"mine":["put",{"round":\#(round)}]}"#)
+            client.push(doc, id: 2, base: since ?? 0, ops: #"{"mine":["patch",{"more":["put",true]}]}"#)
             for id in [1, 2] {
                 let answer = try await client.answer(doc, id: id, timeout: .seconds(5))
-                #expect(answer.string("action") == "commit", "round \(round) (doc loaded: \(loaded)), push \(id): \(answer)")
+                #expect(answer.string("action") == "commit", "\(situation) round \(round), push \(id): \(answer)")
             }
             try await client.waitSynced(doc)
-            cluster.expectRecordsEqualRedis(client, doc)
+            if situation == "log catch-up" { #expect(client.view(doc).chunks.first?.type == "log") }
+            #expect(client.view(doc).ownCommitsInLog.isEmpty, "answered, not only found in the catch-up")
+            try await cluster.waitConverged(doc, clients: situation == "unloaded" ? [client] : [client, keeper])
+            if since == nil { cluster.expectRecordsEqualRedis(client, doc) }
         }
         await cluster.finish()
     }
