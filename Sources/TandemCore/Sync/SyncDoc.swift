@@ -28,6 +28,8 @@ public struct SyncDoc<Member: Hashable> {
     public var isLoaded: Bool { replica != nil }
     public var head: UInt64 { replica?.head ?? 0 }
     public func cursor(of member: Member) -> UInt64? { cursors[member] }
+    /// The member is reading its catch-up from the Redis log (not live yet).
+    public func isCatchingUp(_ member: Member) -> Bool { catchingUp[member] != nil }
 
     /// The first missing clock and the clock before the next one we hold, when commits wait behind a gap.
     public var gap: ClosedRange<UInt64>? {

@@ -78,8 +78,18 @@ extension DocShard {
                 }
                 let next = docState.sync.continueCatchUp(id, through: entries.first?.clock == from ? through : 0)
                 if let next { self.send(next, to: connection, doc: doc, docState) }
+                self.handleEarlyRequests(of: connection, docState)
             }
         }
+    }
+
+    /// Handles the requests a connection sent before it was live (see `sync`), once it is.
+    func handleEarlyRequests(of connection: ClientConnection, _ docState: DocState) {
+        let member = ObjectIdentifier(connection)
+        guard docState.members[member] != nil, !docState.sync.isCatchingUp(member),
+            let early = docState.earlyRequests.removeValue(forKey: member)
+        else { return }
+        for (message, role) in early { sync(message, from: connection, role: role) }
     }
 
     // MARK: Commits
@@ -172,10 +182,11 @@ extension DocShard {
                 }
                 return
             }
-            if docState.members[member] == nil {
-                // Joined, but not a member yet (the doc is loading, or the joiner's presence is being
-                // written): handle the request once it is, after its `joined` and catch-up. A push decided
-                // earlier committed with nobody to answer (no `result`), or was refused `not_joined`.
+            if docState.members[member] == nil || docState.sync.isCatchingUp(member) {
+                // Joined, but not live yet (the doc is loading, the joiner's presence is being written, or
+                // its catch-up is being read from the Redis log): handle the request once it is, after the
+                // catch-up. A push decided earlier committed with nobody to answer (results go to live
+                // members only; its commit showed up in the catch-up instead), or was refused `not_joined`.
                 docState.earlyRequests[member, default: []].append((message, role))
                 return
             }

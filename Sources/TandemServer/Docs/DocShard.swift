@@ -96,9 +96,7 @@ final class DocShard: @unchecked Sendable {
             let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
             connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
-            for (message, role) in docState.earlyRequests.removeValue(forKey: ObjectIdentifier(connection)) ?? [] {
-                self.sync(message, from: connection, role: role)
-            }
+            self.handleEarlyRequests(of: connection, docState)
         }
     }
 
