@@ -129,4 +129,33 @@ import Testing
         }
         await cluster.finish()
     }
+
+    /// A catch-up that must be read from the Redis log while Redis is down falls back to a snapshot from
+    /// the node's replica (it used to retry the read recursively until the node crashed).
+    @Test func aLogCatchUpWhileRedisIsDownFallsBackToASnapshot() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2, redisArguments: ["--appendonly", "yes"])
+        let doc = "unavailable:catchup"
+        let alice = try await cluster.client("alice", node: 0)
+        try await alice.join(doc)
+        for k in 1...10 { alice.push(doc, id: k, ops: #"{"r\#(k % 3)":["put",{"k":\#(k)}]}"#) }
+        #expect(try await alice.answer(doc, id: 10).clock() == 10)
+        // node-1 loads the doc after those commits: it holds the records, not the log.
+        let bob = try await cluster.client("bob", node: 1)
+        try await bob.join(doc)
+        cluster.redis.stop()
+
+        let carol = try await cluster.client("carol", node: 1)
+        try await carol.join(doc, since: 5)
+        #expect(carol.view(doc).chunks.map(\.type) == ["snapshot"])
+        #expect(carol.view(doc).head == 10)
+        #expect(carol.view(doc).serializedRecords == alice.view(doc).serializedRecords)
+        #expect(try await cluster.nodes[1].get("/healthz").status == 200)
+
+        try cluster.redis.start()
+        let answer = try await carol.pushUntilAnswered(doc, id: .number(1), ops: json(#"{"c":["put",{}]}"#))
+        #expect(answer.clock() == 11)
+        try await cluster.waitConverged(doc)
+        for client in [alice, bob, carol] { cluster.expectRecordsEqualRedis(client, doc) }
+        await cluster.finish()
+    }
 }
