@@ -67,16 +67,21 @@ extension DocShard {
         case .fetch(let from, _):
             let id = ObjectIdentifier(connection)
             node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
-                guard self.docs[doc] === docState, docState.members[id] != nil else { return }
+                guard self.docs[doc] === docState, docState.members[id] != nil, docState.sync.isCatchingUp(id) else { return }
                 let head = docState.sync.head
                 let entries = ((try? result.get()) ?? []).filter { $0.clock <= head }
-                // A failed or empty read (history trimmed meanwhile) falls back to a snapshot.
-                let through = entries.last?.clock ?? 0
-                if !entries.isEmpty, entries.first?.clock == from {
+                let next: SyncDoc<ObjectIdentifier>.CatchUp?
+                if let last = entries.last, entries.first?.clock == from {
                     let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: true)
                     connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
+                    next = docState.sync.continueCatchUp(id, through: last.clock)
+                } else {
+                    // A failed or empty read (Redis unreachable, history trimmed meanwhile) falls back to a
+                    // snapshot from the replica. (Continuing "through 0" read the log again from clock 1
+                    // while the history was untrimmed: with Redis down every read failed at once and the
+                    // retries recursed until the stack overflowed.)
+                    next = docState.sync.attach(id, since: nil)
                 }
-                let next = docState.sync.continueCatchUp(id, through: entries.first?.clock == from ? through : 0)
                 if let next { self.send(next, to: connection, doc: doc, docState) }
                 self.handleEarlyRequests(of: connection, docState)
             }
