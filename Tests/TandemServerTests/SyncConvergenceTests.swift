@@ -141,8 +141,8 @@ final class EditingAgent: @unchecked Sendable {
     var random: SplitMix64
     private(set) var stats = Stats()
     private var pending: [Pending] = []
-    /// Pending pushes answered `unavailable` and not yet sent again.
-    private var refused: Set<Int> = []
+    /// Pending pushes to send again (answered `unavailable`, or sent on a connection since lost).
+    private var needsResend: Set<Int> = []
     private var recovering = false
     private var nextID = 1
     private let user: String
@@ -165,12 +165,12 @@ final class EditingAgent: @unchecked Sendable {
             collectAnswers()
             if roll(100) < 5 {
                 // Often with pushes still in flight, so some are answered on no connection.
-                if roll(2) == 0 { for _ in 0...roll(3) { pushRandom() } }
+                if roll(2) == 0, !recovering { for _ in 0...roll(3) { pushRandom() } }
                 try await reconnect()
                 continue
             }
             // At most 4 pushes in flight, and none new while recovering from `unavailable`.
-            try await waitUntil("\(user): answers to \(pending.map(\.id))", timeout: .seconds(20)) {
+            try await waitUntil("\(user): answers to \(pending.map(\.id)) (to resend \(needsResend), recovering \(recovering)) session \(client.session); \(client.socket.summary())", timeout: .seconds(20)) {
                 self.collectAnswers()
                 return self.pending.count < 4 && !self.recovering
             }
@@ -221,8 +221,9 @@ final class EditingAgent: @unchecked Sendable {
             }
             if let error = view.pushErrors[key] {
                 if error.string("code") == "unavailable" {
-                    if !refused.contains(push.id) { stats.unavailable += 1 }
-                    refused.insert(push.id)
+                    if !needsResend.contains(push.id) { stats.unavailable += 1 }
+                    needsResend.insert(push.id)
+                    client.forgetAnswer(doc, id: .number(push.id))
                     recovering = true
                     return false
                 }
@@ -232,8 +233,8 @@ final class EditingAgent: @unchecked Sendable {
             return false
         }
         if pending.isEmpty { recovering = false }
-        if let oldest = pending.first, refused.contains(oldest.id) {
-            refused.remove(oldest.id)
+        if let oldest = pending.first, needsResend.contains(oldest.id) {
+            needsResend.remove(oldest.id)
             resend(oldest)
         }
     }
@@ -261,10 +262,12 @@ final class EditingAgent: @unchecked Sendable {
         if resume, client.session == session { stats.resumed += 1 }
         try await client.join(doc, since: client.view(doc).head)
         collectAnswers()
-        // Everything unanswered goes again, in order; while recovering from `unavailable` only the oldest.
+        // Everything unanswered goes again, in order; while recovering from `unavailable` one at a time,
+        // oldest first (collectAnswers sends the next when the previous is answered).
+        needsResend = Set(pending.map(\.id))
         for push in recovering ? Array(pending.prefix(1)) : pending {
             stats.rePushes += 1
-            refused.remove(push.id)
+            needsResend.remove(push.id)
             resend(push)
         }
     }
