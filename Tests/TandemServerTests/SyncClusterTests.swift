@@ -102,13 +102,16 @@ import Testing
         try await cluster.waitConverged(doc)
         #expect(bob.view(doc).records["r"] == json(#"{"n":20,"text":"a20b"}"#))
 
-        // A base the doc never reached is refused (after the node waited for it in vain).
+        // A base the doc never reached is refused (after the node waited for it in vain) — each such push.
         let head = SyncRedis.head(cluster.redis, doc)
         bob.push(doc, id: 100, base: head + 50, ops: #"{"r":["put",{}]}"#)
-        let refused = try await bob.answer(doc, id: 100)
-        #expect(refused.string("action") == "discard")
-        #expect(refused.string("reason") == "invalid_base")
-        #expect(refused.clock() == head, "a discard carries the client's current position")
+        bob.push(doc, id: 101, base: head + 60, ops: #"{"r":["put",{}]}"#)
+        for id in [100, 101] {
+            let refused = try await bob.answer(doc, id: id)
+            #expect(refused.string("action") == "discard", "\(refused)")
+            #expect(refused.string("reason") == "invalid_base")
+            #expect(refused.clock() == head, "a discard carries the client's current position")
+        }
         #expect(SyncRedis.head(cluster.redis, doc) == head)
         for client in [alice, bob] { cluster.expectRecordsEqualRedis(client, doc) }
         await cluster.finish()
