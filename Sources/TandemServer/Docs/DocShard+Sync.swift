@@ -352,6 +352,8 @@ extension DocShard {
         guard node.redisIsUp else { return failActivePush(doc, docState, .unavailable, "Redis is unreachable; retry the push") }
         active.decision = decision
         active.attempts += 1
+        // No longer waiting: it is being committed (a stale wait would get it refused while in flight).
+        active.waitingForHead = nil
         docState.activePush = active
         node.syncStore.commit(doc: doc, sessionID: push.connection.sessionID, pushID: push.id, decision: decision, on: eventLoop)
             .whenComplete { result in
@@ -402,7 +404,11 @@ extension DocShard {
             guard self.docs[doc] === docState, let active = docState.activePush, active.waitingForHead != nil else { return }
             if self.node.clock.nowNanos() >= active.waitDeadlineNanos {
                 self.decideActivePush(doc, docState)
-                if docState.activePush?.waitingForHead != nil {
+                // Only if that same push is still waiting: deciding it may have answered it (invalid_base)
+                // and started the next push, which then waits on its own deadline.
+                if let still = docState.activePush, still.push.id == active.push.id,
+                    still.push.connection === active.push.connection, still.waitingForHead != nil
+                {
                     self.failActivePush(doc, docState, .unavailable, "this node could not catch up with the doc; retry")
                 }
             } else {
