@@ -128,7 +128,7 @@ const nodesTable = new KeyedTable($("#nodes-table tbody"), {
           cell.firstChild.className = "node-name";
           cell.lastChild.className = "tag tag-self";
         }
-        setText(cell.firstChild, item.node);
+        setText(cell.firstChild, item.node, item.node);
         setText(cell.lastChild, item.node === thisNode ? "this node" : "");
       },
     },
@@ -200,7 +200,7 @@ const docsTable = new KeyedTable($("#docs-table tbody"), {
           cell.firstChild.className = "doc-id";
           cell.lastChild.className = "tag tag-large";
         }
-        setText(cell.firstChild, item.doc);
+        setText(cell.firstChild, item.doc, item.doc);
         setText(cell.lastChild, item.large ? "large" : "");
       },
     },
@@ -282,7 +282,7 @@ function renderStorm(status) {
   const on = storm.storm === true;
   if (on) {
     metric("storm-rate", fmt.rate(storm.ratePerSecond), storm.ratePerSecond);
-    metric("storm-threshold", fmt.rate(storm.stormThreshold), storm.stormThreshold);
+    metric("storm-threshold", Number.isInteger(storm.stormThreshold) ? fmt.integer(storm.stormThreshold) : fmt.rate(storm.stormThreshold), storm.stormThreshold);
     metric("storm-peak", fmt.rate(storm.stormPeakRate ?? storm.ratePerSecond), storm.stormPeakRate ?? storm.ratePerSecond);
     const since = stormSince(status.history || []);
     $("#storm-since-wrap").hidden = since === null;
