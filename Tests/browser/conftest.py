@@ -95,16 +95,22 @@ def browser(driver, request):
     """The shared browser, back at desktop size; a screenshot and the console log are saved on failure."""
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     driver.set_window_size(*DESKTOP)
+    driver.get_log("browser")  # start with an empty console log
     yield driver
     report = getattr(request.node, "rep_call", None)
+    logs = driver.get_log("browser")
     if report is not None and report.failed:
         name = request.node.name
         try:
             driver.save_screenshot(str(ARTIFACTS / f"failed-{name}.png"))
-            logs = driver.get_log("browser")
             (ARTIFACTS / f"failed-{name}.console.txt").write_text("\n".join(str(entry) for entry in logs))
         except Exception:  # noqa: BLE001 - best effort while reporting a failure
             pass
+    elif report is not None:
+        # Failed fetches of a stopped node are expected; a JavaScript exception never is.
+        errors = [e for e in logs if e.get("level") == "SEVERE" and "Failed to load resource" not in e.get("message", "")
+                  and "net::ERR_" not in e.get("message", "")]
+        assert not errors, f"JavaScript errors in the console: {errors}"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -35,6 +35,9 @@ def full_page_screenshot(driver, path):
 
 def test_numbers_match_api_on_both_nodes(browser, cluster, traffic, artifacts):
     n1, n2 = cluster["n1"], cluster["n2"]
+    # The traffic has pushed to every doc at least once.
+    wait_until(lambda: all((d.get("headClock") or 0) > 0 for d in n1.status()["docs"]) and len(n1.status()["docs"]) >= 2,
+               10, message="pushes in every doc")
     open_status(browser, n1)
     page, api = wait_until_page_matches_api(browser, n1)
 

@@ -52,6 +52,8 @@ client.connect().catch((error) => console.warn("connect failed", error));
 const cursors = new Map(); // sid → element
 
 function renderPresence() {
+  const me = doc.members.get(client.session);
+  if (me) $("#me").textContent = me.name; // with a token, the name is the token's
   const people = $("#people");
   people.replaceChildren(
     ...[...doc.members.values()].map((m) => {
