@@ -207,3 +207,26 @@ def test_demo_board_end_to_end(browser, cluster, static_server, artifacts):
             task.cancel()
             loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
         loop.close()
+
+
+def test_ops_and_backoff_helpers(browser, static_server):
+    browser.get(f"{static_server}/pages/client.html")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+    result = browser.execute_script(r"""
+      const { applyOps, applyDiff, backoffDelay } = Tandem;
+      const original = { t: 'ab', list: [1], nested: { a: 1, b: 2 } };
+      const patched = applyDiff(original, {
+        t: ['append', 'cd', 2], list: ['append', [2, 3], 1], nested: ['patch', { a: ['delete'], c: ['put', 3] }], n: ['put', 5],
+        missing: ['append', 'x', 0] });
+      const records = applyOps(new Map([['r1', { v: 1 }], ['r2', { v: 2 }]]),
+        { r1: ['patch', { v: ['put', 10] }], r2: ['remove'], r3: ['put', { v: 3 }], ghost: ['patch', { v: ['put', 1] }] });
+      const delays = [];
+      for (let attempt = 0; attempt < 12; attempt += 1) delays.push(backoffDelay(attempt, 250, 15000, () => 0.999999));
+      return { patched, original, records: Object.fromEntries(records),
+               delays, zero: backoffDelay(5, 250, 15000, () => 0) };
+    """)
+    assert result["patched"] == {"t": "abcd", "list": [1, 2, 3], "nested": {"b": 2, "c": 3}, "n": 5, "missing": "x"}
+    assert result["original"] == {"t": "ab", "list": [1], "nested": {"a": 1, "b": 2}}, "inputs must not be mutated"
+    assert result["records"] == {"r1": {"v": 10}, "r3": {"v": 3}}
+    assert result["delays"][:4] == [249, 499, 999, 1999] and max(result["delays"]) == 14999
+    assert result["zero"] == 0

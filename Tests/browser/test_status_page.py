@@ -35,9 +35,12 @@ def full_page_screenshot(driver, path):
 
 def test_numbers_match_api_on_both_nodes(browser, cluster, traffic, artifacts):
     n1, n2 = cluster["n1"], cluster["n2"]
-    # The traffic has pushed to every doc at least once.
-    wait_until(lambda: all((d.get("headClock") or 0) > 0 for d in n1.status()["docs"]) and len(n1.status()["docs"]) >= 2,
-               10, message="pushes in every doc")
+    # Both nodes have heartbeated and the traffic has pushed to every doc at least once.
+    def settled():
+        status = n1.status()
+        return ({n["node"] for n in status["nodes"]} == {"n1", "n2"} and len(status["docs"]) >= 2
+                and all((d.get("headClock") or 0) > 0 for d in status["docs"]))
+    wait_until(settled, 10, message="both nodes listed and pushes in every doc")
     open_status(browser, n1)
     page, api = wait_until_page_matches_api(browser, n1)
 

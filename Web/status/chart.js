@@ -142,15 +142,22 @@ export class LineChart {
       ctx.fillText(yLabels[i], left - 4, yy);
     });
 
-    // Time labels: one a minute (every other minute when narrow).
+    // Time labels: "now" at the right, the window's start at the left, whole minutes between where
+    // they fit without touching a label already drawn.
     ctx.textBaseline = "alphabetic";
     const minutes = Math.round(options.windowSeconds / 60);
-    const every = plotW < 260 ? 2 : 1;
-    for (let m = minutes; m >= 0; m -= every) {
-      const xx = x(tEnd - m * 60);
-      ctx.textAlign = m === minutes ? "left" : m === 0 ? "right" : "center";
-      ctx.fillText(m === 0 ? "now" : `−${m}m`, m === minutes ? left : xx, height - 4);
-    }
+    const drawn = [];
+    const label = (text, xx, align) => {
+      const w = ctx.measureText(text).width;
+      const x0 = align === "left" ? xx : align === "right" ? xx - w : xx - w / 2;
+      if (drawn.some(([a, b]) => x0 < b + 8 && x0 + w > a - 8)) return;
+      drawn.push([x0, x0 + w]);
+      ctx.textAlign = "left";
+      ctx.fillText(text, x0, height - 4);
+    };
+    label("now", left + plotW, "right");
+    label(`−${minutes}m`, left, "left");
+    for (let m = minutes - 1; m >= 1; m -= 1) label(`−${m}m`, x(tEnd - m * 60), "center");
 
     // Series.
     ctx.lineJoin = "round";
