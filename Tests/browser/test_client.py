@@ -14,7 +14,7 @@ import websockets
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from harness import make_token
+from harness import ARTIFACTS, make_token
 
 SETUP_JS = r"""
 const [urlA, tokenA, urlB, tokenB, doc, done] = arguments;
@@ -112,7 +112,8 @@ def test_two_clients_see_cursors_and_records(browser, cluster, static_server):
     info = requests.get(f"{cluster['n1'].ops_url}/api/docs/{doc}", timeout=3).json()
     assert info["head"] == result["clock"]
     assert {m["sid"] for m in info["members"]} == {setup["a"], setup["b"]}
-    browser.save_screenshot(str(__import__("harness").ARTIFACTS / "client-page.png"))
+    WebDriverWait(browser, 5).until(lambda d: all('"hello!"' in d.find_element(By.ID, f"view-{x}").text for x in "ab"))
+    browser.save_screenshot(str(ARTIFACTS / "client-page.png"))
 
 
 def test_dropped_client_resumes_and_catches_up(browser, cluster, static_server):
