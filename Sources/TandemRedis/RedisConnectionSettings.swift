@@ -6,6 +6,8 @@ public struct RedisConnectionSettings: Sendable {
     public var connectTimeout: TimeAmount = .seconds(1)
     /// When the oldest command in flight is older than this, the connection is considered broken: it is
     /// closed, everything in flight fails with ``RedisError/timeout``, and a reconnect starts.
+    /// Blocking commands (`BLPOP` and the like) that wait longer than this therefore look like a dead
+    /// server: send them through a client of their own with a larger timeout.
     public var commandTimeout: TimeAmount = .seconds(5)
     /// An idle connection sends `PING` this often, so a dead or paused server is noticed within about
     /// `healthCheckInterval + commandTimeout` even with no traffic.

@@ -11,7 +11,7 @@ import Darwin
 /// It listens on 127.0.0.1 on a free port, keeps its data in a temporary folder, persists nothing by
 /// default (`--save "" --appendonly no`), and can be stopped, killed, restarted on the same port, and
 /// paused (SIGSTOP) to simulate a hung server. It is stopped in `deinit`, and any server still running
-/// when the test process exits is killed by an `atexit` hook, so no orphan outlives the tests.
+/// when the test process exits is killed by an `atexit` hook, so no orphan outlives a normal test run.
 ///
 /// ```swift
 /// let server = try RedisServerProcess()
@@ -40,7 +40,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     private let extraArguments: [String]
     private let cliAuthArguments: [String]
     private let lock = NSLock()
-    private var process: Process?
+    private var process: SpawnedProcess?
 
     /// Starts a server and waits (up to 10 s) until it answers `PING`.
     /// - Parameters:
@@ -66,7 +66,6 @@ public final class RedisServerProcess: @unchecked Sendable {
                 let child = try Self.launch(
                     port: candidate, directory: directory, unixSocketPath: unixSocketPath, extraArguments: extraArguments
                 )
-                RedisServerRegistry.shared.add(child.processIdentifier)
                 if Self.waitUntilAnswering(child, port: candidate, deadline: Date().addingTimeInterval(10)) {
                     port = candidate
                     process = child
@@ -89,7 +88,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// The running server's process id, if one is running.
     public var pid: Int32? {
-        lock.withLock { process?.isRunning == true ? process?.processIdentifier : nil }
+        lock.withLock { process?.isRunning == true ? process?.pid : nil }
     }
 
     /// (Re)starts the server on the same port and waits until it answers. Does nothing if it runs.
@@ -101,7 +100,6 @@ public final class RedisServerProcess: @unchecked Sendable {
             let child = try Self.launch(
                 port: port, directory: directory, unixSocketPath: unixSocketPath, extraArguments: extraArguments
             )
-            RedisServerRegistry.shared.add(child.processIdentifier)
             if Self.waitUntilAnswering(child, port: port, deadline: deadline) {
                 lock.withLock { process = child }
                 return
@@ -155,25 +153,17 @@ public final class RedisServerProcess: @unchecked Sendable {
     @discardableResult
     public func command(arguments: [String]) -> String {
         // Output goes to a file rather than a pipe, so a large reply cannot block redis-cli while we wait.
-        let output = directory.appendingPathComponent("cli-\(UUID().uuidString).out")
-        guard FileManager.default.createFile(atPath: output.path, contents: nil) else { return "" }
-        defer { try? FileManager.default.removeItem(at: output) }
-        guard let handle = try? FileHandle(forWritingTo: output) else { return "" }
-        let cli = Process()
-        cli.executableURL = URL(fileURLWithPath: Self.executable("redis-cli"))
-        cli.arguments = ["-p", "\(port)"] + cliAuthArguments + arguments
-        cli.standardOutput = handle
-        cli.standardError = FileHandle.nullDevice
-        cli.standardInput = FileHandle.nullDevice
-        guard (try? cli.run()) != nil else { return "" }
-        let deadline = Date().addingTimeInterval(10)
-        while cli.isRunning && Date() < deadline { usleep(2_000) }
-        if cli.isRunning {
-            cli.terminate()
-            while cli.isRunning { usleep(2_000) }
+        let output = directory.appendingPathComponent("cli-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        guard
+            let cli = try? SpawnedProcess(
+                Self.executable("redis-cli"), ["-p", "\(port)"] + cliAuthArguments + arguments, stdout: output)
+        else { return "" }
+        if !cli.waitForExit(timeout: 10) {
+            cli.signal(SIGKILL)
+            _ = cli.waitForExit(timeout: 10)
         }
-        try? handle.close()
-        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -183,7 +173,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     private static func launch(
         port: Int, directory: URL, unixSocketPath: String?, extraArguments: [String]
-    ) throws -> Process {
+    ) throws -> SpawnedProcess {
         var arguments = [
             "--port", "\(port)",
             "--bind", "127.0.0.1",
@@ -197,18 +187,11 @@ public final class RedisServerProcess: @unchecked Sendable {
             arguments += ["--unixsocket", unixSocketPath, "--unixsocketperm", "700"]
         }
         arguments += extraArguments
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: executable("redis-server"))
-        child.arguments = arguments
-        child.standardInput = FileHandle.nullDevice
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
-        try runWithUnblockedSignals { try child.run() }
-        return child
+        return try SpawnedProcess(executable("redis-server"), arguments, stdout: nil)
     }
 
     /// Polls with `PING` over a raw socket until the server answers `+PONG`, it exits, or `deadline`.
-    private static func waitUntilAnswering(_ child: Process, port: Int, deadline: Date) -> Bool {
+    private static func waitUntilAnswering(_ child: SpawnedProcess, port: Int, deadline: Date) -> Bool {
         while Date() < deadline {
             if !child.isRunning { return false }
             if pingAnswers(port: port) { return true }
@@ -228,13 +211,9 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Sends `signal` to `child` and waits up to `wait` seconds for it to be reaped.
     @discardableResult
-    private static func reap(_ child: Process, signal: Int32, wait: TimeInterval) -> Bool {
-        if child.isRunning { sendSignal(child.processIdentifier, signal) }
-        let deadline = Date().addingTimeInterval(wait)
-        while child.isRunning && Date() < deadline { usleep(2_000) }
-        if child.isRunning { return false }
-        RedisServerRegistry.shared.remove(child.processIdentifier)
-        return true
+    private static func reap(_ child: SpawnedProcess, signal: Int32, wait: TimeInterval) -> Bool {
+        child.signal(signal)
+        return child.waitForExit(timeout: wait)
     }
 
     private static func executable(_ name: String) -> String {
@@ -248,24 +227,116 @@ public final class RedisServerProcess: @unchecked Sendable {
 
 // MARK: - Processes and sockets
 
-/// Pids of servers still running, killed by an `atexit` hook if the test process ends without stopping
-/// them (e.g. a test failed before its `stop()`, or an object leaked).
-private final class RedisServerRegistry: @unchecked Sendable {
-    // @unchecked: `lock` protects `pids`.
-    static let shared = RedisServerRegistry()
+/// A child started with `posix_spawn` rather than Foundation's `Process`.
+///
+/// `Process` spawns from whatever thread calls it, and the child inherits that thread's signal mask:
+/// from a Dispatch worker thread (where async tests run) SIGTERM arrives blocked, so redis-server would
+/// ignore a graceful stop. Here the mask is cleared and the default dispositions are restored.
+/// Children still running when the test process exits are SIGKILLed by an `atexit` hook.
+private final class SpawnedProcess: @unchecked Sendable {
+    // @unchecked: `lock` protects `exited`; `pid` is immutable.
+    let pid: pid_t
     private let lock = NSLock()
-    private var pids: Set<Int32> = []
+    private var exited = false
 
-    private init() {
-        atexit {
-            for pid in RedisServerRegistry.shared.lock.withLock({ RedisServerRegistry.shared.pids }) {
-                sendSignal(pid, SIGKILL)
+    init(_ path: String, _ arguments: [String], stdout: String?) throws {
+        #if canImport(Darwin)
+        var actions: posix_spawn_file_actions_t?
+        var attributes: posix_spawnattr_t?
+        #else
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        #if os(Linux)
+        // Other threads' descriptors (say a socket opened without FD_CLOEXEC) must not leak into the
+        // child: a long-lived redis-server holding a copy would keep that connection open.
+        // glibc ≥ 2.34 has the call, but Swift's Glibc module does not declare it, so look it up.
+        if let closeFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+            _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
+        }
+        #endif
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        guard status == 0 else {
+            throw RedisServerProcess.StartError(description: "cannot start \(path): error \(status)")
+        }
+        self.pid = pid
+        SpawnedProcess.unreaped.insert(pid)
+    }
+
+    /// Whether the child has not exited yet (reaps it once it has; a stopped child is still running).
+    var isRunning: Bool {
+        lock.withLock {
+            if !exited {
+                var status: Int32 = 0
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid || (result == -1 && errno == ECHILD) {
+                    exited = true
+                    SpawnedProcess.unreaped.remove(pid)
+                }
             }
+            return !exited
         }
     }
 
-    func add(_ pid: Int32) { _ = lock.withLock { pids.insert(pid) } }
-    func remove(_ pid: Int32) { _ = lock.withLock { pids.remove(pid) } }
+    /// Sends `signal` unless the child was already reaped (so a recycled pid is never hit: an unreaped
+    /// child keeps its pid).
+    func signal(_ signal: Int32) {
+        lock.withLock {
+            if !exited { sendSignal(pid, signal) }
+        }
+    }
+
+    /// Polls until the child has exited or `timeout` seconds pass; returns whether it exited.
+    func waitForExit(timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while isRunning {
+            if Date() >= deadline { return false }
+            usleep(1_000)
+        }
+        return true
+    }
+
+    /// Children not reaped yet, SIGKILLed at exit.
+    private static var unreaped: PidRegistry { PidRegistry.shared }
+}
+
+/// Pids of children still running, killed by an `atexit` hook if the test process ends without stopping
+/// them (a test failed before its `stop()`, or a server object leaked).
+private final class PidRegistry: @unchecked Sendable {
+    // @unchecked: `lock` protects `pids`.
+    static let shared: PidRegistry = {
+        atexit {
+            for pid in PidRegistry.shared.snapshot() { sendSignal(pid, SIGKILL) }
+        }
+        return PidRegistry()
+    }()
+
+    private let lock = NSLock()
+    private var pids: Set<pid_t> = []
+
+    func insert(_ pid: pid_t) { _ = lock.withLock { pids.insert(pid) } }
+    func remove(_ pid: pid_t) { _ = lock.withLock { pids.remove(pid) } }
+    func snapshot() -> Set<pid_t> { lock.withLock { pids } }
 }
 
 private func sendSignal(_ pid: Int32, _ signal: Int32) {
@@ -314,7 +385,7 @@ private func freeLocalPort() -> Int? {
 /// Binds a TCP socket to 127.0.0.1:`port` (0 = any), closes it, and returns the port it got.
 private func bindLoopback(port: Int) -> Int? {
     #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     #else
     let fd = socket(AF_INET, SOCK_STREAM, 0)
     #endif
@@ -335,10 +406,11 @@ private func bindLoopback(port: Int) -> Int? {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Connects to 127.0.0.1:`port`, sends an inline `PING` and checks for `+PONG` (200 ms timeouts).
+/// Connects to 127.0.0.1:`port`, sends an inline `PING` and checks for an answer (200 ms timeouts):
+/// `+PONG`, or `-NOAUTH` from a server started with `--requirepass`.
 private func pingAnswers(port: Int) -> Bool {
     #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     #else
     let fd = socket(AF_INET, SOCK_STREAM, 0)
     #endif
@@ -358,7 +430,9 @@ private func pingAnswers(port: Int) -> Bool {
     guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else { return false }
     var reply = [UInt8](repeating: 0, count: 64)
     let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-    return count > 0 && String(decoding: reply[0..<count], as: UTF8.self).hasPrefix("+PONG")
+    guard count > 0 else { return false }
+    let text = String(decoding: reply[0..<count], as: UTF8.self)
+    return text.hasPrefix("+PONG") || text.hasPrefix("-NOAUTH")
 }
 
 private func loopbackAddress(port: Int) -> sockaddr_in {

@@ -250,9 +250,11 @@ public struct PresenceDoc {
     ///   - snapshot: every live entry of the doc in Redis.
     ///   - requestedAtSeq: `currentEventSeq` when the snapshot was requested. Sessions that changed since
     ///     (news that may be newer than the snapshot) are left alone.
+    ///   - removeMissing: drop other nodes' sessions that are not in the snapshot. False right after Redis
+    ///     came back (it may have restarted empty, and the other nodes have not re-registered yet).
     /// - Returns: how many sessions were corrected.
     @discardableResult
-    public mutating func reconcile(snapshot: [PresenceEntry], requestedAtSeq: UInt64) -> Int {
+    public mutating func reconcile(snapshot: [PresenceEntry], requestedAtSeq: UInt64, removeMissing: Bool = true) -> Int {
         var corrections = 0
         var inSnapshot: [String: PresenceEntry] = [:]
         for entry in snapshot { inSnapshot[entry.sid] = entry }
@@ -262,7 +264,7 @@ public struct PresenceDoc {
             setView(entry.sid, entry)
             corrections += 1
         }
-        for (sid, entry) in view where entry.node != settings.nodeID && inSnapshot[sid]?.node != entry.node {
+        for (sid, entry) in view where removeMissing && entry.node != settings.nodeID && inSnapshot[sid]?.node != entry.node {
             guard lastEvent[sid, default: 0] <= requestedAtSeq else { continue }
             setView(sid, nil)
             corrections += 1

@@ -179,8 +179,12 @@ final class DocShard: @unchecked Sendable {
     /// check every doc against it.
     func redisRecovered(rewrite: Bool) {
         onLoop {
+            let nowMs = self.node.clock.nowMs()
             for (doc, docState) in self.docs {
-                if rewrite { docState.presence.writeFailed() }
+                if rewrite {
+                    docState.presence.writeFailed()
+                    docState.keepRemoteUntilMs = nowMs + UInt64(self.node.config.presenceTTLMs)
+                }
                 docState.nextReconcileMs = 0
                 if docState.loading {
                     self.load(doc, docState)
@@ -316,7 +320,12 @@ final class DocShard: @unchecked Sendable {
         node.presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
             docState.reconcileInFlight = false
             guard self.docs[doc] === docState, case .success(let entries) = result else { return }
-            let corrections = docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq)
+            let removeMissing = self.node.clock.nowMs() >= docState.keepRemoteUntilMs
+            if !removeMissing {
+                // Check again once the other nodes had their chance to re-register.
+                docState.nextReconcileMs = min(docState.nextReconcileMs, docState.keepRemoteUntilMs)
+            }
+            let corrections = docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq, removeMissing: removeMissing)
             if corrections > 0 {
                 self.logger.info("reconcile corrected presence", metadata: ["doc": "\(doc)", "corrections": "\(corrections)"])
             }
@@ -383,7 +392,11 @@ final class DocShard: @unchecked Sendable {
             let nowMs = self.node.clock.nowMs()
             for (doc, docState) in self.docs {
                 docState.gapTimer?.cancel()
-                for sid in docState.owners.keys { docState.presence.leave(sid: sid) }
+                // Every session this node serves leaves, including detached ones (socket lost, kept for a
+                // resume): they have no owner connection, and were left in Redis to linger until the TTL.
+                for sid in Array(docState.presence.view.keys) where docState.presence.isLocal(sid) {
+                    docState.presence.leave(sid: sid)
+                }
                 docState.owners.removeAll()
                 docState.members.removeAll()
                 if let write = docState.presence.tick(nowMs: nowMs).write, self.node.redisIsUp {

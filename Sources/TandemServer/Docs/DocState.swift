@@ -56,6 +56,11 @@ final class DocState: @unchecked Sendable {
     var reconcileInFlight = false
     var sweepInFlight = false
     var nextReconcileMs: UInt64 = 0
+    /// Until then reconcile does not drop other nodes' sessions missing from Redis: set when the Redis
+    /// connection comes back, since Redis may have restarted empty and the other nodes need up to a
+    /// presence TTL to re-register theirs (dropping them meanwhile showed every remote session as
+    /// `left`, then `joined` again).
+    var keepRemoteUntilMs: UInt64 = 0
     /// Users whose session in this doc ended recently (reconnect counting), by end time.
     var recentDepartures: [String: UInt64] = [:]
     /// Members grouped by event loop, rebuilt when membership changes.

@@ -81,43 +81,25 @@ public final class TandemMetrics: Sendable {
         connections = registry.makeGauge(descriptor: name("connections", "", "Open client WebSocket connections."))
         connectionsOpened = registry.makeCounter(
             descriptor: name("connections_opened", "total", "Client WebSocket connections accepted."))
-        connectionsClosed = Dictionary(
-            uniqueKeysWithValues: CloseReason.allCases.map {
-                (
-                    $0,
-                    registry.makeCounter(
-                        descriptor: name("connections_closed", "total", "Client connections closed, by reason."),
-                        labels: [("reason", $0.rawValue)])
-                )
-            })
+        connectionsClosed = Self.labeledCounters(
+            registry, name("connections_closed", "total", "Client connections closed, by reason."),
+            label: "reason", values: CloseReason.allCases) { $0.rawValue }
         reconnects = registry.makeCounter(
             descriptor: name(
                 "reconnects", "total",
                 "Connections that resumed a session or came from a user seen in the same doc within 60 s."))
-        admissionRejected = Dictionary(
-            uniqueKeysWithValues: AdmissionRejection.allCases.map {
-                (
-                    $0,
-                    registry.makeCounter(
-                        descriptor: name("admission_rejected", "total", "WebSocket handshakes refused before the upgrade."),
-                        labels: [("reason", $0.rawValue)])
-                )
-            })
+        admissionRejected = Self.labeledCounters(
+            registry, name("admission_rejected", "total", "WebSocket handshakes refused before the upgrade."),
+            label: "reason", values: AdmissionRejection.allCases) { $0.rawValue }
         reconnectStorm = registry.makeGauge(
             descriptor: name("reconnect_storm", "", "1 while the reconnect rate over 10 s exceeds --storm-threshold."))
 
         presenceSessions = registry.makeGauge(
             descriptor: name("presence_sessions", "", "Presence entries (session in a doc) served by this node."))
         docsActive = registry.makeGauge(descriptor: name("docs_active", "", "Docs with members on this node."))
-        presenceUpdates = Dictionary(
-            uniqueKeysWithValues: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined].map {
-                (
-                    $0,
-                    registry.makeCounter(
-                        descriptor: name("presence_updates", "total", "Presence updates received from clients, by result."),
-                        labels: [("result", $0.rawValue)])
-                )
-            })
+        presenceUpdates = Self.labeledCounters(
+            registry, name("presence_updates", "total", "Presence updates received from clients, by result."),
+            label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined]) { $0.rawValue }
         fanoutMessages = registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
         fanoutBytes = registry.makeCounter(
@@ -127,15 +109,9 @@ public final class TandemMetrics: Sendable {
         presenceTick = registry.makeValueHistogram(
             descriptor: name("presence_tick", "seconds", "Time to run one presence tick of one shard."),
             buckets: latencyBuckets)
-        protocolErrors = Dictionary(
-            uniqueKeysWithValues: ErrorCode.allCases.map {
-                (
-                    $0,
-                    registry.makeCounter(
-                        descriptor: name("protocol_errors", "total", "Error messages sent to clients, by code."),
-                        labels: [("code", $0.rawValue)])
-                )
-            })
+        protocolErrors = Self.labeledCounters(
+            registry, name("protocol_errors", "total", "Error messages sent to clients, by code."),
+            label: "code", values: ErrorCode.allCases) { $0.rawValue }
 
         let depth = name("queue_depth", "", "Work waiting: outbound bytes to clients, Redis commands, pushes.")
         outboundQueueBytes = registry.makeGauge(descriptor: depth, labels: [("queue", "outbound")])
@@ -150,14 +126,9 @@ public final class TandemMetrics: Sendable {
         redisCommandSeconds = registry.makeValueHistogram(
             descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
 
-        syncPushes = Dictionary(
-            uniqueKeysWithValues: ["commit", "rebase", "discard", "error"].map {
-                (
-                    $0,
-                    registry.makeCounter(
-                        descriptor: name("sync_pushes", "total", "Document pushes, by outcome."), labels: [("action", $0)])
-                )
-            })
+        syncPushes = Self.labeledCounters(
+            registry, name("sync_pushes", "total", "Document pushes, by outcome."),
+            label: "action", values: ["commit", "rebase", "discard", "error"]) { $0 }
         syncConflicts = registry.makeCounter(
             descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes."))
         syncConcurrentPushes = registry.makeCounter(
@@ -170,6 +141,14 @@ public final class TandemMetrics: Sendable {
             buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
         syncPushSeconds = registry.makeValueHistogram(
             descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+    }
+
+    /// One counter per label value, all created now: the label stays bounded to `values`.
+    private static func labeledCounters<Key: Hashable>(
+        _ registry: PrometheusCollectorRegistry, _ descriptor: MetricNameDescriptor, label: String, values: [Key],
+        _ labelValue: (Key) -> String
+    ) -> [Key: Counter] {
+        Dictionary(uniqueKeysWithValues: values.map { ($0, registry.makeCounter(descriptor: descriptor, labels: [(label, labelValue($0))])) })
     }
 
     public func connectionClosed(_ reason: CloseReason) { connectionsClosed[reason]!.increment() }

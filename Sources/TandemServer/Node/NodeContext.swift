@@ -19,6 +19,7 @@ final class NodeContext: Sendable {
     let syncStore: SyncStore
     let storm: ReconnectStormMonitor
     let directory: NodeDirectory
+    let sessions: SessionOwnership
     let sampler = StatusSampler()
     let startedAt = Date()
     /// Bound ports, set once listening (for the node directory).
@@ -39,6 +40,7 @@ final class NodeContext: Sendable {
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
+        self.sessions = SessionOwnership(redis: redis)
         self.shardsBox = NIOLockedValueBoxShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// The node's connections by session id, so a `?resume=` on this node can find the connection it
 /// replaces, plus connection counts for admission control. Lock-protected: handshakes on any event loop
@@ -8,7 +9,18 @@ final class SessionRegistry: Sendable {
         var bySession: [String: ClientConnection] = [:]
         var perUser: [String: Int] = [:]
         var total = 0
+        /// Owners of sessions whose connection ended recently, with when it ended. A lost socket's presence
+        /// outlives the connection (for the presence TTL), so until then a `?resume=` of the session must
+        /// still be refused to other users; without this record the session looked unowned once its
+        /// connection was gone and anyone could take its id.
+        var ended: [String: (user: String, atNanos: UInt64)] = [:]
+        /// `ended` in the order entries were made, for pruning (`endedHead` is the oldest live one).
+        var endedOrder: [(sid: String, atNanos: UInt64)] = []
+        var endedHead = 0
     }
+
+    /// How long an ended session's owner is remembered (well beyond any presence TTL).
+    static let endedRetentionNanos: UInt64 = 60_000_000_000
 
     private let state = NIOLockedValueBox(State())
 
@@ -38,15 +50,44 @@ final class SessionRegistry: Sendable {
     }
 
     func remove(_ connection: ClientConnection) {
+        let now = NIODeadline.now().uptimeNanoseconds
         state.withLockedValue { state in
             if state.bySession[connection.sessionID] === connection {
                 state.bySession.removeValue(forKey: connection.sessionID)
+                state.ended[connection.sessionID] = (connection.identity.user, now)
+                state.endedOrder.append((connection.sessionID, now))
             }
+            Self.pruneEnded(&state, now: now)
         }
     }
 
     func connection(for sessionID: String) -> ClientConnection? {
         state.withLockedValue { $0.bySession[sessionID] }
+    }
+
+    /// The user a session belongs to on this node: its open connection's, or the one whose connection
+    /// ended within the last minute. Nil when this node does not know the session.
+    func owner(of sessionID: String) -> String? {
+        let now = NIODeadline.now().uptimeNanoseconds
+        return state.withLockedValue { state in
+            if let open = state.bySession[sessionID] { return open.identity.user }
+            guard let ended = state.ended[sessionID], now < ended.atNanos + Self.endedRetentionNanos else { return nil }
+            return ended.user
+        }
+    }
+
+    private static func pruneEnded(_ state: inout State, now: UInt64) {
+        while state.endedHead < state.endedOrder.count,
+            now >= state.endedOrder[state.endedHead].atNanos + endedRetentionNanos
+        {
+            let (sid, at) = state.endedOrder[state.endedHead]
+            if state.ended[sid]?.atNanos == at { state.ended.removeValue(forKey: sid) }
+            state.endedHead += 1
+        }
+        if state.endedHead > 1024 && state.endedHead * 2 > state.endedOrder.count {
+            state.endedOrder.removeFirst(state.endedHead)
+            state.endedHead = 0
+        }
     }
 
     var allConnections: [ClientConnection] { state.withLockedValue { Array($0.bySession.values) } }

@@ -1,0 +1,342 @@
+"""Checks Grafana/ (dashboard, alerting rules, scrape config) against a real Prometheus scraping two real
+Tandem nodes under generated load. See Tests/ops/README.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pytest
+import yaml
+
+from conftest import Stack
+from promql_sources import (
+    ALERTS, ALERTS_TEST, alert_rules, dashboard_queries, find_query, iter_panels, load_dashboard,
+    substitute,
+)
+from tandem_stack import ARTIFACTS_DIR, GRAFANA_DIR, PromQLError, require_tool, wait_for
+
+# How Grafana would fill the variables. $__rate_interval is at least 4 scrape intervals; with the 1 s
+# scrapes here 30s and 1m are both realistic. Multi-value variables become (a|b) regexes.
+RATE_INTERVALS = ["1m", "30s"]
+ALL_NODES = ".*"
+KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
+REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Redis"]
+REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
+                   "TandemRedisDown", "TandemNodeDown"]
+
+
+def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
+    return {"__rate_interval": rate_interval, "node": node, "datasource": "prometheus"}
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=GRAFANA_DIR.parent)
+    log = ARTIFACTS_DIR / ("-".join(a.replace("/", "_") for a in argv[1:3]) + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"$ {' '.join(argv)}\nexit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# ====================================================================== static checks (no servers)
+
+def test_promtool_check_rules(artifacts_dir):
+    result = run_tool(require_tool("promtool"), "check", "rules", str(ALERTS.relative_to(GRAFANA_DIR.parent)))
+    assert result.returncode == 0, f"promtool check rules failed:\n{result.stdout}{result.stderr}"
+    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+
+
+def test_promtool_check_config(artifacts_dir):
+    result = run_tool(require_tool("promtool"), "check", "config", "Grafana/prometheus.yml")
+    assert result.returncode == 0, f"promtool check config failed:\n{result.stdout}{result.stderr}"
+
+
+def test_promtool_unit_tests_pass(artifacts_dir):
+    result = run_tool(require_tool("promtool"), "test", "rules", str(ALERTS_TEST.relative_to(GRAFANA_DIR.parent)))
+    assert result.returncode == 0, f"promtool test rules failed:\n{result.stdout}{result.stderr}"
+
+
+def test_every_alert_has_firing_and_quiet_unit_tests():
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests:
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    names = {rule.name for rule in alert_rules()}
+    assert set(REQUIRED_ALERTS) <= names, f"alerts.yml lacks {set(REQUIRED_ALERTS) - names}"
+    assert names <= firing, f"no firing unit test for {sorted(names - firing)}"
+    assert names <= quiet, f"no not-firing unit test for {sorted(names - quiet)}"
+
+
+def test_alert_rules_have_for_severity_and_annotations():
+    for rule in alert_rules():
+        r = rule.rule
+        assert r.get("for"), f"{rule.name}: no `for`"
+        assert r.get("labels", {}).get("severity") in {"critical", "warning", "info"}, f"{rule.name}: severity"
+        annotations = r.get("annotations", {})
+        assert annotations.get("summary") and annotations.get("description"), f"{rule.name}: summary/description"
+
+
+def test_dashboard_structure():
+    dashboard = load_dashboard()
+    assert dashboard["schemaVersion"] >= 38
+    assert dashboard.get("uid") and dashboard.get("title")
+    templating = {v["name"]: v for v in dashboard["templating"]["list"]}
+    ds = templating["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    node = templating["node"]
+    assert node["type"] == "query" and node["multi"] and node["includeAll"]
+    node_query = node["query"]["query"] if isinstance(node["query"], dict) else node["query"]
+    assert node_query == "label_values(tandem_node_info, node)"
+    assert node["datasource"]["uid"] == "${datasource}"
+
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows == REQUIRED_ROWS, f"rows: {rows}"
+
+    problems = []
+    for row, panel in iter_panels(dashboard):
+        where = f"{row} / {panel.get('title')}"
+        if panel.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"{where}: panel datasource is not ${{datasource}}")
+        if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit") and panel["type"] == "timeseries":
+            problems.append(f"{where}: no unit")
+        if not panel.get("targets"):
+            problems.append(f"{where}: no targets")
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("uid") != "${datasource}":
+                problems.append(f"{where} [{target.get('refId')}]: target datasource is not ${{datasource}}")
+            expr = target.get("expr", "")
+            for window in re.findall(r"\b(?:rate|irate|increase|deriv)\([^\[]*\[([^\]]+)\]", expr):
+                if window != "$__rate_interval":
+                    problems.append(f"{where}: range [{window}] instead of [$__rate_interval]")
+            if "tandem_" in expr and 'up{job="tandem"}' not in expr and '$node' not in expr:
+                problems.append(f"{where}: not filtered by $node: {expr}")
+    assert not problems, "\n".join(problems)
+
+
+def test_provisioning_examples_parse():
+    datasources = yaml.safe_load((GRAFANA_DIR / "provisioning/datasources/tandem-prometheus.yml").read_text())
+    assert datasources["apiVersion"] == 1 and datasources["datasources"][0]["type"] == "prometheus"
+    dashboards = yaml.safe_load((GRAFANA_DIR / "provisioning/dashboards/tandem.yml").read_text())
+    assert dashboards["apiVersion"] == 1 and dashboards["providers"][0]["type"] == "file"
+    config = yaml.safe_load((GRAFANA_DIR / "prometheus.yml").read_text())
+    assert "alerts.yml" in config["rule_files"]
+    assert [j for j in config["scrape_configs"] if j["job_name"] == "tandem"]
+
+
+# ====================================================================== against the live stack
+
+def test_both_nodes_scraped(scraped_stack: Stack):
+    prom = scraped_stack.prometheus
+    up = {s["metric"]["instance"]: s["value"][1] for s in prom.query('up{job="tandem"}')}
+    assert up == {n.target: "1" for n in scraped_stack.nodes.values()}, f"up: {up}"
+    nodes = {s["metric"]["node"]: s["metric"]["instance"] for s in prom.query("tandem_node_info")}
+    assert nodes == {name: n.target for name, n in scraped_stack.nodes.items()}, f"tandem_node_info: {nodes}"
+    # What Grafana runs for the node variable's label_values(tandem_node_info, node).
+    values = prom.api("label/node/values", **{"match[]": "tandem_node_info"})
+    assert sorted(values) == sorted(scraped_stack.nodes), f"node variable values: {values}"
+
+
+def test_rules_loaded_and_evaluating(scraped_stack: Stack):
+    prom = scraped_stack.prometheus
+
+    def evaluated():
+        groups = prom.api("rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
+
+    rules = wait_for("Prometheus to evaluate the alerting rules", evaluated, timeout=20)
+    assert sorted({r["name"] for r in rules}) == sorted({r.name for r in alert_rules()})
+    broken = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
+    assert not broken, "rules failing in Prometheus:\n" + "\n".join(broken)
+
+
+def test_every_dashboard_query_evaluates(scraped_stack: Stack):
+    prom = scraped_stack.prometheus
+    node_values = [ALL_NODES, "n1", "(n1|n2)"]
+    failures, report = [], []
+    for query in dashboard_queries():
+        for interval in RATE_INTERVALS:
+            for node in node_values:
+                expr = substitute(query.expr, variables(interval, node))
+                try:
+                    result = prom.query(expr)
+                    report.append({"query": query.name, "expr": expr, "series": len(result),
+                                   "sample": [{"metric": r["metric"], "value": r["value"][1]} for r in result[:6]]})
+                except PromQLError as error:
+                    failures.append(f"{query.name} ($__rate_interval={interval}, $node={node}): {error}")
+    (ARTIFACTS_DIR / "dashboard-queries.json").write_text(json.dumps(report, indent=2))
+    assert report, "the dashboard has no queries"
+    assert not failures, "\n\n".join(failures)
+
+
+def test_every_alert_expression_evaluates(scraped_stack: Stack):
+    failures = []
+    for rule in alert_rules():
+        try:
+            scraped_stack.prometheus.query(rule.expr)
+        except PromQLError as error:
+            failures.append(f"{rule.name}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_node_variable_filters_by_node(scraped_stack: Stack):
+    prom = scraped_stack.prometheus
+    query = find_query("Connections by node")
+    seen_all = wait_for(
+        "both nodes in the all-nodes result",
+        lambda: {s["metric"].get("node") for s in prom.query(substitute(query.expr, variables()))} >= {"n1", "n2"},
+        timeout=20)
+    assert seen_all
+    for name in scraped_stack.nodes:
+        result = prom.query(substitute(query.expr, variables(node=name)))
+        assert {s["metric"].get("node") for s in result} == {name}, f"$node={name} gave {result}"
+    # A multi-value selection, formatted as Grafana does for Prometheus.
+    result = prom.query(substitute(query.expr, variables(node="(n2)")))
+    assert {s["metric"].get("node") for s in result} == {"n2"}
+
+
+# ---------------------------------------------------------------------- key series have data
+
+@dataclass(frozen=True)
+class KeySeries:
+    """A dashboard query (panel title + refId) that the load must light up, and what counts as lit."""
+
+    id: str
+    panel: str
+    ref_id: str
+    want: str  # human description for the failure message
+    ok: Callable[[list[dict]], bool]
+    sync: bool = False
+
+
+def _value(sample: dict) -> float:
+    return float(sample["value"][1])
+
+
+def positive(label: Optional[str] = None, *values: str) -> Callable[[list[dict]], bool]:
+    """Some series (or, per listed label value, each of them) has a finite value > 0."""
+
+    def check(result: list[dict]) -> bool:
+        good = [s for s in result if math.isfinite(_value(s)) and _value(s) > 0]
+        if label is None:
+            return bool(good)
+        return set(values) <= {s["metric"].get(label) for s in good}
+
+    return check
+
+
+def finite(result: list[dict]) -> bool:
+    return any(math.isfinite(_value(s)) for s in result)
+
+
+def equals(label: str, value: str, want: float) -> Callable[[list[dict]], bool]:
+    return lambda result: any(s["metric"].get(label) == value and _value(s) == want for s in result)
+
+
+KEY_SERIES = [
+    KeySeries("presence-updates", "Presence updates /s by result", "A", "accepted, rate_limited and not_joined > 0",
+              positive("result", "accepted", "rate_limited", "not_joined")),
+    KeySeries("presence-fanout", "Presence fan-out messages /s", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("presence-sessions", "Presence sessions", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("presence-expired", "Presence expired /s", "A", "> 0", positive()),
+    KeySeries("presence-tick", "Presence tick duration", "B", "p95 finite and > 0", positive()),
+    KeySeries("reconnects", "Reconnects /s", "A", "> 0 on n1", positive("node", "n1")),
+    KeySeries("storm", "Reconnect storm", "A", "n1 in a storm (1)", equals("node", "n1", 1.0)),
+    KeySeries("closed-by-reason", "Connections closed /s by reason", "A",
+              "abrupt, client_close, resumed, unsupported_data and slow_consumer > 0",
+              positive("reason", "abrupt", "client_close", "resumed", "unsupported_data", "slow_consumer")),
+    KeySeries("admission", "Admission rejections /s by reason", "A", "user_full > 0", positive("reason", "user_full")),
+    KeySeries("protocol-errors", "Protocol errors /s by code", "A", "bad_message and unknown_type > 0",
+              positive("code", "bad_message", "unknown_type")),
+    KeySeries("queue-outbound", "Outbound queue (bytes to clients)", "A", "> 0 bytes on n2 (paused reader)",
+              positive("node", "n2")),
+    KeySeries("queue-redis-push", "Redis & push queues", "A", "series present (depth may be 0)", finite),
+    KeySeries("slow-consumer-closed", "Slow consumers /s", "A", "> 0 on n1 (flooder closed with 1013)",
+              positive("node", "n1")),
+    KeySeries("slow-consumer-coalesced", "Slow consumers /s", "B", "> 0 (deltas coalesced)", positive()),
+    KeySeries("redis-up", "Redis up", "A", "1 on n1", equals("node", "n1", 1.0)),
+    KeySeries("redis-latency", "Redis command latency", "C", "p99 finite and > 0", positive()),
+    KeySeries("sync-lag-p50", "Sync lag (commit → subscriber socket)", "A", "p50 finite and > 0", positive(), sync=True),
+    KeySeries("sync-lag-p95", "Sync lag (commit → subscriber socket)", "B", "p95 finite and > 0", positive(), sync=True),
+    KeySeries("sync-lag-p99", "Sync lag (commit → subscriber socket)", "C", "p99 finite and > 0", positive(), sync=True),
+    KeySeries("conflict-rate", "Conflict rate", "A", "finite and > 0", positive(), sync=True),
+    KeySeries("push-outcomes", "Push outcomes /s by action", "A", "commit > 0", positive("action", "commit"), sync=True),
+    KeySeries("push-conflict-outcomes", "Push outcomes /s by action", "A", "rebase or discard > 0",
+              lambda r: positive("action", "rebase")(r) or positive("action", "discard")(r), sync=True),
+    KeySeries("push-latency", "Push latency (received → result)", "B", "p95 finite and > 0", positive(), sync=True),
+    KeySeries("ack-lag", "Client ack lag (clocks)", "C", "p99 > 0 (the lazy subscriber acks behind)", positive(),
+              sync=True),
+    KeySeries("concurrent-pushes", "Concurrent pushes & conflicts /s", "A", "> 0", positive(), sync=True),
+]
+
+
+def _check_key_series(stack: Stack, key: KeySeries) -> None:
+    query = find_query(key.panel, key.ref_id)
+    expr = substitute(query.expr, variables("30s"))
+    last: list[dict] = []
+
+    def lit() -> bool:
+        nonlocal last
+        for node in stack.nodes.values():
+            node.process.assert_alive()
+        last = stack.prometheus.query(expr)
+        return bool(last) and key.ok(last)
+
+    try:
+        wait_for(key.id, lit, timeout=KEY_SERIES_TIMEOUT, interval=1.0)
+    except AssertionError as error:
+        shown = [{"metric": s["metric"], "value": s["value"][1]} for s in last]
+        pytest.fail(f"key series {key.id!r} has no data as wanted ({key.want}).\n"
+                    f"  panel: {query.name}\n  expr: {expr}\n  last result: {json.dumps(shown)}\n"
+                    f"  load: {json.dumps(stack.load.stats.snapshot()['counts'])}\n  ({error})")
+
+
+@pytest.mark.parametrize("key", [k for k in KEY_SERIES if not k.sync], ids=lambda k: k.id)
+def test_key_series_has_data(scraped_stack: Stack, key: KeySeries):
+    _check_key_series(scraped_stack, key)
+
+
+@pytest.fixture(scope="session")
+def sync_enabled(scraped_stack: Stack) -> bool:
+    """Waits until the load generator knows whether the nodes do document sync."""
+    stats = scraped_stack.load.stats
+    wait_for("a push to be answered (result, or an `unavailable` error)", lambda: stats.sync_state != "unknown",
+             timeout=30)
+    return stats.sync_state == "available"
+
+
+@pytest.mark.parametrize("key", [k for k in KEY_SERIES if k.sync], ids=lambda k: k.id)
+def test_sync_key_series_has_data(scraped_stack: Stack, sync_enabled: bool, key: KeySeries):
+    if not sync_enabled:
+        pytest.skip(f"the nodes refuse pushes ({scraped_stack.load.stats.sync_unavailable_message!r}): "
+                    "document sync is not in this build yet")
+    _check_key_series(scraped_stack, key)
+
+
+def test_storm_alert_goes_pending_for_the_storming_node_only(scraped_stack: Stack):
+    """End to end through Prometheus' rule evaluation: n1's storm shows in ALERTS, n2 stays quiet."""
+    prom = scraped_stack.prometheus
+    n1, n2 = scraped_stack.instance("n1"), scraped_stack.instance("n2")
+
+    def storming_instances():
+        result = prom.query('ALERTS{alertname="TandemReconnectStorm"}')
+        return {s["metric"]["instance"] for s in result} or None
+
+    instances = wait_for("ALERTS{alertname=\"TandemReconnectStorm\"} for n1", storming_instances, timeout=45,
+                         interval=1.0)
+    assert n1 in instances and n2 not in instances, f"storm alert instances: {instances}"
+
+
+def test_load_generator_ran_cleanly(scraped_stack: Stack):
+    """Every activity of the load generator ran; crashes of an activity are listed."""
+    counts = scraped_stack.load.stats.snapshot()["counts"]
+    failures = scraped_stack.load.stats.snapshot()["failures"]
+    for wanted in ("presence_sent", "reconnects", "ghosts", "reader_pauses", "admission_rejected", "pushes_sent"):
+        assert counts.get(wanted, 0) > 0, f"load generator never did {wanted}: {counts}; failures: {failures}"
+    assert not failures, "load generator activities failed:\n" + "\n".join(failures)
