@@ -6,7 +6,9 @@ Tests run in file order; the last one stops and restarts n2 (the other tests do 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from urllib.parse import quote
 
 import websockets
@@ -58,6 +60,10 @@ def test_numbers_match_api_on_both_nodes(browser, cluster, traffic, artifacts):
     # Charts have drawn the history.
     samples = browser.execute_script("return [...document.querySelectorAll('canvas')].map(c => Number(c.dataset.samples || 0))")
     assert len(samples) == 7 and min(samples) > 0
+    # Nothing is loaded from anywhere but the node itself (works offline).
+    foreign = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name).filter((n) => !n.startsWith(location.origin))")
+    assert foreign == []
     full_page_screenshot(browser, artifacts / "desktop.png")
 
     # n2's page lists the same two nodes and the doc only n2 serves.
@@ -217,10 +223,21 @@ def test_storm_banner_during_a_reconnect_storm(browser, cluster, traffic, artifa
 def test_unreachable_node_and_recovery(browser, cluster, traffic, artifacts):
     n1, n2 = cluster["n1"], cluster["n2"]
     open_status(browser, n2)
+    banner = browser.find_element(By.ID, "unreachable-banner")
+
+    # A hung node (SIGSTOP: the port accepts, nothing answers): unreachable after the 2.5 s timeout.
+    os.kill(n2.process.pid, signal.SIGSTOP)
+    try:
+        WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda _: banner.is_displayed(), message="no banner for a hung node")
+        assert "no answer within" in browser.find_element(By.ID, "unreachable-detail").text
+    finally:
+        os.kill(n2.process.pid, signal.SIGCONT)
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda _: not banner.is_displayed(), message="no recovery after SIGCONT")
+
+    # A stopped node: connection refused.
     before = page_state(browser)
     n2.stop()
 
-    banner = browser.find_element(By.ID, "unreachable-banner")
     WebDriverWait(browser, 10, poll_frequency=0.1).until(lambda _: banner.is_displayed(), message="no unreachable banner")
     assert re.search(r"Node unreachable since \d\d:\d\d:\d\d, retrying", banner.text), banner.text
     state = page_state(browser)
