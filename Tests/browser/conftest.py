@@ -30,6 +30,8 @@ DESKTOP = (1366, 1000)
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("failed-*"):  # only this run's failures
+        old.unlink()
     return ARTIFACTS
 
 
