@@ -29,10 +29,11 @@ test: deps-test venv
 	$(SWIFT) test --skip-build --no-parallel
 	$(MAKE) test-ops
 
-# The ops-plane checks against a real Prometheus and a real Chromium (Tests/ops, pytest).
+# The ops-plane checks: a real Prometheus scraping two nodes (Tests/ops) and a real headless Chromium
+# on the status page and the browser client (Tests/browser).
 test-ops: deps-test venv
 	$(SWIFT) build --product tandem
-	.venv/bin/python -m pytest -q Tests/ops
+	.venv/bin/python -m pytest -q Tests/ops Tests/browser
 
 bench: release
 	scripts/bench.sh
@@ -45,9 +46,9 @@ deps-test:
 
 venv: .venv/.installed
 
-.venv/.installed: Tests/ops/requirements.txt
+.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt
 	$(PYTHON) -m venv .venv
-	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt
+	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt
 	touch $@
 
 clean:
