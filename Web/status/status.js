@@ -284,7 +284,7 @@ function renderStorm(status) {
     metric("storm-rate", fmt.rate(storm.ratePerSecond), storm.ratePerSecond);
     metric("storm-threshold", Number.isInteger(storm.stormThreshold) ? fmt.integer(storm.stormThreshold) : fmt.rate(storm.stormThreshold), storm.stormThreshold);
     metric("storm-peak", fmt.rate(storm.stormPeakRate ?? storm.ratePerSecond), storm.stormPeakRate ?? storm.ratePerSecond);
-    const since = stormSince(status.history || []);
+    const since = storm.stormStartedAt ? Date.parse(storm.stormStartedAt) / 1000 : stormSince(status.history || []);
     $("#storm-since-wrap").hidden = since === null;
     if (since !== null) metric("storm-since", fmt.clockTime(since * 1000), since);
   }
@@ -345,17 +345,36 @@ function markUnreachable(error) {
 
 // MARK: polling
 
+// The full five minutes of history come once; afterwards only the newest samples, merged in here.
+const HISTORY_SAMPLES = 300;
+let history = null;
+
+function mergeHistory(samples) {
+  if (history === null) {
+    history = samples.slice(-HISTORY_SAMPLES);
+    return history;
+  }
+  const last = history.length ? history[history.length - 1].t : -Infinity;
+  for (const sample of samples) if (sample.t > last) history.push(sample);
+  if (history.length > HISTORY_SAMPLES) history.splice(0, history.length - HISTORY_SAMPLES);
+  return history;
+}
+
 async function poll() {
   const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
   try {
-    const response = await fetch(API_URL, { cache: "no-store", signal: controller.signal, headers: { Accept: "application/json" } });
+    const url = new URL(API_URL, location.href);
+    if (history !== null) url.searchParams.set("history", "5");
+    const response = await fetch(url, { cache: "no-store", signal: controller.signal, headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const status = await response.json();
+    status.history = mergeHistory(status.history || []);
     render(status);
     markReachable();
   } catch (error) {
+    history = null;  // after an outage, fetch the whole history again (the node may have restarted)
     markUnreachable(error);
   } finally {
     clearTimeout(timer);

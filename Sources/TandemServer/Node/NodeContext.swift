@@ -66,9 +66,11 @@ final class NodeContext: Sendable {
     /// This node's entry in the node directory.
     func directoryEntry(docs: Int, sessions: Int, state: String = "serving") -> NodeDirectory.Entry {
         let ports = self.ports.withLockedValue { $0 }
+        let storm = self.storm.snapshot()
         return NodeDirectory.Entry(
             node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count, docs: docs,
-            presenceSessions: sessions, redisUp: redis.isConnected, startedAt: startedAt, state: state)
+            presenceSessions: sessions, redisUp: redis.isConnected, ready: redis.isConnected && subscriber.isConnected,
+            storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
     func reconnectObserved() {
