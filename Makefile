@@ -33,7 +33,8 @@ test: deps-test venv
 # on the status page and the browser client (Tests/browser).
 test-ops: deps-test venv
 	$(SWIFT) build --product tandem
-	.venv/bin/python -m pytest -q Tests/ops Tests/browser
+	.venv/bin/python -m pytest -q Tests/ops
+	.venv/bin/python -m pytest -q Tests/browser
 
 bench: release
 	scripts/bench.sh
