@@ -76,6 +76,8 @@ struct PresenceCommand: AsyncParsableCommand {
         let window = Window(
             start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
         for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
+        let probe = PingProbe(loop: loops.loops[0])
+        await probe.start(connector: connector, runID: runID, window: window)
         await sleep(untilNanos: window.start)
         let monitor = ResourceMonitor(options: common.monitorOptions)
         monitor.start()
@@ -87,6 +89,7 @@ struct PresenceCommand: AsyncParsableCommand {
         // 3. Collect, then leave cleanly.
         let perLoop = try await loops.collect { $0.snapshot() }
         closing.set()
+        let pingRTT = await probe.finish()
         await forEachConcurrently(clients, width: 250) { i in
             let m = memberRefs.value[i]
             if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
@@ -97,7 +100,8 @@ struct PresenceCommand: AsyncParsableCommand {
         for s in perLoop { total.merge(s) }
         let result = PresenceResult(
             plan: plan, duration: duration, warmup: warmup, ramp: rampSeconds, allJoined: allJoined, handshakes: handshakes,
-            totals: total, resources: resources, targetP99: targetP99, targetRedisPerUpdate: targetRedisPerUpdate)
+            totals: total, pingRTT: pingRTT, resources: resources, targetP99: targetP99,
+            targetRedisPerUpdate: targetRedisPerUpdate)
         try emit(result, table: result.table, options: common)
     }
 }
@@ -140,7 +144,7 @@ final class PresenceLoopStats {
     var delivered = 0
     var superseded = 0
     var stale = 0
-    var outsideWindow = 0
+    var skippedSlots = 0
     var presenceMessages = 0
     var presenceBytes = 0
     var errors: [String: Int] = [:]
@@ -152,7 +156,7 @@ final class PresenceLoopStats {
         PresenceLoopSnapshot(
             latency: latency, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
             superseded: superseded, stale: stale, presenceMessages: presenceMessages, presenceBytes: presenceBytes,
-            errors: errors, disconnects: disconnects)
+            errors: errors, disconnects: disconnects, skippedSlots: skippedSlots)
     }
 }
 
@@ -168,11 +172,13 @@ struct PresenceLoopSnapshot: Sendable {
     var presenceBytes: Int
     var errors: [String: Int]
     var disconnects: [String: Int]
+    var skippedSlots: Int
 
     static var empty: PresenceLoopSnapshot {
         .init(
             latency: makeLatencyHistogram(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
-            superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:])
+            superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:],
+            skippedSlots: 0)
     }
 
     mutating func merge(_ o: PresenceLoopSnapshot) {
@@ -187,6 +193,7 @@ struct PresenceLoopSnapshot: Sendable {
         presenceBytes += o.presenceBytes
         mergeCounts(&errors, o.errors)
         mergeCounts(&disconnects, o.disconnects)
+        skippedSlots += o.skippedSlots
     }
 }
 
@@ -255,6 +262,14 @@ final class PresenceMember: @unchecked Sendable {
     private func scheduleNext() {
         let period = plan.periodNs
         let spread = Int64(Double(period) * plan.jitter)
+        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
+        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
+        let now = monotonicNanos()
+        if base + (slot + 1) * period < now {
+            let behind = (now - base) / period
+            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
+            slot = behind
+        }
         var at = Int64(base + slot * period)
         if spread > 0 { at += Int64.random(in: -spread...spread) }
         scheduledAt = UInt64(max(at, 0))
@@ -372,6 +387,10 @@ struct PresenceResult: Codable, Sendable {
     var latencyMs: LatencySummary
     /// How late the bench fired its sends compared with their schedule (a bench health check).
     var sendLagMs: LatencySummary
+    /// Send slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
+    var skippedSendSlots: Int
+    /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
+    var controlPingRTTMs: LatencySummary
     var presenceMessagesReceived: Int
     var presenceMBReceived: Double
     var errors: [String: Int]
@@ -383,8 +402,10 @@ struct PresenceResult: Codable, Sendable {
 
     init(
         plan: PresencePlan, duration: Double, warmup: Double, ramp: Double, allJoined: Bool, handshakes: HandshakeCounts,
-        totals t: PresenceLoopSnapshot, resources: ResourceReport, targetP99: Double, targetRedisPerUpdate: Double
+        totals t: PresenceLoopSnapshot, pingRTT: LatencySummary, resources: ResourceReport, targetP99: Double,
+        targetRedisPerUpdate: Double
     ) {
+        controlPingRTTMs = pingRTT
         clients = plan.clients
         docs = plan.docs
         membersPerDoc = Array(Set(plan.membersPerDoc)).sorted()
@@ -404,6 +425,7 @@ struct PresenceResult: Codable, Sendable {
         stale = t.stale
         latencyMs = LatencySummary(t.latency)
         sendLagMs = LatencySummary(t.sendLag)
+        skippedSendSlots = t.skippedSlots
         presenceMessagesReceived = t.presenceMessages
         presenceMBReceived = Double(t.presenceBytes) / 1_048_576
         errors = t.errors
@@ -441,6 +463,8 @@ struct PresenceResult: Codable, Sendable {
         if stale > 0 { t.row("stale (older than seen)", "\(stale)") }
         t.row("end-to-end latency", latencyMs.row)
         t.row("bench send lag", sendLagMs.row)
+        t.row("bench skipped send slots", "\(skippedSendSlots)")
+        t.row("control: ping round trip", controlPingRTTMs.row)
         t.row("presence messages received", "\(presenceMessagesReceived) (\(fmt(presenceMBReceived, 0)) MB)")
         t.counts("errors by code", errors)
         t.counts("disconnects by close code", disconnects)

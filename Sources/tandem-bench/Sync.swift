@@ -77,6 +77,8 @@ struct SyncCommand: AsyncParsableCommand {
         let sendStart = monotonicNanos() + 100_000_000
         let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
         for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
+        let probe = PingProbe(loop: loops.loops[0])
+        await probe.start(connector: connector, runID: runID, window: window)
         await sleep(untilNanos: window.start)
         let monitor = ResourceMonitor(options: common.monitorOptions)
         monitor.start()
@@ -88,6 +90,7 @@ struct SyncCommand: AsyncParsableCommand {
         let perLoop = try await loops.collect { $0.snapshot() }
         let unresolved = boards.reduce(0) { $0 + $1.unresolvedReceipts }
         closing.set()
+        let pingRTT = await probe.finish()
         await forEachConcurrently(editors, width: 250) { i in
             let m = members[i]
             if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
@@ -98,7 +101,7 @@ struct SyncCommand: AsyncParsableCommand {
         for s in perLoop { total.merge(s) }
         let result = SyncResult(
             plan: plan, duration: duration, warmup: warmup, ready: rampSeconds, allSynced: allSynced && setupOK,
-            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, resources: resources,
+            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, pingRTT: pingRTT, resources: resources,
             targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99)
         try emit(result, table: result.table, options: common)
     }
@@ -189,12 +192,14 @@ final class SyncLoopStats {
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
     var unanswered = 0
+    var skippedSlots = 0
 
     func snapshot() -> SyncLoopSnapshot {
         SyncLoopSnapshot(
             pushLatency: pushLatency, visibleLatency: visibleLatency, sendLag: sendLag, pushes: pushes,
             sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
-            orderViolations: orderViolations, errors: errors, disconnects: disconnects, unanswered: unanswered)
+            orderViolations: orderViolations, errors: errors, disconnects: disconnects, unanswered: unanswered,
+            skippedSlots: skippedSlots)
     }
 }
 
@@ -211,12 +216,13 @@ struct SyncLoopSnapshot: Sendable {
     var errors: [String: Int]
     var disconnects: [String: Int]
     var unanswered: Int
+    var skippedSlots: Int
 
     static var empty: SyncLoopSnapshot {
         .init(
             pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), sendLag: makeLatencyHistogram(),
             pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
-            disconnects: [:], unanswered: 0)
+            disconnects: [:], unanswered: 0, skippedSlots: 0)
     }
 
     mutating func merge(_ o: SyncLoopSnapshot) {
@@ -232,6 +238,7 @@ struct SyncLoopSnapshot: Sendable {
         mergeCounts(&errors, o.errors)
         mergeCounts(&disconnects, o.disconnects)
         unanswered += o.unanswered
+        skippedSlots += o.skippedSlots
     }
 }
 
@@ -317,6 +324,14 @@ final class SyncEditor: @unchecked Sendable {
     private func scheduleNext() {
         let period = plan.periodNs
         let spread = Int64(Double(period) * plan.jitter / 2)
+        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
+        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
+        let now = monotonicNanos()
+        if base + (slot + 1) * period < now {
+            let behind = (now - base) / period
+            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
+            slot = behind
+        }
         var at = Int64(base + slot * period)
         if spread > 0 { at += Int64.random(in: -spread...spread) }
         scheduledAt = UInt64(max(at, 0))
@@ -519,6 +534,11 @@ struct SyncResult: Codable, Sendable {
     var unresolvedReceipts: Int
     var orderViolations: Int
     var sendLagMs: LatencySummary
+    /// Push slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
+    var skippedPushSlots: Int
+    /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
+    var controlPingRTTMs: LatencySummary
+    var redisCommandsPerPush: Double?
     var errors: [String: Int]
     var disconnects: [String: Int]
     var disconnectCount: Int
@@ -527,9 +547,11 @@ struct SyncResult: Codable, Sendable {
 
     init(
         plan: SyncPlan, duration: Double, warmup: Double, ready: Double, allSynced: Bool, handshakes: HandshakeCounts,
-        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, resources: ResourceReport, targetResultP99: Double,
-        targetVisibleP99: Double
+        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, pingRTT: LatencySummary, resources: ResourceReport,
+        targetResultP99: Double, targetVisibleP99: Double
     ) {
+        controlPingRTTMs = pingRTT
+        redisCommandsPerPush = resources.redisCommands.map { t.pushes > 0 ? Double($0) / Double(t.pushes) : 0 }
         editors = plan.editors
         docs = plan.docs
         editorsPerDoc = Array(Set(plan.editorsPerDoc)).sorted()
@@ -556,6 +578,7 @@ struct SyncResult: Codable, Sendable {
         self.unresolvedReceipts = unresolvedReceipts
         orderViolations = t.orderViolations
         sendLagMs = LatencySummary(t.sendLag)
+        skippedPushSlots = t.skippedSlots
         errors = t.errors
         disconnects = t.disconnects
         disconnectCount = t.disconnects.values.reduce(0, +)
@@ -594,9 +617,12 @@ struct SyncResult: Codable, Sendable {
         if unresolvedReceipts > 0 { t.row("patches never matched to a result", "\(unresolvedReceipts)") }
         t.row("clock order violations", "\(orderViolations)")
         t.row("bench send lag", sendLagMs.row)
+        t.row("bench skipped push slots", "\(skippedPushSlots)")
+        t.row("control: ping round trip", controlPingRTTMs.row)
         t.counts("errors by code", errors)
         t.counts("disconnects by close code", disconnects)
         t.resources(resources)
+        if let r = redisCommandsPerPush { t.row("redis commands per push", fmt(r, 2)) }
         t.targets(targets)
         return t.text
     }
