@@ -44,6 +44,8 @@ struct ProcSample: Sendable {
 struct MachineSample: Sendable {
     var busy: Double
     var total: Double
+    /// irq + softirq jiffies: network processing (loopback TCP included) not charged to any process.
+    var interrupts: Double
 
     static func read() -> MachineSample? {
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
@@ -53,7 +55,13 @@ struct MachineSample: Sendable {
         guard values.count >= 5 else { return nil }
         let idle = values[3] + values[4]  // idle + iowait
         let total = values.prefix(8).reduce(0, +)  // user nice system idle iowait irq softirq steal
-        return MachineSample(busy: total - idle, total: total)
+        return MachineSample(busy: total - idle, total: total, interrupts: values[5] + values[6])
+    }
+
+    /// irq + softirq share of all cores.
+    static func interruptPercent(_ a: MachineSample, _ b: MachineSample) -> Double {
+        let total = b.total - a.total
+        return total > 0 ? (b.interrupts - a.interrupts) / total * 100 : 0
     }
 
     /// Busy percent of the whole machine (100 = every core busy).
@@ -61,6 +69,23 @@ struct MachineSample: Sendable {
         let total = b.total - a.total
         return total > 0 ? (b.busy - a.busy) / total * 100 : 0
     }
+}
+
+/// CPU seconds of every process (pid → (name, seconds)), to name the other processes busy during a window.
+func allProcessCPU() -> [Int32: (String, Double)] {
+    var out: [Int32: (String, Double)] = [:]
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return out }
+    for name in entries {
+        guard let pid = Int32(name),
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+        else { continue }
+        let comm = String(stat[stat.index(after: open)..<close])
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { continue }
+        out[pid] = (comm, (u + s) / ProcSample.ticksPerSecond)
+    }
+    return out
 }
 
 func loadAverage() -> [Double] {

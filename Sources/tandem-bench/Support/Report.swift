@@ -152,7 +152,12 @@ struct TextTable {
         proc("redis-server", r.redis)
         proc("bench (this process)", r.bench)
         if let m = r.machineBusyPercent {
-            row("machine busy", "\(fmt(m, 1)) % of \(r.cores) cores; others \(fmt(r.othersCpuPercent ?? 0, 0)) % of a core")
+            row("machine busy", "\(fmt(m, 1)) % of \(r.cores) cores")
+            row("  irq/softirq (loopback TCP)", "\(fmt(r.interruptCpuPercent ?? 0, 0)) % of a core")
+            row("  other processes", "\(fmt(r.othersCpuPercent ?? 0, 0)) % of a core")
+            for (name, pct) in r.topOtherProcesses.sorted(by: { $0.value > $1.value }) {
+                row("    " + name, "\(fmt(pct, 0)) %")
+            }
         }
         row("load average before/after", "\(r.loadAverageBefore.map { fmt($0, 2) }.joined(separator: " ")) / \(r.loadAverageAfter.map { fmt($0, 2) }.joined(separator: " "))")
         if let c = r.redisCommands, let s = r.redisCommandsPerSecond {

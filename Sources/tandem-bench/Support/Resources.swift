@@ -18,8 +18,13 @@ struct ResourceReport: Codable, Sendable {
     var bench: Process?
     /// Busy share of all cores of the machine (100 = every core busy), whoever used them.
     var machineBusyPercent: Double?
-    /// CPU the machine spent on processes other than server, Redis and bench, percent of one core.
+    /// irq + softirq time (mostly loopback TCP for this workload), percent of one core; charged to no process.
+    var interruptCpuPercent: Double?
+    /// CPU the machine spent on anything but server, Redis, bench and interrupts, percent of one core
+    /// (other engineers' builds and tests).
     var othersCpuPercent: Double?
+    /// The other processes that used the most CPU during the window: "name (pid)" → percent of one core.
+    var topOtherProcesses: [String: Double]
     var cores: Int
     var loadAverageBefore: [Double]
     var loadAverageAfter: [Double]
@@ -70,6 +75,7 @@ final class ResourceMonitor: Sendable {
         var metricsFirst: [String: Double]?
         var metricsLast: [String: Double]?
         var loadBefore: [Double] = []
+        var processesBefore: [Int32: (String, Double)] = [:]
         var startNs: UInt64 = 0
         var endNs: UInt64 = 0
         var running = false
@@ -90,8 +96,10 @@ final class ResourceMonitor: Sendable {
     func start() {
         let redisCount = redisProbe?.commandsProcessed()
         let metrics = opsProbe?.metrics()
+        let processes = allProcessCPU()
         sampleProcesses()
         state.withLockedValue {
+            $0.processesBefore = processes
             $0.redisFirst = redisCount
             $0.metricsFirst = metrics
             $0.loadBefore = loadAverage()
@@ -112,6 +120,7 @@ final class ResourceMonitor: Sendable {
         sampleProcesses()
         let redisCount = redisProbe?.commandsProcessed()
         let metrics = opsProbe?.metrics()
+        let processesAfter = allProcessCPU()
         let end = monotonicNanos()
         return state.withLockedValue { s in
             s.running = false
@@ -127,15 +136,27 @@ final class ResourceMonitor: Sendable {
             let cores = ProcessInfo.processInfo.activeProcessorCount
             var machine: Double?
             var others: Double?
+            var interrupts: Double?
             if let a = s.machineFirst, let b = s.machineLast {
                 let busy = MachineSample.busyPercent(a, b)
                 machine = busy
+                interrupts = MachineSample.interruptPercent(a, b) * Double(cores)
                 let ours = (server?.cpuPercent ?? 0) + (redis?.cpuPercent ?? 0) + (bench?.cpuPercent ?? 0)
-                others = max(0, busy * Double(cores) - ours)
+                others = max(0, busy * Double(cores) - ours - (interrupts ?? 0))
             }
+            let ourPIDs = Set([options.serverPID, options.redisPID, getpid()].compactMap { $0 })
+            var top: [(String, Double)] = []
+            for (pid, (name, after)) in processesAfter where !ourPIDs.contains(pid) {
+                let before = s.processesBefore[pid]?.1 ?? 0
+                let pct = seconds > 0 ? (after - before) / seconds * 100 : 0
+                if pct >= 1 { top.append(("\(name) (\(pid))", (pct * 10).rounded() / 10)) }
+            }
+            top.sort { $0.1 > $1.1 }
             return ResourceReport(
                 windowSeconds: seconds, server: server, redis: redis, bench: bench, machineBusyPercent: machine,
-                othersCpuPercent: others, cores: cores, loadAverageBefore: s.loadBefore, loadAverageAfter: loadAverage(),
+                interruptCpuPercent: interrupts, othersCpuPercent: others,
+                topOtherProcesses: Dictionary(top.prefix(6).map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a }),
+                cores: cores, loadAverageBefore: s.loadBefore, loadAverageAfter: loadAverage(),
                 redisCommands: redisCommands,
                 redisCommandsPerSecond: redisCommands.map { seconds > 0 ? Double($0) / seconds : 0 },
                 serverMetricDeltas: metricDeltas(s.metricsFirst, s.metricsLast))
