@@ -11,7 +11,9 @@
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
-# tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options).
+# tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
+# SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
+# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +65,7 @@ start_servers() {
     local name=$1
     WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
     REDIS_PORT=$(free_port)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
         --save "" --daemonize no --logfile "$WORK/redis.log" &
     REDIS_PID=$!
     for _ in $(seq 100); do
@@ -75,7 +77,7 @@ start_servers() {
     WS_PORT=$(free_port)
     OPS_PORT=$(free_port)
     # shellcheck disable=SC2086
-    "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
         --node-id "bench-$name" ${TANDEM_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
     for _ in $(seq 200); do
@@ -106,7 +108,7 @@ run_scenario() {
     local name=$1
     shift
     echo
-    echo "=== $name: $*"
+    echo "=== $name: $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
     machine_state
     start_servers "$name"
     local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --redis "redis://127.0.0.1:$REDIS_PORT"
@@ -114,7 +116,7 @@ run_scenario() {
         --json-out "$OUT/$name.json")
     local status=0
     # shellcheck disable=SC2086
-    "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
     cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
     local problems
     problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)
