@@ -138,6 +138,7 @@ struct PresencePlan: Sendable, Codable {
 /// Counters of one event loop (only touched on that loop).
 final class PresenceLoopStats {
     var latency = makeLatencyHistogram()
+    var timeline = LatencyTimeline()
     var sendLag = makeLatencyHistogram()
     var sent = 0
     var expected = 0
@@ -154,7 +155,7 @@ final class PresenceLoopStats {
 
     func snapshot() -> PresenceLoopSnapshot {
         PresenceLoopSnapshot(
-            latency: latency, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
+            latency: latency, timeline: timeline, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
             superseded: superseded, stale: stale, presenceMessages: presenceMessages, presenceBytes: presenceBytes,
             errors: errors, disconnects: disconnects, skippedSlots: skippedSlots)
     }
@@ -162,6 +163,7 @@ final class PresenceLoopStats {
 
 struct PresenceLoopSnapshot: Sendable {
     var latency: LatencyHistogram
+    var timeline: LatencyTimeline
     var sendLag: LatencyHistogram
     var sent: Int
     var expected: Int
@@ -176,13 +178,14 @@ struct PresenceLoopSnapshot: Sendable {
 
     static var empty: PresenceLoopSnapshot {
         .init(
-            latency: makeLatencyHistogram(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
+            latency: makeLatencyHistogram(), timeline: LatencyTimeline(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
             superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:],
             skippedSlots: 0)
     }
 
     mutating func merge(_ o: PresenceLoopSnapshot) {
         latency.add(o.latency)
+        timeline.merge(o.timeline)
         sendLag.add(o.sendLag)
         sent += o.sent
         expected += o.expected
@@ -352,7 +355,9 @@ final class PresenceMember: @unchecked Sendable {
             // (latest state wins). Counted only when the previous one was in the window too, so updates sent
             // before the window are not counted (undercounts by at most one gap per pair at the start).
             if previousInWindow { stats.superseded += Int(seqN - last - 1) }
-            stats.latency.recordNanos(now > ts ? now - ts : 0)
+            let ns = now > ts ? now - ts : 0
+            stats.latency.recordNanos(ns)
+            stats.timeline.record(ns, sentAt: ts, window: window)
         }
     }
 
@@ -385,6 +390,8 @@ struct PresenceResult: Codable, Sendable {
     var deliveredOrSupersededRatio: Double
     var stale: Int
     var latencyMs: LatencySummary
+    /// Per second of the window (by send time).
+    var latencyPerSecond: [SecondSummary]
     /// How late the bench fired its sends compared with their schedule (a bench health check).
     var sendLagMs: LatencySummary
     /// Send slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
@@ -399,6 +406,7 @@ struct PresenceResult: Codable, Sendable {
     var resources: ResourceReport
     var redisCommandsPerUpdate: Double?
     var targets: [TargetCheck]
+    var targetP99: Double
 
     init(
         plan: PresencePlan, duration: Double, warmup: Double, ramp: Double, allJoined: Bool, handshakes: HandshakeCounts,
@@ -406,6 +414,7 @@ struct PresenceResult: Codable, Sendable {
         targetRedisPerUpdate: Double
     ) {
         controlPingRTTMs = pingRTT
+        self.targetP99 = targetP99
         clients = plan.clients
         docs = plan.docs
         membersPerDoc = Array(Set(plan.membersPerDoc)).sorted()
@@ -424,6 +433,7 @@ struct PresenceResult: Codable, Sendable {
         deliveredOrSupersededRatio = t.expected > 0 ? Double(t.delivered + t.superseded) / Double(t.expected) : 0
         stale = t.stale
         latencyMs = LatencySummary(t.latency)
+        latencyPerSecond = t.timeline.summary
         sendLagMs = LatencySummary(t.sendLag)
         skippedSendSlots = t.skippedSlots
         presenceMessagesReceived = t.presenceMessages
@@ -462,6 +472,7 @@ struct PresenceResult: Codable, Sendable {
         t.row("superseded by a newer update", "\(superseded) (delivered + superseded: \(fmt(deliveredOrSupersededRatio * 100, 2)) %)")
         if stale > 0 { t.row("stale (older than seen)", "\(stale)") }
         t.row("end-to-end latency", latencyMs.row)
+        t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)
         t.row("bench send lag", sendLagMs.row)
         t.row("bench skipped send slots", "\(skippedSendSlots)")
         t.row("control: ping round trip", controlPingRTTMs.row)

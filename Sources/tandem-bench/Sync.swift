@@ -181,6 +181,8 @@ final class CommitBoard: Sendable {
 final class SyncLoopStats {
     var pushLatency = makeLatencyHistogram()
     var visibleLatency = makeLatencyHistogram()
+    var pushTimeline = LatencyTimeline()
+    var visibleTimeline = LatencyTimeline()
     var sendLag = makeLatencyHistogram()
     var pushes = 0
     var sharedPushes = 0
@@ -196,7 +198,8 @@ final class SyncLoopStats {
 
     func snapshot() -> SyncLoopSnapshot {
         SyncLoopSnapshot(
-            pushLatency: pushLatency, visibleLatency: visibleLatency, sendLag: sendLag, pushes: pushes,
+            pushLatency: pushLatency, visibleLatency: visibleLatency, pushTimeline: pushTimeline,
+            visibleTimeline: visibleTimeline, sendLag: sendLag, pushes: pushes,
             sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
             orderViolations: orderViolations, errors: errors, disconnects: disconnects, unanswered: unanswered,
             skippedSlots: skippedSlots)
@@ -206,6 +209,8 @@ final class SyncLoopStats {
 struct SyncLoopSnapshot: Sendable {
     var pushLatency: LatencyHistogram
     var visibleLatency: LatencyHistogram
+    var pushTimeline: LatencyTimeline
+    var visibleTimeline: LatencyTimeline
     var sendLag: LatencyHistogram
     var pushes: Int
     var sharedPushes: Int
@@ -220,7 +225,8 @@ struct SyncLoopSnapshot: Sendable {
 
     static var empty: SyncLoopSnapshot {
         .init(
-            pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), sendLag: makeLatencyHistogram(),
+            pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), pushTimeline: LatencyTimeline(),
+            visibleTimeline: LatencyTimeline(), sendLag: makeLatencyHistogram(),
             pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
             disconnects: [:], unanswered: 0, skippedSlots: 0)
     }
@@ -228,6 +234,8 @@ struct SyncLoopSnapshot: Sendable {
     mutating func merge(_ o: SyncLoopSnapshot) {
         pushLatency.add(o.pushLatency)
         visibleLatency.add(o.visibleLatency)
+        pushTimeline.merge(o.pushTimeline)
+        visibleTimeline.merge(o.visibleTimeline)
         sendLag.add(o.sendLag)
         pushes += o.pushes
         sharedPushes += o.sharedPushes
@@ -393,8 +401,7 @@ final class SyncEditor: @unchecked Sendable {
                 guard let c = s.uint(after: Patterns.clock) else { return }
                 advance(to: c)
                 if let sent = board.received(clock: c, at: now), sent.inWindow {
-                    stats.visible += 1
-                    stats.visibleLatency.recordNanos(now > sent.sendNs ? now - sent.sendNs : 0)
+                    recordVisible(now > sent.sendNs ? now - sent.sendNs : 0, sentAt: sent.sendNs)
                 }
                 if s.find(Patterns.sharedKey, from: s.index) != nil { applyShared(raw, fromResult: false, pending: nil) }
             case .result:
@@ -439,6 +446,7 @@ final class SyncEditor: @unchecked Sendable {
         if inWindow {
             stats.actions[action, default: 0] += 1
             stats.pushLatency.recordNanos(now - p.sendNs)
+            stats.pushTimeline.record(now - p.sendNs, sentAt: p.sendNs, window: window)
         }
         if action == "discard" {
             if p.shared >= 0 { sharedInFlight[p.shared] -= 1 }
@@ -447,8 +455,7 @@ final class SyncEditor: @unchecked Sendable {
         advance(to: c)
         if inWindow { stats.expectedVisible += board.receivers }
         for early in board.committed(clock: c, sendNs: p.sendNs, inWindow: inWindow) where inWindow {
-            stats.visible += 1
-            stats.visibleLatency.recordNanos(early > p.sendNs ? early - p.sendNs : 0)
+            recordVisible(early > p.sendNs ? early - p.sendNs : 0, sentAt: p.sendNs)
         }
         if p.shared >= 0 {
             sharedInFlight[p.shared] -= 1
@@ -458,6 +465,12 @@ final class SyncEditor: @unchecked Sendable {
                 applyShared(raw, fromResult: true, pending: p)
             }
         }
+    }
+
+    private func recordVisible(_ ns: UInt64, sentAt: UInt64) {
+        stats.visible += 1
+        stats.visibleLatency.recordNanos(ns)
+        stats.visibleTimeline.record(ns, sentAt: sentAt, window: window)
     }
 
     /// Results and patches arrive in clock order with no gaps; count any break of that promise.
@@ -529,6 +542,10 @@ struct SyncResult: Codable, Sendable {
     var commitsPerSecond: Double
     var pushToResultMs: LatencySummary
     var commitToVisibleMs: LatencySummary
+    var pushToResultPerSecond: [SecondSummary]
+    var commitToVisiblePerSecond: [SecondSummary]
+    var targetResultP99: Double
+    var targetVisibleP99: Double
     var visibleDeliveries: Int
     var expectedVisibleDeliveries: Int
     var unresolvedReceipts: Int
@@ -573,6 +590,10 @@ struct SyncResult: Codable, Sendable {
         commitsPerSecond = Double(commits) / duration
         pushToResultMs = LatencySummary(t.pushLatency)
         commitToVisibleMs = LatencySummary(t.visibleLatency)
+        pushToResultPerSecond = t.pushTimeline.summary
+        commitToVisiblePerSecond = t.visibleTimeline.summary
+        self.targetResultP99 = targetResultP99
+        self.targetVisibleP99 = targetVisibleP99
         visibleDeliveries = t.visible
         expectedVisibleDeliveries = t.expectedVisible
         self.unresolvedReceipts = unresolvedReceipts
@@ -612,7 +633,9 @@ struct SyncResult: Codable, Sendable {
         t.row("conflict rate", "\(fmt(conflictRate * 100, 2)) % (rebase + discard) / answered")
         t.row("throughput", "\(fmt(commitsPerSecond, 0)) commits/s")
         t.row("push → result", pushToResultMs.row)
+        t.timeline("  p99 per second", pushToResultPerSecond, limit: targetResultP99)
         t.row("commit → visible to others", commitToVisibleMs.row)
+        t.timeline("  p99 per second", commitToVisiblePerSecond, limit: targetVisibleP99)
         t.row("visible deliveries", "\(visibleDeliveries) of \(expectedVisibleDeliveries) expected")
         if unresolvedReceipts > 0 { t.row("patches never matched to a result", "\(unresolvedReceipts)") }
         t.row("clock order violations", "\(orderViolations)")

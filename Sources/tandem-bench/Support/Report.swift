@@ -151,6 +151,12 @@ struct TextTable {
         proc("server (tandem)", r.server)
         proc("redis-server", r.redis)
         proc("bench (this process)", r.bench)
+        if let steps = r.server?.cpuPerSecond, !steps.isEmpty {
+            row("  server CPU % per second", steps.map { String(Int($0.rounded())) }.joined(separator: " "))
+        }
+        if !r.machineBusyPerSecond.isEmpty {
+            row("  machine busy % per second", r.machineBusyPerSecond.map { String(Int($0.rounded())) }.joined(separator: " "))
+        }
         if let m = r.machineBusyPercent {
             row("machine busy", "\(fmt(m, 1)) % of \(r.cores) cores")
             row("  irq/softirq (loopback TCP)", "\(fmt(r.interruptCpuPercent ?? 0, 0)) % of a core")
@@ -184,4 +190,55 @@ func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", 
 /// Merges per-loop string counters.
 func mergeCounts(_ a: inout [String: Int], _ b: [String: Int]) {
     for (k, v) in b { a[k, default: 0] += v }
+}
+
+/// Latency per second of the measured window (by send time), to tell a steady tail from bursts.
+struct LatencyTimeline: Sendable {
+    private(set) var seconds: [LatencyHistogram] = []
+
+    @inline(__always)
+    mutating func record(_ ns: UInt64, sentAt: UInt64, window: Window) {
+        guard sentAt >= window.start else { return }
+        let i = Int((sentAt - window.start) / 1_000_000_000)
+        if i >= seconds.count { grow(to: i) }
+        seconds[i].recordNanos(ns)
+    }
+
+    private mutating func grow(to i: Int) {
+        while seconds.count <= i {
+            var h = LatencyHistogram(lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .two)
+            h.autoResize = true
+            seconds.append(h)
+        }
+    }
+
+    mutating func merge(_ o: LatencyTimeline) {
+        if o.seconds.count > seconds.count { grow(to: o.seconds.count - 1) }
+        for (i, h) in o.seconds.enumerated() { seconds[i].add(h) }
+    }
+
+    var summary: [SecondSummary] {
+        seconds.enumerated().map { i, h in
+            let s = LatencySummary(h)
+            return SecondSummary(second: i, count: s.count, p50: s.p50, p99: s.p99, max: s.max)
+        }
+    }
+}
+
+struct SecondSummary: Codable, Sendable {
+    var second: Int
+    var count: UInt64
+    var p50: Double
+    var p99: Double
+    var max: Double
+}
+
+extension TextTable {
+    /// One row of per-second p99s (ms, rounded), and the seconds over `limit`.
+    mutating func timeline(_ name: String, _ seconds: [SecondSummary], limit: Double) {
+        guard !seconds.isEmpty else { return }
+        row(name, seconds.map { String(Int($0.p99.rounded())) }.joined(separator: " "))
+        let over = seconds.filter { $0.p99 > limit }.count
+        row("  seconds with p99 over \(fmt(limit, 0)) ms", "\(over) of \(seconds.count)")
+    }
 }

@@ -11,6 +11,8 @@ struct ResourceReport: Codable, Sendable {
         var cpuPeakPercent: Double
         var rssMB: Double
         var rssPeakMB: Double
+        /// CPU of each ~1 s step of the window, percent of one core.
+        var cpuPerSecond: [Double]
     }
     var windowSeconds: Double
     var server: Process?
@@ -18,6 +20,8 @@ struct ResourceReport: Codable, Sendable {
     var bench: Process?
     /// Busy share of all cores of the machine (100 = every core busy), whoever used them.
     var machineBusyPercent: Double?
+    /// Machine busy share of each ~1 s step (100 = every core busy).
+    var machineBusyPerSecond: [Double]
     /// irq + softirq time (mostly loopback TCP for this workload), percent of one core; charged to no process.
     var interruptCpuPercent: Double?
     /// CPU the machine spent on anything but server, Redis, bench and interrupts, percent of one core
@@ -49,9 +53,14 @@ final class ResourceMonitor: Sendable {
         var last: ProcSample?
         var peakCPU = 0.0
         var peakRSS: UInt64 = 0
+        var steps: [Double] = []
         mutating func add(_ s: ProcSample?) {
             guard let s else { return }
-            if let last { peakCPU = max(peakCPU, ProcSample.cpuPercent(last, s)) }
+            if let last {
+                let step = ProcSample.cpuPercent(last, s)
+                peakCPU = max(peakCPU, step)
+                steps.append((step * 10).rounded() / 10)
+            }
             if first == nil { first = s }
             last = s
             peakRSS = max(peakRSS, s.rssBytes)
@@ -60,7 +69,7 @@ final class ResourceMonitor: Sendable {
             guard let first, let last else { return nil }
             return .init(
                 pid: pid, cpuPercent: ProcSample.cpuPercent(first, last), cpuPeakPercent: peakCPU,
-                rssMB: Double(last.rssBytes) / 1_048_576, rssPeakMB: Double(peakRSS) / 1_048_576)
+                rssMB: Double(last.rssBytes) / 1_048_576, rssPeakMB: Double(peakRSS) / 1_048_576, cpuPerSecond: steps)
         }
     }
 
@@ -70,6 +79,7 @@ final class ResourceMonitor: Sendable {
         var bench = Track()
         var machineFirst: MachineSample?
         var machineLast: MachineSample?
+        var machineSteps: [Double] = []
         var redisFirst: UInt64?
         var redisLast: UInt64?
         var metricsFirst: [String: Double]?
@@ -154,6 +164,7 @@ final class ResourceMonitor: Sendable {
             top.sort { $0.1 > $1.1 }
             return ResourceReport(
                 windowSeconds: seconds, server: server, redis: redis, bench: bench, machineBusyPercent: machine,
+                machineBusyPerSecond: s.machineSteps,
                 interruptCpuPercent: interrupts, othersCpuPercent: others,
                 topOtherProcesses: Dictionary(top.prefix(6).map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a }),
                 cores: cores, loadAverageBefore: s.loadBefore, loadAverageAfter: loadAverage(),
@@ -173,7 +184,10 @@ final class ResourceMonitor: Sendable {
             s.redis.add(redis)
             s.bench.add(bench)
             if s.machineFirst == nil { s.machineFirst = machine }
-            if let machine { s.machineLast = machine }
+            if let machine {
+                if let last = s.machineLast { s.machineSteps.append((MachineSample.busyPercent(last, machine) * 10).rounded() / 10) }
+                s.machineLast = machine
+            }
         }
     }
 }
