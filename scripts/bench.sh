@@ -122,9 +122,15 @@ run_scenario() {
     problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)
     echo "server log: $problems error/critical lines ($OUT/$name.server.log)"
     stop_all
-    [ "$status" -eq 0 ] || echo "tandem-bench $name exited with $status" >&2
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
     return 0
 }
+
+# A missed target is a result, not a failure: the script fails only if a scenario could not run.
+FAILED=()
 
 for scenario in "${SCENARIOS[@]}"; do
     case "$scenario" in
@@ -137,3 +143,7 @@ for scenario in "${SCENARIOS[@]}"; do
 done
 echo
 echo "results: $OUT/*.json"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "scenarios that did not run to the end: ${FAILED[*]}" >&2
+    exit 1
+fi

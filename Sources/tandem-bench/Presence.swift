@@ -39,7 +39,7 @@ struct PresenceCommand: AsyncParsableCommand {
     func run() async throws {
         let runID = common.resolvedRunID
         let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter)
-        let loops = LoopSet(threads: common.threads) { PresenceLoopStats(docs: docs) }
+        let loops = LoopSet(threads: common.threads) { PresenceLoopStats() }
         let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         let joined = SharedCounter()
         let closing = SharedFlag()
@@ -151,7 +151,6 @@ final class PresenceLoopStats {
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
 
-    init(docs: Int) {}
 
     func snapshot() -> PresenceLoopSnapshot {
         PresenceLoopSnapshot(

@@ -193,7 +193,6 @@ final class SyncLoopStats {
     var orderViolations = 0
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
-    var unanswered = 0
     var skippedSlots = 0
 
     func snapshot() -> SyncLoopSnapshot {
@@ -201,7 +200,7 @@ final class SyncLoopStats {
             pushLatency: pushLatency, visibleLatency: visibleLatency, pushTimeline: pushTimeline,
             visibleTimeline: visibleTimeline, sendLag: sendLag, pushes: pushes,
             sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
-            orderViolations: orderViolations, errors: errors, disconnects: disconnects, unanswered: unanswered,
+            orderViolations: orderViolations, errors: errors, disconnects: disconnects,
             skippedSlots: skippedSlots)
     }
 }
@@ -220,7 +219,6 @@ struct SyncLoopSnapshot: Sendable {
     var orderViolations: Int
     var errors: [String: Int]
     var disconnects: [String: Int]
-    var unanswered: Int
     var skippedSlots: Int
 
     static var empty: SyncLoopSnapshot {
@@ -228,7 +226,7 @@ struct SyncLoopSnapshot: Sendable {
             pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), pushTimeline: LatencyTimeline(),
             visibleTimeline: LatencyTimeline(), sendLag: makeLatencyHistogram(),
             pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
-            disconnects: [:], unanswered: 0, skippedSlots: 0)
+            disconnects: [:], skippedSlots: 0)
     }
 
     mutating func merge(_ o: SyncLoopSnapshot) {
@@ -245,7 +243,6 @@ struct SyncLoopSnapshot: Sendable {
         orderViolations += o.orderViolations
         mergeCounts(&errors, o.errors)
         mergeCounts(&disconnects, o.disconnects)
-        unanswered += o.unanswered
         skippedSlots += o.skippedSlots
     }
 }

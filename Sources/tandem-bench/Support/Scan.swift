@@ -164,7 +164,6 @@ enum Patterns {
     static let sid = StaticPattern(#""sid":""#)
     static let leftList = StaticPattern(#""left":["#)
     static let presenceList = StaticPattern(#""presence":["#)
-    static let updatedList = StaticPattern(#""updated":["#)
     static let stateB = StaticPattern(#""state":{"b":"#)
     static let commaN = StaticPattern(#","n":"#)
     static let commaTs = StaticPattern(#","ts":"#)
