@@ -12,7 +12,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-swift test-ops build release bench bench-presence bench-sync bench-storm deps deps-test venv clean
+.PHONY: run test test-ops build release bench deps deps-test venv clean
 
 run: deps release
 	.build/release/tandem serve $(TANDEM_ARGS)
@@ -36,8 +36,11 @@ test-ops: deps-test venv
 	.venv/bin/python -m pytest -q Tests/ops
 	.venv/bin/python -m pytest -q Tests/browser
 
+# Benchmarks (docs/benchmarks.md): `make bench`, or one scenario with `make bench SCENARIO=presence`
+# (presence | sync | sync-large | storm).
+SCENARIO ?=
 bench: release
-	scripts/bench.sh
+	scripts/bench.sh $(SCENARIO)
 
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
