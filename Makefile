@@ -12,7 +12,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-swift test-ops build release bench bench-presence bench-sync bench-storm deps deps-test venv clean
+.PHONY: run test test-ops build release bench deps deps-test venv clean
 
 run: deps release
 	.build/release/tandem serve $(TANDEM_ARGS)
@@ -29,13 +29,18 @@ test: deps-test venv
 	$(SWIFT) test --skip-build --no-parallel
 	$(MAKE) test-ops
 
-# The ops-plane checks against a real Prometheus and a real Chromium (Tests/ops, pytest).
+# The ops-plane checks: a real Prometheus scraping two nodes (Tests/ops) and a real headless Chromium
+# on the status page and the browser client (Tests/browser).
 test-ops: deps-test venv
 	$(SWIFT) build --product tandem
 	.venv/bin/python -m pytest -q Tests/ops
+	.venv/bin/python -m pytest -q Tests/browser
 
+# Benchmarks (docs/benchmarks.md): `make bench`, or one scenario with `make bench SCENARIO=presence`
+# (presence | sync | sync-large | storm).
+SCENARIO ?=
 bench: release
-	scripts/bench.sh
+	scripts/bench.sh $(SCENARIO)
 
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
@@ -45,9 +50,9 @@ deps-test:
 
 venv: .venv/.installed
 
-.venv/.installed: Tests/ops/requirements.txt
+.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt
 	$(PYTHON) -m venv .venv
-	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt
+	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt
 	touch $@
 
 clean:

@@ -97,6 +97,8 @@ let package = Package(
             name: "tandem-bench",
             dependencies: [
                 "TandemClient",
+                "TandemCore",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -249,3 +249,15 @@ import Testing
         #expect(NodeMessage.decode(Array("{}".utf8)) == nil)
     }
 }
+
+@Suite struct NodeMessagePrefixTests {
+    @Test func ownPresenceMessagesStartWithTheNodePrefix() {
+        let entry = PresenceEntry(sid: "s", user: "u", name: "n", role: .editor, node: "n1", version: 1, state: .object([:]))
+        for full in [false, true] {
+            let bytes = NodeMessage.presence(node: "n1", upserts: [entry], removals: [], full: full).encode()
+            #expect(bytes.starts(with: NodeMessage.presencePrefix(node: "n1")))
+            #expect(!bytes.starts(with: NodeMessage.presencePrefix(node: "n10")))
+        }
+        #expect(!NodeMessage.nodesGone(nodes: ["n1"]).encode().starts(with: NodeMessage.presencePrefix(node: "n1")))
+    }
+}

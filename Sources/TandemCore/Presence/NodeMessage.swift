@@ -18,9 +18,10 @@ public enum NodeMessage: Equatable, Sendable {
         w.openObject()
         switch self {
         case .presence(let node, let upserts, let removals, let full):
+            // Kind and node first: `isPresence(from:)` recognises a node's own echo by this prefix.
             w.key("k"); w.string("p"); w.comma()
-            if full { w.key("full"); w.bool(true); w.comma() }
             w.key("n"); w.string(node); w.comma()
+            if full { w.key("full"); w.bool(true); w.comma() }
             w.key("u"); w.array(upserts) { w, e in w.raw(e.encoded) }; w.comma()
             w.key("r"); w.array(removals) { w, s in w.string(s) }
         case .nodesGone(let nodes):
@@ -31,6 +32,15 @@ public enum NodeMessage: Equatable, Sendable {
             notice.writeFields(into: &w)
         }
         w.closeObject()
+        return w.bytes
+    }
+
+    /// The prefix every presence message from `node` starts with.
+    public static func presencePrefix(node: String) -> [UInt8] {
+        var w = JSONWriter()
+        w.openObject()
+        w.key("k"); w.string("p"); w.comma()
+        w.key("n"); w.string(node); w.comma()
         return w.bytes
     }
 

@@ -110,6 +110,8 @@ public struct ServerConfiguration: Sendable {
         try check(maxNewConnectionsPerSecond >= 1 && maxConnections >= 1 && maxConnectionsPerUser >= 1,
                   "connection limits must be at least 1")
         try check(logRetention >= 1, "--log-retention must be at least 1")
+        // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
+        try check(jwtSecret.map { $0.utf8.count >= 32 } ?? true, "--jwt-secret must be at least 32 bytes")
     }
 }
 

@@ -19,6 +19,7 @@ final class NodeContext: Sendable {
     let syncStore: SyncStore
     let storm: ReconnectStormMonitor
     let directory: NodeDirectory
+    let sessions: SessionOwnership
     let sampler = StatusSampler()
     let startedAt = Date()
     /// Bound ports, set once listening (for the node directory).
@@ -39,6 +40,7 @@ final class NodeContext: Sendable {
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
+        self.sessions = SessionOwnership(redis: redis)
         self.shardsBox = NIOLockedValueBoxShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }
@@ -64,9 +66,11 @@ final class NodeContext: Sendable {
     /// This node's entry in the node directory.
     func directoryEntry(docs: Int, sessions: Int, state: String = "serving") -> NodeDirectory.Entry {
         let ports = self.ports.withLockedValue { $0 }
+        let storm = self.storm.snapshot()
         return NodeDirectory.Entry(
             node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count, docs: docs,
-            presenceSessions: sessions, redisUp: redis.isConnected, startedAt: startedAt, state: state)
+            presenceSessions: sessions, redisUp: redis.isConnected, ready: redis.isConnected && subscriber.isConnected,
+            storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
     func reconnectObserved() {

@@ -43,7 +43,11 @@ public final class TandemNode: Sendable {
         redisLogger[metadataKey: "redis.endpoint"] = "\(endpoint)"
         let redis = RedisClient(configuration: redisConfig, logger: redisLogger)
 
+        // A node hears its own presence messages back; it applied them already, so skip them before
+        // decoding (decoding every entry of every echo was a sizeable part of a busy node's CPU).
+        let ownPresence = NodeMessage.presencePrefix(node: configuration.nodeID)
         var subscriberConfig = RedisSubscriber.Configuration(endpoint: endpoint) { channel, payload in
+            guard !payload.starts(with: ownPresence) else { return }
             guard let context = late.withLockedValue({ $0 }), let doc = RedisKeys.doc(fromChannel: channel),
                 let message = NodeMessage.decode(payload)
             else { return }

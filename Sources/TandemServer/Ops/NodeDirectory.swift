@@ -17,6 +17,10 @@ final class NodeDirectory: Sendable {
         var docs: Int
         var presenceSessions: Int
         var redisUp: Bool
+        /// Redis commands and pub/sub both up (what /readyz says).
+        var ready: Bool?
+        var storm: Bool?
+        var reconnectsPerSecond: Double?
         var startedAt: Date
         var state: String
         /// Filled in when read back: whether the heartbeat is within its deadline, and its age.

@@ -39,7 +39,13 @@ struct OpsRoutes: Sendable {
             let (ready, reasons) = readiness()
             return ready ? .text("ready\n") : .text("not ready: \(reasons.joined(separator: ", "))\n", status: 503)
         case "/api/status":
-            return json(status())
+            // `?history=N` keeps the last N one-second samples (0: none) — a page that already has the
+            // history only needs the newest.
+            var status = status()
+            if let limit = request.query["history"].flatMap(Int.init), limit >= 0 {
+                status.history = Array(status.history.suffix(limit))
+            }
+            return json(status)
         default:
             if request.path.hasPrefix("/api/docs/") { return docRoute(request) }
             if request.path.hasPrefix("/api/") { return error(404, "not_found", "no such API route") }
@@ -74,7 +80,7 @@ struct OpsRoutes: Sendable {
                 endpoint: "\(node.redis.configuration.endpoint)", pendingCommands: node.redis.pendingCommandCount),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
-                stormPeakRate: storm.inStorm ? storm.peak : nil),
+                stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
             rates: latest,
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
             docs: docs.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
@@ -180,6 +186,9 @@ public struct NodeStatus: Encodable, Sendable {
         public var storm: Bool
         public var stormThreshold: Double
         public var stormPeakRate: Double?
+        public var stormStartedAt: Date?
+        /// The last storm that ended (kept until the next one ends).
+        var lastStorm: ReconnectStormMonitor.PastStorm?
     }
 
     public var node: String
@@ -190,7 +199,7 @@ public struct NodeStatus: Encodable, Sendable {
     public var connections: Int
     public var presenceSessions: Int
     public var redis: Redis
-    public var reconnects: Reconnects
+    var reconnects: Reconnects
     /// The latest one-second sample (rates).
     var rates: StatusSampler.Sample?
     /// Every node sharing this Redis (from their heartbeats).

@@ -377,8 +377,9 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// Sends a close frame and closes the channel. For 1013 the close frame cannot get through a full
-    /// queue, so the channel closes at once.
+    /// Sends a close frame (behind whatever is already queued) and closes the channel when the client
+    /// answers or after two seconds. Nothing more is queued meanwhile, so a slow consumer's memory stops
+    /// growing at once; if it resumes reading within the grace period it sees the 1013.
     func close(code: WebSocketErrorCode, reason: CloseReason, text: String) {
         guard !closing else { return }
         closing = true
@@ -391,16 +392,10 @@ final class ClientConnection: @unchecked Sendable {
         data.write(webSocketErrorCode: code)
         data.writeString(text)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        if reason == .slowConsumer {
-            channel.writeAndFlush(frame, promise: nil)
-            channel.close(promise: nil)
-            return
-        }
         let channel = self.channel
-        channel.writeAndFlush(frame).whenComplete { _ in
-            // Give the client a moment to answer the close handshake, then drop the socket regardless.
-            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-        }
+        channel.writeAndFlush(frame, promise: nil)
+        // Give the client a moment to read and answer the close handshake, then drop the socket regardless.
+        channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
     }
 
     var isClosing: Bool { closing }

@@ -124,19 +124,23 @@ final class WebSocketServer: Sendable {
                 }
                 let registry = self.node.registry
                 channel.closeFuture.whenComplete { _ in registry.releaseSlot(user: identity.user) }
-                var sessionID = SessionID.make()
-                var resumed = false
-                if let resume = query["resume"], SessionID.isValid(resume) {
-                    // Only the session's own user may take it over: check the open connection or, when its
-                    // socket is already gone (presence kept for the TTL), who had it.
-                    let owner = registry.owner(of: resume)
-                    if owner == nil || owner == identity.user {
-                        sessionID = resume
-                        resumed = true
-                    }
+                // Only the session's own user may take it over: this node knows the owners of its open and
+                // recently ended sessions; Redis knows them cluster-wide.
+                guard let resume = query["resume"], SessionID.isValid(resume),
+                    registry.owner(of: resume).map({ $0 == identity.user }) ?? true
+                else {
+                    let sessionID = SessionID.make()
+                    _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop)
+                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
+                    return loop.makeSucceededFuture(HTTPHeaders())
                 }
-                state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
-                return loop.makeSucceededFuture(HTTPHeaders())
+                return self.node.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
+                    let resumed = claimed ?? true
+                    let sessionID = resumed ? resume : SessionID.make()
+                    if !resumed { _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop) }
+                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
+                    return HTTPHeaders()
+                }
             }
         }
     }

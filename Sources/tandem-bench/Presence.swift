@@ -1,0 +1,493 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import TandemClient
+
+// `tandem-bench presence`: N clients over D docs, each moving its cursor at --rate Hz; measures
+// end-to-end cursor latency (send → receipt at every other member of the doc).
+//
+// Each cursor state is {"b":CLIENT,"n":SEQ,"ts":SEND_NS,"x":…,"y":…}. The server re-serializes states
+// with sorted keys, so in every ENTRY the state starts with `"state":{"b":` followed by n and ts, which
+// the receive path finds with memmem and reads without parsing the rest of the message.
+
+struct PresenceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "presence",
+        abstract: "Cursor broadcast: latency from a client's presence update to every other member of its doc.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Clients (each its own user).") var clients = 1000
+    @Option(help: "Docs; clients are spread evenly (client i joins doc i mod docs).") var docs = 20
+    @Option(help: "Cursor updates per client per second.") var rate = 20.0
+    @Option(help: "Measured seconds (after the warm-up).") var duration = 60.0
+    @Option(help: "Seconds of sending before the measured window.") var warmup = 5.0
+    @Option(help: "Seconds to keep receiving after the last measured send.") var drain = 2.0
+    @Option(help: "Send-time jitter, as a fraction of the period (each send at its slot ± this).") var jitter = 0.2
+    @Option(name: .customLong("target-p99-ms"), help: "Latency target (p99).") var targetP99 = 100.0
+    @Option(name: .customLong("target-redis-per-update"), help: "Redis commands per cursor update target.")
+    var targetRedisPerUpdate = 0.2
+
+    func validate() throws {
+        guard clients > 0, docs > 0, docs <= clients else { throw ValidationError("need 0 < docs <= clients") }
+        guard rate > 0, duration > 0, warmup >= 0 else { throw ValidationError("rate and duration must be > 0") }
+    }
+
+    func run() async throws {
+        let runID = common.resolvedRunID
+        let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter)
+        let loops = LoopSet(threads: common.threads) { PresenceLoopStats() }
+        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
+        let joined = SharedCounter()
+        let closing = SharedFlag()
+        log("presence: \(clients) clients, \(docs) docs, \(rate) Hz, \(duration) s (+\(warmup) s warm-up), run \(runID), \(loops.loops.count) loops")
+
+        // 1. Connect (paced, honouring 503 Retry-After) and join.
+        let started = monotonicNanos()
+        let members = (0..<clients).map { i in
+            PresenceMember(index: i, plan: plan, stats: loops.stats(for: i), loop: loops.loop(for: i), joined: joined, closing: closing)
+        }
+        let memberRefs = UnsafeTransfer(members)
+        let progress = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(nanoseconds: 2_000_000_000)
+                log("  connected \(connector.snapshot.succeeded)/\(clients), joined \(joined.value)")
+            }
+        }
+        await forEachConcurrently(clients, width: 1000) { i in
+            let m = memberRefs.value[i]
+            let url = connector.url([("user", "\(runID)-u\(i)"), ("name", "c\(i)")])
+            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
+                m.loop.execute { m.attached(client) }
+            }
+        }
+        let allJoined = await waitUntil(timeoutSeconds: 30) { joined.value >= clients }
+        progress.cancel()
+        let rampSeconds = Double(monotonicNanos() - started) / 1e9
+        let handshakes = connector.snapshot
+        log("  ramp: \(handshakes.succeeded) connected, \(joined.value) joined in \(fmt(rampSeconds, 1)) s; rejected \(handshakes.rejectedByStatus)")
+        if !allJoined { log("  warning: only \(joined.value)/\(clients) joined; measuring anyway") }
+
+        // 2. Send from now; measure [windowStart, windowEnd).
+        let sendStart = monotonicNanos() + 100_000_000
+        let window = Window(
+            start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
+        for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
+        let probe = PingProbe(loop: loops.loops[0])
+        await probe.start(connector: connector, runID: runID, window: window)
+        await sleep(untilNanos: window.start)
+        let monitor = ResourceMonitor(options: common.monitorOptions)
+        monitor.start()
+        log("  measuring for \(duration) s")
+        await sleep(untilNanos: window.end)
+        let resources = monitor.stop()
+        await sleep(seconds: drain)
+
+        // 3. Collect, then leave cleanly.
+        let perLoop = try await loops.collect { $0.snapshot() }
+        closing.set()
+        let pingRTT = await probe.finish()
+        await forEachConcurrently(clients, width: 250) { i in
+            let m = memberRefs.value[i]
+            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
+        }
+        await loops.shutdown()
+
+        var total = PresenceLoopSnapshot.empty
+        for s in perLoop { total.merge(s) }
+        let result = PresenceResult(
+            plan: plan, duration: duration, warmup: warmup, ramp: rampSeconds, allJoined: allJoined, handshakes: handshakes,
+            totals: total, pingRTT: pingRTT, resources: resources, targetP99: targetP99,
+            targetRedisPerUpdate: targetRedisPerUpdate)
+        try emit(result, table: result.table, options: common)
+    }
+}
+
+struct Window: Sendable {
+    var start: UInt64
+    var end: UInt64
+    @inline(__always) func contains(_ t: UInt64) -> Bool { t >= start && t < end }
+}
+
+/// Who is where; immutable, shared by every member.
+struct PresencePlan: Sendable, Codable {
+    var clients: Int
+    var docs: Int
+    var runID: String
+    var rate: Double
+    var jitter: Double
+    var docNames: [String]
+    var membersPerDoc: [Int]
+
+    init(clients: Int, docs: Int, runID: String, rate: Double, jitter: Double) {
+        self.clients = clients
+        self.docs = docs
+        self.runID = runID
+        self.rate = rate
+        self.jitter = jitter
+        docNames = (0..<docs).map { "bench-\(runID)-p\($0)" }
+        membersPerDoc = (0..<docs).map { d in clients / docs + (d < clients % docs ? 1 : 0) }
+    }
+
+    var periodNs: UInt64 { UInt64(1e9 / rate) }
+}
+
+/// Counters of one event loop (only touched on that loop).
+final class PresenceLoopStats {
+    var latency = makeLatencyHistogram()
+    var timeline = LatencyTimeline()
+    var sendLag = makeLatencyHistogram()
+    var sent = 0
+    var expected = 0
+    var delivered = 0
+    var superseded = 0
+    var stale = 0
+    var skippedSlots = 0
+    var presenceMessages = 0
+    var presenceBytes = 0
+    var errors: [String: Int] = [:]
+    var disconnects: [String: Int] = [:]
+
+
+    func snapshot() -> PresenceLoopSnapshot {
+        PresenceLoopSnapshot(
+            latency: latency, timeline: timeline, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
+            superseded: superseded, stale: stale, presenceMessages: presenceMessages, presenceBytes: presenceBytes,
+            errors: errors, disconnects: disconnects, skippedSlots: skippedSlots)
+    }
+}
+
+struct PresenceLoopSnapshot: Sendable {
+    var latency: LatencyHistogram
+    var timeline: LatencyTimeline
+    var sendLag: LatencyHistogram
+    var sent: Int
+    var expected: Int
+    var delivered: Int
+    var superseded: Int
+    var stale: Int
+    var presenceMessages: Int
+    var presenceBytes: Int
+    var errors: [String: Int]
+    var disconnects: [String: Int]
+    var skippedSlots: Int
+
+    static var empty: PresenceLoopSnapshot {
+        .init(
+            latency: makeLatencyHistogram(), timeline: LatencyTimeline(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
+            superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:],
+            skippedSlots: 0)
+    }
+
+    mutating func merge(_ o: PresenceLoopSnapshot) {
+        latency.add(o.latency)
+        timeline.merge(o.timeline)
+        sendLag.add(o.sendLag)
+        sent += o.sent
+        expected += o.expected
+        delivered += o.delivered
+        superseded += o.superseded
+        stale += o.stale
+        presenceMessages += o.presenceMessages
+        presenceBytes += o.presenceBytes
+        mergeCounts(&errors, o.errors)
+        mergeCounts(&disconnects, o.disconnects)
+        skippedSlots += o.skippedSlots
+    }
+}
+
+/// One simulated user. Confined to `loop`: created on the main task, then only used there.
+final class PresenceMember: @unchecked Sendable {
+    let index: Int
+    let doc: Int
+    let plan: PresencePlan
+    let stats: PresenceLoopStats
+    let loop: any EventLoop
+    private let joinedCounter: SharedCounter
+    private let closing: SharedFlag
+    private(set) var client: WebSocketClient?
+    private var hasJoined = false
+    /// Highest sequence number seen per member of the doc (by local index = client / docs).
+    private var lastSeq: [Int32]
+    /// Whether that last update was sent inside the measured window.
+    private var lastInWindow: [Bool]
+    private var seq: UInt64 = 0
+    private var window = Window(start: 0, end: 0)
+    private var base: UInt64 = 0
+    private var slot: UInt64 = 0
+    private var scheduledAt: UInt64 = 0
+    private let docPrefix: ByteBuffer
+
+    init(index: Int, plan: PresencePlan, stats: PresenceLoopStats, loop: any EventLoop, joined: SharedCounter, closing: SharedFlag) {
+        self.index = index
+        self.doc = index % plan.docs
+        self.plan = plan
+        self.stats = stats
+        self.loop = loop
+        self.joinedCounter = joined
+        self.closing = closing
+        self.lastSeq = Array(repeating: -1, count: plan.membersPerDoc[index % plan.docs])
+        self.lastInWindow = Array(repeating: false, count: plan.membersPerDoc[index % plan.docs])
+        var prefix = ByteBufferAllocator().buffer(capacity: 96)
+        prefix.writeString(#"{"t":"presence","doc":""# + plan.docNames[index % plan.docs] + #"","state":{"b":"#)
+        prefix.writeDecimal(index)
+        prefix.writeString(#","n":"#)
+        docPrefix = prefix
+    }
+
+    var callbacks: WebSocketClient.Callbacks {
+        .init(
+            onText: { [self] buffer in self.received(buffer) },
+            onClose: { [self] code, reason in self.closed(code: code, reason: reason) })
+    }
+
+    func attached(_ client: WebSocketClient) {
+        self.client = client
+        let join = #"{"t":"join","doc":""# + plan.docNames[doc] + #"","state":{"b":"# + String(index)
+            + #","n":0,"ts":0,"x":0,"y":0}}"#
+        client.send(text: join)
+    }
+
+    // MARK: Sending
+
+    func startSending(at start: UInt64, window: Window) {
+        self.window = window
+        let period = plan.periodNs
+        base = start + UInt64.random(in: 0..<period)
+        slot = 0
+        scheduleNext()
+    }
+
+    private func scheduleNext() {
+        let period = plan.periodNs
+        let spread = Int64(Double(period) * plan.jitter)
+        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
+        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
+        let now = monotonicNanos()
+        if base + (slot + 1) * period < now {
+            let behind = (now - base) / period
+            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
+            slot = behind
+        }
+        var at = Int64(base + slot * period)
+        if spread > 0 { at += Int64.random(in: -spread...spread) }
+        scheduledAt = UInt64(max(at, 0))
+        guard scheduledAt < window.end else { return }
+        slot += 1
+        loop.scheduleTask(deadline: .uptimeNanoseconds(scheduledAt)) { [self] in self.fire() }
+    }
+
+    private func fire() {
+        guard let client, !client.isClosed else { return }
+        let now = monotonicNanos()
+        seq += 1
+        var msg = ByteBuffer.framePayload(capacity: 160)
+        msg.writeImmutableBuffer(docPrefix)
+        msg.writeDecimal(seq)
+        msg.writeStaticString(#","ts":"#)
+        msg.writeDecimal(now)
+        msg.writeStaticString(#","x":"#)
+        msg.writeDecimal(Int(seq % 1000))
+        msg.writeStaticString(#","y":"#)
+        msg.writeDecimal(Int((seq * 7) % 700))
+        msg.writeStaticString("}}")
+        client.send(text: msg)
+        if window.contains(now) {
+            stats.sent += 1
+            stats.expected += plan.membersPerDoc[doc] - 1
+            stats.sendLag.recordNanos(now > scheduledAt ? now - scheduledAt : 0)
+        }
+        scheduleNext()
+    }
+
+    // MARK: Receiving
+
+    private func received(_ buffer: ByteBuffer) {
+        let now = monotonicNanos()
+        buffer.withUnsafeReadableBytes { raw in
+            var s = ByteScanner(raw)
+            switch MessageType.of(s) {
+            case .presence:
+                stats.presenceMessages += 1
+                stats.presenceBytes += raw.count
+                scanEntries(&s, now: now)
+            case .joined:
+                if !hasJoined {
+                    hasJoined = true
+                    joinedCounter.add()
+                }
+                scanEntries(&s, now: now)
+            case .error:
+                let code = s.string(after: Patterns.code) ?? "?"
+                stats.errors[code, default: 0] += 1
+            default:
+                break
+            }
+        }
+    }
+
+    /// Every ENTRY's state: `"state":{"b":B,"n":N,"ts":T,…`.
+    private func scanEntries(_ s: inout ByteScanner, now: UInt64) {
+        let docs = UInt64(plan.docs)
+        while s.skip(past: Patterns.stateB) {
+            guard let sender = s.readUInt(), s.consume(Patterns.commaN), let n = s.readUInt(),
+                s.consume(Patterns.commaTs), let ts = s.readUInt()
+            else { continue }
+            guard sender != UInt64(index), sender % docs == UInt64(doc) else { continue }
+            let local = Int(sender / docs)
+            guard local < lastSeq.count else { continue }
+            let last = lastSeq[local]
+            let seqN = Int32(truncatingIfNeeded: n)
+            if seqN <= last {
+                if ts > 0 && window.contains(ts) { stats.stale += 1 }
+                continue
+            }
+            lastSeq[local] = seqN
+            let previousInWindow = lastInWindow[local]
+            lastInWindow[local] = ts > 0 && window.contains(ts)
+            guard ts > 0, window.contains(ts) else { continue }
+            stats.delivered += 1
+            // The updates between the previous one seen and this one were merged away by the server's tick
+            // (latest state wins). Counted only when the previous one was in the window too, so updates sent
+            // before the window are not counted (undercounts by at most one gap per pair at the start).
+            if previousInWindow { stats.superseded += Int(seqN - last - 1) }
+            let ns = now > ts ? now - ts : 0
+            stats.latency.recordNanos(ns)
+            stats.timeline.record(ns, sentAt: ts, window: window)
+        }
+    }
+
+    private func closed(code: Int?, reason: String) {
+        guard !closing.isSet else { return }
+        stats.disconnects[code.map(String.init) ?? "no close frame", default: 0] += 1
+    }
+}
+
+// MARK: - Result
+
+struct PresenceResult: Codable, Sendable {
+    var scenario = "presence"
+    var clients: Int
+    var docs: Int
+    var membersPerDoc: [Int]
+    var rateHz: Double
+    var durationSeconds: Double
+    var warmupSeconds: Double
+    var runID: String
+    var rampSeconds: Double
+    var allJoined: Bool
+    var handshakes: HandshakeCounts
+    var sent: Int
+    var expected: Int
+    var delivered: Int
+    var deliveredRatio: Double
+    /// Updates replaced by a newer one of the same sender before a tick went out (the protocol merges).
+    var superseded: Int
+    var deliveredOrSupersededRatio: Double
+    var stale: Int
+    var latencyMs: LatencySummary
+    /// Per second of the window (by send time).
+    var latencyPerSecond: [SecondSummary]
+    /// How late the bench fired its sends compared with their schedule (a bench health check).
+    var sendLagMs: LatencySummary
+    /// Send slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
+    var skippedSendSlots: Int
+    /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
+    var controlPingRTTMs: LatencySummary
+    var presenceMessagesReceived: Int
+    var presenceMBReceived: Double
+    var errors: [String: Int]
+    var disconnects: [String: Int]
+    var disconnectCount: Int
+    var resources: ResourceReport
+    var redisCommandsPerUpdate: Double?
+    var targets: [TargetCheck]
+    var targetP99: Double
+
+    init(
+        plan: PresencePlan, duration: Double, warmup: Double, ramp: Double, allJoined: Bool, handshakes: HandshakeCounts,
+        totals t: PresenceLoopSnapshot, pingRTT: LatencySummary, resources: ResourceReport, targetP99: Double,
+        targetRedisPerUpdate: Double
+    ) {
+        controlPingRTTMs = pingRTT
+        self.targetP99 = targetP99
+        clients = plan.clients
+        docs = plan.docs
+        membersPerDoc = Array(Set(plan.membersPerDoc)).sorted()
+        rateHz = plan.rate
+        durationSeconds = duration
+        warmupSeconds = warmup
+        runID = plan.runID
+        rampSeconds = ramp
+        self.allJoined = allJoined
+        self.handshakes = handshakes
+        sent = t.sent
+        expected = t.expected
+        delivered = t.delivered
+        deliveredRatio = t.expected > 0 ? Double(t.delivered) / Double(t.expected) : 0
+        superseded = t.superseded
+        deliveredOrSupersededRatio = t.expected > 0 ? Double(t.delivered + t.superseded) / Double(t.expected) : 0
+        stale = t.stale
+        latencyMs = LatencySummary(t.latency)
+        latencyPerSecond = t.timeline.summary
+        sendLagMs = LatencySummary(t.sendLag)
+        skippedSendSlots = t.skippedSlots
+        presenceMessagesReceived = t.presenceMessages
+        presenceMBReceived = Double(t.presenceBytes) / 1_048_576
+        errors = t.errors
+        disconnects = t.disconnects
+        disconnectCount = t.disconnects.values.reduce(0, +)
+        self.resources = resources
+        redisCommandsPerUpdate = resources.redisCommands.map { t.sent > 0 ? Double($0) / Double(t.sent) : 0 }
+        targets = [
+            TargetCheck(
+                name: "cursor latency p99", limit: "<= \(fmt(targetP99, 0)) ms", measured: "\(fmt(latencyMs.p99, 1)) ms",
+                met: latencyMs.count > 0 && latencyMs.p99 <= targetP99),
+            TargetCheck(name: "disconnects", limit: "0", measured: "\(disconnectCount)", met: disconnectCount == 0 && allJoined),
+        ]
+        if let r = redisCommandsPerUpdate {
+            targets.append(
+                TargetCheck(
+                    name: "redis commands per update", limit: "<= \(targetRedisPerUpdate)", measured: fmt(r, 3),
+                    met: r <= targetRedisPerUpdate))
+        }
+    }
+
+    var table: String {
+        var t = TextTable(title: "tandem-bench presence — \(clients) clients, \(docs) docs, \(fmt(rateHz, 0)) Hz, \(fmt(durationSeconds, 0)) s")
+        t.section("setup")
+        t.row("members per doc", membersPerDoc.map(String.init).joined(separator: ", "))
+        t.row("ramp (connect + join)", "\(fmt(rampSeconds, 1)) s, all joined: \(allJoined)")
+        t.row("handshakes", "\(handshakes.attempts) attempts, \(handshakes.succeeded) ok, \(handshakes.rejected) refused")
+        t.counts("  refused by status", handshakes.rejectedByStatus)
+        if !handshakes.failures.isEmpty { t.counts("  failures", handshakes.failures) }
+        t.section("cursor updates (measured window)")
+        t.row("sent", "\(sent) (\(fmt(Double(sent) / durationSeconds, 0))/s)")
+        t.row("expected deliveries", "\(expected) (sent × (members − 1))")
+        t.row("delivered", "\(delivered) (\(fmt(deliveredRatio * 100, 2)) %)")
+        t.row("superseded by a newer update", "\(superseded) (delivered + superseded: \(fmt(deliveredOrSupersededRatio * 100, 2)) %)")
+        if stale > 0 { t.row("stale (older than seen)", "\(stale)") }
+        t.row("end-to-end latency", latencyMs.row)
+        t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)
+        t.row("bench send lag", sendLagMs.row)
+        t.row("bench skipped send slots", "\(skippedSendSlots)")
+        t.row("control: ping round trip", controlPingRTTMs.row)
+        t.row("presence messages received", "\(presenceMessagesReceived) (\(fmt(presenceMBReceived, 0)) MB)")
+        t.counts("errors by code", errors)
+        t.counts("disconnects by close code", disconnects)
+        t.resources(resources)
+        if let r = redisCommandsPerUpdate { t.row("redis commands per update", fmt(r, 3)) }
+        t.targets(targets)
+        return t.text
+    }
+}
+
+func log(_ message: String) {
+    let line = message + "\n"
+    line.utf8CString.withUnsafeBufferPointer { p in
+        _ = write(2, p.baseAddress!, p.count - 1)
+    }
+}

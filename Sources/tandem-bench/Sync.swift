@@ -1,0 +1,649 @@
+import ArgumentParser
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TandemClient
+import TandemCore
+
+// `tandem-bench sync`: editors push record patches at --rate per second, open loop (on schedule, not
+// waiting for results). A share (--conflict) of the pushes appends to one of a few records every editor
+// of the doc writes, at the offset the editor believes is current — when another append got there first
+// the server rebases it (append turned into a put of the merged text), which is the conflict measured.
+// The rest put a field of the editor's own record (always a commit).
+//
+// Latencies: push → result at the pusher; commit → visible = pusher's send time → receipt of the
+// `patch` with that clock at each other editor. The clock → send time map is filled by the pusher's
+// `result`; a patch that arrives before that result waits in the map until it does.
+
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Document sync: push → result and commit → visible latency, conflicts, throughput.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Editors (each its own user).") var editors = 50
+    @Option(help: "Docs; editor i works in doc i mod docs.") var docs = 1
+    @Option(help: "Pushes per editor per second.") var rate = 10.0
+    @Option(help: "Measured seconds (after the warm-up).") var duration = 60.0
+    @Option(help: "Seconds of pushing before the measured window.") var warmup = 5.0
+    @Option(help: "Seconds to keep receiving after the last measured push.") var drain = 2.0
+    @Option(help: "Share of pushes that append to a record shared by the doc's editors.") var conflict = 0.1
+    @Option(name: .customLong("shared-records"), help: "Shared records per doc.") var sharedRecords = 2
+    @Option(help: "Send-time jitter, as a fraction of the period.") var jitter = 0.5
+    @Option(name: .customLong("target-result-p99-ms")) var targetResultP99 = 50.0
+    @Option(name: .customLong("target-visible-p99-ms")) var targetVisibleP99 = 200.0
+
+    func validate() throws {
+        guard editors > 0, docs > 0, docs <= editors else { throw ValidationError("need 0 < docs <= editors") }
+        guard (0...1).contains(conflict), sharedRecords > 0 else { throw ValidationError("bad --conflict/--shared-records") }
+    }
+
+    func run() async throws {
+        let runID = common.resolvedRunID
+        let plan = SyncPlan(
+            editors: editors, docs: docs, runID: runID, rate: rate, conflict: conflict, sharedRecords: sharedRecords,
+            jitter: jitter)
+        let boards = (0..<docs).map { d in CommitBoard(receivers: plan.editorsPerDoc[d] - 1) }
+        let loops = LoopSet(threads: common.threads) { SyncLoopStats() }
+        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
+        let synced = SharedCounter()
+        let setupDone = SharedCounter()
+        let closing = SharedFlag()
+        log("sync: \(editors) editors, \(docs) docs, \(rate) pushes/s each, conflict share \(conflict), \(duration) s, run \(runID)")
+
+        let started = monotonicNanos()
+        let members = (0..<editors).map { i in
+            SyncEditor(
+                index: i, plan: plan, board: boards[i % docs], stats: loops.stats(for: i), loop: loops.loop(for: i),
+                synced: synced, setupDone: setupDone, closing: closing)
+        }
+        await forEachConcurrently(editors, width: 1000) { i in
+            let m = members[i]
+            let url = connector.url([("user", "\(runID)-e\(i)"), ("name", "e\(i)")])
+            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
+                m.loop.execute { m.attached(client) }
+            }
+        }
+        let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= editors }
+        // Create the records: each editor its own, the first editor of each doc the shared ones.
+        for m in members { m.loop.execute { m.createRecords() } }
+        let setupOK = await waitUntil(timeoutSeconds: 30) { setupDone.value >= editors + docs }
+        await sleep(seconds: 1)  // let the creations reach every editor
+        let rampSeconds = Double(monotonicNanos() - started) / 1e9
+        let handshakes = connector.snapshot
+        log("  ready in \(fmt(rampSeconds, 1)) s: synced \(synced.value)/\(editors), records created: \(setupOK)")
+
+        let sendStart = monotonicNanos() + 100_000_000
+        let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
+        for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
+        let probe = PingProbe(loop: loops.loops[0])
+        await probe.start(connector: connector, runID: runID, window: window)
+        await sleep(untilNanos: window.start)
+        let monitor = ResourceMonitor(options: common.monitorOptions)
+        monitor.start()
+        log("  measuring for \(duration) s")
+        await sleep(untilNanos: window.end)
+        let resources = monitor.stop()
+        await sleep(seconds: drain)
+
+        let perLoop = try await loops.collect { $0.snapshot() }
+        let unresolved = boards.reduce(0) { $0 + $1.unresolvedReceipts }
+        closing.set()
+        let pingRTT = await probe.finish()
+        await forEachConcurrently(editors, width: 250) { i in
+            let m = members[i]
+            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
+        }
+        await loops.shutdown()
+
+        var total = SyncLoopSnapshot.empty
+        for s in perLoop { total.merge(s) }
+        let result = SyncResult(
+            plan: plan, duration: duration, warmup: warmup, ready: rampSeconds, allSynced: allSynced && setupOK,
+            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, pingRTT: pingRTT, resources: resources,
+            targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99)
+        try emit(result, table: result.table, options: common)
+    }
+}
+
+struct SyncPlan: Sendable {
+    var editors: Int
+    var docs: Int
+    var runID: String
+    var rate: Double
+    var conflict: Double
+    var sharedRecords: Int
+    var jitter: Double
+    var docNames: [String]
+    var editorsPerDoc: [Int]
+
+    init(editors: Int, docs: Int, runID: String, rate: Double, conflict: Double, sharedRecords: Int, jitter: Double) {
+        self.editors = editors
+        self.docs = docs
+        self.runID = runID
+        self.rate = rate
+        self.conflict = conflict
+        self.sharedRecords = sharedRecords
+        self.jitter = jitter
+        docNames = (0..<docs).map { "bench-\(runID)-s\($0)" }
+        editorsPerDoc = (0..<docs).map { d in editors / docs + (d < editors % docs ? 1 : 0) }
+    }
+
+    var periodNs: UInt64 { UInt64(1e9 / rate) }
+}
+
+/// Per doc: commit clock → pusher's send time, for the commit → visible latency. Shared by all loops.
+final class CommitBoard: Sendable {
+    private struct Entry {
+        var sendNs: UInt64 = 0
+        var inWindow = false
+        var known = false
+        var seen = 0
+        var early: [UInt64] = []
+    }
+
+    let receivers: Int
+    private let entries = NIOLockedValueBox([UInt64: Entry]())
+
+    init(receivers: Int) { self.receivers = receivers }
+
+    /// The pusher learned that its push became `clock`; returns the receipt times of patches that
+    /// arrived before this result.
+    func committed(clock: UInt64, sendNs: UInt64, inWindow: Bool) -> [UInt64] {
+        entries.withLockedValue { map in
+            var e = map[clock] ?? Entry()
+            e.sendNs = sendNs
+            e.inWindow = inWindow
+            e.known = true
+            let early = e.early
+            e.early = []
+            if e.seen >= receivers { map[clock] = nil } else { map[clock] = e }
+            return early
+        }
+    }
+
+    /// Another editor received the patch with `clock` at `at`: its send time if known.
+    func received(clock: UInt64, at: UInt64) -> (sendNs: UInt64, inWindow: Bool)? {
+        entries.withLockedValue { map in
+            var e = map[clock] ?? Entry()
+            e.seen += 1
+            let out: (UInt64, Bool)? = e.known ? (e.sendNs, e.inWindow) : nil
+            if !e.known { e.early.append(at) }
+            if e.known && e.seen >= receivers { map[clock] = nil } else { map[clock] = e }
+            return out
+        }
+    }
+
+    var unresolvedReceipts: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + $1.early.count } } }
+}
+
+final class SyncLoopStats {
+    var pushLatency = makeLatencyHistogram()
+    var visibleLatency = makeLatencyHistogram()
+    var pushTimeline = LatencyTimeline()
+    var visibleTimeline = LatencyTimeline()
+    var sendLag = makeLatencyHistogram()
+    var pushes = 0
+    var sharedPushes = 0
+    var actions: [String: Int] = [:]
+    var conflicted = 0
+    var visible = 0
+    var expectedVisible = 0
+    var orderViolations = 0
+    var errors: [String: Int] = [:]
+    var disconnects: [String: Int] = [:]
+    var skippedSlots = 0
+
+    func snapshot() -> SyncLoopSnapshot {
+        SyncLoopSnapshot(
+            pushLatency: pushLatency, visibleLatency: visibleLatency, pushTimeline: pushTimeline,
+            visibleTimeline: visibleTimeline, sendLag: sendLag, pushes: pushes,
+            sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
+            orderViolations: orderViolations, errors: errors, disconnects: disconnects,
+            skippedSlots: skippedSlots)
+    }
+}
+
+struct SyncLoopSnapshot: Sendable {
+    var pushLatency: LatencyHistogram
+    var visibleLatency: LatencyHistogram
+    var pushTimeline: LatencyTimeline
+    var visibleTimeline: LatencyTimeline
+    var sendLag: LatencyHistogram
+    var pushes: Int
+    var sharedPushes: Int
+    var actions: [String: Int]
+    var visible: Int
+    var expectedVisible: Int
+    var orderViolations: Int
+    var errors: [String: Int]
+    var disconnects: [String: Int]
+    var skippedSlots: Int
+
+    static var empty: SyncLoopSnapshot {
+        .init(
+            pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), pushTimeline: LatencyTimeline(),
+            visibleTimeline: LatencyTimeline(), sendLag: makeLatencyHistogram(),
+            pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
+            disconnects: [:], skippedSlots: 0)
+    }
+
+    mutating func merge(_ o: SyncLoopSnapshot) {
+        pushLatency.add(o.pushLatency)
+        visibleLatency.add(o.visibleLatency)
+        pushTimeline.merge(o.pushTimeline)
+        visibleTimeline.merge(o.visibleTimeline)
+        sendLag.add(o.sendLag)
+        pushes += o.pushes
+        sharedPushes += o.sharedPushes
+        mergeCounts(&actions, o.actions)
+        visible += o.visible
+        expectedVisible += o.expectedVisible
+        orderViolations += o.orderViolations
+        mergeCounts(&errors, o.errors)
+        mergeCounts(&disconnects, o.disconnects)
+        skippedSlots += o.skippedSlots
+    }
+}
+
+/// One simulated editor, confined to `loop`.
+final class SyncEditor: @unchecked Sendable {
+    private struct Pending {
+        var sendNs: UInt64
+        var shared: Int  // -1: own record
+        var offset: Int
+    }
+
+    let index: Int
+    let doc: Int
+    let plan: SyncPlan
+    let board: CommitBoard
+    let stats: SyncLoopStats
+    let loop: any EventLoop
+    private let syncedCounter: SharedCounter
+    private let setupCounter: SharedCounter
+    private let closing: SharedFlag
+    private(set) var client: WebSocketClient?
+    private var synced = false
+    private var joinedSeen = false
+    /// Last clock applied (from joined/snapshot/log, patches and own results).
+    private var clock: UInt64 = 0
+    private var sharedLength: [Int]
+    private var sharedInFlight: [Int]
+    private var pending: [UInt64: Pending] = [:]
+    private var nextID: UInt64 = 10
+    private var window = Window(start: 0, end: 0)
+    private var base: UInt64 = 0
+    private var slot: UInt64 = 0
+    private var scheduledAt: UInt64 = 0
+    private var rng = SystemRandomNumberGenerator()
+    private let docName: String
+
+    init(
+        index: Int, plan: SyncPlan, board: CommitBoard, stats: SyncLoopStats, loop: any EventLoop, synced: SharedCounter,
+        setupDone: SharedCounter, closing: SharedFlag
+    ) {
+        self.index = index
+        self.doc = index % plan.docs
+        self.plan = plan
+        self.board = board
+        self.stats = stats
+        self.loop = loop
+        self.syncedCounter = synced
+        self.setupCounter = setupDone
+        self.closing = closing
+        sharedLength = Array(repeating: 0, count: plan.sharedRecords)
+        sharedInFlight = Array(repeating: 0, count: plan.sharedRecords)
+        docName = plan.docNames[index % plan.docs]
+    }
+
+    var callbacks: WebSocketClient.Callbacks {
+        .init(
+            onText: { [self] buffer in self.received(buffer) },
+            onClose: { [self] code, _ in self.closed(code: code) })
+    }
+
+    func attached(_ client: WebSocketClient) {
+        self.client = client
+        client.send(text: #"{"t":"join","doc":""# + docName + #""}"#)
+    }
+
+    func createRecords() {
+        guard let client else { return }
+        client.send(text: #"{"t":"push","doc":""# + docName + #"","id":1,"base":\#(clock),"ops":{"ed\#(index)":["put",{"f":0}]}}"#)
+        if index < plan.docs {
+            let ops = (0..<plan.sharedRecords).map { #""sh\#($0)":["put",{"txt":""}]"# }.joined(separator: ",")
+            client.send(text: #"{"t":"push","doc":""# + docName + #"","id":2,"base":\#(clock),"ops":{\#(ops)}}"#)
+        }
+    }
+
+    // MARK: Pushing
+
+    func startPushing(at start: UInt64, window: Window) {
+        self.window = window
+        base = start + UInt64.random(in: 0..<plan.periodNs)
+        scheduleNext()
+    }
+
+    private func scheduleNext() {
+        let period = plan.periodNs
+        let spread = Int64(Double(period) * plan.jitter / 2)
+        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
+        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
+        let now = monotonicNanos()
+        if base + (slot + 1) * period < now {
+            let behind = (now - base) / period
+            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
+            slot = behind
+        }
+        var at = Int64(base + slot * period)
+        if spread > 0 { at += Int64.random(in: -spread...spread) }
+        scheduledAt = UInt64(max(at, 0))
+        guard scheduledAt < window.end else { return }
+        slot += 1
+        loop.scheduleTask(deadline: .uptimeNanoseconds(scheduledAt)) { [self] in self.push() }
+    }
+
+    private func push() {
+        guard let client, !client.isClosed else { return }
+        let now = monotonicNanos()
+        let id = nextID
+        nextID += 1
+        var msg = ByteBuffer.framePayload(capacity: 160)
+        msg.writeStaticString(#"{"t":"push","doc":""#)
+        msg.writeString(docName)
+        msg.writeStaticString(#"","id":"#)
+        msg.writeDecimal(id)
+        msg.writeStaticString(#","base":"#)
+        msg.writeDecimal(clock)
+        let sharedPick = Double.random(in: 0..<1, using: &rng) < plan.conflict
+        var p = Pending(sendNs: now, shared: -1, offset: 0)
+        if sharedPick {
+            let k = Int.random(in: 0..<plan.sharedRecords, using: &rng)
+            let offset = sharedLength[k] + 2 * sharedInFlight[k]
+            sharedInFlight[k] += 1
+            p.shared = k
+            p.offset = offset
+            msg.writeStaticString(#","ops":{"sh"#)
+            msg.writeDecimal(k)
+            msg.writeStaticString(#"":["patch",{"txt":["append","ab","#)
+            msg.writeDecimal(offset)
+            msg.writeStaticString("]}]}}")
+        } else {
+            msg.writeStaticString(#","ops":{"ed"#)
+            msg.writeDecimal(index)
+            msg.writeStaticString(#"":["patch",{"f":["put","#)
+            msg.writeDecimal(id)
+            msg.writeStaticString("]}]}}")
+        }
+        pending[id] = p
+        client.send(text: msg)
+        if window.contains(now) {
+            stats.pushes += 1
+            if sharedPick { stats.sharedPushes += 1 }
+            stats.sendLag.recordNanos(now > scheduledAt ? now - scheduledAt : 0)
+        }
+        scheduleNext()
+    }
+
+    // MARK: Receiving
+
+    private func received(_ buffer: ByteBuffer) {
+        let now = monotonicNanos()
+        buffer.withUnsafeReadableBytes { raw in
+            var s = ByteScanner(raw)
+            switch MessageType.of(s) {
+            case .patch:
+                guard let c = s.uint(after: Patterns.clock) else { return }
+                advance(to: c)
+                if let sent = board.received(clock: c, at: now), sent.inWindow {
+                    recordVisible(now > sent.sendNs ? now - sent.sendNs : 0, sentAt: sent.sendNs)
+                }
+                if s.find(Patterns.sharedKey, from: s.index) != nil { applyShared(raw, fromResult: false, pending: nil) }
+            case .result:
+                handleResult(raw, &s, now: now)
+            case .joined:
+                joinedSeen = true
+                if let c = s.uint(after: Patterns.clock) { clock = c }
+            case .snapshot, .log:
+                var probe = s
+                if let c = probe.uint(after: MessageType.of(s) == .snapshot ? Patterns.clock : Patterns.head) { clock = c }
+                if joinedSeen && !synced && s.find(Patterns.moreFalse, from: 0) != nil {
+                    synced = true
+                    syncedCounter.add()
+                }
+            case .error:
+                let code = s.string(after: Patterns.code) ?? "?"
+                stats.errors[code, default: 0] += 1
+                var idScan = s
+                if let id = idScan.uint(after: Patterns.id), let p = pending.removeValue(forKey: id), p.shared >= 0 {
+                    sharedInFlight[p.shared] -= 1
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    private func handleResult(_ raw: UnsafeRawBufferPointer, _ s: inout ByteScanner, now: UInt64) {
+        guard let id = s.uint(after: Patterns.id), let action = s.string(after: Patterns.action),
+            let c = s.uint(after: Patterns.clock)
+        else { return }
+        if id < 10 {
+            if action != "discard" {
+                advance(to: c)
+                _ = board.committed(clock: c, sendNs: 0, inWindow: false)
+            }
+            setupCounter.add()
+            return
+        }
+        guard let p = pending.removeValue(forKey: id) else { return }
+        let inWindow = window.contains(p.sendNs)
+        if inWindow {
+            stats.actions[action, default: 0] += 1
+            stats.pushLatency.recordNanos(now - p.sendNs)
+            stats.pushTimeline.record(now - p.sendNs, sentAt: p.sendNs, window: window)
+        }
+        if action == "discard" {
+            if p.shared >= 0 { sharedInFlight[p.shared] -= 1 }
+            return
+        }
+        advance(to: c)
+        if inWindow { stats.expectedVisible += board.receivers }
+        for early in board.committed(clock: c, sendNs: p.sendNs, inWindow: inWindow) where inWindow {
+            recordVisible(early > p.sendNs ? early - p.sendNs : 0, sentAt: p.sendNs)
+        }
+        if p.shared >= 0 {
+            sharedInFlight[p.shared] -= 1
+            if action == "commit" {
+                sharedLength[p.shared] = p.offset + 2
+            } else {
+                applyShared(raw, fromResult: true, pending: p)
+            }
+        }
+    }
+
+    private func recordVisible(_ ns: UInt64, sentAt: UInt64) {
+        stats.visible += 1
+        stats.visibleLatency.recordNanos(ns)
+        stats.visibleTimeline.record(ns, sentAt: sentAt, window: window)
+    }
+
+    /// Results and patches arrive in clock order with no gaps; count any break of that promise.
+    private func advance(to c: UInt64) {
+        if c != clock + 1 { stats.orderViolations += 1 }
+        clock = max(clock, c)
+    }
+
+    /// Updates the shared records' text lengths from a message's ops (parsed fully; only ~conflict share).
+    private func applyShared(_ raw: UnsafeRawBufferPointer, fromResult: Bool, pending: Pending?) {
+        guard let message = try? JSONParser.parse(raw).objectValue, let ops = message["ops"]?.objectValue else { return }
+        for (id, op) in ops where id.hasPrefix("sh") {
+            guard let k = Int(id.dropFirst(2)), k < plan.sharedRecords, let parts = op.arrayValue, parts.count == 2,
+                let kind = parts[0].stringValue
+            else { continue }
+            var text: JSONValue?
+            if kind == "put" {
+                text = parts[1].objectValue?["txt"]
+                if let s = text?.stringValue { sharedLength[k] = s.utf16.count }
+                continue
+            }
+            guard kind == "patch", let diff = parts[1].objectValue, let fieldOp = diff["txt"]?.arrayValue,
+                let fieldKind = fieldOp.first?.stringValue
+            else { continue }
+            switch fieldKind {
+            case "put":
+                if let s = fieldOp.dropFirst().first?.stringValue { sharedLength[k] = s.utf16.count }
+            case "append":
+                if fieldOp.count == 3, let s = fieldOp[1].stringValue, let off = fieldOp[2].intValue {
+                    sharedLength[k] = off + s.utf16.count
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    private func closed(code: Int?) {
+        guard !closing.isSet else { return }
+        stats.disconnects[code.map(String.init) ?? "no close frame", default: 0] += 1
+    }
+}
+
+extension Patterns {
+    static let sharedKey = StaticPattern(#"{"sh"#)
+}
+
+// MARK: - Result
+
+struct SyncResult: Codable, Sendable {
+    var scenario = "sync"
+    var editors: Int
+    var docs: Int
+    var editorsPerDoc: [Int]
+    var ratePerEditor: Double
+    var conflictShare: Double
+    var sharedRecordsPerDoc: Int
+    var durationSeconds: Double
+    var warmupSeconds: Double
+    var runID: String
+    var readySeconds: Double
+    var allSynced: Bool
+    var handshakes: HandshakeCounts
+    var pushes: Int
+    var sharedPushes: Int
+    var resultsByAction: [String: Int]
+    var answered: Int
+    var conflictRate: Double
+    var commitsPerSecond: Double
+    var pushToResultMs: LatencySummary
+    var commitToVisibleMs: LatencySummary
+    var pushToResultPerSecond: [SecondSummary]
+    var commitToVisiblePerSecond: [SecondSummary]
+    var targetResultP99: Double
+    var targetVisibleP99: Double
+    var visibleDeliveries: Int
+    var expectedVisibleDeliveries: Int
+    var unresolvedReceipts: Int
+    var orderViolations: Int
+    var sendLagMs: LatencySummary
+    /// Push slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
+    var skippedPushSlots: Int
+    /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
+    var controlPingRTTMs: LatencySummary
+    var redisCommandsPerPush: Double?
+    var errors: [String: Int]
+    var disconnects: [String: Int]
+    var disconnectCount: Int
+    var resources: ResourceReport
+    var targets: [TargetCheck]
+
+    init(
+        plan: SyncPlan, duration: Double, warmup: Double, ready: Double, allSynced: Bool, handshakes: HandshakeCounts,
+        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, pingRTT: LatencySummary, resources: ResourceReport,
+        targetResultP99: Double, targetVisibleP99: Double
+    ) {
+        controlPingRTTMs = pingRTT
+        redisCommandsPerPush = resources.redisCommands.map { t.pushes > 0 ? Double($0) / Double(t.pushes) : 0 }
+        editors = plan.editors
+        docs = plan.docs
+        editorsPerDoc = Array(Set(plan.editorsPerDoc)).sorted()
+        ratePerEditor = plan.rate
+        conflictShare = plan.conflict
+        sharedRecordsPerDoc = plan.sharedRecords
+        durationSeconds = duration
+        warmupSeconds = warmup
+        runID = plan.runID
+        readySeconds = ready
+        self.allSynced = allSynced
+        self.handshakes = handshakes
+        pushes = t.pushes
+        sharedPushes = t.sharedPushes
+        resultsByAction = t.actions
+        answered = t.actions.values.reduce(0, +)
+        let commits = (t.actions["commit"] ?? 0) + (t.actions["rebase"] ?? 0)
+        conflictRate = answered > 0 ? Double((t.actions["rebase"] ?? 0) + (t.actions["discard"] ?? 0)) / Double(answered) : 0
+        commitsPerSecond = Double(commits) / duration
+        pushToResultMs = LatencySummary(t.pushLatency)
+        commitToVisibleMs = LatencySummary(t.visibleLatency)
+        pushToResultPerSecond = t.pushTimeline.summary
+        commitToVisiblePerSecond = t.visibleTimeline.summary
+        self.targetResultP99 = targetResultP99
+        self.targetVisibleP99 = targetVisibleP99
+        visibleDeliveries = t.visible
+        expectedVisibleDeliveries = t.expectedVisible
+        self.unresolvedReceipts = unresolvedReceipts
+        orderViolations = t.orderViolations
+        sendLagMs = LatencySummary(t.sendLag)
+        skippedPushSlots = t.skippedSlots
+        errors = t.errors
+        disconnects = t.disconnects
+        disconnectCount = t.disconnects.values.reduce(0, +)
+        self.resources = resources
+        targets = [
+            TargetCheck(
+                name: "push → result p99", limit: "<= \(fmt(targetResultP99, 0)) ms",
+                measured: "\(fmt(pushToResultMs.p99, 1)) ms", met: pushToResultMs.count > 0 && pushToResultMs.p99 <= targetResultP99),
+            TargetCheck(
+                name: "commit → visible p99", limit: "<= \(fmt(targetVisibleP99, 0)) ms",
+                measured: "\(fmt(commitToVisibleMs.p99, 1)) ms",
+                met: commitToVisibleMs.count > 0 && commitToVisibleMs.p99 <= targetVisibleP99),
+            TargetCheck(
+                name: "every push answered", limit: "\(t.pushes)", measured: "\(answered)", met: answered == t.pushes),
+            TargetCheck(name: "disconnects", limit: "0", measured: "\(disconnectCount)", met: disconnectCount == 0 && allSynced),
+        ]
+    }
+
+    var table: String {
+        var t = TextTable(
+            title: "tandem-bench sync — \(editors) editors, \(docs) docs, \(fmt(ratePerEditor, 0)) pushes/s each, \(fmt(durationSeconds, 0)) s")
+        t.section("setup")
+        t.row("editors per doc", editorsPerDoc.map(String.init).joined(separator: ", "))
+        t.row("conflict share / shared records", "\(conflictShare) / \(sharedRecordsPerDoc) per doc")
+        t.row("ready (connect, join, create)", "\(fmt(readySeconds, 1)) s, all synced: \(allSynced)")
+        t.row("handshakes", "\(handshakes.attempts) attempts, \(handshakes.succeeded) ok, \(handshakes.rejected) refused")
+        t.section("pushes (measured window)")
+        t.row("pushes", "\(pushes) (\(fmt(Double(pushes) / durationSeconds, 0))/s), \(sharedPushes) on shared records")
+        t.counts("results by action", resultsByAction)
+        t.row("answered", "\(answered) of \(pushes)")
+        t.row("conflict rate", "\(fmt(conflictRate * 100, 2)) % (rebase + discard) / answered")
+        t.row("throughput", "\(fmt(commitsPerSecond, 0)) commits/s")
+        t.row("push → result", pushToResultMs.row)
+        t.timeline("  p99 per second", pushToResultPerSecond, limit: targetResultP99)
+        t.row("commit → visible to others", commitToVisibleMs.row)
+        t.timeline("  p99 per second", commitToVisiblePerSecond, limit: targetVisibleP99)
+        t.row("visible deliveries", "\(visibleDeliveries) of \(expectedVisibleDeliveries) expected")
+        if unresolvedReceipts > 0 { t.row("patches never matched to a result", "\(unresolvedReceipts)") }
+        t.row("clock order violations", "\(orderViolations)")
+        t.row("bench send lag", sendLagMs.row)
+        t.row("bench skipped push slots", "\(skippedPushSlots)")
+        t.row("control: ping round trip", controlPingRTTMs.row)
+        t.counts("errors by code", errors)
+        t.counts("disconnects by close code", disconnects)
+        t.resources(resources)
+        if let r = redisCommandsPerPush { t.row("redis commands per push", fmt(r, 2)) }
+        t.targets(targets)
+        return t.text
+    }
+}

@@ -1,0 +1,233 @@
+"""Web/client/tandem.js in the real browser against the real nodes: two clients (one per node) in one
+test page see each other's cursors and records; presence is throttled; a dropped client resumes its
+session and catches up; the demo board works end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from urllib.parse import quote, urlencode
+
+import requests
+import websockets
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from harness import ARTIFACTS, make_token
+
+SETUP_JS = r"""
+const [urlA, tokenA, urlB, tokenB, doc, done] = arguments;
+const a = makeClient('a', { url: urlA, token: tokenA });
+const b = makeClient('b', { url: urlB, token: tokenB });
+Promise.all([a.connect(), b.connect()])
+  .then(() => Promise.all([a.join(doc, { state: { cursor: [1, 2] } }).ready, b.join(doc, { state: { cursor: [3, 4] } }).ready]))
+  .then(() => done({ ok: true, a: a.session, b: b.session, nodeA: a.node, nodeB: b.node }), (e) => done({ error: String(e) }));
+"""
+
+# What a client sees: its doc's other members' cursors, its records, clock and state.
+VIEW_JS = r"""
+const [label, doc] = arguments;
+const c = clients[label].client, d = c.doc(doc);
+return {
+  state: c.state, session: c.session, clock: d.clock, synced: d.synced, pending: d.pending.length,
+  others: d.others().map((m) => ({ sid: m.sid, user: m.user, cursor: m.state && m.state.cursor })),
+  records: Object.fromEntries(d.records),
+};
+"""
+
+
+def view(browser, label, doc):
+    return browser.execute_script(VIEW_JS, label, doc)
+
+
+def wait_view(browser, label, doc, predicate, message, timeout=10):
+    last = {}
+
+    def check(_):
+        last["view"] = view(browser, label, doc)
+        return predicate(last["view"])
+
+    try:
+        WebDriverWait(browser, timeout, poll_frequency=0.1).until(check)
+    except Exception:
+        raise AssertionError(f"{message}; {label} sees {json.dumps(last.get('view'))}") from None
+    return last["view"]
+
+
+def push(browser, label, doc, ops):
+    return browser.execute_async_script(
+        "const [label, doc, ops, done] = arguments;"
+        "clients[label].client.doc(doc).push(ops).then(done, (e) => done({ error: String(e), code: e.code }));",
+        label, doc, ops)
+
+
+def open_two_clients(browser, cluster, static_server, doc):
+    n1, n2 = cluster["n1"], cluster["n2"]
+    browser.get(f"{static_server}/pages/client.html")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+    grant = {"client-test:*": "editor"}
+    setup = browser.execute_async_script(
+        SETUP_JS, n1.ws_url, make_token("ada", grant, "Ada"), n2.ws_url, make_token("bob", grant, "Bob"), doc)
+    assert setup.get("ok"), setup
+    assert (setup["nodeA"], setup["nodeB"]) == ("n1", "n2")
+    return setup
+
+
+def test_two_clients_see_cursors_and_records(browser, cluster, static_server):
+    doc = f"client-test:{uuid.uuid4().hex[:8]}"
+    setup = open_two_clients(browser, cluster, static_server, doc)
+
+    # Each sees the other's initial cursor (from `joined` or the next presence delta), across nodes.
+    wait_view(browser, "b", doc, lambda v: [(o["user"], o["cursor"]) for o in v["others"]] == [("ada", [1, 2])], "b never saw ada")
+    wait_view(browser, "a", doc, lambda v: [(o["user"], o["cursor"]) for o in v["others"]] == [("bob", [3, 4])], "a never saw bob")
+
+    # Presence updates are throttled to the server's presenceRate: 50 calls in a row send at most two
+    # messages (one now, the newest after 1/rate s), and the other side ends up with the last state.
+    sent = browser.execute_async_script(r"""
+      const [doc, done] = arguments;
+      const c = clients.a.client, ws = c.ws, original = ws.send.bind(ws);
+      let presence = 0;
+      ws.send = (data) => { if (JSON.parse(data).t === 'presence') presence += 1; original(data); };
+      for (let i = 0; i < 50; i += 1) c.doc(doc).setPresence({ cursor: [i, i] });
+      setTimeout(() => { ws.send = original; done({ presence, rate: c.limits.presenceRate }); }, 400);
+    """, doc)
+    assert sent["rate"] > 0 and 1 <= sent["presence"] <= 2, sent
+    wait_view(browser, "b", doc, lambda v: v["others"] and v["others"][0]["cursor"] == [49, 49], "b never saw ada's last cursor")
+
+    # A push is applied optimistically, committed, and reaches the other client.
+    result = push(browser, "a", doc, {"r1": ["put", {"title": "hello"}]})
+    assert result["action"] == "commit", result
+    b_view = wait_view(browser, "b", doc, lambda v: v["records"].get("r1") == {"title": "hello"}, "b never got r1")
+    assert b_view["clock"] == result["clock"]
+
+    # An append at a stale offset is rebased by the server; both converge on what it decided.
+    result = push(browser, "b", doc, {"r1": ["patch", {"title": ["append", "!", 0]}]})
+    assert result["action"] == "rebase", result
+    for label in ("a", "b"):
+        wait_view(browser, label, doc, lambda v: v["records"]["r1"]["title"] == "hello!" and v["clock"] == result["clock"],
+                  f"{label} did not converge on the rebase")
+
+    # The server agrees.
+    info = requests.get(f"{cluster['n1'].ops_url}/api/docs/{doc}", timeout=3).json()
+    assert info["head"] == result["clock"]
+    assert {m["sid"] for m in info["members"]} == {setup["a"], setup["b"]}
+    WebDriverWait(browser, 5).until(lambda d: all('"hello!"' in d.find_element(By.ID, f"view-{x}").text for x in "ab"))
+    browser.save_screenshot(str(ARTIFACTS / "client-page.png"))
+
+
+def test_dropped_client_resumes_and_catches_up(browser, cluster, static_server):
+    doc = f"client-test:{uuid.uuid4().hex[:8]}"
+    setup = open_two_clients(browser, cluster, static_server, doc)
+    wait_view(browser, "b", doc, lambda v: len(v["others"]) == 1, "b never saw ada")
+
+    # Drop a's socket with a 1 s backoff (Math.random pinned to 1: the full-jitter bound for attempt 0).
+    dropped = browser.execute_script(r"""
+      const [doc] = arguments;
+      const c = clients.a.client;
+      c.options.backoffMs = 1000;
+      const random = Math.random;
+      Math.random = () => 1;
+      try { c.drop(c.ws, 4000, 'test drop'); } finally { Math.random = random; }
+      // Offline edit: applied locally now, pushed after the catch-up.
+      window.offlinePush = null;
+      c.doc(doc).put('offline', { by: 'ada' }).then((r) => (window.offlinePush = r));
+      const close = clients.a.events.filter((e) => e.type === 'close').pop();
+      return { close: close && close.detail, state: c.state, local: c.doc(doc).records.has('offline') };
+    """, doc)
+    assert dropped["close"]["willReconnect"] and dropped["close"]["delayMs"] == 1000, dropped
+    assert dropped["state"] == "reconnecting" and dropped["local"], dropped
+
+    # While a is away, b commits something a must get from the catch-up (log since a's clock).
+    result = push(browser, "b", doc, {"while-away": ["put", {"by": "bob"}]})
+    assert result["action"] == "commit", result
+
+    a_view = wait_view(browser, "a", doc, lambda v: v["state"] == "open" and v["synced"] and "while-away" in v["records"]
+                       and v["pending"] == 0, "a never caught up after reconnecting")
+    assert a_view["session"] == setup["a"], "the session should be resumed"
+    welcome = browser.execute_script("return clients.a.events.filter((e) => e.type === 'welcome').pop().detail")
+    assert welcome["resumed"] is True and welcome["session"] == setup["a"]
+    offline = WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.offlinePush"))
+    assert offline["action"] == "commit", offline
+    wait_view(browser, "b", doc, lambda v: "offline" in v["records"] and [o["sid"] for o in v["others"]] == [setup["a"]],
+              "b never saw a's offline edit or a's session back")
+
+
+def test_demo_board_end_to_end(browser, cluster, static_server, artifacts):
+    n1, n2 = cluster["n1"], cluster["n2"]
+    doc = f"demo:{uuid.uuid4().hex[:8]}"
+    query = urlencode({"ws": n1.ws_url, "doc": doc, "token": make_token("dora", {"demo:*": "editor"}, "Dora")})
+    browser.get(f"{static_server}/web/demo/index.html?{query}")
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "conn").get_attribute("data-state") == "open")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.demo.doc.synced"))
+
+    # A second participant on the other node (plain WebSocket): its cursor shows on the board, and a
+    # note it creates appears; a note created in the page reaches it.
+    async def participant():
+        token = make_token("paul", {"demo:*": "editor"}, "Paul")
+        async with websockets.connect(f"{n2.ws_url}?token={quote(token)}", open_timeout=10) as ws:
+            assert json.loads(await ws.recv())["t"] == "welcome"
+            await ws.send(json.dumps({"t": "join", "doc": doc, "state": {"cursor": [0.5, 0.4]}}))
+            clock = None
+            while clock is None:
+                message = json.loads(await ws.recv())
+                if message["t"] == "snapshot" and not message["more"]:
+                    clock = message["clock"]
+            await ws.send(json.dumps({"t": "push", "doc": doc, "id": 1, "base": clock,
+                                      "ops": {"note:paul": ["put", {"x": 0.55, "y": 0.2, "text": "hello from Paul", "by": "Paul"}]}}))
+            seen = set()
+            async with asyncio.timeout(15):
+                while "note:dora" not in seen:
+                    message = json.loads(await ws.recv())
+                    if message["t"] == "patch":
+                        seen.update(message["ops"])
+                    if message["t"] == "result":
+                        assert message["action"] == "commit", message
+                await asyncio.sleep(1.5)  # keep the cursor on screen for the screenshot
+
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(participant())
+        loop.run_until_complete(asyncio.sleep(0))
+
+        def step(d):
+            loop.run_until_complete(asyncio.sleep(0.05))
+            if task.done():
+                task.result()
+            return d.find_elements(By.CSS_SELECTOR, '.note[data-note="note:paul"]') and d.find_elements(By.CSS_SELECTOR, ".cursor")
+
+        WebDriverWait(browser, 15, poll_frequency=0.05).until(step, message="Paul's note and cursor never appeared")
+        assert "Paul" in browser.find_element(By.CSS_SELECTOR, ".cursor").text
+        assert browser.find_element(By.CSS_SELECTOR, '.note[data-note="note:paul"] textarea').get_attribute("value") == "hello from Paul"
+        browser.execute_script("window.demo.doc.put('note:dora', {x: 0.15, y: 0.3, text: 'hi Paul', by: 'Dora'})")
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, '.note[data-note="note:dora"]'))
+        browser.save_screenshot(str(artifacts / "demo.png"))
+        loop.run_until_complete(asyncio.wait_for(task, 20))
+    finally:
+        if not task.done():
+            task.cancel()
+            loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        loop.close()
+
+
+def test_ops_and_backoff_helpers(browser, static_server):
+    browser.get(f"{static_server}/pages/client.html")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+    result = browser.execute_script(r"""
+      const { applyOps, applyDiff, backoffDelay } = Tandem;
+      const original = { t: 'ab', list: [1], nested: { a: 1, b: 2 } };
+      const patched = applyDiff(original, {
+        t: ['append', 'cd', 2], list: ['append', [2, 3], 1], nested: ['patch', { a: ['delete'], c: ['put', 3] }], n: ['put', 5],
+        missing: ['append', 'x', 0] });
+      const records = applyOps(new Map([['r1', { v: 1 }], ['r2', { v: 2 }]]),
+        { r1: ['patch', { v: ['put', 10] }], r2: ['remove'], r3: ['put', { v: 3 }], ghost: ['patch', { v: ['put', 1] }] });
+      const delays = [];
+      for (let attempt = 0; attempt < 12; attempt += 1) delays.push(backoffDelay(attempt, 250, 15000, () => 0.999999));
+      return { patched, original, records: Object.fromEntries(records),
+               delays, zero: backoffDelay(5, 250, 15000, () => 0) };
+    """)
+    assert result["patched"] == {"t": "abcd", "list": [1, 2, 3], "nested": {"b": 2, "c": 3}, "n": 5, "missing": "x"}
+    assert result["original"] == {"t": "ab", "list": [1], "nested": {"a": 1, "b": 2}}, "inputs must not be mutated"
+    assert result["records"] == {"r1": {"v": 10}, "r3": {"v": 3}}
+    assert result["delays"][:4] == [249, 499, 999, 1999] and max(result["delays"]) == 14999
+    assert result["zero"] == 0

@@ -1,0 +1,490 @@
+// Tandem browser client for protocol v1 (docs/protocol.md). One ES module, no dependencies.
+//
+//   import { TandemClient } from "./tandem.js";
+//   const client = new TandemClient({ url: "ws://127.0.0.1:7070/v1/ws", user: "ada", name: "Ada" });
+//   await client.connect();
+//   const doc = client.join("board:1", { state: { cursor: [0, 0] } });
+//   doc.addEventListener("presence", () => render(doc.members));
+//   doc.addEventListener("change", () => render(doc.records));
+//   doc.setPresence({ cursor: [10, 20] });          // throttled to the server's presenceRate
+//   await doc.put("note-1", { text: "hi" });         // optimistic; resolves with the server's result
+//
+// Reconnects by itself: exponential backoff with full jitter, `?resume=SESSION` so others see no
+// leave/join, and re-joins every doc with `since` so only missing commits are sent. Pushes that were in
+// flight are recognised in the catch-up (same session and push id) or sent again.
+
+export const PROTOCOL_VERSION = 1;
+
+// MARK: ops (pure; never mutate their inputs)
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Applies a field DIFF to an object and returns the new object. */
+export function applyDiff(object, diff) {
+  const out = { ...(isObject(object) ? object : {}) };
+  for (const [field, op] of Object.entries(diff)) {
+    const [kind, value] = op;
+    if (kind === "put") out[field] = value;
+    else if (kind === "delete") delete out[field];
+    else if (kind === "patch") out[field] = applyDiff(out[field], value);
+    else if (kind === "append") {
+      const current = out[field];
+      if (Array.isArray(value)) out[field] = (Array.isArray(current) ? current : []).concat(value);
+      else out[field] = (typeof current === "string" ? current : "") + value;
+    }
+  }
+  return out;
+}
+
+/** Applies OPS ({id: ["put", rec] | ["patch", diff] | ["remove"]}) to a Map of records, in place. */
+export function applyOps(records, ops) {
+  for (const [id, op] of Object.entries(ops || {})) {
+    const [kind, value] = op;
+    if (kind === "put") records.set(id, value);
+    else if (kind === "remove") records.delete(id);
+    else if (kind === "patch" && records.has(id)) records.set(id, applyDiff(records.get(id), value));
+  }
+  return records;
+}
+
+/** Full-jitter exponential backoff: a random delay in [0, min(max, base·2^attempt)]. */
+export function backoffDelay(attempt, baseMs, maxMs, random = Math.random) {
+  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** attempt));
+}
+
+const event = (type, detail) => new CustomEvent(type, { detail });
+
+// MARK: client
+
+export class TandemClient extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {string|string[]} options.url   ws(s)://host:port/v1/ws — several: tried in turn on failures
+   * @param {string} [options.token]        a JWT (servers with --jwt-secret)
+   * @param {string} [options.user]         development mode: user id …
+   * @param {string} [options.name]         … and display name
+   * @param {boolean} [options.reconnect=true]
+   * @param {number} [options.backoffMs=250]    first retry window; doubles per failed attempt
+   * @param {number} [options.maxBackoffMs=15000]
+   * @param {number} [options.heartbeatMs=15000] sends {"t":"ping"} when idle this long; a connection
+   *   silent for 2.5× this is considered lost
+   * @param {typeof WebSocket} [options.WebSocket]
+   */
+  constructor(options) {
+    super();
+    this.options = { reconnect: true, backoffMs: 250, maxBackoffMs: 15000, heartbeatMs: 15000, stableMs: 5000, connectTimeoutMs: 10000, ...options };
+    this.urls = [].concat(this.options.url);
+    this.WebSocket = this.options.WebSocket || globalThis.WebSocket;
+    this.state = "idle"; // idle | connecting | open | reconnecting | closed
+    this.session = null;
+    this.sessions = new Set(); // every session id this client had (to recognise its own commits)
+    this.node = null;
+    this.user = null;
+    this.limits = { presenceRate: 20, tickMs: 50, maxMessageBytes: 1114112, maxStateBytes: 1024 };
+    this.docs = new Map();
+    this.ws = null;
+    this.attempt = 0;
+    this.urlIndex = 0;
+    this.nextPushId = 1;
+    this.timers = {};
+    this.waiters = [];
+    if (typeof window !== "undefined") {
+      window.addEventListener("online", () => {
+        if (this.state === "reconnecting" && !this.ws) this.retryNow();
+      });
+    }
+  }
+
+  /** Opens the connection; resolves with the first `welcome`. Reconnects by itself afterwards. */
+  connect() {
+    if (this.state === "open") return Promise.resolve(this.welcome);
+    const ready = new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.ws && this.state !== "reconnecting") {
+      this.closedByUser = false;
+      this.open();
+    }
+    return ready;
+  }
+
+  /** Closes cleanly (the server removes this session's presence at once); no reconnect. */
+  close() {
+    this.closedByUser = true;
+    this.clearTimers();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "bye");
+    this.setState("closed");
+    this.settleWaiters(new Error("closed"));
+    for (const doc of this.docs.values()) doc.disconnected();
+  }
+
+  /** Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. */
+  join(id, { state } = {}) {
+    let doc = this.docs.get(id);
+    if (!doc) {
+      doc = new TandemDoc(this, id, state);
+      this.docs.set(id, doc);
+    } else if (state !== undefined) doc.state = state;
+    if (this.state === "open") doc.sendJoin();
+    return doc;
+  }
+
+  doc(id) {
+    return this.docs.get(id);
+  }
+
+  send(message) {
+    if (!this.ws || this.state !== "open") return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Skips the current backoff wait. */
+  retryNow() {
+    clearTimeout(this.timers.retry);
+    if (!this.ws && !this.closedByUser) this.open();
+  }
+
+  // MARK: internals
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(event("state", { state }));
+  }
+
+  clearTimers() {
+    for (const timer of Object.values(this.timers)) clearTimeout(timer);
+    this.timers = {};
+  }
+
+  settleWaiters(error, value) {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) (error ? w.reject(error) : w.resolve(value));
+  }
+
+  open() {
+    const url = new URL(this.urls[this.urlIndex % this.urls.length]);
+    const { token, user, name } = this.options;
+    if (token) url.searchParams.set("token", token);
+    else {
+      if (user) url.searchParams.set("user", user);
+      if (name) url.searchParams.set("name", name);
+    }
+    if (this.session) url.searchParams.set("resume", this.session);
+    this.setState(this.session ? "reconnecting" : "connecting");
+    const ws = new this.WebSocket(url.toString());
+    this.ws = ws;
+    this.welcomed = false;
+    ws.onmessage = (e) => ws === this.ws && this.receive(e.data);
+    ws.onclose = (e) => this.closed(ws, e.code, e.reason);
+    ws.onerror = () => {}; // a close event follows
+    this.timers.connect = setTimeout(() => this.drop(ws, 4000, "connect timeout"), this.options.connectTimeoutMs);
+  }
+
+  /** Gives up on a socket at once (without waiting for the browser's close handshake). */
+  drop(ws, code, reason) {
+    if (!ws || ws !== this.ws) return;
+    ws.onclose = ws.onmessage = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* already closing */
+    }
+    this.closed(ws, code, reason);
+  }
+
+  closed(ws, code, reason) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.clearTimers();
+    for (const doc of this.docs.values()) doc.disconnected();
+    if (this.closedByUser) return;
+    // 1000 from the server means this session was resumed on a newer connection: that one wins.
+    const superseded = code === 1000 && this.welcomed;
+    const willReconnect = this.options.reconnect && !superseded;
+    let delayMs = 0;
+    if (willReconnect) {
+      if (!this.welcomed || code === 1001) this.urlIndex += 1; // refused, unreachable or draining: try the next URL
+      delayMs = backoffDelay(this.attempt, this.options.backoffMs, this.options.maxBackoffMs);
+      // 1008: we sent too much or too many bad frames; back off for real before trying again.
+      if (code === 1008) delayMs = Math.max(delayMs, this.options.maxBackoffMs);
+      this.attempt += 1;
+      this.timers.retry = setTimeout(() => this.open(), delayMs);
+      this.setState("reconnecting");
+    } else {
+      this.setState("closed");
+      this.settleWaiters(new Error(`closed (${code} ${reason || ""})`));
+    }
+    this.dispatchEvent(event("close", { code, reason, willReconnect, delayMs }));
+  }
+
+  heartbeat() {
+    clearTimeout(this.timers.heartbeat);
+    const { heartbeatMs } = this.options;
+    this.timers.heartbeat = setTimeout(() => {
+      const silentMs = Date.now() - this.lastMessageAt;
+      if (silentMs >= heartbeatMs * 2.5) return this.drop(this.ws, 4000, "heartbeat timeout");
+      if (silentMs >= heartbeatMs) this.send({ t: "ping" });
+      this.heartbeat();
+    }, heartbeatMs / 2);
+  }
+
+  receive(data) {
+    this.lastMessageAt = Date.now();
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (message.t === "welcome") return this.welcomeReceived(message);
+    if (message.t === "pong") return;
+    const doc = message.doc !== undefined ? this.docs.get(message.doc) : undefined;
+    if (doc) doc.receive(message);
+    else if (message.t === "error") this.dispatchEvent(event("servererror", message));
+  }
+
+  welcomeReceived(welcome) {
+    clearTimeout(this.timers.connect);
+    this.welcomed = true;
+    this.welcome = welcome;
+    this.session = welcome.session;
+    this.sessions.add(welcome.session);
+    this.node = welcome.node;
+    this.user = welcome.user;
+    this.limits = { ...this.limits, ...(welcome.limits || {}) };
+    // Only a connection that stays up a while resets the backoff (a node that accepts and then drops
+    // us at once must not get a tight reconnect loop).
+    this.timers.stable = setTimeout(() => (this.attempt = 0), this.options.stableMs);
+    this.setState("open");
+    this.heartbeat();
+    this.dispatchEvent(event("welcome", welcome));
+    this.settleWaiters(null, welcome);
+    for (const doc of this.docs.values()) doc.sendJoin();
+  }
+}
+
+// MARK: doc
+
+export class TandemDoc extends EventTarget {
+  constructor(client, id, state) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.state = state ?? null; // this session's presence state
+    this.role = null;
+    this.members = new Map(); // sid → {sid, user, name, role, state, node, v}
+    this.confirmed = new Map(); // records as of `clock` (server-confirmed)
+    this.records = new Map(); // confirmed + pending pushes applied optimistically
+    this.clock = 0;
+    this.synced = false; // caught up since the current join
+    this.everSynced = false;
+    this.pending = []; // {id, ops, sent, resolve, reject}
+    this.staging = null; // snapshot chunks being received
+    this.lastPresenceAt = 0;
+    this.left = false;
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => {});
+  }
+
+  /** Other sessions in the doc (this one excluded). */
+  others() {
+    return [...this.members.values()].filter((m) => m.sid !== this.client.session);
+  }
+
+  /** Sets this session's presence; sent at most `presenceRate` times a second (latest wins). */
+  setPresence(state) {
+    this.state = state;
+    if (this.client.state !== "open" || !this.role || this.presenceTimer) return;
+    const interval = 1000 / Math.max(1, this.client.limits.presenceRate || 20);
+    const wait = this.lastPresenceAt + interval - Date.now();
+    if (wait <= 0) this.flushPresence();
+    else this.presenceTimer = setTimeout(() => this.flushPresence(), wait);
+  }
+
+  flushPresence() {
+    this.presenceTimer = null;
+    if (this.client.send({ t: "presence", doc: this.id, state: this.state })) this.lastPresenceAt = Date.now();
+  }
+
+  /** Pushes OPS; applied to `records` at once, then replaced by what the server decided. */
+  push(ops) {
+    if (this.left) return Promise.reject(new Error("left"));
+    const id = this.client.nextPushId++;
+    return new Promise((resolve, reject) => {
+      const push = { id, ops, sent: false, resolve, reject };
+      this.pending.push(push);
+      this.recompute("local");
+      if (this.synced) this.sendPush(push);
+    });
+  }
+
+  put(id, record) {
+    return this.push({ [id]: ["put", record] });
+  }
+
+  patch(id, diff) {
+    return this.push({ [id]: ["patch", diff] });
+  }
+
+  remove(id) {
+    return this.push({ [id]: ["remove"] });
+  }
+
+  leave() {
+    this.left = true;
+    this.client.send({ t: "leave", doc: this.id });
+    this.client.docs.delete(this.id);
+    clearTimeout(this.presenceTimer);
+    for (const p of this.pending) p.reject(new Error("left"));
+    this.pending = [];
+  }
+
+  // MARK: internals
+
+  sendPush(push) {
+    push.sent = this.client.send({ t: "push", doc: this.id, id: push.id, base: this.clock, ops: push.ops });
+  }
+
+  sendJoin() {
+    const message = { t: "join", doc: this.id };
+    if (this.state !== null) message.state = this.state;
+    if (this.everSynced) message.since = this.clock;
+    this.joinState = this.state;
+    this.synced = false;
+    this.client.send(message);
+  }
+
+  disconnected() {
+    this.synced = false;
+    this.role = null;
+    clearTimeout(this.presenceTimer);
+    this.presenceTimer = null;
+    for (const p of this.pending) p.sent = false;
+  }
+
+  receive(m) {
+    switch (m.t) {
+      case "joined":
+        this.role = m.role;
+        this.members = new Map((m.presence || []).map((e) => [e.sid, e]));
+        this.emitPresence(m.presence || [], [], []);
+        this.dispatchEvent(event("joined", m));
+        // Presence set while the join was on its way: send the newest.
+        if (this.state !== this.joinState) this.setPresence(this.state);
+        // Already at the head (a re-join with nothing missed): in sync now; a catch-up may still follow.
+        if (this.everSynced && m.clock === this.clock) this.becameSynced();
+        break;
+      case "presence":
+        for (const e of [...m.joined, ...m.updated]) this.members.set(e.sid, e);
+        for (const sid of m.left) this.members.delete(sid);
+        this.emitPresence(m.joined, m.updated, m.left);
+        break;
+      case "snapshot":
+        if (!this.staging) this.staging = new Map();
+        for (const [id, record] of Object.entries(m.records || {})) this.staging.set(id, record);
+        if (!m.more) {
+          this.confirmed = this.staging;
+          this.staging = null;
+          this.clock = m.clock;
+          this.recompute("snapshot");
+          this.becameSynced();
+        }
+        break;
+      case "log":
+        for (const entry of m.entries) this.applyCommit(entry.clock, entry.ops, entry.by, entry.id);
+        this.recompute("log");
+        if (!m.more) this.becameSynced();
+        break;
+      case "patch":
+        this.applyCommit(m.clock, m.ops, m.by);
+        this.recompute("patch");
+        break;
+      case "result":
+        this.result(m);
+        break;
+      case "left":
+        this.role = null;
+        break;
+      case "error":
+        this.error(m);
+        break;
+    }
+  }
+
+  /** A commit from the log or the live stream; our own (after a reconnect) settles its pending push. */
+  applyCommit(clock, ops, by, pushId) {
+    if (clock <= this.clock) return;
+    applyOps(this.confirmed, ops);
+    this.clock = clock;
+    if (pushId !== undefined && this.client.sessions.has(by)) {
+      const index = this.pending.findIndex((p) => p.id === pushId);
+      if (index >= 0) this.pending.splice(index, 1)[0].resolve({ action: "commit", clock, id: pushId, recovered: true });
+    }
+    this.scheduleAck();
+  }
+
+  result(m) {
+    const index = this.pending.findIndex((p) => p.id === m.id);
+    const push = index >= 0 ? this.pending.splice(index, 1)[0] : null;
+    if (m.action === "commit" && push && m.clock > this.clock) applyOps(this.confirmed, push.ops);
+    if (m.action === "rebase" && m.clock > this.clock) applyOps(this.confirmed, m.ops);
+    if (m.action !== "discard") this.clock = Math.max(this.clock, m.clock);
+    this.recompute("result");
+    push?.resolve(m);
+    this.dispatchEvent(event("result", m));
+  }
+
+  error(m) {
+    const index = m.id !== undefined ? this.pending.findIndex((p) => p.id === m.id) : -1;
+    if (index >= 0) {
+      const push = this.pending[index];
+      if (m.code === "unavailable") {
+        // Not applied: Redis is unreachable. Try again in a moment (same id: a duplicate is recognised).
+        push.sent = false;
+        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), 1000);
+      } else {
+        this.pending.splice(index, 1);
+        this.recompute("result");
+        push.reject(Object.assign(new Error(m.message || m.code), { code: m.code }));
+      }
+    } else if (m.code === "forbidden" && !this.role) {
+      this.rejectReady(Object.assign(new Error(m.message || "forbidden"), { code: m.code }));
+    }
+    this.dispatchEvent(event("servererror", m));
+  }
+
+  becameSynced() {
+    if (this.synced) return;
+    this.synced = true;
+    this.everSynced = true;
+    this.resolveReady(this);
+    // Pushes made while offline, or in flight when the connection broke and not found in the catch-up.
+    for (const push of this.pending) if (!push.sent) this.sendPush(push);
+    this.dispatchEvent(event("synced", { clock: this.clock }));
+  }
+
+  recompute(source) {
+    const view = new Map(this.confirmed);
+    for (const push of this.pending) applyOps(view, push.ops);
+    this.records = view;
+    this.dispatchEvent(event("change", { source, clock: this.clock }));
+  }
+
+  emitPresence(joined, updated, left) {
+    this.dispatchEvent(event("presence", { joined, updated, left, members: this.members }));
+  }
+
+  scheduleAck() {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this.client.send({ t: "ack", doc: this.id, clock: this.clock });
+    }, 250);
+  }
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Tandem benchmarks (what `make bench` runs after the release build).
+#
+# For each scenario: starts a redis-server on a free port (AOF everysec, like the embedded one) and a
+# release `tandem serve` pointed at it, runs tandem-bench with --server-pid/--redis-pid/--redis/--ops,
+# writes test-artifacts/bench/<scenario>.json (+ .txt table, server and redis logs), stops everything.
+# Each scenario gets a fresh server and Redis so one cannot slow the next.
+#
+#   scripts/bench.sh                         # presence sync sync-large storm, at the issue's sizes
+#   scripts/bench.sh presence storm          # only these
+#   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
+#
+# Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
+# tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
+# SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
+# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# 1,000–2,000 clients plus the server's sockets on the same machine: raise the descriptor limit
+# (the bench and the server inherit it). Falls back to the hard limit if 65536 is not allowed.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+OUT=${BENCH_OUT:-test-artifacts/bench}
+DURATION=${DURATION:-60}
+TANDEM=${TANDEM_BIN:-.build/release/tandem}
+BENCH=${BENCH_BIN:-.build/release/tandem-bench}
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(presence sync sync-large storm)
+
+for bin in "$TANDEM" "$BENCH"; do
+    [ -x "$bin" ] || { echo "missing $bin: run 'swift build -c release --product tandem --product tandem-bench'" >&2; exit 1; }
+done
+command -v redis-server >/dev/null || { echo "redis-server not found (make deps)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+REDIS_PID=""
+TANDEM_PID=""
+WORK=""
+stop_all() {
+    # Only the processes this script started, by pid.
+    if [ -n "$TANDEM_PID" ] && kill -0 "$TANDEM_PID" 2>/dev/null; then
+        kill -TERM "$TANDEM_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$TANDEM_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$TANDEM_PID" 2>/dev/null || true
+    fi
+    if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$REDIS_PID" 2>/dev/null || true
+    fi
+    TANDEM_PID=""
+    REDIS_PID=""
+    [ -n "$WORK" ] && rm -rf "$WORK"
+    WORK=""
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
+
+start_servers() {
+    local name=$1
+    WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+    REDIS_PORT=$(free_port)
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
+        --save "" --daemonize no --logfile "$WORK/redis.log" &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$WORK/redis.log" >&2; exit 1; }
+
+    WS_PORT=$(free_port)
+    OPS_PORT=$(free_port)
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+        --node-id "bench-$name" ${TANDEM_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
+    TANDEM_PID=$!
+    for _ in $(seq 200); do
+        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
+        kill -0 "$TANDEM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "listening" "$OUT/$name.server.log" || { echo "tandem did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
+}
+
+# Busy share of all cores over 2 seconds, from /proc/stat (others' compiles and tests skew results).
+cpu_busy() {
+    local a b
+    a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+    local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+    echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+
+machine_state() {
+    echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), ulimit -n $(ulimit -n), busy $(cpu_busy) % over 2 s"
+    echo "busiest processes right now:"
+    top -bn1 -o %CPU | sed -n '8,12p' | sed 's/^/  /'
+}
+
+run_scenario() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name: $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
+    machine_state
+    start_servers "$name"
+    local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --redis "redis://127.0.0.1:$REDIS_PORT"
+        --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID" --redis-pid "$REDIS_PID"
+        --json-out "$OUT/$name.json")
+    local status=0
+    # shellcheck disable=SC2086
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
+    local problems
+    problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)
+    echo "server log: $problems error/critical lines ($OUT/$name.server.log)"
+    stop_all
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
+# A missed target is a result, not a failure: the script fails only if a scenario could not run.
+FAILED=()
+
+for scenario in "${SCENARIOS[@]}"; do
+    case "$scenario" in
+    presence) run_scenario presence presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
+    sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
+    storm) run_scenario storm storm --clients 2000 --docs 20 ;;
+    *) echo "unknown scenario $scenario (presence, sync, sync-large, storm)" >&2; exit 2 ;;
+    esac
+done
+echo
+echo "results: $OUT/*.json"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "scenarios that did not run to the end: ${FAILED[*]}" >&2
+    exit 1
+fi
