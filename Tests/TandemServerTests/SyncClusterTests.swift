@@ -66,12 +66,17 @@ import Testing
             #expect(entry.fields["node"] == "node-\(i % 2)", "the node that executed the push is logged")
         }
 
-        // Every key of the doc is hash-tagged with it (one Cluster slot); the only other keys are the
-        // nodes' own (tagged {nodes}).
+        // Every key of the doc is hash-tagged with it (one Cluster slot). (The others are per node or
+        // per session: tandem:{nodes}:…, tandem:session:….)
         let keys = cluster.redis.command("KEYS", "*").split(separator: "\n").map(String.init)
-        #expect(keys.contains(SyncRedis.key(doc, "records")) && keys.contains(SyncRedis.key(doc, "log")))
-        for key in keys {
-            #expect(key.hasPrefix("tandem:{\(doc)}:") || key.hasPrefix("tandem:{nodes}:"), "key \(key) is not tagged {\(doc)}")
+        for name in ["clock", "records", "versions", "log", "pushes", "pushers", "nodes", "presence:node-0", "presence:node-1"] {
+            #expect(keys.contains(SyncRedis.key(doc, name)), "\(SyncRedis.key(doc, name)) in \(keys)")
+        }
+        for key in keys where key.contains(doc) {
+            #expect(key.hasPrefix("tandem:{\(doc)}:"), "key \(key) is not tagged {\(doc)}")
+        }
+        for key in keys where !key.contains(doc) {
+            #expect(key.hasPrefix("tandem:{nodes}:") || key.hasPrefix("tandem:session:"), "unexpected key \(key)")
         }
         if contended > 0 { print("SyncClusterTests: \(contended) pushes refused for contention and pushed again") }
 
