@@ -128,6 +128,14 @@ import Testing
         #expect(duplicate.string("reason") == "duplicate")
         #expect(duplicate.clock() == head)
         #expect(SyncRedis.head(cluster.redis, doc) == head)
+        // Not only the last one: an earlier push id of the session is recognised too (a window of 64).
+        alice.forgetAnswer(doc, id: .number(2))
+        alice.push(doc, id: 2, ops: #"{"r":["patch",{"flat":["put",99]}]}"#)
+        #expect(try await alice.answer(doc, id: 2).string("reason") == "duplicate")
+        alice.forgetAnswer(doc, id: .string("first"))
+        alice.push(doc, id: .string("first"), ops: json(#"{"r":["put",{}]}"#))
+        #expect(try await alice.answer(doc, id: .string("first")).string("reason") == "duplicate")
+        #expect(SyncRedis.head(cluster.redis, doc) == head)
 
         try await cluster.waitConverged(doc)
         #expect(bob.view(doc).records["r"] == json(#"{"flat":3,"meta":{"deep":{"keep":true,"x":2,"y":null,"z":"s"}}}"#))

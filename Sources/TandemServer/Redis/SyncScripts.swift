@@ -11,7 +11,8 @@ import TandemRedis
 /// - `tandem:{D}:versions` — hash id → clock of the record's last change (live records).
 /// - `tandem:{D}:tombs` — sorted set id → clock of removal (kept for --log-retention commits).
 /// - `tandem:{D}:log` — stream, entry id `CLOCK-0`, fields ops/by/node/id/at, MAXLEN --log-retention.
-/// - `tandem:{D}:pushes` — hash session → `CLOCK\tPUSHID` of its last commit (idempotent re-push), and
+/// - `tandem:{D}:pushes` — hash session → `CLOCK\tPUSHID` lines of its last 64 commits, newest first
+///   (idempotent re-push; push ids are JSON, so they hold no raw tab or newline), and
 ///   `tandem:{D}:pushers` sorted set session → clock, to forget sessions idle beyond the retention.
 enum SyncScripts {
     static func keys(_ doc: String) -> [String] {
@@ -30,10 +31,12 @@ enum SyncScripts {
         local node, sid, pushId, ops = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
         local retention, maxRecords, channel = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
         local created, removed = tonumber(ARGV[8]), tonumber(ARGV[9])
-        local last = redis.call('HGET', pushes, sid)
-        if last then
-          local tab = string.find(last, '\\t', 1, true)
-          if tab and string.sub(last, tab + 1) == pushId then return {'duplicate', string.sub(last, 1, tab - 1)} end
+        local recent = redis.call('HGET', pushes, sid)
+        if recent then
+          for line in string.gmatch(recent, '[^\\n]+') do
+            local tab = string.find(line, '\\t', 1, true)
+            if tab and string.sub(line, tab + 1) == pushId then return {'duplicate', string.sub(line, 1, tab - 1)} end
+          end
         end
         local i = 11
         for _ = 1, tonumber(ARGV[10]) do
@@ -77,7 +80,15 @@ enum SyncScripts {
         local t = redis.call('TIME')
         local at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
         redis.call('XADD', log, 'MAXLEN', retention, c .. '-0', 'ops', ops, 'by', sid, 'node', node, 'id', pushId, 'at', at)
-        redis.call('HSET', pushes, sid, c .. '\\t' .. pushId)
+        local remembered, kept = c .. '\\t' .. pushId, 1
+        if recent then
+          for line in string.gmatch(recent, '[^\\n]+') do
+            if kept >= 64 then break end
+            remembered = remembered .. '\\n' .. line
+            kept = kept + 1
+          end
+        end
+        redis.call('HSET', pushes, sid, remembered)
         redis.call('ZADD', pushers, clock, sid)
         local floor = clock - retention
         if floor > 0 then
