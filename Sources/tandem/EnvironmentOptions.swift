@@ -6,7 +6,7 @@ enum EnvironmentOptions {
         "host", "port", "ops-host", "ops-port", "redis", "node-id", "presence-ttl-ms", "tick-ms", "presence-rate",
         "presence-burst", "large-doc-viewers", "jwt-secret", "max-messages-per-sec", "max-message-bytes",
         "max-state-bytes", "ping-interval-ms", "max-outbound-bytes", "sweep-ms", "reconcile-ms",
-        "max-new-connections-per-sec", "max-connections", "max-connections-per-user", "storm-threshold",
+        "max-new-connections-per-sec", "max-connections", "max-connections-per-user", "storm-threshold", "storm-resume-grace-ms",
         "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "data-dir",
         "redis-server", "appendfsync", "web-root", "log-level",
     ]

@@ -42,6 +42,10 @@ struct Serve: AsyncParsableCommand {
     var maxConnectionsPerUser = 64
     @Option(name: .customLong("storm-threshold"), help: "Reconnects per second (10 s average) that count as a storm.")
     var stormThreshold = 50.0
+    @Option(
+        name: .customLong("storm-resume-grace-ms"),
+        help: "While handshakes are refused or a storm is on, lost sessions stay resumable this long.")
+    var stormResumeGraceMs = 30_000
     @Option(name: .customLong("log-retention"), help: "Log entries (and tombstones) kept per doc.") var logRetention = 10_000
     @Option(name: .customLong("max-record-bytes"), help: "Largest record.") var maxRecordBytes = 64 * 1024
     @Option(name: .customLong("max-push-bytes"), help: "Largest push (its ops).") var maxPushBytes = 1024 * 1024
@@ -105,6 +109,7 @@ struct Serve: AsyncParsableCommand {
         config.maxConnections = maxConnections
         config.maxConnectionsPerUser = maxConnectionsPerUser
         config.stormThreshold = stormThreshold
+        config.stormResumeGraceMs = stormResumeGraceMs
         config.logRetention = logRetention
         config.maxRecordBytes = maxRecordBytes
         config.maxPushBytes = maxPushBytes

@@ -261,3 +261,22 @@ import Testing
         #expect(!NodeMessage.nodesGone(nodes: ["n1"]).encode().starts(with: NodeMessage.presencePrefix(node: "n1")))
     }
 }
+
+@Suite struct PresenceHoldTests {
+    @Test func heldDetachedSessionsOutliveTheTTLAndLiveOnesAreUntouched() {
+        var doc = PresenceDoc(doc: "d", settings: PresenceSettings(nodeID: "n1"))
+        for sid in ["a", "b"] {
+            doc.join(PresenceEntry(sid: sid, user: sid, name: sid, role: .editor, node: "n1", version: 1, state: .object([:])))
+        }
+        _ = doc.tick(nowMs: 0)
+        doc.detach(sid: "a", nowMs: 100)
+        #expect(doc.holdDetached(untilMs: 30_000) == 1)
+        #expect(doc.tick(nowMs: 5_000).expired == 0)
+        #expect(doc.isLocal("b") && !doc.isDetached("b"))
+        #expect(doc.tick(nowMs: 30_000).expired == 1)
+        // A longer grace given at detach time works the same way.
+        doc.detach(sid: "b", nowMs: 30_000, graceMs: 10_000)
+        #expect(doc.tick(nowMs: 35_000).expired == 0)
+        #expect(doc.tick(nowMs: 40_000).expired == 1)
+    }
+}

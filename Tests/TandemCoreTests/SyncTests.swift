@@ -163,12 +163,14 @@ import Testing
         let entries = (1...12_000).map {
             CommitNotice(clock: UInt64($0), ops: .object([:]), by: "s", node: "n", pushID: .number("1"), committedAtMs: 0)
         }
-        let chunks = ServerMessage.logChunks(doc: "d", entries: entries, head: 12_000, moreAfter: false)
+        let chunks = Array(sequence(state: LogChunker(doc: "d", entries: entries, head: 12_000, moreAfter: false)) { $0.next() })
         #expect(chunks.count == 3)
         let parsed = try chunks.map { try JSONParser.parse($0).objectValue! }
         #expect(parsed.map { $0["more"] } == [.bool(true), .bool(true), .bool(false)])
         #expect(parsed.map { $0["entries"]!.arrayValue!.count } == [5000, 5000, 2000])
-        #expect(ServerMessage.logChunks(doc: "d", entries: [], head: 0, moreAfter: false).count == 1)
+        var empty = LogChunker(doc: "d", entries: [], head: 0, moreAfter: false)
+        #expect(empty.next() != nil)
+        #expect(empty.next() == nil)
     }
 
     @Test func snapshotChunkerRespectsTheByteLimit() throws {

@@ -174,10 +174,26 @@ public struct PresenceDoc {
 
     /// A local session lost its socket without a clean close: it stays visible until the TTL runs out,
     /// so a `?resume=` reconnect can take it over without others seeing it leave and join.
-    public mutating func detach(sid: String, nowMs: UInt64) {
+    /// - Parameter graceMs: how long the session may be resumed (default: the presence TTL).
+    public mutating func detach(sid: String, nowMs: UInt64, graceMs: UInt64? = nil) {
         guard local[sid] != nil else { return }
-        local[sid]?.detachedUntilMs = nowMs + settings.ttlMs
+        local[sid]?.detachedUntilMs = nowMs + (graceMs ?? settings.ttlMs)
         local[sid]?.deferredState = nil
+    }
+
+    /// Keeps every detached session resumable until at least `untilMs`: while handshakes are being
+    /// refused (a reconnect storm), clients are told to wait, so their seats are kept meanwhile.
+    /// - Returns: how many sessions were extended.
+    @discardableResult
+    public mutating func holdDetached(untilMs: UInt64) -> Int {
+        var held = 0
+        for (sid, session) in local {
+            if let deadline = session.detachedUntilMs, deadline < untilMs {
+                local[sid]?.detachedUntilMs = untilMs
+                held += 1
+            }
+        }
+        return held
     }
 
     // MARK: Other nodes

@@ -50,40 +50,6 @@ extension ServerMessage {
         w.closeObject()
     }
 
-    /// `{"t":"log","doc":D,"entries":[…],"head":H,"more":B}` chunks of at most `maxChunkItems` entries or
-    /// about `maxChunkBytes`. The last chunk has `more` = `moreAfter`. No entries gives one empty chunk.
-    public static func logChunks(doc: String, entries: some Collection<CommitNotice>, head: UInt64, moreAfter: Bool) -> [[UInt8]] {
-        var chunks: [[UInt8]] = []
-        var body = JSONWriter(capacity: 1024)
-        var count = 0
-        func flush(more: Bool) {
-            var w = JSONWriter(capacity: body.bytes.count + 96)
-            w.openObject()
-            w.key("t"); w.string("log"); w.comma()
-            w.key("doc"); w.string(doc); w.comma()
-            w.key("entries"); w.openArray(); w.raw(body.bytes); w.closeArray(); w.comma()
-            w.key("head"); w.integer(head); w.comma()
-            w.key("more"); w.bool(more)
-            w.closeObject()
-            chunks.append(w.bytes)
-            body = JSONWriter(capacity: 1024)
-            count = 0
-        }
-        for entry in entries {
-            if count > 0 { body.comma() }
-            writeEntry(entry, into: &body)
-            count += 1
-            if count >= maxChunkItems || body.bytes.count >= maxChunkBytes { flush(more: true) }
-        }
-        if count > 0 || chunks.isEmpty {
-            flush(more: moreAfter)
-        } else if !moreAfter {
-            // The last full chunk was flagged `more`; close the sequence with an empty final chunk.
-            flush(more: false)
-        }
-        return chunks
-    }
-
     /// One `{"t":"snapshot","doc":D,"clock":H,"records":{…},"more":B}` chunk from pre-encoded records.
     public static func snapshotChunk(doc: String, head: UInt64, records: [(id: String, json: [UInt8])], more: Bool) -> [UInt8] {
         var w = JSONWriter(capacity: records.reduce(96) { $0 + $1.json.count + $1.id.utf8.count + 4 })
@@ -105,11 +71,19 @@ extension ServerMessage {
     }
 }
 
-/// Produces log chunks one at a time (the same chunks as `ServerMessage.logChunks`, except that no empty
-/// closing chunk is needed), so a long catch-up is encoded and queued only as fast as the client reads.
-/// Queued all at once, a catch-up longer than `--max-outbound-bytes` closed the client with 1013 every
-/// time it came back: exactly the clients that fell behind could never catch up.
-public struct LogChunker: Sendable {
+/// A catch-up (log or snapshot) produced one chunk at a time, so it is encoded and queued only as fast
+/// as the client reads. Queued all at once, a catch-up longer than `--max-outbound-bytes` closed the
+/// client with 1013 every time it came back: exactly the clients that fell behind could never catch up.
+public protocol CatchUpChunker: Sendable {
+    /// True once every chunk (at least one) was produced.
+    var isFinished: Bool { get }
+    /// The next complete frame, or nil when finished.
+    mutating func next() -> [UInt8]?
+}
+
+/// `{"t":"log","doc":D,"entries":[…],"head":H,"more":B}` chunks of at most `maxChunkItems` entries or
+/// about `maxChunkBytes`; the last has `more` = `moreAfter`. No entries gives one empty chunk.
+public struct LogChunker: CatchUpChunker {
     public let doc: String
     public let head: UInt64
     private let entries: [CommitNotice]
@@ -150,7 +124,7 @@ public struct LogChunker: Sendable {
 }
 
 /// Produces snapshot chunks one at a time, so a large doc is encoded only as fast as the client reads.
-public struct SnapshotChunker: Sendable {
+public struct SnapshotChunker: CatchUpChunker {
     public let doc: String
     public let head: UInt64
     private let records: [String: JSONValue]

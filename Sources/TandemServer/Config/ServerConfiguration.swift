@@ -51,6 +51,9 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections = 20_000
     public var maxConnectionsPerUser = 64
     public var stormThreshold = 50.0
+    /// While handshakes are refused for rate or a storm is on, lost sessions stay resumable this long
+    /// (instead of the presence TTL): clients told to wait keep their place without flicker.
+    public var stormResumeGraceMs = 30_000
 
     // Sync
     public var logRetention = 10_000
@@ -109,6 +112,7 @@ public struct ServerConfiguration: Sendable {
         try check(limits.maxStateBytes >= 2 && limits.maxMessageBytes >= 1024, "message limits too small")
         try check(maxNewConnectionsPerSecond >= 1 && maxConnections >= 1 && maxConnectionsPerUser >= 1,
                   "connection limits must be at least 1")
+        try check(stormResumeGraceMs >= presenceTTLMs, "--storm-resume-grace-ms must be at least --presence-ttl-ms")
         try check(logRetention >= 1, "--log-retention must be at least 1")
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         try check(jwtSecret.map { $0.utf8.count >= 32 } ?? true, "--jwt-secret must be at least 32 bytes")

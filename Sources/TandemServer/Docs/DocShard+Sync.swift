@@ -60,10 +60,10 @@ extension DocShard {
         switch catchUp {
         case .snapshot(let head, let records):
             let chunker = SnapshotChunker(doc: doc, head: head, records: records)
-            connection.eventLoop.execute { connection.enqueueSync(.snapshot(chunker)) }
+            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
         case .log(let entries, let head):
             let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: false)
-            connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
+            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
         case .fetch(let from, _):
             let id = ObjectIdentifier(connection)
             node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
@@ -73,7 +73,7 @@ extension DocShard {
                 let next: SyncDoc<ObjectIdentifier>.CatchUp?
                 if let last = entries.last, entries.first?.clock == from {
                     let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: true)
-                    connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
+                    connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
                     next = docState.sync.continueCatchUp(id, through: last.clock)
                 } else {
                     // A failed or empty read (Redis unreachable, history trimmed meanwhile) falls back to a
@@ -465,12 +465,12 @@ extension DocShard {
         let through = min(head, from &+ limit)
         if from + 1 < docState.sync.retainedFrom {
             let chunker = SnapshotChunker(doc: doc, head: head, records: docState.sync.replica!.records)
-            connection.eventLoop.execute { connection.enqueueSync(.snapshot(chunker)) }
+            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
             return
         }
         if let entries = docState.sync.recentCommits(from: from + 1, through: through) {
             let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head)
-            connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
+            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
             return
         }
         node.syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
@@ -478,7 +478,7 @@ extension DocShard {
             case .success(let entries):
                 let within = entries.filter { $0.clock <= through }
                 let chunker = LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head)
-                connection.eventLoop.execute { connection.enqueueSync(.log(chunker)) }
+                connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
             case .failure:
                 connection.eventLoop.execute {
                     connection.sendError(ProtocolError(.unavailable, "Redis is unreachable; retry the sync", doc: doc))

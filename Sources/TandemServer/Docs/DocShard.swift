@@ -118,7 +118,9 @@ final class DocShard: @unchecked Sendable {
                 if leave {
                     docState.presence.leave(sid: sid)
                 } else {
-                    docState.presence.detach(sid: sid, nowMs: self.node.clock.nowMs())
+                    docState.presence.detach(
+                        sid: sid, nowMs: self.node.clock.nowMs(),
+                        graceMs: self.node.holdingDetached ? UInt64(self.node.config.stormResumeGraceMs) : nil)
                 }
                 docState.recentDepartures[connection.identity.user] = self.node.clock.nowMs()
             }
@@ -177,6 +179,13 @@ final class DocShard: @unchecked Sendable {
                         doc: doc, error: ProtocolError(.forbidden, "this session was resumed on another connection", doc: doc))
                 }
             }
+        }
+    }
+
+    /// Keeps detached sessions resumable until `untilMs` (see `PresenceDoc.holdDetached`).
+    func holdDetached(untilMs: UInt64) {
+        onLoop {
+            for docState in self.docs.values { docState.presence.holdDetached(untilMs: untilMs) }
         }
     }
 

@@ -73,6 +73,26 @@ final class NodeContext: Sendable {
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
+    /// Until when detached sessions are being held (ms of the node clock); see `holdDetachedSessions`.
+    private let holdUntilMs = NIOLockedValueBox<UInt64>(0)
+
+    /// True while detached sessions get the longer storm grace.
+    var holdingDetached: Bool { clock.nowMs() < holdUntilMs.withLockedValue { $0 } || storm.snapshot().inStorm }
+
+    /// Handshakes are being refused (or a storm started): keep every lost session resumable for the
+    /// storm grace. At most twice a second, whatever the refusal rate.
+    func holdDetachedSessions() {
+        let now = clock.nowMs()
+        let grace = UInt64(config.stormResumeGraceMs)
+        let renew = holdUntilMs.withLockedValue { until -> Bool in
+            guard until < now + grace - 500 else { return false }
+            until = now + grace
+            return true
+        }
+        guard renew else { return }
+        for shard in shards { shard.holdDetached(untilMs: now + grace) }
+    }
+
     func reconnectObserved() {
         metrics.reconnects.increment()
         storm.record()

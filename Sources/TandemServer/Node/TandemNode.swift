@@ -106,6 +106,7 @@ public final class TandemNode: Sendable {
     /// Once a second: storm state, queue gauges, the status sample and the directory heartbeat.
     private static func housekeeping(_ context: NodeContext) {
         context.storm.evaluate()
+        if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
         let loop = context.shards[0].eventLoop
         // Outbound bytes must be read on each connection's own loop.

@@ -39,6 +39,7 @@ final class ClientConnection: @unchecked Sendable {
     private var syncQueue: [SyncOutbound] = []
     private var syncQueueHead = 0
     private var syncQueuedBytes = 0
+    private var flushScheduled = false
     private var countedAsReconnect = false
     private var started = false
     private let logger: Logger
@@ -289,7 +290,8 @@ final class ClientConnection: @unchecked Sendable {
     /// Writes one text frame and enforces the hard outbound limit.
     func write(_ data: ByteBuffer) {
         guard !closing else { return }
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        scheduleFlush()
         let buffered = outboundBytes()
         if buffered > node.config.maxOutboundBytes {
             logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
@@ -307,10 +309,8 @@ final class ClientConnection: @unchecked Sendable {
     enum SyncOutbound {
         /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
         case frame(ByteBuffer, committedAtMs: UInt64?)
-        /// A snapshot encoded chunk by chunk as the socket drains.
-        case snapshot(SnapshotChunker)
-        /// Log entries (catch-up, sync replies) encoded chunk by chunk as the socket drains.
-        case log(LogChunker)
+        /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
+        case chunks(any CatchUpChunker)
     }
 
     /// Queues a document message behind earlier ones and writes as much as the socket takes.
@@ -327,6 +327,17 @@ final class ClientConnection: @unchecked Sendable {
 
     func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
         enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
+    }
+
+    /// One flush for everything written in this round of the event loop: shards hop in with many small
+    /// messages (a patch per commit, a delta per doc), and a syscall per message dominated busy docs.
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { [self] in
+            flushScheduled = false
+            channel.flush()
+        }
     }
 
     private func pumpSync() {
@@ -346,28 +357,19 @@ final class ClientConnection: @unchecked Sendable {
                 } else {
                     channel.write(frame, promise: nil)
                 }
-            case .snapshot(var chunker):
+            case .chunks(var chunker):
                 if let chunk = chunker.next() {
                     channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
                 }
                 if chunker.isFinished {
                     syncQueueHead += 1
                 } else {
-                    syncQueue[syncQueueHead] = .snapshot(chunker)
-                }
-            case .log(var chunker):
-                if let chunk = chunker.next() {
-                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
-                }
-                if chunker.isFinished {
-                    syncQueueHead += 1
-                } else {
-                    syncQueue[syncQueueHead] = .log(chunker)
+                    syncQueue[syncQueueHead] = .chunks(chunker)
                 }
             }
             wrote = true
         }
-        if wrote { channel.flush() }
+        if wrote { scheduleFlush() }
         if syncQueueHead > 256 && syncQueueHead * 2 > syncQueue.count {
             syncQueue.removeFirst(syncQueueHead)
             syncQueueHead = 0

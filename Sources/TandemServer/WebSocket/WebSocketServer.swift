@@ -94,6 +94,7 @@ final class WebSocketServer: Sendable {
         }
         if let retryAfter = admission.admit() {
             node.metrics.admissionRejected[.rate]!.increment()
+            node.holdDetachedSessions()
             return reject(
                 .serviceUnavailable, "overloaded", "too many new connections; retry after the delay",
                 headers: [("Retry-After", "\(retryAfter)")])
