@@ -7,7 +7,7 @@ enum EnvironmentOptions {
         "presence-burst", "large-doc-viewers", "jwt-secret", "max-messages-per-sec", "max-message-bytes",
         "max-state-bytes", "ping-interval-ms", "max-outbound-bytes", "sweep-ms", "reconcile-ms",
         "max-new-connections-per-sec", "max-connections", "max-connections-per-user", "storm-threshold", "storm-resume-grace-ms",
-        "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "data-dir",
+        "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "max-queued-pushes", "data-dir",
         "redis-server", "appendfsync", "web-root", "log-level",
     ]
 

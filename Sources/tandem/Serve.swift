@@ -51,6 +51,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-push-bytes"), help: "Largest push (its ops).") var maxPushBytes = 1024 * 1024
     @Option(name: .customLong("max-push-ops"), help: "Most ops in one push.") var maxPushOps = 1000
     @Option(name: .customLong("max-doc-records"), help: "Most records in one doc.") var maxDocRecords = 100_000
+    @Option(name: .customLong("max-queued-pushes"), help: "Pushes queued per doc before new ones get unavailable.")
+    var maxQueuedPushes = 1_000
     @Option(name: .customLong("data-dir"), help: "Where the embedded redis-server keeps its data.") var dataDir = ".tandem"
     @Option(name: .customLong("redis-server"), help: "The redis-server program for the embedded Redis.")
     var redisServer = "redis-server"
@@ -115,6 +117,7 @@ struct Serve: AsyncParsableCommand {
         config.maxPushBytes = maxPushBytes
         config.maxPushOps = maxPushOps
         config.maxDocRecords = maxDocRecords
+        config.maxQueuedPushes = maxQueuedPushes
         config.webRoot = webRoot ?? Self.defaultWebRoot()
 
         let node: TandemNode

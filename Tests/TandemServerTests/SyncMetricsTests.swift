@@ -85,6 +85,26 @@ import Testing
         await cluster.finish()
     }
 
+    @Test func aFullPushQueueRefusesNewPushesAsUnavailable() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.maxQueuedPushes = 3 }
+        let doc = "queue:full"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        let node = cluster.nodes[0]
+        cluster.redis.pause()
+        for k in 1...6 { alice.push(doc, id: .number(k), ops: json(#"{"q\#(k)":["put",{}]}"#)) }
+        // One in flight, three queued, the last two refused at once (retryable).
+        for k in 5...6 {
+            let refused = try await alice.answer(doc, id: k)
+            #expect(refused.string("code") == "unavailable")
+        }
+        #expect(try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 3)
+        cluster.redis.resume()
+        for k in 1...4 { #expect(try await alice.answer(doc, id: k).string("action") == "commit") }
+        #expect(SyncRedis.head(cluster.redis, doc) == 4)
+        await cluster.finish()
+    }
+
     @Test func opsAPIDescribesDocsAndTheirLog() async throws {
         let cluster = try await SyncCluster.start(nodes: 2) { $0.logRetention = 2 }
         let doc = "ops:doc-1"

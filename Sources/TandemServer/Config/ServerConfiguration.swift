@@ -61,6 +61,8 @@ public struct ServerConfiguration: Sendable {
     public var maxPushBytes = 1024 * 1024
     public var maxPushOps = 1_000
     public var maxDocRecords = 100_000
+    /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
+    public var maxQueuedPushes = 1_000
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?

@@ -243,6 +243,14 @@ extension DocShard {
             }
             return
         }
+        // A doc's pushes are decided one at a time; past this backlog, answering later only adds latency
+        // and memory, so refuse (retryable) instead.
+        guard docState.pushQueue.count < node.config.maxQueuedPushes else {
+            return refuse(
+                ProtocolError(
+                    .unavailable, "more than \(node.config.maxQueuedPushes) pushes queued for this doc; retry", doc: doc,
+                    pushID: id))
+        }
         docState.pushQueue.append(
             .init(connection: connection, id: id, base: base, ops: ops, receivedAtNanos: node.clock.nowNanos()))
         node.metrics.pushQueueDepth.increment()
