@@ -7,7 +7,8 @@ import Testing
 /// only the last with `more: false`; explicit `sync` requests page through the log.
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncCatchUpTests {
     @Test func largeDocsAndLongHistoriesArriveInChunks() async throws {
-        let cluster = try await SyncCluster.start(nodes: 2)
+        // 5,100 pushes are fired at once to build a long history quickly: let them all queue.
+        let cluster = try await SyncCluster.start(nodes: 2) { $0.maxQueuedPushes = 10_000 }
         let doc = "catchup:big"
         let writer = try await cluster.client("writer", node: 0)
         try await writer.join(doc)
