@@ -37,7 +37,6 @@ public struct PendingPresence: Sendable {
     public init() {}
 
     public var isEmpty: Bool { changes.isEmpty }
-    public var sessionCount: Int { changes.count }
 
     public mutating func merge(_ delta: PresenceDelta) {
         for entry in delta.joined { record(entry.sid, entry, knewIfNew: false) }

@@ -59,11 +59,9 @@ extension DocShard {
     private func send(_ catchUp: SyncDoc<ObjectIdentifier>.CatchUp, to connection: ClientConnection, doc: String, _ docState: DocState) {
         switch catchUp {
         case .snapshot(let head, let records):
-            let chunker = SnapshotChunker(doc: doc, head: head, records: records)
-            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+            enqueue(SnapshotChunker(doc: doc, head: head, records: records), to: connection)
         case .log(let entries, let head):
-            let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: false)
-            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+            enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: false), to: connection)
         case .fetch(let from, _):
             let id = ObjectIdentifier(connection)
             node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
@@ -72,8 +70,7 @@ extension DocShard {
                 let entries = ((try? result.get()) ?? []).filter { $0.clock <= head }
                 let next: SyncDoc<ObjectIdentifier>.CatchUp?
                 if let last = entries.last, entries.first?.clock == from {
-                    let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: true)
-                    connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+                    self.enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: true), to: connection)
                     next = docState.sync.continueCatchUp(id, through: last.clock)
                 } else {
                     // A failed or empty read (Redis unreachable, history trimmed meanwhile) falls back to a
@@ -213,10 +210,7 @@ extension DocShard {
         _ connection: ClientConnection, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, doc: String,
         _ docState: DocState
     ) {
-        func refuse(_ error: ProtocolError) {
-            node.metrics.syncPush("error")
-            connection.eventLoop.execute { connection.sendError(error) }
-        }
+        func refuse(_ error: ProtocolError) { refusePush(connection, error) }
         let size = opsJSON.serialized.count
         guard size <= node.config.maxPushBytes else {
             return refuse(ProtocolError(.tooLarge, "push ops are \(size) bytes; the limit is \(node.config.maxPushBytes)", doc: doc, pushID: id))
@@ -261,8 +255,8 @@ extension DocShard {
     /// its session was taken over by a newer connection) and that are not in Redis yet.
     ///
     /// They could never be answered, so the client pushes them again after it reconnects. Committing
-    /// them anyway applied them twice: the resumed session's re-pushes queue behind them, and Redis
-    /// recognises only a session's *last* committed push id as a duplicate.
+    /// them anyway applied them twice in tests (the resumed session's re-pushes raced them); dropping
+    /// them leaves exactly one copy: the client's re-push.
     func dropPushes(of member: ObjectIdentifier, _ docState: DocState) {
         let queued = docState.pushQueue.count
         docState.pushQueue.removeAll { ObjectIdentifier($0.connection) == member }
@@ -281,9 +275,7 @@ extension DocShard {
         docState.pushQueue.removeAll()
         node.metrics.pushQueueDepth.decrement(by: Double(queued.count))
         for push in queued {
-            node.metrics.syncPush("error")
-            let error = ProtocolError(.unavailable, "Redis is unreachable; retry the push", doc: doc, pushID: push.id)
-            push.connection.eventLoop.execute { push.connection.sendError(error) }
+            refusePush(push.connection, ProtocolError(.unavailable, "Redis is unreachable; retry the push", doc: doc, pushID: push.id))
         }
     }
 
@@ -338,18 +330,13 @@ extension DocShard {
             var refusal = error
             refusal.doc = doc
             refusal.pushID = push.id
-            node.metrics.syncPush("error")
             docState.activePush = nil
-            let final = refusal
-            push.connection.eventLoop.execute { push.connection.sendError(final) }
+            refusePush(push.connection, refusal)
             return processPushes(doc, docState)
         }
         if decision.action == .discard {
             node.metrics.syncPush("discard")
-            if decision.conflicted {
-                node.metrics.syncConflicts.increment()
-                docState.stats.conflicts += 1
-            }
+            if decision.conflicted { countConflict(docState) }
             docState.activePush = nil
             recordPushLatency(push)
             respond(push.connection, doc: doc, docState) { clock in
@@ -429,10 +416,25 @@ extension DocShard {
     private func failActivePush(_ doc: String, _ docState: DocState, _ code: ErrorCode, _ message: String) {
         guard let active = docState.activePush else { return }
         docState.activePush = nil
-        node.metrics.syncPush("error")
-        let error = ProtocolError(code, message, doc: doc, pushID: active.push.id)
-        active.push.connection.eventLoop.execute { active.push.connection.sendError(error) }
+        refusePush(active.push.connection, ProtocolError(code, message, doc: doc, pushID: active.push.id))
         processPushes(doc, docState)
+    }
+
+    /// Answers a push with an error (not applied; counted as `action="error"`).
+    private func refusePush(_ connection: ClientConnection, _ error: ProtocolError) {
+        node.metrics.syncPush("error")
+        connection.eventLoop.execute { connection.sendError(error) }
+    }
+
+    /// Counts a rebase or discard caused by a concurrent change, node-wide and for the doc.
+    private func countConflict(_ docState: DocState) {
+        node.metrics.syncConflicts.increment()
+        docState.stats.conflicts += 1
+    }
+
+    /// Queues a catch-up on the connection's loop, behind what it already has.
+    private func enqueue(_ chunker: some CatchUpChunker, to connection: ClientConnection) {
+        connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
     }
 
     /// The active push's commit reached the ordered stream: answer the pusher.
@@ -441,10 +443,7 @@ extension DocShard {
         let decision = active.decision
         let action = decision?.action ?? .commit
         node.metrics.syncPush(action.rawValue)
-        if decision?.conflicted == true {
-            node.metrics.syncConflicts.increment()
-            docState.stats.conflicts += 1
-        }
+        if decision?.conflicted == true { countConflict(docState) }
         recordPushLatency(active.push)
         let frame = ServerMessage.result(
             doc: doc, id: active.push.id, action: action, clock: clock,
@@ -472,21 +471,18 @@ extension DocShard {
         let limit = UInt64(min(max(limit ?? ServerMessage.maxChunkItems, 1), ServerMessage.maxChunkItems))
         let through = min(head, from &+ limit)
         if from + 1 < docState.sync.retainedFrom {
-            let chunker = SnapshotChunker(doc: doc, head: head, records: docState.sync.replica!.records)
-            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+            enqueue(SnapshotChunker(doc: doc, head: head, records: docState.sync.replica!.records), to: connection)
             return
         }
         if let entries = docState.sync.recentCommits(from: from + 1, through: through) {
-            let chunker = LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head)
-            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+            enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head), to: connection)
             return
         }
         node.syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
             switch result {
             case .success(let entries):
                 let within = entries.filter { $0.clock <= through }
-                let chunker = LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head)
-                connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+                self.enqueue(LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head), to: connection)
             case .failure:
                 connection.eventLoop.execute {
                     connection.sendError(ProtocolError(.unavailable, "Redis is unreachable; retry the sync", doc: doc))

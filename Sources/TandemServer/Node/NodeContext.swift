@@ -24,7 +24,7 @@ final class NodeContext: Sendable {
     let startedAt = Date()
     /// Bound ports, set once listening (for the node directory).
     let ports = NIOLockedValueBox((ws: 0, ops: 0))
-    private let shardsBox: NIOLockedValueBoxShards
+    private let shardsBox: SetOnceShards
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
@@ -41,7 +41,7 @@ final class NodeContext: Sendable {
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
-        self.shardsBox = NIOLockedValueBoxShards()
+        self.shardsBox = SetOnceShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }
 
@@ -76,8 +76,9 @@ final class NodeContext: Sendable {
     /// Until when detached sessions are being held (ms of the node clock); see `holdDetachedSessions`.
     private let holdUntilMs = NIOLockedValueBox<UInt64>(0)
 
-    /// True while detached sessions get the longer storm grace.
-    var holdingDetached: Bool { clock.nowMs() < holdUntilMs.withLockedValue { $0 } || storm.snapshot().inStorm }
+    /// True while detached sessions get the longer storm grace (housekeeping renews the hold every
+    /// second of a storm, and every refused handshake renews it too).
+    var holdingDetached: Bool { clock.nowMs() < holdUntilMs.withLockedValue { $0 } }
 
     /// Handshakes are being refused (or a storm started): keep every lost session resumable for the
     /// storm grace. At most twice a second, whatever the refusal rate.
@@ -100,7 +101,7 @@ final class NodeContext: Sendable {
 }
 
 /// Set-once holder for the shards (they need the context, the context owns them).
-final class NIOLockedValueBoxShards: @unchecked Sendable {
+final class SetOnceShards: @unchecked Sendable {
     // Written once in NodeContext.init before the context is shared, read-only afterwards.
     private(set) var shards: [DocShard] = []
     func set(_ shards: [DocShard]) { self.shards = shards }

@@ -61,10 +61,6 @@ final class SessionRegistry: Sendable {
         }
     }
 
-    func connection(for sessionID: String) -> ClientConnection? {
-        state.withLockedValue { $0.bySession[sessionID] }
-    }
-
     /// The user a session belongs to on this node: its open connection's, or the one whose connection
     /// ended within the last minute. Nil when this node does not know the session.
     func owner(of sessionID: String) -> String? {

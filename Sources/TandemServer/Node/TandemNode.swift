@@ -143,7 +143,4 @@ public final class TandemNode: Sendable {
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
-
-    /// Figures for /api/status and tests.
-    func status() -> NodeStatus { OpsRoutes(node: context, webRoot: nil).status() }
 }
