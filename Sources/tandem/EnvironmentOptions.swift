@@ -10,7 +10,7 @@ enum EnvironmentOptions {
         "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "max-queued-pushes", "data-dir",
         "redis-server", "appendfsync", "web-root", "log-level",
         // Secure defaults and Redis bounds (issue 7)
-        "jwt-secret-file",
+        "jwt-secret-file", "doc-ttl", "redis-maxmemory",
     ]
 
     /// Flags without a value, set by TANDEM_<NAME>=1|true|yes (0|false|no|empty: not set).

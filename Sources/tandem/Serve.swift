@@ -64,13 +64,19 @@ struct Serve: AsyncParsableCommand {
     var webRoot: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
-    // Secure defaults (issue 7)
+    // Secure defaults and Redis bounds (issue 7)
     @Option(name: .customLong("jwt-secret-file"), help: "A file holding the HS256 secret (trailing newline ignored).")
     var jwtSecretFile: String?
     @Flag(
         name: .customLong("insecure-dev-mode"),
         help: "Allow development mode (no JWT secret: anyone picks any user and edits every doc) on a non-loopback --host.")
     var insecureDevMode = false
+    @Option(name: .customLong("doc-ttl"), help: "Drop a doc's Redis keys after this long without a write or a node holding it open (30d, 12h; 0: never).")
+    var docTTL = "30d"
+    @Option(
+        name: .customLong("redis-maxmemory"),
+        help: "Embedded Redis maxmemory (bytes, or 512MiB, 2GiB; 0: no limit). Default: a quarter of the memory available.")
+    var redisMaxMemory: String?
 
     func validate() throws {
         guard ["everysec", "always"].contains(appendfsync) else {
@@ -79,6 +85,15 @@ struct Serve: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard jwtSecret == nil || jwtSecretFile == nil else {
             throw ValidationError("give --jwt-secret or --jwt-secret-file (TANDEM_JWT_SECRET or TANDEM_JWT_SECRET_FILE), not both")
+        }
+        guard OptionValues.durationMs(docTTL) != nil else { throw ValidationError("--doc-ttl takes 0 or a duration: 90s, 12h, 30d") }
+        if let redisMaxMemory {
+            guard OptionValues.bytes(redisMaxMemory) != nil else {
+                throw ValidationError("--redis-maxmemory takes bytes or a size such as 512MiB or 2GiB (0: no limit)")
+            }
+            guard redis == nil else {
+                throw ValidationError("--redis-maxmemory sets the embedded Redis only; with --redis, set maxmemory on that Redis")
+            }
         }
     }
 
@@ -119,6 +134,7 @@ struct Serve: AsyncParsableCommand {
         guard secret != nil || insecureDevMode || ServerConfiguration.isLoopback(clientHost) else {
             throw StartupRefusal(description: ServerConfiguration.developmentModeRefusal(host: clientHost))
         }
+        let maxMemory = redisMaxMemory.flatMap(OptionValues.bytes) ?? EmbeddedRedis.defaultMaxMemoryBytes()
 
         var embedded: EmbeddedRedis?
         let redisURL: String
@@ -126,7 +142,8 @@ struct Serve: AsyncParsableCommand {
             redisURL = redis
         } else {
             let server = EmbeddedRedis(
-                dataDirectory: dataDir + "/redis", redisServer: redisServer, appendFsync: appendfsync, logger: logger)
+                dataDirectory: dataDir + "/redis", redisServer: redisServer, appendFsync: appendfsync,
+                maxMemoryBytes: maxMemory, logger: logger)
             redisURL = try server.start()
             embedded = server
         }
@@ -162,6 +179,7 @@ struct Serve: AsyncParsableCommand {
         config.maxQueuedPushes = maxQueuedPushes
         config.webRoot = webRoot ?? Self.defaultWebRoot()
         config.insecureDevMode = insecureDevMode
+        config.docTTLMs = OptionValues.durationMs(docTTL) ?? config.docTTLMs
 
         let node: TandemNode
         do {

@@ -67,10 +67,13 @@ public struct ServerConfiguration: Sendable {
     /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
     public var maxQueuedPushes = 1_000
 
-    // Secure defaults (issue 7)
+    // Secure defaults and Redis bounds (issue 7)
     /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any
     /// user id, resumes any session and edits every doc. Refused unless this is set, and logged loudly.
     public var insecureDevMode = false
+    /// Every Redis key of a doc expires after this long without a write (each commit refreshes them, and
+    /// so does every node that has the doc open, so a doc in use never loses its keys); 0 = never.
+    public var docTTLMs: Int64 = 30 * 86_400_000
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
@@ -127,6 +130,11 @@ public struct ServerConfiguration: Sendable {
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         try check(jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true, "--jwt-secret must be at least 32 bytes")
         try check(jwtSecret != nil || insecureDevMode || Self.isLoopback(host), Self.developmentModeRefusal(host: host))
+        // Docs that nodes hold open refresh their keys from the periodic head check (every ~--reconcile-ms),
+        // which must come round several times within the TTL.
+        try check(
+            docTTLMs == 0 || docTTLMs >= max(60_000, 10 * Int64(reconcileMs)),
+            "--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)")
     }
 }
 

@@ -66,6 +66,12 @@ public final class TandemMetrics: Sendable {
     public let syncLagClocks: ValueHistogram
     public let syncPushSeconds: ValueHistogram
 
+    // Redis memory and keys (issue 7), read from INFO every 5 s
+    public let redisMemoryUsedBytes: Gauge
+    public let redisMemoryMaxBytes: Gauge
+    private let redisKeysWithTTL: Gauge
+    private let redisKeysWithoutTTL: Gauge
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
         func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
@@ -141,6 +147,15 @@ public final class TandemMetrics: Sendable {
             buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
         syncPushSeconds = registry.makeValueHistogram(
             descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+
+        redisMemoryUsedBytes = registry.makeGauge(
+            descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))
+        redisMemoryMaxBytes = registry.makeGauge(
+            descriptor: name(
+                "redis_memory_max", "bytes", "Redis maxmemory (0: no limit); at it, writes are refused and pushes get unavailable."))
+        let keys = name("redis_keys", "", "Keys in Tandem's Redis database, by whether they carry a TTL (INFO keyspace).")
+        redisKeysWithTTL = registry.makeGauge(descriptor: keys, labels: [("ttl", "yes")])
+        redisKeysWithoutTTL = registry.makeGauge(descriptor: keys, labels: [("ttl", "no")])
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
@@ -155,6 +170,7 @@ public final class TandemMetrics: Sendable {
     public func presenceUpdate(_ outcome: PresenceUpdateOutcome) { presenceUpdates[outcome]!.increment() }
     public func protocolError(_ code: ErrorCode) { protocolErrors[code]!.increment() }
     public func syncPush(_ action: String) { syncPushes[action]?.increment() }
+    public func redisKeys(ttl: Bool) -> Gauge { ttl ? redisKeysWithTTL : redisKeysWithoutTTL }
 
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }

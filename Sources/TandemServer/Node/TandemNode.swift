@@ -124,6 +124,7 @@ public final class TandemNode: Sendable {
         if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
         let loop = context.shards[0].eventLoop
+        context.redisMemory.sample(nowNanos: context.clock.nowNanos(), on: loop)
         // Outbound bytes must be read on each connection's own loop.
         let byLoop = Dictionary(grouping: context.registry.allConnections) { ObjectIdentifier($0.eventLoop) }
         let readings = byLoop.values.map { group in
