@@ -21,6 +21,12 @@ import TandemTestSupport
         #expect(JSON.string(try await client.next("result", doc: doc), at: "action") == "commit")
     }
 
+    /// Sets every key's TTL to `ms` in one step (one at a time, a node's head check could refresh the doc
+    /// between two of them).
+    func pullIn(_ redis: RedisServerProcess, _ keys: [String], to ms: Int) {
+        redis.command(arguments: ["EVAL", "for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[1]) end", "\(keys.count)"] + keys + ["\(ms)"])
+    }
+
     /// PEXPIRETIME of each key (-1: none, -2: missing).
     func deadlines(_ redis: RedisServerProcess, _ keys: [String]) -> [Int64] {
         keys.map { Int64(redis.command("PEXPIRETIME", $0)) ?? -3 }
@@ -40,8 +46,9 @@ import TandemTestSupport
         #expect(Set(first).count == 1, "one deadline for all seven keys: \(first)")
         #expect(first[0] >= before + Self.hour && first[0] <= after + Self.hour, "doc TTL after the commit")
 
-        // Every write moves it: pull the deadline in by hand, commit, and it is an hour ahead again.
-        for key in keys { redis.command("PEXPIRE", key, "120000") }
+        // Every write moves it: pull the deadline in by hand (to 40 minutes: not yet due for the node's own
+        // refresh, which waits for half the TTL), commit, and it is an hour ahead again.
+        pullIn(redis, keys, to: 2_400_000)
         let beforeThird = redis.nowMs
         alice.sendRaw(#"{"t":"push","doc":"ttl-doc","id":"p3","base":2,"ops":{"a":["patch",{"w":["put",3]}]}}"#)
         #expect(JSON.string(try await alice.next("result", doc: "ttl-doc"), at: "action") == "commit")
@@ -50,7 +57,7 @@ import TandemTestSupport
         #expect(refreshed[0] >= beforeThird + Self.hour, "refreshed by the write")
 
         // A discarded push (a duplicate) writes nothing and refreshes nothing.
-        for key in keys { redis.command("PEXPIRE", key, "120000") }
+        pullIn(redis, keys, to: 2_400_000)
         let pulledIn = deadlines(redis, keys)
         alice.sendRaw(#"{"t":"push","doc":"ttl-doc","id":"p3","base":3,"ops":{"a":["patch",{"w":["put",4]}]}}"#)
         #expect(JSON.string(try await alice.next("result", doc: "ttl-doc"), at: "reason") == "duplicate")
@@ -78,10 +85,10 @@ import TandemTestSupport
         }
 
         // Ten minutes left on both (below half the hour): the open one is refreshed within a few reconciles.
-        for key in Self.syncKeys("open-doc") + Self.syncKeys("idle-doc") { redis.command("PEXPIRE", key, "600000") }
-        let idleDeadlines = deadlines(redis, Self.syncKeys("idle-doc"))
         let pulledIn = redis.nowMs
-        try await waitUntil("open-doc's keys were refreshed") {
+        pullIn(redis, Self.syncKeys("open-doc") + Self.syncKeys("idle-doc"), to: 600_000)
+        let idleDeadlines = deadlines(redis, Self.syncKeys("idle-doc"))
+        try await waitUntil("open-doc's keys were refreshed: \(deadlines(redis, Self.syncKeys("open-doc"))), pulled in at \(pulledIn)") {
             let open = self.deadlines(redis, Self.syncKeys("open-doc"))
             return Set(open).count == 1 && open[0] >= pulledIn + Self.hour
         }
@@ -108,7 +115,7 @@ import TandemTestSupport
         try await writeDoc(alice, "forever")
         let keys = Self.syncKeys("forever")
         #expect(deadlines(redis, keys) == Array(repeating: -1, count: 7))
-        for key in keys { redis.command("PEXPIRE", key, "600000") }
+        pullIn(redis, keys, to: 600_000)
         alice.sendRaw(#"{"t":"push","doc":"forever","id":"p3","base":2,"ops":{"a":["patch",{"w":["put",3]}]}}"#)
         #expect(JSON.string(try await alice.next("result", doc: "forever"), at: "action") == "commit")
         #expect(deadlines(redis, keys) == Array(repeating: -1, count: 7))
@@ -152,6 +159,11 @@ import TandemTestSupport
         // The directory outlives its last heartbeat by a minute (plus the heartbeat deadline), no more.
         let directoryTTL = Int64(redis.command("PTTL", "tandem:{nodes}:live")) ?? 0
         #expect(directoryTTL > 50_000 && directoryTTL <= 65_000, "\(directoryTTL)")
+        // The node exports the key counts; a key without an expiry (not Tandem's) shows up.
+        try await waitUntil("key counts exported") { try await a.value("tandem_redis_keys") >= 10 }
+        #expect(try await a.value("tandem_redis_keys_without_ttl") == 0)
+        redis.command("SET", "not-tandems", "forever")
+        try await waitUntil("the key without expiry is counted") { try await a.value("tandem_redis_keys_without_ttl") == 1 }
         await back.close()
         await bob.close()
     }

@@ -69,8 +69,8 @@ public final class TandemMetrics: Sendable {
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
     public let redisMemoryMaxBytes: Gauge
-    private let redisKeysWithTTL: Gauge
-    private let redisKeysWithoutTTL: Gauge
+    public let redisKeys: Gauge
+    public let redisKeysWithoutTTL: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -153,9 +153,10 @@ public final class TandemMetrics: Sendable {
         redisMemoryMaxBytes = registry.makeGauge(
             descriptor: name(
                 "redis_memory_max", "bytes", "Redis maxmemory (0: no limit); at it, writes are refused and pushes get unavailable."))
-        let keys = name("redis_keys", "", "Keys in Tandem's Redis database, by whether they carry a TTL (INFO keyspace).")
-        redisKeysWithTTL = registry.makeGauge(descriptor: keys, labels: [("ttl", "yes")])
-        redisKeysWithoutTTL = registry.makeGauge(descriptor: keys, labels: [("ttl", "no")])
+        redisKeys = registry.makeGauge(descriptor: name("redis_keys", "", "Keys in Tandem's Redis database (INFO keyspace)."))
+        redisKeysWithoutTTL = registry.makeGauge(
+            descriptor: name(
+                "redis_keys_without_ttl", "", "Keys in Tandem's Redis database without an expiry (every key Tandem writes has one)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
@@ -170,7 +171,6 @@ public final class TandemMetrics: Sendable {
     public func presenceUpdate(_ outcome: PresenceUpdateOutcome) { presenceUpdates[outcome]!.increment() }
     public func protocolError(_ code: ErrorCode) { protocolErrors[code]!.increment() }
     public func syncPush(_ action: String) { syncPushes[action]?.increment() }
-    public func redisKeys(ttl: Bool) -> Gauge { ttl ? redisKeysWithTTL : redisKeysWithoutTTL }
 
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }

@@ -45,8 +45,8 @@ final class RedisMemoryMonitor: Sendable {
         if let used = memory["used_memory"].flatMap(Double.init) { metrics.redisMemoryUsedBytes.set(to: used) }
         if let max = memory["maxmemory"].flatMap(Double.init) { metrics.redisMemoryMaxBytes.set(to: max) }
         let (keys, expiring) = Self.keyCounts(keyspace["db\(database)"])
-        metrics.redisKeys(ttl: true).set(to: Double(expiring))
-        metrics.redisKeys(ttl: false).set(to: Double(keys - min(keys, expiring)))
+        metrics.redisKeys.set(to: Double(keys))
+        metrics.redisKeysWithoutTTL.set(to: Double(keys - min(keys, expiring)))
         if let policy = memory["maxmemory_policy"], policy != "noeviction" {
             let first = state.withLockedValue { state -> Bool in
                 defer { state.warnedPolicy = true }
