@@ -14,6 +14,8 @@ TANDEM_ARGS ?=
 
 .PHONY: run test test-ops build release bench deps deps-test venv clean
 
+# `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
+# only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
 run: deps release
 	.build/release/tandem serve $(TANDEM_ARGS)
 

@@ -7,7 +7,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a Tandem node (with an embedded redis-server unless --redis is given).")
 
-    @Option(help: "Client WebSocket address.") var host = "0.0.0.0"
+    @Option(help: "Client WebSocket address (default: 0.0.0.0 with a JWT secret or --insecure-dev-mode, else 127.0.0.1).")
+    var host: String?
     @Option(help: "Client WebSocket port (0 picks a free port; the log says which).") var port = 7070
     @Option(name: .customLong("ops-host"), help: "Ops HTTP address (metrics, health, status page).") var opsHost = "127.0.0.1"
     @Option(name: .customLong("ops-port"), help: "Ops HTTP port (0 picks a free port).") var opsPort = 7071
@@ -22,7 +23,9 @@ struct Serve: AsyncParsableCommand {
     var presenceBurst = 5
     @Option(name: .customLong("large-doc-viewers"), help: "Viewers above which a doc is large (viewers see membership only).")
     var largeDocViewers = 100
-    @Option(name: .customLong("jwt-secret"), help: "HS256 secret for client tokens. Without it: development mode.")
+    @Option(
+        name: .customLong("jwt-secret"),
+        help: "HS256 secret for client tokens (visible in ps: prefer --jwt-secret-file or TANDEM_JWT_SECRET). Without one: development mode.")
     var jwtSecret: String?
     @Option(name: .customLong("max-messages-per-sec"), help: "Messages per second a client may sustain (5 s over it closes with 1008).")
     var maxMessagesPerSec = 1000
@@ -61,12 +64,58 @@ struct Serve: AsyncParsableCommand {
     var webRoot: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
+    // Secure defaults and Redis bounds (issue 7)
+    @Option(name: .customLong("jwt-secret-file"), help: "A file holding the HS256 secret (trailing newline ignored).")
+    var jwtSecretFile: String?
+    @Flag(
+        name: .customLong("insecure-dev-mode"),
+        help: "Allow development mode (no JWT secret: anyone picks any user and edits every doc) on a non-loopback --host.")
+    var insecureDevMode = false
+    @Option(name: .customLong("doc-ttl"), help: "Drop a doc's Redis keys after this long without a write or a node holding it open (30d, 12h; 0: never).")
+    var docTTL = "30d"
+    @Option(
+        name: .customLong("redis-maxmemory"),
+        help: "Embedded Redis maxmemory (bytes, or 512MiB, 2GiB; 0: no limit). Default: a quarter of the memory available.")
+    var redisMaxMemory: String?
 
     func validate() throws {
         guard ["everysec", "always"].contains(appendfsync) else {
             throw ValidationError("--appendfsync must be everysec or always")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard jwtSecret == nil || jwtSecretFile == nil else {
+            throw ValidationError("give --jwt-secret or --jwt-secret-file (TANDEM_JWT_SECRET or TANDEM_JWT_SECRET_FILE), not both")
+        }
+        guard OptionValues.durationMs(docTTL) != nil else { throw ValidationError("--doc-ttl takes 0 or a duration: 90s, 12h, 30d") }
+        if let redisMaxMemory {
+            guard OptionValues.bytes(redisMaxMemory) != nil else {
+                throw ValidationError("--redis-maxmemory takes bytes or a size such as 512MiB or 2GiB (0: no limit)")
+            }
+            guard redis == nil else {
+                throw ValidationError("--redis-maxmemory sets the embedded Redis only; with --redis, set maxmemory on that Redis")
+            }
+        }
+    }
+
+    /// The secret from --jwt-secret-file or --jwt-secret (each possibly from the environment), checked.
+    private func resolveSecret(logger: Logger) throws -> String? {
+        do {
+            if let jwtSecretFile {
+                let loaded = try JWTSecret.load(fromFile: jwtSecretFile)
+                if let warning = loaded.warning { logger.warning("\(warning)") }
+                return loaded.secret
+            }
+            if let jwtSecret {
+                if CommandLine.arguments.contains(where: { $0 == "--jwt-secret" || $0.hasPrefix("--jwt-secret=") }) {
+                    logger.warning("--jwt-secret on the command line is visible to every local user (ps); use --jwt-secret-file or TANDEM_JWT_SECRET")
+                }
+                try JWTSecret.check(jwtSecret, source: "--jwt-secret")
+                return jwtSecret
+            }
+        } catch let failure as JWTSecret.Failure {
+            throw StartupRefusal(description: failure.message)
+        }
+        return nil
     }
 
     func run() async throws {
@@ -78,23 +127,33 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "tandem")
 
+        // Secure defaults (issue 7): resolve the secret and the client address, and refuse development mode
+        // on a reachable address before anything starts.
+        let secret = try resolveSecret(logger: logger)
+        let clientHost = host ?? ServerConfiguration.defaultHost(hasSecret: secret != nil, insecureDevMode: insecureDevMode)
+        guard secret != nil || insecureDevMode || ServerConfiguration.isLoopback(clientHost) else {
+            throw StartupRefusal(description: ServerConfiguration.developmentModeRefusal(host: clientHost))
+        }
+        let maxMemory = redisMaxMemory.flatMap(OptionValues.bytes) ?? EmbeddedRedis.defaultMaxMemoryBytes()
+
         var embedded: EmbeddedRedis?
         let redisURL: String
         if let redis {
             redisURL = redis
         } else {
             let server = EmbeddedRedis(
-                dataDirectory: dataDir + "/redis", redisServer: redisServer, appendFsync: appendfsync, logger: logger)
+                dataDirectory: dataDir + "/redis", redisServer: redisServer, appendFsync: appendfsync,
+                maxMemoryBytes: maxMemory, logger: logger)
             redisURL = try server.start()
             embedded = server
         }
 
         var config = ServerConfiguration(nodeID: nodeID ?? Self.defaultNodeID(), redisURL: redisURL)
-        config.host = host
+        config.host = clientHost
         config.port = port
         config.opsHost = opsHost
         config.opsPort = opsPort
-        config.jwtSecret = jwtSecret
+        config.jwtSecret = secret
         config.presenceTTLMs = presenceTTLMs
         config.tickMs = tickMs
         config.presenceRate = presenceRate
@@ -119,6 +178,8 @@ struct Serve: AsyncParsableCommand {
         config.maxDocRecords = maxDocRecords
         config.maxQueuedPushes = maxQueuedPushes
         config.webRoot = webRoot ?? Self.defaultWebRoot()
+        config.insecureDevMode = insecureDevMode
+        config.docTTLMs = OptionValues.durationMs(docTTL) ?? config.docTTLMs
 
         let node: TandemNode
         do {
@@ -167,6 +228,11 @@ struct Serve: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// A reason not to start, printed as `Error: …` (without the usage text a `ValidationError` adds).
+struct StartupRefusal: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// Resumes the continuation on the first signal only; keeps the signal sources alive meanwhile.

@@ -20,8 +20,8 @@ struct Tandem: AsyncParsableCommand {
         sigfillset(&all)
         pthread_sigmask(SIG_UNBLOCK, &all, nil)
         var arguments = Array(CommandLine.arguments.dropFirst())
-        EnvironmentOptions.apply(to: &arguments, environment: ProcessInfo.processInfo.environment)
         do {
+            try EnvironmentOptions.apply(to: &arguments, environment: ProcessInfo.processInfo.environment)
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()

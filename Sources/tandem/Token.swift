@@ -3,9 +3,17 @@ import Foundation
 import TandemServer
 
 struct Token: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a client access token (JWT, HS256).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a client access token (JWT, HS256).",
+        discussion: """
+            The secret comes from --secret-file, --secret, or the environment the nodes read \
+            (TANDEM_JWT_SECRET_FILE, then TANDEM_JWT_SECRET); like the nodes, it must be at least 32 bytes.
+            """)
 
-    @Option(help: "The secret the nodes run with (--jwt-secret).") var secret: String
+    @Option(help: "The secret the nodes run with (visible in ps; prefer --secret-file or TANDEM_JWT_SECRET).")
+    var secret: String?
+    @Option(name: .customLong("secret-file"), help: "A file holding the secret (trailing newline ignored).")
+    var secretFile: String?
     @Option(help: "The user id (the token's sub).") var user: String
     @Option(help: "Display name (default: the user id).") var name: String?
     @Option(name: .customLong("doc"), help: "PATTERN=editor|viewer; a glob (* and ?) over doc ids. Repeatable.")
@@ -22,8 +30,42 @@ struct Token: AsyncParsableCommand {
             grants[parts[0]] = parts[1]
         }
         guard let seconds = Self.parseDuration(ttl) else { throw ValidationError("--ttl takes 90s, 15m, 1h or 7d") }
-        let claims = TandemClaims(sub: user, name: name, exp: Date().addingTimeInterval(seconds), docs: grants)
-        print(try await Authenticator.makeToken(secret: secret, claims: claims))
+        let key = try Self.resolveSecret(
+            flag: secret, file: secretFile, environment: ProcessInfo.processInfo.environment,
+            warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
+        let now = Date()
+        let claims = TandemClaims(sub: user, name: name, exp: now.addingTimeInterval(seconds), iat: now, docs: grants)
+        print(try await Authenticator.makeToken(secret: key, claims: claims))
+    }
+
+    /// The signing secret: `--secret` or `--secret-file`, else TANDEM_JWT_SECRET_FILE or TANDEM_JWT_SECRET
+    /// (one of them) — the same sources and the same minimum as `tandem serve`.
+    static func resolveSecret(
+        flag: String?, file: String?, environment: [String: String], warn: (String) -> Void
+    ) throws -> String {
+        if flag != nil && file != nil { throw ValidationError("give --secret or --secret-file, not both") }
+        do {
+            if let flag {
+                try JWTSecret.check(flag, source: "--secret")
+                return flag
+            }
+            if file == nil, environment["TANDEM_JWT_SECRET_FILE"] != nil, environment["TANDEM_JWT_SECRET"] != nil {
+                throw ValidationError("TANDEM_JWT_SECRET and TANDEM_JWT_SECRET_FILE are both set; keep one")
+            }
+            let path = file ?? environment["TANDEM_JWT_SECRET_FILE"]
+            if let path {
+                let loaded = try JWTSecret.load(fromFile: path, flag: file != nil ? "--secret-file" : "TANDEM_JWT_SECRET_FILE")
+                if let warning = loaded.warning { warn(warning) }
+                return loaded.secret
+            }
+            if let value = environment["TANDEM_JWT_SECRET"] {
+                try JWTSecret.check(value, source: "TANDEM_JWT_SECRET")
+                return value
+            }
+        } catch let failure as JWTSecret.Failure {
+            throw ValidationError(failure.message)
+        }
+        throw ValidationError("no secret: pass --secret-file PATH (or set TANDEM_JWT_SECRET_FILE or TANDEM_JWT_SECRET)")
     }
 
     static func parseDuration(_ text: String) -> TimeInterval? {

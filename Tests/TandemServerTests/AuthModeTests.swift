@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TandemServer
 import TandemTestSupport
 
 /// Requirement 10: development mode (`?user=&name=`, editor everywhere) and JWT mode (HS256 tokens from
@@ -82,5 +83,38 @@ import TandemTestSupport
         #expect(JSON.string(try await mix.join("doc-1"), at: "role") == "editor")
         #expect(JSON.string(try await mix.join("doc-2"), at: "role") == "viewer")
         for client in [alice, viaHeader, vera, mix] { await client.close() }
+    }
+
+    /// Issue 7: `nbf` (not before) and `iat` (issued at) are honoured with 60 s of clock skew; a token
+    /// outside them is refused with a 401 that says which claim and why.
+    @Test func notBeforeAndIssuedAtAreCheckedAtTheHandshake() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "jwt-time", stopWhenDone: true) {
+            $0.jwtSecret = Self.secret
+        }
+        func token(nbf: TimeInterval? = nil, iat: TimeInterval? = nil) async throws -> String {
+            let now = Date()
+            return try await Authenticator.makeToken(
+                secret: Self.secret,
+                claims: TandemClaims(
+                    sub: "timed", name: nil, exp: now.addingTimeInterval(3600), nbf: nbf.map(now.addingTimeInterval),
+                    iat: iat.map(now.addingTimeInterval), docs: ["*": "editor"]))
+        }
+        // Accepted: in the past, and a little ahead (clock skew).
+        for accepted in [try await token(nbf: -60, iat: -60), try await token(nbf: 30, iat: 30)] {
+            let client = try await TestClient.connect("\(node.wsBase)?token=\(accepted)", name: "timed")
+            #expect(JSON.string(client.welcome, at: "user") == "timed")
+            await client.close()
+        }
+        for (refused, reason) in [
+            (try await token(nbf: 600), "not valid before"), (try await token(iat: 600), "issued in the future"),
+        ] {
+            let rejection = try await handshakeRejection("\(node.wsBase)?token=\(refused)")
+            #expect(rejection.status == 401)
+            let body = try JSON.parse(rejection.body)
+            #expect(JSON.string(body, at: "error") == "unauthorized")
+            #expect(JSON.string(body, at: "message")?.contains("token rejected: \(reason)") == true, "\(rejection.body)")
+            #expect(JSON.string(body, at: "message")?.contains("60 s of clock skew allowed") == true)
+        }
     }
 }

@@ -20,25 +20,58 @@ public struct AuthenticationError: Error, Equatable, Sendable {
     public var message: String
 }
 
-/// The claims of a Tandem access token (HS256): `sub`, `name`, `exp`, `docs` ({glob: "editor"|"viewer"}).
+/// The claims of a Tandem access token (HS256): `sub`, `name`, `exp` (required), `nbf` and `iat`
+/// (optional), `docs` ({glob: "editor"|"viewer"}).
 public struct TandemClaims: JWTPayload, Equatable {
+    /// How far ahead of this node's clock `nbf` and `iat` may be: the issuer's clock may run a little
+    /// ahead (RFC 7519 §4.1.5 allows "some small leeway"). `exp` gets none: a skewed clock must not make a
+    /// token live longer than its issuer said.
+    public static let clockSkewLeeway: TimeInterval = 60
+
     public var sub: SubjectClaim
     public var name: String?
     public var exp: ExpirationClaim
+    /// Not valid before this time.
+    public var nbf: NotBeforeClaim?
+    /// Issued at this time; a token issued in the future is refused (a wrong issuer clock, or a token
+    /// minted ahead of time to outlive a key rotation).
+    public var iat: IssuedAtClaim?
     public var docs: [String: String]?
 
-    public init(sub: String, name: String?, exp: Date, docs: [String: String]) {
+    public init(sub: String, name: String?, exp: Date, nbf: Date? = nil, iat: Date? = nil, docs: [String: String]) {
         self.sub = SubjectClaim(value: sub)
         self.name = name
         self.exp = ExpirationClaim(value: exp)
+        self.nbf = nbf.map(NotBeforeClaim.init(value:))
+        self.iat = iat.map(IssuedAtClaim.init(value:))
         self.docs = docs
     }
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
-        try exp.verifyNotExpired()
-        for role in (docs ?? [:]).values where Role(rawValue: role) == nil {
-            throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "docs roles must be \"editor\" or \"viewer\"")
+        if let reason = rejection(at: Date()) {
+            throw JWTError.claimVerificationFailure(failedClaim: nil, reason: reason)
         }
+    }
+
+    /// Why these claims are not acceptable at `now` (the 401 passes the reason on to the client), or nil.
+    public func rejection(at now: Date) -> String? {
+        guard now < exp.value else { return "expired" }
+        let latest = now.addingTimeInterval(Self.clockSkewLeeway)
+        let leeway = "\(Int(Self.clockSkewLeeway)) s of clock skew allowed"
+        if let nbf, nbf.value > latest {
+            return "not valid before \(Self.timestamp(nbf.value)) (nbf; \(leeway))"
+        }
+        if let iat, iat.value > latest {
+            return "issued in the future, at \(Self.timestamp(iat.value)) (iat; \(leeway))"
+        }
+        for role in (docs ?? [:]).values where Role(rawValue: role) == nil {
+            return "docs roles must be \"editor\" or \"viewer\""
+        }
+        return nil
+    }
+
+    private static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601)
     }
 }
 
@@ -98,8 +131,10 @@ public final class Authenticator: Sendable {
         }
     }
 
-    /// Signs a token (for `tandem token` and tests).
+    /// Signs a token (for `tandem token` and tests). Refuses a secret shorter than
+    /// `JWTSecret.minimumBytes`, as the server does: a token signed with it could never be verified.
     public static func makeToken(secret: String, claims: TandemClaims) async throws -> String {
+        try JWTSecret.check(secret, source: "the signing secret")
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         return try await keys.sign(claims)

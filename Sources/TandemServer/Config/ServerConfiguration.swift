@@ -1,10 +1,13 @@
+import Foundation
 import TandemCore
 
 /// Everything `tandem serve` can be told. Every limit is named here with its default; README and
 /// docs/configuration.md list the same names (each also settable as TANDEM_<NAME> in the environment).
 public struct ServerConfiguration: Sendable {
     // Listeners
-    public var host = "0.0.0.0"
+    /// Client WebSocket address. Loopback by default: without a JWT secret only loopback is allowed unless
+    /// `insecureDevMode` is set (`tandem serve` picks 0.0.0.0 when a secret or that flag is given).
+    public var host = "127.0.0.1"
     /// Client WebSocket port; 0 picks a free port (logged).
     public var port = 7070
     public var opsHost = "127.0.0.1"
@@ -64,6 +67,14 @@ public struct ServerConfiguration: Sendable {
     /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
     public var maxQueuedPushes = 1_000
 
+    // Secure defaults and Redis bounds (issue 7)
+    /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any
+    /// user id, resumes any session and edits every doc. Refused unless this is set, and logged loudly.
+    public var insecureDevMode = false
+    /// Every Redis key of a doc expires after this long without a write (each commit refreshes them, and
+    /// so does every node that has the doc open, so a doc in use never loses its keys); 0 = never.
+    public var docTTLMs: Int64 = 30 * 86_400_000
+
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
 
@@ -117,7 +128,44 @@ public struct ServerConfiguration: Sendable {
         try check(stormResumeGraceMs >= presenceTTLMs, "--storm-resume-grace-ms must be at least --presence-ttl-ms")
         try check(logRetention >= 1, "--log-retention must be at least 1")
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
-        try check(jwtSecret.map { $0.utf8.count >= 32 } ?? true, "--jwt-secret must be at least 32 bytes")
+        try check(jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true, "--jwt-secret must be at least 32 bytes")
+        try check(jwtSecret != nil || insecureDevMode || Self.isLoopback(host), Self.developmentModeRefusal(host: host))
+        // Docs that nodes hold open refresh their keys from the periodic head check (every ~--reconcile-ms),
+        // which must come round several times within the TTL.
+        try check(
+            docTTLMs == 0 || docTTLMs >= max(60_000, 10 * Int64(reconcileMs)),
+            "--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)")
+    }
+}
+
+extension ServerConfiguration {
+    /// Whether `host` names only this machine: 127.0.0.0/8, ::1 (also IPv4-mapped), or `localhost`.
+    /// Anything else — 0.0.0.0, ::, an interface address, another name — may be reachable from elsewhere.
+    public static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, bare, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, bare, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }  // ::1
+        // ::ffff:127.x.x.x
+        return bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff && bytes[12] == 127
+    }
+
+    /// Why development mode on `host` is refused, and what to do instead.
+    public static func developmentModeRefusal(host: String) -> String {
+        "refusing development mode on --host \(host): without a JWT secret anyone who can reach it picks any user id,"
+            + " resumes any session and edits every doc. Require tokens with --jwt-secret-file PATH (or"
+            + " TANDEM_JWT_SECRET), listen on loopback (omit --host, or --host 127.0.0.1), or accept the risk with"
+            + " --insecure-dev-mode"
+    }
+
+    /// The client address `tandem serve` listens on when `--host` is not given: every interface once clients
+    /// must authenticate (or the operator insists), loopback otherwise.
+    public static func defaultHost(hasSecret: Bool, insecureDevMode: Bool) -> String {
+        hasSecret || insecureDevMode ? "0.0.0.0" : "127.0.0.1"
     }
 }
 

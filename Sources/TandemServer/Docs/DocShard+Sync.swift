@@ -164,7 +164,7 @@ extension DocShard {
     /// Compares the replica with Redis's head (periodically and after Redis reconnects).
     func checkHead(_ doc: String, _ docState: DocState) {
         guard docState.sync.isLoaded, node.redisIsUp else { return }
-        node.syncStore.head(doc: doc, on: eventLoop).whenSuccess { head in
+        node.syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
             guard self.docs[doc] === docState, head > docState.sync.head else { return }
             self.fillGap(doc, docState)
         }
@@ -388,7 +388,7 @@ extension DocShard {
                     self.failActivePush(doc, docState, .tooLarge, "a doc holds at most \(self.node.config.maxDocRecords) records")
                 case .failure(let error):
                     self.logger.debug("push commit failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
-                    self.failActivePush(doc, docState, .unavailable, "Redis is unreachable; the push was not acknowledged, retry it")
+                    self.failActivePush(doc, docState, .unavailable, SyncStore.commitFailureMessage(error))
                 }
             }
     }

@@ -66,6 +66,12 @@ public final class TandemMetrics: Sendable {
     public let syncLagClocks: ValueHistogram
     public let syncPushSeconds: ValueHistogram
 
+    // Redis memory and keys (issue 7), read from INFO every 5 s
+    public let redisMemoryUsedBytes: Gauge
+    public let redisMemoryMaxBytes: Gauge
+    public let redisKeys: Gauge
+    public let redisKeysWithoutTTL: Gauge
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
         func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
@@ -141,6 +147,16 @@ public final class TandemMetrics: Sendable {
             buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
         syncPushSeconds = registry.makeValueHistogram(
             descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+
+        redisMemoryUsedBytes = registry.makeGauge(
+            descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))
+        redisMemoryMaxBytes = registry.makeGauge(
+            descriptor: name(
+                "redis_memory_max", "bytes", "Redis maxmemory (0: no limit); at it, writes are refused and pushes get unavailable."))
+        redisKeys = registry.makeGauge(descriptor: name("redis_keys", "", "Keys in Tandem's Redis database (INFO keyspace)."))
+        redisKeysWithoutTTL = registry.makeGauge(
+            descriptor: name(
+                "redis_keys_without_ttl", "", "Keys in Tandem's Redis database without an expiry (every key Tandem writes has one)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.

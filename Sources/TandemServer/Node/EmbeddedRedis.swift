@@ -11,14 +11,42 @@ public final class EmbeddedRedis: @unchecked Sendable {
     public let dataDirectory: String
     public let redisServer: String
     public let appendFsync: String
+    /// Redis's `maxmemory` (0: no limit), always with `maxmemory-policy noeviction`: evicting a sync key
+    /// would silently lose acknowledged edits, while a refused write is answered `unavailable` (retryable)
+    /// and nothing acknowledged is lost.
+    public let maxMemoryBytes: UInt64
     private let logger: Logger
     private var process: SpawnedProcess?
 
-    public init(dataDirectory: String, redisServer: String = "redis-server", appendFsync: String = "everysec", logger: Logger) {
+    public init(
+        dataDirectory: String, redisServer: String = "redis-server", appendFsync: String = "everysec",
+        maxMemoryBytes: UInt64 = EmbeddedRedis.defaultMaxMemoryBytes(), logger: Logger
+    ) {
         self.dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
         self.redisServer = redisServer
         self.appendFsync = appendFsync
+        self.maxMemoryBytes = maxMemoryBytes
         self.logger = logger
+    }
+
+    /// A quarter of the memory this process may use: physical memory, or the cgroup limit when lower (a
+    /// container's limit, not the host's RAM). A quarter, because Redis's AOF rewrite forks and, under
+    /// writes, copy-on-write can briefly need up to as much again, and the Tandem node itself and the
+    /// kernel's page cache need the rest. Never below 64 MiB.
+    public static func defaultMaxMemoryBytes() -> UInt64 {
+        max(64 << 20, availableMemoryBytes() / 4)
+    }
+
+    /// Physical memory, capped by the cgroup v2 (`memory.max`) or v1 (`memory.limit_in_bytes`) limit.
+    static func availableMemoryBytes() -> UInt64 {
+        var available = ProcessInfo.processInfo.physicalMemory
+        for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+                let limit = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))  // "max" means none
+            else { continue }
+            available = min(available, limit)
+        }
+        return available
     }
 
     private var pidFile: String { dataDirectory + "/redis.pid" }
@@ -33,6 +61,7 @@ public final class EmbeddedRedis: @unchecked Sendable {
         var arguments = [
             "--dir", dataDirectory, "--appendonly", "yes", "--appendfsync", appendFsync, "--save", "",
             "--pidfile", pidFile, "--logfile", dataDirectory + "/redis.log", "--daemonize", "no",
+            "--maxmemory", "\(maxMemoryBytes)", "--maxmemory-policy", "noeviction",
         ]
         let url: String
         if useSocket {
@@ -55,7 +84,8 @@ public final class EmbeddedRedis: @unchecked Sendable {
                 logger.info(
                     "embedded redis started",
                     metadata: ["redis.url": "\(url)", "redis.data": "\(dataDirectory)", "redis.appendfsync": "\(appendFsync)",
-                               "redis.pid": "\(process.pid)"])
+                               "redis.pid": "\(process.pid)",
+                               "redis.maxmemory": "\(maxMemoryBytes == 0 ? "none" : OptionValues.describe(bytes: maxMemoryBytes))"])
                 return url
             }
             usleep(20_000)

@@ -21,6 +21,7 @@ final class NodeContext: Sendable {
     let directory: NodeDirectory
     let sessions: SessionOwnership
     let sampler = StatusSampler()
+    let redisMemory: RedisMemoryMonitor
     let startedAt = Date()
     /// Bound ports, set once listening (for the node directory).
     let ports = NIOLockedValueBox((ws: 0, ops: 0))
@@ -37,10 +38,12 @@ final class NodeContext: Sendable {
         self.subscriber = subscriber
         self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
         self.syncStore = SyncStore(
-            redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords)
+            redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords,
+            docTTLMs: config.docTTLMs)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
+        self.redisMemory = RedisMemoryMonitor(redis: redis, metrics: metrics, logger: logger)
         self.shardsBox = SetOnceShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }

@@ -68,7 +68,14 @@ public final class TandemNode: Sendable {
 
         let authenticator = await Authenticator(secret: configuration.jwtSecret)
         if authenticator.isDevelopmentMode {
-            logger.warning("no --jwt-secret: development mode, clients pick their user with ?user=&name= and edit every doc")
+            if configuration.insecureDevMode {
+                // Loud on purpose (critical: shown at every --log-level), here and again in `listening`.
+                logger.critical(
+                    "INSECURE DEVELOPMENT MODE (--insecure-dev-mode) on \(configuration.host): no JWT secret, so anyone who can reach this port picks any user id, resumes any session and edits every doc")
+            } else {
+                logger.warning(
+                    "no JWT secret: development mode on \(configuration.host) only; clients pick their user with ?user=&name= and edit every doc")
+            }
         }
         server = WebSocketServer(node: context, authenticator: authenticator, group: group)
 
@@ -100,7 +107,15 @@ public final class TandemNode: Sendable {
                 "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
                 "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
                 "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
+                "auth": "\(authMode)",
             ])
+    }
+
+    /// How clients are authenticated, for the `listening` line.
+    private var authMode: String {
+        if configuration.jwtSecret != nil { return "jwt" }
+        return configuration.insecureDevMode
+            ? "INSECURE-development-mode(anyone-reaching-this-port-is-any-user)" : "development(loopback-only)"
     }
 
     /// Once a second: storm state, queue gauges, the status sample and the directory heartbeat.
@@ -109,6 +124,7 @@ public final class TandemNode: Sendable {
         if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
         let loop = context.shards[0].eventLoop
+        context.redisMemory.sample(nowNanos: context.clock.nowNanos(), on: loop)
         // Outbound bytes must be read on each connection's own loop.
         let byLoop = Dictionary(grouping: context.registry.allConnections) { ObjectIdentifier($0.eventLoop) }
         let readings = byLoop.values.map { group in

@@ -45,6 +45,9 @@ final class NodeDirectory: Sendable {
           redis.call('ZREM', KEYS[1], unpack(old))
           redis.call('HDEL', KEYS[2], unpack(old))
         end
+        -- Issue 7: once every node has stopped, nothing prunes these; let them go with the last entry.
+        redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 60000)
+        redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + 60000)
         return {tostring(now), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'), redis.call('HGETALL', KEYS[2])}
         """)
 

@@ -14,18 +14,47 @@ import TandemRedis
 /// - `tandem:{D}:pushes` — hash session → `CLOCK\tPUSHID` lines of its last 64 commits, newest first
 ///   (idempotent re-push; push ids are JSON, so they hold no raw tab or newline), and
 ///   `tandem:{D}:pushers` sorted set session → clock, to forget sessions idle beyond the retention.
+///
+/// Doc TTL (`--doc-ttl`, issue 7): all seven keys carry one and the same deadline (PEXPIREAT), so they
+/// vanish together and no script ever sees a doc half expired (Redis freezes the clock a script sees).
+/// Every commit moves the deadline to commit time + TTL; `load` and `head`, which nodes run while they
+/// hold the doc open, move it too once half the TTL has passed, so a doc in use never expires under a
+/// node's replica. TTL 0 means never: those same places drop a deadline an earlier setting left.
 enum SyncScripts {
     static func keys(_ doc: String) -> [String] {
         let p = "tandem:{\(doc)}:"
         return [p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushes", p + "pushers"]
     }
 
+    /// Lua: `refreshTTL(ttl, nowMs)` gives KEYS[1…7] (keys(doc)) the deadline now + `ttl` ms (`ttl` 0:
+    /// no deadline). With `nowMs` (a commit) always: 7 PEXPIREATs. Without (the read paths) only when
+    /// due: one PTTL of the clock, and the refresh once half the TTL has passed since the last one (no
+    /// deadline yet counts as due; a doc without a clock — no commit yet — has nothing to keep).
+    static let refreshTTL = """
+        local function refreshTTL(ttl, nowMs)
+          local left
+          if ttl == 0 or not nowMs then left = redis.call('PTTL', KEYS[1]) end
+          if ttl == 0 then
+            if left >= 0 then for k = 1, 7 do redis.call('PERSIST', KEYS[k]) end end
+            return
+          end
+          if not nowMs then
+            if left == -2 or left >= ttl / 2 then return end
+            local t = redis.call('TIME')
+            nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          end
+          local deadline = string.format('%d', nowMs + ttl)
+          for k = 1, 7 do redis.call('PEXPIREAT', KEYS[k], deadline) end
+        end
+
+        """
+
     /// KEYS: keys(doc). ARGV: node, sid, pushIDJSON, appliedOpsJSON, retention, maxDocRecords, channel,
     /// created, removed, expectationCount, expectationCount × (id, kind a|e|v, version), writeCount,
-    /// writeCount × (id, p|r, record-or-empty).
+    /// writeCount × (id, p|r, record-or-empty), docTTLMs (always the last argument).
     /// Returns {'ok', clock, at} | {'conflict', head} | {'duplicate', clock} | {'too_large', count}.
     static let commit = RedisScript(
-        """
+        refreshTTL + """
         local clockKey, records, versions, tombs, log, pushes, pushers =
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
         local node, sid, pushId, ops = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -99,21 +128,33 @@ enum SyncScripts {
             redis.call('ZREM', pushers, unpack(idle))
           end
         end
+        -- --doc-ttl: the doc lives docTTLMs (last ARGV) past this commit; all keys get one deadline.
+        refreshTTL(tonumber(ARGV[#ARGV]), tonumber(at))
         redis.call('PUBLISH', channel,
           '{"k":"c","clock":' .. c .. ',"ops":' .. ops .. ',"by":"' .. sid .. '","node":"' .. node ..
           '","id":' .. pushId .. ',"at":' .. at .. '}')
         return {'ok', c, at}
         """)
 
-    /// KEYS: keys(doc). Returns {head, records (flat id/json), versions (flat id/clock),
+    /// KEYS: keys(doc). ARGV: docTTLMs. Returns {head, records (flat id/json), versions (flat id/clock),
     /// tombstones (flat id/clock), first retained log clock or ''}: a consistent snapshot of the doc.
+    /// Refreshes the doc's TTL when due (the node now holds the doc open).
     static let load = RedisScript(
-        """
+        refreshTTL + """
+        refreshTTL(tonumber(ARGV[1]))
         local head = redis.call('GET', KEYS[1]) or '0'
         local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
         local firstClock = ''
         if #first > 0 then firstClock = string.match(first[1][1], '^(%d+)') end
         return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
                 redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock}
+        """)
+
+    /// KEYS: keys(doc). ARGV: docTTLMs. Returns the head clock ('0' for a doc without commits), and
+    /// refreshes the doc's TTL when due: nodes run this periodically for every doc they hold open.
+    static let head = RedisScript(
+        refreshTTL + """
+        refreshTTL(tonumber(ARGV[1]))
+        return redis.call('GET', KEYS[1]) or '0'
         """)
 }

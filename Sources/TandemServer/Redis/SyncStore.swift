@@ -8,12 +8,15 @@ final class SyncStore: Sendable {
     private let nodeID: String
     private let retention: Int
     private let maxDocRecords: Int
+    /// --doc-ttl in ms (0: never); see `SyncScripts` for who refreshes it when.
+    private let docTTLMs: Int64
 
-    init(redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int) {
+    init(redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0) {
         self.redis = redis
         self.nodeID = nodeID
         self.retention = retention
         self.maxDocRecords = maxDocRecords
+        self.docTTLMs = docTTLMs
     }
 
     enum CommitOutcome: Equatable {
@@ -57,6 +60,7 @@ final class SyncStore: Sendable {
                 args.append("")
             }
         }
+        args.append(docTTLMs)  // always last (see SyncScripts.commit)
         return redis.evalScript(SyncScripts.commit, keys: SyncScripts.keys(doc), args: args, on: loop).flatMapThrowing {
             reply in
             guard let parts = reply.array, let kind = parts.first?.string, parts.count >= 2,
@@ -73,9 +77,19 @@ final class SyncStore: Sendable {
         }
     }
 
+    /// What a pusher is told when its commit failed in Redis (`unavailable`: retry it).
+    static func commitFailureMessage(_ error: any Error) -> String {
+        // With maxmemory-policy noeviction a full Redis refuses the commit script's first write, before it
+        // changed anything (Redis checks OOM only until a script's first write), so nothing was applied.
+        if case RedisError.server(let message) = error, message.hasPrefix("OOM") {
+            return "Redis is out of memory (its maxmemory); the push was not applied, retry it later"
+        }
+        return "Redis is unreachable; the push was not acknowledged, retry it"
+    }
+
     /// A consistent copy of the doc: replica at head plus the oldest clock the log retains.
     func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
-        redis.evalScript(SyncScripts.load, keys: SyncScripts.keys(doc), on: loop).flatMapThrowing { reply in
+        redis.evalScript(SyncScripts.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
             guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init) else {
                 throw SyncStoreError.unexpectedReply("load")
             }
@@ -105,6 +119,13 @@ final class SyncStore: Sendable {
 
     func head(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {
         redis.send(RedisCommand("GET", SyncScripts.keys(doc)[0]), on: loop).map { $0.string.flatMap(UInt64.init) ?? 0 }
+    }
+
+    /// The head clock, read by a node that holds the doc open: also refreshes the doc's TTL when due, so
+    /// its keys never expire under the node's replica (`head` is the plain read, e.g. for the ops API).
+    func headKeepingAlive(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {
+        redis.evalScript(SyncScripts.head, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop)
+            .map { $0.string.flatMap(UInt64.init) ?? 0 }
     }
 
     /// Record and tombstone counts straight from Redis (ops API for docs without local members).

@@ -1,0 +1,81 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TandemRedis
+
+/// Samples Redis's memory and key counts (`INFO memory`, `INFO keyspace`) into gauges every few seconds,
+/// so operators see Redis approach its `maxmemory` before writes are refused. Warns once when the Redis
+/// evicts keys under memory pressure (any `maxmemory-policy` but `noeviction`): eviction would silently
+/// drop sync keys, i.e. acknowledged edits, where a refused write is only a retryable `unavailable`.
+final class RedisMemoryMonitor: Sendable {
+    static let intervalNanos: UInt64 = 5_000_000_000
+
+    private let redis: RedisClient
+    private let metrics: TandemMetrics
+    private let logger: Logger
+    private let database: Int
+    private let state = NIOLockedValueBox((nextNanos: UInt64(0), inFlight: false, warnedPolicy: false))
+
+    init(redis: RedisClient, metrics: TandemMetrics, logger: Logger) {
+        self.redis = redis
+        self.metrics = metrics
+        self.logger = logger
+        self.database = redis.configuration.endpoint.database
+    }
+
+    /// Called every second by the node's housekeeping; reads Redis at most every `intervalNanos`.
+    func sample(nowNanos: UInt64, on loop: EventLoop) {
+        let due = state.withLockedValue { state -> Bool in
+            guard !state.inFlight, nowNanos >= state.nextNanos, redis.isConnected else { return false }
+            state.inFlight = true
+            state.nextNanos = nowNanos + Self.intervalNanos
+            return true
+        }
+        guard due else { return }
+        redis.send([RedisCommand("INFO", "memory"), RedisCommand("INFO", "keyspace")], on: loop).whenComplete { result in
+            self.state.withLockedValue { $0.inFlight = false }
+            guard case .success(let replies) = result, replies.count == 2,
+                let memory = replies[0].string.map(Self.fields), let keyspace = replies[1].string.map(Self.fields)
+            else { return }
+            self.record(memory: memory, keyspace: keyspace)
+        }
+    }
+
+    private func record(memory: [String: String], keyspace: [String: String]) {
+        if let used = memory["used_memory"].flatMap(Double.init) { metrics.redisMemoryUsedBytes.set(to: used) }
+        if let max = memory["maxmemory"].flatMap(Double.init) { metrics.redisMemoryMaxBytes.set(to: max) }
+        let (keys, expiring) = Self.keyCounts(keyspace["db\(database)"])
+        metrics.redisKeys.set(to: Double(keys))
+        metrics.redisKeysWithoutTTL.set(to: Double(keys - min(keys, expiring)))
+        if let policy = memory["maxmemory_policy"], policy != "noeviction" {
+            let first = state.withLockedValue { state -> Bool in
+                defer { state.warnedPolicy = true }
+                return !state.warnedPolicy
+            }
+            if first {
+                logger.warning(
+                    "Redis maxmemory-policy is \(policy): at its maxmemory Redis evicts keys, which silently loses synced edits; set maxmemory-policy noeviction (then full Redis means pushes get unavailable instead)")
+            }
+        }
+    }
+
+    /// `key:value` lines of an INFO section (comments and blank lines skipped).
+    static func fields(_ info: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for line in info.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields[String(line[..<colon])] = String(line[line.index(after: colon)...])
+        }
+        return fields
+    }
+
+    /// `keys=N,expires=M,avg_ttl=…` of one database line of INFO keyspace; (0, 0) for an empty database.
+    static func keyCounts(_ line: String?) -> (keys: Int, expiring: Int) {
+        var values: [Substring: Int] = [:]
+        for part in (line ?? "").split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            if pair.count == 2, let value = Int(pair[1]) { values[pair[0]] = max(0, value) }
+        }
+        return (values["keys"] ?? 0, values["expires"] ?? 0)
+    }
+}
