@@ -9,6 +9,8 @@ enum EnvironmentOptions {
         "max-new-connections-per-sec", "max-connections", "max-connections-per-user", "storm-threshold", "storm-resume-grace-ms",
         "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "max-queued-pushes", "data-dir",
         "redis-server", "appendfsync", "web-root", "log-level",
+        "max-docs-per-connection", "handshake-timeout-ms", "max-pending-handshakes", "max-handshake-attempts-per-sec",
+        "max-pending-requests",
     ]
 
     static func environmentName(for option: String) -> String {

@@ -53,6 +53,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-doc-records"), help: "Most records in one doc.") var maxDocRecords = 100_000
     @Option(name: .customLong("max-queued-pushes"), help: "Pushes queued per doc before new ones get unavailable.")
     var maxQueuedPushes = 1_000
+    @Option(name: .customLong("max-docs-per-connection"), help: "Docs one connection may be in (beyond: too_many_docs).")
+    var maxDocsPerConnection = 100
+    @Option(name: .customLong("handshake-timeout-ms"), help: "Sockets not upgraded to WebSocket within this are closed.")
+    var handshakeTimeoutMs = 10_000
+    @Option(name: .customLong("max-pending-handshakes"), help: "Sockets in the pre-upgrade phase (beyond: 503, closed).")
+    var maxPendingHandshakes = 1_000
+    @Option(
+        name: .customLong("max-handshake-attempts-per-sec"),
+        help: "Handshakes whose token is checked per second, valid or not (beyond: 503 before the check).")
+    var maxHandshakeAttemptsPerSec = 5_000
+    @Option(
+        name: .customLong("max-pending-requests"),
+        help: "Requests of one connection waiting for its join of a doc to complete (beyond: unavailable).")
+    var maxPendingRequests = 1_000
     @Option(name: .customLong("data-dir"), help: "Where the embedded redis-server keeps its data.") var dataDir = ".tandem"
     @Option(name: .customLong("redis-server"), help: "The redis-server program for the embedded Redis.")
     var redisServer = "redis-server"
@@ -118,6 +132,11 @@ struct Serve: AsyncParsableCommand {
         config.maxPushOps = maxPushOps
         config.maxDocRecords = maxDocRecords
         config.maxQueuedPushes = maxQueuedPushes
+        config.maxDocsPerConnection = maxDocsPerConnection
+        config.handshakeTimeoutMs = handshakeTimeoutMs
+        config.maxPendingHandshakes = maxPendingHandshakes
+        config.maxHandshakeAttemptsPerSecond = maxHandshakeAttemptsPerSec
+        config.maxPendingRequests = maxPendingRequests
         config.webRoot = webRoot ?? Self.defaultWebRoot()
 
         let node: TandemNode
