@@ -17,21 +17,19 @@ import Testing
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "hs-timeout", stopWhenDone: true) {
             $0.handshakeTimeoutMs = 1_500
         }
-        let timeoutsBefore = try await node.value("tandem_handshake_timeouts_total")
         var sockets: [RawSocket] = []
         for i in 0..<150 {
             let socket = try RawSocket(port: node.port)
             if i % 5 == 0 { try socket.write("GET /v1/ws?user=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: web") }
             sockets.append(socket)
         }
-        try await waitUntil("150 pending handshakes") { try await node.value("tandem_handshakes_pending") == 150 }
         // A real client still gets through meanwhile (they do not count against --max-connections either).
         let alice = try await TestClient.connect(node.url(user: "alice"), name: "alice")
         try await waitUntil("every idle socket closed by the node", timeout: .seconds(15)) {
             sockets.allSatisfy { $0.closedByPeer }
         }
         try await waitUntil("none pending any more") { try await node.value("tandem_handshakes_pending") == 0 }
-        #expect(try await node.value("tandem_handshake_timeouts_total") - timeoutsBefore == 150)
+        #expect(try await node.value("tandem_handshake_timeouts_total") == 150)
         #expect(sockets.allSatisfy { $0.received.isEmpty }, "closed without an answer")
         #expect(!alice.isClosed, "the upgraded client is not affected by the timeout")
         alice.sendRaw(#"{"t":"ping"}"#)
