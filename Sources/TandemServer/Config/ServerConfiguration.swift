@@ -75,8 +75,12 @@ public struct ServerConfiguration: Sendable {
     /// slots of authenticated clients.
     public var maxPendingHandshakes = 1_000
     /// Handshakes whose token is checked per second, authenticated or not; beyond it: 503 before any
-    /// check. `maxNewConnectionsPerSecond` applies to authenticated handshakes only.
+    /// check. `maxNewConnectionsPerSecond` applies to authenticated handshakes only. Never below it (see
+    /// `handshakeAttemptsPerSecond`).
     public var maxHandshakeAttemptsPerSecond = 5_000
+    /// The attempt rate in force: at least the admission rate, so raising `--max-new-connections-per-sec`
+    /// alone never makes the attempt bound the tighter one.
+    public var handshakeAttemptsPerSecond: Int { max(maxHandshakeAttemptsPerSecond, maxNewConnectionsPerSecond) }
     /// Requests (push, sync, ack) of one connection waiting for its join of one doc to complete; beyond
     /// it they are refused with `unavailable`.
     public var maxPendingRequests = 1_000
@@ -136,9 +140,7 @@ public struct ServerConfiguration: Sendable {
         try check(maxDocsPerConnection >= 1, "--max-docs-per-connection must be at least 1")
         try check(handshakeTimeoutMs >= 100, "--handshake-timeout-ms must be at least 100")
         try check(maxPendingHandshakes >= 1, "--max-pending-handshakes must be at least 1")
-        try check(
-            maxHandshakeAttemptsPerSecond >= maxNewConnectionsPerSecond,
-            "--max-handshake-attempts-per-sec must be at least --max-new-connections-per-sec")
+        try check(maxHandshakeAttemptsPerSecond >= 1, "--max-handshake-attempts-per-sec must be at least 1")
         try check(maxPendingRequests >= 1, "--max-pending-requests must be at least 1")
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         try check(jwtSecret.map { $0.utf8.count >= 32 } ?? true, "--jwt-secret must be at least 32 bytes")

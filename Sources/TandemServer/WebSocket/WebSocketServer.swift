@@ -24,7 +24,7 @@ final class WebSocketServer: Sendable {
         self.authenticator = authenticator
         self.admission = HandshakeAdmission(
             maxPerSecond: node.config.maxNewConnectionsPerSecond,
-            maxAttemptsPerSecond: node.config.maxHandshakeAttemptsPerSecond)
+            maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
         self.group = group
     }
 
