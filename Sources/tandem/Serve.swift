@@ -35,7 +35,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("sweep-ms"), help: "How often expired nodes are swept from docs.") var sweepMs = 500
     @Option(name: .customLong("reconcile-ms"), help: "How often each doc's presence is checked against Redis.")
     var reconcileMs = 5000
-    @Option(name: .customLong("max-new-connections-per-sec"), help: "WebSocket handshakes admitted per second.")
+    @Option(name: .customLong("max-new-connections-per-sec"), help: "Authenticated WebSocket handshakes admitted per second.")
     var maxNewConnectionsPerSec = 500
     @Option(name: .customLong("max-connections"), help: "Open client connections per node.") var maxConnections = 20_000
     @Option(name: .customLong("max-connections-per-user"), help: "Open client connections per user on a node.")
