@@ -11,6 +11,8 @@ enum EnvironmentOptions {
         "redis-server", "appendfsync", "web-root", "log-level",
         // Secure defaults and Redis bounds (issue 7)
         "jwt-secret-file", "doc-ttl", "redis-maxmemory",
+        "max-docs-per-connection", "handshake-timeout-ms", "max-pending-handshakes", "max-handshake-attempts-per-sec",
+        "max-pending-requests",
     ]
 
     /// Flags without a value, set by TANDEM_<NAME>=1|true|yes (0|false|no|empty: not set).

@@ -38,7 +38,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("sweep-ms"), help: "How often expired nodes are swept from docs.") var sweepMs = 500
     @Option(name: .customLong("reconcile-ms"), help: "How often each doc's presence is checked against Redis.")
     var reconcileMs = 5000
-    @Option(name: .customLong("max-new-connections-per-sec"), help: "WebSocket handshakes admitted per second.")
+    @Option(name: .customLong("max-new-connections-per-sec"), help: "Authenticated WebSocket handshakes admitted per second.")
     var maxNewConnectionsPerSec = 500
     @Option(name: .customLong("max-connections"), help: "Open client connections per node.") var maxConnections = 20_000
     @Option(name: .customLong("max-connections-per-user"), help: "Open client connections per user on a node.")
@@ -56,6 +56,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-doc-records"), help: "Most records in one doc.") var maxDocRecords = 100_000
     @Option(name: .customLong("max-queued-pushes"), help: "Pushes queued per doc before new ones get unavailable.")
     var maxQueuedPushes = 1_000
+    @Option(name: .customLong("max-docs-per-connection"), help: "Docs one connection may be in (beyond: too_many_docs).")
+    var maxDocsPerConnection = 100
+    @Option(name: .customLong("handshake-timeout-ms"), help: "Sockets not upgraded to WebSocket within this are closed.")
+    var handshakeTimeoutMs = 10_000
+    @Option(name: .customLong("max-pending-handshakes"), help: "Sockets in the pre-upgrade phase (beyond: 503, closed).")
+    var maxPendingHandshakes = 1_000
+    @Option(
+        name: .customLong("max-handshake-attempts-per-sec"),
+        help: "Handshakes whose token is checked per second, valid or not (beyond: 503 before the check).")
+    var maxHandshakeAttemptsPerSec = 5_000
+    @Option(
+        name: .customLong("max-pending-requests"),
+        help: "Requests of one connection waiting for its join of a doc to complete (beyond: unavailable).")
+    var maxPendingRequests = 1_000
     @Option(name: .customLong("data-dir"), help: "Where the embedded redis-server keeps its data.") var dataDir = ".tandem"
     @Option(name: .customLong("redis-server"), help: "The redis-server program for the embedded Redis.")
     var redisServer = "redis-server"
@@ -177,6 +191,11 @@ struct Serve: AsyncParsableCommand {
         config.maxPushOps = maxPushOps
         config.maxDocRecords = maxDocRecords
         config.maxQueuedPushes = maxQueuedPushes
+        config.maxDocsPerConnection = maxDocsPerConnection
+        config.handshakeTimeoutMs = handshakeTimeoutMs
+        config.maxPendingHandshakes = maxPendingHandshakes
+        config.maxHandshakeAttemptsPerSecond = maxHandshakeAttemptsPerSec
+        config.maxPendingRequests = maxPendingRequests
         config.webRoot = webRoot ?? Self.defaultWebRoot()
         config.insecureDevMode = insecureDevMode
         config.docTTLMs = OptionValues.durationMs(docTTL) ?? config.docTTLMs

@@ -95,11 +95,17 @@ import Testing
     @Test func aSessionResumedElsewhereDuringAnOutageKeepsItsDoc() async throws {
         let cluster = try await SyncCluster.start(nodes: 2, redisArguments: ["--appendonly", "yes", "--appendfsync", "always"])
         let doc = "unavailable:resume"
-        let alice = try await cluster.client("alice", node: 0)
+        // alice's session starts on node-1 and moves to node-0. Without Redis a node grants a resume only
+        // of a session it knows to be the user's (issue 7): node-1 knows this one, so alice can come back
+        // to it during the outage.
+        let alice = try await cluster.client("alice", node: 1)
+        let session = alice.session
+        alice.socket.abort()
+        try await alice.reconnect(cluster.nodes[0].url(user: "alice", query: "resume=\(session)"))
+        #expect(alice.session == session)
         let bob = try await cluster.client("bob", node: 0)
         let carol = try await cluster.client("carol", node: 1)
         for client in [alice, bob, carol] { try await client.join(doc) }
-        let session = alice.session
 
         cluster.redis.stop()
         alice.socket.abort()

@@ -54,7 +54,10 @@ public enum ClientMessage: Equatable, Sendable {
         case "push":
             let doc = try fields.doc()
             guard let id = object["id"], Self.isValidPushID(id) else {
-                throw ProtocolError(.badMessage, "push needs \"id\": a number or a string of at most 64 characters", doc: doc)
+                throw ProtocolError(
+                    .badMessage,
+                    "push needs \"id\": a number of at most \(Self.maxPushIDNumberLength) characters or a string of at most \(Self.maxPushIDStringLength) bytes",
+                    doc: doc)
             }
             guard let base = try fields.optionalClock("base", doc: doc, pushID: id) else {
                 throw ProtocolError(.badMessage, "push needs \"base\": a clock (non-negative integer)", doc: doc, pushID: id)
@@ -70,10 +73,12 @@ public enum ClientMessage: Equatable, Sendable {
             }
             var limit: Int? = nil
             if let raw = object["limit"] {
-                guard let l = raw.intValue, l > 0 else {
-                    throw ProtocolError(.badMessage, "\"limit\" must be a positive integer", doc: doc)
+                // Any size is accepted (the server caps it at a chunk), but it must be a number a client can
+                // represent, so no later arithmetic on it can overflow.
+                guard let l = raw.uint64Value, l > 0, l <= Self.maxClock else {
+                    throw ProtocolError(.badMessage, "\"limit\" must be an integer from 1 to \(Self.maxClock)", doc: doc)
                 }
-                limit = l
+                limit = Int(l)
             }
             return .sync(doc: doc, from: from, limit: limit)
         case "ack":
@@ -87,11 +92,24 @@ public enum ClientMessage: Equatable, Sendable {
         }
     }
 
-    /// Push ids are echoed back verbatim: a number, or a string of at most 64 characters.
+    /// The largest clock a client may send (`since`, `base`, `from`, ack `clock`) and the largest `limit`:
+    /// 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`. No client can represent a larger clock exactly,
+    /// and a bound this far below `UInt64.max` keeps every `+ 1` on a clock from overflowing.
+    public static let maxClock: UInt64 = (1 << 53) - 1
+
+    /// Longest numeric push id, as its JSON lexeme (`-12.5e3` is 7). Push ids are stored in the doc's log
+    /// and `pushes` hash and compared by the commit script on every later commit of the session, so they
+    /// must be short; 32 characters hold any integer a client uses (and any 64-bit one) with room to spare.
+    public static let maxPushIDNumberLength = 32
+    /// Longest string push id, in UTF-8 bytes.
+    public static let maxPushIDStringLength = 64
+
+    /// Push ids are echoed back verbatim: a number of at most 32 characters (its JSON lexeme), or a string
+    /// of at most 64 bytes.
     public static func isValidPushID(_ id: JSONValue) -> Bool {
         switch id {
-        case .number: return true
-        case .string(let s): return s.utf8.count <= 64
+        case .number(let lexeme): return lexeme.utf8.count <= maxPushIDNumberLength
+        case .string(let s): return s.utf8.count <= maxPushIDStringLength
         default: return false
         }
     }
@@ -112,8 +130,11 @@ public enum ClientMessage: Equatable, Sendable {
 
         func optionalClock(_ name: String, doc: String, pushID: JSONValue? = nil) throws(ProtocolError) -> UInt64? {
             guard let raw = object[name], raw != .null else { return nil }
-            guard let clock = raw.uint64Value else {
-                throw ProtocolError(.badMessage, "\"\(name)\" must be a non-negative integer clock", doc: doc, pushID: pushID)
+            // Range-checked here, where it is parsed, so nothing downstream sees a clock it cannot add 1 to.
+            guard let clock = raw.uint64Value, clock <= ClientMessage.maxClock else {
+                throw ProtocolError(
+                    .badMessage, "\"\(name)\" must be a clock: an integer from 0 to \(ClientMessage.maxClock)", doc: doc,
+                    pushID: pushID)
             }
             return clock
         }

@@ -11,12 +11,15 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case forbidden = "forbidden"
     /// The message needs a `join` of that doc first.
     case notJoined = "not_joined"
-    /// Presence updates beyond the per-user rate are being dropped (sent at most once a second).
+    /// Presence updates beyond the per-user rate are being dropped (sent at most once a second), or a
+    /// `join` of one doc came faster than the presence rate and was not answered.
     case rateLimited = "rate_limited"
     /// Redis is unreachable; the request was not applied. Retryable.
     case unavailable = "unavailable"
     /// An unexpected server-side failure; the request was not applied. Retryable.
     case internalError = "internal"
+    /// A `join` beyond `--max-docs-per-connection`: leave a doc first (or open another connection).
+    case tooManyDocs = "too_many_docs"
 }
 
 /// A protocol-level refusal of one client message. The connection stays usable.

@@ -75,10 +75,42 @@ extension ServerMessage {
 /// as the client reads. Queued all at once, a catch-up longer than `--max-outbound-bytes` closed the
 /// client with 1013 every time it came back: exactly the clients that fell behind could never catch up.
 public protocol CatchUpChunker: Sendable {
+    /// The doc the catch-up is for.
+    var doc: String { get }
     /// True once every chunk (at least one) was produced.
     var isFinished: Bool { get }
     /// The next complete frame, or nil when finished.
     mutating func next() -> [UInt8]?
+    /// About how many bytes the frames not produced yet will take, counting no further than `cap` (so a
+    /// large catch-up is not walked in full just to be accounted for).
+    func estimatedRemainingBytes(upTo cap: Int) -> Int
+}
+
+extension ServerMessage {
+    /// About how many bytes `value` serializes to (strings without escapes), without serializing it.
+    /// Stops adding once the total passes `cap`.
+    static func estimatedSize(of value: JSONValue, upTo cap: Int) -> Int {
+        switch value {
+        case .null: return 4
+        case .bool(let b): return b ? 4 : 5
+        case .number(let lexeme): return lexeme.utf8.count
+        case .string(let s): return s.utf8.count + 2
+        case .array(let items):
+            var total = 2
+            for item in items {
+                total += estimatedSize(of: item, upTo: cap) + 1
+                if total >= cap { break }
+            }
+            return total
+        case .object(let fields):
+            var total = 2
+            for (key, item) in fields {
+                total += key.utf8.count + 4 + estimatedSize(of: item, upTo: cap)
+                if total >= cap { break }
+            }
+            return total
+        }
+    }
 }
 
 /// `{"t":"log","doc":D,"entries":[…],"head":H,"more":B}` chunks of at most `maxChunkItems` entries or
@@ -99,6 +131,19 @@ public struct LogChunker: CatchUpChunker {
     }
 
     public var isFinished: Bool { emittedAny && index >= entries.count }
+
+    public func estimatedRemainingBytes(upTo cap: Int) -> Int {
+        guard !isFinished else { return 0 }
+        var total = 64 + doc.utf8.count
+        var i = index
+        while i < entries.count, total < cap {
+            let entry = entries[i]
+            total += 48 + entry.by.utf8.count + ServerMessage.estimatedSize(of: entry.ops, upTo: cap)
+                + (entry.pushID.map { ServerMessage.estimatedSize(of: $0, upTo: cap) } ?? 0)
+            i += 1
+        }
+        return min(total, cap)
+    }
 
     public mutating func next() -> [UInt8]? {
         guard !isFinished else { return nil }
@@ -140,6 +185,17 @@ public struct SnapshotChunker: CatchUpChunker {
     }
 
     public var isFinished: Bool { emittedAny && index >= ids.count }
+
+    public func estimatedRemainingBytes(upTo cap: Int) -> Int {
+        guard !isFinished else { return 0 }
+        var total = 64 + doc.utf8.count
+        var i = index
+        while i < ids.count, total < cap {
+            total += ids[i].utf8.count + 4 + (records[ids[i]].map { ServerMessage.estimatedSize(of: $0, upTo: cap) } ?? 0)
+            i += 1
+        }
+        return min(total, cap)
+    }
 
     public mutating func next() -> [UInt8]? {
         guard !isFinished else { return nil }

@@ -33,7 +33,9 @@ public struct SyncDoc<Member: Hashable> {
 
     /// The first missing clock and the clock before the next one we hold, when commits wait behind a gap.
     public var gap: ClosedRange<UInt64>? {
-        guard let replica, let next = ahead.keys.min() else { return nil }
+        // `ahead` only holds clocks above head + 1 (head + 1 is applied at once), so the range is never
+        // empty; checked anyway, since clocks come from Redis and pub/sub.
+        guard let replica, let next = ahead.keys.min(), next > replica.head, next - replica.head >= 2 else { return nil }
         return (replica.head + 1)...(next - 1)
     }
 
@@ -71,7 +73,8 @@ public struct SyncDoc<Member: Hashable> {
 
     private mutating func drainAhead() -> [Dispatch] {
         var dispatches: [Dispatch] = []
-        while let replica, let next = ahead.removeValue(forKey: replica.head + 1) {
+        // `head < UInt64.max` keeps `head + 1` from trapping on a clock read from a corrupted Redis key.
+        while let replica, replica.head < UInt64.max, let next = ahead.removeValue(forKey: replica.head + 1) {
             guard let ops = try? Ops(json: next.ops) else {
                 // Cannot happen for commits written by Tandem; skipping would break every replica the
                 // same way, so apply it as empty to keep clocks contiguous.
@@ -113,9 +116,15 @@ public struct SyncDoc<Member: Hashable> {
         let head = replica!.head
         cursors.removeValue(forKey: member)
         catchingUp.removeValue(forKey: member)
-        guard let since, since <= head, since + 1 >= retainedFrom else {
+        // retainedFrom >= 1 always; comparing with `retainedFrom - 1` instead of `since + 1` keeps a client's
+        // `since` out of any addition until it is known to be below head.
+        guard let since, since <= head, since >= retainedFrom - 1 else {
             cursors[member] = head
             return .snapshot(head: head, records: replica!.records)
+        }
+        guard since < head else {
+            cursors[member] = head
+            return .log([], head: head)
         }
         return plan(member, from: since + 1, head: head)
     }
@@ -124,10 +133,14 @@ public struct SyncDoc<Member: Hashable> {
     public mutating func continueCatchUp(_ member: Member, through: UInt64) -> CatchUp? {
         guard let replica, catchingUp[member] != nil else { return nil }
         catchingUp.removeValue(forKey: member)
-        if through + 1 < retainedFrom {
+        if through < retainedFrom - 1 {
             // The log moved on while we read it: start over from a snapshot.
             cursors[member] = replica.head
             return .snapshot(head: replica.head, records: replica.records)
+        }
+        guard through < replica.head else {
+            cursors[member] = replica.head
+            return .log([], head: replica.head)
         }
         return plan(member, from: through + 1, head: replica.head)
     }
@@ -137,7 +150,9 @@ public struct SyncDoc<Member: Hashable> {
             cursors[member] = head
             return .log([], head: head)
         }
-        if let first = recent.first, first.clock <= from {
+        // `recent` is contiguous and ends at head, so the offset is below its count; checked rather than
+        // trusted, as an out-of-range index would trap.
+        if let first = recent.first, first.clock <= from, from - first.clock < UInt64(recent.count) {
             cursors[member] = head
             return .log(Array(recent[Int(from - first.clock)...]), head: head)
         }
@@ -155,6 +170,7 @@ public struct SyncDoc<Member: Hashable> {
         guard let first = recent.first, first.clock <= from else { return from > head ? [] : nil }
         let upper = min(through, head)
         guard from <= upper else { return [] }
+        guard upper - first.clock < UInt64(recent.count) else { return nil }
         return Array(recent[Int(from - first.clock)...Int(upper - first.clock)])
     }
 

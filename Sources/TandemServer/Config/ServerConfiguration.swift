@@ -74,6 +74,26 @@ public struct ServerConfiguration: Sendable {
     /// Every Redis key of a doc expires after this long without a write (each commit refreshes them, and
     /// so does every node that has the doc open, so a doc in use never loses its keys); 0 = never.
     public var docTTLMs: Int64 = 30 * 86_400_000
+    // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
+    /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
+    public var maxDocsPerConnection = 100
+    /// A socket that has not completed the WebSocket upgrade after this long is closed (idle or slow
+    /// HTTP requests included).
+    public var handshakeTimeoutMs = 10_000
+    /// Sockets in the pre-upgrade phase (accepted, not upgraded yet); beyond it a new socket gets 503 and
+    /// is closed at once. Separate from `maxConnections`, so unauthenticated sockets cannot use up the
+    /// slots of authenticated clients.
+    public var maxPendingHandshakes = 1_000
+    /// Handshakes whose token is checked per second, authenticated or not; beyond it: 503 before any
+    /// check. `maxNewConnectionsPerSecond` applies to authenticated handshakes only. Never below it (see
+    /// `handshakeAttemptsPerSecond`).
+    public var maxHandshakeAttemptsPerSecond = 5_000
+    /// The attempt rate in force: at least the admission rate, so raising `--max-new-connections-per-sec`
+    /// alone never makes the attempt bound the tighter one.
+    public var handshakeAttemptsPerSecond: Int { max(maxHandshakeAttemptsPerSecond, maxNewConnectionsPerSecond) }
+    /// Requests (push, sync, ack) of one connection waiting for its join of one doc to complete; beyond
+    /// it they are refused with `unavailable`.
+    public var maxPendingRequests = 1_000
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
@@ -127,6 +147,11 @@ public struct ServerConfiguration: Sendable {
                   "connection limits must be at least 1")
         try check(stormResumeGraceMs >= presenceTTLMs, "--storm-resume-grace-ms must be at least --presence-ttl-ms")
         try check(logRetention >= 1, "--log-retention must be at least 1")
+        try check(maxDocsPerConnection >= 1, "--max-docs-per-connection must be at least 1")
+        try check(handshakeTimeoutMs >= 100, "--handshake-timeout-ms must be at least 100")
+        try check(maxPendingHandshakes >= 1, "--max-pending-handshakes must be at least 1")
+        try check(maxHandshakeAttemptsPerSecond >= 1, "--max-handshake-attempts-per-sec must be at least 1")
+        try check(maxPendingRequests >= 1, "--max-pending-requests must be at least 1")
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         try check(jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true, "--jwt-secret must be at least 32 bytes")
         try check(jwtSecret != nil || insecureDevMode || Self.isLoopback(host), Self.developmentModeRefusal(host: host))

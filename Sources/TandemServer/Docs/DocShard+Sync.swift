@@ -41,7 +41,12 @@ extension DocShard {
             self.processPushes(doc, docState)
         }.recover { error in
             docState.syncLoadInFlight = false
-            self.logger.debug("doc load failed; will retry when Redis is back", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            if error is SyncStoreError {
+                // Redis answered, but with something that is not a doc (a corrupted key): say so loudly.
+                self.logger.warning("doc state in Redis is invalid; not loading it", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            } else {
+                self.logger.debug("doc load failed; will retry when Redis is back", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            }
             if !docState.sync.isLoaded { self.refuseQueuedPushes(doc, docState) }
         }
     }
@@ -53,6 +58,8 @@ extension DocShard {
             docState.awaitingSync[id] = .some(since)
             return
         }
+        docState.nextCatchUpGeneration &+= 1
+        docState.catchUpGeneration[id] = docState.nextCatchUpGeneration
         send(docState.sync.attach(id, since: since), to: connection, doc: doc, docState)
     }
 
@@ -64,8 +71,12 @@ extension DocShard {
             enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: false), to: connection)
         case .fetch(let from, _):
             let id = ObjectIdentifier(connection)
+            let generation = docState.catchUpGeneration[id]
             node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
-                guard self.docs[doc] === docState, docState.members[id] != nil, docState.sync.isCatchingUp(id) else { return }
+                // Also not when a re-join started another catch-up meanwhile (two would interleave).
+                guard self.docs[doc] === docState, docState.members[id] != nil, docState.sync.isCatchingUp(id),
+                    docState.catchUpGeneration[id] == generation
+                else { return }
                 let head = docState.sync.head
                 let entries = ((try? result.get()) ?? []).filter { $0.clock <= head }
                 let next: SyncDoc<ObjectIdentifier>.CatchUp?
@@ -117,7 +128,8 @@ extension DocShard {
                 finishPush(active, clock: commit.clock, doc: doc, docState)
             }
             if !dispatch.recipients.isEmpty {
-                docState.stats.recordLag(Double(nowWall &- commit.committedAtMs))
+                // `at` comes from Redis (or pub/sub): a time in the future counts as no lag, not as 584 million years.
+                docState.stats.recordLag(Double(nowWall >= commit.committedAtMs ? nowWall - commit.committedAtMs : 0))
                 let patch = ByteBufferAllocator().buffer(bytes: ServerMessage.patch(doc: doc, commit: commit))
                 for id in dispatch.recipients where id != pusher {
                     guard let connection = docState.members[id]?.connection else { continue }
@@ -145,13 +157,16 @@ extension DocShard {
 
     /// Reads missing commits from the Redis log; if the log no longer has them, reloads the doc.
     func fillGap(_ doc: String, _ docState: DocState) {
-        guard docs[doc] === docState, !docState.gapFillInFlight, docState.sync.isLoaded, node.redisIsUp else { return }
+        // head <= 2^53 − 1 + commits applied since the load (SyncStore refuses larger heads): no overflow.
+        guard docs[doc] === docState, !docState.gapFillInFlight, docState.sync.isLoaded, node.redisIsUp,
+            docState.sync.head < UInt64.max
+        else { return }
         docState.gapFillInFlight = true
         let from = docState.sync.head + 1
         node.syncStore.log(doc: doc, from: from, count: 1000, on: eventLoop).whenComplete { result in
             docState.gapFillInFlight = false
             guard self.docs[doc] === docState, case .success(let entries) = result else { return }
-            if let first = entries.first, first.clock > docState.sync.head + 1 {
+            if let first = entries.first, first.clock > docState.sync.head, first.clock - docState.sync.head > 1 {
                 self.logger.warning("commits missing from the retained log; reloading doc", metadata: ["doc": "\(doc)"])
                 _ = self.loadSync(doc, docState)
                 return
@@ -189,6 +204,17 @@ extension DocShard {
                 // its catch-up is being read from the Redis log): handle the request once it is, after the
                 // catch-up. A push decided earlier committed with nobody to answer (results go to live
                 // members only; its commit showed up in the catch-up instead), or was refused `not_joined`.
+                let limit = self.node.config.maxPendingRequests
+                guard docState.earlyRequests[member, default: []].count < limit else {
+                    self.node.metrics.clientLimitReached(.pendingRequests)
+                    if case .push = message { self.node.metrics.syncPush("error") }
+                    let error = ProtocolError(
+                        .unavailable,
+                        "more than \(limit) requests wait for this connection's join of the doc to complete (--max-pending-requests); retry after it",
+                        doc: doc, pushID: message.pushID)
+                    connection.eventLoop.execute { connection.sendError(error) }
+                    return
+                }
                 docState.earlyRequests[member, default: []].append((message, role))
                 return
             }
@@ -199,7 +225,7 @@ extension DocShard {
                 self.serveSync(connection, from: from, limit: limit, doc: doc, docState)
             case .ack(_, let clock):
                 guard docState.sync.isLoaded else { return }
-                self.node.metrics.syncLagClocks.record(Double(docState.sync.head &- min(clock, docState.sync.head)))
+                self.node.metrics.syncLagClocks.record(Double(docState.sync.head - min(clock, docState.sync.head)))
             default:
                 break
             }
@@ -432,9 +458,11 @@ extension DocShard {
         docState.stats.conflicts += 1
     }
 
-    /// Queues a catch-up on the connection's loop, behind what it already has.
-    private func enqueue(_ chunker: some CatchUpChunker, to connection: ClientConnection) {
-        connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker)) }
+    /// Queues a catch-up on the connection's loop, behind what it already has. `reply`: it answers an
+    /// explicit `sync` (else it is the catch-up after a `joined`).
+    private func enqueue(_ chunker: some CatchUpChunker, to connection: ClientConnection, reply: Bool = false) {
+        let info = ClientConnection.CatchUpInfo(doc: chunker.doc, isReply: reply)
+        connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker, info)) }
     }
 
     /// The active push's commit reached the ordered stream: answer the pusher.
@@ -469,20 +497,26 @@ extension DocShard {
         }
         let head = docState.sync.head
         let limit = UInt64(min(max(limit ?? ServerMessage.maxChunkItems, 1), ServerMessage.maxChunkItems))
-        let through = min(head, from &+ limit)
-        if from + 1 < docState.sync.retainedFrom {
-            enqueue(SnapshotChunker(doc: doc, head: head, records: docState.sync.replica!.records), to: connection)
+        // `from` is the client's (range-checked when parsed, but never trusted in arithmetic): nothing after
+        // it when it is at or past the head; otherwise from < head, so from + 1 and from + n cannot overflow.
+        guard from < head else {
+            enqueue(LogChunker(doc: doc, entries: [], head: head, moreAfter: false), to: connection, reply: true)
+            return
+        }
+        let through = from + min(limit, head - from)
+        if from < docState.sync.retainedFrom - 1 {
+            enqueue(SnapshotChunker(doc: doc, head: head, records: docState.sync.replica!.records), to: connection, reply: true)
             return
         }
         if let entries = docState.sync.recentCommits(from: from + 1, through: through) {
-            enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head), to: connection)
+            enqueue(LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head), to: connection, reply: true)
             return
         }
         node.syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
             switch result {
             case .success(let entries):
                 let within = entries.filter { $0.clock <= through }
-                self.enqueue(LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head), to: connection)
+                self.enqueue(LogChunker(doc: doc, entries: within, head: head, moreAfter: through < head), to: connection, reply: true)
             case .failure:
                 connection.eventLoop.execute {
                     connection.sendError(ProtocolError(.unavailable, "Redis is unreachable; retry the sync", doc: doc))

@@ -41,7 +41,16 @@ final class DocShard: @unchecked Sendable {
             let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since)
             let docState = self.docState(for: doc)
             if docState.loading {
-                docState.waiting.append(join)
+                // At most one waiting join per connection: a newer join replaces it (its `since` wins, and its
+                // state unless it has none) and one `joined` answers both. The list is bounded by the
+                // connections joining the doc.
+                if let index = docState.waiting.firstIndex(where: { $0.connection === connection }) {
+                    let earlier = docState.waiting[index]
+                    docState.waiting[index] = DocState.PendingJoin(
+                        connection: connection, role: role, state: state ?? earlier.state, since: since)
+                } else {
+                    docState.waiting.append(join)
+                }
             } else {
                 self.completeJoin(join, doc: doc, docState)
             }
@@ -63,8 +72,14 @@ final class DocShard: @unchecked Sendable {
             // The same session on a newer connection (resume): the old one no longer speaks for it here.
             if let old = docState.members.removeValue(forKey: previous) {
                 dropPushes(of: previous, docState)
+                docState.catchUpGeneration.removeValue(forKey: previous)
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
             }
+        }
+        if docState.members[ObjectIdentifier(connection)] != nil, docState.owners[sid] == ObjectIdentifier(connection),
+            existing != nil
+        {
+            return completeRejoin(join, doc: doc, docState)
         }
         let isNewHere = docState.members[ObjectIdentifier(connection)] == nil
         if isNewHere, let departed = docState.recentDepartures[connection.identity.user],
@@ -72,9 +87,11 @@ final class DocShard: @unchecked Sendable {
         {
             connection.eventLoop.execute { connection.markReconnect() }
         }
+        // The version of an entry read from Redis or another node is clamped before `+ 1`: a corrupted
+        // `"v":18446744073709551615` must not trap the node (and leaves 2^53 increments of headroom).
         let entry = PresenceEntry(
             sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
-            node: node.config.nodeID, version: (existing?.version ?? 0) + 1,
+            node: node.config.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
             state: join.state ?? existing?.state ?? .object([:]))
         docState.presence.join(entry)
         docState.owners[sid] = ObjectIdentifier(connection)
@@ -100,6 +117,27 @@ final class DocShard: @unchecked Sendable {
         }
     }
 
+    /// A join of a doc by a connection that is already a live member of it. Its state is a presence update
+    /// (rate-limited per user like any other: a re-join is no way around `--presence-rate`); the member
+    /// gets `joined` again and a catch-up from its new `since`, which replaces any catch-up of the doc still
+    /// queued for it (`ClientConnection.joinConfirmed`). Its entry is already in Redis, so nothing waits.
+    private func completeRejoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
+        let connection = join.connection
+        if let state = join.state {
+            let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: node.clock.nowMs())
+            node.metrics.presenceUpdate(outcome)
+            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
+            if outcome == .rateLimited {
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
+            }
+        }
+        let clock = docState.sync.isLoaded ? docState.sync.head : nil
+        let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+        attachSync(connection, since: join.since, doc: doc, docState)
+        handleEarlyRequests(of: connection, docState)
+    }
+
     /// A connection leaves a doc (`leave: true`, deleted at once) or loses its socket (`leave: false`,
     /// detached: presence stays for the TTL so a resume can take it over).
     func removeMember(_ connection: ClientConnection, doc: String, leave: Bool, acknowledge: Bool = false) {
@@ -110,6 +148,7 @@ final class DocShard: @unchecked Sendable {
             if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
             docState.sync.detach(id)
             docState.awaitingSync.removeValue(forKey: id)
+            docState.catchUpGeneration.removeValue(forKey: id)
             docState.earlyRequests.removeValue(forKey: id)
             self.dropPushes(of: id, docState)
             let sid = connection.sessionID
@@ -173,6 +212,7 @@ final class DocShard: @unchecked Sendable {
                     let member = docState.members.removeValue(forKey: owner)
                 else { continue }
                 self.dropPushes(of: owner, docState)
+                docState.catchUpGeneration.removeValue(forKey: owner)
                 docState.deliveryGroups = nil
                 member.connection.eventLoop.execute {
                     member.connection.membershipEnded(
@@ -369,15 +409,28 @@ final class DocShard: @unchecked Sendable {
 
     private var lastReportedSessions = 0
     private var lastReportedDocs = 0
+    private var lastReportedWaiting = 0
+    private var lastReportedEarly = 0
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
     func updateGauges() {
-        let sessions = docs.values.reduce(0) { $0 + $1.presence.localCount }
+        var sessions = 0
+        var waiting = 0
+        var early = 0
+        for docState in docs.values {
+            sessions += docState.presence.localCount
+            waiting += docState.waiting.count
+            for requests in docState.earlyRequests.values { early += requests.count }
+        }
         let active = docs.count
         node.metrics.presenceSessions.increment(by: Double(sessions - lastReportedSessions))
         node.metrics.docsActive.increment(by: Double(active - lastReportedDocs))
+        node.metrics.pendingJoinsDepth.increment(by: Double(waiting - lastReportedWaiting))
+        node.metrics.earlyRequestsDepth.increment(by: Double(early - lastReportedEarly))
         lastReportedSessions = sessions
         lastReportedDocs = active
+        lastReportedWaiting = waiting
+        lastReportedEarly = early
     }
 
     /// Per-doc figures for /api/status (counters are cumulative; the status sampler turns them into rates).

@@ -53,8 +53,12 @@ final class DocState: @unchecked Sendable {
     var awaitingSync: [ObjectIdentifier: UInt64?] = [:]
     var syncLoadInFlight = false
     /// Sync requests (push, sync, ack) of connections whose join is not complete yet, handled once they
-    /// are members.
+    /// are members. At most `--max-pending-requests` per connection; beyond: `unavailable`.
     var earlyRequests: [ObjectIdentifier: [(ClientMessage, Role)]] = [:]
+    /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes
+    /// after a re-join started a newer catch-up is dropped instead of being sent as well.
+    var catchUpGeneration: [ObjectIdentifier: UInt64] = [:]
+    var nextCatchUpGeneration: UInt64 = 0
     var pushQueue: [PendingPush] = []
     var activePush: ActivePush?
     var gapFillInFlight = false

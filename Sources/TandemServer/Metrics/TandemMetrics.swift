@@ -37,6 +37,8 @@ public final class TandemMetrics: Sendable {
     public let reconnects: Counter
     public let admissionRejected: [AdmissionRejection: Counter]
     public let reconnectStorm: Gauge
+    public let handshakesPending: Gauge
+    public let handshakeTimeouts: Counter
 
     // Presence
     public let presenceSessions: Gauge
@@ -53,6 +55,11 @@ public final class TandemMetrics: Sendable {
     public let redisQueueDepth: Gauge
     public let pushQueueDepth: Gauge
     public let slowConsumerCoalesced: Counter
+    public let earlyRequestsDepth: Gauge
+    public let pendingJoinsDepth: Gauge
+    public let pongsCoalesced: Counter
+    public let catchUpsReplaced: Counter
+    private let limitRejections: [ClientLimit: Counter]
 
     // Redis
     public let redisUp: Gauge
@@ -99,6 +106,12 @@ public final class TandemMetrics: Sendable {
             label: "reason", values: AdmissionRejection.allCases) { $0.rawValue }
         reconnectStorm = registry.makeGauge(
             descriptor: name("reconnect_storm", "", "1 while the reconnect rate over 10 s exceeds --storm-threshold."))
+        handshakesPending = registry.makeGauge(
+            descriptor: name(
+                "handshakes_pending", "", "Client sockets accepted but not upgraded to WebSocket yet (--max-pending-handshakes)."))
+        handshakeTimeouts = registry.makeCounter(
+            descriptor: name(
+                "handshake_timeouts", "total", "Client sockets closed for not completing the upgrade within --handshake-timeout-ms."))
 
         presenceSessions = registry.makeGauge(
             descriptor: name("presence_sessions", "", "Presence entries (session in a doc) served by this node."))
@@ -127,6 +140,18 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "slow_consumer_coalesced", "total",
                 "Presence deltas merged instead of queued because a client's socket was backed up."))
+        earlyRequestsDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "early_requests")])
+        pendingJoinsDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "pending_joins")])
+        pongsCoalesced = registry.makeCounter(
+            descriptor: name(
+                "pongs_coalesced", "total",
+                "Client pings left unanswered because a newer ping was answered instead (RFC 6455 §5.5.3)."))
+        catchUpsReplaced = registry.makeCounter(
+            descriptor: name(
+                "catchups_replaced", "total", "Queued join catch-ups dropped because the client joined the doc again."))
+        limitRejections = Self.labeledCounters(
+            registry, name("limit_rejections", "total", "Client requests refused for a per-connection bound, by bound."),
+            label: "reason", values: ClientLimit.allCases) { $0.rawValue }
 
         redisUp = registry.makeGauge(descriptor: name("redis_up", "", "1 when the Redis command connection is up."))
         redisCommandSeconds = registry.makeValueHistogram(
@@ -171,6 +196,7 @@ public final class TandemMetrics: Sendable {
     public func presenceUpdate(_ outcome: PresenceUpdateOutcome) { presenceUpdates[outcome]!.increment() }
     public func protocolError(_ code: ErrorCode) { protocolErrors[code]!.increment() }
     public func syncPush(_ action: String) { syncPushes[action]?.increment() }
+    public func clientLimitReached(_ limit: ClientLimit) { limitRejections[limit]!.increment() }
 
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
@@ -188,4 +214,18 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case unauthorized
     /// Shutting down.
     case draining
+    /// Over --max-handshake-attempts-per-sec (before the token was checked).
+    case attemptRate = "attempt_rate"
+    /// Over --max-pending-handshakes (the socket is answered 503 and closed at once).
+    case pendingFull = "pending_full"
+}
+
+/// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
+public enum ClientLimit: String, Sendable, CaseIterable {
+    /// A join beyond --max-docs-per-connection (`too_many_docs`).
+    case docsPerConnection = "docs_per_connection"
+    /// A join of one doc faster than --presence-rate (`rate_limited`).
+    case joinRate = "join_rate"
+    /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
+    case pendingRequests = "pending_requests"
 }

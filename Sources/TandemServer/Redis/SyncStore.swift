@@ -71,7 +71,7 @@ final class SyncStore: Sendable {
                 return .committed(clock: number, atMs: parts.count > 2 ? parts[2].string.flatMap(UInt64.init) ?? 0 : 0)
             case "conflict": return .conflict(head: number)
             case "duplicate": return .duplicate(clock: number)
-            case "too_large": return .tooLarge(records: Int(number))
+            case "too_large": return .tooLarge(records: Int(clamping: number))
             default: throw SyncStoreError.unexpectedReply("\(reply)")
             }
         }
@@ -90,8 +90,13 @@ final class SyncStore: Sendable {
     /// A consistent copy of the doc: replica at head plus the oldest clock the log retains.
     func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
         redis.evalScript(SyncScripts.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
-            guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init) else {
-                throw SyncStoreError.unexpectedReply("load")
+            // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
+            // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
+            // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
+            guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init),
+                head <= ClientMessage.maxClock
+            else {
+                throw SyncStoreError.unexpectedReply("load: head clock \(Self.parts0(reply)) is not a clock")
             }
             var records: [String: JSONValue] = [:]
             for (id, json) in Self.pairs(parts[1]) {
@@ -106,7 +111,7 @@ final class SyncStore: Sendable {
             for (id, clock) in Self.pairs(parts[3]) {
                 tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
             }
-            let first = parts[4].string.flatMap(UInt64.init) ?? head + 1
+            let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
             return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
         }
     }
@@ -136,6 +141,11 @@ final class SyncStore: Sendable {
         ).map { replies in
             (replies[0].string.flatMap(UInt64.init) ?? 0, Int(replies[1].int ?? 0), Int(replies[2].int ?? 0))
         }
+    }
+
+    /// The first element of a reply, for error messages (at most 32 characters of it).
+    private static func parts0(_ reply: RedisValue) -> String {
+        String((reply.array?.first?.string ?? "?").prefix(32))
     }
 
     private static func pairs(_ value: RedisValue) -> [([UInt8], [UInt8])] {

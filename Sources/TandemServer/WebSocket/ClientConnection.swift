@@ -26,6 +26,10 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     private var docs: [String: JoinedDoc] = [:]
+    /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate` (burst
+    /// `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way around the
+    /// presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
+    private var joinBuckets: [String: TokenBucket] = [:]
     private var abuse: AbuseMonitor
     private var pendingPresence: [String: PendingPresence] = [:]
     private var writable = true
@@ -33,9 +37,13 @@ final class ClientConnection: @unchecked Sendable {
     private var closeReason: CloseReason?
     private var lastRateLimitNoticeMs: [String: UInt64] = [:]
     private var missedPings = 0
+    /// A pong is being written (see `receivedPing`), and the latest ping that came in meanwhile.
+    private var pongInFlight = false
+    private var latestUnansweredPing: ByteBuffer?
     private var pingTask: RepeatedTask?
-    /// Document messages (catch-up, results, patches) in order. They are never dropped or merged; they
-    /// wait here while the socket is backed up, and count against the hard outbound limit.
+    /// Document messages (catch-up, results, patches) in order. They are never dropped or merged (except a
+    /// join's catch-up that a newer join of the same doc replaces); they wait here while the socket is
+    /// backed up, and count against the hard outbound limit.
     private var syncQueue: [SyncOutbound] = []
     private var syncQueueHead = 0
     private var syncQueuedBytes = 0
@@ -168,6 +176,26 @@ final class ClientConnection: @unchecked Sendable {
                 reject(ProtocolError(.forbidden, "your token grants no access to this doc", doc: doc), nowMs: nil)
                 return
             }
+            let limit = node.config.maxDocsPerConnection
+            if docs[doc] == nil, docs.count >= limit {
+                node.metrics.clientLimitReached(.docsPerConnection)
+                reject(
+                    ProtocolError(
+                        .tooManyDocs, "a connection may be in at most \(limit) docs (--max-docs-per-connection); leave one first",
+                        doc: doc),
+                    nowMs: nil)
+                return
+            }
+            guard takeJoinToken(doc: doc, nowMs: nowMs) else {
+                node.metrics.clientLimitReached(.joinRate)
+                reject(
+                    ProtocolError(
+                        .rateLimited,
+                        "joins of one doc count against the presence rate (\(node.config.presenceRate)/s): this one was not answered; join again later",
+                        doc: doc),
+                    nowMs: nil)
+                return
+            }
             if docs[doc] == nil { docs[doc] = JoinedDoc(role: role, confirmed: false) }
             node.shard(for: doc).join(self, doc: doc, role: role, state: state, since: since)
         case .leave(let doc):
@@ -175,7 +203,7 @@ final class ClientConnection: @unchecked Sendable {
                 reject(ProtocolError(.notJoined, "not in this doc", doc: doc), nowMs: nil)
                 return
             }
-            pendingPresence.removeValue(forKey: doc)
+            forget(doc: doc)
             node.shard(for: doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
             guard docs[doc] != nil else {
@@ -193,6 +221,29 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
+    /// Takes a join token for `doc` (see `joinBuckets`). Buckets that are full again carry no information
+    /// and are dropped, so the dictionary holds only docs joined within the last burst / rate seconds.
+    private func takeJoinToken(doc: String, nowMs: UInt64) -> Bool {
+        if joinBuckets.count > docs.count + 64 {
+            joinBuckets = joinBuckets.filter { key, bucket in
+                var bucket = bucket
+                return docs[key] != nil || !bucket.isFull(nowMs: nowMs)
+            }
+        }
+        let settings = node.config.presenceSettings
+        var bucket = joinBuckets[doc] ?? TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)
+        let taken = bucket.take(nowMs: nowMs)
+        joinBuckets[doc] = bucket
+        return taken
+    }
+
+    /// Per-doc state of a doc this connection no longer is in (left, or membership ended by the shard).
+    private func forget(doc: String) {
+        pendingPresence.removeValue(forKey: doc)
+        lastRateLimitNoticeMs.removeValue(forKey: doc)
+        dropCatchUps(of: doc)
+    }
+
     /// Answers a bad message with an error; too many bad frames close the connection (1008).
     /// - Parameter nowMs: when set, the message counts as a bad frame for abuse detection.
     private func reject(_ error: ProtocolError, nowMs: UInt64?) {
@@ -204,6 +255,34 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func receivedPong() { missedPings = 0 }
+
+    /// A WebSocket ping: answered with a pong carrying the same data (RFC 6455 §5.5.2), but with at most
+    /// one pong being written at a time. Pings that arrive meanwhile are answered once, for the latest
+    /// only, as RFC 6455 §5.5.3 allows: a client that pings without reading cannot grow the send buffer.
+    func receivedPing(_ data: ByteBuffer) {
+        missedPings = 0  // any frame proves the client is alive
+        guard !closing else { return }
+        if pongInFlight {
+            if latestUnansweredPing != nil { node.metrics.pongsCoalesced.increment() }
+            latestUnansweredPing = data
+            return
+        }
+        writePong(data)
+    }
+
+    private func writePong(_ data: ByteBuffer) {
+        pongInFlight = true
+        let promise = eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { [self] _ in
+            pongInFlight = false
+            guard let next = latestUnansweredPing else { return }
+            latestUnansweredPing = nil
+            if !closing { writePong(next) }
+        }
+        channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
+        scheduleFlush()
+        enforceOutboundLimit()
+    }
 
     func receivedClose() {
         if closeReason == nil { closeReason = .clientClose }
@@ -233,13 +312,17 @@ final class ClientConnection: @unchecked Sendable {
     func joinConfirmed(doc: String, frame: [UInt8]) {
         guard docs[doc] != nil else { return }
         docs[doc]?.confirmed = true
+        // A re-join restarts the doc's catch-up from its own `since`: what is left of an earlier join's
+        // catch-up is obsolete (and would reach the client after this `joined`, out of place). At most one
+        // join catch-up per doc is ever pending, however often the client re-joins.
+        dropCatchUps(of: doc)
         send(frame)
     }
 
     /// The shard refused or dropped the membership (forbidden resume, session taken over elsewhere).
     func membershipEnded(doc: String, error: ProtocolError?) {
         docs.removeValue(forKey: doc)
-        pendingPresence.removeValue(forKey: doc)
+        forget(doc: doc)
         if let error { sendError(error) }
     }
 
@@ -292,37 +375,88 @@ final class ClientConnection: @unchecked Sendable {
         guard !closing else { return }
         channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
         scheduleFlush()
-        let buffered = outboundBytes()
-        if buffered > node.config.maxOutboundBytes {
-            logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
-            close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
-        }
+        enforceOutboundLimit()
     }
 
-    /// Bytes queued for this client (for tandem_queue_depth{queue="outbound"}).
+    /// Bytes queued for this client (for tandem_queue_depth{queue="outbound"}): what the channel buffers
+    /// (frames, pongs, produced catch-up chunks) plus document frames waiting here and the estimated size
+    /// of explicit `sync` replies not started yet.
     func outboundBytes() -> Int {
         ((try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) + syncQueuedBytes
     }
 
+    /// Closes the client with 1013 once its outbound bytes pass `--max-outbound-bytes`.
+    func enforceOutboundLimit() {
+        guard !closing else { return }
+        let buffered = outboundBytes()
+        guard buffered > node.config.maxOutboundBytes else { return }
+        logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
+        close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
+    }
+
     // MARK: Document messages
+
+    /// What a queued catch-up is.
+    struct CatchUpInfo {
+        var doc: String
+        /// An answer to an explicit `sync` (kept even when the doc is re-joined); otherwise a join's
+        /// catch-up (replaced by a newer join of the doc).
+        var isReply: Bool
+        /// Bytes counted in `syncQueuedBytes` for it until it starts.
+        var counted = 0
+    }
 
     enum SyncOutbound {
         /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
-        case chunks(any CatchUpChunker)
+        case chunks(any CatchUpChunker, CatchUpInfo)
     }
 
     /// Queues a document message behind earlier ones and writes as much as the socket takes.
+    ///
+    /// Catch-ups are produced one chunk at a time, only while the socket takes them, so what a running one
+    /// adds to the send buffer is counted as it is written. Explicit `sync` replies waiting behind others
+    /// count their estimated size up to one chunk (`maxChunkBytes`) each: a client that keeps asking
+    /// without reading reaches `--max-outbound-bytes` (1013) instead of piling up replies. Join catch-ups
+    /// are not counted: there is at most one per doc (see `joinConfirmed`), so at most
+    /// `--max-docs-per-connection`, and counting them would close a client that joins several big docs.
     func enqueueSync(_ item: SyncOutbound) {
         guard !closing else { return }
-        if case .frame(let buffer, _) = item { syncQueuedBytes += buffer.readableBytes }
+        var item = item
+        switch item {
+        case .frame(let buffer, _):
+            syncQueuedBytes += buffer.readableBytes
+        case .chunks(let chunker, var info) where info.isReply:
+            info.counted = chunker.estimatedRemainingBytes(upTo: ServerMessage.maxChunkBytes)
+            syncQueuedBytes += info.counted
+            item = .chunks(chunker, info)
+        case .chunks:
+            break
+        }
         syncQueue.append(item)
         pumpSync()
-        if !closing, outboundBytes() > node.config.maxOutboundBytes {
-            logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(outboundBytes())"])
-            close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
+        enforceOutboundLimit()
+    }
+
+    /// Removes the join catch-ups of `doc` that are still queued (also one partly written: the client
+    /// restarts from the next `joined`).
+    private func dropCatchUps(of doc: String) {
+        guard syncQueueHead < syncQueue.count else { return }
+        var dropped = 0
+        var kept: [SyncOutbound] = []
+        kept.reserveCapacity(syncQueue.count - syncQueueHead)
+        for item in syncQueue[syncQueueHead...] {
+            if case .chunks(_, let info) = item, !info.isReply, info.doc == doc {
+                dropped += 1
+                continue
+            }
+            kept.append(item)
         }
+        guard dropped > 0 else { return }
+        syncQueue = kept
+        syncQueueHead = 0
+        node.metrics.catchUpsReplaced.increment(by: Int64(dropped))
     }
 
     func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
@@ -352,19 +486,24 @@ final class ClientConnection: @unchecked Sendable {
                     let metrics = node.metrics
                     let clock = node.clock
                     channel.write(frame).whenSuccess {
-                        metrics.syncLagSeconds.record(Double(clock.wallMs() &- committedAtMs) / 1000)
+                        // `at` comes from Redis: a time in the future is no lag, not a wrapped-around one.
+                        let now = clock.wallMs()
+                        metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
                     }
                 } else {
                     channel.write(frame, promise: nil)
                 }
-            case .chunks(var chunker):
+            case .chunks(var chunker, var info):
+                // Started: from now on its chunks are counted in the channel's buffer as they are written.
+                syncQueuedBytes -= info.counted
+                info.counted = 0
                 if let chunk = chunker.next() {
                     channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
                 }
                 if chunker.isFinished {
                     syncQueueHead += 1
                 } else {
-                    syncQueue[syncQueueHead] = .chunks(chunker)
+                    syncQueue[syncQueueHead] = .chunks(chunker, info)
                 }
             }
             wrote = true

@@ -2,7 +2,7 @@ import NIOCore
 import NIOWebSocket
 
 /// The thin channel handler in front of a `ClientConnection`: turns WebSocket frames and channel events
-/// into calls on it. Control frames are answered here (pong), data frames go to the connection.
+/// into calls on it. Close frames are answered here; pings and data frames go to the connection.
 final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
@@ -25,10 +25,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .binary:
             connection.receivedBinary()
         case .ping:
-            connection.receivedPong()  // any frame proves the client is alive
-            // RFC 6455 §5.5.2: answer with the same application data.
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+            // Answered by the connection: at most one pong in flight (a ping flood must not fill the buffer).
+            connection.receivedPing(frame.unmaskedData)
         case .pong:
             connection.receivedPong()
         case .connectionClose:

@@ -1,45 +1,69 @@
 import NIOConcurrencyHelpers
 import TandemCore
 
-/// Admission control for WebSocket handshakes: at most `maxPerSecond` new connections per node. Excess
-/// handshakes are answered 503 with a jittered `Retry-After`, so a reconnect storm spreads itself out
-/// instead of hammering the node in lockstep.
+/// Admission control for WebSocket handshakes, in two stages so that junk cannot lock users out:
+///
+/// 1. `attempt()` before the token is checked: at most `maxAttemptsPerSecond` handshakes per node are
+///    checked at all, valid or not. This bounds what a flood of junk handshakes costs (token checks,
+///    tasks) and is set well above the admission rate, so a flood must be an order of magnitude larger
+///    than the admission rate before it delays anyone.
+/// 2. `admit()` after the token was accepted: at most `maxPerSecond` new connections per node. Refused
+///    (unauthenticated, malformed) handshakes never reach this stage, so they cannot use it up.
+///
+/// Excess handshakes are answered 503 with a jittered `Retry-After`, so a reconnect storm spreads itself
+/// out instead of hammering the node in lockstep.
 final class HandshakeAdmission: Sendable {
-    private struct State {
+    /// A token bucket plus the refusals of the last two seconds (to size `Retry-After`).
+    private struct Limiter {
         var bucket: TokenBucket
+        let perSecond: Int
         var rejectedThisSecond = 0
         var rejectedLastSecond = 0
         var second: UInt64 = 0
-    }
 
-    private let state: NIOLockedValueBox<State>
-    private let maxPerSecond: Int
-    private let clock = NodeClock()
+        init(perSecond: Int, nowMs: UInt64) {
+            self.perSecond = perSecond
+            // A one-second burst lets a normal wave of connections through untouched.
+            bucket = TokenBucket(rate: Double(perSecond), burst: Double(perSecond), nowMs: nowMs)
+        }
 
-    init(maxPerSecond: Int) {
-        self.maxPerSecond = maxPerSecond
-        // A one-second burst lets a normal wave of connections through untouched.
-        state = NIOLockedValueBox(
-            State(bucket: TokenBucket(rate: Double(maxPerSecond), burst: Double(maxPerSecond), nowMs: NodeClock().nowMs())))
-    }
-
-    /// Takes a handshake slot; returns nil when admitted, else the seconds to put in `Retry-After`.
-    func admit() -> Int? {
-        let now = clock.nowMs()
-        return state.withLockedValue { state in
-            let second = now / 1000
-            if second != state.second {
-                state.rejectedLastSecond = second == state.second + 1 ? state.rejectedThisSecond : 0
-                state.rejectedThisSecond = 0
-                state.second = second
+        /// nil when a token was taken, else the seconds to put in `Retry-After`.
+        mutating func take(nowMs: UInt64) -> Int? {
+            let second = nowMs / 1000
+            if second != self.second {
+                rejectedLastSecond = second == self.second + 1 ? rejectedThisSecond : 0
+                rejectedThisSecond = 0
+                self.second = second
             }
-            if state.bucket.take(nowMs: now) { return nil }
-            state.rejectedThisSecond += 1
+            if bucket.take(nowMs: nowMs) { return nil }
+            rejectedThisSecond += 1
             // Spread retries over the time the current backlog needs at the admitted rate (full jitter),
             // at least 1 s and at most 30 s.
-            let backlog = Double(state.rejectedLastSecond + state.rejectedThisSecond) / Double(maxPerSecond)
+            let backlog = Double(rejectedLastSecond + rejectedThisSecond) / Double(perSecond)
             let spread = min(30, max(2, Int((backlog * 2).rounded(.up))))
             return Int.random(in: 1...spread)
         }
+    }
+
+    private let attempts: NIOLockedValueBox<Limiter>
+    private let admissions: NIOLockedValueBox<Limiter>
+    private let clock = NodeClock()
+
+    init(maxPerSecond: Int, maxAttemptsPerSecond: Int) {
+        let now = clock.nowMs()
+        attempts = NIOLockedValueBox(Limiter(perSecond: maxAttemptsPerSecond, nowMs: now))
+        admissions = NIOLockedValueBox(Limiter(perSecond: maxPerSecond, nowMs: now))
+    }
+
+    /// Takes a slot to check one handshake's token; returns nil when allowed, else `Retry-After` seconds.
+    func attempt() -> Int? {
+        let now = clock.nowMs()
+        return attempts.withLockedValue { $0.take(nowMs: now) }
+    }
+
+    /// Takes a slot for one authenticated handshake; returns nil when admitted, else `Retry-After` seconds.
+    func admit() -> Int? {
+        let now = clock.nowMs()
+        return admissions.withLockedValue { $0.take(nowMs: now) }
     }
 }

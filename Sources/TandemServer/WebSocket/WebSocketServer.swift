@@ -16,11 +16,15 @@ final class WebSocketServer: Sendable {
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
     private let draining = NIOLockedValueBox(false)
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
+    /// Sockets accepted and not upgraded (nor closed) yet; at most `--max-pending-handshakes`.
+    private let pendingHandshakes = NIOLockedValueBox(0)
 
     init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
         self.node = node
         self.authenticator = authenticator
-        self.admission = HandshakeAdmission(maxPerSecond: node.config.maxNewConnectionsPerSecond)
+        self.admission = HandshakeAdmission(
+            maxPerSecond: node.config.maxNewConnectionsPerSecond,
+            maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
         self.group = group
     }
 
@@ -52,9 +56,24 @@ final class WebSocketServer: Sendable {
     }
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
-        let state = HandshakeState()
-        let fallback = HandshakeFallbackHandler(state: state)
         let config = node.config
+        guard reservePendingHandshake() else {
+            // Beyond --max-pending-handshakes: refuse before reading anything, so a crowd of sockets that
+            // never finish their handshake costs one short answer each and cannot grow further.
+            node.metrics.admissionRejected[.pendingFull]!.increment()
+            return channel.pipeline.addHandler(PendingFullHandler())
+        }
+        let state = HandshakeState()
+        // Until upgraded, the socket is pending: counted, and closed if still pending after the timeout
+        // (a client that sends nothing, or its request a byte at a time).
+        let metrics = node.metrics
+        state.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
+            guard state.isPending else { return }
+            metrics.handshakeTimeouts.increment()
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { [self] _ in self.finishPendingHandshake(state) }
+        let fallback = HandshakeFallbackHandler(state: state)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: config.maxFrameBytes,
             automaticErrorHandling: true,
@@ -62,6 +81,7 @@ final class WebSocketServer: Sendable {
                 self.evaluate(channel: channel, head: head, state: state)
             },
             upgradePipelineHandler: { [self] channel, _ in
+                self.finishPendingHandshake(state)
                 // The fallback sits before the WebSocket codec; once upgraded it must not see frames.
                 channel.pipeline.syncOperations.removeHandler(fallback, promise: nil)
                 return self.upgraded(channel: channel, state: state)
@@ -74,8 +94,35 @@ final class WebSocketServer: Sendable {
         }
     }
 
-    /// Decides a handshake: path, drain state, admission rate, authentication, connection limits, resume.
-    /// Returning nil hands the request to `HandshakeFallbackHandler`, which answers with the rejection.
+    private func reservePendingHandshake() -> Bool {
+        let limit = node.config.maxPendingHandshakes
+        let reserved = pendingHandshakes.withLockedValue { count -> Bool in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+        if reserved { node.metrics.handshakesPending.increment() }
+        return reserved
+    }
+
+    /// The socket was upgraded or closed: it no longer counts as pending (once, whichever comes first).
+    /// Called on the socket's event loop.
+    private func finishPendingHandshake(_ state: HandshakeState) {
+        guard state.isPending else { return }
+        state.isPending = false
+        state.timeout?.cancel()
+        state.timeout = nil
+        pendingHandshakes.withLockedValue { $0 -= 1 }
+        node.metrics.handshakesPending.decrement()
+    }
+
+    /// Decides a handshake: path, drain state, attempt rate, authentication, admission rate, connection
+    /// limits, resume. Returning nil hands the request to `HandshakeFallbackHandler`, which answers with
+    /// the rejection.
+    ///
+    /// The admission rate is taken only after the token was accepted, so refused handshakes (junk) do not
+    /// use it up, and only refusals of authenticated handshakes renew the storm grace: a flood of bad
+    /// tokens neither locks users out nor keeps lost sessions alive.
     private func evaluate(channel: Channel, head: HTTPRequestHead, state: HandshakeState) -> EventLoopFuture<HTTPHeaders?> {
         let loop = channel.eventLoop
         let (path, query) = QueryString.parse(uri: head.uri)
@@ -92,11 +139,10 @@ final class WebSocketServer: Sendable {
             node.metrics.admissionRejected[.draining]!.increment()
             return reject(.serviceUnavailable, "draining", "this node is shutting down", headers: [("Retry-After", "1")])
         }
-        if let retryAfter = admission.admit() {
-            node.metrics.admissionRejected[.rate]!.increment()
-            node.holdDetachedSessions()
+        if let retryAfter = admission.attempt() {
+            node.metrics.admissionRejected[.attemptRate]!.increment()
             return reject(
-                .serviceUnavailable, "overloaded", "too many new connections; retry after the delay",
+                .serviceUnavailable, "overloaded", "too many handshakes; retry after the delay",
                 headers: [("Retry-After", "\(retryAfter)")])
         }
         let authorization = head.headers.first(name: "Authorization")
@@ -109,6 +155,14 @@ final class WebSocketServer: Sendable {
                 self.node.metrics.admissionRejected[.unauthorized]!.increment()
                 return reject(.unauthorized, "unauthorized", error.message, headers: [("WWW-Authenticate", "Bearer")])
             case .success(let identity):
+                if let retryAfter = self.admission.admit() {
+                    self.node.metrics.admissionRejected[.rate]!.increment()
+                    // A real client was turned away: keep lost sessions resumable while it waits.
+                    self.node.holdDetachedSessions()
+                    return reject(
+                        .serviceUnavailable, "overloaded", "too many new connections; retry after the delay",
+                        headers: [("Retry-After", "\(retryAfter)")])
+                }
                 let config = self.node.config
                 if let full = self.node.registry.reserveSlot(
                     user: identity.user, maxTotal: config.maxConnections, maxPerUser: config.maxConnectionsPerUser)
@@ -127,16 +181,18 @@ final class WebSocketServer: Sendable {
                 channel.closeFuture.whenComplete { _ in registry.releaseSlot(user: identity.user) }
                 // Only the session's own user may take it over: this node knows the owners of its open and
                 // recently ended sessions; Redis knows them cluster-wide.
-                guard let resume = query["resume"], SessionID.isValid(resume),
-                    registry.owner(of: resume).map({ $0 == identity.user }) ?? true
-                else {
+                let resume = query["resume"].flatMap { SessionID.isValid($0) ? $0 : nil }
+                let knownOwner = resume.flatMap { registry.owner(of: $0) }
+                guard let resume, knownOwner.map({ $0 == identity.user }) ?? true else {
                     let sessionID = SessionID.make()
                     _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop)
                     state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
                     return loop.makeSucceededFuture(HTTPHeaders())
                 }
                 return self.node.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
-                    let resumed = claimed ?? true
+                    // Ownership unknown (Redis unreachable): refuse, unless this node itself knows the session
+                    // is this user's. Granting it let anyone take over any session during an outage.
+                    let resumed = claimed ?? (knownOwner == identity.user)
                     let sessionID = resumed ? resume : SessionID.make()
                     if !resumed { _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop) }
                     state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
