@@ -18,8 +18,8 @@ import Darwin
 /// only under this lock on fds still registered.
 ///
 /// Threads: every method is called on the polling thread that owns the connection (or the thread in
-/// `MHD_stop_daemon`); the lock serialises them across threads. Events are reported after the lock is
-/// released.
+/// `MHD_stop_daemon`); the lock serialises them across threads. The connection count is reported under
+/// the lock (so a gauge sees the counts in order), other events after it.
 final class ConnectionGuard: Sendable {
     private struct State {
         var admission: ConnectionAdmission
@@ -44,7 +44,7 @@ final class ConnectionGuard: Sendable {
         let fd = Int32(tandem_mhd_connection_fd(connection))
         let address = ClientAddressKey(tandem_mhd_connection_address(connection))
         let now = monotonicMilliseconds()
-        let (decision, open) = state.withLockedValue { state in
+        let decision = state.withLockedValue { state in
             let decision = state.admission.opened(id, address: address, nowMs: now)
             state.sockets[id] = fd
             switch decision {
@@ -55,25 +55,24 @@ final class ConnectionGuard: Sendable {
             case .refuse:
                 if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
             }
-            return (decision, state.admission.openCount)
+            observe(.openConnections(state.admission.openCount))
+            return decision
         }
         switch decision {
         case .admit: break
         case .admitEvicting: observe(.connectionEvicted)
         case .refuse(let reason): observe(.connectionRefused(reason))
         }
-        observe(.openConnections(open))
     }
 
     /// `MHD_CONNECTION_NOTIFY_CLOSED`: before libmicrohttpd closes the socket.
     func closed(_ connection: OpaquePointer) {
         let id = Self.id(of: connection)
-        let open = state.withLockedValue { state in
+        state.withLockedValue { state in
             state.admission.closed(id)
             state.sockets[id] = nil
-            return state.admission.openCount
+            observe(.openConnections(state.admission.openCount))
         }
-        observe(.openConnections(open))
     }
 
     /// The request's headers are complete (first access-handler call).

@@ -85,7 +85,9 @@ extension OpsHTTPServer {
 }
 
 /// What the ops server reports as it runs (for metrics). Called on libmicrohttpd's threads (and the
-/// response-timeout timer's), possibly concurrently, never while a server lock is held.
+/// response-timeout timer's), possibly concurrently; the counts (`openConnections`, `pendingResponses`)
+/// under the server lock that orders them, so the observer must be quick (set a gauge, bump a counter)
+/// and must never call back into the server.
 public enum OpsHTTPEvent: Sendable, Equatable {
     /// Connections now open (admitted and not being closed).
     case openConnections(Int)
@@ -95,6 +97,8 @@ public enum OpsHTTPEvent: Sendable, Equatable {
     case connectionEvicted
     /// A request was answered 421: its `Host` is not allowed.
     case hostRejected
+    /// Deferred answers now pending.
+    case pendingResponses(Int)
     /// A deferred answer was refused with 503 `busy`: `maxPendingResponses` were pending.
     case pendingLimitReached
     /// A deferred answer did not come within `responseTimeoutMs`; the server answered 503 `timeout`.

@@ -80,9 +80,11 @@ final class PendingResponses: Sendable {
 
     private let state = NIOLockedValueBox(State())
     let maxPending: Int
+    private let observe: @Sendable (OpsHTTPEvent) -> Void
 
-    init(maxPending: Int) {
+    init(maxPending: Int, observe: @escaping @Sendable (OpsHTTPEvent) -> Void) {
         self.maxPending = maxPending
+        self.observe = observe
     }
 
     enum SuspendResult {
@@ -101,6 +103,8 @@ final class PendingResponses: Sendable {
             state.nextID &+= 1  // wrapping is harmless: ids are only compared while pending
             MHD_suspend_connection(connection)
             state.waiting[id] = Waiting(connection: UInt(bitPattern: Int(bitPattern: connection)))
+            // Reported under the lock, so the gauge sees the counts in order.
+            observe(.pendingResponses(state.waiting.count))
             return .suspended(OpsResponder(pending: self, id: id))
         }
     }
@@ -111,6 +115,7 @@ final class PendingResponses: Sendable {
             guard let waiting = state.waiting.removeValue(forKey: id) else { return false }
             state.answers[id] = build
             MHD_resume_connection(OpaquePointer(bitPattern: waiting.connection)!)
+            observe(.pendingResponses(state.waiting.count))
             return true
         }
     }
@@ -137,6 +142,7 @@ final class PendingResponses: Sendable {
                 MHD_resume_connection(OpaquePointer(bitPattern: waiting.connection)!)
             }
             state.waiting = [:]
+            observe(.pendingResponses(0))
         }
     }
 

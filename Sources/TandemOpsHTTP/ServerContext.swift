@@ -50,7 +50,7 @@ final class ServerContext: Sendable {
                 maxPerAddress: configuration.maxConnectionsPerAddress,
                 busyEvictableAfterMs: UInt64(configuration.connectionTimeoutSeconds) * 1000),
             observe: observe)
-        self.pending = PendingResponses(maxPending: configuration.maxPendingResponses)
+        self.pending = PendingResponses(maxPending: configuration.maxPendingResponses, observe: observe)
     }
 
     private struct LibraryLog {

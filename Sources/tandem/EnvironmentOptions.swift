@@ -9,6 +9,8 @@ enum EnvironmentOptions {
         "max-new-connections-per-sec", "max-connections", "max-connections-per-user", "storm-threshold", "storm-resume-grace-ms",
         "log-retention", "max-record-bytes", "max-push-bytes", "max-push-ops", "max-doc-records", "max-queued-pushes", "data-dir",
         "redis-server", "appendfsync", "web-root", "log-level",
+        "ops-allowed-hosts", "ops-token", "ops-token-file", "ops-max-connections", "ops-max-connections-per-ip",
+        "ops-idle-timeout-ms", "ops-threads", "ops-max-pending-requests", "ops-request-timeout-ms", "ops-max-list-items",
     ]
 
     static func environmentName(for option: String) -> String {
