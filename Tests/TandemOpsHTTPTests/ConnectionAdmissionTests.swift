@@ -129,6 +129,8 @@ import Testing
         // Ten rounds: a health check at the limit, then the attacker fills the limit again.
         for round in 0..<10 {
             #expect(try healthy(server), "round \(round)")
+            // The check's own connection closes (39 left), then the attacker refills the limit.
+            #expect(waitUntil { context.connections.counts.open == 39 })
             held += try flood(server, addresses: 6...6, perAddress: 1, slowLoris: slowLoris)
             #expect(waitUntil { context.connections.counts.open == 40 })
         }
