@@ -43,6 +43,12 @@ public final class OpsResponder: Sendable {
         self.id = id
     }
 
+    /// Whether an answer is still wanted: false once answered, timed out, or the server stopped. Work in
+    /// several steps should check it between steps, so a request that timed out stops costing anything.
+    public var isWaiting: Bool {
+        pending.isWaiting(id)
+    }
+
     /// Answers with `response`.
     public func respond(_ response: OpsResponse) {
         respond { response }
@@ -118,6 +124,10 @@ final class PendingResponses: Sendable {
             observe(.pendingResponses(state.waiting.count))
             return true
         }
+    }
+
+    func isWaiting(_ id: UInt) -> Bool {
+        state.withLockedValue { $0.waiting[id] != nil }
     }
 
     /// The answer for `id`, once, on the connection's thread after the resume.

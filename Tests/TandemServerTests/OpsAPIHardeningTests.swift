@@ -136,6 +136,34 @@ import Testing
         try await waitUntil("Redis answers again") { try await node.get("/api/docs/d1").status == 200 }
     }
 
+    /// A /log request that timed out must not go on reading batches from Redis behind the pending limit.
+    @Test func aTimedOutLogRequestStopsReading() async throws {
+        // The entries are written through a node that then stops, so no node has the doc loaded and
+        // every XRANGE Redis counts below is the ops API's.
+        let redis = try RedisServerProcess()
+        let writer = try await InProcessNode.start(redis: redis.url, nodeID: "writer")
+        let alice = try await SyncClient.connect(writer.url(user: "alice"), name: "alice")
+        try await alice.join("stale")
+        for id in 1...100 { alice.push("stale", id: id, ops: #"{"r\#(id)":["put",{"v":\#(id)}]}"#) }
+        #expect(try await alice.answer("stale", id: 100).string("action") == "commit")
+        alice.socket.abort()
+        await writer.stop()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "ops-stale", stopWhenDone: true) {
+            $0.opsRequestTimeoutMs = 500
+        }
+        redis.command("CONFIG", "RESETSTAT")
+
+        redis.pause()
+        let stale = ThreadedGet(port: node.opsPort, path: "/api/docs/stale/log?limit=100")
+        #expect(errorCode(try await stale.result()) == "timeout")
+        redis.resume()
+        // A fresh page of the same 100 entries: 7 reads of at most 16. Had the timed-out request gone on,
+        // its 7 reads would be counted too.
+        let page = try JSON.parse(try await node.get("/api/docs/stale/log?limit=100").body)
+        #expect((JSON.array(page, at: "entries") ?? []).count == 100)
+        #expect(redis.calls(of: "xrange") == 7)
+    }
+
     @Test func listsAreCappedAndSayHowManyThereAre() async throws {
         let redis = try RedisServerProcess()
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "ops-list", stopWhenDone: true) {

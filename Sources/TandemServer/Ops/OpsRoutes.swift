@@ -195,8 +195,11 @@ struct OpsRoutes: Sendable {
         }
     }
 
-    /// Reads `logBatch` entries at a time until the page is full (by count or bytes) or the log ends.
+    /// Reads `logBatch` entries at a time until the page is full (by count or bytes) or the log ends —
+    /// or until nobody waits for the page any more (timed out): a request that got its 503 must not keep
+    /// reading from Redis behind the pending limit's back.
     private func readLog(into page: inout LogPage, _ responder: OpsResponder) {
+        guard responder.isWaiting else { return }
         guard let (start, count) = page.nextRead(batch: Self.logBatch) else {
             let finished = page
             responder.respond(building: { .json(finished.encoded()) })
