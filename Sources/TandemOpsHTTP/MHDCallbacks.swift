@@ -1,5 +1,4 @@
 import CMicroHTTPD
-import Dispatch
 import Logging
 
 #if canImport(Glibc)
@@ -135,14 +134,6 @@ func mhdAccessHandler(
             return finish(state, .shuttingDown(), on: connection, context: context, method: method, url: url)
         case .suspended(let responder):
             state.deferredID = responder.id
-            let pending = context.pending
-            let observe = context.observe
-            let timeoutMs = context.responseTimeoutMs
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(timeoutMs)) {
-                if pending.answer(responder.id, with: { .responseTimeout(milliseconds: timeoutMs) }) {
-                    observe(.responseTimedOut)
-                }
-            }
             start(responder)
             return .YES
         }

@@ -8,7 +8,7 @@ extension OpsHTTPServer {
         public var host: String
         /// TCP port; 0 lets the kernel pick a free one (see `boundPort`).
         public var port: Int
-        /// libmicrohttpd polling threads (epoll on Linux). Every connection lives on one of them, and an
+        /// libmicrohttpd polling threads. Every connection lives on one of them, and an
         /// idle connection costs no thread; handlers run on them, so a handler must never block for long
         /// (answer slow work with `OpsReply.deferred`).
         public var threads: Int

@@ -74,6 +74,8 @@ final class PendingResponses: Sendable {
     private struct Waiting {
         /// The suspended connection, as a bit pattern (a raw pointer is not Sendable).
         var connection: UInt
+        /// When it gets 503 `timeout` unless answered before (monotonic ms).
+        var deadlineMs: UInt64
     }
 
     private struct State {
@@ -82,14 +84,19 @@ final class PendingResponses: Sendable {
         var answers: [UInt: @Sendable () -> OpsResponse] = [:]
         var nextID: UInt = 1
         var stopping = false
+        /// One timeout sweep is scheduled while anything waits: one timer in all, however many requests
+        /// come and go (a timer per request would pile up with the request rate).
+        var sweepScheduled = false
     }
 
     private let state = NIOLockedValueBox(State())
     let maxPending: Int
+    let timeoutMs: Int
     private let observe: @Sendable (OpsHTTPEvent) -> Void
 
-    init(maxPending: Int, observe: @escaping @Sendable (OpsHTTPEvent) -> Void) {
+    init(maxPending: Int, timeoutMs: Int, observe: @escaping @Sendable (OpsHTTPEvent) -> Void) {
         self.maxPending = maxPending
+        self.timeoutMs = timeoutMs
         self.observe = observe
     }
 
@@ -99,16 +106,22 @@ final class PendingResponses: Sendable {
         case stopping
     }
 
-    /// Suspends `connection` and registers it, unless `maxPending` are pending or the server is stopping.
-    /// Called only from the access handler (libmicrohttpd's rule for `MHD_suspend_connection`).
+    /// Suspends `connection` and registers it, unless `maxPending` are pending or the server is stopping;
+    /// after `timeoutMs` it is answered with 503 `timeout` unless answered before. Called only from the
+    /// access handler (libmicrohttpd's rule for `MHD_suspend_connection`).
     func suspend(_ connection: OpaquePointer) -> SuspendResult {
-        state.withLockedValue { state in
+        let deadline = monotonicMilliseconds() + UInt64(timeoutMs)
+        return state.withLockedValue { state in
             if state.stopping { return .stopping }
             if state.waiting.count >= maxPending { return .full }
             let id = state.nextID
             state.nextID &+= 1  // wrapping is harmless: ids are only compared while pending
             MHD_suspend_connection(connection)
-            state.waiting[id] = Waiting(connection: UInt(bitPattern: Int(bitPattern: connection)))
+            state.waiting[id] = Waiting(connection: UInt(bitPattern: Int(bitPattern: connection)), deadlineMs: deadline)
+            if !state.sweepScheduled {
+                state.sweepScheduled = true
+                scheduleSweep(at: deadline)
+            }
             // Reported under the lock, so the gauge sees the counts in order.
             observe(.pendingResponses(state.waiting.count))
             return .suspended(OpsResponder(pending: self, id: id))
@@ -123,6 +136,34 @@ final class PendingResponses: Sendable {
             MHD_resume_connection(OpaquePointer(bitPattern: waiting.connection)!)
             observe(.pendingResponses(state.waiting.count))
             return true
+        }
+    }
+
+    private func scheduleSweep(at deadlineMs: UInt64) {
+        let delay = deadlineMs > monotonicMilliseconds() ? deadlineMs - monotonicMilliseconds() : 0
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(min(delay, 3_600_000)))) { [weak self] in
+            self?.sweep()
+        }
+    }
+
+    /// Answers every request past its deadline with 503 `timeout`, then schedules the next sweep for the
+    /// earliest deadline left (or none when nothing waits).
+    private func sweep() {
+        let now = monotonicMilliseconds()
+        let response = OpsResponse.responseTimeout(milliseconds: timeoutMs)
+        state.withLockedValue { state in
+            for (id, waiting) in state.waiting where waiting.deadlineMs <= now {
+                state.waiting[id] = nil
+                state.answers[id] = { response }
+                MHD_resume_connection(OpaquePointer(bitPattern: waiting.connection)!)
+                observe(.responseTimedOut)
+                observe(.pendingResponses(state.waiting.count))
+            }
+            if let next = state.waiting.values.map(\.deadlineMs).min() {
+                scheduleSweep(at: next)
+            } else {
+                state.sweepScheduled = false
+            }
         }
     }
 

@@ -21,7 +21,6 @@ final class ServerContext: Sendable {
     /// throw away before giving up on sending a 413 and closing the socket.
     let maxDiscardedBodyBytes: Int
     let hostPolicy: OpsHostPolicy
-    let responseTimeoutMs: Int
     /// Live `RequestState`s of this daemon (a leak check for the tests).
     let liveRequests = LiveRequestCounter()
     let connections: ConnectionGuard
@@ -43,14 +42,14 @@ final class ServerContext: Sendable {
         let fourTimesLimit = configuration.maxRequestBodyBytes.multipliedReportingOverflow(by: 4)
         self.maxDiscardedBodyBytes = max(1 << 20, fourTimesLimit.overflow ? Int.max : fourTimesLimit.partialValue)
         self.hostPolicy = configuration.hostPolicy
-        self.responseTimeoutMs = configuration.responseTimeoutMs
         self.connections = ConnectionGuard(
             limits: .init(
                 maxConnections: configuration.maxConnections,
                 maxPerAddress: configuration.maxConnectionsPerAddress,
                 busyEvictableAfterMs: UInt64(configuration.connectionTimeoutSeconds) * 1000),
             observe: observe)
-        self.pending = PendingResponses(maxPending: configuration.maxPendingResponses, observe: observe)
+        self.pending = PendingResponses(
+            maxPending: configuration.maxPendingResponses, timeoutMs: configuration.responseTimeoutMs, observe: observe)
     }
 
     private struct LibraryLog {

@@ -44,7 +44,13 @@ final class DocStatusCache: Sendable {
                 self.state.withLockedValue { state in
                     state.inFlight = nil
                     if case .success(let docs) = result {
-                        state.value = docs
+                        // Without the connections: the cache may sit until the next status request, and
+                        // must not keep closed connections alive meanwhile.
+                        state.value = docs.map { doc in
+                            var doc = doc
+                            doc.memberConnections = []
+                            return doc
+                        }
                         state.computedAtMs = nowMs
                     }
                 }
