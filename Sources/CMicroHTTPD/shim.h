@@ -61,4 +61,37 @@ tandem_mhd_option_external_logger(MHD_LogCallback callback, void *cls)
     return item;
 }
 
+// Same intptr_t cast as above, for the MHD_OPTION_NOTIFY_CONNECTION item
+// (connection started / closed: the ops server's connection admission).
+static inline struct MHD_OptionItem
+tandem_mhd_option_notify_connection(MHD_NotifyConnectionCallback callback,
+                                    void *cls)
+{
+    struct MHD_OptionItem item = {
+        MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) callback, cls
+    };
+    return item;
+}
+
+// MHD_get_connection_info is variadic; these return one field each.
+
+// The connection's socket, or -1 if unknown.
+static inline int
+tandem_mhd_connection_fd(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : (int) info->connect_fd;
+}
+
+// The client's address (owned by libmicrohttpd, valid while the
+// connection is), or NULL if unknown.
+static inline const struct sockaddr *
+tandem_mhd_connection_address(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info == NULL ? NULL : info->client_addr;
+}
+
 #endif

@@ -18,15 +18,17 @@ import Darwin
 
 /// `MHD_AccessHandlerCallback`, called for every request in three phases:
 /// once when the headers are in (`*con_cls == NULL`: set up `RequestState`,
-/// refuse a declared over-limit body early), once per chunk of upload data
-/// (accumulate it), and once with `*upload_data_size == 0` when the request
-/// is complete (run the handler, queue its response).
+/// check the Host, refuse a declared over-limit body early), once per chunk
+/// of upload data (accumulate it), and once with `*upload_data_size == 0`
+/// when the request is complete (run the handler, queue its response or
+/// suspend the connection for a deferred one). A deferred request gets one
+/// more call after `MHD_resume_connection`, which queues the answer.
 ///
-/// Thread: the connection's own libmicrohttpd thread (thread-per-connection),
-/// never concurrently for the same connection. Touches `RequestState` (no
-/// lock needed: confined to that thread) and `ServerContext` (immutable apart
-/// from its own locked box). The user handler runs here, so it may block for
-/// a while without stalling the listener or other connections.
+/// Thread: the polling thread that owns the connection, never concurrently
+/// for the same connection. Touches `RequestState` (no lock needed: confined
+/// to that thread) and `ServerContext` (immutable apart from its own locked
+/// boxes). The handler runs here and shares the thread with every other
+/// connection of that thread, so it must not block (see `OpsReply`).
 func mhdAccessHandler(
     cls: UnsafeMutableRawPointer?,
     connection: OpaquePointer?,
@@ -46,17 +48,36 @@ func mhdAccessHandler(
     guard let statePointer = conCls.pointee else {
         let state = RequestState(liveCounter: context.liveRequests)
         conCls.pointee = Unmanaged.passRetained(state).toOpaque()
-        if let declared = declaredContentLength(connection), declared > UInt64(context.maxRequestBodyBytes) {
+        state.completedAtMs = monotonicMilliseconds()
+        context.connections.requestStarted(connection)
+        // The Host check comes first: a DNS-rebinding page gets a 421 and nothing else.
+        let hosts = collectValues(connection, kind: .HEADER_KIND).filter { $0.0.lowercased() == "host" }.map(\.1)
+        if hosts.count > 1 || !context.hostPolicy.allows(hostHeader: hosts.first) {
+            state.responded = true
+            context.observe(.hostRejected)
+            return finish(state, .hostNotAllowed(hosts.joined(separator: ", ")), on: connection, context: context,
+                          method: method, url: url)
+        }
+        let declared = declaredContentLength(connection)
+        let tooLarge = declared.map { $0 > UInt64(context.maxRequestBodyBytes) }
+            ?? (context.maxRequestBodyBytes == 0 && hasTransferEncoding(connection))
+        if tooLarge {
             // Answering before the body is read makes libmicrohttpd skip the
             // upload (no `100 Continue`) and close the connection afterwards.
             state.responded = true
-            return queueResponse(
-                .contentTooLarge(limit: context.maxRequestBodyBytes),
-                on: connection, logger: context.logger, requestDescription: describe(method, url))
+            return finish(state, .contentTooLarge(limit: context.maxRequestBodyBytes), on: connection, context: context,
+                          method: method, url: url)
         }
         return .YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(statePointer).takeUnretainedValue()
+
+    // Resumed after a deferred answer came in (or the timeout or stop() answered for it).
+    if let id = state.deferredID {
+        state.deferredID = nil
+        guard let build = context.pending.takeAnswer(id) else { return .NO }
+        return finish(state, build(), on: connection, context: context, method: method, url: url)
+    }
     if state.responded { return .YES }
 
     // Phase 2: a chunk of the body. A response cannot be queued from here,
@@ -68,7 +89,7 @@ func mhdAccessHandler(
         if state.bodyTooLarge {
             state.discardedBytes += chunkSize
             if state.discardedBytes > context.maxDiscardedBodyBytes {
-                context.logger.warning(
+                context.logger.debug(
                     "ops HTTP: closing connection after discarding oversized body",
                     metadata: ["request": "\(describe(method, url))", "discarded": "\(state.discardedBytes)"])
                 return .NO
@@ -85,10 +106,10 @@ func mhdAccessHandler(
 
     // Phase 3: the request is complete.
     state.responded = true
+    state.completedAtMs = monotonicMilliseconds()
     if state.bodyTooLarge {
-        return queueResponse(
-            .contentTooLarge(limit: context.maxRequestBodyBytes),
-            on: connection, logger: context.logger, requestDescription: describe(method, url))
+        return finish(state, .contentTooLarge(limit: context.maxRequestBodyBytes), on: connection, context: context,
+                      method: method, url: url)
     }
     let request = OpsRequest(
         method: String(cString: method),
@@ -98,31 +119,93 @@ func mhdAccessHandler(
         body: state.body
     )
     state.body = []
-    let response = context.handler(request)
-    return queueResponse(response, on: connection, logger: context.logger, requestDescription: describe(method, url))
+    let reply = context.handler(request)
+    state.label = reply.label
+    switch reply.kind {
+    case .now(let response):
+        return finish(state, response, on: connection, context: context, method: method, url: url)
+    case .deferred(let start):
+        switch context.pending.suspend(connection) {
+        case .full:
+            context.observe(.pendingLimitReached)
+            return finish(state, .busy(pending: context.pending.maxPending), on: connection, context: context,
+                          method: method, url: url)
+        case .stopping:
+            return finish(state, .shuttingDown(), on: connection, context: context, method: method, url: url)
+        case .suspended(let responder):
+            state.deferredID = responder.id
+            start(responder)
+            return .YES
+        }
+    }
+}
+
+/// Queues `response` and reports the request as finished.
+private func finish(
+    _ state: RequestState,
+    _ response: OpsResponse,
+    on connection: OpaquePointer,
+    context: ServerContext,
+    method: UnsafePointer<CChar>,
+    url: UnsafePointer<CChar>
+) -> MHD_Result {
+    let result = queueResponse(response, on: connection, logger: context.logger, requestDescription: describe(method, url))
+    let elapsedMs = monotonicMilliseconds() &- state.completedAtMs  // monotonic: never wraps in practice
+    context.observe(.requestFinished(label: state.label, status: response.status, seconds: Double(elapsedMs) / 1000))
+    return result
 }
 
 /// `MHD_RequestCompletedCallback` (`MHD_OPTION_NOTIFY_COMPLETED`): releases
 /// the `RequestState` retained in phase 1 of `mhdAccessHandler`, however the
-/// request ended (completed, client abort, timeout, daemon shutdown).
+/// request ended (completed, client abort, timeout, daemon shutdown), and
+/// marks the connection idle for `ConnectionGuard`.
 ///
-/// Thread: the connection's thread, or the thread running `MHD_stop_daemon`
-/// during shutdown; never concurrently with the access handler for the same
-/// request. Touches only `*con_cls`.
+/// Thread: the connection's polling thread, or the thread running
+/// `MHD_stop_daemon` during shutdown; never concurrently with the access
+/// handler for the same request.
 func mhdRequestCompleted(
     cls: UnsafeMutableRawPointer?,
     connection: OpaquePointer?,
     conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
     reason: MHD_RequestTerminationCode
 ) {
+    guard let cls else { return }
+    let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    if let connection { context.connections.requestFinished(connection) }
     guard let conCls, let statePointer = conCls.pointee else { return }
     conCls.pointee = nil
-    Unmanaged<RequestState>.fromOpaque(statePointer).release()
+    let state = Unmanaged<RequestState>.fromOpaque(statePointer).takeRetainedValue()
+    // Resumed but closed before the answer was picked up (client gone, or daemon shutdown).
+    if let id = state.deferredID { context.pending.forget(id) }
+}
+
+/// `MHD_NotifyConnectionCallback` (`MHD_OPTION_NOTIFY_CONNECTION`): every
+/// connection's start and close go to `ConnectionGuard`, which may refuse
+/// the new connection or evict an idle one.
+///
+/// Thread: the polling thread that owns the connection (or the thread
+/// running `MHD_stop_daemon`). CLOSED comes before libmicrohttpd closes the
+/// socket, which `ConnectionGuard` relies on.
+func mhdNotifyConnection(
+    cls: UnsafeMutableRawPointer?,
+    connection: OpaquePointer?,
+    socketContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+    code: MHD_ConnectionNotificationCode
+) {
+    guard let cls, let connection else { return }
+    let context = Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    switch code {
+    case .CONNECTION_NOTIFY_STARTED: context.connections.started(connection)
+    case .CONNECTION_NOTIFY_CLOSED: context.connections.closed(connection)
+    default: break
+    }
 }
 
 /// `MHD_LogCallback` (`MHD_OPTION_EXTERNAL_LOGGER`): formats libmicrohttpd's
-/// printf-style message and forwards it to the server's `Logger`; also keeps
-/// it so a failing `MHD_start_daemon` can report why.
+/// printf-style message and forwards it to the server's `Logger` — at most
+/// `ServerContext.libraryLogLinesPerSecond` a second, since clients can make
+/// libmicrohttpd log (every refused connection does); also keeps the last
+/// few so a failing `MHD_start_daemon` can report why.
 ///
 /// Thread: any libmicrohttpd thread, or the thread inside `MHD_start_daemon`
 /// / `MHD_stop_daemon`; possibly concurrently. Touches `ServerContext`, whose
@@ -137,8 +220,13 @@ func mhdLog(cls: UnsafeMutableRawPointer?, format: UnsafePointer<CChar>?, argume
     }
     var trimmed = Substring(message)
     while let last = trimmed.last, last.isWhitespace { trimmed.removeLast() }
-    context.recordLibraryMessage(String(trimmed))
-    context.logger.warning("libmicrohttpd: \(trimmed)")
+    let (log, suppressed) = context.recordLibraryMessage(String(trimmed))
+    guard log else { return }
+    if suppressed > 0 {
+        context.logger.warning("libmicrohttpd: \(trimmed)", metadata: ["suppressed.before": "\(suppressed)"])
+    } else {
+        context.logger.warning("libmicrohttpd: \(trimmed)")
+    }
 }
 
 /// `MHD_KeyValueIterator` for `MHD_get_connection_values`: appends each pair
@@ -204,6 +292,11 @@ private func declaredContentLength(_ connection: OpaquePointer) -> UInt64? {
         return nil
     }
     return UInt64(String(cString: raw))
+}
+
+/// Whether the request announced a body of unknown length (chunked).
+private func hasTransferEncoding(_ connection: OpaquePointer) -> Bool {
+    MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") != nil
 }
 
 private func describe(_ method: UnsafePointer<CChar>, _ url: UnsafePointer<CChar>) -> String {

@@ -11,10 +11,12 @@ import Darwin
 /// The ops-plane HTTP server (metrics, health, status API, status page), a
 /// thin owner of one libmicrohttpd daemon.
 ///
-/// Every request is answered by calling `handler` on a libmicrohttpd thread;
-/// the handler must be thread-safe and may block briefly (e.g. on a Redis
-/// read) without delaying other requests. It must not call `stop()` on its
-/// own server: `stop()` waits for running handlers, so that would deadlock.
+/// A few polling threads serve every connection, so an idle
+/// or slow connection costs a socket and a little memory, never a thread;
+/// `ConnectionAdmission` bounds connections in all and per client address and
+/// evicts the idle ones first, so a flood of idle connections cannot keep a
+/// health check out. Handlers run on the polling threads and must not block:
+/// slow work is answered with `OpsReply.deferred`.
 ///
 /// ```swift
 /// let server = OpsHTTPServer(configuration: .init(port: 9090), logger: logger) { request in
@@ -27,7 +29,8 @@ public final class OpsHTTPServer: Sendable {
     /// The configuration given at init; `start()` validates it.
     public let configuration: Configuration
     private let logger: Logger
-    private let handler: @Sendable (OpsRequest) -> OpsResponse
+    private let handler: @Sendable (OpsRequest) -> OpsReply
+    private let observe: @Sendable (OpsHTTPEvent) -> Void
 
     /// Held for the whole of `start()` and `stop()`, across
     /// `MHD_start_daemon` / `MHD_stop_daemon`, so a `stop()` that returns
@@ -59,16 +62,30 @@ public final class OpsHTTPServer: Sendable {
     ///   - configuration: where to listen and what to accept.
     ///   - logger: receives lifecycle messages, libmicrohttpd's own error
     ///     log and problems with handler responses.
-    ///   - handler: answers one request; called concurrently from
-    ///     libmicrohttpd's connection threads.
+    ///   - observe: receives `OpsHTTPEvent`s (for metrics); called on the
+    ///     server's threads, must not block.
+    ///   - handler: answers one request, now or deferred; called concurrently
+    ///     from the polling threads, must not block.
     public init(
         configuration: Configuration,
         logger: Logger,
-        handler: @escaping @Sendable (OpsRequest) -> OpsResponse
+        observe: @escaping @Sendable (OpsHTTPEvent) -> Void = { _ in },
+        replying handler: @escaping @Sendable (OpsRequest) -> OpsReply
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.observe = observe
         self.handler = handler
+    }
+
+    /// A server whose handler always answers at once.
+    public convenience init(
+        configuration: Configuration,
+        logger: Logger,
+        observe: @escaping @Sendable (OpsHTTPEvent) -> Void = { _ in },
+        handler: @escaping @Sendable (OpsRequest) -> OpsResponse
+    ) {
+        self.init(configuration: configuration, logger: logger, observe: observe) { request in .response(handler(request)) }
     }
 
     deinit {
@@ -90,9 +107,14 @@ public final class OpsHTTPServer: Sendable {
     /// The live-request counter of the running daemon, for leak checks in
     /// tests; it stays valid (and keeps counting frees) after `stop()`.
     var liveRequestCounter: LiveRequestCounter? {
+        runningContext?.liveRequests
+    }
+
+    /// The running daemon's context (tests look at its connection counts).
+    var runningContext: ServerContext? {
         state.withLockedValue { state in
             guard case .running(let running) = state else { return nil }
-            return running.context.takeUnretainedValue().liveRequests
+            return running.context.takeUnretainedValue()
         }
     }
 
@@ -122,8 +144,9 @@ public final class OpsHTTPServer: Sendable {
 
     /// Stops serving. When it returns, the listening socket is closed (the
     /// port can be bound again) and no handler is running or will run;
-    /// handlers already running are waited for. Idempotent and safe to call
-    /// from several threads, but not from inside a handler of this server.
+    /// handlers already running are waited for, and requests waiting for a
+    /// deferred answer get 503. Idempotent and safe to call from several
+    /// threads, but not from inside a handler of this server.
     public func stop() {
         lifecycleLock.withLock {
             let running: RunningDaemon? = state.withLockedValue { state in
@@ -132,6 +155,9 @@ public final class OpsHTTPServer: Sendable {
                 return running
             }
             guard let running else { return }
+            // libmicrohttpd aborts when stopped with a suspended connection:
+            // answer and resume every one first (and suspend no more).
+            running.context.takeUnretainedValue().pending.stopAll(with: .shuttingDown())
             // Closes the listen socket, shuts down every connection and joins
             // all libmicrohttpd threads; afterwards no callback can run, so
             // the context retained in startDaemon() can be released.
@@ -141,19 +167,22 @@ public final class OpsHTTPServer: Sendable {
         }
     }
 
-    /// Thread model: one thread per connection (plus libmicrohttpd's
-    /// listener thread, which only accepts). Handlers may block for a few
-    /// milliseconds — a Redis read behind `/readyz`, a big metrics render —
-    /// and with a small thread pool every connection sharing that pool
-    /// thread would stall behind them; per-connection threads isolate them.
-    /// The ops plane sees a handful of connections (scrapers, probes, a
-    /// status page), and `maxConnections` caps the threads, so the usual cost
-    /// of this model does not matter here. Thread-per-connection rules out
-    /// epoll, hence poll().
+    /// Thread model: `configuration.threads` polling threads, each serving
+    /// its share of the connections and running their handlers;
+    /// suspend/resume for deferred answers. (Thread-per-connection, the
+    /// earlier model, let 64 idle connections take every thread and keep
+    /// health checks out.)
+    ///
+    /// poll(), not epoll: with Debian's libmicrohttpd 0.9.75 in epoll mode a
+    /// connection the client closed was now and then (about 1 in 5, see
+    /// ClosedConnectionTests) only noticed at the idle timeout, holding its
+    /// slot for seconds; poll() notices at once. Its cost — a scan of the
+    /// thread's sockets per wake-up — is small at the ops port's limits (a
+    /// thousand or so connections shared by the threads).
     private var daemonFlags: UInt32 {
         MHD_USE_INTERNAL_POLLING_THREAD.rawValue
-            | MHD_USE_THREAD_PER_CONNECTION.rawValue
             | MHD_USE_POLL.rawValue
+            | MHD_ALLOW_SUSPEND_RESUME.rawValue
             | MHD_USE_ERROR_LOG.rawValue
     }
 
@@ -163,18 +192,7 @@ public final class OpsHTTPServer: Sendable {
     /// function does if the daemon never started.
     private func startDaemon() throws -> RunningDaemon {
         let configuration = self.configuration
-        guard (0...65535).contains(configuration.port) else {
-            throw OpsHTTPServerError.invalidConfiguration("port \(configuration.port) not in 0...65535")
-        }
-        guard configuration.maxConnections >= 1, configuration.maxConnections <= Int(UInt32.max) else {
-            throw OpsHTTPServerError.invalidConfiguration("maxConnections must be at least 1")
-        }
-        guard configuration.connectionTimeoutSeconds >= 0, configuration.connectionTimeoutSeconds <= Int(UInt32.max) else {
-            throw OpsHTTPServerError.invalidConfiguration("connectionTimeoutSeconds must not be negative")
-        }
-        guard configuration.maxRequestBodyBytes >= 0 else {
-            throw OpsHTTPServerError.invalidConfiguration("maxRequestBodyBytes must not be negative")
-        }
+        try configuration.validate()
         guard let address = ListenAddress(host: configuration.host, port: configuration.port) else {
             throw OpsHTTPServerError.invalidHost(configuration.host)
         }
@@ -186,7 +204,7 @@ public final class OpsHTTPServer: Sendable {
         }
 
         let context = Unmanaged.passRetained(
-            ServerContext(handler: handler, logger: logger, maxRequestBodyBytes: configuration.maxRequestBodyBytes))
+            ServerContext(configuration: configuration, logger: logger, observe: observe, handler: handler))
         let contextPointer = context.toOpaque()
 
         let daemon: OpaquePointer? = address.withSockAddrPointer { sockAddr in
@@ -194,11 +212,18 @@ public final class OpsHTTPServer: Sendable {
                 // First, so that messages from startup (bind errors) are routed too.
                 tandem_mhd_option_external_logger(mhdLog, contextPointer),
                 MHD_OptionItem(option: .SOCK_ADDR, value: 0, ptr_value: sockAddr),
-                MHD_OptionItem(option: .CONNECTION_LIMIT, value: configuration.maxConnections, ptr_value: nil),
+                // The real limits are ConnectionAdmission's; this one only leaves room for the
+                // connections being refused or evicted, which still hold a socket for a moment.
+                MHD_OptionItem(option: .CONNECTION_LIMIT, value: configuration.libraryConnectionLimit, ptr_value: nil),
                 MHD_OptionItem(option: .CONNECTION_TIMEOUT, value: configuration.connectionTimeoutSeconds, ptr_value: nil),
-                tandem_mhd_option_notify_completed(mhdRequestCompleted, nil),
-                MHD_OptionItem(option: .END, value: 0, ptr_value: nil),
+                MHD_OptionItem(option: .CONNECTION_MEMORY_LIMIT, value: configuration.connectionMemoryBytes, ptr_value: nil),
+                tandem_mhd_option_notify_completed(mhdRequestCompleted, contextPointer),
+                tandem_mhd_option_notify_connection(mhdNotifyConnection, contextPointer),
             ]
+            if configuration.threads > 1 {
+                options.append(MHD_OptionItem(option: .THREAD_POOL_SIZE, value: configuration.threads, ptr_value: nil))
+            }
+            options.append(MHD_OptionItem(option: .END, value: 0, ptr_value: nil))
             return options.withUnsafeMutableBufferPointer { items in
                 tandem_mhd_start_daemon(
                     flags, UInt16(configuration.port), mhdAccessHandler, contextPointer, items.baseAddress)

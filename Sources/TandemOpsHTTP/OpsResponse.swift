@@ -69,6 +69,39 @@ public struct OpsResponse: Sendable {
         return response
     }
 
+    /// A JSON error body, `{"error":code,"message":message}` — the shape of every ops API error.
+    public static func jsonError(status: Int, code: String, message: String) -> OpsResponse {
+        json("{\"error\":" + jsonString(code) + ",\"message\":" + jsonString(message) + "}", status: status)
+    }
+
+    /// 421 Misdirected Request: the `Host` is not one this server answers for (DNS-rebinding defence).
+    static func hostNotAllowed(_ host: String) -> OpsResponse {
+        let shown = host.isEmpty ? "(several)" : String(host.prefix(100))
+        return jsonError(
+            status: 421, code: "host_not_allowed",
+            message: "this server does not answer for Host '\(shown)'; use its IP address or add the name to --ops-allowed-hosts")
+    }
+
+    /// 503 `busy`: too many deferred answers pending.
+    static func busy(pending: Int) -> OpsResponse {
+        var response = jsonError(
+            status: 503, code: "busy", message: "\(pending) requests are already waiting for an answer; retry shortly")
+        response.headers.append(("Retry-After", "1"))
+        return response
+    }
+
+    /// 503 `timeout`: a deferred answer took too long.
+    static func responseTimeout(milliseconds: Int) -> OpsResponse {
+        var response = jsonError(status: 503, code: "timeout", message: "no answer within \(milliseconds) ms")
+        response.headers.append(("Retry-After", "1"))
+        return response
+    }
+
+    /// 503 `unavailable`: the server is stopping.
+    static func shuttingDown() -> OpsResponse {
+        jsonError(status: 503, code: "unavailable", message: "the server is shutting down")
+    }
+
     /// 413, sent by the server itself when a body exceeds the configured limit.
     static func contentTooLarge(limit: Int) -> OpsResponse {
         text("request body exceeds \(limit) bytes\n", status: 413)
@@ -78,4 +111,23 @@ public struct OpsResponse: Sendable {
     static func internalError(_ message: String) -> OpsResponse {
         text(message + "\n", status: 500)
     }
+}
+
+/// `text` as a JSON string literal (quotes, backslashes and control characters escaped).
+func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
 }

@@ -5,9 +5,9 @@ import NIOConcurrencyHelpers
 /// Created on the first access-handler call for a request (when `*con_cls`
 /// is NULL) and stored there with `Unmanaged.passRetained`; released by the
 /// `MHD_OPTION_NOTIFY_COMPLETED` callback. libmicrohttpd never runs two
-/// callbacks for the same connection at once and, in thread-per-connection
-/// mode, runs all of them on that connection's thread, so this class needs
-/// no lock and is deliberately not Sendable.
+/// callbacks for the same connection at once and runs all of them on the
+/// polling thread that owns the connection, so this class needs no lock
+/// and is deliberately not Sendable.
 final class RequestState {
     /// Counts live instances per daemon, so tests can prove that every
     /// request's state is freed (completed, refused, aborted or shut down).
@@ -22,6 +22,12 @@ final class RequestState {
     var discardedBytes = 0
     /// A response has been queued; later calls (there should be none) are no-ops.
     var responded = false
+    /// The connection is suspended waiting for this deferred answer (`PendingResponses`).
+    var deferredID: UInt?
+    /// The handler's route label, for `OpsHTTPEvent.requestFinished`.
+    var label: String?
+    /// When the request was complete (monotonic ms), for `OpsHTTPEvent.requestFinished`.
+    var completedAtMs: UInt64 = 0
 
     init(liveCounter: LiveRequestCounter) {
         self.liveCounter = liveCounter

@@ -13,38 +13,76 @@ import NIOConcurrencyHelpers
 /// Sendable without `@unchecked`: every stored property is immutable or a
 /// lock-protected box, because all of libmicrohttpd's threads share it.
 final class ServerContext: Sendable {
-    let handler: @Sendable (OpsRequest) -> OpsResponse
+    let handler: @Sendable (OpsRequest) -> OpsReply
+    let observe: @Sendable (OpsHTTPEvent) -> Void
     let logger: Logger
     let maxRequestBodyBytes: Int
     /// Upload bytes of an over-limit chunked body we are willing to read and
     /// throw away before giving up on sending a 413 and closing the socket.
     let maxDiscardedBodyBytes: Int
+    let hostPolicy: OpsHostPolicy
     /// Live `RequestState`s of this daemon (a leak check for the tests).
     let liveRequests = LiveRequestCounter()
-    /// The last few messages libmicrohttpd logged, so that a failed
-    /// `MHD_start_daemon` (which only returns NULL) can say why.
-    private let recentLibraryMessages = NIOLockedValueBox<[String]>([])
+    let connections: ConnectionGuard
+    let pending: PendingResponses
+    /// libmicrohttpd's log lines, at most a few per second (a flood of refused connections must not
+    /// become a flood of log lines), and the last few for a failed start.
+    private let libraryLog = NIOLockedValueBox(LibraryLog())
 
     init(
-        handler: @escaping @Sendable (OpsRequest) -> OpsResponse,
+        configuration: OpsHTTPServer.Configuration,
         logger: Logger,
-        maxRequestBodyBytes: Int
+        observe: @escaping @Sendable (OpsHTTPEvent) -> Void,
+        handler: @escaping @Sendable (OpsRequest) -> OpsReply
     ) {
         self.handler = handler
+        self.observe = observe
         self.logger = logger
-        self.maxRequestBodyBytes = maxRequestBodyBytes
-        let fourTimesLimit = maxRequestBodyBytes.multipliedReportingOverflow(by: 4)
+        self.maxRequestBodyBytes = configuration.maxRequestBodyBytes
+        let fourTimesLimit = configuration.maxRequestBodyBytes.multipliedReportingOverflow(by: 4)
         self.maxDiscardedBodyBytes = max(1 << 20, fourTimesLimit.overflow ? Int.max : fourTimesLimit.partialValue)
+        self.hostPolicy = configuration.hostPolicy
+        self.connections = ConnectionGuard(
+            limits: .init(
+                maxConnections: configuration.maxConnections,
+                maxPerAddress: configuration.maxConnectionsPerAddress,
+                busyEvictableAfterMs: UInt64(configuration.connectionTimeoutSeconds) * 1000),
+            observe: observe)
+        self.pending = PendingResponses(
+            maxPending: configuration.maxPendingResponses, timeoutMs: configuration.responseTimeoutMs, observe: observe)
     }
 
-    func recordLibraryMessage(_ message: String) {
-        recentLibraryMessages.withLockedValue { messages in
-            messages.append(message)
-            if messages.count > 8 { messages.removeFirst(messages.count - 8) }
+    private struct LibraryLog {
+        var recent: [String] = []
+        var windowStartMs: UInt64 = 0
+        var inWindow = 0
+        var suppressed = 0
+    }
+
+    static let libraryLogLinesPerSecond = 5
+
+    /// Keeps `message` for a failed start and says whether to log it now (and how many were dropped
+    /// since the last one logged).
+    func recordLibraryMessage(_ message: String) -> (log: Bool, suppressedBefore: Int) {
+        let now = monotonicMilliseconds()
+        return libraryLog.withLockedValue { log in
+            log.recent.append(message)
+            if log.recent.count > 8 { log.recent.removeFirst(log.recent.count - 8) }
+            if now >= log.windowStartMs + 1000 {
+                log.windowStartMs = now
+                log.inWindow = 0
+            }
+            guard log.inWindow < Self.libraryLogLinesPerSecond else {
+                log.suppressed += 1
+                return (false, 0)
+            }
+            log.inWindow += 1
+            defer { log.suppressed = 0 }
+            return (true, log.suppressed)
         }
     }
 
     var libraryMessages: [String] {
-        recentLibraryMessages.withLockedValue { $0 }
+        libraryLog.withLockedValue { $0.recent }
     }
 }

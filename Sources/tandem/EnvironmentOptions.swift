@@ -13,6 +13,8 @@ enum EnvironmentOptions {
         "jwt-secret-file", "doc-ttl", "redis-maxmemory",
         "max-docs-per-connection", "handshake-timeout-ms", "max-pending-handshakes", "max-handshake-attempts-per-sec",
         "max-pending-requests",
+        "ops-allowed-hosts", "ops-token", "ops-token-file", "ops-max-connections", "ops-max-connections-per-ip",
+        "ops-idle-timeout-ms", "ops-threads", "ops-max-pending-requests", "ops-request-timeout-ms", "ops-max-list-items",
     ]
 
     /// Flags without a value, set by TANDEM_<NAME>=1|true|yes (0|false|no|empty: not set).

@@ -76,6 +76,29 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Embedded Redis AOF fsync policy: everysec or always.") var appendfsync = "everysec"
     @Option(name: .customLong("web-root"), help: "Directory of the status page (default: Web/status if present).")
     var webRoot: String?
+    // Ops plane (issue 7)
+    @Option(
+        name: .customLong("ops-allowed-hosts"),
+        help: "Host names the ops port answers besides IP addresses and localhost, comma-separated (DNS-rebinding defence); * for any.")
+    var opsAllowedHosts = ""
+    @Option(
+        name: .customLong("ops-token"),
+        help: "Bearer token /api/docs/… requires (document content, user names). ps shows it: prefer --ops-token-file or TANDEM_OPS_TOKEN.")
+    var opsToken: String?
+    @Option(name: .customLong("ops-token-file"), help: "File holding the ops token (its first line).") var opsTokenFile: String?
+    @Option(name: .customLong("ops-max-connections"), help: "Ops-port connections; at the limit a new one closes the one idle longest.")
+    var opsMaxConnections = 1024
+    @Option(name: .customLong("ops-max-connections-per-ip"), help: "Ops-port connections from one address (IPv6: one /64).")
+    var opsMaxConnectionsPerIP = 32
+    @Option(name: .customLong("ops-idle-timeout-ms"), help: "An ops connection without traffic this long is closed (whole seconds).")
+    var opsIdleTimeoutMs = 5000
+    @Option(name: .customLong("ops-threads"), help: "Ops-plane polling threads (shared by every ops connection).") var opsThreads = 2
+    @Option(name: .customLong("ops-max-pending-requests"), help: "Ops requests waiting for Redis at once; more get 503 busy.")
+    var opsMaxPendingRequests = 16
+    @Option(name: .customLong("ops-request-timeout-ms"), help: "How long an ops request may wait for Redis before 503 timeout.")
+    var opsRequestTimeoutMs = 2000
+    @Option(name: .customLong("ops-max-list-items"), help: "Docs listed by /api/status, members by /api/docs/{id}.")
+    var opsMaxListItems = 1000
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
     // Secure defaults and Redis bounds (issue 7)
@@ -108,6 +131,9 @@ struct Serve: AsyncParsableCommand {
             guard redis == nil else {
                 throw ValidationError("--redis-maxmemory sets the embedded Redis only; with --redis, set maxmemory on that Redis")
             }
+        }
+        guard opsToken == nil || opsTokenFile == nil else {
+            throw ValidationError("give the ops token once: --ops-token (TANDEM_OPS_TOKEN) or --ops-token-file")
         }
     }
 
@@ -199,6 +225,16 @@ struct Serve: AsyncParsableCommand {
         config.webRoot = webRoot ?? Self.defaultWebRoot()
         config.insecureDevMode = insecureDevMode
         config.docTTLMs = OptionValues.durationMs(docTTL) ?? config.docTTLMs
+        config.opsAllowedHosts = opsAllowedHosts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        config.opsToken = try opsToken ?? opsTokenFile.map(Self.readOpsToken(path:))
+        config.opsMaxConnections = opsMaxConnections
+        config.opsMaxConnectionsPerIP = opsMaxConnectionsPerIP
+        config.opsIdleTimeoutMs = opsIdleTimeoutMs
+        config.opsThreads = opsThreads
+        config.opsMaxPendingRequests = opsMaxPendingRequests
+        config.opsRequestTimeoutMs = opsRequestTimeoutMs
+        config.opsMaxListItems = opsMaxListItems
 
         let node: TandemNode
         do {
@@ -230,6 +266,16 @@ struct Serve: AsyncParsableCommand {
             dir = dir.deletingLastPathComponent()
         }
         return candidates.first { FileManager.default.fileExists(atPath: $0 + "/index.html") }
+    }
+
+    /// The first line of an `--ops-token-file`, without its line ending.
+    static func readOpsToken(path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read --ops-token-file \(path)")
+        }
+        let token = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        guard !token.isEmpty else { throw ValidationError("--ops-token-file \(path) is empty") }
+        return token
     }
 
     /// Suspends until SIGTERM or SIGINT.

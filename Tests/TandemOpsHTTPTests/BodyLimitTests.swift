@@ -36,6 +36,21 @@ import Testing
         #expect(calls.current == 0)
     }
 
+    /// With no body allowed (Tandem's ops routes are all GETs), a chunked upload is refused as soon as
+    /// its headers are in: not one chunk is read, so a slow upload cannot hold the connection busy.
+    @Test func withALimitOfZeroAChunkedUploadIsRefusedBeforeItsFirstChunk() throws {
+        let calls = Locked(0)
+        let server = try echoServer(limit: 0, calls: calls)
+        defer { server.stop() }
+
+        let connection = try RawHTTPConnection(port: server.boundPort)
+        try connection.send(RawHTTP.requestBytes("POST", "/upload", headers: [("Transfer-Encoding", "chunked")]))
+        let response = try connection.readResponse()
+        #expect(response.status == 413)
+        #expect(calls.current == 0)
+        #expect(try RawHTTP.get("/", port: server.boundPort).status == 200, "a GET without a body is fine")
+    }
+
     @Test func expectContinueOverLimitIsRefusedBeforeTheBodyIsSent() throws {
         let calls = Locked(0)
         let server = try echoServer(calls: calls)

@@ -37,25 +37,28 @@ import Testing
         #expect(answered.current == Set(0..<threads * perThread))
     }
 
-    /// A handler blocked on purpose must not hold up other requests: the
-    /// fast request has to complete while the slow one is provably still
-    /// inside its handler (ordering, not timing).
-    @Test func aSlowHandlerDoesNotBlockOtherRequests() throws {
-        let slowEntered = Locked(false)
-        let slowFinished = Locked(false)
+    /// A slow answer must not hold up other requests, even with one polling thread: the handler defers
+    /// it, and the fast requests have to complete while the slow one is provably still waiting (ordering,
+    /// not timing).
+    @Test func aSlowDeferredAnswerDoesNotBlockOtherRequests() throws {
+        let slowStarted = Locked(false)
         let release = DispatchSemaphore(value: 0)
-        let server = try startedServer { request in
+        let server = OpsHTTPServer(configuration: .init(threads: 1, responseTimeoutMs: 30_000), logger: testLogger()) { request in
             switch request.path {
             case "/slow":
-                slowEntered.withLock { $0 = true }
-                // Bounded so a broken test cannot hang the suite.
-                let released = release.wait(timeout: .now() + 20) == .success
-                slowFinished.withLock { $0 = true }
-                return .text(released ? "slow done" : "slow timed out")
+                return .deferred { responder in
+                    slowStarted.withLock { $0 = true }
+                    Thread {
+                        // Bounded so a broken test cannot hang the suite.
+                        let released = release.wait(timeout: .now() + 20) == .success
+                        responder.respond(.text(released ? "slow done" : "slow timed out"))
+                    }.start()
+                }
             default:
-                return .text("fast")
+                return .response(.text("fast"))
             }
         }
+        try server.start()
         defer { server.stop() }
         let port = server.boundPort
 
@@ -64,13 +67,13 @@ import Testing
             let response = try? RawHTTP.get("/slow", port: port)
             slowResponse.withLock { $0 = response }
         }
-        #expect(waitUntil { slowEntered.current })
+        #expect(waitUntil { slowStarted.current })
 
         for _ in 0..<3 {
             let fast = try RawHTTP.get("/fast", port: port)
             #expect(fast.text == "fast")
         }
-        #expect(slowFinished.current == false, "fast requests completed while /slow was still blocked")
+        #expect(slowResponse.current == nil, "fast requests completed while /slow was still waiting")
 
         release.signal()
         #expect(slowClient.wait())

@@ -38,7 +38,9 @@ final class RawHTTPConnection {
     private var buffer: [UInt8] = []
     private(set) var sawEOF = false
 
-    init(host: String = "127.0.0.1", port: Int, timeoutSeconds: Int = 10) throws {
+    /// - Parameter source: an IPv4 address to connect from (any of 127.0.0.0/8 works on Linux's
+    ///   loopback), so a test can play several clients.
+    init(host: String = "127.0.0.1", port: Int, timeoutSeconds: Int = 10, source: String? = nil) throws {
         var v4 = sockaddr_in()
         var v6 = sockaddr_in6()
         let family: Int32
@@ -64,6 +66,23 @@ final class RawHTTPConnection {
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            guard inet_pton(AF_INET, source, &local.sin_addr) == 1 else {
+                close(fd)
+                throw RawHTTPError("bad source \(source)")
+            }
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound != 0 {
+                let code = errno
+                close(fd)
+                throw RawHTTPError("bind to \(source): \(String(cString: strerror(code)))")
+            }
+        }
 
         let result: Int32
         if family == AF_INET {
@@ -205,6 +224,17 @@ final class RawHTTPConnection {
         }
     }
 
+    /// Whether the server has closed the connection (end of file or reset is pending), without
+    /// consuming anything or waiting longer than `waitMilliseconds`.
+    func peerClosed(waitMilliseconds: Int32 = 0) -> Bool {
+        if sawEOF { return true }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, waitMilliseconds) == 1 else { return false }
+        var byte: UInt8 = 0
+        let count = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return count == 0 || (count < 0 && errno == ECONNRESET)
+    }
+
     /// Every byte the server sends until it closes the connection.
     func readToEOF() throws -> [UInt8] {
         while try fill() {}
@@ -249,8 +279,10 @@ enum RawHTTP {
         return try connection.readResponse(isHead: method == "HEAD")
     }
 
-    static func get(_ target: String, port: Int, host: String = "127.0.0.1") throws -> RawHTTPResponse {
-        try request("GET", target, port: port, host: host)
+    static func get(_ target: String, port: Int, host: String = "127.0.0.1", source: String? = nil) throws -> RawHTTPResponse {
+        let connection = try RawHTTPConnection(host: host, port: port, source: source)
+        try connection.send(requestBytes("GET", target))
+        return try connection.readResponse()
     }
 }
 

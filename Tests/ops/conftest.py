@@ -20,6 +20,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import LoadThread  # noqa: E402
+from ops_prober import OpsProber, ProbeTarget  # noqa: E402
 from tandem_stack import (  # noqa: E402
     ARTIFACTS_DIR, Prometheus, TandemNode, find_tandem_binary, start_prometheus, start_redis, start_tandem,
     wait_for,
@@ -34,6 +35,10 @@ NODE_ARGS = {
     "n2": ["--tick-ms", "50", "--presence-ttl-ms", "2000", "--max-connections-per-user", "4"],
 }
 PER_USER_LIMIT = 4
+# n2 guards its document API with an ops token (from a file, as an operator would give it): Prometheus,
+# health checks and the status page must not notice.
+OPS_TOKEN = "tests-ops-token-0123456789abcdef"
+TOKEN_NODE = "n2"
 LOAD_MAX_SECONDS = 150  # the load stops by itself after this even if teardown never runs
 
 
@@ -44,6 +49,7 @@ class Stack:
     prometheus: Prometheus
     load: LoadThread
     started: float
+    prober: OpsProber
 
     def node_for_instance(self, instance: str) -> str:
         for name, node in self.nodes.items():
@@ -84,8 +90,12 @@ def stack(artifacts_dir: Path):
         redis, redis_port = start_redis(artifacts_dir)
         cleanup.callback(lambda: summary.__setitem__("redis_exit", redis.stop()))
 
+        token_file = work / "ops-token"
+        token_file.write_text(OPS_TOKEN + "\n")
         nodes: dict[str, TandemNode] = {}
         for name, args in NODE_ARGS.items():
+            if name == TOKEN_NODE:
+                args = [*args, "--ops-token-file", str(token_file)]
             node = start_tandem(binary, name, redis_port, artifacts_dir, args)
             nodes[name] = node
             # Stopped with SIGTERM; the exit code (0 = graceful) is kept in summary.json.
@@ -108,7 +118,16 @@ def stack(artifacts_dir: Path):
 
         cleanup.callback(stop_load)  # runs first: clients leave before the nodes stop
 
-        yield Stack(redis_port, nodes, prom, load, time.monotonic())
+        prober = OpsProber([ProbeTarget(name, node.ops_url, OPS_TOKEN if name == TOKEN_NODE else None)
+                            for name, node in nodes.items()], max_seconds=LOAD_MAX_SECONDS).start()
+
+        def stop_prober() -> None:
+            prober.stop()
+            summary["ops_prober"] = prober.stats.snapshot()
+
+        cleanup.callback(stop_prober)
+
+        yield Stack(redis_port, nodes, prom, load, time.monotonic(), prober)
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,10 @@ from tandem_stack import ARTIFACTS_DIR, GRAFANA_DIR, PromQLError, require_tool, 
 RATE_INTERVALS = ["1m", "30s"]
 ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
-REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Redis"]
+REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Redis", "Process",
+                 "Ops port"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
-                   "TandemRedisDown", "TandemNodeDown"]
+                   "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut"]
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
@@ -262,6 +263,22 @@ KEY_SERIES = [
     KeySeries("slow-consumer-coalesced", "Slow consumers /s", "B", "> 0 (deltas coalesced)", positive()),
     KeySeries("redis-up", "Redis up", "A", "1 on n1", equals("node", "n1", 1.0)),
     KeySeries("redis-latency", "Redis command latency", "C", "p99 finite and > 0", positive()),
+    # Standard process metrics, read from /proc by each node at scrape time.
+    KeySeries("process-open-fds", "Open file descriptors", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-max-fds", "Open file descriptors", "B", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-fd-usage", "File descriptor usage", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-rss", "Resident memory", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-cpu", "CPU", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-virtual", "Virtual memory", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("process-uptime", "Uptime", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    # The ops port, driven by ops_prober.py (and by Prometheus itself).
+    KeySeries("ops-connections", "Ops connections", "A", "> 0 on n1 and n2 (the scrape itself)",
+              positive("node", "n1", "n2")),
+    KeySeries("ops-rejected", "Ops requests rejected /s by reason", "A",
+              "host_not_allowed, bad_request and unauthorized > 0",
+              positive("reason", "host_not_allowed", "bad_request", "unauthorized")),
+    KeySeries("ops-duration", "Ops request duration p99 by route", "A", "metrics, health, status and docs > 0",
+              positive("route", "metrics", "health", "status", "docs")),
     KeySeries("sync-lag-p50", "Sync lag (commit → subscriber socket)", "A", "p50 finite and > 0", positive(), sync=True),
     KeySeries("sync-lag-p95", "Sync lag (commit → subscriber socket)", "B", "p95 finite and > 0", positive(), sync=True),
     KeySeries("sync-lag-p99", "Sync lag (commit → subscriber socket)", "C", "p99 finite and > 0", positive(), sync=True),
@@ -331,6 +348,25 @@ def test_storm_alert_goes_pending_for_the_storming_node_only(scraped_stack: Stac
     instances = wait_for("ALERTS{alertname=\"TandemReconnectStorm\"} for n1", storming_instances, timeout=45,
                          interval=1.0)
     assert n1 in instances and n2 not in instances, f"storm alert instances: {instances}"
+
+
+def test_ops_plane_answers_as_documented(scraped_stack: Stack):
+    """The ops prober's probes of both nodes all got the documented answers (421 for a rebinding Host, 400
+    for the clock that used to crash a node, 401 without n2's token), and Prometheus scraped n2 without one."""
+    prom = scraped_stack.prometheus
+    stats = scraped_stack.prober.stats
+
+    def probed():
+        counts = stats.snapshot()["counts"]
+        wanted = ("healthz", "readyz", "status", "rebinding_host", "huge_clock", "no_token", "with_token")
+        return all(counts.get(key, 0) >= 3 for key in wanted)
+
+    wait_for("three rounds of ops probes", probed, timeout=30)
+    assert not stats.snapshot()["failures"], "ops probes got wrong answers:\n" + "\n".join(stats.snapshot()["failures"])
+    n2 = scraped_stack.instance("n2")
+    assert [s["value"][1] for s in prom.query(f'up{{job="tandem", instance="{n2}"}}')] == ["1"]
+    for node in scraped_stack.nodes.values():
+        node.process.assert_alive()
 
 
 def test_load_generator_ran_cleanly(scraped_stack: Stack):

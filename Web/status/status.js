@@ -266,7 +266,10 @@ function render(status) {
   nodesTable.update(nodes, (n) => n.node);
 
   const docs = status.docs || [];
-  metric("doc-count", String(docs.length), docs.length);
+  // The API lists at most --ops-max-list-items docs (the largest); docsTotal counts them all.
+  const docsTotal = status.docsTotal ?? docs.length;
+  const docCount = docsTotal > docs.length ? `${docs.length} of ${docsTotal}` : String(docsTotal);
+  metric("doc-count", docCount, docsTotal);
   docsTable.update(docs, (d) => d.doc);
 
   renderStorm(status);

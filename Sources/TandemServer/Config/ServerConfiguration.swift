@@ -98,6 +98,26 @@ public struct ServerConfiguration: Sendable {
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
 
+    // Ops plane (issue 7): who may use the ops port and what one client may cost it.
+    /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.
+    public var opsAllowedHosts: [String] = []
+    /// When set, `/api/docs/…` requires `Authorization: Bearer <token>`; metrics, health and status stay open.
+    public var opsToken: String?
+    /// Connections to the ops port; at the limit a new one closes the connection idle longest.
+    public var opsMaxConnections = 1024
+    /// Connections to the ops port from one address (IPv6: one /64); more are closed at once.
+    public var opsMaxConnectionsPerIP = 32
+    /// An ops connection with no traffic for this long is closed (whole seconds).
+    public var opsIdleTimeoutMs = 5_000
+    /// Ops-plane polling threads (every ops connection shares them; no thread per connection).
+    public var opsThreads = 2
+    /// Ops requests waiting for Redis or the shards at once; more get 503 `busy`.
+    public var opsMaxPendingRequests = 16
+    /// How long an ops request may wait for Redis or the shards before it gets 503 `timeout`.
+    public var opsRequestTimeoutMs = 2_000
+    /// Docs listed by /api/status and members by /api/docs/{id} (the totals are always given).
+    public var opsMaxListItems = 1_000
+
     public init(nodeID: String, redisURL: String) {
         self.nodeID = nodeID
         self.redisURL = redisURL
@@ -160,6 +180,14 @@ public struct ServerConfiguration: Sendable {
         try check(
             docTTLMs == 0 || docTTLMs >= max(60_000, 10 * Int64(reconcileMs)),
             "--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)")
+        try check(opsToken.map(Self.isValidOpsToken) ?? true, "--ops-token must be 16–1024 printable ASCII characters without spaces")
+        try check((1...1_000_000).contains(opsMaxConnections), "--ops-max-connections must be 1–1000000")
+        try check((1...opsMaxConnections).contains(opsMaxConnectionsPerIP), "--ops-max-connections-per-ip must be 1–--ops-max-connections")
+        try check((1000...86_400_000).contains(opsIdleTimeoutMs), "--ops-idle-timeout-ms must be 1000–86400000")
+        try check((1...64).contains(opsThreads), "--ops-threads must be 1–64")
+        try check((1...100_000).contains(opsMaxPendingRequests), "--ops-max-pending-requests must be 1–100000")
+        try check((10...600_000).contains(opsRequestTimeoutMs), "--ops-request-timeout-ms must be 10–600000")
+        try check((1...1_000_000).contains(opsMaxListItems), "--ops-max-list-items must be 1–1000000")
     }
 }
 
@@ -191,6 +219,12 @@ extension ServerConfiguration {
     /// must authenticate (or the operator insists), loopback otherwise.
     public static func defaultHost(hasSecret: Bool, insecureDevMode: Bool) -> String {
         hasSecret || insecureDevMode ? "0.0.0.0" : "127.0.0.1"
+    }
+
+    /// An ops token travels in an `Authorization: Bearer` header: visible ASCII, no spaces; at least 16
+    /// characters so it cannot be guessed over the network.
+    public static func isValidOpsToken(_ token: String) -> Bool {
+        (16...1024).contains(token.utf8.count) && token.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 }
 

@@ -79,10 +79,26 @@ public final class TandemNode: Sendable {
         }
         server = WebSocketServer(node: context, authenticator: authenticator, group: group)
 
-        let routes = OpsRoutes(node: context, webRoot: configuration.webRoot)
+        let opsMetrics = OpsMetrics(registry: metrics.registry)
+        let routes = OpsRoutes(
+            node: context, webRoot: configuration.webRoot, metrics: opsMetrics, token: configuration.opsToken,
+            maxListItems: configuration.opsMaxListItems)
         ops = OpsHTTPServer(
-            configuration: .init(host: configuration.opsHost, port: configuration.opsPort), logger: logger,
-            handler: { request in routes.handle(request) })
+            configuration: .init(
+                host: configuration.opsHost, port: configuration.opsPort, threads: configuration.opsThreads,
+                maxConnections: configuration.opsMaxConnections,
+                maxConnectionsPerAddress: configuration.opsMaxConnectionsPerIP,
+                // libmicrohttpd counts whole seconds.
+                connectionTimeoutSeconds: (configuration.opsIdleTimeoutMs + 999) / 1000,
+                // Every ops route is a GET: a request body is refused before it is read.
+                maxRequestBodyBytes: 0,
+                maxPendingResponses: configuration.opsMaxPendingRequests,
+                responseTimeoutMs: configuration.opsRequestTimeoutMs,
+                hostPolicy: try OpsHostPolicy(allowedNames: configuration.opsAllowedHosts)),
+            logger: logger, observe: { opsMetrics.observe($0) }, replying: { request in routes.handle(request) })
+        if configuration.opsToken == nil, !["127.0.0.1", "localhost", "::1", "[::1]"].contains(configuration.opsHost) {
+            logger.notice("no --ops-token: /api/docs (document content, user names) is open to anyone who reaches the ops port")
+        }
     }
 
     /// The bound client port (useful with `--port 0`).

@@ -3,54 +3,93 @@ import NIOCore
 import TandemCore
 import TandemOpsHTTP
 
-/// The ops plane's routes, called on libmicrohttpd's threads (so waiting briefly on a shard's or Redis's
-/// future is fine here — never on an event loop).
+/// The ops plane's routes. They run on libmicrohttpd's polling threads, each shared by many connections,
+/// so nothing here waits: whatever needs Redis or the shards is answered with `OpsReply.deferred` (the
+/// connection is suspended, the future's callback answers, the HTTP server bounds how many wait and for
+/// how long), and large JSON is encoded on the ops thread (`respond(building:)`), never on an event loop.
 ///
 /// | route | |
 /// | --- | --- |
-/// | `/metrics` | Prometheus text |
-/// | `/healthz` | 200 while the process runs |
+/// | `/metrics` | Prometheus text: Tandem's metrics and the standard process metrics |
+/// | `/healthz` | 200 while the process runs (touches nothing shared) |
 /// | `/readyz` | 200 when Redis (commands and pub/sub) is reachable, else 503 |
-/// | `/api/status` | this node, every node of the cluster, docs, rates, 5 minutes of history |
-/// | `/api/docs/{id}` | one doc: head clock, record and tombstone counts, members |
-/// | `/api/docs/{id}/log?from=N&limit=L` | log entries after clock N |
+/// | `/api/status?history=N` | this node, every node of the cluster, docs, rates, 5 minutes of history |
+/// | `/api/docs/{id}` | one doc: head clock, record and tombstone counts, members (`--ops-token`) |
+/// | `/api/docs/{id}/log?from=N&limit=L` | log entries after clock N (`--ops-token`) |
 /// | `/`, `/…` | the status page (`Web/status`) |
+///
+/// URL parsing and range checks are `OpsRoute.parse` (TandemCore, pure); errors are JSON
+/// `{"error":code,"message":…}` with 400, 401, 404, 421 or 503.
 struct OpsRoutes: Sendable {
     let node: NodeContext
     let staticFiles: StaticFiles?
+    let metrics: OpsMetrics
+    /// `--ops-token`: required by the document routes when set.
+    let token: String?
+    /// `--ops-max-list-items`: docs in /api/status, members in /api/docs/{id}.
+    let maxListItems: Int
+    private let statusCache = DocStatusCache()
+    private let routeLimits = OpsRoute.Limits(maxHistory: StatusSampler.historySeconds)
 
-    init(node: NodeContext, webRoot: String?) {
+    /// Log entries read from Redis per round trip of `/log`: with entries of up to `--max-push-bytes`
+    /// each, this bounds what one request holds in memory before the byte budget stops it.
+    static let logBatch = 16
+    /// A `/log` page stops after about this many bytes of entries (`more` is then true), like the data
+    /// plane's catch-up chunks.
+    static let logPageBytes = ServerMessage.maxChunkBytes
+
+    init(node: NodeContext, webRoot: String?, metrics: OpsMetrics, token: String? = nil, maxListItems: Int = 1_000) {
         self.node = node
         self.staticFiles = webRoot.map(StaticFiles.init(root:))
+        self.metrics = metrics
+        self.token = token
+        self.maxListItems = maxListItems
     }
 
-    func handle(_ request: OpsRequest) -> OpsResponse {
+    func handle(_ request: OpsRequest) -> OpsReply {
         guard request.method == "GET" || request.method == "HEAD" else {
-            return .methodNotAllowed(allowed: ["GET", "HEAD"])
+            return .response(.methodNotAllowed(allowed: ["GET", "HEAD"]), label: "other")
         }
-        switch request.path {
-        case "/metrics":
-            var response = OpsResponse(status: 200, body: node.metrics.exposition())
+        let route: OpsRoute
+        switch OpsRoute.parse(path: request.path, query: request.query, limits: routeLimits) {
+        case .failure(let failure):
+            if failure.status == 400 { metrics.rejected(.badRequest) }
+            return .response(.jsonError(status: failure.status, code: failure.code, message: failure.message), label: "other")
+        case .success(let parsed):
+            route = parsed
+        }
+        if route.isDocumentRoute, let token,
+           !OpsAuthorization.allows(authorization: request.header("authorization"), token: token)
+        {
+            metrics.rejected(.unauthorized)
+            var response = OpsResponse.jsonError(
+                status: 401, code: "unauthorized", message: "the document API needs Authorization: Bearer <the --ops-token>")
+            response.headers.append(("WWW-Authenticate", "Bearer realm=\"tandem-ops\""))
+            return .response(response, label: route.label)
+        }
+
+        switch route {
+        case .metrics:
+            var response = OpsResponse(status: 200, body: node.metrics.exposition() + ProcessMetrics.exposition())
             response.headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")]
-            return response
-        case "/healthz":
-            return .text("ok\n")
-        case "/readyz":
+            return .response(response, label: route.label)
+        case .health:
+            return .response(.text("ok\n"), label: route.label)
+        case .ready:
             let (ready, reasons) = readiness()
-            return ready ? .text("ready\n") : .text("not ready: \(reasons.joined(separator: ", "))\n", status: 503)
-        case "/api/status":
-            // `?history=N` keeps the last N one-second samples (0: none) — a page that already has the
-            // history only needs the newest.
-            var status = status()
-            if let limit = request.query["history"].flatMap(Int.init), limit >= 0 {
-                status.history = Array(status.history.suffix(limit))
-            }
-            return json(status)
-        default:
-            if request.path.hasPrefix("/api/docs/") { return docRoute(request) }
-            if request.path.hasPrefix("/api/") { return error(404, "not_found", "no such API route") }
-            if let file = staticFiles?.response(for: request.path) { return file }
-            return .notFound()
+            let response: OpsResponse = ready ? .text("ready\n") : .text("not ready: \(reasons.joined(separator: ", "))\n", status: 503)
+            return .response(response, label: route.label)
+        case .status(let history):
+            return .deferred(label: route.label) { responder in status(history: history, responder) }
+        case .doc(let doc):
+            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            return .deferred(label: route.label) { responder in docInfo(doc, responder) }
+        case .docLog(let doc, let from, let limit):
+            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
+        case .file(let path):
+            if let file = staticFiles?.response(for: path) { return .response(file, label: route.label) }
+            return .response(.notFound(), label: "other")
         }
     }
 
@@ -63,17 +102,39 @@ struct OpsRoutes: Sendable {
         return (reasons.isEmpty, reasons)
     }
 
+    private var redisDown: OpsResponse {
+        .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
+    }
+
+    private var loop: EventLoop { node.shards[0].eventLoop }
+
     // MARK: /api/status
 
-    func status() -> NodeStatus {
-        let docs = node.shards.map { $0.status() }.compactMap { try? $0.wait() }.flatMap { $0 }
-            .sorted { $0.doc < $1.doc }
+    private func status(history: Int?, _ responder: OpsResponder) {
+        statusCache.docs(shards: node.shards, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
+            switch result {
+            case .success(let docs):
+                // Sorting and encoding (O(docs)) happen on the ops thread, not on this event loop.
+                responder.respond { json(status(docs: docs, history: history)) }
+            case .failure(let failure):
+                responder.respond(.jsonError(status: 503, code: "unavailable", message: "shards did not answer: \(failure)"))
+            }
+        }
+    }
+
+    func status(docs: [DocStatus], history: Int?) -> NodeStatus {
+        // The largest docs first when there are more than the list may hold; shown sorted by id.
+        let listed = docs.count <= maxListItems
+            ? docs.sorted { $0.doc < $1.doc }
+            : docs.sorted { ($0.members, $1.doc) > ($1.members, $0.doc) }.prefix(maxListItems).sorted { $0.doc < $1.doc }
         let storm = node.storm.snapshot()
-        let latest = node.sampler.latest
         let nodes = node.directory.nodes
+        var samples = node.sampler.history
+        if let history { samples = Array(samples.suffix(history)) }
         return NodeStatus(
             node: node.config.nodeID, protocolVersion: 1, uptimeSeconds: Date().timeIntervalSince(node.startedAt),
             startedAt: node.startedAt, ready: readiness().0, connections: node.registry.count,
+            // A count of sessions in memory: the sum cannot approach Int.max.
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers },
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
@@ -81,86 +142,87 @@ struct OpsRoutes: Sendable {
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
-            rates: latest,
+            rates: node.sampler.latest,
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
-            docs: docs.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
-            history: node.sampler.history)
+            docs: listed.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
+            docsTotal: docs.count,
+            history: samples)
     }
 
     // MARK: /api/docs
 
-    private func docRoute(_ request: OpsRequest) -> OpsResponse {
-        let rest = request.path.dropFirst("/api/docs/".count)
-        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
-        guard let first = parts.first, DocID.isValid(String(first)) else {
-            return error(400, "bad_doc_id", "doc ids are 1–128 characters of [A-Za-z0-9._:-]")
-        }
-        let doc = String(first)
-        guard node.redis.isConnected else { return error(503, "unavailable", "Redis is unreachable") }
-        let loop = node.shards[0].eventLoop
-        switch parts.count {
-        case 1:
-            do {
-                let counts = try node.syncStore.counts(doc: doc, on: loop).wait()
-                let members = try node.presenceStore.snapshot(doc: doc, on: loop).wait()
-                let retainedFrom = try node.syncStore.log(doc: doc, from: 0, count: 1, on: loop).wait().first?.clock
-                return json(
-                    DocInfo(
-                        doc: doc, head: counts.head, records: counts.records, tombstones: counts.tombstones,
-                        retainedFrom: retainedFrom ?? counts.head + 1,
-                        members: members.sorted { $0.sid < $1.sid }.map {
-                            .init(sid: $0.sid, user: $0.user, name: $0.name, role: $0.role.rawValue, node: $0.node)
-                        }))
-            } catch {
-                return self.error(503, "unavailable", "Redis read failed: \(error)")
-            }
-        case 2 where parts[1] == "log":
-            guard let from = UInt64(request.query["from"] ?? "0") else {
-                return error(400, "bad_request", "from must be a non-negative integer clock")
-            }
-            guard let limit = Int(request.query["limit"] ?? "100"), (1...ServerMessage.maxChunkItems).contains(limit) else {
-                return error(400, "bad_request", "limit must be 1–\(ServerMessage.maxChunkItems)")
-            }
-            do {
-                let head = try node.syncStore.head(doc: doc, on: loop).wait()
-                let entries = try node.syncStore.log(doc: doc, from: from + 1, count: limit, on: loop).wait()
-                var w = JSONWriter(capacity: 256 + entries.count * 128)
-                w.openObject()
-                w.key("doc"); w.string(doc); w.comma()
-                w.key("head"); w.integer(head); w.comma()
-                w.key("entries")
-                w.array(entries) { w, entry in
-                    w.openObject()
-                    w.key("clock"); w.integer(entry.clock); w.comma()
-                    w.key("ops"); w.write(entry.ops); w.comma()
-                    w.key("by"); w.string(entry.by); w.comma()
-                    w.key("id"); w.write(entry.pushID ?? .null); w.comma()
-                    w.key("node"); w.string(entry.node); w.comma()
-                    w.key("at"); w.integer(entry.committedAtMs)
-                    w.closeObject()
+    private func docInfo(_ doc: String, _ responder: OpsResponder) {
+        let loop = self.loop
+        let counts = node.syncStore.counts(doc: doc, on: loop)
+        let members = node.presenceStore.snapshot(doc: doc, on: loop)
+        let first = node.syncStore.log(doc: doc, from: 0, count: 1, on: loop)
+        counts.and(members).and(first).whenComplete { result in
+            switch result {
+            case .success(let ((counts, members), first)):
+                responder.respond {
+                    let listed = members.sorted { $0.sid < $1.sid }.prefix(maxListItems)
+                    return json(
+                        DocInfo(
+                            doc: doc, head: counts.head, records: counts.records, tombstones: counts.tombstones,
+                            // A head from Redis is not trusted to leave room for + 1.
+                            retainedFrom: first.first?.clock ?? Self.after(counts.head),
+                            members: listed.map {
+                                .init(sid: $0.sid, user: $0.user, name: $0.name, role: $0.role.rawValue, node: $0.node)
+                            },
+                            membersTotal: members.count))
                 }
-                w.comma()
-                w.key("more"); w.bool((entries.last?.clock ?? from) < head)
-                w.closeObject()
-                return .json(w.bytes)
-            } catch {
-                return self.error(503, "unavailable", "Redis read failed: \(error)")
+            case .failure(let failure):
+                responder.respond(readFailed(failure))
             }
-        default:
-            return error(404, "not_found", "use /api/docs/{id} or /api/docs/{id}/log")
         }
+    }
+
+    /// `clock + 1`, or `clock` itself at the top of the range (a corrupt value in Redis must not trap).
+    static func after(_ clock: UInt64) -> UInt64 {
+        clock < OpsRoute.maxClock ? clock + 1 : clock
+    }
+
+    private func docLog(_ doc: String, from: UInt64, limit: Int, _ responder: OpsResponder) {
+        let loop = self.loop
+        node.syncStore.head(doc: doc, on: loop).whenComplete { result in
+            switch result {
+            case .success(let head):
+                var page = LogPage(doc: doc, head: head, from: from, limit: limit, byteBudget: Self.logPageBytes)
+                readLog(into: &page, responder)
+            case .failure(let failure):
+                responder.respond(readFailed(failure))
+            }
+        }
+    }
+
+    /// Reads `logBatch` entries at a time until the page is full (by count or bytes) or the log ends —
+    /// or until nobody waits for the page any more (timed out): a request that got its 503 must not keep
+    /// reading from Redis behind the pending limit's back.
+    private func readLog(into page: inout LogPage, _ responder: OpsResponder) {
+        guard responder.isWaiting else { return }
+        guard let (start, count) = page.nextRead(batch: Self.logBatch) else {
+            let finished = page
+            responder.respond(building: { .json(finished.encoded()) })
+            return
+        }
+        let current = page
+        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).whenComplete { result in
+            switch result {
+            case .success(let entries):
+                var next = current
+                next.append(entries, batch: count)
+                readLog(into: &next, responder)
+            case .failure(let failure):
+                responder.respond(readFailed(failure))
+            }
+        }
+    }
+
+    private func readFailed(_ failure: Error) -> OpsResponse {
+        .jsonError(status: 503, code: "unavailable", message: "Redis read failed: \(failure)")
     }
 
     // MARK: Helpers
-
-    private func error(_ status: Int, _ code: String, _ message: String) -> OpsResponse {
-        var w = JSONWriter()
-        w.openObject()
-        w.key("error"); w.string(code); w.comma()
-        w.key("message"); w.string(message)
-        w.closeObject()
-        return .json(w.bytes, status: status)
-    }
 
     private func json(_ value: some Encodable) -> OpsResponse {
         let encoder = JSONEncoder()
@@ -169,6 +231,73 @@ struct OpsRoutes: Sendable {
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         guard let data = try? encoder.encode(value) else { return .text("encoding failed", status: 500) }
         return .json(Array(data))
+    }
+}
+
+/// One page of `/api/docs/{id}/log`, filled batch by batch: stops at `limit` entries, at about
+/// `byteBudget` bytes of encoded entries (always at least one entry), or at the end of the log. Pure.
+struct LogPage: Sendable {
+    let doc: String
+    let head: UInt64
+    let limit: Int
+    let byteBudget: Int
+    /// The clock the next read starts after.
+    private(set) var after: UInt64
+    private(set) var entries: [UInt8] = []
+    private(set) var count = 0
+    private(set) var done = false
+
+    init(doc: String, head: UInt64, from: UInt64, limit: Int, byteBudget: Int) {
+        self.doc = doc
+        self.head = head
+        self.limit = limit
+        self.byteBudget = byteBudget
+        self.after = from
+    }
+
+    /// Where and how much to read next (`from` inclusive), or nil when the page is complete.
+    func nextRead(batch: Int) -> (from: UInt64, count: Int)? {
+        // `after` is at most OpsRoute.maxClock (checked by the parser, or a clock read back), so + 1 is safe;
+        // a corrupt clock from Redis at the top of the range ends the page instead.
+        guard !done, count < limit, after < OpsRoute.maxClock else { return nil }
+        return (after + 1, min(batch, limit - count))
+    }
+
+    /// Adds a batch read with `nextRead` (asked for `batch` entries).
+    mutating func append(_ batch: [CommitNotice], batch asked: Int) {
+        for entry in batch {
+            guard count < limit, entry.clock > after else { continue }
+            var w = JSONWriter(capacity: 256)
+            w.openObject()
+            w.key("clock"); w.integer(entry.clock); w.comma()
+            w.key("ops"); w.write(entry.ops); w.comma()
+            w.key("by"); w.string(entry.by); w.comma()
+            w.key("id"); w.write(entry.pushID ?? .null); w.comma()
+            w.key("node"); w.string(entry.node); w.comma()
+            w.key("at"); w.integer(entry.committedAtMs)
+            w.closeObject()
+            if count > 0, entries.count + 1 + w.bytes.count > byteBudget {
+                done = true
+                return
+            }
+            if count > 0 { entries.append(UInt8(ascii: ",")) }
+            entries.append(contentsOf: w.bytes)
+            count += 1
+            after = min(entry.clock, OpsRoute.maxClock)
+        }
+        if batch.count < asked { done = true }  // the log ended
+    }
+
+    /// The response body: `{"doc":…,"head":…,"entries":[…],"more":…}`.
+    func encoded() -> [UInt8] {
+        var w = JSONWriter(capacity: entries.count + 128)
+        w.openObject()
+        w.key("doc"); w.string(doc); w.comma()
+        w.key("head"); w.integer(head); w.comma()
+        w.key("entries"); w.openArray(); w.raw(entries); w.closeArray(); w.comma()
+        w.key("more"); w.bool(after < head)
+        w.closeObject()
+        return w.bytes
     }
 }
 
@@ -204,7 +333,10 @@ public struct NodeStatus: Encodable, Sendable {
     var rates: StatusSampler.Sample?
     /// Every node sharing this Redis (from their heartbeats).
     var nodes: [NodeDirectory.Entry]
+    /// At most `--ops-max-list-items` docs (the largest by members when there are more).
     var docs: [DocSummary]
+    /// Docs with members on this node, listed or not.
+    var docsTotal: Int
     /// The last five minutes, one sample per second.
     var history: [StatusSampler.Sample]
 }
@@ -259,5 +391,7 @@ struct DocInfo: Encodable {
     var records: Int
     var tombstones: Int
     var retainedFrom: UInt64
+    /// At most `--ops-max-list-items` members (by session id).
     var members: [Member]
+    var membersTotal: Int
 }

@@ -37,12 +37,25 @@ final class StatusSampler: Sendable {
 
     private struct State {
         var previous = MetricsSnapshot()
-        var previousAt = Date()
+        /// Monotonic (a wall-clock step must not turn into a burst of rates).
+        var previousAtNanos = NIODeadline.now().uptimeNanoseconds
         var history: [Sample] = []
         var pushWindow: [(pushes: Double, conflicts: Double)] = []
         var docCounters: [String: (updates: UInt64, pushes: UInt64, conflicts: UInt64)] = [:]
         var docRates: [String: DocRates] = [:]
-        var docPushWindow: [String: [(UInt64, UInt64)]] = [:]
+        var docPushWindow: [String: [(pushes: Double, conflicts: Double)]] = [:]
+    }
+
+    /// How much a per-doc counter grew since the previous sample.
+    ///
+    /// These counters live in the doc's in-memory state, which starts from zero again when the doc is
+    /// unloaded (its last local member left) and loaded again — possibly between two samples. A value
+    /// below the previous one is such a restart: the growth is then the new value, as Prometheus's
+    /// `rate()` treats counter resets. (Computing `current &- previous` instead turned a restart into a
+    /// number near 2^64, and summing a window of them trapped: issue 7.) Returned as a Double, so sums
+    /// over windows cannot overflow.
+    static func growth(from previous: UInt64, to current: UInt64) -> Double {
+        current >= previous ? Double(current - previous) : Double(current)
     }
 
     private let state = NIOLockedValueBox(State())
@@ -50,9 +63,11 @@ final class StatusSampler: Sendable {
     /// Takes one sample. `docs` are the shards' doc figures; `outbound` maps connections to queued bytes.
     func sample(metrics: TandemMetrics, docs: [DocStatus], outbound: [ObjectIdentifier: Int]) {
         let now = Date()
+        let nowNanos = NIODeadline.now().uptimeNanoseconds
         let current = MetricsSnapshot(exposition: metrics.exposition())
         state.withLockedValue { state in
-            let elapsed = max(0.001, now.timeIntervalSince(state.previousAt))
+            let elapsedNanos = nowNanos >= state.previousAtNanos ? nowNanos - state.previousAtNanos : 0
+            let elapsed = max(0.001, Double(elapsedNanos) / 1e9)
             let previous = state.previous
             func rate(_ name: String) -> Double { max(0, current.total(name) - previous.total(name)) / elapsed }
             let pushes = max(0, current.total("tandem_sync_pushes_total") - previous.total("tandem_sync_pushes_total"))
@@ -83,16 +98,18 @@ final class StatusSampler: Sendable {
             var counters: [String: (UInt64, UInt64, UInt64)] = [:]
             for doc in docs {
                 let before = state.docCounters[doc.doc] ?? (doc.presenceUpdates, doc.pushes, doc.conflicts)
+                let pushes = Self.growth(from: before.pushes, to: doc.pushes)
+                let conflicts = Self.growth(from: before.conflicts, to: doc.conflicts)
                 var window = state.docPushWindow[doc.doc] ?? []
-                window.append((doc.pushes &- before.pushes, doc.conflicts &- before.conflicts))
+                window.append((pushes, conflicts))
                 if window.count > 10 { window.removeFirst() }
                 state.docPushWindow[doc.doc] = window
-                let windowPushes = window.reduce(0) { $0 + $1.0 }
-                let windowConflicts = window.reduce(0) { $0 + $1.1 }
+                let windowPushes = window.reduce(0.0) { $0 + $1.pushes }
+                let windowConflicts = window.reduce(0.0) { $0 + $1.conflicts }
                 rates[doc.doc] = DocRates(
-                    presenceUpdatesPerSecond: Double(doc.presenceUpdates &- before.updates) / elapsed,
-                    pushesPerSecond: Double(doc.pushes &- before.pushes) / elapsed,
-                    conflictRate: windowPushes > 0 ? Double(windowConflicts) / Double(windowPushes) : 0,
+                    presenceUpdatesPerSecond: Self.growth(from: before.updates, to: doc.presenceUpdates) / elapsed,
+                    pushesPerSecond: pushes / elapsed,
+                    conflictRate: windowPushes > 0 ? windowConflicts / windowPushes : 0,
                     largestOutboundBytes: doc.memberConnections.map { outbound[ObjectIdentifier($0)] ?? 0 }.max() ?? 0)
                 counters[doc.doc] = (doc.presenceUpdates, doc.pushes, doc.conflicts)
             }
@@ -100,7 +117,7 @@ final class StatusSampler: Sendable {
             state.docPushWindow = state.docPushWindow.filter { counters[$0.key] != nil }
             state.docRates = rates
             state.previous = current
-            state.previousAt = now
+            state.previousAtNanos = nowNanos
         }
     }
 
