@@ -1,0 +1,738 @@
+/// Document sync of one doc on one node: ordered delivery of commits and the push pipeline, as a pure
+/// state machine (time passed in, no I/O, returns actions for the owner to carry out, in order).
+///
+/// Why one machine for both: a pusher's `result` must sit exactly at its clock among the `patch`es
+/// everyone gets, so answering pushes and delivering commits are one decision, made in one place. The
+/// ordered delivery itself stays in `SyncDoc` (which this wraps); this type adds the pushes.
+///
+/// The pipeline, per doc:
+/// - **Admission.** A push is queued only if its estimated wait before its commit is within
+///   `maxPushWaitNanos` (see `ServiceTimeModel`); otherwise it is refused at once, `unavailable` with a
+///   jittered `retryAfterMs` that grows with the backlog. Viewers get `discard`/`read_only`; with Redis
+///   unreachable, pushes get `unavailable`.
+/// - **Group commit.** At most one batch is in Redis at a time. When none is, everything queued (up to
+///   `maxBatchPushes` / `maxBatchBytes`) is decided in arrival order against the replica — each push
+///   against the state the previous ones of the batch produced (`BatchOverlay`) — and committed in one
+///   script call that re-checks the decisions atomically.
+/// - **Answers in clock order.** A commit/rebase is answered when its commit is delivered in clock
+///   order (from the script's reply or from pub/sub, whichever comes first), so the pusher's `result`
+///   takes the place of its `patch`. A void push is answered `discard` right after the commit before it
+///   in the batch (or at once if none), at the member's position in the stream.
+/// - **Waiting for the head.** A push whose base is ahead of the replica (the client saw a newer clock
+///   on another node) waits, with the queue behind it, until the replica gets there: the log is read at
+///   once; a read issued after the push arrived that ends below its base proves the base was never a
+///   clock of this doc (`invalid_base`). `headWaitNanos` bounds the wait.
+/// - **Lost races.** A batch whose expectations no longer hold in Redis (another node committed to the
+///   same records first), that would exceed the doc's record limit, or that contains a re-push of a
+///   committed push id, writes nothing. The pipeline waits for the replica to reach the head Redis
+///   reported, then decides the batch's pushes again — never half-applies it. After `maxAttempts` lost
+///   races a push is refused `unavailable`; re-pushes are answered `discard`/`duplicate`.
+/// - **Departures.** Pushes of a member that detached (left, lost its socket, re-joined, or its session
+///   was taken over) are dropped unanswered and never committed unless already in Redis: the client
+///   re-sends them after it reconnects, and committing both copies would apply them twice.
+public struct PushPipeline<Member: Hashable> {
+    public let settings: PushPipelineSettings
+    /// Ordered delivery and the replica (read it for catch-up and status; change it only through here).
+    public private(set) var delivery: SyncDoc<Member>
+    public private(set) var model: ServiceTimeModel
+    public private(set) var counters = PushPipelineCounters()
+
+    private var random: SplitMix64
+    private var queue = PushQueue<Member>()
+    private var inFlight: InFlightBatch<Member>?
+    private var nextBatchID: UInt64 = 1
+    private var nextSeq: UInt64 = 1
+    private var redisUp = true
+    private var loadInFlight = false
+
+    /// A gap-fill read in Redis, issued at this time.
+    private var readIssuedAt: UInt64?
+    /// A complete read (it reached Redis's head) issued at `issuedAt` found the head at `clock`.
+    private var confirmedHead: (clock: UInt64, issuedAt: UInt64)?
+    /// The highest clock Redis is known to have (commits seen, heads reported).
+    public private(set) var knownRedisHead: UInt64 = 0
+    /// When the current gap in the ordered stream was first seen.
+    private var gapSeenAt: UInt64?
+    /// The queue's first push waits for the replica to reach its base.
+    private var headWait: (seq: UInt64, deadline: UInt64)?
+    /// After a lost race: decide again once the replica reaches `clock` (or at `deadline` regardless).
+    private var catchUp: (clock: UInt64, since: UInt64, deadline: UInt64)?
+
+    /// - Parameter randomSeed: seeds the retry-after jitter (fixed in tests, random in the server).
+    public init(settings: PushPipelineSettings, randomSeed: UInt64) {
+        self.settings = settings
+        self.delivery = SyncDoc(retention: settings.retention)
+        self.model = ServiceTimeModel(
+            roundTripNanos: settings.initialRoundTripNanos, perPushNanos: settings.initialPerPushNanos,
+            weight: settings.serviceTimeWeight)
+        self.random = SplitMix64(seed: randomSeed)
+    }
+
+    // MARK: Queries
+
+    public var isLoaded: Bool { delivery.isLoaded }
+    public var head: UInt64 { delivery.head }
+    /// Pushes waiting for a batch (not counting the batch in Redis).
+    public var queuedCount: Int { queue.count }
+    /// Pushes in the batch in Redis.
+    public var inFlightCount: Int { inFlight?.entries.count ?? 0 }
+    /// Nothing in progress: the doc can be dropped once it has no members.
+    public var isIdle: Bool { queue.isEmpty && inFlight == nil && readIssuedAt == nil && !loadInFlight }
+
+    /// When `tick` has something to do next (a read after a gap's grace, a wait's deadline), if anything.
+    public var nextDeadline: UInt64? {
+        var deadlines: [UInt64] = []
+        if readIssuedAt == nil, let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
+        if let catchUp {
+            deadlines.append(catchUp.deadline)
+            if readIssuedAt == nil { deadlines.append(catchUp.since + settings.gapGraceNanos) }
+        }
+        if let headWait { deadlines.append(headWait.deadline) }
+        return deadlines.min()
+    }
+
+    /// The estimated wait of a push arriving now, in nanoseconds (what admission compares with
+    /// `maxPushWaitNanos`).
+    public func estimatedWaitNanos(now: UInt64) -> Double {
+        var remaining = 0.0
+        if let inFlight, !inFlight.replied {
+            let due = Double(inFlight.sentAt) + model.serviceNanos(size: inFlight.commitCount)
+            remaining = max(0, due - Double(now))
+        }
+        return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
+    }
+
+    // MARK: Loading
+
+    /// The doc as read from Redis (first load, or a reload the pipeline asked for).
+    public mutating func load(_ replica: DocReplica, retainedFrom: UInt64, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let wasLoaded = delivery.isLoaded
+        let before = delivery.head
+        loadInFlight = false
+        knownRedisHead = max(knownRedisHead, replica.head)
+        deliver(delivery.load(replica, retainedFrom: retainedFrom), now: now, into: &actions)
+        if wasLoaded && delivery.head > before {
+            // The replica jumped over commits it never delivered. Our own among them cannot be answered in
+            // order any more; every member restarts from a snapshot.
+            settleSkippedCommits(into: &actions)
+            for member in delivery.members {
+                actions.append(.catchUp(member, delivery.attach(member, since: nil)))
+            }
+        }
+        noteGap(now)
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Reading the doc failed (Redis unreachable). Without a replica there is nothing to decide against:
+    /// the queued pushes are refused rather than kept unanswered for the length of the outage.
+    public mutating func loadFailed(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        loadInFlight = false
+        if !delivery.isLoaded { refuseQueued("Redis is unreachable; retry the push", into: &actions) }
+        return actions
+    }
+
+    // MARK: Members
+
+    /// A member joins with `since`. A member that was attached already starts over: its pushes are
+    /// dropped like a departed member's (it is re-joining; its client re-sends what it still needs).
+    public mutating func attach(_ member: Member, since: UInt64?, now: UInt64) -> (SyncDoc<Member>.CatchUp, [PushAction<Member>]) {
+        var actions: [PushAction<Member>] = []
+        dropPushes(of: member)
+        let catchUp = delivery.attach(member, since: since)
+        pump(now, into: &actions)
+        return (catchUp, actions)
+    }
+
+    /// The member received commits up to `through` from the Redis log.
+    public mutating func continueCatchUp(_ member: Member, through: UInt64) -> SyncDoc<Member>.CatchUp? {
+        delivery.continueCatchUp(member, through: through)
+    }
+
+    /// A member is gone (left, lost its socket, taken over): its pushes not yet in Redis are dropped.
+    public mutating func detach(_ member: Member, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        dropPushes(of: member)
+        delivery.detach(member)
+        pump(now, into: &actions)
+        return actions
+    }
+
+    private mutating func dropPushes(of member: Member) {
+        if let headWait, queue.first?.seq == headWait.seq, queue.first?.member == member { self.headWait = nil }
+        queue.removeAll { $0.member == member }
+        guard inFlight != nil else { return }
+        for i in inFlight!.entries.indices where inFlight!.entries[i].push.member == member {
+            inFlight!.entries[i].abandoned = true
+        }
+    }
+
+    // MARK: Pushes
+
+    /// A push from a live member.
+    /// - Parameters:
+    ///   - sessionID: the pusher's session (commits carry it as `by`; re-pushes are recognised by it).
+    ///   - bytes: size of the push's ops as received (batch size accounting).
+    ///   - readOnly: the member is a viewer.
+    public mutating func push(
+        from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
+        now: UInt64
+    ) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let pending = PendingPush(
+            seq: nextSeq, member: member, sessionID: sessionID, pushID: pushID, base: base, ops: ops, bytes: bytes,
+            receivedAt: now)
+        nextSeq += 1
+        if readOnly {
+            actions.append(.answer(discard(pending, reason: "read_only", conflicted: false)))
+            return actions
+        }
+        guard redisUp else {
+            actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
+            return actions
+        }
+        let wait = estimatedWaitNanos(now: now)
+        if queue.count >= settings.maxQueuedPushes {
+            counters.overloadRefusals += 1
+            let message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait))))
+            return actions
+        }
+        if delivery.isLoaded && wait > Double(settings.maxPushWaitNanos) {
+            // Before the first load there is nothing to measure against: the queue bound applies alone.
+            counters.overloadRefusals += 1
+            let message =
+                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
+                + "(limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait))))
+            return actions
+        }
+        queue.append(pending)
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// When a refused push should come back: once the backlog ahead of it has drained to the point where
+    /// its wait would be within the limit, spread (×1–2) so refused clients do not return together.
+    private mutating func retryAfterMs(wait: Double) -> UInt64 {
+        let base = max(wait - Double(settings.maxPushWaitNanos), model.roundTripNanos, 1e6)
+        let jittered = base * (1 + Double(random.next() >> 11) / Double(1 << 53))
+        return min(max(UInt64(jittered / 1e6), 1), settings.maxRetryAfterMs)
+    }
+
+    // MARK: Redis
+
+    /// Redis answered (or failed) the batch `batchID`.
+    public mutating func commitReplied(batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        guard var batch = inFlight, batch.id == batchID, !batch.replied else { return actions }
+        if outcome != .failed { model.observe(size: batch.commitCount, nanos: now &- batch.sentAt) }
+        switch outcome {
+        case .committed(let first, let atMs):
+            batch.replied = true
+            batch.firstClock = first
+            knownRedisHead = max(knownRedisHead, first + UInt64(batch.commitCount) - 1)
+            inFlight = batch
+            // Our own commits go into the ordered stream now rather than when pub/sub brings them back:
+            // one hop less, and independent of the subscriber connection.
+            for entry in batch.entries where entry.isCommit {
+                let notice = CommitNotice(
+                    clock: first + UInt64(entry.commitIndex), ops: entry.appliedJSON, by: entry.push.sessionID,
+                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs)
+                guard notice.clock > delivery.head else { continue }
+                deliver(delivery.receive(notice), now: now, into: &actions)
+            }
+            settleSkippedCommits(into: &actions)
+            noteGap(now)
+        case .conflict(let head), .tooLarge(let head, _):
+            counters.batchConflicts += 1
+            knownRedisHead = max(knownRedisHead, head)
+            requeue(batch, countingAttempt: true, into: &actions)
+            if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
+        case .duplicate(let head, let clocks):
+            counters.batchConflicts += 1
+            knownRedisHead = max(knownRedisHead, head)
+            let commitEntries = batch.entries.indices.filter { batch.entries[$0].isCommit }
+            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitEntries.count {
+                let i = commitEntries[commitIndex]
+                guard !batch.entries[i].delivered else { continue }
+                batch.entries[i].delivered = true
+                if !batch.entries[i].abandoned {
+                    actions.append(.answer(discard(batch.entries[i].push, reason: "duplicate", conflicted: false)))
+                }
+            }
+            requeue(batch, countingAttempt: false, into: &actions)
+        case .failed:
+            for entry in batch.entries where !entry.delivered && !entry.abandoned {
+                actions.append(
+                    .answer(refusal(entry.push, .unavailable, "Redis is unreachable; the push was not acknowledged, retry it")))
+            }
+            inFlight = nil
+        }
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Commits from pub/sub (one, or a batch in clock order), any node's, ours included.
+    public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        for commit in commits {
+            knownRedisHead = max(knownRedisHead, commit.clock)
+            deliver(delivery.receive(commit), now: now, into: &actions)
+        }
+        noteGap(now)
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// The log read from `from` (asked for by `readLog`) returned `entries`.
+    public mutating func logRead(from: UInt64, entries: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let issuedAt = readIssuedAt ?? now
+        readIssuedAt = nil
+        guard delivery.isLoaded else { return actions }
+        if let first = entries.first, first.clock > delivery.head + 1 {
+            // What we miss is gone from the log (trimmed while we were behind): read the whole doc again.
+            requestReload(into: &actions)
+            return actions
+        }
+        let before = delivery.head
+        for entry in entries {
+            knownRedisHead = max(knownRedisHead, entry.clock)
+            deliver(delivery.receive(entry), now: now, into: &actions)
+        }
+        let complete = entries.count < settings.logReadCount
+        if complete { confirmedHead = (entries.last?.clock ?? (from > 0 ? from - 1 : 0), issuedAt) }
+        noteGap(now)
+        finishBatchIfDone()
+        if !complete {
+            requestRead(now, into: &actions)
+        } else if delivery.gap != nil {
+            // The log ends before commits pub/sub brought us: Redis lost them (restart without them)
+            // or trimmed them. Start again from what Redis has.
+            if delivery.head == before { requestReload(into: &actions) } else { requestRead(now, into: &actions) }
+        }
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// The log read failed (Redis unreachable): a push waiting on it is refused, a gap is read again
+    /// after the grace period.
+    public mutating func logReadFailed(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        readIssuedAt = nil
+        if let headWait, let front = queue.first, front.seq == headWait.seq {
+            self.headWait = nil
+            _ = queue.popFirst()
+            actions.append(.answer(refusal(front, .unavailable, "this node could not catch up with the doc; retry")))
+        }
+        if gapSeenAt != nil { gapSeenAt = now }
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Redis's head as read directly (periodic check, after Redis reconnects): read what we miss.
+    public mutating func headObserved(_ clock: UInt64, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        knownRedisHead = max(knownRedisHead, clock)
+        if delivery.isLoaded && clock > delivery.head { requestRead(now, into: &actions) }
+        return actions
+    }
+
+    /// Whether Redis is reachable. Going down refuses the queued pushes (a batch in Redis gets its reply
+    /// or failure); coming back resumes.
+    public mutating func setRedisAvailable(_ up: Bool, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        redisUp = up
+        if up {
+            pump(now, into: &actions)
+        } else {
+            headWait = nil
+            catchUp = nil
+            refuseQueued("Redis is unreachable; retry the push", into: &actions)
+        }
+        return actions
+    }
+
+    /// Time passed: reads after a gap's grace period, deadlines of waits.
+    public mutating func tick(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        if readIssuedAt == nil, let seen = gapSeenAt, now >= seen + settings.gapGraceNanos {
+            requestRead(now, into: &actions)
+        }
+        if readIssuedAt == nil, let catchUp, now >= catchUp.since + settings.gapGraceNanos {
+            requestRead(now, into: &actions)
+        }
+        pump(now, into: &actions)
+        return actions
+    }
+
+    // MARK: Forming batches
+
+    /// Starts the next batch if the doc can take one.
+    private mutating func pump(_ now: UInt64, into actions: inout [PushAction<Member>]) {
+        guard inFlight == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
+        if let wait = catchUp {
+            if delivery.head >= wait.clock || now >= wait.deadline {
+                // Caught up (or out of patience: deciding against what we have is still safe — Redis
+                // re-checks — it may just lose the race again).
+                catchUp = nil
+            } else {
+                return
+            }
+        }
+        while !queue.isEmpty {
+            if !formBatch(now, into: &actions) { return }
+        }
+    }
+
+    /// Decides queued pushes into one batch. Returns false when the pipeline must wait (a batch was
+    /// sent, or the first push waits for the head), true when everything it took was answered at once.
+    private mutating func formBatch(_ now: UInt64, into actions: inout [PushAction<Member>]) -> Bool {
+        let replica = delivery.replica!
+        var overlay = BatchOverlay(base: replica)
+        var entries: [BatchEntry<Member>] = []
+        var commitCount = 0
+        var bytes = 0
+        var keys: Set<PushKey> = []
+        while let push = queue.first {
+            if push.base > replica.head {
+                if commitCount > 0 { break }
+                if waitForHead(push, now, into: &actions) { return false }
+                continue
+            }
+            let key = PushKey(sessionID: push.sessionID, pushID: push.pushID)
+            // The same session and id twice in one batch would both pass the duplicate check: the second
+            // goes in the next batch, where Redis recognises it.
+            if keys.contains(key) { break }
+            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
+                break
+            }
+            _ = queue.popFirst()
+            if push.base < replica.head && push.attempts == 0 { counters.concurrentPushes += 1 }
+            let decision: PushDecision
+            do {
+                decision = try overlay.decide(ops: push.ops, base: push.base, limits: settings.limits)
+            } catch {
+                actions.append(.answer(refusal(push, error.code, error.message)))
+                continue
+            }
+            if decision.action == .discard {
+                if commitCount == 0 {
+                    actions.append(.answer(discard(push, reason: decision.reason ?? "void", conflicted: decision.conflicted)))
+                } else {
+                    // It saw the batch's earlier commits: answer it right after the last of them.
+                    entries.append(
+                        BatchEntry(push: push, decision: decision, appliedJSON: .null, isCommit: false, commitIndex: commitCount - 1))
+                }
+                continue
+            }
+            overlay.apply(decision, pendingClock: replica.head + 1 + UInt64(commitCount))
+            entries.append(
+                BatchEntry(push: push, decision: decision, appliedJSON: decision.applied.json, isCommit: true, commitIndex: commitCount))
+            commitCount += 1
+            bytes += push.bytes + decision.writes.values.reduce(0) { $0 + ($1?.count ?? 0) }
+            keys.insert(key)
+        }
+        guard commitCount > 0 else { return true }
+        let batch = makeBatch(entries, replica: replica, bytes: bytes)
+        inFlight = InFlightBatch(id: batch.id, sentAt: now, entries: entries, commitCount: commitCount)
+        counters.batches += 1
+        counters.batchedCommits += UInt64(commitCount)
+        actions.append(.commit(batch))
+        return false
+    }
+
+    /// The queue's first push has a base the replica has not reached. Returns true while it waits;
+    /// false once it was answered (and removed).
+    private mutating func waitForHead(_ push: PendingPush<Member>, _ now: UInt64, into actions: inout [PushAction<Member>])
+        -> Bool
+    {
+        if headWait?.seq != push.seq { headWait = (push.seq, now + settings.headWaitNanos) }
+        // A read issued after the push arrived that reached Redis's head below the push's base: the
+        // client claims a clock this doc never had (a bogus or foreign base, or Redis lost history).
+        let disproved = confirmedHead.map { $0.issuedAt >= push.receivedAt && $0.clock < push.base } ?? false
+        let expired = now >= headWait!.deadline
+        guard disproved || expired else {
+            requestRead(now, into: &actions)
+            return true
+        }
+        headWait = nil
+        _ = queue.popFirst()
+        if !disproved && knownRedisHead >= push.base {
+            actions.append(.answer(refusal(push, .unavailable, "this node could not catch up with the doc; retry")))
+        } else {
+            actions.append(.answer(discard(push, reason: "invalid_base", conflicted: false)))
+        }
+        return false
+    }
+
+    private mutating func makeBatch(_ entries: [BatchEntry<Member>], replica: DocReplica, bytes: Int) -> CommitBatch {
+        var commits: [CommitBatch.Commit] = []
+        var expectations: [String: PushDecision.Expectation] = [:]
+        var writes: [String: CommitBatch.Write] = [:]
+        for entry in entries where entry.isCommit {
+            commits.append(CommitBatch.Commit(sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON))
+            for (id, expectation) in entry.decision.expectations where writes[id] == nil {
+                // Only a record's first touch is checked in Redis; earlier expectations on an unchanged
+                // record describe the same state, the one naming a version is the stronger.
+                switch (expectations[id], expectation) {
+                case (nil, _), (.exists?, .version): expectations[id] = expectation
+                default: break
+                }
+            }
+            for (id, value) in entry.decision.writes {
+                let wasMissing = writes[id]?.wasMissing ?? (replica.records[id] == nil)
+                writes[id] = CommitBatch.Write(value: value, commitIndex: entry.commitIndex, wasMissing: wasMissing)
+            }
+        }
+        var created = 0
+        var removed = 0
+        for write in writes.values {
+            if write.wasMissing && write.value != nil { created += 1 }
+            if !write.wasMissing && write.value == nil { removed += 1 }
+        }
+        let id = nextBatchID
+        nextBatchID += 1
+        return CommitBatch(
+            id: id, commits: commits, expectations: expectations, writes: writes, created: created, removed: removed,
+            bytes: bytes)
+    }
+
+    /// A batch that wrote nothing: its pushes go back to the front of the queue in their order, to be
+    /// decided again (dropped if their member left; refused after `maxAttempts` lost races).
+    private mutating func requeue(_ batch: InFlightBatch<Member>, countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+        inFlight = nil
+        var again: [PendingPush<Member>] = []
+        for entry in batch.entries where !entry.delivered && !entry.abandoned {
+            var push = entry.push
+            if countingAttempt && entry.isCommit { push.attempts += 1 }
+            if push.attempts >= settings.maxAttempts {
+                actions.append(.answer(refusal(push, .unavailable, "too much contention on these records; retry")))
+            } else {
+                again.append(push)
+            }
+        }
+        queue.prepend(again)
+    }
+
+    // MARK: Delivery
+
+    /// Hands out dispatched commits: our own pushes' commits become the pusher's `result`.
+    private mutating func deliver(_ dispatches: [SyncDoc<Member>.Dispatch], now: UInt64, into actions: inout [PushAction<Member>]) {
+        for dispatch in dispatches {
+            let commit = dispatch.commit
+            guard let i = matchInFlight(commit) else {
+                actions.append(.deliver(commit, patchTo: dispatch.recipients, result: nil))
+                continue
+            }
+            let entry = inFlight!.entries[i]
+            inFlight!.entries[i].delivered = true
+            inFlight!.deliveredCommits += 1
+            var patchTo = dispatch.recipients
+            var result: PushReply<Member>?
+            if !entry.abandoned, let at = patchTo.firstIndex(of: entry.push.member) {
+                patchTo.remove(at: at)
+                result = self.result(for: entry, commit)
+            }
+            actions.append(.deliver(commit, patchTo: patchTo, result: result))
+            answerHeldDiscards(after: entry.commitIndex, into: &actions)
+        }
+    }
+
+    /// The in-flight entry a commit belongs to: by clock once Redis replied, else by node, session and
+    /// push id (pub/sub may bring the commit before the reply).
+    private func matchInFlight(_ commit: CommitNotice) -> Int? {
+        guard let inFlight, commit.node == settings.nodeID else { return nil }
+        func matches(_ entry: BatchEntry<Member>) -> Bool {
+            entry.isCommit && !entry.delivered && entry.push.sessionID == commit.by && entry.push.pushID == commit.pushID
+        }
+        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount),
+            let i = inFlight.entries.firstIndex(where: { $0.isCommit && $0.commitIndex == Int(commit.clock - first) }),
+            matches(inFlight.entries[i])
+        {
+            return i
+        }
+        return inFlight.entries.firstIndex(where: matches)
+    }
+
+    private func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
+        var action = entry.decision.action
+        var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
+        if commit.ops != entry.appliedJSON {
+            // Matched by session and id but committed differently: an earlier copy of this push, committed
+            // in a batch whose reply was lost. Answer with what was applied.
+            action = commit.ops == entry.push.ops.json ? .commit : .rebase
+            applied = action == .rebase ? commit.ops : nil
+        }
+        return PushReply(
+            member: entry.push.member, pushID: entry.push.pushID,
+            answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
+            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted)
+    }
+
+    private mutating func answerHeldDiscards(after commitIndex: Int, into actions: inout [PushAction<Member>]) {
+        guard inFlight != nil else { return }
+        for i in inFlight!.entries.indices {
+            let entry = inFlight!.entries[i]
+            guard !entry.isCommit, entry.commitIndex == commitIndex, !entry.delivered else { continue }
+            inFlight!.entries[i].delivered = true
+            if !entry.abandoned {
+                actions.append(
+                    .answer(discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted)))
+            }
+        }
+    }
+
+    /// Our commits that the replica passed without delivering them (a reload jumped over them) cannot
+    /// be answered in order: `unavailable` (not acknowledged; a re-push is recognised as a duplicate).
+    private mutating func settleSkippedCommits(into actions: inout [PushAction<Member>]) {
+        guard let batch = inFlight, let first = batch.firstClock else { return }
+        for i in batch.entries.indices where batch.entries[i].isCommit && !batch.entries[i].delivered {
+            let entry = batch.entries[i]
+            guard first + UInt64(entry.commitIndex) <= delivery.head else { continue }
+            inFlight!.entries[i].delivered = true
+            inFlight!.deliveredCommits += 1
+            if !entry.abandoned {
+                actions.append(.answer(refusal(entry.push, .unavailable, "the doc was reloaded before this push was answered; retry")))
+            }
+            answerHeldDiscards(after: entry.commitIndex, into: &actions)
+        }
+    }
+
+    private mutating func finishBatchIfDone() {
+        if let batch = inFlight, batch.replied, batch.deliveredCommits == batch.commitCount { inFlight = nil }
+    }
+
+    // MARK: Reads
+
+    private mutating func noteGap(_ now: UInt64) {
+        if delivery.gap == nil {
+            gapSeenAt = nil
+        } else if gapSeenAt == nil {
+            gapSeenAt = now
+        }
+    }
+
+    private mutating func requestRead(_ now: UInt64, into actions: inout [PushAction<Member>]) {
+        guard readIssuedAt == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
+        readIssuedAt = now
+        counters.logReads += 1
+        actions.append(.readLog(from: delivery.head + 1, count: settings.logReadCount))
+    }
+
+    private mutating func requestReload(into actions: inout [PushAction<Member>]) {
+        guard !loadInFlight else { return }
+        loadInFlight = true
+        actions.append(.reload)
+    }
+
+    // MARK: Answers
+
+    private func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool) -> PushReply<Member> {
+        PushReply(
+            member: push.member, pushID: push.pushID,
+            answer: .result(action: .discard, clock: delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
+            receivedAtNanos: push.receivedAt, conflicted: conflicted)
+    }
+
+    private func refusal(_ push: PendingPush<Member>, _ code: ErrorCode, _ message: String, retryAfterMs: UInt64? = nil)
+        -> PushReply<Member>
+    {
+        PushReply(
+            member: push.member, pushID: push.pushID, answer: .refusal(code, message, retryAfterMs: retryAfterMs),
+            receivedAtNanos: push.receivedAt, conflicted: false)
+    }
+
+    private mutating func refuseQueued(_ message: String, into actions: inout [PushAction<Member>]) {
+        headWait = nil
+        while let push = queue.popFirst() {
+            actions.append(.answer(refusal(push, .unavailable, message)))
+        }
+    }
+}
+
+// MARK: - Internal state
+
+struct PushKey: Hashable {
+    var sessionID: String
+    var pushID: JSONValue
+}
+
+struct PendingPush<Member: Hashable> {
+    /// Arrival order (identifies a push while it waits for the head).
+    let seq: UInt64
+    let member: Member
+    let sessionID: String
+    let pushID: JSONValue
+    let base: UInt64
+    let ops: Ops
+    let bytes: Int
+    let receivedAt: UInt64
+    /// Batches it was in that lost the race.
+    var attempts = 0
+}
+
+struct BatchEntry<Member: Hashable> {
+    var push: PendingPush<Member>
+    var decision: PushDecision
+    /// `decision.applied.json`, built once (sent to Redis, compared with commits coming back).
+    var appliedJSON: JSONValue
+    /// A commit or rebase (in Redis) rather than a discard held until the commit before it is delivered.
+    var isCommit: Bool
+    /// A commit's index in the batch; for a held discard, the index of the commit it follows.
+    var commitIndex: Int
+    /// Its commit was delivered (or, for a discard, it was answered).
+    var delivered = false
+    /// Its member is gone: no answer, and no second attempt.
+    var abandoned = false
+}
+
+struct InFlightBatch<Member: Hashable> {
+    let id: UInt64
+    let sentAt: UInt64
+    var entries: [BatchEntry<Member>]
+    let commitCount: Int
+    var replied = false
+    var firstClock: UInt64?
+    var deliveredCommits = 0
+}
+
+/// A FIFO with cheap removal from the front (batches take the first pushes; lost races put them back).
+struct PushQueue<Member: Hashable> {
+    private var storage: [PendingPush<Member>] = []
+    private var start = 0
+
+    var count: Int { storage.count - start }
+    var isEmpty: Bool { count == 0 }
+    var first: PendingPush<Member>? { isEmpty ? nil : storage[start] }
+
+    mutating func append(_ push: PendingPush<Member>) { storage.append(push) }
+
+    mutating func popFirst() -> PendingPush<Member>? {
+        guard !isEmpty else { return nil }
+        let push = storage[start]
+        start += 1
+        if start >= 64 && start * 2 >= storage.count {
+            storage.removeFirst(start)
+            start = 0
+        }
+        return push
+    }
+
+    mutating func prepend(_ pushes: [PendingPush<Member>]) {
+        guard !pushes.isEmpty else { return }
+        storage = pushes + storage[start...]
+        start = 0
+    }
+
+    mutating func removeAll(where shouldRemove: (PendingPush<Member>) -> Bool) {
+        storage = storage[start...].filter { !shouldRemove($0) }
+        start = 0
+    }
+}
