@@ -201,8 +201,11 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait))))
             return actions
         }
-        if delivery.isLoaded && wait > Double(settings.maxPushWaitNanos) {
-            // Before the first load there is nothing to measure against: the queue bound applies alone.
+        if delivery.isLoaded && !(queue.isEmpty && inFlight == nil) && wait > Double(settings.maxPushWaitNanos) {
+            // Before the first load there is nothing to measure against: the queue bound applies alone. A
+            // push with nothing ahead of it is always taken: refusing it would not shorten anyone's wait,
+            // and its round trip is what keeps the model current after a slow spell (otherwise one
+            // outlier could have the doc refuse everything from then on).
             counters.overloadRefusals += 1
             let message =
                 "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
@@ -541,7 +544,8 @@ public struct PushPipeline<Member: Hashable> {
                 result = self.result(for: entry, commit)
             }
             actions.append(.deliver(commit, patchTo: patchTo, result: result))
-            answerHeldDiscards(after: entry.commitIndex, into: &actions)
+            // At this commit's place in the stream (the cursor is already past the whole group).
+            answerHeldDiscards(after: entry.commitIndex, at: commit.clock, into: &actions)
         }
     }
 
@@ -576,7 +580,8 @@ public struct PushPipeline<Member: Hashable> {
             receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted)
     }
 
-    private mutating func answerHeldDiscards(after commitIndex: Int, into actions: inout [PushAction<Member>]) {
+    /// - Parameter clock: the member's position when the answer is read (nil: its cursor).
+    private mutating func answerHeldDiscards(after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
         guard inFlight != nil else { return }
         for i in inFlight!.entries.indices {
             let entry = inFlight!.entries[i]
@@ -584,7 +589,8 @@ public struct PushPipeline<Member: Hashable> {
             inFlight!.entries[i].delivered = true
             if !entry.abandoned {
                 actions.append(
-                    .answer(discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted)))
+                    .answer(
+                        discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted, at: clock)))
             }
         }
     }
@@ -601,7 +607,7 @@ public struct PushPipeline<Member: Hashable> {
             if !entry.abandoned {
                 actions.append(.answer(refusal(entry.push, .unavailable, "the doc was reloaded before this push was answered; retry")))
             }
-            answerHeldDiscards(after: entry.commitIndex, into: &actions)
+            answerHeldDiscards(after: entry.commitIndex, at: nil, into: &actions)
         }
     }
 
@@ -634,10 +640,13 @@ public struct PushPipeline<Member: Hashable> {
 
     // MARK: Answers
 
-    private func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool) -> PushReply<Member> {
+    /// A discard at the member's position: `clock`, or its cursor (correct whenever no delivery of the
+    /// same call comes after the answer).
+    private func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool, at clock: UInt64? = nil) -> PushReply<Member> {
         PushReply(
             member: push.member, pushID: push.pushID,
-            answer: .result(action: .discard, clock: delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
+            answer: .result(
+                action: .discard, clock: clock ?? delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
             receivedAtNanos: push.receivedAt, conflicted: conflicted)
     }
 

@@ -19,6 +19,9 @@
 /// estimates grow, and admission refuses sooner — which is the point: a refused push costs the node
 /// almost nothing, an accepted one that waits seconds costs memory and the client's patience.
 ///
+/// A push with nothing ahead of it (no queue, no batch in Redis) is always admitted, and the per-push
+/// cost is capped at a round trip, so a slow spell cannot lock the model into refusing (see below).
+///
 /// The model ignores arrivals after the push (they queue behind it) and retries after lost races
 /// (rare, bounded by `maxAttempts`), so under steady conditions the actual wait is W(q) plus at most
 /// the batch in flight running late.
@@ -45,9 +48,14 @@ public struct ServiceTimeModel: Sendable, Equatable {
         }
     }
 
+    /// The per-push cost used in estimates: never more than a round trip — batching is never slower
+    /// than committing one push at a time. (Without the cap, one slow batch could inflate it so much that
+    /// only lone pushes were admitted, batches stayed at one push, and the estimate never came back.)
+    public var effectivePerPushNanos: Double { min(perPushNanos, roundTripNanos) }
+
     /// S(k): the expected duration of a batch of `size` pushes.
     public func serviceNanos(size: Int) -> Double {
-        roundTripNanos + Double(max(size, 1) - 1) * perPushNanos
+        roundTripNanos + Double(max(size, 1) - 1) * effectivePerPushNanos
     }
 
     /// W: the expected wait of a push with `ahead` pushes queued before it, when the batch in flight
@@ -55,7 +63,7 @@ public struct ServiceTimeModel: Sendable, Equatable {
     public func waitNanos(ahead: Int, maxBatch: Int, remainingNanos: Double) -> Double {
         let n = ahead + 1
         let batches = (n + max(maxBatch, 1) - 1) / max(maxBatch, 1)
-        return remainingNanos + Double(batches) * roundTripNanos + Double(n - batches) * perPushNanos
+        return remainingNanos + Double(batches) * roundTripNanos + Double(n - batches) * effectivePerPushNanos
     }
 }
 
