@@ -38,6 +38,9 @@ public struct PushPipeline<Member: Hashable> {
     public private(set) var counters = PushPipelineCounters()
 
     private var random: SplitMix64
+    /// Refused pushes not yet absorbed at the doc's capacity (see `retryAfterMs`), as of `overflowAt`.
+    private var overflow = 0.0
+    private var overflowAt: UInt64 = 0
     private var queue = PushQueue<Member>()
     private var inFlight: InFlightBatch<Member>?
     private var nextBatchID: UInt64 = 1
@@ -64,7 +67,7 @@ public struct PushPipeline<Member: Hashable> {
         self.delivery = SyncDoc(retention: settings.retention)
         self.model = ServiceTimeModel(
             roundTripNanos: settings.initialRoundTripNanos, perPushNanos: settings.initialPerPushNanos,
-            weight: settings.serviceTimeWeight)
+            weight: settings.serviceTimeWeight, maxBatch: settings.maxBatchPushes)
         self.random = SplitMix64(seed: randomSeed)
     }
 
@@ -198,7 +201,7 @@ public struct PushPipeline<Member: Hashable> {
         if queue.count >= settings.maxQueuedPushes {
             counters.overloadRefusals += 1
             let message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait))))
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
             return actions
         }
         if delivery.isLoaded && !(queue.isEmpty && inFlight == nil) && wait > Double(settings.maxPushWaitNanos) {
@@ -210,7 +213,7 @@ public struct PushPipeline<Member: Hashable> {
             let message =
                 "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
                 + "(limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait))))
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
             return actions
         }
         queue.append(pending)
@@ -218,11 +221,20 @@ public struct PushPipeline<Member: Hashable> {
         return actions
     }
 
-    /// When a refused push should come back: once the backlog ahead of it has drained to the point where
-    /// its wait would be within the limit, spread (×1–2) so refused clients do not return together.
-    private mutating func retryAfterMs(wait: Double) -> UInt64 {
-        let base = max(wait - Double(settings.maxPushWaitNanos), model.roundTripNanos, 1e6)
-        let jittered = base * (1 + Double(random.next() >> 11) / Double(1 << 53))
+    /// When a refused push should come back.
+    ///
+    /// Admission keeps the queue at about `maxPushWaitNanos` of work, so the queue alone says little about
+    /// how overloaded the doc is: the refused pushes are the backlog. They are counted in `overflow`, a
+    /// virtual queue that drains at the doc's capacity (a full batch per its service time): the k-th push
+    /// refused in a burst is told to come back once the k − 1 before it could have been served, plus what
+    /// the real queue needs beyond the bound — spread ×1–2 so they do not return together.
+    private mutating func retryAfterMs(wait: Double, now: UInt64) -> UInt64 {
+        let batch = Double(max(settings.maxBatchPushes, 1))
+        let capacityPerNano = batch / max(model.serviceNanos(size: settings.maxBatchPushes), 1)
+        overflow = max(0, overflow - Double(now &- overflowAt) * capacityPerNano) + 1
+        overflowAt = now
+        let base = max(wait - Double(settings.maxPushWaitNanos), 0) + overflow / capacityPerNano
+        let jittered = max(base, 1e6) * (1 + Double(random.next() >> 11) / Double(1 << 53))
         return min(max(UInt64(jittered / 1e6), 1), settings.maxRetryAfterMs)
     }
 

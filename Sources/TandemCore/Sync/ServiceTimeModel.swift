@@ -14,7 +14,8 @@
 ///     W(q) = remaining(in-flight batch) + b × roundTrip + (n − b) × perPush
 ///
 /// (the sum of S over the b batches). Both parameters are exponentially weighted averages: a batch of
-/// one push measures `roundTrip`; a larger batch measures `perPush` as (duration − roundTrip) / (k − 1).
+/// one push measures `roundTrip`; a larger batch measures `perPush` as (duration − roundTrip) / (k − 1),
+/// weighted by its size (see `observe`).
 /// When the node is saturated, every round trip stretches (replies wait in the event loop), the
 /// estimates grow, and admission refuses sooner — which is the point: a refused push costs the node
 /// almost nothing, an accepted one that waits seconds costs memory and the client's patience.
@@ -29,11 +30,14 @@ public struct ServiceTimeModel: Sendable, Equatable {
     public private(set) var roundTripNanos: Double
     public private(set) var perPushNanos: Double
     public let weight: Double
+    /// The largest batch (`maxBatchPushes`).
+    public let maxBatch: Int
 
-    public init(roundTripNanos: UInt64, perPushNanos: UInt64, weight: Double) {
+    public init(roundTripNanos: UInt64, perPushNanos: UInt64, weight: Double, maxBatch: Int) {
         self.roundTripNanos = Double(roundTripNanos)
         self.perPushNanos = Double(perPushNanos)
         self.weight = min(max(weight, 0.01), 1)
+        self.maxBatch = max(maxBatch, 2)
     }
 
     /// A batch of `size` pushes took `nanos` from sending to its reply.
@@ -43,8 +47,12 @@ public struct ServiceTimeModel: Sendable, Equatable {
         if size == 1 {
             roundTripNanos += weight * (duration - roundTripNanos)
         } else {
+            // A small batch says little about the per-push cost (its duration is mostly round trip, and
+            // the round trip's noise divided by k − 1 dominates), a full one says most: weigh by k − 1.
+            // Full batches are also where admission decides.
             let each = max(0, duration - roundTripNanos) / Double(size - 1)
-            perPushNanos += weight * (each - perPushNanos)
+            let share = min(Double(size - 1) / Double(maxBatch - 1), 1)
+            perPushNanos += weight * share * (each - perPushNanos)
         }
     }
 
