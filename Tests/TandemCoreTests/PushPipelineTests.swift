@@ -166,6 +166,26 @@ import Testing
         #expect(sequence == ["deliver 2", "deliver 3", "answer 2 \(PushAnswer.result(action: .discard, clock: 3, applied: nil, reason: "void"))"])
     }
 
+    @Test func pushesQueuedBeforeTheDocIsReadAreDecidedAfterTheirMembersCatchUp() {
+        var pipeline = Pipeline(settings: PushPipelineSettings(nodeID: "me"), randomSeed: 1)
+        #expect(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, base: 0).isEmpty)
+        #expect(Self.push(&pipeline, 3, 1, #"{"b":["put",{}]}"#, base: 0).isEmpty)
+        let actions = pipeline.load(DocReplica(), retainedFrom: 1, attaching: [(1, 0)], now: 1)
+        guard actions.count == 3, case .catchUp(1, .log([], head: 0)) = actions[0] else { Issue.record("\(actions)"); return }
+        // Member 3 never joined: refused rather than committed with nobody to answer.
+        guard case .answer(let refused) = actions[1], refused.member == 3, case .error(.notJoined, _, _) = refused.answer else {
+            Issue.record("\(actions)"); return
+        }
+        #expect(Self.batch(actions)?.commits.map(\.sessionID) == ["s1"])
+    }
+
+    @Test func aPushFromAMemberThatIsNotLiveIsRefusedNotJoined() {
+        var pipeline = Self.pipeline()
+        guard case .error(.notJoined, _, _)? = Self.answers(Self.push(&pipeline, 9, 1, #"{"a":["put",{}]}"#)).first?.2 else {
+            Issue.record("accepted"); return
+        }
+    }
+
     // MARK: Lost races
 
     @Test func aBatchThatLostTheRaceIsDecidedAgainOnceTheReplicaCaughtUpNeverHalfApplied() {

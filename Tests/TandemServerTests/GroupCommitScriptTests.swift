@@ -104,7 +104,7 @@ import Testing
                 readOnly: false, now: 0)
             #expect(refused.isEmpty, "\(refused)")
         }
-        let actions = pipeline.load(replica, retainedFrom: 1, now: 0)
+        let actions = pipeline.load(replica, retainedFrom: 1, attaching: pushes.indices.map { ($0, replica.head) }, now: 0)
         for action in actions {
             if case .commit(let batch) = action { return batch }
         }

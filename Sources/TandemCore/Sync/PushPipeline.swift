@@ -108,7 +108,12 @@ public struct PushPipeline<Member: Hashable> {
     // MARK: Loading
 
     /// The doc as read from Redis (first load, or a reload the pipeline asked for).
-    public mutating func load(_ replica: DocReplica, retainedFrom: UInt64, now: UInt64) -> [PushAction<Member>] {
+    /// - Parameter attaching: members that joined while the doc could not be read, with their `since`:
+    ///   they get their catch-up before anything is decided, so answers to pushes they queued meanwhile
+    ///   follow it. Queued pushes of anyone else are refused `not_joined`.
+    public mutating func load(
+        _ replica: DocReplica, retainedFrom: UInt64, attaching: [(Member, UInt64?)] = [], now: UInt64
+    ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         let wasLoaded = delivery.isLoaded
         let before = delivery.head
@@ -122,6 +127,14 @@ public struct PushPipeline<Member: Hashable> {
             for member in delivery.members {
                 actions.append(.catchUp(member, delivery.attach(member, since: nil)))
             }
+        }
+        for (member, since) in attaching {
+            actions.append(.catchUp(member, delivery.attach(member, since: since)))
+        }
+        if !wasLoaded {
+            let sync = delivery
+            let strays = queue.removeAll { sync.cursor(of: $0.member) == nil }
+            for push in strays { actions.append(.answer(refusal(push, .notJoined, "join the doc first"))) }
         }
         noteGap(now)
         finishBatchIfDone()
@@ -189,6 +202,12 @@ public struct PushPipeline<Member: Hashable> {
             seq: nextSeq, member: member, sessionID: sessionID, pushID: pushID, base: base, ops: ops, bytes: bytes,
             receivedAt: now)
         nextSeq += 1
+        if delivery.isLoaded && delivery.cursor(of: member) == nil {
+            // Not live (never attached, or still catching up): its answer could not be placed in its stream.
+            // The shard holds a joining member's pushes until it is live; this is the backstop.
+            actions.append(.answer(refusal(pending, .notJoined, "join the doc first")))
+            return actions
+        }
         if readOnly {
             actions.append(.answer(discard(pending, reason: "read_only", conflicted: false)))
             return actions
@@ -752,8 +771,16 @@ struct PushQueue<Member: Hashable> {
         start = 0
     }
 
-    mutating func removeAll(where shouldRemove: (PendingPush<Member>) -> Bool) {
-        storage = storage[start...].filter { !shouldRemove($0) }
+    /// Removes and returns the pushes that match, in order.
+    @discardableResult
+    mutating func removeAll(where shouldRemove: (PendingPush<Member>) -> Bool) -> [PendingPush<Member>] {
+        var kept: [PendingPush<Member>] = []
+        var removed: [PendingPush<Member>] = []
+        for push in storage[start...] {
+            if shouldRemove(push) { removed.append(push) } else { kept.append(push) }
+        }
+        storage = kept
         start = 0
+        return removed
     }
 }
