@@ -15,18 +15,24 @@ import Testing
 /// - nothing of a refused, discarded or dropped push is committed; a push in Redis is answered with its
 ///   clock and what Redis applied (or `unavailable`, when the reply was lost, or not at all if its member
 ///   left), and no push id of a session is committed twice;
-/// - one batch in Redis at a time, one log read at a time.
+/// - one batch in Redis at a time, one log read at a time;
+/// - admission refuses a push as busy exactly when something is ahead of it and the model's estimate of
+///   its wait is over `maxPushWaitNanos` (the bound on actual waits is `PushAdmissionTests`' subject: here
+///   replies take arbitrary times).
 @Suite struct PushPipelineModelTests {
     @Test func randomInterleavingsKeepEveryGuarantee() {
         var stats = World.Stats()
         // PIPELINE_SEED=N replays one seed with its whole trace.
         let only = ProcessInfo.processInfo.environment["PIPELINE_SEED"].flatMap { UInt64($0) }
         for seed in only.map({ $0...$0 }) ?? UInt64(1)...10_000 {
-            var world = World(seed: seed)
+            var world = World(seed: seed, tracing: only != nil)
             world.run()
             stats.add(world.stats)
             if !world.failures.isEmpty {
-                Issue.record("seed \(seed): \(world.failures.prefix(5).joined(separator: "\n"))\n--- trace:\n\(world.trace.suffix(only == nil ? 40 : 100_000).joined(separator: "\n"))")
+                // Runs are deterministic: run it again with a trace.
+                var traced = World(seed: seed, tracing: true)
+                traced.run()
+                Issue.record("seed \(seed): \(world.failures.prefix(5).joined(separator: "\n"))\n--- trace:\n\(traced.trace.suffix(only == nil ? 40 : 100_000).joined(separator: "\n"))")
                 return
             }
         }
@@ -191,13 +197,14 @@ struct World {
     var pipeline: PushPipeline<Int>
     var redis: FakeRedis
     var now: UInt64 = 1_000_000_000
-    /// A reference, so that `check` need not be mutating (its message reads the world).
+    /// A reference, so that `check` and `note` need not be mutating (their messages read the world).
     final class Failures {
         var list: [String] = []
+        var trace: [String] = []
     }
     let failureLog = Failures()
     var failures: [String] { failureLog.list }
-    var trace: [String] = []
+    var trace: [String] { failureLog.trace }
     var stats = Stats()
 
     var members: [Int: MemberView] = [:]
@@ -215,7 +222,11 @@ struct World {
     var redisUp = true
     var steps: Int
 
-    init(seed: UInt64) {
+    /// Whether `note` records anything (building the trace costs more than the rest of a run).
+    let tracing: Bool
+
+    init(seed: UInt64, tracing: Bool = false) {
+        self.tracing = tracing
         random = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15)
         var settings = PushPipelineSettings(nodeID: "me")
         settings.retention = 8
@@ -237,8 +248,8 @@ struct World {
 
     mutating func roll(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
     mutating func chance(_ percent: Int) -> Bool { roll(100) < percent }
-    mutating func note(_ message: String) {
-        trace.append("[\(now / 1_000_000) ms] \(message)")
+    func note(_ message: @autoclosure () -> String) {
+        if tracing { failureLog.trace.append("[\(now / 1_000_000) ms] \(message())") }
     }
 
     func check(_ condition: Bool, _ message: @autoclosure () -> String) {
@@ -445,7 +456,21 @@ struct World {
         instances.append(Instance(member: member, session: view.session, id: id, ops: ops))
         note("push m\(member) id \(id.serializedString) base \(base) ops \(ops.json.serializedString)")
         let bytes = ops.json.serialized.count
-        apply(pipeline.push(from: member, sessionID: view.session, pushID: id, base: base, ops: ops, bytes: bytes, readOnly: view.viewer, now: now))
+        // Admission follows the model: a push is refused as busy exactly when something is ahead of it
+        // and its estimated wait is over the bound.
+        let estimate = pipeline.estimatedWaitNanos(now: now)
+        let ahead = pipeline.queuedCount + pipeline.inFlightCount > 0
+        let full = pipeline.queuedCount >= pipeline.settings.maxQueuedPushes
+        let actions = pipeline.push(from: member, sessionID: view.session, pushID: id, base: base, ops: ops, bytes: bytes, readOnly: view.viewer, now: now)
+        let busy = actions.contains {
+            if case .answer(let reply) = $0, case .error(.unavailable, let message, _) = reply.answer, message.contains("busy") { return true }
+            return false
+        }
+        if !view.viewer && redisUp {
+            let over = pipeline.isLoaded && ahead && !full && estimate > Double(pipeline.settings.maxPushWaitNanos)
+            check(busy == over, "admission: busy \(busy), estimate \(estimate / 1e6) ms, something ahead \(ahead)")
+        }
+        apply(actions)
     }
 
     // MARK: Redis and the network
