@@ -32,34 +32,36 @@
 ///   re-sends them after it reconnects, and committing both copies would apply them twice.
 public struct PushPipeline<Member: Hashable> {
     public let settings: PushPipelineSettings
+    // The state below is internal rather than private only because the pipeline's extensions
+    // (PushPipeline+Batches, PushPipeline+Delivery) live in files of their own; nothing else touches it.
     /// Ordered delivery and the replica (read it for catch-up and status; change it only through here).
-    public private(set) var delivery: SyncDoc<Member>
-    public private(set) var model: ServiceTimeModel
-    public private(set) var counters = PushPipelineCounters()
+    public internal(set) var delivery: SyncDoc<Member>
+    public internal(set) var model: ServiceTimeModel
+    public internal(set) var counters = PushPipelineCounters()
 
-    private var random: SplitMix64
+    var random: SplitMix64
     /// Refused pushes not yet absorbed at the doc's capacity (see `retryAfterMs`), as of `overflowAt`.
-    private var overflow = 0.0
-    private var overflowAt: UInt64 = 0
-    private var queue = PushQueue<Member>()
-    private var inFlight: InFlightBatch<Member>?
-    private var nextBatchID: UInt64 = 1
-    private var nextSeq: UInt64 = 1
-    private var redisUp = true
-    private var loadInFlight = false
+    var overflow = 0.0
+    var overflowAt: UInt64 = 0
+    var queue = PushQueue<Member>()
+    var inFlight: InFlightBatch<Member>?
+    var nextBatchID: UInt64 = 1
+    var nextSeq: UInt64 = 1
+    var redisUp = true
+    var loadInFlight = false
 
     /// A gap-fill read in Redis, issued at this time.
-    private var readIssuedAt: UInt64?
+    var readIssuedAt: UInt64?
     /// A complete read (it reached Redis's head) issued at `issuedAt` found the head at `clock`.
-    private var confirmedHead: (clock: UInt64, issuedAt: UInt64)?
+    var confirmedHead: (clock: UInt64, issuedAt: UInt64)?
     /// The highest clock Redis is known to have (commits seen, heads reported).
-    public private(set) var knownRedisHead: UInt64 = 0
+    public internal(set) var knownRedisHead: UInt64 = 0
     /// When the current gap in the ordered stream was first seen.
-    private var gapSeenAt: UInt64?
+    var gapSeenAt: UInt64?
     /// The queue's first push waits for the replica to reach its base.
-    private var headWait: (seq: UInt64, deadline: UInt64)?
+    var headWait: (seq: UInt64, deadline: UInt64)?
     /// After a lost race: decide again once the replica reaches `clock` (or at `deadline` regardless).
-    private var catchUp: (clock: UInt64, since: UInt64, deadline: UInt64)?
+    var catchUp: (clock: UInt64, since: UInt64, deadline: UInt64)?
 
     /// - Parameter randomSeed: seeds the retry-after jitter (fixed in tests, random in the server).
     public init(settings: PushPipelineSettings, randomSeed: UInt64) {
@@ -177,7 +179,7 @@ public struct PushPipeline<Member: Hashable> {
         return actions
     }
 
-    private mutating func dropPushes(of member: Member) {
+    mutating func dropPushes(of member: Member) {
         if let headWait, queue.first?.seq == headWait.seq, queue.first?.member == member { self.headWait = nil }
         queue.removeAll { $0.member == member }
         guard inFlight != nil else { return }
@@ -247,7 +249,7 @@ public struct PushPipeline<Member: Hashable> {
     /// virtual queue that drains at the doc's capacity (a full batch per its service time): the k-th push
     /// refused in a burst is told to come back once the k − 1 before it could have been served, plus what
     /// the real queue needs beyond the bound — spread ×1–2 so they do not return together.
-    private mutating func retryAfterMs(wait: Double, now: UInt64) -> UInt64 {
+    mutating func retryAfterMs(wait: Double, now: UInt64) -> UInt64 {
         let batch = Double(max(settings.maxBatchPushes, 1))
         let capacityPerNano = batch / max(model.serviceNanos(size: settings.maxBatchPushes), 1)
         overflow = max(0, overflow - Double(now &- overflowAt) * capacityPerNano) + 1
@@ -404,383 +406,5 @@ public struct PushPipeline<Member: Hashable> {
         }
         pump(now, into: &actions)
         return actions
-    }
-
-    // MARK: Forming batches
-
-    /// Starts the next batch if the doc can take one.
-    private mutating func pump(_ now: UInt64, into actions: inout [PushAction<Member>]) {
-        guard inFlight == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
-        if let wait = catchUp {
-            if delivery.head >= wait.clock || now >= wait.deadline {
-                // Caught up (or out of patience: deciding against what we have is still safe — Redis
-                // re-checks — it may just lose the race again).
-                catchUp = nil
-            } else {
-                return
-            }
-        }
-        while !queue.isEmpty {
-            if !formBatch(now, into: &actions) { return }
-        }
-    }
-
-    /// Decides queued pushes into one batch. Returns false when the pipeline must wait (a batch was
-    /// sent, or the first push waits for the head), true when everything it took was answered at once.
-    private mutating func formBatch(_ now: UInt64, into actions: inout [PushAction<Member>]) -> Bool {
-        let replica = delivery.replica!
-        var overlay = BatchOverlay(base: replica)
-        var entries: [BatchEntry<Member>] = []
-        var commitCount = 0
-        var bytes = 0
-        var keys: Set<PushKey> = []
-        while let push = queue.first {
-            if push.base > replica.head {
-                if commitCount > 0 { break }
-                if waitForHead(push, now, into: &actions) { return false }
-                continue
-            }
-            let key = PushKey(sessionID: push.sessionID, pushID: push.pushID)
-            // The same session and id twice in one batch would both pass the duplicate check: the second
-            // goes in the next batch, where Redis recognises it.
-            if keys.contains(key) { break }
-            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
-                break
-            }
-            _ = queue.popFirst()
-            if push.base < replica.head && push.attempts == 0 { counters.concurrentPushes += 1 }
-            let decision: PushDecision
-            do {
-                decision = try overlay.decide(ops: push.ops, base: push.base, limits: settings.limits)
-            } catch {
-                actions.append(.answer(refusal(push, error.code, error.message)))
-                continue
-            }
-            if decision.action == .discard {
-                if commitCount == 0 {
-                    actions.append(.answer(discard(push, reason: decision.reason ?? "void", conflicted: decision.conflicted)))
-                } else {
-                    // It saw the batch's earlier commits: answer it right after the last of them.
-                    entries.append(
-                        BatchEntry(push: push, decision: decision, appliedJSON: .null, isCommit: false, commitIndex: commitCount - 1))
-                }
-                continue
-            }
-            overlay.apply(decision, pendingClock: replica.head + 1 + UInt64(commitCount))
-            entries.append(
-                BatchEntry(push: push, decision: decision, appliedJSON: decision.applied.json, isCommit: true, commitIndex: commitCount))
-            commitCount += 1
-            bytes += push.bytes + decision.writes.values.reduce(0) { $0 + ($1?.count ?? 0) }
-            keys.insert(key)
-        }
-        guard commitCount > 0 else { return true }
-        let batch = makeBatch(entries, replica: replica, bytes: bytes)
-        inFlight = InFlightBatch(id: batch.id, sentAt: now, entries: entries, commitCount: commitCount)
-        counters.batches += 1
-        counters.batchedCommits += UInt64(commitCount)
-        actions.append(.commit(batch))
-        return false
-    }
-
-    /// The queue's first push has a base the replica has not reached. Returns true while it waits;
-    /// false once it was answered (and removed).
-    private mutating func waitForHead(_ push: PendingPush<Member>, _ now: UInt64, into actions: inout [PushAction<Member>])
-        -> Bool
-    {
-        if headWait?.seq != push.seq { headWait = (push.seq, now + settings.headWaitNanos) }
-        // A read issued after the push arrived that reached Redis's head below the push's base: the
-        // client claims a clock this doc never had (a bogus or foreign base, or Redis lost history).
-        let disproved = confirmedHead.map { $0.issuedAt >= push.receivedAt && $0.clock < push.base } ?? false
-        let expired = now >= headWait!.deadline
-        guard disproved || expired else {
-            requestRead(now, into: &actions)
-            return true
-        }
-        headWait = nil
-        _ = queue.popFirst()
-        if !disproved && knownRedisHead >= push.base {
-            actions.append(.answer(refusal(push, .unavailable, "this node could not catch up with the doc; retry")))
-        } else {
-            actions.append(.answer(discard(push, reason: "invalid_base", conflicted: false)))
-        }
-        return false
-    }
-
-    private mutating func makeBatch(_ entries: [BatchEntry<Member>], replica: DocReplica, bytes: Int) -> CommitBatch {
-        var commits: [CommitBatch.Commit] = []
-        var expectations: [String: PushDecision.Expectation] = [:]
-        var writes: [String: CommitBatch.Write] = [:]
-        for entry in entries where entry.isCommit {
-            commits.append(CommitBatch.Commit(sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON))
-            for (id, expectation) in entry.decision.expectations where writes[id] == nil {
-                // Only a record's first touch is checked in Redis; earlier expectations on an unchanged
-                // record describe the same state, the one naming a version is the stronger.
-                switch (expectations[id], expectation) {
-                case (nil, _), (.exists?, .version): expectations[id] = expectation
-                default: break
-                }
-            }
-            for (id, value) in entry.decision.writes {
-                let wasMissing = writes[id]?.wasMissing ?? (replica.records[id] == nil)
-                writes[id] = CommitBatch.Write(value: value, commitIndex: entry.commitIndex, wasMissing: wasMissing)
-            }
-        }
-        var created = 0
-        var removed = 0
-        for write in writes.values {
-            if write.wasMissing && write.value != nil { created += 1 }
-            if !write.wasMissing && write.value == nil { removed += 1 }
-        }
-        let id = nextBatchID
-        nextBatchID += 1
-        return CommitBatch(
-            id: id, commits: commits, expectations: expectations, writes: writes, created: created, removed: removed,
-            bytes: bytes)
-    }
-
-    /// A batch that wrote nothing: its pushes go back to the front of the queue in their order, to be
-    /// decided again (dropped if their member left; refused after `maxAttempts` lost races).
-    private mutating func requeue(_ batch: InFlightBatch<Member>, countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
-        inFlight = nil
-        var again: [PendingPush<Member>] = []
-        for entry in batch.entries where !entry.delivered && !entry.abandoned {
-            var push = entry.push
-            if countingAttempt && entry.isCommit { push.attempts += 1 }
-            if push.attempts >= settings.maxAttempts {
-                actions.append(.answer(refusal(push, .unavailable, "too much contention on these records; retry")))
-            } else {
-                again.append(push)
-            }
-        }
-        queue.prepend(again)
-    }
-
-    // MARK: Delivery
-
-    /// Hands out dispatched commits: our own pushes' commits become the pusher's `result`.
-    private mutating func deliver(_ dispatches: [SyncDoc<Member>.Dispatch], now: UInt64, into actions: inout [PushAction<Member>]) {
-        for dispatch in dispatches {
-            let commit = dispatch.commit
-            guard let i = matchInFlight(commit) else {
-                actions.append(.deliver(commit, patchTo: dispatch.recipients, result: nil))
-                continue
-            }
-            let entry = inFlight!.entries[i]
-            inFlight!.entries[i].delivered = true
-            inFlight!.deliveredCommits += 1
-            var patchTo = dispatch.recipients
-            var result: PushReply<Member>?
-            if !entry.abandoned, let at = patchTo.firstIndex(of: entry.push.member) {
-                patchTo.remove(at: at)
-                result = self.result(for: entry, commit)
-            }
-            actions.append(.deliver(commit, patchTo: patchTo, result: result))
-            // At this commit's place in the stream (the cursor is already past the whole group).
-            answerHeldDiscards(after: entry.commitIndex, at: commit.clock, into: &actions)
-        }
-    }
-
-    /// The in-flight entry a commit belongs to: by clock once Redis replied, else by node, session and
-    /// push id (pub/sub may bring the commit before the reply).
-    private func matchInFlight(_ commit: CommitNotice) -> Int? {
-        guard let inFlight, commit.node == settings.nodeID else { return nil }
-        func matches(_ entry: BatchEntry<Member>) -> Bool {
-            entry.isCommit && !entry.delivered && entry.push.sessionID == commit.by && entry.push.pushID == commit.pushID
-        }
-        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount),
-            let i = inFlight.entries.firstIndex(where: { $0.isCommit && $0.commitIndex == Int(commit.clock - first) }),
-            matches(inFlight.entries[i])
-        {
-            return i
-        }
-        return inFlight.entries.firstIndex(where: matches)
-    }
-
-    private func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
-        var action = entry.decision.action
-        var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
-        if commit.ops != entry.appliedJSON {
-            // Matched by session and id but committed differently: an earlier copy of this push, committed
-            // in a batch whose reply was lost. Answer with what was applied.
-            action = commit.ops == entry.push.ops.json ? .commit : .rebase
-            applied = action == .rebase ? commit.ops : nil
-        }
-        return PushReply(
-            member: entry.push.member, pushID: entry.push.pushID,
-            answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
-            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted)
-    }
-
-    /// - Parameter clock: the member's position when the answer is read (nil: its cursor).
-    private mutating func answerHeldDiscards(after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
-        guard inFlight != nil else { return }
-        for i in inFlight!.entries.indices {
-            let entry = inFlight!.entries[i]
-            guard !entry.isCommit, entry.commitIndex == commitIndex, !entry.delivered else { continue }
-            inFlight!.entries[i].delivered = true
-            if !entry.abandoned {
-                actions.append(
-                    .answer(
-                        discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted, at: clock)))
-            }
-        }
-    }
-
-    /// Our commits that the replica passed without delivering them (a reload jumped over them) cannot
-    /// be answered in order: `unavailable` (not acknowledged; a re-push is recognised as a duplicate).
-    private mutating func settleSkippedCommits(into actions: inout [PushAction<Member>]) {
-        guard let batch = inFlight, let first = batch.firstClock else { return }
-        for i in batch.entries.indices where batch.entries[i].isCommit && !batch.entries[i].delivered {
-            let entry = batch.entries[i]
-            guard first + UInt64(entry.commitIndex) <= delivery.head else { continue }
-            inFlight!.entries[i].delivered = true
-            inFlight!.deliveredCommits += 1
-            if !entry.abandoned {
-                actions.append(.answer(refusal(entry.push, .unavailable, "the doc was reloaded before this push was answered; retry")))
-            }
-            answerHeldDiscards(after: entry.commitIndex, at: nil, into: &actions)
-        }
-    }
-
-    private mutating func finishBatchIfDone() {
-        if let batch = inFlight, batch.replied, batch.deliveredCommits == batch.commitCount { inFlight = nil }
-    }
-
-    // MARK: Reads
-
-    private mutating func noteGap(_ now: UInt64) {
-        if delivery.gap == nil {
-            gapSeenAt = nil
-        } else if gapSeenAt == nil {
-            gapSeenAt = now
-        }
-    }
-
-    private mutating func requestRead(_ now: UInt64, into actions: inout [PushAction<Member>]) {
-        guard readIssuedAt == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
-        readIssuedAt = now
-        counters.logReads += 1
-        actions.append(.readLog(from: delivery.head + 1, count: settings.logReadCount))
-    }
-
-    private mutating func requestReload(into actions: inout [PushAction<Member>]) {
-        guard !loadInFlight else { return }
-        loadInFlight = true
-        actions.append(.reload)
-    }
-
-    // MARK: Answers
-
-    /// A discard at the member's position: `clock`, or its cursor (correct whenever no delivery of the
-    /// same call comes after the answer).
-    private func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool, at clock: UInt64? = nil) -> PushReply<Member> {
-        PushReply(
-            member: push.member, pushID: push.pushID,
-            answer: .result(
-                action: .discard, clock: clock ?? delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
-            receivedAtNanos: push.receivedAt, conflicted: conflicted)
-    }
-
-    private func refusal(_ push: PendingPush<Member>, _ code: ErrorCode, _ message: String, retryAfterMs: UInt64? = nil)
-        -> PushReply<Member>
-    {
-        PushReply(
-            member: push.member, pushID: push.pushID, answer: .refusal(code, message, retryAfterMs: retryAfterMs),
-            receivedAtNanos: push.receivedAt, conflicted: false)
-    }
-
-    private mutating func refuseQueued(_ message: String, into actions: inout [PushAction<Member>]) {
-        headWait = nil
-        while let push = queue.popFirst() {
-            actions.append(.answer(refusal(push, .unavailable, message)))
-        }
-    }
-}
-
-// MARK: - Internal state
-
-struct PushKey: Hashable {
-    var sessionID: String
-    var pushID: JSONValue
-}
-
-struct PendingPush<Member: Hashable> {
-    /// Arrival order (identifies a push while it waits for the head).
-    let seq: UInt64
-    let member: Member
-    let sessionID: String
-    let pushID: JSONValue
-    let base: UInt64
-    let ops: Ops
-    let bytes: Int
-    let receivedAt: UInt64
-    /// Batches it was in that lost the race.
-    var attempts = 0
-}
-
-struct BatchEntry<Member: Hashable> {
-    var push: PendingPush<Member>
-    var decision: PushDecision
-    /// `decision.applied.json`, built once (sent to Redis, compared with commits coming back).
-    var appliedJSON: JSONValue
-    /// A commit or rebase (in Redis) rather than a discard held until the commit before it is delivered.
-    var isCommit: Bool
-    /// A commit's index in the batch; for a held discard, the index of the commit it follows.
-    var commitIndex: Int
-    /// Its commit was delivered (or, for a discard, it was answered).
-    var delivered = false
-    /// Its member is gone: no answer, and no second attempt.
-    var abandoned = false
-}
-
-struct InFlightBatch<Member: Hashable> {
-    let id: UInt64
-    let sentAt: UInt64
-    var entries: [BatchEntry<Member>]
-    let commitCount: Int
-    var replied = false
-    var firstClock: UInt64?
-    var deliveredCommits = 0
-}
-
-/// A FIFO with cheap removal from the front (batches take the first pushes; lost races put them back).
-struct PushQueue<Member: Hashable> {
-    private var storage: [PendingPush<Member>] = []
-    private var start = 0
-
-    var count: Int { storage.count - start }
-    var isEmpty: Bool { count == 0 }
-    var first: PendingPush<Member>? { isEmpty ? nil : storage[start] }
-
-    mutating func append(_ push: PendingPush<Member>) { storage.append(push) }
-
-    mutating func popFirst() -> PendingPush<Member>? {
-        guard !isEmpty else { return nil }
-        let push = storage[start]
-        start += 1
-        if start >= 64 && start * 2 >= storage.count {
-            storage.removeFirst(start)
-            start = 0
-        }
-        return push
-    }
-
-    mutating func prepend(_ pushes: [PendingPush<Member>]) {
-        guard !pushes.isEmpty else { return }
-        storage = pushes + storage[start...]
-        start = 0
-    }
-
-    /// Removes and returns the pushes that match, in order.
-    @discardableResult
-    mutating func removeAll(where shouldRemove: (PendingPush<Member>) -> Bool) -> [PendingPush<Member>] {
-        var kept: [PendingPush<Member>] = []
-        var removed: [PendingPush<Member>] = []
-        for push in storage[start...] {
-            if shouldRemove(push) { removed.append(push) } else { kept.append(push) }
-        }
-        storage = kept
-        start = 0
-        return removed
     }
 }

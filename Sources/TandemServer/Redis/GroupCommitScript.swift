@@ -63,10 +63,10 @@ enum GroupCommitScript {
         local RING = 64
 
         -- Lua's unpack takes a few thousand values at most: long lists go in slices.
-        local function call(cmd, key, list, first, last)
+        local function call(cmd, key, list)
           local out = {}
-          for s = first or 1, last or #list, 1000 do
-            local part = redis.call(cmd, key, unpack(list, s, math.min(s + 999, last or #list)))
+          for s = 1, #list, 1000 do
+            local part = redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
             if type(part) == 'table' then for _, v in ipairs(part) do out[#out + 1] = v end end
           end
           return out
