@@ -12,6 +12,11 @@ public enum NodeMessage: Equatable, Sendable {
     case nodesGone(nodes: [String])
     /// A committed document change (sync relay).
     case commit(CommitNotice)
+    /// A group commit: consecutive commits of one batch, in clock order, by one node at one time
+    /// (`{"k":"b","first":F,"node":N,"at":T,"b":[{"by":SID,"id":ID,"ops":OPS},…]}`; see
+    /// `GroupCommitScript`, which publishes it). A batch of one is published as `commit`, so nodes from
+    /// before group commit understand it.
+    case commits([CommitNotice])
 
     public func encode() -> [UInt8] {
         var w = JSONWriter()
@@ -30,6 +35,14 @@ public enum NodeMessage: Equatable, Sendable {
         case .commit(let notice):
             w.key("k"); w.string("c"); w.comma()
             notice.writeFields(into: &w)
+        case .commits(let notices):
+            // Node and time are the batch's (one script call); each commit carries the rest.
+            let first = notices.first
+            w.key("k"); w.string("b"); w.comma()
+            w.key("first"); w.integer(first?.clock ?? 0); w.comma()
+            w.key("node"); w.string(first?.node ?? ""); w.comma()
+            w.key("at"); w.integer(first?.committedAtMs ?? 0); w.comma()
+            w.key("b"); w.array(notices) { w, notice in notice.writeBatchMember(into: &w) }
         }
         w.closeObject()
         return w.bytes
@@ -61,6 +74,11 @@ public enum NodeMessage: Equatable, Sendable {
         case "c":
             guard let notice = CommitNotice(fields: o) else { return nil }
             return .commit(notice)
+        case "b":
+            guard let first = o["first"]?.uint64Value, let node = o["node"]?.stringValue, let at = o["at"]?.uint64Value,
+                let notices = CommitNotice.batch(o["b"], first: first, node: node, atMs: at)
+            else { return nil }
+            return .commits(notices)
         default:
             return nil
         }

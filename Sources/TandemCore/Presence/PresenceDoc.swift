@@ -262,7 +262,7 @@ public struct PresenceDoc {
                 }
             }
             return effect
-        case .commit:
+        case .commit, .commits:
             return effect
         }
     }

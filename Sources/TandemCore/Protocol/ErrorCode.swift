@@ -29,11 +29,14 @@ public struct ProtocolError: Error, Equatable, Sendable {
     public var doc: String?
     /// Echoed for `push` errors so the client knows which push was refused.
     public var pushID: JSONValue?
+    /// For `unavailable` refusals under overload: when to try again (jittered, grows with the backlog).
+    public var retryAfterMs: UInt64?
 
-    public init(_ code: ErrorCode, _ message: String, doc: String? = nil, pushID: JSONValue? = nil) {
+    public init(_ code: ErrorCode, _ message: String, doc: String? = nil, pushID: JSONValue? = nil, retryAfterMs: UInt64? = nil) {
         self.code = code
         self.message = message
         self.doc = doc
         self.pushID = pushID
+        self.retryAfterMs = retryAfterMs
     }
 }

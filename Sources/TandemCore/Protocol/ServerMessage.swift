@@ -76,6 +76,7 @@ public enum ServerMessage {
         w.key("message"); w.string(error.message)
         if let doc = error.doc { w.comma(); w.key("doc"); w.string(doc) }
         if let id = error.pushID { w.comma(); w.key("id"); w.write(id) }
+        if let retryAfterMs = error.retryAfterMs { w.comma(); w.key("retryAfterMs"); w.integer(retryAfterMs) }
         w.closeObject()
         return w.bytes
     }

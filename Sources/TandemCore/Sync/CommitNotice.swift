@@ -36,4 +36,31 @@ public struct CommitNotice: Equatable, Sendable {
         else { return nil }
         self.init(clock: clock, ops: ops, by: by, node: node, pushID: o["id"], committedAtMs: at)
     }
+
+    /// One member of a batch (`NodeMessage.commits`, batch log entries): `{"by":SID,"id":ID,"ops":OPS}`.
+    func writeBatchMember(into w: inout JSONWriter) {
+        w.openObject()
+        w.key("by"); w.string(by); w.comma()
+        if let pushID { w.key("id"); w.write(pushID); w.comma() }
+        w.key("ops"); w.write(ops)
+        w.closeObject()
+    }
+
+    /// The commits of a batch: `members` is the `[{"by","id","ops"},…]` array, numbered from `first`.
+    /// Nil unless it is a non-empty array of well-formed members (and the clocks fit).
+    public static func batch(_ members: JSONValue?, first: UInt64, node: String, atMs: UInt64) -> [CommitNotice]? {
+        guard let members = members?.arrayValue, !members.isEmpty, first >= 1,
+            first <= UInt64.max - UInt64(members.count)
+        else { return nil }
+        var notices: [CommitNotice] = []
+        notices.reserveCapacity(members.count)
+        for (i, member) in members.enumerated() {
+            guard case .object(let m) = member, let by = m["by"]?.stringValue, let ops = m["ops"], ops.isObject else {
+                return nil
+            }
+            notices.append(
+                CommitNotice(clock: first + UInt64(i), ops: ops, by: by, node: node, pushID: m["id"], committedAtMs: atMs))
+        }
+        return notices
+    }
 }

@@ -33,6 +33,8 @@ public struct PushDecision: Equatable, Sendable {
     public var applied: Ops
     /// The new value of every record `applied` touches (nil: removed), serialized canonically.
     public var writes: [String: [UInt8]?]
+    /// The same new values as `writes`, parsed (nil: removed): what a batch decides its next pushes against.
+    public var values: [String: JSONValue?]
     public var expectations: [String: Expectation]
     public var reason: String?
     /// A rebase or discard caused by a change the pusher had not seen (a record changed after `base`).
@@ -68,23 +70,40 @@ public struct DocReplica: Sendable, Equatable {
     public mutating func apply(clock: UInt64, ops: Ops) -> Bool {
         guard clock == head + 1 else { return false }
         for (id, op) in ops.records {
-            switch op {
-            case .put(let record):
+            switch Self.applying(op, to: records[id]) {
+            case .unchanged:
+                continue
+            case .value(let record):
                 records[id] = record
                 versions[id] = clock
                 tombstones.removeValue(forKey: id)
-            case .patch(let diff):
-                guard case .object(let object)? = records[id] else { continue }
-                records[id] = .object(Self.apply(diff, to: object, changedAfterBase: false).result)
-                versions[id] = clock
-            case .remove:
-                guard records.removeValue(forKey: id) != nil else { continue }
+            case .removed:
+                records.removeValue(forKey: id)
                 versions.removeValue(forKey: id)
                 tombstones[id] = clock
             }
         }
         head = clock
         return true
+    }
+
+    /// What a committed op does to a record (nil: missing).
+    enum OpEffect {
+        case unchanged
+        case value(JSONValue)
+        case removed
+    }
+
+    static func applying(_ op: RecordOp, to current: JSONValue?) -> OpEffect {
+        switch op {
+        case .put(let record):
+            return .value(record)
+        case .patch(let diff):
+            guard case .object(let object)? = current else { return .unchanged }
+            return .value(.object(apply(diff, to: object, changedAfterBase: false).result))
+        case .remove:
+            return current == nil ? .unchanged : .removed
+        }
     }
 
     /// Forgets tombstones at or below `floor` (history older than the retention is gone; clients that far
@@ -94,90 +113,9 @@ public struct DocReplica: Sendable, Equatable {
         tombstones = tombstones.filter { $0.value > floor }
     }
 
-    // MARK: Deciding a push
-
-    /// Decides what `ops`, pushed by a client that had seen `base`, does to this state.
-    ///
-    /// - put: always applies (latest wins), creating or replacing the record.
-    /// - remove: applies to a live record; void if it is already gone.
-    /// - patch: void on a missing record; field by field otherwise: put/delete apply; a nested patch
-    ///   needs an object there (else void); an append whose offset matches the current length applies
-    ///   as sent, otherwise it becomes a put of the merged value (current value + appended part).
-    /// A push where nothing applies is discarded; one where something applies differently is rebased.
-    public func decide(ops: Ops, base: UInt64, limits: SyncLimits) throws(ProtocolError) -> PushDecision {
-        guard ops.records.count <= limits.maxPushOps else {
-            throw ProtocolError(.tooLarge, "a push holds at most \(limits.maxPushOps) ops; this one has \(ops.records.count)")
-        }
-        var applied: [String: RecordOp] = [:]
-        var writes: [String: [UInt8]?] = [:]
-        var expectations: [String: PushDecision.Expectation] = [:]
-        var exact = true
-        var conflicted = false
-        var created = 0
-        var removed = 0
-
-        for id in ops.records.keys.sorted() {
-            let op = ops.records[id]!
-            let current = records[id]
-            let changedAfterBase = version(of: id) > base
-            switch op {
-            case .put(let record):
-                let bytes = record.serialized
-                try checkSize(bytes, id: id, limits: limits)
-                applied[id] = op
-                writes[id] = bytes
-                expectations[id] = current == nil ? .absent : .exists
-                if current == nil { created += 1 }
-            case .remove:
-                if current == nil {
-                    expectations[id] = .absent
-                    exact = false
-                    conflicted = conflicted || changedAfterBase
-                } else {
-                    applied[id] = op
-                    writes[id] = .some(nil)
-                    expectations[id] = .exists
-                    removed += 1
-                }
-            case .patch(let diff):
-                guard case .object(let object)? = current else {
-                    expectations[id] = current == nil ? .absent : .version(versions[id] ?? 0)
-                    exact = false
-                    conflicted = conflicted || changedAfterBase
-                    continue
-                }
-                expectations[id] = .version(versions[id] ?? 0)
-                let outcome = Self.apply(diff, to: object, changedAfterBase: changedAfterBase)
-                if !outcome.exact {
-                    exact = false
-                    conflicted = conflicted || outcome.conflicted
-                }
-                guard !outcome.applied.fields.isEmpty else { continue }
-                let bytes = JSONValue.object(outcome.result).serialized
-                try checkSize(bytes, id: id, limits: limits)
-                applied[id] = .patch(outcome.applied)
-                writes[id] = bytes
-            }
-        }
-        guard records.count + created - removed <= limits.maxDocRecords || created == 0 else {
-            throw ProtocolError(.tooLarge, "a doc holds at most \(limits.maxDocRecords) records")
-        }
-        let action: PushDecision.Action = applied.isEmpty ? .discard : (exact ? .commit : .rebase)
-        return PushDecision(
-            action: action, applied: Ops(applied), writes: writes, expectations: expectations,
-            reason: action == .discard ? "void" : nil, conflicted: conflicted && action != .commit,
-            created: created, removed: removed)
-    }
-
     /// The clock of the last change of `id` (creation, update or removal), 0 if unknown.
     public func version(of id: String) -> UInt64 {
         versions[id] ?? tombstones[id] ?? 0
-    }
-
-    private func checkSize(_ bytes: [UInt8], id: String, limits: SyncLimits) throws(ProtocolError) {
-        guard bytes.count <= limits.maxRecordBytes else {
-            throw ProtocolError(.tooLarge, "record \(id.prefix(64)) would be \(bytes.count) bytes; the limit is \(limits.maxRecordBytes)")
-        }
     }
 
     struct DiffOutcome {
@@ -245,5 +183,109 @@ public struct DocReplica: Sendable, Equatable {
             }
         }
         return DiffOutcome(result: result, applied: Diff(applied), exact: exact, conflicted: !exact && changedAfterBase)
+    }
+}
+
+// MARK: Deciding a push
+
+/// Read access to a doc's records: what a push is decided against (a replica, or a replica plus the
+/// earlier pushes of a batch, see `BatchOverlay`).
+public protocol RecordSource {
+    /// The live record `id`, nil if it is missing.
+    func record(_ id: String) -> JSONValue?
+    /// The clock of the last change of `id` (creation, update or removal), 0 if unknown.
+    func version(of id: String) -> UInt64
+    /// How many live records the doc holds.
+    var recordCount: Int { get }
+}
+
+extension DocReplica: RecordSource {
+    public func record(_ id: String) -> JSONValue? { records[id] }
+    public var recordCount: Int { records.count }
+}
+
+extension RecordSource {
+    /// Decides what `ops`, pushed by a client that had seen `base`, does to this state.
+    ///
+    /// - put: always applies (latest wins), creating or replacing the record.
+    /// - remove: applies to a live record; void if it is already gone.
+    /// - patch: void on a missing record; field by field otherwise: put/delete apply; a nested patch
+    ///   needs an object there (else void); an append whose offset matches the current length applies
+    ///   as sent, otherwise it becomes a put of the merged value (current value + appended part).
+    /// A push where nothing applies is discarded; one where something applies differently is rebased.
+    public func decide(ops: Ops, base: UInt64, limits: SyncLimits) throws(ProtocolError) -> PushDecision {
+        guard ops.records.count <= limits.maxPushOps else {
+            throw ProtocolError(.tooLarge, "a push holds at most \(limits.maxPushOps) ops; this one has \(ops.records.count)")
+        }
+        var applied: [String: RecordOp] = [:]
+        var writes: [String: [UInt8]?] = [:]
+        var values: [String: JSONValue?] = [:]
+        var expectations: [String: PushDecision.Expectation] = [:]
+        var exact = true
+        var conflicted = false
+        var created = 0
+        var removed = 0
+
+        for id in ops.records.keys.sorted() {
+            let op = ops.records[id]!
+            let current = record(id)
+            let changedAfterBase = version(of: id) > base
+            switch op {
+            case .put(let record):
+                let bytes = record.serialized
+                try checkSize(bytes, id: id, limits: limits)
+                applied[id] = op
+                writes[id] = bytes
+                values[id] = record
+                expectations[id] = current == nil ? .absent : .exists
+                if current == nil { created += 1 }
+            case .remove:
+                if current == nil {
+                    expectations[id] = .absent
+                    exact = false
+                    conflicted = conflicted || changedAfterBase
+                } else {
+                    applied[id] = op
+                    writes[id] = .some(nil)
+                    values[id] = .some(nil)
+                    expectations[id] = .exists
+                    removed += 1
+                }
+            case .patch(let diff):
+                guard case .object(let object)? = current else {
+                    expectations[id] = current == nil ? .absent : .version(version(of: id))
+                    exact = false
+                    conflicted = conflicted || changedAfterBase
+                    continue
+                }
+                expectations[id] = .version(version(of: id))
+                let outcome = DocReplica.apply(diff, to: object, changedAfterBase: changedAfterBase)
+                if !outcome.exact {
+                    exact = false
+                    conflicted = conflicted || outcome.conflicted
+                }
+                guard !outcome.applied.fields.isEmpty else { continue }
+                let value = JSONValue.object(outcome.result)
+                let bytes = value.serialized
+                try checkSize(bytes, id: id, limits: limits)
+                applied[id] = .patch(outcome.applied)
+                writes[id] = bytes
+                values[id] = value
+            }
+        }
+        guard recordCount + created - removed <= limits.maxDocRecords || created == 0 else {
+            throw ProtocolError(.tooLarge, "a doc holds at most \(limits.maxDocRecords) records")
+        }
+        let action: PushDecision.Action = applied.isEmpty ? .discard : (exact ? .commit : .rebase)
+        return PushDecision(
+            action: action, applied: Ops(applied), writes: writes, values: values, expectations: expectations,
+            reason: action == .discard ? "void" : nil, conflicted: conflicted && action != .commit,
+            created: created, removed: removed)
+    }
+
+    private func checkSize(_ bytes: [UInt8], id: String, limits: SyncLimits) throws(ProtocolError) {
+        guard bytes.count <= limits.maxRecordBytes else {
+            throw ProtocolError(.tooLarge, "record \(id.prefix(64)) would be \(bytes.count) bytes; the limit is \(limits.maxRecordBytes)")
+        }
     }
 }

@@ -175,4 +175,7 @@ public struct SyncDoc<Member: Hashable> {
     }
 
     public var liveMembers: Int { cursors.count }
+
+    /// Every attached member: live or catching up.
+    public var members: [Member] { Array(cursors.keys) + Array(catchingUp.keys) }
 }

@@ -4,12 +4,12 @@ import TandemRedis
 
 /// Document sync in Redis: runs `SyncScripts` and reads the log. Futures complete on the caller's loop.
 final class SyncStore: Sendable {
-    private let redis: RedisClient
-    private let nodeID: String
-    private let retention: Int
-    private let maxDocRecords: Int
+    let redis: RedisClient
+    let nodeID: String
+    let retention: Int
+    let maxDocRecords: Int
     /// --doc-ttl in ms (0: never); see `SyncScripts` for who refreshes it when.
-    private let docTTLMs: Int64
+    let docTTLMs: Int64
 
     init(redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0) {
         self.redis = redis
@@ -87,39 +87,41 @@ final class SyncStore: Sendable {
         return "Redis is unreachable; the push was not acknowledged, retry it"
     }
 
-    /// A consistent copy of the doc: replica at head plus the oldest clock the log retains.
+    /// A consistent copy of the doc: replica at head plus the oldest clock the log retains (either kind
+    /// of log entry, see `GroupCommitScript`).
     func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
-        redis.evalScript(SyncScripts.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
-            // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
-            // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
-            // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
-            guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init),
-                head <= ClientMessage.maxClock
-            else {
-                throw SyncStoreError.unexpectedReply("load: head clock \(Self.parts0(reply)) is not a clock")
-            }
-            var records: [String: JSONValue] = [:]
-            for (id, json) in Self.pairs(parts[1]) {
-                guard let value = try? JSONParser.parse(json, maxDepth: 128) else { continue }
-                records[String(decoding: id, as: UTF8.self)] = value
-            }
-            var versions: [String: UInt64] = [:]
-            for (id, clock) in Self.pairs(parts[2]) {
-                versions[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
-            }
-            var tombstones: [String: UInt64] = [:]
-            for (id, clock) in Self.pairs(parts[3]) {
-                tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
-            }
-            let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
-            return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
-        }
+        loadDoc(doc: doc, on: loop)
     }
 
-    /// Log entries from `from` (inclusive), at most `count`.
+    static func replica(fromLoadReply reply: RedisValue) throws -> (DocReplica, retainedFrom: UInt64) {
+        // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
+        // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
+        // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
+        guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init),
+            head <= ClientMessage.maxClock
+        else {
+            throw SyncStoreError.unexpectedReply("load: head clock \(Self.parts0(reply)) is not a clock")
+        }
+        var records: [String: JSONValue] = [:]
+        for (id, json) in Self.pairs(parts[1]) {
+            guard let value = try? JSONParser.parse(json, maxDepth: 128) else { continue }
+            records[String(decoding: id, as: UTF8.self)] = value
+        }
+        var versions: [String: UInt64] = [:]
+        for (id, clock) in Self.pairs(parts[2]) {
+            versions[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
+        }
+        var tombstones: [String: UInt64] = [:]
+        for (id, clock) in Self.pairs(parts[3]) {
+            tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
+        }
+        let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
+        return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
+    }
+
+    /// Commits from `from` (inclusive), at most `count` (either kind of log entry).
     func log(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
-        redis.send(RedisCommand("XRANGE", SyncScripts.keys(doc)[4], "\(from)-0", "+", "COUNT", count), on: loop)
-            .map { reply in (reply.array ?? []).compactMap(Self.notice(fromStreamEntry:)) }
+        readLog(doc: doc, from: from, count: count, on: loop)
     }
 
     func head(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {

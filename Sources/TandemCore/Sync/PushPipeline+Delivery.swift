@@ -1,0 +1,144 @@
+// Delivering commits in clock order and placing the answers among them (see `PushPipeline`).
+
+extension PushPipeline {
+    // MARK: Delivery
+
+    /// Hands out dispatched commits: our own pushes' commits become the pusher's `result`.
+    mutating func deliver(_ dispatches: [SyncDoc<Member>.Dispatch], now: UInt64, into actions: inout [PushAction<Member>]) {
+        for dispatch in dispatches {
+            let commit = dispatch.commit
+            guard let i = matchInFlight(commit) else {
+                actions.append(.deliver(commit, patchTo: dispatch.recipients, result: nil))
+                continue
+            }
+            let entry = inFlight!.entries[i]
+            inFlight!.entries[i].delivered = true
+            inFlight!.deliveredCommits += 1
+            var patchTo = dispatch.recipients
+            var result: PushReply<Member>?
+            if !entry.abandoned, let at = patchTo.firstIndex(of: entry.push.member) {
+                patchTo.remove(at: at)
+                result = self.result(for: entry, commit)
+            }
+            actions.append(.deliver(commit, patchTo: patchTo, result: result))
+            // At this commit's place in the stream (the cursor is already past the whole group).
+            answerHeldDiscards(after: entry.commitIndex, at: commit.clock, into: &actions)
+        }
+    }
+
+    /// The in-flight entry a commit belongs to: by clock once Redis replied, else by node, session and
+    /// push id (pub/sub may bring the commit before the reply).
+    func matchInFlight(_ commit: CommitNotice) -> Int? {
+        guard let inFlight, commit.node == settings.nodeID else { return nil }
+        func matches(_ entry: BatchEntry<Member>) -> Bool {
+            entry.isCommit && !entry.delivered && entry.push.sessionID == commit.by && entry.push.pushID == commit.pushID
+        }
+        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount),
+            let i = inFlight.entries.firstIndex(where: { $0.isCommit && $0.commitIndex == Int(commit.clock - first) }),
+            matches(inFlight.entries[i])
+        {
+            return i
+        }
+        return inFlight.entries.firstIndex(where: matches)
+    }
+
+    func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
+        var action = entry.decision.action
+        var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
+        if commit.ops != entry.appliedJSON {
+            // Matched by session and id but committed differently: an earlier copy of this push, committed
+            // in a batch whose reply was lost. Answer with what was applied.
+            action = commit.ops == entry.push.ops.json ? .commit : .rebase
+            applied = action == .rebase ? commit.ops : nil
+        }
+        return PushReply(
+            member: entry.push.member, pushID: entry.push.pushID,
+            answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
+            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted)
+    }
+
+    /// - Parameter clock: the member's position when the answer is read (nil: its cursor).
+    mutating func answerHeldDiscards(after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
+        guard inFlight != nil else { return }
+        for i in inFlight!.entries.indices {
+            let entry = inFlight!.entries[i]
+            guard !entry.isCommit, entry.commitIndex == commitIndex, !entry.delivered else { continue }
+            inFlight!.entries[i].delivered = true
+            if !entry.abandoned {
+                actions.append(
+                    .answer(
+                        discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted, at: clock)))
+            }
+        }
+    }
+
+    /// Our commits that the replica passed without delivering them (a reload jumped over them) cannot
+    /// be answered in order: `unavailable` (not acknowledged; a re-push is recognised as a duplicate).
+    mutating func settleSkippedCommits(into actions: inout [PushAction<Member>]) {
+        guard let batch = inFlight, let first = batch.firstClock else { return }
+        for i in batch.entries.indices where batch.entries[i].isCommit && !batch.entries[i].delivered {
+            let entry = batch.entries[i]
+            guard first + UInt64(entry.commitIndex) <= delivery.head else { continue }
+            inFlight!.entries[i].delivered = true
+            inFlight!.deliveredCommits += 1
+            if !entry.abandoned {
+                actions.append(.answer(refusal(entry.push, .unavailable, "the doc was reloaded before this push was answered; retry")))
+            }
+            answerHeldDiscards(after: entry.commitIndex, at: nil, into: &actions)
+        }
+    }
+
+    mutating func finishBatchIfDone() {
+        if let batch = inFlight, batch.replied, batch.deliveredCommits == batch.commitCount { inFlight = nil }
+    }
+
+    // MARK: Reads
+
+    mutating func noteGap(_ now: UInt64) {
+        if delivery.gap == nil {
+            gapSeenAt = nil
+        } else if gapSeenAt == nil {
+            gapSeenAt = now
+        }
+    }
+
+    mutating func requestRead(_ now: UInt64, into actions: inout [PushAction<Member>]) {
+        guard readIssuedAt == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
+        readIssuedAt = now
+        counters.logReads += 1
+        actions.append(.readLog(from: delivery.head + 1, count: settings.logReadCount))
+    }
+
+    mutating func requestReload(into actions: inout [PushAction<Member>]) {
+        guard !loadInFlight else { return }
+        loadInFlight = true
+        actions.append(.reload)
+    }
+
+    // MARK: Answers
+
+    /// A discard at the member's position: `clock`, or its cursor (correct whenever no delivery of the
+    /// same call comes after the answer).
+    func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool, at clock: UInt64? = nil) -> PushReply<Member> {
+        PushReply(
+            member: push.member, pushID: push.pushID,
+            answer: .result(
+                action: .discard, clock: clock ?? delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
+            receivedAtNanos: push.receivedAt, conflicted: conflicted)
+    }
+
+    func refusal(_ push: PendingPush<Member>, _ code: ErrorCode, _ message: String, retryAfterMs: UInt64? = nil)
+        -> PushReply<Member>
+    {
+        PushReply(
+            member: push.member, pushID: push.pushID, answer: .refusal(code, message, retryAfterMs: retryAfterMs),
+            receivedAtNanos: push.receivedAt, conflicted: false)
+    }
+
+    mutating func refuseQueued(_ message: String, into actions: inout [PushAction<Member>]) {
+        headWait = nil
+        while let push = queue.popFirst() {
+            actions.append(.answer(refusal(push, .unavailable, message)))
+        }
+    }
+}

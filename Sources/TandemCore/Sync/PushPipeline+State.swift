@@ -1,0 +1,87 @@
+// The pipeline's internal bookkeeping types (see `PushPipeline`).
+
+struct PushKey: Hashable {
+    var sessionID: String
+    var pushID: JSONValue
+}
+
+struct PendingPush<Member: Hashable> {
+    /// Arrival order (identifies a push while it waits for the head).
+    let seq: UInt64
+    let member: Member
+    let sessionID: String
+    let pushID: JSONValue
+    let base: UInt64
+    let ops: Ops
+    let bytes: Int
+    let receivedAt: UInt64
+    /// Batches it was in that lost the race.
+    var attempts = 0
+}
+
+struct BatchEntry<Member: Hashable> {
+    var push: PendingPush<Member>
+    var decision: PushDecision
+    /// `decision.applied.json`, built once (sent to Redis, compared with commits coming back).
+    var appliedJSON: JSONValue
+    /// A commit or rebase (in Redis) rather than a discard held until the commit before it is delivered.
+    var isCommit: Bool
+    /// A commit's index in the batch; for a held discard, the index of the commit it follows.
+    var commitIndex: Int
+    /// Its commit was delivered (or, for a discard, it was answered).
+    var delivered = false
+    /// Its member is gone: no answer, and no second attempt.
+    var abandoned = false
+}
+
+struct InFlightBatch<Member: Hashable> {
+    let id: UInt64
+    let sentAt: UInt64
+    var entries: [BatchEntry<Member>]
+    let commitCount: Int
+    var replied = false
+    var firstClock: UInt64?
+    var deliveredCommits = 0
+}
+
+/// A FIFO with cheap removal from the front (batches take the first pushes; lost races put them back).
+struct PushQueue<Member: Hashable> {
+    private var storage: [PendingPush<Member>] = []
+    private var start = 0
+
+    var count: Int { storage.count - start }
+    var isEmpty: Bool { count == 0 }
+    var first: PendingPush<Member>? { isEmpty ? nil : storage[start] }
+
+    mutating func append(_ push: PendingPush<Member>) { storage.append(push) }
+
+    mutating func popFirst() -> PendingPush<Member>? {
+        guard !isEmpty else { return nil }
+        let push = storage[start]
+        start += 1
+        if start >= 64 && start * 2 >= storage.count {
+            storage.removeFirst(start)
+            start = 0
+        }
+        return push
+    }
+
+    mutating func prepend(_ pushes: [PendingPush<Member>]) {
+        guard !pushes.isEmpty else { return }
+        storage = pushes + storage[start...]
+        start = 0
+    }
+
+    /// Removes and returns the pushes that match, in order.
+    @discardableResult
+    mutating func removeAll(where shouldRemove: (PendingPush<Member>) -> Bool) -> [PendingPush<Member>] {
+        var kept: [PendingPush<Member>] = []
+        var removed: [PendingPush<Member>] = []
+        for push in storage[start...] {
+            if shouldRemove(push) { removed.append(push) } else { kept.append(push) }
+        }
+        storage = kept
+        start = 0
+        return removed
+    }
+}

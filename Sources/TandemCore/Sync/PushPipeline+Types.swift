@@ -1,0 +1,147 @@
+/// Settings of a doc's push pipeline (from `tandem serve` flags; the defaults are the flags' defaults).
+public struct PushPipelineSettings: Sendable, Equatable {
+    /// This node's id: commits it executed carry it, which is how the pipeline recognises its own.
+    public var nodeID: String
+    public var limits = SyncLimits()
+    /// `--log-retention`: commits the Redis log keeps (the ordered delivery needs it for catch-up plans).
+    public var retention: UInt64 = 10_000
+    /// `--max-queued-pushes`: pushes waiting in one doc. A memory bound only: admission by waiting time
+    /// (below) normally refuses long before it.
+    public var maxQueuedPushes = 1_000
+    /// `--max-push-wait-ms`: a push whose estimated wait before its commit exceeds this is refused at once
+    /// (`unavailable` with `retryAfterMs`) instead of queueing.
+    public var maxPushWaitNanos: UInt64 = 250_000_000
+    /// Most pushes in one group commit. Bounds one script call's time in Redis (Redis runs nothing else
+    /// meanwhile), its arguments, and the batch message every node decodes.
+    public var maxBatchPushes = 128
+    /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
+    public var maxBatchBytes = 1 << 20
+    /// Commit attempts of one push that lost the race for its records before it is refused `unavailable`.
+    public var maxAttempts = 16
+    /// How long the pipeline waits for the replica to reach a clock Redis is known to have (a push's
+    /// base, or the head a lost race reported) before it gives up on that wait.
+    public var headWaitNanos: UInt64 = 2_000_000_000
+    /// Pub/sub is ordered, so a gap means lost messages (a resubscribe); stragglers get this long before
+    /// the log is read.
+    public var gapGraceNanos: UInt64 = 100_000_000
+    /// Log entries read at once when filling a gap.
+    public var logReadCount = 1_000
+    /// The service-time model's starting point, before any batch was measured: one round trip to
+    /// Redis, and the extra time each further push of a batch adds (see `ServiceTimeModel`).
+    public var initialRoundTripNanos: UInt64 = 1_000_000
+    public var initialPerPushNanos: UInt64 = 50_000
+    /// Weight of the newest measurement in the service-time averages.
+    public var serviceTimeWeight = 0.2
+    /// `retryAfterMs` never exceeds this.
+    public var maxRetryAfterMs: UInt64 = 30_000
+
+    public init(nodeID: String) { self.nodeID = nodeID }
+}
+
+/// How the pipeline answers one push. Results carry a clock and sit in the member's ordered stream;
+/// errors do not (nothing of the push was applied, or, for `unavailable`, nothing acknowledged).
+public enum PushAnswer: Equatable, Sendable {
+    /// `{"t":"result",…}`: commit/rebase at the push's clock, or discard at the member's position.
+    case result(action: PushDecision.Action, clock: UInt64, applied: JSONValue?, reason: String?)
+    /// `{"t":"error",…}` with the push's id.
+    case error(code: ErrorCode, message: String, retryAfterMs: UInt64?)
+
+    static func refusal(_ code: ErrorCode, _ message: String, retryAfterMs: UInt64? = nil) -> PushAnswer {
+        .error(code: code, message: message, retryAfterMs: retryAfterMs)
+    }
+}
+
+/// One answer, with what the owner needs for metrics.
+public struct PushReply<Member: Hashable>: Equatable {
+    public var member: Member
+    public var pushID: JSONValue
+    public var answer: PushAnswer
+    /// When the push arrived (push → answer latency).
+    public var receivedAtNanos: UInt64
+    /// A rebase or discard caused by a change the pusher had not seen.
+    public var conflicted: Bool
+}
+
+/// One group commit for `GroupCommitScript`: consecutive commits, all or nothing.
+public struct CommitBatch: Equatable, Sendable {
+    public struct Commit: Equatable, Sendable {
+        public var sessionID: String
+        public var pushID: JSONValue
+        /// The ops as applied (published and logged).
+        public var ops: JSONValue
+    }
+
+    /// The final state of one record after the batch.
+    public struct Write: Equatable, Sendable {
+        /// Canonical JSON of the record, nil if the batch removed it.
+        public var value: [UInt8]?
+        /// The commit (index into `commits`) that wrote it last: its clock is the record's version or
+        /// tombstone clock.
+        public var commitIndex: Int
+        /// The record was missing before the batch (a put may revive a tombstone).
+        public var wasMissing: Bool
+    }
+
+    /// Identifies the batch in `commitReplied`.
+    public var id: UInt64
+    public var commits: [Commit]
+    /// What must hold in Redis before the batch, for each record the batch touches first (later touches
+    /// depend on the batch's own writes and are not checked).
+    public var expectations: [String: PushDecision.Expectation]
+    public var writes: [String: Write]
+    /// Records the batch creates and removes, net (for `--max-doc-records`).
+    public var created: Int
+    public var removed: Int
+    /// Bytes of ops and record values (a proxy for the script's work).
+    public var bytes: Int
+}
+
+/// What Redis answered to a `CommitBatch`.
+public enum CommitBatchOutcome: Equatable, Sendable {
+    /// Committed at `firstClock…firstClock + commits.count - 1`.
+    case committed(firstClock: UInt64, atMs: UInt64)
+    /// An expectation failed: nothing was written. Redis is at `head`.
+    case conflict(head: UInt64)
+    /// These commits (by index) were committed before by the same session with the same push id, at
+    /// these clocks: nothing was written.
+    case duplicate(head: UInt64, clocks: [Int: UInt64])
+    /// The doc would exceed `--max-doc-records`: nothing was written.
+    case tooLarge(head: UInt64, records: Int)
+    /// Redis failed or timed out: the batch may or may not have been executed.
+    case failed
+}
+
+/// What the owner of a pipeline must do, in order.
+public enum PushAction<Member: Hashable>: Equatable {
+    /// Run the group commit; report with `commitReplied(batch.id, …)`.
+    case commit(CommitBatch)
+    /// A commit in clock order: the same `patch` to `patchTo`, and the pusher's `result` if it is one of
+    /// this node's pushes whose pusher is live.
+    case deliver(CommitNotice, patchTo: [Member], result: PushReply<Member>?)
+    /// An answer outside a commit (discard at the member's position, or an error).
+    case answer(PushReply<Member>)
+    /// Read the Redis log from `from` (`logReadCount` commits at most); report with `logRead` or
+    /// `logReadFailed`.
+    case readLog(from: UInt64, count: Int)
+    /// Read the doc from Redis again (the commits it missed are gone from the log); report with `load`
+    /// or `loadFailed`.
+    case reload
+    /// Send a member this catch-up (after a reload every member restarts from a snapshot).
+    case catchUp(Member, SyncDoc<Member>.CatchUp)
+}
+
+/// Cumulative counts for metrics (the owner turns differences into counter increments).
+public struct PushPipelineCounters: Equatable, Sendable {
+    /// Group commits sent, and the commits in them.
+    public var batches: UInt64 = 0
+    public var batchedCommits: UInt64 = 0
+    /// Batches that lost the race for their records (re-decided), were over the doc limit, or hit
+    /// a duplicate.
+    public var batchConflicts: UInt64 = 0
+    /// Pushes refused because their wait would have exceeded `maxPushWaitNanos` or the queue was full.
+    public var overloadRefusals: UInt64 = 0
+    /// Pushes decided against a replica that had moved past their base.
+    public var concurrentPushes: UInt64 = 0
+    /// Gap-fill log reads requested.
+    public var logReads: UInt64 = 0
+}

@@ -1,0 +1,410 @@
+/// Document sync of one doc on one node: ordered delivery of commits and the push pipeline, as a pure
+/// state machine (time passed in, no I/O, returns actions for the owner to carry out, in order).
+///
+/// Why one machine for both: a pusher's `result` must sit exactly at its clock among the `patch`es
+/// everyone gets, so answering pushes and delivering commits are one decision, made in one place. The
+/// ordered delivery itself stays in `SyncDoc` (which this wraps); this type adds the pushes.
+///
+/// The pipeline, per doc:
+/// - **Admission.** A push is queued only if its estimated wait before its commit is within
+///   `maxPushWaitNanos` (see `ServiceTimeModel`); otherwise it is refused at once, `unavailable` with a
+///   jittered `retryAfterMs` that grows with the backlog. Viewers get `discard`/`read_only`; with Redis
+///   unreachable, pushes get `unavailable`.
+/// - **Group commit.** At most one batch is in Redis at a time. When none is, everything queued (up to
+///   `maxBatchPushes` / `maxBatchBytes`) is decided in arrival order against the replica — each push
+///   against the state the previous ones of the batch produced (`BatchOverlay`) — and committed in one
+///   script call that re-checks the decisions atomically.
+/// - **Answers in clock order.** A commit/rebase is answered when its commit is delivered in clock
+///   order (from the script's reply or from pub/sub, whichever comes first), so the pusher's `result`
+///   takes the place of its `patch`. A void push is answered `discard` right after the commit before it
+///   in the batch (or at once if none), at the member's position in the stream.
+/// - **Waiting for the head.** A push whose base is ahead of the replica (the client saw a newer clock
+///   on another node) waits, with the queue behind it, until the replica gets there: the log is read at
+///   once; a read issued after the push arrived that ends below its base proves the base was never a
+///   clock of this doc (`invalid_base`). `headWaitNanos` bounds the wait.
+/// - **Lost races.** A batch whose expectations no longer hold in Redis (another node committed to the
+///   same records first), that would exceed the doc's record limit, or that contains a re-push of a
+///   committed push id, writes nothing. The pipeline waits for the replica to reach the head Redis
+///   reported, then decides the batch's pushes again — never half-applies it. After `maxAttempts` lost
+///   races a push is refused `unavailable`; re-pushes are answered `discard`/`duplicate`.
+/// - **Departures.** Pushes of a member that detached (left, lost its socket, re-joined, or its session
+///   was taken over) are dropped unanswered and never committed unless already in Redis: the client
+///   re-sends them after it reconnects, and committing both copies would apply them twice.
+public struct PushPipeline<Member: Hashable> {
+    public let settings: PushPipelineSettings
+    // The state below is internal rather than private only because the pipeline's extensions
+    // (PushPipeline+Batches, PushPipeline+Delivery) live in files of their own; nothing else touches it.
+    /// Ordered delivery and the replica (read it for catch-up and status; change it only through here).
+    public internal(set) var delivery: SyncDoc<Member>
+    public internal(set) var model: ServiceTimeModel
+    public internal(set) var counters = PushPipelineCounters()
+
+    var random: SplitMix64
+    /// Refused pushes not yet absorbed at the doc's capacity (see `retryAfterMs`), as of `overflowAt`.
+    var overflow = 0.0
+    var overflowAt: UInt64 = 0
+    var queue = PushQueue<Member>()
+    var inFlight: InFlightBatch<Member>?
+    var nextBatchID: UInt64 = 1
+    var nextSeq: UInt64 = 1
+    var redisUp = true
+    var loadInFlight = false
+
+    /// A gap-fill read in Redis, issued at this time.
+    var readIssuedAt: UInt64?
+    /// A complete read (it reached Redis's head) issued at `issuedAt` found the head at `clock`.
+    var confirmedHead: (clock: UInt64, issuedAt: UInt64)?
+    /// The highest clock Redis is known to have (commits seen, heads reported).
+    public internal(set) var knownRedisHead: UInt64 = 0
+    /// When the current gap in the ordered stream was first seen.
+    var gapSeenAt: UInt64?
+    /// The queue's first push waits for the replica to reach its base.
+    var headWait: (seq: UInt64, deadline: UInt64)?
+    /// After a lost race: decide again once the replica reaches `clock` (or at `deadline` regardless).
+    var catchUp: (clock: UInt64, since: UInt64, deadline: UInt64)?
+
+    /// - Parameter randomSeed: seeds the retry-after jitter (fixed in tests, random in the server).
+    public init(settings: PushPipelineSettings, randomSeed: UInt64) {
+        self.settings = settings
+        self.delivery = SyncDoc(retention: settings.retention)
+        self.model = ServiceTimeModel(
+            roundTripNanos: settings.initialRoundTripNanos, perPushNanos: settings.initialPerPushNanos,
+            weight: settings.serviceTimeWeight, maxBatch: settings.maxBatchPushes)
+        self.random = SplitMix64(seed: randomSeed)
+    }
+
+    // MARK: Queries
+
+    public var isLoaded: Bool { delivery.isLoaded }
+    public var head: UInt64 { delivery.head }
+    /// Pushes waiting for a batch (not counting the batch in Redis).
+    public var queuedCount: Int { queue.count }
+    /// Pushes in the batch in Redis.
+    public var inFlightCount: Int { inFlight?.entries.count ?? 0 }
+    /// Nothing in progress: the doc can be dropped once it has no members.
+    public var isIdle: Bool { queue.isEmpty && inFlight == nil && readIssuedAt == nil && !loadInFlight }
+
+    /// When `tick` has something to do next (a read after a gap's grace, a wait's deadline), if anything.
+    public var nextDeadline: UInt64? {
+        var deadlines: [UInt64] = []
+        if readIssuedAt == nil, let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
+        if let catchUp {
+            deadlines.append(catchUp.deadline)
+            if readIssuedAt == nil { deadlines.append(catchUp.since + settings.gapGraceNanos) }
+        }
+        if let headWait { deadlines.append(headWait.deadline) }
+        return deadlines.min()
+    }
+
+    /// The estimated wait of a push arriving now, in nanoseconds (what admission compares with
+    /// `maxPushWaitNanos`).
+    public func estimatedWaitNanos(now: UInt64) -> Double {
+        var remaining = 0.0
+        if let inFlight, !inFlight.replied {
+            let due = Double(inFlight.sentAt) + model.serviceNanos(size: inFlight.commitCount)
+            remaining = max(0, due - Double(now))
+        }
+        return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
+    }
+
+    // MARK: Loading
+
+    /// The doc as read from Redis (first load, or a reload the pipeline asked for).
+    /// - Parameter attaching: members that joined while the doc could not be read, with their `since`:
+    ///   they get their catch-up before anything is decided, so answers to pushes they queued meanwhile
+    ///   follow it. Queued pushes of anyone else are refused `not_joined`.
+    public mutating func load(
+        _ replica: DocReplica, retainedFrom: UInt64, attaching: [(Member, UInt64?)] = [], now: UInt64
+    ) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let wasLoaded = delivery.isLoaded
+        let before = delivery.head
+        loadInFlight = false
+        knownRedisHead = max(knownRedisHead, replica.head)
+        deliver(delivery.load(replica, retainedFrom: retainedFrom), now: now, into: &actions)
+        if wasLoaded && delivery.head > before {
+            // The replica jumped over commits it never delivered. Our own among them cannot be answered in
+            // order any more; every member restarts from a snapshot.
+            settleSkippedCommits(into: &actions)
+            for member in delivery.members {
+                actions.append(.catchUp(member, delivery.attach(member, since: nil)))
+            }
+        }
+        for (member, since) in attaching {
+            actions.append(.catchUp(member, delivery.attach(member, since: since)))
+        }
+        if !wasLoaded {
+            let sync = delivery
+            let strays = queue.removeAll { sync.cursor(of: $0.member) == nil }
+            for push in strays { actions.append(.answer(refusal(push, .notJoined, "join the doc first"))) }
+        }
+        noteGap(now)
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Reading the doc failed (Redis unreachable). Without a replica there is nothing to decide against:
+    /// the queued pushes are refused rather than kept unanswered for the length of the outage.
+    public mutating func loadFailed(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        loadInFlight = false
+        if !delivery.isLoaded { refuseQueued("Redis is unreachable; retry the push", into: &actions) }
+        return actions
+    }
+
+    // MARK: Members
+
+    /// A member joins with `since`. A member that was attached already starts over: its pushes are
+    /// dropped like a departed member's (it is re-joining; its client re-sends what it still needs).
+    public mutating func attach(_ member: Member, since: UInt64?, now: UInt64) -> (SyncDoc<Member>.CatchUp, [PushAction<Member>]) {
+        var actions: [PushAction<Member>] = []
+        dropPushes(of: member)
+        let catchUp = delivery.attach(member, since: since)
+        pump(now, into: &actions)
+        return (catchUp, actions)
+    }
+
+    /// The member received commits up to `through` from the Redis log.
+    public mutating func continueCatchUp(_ member: Member, through: UInt64) -> SyncDoc<Member>.CatchUp? {
+        delivery.continueCatchUp(member, through: through)
+    }
+
+    /// A member is gone (left, lost its socket, taken over): its pushes not yet in Redis are dropped.
+    public mutating func detach(_ member: Member, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        dropPushes(of: member)
+        delivery.detach(member)
+        pump(now, into: &actions)
+        return actions
+    }
+
+    mutating func dropPushes(of member: Member) {
+        if let headWait, queue.first?.seq == headWait.seq, queue.first?.member == member { self.headWait = nil }
+        queue.removeAll { $0.member == member }
+        guard inFlight != nil else { return }
+        for i in inFlight!.entries.indices where inFlight!.entries[i].push.member == member {
+            inFlight!.entries[i].abandoned = true
+        }
+    }
+
+    // MARK: Pushes
+
+    /// A push from a live member.
+    /// - Parameters:
+    ///   - sessionID: the pusher's session (commits carry it as `by`; re-pushes are recognised by it).
+    ///   - bytes: size of the push's ops as received (batch size accounting).
+    ///   - readOnly: the member is a viewer.
+    public mutating func push(
+        from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
+        now: UInt64
+    ) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let pending = PendingPush(
+            seq: nextSeq, member: member, sessionID: sessionID, pushID: pushID, base: base, ops: ops, bytes: bytes,
+            receivedAt: now)
+        nextSeq += 1
+        if delivery.isLoaded && delivery.cursor(of: member) == nil {
+            // Not live (never attached, or still catching up): its answer could not be placed in its stream.
+            // The shard holds a joining member's pushes until it is live; this is the backstop.
+            actions.append(.answer(refusal(pending, .notJoined, "join the doc first")))
+            return actions
+        }
+        if readOnly {
+            actions.append(.answer(discard(pending, reason: "read_only", conflicted: false)))
+            return actions
+        }
+        guard redisUp else {
+            actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
+            return actions
+        }
+        let wait = estimatedWaitNanos(now: now)
+        if queue.count >= settings.maxQueuedPushes {
+            counters.overloadRefusals += 1
+            let message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
+            return actions
+        }
+        if delivery.isLoaded && !(queue.isEmpty && inFlight == nil) && wait > Double(settings.maxPushWaitNanos) {
+            // Before the first load there is nothing to measure against: the queue bound applies alone. A
+            // push with nothing ahead of it is always taken: refusing it would not shorten anyone's wait,
+            // and its round trip is what keeps the model current after a slow spell (otherwise one
+            // outlier could have the doc refuse everything from then on).
+            counters.overloadRefusals += 1
+            let message =
+                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
+                + "(limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
+            return actions
+        }
+        queue.append(pending)
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// When a refused push should come back.
+    ///
+    /// Admission keeps the queue at about `maxPushWaitNanos` of work, so the queue alone says little about
+    /// how overloaded the doc is: the refused pushes are the backlog. They are counted in `overflow`, a
+    /// virtual queue that drains at the doc's capacity (a full batch per its service time): the k-th push
+    /// refused in a burst is told to come back once the k − 1 before it could have been served, plus what
+    /// the real queue needs beyond the bound — spread ×1–2 so they do not return together.
+    mutating func retryAfterMs(wait: Double, now: UInt64) -> UInt64 {
+        let batch = Double(max(settings.maxBatchPushes, 1))
+        let capacityPerNano = batch / max(model.serviceNanos(size: settings.maxBatchPushes), 1)
+        overflow = max(0, overflow - Double(now &- overflowAt) * capacityPerNano) + 1
+        overflowAt = now
+        let base = max(wait - Double(settings.maxPushWaitNanos), 0) + overflow / capacityPerNano
+        let jittered = max(base, 1e6) * (1 + Double(random.next() >> 11) / Double(1 << 53))
+        return min(max(UInt64(jittered / 1e6), 1), settings.maxRetryAfterMs)
+    }
+
+    // MARK: Redis
+
+    /// Redis answered (or failed) the batch `batchID`.
+    public mutating func commitReplied(batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        guard var batch = inFlight, batch.id == batchID, !batch.replied else { return actions }
+        if outcome != .failed { model.observe(size: batch.commitCount, nanos: now &- batch.sentAt) }
+        switch outcome {
+        case .committed(let first, let atMs):
+            batch.replied = true
+            batch.firstClock = first
+            knownRedisHead = max(knownRedisHead, first + UInt64(batch.commitCount) - 1)
+            inFlight = batch
+            // Our own commits go into the ordered stream now rather than when pub/sub brings them back:
+            // one hop less, and independent of the subscriber connection.
+            for entry in batch.entries where entry.isCommit {
+                let notice = CommitNotice(
+                    clock: first + UInt64(entry.commitIndex), ops: entry.appliedJSON, by: entry.push.sessionID,
+                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs)
+                guard notice.clock > delivery.head else { continue }
+                deliver(delivery.receive(notice), now: now, into: &actions)
+            }
+            settleSkippedCommits(into: &actions)
+            noteGap(now)
+        case .conflict(let head), .tooLarge(let head, _):
+            counters.batchConflicts += 1
+            knownRedisHead = max(knownRedisHead, head)
+            requeue(batch, countingAttempt: true, into: &actions)
+            if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
+        case .duplicate(let head, let clocks):
+            counters.batchConflicts += 1
+            knownRedisHead = max(knownRedisHead, head)
+            let commitEntries = batch.entries.indices.filter { batch.entries[$0].isCommit }
+            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitEntries.count {
+                let i = commitEntries[commitIndex]
+                guard !batch.entries[i].delivered else { continue }
+                batch.entries[i].delivered = true
+                if !batch.entries[i].abandoned {
+                    actions.append(.answer(discard(batch.entries[i].push, reason: "duplicate", conflicted: false)))
+                }
+            }
+            requeue(batch, countingAttempt: false, into: &actions)
+        case .failed:
+            for entry in batch.entries where !entry.delivered && !entry.abandoned {
+                actions.append(
+                    .answer(refusal(entry.push, .unavailable, "Redis is unreachable; the push was not acknowledged, retry it")))
+            }
+            inFlight = nil
+        }
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Commits from pub/sub (one, or a batch in clock order), any node's, ours included.
+    public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        for commit in commits {
+            knownRedisHead = max(knownRedisHead, commit.clock)
+            deliver(delivery.receive(commit), now: now, into: &actions)
+        }
+        noteGap(now)
+        finishBatchIfDone()
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// The log read from `from` (asked for by `readLog`) returned `entries`.
+    public mutating func logRead(from: UInt64, entries: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        let issuedAt = readIssuedAt ?? now
+        readIssuedAt = nil
+        guard delivery.isLoaded else { return actions }
+        if let first = entries.first, first.clock > delivery.head + 1 {
+            // What we miss is gone from the log (trimmed while we were behind): read the whole doc again.
+            requestReload(into: &actions)
+            return actions
+        }
+        let before = delivery.head
+        for entry in entries {
+            knownRedisHead = max(knownRedisHead, entry.clock)
+            deliver(delivery.receive(entry), now: now, into: &actions)
+        }
+        let complete = entries.count < settings.logReadCount
+        if complete { confirmedHead = (entries.last?.clock ?? (from > 0 ? from - 1 : 0), issuedAt) }
+        noteGap(now)
+        finishBatchIfDone()
+        if !complete {
+            requestRead(now, into: &actions)
+        } else if delivery.gap != nil {
+            // The log ends before commits pub/sub brought us: Redis lost them (restart without them)
+            // or trimmed them. Start again from what Redis has.
+            if delivery.head == before { requestReload(into: &actions) } else { requestRead(now, into: &actions) }
+        }
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// The log read failed (Redis unreachable): a push waiting on it is refused, a gap is read again
+    /// after the grace period.
+    public mutating func logReadFailed(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        readIssuedAt = nil
+        if let headWait, let front = queue.first, front.seq == headWait.seq {
+            self.headWait = nil
+            _ = queue.popFirst()
+            actions.append(.answer(refusal(front, .unavailable, "this node could not catch up with the doc; retry")))
+        }
+        if gapSeenAt != nil { gapSeenAt = now }
+        pump(now, into: &actions)
+        return actions
+    }
+
+    /// Redis's head as read directly (periodic check, after Redis reconnects): read what we miss.
+    public mutating func headObserved(_ clock: UInt64, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        knownRedisHead = max(knownRedisHead, clock)
+        if delivery.isLoaded && clock > delivery.head { requestRead(now, into: &actions) }
+        return actions
+    }
+
+    /// Whether Redis is reachable. Going down refuses the queued pushes (a batch in Redis gets its reply
+    /// or failure); coming back resumes.
+    public mutating func setRedisAvailable(_ up: Bool, now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        redisUp = up
+        if up {
+            pump(now, into: &actions)
+        } else {
+            headWait = nil
+            catchUp = nil
+            refuseQueued("Redis is unreachable; retry the push", into: &actions)
+        }
+        return actions
+    }
+
+    /// Time passed: reads after a gap's grace period, deadlines of waits.
+    public mutating func tick(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        if readIssuedAt == nil, let seen = gapSeenAt, now >= seen + settings.gapGraceNanos {
+            requestRead(now, into: &actions)
+        }
+        if readIssuedAt == nil, let catchUp, now >= catchUp.since + settings.gapGraceNanos {
+            requestRead(now, into: &actions)
+        }
+        pump(now, into: &actions)
+        return actions
+    }
+}

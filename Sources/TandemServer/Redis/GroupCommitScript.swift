@@ -1,0 +1,349 @@
+import TandemRedis
+
+/// Group commit: a whole batch of decided pushes in one atomic script call (see `PushPipeline`).
+///
+/// Keys of doc D (all tagged `{D}`; the first five as in `SyncScripts`):
+/// - `tandem:{D}:clock`, `:records`, `:versions`, `:tombs` — as before.
+/// - `tandem:{D}:log` — stream. A batch of one writes the classic entry `CLOCK-0` with `ops`, `by`,
+///   `node`, `id`, `at`; a larger batch writes ONE entry whose id is its LAST clock, with `n` (commits),
+///   `node`, `at` and `b`, the JSON array `[{"by":SID,"id":ID,"ops":OPS},…]` in clock order. Ids stay
+///   increasing clocks, so `XRANGE log FROM-0 + COUNT k` still starts with the entry holding FROM.
+///   Trimmed by clock (`MINID ~ head − retention + 1`): at least `--log-retention` commits stay.
+/// - `tandem:{D}:pushids` — hash, the idempotent re-push record, O(1) per push: per session SID
+///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock. A
+///   re-push is one HMGET of `SID=PUSHID`; recording a push overwrites one slot and deletes the lookup
+///   of the push id it evicts. (It replaces `:pushes`, whose per-session value of 64 lines was scanned
+///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
+/// - `tandem:{D}:pushlast` — sorted set SID → clock of its last commit; sessions idle for
+///   `--log-retention` commits are forgotten (every 64 clocks, a bounded number at a time).
+/// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script. Still
+///   checked for re-pushes while it exists (a client re-pushing what an older version committed) and
+///   pruned as it ages; nothing new is written there.
+///
+/// Session ids are server-made base64url, push ids serialized JSON: neither contains `:` `=` or a raw
+/// newline, so the field names cannot collide.
+enum GroupCommitScript {
+    static func keys(_ doc: String) -> [String] {
+        let p = "tandem:{\(doc)}:"
+        return [
+            p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushids", p + "pushlast", p + "pushes",
+            p + "pushers",
+        ]
+    }
+
+    /// How the log is written: `.batch` (one entry per batch, one message) or `.perCommit` (an entry and
+    /// a message per commit, exactly as the single-commit script wrote them — for a rolling upgrade while
+    /// nodes from before group commit still read the doc).
+    enum LogMode: String {
+        case batch = "b"
+        case perCommit = "c"
+    }
+
+    /// KEYS: keys(doc).
+    /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), created, removed,
+    ///   n, n × (sid, pushIdJSON, opsJSON),
+    ///   e, e × (record id, a|e|v, version-or-empty),
+    ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
+    ///   (p: written, existed before the batch; c: written, was missing — may revive a tombstone; r: removed).
+    /// Returns {'ok', firstClock, at} | {'conflict', head} | {'duplicate', head, {index, clock, …}} |
+    ///   {'too_large', head, count}. Nothing is written unless 'ok'.
+    ///
+    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, EXISTS
+    /// pushes, HMGET versions, INCRBY, HSET records + versions, TIME, XADD, PUBLISH, HSET pushids,
+    /// ZADD pushlast, PTTL (with a doc TTL); plus, only when needed, HLEN (records created), HDEL/ZADD
+    /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), and every 64 clocks the trims.
+    static let commit = RedisScript(
+        """
+        local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers =
+          KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+        local node, channel = ARGV[1], ARGV[2]
+        local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+        local perCommit = ARGV[6] == 'c'
+        local created, removed, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+        local RING = 64
+
+        -- Lua's unpack takes a few thousand values at most: long lists go in slices.
+        local function call(cmd, key, list)
+          local out = {}
+          for s = 1, #list, 1000 do
+            local part = redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
+            if type(part) == 'table' then for _, v in ipairs(part) do out[#out + 1] = v end end
+          end
+          return out
+        end
+        local function callPairs(cmd, key, list)
+          for s = 1, #list, 2000 do redis.call(cmd, key, unpack(list, s, math.min(s + 1999, #list))) end
+        end
+        local function fmt(x) return string.format('%d', x) end
+        local function head() return redis.call('GET', clockKey) or '0' end
+
+        local sids, pids, ops = {}, {}, {}
+        local i = 10
+        for k = 1, n do
+          sids[k], pids[k], ops[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+          i = i + 3
+        end
+
+        -- Re-pushes: one HMGET for every push's lookup and every session's counter.
+        local fields, sessions, counterAt, seen = {}, {}, {}, {}
+        for k = 1, n do
+          fields[k] = sids[k] .. '=' .. pids[k]
+          if seen[fields[k]] then return redis.error_reply('ERR a batch repeats a push id') end
+          seen[fields[k]] = true
+        end
+        for k = 1, n do
+          if not counterAt[sids[k]] then
+            sessions[#sessions + 1] = sids[k]
+            fields[#fields + 1] = sids[k]
+            counterAt[sids[k]] = #fields
+          end
+        end
+        local known = call('HMGET', pushids, fields)
+        local dups = {}
+        for k = 1, n do
+          if known[k] then dups[#dups + 1] = k - 1; dups[#dups + 1] = known[k] end
+        end
+        local legacy = redis.call('EXISTS', legacyPushes) == 1
+        if legacy then
+          for _, sid in ipairs(sessions) do
+            local recent = redis.call('HGET', legacyPushes, sid)
+            if recent then
+              recent = '\\n' .. recent .. '\\n'
+              for k = 1, n do
+                if sids[k] == sid and not known[k] then
+                  local at = string.find(recent, '\\t' .. pids[k] .. '\\n', 1, true)
+                  if at then
+                    local lineStart = at
+                    while string.sub(recent, lineStart - 1, lineStart - 1) ~= '\\n' do lineStart = lineStart - 1 end
+                    dups[#dups + 1] = k - 1; dups[#dups + 1] = string.sub(recent, lineStart, at - 1)
+                  end
+                end
+              end
+            end
+          end
+        end
+        if #dups > 0 then return {'duplicate', head(), dups} end
+
+        -- Expectations: each record's first touch in the batch, one HMGET (a live record has a version).
+        local e = tonumber(ARGV[i])
+        i = i + 1
+        if e > 0 then
+          local ids = {}
+          for k = 1, e do ids[k] = ARGV[i + (k - 1) * 3] end
+          local have = call('HMGET', versions, ids)
+          for k = 1, e do
+            local kind, version, v = ARGV[i + (k - 1) * 3 + 1], ARGV[i + (k - 1) * 3 + 2], have[k]
+            local ok
+            if kind == 'v' then ok = (v or '0') == version elseif kind == 'e' then ok = v ~= false else ok = v == false end
+            if not ok then return {'conflict', head()} end
+          end
+          i = i + e * 3
+        end
+
+        local recordsWereEmpty = false
+        if created > 0 then
+          local count = redis.call('HLEN', records)
+          recordsWereEmpty = count == 0
+          if count + created - removed > maxRecords then return {'too_large', head(), fmt(count + created - removed)} end
+        end
+
+        local last = redis.call('INCRBY', clockKey, n)
+        local first = last - n + 1
+
+        -- Final record values, versions and tombstones, once per record.
+        local w = tonumber(ARGV[i])
+        i = i + 1
+        local puts, putVersions, revived, dels, tombAdds = {}, {}, {}, {}, {}
+        for _ = 1, w do
+          local id, kind, value, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], fmt(first + tonumber(ARGV[i + 3]))
+          i = i + 4
+          if kind == 'r' then
+            dels[#dels + 1] = id
+            tombAdds[#tombAdds + 1] = c; tombAdds[#tombAdds + 1] = id
+          else
+            puts[#puts + 1] = id; puts[#puts + 1] = value
+            putVersions[#putVersions + 1] = id; putVersions[#putVersions + 1] = c
+            if kind == 'c' then revived[#revived + 1] = id end
+          end
+        end
+        -- Writes before deletes: a hash never empties in between (an emptied key loses its TTL).
+        callPairs('HSET', records, puts)
+        callPairs('HSET', versions, putVersions)
+        if #revived > 0 then call('ZREM', tombs, revived) end
+        if #dels > 0 then
+          call('HDEL', records, dels)
+          call('HDEL', versions, dels)
+        end
+        if #tombAdds > 0 then callPairs('ZADD', tombs, tombAdds) end
+
+        local t = redis.call('TIME')
+        local at = fmt(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+        local floor = last - retention
+
+        -- The log and the message.
+        local function single(k, c, trim)
+          if trim and floor > 0 then
+            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node,
+              'id', pids[k], 'at', at)
+          else
+            redis.call('XADD', log, c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at)
+          end
+          redis.call('PUBLISH', channel, '{"k":"c","clock":' .. c .. ',"ops":' .. ops[k] .. ',"by":"' .. sids[k] ..
+            '","node":"' .. node .. '","id":' .. pids[k] .. ',"at":' .. at .. '}')
+        end
+        if perCommit or n == 1 then
+          for k = 1, n do single(k, fmt(first + k - 1), k == n) end
+        else
+          local members = {}
+          for k = 1, n do members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] .. '}' end
+          local b = '[' .. table.concat(members, ',') .. ']'
+          if floor > 0 then
+            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+          else
+            redis.call('XADD', log, fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+          end
+          redis.call('PUBLISH', channel,
+            '{"k":"b","first":' .. fmt(first) .. ',"node":"' .. node .. '","at":' .. at .. ',"b":' .. b .. '}')
+        end
+
+        -- Record the push ids: per session a counter and a ring of its last 64, plus a lookup per id.
+        local before, count = {}, {}
+        local newSession = false
+        for _, sid in ipairs(sessions) do
+          before[sid] = tonumber(known[counterAt[sid]]) or 0
+          count[sid] = before[sid]
+          if before[sid] == 0 then newSession = true end
+        end
+        local seqs, fetch, fetchSid = {}, {}, {}
+        for k = 1, n do
+          count[sids[k]] = count[sids[k]] + 1
+          seqs[k] = count[sids[k]]
+          if seqs[k] > RING and seqs[k] - RING <= before[sids[k]] then
+            fetch[#fetch + 1] = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
+            fetchSid[#fetchSid + 1] = sids[k]
+          end
+        end
+        local evicted = {}
+        if #fetch > 0 then
+          local old = call('HMGET', pushids, fetch)
+          for j = 1, #fetch do
+            if old[j] then evicted[#evicted + 1] = fetchSid[j] .. '=' .. old[j] end
+          end
+        end
+        local slots, lookups = {}, {}
+        for k = 1, n do
+          local slot = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
+          if seqs[k] > RING and seqs[k] - RING > before[sids[k]] then
+            lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
+          end
+          slots[slot] = pids[k]
+          lookups[sids[k] .. '=' .. pids[k]] = fmt(first + k - 1)
+        end
+        if #evicted > 0 then call('HDEL', pushids, evicted) end
+        local sets, lastAt = {}, {}
+        for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+        for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+        for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = fmt(count[sid]) end
+        callPairs('HSET', pushids, sets)
+        for k = 1, n do lastAt[sids[k]] = first + k - 1 end
+        local idleScores = {}
+        for sid, c in pairs(lastAt) do idleScores[#idleScores + 1] = fmt(c); idleScores[#idleScores + 1] = sid end
+        callPairs('ZADD', pushlast, idleScores)
+
+        -- Every 64 clocks (or every batch of 64 or more): forget tombstones and sessions older than the
+        -- retention. At most one session per clock goes idle, so n + 64 per round keeps up.
+        if floor > 0 and (n >= 64 or math.floor(floor / 64) > math.floor((floor - n) / 64)) then
+          redis.call('ZREMRANGEBYSCORE', tombs, '-inf', floor)
+          local idle = redis.call('ZRANGEBYSCORE', pushlast, '-inf', floor, 'LIMIT', 0, n + 64)
+          if #idle > 0 then
+            local counters = call('HMGET', pushids, idle)
+            local drop, slotFields, slotSids = {}, {}, {}
+            for j, sid in ipairs(idle) do
+              drop[#drop + 1] = sid
+              for s = 0, math.min(tonumber(counters[j]) or 0, RING) - 1 do
+                slotFields[#slotFields + 1] = sid .. ':' .. s
+                slotSids[#slotSids + 1] = sid
+              end
+            end
+            local oldIds = #slotFields > 0 and call('HMGET', pushids, slotFields) or {}
+            for j, f in ipairs(slotFields) do
+              drop[#drop + 1] = f
+              if oldIds[j] then drop[#drop + 1] = slotSids[j] .. '=' .. oldIds[j] end
+            end
+            call('HDEL', pushids, drop)
+            call('ZREM', pushlast, idle)
+          end
+          if legacy then
+            local idleLegacy = redis.call('ZRANGEBYSCORE', legacyPushers, '-inf', floor, 'LIMIT', 0, 100)
+            if #idleLegacy > 0 then
+              call('HDEL', legacyPushes, idleLegacy)
+              call('ZREM', legacyPushers, idleLegacy)
+            end
+          end
+        end
+
+        -- Doc TTL: all keys expire together after docTTL without a commit. A busy doc costs one PTTL per
+        -- batch; the refresh (PEXPIRE of every key) happens once the clock's TTL has run down by an hour
+        -- (half the TTL when that is shorter). Keys this batch may have created get the clock's TTL.
+        if docTTL > 0 then
+          local ttl = redis.call('PTTL', clockKey)
+          if ttl < 0 or ttl < docTTL - math.min(3600000, math.floor(docTTL / 2)) then
+            for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, docTTL) end
+          else
+            if recordsWereEmpty then
+              redis.call('PEXPIRE', records, ttl)
+              redis.call('PEXPIRE', versions, ttl)
+            end
+            if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then redis.call('PEXPIRE', tombs, ttl) end
+            if newSession then
+              if redis.call('PTTL', pushids) == -1 then redis.call('PEXPIRE', pushids, ttl) end
+              if redis.call('PTTL', pushlast) == -1 then redis.call('PEXPIRE', pushlast, ttl) end
+            end
+          end
+        end
+        return {'ok', fmt(first), at}
+        """)
+
+    /// KEYS: log. ARGV: from, count. Raw stream entries holding clocks from `from` on, at least `count`
+    /// commits if the log has them (batch entries hold several, so a plain `XRANGE … COUNT` would either
+    /// return too few or far too many commits). The first entry may start before `from`.
+    static let readLog = RedisScript(
+        """
+        local from, want = tonumber(ARGV[1]), tonumber(ARGV[2])
+        local out, cursor, reached, entries = {}, string.format('%d', from) .. '-0', from - 1, 0
+        while reached < from + want - 1 do
+          local remaining = from + want - 1 - reached
+          -- Ask for about as many entries as the commits still wanted need, at the size seen so far.
+          local ask = 10
+          if entries > 0 then ask = math.ceil(remaining * entries / (reached - from + 1)) end
+          ask = math.max(1, math.min(ask, remaining, 100))
+          local got = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', ask)
+          for _, entry in ipairs(got) do out[#out + 1] = entry end
+          if #got == 0 then break end
+          local id = got[#got][1]
+          reached = math.max(reached, tonumber(string.match(id, '^(%d+)')))
+          entries = entries + #got
+          cursor = '(' .. id
+          if #got < ask then break end
+        end
+        return out
+        """)
+
+    /// KEYS: keys(doc). ARGV: docTTLMs (refreshed when due, as `SyncScripts.load`). Returns {head, records (flat id/json), versions (flat id/clock), tombstones
+    /// (flat id/clock), first retained log clock or ''}: a consistent snapshot of the doc. Like
+    /// `SyncScripts.load`, but reads the first clock of a batch entry (id − n + 1).
+    static let load = RedisScript(
+        SyncScripts.refreshTTL + """
+        refreshTTL(tonumber(ARGV[1]))
+        local head = redis.call('GET', KEYS[1]) or '0'
+        local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
+        local firstClock = ''
+        if #first > 0 then
+          local n, fields = 1, first[1][2]
+          for j = 1, #fields, 2 do if fields[j] == 'n' then n = tonumber(fields[j + 1]) end end
+          firstClock = string.format('%d', tonumber(string.match(first[1][1], '^(%d+)')) - n + 1)
+        end
+        return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock}
+        """)
+}

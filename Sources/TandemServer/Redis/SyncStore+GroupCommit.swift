@@ -1,0 +1,138 @@
+import NIOCore
+import TandemCore
+import TandemRedis
+
+/// Group commits and the log in both of its entry formats (see `GroupCommitScript`).
+extension SyncStore {
+    /// Commits `batch` atomically. The future fails when Redis does (the batch may or may not have been
+    /// executed: `CommitBatchOutcome.failed` for the pipeline).
+    /// - Parameters:
+    ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never).
+    ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc.
+    func commit(
+        doc: String, batch: CommitBatch, docTTLMs: Int, logMode: GroupCommitScript.LogMode = .batch, on loop: EventLoop
+    ) -> EventLoopFuture<CommitBatchOutcome> {
+        redis.evalScript(
+            GroupCommitScript.commit, keys: GroupCommitScript.keys(doc),
+            args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
+                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs, logMode: logMode),
+            on: loop
+        ).flatMapThrowing { try Self.outcome(of: $0) }
+    }
+
+    static func arguments(
+        _ batch: CommitBatch, node: String, channel: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
+        logMode: GroupCommitScript.LogMode
+    ) -> [any RedisArgument] {
+        var args: [any RedisArgument] = [
+            node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, batch.created, batch.removed,
+            batch.commits.count,
+        ]
+        args.reserveCapacity(args.count + batch.commits.count * 3 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
+        for commit in batch.commits {
+            args.append(commit.sessionID)
+            args.append(commit.pushID.serialized)
+            args.append(commit.ops.serialized)
+        }
+        args.append(batch.expectations.count)
+        for (id, expectation) in batch.expectations {
+            args.append(id)
+            switch expectation {
+            case .version(let version):
+                args.append("v")
+                args.append(String(version))
+            case .exists:
+                args.append("e")
+                args.append("")
+            case .absent:
+                args.append("a")
+                args.append("")
+            }
+        }
+        args.append(batch.writes.count)
+        for (id, write) in batch.writes {
+            args.append(id)
+            args.append(write.value == nil ? "r" : (write.wasMissing ? "c" : "p"))
+            args.append(write.value ?? [])
+            args.append(write.commitIndex)
+        }
+        return args
+    }
+
+    static func outcome(of reply: RedisValue) throws -> CommitBatchOutcome {
+        guard let parts = reply.array, let kind = parts.first?.string, parts.count >= 2, let number = number(parts[1]) else {
+            throw SyncStoreError.unexpectedReply("\(reply)")
+        }
+        switch kind {
+        case "ok":
+            return .committed(firstClock: number, atMs: parts.count > 2 ? Self.number(parts[2]) ?? 0 : 0)
+        case "conflict":
+            return .conflict(head: number)
+        case "too_large":
+            return .tooLarge(head: number, records: parts.count > 2 ? Int(Self.number(parts[2]) ?? 0) : 0)
+        case "duplicate":
+            let flat = parts.count > 2 ? parts[2].array ?? [] : []
+            var clocks: [Int: UInt64] = [:]
+            for i in stride(from: 0, to: flat.count - 1, by: 2) {
+                guard let index = Self.number(flat[i]), let clock = Self.number(flat[i + 1]) else {
+                    throw SyncStoreError.unexpectedReply("\(reply)")
+                }
+                clocks[Int(index)] = clock
+            }
+            return .duplicate(head: number, clocks: clocks)
+        default:
+            throw SyncStoreError.unexpectedReply("\(reply)")
+        }
+    }
+
+    private static func number(_ value: RedisValue) -> UInt64? {
+        if let int = value.int, int >= 0 { return UInt64(int) }
+        return value.string.flatMap { UInt64($0) }
+    }
+
+    /// Commits from `from` (inclusive), at most `count`, from either kind of log entry.
+    func readLog(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
+        redis.evalScript(GroupCommitScript.readLog, keys: [GroupCommitScript.keys(doc)[4]], args: [String(from), max(count, 1)], on: loop)
+            .map { reply in
+                var notices: [CommitNotice] = []
+                for entry in reply.array ?? [] {
+                    for notice in Self.notices(fromStreamEntry: entry) where notice.clock >= from {
+                        guard notices.count < count else { break }
+                        notices.append(notice)
+                    }
+                }
+                return notices
+            }
+    }
+
+    /// The commits of one stream entry: a classic single-commit entry, or a batch entry (id = last clock,
+    /// fields `n`, `node`, `at`, `b`).
+    static func notices(fromStreamEntry entry: RedisValue) -> [CommitNotice] {
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
+            let last = id.split(separator: "-").first.flatMap({ UInt64($0) })
+        else { return [] }
+        var fields: [String: [UInt8]] = [:]
+        let items = parts[1].array ?? []
+        for i in stride(from: 0, to: items.count - 1, by: 2) {
+            guard let key = items[i].string, let value = items[i + 1].bytes else { continue }
+            fields[key] = value
+        }
+        guard let batch = fields["b"] else { return notice(fromStreamEntry: entry).map { [$0] } ?? [] }
+        func text(_ key: String) -> String? { fields[key].map { String(decoding: $0, as: UTF8.self) } }
+        guard let n = text("n").flatMap({ UInt64($0) }), n >= 1, n <= last, let node = text("node"),
+            let members = try? JSONParser.parse(batch, maxDepth: 128),
+            let notices = CommitNotice.batch(members, first: last - n + 1, node: node, atMs: text("at").flatMap { UInt64($0) } ?? 0),
+            notices.count == Int(n)
+        else { return [] }
+        return notices
+    }
+
+    /// Like `load`, reading the first retained clock of either kind of entry.
+    func loadDoc(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
+        // The load script reads keys 1–5 (the same in both layouts) and keeps the TTL of the 7 keys the
+        // single-commit script writes (`SyncScripts.refreshTTL`).
+        redis.evalScript(GroupCommitScript.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
+            try Self.replica(fromLoadReply: reply)
+        }
+    }
+}
