@@ -13,6 +13,8 @@ enum EnvironmentOptions {
         "jwt-secret-file", "doc-ttl", "redis-maxmemory",
         "max-docs-per-connection", "handshake-timeout-ms", "max-pending-handshakes", "max-handshake-attempts-per-sec",
         "max-pending-requests",
+        // Push pipeline (issue 8)
+        "max-push-wait-ms", "max-batch-pushes", "max-batch-bytes", "sync-log-mode",
         "ops-allowed-hosts", "ops-token", "ops-token-file", "ops-max-connections", "ops-max-connections-per-ip",
         "ops-idle-timeout-ms", "ops-threads", "ops-max-pending-requests", "ops-request-timeout-ms", "ops-max-list-items",
     ]

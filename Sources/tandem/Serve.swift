@@ -54,8 +54,22 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-push-bytes"), help: "Largest push (its ops).") var maxPushBytes = 1024 * 1024
     @Option(name: .customLong("max-push-ops"), help: "Most ops in one push.") var maxPushOps = 1000
     @Option(name: .customLong("max-doc-records"), help: "Most records in one doc.") var maxDocRecords = 100_000
-    @Option(name: .customLong("max-queued-pushes"), help: "Pushes queued per doc before new ones get unavailable.")
+    @Option(
+        name: .customLong("max-queued-pushes"),
+        help: "Pushes queued per doc before new ones get unavailable (a memory bound; --max-push-wait-ms refuses sooner).")
     var maxQueuedPushes = 1_000
+    @Option(
+        name: .customLong("max-push-wait-ms"),
+        help: "A push that would wait longer than this for its commit is refused at once (unavailable, with retryAfterMs).")
+    var maxPushWaitMs = 250
+    @Option(name: .customLong("max-batch-pushes"), help: "Most pushes of one doc committed together (one Redis script call).")
+    var maxBatchPushes = 128
+    @Option(name: .customLong("max-batch-bytes"), help: "Most bytes of ops and records in one group commit.")
+    var maxBatchBytes = 1 << 20
+    @Option(
+        name: .customLong("sync-log-mode"),
+        help: "batch (default), or per-commit while nodes from before group commit still serve docs (rolling upgrade).")
+    var syncLogMode = "batch"
     @Option(name: .customLong("max-docs-per-connection"), help: "Docs one connection may be in (beyond: too_many_docs).")
     var maxDocsPerConnection = 100
     @Option(name: .customLong("handshake-timeout-ms"), help: "Sockets not upgraded to WebSocket within this are closed.")
@@ -122,6 +136,9 @@ struct Serve: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard jwtSecret == nil || jwtSecretFile == nil else {
             throw ValidationError("give --jwt-secret or --jwt-secret-file (TANDEM_JWT_SECRET or TANDEM_JWT_SECRET_FILE), not both")
+        }
+        guard SyncLogMode(rawValue: syncLogMode) != nil else {
+            throw ValidationError("--sync-log-mode must be batch or per-commit")
         }
         guard OptionValues.durationMs(docTTL) != nil else { throw ValidationError("--doc-ttl takes 0 or a duration: 90s, 12h, 30d") }
         if let redisMaxMemory {
@@ -217,6 +234,10 @@ struct Serve: AsyncParsableCommand {
         config.maxPushOps = maxPushOps
         config.maxDocRecords = maxDocRecords
         config.maxQueuedPushes = maxQueuedPushes
+        config.maxPushWaitMs = maxPushWaitMs
+        config.maxBatchPushes = maxBatchPushes
+        config.maxBatchBytes = maxBatchBytes
+        config.syncLogMode = SyncLogMode(rawValue: syncLogMode) ?? .batch
         config.maxDocsPerConnection = maxDocsPerConnection
         config.handshakeTimeoutMs = handshakeTimeoutMs
         config.maxPendingHandshakes = maxPendingHandshakes

@@ -631,6 +631,9 @@ struct World {
     mutating func tick() {
         now += UInt64(roll(4)) * 700_000_000
         apply(pipeline.tick(now: now))
+        // The shard sets one timer per doc at `nextDeadline`: one that stays due after the tick would spin.
+        let next = pipeline.nextDeadline
+        check(next.map { $0 > now } ?? true, "nextDeadline \(next.map(String.init) ?? "-") not after the tick at \(now)")
     }
 
     // MARK: Actions

@@ -336,6 +336,21 @@ import Testing
         #expect(pipeline.queuedCount == 1)
     }
 
+    /// At most `maxSessionPushesPerBatch` pushes of one session per batch (so a dropped connection leaves
+    /// few enough of its pushes committed unanswered for the re-push record to recognise their copies);
+    /// the batch stops there, so the queue's order is kept.
+    @Test func aSessionHasAtMostHalfTheRePushRecordInOneBatch() {
+        var pipeline = Self.pipeline { $0.maxSessionPushesPerBatch = 2 }
+        guard let first = Self.batch(Self.push(&pipeline, 2, 0, #"{"x":["put",{}]}"#)) else { return }
+        for i in 1...3 { _ = Self.push(&pipeline, 1, i, #"{"r\#(i)":["put",{}]}"#) }
+        _ = Self.push(&pipeline, 2, 4, #"{"y":["put",{}]}"#)
+        guard let second = Self.batch(pipeline.commitReplied(batchID: first.id, .committed(firstClock: 1, atMs: 1), now: 1)) else { return }
+        #expect(second.commits.map(\.sessionID) == ["s1", "s1"])
+        guard let third = Self.batch(pipeline.commitReplied(batchID: second.id, .committed(firstClock: 2, atMs: 1), now: 2)) else { return }
+        #expect(third.commits.map(\.sessionID) == ["s1", "s2"], "the rest, in their order")
+        #expect(PushPipelineSettings(nodeID: "n").maxSessionPushesPerBatch == 32, "half of the 64 ids Redis remembers per session")
+    }
+
     @Test func batchesAreBoundedByPushesAndBytes() {
         var pipeline = Self.pipeline { $0.maxBatchPushes = 3; $0.maxBatchBytes = 200 }
         guard let first = Self.batch(Self.push(&pipeline, 2, 0, #"{"x":["put",{}]}"#)) else { return }

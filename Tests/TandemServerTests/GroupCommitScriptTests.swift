@@ -96,6 +96,7 @@ import Testing
         settings.maxBatchPushes = 10_000
         settings.maxBatchBytes = 1 << 30
         settings.maxQueuedPushes = 100_000
+        settings.maxSessionPushesPerBatch = 10_000
         var pipeline = PushPipeline<Int>(settings: settings, randomSeed: 1)
         for (i, push) in pushes.enumerated() {
             let ops = try Ops(json: try JSONParser.parse(push.ops))
@@ -119,7 +120,7 @@ import Testing
     func commit(_ store: SyncStore, _ fixture: Fixture, _ doc: String, _ pushes: [Push], docTTLMs: Int = 0,
         logMode: GroupCommitScript.LogMode = .batch) async throws -> CommitBatchOutcome
     {
-        // Read the replica with the commit's TTL: a load also keeps the doc's TTL (see `SyncScripts.load`),
+        // Read the replica with the commit's TTL: a load also keeps the doc alive (`SyncReadScripts.load`),
         // and a loader with another TTL would change it. The load costs one PTTL of its own.
         let loader = SyncStore(
             redis: store.redis, nodeID: store.nodeID, retention: store.retention, maxDocRecords: store.maxDocRecords,
@@ -165,15 +166,15 @@ import Testing
         #expect(fixture.calls("xadd") == 1)
         #expect(fixture.calls("publish") == 1)
 
-        let all = try await store.log(doc: doc, from: 1, count: 100, on: fixture.loop).get()
+        let all = try await store.log(doc: doc, from: 1, count: 100, on: fixture.loop).get().entries
         #expect(all.map(\.clock) == [1, 2, 3])
         #expect(all.map(\.by) == [Self.sessionA, Self.sessionB, Self.sessionA])
         #expect(all.map(\.pushID) == [.number(1), .string("b-1"), .number(2)])
         #expect(all[1].ops == ops(#"{"a":["patch",{"y":["put",2]}]}"#))
         #expect(all.allSatisfy { $0.node == "node-a" && $0.committedAtMs == at })
-        #expect(try await store.log(doc: doc, from: 2, count: 1, on: fixture.loop).get().map(\.clock) == [2])
-        #expect(try await store.log(doc: doc, from: 3, count: 100, on: fixture.loop).get().map(\.clock) == [3])
-        #expect(try await store.log(doc: doc, from: 4, count: 100, on: fixture.loop).get().isEmpty)
+        #expect(try await store.log(doc: doc, from: 2, count: 1, on: fixture.loop).get().entries.map(\.clock) == [2])
+        #expect(try await store.log(doc: doc, from: 3, count: 100, on: fixture.loop).get().entries.map(\.clock) == [3])
+        #expect(try await store.log(doc: doc, from: 4, count: 100, on: fixture.loop).get().entries.isEmpty)
         let (replica, retainedFrom) = try await store.load(doc: doc, on: fixture.loop).get()
         #expect(replica.head == 3)
         #expect(retainedFrom == 1)
@@ -260,7 +261,7 @@ import Testing
         #expect(fixture.redis("HEXISTS", "tandem:{gc:3}:records", "tmp") == "0")
         // The replica read back equals the one that applied the commits one by one.
         var expected = DocReplica()
-        for notice in try await store.log(doc: doc, from: 1, count: 10, on: fixture.loop).get() {
+        for notice in try await store.log(doc: doc, from: 1, count: 10, on: fixture.loop).get().entries {
             expected.apply(clock: notice.clock, ops: try Ops(json: notice.ops))
         }
         let (loaded, _) = try await store.load(doc: doc, on: fixture.loop).get()
@@ -319,13 +320,20 @@ import Testing
         let fixture = try await Fixture.start()
         let store = fixture.store()
         let doc = "gc:5"
-        // What a node from before group commit wrote.
-        for id in 1...3 {
-            let replica = try await store.load(doc: doc, on: fixture.loop).get().0
-            let decision = try replica.decide(ops: try Ops(json: ops(#"{"a":["put",{"v":\#(id)}]}"#)), base: replica.head, limits: SyncLimits())
-            _ = try await store.commit(doc: doc, sessionID: Self.sessionA, pushID: .string("old-\(id)"), decision: decision, on: fixture.loop).get()
+        // What a node from before group commit wrote for three commits of session A: its classic log
+        // entries, and its re-push record (newest first, `CLOCK\tPUSHID` lines).
+        for clock in 1...3 {
+            _ = fixture.redis(
+                "XADD", "tandem:{gc:5}:log", "\(clock)-0", "ops", #"{"a":["put",{"v":\#(clock)}]}"#, "by", Self.sessionA,
+                "node", "old-node", "id", #""old-\#(clock)""#, "at", "1000")
         }
+        _ = fixture.redis("SET", "tandem:{gc:5}:clock", "3")
+        _ = fixture.redis("HSET", "tandem:{gc:5}:records", "a", #"{"v":3}"#)
+        _ = fixture.redis("HSET", "tandem:{gc:5}:versions", "a", "3")
+        _ = fixture.redis("HSET", "tandem:{gc:5}:pushes", Self.sessionA, "3\t\"old-3\"\n2\t\"old-2\"\n1\t\"old-1\"")
+        _ = fixture.redis("ZADD", "tandem:{gc:5}:pushers", "3", Self.sessionA)
         let replica = try await store.load(doc: doc, on: fixture.loop).get().0
+        #expect(replica.head == 3 && replica.records["a"] == ops(#"{"v":3}"#))
         let batch = try decide([
             Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["put",{}]}"#),
             Push(sid: Self.sessionA, id: .string("old-2"), ops: #"{"a":["put",{"v":2}]}"#),
@@ -336,7 +344,54 @@ import Testing
             Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["put",{}]}"#),
             Push(sid: Self.sessionB, id: .number(2), ops: #"{"c":["put",{}]}"#),
         ]).isCommitted)
-        #expect(try await store.log(doc: doc, from: 2, count: 3, on: fixture.loop).get().map(\.clock) == [2, 3, 4])
+        #expect(try await store.log(doc: doc, from: 2, count: 3, on: fixture.loop).get().entries.map(\.clock) == [2, 3, 4])
+        #expect(fixture.redis("HGET", "tandem:{gc:5}:pushes", Self.sessionA).hasPrefix("3\t"), "the legacy record is never written")
+    }
+
+    /// Log reads stop at their byte budget (whole entries; always at least one), say so, and read on
+    /// from there: a log of megabyte entries never makes one reply of gigabytes.
+    @Test func logReadsAreBoundedByBytesAsWellAsByCount() async throws {
+        let fixture = try await Fixture.start()
+        let store = fixture.store()
+        let doc = "gc:bytes"
+        let big = String(repeating: "x", count: 20_000)
+        // 30 single commits of ~20 KB, then a batch of 10 of them (one ~200 KB entry), then 5 small ones.
+        for k in 1...30 {
+            #expect(try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(k), ops: #"{"r\#(k % 3)":["put",{"t":"\#(big)"}]}"#)]).isCommitted)
+        }
+        #expect(try await commit(store, fixture, doc, (31...40).map {
+            Push(sid: Self.sessionB, id: .number($0), ops: #"{"q\#($0)":["put",{"t":"\#(big)"}]}"#)
+        }).isCommitted)
+        for k in 41...45 { #expect(try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(k), ops: #"{"s":["put",{}]}"#)]).isCommitted) }
+
+        let first = try await store.log(doc: doc, from: 1, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(first.truncated)
+        #expect(first.entries.map(\.clock) == Array(1...4), "four 20 KB entries fit in 100 KB, a fifth does not")
+        // The batch entry alone is over the budget: it still comes, whole, and the read says it stopped.
+        let batch = try await store.log(doc: doc, from: 30, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(batch.entries.map(\.clock) == [30], "the 20 KB entry, then the 200 KB batch would pass the budget")
+        #expect(batch.truncated)
+        let alone = try await store.log(doc: doc, from: 31, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(alone.entries.map(\.clock) == Array(31...40))
+        #expect(alone.truncated)
+        // Reading on from each end gets the whole log exactly once.
+        var clocks: [UInt64] = []
+        var from: UInt64 = 1
+        var reads = 0
+        while true {
+            let read = try await store.log(doc: doc, from: from, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+            clocks += read.entries.map(\.clock)
+            reads += 1
+            guard read.truncated, let last = read.entries.last else { break }
+            from = last.clock + 1
+        }
+        #expect(clocks == Array(1...45))
+        #expect(reads >= 8)
+        // By count, as before: the count is met exactly, nothing is truncated.
+        let counted = try await store.log(doc: doc, from: 41, count: 3, on: fixture.loop).get()
+        #expect(counted.entries.map(\.clock) == [41, 42, 43] && !counted.truncated)
+        let end = try await store.log(doc: doc, from: 44, count: 100, on: fixture.loop).get()
+        #expect(end.entries.map(\.clock) == [44, 45] && !end.truncated)
     }
 
     @Test func theLogTombstonesAndIdleSessionsAreTrimmedByRetention() async throws {
@@ -364,7 +419,7 @@ import Testing
         // At least the retention is kept, and not much more (one stream node of slack).
         #expect(retainedFrom <= head - UInt64(retention) + 1)
         #expect(retainedFrom > head - UInt64(retention) - 5 * 12)
-        let log = try await store.log(doc: doc, from: retainedFrom, count: 10_000, on: fixture.loop).get()
+        let log = try await store.log(doc: doc, from: retainedFrom, count: 10_000, on: fixture.loop).get().entries
         #expect(log.map(\.clock) == Array(retainedFrom...head))
         #expect(fixture.redis("ZCARD", "tandem:{gc:6}:tombs") == "0")
         #expect(fixture.redis("ZSCORE", "tandem:{gc:6}:pushlast", "IDLEIDLEIDLEIDLEIDLE00").isEmpty)
@@ -390,29 +445,38 @@ import Testing
         _ = fixture.redis("CONFIG", "RESETSTAT")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(3), ops: #"{"a":["put",{"v":1}]}"#)], docTTLMs: ttl)
         #expect(fixture.calls("pttl") == 2, "one for the batch, one for the load that read its replica")
-        #expect(fixture.calls("pexpire") == 0)
+        #expect(fixture.calls("pexpire") + fixture.calls("pexpireat") == 0)
         // Keys created later get the doc's TTL at once: the first tombstone, a new session's record.
         _ = fixture.redis("CONFIG", "RESETSTAT")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["remove"]}"#)], docTTLMs: ttl)
         #expect(fixture.pttl(keys[3]) > ttl - 60_000)
-        #expect(fixture.calls("pexpire") == 1, "only the new tombstone key")
+        #expect(fixture.calls("pexpireat") == 1, "only the new tombstone key")
+        #expect(fixture.redis("PEXPIRETIME", keys[3]) == fixture.redis("PEXPIRETIME", keys[0]), "the clock's deadline")
         // Every record removed (the hashes vanish) and one created again: they come back with a TTL.
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(2), ops: #"{"a":["remove"]}"#)], docTTLMs: ttl)
         #expect(fixture.redis("EXISTS", keys[1]) == "0")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(3), ops: #"{"c":["put",{}]}"#)], docTTLMs: ttl)
         #expect(fixture.pttl(keys[1]) > ttl - 60_000)
         #expect(fixture.pttl(keys[2]) > ttl - 60_000)
-        // Once the clock's TTL ran down by more than an hour, the next batch refreshes every key.
+        // Once the clock's TTL ran down by more than an hour, the next batch gives every key one new
+        // deadline (one PEXPIREAT each, from one reading of the time).
         _ = fixture.redis("PEXPIRE", keys[0], String(ttl - 2 * 3_600_000))
         _ = fixture.redis("PEXPIRE", keys[1], String(ttl - 2 * 3_600_000))
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(4), ops: #"{"c":["put",{"v":1}]}"#)], docTTLMs: ttl)
         #expect(fixture.pttl(keys[0]) > ttl - 60_000)
         #expect(fixture.pttl(keys[1]) > ttl - 60_000)
-        // Without a TTL (0) nothing expires and no PTTL is spent.
+        let present = keys.filter { fixture.redis("EXISTS", $0) == "1" }
+        #expect(present.count == 7, "\(present)")
+        #expect(Set(present.map { fixture.redis("PEXPIRETIME", $0) }).count == 1, "one deadline for every key")
+        // Without a TTL (0) nothing expires: one PTTL per batch, and a deadline an earlier setting left goes.
         _ = fixture.redis("CONFIG", "RESETSTAT")
         _ = try await commit(store, fixture, "gc:7b", [Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], docTTLMs: 0)
-        #expect(fixture.calls("pttl") == 1, "only the load's (it drops deadlines an earlier TTL left)")
+        #expect(fixture.calls("pttl") == 2, "the load's and the batch's")
         #expect(fixture.pttl("tandem:{gc:7b}:clock") == -1)
+        _ = fixture.redis("PEXPIRE", "tandem:{gc:7b}:records", "600000")
+        _ = fixture.redis("PEXPIRE", "tandem:{gc:7b}:clock", "600000")
+        _ = try await store.commit(doc: "gc:7b", batch: try decide([Push(sid: Self.sessionA, id: .number(2), ops: #"{"a":["put",{"v":2}]}"#)], against: try await fixture.store().load(doc: "gc:7b", on: fixture.loop).get().0), docTTLMs: 0, on: fixture.loop).get()
+        #expect(fixture.pttl("tandem:{gc:7b}:clock") == -1 && fixture.pttl("tandem:{gc:7b}:records") == -1)
     }
 
     @Test func perCommitModeWritesWhatNodesFromBeforeGroupCommitRead() async throws {
@@ -496,25 +560,11 @@ import Testing
             microseconds[size] = evalshaMicroseconds() / Double(pushes)
             perPush[size] = Double(fixture.commandsProcessed - before - 1) / Double(pushes)  // − the INFO itself
         }
-        // The single-commit script, for comparison.
-        let legacyDoc = "gc:cmds:legacy"
-        _ = try await commit(store, fixture, legacyDoc, [Push(sid: Self.sessionA, id: .number(0), ops: #"{"r":["put",{"n":0}]}"#)])
-        var replica = try await store.load(doc: legacyDoc, on: fixture.loop).get().0
-        _ = fixture.redis("CONFIG", "RESETSTAT")
-        let legacyBefore = fixture.commandsProcessed
-        for round in 1...12 {
-            let ops = try Ops(json: ops(#"{"r":["patch",{"n":["put",\#(round)]}]}"#))
-            let decision = try replica.decide(ops: ops, base: replica.head, limits: SyncLimits())
-            _ = try await store.commit(doc: legacyDoc, sessionID: Self.sessionA, pushID: .number(round), decision: decision, on: fixture.loop).get()
-            replica.apply(clock: replica.head + 1, ops: decision.applied)
-        }
-        let legacy = Double(fixture.commandsProcessed - legacyBefore - 1) / 12
-        let legacyMicroseconds = evalshaMicroseconds() / 12
         func show(_ values: [Int: Double]) -> String {
             values.sorted { $0.key < $1.key }.map { "\($0.key): \(($0.value * 100).rounded() / 100)" }.joined(separator: ", ")
         }
-        print("GroupCommitScriptTests: Redis commands per push by batch size: \(show(perPush)); single-commit script: \(legacy)")
-        print("GroupCommitScriptTests: Redis µs per push (EVALSHA) by batch size: \(show(microseconds)); single-commit script: \(legacyMicroseconds)")
+        print("GroupCommitScriptTests: Redis commands per push by batch size: \(show(perPush))")
+        print("GroupCommitScriptTests: Redis µs per push (EVALSHA) by batch size: \(show(microseconds))")
         #expect(perPush[1]! <= 16)
         #expect(perPush[10]! <= 1.8)
         #expect(perPush[50]! <= 0.35)

@@ -8,7 +8,10 @@ import Testing
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncCatchUpTests {
     @Test func largeDocsAndLongHistoriesArriveInChunks() async throws {
         // 5,100 pushes are fired at once to build a long history quickly: let them all queue.
-        let cluster = try await SyncCluster.start(nodes: 2) { $0.maxQueuedPushes = 10_000 }
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.maxQueuedPushes = 10_000
+            $0.maxPushWaitMs = 60_000
+        }
         let doc = "catchup:big"
         let writer = try await cluster.client("writer", node: 0)
         try await writer.join(doc)

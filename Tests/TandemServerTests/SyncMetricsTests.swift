@@ -81,7 +81,8 @@ import Testing
         }
         cluster.redis.resume()
         for k in 10..<20 { #expect(try await alice.answer(doc, id: k).string("action") == "commit") }
-        #expect(try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 0)
+        // (The gauge is summed at each presence tick.)
+        try await waitUntil("the push queue is empty again") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 0 }
         await cluster.finish()
     }
 
@@ -128,7 +129,9 @@ import Testing
             #expect(JSON.int(info, at: "head") == 3)
             #expect(JSON.int(info, at: "records") == 2)
             #expect(JSON.int(info, at: "tombstones") == 1)
-            #expect(JSON.int(info, at: "retainedFrom") == 2, "retention 2: clocks 2 and 3 are kept")
+            // Retention 2: clocks 2 and 3 are kept at least; the log is trimmed in whole stream nodes, so
+            // clock 1 may still be there.
+            #expect((1...2).contains(JSON.int(info, at: "retainedFrom") ?? 0), "retention 2: clocks 2 and 3 are kept")
             let members = (JSON.array(info, at: "members") ?? []).compactMap { $0 as? [String: Any] }
             let bySID = Dictionary(uniqueKeysWithValues: members.map { (JSON.string($0, at: "sid") ?? "", $0) })
             #expect(Set(bySID.keys) == [alice.session, bob.session], "members on both nodes: \(members)")
@@ -153,7 +156,9 @@ import Testing
         #expect((JSON.int(entries[0], at: "at") ?? 0) > Int(startedMs), "commit time in ms")
         let all = try JSON.parse(try await cluster.nodes[0].get("/api/docs/\(doc)/log?from=0").body)
         let allEntries = (JSON.array(all, at: "entries") ?? []).compactMap { $0 as? [String: Any] }
-        #expect(allEntries.compactMap { JSON.int($0, at: "clock") } == [2, 3], "only the retained history")
+        let retainedFrom = allEntries.first.flatMap { JSON.int($0, at: "clock") } ?? 0
+        #expect((1...2).contains(retainedFrom))
+        #expect(allEntries.compactMap { JSON.int($0, at: "clock") } == Array(retainedFrom...3), "the retained history")
         #expect(JSON.string(allEntries.last ?? [:], at: "id") == "b-1")
         #expect(JSON.string(allEntries.last ?? [:], at: "node") == "node-1")
         #expect(JSON.bool(all, at: "more") == false)

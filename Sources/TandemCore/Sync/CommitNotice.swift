@@ -21,11 +21,12 @@ public struct CommitNotice: Equatable, Sendable {
         self.committedAtMs = committedAtMs
     }
 
+    /// The fields of a commit message, node first (see `NodeMessage.ownPrefixes`).
     func writeFields(into w: inout JSONWriter) {
+        w.key("node"); w.string(node); w.comma()
         w.key("clock"); w.integer(clock); w.comma()
         w.key("ops"); w.write(ops); w.comma()
         w.key("by"); w.string(by); w.comma()
-        w.key("node"); w.string(node); w.comma()
         if let pushID { w.key("id"); w.write(pushID); w.comma() }
         w.key("at"); w.integer(committedAtMs)
     }

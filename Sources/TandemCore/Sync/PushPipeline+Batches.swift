@@ -29,16 +29,19 @@ extension PushPipeline {
         var commitCount = 0
         var bytes = 0
         var keys: Set<PushKey> = []
+        var perSession: [String: Int] = [:]
         while let push = queue.first {
             if push.base > replica.head {
                 if commitCount > 0 { break }
                 if waitForHead(push, now, into: &actions) { return false }
                 continue
             }
+            if headWait?.seq == push.seq { headWait = nil }  // the replica got there
             let key = PushKey(sessionID: push.sessionID, pushID: push.pushID)
             // The same session and id twice in one batch would both pass the duplicate check: the second
             // goes in the next batch, where Redis recognises it.
             if keys.contains(key) { break }
+            if perSession[push.sessionID, default: 0] >= settings.maxSessionPushesPerBatch { break }
             if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
                 break
             }
@@ -67,6 +70,7 @@ extension PushPipeline {
             commitCount += 1
             bytes += push.bytes + decision.writes.values.reduce(0) { $0 + ($1?.count ?? 0) }
             keys.insert(key)
+            perSession[push.sessionID, default: 0] += 1
         }
         guard commitCount > 0 else { return true }
         let batch = makeBatch(entries, replica: replica, bytes: bytes)

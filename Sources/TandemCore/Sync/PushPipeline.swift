@@ -85,14 +85,26 @@ public struct PushPipeline<Member: Hashable> {
     public var isIdle: Bool { queue.isEmpty && inFlight == nil && readIssuedAt == nil && !loadInFlight }
 
     /// When `tick` has something to do next (a read after a gap's grace, a wait's deadline), if anything.
+    ///
+    /// Only deadlines `tick` can act on count: none while Redis is down or the doc is being (re)loaded, no
+    /// read deadline while a read is in flight, no wait deadline while a batch is in Redis (its reply
+    /// decides next). So after `tick(now)` this is nil or later than `now`: an owner that sets a timer
+    /// for it never spins. Inputs that end those states return actions, after which the owner asks again.
     public var nextDeadline: UInt64? {
+        guard delivery.isLoaded, redisUp, !loadInFlight else { return nil }
         var deadlines: [UInt64] = []
-        if readIssuedAt == nil, let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
-        if let catchUp {
-            deadlines.append(catchUp.deadline)
-            if readIssuedAt == nil { deadlines.append(catchUp.since + settings.gapGraceNanos) }
+        if readIssuedAt == nil {
+            if let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
+            if let catchUp { deadlines.append(catchUp.since + settings.gapGraceNanos) }
         }
-        if let headWait { deadlines.append(headWait.deadline) }
+        if inFlight == nil {
+            if let catchUp {
+                deadlines.append(catchUp.deadline)
+            } else if let headWait {
+                // (A lost race's wait comes first: `pump` looks at the queue only after it.)
+                deadlines.append(headWait.deadline)
+            }
+        }
         return deadlines.min()
     }
 
@@ -262,7 +274,10 @@ public struct PushPipeline<Member: Hashable> {
     // MARK: Redis
 
     /// Redis answered (or failed) the batch `batchID`.
-    public mutating func commitReplied(batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64) -> [PushAction<Member>] {
+    /// - Parameter failureMessage: for `.failed`, what the pushers are told (default: Redis unreachable).
+    public mutating func commitReplied(
+        batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
+    ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         guard var batch = inFlight, batch.id == batchID, !batch.replied else { return actions }
         if outcome != .failed { model.observe(size: batch.commitCount, nanos: now &- batch.sentAt) }
@@ -303,8 +318,8 @@ public struct PushPipeline<Member: Hashable> {
             requeue(batch, countingAttempt: false, into: &actions)
         case .failed:
             for entry in batch.entries where !entry.delivered && !entry.abandoned {
-                actions.append(
-                    .answer(refusal(entry.push, .unavailable, "Redis is unreachable; the push was not acknowledged, retry it")))
+                let message = failureMessage ?? "Redis is unreachable; the push was not acknowledged, retry it"
+                actions.append(.answer(refusal(entry.push, .unavailable, message)))
             }
             inFlight = nil
         }
@@ -327,7 +342,11 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// The log read from `from` (asked for by `readLog`) returned `entries`.
-    public mutating func logRead(from: UInt64, entries: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+    /// - Parameter truncated: the read stopped at its byte budget before `logReadCount` commits (so fewer
+    ///   commits do not mean the log ended there).
+    public mutating func logRead(from: UInt64, entries: [CommitNotice], truncated: Bool = false, now: UInt64)
+        -> [PushAction<Member>]
+    {
         var actions: [PushAction<Member>] = []
         let issuedAt = readIssuedAt ?? now
         readIssuedAt = nil
@@ -342,7 +361,7 @@ public struct PushPipeline<Member: Hashable> {
             knownRedisHead = max(knownRedisHead, entry.clock)
             deliver(delivery.receive(entry), now: now, into: &actions)
         }
-        let complete = entries.count < settings.logReadCount
+        let complete = !truncated && entries.count < settings.logReadCount
         if complete { confirmedHead = (entries.last?.clock ?? (from > 0 ? from - 1 : 0), issuedAt) }
         noteGap(now)
         finishBatchIfDone()

@@ -64,8 +64,19 @@ public struct ServerConfiguration: Sendable {
     public var maxPushBytes = 1024 * 1024
     public var maxPushOps = 1_000
     public var maxDocRecords = 100_000
-    /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
+    /// Pushes waiting in one doc (not counting the batch in Redis) before new ones are refused with
+    /// `unavailable`. A hard memory bound: admission by waiting time (`maxPushWaitMs`) normally refuses
+    /// long before it is reached.
     public var maxQueuedPushes = 1_000
+    /// A push whose estimated wait before its commit is longer than this is refused at once with
+    /// `unavailable` and `retryAfterMs`, instead of queueing (admission by waiting time).
+    public var maxPushWaitMs = 250
+    /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
+    public var maxBatchPushes = 128
+    /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
+    public var maxBatchBytes = 1 << 20
+    /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
+    public var syncLogMode = SyncLogMode.batch
 
     // Secure defaults and Redis bounds (issue 7)
     /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any
@@ -138,6 +149,21 @@ public struct ServerConfiguration: Sendable {
         return settings
     }
 
+    /// The push pipeline's settings derived from this configuration.
+    public var pushPipelineSettings: PushPipelineSettings {
+        var settings = PushPipelineSettings(nodeID: nodeID)
+        settings.limits.maxRecordBytes = maxRecordBytes
+        settings.limits.maxPushBytes = maxPushBytes
+        settings.limits.maxPushOps = maxPushOps
+        settings.limits.maxDocRecords = maxDocRecords
+        settings.retention = UInt64(logRetention)
+        settings.maxQueuedPushes = maxQueuedPushes
+        settings.maxPushWaitNanos = UInt64(maxPushWaitMs) * 1_000_000
+        settings.maxBatchPushes = maxBatchPushes
+        settings.maxBatchBytes = maxBatchBytes
+        return settings
+    }
+
     public var abuseLimits: AbuseMonitor.Limits {
         var limits = AbuseMonitor.Limits()
         limits.maxBadFrames = maxBadFrames
@@ -172,6 +198,10 @@ public struct ServerConfiguration: Sendable {
         try check(maxPendingHandshakes >= 1, "--max-pending-handshakes must be at least 1")
         try check(maxHandshakeAttemptsPerSecond >= 1, "--max-handshake-attempts-per-sec must be at least 1")
         try check(maxPendingRequests >= 1, "--max-pending-requests must be at least 1")
+        try check(maxQueuedPushes >= 1, "--max-queued-pushes must be at least 1")
+        try check((1...60_000).contains(maxPushWaitMs), "--max-push-wait-ms must be 1–60000")
+        try check((1...1_000).contains(maxBatchPushes), "--max-batch-pushes must be 1–1000")
+        try check((1024...(64 << 20)).contains(maxBatchBytes), "--max-batch-bytes must be 1 KiB–64 MiB")
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         try check(jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true, "--jwt-secret must be at least 32 bytes")
         try check(jwtSecret != nil || insecureDevMode || Self.isLoopback(host), Self.developmentModeRefusal(host: host))
@@ -231,4 +261,14 @@ extension ServerConfiguration {
 public struct ConfigurationError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+}
+
+/// `--sync-log-mode`: how group commits are written to a doc's Redis log and announced on its channel.
+public enum SyncLogMode: String, Sendable, CaseIterable {
+    /// One log entry and one message per group commit (a batch of one is written the classic way). The
+    /// default, and what nodes from before group commit cannot read.
+    case batch
+    /// One classic log entry and one message per commit, exactly as nodes from before group commit wrote
+    /// and read them: for a rolling upgrade while such nodes still serve docs. Commits are still batched.
+    case perCommit = "per-commit"
 }

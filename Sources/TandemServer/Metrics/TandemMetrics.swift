@@ -72,6 +72,13 @@ public final class TandemMetrics: Sendable {
     public let syncLagSeconds: ValueHistogram
     public let syncLagClocks: ValueHistogram
     public let syncPushSeconds: ValueHistogram
+    // Group commit and admission (issue 8)
+    public let syncBatches: Counter
+    public let syncBatchSize: ValueHistogram
+    public let syncLostRaces: Counter
+    public let syncOverloadRefusals: Counter
+    public let syncPushWaitEstimate: ValueHistogram
+    public let syncLogReads: Counter
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
@@ -172,6 +179,24 @@ public final class TandemMetrics: Sendable {
             buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
         syncPushSeconds = registry.makeValueHistogram(
             descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+        syncBatches = registry.makeCounter(
+            descriptor: name("sync_batches", "total", "Group commits sent to Redis (one script call each)."))
+        syncBatchSize = registry.makeValueHistogram(
+            descriptor: name("sync_batch_size", "", "Commits per group commit."),
+            buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000])
+        syncLostRaces = registry.makeCounter(
+            descriptor: name(
+                "sync_lost_races", "total",
+                "Group commits that wrote nothing (another node changed their records first, the doc limit, a re-push) and were decided again."))
+        syncOverloadRefusals = registry.makeCounter(
+            descriptor: name(
+                "sync_overload_refusals", "total",
+                "Pushes refused unavailable with retryAfterMs: their wait would pass --max-push-wait-ms, or --max-queued-pushes were queued."))
+        syncPushWaitEstimate = registry.makeValueHistogram(
+            descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
+            buckets: latencyBuckets)
+        syncLogReads = registry.makeCounter(
+            descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
 
         redisMemoryUsedBytes = registry.makeGauge(
             descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))

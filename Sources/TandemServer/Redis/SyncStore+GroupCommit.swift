@@ -7,15 +7,16 @@ extension SyncStore {
     /// Commits `batch` atomically. The future fails when Redis does (the batch may or may not have been
     /// executed: `CommitBatchOutcome.failed` for the pipeline).
     /// - Parameters:
-    ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never).
-    ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc.
+    ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never); default the store's.
+    ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc; default the store's.
     func commit(
-        doc: String, batch: CommitBatch, docTTLMs: Int, logMode: GroupCommitScript.LogMode = .batch, on loop: EventLoop
+        doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
         redis.evalScript(
             GroupCommitScript.commit, keys: GroupCommitScript.keys(doc),
             args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
-                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs, logMode: logMode),
+                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
+                logMode: logMode ?? self.logMode),
             on: loop
         ).flatMapThrowing { try Self.outcome(of: $0) }
     }
@@ -90,21 +91,6 @@ extension SyncStore {
         return value.string.flatMap { UInt64($0) }
     }
 
-    /// Commits from `from` (inclusive), at most `count`, from either kind of log entry.
-    func readLog(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
-        redis.evalScript(GroupCommitScript.readLog, keys: [GroupCommitScript.keys(doc)[4]], args: [String(from), max(count, 1)], on: loop)
-            .map { reply in
-                var notices: [CommitNotice] = []
-                for entry in reply.array ?? [] {
-                    for notice in Self.notices(fromStreamEntry: entry) where notice.clock >= from {
-                        guard notices.count < count else { break }
-                        notices.append(notice)
-                    }
-                }
-                return notices
-            }
-    }
-
     /// The commits of one stream entry: a classic single-commit entry, or a batch entry (id = last clock,
     /// fields `n`, `node`, `at`, `b`).
     static func notices(fromStreamEntry entry: RedisValue) -> [CommitNotice] {
@@ -125,14 +111,5 @@ extension SyncStore {
             notices.count == Int(n)
         else { return [] }
         return notices
-    }
-
-    /// Like `load`, reading the first retained clock of either kind of entry.
-    func loadDoc(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
-        // The load script reads keys 1–5 (the same in both layouts) and keeps the TTL of the 7 keys the
-        // single-commit script writes (`SyncScripts.refreshTTL`).
-        redis.evalScript(GroupCommitScript.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
-            try Self.replica(fromLoadReply: reply)
-        }
     }
 }

@@ -459,6 +459,18 @@ final class ClientConnection: @unchecked Sendable {
         node.metrics.catchUpsReplaced.increment(by: Int64(dropped))
     }
 
+    /// A round of a doc's sync messages (`SyncOutbox`), in order: stream items are queued (one pump for
+    /// all), errors written at once.
+    func deliverSync(_ items: [SyncOutbox.Item]) {
+        for item in items {
+            switch item {
+            case .frame(let buffer, let committedAtMs): enqueueSync(.frame(buffer, committedAtMs: committedAtMs))
+            case .chunks(let chunker, let info): enqueueSync(.chunks(chunker, info))
+            case .error(let error): sendError(error)
+            }
+        }
+    }
+
     func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
         enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
     }
