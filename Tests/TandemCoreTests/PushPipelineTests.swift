@@ -406,6 +406,21 @@ import Testing
         }
     }
 
+    /// A batch in Redis past its due time counts as late as long again: while Redis stalls, the estimate
+    /// (and the retry hint) grow with the stall instead of falling to nothing.
+    @Test func aStalledBatchMakesTheWaitGrowWithTheStall() {
+        var pipeline = Self.pipeline { $0.maxPushWaitNanos = 50_000_000; $0.initialRoundTripNanos = 1_000_000; $0.initialPerPushNanos = 0 }
+        #expect(Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, now: 0)) != nil)
+        #expect(pipeline.estimatedWaitNanos(now: 0) == 2_000_000, "the batch's round trip, then its own")
+        #expect(pipeline.estimatedWaitNanos(now: 1_000_000) == 1_000_000, "due now")
+        #expect(pipeline.estimatedWaitNanos(now: 31_000_000) == 31_000_000, "30 ms late: 30 ms more, then its own")
+        guard case .error(.unavailable, _, let retry?)? = Self.answers(Self.push(&pipeline, 1, 2, #"{"b":["put",{}]}"#, now: 501_000_000)).first?.2
+        else {
+            Issue.record("a push behind a batch 500 ms late is refused"); return
+        }
+        #expect(retry >= 450, "come back after about the stall beyond the bound: \(retry) ms")
+    }
+
     @Test func theQueueBoundStillApplies() {
         var pipeline = Self.pipeline { $0.maxQueuedPushes = 2; $0.maxPushWaitNanos = UInt64.max / 2 }
         _ = Self.push(&pipeline, 1, 0, #"{"a":["put",{}]}"#)

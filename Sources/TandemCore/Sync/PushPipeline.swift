@@ -110,11 +110,16 @@ public struct PushPipeline<Member: Hashable> {
 
     /// The estimated wait of a push arriving now, in nanoseconds (what admission compares with
     /// `maxPushWaitNanos`).
+    ///
+    /// A batch in Redis that is already late is taken to need as long again as it is late: a stalled
+    /// Redis (a slow fsync, a long script elsewhere, a pause) is not assumed to recover at once, so the
+    /// pushes that arrive meanwhile are refused, and told to come back later the longer the stall lasts,
+    /// rather than queued behind it. (Continuous at the due time: a batch a little late adds a little.)
     public func estimatedWaitNanos(now: UInt64) -> Double {
         var remaining = 0.0
         if let inFlight, !inFlight.replied {
             let due = Double(inFlight.sentAt) + model.serviceNanos(size: inFlight.commitCount)
-            remaining = max(0, due - Double(now))
+            remaining = abs(due - Double(now))
         }
         return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
     }
