@@ -8,11 +8,19 @@ public protocol RedisArgument: Sendable {
 }
 
 extension String: RedisArgument {
-    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    // Through the contiguous UTF-8 storage: appending the `utf8` view element by element went through
+    // unspecialized generic code and showed up in profiles of the commit path.
+    public func appendRedisArgument(to buffer: inout [UInt8]) {
+        var string = self
+        string.withUTF8 { buffer.append(contentsOf: $0) }
+    }
 }
 
 extension Substring: RedisArgument {
-    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    public func appendRedisArgument(to buffer: inout [UInt8]) {
+        var string = self
+        string.withUTF8 { buffer.append(contentsOf: $0) }
+    }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
@@ -20,11 +28,11 @@ extension Array: RedisArgument where Element == UInt8 {
 }
 
 extension Int: RedisArgument {
-    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+    public func appendRedisArgument(to buffer: inout [UInt8]) { description.appendRedisArgument(to: &buffer) }
 }
 
 extension Int64: RedisArgument {
-    public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+    public func appendRedisArgument(to buffer: inout [UInt8]) { description.appendRedisArgument(to: &buffer) }
 }
 
 extension Double: RedisArgument {

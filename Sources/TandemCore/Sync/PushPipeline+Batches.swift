@@ -65,8 +65,11 @@ extension PushPipeline {
                 continue
             }
             overlay.apply(decision, pendingClock: replica.head + 1 + UInt64(commitCount))
+            let applied = decision.applied.json
             entries.append(
-                BatchEntry(push: push, decision: decision, appliedJSON: decision.applied.json, isCommit: true, commitIndex: commitCount))
+                BatchEntry(
+                    push: push, decision: decision, appliedJSON: applied, appliedBytes: applied.serialized, isCommit: true,
+                    commitIndex: commitCount))
             commitCount += 1
             bytes += push.bytes + decision.writes.values.reduce(0) { $0 + ($1?.count ?? 0) }
             keys.insert(key)
@@ -110,7 +113,9 @@ extension PushPipeline {
         var expectations: [String: PushDecision.Expectation] = [:]
         var writes: [String: CommitBatch.Write] = [:]
         for entry in entries where entry.isCommit {
-            commits.append(CommitBatch.Commit(sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON))
+            commits.append(
+                CommitBatch.Commit(
+                    sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON, encodedOps: entry.appliedBytes))
             for (id, expectation) in entry.decision.expectations where writes[id] == nil {
                 // Only a record's first touch is checked in Redis; earlier expectations on an unchanged
                 // record describe the same state, the one naming a version is the stronger.

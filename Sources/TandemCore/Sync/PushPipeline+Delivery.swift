@@ -45,7 +45,8 @@ extension PushPipeline {
     func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
         var action = entry.decision.action
         var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
-        if commit.ops != entry.appliedJSON {
+        // (A notice made from this entry's reply carries its bytes: equal without a deep comparison.)
+        if commit.encodedOps.map({ $0 != entry.appliedBytes }) ?? (commit.ops != entry.appliedJSON) {
             // Matched by session and id but committed differently: an earlier copy of this push, committed
             // in a batch whose reply was lost. Answer with what was applied.
             action = commit.ops == entry.push.ops.json ? .commit : .rebase

@@ -24,6 +24,8 @@ struct BatchEntry<Member: Hashable> {
     var decision: PushDecision
     /// `decision.applied.json`, built once (sent to Redis, compared with commits coming back).
     var appliedJSON: JSONValue
+    /// `appliedJSON` serialized, once: the script's argument, and every member's patch.
+    var appliedBytes: [UInt8] = []
     /// A commit or rebase (in Redis) rather than a discard held until the commit before it is delivered.
     var isCommit: Bool
     /// A commit's index in the batch; for a held discard, the index of the commit it follows.

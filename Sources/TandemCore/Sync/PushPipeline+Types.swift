@@ -75,6 +75,8 @@ public struct CommitBatch: Equatable, Sendable {
         public var pushID: JSONValue
         /// The ops as applied (published and logged).
         public var ops: JSONValue
+        /// `ops` serialized (what the script writes and publishes).
+        public var encodedOps: [UInt8]
     }
 
     /// The final state of one record after the batch.

@@ -297,7 +297,8 @@ public struct PushPipeline<Member: Hashable> {
             for entry in batch.entries where entry.isCommit {
                 let notice = CommitNotice(
                     clock: first + UInt64(entry.commitIndex), ops: entry.appliedJSON, by: entry.push.sessionID,
-                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs)
+                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs, encodedOps: entry.appliedBytes,
+                    parsedOps: entry.decision.applied)
                 guard notice.clock > delivery.head else { continue }
                 deliver(delivery.receive(notice), now: now, into: &actions)
             }

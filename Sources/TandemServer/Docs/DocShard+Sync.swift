@@ -113,14 +113,14 @@ extension DocShard {
     func handleEarlyRequests(of connection: ClientConnection, _ docState: DocState) {
         let member = ObjectIdentifier(connection)
         guard isLive(member, docState), let early = docState.earlyRequests.removeValue(forKey: member) else { return }
-        for (message, role) in early { sync(message, from: connection, role: role) }
+        for request in early { sync(request.message, from: connection, role: request.role, messageBytes: request.bytes) }
     }
 
     /// The doc cannot be read: answers the requests a connection holds for it (pushes and syncs get
     /// `unavailable`; acks need no answer).
     func refuseEarlyRequests(of connection: ClientConnection, doc: String, _ docState: DocState) {
         guard let early = docState.earlyRequests.removeValue(forKey: ObjectIdentifier(connection)) else { return }
-        for (message, _) in early { answerWithoutReplica(message, from: connection, doc: doc) }
+        for request in early { answerWithoutReplica(request.message, from: connection, doc: doc) }
     }
 
     /// A request for a doc whose replica cannot be read now (Redis unreachable): nothing can be decided
@@ -140,7 +140,8 @@ extension DocShard {
 
     // MARK: Client requests
 
-    func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role) {
+    /// - Parameter messageBytes: the size of the client's message as received (0: unknown).
+    func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role, messageBytes: Int = 0) {
         onLoop {
             let member = ObjectIdentifier(connection)
             guard let doc = message.doc, let docState = self.docs[doc],
@@ -170,12 +171,13 @@ extension DocShard {
                     connection.eventLoop.execute { connection.sendError(error) }
                     return
                 }
-                docState.earlyRequests[member, default: []].append((message, role))
+                docState.earlyRequests[member, default: []].append((message, role, messageBytes))
                 return
             }
             switch message {
             case .push(_, let id, let base, let opsJSON):
-                self.acceptPush(connection, role: role, id: id, base: base, opsJSON: opsJSON, doc: doc, docState)
+                self.acceptPush(
+                    connection, role: role, id: id, base: base, opsJSON: opsJSON, messageBytes: messageBytes, doc: doc, docState)
             case .sync(_, let from, let limit):
                 self.serveSync(connection, from: from, limit: limit, doc: doc, docState)
             case .ack(_, let clock):
@@ -189,13 +191,22 @@ extension DocShard {
 
     /// A live member's push: validated here (size, ops), decided by the pipeline.
     private func acceptPush(
-        _ connection: ClientConnection, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, doc: String,
-        _ docState: DocState
+        _ connection: ClientConnection, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, messageBytes: Int,
+        doc: String, _ docState: DocState
     ) {
-        let size = opsJSON.serialized.count
-        guard size <= node.config.maxPushBytes else {
-            return refusePush(
-                connection, ProtocolError(.tooLarge, "push ops are \(size) bytes; the limit is \(node.config.maxPushBytes)", doc: doc, pushID: id))
+        // The limit is on the ops as the server writes them (compact JSON). That is never more than twice the
+        // text they were parsed from (only U+2028/U+2029 grow, from 3 bytes to 6), so a message of at most
+        // half the limit is within it without serializing the ops just to measure them.
+        let size: Int
+        if messageBytes > 0 && messageBytes <= node.config.maxPushBytes / 2 {
+            size = messageBytes
+        } else {
+            size = opsJSON.serialized.count
+            guard size <= node.config.maxPushBytes else {
+                return refusePush(
+                    connection,
+                    ProtocolError(.tooLarge, "push ops are \(size) bytes; the limit is \(node.config.maxPushBytes)", doc: doc, pushID: id))
+            }
         }
         let ops: Ops
         do {

@@ -35,7 +35,7 @@ final class DocState: @unchecked Sendable {
     /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
     /// the joiner's presence is being written, or its catch-up is being read from the Redis log), handled
     /// once they are. At most `--max-pending-requests` per connection; beyond: `unavailable`.
-    var earlyRequests: [ObjectIdentifier: [(ClientMessage, Role)]] = [:]
+    var earlyRequests: [ObjectIdentifier: [(message: ClientMessage, role: Role, bytes: Int)]] = [:]
     /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes
     /// after a re-join started a newer catch-up is dropped instead of being sent as well.
     var catchUpGeneration: [ObjectIdentifier: UInt64] = [:]
@@ -70,12 +70,17 @@ struct DocStats {
     var presenceUpdates: UInt64 = 0
     var pushes: UInt64 = 0
     var conflicts: UInt64 = 0
-    /// Recent commit → socket lags of this doc, for its p95 on the status page.
+    /// Recent commit → socket lags of this doc (the last 512, a ring), for its p95 on the status page.
     var lagSamplesMs: [Double] = []
+    private var nextLagSample = 0
 
     mutating func recordLag(_ ms: Double) {
-        lagSamplesMs.append(ms)
-        if lagSamplesMs.count > 512 { lagSamplesMs.removeFirst(lagSamplesMs.count - 512) }
+        if lagSamplesMs.count < 512 {
+            lagSamplesMs.append(ms)
+        } else {
+            lagSamplesMs[nextLagSample] = ms
+            nextLagSample = (nextLagSample + 1) % 512
+        }
     }
 
     var lagP95Ms: Double? {

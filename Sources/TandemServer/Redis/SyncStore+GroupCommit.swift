@@ -33,7 +33,7 @@ extension SyncStore {
         for commit in batch.commits {
             args.append(commit.sessionID)
             args.append(commit.pushID.serialized)
-            args.append(commit.ops.serialized)
+            args.append(commit.encodedOps)
         }
         args.append(batch.expectations.count)
         for (id, expectation) in batch.expectations {

@@ -156,7 +156,7 @@ final class ClientConnection: @unchecked Sendable {
             reject(error, nowMs: nowMs)
             return
         }
-        handle(message, nowMs: nowMs)
+        handle(message, bytes: frame.readableBytes, nowMs: nowMs)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -167,7 +167,8 @@ final class ClientConnection: @unchecked Sendable {
         return (doc, object?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil })
     }
 
-    private func handle(_ message: ClientMessage, nowMs: UInt64) {
+    /// - Parameter bytes: the message's size as received.
+    private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64) {
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -217,7 +218,7 @@ final class ClientConnection: @unchecked Sendable {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
-            node.shard(for: doc).sync(message, from: self, role: joined.role)
+            node.shard(for: doc).sync(message, from: self, role: joined.role, messageBytes: bytes)
         }
     }
 
