@@ -77,7 +77,10 @@ extension PushPipeline {
         }
         guard commitCount > 0 else { return true }
         let batch = makeBatch(entries, replica: replica, bytes: bytes)
-        inFlight = InFlightBatch(id: batch.id, sentAt: now, entries: entries, commitCount: commitCount)
+        let commitEntries = entries.indices.filter { entries[$0].isCommit }
+        inFlight = InFlightBatch(
+            id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
+            heldDiscards: entries.count - commitCount)
         counters.batches += 1
         counters.batchedCommits += UInt64(commitCount)
         actions.append(.commit(batch))
@@ -142,9 +145,10 @@ extension PushPipeline {
             bytes: bytes)
     }
 
-    /// A batch that wrote nothing: its pushes go back to the front of the queue in their order, to be
-    /// decided again (dropped if their member left; refused after `maxAttempts` lost races).
-    mutating func requeue(_ batch: InFlightBatch<Member>, countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+    /// The batch in Redis wrote nothing: its pushes go back to the front of the queue in their order, to
+    /// be decided again (dropped if their member left; refused after `maxAttempts` lost races).
+    mutating func requeueInFlight(countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+        guard let batch = inFlight else { return }
         inFlight = nil
         var again: [PendingPush<Member>] = []
         for entry in batch.entries where !entry.delivered && !entry.abandoned {

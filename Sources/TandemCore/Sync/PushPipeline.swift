@@ -284,22 +284,23 @@ public struct PushPipeline<Member: Hashable> {
         batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
-        guard var batch = inFlight, batch.id == batchID, !batch.replied else { return actions }
-        if outcome != .failed { model.observe(size: batch.commitCount, nanos: now &- batch.sentAt) }
+        // (No local copy of the batch: its entries are updated in place as commits are delivered, and a
+        // second reference would make each reply copy them.)
+        guard inFlight?.id == batchID, inFlight?.replied == false, let sentAt = inFlight?.sentAt,
+            let commitCount = inFlight?.commitCount
+        else { return actions }
+        if outcome != .failed { model.observe(size: commitCount, nanos: now &- sentAt) }
         switch outcome {
         case .committed(let first, let atMs):
-            batch.replied = true
-            batch.firstClock = first
-            knownRedisHead = max(knownRedisHead, first + UInt64(batch.commitCount) - 1)
-            inFlight = batch
-            // Our own commits go into the ordered stream now rather than when pub/sub brings them back:
-            // one hop less, and independent of the subscriber connection.
-            for entry in batch.entries where entry.isCommit {
-                let notice = CommitNotice(
-                    clock: first + UInt64(entry.commitIndex), ops: entry.appliedJSON, by: entry.push.sessionID,
-                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs, encodedOps: entry.appliedBytes,
-                    parsedOps: entry.decision.applied)
-                guard notice.clock > delivery.head else { continue }
+            inFlight!.replied = true
+            inFlight!.firstClock = first
+            knownRedisHead = max(knownRedisHead, first + UInt64(commitCount) - 1)
+            // Our own commits go into the ordered stream now, from the reply: this node does not read them
+            // back from pub/sub.
+            for k in 0..<commitCount {
+                let clock = first + UInt64(k)
+                guard clock > delivery.head, let i = inFlight?.commitEntries[k] else { continue }
+                let notice = inFlight!.entries[i].notice(clock: clock, node: settings.nodeID, atMs: atMs)
                 deliver(delivery.receive(notice), now: now, into: &actions)
             }
             settleSkippedCommits(into: &actions)
@@ -307,24 +308,23 @@ public struct PushPipeline<Member: Hashable> {
         case .conflict(let head), .tooLarge(let head, _):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
-            requeue(batch, countingAttempt: true, into: &actions)
+            requeueInFlight(countingAttempt: true, into: &actions)
             if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
         case .duplicate(let head, let clocks):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
-            let commitEntries = batch.entries.indices.filter { batch.entries[$0].isCommit }
-            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitEntries.count {
-                let i = commitEntries[commitIndex]
-                guard !batch.entries[i].delivered else { continue }
-                batch.entries[i].delivered = true
-                if !batch.entries[i].abandoned {
-                    actions.append(.answer(discard(batch.entries[i].push, reason: "duplicate", conflicted: false)))
+            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitCount {
+                let i = inFlight!.commitEntries[commitIndex]
+                guard !inFlight!.entries[i].delivered else { continue }
+                inFlight!.entries[i].delivered = true
+                if !inFlight!.entries[i].abandoned {
+                    actions.append(.answer(discard(inFlight!.entries[i].push, reason: "duplicate", conflicted: false)))
                 }
             }
-            requeue(batch, countingAttempt: false, into: &actions)
+            requeueInFlight(countingAttempt: false, into: &actions)
         case .failed:
-            for entry in batch.entries where !entry.delivered && !entry.abandoned {
-                let message = failureMessage ?? "Redis is unreachable; the push was not acknowledged, retry it"
+            let message = failureMessage ?? "Redis is unreachable; the push was not acknowledged, retry it"
+            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
                 actions.append(.answer(refusal(entry.push, .unavailable, message)))
             }
             inFlight = nil

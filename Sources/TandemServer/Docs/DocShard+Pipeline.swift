@@ -115,7 +115,7 @@ extension DocShard {
     /// Runs a group commit and reports Redis's answer to the pipeline.
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         node.metrics.syncBatchSize.record(Double(batch.commits.count))
-        node.syncStore.commit(doc: doc, batch: batch, on: eventLoop).whenComplete { result in
+        node.syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
             guard self.docs[doc] === docState else { return }
             let now = self.node.clock.nowNanos()
             switch result {
@@ -154,8 +154,9 @@ extension DocShard {
             guard self.docs[doc] === docState else { return }
             let now = self.node.clock.nowNanos()
             switch result {
-            case .success(let (replica, retainedFrom)):
-                self.perform(docState.sync.load(replica, retainedFrom: retainedFrom, now: now), doc: doc, docState)
+            case .success(let loaded):
+                docState.legacyRePushes = loaded.legacyRePushes
+                self.perform(docState.sync.load(loaded.replica, retainedFrom: loaded.retainedFrom, now: now), doc: doc, docState)
             case .failure(let error):
                 self.logger.debug("doc reload failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
                 self.perform(docState.sync.loadFailed(now: now), doc: doc, docState)

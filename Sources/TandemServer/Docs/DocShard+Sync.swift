@@ -15,14 +15,16 @@ extension DocShard {
     func loadSync(_ doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
         guard !docState.syncLoadInFlight, !docState.sync.isLoaded else { return eventLoop.makeSucceededVoidFuture() }
         docState.syncLoadInFlight = true
-        return node.syncStore.load(doc: doc, on: eventLoop).map { replica, retainedFrom in
+        return node.syncStore.load(doc: doc, on: eventLoop).map { loaded in
             docState.syncLoadInFlight = false
             guard self.docs[doc] === docState, !docState.sync.isLoaded else { return }
             // Members that joined meanwhile get their catch-up first.
             var attaching: [(ObjectIdentifier, UInt64?)] = []
             for (id, since) in docState.awaitingSync where docState.members[id] != nil { attaching.append((id, since)) }
             docState.awaitingSync.removeAll()
-            let actions = docState.sync.load(replica, retainedFrom: retainedFrom, attaching: attaching, now: self.node.clock.nowNanos())
+            docState.legacyRePushes = loaded.legacyRePushes
+            let actions = docState.sync.load(
+                loaded.replica, retainedFrom: loaded.retainedFrom, attaching: attaching, now: self.node.clock.nowNanos())
             self.perform(actions, doc: doc, docState)
             for (id, _) in attaching {
                 if let member = docState.members[id] { self.handleEarlyRequests(of: member.connection, docState) }

@@ -43,6 +43,9 @@ final class DocState: @unchecked Sendable {
     /// The one timer of the doc's pipeline, set for `sync.nextDeadline` (see `DocShard.scheduleSyncTimer`).
     var syncTimer: Scheduled<Void>?
     var syncTimerDeadline: UInt64?
+    /// Redis held re-push records of nodes from before group commit when the doc was read: commits check
+    /// them (a client may re-push what such a node committed). New nodes never write them.
+    var legacyRePushes = true
     /// The pipeline's counters as last turned into metric increments.
     var reportedCounters = PushPipelineCounters()
     var reconcileInFlight = false

@@ -172,7 +172,7 @@ public final class TandemMetrics: Sendable {
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
         syncLagSeconds = registry.makeValueHistogram(
-            descriptor: name("sync_lag", "seconds", "Commit to written to each subscriber's socket."),
+            descriptor: name("sync_lag", "seconds", "Commit to handed to each subscriber's socket (once it takes writes)."),
             buckets: latencyBuckets)
         syncLagClocks = registry.makeValueHistogram(
             descriptor: name("sync_lag_clocks", "", "Head clock minus each client's last ack."),

@@ -76,7 +76,8 @@ enum GroupCommitScript {
     }
 
     /// KEYS: keys(doc).
-    /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), created, removed,
+    /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), checkLegacy (1|0: the
+    ///   legacy re-push record may exist), nowMs (the node's wall clock: the commits' `at`), created, removed,
     ///   n, n × (sid, pushIdJSON, opsJSON),
     ///   e, e × (record id, a|e|v, version-or-empty),
     ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
@@ -84,11 +85,14 @@ enum GroupCommitScript {
     /// Returns {'ok', firstClock, at} | {'conflict', head} | {'duplicate', head, {index, clock, …}} |
     ///   {'too_large', head, count}. Nothing is written unless 'ok'.
     ///
-    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, EXISTS
-    /// pushes, HMGET versions, INCRBY, HSET records + versions, TIME, XADD, PUBLISH, HSET pushids,
-    /// ZADD pushlast, PTTL; plus, only when needed, HLEN (records created), HDEL/ZADD (removals), ZREM
-    /// (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and the doc TTL's
-    /// refresh (about once an hour) or a new key's deadline.
+    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
+    /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
+    /// when needed, EXISTS + HGET of the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
+    /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and
+    /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
+    /// The doc's deadline itself is kept by the nodes that hold it open (`SyncReadScripts.head`, every
+    /// few seconds): only they commit to it, so a commit need not look at it. (`TIME` and a `PTTL` per
+    /// batch were two of the dozen commands of a batch of one.)
     ///
     /// The messages start with the kind and the node (`{"k":"c","node":N,…`, `{"k":"b","node":N,…`), so
     /// a node recognises its own commits by their first bytes and skips them unread: it delivered them
@@ -99,8 +103,8 @@ enum GroupCommitScript {
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
         local node, channel = ARGV[1], ARGV[2]
         local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-        local perCommit = ARGV[6] == 'c'
-        local created, removed, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+        local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
+        local created, removed, n = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
         local RING = 64
 
         -- Lua's unpack takes a few thousand values at most: long lists go in slices.
@@ -119,7 +123,7 @@ enum GroupCommitScript {
         local function head() return redis.call('GET', clockKey) or '0' end
 
         local sids, pids, ops = {}, {}, {}
-        local i = 10
+        local i = 12
         for k = 1, n do
           sids[k], pids[k], ops[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
           i = i + 3
@@ -144,7 +148,7 @@ enum GroupCommitScript {
         for k = 1, n do
           if known[k] then dups[#dups + 1] = k - 1; dups[#dups + 1] = known[k] end
         end
-        local legacy = redis.call('EXISTS', legacyPushes) == 1
+        local legacy = checkLegacy and redis.call('EXISTS', legacyPushes) == 1
         if legacy then
           for _, sid in ipairs(sessions) do
             local recent = redis.call('HGET', legacyPushes, sid)
@@ -217,8 +221,6 @@ enum GroupCommitScript {
         end
         if #tombAdds > 0 then callPairs('ZADD', tombs, tombAdds) end
 
-        local t = redis.call('TIME')
-        local at = fmt(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
         local floor = last - retention
 
         -- The log and the message.
@@ -323,19 +325,27 @@ enum GroupCommitScript {
           end
         end
 
-        -- Doc TTL: one PTTL per batch, all keys moved about once an hour (keepAlive); keys this batch
-        -- created get the clock's deadline.
-        if not keepAlive(docTTL, tonumber(at)) and docTTL > 0 then
-          local fresh = {}
-          if recordsWereEmpty then fresh[#fresh + 1] = records; fresh[#fresh + 1] = versions end
-          if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then fresh[#fresh + 1] = tombs end
-          if newSession then
-            if redis.call('PTTL', pushids) == -1 then fresh[#fresh + 1] = pushids end
-            if redis.call('PTTL', pushlast) == -1 then fresh[#fresh + 1] = pushlast end
-          end
-          if #fresh > 0 then
-            local deadline = redis.call('PEXPIRETIME', clockKey)
-            for _, key in ipairs(fresh) do redis.call('PEXPIREAT', key, deadline) end
+        -- Doc TTL: keys this batch created get the doc's deadline (every key of a doc expires together).
+        -- The deadline itself is moved by the nodes holding the doc open (their head checks).
+        if docTTL > 0 then
+          if first == 1 then
+            keepAlive(docTTL, tonumber(at)) -- a new doc (or one that had expired): every key gets one
+          else
+            local fresh = {}
+            if recordsWereEmpty then fresh[#fresh + 1] = records; fresh[#fresh + 1] = versions end
+            if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then fresh[#fresh + 1] = tombs end
+            if newSession then
+              if redis.call('PTTL', pushids) == -1 then fresh[#fresh + 1] = pushids end
+              if redis.call('PTTL', pushlast) == -1 then fresh[#fresh + 1] = pushlast end
+            end
+            if #fresh > 0 then
+              local deadline = redis.call('PEXPIRETIME', clockKey)
+              if deadline < 0 then
+                keepAlive(docTTL, tonumber(at)) -- the clock has none (an earlier setting of 0): all get one
+              else
+                for _, key in ipairs(fresh) do redis.call('PEXPIREAT', key, deadline) end
+              end
+            end
           end
         end
         return {'ok', fmt(first), at}

@@ -46,9 +46,9 @@ enum SyncReadScripts {
         """)
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns {head, records (flat id/json), versions
-    /// (flat id/clock), tombstones (flat id/clock), first retained log clock or ''}: a consistent snapshot
-    /// of the doc. The first clock of a batch entry is its id − n + 1. Keeps the doc alive (the node now
-    /// holds it open; see `GroupCommitScript.keepAlive`).
+    /// (flat id/clock), tombstones (flat id/clock), first retained log clock or '', legacy re-push record
+    /// exists (1|0)}: a consistent snapshot of the doc. The first clock of a batch entry is its id − n + 1.
+    /// Keeps the doc alive (the node now holds it open; see `GroupCommitScript.keepAlive`).
     static let load = RedisScript(
         GroupCommitScript.keepAlive + """
         keepAlive(tonumber(ARGV[1]))
@@ -61,7 +61,7 @@ enum SyncReadScripts {
           firstClock = string.format('%d', tonumber(string.match(first[1][1], '^(%d+)')) - n + 1)
         end
         return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock}
+                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock, redis.call('EXISTS', KEYS[8])}
         """)
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns the head clock ('0' for a doc without

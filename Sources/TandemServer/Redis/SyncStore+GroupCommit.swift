@@ -9,25 +9,29 @@ extension SyncStore {
     /// - Parameters:
     ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never); default the store's.
     ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc; default the store's.
+    ///   - checkLegacy: the doc may hold re-push records written by nodes from before group commit (they
+    ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
     func commit(
-        doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil, on loop: EventLoop
+        doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
+        checkLegacy: Bool = true, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
-        redis.evalScript(
+        let logMode = logMode ?? self.logMode
+        return redis.evalScript(
             GroupCommitScript.commit, keys: GroupCommitScript.keys(doc),
             args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
-                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
-                logMode: logMode ?? self.logMode),
+                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
+                checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop
         ).flatMapThrowing { try Self.outcome(of: $0) }
     }
 
     static func arguments(
         _ batch: CommitBatch, node: String, channel: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
-        logMode: GroupCommitScript.LogMode
+        logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs()
     ) -> [any RedisArgument] {
         var args: [any RedisArgument] = [
-            node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, batch.created, batch.removed,
-            batch.commits.count,
+            node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, checkLegacy ? "1" : "0",
+            String(nowMs), batch.created, batch.removed, batch.commits.count,
         ]
         args.reserveCapacity(args.count + batch.commits.count * 3 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
         for commit in batch.commits {

@@ -36,19 +36,27 @@ final class SyncStore: Sendable {
         return "Redis is unreachable; the push was not acknowledged, retry it"
     }
 
-    /// A consistent copy of the doc: replica at head plus the oldest clock the log retains. Keeps the
-    /// doc's keys alive (the caller holds the doc open).
-    func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
+    /// A doc as read from Redis.
+    struct LoadedDoc: Sendable {
+        var replica: DocReplica
+        /// The oldest clock the log retains.
+        var retainedFrom: UInt64
+        /// The doc holds re-push records of nodes from before group commit (commits must check them).
+        var legacyRePushes: Bool
+    }
+
+    /// A consistent copy of the doc. Keeps the doc's keys alive (the caller holds the doc open).
+    func load(doc: String, on loop: EventLoop) -> EventLoopFuture<LoadedDoc> {
         redis.evalScript(SyncReadScripts.load, keys: GroupCommitScript.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing {
-            reply in try Self.replica(fromLoadReply: reply)
+            reply in try Self.doc(fromLoadReply: reply)
         }
     }
 
-    static func replica(fromLoadReply reply: RedisValue) throws -> (DocReplica, retainedFrom: UInt64) {
+    static func doc(fromLoadReply reply: RedisValue) throws -> LoadedDoc {
         // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
         // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
         // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
-        guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init),
+        guard let parts = reply.array, parts.count >= 5, let head = parts[0].string.flatMap(UInt64.init),
             head <= ClientMessage.maxClock
         else {
             throw SyncStoreError.unexpectedReply("load: head clock \(Self.parts0(reply)) is not a clock")
@@ -67,7 +75,9 @@ final class SyncStore: Sendable {
             tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
         }
         let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
-        return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
+        return LoadedDoc(
+            replica: DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), retainedFrom: first,
+            legacyRePushes: parts.count < 6 || parts[5].int != 0)
     }
 
     /// What one log read returned.
