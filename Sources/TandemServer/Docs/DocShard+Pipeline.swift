@@ -70,7 +70,8 @@ extension DocShard {
                     // `at` comes from Redis (or pub/sub): a time in the future counts as no lag, not as 584 million years.
                     let nowWall = node.clock.wallMs()
                     docState.stats.recordLag(Double(nowWall >= commit.committedAtMs ? nowWall - commit.committedAtMs : 0))
-                    let patch = ByteBufferAllocator().buffer(bytes: ServerMessage.patch(doc: doc, commit: commit))
+                    // Framed once: the same buffer goes to every member (`PreframedWriter`).
+                    let patch = ServerFrame.text(ServerMessage.patch(doc: doc, commit: commit), allocator: ByteBufferAllocator())
                     for id in patchTo {
                         guard let connection = docState.members[id]?.connection else { continue }
                         outbox.add(connection, .frame(patch, committedAtMs: commit.committedAtMs))
@@ -104,7 +105,7 @@ extension DocShard {
             node.metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
-            outbox.add(connection, .frame(ByteBufferAllocator().buffer(bytes: frame), committedAtMs: nil))
+            outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
         case .error(let code, let message, let retryAfterMs):
             node.metrics.syncPush("error")
             guard let connection = docState.members[reply.member]?.connection else { return }

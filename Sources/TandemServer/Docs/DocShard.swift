@@ -312,8 +312,8 @@ final class DocShard: @unchecked Sendable {
     private func deliver(_ tick: PresenceTick, _ docState: DocState) {
         guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
         let allocator = ByteBufferAllocator()
-        let delta = tick.delta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
-        let viewerDelta = tick.viewerDelta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
+        let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
+        let viewerDelta = tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
         let viewersGetDelta = tick.viewersGetDelta
         for (loop, editors, viewers) in deliveryGroups(docState) {
             loop.execute {

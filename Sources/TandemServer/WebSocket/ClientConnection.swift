@@ -16,6 +16,8 @@ final class ClientConnection: @unchecked Sendable {
     let resumed: Bool
     let channel: Channel
     let node: NodeContext
+    /// Writes the text frames this connection sends, framed already (see `PreframedWriter`).
+    private let preframed: PreframedWriter
     var eventLoop: EventLoop { channel.eventLoop }
 
     private struct JoinedDoc {
@@ -52,7 +54,11 @@ final class ClientConnection: @unchecked Sendable {
     private var started = false
     private let logger: Logger
 
-    init(id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel, node: NodeContext) {
+    init(
+        id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel, node: NodeContext,
+        preframed: PreframedWriter
+    ) {
+        self.preframed = preframed
         self.id = id
         self.sessionID = sessionID
         self.identity = identity
@@ -344,22 +350,22 @@ final class ClientConnection: @unchecked Sendable {
         node.reconnectObserved()
     }
 
-    /// Writes a presence delta, or merges it while the socket is backed up.
-    func deliverPresence(_ delta: PresenceDelta, buffer: ByteBuffer) {
+    /// Writes a presence delta (`frame`: framed already, see `ServerFrame`), or merges it while the socket
+    /// is backed up.
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) {
         guard !closing, docs[delta.doc] != nil else { return }
         if !writable || pendingPresence[delta.doc] != nil {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             node.metrics.slowConsumerCoalesced.increment()
             return
         }
-        writePresence(delta, buffer: buffer)
+        writePresence(delta, buffer: frame)
     }
 
-    private func writePresence(_ delta: PresenceDelta, buffer: ByteBuffer?) {
-        let data = buffer ?? channel.allocator.buffer(bytes: delta.encoded)
+    private func writePresence(_ delta: PresenceDelta, buffer frame: ByteBuffer?) {
         node.metrics.fanoutMessages.increment()
-        node.metrics.fanoutBytes.increment(by: Int64(data.readableBytes))
-        write(data)
+        node.metrics.fanoutBytes.increment(by: Int64(delta.encoded.count))
+        write(frame ?? ServerFrame.text(delta.encoded, allocator: channel.allocator))
     }
 
     func sendError(_ error: ProtocolError) {
@@ -368,13 +374,14 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func send(_ bytes: [UInt8]) {
-        write(channel.allocator.buffer(bytes: bytes))
+        write(ServerFrame.text(bytes, allocator: channel.allocator))
     }
 
-    /// Writes one text frame and enforces the hard outbound limit.
-    func write(_ data: ByteBuffer) {
+    /// Writes one text frame (`frame`: framed already, see `ServerFrame`) and enforces the hard outbound
+    /// limit.
+    func write(_ frame: ByteBuffer) {
         guard !closing else { return }
-        channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        preframed.write(frame: frame)
         scheduleFlush()
         enforceOutboundLimit()
     }
@@ -408,7 +415,8 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     enum SyncOutbound {
-        /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
+        /// A text frame, framed already (`ServerFrame`: one buffer shared by every member a commit goes
+        /// to); `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
         case chunks(any CatchUpChunker, CatchUpInfo)
@@ -484,7 +492,7 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
-        enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
+        enqueueSync(.frame(ServerFrame.text(bytes, allocator: channel.allocator), committedAtMs: committedAtMs))
     }
 
     /// One flush for everything written in this round of the event loop: shards hop in with many small
@@ -506,7 +514,7 @@ final class ClientConnection: @unchecked Sendable {
             case .frame(let buffer, let committedAtMs):
                 syncQueuedBytes -= buffer.readableBytes
                 syncQueueHead += 1
-                channel.write(WebSocketFrame(fin: true, opcode: .text, data: buffer), promise: nil)
+                preframed.write(frame: buffer)
                 if let committedAtMs {
                     // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
                     // here). A write promise per frame to measure it when written cost an allocation and a
@@ -521,7 +529,7 @@ final class ClientConnection: @unchecked Sendable {
                 syncQueuedBytes -= info.counted
                 info.counted = 0
                 if let chunk = chunker.next() {
-                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
+                    preframed.write(frame: ServerFrame.text(chunk, allocator: channel.allocator))
                 }
                 if chunker.isFinished {
                     syncQueueHead += 1
