@@ -72,6 +72,32 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
         self.ends = ends
     }
 
+    /// `EVALSHA sha1 numkeys keys… args…` (or `EVAL source …`), built straight into one buffer.
+    /// (Assembling `[name, sha1, numkeys] + keys + args` as arrays of `any RedisArgument` first cost a
+    /// run-time generic metadata lookup per array, a visible part of every group commit.)
+    init(script name: String, _ script: String, keys: [any RedisArgument], args: [any RedisArgument]) {
+        var storage: [UInt8] = []
+        var ends: [Int] = []
+        ends.reserveCapacity(3 + keys.count + args.count)
+        name.appendRedisArgument(to: &storage)
+        ends.append(storage.count)
+        script.appendRedisArgument(to: &storage)
+        ends.append(storage.count)
+        keys.count.appendRedisArgument(to: &storage)
+        ends.append(storage.count)
+        for key in keys {
+            key.appendRedisArgument(to: &storage)
+            ends.append(storage.count)
+        }
+        for arg in args {
+            arg.appendRedisArgument(to: &storage)
+            ends.append(storage.count)
+        }
+        storage.append(0)
+        self.storage = storage
+        self.ends = ends
+    }
+
     /// Number of arguments, the command name included.
     public var count: Int { ends.count }
 

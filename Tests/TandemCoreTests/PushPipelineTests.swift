@@ -421,6 +421,28 @@ import Testing
         #expect(retry >= 450, "come back after about the stall beyond the bound: \(retry) ms")
     }
 
+    /// `refuseIfBusy` (the shard's check before it parses a push's ops) refuses exactly what `push` would
+    /// refuse as busy, counted the same, and lets everything else through to `push`.
+    @Test func refuseIfBusyRefusesWhatPushWouldAndNothingElse() {
+        var pipeline = Self.pipeline { $0.maxPushWaitNanos = 50_000_000; $0.initialRoundTripNanos = 1_000_000; $0.initialPerPushNanos = 0 }
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(1), now: 0) == nil, "nothing ahead: taken")
+        #expect(Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, now: 0)) != nil)
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 10_000_000) == nil, "a short wait: taken")
+        #expect(pipeline.refuseIfBusy(from: 99, pushID: .number(2), now: 501_000_000) == nil, "not a live member: push decides")
+        guard case .answer(let reply)? = pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 501_000_000)?.first,
+            case .error(.unavailable, let message, let retry?) = reply.answer
+        else {
+            Issue.record("a push behind a stalled batch is refused"); return
+        }
+        #expect(reply.pushID == .number(2) && reply.member == 1)
+        #expect(message.contains("busy") && retry >= 450)
+        #expect(pipeline.counters.overloadRefusals == 1)
+        guard case .error(.unavailable, _, _)? = Self.answers(Self.push(&pipeline, 1, 3, #"{"b":["put",{}]}"#, now: 501_000_000)).first?.2 else {
+            Issue.record("push refuses the same push"); return
+        }
+        #expect(pipeline.counters.overloadRefusals == 2)
+    }
+
     @Test func theQueueBoundStillApplies() {
         var pipeline = Self.pipeline { $0.maxQueuedPushes = 2; $0.maxPushWaitNanos = UInt64.max / 2 }
         _ = Self.push(&pipeline, 1, 0, #"{"a":["put",{}]}"#)

@@ -235,28 +235,44 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
             return actions
         }
-        let wait = estimatedWaitNanos(now: now)
-        if queue.count >= settings.maxQueuedPushes {
-            counters.overloadRefusals += 1
-            let message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
-            return actions
-        }
-        if delivery.isLoaded && !(queue.isEmpty && inFlight == nil) && wait > Double(settings.maxPushWaitNanos) {
-            // Before the first load there is nothing to measure against: the queue bound applies alone. A
-            // push with nothing ahead of it is always taken: refusing it would not shorten anyone's wait,
-            // and its round trip is what keeps the model current after a slow spell (otherwise one
-            // outlier could have the doc refuse everything from then on).
-            counters.overloadRefusals += 1
-            let message =
-                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
-                + "(limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
+        if let busy = overloadRefusal(now: now) {
+            actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
         queue.append(pending)
         pump(now, into: &actions)
         return actions
+    }
+
+    /// An editor's push the doc is too busy to take, refused at once — the same rule as `push` applies,
+    /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
+    /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
+    public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
+        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
+        let reply = PushReply(
+            member: member, pushID: pushID, answer: .refusal(.unavailable, busy.message, retryAfterMs: busy.retryAfterMs),
+            receivedAtNanos: now, conflicted: false)
+        return [.answer(reply)]
+    }
+
+    /// Admission (with Redis up): the refusal for a push arriving now, if the queue is full or its wait
+    /// would pass `maxPushWaitNanos`; counts it.
+    mutating func overloadRefusal(now: UInt64) -> (message: String, retryAfterMs: UInt64)? {
+        let full = queue.count >= settings.maxQueuedPushes
+        // Before the first load there is nothing to measure against: the queue bound applies alone. A push
+        // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
+        // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
+        // the doc refuse everything from then on).
+        let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
+        guard full || measured else { return nil }
+        let wait = estimatedWaitNanos(now: now)
+        guard full || wait > Double(settings.maxPushWaitNanos) else { return nil }
+        counters.overloadRefusals += 1
+        let message =
+            full
+            ? "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+            : "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        return (message, retryAfterMs(wait: wait, now: now))
     }
 
     /// When a refused push should come back.

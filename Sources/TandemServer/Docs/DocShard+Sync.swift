@@ -196,6 +196,17 @@ extension DocShard {
         _ connection: ClientConnection, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, messageBytes: Int,
         doc: String, _ docState: DocState
     ) {
+        let member = ObjectIdentifier(connection)
+        let now = node.clock.nowNanos()
+        if role == .editor {
+            node.metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
+            // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
+            // or answering them would eat the capacity they protect.
+            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now) {
+                docState.stats.pushes += 1
+                return perform(refused, doc: doc, docState)
+            }
+        }
         // The limit is on the ops as the server writes them (compact JSON). That is never more than twice the
         // text they were parsed from (only U+2028/U+2029 grow, from 3 bytes to 6), so a message of at most
         // half the limit is within it without serializing the ops just to measure them.
@@ -220,10 +231,8 @@ extension DocShard {
             return refusePush(connection, refusal)
         }
         docState.stats.pushes += 1
-        let now = node.clock.nowNanos()
-        if role == .editor { node.metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9) }
         let actions = docState.sync.push(
-            from: ObjectIdentifier(connection), sessionID: connection.sessionID, pushID: id, base: base, ops: ops, bytes: size,
+            from: member, sessionID: connection.sessionID, pushID: id, base: base, ops: ops, bytes: size,
             readOnly: role == .viewer, now: now)
         perform(actions, doc: doc, docState)
     }
