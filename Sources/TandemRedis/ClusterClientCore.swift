@@ -332,6 +332,11 @@ final class ClusterClientCore: Sendable {
         if post { timer.execute { [weak self] in self?.pump() } }
     }
 
+    /// The primary `slot` is routed to now (the map plus `MOVED` corrections). Any thread.
+    func address(forSlot slot: Int) -> ClusterNodeAddress? {
+        state.withLockedValue { $0.routes.address(forSlot: slot) }
+    }
+
     /// Records that `slot` is served at `address` (a `MOVED` reply) and starts a connection there if
     /// needed. Any thread.
     func learnMoved(slot: Int, to address: ClusterNodeAddress) {
