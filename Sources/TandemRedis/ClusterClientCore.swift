@@ -337,6 +337,15 @@ final class ClusterClientCore: Sendable {
         state.withLockedValue { $0.routes.address(forSlot: slot) }
     }
 
+    /// Whether no map fetch is in flight, asked for, or due within `nanoseconds`: until then the map
+    /// changes only through `MOVED` replies (tests use it to keep a stale map stale on purpose).
+    func refreshIsQuiet(forNanoseconds nanoseconds: UInt64) -> Bool {
+        state.withLockedValue { state in
+            !state.refresh.isInFlight && !state.refresh.requested && !state.pumpPosted
+                && state.refresh.nextPeriodic > monotonicNanoseconds() &+ nanoseconds
+        }
+    }
+
     /// Records that `slot` is served at `address` (a `MOVED` reply) and starts a connection there if
     /// needed. Any thread.
     func learnMoved(slot: Int, to address: ClusterNodeAddress) {

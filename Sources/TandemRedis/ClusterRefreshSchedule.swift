@@ -17,10 +17,10 @@ struct ClusterRefreshSchedule: Equatable {
     let minInterval: UInt64
     let periodicInterval: UInt64
     private(set) var isInFlight = false
-    private var requested = false
+    private(set) var requested = false
     private var lastStart: UInt64?
     /// When the next unrequested fetch is due.
-    private var nextPeriodic: UInt64 = 0
+    private(set) var nextPeriodic: UInt64 = 0
 
     init(minInterval: UInt64, periodicInterval: UInt64) {
         self.minInterval = max(1, minInterval)
