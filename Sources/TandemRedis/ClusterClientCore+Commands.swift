@@ -193,18 +193,22 @@ extension ClusterClientCore {
     private func handle(_ run: ClusterCommandRun, _ result: Result<RedisValue, RedisError>, from address: ClusterNodeAddress?) {
         var run = run
         var result = result
-        let shuttingDown = state.withLockedValue { $0.shutdownRequested }
-        if case .failure(.shutdown) = result, !shuttingDown {
+        if case .failure(.shutdown) = result, !state.withLockedValue({ $0.shutdownRequested }) {
             // A retired node connection stopped under a command that may have run.
             result = .failure(.connectionLost)
         }
         let now = monotonicNanoseconds()
         let decision = run.retry.decide(result, now: now, replyingHost: address?.host ?? "")
-        if shuttingDown {
-            if case .complete(let final) = decision.action { finish(run, final) } else { finish(run, .failure(.shutdown)) }
+        if decision.refreshTopology { requestRefresh() }
+        // The common case (a reply) takes one lock, in `finish`.
+        if case .complete(let final) = decision.action {
+            finish(run, final)
             return
         }
-        if decision.refreshTopology { requestRefresh() }
+        if state.withLockedValue({ $0.shutdownRequested }) {
+            finish(run, .failure(.shutdown))
+            return
+        }
         switch decision.action {
         case .complete(let final):
             finish(run, final)

@@ -425,6 +425,7 @@ final class ClusterClientCore: Sendable {
     /// A map fetch ended (timer thread).
     private func fetched(_ result: Result<RedisValue, RedisError>, host: String, slots: Bool) {
         let now = monotonicNanoseconds()
+        guard !state.withLockedValue({ $0.shutdownRequested }) else { return }
         var failure: String
         switch result {
         case .success(.error(let message)):
@@ -470,13 +471,11 @@ final class ClusterClientCore: Sendable {
     private func apply(_ topology: ClusterTopology, now: UInt64) {
         var created: [RedisClient] = []
         var retired: [RedisClient] = []
-        let (changed, routesChanged) = state.withLockedValue { state -> (Bool, Bool) in
-            guard state.mode == .cluster, !state.shutdownRequested else { return (false, false) }
+        let changed = state.withLockedValue { state -> Bool in
+            guard state.mode == .cluster, !state.shutdownRequested else { return false }
             let changed = state.topology != topology
-            let routes = topology.routes()
-            let routesChanged = state.routes != routes
             state.topology = topology
-            state.routes = routes
+            state.routes = topology.routes()
             state.primaries = topology.primaries
             let primaryKeys = Set(state.primaries.map(Self.key))
             for address in state.primaries {
@@ -490,7 +489,7 @@ final class ClusterClientCore: Sendable {
             let reachable = state.primaries.allSatisfy { state.nodes[Self.key($0)]?.client.isConnected ?? false }
             state.refresh.finished(now: now, healthy: topology.isHealthy && reachable)
             state.refreshFailures = 0
-            return (changed, routesChanged)
+            return changed
         }
         for client in created { client.start() }
         retire(retired)
@@ -505,7 +504,9 @@ final class ClusterClientCore: Sendable {
                     "redis.covers_all_slots": "\(topology.coversAllSlots)",
                 ])
         }
-        if routesChanged { notifyObservers() }
+        // Observers hear of every fetched map, changed or not: a subscriber waiting to re-place a
+        // channel that the server dropped waits for a map fetched after the drop.
+        notifyObservers()
         evaluateConnectivity()
         pump()
     }
@@ -513,7 +514,7 @@ final class ClusterClientCore: Sendable {
     // MARK: - Observers (the cluster subscriber)
 
     /// Registers `observer` for routing updates; it is called on the timer thread, first with the
-    /// current routing (once known), then after every change. Returns an id for ``removeObserver(_:)``.
+    /// current routing (once known), then after every fetched slot map (changed or not). Returns an id for ``removeObserver(_:)``.
     func addObserver(_ observer: @escaping @Sendable (ClusterRoutingUpdate) -> Void) -> UInt64 {
         let id = state.withLockedValue { state -> UInt64 in
             let id = state.nextObserverID

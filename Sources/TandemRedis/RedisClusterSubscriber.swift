@@ -33,11 +33,13 @@ public final class RedisClusterSubscriber: RedisChannelSubscriber {
         public var onReady: (@Sendable () -> Void)?
         /// Called on each change of ``RedisClusterSubscriber/isConnected``, on the client's timer thread.
         public var onConnectionStateChange: (@Sendable (Bool) -> Void)?
-        /// First delay before a dropped or refused channel is placed again; doubles (with jitter) per
-        /// consecutive attempt, up to `resubscribeMaxDelay`. A new slot map places it at once.
-        public var resubscribeInitialDelay: TimeAmount = .milliseconds(20)
+        /// A channel the server dropped (`sunsubscribe` push) or refused (`CLUSTERDOWN`) is placed again
+        /// when the client has fetched a fresh slot map (it asks for one at once); if no map arrives
+        /// within this delay, it is placed by the map at hand. The delay doubles (with jitter) per
+        /// consecutive attempt, up to `resubscribeMaxDelay`. A `MOVED` refusal is followed at once.
+        public var resubscribeInitialDelay: TimeAmount = .milliseconds(500)
         /// Largest delay between attempts to place a dropped or refused channel.
-        public var resubscribeMaxDelay: TimeAmount = .seconds(1)
+        public var resubscribeMaxDelay: TimeAmount = .seconds(2)
 
         /// A configuration with default settings.
         public init(onMessage: @escaping @Sendable (_ channel: String, _ payload: [UInt8]) -> Void) {
@@ -248,13 +250,21 @@ final class ClusterSubscriberCore: Sendable {
         return subscriber
     }
 
-    /// The client's routing changed (timer thread): make one connection per primary, move every channel
-    /// whose slot moved, close connections no longer needed.
+    /// The client fetched a slot map or settled its mode (timer thread): make one connection per
+    /// primary, move every channel whose slot moved, place the waiting ones, close connections no
+    /// longer needed.
     private func routingChanged(_ update: ClusterRoutingUpdate) {
         var created: [RedisSubscriber] = []
         var stopped: [RedisSubscriber] = []
         state.withLockedValue { state in
             guard !state.shutdownRequested else { return }
+            if state.routing == update {
+                // Same map: only the channels waiting for a fresh one need placing.
+                for channel in state.waiting where state.desired.contains(channel) {
+                    place(channel, in: &state, created: &created)
+                }
+                return
+            }
             state.routing = update
             state.retryBackoff.reset()
             let needed: Set<RedisEndpoint.Address>

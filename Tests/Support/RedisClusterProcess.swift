@@ -114,20 +114,24 @@ public final class RedisClusterProcess: @unchecked Sendable {
         node(port: port)?.command("CLUSTER", "MYID")
     }
 
-    /// Whether every running node reports `cluster_state:ok`, all of them see the same primaries serving
-    /// all 16384 slots with `primaries` healthy primaries, and every running replica's link is up.
+    /// Whether every running node reports `cluster_state:ok`, all of them agree on every non-failed
+    /// node's role, primary and slots (gossip has converged: right after `--cluster create` or a
+    /// failover some nodes still list replicas as slot-less primaries), exactly `primaries` primaries
+    /// serve all 16384 slots, and every running replica's link to its primary is up.
     public func isHealthy() -> Bool {
         let running = runningNodes
         guard !running.isEmpty else { return false }
         var views: Set<String> = []
         for node in running {
             guard node.command("CLUSTER", "INFO").contains("cluster_state:ok") else { return false }
-            let infos = Self.parseNodes(node.command("CLUSTER", "NODES"))
-            let primaries = infos.filter { $0.isPrimary && !$0.isFailing && !$0.slots.isEmpty }
-            guard primaries.count == primaryCount,
+            let infos = Self.parseNodes(node.command("CLUSTER", "NODES")).filter { !$0.isFailing }
+            let primaries = infos.filter(\.isPrimary)
+            guard primaries.count == primaryCount, primaries.allSatisfy({ !$0.slots.isEmpty }),
                 primaries.reduce(0, { $0 + $1.slots.reduce(0) { $0 + $1.count } }) == 16384
             else { return false }
-            views.insert(primaries.map { "\($0.port):\($0.slots)" }.sorted().joined(separator: " "))
+            views.insert(
+                infos.map { "\($0.port):\($0.isPrimary ? "primary" : $0.primaryID ?? "?"):\($0.slots)" }.sorted()
+                    .joined(separator: " "))
             let replication = node.command("INFO", "replication")
             if replication.contains("role:slave") && !replication.contains("master_link_status:up") { return false }
         }
@@ -186,7 +190,9 @@ public final class RedisClusterProcess: @unchecked Sendable {
         guard let targetID = nodeID(port: target) else {
             throw RedisServerProcess.StartError(description: "unknown node \(target)")
         }
-        let others = clusterNodes().filter { $0.isPrimary && !$0.isFailing && $0.port != source && $0.port != target }
+        let others = clusterNodes().filter {
+            $0.isPrimary && !$0.isFailing && !$0.slots.isEmpty && $0.port != source && $0.port != target
+        }
         for port in [target, source] + others.map(\.port) {
             try expectOK(node(port: port)?.command("CLUSTER", "SETSLOT", "\(slot)", "NODE", targetID))
         }

@@ -170,4 +170,33 @@ struct RedisClusterClientTests {
         #expect(try await client.send(RedisCommand("GET", created)).string == "c")
         #expect(await waitUntil { client.core.address(forSlot: slot)?.port == target })
     }
+
+    @Test func aCommandWaitingForARetryCountsAsPendingAndFailsOnShutdown() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.maxPendingCommands = 1 }
+        #expect(await waitUntil { client.isConnected })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[1], primaries[2])
+        let tag = await blocking { cluster.names(ownedBy: source, count: 1) { "wait\($0)" }[0] }
+        let slot = ClusterSlot.slot(forKey: tag)
+        _ = try await client.send(RedisCommand("MSET", "{\(tag)}1", "a", "{\(tag)}2", "b"))
+        try await blocking {
+            try cluster.beginMigration(slot: slot, from: source, to: target)
+            try cluster.migrateKeys(["{\(tag)}1"], from: source, to: target)
+        }
+        let rejected = await blocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") }
+        let outcome = Recorder<Result<RedisValue, RedisError>>()
+        client.send(RedisCommand("MGET", "{\(tag)}1", "{\(tag)}2")) { outcome.append($0) }
+        #expect(await waitUntilBlocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") > rejected })
+        // Waiting between retries still counts against the limit.
+        #expect(client.pendingCommandCount == 1)
+        await #expect(throws: RedisError.overloaded) { try await client.send(RedisCommand("PING")) }
+        await client.shutdown()
+        #expect(outcome.values == [.failure(.shutdown)])
+        #expect(client.pendingCommandCount == 0)
+        try await blocking {
+            try cluster.migrateAllKeys(slot: slot, from: source, to: target)
+            try cluster.finishMigration(slot: slot, from: source, to: target)
+        }
+    }
 }
