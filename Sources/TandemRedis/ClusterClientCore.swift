@@ -375,15 +375,22 @@ final class ClusterClientCore: Sendable {
             state.pumpPosted = false
             guard state.mode == .cluster, !state.shutdownRequested else { return }
             retired = takeRetired(now: now, in: &state)
+            // Wake up for the next retirement too, not only for the next fetch.
+            let nextRetirement = state.nodes.values.compactMap(\.retireAt).min()
+            func wake(at time: UInt64) {
+                let time = min(time, nextRetirement ?? .max)
+                if state.pumpScheduledAt.map({ time < $0 }) ?? true {
+                    state.pumpScheduledAt = time
+                    action = .schedule(time)
+                }
+            }
             for _ in 0..<2 {
                 switch state.refresh.poll(now: now) {
                 case .inFlight:
+                    if let nextRetirement { wake(at: nextRetirement) }
                     return
                 case .wait(let until):
-                    if state.pumpScheduledAt.map({ until < $0 }) ?? true {
-                        state.pumpScheduledAt = until
-                        action = .schedule(until)
-                    }
+                    wake(at: until)
                     return
                 case .start:
                     let candidates = state.nodes.filter { $0.value.client.isConnected }.sorted { "\($0.key)" < "\($1.key)" }

@@ -119,6 +119,22 @@ struct RedisClusterClientTests {
         #expect(client.isConnected)
     }
 
+    @Test func refreshesTheMapPeriodicallyWithoutAnyError() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.cluster.refreshInterval = .milliseconds(200) }
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[1], primaries[0])
+        let slot = ClusterSlot.slot(forKey: await blocking { cluster.names(ownedBy: source, count: 1) { "periodic\($0)" }[0] })
+        let movedBefore = await blocking { cluster.statistic(source, "errorstat_MOVED", "count") }
+        try await blocking { try cluster.migrateSlot(slot, from: source, to: target) }
+        // No command touches the slot: only the periodic fetch can teach the client where it went.
+        #expect(await waitUntil { client.core.address(forSlot: slot)?.port == target })
+        #expect(client.topology?.primary(forSlot: slot)?.port == target)
+        #expect(await blocking { cluster.statistic(source, "errorstat_MOVED", "count") } == movedBefore)
+    }
+
     @Test func followsAskDuringAMigrationAndRetriesTryAgainWithinTheWindow() async throws {
         let cluster = try SharedCluster.get()
         let client = try startedClusterClient(cluster.seedURLs) { $0.cluster.retryTimeout = .milliseconds(300) }

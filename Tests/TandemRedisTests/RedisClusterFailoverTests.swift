@@ -77,7 +77,14 @@ struct RedisClusterFailoverTests {
 
     @Test func manualFailoverMovesCommandsAndSubscriptionsToThePromotedReplica() async throws {
         let cluster = try SharedCluster.get()
-        let client = try startedClusterClient(cluster.seedURLs)
+        let ports = await blocking { cluster.primaryPorts() }
+        let (primary, other) = (ports[0], ports[1])
+        // One seed (seeds are never retired), and a short command timeout so that the connection to
+        // the demoted primary is retired soon after the failover (grace: twice the command timeout).
+        let client = try startedClusterClient([cluster.node(port: other)!.url]) { configuration in
+            configuration.connection.commandTimeout = .seconds(1)
+            configuration.cluster.retiredConnectionGrace = .zero
+        }
         let probe = ClusterSubscriberProbe()
         let subscriber = probe.subscriber(client: client)
         defer {
@@ -85,8 +92,6 @@ struct RedisClusterFailoverTests {
             client.shutdown()
         }
         #expect(await waitUntil { client.isConnected })
-        let ports = await blocking { cluster.primaryPorts() }
-        let (primary, other) = (ports[0], ports[1])
         let replica = try #require(await blocking { cluster.replicaPorts(ofPrimary: primary) }.first)
         let (failing, steady, channel) = await blocking {
             (
@@ -124,6 +129,10 @@ struct RedisClusterFailoverTests {
         #expect(Int64(onFailing.successes.count) <= final && final <= Int64(onFailing.successes.count + onFailing.ambiguous))
         #expect(try await client.send(client.publishCommand(channel: channel, payload: "after-failover")) == .integer(1))
         #expect(await waitUntil { probe.messages.values.last == Message(channel, "after-failover") })
+        // The demoted primary is no longer in the map: its connection is closed after the grace period.
+        let demoted = RedisEndpoint.Address.tcp(host: "127.0.0.1", port: primary)
+        #expect(await waitUntil { !client.core.state.withLockedValue { $0.nodes.keys.contains(demoted) } })
+        #expect(client.isConnected)
     }
 
     @Test func killingAPrimaryPromotesItsReplicaAndOnlyItsCommandsWait() async throws {
