@@ -57,6 +57,8 @@ final class ClusterClientCore: Sendable {
         var nextObserverID: UInt64 = 0
         /// Failed map fetches in a row, for throttled logging.
         var refreshFailures = 0
+        /// Failed `INFO cluster` questions in a row, for throttled logging.
+        var detectionFailures = 0
     }
 
     let configuration: RedisClusterClient.Configuration
@@ -273,7 +275,16 @@ final class ClusterClientCore: Sendable {
         case true?: becomeCluster(via: address)
         case false?: becomeSingle(address)
         case nil:
-            logger.warning("cannot tell whether Redis runs in cluster mode; asking again", metadata: ["redis.reply": "\(result)"])
+            let failures = state.withLockedValue { state -> Int in
+                state.detectionFailures += 1
+                return state.detectionFailures
+            }
+            let metadata: Logger.Metadata = ["redis.reply": "\(result)", "redis.failures": "\(failures)"]
+            if failures == 1 || failures % failureLogInterval == 0 {
+                logger.warning("cannot tell whether Redis runs in cluster mode (INFO cluster failed); asking again", metadata: metadata)
+            } else {
+                logger.debug("cannot tell whether Redis runs in cluster mode (INFO cluster failed); asking again", metadata: metadata)
+            }
             let delay = state.withLockedValue { $0.refresh.minInterval }
             timer.schedule(at: monotonicNanoseconds() &+ delay) { [weak self] in
                 self?.retryDetection()
