@@ -88,4 +88,27 @@ import Testing
         let message = NodeMessage.presence(node: "n2", upserts: [tooBig], removals: [], full: false)
         #expect(NodeMessage.decode(message.encode()) == nil)
     }
+
+    // fuzz-client-message: error replies quoted client input without bound — a duplicate key, a field
+    // name in an ops path, an op name of one letter with thousands of combining marks (`prefix` counts
+    // Characters) — so a 1 MB message could get a 1 MB error back.
+    @Test func errorMessagesQuoteClientInputShortly() throws {
+        let long = String(repeating: "k", count: 3000)
+        var limits = ProtocolLimits()
+        limits.maxStateBytes = 1024
+        let duplicate = Array("{\"\(long)\":1,\"\(long)\":2}".utf8)
+        #expect(throws: ProtocolError.self) { try ClientMessage.decode(duplicate, limits: limits) }
+        do {
+            _ = try ClientMessage.decode(duplicate, limits: limits)
+        } catch {
+            #expect(error.message.utf8.count < 400)
+        }
+
+        let field = try JSONParser.parse("{\"r\":[\"patch\",{\"\(long)\":[\"bogus\"]}]}")
+        #expect(throws: ProtocolError.self) { try Ops(json: field) }
+        do { _ = try Ops(json: field) } catch { #expect(error.message.utf8.count < 512) }
+
+        let combining = try JSONParser.parse("{\"r\":[\"x\(String(repeating: "\u{301}", count: 3000))\"]}")
+        do { _ = try Ops(json: combining) } catch { #expect(error.message.utf8.count < 512) }
+    }
 }
