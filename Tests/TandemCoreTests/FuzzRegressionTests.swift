@@ -112,4 +112,19 @@ import Testing
         let combining = try JSONParser.parse("{\"r\":[\"x\(String(repeating: "\u{301}", count: 3000))\"]}")
         do { _ = try Ops(json: combining) } catch { #expect(error.message.utf8.count < 512) }
     }
+
+    // fuzz-presence: a slow consumer's pending presence cancelled a `joined` followed by a `left`, but the
+    // client knew the session already from its `joined` list (deltas' `joined` are upserts): it kept a
+    // ghost of a session that had left.
+    @Test func slowConsumerGetsTheLeaveOfASessionFromItsJoinedList() throws {
+        var doc = PresenceDoc(doc: "d", settings: PresenceSettings(nodeID: "n1"))
+        doc.join(entry("s"))
+        let list = doc.presenceList()
+        #expect(list.map(\.sid) == ["s"])
+        var pending = PendingPresence()
+        pending.merge(try #require(doc.tick(nowMs: 0).delta))
+        doc.leave(sid: "s")
+        pending.merge(try #require(doc.tick(nowMs: 50).delta))
+        #expect(pending.drain(doc: "d")?.left == ["s"])
+    }
 }
