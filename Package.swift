@@ -103,6 +103,8 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemCore",
+                // `tandem-bench fuzz` starts its own redis-server and nodes with the tests' process helpers.
+                "TandemTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
