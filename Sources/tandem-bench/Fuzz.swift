@@ -721,7 +721,8 @@ final class FuzzReport: Sendable {
         let list = failures.withLockedValue { $0 }
         lines.append("assertions: \(checks) checked, \(list.count) failed")
         for failure in list { lines.append("  FAILED \(failure.check) (\(failure.node)): \(failure.message) [\(failure.file)]") }
-        lines.append(list.isEmpty ? "0 failed" : "see \(out.path)")
+        if !list.isEmpty { lines.append("see \(out.path)") }
+        lines.append("\(max(0, checks - list.count)) passed, \(list.count) failed")
         return lines.joined(separator: "\n")
     }
 }

@@ -127,4 +127,18 @@ import Testing
         pending.merge(try #require(doc.tick(nowMs: 50).delta))
         #expect(pending.drain(doc: "d")?.left == ["s"])
     }
+
+    // fuzz-presence: a subscriber listed while a session's entry was replaced for a moment (a Redis
+    // snapshot naming another node) kept that entry once it went back to the announced one before the
+    // tick: the tick saw no change.
+    @Test func entryListedDifferentlyFromTheAnnouncedOneIsSentAgain() {
+        var doc = PresenceDoc(doc: "d", settings: PresenceSettings(nodeID: "n1"))
+        let onB = entry("s", node: "n2", v: 3)
+        doc.apply(.presence(node: "n2", upserts: [onB], removals: [], full: false))
+        _ = doc.tick(nowMs: 0)
+        doc.reconcile(snapshot: [entry("s", node: "n3", v: 3)], requestedAtSeq: doc.currentEventSeq, removeMissing: false)
+        #expect(doc.presenceList().map(\.node) == ["n3"])
+        doc.apply(.presence(node: "n2", upserts: [onB], removals: [], full: false))
+        #expect(doc.tick(nowMs: 50).delta?.joined == [onB])
+    }
 }

@@ -103,11 +103,12 @@ public struct PresenceDoc {
     /// the next tick (or viewer flush), the delta must still say so, or the new subscriber keeps a ghost.
     private var listedUnannounced: Set<String> = []
     private var listedToViewers: Set<String> = []
-    /// The converse: sessions subscribers had been told of but that were missing from a list (gone for a
-    /// moment: left, or removed by another node, and back before the next tick or viewer flush, maybe
-    /// unchanged). If they are back then, the delta lists them in `joined` again, or the new subscriber
-    /// would never learn of them (found by Fuzz/fuzz-presence).
-    private var listedAbsent: Set<String> = []
+    /// The converse: sessions a list showed differently from what subscribers had been told — missing
+    /// (gone for a moment: left, or removed by another node) or with another entry (replaced for a moment,
+    /// e.g. by a Redis snapshot) — and back to the announced entry before the next tick. The tick then sees
+    /// no change, so the delta lists them in `joined` again, or the new subscriber would never learn of
+    /// them or keep the entry it was listed (found by Fuzz/fuzz-presence).
+    private var listedStale: Set<String> = []
     private var listedAbsentToViewers: Set<String> = []
     private var lastViewerFlushMs: UInt64 = 0
 
@@ -137,7 +138,7 @@ public struct PresenceDoc {
             if announced[sid] == nil { listedUnannounced.insert(sid) }
             if isLarge && !viewerAnnounced.contains(sid) { listedToViewers.insert(sid) }
         }
-        for sid in announced.keys where view[sid] == nil { listedAbsent.insert(sid) }
+        for (sid, entry) in announced where view[sid] != entry { listedStale.insert(sid) }
         if isLarge {
             for sid in viewerAnnounced where view[sid] == nil { listedAbsentToViewers.insert(sid) }
         }
@@ -364,7 +365,7 @@ public struct PresenceDoc {
             case (let entry?, let old?) where old.version != entry.version || old.encoded != entry.encoded:
                 updated.append(entry)
                 announced[sid] = entry
-            case (let entry?, _?) where listedAbsent.contains(sid):
+            case (let entry?, _?) where listedStale.contains(sid):
                 joined.append(entry)
             case (nil, _?):
                 left.append(sid)
@@ -377,7 +378,7 @@ public struct PresenceDoc {
         }
         dirty.removeAll(keepingCapacity: true)
         listedUnannounced.removeAll(keepingCapacity: true)
-        listedAbsent.removeAll(keepingCapacity: true)
+        listedStale.removeAll(keepingCapacity: true)
         let delta = joined.isEmpty && updated.isEmpty && left.isEmpty
             ? nil : PresenceDelta(doc: doc, joined: joined, updated: updated, left: left)
 
