@@ -57,7 +57,7 @@ run_one() {
         printf '%-22s %6s s %12s runs %8s exec/s   ok\n' "$target" "$SECONDS_EACH" "${runs:-?}" "${rate:-?}"
     else
         printf '%-22s %6s s %12s runs %8s exec/s   FAILED (exit %s): %s\n' "$target" "$SECONDS_EACH" "${runs:-?}" \
-            "${rate:-?}" "$status" "$(ls "$artifacts"/crash-* "$artifacts"/oom-* "$artifacts"/timeout-* 2>/dev/null | tail -1)"
+            "${rate:-?}" "$status" "$(ls -t "$artifacts"/crash-* "$artifacts"/oom-* "$artifacts"/timeout-* 2>/dev/null | head -1)"
         grep -m1 -E "invariant violated|Fatal error|ERROR: (AddressSanitizer|libFuzzer)" "$artifacts/log.txt" | sed 's/^/    /'
         grep -m3 -E "^ +#[0-9]+ .* in .*(Sources/Tandem|Fuzz/Sources)" "$artifacts/log.txt" | sed 's/^/    /'
         return 1

@@ -79,10 +79,14 @@ struct FuzzCommand: AsyncParsableCommand {
             nodes: nodes, redisPort: redis.port, maxRSSBytes: UInt64(maxRSSMB * 1_048_576), probeTimeout: probeTimeout,
             report: report, recorder: recorder, control: control, triage: !noTriage)
         var round = 0
+        var nextCheck = Date().addingTimeInterval(checkInterval)
         while Date() < deadline {
-            await sleep(seconds: min(checkInterval, max(0, deadline.timeIntervalSinceNow)))
+            // A dead node is noticed within 0.1 s, so the actions sent just before are the suspects.
+            await sleep(seconds: 0.1)
+            guard Date() >= nextCheck || nodes.contains(where: { !$0.isRunning }) else { continue }
             round += 1
             await checker.check(round: round)
+            nextCheck = Date().addingTimeInterval(checkInterval)
             log("  t+\(fmt(duration - max(0, deadline.timeIntervalSinceNow), 0)) s: \(recorder.total) actions, \(report.failureCount) failed assertions, RSS \(checker.rssSummary)")
         }
         control.stop()
@@ -210,6 +214,8 @@ struct ActionRecord: Sendable {
     var kind: String
     /// The bytes written on an upgraded, joined connection (kept whole up to 2 MiB).
     var bytes: [UInt8]
+    /// What they say, readable: the (unmasked) message text, or the bytes themselves.
+    var text: [UInt8]
     var docs: [String]
     /// False for actions on a fresh socket (handshakes): replaying needs no upgrade first.
     var afterUpgrade: Bool
@@ -217,7 +223,7 @@ struct ActionRecord: Sendable {
 
 final class ActionRecorder: Sendable {
     private let state = NIOLockedValueBox((recent: [Int: [ActionRecord]](), total: 0))
-    static let keep = 24
+    static let keep = 64
 
     func record(_ action: ActionRecord) {
         state.withLockedValue { s in
@@ -254,6 +260,9 @@ final class FuzzClient: @unchecked Sendable {
     private(set) var actions: [String: Int] = [:]
     private(set) var replies: [String: Int] = [:]
     let finished = SharedFlag()
+    /// Every fifth client never reads after its handshake (nor answers pings): the server must bound
+    /// what it queues for it (1013 past --max-outbound-bytes, or the ping timeout) and carry on.
+    private var neverReads: Bool { index % 5 == 4 }
 
     init(index: Int, seed: UInt64, node: FuzzNode, recorder: ActionRecorder, control: FuzzControl) {
         self.index = index
@@ -281,7 +290,7 @@ final class FuzzClient: @unchecked Sendable {
                 continue
             }
             act(on: connection)
-            connection.drain()
+            if !neverReads { connection.drain() }
             clock = max(clock, UInt64(random.int(0...40)))
             usleep(UInt32(random.int(0...1000)))
         }
@@ -306,7 +315,7 @@ final class FuzzClient: @unchecked Sendable {
         guard let socket = RawWebSocket(port: port) else { return nil }
         let query = HandshakeFactory.query(&random, user: user, resume: nil)
         let request = HandshakeFactory.valid(port: port, query: query, &random)
-        count("connect")
+        count(neverReads ? "connect (never reading)" : "connect")
         guard socket.handshake(request) == 101, socket.awaitWelcome() else {
             mergeCounts(&replies, socket.seen)
             return nil
@@ -325,7 +334,7 @@ final class FuzzClient: @unchecked Sendable {
         switch roll {
         case 0..<50:
             let (kind, payload) = MessageFactory.message(&random, doc: random.chance(0.9) ? random.pick(docs) : Nasty.string(&random), clock: clock)
-            send(kind: "message: \(kind)", wsFrame(opcode: WSOpcode.text, payload: payload), on: connection)
+            send(kind: "message: \(kind)", wsFrame(opcode: WSOpcode.text, payload: payload), text: payload, on: connection)
         case 50..<62:
             let (kind, bytes) = FrameFactory.violation(&random)
             send(kind: "frame: \(kind)", bytes, on: connection)
@@ -339,23 +348,20 @@ final class FuzzClient: @unchecked Sendable {
             dropAndResume(connection)
         case 90..<95:
             // Back into its docs (a fuzzed `leave` may have taken it out).
-            for doc in docs {
-                send(kind: "rejoin", wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)), on: connection)
-            }
+            let joins = docs.map { Array("{\"t\":\"join\",\"doc\":\"\($0)\"}".utf8) }
+            send(kind: "rejoin", joins.flatMap { wsFrame(opcode: WSOpcode.text, payload: $0) }, text: joins.first, on: connection)
         default:
-            let count = random.int(1...10)
-            for doc in (0..<count).map({ _ in "fz-j\(random.int(0...200))" }) {
-                send(kind: "join flood", wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)), on: connection)
-            }
+            let joins = (0..<random.int(1...10)).map { _ in Array("{\"t\":\"join\",\"doc\":\"fz-j\(random.int(0...200))\"}".utf8) }
+            send(kind: "join flood", joins.flatMap { wsFrame(opcode: WSOpcode.text, payload: $0) }, text: joins.first, on: connection)
         }
     }
 
-    private func send(kind: String, _ bytes: [UInt8], on connection: RawWebSocket, afterUpgrade: Bool = true) {
+    private func send(kind: String, _ bytes: [UInt8], text: [UInt8]? = nil, on connection: RawWebSocket, afterUpgrade: Bool = true) {
         let kept = bytes.count <= 2 << 20 ? bytes : Array(bytes.prefix(2 << 20))
         recorder.record(
             ActionRecord(
-                client: index, node: node.name, generation: node.generation, at: Date(), kind: kind, bytes: kept, docs: docs,
-                afterUpgrade: afterUpgrade))
+                client: index, node: node.name, generation: node.generation, at: Date(), kind: kind, bytes: kept,
+                text: Array((text ?? bytes).prefix(400)), docs: docs, afterUpgrade: afterUpgrade))
         count(kind.split(separator: ":").first.map(String.init) ?? kind)
         connection.send(bytes)
     }
@@ -364,27 +370,30 @@ final class FuzzClient: @unchecked Sendable {
     private func flood(on connection: RawWebSocket) {
         let n = random.int(200...3000)
         let doc = random.pick(docs)
-        let message: [UInt8]
+        let text: [UInt8]
         switch random.int(0...2) {
-        case 0: message = wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"ping\"}".utf8))
-        case 1: message = wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"presence\",\"doc\":\"\(doc)\",\"state\":{\"f\":1}}".utf8))
-        default: message = wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"sync\",\"doc\":\"\(doc)\",\"from\":0}".utf8))
+        case 0: text = Array("{\"t\":\"ping\"}".utf8)
+        case 1: text = Array("{\"t\":\"presence\",\"doc\":\"\(doc)\",\"state\":{\"f\":1}}".utf8)
+        default: text = Array("{\"t\":\"sync\",\"doc\":\"\(doc)\",\"from\":0}".utf8)
         }
+        let message = wsFrame(opcode: WSOpcode.text, payload: text)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(message.count * n)
         for _ in 0..<n { bytes += message }
-        send(kind: "flood: \(n) × \(message.count) bytes", bytes, on: connection)
+        send(kind: "flood: \(n) × \(message.count) bytes", bytes, text: text, on: connection)
     }
 
     /// Stops reading for 1–5 s while asking for catch-ups, so the server's queue for us fills up.
     private func stall(on connection: RawWebSocket) {
         let until = Date().addingTimeInterval(Double(random.int(1000...5000)) / 1000)
         let doc = random.pick(docs)
-        count("stall")
+        let sync = Array("{\"t\":\"sync\",\"doc\":\"\(doc)\",\"from\":0,\"limit\":5000}".utf8)
+        let frame = wsFrame(opcode: WSOpcode.text, payload: sync)
+        // Recorded once (replaying one catch-up request is what matters), sent every 50 ms.
+        send(kind: "stall: not reading while asking for catch-ups", frame, text: sync, on: connection)
         while Date() < until && !connection.closed && !control.isStopped {
-            let sync = Array("{\"t\":\"sync\",\"doc\":\"\(doc)\",\"from\":0,\"limit\":5000}".utf8)
-            send(kind: "stalled sync", wsFrame(opcode: WSOpcode.text, payload: sync), on: connection)
             usleep(50_000)
+            connection.send(frame)
         }
     }
 
@@ -408,7 +417,7 @@ final class FuzzClient: @unchecked Sendable {
         recorder.record(
             ActionRecord(
                 client: index, node: node.name, generation: node.generation, at: Date(), kind: "handshake: \(kind)", bytes: request,
-                docs: [], afterUpgrade: false))
+                text: Array(request.prefix(400)), docs: [], afterUpgrade: false))
         count("handshake")
         let status = socket.handshake(request)
         replies["http:\(status)", default: 0] += 1
@@ -454,6 +463,8 @@ final class HealthChecker: @unchecked Sendable {
     private(set) var checksRun = 0
     private(set) var peakRSS: [String: UInt64] = [:]
     private var lastRSS: [String: UInt64] = [:]
+    /// Crash sites (first Tandem frame of the crashed thread) already triaged, with their failure number.
+    private var triagedSites: [String: Int] = [:]
 
     init(
         nodes: [FuzzNode], redisPort: Int, maxRSSBytes: UInt64, probeTimeout: Double, report: FuzzReport, recorder: ActionRecorder,
@@ -539,7 +550,11 @@ final class HealthChecker: @unchecked Sendable {
         let generation = node.generation
         let status = node.exitStatus.map { "\($0)" } ?? "unknown"
         let tail = crashExcerpt(node.logTail(lines: 400))
-        let candidates = recorder.recent(node: node.name, generation: generation)
+        // The node died at most 0.1 s ago (plus its backtrace time): suspects are what it got in the last
+        // seconds (a flood can take it a while to work through), newest first.
+        let recent = recorder.recent(node: node.name, generation: generation)
+        let window = recent.filter { $0.at > Date().addingTimeInterval(-8) }
+        let candidates = window.isEmpty ? Array(recent.prefix(32)) : window
         let failure = report.fail("crash", node: node.name, "node \(node.name) died (\(status))", log: tail, recent: candidates)
         control.pause(true)
         defer { control.pause(false) }
@@ -550,8 +565,15 @@ final class HealthChecker: @unchecked Sendable {
             return
         }
         guard triage else { return }
-        log("  triage: replaying the last \(min(32, candidates.count)) actions one by one against a fresh node \(node.name)")
-        for candidate in candidates.prefix(32) {
+        let site = tail.split(separator: "\n").first(where: { $0.contains("/Sources/Tandem") })
+            .flatMap { $0.split(separator: " at ").last.map(String.init) } ?? "unknown"
+        if let earlier = triagedSites[site] {
+            report.note(failure, "the same crash site as failure \(earlier) (\(site)): not triaged again")
+            return
+        }
+        triagedSites[site] = failure
+        log("  triage: replaying the last \(min(48, candidates.count)) actions one by one against a fresh node \(node.name)")
+        for candidate in candidates.prefix(48) {
             guard node.isRunning else { break }
             let killed = await offLoop { Self.replay(candidate, port: node.port, node: node) }
             if killed {
@@ -576,11 +598,11 @@ final class HealthChecker: @unchecked Sendable {
             for doc in action.docs {
                 socket.send(wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)))
             }
-            usleep(300_000)
+            usleep(200_000)
             socket.drain()
         }
         socket.send(action.bytes)
-        for _ in 0..<10 {
+        for _ in 0..<6 {
             usleep(100_000)
             socket.drain()
             if !node.isRunning { return true }
@@ -677,7 +699,7 @@ final class FuzzReport: Sendable {
                     try? Data(action.bytes).write(to: out.appendingPathComponent(name))
                 }
                 body += "[\(i)] client \(action.client), \(action.kind), \(action.bytes.count) bytes, docs \(action.docs) \(name)\n"
-                body += "    \(preview(action.bytes))\n"
+                body += "    \(preview(action.text))\n"
             }
         }
         try? body.write(to: file, atomically: true, encoding: .utf8)
@@ -695,7 +717,7 @@ final class FuzzReport: Sendable {
     func reproducer(_ index: Int, _ action: ActionRecord) {
         let name = "failure-\(index)-reproducer.bin"
         try? Data(action.bytes).write(to: out.appendingPathComponent(name))
-        note(index, "single-action reproducer: \(action.kind) (\(action.bytes.count) bytes\(action.afterUpgrade ? ", sent after a valid upgrade and joins of \(action.docs)" : " on a fresh socket")) in \(name): \(preview(action.bytes))")
+        note(index, "single-action reproducer: \(action.kind) (\(action.bytes.count) bytes\(action.afterUpgrade ? ", sent after a valid upgrade and joins of \(action.docs)" : " on a fresh socket")) in \(name): \(preview(action.text))")
     }
 
     func note(_ index: Int, _ text: String) {
