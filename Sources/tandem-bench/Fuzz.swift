@@ -575,8 +575,10 @@ final class HealthChecker: @unchecked Sendable {
         log("  triage: replaying the last \(min(48, candidates.count)) actions one by one against a fresh node \(node.name)")
         for candidate in candidates.prefix(48) {
             guard node.isRunning else { break }
-            let killed = await offLoop { Self.replay(candidate, port: node.port, node: node) }
-            if killed {
+            guard await offLoop({ Self.replay(candidate, port: node.port, node: node) }) else { continue }
+            // Confirm on another fresh node: the crash may have come late from an earlier candidate.
+            try? await node.start()
+            if await offLoop({ Self.replay(candidate, port: node.port, node: node) }) {
                 report.reproducer(failure, candidate)
                 log("  triage: one action kills the node: \(candidate.kind)")
                 try? await node.start()
@@ -598,11 +600,15 @@ final class HealthChecker: @unchecked Sendable {
             for doc in action.docs {
                 socket.send(wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)))
             }
-            usleep(200_000)
-            socket.drain()
+            // Joined (doc loaded) before the action, so whatever it does runs now, not later.
+            let joinedBy = Date().addingTimeInterval(5)
+            while (socket.seen["joined"] ?? 0) < action.docs.count && !socket.closed && Date() < joinedBy {
+                usleep(20_000)
+                socket.drain()
+            }
         }
         socket.send(action.bytes)
-        for _ in 0..<6 {
+        for _ in 0..<15 {
             usleep(100_000)
             socket.drain()
             if !node.isRunning { return true }
