@@ -141,4 +141,25 @@ import Testing
         doc.apply(.presence(node: "n2", upserts: [onB], removals: [], full: false))
         #expect(doc.tick(nowMs: 50).delta?.joined == [onB])
     }
+
+    // fuzz-presence: a viewer that joined a large doc was listed a session its flushes had not announced
+    // yet; when that session left and the doc stopped being large before the next flush, the catch-up
+    // for viewers did not say so, and the viewer kept a ghost.
+    @Test func viewerCatchUpAfterALargeDocSaysWhoLeftSinceItsList() throws {
+        var settings = PresenceSettings(nodeID: "n1")
+        settings.largeDocViewers = 0
+        var doc = PresenceDoc(doc: "d", settings: settings)
+        doc.join(entry("v", role: .viewer))
+        _ = doc.tick(nowMs: 0)
+        #expect(doc.isLarge)
+        doc.apply(.presence(node: "n2", upserts: [entry("r", node: "n2")], removals: [], full: false))
+        _ = doc.tick(nowMs: 50)
+        #expect(Set(doc.presenceList().map(\.sid)) == ["v", "r"])
+        doc.apply(.presence(node: "n2", upserts: [], removals: ["r"], full: false))
+        _ = doc.tick(nowMs: 100)
+        doc.leave(sid: "v")
+        let tick = doc.tick(nowMs: 150)
+        #expect(!doc.isLarge)
+        #expect(tick.viewerDelta?.left.contains("r") == true)
+    }
 }

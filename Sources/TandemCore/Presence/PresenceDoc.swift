@@ -403,14 +403,18 @@ public struct PresenceDoc {
                 }
             }
         } else if wasLarge {
-            // Viewers follow the full deltas again: first bring their states up to date.
+            // Viewers follow the full deltas again: first bring their states up to date. Sessions that
+            // viewers were listed since the last flush count as known too, or one that left meanwhile
+            // stays with them as a ghost (found by Fuzz/fuzz-presence).
+            let known = viewerAnnounced.union(listedToViewers)
             let catchUp = PresenceDelta(
                 doc: doc,
                 joined: view.values.filter { !viewerAnnounced.contains($0.sid) },
                 updated: view.values.filter { viewerAnnounced.contains($0.sid) },
-                left: viewerAnnounced.filter { view[$0] == nil })
+                left: known.filter { view[$0] == nil })
             viewerDelta = catchUp.isEmpty ? nil : catchUp
             viewerAnnounced = []
+            listedToViewers = []
             listedAbsentToViewers = []
         }
 
