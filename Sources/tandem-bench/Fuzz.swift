@@ -601,14 +601,14 @@ final class HealthChecker: @unchecked Sendable {
                 socket.send(wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)))
             }
             // Joined (doc loaded) before the action, so whatever it does runs now, not later.
-            let joinedBy = Date().addingTimeInterval(5)
+            let joinedBy = Date().addingTimeInterval(10)
             while (socket.seen["joined"] ?? 0) < action.docs.count && !socket.closed && Date() < joinedBy {
                 usleep(20_000)
                 socket.drain()
             }
         }
         socket.send(action.bytes)
-        for _ in 0..<15 {
+        for _ in 0..<30 {
             usleep(100_000)
             socket.drain()
             if !node.isRunning { return true }

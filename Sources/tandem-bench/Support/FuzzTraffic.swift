@@ -158,6 +158,9 @@ final class RawWebSocket {
     /// answers server pings (a fuzz client still keeps its connection alive unless told otherwise).
     func drain(maxBytes: Int = 4 << 20, answerPings: Bool = true) {
         guard !closed else { return }
+        // Frames that arrived with the upgrade response are already buffered.
+        parseFrames(answerPings: answerPings)
+        guard !closed else { return }
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         var total = 0
         while total < maxBytes {
@@ -226,7 +229,9 @@ final class RawWebSocket {
 
     private func noteText(_ payload: [UInt8]) {
         guard let value = try? JSONParser.parse(payload), let o = value.objectValue, let t = o["t"]?.stringValue else {
-            note("invalid-server-json")
+            // Deeper than the 64 levels the server accepts from clients (ops pushed near the limit come
+            // back wrapped in log/patch messages), or not JSON at all.
+            note((try? JSONParser.parse(payload, maxDepth: 256)) != nil ? "server-json-deeper-than-64" : "invalid-server-json")
             return
         }
         if t == "error" {
