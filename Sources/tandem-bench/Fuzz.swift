@@ -553,7 +553,7 @@ final class HealthChecker: @unchecked Sendable {
         // The node died at most 0.1 s ago (plus its backtrace time): suspects are what it got in the last
         // seconds (a flood can take it a while to work through), newest first.
         let recent = recorder.recent(node: node.name, generation: generation)
-        let window = recent.filter { $0.at > Date().addingTimeInterval(-8) }
+        let window = recent.filter { $0.at > Date().addingTimeInterval(-30) }
         let candidates = window.isEmpty ? Array(recent.prefix(32)) : window
         let failure = report.fail("crash", node: node.name, "node \(node.name) died (\(status))", log: tail, recent: candidates)
         control.pause(true)
@@ -572,8 +572,8 @@ final class HealthChecker: @unchecked Sendable {
             return
         }
         triagedSites[site] = failure
-        log("  triage: replaying the last \(min(48, candidates.count)) actions one by one against a fresh node \(node.name)")
-        for candidate in candidates.prefix(48) {
+        log("  triage: replaying the last \(min(64, candidates.count)) actions one by one against a fresh node \(node.name)")
+        for candidate in candidates.prefix(64) {
             guard node.isRunning else { break }
             guard await offLoop({ Self.replay(candidate, port: node.port, node: node) }) else { continue }
             // Confirm on another fresh node: the crash may have come late from an earlier candidate.
