@@ -493,9 +493,9 @@ final class HealthChecker: @unchecked Sendable {
             }
             let status = await offLoop { TCPProbe.httpStatus(port: node.opsPort, path: "/healthz") }
             if status != 200 {
-                // It may be dying (a crash backtrace takes a moment); then the crash is the report.
-                await sleep(seconds: 2)
-                if !node.isRunning {
+                // It may be dying (the Swift runtime's crash backtrace takes seconds, frozen meanwhile);
+                // then the crash is the report.
+                if await Self.dies(node) {
                     await handleDeath(of: node)
                     continue
                 }
@@ -518,8 +518,7 @@ final class HealthChecker: @unchecked Sendable {
         guard nodes.allSatisfy(\.isRunning) else { return }
         checksRun += 1
         if let problem = await presenceProbe(round: round) {
-            await sleep(seconds: 2)
-            guard nodes.allSatisfy(\.isRunning) else { return }  // a crash: reported next round
+            for node in nodes where await Self.dies(node) { return }  // a crash: reported next round
             report.fail("presence", node: "a+b", problem, log: nodes.map { "[\($0.name)]\n" + $0.logTail(lines: 15) }.joined(separator: "\n"))
         }
     }
@@ -545,6 +544,21 @@ final class HealthChecker: @unchecked Sendable {
         return seen ? nil : "fresh clients on node a and b did not see each other's presence within \(fmt(probeTimeout, 0)) s (a sees \(a.members), b sees \(b.members))"
     }
 
+    /// "File:line" of the first Tandem frame of a crash excerpt.
+    private static func crashSite(_ excerpt: String) -> String {
+        excerpt.split(separator: "\n").first(where: { $0.contains("/Sources/Tandem") })
+            .flatMap { $0.split(separator: " at ").last.map(String.init) } ?? "unknown"
+    }
+
+    /// Whether `node` exits within 10 s.
+    private static func dies(_ node: FuzzNode) async -> Bool {
+        for _ in 0..<20 {
+            if !node.isRunning { return true }
+            await sleep(seconds: 0.5)
+        }
+        return !node.isRunning
+    }
+
     /// Records the crash, finds a single-action reproducer if there is one, and restarts the node.
     private func handleDeath(of node: FuzzNode) async {
         let generation = node.generation
@@ -565,23 +579,26 @@ final class HealthChecker: @unchecked Sendable {
             return
         }
         guard triage else { return }
-        let site = tail.split(separator: "\n").first(where: { $0.contains("/Sources/Tandem") })
-            .flatMap { $0.split(separator: " at ").last.map(String.init) } ?? "unknown"
+        let site = Self.crashSite(tail)
         if let earlier = triagedSites[site] {
             report.note(failure, "the same crash site as failure \(earlier) (\(site)): not triaged again")
             return
         }
         triagedSites[site] = failure
         log("  triage: replaying the last \(min(64, candidates.count)) actions one by one against a fresh node \(node.name)")
-        for candidate in candidates.prefix(64) {
-            guard node.isRunning else { break }
-            guard await offLoop({ Self.replay(candidate, port: node.port, node: node) }) else { continue }
-            // Confirm on another fresh node: the crash may have come late from an earlier candidate.
+        // The replays themselves can crash the node elsewhere (joins and drops unload and reload docs):
+        // only a death at the same site counts, confirmed on a second fresh node.
+        func killsAtSite(_ candidate: ActionRecord) async -> Bool {
+            if !node.isRunning { try? await node.start() }
+            guard await offLoop({ Self.replay(candidate, port: node.port, node: node) }) else { return false }
+            let same = await Self.dies(node) && Self.crashSite(crashExcerpt(node.logTail(lines: 400))) == site
             try? await node.start()
-            if await offLoop({ Self.replay(candidate, port: node.port, node: node) }) {
+            return same
+        }
+        for candidate in candidates.prefix(64) where await killsAtSite(candidate) {
+            if await killsAtSite(candidate) {
                 report.reproducer(failure, candidate)
                 log("  triage: one action kills the node: \(candidate.kind)")
-                try? await node.start()
                 return
             }
         }
