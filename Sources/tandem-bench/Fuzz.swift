@@ -40,6 +40,9 @@ struct FuzzCommand: AsyncParsableCommand {
     var serverArgs: [String] = []
     @Option(help: "Where logs, failures and reproducers go.") var out = "test-artifacts/fuzz/network"
     @Flag(name: .customLong("no-triage"), help: "Do not replay a dead node's last actions to find a reproducer.") var noTriage = false
+    @Option(help: "Replay one saved action (failure-N-*.bin) against a fresh node instead of fuzzing; exits 1 if the node dies.")
+    var replay: String?
+    @Option(name: .customLong("replay-docs"), help: "Docs to join before the replayed action (comma-separated).") var replayDocs = ""
 
     func validate() throws {
         guard clients > 0, duration > 0, checkInterval > 0 else { throw ValidationError("clients, duration and check-interval must be > 0") }
@@ -61,6 +64,23 @@ struct FuzzCommand: AsyncParsableCommand {
             FuzzNode(name: "b", tandem: tandem, redis: redis.url, extra: serverArgs, out: outURL),
         ]
         for node in nodes { try await node.start() }
+        if let replay {
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: replay)))
+            let docs = replayDocs.split(separator: ",").map(String.init)
+            let action = ActionRecord(
+                client: 0, node: "a", generation: 1, at: Date(), kind: "replay", bytes: bytes, text: bytes, docs: docs,
+                afterUpgrade: !bytes.starts(with: Array("GET ".utf8)))
+            let node = nodes[0]
+            let died = await offLoop { HealthChecker.replay(action, port: node.port, node: node) }
+            _ = died ? true : await HealthChecker.dies(node)
+            if node.isRunning {
+                print("node survived the replay of \(replay)")
+                for node in nodes { _ = await node.stop() }
+                return
+            }
+            print("node died:\n" + crashExcerpt(node.logTail(lines: 400)))
+            throw ExitCode(1)
+        }
         log("  redis :\(redis.port), node a ws :\(nodes[0].port) ops :\(nodes[0].opsPort), node b ws :\(nodes[1].port) ops :\(nodes[1].opsPort)")
 
         let report = FuzzReport(seed: seed, out: outURL)
@@ -551,7 +571,7 @@ final class HealthChecker: @unchecked Sendable {
     }
 
     /// Whether `node` exits within 10 s.
-    private static func dies(_ node: FuzzNode) async -> Bool {
+    static func dies(_ node: FuzzNode) async -> Bool {
         for _ in 0..<20 {
             if !node.isRunning { return true }
             await sleep(seconds: 0.5)
@@ -585,9 +605,9 @@ final class HealthChecker: @unchecked Sendable {
             return
         }
         triagedSites[site] = failure
-        log("  triage: replaying the last \(min(64, candidates.count)) actions one by one against a fresh node \(node.name)")
+        log("  triage: replaying the last \(min(128, candidates.count)) actions one by one against a fresh node \(node.name)")
         // The replays themselves can crash the node elsewhere (joins and drops unload and reload docs):
-        // only a death at the same site counts, confirmed on a second fresh node.
+        // only a death at the same site, right after the candidate, counts.
         func killsAtSite(_ candidate: ActionRecord) async -> Bool {
             if !node.isRunning { try? await node.start() }
             guard await offLoop({ Self.replay(candidate, port: node.port, node: node) }) else { return false }
@@ -595,37 +615,48 @@ final class HealthChecker: @unchecked Sendable {
             try? await node.start()
             return same
         }
-        for candidate in candidates.prefix(64) where await killsAtSite(candidate) {
-            if await killsAtSite(candidate) {
-                report.reproducer(failure, candidate)
-                log("  triage: one action kills the node: \(candidate.kind)")
-                return
-            }
+        for candidate in candidates.prefix(128) where await killsAtSite(candidate) {
+            report.reproducer(failure, candidate)
+            log("  triage: one action kills the node: \(candidate.kind)")
+            return
         }
         report.note(failure, "no single recent action kills a fresh node: the crash needs a sequence (see the recent actions)")
     }
 
     /// Replays one action (after a valid upgrade and the joins its client had made, if it was sent on an
     /// upgraded connection); true if the node died within a second.
-    private static func replay(_ action: ActionRecord, port: Int, node: FuzzNode) -> Bool {
-        guard let socket = RawWebSocket(port: port) else { return !node.isRunning }
+    static func replay(_ action: ActionRecord, port: Int, node: FuzzNode) -> Bool {
+        let debug = ProcessInfo.processInfo.environment["FUZZ_TRIAGE_DEBUG"] != nil
+        func say(_ text: String) { if debug { FileHandle.standardError.write(Data("triage: \(text)\n".utf8)) } }
+        guard let socket = RawWebSocket(port: port) else {
+            say("cannot connect to \(port)")
+            return !node.isRunning
+        }
         if action.afterUpgrade {
             var random = FuzzRandom(seed: 1)
-            guard socket.handshake(HandshakeFactory.valid(port: port, query: "user=triage&name=triage", &random)) == 101,
-                socket.awaitWelcome()
-            else { return !node.isRunning }
+            let status = socket.handshake(HandshakeFactory.valid(port: port, query: "user=triage&name=triage", &random))
+            guard status == 101, socket.awaitWelcome() else {
+                say("upgrade: HTTP \(status), session \(socket.session ?? "none"), seen \(socket.seen)")
+                return !node.isRunning
+            }
             for doc in action.docs {
                 socket.send(wsFrame(opcode: WSOpcode.text, payload: Array("{\"t\":\"join\",\"doc\":\"\(doc)\"}".utf8)))
             }
-            // Joined (doc loaded) before the action, so whatever it does runs now, not later.
+            // Joined and caught up (the doc's sync state loaded) before the action, so whatever it does
+            // runs now, against a loaded doc.
+            func ready() -> Bool {
+                (socket.seen["joined"] ?? 0) >= action.docs.count
+                    && (socket.seen["snapshot"] ?? 0) + (socket.seen["log"] ?? 0) >= action.docs.count
+            }
             let joinedBy = Date().addingTimeInterval(10)
-            while (socket.seen["joined"] ?? 0) < action.docs.count && !socket.closed && Date() < joinedBy {
+            while !ready() && !socket.closed && Date() < joinedBy {
                 usleep(20_000)
                 socket.drain()
             }
         }
-        socket.send(action.bytes)
-        for _ in 0..<30 {
+        say("joined \(socket.seen["joined"] ?? 0) of \(action.docs.count), \(socket.seen); sending \(action.bytes.count) bytes: \(socket.send(action.bytes))")
+        // The fuzzing clients are paused, so the node handles the action at once.
+        for _ in 0..<10 {
             usleep(100_000)
             socket.drain()
             if !node.isRunning { return true }
