@@ -73,13 +73,12 @@ struct FuzzCommand: AsyncParsableCommand {
             let node = nodes[0]
             let died = await offLoop { HealthChecker.replay(action, port: node.port, node: node) }
             _ = died ? true : await HealthChecker.dies(node)
-            if node.isRunning {
-                print("node survived the replay of \(replay)")
-                for node in nodes { _ = await node.stop() }
-                return
-            }
-            print("node died:\n" + crashExcerpt(node.logTail(lines: 400)))
-            throw ExitCode(1)
+            let survived = node.isRunning
+            print(survived ? "node survived the replay of \(replay)" : "node died:\n" + crashExcerpt(node.logTail(lines: 400)))
+            for node in nodes { _ = await node.stop() }
+            redis.stop()
+            if !survived { throw ExitCode(1) }
+            return
         }
         log("  redis :\(redis.port), node a ws :\(nodes[0].port) ops :\(nodes[0].opsPort), node b ws :\(nodes[1].port) ops :\(nodes[1].opsPort)")
 
