@@ -12,7 +12,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-ops build release bench deps deps-test venv clean
+.PHONY: run test test-ops build release bench fuzz fuzz-short deps deps-test venv clean
 
 # `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
 # only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
@@ -30,6 +30,7 @@ test: deps-test venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	$(MAKE) test-ops
+	$(MAKE) fuzz-short
 
 # The ops-plane checks: a real Prometheus scraping two nodes (Tests/ops) and a real headless Chromium
 # on the status page and the browser client (Tests/browser).
@@ -43,6 +44,24 @@ test-ops: deps-test venv
 SCENARIO ?=
 bench: release
 	scripts/bench.sh $(SCENARIO)
+
+# Fuzzing (Fuzz/README.md): every libFuzzer harness for FUZZ_SECONDS (default 600 each), then the network
+# fuzzer (`tandem-bench fuzz`: two release nodes on one Redis, hostile clients) for as long. Fails on any
+# crash or failed assertion; artifacts in test-artifacts/fuzz/. `make fuzz FUZZ_SECONDS=60` for a taste.
+FUZZ_SECONDS ?= 600
+FUZZ_CLIENTS ?= 10
+fuzz: deps release
+	Fuzz/run.sh $(FUZZ_SECONDS)
+	.build/release/tandem-bench fuzz --tandem .build/release/tandem --duration $(FUZZ_SECONDS) --clients $(FUZZ_CLIENTS)
+
+# The short pass `make test` runs (about 4 minutes once built): 20 s per harness, 60 s of network
+# fuzzing against the debug build the tests just made.
+FUZZ_SHORT_SECONDS ?= 20
+FUZZ_SHORT_NETWORK_SECONDS ?= 60
+fuzz-short: deps
+	Fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+	$(SWIFT) build
+	.build/debug/tandem-bench fuzz --tandem .build/debug/tandem --duration $(FUZZ_SHORT_NETWORK_SECONDS) --clients $(FUZZ_CLIENTS)
 
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
@@ -58,4 +77,4 @@ venv: .venv/.installed
 	touch $@
 
 clean:
-	rm -rf .build .venv test-artifacts
+	rm -rf .build .build-fuzz .venv test-artifacts

@@ -17,6 +17,11 @@ let package = Package(
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
         .executable(name: "tandem-bench", targets: ["tandem-bench"]),
+        // Only for the fuzz package (Fuzz/Package.swift depends on this one by path and can reach
+        // targets only through products). Not a public API: nothing outside this repository uses them.
+        .library(name: "TandemCore", targets: ["TandemCore"]),
+        .library(name: "TandemRedis", targets: ["TandemRedis"]),
+        .library(name: "TandemServer", targets: ["TandemServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -98,6 +103,8 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemCore",
+                // `tandem-bench fuzz` starts its own redis-server and nodes with the tests' process helpers.
+                "TandemTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
