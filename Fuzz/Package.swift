@@ -13,17 +13,15 @@ import PackageDescription
 //   swift build --package-path Fuzz --scratch-path .build-fuzz -c release \
 //       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
 //
-// `-enable-testing` lets two harnesses `@testable import` the internal function they fuzz
-// (the hiredis reply conversion, the handshake's query-string parser).
+// `-enable-testing` lets the hiredis harness `@testable import` the internal reply conversion it fuzzes.
 let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-json", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-client-message", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-doc-replica", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-presence", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-hiredis-reply", [.product(name: "TandemRedis", package: "Tandem")]),
-    ("fuzz-query-string", [.product(name: "TandemServer", package: "Tandem")]),
-    // Slot: the ops plane's URL/route parser (`/api/docs/{id}/log?from=&limit=`), once it is a pure
-    // function in TandemServer/Ops — add ("fuzz-ops-route", [TandemServer]) and Sources/fuzz-ops-route.
+    ("fuzz-query-string", [.product(name: "TandemCore", package: "Tandem")]),
+    ("fuzz-ops-route", [.product(name: "TandemCore", package: "Tandem")]),
 ]
 
 let package = Package(

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:-${FUZZ_SECONDS:-600}}
 shift || true
-ALL=(fuzz-json fuzz-client-message fuzz-doc-replica fuzz-presence fuzz-hiredis-reply fuzz-query-string)
+ALL=(fuzz-json fuzz-client-message fuzz-doc-replica fuzz-presence fuzz-hiredis-reply fuzz-query-string fuzz-ops-route)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 OUT=test-artifacts/fuzz

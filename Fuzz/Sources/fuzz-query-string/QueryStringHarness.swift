@@ -1,5 +1,5 @@
 import FuzzSupport
-@testable import TandemServer
+import TandemCore
 
 // The handshake's request-target parser, `QueryString.parse(uri:)` (WebSocketServer: path check,
 // `?user=`, `?name=`, `?token=`, `?resume=`), on any string an unauthenticated client can send.
@@ -9,10 +9,6 @@ import FuzzSupport
 // - the path is everything before the first `?`;
 // - re-encoding the parsed query (percent-encoding every byte but unreserved ones) and parsing it again
 //   gives the same pairs.
-//
-// Slot for the ops plane: when `/api/...` routing is a pure function in TandemServer/Ops (another change
-// of issue 7), give it a sibling target `fuzz-ops-route` with the same shape: any target string →
-// route or 400/404, never a trap, every number range-checked (`from`, `limit`).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzQueryString(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

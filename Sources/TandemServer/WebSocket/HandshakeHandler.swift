@@ -75,7 +75,7 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         let rejection: HandshakeState.Rejected
         if case .rejected(let rejected)? = state.decision {
             rejection = rejected
-        } else if head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws" {
+        } else if QueryString.parse(uri: head.uri).path == "/v1/ws" {
             rejection = .init(
                 status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
                 headers: [("Upgrade", "websocket")])
@@ -95,26 +95,5 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body.bytes)))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-    }
-}
-
-/// `?a=b&c=d` → `["a": "b", "c": "d"]`, percent-decoded (`+` is a space, as browsers encode forms).
-enum QueryString {
-    static func parse(uri: String) -> (path: String, query: [String: String]) {
-        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let path = parts.first.map(String.init) ?? "/"
-        var query: [String: String] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard let key = decode(kv[0]) else { continue }
-                query[key] = kv.count > 1 ? decode(kv[1]) ?? "" : ""
-            }
-        }
-        return (path, query)
-    }
-
-    private static func decode(_ part: Substring) -> String? {
-        part.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }
