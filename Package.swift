@@ -6,6 +6,7 @@ import PackageDescription
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
 //   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
 //   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
 //   TandemOpsHTTP          libmicrohttpd server for the ops plane
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
@@ -39,6 +40,7 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
         .target(name: "TandemCore"),
+        .target(name: "TandemYjs"),
         .target(
             name: "TandemRedis",
             dependencies: [
@@ -106,6 +108,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
         .testTarget(
             name: "TandemRedisTests",
             dependencies: [
