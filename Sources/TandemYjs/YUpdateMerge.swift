@@ -10,6 +10,12 @@ extension Yjs {
     /// overlapping and touching ranges joined, clients in descending order.
     ///
     /// A single update is returned as it is, as Yjs does.
+    ///
+    /// Where two inputs hold the same clock as different kinds (an item in one, a GC in another:
+    /// a client that has garbage-collected a deleted item sends it as a GC), Yjs's comparator says
+    /// each comes first, so which one Yjs writes is whatever V8's sort makes of that. Tandem takes
+    /// the one a stable sort would (the earlier input, or the reader that moved last). Either way
+    /// the document is the same: a GC's range is always in a delete set, so the item is deleted.
     public static func mergeUpdates(_ updates: [YUpdate]) -> YUpdate {
         if updates.count == 1 { return updates[0] }
         // Yjs's LazyStructReader with filterSkips = true, one per update.

@@ -101,24 +101,36 @@ def new_value(rng, depth):
     return scalar(rng)
 
 
+def boundaries(text):
+    """pycrdt indexes text in UTF-8 bytes: the offsets that fall between characters."""
+    offsets = [0]
+    for insert, _ in text.diff():
+        if isinstance(insert, str):
+            for character in insert:
+                offsets.append(offsets[-1] + len(character.encode("utf-8")))
+        else:
+            offsets.append(offsets[-1] + 1)  # an embed
+    return offsets
+
+
 def edit_text(rng, text):
-    length = len(text)
+    offsets = boundaries(text)
     choice = rng.randrange(5)
-    if choice == 0 and length > 0:
-        start = rng.randrange(length)
-        stop = min(length, start + rng.randrange(1, 6))
-        del text[start:stop]
-    elif choice == 1 and length > 0:
-        start = rng.randrange(length)
-        stop = min(length, start + rng.randrange(1, 8))
-        text.format(start, stop, rng.choice(ATTRS))
+    if choice in (0, 1) and len(offsets) > 1:
+        first = rng.randrange(len(offsets) - 1)
+        start = offsets[first]
+        stop = offsets[min(len(offsets) - 1, first + rng.randrange(1, 6))]
+        if choice == 0:
+            del text[start:stop]
+        else:
+            text.format(start, stop, rng.choice(ATTRS))
     elif choice == 2:
-        embed = rng.choice([{"image": "x.png"}, {"formula": "e=mc^2", "n": 2}, "plain", 42])
+        embed = rng.choice([{"image": "x.png"}, {"formula": "e=mc^2", "n": 2}, 42, [1, "two"]])
         attrs = rng.choice([None, {"bold": True}])
-        text.insert_embed(rng.randrange(length + 1), embed, attrs)
+        text.insert_embed(rng.choice(offsets), embed, attrs)
     else:
         attrs = rng.choice([None, None] + ATTRS[:2])
-        text.insert(rng.randrange(length + 1), rng.choice(WORDS), attrs)
+        text.insert(rng.choice(offsets), rng.choice(WORDS), attrs)
 
 
 def edit_array(rng, array, depth):
@@ -151,7 +163,7 @@ def edit_xml(rng, fragment):
             child.attributes[rng.choice(["class", "id"])] = rng.choice(["x", "y"])
             return
         if isinstance(child, XmlText):
-            child.insert(0, rng.choice(WORDS))
+            child.insert(0, rng.choice(WORDS))  # offset 0 is a boundary in any encoding
             return
     if rng.random() < 0.5:
         fragment.children.insert(rng.randrange(len(children) + 1), XmlElement(rng.choice(["p", "h1", "li"]), {"a": "1"}))
@@ -224,7 +236,7 @@ def canonical(value):
         return {"$map": {k: canonical(v) for k, v in sorted(value.items())}}
     if isinstance(value, Doc):
         return {"$doc": str(value.guid)}
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, bytearray)):
         return {"$bytes": value.hex()}
     if isinstance(value, float):
         return {"$float": repr(value)}
@@ -235,10 +247,20 @@ def canonical(value):
     return value
 
 
+def canonical_xml(node):
+    # Attributes sorted: str() of an element lists them in hash-map order.
+    if isinstance(node, XmlElement):
+        attributes = {key: canonical(value) for key, value in sorted(node.attributes)}
+        return {"$element": node.tag, "attributes": attributes, "children": [canonical_xml(c) for c in node.children]}
+    if isinstance(node, XmlText):
+        return {"$xmltext": [[canonical(insert), attrs or {}] for insert, attrs in node.diff()]}
+    return [canonical_xml(child) for child in node.children]
+
+
 def content_of(doc):
     return json.dumps(
         {
-            name: (str(doc.get(name, type=kind)) if kind is XmlFragment else canonical(doc.get(name, type=kind)))
+            name: (canonical_xml if kind is XmlFragment else canonical)(doc.get(name, type=kind))
             for name, kind in ROOTS.items()
         },
         sort_keys=True,
@@ -259,7 +281,8 @@ def messages(seed):
     edit(rng, doc)
     out = [create_sync_message(doc), create_update_message(doc.get_update())]
     other = make_doc(rng.randrange(1, 2**32))
-    reply = handle_sync_message(create_sync_message(other), doc)
+    # handle_sync_message takes the message after its message type byte.
+    reply = handle_sync_message(create_sync_message(other)[1:], doc)
     if reply is not None:
         out.append(reply)
     awareness = Awareness(doc)
@@ -297,7 +320,9 @@ def main():
                 response = {"messages": messages(request["seed"])}
             else:
                 response = {"error": f"unknown op {op!r}"}
-        except Exception as error:  # reported to the Swift side, which fails the test with it
+        except (Exception, BaseException) as error:  # pycrdt panics are BaseExceptions; the Swift side fails on it
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
             response = {"error": f"{type(error).__name__}: {error}"}
         sys.stdout.write(json.dumps(response) + "\n")
         sys.stdout.flush()

@@ -6,6 +6,9 @@
 //
 //   merge          {updates: [hex]}       -> {update: hex}  Y.mergeUpdates
 //   diff           {update: hex, sv: hex} -> {update: hex}  Y.diffUpdate
+//   normalize      {updates: [hex]}       -> {updates: [hex]}  each as Yjs re-writes it: values
+//                  through JavaScript (readAny/writeAny, JSON.parse/JSON.stringify), items read
+//                  lazily (convertUpdateFormatV1ToV2 then V2ToV1); structs and clocks untouched
 //   merge_many     {groups: [[hex]]}      -> {updates: [hex]}  Y.mergeUpdates of each group
 //   sv_many        {updates: [hex]}       -> {states: [hex]}   Y.encodeStateVectorFromUpdate of each
 //   scenario       {seed, clients, steps} -> {updates: [hex], full: hex}
@@ -56,16 +59,45 @@ function scalar (rng) {
   }
 }
 
+// Offsets in a Y.Text (UTF-16 units, an embed counting one) that do not fall inside a surrogate
+// pair: Yjs and yrs disagree on text cut there (Yjs writes U+FFFD), which is not what is tested here.
+function boundaries (text) {
+  const offsets = [0]
+  let at = 0
+  for (const op of text.toDelta()) {
+    if (typeof op.insert === 'string') {
+      for (const character of op.insert) {
+        at += character.length
+        offsets.push(at)
+      }
+    } else {
+      at += 1
+      offsets.push(at)
+    }
+  }
+  return offsets
+}
+
 function edit (rng, doc) {
   const text = doc.getText('text')
   const array = doc.getArray('array')
   const map = doc.getMap('map')
   const xml = doc.getXmlFragment('xml')
-  switch (rng.below(9)) {
-    case 0: text.insert(rng.below(text.length + 1), rng.pick(WORDS), rng.random() < 0.3 ? { bold: true } : undefined); break
-    case 1: if (text.length > 0) { const start = rng.below(text.length); text.format(start, 1 + rng.below(4), { italic: rng.random() < 0.5 ? true : null }) } break
-    case 2: if (text.length > 0) { const start = rng.below(text.length); text.delete(start, Math.min(text.length - start, 1 + rng.below(3))) } break
-    case 3: text.insertEmbed(rng.below(text.length + 1), { image: 'x.png' }); break
+  const choice = rng.below(9)
+  switch (choice) {
+    case 0: text.insert(rng.pick(boundaries(text)), rng.pick(WORDS), rng.random() < 0.3 ? { bold: true } : undefined); break
+    case 1:
+    case 2: {
+      const offsets = boundaries(text)
+      if (offsets.length < 2) break
+      const first = rng.below(offsets.length - 1)
+      const start = offsets[first]
+      const length = offsets[Math.min(offsets.length - 1, first + 1 + rng.below(3))] - start
+      if (choice === 1) text.format(start, length, { italic: rng.random() < 0.5 ? true : null })
+      else text.delete(start, length)
+      break
+    }
+    case 3: text.insertEmbed(rng.pick(boundaries(text)), { image: 'x.png' }); break
     case 4: array.insert(rng.below(array.length + 1), [scalar(rng), scalar(rng)]); break
     case 5: array.insert(rng.below(array.length + 1), [new Uint8Array([rng.below(256), 1, 2])]); break
     case 6: if (array.length > 0) { const start = rng.below(array.length); array.delete(start, Math.min(array.length - start, 1 + rng.below(3))) } break
@@ -173,6 +205,7 @@ lines.on('line', (line) => {
     switch (request.op) {
       case 'merge': response = { update: hex(Y.mergeUpdates(request.updates.map(bytes))) }; break
       case 'diff': response = { update: hex(Y.diffUpdate(bytes(request.update), bytes(request.sv))) }; break
+      case 'normalize': response = { updates: request.updates.map(update => hex(Y.convertUpdateFormatV2ToV1(Y.convertUpdateFormatV1ToV2(bytes(update))))) }; break
       case 'merge_many': response = { updates: request.groups.map(group => hex(Y.mergeUpdates(group.map(bytes)))) }; break
       case 'sv_many': response = { states: request.updates.map(update => hex(Y.encodeStateVectorFromUpdate(bytes(update)))) }; break
       case 'scenario': response = scenario(request.seed, request.clients, request.steps); break
