@@ -13,7 +13,7 @@
 //   sv_many        {updates: [hex]}       -> {states: [hex]}   Y.encodeStateVectorFromUpdate of each
 //   scenario       {seed, clients, steps} -> {updates: [hex], full: hex}
 //                  Yjs documents edited concurrently (what pycrdt cannot write: varInt numbers,
-//                  ContentBinary, XML hooks), synced in random orders.
+//                  ContentBinary), synced in random orders.
 //   messages       {seed}                 -> {messages: [hex]}  y-protocols sync, awareness, auth
 'use strict'
 
@@ -118,8 +118,10 @@ function edit (rng, doc) {
       break
     }
     default: {
-      const choice = rng.below(3)
-      const node = choice === 0 ? new Y.XmlElement('p') : choice === 1 ? new Y.XmlHook('hook') : new Y.XmlText('x')
+      // No Y.XmlHook: yrs reads its type ref without the hook name Yjs writes after it, so pycrdt
+      // cannot decode a document holding one (UpdateCodecTests covers hooks).
+      const choice = rng.below(2)
+      const node = choice === 0 ? new Y.XmlElement('p') : new Y.XmlText('x')
       xml.insert(rng.below(xml.length + 1), [node])
       if (choice === 0) node.setAttribute('class', 'c')
     }
