@@ -18,6 +18,9 @@ let package = Package(
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
         .executable(name: "tandem-bench", targets: ["tandem-bench"]),
+        // For the fuzz package (Fuzz/Package.swift depends on this one by path and reaches targets
+        // only through products). Not a public API.
+        .library(name: "TandemYjs", targets: ["TandemYjs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -227,9 +227,21 @@ def scenario(seed, clients, steps):
     return {"updates": [u.hex() for u in updates], "full": first.get_update().hex(), "content": content_of(first)}
 
 
+def delta(text):
+    """A text's diff with adjacent runs of equal attributes joined (yrs may split them)."""
+    runs = []
+    for insert, attrs in text.diff():
+        attrs = canonical(attrs or {})
+        if runs and isinstance(insert, str) and isinstance(runs[-1][0], str) and runs[-1][1] == attrs:
+            runs[-1][0] += insert
+        else:
+            runs.append([insert if isinstance(insert, str) else canonical(insert), attrs])
+    return runs
+
+
 def canonical(value):
     if isinstance(value, Text):
-        return {"$text": [[canonical(insert), attrs or {}] for insert, attrs in value.diff()]}
+        return {"$text": delta(value)}
     if isinstance(value, Array):
         return [canonical(v) for v in value]
     if isinstance(value, Map):
@@ -253,7 +265,7 @@ def canonical_xml(node):
         attributes = {key: canonical(value) for key, value in sorted(node.attributes)}
         return {"$element": node.tag, "attributes": attributes, "children": [canonical_xml(c) for c in node.children]}
     if isinstance(node, XmlText):
-        return {"$xmltext": [[canonical(insert), attrs or {}] for insert, attrs in node.diff()]}
+        return {"$xmltext": delta(node)}
     return [canonical_xml(child) for child in node.children]
 
 
