@@ -6,7 +6,8 @@
 /// limit here; the default is far above anything an editor writes.
 public struct YDecodingLimits: Sendable, Equatable {
     /// Deepest nesting of lib0 Any arrays/objects and of JSON arrays/objects (awareness states,
-    /// ContentJSON, ContentEmbed, ContentFormat). Default 64.
+    /// ContentJSON, ContentEmbed, ContentFormat). Default 64. Any values are decoded recursively,
+    /// one stack frame per level: keep this in the hundreds at most.
     public var maxNestingDepth: Int
 
     public init(maxNestingDepth: Int = 64) {

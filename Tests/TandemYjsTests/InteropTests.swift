@@ -28,14 +28,14 @@ import Testing
 /// its pending set: applying the original updates shuffled loses content in most scenarios), so it
 /// only ever gets updates in the order they were made, or one update holding everything.
 ///
-/// `TANDEM_YJS_INTEROP_SEEDS` (default 150 pycrdt scenarios, a third as many Yjs ones) and
+/// `TANDEM_YJS_INTEROP_SEEDS` (default 300 pycrdt scenarios, a third as many Yjs ones) and
 /// `TANDEM_YJS_INTEROP_FIRST_SEED` (default 1) choose the seeds: a failure names its seed, and
 /// `TANDEM_YJS_INTEROP_FIRST_SEED=N TANDEM_YJS_INTEROP_SEEDS=1` replays it alone.
 @Suite(.serialized) struct InteropTests {
     static var seeds: Range<UInt64> {
         let environment = ProcessInfo.processInfo.environment
         let first = environment["TANDEM_YJS_INTEROP_FIRST_SEED"].flatMap(UInt64.init) ?? 1
-        let count = environment["TANDEM_YJS_INTEROP_SEEDS"].flatMap(UInt64.init) ?? 150
+        let count = environment["TANDEM_YJS_INTEROP_SEEDS"].flatMap(UInt64.init) ?? 300
         return first..<(first + count)
     }
 
@@ -238,7 +238,10 @@ struct ScenarioChecker {
 
     mutating func check(seed: UInt64, updates: [[UInt8]], full: [UInt8], content expected: String?) throws {
         var rng = SeededGenerator(seed: seed)
-        let content = try expected ?? (try self.pycrdt.request(["op": "content", "updates": [Hex.encode(full)]])["content"] as? String)
+        // What pycrdt makes of the original updates, applied in the order they were made. (Not of
+        // Yjs's `full` state: yrs resolves some concurrent formatting differently when it gets one
+        // update holding everything than when it gets the edits one by one.)
+        let content = try expected ?? (try self.pycrdt.request(["op": "content", "updates": Hex.list(updates)])["content"] as? String)
 
         // Decode → encode is byte-exact for everything the implementation wrote.
         var decoded: [YUpdate] = []
@@ -275,9 +278,7 @@ struct ScenarioChecker {
         // partition; pycrdt is given updates in an order it can apply (see the suite's notes).
         let shuffled = updates.shuffled(using: &rng)
         let merged = try self.mergeAndCompare(seed, self.partition(shuffled, using: &rng))
-        let all = try Yjs.mergeUpdates(merged)
-        let yjsAll = try self.yjs.bytes(try self.yjs.request(["op": "merge", "updates": Hex.list(merged)]), "update")
-        if try !self.sameAsYjs([all], [yjsAll])[0] { self.fail(seed, "merge of merges \(Hex.encode(all)) ≠ Yjs \(Hex.encode(yjsAll))") }
+        let all = try self.mergeAndCompare(seed, [merged])[0]
         let inOrder = try self.mergeAndCompare(seed, self.partition(updates, using: &rng, contiguous: true))
         for update in merged + inOrder + [all] {
             let value = try YUpdate(decoding: update)
