@@ -7,8 +7,9 @@ PYTHON ?= python3
 
 # Build and run: the C libraries Tandem links and the redis-server it embeds.
 RUN_PACKAGES := pkg-config libhiredis-dev libmicrohttpd-dev redis-server
-# Tests also drive a real Prometheus (promtool) and a real headless Chromium.
-TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
+# Tests also drive a real Prometheus (promtool), a real headless Chromium and, for the Yjs interop
+# tests (Tests/yjs), the real Yjs, lib0 and y-protocols on node.
+TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node-yjs node-y-protocols
 
 TANDEM_ARGS ?=
 
@@ -71,9 +72,9 @@ deps-test:
 
 venv: .venv/.installed
 
-.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt
+.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt Tests/yjs/requirements.txt
 	$(PYTHON) -m venv .venv
-	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt
+	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt -r Tests/yjs/requirements.txt
 	touch $@
 
 clean:

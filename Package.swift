@@ -6,6 +6,7 @@ import PackageDescription
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
 //   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
 //   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
 //   TandemOpsHTTP          libmicrohttpd server for the ops plane
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
@@ -22,6 +23,7 @@ let package = Package(
         .library(name: "TandemCore", targets: ["TandemCore"]),
         .library(name: "TandemRedis", targets: ["TandemRedis"]),
         .library(name: "TandemServer", targets: ["TandemServer"]),
+        .library(name: "TandemYjs", targets: ["TandemYjs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -44,6 +46,7 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
         .target(name: "TandemCore"),
+        .target(name: "TandemYjs"),
         .target(
             name: "TandemRedis",
             dependencies: [
@@ -112,7 +115,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
+        .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
         .testTarget(
             name: "TandemRedisTests",
             dependencies: [

@@ -13,7 +13,7 @@ import PackageDescription
 //   swift build --package-path Fuzz --scratch-path .build-fuzz -c release \
 //       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
 //
-// `-enable-testing` lets the hiredis harness `@testable import` the internal reply conversion it fuzzes.
+// `-enable-testing` lets the hiredis and Yjs harnesses `@testable import` internals they check.
 let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-json", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-client-message", [.product(name: "TandemCore", package: "Tandem")]),
@@ -22,6 +22,9 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-hiredis-reply", [.product(name: "TandemRedis", package: "Tandem")]),
     ("fuzz-query-string", [.product(name: "TandemCore", package: "Tandem")]),
     ("fuzz-ops-route", [.product(name: "TandemCore", package: "Tandem")]),
+    ("fuzz-yjs-update", [.product(name: "TandemYjs", package: "Tandem")]),
+    ("fuzz-yjs-merge", [.product(name: "TandemYjs", package: "Tandem")]),
+    ("fuzz-yjs-message", [.product(name: "TandemYjs", package: "Tandem")]),
 ]
 
 let package = Package(
