@@ -6,6 +6,8 @@ import PackageDescription
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
 //   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemSystem           what every module shares from the OS: the clock, child processes (and the
+//                          redis-server launcher), percent-decoding; no dependencies
 //   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
 //   TandemOpsHTTP          libmicrohttpd server for the ops plane
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,10 +42,12 @@ let package = Package(
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
         .target(name: "TandemCore"),
+        .target(name: "TandemSystem"),
         .target(
             name: "TandemRedis",
             dependencies: [
                 "CHiredis",
+                "TandemSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -53,6 +58,7 @@ let package = Package(
             name: "TandemOpsHTTP",
             dependencies: [
                 "CMicroHTTPD",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -63,6 +69,7 @@ let package = Package(
                 "TandemCore",
                 "TandemRedis",
                 "TandemOpsHTTP",
+                "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -71,6 +78,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -84,13 +92,14 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
-        .target(name: "TandemTestSupport", path: "Tests/Support"),
+        .target(name: "TandemTestSupport", dependencies: ["TandemSystem"], path: "Tests/Support"),
         .executableTarget(
             name: "tandem",
             dependencies: [
                 "TandemServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -98,6 +107,7 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemCore",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -132,7 +142,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TandemServerTests",
-            dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
+            dependencies: [
+                "TandemServer", "TandemClient", "TandemTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )
