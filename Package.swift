@@ -117,6 +117,10 @@ let package = Package(
         ),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
         .testTarget(
+            name: "TandemSystemTests",
+            dependencies: ["TandemSystem", "TandemTestSupport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "TandemRedisTests",
             dependencies: [
                 "TandemRedis", "TandemTestSupport",
@@ -143,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "TandemServerTests",
             dependencies: [
-                "TandemServer", "TandemClient", "TandemTestSupport",
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

@@ -30,6 +30,12 @@ public struct ConfigOption: Sendable {
     let violation: @Sendable (_ settings: ServeSettings) -> String?
     /// The same for a node option, checked on a `ServerConfiguration` alone (`ServerConfiguration.validate`).
     let nodeViolation: (@Sendable (_ configuration: ServerConfiguration) -> String?)?
+    /// The option's value in `settings`, shown as the docs show values.
+    let read: @Sendable (_ settings: ServeSettings) -> String
+
+    /// This option's value in `settings`, written as the docs write values (`50`, `30d`, `on`). Secrets
+    /// (`--jwt-secret`, `--ops-token`) included: never log it.
+    public func value(in settings: ServeSettings) -> String { read(settings) }
 
     /// `--tick-ms`.
     public var flag: String { "--" + name }
@@ -175,7 +181,7 @@ extension ConfigBounds where Value: Comparable & Sendable {
 
 extension ConfigBounds where Value == String {
     public static func oneOf(_ choices: [String]) -> Self {
-        let listed = choices.count == 2 ? "\(choices[0]) or \(choices[1])" : choices.joined(separator: ", ")
+        let listed = choices.count == 2 ? "\(choices[0]) or \(choices[1])" : "one of " + choices.joined(separator: ", ")
         return Self(accepts: { choices.contains($0) }, requirement: listed, summary: choices.joined(separator: ", "))
     }
 }
@@ -203,7 +209,7 @@ extension ConfigOption {
                 settings.node[keyPath: path] = value
                 return nil
             },
-            violation: { check($0.node) }, nodeViolation: check)
+            violation: { check($0.node) }, nodeViolation: check, read: { format.describe($0.node[keyPath: path]) })
     }
 
     /// A boolean node option: a flag without a value (`--insecure-dev-mode`); off by default.
@@ -218,7 +224,7 @@ extension ConfigOption {
                 settings.node[keyPath: path] = true
                 return nil
             },
-            violation: { _ in nil }, nodeViolation: nil)
+            violation: { _ in nil }, nodeViolation: nil, read: { $0.node[keyPath: path] ? "on" : "off" })
     }
 
     /// An option `tandem serve` uses itself (where the secret comes from, the embedded Redis, logging): its
@@ -242,6 +248,6 @@ extension ConfigOption {
                 guard let bounds, !bounds.accepts(settings.launch[keyPath: path]) else { return nil }
                 return "\(flag) must be \(bounds.requirement)"
             },
-            nodeViolation: nil)
+            nodeViolation: nil, read: { format.describe($0.launch[keyPath: path]) })
     }
 }

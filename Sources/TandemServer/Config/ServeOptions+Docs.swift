@@ -43,7 +43,7 @@ extension ServeOptions {
             Durations take a unit: `ms`, `s`, `m`, `h`, `d` (`90s`, `30d`; `0` alone). Sizes take bytes or a binary
             unit: `KiB`, `MiB`, `GiB`, `TiB` (also `K`/`KB`…, any case; all powers of 1024).
 
-            How an option reaches the code: docs/architecture.md, *Configuration*.
+            How an option reaches the code, and how to add one: [architecture.md](architecture.md#configuration).
 
             """
         for section in ConfigSection.allCases {

@@ -193,8 +193,10 @@ public struct ServerConfiguration: Sendable {
     public static let rules: [Rule] = [
         Rule("--node-id must be 1–64 characters of [A-Za-z0-9._:-]") { isValidNodeID($0.nodeID) },
         Rule("--tick-ms must be well below --presence-ttl-ms") { $0.tickMs * 2 < $0.presenceTTLMs },
-        Rule("outbound low water must be below high water") { $0.outboundLowWaterBytes < $0.outboundHighWaterBytes },
-        Rule("--max-outbound-bytes must exceed the high water mark") { $0.maxOutboundBytes > $0.outboundHighWaterBytes },
+        Rule("--outbound-low-water-bytes must be below --outbound-high-water-bytes") {
+            $0.outboundLowWaterBytes < $0.outboundHighWaterBytes
+        },
+        Rule("--max-outbound-bytes must exceed --outbound-high-water-bytes") { $0.maxOutboundBytes > $0.outboundHighWaterBytes },
         Rule("--storm-resume-grace-ms must be at least --presence-ttl-ms") { $0.stormResumeGraceMs >= $0.presenceTTLMs },
         // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
         Rule("--jwt-secret must be at least 32 bytes") { $0.jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true },
