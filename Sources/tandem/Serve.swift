@@ -132,9 +132,12 @@ enum ServeCommand {
         return nil
     }
 
+    static let maxHostPrefix = 40
+
     static func defaultNodeID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "node"
-        let cleaned = String(host.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "-" }.prefix(40))
+        // At most 40 characters of the host name, so "-PID" keeps the id within the 64 --node-id allows.
+        let cleaned = String(host.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "-" }.prefix(maxHostPrefix))
         return "\(cleaned.isEmpty ? "node" : cleaned)-\(getpid())"
     }
 
