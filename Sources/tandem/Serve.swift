@@ -10,9 +10,10 @@ import TandemServer
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a Tandem node (with an embedded redis-server unless --redis is given).",
+        usage: "tandem serve [--<option> <value>]…",
         discussion: "Its options: `tandem serve --help`, or docs/configuration.md.")
 
-    @Argument(parsing: .captureForPassthrough, help: "Options: see above.")
+    @Argument(parsing: .captureForPassthrough, help: "The options (tandem serve --help lists them).")
     var arguments: [String] = []
 
     func run() async throws {
