@@ -7,6 +7,8 @@ import PackageDescription
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
 //   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
 //   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
+//   TandemSystem           what every module shares from the OS: the clock, child processes (and the
+//                          redis-server launcher), percent-decoding; no dependencies
 //   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
 //   TandemOpsHTTP          libmicrohttpd server for the ops plane
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
@@ -33,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -47,10 +50,12 @@ let package = Package(
         ),
         .target(name: "TandemCore"),
         .target(name: "TandemYjs"),
+        .target(name: "TandemSystem"),
         .target(
             name: "TandemRedis",
             dependencies: [
                 "CHiredis",
+                "TandemSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -61,6 +66,7 @@ let package = Package(
             name: "TandemOpsHTTP",
             dependencies: [
                 "CMicroHTTPD",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,6 +77,7 @@ let package = Package(
                 "TandemCore",
                 "TandemRedis",
                 "TandemOpsHTTP",
+                "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -79,6 +86,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -92,13 +100,14 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
-        .target(name: "TandemTestSupport", path: "Tests/Support"),
+        .target(name: "TandemTestSupport", dependencies: ["TandemSystem"], path: "Tests/Support"),
         .executableTarget(
             name: "tandem",
             dependencies: [
                 "TandemServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -108,6 +117,7 @@ let package = Package(
                 "TandemCore",
                 // `tandem-bench fuzz` starts its own redis-server and nodes with the tests' process helpers.
                 "TandemTestSupport",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -119,6 +129,10 @@ let package = Package(
         .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
         .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemSystemTests",
+            dependencies: ["TandemSystem", "TandemTestSupport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "TandemRedisTests",
             dependencies: [
@@ -145,7 +159,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TandemServerTests",
-            dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
+            dependencies: [
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TandemTestSupport
 import Testing
 @testable import TandemOpsHTTP
 
@@ -118,49 +119,49 @@ import Testing
     }
 
     @Test(arguments: [false, true])
-    func healthChecksAreAnsweredWithTheConnectionLimitTakenByIdleClients(slowLoris: Bool) throws {
+    func healthChecksAreAnsweredWithTheConnectionLimitTakenByIdleClients(slowLoris: Bool) async throws {
         let events = Locked<[OpsHTTPEvent]>([])
         let server = try healthServer(maxConnections: 40, perAddress: 10, events: events)
         defer { server.stop() }
         var held = try flood(server, addresses: 2...5, perAddress: 10, slowLoris: slowLoris)
         let context = try #require(server.runningContext)
-        #expect(waitUntil { context.connections.counts.open == 40 }, "all 40 accepted: \(context.connections.counts)")
+        try await waitUntil("all 40 accepted: \(context.connections.counts)") { context.connections.counts.open == 40 }
 
         // Ten rounds: a health check at the limit, then the attacker fills the limit again.
         for round in 0..<10 {
             #expect(try healthy(server), "round \(round)")
             // The check's own connection closes (39 left), then the attacker refills the limit.
-            #expect(waitUntil { context.connections.counts.open == 39 })
+            try await waitUntil { context.connections.counts.open == 39 }
             held += try flood(server, addresses: 6...6, perAddress: 1, slowLoris: slowLoris)
-            #expect(waitUntil { context.connections.counts.open == 40 })
+            try await waitUntil { context.connections.counts.open == 40 }
         }
         #expect(events.current.filter { $0 == .connectionEvicted }.count == 10, "each check made room once")
         #expect(!events.current.contains { if case .connectionRefused = $0 { true } else { false } })
         // Ten clients were closed, unanswered; the other 40 are still open.
-        #expect(waitUntil { held.filter { $0.peerClosed() }.count == 10 })
+        try await waitUntil { held.filter { $0.peerClosed() }.count == 10 }
         let closed = held.filter { $0.peerClosed() }
         #expect(closed.count == 10)
         #expect(closed.allSatisfy { (try? $0.readToEOF())?.isEmpty == true })
     }
 
-    @Test func oneAddressCannotTakeMoreThanItsShare() throws {
+    @Test func oneAddressCannotTakeMoreThanItsShare() async throws {
         let events = Locked<[OpsHTTPEvent]>([])
         let server = try healthServer(maxConnections: 100, perAddress: 8, events: events)
         defer { server.stop() }
         let held = try flood(server, addresses: 2...2, perAddress: 8, slowLoris: false)
         let context = try #require(server.runningContext)
-        #expect(waitUntil { context.connections.counts.open == 8 })
+        try await waitUntil { context.connections.counts.open == 8 }
 
         let ninth = try RawHTTPConnection(port: server.boundPort, source: "127.0.0.2")
         try? ninth.send(RawHTTP.requestBytes("GET", "/healthz"))
         #expect(try ninth.readToEOF().isEmpty, "the ninth connection from 127.0.0.2 is closed unanswered")
-        #expect(waitUntil { events.current.contains(.connectionRefused(.perAddress)) })
+        try await waitUntil { events.current.contains(.connectionRefused(.perAddress)) }
         #expect(try healthy(server), "another address is served")
         #expect(!events.current.contains(.connectionEvicted), "nobody was evicted for it")
         _ = held
     }
 
-    @Test func whenEveryConnectionIsInARequestANewOneIsRefused() throws {
+    @Test func whenEveryConnectionIsInARequestANewOneIsRefused() async throws {
         let events = Locked<[OpsHTTPEvent]>([])
         let responders = Locked<[OpsResponder]>([])
         let server = OpsHTTPServer(
@@ -176,11 +177,11 @@ import Testing
             try connection.send(RawHTTP.requestBytes("GET", "/wait"))
             busy.append(connection)
         }
-        #expect(waitUntil { responders.current.count == 2 })
+        try await waitUntil { responders.current.count == 2 }
         let third = try RawHTTPConnection(port: server.boundPort)
         try? third.send(RawHTTP.requestBytes("GET", "/wait"))
         #expect(try third.readToEOF().isEmpty)
-        #expect(waitUntil { events.current.contains(.connectionRefused(.full)) })
+        try await waitUntil { events.current.contains(.connectionRefused(.full)) }
 
         for responder in responders.current { responder.respond(.text("done")) }
         for connection in busy { #expect(try connection.readResponse().text == "done") }
