@@ -5,7 +5,8 @@ import PackageDescription
 //
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
-//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O; TandemSystem only
+//                          for percent-decoding)
 //   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
 //   TandemSystem           what every module shares from the OS: the clock, child processes (and the
 //                          redis-server launcher), percent-decoding; no dependencies
@@ -48,7 +49,7 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
-        .target(name: "TandemCore"),
+        .target(name: "TandemCore", dependencies: ["TandemSystem"]),
         .target(name: "TandemYjs"),
         .target(name: "TandemSystem"),
         .target(
