@@ -256,15 +256,19 @@ public final class TandemNode: Service, Sendable {
             ? "INSECURE-development-mode(anyone-reaching-this-port-is-any-user)" : "development(loopback-only)"
     }
 
-    /// Once a second: storm state, queue gauges, the status sample and the directory heartbeat.
+    /// Once a second: storm state, queue gauges, session-key refreshes, the status sample and the directory
+    /// heartbeat.
     private static func housekeeping(_ context: NodeContext) {
         context.storm.evaluate()
         if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
         let loop = context.shards[0].eventLoop
         context.redisMemory.sample(nowNanos: context.clock.nowNanos(), on: loop)
+        let connections = context.registry.allConnections
+        context.sessions.refreshOpenSessions(
+            connections.map { ($0.id, $0.sessionID, $0.identity.user) }, second: context.clock.nowMs() / 1000, on: loop)
         // Outbound bytes must be read on each connection's own loop.
-        let byLoop = Dictionary(grouping: context.registry.allConnections) { ObjectIdentifier($0.eventLoop) }
+        let byLoop = Dictionary(grouping: connections) { ObjectIdentifier($0.eventLoop) }
         let readings = byLoop.values.map { group in
             group[0].eventLoop.submit { group.map { (ObjectIdentifier($0), $0.outboundBytes()) } }
         }
