@@ -127,7 +127,7 @@ public enum ServeOptions {
         .node(
             "max-pending-handshakes", \.maxPendingHandshakes, .integer(), bounds: .atLeast(1), unit: .count,
             section: .admission,
-            help: "Sockets mid-handshake at once (beyond: 503 overloaded, closed); not counted in --max-connections."),
+            help: "Sockets mid-handshake at once (beyond: the oldest is closed for the newcomer); not counted in --max-connections."),
         .node(
             "max-handshake-attempts-per-sec", \.maxHandshakeAttemptsPerSecond, .integer(), bounds: .atLeast(1),
             unit: .perSecond, section: .admission,
