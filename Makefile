@@ -7,12 +7,13 @@ PYTHON ?= python3
 
 # Build and run: the C libraries Tandem links and the redis-server it embeds.
 RUN_PACKAGES := pkg-config libhiredis-dev libmicrohttpd-dev redis-server
-# Tests also drive a real Prometheus (promtool) and a real headless Chromium.
-TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver
+# Tests also drive a real Prometheus (promtool), a real headless Chromium and, for the Yjs interop
+# tests (Tests/yjs), the real Yjs, lib0 and y-protocols on node.
+TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node-yjs node-y-protocols
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-ops build release bench deps deps-test venv clean
+.PHONY: run test test-ops build release bench fuzz fuzz-short deps deps-test venv clean
 
 # `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
 # only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
@@ -30,6 +31,7 @@ test: deps-test venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	$(MAKE) test-ops
+	$(MAKE) fuzz-short
 
 # The ops-plane checks: a real Prometheus scraping two nodes (Tests/ops) and a real headless Chromium
 # on the status page and the browser client (Tests/browser).
@@ -44,6 +46,24 @@ SCENARIO ?=
 bench: release
 	scripts/bench.sh $(SCENARIO)
 
+# Fuzzing (Fuzz/README.md): every libFuzzer harness for FUZZ_SECONDS (default 600 each), then the network
+# fuzzer (`tandem-bench fuzz`: two release nodes on one Redis, hostile clients) for as long. Fails on any
+# crash or failed assertion; artifacts in test-artifacts/fuzz/. `make fuzz FUZZ_SECONDS=60` for a taste.
+FUZZ_SECONDS ?= 600
+FUZZ_CLIENTS ?= 10
+fuzz: deps release
+	Fuzz/run.sh $(FUZZ_SECONDS)
+	.build/release/tandem-bench fuzz --tandem .build/release/tandem --duration $(FUZZ_SECONDS) --clients $(FUZZ_CLIENTS)
+
+# The short pass `make test` runs (about 4 minutes once built): 20 s per harness, 60 s of network
+# fuzzing against the debug build the tests just made.
+FUZZ_SHORT_SECONDS ?= 20
+FUZZ_SHORT_NETWORK_SECONDS ?= 60
+fuzz-short: deps
+	Fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+	$(SWIFT) build
+	.build/debug/tandem-bench fuzz --tandem .build/debug/tandem --duration $(FUZZ_SHORT_NETWORK_SECONDS) --clients $(FUZZ_CLIENTS)
+
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
 
@@ -52,10 +72,10 @@ deps-test:
 
 venv: .venv/.installed
 
-.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt
+.venv/.installed: Tests/ops/requirements.txt Tests/browser/requirements.txt Tests/yjs/requirements.txt
 	$(PYTHON) -m venv .venv
-	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt
+	.venv/bin/pip install --quiet --disable-pip-version-check -r Tests/ops/requirements.txt -r Tests/browser/requirements.txt -r Tests/yjs/requirements.txt
 	touch $@
 
 clean:
-	rm -rf .build .venv test-artifacts
+	rm -rf .build .build-fuzz .venv test-artifacts

@@ -5,7 +5,11 @@ import PackageDescription
 //
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
-//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O)
+//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O; TandemSystem only
+//                          for percent-decoding)
+//   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
+//   TandemSystem           what every module shares from the OS: the clock, child processes (and the
+//                          redis-server launcher), percent-decoding; no dependencies
 //   TandemRedis            hiredis client: owner thread per connection, pipelining, pub/sub
 //   TandemOpsHTTP          libmicrohttpd server for the ops plane
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
@@ -23,6 +27,12 @@ let package = Package(
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
         .executable(name: "tandem-bench", targets: ["tandem-bench"]),
+        // Only for the fuzz package (Fuzz/Package.swift depends on this one by path and can reach
+        // targets only through products). Not a public API: nothing outside this repository uses them.
+        .library(name: "TandemCore", targets: ["TandemCore"]),
+        .library(name: "TandemRedis", targets: ["TandemRedis"]),
+        .library(name: "TandemServer", targets: ["TandemServer"]),
+        .library(name: "TandemYjs", targets: ["TandemYjs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -32,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -44,11 +55,14 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
-        .target(name: "TandemCore", swiftSettings: crossModuleOptimization),
+        .target(name: "TandemCore", dependencies: ["TandemSystem"], swiftSettings: crossModuleOptimization),
+        .target(name: "TandemYjs"),
+        .target(name: "TandemSystem"),
         .target(
             name: "TandemRedis",
             dependencies: [
                 "CHiredis",
+                "TandemSystem",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -60,6 +74,7 @@ let package = Package(
             name: "TandemOpsHTTP",
             dependencies: [
                 "CMicroHTTPD",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,6 +85,7 @@ let package = Package(
                 "TandemCore",
                 "TandemRedis",
                 "TandemOpsHTTP",
+                "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -78,6 +94,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -91,13 +108,14 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
-        .target(name: "TandemTestSupport", path: "Tests/Support"),
+        .target(name: "TandemTestSupport", dependencies: ["TandemSystem"], path: "Tests/Support"),
         .executableTarget(
             name: "tandem",
             dependencies: [
                 "TandemServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -105,6 +123,9 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemCore",
+                // `tandem-bench fuzz` starts its own redis-server and nodes with the tests' process helpers.
+                "TandemTestSupport",
+                "TandemSystem",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -112,7 +133,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
+        .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
+        .testTarget(
+            name: "TandemSystemTests",
+            dependencies: ["TandemSystem", "TandemTestSupport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "TandemRedisTests",
             dependencies: [
@@ -139,7 +167,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TandemServerTests",
-            dependencies: ["TandemServer", "TandemClient", "TandemTestSupport"]
+            dependencies: [
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )

@@ -73,7 +73,7 @@ final class ClientConnectionHandler: RedisConnectionHandler {
         onConnectionStateChange?(true)
     }
 
-    func handlePush(_ reply: RedisValue) -> Bool {
+    func handlePush(_ reply: RedisValue, oldest: ClientInFlight?) -> Bool {
         false  // RESP2 without SUBSCRIBE has no pushes
     }
 

@@ -1,14 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import TandemSystem
 
 /// Nanoseconds on the monotonic clock: deadlines and round-trip times must not jump with wall-clock
-/// adjustments.
+/// adjustments. Tandem's one clock (TandemSystem's `TandemClock`), under the name this module's code uses.
 @inline(__always)
 func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    TandemClock.monotonicNanos()
 }

@@ -1,5 +1,3 @@
-import NIOCore
-
 extension RedisClient {
     /// Runs a Lua script with `EVALSHA`. If the server does not have it cached (a `NOSCRIPT` error
     /// reply, e.g. after a restart or `SCRIPT FLUSH`), this call is sent again once as `EVAL` with the
@@ -22,35 +20,6 @@ extension RedisClient {
                 self.send(RedisCommand(script: "EVAL", script.source, keys: keys, args: args), completion: completion)
             } else {
                 completion(result)
-            }
-        }
-    }
-
-    /// Runs a Lua script (see the callback variant); the future completes on `eventLoop` and fails with
-    /// ``RedisError/server(_:)`` on an error reply.
-    public func evalScript(
-        _ script: RedisScript,
-        keys: [any RedisArgument] = [],
-        args: [any RedisArgument] = [],
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<RedisValue> {
-        let promise = eventLoop.makePromise(of: RedisValue.self)
-        evalScript(script, keys: keys, args: args) { result in
-            promise.completeWith(result.failingOnErrorReply.mapError { $0 })
-        }
-        return promise.futureResult
-    }
-
-    /// Runs a Lua script (see the callback variant) and returns its result.
-    /// - Throws: ``RedisError``; an error reply is thrown as ``RedisError/server(_:)``.
-    public func evalScript(
-        _ script: RedisScript,
-        keys: [any RedisArgument] = [],
-        args: [any RedisArgument] = []
-    ) async throws -> RedisValue {
-        try await withCheckedThrowingContinuation { continuation in
-            evalScript(script, keys: keys, args: args) { result in
-                continuation.resume(with: result.failingOnErrorReply)
             }
         }
     }

@@ -18,7 +18,7 @@ import NIOConcurrencyHelpers
 /// let value = try await client.send(RedisCommand("GET", "doc:1"))
 /// await client.shutdown()
 /// ```
-public final class RedisClient: Sendable {
+public final class RedisClient: RedisCommandClient {
     /// Where to connect, limits, timeouts and hooks. Hooks are fixed here so the client stays `Sendable`.
     public struct Configuration: Sendable {
         /// The server and credentials.
@@ -91,6 +91,12 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// Always `false`: this client talks to one server (``RedisClusterClient`` detects clusters).
+    public var isClusterMode: Bool { false }
+
+    /// The endpoint URL with the password masked.
+    public var endpointDescription: String { "\(configuration.endpoint)" }
+
     /// Whether the connection is up and past its handshake. Thread-safe.
     public var isConnected: Bool {
         shared.withLockedValue { $0.connected }
@@ -158,8 +164,9 @@ public final class RedisClient: Sendable {
     }
 
     /// Flags the shutdown, wakes the owner thread and returns it (if it was started) for joining.
+    /// The cluster client uses it to retire a node's connection without waiting on the caller's thread.
     @discardableResult
-    private func requestShutdown() -> OwnerThread? {
+    func requestShutdown() -> OwnerThread? {
         shared.withLockedValue { $0.shutdownRequested = true }
         let thread = lifecycle.stop()
         wake.wake()
@@ -185,7 +192,7 @@ public final class RedisClient: Sendable {
 }
 
 /// Gathers a batch's results (completed one by one on the owner thread) and reports them all at once.
-private final class BatchCollector: Sendable {
+final class BatchCollector: Sendable {
     /// Results so far and how many are missing; protected by the box's lock.
     private let state: NIOLockedValueBox<(results: [Result<RedisValue, RedisError>?], missing: Int)>
     private let completion: @Sendable ([Result<RedisValue, RedisError>]) -> Void

@@ -114,4 +114,9 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
     public var name: String {
         String(decoding: storage[0..<ends[0]], as: UTF8.self)
     }
+
+    /// The bytes of argument `index` (0 is the command name) without copying them.
+    func argument(at index: Int) -> ArraySlice<UInt8> {
+        storage[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+    }
 }

@@ -249,7 +249,9 @@ final class RedisConnection<Handler: RedisConnectionHandler> {
 
     /// Matches a reply to the oldest outstanding command (Redis answers strictly in order).
     private func dispatch(_ reply: RedisValue) {
-        if handler.handlePush(reply) { return }
+        var oldestRequest: Handler.Request?
+        if case .request(let request)? = outstanding.first?.expectation { oldestRequest = request }
+        if handler.handlePush(reply, oldest: oldestRequest) { return }
         guard let oldest = outstanding.popFirst() else {
             drop(.connectionLost, reason: "reply with no command outstanding")
             return

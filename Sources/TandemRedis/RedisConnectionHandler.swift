@@ -17,8 +17,10 @@ protocol RedisConnectionHandler: AnyObject {
     func connectionReady(_ send: (RedisCommand, Request) -> Void)
 
     /// Consumes `reply` if it is an out-of-band push (a pub/sub message) rather than the answer to
-    /// the oldest outstanding command.
-    func handlePush(_ reply: RedisValue) -> Bool
+    /// the oldest outstanding command. `oldest` is that command's request (`nil` when nothing of the
+    /// handler's is outstanding, or a handshake or health check comes first), for replies that look
+    /// the same either way (a server-initiated `sunsubscribe` and the confirmation of our own).
+    func handlePush(_ reply: RedisValue, oldest: Request?) -> Bool
 
     /// The answer to `request`. Returns `false` if the reply makes no sense for it; the connection is
     /// then treated as broken.

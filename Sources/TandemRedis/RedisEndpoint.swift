@@ -1,3 +1,5 @@
+import TandemSystem
+
 /// Where a Redis server is and how to log in, parsed from a URL.
 ///
 /// Accepted forms:
@@ -142,29 +144,10 @@ public struct RedisEndpoint: Sendable, Equatable, Hashable, CustomStringConverti
 
     /// Decodes `%XX` escapes so passwords can hold `@`, `:` or `/`.
     private static func percentDecoded(_ text: Substring) throws(RedisEndpointError) -> String {
-        var bytes: [UInt8] = []
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                throw .invalidUserInfo
-            }
-            bytes.append(high << 4 | low)
-        }
-        guard let decoded = String(validating: bytes, as: UTF8.self) else { throw .invalidUserInfo }
+        guard let bytes = PercentDecoding.decode(text, malformed: .reject),
+            let decoded = String(validating: bytes, as: UTF8.self)
+        else { throw .invalidUserInfo }
         return decoded
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 

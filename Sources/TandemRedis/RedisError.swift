@@ -15,6 +15,10 @@ public enum RedisError: Error, Equatable, Hashable, Sendable, CustomStringConver
     case shutdown
     /// Redis answered with an error reply (async and future APIs only).
     case server(String)
+    /// In a cluster, the keys of a command, script call or batch hash to different slots. A cluster
+    /// cannot run that atomically, so it is refused before sending rather than silently split: tag
+    /// related keys with one `{hash tag}`, or send them separately.
+    case crossSlot
 
     public var description: String {
         switch self {
@@ -24,6 +28,7 @@ public enum RedisError: Error, Equatable, Hashable, Sendable, CustomStringConver
         case .overloaded: return "too many pending Redis commands"
         case .shutdown: return "Redis client is shut down"
         case .server(let message): return "Redis error: \(message)"
+        case .crossSlot: return "keys of one Redis command or batch are in different cluster slots"
         }
     }
 }

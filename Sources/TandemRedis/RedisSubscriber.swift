@@ -8,7 +8,7 @@ import NIOConcurrencyHelpers
 /// again and then calls `onReady`, so the owner can reconcile whatever it missed during the gap.
 /// Messages go to `onMessage` on the owner thread, in arrival order. Reconnects, backoff, health
 /// checks (`PING` in subscribed mode) and timeouts work as in ``RedisClient``.
-public final class RedisSubscriber: Sendable {
+public final class RedisSubscriber: RedisChannelSubscriber {
     /// Where to connect, timeouts and hooks. Hooks are fixed here so the subscriber stays `Sendable`.
     public struct Configuration: Sendable {
         /// The server and credentials.
@@ -24,6 +24,12 @@ public final class RedisSubscriber: Sendable {
         /// Called on each transition between connected (`true`) and disconnected (`false`), on the owner
         /// thread; must be cheap.
         public var onConnectionStateChange: (@Sendable (Bool) -> Void)?
+        /// Called on the owner thread each time the server confirms a subscription of a desired channel:
+        /// the first one and every re-subscription after a reconnect (and, with
+        /// ``RedisClusterSubscriber``, after a slot migration or failover). From then on every message
+        /// of the channel is delivered; messages published before may have been missed, so this is the
+        /// moment to catch up from a log. Comes before any message it makes possible. Must be cheap.
+        public var onSubscribed: (@Sendable (_ channel: String) -> Void)?
 
         /// A configuration with default settings.
         public init(endpoint: RedisEndpoint, onMessage: @escaping @Sendable (_ channel: String, _ payload: [UInt8]) -> Void) {
@@ -34,6 +40,9 @@ public final class RedisSubscriber: Sendable {
 
     /// The configuration the subscriber was made with.
     public let configuration: Configuration
+    /// `SUBSCRIBE` or, for one shard of a cluster, `SSUBSCRIBE`.
+    private let kind: PubSubKind
+    private let shardHooks: ShardSubscriptionHooks?
     private let logger: Logger
     private let shared = NIOLockedValueBox(SubscriberSharedState())
     private let wake = WakePipe()
@@ -43,10 +52,17 @@ public final class RedisSubscriber: Sendable {
     /// - Parameters:
     ///   - configuration: Endpoint, timeouts and hooks.
     ///   - logger: Receives connect, disconnect and reconnect events (tagged `redis.endpoint`).
-    public init(configuration: Configuration, logger: Logger = Logger(label: "tandem.redis")) {
+    public convenience init(configuration: Configuration, logger: Logger = Logger(label: "tandem.redis")) {
+        self.init(configuration: configuration, kind: .classic, shardHooks: nil, logger: logger)
+    }
+
+    /// A subscriber of one kind; ``RedisClusterSubscriber`` makes sharded ones, one per primary.
+    init(configuration: Configuration, kind: PubSubKind, shardHooks: ShardSubscriptionHooks?, logger: Logger) {
         self.configuration = configuration
+        self.kind = kind
+        self.shardHooks = shardHooks
         var logger = logger
-        logger[metadataKey: "redis.role"] = "subscriber"
+        logger[metadataKey: "redis.role"] = kind == .classic ? "subscriber" : "shard-subscriber"
         self.logger = logger
     }
 
@@ -60,12 +76,16 @@ public final class RedisSubscriber: Sendable {
     public func start() {
         // As in RedisClient: the thread captures only Sendable pieces, never `self`.
         let (shared, wake, configuration, logger) = (self.shared, self.wake, self.configuration, self.logger)
+        let (kind, shardHooks) = (self.kind, self.shardHooks)
         lifecycle.start(name: "redis-subscriber") {
             let handler = SubscriberConnectionHandler(
                 shared: shared,
+                kind: kind,
                 onMessage: configuration.onMessage,
                 onReady: configuration.onReady,
-                onConnectionStateChange: configuration.onConnectionStateChange
+                onSubscribed: configuration.onSubscribed,
+                onConnectionStateChange: configuration.onConnectionStateChange,
+                shardHooks: shardHooks
             )
             RedisConnection(
                 endpoint: configuration.endpoint,
@@ -129,7 +149,7 @@ public final class RedisSubscriber: Sendable {
     }
 
     @discardableResult
-    private func requestShutdown() -> OwnerThread? {
+    func requestShutdown() -> OwnerThread? {
         shared.withLockedValue { $0.shutdownRequested = true }
         let thread = lifecycle.stop()
         wake.wake()

@@ -1,5 +1,31 @@
 import NIOConcurrencyHelpers
 
+/// Classic pub/sub (`SUBSCRIBE`/`PUBLISH`, every message reaches every node of a cluster) or sharded
+/// pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis ≥ 7: a channel lives in the hash slot of its name, and its
+/// messages stay within the shard that owns the slot).
+enum PubSubKind: Sendable {
+    case classic
+    case sharded
+
+    var subscribe: String { self == .classic ? "SUBSCRIBE" : "SSUBSCRIBE" }
+    var unsubscribe: String { self == .classic ? "UNSUBSCRIBE" : "SUNSUBSCRIBE" }
+    /// The first element of a confirmation or push, as Redis sends it.
+    var subscribeReply: String { self == .classic ? "subscribe" : "ssubscribe" }
+    var unsubscribeReply: String { self == .classic ? "unsubscribe" : "sunsubscribe" }
+    var messageReply: String { self == .classic ? "message" : "smessage" }
+}
+
+/// Hooks of a sharded subscription connection that only the cluster subscriber uses. All run on the
+/// connection's owner thread and must be cheap.
+struct ShardSubscriptionHooks: Sendable {
+    /// The server dropped a channel on its own (`sunsubscribe` push): its slot moved to another shard,
+    /// or this node stopped being a primary. The channel is no longer desired on this connection.
+    var onServerUnsubscribed: @Sendable (_ channel: String) -> Void
+    /// `SSUBSCRIBE` was refused (`MOVED`, `CLUSTERDOWN`…). The channel is no longer desired on this
+    /// connection.
+    var onSubscribeRefused: @Sendable (_ channel: String, _ message: String) -> Void
+}
+
 /// What callers and the owner thread of a ``RedisSubscriber`` share. Every field is protected by the
 /// lock of the `NIOLockedValueBox` that holds it.
 struct SubscriberSharedState: Sendable {
@@ -31,22 +57,31 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     typealias Request = SubscriptionRequest
 
     private let shared: NIOLockedValueBox<SubscriberSharedState>
+    private let kind: PubSubKind
     private let onMessage: @Sendable (String, [UInt8]) -> Void
     private let onReady: (@Sendable () -> Void)?
+    private let onSubscribed: (@Sendable (String) -> Void)?
     private let onConnectionStateChange: (@Sendable (Bool) -> Void)?
-    /// Initial re-subscriptions not yet confirmed on this connection; `onReady` fires when it hits 0.
+    private let shardHooks: ShardSubscriptionHooks?
+    /// Initial re-subscriptions not yet answered on this connection; `onReady` fires when it hits 0.
     private var awaitingReady = 0
 
     init(
         shared: NIOLockedValueBox<SubscriberSharedState>,
+        kind: PubSubKind,
         onMessage: @escaping @Sendable (String, [UInt8]) -> Void,
         onReady: (@Sendable () -> Void)?,
-        onConnectionStateChange: (@Sendable (Bool) -> Void)?
+        onSubscribed: (@Sendable (String) -> Void)?,
+        onConnectionStateChange: (@Sendable (Bool) -> Void)?,
+        shardHooks: ShardSubscriptionHooks?
     ) {
         self.shared = shared
+        self.kind = kind
         self.onMessage = onMessage
         self.onReady = onReady
+        self.onSubscribed = onSubscribed
         self.onConnectionStateChange = onConnectionStateChange
+        self.shardHooks = shardHooks
     }
 
     func takeWork(_ send: (RedisCommand, SubscriptionRequest) -> Void) -> Bool {
@@ -57,7 +92,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
             return (operations, false)
         }
         for operation in operations {
-            send(Self.command(for: operation), operation)
+            send(command(for: operation), operation)
         }
         return shutdownRequested
     }
@@ -72,23 +107,34 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         }
         onConnectionStateChange?(true)
         awaitingReady = channels.count
-        // One SUBSCRIBE per channel: each gets exactly one confirmation, which keeps reply matching
-        // one-to-one.
+        // One command per channel: each gets exactly one confirmation, which keeps reply matching
+        // one-to-one (and SSUBSCRIBE of several channels must stay within one slot anyway).
         for channel in channels.sorted() {
             let request = SubscriptionRequest.subscribe(channel, initial: true)
-            send(Self.command(for: request), request)
+            send(command(for: request), request)
         }
         if channels.isEmpty { onReady?() }
     }
 
-    func handlePush(_ reply: RedisValue) -> Bool {
-        guard case .array(let items) = reply, items.count == 3, items[0].string == "message" else {
-            return false
+    func handlePush(_ reply: RedisValue, oldest: SubscriptionRequest?) -> Bool {
+        guard case .array(let items) = reply, items.count == 3, let type = items[0].string else { return false }
+        if type == kind.messageReply {
+            guard let channel = items[1].string, let payload = items[2].bytes else { return false }
+            if shared.withLockedValue({ $0.desired.contains(channel) }) {
+                onMessage(channel, payload)
+            }
+            return true
         }
-        guard let channel = items[1].string, let payload = items[2].bytes else { return false }
-        if shared.withLockedValue({ $0.desired.contains(channel) }) {
-            onMessage(channel, payload)
+        // Sharded only: the server unsubscribes us when the channel's slot leaves this node (resharding,
+        // failover). It looks exactly like the confirmation of our own SUNSUBSCRIBE, which is only
+        // expected when that is the oldest thing outstanding.
+        guard kind == .sharded, type == kind.unsubscribeReply, let channel = items[1].string else { return false }
+        if case .unsubscribe(let pending)? = oldest, pending == channel { return false }
+        let wasDesired = shared.withLockedValue { state -> Bool in
+            state.confirmed.remove(channel)
+            return state.desired.remove(channel) != nil
         }
+        if wasDesired { shardHooks?.onServerUnsubscribed(channel) }
         return true
     }
 
@@ -96,15 +142,31 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         let items = reply.array ?? []
         switch request {
         case .subscribe(let channel, let initial):
-            guard items.count == 3, items[0].string == "subscribe", items[1].string == channel else { return false }
-            shared.withLockedValue { _ = $0.confirmed.insert(channel) }
+            if case .error(let message) = reply, kind == .sharded {
+                // MOVED (the slot is elsewhere) or CLUSTERDOWN: this connection is the wrong place for
+                // now; the cluster subscriber decides where the channel goes next.
+                let wasDesired = shared.withLockedValue { $0.desired.remove(channel) != nil }
+                if wasDesired { shardHooks?.onSubscribeRefused(channel, message) }
+            } else {
+                guard items.count == 3, items[0].string == kind.subscribeReply, items[1].string == channel else {
+                    return false
+                }
+                let stillDesired = shared.withLockedValue { state -> Bool in
+                    state.confirmed.insert(channel)
+                    return state.desired.contains(channel)
+                }
+                // From here on every message of the channel arrives; what was published before may not.
+                if stillDesired { onSubscribed?(channel) }
+            }
             if initial {
                 awaitingReady -= 1
                 // After every desired channel is live, so what the owner reconciles cannot be missed again.
                 if awaitingReady == 0 { onReady?() }
             }
         case .unsubscribe(let channel):
-            guard items.count == 3, items[0].string == "unsubscribe", items[1].string == channel else { return false }
+            guard items.count == 3, items[0].string == kind.unsubscribeReply, items[1].string == channel else {
+                return false
+            }
             shared.withLockedValue { _ = $0.confirmed.remove(channel) }
         }
         return true
@@ -123,10 +185,10 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         if wasConnected { onConnectionStateChange?(false) }
     }
 
-    private static func command(for request: SubscriptionRequest) -> RedisCommand {
+    private func command(for request: SubscriptionRequest) -> RedisCommand {
         switch request {
-        case .subscribe(let channel, _): return RedisCommand("SUBSCRIBE", channel)
-        case .unsubscribe(let channel): return RedisCommand("UNSUBSCRIBE", channel)
+        case .subscribe(let channel, _): return RedisCommand(kind.subscribe, channel)
+        case .unsubscribe(let channel): return RedisCommand(kind.unsubscribe, channel)
         }
     }
 }

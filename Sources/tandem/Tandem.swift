@@ -9,8 +9,9 @@ struct Tandem: AsyncParsableCommand {
         subcommands: [Serve.self, Token.self],
         defaultSubcommand: Serve.self)
 
-    /// Every option can also come from the environment as TANDEM_<NAME> (`--presence-ttl-ms` is
-    /// TANDEM_PRESENCE_TTL_MS); the command line wins.
+    /// `serve` (also the default: `tandem --port 0`) goes to `ServeCommand`, which reads its options and
+    /// the TANDEM_<NAME> environment from TandemServer's declarations; `token` and the top-level help go
+    /// through swift-argument-parser.
     static func main() async {
         // A peer closing its socket must never kill the process.
         signal(SIGPIPE, SIG_IGN)
@@ -19,17 +20,24 @@ struct Tandem: AsyncParsableCommand {
         var all = sigset_t()
         sigfillset(&all)
         pthread_sigmask(SIG_UNBLOCK, &all, nil)
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        do {
-            try EnvironmentOptions.apply(to: &arguments, environment: ProcessInfo.processInfo.environment)
-            var command = try parseAsRoot(arguments)
-            if var asyncCommand = command as? AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "serve":
+            await ServeCommand.main(arguments: Array(arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+        case let first? where !first.hasPrefix("--") || ["--help", "-h", "--version", "--generate-completion-script"].contains(first):
+            // `token …`, `help …`, a mistyped subcommand, or the top-level help.
+            do {
+                var command = try parseAsRoot(arguments)
+                if var asyncCommand = command as? AsyncParsableCommand {
+                    try await asyncCommand.run()
+                } else {
+                    try command.run()
+                }
+            } catch {
+                exit(withError: error)
             }
-        } catch {
-            exit(withError: error)
+        default:
+            await ServeCommand.main(arguments: arguments, environment: ProcessInfo.processInfo.environment)
         }
     }
 }

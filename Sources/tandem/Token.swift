@@ -29,7 +29,9 @@ struct Token: AsyncParsableCommand {
             }
             grants[parts[0]] = parts[1]
         }
-        guard let seconds = Self.parseDuration(ttl) else { throw ValidationError("--ttl takes 90s, 15m, 1h or 7d") }
+        // The same duration syntax as the server's options (OptionValues: 90s, 15m, 1h, 7d).
+        guard let ms = OptionValues.durationMs(ttl), ms > 0 else { throw ValidationError("--ttl takes a duration: 90s, 15m, 1h or 7d") }
+        let seconds = TimeInterval(ms) / 1000
         let key = try Self.resolveSecret(
             flag: secret, file: secretFile, environment: ProcessInfo.processInfo.environment,
             warn: { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) })
@@ -66,13 +68,5 @@ struct Token: AsyncParsableCommand {
             throw ValidationError(failure.message)
         }
         throw ValidationError("no secret: pass --secret-file PATH (or set TANDEM_JWT_SECRET_FILE or TANDEM_JWT_SECRET)")
-    }
-
-    static func parseDuration(_ text: String) -> TimeInterval? {
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        guard let unit = text.last, let factor = units[unit], let value = Double(text.dropLast()), value > 0 else {
-            return Double(text).flatMap { $0 > 0 ? $0 : nil }
-        }
-        return value * factor
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TandemSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,8 @@ import Darwin
 /// stdout and stderr going to one log file so a failing test can print what it said.
 ///
 /// The child gets its own process group; ``kill()`` and `deinit` SIGKILL the whole group, so a
-/// test that fails or forgets to stop it leaves no orphans behind.
+/// test that fails or forgets to stop it leaves no orphans behind. Started with TandemSystem's
+/// `SpawnedProcess` (posix_spawn with a clean signal mask), as the embedded redis-server is.
 ///
 /// ```swift
 /// let server = try ChildProcess(
@@ -24,25 +26,9 @@ import Darwin
 /// server.signal(SIGTERM)
 /// #expect(try await server.waitForExit() == 0)
 /// ```
-public final class ChildProcess: @unchecked Sendable {
-    // @unchecked Sendable: `process` (Foundation's Process is not Sendable) is configured and
-    // launched in init and afterwards only queried through its thread-safe status accessors;
-    // the only mutable state of our own, `cachedStatus`, is guarded by `lock`.
-
-    /// How a child ended.
-    public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
-        /// Returned from `main` or called `exit` with this code.
-        case exited(Int32)
-        /// Killed by this signal (SIGTERM is 15, SIGKILL is 9).
-        case signaled(Int32)
-
-        public var description: String {
-            switch self {
-            case .exited(let code): return "exited with status \(code)"
-            case .signaled(let signal): return "killed by signal \(signal)"
-            }
-        }
-    }
+public final class ChildProcess: Sendable {
+    /// How a child ended: `.exited(code)` or `.signaled(signal)`.
+    public typealias ExitStatus = SpawnedProcess.ExitStatus
 
     public enum Failure: Error, CustomStringConvertible {
         case outputTimeout(pattern: String, timeout: Duration, log: String)
@@ -71,9 +57,8 @@ public final class ChildProcess: @unchecked Sendable {
     /// stdout and stderr, interleaved as written.
     public let logURL: URL
 
-    private let process: Process
-    private let lock = NSLock()
-    private var cachedStatus: ExitStatus?
+    /// The child itself (TandemSystem's spawner: clean signal mask, own process group).
+    private let process: SpawnedProcess
 
     /// Starts `executable` at once.
     ///
@@ -97,40 +82,25 @@ public final class ChildProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.logURL = self.directory.appendingPathComponent("\(name).log")
 
-        guard FileManager.default.createFile(atPath: self.logURL.path, contents: nil) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: self.logURL.path])
-        }
-        // The child writes straight into the file: no pipe to drain, nothing lost if it crashes.
-        let log = try FileHandle(forWritingTo: self.logURL)
-        defer { try? log.close() }
-
         var childEnvironment = inheritEnvironment ? ProcessInfo.processInfo.environment : [:]
         childEnvironment.merge(environment) { _, new in new }
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = childEnvironment
-        process.currentDirectoryURL = workingDirectory ?? self.directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try runWithUnblockedSignals { try process.run() }
-        self.process = process
+        // The child writes straight into the file: no pipe to drain, nothing lost if it crashes.
+        self.process = try SpawnedProcess(
+            executable: executable, arguments: arguments, environment: childEnvironment,
+            workingDirectory: (workingDirectory ?? self.directory).path,
+            output: .file(path: self.logURL.path, append: false), newProcessGroup: true)
     }
 
     deinit {
         // Also when the child itself has ended: whatever it left running in its group goes too.
-        self.killProcessGroup()
-        // SIGKILL cannot be caught; give the child a moment to die before the object goes.
-        let deadline = Date().addingTimeInterval(5)
-        while self.isRunning && Date() < deadline {
-            usleep(1_000)
-        }
+        self.process.signalGroup(SIGKILL)
+        self.process.signal(SIGKILL)
+        // SIGKILL cannot be caught; reap the child before the object goes.
+        _ = self.process.waitForExitBlocking(timeout: .seconds(5))
     }
 
     public var pid: Int32 {
-        self.process.processIdentifier
+        self.process.pid
     }
 
     /// `false` once the child has ended (see ``exitStatus``).
@@ -146,43 +116,18 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// How the child ended; `nil` while it runs.
     public var exitStatus: ExitStatus? {
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        if let status = self.cachedStatus {
-            return status
-        }
-        var status: ExitStatus?
-        if !self.process.isRunning {
-            status =
-                self.process.terminationReason == .uncaughtSignal
-                ? .signaled(self.process.terminationStatus)
-                : .exited(self.process.terminationStatus)
-        } else {
-            status = exitedChildStatus(pid: self.pid)
-        }
-        self.cachedStatus = status
-        return status
+        self.process.exitStatus
     }
 
     /// Sends `signal` (`SIGTERM`, `SIGINT`, `SIGSTOP`, ...) to the child itself.
     public func signal(_ signal: Int32) {
-        guard self.isRunning else { return }
-        _ = sendSignal(self.pid, signal)
+        self.process.signal(signal)
     }
 
     /// SIGKILLs the child's whole process group (the child and anything it started).
     public func kill() {
-        self.killProcessGroup()
-    }
-
-    private func killProcessGroup() {
-        // On Linux, Foundation's Process puts the child in a process group of its own
-        // (pgid == pid): signal the group, and the child directly in case that ever changes.
-        // While the group has members its id cannot be reused, so this cannot hit a stranger.
-        _ = sendSignal(-self.pid, SIGKILL)
-        if self.isRunning {
-            _ = sendSignal(self.pid, SIGKILL)
-        }
+        self.process.signalGroup(SIGKILL)
+        self.process.signal(SIGKILL)
     }
 
     /// Polls the log until a complete line matches the regular expression `pattern`, and returns
@@ -233,17 +178,10 @@ public final class ChildProcess: @unchecked Sendable {
     /// - Throws: ``Failure/exitTimeout(timeout:log:)`` if it is still running after `timeout`
     ///   (it is left running; `deinit` or ``kill()`` stops it).
     public func waitForTermination(timeout: Duration = .seconds(10)) async throws -> ExitStatus {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while true {
-            if let status = self.exitStatus {
-                return status
-            }
-            if clock.now >= deadline {
-                throw Failure.exitTimeout(timeout: timeout, log: self.logText)
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        guard let status = await self.process.waitForExit(timeout: timeout) else {
+            throw Failure.exitTimeout(timeout: timeout, log: self.logText)
         }
+        return status
     }
 
     /// Waits for the child to end and returns its exit code, or, when a signal killed it, the
@@ -256,59 +194,4 @@ public final class ChildProcess: @unchecked Sendable {
         case .signaled(let signal): return signal
         }
     }
-}
-
-/// How the child `pid` ended if it has ended but is not yet reaped (a zombie), else `nil`.
-///
-/// Needed on Linux, where Foundation notices a child's end only once every process holding a
-/// descriptor it gave the child has closed it: after `sh -c 'echo ready; sleep 30'` gets
-/// SIGTERM, the shell is dead but its `sleep` keeps `Process.isRunning` true for 30 s.
-/// `/proc/<pid>/stat` has the state (field 3) and the wait status (field 52, `exit_code`).
-private func exitedChildStatus(pid: Int32) -> ChildProcess.ExitStatus? {
-    #if os(Linux)
-    // procfs files claim size 0, so read until EOF rather than through FileManager.
-    let descriptor = open("/proc/\(pid)/stat", O_RDONLY)
-    guard descriptor >= 0 else { return nil }
-    defer { close(descriptor) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1024)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        guard count > 0 else { break }
-        bytes += chunk[..<count]
-    }
-    let text = String(decoding: bytes, as: UTF8.self)
-    guard let commandEnd = text.lastIndex(of: ")") else {
-        return nil
-    }
-    // Fields after "pid (command)" start with field 3.
-    let fields = text[text.index(after: commandEnd)...].split(separator: " ")
-    guard fields.count >= 50, fields[0] == "Z" || fields[0] == "X",
-        let waitStatus = Int32(fields[49].trimmingCharacters(in: .whitespacesAndNewlines))
-    else {
-        return nil
-    }
-    let signal = waitStatus & 0x7f
-    return signal == 0 ? .exited((waitStatus >> 8) & 0xff) : .signaled(signal)
-    #else
-    return nil
-    #endif
-}
-
-/// `kill(2)`, outside the class so the name does not resolve to ``ChildProcess/kill()``.
-private func sendSignal(_ pid: Int32, _ signal: Int32) -> Int32 {
-    kill(pid, signal)
-}
-
-/// Runs `body` (which spawns a child) with every signal unblocked on the calling thread.
-///
-/// Children inherit the spawning thread's signal mask, and Swift's cooperative pool and Dispatch
-/// threads block most signals: a child spawned from async test code would otherwise ignore SIGTERM.
-public func runWithUnblockedSignals<T>(_ body: () throws -> T) rethrows -> T {
-    var all = sigset_t()
-    sigfillset(&all)
-    var previous = sigset_t()
-    pthread_sigmask(SIG_UNBLOCK, &all, &previous)
-    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-    return try body()
 }

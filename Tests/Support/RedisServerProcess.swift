@@ -1,4 +1,5 @@
 import Foundation
+import TandemSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +20,7 @@ import Darwin
 /// server.command("PUBLISH", "doc:1", "hello")
 /// ```
 public final class RedisServerProcess: @unchecked Sendable {
-    // @unchecked: `lock` protects `process`; every other stored property is an immutable `let`.
+    // @unchecked: `lock` protects `server`; every other stored property is an immutable `let`.
 
     /// Why a server could not be started.
     public struct StartError: Error, CustomStringConvertible {
@@ -40,7 +41,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     private let extraArguments: [String]
     private let cliAuthArguments: [String]
     private let lock = NSLock()
-    private var process: SpawnedProcess?
+    /// The running server (TandemSystem's launcher, as for the embedded Redis); nil while stopped.
+    private var server: RedisServerChild?
 
     /// Starts a server and waits (up to 10 s) until it answers `PING`.
     /// - Parameters:
@@ -66,12 +68,12 @@ public final class RedisServerProcess: @unchecked Sendable {
                 let child = try Self.launch(
                     port: candidate, directory: directory, unixSocketPath: unixSocketPath, extraArguments: extraArguments
                 )
-                if Self.waitUntilAnswering(child, port: candidate, deadline: Date().addingTimeInterval(10)) {
+                if child.waitUntilAnsweringBlocking(timeout: .seconds(10)) {
                     port = candidate
-                    process = child
+                    server = child
                     return
                 }
-                Self.reap(child, signal: SIGKILL, wait: 10)
+                Self.reap(child, signal: SIGKILL, wait: .seconds(10))
                 lastError = StartError(description: "redis-server did not answer PING on port \(candidate)")
             } catch {
                 lastError = error
@@ -88,24 +90,24 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// The running server's process id, if one is running.
     public var pid: Int32? {
-        lock.withLock { process?.isRunning == true ? process?.pid : nil }
+        lock.withLock { server?.process.isRunning == true ? server?.process.pid : nil }
     }
 
     /// (Re)starts the server on the same port and waits until it answers. Does nothing if it runs.
     /// Retries for up to 10 s when the port is still briefly taken.
     public func start() throws {
         if pid != nil { return }
-        let deadline = Date().addingTimeInterval(10)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
         while true {
             let child = try Self.launch(
                 port: port, directory: directory, unixSocketPath: unixSocketPath, extraArguments: extraArguments
             )
-            if Self.waitUntilAnswering(child, port: port, deadline: deadline) {
-                lock.withLock { process = child }
+            if child.waitUntilAnsweringBlocking(timeout: deadline - ContinuousClock.now) {
+                lock.withLock { server = child }
                 return
             }
-            Self.reap(child, signal: SIGKILL, wait: 10)
-            if Date() >= deadline {
+            Self.reap(child, signal: SIGKILL, wait: .seconds(10))
+            if ContinuousClock.now >= deadline {
                 throw StartError(description: "redis-server on port \(port) did not answer PING; see \(logPath)")
             }
             usleep(50_000)
@@ -115,11 +117,9 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Stops the server gracefully (SIGCONT in case it is paused, then SIGTERM) and waits for it to
     /// exit, falling back to SIGKILL after 5 s.
     public func stop() {
-        guard let pid else { return }
-        sendSignal(pid, SIGCONT)
-        if !terminate(signal: SIGTERM, wait: 5) {
-            terminate(signal: SIGKILL)
-        }
+        guard let child = lock.withLock({ server }) else { return }
+        child.stopBlocking(grace: .seconds(5))
+        lock.withLock { if server === child { server = nil } }
     }
 
     /// Kills the server at once (SIGKILL), as a crash would, and waits for it to be gone.
@@ -157,12 +157,10 @@ public final class RedisServerProcess: @unchecked Sendable {
         defer { try? FileManager.default.removeItem(atPath: output) }
         guard
             let cli = try? SpawnedProcess(
-                Self.executable("redis-cli"), ["-p", "\(port)"] + cliAuthArguments + arguments, stdout: output)
+                executable: Self.executable("redis-cli"), arguments: ["-p", "\(port)"] + cliAuthArguments + arguments,
+                output: .file(path: output, append: false, standardError: false))
         else { return "" }
-        if !cli.waitForExit(timeout: 10) {
-            cli.signal(SIGKILL)
-            _ = cli.waitForExit(timeout: 10)
-        }
+        cli.terminateBlockingUnlessExited(within: .seconds(10))
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -173,170 +171,70 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     private static func launch(
         port: Int, directory: URL, unixSocketPath: String?, extraArguments: [String]
-    ) throws -> SpawnedProcess {
-        var arguments = [
-            "--port", "\(port)",
-            "--bind", "127.0.0.1",
-            "--dir", directory.path,
-            "--logfile", directory.appendingPathComponent("redis.log").path,
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-        ]
-        if let unixSocketPath {
-            arguments += ["--unixsocket", unixSocketPath, "--unixsocketperm", "700"]
-        }
-        arguments += extraArguments
-        return try SpawnedProcess(executable("redis-server"), arguments, stdout: nil)
+    ) throws -> RedisServerChild {
+        let child = try RedisServerChild(
+            executable: executable("redis-server"), directory: directory.path, port: port, unixSocket: unixSocketPath,
+            arguments: ["--appendonly", "no"] + extraArguments)
+        PidRegistry.shared.insert(child.process)
+        return child
     }
 
-    /// Polls with `PING` over a raw socket until the server answers `+PONG`, it exits, or `deadline`.
-    private static func waitUntilAnswering(_ child: SpawnedProcess, port: Int, deadline: Date) -> Bool {
-        while Date() < deadline {
-            if !child.isRunning { return false }
-            if pingAnswers(port: port) { return true }
-            usleep(10_000)
-        }
-        return false
-    }
-
-    /// Sends `signal` to the current server and waits up to `wait` seconds for it to be reaped.
+    /// Sends `signal` to the current server and waits up to `wait` for it to be reaped.
     @discardableResult
-    private func terminate(signal: Int32, wait: TimeInterval = 10) -> Bool {
-        guard let child = lock.withLock({ process }) else { return true }
+    private func terminate(signal: Int32, wait: Duration = .seconds(10)) -> Bool {
+        guard let child = lock.withLock({ server }) else { return true }
         guard Self.reap(child, signal: signal, wait: wait) else { return false }
-        lock.withLock { if process === child { process = nil } }
+        lock.withLock { if server === child { server = nil } }
         return true
     }
 
-    /// Sends `signal` to `child` and waits up to `wait` seconds for it to be reaped.
+    /// Sends `signal` to `child` and waits up to `wait` for it to be reaped.
     @discardableResult
-    private static func reap(_ child: SpawnedProcess, signal: Int32, wait: TimeInterval) -> Bool {
-        child.signal(signal)
-        return child.waitForExit(timeout: wait)
+    private static func reap(_ child: RedisServerChild, signal: Int32, wait: Duration) -> Bool {
+        child.process.signal(signal)
+        return child.process.waitForExitBlocking(timeout: wait) != nil
     }
 
     private static func executable(_ name: String) -> String {
-        for directory in ["/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"] {
-            let path = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return "/usr/bin/\(name)"
+        SpawnedProcess.locate(name) ?? "/usr/bin/\(name)"
     }
 }
 
-// MARK: - Processes and sockets
+// MARK: - Processes
 
-/// A child started with `posix_spawn` rather than Foundation's `Process`.
-///
-/// `Process` spawns from whatever thread calls it, and the child inherits that thread's signal mask:
-/// from a Dispatch worker thread (where async tests run) SIGTERM arrives blocked, so redis-server would
-/// ignore a graceful stop. Here the mask is cleared and the default dispositions are restored.
-/// Children still running when the test process exits are SIGKILLed by an `atexit` hook.
-private final class SpawnedProcess: @unchecked Sendable {
-    // @unchecked: `lock` protects `exited`; `pid` is immutable.
-    let pid: pid_t
-    private let lock = NSLock()
-    private var exited = false
-
-    init(_ path: String, _ arguments: [String], stdout: String?) throws {
-        #if canImport(Darwin)
-        var actions: posix_spawn_file_actions_t?
-        var attributes: posix_spawnattr_t?
-        #else
-        var actions = posix_spawn_file_actions_t()
-        var attributes = posix_spawnattr_t()
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        #if os(Linux)
-        // Other threads' descriptors (say a socket opened without FD_CLOEXEC) must not leak into the
-        // child: a long-lived redis-server holding a copy would keep that connection open.
-        // glibc ≥ 2.34 has the call, but Swift's Glibc module does not declare it, so look it up.
-        if let closeFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
-            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-            _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
-        }
-        #endif
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
-        guard status == 0 else {
-            throw RedisServerProcess.StartError(description: "cannot start \(path): error \(status)")
-        }
-        self.pid = pid
-        SpawnedProcess.unreaped.insert(pid)
-    }
-
-    /// Whether the child has not exited yet (reaps it once it has; a stopped child is still running).
-    var isRunning: Bool {
-        lock.withLock {
-            if !exited {
-                var status: Int32 = 0
-                let result = waitpid(pid, &status, WNOHANG)
-                if result == pid || (result == -1 && errno == ECHILD) {
-                    exited = true
-                    SpawnedProcess.unreaped.remove(pid)
-                }
-            }
-            return !exited
+extension SpawnedProcess {
+    /// Waits up to `timeout` for the child to exit, SIGKILLs it if it has not (redis-cli against a paused
+    /// server), and reaps it.
+    func terminateBlockingUnlessExited(within timeout: Duration) {
+        if waitForExitBlocking(timeout: timeout) == nil {
+            signal(SIGKILL)
+            _ = waitForExitBlocking(timeout: .seconds(10))
         }
     }
-
-    /// Sends `signal` unless the child was already reaped (so a recycled pid is never hit: an unreaped
-    /// child keeps its pid).
-    func signal(_ signal: Int32) {
-        lock.withLock {
-            if !exited { sendSignal(pid, signal) }
-        }
-    }
-
-    /// Polls until the child has exited or `timeout` seconds pass; returns whether it exited.
-    func waitForExit(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while isRunning {
-            if Date() >= deadline { return false }
-            usleep(1_000)
-        }
-        return true
-    }
-
-    /// Children not reaped yet, SIGKILLed at exit.
-    private static var unreaped: PidRegistry { PidRegistry.shared }
 }
 
-/// Pids of children still running, killed by an `atexit` hook if the test process ends without stopping
-/// them (a test failed before its `stop()`, or a server object leaked).
+/// Servers not stopped yet, SIGKILLed by an `atexit` hook if the test process ends without stopping them
+/// (a test failed before its `stop()`, or a server object leaked).
 private final class PidRegistry: @unchecked Sendable {
-    // @unchecked: `lock` protects `pids`.
+    // @unchecked: `lock` protects `processes`.
     static let shared: PidRegistry = {
         atexit {
-            for pid in PidRegistry.shared.snapshot() { sendSignal(pid, SIGKILL) }
+            for process in PidRegistry.shared.snapshot() where process.isRunning { process.signal(SIGKILL) }
         }
         return PidRegistry()
     }()
 
     private let lock = NSLock()
-    private var pids: Set<pid_t> = []
+    private var processes: [SpawnedProcess] = []
 
-    func insert(_ pid: pid_t) { _ = lock.withLock { pids.insert(pid) } }
-    func remove(_ pid: pid_t) { _ = lock.withLock { pids.remove(pid) } }
-    func snapshot() -> Set<pid_t> { lock.withLock { pids } }
+    func insert(_ process: SpawnedProcess) {
+        lock.withLock {
+            processes.removeAll { !$0.isRunning }
+            processes.append(process)
+        }
+    }
+
+    func snapshot() -> [SpawnedProcess] { lock.withLock { processes } }
 }
 
 private func sendSignal(_ pid: Int32, _ signal: Int32) {
@@ -376,69 +274,9 @@ private func freeLocalPort() -> Int? {
     if ephemeralLow > low + 1000 {
         for _ in 0..<50 {
             let candidate = Int.random(in: low..<ephemeralLow)
-            if bindLoopback(port: candidate) != nil { return candidate }
+            if LoopbackPort.probe(candidate) != nil { return candidate }
         }
     }
-    return bindLoopback(port: 0)
+    return LoopbackPort.probe(0)
 }
 
-/// Binds a TCP socket to 127.0.0.1:`port` (0 = any), closes it, and returns the port it got.
-private func bindLoopback(port: Int) -> Int? {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var address = loopbackAddress(port: port)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard bound == 0 else { return nil }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else { return nil }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// Connects to 127.0.0.1:`port`, sends an inline `PING` and checks for an answer (200 ms timeouts):
-/// `+PONG`, or `-NOAUTH` from a server started with `--requirepass`.
-private func pingAnswers(port: Int) -> Bool {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = loopbackAddress(port: port)
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard connected == 0 else { return false }
-    let request = Array("PING\r\n".utf8)
-    guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else { return false }
-    var reply = [UInt8](repeating: 0, count: 64)
-    let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-    guard count > 0 else { return false }
-    let text = String(decoding: reply[0..<count], as: UTF8.self)
-    return text.hasPrefix("+PONG") || text.hasPrefix("-NOAUTH")
-}
-
-private func loopbackAddress(port: Int) -> sockaddr_in {
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return address
-}

@@ -1,4 +1,5 @@
 import Foundation
+import TandemTestSupport
 import Testing
 @testable import TandemOpsHTTP
 
@@ -40,7 +41,7 @@ import Testing
     /// A slow answer must not hold up other requests, even with one polling thread: the handler defers
     /// it, and the fast requests have to complete while the slow one is provably still waiting (ordering,
     /// not timing).
-    @Test func aSlowDeferredAnswerDoesNotBlockOtherRequests() throws {
+    @Test func aSlowDeferredAnswerDoesNotBlockOtherRequests() async throws {
         let slowStarted = Locked(false)
         let release = DispatchSemaphore(value: 0)
         let server = OpsHTTPServer(configuration: .init(threads: 1, responseTimeoutMs: 30_000), logger: testLogger()) { request in
@@ -67,7 +68,7 @@ import Testing
             let response = try? RawHTTP.get("/slow", port: port)
             slowResponse.withLock { $0 = response }
         }
-        #expect(waitUntil { slowStarted.current })
+        try await waitUntil { slowStarted.current }
 
         for _ in 0..<3 {
             let fast = try RawHTTP.get("/fast", port: port)

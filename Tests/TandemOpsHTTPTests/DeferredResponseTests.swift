@@ -1,4 +1,5 @@
 import Foundation
+import TandemTestSupport
 import Testing
 @testable import TandemOpsHTTP
 
@@ -24,7 +25,7 @@ import Testing
         return server
     }
 
-    @Test func aPendingAnswerHoldsNoThreadEvenWithASingleOne() throws {
+    @Test func aPendingAnswerHoldsNoThreadEvenWithASingleOne() async throws {
         let responders = Locked<[OpsResponder]>([])
         let events = Locked<[OpsHTTPEvent]>([])
         let server = try server(.init(threads: 1), responders: responders, events: events)
@@ -35,7 +36,7 @@ import Testing
             let response = try? RawHTTP.get("/slow", port: server.boundPort)
             slow.withLock { $0 = response }
         }
-        #expect(waitUntil { responders.current.count == 1 })
+        try await waitUntil { responders.current.count == 1 }
         // The only polling thread is free while /slow waits.
         for _ in 0..<3 { #expect(try RawHTTP.get("/fast", port: server.boundPort).text == "fast") }
         #expect(slow.current == nil, "/slow is still waiting")
@@ -56,7 +57,7 @@ import Testing
         for _ in 0..<5 { #expect(try RawHTTP.get("/", port: server.boundPort).text == "at once") }
     }
 
-    @Test func anAnswerThatNeverComesGets503TimeoutAndALateOneIsDropped() throws {
+    @Test func anAnswerThatNeverComesGets503TimeoutAndALateOneIsDropped() async throws {
         let responders = Locked<[OpsResponder]>([])
         let events = Locked<[OpsHTTPEvent]>([])
         let server = try server(.init(responseTimeoutMs: 200), responders: responders, events: events)
@@ -71,10 +72,10 @@ import Testing
         responders.current[0].respond(.text("too late"))  // no effect, no crash
         #expect(try RawHTTP.get("/fast", port: server.boundPort).text == "fast")
         let counter = try #require(server.liveRequestCounter)
-        #expect(waitUntil { counter.value == 0 })
+        try await waitUntil { counter.value == 0 }
     }
 
-    @Test func beyondThePendingLimitRequestsGet503BusyAtOnce() throws {
+    @Test func beyondThePendingLimitRequestsGet503BusyAtOnce() async throws {
         let responders = Locked<[OpsResponder]>([])
         let events = Locked<[OpsHTTPEvent]>([])
         let server = try server(.init(maxPendingResponses: 2), responders: responders, events: events)
@@ -86,7 +87,7 @@ import Testing
             try connection.send(RawHTTP.requestBytes("GET", "/slow"))
             waiting.append(connection)
         }
-        #expect(waitUntil { responders.current.count == 2 })
+        try await waitUntil { responders.current.count == 2 }
         let busy = try RawHTTP.get("/slow", port: server.boundPort)
         #expect(busy.status == 503)
         #expect(busy.text.contains(#""error":"busy""#))
@@ -98,7 +99,7 @@ import Testing
     }
 
     /// libmicrohttpd aborts the process when stopped with a suspended connection: stop() answers them.
-    @Test func stopAnswersWaitingRequestsWith503() throws {
+    @Test func stopAnswersWaitingRequestsWith503() async throws {
         let responders = Locked<[OpsResponder]>([])
         let server = try server(.init(responseTimeoutMs: 60_000), responders: responders)
         let counter = try #require(server.liveRequestCounter)
@@ -109,7 +110,7 @@ import Testing
             try connection.send(RawHTTP.requestBytes("GET", "/slow"))
             waiting.append(connection)
         }
-        #expect(waitUntil { responders.current.count == 3 })
+        try await waitUntil { responders.current.count == 3 }
         server.stop()
         for connection in waiting {
             let reply = String(decoding: (try? connection.readToEOF()) ?? [], as: UTF8.self)

@@ -1,4 +1,5 @@
 import Foundation
+import TandemTestSupport
 import Testing
 @testable import TandemOpsHTTP
 
@@ -69,7 +70,7 @@ import Testing
         #expect(refusedAfterReturn.current == [true, true, true, true])
     }
 
-    @Test func stopWaitsForRunningHandlersAndNoHandlerRunsAfterIt() throws {
+    @Test func stopWaitsForRunningHandlersAndNoHandlerRunsAfterIt() async throws {
         let entered = Locked(false)
         let handlerDone = Locked(false)
         let callsAfterStop = Locked(0)
@@ -87,7 +88,7 @@ import Testing
         let port = server.boundPort
 
         let client = BackgroundWork { _ = try? RawHTTP.get("/block", port: port) }
-        #expect(waitUntil { entered.current })
+        try await waitUntil { entered.current }
 
         let handlerDoneWhenStopReturned = Locked<Bool?>(nil)
         let stopper = BackgroundWork {
@@ -96,11 +97,13 @@ import Testing
             stopped.withLock { $0 = true }
         }
         // stop() is under way once the server no longer reports running...
-        #expect(waitUntil { !server.isRunning })
+        try await waitUntil { !server.isRunning }
         // ...and, with the handler still blocked, must not return. (A stop()
         // that did not wait would return within this bounded grace period
         // and be caught either here or by the check after the release.)
-        #expect(!waitUntil(timeoutSeconds: 0.5) { handlerDoneWhenStopReturned.current != nil })
+        await #expect(throws: WaitTimeoutError.self) {
+            try await waitUntil(timeout: .milliseconds(500)) { handlerDoneWhenStopReturned.current != nil }
+        }
         #expect(handlerDoneWhenStopReturned.current == nil)
 
         release.signal()

@@ -1,4 +1,5 @@
 import Foundation
+import TandemTestSupport
 import Testing
 @testable import TandemOpsHTTP
 
@@ -105,7 +106,7 @@ import Testing
 /// Every request's per-request state (kept in libmicrohttpd's `con_cls`)
 /// is freed through `MHD_OPTION_NOTIFY_COMPLETED`, however the request ends.
 @Suite struct RequestStateLifetimeTests {
-    @Test func perRequestStateIsFreedForEveryOutcome() throws {
+    @Test func perRequestStateIsFreedForEveryOutcome() async throws {
         let release = DispatchSemaphore(value: 0)
         let entered = Locked(false)
         let server = try startedServer(.init(maxRequestBodyBytes: 1024)) { request in
@@ -135,12 +136,12 @@ import Testing
             try aborted.send(RawHTTP.requestBytes("POST", "/", headers: [("Content-Length", "1000")]))
             try aborted.send([UInt8](repeating: 1, count: 10))
         }
-        #expect(waitUntil { counter.value == 0 }, "live request states: \(counter.value)")
+        try await waitUntil("live request states: \(counter.value)") { counter.value == 0 }
 
         // A request still inside its handler when the server stops is freed
         // by the shutdown itself.
         let client = BackgroundWork { _ = try? RawHTTP.get("/block", port: port) }
-        #expect(waitUntil { entered.current })
+        try await waitUntil { entered.current }
         #expect(counter.value >= 1)
         let stopper = BackgroundWork { server.stop() }
         release.signal()
@@ -155,7 +156,7 @@ import Testing
 /// the connection limits. (libmicrohttpd 0.9.75's epoll mode missed some of these until the timeout,
 /// about 1 in 5; hence poll() — see `OpsHTTPServer.daemonFlags`.)
 @Suite struct ClosedConnectionTests {
-    @Test func finishedAndAbandonedRequestsAreFreedWellBeforeTheIdleTimeout() throws {
+    @Test func finishedAndAbandonedRequestsAreFreedWellBeforeTheIdleTimeout() async throws {
         let server = try startedServer(.init(connectionTimeoutSeconds: 60, maxRequestBodyBytes: 1024)) { _ in .text("ok") }
         defer { server.stop() }
         let counter = try #require(server.liveRequestCounter)
@@ -168,7 +169,7 @@ import Testing
                 try abandoned.send([UInt8](repeating: 1, count: 10))
             }
             // Bounded by waitUntil's 10 s, far below the 60 s idle timeout.
-            #expect(waitUntil { counter.value == 0 && context.connections.counts.tracked == 0 }, "round \(round)")
+            try await waitUntil("round \(round)") { counter.value == 0 && context.connections.counts.tracked == 0 }
         }
     }
 }

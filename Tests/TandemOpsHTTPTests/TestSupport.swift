@@ -19,17 +19,6 @@ final class Locked<Value>: @unchecked Sendable {
     var current: Value { withLock { $0 } }
 }
 
-/// Polls `condition` until it holds or `timeoutSeconds` pass. The sleep is
-/// only the polling interval; the assertion is on the returned Bool.
-func waitUntil(timeoutSeconds: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(2_000)
-    }
-    return condition()
-}
-
 /// Runs `body(i)` for i in 0..<count, each on its own thread, and waits
 /// (bounded) for all of them. Returns false if some did not finish in time.
 @discardableResult

@@ -31,29 +31,18 @@ func cli(_ server: RedisServerProcess, _ arguments: String...) async -> String {
     await blocking { server.command(arguments: arguments) }
 }
 
-/// Polls `condition` every 5 ms until it holds or `timeout` passes. Returns whether it held.
-/// Tests assert on conditions, never on elapsed time; the timeout only bounds a hang. The condition
-/// must be cheap and non-blocking (use ``waitUntilBlocking(timeout:_:)`` for redis-cli checks).
+/// `#expect(await waitUntil { … })`: TandemTestSupport's `waitUntil` (the one polling loop), polling every
+/// 5 ms and answering whether the condition held within `timeout`. Tests assert on conditions, never on
+/// elapsed time; the timeout only bounds a hang. The condition must be cheap and non-blocking (use
+/// ``waitUntilBlocking(timeout:_:)`` for redis-cli checks).
 func waitUntil(timeout: Duration = .seconds(15), _ condition: () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return condition()
+    (try? await TandemTestSupport.waitUntil(timeout: timeout, poll: .milliseconds(5), condition)) != nil
 }
 
 /// Like ``waitUntil(timeout:_:)`` for a condition that blocks (runs redis-cli): each check runs on a
 /// thread of its own.
 func waitUntilBlocking(timeout: Duration = .seconds(15), _ condition: @escaping @Sendable () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if await blocking(condition) { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return await blocking(condition)
+    (try? await TandemTestSupport.waitUntil(timeout: timeout, poll: .milliseconds(5)) { await blocking(condition) }) != nil
 }
 
 /// A thread-safe list that hooks and callbacks append to from the owner thread.

@@ -1,3 +1,14 @@
+/// At most `maxScalars` Unicode scalars of `text` (… if cut), for error messages that quote client input:
+/// a reply must not echo an unbounded part of a message back (`prefix` on a String counts Characters,
+/// and one Character can hold any number of combining scalars). Found by Fuzz/fuzz-client-message.
+func excerpt(_ text: some StringProtocol, maxScalars: Int = 64) -> String {
+    let scalars = text.unicodeScalars
+    guard scalars.count > maxScalars else { return String(text) }
+    var out = String.UnicodeScalarView(scalars.prefix(maxScalars))
+    out.append("…")
+    return String(out)
+}
+
 /// Why parsing failed, with the byte offset where it did.
 public struct JSONParseError: Error, Equatable, CustomStringConvertible {
     public var reason: String
@@ -97,7 +108,7 @@ public struct JSONParser {
             skipWhitespace()
             let value = try parseValue(depth: depth)
             if object.updateValue(value, forKey: key) != nil {
-                throw JSONParseError(reason: "duplicate key \"\(key)\"", offset: keyOffset)
+                throw JSONParseError(reason: "duplicate key \"\(excerpt(key))\"", offset: keyOffset)
             }
             skipWhitespace()
             guard index < buffer.count else { throw error("unterminated object") }

@@ -27,9 +27,9 @@ public enum OpsRoute: Equatable, Sendable {
     /// A path for the static files of the status page.
     case file(String)
 
-    /// Largest clock a URL may name: clocks travel as JSON numbers, exact only up to 2^53−1, and every
+    /// Largest clock a URL may name: the protocol's (`ClientMessage.maxClock`, 2^53−1), so every
     /// `clock + 1` on a checked value stays far from `UInt64.max`.
-    public static let maxClock: UInt64 = (1 << 53) - 1
+    public static let maxClock = ClientMessage.maxClock
     /// Log entries per page when `limit` is not given.
     public static let defaultLogLimit = 100
 

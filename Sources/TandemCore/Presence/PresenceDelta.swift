@@ -28,6 +28,10 @@ public struct PendingPresence: Sendable {
     private enum Change {
         /// The client has not seen this session before the first pending change (`knew` false) or has.
         case present(PresenceEntry, knew: Bool)
+        /// Gone. Always sent as `left`, even after a `joined` that is still pending: `joined` entries
+        /// are upserts, so the client may already know the session from its `joined` list, and a
+        /// join + leave that cancelled out left it a ghost (found by Fuzz/fuzz-presence). A `left` of
+        /// a session the client does not know is a no-op.
         case absent(knew: Bool)
     }
 
@@ -63,7 +67,7 @@ public struct PendingPresence: Sendable {
         for sid in order {
             switch changes[sid] {
             case .present(let entry, let knew)?: if knew { updated.append(entry) } else { joined.append(entry) }
-            case .absent(let knew)?: if knew { left.append(sid) }
+            case .absent?: left.append(sid)
             case nil: break
             }
         }

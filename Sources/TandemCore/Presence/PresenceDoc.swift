@@ -69,8 +69,10 @@ public struct PresenceDoc {
 
     /// Every live session in the doc, from every node.
     public private(set) var view: [String: PresenceEntry] = [:]
-    /// The version subscribers were last told of, per session (what they believe is live).
-    private var announced: [String: UInt64] = [:]
+    /// The entry subscribers were last told of, per session (what they believe is live). Whole entries,
+    /// not versions: a session that leaves and re-joins within one tick, or an entry replaced by another
+    /// node's with the same version, differs at an equal version (found by Fuzz/fuzz-presence).
+    private var announced: [String: PresenceEntry] = [:]
     private var dirty: Set<String> = []
 
     private struct LocalSession {
@@ -80,6 +82,11 @@ public struct PresenceDoc {
         var deferredState: JSONValue?
     }
     private var local: [String: LocalSession] = [:]
+    /// The last version of local sessions that left since the last tick. Other nodes (and the Redis hash)
+    /// hold that version until the delete is published by the tick's write, and they only take newer
+    /// versions: a session that re-joins before then must come back above it, not at version 1
+    /// (found by Fuzz/fuzz-presence).
+    private var departedVersions: [String: UInt64] = [:]
     private var buckets: [String: TokenBucket] = [:]
 
     private var pendingUpserts: Set<String> = []
@@ -96,6 +103,13 @@ public struct PresenceDoc {
     /// the next tick (or viewer flush), the delta must still say so, or the new subscriber keeps a ghost.
     private var listedUnannounced: Set<String> = []
     private var listedToViewers: Set<String> = []
+    /// The converse: sessions a list showed differently from what subscribers had been told — missing
+    /// (gone for a moment: left, or removed by another node) or with another entry (replaced for a moment,
+    /// e.g. by a Redis snapshot) — and back to the announced entry before the next tick. The tick then sees
+    /// no change, so the delta lists them in `joined` again, or the new subscriber would never learn of
+    /// them or keep the entry it was listed (found by Fuzz/fuzz-presence).
+    private var listedStale: Set<String> = []
+    private var listedAbsentToViewers: Set<String> = []
     private var lastViewerFlushMs: UInt64 = 0
 
     /// Event sequence numbers, so a Redis snapshot never overrides newer pub/sub news (see `reconcile`).
@@ -124,6 +138,10 @@ public struct PresenceDoc {
             if announced[sid] == nil { listedUnannounced.insert(sid) }
             if isLarge && !viewerAnnounced.contains(sid) { listedToViewers.insert(sid) }
         }
+        for (sid, entry) in announced where view[sid] != entry { listedStale.insert(sid) }
+        if isLarge {
+            for sid in viewerAnnounced where view[sid] == nil { listedAbsentToViewers.insert(sid) }
+        }
         return Array(view.values)
     }
 
@@ -135,6 +153,10 @@ public struct PresenceDoc {
     /// A session of this node joins (or re-joins, or resumes) the doc.
     public mutating func join(_ entry: PresenceEntry) {
         precondition(entry.node == settings.nodeID, "local entries belong to this node")
+        var entry = entry
+        if let floor = departedVersions.removeValue(forKey: entry.sid), entry.version <= floor {
+            entry = entry.with(state: entry.state, version: floor + 1)
+        }
         local[entry.sid] = LocalSession()
         noteEvent(entry.sid)
         pendingDeletes.remove(entry.sid)
@@ -166,6 +188,7 @@ public struct PresenceDoc {
     /// A local session leaves the doc (explicit leave or clean close): deleted at once.
     public mutating func leave(sid: String) {
         guard local.removeValue(forKey: sid) != nil else { return }
+        if let version = view[sid]?.version { departedVersions[sid] = version }
         noteEvent(sid)
         pendingUpserts.remove(sid)
         pendingDeletes.insert(sid)
@@ -338,10 +361,12 @@ public struct PresenceDoc {
             switch (view[sid], announced[sid]) {
             case (let entry?, nil):
                 joined.append(entry)
-                announced[sid] = entry.version
-            case (let entry?, let version?) where version != entry.version:
+                announced[sid] = entry
+            case (let entry?, let old?) where old.version != entry.version || old.encoded != entry.encoded:
                 updated.append(entry)
-                announced[sid] = entry.version
+                announced[sid] = entry
+            case (let entry?, _?) where listedStale.contains(sid):
+                joined.append(entry)
             case (nil, _?):
                 left.append(sid)
                 announced.removeValue(forKey: sid)
@@ -353,6 +378,7 @@ public struct PresenceDoc {
         }
         dirty.removeAll(keepingCapacity: true)
         listedUnannounced.removeAll(keepingCapacity: true)
+        listedStale.removeAll(keepingCapacity: true)
         let delta = joined.isEmpty && updated.isEmpty && left.isEmpty
             ? nil : PresenceDelta(doc: doc, joined: joined, updated: updated, left: left)
 
@@ -360,33 +386,43 @@ public struct PresenceDoc {
             // Viewers still get this tick's delta; membership-only flushes start from what it told them.
             viewerAnnounced = Set(announced.keys)
             listedToViewers = []
+            listedAbsentToViewers = []
             lastViewerFlushMs = nowMs
         } else if isLarge {
             if nowMs >= lastViewerFlushMs + settings.viewerFlushIntervalMs {
                 lastViewerFlushMs = nowMs
                 let members = Set(view.keys)
-                let vJoined = members.subtracting(viewerAnnounced).compactMap { view[$0] }
+                let vJoined = members.subtracting(viewerAnnounced).union(members.intersection(listedAbsentToViewers))
+                    .compactMap { view[$0] }
                 let vLeft = Array(viewerAnnounced.union(listedToViewers).subtracting(members))
                 viewerAnnounced = members
                 listedToViewers = []
+                listedAbsentToViewers = []
                 if !vJoined.isEmpty || !vLeft.isEmpty {
                     viewerDelta = PresenceDelta(doc: doc, joined: vJoined, updated: [], left: vLeft)
                 }
             }
         } else if wasLarge {
-            // Viewers follow the full deltas again: first bring their states up to date.
+            // Viewers follow the full deltas again: first bring their states up to date. Sessions that
+            // viewers were listed since the last flush count as known too, or one that left meanwhile
+            // stays with them as a ghost (found by Fuzz/fuzz-presence).
+            let known = viewerAnnounced.union(listedToViewers)
             let catchUp = PresenceDelta(
                 doc: doc,
                 joined: view.values.filter { !viewerAnnounced.contains($0.sid) },
                 updated: view.values.filter { viewerAnnounced.contains($0.sid) },
-                left: viewerAnnounced.filter { view[$0] == nil })
+                left: known.filter { view[$0] == nil })
             viewerDelta = catchUp.isEmpty ? nil : catchUp
             viewerAnnounced = []
+            listedToViewers = []
+            listedAbsentToViewers = []
         }
 
+        let write = takeWrite(nowMs: nowMs)
+        // The write carries this tick's deletes (or, after a failure, the next full write replaces them).
+        departedVersions.removeAll()
         return PresenceTick(
-            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: takeWrite(nowMs: nowMs),
-            expired: expired)
+            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: write, expired: expired)
     }
 
     /// What must be written to Redis now (the tick calls this too). A node writes a join at once, so

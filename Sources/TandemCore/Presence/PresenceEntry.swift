@@ -43,12 +43,18 @@ public struct PresenceEntry: Sendable, Equatable {
         PresenceEntry(sid: sid, user: user, name: name, role: role, node: node, version: version, state: state)
     }
 
+    /// The largest version an entry may carry: 2^53 − 1, the largest integer a JavaScript client reads
+    /// exactly. Versions start at 1 and grow by one per accepted update, so a real session never gets
+    /// near it; an entry from Redis or pub/sub above it is refused, which keeps `version + 1` in range.
+    public static let maxVersion: UInt64 = (1 << 53) - 1
+
     /// Decodes an entry written by a Tandem node (Redis hash value or node message).
     public init?(json value: JSONValue) {
         guard case .object(let o) = value,
             let sid = o["sid"]?.stringValue, let user = o["user"]?.stringValue, let name = o["name"]?.stringValue,
             let roleName = o["role"]?.stringValue, let role = Role(rawValue: roleName),
-            let node = o["node"]?.stringValue, let version = o["v"]?.uint64Value, let state = o["state"], state.isObject
+            let node = o["node"]?.stringValue, let version = o["v"]?.uint64Value, version <= Self.maxVersion,
+            let state = o["state"], state.isObject
         else { return nil }
         self.init(sid: sid, user: user, name: name, role: role, node: node, version: version, state: state)
     }

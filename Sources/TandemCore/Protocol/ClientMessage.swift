@@ -88,7 +88,7 @@ public enum ClientMessage: Equatable, Sendable {
             }
             return .ack(doc: doc, clock: clock)
         default:
-            throw ProtocolError(.unknownType, "unknown message type \"\(type.prefix(64))\"")
+            throw ProtocolError(.unknownType, "unknown message type \"\(excerpt(type))\"")
         }
     }
 

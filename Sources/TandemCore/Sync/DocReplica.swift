@@ -66,9 +66,12 @@ public struct DocReplica: Sendable, Equatable {
     }
 
     /// Applies a committed change. Returns false (and changes nothing) unless `clock` is `head + 1`.
+    ///
+    /// A head of `UInt64.max` (only a corrupted clock key in Redis can hold one: INCR stops at `Int64.max`)
+    /// has no next clock, so nothing applies rather than `head + 1` trapping (found by Fuzz/fuzz-doc-replica).
     @discardableResult
     public mutating func apply(clock: UInt64, ops: Ops) -> Bool {
-        guard clock == head + 1 else { return false }
+        guard head < UInt64.max, clock == head + 1 else { return false }
         for (id, op) in ops.records {
             switch Self.applying(op, to: records[id]) {
             case .unchanged:

@@ -19,7 +19,7 @@ public struct Ops: Equatable, Sendable {
             guard !id.isEmpty, id.utf8.count <= Self.maxRecordIDBytes else {
                 throw ProtocolError(.badMessage, "record ids are 1–\(Self.maxRecordIDBytes) bytes")
             }
-            records[id] = try RecordOp(json: value, path: id)
+            records[id] = try RecordOp(json: value, path: excerpt(id))
         }
         self.records = records
     }
@@ -55,7 +55,7 @@ public enum RecordOp: Equatable, Sendable {
         case ("remove", 1):
             self = .remove
         default:
-            throw ProtocolError(.badMessage, "ops.\(path): unknown op \"\(verb.prefix(32))\" or wrong arity")
+            throw ProtocolError(.badMessage, "ops.\(path): unknown op \"\(excerpt(verb, maxScalars: 32))\" or wrong arity")
         }
     }
 }
@@ -74,7 +74,8 @@ public struct Diff: Equatable, Sendable {
         }
         var fields: [String: FieldOp] = [:]
         for (field, value) in entries {
-            fields[field] = try FieldOp(json: value, path: "\(path).\(field)")
+            // Paths quote client-chosen names, so they are cut short (at most a few hundred bytes per message).
+            fields[field] = try FieldOp(json: value, path: excerpt("\(path).\(excerpt(field, maxScalars: 32))", maxScalars: 96))
         }
         self.fields = fields
     }
@@ -119,7 +120,7 @@ public indirect enum FieldOp: Equatable, Sendable {
             }
             self = .append(value, offset: offset)
         default:
-            throw ProtocolError(.badMessage, "\(path): unknown field op \"\(verb.prefix(32))\" or wrong arity")
+            throw ProtocolError(.badMessage, "\(path): unknown field op \"\(excerpt(verb, maxScalars: 32))\" or wrong arity")
         }
     }
 }

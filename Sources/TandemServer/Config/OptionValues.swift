@@ -3,12 +3,14 @@ import Foundation
 /// Parsing of option values with units (`--doc-ttl 30d`, `--redis-maxmemory 2GiB`): pure, so the
 /// command line and tests share one definition, and every overflow is a refusal rather than a trap.
 public enum OptionValues {
+    /// The units a duration may be written in, largest first.
+    static let durationUnits: [(suffix: String, ms: Int64)] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)]
+
     /// Milliseconds of `text`: a number with a unit — `ms`, `s`, `m`, `h`, `d` (`90s`, `12h`, `30d`) —
     /// or a bare `0`. Nil for anything else (negative, fractional milliseconds, no unit, overflow).
     public static func durationMs(_ text: String) -> Int64? {
-        let units: [(suffix: String, ms: Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         if text == "0" { return 0 }
-        for unit in units where text.hasSuffix(unit.suffix) {
+        for unit in durationUnits.reversed() where text.hasSuffix(unit.suffix) {
             let number = text.dropLast(unit.suffix.count)
             // "5ms" also ends in "s": only accept the unit whose prefix is a plain number.
             guard !number.isEmpty, number.allSatisfy(\.isASCIIDigit), let value = Int64(number) else { continue }
@@ -38,6 +40,13 @@ public enum OptionValues {
             result = next
         }
         return result
+    }
+
+    /// `ms` in the largest unit that divides it (`30d`, `90s`, `0`): the form `durationMs` reads back.
+    public static func describe(durationMs ms: Int64) -> String {
+        guard ms != 0 else { return "0" }
+        let unit = durationUnits.first { ms % $0.ms == 0 } ?? ("ms", 1)
+        return "\(ms / unit.ms)\(unit.suffix)"
     }
 
     /// `bytes` for humans (`1.5 GiB`), for log lines.

@@ -1,8 +1,9 @@
 import Foundation
 import TandemCore
 
-/// Everything `tandem serve` can be told. Every limit is named here with its default; README and
-/// docs/configuration.md list the same names (each also settable as TANDEM_<NAME> in the environment).
+/// Everything a node is configured with. Each field's initial value is the default of the `tandem serve`
+/// option that sets it: `ServeOptions` declares every option (its flag, TANDEM_<NAME> variable, bounds,
+/// unit and help) once, and docs/configuration.md is made from it.
 public struct ServerConfiguration: Sendable {
     // Listeners
     /// Client WebSocket address. Loopback by default: without a JWT secret only loopback is allowed unless
@@ -38,8 +39,12 @@ public struct ServerConfiguration: Sendable {
     // Client connections
     public var limits = ProtocolLimits()
     /// Frames above this close the connection with 1009 instead of getting a `too_large` error.
-    public var maxFrameBytes: Int { limits.maxMessageBytes * 4 }
+    public var maxFrameBytes: Int { limits.maxMessageBytes * Self.frameBytesPerMessageByte }
+    /// How much larger than `--max-message-bytes` a frame may be before it is not even read: a message a
+    /// little too large gets a `too_large` error it can act on, only a grossly oversized frame costs the socket.
+    static let frameBytesPerMessageByte = 4
     public var maxMessagesPerSecond = 1_000
+    /// More bad frames than this within `AbuseMonitor.Limits.badFrameWindowMs` close the connection (1008).
     public var maxBadFrames = 10
     /// Server WebSocket ping interval; a client that misses two pings is closed.
     public var pingIntervalMs = 10_000
@@ -142,7 +147,7 @@ public struct ServerConfiguration: Sendable {
     public var presenceSettings: PresenceSettings {
         var settings = PresenceSettings(nodeID: nodeID)
         settings.ttlMs = UInt64(presenceTTLMs)
-        settings.refreshIntervalMs = UInt64(max(50, presenceTTLMs / 4))
+        settings.refreshIntervalMs = UInt64(max(Self.minimumPresenceRefreshMs, presenceTTLMs / Self.presenceRefreshesPerTTL))
         settings.rate = Double(presenceRate)
         settings.burst = Double(max(1, presenceBurst))
         settings.largeDocViewers = largeDocViewers
@@ -164,6 +169,12 @@ public struct ServerConfiguration: Sendable {
         return settings
     }
 
+    /// Own presence is rewritten to Redis this many times per TTL, so one or two lost writes never let it
+    /// expire while the session lives.
+    static let presenceRefreshesPerTTL = 4
+    /// ... but not more often than this, whatever the TTL.
+    static let minimumPresenceRefreshMs = 50
+
     public var abuseLimits: AbuseMonitor.Limits {
         var limits = AbuseMonitor.Limits()
         limits.maxBadFrames = maxBadFrames
@@ -171,54 +182,64 @@ public struct ServerConfiguration: Sendable {
         return limits
     }
 
-    /// Checks ranges so a typo fails at start-up with a clear message instead of misbehaving later.
+    /// Checks every option's bounds (declared in `ServeOptions`) and the rules between options, so a typo
+    /// fails at start-up with a clear message instead of misbehaving later.
     public func validate() throws(ConfigurationError) {
-        func check(_ ok: Bool, _ message: String) throws(ConfigurationError) {
-            if !ok { throw ConfigurationError(message: message) }
+        for option in ServeOptions.all {
+            if let message = option.nodeViolation?(self) { throw ConfigurationError(message: message) }
         }
-        try check(Self.isValidNodeID(nodeID), "--node-id must be 1–64 characters of [A-Za-z0-9._:-]")
-        try check((0...65535).contains(port) && (0...65535).contains(opsPort), "ports must be 0–65535")
-        try check(presenceTTLMs >= 200, "--presence-ttl-ms must be at least 200")
-        try check(tickMs >= 5 && tickMs <= 1000, "--tick-ms must be 5–1000")
-        try check(tickMs * 2 < presenceTTLMs, "--tick-ms must be well below --presence-ttl-ms")
-        try check(presenceRate >= 1, "--presence-rate must be at least 1")
-        try check(largeDocViewers >= 0, "--large-doc-viewers must be >= 0")
-        try check(maxMessagesPerSecond >= 1, "--max-messages-per-sec must be at least 1")
-        try check(pingIntervalMs >= 100, "--ping-interval-ms must be at least 100")
-        try check(sweepMs >= 50 && reconcileMs >= 100, "--sweep-ms >= 50 and --reconcile-ms >= 100")
-        try check(outboundLowWaterBytes < outboundHighWaterBytes, "outbound low water must be below high water")
-        try check(maxOutboundBytes > outboundHighWaterBytes, "--max-outbound-bytes must exceed the high water mark")
-        try check(limits.maxStateBytes >= 2 && limits.maxMessageBytes >= 1024, "message limits too small")
-        try check(maxNewConnectionsPerSecond >= 1 && maxConnections >= 1 && maxConnectionsPerUser >= 1,
-                  "connection limits must be at least 1")
-        try check(stormResumeGraceMs >= presenceTTLMs, "--storm-resume-grace-ms must be at least --presence-ttl-ms")
-        try check(logRetention >= 1, "--log-retention must be at least 1")
-        try check(maxDocsPerConnection >= 1, "--max-docs-per-connection must be at least 1")
-        try check(handshakeTimeoutMs >= 100, "--handshake-timeout-ms must be at least 100")
-        try check(maxPendingHandshakes >= 1, "--max-pending-handshakes must be at least 1")
-        try check(maxHandshakeAttemptsPerSecond >= 1, "--max-handshake-attempts-per-sec must be at least 1")
-        try check(maxPendingRequests >= 1, "--max-pending-requests must be at least 1")
-        try check(maxQueuedPushes >= 1, "--max-queued-pushes must be at least 1")
-        try check((1...60_000).contains(maxPushWaitMs), "--max-push-wait-ms must be 1–60000")
-        try check((1...1_000).contains(maxBatchPushes), "--max-batch-pushes must be 1–1000")
-        try check((1024...(64 << 20)).contains(maxBatchBytes), "--max-batch-bytes must be 1 KiB–64 MiB")
-        // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
-        try check(jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true, "--jwt-secret must be at least 32 bytes")
-        try check(jwtSecret != nil || insecureDevMode || Self.isLoopback(host), Self.developmentModeRefusal(host: host))
-        // Docs that nodes hold open refresh their keys from the periodic head check (every ~--reconcile-ms),
-        // which must come round several times within the TTL.
-        try check(
-            docTTLMs == 0 || docTTLMs >= max(60_000, 10 * Int64(reconcileMs)),
-            "--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)")
-        try check(opsToken.map(Self.isValidOpsToken) ?? true, "--ops-token must be 16–1024 printable ASCII characters without spaces")
-        try check((1...1_000_000).contains(opsMaxConnections), "--ops-max-connections must be 1–1000000")
-        try check((1...opsMaxConnections).contains(opsMaxConnectionsPerIP), "--ops-max-connections-per-ip must be 1–--ops-max-connections")
-        try check((1000...86_400_000).contains(opsIdleTimeoutMs), "--ops-idle-timeout-ms must be 1000–86400000")
-        try check((1...64).contains(opsThreads), "--ops-threads must be 1–64")
-        try check((1...100_000).contains(opsMaxPendingRequests), "--ops-max-pending-requests must be 1–100000")
-        try check((10...600_000).contains(opsRequestTimeoutMs), "--ops-request-timeout-ms must be 10–600000")
-        try check((1...1_000_000).contains(opsMaxListItems), "--ops-max-list-items must be 1–1000000")
+        for rule in Self.rules where !rule.holds(self) {
+            throw ConfigurationError(message: rule.message(self))
+        }
     }
+
+    /// A bound that involves more than one field (one field's bounds are declared with its option).
+    public struct Rule: Sendable {
+        /// What must hold, for the docs.
+        public let summary: String
+        let holds: @Sendable (ServerConfiguration) -> Bool
+        let message: @Sendable (ServerConfiguration) -> String
+
+        init(
+            _ summary: String, message: (@Sendable (ServerConfiguration) -> String)? = nil,
+            _ holds: @escaping @Sendable (ServerConfiguration) -> Bool
+        ) {
+            self.summary = summary
+            self.holds = holds
+            self.message = message ?? { _ in summary }
+        }
+    }
+
+    /// A doc's keys are refreshed by the periodic head check (about every --reconcile-ms) of every node that
+    /// holds it open; that check must come round this many times within the doc TTL...
+    static let docTTLReconcileRounds: Int64 = 10
+    /// ... and the TTL is never shorter than this.
+    static let minimumDocTTLMs: Int64 = 60_000
+
+    public static let rules: [Rule] = [
+        Rule("--node-id must be 1–64 characters of [A-Za-z0-9._:-]") { isValidNodeID($0.nodeID) },
+        Rule("--tick-ms must be well below --presence-ttl-ms") { $0.tickMs * 2 < $0.presenceTTLMs },
+        Rule("--outbound-low-water-bytes must be below --outbound-high-water-bytes") {
+            $0.outboundLowWaterBytes < $0.outboundHighWaterBytes
+        },
+        Rule("--max-outbound-bytes must exceed --outbound-high-water-bytes") { $0.maxOutboundBytes > $0.outboundHighWaterBytes },
+        Rule("--storm-resume-grace-ms must be at least --presence-ttl-ms") { $0.stormResumeGraceMs >= $0.presenceTTLMs },
+        // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (JWTKit also asserts it).
+        Rule("--jwt-secret must be at least 32 bytes") { $0.jwtSecret.map { $0.utf8.count >= JWTSecret.minimumBytes } ?? true },
+        Rule(
+            "without a JWT secret, --host must be a loopback address unless --insecure-dev-mode is given",
+            message: { developmentModeRefusal(host: $0.host) }
+        ) { $0.jwtSecret != nil || $0.insecureDevMode || isLoopback($0.host) },
+        Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
+            $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
+        },
+        Rule("--ops-token must be 16–1024 printable ASCII characters without spaces") {
+            $0.opsToken.map(isValidOpsToken) ?? true
+        },
+        Rule("--ops-max-connections-per-ip must be 1–--ops-max-connections") {
+            (1...max(1, $0.opsMaxConnections)).contains($0.opsMaxConnectionsPerIP)
+        },
+    ]
 }
 
 extension ServerConfiguration {

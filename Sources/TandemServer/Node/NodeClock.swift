@@ -1,10 +1,6 @@
-import Foundation
-import NIOCore
+import TandemSystem
 
-/// Time as the node uses it: a monotonic clock for limits, ticks and TTLs (immune to wall-clock steps),
-/// and wall-clock milliseconds only where other machines compare it (commit timestamps).
-struct NodeClock: Sendable {
-    func nowNanos() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
-    func nowMs() -> UInt64 { nowNanos() / 1_000_000 }
-    func wallMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
-}
+/// Time as the node uses it: Tandem's one clock (TandemSystem), monotonic for limits, ticks and TTLs, the
+/// wall clock only where other machines compare it (commit timestamps). The name stays for the shards and
+/// connections that hold one.
+typealias NodeClock = TandemClock

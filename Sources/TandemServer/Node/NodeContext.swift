@@ -52,14 +52,18 @@ final class NodeContext: Sendable {
 
     /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).
     func shard(for doc: String) -> DocShard {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var hash = Self.fnvOffsetBasis
         for byte in doc.utf8 {
             hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
+            hash &*= Self.fnvPrime
         }
         let shards = self.shards
         return shards[Int(hash % UInt64(shards.count))]
     }
+
+    /// 64-bit FNV-1a parameters (the placement of docs on shards depends on them: never change them).
+    static let fnvOffsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
+    static let fnvPrime: UInt64 = 0x100_0000_01b3
 
     var redisIsUp: Bool { redis.isConnected }
 
@@ -76,6 +80,10 @@ final class NodeContext: Sendable {
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
+    /// A hold is renewed only once it has this much less than the full grace left: refused handshakes
+    /// arrive by the thousand, the shards need hearing about it at most twice a second.
+    static let holdRenewalMs: UInt64 = 500
+
     /// Until when detached sessions are being held (ms of the node clock); see `holdDetachedSessions`.
     private let holdUntilMs = NIOLockedValueBox<UInt64>(0)
 
@@ -89,7 +97,7 @@ final class NodeContext: Sendable {
         let now = clock.nowMs()
         let grace = UInt64(config.stormResumeGraceMs)
         let renew = holdUntilMs.withLockedValue { until -> Bool in
-            guard until < now + grace - 500 else { return false }
+            guard until < now + grace - Self.holdRenewalMs else { return false }
             until = now + grace
             return true
         }

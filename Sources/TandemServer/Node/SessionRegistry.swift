@@ -23,6 +23,9 @@ final class SessionRegistry: Sendable {
     static let endedRetentionNanos: UInt64 = 60_000_000_000
 
     private let state = NIOLockedValueBox(State())
+    private let clock = NodeClock()
+    /// `endedOrder` is compacted once this many entries at its front are dead (and they are most of it).
+    static let compactionThreshold = 1024
 
     /// Counts a handshake in progress or an open connection of `user`, unless a limit is reached.
     /// Returns the rejection reason, or nil when the slot was taken (release it with `releaseSlot`).
@@ -50,7 +53,7 @@ final class SessionRegistry: Sendable {
     }
 
     func remove(_ connection: ClientConnection) {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = clock.nowNanos()
         state.withLockedValue { state in
             if state.bySession[connection.sessionID] === connection {
                 state.bySession.removeValue(forKey: connection.sessionID)
@@ -64,7 +67,7 @@ final class SessionRegistry: Sendable {
     /// The user a session belongs to on this node: its open connection's, or the one whose connection
     /// ended within the last minute. Nil when this node does not know the session.
     func owner(of sessionID: String) -> String? {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = clock.nowNanos()
         return state.withLockedValue { state in
             if let open = state.bySession[sessionID] { return open.identity.user }
             guard let ended = state.ended[sessionID], now < ended.atNanos + Self.endedRetentionNanos else { return nil }
@@ -80,7 +83,7 @@ final class SessionRegistry: Sendable {
             if state.ended[sid]?.atNanos == at { state.ended.removeValue(forKey: sid) }
             state.endedHead += 1
         }
-        if state.endedHead > 1024 && state.endedHead * 2 > state.endedOrder.count {
+        if state.endedHead > compactionThreshold && state.endedHead * 2 > state.endedOrder.count {
             state.endedOrder.removeFirst(state.endedHead)
             state.endedHead = 0
         }

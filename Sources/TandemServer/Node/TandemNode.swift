@@ -3,13 +3,20 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import TandemCore
 import TandemOpsHTTP
 import TandemRedis
+import TandemSystem
 
-/// One Tandem node: the WebSocket data plane, the doc shards, the Redis connections and the ops server,
-/// started in dependency order and stopped in reverse.
-public final class TandemNode: Sendable {
+/// One Tandem node: its event loops, the embedded redis-server (when there is one), the Redis connections,
+/// the ops server, the doc shards, the WebSocket server and the once-a-second housekeeping, each a
+/// `Service` in one `ServiceGroup`: started in that order, shut down gracefully in reverse (see
+/// `makeServices` and docs/architecture.md).
+///
+/// As a `Service` itself (`run()`), the node runs inside the group of `tandem serve`, whose SIGTERM and
+/// SIGINT shut it down gracefully; in a test, `start()` and `shutdown()` do the same in the background.
+public final class TandemNode: Service, Sendable {
     public let configuration: ServerConfiguration
     public let metrics: TandemMetrics
     private let logger: Logger
@@ -17,13 +24,37 @@ public final class TandemNode: Sendable {
     private let context: NodeContext
     private let server: WebSocketServer
     private let ops: OpsHTTPServer
+    private let embeddedRedis: EmbeddedRedis?
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// The node's services, with the step the last one opens once everything listens.
+    private let services: [NodeService]
+    private let serviceGroup: ServiceGroup
+    /// `start()`'s background run of the group, for `shutdown()` to wait for.
+    private let background = NIOLockedValueBox<Task<Void, any Error>?>(nil)
 
-    /// Builds the node; nothing listens or connects until `start()`.
-    public init(configuration: ServerConfiguration, logger: Logger, eventLoopThreads: Int = System.coreCount) async throws {
+    /// Housekeeping (storm state, gauges, status sample, directory heartbeat) runs this often.
+    static let housekeepingInterval: TimeAmount = .seconds(1)
+    /// Descriptors a node holds besides client and ops sockets: Redis connections, wake pipes, event-loop
+    /// epoll and eventfds, the embedded Redis's pipes, log files.
+    static let descriptorsBesidesSockets: UInt64 = 64
+    /// On shutdown, clients get this long to close after their 1001 before the node moves on...
+    static let clientCloseTimeout: TimeAmount = .seconds(3)
+    /// ... the shards this long to delete this node's presence from Redis...
+    static let presenceRemovalTimeout: TimeAmount = .seconds(3)
+    /// ... and the node directory this long to record the node as stopped.
+    static let directoryStopTimeout: TimeAmount = .seconds(1)
+
+    /// Builds the node; nothing listens or connects until `run()` or `start()`.
+    /// - Parameter embeddedRedis: The redis-server this node starts first and stops last (its `url` is
+    ///   `configuration.redisURL`); nil when the node uses a Redis run elsewhere.
+    public init(
+        configuration: ServerConfiguration, logger: Logger, eventLoopThreads: Int = System.coreCount,
+        embeddedRedis: EmbeddedRedis? = nil
+    ) async throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
+        self.embeddedRedis = embeddedRedis
         let metrics = TandemMetrics(nodeID: configuration.nodeID)
         self.metrics = metrics
         let endpoint = try RedisEndpoint(url: configuration.redisURL)
@@ -70,6 +101,19 @@ public final class TandemNode: Sendable {
         late.withLockedValue { $0 = context }
         self.context = context
 
+        // Every socket is a descriptor: take what the hard limit allows, and say so when even that cannot
+        // hold the configured connection bounds.
+        let descriptors = FileDescriptorLimit.raiseToHardLimit()
+        let needed = UInt64(configuration.maxConnections + configuration.maxPendingHandshakes + configuration.opsMaxConnections)
+            + Self.descriptorsBesidesSockets
+        if descriptors.after < needed {
+            logger.warning(
+                "open-file limit too low for the connection bounds: clients will be refused (EMFILE) before --max-connections",
+                metadata: ["limit": "\(descriptors.after)", "needed": "\(needed)", "raise": "ulimit -n / LimitNOFILE="])
+        } else if descriptors.after > descriptors.before {
+            logger.debug("raised the open-file limit", metadata: ["from": "\(descriptors.before)", "to": "\(descriptors.after)"])
+        }
+
         let authenticator = await Authenticator(secret: configuration.jwtSecret)
         if authenticator.isDevelopmentMode {
             if configuration.insecureDevMode {
@@ -103,50 +147,149 @@ public final class TandemNode: Sendable {
         if configuration.opsToken == nil, !["127.0.0.1", "localhost", "::1", "[::1]"].contains(configuration.opsHost) {
             logger.notice("no --ops-token: /api/docs (document content, user names) is open to anyone who reaches the ops port")
         }
+        services = Self.makeServices(
+            group: group, embeddedRedis: embeddedRedis, context: context, server: server, ops: ops,
+            housekeeping: housekeeping, configuration: configuration, logger: logger)
+        serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map {
+                    // A component that fails (a port taken, redis-server missing) shuts the others down
+                    // gracefully too, so the embedded redis-server is never left running.
+                    ServiceGroupConfiguration.ServiceConfiguration(
+                        service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
+                logger: logger))
+    }
+
+    /// The node's components in start order; the group stops them in reverse. The shutdown order is the
+    /// contract (ShutdownTests): stop housekeeping (its heartbeat must not undo the "stopped" entry); stop
+    /// accepting and close every client with 1001; delete this node's presence from Redis; stop the ops
+    /// server; record the node as stopped in the directory and close the Redis connections; stop the
+    /// embedded redis-server; stop the event loops.
+    private static func makeServices(
+        group: MultiThreadedEventLoopGroup, embeddedRedis: EmbeddedRedis?, context: NodeContext,
+        server: WebSocketServer, ops: OpsHTTPServer, housekeeping: NIOLockedValueBox<RepeatedTask?>,
+        configuration: ServerConfiguration, logger: Logger
+    ) -> [NodeService] {
+        var services: [NodeService] = []
+        func add(
+            _ name: String, start: @escaping @Sendable () async throws -> Void,
+            stop: @escaping @Sendable () async -> Void
+        ) {
+            services.append(NodeService(description: name, started: StartupStep(), after: services.last?.started, start: start, stop: stop))
+        }
+        add("event loops", start: {}, stop: { try? await group.shutdownGracefully() })
+        if let embeddedRedis {
+            add("embedded redis", start: { try await embeddedRedis.start() }, stop: { await embeddedRedis.stop() })
+        }
+        add(
+            "redis connections",
+            start: {
+                context.redis.start()
+                context.subscriber.start()
+            },
+            stop: {
+                await context.directory.beat(
+                    context.directoryEntry(docs: 0, sessions: 0, state: "stopped"), stopping: true, on: group.next()
+                ).wait(atMost: directoryStopTimeout)
+                await context.subscriber.shutdown()
+                await context.redis.shutdown()
+            })
+        add("ops server", start: { try ops.start() }, stop: { ops.stop() })
+        add(
+            "doc shards",
+            start: { context.shards.forEach { $0.start() } },
+            stop: {
+                let flushes = context.shards.map { $0.shutdown() }
+                if let loop = flushes.first?.eventLoop {
+                    await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: presenceRemovalTimeout)
+                }
+            })
+        add(
+            "websocket server",
+            start: {
+                let wsPort = try await server.start()
+                context.ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
+                logger.info(
+                    "listening",
+                    metadata: [
+                        "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
+                        "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
+                        "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
+                        "auth": "\(authMode(configuration))",
+                    ])
+            },
+            stop: {
+                await server.stopAccepting()
+                await server.closeAllClients(timeout: clientCloseTimeout)
+            })
+        add(
+            "housekeeping",
+            start: {
+                let task = group.next().scheduleRepeatedTask(initialDelay: housekeepingInterval, delay: housekeepingInterval) { _ in
+                    Self.housekeeping(context)
+                }
+                housekeeping.withLockedValue { $0 = task }
+            },
+            stop: {
+                logger.info("shutting down")
+                housekeeping.withLockedValue { $0?.cancel() }
+            })
+        return services
     }
 
     /// The bound client port (useful with `--port 0`).
     public var port: Int { context.ports.withLockedValue { $0.ws } }
     public var opsPort: Int { context.ports.withLockedValue { $0.ops } }
 
+    /// Runs every component until the group this node runs in shuts down gracefully (SIGTERM/SIGINT in
+    /// `tandem serve`), then stops them in reverse order. Throws the first component's failure.
+    public func run() async throws {
+        try await serviceGroup.run()
+        logger.info("stopped")
+    }
+
+    /// Starts the node in the background and returns once it listens (for tests and embedding); stop it
+    /// with `shutdown()`.
     public func start() async throws {
-        context.redis.start()
-        context.subscriber.start()
-        context.shards.forEach { $0.start() }
-        let wsPort = try await server.start()
-        try ops.start()
-        context.ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
-        let context = self.context
-        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            Self.housekeeping(context)
+        let task = Task { try await self.run() }
+        background.withLockedValue { $0 = task }
+        do {
+            try await services.last?.started.wait()
+        } catch let failure as StartupStep.PreviousStepFailed {
+            _ = try? await task.value
+            throw failure.underlying
         }
-        housekeeping.withLockedValue { $0 = task }
-        logger.info(
-            "listening",
-            metadata: [
-                "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
-                "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
-                "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
-                "auth": "\(authMode)",
-            ])
+    }
+
+    /// Graceful shutdown of a node started with `start()`: the services stop in reverse order (see
+    /// `makeServices`).
+    public func shutdown() async {
+        await serviceGroup.triggerGracefulShutdown()
+        _ = try? await background.withLockedValue({ $0 })?.value
     }
 
     /// How clients are authenticated, for the `listening` line.
-    private var authMode: String {
+    private static func authMode(_ configuration: ServerConfiguration) -> String {
         if configuration.jwtSecret != nil { return "jwt" }
         return configuration.insecureDevMode
             ? "INSECURE-development-mode(anyone-reaching-this-port-is-any-user)" : "development(loopback-only)"
     }
 
-    /// Once a second: storm state, queue gauges, the status sample and the directory heartbeat.
+    /// Once a second: storm state, queue gauges, session-key refreshes, the status sample and the directory
+    /// heartbeat.
     private static func housekeeping(_ context: NodeContext) {
         context.storm.evaluate()
         if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
         let loop = context.shards[0].eventLoop
         context.redisMemory.sample(nowNanos: context.clock.nowNanos(), on: loop)
+        let connections = context.registry.allConnections
+        context.sessions.refreshOpenSessions(
+            connections.map { ($0.id, $0.sessionID, $0.identity.user) }, second: context.clock.nowMs() / 1000, on: loop)
         // Outbound bytes must be read on each connection's own loop.
-        let byLoop = Dictionary(grouping: context.registry.allConnections) { ObjectIdentifier($0.eventLoop) }
+        let byLoop = Dictionary(grouping: connections) { ObjectIdentifier($0.eventLoop) }
         let readings = byLoop.values.map { group in
             group[0].eventLoop.submit { group.map { (ObjectIdentifier($0), $0.outboundBytes()) } }
         }
@@ -158,25 +301,5 @@ public final class TandemNode: Sendable {
             let entry = context.directoryEntry(docs: docs.count, sessions: docs.reduce(0) { $0 + $1.localMembers })
             _ = context.directory.beat(entry, on: loop)
         }
-    }
-
-    /// Graceful shutdown: stop accepting, close clients with 1001, remove this node's presence from
-    /// Redis, then close Redis, the ops server and the event loops.
-    public func shutdown() async {
-        logger.info("shutting down")
-        housekeeping.withLockedValue { $0?.cancel() }
-        await server.stopAccepting()
-        await server.closeAllClients(timeout: .seconds(3))
-        let flushes = context.shards.map { $0.shutdown() }
-        if let loop = flushes.first?.eventLoop {
-            await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: .seconds(3))
-        }
-        ops.stop()
-        await context.directory.beat(context.directoryEntry(docs: 0, sessions: 0, state: "stopped"), stopping: true, on: group.next())
-            .wait(atMost: .seconds(1))
-        await context.subscriber.shutdown()
-        await context.redis.shutdown()
-        try? await group.shutdownGracefully()
-        logger.info("stopped")
     }
 }

@@ -31,10 +31,10 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             connection.receivedPong()
         case .connectionClose:
             connection.receivedClose()
-            // Echo the close (RFC 6455 §5.5.1) unless we started the handshake, then close the socket.
+            // Answer the close (RFC 6455 §5.5.1: its code echoed, or 1002/1007 for an invalid one) unless we
+            // started the handshake, then close the socket.
             if !connection.isClosing {
-                var data = frame.unmaskedData
-                let code = data.readWebSocketErrorCode() ?? .normalClosure
+                let code = CloseFrameReply.code(for: frame.unmaskedData)
                 var reply = context.channel.allocator.buffer(capacity: 2)
                 reply.write(webSocketErrorCode: code)
                 let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)

@@ -27,32 +27,10 @@ final class HandshakeState: @unchecked Sendable {
     var decision: Decision?
     /// Counted in the server's pending handshakes (until upgraded or closed).
     var isPending = true
+    /// Its place in the server's pending-handshake queue.
+    var pendingID: UInt64 = 0
     /// Closes the socket if it is still pending after `--handshake-timeout-ms`.
     var timeout: Scheduled<Void>?
-}
-
-/// The only handler of a socket refused because `--max-pending-handshakes` sockets are mid-handshake:
-/// answers 503 `overloaded` (the same refusal as the admission rate, so clients retry the same way) as
-/// soon as the socket is active, without reading the request, and closes it.
-final class PendingFullHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private static let body = #"{"error":"overloaded","message":"too many handshakes in progress; retry after the delay"}"#
-
-    func channelActive(context: ChannelHandlerContext) {
-        let response =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(Self.body.utf8.count)\r\n"
-            + "Retry-After: \(Int.random(in: 1...5))\r\nConnection: close\r\n\r\n" + Self.body
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(string: response))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
-        context.fireChannelActive()
-    }
-
-    /// The request is not read: whatever arrives is dropped.
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
 /// Answers HTTP requests on the client port that do not become WebSockets: refused handshakes (401,
@@ -75,7 +53,7 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         let rejection: HandshakeState.Rejected
         if case .rejected(let rejected)? = state.decision {
             rejection = rejected
-        } else if head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws" {
+        } else if QueryString.parse(uri: head.uri).path == "/v1/ws" {
             rejection = .init(
                 status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
                 headers: [("Upgrade", "websocket")])
@@ -95,26 +73,5 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body.bytes)))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-    }
-}
-
-/// `?a=b&c=d` → `["a": "b", "c": "d"]`, percent-decoded (`+` is a space, as browsers encode forms).
-enum QueryString {
-    static func parse(uri: String) -> (path: String, query: [String: String]) {
-        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let path = parts.first.map(String.init) ?? "/"
-        var query: [String: String] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard let key = decode(kv[0]) else { continue }
-                query[key] = kv.count > 1 ? decode(kv[1]) ?? "" : ""
-            }
-        }
-        return (path, query)
-    }
-
-    private static func decode(_ part: Substring) -> String? {
-        part.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }

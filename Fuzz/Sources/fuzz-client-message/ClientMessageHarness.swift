@@ -1,0 +1,83 @@
+import FuzzSupport
+import TandemCore
+
+// ClientMessage.decode with the default ProtocolLimits — exactly what a client's text frame meets —
+// followed by what the server does next with a push (size check, Ops parsing, a decision against a
+// small doc), so mutated ops reach the sync code too.
+//
+// Invariants:
+// - nothing traps;
+// - a decoded message is valid by the protocol's rules (doc id, state object within maxStateBytes,
+//   push id, positive sync limit);
+// - Ops round-trip: Ops(json: ops.json) == ops;
+// - every refusal has a protocol error code and encodes to a valid JSON error reply whose message is
+//   bounded (an error reply must not echo an unbounded part of the client's input).
+
+private let limits = ProtocolLimits()
+private let syncLimits = SyncLimits()
+/// A doc with a record of each shape an op can meet (object, nested object, string, array, number).
+private let replica: DocReplica = {
+    var r = DocReplica()
+    let record = try! JSONParser.parse(#"{"title":"héllo 😀","tags":["a"],"n":1,"meta":{"x":{"y":"z"}},"nil":null}"#)
+    r.apply(clock: 1, ops: Ops(["r1": .put(record), "n1": .put(record), "a": .put(record)]))
+    r.apply(clock: 2, ops: Ops(["gone": .put(.object([:]))]))
+    r.apply(clock: 3, ops: Ops(["gone": .remove]))
+    return r
+}()
+
+/// Longest error message (without doc and push id, which are bounded elsewhere) we accept.
+private let maxErrorMessageBytes = 512
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let frame = UnsafeBufferPointer(start: data, count: data == nil ? 0 : size)
+    let message: ClientMessage
+    do {
+        message = try ClientMessage.decode(frame, limits: limits)
+    } catch {
+        checkRefusal(error)
+        return 0
+    }
+    if let doc = message.doc { require(DocID.isValid(doc), "decoded an invalid doc id \(doc)") }
+    switch message {
+    case .join(_, let state?, _), .presence(_, let state):
+        require(state.isObject, "state is not an object")
+        require(state.serialized.count <= limits.maxStateBytes, "state over maxStateBytes")
+    case .push(let doc, let id, let base, let opsJSON):
+        require(ClientMessage.isValidPushID(id), "invalid push id accepted")
+        require(opsJSON.isObject, "ops is not an object")
+        guard opsJSON.serialized.count <= syncLimits.maxPushBytes else { return 0 }
+        let ops: Ops
+        do {
+            ops = try Ops(json: opsJSON)
+        } catch {
+            checkRefusal(ProtocolError(error.code, error.message, doc: doc, pushID: id))
+            return 0
+        }
+        require((try? Ops(json: ops.json)) == ops, "Ops does not round-trip through its JSON")
+        do {
+            let decision = try replica.decide(ops: ops, base: base, limits: syncLimits)
+            let reply = ServerMessage.result(
+                doc: doc, id: id, action: decision.action, clock: replica.head + 1, applied: decision.applied.json,
+                reason: decision.reason)
+            require((try? JSONParser.parse(reply)) != nil, "result reply is not valid JSON")
+        } catch {
+            checkRefusal(error)
+        }
+    case .sync(_, _, let limit):
+        if let limit { require(limit > 0, "sync limit \(limit) accepted") }
+    case .join, .leave, .ping, .ack:
+        break
+    }
+    return 0
+}
+
+private func checkRefusal(_ error: ProtocolError) {
+    require([.badMessage, .unknownType, .tooLarge].contains(error.code), "unexpected code \(error.code)")
+    require(
+        error.message.utf8.count <= maxErrorMessageBytes,
+        "error message of \(error.message.utf8.count) bytes echoes the input: \(error.message.prefix(120))…")
+    if let doc = error.doc { require(DocID.isValid(doc), "error names an invalid doc id") }
+    let reply = ServerMessage.error(error)
+    require((try? JSONParser.parse(reply)) != nil, "error reply is not valid JSON: \(String(decoding: reply.prefix(200), as: UTF8.self))")
+}

@@ -1,0 +1,229 @@
+/// One command on its way through the cluster: what to send, where, and how far its retries got.
+/// Attempts of one command never overlap, so each attempt hands the updated value to the next.
+struct ClusterCommandRun: Sendable {
+    var command: RedisCommand
+    var route: ClusterRoute
+    var retry: ClusterRetryState
+    let completion: @Sendable (Result<RedisValue, RedisError>) -> Void
+}
+
+extension ClusterClientCore {
+    /// What a caller's request meets at the door.
+    private enum Admission {
+        case single(RedisClient)
+        case refused(RedisError)
+        case accepted
+    }
+
+    /// Where an attempt goes.
+    private enum Target {
+        /// The primary of the run's slot in the current map (any primary for keyless commands).
+        case route
+        /// This node (a redirect), with `ASKING` first for an `ASK`.
+        case node(ClusterNodeAddress, asking: Bool)
+    }
+
+    // MARK: - Entry points
+
+    func send(_ command: RedisCommand, completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void) {
+        let route = ClusterCommandKeys.route(of: command)
+        switch admit(count: 1, route: route) {
+        case .single(let client):
+            client.send(command, completion: completion)
+        case .refused(let error):
+            completion(.failure(error))
+        case .accepted:
+            attempt(makeRun(command, route: route, completion: completion), .route)
+        }
+    }
+
+    func send(_ commands: [RedisCommand], completion: @escaping @Sendable ([Result<RedisValue, RedisError>]) -> Void) {
+        guard !commands.isEmpty else {
+            completion([])
+            return
+        }
+        let route = ClusterCommandKeys.route(of: commands)
+        switch admit(count: commands.count, route: route) {
+        case .single(let client):
+            client.send(commands, completion: completion)
+        case .refused(let error):
+            completion(Array(repeating: .failure(error), count: commands.count))
+        case .accepted:
+            let collector = BatchCollector(count: commands.count, completion: completion)
+            let runs = commands.enumerated().map { index, command in
+                makeRun(command, route: route) { collector.set(index, $0) }
+            }
+            // The first attempt is one pipeline on one connection; commands that need another attempt
+            // continue one by one.
+            var created: [RedisClient] = []
+            let resolved = state.withLockedValue { resolve(route, in: &$0, created: &created) }
+            for client in created { client.start() }
+            guard let (address, client) = resolved else {
+                for run in runs { handle(run, .failure(.notConnected), from: nil) }
+                return
+            }
+            client.send(commands) { [self] results in
+                for (run, result) in zip(runs, results) { handle(run, result, from: address) }
+            }
+        }
+    }
+
+    func evalScript(
+        _ script: RedisScript,
+        keys: [any RedisArgument],
+        args: [any RedisArgument],
+        completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
+    ) {
+        let route = ClusterCommandKeys.route(ofKeys: keys)
+        switch admit(count: 1, route: route) {
+        case .single(let client):
+            client.evalScript(script, keys: keys, args: args, completion: completion)
+        case .refused(let error):
+            completion(.failure(error))
+        case .accepted:
+            let tail: [any RedisArgument] = [keys.count] + keys + args
+            let evalsha = RedisCommand(["EVALSHA", script.sha1] + tail)
+            attempt(
+                makeRun(evalsha, route: route) { [self] result in
+                    guard case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") else {
+                        completion(result)
+                        return
+                    }
+                    // The node that owns the slot lacks the script (each node has its own cache): send
+                    // the source, which caches it there. Routed afresh, so it lands on the same owner.
+                    switch self.admit(count: 1, route: route) {
+                    case .accepted:
+                        self.attempt(self.makeRun(RedisCommand(["EVAL", script.source] + tail), route: route, completion: completion), .route)
+                    case .refused(let error):
+                        completion(.failure(error))
+                    case .single(let client):
+                        client.send(RedisCommand(["EVAL", script.source] + tail), completion: completion)
+                    }
+                }, .route)
+        }
+    }
+
+    // MARK: - Admission
+
+    private func admit(count: Int, route: ClusterRoute) -> Admission {
+        state.withLockedValue { state in
+            if state.shutdownRequested { return .refused(.shutdown) }
+            switch state.mode {
+            case .detecting:
+                return .refused(.notConnected)
+            case .single:
+                guard let single = state.single else { return .refused(.notConnected) }
+                return .single(single)
+            case .cluster:
+                if route == .crossSlot { return .refused(.crossSlot) }
+                if state.pending + count > configuration.maxPendingCommands { return .refused(.overloaded) }
+                state.pending += count
+                return .accepted
+            }
+        }
+    }
+
+    private func makeRun(
+        _ command: RedisCommand, route: ClusterRoute, completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
+    ) -> ClusterCommandRun {
+        ClusterCommandRun(
+            command: command, route: route, retry: ClusterRetryState(policy: policy, now: monotonicNanoseconds()),
+            completion: completion)
+    }
+
+    // MARK: - Attempts
+
+    /// The node to send to, under the state lock. `nil` when the slot has no primary yet.
+    private func resolve(
+        _ route: ClusterRoute, in state: inout State, created: inout [RedisClient]
+    ) -> (ClusterNodeAddress, RedisClient)? {
+        let address: ClusterNodeAddress?
+        switch route {
+        case .slot(let slot):
+            address = state.routes.address(forSlot: slot)
+        case .anyNode, .crossSlot:
+            // Round robin over the primaries, preferring one whose connection is up.
+            let primaries = state.primaries
+            guard !primaries.isEmpty else { return nil }
+            let start = state.rotation
+            state.rotation &+= 1
+            let offsets = 0..<primaries.count
+            let connected = offsets.lazy.map { primaries[(start &+ $0) % primaries.count] }
+                .first { state.nodes[Self.key($0)]?.client.isConnected ?? false }
+            address = connected ?? primaries[start % primaries.count]
+        }
+        guard let address, let client = client(for: address, in: &state, created: &created) else { return nil }
+        return (address, client)
+    }
+
+    /// Sends one attempt of `run`.
+    private func attempt(_ run: ClusterCommandRun, _ target: Target) {
+        var created: [RedisClient] = []
+        let resolved = state.withLockedValue { state -> (ClusterNodeAddress, RedisClient)?? in
+            guard !state.shutdownRequested else { return .none }
+            switch target {
+            case .route:
+                return .some(resolve(run.route, in: &state, created: &created))
+            case .node(let address, _):
+                return .some(client(for: address, in: &state, created: &created).map { (address, $0) })
+            }
+        }
+        for client in created { client.start() }
+        guard let resolved else {
+            finish(run, .failure(.shutdown))
+            return
+        }
+        guard let (address, client) = resolved else {
+            handle(run, .failure(.notConnected), from: nil)
+            return
+        }
+        if case .node(_, asking: true) = target {
+            // One batch, so nothing can come between ASKING and the command on the connection.
+            client.send([RedisCommand("ASKING"), run.command]) { [self] results in
+                handle(run, results.count == 2 ? results[1] : .failure(.connectionLost), from: address)
+            }
+        } else {
+            client.send(run.command) { [self] result in
+                handle(run, result, from: address)
+            }
+        }
+    }
+
+    /// Acts on the outcome of one attempt: complete, redirect, or retry later.
+    private func handle(_ run: ClusterCommandRun, _ result: Result<RedisValue, RedisError>, from address: ClusterNodeAddress?) {
+        var run = run
+        var result = result
+        if case .failure(.shutdown) = result, !state.withLockedValue({ $0.shutdownRequested }) {
+            // A retired node connection stopped under a command that may have run.
+            result = .failure(.connectionLost)
+        }
+        let now = monotonicNanoseconds()
+        let decision = run.retry.decide(result, now: now, replyingHost: address?.host ?? "")
+        if decision.refreshTopology { requestRefresh() }
+        // The common case (a reply) takes one lock, in `finish`.
+        if case .complete(let final) = decision.action {
+            finish(run, final)
+            return
+        }
+        if state.withLockedValue({ $0.shutdownRequested }) {
+            finish(run, .failure(.shutdown))
+            return
+        }
+        switch decision.action {
+        case .complete(let final):
+            finish(run, final)
+        case .redirect(let slot, let target):
+            learnMoved(slot: slot, to: target)
+            attempt(run, .node(target, asking: false))
+        case .ask(let target):
+            attempt(run, .node(target, asking: true))
+        case .retry(let delay):
+            timer.schedule(at: now &+ UInt64(delay)) { [self, run] in attempt(run, .route) }
+        }
+    }
+
+    private func finish(_ run: ClusterCommandRun, _ result: Result<RedisValue, RedisError>) {
+        state.withLockedValue { $0.pending -= 1 }
+        run.completion(result)
+    }
+}

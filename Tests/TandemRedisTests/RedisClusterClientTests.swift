@@ -1,0 +1,218 @@
+import Foundation
+@testable import TandemRedis
+import TandemTestSupport
+import Testing
+
+@Suite("RedisClusterClient against a real 3-primary/3-replica cluster", .serialized, .sharedCluster, .timeLimit(.minutes(2)))
+struct RedisClusterClientTests {
+    @Test func routesEveryCommandToThePrimaryOfItsSlot() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        #expect(client.mode == .cluster)
+        #expect(client.isClusterMode)
+        #expect(client.publishCommandName == "SPUBLISH")
+        let primaries = await blocking { cluster.primaryPorts() }
+        #expect(primaries.count == 3)
+        #expect(client.topology?.primaries.map(\.port).sorted() == primaries)
+
+        // Five keys per primary, written through the client and read back directly on the owner (a
+        // misrouted key would not be there: the owner would answer MOVED to redis-cli).
+        for port in primaries {
+            let keys = await blocking { cluster.names(ownedBy: port, count: 5) { "route:\($0)" } }
+            for key in keys {
+                #expect(try await client.send(RedisCommand("SET", key, "v-\(key)")) == .simpleString("OK"))
+            }
+            for key in keys {
+                #expect(await blocking { cluster.node(port: port)!.command("GET", key) } == "v-\(key)")
+                #expect(try await client.send(RedisCommand("GET", key)).string == "v-\(key)")
+            }
+        }
+        // Slots as the cluster computes them, for a spread of keys (hash tags included).
+        let names = (0..<200).map { $0 % 3 == 0 ? "tag{\($0 % 7)}x\($0)" : "key:\($0):\(UUID().uuidString.prefix(4))" }
+        let slots = try await client.send(names.map { RedisCommand("CLUSTER", "KEYSLOT", $0) })
+        #expect(slots == names.map { .integer(Int64(ClusterSlot.slot(forKey: $0))) })
+
+        // Keyless commands go to any primary.
+        #expect(try await client.send(RedisCommand("PING")) == .simpleString("PONG"))
+        // A batch in one slot is one pipeline; error replies stay in place.
+        let batch = try await client.send([
+            RedisCommand("SET", "{batch}a", "1"), RedisCommand("INCR", "{batch}a"), RedisCommand("PING"),
+            RedisCommand("HGET", "{batch}a", "f"), RedisCommand("GET", "{batch}a"),
+        ])
+        #expect(batch[0] == .simpleString("OK") && batch[1] == .integer(2) && batch[2] == .simpleString("PONG"))
+        #expect(batch[3].errorMessage?.hasPrefix("WRONGTYPE") == true)
+        #expect(batch[4].string == "2")
+    }
+
+    @Test func crossSlotWorkIsRefusedBeforeSending() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let sent = await blocking { cluster.primaryPorts().reduce(0) { $0 + cluster.statistic($1, "cmdstat_mget", "calls") } }
+
+        await #expect(throws: RedisError.crossSlot) { try await client.send(RedisCommand("MGET", "a", "b")) }
+        await #expect(throws: RedisError.crossSlot) {
+            try await client.send([RedisCommand("GET", "a"), RedisCommand("GET", "b")])
+        }
+        await #expect(throws: RedisError.crossSlot) {
+            try await client.evalScript(RedisScript("return 1"), keys: ["a", "b"])
+        }
+        // The callback API refuses at once, on the calling thread, with every result of the batch.
+        let results = Recorder<[Result<RedisValue, RedisError>]>()
+        client.send([RedisCommand("GET", "a"), RedisCommand("PING"), RedisCommand("GET", "b")]) { results.append($0) }
+        #expect(results.values == [Array(repeating: .failure(.crossSlot), count: 3)])
+        #expect(client.pendingCommandCount == 0)
+        // Nothing reached the cluster; one slot is fine.
+        #expect(await blocking { cluster.primaryPorts().reduce(0) { $0 + cluster.statistic($1, "cmdstat_mget", "calls") } } == sent)
+        #expect(try await client.send(RedisCommand("MGET", "{t}a", "{t}b")) == .array([.null, .null]))
+    }
+
+    @Test func noscriptFallsBackToEvalOnTheNodeThatSaidSo() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let script = RedisScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
+        let primaries = await blocking { cluster.primaryPorts() }
+        await blocking { for port in primaries { cluster.node(port: port)!.command("SCRIPT", "FLUSH") } }
+        func cached() async -> [Int] {
+            await blocking { primaries.map { Int(cluster.node(port: $0)!.command("SCRIPT", "EXISTS", script.sha1)) ?? -1 } }
+        }
+        #expect(await cached() == [0, 0, 0])
+        for (index, port) in primaries.enumerated() {
+            let key = await blocking { cluster.names(ownedBy: port, count: 1) { "script:{\($0)}" } }[0]
+            let reply = try await client.evalScript(script, keys: [key], args: ["x"])
+            #expect(reply == .array([.bulkString(Array(key.utf8)), .bulkString(Array("x".utf8)), .integer(1)]))
+            // Only the node that ran it learned the script.
+            #expect(await cached() == primaries.indices.map { $0 <= index ? 1 : 0 })
+            #expect(try await client.evalScript(script, keys: [key], args: ["y"]).array?.last == .integer(2))
+        }
+    }
+
+    @Test func followsMovedAfterASlotMigrationAndRefreshesTheMap() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.cluster.refreshInterval = .seconds(60) }
+        defer { client.shutdown() }
+        // Connected, and no refresh due for a while: the map goes stale when the slot moves.
+        #expect(await waitUntil { client.isConnected && client.core.refreshIsQuiet(forNanoseconds: 30_000_000_000) })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[0], primaries[1])
+        let key = await blocking { cluster.names(ownedBy: source, count: 1) { "moved:{\($0)}" } }[0]
+        let slot = ClusterSlot.slot(forKey: key)
+        #expect(try await client.send(RedisCommand("SET", key, "before")) == .simpleString("OK"))
+        #expect(client.core.address(forSlot: slot)?.port == source)
+
+        try await blocking { try cluster.migrateSlot(slot, from: source, to: target) }
+        let movedBefore = await blocking { cluster.statistic(source, "errorstat_MOVED", "count") }
+        // The client's map is stale: the source answers MOVED, the client follows it to the target.
+        #expect(try await client.send(RedisCommand("GET", key)).string == "before")
+        #expect(await blocking { cluster.statistic(source, "errorstat_MOVED", "count") } == movedBefore + 1)
+        #expect(client.core.address(forSlot: slot)?.port == target)
+        #expect(try await client.send(RedisCommand("SET", key, "after")) == .simpleString("OK"))
+        #expect(await blocking { cluster.node(port: target)!.command("GET", key) } == "after")
+        #expect(await blocking { cluster.statistic(source, "errorstat_MOVED", "count") } == movedBefore + 1)
+        // The MOVED also asked for a fresh map, which now says the same.
+        #expect(await waitUntil { client.topology?.primary(forSlot: slot)?.port == target })
+        #expect(client.isConnected)
+    }
+
+    @Test func refreshesTheMapPeriodicallyWithoutAnyError() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.cluster.refreshInterval = .milliseconds(200) }
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[1], primaries[0])
+        let slot = ClusterSlot.slot(forKey: await blocking { cluster.names(ownedBy: source, count: 1) { "periodic\($0)" }[0] })
+        let movedBefore = await blocking { cluster.statistic(source, "errorstat_MOVED", "count") }
+        try await blocking { try cluster.migrateSlot(slot, from: source, to: target) }
+        // No command touches the slot: only the periodic fetch can teach the client where it went.
+        #expect(await waitUntil { client.core.address(forSlot: slot)?.port == target })
+        #expect(client.topology?.primary(forSlot: slot)?.port == target)
+        #expect(await blocking { cluster.statistic(source, "errorstat_MOVED", "count") } == movedBefore)
+    }
+
+    @Test func followsAskDuringAMigrationAndRetriesTryAgainWithinTheWindow() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.cluster.retryTimeout = .milliseconds(300) }
+        let patient = try startedClusterClient(cluster.seedURLs)
+        defer {
+            client.shutdown()
+            patient.shutdown()
+        }
+        #expect(await waitUntil { client.isConnected && patient.isConnected })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[2], primaries[0])
+        let tag = await blocking { cluster.names(ownedBy: source, count: 1) { "ask\($0)" } }[0]
+        let (moving, staying, created) = ("{\(tag)}moving", "{\(tag)}staying", "{\(tag)}created")
+        let slot = ClusterSlot.slot(forKey: tag)
+        _ = try await client.send([RedisCommand("SET", moving, "m"), RedisCommand("SET", staying, "s")])
+
+        try await blocking {
+            try cluster.beginMigration(slot: slot, from: source, to: target)
+            try cluster.migrateKeys([moving], from: source, to: target)
+        }
+        let askBefore = await blocking { cluster.statistic(source, "errorstat_ASK", "count") }
+        // The moved key: ASK from the source, ASKING + GET on the target. The map is not changed by ASK.
+        #expect(try await client.send(RedisCommand("GET", moving)).string == "m")
+        #expect(try await client.send(RedisCommand("GET", staying)).string == "s")
+        #expect(try await client.send(RedisCommand("SET", created, "c")) == .simpleString("OK"))
+        #expect(await blocking { cluster.statistic(source, "errorstat_ASK", "count") } == askBefore + 2)
+        #expect(await blocking { cluster.node(port: target)!.command("CLUSTER", "COUNTKEYSINSLOT", "\(slot)") } == "2")
+        #expect(client.core.address(forSlot: slot)?.port == source)
+
+        // Keys split between the two nodes: TRYAGAIN, retried until the (short) window ends.
+        let rejectedBefore = await blocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") }
+        await #expect {
+            try await client.send(RedisCommand("MGET", moving, staying))
+        } throws: { error in
+            guard case RedisError.server(let message) = error else { return false }
+            return message.hasPrefix("TRYAGAIN")
+        }
+        #expect(await blocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") } >= rejectedBefore + 3)
+
+        // With a longer window the same command succeeds once the migration completes meanwhile.
+        let rejectedNow = await blocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") }
+        async let values = patient.send(RedisCommand("MGET", moving, staying))
+        #expect(await waitUntilBlocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") > rejectedNow })
+        try await blocking {
+            try cluster.migrateAllKeys(slot: slot, from: source, to: target)
+            try cluster.finishMigration(slot: slot, from: source, to: target)
+        }
+        #expect(try await values == .array([.bulkString(Array("m".utf8)), .bulkString(Array("s".utf8))]))
+        #expect(try await client.send(RedisCommand("GET", created)).string == "c")
+        #expect(await waitUntil { client.core.address(forSlot: slot)?.port == target })
+    }
+
+    @Test func aCommandWaitingForARetryCountsAsPendingAndFailsOnShutdown() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs) { $0.maxPendingCommands = 1 }
+        #expect(await waitUntil { client.isConnected })
+        let primaries = await blocking { cluster.primaryPorts() }
+        let (source, target) = (primaries[1], primaries[2])
+        let tag = await blocking { cluster.names(ownedBy: source, count: 1) { "wait\($0)" }[0] }
+        let slot = ClusterSlot.slot(forKey: tag)
+        _ = try await client.send(RedisCommand("MSET", "{\(tag)}1", "a", "{\(tag)}2", "b"))
+        try await blocking {
+            try cluster.beginMigration(slot: slot, from: source, to: target)
+            try cluster.migrateKeys(["{\(tag)}1"], from: source, to: target)
+        }
+        let rejected = await blocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") }
+        let outcome = Recorder<Result<RedisValue, RedisError>>()
+        client.send(RedisCommand("MGET", "{\(tag)}1", "{\(tag)}2")) { outcome.append($0) }
+        #expect(await waitUntilBlocking { cluster.statistic(source, "cmdstat_mget", "rejected_calls") > rejected })
+        // Waiting between retries still counts against the limit.
+        #expect(client.pendingCommandCount == 1)
+        await #expect(throws: RedisError.overloaded) { try await client.send(RedisCommand("PING")) }
+        await client.shutdown()
+        #expect(outcome.values == [.failure(.shutdown)])
+        #expect(client.pendingCommandCount == 0)
+        try await blocking {
+            try cluster.migrateAllKeys(slot: slot, from: source, to: target)
+            try cluster.finishMigration(slot: slot, from: source, to: target)
+        }
+    }
+}
