@@ -281,6 +281,19 @@ import Testing
         #expect(Self.answers(actions).map(\.2) == [.result(action: .discard, clock: 1, applied: nil, reason: "invalid_base")])
     }
 
+    /// A log read stops at about 1 MiB (`SyncReadScripts.readLog`), so fewer commits than asked for do not
+    /// mean the log ended: the pipeline reads on, and a base beyond such a read is not disproved by it.
+    @Test func aReadCutShortByItsByteBudgetIsNotTheEndOfTheLog() {
+        var pipeline = Self.pipeline()
+        _ = Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, base: 3, now: 5)
+        let cut = pipeline.logRead(from: 1, entries: [Self.remote(1, #"{"x":["put",{}]}"#)], truncated: true, now: 6)
+        #expect(Self.answers(cut).isEmpty, "the push still waits: the read did not reach Redis's head")
+        #expect(cut.last == .readLog(from: 2, count: pipeline.settings.logReadCount), "reads on at once")
+        let rest = pipeline.logRead(from: 2, entries: (2...3).map { Self.remote($0, #"{"x":["put",{}]}"#) }, now: 7)
+        #expect(Self.batch(rest)?.commits.map(\.sessionID) == ["s1"], "decided once the replica reached its base")
+        #expect(pipeline.head == 3)
+    }
+
     @Test func aBaseTheReplicaCannotReachIsRefusedAtTheDeadline() {
         var pipeline = Self.pipeline { $0.logReadCount = 2 }
         _ = Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, base: 3)
