@@ -466,6 +466,7 @@ import Testing
         }
         #expect(message.contains("queued"))
         #expect(retry >= 1)
+        #expect(pipeline.counters.queueFullRefusals == 1 && pipeline.counters.overloadRefusals == 0, "counted apart")
     }
 
     // MARK: Gaps and reloads

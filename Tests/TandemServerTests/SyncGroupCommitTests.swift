@@ -143,7 +143,8 @@ import Testing
         let node = cluster.nodes[0]
         let alice = try await cluster.client("alice")
         try await alice.join(doc)
-        let refusalsBefore = try await node.metric("tandem_sync_overload_refusals_total")
+        let refusalsBefore = try await node.metric(#"tandem_sync_overload_refusals_total{reason="wait"}"#)
+        let hintsBefore = try await node.metric("tandem_sync_retry_after_seconds_count")
 
         // A slow commit (Redis frozen for most of a second) teaches the node that a round trip is slow.
         cluster.redis.pause()
@@ -167,7 +168,10 @@ import Testing
         #expect(retryAfterMs >= 1 && retryAfterMs <= 30_000)
         #expect(refused.string("message")?.contains("busy") == true, "\(refused)")
         #expect(try await alice.answer(doc, id: 2).string("action") == "commit")
-        #expect(try await node.metric("tandem_sync_overload_refusals_total") == refusalsBefore + 1)
+        #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="wait"}"#) == refusalsBefore + 1)
+        #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == 0)
+        #expect(try await node.metric("tandem_sync_retry_after_seconds_count") == hintsBefore + 1)
+        #expect(try await node.metric("tandem_sync_retry_after_seconds_sum") >= Double(retryAfterMs) / 1000 - 0.0005)
         #expect(try await node.metric(#"tandem_sync_pushes_total{action="error"}"#) >= 1)
         #expect(try await node.metric("tandem_sync_push_wait_estimate_seconds_count") >= 3)
         #expect(SyncRedis.records(cluster.redis, doc)["c"] == nil, "the refused push was not applied")
@@ -186,6 +190,7 @@ import Testing
     @Test func theQueueBoundRefusesWithRetryAfterMsToo() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) { $0.maxQueuedPushes = 2 }
         let doc = "group:full"
+        let node = cluster.nodes[0]
         let alice = try await cluster.client("alice")
         try await alice.join(doc)
         cluster.redis.pause()
@@ -195,6 +200,8 @@ import Testing
         #expect(refused.string("code") == "unavailable")
         #expect(refused["retryAfterMs"]?.uint64Value != nil, "\(refused)")
         #expect(refused.string("message")?.contains("queued") == true, "\(refused)")
+        #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == 1)
+        #expect(try await node.metric("tandem_sync_retry_after_seconds_count") == 1)
         for k in 1...3 { #expect(try await alice.answer(doc, id: k).string("action") == "commit") }
         await cluster.finish()
     }

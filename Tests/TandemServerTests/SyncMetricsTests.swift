@@ -1,5 +1,6 @@
 import Foundation
 import TandemCore
+@testable import TandemServer
 import TandemTestSupport
 import Testing
 
@@ -84,6 +85,39 @@ import Testing
         // (The gauge is summed at each presence tick.)
         try await waitUntil("the push queue is empty again") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 0 }
         await cluster.finish()
+    }
+
+    /// Redis's own work is exported beside the commit counters (commands, those scripts run included, and
+    /// CPU), so an operator can read Redis commands and Redis CPU per commit without access to Redis.
+    @Test func redisCommandsAndCPUAreCounted() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let node = cluster.nodes[0]
+        let doc = "metrics:redis"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        // (Sampled every 5 s; the first sample is the baseline.)
+        var k = 0
+        try await waitUntil("Redis's commands counted", timeout: .seconds(20), poll: .milliseconds(250)) {
+            k += 1
+            alice.push(doc, id: k, ops: #"{"r":["put",{"k":\#(k)}]}"#)
+            _ = try await alice.answer(doc, id: k)
+            return try await node.metric("tandem_redis_commands_processed_total") > 0
+        }
+        try await waitUntil("Redis's CPU counted", timeout: .seconds(20)) {
+            try await node.metric("tandem_redis_cpu_seconds_total") > 0
+        }
+        await cluster.finish()
+    }
+
+    /// Redis's totals become counter increments: the first reading is a baseline, a total that went down
+    /// (a restarted Redis, CONFIG RESETSTAT) a new one.
+    @Test func redisTotalsBecomeIncrementsFromABaseline() {
+        var work = RedisWorkCounters()
+        #expect(work.advance(commands: 1_000, cpuSeconds: 2.5) == (0, 0))
+        #expect(work.advance(commands: 1_250, cpuSeconds: 3.0) == (250, 0.5))
+        #expect(work.advance(commands: nil, cpuSeconds: nil) == (0, 0), "a reply without the fields changes nothing")
+        #expect(work.advance(commands: 40, cpuSeconds: 0.25) == (0, 0), "reset: a new baseline")
+        #expect(work.advance(commands: 50, cpuSeconds: 0.5) == (10, 0.25))
     }
 
     @Test func aFullPushQueueRefusesNewPushesAsUnavailable() async throws {

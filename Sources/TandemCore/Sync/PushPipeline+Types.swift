@@ -146,8 +146,10 @@ public struct PushPipelineCounters: Equatable, Sendable {
     /// Batches that lost the race for their records (re-decided), were over the doc limit, or hit
     /// a duplicate.
     public var batchConflicts: UInt64 = 0
-    /// Pushes refused because their wait would have exceeded `maxPushWaitNanos` or the queue was full.
+    /// Pushes refused because their wait would have exceeded `maxPushWaitNanos`...
     public var overloadRefusals: UInt64 = 0
+    /// ... or because `maxQueuedPushes` were queued (whatever the wait).
+    public var queueFullRefusals: UInt64 = 0
     /// Pushes decided against a replica that had moved past their base.
     public var concurrentPushes: UInt64 = 0
     /// Gap-fill log reads requested.

@@ -21,7 +21,8 @@
 /// - **Waiting for the head.** A push whose base is ahead of the replica (the client saw a newer clock
 ///   on another node) waits, with the queue behind it, until the replica gets there: the log is read at
 ///   once; a read issued after the push arrived that ends below its base proves the base was never a
-///   clock of this doc (`invalid_base`). `headWaitNanos` bounds the wait.
+///   clock of this doc (`invalid_base` at once: otherwise a client could stall the doc's queue for
+///   `headWaitNanos` with every push that claims a huge base). `headWaitNanos` bounds the wait.
 /// - **Lost races.** A batch whose expectations no longer hold in Redis (another node committed to the
 ///   same records first), that would exceed the doc's record limit, or that contains a re-push of a
 ///   committed push id, writes nothing. The pipeline waits for the replica to reach the head Redis
@@ -267,7 +268,7 @@ public struct PushPipeline<Member: Hashable> {
         guard full || measured else { return nil }
         let wait = estimatedWaitNanos(now: now)
         guard full || wait > Double(settings.maxPushWaitNanos) else { return nil }
-        counters.overloadRefusals += 1
+        if full { counters.queueFullRefusals += 1 } else { counters.overloadRefusals += 1 }
         let message =
             full
             ? "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"

@@ -108,6 +108,7 @@ extension DocShard {
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
         case .error(let code, let message, let retryAfterMs):
             node.metrics.syncPush("error")
+            if let retryAfterMs { node.metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
             guard let connection = docState.members[reply.member]?.connection else { return }
             outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))
         }
@@ -204,7 +205,8 @@ extension DocShard {
         }
         add(metrics.syncBatches, now.batches, before.batches)
         add(metrics.syncLostRaces, now.batchConflicts, before.batchConflicts)
-        add(metrics.syncOverloadRefusals, now.overloadRefusals, before.overloadRefusals)
+        add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
+        add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
         add(metrics.syncConcurrentPushes, now.concurrentPushes, before.concurrentPushes)
         add(metrics.syncLogReads, now.logReads, before.logReads)
         docState.reportedCounters = now

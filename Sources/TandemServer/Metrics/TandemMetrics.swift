@@ -76,7 +76,9 @@ public final class TandemMetrics: Sendable {
     public let syncBatches: Counter
     public let syncBatchSize: ValueHistogram
     public let syncLostRaces: Counter
-    public let syncOverloadRefusals: Counter
+    /// By reason: the push's estimated wait (`--max-push-wait-ms`) or the queue bound (`--max-queued-pushes`).
+    public let syncOverloadRefusals: [OverloadRefusal: Counter]
+    public let syncRetryAfterSeconds: ValueHistogram
     public let syncPushWaitEstimate: ValueHistogram
     public let syncLogReads: Counter
 
@@ -85,6 +87,10 @@ public final class TandemMetrics: Sendable {
     public let redisMemoryMaxBytes: Gauge
     public let redisKeys: Gauge
     public let redisKeysWithoutTTL: Gauge
+    /// Redis's own work (INFO stats / cpu, every 5 s), as counters from when the node started sampling: with
+    /// the commit counters they give Redis commands and Redis CPU per commit.
+    public let redisCommandsProcessed: Counter
+    public let redisCPUSeconds: Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -188,10 +194,15 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "sync_lost_races", "total",
                 "Group commits that wrote nothing (another node changed their records first, the doc limit, a re-push) and were decided again."))
-        syncOverloadRefusals = registry.makeCounter(
-            descriptor: name(
+        syncOverloadRefusals = Self.labeledCounters(
+            registry,
+            name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs: their wait would pass --max-push-wait-ms, or --max-queued-pushes were queued."))
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), or --max-queued-pushes were queued (queue_full)."),
+            label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
+        syncRetryAfterSeconds = registry.makeValueHistogram(
+            descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
+            buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         syncPushWaitEstimate = registry.makeValueHistogram(
             descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
             buckets: latencyBuckets)
@@ -207,6 +218,14 @@ public final class TandemMetrics: Sendable {
         redisKeysWithoutTTL = registry.makeGauge(
             descriptor: name(
                 "redis_keys_without_ttl", "", "Keys in Tandem's Redis database without an expiry (every key Tandem writes has one)."))
+        redisCommandsProcessed = registry.makeCounter(
+            descriptor: name(
+                "redis_commands_processed", "total",
+                "Commands Redis ran, by anyone, those inside scripts included (INFO stats total_commands_processed, every 5 s, since this node started)."))
+        redisCPUSeconds = registry.makeCounter(
+            descriptor: name(
+                "redis_cpu_seconds", "total",
+                "CPU time of the Redis server, system and user (INFO cpu, every 5 s, since this node started)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
@@ -243,6 +262,14 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case attemptRate = "attempt_rate"
     /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
     case pendingFull = "pending_full"
+}
+
+/// Why a busy doc refused a push (the `reason` label of tandem_sync_overload_refusals_total).
+public enum OverloadRefusal: String, Sendable, CaseIterable {
+    /// Its estimated wait before its commit was over --max-push-wait-ms.
+    case wait
+    /// --max-queued-pushes were waiting in the doc.
+    case queueFull = "queue_full"
 }
 
 /// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
