@@ -30,10 +30,11 @@ import TandemRedis
 /// Doc TTL (`--doc-ttl`, issue 7): every key of the doc carries one and the same deadline (set with one
 /// PEXPIREAT each, from one reading of the time), so they vanish together and no script ever sees a
 /// doc half expired. `keepAlive` moves it to now + TTL once the clock's TTL has run down by an hour (by
-/// half the TTL when that is shorter); the commit script runs it on every batch and the load and head
-/// scripts (`SyncReadScripts`), which nodes run while they hold the doc open, do too — so a busy doc
-/// costs one PTTL per call, and a doc in use never expires under a node's replica. Keys a batch creates
-/// get the clock's deadline at once. TTL 0 means never: the same calls drop a deadline an earlier
+/// half the TTL when that is shorter). The load and head scripts (`SyncReadScripts`), which nodes run
+/// while they hold the doc open (the head check every few seconds), run it — and only nodes holding a doc
+/// open commit to it, so a doc in use never expires under a node's replica and commits need not look at
+/// the deadline. A commit runs it only for a new doc (or one that lost its deadline); keys a batch
+/// creates get the clock's deadline at once. TTL 0 means never: the same calls drop a deadline an earlier
 /// setting left.
 enum GroupCommitScript {
     static func keys(_ doc: String) -> [String] {
