@@ -245,7 +245,7 @@ extension DocShard {
 
     /// Explicit chunked catch-up: `{"t":"sync","doc":D,"from":F,"limit":L}`.
     private func serveSync(_ connection: ClientConnection, from: UInt64, limit: Int?, doc: String, _ docState: DocState) {
-        func reply(_ chunker: some CatchUpChunker) {
+        @Sendable func reply(_ chunker: some CatchUpChunker) {
             let info = ClientConnection.CatchUpInfo(doc: doc, isReply: true)
             connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker, info)) }
         }
