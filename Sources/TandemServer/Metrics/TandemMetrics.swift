@@ -218,6 +218,8 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case attemptRate = "attempt_rate"
     /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
     case pendingFull = "pending_full"
+    /// A web page whose Origin --allowed-origins does not list (cross-site WebSocket hijacking).
+    case origin
 }
 
 /// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
