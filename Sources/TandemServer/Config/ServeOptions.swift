@@ -102,6 +102,10 @@ public enum ServeOptions {
             "max-docs-per-connection", \.maxDocsPerConnection, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections, featured: true, help: "Docs one connection may be in (beyond: too_many_docs)."),
         .node(
+            "max-doc-joins-per-sec", \.maxDocJoinsPerSecond, .number(), bounds: .within(0.1...10_000), unit: .perSecond,
+            section: .connections,
+            help: "Joins per second of docs a connection is not in, after a burst of --max-docs-per-connection (beyond: rate_limited with retryAfterMs)."),
+        .node(
             "max-pending-requests", \.maxPendingRequests, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections,
             help: "Pushes, syncs and acks of one connection waiting for its join of a doc (beyond: unavailable)."),

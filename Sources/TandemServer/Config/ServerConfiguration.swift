@@ -82,6 +82,8 @@ public struct ServerConfiguration: Sendable {
     // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
     /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
     public var maxDocsPerConnection = 100
+    /// Joins per second of docs a connection is not in (burst: `maxDocsPerConnection`).
+    public var maxDocJoinsPerSecond: Double = 10
     /// A socket that has not completed the WebSocket upgrade after this long is closed (idle or slow
     /// HTTP requests included).
     public var handshakeTimeoutMs = 10_000

@@ -228,6 +228,8 @@ public enum ClientLimit: String, Sendable, CaseIterable {
     case docsPerConnection = "docs_per_connection"
     /// A join of one doc faster than --presence-rate (`rate_limited`).
     case joinRate = "join_rate"
+    /// Joins of docs the connection is not in, faster than --max-doc-joins-per-sec (`rate_limited`).
+    case docJoinRate = "doc_join_rate"
     /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
     case pendingRequests = "pending_requests"
 }
