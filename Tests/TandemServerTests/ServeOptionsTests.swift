@@ -137,7 +137,7 @@ import TandemServer
             (["--sync-log-mode", "classic"], [:], "--sync-log-mode takes batch or per-commit, not 'classic'"),
             (["--max-push-wait-ms", "0"], [:], "--max-push-wait-ms must be 1–60000"),
             (["--max-batch-pushes", "1001"], [:], "--max-batch-pushes must be 1–1000"),
-            (["--max-queued-pushes", "0"], [:], "--max-queued-pushes must be at least 1"),
+            (["--max-queued-pushes", "0"], [:], "--max-queued-pushes must be 1–10000000"),
         ]
         for (arguments, environment, message) in cases {
             #expect(refusal(arguments, environment) == message, "\(arguments) \(environment)")
