@@ -20,6 +20,12 @@ export const PROTOCOL_VERSION = 1;
 export const CLOSE_CLIENT_TOO_OLD = 4400;
 export const CLOSE_SERVER_TOO_OLD = 4401;
 
+/** How long to wait before pushing again after `unavailable`: the server's `retryAfterMs` when it gave
+ * one (a busy doc spreads its refused pushes over the time it needs), at most a minute; else a second. */
+export function retryDelayMs(retryAfterMs) {
+  return Number.isFinite(retryAfterMs) && retryAfterMs >= 0 ? Math.min(retryAfterMs, 60000) : 1000;
+}
+
 // MARK: ops (pure; never mutate their inputs)
 
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
@@ -459,9 +465,11 @@ export class TandemDoc extends EventTarget {
     if (index >= 0) {
       const push = this.pending[index];
       if (m.code === "unavailable") {
-        // Not applied: Redis is unreachable. Try again in a moment (same id: a duplicate is recognised).
+        // Not applied: Redis is unreachable, or the doc is busy. Try again when the server says
+        // (`retryAfterMs`, already jittered), else in a second; same id, so a duplicate is recognised.
         push.sent = false;
-        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), 1000);
+        const delayMs = retryDelayMs(m.retryAfterMs);
+        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), delayMs);
       } else {
         this.pending.splice(index, 1);
         this.recompute("result");

@@ -155,8 +155,22 @@ public enum ServeOptions {
             "max-doc-records", \.maxDocRecords, .integer(), bounds: .within(1...100_000_000), unit: .count, section: .sync,
             help: "Most records in one doc."),
         .node(
-            "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync, featured: true,
-            help: "Pushes waiting in one doc before new ones get unavailable."),
+            "max-push-wait-ms", \.maxPushWaitMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
+            section: .sync, featured: true,
+            help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
+        .node(
+            "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
+            featured: true,
+            help: "Pushes waiting in one doc before new ones get unavailable with retryAfterMs: a memory bound (--max-push-wait-ms normally refuses sooner)."),
+        .node(
+            "max-batch-pushes", \.maxBatchPushes, .integer(), bounds: .within(1...1_000), unit: .count, section: .sync,
+            help: "Most pushes of one doc committed together (one Redis script call, which holds Redis for its duration)."),
+        .node(
+            "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
+            section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),
+        .node(
+            "sync-log-mode", \.syncLogMode, .choice("mode"), bounds: .anyCase, section: .sync,
+            help: "batch, or per-commit while nodes from before group commit still serve docs (a rolling upgrade: docs/protocol.md)."),
         .node(
             "doc-ttl", \.docTTLMs, .duration, unit: .duration, section: .sync, featured: true,
             help: "A doc's Redis keys expire this long after its last write while no node holds it open (0: never)."),

@@ -69,8 +69,19 @@ public struct ServerConfiguration: Sendable {
     public var maxPushBytes = 1024 * 1024
     public var maxPushOps = 1_000
     public var maxDocRecords = 100_000
-    /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
+    /// Pushes waiting in one doc (not counting the batch in Redis) before new ones are refused with
+    /// `unavailable`. A hard memory bound: admission by waiting time (`maxPushWaitMs`) normally refuses
+    /// long before it is reached.
     public var maxQueuedPushes = 1_000
+    /// A push whose estimated wait before its commit is longer than this is refused at once with
+    /// `unavailable` and `retryAfterMs`, instead of queueing (admission by waiting time).
+    public var maxPushWaitMs = 250
+    /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
+    public var maxBatchPushes = 128
+    /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
+    public var maxBatchBytes = 1 << 20
+    /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
+    public var syncLogMode = SyncLogMode.batch
 
     // Secure defaults and Redis bounds (issue 7)
     /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any
@@ -144,6 +155,21 @@ public struct ServerConfiguration: Sendable {
         settings.rate = Double(presenceRate)
         settings.burst = Double(max(1, presenceBurst))
         settings.largeDocViewers = largeDocViewers
+        return settings
+    }
+
+    /// The push pipeline's settings derived from this configuration.
+    public var pushPipelineSettings: PushPipelineSettings {
+        var settings = PushPipelineSettings(nodeID: nodeID)
+        settings.limits.maxRecordBytes = maxRecordBytes
+        settings.limits.maxPushBytes = maxPushBytes
+        settings.limits.maxPushOps = maxPushOps
+        settings.limits.maxDocRecords = maxDocRecords
+        settings.retention = UInt64(logRetention)
+        settings.maxQueuedPushes = maxQueuedPushes
+        settings.maxPushWaitNanos = UInt64(maxPushWaitMs) * 1_000_000
+        settings.maxBatchPushes = maxBatchPushes
+        settings.maxBatchBytes = maxBatchBytes
         return settings
     }
 
@@ -273,4 +299,14 @@ extension ServerConfiguration {
 public struct ConfigurationError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+}
+
+/// `--sync-log-mode`: how group commits are written to a doc's Redis log and announced on its channel.
+public enum SyncLogMode: String, Sendable, CaseIterable {
+    /// One log entry and one message per group commit (a batch of one is written the classic way). The
+    /// default, and what nodes from before group commit cannot read.
+    case batch
+    /// One classic log entry and one message per commit, exactly as nodes from before group commit wrote
+    /// and read them: for a rolling upgrade while such nodes still serve docs. Commits are still batched.
+    case perCommit = "per-commit"
 }

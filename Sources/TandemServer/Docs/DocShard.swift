@@ -71,8 +71,8 @@ final class DocShard: @unchecked Sendable {
         if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
             // The same session on a newer connection (resume): the old one no longer speaks for it here.
             if let old = docState.members.removeValue(forKey: previous) {
-                dropPushes(of: previous, docState)
-                docState.catchUpGeneration.removeValue(forKey: previous)
+                docState.deliveryGroups = nil
+                detachSync(previous, doc: doc, docState)
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
             }
         }
@@ -146,11 +146,7 @@ final class DocShard: @unchecked Sendable {
             let id = ObjectIdentifier(connection)
             docState.waiting.removeAll { ObjectIdentifier($0.connection) == id }
             if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
-            docState.sync.detach(id)
-            docState.awaitingSync.removeValue(forKey: id)
-            docState.catchUpGeneration.removeValue(forKey: id)
-            docState.earlyRequests.removeValue(forKey: id)
-            self.dropPushes(of: id, docState)
+            self.detachSync(id, doc: doc, docState)
             let sid = connection.sessionID
             if docState.owners[sid] == id {
                 docState.owners.removeValue(forKey: sid)
@@ -201,9 +197,10 @@ final class DocShard: @unchecked Sendable {
     func received(_ message: NodeMessage, doc: String) {
         onLoop {
             guard let docState = self.docs[doc] else { return }
-            if case .commit(let commit) = message {
-                self.received(commit, doc: doc, docState)
-                return
+            switch message {
+            case .commit(let commit): return self.received([commit], doc: doc, docState)
+            case .commits(let commits): return self.received(commits, doc: doc, docState)
+            default: break
             }
             let effect = docState.presence.apply(message)
             if effect.expired > 0 { self.node.metrics.presenceExpired.increment(by: Int64(effect.expired)) }
@@ -211,8 +208,7 @@ final class DocShard: @unchecked Sendable {
                 guard let owner = docState.owners.removeValue(forKey: sid),
                     let member = docState.members.removeValue(forKey: owner)
                 else { continue }
-                self.dropPushes(of: owner, docState)
-                docState.catchUpGeneration.removeValue(forKey: owner)
+                self.detachSync(owner, doc: doc, docState)
                 docState.deliveryGroups = nil
                 member.connection.eventLoop.execute {
                     member.connection.membershipEnded(
@@ -253,9 +249,9 @@ final class DocShard: @unchecked Sendable {
 
     private func docState(for doc: String) -> DocState {
         if let existing = docs[doc] { return existing }
-        let docState = DocState(
-            presence: PresenceDoc(doc: doc, settings: node.config.presenceSettings),
-            retention: UInt64(node.config.logRetention))
+        var sync = PushPipeline<ObjectIdentifier>(settings: node.config.pushPipelineSettings, randomSeed: UInt64.random(in: 0...UInt64.max))
+        if !node.redisIsUp { _ = sync.setRedisAvailable(false, now: node.clock.nowNanos()) }
+        let docState = DocState(presence: PresenceDoc(doc: doc, settings: node.config.presenceSettings), sync: sync)
         docs[doc] = docState
         node.subscribe(doc: doc)
         load(doc, docState)
@@ -300,8 +296,9 @@ final class DocShard: @unchecked Sendable {
             if let write = tick.write { perform(write, doc: doc, docState) }
             if nowMs >= docState.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
             if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil
-                && docState.activePush == nil && docState.pushQueue.isEmpty
+                && docState.sync.isIdle
             {
+                docState.syncTimer?.cancel()
                 docs.removeValue(forKey: doc)
                 node.unsubscribe(doc: doc)
             }
@@ -315,8 +312,8 @@ final class DocShard: @unchecked Sendable {
     private func deliver(_ tick: PresenceTick, _ docState: DocState) {
         guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
         let allocator = ByteBufferAllocator()
-        let delta = tick.delta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
-        let viewerDelta = tick.viewerDelta.map { ($0, allocator.buffer(bytes: $0.encoded)) }
+        let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
+        let viewerDelta = tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
         let viewersGetDelta = tick.viewersGetDelta
         for (loop, editors, viewers) in deliveryGroups(docState) {
             loop.execute {
@@ -411,26 +408,31 @@ final class DocShard: @unchecked Sendable {
     private var lastReportedDocs = 0
     private var lastReportedWaiting = 0
     private var lastReportedEarly = 0
+    private var lastReportedPushes = 0
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
     func updateGauges() {
         var sessions = 0
         var waiting = 0
         var early = 0
+        var pushes = 0
         for docState in docs.values {
             sessions += docState.presence.localCount
             waiting += docState.waiting.count
             for requests in docState.earlyRequests.values { early += requests.count }
+            pushes += docState.sync.queuedCount  // waiting for a batch (the one in Redis not counted)
         }
         let active = docs.count
         node.metrics.presenceSessions.increment(by: Double(sessions - lastReportedSessions))
         node.metrics.docsActive.increment(by: Double(active - lastReportedDocs))
         node.metrics.pendingJoinsDepth.increment(by: Double(waiting - lastReportedWaiting))
         node.metrics.earlyRequestsDepth.increment(by: Double(early - lastReportedEarly))
+        node.metrics.pushQueueDepth.increment(by: Double(pushes - lastReportedPushes))
         lastReportedSessions = sessions
         lastReportedDocs = active
         lastReportedWaiting = waiting
         lastReportedEarly = early
+        lastReportedPushes = pushes
     }
 
     /// Per-doc figures for /api/status (counters are cumulative; the status sampler turns them into rates).
@@ -442,7 +444,7 @@ final class DocShard: @unchecked Sendable {
                     doc: doc, members: view.count, editors: view.filter { $0.role == .editor }.count,
                     viewers: view.filter { $0.role == .viewer }.count, localMembers: state.members.count,
                     large: state.presence.isLarge, headClock: state.sync.isLoaded ? state.sync.head : nil,
-                    records: state.sync.replica?.records.count, tombstones: state.sync.replica?.tombstones.count,
+                    records: state.sync.delivery.replica?.records.count, tombstones: state.sync.delivery.replica?.tombstones.count,
                     presenceUpdates: state.stats.presenceUpdates, pushes: state.stats.pushes,
                     conflicts: state.stats.conflicts, syncLagP95Ms: state.stats.lagP95Ms,
                     memberConnections: state.members.values.map { $0.connection })
@@ -458,7 +460,7 @@ final class DocShard: @unchecked Sendable {
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.node.clock.nowMs()
             for (doc, docState) in self.docs {
-                docState.gapTimer?.cancel()
+                docState.syncTimer?.cancel()
                 // Every session this node serves leaves, including detached ones (socket lost, kept for a
                 // resume): they have no owner connection, and were left in Redis to linger until the TTL.
                 for sid in Array(docState.presence.view.keys) where docState.presence.isLocal(sid) {

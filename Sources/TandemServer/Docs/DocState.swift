@@ -18,32 +18,10 @@ final class DocState: @unchecked Sendable {
         let since: UInt64?
     }
 
-    /// A push waiting for its turn (pushes of a doc are decided one at a time against the replica).
-    struct PendingPush {
-        let connection: ClientConnection
-        let id: JSONValue
-        let base: UInt64
-        let ops: Ops
-        let receivedAtNanos: UInt64
-    }
-
-    /// The push being decided or committed.
-    struct ActivePush {
-        var push: PendingPush
-        var decision: PushDecision?
-        var attempts = 0
-        /// Committed at this clock; the result goes out when the commit is dispatched in order.
-        var committedClock: UInt64?
-        /// Waiting for the replica to reach this clock before deciding (again).
-        var waitingForHead: UInt64?
-        var waitDeadlineNanos: UInt64 = 0
-        /// The pusher is no longer a member (left, lost its socket, was taken over): do not decide it
-        /// again; a commit already in flight still completes.
-        var abandoned = false
-    }
-
     var presence: PresenceDoc
-    var sync: SyncDoc<ObjectIdentifier>
+    /// Document sync: ordered delivery, the replica and the push pipeline (`PushPipeline`); the shard
+    /// carries out its actions and nothing else decides pushes.
+    var sync: PushPipeline<ObjectIdentifier>
     var members: [ObjectIdentifier: Member] = [:]
     /// Which connection currently owns each local session id (a resumed session may briefly have two).
     var owners: [String: ObjectIdentifier] = [:]
@@ -51,18 +29,25 @@ final class DocState: @unchecked Sendable {
     var waiting: [PendingJoin] = []
     /// Members that joined before the replica could be read (Redis down), with their `since`.
     var awaitingSync: [ObjectIdentifier: UInt64?] = [:]
+    /// The first read of the replica (or a retry after it failed) is in flight. Reloads the pipeline asks
+    /// for are its own business (`PushAction.reload`).
     var syncLoadInFlight = false
-    /// Sync requests (push, sync, ack) of connections whose join is not complete yet, handled once they
-    /// are members. At most `--max-pending-requests` per connection; beyond: `unavailable`.
-    var earlyRequests: [ObjectIdentifier: [(ClientMessage, Role)]] = [:]
+    /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
+    /// the joiner's presence is being written, or its catch-up is being read from the Redis log), handled
+    /// once they are. At most `--max-pending-requests` per connection; beyond: `unavailable`.
+    var earlyRequests: [ObjectIdentifier: [(message: ClientMessage, role: Role, bytes: Int)]] = [:]
     /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes
     /// after a re-join started a newer catch-up is dropped instead of being sent as well.
     var catchUpGeneration: [ObjectIdentifier: UInt64] = [:]
     var nextCatchUpGeneration: UInt64 = 0
-    var pushQueue: [PendingPush] = []
-    var activePush: ActivePush?
-    var gapFillInFlight = false
-    var gapTimer: Scheduled<Void>?
+    /// The one timer of the doc's pipeline, set for `sync.nextDeadline` (see `DocShard.scheduleSyncTimer`).
+    var syncTimer: Scheduled<Void>?
+    var syncTimerDeadline: UInt64?
+    /// Redis held re-push records of nodes from before group commit when the doc was read: commits check
+    /// them (a client may re-push what such a node committed). New nodes never write them.
+    var legacyRePushes = true
+    /// The pipeline's counters as last turned into metric increments.
+    var reportedCounters = PushPipelineCounters()
     var reconcileInFlight = false
     var sweepInFlight = false
     var nextReconcileMs: UInt64 = 0
@@ -77,9 +62,9 @@ final class DocState: @unchecked Sendable {
     var deliveryGroups: [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])]?
     var stats = DocStats()
 
-    init(presence: PresenceDoc, retention: UInt64) {
+    init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
         self.presence = presence
-        self.sync = SyncDoc(retention: retention)
+        self.sync = sync
     }
 }
 
@@ -88,12 +73,17 @@ struct DocStats {
     var presenceUpdates: UInt64 = 0
     var pushes: UInt64 = 0
     var conflicts: UInt64 = 0
-    /// Recent commit → socket lags of this doc, for its p95 on the status page.
+    /// Recent commit → socket lags of this doc (the last 512, a ring), for its p95 on the status page.
     var lagSamplesMs: [Double] = []
+    private var nextLagSample = 0
 
     mutating func recordLag(_ ms: Double) {
-        lagSamplesMs.append(ms)
-        if lagSamplesMs.count > 512 { lagSamplesMs.removeFirst(lagSamplesMs.count - 512) }
+        if lagSamplesMs.count < 512 {
+            lagSamplesMs.append(ms)
+        } else {
+            lagSamplesMs[nextLagSample] = ms
+            nextLagSample = (nextLagSample + 1) % 512
+        }
     }
 
     var lagP95Ms: Double? {

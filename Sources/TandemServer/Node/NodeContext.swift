@@ -39,7 +39,7 @@ final class NodeContext: Sendable {
         self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
         self.syncStore = SyncStore(
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords,
-            docTTLMs: config.docTTLMs)
+            docTTLMs: config.docTTLMs, logMode: config.syncLogMode == .perCommit ? .perCommit : .batch)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)

@@ -65,7 +65,10 @@ public final class TandemNode: Service, Sendable {
         var redisConfig = RedisClient.Configuration(endpoint: endpoint)
         redisConfig.onConnectionStateChange = { up in
             metrics.redisUp.set(to: up ? 1 : 0)
-            guard up, let context = late.withLockedValue({ $0 }) else { return }
+            guard let context = late.withLockedValue({ $0 }) else { return }
+            // Pushes are refused at once while Redis is down, and committed again once it is back.
+            context.shards.forEach { $0.redisAvailabilityChanged(up) }
+            guard up else { return }
             context.logger.info("redis connected; re-registering presence")
             context.shards.forEach { $0.redisRecovered(rewrite: true) }
         }
@@ -74,11 +77,12 @@ public final class TandemNode: Service, Sendable {
         redisLogger[metadataKey: "redis.endpoint"] = "\(endpoint)"
         let redis = RedisClient(configuration: redisConfig, logger: redisLogger)
 
-        // A node hears its own presence messages back; it applied them already, so skip them before
-        // decoding (decoding every entry of every echo was a sizeable part of a busy node's CPU).
-        let ownPresence = NodeMessage.presencePrefix(node: configuration.nodeID)
+        // A node hears its own messages back: presence it applied already, commits it delivered from
+        // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
+        // entry of every echo was a sizeable part of a busy node's CPU).
+        let ownMessages = NodeMessage.ownPrefixes(node: configuration.nodeID)
         var subscriberConfig = RedisSubscriber.Configuration(endpoint: endpoint) { channel, payload in
-            guard !payload.starts(with: ownPresence) else { return }
+            guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
             guard let context = late.withLockedValue({ $0 }), let doc = RedisKeys.doc(fromChannel: channel),
                 let message = NodeMessage.decode(payload)
             else { return }

@@ -16,6 +16,8 @@ final class ClientConnection: @unchecked Sendable {
     let resumed: Bool
     let channel: Channel
     let node: NodeContext
+    /// Writes the text frames this connection sends, framed already (see `PreframedWriter`).
+    private let preframed: PreframedWriter
     var eventLoop: EventLoop { channel.eventLoop }
 
     private struct JoinedDoc {
@@ -56,7 +58,11 @@ final class ClientConnection: @unchecked Sendable {
     private var started = false
     private let logger: Logger
 
-    init(id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel, node: NodeContext) {
+    init(
+        id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel, node: NodeContext,
+        preframed: PreframedWriter
+    ) {
+        self.preframed = preframed
         self.id = id
         self.sessionID = sessionID
         self.identity = identity
@@ -160,7 +166,7 @@ final class ClientConnection: @unchecked Sendable {
             reject(error, nowMs: nowMs)
             return
         }
-        handle(message, nowMs: nowMs)
+        handle(message, bytes: frame.readableBytes, nowMs: nowMs)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -171,7 +177,8 @@ final class ClientConnection: @unchecked Sendable {
         return (doc, object?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil })
     }
 
-    private func handle(_ message: ClientMessage, nowMs: UInt64) {
+    /// - Parameter bytes: the message's size as received.
+    private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64) {
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -242,7 +249,7 @@ final class ClientConnection: @unchecked Sendable {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
-            node.shard(for: doc).sync(message, from: self, role: joined.role)
+            node.shard(for: doc).sync(message, from: self, role: joined.role, messageBytes: bytes)
         }
     }
 
@@ -368,22 +375,22 @@ final class ClientConnection: @unchecked Sendable {
         node.reconnectObserved()
     }
 
-    /// Writes a presence delta, or merges it while the socket is backed up.
-    func deliverPresence(_ delta: PresenceDelta, buffer: ByteBuffer) {
+    /// Writes a presence delta (`frame`: framed already, see `ServerFrame`), or merges it while the socket
+    /// is backed up.
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) {
         guard !closing, docs[delta.doc] != nil else { return }
         if !writable || pendingPresence[delta.doc] != nil {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             node.metrics.slowConsumerCoalesced.increment()
             return
         }
-        writePresence(delta, buffer: buffer)
+        writePresence(delta, buffer: frame)
     }
 
-    private func writePresence(_ delta: PresenceDelta, buffer: ByteBuffer?) {
-        let data = buffer ?? channel.allocator.buffer(bytes: delta.encoded)
+    private func writePresence(_ delta: PresenceDelta, buffer frame: ByteBuffer?) {
         node.metrics.fanoutMessages.increment()
-        node.metrics.fanoutBytes.increment(by: Int64(data.readableBytes))
-        write(data)
+        node.metrics.fanoutBytes.increment(by: Int64(delta.encoded.count))
+        write(frame ?? ServerFrame.text(delta.encoded, allocator: channel.allocator))
     }
 
     func sendError(_ error: ProtocolError) {
@@ -392,13 +399,14 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func send(_ bytes: [UInt8]) {
-        write(channel.allocator.buffer(bytes: bytes))
+        write(ServerFrame.text(bytes, allocator: channel.allocator))
     }
 
-    /// Writes one text frame and enforces the hard outbound limit.
-    func write(_ data: ByteBuffer) {
+    /// Writes one text frame (`frame`: framed already, see `ServerFrame`) and enforces the hard outbound
+    /// limit.
+    func write(_ frame: ByteBuffer) {
         guard !closing else { return }
-        channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        preframed.write(frame: frame)
         scheduleFlush()
         enforceOutboundLimit()
     }
@@ -432,7 +440,8 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     enum SyncOutbound {
-        /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
+        /// A text frame, framed already (`ServerFrame`: one buffer shared by every member a commit goes
+        /// to); `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
         case chunks(any CatchUpChunker, CatchUpInfo)
@@ -448,6 +457,13 @@ final class ClientConnection: @unchecked Sendable {
     /// `--max-docs-per-connection`, and counting them would close a client that joins several big docs.
     func enqueueSync(_ item: SyncOutbound) {
         guard !closing else { return }
+        appendSync(item)
+        pumpSync()
+        enforceOutboundLimit()
+    }
+
+    /// Queues a document message without writing yet (see `enqueueSync`).
+    private func appendSync(_ item: SyncOutbound) {
         var item = item
         switch item {
         case .frame(let buffer, _):
@@ -460,8 +476,6 @@ final class ClientConnection: @unchecked Sendable {
             break
         }
         syncQueue.append(item)
-        pumpSync()
-        enforceOutboundLimit()
     }
 
     /// Removes the join catch-ups of `doc` that are still queued (also one partly written: the client
@@ -484,8 +498,26 @@ final class ClientConnection: @unchecked Sendable {
         node.metrics.catchUpsReplaced.increment(by: Int64(dropped))
     }
 
+    /// A round of a doc's sync messages (`SyncOutbox`), in order: stream items are queued (one pump for
+    /// all), errors written at once.
+    func deliverSync(_ items: [SyncOutbox.Item]) {
+        guard !closing else { return }
+        for item in items {
+            switch item {
+            case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
+            case .chunks(let chunker, let info): appendSync(.chunks(chunker, info))
+            case .error(let error):
+                // After what came before it (errors are written directly, not queued).
+                pumpSync()
+                sendError(error)
+            }
+        }
+        pumpSync()
+        enforceOutboundLimit()
+    }
+
     func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
-        enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
+        enqueueSync(.frame(ServerFrame.text(bytes, allocator: channel.allocator), committedAtMs: committedAtMs))
     }
 
     /// One flush for everything written in this round of the event loop: shards hop in with many small
@@ -501,29 +533,28 @@ final class ClientConnection: @unchecked Sendable {
 
     private func pumpSync() {
         var wrote = false
+        var nowMs: UInt64?
         while syncQueueHead < syncQueue.count, channel.isWritable, !closing {
             switch syncQueue[syncQueueHead] {
             case .frame(let buffer, let committedAtMs):
                 syncQueuedBytes -= buffer.readableBytes
                 syncQueueHead += 1
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
+                preframed.write(frame: buffer)
                 if let committedAtMs {
-                    let metrics = node.metrics
-                    let clock = node.clock
-                    channel.write(frame).whenSuccess {
-                        // `at` comes from Redis: a time in the future is no lag, not a wrapped-around one.
-                        let now = clock.wallMs()
-                        metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
-                    }
-                } else {
-                    channel.write(frame, promise: nil)
+                    // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
+                    // here). A write promise per frame to measure it when written cost an allocation and a
+                    // callback per frame. `at` comes from Redis: a time in the future is no lag, not a
+                    // wrapped-around one.
+                    let now = nowMs ?? node.clock.wallMs()
+                    nowMs = now
+                    node.metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
                 }
             case .chunks(var chunker, var info):
                 // Started: from now on its chunks are counted in the channel's buffer as they are written.
                 syncQueuedBytes -= info.counted
                 info.counted = 0
                 if let chunk = chunker.next() {
-                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
+                    preframed.write(frame: ServerFrame.text(chunk, allocator: channel.allocator))
                 }
                 if chunker.isFinished {
                     syncQueueHead += 1

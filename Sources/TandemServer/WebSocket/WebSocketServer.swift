@@ -235,9 +235,10 @@ final class WebSocketServer: Sendable {
             id += 1
             return id
         }
+        let preframed = PreframedWriter()
         let connection = ClientConnection(
             id: id, sessionID: accepted.sessionID, identity: accepted.identity, resumed: accepted.resumed,
-            channel: channel, node: node)
+            channel: channel, node: node, preframed: preframed)
         if let replaced = node.registry.register(connection), replaced !== connection {
             replaced.eventLoop.execute {
                 replaced.close(code: .normalClosure, reason: .resumed, text: "session resumed on a new connection")
@@ -245,6 +246,8 @@ final class WebSocketServer: Sendable {
         }
         let config = node.config
         do {
+            // Next to the socket, before the WebSocket encoder: frames written from there skip it.
+            try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
