@@ -4,7 +4,10 @@
 ///
 /// The goal (issue 7): idle or slow connections must never keep a health check out. So:
 /// - at most `maxPerAddress` connections from one client address (IPv6: one /64), so one client cannot
-///   take the whole port — or churn everybody else's connections out;
+///   take the whole port — or churn everybody else's connections out; a new connection from an address at
+///   its limit closes that address's own connection idle longest (a health checker sharing an address
+///   with idle clients — the same host, a NAT — still gets in), and is refused only when every connection
+///   of that address is in the middle of a request;
 /// - at most `maxConnections` in all; when a new connection arrives at the limit, the connection that
 ///   has been idle longest is closed to make room ("idle": no request in progress — a slow-loris client
 ///   still sending its headers counts as idle since it connected). Only when every connection is in the
@@ -59,13 +62,16 @@ struct ConnectionAdmission {
     /// decision (refused and evicted connections are still closed by libmicrohttpd later).
     mutating func opened(_ id: ID, address: ClientAddressKey, nowMs: UInt64) -> Decision {
         var entry = Entry(address: address, since: nowMs, order: takeOrder())
-        if perAddress[address, default: 0] >= limits.maxPerAddress {
-            entry.closing = true
-            entries[id] = entry
-            return .refuse(.perAddress)
-        }
         var decision = Decision.admit
-        if openCount >= limits.maxConnections {
+        if perAddress[address, default: 0] >= limits.maxPerAddress {
+            guard let victim = evictionCandidate(nowMs: nowMs, from: address) else {
+                entry.closing = true
+                entries[id] = entry
+                return .refuse(.perAddress)
+            }
+            markClosing(victim)
+            decision = .admitEvicting(victim: victim)
+        } else if openCount >= limits.maxConnections {
             guard let victim = evictionCandidate(nowMs: nowMs) else {
                 entry.closing = true
                 entries[id] = entry
@@ -114,12 +120,12 @@ struct ConnectionAdmission {
         return nextOrder
     }
 
-    /// The idle connection idle longest; failing that, the request running longest past
-    /// `busyEvictableAfterMs`. Linear in the number of connections, and only run at the limit.
-    private func evictionCandidate(nowMs: UInt64) -> ID? {
+    /// The idle connection idle longest (of `address`, when given); failing that, the request running
+    /// longest past `busyEvictableAfterMs`. Linear in the number of connections, and only run at a limit.
+    private func evictionCandidate(nowMs: UInt64, from address: ClientAddressKey? = nil) -> ID? {
         var idle: (id: ID, order: UInt64)?
         var stuck: (id: ID, order: UInt64)?
-        for (id, entry) in entries where !entry.closing {
+        for (id, entry) in entries where !entry.closing && (address == nil || entry.address == address) {
             if !entry.busy {
                 if idle.map({ entry.order < $0.order }) ?? true { idle = (id, entry.order) }
             } else if nowMs >= entry.since, nowMs - entry.since > limits.busyEvictableAfterMs {

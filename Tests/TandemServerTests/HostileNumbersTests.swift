@@ -103,20 +103,25 @@ import Testing
         await alice.close()
     }
 
-    /// A presence entry in Redis whose version is `UInt64.max`, taken over by a resume: the node clamps
-    /// the version before adding one instead of trapping.
+    /// Presence entries in Redis at and past the largest version (2^53 − 1): one past it is ignored as
+    /// corrupt, and one at it, taken over by a resume, is clamped before adding one instead of trapping.
     @Test func aCorruptedPresenceVersionInRedisDoesNotTrapAResume() async throws {
         let redis = try RedisServerProcess()
         let sid = "AAAAAAAAAAAAAAAAAAAAAA"
+        let corrupt = "BBBBBBBBBBBBBBBBBBBBBB"
         let deadline = String(redis.nowMs + 600_000)
         _ = redis.command("ZADD", "tandem:{pv}:nodes", deadline, "ghost")
         _ = redis.command(
             "HSET", "tandem:{pv}:presence:ghost", sid,
-            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":18446744073709551615}"#)
+            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":9007199254740991}"#)
+        _ = redis.command(
+            "HSET", "tandem:{pv}:presence:ghost", corrupt,
+            #"{"name":"carol","node":"ghost","role":"editor","sid":"\#(corrupt)","state":{"c":1},"user":"carol","v":18446744073709551615}"#)
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "num-pv", stopWhenDone: true)
         let bob = try await TestClient.connect(node.url(user: "bob"), name: "bob")
         try await bob.join("pv")
         #expect(bob.members(of: "pv").contains(sid), "bob sees the ghost entry")
+        #expect(!bob.members(of: "pv").contains(corrupt), "an entry past 2^53 − 1 is ignored as corrupt")
         let alice = try await TestClient.connect(node.url(user: "alice", query: "resume=\(sid)"), name: "alice")
         #expect(JSON.bool(alice.welcome, at: "resumed") == true)
         try await alice.join("pv")

@@ -127,7 +127,7 @@ public enum ServeOptions {
         .node(
             "max-pending-handshakes", \.maxPendingHandshakes, .integer(), bounds: .atLeast(1), unit: .count,
             section: .admission,
-            help: "Sockets mid-handshake at once (beyond: 503 overloaded, closed); not counted in --max-connections."),
+            help: "Sockets mid-handshake at once (beyond: the oldest is closed for the newcomer); not counted in --max-connections."),
         .node(
             "max-handshake-attempts-per-sec", \.maxHandshakeAttemptsPerSecond, .integer(), bounds: .atLeast(1),
             unit: .perSecond, section: .admission,
@@ -189,7 +189,7 @@ public enum ServeOptions {
             section: .ops, help: "Ops-port connections; at the limit a new one closes the one idle longest."),
         .node(
             "ops-max-connections-per-ip", \.opsMaxConnectionsPerIP, .integer(), unit: .count, section: .ops,
-            help: "Ops-port connections from one address (IPv6: one /64); beyond it new ones are closed."),
+            help: "Ops-port connections from one address (IPv6: one /64); beyond it a new one closes that address's connection idle longest (refused if all are mid-request)."),
         .node(
             "ops-idle-timeout-ms", \.opsIdleTimeoutMs, .integer("ms"), bounds: .within(1000...86_400_000),
             unit: .milliseconds, section: .ops, help: "An ops connection without traffic this long is closed (whole seconds)."),

@@ -216,7 +216,7 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case draining
     /// Over --max-handshake-attempts-per-sec (before the token was checked).
     case attemptRate = "attempt_rate"
-    /// Over --max-pending-handshakes (the socket is answered 503 and closed at once).
+    /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
     case pendingFull = "pending_full"
 }
 

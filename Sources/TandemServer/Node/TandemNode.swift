@@ -7,6 +7,7 @@ import ServiceLifecycle
 import TandemCore
 import TandemOpsHTTP
 import TandemRedis
+import TandemSystem
 
 /// One Tandem node: its event loops, the embedded redis-server (when there is one), the Redis connections,
 /// the ops server, the doc shards, the WebSocket server and the once-a-second housekeeping, each a
@@ -33,6 +34,9 @@ public final class TandemNode: Service, Sendable {
 
     /// Housekeeping (storm state, gauges, status sample, directory heartbeat) runs this often.
     static let housekeepingInterval: TimeAmount = .seconds(1)
+    /// Descriptors a node holds besides client and ops sockets: Redis connections, wake pipes, event-loop
+    /// epoll and eventfds, the embedded Redis's pipes, log files.
+    static let descriptorsBesidesSockets: UInt64 = 64
     /// On shutdown, clients get this long to close after their 1001 before the node moves on...
     static let clientCloseTimeout: TimeAmount = .seconds(3)
     /// ... the shards this long to delete this node's presence from Redis...
@@ -92,6 +96,19 @@ public final class TandemNode: Service, Sendable {
             loops: Array(group.makeIterator()))
         late.withLockedValue { $0 = context }
         self.context = context
+
+        // Every socket is a descriptor: take what the hard limit allows, and say so when even that cannot
+        // hold the configured connection bounds.
+        let descriptors = FileDescriptorLimit.raiseToHardLimit()
+        let needed = UInt64(configuration.maxConnections + configuration.maxPendingHandshakes + configuration.opsMaxConnections)
+            + Self.descriptorsBesidesSockets
+        if descriptors.after < needed {
+            logger.warning(
+                "open-file limit too low for the connection bounds: clients will be refused (EMFILE) before --max-connections",
+                metadata: ["limit": "\(descriptors.after)", "needed": "\(needed)", "raise": "ulimit -n / LimitNOFILE="])
+        } else if descriptors.after > descriptors.before {
+            logger.debug("raised the open-file limit", metadata: ["from": "\(descriptors.before)", "to": "\(descriptors.after)"])
+        }
 
         let authenticator = await Authenticator(secret: configuration.jwtSecret)
         if authenticator.isDevelopmentMode {

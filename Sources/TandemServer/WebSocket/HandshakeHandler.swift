@@ -27,32 +27,10 @@ final class HandshakeState: @unchecked Sendable {
     var decision: Decision?
     /// Counted in the server's pending handshakes (until upgraded or closed).
     var isPending = true
+    /// Its place in the server's pending-handshake queue.
+    var pendingID: UInt64 = 0
     /// Closes the socket if it is still pending after `--handshake-timeout-ms`.
     var timeout: Scheduled<Void>?
-}
-
-/// The only handler of a socket refused because `--max-pending-handshakes` sockets are mid-handshake:
-/// answers 503 `overloaded` (the same refusal as the admission rate, so clients retry the same way) as
-/// soon as the socket is active, without reading the request, and closes it.
-final class PendingFullHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private static let body = #"{"error":"overloaded","message":"too many handshakes in progress; retry after the delay"}"#
-
-    func channelActive(context: ChannelHandlerContext) {
-        let response =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(Self.body.utf8.count)\r\n"
-            + "Retry-After: \(Int.random(in: 1...5))\r\nConnection: close\r\n\r\n" + Self.body
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(string: response))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
-        context.fireChannelActive()
-    }
-
-    /// The request is not read: whatever arrives is dropped.
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }
 
 /// Answers HTTP requests on the client port that do not become WebSockets: refused handshakes (401,

@@ -16,8 +16,9 @@ final class WebSocketServer: Sendable {
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
     private let draining = NIOLockedValueBox(false)
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
-    /// Sockets accepted and not upgraded (nor closed) yet; at most `--max-pending-handshakes`.
-    private let pendingHandshakes = NIOLockedValueBox(0)
+    /// Sockets accepted and not upgraded (nor closed) yet; at most `--max-pending-handshakes`, the oldest
+    /// displaced by a newcomer at the limit.
+    private let pendingHandshakes: NIOLockedValueBox<PendingHandshakeQueue<Channel>>
 
     init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
         self.node = node
@@ -26,6 +27,7 @@ final class WebSocketServer: Sendable {
             maxPerSecond: node.config.maxNewConnectionsPerSecond,
             maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
         self.group = group
+        self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: node.config.maxPendingHandshakes))
     }
 
     /// Binds and starts accepting; returns the bound port.
@@ -57,13 +59,8 @@ final class WebSocketServer: Sendable {
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
         let config = node.config
-        guard reservePendingHandshake() else {
-            // Beyond --max-pending-handshakes: refuse before reading anything, so a crowd of sockets that
-            // never finish their handshake costs one short answer each and cannot grow further.
-            node.metrics.admissionRejected[.pendingFull]!.increment()
-            return channel.pipeline.addHandler(PendingFullHandler())
-        }
         let state = HandshakeState()
+        state.pendingID = addPendingHandshake(channel)
         // Until upgraded, the socket is pending: counted, and closed if still pending after the timeout
         // (a client that sends nothing, or its request a byte at a time).
         let metrics = node.metrics
@@ -94,15 +91,17 @@ final class WebSocketServer: Sendable {
         }
     }
 
-    private func reservePendingHandshake() -> Bool {
-        let limit = node.config.maxPendingHandshakes
-        let reserved = pendingHandshakes.withLockedValue { count -> Bool in
-            guard count < limit else { return false }
-            count += 1
-            return true
+    /// Counts a new socket as pending; at `--max-pending-handshakes` the oldest pending socket is closed to
+    /// make room (see `PendingHandshakeQueue` for why the oldest, not the newcomer).
+    private func addPendingHandshake(_ channel: Channel) -> UInt64 {
+        let (id, displaced) = pendingHandshakes.withLockedValue { $0.add(channel) }
+        if let displaced {
+            node.metrics.admissionRejected[.pendingFull]!.increment()
+            displaced.close(promise: nil)
+        } else {
+            node.metrics.handshakesPending.increment()
         }
-        if reserved { node.metrics.handshakesPending.increment() }
-        return reserved
+        return id
     }
 
     /// The socket was upgraded or closed: it no longer counts as pending (once, whichever comes first).
@@ -112,8 +111,10 @@ final class WebSocketServer: Sendable {
         state.isPending = false
         state.timeout?.cancel()
         state.timeout = nil
-        pendingHandshakes.withLockedValue { $0 -= 1 }
-        node.metrics.handshakesPending.decrement()
+        // A displaced socket left the queue (and the gauge) when it was displaced.
+        if pendingHandshakes.withLockedValue({ $0.remove(state.pendingID) }) {
+            node.metrics.handshakesPending.decrement()
+        }
     }
 
     /// Decides a handshake: path, drain state, attempt rate, authentication, admission rate, connection
