@@ -59,9 +59,29 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Framing errors (oversized or malformed frames) are answered with a close frame by NIO's
-        // WebSocketProtocolErrorHandler; record why, then drop the socket.
+        // Errors of the frame aggregator (too many or too large fragments) arrive here first; frame
+        // decoder errors were recorded by `FramingErrorRecorder` already. Record why, drop the socket.
         connection.protocolErrorClose()
         context.close(promise: nil)
+    }
+}
+
+/// Sits between NIO's frame decoder and its `WebSocketProtocolErrorHandler` and records a framing error
+/// (fragmented or oversized control frame, frame over the size limit) as the close reason. It has to be in
+/// front: that handler writes the 1002/1009 close frame and closes the socket as soon as the write
+/// completes — often at once, before it passes the error on — so by the time the error would reach
+/// `ConnectionHandler` the connection has closed and been counted as `abrupt`.
+final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+
+    private let connection: ClientConnection
+
+    init(connection: ClientConnection) {
+        self.connection = connection
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection.protocolErrorClose()
+        context.fireErrorCaught(error)
     }
 }

@@ -219,6 +219,10 @@ final class WebSocketServer: Sendable {
         }
         let config = node.config
         do {
+            // The upgrader added the frame decoder and, after it, NIO's protocol error handler.
+            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
+            try channel.pipeline.syncOperations.addHandler(
+                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
