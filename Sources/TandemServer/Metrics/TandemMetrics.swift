@@ -78,6 +78,9 @@ public final class TandemMetrics: Sendable {
     public let redisMemoryMaxBytes: Gauge
     public let redisKeys: Gauge
     public let redisKeysWithoutTTL: Gauge
+    /// --doc-ttl, set once by the node: with 0 (docs never expire) keys without a TTL are expected, and
+    /// TandemRedisKeysWithoutTTL stays quiet (Grafana/alerts.yml).
+    public let docTTLSeconds: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -182,6 +185,8 @@ public final class TandemMetrics: Sendable {
         redisKeysWithoutTTL = registry.makeGauge(
             descriptor: name(
                 "redis_keys_without_ttl", "", "Keys in Tandem's Redis database without an expiry (every key Tandem writes has one)."))
+        docTTLSeconds = registry.makeGauge(
+            descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
