@@ -39,6 +39,10 @@ public enum ServeOptions {
         .nodeFlag(
             "insecure-dev-mode", \.insecureDevMode, section: .security, featured: true,
             help: "Allow development mode (no JWT secret: anyone picks any user and edits every doc) on a non-loopback --host; logged loudly."),
+        .node(
+            "allowed-origins", \.allowedOrigins, .list("origins"), section: .security,
+            default: "development mode: this machine's pages; with a secret: any",
+            help: "Web pages (Origin) that may open a client WebSocket, comma-separated: https://app.example.com, https://*.example.com, null, or * for any. Others get 403 origin_not_allowed; clients without an Origin (native, servers) are not checked."),
     ]
 
     static let presence: [ConfigOption] = [
@@ -97,6 +101,10 @@ public enum ServeOptions {
         .node(
             "max-docs-per-connection", \.maxDocsPerConnection, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections, featured: true, help: "Docs one connection may be in (beyond: too_many_docs)."),
+        .node(
+            "max-doc-joins-per-sec", \.maxDocJoinsPerSecond, .number(), bounds: .within(0.1...10_000), unit: .perSecond,
+            section: .connections,
+            help: "Joins per second of docs a connection is not in, after a burst of --max-docs-per-connection (beyond: rate_limited with retryAfterMs)."),
         .node(
             "max-pending-requests", \.maxPendingRequests, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections,

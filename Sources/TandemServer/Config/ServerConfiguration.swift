@@ -82,6 +82,8 @@ public struct ServerConfiguration: Sendable {
     // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
     /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
     public var maxDocsPerConnection = 100
+    /// Joins per second of docs a connection is not in (burst: `maxDocsPerConnection`).
+    public var maxDocJoinsPerSecond: Double = 10
     /// A socket that has not completed the WebSocket upgrade after this long is closed (idle or slow
     /// HTTP requests included).
     public var handshakeTimeoutMs = 10_000
@@ -106,6 +108,8 @@ public struct ServerConfiguration: Sendable {
     // Ops plane (issue 7): who may use the ops port and what one client may cost it.
     /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.
     public var opsAllowedHosts: [String] = []
+    /// Which web pages may open a client WebSocket (see `OriginPolicy`); empty: the mode's default.
+    public var allowedOrigins: [String] = []
     /// When set, `/api/docs/…` requires `Authorization: Bearer <token>`; metrics, health and status stay open.
     public var opsToken: String?
     /// Connections to the ops port; at the limit a new one closes the connection idle longest.
@@ -190,6 +194,12 @@ public struct ServerConfiguration: Sendable {
     /// ... and the TTL is never shorter than this.
     static let minimumDocTTLMs: Int64 = 60_000
 
+    /// The client port's Origin check, from `--allowed-origins` and the mode (`validate()` has checked
+    /// the entries).
+    public var originPolicy: OriginPolicy {
+        get throws { try OriginPolicy(allowedOrigins: allowedOrigins, developmentMode: jwtSecret == nil) }
+    }
+
     public static let rules: [Rule] = [
         Rule("--node-id must be 1–64 characters of [A-Za-z0-9._:-]") { isValidNodeID($0.nodeID) },
         Rule("--tick-ms must be well below --presence-ttl-ms") { $0.tickMs * 2 < $0.presenceTTLMs },
@@ -204,6 +214,13 @@ public struct ServerConfiguration: Sendable {
             "without a JWT secret, --host must be a loopback address unless --insecure-dev-mode is given",
             message: { developmentModeRefusal(host: $0.host) }
         ) { $0.jwtSecret != nil || $0.insecureDevMode || isLoopback($0.host) },
+        Rule(
+            "--allowed-origins entries must be origins (https://app.example.com), wildcards (https://*.example.com), null or *",
+            message: { config in
+                do { _ = try config.originPolicy } catch { return "--allowed-origins: \(error)" }
+                return ""
+            }
+        ) { (try? $0.originPolicy) != nil },
         Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
             $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
         },

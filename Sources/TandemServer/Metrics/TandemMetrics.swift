@@ -223,6 +223,8 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case attemptRate = "attempt_rate"
     /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
     case pendingFull = "pending_full"
+    /// A web page whose Origin --allowed-origins does not list (cross-site WebSocket hijacking).
+    case origin
 }
 
 /// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
@@ -231,6 +233,8 @@ public enum ClientLimit: String, Sendable, CaseIterable {
     case docsPerConnection = "docs_per_connection"
     /// A join of one doc faster than --presence-rate (`rate_limited`).
     case joinRate = "join_rate"
+    /// Joins of docs the connection is not in, faster than --max-doc-joins-per-sec (`rate_limited`).
+    case docJoinRate = "doc_join_rate"
     /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
     case pendingRequests = "pending_requests"
 }

@@ -45,7 +45,10 @@ enum PresenceScripts {
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             redis.call('ZADD', KEYS[2], now + ttl, node)
-            redis.call('PEXPIRE', KEYS[2], ttl)
+            -- The set lives until its latest deadline, not this writer's: nodes may run with different
+            -- --presence-ttl-ms (a rolling change), and a short one must not expire a long one's entry.
+            local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+            redis.call('PEXPIREAT', KEYS[2], tonumber(last[2]))
           end
         else
           redis.call('ZREM', KEYS[2], node)

@@ -30,6 +30,10 @@ final class ClientConnection: @unchecked Sendable {
     /// `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way around the
     /// presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
     private var joinBuckets: [String: TokenBucket] = [:]
+    /// Joins of docs the connection is not in, across all docs (`--max-doc-joins-per-sec`, burst
+    /// `--max-docs-per-connection` so a client can open all its docs at once): each may cost a SUBSCRIBE,
+    /// a load of the doc and a catch-up, and cycling join/leave over many docs dodged the per-doc buckets.
+    private var newDocJoins: TokenBucket?
     private var abuse: AbuseMonitor
     private var pendingPresence: [String: PendingPresence] = [:]
     private var writable = true
@@ -196,7 +200,28 @@ final class ClientConnection: @unchecked Sendable {
                     nowMs: nil)
                 return
             }
-            if docs[doc] == nil { docs[doc] = JoinedDoc(role: role, confirmed: false) }
+            if docs[doc] == nil {
+                let config = node.config
+                var bucket = newDocJoins
+                    ?? TokenBucket(rate: config.maxDocJoinsPerSecond, burst: Double(config.maxDocsPerConnection), nowMs: nowMs)
+                let taken = bucket.take(nowMs: nowMs)
+                let wait = taken ? 0 : bucket.msUntilToken(nowMs: nowMs)
+                newDocJoins = bucket
+                guard taken else {
+                    node.metrics.clientLimitReached(.docJoinRate)
+                    let rate = config.maxDocJoinsPerSecond
+                    let shownRate = rate == rate.rounded() ? "\(Int(rate))" : "\(rate)"
+                    reject(
+                        ProtocolError(
+                            .rateLimited,
+                            "joins of docs this connection is not in are limited to \(shownRate)/s "
+                                + "(--max-doc-joins-per-sec): this one was not answered; join again after retryAfterMs",
+                            doc: doc, retryAfterMs: wait),
+                        nowMs: nil)
+                    return
+                }
+                docs[doc] = JoinedDoc(role: role, confirmed: false)
+            }
             node.shard(for: doc).join(self, doc: doc, role: role, state: state, since: since)
         case .leave(let doc):
             guard docs.removeValue(forKey: doc) != nil else {

@@ -11,6 +11,7 @@ import TandemCore
 final class WebSocketServer: Sendable {
     private let node: NodeContext
     private let authenticator: Authenticator
+    private let originPolicy: OriginPolicy
     private let admission: HandshakeAdmission
     private let group: EventLoopGroup
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
@@ -23,6 +24,9 @@ final class WebSocketServer: Sendable {
     init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
         self.node = node
         self.authenticator = authenticator
+        // `ServerConfiguration.validate()` refused bad entries before the node started; should one get
+        // here anyway, only this machine's pages are allowed rather than every page.
+        self.originPolicy = (try? node.config.originPolicy) ?? .modeDefault(developmentMode: true)
         self.admission = HandshakeAdmission(
             maxPerSecond: node.config.maxNewConnectionsPerSecond,
             maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
@@ -117,7 +121,7 @@ final class WebSocketServer: Sendable {
         }
     }
 
-    /// Decides a handshake: path, drain state, attempt rate, authentication, admission rate, connection
+    /// Decides a handshake: path, drain state, attempt rate, Origin, authentication, admission rate, connection
     /// limits, resume. Returning nil hands the request to `HandshakeFallbackHandler`, which answers with
     /// the rejection.
     ///
@@ -145,6 +149,13 @@ final class WebSocketServer: Sendable {
             return reject(
                 .serviceUnavailable, "overloaded", "too many handshakes; retry after the delay",
                 headers: [("Retry-After", "\(retryAfter)")])
+        }
+        // Before the token is checked: a refused page costs no HMAC (and still counts in the attempt rate).
+        if !originPolicy.allows(origin: head.headers.first(name: "Origin"), hostHeader: head.headers.first(name: "Host")) {
+            node.metrics.admissionRejected[.origin]!.increment()
+            return reject(
+                .forbidden, "origin_not_allowed",
+                "web pages from this Origin may not connect; the operator lists allowed ones in --allowed-origins")
         }
         let authorization = head.headers.first(name: "Authorization")
         let promise = loop.makePromise(of: Result<Identity, AuthenticationError>.self)
