@@ -26,8 +26,9 @@ What it produces (metric it feeds):
   a handshake (handshake_timeouts, handshakes_pending) and bursts of them beyond --max-pending-handshakes,
   which close the oldest pending sockets (admission_rejected pending_full);
   malformed messages until closed 1008 (closed abuse) and broken framing (closed 1002, protocol_error); a
-  join beyond --max-docs-per-connection (limit_rejections docs_per_connection, too_many_docs) and re-joins
-  above the join rate (join_rate); requests sent before a join completed beyond --max-pending-requests
+  handshake from another site's page (403, admission_rejected origin); a
+  join beyond --max-docs-per-connection (limit_rejections docs_per_connection, too_many_docs), re-joins
+  above the join rate (join_rate) and join/leave cycling over new docs (doc_join_rate); requests sent before a join completed beyond --max-pending-requests
   (pending_requests, queue_depth early_requests/pending_joins); ping bursts (pongs_coalesced); a client
   that stops reading and re-joins the big doc (catchups_replaced) until it misses two pings (ping_timeout).
 
@@ -153,6 +154,7 @@ class Client:
         self.errors: collections.Counter[str] = collections.Counter()  # error codes this client received
         # (message type, doc) this client received; errors as ("error:CODE", doc)
         self.by_doc: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.last_error: dict[tuple[str, str], dict] = {}  # (code, doc) -> the last such error
 
     @property
     def stats(self) -> Stats:
@@ -230,6 +232,7 @@ class Client:
             code = str(msg.get("code"))
             text = str(msg.get("message", ""))
             self.errors[code] += 1
+            self.last_error[(code, str(doc))] = msg
             with self.stats.lock:
                 self.stats.errors[code] += 1
                 if code == "unavailable" and "sync" in text:
@@ -629,12 +632,37 @@ class LoadGenerator:
         else:
             self.stats.failure(what, AssertionError(f"closed with {c.close_code}, wanted {code}"))
 
+    async def _foreign_page(self) -> None:
+        """A handshake from a web page of another site (its `Origin`): the hostile node runs in development
+        mode, which accepts only this machine's pages, so 403 origin_not_allowed (admission_rejected origin).
+        Retried like `hostile_client` when a burst of idle sockets displaces it before the answer."""
+        url = f"{self.hostile_url}?{urlencode({'user': 'victim'})}"
+        for _ in range(40):
+            try:
+                ws = await connect(url, origin="https://evil.example", open_timeout=5, ping_interval=None)
+            except websockets.InvalidStatus as error:
+                status, body = error.response.status_code, error.response.body or b""
+                if status == 403 and b"origin_not_allowed" in body:
+                    self.stats.count("foreign_origin_refused_403")
+                else:
+                    self.stats.failure("foreign page", AssertionError(f"wanted 403 origin_not_allowed, got {status} {body[:200]!r}"))
+                return
+            except (websockets.InvalidHandshake, websockets.ConnectionClosed, OSError, asyncio.TimeoutError):
+                await asyncio.sleep(0.25)
+                continue
+            await ws.close()
+            self.stats.failure("foreign page", AssertionError("a handshake from another site's page was accepted"))
+            return
+        self.stats.failure("foreign page", AssertionError("no answer in 40 attempts"))
+
     async def abusive_clients(self) -> None:
         """Every 2 s, by turns: 12 malformed messages in a row (more than 10 bad frames in 10 s: close 1008,
-        abuse) and a fragmented ping, which RFC 6455 §5.5 forbids (close 1002, protocol_error)."""
+        abuse) and a fragmented ping, which RFC 6455 §5.5 forbids (close 1002, protocol_error); and each
+        time a handshake from another site's page (403)."""
         n = 0
         while self.running():
             n += 1
+            await self._foreign_page()
             c = await self.hostile_client(f"abuser-{n % 2}", tag="abuser")
             if n % 2:
                 try:
@@ -651,7 +679,8 @@ class LoadGenerator:
 
     async def doc_hoarder(self) -> None:
         """Every 2 s a client joins two docs more than --max-docs-per-connection (3 on the hostile node) allows
-        (too_many_docs) and one doc ten times at once (above the join rate: rate_limited)."""
+        (too_many_docs), one doc ten times at once (above the join rate: rate_limited), then cycles join/leave
+        over six new docs (beyond the burst of --max-doc-joins-per-sec: rate_limited with retryAfterMs)."""
         n = 0
         while self.running():
             n += 1
@@ -660,13 +689,26 @@ class LoadGenerator:
                 await c.join(f"ops-hoard-{i}")
             for _ in range(10):
                 await c.join("ops-hoard-0")
+            for i in range(3):
+                await c.send({"t": "leave", "doc": f"ops-hoard-{i}"})
+            # The three joins above took the new-doc burst (3 here); a token comes back every 100 ms, so
+            # these are refused (and their leaves get not_joined).
+            cycle = [f"ops-cycle-{n}-{i}" for i in range(6)]
+            for doc in cycle:
+                await c.join(doc)
+                await c.send({"t": "leave", "doc": doc})
             if not await self.sleep(1.0):
                 return
-            if c.errors["too_many_docs"] == 2 and c.errors["rate_limited"] >= 1:
+            too_many = [c.by_doc[("error:too_many_docs", f"ops-hoard-{i}")] for i in (3, 4)]
+            rejoins_limited = c.by_doc[("error:rate_limited", "ops-hoard-0")]
+            cycles_limited = [d for d in cycle
+                              if c.last_error.get(("rate_limited", d), {}).get("retryAfterMs", 0) > 0]
+            if too_many == [1, 1] and rejoins_limited >= 1 and cycles_limited:
                 self.stats.count("hoarder_refused")
             else:
                 self.stats.failure("doc hoarder", AssertionError(
-                    f"wanted 2 too_many_docs and some rate_limited errors, got {dict(c.errors)}"))
+                    f"wanted too_many_docs for the 4th and 5th doc, rate_limited re-joins and new-doc joins "
+                    f"(with retryAfterMs), got {too_many}, {rejoins_limited}, {cycles_limited}: {dict(c.errors)}"))
             await c.close()
             if not await self.sleep(1.0):
                 return

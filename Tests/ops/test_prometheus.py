@@ -344,12 +344,13 @@ KEY_SERIES = [
     # Abuse and limits: the hostile clients of loadgen.py on n3 (tight bounds, see conftest.NODE_ARGS).
     KeySeries("handshakes-pending", "Sockets mid-handshake", "A", "> 0 on n3 (idle sockets)", positive("node", H)),
     KeySeries("handshake-timeouts", "Handshake timeouts /s", "A", "> 0 on n3 (idle sockets)", positive("node", H)),
-    KeySeries("admission-pending-full", "Admission refusals /s by node and reason", "A",
-              "pending_full > 0 on n3 (bursts of idle sockets displace older ones)",
-              positive_each("reason", ("pending_full",), node=H)),
+    KeySeries("admission-hostile", "Admission refusals /s by node and reason", "A",
+              "pending_full (bursts of idle sockets displace older ones) and origin > 0 on n3",
+              positive_each("reason", ("pending_full", "origin"), node=H)),
     KeySeries("limit-rejections", "Limit rejections /s by reason", "A",
-              "docs_per_connection, join_rate and pending_requests > 0 on n3",
-              positive_each("reason", ("docs_per_connection", "join_rate", "pending_requests"), node=H)),
+              "docs_per_connection, join_rate, doc_join_rate and pending_requests > 0 on n3",
+              positive_each("reason", ("docs_per_connection", "join_rate", "doc_join_rate", "pending_requests"),
+                            node=H)),
     KeySeries("protocol-errors-by-node", "Protocol errors /s by node and code", "A",
               "bad_message, too_many_docs, rate_limited and unavailable > 0 on n3",
               positive_each("code", ("bad_message", "too_many_docs", "rate_limited", "unavailable"), node=H)),
@@ -563,7 +564,8 @@ def test_hostile_clients_got_their_documented_answers(scraped_stack: Stack):
     docs/limits.md promise (a wrong answer is a failure of the activity, listed by the previous test)."""
     stats = scraped_stack.load.stats
     wanted = ("idle_sockets_closed", "bad_messages_closed_1008", "fragmented_ping_closed_1002", "hoarder_refused",
-              "early_requests_refused", "ping_bursts", "stalled_closed", "big_doc_written")
+              "early_requests_refused", "ping_bursts", "stalled_closed", "big_doc_written",
+              "foreign_origin_refused_403")
 
     def done():
         counts = stats.snapshot()["counts"]
