@@ -57,7 +57,7 @@ public enum ServeOptions {
             "presence-rate", \.presenceRate, .integer(), bounds: .atLeast(1), unit: .perSecond, section: .presence,
             featured: true, help: "Presence updates per (user, doc) per second."),
         .node(
-            "presence-burst", \.presenceBurst, .integer(), unit: .count, section: .presence,
+            "presence-burst", \.presenceBurst, .integer(), bounds: .within(0...1_000_000), unit: .count, section: .presence,
             help: "Updates a user may send back to back before --presence-rate applies (below 1 counts as 1)."),
         .node(
             "large-doc-viewers", \.largeDocViewers, .integer(), bounds: .atLeast(0), unit: .count, section: .presence,
@@ -123,10 +123,10 @@ public enum ServeOptions {
             "max-connections-per-user", \.maxConnectionsPerUser, .integer(), bounds: .atLeast(1), unit: .count,
             section: .admission, featured: true, help: "Open client connections per user on a node."),
         .node(
-            "storm-threshold", \.stormThreshold, .number(), unit: .perSecond, section: .admission,
+            "storm-threshold", \.stormThreshold, .number(), bounds: .atLeast(0.1), unit: .perSecond, section: .admission,
             help: "Reconnects per second (10 s average) that count as a reconnect storm."),
         .node(
-            "storm-resume-grace-ms", \.stormResumeGraceMs, .integer("ms"), unit: .milliseconds, section: .admission,
+            "storm-resume-grace-ms", \.stormResumeGraceMs, .integer("ms"), bounds: .within(0...86_400_000), unit: .milliseconds, section: .admission,
             help: "While handshakes are refused or a storm is on, lost sessions stay resumable this long."),
         .node(
             "handshake-timeout-ms", \.handshakeTimeoutMs, .integer("ms"), bounds: .atLeast(100), unit: .milliseconds,
@@ -147,15 +147,15 @@ public enum ServeOptions {
             "log-retention", \.logRetention, .integer(), bounds: .atLeast(1), unit: .count, section: .sync,
             help: "Log entries and tombstones kept per doc."),
         .node(
-            "max-record-bytes", \.maxRecordBytes, .byteCount, unit: .bytes, section: .sync, help: "Largest record."),
+            "max-record-bytes", \.maxRecordBytes, .byteCount, bounds: .within(16...(64 << 20)), unit: .bytes, section: .sync, help: "Largest record."),
         .node(
-            "max-push-bytes", \.maxPushBytes, .byteCount, unit: .bytes, section: .sync, help: "Largest push (its ops)."),
-        .node("max-push-ops", \.maxPushOps, .integer(), unit: .count, section: .sync, help: "Most ops in one push."),
+            "max-push-bytes", \.maxPushBytes, .byteCount, bounds: .within(64...(256 << 20)), unit: .bytes, section: .sync, help: "Largest push (its ops)."),
+        .node("max-push-ops", \.maxPushOps, .integer(), bounds: .within(1...1_000_000), unit: .count, section: .sync, help: "Most ops in one push."),
         .node(
-            "max-doc-records", \.maxDocRecords, .integer(), unit: .count, section: .sync,
+            "max-doc-records", \.maxDocRecords, .integer(), bounds: .within(1...100_000_000), unit: .count, section: .sync,
             help: "Most records in one doc."),
         .node(
-            "max-queued-pushes", \.maxQueuedPushes, .integer(), unit: .count, section: .sync, featured: true,
+            "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync, featured: true,
             help: "Pushes waiting in one doc before new ones get unavailable."),
         .node(
             "doc-ttl", \.docTTLMs, .duration, unit: .duration, section: .sync, featured: true,

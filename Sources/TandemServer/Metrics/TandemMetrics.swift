@@ -225,6 +225,8 @@ public enum AdmissionRejection: String, Sendable, CaseIterable {
     case pendingFull = "pending_full"
     /// A web page whose Origin --allowed-origins does not list (cross-site WebSocket hijacking).
     case origin
+    /// A protocol version (`/v{N}/ws`) this server does not speak: upgraded and closed with 4400/4401.
+    case protocolVersion = "protocol_version"
 }
 
 /// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).

@@ -22,6 +22,9 @@ final class HandshakeState: @unchecked Sendable {
     enum Decision {
         case accepted(Accepted)
         case rejected(Rejected)
+        /// A protocol version this server does not speak: upgraded, then closed with 4400/4401 (a browser
+        /// cannot read an HTTP refusal, but it can read a close code).
+        case unsupportedVersion(code: Int, reason: String)
     }
 
     var decision: Decision?
@@ -53,7 +56,7 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         let rejection: HandshakeState.Rejected
         if case .rejected(let rejected)? = state.decision {
             rejection = rejected
-        } else if QueryString.parse(uri: head.uri).path == "/v1/ws" {
+        } else if ProtocolVersion.requested(inPath: QueryString.parse(uri: head.uri).path) != nil {
             rejection = .init(
                 status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
                 headers: [("Upgrade", "websocket")])

@@ -121,7 +121,7 @@ final class WebSocketServer: Sendable {
         }
     }
 
-    /// Decides a handshake: path, drain state, attempt rate, Origin, authentication, admission rate, connection
+    /// Decides a handshake: path, drain state, attempt rate, Origin, protocol version, authentication, admission rate, connection
     /// limits, resume. Returning nil hands the request to `HandshakeFallbackHandler`, which answers with
     /// the rejection.
     ///
@@ -137,7 +137,7 @@ final class WebSocketServer: Sendable {
             state.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
             return loop.makeSucceededFuture(nil)
         }
-        guard path == "/v1/ws" else {
+        guard let requestedVersion = ProtocolVersion.requested(inPath: path) else {
             return reject(.notFound, "not_found", "the client endpoint is /v1/ws")
         }
         if draining.withLockedValue({ $0 }) {
@@ -156,6 +156,12 @@ final class WebSocketServer: Sendable {
             return reject(
                 .forbidden, "origin_not_allowed",
                 "web pages from this Origin may not connect; the operator lists allowed ones in --allowed-origins")
+        }
+        if let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
+            // Nothing to authenticate for: the socket is closed right after the upgrade.
+            node.metrics.admissionRejected[.protocolVersion]!.increment()
+            state.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
+            return loop.makeSucceededFuture(HTTPHeaders())
         }
         let authorization = head.headers.first(name: "Authorization")
         let promise = loop.makePromise(of: Result<Identity, AuthenticationError>.self)
@@ -215,6 +221,15 @@ final class WebSocketServer: Sendable {
     }
 
     private func upgraded(channel: Channel, state: HandshakeState) -> EventLoopFuture<Void> {
+        if case .unsupportedVersion(let code, let reason)? = state.decision {
+            var payload = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+            payload.writeInteger(UInt16(code))
+            payload.writeString(reason)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
         guard case .accepted(let accepted)? = state.decision else { return channel.close() }
         let id = nextConnectionID.withLockedValue { id in
             id += 1
