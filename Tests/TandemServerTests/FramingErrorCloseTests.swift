@@ -32,4 +32,21 @@ import Testing
         #expect(try await node.value(#"tandem_connections_closed_total{reason="protocol_error"}"#) == 1, "\(name)")
         #expect(try await node.value(#"tandem_connections_closed_total{reason="abrupt"}"#) == 0, "\(name)")
     }
+
+    /// The other way round: a socket reset by the client (what a crashed client or a dropped network path
+    /// looks like) reaches the node as an I/O error, and is `abrupt`, not a protocol error.
+    @Test func aResetSocketIsAbruptNotAProtocolError() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "reset", stopWhenDone: true)
+        let socket = try RawSocket(port: node.port)
+        #expect(try await socket.upgrade(query: "user=resetter") == 101)
+        try await waitUntil("connected") { try await node.value("tandem_connections") == 1 }
+        // SO_LINGER 0: close() sends RST instead of FIN.
+        var linger = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(socket.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+        socket.close()
+        try await waitUntil("the close is counted") { try await node.value("tandem_connections") == 0 }
+        #expect(try await node.value(#"tandem_connections_closed_total{reason="abrupt"}"#) == 1)
+        #expect(try await node.value(#"tandem_connections_closed_total{reason="protocol_error"}"#) == 0)
+    }
 }

@@ -60,8 +60,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Errors of the frame aggregator (too many or too large fragments) arrive here first; frame
-        // decoder errors were recorded by `FramingErrorRecorder` already. Record why, drop the socket.
-        connection.protocolErrorClose()
+        // decoder errors were recorded by `FramingErrorRecorder` already. Anything else is an I/O error
+        // (a reset socket): the close stays `abrupt`, which is what operators read as network loss.
+        if FramingErrorRecorder.isProtocolError(error) { connection.protocolErrorClose() }
         context.close(promise: nil)
     }
 }
@@ -81,7 +82,12 @@ final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        connection.protocolErrorClose()
+        if Self.isProtocolError(error) { connection.protocolErrorClose() }
         context.fireErrorCaught(error)
+    }
+
+    /// The client broke RFC 6455 framing (decoder or fragment aggregation), as opposed to an I/O error.
+    static func isProtocolError(_ error: any Error) -> Bool {
+        error is NIOWebSocketError || error is NIOWebSocketFrameAggregator.Error
     }
 }
