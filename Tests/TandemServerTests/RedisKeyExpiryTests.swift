@@ -37,6 +37,7 @@ import TandemTestSupport
     @Test func commitsGiveAllOfADocsKeysOneDeadlineDocTTLAhead() async throws {
         let redis = try RedisServerProcess()
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "ttl", stopWhenDone: true) { $0.docTTLMs = Self.hour }
+        #expect(try await node.value("tandem_doc_ttl_seconds") == 3600, "the setting is exported for the alert")
         let alice = try await TestClient.connect(node.url(user: "alice"), name: "alice")
         try await alice.join("ttl-doc")
         let before = redis.nowMs
@@ -132,6 +133,11 @@ import TandemTestSupport
         try await writeDoc(alice, "forever")
         let keys = Self.syncKeys("forever")
         #expect(deadlines(redis, keys) == Array(repeating: -1, count: 7))
+        // Keys without a TTL are expected here: the node says so (TandemRedisKeysWithoutTTL stays quiet).
+        try await waitUntil("the memory monitor counts the seven keys", timeout: .seconds(15)) {
+            try await node.value("tandem_redis_keys_without_ttl") >= 7
+        }
+        #expect(try await node.value("tandem_doc_ttl_seconds") == 0)
         pullIn(redis, keys, to: 600_000)
         try await waitUntil("the earlier deadlines were removed: \(deadlines(redis, keys))") {
             self.deadlines(redis, keys) == Array(repeating: -1, count: 7)

@@ -91,6 +91,9 @@ public final class TandemMetrics: Sendable {
     /// the commit counters they give Redis commands and Redis CPU per commit.
     public let redisCommandsProcessed: Counter
     public let redisCPUSeconds: Counter
+    /// --doc-ttl, set once by the node: with 0 (docs never expire) keys without a TTL are expected, and
+    /// TandemRedisKeysWithoutTTL stays quiet (Grafana/alerts.yml).
+    public let docTTLSeconds: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -226,6 +229,8 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "redis_cpu_seconds", "total",
                 "CPU time of the Redis server, system and user (INFO cpu, every 5 s, since this node started)."))
+        docTTLSeconds = registry.makeGauge(
+            descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.

@@ -44,6 +44,7 @@ final class NodeContext: Sendable {
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
         self.redisMemory = RedisMemoryMonitor(redis: redis, metrics: metrics, logger: logger)
+        metrics.docTTLSeconds.set(to: Double(config.docTTLMs) / 1000)
         self.shardsBox = SetOnceShards()
         shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
     }

@@ -248,6 +248,10 @@ final class WebSocketServer: Sendable {
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
+            // The upgrader added the frame decoder and, after it, NIO's protocol error handler.
+            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
+            try channel.pipeline.syncOperations.addHandler(
+                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
