@@ -10,6 +10,8 @@ import TandemCore
 /// control and authentication decided before the upgrade.
 final class WebSocketServer: Sendable {
     private let node: NodeContext
+    /// What each accepted connection gets (explicitly: connections hold no `NodeContext`).
+    private let connectionDependencies: ConnectionDependencies
     private let authenticator: Authenticator
     private let originPolicy: OriginPolicy
     private let admission: HandshakeAdmission
@@ -23,6 +25,14 @@ final class WebSocketServer: Sendable {
 
     init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
         self.node = node
+        let (shards, metrics, storm) = (node.shards, node.metrics, node.storm)
+        self.connectionDependencies = ConnectionDependencies(
+            settings: .init(node.config), metrics: metrics, clock: node.clock, logger: node.logger,
+            registry: node.registry, shard: { shards.shard(for: $0) },
+            reconnectObserved: {
+                metrics.reconnects.increment()
+                storm.record()
+            })
         self.authenticator = authenticator
         // `ServerConfiguration.validate()` refused bad entries before the node started; should one get
         // here anyway, only this machine's pages are allowed rather than every page.
@@ -238,10 +248,10 @@ final class WebSocketServer: Sendable {
         let preframed = PreframedWriter()
         let connection = ClientConnection(
             id: id, sessionID: accepted.sessionID, identity: accepted.identity, resumed: accepted.resumed,
-            channel: channel, node: node, preframed: preframed)
+            channel: channel, dependencies: connectionDependencies, preframed: preframed)
         if let replaced = node.registry.register(connection), replaced !== connection {
             replaced.eventLoop.execute {
-                replaced.close(code: .normalClosure, reason: .resumed, text: "session resumed on a new connection")
+                replaced.close(.resumedElsewhere)
             }
         }
         let config = node.config
@@ -269,7 +279,7 @@ final class WebSocketServer: Sendable {
         let connections = node.registry.allConnections
         let closed = connections.map { connection in
             connection.eventLoop.execute {
-                connection.close(code: .goingAway, reason: .shutdown, text: "server shutting down")
+                connection.close(.shutdown)
             }
             return connection.channel.closeFuture
         }
