@@ -23,6 +23,15 @@ final class WebSocketServer: Sendable {
     /// displaced by a newcomer at the limit.
     private let pendingHandshakes: NIOLockedValueBox<PendingHandshakeQueue<Channel>>
 
+    /// Accepted-but-not-yet-taken connections the kernel queues: a reconnect storm arrives in thousands
+    /// within a second, and admission (not the kernel dropping SYNs) is what should shed them.
+    static let listenBacklog: Int32 = 4096
+    /// Reads per socket per event-loop turn: one busy client cannot starve the others on its loop.
+    static let maxMessagesPerRead: UInt = 16
+    /// Fragments one message may arrive in (the byte bound is `--max-frame-bytes`): a client sending a
+    /// message a byte per fragment costs a frame header and a decode per byte.
+    static let maxFragmentsPerMessage = 1024
+
     init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
         self.node = node
         let (shards, metrics, storm) = (node.shards, node.metrics, node.storm)
@@ -48,10 +57,10 @@ final class WebSocketServer: Sendable {
     func start() async throws -> Int {
         let config = node.config
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.backlog, value: Self.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.maxMessagesPerRead, value: Self.maxMessagesPerRead)
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: .init(low: config.outboundLowWaterBytes, high: config.outboundHighWaterBytes)
@@ -73,13 +82,13 @@ final class WebSocketServer: Sendable {
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
         let config = node.config
-        let state = HandshakeState()
-        state.pendingID = addPendingHandshake(channel)
+        let state = HandshakeState.Box(HandshakeState(), eventLoop: channel.eventLoop)
+        state.value.pendingID = addPendingHandshake(channel)
         // Until upgraded, the socket is pending: counted, and closed if still pending after the timeout
         // (a client that sends nothing, or its request a byte at a time).
         let metrics = node.metrics
-        state.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
-            guard state.isPending else { return }
+        state.value.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
+            guard state.value.isPending else { return }
             metrics.handshakeTimeouts.increment()
             channel.close(promise: nil)
         }
@@ -120,13 +129,13 @@ final class WebSocketServer: Sendable {
 
     /// The socket was upgraded or closed: it no longer counts as pending (once, whichever comes first).
     /// Called on the socket's event loop.
-    private func finishPendingHandshake(_ state: HandshakeState) {
-        guard state.isPending else { return }
-        state.isPending = false
-        state.timeout?.cancel()
-        state.timeout = nil
+    private func finishPendingHandshake(_ state: HandshakeState.Box) {
+        guard state.value.isPending else { return }
+        state.value.isPending = false
+        state.value.timeout?.cancel()
+        state.value.timeout = nil
         // A displaced socket left the queue (and the gauge) when it was displaced.
-        if pendingHandshakes.withLockedValue({ $0.remove(state.pendingID) }) {
+        if pendingHandshakes.withLockedValue({ $0.remove(state.value.pendingID) }) {
             node.metrics.handshakesPending.decrement()
         }
     }
@@ -138,13 +147,13 @@ final class WebSocketServer: Sendable {
     /// The admission rate is taken only after the token was accepted, so refused handshakes (junk) do not
     /// use it up, and only refusals of authenticated handshakes renew the storm grace: a flood of bad
     /// tokens neither locks users out nor keeps lost sessions alive.
-    private func evaluate(channel: Channel, head: HTTPRequestHead, state: HandshakeState) -> EventLoopFuture<HTTPHeaders?> {
+    private func evaluate(channel: Channel, head: HTTPRequestHead, state: HandshakeState.Box) -> EventLoopFuture<HTTPHeaders?> {
         let loop = channel.eventLoop
         let (path, query) = QueryString.parse(uri: head.uri)
         @Sendable func reject(_ status: HTTPResponseStatus, _ error: String, _ message: String, headers: [(String, String)] = [])
             -> EventLoopFuture<HTTPHeaders?>
         {
-            state.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
+            state.value.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
             return loop.makeSucceededFuture(nil)
         }
         guard let requestedVersion = ProtocolVersion.requested(inPath: path) else {
@@ -170,7 +179,7 @@ final class WebSocketServer: Sendable {
         if let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
             // Nothing to authenticate for: the socket is closed right after the upgrade.
             node.metrics.admissionRejected[.protocolVersion]!.increment()
-            state.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
+            state.value.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
             return loop.makeSucceededFuture(HTTPHeaders())
         }
         let authorization = head.headers.first(name: "Authorization")
@@ -214,7 +223,7 @@ final class WebSocketServer: Sendable {
                 guard let resume, knownOwner.map({ $0 == identity.user }) ?? true else {
                     let sessionID = SessionID.make()
                     _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop)
-                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
+                    state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
                     return loop.makeSucceededFuture(HTTPHeaders())
                 }
                 return self.node.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
@@ -223,15 +232,15 @@ final class WebSocketServer: Sendable {
                     let resumed = claimed ?? (knownOwner == identity.user)
                     let sessionID = resumed ? resume : SessionID.make()
                     if !resumed { _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop) }
-                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
+                    state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
                     return HTTPHeaders()
                 }
             }
         }
     }
 
-    private func upgraded(channel: Channel, state: HandshakeState) -> EventLoopFuture<Void> {
-        if case .unsupportedVersion(let code, let reason)? = state.decision {
+    private func upgraded(channel: Channel, state: HandshakeState.Box) -> EventLoopFuture<Void> {
+        if case .unsupportedVersion(let code, let reason)? = state.value.decision {
             var payload = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
             payload.writeInteger(UInt16(code))
             payload.writeString(reason)
@@ -240,7 +249,7 @@ final class WebSocketServer: Sendable {
             }
             return channel.eventLoop.makeSucceededVoidFuture()
         }
-        guard case .accepted(let accepted)? = state.decision else { return channel.close() }
+        guard case .accepted(let accepted)? = state.value.decision else { return channel.close() }
         let id = nextConnectionID.withLockedValue { id in
             id += 1
             return id
@@ -264,7 +273,7 @@ final class WebSocketServer: Sendable {
                 FramingErrorRecorder(connection: connection), position: .before(codecErrors))
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
+                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
                     maxAccumulatedFrameSize: config.maxFrameBytes),
                 ConnectionHandler(connection: connection),
             ])
