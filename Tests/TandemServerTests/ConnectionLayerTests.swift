@@ -269,4 +269,30 @@ import Testing
         // The same bytes to both (the frame is encoded once and shared).
         #expect(toBob == toAlice)
     }
+
+    @Test func updatesBetweenTwoTicksReachEachMemberAsOneDeltaWithTheLatestStates() throws {
+        let fixture = try Fixture {
+            $0.tickMs = 50
+            $0.presenceRate = 1_000
+            $0.presenceBurst = 1_000
+        }
+        let alice = fixture.client
+        let bob = try fixture.addClient(id: 2, user: "u2")
+        let carol = try fixture.addClient(id: 3, user: "u3")
+        fixture.shards.all[0].start()
+        for client in [alice, bob, carol] { client.receive(#"{"t":"join","doc":"d1"}"#) }
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        _ = try bob.frames()
+        for round in 1...5 {
+            for seq in 1...10 {
+                alice.receive(#"{"t":"presence","doc":"d1","state":{"a":\#(round * 100 + seq)}}"#)
+                carol.receive(#"{"t":"presence","doc":"d1","state":{"c":\#(round * 100 + seq)}}"#)
+            }
+            fixture.loop.advanceTime(by: .milliseconds(50))
+            let deltas = try bob.frames().filter { $0.text.contains(#""updated":["#) }
+            #expect(deltas.count == 1, "round \(round): \(deltas.count) deltas for 20 updates in one tick")
+            #expect(deltas.first?.text.contains(#""a":\#(round * 100 + 10)"#) == true)
+            #expect(deltas.first?.text.contains(#""c":\#(round * 100 + 10)"#) == true)
+        }
+    }
 }
