@@ -79,7 +79,9 @@ extension DocShard {
         } else {
             written = eventLoop.makeSucceededVoidFuture()
         }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         written.whenComplete { _ in
+            let docState = bound.value
             guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
             // A member from here on: deltas and commits reach it only after its `joined`.
             docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)

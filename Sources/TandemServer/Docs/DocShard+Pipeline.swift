@@ -21,7 +21,9 @@ extension DocShard {
     /// doc's keys alive in Redis while this node holds it open.
     func checkHead(_ doc: String, _ docState: DocState) {
         guard docState.sync.isLoaded, redisIsUp else { return }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             self.perform(docState.sync.headObserved(head, now: self.clock.nowNanos()), doc: doc, docState)
         }
@@ -117,7 +119,9 @@ extension DocShard {
     /// Runs a group commit and reports Redis's answer to the pipeline.
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         metrics.syncBatchSize.record(Double(batch.commits.count))
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
             switch result {
@@ -136,7 +140,9 @@ extension DocShard {
 
     /// A gap fill (or a read of what a push or a lost race waits for).
     private func readLog(from: UInt64, count: Int, doc: String, _ docState: DocState) {
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.log(doc: doc, from: from, count: count, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
             switch result {
@@ -152,7 +158,9 @@ extension DocShard {
     /// The log no longer has what the replica misses: read the whole doc again.
     private func reload(_ doc: String, _ docState: DocState) {
         logger.warning("commits missing from the retained log; reloading doc", metadata: ["doc": "\(doc)"])
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.load(doc: doc, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
             switch result {
@@ -181,7 +189,9 @@ extension DocShard {
         // At least a millisecond away: the pipeline never reports a deadline its tick cannot act on, and
         // this keeps a mistake there from spinning the loop.
         let delay = max(deadline > now ? deadline - now : 0, 1_000_000)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         let task = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: delay))) { [weak self] in
+            let docState = bound.value
             docState.syncTimer = nil
             guard let self, self.docs[doc] === docState else { return }
             self.perform(docState.sync.tick(now: self.clock.nowNanos()), doc: doc, docState)

@@ -106,7 +106,9 @@ extension DocShard {
             return eventLoop.makeSucceededVoidFuture()
         }
         let future = presenceStore.write(doc: doc, write, on: eventLoop)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         future.whenFailure { error in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
             docState.presence.writeFailed()

@@ -45,7 +45,9 @@ extension DocShard {
         let seq = docState.presence.currentEventSeq
         let presence = presenceStore.snapshot(doc: doc, on: eventLoop)
         let sync = loadSync(doc, docState)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         sync.flatMap { presence }.whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
             switch result {
             case .success(let entries):
@@ -67,7 +69,9 @@ extension DocShard {
         docState.upkeep.nextReconcileMs = nowMs + interval / 2 + UInt64.random(in: 0...interval)
         let seq = docState.presence.currentEventSeq
         if docState.sync.isLoaded { checkHead(doc, docState) } else { _ = loadSync(doc, docState) }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             docState.upkeep.reconcileInFlight = false
             guard self.docs[doc] === docState, case .success(let entries) = result else { return }
             let removeMissing = self.clock.nowMs() >= docState.upkeep.keepRemoteUntilMs
@@ -86,7 +90,9 @@ extension DocShard {
         guard !stopped, redisIsUp else { return }
         for (doc, docState) in docs where !docState.upkeep.sweepInFlight {
             docState.upkeep.sweepInFlight = true
+            let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
             presenceStore.sweep(doc: doc, on: eventLoop).whenComplete { result in
+                let docState = bound.value
                 docState.upkeep.sweepInFlight = false
                 guard case .success(let gone) = result, !gone.isEmpty else { return }
                 self.logger.info("nodes expired from doc", metadata: ["doc": "\(doc)", "nodes": "\(gone)"])

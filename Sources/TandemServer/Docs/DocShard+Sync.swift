@@ -15,7 +15,9 @@ extension DocShard {
     func loadSync(_ doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
         guard !docState.replicaReadInFlight, !docState.sync.isLoaded else { return eventLoop.makeSucceededVoidFuture() }
         docState.updateUnread { $0.inFlight = true }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         return syncStore.load(doc: doc, on: eventLoop).map { loaded in
+            let docState = bound.value
             docState.updateUnread { $0.inFlight = false }
             guard self.docs[doc] === docState, !docState.sync.isLoaded else { return }
             // Members that joined meanwhile get their catch-up first.
@@ -30,6 +32,7 @@ extension DocShard {
                 if let member = docState.members[id] { self.handleEarlyRequests(of: member.connection, docState) }
             }
         }.recover { error in
+            let docState = bound.value
             docState.updateUnread { $0.inFlight = false }
             if error is SyncStoreError {
                 // Redis answered, but with something that is not a doc (a corrupted key): say so loudly.
@@ -74,7 +77,9 @@ extension DocShard {
         case .log(let entries, let head):
             outbox.add(connection, .chunks(LogChunker(doc: doc, entries: entries, head: head, moreAfter: false), info))
         case .fetch(let from, _):
+            let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
             syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
+                let docState = bound.value
                 // Also not when a re-join started another catch-up meanwhile (two would interleave).
                 guard self.docs[doc] === docState, docState.members[id] != nil, docState.sync.delivery.isCatchingUp(id),
                     docState.catchUps.isCurrent(generation, for: id)

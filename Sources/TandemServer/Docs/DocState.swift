@@ -1,12 +1,12 @@
 import NIOCore
 import TandemCore
 
-/// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself
-/// (futures completing there capture it, hence `@unchecked Sendable`).
+/// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself,
+/// and not `Sendable`: a future completing there gets it through a `NIOLoopBound`, which checks the loop.
 ///
 /// What only exists in one phase of the doc lives in that phase's case (`phase`, `replicaRead`), so a
 /// loaded doc with waiting joins, or a read replica with members waiting for it, cannot be written.
-final class DocState: @unchecked Sendable {  // @unchecked: confined to its shard's loop; futures completing there capture it
+final class DocState {
     /// A local connection in the doc.
     struct Member {
         let connection: any DocMember
