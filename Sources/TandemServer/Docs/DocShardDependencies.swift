@@ -79,9 +79,18 @@ final class DetachedSessionHold: Sendable {
 /// The node's doc shards, one per event loop, and which one owns a doc.
 final class DocShards: Sendable {
     let all: [DocShard]
+    private let detachedHold: DetachedSessionHold
 
     init(loops: [EventLoop], dependencies: DocShardDependencies) {
         all = loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, dependencies: dependencies) }
+        detachedHold = dependencies.detachedHold
+    }
+
+    /// Handshakes are being refused (or a storm started): keep every lost session resumable for the
+    /// storm grace. The shards hear of it at most twice a second, whatever the refusal rate.
+    func holdDetachedSessions(nowMs: UInt64) {
+        guard let until = detachedHold.renew(nowMs: nowMs) else { return }
+        for shard in all { shard.holdDetached(untilMs: until) }
     }
 
     /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).

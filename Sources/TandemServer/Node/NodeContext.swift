@@ -71,10 +71,20 @@ final class NodeContext: Sendable {
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
-    /// Handshakes are being refused (or a storm started): keep every lost session resumable for the
-    /// storm grace. The shards hear of it at most twice a second, whatever the refusal rate.
-    func holdDetachedSessions() {
-        guard let until = detachedHold.renew(nowMs: clock.nowMs()) else { return }
-        for shard in shards.all { shard.holdDetached(untilMs: until) }
+    /// A storm started: keep every lost session resumable for the storm grace (see `DocShards`).
+    func holdDetachedSessions() { shards.holdDetachedSessions(nowMs: clock.nowMs()) }
+
+    /// What the WebSocket server gets (explicitly: it holds no `NodeContext`).
+    var webSocketDependencies: WebSocketServerDependencies {
+        let (metrics, storm) = (self.metrics, self.storm)
+        return WebSocketServerDependencies(
+            config: config, metrics: metrics, clock: clock, registry: registry, sessions: sessions, shards: shards,
+            connection: ConnectionDependencies(
+                settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: registry,
+                shard: { [shards] in shards.shard(for: $0) },
+                reconnectObserved: {
+                    metrics.reconnects.increment()
+                    storm.record()
+                }))
     }
 }

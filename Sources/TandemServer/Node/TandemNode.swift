@@ -100,7 +100,7 @@ public final class TandemNode: Service, Sendable {
                     "no JWT secret: development mode on \(configuration.host) only; clients pick their user with ?user=&name= and edit every doc")
             }
         }
-        server = WebSocketServer(node: context, authenticator: authenticator, group: group)
+        server = WebSocketServer(dependencies: context.webSocketDependencies, authenticator: authenticator, group: group)
 
         let opsMetrics = OpsMetrics(registry: metrics.registry)
         let routes = OpsRoutes(

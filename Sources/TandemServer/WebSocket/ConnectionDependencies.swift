@@ -44,3 +44,16 @@ struct ConnectionDependencies: Sendable {
     /// A reconnect was seen (counted once per connection; feeds the storm monitor).
     var reconnectObserved: @Sendable () -> Void
 }
+
+/// What the WebSocket server works with, handed over explicitly: the configuration (it listens, admits
+/// and bounds handshakes by many options), metrics, clock, the session registry and ownership, the doc
+/// shards (refused handshakes extend the hold on detached sessions), and what each connection gets.
+struct WebSocketServerDependencies: Sendable {
+    var config: ServerConfiguration
+    var metrics: TandemMetrics
+    var clock: NodeClock
+    var registry: SessionRegistry
+    var sessions: SessionOwnership
+    var shards: DocShards
+    var connection: ConnectionDependencies
+}

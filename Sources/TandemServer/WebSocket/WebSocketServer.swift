@@ -9,8 +9,13 @@ import TandemCore
 /// The client data plane: `GET /v1/ws` upgraded to WebSocket (SwiftNIO's codec), with admission
 /// control and authentication decided before the upgrade.
 final class WebSocketServer: Sendable {
-    private let node: NodeContext
-    /// What each accepted connection gets (explicitly: connections hold no `NodeContext`).
+    private let config: ServerConfiguration
+    private let metrics: TandemMetrics
+    private let clock: NodeClock
+    private let registry: SessionRegistry
+    private let sessions: SessionOwnership
+    private let shards: DocShards
+    /// What each accepted connection gets (explicitly: connections hold no node).
     private let connectionDependencies: ConnectionDependencies
     private let authenticator: Authenticator
     private let originPolicy: OriginPolicy
@@ -32,30 +37,29 @@ final class WebSocketServer: Sendable {
     /// message a byte per fragment costs a frame header and a decode per byte.
     static let maxFragmentsPerMessage = 1024
 
-    init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
-        self.node = node
-        let (shards, metrics, storm) = (node.shards, node.metrics, node.storm)
-        self.connectionDependencies = ConnectionDependencies(
-            settings: .init(node.config), metrics: metrics, clock: node.clock, logger: node.logger,
-            registry: node.registry, shard: { shards.shard(for: $0) },
-            reconnectObserved: {
-                metrics.reconnects.increment()
-                storm.record()
-            })
+    init(dependencies: WebSocketServerDependencies, authenticator: Authenticator, group: EventLoopGroup) {
+        self.config = dependencies.config
+        self.metrics = dependencies.metrics
+        self.clock = dependencies.clock
+        self.registry = dependencies.registry
+        self.sessions = dependencies.sessions
+        self.shards = dependencies.shards
+        self.connectionDependencies = dependencies.connection
+        let config = dependencies.config
         self.authenticator = authenticator
         // `ServerConfiguration.validate()` refused bad entries before the node started; should one get
         // here anyway, only this machine's pages are allowed rather than every page.
-        self.originPolicy = (try? node.config.originPolicy) ?? .modeDefault(developmentMode: true)
+        self.originPolicy = (try? config.originPolicy) ?? .modeDefault(developmentMode: true)
         self.admission = HandshakeAdmission(
-            maxPerSecond: node.config.maxNewConnectionsPerSecond,
-            maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
+            maxPerSecond: config.maxNewConnectionsPerSecond,
+            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond)
         self.group = group
-        self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: node.config.maxPendingHandshakes))
+        self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: config.maxPendingHandshakes))
     }
 
     /// Binds and starts accepting; returns the bound port.
     func start() async throws -> Int {
-        let config = node.config
+        let config = self.config
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Self.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -81,12 +85,12 @@ final class WebSocketServer: Sendable {
     }
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
-        let config = node.config
+        let config = self.config
         let state = HandshakeState.Box(HandshakeState(), eventLoop: channel.eventLoop)
         state.value.pendingID = addPendingHandshake(channel)
         // Until upgraded, the socket is pending: counted, and closed if still pending after the timeout
         // (a client that sends nothing, or its request a byte at a time).
-        let metrics = node.metrics
+        let metrics = metrics
         state.value.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
             guard state.value.isPending else { return }
             metrics.handshakeTimeouts.increment()
@@ -119,10 +123,10 @@ final class WebSocketServer: Sendable {
     private func addPendingHandshake(_ channel: Channel) -> UInt64 {
         let (id, displaced) = pendingHandshakes.withLockedValue { $0.add(channel) }
         if let displaced {
-            node.metrics.admissionRejected[.pendingFull]!.increment()
+            metrics.admissionRejected[.pendingFull]!.increment()
             displaced.close(promise: nil)
         } else {
-            node.metrics.handshakesPending.increment()
+            metrics.handshakesPending.increment()
         }
         return id
     }
@@ -136,7 +140,7 @@ final class WebSocketServer: Sendable {
         state.value.timeout = nil
         // A displaced socket left the queue (and the gauge) when it was displaced.
         if pendingHandshakes.withLockedValue({ $0.remove(state.value.pendingID) }) {
-            node.metrics.handshakesPending.decrement()
+            metrics.handshakesPending.decrement()
         }
     }
 
@@ -160,25 +164,25 @@ final class WebSocketServer: Sendable {
             return reject(.notFound, "not_found", "the client endpoint is /v1/ws")
         }
         if draining.withLockedValue({ $0 }) {
-            node.metrics.admissionRejected[.draining]!.increment()
+            metrics.admissionRejected[.draining]!.increment()
             return reject(.serviceUnavailable, "draining", "this node is shutting down", headers: [("Retry-After", "1")])
         }
         if let retryAfter = admission.attempt() {
-            node.metrics.admissionRejected[.attemptRate]!.increment()
+            metrics.admissionRejected[.attemptRate]!.increment()
             return reject(
                 .serviceUnavailable, "overloaded", "too many handshakes; retry after the delay",
                 headers: [("Retry-After", "\(retryAfter)")])
         }
         // Before the token is checked: a refused page costs no HMAC (and still counts in the attempt rate).
         if !originPolicy.allows(origin: head.headers.first(name: "Origin"), hostHeader: head.headers.first(name: "Host")) {
-            node.metrics.admissionRejected[.origin]!.increment()
+            metrics.admissionRejected[.origin]!.increment()
             return reject(
                 .forbidden, "origin_not_allowed",
                 "web pages from this Origin may not connect; the operator lists allowed ones in --allowed-origins")
         }
         if let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
             // Nothing to authenticate for: the socket is closed right after the upgrade.
-            node.metrics.admissionRejected[.protocolVersion]!.increment()
+            metrics.admissionRejected[.protocolVersion]!.increment()
             state.value.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
             return loop.makeSucceededFuture(HTTPHeaders())
         }
@@ -189,22 +193,22 @@ final class WebSocketServer: Sendable {
         return promise.futureResult.flatMap { [self] result in
             switch result {
             case .failure(let error):
-                self.node.metrics.admissionRejected[.unauthorized]!.increment()
+                self.metrics.admissionRejected[.unauthorized]!.increment()
                 return reject(.unauthorized, "unauthorized", error.message, headers: [("WWW-Authenticate", "Bearer")])
             case .success(let identity):
                 if let retryAfter = self.admission.admit() {
-                    self.node.metrics.admissionRejected[.rate]!.increment()
+                    self.metrics.admissionRejected[.rate]!.increment()
                     // A real client was turned away: keep lost sessions resumable while it waits.
-                    self.node.holdDetachedSessions()
+                    self.shards.holdDetachedSessions(nowMs: self.clock.nowMs())
                     return reject(
                         .serviceUnavailable, "overloaded", "too many new connections; retry after the delay",
                         headers: [("Retry-After", "\(retryAfter)")])
                 }
-                let config = self.node.config
-                if let full = self.node.registry.reserveSlot(
+                let config = self.config
+                if let full = self.registry.reserveSlot(
                     user: identity.user, maxTotal: config.maxConnections, maxPerUser: config.maxConnectionsPerUser)
                 {
-                    self.node.metrics.admissionRejected[full]!.increment()
+                    self.metrics.admissionRejected[full]!.increment()
                     if full == .userFull {
                         return reject(
                             .tooManyRequests, "too_many_connections",
@@ -214,7 +218,7 @@ final class WebSocketServer: Sendable {
                         .serviceUnavailable, "node_full", "this node is at --max-connections",
                         headers: [("Retry-After", "\(Int.random(in: 1...5))")])
                 }
-                let registry = self.node.registry
+                let registry = self.registry
                 channel.closeFuture.whenComplete { _ in registry.releaseSlot(user: identity.user) }
                 // Only the session's own user may take it over: this node knows the owners of its open and
                 // recently ended sessions; Redis knows them cluster-wide.
@@ -222,16 +226,16 @@ final class WebSocketServer: Sendable {
                 let knownOwner = resume.flatMap { registry.owner(of: $0) }
                 guard let resume, knownOwner.map({ $0 == identity.user }) ?? true else {
                     let sessionID = SessionID.make()
-                    _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop)
+                    _ = self.sessions.claim(sessionID, user: identity.user, on: loop)
                     state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
                     return loop.makeSucceededFuture(HTTPHeaders())
                 }
-                return self.node.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
+                return self.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
                     // Ownership unknown (Redis unreachable): refuse, unless this node itself knows the session
                     // is this user's. Granting it let anyone take over any session during an outage.
                     let resumed = claimed ?? (knownOwner == identity.user)
                     let sessionID = resumed ? resume : SessionID.make()
-                    if !resumed { _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop) }
+                    if !resumed { _ = self.sessions.claim(sessionID, user: identity.user, on: loop) }
                     state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
                     return HTTPHeaders()
                 }
@@ -258,12 +262,12 @@ final class WebSocketServer: Sendable {
         let connection = ClientConnection(
             id: id, sessionID: accepted.sessionID, identity: accepted.identity, resumed: accepted.resumed,
             channel: channel, dependencies: connectionDependencies, preframed: preframed)
-        if let replaced = node.registry.register(connection), replaced !== connection {
+        if let replaced = registry.register(connection), replaced !== connection {
             replaced.eventLoop.execute {
                 replaced.close(.resumedElsewhere)
             }
         }
-        let config = node.config
+        let config = self.config
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
@@ -285,7 +289,7 @@ final class WebSocketServer: Sendable {
 
     /// Closes every client with 1001 (going away) and waits until they are gone (at most `timeout`).
     func closeAllClients(timeout: TimeAmount) async {
-        let connections = node.registry.allConnections
+        let connections = registry.allConnections
         let closed = connections.map { connection in
             connection.eventLoop.execute {
                 connection.close(.shutdown)
