@@ -174,7 +174,7 @@ struct PresenceLoopSnapshot: Sendable {
 }
 
 /// One simulated user. Confined to `loop`: created on the main task, then only used there.
-final class PresenceMember: LoadMember, @unchecked Sendable {
+final class PresenceMember: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     let index: Int
     let doc: Int
     let plan: PresencePlan

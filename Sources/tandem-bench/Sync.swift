@@ -262,7 +262,7 @@ struct SyncLoopSnapshot: Sendable {
 }
 
 /// One simulated editor, confined to `loop`.
-final class SyncEditor: LoadMember, @unchecked Sendable {
+final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     private struct Pending {
         /// When the attempt now in flight was sent.
         var sendNs: UInt64
