@@ -50,13 +50,13 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runID = common.resolvedRunID
+        let run = LoadRun(common: common)
+        let runID = run.runID
         let plan = SyncPlan(
             editors: editors, docs: docs, runID: runID, rate: rate, conflict: conflict, sharedRecords: sharedRecords,
             jitter: jitter, maxRetries: maxRetries, drainNanos: UInt64(drain * 1e9))
         let boards = (0..<docs).map { d in CommitBoard(receivers: plan.editorsPerDoc[d] - 1) }
         let loops = LoopSet(threads: common.threads) { SyncLoopStats() }
-        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         let synced = SharedCounter()
         let setupDone = SharedCounter()
         let closing = SharedFlag()
@@ -68,45 +68,28 @@ struct SyncCommand: AsyncParsableCommand {
                 index: i, plan: plan, board: boards[i % docs], stats: loops.stats(for: i), loop: loops.loop(for: i),
                 synced: synced, setupDone: setupDone, closing: closing)
         }
-        await forEachConcurrently(editors, width: 1000) { i in
-            let m = members[i]
-            let url = connector.url([("user", "\(runID)-e\(i)"), ("name", "e\(i)")])
-            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
-                m.loop.execute { m.attached(client) }
-            }
-        }
-        let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= editors }
+        await run.connect(members, identity: { ("\(runID)-e\($0)", "e\($0)") }, progress: { "synced \(synced.value)" })
+        let (editorCount, docCount) = (editors, docs)
+        let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= editorCount }
         // Create the records: each editor its own, the first editor of each doc the shared ones.
         for m in members { m.loop.execute { m.createRecords() } }
-        let setupOK = await waitUntil(timeoutSeconds: 30) { setupDone.value >= editors + docs }
+        let setupOK = await waitUntil(timeoutSeconds: 30) { setupDone.value >= editorCount + docCount }
         await sleep(seconds: 1)  // let the creations reach every editor
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
-        let handshakes = connector.snapshot
+        let handshakes = run.connector.snapshot
         log("  ready in \(fmt(rampSeconds, 1)) s: synced \(synced.value)/\(editors), records created: \(setupOK)")
 
-        let sendStart = monotonicNanos() + 100_000_000
-        let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
-        for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
-        let probe = PingProbe(loop: loops.loops[0])
-        await probe.start(connector: connector, runID: runID, window: window)
-        await sleep(untilNanos: window.start)
-        let monitor = ResourceMonitor(options: common.monitorOptions)
-        monitor.start()
-        log("  measuring for \(duration) s")
-        await sleep(untilNanos: window.end)
-        let resources = monitor.stop()
-        await sleep(seconds: drain)
+        let measured = await run.measure(loops: loops.loops, warmup: warmup, duration: duration, drain: drain) { sendStart, window in
+            for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
+        }
 
         let perLoop = try await loops.collect { $0.snapshot() }
         var unanswered = 0
         for m in members { unanswered += (try? await m.loop.submit({ m.unansweredInWindow() }).get()) ?? 0 }
         let unresolved = boards.reduce(0) { $0 + $1.unresolvedReceipts }
         closing.set()
-        let pingRTT = await probe.finish()
-        await forEachConcurrently(editors, width: 250) { i in
-            let m = members[i]
-            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
-        }
+        let pingRTT = await measured.probe.finish()
+        await run.closeAll(members)
         await loops.shutdown()
 
         var total = SyncLoopSnapshot.empty
@@ -114,7 +97,7 @@ struct SyncCommand: AsyncParsableCommand {
         let result = SyncResult(
             plan: plan, duration: duration, warmup: warmup, ready: rampSeconds, allSynced: allSynced && setupOK,
             handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, unanswered: unanswered, pingRTT: pingRTT,
-            resources: resources, targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99,
+            resources: measured.resources, targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99,
             targetCommitsPerSecond: targetCommitsPerSecond)
         try emit(result, table: result.table, options: common)
     }
@@ -279,7 +262,7 @@ struct SyncLoopSnapshot: Sendable {
 }
 
 /// One simulated editor, confined to `loop`.
-final class SyncEditor: @unchecked Sendable {
+final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     private struct Pending {
         /// When the attempt now in flight was sent.
         var sendNs: UInt64
@@ -313,9 +296,7 @@ final class SyncEditor: @unchecked Sendable {
     private var pending: [UInt64: Pending] = [:]
     private var nextID: UInt64 = 10
     private var window = Window(start: 0, end: 0)
-    private var base: UInt64 = 0
-    private var slot: UInt64 = 0
-    private var scheduledAt: UInt64 = 0
+    private lazy var schedule = SendSchedule(periodNs: plan.periodNs, spreadNs: Int64(Double(plan.periodNs) * plan.jitter / 2))
     private var rng = SystemRandomNumberGenerator()
     private let docName: String
 
@@ -361,27 +342,14 @@ final class SyncEditor: @unchecked Sendable {
 
     func startPushing(at start: UInt64, window: Window) {
         self.window = window
-        base = start + UInt64.random(in: 0..<plan.periodNs)
+        schedule.begin(at: start)
         scheduleNext()
     }
 
     private func scheduleNext() {
-        let period = plan.periodNs
-        let spread = Int64(Double(period) * plan.jitter / 2)
-        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
-        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
-        let now = monotonicNanos()
-        if base + (slot + 1) * period < now {
-            let behind = (now - base) / period
-            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
-            slot = behind
-        }
-        var at = Int64(base + slot * period)
-        if spread > 0 { at += Int64.random(in: -spread...spread) }
-        scheduledAt = UInt64(max(at, 0))
-        guard scheduledAt < window.end else { return }
-        slot += 1
-        loop.scheduleTask(deadline: .uptimeNanoseconds(scheduledAt)) { [self] in self.push() }
+        guard let (deadline, skipped) = schedule.next(window: window) else { return }
+        stats.skippedSlots += skipped
+        loop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { [self] in self.push() }
     }
 
     private func push() {
@@ -422,7 +390,7 @@ final class SyncEditor: @unchecked Sendable {
         if window.contains(now) {
             stats.pushes += 1
             if sharedPick { stats.sharedPushes += 1 }
-            stats.sendLag.recordNanos(now > scheduledAt ? now - scheduledAt : 0)
+            stats.sendLag.recordNanos(now > schedule.scheduledAt ? now - schedule.scheduledAt : 0)
         }
         scheduleNext()
     }

@@ -14,23 +14,25 @@ extension DocShard {
 
     /// Commits from the doc's pub/sub channel (another node's; this node's own are skipped unread).
     func received(_ commits: [CommitNotice], doc: String, _ docState: DocState) {
-        perform(docState.sync.receive(commits, now: node.clock.nowNanos()), doc: doc, docState)
+        perform(docState.sync.receive(commits, now: clock.nowNanos()), doc: doc, docState)
     }
 
     /// Compares the replica with Redis's head (periodically and after Redis reconnects); also keeps the
     /// doc's keys alive in Redis while this node holds it open.
     func checkHead(_ doc: String, _ docState: DocState) {
-        guard docState.sync.isLoaded, node.redisIsUp else { return }
-        node.syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
+        guard docState.sync.isLoaded, redisIsUp else { return }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
-            self.perform(docState.sync.headObserved(head, now: self.node.clock.nowNanos()), doc: doc, docState)
+            self.perform(docState.sync.headObserved(head, now: self.clock.nowNanos()), doc: doc, docState)
         }
     }
 
     /// The command connection to Redis went down or came back.
     func redisAvailabilityChanged(_ up: Bool) {
         onLoop {
-            let now = self.node.clock.nowNanos()
+            let now = self.clock.nowNanos()
             for (doc, docState) in self.docs {
                 self.perform(docState.sync.setRedisAvailable(up, now: now), doc: doc, docState)
             }
@@ -40,10 +42,10 @@ extension DocShard {
     /// A member stopped receiving the doc (left, lost its socket, taken over, re-joined elsewhere): its
     /// pushes not in Redis yet are dropped unanswered (its client re-sends them after it reconnects).
     func detachSync(_ member: ObjectIdentifier, doc: String, _ docState: DocState) {
-        docState.awaitingSync.removeValue(forKey: member)
-        docState.catchUpGeneration.removeValue(forKey: member)
+        docState.updateUnread { $0.awaiting.removeValue(forKey: member) }
+        docState.catchUps.forget(member)
         docState.earlyRequests.removeValue(forKey: member)
-        perform(docState.sync.detach(member, now: node.clock.nowNanos()), doc: doc, docState)
+        perform(docState.sync.detach(member, now: clock.nowNanos()), doc: doc, docState)
     }
 
     // MARK: Actions
@@ -68,7 +70,7 @@ extension DocShard {
             case .deliver(let commit, let patchTo, let result):
                 if !patchTo.isEmpty {
                     // `at` comes from Redis (or pub/sub): a time in the future counts as no lag, not as 584 million years.
-                    let nowWall = node.clock.wallMs()
+                    let nowWall = clock.wallMs()
                     docState.stats.recordLag(Double(nowWall >= commit.committedAtMs ? nowWall - commit.committedAtMs : 0))
                     // Framed once: the same buffer goes to every member (`PreframedWriter`).
                     let patch = ServerFrame.text(ServerMessage.patch(doc: doc, commit: commit), allocator: ByteBufferAllocator())
@@ -96,19 +98,19 @@ extension DocShard {
     private func answer(_ reply: PushReply<ObjectIdentifier>, doc: String, _ docState: DocState, into outbox: inout SyncOutbox) {
         switch reply.answer {
         case .result(let action, let clock, let applied, let reason):
-            node.metrics.syncPush(action.rawValue)
+            metrics.syncPush(action.rawValue)
             if reply.conflicted {
-                node.metrics.syncConflicts.increment()
+                metrics.syncConflicts.increment()
                 docState.stats.conflicts += 1
             }
-            let now = node.clock.nowNanos()
-            node.metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
+            let now = self.clock.nowNanos()
+            metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
         case .error(let code, let message, let retryAfterMs):
-            node.metrics.syncPush("error")
-            if let retryAfterMs { node.metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
+            metrics.syncPush("error")
+            if let retryAfterMs { metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
             guard let connection = docState.members[reply.member]?.connection else { return }
             outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))
         }
@@ -116,10 +118,12 @@ extension DocShard {
 
     /// Runs a group commit and reports Redis's answer to the pipeline.
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
-        node.metrics.syncBatchSize.record(Double(batch.commits.count))
-        node.syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
+        metrics.syncBatchSize.record(Double(batch.commits.count))
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
-            let now = self.node.clock.nowNanos()
+            let now = self.clock.nowNanos()
             switch result {
             case .success(let outcome):
                 self.perform(docState.sync.commitReplied(batchID: batch.id, outcome, now: now), doc: doc, docState)
@@ -136,9 +140,11 @@ extension DocShard {
 
     /// A gap fill (or a read of what a push or a lost race waits for).
     private func readLog(from: UInt64, count: Int, doc: String, _ docState: DocState) {
-        node.syncStore.log(doc: doc, from: from, count: count, on: eventLoop).whenComplete { result in
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.log(doc: doc, from: from, count: count, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
-            let now = self.node.clock.nowNanos()
+            let now = self.clock.nowNanos()
             switch result {
             case .success(let read):
                 self.perform(docState.sync.logRead(from: from, entries: read.entries, truncated: read.truncated, now: now), doc: doc, docState)
@@ -152,9 +158,11 @@ extension DocShard {
     /// The log no longer has what the replica misses: read the whole doc again.
     private func reload(_ doc: String, _ docState: DocState) {
         logger.warning("commits missing from the retained log; reloading doc", metadata: ["doc": "\(doc)"])
-        node.syncStore.load(doc: doc, on: eventLoop).whenComplete { result in
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.load(doc: doc, on: eventLoop).whenComplete { result in
+            let docState = bound.value
             guard self.docs[doc] === docState else { return }
-            let now = self.node.clock.nowNanos()
+            let now = self.clock.nowNanos()
             switch result {
             case .success(let loaded):
                 docState.legacyRePushes = loaded.legacyRePushes
@@ -171,25 +179,24 @@ extension DocShard {
     /// Keeps the doc's one timer at the pipeline's next deadline (a gap's grace, a wait's end).
     func scheduleSyncTimer(_ doc: String, _ docState: DocState) {
         guard let deadline = docState.sync.nextDeadline else {
-            docState.syncTimer?.cancel()
-            docState.syncTimer = nil
-            docState.syncTimerDeadline = nil
+            docState.cancelSyncTimer()
             return
         }
         // A timer due no later is already set: when it fires, the tick schedules the next one.
-        if docState.syncTimer != nil, let set = docState.syncTimerDeadline, set <= deadline { return }
-        docState.syncTimer?.cancel()
-        let now = node.clock.nowNanos()
+        if let set = docState.syncTimer, set.deadline <= deadline { return }
+        docState.cancelSyncTimer()
+        let now = clock.nowNanos()
         // At least a millisecond away: the pipeline never reports a deadline its tick cannot act on, and
         // this keeps a mistake there from spinning the loop.
         let delay = max(deadline > now ? deadline - now : 0, 1_000_000)
-        docState.syncTimerDeadline = deadline
-        docState.syncTimer = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: delay))) { [weak self] in
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        let task = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: delay))) { [weak self] in
+            let docState = bound.value
             docState.syncTimer = nil
-            docState.syncTimerDeadline = nil
             guard let self, self.docs[doc] === docState else { return }
-            self.perform(docState.sync.tick(now: self.node.clock.nowNanos()), doc: doc, docState)
+            self.perform(docState.sync.tick(now: self.clock.nowNanos()), doc: doc, docState)
         }
+        docState.syncTimer = DocState.SyncTimer(task: task, deadline: deadline)
     }
 
     // MARK: Metrics
@@ -199,7 +206,6 @@ extension DocShard {
         let now = docState.sync.counters
         let before = docState.reportedCounters
         guard now != before else { return }
-        let metrics = node.metrics
         func add(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
             if new > old { counter.increment(by: Int64(clamping: new - old)) }
         }

@@ -13,24 +13,27 @@ extension DocShard {
     /// Redis the doc stays unloaded and members wait for their catch-up. (Reloads after lost history are
     /// the pipeline's: `PushAction.reload`.)
     func loadSync(_ doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
-        guard !docState.syncLoadInFlight, !docState.sync.isLoaded else { return eventLoop.makeSucceededVoidFuture() }
-        docState.syncLoadInFlight = true
-        return node.syncStore.load(doc: doc, on: eventLoop).map { loaded in
-            docState.syncLoadInFlight = false
+        guard !docState.replicaReadInFlight, !docState.sync.isLoaded else { return eventLoop.makeSucceededVoidFuture() }
+        docState.updateUnread { $0.inFlight = true }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        return syncStore.load(doc: doc, on: eventLoop).map { loaded in
+            let docState = bound.value
+            docState.updateUnread { $0.inFlight = false }
             guard self.docs[doc] === docState, !docState.sync.isLoaded else { return }
             // Members that joined meanwhile get their catch-up first.
             var attaching: [(ObjectIdentifier, UInt64?)] = []
-            for (id, since) in docState.awaitingSync where docState.members[id] != nil { attaching.append((id, since)) }
-            docState.awaitingSync.removeAll()
+            for (id, since) in docState.awaitingReplica where docState.members[id] != nil { attaching.append((id, since)) }
+            docState.replicaRead = .read
             docState.legacyRePushes = loaded.legacyRePushes
             let actions = docState.sync.load(
-                loaded.replica, retainedFrom: loaded.retainedFrom, attaching: attaching, now: self.node.clock.nowNanos())
+                loaded.replica, retainedFrom: loaded.retainedFrom, attaching: attaching, now: self.clock.nowNanos())
             self.perform(actions, doc: doc, docState)
             for (id, _) in attaching {
                 if let member = docState.members[id] { self.handleEarlyRequests(of: member.connection, docState) }
             }
         }.recover { error in
-            docState.syncLoadInFlight = false
+            let docState = bound.value
+            docState.updateUnread { $0.inFlight = false }
             if error is SyncStoreError {
                 // Redis answered, but with something that is not a doc (a corrupted key): say so loudly.
                 self.logger.warning("doc state in Redis is invalid; not loading it", metadata: ["doc": "\(doc)", "error": "\(error)"])
@@ -39,20 +42,20 @@ extension DocShard {
             }
             guard self.docs[doc] === docState, !docState.sync.isLoaded else { return }
             // Nothing to decide against: answer what waits for the doc instead of holding it for the outage.
-            for id in docState.awaitingSync.keys {
+            for id in docState.awaitingReplica.keys {
                 if let member = docState.members[id] { self.refuseEarlyRequests(of: member.connection, doc: doc, docState) }
             }
         }
     }
 
     /// Sends a member what it lacks since `since` and makes it live.
-    func attachSync(_ connection: ClientConnection, since: UInt64?, doc: String, _ docState: DocState) {
+    func attachSync(_ connection: any DocMember, since: UInt64?, doc: String, _ docState: DocState) {
         let id = ObjectIdentifier(connection)
         guard docState.sync.isLoaded else {
-            docState.awaitingSync[id] = .some(since)
+            docState.updateUnread { $0.awaiting[id] = .some(since) }
             return
         }
-        let (catchUp, actions) = docState.sync.attach(id, since: since, now: node.clock.nowNanos())
+        let (catchUp, actions) = docState.sync.attach(id, since: since, now: clock.nowNanos())
         var outbox = SyncOutbox()
         send(catchUp, to: connection, doc: doc, docState, into: &outbox)
         perform(actions, doc: doc, docState, into: &outbox)
@@ -62,24 +65,24 @@ extension DocShard {
 
     /// Starts a catch-up: queues it (snapshot, log from memory) or reads it from the Redis log (`fetch`).
     func send(
-        _ catchUp: SyncDoc<ObjectIdentifier>.CatchUp, to connection: ClientConnection, doc: String, _ docState: DocState,
+        _ catchUp: SyncDoc<ObjectIdentifier>.CatchUp, to connection: any DocMember, doc: String, _ docState: DocState,
         into outbox: inout SyncOutbox
     ) {
         let id = ObjectIdentifier(connection)
-        docState.nextCatchUpGeneration &+= 1
-        docState.catchUpGeneration[id] = docState.nextCatchUpGeneration
-        let info = ClientConnection.CatchUpInfo(doc: doc, isReply: false)
+        let generation = docState.catchUps.start(for: id)
+        let info = CatchUpInfo(doc: doc, isReply: false)
         switch catchUp {
         case .snapshot(let head, let records):
             outbox.add(connection, .chunks(SnapshotChunker(doc: doc, head: head, records: records), info))
         case .log(let entries, let head):
             outbox.add(connection, .chunks(LogChunker(doc: doc, entries: entries, head: head, moreAfter: false), info))
         case .fetch(let from, _):
-            let generation = docState.catchUpGeneration[id]
-            node.syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
+            let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+            syncStore.log(doc: doc, from: from, count: ServerMessage.maxChunkItems, on: eventLoop).whenComplete { result in
+                let docState = bound.value
                 // Also not when a re-join started another catch-up meanwhile (two would interleave).
                 guard self.docs[doc] === docState, docState.members[id] != nil, docState.sync.delivery.isCatchingUp(id),
-                    docState.catchUpGeneration[id] == generation
+                    docState.catchUps.isCurrent(generation, for: id)
                 else { return }
                 let head = docState.sync.head
                 let entries = ((try? result.get())?.entries ?? []).filter { $0.clock <= head }
@@ -93,7 +96,7 @@ extension DocShard {
                     // snapshot from the replica. (Continuing "through 0" read the log again from clock 1
                     // while the history was untrimmed: with Redis down every read failed at once and the
                     // retries recursed until the stack overflowed.)
-                    let (snapshot, actions) = docState.sync.attach(id, since: nil, now: self.node.clock.nowNanos())
+                    let (snapshot, actions) = docState.sync.attach(id, since: nil, now: self.clock.nowNanos())
                     self.send(snapshot, to: connection, doc: doc, docState, into: &outbox)
                     self.perform(actions, doc: doc, docState, into: &outbox)
                     next = nil
@@ -112,7 +115,7 @@ extension DocShard {
     }
 
     /// Handles the requests a connection sent before it was live (see `sync`), once it is.
-    func handleEarlyRequests(of connection: ClientConnection, _ docState: DocState) {
+    func handleEarlyRequests(of connection: any DocMember, _ docState: DocState) {
         let member = ObjectIdentifier(connection)
         guard isLive(member, docState), let early = docState.earlyRequests.removeValue(forKey: member) else { return }
         for request in early { sync(request.message, from: connection, role: request.role, messageBytes: request.bytes) }
@@ -120,14 +123,14 @@ extension DocShard {
 
     /// The doc cannot be read: answers the requests a connection holds for it (pushes and syncs get
     /// `unavailable`; acks need no answer).
-    func refuseEarlyRequests(of connection: ClientConnection, doc: String, _ docState: DocState) {
+    func refuseEarlyRequests(of connection: any DocMember, doc: String, _ docState: DocState) {
         guard let early = docState.earlyRequests.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         for request in early { answerWithoutReplica(request.message, from: connection, doc: doc) }
     }
 
     /// A request for a doc whose replica cannot be read now (Redis unreachable): nothing can be decided
     /// or served, so it is answered at once rather than held for the length of the outage.
-    private func answerWithoutReplica(_ message: ClientMessage, from connection: ClientConnection, doc: String) {
+    private func answerWithoutReplica(_ message: ClientMessage, from connection: any DocMember, doc: String) {
         switch message {
         case .push(_, let id, _, _):
             refusePush(connection, ProtocolError(.unavailable, "Redis is unreachable; retry the push", doc: doc, pushID: id))
@@ -143,7 +146,7 @@ extension DocShard {
     // MARK: Client requests
 
     /// - Parameter messageBytes: the size of the client's message as received (0: unknown).
-    func sync(_ message: ClientMessage, from connection: ClientConnection, role: Role, messageBytes: Int = 0) {
+    func sync(_ message: ClientMessage, from connection: any DocMember, role: Role, messageBytes: Int = 0) {
         onLoop {
             let member = ObjectIdentifier(connection)
             guard let doc = message.doc, let docState = self.docs[doc],
@@ -156,16 +159,16 @@ extension DocShard {
                 return
             }
             guard self.isLive(member, docState) else {
-                if docState.members[member] != nil, !docState.sync.isLoaded, !self.node.redisIsUp {
+                if docState.members[member] != nil, !docState.sync.isLoaded, !self.redisIsUp {
                     return self.answerWithoutReplica(message, from: connection, doc: doc)
                 }
                 // Joined, but not live yet (the doc is loading, the joiner's presence is being written, or
                 // its catch-up is being read from the Redis log): handle the request once it is, after the
                 // catch-up, so that a push's answer has its place in the member's stream.
-                let limit = self.node.config.maxPendingRequests
+                let limit = self.settings.maxPendingRequests
                 guard docState.earlyRequests[member, default: []].count < limit else {
-                    self.node.metrics.clientLimitReached(.pendingRequests)
-                    if case .push = message { self.node.metrics.syncPush("error") }
+                    self.metrics.clientLimitReached(.pendingRequests)
+                    if case .push = message { self.metrics.syncPush("error") }
                     let error = ProtocolError(
                         .unavailable,
                         "more than \(limit) requests wait for this connection's join of the doc to complete (--max-pending-requests); retry after it",
@@ -184,7 +187,7 @@ extension DocShard {
                 self.serveSync(connection, from: from, limit: limit, doc: doc, docState)
             case .ack(_, let clock):
                 let head = docState.sync.head
-                self.node.metrics.syncLagClocks.record(Double(head - min(clock, head)))
+                self.metrics.syncLagClocks.record(Double(head - min(clock, head)))
             default:
                 break
             }
@@ -193,13 +196,13 @@ extension DocShard {
 
     /// A live member's push: validated here (size, ops), decided by the pipeline.
     private func acceptPush(
-        _ connection: ClientConnection, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, messageBytes: Int,
+        _ connection: any DocMember, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, messageBytes: Int,
         doc: String, _ docState: DocState
     ) {
         let member = ObjectIdentifier(connection)
-        let now = node.clock.nowNanos()
+        let now = clock.nowNanos()
         if role == .editor {
-            node.metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
+            metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
             if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now) {
@@ -211,14 +214,14 @@ extension DocShard {
         // text they were parsed from (only U+2028/U+2029 grow, from 3 bytes to 6), so a message of at most
         // half the limit is within it without serializing the ops just to measure them.
         let size: Int
-        if messageBytes > 0 && messageBytes <= node.config.maxPushBytes / 2 {
+        if messageBytes > 0 && messageBytes <= settings.maxPushBytes / 2 {
             size = messageBytes
         } else {
             size = opsJSON.serialized.count
-            guard size <= node.config.maxPushBytes else {
+            guard size <= settings.maxPushBytes else {
                 return refusePush(
                     connection,
-                    ProtocolError(.tooLarge, "push ops are \(size) bytes; the limit is \(node.config.maxPushBytes)", doc: doc, pushID: id))
+                    ProtocolError(.tooLarge, "push ops are \(size) bytes; the limit is \(settings.maxPushBytes)", doc: doc, pushID: id))
             }
         }
         let ops: Ops
@@ -238,16 +241,16 @@ extension DocShard {
     }
 
     /// Answers a push the pipeline never saw (invalid, or no replica) with an error.
-    func refusePush(_ connection: ClientConnection, _ error: ProtocolError) {
-        node.metrics.syncPush("error")
+    func refusePush(_ connection: any DocMember, _ error: ProtocolError) {
+        metrics.syncPush("error")
         connection.eventLoop.execute { connection.sendError(error) }
     }
 
     /// Explicit chunked catch-up: `{"t":"sync","doc":D,"from":F,"limit":L}`.
-    private func serveSync(_ connection: ClientConnection, from: UInt64, limit: Int?, doc: String, _ docState: DocState) {
+    private func serveSync(_ connection: any DocMember, from: UInt64, limit: Int?, doc: String, _ docState: DocState) {
         @Sendable func reply(_ chunker: some CatchUpChunker) {
-            let info = ClientConnection.CatchUpInfo(doc: doc, isReply: true)
-            connection.eventLoop.execute { connection.enqueueSync(.chunks(chunker, info)) }
+            let info = CatchUpInfo(doc: doc, isReply: true)
+            connection.eventLoop.execute { connection.deliverSync([.chunks(chunker, info)]) }
         }
         let delivery = docState.sync.delivery
         let head = delivery.head
@@ -264,7 +267,7 @@ extension DocShard {
         if let entries = delivery.recentCommits(from: from + 1, through: through) {
             return reply(LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head))
         }
-        node.syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
+        syncStore.log(doc: doc, from: from + 1, count: Int(limit), on: eventLoop).whenComplete { result in
             switch result {
             case .success(let read):
                 let within = read.entries.filter { $0.clock <= through }

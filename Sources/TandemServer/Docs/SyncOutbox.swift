@@ -12,18 +12,18 @@ struct SyncOutbox {
         /// A result, patch or discard in the doc's ordered stream (`committedAtMs` for commits: lag metric).
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up, produced chunk by chunk as the socket drains.
-        case chunks(any CatchUpChunker, ClientConnection.CatchUpInfo)
+        case chunks(any CatchUpChunker, CatchUpInfo)
         /// An error answer (carries no clock, so it is written at once rather than queued in the stream).
         case error(ProtocolError)
     }
 
-    private var connections: [ObjectIdentifier: (ClientConnection, [Item])] = [:]
+    private var connections: [ObjectIdentifier: (any DocMember, [Item])] = [:]
     /// Connections in the order they were first added (flushes are deterministic, for tests and logs).
     private var order: [ObjectIdentifier] = []
 
     var isEmpty: Bool { order.isEmpty }
 
-    mutating func add(_ connection: ClientConnection, _ item: Item) {
+    mutating func add(_ connection: any DocMember, _ item: Item) {
         let id = ObjectIdentifier(connection)
         if connections[id] == nil {
             connections[id] = (connection, [item])
@@ -36,7 +36,7 @@ struct SyncOutbox {
     /// Hands everything to the connections' loops (one `execute` per loop) and empties the outbox.
     mutating func flush() {
         guard !order.isEmpty else { return }
-        var byLoop: [ObjectIdentifier: (EventLoop, [(ClientConnection, [Item])])] = [:]
+        var byLoop: [ObjectIdentifier: (EventLoop, [(any DocMember, [Item])])] = [:]
         var loops: [ObjectIdentifier] = []
         for id in order {
             let entry = connections[id]!

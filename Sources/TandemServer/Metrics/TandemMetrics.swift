@@ -1,29 +1,6 @@
 import Prometheus
 import TandemCore
 
-/// Why a client connection ended (the `reason` label of tandem_connections_closed_total). A fixed set, so
-/// the label stays bounded.
-public enum CloseReason: String, Sendable, CaseIterable {
-    /// The client sent a close frame.
-    case clientClose = "client_close"
-    /// The socket went away without a close frame (network loss, crashed client).
-    case abrupt
-    /// Missed two WebSocket pings.
-    case pingTimeout = "ping_timeout"
-    /// Closed with 1008: too many bad frames or a sustained message flood.
-    case abuse
-    /// Closed with 1003: binary frame on the JSON endpoint.
-    case unsupportedData = "unsupported_data"
-    /// Closed with 1013: outbound queue over the hard limit.
-    case slowConsumer = "slow_consumer"
-    /// Replaced by a newer connection resuming the same session.
-    case resumed
-    /// Closed with 1001 on shutdown.
-    case shutdown
-    /// A WebSocket protocol error (bad framing, oversized frame).
-    case protocolError = "protocol_error"
-}
-
 /// Every metric Tandem exports, created once at start-up with fixed label values (never doc or user
 /// ids). All Prometheus metric types are thread-safe, so any event loop or libmicrohttpd thread may use
 /// them.
@@ -251,44 +228,10 @@ public final class TandemMetrics: Sendable {
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
 }
 
-/// Why a handshake was refused before the upgrade (the `reason` label of tandem_admission_rejected_total).
-public enum AdmissionRejection: String, Sendable, CaseIterable {
-    /// Over --max-new-connections-per-sec.
-    case rate
-    /// Over --max-connections.
-    case nodeFull = "node_full"
-    /// Over --max-connections-per-user.
-    case userFull = "user_full"
-    /// Missing, bad or expired token.
-    case unauthorized
-    /// Shutting down.
-    case draining
-    /// Over --max-handshake-attempts-per-sec (before the token was checked).
-    case attemptRate = "attempt_rate"
-    /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
-    case pendingFull = "pending_full"
-    /// A web page whose Origin --allowed-origins does not list (cross-site WebSocket hijacking).
-    case origin
-    /// A protocol version (`/v{N}/ws`) this server does not speak: upgraded and closed with 4400/4401.
-    case protocolVersion = "protocol_version"
-}
-
 /// Why a busy doc refused a push (the `reason` label of tandem_sync_overload_refusals_total).
 public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// Its estimated wait before its commit was over --max-push-wait-ms.
     case wait
     /// --max-queued-pushes were waiting in the doc.
     case queueFull = "queue_full"
-}
-
-/// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
-public enum ClientLimit: String, Sendable, CaseIterable {
-    /// A join beyond --max-docs-per-connection (`too_many_docs`).
-    case docsPerConnection = "docs_per_connection"
-    /// A join of one doc faster than --presence-rate (`rate_limited`).
-    case joinRate = "join_rate"
-    /// Joins of docs the connection is not in, faster than --max-doc-joins-per-sec (`rate_limited`).
-    case docJoinRate = "doc_join_rate"
-    /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
-    case pendingRequests = "pending_requests"
 }

@@ -106,12 +106,12 @@ struct OpsRoutes: Sendable {
         .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
     }
 
-    private var loop: EventLoop { node.shards[0].eventLoop }
+    private var loop: EventLoop { node.shards.all[0].eventLoop }
 
     // MARK: /api/status
 
     private func status(history: Int?, _ responder: OpsResponder) {
-        statusCache.docs(shards: node.shards, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
+        statusCache.docs(shards: node.shards.all, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
             switch result {
             case .success(let docs):
                 // Sorting and encoding (O(docs)) happen on the ops thread, not on this event loop.

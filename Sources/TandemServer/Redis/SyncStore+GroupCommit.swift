@@ -110,7 +110,7 @@ extension SyncStore {
         guard let batch = fields["b"] else { return notice(fromStreamEntry: entry).map { [$0] } ?? [] }
         func text(_ key: String) -> String? { fields[key].map { String(decoding: $0, as: UTF8.self) } }
         guard let n = text("n").flatMap({ UInt64($0) }), n >= 1, n <= last, let node = text("node"),
-            let members = try? JSONParser.parse(batch, maxDepth: 128),
+            let members = try? JSONParser.parse(batch, maxDepth: SyncStore.maxStoredJSONDepth),
             let notices = CommitNotice.batch(members, first: last - n + 1, node: node, atMs: text("at").flatMap { UInt64($0) } ?? 0),
             notices.count == Int(n)
         else { return [] }

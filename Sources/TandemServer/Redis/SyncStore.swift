@@ -5,6 +5,11 @@ import TandemRedis
 /// Document sync in Redis: group commits, the doc's state and its log (scripts and key layout:
 /// `GroupCommitScript`, `SyncReadScripts`). Futures complete on the caller's loop.
 final class SyncStore: Sendable {
+    /// JSON read back from Redis (record values, ops, batches) may nest this deep: twice what a client's
+    /// message may (`ProtocolLimits.maxJSONDepth`, 64, not an option), which leaves room for the wrapping
+    /// a batch adds around accepted ops, while a corrupted key still cannot blow the stack.
+    static let maxStoredJSONDepth = 128
+
     let redis: RedisClient
     let nodeID: String
     let retention: Int
@@ -63,7 +68,7 @@ final class SyncStore: Sendable {
         }
         var records: [String: JSONValue] = [:]
         for (id, json) in Self.pairs(parts[1]) {
-            guard let value = try? JSONParser.parse(json, maxDepth: 128) else { continue }
+            guard let value = try? JSONParser.parse(json, maxDepth: SyncStore.maxStoredJSONDepth) else { continue }
             records[String(decoding: id, as: UTF8.self)] = value
         }
         var versions: [String: UInt64] = [:]
@@ -153,7 +158,7 @@ final class SyncStore: Sendable {
         else { return nil }
         var fields: [String: [UInt8]] = [:]
         for (key, value) in pairs(parts[1]) { fields[String(decoding: key, as: UTF8.self)] = value }
-        guard let opsBytes = fields["ops"], let ops = try? JSONParser.parse(opsBytes, maxDepth: 128),
+        guard let opsBytes = fields["ops"], let ops = try? JSONParser.parse(opsBytes, maxDepth: SyncStore.maxStoredJSONDepth),
             let by = fields["by"], let node = fields["node"]
         else { return nil }
         return CommitNotice(
