@@ -63,7 +63,6 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 "TandemSystem",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,6 +144,8 @@ let package = Package(
             name: "TandemRedisTests",
             dependencies: [
                 "TandemRedis", "TandemTestSupport",
+                // The script digest is checked against swift-crypto's SHA-1 (TandemRedis has its own).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
