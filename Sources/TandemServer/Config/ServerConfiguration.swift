@@ -79,7 +79,7 @@ public struct ServerConfiguration: Sendable {
     /// While a shard's event loop runs its tasks this much later than due (smoothed), pushes on it are
     /// refused at once with `unavailable` and `retryAfterMs`: messages wait behind a saturated loop before
     /// any doc's admission sees them (`LoopLoad`).
-    public var maxLoopLagMs = 100
+    public var maxLoopLagMs = 250
     /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
