@@ -520,11 +520,16 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
         let retryDeadline = window.end + plan.drainNanos / 2
         if code == "unavailable", p.attempts <= plan.maxRetries, now + delayNs < retryDeadline {
             if let other = backoffPush, other != id, var carrier = pending[other] {
-                // One refused push per editor: this one's edits go with the one already backing off.
+                // One refused push per editor: this one's edits go with the one already backing off — in
+                // its retry if it waits for one, else (its retry is in flight) right after its answer.
                 release(p, committed: false)
                 pending[id] = nil
-                carrier.edits += p.edits
-                pending[other] = carrier
+                if carrier.waitingToRetry {
+                    carrier.edits += p.edits
+                    pending[other] = carrier
+                } else {
+                    held.insert(contentsOf: p.edits, at: 0)
+                }
                 return
             }
             p.waitingToRetry = true
