@@ -12,7 +12,9 @@
 //
 // Reconnects by itself: exponential backoff with full jitter, `?resume=SESSION` so others see no
 // leave/join, and re-joins every doc with `since` so only missing commits are sent. Pushes that were in
-// flight are recognised in the catch-up (same session and push id) or sent again.
+// flight are recognised in the catch-up (same session and push id) or sent again. A doc whose push is
+// refused `unavailable` backs off: one push in flight until one is answered, edits made meanwhile sent
+// together (docs/protocol.md, busy docs).
 
 export const PROTOCOL_VERSION = 1;
 // Close codes of a server that does not speak this client's protocol version (docs/protocol.md): the
