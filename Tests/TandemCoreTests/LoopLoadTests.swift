@@ -57,9 +57,9 @@ import Testing
         // The backlog drains at the commit rate: two seconds later, a refusal is told little again.
         now += 2_100 * Self.ms
         #expect(load.retryAfterMs(now: now) < 50)
-        // A doc's own (larger) hint is a floor for the base.
+        // A doc's own hint is a floor (after the jitter: before it, the doc refuses for certain).
         let floored = (0..<200).map { _ in load.retryAfterMs(now: now, atLeastMs: 1_000) }
-        #expect(floored.reduce(0, +) / 200 > 700, "\(floored.reduce(0, +) / 200)")
+        #expect(floored.allSatisfy { $0 >= 1_000 }, "\(floored.min()!)")
         // Capped.
         for _ in 0..<100_000 { _ = load.retryAfterMs(now: now) }
         #expect(load.retryAfterMs(now: now) <= 30_000)

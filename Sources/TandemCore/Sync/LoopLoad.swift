@@ -11,7 +11,7 @@
 /// queue that drains at the commit rate the loop actually achieves (measured between probes), so the
 /// k-th push refused in a burst is told to come back once the k − 1 before it could have been committed,
 /// plus the current lag. With full jitter (uniform over [0, 2 × base]): clients refused together return
-/// spread out, not together. A doc's own refusals (`PushPipeline.retryAfterMs`) see one doc's capacity;
+/// spread out, not together; never sooner than their doc's own hint. A doc's own refusals (`PushPipeline.retryAfterMs`) see one doc's capacity;
 /// this one sees the loop's, which under node-wide overload is the tighter: without it, 200 busy docs
 /// each hinted at their own capacity and the retries came back 200 times too soon.
 public struct LoopLoad: Sendable, Equatable {
@@ -63,13 +63,17 @@ public struct LoopLoad: Sendable, Equatable {
 
     /// The hint for a push refused now (for lag, or by its doc: `atLeastMs` is the doc's own hint), counting
     /// it in the backlog.
+    ///
+    /// The doc's hint is a floor after the jitter, not before: it says when the doc itself can take the
+    /// push again (already spread ×1–2 over the doc's backlog), and a retry before that is refused for
+    /// certain — full jitter applies to the shard's share, which spreads the clients of all its docs.
     public mutating func retryAfterMs(now: UInt64, atLeastMs: UInt64 = 0) -> UInt64 {
         let rate = max(commitRate, Self.minimumCommitRate)
         overflow = max(0, overflow - Double(now &- overflowAt) * rate) + 1
         overflowAt = now
-        let base = max(overflow / rate + lagNanos, Double(atLeastMs) * 1e6, 1e6)
-        // Full jitter: uniform over [0, 2 × base] (mean: base), at least a millisecond.
+        let base = max(overflow / rate + lagNanos, 1e6)
+        // Full jitter: uniform over [0, 2 × base] (mean: base).
         let jittered = 2 * base * (Double(random.next() >> 11) / Double(1 << 53))
-        return min(max(UInt64(jittered / 1e6), 1), maxRetryAfterMs)
+        return min(max(UInt64(jittered / 1e6), atLeastMs, 1), maxRetryAfterMs)
     }
 }
