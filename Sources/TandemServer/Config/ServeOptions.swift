@@ -159,6 +159,10 @@ public enum ServeOptions {
             section: .sync, featured: true,
             help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
         .node(
+            "max-loop-lag-ms", \.maxLoopLagMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
+            section: .sync, featured: true,
+            help: "While a shard's event loop runs this much behind (smoothed), pushes on it are refused at once: unavailable with retryAfterMs (a saturated node)."),
+        .node(
             "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
             featured: true,
             help: "Pushes waiting in one doc before new ones get unavailable with retryAfterMs: a memory bound (--max-push-wait-ms normally refuses sooner)."),

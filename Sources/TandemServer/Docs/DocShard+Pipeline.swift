@@ -79,7 +79,10 @@ extension DocShard {
                         outbox.add(connection, .frame(patch, committedAtMs: commit.committedAtMs))
                     }
                 }
-                if let result { answer(result, doc: doc, docState, into: &outbox) }
+                if let result {
+                    loopLoad.committed(1)
+                    answer(result, doc: doc, docState, into: &outbox)
+                }
             case .answer(let reply):
                 answer(reply, doc: doc, docState, into: &outbox)
             case .readLog(let from, let count):
@@ -108,8 +111,10 @@ extension DocShard {
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
-        case .error(let code, let message, let retryAfterMs):
+        case .error(let code, let message, let docHint):
             metrics.syncPush("error")
+            // The doc's hint sees the doc's capacity; the loop's also sees every other busy doc on it.
+            let retryAfterMs = docHint.map { loopLoad.retryAfterMs(now: self.clock.nowNanos(), atLeastMs: $0) }
             if let retryAfterMs { metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
             guard let connection = docState.members[reply.member]?.connection else { return }
             outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))

@@ -202,6 +202,18 @@ extension DocShard {
         let member = ObjectIdentifier(connection)
         let now = clock.nowNanos()
         if role == .editor {
+            // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
+            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp {
+                docState.stats.pushes += 1
+                metrics.syncOverloadRefusals[.loopLag]!.increment()
+                let lagMs = Int(loopLoad.lagNanos / 1e6)
+                let error = ProtocolError(
+                    .unavailable,
+                    "this node is busy: its event loop runs \(lagMs) ms behind (limit \(settings.maxLoopLagMs) ms, --max-loop-lag-ms); retry",
+                    doc: doc, pushID: id, retryAfterMs: loopLoad.retryAfterMs(now: now))
+                metrics.syncRetryAfterSeconds.record(Double(error.retryAfterMs ?? 0) / 1000)
+                return refusePush(connection, error)
+            }
             metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.

@@ -18,6 +18,7 @@ struct DocShardDependencies: Sendable {
         var stormResumeGraceMs: Int
         var maxPendingRequests: Int
         var maxPushBytes: Int
+        var maxLoopLagMs: Int
         var presenceSettings: PresenceSettings
         var pushPipelineSettings: PushPipelineSettings
 
@@ -30,6 +31,7 @@ struct DocShardDependencies: Sendable {
             stormResumeGraceMs = config.stormResumeGraceMs
             maxPendingRequests = config.maxPendingRequests
             maxPushBytes = config.maxPushBytes
+            maxLoopLagMs = config.maxLoopLagMs
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings
         }

@@ -57,6 +57,7 @@ public final class TandemMetrics: Sendable {
     public let syncOverloadRefusals: [OverloadRefusal: Counter]
     public let syncRetryAfterSeconds: ValueHistogram
     public let syncPushWaitEstimate: ValueHistogram
+    public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
@@ -178,7 +179,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), or --max-queued-pushes were queued (queue_full)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), or the shard's event loop was more than --max-loop-lag-ms behind (loop_lag)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -186,6 +187,11 @@ public final class TandemMetrics: Sendable {
         syncPushWaitEstimate = registry.makeValueHistogram(
             descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
             buckets: latencyBuckets)
+        eventLoopLag = registry.makeValueHistogram(
+            descriptor: name(
+                "event_loop_lag", "seconds",
+                "How late a shard's periodic probe task ran on its event loop (pushes are refused while the smoothed lag passes --max-loop-lag-ms)."),
+            buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
 
@@ -234,4 +240,6 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     case wait
     /// --max-queued-pushes were waiting in the doc.
     case queueFull = "queue_full"
+    /// The shard's event loop was more than --max-loop-lag-ms behind (the node is saturated).
+    case loopLag = "loop_lag"
 }
