@@ -127,8 +127,8 @@ import Testing
         #expect("\(error)".contains("z-broken.json"))
         dave.push(doc, id: 3, ops: #"{"note:1":["put",{"text":"abcdefghijk"}]}"#)
         #expect(try await dave.answer(doc, id: 3).string("reason") == "invalid")
-        #expect(try await node.value(#"tandem_schema_reloads_total{outcome="ok"}"#) == 1)
-        #expect(try await node.value(#"tandem_schema_reloads_total{outcome="failed"}"#) == 1)
+        #expect(try await node.value(#"tandem_schema_reloads_total{result="ok"}"#) == 1)
+        #expect(try await node.value(#"tandem_schema_reloads_total{result="failed"}"#) == 1)
         await cluster.finish()
     }
 
@@ -142,7 +142,7 @@ import Testing
             to: directory.appendingPathComponent("second.json"), atomically: true, encoding: .utf8)
         node.process.signal(SIGHUP)
         try await waitUntil("the SIGHUP reload is counted") {
-            try await node.value(#"tandem_schema_reloads_total{outcome="ok"}"#) == 1
+            try await node.value(#"tandem_schema_reloads_total{result="ok"}"#) == 1
         }
         #expect(try await node.value("tandem_schemas") == 2)
 

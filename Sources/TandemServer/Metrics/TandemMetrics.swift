@@ -172,7 +172,7 @@ public final class TandemMetrics: Sendable {
         schemasLoaded = registry.makeGauge(descriptor: name("schemas", "", "Record schema files in force (--schema-dir)."))
         schemaReloads = Self.labeledCounters(
             registry, name("schema_reloads", "total", "Reloads of --schema-dir (SIGHUP), by outcome."),
-            label: "outcome", values: SchemaReloadOutcome.allCases) { $0.rawValue }
+            label: "result", values: SchemaReloadOutcome.allCases) { $0.rawValue }
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
         syncLagSeconds = registry.makeValueHistogram(
@@ -254,7 +254,7 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     case queueFull = "queue_full"
 }
 
-/// How a reload of `--schema-dir` ended (the `outcome` label of tandem_schema_reloads_total).
+/// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).
 public enum SchemaReloadOutcome: String, Sendable, CaseIterable {
     /// Every file parsed: the new set is in force.
     case ok
