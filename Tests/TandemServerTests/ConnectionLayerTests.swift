@@ -116,11 +116,12 @@ import Testing
                         redis: redis, nodeID: config.nodeID, retention: config.logRetention,
                         maxDocRecords: config.maxDocRecords, docTTLMs: config.docTTLMs, logMode: .batch),
                     redis: redis, subscriber: subscriber,
-                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs)))
+                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs),
+                    schemas: try SchemaStore(directory: nil, metrics: metrics)))
             self.shards = shards
             dependencies = ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: SessionRegistry(),
-                shard: { shards.shard(for: $0) }, reconnectObserved: {})
+                shard: { shards.shard(for: $0) }, schemaVersion: { _ in nil }, reconnectObserved: {})
             client = try Client(id: 1, user: "u1", loop: loop, dependencies: dependencies)
         }
 

@@ -188,13 +188,18 @@ export class TandemClient extends EventTarget {
     for (const doc of this.docs.values()) doc.disconnected();
   }
 
-  /** Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. */
-  join(id, { state } = {}) {
+  /**
+   * Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. `schema`: the
+   * record-schema version this app was built for; a server enforcing another one answers with an `error`
+   * event of code `schema_mismatch` (docs/schemas.md).
+   */
+  join(id, { state, schema } = {}) {
     let doc = this.docs.get(id);
     if (!doc) {
       doc = new TandemDoc(this, id, state);
       this.docs.set(id, doc);
     } else if (state !== undefined) doc.state = state;
+    if (schema !== undefined) doc.schema = schema;
     if (this.state === "open") doc.sendJoin();
     return doc;
   }
@@ -487,6 +492,7 @@ export class TandemDoc extends EventTarget {
   sendJoin() {
     const message = { t: "join", doc: this.id };
     if (this.state !== null) message.state = this.state;
+    if (this.schema !== undefined) message.schema = this.schema;
     if (this.everSynced) message.since = this.clock;
     this.joinState = this.state;
     this.synced = false;

@@ -144,6 +144,9 @@ public enum ServeOptions {
 
     static let sync: [ConfigOption] = [
         .node(
+            "schema-dir", \.schemaDir, .optionalText("path"), section: .sync, default: "none (records are not checked)",
+            help: "Directory of record-schema files (*.json, docs/schemas.md); reloaded on SIGHUP."),
+        .node(
             "log-retention", \.logRetention, .integer(), bounds: .atLeast(1), unit: .count, section: .sync,
             help: "Log entries and tombstones kept per doc."),
         .node(

@@ -119,6 +119,8 @@ public struct ServerConfiguration: Sendable {
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
+    /// `--schema-dir`: record schemas checked on every push (see `SchemaDirectory`); nil: none.
+    public var schemaDir: String?
 
     // Ops plane (issue 7): who may use the ops port and what one client may cost it.
     /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.

@@ -101,7 +101,9 @@ extension DocShard {
     private func answer(_ reply: PushReply<ObjectIdentifier>, doc: String, _ docState: DocState, into outbox: inout SyncOutbox) {
         switch reply.answer {
         case .result(let action, let clock, let applied, let reason):
+            let violation = reply.violation
             metrics.syncPush(action.rawValue)
+            if violation != nil { metrics.syncInvalidPushes.increment() }
             if reply.conflicted {
                 metrics.syncConflicts.increment()
                 docState.stats.conflicts += 1
@@ -109,7 +111,8 @@ extension DocShard {
             let now = self.clock.nowNanos()
             metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
             guard let connection = docState.members[reply.member]?.connection else { return }
-            let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
+            let frame = ServerMessage.result(
+                doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation)
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
         case .error(let code, let message, let docHint):
             metrics.syncPush("error")

@@ -293,3 +293,13 @@ extension DocShard {
         }
     }
 }
+
+extension DocShard {
+    /// The record schemas were reloaded: each loaded doc's pipeline decides its next pushes against the
+    /// schema that now applies to it (a batch already in Redis was decided against the old one).
+    func schemasChanged(_ schemas: SchemaStore) {
+        onLoop {
+            for (doc, docState) in self.docs { docState.sync.schema = schemas.schema(for: doc) }
+        }
+    }
+}

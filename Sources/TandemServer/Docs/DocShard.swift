@@ -24,6 +24,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let redis: RedisClient
     let subscriber: RedisSubscriber
     let detachedHold: DetachedSessionHold
+    let schemas: SchemaStore
     var logger: Logger
     var docs: [String: DocState] = [:]
     var tasks: [RepeatedTask] = []
@@ -43,6 +44,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         self.redis = dependencies.redis
         self.subscriber = dependencies.subscriber
         self.detachedHold = dependencies.detachedHold
+        self.schemas = dependencies.schemas
         var logger = dependencies.logger
         logger[metadataKey: "shard"] = "\(index)"
         self.logger = logger

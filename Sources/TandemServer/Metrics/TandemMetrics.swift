@@ -59,6 +59,15 @@ public final class TandemMetrics: Sendable {
     public let syncPushWaitEstimate: ValueHistogram
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    // Record schemas (issue 13)
+    /// Pushes discarded because a record they write would break the doc's schema (`invalid`).
+    public let syncInvalidPushes: Counter
+    /// Joins refused because the client was built for another schema version (`schema_mismatch`).
+    public let schemaMismatches: Counter
+    /// Schema files in force (`--schema-dir`).
+    public let schemasLoaded: Gauge
+    /// `--schema-dir` reloads (SIGHUP), by outcome: a failed one keeps the schemas in force.
+    public let schemaReloads: [SchemaReloadOutcome: Counter]
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
@@ -156,6 +165,15 @@ public final class TandemMetrics: Sendable {
             label: "action", values: ["commit", "rebase", "discard", "error"]) { $0 }
         syncConflicts = registry.makeCounter(
             descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes."))
+        syncInvalidPushes = registry.makeCounter(
+            descriptor: name(
+                "sync_invalid_pushes", "total", "Pushes discarded because a record they write would break the doc's schema."))
+        schemaMismatches = registry.makeCounter(
+            descriptor: name("schema_mismatches", "total", "Joins refused because the client stated another schema version."))
+        schemasLoaded = registry.makeGauge(descriptor: name("schemas", "", "Record schema files in force (--schema-dir)."))
+        schemaReloads = Self.labeledCounters(
+            registry, name("schema_reloads", "total", "Reloads of --schema-dir (SIGHUP), by outcome."),
+            label: "result", values: SchemaReloadOutcome.allCases) { $0.rawValue }
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
         syncLagSeconds = registry.makeValueHistogram(
@@ -242,4 +260,12 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     case queueFull = "queue_full"
     /// The shard's event loop was more than --max-loop-lag-ms behind (the node is saturated).
     case loopLag = "loop_lag"
+}
+
+/// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).
+public enum SchemaReloadOutcome: String, Sendable, CaseIterable {
+    /// Every file parsed: the new set is in force.
+    case ok
+    /// A file failed to parse: the schemas in force stay, the error is logged.
+    case failed
 }
