@@ -6,7 +6,7 @@ import Testing
 /// Numbers a client (or a corrupted Redis key) controls never trap a node: every clock is range-checked
 /// where it is parsed (a `bad_message` naming the field), push ids have a bounded size, and values read
 /// back from Redis are checked before any arithmetic.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct HostileNumbersTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct HostileNumbersTests {
     static let tooBig = "9007199254740992"  // 2^53: the smallest clock a client must not send
     static let largest = "9007199254740991"  // 2^53 − 1: the largest one it may send
 
