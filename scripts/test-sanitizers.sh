@@ -12,10 +12,13 @@
 # instrumented.
 #
 # Every report, from the test process or any child, goes to test-artifacts/sanitizers/<sanitizer>/
-# (`log_path`, one file per process that reported) and is printed at the end; any report fails the run,
+# (`log_path`: one file per process that reported) and is printed at the end; any report fails the run,
 # as does any failing test. ThreadSanitizer keeps going after a report (halt_on_error=0), so one run
-# shows every race; AddressSanitizer stops the process at its first error (its default), and LeakSanitizer
-# checks each process at exit.
+# shows every race, and exits 66 at the end; AddressSanitizer stops the process at its first error (its
+# default), and LeakSanitizer checks each process at exit. A crash (a Swift trap is SIGILL) is reported by
+# the sanitizer with its stack, in the same log. Suppressions (only for the Swift runtime or third-party
+# code, each naming its upstream issue) are in scripts/tsan-suppressions.txt; the suppressions matched
+# are listed in the log too, and do not fail the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,12 +28,13 @@ FILTER=${SANITIZER_FILTER:-}
 SWIFT=${SWIFT:-swift}
 # Build and test with a lower priority: the machine is usually shared.
 NICE=${SANITIZER_NICE:-5}
+TIMEOUT_SCALE=${TANDEM_TEST_TIMEOUT_SCALE:-}
 
 failed=()
 for sanitizer in "${SANITIZERS[@]}"; do
     case "$sanitizer" in
-    thread) scratch=.build-tsan runtime_symbol=__tsan_init ;;
-    address) scratch=.build-asan runtime_symbol=__asan_init ;;
+    thread) scratch=.build-tsan runtime_symbol=__tsan_init default_scale=5 ;;
+    address) scratch=.build-asan runtime_symbol=__asan_init default_scale=3 ;;
     *) echo "unknown sanitizer '$sanitizer' (thread | address)" >&2; exit 2 ;;
     esac
     reports=$PWD/test-artifacts/sanitizers/$sanitizer
@@ -50,42 +54,57 @@ for sanitizer in "${SANITIZERS[@]}"; do
         exit 1
     fi
 
-    # halt_on_error / exitcode: a report makes the reporting process exit non-zero (66 for TSan at exit,
-    # 1 for ASan at once), and the log files catch reports from children whose exit status no test reads.
-    case "$sanitizer" in
-    thread)
-        export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 exitcode=66 history_size=7 second_deadlock_stack=1 handle_sigill=1 handle_abort=1${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
-        ;;
-    address)
-        export ASAN_OPTIONS="log_path=$reports/report halt_on_error=1 detect_leaks=1 handle_sigill=1 handle_abort=1${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
-        ;;
-    esac
-    export TANDEM_BUILT_PRODUCTS_DIR=$bin
-    # A crash (a Swift trap is SIGILL) is then reported by the sanitizer, with its stack, in the same log.
-    # Swift's own backtracer would start swift-backtrace with clone(), which ThreadSanitizer's clone
-    # interceptor cannot survive in a process with many threads (a CHECK failure in the child, and the
-    # backtracer then waits 30 s for it): the crash would be lost.
-    export SWIFT_BACKTRACE=enable=no
+    (
+        case "$sanitizer" in
+        thread)
+            export TSAN_OPTIONS="log_path=$reports/report halt_on_error=0 exitcode=66 history_size=7 second_deadlock_stack=1 handle_sigill=1 handle_abort=1 suppressions=$PWD/scripts/tsan-suppressions.txt${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
+            ;;
+        address)
+            export ASAN_OPTIONS="log_path=$reports/report halt_on_error=1 detect_leaks=1 handle_sigill=1 handle_abort=1${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
+            ;;
+        esac
+        export TANDEM_BUILT_PRODUCTS_DIR=$bin
+        # Swift's own backtracer would start swift-backtrace with clone(), which ThreadSanitizer's clone
+        # interceptor cannot survive in a process with many threads (a CHECK failure in the child, and the
+        # backtracer then waits 30 s for it): the crash would be lost. The sanitizer reports it instead.
+        export SWIFT_BACKTRACE=enable=no
+        # Sanitized code runs several times slower: every bounded wait in the tests (waitUntil, a child's
+        # output, suite time limits) is stretched by this factor (Tests/Support/Polling.swift).
+        export TANDEM_TEST_TIMEOUT_SCALE=${TIMEOUT_SCALE:-$default_scale}
+        # Tests too heavy to finish under this sanitizer skip themselves (see TestTimeouts.sanitizer).
+        export TANDEM_SANITIZER=$sanitizer
 
-    echo "== $sanitizer sanitizer: running the tests${FILTER:+ matching '$FILTER'}"
-    start=$SECONDS
-    status=0
-    nice -n "$NICE" "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
-        status=$?
-    echo "== $sanitizer sanitizer: tests ran in $((SECONDS - start)) s, exit status $status"
-    unset TSAN_OPTIONS ASAN_OPTIONS TANDEM_BUILT_PRODUCTS_DIR SWIFT_BACKTRACE
+        echo "== $sanitizer sanitizer: running the tests${FILTER:+ matching '$FILTER'} (timeouts x$TANDEM_TEST_TIMEOUT_SCALE)"
+        start=$SECONDS
+        status=0
+        nice -n "$NICE" "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
+            status=$?
+        echo "== $sanitizer sanitizer: tests ran in $((SECONDS - start)) s, exit status $status"
+        exit "$status"
+    ) && status=0 || status=$?
 
     shopt -s nullglob
     files=("$reports"/report*)
     shopt -u nullglob
-    if [ ${#files[@]} -gt 0 ]; then
-        for file in "${files[@]}"; do
+    reported=()
+    suppressed=0
+    for file in "${files[@]}"; do
+        # At exit ThreadSanitizer lists the suppressions it matched ("ThreadSanitizer: Matched 2
+        # suppressions (pid=…):" then "2 race:pattern"); a file with nothing else is not a report.
+        matched=$(sed -n 's/^ThreadSanitizer: Matched \([0-9]*\) suppressions.*/\1/p' "$file" | awk '{ t += $1 } END { print t + 0 }')
+        suppressed=$((suppressed + matched))
+        if grep -v -q -E '^ThreadSanitizer: Matched [0-9]+ suppressions|^[0-9]+ [a-z_]+:|^$' "$file"; then
+            reported+=("$file")
+        fi
+    done
+    [ "$suppressed" -eq 0 ] || echo "== $sanitizer sanitizer: $suppressed report(s) matched scripts/tsan-suppressions.txt"
+    if [ ${#reported[@]} -gt 0 ]; then
+        for file in "${reported[@]}"; do
             echo "---- $file"
             cat "$file"
         done
-        count=$(grep -c -h -E "WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer" "${files[@]}" |
-            awk '{ total += $1 } END { print total + 0 }')
-        echo "== $sanitizer sanitizer: $count report(s) from ${#files[@]} process(es), in $reports" >&2
+        count=$(cat "${reported[@]}" | grep -c -E "WARNING: ThreadSanitizer|ERROR: (Thread|Address|Leak)Sanitizer|Sanitizer: CHECK failed" || true)
+        echo "== $sanitizer sanitizer: $count report(s) from ${#reported[@]} process(es), in $reports" >&2
         failed+=("$sanitizer")
     elif [ "$status" -ne 0 ]; then
         echo "== $sanitizer sanitizer: tests failed (no sanitizer report)" >&2
