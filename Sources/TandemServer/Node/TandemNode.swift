@@ -31,6 +31,9 @@ public final class TandemNode: Service, Sendable {
     private let serviceGroup: ServiceGroup
     /// `start()`'s background run of the group, for `shutdown()` to wait for.
     private let background = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+    /// The context as the Redis callbacks see it (bound after the clients are built; they are owned by the
+    /// context, so this closes a cycle that `run()` opens again once the node has stopped).
+    private let redisHooksContext: NIOLockedValueBox<NodeContext?>
 
     /// Housekeeping (storm state, gauges, status sample, directory heartbeat) runs this often.
     static let housekeepingInterval: TimeAmount = .seconds(1)
@@ -62,6 +65,7 @@ public final class TandemNode: Service, Sendable {
 
         // The Redis hooks need the context, which needs the clients: bind them late.
         let late = NIOLockedValueBox<NodeContext?>(nil)
+        redisHooksContext = late
         var redisConfig = RedisClient.Configuration(endpoint: endpoint)
         redisConfig.onConnectionStateChange = { up in
             metrics.redisUp.set(to: up ? 1 : 0)
@@ -242,8 +246,17 @@ public final class TandemNode: Service, Sendable {
     /// Runs every component until the group this node runs in shuts down gracefully (SIGTERM/SIGINT in
     /// `tandem serve`), then stops them in reverse order. Throws the first component's failure.
     public func run() async throws {
+        defer { releaseCycles() }
         try await serviceGroup.run()
         logger.info("stopped")
+    }
+
+    /// Once every service has stopped (the event loops last), nothing reaches the shards or the Redis
+    /// callbacks any more: drop the references that point back to the context (shards → context,
+    /// Redis clients → callbacks → context), so that a stopped node and all it holds are freed.
+    private func releaseCycles() {
+        redisHooksContext.withLockedValue { $0 = nil }
+        context.releaseShards()
     }
 
     /// Starts the node in the background and returns once it listens (for tests and embedding); stop it
