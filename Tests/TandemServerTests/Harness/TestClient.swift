@@ -45,7 +45,9 @@ final class TestClient: @unchecked Sendable {
         configuration.receiveBufferBytes = receiveBufferBytes
         client.socket = try await WebSocketClient.connect(
             to: url, headers: headers, on: group, configuration: configuration,
-            callbacks: .init(onText: { buffer in client.received(String(buffer: buffer)) }))
+            // Weak: the socket keeps its callbacks, so a strong capture made every TestClient (and all it
+            // received) live as long as the process (LeakSanitizer).
+            callbacks: .init(onText: { [weak client] buffer in client?.received(String(buffer: buffer)) }))
         _ = try await client.next("welcome")
         return client
     }
