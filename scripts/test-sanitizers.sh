@@ -17,8 +17,8 @@
 # shows every race, and exits 66 at the end; AddressSanitizer stops the process at its first error (its
 # default), and LeakSanitizer checks each process at exit. A crash (a Swift trap is SIGILL) is reported by
 # the sanitizer with its stack, in the same log. Suppressions (only for the Swift runtime or third-party
-# code, each naming its upstream issue) are in scripts/tsan-suppressions.txt; the suppressions matched
-# are listed in the log too, and do not fail the run.
+# code, each naming its upstream issue) are in scripts/tsan-suppressions.txt and
+# scripts/lsan-suppressions.txt; the suppressions matched are listed in the log too, and do not fail the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +61,7 @@ for sanitizer in "${SANITIZERS[@]}"; do
             ;;
         address)
             export ASAN_OPTIONS="log_path=$reports/report halt_on_error=1 detect_leaks=1 handle_sigill=1 handle_abort=1${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
+            export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-suppressions.txt${LSAN_OPTIONS:+ $LSAN_OPTIONS}"
             ;;
         esac
         export TANDEM_BUILT_PRODUCTS_DIR=$bin
@@ -90,14 +91,16 @@ for sanitizer in "${SANITIZERS[@]}"; do
     suppressed=0
     for file in "${files[@]}"; do
         # At exit ThreadSanitizer lists the suppressions it matched ("ThreadSanitizer: Matched 2
-        # suppressions (pid=…):" then "2 race:pattern"); a file with nothing else is not a report.
-        matched=$(sed -n 's/^ThreadSanitizer: Matched \([0-9]*\) suppressions.*/\1/p' "$file" | awk '{ t += $1 } END { print t + 0 }')
+        # suppressions (pid=…):" then "2 race:pattern"), LeakSanitizer likewise ("Suppressions used:",
+        # "count bytes template", "3 400 pattern"); a file with nothing else is not a report.
+        matched=$(sed -n -e 's/^ThreadSanitizer: Matched \([0-9]*\) suppressions.*/\1/p' \
+            -e 's/^ *\([0-9][0-9]*\) *[0-9][0-9]* [^ ]*$/\1/p' "$file" | awk '{ t += $1 } END { print t + 0 }')
         suppressed=$((suppressed + matched))
-        if grep -v -q -E '^ThreadSanitizer: Matched [0-9]+ suppressions|^[0-9]+ [a-z_]+:|^$' "$file"; then
+        if grep -v -q -E '^ThreadSanitizer: Matched [0-9]+ suppressions|^[0-9]+ [a-z_]+:|^Suppressions used:|^ *count +bytes +template|^ *[0-9]+ +[0-9]+ +[^ ]+$|^-+$|^$' "$file"; then
             reported+=("$file")
         fi
     done
-    [ "$suppressed" -eq 0 ] || echo "== $sanitizer sanitizer: $suppressed report(s) matched scripts/tsan-suppressions.txt"
+    [ "$suppressed" -eq 0 ] || echo "== $sanitizer sanitizer: $suppressed report(s) matched the suppressions in scripts/"
     if [ ${#reported[@]} -gt 0 ]; then
         for file in "${reported[@]}"; do
             echo "---- $file"
