@@ -15,6 +15,12 @@ import PackageDescription
 //   TandemServer           SwiftNIO WebSocket data plane, doc shards, Redis stores, metrics
 //   TandemClient           SwiftNIO WebSocket client used by tandem-bench and the tests
 //   tandem, tandem-bench   executables
+// The push path runs through generic code of TandemCore (the push pipeline, its actions) and TandemRedis
+// from TandemServer. Without cross-module optimization none of it is specialized across the module
+// boundary, and looking up generic type metadata at run time was a visible share of each commit's cost
+// (profiled with callgrind, docs/benchmarks.md).
+let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "Tandem",
     platforms: [.macOS(.v14)],
@@ -49,7 +55,7 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
-        .target(name: "TandemCore", dependencies: ["TandemSystem"]),
+        .target(name: "TandemCore", dependencies: ["TandemSystem"], swiftSettings: crossModuleOptimization),
         .target(name: "TandemYjs"),
         .target(name: "TandemSystem"),
         .target(
@@ -61,7 +67,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: crossModuleOptimization
         ),
         .target(
             name: "TandemOpsHTTP",

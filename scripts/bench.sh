@@ -9,6 +9,7 @@
 #   scripts/bench.sh                         # presence sync sync-large storm, at the issue's sizes
 #   scripts/bench.sh presence storm          # only these
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
+#   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
@@ -138,7 +139,24 @@ for scenario in "${SCENARIOS[@]}"; do
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
-    *) echo "unknown scenario $scenario (presence, sync, sync-large, storm)" >&2; exit 2 ;;
+    # Sync under load (issue 8). 1,000 editors over 200 docs: 10,000 pushes/s offered (CPU and Redis commands
+    # per commit), 20,000/s (the overload target: most committed, answered fast, the rest refused with a hint,
+    # nothing unanswered), then 2× and 4× that (goodput must hold). One doc with 50 editors at 15,000/s.
+    # Refused pushes are sent again after retryAfterMs (at most 3 times), as clients do.
+    sync-10k) run_scenario sync-10k sync --editors 1000 --docs 200 --rate 10 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
+    sync-20k) run_scenario sync-20k sync --editors 1000 --docs 200 --rate 20 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 --target-commits-per-sec 15000 ;;
+    sync-40k) run_scenario sync-40k sync --editors 1000 --docs 200 --rate 40 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
+    sync-80k) run_scenario sync-80k sync --editors 1000 --docs 200 --rate 80 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
+    sync-hot) run_scenario sync-hot sync --editors 50 --docs 1 --rate 300 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 --target-commits-per-sec 10000 ;;
+    overload)
+        for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
+        python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
+    *) echo "unknown scenario $scenario (presence, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
     esac
 done
 echo

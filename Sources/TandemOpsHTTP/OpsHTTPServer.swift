@@ -52,7 +52,7 @@ public final class OpsHTTPServer: Sendable {
     /// cannot check: it is immutable, lives only inside `state`'s lock, and
     /// the only thing done with the pointers outside it — `MHD_stop_daemon`
     /// and the balancing `release()` — happens once, under `lifecycleLock`.
-    private struct RunningDaemon: @unchecked Sendable {
+    private struct RunningDaemon: @unchecked Sendable {  // @unchecked: raw C pointers, owned by the server and freed once on stop
         let daemon: OpaquePointer
         let context: Unmanaged<ServerContext>
         let port: Int

@@ -14,11 +14,10 @@ extension RedisClient {
         args: [any RedisArgument] = [],
         completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
     ) {
-        let tail: [any RedisArgument] = [keys.count] + keys + args
-        send(RedisCommand(["EVALSHA", script.sha1] + tail)) { [self] result in
+        send(RedisCommand(script: "EVALSHA", script.sha1, keys: keys, args: args)) { [self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 // On the owner thread: this only queues the retry and wakes the loop, it never waits.
-                self.send(RedisCommand(["EVAL", script.source] + tail), completion: completion)
+                self.send(RedisCommand(script: "EVAL", script.source, keys: keys, args: args), completion: completion)
             } else {
                 completion(result)
             }

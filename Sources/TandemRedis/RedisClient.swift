@@ -71,14 +71,20 @@ public final class RedisClient: RedisCommandClient {
 
     /// Starts the owner thread, which connects in the background and reconnects forever.
     /// Calling it again, or after ``shutdown()``, does nothing.
-    public func start() {
+    public func start() { start(onConnectionStateChange: nil) }
+
+    /// ``start()`` with a state hook given now rather than in the configuration.
+    /// - Parameter onConnectionStateChange: Replaces the configuration's hook, for an owner that can only
+    ///   exist once the client does (a node's doc shards use the client, and hear of its state here).
+    public func start(onConnectionStateChange: (@Sendable (Bool) -> Void)?) {
         // The thread captures only Sendable pieces, never `self`, so dropping the client still runs
         // `deinit`. The handler and connection are made on the thread and stay there.
         let (shared, wake, configuration, logger) = (self.shared, self.wake, self.configuration, self.logger)
+        let stateHook = onConnectionStateChange ?? configuration.onConnectionStateChange
         lifecycle.start(name: "redis-client") {
             let handler = ClientConnectionHandler(
                 shared: shared,
-                onConnectionStateChange: configuration.onConnectionStateChange,
+                onConnectionStateChange: stateHook,
                 commandObserver: configuration.commandObserver
             )
             RedisConnection(

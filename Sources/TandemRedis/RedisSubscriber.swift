@@ -73,9 +73,23 @@ public final class RedisSubscriber: RedisChannelSubscriber {
 
     /// Starts the owner thread, which connects in the background and reconnects forever.
     /// Calling it again, or after ``shutdown()``, does nothing.
-    public func start() {
+    public func start() { start(onMessage: nil, onReady: nil) }
+
+    /// ``start()`` with handlers given now rather than in the configuration.
+    /// - Parameters:
+    ///   - onMessage: Replaces the configuration's handler, for an owner that can only exist once the
+    ///     subscriber does (a node's doc shards subscribe through it, and receive its messages here).
+    ///   - onReady: Replaces the configuration's `onReady` likewise.
+    public func start(
+        onMessage: (@Sendable (_ channel: String, _ payload: [UInt8]) -> Void)?,
+        onReady: (@Sendable () -> Void)?
+    ) {
         // As in RedisClient: the thread captures only Sendable pieces, never `self`.
-        let (shared, wake, configuration, logger) = (self.shared, self.wake, self.configuration, self.logger)
+        let (shared, wake, logger) = (self.shared, self.wake, self.logger)
+        var chosen = self.configuration
+        if let onMessage { chosen.onMessage = onMessage }
+        if let onReady { chosen.onReady = onReady }
+        let configuration = chosen
         let (kind, shardHooks) = (self.kind, self.shardHooks)
         lifecycle.start(name: "redis-subscriber") {
             let handler = SubscriberConnectionHandler(

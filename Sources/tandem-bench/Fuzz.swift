@@ -150,7 +150,8 @@ final class FuzzNode: @unchecked Sendable {
 
     init(name: String, tandem: String, redis: String, extra: [String], out: URL) {
         self.name = name
-        self.tandem = tandem
+        // Absolute: the node runs in its own directory under --out, where a relative path means nothing.
+        self.tandem = tandem.hasPrefix("/") ? tandem : FileManager.default.currentDirectoryPath + "/" + tandem
         self.out = out
         arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--ops-port", "0", "--node-id", "fuzz-\(name)", "--redis", redis] + extra
     }

@@ -37,10 +37,10 @@ struct PresenceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runID = common.resolvedRunID
+        let run = LoadRun(common: common)
+        let runID = run.runID
         let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter)
         let loops = LoopSet(threads: common.threads) { PresenceLoopStats() }
-        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         let joined = SharedCounter()
         let closing = SharedFlag()
         log("presence: \(clients) clients, \(docs) docs, \(rate) Hz, \(duration) s (+\(warmup) s warm-up), run \(runID), \(loops.loops.count) loops")
@@ -50,57 +50,31 @@ struct PresenceCommand: AsyncParsableCommand {
         let members = (0..<clients).map { i in
             PresenceMember(index: i, plan: plan, stats: loops.stats(for: i), loop: loops.loop(for: i), joined: joined, closing: closing)
         }
-        let memberRefs = UnsafeTransfer(members)
-        let progress = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(nanoseconds: 2_000_000_000)
-                log("  connected \(connector.snapshot.succeeded)/\(clients), joined \(joined.value)")
-            }
-        }
-        await forEachConcurrently(clients, width: 1000) { i in
-            let m = memberRefs.value[i]
-            let url = connector.url([("user", "\(runID)-u\(i)"), ("name", "c\(i)")])
-            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
-                m.loop.execute { m.attached(client) }
-            }
-        }
-        let allJoined = await waitUntil(timeoutSeconds: 30) { joined.value >= clients }
-        progress.cancel()
+        await run.connect(members, identity: { ("\(runID)-u\($0)", "c\($0)") }, progress: { "joined \(joined.value)" })
+        let clientCount = clients
+        let allJoined = await waitUntil(timeoutSeconds: 30) { joined.value >= clientCount }
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
-        let handshakes = connector.snapshot
+        let handshakes = run.connector.snapshot
         log("  ramp: \(handshakes.succeeded) connected, \(joined.value) joined in \(fmt(rampSeconds, 1)) s; rejected \(handshakes.rejectedByStatus)")
         if !allJoined { log("  warning: only \(joined.value)/\(clients) joined; measuring anyway") }
 
         // 2. Send from now; measure [windowStart, windowEnd).
-        let sendStart = monotonicNanos() + 100_000_000
-        let window = Window(
-            start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
-        for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
-        let probe = PingProbe(loop: loops.loops[0])
-        await probe.start(connector: connector, runID: runID, window: window)
-        await sleep(untilNanos: window.start)
-        let monitor = ResourceMonitor(options: common.monitorOptions)
-        monitor.start()
-        log("  measuring for \(duration) s")
-        await sleep(untilNanos: window.end)
-        let resources = monitor.stop()
-        await sleep(seconds: drain)
+        let measured = await run.measure(loops: loops.loops, warmup: warmup, duration: duration, drain: drain) { sendStart, window in
+            for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
+        }
 
         // 3. Collect, then leave cleanly.
         let perLoop = try await loops.collect { $0.snapshot() }
         closing.set()
-        let pingRTT = await probe.finish()
-        await forEachConcurrently(clients, width: 250) { i in
-            let m = memberRefs.value[i]
-            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
-        }
+        let pingRTT = await measured.probe.finish()
+        await run.closeAll(members)
         await loops.shutdown()
 
         var total = PresenceLoopSnapshot.empty
         for s in perLoop { total.merge(s) }
         let result = PresenceResult(
             plan: plan, duration: duration, warmup: warmup, ramp: rampSeconds, allJoined: allJoined, handshakes: handshakes,
-            totals: total, pingRTT: pingRTT, resources: resources, targetP99: targetP99,
+            totals: total, pingRTT: pingRTT, resources: measured.resources, targetP99: targetP99,
             targetRedisPerUpdate: targetRedisPerUpdate)
         try emit(result, table: result.table, options: common)
     }
@@ -200,7 +174,7 @@ struct PresenceLoopSnapshot: Sendable {
 }
 
 /// One simulated user. Confined to `loop`: created on the main task, then only used there.
-final class PresenceMember: @unchecked Sendable {
+final class PresenceMember: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     let index: Int
     let doc: Int
     let plan: PresencePlan
@@ -216,9 +190,7 @@ final class PresenceMember: @unchecked Sendable {
     private var lastInWindow: [Bool]
     private var seq: UInt64 = 0
     private var window = Window(start: 0, end: 0)
-    private var base: UInt64 = 0
-    private var slot: UInt64 = 0
-    private var scheduledAt: UInt64 = 0
+    private lazy var schedule = SendSchedule(periodNs: plan.periodNs, spreadNs: Int64(Double(plan.periodNs) * plan.jitter))
     private let docPrefix: ByteBuffer
 
     init(index: Int, plan: PresencePlan, stats: PresenceLoopStats, loop: any EventLoop, joined: SharedCounter, closing: SharedFlag) {
@@ -255,29 +227,14 @@ final class PresenceMember: @unchecked Sendable {
 
     func startSending(at start: UInt64, window: Window) {
         self.window = window
-        let period = plan.periodNs
-        base = start + UInt64.random(in: 0..<period)
-        slot = 0
+        schedule.begin(at: start)
         scheduleNext()
     }
 
     private func scheduleNext() {
-        let period = plan.periodNs
-        let spread = Int64(Double(period) * plan.jitter)
-        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
-        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
-        let now = monotonicNanos()
-        if base + (slot + 1) * period < now {
-            let behind = (now - base) / period
-            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
-            slot = behind
-        }
-        var at = Int64(base + slot * period)
-        if spread > 0 { at += Int64.random(in: -spread...spread) }
-        scheduledAt = UInt64(max(at, 0))
-        guard scheduledAt < window.end else { return }
-        slot += 1
-        loop.scheduleTask(deadline: .uptimeNanoseconds(scheduledAt)) { [self] in self.fire() }
+        guard let (deadline, skipped) = schedule.next(window: window) else { return }
+        stats.skippedSlots += skipped
+        loop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { [self] in self.fire() }
     }
 
     private func fire() {
@@ -298,7 +255,7 @@ final class PresenceMember: @unchecked Sendable {
         if window.contains(now) {
             stats.sent += 1
             stats.expected += plan.membersPerDoc[doc] - 1
-            stats.sendLag.recordNanos(now > scheduledAt ? now - scheduledAt : 0)
+            stats.sendLag.recordNanos(now > schedule.scheduledAt ? now - schedule.scheduledAt : 0)
         }
         scheduleNext()
     }

@@ -242,7 +242,7 @@ struct StormLoopSnapshot: Sendable, Codable {
 }
 
 /// One simulated client, confined to `loop` (the reconnect task reaches it through `loop.submit`).
-final class StormClient: @unchecked Sendable {
+final class StormClient: @unchecked Sendable {  // @unchecked: confined to `loop`; other tasks reach it through `loop.submit`
     let index: Int
     let docName: String
     let user: String

@@ -11,9 +11,15 @@ import TandemCore
 // the server rebases it (append turned into a put of the merged text), which is the conflict measured.
 // The rest put a field of the editor's own record (always a commit).
 //
-// Latencies: push → result at the pusher; commit → visible = pusher's send time → receipt of the
-// `patch` with that clock at each other editor. The clock → send time map is filled by the pusher's
-// `result`; a patch that arrives before that result waits in the map until it does.
+// Latencies: push → result at the pusher (from the send of the attempt answered); commit → visible =
+// pusher's send time → receipt of the `patch` with that clock at each other editor. The clock → send time
+// map is filled by the pusher's `result`; a patch that arrives before that result waits in the map until
+// it does.
+//
+// Overload: a push refused `unavailable` is sent again (same id and ops) after the server's `retryAfterMs`
+// (1 s without one), at most --max-retries times, as a client would. Offered load is editors × rate new
+// pushes per second; retries come on top. At the end of the drain, a push whose last attempt has no
+// answer yet counts as unanswered.
 
 struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,6 +39,10 @@ struct SyncCommand: AsyncParsableCommand {
     @Option(help: "Send-time jitter, as a fraction of the period.") var jitter = 0.5
     @Option(name: .customLong("target-result-p99-ms")) var targetResultP99 = 50.0
     @Option(name: .customLong("target-visible-p99-ms")) var targetVisibleP99 = 200.0
+    @Option(name: .customLong("target-commits-per-sec"), help: "Checked when given: commits (and rebases) per second at least.")
+    var targetCommitsPerSecond: Double?
+    @Option(name: .customLong("max-retries"), help: "Times a push refused unavailable is sent again (after retryAfterMs).")
+    var maxRetries = 3
 
     func validate() throws {
         guard editors > 0, docs > 0, docs <= editors else { throw ValidationError("need 0 < docs <= editors") }
@@ -40,13 +50,13 @@ struct SyncCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runID = common.resolvedRunID
+        let run = LoadRun(common: common)
+        let runID = run.runID
         let plan = SyncPlan(
             editors: editors, docs: docs, runID: runID, rate: rate, conflict: conflict, sharedRecords: sharedRecords,
-            jitter: jitter)
+            jitter: jitter, maxRetries: maxRetries, drainNanos: UInt64(drain * 1e9))
         let boards = (0..<docs).map { d in CommitBoard(receivers: plan.editorsPerDoc[d] - 1) }
         let loops = LoopSet(threads: common.threads) { SyncLoopStats() }
-        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         let synced = SharedCounter()
         let setupDone = SharedCounter()
         let closing = SharedFlag()
@@ -58,51 +68,37 @@ struct SyncCommand: AsyncParsableCommand {
                 index: i, plan: plan, board: boards[i % docs], stats: loops.stats(for: i), loop: loops.loop(for: i),
                 synced: synced, setupDone: setupDone, closing: closing)
         }
-        await forEachConcurrently(editors, width: 1000) { i in
-            let m = members[i]
-            let url = connector.url([("user", "\(runID)-e\(i)"), ("name", "e\(i)")])
-            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
-                m.loop.execute { m.attached(client) }
-            }
-        }
-        let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= editors }
+        await run.connect(members, identity: { ("\(runID)-e\($0)", "e\($0)") }, progress: { "synced \(synced.value)" })
+        let (editorCount, docCount) = (editors, docs)
+        let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= editorCount }
         // Create the records: each editor its own, the first editor of each doc the shared ones.
         for m in members { m.loop.execute { m.createRecords() } }
-        let setupOK = await waitUntil(timeoutSeconds: 30) { setupDone.value >= editors + docs }
+        let setupOK = await waitUntil(timeoutSeconds: 30) { setupDone.value >= editorCount + docCount }
         await sleep(seconds: 1)  // let the creations reach every editor
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
-        let handshakes = connector.snapshot
+        let handshakes = run.connector.snapshot
         log("  ready in \(fmt(rampSeconds, 1)) s: synced \(synced.value)/\(editors), records created: \(setupOK)")
 
-        let sendStart = monotonicNanos() + 100_000_000
-        let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
-        for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
-        let probe = PingProbe(loop: loops.loops[0])
-        await probe.start(connector: connector, runID: runID, window: window)
-        await sleep(untilNanos: window.start)
-        let monitor = ResourceMonitor(options: common.monitorOptions)
-        monitor.start()
-        log("  measuring for \(duration) s")
-        await sleep(untilNanos: window.end)
-        let resources = monitor.stop()
-        await sleep(seconds: drain)
+        let measured = await run.measure(loops: loops.loops, warmup: warmup, duration: duration, drain: drain) { sendStart, window in
+            for m in members { m.loop.execute { m.startPushing(at: sendStart, window: window) } }
+        }
 
         let perLoop = try await loops.collect { $0.snapshot() }
+        var unanswered = 0
+        for m in members { unanswered += (try? await m.loop.submit({ m.unansweredInWindow() }).get()) ?? 0 }
         let unresolved = boards.reduce(0) { $0 + $1.unresolvedReceipts }
         closing.set()
-        let pingRTT = await probe.finish()
-        await forEachConcurrently(editors, width: 250) { i in
-            let m = members[i]
-            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
-        }
+        let pingRTT = await measured.probe.finish()
+        await run.closeAll(members)
         await loops.shutdown()
 
         var total = SyncLoopSnapshot.empty
         for s in perLoop { total.merge(s) }
         let result = SyncResult(
             plan: plan, duration: duration, warmup: warmup, ready: rampSeconds, allSynced: allSynced && setupOK,
-            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, pingRTT: pingRTT, resources: resources,
-            targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99)
+            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, unanswered: unanswered, pingRTT: pingRTT,
+            resources: measured.resources, targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99,
+            targetCommitsPerSecond: targetCommitsPerSecond)
         try emit(result, table: result.table, options: common)
     }
 }
@@ -115,10 +111,15 @@ struct SyncPlan: Sendable {
     var conflict: Double
     var sharedRecords: Int
     var jitter: Double
+    var maxRetries: Int
+    var drainNanos: UInt64
     var docNames: [String]
     var editorsPerDoc: [Int]
 
-    init(editors: Int, docs: Int, runID: String, rate: Double, conflict: Double, sharedRecords: Int, jitter: Double) {
+    init(
+        editors: Int, docs: Int, runID: String, rate: Double, conflict: Double, sharedRecords: Int, jitter: Double,
+        maxRetries: Int, drainNanos: UInt64
+    ) {
         self.editors = editors
         self.docs = docs
         self.runID = runID
@@ -126,6 +127,8 @@ struct SyncPlan: Sendable {
         self.conflict = conflict
         self.sharedRecords = sharedRecords
         self.jitter = jitter
+        self.maxRetries = maxRetries
+        self.drainNanos = drainNanos
         docNames = (0..<docs).map { "bench-\(runID)-s\($0)" }
         editorsPerDoc = (0..<docs).map { d in editors / docs + (d < editors % docs ? 1 : 0) }
     }
@@ -194,6 +197,11 @@ final class SyncLoopStats {
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
     var skippedSlots = 0
+    /// Re-sends of in-window pushes refused `unavailable`, and the retry hints they were given.
+    var retries = 0
+    var retryAfter = makeLatencyHistogram()
+    /// In-window pushes whose last answer was an error (no retries left), by code.
+    var refused: [String: Int] = [:]
 
     func snapshot() -> SyncLoopSnapshot {
         SyncLoopSnapshot(
@@ -201,7 +209,7 @@ final class SyncLoopStats {
             visibleTimeline: visibleTimeline, sendLag: sendLag, pushes: pushes,
             sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
             orderViolations: orderViolations, errors: errors, disconnects: disconnects,
-            skippedSlots: skippedSlots)
+            skippedSlots: skippedSlots, retries: retries, retryAfter: retryAfter, refused: refused)
     }
 }
 
@@ -220,13 +228,16 @@ struct SyncLoopSnapshot: Sendable {
     var errors: [String: Int]
     var disconnects: [String: Int]
     var skippedSlots: Int
+    var retries: Int
+    var retryAfter: LatencyHistogram
+    var refused: [String: Int]
 
     static var empty: SyncLoopSnapshot {
         .init(
             pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), pushTimeline: LatencyTimeline(),
             visibleTimeline: LatencyTimeline(), sendLag: makeLatencyHistogram(),
             pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
-            disconnects: [:], skippedSlots: 0)
+            disconnects: [:], skippedSlots: 0, retries: 0, retryAfter: makeLatencyHistogram(), refused: [:])
     }
 
     mutating func merge(_ o: SyncLoopSnapshot) {
@@ -244,15 +255,26 @@ struct SyncLoopSnapshot: Sendable {
         mergeCounts(&errors, o.errors)
         mergeCounts(&disconnects, o.disconnects)
         skippedSlots += o.skippedSlots
+        retries += o.retries
+        retryAfter.add(o.retryAfter)
+        mergeCounts(&refused, o.refused)
     }
 }
 
 /// One simulated editor, confined to `loop`.
-final class SyncEditor: @unchecked Sendable {
+final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     private struct Pending {
+        /// When the attempt now in flight was sent.
         var sendNs: UInt64
         var shared: Int  // -1: own record
         var offset: Int
+        /// The first attempt's send time (which window the push belongs to).
+        var firstSendNs: UInt64 = 0
+        /// The push message, to send again after `unavailable`.
+        var message: ByteBuffer? = nil
+        var attempts = 1
+        /// Refused and waiting for its retry (answered; nothing in flight).
+        var waitingToRetry = false
     }
 
     let index: Int
@@ -274,9 +296,7 @@ final class SyncEditor: @unchecked Sendable {
     private var pending: [UInt64: Pending] = [:]
     private var nextID: UInt64 = 10
     private var window = Window(start: 0, end: 0)
-    private var base: UInt64 = 0
-    private var slot: UInt64 = 0
-    private var scheduledAt: UInt64 = 0
+    private lazy var schedule = SendSchedule(periodNs: plan.periodNs, spreadNs: Int64(Double(plan.periodNs) * plan.jitter / 2))
     private var rng = SystemRandomNumberGenerator()
     private let docName: String
 
@@ -322,27 +342,14 @@ final class SyncEditor: @unchecked Sendable {
 
     func startPushing(at start: UInt64, window: Window) {
         self.window = window
-        base = start + UInt64.random(in: 0..<plan.periodNs)
+        schedule.begin(at: start)
         scheduleNext()
     }
 
     private func scheduleNext() {
-        let period = plan.periodNs
-        let spread = Int64(Double(period) * plan.jitter / 2)
-        // A bench that fell more than a period behind (starved of CPU) skips the missed slots instead of
-        // firing them back to back: a real client sends its latest state once, not a burst of stale ones.
-        let now = monotonicNanos()
-        if base + (slot + 1) * period < now {
-            let behind = (now - base) / period
-            if window.contains(now) { stats.skippedSlots += Int(behind - slot) }
-            slot = behind
-        }
-        var at = Int64(base + slot * period)
-        if spread > 0 { at += Int64.random(in: -spread...spread) }
-        scheduledAt = UInt64(max(at, 0))
-        guard scheduledAt < window.end else { return }
-        slot += 1
-        loop.scheduleTask(deadline: .uptimeNanoseconds(scheduledAt)) { [self] in self.push() }
+        guard let (deadline, skipped) = schedule.next(window: window) else { return }
+        stats.skippedSlots += skipped
+        loop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { [self] in self.push() }
     }
 
     private func push() {
@@ -358,7 +365,7 @@ final class SyncEditor: @unchecked Sendable {
         msg.writeStaticString(#","base":"#)
         msg.writeDecimal(clock)
         let sharedPick = Double.random(in: 0..<1, using: &rng) < plan.conflict
-        var p = Pending(sendNs: now, shared: -1, offset: 0)
+        var p = Pending(sendNs: now, shared: -1, offset: 0, firstSendNs: now)
         if sharedPick {
             let k = Int.random(in: 0..<plan.sharedRecords, using: &rng)
             let offset = sharedLength[k] + 2 * sharedInFlight[k]
@@ -377,12 +384,13 @@ final class SyncEditor: @unchecked Sendable {
             msg.writeDecimal(id)
             msg.writeStaticString("]}]}}")
         }
+        if plan.maxRetries > 0 { p.message = msg }
         pending[id] = p
         client.send(text: msg)
         if window.contains(now) {
             stats.pushes += 1
             if sharedPick { stats.sharedPushes += 1 }
-            stats.sendLag.recordNanos(now > scheduledAt ? now - scheduledAt : 0)
+            stats.sendLag.recordNanos(now > schedule.scheduledAt ? now - schedule.scheduledAt : 0)
         }
         scheduleNext()
     }
@@ -414,16 +422,47 @@ final class SyncEditor: @unchecked Sendable {
                     syncedCounter.add()
                 }
             case .error:
-                let code = s.string(after: Patterns.code) ?? "?"
-                stats.errors[code, default: 0] += 1
-                var idScan = s
-                if let id = idScan.uint(after: Patterns.id), let p = pending.removeValue(forKey: id), p.shared >= 0 {
-                    sharedInFlight[p.shared] -= 1
-                }
+                handleError(&s, now: now)
             default:
                 break
             }
         }
+    }
+
+    /// A push refused: sent again after the server's hint if it is `unavailable` and retries are left,
+    /// otherwise settled as refused.
+    private func handleError(_ s: inout ByteScanner, now: UInt64) {
+        let code = s.string(after: Patterns.code) ?? "?"
+        stats.errors[code, default: 0] += 1
+        var idScan = s
+        guard let id = idScan.uint(after: Patterns.id), var p = pending[id] else { return }
+        let inWindow = window.contains(p.firstSendNs)
+        var hintScan = s
+        let hintMs = hintScan.uint(after: Patterns.retryAfterMs)
+        if inWindow, let hintMs { stats.retryAfter.recordNanos(hintMs * 1_000_000) }
+        let delayNs = (hintMs ?? 1_000) * 1_000_000
+        if code == "unavailable", p.attempts <= plan.maxRetries, let message = p.message, now + delayNs < window.end + plan.drainNanos {
+            p.waitingToRetry = true
+            pending[id] = p
+            loop.scheduleTask(in: .nanoseconds(Int64(delayNs))) { [self] in
+                guard let client, !client.isClosed, var again = pending[id], again.waitingToRetry else { return }
+                again.waitingToRetry = false
+                again.attempts += 1
+                again.sendNs = monotonicNanos()
+                pending[id] = again
+                if window.contains(again.firstSendNs) { stats.retries += 1 }
+                client.send(text: message)
+            }
+            return
+        }
+        pending[id] = nil
+        if inWindow { stats.refused[code, default: 0] += 1 }
+        if p.shared >= 0 { sharedInFlight[p.shared] -= 1 }
+    }
+
+    /// Pushes of the measured window with an attempt still unanswered (called after the drain).
+    func unansweredInWindow() -> Int {
+        pending.values.filter { window.contains($0.firstSendNs) && !$0.waitingToRetry }.count
     }
 
     private func handleResult(_ raw: UnsafeRawBufferPointer, _ s: inout ByteScanner, now: UInt64) {
@@ -439,7 +478,7 @@ final class SyncEditor: @unchecked Sendable {
             return
         }
         guard let p = pending.removeValue(forKey: id) else { return }
-        let inWindow = window.contains(p.sendNs)
+        let inWindow = window.contains(p.firstSendNs)
         if inWindow {
             stats.actions[action, default: 0] += 1
             stats.pushLatency.recordNanos(now - p.sendNs)
@@ -513,6 +552,7 @@ final class SyncEditor: @unchecked Sendable {
 
 extension Patterns {
     static let sharedKey = StaticPattern(#"{"sh"#)
+    static let retryAfterMs = StaticPattern(#""retryAfterMs":"#)
 }
 
 // MARK: - Result
@@ -534,7 +574,15 @@ struct SyncResult: Codable, Sendable {
     var pushes: Int
     var sharedPushes: Int
     var resultsByAction: [String: Int]
+    /// Pushes answered (a result, or an error as their last answer) by the end of the drain.
     var answered: Int
+    /// Pushes whose last attempt had no answer at the end of the drain.
+    var unanswered: Int
+    /// In-window pushes whose last answer was an error (no retries left), by code.
+    var refusedByCode: [String: Int]
+    /// Re-sends after `unavailable`, and the `retryAfterMs` hints received.
+    var retries: Int
+    var retryAfterMs: LatencySummary
     var conflictRate: Double
     var commitsPerSecond: Double
     var pushToResultMs: LatencySummary
@@ -553,6 +601,10 @@ struct SyncResult: Codable, Sendable {
     /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
     var controlPingRTTMs: LatencySummary
     var redisCommandsPerPush: Double?
+    /// CPU time per commit over the window (µs): Tandem's process and Redis's.
+    var tandemCPUMicrosPerCommit: Double?
+    var redisCPUMicrosPerCommit: Double?
+    var targetCommitsPerSecond: Double?
     var errors: [String: Int]
     var disconnects: [String: Int]
     var disconnectCount: Int
@@ -561,8 +613,8 @@ struct SyncResult: Codable, Sendable {
 
     init(
         plan: SyncPlan, duration: Double, warmup: Double, ready: Double, allSynced: Bool, handshakes: HandshakeCounts,
-        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, pingRTT: LatencySummary, resources: ResourceReport,
-        targetResultP99: Double, targetVisibleP99: Double
+        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, unanswered: Int, pingRTT: LatencySummary,
+        resources: ResourceReport, targetResultP99: Double, targetVisibleP99: Double, targetCommitsPerSecond: Double?
     ) {
         controlPingRTTMs = pingRTT
         redisCommandsPerPush = resources.redisCommands.map { t.pushes > 0 ? Double($0) / Double(t.pushes) : 0 }
@@ -581,10 +633,22 @@ struct SyncResult: Codable, Sendable {
         pushes = t.pushes
         sharedPushes = t.sharedPushes
         resultsByAction = t.actions
-        answered = t.actions.values.reduce(0, +)
+        let results = t.actions.values.reduce(0, +)
+        self.unanswered = unanswered
+        answered = t.pushes - unanswered
+        refusedByCode = t.refused
+        retries = t.retries
+        retryAfterMs = LatencySummary(t.retryAfter)
         let commits = (t.actions["commit"] ?? 0) + (t.actions["rebase"] ?? 0)
-        conflictRate = answered > 0 ? Double((t.actions["rebase"] ?? 0) + (t.actions["discard"] ?? 0)) / Double(answered) : 0
+        conflictRate = results > 0 ? Double((t.actions["rebase"] ?? 0) + (t.actions["discard"] ?? 0)) / Double(results) : 0
         commitsPerSecond = Double(commits) / duration
+        self.targetCommitsPerSecond = targetCommitsPerSecond
+        func perCommit(_ process: ResourceReport.Process?) -> Double? {
+            guard let process, commits > 0 else { return nil }
+            return process.cpuPercent / 100 * resources.windowSeconds / Double(commits) * 1e6
+        }
+        tandemCPUMicrosPerCommit = perCommit(resources.server)
+        redisCPUMicrosPerCommit = perCommit(resources.redis)
         pushToResultMs = LatencySummary(t.pushLatency)
         commitToVisibleMs = LatencySummary(t.visibleLatency)
         pushToResultPerSecond = t.pushTimeline.summary
@@ -610,9 +674,17 @@ struct SyncResult: Codable, Sendable {
                 measured: "\(fmt(commitToVisibleMs.p99, 1)) ms",
                 met: commitToVisibleMs.count > 0 && commitToVisibleMs.p99 <= targetVisibleP99),
             TargetCheck(
-                name: "every push answered", limit: "\(t.pushes)", measured: "\(answered)", met: answered == t.pushes),
+                name: "every push answered (result or error)", limit: "\(t.pushes)", measured: "\(answered)",
+                met: unanswered == 0),
+            TargetCheck(name: "clock order violations", limit: "0", measured: "\(t.orderViolations)", met: t.orderViolations == 0),
             TargetCheck(name: "disconnects", limit: "0", measured: "\(disconnectCount)", met: disconnectCount == 0 && allSynced),
         ]
+        if let target = targetCommitsPerSecond {
+            targets.append(
+                TargetCheck(
+                    name: "throughput", limit: ">= \(fmt(target, 0)) commits/s", measured: "\(fmt(commitsPerSecond, 0)) commits/s",
+                    met: commitsPerSecond >= target))
+        }
     }
 
     var table: String {
@@ -626,7 +698,11 @@ struct SyncResult: Codable, Sendable {
         t.section("pushes (measured window)")
         t.row("pushes", "\(pushes) (\(fmt(Double(pushes) / durationSeconds, 0))/s), \(sharedPushes) on shared records")
         t.counts("results by action", resultsByAction)
-        t.row("answered", "\(answered) of \(pushes)")
+        t.row("answered", "\(answered) of \(pushes)\(unanswered > 0 ? ", \(unanswered) unanswered at the end of the drain" : "")")
+        t.counts("refused (last answer an error)", refusedByCode)
+        if retries > 0 || retryAfterMs.count > 0 {
+            t.row("retries after unavailable", "\(retries); retryAfterMs hints: \(retryAfterMs.row)")
+        }
         t.row("conflict rate", "\(fmt(conflictRate * 100, 2)) % (rebase + discard) / answered")
         t.row("throughput", "\(fmt(commitsPerSecond, 0)) commits/s")
         t.row("push → result", pushToResultMs.row)
@@ -643,6 +719,8 @@ struct SyncResult: Codable, Sendable {
         t.counts("disconnects by close code", disconnects)
         t.resources(resources)
         if let r = redisCommandsPerPush { t.row("redis commands per push", fmt(r, 2)) }
+        if let cpu = tandemCPUMicrosPerCommit { t.row("tandem CPU per commit", "\(fmt(cpu, 1)) µs") }
+        if let cpu = redisCPUMicrosPerCommit { t.row("redis CPU per commit", "\(fmt(cpu, 1)) µs") }
         t.targets(targets)
         return t.text
     }

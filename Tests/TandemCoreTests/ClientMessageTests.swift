@@ -72,3 +72,23 @@ import Testing
         }
     }
 }
+
+@Suite struct ProtocolVersionNegotiationTests {
+    @Test func pathsNameAVersionOfOneToFourDigits() {
+        #expect(ProtocolVersion.requested(inPath: "/v1/ws") == 1)
+        #expect(ProtocolVersion.requested(inPath: "/v42/ws") == 42)
+        #expect(ProtocolVersion.requested(inPath: "/v9999/ws") == 9999)
+        for path in ["/v0/ws", "/v01/ws", "/v/ws", "/v10000/ws", "/v1/ws/", "/V1/ws", "/v1/WS", "v1/ws", "/v-1/ws", "/v1x/ws", ""] {
+            #expect(ProtocolVersion.requested(inPath: path) == nil, "\(path)")
+        }
+    }
+
+    @Test func versionsOutsideTheRangeGetTheirCloseCode() {
+        #expect(ProtocolVersion.negotiate(1) == .speak(1))
+        #expect(ProtocolVersion.negotiate(2).refusal?.code == 4401)
+        #expect(ProtocolVersion.negotiate(2).refusal?.reason.hasPrefix("server_too_old") == true)
+        #expect(ProtocolVersion.negotiate(0).refusal?.code == 4400)
+        #expect(ProtocolVersion.negotiate(1).refusal == nil)
+        #expect((ProtocolVersion.negotiate(9999).refusal?.reason.utf8.count ?? 999) <= 123)
+    }
+}

@@ -39,6 +39,20 @@ import Testing
         #expect(value.serializedString == #""😀 \u0001 \u2028""#)
     }
 
+    /// The writer escapes exactly what RFC 8259 requires plus U+2028/U+2029, byte for byte as the scalar
+    /// by scalar writer it replaced did, and copies everything else (multi-byte scalars included) as is.
+    @Test func stringsAreEscapedExactlyAndEverythingElseCopied() throws {
+        var w = JSONWriter()
+        w.string("plain é 😀 \u{2027}\u{202A} \"q\" \\ \n\r\t\u{08}\u{0C}\u{00}\u{1F} \u{2028}\u{2029} end")
+        #expect(String(decoding: w.bytes, as: UTF8.self)
+            == #""plain é 😀 \#u{2027}\#u{202A} \"q\" \\ \n\r\t\b\f\u0000\u001f \u2028\u2029 end""#)
+        for text in ["", "\"", "\u{2028}", "a\u{2029}", "\u{E2}", "x\u{1F600}\u{2028}y", String(repeating: "ab\"\u{2028}", count: 100)] {
+            var writer = JSONWriter()
+            writer.string(text)
+            #expect(try JSONParser.parse(writer.bytes) == .string(text), "round trip of \(text.debugDescription)")
+        }
+    }
+
     @Test func integerAccessors() throws {
         #expect(JSONValue.number("42").uint64Value == 42)
         #expect(JSONValue.number("-1").uint64Value == nil)

@@ -10,6 +10,19 @@ import Testing
         #expect(taken >= 200 && taken <= 206)
     }
 
+    @Test func tokenBucketSaysWhenTheNextTokenComes() {
+        var bucket = TokenBucket(rate: 0.5, burst: 2, nowMs: 0)
+        #expect(bucket.msUntilToken(nowMs: 0) == 0)
+        let first = bucket.take(nowMs: 0)
+        let second = bucket.take(nowMs: 0)
+        #expect(first && second)
+        #expect(bucket.msUntilToken(nowMs: 0) == 2_000)
+        #expect(bucket.msUntilToken(nowMs: 1_500) == 500)
+        let early = bucket.take(nowMs: 1_999)
+        let due = bucket.take(nowMs: 2_000)
+        #expect(!early && due)
+    }
+
     @Test func abuseMonitorClosesAfterElevenBadFramesInTenSeconds() {
         var monitor = AbuseMonitor(limits: .init())
         for i in 0..<10 { #expect(monitor.badFrame(nowMs: UInt64(i) * 100) == .ok) }

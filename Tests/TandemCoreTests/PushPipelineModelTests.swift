@@ -37,7 +37,9 @@ import Testing
             }
         }
         // The interleavings reached what they are meant to exercise.
-        #expect(stats.batchesOver1 > 1_000, "\(stats)")
+        // (Time jumps by seconds while a batch is in Redis, and a late batch counts as late as long again
+        // in the wait estimate, so many pushes are refused as busy: some 750 batches of several pushes.)
+        #expect(stats.batchesOver1 > 600, "\(stats)")
         #expect(stats.conflicts > 200, "\(stats)")
         #expect(stats.duplicates > 50, "\(stats)")
         #expect(stats.failedReplies > 200, "\(stats)")
@@ -238,7 +240,7 @@ struct World {
         settings.limits.maxPushOps = 3
         settings.limits.maxRecordBytes = 80
         settings.limits.maxDocRecords = 5
-        settings.maxPushWaitNanos = 20_000_000
+        settings.maxPushWaitNanos = 40_000_000
         settings.initialRoundTripNanos = 2_000_000
         settings.initialPerPushNanos = 1_000_000
         pipeline = PushPipeline(settings: settings, randomSeed: seed)
@@ -561,9 +563,13 @@ struct World {
             apply(pipeline.logReadFailed(now: now))
             return
         }
-        let entries = redis.read(from: read.from, count: read.count)
-        note("read from \(read.from): \(entries.map(\.clock))")
-        apply(pipeline.logRead(from: read.from, entries: entries, now: now))
+        var entries = redis.read(from: read.from, count: read.count)
+        // A read stops at its byte budget (about 1 MiB, whole entries, at least one): fewer commits than
+        // the log has, and it says so.
+        let truncated = !plain && entries.count > 1 && chance(20)
+        if truncated { entries = Array(entries.prefix(1 + roll(entries.count - 1))) }
+        note("read from \(read.from): \(entries.map(\.clock))\(truncated ? " (cut at its byte budget)" : "")")
+        apply(pipeline.logRead(from: read.from, entries: entries, truncated: truncated, now: now))
     }
 
     mutating func completeLoad(plain: Bool = false) {
@@ -631,6 +637,9 @@ struct World {
     mutating func tick() {
         now += UInt64(roll(4)) * 700_000_000
         apply(pipeline.tick(now: now))
+        // The shard sets one timer per doc at `nextDeadline`: one that stays due after the tick would spin.
+        let next = pipeline.nextDeadline
+        check(next.map { $0 > now } ?? true, "nextDeadline \(next.map(String.init) ?? "-") not after the tick at \(now)")
     }
 
     // MARK: Actions

@@ -281,6 +281,19 @@ import Testing
         #expect(Self.answers(actions).map(\.2) == [.result(action: .discard, clock: 1, applied: nil, reason: "invalid_base")])
     }
 
+    /// A log read stops at about 1 MiB (`SyncReadScripts.readLog`), so fewer commits than asked for do not
+    /// mean the log ended: the pipeline reads on, and a base beyond such a read is not disproved by it.
+    @Test func aReadCutShortByItsByteBudgetIsNotTheEndOfTheLog() {
+        var pipeline = Self.pipeline()
+        _ = Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, base: 3, now: 5)
+        let cut = pipeline.logRead(from: 1, entries: [Self.remote(1, #"{"x":["put",{}]}"#)], truncated: true, now: 6)
+        #expect(Self.answers(cut).isEmpty, "the push still waits: the read did not reach Redis's head")
+        #expect(cut.last == .readLog(from: 2, count: pipeline.settings.logReadCount), "reads on at once")
+        let rest = pipeline.logRead(from: 2, entries: (2...3).map { Self.remote($0, #"{"x":["put",{}]}"#) }, now: 7)
+        #expect(Self.batch(rest)?.commits.map(\.sessionID) == ["s1"], "decided once the replica reached its base")
+        #expect(pipeline.head == 3)
+    }
+
     @Test func aBaseTheReplicaCannotReachIsRefusedAtTheDeadline() {
         var pipeline = Self.pipeline { $0.logReadCount = 2 }
         _ = Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, base: 3)
@@ -334,6 +347,21 @@ import Testing
         let batch = Self.batch(pipeline.commitReplied(batchID: first.id, .committed(firstClock: 1, atMs: 1), now: 1))
         #expect(batch?.commits.count == 1)
         #expect(pipeline.queuedCount == 1)
+    }
+
+    /// At most `maxSessionPushesPerBatch` pushes of one session per batch (so a dropped connection leaves
+    /// few enough of its pushes committed unanswered for the re-push record to recognise their copies);
+    /// the batch stops there, so the queue's order is kept.
+    @Test func aSessionHasAtMostHalfTheRePushRecordInOneBatch() {
+        var pipeline = Self.pipeline { $0.maxSessionPushesPerBatch = 2 }
+        guard let first = Self.batch(Self.push(&pipeline, 2, 0, #"{"x":["put",{}]}"#)) else { return }
+        for i in 1...3 { _ = Self.push(&pipeline, 1, i, #"{"r\#(i)":["put",{}]}"#) }
+        _ = Self.push(&pipeline, 2, 4, #"{"y":["put",{}]}"#)
+        guard let second = Self.batch(pipeline.commitReplied(batchID: first.id, .committed(firstClock: 1, atMs: 1), now: 1)) else { return }
+        #expect(second.commits.map(\.sessionID) == ["s1", "s1"])
+        guard let third = Self.batch(pipeline.commitReplied(batchID: second.id, .committed(firstClock: 2, atMs: 1), now: 2)) else { return }
+        #expect(third.commits.map(\.sessionID) == ["s1", "s2"], "the rest, in their order")
+        #expect(PushPipelineSettings(nodeID: "n").maxSessionPushesPerBatch == 32, "half of the 64 ids Redis remembers per session")
     }
 
     @Test func batchesAreBoundedByPushesAndBytes() {
@@ -391,6 +419,43 @@ import Testing
         }
     }
 
+    /// A batch in Redis past its due time counts as late as long again: while Redis stalls, the estimate
+    /// (and the retry hint) grow with the stall instead of falling to nothing.
+    @Test func aStalledBatchMakesTheWaitGrowWithTheStall() {
+        var pipeline = Self.pipeline { $0.maxPushWaitNanos = 50_000_000; $0.initialRoundTripNanos = 1_000_000; $0.initialPerPushNanos = 0 }
+        #expect(Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, now: 0)) != nil)
+        #expect(pipeline.estimatedWaitNanos(now: 0) == 2_000_000, "the batch's round trip, then its own")
+        #expect(pipeline.estimatedWaitNanos(now: 1_000_000) == 1_000_000, "due now")
+        #expect(pipeline.estimatedWaitNanos(now: 31_000_000) == 31_000_000, "30 ms late: 30 ms more, then its own")
+        guard case .error(.unavailable, _, let retry?)? = Self.answers(Self.push(&pipeline, 1, 2, #"{"b":["put",{}]}"#, now: 501_000_000)).first?.2
+        else {
+            Issue.record("a push behind a batch 500 ms late is refused"); return
+        }
+        #expect(retry >= 450, "come back after about the stall beyond the bound: \(retry) ms")
+    }
+
+    /// `refuseIfBusy` (the shard's check before it parses a push's ops) refuses exactly what `push` would
+    /// refuse as busy, counted the same, and lets everything else through to `push`.
+    @Test func refuseIfBusyRefusesWhatPushWouldAndNothingElse() {
+        var pipeline = Self.pipeline { $0.maxPushWaitNanos = 50_000_000; $0.initialRoundTripNanos = 1_000_000; $0.initialPerPushNanos = 0 }
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(1), now: 0) == nil, "nothing ahead: taken")
+        #expect(Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, now: 0)) != nil)
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 10_000_000) == nil, "a short wait: taken")
+        #expect(pipeline.refuseIfBusy(from: 99, pushID: .number(2), now: 501_000_000) == nil, "not a live member: push decides")
+        guard case .answer(let reply)? = pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 501_000_000)?.first,
+            case .error(.unavailable, let message, let retry?) = reply.answer
+        else {
+            Issue.record("a push behind a stalled batch is refused"); return
+        }
+        #expect(reply.pushID == .number(2) && reply.member == 1)
+        #expect(message.contains("busy") && retry >= 450)
+        #expect(pipeline.counters.overloadRefusals == 1)
+        guard case .error(.unavailable, _, _)? = Self.answers(Self.push(&pipeline, 1, 3, #"{"b":["put",{}]}"#, now: 501_000_000)).first?.2 else {
+            Issue.record("push refuses the same push"); return
+        }
+        #expect(pipeline.counters.overloadRefusals == 2)
+    }
+
     @Test func theQueueBoundStillApplies() {
         var pipeline = Self.pipeline { $0.maxQueuedPushes = 2; $0.maxPushWaitNanos = UInt64.max / 2 }
         _ = Self.push(&pipeline, 1, 0, #"{"a":["put",{}]}"#)
@@ -401,6 +466,7 @@ import Testing
         }
         #expect(message.contains("queued"))
         #expect(retry >= 1)
+        #expect(pipeline.counters.queueFullRefusals == 1 && pipeline.counters.overloadRefusals == 0, "counted apart")
     }
 
     // MARK: Gaps and reloads

@@ -39,6 +39,18 @@ import TandemTestSupport
 
     /// Every `--option` README or the operations guide names in code is one `tandem serve` or `tandem token`
     /// takes (a renamed or removed option cannot linger in the docs).
+    /// Every limit is a named option with bounds: a quantity without them would take 0 or a negative
+    /// number and misbehave instead of failing at start-up. The exceptions are bounded by a rule between
+    /// options (`ServerConfiguration.rules`).
+    @Test func everyQuantityDeclaresItsBounds() {
+        let boundedByRules: Set<String> = ["ops-max-connections-per-ip", "max-outbound-bytes"]
+        let unbounded = ServeOptions.all.filter { option in
+            option.unit != nil && option.boundsDescription == nil && !boundedByRules.contains(option.name)
+                && option.unit != .size && option.unit != .duration
+        }
+        #expect(unbounded.map(\.name) == [], "declare bounds: for these")
+    }
+
     @Test func theDocsNameOnlyOptionsThatExist() throws {
         let token = ["--secret", "--secret-file", "--user", "--name", "--doc", "--ttl", "--help"]
         let known = Set(ServeOptions.all.map(\.flag) + token)

@@ -12,6 +12,7 @@ import Testing
         let redis = try RedisServerProcess()
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "docs-cap", stopWhenDone: true) {
             $0.maxDocsPerConnection = 3
+            $0.maxDocJoinsPerSecond = 10_000  // not what this test is about
         }
         let alice = try await TestClient.connect(node.url(user: "alice"), name: "alice")
         for doc in ["d1", "d2", "d3"] { try await alice.join(doc) }
@@ -35,6 +36,39 @@ import Testing
         #expect(try await node.value(#"tandem_limit_rejections_total{reason="docs_per_connection"}"#) == 1)
         await alice.close()
         await alice2.close()
+    }
+
+    /// Cycling join/leave over ever new docs (each join may cost a SUBSCRIBE, a load and a catch-up)
+    /// dodged the per-doc join buckets: joins of docs the connection is not in are limited per
+    /// connection, after a burst of --max-docs-per-connection, with a retry hint.
+    @Test func joinsOfNewDocsAreLimitedPerConnection() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "doc-join-rate", stopWhenDone: true) {
+            $0.maxDocsPerConnection = 3
+            $0.maxDocJoinsPerSecond = 0.5
+        }
+        let alice = try await TestClient.connect(node.url(user: "alice"), name: "alice")
+        for doc in ["c1", "c2", "c3"] {
+            try await alice.join(doc)  // the burst: all its docs at once
+            alice.sendRaw(#"{"t":"leave","doc":"\#(doc)"}"#)
+            try await alice.next("left", doc: doc)
+        }
+        alice.sendRaw(#"{"t":"join","doc":"c4"}"#)
+        let refused = try await alice.next("error", doc: "c4")
+        #expect(JSON.string(refused, at: "code") == "rate_limited")
+        #expect(JSON.string(refused, at: "message")?.contains("--max-doc-joins-per-sec") == true, "\(refused)")
+        let retry = JSON.int(refused, at: "retryAfterMs") ?? 0
+        #expect(retry > 0 && retry <= 2_000, "\(refused)")
+        #expect(try await node.value(#"tandem_limit_rejections_total{reason="doc_join_rate"}"#) == 1)
+        // Another connection has its own allowance; the refused one may join once the hint has passed.
+        let bob = try await TestClient.connect(node.url(user: "bob"), name: "bob")
+        try await bob.join("c4")
+        try await waitUntil("alice is let in after the hint", timeout: .seconds(5)) {
+            alice.sendRaw(#"{"t":"join","doc":"c4"}"#)
+            return (try? await alice.next("joined", doc: "c4", timeout: .milliseconds(500))) != nil
+        }
+        await alice.close()
+        await bob.close()
     }
 
     /// Joins of one doc count against the presence rate: beyond it a join gets `rate_limited` and nothing

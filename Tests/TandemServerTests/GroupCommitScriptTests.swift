@@ -96,6 +96,7 @@ import Testing
         settings.maxBatchPushes = 10_000
         settings.maxBatchBytes = 1 << 30
         settings.maxQueuedPushes = 100_000
+        settings.maxSessionPushesPerBatch = 10_000
         var pipeline = PushPipeline<Int>(settings: settings, randomSeed: 1)
         for (i, push) in pushes.enumerated() {
             let ops = try Ops(json: try JSONParser.parse(push.ops))
@@ -119,12 +120,12 @@ import Testing
     func commit(_ store: SyncStore, _ fixture: Fixture, _ doc: String, _ pushes: [Push], docTTLMs: Int = 0,
         logMode: GroupCommitScript.LogMode = .batch) async throws -> CommitBatchOutcome
     {
-        // Read the replica with the commit's TTL: a load also keeps the doc's TTL (see `SyncScripts.load`),
+        // Read the replica with the commit's TTL: a load also keeps the doc alive (`SyncReadScripts.load`),
         // and a loader with another TTL would change it. The load costs one PTTL of its own.
         let loader = SyncStore(
             redis: store.redis, nodeID: store.nodeID, retention: store.retention, maxDocRecords: store.maxDocRecords,
             docTTLMs: Int64(docTTLMs))
-        let (replica, _) = try await loader.load(doc: doc, on: fixture.loop).get()
+        let replica = try await loader.load(doc: doc, on: fixture.loop).get().replica
         let batch = try decide(pushes, against: replica)
         return try await store.commit(doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, on: fixture.loop).get()
     }
@@ -165,16 +166,17 @@ import Testing
         #expect(fixture.calls("xadd") == 1)
         #expect(fixture.calls("publish") == 1)
 
-        let all = try await store.log(doc: doc, from: 1, count: 100, on: fixture.loop).get()
+        let all = try await store.log(doc: doc, from: 1, count: 100, on: fixture.loop).get().entries
         #expect(all.map(\.clock) == [1, 2, 3])
         #expect(all.map(\.by) == [Self.sessionA, Self.sessionB, Self.sessionA])
         #expect(all.map(\.pushID) == [.number(1), .string("b-1"), .number(2)])
         #expect(all[1].ops == ops(#"{"a":["patch",{"y":["put",2]}]}"#))
         #expect(all.allSatisfy { $0.node == "node-a" && $0.committedAtMs == at })
-        #expect(try await store.log(doc: doc, from: 2, count: 1, on: fixture.loop).get().map(\.clock) == [2])
-        #expect(try await store.log(doc: doc, from: 3, count: 100, on: fixture.loop).get().map(\.clock) == [3])
-        #expect(try await store.log(doc: doc, from: 4, count: 100, on: fixture.loop).get().isEmpty)
-        let (replica, retainedFrom) = try await store.load(doc: doc, on: fixture.loop).get()
+        #expect(try await store.log(doc: doc, from: 2, count: 1, on: fixture.loop).get().entries.map(\.clock) == [2])
+        #expect(try await store.log(doc: doc, from: 3, count: 100, on: fixture.loop).get().entries.map(\.clock) == [3])
+        #expect(try await store.log(doc: doc, from: 4, count: 100, on: fixture.loop).get().entries.isEmpty)
+        let loadedDoc = try await store.load(doc: doc, on: fixture.loop).get()
+        let (replica, retainedFrom) = (loadedDoc.replica, loadedDoc.retainedFrom)
         #expect(replica.head == 3)
         #expect(retainedFrom == 1)
         #expect(replica.records["a"] == ops(#"{"t":"!","x":1,"y":2}"#))
@@ -205,7 +207,7 @@ import Testing
         _ = try await commit(store, fixture, doc, [
             Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{"t":""}],"b":["put",{}]}"#)
         ])
-        let (replica, _) = try await store.load(doc: doc, on: fixture.loop).get()
+        let replica = try await store.load(doc: doc, on: fixture.loop).get().replica
 
         // Decided against clock 1; someone else changes `a` first.
         let stale = try decide([
@@ -221,7 +223,7 @@ import Testing
         let big = try decide([
             Push(sid: Self.sessionB, id: .number(3), ops: #"{"c":["put",{}]}"#),
             Push(sid: Self.sessionB, id: .number(4), ops: #"{"d":["put",{}],"e":["put",{}]}"#),
-        ], against: try await store.load(doc: doc, on: fixture.loop).get().0)
+        ], against: try await store.load(doc: doc, on: fixture.loop).get().replica)
         before = fixture.dump(doc)
         #expect(try await store.commit(doc: doc, batch: big, docTTLMs: 0, on: fixture.loop).get() == .tooLarge(head: 2, records: 5))
         #expect(fixture.dump(doc) == before)
@@ -231,7 +233,7 @@ import Testing
             Push(sid: Self.sessionB, id: .number(5), ops: #"{"c":["put",{}]}"#),
             Push(sid: Self.sessionA, id: .number(1), ops: #"{"z":["put",{}]}"#),
             Push(sid: Self.sessionA, id: .number(2), ops: #"{"z":["put",{}]}"#),
-        ], against: try await store.load(doc: doc, on: fixture.loop).get().0)
+        ], against: try await store.load(doc: doc, on: fixture.loop).get().replica)
         before = fixture.dump(doc)
         #expect(try await store.commit(doc: doc, batch: again, docTTLMs: 0, on: fixture.loop).get() == .duplicate(head: 2, clocks: [1: 1, 2: 2]))
         #expect(fixture.dump(doc) == before)
@@ -260,10 +262,10 @@ import Testing
         #expect(fixture.redis("HEXISTS", "tandem:{gc:3}:records", "tmp") == "0")
         // The replica read back equals the one that applied the commits one by one.
         var expected = DocReplica()
-        for notice in try await store.log(doc: doc, from: 1, count: 10, on: fixture.loop).get() {
+        for notice in try await store.log(doc: doc, from: 1, count: 10, on: fixture.loop).get().entries {
             expected.apply(clock: notice.clock, ops: try Ops(json: notice.ops))
         }
-        let (loaded, _) = try await store.load(doc: doc, on: fixture.loop).get()
+        let loaded = try await store.load(doc: doc, on: fixture.loop).get().replica
         #expect(loaded == expected)
     }
 
@@ -287,7 +289,7 @@ import Testing
             }
             for k in 0..<size { clocks[next - size + k] = first + UInt64(k) }
         }
-        let (replica, _) = try await store.load(doc: doc, on: fixture.loop).get()
+        let replica = try await store.load(doc: doc, on: fixture.loop).get().replica
         for id in 7...70 {
             let batch = try decide([Push(sid: Self.sessionA, id: .number(id), ops: #"{"z":["put",{}]}"#)], against: replica)
             let outcome = try await store.commit(doc: doc, batch: batch, docTTLMs: 0, on: fixture.loop).get()
@@ -304,7 +306,7 @@ import Testing
         let doc2 = "gc:4b"
         let many = (1...100).map { Push(sid: Self.sessionA, id: .number($0), ops: #"{"r\#($0)":["put",{}]}"#) }
         #expect(try await commit(store, fixture, doc2, many).isCommitted)
-        let replica2 = try await store.load(doc: doc2, on: fixture.loop).get().0
+        let replica2 = try await store.load(doc: doc2, on: fixture.loop).get().replica
         let repeated = try decide((37...100).map { Push(sid: Self.sessionA, id: .number($0), ops: #"{"z":["put",{}]}"#) }, against: replica2)
         guard case .duplicate(_, let dups) = try await store.commit(doc: doc2, batch: repeated, docTTLMs: 0, on: fixture.loop).get() else {
             Issue.record("expected duplicates"); return
@@ -319,13 +321,20 @@ import Testing
         let fixture = try await Fixture.start()
         let store = fixture.store()
         let doc = "gc:5"
-        // What a node from before group commit wrote.
-        for id in 1...3 {
-            let replica = try await store.load(doc: doc, on: fixture.loop).get().0
-            let decision = try replica.decide(ops: try Ops(json: ops(#"{"a":["put",{"v":\#(id)}]}"#)), base: replica.head, limits: SyncLimits())
-            _ = try await store.commit(doc: doc, sessionID: Self.sessionA, pushID: .string("old-\(id)"), decision: decision, on: fixture.loop).get()
+        // What a node from before group commit wrote for three commits of session A: its classic log
+        // entries, and its re-push record (newest first, `CLOCK\tPUSHID` lines).
+        for clock in 1...3 {
+            _ = fixture.redis(
+                "XADD", "tandem:{gc:5}:log", "\(clock)-0", "ops", #"{"a":["put",{"v":\#(clock)}]}"#, "by", Self.sessionA,
+                "node", "old-node", "id", #""old-\#(clock)""#, "at", "1000")
         }
-        let replica = try await store.load(doc: doc, on: fixture.loop).get().0
+        _ = fixture.redis("SET", "tandem:{gc:5}:clock", "3")
+        _ = fixture.redis("HSET", "tandem:{gc:5}:records", "a", #"{"v":3}"#)
+        _ = fixture.redis("HSET", "tandem:{gc:5}:versions", "a", "3")
+        _ = fixture.redis("HSET", "tandem:{gc:5}:pushes", Self.sessionA, "3\t\"old-3\"\n2\t\"old-2\"\n1\t\"old-1\"")
+        _ = fixture.redis("ZADD", "tandem:{gc:5}:pushers", "3", Self.sessionA)
+        let replica = try await store.load(doc: doc, on: fixture.loop).get().replica
+        #expect(replica.head == 3 && replica.records["a"] == ops(#"{"v":3}"#))
         let batch = try decide([
             Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["put",{}]}"#),
             Push(sid: Self.sessionA, id: .string("old-2"), ops: #"{"a":["put",{"v":2}]}"#),
@@ -336,7 +345,64 @@ import Testing
             Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["put",{}]}"#),
             Push(sid: Self.sessionB, id: .number(2), ops: #"{"c":["put",{}]}"#),
         ]).isCommitted)
-        #expect(try await store.log(doc: doc, from: 2, count: 3, on: fixture.loop).get().map(\.clock) == [2, 3, 4])
+        #expect(try await store.log(doc: doc, from: 2, count: 3, on: fixture.loop).get().entries.map(\.clock) == [2, 3, 4])
+        #expect(fixture.redis("HGET", "tandem:{gc:5}:pushes", Self.sessionA).hasPrefix("3\t"), "the legacy record is never written")
+        // The load says whether a doc has the legacy record; commits to docs without it skip its check.
+        #expect(try await store.load(doc: doc, on: fixture.loop).get().legacyRePushes)
+        let fresh = "gc:5b"
+        #expect(try await commit(store, fixture, fresh, [Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)]).isCommitted)
+        let loadedFresh = try await store.load(doc: fresh, on: fixture.loop).get()
+        #expect(!loadedFresh.legacyRePushes)
+        _ = fixture.redis("CONFIG", "RESETSTAT")
+        let batch2 = try decide([Push(sid: Self.sessionA, id: .number(2), ops: #"{"b":["put",{}]}"#)], against: loadedFresh.replica)
+        #expect(try await store.commit(doc: fresh, batch: batch2, docTTLMs: 0, checkLegacy: false, on: fixture.loop).get().isCommitted)
+        #expect(fixture.calls("exists") == 0)
+    }
+
+    /// Log reads stop at their byte budget (whole entries; always at least one), say so, and read on
+    /// from there: a log of megabyte entries never makes one reply of gigabytes.
+    @Test func logReadsAreBoundedByBytesAsWellAsByCount() async throws {
+        let fixture = try await Fixture.start()
+        let store = fixture.store()
+        let doc = "gc:bytes"
+        let big = String(repeating: "x", count: 20_000)
+        // 30 single commits of ~20 KB, then a batch of 10 of them (one ~200 KB entry), then 5 small ones.
+        for k in 1...30 {
+            #expect(try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(k), ops: #"{"r\#(k % 3)":["put",{"t":"\#(big)"}]}"#)]).isCommitted)
+        }
+        #expect(try await commit(store, fixture, doc, (31...40).map {
+            Push(sid: Self.sessionB, id: .number($0), ops: #"{"q\#($0)":["put",{"t":"\#(big)"}]}"#)
+        }).isCommitted)
+        for k in 41...45 { #expect(try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(k), ops: #"{"s":["put",{}]}"#)]).isCommitted) }
+
+        let first = try await store.log(doc: doc, from: 1, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(first.truncated)
+        #expect(first.entries.map(\.clock) == Array(1...4), "four 20 KB entries fit in 100 KB, a fifth does not")
+        // The batch entry alone is over the budget: it still comes, whole, and the read says it stopped.
+        let batch = try await store.log(doc: doc, from: 30, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(batch.entries.map(\.clock) == [30], "the 20 KB entry, then the 200 KB batch would pass the budget")
+        #expect(batch.truncated)
+        let alone = try await store.log(doc: doc, from: 31, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+        #expect(alone.entries.map(\.clock) == Array(31...40))
+        #expect(alone.truncated)
+        // Reading on from each end gets the whole log exactly once.
+        var clocks: [UInt64] = []
+        var from: UInt64 = 1
+        var reads = 0
+        while true {
+            let read = try await store.log(doc: doc, from: from, count: 1000, maxBytes: 100_000, on: fixture.loop).get()
+            clocks += read.entries.map(\.clock)
+            reads += 1
+            guard read.truncated, let last = read.entries.last else { break }
+            from = last.clock + 1
+        }
+        #expect(clocks == Array(1...45))
+        #expect(reads >= 8)
+        // By count, as before: the count is met exactly, nothing is truncated.
+        let counted = try await store.log(doc: doc, from: 41, count: 3, on: fixture.loop).get()
+        #expect(counted.entries.map(\.clock) == [41, 42, 43] && !counted.truncated)
+        let end = try await store.log(doc: doc, from: 44, count: 100, on: fixture.loop).get()
+        #expect(end.entries.map(\.clock) == [44, 45] && !end.truncated)
     }
 
     @Test func theLogTombstonesAndIdleSessionsAreTrimmedByRetention() async throws {
@@ -360,11 +426,11 @@ import Testing
         }
         let head = UInt64(fixture.redis("GET", "tandem:{gc:6}:clock"))!
         #expect(head > 300)
-        let (_, retainedFrom) = try await store.load(doc: doc, on: fixture.loop).get()
+        let retainedFrom = try await store.load(doc: doc, on: fixture.loop).get().retainedFrom
         // At least the retention is kept, and not much more (one stream node of slack).
         #expect(retainedFrom <= head - UInt64(retention) + 1)
         #expect(retainedFrom > head - UInt64(retention) - 5 * 12)
-        let log = try await store.log(doc: doc, from: retainedFrom, count: 10_000, on: fixture.loop).get()
+        let log = try await store.log(doc: doc, from: retainedFrom, count: 10_000, on: fixture.loop).get().entries
         #expect(log.map(\.clock) == Array(retainedFrom...head))
         #expect(fixture.redis("ZCARD", "tandem:{gc:6}:tombs") == "0")
         #expect(fixture.redis("ZSCORE", "tandem:{gc:6}:pushlast", "IDLEIDLEIDLEIDLEIDLE00").isEmpty)
@@ -373,11 +439,14 @@ import Testing
         #expect(fixture.redis("ZCARD", "tandem:{gc:6}:pushlast") == "2")
     }
 
-    @Test func theDocTTLIsSetOnEveryKeyAndRefreshedOnlyWhenItRanDown() async throws {
+    /// The doc TTL: a doc's first commit gives every key one deadline; keys created later get the clock's;
+    /// commits spend nothing else on it (the nodes holding the doc open move the deadline: the load and
+    /// head scripts, one PTTL each, all keys once it ran down by an hour).
+    @Test func theDocTTLIsSetOnEveryKeyAndKeptByTheNodesHoldingTheDocOpen() async throws {
         let fixture = try await Fixture.start()
-        let store = fixture.store()
-        let doc = "gc:7"
         let ttl = 10 * 3_600_000
+        let store = SyncStore(redis: fixture.client, nodeID: "node-a", retention: 10_000, maxDocRecords: 100_000, docTTLMs: Int64(ttl))
+        let doc = "gc:7"
         let keys = GroupCommitScript.keys(doc)
         _ = try await commit(store, fixture, doc, [
             Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#),
@@ -386,33 +455,46 @@ import Testing
         for key in keys.prefix(7) where key != keys[3] {
             #expect(fixture.pttl(key) > ttl - 60_000, "\(key) \(fixture.pttl(key))")
         }
-        // A busy doc: one PTTL per batch, no PEXPIRE while the clock's TTL is within an hour of the TTL.
+        #expect(Set(keys.prefix(7).filter { $0 != keys[3] }.map { fixture.redis("PEXPIRETIME", $0) }).count == 1, "one deadline")
+        // A busy doc: a batch spends no command on the TTL (the load that read its replica spends one PTTL).
         _ = fixture.redis("CONFIG", "RESETSTAT")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(3), ops: #"{"a":["put",{"v":1}]}"#)], docTTLMs: ttl)
-        #expect(fixture.calls("pttl") == 2, "one for the batch, one for the load that read its replica")
-        #expect(fixture.calls("pexpire") == 0)
-        // Keys created later get the doc's TTL at once: the first tombstone, a new session's record.
+        #expect(fixture.calls("pttl") == 1, "the load's")
+        #expect(fixture.calls("pexpire") + fixture.calls("pexpireat") + fixture.calls("time") == 0)
+        // Keys created later get the doc's deadline at once: the first tombstone, a new session's record.
         _ = fixture.redis("CONFIG", "RESETSTAT")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(1), ops: #"{"b":["remove"]}"#)], docTTLMs: ttl)
         #expect(fixture.pttl(keys[3]) > ttl - 60_000)
-        #expect(fixture.calls("pexpire") == 1, "only the new tombstone key")
-        // Every record removed (the hashes vanish) and one created again: they come back with a TTL.
+        #expect(fixture.calls("pexpireat") == 1, "only the new tombstone key (pushids and pushlast exist already)")
+        #expect(fixture.redis("PEXPIRETIME", keys[3]) == fixture.redis("PEXPIRETIME", keys[0]), "the clock's deadline")
+        // Every record removed (the hashes vanish) and one created again: they come back with the deadline.
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(2), ops: #"{"a":["remove"]}"#)], docTTLMs: ttl)
         #expect(fixture.redis("EXISTS", keys[1]) == "0")
         _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionB, id: .number(3), ops: #"{"c":["put",{}]}"#)], docTTLMs: ttl)
-        #expect(fixture.pttl(keys[1]) > ttl - 60_000)
-        #expect(fixture.pttl(keys[2]) > ttl - 60_000)
-        // Once the clock's TTL ran down by more than an hour, the next batch refreshes every key.
+        #expect(fixture.redis("PEXPIRETIME", keys[1]) == fixture.redis("PEXPIRETIME", keys[0]))
+        #expect(fixture.redis("PEXPIRETIME", keys[2]) == fixture.redis("PEXPIRETIME", keys[0]))
+        // Once the clock's TTL ran down by more than an hour, the next head check (a node holding the doc
+        // open) gives every key one new deadline: one PEXPIREAT each, from one reading of the time.
         _ = fixture.redis("PEXPIRE", keys[0], String(ttl - 2 * 3_600_000))
         _ = fixture.redis("PEXPIRE", keys[1], String(ttl - 2 * 3_600_000))
-        _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(4), ops: #"{"c":["put",{"v":1}]}"#)], docTTLMs: ttl)
+        _ = try await store.commit(doc: doc, batch: try decide([Push(sid: Self.sessionA, id: .number(4), ops: #"{"c":["put",{"v":1}]}"#)], against: try await fixture.store().load(doc: doc, on: fixture.loop).get().replica), docTTLMs: ttl, on: fixture.loop).get()
+        #expect(fixture.pttl(keys[0]) < ttl - 60 * 60_000, "a commit leaves it (the loader here keeps no TTL: 0)")
+        _ = try await store.headKeepingAlive(doc: doc, on: fixture.loop).get()
         #expect(fixture.pttl(keys[0]) > ttl - 60_000)
         #expect(fixture.pttl(keys[1]) > ttl - 60_000)
-        // Without a TTL (0) nothing expires and no PTTL is spent.
+        let present = keys.filter { fixture.redis("EXISTS", $0) == "1" }
+        #expect(present.count == 7, "\(present)")
+        #expect(Set(present.map { fixture.redis("PEXPIRETIME", $0) }).count == 1, "one deadline for every key")
+        // Without a TTL (0) nothing expires; a deadline an earlier setting left goes at the next head check.
         _ = fixture.redis("CONFIG", "RESETSTAT")
-        _ = try await commit(store, fixture, "gc:7b", [Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], docTTLMs: 0)
-        #expect(fixture.calls("pttl") == 1, "only the load's (it drops deadlines an earlier TTL left)")
+        let never = fixture.store()
+        _ = try await commit(never, fixture, "gc:7b", [Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], docTTLMs: 0)
+        #expect(fixture.calls("pttl") == 1, "the load's")
         #expect(fixture.pttl("tandem:{gc:7b}:clock") == -1)
+        _ = fixture.redis("PEXPIRE", "tandem:{gc:7b}:records", "600000")
+        _ = fixture.redis("PEXPIRE", "tandem:{gc:7b}:clock", "600000")
+        _ = try await never.headKeepingAlive(doc: "gc:7b", on: fixture.loop).get()
+        #expect(fixture.pttl("tandem:{gc:7b}:clock") == -1 && fixture.pttl("tandem:{gc:7b}:records") == -1)
     }
 
     @Test func perCommitModeWritesWhatNodesFromBeforeGroupCommitRead() async throws {
@@ -476,7 +558,7 @@ import Testing
                 Push(sid: sid, id: .number(0), ops: #"{"r\#(i)":["put",{"n":0}]}"#)
             }, docTTLMs: ttl)
             // Decide against a replica kept here, so that only the commits reach Redis.
-            var replica = try await store.load(doc: doc, on: fixture.loop).get().0
+            var replica = try await store.load(doc: doc, on: fixture.loop).get().replica
             let rounds = 12
             var pushes = 0
             _ = fixture.redis("CONFIG", "RESETSTAT")
@@ -496,25 +578,11 @@ import Testing
             microseconds[size] = evalshaMicroseconds() / Double(pushes)
             perPush[size] = Double(fixture.commandsProcessed - before - 1) / Double(pushes)  // − the INFO itself
         }
-        // The single-commit script, for comparison.
-        let legacyDoc = "gc:cmds:legacy"
-        _ = try await commit(store, fixture, legacyDoc, [Push(sid: Self.sessionA, id: .number(0), ops: #"{"r":["put",{"n":0}]}"#)])
-        var replica = try await store.load(doc: legacyDoc, on: fixture.loop).get().0
-        _ = fixture.redis("CONFIG", "RESETSTAT")
-        let legacyBefore = fixture.commandsProcessed
-        for round in 1...12 {
-            let ops = try Ops(json: ops(#"{"r":["patch",{"n":["put",\#(round)]}]}"#))
-            let decision = try replica.decide(ops: ops, base: replica.head, limits: SyncLimits())
-            _ = try await store.commit(doc: legacyDoc, sessionID: Self.sessionA, pushID: .number(round), decision: decision, on: fixture.loop).get()
-            replica.apply(clock: replica.head + 1, ops: decision.applied)
-        }
-        let legacy = Double(fixture.commandsProcessed - legacyBefore - 1) / 12
-        let legacyMicroseconds = evalshaMicroseconds() / 12
         func show(_ values: [Int: Double]) -> String {
             values.sorted { $0.key < $1.key }.map { "\($0.key): \(($0.value * 100).rounded() / 100)" }.joined(separator: ", ")
         }
-        print("GroupCommitScriptTests: Redis commands per push by batch size: \(show(perPush)); single-commit script: \(legacy)")
-        print("GroupCommitScriptTests: Redis µs per push (EVALSHA) by batch size: \(show(microseconds)); single-commit script: \(legacyMicroseconds)")
+        print("GroupCommitScriptTests: Redis commands per push by batch size: \(show(perPush))")
+        print("GroupCommitScriptTests: Redis µs per push (EVALSHA) by batch size: \(show(microseconds))")
         #expect(perPush[1]! <= 16)
         #expect(perPush[10]! <= 1.8)
         #expect(perPush[50]! <= 0.35)

@@ -115,6 +115,8 @@ import TandemTestSupport
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "slow-s", stopWhenDone: true) {
             $0.maxOutboundBytes = 1024 * 1024
             $0.pingIntervalMs = Self.pingIntervalMs
+            // A burst of 200 pushes of 50 KB: queue them all rather than refuse some as busy.
+            $0.maxPushWaitMs = 60_000
         }
         let slow = try await TestClient.connect(node.url(user: "slow"), name: "slow", receiveBufferBytes: Self.stalledReceiveBuffer)
         let observer = try await TestClient.connect(node.url(user: "observer"), name: "observer")

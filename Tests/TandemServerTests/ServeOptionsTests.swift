@@ -43,7 +43,8 @@ import TandemServer
             "max-handshake-attempts-per-sec", "max-pending-requests", "data-dir", "redis-server", "appendfsync", "web-root",
             "log-level", "doc-ttl", "redis-maxmemory", "ops-allowed-hosts", "ops-token", "ops-token-file",
             "ops-max-connections", "ops-max-connections-per-ip", "ops-idle-timeout-ms", "ops-threads",
-            "ops-max-pending-requests", "ops-request-timeout-ms", "ops-max-list-items",
+            "ops-max-pending-requests", "ops-request-timeout-ms", "ops-max-list-items", "max-push-wait-ms",
+            "max-batch-pushes", "max-batch-bytes", "sync-log-mode",
         ] {
             #expect(names.contains(name), "--\(name) is declared")
         }
@@ -82,6 +83,11 @@ import TandemServer
         #expect(settings.node.stormThreshold == 2.5)
         #expect(settings.node.limits.maxMessageBytes == 4096)
         #expect(settings.node.port == 2)
+        let sync = try parse(["--sync-log-mode", "per-commit", "--max-push-wait-ms", "40", "--max-batch-bytes", "65536"])
+        #expect(sync.node.syncLogMode == .perCommit)
+        #expect(sync.node.pushPipelineSettings.maxPushWaitNanos == 40_000_000)
+        #expect(sync.node.pushPipelineSettings.maxBatchBytes == 65_536)
+        #expect(try value("sync-log-mode", sync) == "per-commit")
     }
 
     @Test func theEnvironmentFillsWhatTheCommandLineDidNotSay() throws {
@@ -128,6 +134,10 @@ import TandemServer
             (["--tick-ms", "--port", "1"], [:], "missing value for --tick-ms <ms>"),
             (["--insecure-dev-mode=yes"], [:], "--insecure-dev-mode takes no value"),
             (["stray"], [:], "unexpected argument 'stray'"),
+            (["--sync-log-mode", "classic"], [:], "--sync-log-mode takes batch or per-commit, not 'classic'"),
+            (["--max-push-wait-ms", "0"], [:], "--max-push-wait-ms must be 1–60000"),
+            (["--max-batch-pushes", "1001"], [:], "--max-batch-pushes must be 1–1000"),
+            (["--max-queued-pushes", "0"], [:], "--max-queued-pushes must be 1–10000000"),
         ]
         for (arguments, environment, message) in cases {
             #expect(refusal(arguments, environment) == message, "\(arguments) \(environment)")

@@ -8,7 +8,10 @@ import Testing
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncCatchUpTests {
     @Test func largeDocsAndLongHistoriesArriveInChunks() async throws {
         // 5,100 pushes are fired at once to build a long history quickly: let them all queue.
-        let cluster = try await SyncCluster.start(nodes: 2) { $0.maxQueuedPushes = 10_000 }
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.maxQueuedPushes = 10_000
+            $0.maxPushWaitMs = 60_000
+        }
         let doc = "catchup:big"
         let writer = try await cluster.client("writer", node: 0)
         try await writer.join(doc)
@@ -80,6 +83,64 @@ import Testing
         #expect(clocks(replies[3]) == [head - 1, head])
         #expect(replies[3]["more"] == .bool(false))
         #expect(replies.allSatisfy { $0["head"]?.uint64Value == head })
+        await cluster.finish()
+    }
+
+    /// Reads of the Redis log — a join's catch-up, an explicit `sync` — stop at about 1 MiB (whole entries,
+    /// at least one), whatever the entries' and batches' sizes, and go on from where they stopped: a log of
+    /// megabytes never becomes one reply of megabytes in Redis or in the node, and nothing is skipped.
+    @Test func logReadsStopAtAboutOneMebibyteAndGoOnFromThere() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2) { $0.maxPushWaitMs = 60_000 }
+        let doc = "catchup:bytes"
+        let writer = try await cluster.client("writer", node: 0)
+        try await writer.join(doc)
+        func ops(_ k: Int) -> JSONValue {
+            // Three records of 50,000 characters: about 150 KB of ops per push.
+            let text = String(repeating: String(k % 10), count: 50_000)
+            return json(#"{"a\#(k)":["put",{"t":"\#(text)"}],"b\#(k)":["put",{"t":"\#(text)"}],"c\#(k)":["put",{"t":"\#(text)"}]}"#)
+        }
+        // Sixteen commits one at a time (a log entry each), then sixteen pushes at once (group commits of
+        // several pushes: larger entries).
+        for k in 1...16 {
+            writer.push(doc, id: .number(UInt64(k)), ops: ops(k))
+            #expect(try await writer.answer(doc, id: k).string("action") == "commit")
+        }
+        for k in 17...32 { writer.push(doc, id: .number(UInt64(k)), ops: ops(k)) }
+        for k in 17...32 { #expect(try await writer.answer(doc, id: k, timeout: .seconds(30)).string("action") == "commit") }
+        let head = SyncRedis.head(cluster.redis, doc)
+        #expect(head == 32)
+        #expect(SyncRedis.log(cluster.redis, doc).count == 32)
+
+        // Node 1 has not loaded the doc: a join from 0 reads the whole ~4.8 MB log from Redis, in pieces.
+        let back = try await cluster.client("back", node: 1)
+        try await back.join(doc, since: 0, timeout: .seconds(30))
+        #expect(back.view(doc).chunks.allSatisfy { $0.type == "log" }, "\(back.view(doc).chunks)")
+        #expect(back.view(doc).chunks.count >= 5, "no chunk is much over 1 MiB")
+        #expect(back.view(doc).catchUpEntries.keys.sorted() == Array(1...head))
+        #expect(back.view(doc).complete)
+        cluster.expectRecordsEqualRedis(back, doc)
+
+        // Explicit syncs on node 1 read Redis too (its replica keeps no history). Each reply, and what Redis
+        // sends the node for it, is about 1 MiB; asking on from each reply's end gets every clock once.
+        var clocks: [UInt64] = []
+        var from: UInt64 = 0
+        var replies = 0
+        while true {
+            let before = Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1
+            back.sendJSON(.object(["t": .string("sync"), "doc": .string(doc), "from": .number(from)]))
+            try await waitUntil("sync reply \(replies + 1)") { back.view(doc).explicitReplies.count == replies + 1 }
+            let sent = (Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1) - before
+            let reply = back.view(doc).explicitReplies[replies]
+            replies += 1
+            let got = (reply["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["clock"]?.uint64Value }
+            #expect(!got.isEmpty && got.count < 16, "reply \(replies): \(got)")
+            #expect(sent > 100_000 && sent < 1_400_000, "reply \(replies): Redis sent \(sent) bytes for one read")
+            clocks += got
+            guard reply["more"] == .bool(true), let last = got.last else { break }
+            from = last
+        }
+        #expect(clocks == Array(1...head))
+        #expect(replies >= 5)
         await cluster.finish()
     }
 }

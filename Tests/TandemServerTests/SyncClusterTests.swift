@@ -59,7 +59,8 @@ import Testing
         // The log holds exactly those clocks, each with the pusher's session and push id.
         let log = SyncRedis.log(cluster.redis, doc)
         #expect(log.map(\.clock) == Array(1...total))
-        #expect(cluster.redis.command("XLEN", SyncRedis.key(doc, "log")) == "\(total)")
+        // (Group commits write one entry per batch, so the stream may hold fewer entries than commits.)
+        #expect((Int(cluster.redis.command("XLEN", SyncRedis.key(doc, "log"))) ?? 0) <= Int(total))
         for entry in log where entry.clock > 1 {
             guard let (i, k) = assigned[entry.clock] else { continue }
             #expect(entry.fields["by"] == clients[i].session && entry.fields["id"] == "\(k)", "log entry \(entry.clock): \(entry.fields)")
@@ -69,7 +70,7 @@ import Testing
         // Every key of the doc is hash-tagged with it (one Cluster slot). (The others are per node or
         // per session: tandem:{nodes}:…, tandem:session:….)
         let keys = cluster.redis.command("KEYS", "*").split(separator: "\n").map(String.init)
-        for name in ["clock", "records", "versions", "log", "pushes", "pushers", "nodes", "presence:node-0", "presence:node-1"] {
+        for name in ["clock", "records", "versions", "log", "pushids", "pushlast", "nodes", "presence:node-0", "presence:node-1"] {
             #expect(keys.contains(SyncRedis.key(doc, name)), "\(SyncRedis.key(doc, name)) in \(keys)")
         }
         for key in keys where key.contains(doc) {

@@ -1,5 +1,6 @@
 import Foundation
 import TandemCore
+@testable import TandemServer
 import TandemTestSupport
 import Testing
 
@@ -81,8 +82,42 @@ import Testing
         }
         cluster.redis.resume()
         for k in 10..<20 { #expect(try await alice.answer(doc, id: k).string("action") == "commit") }
-        #expect(try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 0)
+        // (The gauge is summed at each presence tick.)
+        try await waitUntil("the push queue is empty again") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 0 }
         await cluster.finish()
+    }
+
+    /// Redis's own work is exported beside the commit counters (commands, those scripts run included, and
+    /// CPU), so an operator can read Redis commands and Redis CPU per commit without access to Redis.
+    @Test func redisCommandsAndCPUAreCounted() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let node = cluster.nodes[0]
+        let doc = "metrics:redis"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        // (Sampled every 5 s; the first sample is the baseline.)
+        var k = 0
+        try await waitUntil("Redis's commands counted", timeout: .seconds(20), poll: .milliseconds(250)) {
+            k += 1
+            alice.push(doc, id: k, ops: #"{"r":["put",{"k":\#(k)}]}"#)
+            _ = try await alice.answer(doc, id: k)
+            return try await node.metric("tandem_redis_commands_processed_total") > 0
+        }
+        try await waitUntil("Redis's CPU counted", timeout: .seconds(20)) {
+            try await node.metric("tandem_redis_cpu_seconds_total") > 0
+        }
+        await cluster.finish()
+    }
+
+    /// Redis's totals become counter increments: the first reading is a baseline, a total that went down
+    /// (a restarted Redis, CONFIG RESETSTAT) a new one.
+    @Test func redisTotalsBecomeIncrementsFromABaseline() {
+        var work = RedisWorkCounters()
+        #expect(work.advance(commands: 1_000, cpuSeconds: 2.5) == (0, 0))
+        #expect(work.advance(commands: 1_250, cpuSeconds: 3.0) == (250, 0.5))
+        #expect(work.advance(commands: nil, cpuSeconds: nil) == (0, 0), "a reply without the fields changes nothing")
+        #expect(work.advance(commands: 40, cpuSeconds: 0.25) == (0, 0), "reset: a new baseline")
+        #expect(work.advance(commands: 50, cpuSeconds: 0.5) == (10, 0.25))
     }
 
     @Test func aFullPushQueueRefusesNewPushesAsUnavailable() async throws {
@@ -98,7 +133,8 @@ import Testing
             let refused = try await alice.answer(doc, id: k)
             #expect(refused.string("code") == "unavailable")
         }
-        #expect(try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 3)
+        // (The gauge is summed at each presence tick.)
+        try await waitUntil("three pushes queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 3 }
         cluster.redis.resume()
         for k in 1...4 { #expect(try await alice.answer(doc, id: k).string("action") == "commit") }
         #expect(SyncRedis.head(cluster.redis, doc) == 4)
@@ -128,7 +164,9 @@ import Testing
             #expect(JSON.int(info, at: "head") == 3)
             #expect(JSON.int(info, at: "records") == 2)
             #expect(JSON.int(info, at: "tombstones") == 1)
-            #expect(JSON.int(info, at: "retainedFrom") == 2, "retention 2: clocks 2 and 3 are kept")
+            // Retention 2: clocks 2 and 3 are kept at least; the log is trimmed in whole stream nodes, so
+            // clock 1 may still be there.
+            #expect((1...2).contains(JSON.int(info, at: "retainedFrom") ?? 0), "retention 2: clocks 2 and 3 are kept")
             let members = (JSON.array(info, at: "members") ?? []).compactMap { $0 as? [String: Any] }
             let bySID = Dictionary(uniqueKeysWithValues: members.map { (JSON.string($0, at: "sid") ?? "", $0) })
             #expect(Set(bySID.keys) == [alice.session, bob.session], "members on both nodes: \(members)")
@@ -153,7 +191,9 @@ import Testing
         #expect((JSON.int(entries[0], at: "at") ?? 0) > Int(startedMs), "commit time in ms")
         let all = try JSON.parse(try await cluster.nodes[0].get("/api/docs/\(doc)/log?from=0").body)
         let allEntries = (JSON.array(all, at: "entries") ?? []).compactMap { $0 as? [String: Any] }
-        #expect(allEntries.compactMap { JSON.int($0, at: "clock") } == [2, 3], "only the retained history")
+        let retainedFrom = allEntries.first.flatMap { JSON.int($0, at: "clock") } ?? 0
+        #expect((1...2).contains(retainedFrom))
+        #expect(allEntries.compactMap { JSON.int($0, at: "clock") } == Array(retainedFrom...3), "the retained history")
         #expect(JSON.string(allEntries.last ?? [:], at: "id") == "b-1")
         #expect(JSON.string(allEntries.last ?? [:], at: "node") == "node-1")
         #expect(JSON.bool(all, at: "more") == false)

@@ -12,6 +12,8 @@ import Testing
             $0.outboundHighWaterBytes = 256 * 1024
             $0.maxOutboundBytes = 2 * 1024 * 1024
             $0.pingIntervalMs = PresenceSlowConsumerTests.pingIntervalMs
+            // Bursts of 50 KB pushes (slow in a debug build): queue them all rather than refuse some as busy.
+            $0.maxPushWaitMs = 60_000
         }
         let doc = "slow:1"
         let writer = try await cluster.client("writer", node: 1)

@@ -1,11 +1,15 @@
 """Web/client/tandem.js in the real browser against the real nodes: two clients (one per node) in one
 test page see each other's cursors and records; presence is throttled; a dropped client resumes its
-session and catches up; the demo board works end to end."""
+session and catches up; a push refused as busy is retried when the server says; the demo board works end
+to end."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 import uuid
 from urllib.parse import quote, urlencode
 
@@ -14,7 +18,7 @@ import websockets
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from harness import ARTIFACTS, make_token
+from harness import ARTIFACTS, REPO, RedisServer, TandemNode, make_token
 
 SETUP_JS = r"""
 const [urlA, tokenA, urlB, tokenB, doc, done] = arguments;
@@ -151,6 +155,71 @@ def test_dropped_client_resumes_and_catches_up(browser, cluster, static_server):
     assert offline["action"] == "commit", offline
     wait_view(browser, "b", doc, lambda v: "offline" in v["records"] and [o["sid"] for o in v["others"]] == [setup["a"]],
               "b never saw a's offline edit or a's session back")
+
+
+def test_busy_doc_push_is_retried_after_retry_after_ms(browser, static_server):
+    """A push refused as busy (`unavailable` with `retryAfterMs`) is pushed again by tandem.js no sooner than
+    the server said — not after the fixed second it waits when no hint is given — and then commits."""
+    redis = RedisServer("redis-busy").start()
+    node = TandemNode("n-busy", redis, REPO / "Web" / "status", ["--max-push-wait-ms", "50"])
+    try:
+        node.start()
+        doc = f"client-test:{uuid.uuid4().hex[:8]}"
+        browser.get(f"{static_server}/pages/client.html")
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+        ready = browser.execute_async_script(r"""
+          const [url, token, doc, done] = arguments;
+          const c = makeClient('busy', { url, token });
+          // Every push the client sends, with when (the re-send is what is checked).
+          const send = c.send.bind(c);
+          window.pushSends = [];
+          c.send = (m) => { if (m.t === 'push') window.pushSends.push({ id: m.id, at: performance.now() }); return send(m); };
+          c.connect().then(() => c.join(doc).ready).then(() => done({ ok: true }), (e) => done({ error: String(e) }));
+        """, node.ws_url, make_token("ada", {"client-test:*": "editor"}, "Ada"), doc)
+        assert ready.get("ok"), ready
+
+        # Redis stalls with the first push in it: the second push would wait behind the stall, far longer
+        # than 50 ms, so the node refuses it at once and says when to come back (about the stall so far).
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            browser.execute_script(r"""
+              const [doc] = arguments;
+              const d = clients.busy.client.doc(doc);
+              window.results = {};
+              d.put('first', { n: 1 }).then((r) => (window.results.first = r));
+            """, doc)
+            time.sleep(1.5)  # the stall (setup: the refusal's hint grows with it)
+            browser.execute_script(r"""
+              const [doc] = arguments;
+              const d = clients.busy.client.doc(doc);
+              window.refusedAt = null;
+              // (An error about a doc's push is the doc's event; the client only fires those about no doc.)
+              d.addEventListener('servererror', (e) => {
+                if (e.detail.code === 'unavailable' && window.refusedAt === null) {
+                  window.refusedAt = performance.now();
+                  window.refusal = e.detail;
+                }
+              });
+              d.put('second', { n: 2 }).then((r) => (window.results.second = r));
+            """, doc)
+            refusal = WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.refusedAt !== null && window.refusal"))
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        assert refusal["retryAfterMs"] >= 1000, f"a hint past the client's default second: {refusal}"
+
+        results = WebDriverWait(browser, 30).until(
+            lambda d: d.execute_script("return window.results.first && window.results.second && window.results"))
+        assert results["first"]["action"] == "commit" and results["second"]["action"] == "commit", results
+        timing = browser.execute_script(r"""
+          const second = window.pushSends.filter((s) => s.id === window.refusal.id);
+          return { sends: second.length, gap: second.length > 1 ? second[1].at - window.refusedAt : null };
+        """)
+        assert timing["sends"] >= 2, timing
+        # The error handler records its time just after the client scheduled the re-send: allow 5 ms.
+        assert timing["gap"] >= refusal["retryAfterMs"] - 5, f"re-sent {timing['gap']:.0f} ms after a {refusal['retryAfterMs']} ms hint"
+    finally:
+        node.stop()
+        redis.stop()
 
 
 def test_demo_board_end_to_end(browser, cluster, static_server, artifacts):

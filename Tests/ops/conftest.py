@@ -1,4 +1,4 @@
-"""Fixtures for the ops checks: a real Redis, two real Tandem nodes, a real Prometheus and generated load.
+"""Fixtures for the ops checks: a real Redis, three real Tandem nodes, a real Prometheus and generated load.
 
 Everything is torn down by the fixture's ExitStack, also when start-up or a test fails; the logs of every
 process, the generated Prometheus config and the load generator's counters stay in test-artifacts/prometheus/.
@@ -29,11 +29,19 @@ from tandem_stack import (  # noqa: E402
 # Node settings that make every metric move within seconds. n1 has a storm threshold of 1 reconnect/s (the
 # load's churner does ~4/s there) and a 1 MB outbound limit (the flooder gets closed as a slow consumer);
 # n2 keeps the defaults for both. Both allow 4 connections per user (the greedy user asks for 5).
+# n3 is the hostile clients' node (loadgen.py `hostile_url`), with bounds tight enough that a handful of
+# sockets reaches each of them: idle sockets time out after 1 s and a burst of 24 passes the 16 pending
+# handshakes, a client in 3 docs is full, 2 requests may wait for a join, and a client that stops reading
+# misses two pings within about 2 s.
 NODE_ARGS = {
     "n1": ["--tick-ms", "50", "--presence-ttl-ms", "2000", "--storm-threshold", "1",
            "--max-outbound-bytes", "1000000", "--max-connections-per-user", "4"],
     "n2": ["--tick-ms", "50", "--presence-ttl-ms", "2000", "--max-connections-per-user", "4"],
+    "n3": ["--tick-ms", "50", "--presence-ttl-ms", "2000", "--handshake-timeout-ms", "1000",
+           "--max-pending-handshakes", "16", "--max-docs-per-connection", "3", "--max-pending-requests", "2",
+           "--ping-interval-ms", "1000"],
 }
+HOSTILE_NODE = "n3"
 PER_USER_LIMIT = 4
 # n2 guards its document API with an ops token (from a file, as an operator would give it): Prometheus,
 # health checks and the status page must not notice.
@@ -108,7 +116,7 @@ def stack(artifacts_dir: Path):
         summary["prometheus"] = prom.url
 
         load = LoadThread([nodes["n1"].ws_url, nodes["n2"].ws_url], max_seconds=LOAD_MAX_SECONDS,
-                          per_user_limit=PER_USER_LIMIT).start()
+                          per_user_limit=PER_USER_LIMIT, hostile_url=nodes[HOSTILE_NODE].ws_url).start()
 
         def stop_load() -> None:
             load.stop()
@@ -132,16 +140,16 @@ def stack(artifacts_dir: Path):
 
 @pytest.fixture(scope="session")
 def scraped_stack(stack: Stack) -> Stack:
-    """The stack once Prometheus has scraped both nodes successfully."""
+    """The stack once Prometheus has scraped every node successfully."""
 
-    def both_up():
+    def all_up():
         for node in stack.nodes.values():
             node.process.assert_alive()
         targets = stack.prometheus.api("targets")["activeTargets"]
         healthy = {t["labels"]["instance"] for t in targets if t["health"] == "up" and t["labels"]["job"] == "tandem"}
         return healthy >= {n.target for n in stack.nodes.values()}
 
-    wait_for("Prometheus to scrape both Tandem nodes (/api/v1/targets health=up)", both_up, timeout=30)
+    wait_for("Prometheus to scrape every Tandem node (/api/v1/targets health=up)", all_up, timeout=30)
     # rate() needs two samples inside its window: wait until both nodes have a few scrapes.
     wait_for("three scrapes of each node",
              lambda: len(stack.prometheus.query('count_over_time(up{job="tandem"}[1m]) >= 3')) == len(stack.nodes),

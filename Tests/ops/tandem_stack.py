@@ -178,11 +178,16 @@ def start_redis(log_dir: Path) -> tuple[ManagedProcess, int]:
     raise AssertionError("unreachable")
 
 
+# The test Redis has a maxmemory, as docs/operations.md asks of every Tandem Redis, so the Redis memory
+# panels and TandemRedisMemoryHigh have a denominator (with none they stay empty by design).
+REDIS_MAXMEMORY = "256mb"
+
+
 def _start_redis_once(log_dir: Path) -> tuple[ManagedProcess, int]:
     port = free_port()
     proc = ManagedProcess(
         "redis", [require_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no"],
+                  "--appendonly", "no", "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "noeviction"],
         log_dir / "redis.log").start()
 
     def ping() -> bool:
@@ -194,6 +199,24 @@ def _start_redis_once(log_dir: Path) -> tuple[ManagedProcess, int]:
     with stop_on_error(proc):
         wait_for("redis-server to answer PING", ping, timeout=15)
     return proc, port
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """Sends one command to the Redis on `port` (RESP) and returns its reply line, e.g. b"+OK" or b":1".
+    For commands with a one-line reply (SET, DEL, EXPIRE): the tests need no more, so no client library."""
+    request = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    if reply.startswith(b"-"):
+        raise AssertionError(f"Redis refused {args}: {reply!r}")
+    return reply.rstrip(b"\r\n")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Checks Grafana/ (dashboard, alerting rules, scrape config) against a real Prometheus scraping two real
+"""Checks Grafana/ (dashboard, alerting rules, scrape config) against a real Prometheus scraping three real
 Tandem nodes under generated load. See Tests/ops/README.md.
 """
 from __future__ import annotations
@@ -13,22 +13,24 @@ from typing import Callable, Optional
 import pytest
 import yaml
 
-from conftest import Stack
+from conftest import HOSTILE_NODE, Stack
 from promql_sources import (
     ALERTS, ALERTS_TEST, alert_rules, dashboard_queries, find_query, iter_panels, load_dashboard,
     substitute,
 )
-from tandem_stack import ARTIFACTS_DIR, GRAFANA_DIR, PromQLError, require_tool, wait_for
+from tandem_stack import ARTIFACTS_DIR, GRAFANA_DIR, PromQLError, redis_command, require_tool, wait_for
 
 # How Grafana would fill the variables. $__rate_interval is at least 4 scrape intervals; with the 1 s
 # scrapes here 30s and 1m are both realistic. Multi-value variables become (a|b) regexes.
 RATE_INTERVALS = ["1m", "30s"]
 ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
-REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Redis", "Process",
-                 "Ops port"]
+REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Abuse and limits",
+                 "Redis", "Redis memory", "Process", "Ops port"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
-                   "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut"]
+                   "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
+                   "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",
+                   "TandemRedisKeysWithoutTTL"]
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
@@ -132,7 +134,7 @@ def test_provisioning_examples_parse():
 
 # ====================================================================== against the live stack
 
-def test_both_nodes_scraped(scraped_stack: Stack):
+def test_all_nodes_scraped(scraped_stack: Stack):
     prom = scraped_stack.prometheus
     up = {s["metric"]["instance"]: s["value"][1] for s in prom.query('up{job="tandem"}')}
     assert up == {n.target: "1" for n in scraped_stack.nodes.values()}, f"up: {up}"
@@ -184,6 +186,55 @@ def test_every_alert_expression_evaluates(scraped_stack: Stack):
         except PromQLError as error:
             failures.append(f"{rule.name}: {error}")
     assert not failures, "\n\n".join(failures)
+
+
+_METRIC_NAME = re.compile(r"\b((?:tandem|process)_[a-z0-9_]+)\b")
+_SELECTOR = re.compile(r"\b((?:tandem|process)_[a-z0-9_]+)\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def _shipped_expressions() -> list[tuple[str, str]]:
+    """(where, expr) of every dashboard target and alerting rule, unsubstituted."""
+    return ([(f"dashboard {q.name}", q.expr) for q in dashboard_queries()]
+            + [(f"alert {r.name}", r.expr) for r in alert_rules()])
+
+
+def test_every_referenced_metric_is_exported_by_every_node(scraped_stack: Stack):
+    """A panel or alert on a misspelt or removed metric evaluates fine and shows nothing, forever: every
+    metric name in the dashboard and the rules must be scraped from every node (all are created at start)."""
+    prom = scraped_stack.prometheus
+    where: dict[str, list[str]] = {}
+    for place, expr in _shipped_expressions():
+        for name in _METRIC_NAME.findall(expr):
+            where.setdefault(name, []).append(place)
+    assert "tandem_handshakes_pending" in where and "process_open_fds" in where
+    instances = {node.target for node in scraped_stack.nodes.values()}
+    missing = []
+    for name, places in sorted(where.items()):
+        exported = {s["metric"]["instance"] for s in prom.query(f'count by (instance) ({{__name__="{name}"}})')}
+        if exported != instances:
+            missing.append(f"{name}: exported by {sorted(exported)}, not {sorted(instances - exported)}; "
+                           f"used by {places[0]}" + (f" and {len(places) - 1} more" if len(places) > 1 else ""))
+    assert not missing, "metrics the dashboard or the rules use but a node does not export:\n" + "\n".join(missing)
+
+
+def test_every_literal_label_value_exists(scraped_stack: Stack):
+    """The same for label values in selectors (`reason="abuse"`, `queue=~"early_requests|pending_joins"`): a
+    typo there filters everything out. Every labelled series is created at start, so each value must exist."""
+    prom = scraped_stack.prometheus
+    problems, checked = [], 0
+    for place, expr in _shipped_expressions():
+        for metric, matchers in _SELECTOR.findall(expr):
+            for label, _op, value in _MATCHER.findall(matchers):
+                if "$" in value or not re.fullmatch(r"[\w|]+", value):
+                    continue  # a Grafana variable or a real regex: not a list of values
+                known = set(prom.api(f"label/{label}/values", **{"match[]": metric}))
+                checked += 1
+                for wanted in value.split("|"):
+                    if wanted not in known:
+                        problems.append(f"{place}: {metric}{{{label}}} has no value {wanted!r} (has {sorted(known)})")
+    assert checked >= 10, f"only {checked} label matchers found: the parser is broken"
+    assert not problems, "\n".join(problems)
 
 
 def test_node_variable_filters_by_node(scraped_stack: Stack):
@@ -240,6 +291,33 @@ def equals(label: str, value: str, want: float) -> Callable[[list[dict]], bool]:
     return lambda result: any(s["metric"].get(label) == value and _value(s) == want for s in result)
 
 
+def positive_each(label: str, values: tuple[str, ...], **where: str) -> Callable[[list[dict]], bool]:
+    """For each of `values` of `label`, a series with the `where` labels too (e.g. node="n3") is > 0."""
+
+    def check(result: list[dict]) -> bool:
+        good = {s["metric"].get(label) for s in result
+                if all(s["metric"].get(k) == v for k, v in where.items())
+                and math.isfinite(_value(s)) and _value(s) > 0}
+        return set(values) <= good
+
+    return check
+
+
+def present(label: str, *values: str) -> Callable[[list[dict]], bool]:
+    """A finite series (0 is fine) for each listed value of `label`: for gauges that are only briefly
+    above 0, such as requests waiting for a join."""
+    return lambda result: set(values) <= {s["metric"].get(label) for s in result if math.isfinite(_value(s))}
+
+
+def between(low: float, high: float, label: str, *values: str) -> Callable[[list[dict]], bool]:
+    """For each listed value of `label`, a series strictly between `low` and `high`."""
+    return lambda result: set(values) <= {s["metric"].get(label) for s in result if low < _value(s) < high}
+
+
+H = HOSTILE_NODE
+ALL = ("n1", "n2", H)
+
+
 KEY_SERIES = [
     KeySeries("presence-updates", "Presence updates /s by result", "A", "accepted, rate_limited and not_joined > 0",
               positive("result", "accepted", "rate_limited", "not_joined")),
@@ -263,6 +341,43 @@ KEY_SERIES = [
     KeySeries("slow-consumer-coalesced", "Slow consumers /s", "B", "> 0 (deltas coalesced)", positive()),
     KeySeries("redis-up", "Redis up", "A", "1 on n1", equals("node", "n1", 1.0)),
     KeySeries("redis-latency", "Redis command latency", "C", "p99 finite and > 0", positive()),
+    # Abuse and limits: the hostile clients of loadgen.py on n3 (tight bounds, see conftest.NODE_ARGS).
+    KeySeries("handshakes-pending", "Sockets mid-handshake", "A", "> 0 on n3 (idle sockets)", positive("node", H)),
+    KeySeries("handshake-timeouts", "Handshake timeouts /s", "A", "> 0 on n3 (idle sockets)", positive("node", H)),
+    KeySeries("admission-hostile", "Admission refusals /s by node and reason", "A",
+              "pending_full (bursts of idle sockets displace older ones) and origin > 0 on n3",
+              positive_each("reason", ("pending_full", "origin"), node=H)),
+    KeySeries("limit-rejections", "Limit rejections /s by reason", "A",
+              "docs_per_connection, join_rate, doc_join_rate and pending_requests > 0 on n3",
+              positive_each("reason", ("docs_per_connection", "join_rate", "doc_join_rate", "pending_requests"),
+                            node=H)),
+    KeySeries("protocol-errors-by-node", "Protocol errors /s by node and code", "A",
+              "bad_message, too_many_docs, rate_limited and unavailable > 0 on n3",
+              positive_each("code", ("bad_message", "too_many_docs", "rate_limited", "unavailable"), node=H)),
+    KeySeries("misbehaving-closes", "Connections closed /s: misbehaving clients", "A",
+              "abuse, protocol_error and ping_timeout > 0 on n3",
+              positive_each("reason", ("abuse", "protocol_error", "ping_timeout"), node=H)),
+    KeySeries("misbehaving-closes-slow", "Connections closed /s: misbehaving clients", "A",
+              "slow_consumer > 0 on n1 (the flooder)", positive_each("reason", ("slow_consumer",), node="n1")),
+    KeySeries("other-closes", "Connections closed /s: misbehaving clients", "B", "> 0 on n1 (the churner)",
+              positive("node", "n1")),
+    KeySeries("pongs-coalesced", "Pongs coalesced & catch-ups replaced /s", "A", "> 0 on n3 (ping bursts)",
+              positive("node", H)),
+    KeySeries("catchups-replaced", "Pongs coalesced & catch-ups replaced /s", "B",
+              "> 0 on n3 (the stalled re-joiner)", positive("node", H)),
+    KeySeries("waiting-for-join", "Requests & joins waiting for a doc", "A",
+              "early_requests and pending_joins series present (above 0 only while a join loads)",
+              present("queue", "early_requests", "pending_joins")),
+    # Redis memory: INFO of the test Redis (maxmemory 256mb, tandem_stack.REDIS_MAXMEMORY), every 5 s.
+    KeySeries("redis-memory-used", "Redis memory used vs maxmemory", "A", "> 0 on every node",
+              positive("node", *ALL)),
+    KeySeries("redis-memory-max", "Redis memory used vs maxmemory", "B", "256 MiB on every node",
+              lambda r: {s["metric"].get("node") for s in r if _value(s) == 256 * 1024 * 1024} >= set(ALL)),
+    KeySeries("redis-memory-ratio", "Redis memory / maxmemory", "A", "between 0 and 1 on every node",
+              between(0, 1, "node", *ALL)),
+    KeySeries("redis-keys", "Redis keys", "A", "> 0 on every node", positive("node", *ALL)),
+    KeySeries("redis-keys-without-ttl", "Redis keys without a TTL", "A", "series present on every node",
+              present("node", *ALL)),
     # Standard process metrics, read from /proc by each node at scrape time.
     KeySeries("process-open-fds", "Open file descriptors", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
     KeySeries("process-max-fds", "Open file descriptors", "B", "> 0 on n1 and n2", positive("node", "n1", "n2")),
@@ -350,6 +465,72 @@ def test_storm_alert_goes_pending_for_the_storming_node_only(scraped_stack: Stac
     assert n1 in instances and n2 not in instances, f"storm alert instances: {instances}"
 
 
+_THRESHOLD = re.compile(r"^(?P<signal>.*\S)\s*(?:>|<|>=|<=)\s*[0-9.]+\s*$", re.S)
+
+# What each alert's expression without its final threshold must show under the generated load, per node:
+# proof that the alert watches live series, not names that never get a value. (Whether the threshold and
+# `for` fire and stay quiet when they should is promtool's part: Grafana/alerts_test.yml.)
+ALERT_SIGNALS: dict[str, tuple[str, Callable[[float], bool], tuple[str, ...]]] = {
+    "TandemHandshakeTimeouts": ("> 0 on n3 (idle sockets)", lambda v: v > 0, (H,)),
+    "TandemPendingHandshakesHigh": ("a value on every node", math.isfinite, ALL),
+    "TandemAbuseCloses": ("> 0 on n3 (malformed messages)", lambda v: v > 0, (H,)),
+    "TandemRedisMemoryHigh": ("used / maxmemory between 0 and 1 on every node", lambda v: 0 < v < 1, ALL),
+    "TandemRedisKeysWithoutTTL": ("a value on every node", math.isfinite, ALL),
+    "TandemFileDescriptorsRunningOut": ("open / max between 0 and 0.8 on every node", lambda v: 0 < v < 0.8, ALL),
+}
+
+
+@pytest.mark.parametrize("alert", sorted(ALERT_SIGNALS))
+def test_alert_signal_is_live(scraped_stack: Stack, alert: str):
+    want, ok, nodes = ALERT_SIGNALS[alert]
+    rule = next(r for r in alert_rules() if r.name == alert)
+    match = _THRESHOLD.match(rule.expr.strip())
+    assert match, f"{alert}: expression does not end in a threshold: {rule.expr}"
+    signal = match.group("signal")
+    instances = {scraped_stack.instance(n): n for n in nodes}
+    last: list[dict] = []
+
+    def lit() -> bool:
+        nonlocal last
+        last = scraped_stack.prometheus.query(signal)
+        good = {s["metric"].get("instance") for s in last if ok(_value(s))}
+        return set(instances) <= good
+
+    try:
+        wait_for(f"{alert} signal", lit, timeout=KEY_SERIES_TIMEOUT, interval=1.0)
+    except AssertionError:
+        shown = [{"metric": s["metric"], "value": s["value"][1]} for s in last]
+        pytest.fail(f"{alert}: {signal} should be {want} ({instances}); last result: {json.dumps(shown)}")
+
+
+def test_keys_without_ttl_show_foreign_keys_and_tandem_leaves_none(scraped_stack: Stack):
+    """TandemRedisKeysWithoutTTL for real: keys another application writes to Tandem's database without an
+    expiry show on every node's panel, and once they are gone the count returns to 0 — the keys Tandem
+    itself wrote under the whole load (presence, sessions, docs, the big doc) all have a TTL."""
+    prom = scraped_stack.prometheus
+    expr = substitute(find_query("Redis keys without a TTL").expr, variables())
+    port = scraped_stack.redis_port
+    keys = [f"ops-test:foreign:{i}" for i in range(3)]
+
+    def counts() -> dict[str, float]:
+        return {s["metric"]["node"]: _value(s) for s in prom.query(expr)}
+
+    wait_for("Tandem's docs written (the big doc)", lambda: scraped_stack.load.stats.snapshot()["counts"].get(
+        "big_doc_written"), timeout=KEY_SERIES_TIMEOUT)
+    try:
+        for key in keys:
+            assert redis_command(port, "SET", key, "not Tandem's") == b"+OK"
+        wait_for("3 keys without a TTL on every node's panel",
+                 lambda: all(counts().get(n, 0) >= 3 for n in ALL), timeout=30)
+        firing_signal = {s["metric"]["instance"] for s in prom.query(
+            next(r for r in alert_rules() if r.name == "TandemRedisKeysWithoutTTL").expr)}
+        assert firing_signal == {scraped_stack.instance(n) for n in ALL}, firing_signal
+    finally:
+        redis_command(port, "DEL", *keys)
+    wait_for("no keys without a TTL once the foreign ones are gone",
+             lambda: all(counts().get(n) == 0 for n in ALL), timeout=30)
+
+
 def test_ops_plane_answers_as_documented(scraped_stack: Stack):
     """The ops prober's probes of both nodes all got the documented answers (421 for a rebinding Host, 400
     for the clock that used to crash a node, 401 without n2's token), and Prometheus scraped n2 without one."""
@@ -376,3 +557,23 @@ def test_load_generator_ran_cleanly(scraped_stack: Stack):
     for wanted in ("presence_sent", "reconnects", "ghosts", "reader_pauses", "admission_rejected", "pushes_sent"):
         assert counts.get(wanted, 0) > 0, f"load generator never did {wanted}: {counts}; failures: {failures}"
     assert not failures, "load generator activities failed:\n" + "\n".join(failures)
+
+
+def test_hostile_clients_got_their_documented_answers(scraped_stack: Stack):
+    """Each hostile activity on n3 ran at least twice and every time got what docs/protocol.md and
+    docs/limits.md promise (a wrong answer is a failure of the activity, listed by the previous test)."""
+    stats = scraped_stack.load.stats
+    wanted = ("idle_sockets_closed", "bad_messages_closed_1008", "fragmented_ping_closed_1002", "hoarder_refused",
+              "early_requests_refused", "ping_bursts", "stalled_closed", "big_doc_written",
+              "foreign_origin_refused_403")
+
+    def done():
+        counts = stats.snapshot()["counts"]
+        return all(counts.get(w, 0) >= (1 if w == "big_doc_written" else 2) for w in wanted)
+
+    try:
+        wait_for("two rounds of each hostile activity", done, timeout=KEY_SERIES_TIMEOUT)
+    except AssertionError:
+        pytest.fail(f"hostile activities incomplete: {stats.snapshot()['counts']}; failures: {stats.snapshot()['failures']}")
+    assert not stats.snapshot()["failures"], "\n".join(stats.snapshot()["failures"])
+    scraped_stack.nodes[HOSTILE_NODE].process.assert_alive()

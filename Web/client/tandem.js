@@ -8,12 +8,23 @@
 //   doc.addEventListener("change", () => render(doc.records));
 //   doc.setPresence({ cursor: [10, 20] });          // throttled to the server's presenceRate
 //   await doc.put("note-1", { text: "hi" });         // optimistic; resolves with the server's result
+//   client.addEventListener("error", (e) => showBanner(e.detail.message)); // server_too_old / client_too_old
 //
 // Reconnects by itself: exponential backoff with full jitter, `?resume=SESSION` so others see no
 // leave/join, and re-joins every doc with `since` so only missing commits are sent. Pushes that were in
 // flight are recognised in the catch-up (same session and push id) or sent again.
 
 export const PROTOCOL_VERSION = 1;
+// Close codes of a server that does not speak this client's protocol version (docs/protocol.md): the
+// client does not reconnect and fires an "error" event ({error, code, reason, message}).
+export const CLOSE_CLIENT_TOO_OLD = 4400;
+export const CLOSE_SERVER_TOO_OLD = 4401;
+
+/** How long to wait before pushing again after `unavailable`: the server's `retryAfterMs` when it gave
+ * one (a busy doc spreads its refused pushes over the time it needs), at most a minute; else a second. */
+export function retryDelayMs(retryAfterMs) {
+  return Number.isFinite(retryAfterMs) && retryAfterMs >= 0 ? Math.min(retryAfterMs, 60000) : 1000;
+}
 
 // MARK: ops (pure; never mutate their inputs)
 
@@ -203,7 +214,9 @@ export class TandemClient extends EventTarget {
     if (this.closedByUser) return;
     // 1000 from the server means this session was resumed on a newer connection: that one wins.
     const superseded = code === 1000 && this.welcomed;
-    const willReconnect = this.options.reconnect && !superseded;
+    // 4400/4401: the server does not speak this client's protocol version; retrying cannot help.
+    const incompatible = code === CLOSE_CLIENT_TOO_OLD || code === CLOSE_SERVER_TOO_OLD;
+    const willReconnect = this.options.reconnect && !superseded && !incompatible;
     let delayMs = 0;
     if (willReconnect) {
       if (!this.welcomed || code === 1001) this.urlIndex += 1; // refused, unreachable or draining: try the next URL
@@ -218,6 +231,13 @@ export class TandemClient extends EventTarget {
       this.settleWaiters(new Error(`closed (${code} ${reason || ""})`));
     }
     this.dispatchEvent(event("close", { code, reason, willReconnect, delayMs }));
+    if (incompatible) {
+      const error = code === CLOSE_CLIENT_TOO_OLD ? "client_too_old" : "server_too_old";
+      const message = code === CLOSE_CLIENT_TOO_OLD
+        ? "this app is older than the server's protocol: reload it to get the new version"
+        : "the server does not speak this app's protocol yet: try again after the server is upgraded";
+      this.dispatchEvent(event("error", { error, code, reason, message }));
+    }
   }
 
   heartbeat() {
@@ -445,9 +465,11 @@ export class TandemDoc extends EventTarget {
     if (index >= 0) {
       const push = this.pending[index];
       if (m.code === "unavailable") {
-        // Not applied: Redis is unreachable. Try again in a moment (same id: a duplicate is recognised).
+        // Not applied: Redis is unreachable, or the doc is busy. Try again when the server says
+        // (`retryAfterMs`, already jittered), else in a second; same id, so a duplicate is recognised.
         push.sent = false;
-        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), 1000);
+        const delayMs = retryDelayMs(m.retryAfterMs);
+        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), delayMs);
       } else {
         this.pending.splice(index, 1);
         this.recompute("result");

@@ -12,7 +12,7 @@ public struct JSONWriter {
         switch value {
         case .null: raw("null")
         case .bool(let b): raw(b ? "true" : "false")
-        case .number(let lexeme): bytes.append(contentsOf: lexeme.utf8)
+        case .number(let lexeme): utf8(lexeme)
         case .string(let s): string(s)
         case .array(let items):
             bytes.append(UInt8(ascii: "["))
@@ -44,34 +44,78 @@ public struct JSONWriter {
     }
 
     public mutating func integer(_ value: some BinaryInteger) {
-        bytes.append(contentsOf: String(value).utf8)
+        utf8(String(value))
+    }
+
+    /// Appends a string's UTF-8 bytes as they are (a number's lexeme: already valid JSON).
+    private mutating func utf8(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
     public mutating func bool(_ value: Bool) { raw(value ? "true" : "false") }
 
     /// A JSON string literal, escaping what RFC 8259 requires plus U+2028/U+2029 (so the output is also
     /// safe to embed in JavaScript source).
+    ///
+    /// Works on the UTF-8 bytes: runs that need no escape are copied as they are (strings are valid
+    /// UTF-8, so this copies whole scalars). Going scalar by scalar through `String(scalar)` cost a
+    /// string per character and was a large part of encoding every message.
     public mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
-        for scalar in s.unicodeScalars {
-            switch scalar.value {
-            case 0x22: raw("\\\"")
-            case 0x5C: raw("\\\\")
-            case 0x0A: raw("\\n")
-            case 0x0D: raw("\\r")
-            case 0x09: raw("\\t")
-            case 0x08: raw("\\b")
-            case 0x0C: raw("\\f")
-            case 0x00..<0x20, 0x2028, 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                raw("\\u")
-                bytes.append(contentsOf: String(repeating: "0", count: 4 - hex.count).utf8)
-                bytes.append(contentsOf: hex.utf8)
-            default:
-                bytes.append(contentsOf: String(scalar).utf8)
+        var s = s
+        s.withUTF8 { utf8 in
+            var start = 0
+            var i = 0
+            while i < utf8.count {
+                let byte = utf8[i]
+                let escape: StaticString?
+                switch byte {
+                case 0x22: escape = "\\\""
+                case 0x5C: escape = "\\\\"
+                case 0x0A: escape = "\\n"
+                case 0x0D: escape = "\\r"
+                case 0x09: escape = "\\t"
+                case 0x08: escape = "\\b"
+                case 0x0C: escape = "\\f"
+                case 0x00..<0x20, 0xE2:
+                    escape = nil
+                default:
+                    i += 1
+                    continue
+                }
+                if let escape {
+                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
+                    raw(escape)
+                    i += 1
+                    start = i
+                } else if byte < 0x20 {
+                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
+                    appendUnicodeEscape(UInt32(byte))
+                    i += 1
+                    start = i
+                } else if i + 2 < utf8.count, utf8[i + 1] == 0x80, utf8[i + 2] == 0xA8 || utf8[i + 2] == 0xA9 {
+                    // U+2028 LINE SEPARATOR / U+2029 PARAGRAPH SEPARATOR (E2 80 A8/A9).
+                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i]))
+                    appendUnicodeEscape(utf8[i + 2] == 0xA8 ? 0x2028 : 0x2029)
+                    i += 3
+                    start = i
+                } else {
+                    i += 1
+                }
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<utf8.count]))
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// `\uXXXX` (lower-case hex, four digits).
+    private mutating func appendUnicodeEscape(_ value: UInt32) {
+        let digits: StaticString = "0123456789abcdef"
+        raw("\\u")
+        for shift in stride(from: 12, through: 0, by: -4) {
+            bytes.append(digits.utf8Start[Int((value >> UInt32(shift)) & 0xF)])
+        }
     }
 
     /// Writes `"key":` (the key is a literal, known not to need escaping).

@@ -33,14 +33,15 @@ public enum NodeMessage: Equatable, Sendable {
             w.key("k"); w.string("g"); w.comma()
             w.key("gone"); w.array(nodes) { w, s in w.string(s) }
         case .commit(let notice):
+            // Kind and node first, as for presence (`ownPrefixes`); the commit script writes the same.
             w.key("k"); w.string("c"); w.comma()
             notice.writeFields(into: &w)
         case .commits(let notices):
             // Node and time are the batch's (one script call); each commit carries the rest.
             let first = notices.first
             w.key("k"); w.string("b"); w.comma()
-            w.key("first"); w.integer(first?.clock ?? 0); w.comma()
             w.key("node"); w.string(first?.node ?? ""); w.comma()
+            w.key("first"); w.integer(first?.clock ?? 0); w.comma()
             w.key("at"); w.integer(first?.committedAtMs ?? 0); w.comma()
             w.key("b"); w.array(notices) { w, notice in notice.writeBatchMember(into: &w) }
         }
@@ -55,6 +56,21 @@ public enum NodeMessage: Equatable, Sendable {
         w.key("k"); w.string("p"); w.comma()
         w.key("n"); w.string(node); w.comma()
         return w.bytes
+    }
+
+    /// The prefixes of the messages `node` itself publishes and needs not read back: its presence, and
+    /// its commits (`{"k":"c","node":N,…` and `{"k":"b","node":N,…`, as `GroupCommitScript` writes them;
+    /// nodes from before group commit wrote the node later, so theirs are never mistaken for ours).
+    public static func ownPrefixes(node: String) -> [[UInt8]] {
+        var prefixes = [presencePrefix(node: node)]
+        for kind in ["c", "b"] {
+            var w = JSONWriter()
+            w.openObject()
+            w.key("k"); w.string(kind); w.comma()
+            w.key("node"); w.string(node); w.comma()
+            prefixes.append(w.bytes)
+        }
+        return prefixes
     }
 
     public static func decode(_ bytes: some Collection<UInt8>) -> NodeMessage? {

@@ -27,6 +27,13 @@ public struct TokenBucket: Sendable, Equatable {
         return true
     }
 
+    /// Milliseconds until the next token (0 when there is one): the retry hint of a refusal.
+    public mutating func msUntilToken(nowMs: UInt64) -> UInt64 {
+        refill(nowMs: nowMs)
+        guard tokens < 1 else { return 0 }
+        return UInt64(((1 - tokens) * 1000 / rate).rounded(.up))
+    }
+
     /// True when the bucket is full again, so its owner can forget it.
     public mutating func isFull(nowMs: UInt64) -> Bool {
         refill(nowMs: nowMs)

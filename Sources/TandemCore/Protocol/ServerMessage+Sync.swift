@@ -12,7 +12,7 @@ extension ServerMessage {
         w.key("t"); w.string("patch"); w.comma()
         w.key("doc"); w.string(doc); w.comma()
         w.key("clock"); w.integer(commit.clock); w.comma()
-        w.key("ops"); w.write(commit.ops); w.comma()
+        w.key("ops"); commit.writeOps(into: &w); w.comma()
         w.key("by"); w.string(commit.by)
         // The pusher's id, as in log entries: a client whose push was refused `unavailable` after Redis
         // executed it (or whose connection dropped) recognises its own commit (protocol.md, "Redis unavailable").
@@ -44,7 +44,7 @@ extension ServerMessage {
     static func writeEntry(_ commit: CommitNotice, into w: inout JSONWriter) {
         w.openObject()
         w.key("clock"); w.integer(commit.clock); w.comma()
-        w.key("ops"); w.write(commit.ops); w.comma()
+        w.key("ops"); commit.writeOps(into: &w); w.comma()
         w.key("by"); w.string(commit.by)
         if let id = commit.pushID { w.comma(); w.key("id"); w.write(id) }
         w.closeObject()

@@ -1,5 +1,5 @@
 /// One committed change of a document, as nodes announce it to each other and as clients receive it.
-public struct CommitNotice: Equatable, Sendable {
+public struct CommitNotice: Sendable {
     public var clock: UInt64
     /// The ops as applied (OPS in protocol v1).
     public var ops: JSONValue
@@ -11,21 +11,46 @@ public struct CommitNotice: Equatable, Sendable {
     public var pushID: JSONValue?
     /// Wall-clock milliseconds when Redis committed it (feeds tandem_sync_lag_seconds).
     public var committedAtMs: UInt64
+    /// `ops` serialized, when the node has the bytes already (its own commits, from the group commit):
+    /// messages copy them instead of serializing `ops` again. Always exactly `ops.serialized`.
+    public var encodedOps: [UInt8]?
+    /// `ops` parsed, when the node has it already (its own commits): the replica applies it without
+    /// parsing `ops` again. Always exactly `try Ops(json: ops)`.
+    public var parsedOps: Ops?
 
-    public init(clock: UInt64, ops: JSONValue, by: String, node: String, pushID: JSONValue?, committedAtMs: UInt64) {
+    public init(
+        clock: UInt64, ops: JSONValue, by: String, node: String, pushID: JSONValue?, committedAtMs: UInt64,
+        encodedOps: [UInt8]? = nil, parsedOps: Ops? = nil
+    ) {
         self.clock = clock
         self.ops = ops
         self.by = by
         self.node = node
         self.pushID = pushID
         self.committedAtMs = committedAtMs
+        self.encodedOps = encodedOps
+        self.parsedOps = parsedOps
     }
 
+    /// Writes `ops` (from `encodedOps` when present).
+    func writeOps(into w: inout JSONWriter) {
+        if let encodedOps { w.raw(encodedOps) } else { w.write(ops) }
+    }
+
+    /// The same commit without the derived forms of `ops` (what is kept for catch-ups: one copy).
+    var withoutCaches: CommitNotice {
+        var plain = self
+        plain.encodedOps = nil
+        plain.parsedOps = nil
+        return plain
+    }
+
+    /// The fields of a commit message, node first (see `NodeMessage.ownPrefixes`).
     func writeFields(into w: inout JSONWriter) {
-        w.key("clock"); w.integer(clock); w.comma()
-        w.key("ops"); w.write(ops); w.comma()
-        w.key("by"); w.string(by); w.comma()
         w.key("node"); w.string(node); w.comma()
+        w.key("clock"); w.integer(clock); w.comma()
+        w.key("ops"); writeOps(into: &w); w.comma()
+        w.key("by"); w.string(by); w.comma()
         if let pushID { w.key("id"); w.write(pushID); w.comma() }
         w.key("at"); w.integer(committedAtMs)
     }
@@ -42,7 +67,7 @@ public struct CommitNotice: Equatable, Sendable {
         w.openObject()
         w.key("by"); w.string(by); w.comma()
         if let pushID { w.key("id"); w.write(pushID); w.comma() }
-        w.key("ops"); w.write(ops)
+        w.key("ops"); writeOps(into: &w)
         w.closeObject()
     }
 
@@ -62,5 +87,13 @@ public struct CommitNotice: Equatable, Sendable {
                 CommitNotice(clock: first + UInt64(i), ops: ops, by: by, node: node, pushID: m["id"], committedAtMs: atMs))
         }
         return notices
+    }
+}
+
+extension CommitNotice: Equatable {
+    /// Equal commits: the caches are derived from `ops` and do not count.
+    public static func == (a: CommitNotice, b: CommitNotice) -> Bool {
+        a.clock == b.clock && a.by == b.by && a.node == b.node && a.pushID == b.pushID
+            && a.committedAtMs == b.committedAtMs && a.ops == b.ops
     }
 }

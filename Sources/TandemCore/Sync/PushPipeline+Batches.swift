@@ -29,16 +29,19 @@ extension PushPipeline {
         var commitCount = 0
         var bytes = 0
         var keys: Set<PushKey> = []
+        var perSession: [String: Int] = [:]
         while let push = queue.first {
             if push.base > replica.head {
                 if commitCount > 0 { break }
                 if waitForHead(push, now, into: &actions) { return false }
                 continue
             }
+            if headWait?.seq == push.seq { headWait = nil }  // the replica got there
             let key = PushKey(sessionID: push.sessionID, pushID: push.pushID)
             // The same session and id twice in one batch would both pass the duplicate check: the second
             // goes in the next batch, where Redis recognises it.
             if keys.contains(key) { break }
+            if perSession[push.sessionID, default: 0] >= settings.maxSessionPushesPerBatch { break }
             if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
                 break
             }
@@ -62,15 +65,22 @@ extension PushPipeline {
                 continue
             }
             overlay.apply(decision, pendingClock: replica.head + 1 + UInt64(commitCount))
+            let applied = decision.applied.json
             entries.append(
-                BatchEntry(push: push, decision: decision, appliedJSON: decision.applied.json, isCommit: true, commitIndex: commitCount))
+                BatchEntry(
+                    push: push, decision: decision, appliedJSON: applied, appliedBytes: applied.serialized, isCommit: true,
+                    commitIndex: commitCount))
             commitCount += 1
             bytes += push.bytes + decision.writes.values.reduce(0) { $0 + ($1?.count ?? 0) }
             keys.insert(key)
+            perSession[push.sessionID, default: 0] += 1
         }
         guard commitCount > 0 else { return true }
         let batch = makeBatch(entries, replica: replica, bytes: bytes)
-        inFlight = InFlightBatch(id: batch.id, sentAt: now, entries: entries, commitCount: commitCount)
+        let commitEntries = entries.indices.filter { entries[$0].isCommit }
+        inFlight = InFlightBatch(
+            id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
+            heldDiscards: entries.count - commitCount)
         counters.batches += 1
         counters.batchedCommits += UInt64(commitCount)
         actions.append(.commit(batch))
@@ -106,7 +116,9 @@ extension PushPipeline {
         var expectations: [String: PushDecision.Expectation] = [:]
         var writes: [String: CommitBatch.Write] = [:]
         for entry in entries where entry.isCommit {
-            commits.append(CommitBatch.Commit(sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON))
+            commits.append(
+                CommitBatch.Commit(
+                    sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON, encodedOps: entry.appliedBytes))
             for (id, expectation) in entry.decision.expectations where writes[id] == nil {
                 // Only a record's first touch is checked in Redis; earlier expectations on an unchanged
                 // record describe the same state, the one naming a version is the stronger.
@@ -133,9 +145,10 @@ extension PushPipeline {
             bytes: bytes)
     }
 
-    /// A batch that wrote nothing: its pushes go back to the front of the queue in their order, to be
-    /// decided again (dropped if their member left; refused after `maxAttempts` lost races).
-    mutating func requeue(_ batch: InFlightBatch<Member>, countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+    /// The batch in Redis wrote nothing: its pushes go back to the front of the queue in their order, to
+    /// be decided again (dropped if their member left; refused after `maxAttempts` lost races).
+    mutating func requeueInFlight(countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+        guard let batch = inFlight else { return }
         inFlight = nil
         var again: [PendingPush<Member>] = []
         for entry in batch.entries where !entry.delivered && !entry.abandoned {

@@ -11,18 +11,17 @@ extension PushPipeline {
                 actions.append(.deliver(commit, patchTo: dispatch.recipients, result: nil))
                 continue
             }
-            let entry = inFlight!.entries[i]
             inFlight!.entries[i].delivered = true
             inFlight!.deliveredCommits += 1
             var patchTo = dispatch.recipients
             var result: PushReply<Member>?
-            if !entry.abandoned, let at = patchTo.firstIndex(of: entry.push.member) {
+            if !inFlight!.entries[i].abandoned, let at = patchTo.firstIndex(of: inFlight!.entries[i].push.member) {
                 patchTo.remove(at: at)
-                result = self.result(for: entry, commit)
+                result = self.result(for: inFlight!.entries[i], commit)
             }
             actions.append(.deliver(commit, patchTo: patchTo, result: result))
             // At this commit's place in the stream (the cursor is already past the whole group).
-            answerHeldDiscards(after: entry.commitIndex, at: commit.clock, into: &actions)
+            answerHeldDiscards(after: inFlight!.entries[i].commitIndex, at: commit.clock, into: &actions)
         }
     }
 
@@ -33,19 +32,19 @@ extension PushPipeline {
         func matches(_ entry: BatchEntry<Member>) -> Bool {
             entry.isCommit && !entry.delivered && entry.push.sessionID == commit.by && entry.push.pushID == commit.pushID
         }
-        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount),
-            let i = inFlight.entries.firstIndex(where: { $0.isCommit && $0.commitIndex == Int(commit.clock - first) }),
-            matches(inFlight.entries[i])
-        {
-            return i
+        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount) {
+            let i = inFlight.commitEntries[Int(commit.clock - first)]
+            if matches(inFlight.entries[i]) { return i }
         }
+        // The reply has not come (or was lost): a commit of ours read from the log, recognised by session and id.
         return inFlight.entries.firstIndex(where: matches)
     }
 
     func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
         var action = entry.decision.action
         var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
-        if commit.ops != entry.appliedJSON {
+        // (A notice made from this entry's reply carries its bytes: equal without a deep comparison.)
+        if commit.encodedOps.map({ $0 != entry.appliedBytes }) ?? (commit.ops != entry.appliedJSON) {
             // Matched by session and id but committed differently: an earlier copy of this push, committed
             // in a batch whose reply was lost. Answer with what was applied.
             action = commit.ops == entry.push.ops.json ? .commit : .rebase
@@ -59,7 +58,7 @@ extension PushPipeline {
 
     /// - Parameter clock: the member's position when the answer is read (nil: its cursor).
     mutating func answerHeldDiscards(after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
-        guard inFlight != nil else { return }
+        guard let held = inFlight?.heldDiscards, held > 0 else { return }
         for i in inFlight!.entries.indices {
             let entry = inFlight!.entries[i]
             guard !entry.isCommit, entry.commitIndex == commitIndex, !entry.delivered else { continue }
@@ -75,16 +74,19 @@ extension PushPipeline {
     /// Our commits that the replica passed without delivering them (a reload jumped over them) cannot
     /// be answered in order: `unavailable` (not acknowledged; a re-push is recognised as a duplicate).
     mutating func settleSkippedCommits(into actions: inout [PushAction<Member>]) {
-        guard let batch = inFlight, let first = batch.firstClock else { return }
-        for i in batch.entries.indices where batch.entries[i].isCommit && !batch.entries[i].delivered {
-            let entry = batch.entries[i]
-            guard first + UInt64(entry.commitIndex) <= delivery.head else { continue }
+        guard let first = inFlight?.firstClock, let commitCount = inFlight?.commitCount,
+            let delivered = inFlight?.deliveredCommits, delivered < commitCount
+        else { return }
+        for k in 0..<commitCount where first + UInt64(k) <= delivery.head {
+            let i = inFlight!.commitEntries[k]
+            guard !inFlight!.entries[i].delivered else { continue }
             inFlight!.entries[i].delivered = true
             inFlight!.deliveredCommits += 1
-            if !entry.abandoned {
-                actions.append(.answer(refusal(entry.push, .unavailable, "the doc was reloaded before this push was answered; retry")))
+            if !inFlight!.entries[i].abandoned {
+                actions.append(
+                    .answer(refusal(inFlight!.entries[i].push, .unavailable, "the doc was reloaded before this push was answered; retry")))
             }
-            answerHeldDiscards(after: entry.commitIndex, at: nil, into: &actions)
+            answerHeldDiscards(after: k, at: nil, into: &actions)
         }
     }
 

@@ -24,6 +24,8 @@ struct BatchEntry<Member: Hashable> {
     var decision: PushDecision
     /// `decision.applied.json`, built once (sent to Redis, compared with commits coming back).
     var appliedJSON: JSONValue
+    /// `appliedJSON` serialized, once: the script's argument, and every member's patch.
+    var appliedBytes: [UInt8] = []
     /// A commit or rebase (in Redis) rather than a discard held until the commit before it is delivered.
     var isCommit: Bool
     /// A commit's index in the batch; for a held discard, the index of the commit it follows.
@@ -32,6 +34,13 @@ struct BatchEntry<Member: Hashable> {
     var delivered = false
     /// Its member is gone: no answer, and no second attempt.
     var abandoned = false
+
+    /// The commit as this node learns it from the script's reply (with the bytes and parsed ops it has).
+    func notice(clock: UInt64, node: String, atMs: UInt64) -> CommitNotice {
+        CommitNotice(
+            clock: clock, ops: appliedJSON, by: push.sessionID, node: node, pushID: push.pushID, committedAtMs: atMs,
+            encodedOps: appliedBytes, parsedOps: decision.applied)
+    }
 }
 
 struct InFlightBatch<Member: Hashable> {
@@ -39,6 +48,10 @@ struct InFlightBatch<Member: Hashable> {
     let sentAt: UInt64
     var entries: [BatchEntry<Member>]
     let commitCount: Int
+    /// The entry of each commit, by commit index (delivery finds a commit's entry without a search).
+    let commitEntries: [Int]
+    /// Discards held until a commit of the batch is delivered (usually none).
+    let heldDiscards: Int
     var replied = false
     var firstClock: UInt64?
     var deliveredCommits = 0

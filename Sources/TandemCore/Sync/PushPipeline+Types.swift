@@ -16,6 +16,12 @@ public struct PushPipelineSettings: Sendable, Equatable {
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
     public var maxBatchBytes = 1 << 20
+    /// Most pushes of one session in one group commit: half the 64 push ids Redis remembers per session
+    /// (`GroupCommitScript`). When a connection drops, the pushes of its batch in Redis commit unanswered
+    /// and the client re-sends them; with at most 32 per batch, those and the batch before (whose answers
+    /// may have been lost with the socket) are still remembered when the re-sent copies arrive, so they
+    /// are recognised as duplicates instead of being applied twice.
+    public var maxSessionPushesPerBatch = 32
     /// Commit attempts of one push that lost the race for its records before it is refused `unavailable`.
     public var maxAttempts = 16
     /// How long the pipeline waits for the replica to reach a clock Redis is known to have (a push's
@@ -69,6 +75,8 @@ public struct CommitBatch: Equatable, Sendable {
         public var pushID: JSONValue
         /// The ops as applied (published and logged).
         public var ops: JSONValue
+        /// `ops` serialized (what the script writes and publishes).
+        public var encodedOps: [UInt8]
     }
 
     /// The final state of one record after the batch.
@@ -138,10 +146,14 @@ public struct PushPipelineCounters: Equatable, Sendable {
     /// Batches that lost the race for their records (re-decided), were over the doc limit, or hit
     /// a duplicate.
     public var batchConflicts: UInt64 = 0
-    /// Pushes refused because their wait would have exceeded `maxPushWaitNanos` or the queue was full.
+    /// Pushes refused because their wait would have exceeded `maxPushWaitNanos`...
     public var overloadRefusals: UInt64 = 0
+    /// ... or because `maxQueuedPushes` were queued (whatever the wait).
+    public var queueFullRefusals: UInt64 = 0
     /// Pushes decided against a replica that had moved past their base.
     public var concurrentPushes: UInt64 = 0
     /// Gap-fill log reads requested.
     public var logReads: UInt64 = 0
+
+    public init() {}
 }

@@ -21,7 +21,8 @@
 /// - **Waiting for the head.** A push whose base is ahead of the replica (the client saw a newer clock
 ///   on another node) waits, with the queue behind it, until the replica gets there: the log is read at
 ///   once; a read issued after the push arrived that ends below its base proves the base was never a
-///   clock of this doc (`invalid_base`). `headWaitNanos` bounds the wait.
+///   clock of this doc (`invalid_base` at once: otherwise a client could stall the doc's queue for
+///   `headWaitNanos` with every push that claims a huge base). `headWaitNanos` bounds the wait.
 /// - **Lost races.** A batch whose expectations no longer hold in Redis (another node committed to the
 ///   same records first), that would exceed the doc's record limit, or that contains a re-push of a
 ///   committed push id, writes nothing. The pipeline waits for the replica to reach the head Redis
@@ -85,24 +86,41 @@ public struct PushPipeline<Member: Hashable> {
     public var isIdle: Bool { queue.isEmpty && inFlight == nil && readIssuedAt == nil && !loadInFlight }
 
     /// When `tick` has something to do next (a read after a gap's grace, a wait's deadline), if anything.
+    ///
+    /// Only deadlines `tick` can act on count: none while Redis is down or the doc is being (re)loaded, no
+    /// read deadline while a read is in flight, no wait deadline while a batch is in Redis (its reply
+    /// decides next). So after `tick(now)` this is nil or later than `now`: an owner that sets a timer
+    /// for it never spins. Inputs that end those states return actions, after which the owner asks again.
     public var nextDeadline: UInt64? {
+        guard delivery.isLoaded, redisUp, !loadInFlight else { return nil }
         var deadlines: [UInt64] = []
-        if readIssuedAt == nil, let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
-        if let catchUp {
-            deadlines.append(catchUp.deadline)
-            if readIssuedAt == nil { deadlines.append(catchUp.since + settings.gapGraceNanos) }
+        if readIssuedAt == nil {
+            if let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
+            if let catchUp { deadlines.append(catchUp.since + settings.gapGraceNanos) }
         }
-        if let headWait { deadlines.append(headWait.deadline) }
+        if inFlight == nil {
+            if let catchUp {
+                deadlines.append(catchUp.deadline)
+            } else if let headWait {
+                // (A lost race's wait comes first: `pump` looks at the queue only after it.)
+                deadlines.append(headWait.deadline)
+            }
+        }
         return deadlines.min()
     }
 
     /// The estimated wait of a push arriving now, in nanoseconds (what admission compares with
     /// `maxPushWaitNanos`).
+    ///
+    /// A batch in Redis that is already late is taken to need as long again as it is late: a stalled
+    /// Redis (a slow fsync, a long script elsewhere, a pause) is not assumed to recover at once, so the
+    /// pushes that arrive meanwhile are refused, and told to come back later the longer the stall lasts,
+    /// rather than queued behind it. (Continuous at the due time: a batch a little late adds a little.)
     public func estimatedWaitNanos(now: UInt64) -> Double {
         var remaining = 0.0
         if let inFlight, !inFlight.replied {
             let due = Double(inFlight.sentAt) + model.serviceNanos(size: inFlight.commitCount)
-            remaining = max(0, due - Double(now))
+            remaining = abs(due - Double(now))
         }
         return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
     }
@@ -218,28 +236,44 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
             return actions
         }
-        let wait = estimatedWaitNanos(now: now)
-        if queue.count >= settings.maxQueuedPushes {
-            counters.overloadRefusals += 1
-            let message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
-            return actions
-        }
-        if delivery.isLoaded && !(queue.isEmpty && inFlight == nil) && wait > Double(settings.maxPushWaitNanos) {
-            // Before the first load there is nothing to measure against: the queue bound applies alone. A
-            // push with nothing ahead of it is always taken: refusing it would not shorten anyone's wait,
-            // and its round trip is what keeps the model current after a slow spell (otherwise one
-            // outlier could have the doc refuse everything from then on).
-            counters.overloadRefusals += 1
-            let message =
-                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms "
-                + "(limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
-            actions.append(.answer(refusal(pending, .unavailable, message, retryAfterMs: retryAfterMs(wait: wait, now: now))))
+        if let busy = overloadRefusal(now: now) {
+            actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
         queue.append(pending)
         pump(now, into: &actions)
         return actions
+    }
+
+    /// An editor's push the doc is too busy to take, refused at once — the same rule as `push` applies,
+    /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
+    /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
+    public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
+        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
+        let reply = PushReply(
+            member: member, pushID: pushID, answer: .refusal(.unavailable, busy.message, retryAfterMs: busy.retryAfterMs),
+            receivedAtNanos: now, conflicted: false)
+        return [.answer(reply)]
+    }
+
+    /// Admission (with Redis up): the refusal for a push arriving now, if the queue is full or its wait
+    /// would pass `maxPushWaitNanos`; counts it.
+    mutating func overloadRefusal(now: UInt64) -> (message: String, retryAfterMs: UInt64)? {
+        let full = queue.count >= settings.maxQueuedPushes
+        // Before the first load there is nothing to measure against: the queue bound applies alone. A push
+        // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
+        // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
+        // the doc refuse everything from then on).
+        let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
+        guard full || measured else { return nil }
+        let wait = estimatedWaitNanos(now: now)
+        guard full || wait > Double(settings.maxPushWaitNanos) else { return nil }
+        if full { counters.queueFullRefusals += 1 } else { counters.overloadRefusals += 1 }
+        let message =
+            full
+            ? "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+            : "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        return (message, retryAfterMs(wait: wait, now: now))
     }
 
     /// When a refused push should come back.
@@ -262,23 +296,28 @@ public struct PushPipeline<Member: Hashable> {
     // MARK: Redis
 
     /// Redis answered (or failed) the batch `batchID`.
-    public mutating func commitReplied(batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64) -> [PushAction<Member>] {
+    /// - Parameter failureMessage: for `.failed`, what the pushers are told (default: Redis unreachable).
+    public mutating func commitReplied(
+        batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
+    ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
-        guard var batch = inFlight, batch.id == batchID, !batch.replied else { return actions }
-        if outcome != .failed { model.observe(size: batch.commitCount, nanos: now &- batch.sentAt) }
+        // (No local copy of the batch: its entries are updated in place as commits are delivered, and a
+        // second reference would make each reply copy them.)
+        guard inFlight?.id == batchID, inFlight?.replied == false, let sentAt = inFlight?.sentAt,
+            let commitCount = inFlight?.commitCount
+        else { return actions }
+        if outcome != .failed { model.observe(size: commitCount, nanos: now &- sentAt) }
         switch outcome {
         case .committed(let first, let atMs):
-            batch.replied = true
-            batch.firstClock = first
-            knownRedisHead = max(knownRedisHead, first + UInt64(batch.commitCount) - 1)
-            inFlight = batch
-            // Our own commits go into the ordered stream now rather than when pub/sub brings them back:
-            // one hop less, and independent of the subscriber connection.
-            for entry in batch.entries where entry.isCommit {
-                let notice = CommitNotice(
-                    clock: first + UInt64(entry.commitIndex), ops: entry.appliedJSON, by: entry.push.sessionID,
-                    node: settings.nodeID, pushID: entry.push.pushID, committedAtMs: atMs)
-                guard notice.clock > delivery.head else { continue }
+            inFlight!.replied = true
+            inFlight!.firstClock = first
+            knownRedisHead = max(knownRedisHead, first + UInt64(commitCount) - 1)
+            // Our own commits go into the ordered stream now, from the reply: this node does not read them
+            // back from pub/sub.
+            for k in 0..<commitCount {
+                let clock = first + UInt64(k)
+                guard clock > delivery.head, let i = inFlight?.commitEntries[k] else { continue }
+                let notice = inFlight!.entries[i].notice(clock: clock, node: settings.nodeID, atMs: atMs)
                 deliver(delivery.receive(notice), now: now, into: &actions)
             }
             settleSkippedCommits(into: &actions)
@@ -286,25 +325,24 @@ public struct PushPipeline<Member: Hashable> {
         case .conflict(let head), .tooLarge(let head, _):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
-            requeue(batch, countingAttempt: true, into: &actions)
+            requeueInFlight(countingAttempt: true, into: &actions)
             if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
         case .duplicate(let head, let clocks):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
-            let commitEntries = batch.entries.indices.filter { batch.entries[$0].isCommit }
-            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitEntries.count {
-                let i = commitEntries[commitIndex]
-                guard !batch.entries[i].delivered else { continue }
-                batch.entries[i].delivered = true
-                if !batch.entries[i].abandoned {
-                    actions.append(.answer(discard(batch.entries[i].push, reason: "duplicate", conflicted: false)))
+            for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitCount {
+                let i = inFlight!.commitEntries[commitIndex]
+                guard !inFlight!.entries[i].delivered else { continue }
+                inFlight!.entries[i].delivered = true
+                if !inFlight!.entries[i].abandoned {
+                    actions.append(.answer(discard(inFlight!.entries[i].push, reason: "duplicate", conflicted: false)))
                 }
             }
-            requeue(batch, countingAttempt: false, into: &actions)
+            requeueInFlight(countingAttempt: false, into: &actions)
         case .failed:
-            for entry in batch.entries where !entry.delivered && !entry.abandoned {
-                actions.append(
-                    .answer(refusal(entry.push, .unavailable, "Redis is unreachable; the push was not acknowledged, retry it")))
+            let message = failureMessage ?? "Redis is unreachable; the push was not acknowledged, retry it"
+            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
+                actions.append(.answer(refusal(entry.push, .unavailable, message)))
             }
             inFlight = nil
         }
@@ -327,7 +365,11 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// The log read from `from` (asked for by `readLog`) returned `entries`.
-    public mutating func logRead(from: UInt64, entries: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
+    /// - Parameter truncated: the read stopped at its byte budget before `logReadCount` commits (so fewer
+    ///   commits do not mean the log ended there).
+    public mutating func logRead(from: UInt64, entries: [CommitNotice], truncated: Bool = false, now: UInt64)
+        -> [PushAction<Member>]
+    {
         var actions: [PushAction<Member>] = []
         let issuedAt = readIssuedAt ?? now
         readIssuedAt = nil
@@ -342,7 +384,7 @@ public struct PushPipeline<Member: Hashable> {
             knownRedisHead = max(knownRedisHead, entry.clock)
             deliver(delivery.receive(entry), now: now, into: &actions)
         }
-        let complete = entries.count < settings.logReadCount
+        let complete = !truncated && entries.count < settings.logReadCount
         if complete { confirmedHead = (entries.last?.clock ?? (from > 0 ? from - 1 : 0), issuedAt) }
         noteGap(now)
         finishBatchIfDone()

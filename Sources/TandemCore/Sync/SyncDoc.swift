@@ -75,14 +75,14 @@ public struct SyncDoc<Member: Hashable> {
         var dispatches: [Dispatch] = []
         // `head < UInt64.max` keeps `head + 1` from trapping on a clock read from a corrupted Redis key.
         while let replica, replica.head < UInt64.max, let next = ahead.removeValue(forKey: replica.head + 1) {
-            guard let ops = try? Ops(json: next.ops) else {
+            guard let ops = next.parsedOps ?? (try? Ops(json: next.ops)) else {
                 // Cannot happen for commits written by Tandem; skipping would break every replica the
                 // same way, so apply it as empty to keep clocks contiguous.
                 self.replica!.apply(clock: next.clock, ops: Ops([:]))
                 continue
             }
             self.replica!.apply(clock: next.clock, ops: ops)
-            recent.append(next)
+            recent.append(next.withoutCaches)
             if recent.count > recentCapacity { recent.removeFirst(recent.count - recentCapacity) }
             let floor = next.clock > retention ? next.clock - retention : 0
             retainedFrom = max(retainedFrom, floor + 1)

@@ -121,6 +121,15 @@ extension ConfigFormat where Value == String? {
     }
 }
 
+extension ConfigFormat where Value: RawRepresentable & CaseIterable, Value.RawValue == String {
+    /// One of an enum's raw values (`batch`, `per-commit`); the parse error lists them.
+    public static func choice(_ valueName: String) -> Self {
+        let names = Value.allCases.map(\.rawValue)
+        let listed = names.count == 2 ? "\(names[0]) or \(names[1])" : "one of " + names.joined(separator: ", ")
+        return Self(valueName: valueName, expectation: listed, parse: { Value(rawValue: $0) }, describe: { $0.rawValue })
+    }
+}
+
 extension ConfigFormat where Value == [String] {
     /// Comma-separated; blanks around items and empty items are dropped.
     public static func list(_ valueName: String) -> Self {
@@ -183,6 +192,14 @@ extension ConfigBounds where Value == String {
     public static func oneOf(_ choices: [String]) -> Self {
         let listed = choices.count == 2 ? "\(choices[0]) or \(choices[1])" : "one of " + choices.joined(separator: ", ")
         return Self(accepts: { choices.contains($0) }, requirement: listed, summary: choices.joined(separator: ", "))
+    }
+}
+
+extension ConfigBounds where Value: RawRepresentable & CaseIterable, Value.RawValue == String {
+    /// Any of the enum's cases (`ConfigFormat.choice` refuses other text): names them in the docs.
+    public static var anyCase: Self {
+        let names = Value.allCases.map(\.rawValue)
+        return Self(accepts: { _ in true }, requirement: names.joined(separator: " or "), summary: names.joined(separator: ", "))
     }
 }
 

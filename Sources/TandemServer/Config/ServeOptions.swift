@@ -39,6 +39,10 @@ public enum ServeOptions {
         .nodeFlag(
             "insecure-dev-mode", \.insecureDevMode, section: .security, featured: true,
             help: "Allow development mode (no JWT secret: anyone picks any user and edits every doc) on a non-loopback --host; logged loudly."),
+        .node(
+            "allowed-origins", \.allowedOrigins, .list("origins"), section: .security,
+            default: "development mode: this machine's pages; with a secret: any",
+            help: "Web pages (Origin) that may open a client WebSocket, comma-separated: https://app.example.com, https://*.example.com, null, or * for any. Others get 403 origin_not_allowed; clients without an Origin (native, servers) are not checked."),
     ]
 
     static let presence: [ConfigOption] = [
@@ -53,7 +57,7 @@ public enum ServeOptions {
             "presence-rate", \.presenceRate, .integer(), bounds: .atLeast(1), unit: .perSecond, section: .presence,
             featured: true, help: "Presence updates per (user, doc) per second."),
         .node(
-            "presence-burst", \.presenceBurst, .integer(), unit: .count, section: .presence,
+            "presence-burst", \.presenceBurst, .integer(), bounds: .within(0...1_000_000), unit: .count, section: .presence,
             help: "Updates a user may send back to back before --presence-rate applies (below 1 counts as 1)."),
         .node(
             "large-doc-viewers", \.largeDocViewers, .integer(), bounds: .atLeast(0), unit: .count, section: .presence,
@@ -98,6 +102,10 @@ public enum ServeOptions {
             "max-docs-per-connection", \.maxDocsPerConnection, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections, featured: true, help: "Docs one connection may be in (beyond: too_many_docs)."),
         .node(
+            "max-doc-joins-per-sec", \.maxDocJoinsPerSecond, .number(), bounds: .within(0.1...10_000), unit: .perSecond,
+            section: .connections,
+            help: "Joins per second of docs a connection is not in, after a burst of --max-docs-per-connection (beyond: rate_limited with retryAfterMs)."),
+        .node(
             "max-pending-requests", \.maxPendingRequests, .integer(), bounds: .atLeast(1), unit: .count,
             section: .connections,
             help: "Pushes, syncs and acks of one connection waiting for its join of a doc (beyond: unavailable)."),
@@ -115,10 +123,10 @@ public enum ServeOptions {
             "max-connections-per-user", \.maxConnectionsPerUser, .integer(), bounds: .atLeast(1), unit: .count,
             section: .admission, featured: true, help: "Open client connections per user on a node."),
         .node(
-            "storm-threshold", \.stormThreshold, .number(), unit: .perSecond, section: .admission,
+            "storm-threshold", \.stormThreshold, .number(), bounds: .atLeast(0.1), unit: .perSecond, section: .admission,
             help: "Reconnects per second (10 s average) that count as a reconnect storm."),
         .node(
-            "storm-resume-grace-ms", \.stormResumeGraceMs, .integer("ms"), unit: .milliseconds, section: .admission,
+            "storm-resume-grace-ms", \.stormResumeGraceMs, .integer("ms"), bounds: .within(0...86_400_000), unit: .milliseconds, section: .admission,
             help: "While handshakes are refused or a storm is on, lost sessions stay resumable this long."),
         .node(
             "handshake-timeout-ms", \.handshakeTimeoutMs, .integer("ms"), bounds: .atLeast(100), unit: .milliseconds,
@@ -139,16 +147,30 @@ public enum ServeOptions {
             "log-retention", \.logRetention, .integer(), bounds: .atLeast(1), unit: .count, section: .sync,
             help: "Log entries and tombstones kept per doc."),
         .node(
-            "max-record-bytes", \.maxRecordBytes, .byteCount, unit: .bytes, section: .sync, help: "Largest record."),
+            "max-record-bytes", \.maxRecordBytes, .byteCount, bounds: .within(16...(64 << 20)), unit: .bytes, section: .sync, help: "Largest record."),
         .node(
-            "max-push-bytes", \.maxPushBytes, .byteCount, unit: .bytes, section: .sync, help: "Largest push (its ops)."),
-        .node("max-push-ops", \.maxPushOps, .integer(), unit: .count, section: .sync, help: "Most ops in one push."),
+            "max-push-bytes", \.maxPushBytes, .byteCount, bounds: .within(64...(256 << 20)), unit: .bytes, section: .sync, help: "Largest push (its ops)."),
+        .node("max-push-ops", \.maxPushOps, .integer(), bounds: .within(1...1_000_000), unit: .count, section: .sync, help: "Most ops in one push."),
         .node(
-            "max-doc-records", \.maxDocRecords, .integer(), unit: .count, section: .sync,
+            "max-doc-records", \.maxDocRecords, .integer(), bounds: .within(1...100_000_000), unit: .count, section: .sync,
             help: "Most records in one doc."),
         .node(
-            "max-queued-pushes", \.maxQueuedPushes, .integer(), unit: .count, section: .sync, featured: true,
-            help: "Pushes waiting in one doc before new ones get unavailable."),
+            "max-push-wait-ms", \.maxPushWaitMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
+            section: .sync, featured: true,
+            help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
+        .node(
+            "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
+            featured: true,
+            help: "Pushes waiting in one doc before new ones get unavailable with retryAfterMs: a memory bound (--max-push-wait-ms normally refuses sooner)."),
+        .node(
+            "max-batch-pushes", \.maxBatchPushes, .integer(), bounds: .within(1...1_000), unit: .count, section: .sync,
+            help: "Most pushes of one doc committed together (one Redis script call, which holds Redis for its duration)."),
+        .node(
+            "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
+            section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),
+        .node(
+            "sync-log-mode", \.syncLogMode, .choice("mode"), bounds: .anyCase, section: .sync,
+            help: "batch, or per-commit while nodes from before group commit still serve docs (a rolling upgrade: docs/protocol.md)."),
         .node(
             "doc-ttl", \.docTTLMs, .duration, unit: .duration, section: .sync, featured: true,
             help: "A doc's Redis keys expire this long after its last write while no node holds it open (0: never)."),

@@ -69,8 +69,19 @@ public struct ServerConfiguration: Sendable {
     public var maxPushBytes = 1024 * 1024
     public var maxPushOps = 1_000
     public var maxDocRecords = 100_000
-    /// Pushes waiting for their turn in one doc before new ones are refused with `unavailable`.
+    /// Pushes waiting in one doc (not counting the batch in Redis) before new ones are refused with
+    /// `unavailable`. A hard memory bound: admission by waiting time (`maxPushWaitMs`) normally refuses
+    /// long before it is reached.
     public var maxQueuedPushes = 1_000
+    /// A push whose estimated wait before its commit is longer than this is refused at once with
+    /// `unavailable` and `retryAfterMs`, instead of queueing (admission by waiting time).
+    public var maxPushWaitMs = 250
+    /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
+    public var maxBatchPushes = 128
+    /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
+    public var maxBatchBytes = 1 << 20
+    /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
+    public var syncLogMode = SyncLogMode.batch
 
     // Secure defaults and Redis bounds (issue 7)
     /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any
@@ -82,6 +93,8 @@ public struct ServerConfiguration: Sendable {
     // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
     /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
     public var maxDocsPerConnection = 100
+    /// Joins per second of docs a connection is not in (burst: `maxDocsPerConnection`).
+    public var maxDocJoinsPerSecond: Double = 10
     /// A socket that has not completed the WebSocket upgrade after this long is closed (idle or slow
     /// HTTP requests included).
     public var handshakeTimeoutMs = 10_000
@@ -106,6 +119,8 @@ public struct ServerConfiguration: Sendable {
     // Ops plane (issue 7): who may use the ops port and what one client may cost it.
     /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.
     public var opsAllowedHosts: [String] = []
+    /// Which web pages may open a client WebSocket (see `OriginPolicy`); empty: the mode's default.
+    public var allowedOrigins: [String] = []
     /// When set, `/api/docs/…` requires `Authorization: Bearer <token>`; metrics, health and status stay open.
     public var opsToken: String?
     /// Connections to the ops port; at the limit a new one closes the connection idle longest.
@@ -140,6 +155,21 @@ public struct ServerConfiguration: Sendable {
         settings.rate = Double(presenceRate)
         settings.burst = Double(max(1, presenceBurst))
         settings.largeDocViewers = largeDocViewers
+        return settings
+    }
+
+    /// The push pipeline's settings derived from this configuration.
+    public var pushPipelineSettings: PushPipelineSettings {
+        var settings = PushPipelineSettings(nodeID: nodeID)
+        settings.limits.maxRecordBytes = maxRecordBytes
+        settings.limits.maxPushBytes = maxPushBytes
+        settings.limits.maxPushOps = maxPushOps
+        settings.limits.maxDocRecords = maxDocRecords
+        settings.retention = UInt64(logRetention)
+        settings.maxQueuedPushes = maxQueuedPushes
+        settings.maxPushWaitNanos = UInt64(maxPushWaitMs) * 1_000_000
+        settings.maxBatchPushes = maxBatchPushes
+        settings.maxBatchBytes = maxBatchBytes
         return settings
     }
 
@@ -190,6 +220,12 @@ public struct ServerConfiguration: Sendable {
     /// ... and the TTL is never shorter than this.
     static let minimumDocTTLMs: Int64 = 60_000
 
+    /// The client port's Origin check, from `--allowed-origins` and the mode (`validate()` has checked
+    /// the entries).
+    public var originPolicy: OriginPolicy {
+        get throws { try OriginPolicy(allowedOrigins: allowedOrigins, developmentMode: jwtSecret == nil) }
+    }
+
     public static let rules: [Rule] = [
         Rule("--node-id must be 1–64 characters of [A-Za-z0-9._:-]") { isValidNodeID($0.nodeID) },
         Rule("--tick-ms must be well below --presence-ttl-ms") { $0.tickMs * 2 < $0.presenceTTLMs },
@@ -204,6 +240,13 @@ public struct ServerConfiguration: Sendable {
             "without a JWT secret, --host must be a loopback address unless --insecure-dev-mode is given",
             message: { developmentModeRefusal(host: $0.host) }
         ) { $0.jwtSecret != nil || $0.insecureDevMode || isLoopback($0.host) },
+        Rule(
+            "--allowed-origins entries must be origins (https://app.example.com), wildcards (https://*.example.com), null or *",
+            message: { config in
+                do { _ = try config.originPolicy } catch { return "--allowed-origins: \(error)" }
+                return ""
+            }
+        ) { (try? $0.originPolicy) != nil },
         Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
             $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
         },
@@ -256,4 +299,14 @@ extension ServerConfiguration {
 public struct ConfigurationError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+}
+
+/// `--sync-log-mode`: how group commits are written to a doc's Redis log and announced on its channel.
+public enum SyncLogMode: String, Sendable, CaseIterable {
+    /// One log entry and one message per group commit (a batch of one is written the classic way). The
+    /// default, and what nodes from before group commit cannot read.
+    case batch
+    /// One classic log entry and one message per commit, exactly as nodes from before group commit wrote
+    /// and read them: for a rolling upgrade while such nodes still serve docs. Commits are still batched.
+    case perCommit = "per-commit"
 }

@@ -1,85 +1,171 @@
 import NIOCore
 import TandemCore
 
-/// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself
-/// (futures completing there capture it, hence `@unchecked Sendable`).
-final class DocState: @unchecked Sendable {
+/// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself,
+/// and not `Sendable`: a future completing there gets it through a `NIOLoopBound`, which checks the loop.
+///
+/// What only exists in one phase of the doc lives in that phase's case (`phase`, `replicaRead`), so a
+/// loaded doc with waiting joins, or a read replica with members waiting for it, cannot be written.
+final class DocState {
     /// A local connection in the doc.
     struct Member {
-        let connection: ClientConnection
+        let connection: any DocMember
         let role: Role
     }
 
     /// A join waiting for the doc's first Redis read.
     struct PendingJoin {
-        let connection: ClientConnection
+        let connection: any DocMember
         let role: Role
         let state: JSONValue?
         let since: UInt64?
     }
 
-    /// A push waiting for its turn (pushes of a doc are decided one at a time against the replica).
-    struct PendingPush {
-        let connection: ClientConnection
-        let id: JSONValue
-        let base: UInt64
-        let ops: Ops
-        let receivedAtNanos: UInt64
+    /// Where the doc is in its first read from Redis (presence and records).
+    enum Phase {
+        /// Being read: joins wait (answered together once the read completes or fails).
+        case loading(Loading)
+        /// Read (or its read failed and the doc answers from local state): joins are answered at once.
+        case live
     }
 
-    /// The push being decided or committed.
-    struct ActivePush {
-        var push: PendingPush
-        var decision: PushDecision?
-        var attempts = 0
-        /// Committed at this clock; the result goes out when the commit is dispatched in order.
-        var committedClock: UInt64?
-        /// Waiting for the replica to reach this clock before deciding (again).
-        var waitingForHead: UInt64?
-        var waitDeadlineNanos: UInt64 = 0
-        /// The pusher is no longer a member (left, lost its socket, was taken over): do not decide it
-        /// again; a commit already in flight still completes.
-        var abandoned = false
+    struct Loading {
+        /// At most one per connection (a newer join replaces it); bounded by the connections joining.
+        var waiting: [PendingJoin] = []
     }
 
+    /// The replica's first read (a reload after lost history is the pipeline's: `PushAction.reload`).
+    enum ReplicaRead {
+        /// Not read yet, or the read failed (Redis down): members that joined meanwhile wait here.
+        case unread(Unread)
+        /// The pipeline holds the replica.
+        case read
+    }
+
+    struct Unread {
+        /// Members that joined before the replica could be read, with their `since`.
+        var awaiting: [ObjectIdentifier: UInt64?] = [:]
+        /// The read (or a retry after it failed) is in flight.
+        var inFlight = false
+    }
+
+    /// The doc's one pipeline timer, set for `sync.nextDeadline` (see `DocShard.scheduleSyncTimer`).
+    struct SyncTimer {
+        var task: Scheduled<Void>
+        var deadline: UInt64
+    }
+
+    /// The Redis upkeep of a doc: periodic reconcile and sweep.
+    struct Upkeep {
+        var reconcileInFlight = false
+        var sweepInFlight = false
+        var nextReconcileMs: UInt64 = 0
+        /// Until then reconcile does not drop other nodes' sessions missing from Redis: set when the Redis
+        /// connection comes back, since Redis may have restarted empty and the other nodes need up to a
+        /// presence TTL to re-register theirs (dropping them meanwhile showed every remote session as
+        /// `left`, then `joined` again).
+        var keepRemoteUntilMs: UInt64 = 0
+    }
+
+    /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes
+    /// after a re-join started a newer catch-up is dropped instead of being sent as well.
+    struct CatchUps {
+        private var generation: [ObjectIdentifier: UInt64] = [:]
+        private var next: UInt64 = 0
+
+        /// A new catch-up for `member`; returns its generation.
+        mutating func start(for member: ObjectIdentifier) -> UInt64 {
+            next &+= 1
+            generation[member] = next
+            return next
+        }
+
+        func isCurrent(_ value: UInt64, for member: ObjectIdentifier) -> Bool { generation[member] == value }
+
+        mutating func forget(_ member: ObjectIdentifier) { generation.removeValue(forKey: member) }
+    }
+
+    var phase: Phase = .loading(Loading())
+    var replicaRead: ReplicaRead = .unread(Unread())
     var presence: PresenceDoc
-    var sync: SyncDoc<ObjectIdentifier>
+    /// Document sync: ordered delivery, the replica and the push pipeline (`PushPipeline`); the shard
+    /// carries out its actions and nothing else decides pushes.
+    var sync: PushPipeline<ObjectIdentifier>
     var members: [ObjectIdentifier: Member] = [:]
     /// Which connection currently owns each local session id (a resumed session may briefly have two).
     var owners: [String: ObjectIdentifier] = [:]
-    var loading = true
-    var waiting: [PendingJoin] = []
-    /// Members that joined before the replica could be read (Redis down), with their `since`.
-    var awaitingSync: [ObjectIdentifier: UInt64?] = [:]
-    var syncLoadInFlight = false
-    /// Sync requests (push, sync, ack) of connections whose join is not complete yet, handled once they
-    /// are members. At most `--max-pending-requests` per connection; beyond: `unavailable`.
-    var earlyRequests: [ObjectIdentifier: [(ClientMessage, Role)]] = [:]
-    /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes
-    /// after a re-join started a newer catch-up is dropped instead of being sent as well.
-    var catchUpGeneration: [ObjectIdentifier: UInt64] = [:]
-    var nextCatchUpGeneration: UInt64 = 0
-    var pushQueue: [PendingPush] = []
-    var activePush: ActivePush?
-    var gapFillInFlight = false
-    var gapTimer: Scheduled<Void>?
-    var reconcileInFlight = false
-    var sweepInFlight = false
-    var nextReconcileMs: UInt64 = 0
-    /// Until then reconcile does not drop other nodes' sessions missing from Redis: set when the Redis
-    /// connection comes back, since Redis may have restarted empty and the other nodes need up to a
-    /// presence TTL to re-register theirs (dropping them meanwhile showed every remote session as
-    /// `left`, then `joined` again).
-    var keepRemoteUntilMs: UInt64 = 0
+    /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
+    /// the joiner's presence is being written, or its catch-up is being read from the Redis log), handled
+    /// once they are. At most `--max-pending-requests` per connection; beyond: `unavailable`.
+    var earlyRequests: [ObjectIdentifier: [(message: ClientMessage, role: Role, bytes: Int)]] = [:]
+    var catchUps = CatchUps()
+    var syncTimer: SyncTimer?
+    /// Redis held re-push records of nodes from before group commit when the doc was read: commits check
+    /// them (a client may re-push what such a node committed). New nodes never write them.
+    var legacyRePushes = true
+    /// The pipeline's counters as last turned into metric increments.
+    var reportedCounters = PushPipelineCounters()
+    var upkeep = Upkeep()
     /// Users whose session in this doc ended recently (reconnect counting), by end time.
     var recentDepartures: [String: UInt64] = [:]
     /// Members grouped by event loop, rebuilt when membership changes.
-    var deliveryGroups: [(EventLoop, editors: [ClientConnection], viewers: [ClientConnection])]?
+    var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
     var stats = DocStats()
 
-    init(presence: PresenceDoc, retention: UInt64) {
+    init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
         self.presence = presence
-        self.sync = SyncDoc(retention: retention)
+        self.sync = sync
+    }
+
+    // MARK: Phase helpers
+
+    var isLoading: Bool {
+        if case .loading = phase { return true }
+        return false
+    }
+
+    /// The joins waiting for the first read (none once live).
+    var waiting: [PendingJoin] {
+        if case .loading(let loading) = phase { return loading.waiting }
+        return []
+    }
+
+    /// Changes the waiting joins (nothing once live).
+    func updateWaiting(_ body: (inout [PendingJoin]) -> Void) {
+        guard case .loading(var loading) = phase else { return }
+        body(&loading.waiting)
+        phase = .loading(loading)
+    }
+
+    /// The first read completed (or failed): the doc is live; returns the joins to answer now.
+    func becomeLive() -> [PendingJoin] {
+        let waiting = self.waiting
+        phase = .live
+        return waiting
+    }
+
+    /// Members waiting for the replica's first read (none once read).
+    var awaitingReplica: [ObjectIdentifier: UInt64?] {
+        if case .unread(let unread) = replicaRead { return unread.awaiting }
+        return [:]
+    }
+
+    /// Changes what waits for the replica's first read (nothing once read).
+    func updateUnread(_ body: (inout Unread) -> Void) {
+        guard case .unread(var unread) = replicaRead else { return }
+        body(&unread)
+        replicaRead = .unread(unread)
+    }
+
+    var replicaReadInFlight: Bool {
+        if case .unread(let unread) = replicaRead { return unread.inFlight }
+        return false
+    }
+
+    /// Cancels the pipeline timer.
+    func cancelSyncTimer() {
+        syncTimer?.task.cancel()
+        syncTimer = nil
     }
 }
 
@@ -88,12 +174,19 @@ struct DocStats {
     var presenceUpdates: UInt64 = 0
     var pushes: UInt64 = 0
     var conflicts: UInt64 = 0
-    /// Recent commit → socket lags of this doc, for its p95 on the status page.
+    /// Recent commit → socket lags of this doc (the last `lagSamples`, a ring), for its p95 on the status page.
     var lagSamplesMs: [Double] = []
+    private var nextLagSample = 0
+    /// Enough samples for a stable p95 of a busy doc; 4 KiB per doc.
+    static let lagSamples = 512
 
     mutating func recordLag(_ ms: Double) {
-        lagSamplesMs.append(ms)
-        if lagSamplesMs.count > 512 { lagSamplesMs.removeFirst(lagSamplesMs.count - 512) }
+        if lagSamplesMs.count < Self.lagSamples {
+            lagSamplesMs.append(ms)
+        } else {
+            lagSamplesMs[nextLagSample] = ms
+            nextLagSample = (nextLagSample + 1) % Self.lagSamples
+        }
     }
 
     var lagP95Ms: Double? {

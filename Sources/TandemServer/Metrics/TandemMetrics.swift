@@ -1,29 +1,6 @@
 import Prometheus
 import TandemCore
 
-/// Why a client connection ended (the `reason` label of tandem_connections_closed_total). A fixed set, so
-/// the label stays bounded.
-public enum CloseReason: String, Sendable, CaseIterable {
-    /// The client sent a close frame.
-    case clientClose = "client_close"
-    /// The socket went away without a close frame (network loss, crashed client).
-    case abrupt
-    /// Missed two WebSocket pings.
-    case pingTimeout = "ping_timeout"
-    /// Closed with 1008: too many bad frames or a sustained message flood.
-    case abuse
-    /// Closed with 1003: binary frame on the JSON endpoint.
-    case unsupportedData = "unsupported_data"
-    /// Closed with 1013: outbound queue over the hard limit.
-    case slowConsumer = "slow_consumer"
-    /// Replaced by a newer connection resuming the same session.
-    case resumed
-    /// Closed with 1001 on shutdown.
-    case shutdown
-    /// A WebSocket protocol error (bad framing, oversized frame).
-    case protocolError = "protocol_error"
-}
-
 /// Every metric Tandem exports, created once at start-up with fixed label values (never doc or user
 /// ids). All Prometheus metric types are thread-safe, so any event loop or libmicrohttpd thread may use
 /// them.
@@ -72,12 +49,28 @@ public final class TandemMetrics: Sendable {
     public let syncLagSeconds: ValueHistogram
     public let syncLagClocks: ValueHistogram
     public let syncPushSeconds: ValueHistogram
+    // Group commit and admission (issue 8)
+    public let syncBatches: Counter
+    public let syncBatchSize: ValueHistogram
+    public let syncLostRaces: Counter
+    /// By reason: the push's estimated wait (`--max-push-wait-ms`) or the queue bound (`--max-queued-pushes`).
+    public let syncOverloadRefusals: [OverloadRefusal: Counter]
+    public let syncRetryAfterSeconds: ValueHistogram
+    public let syncPushWaitEstimate: ValueHistogram
+    public let syncLogReads: Counter
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
     public let redisMemoryMaxBytes: Gauge
     public let redisKeys: Gauge
     public let redisKeysWithoutTTL: Gauge
+    /// Redis's own work (INFO stats / cpu, every 5 s), as counters from when the node started sampling: with
+    /// the commit counters they give Redis commands and Redis CPU per commit.
+    public let redisCommandsProcessed: Counter
+    public let redisCPUSeconds: Counter
+    /// --doc-ttl, set once by the node: with 0 (docs never expire) keys without a TTL are expected, and
+    /// TandemRedisKeysWithoutTTL stays quiet (Grafana/alerts.yml).
+    public let docTTLSeconds: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -165,13 +158,36 @@ public final class TandemMetrics: Sendable {
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
         syncLagSeconds = registry.makeValueHistogram(
-            descriptor: name("sync_lag", "seconds", "Commit to written to each subscriber's socket."),
+            descriptor: name("sync_lag", "seconds", "Commit to handed to each subscriber's socket (once it takes writes)."),
             buckets: latencyBuckets)
         syncLagClocks = registry.makeValueHistogram(
             descriptor: name("sync_lag_clocks", "", "Head clock minus each client's last ack."),
             buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000, 10000])
         syncPushSeconds = registry.makeValueHistogram(
             descriptor: name("sync_push", "seconds", "Push received to result sent."), buckets: latencyBuckets)
+        syncBatches = registry.makeCounter(
+            descriptor: name("sync_batches", "total", "Group commits sent to Redis (one script call each)."))
+        syncBatchSize = registry.makeValueHistogram(
+            descriptor: name("sync_batch_size", "", "Commits per group commit."),
+            buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000])
+        syncLostRaces = registry.makeCounter(
+            descriptor: name(
+                "sync_lost_races", "total",
+                "Group commits that wrote nothing (another node changed their records first, the doc limit, a re-push) and were decided again."))
+        syncOverloadRefusals = Self.labeledCounters(
+            registry,
+            name(
+                "sync_overload_refusals", "total",
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), or --max-queued-pushes were queued (queue_full)."),
+            label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
+        syncRetryAfterSeconds = registry.makeValueHistogram(
+            descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
+            buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        syncPushWaitEstimate = registry.makeValueHistogram(
+            descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
+            buckets: latencyBuckets)
+        syncLogReads = registry.makeCounter(
+            descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
 
         redisMemoryUsedBytes = registry.makeGauge(
             descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))
@@ -182,6 +198,16 @@ public final class TandemMetrics: Sendable {
         redisKeysWithoutTTL = registry.makeGauge(
             descriptor: name(
                 "redis_keys_without_ttl", "", "Keys in Tandem's Redis database without an expiry (every key Tandem writes has one)."))
+        redisCommandsProcessed = registry.makeCounter(
+            descriptor: name(
+                "redis_commands_processed", "total",
+                "Commands Redis ran, by anyone, those inside scripts included (INFO stats total_commands_processed, every 5 s, since this node started)."))
+        redisCPUSeconds = registry.makeCounter(
+            descriptor: name(
+                "redis_cpu_seconds", "total",
+                "CPU time of the Redis server, system and user (INFO cpu, every 5 s, since this node started)."))
+        docTTLSeconds = registry.makeGauge(
+            descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
@@ -202,30 +228,10 @@ public final class TandemMetrics: Sendable {
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
 }
 
-/// Why a handshake was refused before the upgrade (the `reason` label of tandem_admission_rejected_total).
-public enum AdmissionRejection: String, Sendable, CaseIterable {
-    /// Over --max-new-connections-per-sec.
-    case rate
-    /// Over --max-connections.
-    case nodeFull = "node_full"
-    /// Over --max-connections-per-user.
-    case userFull = "user_full"
-    /// Missing, bad or expired token.
-    case unauthorized
-    /// Shutting down.
-    case draining
-    /// Over --max-handshake-attempts-per-sec (before the token was checked).
-    case attemptRate = "attempt_rate"
-    /// At --max-pending-handshakes: the oldest pending socket was closed to make room for a new one.
-    case pendingFull = "pending_full"
-}
-
-/// A per-connection bound a client request ran into (the `reason` label of tandem_limit_rejections_total).
-public enum ClientLimit: String, Sendable, CaseIterable {
-    /// A join beyond --max-docs-per-connection (`too_many_docs`).
-    case docsPerConnection = "docs_per_connection"
-    /// A join of one doc faster than --presence-rate (`rate_limited`).
-    case joinRate = "join_rate"
-    /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
-    case pendingRequests = "pending_requests"
+/// Why a busy doc refused a push (the `reason` label of tandem_sync_overload_refusals_total).
+public enum OverloadRefusal: String, Sendable, CaseIterable {
+    /// Its estimated wait before its commit was over --max-push-wait-ms.
+    case wait
+    /// --max-queued-pushes were waiting in the doc.
+    case queueFull = "queue_full"
 }

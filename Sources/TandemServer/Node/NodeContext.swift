@@ -5,13 +5,13 @@ import NIOCore
 import TandemCore
 import TandemRedis
 
-/// What connections and shards share on a node: configuration, metrics, Redis, the shards themselves.
-/// Immutable after start-up (the shards are created here so they can point back to it).
+/// What the node's servers (WebSocket, ops, housekeeping) share: configuration, metrics, Redis, the shards.
+/// Immutable after start-up. Shards and connections do not hold it: they get their collaborators explicitly.
 final class NodeContext: Sendable {
     let config: ServerConfiguration
     let metrics: TandemMetrics
     let logger: Logger
-    let clock = NodeClock()
+    let clock: NodeClock
     let registry = SessionRegistry()
     let redis: RedisClient
     let subscriber: RedisSubscriber
@@ -25,13 +25,16 @@ final class NodeContext: Sendable {
     let startedAt = Date()
     /// Bound ports, set once listening (for the node directory).
     let ports = NIOLockedValueBox((ws: 0, ops: 0))
-    private let shardsBox: SetOnceShards
+    /// The doc shards, made here with their collaborators (they hold no reference back to the node).
+    let shards: DocShards
+    let detachedHold: DetachedSessionHold
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
         subscriber: RedisSubscriber, loops: [EventLoop]
     ) {
         self.config = config
+        self.clock = NodeClock()
         self.metrics = metrics
         self.logger = logger
         self.redis = redis
@@ -39,41 +42,24 @@ final class NodeContext: Sendable {
         self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
         self.syncStore = SyncStore(
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords,
-            docTTLMs: config.docTTLMs)
+            docTTLMs: config.docTTLMs, logMode: config.syncLogMode == .perCommit ? .perCommit : .batch)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
         self.redisMemory = RedisMemoryMonitor(redis: redis, metrics: metrics, logger: logger)
-        self.shardsBox = SetOnceShards()
-        shardsBox.set(loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, node: self) })
+        metrics.docTTLSeconds.set(to: Double(config.docTTLMs) / 1000)
+        self.detachedHold = DetachedSessionHold(graceMs: config.stormResumeGraceMs)
+        self.shards = DocShards(
+            loops: loops,
+            dependencies: DocShardDependencies(
+                settings: .init(config), metrics: metrics, clock: clock, logger: logger, presenceStore: presenceStore,
+                syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold))
     }
 
-    var shards: [DocShard] { shardsBox.shards }
-
-    /// Breaks the context ↔ shards cycle once the node has stopped, so that a stopped node is freed. Only
-    /// after every component that reaches the shards (connections, event loops, Redis callbacks, the ops
-    /// server, housekeeping) has stopped: `shard(for:)` needs at least one shard.
-    func releaseShards() { shardsBox.release() }
-
-    /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).
-    func shard(for doc: String) -> DocShard {
-        var hash = Self.fnvOffsetBasis
-        for byte in doc.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= Self.fnvPrime
-        }
-        let shards = self.shards
-        return shards[Int(hash % UInt64(shards.count))]
-    }
-
-    /// 64-bit FNV-1a parameters (the placement of docs on shards depends on them: never change them).
-    static let fnvOffsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
-    static let fnvPrime: UInt64 = 0x100_0000_01b3
+    /// The shard that owns `doc`.
+    func shard(for doc: String) -> DocShard { shards.shard(for: doc) }
 
     var redisIsUp: Bool { redis.isConnected }
-
-    func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
-    func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
 
     /// This node's entry in the node directory.
     func directoryEntry(docs: Int, sessions: Int, state: String = "serving") -> NodeDirectory.Entry {
@@ -85,47 +71,20 @@ final class NodeContext: Sendable {
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
 
-    /// A hold is renewed only once it has this much less than the full grace left: refused handshakes
-    /// arrive by the thousand, the shards need hearing about it at most twice a second.
-    static let holdRenewalMs: UInt64 = 500
+    /// A storm started: keep every lost session resumable for the storm grace (see `DocShards`).
+    func holdDetachedSessions() { shards.holdDetachedSessions(nowMs: clock.nowMs()) }
 
-    /// Until when detached sessions are being held (ms of the node clock); see `holdDetachedSessions`.
-    private let holdUntilMs = NIOLockedValueBox<UInt64>(0)
-
-    /// True while detached sessions get the longer storm grace (housekeeping renews the hold every
-    /// second of a storm, and every refused handshake renews it too).
-    var holdingDetached: Bool { clock.nowMs() < holdUntilMs.withLockedValue { $0 } }
-
-    /// Handshakes are being refused (or a storm started): keep every lost session resumable for the
-    /// storm grace. At most twice a second, whatever the refusal rate.
-    func holdDetachedSessions() {
-        let now = clock.nowMs()
-        let grace = UInt64(config.stormResumeGraceMs)
-        let renew = holdUntilMs.withLockedValue { until -> Bool in
-            guard until < now + grace - Self.holdRenewalMs else { return false }
-            until = now + grace
-            return true
-        }
-        guard renew else { return }
-        for shard in shards { shard.holdDetached(untilMs: now + grace) }
+    /// What the WebSocket server gets (explicitly: it holds no `NodeContext`).
+    var webSocketDependencies: WebSocketServerDependencies {
+        let (metrics, storm) = (self.metrics, self.storm)
+        return WebSocketServerDependencies(
+            config: config, metrics: metrics, clock: clock, registry: registry, sessions: sessions, shards: shards,
+            connection: ConnectionDependencies(
+                settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: registry,
+                shard: { [shards] in shards.shard(for: $0) },
+                reconnectObserved: {
+                    metrics.reconnects.increment()
+                    storm.record()
+                }))
     }
-
-    func reconnectObserved() {
-        metrics.reconnects.increment()
-        storm.record()
-    }
-}
-
-/// Holder for the shards (they need the context, the context owns them).
-///
-/// Written in NodeContext.init before the context is shared, and emptied by `release()` once the node has
-/// stopped; read without a lock on every message in between. `@unchecked` because both writes are ordered
-/// by something Swift cannot see: the first before any other thread has the context, the second after
-/// every thread that reads it (event loops, Redis and ops threads) has been joined.
-final class SetOnceShards: @unchecked Sendable {
-    private(set) var shards: [DocShard] = []
-    func set(_ shards: [DocShard]) { self.shards = shards }
-    /// Drops the shards, which point back to the context: without this the two keep each other, and
-    /// everything the node holds, alive after it stops (LeakSanitizer reported every stopped node).
-    func release() { shards = [] }
 }

@@ -31,9 +31,6 @@ public final class TandemNode: Service, Sendable {
     private let serviceGroup: ServiceGroup
     /// `start()`'s background run of the group, for `shutdown()` to wait for.
     private let background = NIOLockedValueBox<Task<Void, any Error>?>(nil)
-    /// The context as the Redis callbacks see it (bound after the clients are built; they are owned by the
-    /// context, so this closes a cycle that `run()` opens again once the node has stopped).
-    private let redisHooksContext: NIOLockedValueBox<NodeContext?>
 
     /// Housekeeping (storm state, gauges, status sample, directory heartbeat) runs this often.
     static let housekeepingInterval: TimeAmount = .seconds(1)
@@ -63,42 +60,20 @@ public final class TandemNode: Service, Sendable {
         let endpoint = try RedisEndpoint(url: configuration.redisURL)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
 
-        // The Redis hooks need the context, which needs the clients: bind them late.
-        let late = NIOLockedValueBox<NodeContext?>(nil)
-        redisHooksContext = late
+        // The Redis hooks reach the shards, which use the clients: the hooks are given to the clients when
+        // they start (`redisStateChanged`, `subscriberHooks`), after the shards exist, instead of being bound late here.
         var redisConfig = RedisClient.Configuration(endpoint: endpoint)
-        redisConfig.onConnectionStateChange = { up in
-            metrics.redisUp.set(to: up ? 1 : 0)
-            guard up, let context = late.withLockedValue({ $0 }) else { return }
-            context.logger.info("redis connected; re-registering presence")
-            context.shards.forEach { $0.redisRecovered(rewrite: true) }
-        }
         redisConfig.commandObserver = { seconds in metrics.redisCommandSeconds.record(seconds) }
         var redisLogger = logger
         redisLogger[metadataKey: "redis.endpoint"] = "\(endpoint)"
         let redis = RedisClient(configuration: redisConfig, logger: redisLogger)
-
-        // A node hears its own presence messages back; it applied them already, so skip them before
-        // decoding (decoding every entry of every echo was a sizeable part of a busy node's CPU).
-        let ownPresence = NodeMessage.presencePrefix(node: configuration.nodeID)
-        var subscriberConfig = RedisSubscriber.Configuration(endpoint: endpoint) { channel, payload in
-            guard !payload.starts(with: ownPresence) else { return }
-            guard let context = late.withLockedValue({ $0 }), let doc = RedisKeys.doc(fromChannel: channel),
-                let message = NodeMessage.decode(payload)
-            else { return }
-            context.shard(for: doc).received(message, doc: doc)
-        }
-        subscriberConfig.onReady = {
-            // Re-subscribed after a (re)connect: whatever was published in the gap is lost, so check every
-            // doc against Redis.
-            late.withLockedValue { $0 }?.shards.forEach { $0.redisRecovered(rewrite: false) }
-        }
-        let subscriber = RedisSubscriber(configuration: subscriberConfig, logger: redisLogger)
+        // Messages are handled from `start(onMessage:onReady:)` on (none arrive before it).
+        let subscriber = RedisSubscriber(
+            configuration: RedisSubscriber.Configuration(endpoint: endpoint) { _, _ in }, logger: redisLogger)
 
         let context = NodeContext(
             config: configuration, metrics: metrics, logger: logger, redis: redis, subscriber: subscriber,
             loops: Array(group.makeIterator()))
-        late.withLockedValue { $0 = context }
         self.context = context
 
         // Every socket is a descriptor: take what the hard limit allows, and say so when even that cannot
@@ -125,7 +100,7 @@ public final class TandemNode: Service, Sendable {
                     "no JWT secret: development mode on \(configuration.host) only; clients pick their user with ?user=&name= and edit every doc")
             }
         }
-        server = WebSocketServer(node: context, authenticator: authenticator, group: group)
+        server = WebSocketServer(dependencies: context.webSocketDependencies, authenticator: authenticator, group: group)
 
         let opsMetrics = OpsMetrics(registry: metrics.registry)
         let routes = OpsRoutes(
@@ -186,8 +161,9 @@ public final class TandemNode: Service, Sendable {
         add(
             "redis connections",
             start: {
-                context.redis.start()
-                context.subscriber.start()
+                context.redis.start(onConnectionStateChange: redisStateChanged(context))
+                let subscriberHooks = subscriberHooks(context)
+                context.subscriber.start(onMessage: subscriberHooks.onMessage, onReady: subscriberHooks.onReady)
             },
             stop: {
                 await context.directory.beat(
@@ -199,9 +175,9 @@ public final class TandemNode: Service, Sendable {
         add("ops server", start: { try ops.start() }, stop: { ops.stop() })
         add(
             "doc shards",
-            start: { context.shards.forEach { $0.start() } },
+            start: { context.shards.all.forEach { $0.start() } },
             stop: {
-                let flushes = context.shards.map { $0.shutdown() }
+                let flushes = context.shards.all.map { $0.shutdown() }
                 if let loop = flushes.first?.eventLoop {
                     await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: presenceRemovalTimeout)
                 }
@@ -239,6 +215,38 @@ public final class TandemNode: Service, Sendable {
         return services
     }
 
+    /// The command connection went up or down: pushes are refused at once while Redis is down, and
+    /// committed again (and presence re-registered) once it is back.
+    private static func redisStateChanged(_ context: NodeContext) -> @Sendable (Bool) -> Void {
+        { up in
+            context.metrics.redisUp.set(to: up ? 1 : 0)
+            context.shards.all.forEach { $0.redisAvailabilityChanged(up) }
+            guard up else { return }
+            context.logger.info("redis connected; re-registering presence")
+            context.shards.all.forEach { $0.redisRecovered(rewrite: true) }
+        }
+    }
+
+    /// Pub/sub: each doc channel's messages go to the doc's shard; after a (re)subscribe every doc is
+    /// checked against Redis (whatever was published in the gap is lost).
+    private static func subscriberHooks(
+        _ context: NodeContext
+    ) -> (onMessage: @Sendable (String, [UInt8]) -> Void, onReady: @Sendable () -> Void) {
+        // A node hears its own messages back: presence it applied already, commits it delivered from
+        // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
+        // entry of every echo was a sizeable part of a busy node's CPU).
+        let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
+        let shards = context.shards
+        return (
+            onMessage: { channel, payload in
+                guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
+                guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
+                shards.shard(for: doc).received(message, doc: doc)
+            },
+            onReady: { shards.all.forEach { $0.redisRecovered(rewrite: false) } }
+        )
+    }
+
     /// The bound client port (useful with `--port 0`).
     public var port: Int { context.ports.withLockedValue { $0.ws } }
     public var opsPort: Int { context.ports.withLockedValue { $0.ops } }
@@ -246,17 +254,8 @@ public final class TandemNode: Service, Sendable {
     /// Runs every component until the group this node runs in shuts down gracefully (SIGTERM/SIGINT in
     /// `tandem serve`), then stops them in reverse order. Throws the first component's failure.
     public func run() async throws {
-        defer { releaseCycles() }
         try await serviceGroup.run()
         logger.info("stopped")
-    }
-
-    /// Once every service has stopped (the event loops last), nothing reaches the shards or the Redis
-    /// callbacks any more: drop the references that point back to the context (shards → context,
-    /// Redis clients → callbacks → context), so that a stopped node and all it holds are freed.
-    private func releaseCycles() {
-        redisHooksContext.withLockedValue { $0 = nil }
-        context.releaseShards()
     }
 
     /// Starts the node in the background and returns once it listens (for tests and embedding); stop it
@@ -292,7 +291,7 @@ public final class TandemNode: Service, Sendable {
         context.storm.evaluate()
         if context.storm.snapshot().inStorm { context.holdDetachedSessions() }
         context.metrics.redisQueueDepth.set(to: Double(context.redis.pendingCommandCount))
-        let loop = context.shards[0].eventLoop
+        let loop = context.shards.all[0].eventLoop
         context.redisMemory.sample(nowNanos: context.clock.nowNanos(), on: loop)
         let connections = context.registry.allConnections
         context.sessions.refreshOpenSessions(
@@ -303,7 +302,7 @@ public final class TandemNode: Service, Sendable {
             group[0].eventLoop.submit { group.map { (ObjectIdentifier($0), $0.outboundBytes()) } }
         }
         let outbound = EventLoopFuture.whenAllSucceed(readings, on: loop).map { Dictionary($0.flatMap { $0 }) { a, _ in a } }
-        let docs = EventLoopFuture.whenAllSucceed(context.shards.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
+        let docs = EventLoopFuture.whenAllSucceed(context.shards.all.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
         outbound.and(docs).whenSuccess { outbound, docs in
             context.metrics.outboundQueueBytes.set(to: Double(outbound.values.reduce(0, +)))
             context.sampler.sample(metrics: context.metrics, docs: docs, outbound: outbound)

@@ -15,7 +15,11 @@ final class DocStatusCache: Sendable {
     private let maxAgeMs: UInt64
     private let state = NIOLockedValueBox(State())
 
-    init(maxAgeMs: UInt64 = 250) {
+    /// Fresh enough for a person watching the status page (it polls once a second), and a dashboard
+    /// polled by many viewers asks every shard at most four times a second.
+    static let defaultMaxAgeMs: UInt64 = 250
+
+    init(maxAgeMs: UInt64 = DocStatusCache.defaultMaxAgeMs) {
         self.maxAgeMs = maxAgeMs
     }
 

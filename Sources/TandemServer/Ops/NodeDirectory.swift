@@ -28,7 +28,7 @@ final class NodeDirectory: Sendable {
         var lastSeenSecondsAgo: Double?
     }
 
-    /// KEYS: live zset, status hash. ARGV: node, ttlMs, entry JSON, remove(0|1).
+    /// KEYS: live zset, status hash. ARGV: node, ttlMs, entry JSON, remove(0|1), keptStoppedMs.
     /// Returns {nowMs, [node, deadline, …], [node, json, …]}.
     private static let heartbeat = RedisScript(
         """
@@ -40,20 +40,23 @@ final class NodeDirectory: Sendable {
           redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
         end
         redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-        local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+        local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[5]))
         if #old > 0 then
           redis.call('ZREM', KEYS[1], unpack(old))
           redis.call('HDEL', KEYS[2], unpack(old))
         end
         -- Issue 7: once every node has stopped, nothing prunes these; let them go with the last entry.
-        redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 60000)
-        redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + 60000)
+        redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[5]))
+        redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[5]))
         return {tostring(now), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'), redis.call('HGETALL', KEYS[2])}
         """)
 
     static let liveKey = "tandem:{nodes}:live"
     static let statusKey = "tandem:{nodes}:status"
     static let ttlMs = 5_000
+    /// Entries of nodes gone (stopped or silent) this long are pruned: the status page shows a node that
+    /// just stopped or died for a minute, then forgets it.
+    static let keptStoppedMs = 60_000
 
     private let redis: RedisClient
     private let known = NIOLockedValueBox<[Entry]>([])
@@ -67,7 +70,7 @@ final class NodeDirectory: Sendable {
         encoder.dateEncodingStrategy = .iso8601
         let json = (try? encoder.encode(entry)).map { Array($0) } ?? []
         return redis.evalScript(
-            Self.heartbeat, keys: [Self.liveKey, Self.statusKey], args: [entry.node, Self.ttlMs, json, stopping ? "1" : "0"],
+            Self.heartbeat, keys: [Self.liveKey, Self.statusKey], args: [entry.node, Self.ttlMs, json, stopping ? "1" : "0", Self.keptStoppedMs],
             on: loop
         ).map { reply in
             guard let parts = reply.array, parts.count == 3, let now = parts[0].string.flatMap(Double.init) else { return }

@@ -18,9 +18,13 @@ enum OpsAuthorization {
         return difference == 0
     }
 
+    /// Longer `Authorization` headers are refused unread: a token is at most a few hundred bytes, and the
+    /// comparison is constant-time over its length.
+    static let maxAuthorizationBytes = 4096
+
     /// The credentials of `Bearer <credentials>` (RFC 6750 §2.1; the scheme is case-insensitive).
     static func bearerToken(_ header: String?) -> Substring? {
-        guard let header, header.utf8.count <= 4096 else { return nil }
+        guard let header, header.utf8.count <= Self.maxAuthorizationBytes else { return nil }
         let trimmed = header.drop { $0 == " " }
         guard trimmed.count > 7, trimmed.prefix(7).lowercased() == "bearer " else { return nil }
         let credentials = trimmed.dropFirst(7).drop { $0 == " " }

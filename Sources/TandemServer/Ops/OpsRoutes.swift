@@ -106,12 +106,12 @@ struct OpsRoutes: Sendable {
         .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
     }
 
-    private var loop: EventLoop { node.shards[0].eventLoop }
+    private var loop: EventLoop { node.shards.all[0].eventLoop }
 
     // MARK: /api/status
 
     private func status(history: Int?, _ responder: OpsResponder) {
-        statusCache.docs(shards: node.shards, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
+        statusCache.docs(shards: node.shards.all, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
             switch result {
             case .success(let docs):
                 // Sorting and encoding (O(docs)) happen on the ops thread, not on this event loop.
@@ -165,7 +165,7 @@ struct OpsRoutes: Sendable {
                         DocInfo(
                             doc: doc, head: counts.head, records: counts.records, tombstones: counts.tombstones,
                             // A head from Redis is not trusted to leave room for + 1.
-                            retainedFrom: first.first?.clock ?? Self.after(counts.head),
+                            retainedFrom: first.entries.first?.clock ?? Self.after(counts.head),
                             members: listed.map {
                                 .init(sid: $0.sid, user: $0.user, name: $0.name, role: $0.role.rawValue, node: $0.node)
                             },
@@ -208,9 +208,9 @@ struct OpsRoutes: Sendable {
         let current = page
         node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).whenComplete { result in
             switch result {
-            case .success(let entries):
+            case .success(let read):
                 var next = current
-                next.append(entries, batch: count)
+                next.append(read.entries, batch: count, truncated: read.truncated)
                 readLog(into: &next, responder)
             case .failure(let failure):
                 responder.respond(readFailed(failure))
@@ -263,8 +263,9 @@ struct LogPage: Sendable {
         return (after + 1, min(batch, limit - count))
     }
 
-    /// Adds a batch read with `nextRead` (asked for `batch` entries).
-    mutating func append(_ batch: [CommitNotice], batch asked: Int) {
+    /// Adds a batch read with `nextRead` (asked for `batch` entries; `truncated`: the read stopped at its
+    /// byte budget, so fewer entries do not mean the log ended).
+    mutating func append(_ batch: [CommitNotice], batch asked: Int, truncated: Bool = false) {
         for entry in batch {
             guard count < limit, entry.clock > after else { continue }
             var w = JSONWriter(capacity: 256)
@@ -285,7 +286,7 @@ struct LogPage: Sendable {
             count += 1
             after = min(entry.clock, OpsRoute.maxClock)
         }
-        if batch.count < asked { done = true }  // the log ended
+        if batch.count < asked && !truncated { done = true }  // the log ended
     }
 
     /// The response body: `{"doc":…,"head":…,"entries":[…],"more":…}`.

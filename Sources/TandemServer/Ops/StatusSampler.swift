@@ -60,6 +60,10 @@ final class StatusSampler: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
+    /// Conflict rates are over the last this many samples (seconds): long enough that one conflicting
+    /// push does not read as a storm, short enough to show a change within a glance at the page.
+    static let conflictWindowSamples = 10
+
     /// Takes one sample. `docs` are the shards' doc figures; `outbound` maps connections to queued bytes.
     func sample(metrics: TandemMetrics, docs: [DocStatus], outbound: [ObjectIdentifier: Int]) {
         let now = Date()
@@ -73,7 +77,7 @@ final class StatusSampler: Sendable {
             let pushes = max(0, current.total("tandem_sync_pushes_total") - previous.total("tandem_sync_pushes_total"))
             let conflicts = max(0, current.total("tandem_sync_conflicts_total") - previous.total("tandem_sync_conflicts_total"))
             state.pushWindow.append((pushes, conflicts))
-            if state.pushWindow.count > 10 { state.pushWindow.removeFirst() }
+            if state.pushWindow.count > Self.conflictWindowSamples { state.pushWindow.removeFirst() }
             let windowPushes = state.pushWindow.reduce(0) { $0 + $1.pushes }
             let windowConflicts = state.pushWindow.reduce(0) { $0 + $1.conflicts }
             let sample = Sample(
@@ -102,7 +106,7 @@ final class StatusSampler: Sendable {
                 let conflicts = Self.growth(from: before.conflicts, to: doc.conflicts)
                 var window = state.docPushWindow[doc.doc] ?? []
                 window.append((pushes, conflicts))
-                if window.count > 10 { window.removeFirst() }
+                if window.count > Self.conflictWindowSamples { window.removeFirst() }
                 state.docPushWindow[doc.doc] = window
                 let windowPushes = window.reduce(0.0) { $0 + $1.pushes }
                 let windowConflicts = window.reduce(0.0) { $0 + $1.conflicts }

@@ -1,9 +1,13 @@
 import TandemRedis
 
-/// Group commit: a whole batch of decided pushes in one atomic script call (see `PushPipeline`).
+/// Group commit: a whole batch of decided pushes in one atomic script call (see `PushPipeline`), and the
+/// doc TTL every script of the doc shares.
 ///
-/// Keys of doc D (all tagged `{D}`; the first five as in `SyncScripts`):
-/// - `tandem:{D}:clock`, `:records`, `:versions`, `:tombs` — as before.
+/// Keys of doc D (all tagged `{D}`, one Cluster slot):
+/// - `tandem:{D}:clock` — head clock (INCRBY).
+/// - `tandem:{D}:records` — hash id → record JSON (canonical).
+/// - `tandem:{D}:versions` — hash id → clock of the record's last change (live records).
+/// - `tandem:{D}:tombs` — sorted set id → clock of removal (kept for --log-retention commits).
 /// - `tandem:{D}:log` — stream. A batch of one writes the classic entry `CLOCK-0` with `ops`, `by`,
 ///   `node`, `id`, `at`; a larger batch writes ONE entry whose id is its LAST clock, with `n` (commits),
 ///   `node`, `at` and `b`, the JSON array `[{"by":SID,"id":ID,"ops":OPS},…]` in clock order. Ids stay
@@ -16,12 +20,22 @@ import TandemRedis
 ///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
 /// - `tandem:{D}:pushlast` — sorted set SID → clock of its last commit; sessions idle for
 ///   `--log-retention` commits are forgotten (every 64 clocks, a bounded number at a time).
-/// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script. Still
-///   checked for re-pushes while it exists (a client re-pushing what an older version committed) and
-///   pruned as it ages; nothing new is written there.
+/// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script (before
+///   group commit). Still checked for re-pushes while it exists (a client re-pushing what an older
+///   version committed) and pruned as it ages; nothing new is written there.
 ///
 /// Session ids are server-made base64url, push ids serialized JSON: neither contains `:` `=` or a raw
 /// newline, so the field names cannot collide.
+///
+/// Doc TTL (`--doc-ttl`, issue 7): every key of the doc carries one and the same deadline (set with one
+/// PEXPIREAT each, from one reading of the time), so they vanish together and no script ever sees a
+/// doc half expired. `keepAlive` moves it to now + TTL once the clock's TTL has run down by an hour (by
+/// half the TTL when that is shorter). The load and head scripts (`SyncReadScripts`), which nodes run
+/// while they hold the doc open (the head check every few seconds), run it — and only nodes holding a doc
+/// open commit to it, so a doc in use never expires under a node's replica and commits need not look at
+/// the deadline. A commit runs it only for a new doc (or one that lost its deadline); keys a batch
+/// creates get the clock's deadline at once. TTL 0 means never: the same calls drop a deadline an earlier
+/// setting left.
 enum GroupCommitScript {
     static func keys(_ doc: String) -> [String] {
         let p = "tandem:{\(doc)}:"
@@ -30,6 +44,29 @@ enum GroupCommitScript {
             p + "pushers",
         ]
     }
+
+    /// Lua: `keepAlive(ttl, nowMs)` over KEYS (keys(doc)), see the type's comment. `nowMs` (optional) is
+    /// the time the caller read already. Returns true when it set (or, for ttl 0, cleared) the deadline of
+    /// every key, false when nothing was due (or the doc has no clock).
+    static let keepAlive = """
+        local function keepAlive(ttl, nowMs)
+          local left = redis.call('PTTL', KEYS[1])
+          if left == -2 then return false end
+          if ttl == 0 then
+            if left >= 0 then for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end end
+            return true
+          end
+          if left >= 0 and left >= ttl - math.min(3600000, math.floor(ttl / 2)) then return false end
+          if not nowMs then
+            local t = redis.call('TIME')
+            nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          end
+          local deadline = string.format('%d', nowMs + ttl)
+          for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, deadline) end
+          return true
+        end
+
+        """
 
     /// How the log is written: `.batch` (one entry per batch, one message) or `.perCommit` (an entry and
     /// a message per commit, exactly as the single-commit script wrote them — for a rolling upgrade while
@@ -40,7 +77,8 @@ enum GroupCommitScript {
     }
 
     /// KEYS: keys(doc).
-    /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), created, removed,
+    /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), checkLegacy (1|0: the
+    ///   legacy re-push record may exist), nowMs (the node's wall clock: the commits' `at`), created, removed,
     ///   n, n × (sid, pushIdJSON, opsJSON),
     ///   e, e × (record id, a|e|v, version-or-empty),
     ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
@@ -48,18 +86,26 @@ enum GroupCommitScript {
     /// Returns {'ok', firstClock, at} | {'conflict', head} | {'duplicate', head, {index, clock, …}} |
     ///   {'too_large', head, count}. Nothing is written unless 'ok'.
     ///
-    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, EXISTS
-    /// pushes, HMGET versions, INCRBY, HSET records + versions, TIME, XADD, PUBLISH, HSET pushids,
-    /// ZADD pushlast, PTTL (with a doc TTL); plus, only when needed, HLEN (records created), HDEL/ZADD
-    /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), and every 64 clocks the trims.
+    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
+    /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
+    /// when needed, EXISTS + HGET of the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
+    /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and
+    /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
+    /// The doc's deadline itself is kept by the nodes that hold it open (`SyncReadScripts.head`, every
+    /// few seconds): only they commit to it, so a commit need not look at it. (`TIME` and a `PTTL` per
+    /// batch were two of the dozen commands of a batch of one.)
+    ///
+    /// The messages start with the kind and the node (`{"k":"c","node":N,…`, `{"k":"b","node":N,…`), so
+    /// a node recognises its own commits by their first bytes and skips them unread: it delivered them
+    /// from the script's reply already.
     static let commit = RedisScript(
-        """
+        keepAlive + """
         local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers =
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
         local node, channel = ARGV[1], ARGV[2]
         local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-        local perCommit = ARGV[6] == 'c'
-        local created, removed, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+        local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
+        local created, removed, n = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
         local RING = 64
 
         -- Lua's unpack takes a few thousand values at most: long lists go in slices.
@@ -78,7 +124,7 @@ enum GroupCommitScript {
         local function head() return redis.call('GET', clockKey) or '0' end
 
         local sids, pids, ops = {}, {}, {}
-        local i = 10
+        local i = 12
         for k = 1, n do
           sids[k], pids[k], ops[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
           i = i + 3
@@ -103,7 +149,7 @@ enum GroupCommitScript {
         for k = 1, n do
           if known[k] then dups[#dups + 1] = k - 1; dups[#dups + 1] = known[k] end
         end
-        local legacy = redis.call('EXISTS', legacyPushes) == 1
+        local legacy = checkLegacy and redis.call('EXISTS', legacyPushes) == 1
         if legacy then
           for _, sid in ipairs(sessions) do
             local recent = redis.call('HGET', legacyPushes, sid)
@@ -176,8 +222,6 @@ enum GroupCommitScript {
         end
         if #tombAdds > 0 then callPairs('ZADD', tombs, tombAdds) end
 
-        local t = redis.call('TIME')
-        local at = fmt(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
         local floor = last - retention
 
         -- The log and the message.
@@ -188,8 +232,8 @@ enum GroupCommitScript {
           else
             redis.call('XADD', log, c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at)
           end
-          redis.call('PUBLISH', channel, '{"k":"c","clock":' .. c .. ',"ops":' .. ops[k] .. ',"by":"' .. sids[k] ..
-            '","node":"' .. node .. '","id":' .. pids[k] .. ',"at":' .. at .. '}')
+          redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
+            ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. '}')
         end
         if perCommit or n == 1 then
           for k = 1, n do single(k, fmt(first + k - 1), k == n) end
@@ -203,7 +247,7 @@ enum GroupCommitScript {
             redis.call('XADD', log, fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end
           redis.call('PUBLISH', channel,
-            '{"k":"b","first":' .. fmt(first) .. ',"node":"' .. node .. '","at":' .. at .. ',"b":' .. b .. '}')
+            '{"k":"b","node":"' .. node .. '","first":' .. fmt(first) .. ',"at":' .. at .. ',"b":' .. b .. '}')
         end
 
         -- Record the push ids: per session a counter and a ring of its last 64, plus a lookup per id.
@@ -282,68 +326,29 @@ enum GroupCommitScript {
           end
         end
 
-        -- Doc TTL: all keys expire together after docTTL without a commit. A busy doc costs one PTTL per
-        -- batch; the refresh (PEXPIRE of every key) happens once the clock's TTL has run down by an hour
-        -- (half the TTL when that is shorter). Keys this batch may have created get the clock's TTL.
+        -- Doc TTL: keys this batch created get the doc's deadline (every key of a doc expires together).
+        -- The deadline itself is moved by the nodes holding the doc open (their head checks).
         if docTTL > 0 then
-          local ttl = redis.call('PTTL', clockKey)
-          if ttl < 0 or ttl < docTTL - math.min(3600000, math.floor(docTTL / 2)) then
-            for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, docTTL) end
+          if first == 1 then
+            keepAlive(docTTL, tonumber(at)) -- a new doc (or one that had expired): every key gets one
           else
-            if recordsWereEmpty then
-              redis.call('PEXPIRE', records, ttl)
-              redis.call('PEXPIRE', versions, ttl)
-            end
-            if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then redis.call('PEXPIRE', tombs, ttl) end
+            local fresh = {}
+            if recordsWereEmpty then fresh[#fresh + 1] = records; fresh[#fresh + 1] = versions end
+            if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then fresh[#fresh + 1] = tombs end
             if newSession then
-              if redis.call('PTTL', pushids) == -1 then redis.call('PEXPIRE', pushids, ttl) end
-              if redis.call('PTTL', pushlast) == -1 then redis.call('PEXPIRE', pushlast, ttl) end
+              if redis.call('PTTL', pushids) == -1 then fresh[#fresh + 1] = pushids end
+              if redis.call('PTTL', pushlast) == -1 then fresh[#fresh + 1] = pushlast end
+            end
+            if #fresh > 0 then
+              local deadline = redis.call('PEXPIRETIME', clockKey)
+              if deadline < 0 then
+                keepAlive(docTTL, tonumber(at)) -- the clock has none (an earlier setting of 0): all get one
+              else
+                for _, key in ipairs(fresh) do redis.call('PEXPIREAT', key, deadline) end
+              end
             end
           end
         end
         return {'ok', fmt(first), at}
-        """)
-
-    /// KEYS: log. ARGV: from, count. Raw stream entries holding clocks from `from` on, at least `count`
-    /// commits if the log has them (batch entries hold several, so a plain `XRANGE … COUNT` would either
-    /// return too few or far too many commits). The first entry may start before `from`.
-    static let readLog = RedisScript(
-        """
-        local from, want = tonumber(ARGV[1]), tonumber(ARGV[2])
-        local out, cursor, reached, entries = {}, string.format('%d', from) .. '-0', from - 1, 0
-        while reached < from + want - 1 do
-          local remaining = from + want - 1 - reached
-          -- Ask for about as many entries as the commits still wanted need, at the size seen so far.
-          local ask = 10
-          if entries > 0 then ask = math.ceil(remaining * entries / (reached - from + 1)) end
-          ask = math.max(1, math.min(ask, remaining, 100))
-          local got = redis.call('XRANGE', KEYS[1], cursor, '+', 'COUNT', ask)
-          for _, entry in ipairs(got) do out[#out + 1] = entry end
-          if #got == 0 then break end
-          local id = got[#got][1]
-          reached = math.max(reached, tonumber(string.match(id, '^(%d+)')))
-          entries = entries + #got
-          cursor = '(' .. id
-          if #got < ask then break end
-        end
-        return out
-        """)
-
-    /// KEYS: keys(doc). ARGV: docTTLMs (refreshed when due, as `SyncScripts.load`). Returns {head, records (flat id/json), versions (flat id/clock), tombstones
-    /// (flat id/clock), first retained log clock or ''}: a consistent snapshot of the doc. Like
-    /// `SyncScripts.load`, but reads the first clock of a batch entry (id − n + 1).
-    static let load = RedisScript(
-        SyncScripts.refreshTTL + """
-        refreshTTL(tonumber(ARGV[1]))
-        local head = redis.call('GET', KEYS[1]) or '0'
-        local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
-        local firstClock = ''
-        if #first > 0 then
-          local n, fields = 1, first[1][2]
-          for j = 1, #fields, 2 do if fields[j] == 'n' then n = tonumber(fields[j + 1]) end end
-          firstClock = string.format('%d', tonumber(string.match(first[1][1], '^(%d+)')) - n + 1)
-        end
-        return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock}
         """)
 }

@@ -45,7 +45,10 @@ enum PresenceScripts {
             local t = redis.call('TIME')
             local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
             redis.call('ZADD', KEYS[2], now + ttl, node)
-            redis.call('PEXPIRE', KEYS[2], ttl)
+            -- The set lives until its latest deadline, not this writer's: nodes may run with different
+            -- --presence-ttl-ms (a rolling change), and a short one must not expire a long one's entry.
+            local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+            redis.call('PEXPIREAT', KEYS[2], tonumber(last[2]))
           end
         else
           redis.call('ZREM', KEYS[2], node)
@@ -87,16 +90,3 @@ enum PresenceScripts {
         """)
 }
 
-/// Redis key and channel names for a doc.
-public enum RedisKeys {
-    public static func channel(_ doc: String) -> String { "tandem:{\(doc)}" }
-    public static func presencePrefix(_ doc: String) -> String { "tandem:{\(doc)}:presence:" }
-    public static func presence(_ doc: String, node: String) -> String { presencePrefix(doc) + node }
-    public static func nodes(_ doc: String) -> String { "tandem:{\(doc)}:nodes" }
-
-    /// The doc id of a doc channel name, if it is one.
-    public static func doc(fromChannel channel: String) -> String? {
-        guard channel.hasPrefix("tandem:{"), channel.hasSuffix("}") else { return nil }
-        return String(channel.dropFirst("tandem:{".count).dropLast())
-    }
-}

@@ -7,6 +7,10 @@ import TandemRedis
 /// so operators see Redis approach its `maxmemory` before writes are refused. Warns once when the Redis
 /// evicts keys under memory pressure (any `maxmemory-policy` but `noeviction`): eviction would silently
 /// drop sync keys, i.e. acknowledged edits, where a refused write is only a retryable `unavailable`.
+///
+/// Also Redis's own work (`INFO stats`, `INFO cpu`): commands processed (those scripts run included) and
+/// CPU seconds, as counters, so Redis commands and Redis CPU per commit can be read beside the commit
+/// counters (issue 8's cost targets) without access to Redis.
 final class RedisMemoryMonitor: Sendable {
     static let intervalNanos: UInt64 = 5_000_000_000
 
@@ -14,7 +18,8 @@ final class RedisMemoryMonitor: Sendable {
     private let metrics: TandemMetrics
     private let logger: Logger
     private let database: Int
-    private let state = NIOLockedValueBox((nextNanos: UInt64(0), inFlight: false, warnedPolicy: false))
+    private let state = NIOLockedValueBox(
+        (nextNanos: UInt64(0), inFlight: false, warnedPolicy: false, work: RedisWorkCounters()))
 
     init(redis: RedisClient, metrics: TandemMetrics, logger: Logger) {
         self.redis = redis
@@ -32,13 +37,29 @@ final class RedisMemoryMonitor: Sendable {
             return true
         }
         guard due else { return }
-        redis.send([RedisCommand("INFO", "memory"), RedisCommand("INFO", "keyspace")], on: loop).whenComplete { result in
+        let sections = ["memory", "keyspace", "stats", "cpu"].map { RedisCommand("INFO", $0) }
+        redis.send(sections, on: loop).whenComplete { result in
             self.state.withLockedValue { $0.inFlight = false }
-            guard case .success(let replies) = result, replies.count == 2,
+            guard case .success(let replies) = result, replies.count == 4,
                 let memory = replies[0].string.map(Self.fields), let keyspace = replies[1].string.map(Self.fields)
             else { return }
             self.record(memory: memory, keyspace: keyspace)
+            let stats = replies[2].string.map(Self.fields) ?? [:]
+            let cpu = replies[3].string.map(Self.fields) ?? [:]
+            let commands = stats["total_commands_processed"].flatMap(UInt64.init)
+            let cpuSeconds = Self.cpuSeconds(cpu)
+            let added = self.state.withLockedValue { $0.work.advance(commands: commands, cpuSeconds: cpuSeconds) }
+            if added.commands > 0 { self.metrics.redisCommandsProcessed.increment(by: Int64(clamping: added.commands)) }
+            if added.cpuSeconds > 0 { self.metrics.redisCPUSeconds.increment(by: added.cpuSeconds) }
         }
+    }
+
+    /// `used_cpu_sys` + `used_cpu_user` of INFO cpu (nil when Redis does not say).
+    static func cpuSeconds(_ cpu: [String: String]) -> Double? {
+        guard let system = cpu["used_cpu_sys"].flatMap(Double.init), let user = cpu["used_cpu_user"].flatMap(Double.init) else {
+            return nil
+        }
+        return system + user
     }
 
     private func record(memory: [String: String], keyspace: [String: String]) {
@@ -77,5 +98,26 @@ final class RedisMemoryMonitor: Sendable {
             if pair.count == 2, let value = Int(pair[1]) { values[pair[0]] = max(0, value) }
         }
         return (values["keys"] ?? 0, values["expires"] ?? 0)
+    }
+}
+
+/// Turns Redis's cumulative totals into counter increments. The first reading is only a baseline (the
+/// counters count from when the node started sampling), and a total that went down (Redis restarted,
+/// `CONFIG RESETSTAT`) starts a new baseline rather than a negative or huge increment.
+struct RedisWorkCounters: Sendable, Equatable {
+    var commands: UInt64?
+    var cpuSeconds: Double?
+
+    mutating func advance(commands newCommands: UInt64?, cpuSeconds newCPU: Double?) -> (commands: UInt64, cpuSeconds: Double) {
+        var added: (commands: UInt64, cpuSeconds: Double) = (0, 0)
+        if let newCommands {
+            if let old = commands, newCommands >= old { added.commands = newCommands - old }
+            commands = newCommands
+        }
+        if let newCPU {
+            if let old = cpuSeconds, newCPU >= old { added.cpuSeconds = newCPU - old }
+            cpuSeconds = newCPU
+        }
+        return added
     }
 }

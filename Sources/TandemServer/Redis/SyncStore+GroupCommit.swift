@@ -7,32 +7,37 @@ extension SyncStore {
     /// Commits `batch` atomically. The future fails when Redis does (the batch may or may not have been
     /// executed: `CommitBatchOutcome.failed` for the pipeline).
     /// - Parameters:
-    ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never).
-    ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc.
+    ///   - docTTLMs: the doc's keys expire after this long without a commit (0: never); default the store's.
+    ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc; default the store's.
+    ///   - checkLegacy: the doc may hold re-push records written by nodes from before group commit (they
+    ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
     func commit(
-        doc: String, batch: CommitBatch, docTTLMs: Int, logMode: GroupCommitScript.LogMode = .batch, on loop: EventLoop
+        doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
+        checkLegacy: Bool = true, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
-        redis.evalScript(
+        let logMode = logMode ?? self.logMode
+        return redis.evalScript(
             GroupCommitScript.commit, keys: GroupCommitScript.keys(doc),
             args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
-                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs, logMode: logMode),
+                maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
+                checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop
         ).flatMapThrowing { try Self.outcome(of: $0) }
     }
 
     static func arguments(
         _ batch: CommitBatch, node: String, channel: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
-        logMode: GroupCommitScript.LogMode
+        logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs()
     ) -> [any RedisArgument] {
         var args: [any RedisArgument] = [
-            node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, batch.created, batch.removed,
-            batch.commits.count,
+            node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, checkLegacy ? "1" : "0",
+            String(nowMs), batch.created, batch.removed, batch.commits.count,
         ]
         args.reserveCapacity(args.count + batch.commits.count * 3 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
         for commit in batch.commits {
             args.append(commit.sessionID)
             args.append(commit.pushID.serialized)
-            args.append(commit.ops.serialized)
+            args.append(commit.encodedOps)
         }
         args.append(batch.expectations.count)
         for (id, expectation) in batch.expectations {
@@ -90,21 +95,6 @@ extension SyncStore {
         return value.string.flatMap { UInt64($0) }
     }
 
-    /// Commits from `from` (inclusive), at most `count`, from either kind of log entry.
-    func readLog(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
-        redis.evalScript(GroupCommitScript.readLog, keys: [GroupCommitScript.keys(doc)[4]], args: [String(from), max(count, 1)], on: loop)
-            .map { reply in
-                var notices: [CommitNotice] = []
-                for entry in reply.array ?? [] {
-                    for notice in Self.notices(fromStreamEntry: entry) where notice.clock >= from {
-                        guard notices.count < count else { break }
-                        notices.append(notice)
-                    }
-                }
-                return notices
-            }
-    }
-
     /// The commits of one stream entry: a classic single-commit entry, or a batch entry (id = last clock,
     /// fields `n`, `node`, `at`, `b`).
     static func notices(fromStreamEntry entry: RedisValue) -> [CommitNotice] {
@@ -120,19 +110,10 @@ extension SyncStore {
         guard let batch = fields["b"] else { return notice(fromStreamEntry: entry).map { [$0] } ?? [] }
         func text(_ key: String) -> String? { fields[key].map { String(decoding: $0, as: UTF8.self) } }
         guard let n = text("n").flatMap({ UInt64($0) }), n >= 1, n <= last, let node = text("node"),
-            let members = try? JSONParser.parse(batch, maxDepth: 128),
+            let members = try? JSONParser.parse(batch, maxDepth: SyncStore.maxStoredJSONDepth),
             let notices = CommitNotice.batch(members, first: last - n + 1, node: node, atMs: text("at").flatMap { UInt64($0) } ?? 0),
             notices.count == Int(n)
         else { return [] }
         return notices
-    }
-
-    /// Like `load`, reading the first retained clock of either kind of entry.
-    func loadDoc(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
-        // The load script reads keys 1–5 (the same in both layouts) and keeps the TTL of the 7 keys the
-        // single-commit script writes (`SyncScripts.refreshTTL`).
-        redis.evalScript(GroupCommitScript.load, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing { reply in
-            try Self.replica(fromLoadReply: reply)
-        }
     }
 }

@@ -2,79 +2,33 @@ import NIOCore
 import TandemCore
 import TandemRedis
 
-/// Document sync in Redis: runs `SyncScripts` and reads the log. Futures complete on the caller's loop.
+/// Document sync in Redis: group commits, the doc's state and its log (scripts and key layout:
+/// `GroupCommitScript`, `SyncReadScripts`). Futures complete on the caller's loop.
 final class SyncStore: Sendable {
+    /// JSON read back from Redis (record values, ops, batches) may nest this deep: twice what a client's
+    /// message may (`ProtocolLimits.maxJSONDepth`, 64, not an option), which leaves room for the wrapping
+    /// a batch adds around accepted ops, while a corrupted key still cannot blow the stack.
+    static let maxStoredJSONDepth = 128
+
     let redis: RedisClient
     let nodeID: String
     let retention: Int
     let maxDocRecords: Int
-    /// --doc-ttl in ms (0: never); see `SyncScripts` for who refreshes it when.
+    /// --doc-ttl in ms (0: never); see `GroupCommitScript` for who refreshes it when.
     let docTTLMs: Int64
+    /// --sync-log-mode: `.perCommit` while nodes from before group commit still serve docs.
+    let logMode: GroupCommitScript.LogMode
 
-    init(redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0) {
+    init(
+        redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0,
+        logMode: GroupCommitScript.LogMode = .batch
+    ) {
         self.redis = redis
         self.nodeID = nodeID
         self.retention = retention
         self.maxDocRecords = maxDocRecords
         self.docTTLMs = docTTLMs
-    }
-
-    enum CommitOutcome: Equatable {
-        case committed(clock: UInt64, atMs: UInt64)
-        /// The decision no longer holds: Redis is at `head`.
-        case conflict(head: UInt64)
-        /// This session already committed this push id, at `clock`.
-        case duplicate(clock: UInt64)
-        case tooLarge(records: Int)
-    }
-
-    func commit(doc: String, sessionID: String, pushID: JSONValue, decision: PushDecision, on loop: EventLoop)
-        -> EventLoopFuture<CommitOutcome>
-    {
-        var args: [any RedisArgument] = [
-            nodeID, sessionID, pushID.serialized, decision.applied.json.serialized, retention, maxDocRecords,
-            RedisKeys.channel(doc), decision.created, decision.removed, decision.expectations.count,
-        ]
-        for (id, expectation) in decision.expectations {
-            args.append(id)
-            switch expectation {
-            case .version(let version):
-                args.append("v")
-                args.append(String(version))
-            case .exists:
-                args.append("e")
-                args.append("")
-            case .absent:
-                args.append("a")
-                args.append("")
-            }
-        }
-        args.append(decision.writes.count)
-        for (id, record) in decision.writes {
-            args.append(id)
-            if let record {
-                args.append("p")
-                args.append(record)
-            } else {
-                args.append("r")
-                args.append("")
-            }
-        }
-        args.append(docTTLMs)  // always last (see SyncScripts.commit)
-        return redis.evalScript(SyncScripts.commit, keys: SyncScripts.keys(doc), args: args, on: loop).flatMapThrowing {
-            reply in
-            guard let parts = reply.array, let kind = parts.first?.string, parts.count >= 2,
-                let number = parts[1].string.flatMap(UInt64.init)
-            else { throw SyncStoreError.unexpectedReply("\(reply)") }
-            switch kind {
-            case "ok":
-                return .committed(clock: number, atMs: parts.count > 2 ? parts[2].string.flatMap(UInt64.init) ?? 0 : 0)
-            case "conflict": return .conflict(head: number)
-            case "duplicate": return .duplicate(clock: number)
-            case "too_large": return .tooLarge(records: Int(clamping: number))
-            default: throw SyncStoreError.unexpectedReply("\(reply)")
-            }
-        }
+        self.logMode = logMode
     }
 
     /// What a pusher is told when its commit failed in Redis (`unavailable`: retry it).
@@ -87,24 +41,34 @@ final class SyncStore: Sendable {
         return "Redis is unreachable; the push was not acknowledged, retry it"
     }
 
-    /// A consistent copy of the doc: replica at head plus the oldest clock the log retains (either kind
-    /// of log entry, see `GroupCommitScript`).
-    func load(doc: String, on loop: EventLoop) -> EventLoopFuture<(DocReplica, retainedFrom: UInt64)> {
-        loadDoc(doc: doc, on: loop)
+    /// A doc as read from Redis.
+    struct LoadedDoc: Sendable {
+        var replica: DocReplica
+        /// The oldest clock the log retains.
+        var retainedFrom: UInt64
+        /// The doc holds re-push records of nodes from before group commit (commits must check them).
+        var legacyRePushes: Bool
     }
 
-    static func replica(fromLoadReply reply: RedisValue) throws -> (DocReplica, retainedFrom: UInt64) {
+    /// A consistent copy of the doc. Keeps the doc's keys alive (the caller holds the doc open).
+    func load(doc: String, on loop: EventLoop) -> EventLoopFuture<LoadedDoc> {
+        redis.evalScript(SyncReadScripts.load, keys: GroupCommitScript.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing {
+            reply in try Self.doc(fromLoadReply: reply)
+        }
+    }
+
+    static func doc(fromLoadReply reply: RedisValue) throws -> LoadedDoc {
         // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
         // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
         // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
-        guard let parts = reply.array, parts.count == 5, let head = parts[0].string.flatMap(UInt64.init),
+        guard let parts = reply.array, parts.count >= 5, let head = parts[0].string.flatMap(UInt64.init),
             head <= ClientMessage.maxClock
         else {
             throw SyncStoreError.unexpectedReply("load: head clock \(Self.parts0(reply)) is not a clock")
         }
         var records: [String: JSONValue] = [:]
         for (id, json) in Self.pairs(parts[1]) {
-            guard let value = try? JSONParser.parse(json, maxDepth: 128) else { continue }
+            guard let value = try? JSONParser.parse(json, maxDepth: SyncStore.maxStoredJSONDepth) else { continue }
             records[String(decoding: id, as: UTF8.self)] = value
         }
         var versions: [String: UInt64] = [:]
@@ -116,28 +80,56 @@ final class SyncStore: Sendable {
             tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
         }
         let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
-        return (DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), first)
+        return LoadedDoc(
+            replica: DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), retainedFrom: first,
+            legacyRePushes: parts.count < 6 || parts[5].int != 0)
     }
 
-    /// Commits from `from` (inclusive), at most `count` (either kind of log entry).
-    func log(doc: String, from: UInt64, count: Int, on loop: EventLoop) -> EventLoopFuture<[CommitNotice]> {
-        readLog(doc: doc, from: from, count: count, on: loop)
+    /// What one log read returned.
+    struct LogRead: Sendable {
+        /// Commits in clock order, from the one asked for (unless trimmed away), at most the count asked.
+        var entries: [CommitNotice]
+        /// The read stopped at its byte budget with fewer commits than asked: read on after the last.
+        var truncated: Bool
+    }
+
+    /// Commits from `from` (inclusive): at most `count`, and no more than about `maxBytes` of them (at
+    /// least one, whatever its size) — see `SyncReadScripts.readLog`. Both kinds of log entry.
+    func log(doc: String, from: UInt64, count: Int, maxBytes: Int = ServerMessage.maxChunkBytes, on loop: EventLoop)
+        -> EventLoopFuture<LogRead>
+    {
+        let count = max(count, 1)
+        return redis.evalScript(
+            SyncReadScripts.readLog, keys: [GroupCommitScript.keys(doc)[4]], args: [String(from), count, max(maxBytes, 1)],
+            on: loop
+        ).map { reply in
+            let parts = reply.array ?? []
+            var notices: [CommitNotice] = []
+            for entry in parts.count == 2 ? parts[1].array ?? [] : [] {
+                for notice in Self.notices(fromStreamEntry: entry) where notice.clock >= from {
+                    guard notices.count < count else { break }
+                    notices.append(notice)
+                }
+            }
+            let truncated = (parts.first?.int ?? 0) == 1 && notices.count < count
+            return LogRead(entries: notices, truncated: truncated)
+        }
     }
 
     func head(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {
-        redis.send(RedisCommand("GET", SyncScripts.keys(doc)[0]), on: loop).map { $0.string.flatMap(UInt64.init) ?? 0 }
+        redis.send(RedisCommand("GET", GroupCommitScript.keys(doc)[0]), on: loop).map { $0.string.flatMap(UInt64.init) ?? 0 }
     }
 
-    /// The head clock, read by a node that holds the doc open: also refreshes the doc's TTL when due, so
-    /// its keys never expire under the node's replica (`head` is the plain read, e.g. for the ops API).
+    /// The head clock, read by a node that holds the doc open: also keeps the doc's keys alive, so they
+    /// never expire under the node's replica (`head` is the plain read, e.g. for the ops API).
     func headKeepingAlive(doc: String, on loop: EventLoop) -> EventLoopFuture<UInt64> {
-        redis.evalScript(SyncScripts.head, keys: SyncScripts.keys(doc), args: [docTTLMs], on: loop)
+        redis.evalScript(SyncReadScripts.head, keys: GroupCommitScript.keys(doc), args: [docTTLMs], on: loop)
             .map { $0.string.flatMap(UInt64.init) ?? 0 }
     }
 
     /// Record and tombstone counts straight from Redis (ops API for docs without local members).
     func counts(doc: String, on loop: EventLoop) -> EventLoopFuture<(head: UInt64, records: Int, tombstones: Int)> {
-        let keys = SyncScripts.keys(doc)
+        let keys = GroupCommitScript.keys(doc)
         return redis.send(
             [RedisCommand("GET", keys[0]), RedisCommand("HLEN", keys[1]), RedisCommand("ZCARD", keys[3])], on: loop
         ).map { replies in
@@ -158,14 +150,15 @@ final class SyncStore: Sendable {
         }
     }
 
-    /// `[id, [field, value, …]]` of a stream entry written by the commit script.
+    /// `[id, [field, value, …]]` of a classic single-commit stream entry (batches of one, the per-commit
+    /// log mode, and nodes from before group commit).
     static func notice(fromStreamEntry entry: RedisValue) -> CommitNotice? {
         guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
             let clock = id.split(separator: "-").first.flatMap({ UInt64($0) })
         else { return nil }
         var fields: [String: [UInt8]] = [:]
         for (key, value) in pairs(parts[1]) { fields[String(decoding: key, as: UTF8.self)] = value }
-        guard let opsBytes = fields["ops"], let ops = try? JSONParser.parse(opsBytes, maxDepth: 128),
+        guard let opsBytes = fields["ops"], let ops = try? JSONParser.parse(opsBytes, maxDepth: SyncStore.maxStoredJSONDepth),
             let by = fields["by"], let node = fields["node"]
         else { return nil }
         return CommitNotice(

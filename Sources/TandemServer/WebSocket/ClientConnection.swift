@@ -9,13 +9,20 @@ import TandemCore
 /// Confined to its channel's event loop: every method must run there (shards hop with `execute`). The
 /// `@unchecked Sendable` only lets shards hold a reference; they touch nothing but the immutable fields
 /// and hop before calling anything else.
-final class ClientConnection: @unchecked Sendable {
+final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: confined to its channel's loop; shards read only the immutable fields and hop
     let id: UInt64
     let sessionID: String
     let identity: Identity
     let resumed: Bool
     let channel: Channel
-    let node: NodeContext
+    let settings: ConnectionDependencies.Settings
+    private let metrics: TandemMetrics
+    private let clock: NodeClock
+    private let registry: SessionRegistry
+    private let shard: @Sendable (_ doc: String) -> DocShard
+    private let reconnectObserved: @Sendable () -> Void
+    /// Writes the text frames this connection sends, framed already (see `PreframedWriter`).
+    private let preframed: PreframedWriter
     var eventLoop: EventLoop { channel.eventLoop }
 
     private struct JoinedDoc {
@@ -30,6 +37,10 @@ final class ClientConnection: @unchecked Sendable {
     /// `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way around the
     /// presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
     private var joinBuckets: [String: TokenBucket] = [:]
+    /// Joins of docs the connection is not in, across all docs (`--max-doc-joins-per-sec`, burst
+    /// `--max-docs-per-connection` so a client can open all its docs at once): each may cost a SUBSCRIBE,
+    /// a load of the doc and a catch-up, and cycling join/leave over many docs dodged the per-doc buckets.
+    private var newDocJoins: TokenBucket?
     private var abuse: AbuseMonitor
     private var pendingPresence: [String: PendingPresence] = [:]
     private var writable = true
@@ -52,15 +63,37 @@ final class ClientConnection: @unchecked Sendable {
     private var started = false
     private let logger: Logger
 
-    init(id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel, node: NodeContext) {
+    /// Join buckets beyond the joined docs that may pile up before the full ones are dropped: pruning is
+    /// a pass over the dictionary, so it runs at most once per this many joins of new docs.
+    static let joinBucketSlack = 64
+    /// A client over the presence rate hears about it at most this often per doc (the error is advice,
+    /// and answering every dropped update would amplify the flood).
+    static let rateLimitNoticeIntervalMs: UInt64 = 1_000
+    /// Written sync queue entries are dropped from the front once more than this many (and more than
+    /// half the queue): amortized O(1) per message without a ring buffer.
+    static let syncQueueCompactionThreshold = 256
+    /// How long a client has to answer our close frame before the socket is dropped (RFC 6455 §7.1.1
+    /// lets the server close the TCP connection after sending its close).
+    static let closeHandshakeGrace: TimeAmount = .seconds(2)
+
+    init(
+        id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel,
+        dependencies: ConnectionDependencies, preframed: PreframedWriter
+    ) {
+        self.preframed = preframed
         self.id = id
         self.sessionID = sessionID
         self.identity = identity
         self.resumed = resumed
         self.channel = channel
-        self.node = node
-        self.abuse = AbuseMonitor(limits: node.config.abuseLimits)
-        var logger = node.logger
+        self.settings = dependencies.settings
+        self.metrics = dependencies.metrics
+        self.clock = dependencies.clock
+        self.registry = dependencies.registry
+        self.shard = dependencies.shard
+        self.reconnectObserved = dependencies.reconnectObserved
+        self.abuse = AbuseMonitor(limits: dependencies.settings.abuseLimits)
+        var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
         logger[metadataKey: "session.id"] = "\(sessionID)"
         self.logger = logger
@@ -72,17 +105,17 @@ final class ClientConnection: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard !started else { return }
         started = true
-        node.metrics.connections.increment()
-        node.metrics.connectionsOpened.increment()
+        metrics.connections.increment()
+        metrics.connectionsOpened.increment()
         if resumed { markReconnect() }
         send(
             ServerMessage.welcome(
-                session: sessionID, node: node.config.nodeID, user: identity.user, resumed: resumed,
+                session: sessionID, node: settings.nodeID, user: identity.user, resumed: resumed,
                 limits: .init(
-                    presenceRate: node.config.presenceRate, tickMs: node.config.tickMs,
-                    maxMessageBytes: node.config.limits.maxMessageBytes,
-                    maxStateBytes: node.config.limits.maxStateBytes)))
-        let interval = TimeAmount.milliseconds(Int64(node.config.pingIntervalMs))
+                    presenceRate: settings.presenceRate, tickMs: settings.tickMs,
+                    maxMessageBytes: settings.limits.maxMessageBytes,
+                    maxStateBytes: settings.limits.maxStateBytes)))
+        let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
         pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
             self?.sendPing()
         }
@@ -96,16 +129,16 @@ final class ClientConnection: @unchecked Sendable {
         pingTask?.cancel()
         pingTask = nil
         let reason = closeReason ?? .abrupt
-        node.metrics.connections.decrement()
-        node.metrics.connectionClosed(reason)
-        node.registry.remove(self)
+        metrics.connections.decrement()
+        metrics.connectionClosed(reason)
+        registry.remove(self)
         let leaves: Bool
         switch reason {
         case .clientClose, .abuse, .unsupportedData, .shutdown: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
         for doc in docs.keys {
-            node.shard(for: doc).removeMember(self, doc: doc, leave: leaves)
+            shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
         docs.removeAll()
         pendingPresence.removeAll()
@@ -131,18 +164,18 @@ final class ClientConnection: @unchecked Sendable {
     func receivedText(_ frame: ByteBuffer) {
         guard !closing else { return }
         missedPings = 0
-        let nowMs = node.clock.nowMs()
+        let nowMs = clock.nowMs()
         if abuse.message(nowMs: nowMs) == .flooding {
-            logger.warning("closing flooding client", metadata: ["limit": "\(node.config.maxMessagesPerSecond)/s"])
-            close(code: .policyViolation, reason: .abuse, text: "message rate above limit for 5 s")
+            logger.warning("closing flooding client", metadata: ["limit": "\(settings.maxMessagesPerSecond)/s"])
+            close(.messageFlood)
             return
         }
-        guard frame.readableBytes <= node.config.limits.maxMessageBytes else {
+        guard frame.readableBytes <= settings.limits.maxMessageBytes else {
             let (doc, pushID) = Self.docAndPushID(in: frame)
             reject(
                 ProtocolError(
                     .tooLarge,
-                    "message is \(frame.readableBytes) bytes; the limit is \(node.config.limits.maxMessageBytes)",
+                    "message is \(frame.readableBytes) bytes; the limit is \(settings.limits.maxMessageBytes)",
                     doc: doc, pushID: pushID),
                 nowMs: nowMs)
             return
@@ -150,13 +183,13 @@ final class ClientConnection: @unchecked Sendable {
         let message: ClientMessage
         do {
             message = try frame.withUnsafeReadableBytes { bytes throws(ProtocolError) in
-                try ClientMessage.decode(bytes, limits: node.config.limits)
+                try ClientMessage.decode(bytes, limits: settings.limits)
             }
         } catch {
             reject(error, nowMs: nowMs)
             return
         }
-        handle(message, nowMs: nowMs)
+        handle(message, bytes: frame.readableBytes, nowMs: nowMs)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -167,7 +200,8 @@ final class ClientConnection: @unchecked Sendable {
         return (doc, object?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil })
     }
 
-    private func handle(_ message: ClientMessage, nowMs: UInt64) {
+    /// - Parameter bytes: the message's size as received.
+    private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64) {
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -176,9 +210,9 @@ final class ClientConnection: @unchecked Sendable {
                 reject(ProtocolError(.forbidden, "your token grants no access to this doc", doc: doc), nowMs: nil)
                 return
             }
-            let limit = node.config.maxDocsPerConnection
+            let limit = settings.maxDocsPerConnection
             if docs[doc] == nil, docs.count >= limit {
-                node.metrics.clientLimitReached(.docsPerConnection)
+                metrics.clientLimitReached(.docsPerConnection)
                 reject(
                     ProtocolError(
                         .tooManyDocs, "a connection may be in at most \(limit) docs (--max-docs-per-connection); leave one first",
@@ -187,50 +221,71 @@ final class ClientConnection: @unchecked Sendable {
                 return
             }
             guard takeJoinToken(doc: doc, nowMs: nowMs) else {
-                node.metrics.clientLimitReached(.joinRate)
+                metrics.clientLimitReached(.joinRate)
                 reject(
                     ProtocolError(
                         .rateLimited,
-                        "joins of one doc count against the presence rate (\(node.config.presenceRate)/s): this one was not answered; join again later",
+                        "joins of one doc count against the presence rate (\(settings.presenceRate)/s): this one was not answered; join again later",
                         doc: doc),
                     nowMs: nil)
                 return
             }
-            if docs[doc] == nil { docs[doc] = JoinedDoc(role: role, confirmed: false) }
-            node.shard(for: doc).join(self, doc: doc, role: role, state: state, since: since)
+            if docs[doc] == nil {
+                let config = settings
+                var bucket = newDocJoins
+                    ?? TokenBucket(rate: config.maxDocJoinsPerSecond, burst: Double(config.maxDocsPerConnection), nowMs: nowMs)
+                let taken = bucket.take(nowMs: nowMs)
+                let wait = taken ? 0 : bucket.msUntilToken(nowMs: nowMs)
+                newDocJoins = bucket
+                guard taken else {
+                    metrics.clientLimitReached(.docJoinRate)
+                    let rate = config.maxDocJoinsPerSecond
+                    let shownRate = rate == rate.rounded() ? "\(Int(rate))" : "\(rate)"
+                    reject(
+                        ProtocolError(
+                            .rateLimited,
+                            "joins of docs this connection is not in are limited to \(shownRate)/s "
+                                + "(--max-doc-joins-per-sec): this one was not answered; join again after retryAfterMs",
+                            doc: doc, retryAfterMs: wait),
+                        nowMs: nil)
+                    return
+                }
+                docs[doc] = JoinedDoc(role: role, confirmed: false)
+            }
+            shard(doc).join(self, doc: doc, role: role, state: state, since: since)
         case .leave(let doc):
             guard docs.removeValue(forKey: doc) != nil else {
                 reject(ProtocolError(.notJoined, "not in this doc", doc: doc), nowMs: nil)
                 return
             }
             forget(doc: doc)
-            node.shard(for: doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
+            shard(doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
             guard docs[doc] != nil else {
-                node.metrics.presenceUpdate(.notJoined)
+                metrics.presenceUpdate(.notJoined)
                 reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
                 return
             }
-            node.shard(for: doc).updatePresence(self, doc: doc, state: state)
+            shard(doc).updatePresence(self, doc: doc, state: state)
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
             guard let joined = docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
-            node.shard(for: doc).sync(message, from: self, role: joined.role)
+            shard(doc).sync(message, from: self, role: joined.role, messageBytes: bytes)
         }
     }
 
     /// Takes a join token for `doc` (see `joinBuckets`). Buckets that are full again carry no information
     /// and are dropped, so the dictionary holds only docs joined within the last burst / rate seconds.
     private func takeJoinToken(doc: String, nowMs: UInt64) -> Bool {
-        if joinBuckets.count > docs.count + 64 {
+        if joinBuckets.count > docs.count + Self.joinBucketSlack {
             joinBuckets = joinBuckets.filter { key, bucket in
                 var bucket = bucket
                 return docs[key] != nil || !bucket.isFull(nowMs: nowMs)
             }
         }
-        let settings = node.config.presenceSettings
+        let settings = settings.presenceSettings
         var bucket = joinBuckets[doc] ?? TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)
         let taken = bucket.take(nowMs: nowMs)
         joinBuckets[doc] = bucket
@@ -250,7 +305,7 @@ final class ClientConnection: @unchecked Sendable {
         sendError(error)
         if let nowMs, abuse.badFrame(nowMs: nowMs) == .tooManyBadFrames {
             logger.warning("closing client after too many bad frames")
-            close(code: .policyViolation, reason: .abuse, text: "too many bad frames")
+            close(.badFrames)
         }
     }
 
@@ -263,7 +318,7 @@ final class ClientConnection: @unchecked Sendable {
         missedPings = 0  // any frame proves the client is alive
         guard !closing else { return }
         if pongInFlight {
-            if latestUnansweredPing != nil { node.metrics.pongsCoalesced.increment() }
+            if latestUnansweredPing != nil { metrics.pongsCoalesced.increment() }
             latestUnansweredPing = data
             return
         }
@@ -289,7 +344,7 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func receivedBinary() {
-        close(code: .unacceptableData, reason: .unsupportedData, text: "binary frames are not supported on /v1/ws")
+        close(.binaryFrame)
     }
 
     func protocolErrorClose() {
@@ -300,7 +355,7 @@ final class ClientConnection: @unchecked Sendable {
         guard !closing else { return }
         if missedPings >= 2 {
             logger.info("closing client that missed two pings")
-            close(code: .goingAway, reason: .pingTimeout, text: "ping timeout")
+            close(.pingTimeout)
             return
         }
         missedPings += 1
@@ -327,53 +382,54 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func presenceRateLimited(doc: String) {
-        let nowMs = node.clock.nowMs()
-        if let last = lastRateLimitNoticeMs[doc], nowMs < last + 1000 { return }
+        let nowMs = clock.nowMs()
+        if let last = lastRateLimitNoticeMs[doc], nowMs < last + Self.rateLimitNoticeIntervalMs { return }
         lastRateLimitNoticeMs[doc] = nowMs
         sendError(
             ProtocolError(
                 .rateLimited,
-                "presence above \(node.config.presenceRate)/s: intermediate states are dropped, the latest is kept",
+                "presence above \(settings.presenceRate)/s: intermediate states are dropped, the latest is kept",
                 doc: doc))
     }
 
     func markReconnect() {
         guard !countedAsReconnect else { return }
         countedAsReconnect = true
-        node.reconnectObserved()
+        reconnectObserved()
     }
 
-    /// Writes a presence delta, or merges it while the socket is backed up.
-    func deliverPresence(_ delta: PresenceDelta, buffer: ByteBuffer) {
+    /// Writes a presence delta (`frame`: framed already, see `ServerFrame`), or merges it while the socket
+    /// is backed up.
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) {
         guard !closing, docs[delta.doc] != nil else { return }
         if !writable || pendingPresence[delta.doc] != nil {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
-            node.metrics.slowConsumerCoalesced.increment()
+            metrics.slowConsumerCoalesced.increment()
             return
         }
-        writePresence(delta, buffer: buffer)
+        writePresence(delta, buffer: frame)
     }
 
-    private func writePresence(_ delta: PresenceDelta, buffer: ByteBuffer?) {
-        let data = buffer ?? channel.allocator.buffer(bytes: delta.encoded)
-        node.metrics.fanoutMessages.increment()
-        node.metrics.fanoutBytes.increment(by: Int64(data.readableBytes))
-        write(data)
+    private func writePresence(_ delta: PresenceDelta, buffer frame: ByteBuffer?) {
+        metrics.fanoutMessages.increment()
+        metrics.fanoutBytes.increment(by: Int64(delta.encoded.count))
+        write(frame ?? ServerFrame.text(delta.encoded, allocator: channel.allocator))
     }
 
     func sendError(_ error: ProtocolError) {
-        node.metrics.protocolError(error.code)
+        metrics.protocolError(error.code)
         send(ServerMessage.error(error))
     }
 
     func send(_ bytes: [UInt8]) {
-        write(channel.allocator.buffer(bytes: bytes))
+        write(ServerFrame.text(bytes, allocator: channel.allocator))
     }
 
-    /// Writes one text frame and enforces the hard outbound limit.
-    func write(_ data: ByteBuffer) {
+    /// Writes one text frame (`frame`: framed already, see `ServerFrame`) and enforces the hard outbound
+    /// limit.
+    func write(_ frame: ByteBuffer) {
         guard !closing else { return }
-        channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        preframed.write(frame: frame)
         scheduleFlush()
         enforceOutboundLimit()
     }
@@ -389,31 +445,22 @@ final class ClientConnection: @unchecked Sendable {
     func enforceOutboundLimit() {
         guard !closing else { return }
         let buffered = outboundBytes()
-        guard buffered > node.config.maxOutboundBytes else { return }
+        guard buffered > settings.maxOutboundBytes else { return }
         logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
-        close(code: .unknown(1013), reason: .slowConsumer, text: "outbound queue over limit; reconnect with since")
+        close(.slowConsumer)
     }
 
     // MARK: Document messages
 
-    /// What a queued catch-up is.
-    struct CatchUpInfo {
-        var doc: String
-        /// An answer to an explicit `sync` (kept even when the doc is re-joined); otherwise a join's
-        /// catch-up (replaced by a newer join of the doc).
-        var isReply: Bool
-        /// Bytes counted in `syncQueuedBytes` for it until it starts.
-        var counted = 0
-    }
-
     enum SyncOutbound {
-        /// A frame; `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
+        /// A text frame, framed already (`ServerFrame`: one buffer shared by every member a commit goes
+        /// to); `committedAtMs` (wall clock) is set for commits, to measure sync lag when written.
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
         case chunks(any CatchUpChunker, CatchUpInfo)
     }
 
-    /// Queues a document message behind earlier ones and writes as much as the socket takes.
+    /// Queues a document message without writing yet (`deliverSync` writes).
     ///
     /// Catch-ups are produced one chunk at a time, only while the socket takes them, so what a running one
     /// adds to the send buffer is counted as it is written. Explicit `sync` replies waiting behind others
@@ -421,8 +468,8 @@ final class ClientConnection: @unchecked Sendable {
     /// without reading reaches `--max-outbound-bytes` (1013) instead of piling up replies. Join catch-ups
     /// are not counted: there is at most one per doc (see `joinConfirmed`), so at most
     /// `--max-docs-per-connection`, and counting them would close a client that joins several big docs.
-    func enqueueSync(_ item: SyncOutbound) {
-        guard !closing else { return }
+
+    private func appendSync(_ item: SyncOutbound) {
         var item = item
         switch item {
         case .frame(let buffer, _):
@@ -435,8 +482,6 @@ final class ClientConnection: @unchecked Sendable {
             break
         }
         syncQueue.append(item)
-        pumpSync()
-        enforceOutboundLimit()
     }
 
     /// Removes the join catch-ups of `doc` that are still queued (also one partly written: the client
@@ -456,11 +501,25 @@ final class ClientConnection: @unchecked Sendable {
         guard dropped > 0 else { return }
         syncQueue = kept
         syncQueueHead = 0
-        node.metrics.catchUpsReplaced.increment(by: Int64(dropped))
+        metrics.catchUpsReplaced.increment(by: Int64(dropped))
     }
 
-    func enqueueSync(_ bytes: [UInt8], committedAtMs: UInt64? = nil) {
-        enqueueSync(.frame(channel.allocator.buffer(bytes: bytes), committedAtMs: committedAtMs))
+    /// A round of a doc's sync messages (`SyncOutbox`), in order: stream items are queued (one pump for
+    /// all), errors written at once.
+    func deliverSync(_ items: [SyncOutbox.Item]) {
+        guard !closing else { return }
+        for item in items {
+            switch item {
+            case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
+            case .chunks(let chunker, let info): appendSync(.chunks(chunker, info))
+            case .error(let error):
+                // After what came before it (errors are written directly, not queued).
+                pumpSync()
+                sendError(error)
+            }
+        }
+        pumpSync()
+        enforceOutboundLimit()
     }
 
     /// One flush for everything written in this round of the event loop: shards hop in with many small
@@ -476,29 +535,28 @@ final class ClientConnection: @unchecked Sendable {
 
     private func pumpSync() {
         var wrote = false
+        var nowMs: UInt64?
         while syncQueueHead < syncQueue.count, channel.isWritable, !closing {
             switch syncQueue[syncQueueHead] {
             case .frame(let buffer, let committedAtMs):
                 syncQueuedBytes -= buffer.readableBytes
                 syncQueueHead += 1
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
+                preframed.write(frame: buffer)
                 if let committedAtMs {
-                    let metrics = node.metrics
-                    let clock = node.clock
-                    channel.write(frame).whenSuccess {
-                        // `at` comes from Redis: a time in the future is no lag, not a wrapped-around one.
-                        let now = clock.wallMs()
-                        metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
-                    }
-                } else {
-                    channel.write(frame, promise: nil)
+                    // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
+                    // here). A write promise per frame to measure it when written cost an allocation and a
+                    // callback per frame. `at` comes from Redis: a time in the future is no lag, not a
+                    // wrapped-around one.
+                    let now = nowMs ?? clock.wallMs()
+                    nowMs = now
+                    metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
                 }
             case .chunks(var chunker, var info):
                 // Started: from now on its chunks are counted in the channel's buffer as they are written.
                 syncQueuedBytes -= info.counted
                 info.counted = 0
                 if let chunk = chunker.next() {
-                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: chunk)), promise: nil)
+                    preframed.write(frame: ServerFrame.text(chunk, allocator: channel.allocator))
                 }
                 if chunker.isFinished {
                     syncQueueHead += 1
@@ -509,7 +567,7 @@ final class ClientConnection: @unchecked Sendable {
             wrote = true
         }
         if wrote { scheduleFlush() }
-        if syncQueueHead > 256 && syncQueueHead * 2 > syncQueue.count {
+        if syncQueueHead > Self.syncQueueCompactionThreshold && syncQueueHead * 2 > syncQueue.count {
             syncQueue.removeFirst(syncQueueHead)
             syncQueueHead = 0
         } else if syncQueueHead == syncQueue.count {
@@ -521,10 +579,11 @@ final class ClientConnection: @unchecked Sendable {
     /// Sends a close frame (behind whatever is already queued) and closes the channel when the client
     /// answers or after two seconds. Nothing more is queued meanwhile, so a slow consumer's memory stops
     /// growing at once; if it resumes reading within the grace period it sees the 1013.
-    func close(code: WebSocketErrorCode, reason: CloseReason, text: String) {
+    func close(_ close: ServerClose) {
         guard !closing else { return }
         closing = true
-        closeReason = reason
+        closeReason = close.reason
+        let (code, text) = (close.code, close.text)
         pendingPresence.removeAll()
         syncQueue.removeAll()
         syncQueueHead = 0
@@ -536,7 +595,7 @@ final class ClientConnection: @unchecked Sendable {
         let channel = self.channel
         channel.writeAndFlush(frame, promise: nil)
         // Give the client a moment to read and answer the close handshake, then drop the socket regardless.
-        channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        channel.eventLoop.scheduleTask(in: Self.closeHandshakeGrace) { channel.close(promise: nil) }
     }
 
     var isClosing: Bool { closing }

@@ -59,9 +59,35 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Framing errors (oversized or malformed frames) are answered with a close frame by NIO's
-        // WebSocketProtocolErrorHandler; record why, then drop the socket.
-        connection.protocolErrorClose()
+        // Errors of the frame aggregator (too many or too large fragments) arrive here first; frame
+        // decoder errors were recorded by `FramingErrorRecorder` already. Anything else is an I/O error
+        // (a reset socket): the close stays `abrupt`, which is what operators read as network loss.
+        if FramingErrorRecorder.isProtocolError(error) { connection.protocolErrorClose() }
         context.close(promise: nil)
+    }
+}
+
+/// Sits between NIO's frame decoder and its `WebSocketProtocolErrorHandler` and records a framing error
+/// (fragmented or oversized control frame, frame over the size limit) as the close reason. It has to be in
+/// front: that handler writes the 1002/1009 close frame and closes the socket as soon as the write
+/// completes — often at once, before it passes the error on — so by the time the error would reach
+/// `ConnectionHandler` the connection has closed and been counted as `abrupt`.
+final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+
+    private let connection: ClientConnection
+
+    init(connection: ClientConnection) {
+        self.connection = connection
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if Self.isProtocolError(error) { connection.protocolErrorClose() }
+        context.fireErrorCaught(error)
+    }
+
+    /// The client broke RFC 6455 framing (decoder or fragment aggregation), as opposed to an I/O error.
+    static func isProtocolError(_ error: any Error) -> Bool {
+        error is NIOWebSocketError || error is NIOWebSocketFrameAggregator.Error
     }
 }

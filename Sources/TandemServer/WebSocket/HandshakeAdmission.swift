@@ -28,6 +28,12 @@ final class HandshakeAdmission: Sendable {
         }
 
         /// nil when a token was taken, else the seconds to put in `Retry-After`.
+        /// `Retry-After` is drawn from 1...spread seconds: spread at least 2 so that two refused clients
+        /// do not come back in the same second, and at most 30 so that a client is never told to stay
+        /// away longer than a user would wait for a reconnect.
+        static let minRetrySpreadSeconds = 2
+        static let maxRetrySpreadSeconds = 30
+
         mutating func take(nowMs: UInt64) -> Int? {
             let second = nowMs / 1000
             if second != self.second {
@@ -40,7 +46,7 @@ final class HandshakeAdmission: Sendable {
             // Spread retries over the time the current backlog needs at the admitted rate (full jitter),
             // at least 1 s and at most 30 s.
             let backlog = Double(rejectedLastSecond + rejectedThisSecond) / Double(perSecond)
-            let spread = min(30, max(2, Int((backlog * 2).rounded(.up))))
+            let spread = min(Limiter.maxRetrySpreadSeconds, max(Limiter.minRetrySpreadSeconds, Int((backlog * 2).rounded(.up))))
             return Int.random(in: 1...spread)
         }
     }

@@ -4,8 +4,11 @@ import NIOHTTP1
 import TandemCore
 
 /// The outcome of one handshake, shared by the upgrader's callbacks and the fallback handler of the same
-/// channel. Only touched on that channel's event loop.
-final class HandshakeState: @unchecked Sendable {
+/// channel, in a `NIOLoopBoundBox` of that channel's event loop (`HandshakeState.Box`): touched there only,
+/// checked at run time.
+struct HandshakeState {
+    typealias Box = NIOLoopBoundBox<HandshakeState>
+
     struct Accepted {
         var identity: Identity
         var sessionID: String
@@ -22,6 +25,9 @@ final class HandshakeState: @unchecked Sendable {
     enum Decision {
         case accepted(Accepted)
         case rejected(Rejected)
+        /// A protocol version this server does not speak: upgraded, then closed with 4400/4401 (a browser
+        /// cannot read an HTTP refusal, but it can read a close code).
+        case unsupportedVersion(code: Int, reason: String)
     }
 
     var decision: Decision?
@@ -38,22 +44,22 @@ final class HandshakeState: @unchecked Sendable {
 /// body `{"error":…,"message":…}` and `Connection: close`.
 ///
 /// Sendable only so the upgrader's callbacks can remove it; it is used on its channel's loop alone.
-final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {  // @unchecked: NIO needs a Sendable handler to remove it from a future; used on its loop only
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let state: HandshakeState
+    private let state: HandshakeState.Box
     private var responded = false
 
-    init(state: HandshakeState) { self.state = state }
+    init(state: HandshakeState.Box) { self.state = state }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = unwrapInboundIn(data), !responded else { return }
         responded = true
         let rejection: HandshakeState.Rejected
-        if case .rejected(let rejected)? = state.decision {
+        if case .rejected(let rejected)? = state.value.decision {
             rejection = rejected
-        } else if QueryString.parse(uri: head.uri).path == "/v1/ws" {
+        } else if ProtocolVersion.requested(inPath: QueryString.parse(uri: head.uri).path) != nil {
             rejection = .init(
                 status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
                 headers: [("Upgrade", "websocket")])

@@ -9,8 +9,16 @@ import TandemCore
 /// The client data plane: `GET /v1/ws` upgraded to WebSocket (SwiftNIO's codec), with admission
 /// control and authentication decided before the upgrade.
 final class WebSocketServer: Sendable {
-    private let node: NodeContext
+    private let config: ServerConfiguration
+    private let metrics: TandemMetrics
+    private let clock: NodeClock
+    private let registry: SessionRegistry
+    private let sessions: SessionOwnership
+    private let shards: DocShards
+    /// What each accepted connection gets (explicitly: connections hold no node).
+    private let connectionDependencies: ConnectionDependencies
     private let authenticator: Authenticator
+    private let originPolicy: OriginPolicy
     private let admission: HandshakeAdmission
     private let group: EventLoopGroup
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
@@ -20,24 +28,43 @@ final class WebSocketServer: Sendable {
     /// displaced by a newcomer at the limit.
     private let pendingHandshakes: NIOLockedValueBox<PendingHandshakeQueue<Channel>>
 
-    init(node: NodeContext, authenticator: Authenticator, group: EventLoopGroup) {
-        self.node = node
+    /// Accepted-but-not-yet-taken connections the kernel queues: a reconnect storm arrives in thousands
+    /// within a second, and admission (not the kernel dropping SYNs) is what should shed them.
+    static let listenBacklog: Int32 = 4096
+    /// Reads per socket per event-loop turn: one busy client cannot starve the others on its loop.
+    static let maxMessagesPerRead: UInt = 16
+    /// Fragments one message may arrive in (the byte bound is `--max-frame-bytes`): a client sending a
+    /// message a byte per fragment costs a frame header and a decode per byte.
+    static let maxFragmentsPerMessage = 1024
+
+    init(dependencies: WebSocketServerDependencies, authenticator: Authenticator, group: EventLoopGroup) {
+        self.config = dependencies.config
+        self.metrics = dependencies.metrics
+        self.clock = dependencies.clock
+        self.registry = dependencies.registry
+        self.sessions = dependencies.sessions
+        self.shards = dependencies.shards
+        self.connectionDependencies = dependencies.connection
+        let config = dependencies.config
         self.authenticator = authenticator
+        // `ServerConfiguration.validate()` refused bad entries before the node started; should one get
+        // here anyway, only this machine's pages are allowed rather than every page.
+        self.originPolicy = (try? config.originPolicy) ?? .modeDefault(developmentMode: true)
         self.admission = HandshakeAdmission(
-            maxPerSecond: node.config.maxNewConnectionsPerSecond,
-            maxAttemptsPerSecond: node.config.handshakeAttemptsPerSecond)
+            maxPerSecond: config.maxNewConnectionsPerSecond,
+            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond)
         self.group = group
-        self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: node.config.maxPendingHandshakes))
+        self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: config.maxPendingHandshakes))
     }
 
     /// Binds and starts accepting; returns the bound port.
     func start() async throws -> Int {
-        let config = node.config
+        let config = self.config
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.backlog, value: Self.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.maxMessagesPerRead, value: Self.maxMessagesPerRead)
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: .init(low: config.outboundLowWaterBytes, high: config.outboundHighWaterBytes)
@@ -58,14 +85,14 @@ final class WebSocketServer: Sendable {
     }
 
     private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
-        let config = node.config
-        let state = HandshakeState()
-        state.pendingID = addPendingHandshake(channel)
+        let config = self.config
+        let state = HandshakeState.Box(HandshakeState(), eventLoop: channel.eventLoop)
+        state.value.pendingID = addPendingHandshake(channel)
         // Until upgraded, the socket is pending: counted, and closed if still pending after the timeout
         // (a client that sends nothing, or its request a byte at a time).
-        let metrics = node.metrics
-        state.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
-            guard state.isPending else { return }
+        let metrics = metrics
+        state.value.timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(config.handshakeTimeoutMs))) {
+            guard state.value.isPending else { return }
             metrics.handshakeTimeouts.increment()
             channel.close(promise: nil)
         }
@@ -96,55 +123,68 @@ final class WebSocketServer: Sendable {
     private func addPendingHandshake(_ channel: Channel) -> UInt64 {
         let (id, displaced) = pendingHandshakes.withLockedValue { $0.add(channel) }
         if let displaced {
-            node.metrics.admissionRejected[.pendingFull]!.increment()
+            metrics.admissionRejected[.pendingFull]!.increment()
             displaced.close(promise: nil)
         } else {
-            node.metrics.handshakesPending.increment()
+            metrics.handshakesPending.increment()
         }
         return id
     }
 
     /// The socket was upgraded or closed: it no longer counts as pending (once, whichever comes first).
     /// Called on the socket's event loop.
-    private func finishPendingHandshake(_ state: HandshakeState) {
-        guard state.isPending else { return }
-        state.isPending = false
-        state.timeout?.cancel()
-        state.timeout = nil
+    private func finishPendingHandshake(_ state: HandshakeState.Box) {
+        guard state.value.isPending else { return }
+        state.value.isPending = false
+        state.value.timeout?.cancel()
+        state.value.timeout = nil
         // A displaced socket left the queue (and the gauge) when it was displaced.
-        if pendingHandshakes.withLockedValue({ $0.remove(state.pendingID) }) {
-            node.metrics.handshakesPending.decrement()
+        if pendingHandshakes.withLockedValue({ $0.remove(state.value.pendingID) }) {
+            metrics.handshakesPending.decrement()
         }
     }
 
-    /// Decides a handshake: path, drain state, attempt rate, authentication, admission rate, connection
+    /// Decides a handshake: path, drain state, attempt rate, Origin, protocol version, authentication, admission rate, connection
     /// limits, resume. Returning nil hands the request to `HandshakeFallbackHandler`, which answers with
     /// the rejection.
     ///
     /// The admission rate is taken only after the token was accepted, so refused handshakes (junk) do not
     /// use it up, and only refusals of authenticated handshakes renew the storm grace: a flood of bad
     /// tokens neither locks users out nor keeps lost sessions alive.
-    private func evaluate(channel: Channel, head: HTTPRequestHead, state: HandshakeState) -> EventLoopFuture<HTTPHeaders?> {
+    private func evaluate(channel: Channel, head: HTTPRequestHead, state: HandshakeState.Box) -> EventLoopFuture<HTTPHeaders?> {
         let loop = channel.eventLoop
         let (path, query) = QueryString.parse(uri: head.uri)
         @Sendable func reject(_ status: HTTPResponseStatus, _ error: String, _ message: String, headers: [(String, String)] = [])
             -> EventLoopFuture<HTTPHeaders?>
         {
-            state.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
+            state.value.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
             return loop.makeSucceededFuture(nil)
         }
-        guard path == "/v1/ws" else {
+        guard let requestedVersion = ProtocolVersion.requested(inPath: path) else {
             return reject(.notFound, "not_found", "the client endpoint is /v1/ws")
         }
         if draining.withLockedValue({ $0 }) {
-            node.metrics.admissionRejected[.draining]!.increment()
+            metrics.admissionRejected[.draining]!.increment()
             return reject(.serviceUnavailable, "draining", "this node is shutting down", headers: [("Retry-After", "1")])
         }
         if let retryAfter = admission.attempt() {
-            node.metrics.admissionRejected[.attemptRate]!.increment()
+            metrics.admissionRejected[.attemptRate]!.increment()
             return reject(
                 .serviceUnavailable, "overloaded", "too many handshakes; retry after the delay",
                 headers: [("Retry-After", "\(retryAfter)")])
+        }
+        // Before the token is checked: a refused page costs no HMAC (and still counts in the attempt rate).
+        if !originPolicy.allows(origin: head.headers.first(name: "Origin"), hostHeader: head.headers.first(name: "Host")) {
+            metrics.admissionRejected[.origin]!.increment()
+            return reject(
+                .forbidden, "origin_not_allowed",
+                "web pages from this Origin may not connect; the operator lists allowed ones in --allowed-origins")
+        }
+        if let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
+            // Nothing to authenticate for: the socket is closed right after the upgrade.
+            metrics.admissionRejected[.protocolVersion]!.increment()
+            state.value.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
+            return loop.makeSucceededFuture(HTTPHeaders())
         }
         let authorization = head.headers.first(name: "Authorization")
         let promise = loop.makePromise(of: Result<Identity, AuthenticationError>.self)
@@ -153,22 +193,22 @@ final class WebSocketServer: Sendable {
         return promise.futureResult.flatMap { [self] result in
             switch result {
             case .failure(let error):
-                self.node.metrics.admissionRejected[.unauthorized]!.increment()
+                self.metrics.admissionRejected[.unauthorized]!.increment()
                 return reject(.unauthorized, "unauthorized", error.message, headers: [("WWW-Authenticate", "Bearer")])
             case .success(let identity):
                 if let retryAfter = self.admission.admit() {
-                    self.node.metrics.admissionRejected[.rate]!.increment()
+                    self.metrics.admissionRejected[.rate]!.increment()
                     // A real client was turned away: keep lost sessions resumable while it waits.
-                    self.node.holdDetachedSessions()
+                    self.shards.holdDetachedSessions(nowMs: self.clock.nowMs())
                     return reject(
                         .serviceUnavailable, "overloaded", "too many new connections; retry after the delay",
                         headers: [("Retry-After", "\(retryAfter)")])
                 }
-                let config = self.node.config
-                if let full = self.node.registry.reserveSlot(
+                let config = self.config
+                if let full = self.registry.reserveSlot(
                     user: identity.user, maxTotal: config.maxConnections, maxPerUser: config.maxConnectionsPerUser)
                 {
-                    self.node.metrics.admissionRejected[full]!.increment()
+                    self.metrics.admissionRejected[full]!.increment()
                     if full == .userFull {
                         return reject(
                             .tooManyRequests, "too_many_connections",
@@ -178,7 +218,7 @@ final class WebSocketServer: Sendable {
                         .serviceUnavailable, "node_full", "this node is at --max-connections",
                         headers: [("Retry-After", "\(Int.random(in: 1...5))")])
                 }
-                let registry = self.node.registry
+                let registry = self.registry
                 channel.closeFuture.whenComplete { _ in registry.releaseSlot(user: identity.user) }
                 // Only the session's own user may take it over: this node knows the owners of its open and
                 // recently ended sessions; Redis knows them cluster-wide.
@@ -186,42 +226,58 @@ final class WebSocketServer: Sendable {
                 let knownOwner = resume.flatMap { registry.owner(of: $0) }
                 guard let resume, knownOwner.map({ $0 == identity.user }) ?? true else {
                     let sessionID = SessionID.make()
-                    _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop)
-                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
+                    _ = self.sessions.claim(sessionID, user: identity.user, on: loop)
+                    state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: false))
                     return loop.makeSucceededFuture(HTTPHeaders())
                 }
-                return self.node.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
+                return self.sessions.claim(resume, user: identity.user, on: loop).map { claimed in
                     // Ownership unknown (Redis unreachable): refuse, unless this node itself knows the session
                     // is this user's. Granting it let anyone take over any session during an outage.
                     let resumed = claimed ?? (knownOwner == identity.user)
                     let sessionID = resumed ? resume : SessionID.make()
-                    if !resumed { _ = self.node.sessions.claim(sessionID, user: identity.user, on: loop) }
-                    state.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
+                    if !resumed { _ = self.sessions.claim(sessionID, user: identity.user, on: loop) }
+                    state.value.decision = .accepted(.init(identity: identity, sessionID: sessionID, resumed: resumed))
                     return HTTPHeaders()
                 }
             }
         }
     }
 
-    private func upgraded(channel: Channel, state: HandshakeState) -> EventLoopFuture<Void> {
-        guard case .accepted(let accepted)? = state.decision else { return channel.close() }
+    private func upgraded(channel: Channel, state: HandshakeState.Box) -> EventLoopFuture<Void> {
+        if case .unsupportedVersion(let code, let reason)? = state.value.decision {
+            var payload = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+            payload.writeInteger(UInt16(code))
+            payload.writeString(reason)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        guard case .accepted(let accepted)? = state.value.decision else { return channel.close() }
         let id = nextConnectionID.withLockedValue { id in
             id += 1
             return id
         }
+        let preframed = PreframedWriter()
         let connection = ClientConnection(
             id: id, sessionID: accepted.sessionID, identity: accepted.identity, resumed: accepted.resumed,
-            channel: channel, node: node)
-        if let replaced = node.registry.register(connection), replaced !== connection {
+            channel: channel, dependencies: connectionDependencies, preframed: preframed)
+        if let replaced = registry.register(connection), replaced !== connection {
             replaced.eventLoop.execute {
-                replaced.close(code: .normalClosure, reason: .resumed, text: "session resumed on a new connection")
+                replaced.close(.resumedElsewhere)
             }
         }
-        let config = node.config
+        let config = self.config
         do {
+            // Next to the socket, before the WebSocket encoder: frames written from there skip it.
+            try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
+            // The upgrader added the frame decoder and, after it, NIO's protocol error handler.
+            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
+            try channel.pipeline.syncOperations.addHandler(
+                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
+                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
                     maxAccumulatedFrameSize: config.maxFrameBytes),
                 ConnectionHandler(connection: connection),
             ])
@@ -233,10 +289,10 @@ final class WebSocketServer: Sendable {
 
     /// Closes every client with 1001 (going away) and waits until they are gone (at most `timeout`).
     func closeAllClients(timeout: TimeAmount) async {
-        let connections = node.registry.allConnections
+        let connections = registry.allConnections
         let closed = connections.map { connection in
             connection.eventLoop.execute {
-                connection.close(code: .goingAway, reason: .shutdown, text: "server shutting down")
+                connection.close(.shutdown)
             }
             return connection.channel.closeFuture
         }

@@ -38,7 +38,7 @@ final class LoopSet<Stats: AnyObject>: @unchecked Sendable {
 }
 
 /// Carries a loop-confined reference to its loop.
-struct UnsafeTransfer<T>: @unchecked Sendable {
+struct UnsafeTransfer<T>: @unchecked Sendable {  // @unchecked: the caller only unwraps `value` on the loop it is confined to
     let value: T
     init(_ value: T) { self.value = value }
 }

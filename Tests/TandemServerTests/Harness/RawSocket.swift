@@ -106,10 +106,11 @@ final class RawSocket: @unchecked Sendable {
 
     /// Sends an upgrade request for `/v1/ws?query` and waits (bounded) for the response head; returns its
     /// status code. Frames that follow the head stay in `received`.
-    func upgrade(query: String, timeout: Duration = .seconds(10)) async throws -> Int {
+    /// `headers` are extra header lines, each ending in CRLF (`"Origin: https://a.example\r\n"`).
+    func upgrade(path: String = "/v1/ws", query: String, headers: String = "", timeout: Duration = .seconds(10)) async throws -> Int {
         try write(
-            "GET /v1/ws?\(query) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            "GET \(path)?\(query) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n")
         let separator: [UInt8] = Array("\r\n\r\n".utf8)
         var headEnd: Int?
         try await waitUntil("response head; got \(receivedText.prefix(200))", timeout: timeout) {

@@ -419,7 +419,9 @@ enum SyncRedis {
         var ops: JSONValue { json(fields["ops"] ?? "{}") }
     }
 
-    /// The whole log stream (`XRANGE - +`). Each entry prints as its id then field/value lines (5 fields).
+    /// The whole log (`XRANGE - +`), one entry per commit. A classic entry prints as its id then 5
+    /// field/value lines (ops, by, node, id, at); a group commit's entry as its id (its last clock) then 4
+    /// (n, node, at, b), and stands for n commits (`GroupCommitScript`).
     static func log(_ redis: RedisServerProcess, _ doc: String) -> [Entry] {
         let output = redis.command("XRANGE", key(doc, "log"), "-", "+")
         let lines = output.isEmpty ? [] : output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -428,14 +430,30 @@ enum SyncRedis {
         while i < lines.count {
             let id = lines[i]
             let clock = UInt64(id.split(separator: "-").first ?? "") ?? 0
+            let pairs = i + 1 < lines.count && lines[i + 1] == "n" ? 4 : 5
             var fields: [String: String] = [:]
             var j = i + 1
-            while j + 1 < lines.count, fields.count < 5 {
+            while j + 1 < lines.count, fields.count < pairs {
                 fields[lines[j]] = lines[j + 1]
                 j += 2
             }
-            entries.append(Entry(clock: clock, fields: fields))
             i = j
+            guard pairs == 4, let n = UInt64(fields["n"] ?? ""), n >= 1, n <= clock,
+                case .array(let members)? = try? JSONParser.parse(fields["b"] ?? "")
+            else {
+                entries.append(Entry(clock: clock, fields: fields))
+                continue
+            }
+            for (k, member) in members.enumerated() {
+                let m = member.objectValue ?? [:]
+                entries.append(
+                    Entry(
+                        clock: clock - n + 1 + UInt64(k),
+                        fields: [
+                            "ops": m["ops"]?.serializedString ?? "{}", "by": m["by"]?.stringValue ?? "",
+                            "id": m["id"]?.serializedString ?? "", "node": fields["node"] ?? "", "at": fields["at"] ?? "",
+                        ]))
+            }
         }
         return entries
     }

@@ -1,0 +1,173 @@
+import Logging
+import NIOCore
+import TandemCore
+
+/// Membership: joins (answered once the doc is read and the joiner's presence is in Redis), re-joins,
+/// leaves and lost sockets, and presence updates. Called by connections from their loops; every entry hops
+/// to the shard's loop.
+
+extension DocShard {
+    // MARK: Membership (called by connections, hop to this loop)
+
+    func join(_ connection: any DocMember, doc: String, role: Role, state: JSONValue?, since: UInt64?) {
+        onLoop {
+            let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since)
+            let docState = self.docState(for: doc)
+            if docState.isLoading {
+                // At most one waiting join per connection: a newer join replaces it (its `since` wins, and its
+                // state unless it has none) and one `joined` answers both. The list is bounded by the
+                // connections joining the doc.
+                docState.updateWaiting { waiting in
+                    if let index = waiting.firstIndex(where: { $0.connection === connection }) {
+                        let earlier = waiting[index]
+                        waiting[index] = DocState.PendingJoin(
+                            connection: connection, role: role, state: state ?? earlier.state, since: since)
+                    } else {
+                        waiting.append(join)
+                    }
+                }
+            } else {
+                self.completeJoin(join, doc: doc, docState)
+            }
+        }
+    }
+
+    func completeJoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
+        let connection = join.connection
+        let sid = connection.sessionID
+        let existing = docState.presence.view[sid]
+        if let existing, existing.user != connection.identity.user {
+            connection.eventLoop.execute {
+                connection.membershipEnded(
+                    doc: doc, error: ProtocolError(.forbidden, "session id belongs to another user", doc: doc))
+            }
+            return
+        }
+        if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
+            // The same session on a newer connection (resume): the old one no longer speaks for it here.
+            if let old = docState.members.removeValue(forKey: previous) {
+                docState.deliveryGroups = nil
+                detachSync(previous, doc: doc, docState)
+                old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
+            }
+        }
+        if docState.members[ObjectIdentifier(connection)] != nil, docState.owners[sid] == ObjectIdentifier(connection),
+            existing != nil
+        {
+            return completeRejoin(join, doc: doc, docState)
+        }
+        let isNewHere = docState.members[ObjectIdentifier(connection)] == nil
+        if isNewHere, let departed = docState.recentDepartures[connection.identity.user],
+            clock.nowMs() < departed + Self.departureWindowMs
+        {
+            connection.eventLoop.execute { connection.markReconnect() }
+        }
+        // The version of an entry read from Redis or another node is clamped before `+ 1`: a corrupted
+        // `"v":18446744073709551615` must not trap the node (and leaves 2^53 increments of headroom).
+        let entry = PresenceEntry(
+            sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
+            node: settings.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
+            state: join.state ?? existing?.state ?? .object([:]))
+        docState.presence.join(entry)
+        docState.owners[sid] = ObjectIdentifier(connection)
+        updateGauges()
+        // Answer once the entry is in Redis (or Redis is out of reach), so a client that has its `joined`
+        // is listed in every later `joined`, on every node.
+        let written: EventLoopFuture<Void>
+        if let write = docState.presence.takeWrite(nowMs: clock.nowMs()) {
+            written = perform(write, doc: doc, docState)
+        } else {
+            written = eventLoop.makeSucceededVoidFuture()
+        }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        written.whenComplete { _ in
+            let docState = bound.value
+            guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
+            // A member from here on: deltas and commits reach it only after its `joined`.
+            docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)
+            docState.deliveryGroups = nil
+            let clock = docState.sync.isLoaded ? docState.sync.head : nil
+            let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+            self.attachSync(connection, since: join.since, doc: doc, docState)
+            self.handleEarlyRequests(of: connection, docState)
+        }
+    }
+
+    /// A join of a doc by a connection that is already a live member of it. Its state is a presence update
+    /// (rate-limited per user like any other: a re-join is no way around `--presence-rate`); the member
+    /// gets `joined` again and a catch-up from its new `since`, which replaces any catch-up of the doc still
+    /// queued for it (`any DocMember.joinConfirmed`). Its entry is already in Redis, so nothing waits.
+    func completeRejoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
+        let connection = join.connection
+        if let state = join.state {
+            let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
+            metrics.presenceUpdate(outcome)
+            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
+            if outcome == .rateLimited {
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
+            }
+        }
+        let clock = docState.sync.isLoaded ? docState.sync.head : nil
+        let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+        attachSync(connection, since: join.since, doc: doc, docState)
+        handleEarlyRequests(of: connection, docState)
+    }
+
+    /// A connection leaves a doc (`leave: true`, deleted at once) or loses its socket (`leave: false`,
+    /// detached: presence stays for the TTL so a resume can take it over).
+    func removeMember(_ connection: any DocMember, doc: String, leave: Bool, acknowledge: Bool = false) {
+        onLoop {
+            guard let docState = self.docs[doc] else { return }
+            let id = ObjectIdentifier(connection)
+            docState.updateWaiting { $0.removeAll { ObjectIdentifier($0.connection) == id } }
+            if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
+            self.detachSync(id, doc: doc, docState)
+            let sid = connection.sessionID
+            if docState.owners[sid] == id {
+                docState.owners.removeValue(forKey: sid)
+                if leave {
+                    docState.presence.leave(sid: sid)
+                } else {
+                    docState.presence.detach(
+                        sid: sid, nowMs: self.clock.nowMs(),
+                        graceMs: self.detachedHold.isHolding(nowMs: self.clock.nowMs()) ? UInt64(self.settings.stormResumeGraceMs) : nil)
+                }
+                docState.recentDepartures[connection.identity.user] = self.clock.nowMs()
+            }
+            if acknowledge {
+                let frame = ServerFrame.text(ServerMessage.left(doc: doc), allocator: ByteBufferAllocator())
+                connection.eventLoop.execute { connection.deliverSync([.frame(frame, committedAtMs: nil)]) }
+            }
+            self.updateGauges()
+        }
+    }
+
+    func updatePresence(_ connection: any DocMember, doc: String, state: JSONValue) {
+        onLoop {
+            guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
+                // Still loading: the join is queued ahead of this update; apply it as the join's state.
+                if let docState = self.docs[doc], docState.isLoading,
+                    docState.waiting.contains(where: { $0.connection === connection })
+                {
+                    docState.updateWaiting { waiting in
+                        guard let index = waiting.lastIndex(where: { $0.connection === connection }) else { return }
+                        let join = waiting[index]
+                        waiting[index] = DocState.PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
+                    }
+                    self.metrics.presenceUpdate(.accepted)
+                } else {
+                    self.metrics.presenceUpdate(.notJoined)
+                }
+                return
+            }
+            let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
+            self.metrics.presenceUpdate(outcome)
+            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
+            if outcome == .rateLimited {
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import NIOCore
+import Prometheus
+import TandemCore
+
+/// Carrying out what each doc's `PushPipeline` decides, and feeding it its inputs.
+///
+/// The pipeline is pure: it is told what happened (a push, Redis's reply, commits from pub/sub, a log
+/// read, the time) and returns actions. This is the thin shell around it: every input ends in
+/// `perform`, which does the I/O the actions ask for (a group commit, a log read, a reload), sends what
+/// they say to whom (one hop per event loop, see `SyncOutbox`), turns the pipeline's counters into
+/// metrics and sets the doc's one timer for the pipeline's next deadline.
+extension DocShard {
+    // MARK: Inputs
+
+    /// Commits from the doc's pub/sub channel (another node's; this node's own are skipped unread).
+    func received(_ commits: [CommitNotice], doc: String, _ docState: DocState) {
+        perform(docState.sync.receive(commits, now: clock.nowNanos()), doc: doc, docState)
+    }
+
+    /// Compares the replica with Redis's head (periodically and after Redis reconnects); also keeps the
+    /// doc's keys alive in Redis while this node holds it open.
+    func checkHead(_ doc: String, _ docState: DocState) {
+        guard docState.sync.isLoaded, redisIsUp else { return }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            self.perform(docState.sync.headObserved(head, now: self.clock.nowNanos()), doc: doc, docState)
+        }
+    }
+
+    /// The command connection to Redis went down or came back.
+    func redisAvailabilityChanged(_ up: Bool) {
+        onLoop {
+            let now = self.clock.nowNanos()
+            for (doc, docState) in self.docs {
+                self.perform(docState.sync.setRedisAvailable(up, now: now), doc: doc, docState)
+            }
+        }
+    }
+
+    /// A member stopped receiving the doc (left, lost its socket, taken over, re-joined elsewhere): its
+    /// pushes not in Redis yet are dropped unanswered (its client re-sends them after it reconnects).
+    func detachSync(_ member: ObjectIdentifier, doc: String, _ docState: DocState) {
+        docState.updateUnread { $0.awaiting.removeValue(forKey: member) }
+        docState.catchUps.forget(member)
+        docState.earlyRequests.removeValue(forKey: member)
+        perform(docState.sync.detach(member, now: clock.nowNanos()), doc: doc, docState)
+    }
+
+    // MARK: Actions
+
+    /// Carries out `actions` in order and sends what they produced.
+    func perform(_ actions: [PushAction<ObjectIdentifier>], doc: String, _ docState: DocState) {
+        if !actions.isEmpty {
+            var outbox = SyncOutbox()
+            perform(actions, doc: doc, docState, into: &outbox)
+            outbox.flush()
+        }
+        scheduleSyncTimer(doc, docState)
+    }
+
+    /// Carries out `actions` in order; what they send goes to `outbox` (flushed by the caller).
+    func perform(_ actions: [PushAction<ObjectIdentifier>], doc: String, _ docState: DocState, into outbox: inout SyncOutbox) {
+        guard !actions.isEmpty else { return }
+        for action in actions {
+            switch action {
+            case .commit(let batch):
+                commit(batch, doc: doc, docState)
+            case .deliver(let commit, let patchTo, let result):
+                if !patchTo.isEmpty {
+                    // `at` comes from Redis (or pub/sub): a time in the future counts as no lag, not as 584 million years.
+                    let nowWall = clock.wallMs()
+                    docState.stats.recordLag(Double(nowWall >= commit.committedAtMs ? nowWall - commit.committedAtMs : 0))
+                    // Framed once: the same buffer goes to every member (`PreframedWriter`).
+                    let patch = ServerFrame.text(ServerMessage.patch(doc: doc, commit: commit), allocator: ByteBufferAllocator())
+                    for id in patchTo {
+                        guard let connection = docState.members[id]?.connection else { continue }
+                        outbox.add(connection, .frame(patch, committedAtMs: commit.committedAtMs))
+                    }
+                }
+                if let result { answer(result, doc: doc, docState, into: &outbox) }
+            case .answer(let reply):
+                answer(reply, doc: doc, docState, into: &outbox)
+            case .readLog(let from, let count):
+                readLog(from: from, count: count, doc: doc, docState)
+            case .reload:
+                reload(doc, docState)
+            case .catchUp(let member, let catchUp):
+                guard let connection = docState.members[member]?.connection else { continue }
+                send(catchUp, to: connection, doc: doc, docState, into: &outbox)
+            }
+        }
+        countPipelineWork(docState)
+    }
+
+    /// A push's answer: its `result` in the member's stream, or an error.
+    private func answer(_ reply: PushReply<ObjectIdentifier>, doc: String, _ docState: DocState, into outbox: inout SyncOutbox) {
+        switch reply.answer {
+        case .result(let action, let clock, let applied, let reason):
+            metrics.syncPush(action.rawValue)
+            if reply.conflicted {
+                metrics.syncConflicts.increment()
+                docState.stats.conflicts += 1
+            }
+            let now = self.clock.nowNanos()
+            metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
+            guard let connection = docState.members[reply.member]?.connection else { return }
+            let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
+            outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
+        case .error(let code, let message, let retryAfterMs):
+            metrics.syncPush("error")
+            if let retryAfterMs { metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
+            guard let connection = docState.members[reply.member]?.connection else { return }
+            outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))
+        }
+    }
+
+    /// Runs a group commit and reports Redis's answer to the pipeline.
+    private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
+        metrics.syncBatchSize.record(Double(batch.commits.count))
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            let now = self.clock.nowNanos()
+            switch result {
+            case .success(let outcome):
+                self.perform(docState.sync.commitReplied(batchID: batch.id, outcome, now: now), doc: doc, docState)
+            case .failure(let error):
+                self.logger.debug("group commit failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                let message = SyncStore.commitFailureMessage(error)
+                self.perform(docState.sync.commitReplied(batchID: batch.id, .failed, now: now, failureMessage: message), doc: doc, docState)
+                // It may have executed all the same (the reply was lost). This node skips its own commits
+                // on pub/sub, so ask Redis for its head: what we miss is then read from the log.
+                self.checkHead(doc, docState)
+            }
+        }
+    }
+
+    /// A gap fill (or a read of what a push or a lost race waits for).
+    private func readLog(from: UInt64, count: Int, doc: String, _ docState: DocState) {
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.log(doc: doc, from: from, count: count, on: eventLoop).whenComplete { result in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            let now = self.clock.nowNanos()
+            switch result {
+            case .success(let read):
+                self.perform(docState.sync.logRead(from: from, entries: read.entries, truncated: read.truncated, now: now), doc: doc, docState)
+            case .failure(let error):
+                self.logger.debug("log read failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                self.perform(docState.sync.logReadFailed(now: now), doc: doc, docState)
+            }
+        }
+    }
+
+    /// The log no longer has what the replica misses: read the whole doc again.
+    private func reload(_ doc: String, _ docState: DocState) {
+        logger.warning("commits missing from the retained log; reloading doc", metadata: ["doc": "\(doc)"])
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.load(doc: doc, on: eventLoop).whenComplete { result in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            let now = self.clock.nowNanos()
+            switch result {
+            case .success(let loaded):
+                docState.legacyRePushes = loaded.legacyRePushes
+                self.perform(docState.sync.load(loaded.replica, retainedFrom: loaded.retainedFrom, now: now), doc: doc, docState)
+            case .failure(let error):
+                self.logger.debug("doc reload failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                self.perform(docState.sync.loadFailed(now: now), doc: doc, docState)
+            }
+        }
+    }
+
+    // MARK: Time
+
+    /// Keeps the doc's one timer at the pipeline's next deadline (a gap's grace, a wait's end).
+    func scheduleSyncTimer(_ doc: String, _ docState: DocState) {
+        guard let deadline = docState.sync.nextDeadline else {
+            docState.cancelSyncTimer()
+            return
+        }
+        // A timer due no later is already set: when it fires, the tick schedules the next one.
+        if let set = docState.syncTimer, set.deadline <= deadline { return }
+        docState.cancelSyncTimer()
+        let now = clock.nowNanos()
+        // At least a millisecond away: the pipeline never reports a deadline its tick cannot act on, and
+        // this keeps a mistake there from spinning the loop.
+        let delay = max(deadline > now ? deadline - now : 0, 1_000_000)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        let task = eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: delay))) { [weak self] in
+            let docState = bound.value
+            docState.syncTimer = nil
+            guard let self, self.docs[doc] === docState else { return }
+            self.perform(docState.sync.tick(now: self.clock.nowNanos()), doc: doc, docState)
+        }
+        docState.syncTimer = DocState.SyncTimer(task: task, deadline: deadline)
+    }
+
+    // MARK: Metrics
+
+    /// Turns the pipeline's cumulative counters into metric increments.
+    private func countPipelineWork(_ docState: DocState) {
+        let now = docState.sync.counters
+        let before = docState.reportedCounters
+        guard now != before else { return }
+        func add(_ counter: Counter, _ new: UInt64, _ old: UInt64) {
+            if new > old { counter.increment(by: Int64(clamping: new - old)) }
+        }
+        add(metrics.syncBatches, now.batches, before.batches)
+        add(metrics.syncLostRaces, now.batchConflicts, before.batchConflicts)
+        add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
+        add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
+        add(metrics.syncConcurrentPushes, now.concurrentPushes, before.concurrentPushes)
+        add(metrics.syncLogReads, now.logReads, before.logReads)
+        docState.reportedCounters = now
+    }
+}

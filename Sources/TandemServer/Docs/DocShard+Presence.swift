@@ -1,0 +1,124 @@
+import Logging
+import NIOCore
+import TandemCore
+
+/// Presence: messages from other nodes, the tick (deltas out, writes to Redis, idle docs dropped) and its
+/// fan-out to members, one encoded buffer and one hop per event loop.
+
+extension DocShard {
+    func received(_ message: NodeMessage, doc: String) {
+        onLoop {
+            guard let docState = self.docs[doc] else { return }
+            switch message {
+            case .commit(let commit): return self.received([commit], doc: doc, docState)
+            case .commits(let commits): return self.received(commits, doc: doc, docState)
+            default: break
+            }
+            let effect = docState.presence.apply(message)
+            if effect.expired > 0 { self.metrics.presenceExpired.increment(by: Int64(effect.expired)) }
+            for sid in effect.takenOver {
+                guard let owner = docState.owners.removeValue(forKey: sid),
+                    let member = docState.members.removeValue(forKey: owner)
+                else { continue }
+                self.detachSync(owner, doc: doc, docState)
+                docState.deliveryGroups = nil
+                member.connection.eventLoop.execute {
+                    member.connection.membershipEnded(
+                        doc: doc, error: ProtocolError(.forbidden, "this session was resumed on another connection", doc: doc))
+                }
+            }
+        }
+    }
+
+    /// Keeps detached sessions resumable until `untilMs` (see `PresenceDoc.holdDetached`).
+    func holdDetached(untilMs: UInt64) {
+        onLoop {
+            for docState in self.docs.values { docState.presence.holdDetached(untilMs: untilMs) }
+        }
+    }
+
+    /// Redis came back (or the pub/sub connection re-subscribed): rewrite what Redis may have lost and
+    /// check every doc against it.
+    func tick() {
+        guard !stopped else { return }
+        let started = clock.nowNanos()
+        let nowMs = started / 1_000_000
+        for (doc, docState) in docs where !docState.isLoading {
+            let tick = docState.presence.tick(nowMs: nowMs)
+            if tick.expired > 0 { metrics.presenceExpired.increment(by: Int64(tick.expired)) }
+            deliver(tick, docState)
+            if let write = tick.write { perform(write, doc: doc, docState) }
+            if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
+            if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil
+                && docState.sync.isIdle
+            {
+                docState.cancelSyncTimer()
+                docs.removeValue(forKey: doc)
+                unsubscribe(doc: doc)
+            }
+        }
+        pruneDepartures(nowMs: nowMs)
+        updateGauges()
+        metrics.presenceTick.record(Double(clock.nowNanos() - started) / 1e9)
+    }
+
+    /// Sends a tick's deltas: encoded once, the same buffer written to every member, one hop per loop.
+    func deliver(_ tick: PresenceTick, _ docState: DocState) {
+        guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
+        let allocator = ByteBufferAllocator()
+        let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
+        let viewerDelta = tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
+        let viewersGetDelta = tick.viewersGetDelta
+        for (loop, editors, viewers) in deliveryGroups(docState) {
+            loop.execute {
+                if let (d, buffer) = delta {
+                    for connection in editors { connection.deliverPresence(d, buffer: buffer) }
+                }
+                if let (v, buffer) = viewerDelta {
+                    for connection in viewers { connection.deliverPresence(v, buffer: buffer) }
+                }
+                if viewersGetDelta, let (d, buffer) = delta {
+                    for connection in viewers { connection.deliverPresence(d, buffer: buffer) }
+                }
+            }
+        }
+    }
+
+    func deliveryGroups(_ docState: DocState) -> [(EventLoop, editors: [any DocMember], viewers: [any DocMember])] {
+        if let groups = docState.deliveryGroups { return groups }
+        var byLoop: [ObjectIdentifier: (EventLoop, editors: [any DocMember], viewers: [any DocMember])] = [:]
+        for member in docState.members.values {
+            let loop = member.connection.eventLoop
+            let key = ObjectIdentifier(loop)
+            var group = byLoop[key] ?? (loop, [], [])
+            if member.role == .editor { group.editors.append(member.connection) } else { group.viewers.append(member.connection) }
+            byLoop[key] = group
+        }
+        let groups = Array(byLoop.values)
+        docState.deliveryGroups = groups
+        return groups
+    }
+
+    @discardableResult
+    func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
+        guard redisIsUp else {
+            docState.presence.writeFailed()
+            return eventLoop.makeSucceededVoidFuture()
+        }
+        let future = presenceStore.write(doc: doc, write, on: eventLoop)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        future.whenFailure { error in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            docState.presence.writeFailed()
+        }
+        return future
+    }
+
+    func pruneDepartures(nowMs: UInt64) {
+        for docState in docs.values where !docState.recentDepartures.isEmpty {
+            docState.recentDepartures = docState.recentDepartures.filter { nowMs < $0.value + Self.departureWindowMs }
+        }
+    }
+}

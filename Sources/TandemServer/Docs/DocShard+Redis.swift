@@ -1,0 +1,103 @@
+import Logging
+import NIOCore
+import TandemCore
+
+/// A doc's traffic with Redis outside the push pipeline: the first read (presence and records) that
+/// joins wait for, the periodic reconcile against Redis's presence, the sweep of expired nodes, and
+/// recovery after Redis comes back.
+
+extension DocShard {
+    func redisRecovered(rewrite: Bool) {
+        onLoop {
+            let nowMs = self.clock.nowMs()
+            for (doc, docState) in self.docs {
+                if rewrite {
+                    docState.presence.writeFailed()
+                    docState.upkeep.keepRemoteUntilMs = nowMs + UInt64(self.settings.presenceTTLMs)
+                }
+                docState.upkeep.nextReconcileMs = 0
+                if docState.isLoading {
+                    self.load(doc, docState)
+                } else if !docState.sync.isLoaded {
+                    _ = self.loadSync(doc, docState)
+                } else {
+                    self.checkHead(doc, docState)
+                }
+            }
+        }
+    }
+    func docState(for doc: String) -> DocState {
+        if let existing = docs[doc] { return existing }
+        var sync = PushPipeline<ObjectIdentifier>(settings: settings.pushPipelineSettings, randomSeed: UInt64.random(in: 0...UInt64.max))
+        if !redisIsUp { _ = sync.setRedisAvailable(false, now: clock.nowNanos()) }
+        let docState = DocState(presence: PresenceDoc(doc: doc, settings: settings.presenceSettings), sync: sync)
+        docs[doc] = docState
+        subscribe(doc: doc)
+        load(doc, docState)
+        updateGauges()
+        return docState
+    }
+
+    /// Reads the doc's presence and records from Redis before answering the first joins, so `joined`
+    /// lists every node's sessions and carries the head clock. Without Redis the node answers from what
+    /// it knows (presence of its own clients) and catches up when Redis returns.
+    func load(_ doc: String, _ docState: DocState) {
+        let seq = docState.presence.currentEventSeq
+        let presence = presenceStore.snapshot(doc: doc, on: eventLoop)
+        let sync = loadSync(doc, docState)
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        sync.flatMap { presence }.whenComplete { result in
+            let docState = bound.value
+            guard self.docs[doc] === docState else { return }
+            switch result {
+            case .success(let entries):
+                docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq)
+                docState.upkeep.nextReconcileMs = self.clock.nowMs() + UInt64(self.settings.reconcileMs)
+            case .failure(let error):
+                self.logger.debug("presence snapshot failed; answering from local state", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                docState.upkeep.nextReconcileMs = 0
+            }
+            for join in docState.becomeLive() { self.completeJoin(join, doc: doc, docState) }
+        }
+    }
+
+    func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
+        guard !docState.upkeep.reconcileInFlight, redisIsUp else { return }
+        docState.upkeep.reconcileInFlight = true
+        // Spread reconciles of many docs over the interval instead of doing them all at once.
+        let interval = UInt64(settings.reconcileMs)
+        docState.upkeep.nextReconcileMs = nowMs + interval / 2 + UInt64.random(in: 0...interval)
+        let seq = docState.presence.currentEventSeq
+        if docState.sync.isLoaded { checkHead(doc, docState) } else { _ = loadSync(doc, docState) }
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        presenceStore.snapshot(doc: doc, on: eventLoop).whenComplete { result in
+            let docState = bound.value
+            docState.upkeep.reconcileInFlight = false
+            guard self.docs[doc] === docState, case .success(let entries) = result else { return }
+            let removeMissing = self.clock.nowMs() >= docState.upkeep.keepRemoteUntilMs
+            if !removeMissing {
+                // Check again once the other nodes had their chance to re-register.
+                docState.upkeep.nextReconcileMs = min(docState.upkeep.nextReconcileMs, docState.upkeep.keepRemoteUntilMs)
+            }
+            let corrections = docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq, removeMissing: removeMissing)
+            if corrections > 0 {
+                self.logger.info("reconcile corrected presence", metadata: ["doc": "\(doc)", "corrections": "\(corrections)"])
+            }
+        }
+    }
+
+    func sweep() {
+        guard !stopped, redisIsUp else { return }
+        for (doc, docState) in docs where !docState.upkeep.sweepInFlight {
+            docState.upkeep.sweepInFlight = true
+            let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+            presenceStore.sweep(doc: doc, on: eventLoop).whenComplete { result in
+                let docState = bound.value
+                docState.upkeep.sweepInFlight = false
+                guard case .success(let gone) = result, !gone.isEmpty else { return }
+                self.logger.info("nodes expired from doc", metadata: ["doc": "\(doc)", "nodes": "\(gone)"])
+                self.received(.nodesGone(nodes: gone), doc: doc)
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import NIOCore
+
+/// Writes text frames the server has framed itself, past the WebSocket frame encoder.
+///
+/// The same message often goes to many sockets: a commit's `patch` to every member of the doc, a presence
+/// delta to every member of the doc. Through the encoder, every socket cost a `WebSocketFrame`, a trip
+/// through the encoder and a header buffer allocated for it (the payload is shared, so the header cannot
+/// go in front of it). Framed once (`ServerFrame.text`), one buffer is written to every socket as it is,
+/// from this handler's context next to the socket. Writes issued here and through the encoder are queued in
+/// the order they are issued (both reach the socket's pending writes synchronously, on its event loop).
+///
+/// Added first in the pipeline (next to the head) when a connection is upgraded; confined to the
+/// channel's event loop like the connection that uses it.
+final class PreframedWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes a complete frame (see `ServerFrame`). Does nothing once the handler left the pipeline.
+    func write(frame: ByteBuffer) {
+        context?.write(wrapOutboundOut(frame), promise: nil)
+    }
+}
+
+/// RFC 6455 §5.2 framing of the text frames the server sends: FIN, opcode 1 (text), no mask, one frame
+/// per message.
+enum ServerFrame {
+    /// Bytes of header a payload of `length` bytes needs.
+    static func headerBytes(_ length: Int) -> Int { length < 126 ? 2 : (length <= 0xFFFF ? 4 : 10) }
+
+    /// A complete text frame holding `payload`.
+    static func text(_ payload: [UInt8], allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: headerBytes(payload.count) + payload.count)
+        writeHeader(length: payload.count, into: &buffer)
+        buffer.writeBytes(payload)
+        return buffer
+    }
+
+    static func writeHeader(length: Int, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(0x81))
+        if length < 126 {
+            buffer.writeInteger(UInt8(length))
+        } else if length <= 0xFFFF {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(length))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(length))
+        }
+    }
+}

@@ -1,0 +1,298 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import TandemCore
+import TandemRedis
+@testable import TandemServer
+import Testing
+
+/// The connection layer without sockets or Redis: a real `ClientConnection` on an `EmbeddedChannel`
+/// (whose `EmbeddedEventLoop` is the clock for scheduled work: pings, the close grace), with the real
+/// frame encoder, and a real `DocShard` on the same loop whose Redis clients are never started (so Redis
+/// is simply unreachable). What a client would read is decoded from the bytes the channel wrote.
+@Suite struct ConnectionLayerTests {
+    /// One server-sent frame, decoded from the channel's outbound bytes.
+    struct Frame: Equatable {
+        var opcode: UInt8
+        var payload: [UInt8]
+
+        var text: String { String(decoding: payload, as: UTF8.self) }
+        /// A close frame's code.
+        var closeCode: UInt16? { opcode == 0x8 && payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
+        var closeText: String { String(decoding: payload.dropFirst(2), as: UTF8.self) }
+    }
+
+    /// A client's end: a real `ClientConnection` on an embedded channel, and what it was sent.
+    final class Client {
+        let channel: EmbeddedChannel
+        let connection: ClientConnection
+        private let loop: EmbeddedEventLoop
+        private var pending: [UInt8] = []
+
+        init(id: UInt64, user: String, loop: EmbeddedEventLoop, dependencies: ConnectionDependencies) throws {
+            self.loop = loop
+            channel = EmbeddedChannel(loop: loop)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()  // active, as a client socket
+            let preframed = PreframedWriter()
+            try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
+            try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
+            connection = ClientConnection(
+                id: id, sessionID: "s\(id)",
+                identity: Identity(user: user, name: user, access: DocAccess(grants: [(pattern: "*", role: .editor)])),
+                resumed: false, channel: channel, dependencies: dependencies, preframed: preframed)
+            connection.start()
+            loop.run()
+        }
+
+        /// Every frame written since the last call (the flush the connection schedules is run first).
+        func frames() throws -> [Frame] {
+            loop.run()
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+                pending += buffer.readableBytesView
+            }
+            var frames: [Frame] = []
+            while pending.count >= 2 {
+                var length = Int(pending[1] & 0x7F)
+                var header = 2
+                if length == 126 {
+                    guard pending.count >= 4 else { break }
+                    length = Int(pending[2]) << 8 | Int(pending[3])
+                    header = 4
+                } else if length == 127 {
+                    guard pending.count >= 10 else { break }
+                    length = pending[2..<10].reduce(0) { $0 << 8 | Int($1) }
+                    header = 10
+                }
+                guard pending.count >= header + length else { break }
+                frames.append(Frame(opcode: pending[0] & 0x0F, payload: Array(pending[header..<header + length])))
+                pending.removeFirst(header + length)
+            }
+            return frames
+        }
+
+        func receive(_ text: String) {
+            var buffer = channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            connection.receivedText(buffer)
+            loop.run()
+        }
+
+        func ping(_ text: String) {
+            var buffer = channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            connection.receivedPing(buffer)
+        }
+    }
+
+    /// Connections and a shard on one embedded loop; Redis never started (unreachable).
+    final class Fixture {
+        let loop = EmbeddedEventLoop()
+        let shards: DocShards
+        let metrics: TandemMetrics
+        let dependencies: ConnectionDependencies
+        /// The first client (made with the fixture).
+        let client: Client
+        var channel: EmbeddedChannel { client.channel }
+        var connection: ClientConnection { client.connection }
+
+        init(configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+            var config = ServerConfiguration(nodeID: "test-node", redisURL: "redis://127.0.0.1:1")
+            configure(&config)
+            let metrics = TandemMetrics(nodeID: config.nodeID)
+            self.metrics = metrics
+            let logger = Logger(label: "test")
+            // Never started: every command fails at once (`notConnected`), as with Redis out of reach.
+            let redis = try RedisClient(url: config.redisURL)
+            let subscriber = RedisSubscriber(
+                configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: config.redisURL)) { _, _ in })
+            let clock = NodeClock()
+            let shards = DocShards(
+                loops: [loop],
+                dependencies: DocShardDependencies(
+                    settings: .init(config), metrics: metrics, clock: clock, logger: logger,
+                    presenceStore: PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
+                    syncStore: SyncStore(
+                        redis: redis, nodeID: config.nodeID, retention: config.logRetention,
+                        maxDocRecords: config.maxDocRecords, docTTLMs: config.docTTLMs, logMode: .batch),
+                    redis: redis, subscriber: subscriber,
+                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs)))
+            self.shards = shards
+            dependencies = ConnectionDependencies(
+                settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: SessionRegistry(),
+                shard: { shards.shard(for: $0) }, reconnectObserved: {})
+            client = try Client(id: 1, user: "u1", loop: loop, dependencies: dependencies)
+        }
+
+        func addClient(id: UInt64, user: String) throws -> Client {
+            try Client(id: id, user: user, loop: loop, dependencies: dependencies)
+        }
+
+        func frames() throws -> [Frame] { try client.frames() }
+        func receive(_ text: String) { client.receive(text) }
+        func ping(_ text: String) { client.ping(text) }
+    }
+
+    @Test func welcomeIsTheFirstFrame() throws {
+        let fixture = try Fixture()
+        let frames = try fixture.frames()
+        #expect(frames.first?.opcode == 0x1)
+        #expect(frames.first?.text.contains(#""t":"welcome""#) == true)
+    }
+
+    @Test func everyServerCloseHasOneCodeLabelAndText() {
+        // The table is total and its codes are the documented ones (docs/protocol.md).
+        let codes = Dictionary(uniqueKeysWithValues: ServerClose.allCases.map { ($0, $0.code) })
+        #expect(codes[.messageFlood] == .policyViolation)
+        #expect(codes[.badFrames] == .policyViolation)
+        #expect(codes[.binaryFrame] == .unacceptableData)
+        #expect(codes[.pingTimeout] == .goingAway)
+        #expect(codes[.shutdown] == .goingAway)
+        #expect(codes[.slowConsumer] == .unknown(1013))
+        #expect(codes[.resumedElsewhere] == .normalClosure)
+        for close in ServerClose.allCases { #expect(!close.text.isEmpty) }
+    }
+
+    @Test func binaryFrameClosesWith1003AndTheSocketAfterTheGrace() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        fixture.connection.receivedBinary()
+        let written = try fixture.frames()
+        let close = try #require(written.last)
+        #expect(close.closeCode == 1003)
+        #expect(close.closeText == ServerClose.binaryFrame.text)
+        let closing = fixture.connection.isClosing
+        #expect(closing)
+        // The client does not answer: the socket is dropped once the close grace has passed, not before.
+        fixture.loop.advanceTime(by: ClientConnection.closeHandshakeGrace - .milliseconds(1))
+        let activeBefore = fixture.channel.isActive
+        fixture.loop.advanceTime(by: .milliseconds(1))
+        let activeAfter = fixture.channel.isActive
+        #expect(activeBefore)
+        #expect(!activeAfter)
+    }
+
+    @Test func twoMissedPingsCloseWith1001() throws {
+        let fixture = try Fixture { $0.pingIntervalMs = 1_000 }
+        _ = try fixture.frames()
+        fixture.loop.advanceTime(by: .seconds(2))
+        #expect(try fixture.frames().map(\.opcode) == [0x9, 0x9])
+        let closingEarly = fixture.connection.isClosing
+        #expect(!closingEarly)
+        fixture.loop.advanceTime(by: .seconds(1))
+        let written = try fixture.frames()
+        let close = try #require(written.last)
+        #expect(close.closeCode == 1001)
+        #expect(close.closeText == "ping timeout")
+    }
+
+    @Test func anyFrameFromTheClientResetsThePingCount() throws {
+        let fixture = try Fixture { $0.pingIntervalMs = 1_000 }
+        for _ in 0..<5 {
+            fixture.loop.advanceTime(by: .seconds(2))
+            fixture.connection.receivedPong()
+        }
+        let closing = fixture.connection.isClosing
+        #expect(!closing)
+    }
+
+    @Test func pingsArrivingWhileAPongIsWrittenAreAnsweredOnceForTheLatest() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        // The first pong's write completes at the flush (next loop turn); b and c arrive before it.
+        fixture.ping("a")
+        fixture.ping("b")
+        fixture.ping("c")
+        let pongs = try fixture.frames().filter { $0.opcode == 0xA }
+        #expect(pongs.map(\.text) == ["a", "c"])
+    }
+
+    @Test func aJoinBeyondMaxDocsPerConnectionIsRefused() throws {
+        let fixture = try Fixture { $0.maxDocsPerConnection = 1 }
+        _ = try fixture.frames()
+        fixture.receive(#"{"t":"join","doc":"d1"}"#)
+        fixture.receive(#"{"t":"join","doc":"d2"}"#)
+        let errors = try fixture.frames().filter { $0.text.contains(#""t":"error""#) }
+        #expect(errors.count == 1)
+        #expect(errors.first?.text.contains(#""code":"too_many_docs""#) == true)
+        #expect(errors.first?.text.contains(#""doc":"d2""#) == true)
+    }
+
+    @Test func presenceBeforeJoiningIsNotJoined() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        fixture.receive(#"{"t":"presence","doc":"d1","state":{}}"#)
+        let written = try fixture.frames()
+        let error = try #require(written.first)
+        #expect(error.text.contains(#""code":"not_joined""#))
+    }
+
+    @Test func aJoinIsAnsweredFromLocalStateWhileRedisIsUnreachable() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        fixture.receive(#"{"t":"join","doc":"d1","state":{"x":1}}"#)
+        // The shard's read of the doc fails at once (Redis not connected): `joined` lists this session.
+        let written = try fixture.frames()
+        let joined = try #require(written.first { $0.text.contains(#""t":"joined""#) })
+        #expect(joined.text.contains(#""sid":"s1""#))
+    }
+
+    @Test func tooLargeMessagesAreRefusedWithTheirDoc() throws {
+        let fixture = try Fixture { $0.limits.maxMessageBytes = 64 }
+        _ = try fixture.frames()
+        fixture.receive(#"{"t":"presence","doc":"d1","state":{"padding":"\#(String(repeating: "x", count: 80))"}}"#)
+        let written = try fixture.frames()
+        let error = try #require(written.first)
+        #expect(error.text.contains(#""code":"too_large""#))
+        #expect(error.text.contains(#""doc":"d1""#))
+    }
+
+    @Test func aTicksDeltaReachesEveryMemberOnceEncodedOnce() throws {
+        let fixture = try Fixture { $0.tickMs = 50 }
+        let alice = fixture.client
+        let bob = try fixture.addClient(id: 2, user: "u2")
+        fixture.shards.all[0].start()
+        fixture.loop.run()
+        alice.receive(#"{"t":"join","doc":"d1"}"#)
+        bob.receive(#"{"t":"join","doc":"d1"}"#)
+        _ = try alice.frames()
+        _ = try bob.frames()
+        alice.receive(#"{"t":"presence","doc":"d1","state":{"cursor":7}}"#)
+        // Nothing before the tick: deltas are per tick, not per update.
+        let early = try bob.frames()
+        #expect(early.isEmpty)
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        let toBob = try bob.frames().filter { $0.text.contains(#""updated":["#) }
+        let toAlice = try alice.frames().filter { $0.text.contains(#""updated":["#) }
+        #expect(toBob.count == 1)
+        #expect(toBob.first?.text.contains(#""cursor":7"#) == true)
+        // The same bytes to both (the frame is encoded once and shared).
+        #expect(toBob == toAlice)
+    }
+
+    @Test func updatesBetweenTwoTicksReachEachMemberAsOneDeltaWithTheLatestStates() throws {
+        let fixture = try Fixture {
+            $0.tickMs = 50
+            $0.presenceRate = 1_000
+            $0.presenceBurst = 1_000
+        }
+        let alice = fixture.client
+        let bob = try fixture.addClient(id: 2, user: "u2")
+        let carol = try fixture.addClient(id: 3, user: "u3")
+        fixture.shards.all[0].start()
+        for client in [alice, bob, carol] { client.receive(#"{"t":"join","doc":"d1"}"#) }
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        _ = try bob.frames()
+        for round in 1...5 {
+            for seq in 1...10 {
+                alice.receive(#"{"t":"presence","doc":"d1","state":{"a":\#(round * 100 + seq)}}"#)
+                carol.receive(#"{"t":"presence","doc":"d1","state":{"c":\#(round * 100 + seq)}}"#)
+            }
+            fixture.loop.advanceTime(by: .milliseconds(50))
+            let deltas = try bob.frames().filter { $0.text.contains(#""updated":["#) }
+            #expect(deltas.count == 1, "round \(round): \(deltas.count) deltas for 20 updates in one tick")
+            #expect(deltas.first?.text.contains(#""a":\#(round * 100 + 10)"#) == true)
+            #expect(deltas.first?.text.contains(#""c":\#(round * 100 + 10)"#) == true)
+        }
+    }
+}
