@@ -26,6 +26,11 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let detachedHold: DetachedSessionHold
     var logger: Logger
     var docs: [String: DocState] = [:]
+    /// Users whose session in a doc ended recently, by end time (reconnect counting). Kept by the shard,
+    /// not the doc: a doc whose last member left is unloaded at the next tick, and its user's reconnect
+    /// a second later must still count.
+    var recentDepartures: [DocUser: UInt64] = [:]
+    var departuresPrunedAtMs: UInt64 = 0
     var tasks: [RepeatedTask] = []
     var stopped = false
 
@@ -161,4 +166,10 @@ public struct DocStatus: Sendable {
     public var syncLagP95Ms: Double?
     /// The doc's local connections (the status sampler reads their outbound queues on their loops).
     var memberConnections: [any DocMember]
+}
+
+/// A user in a doc (the key of `DocShard.recentDepartures`).
+struct DocUser: Hashable {
+    var doc: String
+    var user: String
 }
