@@ -27,6 +27,11 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let schemas: SchemaStore
     var logger: Logger
     var docs: [String: DocState] = [:]
+    /// Users whose session in a doc ended recently, by end time (reconnect counting). Kept by the shard,
+    /// not the doc: a doc whose last member left is unloaded at the next tick, and its user's reconnect
+    /// a second later must still count.
+    var recentDepartures: [DocUser: UInt64] = [:]
+    var departuresPrunedAtMs: UInt64 = 0
     var tasks: [RepeatedTask] = []
     var stopped = false
     /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).
@@ -188,4 +193,10 @@ public struct DocStatus: Sendable {
     public var syncLagP95Ms: Double?
     /// The doc's local connections (the status sampler reads their outbound queues on their loops).
     var memberConnections: [any DocMember]
+}
+
+/// A user in a doc (the key of `DocShard.recentDepartures`).
+struct DocUser: Hashable {
+    var doc: String
+    var user: String
 }
