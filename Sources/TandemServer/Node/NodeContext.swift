@@ -28,6 +28,8 @@ final class NodeContext: Sendable {
     /// The doc shards, made here with their collaborators (they hold no reference back to the node).
     let shards: DocShards
     let detachedHold: DetachedSessionHold
+    /// The Yjs rooms (`/yjs/{room}`): a separate world from the protocol-v1 docs of the same ids.
+    let yjsRooms: YjsRooms
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
@@ -54,6 +56,11 @@ final class NodeContext: Sendable {
             dependencies: DocShardDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, presenceStore: presenceStore,
                 syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold))
+        self.yjsRooms = YjsRooms(
+            loops: loops,
+            dependencies: .init(
+                store: YjsStore(redis: redis, maxRoomBytes: config.yjsMaxRoomBytes, ttlMs: config.docTTLMs),
+                subscriber: subscriber, metrics: metrics, clock: clock, logger: logger))
     }
 
     /// The shard that owns `doc`.
@@ -85,6 +92,7 @@ final class NodeContext: Sendable {
                 reconnectObserved: {
                     metrics.reconnects.increment()
                     storm.record()
-                }))
+                }),
+            yjsRooms: yjsRooms, yjsSettings: .init(config), logger: logger)
     }
 }

@@ -1,0 +1,423 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TandemRedis
+import TandemYjs
+
+/// The Yjs rooms of a node: each room lives on one event loop (`YjsRoomShard`, picked by the room's
+/// name), where its members, document and Redis replies meet.
+final class YjsRooms: Sendable {
+    let shards: [YjsRoomShard]
+    /// Open Yjs connections, for shutdown (they are not in the protocol-v1 `SessionRegistry`).
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: YjsConnection]>([:])
+
+    init(loops: [EventLoop], dependencies: YjsRoomShard.Dependencies) {
+        shards = loops.map { YjsRoomShard(eventLoop: $0, dependencies: dependencies) }
+    }
+
+    func shard(for room: String) -> YjsRoomShard {
+        // FNV-1a, as for doc shards: stable across processes, so a room's work stays on one loop.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in room.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return shards[Int(hash % UInt64(shards.count))]
+    }
+
+    /// A message on a Yjs channel (from the subscriber's thread).
+    func received(channel: String, payload: [UInt8]) {
+        guard let room = YjsKeys.room(fromChannel: channel), let update = YjsPublishedUpdate(payload: payload) else { return }
+        shard(for: room).received(update, room: room)
+    }
+
+    /// The subscriber (re)subscribed: whatever was published meanwhile is lost, so every room checks its seq.
+    func subscriberReady() { shards.forEach { $0.checkAll() } }
+
+    func start() { shards.forEach { $0.start() } }
+    func stop() { shards.forEach { $0.stop() } }
+
+    func register(_ connection: YjsConnection) {
+        connections.withLockedValue { $0[ObjectIdentifier(connection)] = connection }
+    }
+
+    func remove(_ connection: YjsConnection) {
+        _ = connections.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+
+    var allConnections: [YjsConnection] { connections.withLockedValue { Array($0.values) } }
+}
+
+/// The rooms of one event loop. Confined to that loop: entry points hop with `execute`.
+final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eventLoop`; entry points hop
+    struct Dependencies: Sendable {
+        var store: YjsStore
+        var subscriber: RedisSubscriber
+        var metrics: TandemMetrics
+        var clock: NodeClock
+        var logger: Logger
+    }
+
+    let eventLoop: EventLoop
+    private let store: YjsStore
+    private let subscriber: RedisSubscriber
+    private let metrics: TandemMetrics
+    private let clock: NodeClock
+    private let logger: Logger
+    private var rooms: [String: YjsRoom] = [:]
+    private var checkTask: RepeatedTask?
+
+    /// Log entries after which a room's log is merged into its snapshot: merging costs about the
+    /// document's size (docs/yjs.md, *Cost*), so it is done in batches, and a joining node reads at most
+    /// this many entries besides the snapshot.
+    static let compactionEntries = 500
+    /// How often each room's seq is compared with Redis's (a lost pub/sub message is otherwise only
+    /// noticed at the next update) and its keys' expiry renewed.
+    static let checkInterval: TimeAmount = .seconds(2)
+
+    init(eventLoop: EventLoop, dependencies: Dependencies) {
+        self.eventLoop = eventLoop
+        store = dependencies.store
+        subscriber = dependencies.subscriber
+        metrics = dependencies.metrics
+        clock = dependencies.clock
+        logger = dependencies.logger
+    }
+
+    func start() {
+        eventLoop.execute { [self] in
+            checkTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.checkInterval, delay: Self.checkInterval) { [self] _ in
+                checkRooms()
+            }
+        }
+    }
+
+    func stop() {
+        eventLoop.execute { [self] in
+            checkTask?.cancel()
+            checkTask = nil
+        }
+    }
+
+    // MARK: Entry points (any thread)
+
+    func join(_ member: any YjsMember, room name: String) {
+        eventLoop.execute { [self] in
+            let room = room(named: name)
+            room.members[ObjectIdentifier(member)] = member
+            whenLive(room) { [self] in
+                // y-websocket's server sends its step 1 first; the client answers with a step 2 of what we lack.
+                let vector = room.document.stateVector()
+                send(.syncStep1(stateVector: vector.encoded()), to: member)
+            }
+        }
+    }
+
+    func leave(_ member: any YjsMember, room name: String) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name] else { return }
+            room.members.removeValue(forKey: ObjectIdentifier(member))
+            dropIfIdle(room)
+        }
+    }
+
+    /// A client's step 1: answered with a step 2 holding exactly what it lacks.
+    func step1(_ member: any YjsMember, room name: String, stateVector: YStateVector) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name], room.members[ObjectIdentifier(member)] != nil else { return }
+            whenLive(room) { [self] in
+                let missing = room.document.missing(for: stateVector)
+                send(.syncStep2(update: missing.encoded()), to: member)
+            }
+        }
+    }
+
+    /// An editor's update (or step 2): appended to the room's log unless it adds nothing; every member,
+    /// the sender included, gets it from the room's channel in the room's order.
+    func update(_ member: any YjsMember, room name: String, update: YUpdate, bytes: [UInt8]) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name], room.members[ObjectIdentifier(member)] != nil else { return }
+            whenLive(room) { [self] in append(update, bytes: bytes, from: member, to: room) }
+        }
+    }
+
+    func received(_ published: YjsPublishedUpdate, room name: String) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name] else { return }
+            if case .live = room.phase, !room.reloading {
+                apply(published, to: room)
+            } else {
+                room.buffered.append(published)
+            }
+        }
+    }
+
+    func checkAll() {
+        eventLoop.execute { [self] in checkRooms() }
+    }
+
+    /// Rooms and members on this loop (for status).
+    func counts() -> EventLoopFuture<(rooms: Int, members: Int)> {
+        eventLoop.submit { [self] in (rooms.count, rooms.values.reduce(0) { $0 + $1.members.count }) }
+    }
+
+    // MARK: On the loop
+
+    private func room(named name: String) -> YjsRoom {
+        if let room = rooms[name] { return room }
+        let room = YjsRoom(name: name)
+        rooms[name] = room
+        metrics.yjsRooms.increment()
+        // Subscribed before the read: an update appended in between arrives on the channel (and is skipped
+        // if the read had it already) or, if the subscription came too late, shows up as a gap.
+        subscriber.subscribe(YjsKeys.channel(name))
+        load(room)
+        return room
+    }
+
+    private func whenLive(_ room: YjsRoom, _ work: @escaping () -> Void) {
+        if case .loading(var waiting) = room.phase {
+            waiting.append(work)
+            room.phase = .loading(waiting)
+        } else {
+            work()
+        }
+    }
+
+    private func load(_ room: YjsRoom) {
+        let bound = NIOLoopBound(room, eventLoop: eventLoop)
+        store.load(room: room.name, on: eventLoop).whenComplete { [self] result in
+            let room = bound.value
+            switch result {
+            case .success(let loaded):
+                do {
+                    room.document = YjsDocument(snapshot: try Self.merged(loaded))
+                } catch {
+                    logger.error("yjs room unreadable", metadata: ["room": "\(room.name)", "error": "\(error)"])
+                    failRoom(room)
+                    return
+                }
+                room.seq = loaded.seq
+                room.base = loaded.base
+                guard case .loading(let waiting) = room.phase else { return }
+                room.phase = .live
+                waiting.forEach { $0() }
+                drainBuffered(room)
+                if room.seq - room.base >= Int64(Self.compactionEntries) { compact(room) }
+                dropIfIdle(room)
+            case .failure(let error):
+                logger.warning("yjs room load failed", metadata: ["room": "\(room.name)", "error": "\(error)"])
+                failRoom(room)
+            }
+        }
+    }
+
+    /// Snapshot and log as one update.
+    private static func merged(_ loaded: YjsLoadedRoom) throws -> YUpdate {
+        var parts: [YUpdate] = []
+        if let snapshot = loaded.snapshot { parts.append(try YUpdate(decoding: snapshot)) }
+        for entry in loaded.entries { parts.append(try YUpdate(decoding: entry)) }
+        return parts.isEmpty ? .empty : Yjs.mergeUpdates(parts)
+    }
+
+    /// The room could not be read: its members reconnect (and sync again) rather than edit a document
+    /// that is not there.
+    private func failRoom(_ room: YjsRoom) {
+        for member in room.members.values {
+            member.eventLoop.execute { member.close(.yjsStorageUnavailable) }
+        }
+        room.members.removeAll()
+        room.phase = .live
+        remove(room)
+    }
+
+    private func append(_ update: YUpdate, bytes: [UInt8], from member: any YjsMember, to room: YjsRoom) {
+        if room.document.isKnown(update) { return }
+        let seqOnArrival = room.seq
+        room.appendsInFlight += 1
+        let bound = NIOLoopBound(room, eventLoop: eventLoop)
+        store.append(room: room.name, update: bytes, on: eventLoop).whenComplete { [self] result in
+            let room = bound.value
+            room.appendsInFlight -= 1
+            switch result {
+            case .success(.appended(let seq, let logLength)):
+                metrics.syncPush("commit")
+                // Another update got in after the last one the room had when this one arrived: the sender
+                // made it without having seen that one.
+                if seq != seqOnArrival + 1 { metrics.syncConcurrentPushes.increment() }
+                // Compacted once this node has applied that far (the reply can come before the update
+                // itself arrives on the channel): one node, the one whose append crossed the threshold.
+                if logLength >= Self.compactionEntries { room.compactionDue = true }
+                compactIfDue(room)
+            case .success(.roomFull):
+                metrics.syncPush("error")
+                metrics.clientLimitReached(.yjsRoomBytes)
+                member.eventLoop.execute { member.close(.yjsRoomFull) }
+            case .failure(let error):
+                metrics.syncPush("error")
+                logger.warning("yjs update not stored", metadata: ["room": "\(room.name)", "error": "\(error)"])
+                // The client still has the update: it sends it again in its step 2 after reconnecting.
+                member.eventLoop.execute { member.close(.yjsStorageUnavailable) }
+            }
+            dropIfIdle(room)
+        }
+    }
+
+    private func apply(_ published: YjsPublishedUpdate, to room: YjsRoom) {
+        guard published.seq > room.seq else { return }
+        guard published.seq == room.seq + 1 else {
+            room.buffered.append(published)
+            reload(room)
+            return
+        }
+        room.seq = published.seq
+        do {
+            room.document.apply(try YUpdate(decoding: published.update))
+        } catch {
+            // Only validated updates are stored; one that does not decode is not relayed (it would break
+            // every client), and the room is never compacted (its snapshot would lose the entry).
+            logger.error("undecodable yjs log entry", metadata: ["room": "\(room.name)", "seq": "\(published.seq)"])
+            room.skippedEntries = true
+            return
+        }
+        relay(YProtocolMessage.update(published.update), to: room, appendedAtMs: published.appendedAtMs)
+        compactIfDue(room)
+    }
+
+    private func compactIfDue(_ room: YjsRoom) {
+        guard room.compactionDue, room.seq - room.base >= Int64(Self.compactionEntries) else { return }
+        compact(room)
+    }
+
+    private func drainBuffered(_ room: YjsRoom) {
+        let buffered = room.buffered.sorted { $0.seq < $1.seq }
+        room.buffered.removeAll()
+        for published in buffered { apply(published, to: room) }
+    }
+
+    /// Reads the room again after a gap: members get what they missed (the log entries, or what the
+    /// new snapshot holds beyond what they had when the log was compacted past them).
+    private func reload(_ room: YjsRoom) {
+        guard case .live = room.phase, !room.reloading else { return }
+        room.reloading = true
+        metrics.yjsRoomReloads.increment()
+        let bound = NIOLoopBound(room, eventLoop: eventLoop)
+        store.load(room: room.name, on: eventLoop).whenComplete { [self] result in
+            let room = bound.value
+            room.reloading = false
+            guard case .success(let loaded) = result, loaded.seq > room.seq else {
+                drainBuffered(room)
+                return
+            }
+            if loaded.base <= room.seq {
+                let missing = loaded.entries.dropFirst(Int(room.seq - loaded.base))
+                var seq = room.seq
+                for entry in missing {
+                    seq += 1
+                    apply(YjsPublishedUpdate(seq: seq, appendedAtMs: nil, update: entry), to: room)
+                }
+            } else if let whole = try? Self.merged(loaded) {
+                let had = room.document.stateVector()
+                var document = YjsDocument(snapshot: whole)
+                let missing = document.missing(for: had)
+                room.document = document
+                room.seq = loaded.seq
+                relay(.update(missing.encoded()), to: room, appendedAtMs: nil)
+            }
+            room.base = max(room.base, loaded.base)
+            drainBuffered(room)
+        }
+    }
+
+    private func compact(_ room: YjsRoom) {
+        guard case .live = room.phase, !room.compacting, !room.skippedEntries, room.seq > room.base else { return }
+        room.compacting = true
+        room.compactionDue = false
+        let upto = room.seq
+        let snapshot = room.document.whole().encoded()
+        let bound = NIOLoopBound(room, eventLoop: eventLoop)
+        store.compact(room: room.name, base: room.base, upto: upto, snapshot: snapshot, on: eventLoop).whenComplete { [self] result in
+            let room = bound.value
+            room.compacting = false
+            switch result {
+            case .success(let outcome):
+                if outcome.compacted { metrics.yjsCompactions.increment() }
+                room.base = max(room.base, outcome.base)
+            case .failure(let error):
+                // Nothing was written; the next append past the threshold tries again.
+                logger.warning("yjs compaction failed", metadata: ["room": "\(room.name)", "error": "\(error)"])
+            }
+            dropIfIdle(room)
+        }
+    }
+
+    private func checkRooms() {
+        for room in rooms.values {
+            guard case .live = room.phase, !room.reloading else { continue }
+            let bound = NIOLoopBound(room, eventLoop: eventLoop)
+            store.head(room: room.name, on: eventLoop).whenSuccess { [self] head in
+                let room = bound.value
+                if head > room.seq, rooms[room.name] === room { reload(room) }
+            }
+        }
+    }
+
+    private func send(_ message: YProtocolMessage, to member: any YjsMember) {
+        let buffer = ByteBuffer(bytes: message.encoded())
+        member.eventLoop.execute { member.deliver(buffer, appendedAtMs: nil) }
+    }
+
+    /// Encoded once; one hop per event loop of the members.
+    private func relay(_ message: YProtocolMessage, to room: YjsRoom, appendedAtMs: UInt64?) {
+        guard !room.members.isEmpty else { return }
+        let buffer = ByteBuffer(bytes: message.encoded())
+        let byLoop = Dictionary(grouping: room.members.values) { ObjectIdentifier($0.eventLoop) }
+        for members in byLoop.values {
+            members[0].eventLoop.execute {
+                for member in members { member.deliver(buffer, appendedAtMs: appendedAtMs) }
+            }
+        }
+    }
+
+    private func dropIfIdle(_ room: YjsRoom) {
+        guard room.members.isEmpty, case .live = room.phase, !room.reloading, !room.compacting, room.appendsInFlight == 0
+        else { return }
+        remove(room)
+    }
+
+    private func remove(_ room: YjsRoom) {
+        guard rooms[room.name] === room else { return }
+        rooms.removeValue(forKey: room.name)
+        metrics.yjsRooms.decrement()
+        subscriber.unsubscribe(YjsKeys.channel(room.name))
+    }
+}
+
+/// One room's state on its loop (`YjsRoomShard`).
+final class YjsRoom {
+    enum Phase {
+        /// Being read from Redis; the work waiting for it runs in order once it is.
+        case loading([() -> Void])
+        case live
+    }
+
+    let name: String
+    var phase: Phase = .loading([])
+    var document = YjsDocument()
+    /// The last update applied (the room's position in its log).
+    var seq: Int64 = 0
+    /// The last update folded into Redis's snapshot, as far as this node knows.
+    var base: Int64 = 0
+    var members: [ObjectIdentifier: any YjsMember] = [:]
+    /// Updates from the channel waiting for a load or reload, or past a gap.
+    var buffered: [YjsPublishedUpdate] = []
+    var reloading = false
+    var compacting = false
+    /// This node's append made the log long enough: it compacts once it has applied that far.
+    var compactionDue = false
+    var appendsInFlight = 0
+    /// An entry could not be decoded: the document lacks it, so it must not become the snapshot.
+    var skippedEntries = false
+
+    init(name: String) { self.name = name }
+}
