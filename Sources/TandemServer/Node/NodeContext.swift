@@ -60,6 +60,8 @@ final class NodeContext: Sendable {
             loops: loops,
             dependencies: .init(
                 store: YjsStore(redis: redis, maxRoomBytes: config.yjsMaxRoomBytes, ttlMs: config.docTTLMs),
+                awarenessStore: YjsAwarenessStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
+                nodeID: config.nodeID, presence: config.presenceSettings, tickMs: config.tickMs, sweepMs: config.sweepMs,
                 subscriber: subscriber, metrics: metrics, clock: clock, logger: logger))
     }
 

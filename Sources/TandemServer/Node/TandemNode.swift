@@ -181,7 +181,7 @@ public final class TandemNode: Service, Sendable {
             },
             stop: {
                 context.yjsRooms.stop()
-                let flushes = context.shards.all.map { $0.shutdown() }
+                let flushes = context.shards.all.map { $0.shutdown() } + context.yjsRooms.shards.map { $0.removeAllAwareness() }
                 if let loop = flushes.first?.eventLoop {
                     await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: presenceRemovalTimeout)
                 }

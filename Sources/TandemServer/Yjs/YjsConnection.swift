@@ -12,6 +12,8 @@ import TandemYjs
 final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: confined to its channel's loop; rooms only hop to it
     struct Settings: Sendable {
         var maxMessageBytes: Int
+        /// Largest awareness state (`--max-state-bytes`, as for presence).
+        var maxStateBytes: Int
         var updateRate: Int
         var maxOutboundBytes: Int
         var pingIntervalMs: Int
@@ -19,6 +21,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
         init(_ config: ServerConfiguration) {
             maxMessageBytes = config.yjsMaxMessageBytes
+            maxStateBytes = config.limits.maxStateBytes
             updateRate = config.yjsUpdateRate
             maxOutboundBytes = config.maxOutboundBytes
             pingIntervalMs = config.pingIntervalMs
@@ -158,8 +161,18 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
                 return
             }
             shard.update(self, room: room, update: update, bytes: bytes)
-        case .awareness, .queryAwareness, .permissionDenied:
-            // Awareness is not relayed yet (issue 10 item 4); a client's permission-denied means nothing here.
+        case .awareness(let update):
+            // Viewers have presence too (as on /v1/ws): awareness is not a write to the document.
+            guard update.entries.allSatisfy({ $0.stateJSON.utf8.count <= settings.maxStateBytes }) else {
+                metrics.clientLimitReached(.yjsMessageBytes)
+                close(.yjsTooLarge)
+                return
+            }
+            shard.awareness(self, user: identity.user, room: room, update: update)
+        case .queryAwareness:
+            shard.queryAwareness(self, room: room)
+        case .permissionDenied:
+            // Only servers send it.
             break
         }
     }

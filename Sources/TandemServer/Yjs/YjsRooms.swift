@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import TandemCore
 import TandemRedis
 import TandemYjs
 
@@ -25,10 +26,18 @@ final class YjsRooms: Sendable {
         return shards[Int(hash % UInt64(shards.count))]
     }
 
-    /// A message on a Yjs channel (from the subscriber's thread).
+    /// A message on a Yjs channel (from the subscriber's thread): an update (`SEQ …`), another node's
+    /// awareness changes (`a NODE …`), or a sweep's dead nodes (`{"k":"g",…}`).
     func received(channel: String, payload: [UInt8]) {
-        guard let room = YjsKeys.room(fromChannel: channel), let update = YjsPublishedUpdate(payload: payload) else { return }
-        shard(for: room).received(update, room: room)
+        guard let room = YjsKeys.room(fromChannel: channel), let first = payload.first else { return }
+        if first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9") {
+            guard let update = YjsPublishedUpdate(payload: payload) else { return }
+            shard(for: room).received(update, room: room)
+        } else if let (node, update) = YjsAwarenessStore.published(payload) {
+            shard(for: room).receivedAwareness(update, fromNode: node, room: room)
+        } else if let gone = YjsAwarenessStore.goneNodes(payload) {
+            shard(for: room).nodesGone(gone, room: room)
+        }
     }
 
     /// The subscriber (re)subscribed: whatever was published meanwhile is lost, so every room checks its seq.
@@ -52,6 +61,12 @@ final class YjsRooms: Sendable {
 final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eventLoop`; entry points hop
     struct Dependencies: Sendable {
         var store: YjsStore
+        var awarenessStore: YjsAwarenessStore
+        var nodeID: String
+        /// Awareness as presence: the TTL, refresh interval, per-user rate and burst of `--presence-*`.
+        var presence: PresenceSettings
+        var tickMs: Int
+        var sweepMs: Int
         var subscriber: RedisSubscriber
         var metrics: TandemMetrics
         var clock: NodeClock
@@ -60,6 +75,16 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
 
     let eventLoop: EventLoop
     private let store: YjsStore
+    private let awarenessStore: YjsAwarenessStore
+    private let nodeID: String
+    private let presence: PresenceSettings
+    private let tickMs: Int
+    private let sweepMs: Int
+    private var tickTask: RepeatedTask?
+    private var sweepTask: RepeatedTask?
+    private var refreshTask: RepeatedTask?
+    /// Rooms with awareness changes (or held updates) for the next tick.
+    private var dirty: Set<String> = []
     private let subscriber: RedisSubscriber
     private let metrics: TandemMetrics
     private let clock: NodeClock
@@ -78,6 +103,11 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     init(eventLoop: EventLoop, dependencies: Dependencies) {
         self.eventLoop = eventLoop
         store = dependencies.store
+        awarenessStore = dependencies.awarenessStore
+        nodeID = dependencies.nodeID
+        presence = dependencies.presence
+        tickMs = dependencies.tickMs
+        sweepMs = dependencies.sweepMs
         subscriber = dependencies.subscriber
         metrics = dependencies.metrics
         clock = dependencies.clock
@@ -89,13 +119,38 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
             checkTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.checkInterval, delay: Self.checkInterval) { [self] _ in
                 checkRooms()
             }
+            let tick = TimeAmount.milliseconds(Int64(tickMs))
+            tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in awarenessTick() }
+            let sweep = TimeAmount.milliseconds(Int64(sweepMs))
+            sweepTask = eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [self] _ in sweepAwareness() }
+            let refresh = TimeAmount.milliseconds(Int64(presence.refreshIntervalMs))
+            refreshTask = eventLoop.scheduleRepeatedTask(initialDelay: refresh, delay: refresh) { [self] _ in
+                refreshAwareness()
+            }
         }
     }
 
     func stop() {
         eventLoop.execute { [self] in
-            checkTask?.cancel()
+            for task in [checkTask, tickTask, sweepTask, refreshTask] { task?.cancel() }
             checkTask = nil
+            tickTask = nil
+            sweepTask = nil
+            refreshTask = nil
+        }
+    }
+
+    /// On shutdown: this node's awareness entries are removed from Redis and announced removed to the
+    /// other nodes (their clients are being closed).
+    func removeAllAwareness() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { [self] in
+            let writes = rooms.values.compactMap { room -> EventLoopFuture<Void>? in
+                for member in room.members.keys { room.awareness.memberLeft(member) }
+                let (_, own) = room.awareness.drain()
+                guard !own.isEmpty else { return nil }
+                return awarenessStore.write(room: room.name, changes: own, refresh: false, on: eventLoop)
+            }
+            return EventLoopFuture.andAllComplete(writes, on: eventLoop)
         }
     }
 
@@ -109,6 +164,9 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
                 // y-websocket's server sends its step 1 first; the client answers with a step 2 of what we lack.
                 let vector = room.document.stateVector()
                 send(.syncStep1(stateVector: vector.encoded()), to: member)
+                // Then who is there, as y-websocket's server does.
+                let states = room.awareness.states()
+                if !states.entries.isEmpty { send(.awareness(states), to: member) }
             }
         }
     }
@@ -116,7 +174,13 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     func leave(_ member: any YjsMember, room name: String) {
         eventLoop.execute { [self] in
             guard let room = rooms[name] else { return }
-            room.members.removeValue(forKey: ObjectIdentifier(member))
+            let id = ObjectIdentifier(member)
+            room.members.removeValue(forKey: id)
+            room.held.removeValue(forKey: id)
+            room.awareness.memberLeft(id)
+            // At once, not at the next tick: the room may be dropped now, and the other nodes' clients
+            // should see the removal within the presence TTL however this node fares.
+            flushAwareness(room)
             dropIfIdle(room)
         }
     }
@@ -152,6 +216,50 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         }
     }
 
+    /// A member's awareness update: applied at once within the per-user rate (`--presence-rate`,
+    /// `--presence-burst`, as cursors are), else held (the latest per client) until the rate allows;
+    /// broadcast at the next tick with every other change of the room.
+    func awareness(_ member: any YjsMember, user: String, room name: String, update: YAwarenessUpdate) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name], room.members[ObjectIdentifier(member)] != nil else { return }
+            let id = ObjectIdentifier(member)
+            if room.held[id] == nil, takeAwarenessToken(room, user: user) {
+                applyAwareness(update.entries, from: member, in: room)
+            } else {
+                metrics.presenceUpdate(.rateLimited)
+                var held = room.held[id] ?? (user, [:])
+                for entry in update.entries { held.entries[entry.clientID] = entry }
+                room.held[id] = held
+            }
+            dirty.insert(name)
+        }
+    }
+
+    /// Query-awareness (type 3): answered with every live entry of the room.
+    func queryAwareness(_ member: any YjsMember, room name: String) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name], room.members[ObjectIdentifier(member)] != nil else { return }
+            send(.awareness(room.awareness.states()), to: member)
+        }
+    }
+
+    func receivedAwareness(_ update: YAwarenessUpdate, fromNode node: String, room name: String) {
+        guard node != nodeID else { return }
+        eventLoop.execute { [self] in
+            guard let room = rooms[name] else { return }
+            room.awareness.receive(update.entries, fromNode: node, nowMs: clock.nowMs())
+            if !update.entries.isEmpty { dirty.insert(name) }
+        }
+    }
+
+    func nodesGone(_ nodes: [String], room name: String) {
+        eventLoop.execute { [self] in
+            guard let room = rooms[name] else { return }
+            room.awareness.nodesGone(nodes.filter { $0 != nodeID })
+            dirty.insert(name)
+        }
+    }
+
     func checkAll() {
         eventLoop.execute { [self] in checkRooms() }
     }
@@ -172,7 +280,87 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         // if the read had it already) or, if the subscription came too late, shows up as a gap.
         subscriber.subscribe(YjsKeys.channel(name))
         load(room)
+        let bound = NIOLoopBound(room, eventLoop: eventLoop)
+        awarenessStore.snapshot(room: name, on: eventLoop).whenSuccess { [self] entries in
+            let room = bound.value
+            let now = clock.nowMs()
+            for (node, entry) in entries where node != nodeID { room.awareness.receive([entry], fromNode: node, nowMs: now) }
+            dirty.insert(room.name)
+        }
         return room
+    }
+
+    // MARK: Awareness (on the loop)
+
+    private func takeAwarenessToken(_ room: YjsRoom, user: String) -> Bool {
+        let now = clock.nowMs()
+        var bucket = room.buckets[user] ?? TokenBucket(rate: presence.rate, burst: max(1, presence.burst), nowMs: now)
+        let taken = bucket.take(nowMs: now)
+        room.buckets[user] = bucket
+        return taken
+    }
+
+    private func applyAwareness(_ entries: [YAwarenessUpdate.Entry], from member: any YjsMember, in room: YjsRoom) {
+        let refused = room.awareness.receive(entries, from: ObjectIdentifier(member))
+        if refused > 0 { metrics.clientLimitReached(.yjsAwarenessClients) }
+        metrics.presenceUpdate(.accepted)
+    }
+
+    /// Once per `--tick-ms`: each changed room's awareness in one message, encoded once, to every member;
+    /// this node's own changes to Redis and the other nodes in one script call.
+    private func awarenessTick() {
+        let names = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for name in names {
+            guard let room = rooms[name] else { continue }
+            for (id, held) in room.held {
+                guard let member = room.members[id], takeAwarenessToken(room, user: held.user) else {
+                    dirty.insert(name)
+                    continue
+                }
+                room.held.removeValue(forKey: id)
+                applyAwareness(Array(held.entries.values), from: member, in: room)
+            }
+            flushAwareness(room)
+        }
+    }
+
+    private func flushAwareness(_ room: YjsRoom) {
+        let (broadcast, own) = room.awareness.drain()
+        let local = room.awareness.localCount
+        metrics.presenceSessions.increment(by: Double(local - room.reportedLocalAwareness))
+        room.reportedLocalAwareness = local
+        if let broadcast {
+            relay(.awareness(broadcast), to: room, appendedAtMs: nil, awareness: true)
+        }
+        guard !own.isEmpty else { return }
+        let refresh = !room.registered
+        room.registered = true
+        awarenessStore.write(room: room.name, changes: own, refresh: refresh, on: eventLoop).whenFailure { [logger] error in
+            logger.debug("yjs awareness write failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Every TTL/4: this node's registration in each room where its clients have awareness entries.
+    private func refreshAwareness() {
+        for room in rooms.values where room.awareness.localCount > 0 {
+            room.registered = true
+            _ = awarenessStore.write(room: room.name, changes: [], refresh: true, on: eventLoop)
+        }
+    }
+
+    /// Every `--sweep-ms`: entries of nodes not heard of for the presence TTL are removed here, and nodes
+    /// whose registration expired are deleted from Redis and announced gone (by whichever node sweeps first).
+    private func sweepAwareness() {
+        let now = clock.nowMs()
+        for room in rooms.values where room.awareness.hasRemote {
+            let silent = room.awareness.silentNodes(nowMs: now, ttlMs: presence.ttlMs)
+            if !silent.isEmpty {
+                room.awareness.nodesGone(silent)
+                dirty.insert(room.name)
+            }
+            _ = awarenessStore.sweep(room: room.name, on: eventLoop)
+        }
     }
 
     private func whenLive(_ room: YjsRoom, _ work: @escaping () -> Void) {
@@ -368,9 +556,13 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     }
 
     /// Encoded once; one hop per event loop of the members.
-    private func relay(_ message: YProtocolMessage, to room: YjsRoom, appendedAtMs: UInt64?) {
+    private func relay(_ message: YProtocolMessage, to room: YjsRoom, appendedAtMs: UInt64?, awareness: Bool = false) {
         guard !room.members.isEmpty else { return }
         let buffer = ByteBuffer(bytes: message.encoded())
+        if awareness {
+            metrics.fanoutMessages.increment(by: Int64(room.members.count))
+            metrics.fanoutBytes.increment(by: Int64(room.members.count * buffer.readableBytes))
+        }
         let byLoop = Dictionary(grouping: room.members.values) { ObjectIdentifier($0.eventLoop) }
         for members in byLoop.values {
             members[0].eventLoop.execute {
@@ -387,6 +579,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
 
     private func remove(_ room: YjsRoom) {
         guard rooms[room.name] === room else { return }
+        metrics.presenceSessions.increment(by: Double(-room.reportedLocalAwareness))
+        room.reportedLocalAwareness = 0
         rooms.removeValue(forKey: room.name)
         metrics.yjsRooms.decrement()
         subscriber.unsubscribe(YjsKeys.channel(room.name))
@@ -416,6 +610,15 @@ final class YjsRoom {
     /// This node's append made the log long enough: it compacts once it has applied that far.
     var compactionDue = false
     var appendsInFlight = 0
+    var awareness = YjsAwareness()
+    /// Awareness updates over the per-user rate, per member: the latest entry per clientID.
+    var held: [ObjectIdentifier: (user: String, entries: [UInt64: YAwarenessUpdate.Entry])] = [:]
+    /// Per-user awareness rate (`--presence-rate`, `--presence-burst`).
+    var buckets: [String: TokenBucket] = [:]
+    /// This node's awareness entries as counted in tandem_presence_sessions.
+    var reportedLocalAwareness = 0
+    /// This node registered in the room's awareness node set (renewed by `refreshAwareness`).
+    var registered = false
     /// An entry could not be decoded: the document lacks it, so it must not become the snapshot.
     var skippedEntries = false
 
