@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from pycrdt import Array, Channel, Doc, Map, Provider, Text
-from pycrdt._sync import YMessageType, YSyncMessageType, create_sync_step1_message, read_message
+from pycrdt import Array, Awareness, Channel, Doc, Map, Provider, Text
+from pycrdt._sync import (
+    YMessageType, YSyncMessageType, create_awareness_message, create_sync_step1_message, read_message,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -294,3 +296,66 @@ async def scenario(stack: Stack) -> None:
     await again.connect(yjs_url(c, room, "again"))
     assert again.content() == content
     await again.disconnect()
+
+
+class AwarenessClient:
+    """The provider has no awareness: a bare y-protocols client over `websockets` with pycrdt's own
+    `Awareness` (its encoder, and y-protocols' rules for applying updates)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.doc = Doc()
+        self.awareness = Awareness(self.doc)
+        self.websocket = None
+        self._reader: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        self.websocket = await connect(self.url, max_size=None)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in self.websocket:
+                message = bytes(message)
+                if message[0] == YMessageType.AWARENESS:
+                    self.awareness.apply_awareness_update(read_message(message[1:]), "remote")
+
+    async def publish(self, state: dict) -> None:
+        self.awareness.set_local_state(state)
+        update = self.awareness.encode_awareness_update([self.awareness.client_id])
+        await self.websocket.send(create_awareness_message(update))
+
+    def die(self) -> None:
+        """The client's machine goes away: the TCP connection is dropped without a close frame."""
+        self.websocket.transport.abort()
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        with contextlib.suppress(Exception):
+            await self.websocket.close()
+
+
+def test_awareness_appears_on_the_other_node_and_is_removed_when_its_client_dies(stack: Stack):
+    asyncio.run(awareness_scenario(stack))
+
+
+async def awareness_scenario(stack: Stack) -> None:
+    room = "interop:awareness"
+    a, b = stack.start_node("aa"), stack.start_node("ab")
+    alice = AwarenessClient(yjs_url(a, room, "alice"))
+    bob = AwarenessClient(yjs_url(b, room, "bob"))
+    await alice.connect()
+    await bob.connect()
+    await alice.publish({"user": {"name": "alice", "color": "#f00"}, "cursor": {"index": 3}})
+    await wait_until("bob's Awareness has alice", lambda: bob.awareness.states.get(alice.awareness.client_id)
+                     == {"user": {"name": "alice", "color": "#f00"}, "cursor": {"index": 3}})
+    await bob.publish({"user": {"name": "bob"}})
+    await wait_until("alice's Awareness has bob", lambda: alice.awareness.client_id in alice.awareness.states
+                     and bob.awareness.client_id in alice.awareness.states)
+    alice.die()
+    # Removed (clock + 1, state null) well within the node's presence TTL plus a sweep.
+    await wait_until("bob's Awareness drops alice", lambda: alice.awareness.client_id not in bob.awareness.states,
+                     timeout=10)
+    await bob.close()
+    await alice.close()
