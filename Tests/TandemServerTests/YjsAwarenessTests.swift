@@ -38,6 +38,12 @@ import Testing
         #expect(redis.command("HGET", key, "11").hasPrefix("11 1 awa "))
         #expect((Int(redis.command("PTTL", key)) ?? -1) > 0)
         #expect(try await a.value("tandem_presence_sessions") == 1)
+        // In /api/status: the room, its awareness, the connection.
+        let status = try await a.status()
+        let rooms = status["yjsRooms"] as? [[String: Any]] ?? []
+        #expect(rooms.count == 1 && rooms.first?["room"] as? String == room, "\(rooms)")
+        #expect(rooms.first?["localAwareness"] as? Int == 1 && rooms.first?["localMembers"] as? Int == 1, "\(rooms)")
+        #expect(status["presenceSessions"] as? Int == 1)
         // A newcomer gets the room's states after the server's step 1; a type-3 query gets them too.
         let carol = try await YjsTestClient.connect(YjsTestClient.url(port: b.port, room: room, user: "carol"), name: "carol")
         try await waitUntil("carol got the states on joining") { self.latest(carol, 11)?.clock == 1 }

@@ -264,9 +264,15 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         eventLoop.execute { [self] in checkRooms() }
     }
 
-    /// Rooms and members on this loop (for status).
-    func counts() -> EventLoopFuture<(rooms: Int, members: Int)> {
-        eventLoop.submit { [self] in (rooms.count, rooms.values.reduce(0) { $0 + $1.members.count }) }
+    /// The rooms on this loop, for /api/status.
+    func status() -> EventLoopFuture<[YjsRoomStatus]> {
+        eventLoop.submit { [self] in
+            rooms.values.map { room in
+                YjsRoomStatus(
+                    room: room.name, localMembers: room.members.count, awareness: room.awareness.states().entries.count,
+                    localAwareness: room.awareness.localCount, seq: room.seq, compactedThrough: room.base)
+            }
+        }
     }
 
     // MARK: On the loop
@@ -585,6 +591,19 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         metrics.yjsRooms.decrement()
         subscriber.unsubscribe(YjsKeys.channel(room.name))
     }
+}
+
+/// One Yjs room in /api/status.
+struct YjsRoomStatus: Encodable, Sendable {
+    var room: String
+    /// Yjs connections to the room on this node.
+    var localMembers: Int
+    /// Live awareness entries (every node's), and those of this node's connections.
+    var awareness: Int
+    var localAwareness: Int
+    /// Updates in the room's log so far, and the last one merged into its snapshot (as this node knows).
+    var seq: Int64
+    var compactedThrough: Int64
 }
 
 /// One room's state on its loop (`YjsRoomShard`).
