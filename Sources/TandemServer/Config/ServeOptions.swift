@@ -180,7 +180,7 @@ public enum ServeOptions {
         .node(
             "yjs-max-message-bytes", \.yjsMaxMessageBytes, .byteCount, bounds: .within(1024...(256 << 20)), unit: .bytes,
             section: .yjs, featured: true,
-            help: "Largest y-protocols message from a Yjs client (an update, a step 2); larger closes it with 1009. At most 4 × --max-message-bytes."),
+            help: "Largest y-protocols message from a Yjs client (an update, a step 2); larger closes it with 1009 (so do frames over 4 × --max-message-bytes)."),
         .node(
             "yjs-max-room-bytes", \.yjsMaxRoomBytes, .byteCount, bounds: .within(1024...(1 << 40)), unit: .bytes, section: .yjs,
             featured: true,

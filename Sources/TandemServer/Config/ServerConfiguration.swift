@@ -258,9 +258,6 @@ public struct ServerConfiguration: Sendable {
         Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
             $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
         },
-        Rule("--yjs-max-message-bytes must be at most 4 × --max-message-bytes (the WebSocket frame limit)") {
-            $0.yjsMaxMessageBytes <= $0.maxFrameBytes
-        },
         Rule("--yjs-max-room-bytes must be at least --yjs-max-message-bytes") { $0.yjsMaxRoomBytes >= $0.yjsMaxMessageBytes },
         Rule("--ops-token must be 16–1024 printable ASCII characters without spaces") {
             $0.opsToken.map(isValidOpsToken) ?? true

@@ -131,6 +131,8 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
         }
         switch message {
         case .syncStep1(let bytes):
+            // A step 1 costs the room a diff of the whole document: it counts against the update rate.
+            guard takeUpdateToken(nowMs: nowMs) else { return }
             guard let vector = try? YStateVector(decoding: bytes) else {
                 close(.yjsInvalidMessage)
                 return
@@ -143,15 +145,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
                 send(.permissionDenied(reason: "read-only: your token grants view access to this room"))
                 return
             }
-            var bucket = updates
-                ?? TokenBucket(rate: Double(settings.updateRate), burst: Double(settings.updateRate) * Self.updateBurstSeconds, nowMs: nowMs)
-            let taken = bucket.take(nowMs: nowMs)
-            updates = bucket
-            guard taken else {
-                metrics.clientLimitReached(.yjsUpdateRate)
-                close(.yjsUpdateRate)
-                return
-            }
+            guard takeUpdateToken(nowMs: nowMs) else { return }
             let update: YUpdate
             do {
                 update = try YUpdate(decoding: bytes)
@@ -175,6 +169,19 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
             // Only servers send it.
             break
         }
+    }
+
+    /// Takes a token of `--yjs-update-rate`, or closes the connection (1008).
+    private func takeUpdateToken(nowMs: UInt64) -> Bool {
+        var bucket = updates
+            ?? TokenBucket(rate: Double(settings.updateRate), burst: Double(settings.updateRate) * Self.updateBurstSeconds, nowMs: nowMs)
+        let taken = bucket.take(nowMs: nowMs)
+        updates = bucket
+        if !taken {
+            metrics.clientLimitReached(.yjsUpdateRate)
+            close(.yjsUpdateRate)
+        }
+        return taken
     }
 
     func receivedText() { close(.yjsTextFrame) }
@@ -216,9 +223,10 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
         }
         scheduleFlush()
         // Updates cannot be dropped or merged for a slow client: past the limit it is closed, and catches
-        // up with a step 1 when it reconnects.
+        // up with a step 1 when it reconnects. What was queued before this message counts: one message (a
+        // step 2 of a large room) larger than the limit alone does not close a client that is reading.
         let buffered = (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
-        if buffered > settings.maxOutboundBytes { close(.slowConsumer) }
+        if buffered - message.readableBytes > settings.maxOutboundBytes { close(.slowConsumer) }
     }
 
     private func scheduleFlush() {

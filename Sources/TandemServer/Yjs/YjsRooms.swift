@@ -347,11 +347,14 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         }
     }
 
-    /// Every TTL/4: this node's registration in each room where its clients have awareness entries.
+    /// Every TTL/4: this node's registration in each room where its clients have awareness entries, with
+    /// the entries themselves (a few per room): Redis gets them back after losing them (a restart), and a
+    /// node that missed a change on pub/sub gets it now (the others ignore what they have: same clock).
+    /// It is also the other nodes' heartbeat of this one.
     private func refreshAwareness() {
         for room in rooms.values where room.awareness.localCount > 0 {
             room.registered = true
-            _ = awarenessStore.write(room: room.name, changes: [], refresh: true, on: eventLoop)
+            _ = awarenessStore.write(room: room.name, changes: room.awareness.ownEntries(), refresh: true, on: eventLoop)
         }
     }
 
