@@ -207,4 +207,30 @@ import Testing
         #expect(YStateVector(fromUpdate: whole).clocks == [5: count])
         #expect(whole.sections.first?.clock == 0)
     }
+
+    @Test func aGapInTheRoomsUpdatesIsFilledFromTheLogInOrder() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await node(redis, "yg")
+        let room = "gap"
+        let alice = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: "alice"), name: "alice")
+        _ = try await alice.serverStep1()
+        let first = YjsUpdates.text(client: 1, clock: 0, "a")
+        alice.send(.update(first))
+        try await waitUntil("first relayed") { alice.updates.count == 1 }
+        // An update appended without its pub/sub message (as if the message were lost): seq 2 in the log.
+        let missed = YjsUpdates.text(client: 9, clock: 0, "z")
+        #expect(missed == [1, 1, 9, 0, 4, 1, 1, 116, 1, 122, 0])
+        redis.command(
+            "EVAL",
+            "redis.call('RPUSH', KEYS[1], string.char(1, 1, 9, 0, 4, 1, 1, 116, 1, 122, 0)); "
+                + "redis.call('HINCRBY', KEYS[2], 'bytes', 11); return redis.call('HINCRBY', KEYS[2], 'seq', 1)",
+            "2", "tandem:yjs:{\(room)}:log", "tandem:yjs:{\(room)}:meta")
+        // Seq 3 arrives (or the periodic check notices seq 2 first): the node reads the log and relays
+        // what its clients missed, in the room's order.
+        let third = YjsUpdates.text(client: 1, clock: 1, "b")
+        alice.send(.update(third))
+        try await waitUntil("the gap filled") { alice.updates.count == 3 }
+        #expect(alice.updates == [first, missed, third])
+        #expect(try await node.metric("tandem_yjs_room_reloads_total") >= 1)
+    }
 }
