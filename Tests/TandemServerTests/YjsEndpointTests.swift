@@ -233,4 +233,24 @@ import Testing
         #expect(alice.updates == [first, missed, third])
         #expect(try await node.metric("tandem_yjs_room_reloads_total") >= 1)
     }
+
+    @Test func aRoomRedisLostClosesItsClientsSoTheirStep2sRestoreIt() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await node(redis, "yl")
+        let room = "lost"
+        let alice = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: "alice"), name: "alice")
+        _ = try await alice.serverStep1()
+        let text = YjsUpdates.text(client: 1, clock: 0, "kept by the client")
+        alice.send(.update(text))
+        try await waitUntil("relayed") { alice.updates.count == 1 }
+        redis.command("FLUSHALL")
+        // Found by the periodic check: closed with 1013, so the provider reconnects.
+        #expect(try await alice.waitClosed() == 1013)
+        // The reconnecting client answers the server's step 1 with its whole document.
+        let again = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: "alice"), name: "again")
+        #expect(try await again.serverStep1().clocks.isEmpty)
+        again.send(.syncStep2(update: text))
+        try await waitUntil("restored") { again.updates == [text] }
+        #expect(redis.command("HGET", "tandem:yjs:{\(room)}:meta", "seq") == "1")
+    }
 }

@@ -540,6 +540,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
             case .success(let outcome):
                 if outcome.compacted { metrics.yjsCompactions.increment() }
                 room.base = max(room.base, outcome.base)
+                // Appends that crossed the threshold again while this one ran found it busy.
+                compactIfDue(room)
             case .failure(let error):
                 // Nothing was written; the next append past the threshold tries again.
                 logger.warning("yjs compaction failed", metadata: ["room": "\(room.name)", "error": "\(error)"])
@@ -552,9 +554,24 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         for room in rooms.values {
             guard case .live = room.phase, !room.reloading else { continue }
             let bound = NIOLoopBound(room, eventLoop: eventLoop)
+            // Everything applied by now was appended before Redis runs this read, so Redis's seq can only
+            // be below this if Redis lost data. (The room may apply more before the reply is handled:
+            // pub/sub and replies come on different connections.)
+            let seqAtRead = room.seq
             store.head(room: room.name, on: eventLoop).whenSuccess { [self] head in
                 let room = bound.value
-                if head > room.seq, rooms[room.name] === room { reload(room) }
+                guard rooms[room.name] === room, !room.reloading else { return }
+                if head > room.seq {
+                    reload(room)
+                } else if head < seqAtRead {
+                    // Redis lost the room (restarted without its data, flushed, evicted): its seq would
+                    // start again below ours, and we would skip every new update as old. The clients hold
+                    // the whole document: they reconnect, and their step 2s write it back.
+                    logger.warning(
+                        "yjs room lost in Redis; clients reconnect to restore it",
+                        metadata: ["room": "\(room.name)", "seq": "\(room.seq)", "redis.seq": "\(head)"])
+                    failRoom(room)
+                }
             }
         }
     }
