@@ -35,6 +35,9 @@ import TandemYjs
         // Older or equal clock: ignored (y-protocols). Someone else: refused.
         #expect(model.receive([entry(1, 4, #"{"old":1}"#), entry(1, 5, #"{"same":1}"#)], from: alice) == 0)
         #expect(model.drain().broadcast == nil)
+        // An echo (y-websocket's provider sends back what it hears) is dropped silently; a newer clock from
+        // someone else is a takeover, refused.
+        #expect(model.receive([entry(1, 5)], from: bob) == 0)
         #expect(model.receive([entry(1, 9, #"{"mallory":1}"#)], from: bob) == 1)
         #expect(model.drain().broadcast == nil)
         // A removal at the same clock applies.

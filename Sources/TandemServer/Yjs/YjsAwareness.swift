@@ -35,28 +35,44 @@ struct YjsAwareness {
     var localCount: Int { known.values.filter { if case .member = $0.owner { $0.stateJSON != "null" } else { false } }.count }
     var hasRemote: Bool { known.values.contains { if case .node = $0.owner { true } else { false } } }
 
-    /// A member's awareness update. Returns how many entries were refused (owned by someone else, or one
-    /// clientID too many for the connection).
-    mutating func receive(_ entries: [YAwarenessUpdate.Entry], from member: ObjectIdentifier) -> Int {
+    /// What of a member's awareness update would change anything: its own entries with a newer clock (or
+    /// a removal at the same clock, as y-protocols applies them) and new clientIDs up to the connection's
+    /// limit. y-websocket's provider sends every change it hears back to the server, other clients'
+    /// included: those echoes (another owner's entry at a clock already known, or a removal of an entry
+    /// already gone) are dropped silently. `refused` counts the rest: another owner's entry with a newer
+    /// clock (a takeover) and clientIDs beyond the limit.
+    func admissible(_ entries: [YAwarenessUpdate.Entry], from member: ObjectIdentifier)
+        -> (entries: [YAwarenessUpdate.Entry], refused: Int)
+    {
+        var accepted: [YAwarenessUpdate.Entry] = []
+        var newClients = 0
         var refused = 0
         for entry in entries {
             if let current = known[entry.clientID] {
+                let newer = entry.clock > current.clock || (entry.clock == current.clock && entry.isRemoval && current.stateJSON != "null")
+                guard newer else { continue }
                 guard current.owner == .member(member) else {
                     refused += 1
                     continue
                 }
-                // y-protocols applyAwarenessUpdate: a newer clock, or a removal at the same clock.
-                guard entry.clock > current.clock || (entry.clock == current.clock && entry.isRemoval && current.stateJSON != "null")
-                else { continue }
             } else {
                 guard !entry.isRemoval else { continue }
-                guard owned(by: .member(member)) < Self.maxClientsPerConnection else {
+                guard owned(by: .member(member)) + newClients < Self.maxClientsPerConnection else {
                     refused += 1
                     continue
                 }
+                newClients += 1
             }
-            record(entry, owner: .member(member), own: true)
+            accepted.append(entry)
         }
+        return (accepted, refused)
+    }
+
+    /// A member's awareness update; returns how many entries were refused (see `admissible`).
+    @discardableResult
+    mutating func receive(_ entries: [YAwarenessUpdate.Entry], from member: ObjectIdentifier) -> Int {
+        let (accepted, refused) = admissible(entries, from: member)
+        for entry in accepted { record(entry, owner: .member(member), own: true) }
         return refused
     }
 

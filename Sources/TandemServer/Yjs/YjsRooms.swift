@@ -223,12 +223,17 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         eventLoop.execute { [self] in
             guard let room = rooms[name], room.members[ObjectIdentifier(member)] != nil else { return }
             let id = ObjectIdentifier(member)
+            // Echoes of other clients' states cost no token and are not held: a held update holds at most
+            // the member's own clientIDs.
+            let (entries, refused) = room.awareness.admissible(update.entries, from: id)
+            if refused > 0 { metrics.clientLimitReached(.yjsAwarenessClients) }
+            guard !entries.isEmpty else { return }
             if room.held[id] == nil, takeAwarenessToken(room, user: user) {
-                applyAwareness(update.entries, from: member, in: room)
+                applyAwareness(entries, from: member, in: room)
             } else {
                 metrics.presenceUpdate(.rateLimited)
                 var held = room.held[id] ?? (user, [:])
-                for entry in update.entries { held.entries[entry.clientID] = entry }
+                for entry in entries { held.entries[entry.clientID] = entry }
                 room.held[id] = held
             }
             dirty.insert(name)
@@ -307,8 +312,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     }
 
     private func applyAwareness(_ entries: [YAwarenessUpdate.Entry], from member: any YjsMember, in room: YjsRoom) {
-        let refused = room.awareness.receive(entries, from: ObjectIdentifier(member))
-        if refused > 0 { metrics.clientLimitReached(.yjsAwarenessClients) }
+        // Checked again: the room may have changed since the entries were held.
+        room.awareness.receive(entries, from: ObjectIdentifier(member))
         metrics.presenceUpdate(.accepted)
     }
 
