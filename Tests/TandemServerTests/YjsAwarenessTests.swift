@@ -44,6 +44,7 @@ import Testing
         #expect(rooms.count == 1 && rooms.first?["room"] as? String == room, "\(rooms)")
         #expect(rooms.first?["localAwareness"] as? Int == 1 && rooms.first?["localMembers"] as? Int == 1, "\(rooms)")
         #expect(status["presenceSessions"] as? Int == 1)
+        #expect(status["connections"] as? Int == 1)
         // A newcomer gets the room's states after the server's step 1; a type-3 query gets them too.
         let carol = try await YjsTestClient.connect(YjsTestClient.url(port: b.port, room: room, user: "carol"), name: "carol")
         try await waitUntil("carol got the states on joining") { self.latest(carol, 11)?.clock == 1 }

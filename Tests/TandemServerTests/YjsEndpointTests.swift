@@ -94,6 +94,12 @@ import Testing
         let commits = try await nodes[0].metric("tandem_sync_pushes_total{action=\"commit\"}")
             + nodes[1].metric("tandem_sync_pushes_total{action=\"commit\"}")
         #expect(commits == Double(total))
+        // Every append was answered (the gauge exists and balances).
+        try await waitUntil("no appends in flight") {
+            let first = try? await nodes[0].metric("tandem_queue_depth{queue=\"yjs_appends\"}")
+            let second = try? await nodes[1].metric("tandem_queue_depth{queue=\"yjs_appends\"}")
+            return first == 0 && second == 0
+        }
     }
 
     @Test func readOnlyClientsGetPermissionDeniedAndUngrantedRoomsAreRefused() async throws {

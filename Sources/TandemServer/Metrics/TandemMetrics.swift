@@ -74,6 +74,8 @@ public final class TandemMetrics: Sendable {
 
     // Yjs rooms (/yjs/{room}); their updates count in the sync_* metrics, their connections in connections.
     public let yjsRooms: Gauge
+    /// Yjs updates sent to Redis and not answered yet (`queue_depth{queue="yjs_appends"}`).
+    public let yjsAppendsInFlight: Gauge
     public let yjsCompactions: Counter
     public let yjsRoomReloads: Counter
 
@@ -214,6 +216,7 @@ public final class TandemMetrics: Sendable {
         docTTLSeconds = registry.makeGauge(
             descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
         yjsRooms = registry.makeGauge(descriptor: name("yjs_rooms", "", "Yjs rooms with clients on this node."))
+        yjsAppendsInFlight = registry.makeGauge(descriptor: depth, labels: [("queue", "yjs_appends")])
         yjsCompactions = registry.makeCounter(
             descriptor: name("yjs_compactions", "total", "Yjs room logs merged into their snapshot by this node."))
         yjsRoomReloads = registry.makeCounter(

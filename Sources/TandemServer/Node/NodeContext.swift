@@ -75,7 +75,8 @@ final class NodeContext: Sendable {
         let ports = self.ports.withLockedValue { $0 }
         let storm = self.storm.snapshot()
         return NodeDirectory.Entry(
-            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count, docs: docs,
+            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count + yjsRooms.connectionCount,
+            docs: docs,
             presenceSessions: sessions, redisUp: redis.isConnected, ready: redis.isConnected && subscriber.isConnected,
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }

@@ -135,7 +135,7 @@ struct OpsRoutes: Sendable {
         return NodeStatus(
             node: node.config.nodeID, protocolVersion: 1, uptimeSeconds: Date().timeIntervalSince(node.startedAt),
             startedAt: node.startedAt, ready: readiness().0,
-            connections: node.registry.count + yjsRooms.reduce(0) { $0 + $1.localMembers },
+            connections: node.registry.count + node.yjsRooms.connectionCount,
             // Counts of sessions in memory: the sum cannot approach Int.max.
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers } + yjsRooms.reduce(0) { $0 + $1.localAwareness },
             redis: .init(

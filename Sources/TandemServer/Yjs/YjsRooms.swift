@@ -55,6 +55,7 @@ final class YjsRooms: Sendable {
     }
 
     var allConnections: [YjsConnection] { connections.withLockedValue { Array($0.values) } }
+    var connectionCount: Int { connections.withLockedValue { $0.count } }
 }
 
 /// The rooms of one event loop. Confined to that loop: entry points hop with `execute`.
@@ -437,10 +438,12 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         if room.document.isKnown(update) { return }
         let seqOnArrival = room.seq
         room.appendsInFlight += 1
+        metrics.yjsAppendsInFlight.increment()
         let bound = NIOLoopBound(room, eventLoop: eventLoop)
         store.append(room: room.name, update: bytes, on: eventLoop).whenComplete { [self] result in
             let room = bound.value
             room.appendsInFlight -= 1
+            metrics.yjsAppendsInFlight.decrement()
             switch result {
             case .success(.appended(let seq, let logLength)):
                 metrics.syncPush("commit")
