@@ -30,6 +30,7 @@ build: deps
 test: deps-test venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+	.venv/bin/python -m pytest -q Tests/yjs
 	$(MAKE) test-ops
 	$(MAKE) fuzz-short
 

@@ -83,6 +83,7 @@ let package = Package(
             dependencies: [
                 "TandemCore",
                 "TandemRedis",
+                "TandemYjs",
                 "TandemOpsHTTP",
                 "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -170,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "TandemServerTests",
             dependencies: [
-                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem",
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

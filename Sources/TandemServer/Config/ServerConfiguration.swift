@@ -54,6 +54,14 @@ public struct ServerConfiguration: Sendable {
     /// Above this many bytes queued for a client it is closed with 1013.
     public var maxOutboundBytes = 8 * 1024 * 1024
 
+    // Yjs (/yjs/{room})
+    /// Largest y-protocols message a Yjs client may send; larger closes the connection with 1009.
+    public var yjsMaxMessageBytes = 1 << 20
+    /// Bytes one Yjs room may hold in Redis (snapshot plus log).
+    public var yjsMaxRoomBytes = 64 << 20
+    /// Updates one Yjs connection may send per second (burst `YjsConnection.updateBurstSeconds` worth).
+    public var yjsUpdateRate = 100
+
     // Admission (reconnect storms)
     public var maxNewConnectionsPerSecond = 500
     public var maxConnections = 20_000
@@ -256,6 +264,7 @@ public struct ServerConfiguration: Sendable {
         Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
             $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
         },
+        Rule("--yjs-max-room-bytes must be at least --yjs-max-message-bytes") { $0.yjsMaxRoomBytes >= $0.yjsMaxMessageBytes },
         Rule("--ops-token must be 16–1024 printable ASCII characters without spaces") {
             $0.opsToken.map(isValidOpsToken) ?? true
         },

@@ -82,6 +82,13 @@ public final class TandemMetrics: Sendable {
     /// TandemRedisKeysWithoutTTL stays quiet (Grafana/alerts.yml).
     public let docTTLSeconds: Gauge
 
+    // Yjs rooms (/yjs/{room}); their updates count in the sync_* metrics, their connections in connections.
+    public let yjsRooms: Gauge
+    /// Yjs updates sent to Redis and not answered yet (`queue_depth{queue="yjs_appends"}`).
+    public let yjsAppendsInFlight: Gauge
+    public let yjsCompactions: Counter
+    public let yjsRoomReloads: Counter
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
         func name(_ metric: String, _ unit: String = "", _ help: String) -> MetricNameDescriptor {
@@ -232,6 +239,13 @@ public final class TandemMetrics: Sendable {
                 "CPU time of the Redis server, system and user (INFO cpu, every 5 s, since this node started)."))
         docTTLSeconds = registry.makeGauge(
             descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
+        yjsRooms = registry.makeGauge(descriptor: name("yjs_rooms", "", "Yjs rooms with clients on this node."))
+        yjsAppendsInFlight = registry.makeGauge(descriptor: depth, labels: [("queue", "yjs_appends")])
+        yjsCompactions = registry.makeCounter(
+            descriptor: name("yjs_compactions", "total", "Yjs room logs merged into their snapshot by this node."))
+        yjsRoomReloads = registry.makeCounter(
+            descriptor: name(
+                "yjs_room_reloads", "total", "Yjs rooms read again from Redis after a gap in their updates (lost pub/sub messages)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.

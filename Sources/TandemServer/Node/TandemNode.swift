@@ -183,9 +183,13 @@ public final class TandemNode: Service, Sendable {
         add("ops server", start: { try ops.start() }, stop: { ops.stop() })
         add(
             "doc shards",
-            start: { context.shards.all.forEach { $0.start() } },
+            start: {
+                context.shards.all.forEach { $0.start() }
+                context.yjsRooms.start()
+            },
             stop: {
-                let flushes = context.shards.all.map { $0.shutdown() }
+                context.yjsRooms.stop()
+                let flushes = context.shards.all.map { $0.shutdown() } + context.yjsRooms.shards.map { $0.removeAllAwareness() }
                 if let loop = flushes.first?.eventLoop {
                     await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: presenceRemovalTimeout)
                 }
@@ -245,13 +249,21 @@ public final class TandemNode: Service, Sendable {
         // entry of every echo was a sizeable part of a busy node's CPU).
         let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
         let shards = context.shards
+        let yjsRooms = context.yjsRooms
         return (
             onMessage: { channel, payload in
+                if channel.hasPrefix("tandem:yjs:") {
+                    yjsRooms.received(channel: channel, payload: payload)
+                    return
+                }
                 guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
                 guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
                 shards.shard(for: doc).received(message, doc: doc)
             },
-            onReady: { shards.all.forEach { $0.redisRecovered(rewrite: false) } }
+            onReady: {
+                shards.all.forEach { $0.redisRecovered(rewrite: false) }
+                yjsRooms.subscriberReady()
+            }
         )
     }
 

@@ -136,7 +136,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         registry.remove(self)
         let leaves: Bool
         switch reason {
-        case .clientClose, .abuse, .unsupportedData, .shutdown: leaves = true
+        case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
         for doc in docs.keys {

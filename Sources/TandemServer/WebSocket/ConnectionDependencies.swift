@@ -59,4 +59,8 @@ struct WebSocketServerDependencies: Sendable {
     var sessions: SessionOwnership
     var shards: DocShards
     var connection: ConnectionDependencies
+    /// Yjs rooms (`/yjs/{room}`) and what their connections get.
+    var yjsRooms: YjsRooms
+    var yjsSettings: YjsConnection.Settings
+    var logger: Logger
 }
