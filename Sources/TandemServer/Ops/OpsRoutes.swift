@@ -138,7 +138,7 @@ struct OpsRoutes: Sendable {
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers },
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
-                endpoint: "\(node.redis.configuration.endpoint)", pendingCommands: node.redis.pendingCommandCount),
+                endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
