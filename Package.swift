@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "TandemServerTests",
             dependencies: [
-                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem",
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemRedis",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

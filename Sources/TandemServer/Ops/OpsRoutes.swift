@@ -138,7 +138,8 @@ struct OpsRoutes: Sendable {
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers },
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
-                endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount),
+                endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount,
+                cluster: node.redis.isClusterMode),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
@@ -309,6 +310,8 @@ public struct NodeStatus: Encodable, Sendable {
         public var subscriberUp: Bool
         public var endpoint: String
         public var pendingCommands: Int
+        /// A Redis Cluster (sharded pub/sub), not a single server.
+        public var cluster: Bool
     }
 
     public struct Reconnects: Codable, Sendable {
