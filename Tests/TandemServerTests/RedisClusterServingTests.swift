@@ -331,3 +331,21 @@ enum RedisInfo {
         return nil
     }
 }
+
+/// `--redis` takes one URL or several comma-separated cluster seeds, each checked at start-up.
+@Suite struct RedisSeedOptionTests {
+    @Test func severalSeedsAreAcceptedAndABadOneIsNamed() throws {
+        let seeds = ServerConfiguration(nodeID: "n", redisURL: "redis://10.0.0.1:7000, redis://10.0.0.2:7000,")
+        #expect(seeds.redisSeedURLs == ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+        try seeds.validate()
+        try ServerConfiguration(nodeID: "n", redisURL: "unix:///tmp/redis.sock").validate()
+
+        let bad = ServerConfiguration(nodeID: "n", redisURL: "redis://10.0.0.1:7000,http://10.0.0.2")
+        #expect(throws: ConfigurationError.self) { try bad.validate() }
+        do { try bad.validate() } catch { #expect(error.message.hasPrefix("--redis http://10.0.0.2:"), "\(error.message)") }
+
+        let many = (0..<17).map { "redis://10.0.0.\($0):7000" }.joined(separator: ",")
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration(nodeID: "n", redisURL: many).validate() }
+        #expect(throws: ConfigurationError.self) { try ServerConfiguration(nodeID: "n", redisURL: ",").validate() }
+    }
+}

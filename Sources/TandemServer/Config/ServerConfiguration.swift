@@ -278,8 +278,10 @@ public struct ServerConfiguration: Sendable {
                 return "--redis must be 1–\(maxRedisSeeds) comma-separated redis://HOST:PORT[/DB] or unix:///PATH URLs"
             }
         ) { config in
+            // Empty: not chosen yet (`tandem serve` sets it, to an embedded Redis without --redis).
             let seeds = config.redisSeedURLs
-            return (1...maxRedisSeeds).contains(seeds.count) && seeds.allSatisfy { (try? RedisEndpoint(url: $0)) != nil }
+            return config.redisURL.isEmpty
+                || ((1...maxRedisSeeds).contains(seeds.count) && seeds.allSatisfy { (try? RedisEndpoint(url: $0)) != nil })
         },
         Rule("--ops-max-connections-per-ip must be 1–--ops-max-connections") {
             (1...max(1, $0.opsMaxConnections)).contains($0.opsMaxConnectionsPerIP)

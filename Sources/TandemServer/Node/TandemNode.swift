@@ -57,7 +57,9 @@ public final class TandemNode: Service, Sendable {
         self.embeddedRedis = embeddedRedis
         let metrics = TandemMetrics(nodeID: configuration.nodeID)
         self.metrics = metrics
-        let seeds = try configuration.redisSeedURLs.map { try RedisEndpoint(url: $0) }
+        // (No URL at all fails here, as an unparsable one.)
+        let urls = configuration.redisSeedURLs
+        let seeds = try (urls.isEmpty ? [configuration.redisURL] : urls).map { try RedisEndpoint(url: $0) }
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
 
         // One client and one subscriber, each serving a single Redis or a Redis Cluster, whichever the seeds
