@@ -104,6 +104,14 @@ import Testing
             let subscribers = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", RedisKeys.channel(doc)) }
             #expect(subscribers.split(whereSeparator: \.isNewline).last == "2", "both nodes subscribe \(doc) on its shard: \(subscribers)")
         }
+        // The Redis metrics add up every primary (INFO is read from each, every 5 s): more keys than any
+        // one shard holds.
+        let perShard = await offPool {
+            primaries.compactMap { serving.cluster.node(port: $0) }.map { Double($0.command("DBSIZE")) ?? 0 }
+        }
+        try await waitUntil("tandem_redis_keys sums the shards (\(perShard))", timeout: .seconds(20)) {
+            (try? await serving.nodes[0].metric("tandem_redis_keys")).map { $0 > perShard.max() ?? 0 } ?? false
+        }
         // The node says it runs on a cluster.
         let status = try await serving.nodes[0].get("/api/status").body
         #expect(status.contains(#""cluster":true"#) && status.contains("(3 primaries)"), "status names the cluster: \(status)")
