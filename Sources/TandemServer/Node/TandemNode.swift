@@ -43,6 +43,8 @@ public final class TandemNode: Service, Sendable {
     static let presenceRemovalTimeout: TimeAmount = .seconds(3)
     /// ... and the node directory this long to record the node as stopped.
     static let directoryStopTimeout: TimeAmount = .seconds(1)
+    /// At start, the node waits at most this long for Redis before it listens anyway.
+    static let redisStartGrace: Duration = .seconds(1)
 
     /// Builds the node; nothing listens or connects until `run()` or `start()`.
     /// - Parameter embeddedRedis: The redis-server this node starts first and stops last (its `url` is
@@ -171,6 +173,13 @@ public final class TandemNode: Service, Sendable {
                 // The subscriber follows the client's mode and slot map.
                 context.redis.start()
                 context.subscriber.start()
+                // A reachable Redis answers within milliseconds (connect, then `INFO cluster` to tell a single
+                // server from a cluster): give it that long before the node listens, so the first clients do
+                // not meet `unavailable`. Bounded: a node still starts, and serves presence, without Redis.
+                let deadline = ContinuousClock.now + redisStartGrace
+                while !context.redis.isConnected, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
             },
             stop: {
                 await context.directory.beat(
