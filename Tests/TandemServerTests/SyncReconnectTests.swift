@@ -5,7 +5,7 @@ import Testing
 
 /// Reconnecting with `?resume=` and `since`, then pushing again what was not answered: every edit is
 /// applied exactly once.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncReconnectTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncReconnectTests {
     /// Resuming on the same node, and on the other one.
     @Test(arguments: [0, 1])
     func pushesOfALostConnectionAreAppliedOnceWhenTheResumedSessionRePushesThem(reconnectTo: Int) async throws {

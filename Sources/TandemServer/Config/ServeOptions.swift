@@ -144,6 +144,9 @@ public enum ServeOptions {
 
     static let sync: [ConfigOption] = [
         .node(
+            "schema-dir", \.schemaDir, .optionalText("path"), section: .sync, default: "none (records are not checked)",
+            help: "Directory of record-schema files (*.json, docs/schemas.md); reloaded on SIGHUP."),
+        .node(
             "log-retention", \.logRetention, .integer(), bounds: .atLeast(1), unit: .count, section: .sync,
             help: "Log entries and tombstones kept per doc."),
         .node(
@@ -158,6 +161,10 @@ public enum ServeOptions {
             "max-push-wait-ms", \.maxPushWaitMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
             section: .sync, featured: true,
             help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
+        .node(
+            "max-loop-lag-ms", \.maxLoopLagMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
+            section: .sync, featured: true,
+            help: "While a shard's event loop runs this much behind (smoothed), pushes on it are refused at once: unavailable with retryAfterMs (a saturated node)."),
         .node(
             "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
             featured: true,

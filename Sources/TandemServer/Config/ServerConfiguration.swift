@@ -84,6 +84,10 @@ public struct ServerConfiguration: Sendable {
     /// A push whose estimated wait before its commit is longer than this is refused at once with
     /// `unavailable` and `retryAfterMs`, instead of queueing (admission by waiting time).
     public var maxPushWaitMs = 250
+    /// While a shard's event loop runs its tasks this much later than due (smoothed), pushes on it are
+    /// refused at once with `unavailable` and `retryAfterMs`: messages wait behind a saturated loop before
+    /// any doc's admission sees them (`LoopLoad`).
+    public var maxLoopLagMs = 250
     /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
@@ -123,6 +127,8 @@ public struct ServerConfiguration: Sendable {
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
+    /// `--schema-dir`: record schemas checked on every push (see `SchemaDirectory`); nil: none.
+    public var schemaDir: String?
 
     // Ops plane (issue 7): who may use the ops port and what one client may cost it.
     /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.

@@ -28,11 +28,14 @@ final class NodeContext: Sendable {
     /// The doc shards, made here with their collaborators (they hold no reference back to the node).
     let shards: DocShards
     let detachedHold: DetachedSessionHold
+    /// The record schemas in force (`--schema-dir`, replaced on reload).
+    let schemas: SchemaStore
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: any RedisCommandClient,
-        subscriber: any RedisChannelSubscriber, loops: [EventLoop]
+        subscriber: any RedisChannelSubscriber, schemas: SchemaStore, loops: [EventLoop]
     ) {
+        self.schemas = schemas
         self.config = config
         self.clock = NodeClock()
         self.metrics = metrics
@@ -58,7 +61,8 @@ final class NodeContext: Sendable {
             loops: loops,
             dependencies: DocShardDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, presenceStore: presenceStore,
-                syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold))
+                syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold,
+                schemas: schemas))
     }
 
     /// The shard that owns `doc`.
@@ -87,6 +91,7 @@ final class NodeContext: Sendable {
             connection: ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: registry,
                 shard: { [shards] in shards.shard(for: $0) },
+                schemaVersion: { [schemas] in schemas.schema(for: $0)?.version },
                 reconnectObserved: {
                     metrics.reconnects.increment()
                     storm.record()

@@ -79,9 +79,17 @@ public final class TandemNode: Service, Sendable {
         subscriberConfig.onSubscribed = { channel in hooks.subscribed(channel) }
         let subscriber = RedisClusterSubscriber(configuration: subscriberConfig, client: redis, logger: redisLogger)
 
+        // Invalid schema files stop the node here, before it listens: it must not serve docs unchecked.
+        let schemas: SchemaStore
+        do {
+            schemas = try SchemaStore(directory: configuration.schemaDir, metrics: metrics)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw ConfigurationError(message: error.description)
+        }
         let context = NodeContext(
             config: configuration, metrics: metrics, logger: logger, redis: redis, subscriber: subscriber,
-            loops: Array(group.makeIterator()))
+            schemas: schemas, loops: Array(group.makeIterator()))
         self.context = context
 
         // Every socket is a descriptor: take what the hard limit allows, and say so when even that cannot
@@ -293,6 +301,25 @@ public final class TandemNode: Service, Sendable {
         } catch let failure as StartupStep.PreviousStepFailed {
             _ = try? await task.value
             throw failure.underlying
+        }
+    }
+
+    /// Reads `--schema-dir` again (what `tandem serve` does on SIGHUP). On success the new schemas apply to
+    /// every push decided from now on, in every loaded doc; on failure (a file is invalid) the schemas in
+    /// force stay and the error is logged and returned. Returns nil without `--schema-dir`.
+    @discardableResult
+    public func reloadSchemas() -> Result<Int, any Error>? {
+        guard let outcome = context.schemas.reload() else { return nil }
+        switch outcome {
+        case .success(let registry):
+            context.shards.schemasChanged(context.schemas)
+            logger.info(
+                "record schemas reloaded",
+                metadata: ["schemas.files": "\(registry.schemas.count)", "schemas.dir": "\(context.schemas.directory ?? "")"])
+            return .success(registry.schemas.count)
+        case .failure(let error):
+            logger.error("record schemas not reloaded; the previous ones stay in force", metadata: ["error": "\(error)"])
+            return .failure(error)
         }
     }
 

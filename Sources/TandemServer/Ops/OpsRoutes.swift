@@ -147,6 +147,7 @@ struct OpsRoutes: Sendable {
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
             docs: listed.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
             docsTotal: docs.count,
+            schemas: node.schemas.current.schemas.map(SchemaSummary.init),
             history: samples)
     }
 
@@ -341,8 +342,33 @@ public struct NodeStatus: Encodable, Sendable {
     var docs: [DocSummary]
     /// Docs with members on this node, listed or not.
     var docsTotal: Int
+    /// The record schemas in force (`--schema-dir`), in the order docs are matched against them.
+    var schemas: [SchemaSummary]
     /// The last five minutes, one sample per second.
     var history: [StatusSampler.Sample]
+}
+
+/// One record-schema file in /api/status: which docs it applies to, its version and its record types.
+struct SchemaSummary: Encodable, Sendable {
+    struct RecordType: Encodable, Sendable {
+        var name: String
+        var idPrefix: String?
+        var type: String?
+    }
+
+    var file: String
+    var docs: [String]
+    var version: Int
+    var recordTypes: [RecordType]
+    var otherRecords: String
+
+    init(_ schema: DocSchema) {
+        file = schema.source
+        docs = schema.docs
+        version = schema.version
+        recordTypes = schema.recordTypes.map { RecordType(name: $0.name, idPrefix: $0.idPrefix, type: $0.typeField) }
+        otherRecords = schema.allowsOtherRecords ? "allow" : "reject"
+    }
 }
 
 /// One doc in /api/status.
