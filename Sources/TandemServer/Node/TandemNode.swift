@@ -195,6 +195,7 @@ public final class TandemNode: Service, Sendable {
                 ).wait(atMost: directoryStopTimeout)
                 await context.subscriber.shutdown()
                 await context.redis.shutdown()
+                hooks.clear()
             })
         add("ops server", start: { try ops.start() }, stop: { ops.stop() })
         add(

@@ -22,6 +22,10 @@ final class RedisHooks: Sendable {
     /// Sets the handlers; call before starting the clients.
     func install(_ new: Handlers) { handlers.withLockedValue { $0 = new } }
 
+    /// Drops the handlers once the clients have stopped. They reach the node's context, which owns the
+    /// clients, which hold this box: without this a stopped node would keep itself alive.
+    func clear() { handlers.withLockedValue { $0 = nil } }
+
     private var current: Handlers? { handlers.withLockedValue { $0 } }
 
     func connectionStateChanged(_ up: Bool) { current?.connectionStateChanged(up) }
