@@ -171,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "TandemServerTests",
             dependencies: [
-                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs",
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs", "TandemRedis",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

@@ -15,6 +15,11 @@
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
 # SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
 # SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
+#
+# BENCH_CLUSTER=1 runs each scenario against a Redis Cluster of 3 primaries with a replica each (issue 11)
+# instead of one redis-server, and reports each primary's Redis CPU and commands, and Redis commands per
+# commit over all shards (test-artifacts/bench/<scenario>.cluster.txt). tandem-bench's own Redis figures
+# (--redis/--redis-pid) are then left out: they describe one server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +47,8 @@ free_port() {
 REDIS_PID=""
 TANDEM_PID=""
 WORK=""
+CLUSTER_PIDS=()
+CLUSTER_PORTS=()
 stop_all() {
     # Only the processes this script started, by pid.
     if [ -n "$TANDEM_PID" ] && kill -0 "$TANDEM_PID" 2>/dev/null; then
@@ -54,6 +61,14 @@ stop_all() {
         for _ in $(seq 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$REDIS_PID" 2>/dev/null || true
     fi
+    local pid
+    for pid in "${CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    CLUSTER_PIDS=()
+    CLUSTER_PORTS=()
     TANDEM_PID=""
     REDIS_PID=""
     [ -n "$WORK" ] && rm -rf "$WORK"
@@ -62,9 +77,98 @@ stop_all() {
 trap stop_all EXIT
 trap 'stop_all; exit 130' INT TERM
 
+# A free port whose cluster bus port (port + 10000) is free and valid too.
+free_cluster_port() {
+    python3 -c '
+import random, socket
+while True:
+    port = random.randint(20000, 50000)
+    try:
+        for p in (port, port + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); s.close()
+    except OSError:
+        continue
+    print(port)
+    break'
+}
+
+# BENCH_CLUSTER: six cluster-enabled redis-servers (AOF everysec), made one cluster of 3 primaries with a
+# replica each; REDIS_SEEDS lists them all for --redis.
+start_cluster() {
+    local i port
+    for i in 1 2 3 4 5 6; do
+        port=$(free_cluster_port)
+        mkdir -p "$WORK/$port"
+        ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$port" --bind 127.0.0.1 --dir "$WORK/$port" \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+            --appendonly yes --appendfsync everysec --save "" --daemonize no --logfile "$WORK/$port/redis.log" &
+        CLUSTER_PIDS+=($!)
+        CLUSTER_PORTS+=("$port")
+    done
+    for port in "${CLUSTER_PORTS[@]}"; do
+        for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${CLUSTER_PORTS[@]}") --cluster-replicas 1 --cluster-yes \
+        >"$WORK/cluster-create.log" 2>&1 || { echo "redis-cli --cluster create failed" >&2; cat "$WORK/cluster-create.log" >&2; exit 1; }
+    for port in "${CLUSTER_PORTS[@]}"; do
+        for _ in $(seq 300); do redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break; sleep 0.1; done
+    done
+    REDIS_SEEDS=$(printf 'redis://127.0.0.1:%s,' "${CLUSTER_PORTS[@]}")
+    REDIS_SEEDS=${REDIS_SEEDS%,}
+    REDIS_PORT=${CLUSTER_PORTS[0]}
+}
+
+# The ports of the cluster's primaries that serve slots.
+cluster_primaries() {
+    redis-cli -p "${CLUSTER_PORTS[0]}" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "[:@]"); print a[2] }' | sort -n
+}
+
+# One line per primary: port, CPU seconds (sys + user), commands processed.
+cluster_sample() {
+    local port
+    for port in $(cluster_primaries); do
+        echo "$port $(redis-cli -p "$port" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { print s }') $(redis-cli -p "$port" info stats | tr -d '\r' | awk -F: '/^total_commands_processed:/ { print $2 }')"
+    done
+}
+
+# Commits (commit + rebase) a node has made, from its metrics.
+node_commits() {
+    curl -s "http://127.0.0.1:$OPS_PORT/metrics" | awk '/^tandem_sync_pushes_total\{action="(commit|rebase)"\}/ { s += $2 } END { printf "%d\n", s }'
+}
+
+# The per-shard report of a cluster run: Redis CPU (share of a core) and commands per shard over the
+# run, how the commands spread, and Redis commands per commit over all shards.
+cluster_report() {
+    local before=$1 after=$2 seconds=$3 commits=$4
+    python3 - "$before" "$after" "$seconds" "$commits" <<'PY'
+import sys
+def read(path):
+    rows = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 3: rows[parts[0]] = (float(parts[1]), int(parts[2]))
+    return rows
+before, after = read(sys.argv[1]), read(sys.argv[2])
+seconds, commits = float(sys.argv[3]), int(float(sys.argv[4]))
+total = sum(after[p][1] - before.get(p, (0, 0))[1] for p in after)
+print(f"Redis Cluster, {len(after)} primaries, over the whole run ({seconds:.0f} s, connect and warm-up included): {commits} commits")
+for port in sorted(after):
+    cpu = after[port][0] - before.get(port, (0, 0))[0]
+    commands = after[port][1] - before.get(port, (0, 0))[1]
+    share = 100 * commands / total if total else 0
+    print(f"  shard :{port}: Redis CPU {100 * cpu / seconds:.1f} % of a core, {commands} commands ({share:.0f} % of all)")
+print(f"  Redis commands per commit (all shards): {total / commits:.2f}" if commits else "  no commits (a presence run)")
+PY
+}
+
 start_servers() {
     local name=$1
     WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+    if [ -n "${BENCH_CLUSTER:-}" ]; then
+        start_cluster
+        start_tandem "$name" "$REDIS_SEEDS"
+        return
+    fi
     REDIS_PORT=$(free_port)
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
         --save "" --daemonize no --logfile "$WORK/redis.log" &
@@ -74,11 +178,15 @@ start_servers() {
         sleep 0.1
     done
     redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$WORK/redis.log" >&2; exit 1; }
+    start_tandem "$name" "redis://127.0.0.1:$REDIS_PORT"
+}
 
+start_tandem() {
+    local name=$1 redis=$2
     WS_PORT=$(free_port)
     OPS_PORT=$(free_port)
     # shellcheck disable=SC2086
-    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "$redis" \
         --node-id "bench-$name" ${TANDEM_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
     for _ in $(seq 200); do
@@ -112,12 +220,22 @@ run_scenario() {
     echo "=== $name: $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
     machine_state
     start_servers "$name"
-    local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --redis "redis://127.0.0.1:$REDIS_PORT"
-        --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID" --redis-pid "$REDIS_PID"
+    local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID"
         --json-out "$OUT/$name.json")
-    local status=0
+    [ -n "${BENCH_CLUSTER:-}" ] || common+=(--redis "redis://127.0.0.1:$REDIS_PORT" --redis-pid "$REDIS_PID")
+    local status=0 started commits_before
+    if [ -n "${BENCH_CLUSTER:-}" ]; then
+        cluster_sample >"$WORK/cluster.before"
+        commits_before=$(node_commits)
+        started=$(date +%s.%N)
+    fi
     # shellcheck disable=SC2086
     ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    if [ -n "${BENCH_CLUSTER:-}" ]; then
+        cluster_sample >"$WORK/cluster.after"
+        cluster_report "$WORK/cluster.before" "$WORK/cluster.after" "$(echo "$(date +%s.%N) - $started" | bc)" \
+            "$(( $(node_commits) - commits_before ))" | tee "$OUT/$name.cluster.txt"
+    fi
     cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
     local problems
     problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)

@@ -1,3 +1,5 @@
+import NIOConcurrencyHelpers
+
 /// One command on its way through the cluster: what to send, where, and how far its retries got.
 /// Attempts of one command never overlap, so each attempt hands the updated value to the next.
 struct ClusterCommandRun: Sendable {
@@ -225,5 +227,47 @@ extension ClusterClientCore {
     private func finish(_ run: ClusterCommandRun, _ result: Result<RedisValue, RedisError>) {
         state.withLockedValue { $0.pending -= 1 }
         run.completion(result)
+    }
+}
+
+extension ClusterClientCore {
+    /// Sends `commands` (keyless) as one batch to each primary, or to the one server in single mode,
+    /// and completes once with every node's results (nodes whose connection is missing are left out).
+    /// Not retried or redirected: this is for per-node figures (`INFO`), which a later call repeats.
+    func sendToEachPrimary(
+        _ commands: [RedisCommand],
+        completion: @escaping @Sendable ([(node: String, results: [Result<RedisValue, RedisError>])]) -> Void
+    ) {
+        var created: [RedisClient] = []
+        let targets = state.withLockedValue { state -> [(String, RedisClient)] in
+            guard !state.shutdownRequested else { return [] }
+            switch state.mode {
+            case .detecting:
+                return []
+            case .single:
+                return state.single.map { [("\($0.configuration.endpoint.address)", $0)] } ?? []
+            case .cluster:
+                return state.primaries.compactMap { address in
+                    client(for: address, in: &state, created: &created).map { ("\(address.host):\(address.port)", $0) }
+                }
+            }
+        }
+        for client in created { client.start() }
+        guard !targets.isEmpty else {
+            completion([])
+            return
+        }
+        let gathered = NIOLockedValueBox<(left: Int, replies: [(node: String, results: [Result<RedisValue, RedisError>])])>(
+            (targets.count, []))
+        for (node, client) in targets {
+            client.send(commands) { results in
+                let done = gathered.withLockedValue { gathered -> [(node: String, results: [Result<RedisValue, RedisError>])]? in
+                    gathered.replies.append((node, results))
+                    gathered.left -= 1
+                    return gathered.left == 0 ? gathered.replies : nil
+                }
+                if let done { completion(done.sorted { $0.node < $1.node }) }
+            }
+        }
     }
 }

@@ -160,6 +160,15 @@ public final class RedisClient: RedisCommandClient {
     /// hiredis context and waits for the thread to end. Blocks for at most about `connectTimeout` (a
     /// connect in progress is not interrupted), so do not call it on an event loop; use the `async`
     /// variant there. Called from a completion callback it only requests the stop.
+    /// Sends keyless `commands` to the server (the one "primary") as one batch.
+    public func sendToEachPrimary(
+        _ commands: [RedisCommand],
+        completion: @escaping @Sendable ([(node: String, results: [Result<RedisValue, RedisError>])]) -> Void
+    ) {
+        let node = "\(configuration.endpoint.address)"
+        send(commands) { results in completion([(node, results)]) }
+    }
+
     public func shutdown() {
         requestShutdown()?.join()
     }

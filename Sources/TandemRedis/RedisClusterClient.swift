@@ -147,6 +147,16 @@ public final class RedisClusterClient: RedisCommandClient {
         core.evalScript(script, keys: keys, args: args, completion: completion)
     }
 
+    /// Sends keyless `commands` (e.g. `INFO`) as one batch to every primary, or to the server in single
+    /// mode, and completes once with each node's results, sorted by node (`host:port`). Nodes without a
+    /// connection are left out; nothing is redirected or retried (meant for per-shard figures).
+    public func sendToEachPrimary(
+        _ commands: [RedisCommand],
+        completion: @escaping @Sendable ([(node: String, results: [Result<RedisValue, RedisError>])]) -> Void
+    ) {
+        core.sendToEachPrimary(commands, completion: completion)
+    }
+
     /// Stops every connection and the timer thread: commands queued, in flight or waiting for a retry
     /// fail with ``RedisError/shutdown``. Blocks for at most about `connectTimeout`; do not call it on
     /// an event loop (use the `async` variant).

@@ -47,6 +47,14 @@ public protocol RedisCommandClient: AnyObject, Sendable {
         completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
     )
 
+    /// Sends keyless `commands` (`INFO`) as one batch to every primary of a cluster, or to the one
+    /// server, and completes once with each node's results sorted by node name (for per-shard figures;
+    /// nodes without a connection are left out, nothing is redirected or retried).
+    func sendToEachPrimary(
+        _ commands: [RedisCommand],
+        completion: @escaping @Sendable ([(node: String, results: [Result<RedisValue, RedisError>])]) -> Void
+    )
+
     /// Stops: fails what is queued or in flight with ``RedisError/shutdown`` and waits for the owner
     /// threads. Blocks briefly; do not call it on an event loop (use the `async` variant there).
     func shutdown()

@@ -201,7 +201,14 @@ public enum ServeOptions {
         .launch(
             "redis", \.redis, .optionalText("url"), section: .redis, featured: true,
             default: "an embedded redis-server",
-            help: "redis://HOST:PORT[/DB] or unix:///PATH. Without it, Tandem runs its own redis-server and stops it on exit."),
+            help: "redis://HOST:PORT[/DB] or unix:///PATH; for a Redis Cluster, one or more of its nodes, comma-separated (detected by itself). Without it, Tandem runs its own redis-server and stops it on exit."),
+        .node(
+            "redis-wait-replicas", \.redisWaitReplicas, .integer("n"), bounds: .within(0...16), unit: .count, section: .redis,
+            help: "Answer a commit only once this many replicas of its Redis primary have it (WAIT); 0: once the primary has it. See docs/operations.md, durability."),
+        .node(
+            "redis-wait-timeout-ms", \.redisWaitTimeoutMs, .integer("ms"), bounds: .within(1...2_000), unit: .milliseconds,
+            section: .redis,
+            help: "How long a commit waits for --redis-wait-replicas; then the pusher gets unavailable (retrying the push is safe). WAIT holds the connection to that primary meanwhile, so this stays well below the 5 s Redis command timeout."),
         .launch(
             "data-dir", \.dataDirectory, .text("path"), section: .redis,
             help: "Where the embedded redis-server keeps its data (AOF on), under redis/."),

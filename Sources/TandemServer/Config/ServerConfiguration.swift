@@ -1,5 +1,6 @@
 import Foundation
 import TandemCore
+import TandemRedis
 
 /// Everything a node is configured with. Each field's initial value is the default of the `tandem serve`
 /// option that sets it: `ServeOptions` declares every option (its flag, TANDEM_<NAME> variable, bounds,
@@ -21,8 +22,15 @@ public struct ServerConfiguration: Sendable {
     public var jwtSecret: String?
 
     // Redis
-    /// `redis://HOST:PORT[/DB]` or `unix:///PATH`.
+    /// `redis://HOST:PORT[/DB]` or `unix:///PATH`; or several comma-separated `redis://` URLs, seeds of a
+    /// Redis Cluster (any one that answers is enough; see `redisSeedURLs`).
     public var redisURL: String
+    /// A commit is answered only once this many replicas acknowledged it (Redis `WAIT`); 0: once the
+    /// primary has it (replication is asynchronous: docs/operations.md says what a failover can lose).
+    public var redisWaitReplicas = 0
+    /// How long a commit waits for `redisWaitReplicas` acknowledgements before the pusher gets
+    /// `unavailable` (the commit is in the primary all the same; a retried push is answered from it).
+    public var redisWaitTimeoutMs = 1_000
 
     // Presence
     public var presenceTTLMs = 2_000
@@ -157,6 +165,14 @@ public struct ServerConfiguration: Sendable {
         self.redisURL = redisURL
     }
 
+    /// The seeds in `redisURL`: one URL, or the comma-separated nodes of a cluster.
+    public var redisSeedURLs: [String] {
+        redisURL.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Most seed URLs `--redis` may list (a handful is enough: the cluster names the others itself).
+    static let maxRedisSeeds = 16
+
     public static func isValidNodeID(_ id: String) -> Bool {
         id.utf8.count <= 64 && DocID.isValid(id)
     }
@@ -267,6 +283,20 @@ public struct ServerConfiguration: Sendable {
         Rule("--yjs-max-room-bytes must be at least --yjs-max-message-bytes") { $0.yjsMaxRoomBytes >= $0.yjsMaxMessageBytes },
         Rule("--ops-token must be 16–1024 printable ASCII characters without spaces") {
             $0.opsToken.map(isValidOpsToken) ?? true
+        },
+        Rule(
+            "--redis must be 1–16 comma-separated redis://HOST:PORT[/DB] or unix:///PATH URLs",
+            message: { config in
+                for url in config.redisSeedURLs {
+                    do { _ = try RedisEndpoint(url: url) } catch { return "--redis \(url): \(error)" }
+                }
+                return "--redis must be 1–\(maxRedisSeeds) comma-separated redis://HOST:PORT[/DB] or unix:///PATH URLs"
+            }
+        ) { config in
+            // Empty: not chosen yet (`tandem serve` sets it, to an embedded Redis without --redis).
+            let seeds = config.redisSeedURLs
+            return config.redisURL.isEmpty
+                || ((1...maxRedisSeeds).contains(seeds.count) && seeds.allSatisfy { (try? RedisEndpoint(url: $0)) != nil })
         },
         Rule("--ops-max-connections-per-ip must be 1–--ops-max-connections") {
             (1...max(1, $0.opsMaxConnections)).contains($0.opsMaxConnectionsPerIP)

@@ -26,6 +26,17 @@ extension DocShard {
             }
         }
     }
+    /// Cluster mode: the doc's channel was (re)subscribed on its shard's connection (a failover or slot
+    /// migration moved it). What was published meanwhile is lost: compare the head with Redis (the gap is
+    /// then read from the log) and reconcile presence now. A doc still loading reads Redis anyway.
+    func channelResubscribed(doc: String) {
+        onLoop {
+            guard let docState = self.docs[doc], !docState.isLoading else { return }
+            docState.upkeep.nextReconcileMs = 0
+            if docState.sync.isLoaded { self.checkHead(doc, docState) } else { _ = self.loadSync(doc, docState) }
+        }
+    }
+
     func docState(for doc: String) -> DocState {
         if let existing = docs[doc] { return existing }
         var sync = PushPipeline<ObjectIdentifier>(settings: settings.pushPipelineSettings, randomSeed: UInt64.random(in: 0...UInt64.max))

@@ -21,8 +21,8 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let clock: NodeClock
     let presenceStore: PresenceStore
     let syncStore: SyncStore
-    let redis: RedisClient
-    let subscriber: RedisSubscriber
+    let redis: any RedisCommandClient
+    let subscriber: any RedisChannelSubscriber
     let detachedHold: DetachedSessionHold
     let schemas: SchemaStore
     var logger: Logger

@@ -44,9 +44,9 @@ struct DocShardDependencies: Sendable {
     var presenceStore: PresenceStore
     var syncStore: SyncStore
     /// The command connection (only asked whether it is up: writes are skipped while it is not).
-    var redis: RedisClient
+    var redis: any RedisCommandClient
     /// The pub/sub connection the shard subscribes its docs' channels on.
-    var subscriber: RedisSubscriber
+    var subscriber: any RedisChannelSubscriber
     /// Whether detached sessions currently get the storm grace (node-wide, see `DetachedSessionHold`).
     var detachedHold: DetachedSessionHold
     /// The record schemas: a doc's pipeline decides every push against its schema.

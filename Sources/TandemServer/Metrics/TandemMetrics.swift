@@ -41,6 +41,9 @@ public final class TandemMetrics: Sendable {
     // Redis
     public let redisUp: Gauge
     public let redisCommandSeconds: ValueHistogram
+    /// --redis-wait-replicas: time commits waited for replicas, and waits that ended short of them.
+    public let redisWaitSeconds: ValueHistogram
+    public let redisWaitTimeouts: Counter
 
     // Sync
     private let syncPushes: [String: Counter]
@@ -163,9 +166,17 @@ public final class TandemMetrics: Sendable {
             registry, name("limit_rejections", "total", "Client requests refused for a per-connection bound, by bound."),
             label: "reason", values: ClientLimit.allCases) { $0.rawValue }
 
-        redisUp = registry.makeGauge(descriptor: name("redis_up", "", "1 when the Redis command connection is up."))
+        redisUp = registry.makeGauge(
+            descriptor: name("redis_up", "", "1 when the Redis command connection is up (in a cluster: every slot's primary)."))
         redisCommandSeconds = registry.makeValueHistogram(
             descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
+        redisWaitSeconds = registry.makeValueHistogram(
+            descriptor: name("redis_wait", "seconds", "Time a commit waited for its replicas' acknowledgement (--redis-wait-replicas)."),
+            buckets: latencyBuckets)
+        redisWaitTimeouts = registry.makeCounter(
+            descriptor: name(
+                "redis_wait_timeouts", "total",
+                "Commits answered unavailable because fewer than --redis-wait-replicas replicas acknowledged them in --redis-wait-timeout-ms."))
 
         syncPushes = Self.labeledCounters(
             registry, name("sync_pushes", "total", "Document pushes, by outcome."),

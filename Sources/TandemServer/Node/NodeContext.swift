@@ -13,8 +13,8 @@ final class NodeContext: Sendable {
     let logger: Logger
     let clock: NodeClock
     let registry = SessionRegistry()
-    let redis: RedisClient
-    let subscriber: RedisSubscriber
+    let redis: any RedisCommandClient
+    let subscriber: any RedisChannelSubscriber
     let presenceStore: PresenceStore
     let syncStore: SyncStore
     let storm: ReconnectStormMonitor
@@ -34,8 +34,8 @@ final class NodeContext: Sendable {
     let yjsRooms: YjsRooms
 
     init(
-        config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
-        subscriber: RedisSubscriber, schemas: SchemaStore, loops: [EventLoop]
+        config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: any RedisCommandClient,
+        subscriber: any RedisChannelSubscriber, schemas: SchemaStore, loops: [EventLoop]
     ) {
         self.schemas = schemas
         self.config = config
@@ -47,11 +47,16 @@ final class NodeContext: Sendable {
         self.presenceStore = PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs)
         self.syncStore = SyncStore(
             redis: redis, nodeID: config.nodeID, retention: config.logRetention, maxDocRecords: config.maxDocRecords,
-            docTTLMs: config.docTTLMs, logMode: config.syncLogMode == .perCommit ? .perCommit : .batch)
+            docTTLMs: config.docTTLMs, logMode: config.syncLogMode == .perCommit ? .perCommit : .batch,
+            replicaAcknowledgement: config.redisWaitReplicas > 0
+                ? ReplicaAcknowledgement(replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs, metrics: metrics)
+                : nil)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
-        self.redisMemory = RedisMemoryMonitor(redis: redis, metrics: metrics, logger: logger)
+        self.redisMemory = RedisMemoryMonitor(
+            redis: redis, database: config.redisSeedURLs.first.flatMap { try? RedisEndpoint(url: $0) }?.database ?? 0,
+            metrics: metrics, logger: logger)
         metrics.docTTLSeconds.set(to: Double(config.docTTLMs) / 1000)
         self.detachedHold = DetachedSessionHold(graceMs: config.stormResumeGraceMs)
         self.shards = DocShards(

@@ -43,6 +43,8 @@ public final class TandemNode: Service, Sendable {
     static let presenceRemovalTimeout: TimeAmount = .seconds(3)
     /// ... and the node directory this long to record the node as stopped.
     static let directoryStopTimeout: TimeAmount = .seconds(1)
+    /// At start, the node waits at most this long for Redis before it listens anyway.
+    static let redisStartGrace: Duration = .seconds(1)
 
     /// Builds the node; nothing listens or connects until `run()` or `start()`.
     /// - Parameter embeddedRedis: The redis-server this node starts first and stops last (its `url` is
@@ -57,19 +59,25 @@ public final class TandemNode: Service, Sendable {
         self.embeddedRedis = embeddedRedis
         let metrics = TandemMetrics(nodeID: configuration.nodeID)
         self.metrics = metrics
-        let endpoint = try RedisEndpoint(url: configuration.redisURL)
+        // (No URL at all fails here, as an unparsable one.)
+        let urls = configuration.redisSeedURLs
+        let seeds = try (urls.isEmpty ? [configuration.redisURL] : urls).map { try RedisEndpoint(url: $0) }
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
 
-        // The Redis hooks reach the shards, which use the clients: the hooks are given to the clients when
-        // they start (`redisStateChanged`, `subscriberHooks`), after the shards exist, instead of being bound late here.
-        var redisConfig = RedisClient.Configuration(endpoint: endpoint)
+        // One client and one subscriber, each serving a single Redis or a Redis Cluster, whichever the seeds
+        // turn out to be (detected when they connect). The hooks reach the shards, which use the clients:
+        // they go through `RedisHooks`, filled in (`installRedisHooks`) before the clients start.
+        let hooks = RedisHooks()
+        var redisConfig = RedisClusterClient.Configuration(seeds: seeds)
         redisConfig.commandObserver = { seconds in metrics.redisCommandSeconds.record(seconds) }
+        redisConfig.onConnectionStateChange = { up in hooks.connectionStateChanged(up) }
         var redisLogger = logger
-        redisLogger[metadataKey: "redis.endpoint"] = "\(endpoint)"
-        let redis = RedisClient(configuration: redisConfig, logger: redisLogger)
-        // Messages are handled from `start(onMessage:onReady:)` on (none arrive before it).
-        let subscriber = RedisSubscriber(
-            configuration: RedisSubscriber.Configuration(endpoint: endpoint) { _, _ in }, logger: redisLogger)
+        redisLogger[metadataKey: "redis.endpoint"] = "\(seeds.map(\.description).joined(separator: ","))"
+        let redis = RedisClusterClient(configuration: redisConfig, logger: redisLogger)
+        var subscriberConfig = RedisClusterSubscriber.Configuration { channel, payload in hooks.message(channel, payload) }
+        subscriberConfig.onReady = { hooks.ready() }
+        subscriberConfig.onSubscribed = { channel in hooks.subscribed(channel) }
+        let subscriber = RedisClusterSubscriber(configuration: subscriberConfig, client: redis, logger: redisLogger)
 
         // Invalid schema files stop the node here, before it listens: it must not serve docs unchecked.
         let schemas: SchemaStore
@@ -131,7 +139,7 @@ public final class TandemNode: Service, Sendable {
             logger.notice("no --ops-token: /api/docs (document content, user names) is open to anyone who reaches the ops port")
         }
         services = Self.makeServices(
-            group: group, embeddedRedis: embeddedRedis, context: context, server: server, ops: ops,
+            group: group, embeddedRedis: embeddedRedis, context: context, hooks: hooks, server: server, ops: ops,
             housekeeping: housekeeping, configuration: configuration, logger: logger)
         serviceGroup = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -151,7 +159,7 @@ public final class TandemNode: Service, Sendable {
     /// server; record the node as stopped in the directory and close the Redis connections; stop the
     /// embedded redis-server; stop the event loops.
     private static func makeServices(
-        group: MultiThreadedEventLoopGroup, embeddedRedis: EmbeddedRedis?, context: NodeContext,
+        group: MultiThreadedEventLoopGroup, embeddedRedis: EmbeddedRedis?, context: NodeContext, hooks: RedisHooks,
         server: WebSocketServer, ops: OpsHTTPServer, housekeeping: NIOLockedValueBox<RepeatedTask?>,
         configuration: ServerConfiguration, logger: Logger
     ) -> [NodeService] {
@@ -169,9 +177,17 @@ public final class TandemNode: Service, Sendable {
         add(
             "redis connections",
             start: {
-                context.redis.start(onConnectionStateChange: redisStateChanged(context))
-                let subscriberHooks = subscriberHooks(context)
-                context.subscriber.start(onMessage: subscriberHooks.onMessage, onReady: subscriberHooks.onReady)
+                hooks.install(redisHandlers(context))
+                // The subscriber follows the client's mode and slot map.
+                context.redis.start()
+                context.subscriber.start()
+                // A reachable Redis answers within milliseconds (connect, then `INFO cluster` to tell a single
+                // server from a cluster): give it that long before the node listens, so the first clients do
+                // not meet `unavailable`. Bounded: a node still starts, and serves presence, without Redis.
+                let deadline = ContinuousClock.now + redisStartGrace
+                while !context.redis.isConnected, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
             },
             stop: {
                 await context.directory.beat(
@@ -179,6 +195,7 @@ public final class TandemNode: Service, Sendable {
                 ).wait(atMost: directoryStopTimeout)
                 await context.subscriber.shutdown()
                 await context.redis.shutdown()
+                hooks.clear()
             })
         add("ops server", start: { try ops.start() }, stop: { ops.stop() })
         add(
@@ -227,31 +244,33 @@ public final class TandemNode: Service, Sendable {
         return services
     }
 
-    /// The command connection went up or down: pushes are refused at once while Redis is down, and
-    /// committed again (and presence re-registered) once it is back.
-    private static func redisStateChanged(_ context: NodeContext) -> @Sendable (Bool) -> Void {
-        { up in
-            context.metrics.redisUp.set(to: up ? 1 : 0)
-            context.shards.all.forEach { $0.redisAvailabilityChanged(up) }
-            guard up else { return }
-            context.logger.info("redis connected; re-registering presence")
-            context.shards.all.forEach { $0.redisRecovered(rewrite: true) }
-        }
-    }
-
-    /// Pub/sub: each doc channel's messages go to the doc's shard; after a (re)subscribe every doc is
-    /// checked against Redis (whatever was published in the gap is lost).
-    private static func subscriberHooks(
-        _ context: NodeContext
-    ) -> (onMessage: @Sendable (String, [UInt8]) -> Void, onReady: @Sendable () -> Void) {
+    /// What the node does on its Redis clients' events.
+    ///
+    /// Command connection up or down: pushes are refused at once while Redis is down, and committed again
+    /// (and presence re-registered) once it is back. (In a cluster, "up" means every slot has a primary
+    /// whose connection is up: a failover is an outage of a few seconds for the docs of every shard.)
+    ///
+    /// Pub/sub: each doc channel's messages go to the doc's shard. Whatever was published while a channel
+    /// was not subscribed is lost, so every re-subscription is followed by a check of the doc against Redis
+    /// (its head, then its log: sync stays gap-free; its presence). With a single Redis all channels share
+    /// one connection, re-subscribed together (`ready`: every doc is checked); in a cluster channels move
+    /// one by one (a failover moves a shard's channels, a slot migration a slot's), so each confirmed
+    /// subscription checks its doc (`subscribed`).
+    private static func redisHandlers(_ context: NodeContext) -> RedisHooks.Handlers {
         // A node hears its own messages back: presence it applied already, commits it delivered from
         // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
         // entry of every echo was a sizeable part of a busy node's CPU).
         let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
-        let shards = context.shards
-        let yjsRooms = context.yjsRooms
-        return (
-            onMessage: { channel, payload in
+        let (shards, redis, yjsRooms) = (context.shards, context.redis, context.yjsRooms)
+        return RedisHooks.Handlers(
+            connectionStateChanged: { up in
+                context.metrics.redisUp.set(to: up ? 1 : 0)
+                context.shards.all.forEach { $0.redisAvailabilityChanged(up) }
+                guard up else { return }
+                context.logger.info("redis connected; re-registering presence")
+                context.shards.all.forEach { $0.redisRecovered(rewrite: true) }
+            },
+            message: { channel, payload in
                 if channel.hasPrefix("tandem:yjs:") {
                     yjsRooms.received(channel: channel, payload: payload)
                     return
@@ -260,11 +279,15 @@ public final class TandemNode: Service, Sendable {
                 guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
                 shards.shard(for: doc).received(message, doc: doc)
             },
-            onReady: {
-                shards.all.forEach { $0.redisRecovered(rewrite: false) }
+            ready: {
                 yjsRooms.subscriberReady()
-            }
-        )
+                guard !redis.isClusterMode else { return }
+                shards.all.forEach { $0.redisRecovered(rewrite: false) }
+            },
+            subscribed: { channel in
+                guard redis.isClusterMode, let doc = RedisKeys.doc(fromChannel: channel) else { return }
+                shards.shard(for: doc).channelResubscribed(doc: doc)
+            })
     }
 
     /// The bound client port (useful with `--port 0`).

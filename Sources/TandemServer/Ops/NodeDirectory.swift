@@ -58,10 +58,10 @@ final class NodeDirectory: Sendable {
     /// just stopped or died for a minute, then forgets it.
     static let keptStoppedMs = 60_000
 
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
     private let known = NIOLockedValueBox<[Entry]>([])
 
-    init(redis: RedisClient) { self.redis = redis }
+    init(redis: any RedisCommandClient) { self.redis = redis }
 
     /// Writes this node's entry and refreshes the list of all nodes.
     func beat(_ entry: Entry, stopping: Bool = false, on loop: EventLoop) -> EventLoopFuture<Void> {

@@ -140,7 +140,8 @@ struct OpsRoutes: Sendable {
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers } + yjsRooms.reduce(0) { $0 + $1.localAwareness },
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
-                endpoint: "\(node.redis.configuration.endpoint)", pendingCommands: node.redis.pendingCommandCount),
+                endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount,
+                cluster: node.redis.isClusterMode),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
@@ -315,6 +316,8 @@ public struct NodeStatus: Encodable, Sendable {
         public var subscriberUp: Bool
         public var endpoint: String
         public var pendingCommands: Int
+        /// A Redis Cluster (sharded pub/sub), not a single server.
+        public var cluster: Bool
     }
 
     public struct Reconnects: Codable, Sendable {

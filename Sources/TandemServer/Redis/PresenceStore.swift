@@ -5,11 +5,11 @@ import TandemRedis
 /// Presence in Redis: runs `PresenceScripts` and converts their replies. Futures complete on the loop
 /// the caller names (the doc's shard).
 final class PresenceStore: Sendable {
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
     private let nodeID: String
     private let ttlMs: Int
 
-    init(redis: RedisClient, nodeID: String, ttlMs: Int) {
+    init(redis: any RedisCommandClient, nodeID: String, ttlMs: Int) {
         self.redis = redis
         self.nodeID = nodeID
         self.ttlMs = ttlMs
@@ -27,7 +27,7 @@ final class PresenceStore: Sendable {
         }
         for sid in write.deletes { args.append(sid) }
         return redis.evalScript(
-            PresenceScripts.write, keys: [RedisKeys.presence(doc, node: nodeID), RedisKeys.nodes(doc)], args: args,
+            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite), keys: [RedisKeys.presence(doc, node: nodeID), RedisKeys.nodes(doc)], args: args,
             on: loop
         ).map { _ in }
     }
@@ -41,7 +41,7 @@ final class PresenceStore: Sendable {
     /// Removes nodes whose registration expired; returns their names.
     func sweep(doc: String, on loop: EventLoop) -> EventLoopFuture<[String]> {
         redis.evalScript(
-            PresenceScripts.sweep, keys: [RedisKeys.nodes(doc)], args: [RedisKeys.presencePrefix(doc), RedisKeys.channel(doc)],
+            redis.publishing(PresenceScripts.sweep, sharded: ShardedPublishing.presenceSweep), keys: [RedisKeys.nodes(doc)], args: [RedisKeys.presencePrefix(doc), RedisKeys.channel(doc)],
             on: loop
         ).map { value in (value.array ?? []).compactMap(\.string) }
     }

@@ -11,21 +11,35 @@ import TandemRedis
 /// Also Redis's own work (`INFO stats`, `INFO cpu`): commands processed (those scripts run included) and
 /// CPU seconds, as counters, so Redis commands and Redis CPU per commit can be read beside the commit
 /// counters (issue 8's cost targets) without access to Redis.
+///
+/// In a Redis Cluster every primary is read: keys, commands and CPU add up over the primaries, while
+/// memory is the fullest primary's (a doc's writes are refused when its own shard is full, however
+/// empty the others are).
 final class RedisMemoryMonitor: Sendable {
     static let intervalNanos: UInt64 = 5_000_000_000
 
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
     private let metrics: TandemMetrics
     private let logger: Logger
     private let database: Int
+    /// `work`: each node's cumulative totals (by `host:port`; a primary that is new, e.g. promoted by a
+    /// failover, starts its own baseline).
     private let state = NIOLockedValueBox(
-        (nextNanos: UInt64(0), inFlight: false, warnedPolicy: false, work: RedisWorkCounters()))
+        (nextNanos: UInt64(0), inFlight: false, warnedPolicy: false, work: [String: RedisWorkCounters]()))
 
-    init(redis: RedisClient, metrics: TandemMetrics, logger: Logger) {
+    init(redis: any RedisCommandClient, database: Int, metrics: TandemMetrics, logger: Logger) {
         self.redis = redis
         self.metrics = metrics
         self.logger = logger
-        self.database = redis.configuration.endpoint.database
+        self.database = database
+    }
+
+    /// One primary's INFO sections.
+    struct NodeInfo {
+        var memory: [String: String]
+        var keyspace: [String: String]
+        var stats: [String: String]
+        var cpu: [String: String]
     }
 
     /// Called every second by the node's housekeeping; reads Redis at most every `intervalNanos`.
@@ -38,20 +52,52 @@ final class RedisMemoryMonitor: Sendable {
         }
         guard due else { return }
         let sections = ["memory", "keyspace", "stats", "cpu"].map { RedisCommand("INFO", $0) }
-        redis.send(sections, on: loop).whenComplete { result in
+        // Runs on a Redis owner thread: only locked state and thread-safe metrics are touched.
+        redis.sendToEachPrimary(sections) { replies in
+            var infos: [String: NodeInfo] = [:]
+            for (node, results) in replies {
+                let texts = results.map { (try? $0.get())?.string }
+                guard texts.count == 4, let memory = texts[0].map(Self.fields), let keyspace = texts[1].map(Self.fields) else { continue }
+                infos[node] = NodeInfo(
+                    memory: memory, keyspace: keyspace, stats: texts[2].map(Self.fields) ?? [:], cpu: texts[3].map(Self.fields) ?? [:])
+            }
             self.state.withLockedValue { $0.inFlight = false }
-            guard case .success(let replies) = result, replies.count == 4,
-                let memory = replies[0].string.map(Self.fields), let keyspace = replies[1].string.map(Self.fields)
-            else { return }
-            self.record(memory: memory, keyspace: keyspace)
-            let stats = replies[2].string.map(Self.fields) ?? [:]
-            let cpu = replies[3].string.map(Self.fields) ?? [:]
-            let commands = stats["total_commands_processed"].flatMap(UInt64.init)
-            let cpuSeconds = Self.cpuSeconds(cpu)
-            let added = self.state.withLockedValue { $0.work.advance(commands: commands, cpuSeconds: cpuSeconds) }
-            if added.commands > 0 { self.metrics.redisCommandsProcessed.increment(by: Int64(clamping: added.commands)) }
-            if added.cpuSeconds > 0 { self.metrics.redisCPUSeconds.increment(by: added.cpuSeconds) }
+            guard !infos.isEmpty else { return }
+            self.record(infos)
         }
+    }
+
+    private func record(_ infos: [String: NodeInfo]) {
+        // Memory: the primary closest to its maxmemory (or, without limits, the one using most).
+        func fullness(_ info: NodeInfo) -> Double {
+            let used = info.memory["used_memory"].flatMap(Double.init) ?? 0
+            let max = info.memory["maxmemory"].flatMap(Double.init) ?? 0
+            return max > 0 ? used / max : used / 1e18
+        }
+        if let fullest = infos.values.max(by: { fullness($0) < fullness($1) }) {
+            record(memory: fullest.memory)
+        }
+        var (keys, withoutTTL) = (0, 0)
+        for info in infos.values {
+            let (nodeKeys, expiring) = Self.keyCounts(info.keyspace["db\(database)"])
+            keys += nodeKeys
+            withoutTTL += nodeKeys - min(nodeKeys, expiring)
+        }
+        metrics.redisKeys.set(to: Double(keys))
+        metrics.redisKeysWithoutTTL.set(to: Double(withoutTTL))
+        let added = state.withLockedValue { state -> (commands: UInt64, cpuSeconds: Double) in
+            var added: (commands: UInt64, cpuSeconds: Double) = (0, 0)
+            state.work = state.work.filter { infos[$0.key] != nil }
+            for (node, info) in infos {
+                let commands = info.stats["total_commands_processed"].flatMap(UInt64.init)
+                let step = state.work[node, default: RedisWorkCounters()].advance(commands: commands, cpuSeconds: Self.cpuSeconds(info.cpu))
+                added.commands += step.commands
+                added.cpuSeconds += step.cpuSeconds
+            }
+            return added
+        }
+        if added.commands > 0 { metrics.redisCommandsProcessed.increment(by: Int64(clamping: added.commands)) }
+        if added.cpuSeconds > 0 { metrics.redisCPUSeconds.increment(by: added.cpuSeconds) }
     }
 
     /// `used_cpu_sys` + `used_cpu_user` of INFO cpu (nil when Redis does not say).
@@ -62,12 +108,9 @@ final class RedisMemoryMonitor: Sendable {
         return system + user
     }
 
-    private func record(memory: [String: String], keyspace: [String: String]) {
+    private func record(memory: [String: String]) {
         if let used = memory["used_memory"].flatMap(Double.init) { metrics.redisMemoryUsedBytes.set(to: used) }
         if let max = memory["maxmemory"].flatMap(Double.init) { metrics.redisMemoryMaxBytes.set(to: max) }
-        let (keys, expiring) = Self.keyCounts(keyspace["db\(database)"])
-        metrics.redisKeys.set(to: Double(keys))
-        metrics.redisKeysWithoutTTL.set(to: Double(keys - min(keys, expiring)))
         if let policy = memory["maxmemory_policy"], policy != "noeviction" {
             let first = state.withLockedValue { state -> Bool in
                 defer { state.warnedPolicy = true }

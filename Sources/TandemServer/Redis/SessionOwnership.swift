@@ -21,9 +21,9 @@ final class SessionOwnership: Sendable {
     static let ttlSeconds = 86_400
     /// Open sessions are re-claimed once per this many housekeeping seconds, spread evenly over them.
     static let refreshSlots: UInt64 = 3_600
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
 
-    init(redis: RedisClient) { self.redis = redis }
+    init(redis: any RedisCommandClient) { self.redis = redis }
 
     static func key(_ sessionID: String) -> String { "tandem:session:\(sessionID)" }
 

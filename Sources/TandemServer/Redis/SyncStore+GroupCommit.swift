@@ -16,13 +16,25 @@ extension SyncStore {
         checkLegacy: Bool = true, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
         let logMode = logMode ?? self.logMode
-        return redis.evalScript(
-            GroupCommitScript.commit, keys: GroupCommitScript.keys(doc),
+        let committed = redis.evalScript(
+            redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), keys: GroupCommitScript.keys(doc),
             args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
                 maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
                 checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop
         ).flatMapThrowing { try Self.outcome(of: $0) }
+        guard let acknowledgement = replicaAcknowledgement else { return committed }
+        let redis = self.redis
+        return committed.flatMap { outcome in
+            switch outcome {
+            case .committed, .duplicate:
+                // A duplicate is answered as committed too: its first commit may be the one whose
+                // acknowledgement timed out (same node, same connection: the WAIT covers it).
+                return acknowledgement.acknowledge(doc: doc, redis: redis, on: loop).map { outcome }
+            default:
+                return loop.makeSucceededFuture(outcome)
+            }
+        }
     }
 
     static func arguments(

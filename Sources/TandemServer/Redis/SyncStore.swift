@@ -10,7 +10,7 @@ final class SyncStore: Sendable {
     /// a batch adds around accepted ops, while a corrupted key still cannot blow the stack.
     static let maxStoredJSONDepth = 128
 
-    let redis: RedisClient
+    let redis: any RedisCommandClient
     let nodeID: String
     let retention: Int
     let maxDocRecords: Int
@@ -18,10 +18,12 @@ final class SyncStore: Sendable {
     let docTTLMs: Int64
     /// --sync-log-mode: `.perCommit` while nodes from before group commit still serve docs.
     let logMode: GroupCommitScript.LogMode
+    /// --redis-wait-replicas (nil: 0, commits are answered once the primary has them).
+    let replicaAcknowledgement: ReplicaAcknowledgement?
 
     init(
-        redis: RedisClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0,
-        logMode: GroupCommitScript.LogMode = .batch
+        redis: any RedisCommandClient, nodeID: String, retention: Int, maxDocRecords: Int, docTTLMs: Int64 = 0,
+        logMode: GroupCommitScript.LogMode = .batch, replicaAcknowledgement: ReplicaAcknowledgement? = nil
     ) {
         self.redis = redis
         self.nodeID = nodeID
@@ -29,6 +31,7 @@ final class SyncStore: Sendable {
         self.maxDocRecords = maxDocRecords
         self.docTTLMs = docTTLMs
         self.logMode = logMode
+        self.replicaAcknowledgement = replicaAcknowledgement
     }
 
     /// What a pusher is told when its commit failed in Redis (`unavailable`: retry it).
@@ -37,6 +40,10 @@ final class SyncStore: Sendable {
         // changed anything (Redis checks OOM only until a script's first write), so nothing was applied.
         if case RedisError.server(let message) = error, message.hasPrefix("OOM") {
             return "Redis is out of memory (its maxmemory); the push was not applied, retry it later"
+        }
+        if case SyncStoreError.notReplicated(let acknowledged, let wanted, let timeoutMs) = error {
+            return "the commit reached Redis but only \(acknowledged) of \(wanted) replicas acknowledged it within \(timeoutMs) ms"
+                + " (--redis-wait-replicas); retry the push (it is not applied twice)"
         }
         return "Redis is unreachable; the push was not acknowledged, retry it"
     }
@@ -170,4 +177,6 @@ final class SyncStore: Sendable {
 
 enum SyncStoreError: Error {
     case unexpectedReply(String)
+    /// `--redis-wait-replicas`: the commit is in the primary, but fewer replicas acknowledged it in time.
+    case notReplicated(acknowledged: Int, wanted: Int, timeoutMs: Int)
 }

@@ -10,11 +10,11 @@ import TandemYjs
 ///   node) into `{"k":"g","gone":[…]}` on the room's channel, and every node removes those entries;
 /// - on the room's channel, `a NODE ` + an encoded awareness update: one node's changes for the others.
 final class YjsAwarenessStore: Sendable {
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
     private let nodeID: String
     private let ttlMs: Int
 
-    init(redis: RedisClient, nodeID: String, ttlMs: Int) {
+    init(redis: any RedisCommandClient, nodeID: String, ttlMs: Int) {
         self.redis = redis
         self.nodeID = nodeID
         self.ttlMs = ttlMs
@@ -42,7 +42,8 @@ final class YjsAwarenessStore: Sendable {
         }
         for entry in deletes { args.append("\(entry.clientID)") }
         return redis.evalScript(
-            PresenceScripts.write, keys: [Self.nodeKey(room, node: nodeID), Self.nodes(room)], args: args, on: loop
+            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite),
+            keys: [Self.nodeKey(room, node: nodeID), Self.nodes(room)], args: args, on: loop
         ).map { _ in }
     }
 
@@ -56,7 +57,7 @@ final class YjsAwarenessStore: Sendable {
     /// Removes nodes whose registration expired; every node hears of it on the channel.
     func sweep(room: String, on loop: EventLoop) -> EventLoopFuture<Void> {
         redis.evalScript(
-            PresenceScripts.sweep, keys: [Self.nodes(room)], args: [Self.prefix(room), YjsKeys.channel(room)], on: loop
+            redis.publishing(PresenceScripts.sweep, sharded: ShardedPublishing.presenceSweep), keys: [Self.nodes(room)], args: [Self.prefix(room), YjsKeys.channel(room)], on: loop
         ).map { _ in }
     }
 

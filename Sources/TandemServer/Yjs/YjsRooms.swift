@@ -68,7 +68,7 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         var presence: PresenceSettings
         var tickMs: Int
         var sweepMs: Int
-        var subscriber: RedisSubscriber
+        var subscriber: any RedisChannelSubscriber
         var metrics: TandemMetrics
         var clock: NodeClock
         var logger: Logger
@@ -86,7 +86,7 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     private var refreshTask: RepeatedTask?
     /// Rooms with awareness changes (or held updates) for the next tick.
     private var dirty: Set<String> = []
-    private let subscriber: RedisSubscriber
+    private let subscriber: any RedisChannelSubscriber
     private let metrics: TandemMetrics
     private let clock: NodeClock
     private let logger: Logger

@@ -139,11 +139,11 @@ final class YjsStore: Sendable {
         case roomFull(bytes: Int)
     }
 
-    private let redis: RedisClient
+    private let redis: any RedisCommandClient
     private let maxRoomBytes: Int
     private let ttlMs: Int64
 
-    init(redis: RedisClient, maxRoomBytes: Int, ttlMs: Int64) {
+    init(redis: any RedisCommandClient, maxRoomBytes: Int, ttlMs: Int64) {
         self.redis = redis
         self.maxRoomBytes = maxRoomBytes
         self.ttlMs = ttlMs
