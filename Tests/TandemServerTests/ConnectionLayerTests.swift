@@ -75,6 +75,7 @@ import Testing
             var buffer = channel.allocator.buffer(capacity: text.utf8.count)
             buffer.writeString(text)
             connection.receivedText(buffer)
+            connection.readComplete()  // what the channel handler does at the end of a read burst
             loop.run()
         }
 

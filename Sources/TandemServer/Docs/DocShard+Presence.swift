@@ -80,6 +80,8 @@ extension DocShard {
                 if viewersGetDelta, let (d, buffer) = delta {
                     for connection in viewers { connection.deliverPresence(d, buffer: buffer) }
                 }
+                for connection in editors { connection.flushPresence() }
+                for connection in viewers { connection.flushPresence() }
             }
         }
     }
