@@ -21,7 +21,10 @@ protocol DocMember: AnyObject, Sendable {
     func markReconnect()
     /// A presence delta, framed already (the same buffer goes to every member on the loop). Written but
     /// not necessarily flushed: call `flushPresence` after the last delta of the round.
-    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer)
+    /// - Returns: whether it was written now (false: merged for later, or the member is gone), for the
+    ///   fan-out counters, which the caller increments once per round.
+    @discardableResult
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool
     /// Flushes what `deliverPresence` wrote.
     func flushPresence()
     /// One round of the doc's ordered stream (results, patches, catch-ups) and errors.

@@ -431,18 +431,24 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
 
     /// Writes a presence delta (`frame`: framed already, see `ServerFrame`), or merges it while the socket
     /// is backed up.
-    /// Not flushed yet: the shard calls `flushPresence` once every member on this loop has its delta.
-    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) {
-        guard !closing, docs[delta.doc] != nil else { return }
+    /// Not flushed yet: the shard calls `flushPresence` once every member on this loop has its delta, and
+    /// counts the deltas written (true) in `tandem_fanout_*` once per hop.
+    @discardableResult
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool {
+        guard !closing, docs[delta.doc] != nil else { return false }
         if !writable || (!pendingPresence.isEmpty && pendingPresence[delta.doc] != nil) {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             metrics.slowConsumerCoalesced.increment()
-            return
+            return false
         }
-        countPresence(delta)
         preframed.write(frame: frame)
         presenceUnflushed = true
-        enforceOutboundLimit()
+        // While the channel is writable its buffer is under the high-water mark, which is below
+        // --max-outbound-bytes (a configuration rule): only the sync queue can pass the limit then. Reading
+        // the buffered bytes (a generic channel option) for every member of every delta showed in the
+        // presence profile (issue 14).
+        if !channel.isWritable || syncQueuedBytes > 0 { enforceOutboundLimit() }
+        return true
     }
 
     /// Flushes the deltas `deliverPresence` wrote, unless a flush is scheduled anyway: one syscall per
@@ -451,7 +457,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     func flushPresence() {
         guard presenceUnflushed else { return }
         presenceUnflushed = false
-        if !flushScheduled && !closing { channel.flush() }
+        if !flushScheduled && !closing { preframed.flush() }
     }
 
     private func countPresence(_ delta: PresenceDelta) {
