@@ -13,7 +13,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-ops build release bench fuzz fuzz-short deps deps-test venv clean
+.PHONY: run test test-ops test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean
 
 # `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
 # only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
@@ -30,6 +30,7 @@ build: deps
 test: deps-test venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+	.venv/bin/python -m pytest -q Tests/yjs
 	$(MAKE) test-ops
 	$(MAKE) fuzz-short
 
@@ -64,6 +65,15 @@ fuzz-short: deps
 	$(SWIFT) build
 	.build/debug/tandem-bench fuzz --tandem .build/debug/tandem --duration $(FUZZ_SHORT_NETWORK_SECONDS) --clients $(FUZZ_CLIENTS)
 
+# The Swift test suite under ThreadSanitizer, then AddressSanitizer (docs/security.md), each built in its
+# own scratch path (.build-tsan, .build-asan) so the normal build stays valid; the `tandem` nodes the tests
+# start are sanitized too. Fails on any sanitizer report or failing test; reports in
+# test-artifacts/sanitizers/. The first build of each takes 10-20 minutes on two cores.
+# One sanitizer: `make test-sanitizers SANITIZERS=thread`; some suites: SANITIZER_FILTER=SyncGapTests.
+SANITIZERS ?= thread address
+test-sanitizers: deps-test venv
+	SWIFT="$(SWIFT)" SANITIZER_FILTER="$(SANITIZER_FILTER)" scripts/test-sanitizers.sh $(SANITIZERS)
+
 deps:
 	@scripts/install-packages.sh $(RUN_PACKAGES)
 
@@ -78,4 +88,4 @@ venv: .venv/.installed
 	touch $@
 
 clean:
-	rm -rf .build .build-fuzz .venv test-artifacts
+	rm -rf .build .build-fuzz .build-tsan .build-asan .venv test-artifacts

@@ -63,7 +63,6 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 "TandemSystem",
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,6 +83,7 @@ let package = Package(
             dependencies: [
                 "TandemCore",
                 "TandemRedis",
+                "TandemYjs",
                 "TandemOpsHTTP",
                 "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -118,6 +118,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -147,6 +148,8 @@ let package = Package(
             name: "TandemRedisTests",
             dependencies: [
                 "TandemRedis", "TandemTestSupport",
+                // The script digest is checked against swift-crypto's SHA-1 (TandemRedis has its own).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -170,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "TandemServerTests",
             dependencies: [
-                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemAllocationCounter",
+                "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs", "TandemAllocationCounter",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

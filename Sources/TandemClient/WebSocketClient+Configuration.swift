@@ -15,18 +15,25 @@ extension WebSocketClient {
         /// After this client sends a close frame, how long it waits for the server's close frame
         /// before dropping the TCP connection anyway. Default 5 s.
         public var closeTimeout: TimeAmount
+        /// `SO_RCVBUF` of the socket, set before connecting, or `nil` (the default) for the kernel's.
+        /// A fixed buffer is not auto-tuned: a client that pauses reading then backs the server up
+        /// after about this many bytes, instead of after the megabytes Linux may grow it to.
+        public var receiveBufferBytes: Int?
 
         public init(
             maxFrameSize: Int = 16 << 20,
             autoPong: Bool = true,
             connectTimeout: TimeAmount = .seconds(10),
-            closeTimeout: TimeAmount = .seconds(5)
+            closeTimeout: TimeAmount = .seconds(5),
+            receiveBufferBytes: Int? = nil
         ) {
             precondition(maxFrameSize > 0 && maxFrameSize <= Int(UInt32.max), "maxFrameSize out of range")
+            precondition(receiveBufferBytes.map { $0 > 0 && $0 <= Int(Int32.max) } ?? true, "receiveBufferBytes out of range")
             self.maxFrameSize = maxFrameSize
             self.autoPong = autoPong
             self.connectTimeout = connectTimeout
             self.closeTimeout = closeTimeout
+            self.receiveBufferBytes = receiveBufferBytes
         }
     }
 

@@ -128,7 +128,10 @@ public final class WebSocketClient: Sendable {
         }
 
         // TCP connect.
-        let bootstrap = ClientBootstrap(group: group.next()).connectTimeout(configuration.connectTimeout)
+        var bootstrap = ClientBootstrap(group: group.next()).connectTimeout(configuration.connectTimeout)
+        if let bytes = configuration.receiveBufferBytes {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(bytes))
+        }
         let pending: PendingHandshake
         do {
             if let address = try? SocketAddress(ipAddress: target.host, port: target.port) {

@@ -15,17 +15,25 @@ struct Backoff {
 
     /// Records one more failure and returns how long to wait before the next attempt.
     mutating func nextDelay<R: RandomNumberGenerator>(using random: inout R) -> Int64 {
+        nextDelay(jitter: { Int64.random(in: $0, using: &random) })
+    }
+
+    /// Records one more failure and returns the delay, using the system random generator.
+    ///
+    /// Not `var random = SystemRandomNumberGenerator(); nextDelay(using: &random)`: that generator is an
+    /// empty struct, and an empty value passed `inout` into generic code has no real address, which
+    /// ThreadSanitizer's inout-access check then dereferences and crashes on (swiftlang/swift#66099).
+    mutating func nextDelay() -> Int64 {
+        nextDelay(jitter: { Int64.random(in: $0) })
+    }
+
+    /// Records one more failure; `jitter` picks a value uniformly in the range it is given.
+    mutating func nextDelay(jitter: (ClosedRange<Int64>) -> Int64) -> Int64 {
         failures += 1
         let exponent = min(failures - 1, 32)  // 2^32 * 1 ns already exceeds any sane maximum
         let (product, overflow) = initialNanoseconds.multipliedReportingOverflow(by: Int64(1) << exponent)
         let delay = overflow ? maxNanoseconds : min(maxNanoseconds, product)
-        return delay / 2 + Int64.random(in: 0...(delay - delay / 2), using: &random)
-    }
-
-    /// Records one more failure and returns the delay, using the system random generator.
-    mutating func nextDelay() -> Int64 {
-        var random = SystemRandomNumberGenerator()
-        return nextDelay(using: &random)
+        return delay / 2 + jitter(0...(delay - delay / 2))
     }
 
     /// A connection succeeded: the next failure starts from `initial` again.

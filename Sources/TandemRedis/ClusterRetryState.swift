@@ -47,6 +47,20 @@ struct ClusterRetryState {
     mutating func decide<R: RandomNumberGenerator>(
         _ result: Result<RedisValue, RedisError>, now: UInt64, replyingHost: String, using random: inout R
     ) -> ClusterRetryDecision {
+        decide(result, now: now, replyingHost: replyingHost, jitter: { Int64.random(in: $0, using: &random) })
+    }
+
+    /// Decides with the system random generator (not through the generic `decide(using:)`: see
+    /// `Backoff.nextDelay()`, swiftlang/swift#66099).
+    mutating func decide(_ result: Result<RedisValue, RedisError>, now: UInt64, replyingHost: String) -> ClusterRetryDecision {
+        decide(result, now: now, replyingHost: replyingHost, jitter: { Int64.random(in: $0) })
+    }
+
+    /// `jitter` picks a backoff delay uniformly in the range it is given.
+    private mutating func decide(
+        _ result: Result<RedisValue, RedisError>, now: UInt64, replyingHost: String,
+        jitter: (ClosedRange<Int64>) -> Int64
+    ) -> ClusterRetryDecision {
         switch result {
         case .success(.error(let message)):
             switch ClusterReplyError(message: message, replyingHost: replyingHost) {
@@ -59,16 +73,16 @@ struct ClusterRetryState {
                 redirects += 1
                 return .init(action: .ask(address), refreshTopology: false)
             case .tryAgain, .loading:
-                return retry(or: result, now: now, refresh: false, using: &random)
+                return retry(or: result, now: now, refresh: false, jitter: jitter)
             case .clusterDown, .notPrimary:
-                return retry(or: result, now: now, refresh: true, using: &random)
+                return retry(or: result, now: now, refresh: true, jitter: jitter)
             case .other:
                 return .init(action: .complete(result), refreshTopology: false)
             }
         case .success:
             return .init(action: .complete(result), refreshTopology: false)
         case .failure(.notConnected):
-            return retry(or: result, now: now, refresh: true, using: &random)
+            return retry(or: result, now: now, refresh: true, jitter: jitter)
         case .failure(.connectionLost), .failure(.timeout):
             return .init(action: .complete(result), refreshTopology: true)
         case .failure:
@@ -76,16 +90,11 @@ struct ClusterRetryState {
         }
     }
 
-    mutating func decide(_ result: Result<RedisValue, RedisError>, now: UInt64, replyingHost: String) -> ClusterRetryDecision {
-        var random = SystemRandomNumberGenerator()
-        return decide(result, now: now, replyingHost: replyingHost, using: &random)
-    }
-
     /// Retries after the next backoff delay if that is still before the deadline, else completes.
-    private mutating func retry<R: RandomNumberGenerator>(
-        or result: Result<RedisValue, RedisError>, now: UInt64, refresh: Bool, using random: inout R
+    private mutating func retry(
+        or result: Result<RedisValue, RedisError>, now: UInt64, refresh: Bool, jitter: (ClosedRange<Int64>) -> Int64
     ) -> ClusterRetryDecision {
-        let delay = backoff.nextDelay(using: &random)
+        let delay = backoff.nextDelay(jitter: jitter)
         guard now &+ UInt64(delay) < deadline else {
             return .init(action: .complete(result), refreshTopology: refresh)
         }

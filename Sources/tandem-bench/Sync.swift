@@ -16,10 +16,14 @@ import TandemCore
 // map is filled by the pusher's `result`; a patch that arrives before that result waits in the map until
 // it does.
 //
-// Overload: a push refused `unavailable` is sent again (same id and ops) after the server's `retryAfterMs`
-// (1 s without one), at most --max-retries times, as a client would. Offered load is editors × rate new
-// pushes per second; retries come on top. At the end of the drain, a push whose last attempt has no
-// answer yet counts as unanswered.
+// Overload: a push refused `unavailable` is sent again after the server's `retryAfterMs` (1 s without
+// one), at most --max-retries times, as tandem.js does: while an editor has a refused push (waiting for
+// its retry, or the retry in flight), its new edits are not sent but held, and go with the retry as one
+// push (coalesced: the own record's latest value, the shared appends joined). So a refused client adds
+// one push per hint, not one per edit. Offered load is editors × rate edits per second ("pushes" below
+// counts edits; results, commits/s and CPU per commit count the pushes the server saw). A retry is sent
+// only while at least half the drain remains, so that its answer can arrive in time. At the end of the
+// drain, an edit in a push whose attempt has no answer yet (or still held behind one) is unanswered.
 
 struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -85,7 +89,12 @@ struct SyncCommand: AsyncParsableCommand {
 
         let perLoop = try await loops.collect { $0.snapshot() }
         var unanswered = 0
-        for m in members { unanswered += (try? await m.loop.submit({ m.unansweredInWindow() }).get()) ?? 0 }
+        var oldestUnansweredMs = 0.0
+        for m in members {
+            guard let (edits, oldestMs) = try? await m.loop.submit({ m.unansweredInWindow() }).get() else { continue }
+            unanswered += edits
+            oldestUnansweredMs = max(oldestUnansweredMs, oldestMs)
+        }
         let unresolved = boards.reduce(0) { $0 + $1.unresolvedReceipts }
         closing.set()
         let pingRTT = await measured.probe.finish()
@@ -96,7 +105,8 @@ struct SyncCommand: AsyncParsableCommand {
         for s in perLoop { total.merge(s) }
         let result = SyncResult(
             plan: plan, duration: duration, warmup: warmup, ready: rampSeconds, allSynced: allSynced && setupOK,
-            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, unanswered: unanswered, pingRTT: pingRTT,
+            handshakes: handshakes, totals: total, unresolvedReceipts: unresolved, unanswered: unanswered,
+            oldestUnansweredMs: oldestUnansweredMs, pingRTT: pingRTT,
             resources: measured.resources, targetResultP99: targetResultP99, targetVisibleP99: targetVisibleP99,
             targetCommitsPerSecond: targetCommitsPerSecond)
         try emit(result, table: result.table, options: common)
@@ -202,6 +212,9 @@ final class SyncLoopStats {
     var retryAfter = makeLatencyHistogram()
     /// In-window pushes whose last answer was an error (no retries left), by code.
     var refused: [String: Int] = [:]
+    /// In-window edits held behind a refused push (coalesced into a later one), and edits committed.
+    var held = 0
+    var editsCommitted = 0
 
     func snapshot() -> SyncLoopSnapshot {
         SyncLoopSnapshot(
@@ -209,7 +222,8 @@ final class SyncLoopStats {
             visibleTimeline: visibleTimeline, sendLag: sendLag, pushes: pushes,
             sharedPushes: sharedPushes, actions: actions, visible: visible, expectedVisible: expectedVisible,
             orderViolations: orderViolations, errors: errors, disconnects: disconnects,
-            skippedSlots: skippedSlots, retries: retries, retryAfter: retryAfter, refused: refused)
+            skippedSlots: skippedSlots, retries: retries, retryAfter: retryAfter, refused: refused, held: held,
+            editsCommitted: editsCommitted)
     }
 }
 
@@ -231,13 +245,16 @@ struct SyncLoopSnapshot: Sendable {
     var retries: Int
     var retryAfter: LatencyHistogram
     var refused: [String: Int]
+    var held: Int
+    var editsCommitted: Int
 
     static var empty: SyncLoopSnapshot {
         .init(
             pushLatency: makeLatencyHistogram(), visibleLatency: makeLatencyHistogram(), pushTimeline: LatencyTimeline(),
             visibleTimeline: LatencyTimeline(), sendLag: makeLatencyHistogram(),
             pushes: 0, sharedPushes: 0, actions: [:], visible: 0, expectedVisible: 0, orderViolations: 0, errors: [:],
-            disconnects: [:], skippedSlots: 0, retries: 0, retryAfter: makeLatencyHistogram(), refused: [:])
+            disconnects: [:], skippedSlots: 0, retries: 0, retryAfter: makeLatencyHistogram(), refused: [:], held: 0,
+            editsCommitted: 0)
     }
 
     mutating func merge(_ o: SyncLoopSnapshot) {
@@ -258,20 +275,34 @@ struct SyncLoopSnapshot: Sendable {
         retries += o.retries
         retryAfter.add(o.retryAfter)
         mergeCounts(&refused, o.refused)
+        held += o.held
+        editsCommitted += o.editsCommitted
     }
 }
 
 /// One simulated editor, confined to `loop`.
 final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
+    /// One edit (a push slot of the schedule): the own record's field, or an append to a shared record.
+    private struct Edit {
+        var createdNs: UInt64
+        var shared: Int  // -1: own record
+    }
+
+    /// An append of `units` × "ab" at `offset` to shared record `k`.
+    private struct Append {
+        var k: Int
+        var offset: Int
+        var units: Int
+    }
+
     private struct Pending {
         /// When the attempt now in flight was sent.
         var sendNs: UInt64
-        var shared: Int  // -1: own record
-        var offset: Int
+        /// The edits this push carries (more than one after a refusal: coalesced).
+        var edits: [Edit]
+        var appends: [Append]
         /// The first attempt's send time (which window the push belongs to).
-        var firstSendNs: UInt64 = 0
-        /// The push message, to send again after `unavailable`.
-        var message: ByteBuffer? = nil
+        var firstSendNs: UInt64
         var attempts = 1
         /// Refused and waiting for its retry (answered; nothing in flight).
         var waitingToRetry = false
@@ -294,6 +325,10 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
     private var sharedLength: [Int]
     private var sharedInFlight: [Int]
     private var pending: [UInt64: Pending] = [:]
+    /// The push that carries refused edits (waiting for its retry, or the retry in flight): while there
+    /// is one, new edits are held and go with its retry, or right after its result.
+    private var backoffPush: UInt64?
+    private var held: [Edit] = []
     private var nextID: UInt64 = 10
     private var window = Window(start: 0, end: 0)
     private lazy var schedule = SendSchedule(periodNs: plan.periodNs, spreadNs: Int64(Double(plan.periodNs) * plan.jitter / 2))
@@ -355,6 +390,26 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
     private func push() {
         guard let client, !client.isClosed else { return }
         let now = monotonicNanos()
+        let sharedPick = Double.random(in: 0..<1, using: &rng) < plan.conflict
+        let edit = Edit(createdNs: now, shared: sharedPick ? Int.random(in: 0..<plan.sharedRecords, using: &rng) : -1)
+        if window.contains(now) {
+            stats.pushes += 1
+            if sharedPick { stats.sharedPushes += 1 }
+            stats.sendLag.recordNanos(now > schedule.scheduledAt ? now - schedule.scheduledAt : 0)
+        }
+        if backoffPush != nil {
+            held.append(edit)
+            if window.contains(now) { stats.held += 1 }
+        } else {
+            send([edit], now: now, firstSendNs: now, attempts: 1)
+        }
+        scheduleNext()
+    }
+
+    /// Sends one push carrying `edits` (coalesced: the own record's field once, each shared record's
+    /// appends as one) and returns its id.
+    @discardableResult
+    private func send(_ edits: [Edit], now: UInt64, firstSendNs: UInt64, attempts: Int) -> UInt64 {
         let id = nextID
         nextID += 1
         var msg = ByteBuffer.framePayload(capacity: 160)
@@ -364,35 +419,55 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
         msg.writeDecimal(id)
         msg.writeStaticString(#","base":"#)
         msg.writeDecimal(clock)
-        let sharedPick = Double.random(in: 0..<1, using: &rng) < plan.conflict
-        var p = Pending(sendNs: now, shared: -1, offset: 0, firstSendNs: now)
-        if sharedPick {
-            let k = Int.random(in: 0..<plan.sharedRecords, using: &rng)
-            let offset = sharedLength[k] + 2 * sharedInFlight[k]
-            sharedInFlight[k] += 1
-            p.shared = k
-            p.offset = offset
-            msg.writeStaticString(#","ops":{"sh"#)
-            msg.writeDecimal(k)
-            msg.writeStaticString(#"":["patch",{"txt":["append","ab","#)
-            msg.writeDecimal(offset)
-            msg.writeStaticString("]}]}}")
-        } else {
-            msg.writeStaticString(#","ops":{"ed"#)
+        msg.writeStaticString(#","ops":{"#)
+        var first = true
+        if edits.contains(where: { $0.shared < 0 }) {
+            msg.writeStaticString(#""ed"#)
             msg.writeDecimal(index)
             msg.writeStaticString(#"":["patch",{"f":["put","#)
             msg.writeDecimal(id)
-            msg.writeStaticString("]}]}}")
+            msg.writeStaticString("]}]")
+            first = false
         }
-        if plan.maxRetries > 0 { p.message = msg }
-        pending[id] = p
-        client.send(text: msg)
-        if window.contains(now) {
-            stats.pushes += 1
-            if sharedPick { stats.sharedPushes += 1 }
-            stats.sendLag.recordNanos(now > schedule.scheduledAt ? now - schedule.scheduledAt : 0)
+        var appends: [Append] = []
+        for k in 0..<plan.sharedRecords {
+            let units = edits.reduce(0) { $0 + ($1.shared == k ? 1 : 0) }
+            guard units > 0 else { continue }
+            let offset = sharedLength[k] + 2 * sharedInFlight[k]
+            sharedInFlight[k] += units
+            appends.append(Append(k: k, offset: offset, units: units))
+            if !first { msg.writeStaticString(",") }
+            first = false
+            msg.writeStaticString(#""sh"#)
+            msg.writeDecimal(k)
+            msg.writeStaticString(#"":["patch",{"txt":["append",""#)
+            for _ in 0..<units { msg.writeStaticString("ab") }
+            msg.writeStaticString(#"","#)
+            msg.writeDecimal(offset)
+            msg.writeStaticString("]}]")
         }
-        scheduleNext()
+        msg.writeStaticString("}}")
+        pending[id] = Pending(sendNs: now, edits: edits, appends: appends, firstSendNs: firstSendNs, attempts: attempts)
+        client?.send(text: msg)
+        return id
+    }
+
+    /// A push is settled (answered for good, or folded into another): its appends are no longer in flight.
+    private func release(_ p: Pending, committed: Bool) {
+        for a in p.appends {
+            sharedInFlight[a.k] -= a.units
+            if committed { sharedLength[a.k] = a.offset + 2 * a.units }
+        }
+    }
+
+    /// The refused push `id` is settled: the edits held behind it go now, as one push.
+    private func endBackoff(_ id: UInt64, now: UInt64) {
+        guard backoffPush == id else { return }
+        backoffPush = nil
+        guard !held.isEmpty, let client, !client.isClosed else { return }
+        let edits = held
+        held = []
+        send(edits, now: now, firstSendNs: edits[0].createdNs, attempts: 1)
     }
 
     // MARK: Receiving
@@ -441,28 +516,59 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
         let hintMs = hintScan.uint(after: Patterns.retryAfterMs)
         if inWindow, let hintMs { stats.retryAfter.recordNanos(hintMs * 1_000_000) }
         let delayNs = (hintMs ?? 1_000) * 1_000_000
-        if code == "unavailable", p.attempts <= plan.maxRetries, let message = p.message, now + delayNs < window.end + plan.drainNanos {
+        // Only while half the drain remains after the retry: its answer must be able to arrive in time.
+        let retryDeadline = window.end + plan.drainNanos / 2
+        if code == "unavailable", p.attempts <= plan.maxRetries, now + delayNs < retryDeadline {
+            if let other = backoffPush, other != id, var carrier = pending[other] {
+                // One refused push per editor: this one's edits go with the one already backing off — in
+                // its retry if it waits for one, else (its retry is in flight) right after its answer.
+                release(p, committed: false)
+                pending[id] = nil
+                if carrier.waitingToRetry {
+                    carrier.edits += p.edits
+                    pending[other] = carrier
+                } else {
+                    held.insert(contentsOf: p.edits, at: 0)
+                }
+                return
+            }
             p.waitingToRetry = true
             pending[id] = p
+            backoffPush = id
             loop.scheduleTask(in: .nanoseconds(Int64(delayNs))) { [self] in
-                guard let client, !client.isClosed, var again = pending[id], again.waitingToRetry else { return }
-                again.waitingToRetry = false
-                again.attempts += 1
-                again.sendNs = monotonicNanos()
-                pending[id] = again
+                guard let client, !client.isClosed, let again = pending[id], again.waitingToRetry else { return }
+                // Sent again with everything held meanwhile, as one push (a new id: its ops changed).
+                release(again, committed: false)
+                pending[id] = nil
+                let edits = again.edits + held
+                held = []
                 if window.contains(again.firstSendNs) { stats.retries += 1 }
-                client.send(text: message)
+                backoffPush = send(edits, now: monotonicNanos(), firstSendNs: again.firstSendNs, attempts: again.attempts + 1)
             }
             return
         }
         pending[id] = nil
-        if inWindow { stats.refused[code, default: 0] += 1 }
-        if p.shared >= 0 { sharedInFlight[p.shared] -= 1 }
+        release(p, committed: false)
+        for edit in p.edits where window.contains(edit.createdNs) { stats.refused[code, default: 0] += 1 }
+        endBackoff(id, now: now)
     }
 
-    /// Pushes of the measured window with an attempt still unanswered (called after the drain).
-    func unansweredInWindow() -> Int {
-        pending.values.filter { window.contains($0.firstSendNs) && !$0.waitingToRetry }.count
+    /// Edits of the measured window not answered yet (called after the drain): in a push whose attempt
+    /// has no answer, or held behind one. Also the age of the oldest such attempt at the end of the drain
+    /// (ms; 0 if none): older than the slowest answer in the window would point at a lost answer rather
+    /// than a slow one.
+    func unansweredInWindow() -> (edits: Int, oldestAttemptMs: Double) {
+        let now = monotonicNanos()
+        var edits = 0
+        var oldest: UInt64 = 0
+        for p in pending.values where !p.waitingToRetry {
+            let inWindow = p.edits.reduce(0) { $0 + (window.contains($1.createdNs) ? 1 : 0) }
+            guard inWindow > 0 else { continue }
+            edits += inWindow
+            oldest = max(oldest, now > p.sendNs ? now - p.sendNs : 0)
+        }
+        edits += held.reduce(0) { $0 + (window.contains($1.createdNs) ? 1 : 0) }
+        return (edits, Double(oldest) / 1e6)
     }
 
     private func handleResult(_ raw: UnsafeRawBufferPointer, _ s: inout ByteScanner, now: UInt64) {
@@ -484,23 +590,19 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
             stats.pushLatency.recordNanos(now - p.sendNs)
             stats.pushTimeline.record(now - p.sendNs, sentAt: p.sendNs, window: window)
         }
-        if action == "discard" {
-            if p.shared >= 0 { sharedInFlight[p.shared] -= 1 }
-            return
+        if action != "discard" {
+            stats.editsCommitted += p.edits.reduce(0) { $0 + (window.contains($1.createdNs) ? 1 : 0) }
         }
-        advance(to: c)
-        if inWindow { stats.expectedVisible += board.receivers }
-        for early in board.committed(clock: c, sendNs: p.sendNs, inWindow: inWindow) where inWindow {
-            recordVisible(early > p.sendNs ? early - p.sendNs : 0, sentAt: p.sendNs)
-        }
-        if p.shared >= 0 {
-            sharedInFlight[p.shared] -= 1
-            if action == "commit" {
-                sharedLength[p.shared] = p.offset + 2
-            } else {
-                applyShared(raw, fromResult: true, pending: p)
+        release(p, committed: action == "commit")
+        if action != "discard" {
+            advance(to: c)
+            if inWindow { stats.expectedVisible += board.receivers }
+            for early in board.committed(clock: c, sendNs: p.sendNs, inWindow: inWindow) where inWindow {
+                recordVisible(early > p.sendNs ? early - p.sendNs : 0, sentAt: p.sendNs)
             }
+            if action == "rebase", !p.appends.isEmpty { applyShared(raw, fromResult: true, pending: p) }
         }
+        endBackoff(id, now: now)
     }
 
     private func recordVisible(_ ns: UInt64, sentAt: UInt64) {
@@ -576,8 +678,14 @@ struct SyncResult: Codable, Sendable {
     var resultsByAction: [String: Int]
     /// Pushes answered (a result, or an error as their last answer) by the end of the drain.
     var answered: Int
-    /// Pushes whose last attempt had no answer at the end of the drain.
+    /// Edits whose last attempt had no answer at the end of the drain (or held behind such a push).
     var unanswered: Int
+    /// Age of the oldest unanswered attempt at the end of the drain (0: none).
+    var oldestUnansweredAttemptMs: Double
+    /// Edits held while a refused push waited, sent coalesced with it or after it.
+    var heldEdits: Int
+    /// Edits committed (inside commits or rebases; after a refusal, several per commit) per second.
+    var editsCommittedPerSecond: Double
     /// In-window pushes whose last answer was an error (no retries left), by code.
     var refusedByCode: [String: Int]
     /// Re-sends after `unavailable`, and the `retryAfterMs` hints received.
@@ -613,7 +721,7 @@ struct SyncResult: Codable, Sendable {
 
     init(
         plan: SyncPlan, duration: Double, warmup: Double, ready: Double, allSynced: Bool, handshakes: HandshakeCounts,
-        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, unanswered: Int, pingRTT: LatencySummary,
+        totals t: SyncLoopSnapshot, unresolvedReceipts: Int, unanswered: Int, oldestUnansweredMs: Double, pingRTT: LatencySummary,
         resources: ResourceReport, targetResultP99: Double, targetVisibleP99: Double, targetCommitsPerSecond: Double?
     ) {
         controlPingRTTMs = pingRTT
@@ -635,6 +743,9 @@ struct SyncResult: Codable, Sendable {
         resultsByAction = t.actions
         let results = t.actions.values.reduce(0, +)
         self.unanswered = unanswered
+        oldestUnansweredAttemptMs = oldestUnansweredMs
+        heldEdits = t.held
+        editsCommittedPerSecond = Double(t.editsCommitted) / duration
         answered = t.pushes - unanswered
         refusedByCode = t.refused
         retries = t.retries
@@ -699,12 +810,14 @@ struct SyncResult: Codable, Sendable {
         t.row("pushes", "\(pushes) (\(fmt(Double(pushes) / durationSeconds, 0))/s), \(sharedPushes) on shared records")
         t.counts("results by action", resultsByAction)
         t.row("answered", "\(answered) of \(pushes)\(unanswered > 0 ? ", \(unanswered) unanswered at the end of the drain" : "")")
+        if unanswered > 0 { t.row("oldest unanswered attempt", "sent \(fmt(oldestUnansweredAttemptMs, 0)) ms before the end of the drain") }
+        if heldEdits > 0 { t.row("edits held behind a refused push", "\(heldEdits) (sent coalesced)") }
         t.counts("refused (last answer an error)", refusedByCode)
         if retries > 0 || retryAfterMs.count > 0 {
             t.row("retries after unavailable", "\(retries); retryAfterMs hints: \(retryAfterMs.row)")
         }
         t.row("conflict rate", "\(fmt(conflictRate * 100, 2)) % (rebase + discard) / answered")
-        t.row("throughput", "\(fmt(commitsPerSecond, 0)) commits/s")
+        t.row("throughput", "\(fmt(commitsPerSecond, 0)) commits/s, \(fmt(editsCommittedPerSecond, 0)) edits committed/s")
         t.row("push → result", pushToResultMs.row)
         t.timeline("  p99 per second", pushToResultPerSecond, limit: targetResultP99)
         t.row("commit → visible to others", commitToVisibleMs.row)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TandemServer
+import UnixSignals
 
 /// `tandem serve` as swift-argument-parser lists it (`tandem --help`, `tandem help serve`). Its options
 /// are not parser properties: TandemServer's `ServeOptions` declares each once, with its environment
@@ -58,6 +59,13 @@ enum ServeCommand {
             exit(1)
         }
 
+        // SIGHUP re-reads --schema-dir (the node logs the outcome; a failed reload keeps the schemas in force).
+        let reloads = await UnixSignalsSequence(trapping: .sighup)
+        Task {
+            for await _ in reloads {
+                if node.reloadSchemas() == nil { logger.notice("SIGHUP ignored: no --schema-dir to reload") }
+            }
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: node)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

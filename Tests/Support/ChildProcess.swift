@@ -148,6 +148,7 @@ public final class ChildProcess: Sendable {
         } catch {
             throw Failure.invalidPattern(pattern, underlying: error)
         }
+        let timeout = TestTimeouts.scaled(timeout)
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while true {
@@ -178,6 +179,7 @@ public final class ChildProcess: Sendable {
     /// - Throws: ``Failure/exitTimeout(timeout:log:)`` if it is still running after `timeout`
     ///   (it is left running; `deinit` or ``kill()`` stops it).
     public func waitForTermination(timeout: Duration = .seconds(10)) async throws -> ExitStatus {
+        let timeout = TestTimeouts.scaled(timeout)
         guard let status = await self.process.waitForExit(timeout: timeout) else {
             throw Failure.exitTimeout(timeout: timeout, log: self.logText)
         }

@@ -76,6 +76,20 @@ struct ClusterRetryTests {
         }
     }
 
+    /// The cluster client's own path, with the system generator (under ThreadSanitizer it once crashed the
+    /// process: swiftlang/swift#66099, see `Backoff.nextDelay()`).
+    @Test func retriesWithTheSystemGeneratorStayWithinTheBackoffBounds() {
+        var state = ClusterRetryState(policy: Self.policy, now: 0)
+        for ceiling in [20 * Self.ms, 40 * Self.ms, 80 * Self.ms] {
+            let decision = state.decide(Self.error("TRYAGAIN slot migrating"), now: 0, replyingHost: "h")
+            guard case .retry(let delay) = decision.action else {
+                Issue.record("TRYAGAIN should be retried: \(decision)")
+                return
+            }
+            #expect(delay >= Int64(ceiling / 2) && delay <= Int64(ceiling))
+        }
+    }
+
     @Test func unsentCommandsAreRetriedButPossiblyRunOnesAreNot() {
         var random = Random(state: 5)
         var state = ClusterRetryState(policy: Self.policy, now: 0)

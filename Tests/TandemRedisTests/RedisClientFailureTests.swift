@@ -2,7 +2,7 @@ import TandemRedis
 import TandemTestSupport
 import Testing
 
-@Suite("RedisClient failure handling: outage, timeout, overload, shutdown", .timeLimit(.minutes(2)))
+@Suite("RedisClient failure handling: outage, timeout, overload, shutdown", .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClientFailureTests {
     @Test func reconnectsByItselfAfterTheServerIsKilledAndRestarted() async throws {
         let server = try await startServer()

@@ -4,7 +4,7 @@ import TandemRedis
 import TandemTestSupport
 import Testing
 
-@Suite("RedisClient against a real redis-server", .timeLimit(.minutes(2)))
+@Suite("RedisClient against a real redis-server", .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClientTests {
     @Test func allReplyTypes() async throws {
         let server = try await startServer()

@@ -3,7 +3,7 @@ import Foundation
 import TandemTestSupport
 import Testing
 
-@Suite("RedisClusterClient against a real 3-primary/3-replica cluster", .serialized, .sharedCluster, .timeLimit(.minutes(2)))
+@Suite("RedisClusterClient against a real 3-primary/3-replica cluster", .serialized, .sharedCluster, .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClusterClientTests {
     @Test func routesEveryCommandToThePrimaryOfItsSlot() async throws {
         let cluster = try SharedCluster.get()

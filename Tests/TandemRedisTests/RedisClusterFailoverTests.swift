@@ -62,7 +62,7 @@ final class IncrementLoop: Sendable {
     }
 }
 
-@Suite("Redis Cluster failover with live traffic", .serialized, .sharedCluster, .timeLimit(.minutes(2)))
+@Suite("Redis Cluster failover with live traffic", .serialized, .sharedCluster, .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClusterFailoverTests {
     static func shardChannels(_ cluster: RedisClusterProcess, _ port: Int) -> Set<String> {
         Set(cluster.node(port: port)!.command("PUBSUB", "SHARDCHANNELS").split(whereSeparator: \.isNewline).map(String.init))

@@ -3,7 +3,7 @@ import Foundation
 import TandemTestSupport
 import Testing
 
-@Suite("RedisClusterSubscriber: sharded pub/sub on a real cluster", .serialized, .sharedCluster, .timeLimit(.minutes(2)))
+@Suite("RedisClusterSubscriber: sharded pub/sub on a real cluster", .serialized, .sharedCluster, .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClusterSubscriberTests {
     /// A doc channel (`tandem:{docN}`) on each primary, in primary order.
     static func channels(_ cluster: RedisClusterProcess, prefix: String) async -> (ports: [Int], channels: [String]) {
@@ -158,7 +158,7 @@ extension RedisClusterSubscriberTests {
     }
 }
 
-@Suite("RedisClusterClient and RedisClusterSubscriber against a single redis-server", .timeLimit(.minutes(2)))
+@Suite("RedisClusterClient and RedisClusterSubscriber against a single redis-server", .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisClusterSingleServerTests {
     @Test func aSingleServerWorksUnchangedThroughTheClusterEntryPoint() async throws {
         let server = try await startServer()

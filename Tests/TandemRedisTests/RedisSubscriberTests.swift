@@ -42,7 +42,7 @@ final class SubscriberProbe: Sendable {
     }
 }
 
-@Suite("RedisSubscriber against a real redis-server", .timeLimit(.minutes(2)))
+@Suite("RedisSubscriber against a real redis-server", .timeLimit(.minutes(2 * TestTimeouts.scale)))
 struct RedisSubscriberTests {
     @Test func deliversMessagesInOrderAndStopsAfterUnsubscribe() async throws {
         let server = try await startServer()

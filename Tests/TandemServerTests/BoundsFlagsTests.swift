@@ -3,7 +3,7 @@ import TandemTestSupport
 import Testing
 
 /// The data-plane bounds reach `tandem serve` both as flags and as TANDEM_<NAME> environment variables.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct BoundsFlagsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct BoundsFlagsTests {
     @Test func boundsAreSetByFlagsAndByTheEnvironment() async throws {
         let redis = try RedisServerProcess()
         let process = try ChildProcess(

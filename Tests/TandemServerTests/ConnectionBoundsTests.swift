@@ -5,7 +5,7 @@ import Testing
 
 /// What one connection may make a node hold: docs it is in, joins per second, requests waiting for a join,
 /// joins waiting for a doc to load. Each bound answers with a clear error and shows in a metric.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct ConnectionBoundsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct ConnectionBoundsTests {
     /// `--max-docs-per-connection`: a join beyond it gets `too_many_docs`; re-joins of a doc already
     /// joined are not new docs; after a leave there is room again; the bound is per connection.
     @Test func aConnectionMayBeInAtMostMaxDocsPerConnectionDocs() async throws {

@@ -94,6 +94,8 @@ import Testing
         let dependencies: ConnectionDependencies
         /// The first client (made with the fixture).
         let client: Client
+        /// Every client, closed when the fixture goes.
+        private var clients: [Client] = []
         var channel: EmbeddedChannel { client.channel }
         var connection: ClientConnection { client.connection }
 
@@ -117,16 +119,27 @@ import Testing
                         redis: redis, nodeID: config.nodeID, retention: config.logRetention,
                         maxDocRecords: config.maxDocRecords, docTTLMs: config.docTTLMs, logMode: .batch),
                     redis: redis, subscriber: subscriber,
-                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs)))
+                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs),
+                    schemas: try SchemaStore(directory: nil, metrics: metrics)))
             self.shards = shards
             dependencies = ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: SessionRegistry(),
-                shard: { shards.shard(for: $0) }, reconnectObserved: {})
+                shard: { shards.shard(for: $0) }, schemaVersion: { _ in nil }, reconnectObserved: {})
             client = try Client(id: 1, user: "u1", loop: loop, dependencies: dependencies)
+            clients = [client]
+        }
+
+        /// The loop's scheduled tasks (pings, ticks) hold the connections and shards, the channels hold the
+        /// loop: without closing both, every fixture would outlive its test (LeakSanitizer reported them).
+        deinit {
+            for client in clients { _ = try? client.channel.finish(acceptAlreadyClosed: true) }
+            try? loop.syncShutdownGracefully()
         }
 
         func addClient(id: UInt64, user: String) throws -> Client {
-            try Client(id: id, user: user, loop: loop, dependencies: dependencies)
+            let added = try Client(id: id, user: user, loop: loop, dependencies: dependencies)
+            clients.append(added)
+            return added
         }
 
         func frames() throws -> [Frame] { try client.frames() }

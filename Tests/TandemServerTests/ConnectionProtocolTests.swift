@@ -111,6 +111,10 @@ import TandemTestSupport
         let alice = try await TestClient.connect(node.url(user: "alice"), name: "alice")
         try await alice.join("rc")
         await alice.close()
+        // A re-join counts once the doc has seen alice leave (the departure is recorded on the doc's loop,
+        // after the close; a join that overtakes it is alice on a second tab as far as the doc knows) — also
+        // when the doc was unloaded meanwhile, as it is a tick after its last member left.
+        try await waitUntil("alice's doc is unloaded") { try await node.value("tandem_docs_active") == 0 }
         let aliceAgain = try await TestClient.connect(node.url(user: "alice"), name: "alice-2")
         try await aliceAgain.join("rc")
         try await waitUntil("alice's re-join counts") { try await node.value(reconnects) == before + 1 }

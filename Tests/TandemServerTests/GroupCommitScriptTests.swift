@@ -10,7 +10,7 @@ import Testing
 /// `GroupCommitScript` against a real redis-server: a batch of decided pushes is one atomic step —
 /// consecutive clocks, final record values, one log entry, one message, idempotent re-push, trimming
 /// and the doc TTL — and writes nothing at all when any of its checks fails.
-@Suite(.serialized, .timeLimit(.minutes(2))) struct GroupCommitScriptTests {
+@Suite(.serialized, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct GroupCommitScriptTests {
     /// One redis-server, one client, one store, per test.
     final class Fixture: @unchecked Sendable {
         let server: RedisServerProcess

@@ -7,7 +7,7 @@ import Testing
 /// `--handshake-timeout-ms` and bounded by `--max-pending-handshakes`; junk handshakes (bad tokens)
 /// neither use up the admission rate nor stretch the storm grace; a resume is refused when ownership
 /// cannot be checked.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct HandshakeBoundsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3 * TestTimeouts.scale))) struct HandshakeBoundsTests {
     static let secret = "handshake-test-secret-0123456789abcdef-0123"
 
     /// Sockets that send nothing, or half a request, are closed once the handshake timeout passes, and

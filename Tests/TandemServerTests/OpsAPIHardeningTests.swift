@@ -5,7 +5,7 @@ import Testing
 
 /// Issue 7, the ops API under attack: out-of-range URL numbers, DNS rebinding, the document routes'
 /// token, a stalled Redis, and responses that grow with the data. Real node, real Redis, real sockets.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct OpsAPIHardeningTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3 * TestTimeouts.scale))) struct OpsAPIHardeningTests {
     /// One raw request with chosen headers (the harness's HTTP.get always sends Host: 127.0.0.1).
     private func get(_ node: InProcessNode, _ path: String, headers: [(String, String)]) async throws -> HTTPResult {
         let port = node.opsPort

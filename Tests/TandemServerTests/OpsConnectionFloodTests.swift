@@ -6,7 +6,7 @@ import Testing
 /// Issue 7: "100 idle connections to the ops port make /healthz fail". A real node with its ops port's
 /// connection limit taken by idle clients and by slow-loris clients (partial request heads) still
 /// answers health checks, and its metrics say what happened.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct OpsConnectionFloodTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct OpsConnectionFloodTests {
     @Test(arguments: [false, true])
     func healthChecksAreAnsweredWithTheOpsPortFull(slowLoris: Bool) async throws {
         let redis = try RedisServerProcess()

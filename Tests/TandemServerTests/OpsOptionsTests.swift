@@ -4,7 +4,7 @@ import Testing
 
 /// The ops-plane options as an operator gives them to `tandem serve`: flags, TANDEM_* environment
 /// variables and the token file (issue 7: the token must not have to be on the command line).
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct OpsOptionsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3 * TestTimeouts.scale))) struct OpsOptionsTests {
     static let token = "file-or-env-ops-token-0123456789"
 
     /// `tandem serve` with `arguments` and `environment`; its ops port once it is listening.

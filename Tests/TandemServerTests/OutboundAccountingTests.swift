@@ -6,7 +6,7 @@ import Testing
 /// What a client that does not read can make the server queue for it: pongs, catch-ups of re-joins,
 /// answers to `sync`. Each is bounded or counted against `--max-outbound-bytes`. The clients here are
 /// raw sockets with a small receive buffer, so back-pressure reaches the server at once.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct OutboundAccountingTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3 * TestTimeouts.scale))) struct OutboundAccountingTests {
     /// A doc of about `records` × 60 KB, written by `writer` in pushes of 16 records.
     private func fillDoc(_ doc: String, records: Int, writer: TestClient) async throws {
         let payload = String(repeating: "x", count: 60_000)

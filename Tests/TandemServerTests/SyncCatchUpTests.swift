@@ -5,7 +5,7 @@ import Testing
 
 /// Catch-up in chunks: more than 5,000 records or entries arrive in several `snapshot` / `log` chunks,
 /// only the last with `more: false`; explicit `sync` requests page through the log.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncCatchUpTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncCatchUpTests {
     @Test func largeDocsAndLongHistoriesArriveInChunks() async throws {
         // 5,100 pushes are fired at once to build a long history quickly: let them all queue.
         let cluster = try await SyncCluster.start(nodes: 2) {
@@ -41,7 +41,8 @@ import Testing
         for k in 1...commits {
             writer.push(doc, id: .number(100 + k), ops: json(#"{"counter":["put",{"k":\#(k)}]}"#))
         }
-        #expect(try await writer.answer(doc, id: 100 + commits, timeout: .seconds(60)).string("action") == "commit")
+        let last = try await writer.answer(doc, id: 100 + commits, timeout: .seconds(60))
+        #expect(last.string("action") == "commit", "\(last)")
         let head = SyncRedis.head(cluster.redis, doc)
         #expect(head == base + UInt64(commits))
 

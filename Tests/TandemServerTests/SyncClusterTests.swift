@@ -5,7 +5,7 @@ import Testing
 
 /// One authority per document across nodes: clocks come from Redis, so pushes through any node get
 /// unique, contiguous clocks, and every client sees them in order.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncClusterTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncClusterTests {
     @Test func concurrentPushesThroughTwoNodesGetUniqueContiguousClocks() async throws {
         let cluster = try await SyncCluster.start(nodes: 2)
         let doc = "cluster:1"

@@ -10,7 +10,7 @@ import Testing
 /// for byte, no push (session, id) was committed twice, and every client saw every clock once, in order.
 ///
 /// The seed is printed; `TANDEM_SYNC_SEED=N swift test --filter SyncConvergenceTests` replays its choices.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncConvergenceTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncConvergenceTests {
     static let defaultSeed: UInt64 = 20_261_122
 
     /// Without and with a Redis restart (AOF on) in the middle of the edits: pushes refused `unavailable`

@@ -12,7 +12,7 @@ import Testing
 /// acknowledged. Seen once under parallel test load (18 of 60); reproduced with redis-server alone by
 /// delaying fdatasync. docs/protocol.md promises no loss on a process crash with everysec; only
 /// `--appendfsync always` keeps that promise, so that variant is checked strictly.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncDurabilityTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncDurabilityTests {
     @Test(arguments: ["always", "everysec"])
     func acknowledgedCommitsSurviveSIGKILLOfTandemAndItsRedis(appendfsync: String) async throws {
         let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("tsd-\(UUID().uuidString.prefix(6))").path

@@ -5,7 +5,7 @@ import Testing
 
 /// Commits travel between nodes over pub/sub, which loses messages when a subscriber connection drops.
 /// Nodes notice the gap and fill it from the Redis log: every client still gets every clock, in order.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncGapTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncGapTests {
     @Test func lostPubSubMessagesAreFilledFromTheLog() async throws {
         let cluster = try await SyncCluster.start(nodes: 2)
         let doc = "gap:1"

@@ -5,7 +5,7 @@ import Testing
 
 /// Tombstones and bounded history: removals reach clients that were away, and history older than
 /// `--log-retention` commits is compacted (clients that far behind get a snapshot).
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncHistoryTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncHistoryTests {
     @Test func removalsReachClientsThatWereAwayAndHistoryIsBounded() async throws {
         let retention: UInt64 = 20
         let cluster = try await SyncCluster.start(nodes: 2) { $0.logRetention = Int(retention) }

@@ -6,7 +6,7 @@ import Testing
 
 /// Permissions and limits: viewers cannot change a doc, oversized or malformed pushes are refused as a
 /// whole (head and records unchanged), and the connection stays usable.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncLimitsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncLimitsTests {
     @Test func viewersPushesAreDiscardedReadOnly() async throws {
         let secret = "sync-test-secret-of-at-least-32-bytes"
         let cluster = try await SyncCluster.start(nodes: 1) { $0.jwtSecret = secret }

@@ -5,7 +5,7 @@ import TandemTestSupport
 import Testing
 
 /// Sync metrics and the ops API's doc routes.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncMetricsTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncMetricsTests {
     private static let series = [
         #"tandem_sync_pushes_total{action="commit"}"#, #"tandem_sync_pushes_total{action="rebase"}"#,
         #"tandem_sync_pushes_total{action="discard"}"#, #"tandem_sync_pushes_total{action="error"}"#,

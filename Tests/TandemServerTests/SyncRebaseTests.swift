@@ -5,7 +5,7 @@ import Testing
 
 /// The push rules of docs/protocol.md against a real node and Redis: what commits as sent, what is
 /// rebased (and into exactly which ops), what is discarded and why.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncRebaseTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncRebaseTests {
     @Test func appendsWithStaleOffsetsBecomePutsOfTheMergedValue() async throws {
         let cluster = try await SyncCluster.start(nodes: 2)
         let doc = "rebase:append"

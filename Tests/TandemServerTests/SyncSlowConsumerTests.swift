@@ -5,18 +5,21 @@ import Testing
 
 /// Slow consumers never lose document patches: a client that stops reading is closed with 1013 once its
 /// queue passes `--max-outbound-bytes`, and reconnecting with `since` it gets everything it missed.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncSlowConsumerTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncSlowConsumerTests {
     @Test func aClientThatStopsReadingIsClosedAndCatchesUpOnReconnect() async throws {
         let cluster = try await SyncCluster.start(nodes: 2) {
             $0.outboundLowWaterBytes = 64 * 1024
             $0.outboundHighWaterBytes = 256 * 1024
             $0.maxOutboundBytes = 2 * 1024 * 1024
+            $0.pingIntervalMs = PresenceSlowConsumerTests.pingIntervalMs
             // Bursts of 50 KB pushes (slow in a debug build): queue them all rather than refuse some as busy.
             $0.maxPushWaitMs = 60_000
         }
         let doc = "slow:1"
         let writer = try await cluster.client("writer", node: 1)
-        let slow = try await cluster.client("slow", node: 0)
+        // A fixed, small receive buffer: the server backs up after --max-outbound-bytes plus a little, not
+        // after whatever the kernel auto-tunes the buffer to (see PresenceSlowConsumerTests).
+        let slow = try await cluster.client("slow", node: 0, receiveBufferBytes: PresenceSlowConsumerTests.stalledReceiveBuffer)
         let watcher = try await cluster.client("watcher", node: 0)
         for client in [writer, slow, watcher] { try await client.join(doc) }
         let closedBefore = try await cluster.nodes[0].metric(#"tandem_connections_closed_total{reason="slow_consumer"}"#)

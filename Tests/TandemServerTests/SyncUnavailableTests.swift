@@ -5,7 +5,7 @@ import Testing
 
 /// Redis unavailable: pushes are refused with `unavailable` (never acknowledged, never silently lost or
 /// applied), and once Redis is back re-pushed edits commit, or are recognised as already committed.
-@Suite(.serialized, .cleanup, .timeLimit(.minutes(2))) struct SyncUnavailableTests {
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncUnavailableTests {
     @Test func pushesWhileRedisIsDownAreRefusedAndCommitWhenItIsBack() async throws {
         // AOF on, so the restarted server still has the doc.
         let cluster = try await SyncCluster.start(nodes: 1, redisArguments: ["--appendonly", "yes", "--appendfsync", "always"])

@@ -222,6 +222,77 @@ def test_busy_doc_push_is_retried_after_retry_after_ms(browser, static_server):
         redis.stop()
 
 
+def test_edits_made_while_refused_go_coalesced_in_one_push(browser, static_server):
+    """After a busy refusal, tandem.js keeps at most one push in flight: the edits made while it waits for
+    `retryAfterMs` are not sent one by one but go with the refused push, as one push (their ops composed),
+    and every edit's promise resolves with that push's commit."""
+    redis = RedisServer("redis-coalesce").start()
+    node = TandemNode("n-coalesce", redis, REPO / "Web" / "status", ["--max-push-wait-ms", "50"])
+    try:
+        node.start()
+        doc = f"client-test:{uuid.uuid4().hex[:8]}"
+        browser.get(f"{static_server}/pages/client.html")
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+        ready = browser.execute_async_script(r"""
+          const [url, token, doc, done] = arguments;
+          const c = makeClient('coalesce', { url, token });
+          const send = c.send.bind(c);
+          window.pushSends = [];
+          c.send = (m) => { if (m.t === 'push') window.pushSends.push({ id: m.id, ops: m.ops, at: performance.now() }); return send(m); };
+          c.connect().then(() => c.join(doc).ready).then(() => done({ ok: true }), (e) => done({ error: String(e) }));
+        """, node.ws_url, make_token("ada", {"client-test:*": "editor"}, "Ada"), doc)
+        assert ready.get("ok"), ready
+
+        # As in the test above: Redis stalls with a first push in it, the second is refused as busy.
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            browser.execute_script(r"""
+              const [doc] = arguments;
+              const d = clients.coalesce.client.doc(doc);
+              window.results = {};
+              d.put('first', { n: 1 }).then((r) => (window.results.first = r));
+            """, doc)
+            time.sleep(1.5)
+            browser.execute_script(r"""
+              const [doc] = arguments;
+              const d = clients.coalesce.client.doc(doc);
+              window.refusal = null;
+              d.addEventListener('servererror', (e) => {
+                if (e.detail.code !== 'unavailable' || window.refusal) return;
+                window.refusal = e.detail;
+                // Edits made while refused: held, then sent with the refused one.
+                window.sendsAtRefusal = window.pushSends.length;
+                d.patch('second', { m: ['put', 2] }).then((r) => (window.results.third = r));
+                d.put('other', { k: 1 }).then((r) => (window.results.fourth = r));
+                window.sendsAfterEdits = window.pushSends.length;
+              });
+              d.put('second', { n: 2 }).then((r) => (window.results.second = r));
+            """, doc)
+            refusal = WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.refusal"))
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        assert refusal["retryAfterMs"] >= 1, refusal
+        results = WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+            "const r = window.results; return r.first && r.second && r.third && r.fourth && r"))
+        state = browser.execute_script(r"""
+          const [doc] = arguments;
+          const d = clients.coalesce.client.doc(doc);
+          return { sends: window.pushSends, atRefusal: window.sendsAtRefusal, afterEdits: window.sendsAfterEdits,
+                   records: Object.fromEntries(d.records), pending: d.pending.length };
+        """, doc)
+        assert state["afterEdits"] == state["atRefusal"], "edits made while refused are held, not sent"
+        later = state["sends"][state["atRefusal"]:]
+        assert len(later) == 1, f"one push after the refusal, carrying all three edits: {later}"
+        assert later[0]["ops"] == {"second": ["put", {"n": 2, "m": 2}], "other": ["put", {"k": 1}]}, later[0]
+        assert results["second"]["action"] == "commit", results
+        assert results["third"]["clock"] == results["second"]["clock"] == results["fourth"]["clock"], results
+        assert state["records"]["second"] == {"n": 2, "m": 2} and state["records"]["other"] == {"k": 1}, state
+        assert state["pending"] == 0
+    finally:
+        node.stop()
+        redis.stop()
+
+
 def test_demo_board_end_to_end(browser, cluster, static_server, artifacts):
     n1, n2 = cluster["n1"], cluster["n2"]
     doc = f"demo:{uuid.uuid4().hex[:8]}"
@@ -300,3 +371,31 @@ def test_ops_and_backoff_helpers(browser, static_server):
     assert result["records"] == {"r1": {"v": 10}, "r3": {"v": 3}}
     assert result["delays"][:4] == [249, 499, 999, 1999] and max(result["delays"]) == 14999
     assert result["zero"] == 0
+
+
+def test_compose_ops_for_coalesced_pushes(browser, static_server):
+    """`composeOps(a, b)` (pushes held while the server refuses them as busy go as one): the effect of a
+    then b, or null where that is not one obvious op — then the pushes stay separate."""
+    browser.get(f"{static_server}/pages/client.html")
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.pageReady === true"))
+    result = browser.execute_script(r"""
+      const { composeOps, applyOps } = Tandem;
+      const a = { r1: ['put', { x: 1 }], r2: ['patch', { t: ['append', 'ab', 0], n: ['put', 1] }] };
+      const b = { r1: ['patch', { y: ['put', 2] }], r2: ['patch', { t: ['append', 'cd', 2], n: ['delete'] }], r3: ['remove'] };
+      const composed = composeOps(a, b);
+      const base = () => new Map([['r2', { t: '', n: 0 }], ['r3', { z: 1 }]]);
+      return {
+        composed,
+        same: JSON.stringify(Object.fromEntries(applyOps(base(), composed)))
+          === JSON.stringify(Object.fromEntries(applyOps(applyOps(base(), a), b))),
+        gap: composeOps({ r: ['patch', { t: ['append', 'ab', 0] }] }, { r: ['patch', { t: ['append', 'cd', 5] }] }),
+        afterRemove: composeOps({ r: ['remove'] }, { r: ['patch', { t: ['put', 1] }] }),
+        proto: composeOps({}, JSON.parse('{"__proto__": ["put", {}]}')),
+        untouched: a.r1[1].y === undefined,
+      };
+    """)
+    assert result["composed"] == {
+        "r1": ["put", {"x": 1, "y": 2}], "r2": ["patch", {"t": ["append", "abcd", 0], "n": ["delete"]}], "r3": ["remove"]}
+    assert result["same"], "applying the composition is applying both"
+    assert result["gap"] is None and result["afterRemove"] is None and result["proto"] is None
+    assert result["untouched"], "inputs must not be mutated"

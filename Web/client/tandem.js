@@ -12,7 +12,9 @@
 //
 // Reconnects by itself: exponential backoff with full jitter, `?resume=SESSION` so others see no
 // leave/join, and re-joins every doc with `since` so only missing commits are sent. Pushes that were in
-// flight are recognised in the catch-up (same session and push id) or sent again.
+// flight are recognised in the catch-up (same session and push id) or sent again. A doc whose push is
+// refused `unavailable` backs off: one push in flight until one is answered, edits made meanwhile sent
+// together (docs/protocol.md, busy docs).
 
 export const PROTOCOL_VERSION = 1;
 // Close codes of a server that does not speak this client's protocol version (docs/protocol.md): the
@@ -27,6 +29,63 @@ export function retryDelayMs(retryAfterMs) {
 }
 
 // MARK: ops (pure; never mutate their inputs)
+
+// Composing ops (for coalescing pushes held while the server refuses them as busy): `composeOps(a, b)`
+// has the effect of applying `a` then `b`, or is null when some record's or field's ops do not compose
+// (then they go as separate pushes). Conservative: only cases with one obvious result.
+const lengthOf = (v) => (typeof v === "string" || Array.isArray(v) ? v.length : null);
+
+function composeField(a, b) {
+  const [ka, va, oa] = a;
+  const [kb, vb, ob] = b;
+  if (kb === "put" || kb === "delete") return b;
+  if (ka === "put") {
+    const out = applyDiff({ f: va }, { f: b });
+    return "f" in out ? ["put", out.f] : ["delete"];
+  }
+  if (ka === "patch" && kb === "patch") {
+    const diff = composeDiff(va, vb);
+    return diff && ["patch", diff];
+  }
+  // Two appends at consecutive offsets are one append (same type: strings, or arrays).
+  if (ka === "append" && kb === "append" && typeof va === typeof vb && Array.isArray(va) === Array.isArray(vb)) {
+    const length = lengthOf(va);
+    if (length !== null && Number.isInteger(oa) && ob === oa + length) {
+      return ["append", Array.isArray(va) ? va.concat(vb) : va + vb, oa];
+    }
+  }
+  return null;
+}
+
+function composeDiff(a, b) {
+  const out = { ...a };
+  for (const [field, op] of Object.entries(b)) {
+    if (field === "__proto__") return null;
+    if (!Object.hasOwn(out, field)) out[field] = op;
+    else if (!(out[field] = composeField(out[field], op))) return null;
+  }
+  return out;
+}
+
+/** OPS `a` then OPS `b` as one OPS, or null when they do not compose (see above). */
+export function composeOps(a, b) {
+  const out = { ...a };
+  for (const [id, op] of Object.entries(b)) {
+    if (id === "__proto__") return null;
+    if (!Object.hasOwn(out, id) || op[0] === "put" || op[0] === "remove") {
+      out[id] = op;
+      continue;
+    }
+    const [kind, value] = out[id];
+    if (kind === "put") out[id] = ["put", applyDiff(value, op[1])];
+    else if (kind === "patch") {
+      const diff = composeDiff(value, op[1]);
+      if (!diff) return null;
+      out[id] = ["patch", diff];
+    } else return null; // a patch after a remove
+  }
+  return out;
+}
 
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
@@ -129,13 +188,18 @@ export class TandemClient extends EventTarget {
     for (const doc of this.docs.values()) doc.disconnected();
   }
 
-  /** Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. */
-  join(id, { state } = {}) {
+  /**
+   * Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. `schema`: the
+   * record-schema version this app was built for; a server enforcing another one answers with an `error`
+   * event of code `schema_mismatch` (docs/schemas.md).
+   */
+  join(id, { state, schema } = {}) {
     let doc = this.docs.get(id);
     if (!doc) {
       doc = new TandemDoc(this, id, state);
       this.docs.set(id, doc);
     } else if (state !== undefined) doc.state = state;
+    if (schema !== undefined) doc.schema = schema;
     if (this.state === "open") doc.sendJoin();
     return doc;
   }
@@ -301,7 +365,12 @@ export class TandemDoc extends EventTarget {
     this.clock = 0;
     this.synced = false; // caught up since the current join
     this.everSynced = false;
-    this.pending = []; // {id, ops, sent, resolve, reject}
+    this.pending = []; // {id, ops, sent, fresh, resolve, reject}
+    // Busy-doc backoff: after a push is refused `unavailable`, at most one push is in flight (the
+    // `probe`) until one is answered; pushes made meanwhile wait and go coalesced (see `resumePushing`).
+    this.backoff = false;
+    this.backoffTimer = null;
+    this.probe = null;
     this.staging = null; // snapshot chunks being received
     this.lastPresenceAt = 0;
     this.left = false;
@@ -337,10 +406,11 @@ export class TandemDoc extends EventTarget {
     if (this.left) return Promise.reject(new Error("left"));
     const id = this.client.nextPushId++;
     return new Promise((resolve, reject) => {
-      const push = { id, ops, sent: false, resolve, reject };
+      // `fresh`: never sent, or refused as busy (not applied for certain): may be coalesced with others.
+      const push = { id, ops, sent: false, fresh: true, resolve, reject };
       this.pending.push(push);
       this.recompute("local");
-      if (this.synced) this.sendPush(push);
+      if (this.synced && !this.backoff) this.sendPush(push);
     });
   }
 
@@ -361,6 +431,7 @@ export class TandemDoc extends EventTarget {
     this.client.send({ t: "leave", doc: this.id });
     this.client.docs.delete(this.id);
     clearTimeout(this.presenceTimer);
+    clearTimeout(this.backoffTimer);
     for (const p of this.pending) p.reject(new Error("left"));
     this.pending = [];
   }
@@ -369,11 +440,59 @@ export class TandemDoc extends EventTarget {
 
   sendPush(push) {
     push.sent = this.client.send({ t: "push", doc: this.id, id: push.id, base: this.clock, ops: push.ops });
+    // Once on the wire it may be applied (an answer can be lost with the connection): from now on it is
+    // re-sent only as itself, with its id, so that the server recognises a duplicate.
+    if (push.sent) push.fresh = false;
+  }
+
+  /** Joins each run of consecutive fresh unsent pushes into one push (as far as their ops compose):
+   * a client the server refused does not send it one push per edit made meanwhile. */
+  coalesceUnsent() {
+    const out = [];
+    for (const push of this.pending) {
+      const last = out[out.length - 1];
+      const ops = last && !last.sent && last.fresh && !push.sent && push.fresh ? composeOps(last.ops, push.ops) : null;
+      if (!ops) {
+        out.push(push);
+        continue;
+      }
+      const parts = [...(last.parts || [last]), ...(push.parts || [push])];
+      out[out.length - 1] = {
+        id: this.client.nextPushId++, ops, sent: false, fresh: true, parts,
+        resolve: (r) => parts.forEach((p) => p.resolve(r)),
+        reject: (e) => parts.forEach((p) => p.reject(e)),
+      };
+    }
+    this.pending = out;
+  }
+
+  /** The busy-doc backoff's timer fired: one push (the oldest unsent, coalesced) goes as the probe. */
+  resumePushing() {
+    this.backoffTimer = null;
+    if (!this.synced || !this.backoff || this.probe) return;
+    this.coalesceUnsent();
+    const next = this.pending.find((p) => !p.sent);
+    if (!next) return this.endBackoff(null);
+    this.sendPush(next);
+    this.probe = next;
+  }
+
+  /** A push was answered (other than `unavailable`): if it was the probe, send everything held. */
+  endBackoff(push) {
+    if (!this.backoff || (push && push !== this.probe)) return;
+    this.backoff = false;
+    this.probe = null;
+    clearTimeout(this.backoffTimer);
+    this.backoffTimer = null;
+    if (!this.synced) return;
+    this.coalesceUnsent();
+    for (const p of this.pending) if (!p.sent) this.sendPush(p);
   }
 
   sendJoin() {
     const message = { t: "join", doc: this.id };
     if (this.state !== null) message.state = this.state;
+    if (this.schema !== undefined) message.schema = this.schema;
     if (this.everSynced) message.since = this.clock;
     this.joinState = this.state;
     this.synced = false;
@@ -386,6 +505,10 @@ export class TandemDoc extends EventTarget {
     clearTimeout(this.presenceTimer);
     this.presenceTimer = null;
     for (const p of this.pending) p.sent = false;
+    this.backoff = false;
+    this.probe = null;
+    clearTimeout(this.backoffTimer);
+    this.backoffTimer = null;
   }
 
   receive(m) {
@@ -458,6 +581,7 @@ export class TandemDoc extends EventTarget {
     this.recompute("result");
     push?.resolve(m);
     this.dispatchEvent(event("result", m));
+    if (push) this.endBackoff(push);
   }
 
   error(m) {
@@ -465,15 +589,21 @@ export class TandemDoc extends EventTarget {
     if (index >= 0) {
       const push = this.pending[index];
       if (m.code === "unavailable") {
-        // Not applied: Redis is unreachable, or the doc is busy. Try again when the server says
-        // (`retryAfterMs`, already jittered), else in a second; same id, so a duplicate is recognised.
+        // Not applied: Redis is unreachable, or the doc or node is busy. Until one push is answered, at
+        // most one is in flight: after the server's `retryAfterMs` (jittered), else a second, the oldest
+        // unsent push goes again — with the edits made meanwhile when it was refused as busy (a hint
+        // means it was never queued, so it can change); otherwise as itself, same id, so that a
+        // duplicate is recognised.
         push.sent = false;
-        const delayMs = retryDelayMs(m.retryAfterMs);
-        setTimeout(() => this.synced && !push.sent && this.pending.includes(push) && this.sendPush(push), delayMs);
+        if (Number.isFinite(m.retryAfterMs)) push.fresh = true;
+        this.backoff = true;
+        if (this.probe === push) this.probe = null;
+        if (!this.backoffTimer) this.backoffTimer = setTimeout(() => this.resumePushing(), retryDelayMs(m.retryAfterMs));
       } else {
         this.pending.splice(index, 1);
         this.recompute("result");
         push.reject(Object.assign(new Error(m.message || m.code), { code: m.code }));
+        this.endBackoff(push);
       }
     } else if (m.code === "forbidden" && !this.role) {
       this.rejectReady(Object.assign(new Error(m.message || "forbidden"), { code: m.code }));
@@ -487,6 +617,7 @@ export class TandemDoc extends EventTarget {
     this.everSynced = true;
     this.resolveReady(this);
     // Pushes made while offline, or in flight when the connection broke and not found in the catch-up.
+    this.coalesceUnsent();
     for (const push of this.pending) if (!push.sent) this.sendPush(push);
     this.dispatchEvent(event("synced", { clock: this.clock }));
   }

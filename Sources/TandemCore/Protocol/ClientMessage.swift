@@ -1,6 +1,8 @@
 /// A message from a client (protocol v1: one JSON object per text frame, `"t"` is the type).
 public enum ClientMessage: Equatable, Sendable {
-    case join(doc: String, state: PresenceState?, since: UInt64?)
+    /// `schema`: the version of the doc's record schema the client was built for (`schema_mismatch` if the
+    /// server's differs).
+    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil)
     case leave(doc: String)
     case presence(doc: String, state: PresenceState)
     case ping
@@ -11,7 +13,7 @@ public enum ClientMessage: Equatable, Sendable {
     /// The doc a message is about, for error replies.
     public var doc: String? {
         switch self {
-        case .join(let d, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
+        case .join(let d, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
             .ack(let d, _):
             return d
         case .ping:
@@ -40,7 +42,16 @@ public enum ClientMessage: Equatable, Sendable {
         case "join":
             let doc = try fields.doc()
             let state = try fields.optionalState(doc: doc, limits: limits)
-            return .join(doc: doc, state: state, since: try fields.optionalClock("since", doc: doc))
+            let since = try fields.optionalClock("since", doc: doc)
+            var schema: Int?
+            if let value = object["schema"] {
+                guard let version = value.intValue, version >= 1, version <= Self.maxSchemaVersion else {
+                    throw ProtocolError(
+                        .badMessage, "\"schema\" must be an integer from 1 to \(Self.maxSchemaVersion) (the schema version)", doc: doc)
+                }
+                schema = version
+            }
+            return .join(doc: doc, state: state, since: since, schema: schema)
         case "leave":
             return .leave(doc: try fields.doc())
         case "presence":
@@ -101,6 +112,8 @@ public enum ClientMessage: Equatable, Sendable {
     /// and `pushes` hash and compared by the commit script on every later commit of the session, so they
     /// must be short; 32 characters hold any integer a client uses (and any 64-bit one) with room to spare.
     public static let maxPushIDNumberLength = 32
+    /// The highest schema version a join may state (the same bound as a schema file's `version`).
+    public static let maxSchemaVersion = DocSchema.maxVersion
     /// Longest string push id, in UTF-8 bytes.
     public static let maxPushIDStringLength = 64
 

@@ -20,6 +20,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "internal"
     /// A `join` beyond `--max-docs-per-connection`: leave a doc first (or open another connection).
     case tooManyDocs = "too_many_docs"
+    /// A `join` stated a record-schema version (`"schema"`) other than the one the server enforces for the
+    /// doc (or the server enforces none): the client was built for other records. Not retryable as is.
+    case schemaMismatch = "schema_mismatch"
 }
 
 /// A protocol-level refusal of one client message. The connection stays usable.

@@ -24,7 +24,8 @@ extension ServerMessage {
     /// `{"t":"result","doc":D,"id":ID,"action":A,"clock":N,"ops":APPLIED?,"reason":R?}` to the pusher.
     /// `ops` is present for rebases (what the server applied instead).
     public static func result(
-        doc: String, id: JSONValue, action: PushDecision.Action, clock: UInt64, applied: JSONValue?, reason: String?
+        doc: String, id: JSONValue, action: PushDecision.Action, clock: UInt64, applied: JSONValue?, reason: String?,
+        violation: RecordViolation? = nil
     ) -> [UInt8] {
         var w = JSONWriter(capacity: 128)
         w.openObject()
@@ -35,6 +36,15 @@ extension ServerMessage {
         w.key("clock"); w.integer(clock)
         if let applied { w.comma(); w.key("ops"); w.write(applied) }
         if let reason { w.comma(); w.key("reason"); w.string(reason) }
+        if let violation {
+            // {"record":ID,"type":NAME,"path":"/json/pointer","message":TEXT}: what a client shows or logs.
+            w.comma(); w.key("invalid"); w.openObject()
+            w.key("record"); w.string(violation.record); w.comma()
+            if let type = violation.recordType { w.key("type"); w.string(type); w.comma() }
+            w.key("path"); w.string(violation.path); w.comma()
+            w.key("message"); w.string(violation.message)
+            w.closeObject()
+        }
         w.closeObject()
         return w.bytes
     }

@@ -23,6 +23,8 @@ public struct DocSchema: Sendable {
     /// Doc id globs (`*` any run of characters, `?` one: the syntax of token grants).
     public var docs: [String]
     public var version: Int
+    /// Versions are small integers an operator bumps; the bound keeps them exact in every JSON client.
+    public static let maxVersion = 1_000_000_000
     public var recordTypes: [RecordType]
     public var allowsOtherRecords: Bool
     /// Where it came from (the file name), for errors and `/api/status`.
@@ -76,7 +78,7 @@ extension DocSchema {
             docs = globs.compactMap(\.stringValue)
         default: throw error("/docs", "docs must be a doc id glob or a non-empty array of them")
         }
-        guard let version = top["version"]?.intValue, version >= 1, version <= 1_000_000_000 else {
+        guard let version = top["version"]?.intValue, version >= 1, version <= Self.maxVersion else {
             throw error("/version", "version must be an integer of at least 1")
         }
         self.version = version

@@ -37,6 +37,9 @@ public struct PushDecision: Equatable, Sendable {
     public var values: [String: JSONValue?]
     public var expectations: [String: Expectation]
     public var reason: String?
+    /// For a discard with reason `invalid`: the record the push would have left invalid under the doc's
+    /// schema, and why.
+    public var violation: RecordViolation? = nil
     /// A rebase or discard caused by a change the pusher had not seen (a record changed after `base`).
     public var conflicted: Bool
     /// Records created / removed, for the doc size limit.
@@ -216,7 +219,13 @@ extension RecordSource {
     ///   needs an object there (else void); an append whose offset matches the current length applies
     ///   as sent, otherwise it becomes a put of the merged value (current value + appended part).
     /// A push where nothing applies is discarded; one where something applies differently is rebased.
-    public func decide(ops: Ops, base: UInt64, limits: SyncLimits) throws(ProtocolError) -> PushDecision {
+    /// With a `schema`, a push that would leave any record it writes invalid is discarded whole (reason
+    /// `invalid`, naming the first such record in id order): nothing invalid is committed, whichever op
+    /// (put, patch, append) produced the value. Records it does not write are not checked, so a schema
+    /// reloaded with stricter rules does not block edits to other records.
+    public func decide(ops: Ops, base: UInt64, limits: SyncLimits, schema: DocSchema? = nil) throws(ProtocolError)
+        -> PushDecision
+    {
         guard ops.records.count <= limits.maxPushOps else {
             throw ProtocolError(.tooLarge, "a push holds at most \(limits.maxPushOps) ops; this one has \(ops.records.count)")
         }
@@ -274,6 +283,14 @@ extension RecordSource {
                 applied[id] = .patch(outcome.applied)
                 writes[id] = bytes
                 values[id] = value
+            }
+        }
+        if let schema {
+            for id in values.keys.sorted() {
+                guard let violation = schema.violation(record: id, value: values[id] ?? nil) else { continue }
+                return PushDecision(
+                    action: .discard, applied: Ops([:]), writes: [:], values: [:], expectations: [:], reason: "invalid",
+                    violation: violation, conflicted: false, created: 0, removed: 0)
             }
         }
         guard recordCount + created - removed <= limits.maxDocRecords || created == 0 else {

@@ -49,14 +49,18 @@ extension PushPipeline {
             if push.base < replica.head && push.attempts == 0 { counters.concurrentPushes += 1 }
             let decision: PushDecision
             do {
-                decision = try overlay.decide(ops: push.ops, base: push.base, limits: settings.limits)
+                decision = try overlay.decide(ops: push.ops, base: push.base, limits: settings.limits, schema: schema)
             } catch {
                 actions.append(.answer(refusal(push, error.code, error.message)))
                 continue
             }
             if decision.action == .discard {
                 if commitCount == 0 {
-                    actions.append(.answer(discard(push, reason: decision.reason ?? "void", conflicted: decision.conflicted)))
+                    actions.append(
+                        .answer(
+                            discard(
+                                push, reason: decision.reason ?? "void", conflicted: decision.conflicted,
+                                violation: decision.violation)))
                 } else {
                     // It saw the batch's earlier commits: answer it right after the last of them.
                     entries.append(

@@ -66,7 +66,9 @@ extension PushPipeline {
             if !entry.abandoned {
                 actions.append(
                     .answer(
-                        discard(entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted, at: clock)))
+                        discard(
+                            entry.push, reason: entry.decision.reason ?? "void", conflicted: entry.decision.conflicted,
+                            violation: entry.decision.violation, at: clock)))
             }
         }
     }
@@ -121,12 +123,14 @@ extension PushPipeline {
 
     /// A discard at the member's position: `clock`, or its cursor (correct whenever no delivery of the
     /// same call comes after the answer).
-    func discard(_ push: PendingPush<Member>, reason: String, conflicted: Bool, at clock: UInt64? = nil) -> PushReply<Member> {
+    func discard(
+        _ push: PendingPush<Member>, reason: String, conflicted: Bool, violation: RecordViolation? = nil, at clock: UInt64? = nil
+    ) -> PushReply<Member> {
         PushReply(
             member: push.member, pushID: push.pushID,
             answer: .result(
                 action: .discard, clock: clock ?? delivery.cursor(of: push.member) ?? delivery.head, applied: nil, reason: reason),
-            receivedAtNanos: push.receivedAt, conflicted: conflicted)
+            receivedAtNanos: push.receivedAt, conflicted: conflicted, violation: violation)
     }
 
     func refusal(_ push: PendingPush<Member>, _ code: ErrorCode, _ message: String, retryAfterMs: UInt64? = nil)

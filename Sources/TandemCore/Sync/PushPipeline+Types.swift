@@ -66,6 +66,8 @@ public struct PushReply<Member: Hashable>: Equatable {
     public var receivedAtNanos: UInt64
     /// A rebase or discard caused by a change the pusher had not seen.
     public var conflicted: Bool
+    /// For a discard with reason `invalid`: the record and the path that failed the doc's schema.
+    public var violation: RecordViolation? = nil
 }
 
 /// One group commit for `GroupCommitScript`: consecutive commits, all or nothing.

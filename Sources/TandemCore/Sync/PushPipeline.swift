@@ -39,6 +39,9 @@ public struct PushPipeline<Member: Hashable> {
     public internal(set) var delivery: SyncDoc<Member>
     public internal(set) var model: ServiceTimeModel
     public internal(set) var counters = PushPipelineCounters()
+    /// The record schema of this doc (`--schema-dir`), if one applies: every push is decided against it.
+    /// Set by the owner when the doc loads and when the schemas are reloaded.
+    public var schema: DocSchema?
 
     var random: SplitMix64
     /// Refused pushes not yet absorbed at the doc's capacity (see `retryAfterMs`), as of `overflowAt`.

@@ -57,6 +57,7 @@ public enum ConfigSection: String, CaseIterable, Sendable {
     case connections = "Client connections"
     case admission = "Admission and reconnect storms"
     case sync = "Sync"
+    case yjs = "Yjs (/yjs/{room})"
     case redis = "Redis"
     case ops = "Ops plane"
     case logging = "Logging"

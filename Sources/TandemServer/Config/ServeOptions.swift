@@ -7,7 +7,7 @@
 /// `tandem serve` resolves it itself), add one entry below in its section, then regenerate the docs. Bounds
 /// that involve two options go into `ServerConfiguration.rules`.
 public enum ServeOptions {
-    public static let all: [ConfigOption] = listeners + security + presence + connections + admission + sync + redis + ops
+    public static let all: [ConfigOption] = listeners + security + presence + connections + admission + sync + yjs + redis + ops
         + logging
 
     static let listeners: [ConfigOption] = [
@@ -144,6 +144,9 @@ public enum ServeOptions {
 
     static let sync: [ConfigOption] = [
         .node(
+            "schema-dir", \.schemaDir, .optionalText("path"), section: .sync, default: "none (records are not checked)",
+            help: "Directory of record-schema files (*.json, docs/schemas.md); reloaded on SIGHUP."),
+        .node(
             "log-retention", \.logRetention, .integer(), bounds: .atLeast(1), unit: .count, section: .sync,
             help: "Log entries and tombstones kept per doc."),
         .node(
@@ -158,6 +161,10 @@ public enum ServeOptions {
             "max-push-wait-ms", \.maxPushWaitMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
             section: .sync, featured: true,
             help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
+        .node(
+            "max-loop-lag-ms", \.maxLoopLagMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
+            section: .sync, featured: true,
+            help: "While a shard's event loop runs this much behind (smoothed), pushes on it are refused at once: unavailable with retryAfterMs (a saturated node)."),
         .node(
             "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
             featured: true,
@@ -174,6 +181,20 @@ public enum ServeOptions {
         .node(
             "doc-ttl", \.docTTLMs, .duration, unit: .duration, section: .sync, featured: true,
             help: "A doc's Redis keys expire this long after its last write while no node holds it open (0: never)."),
+    ]
+
+    static let yjs: [ConfigOption] = [
+        .node(
+            "yjs-max-message-bytes", \.yjsMaxMessageBytes, .byteCount, bounds: .within(1024...(256 << 20)), unit: .bytes,
+            section: .yjs, featured: true,
+            help: "Largest y-protocols message from a Yjs client (an update, a step 2); larger closes it with 1009 (so do frames over 4 × --max-message-bytes)."),
+        .node(
+            "yjs-max-room-bytes", \.yjsMaxRoomBytes, .byteCount, bounds: .within(1024...(1 << 40)), unit: .bytes, section: .yjs,
+            featured: true,
+            help: "Bytes one Yjs room may hold in Redis (snapshot plus log); an update beyond closes its sender with 4413."),
+        .node(
+            "yjs-update-rate", \.yjsUpdateRate, .integer(), bounds: .within(1...100_000), unit: .perSecond, section: .yjs,
+            help: "Updates one Yjs connection may send per second (bursts of 2 s worth); faster closes it with 1008."),
     ]
 
     static let redis: [ConfigOption] = [

@@ -54,6 +54,14 @@ public struct ServerConfiguration: Sendable {
     /// Above this many bytes queued for a client it is closed with 1013.
     public var maxOutboundBytes = 8 * 1024 * 1024
 
+    // Yjs (/yjs/{room})
+    /// Largest y-protocols message a Yjs client may send; larger closes the connection with 1009.
+    public var yjsMaxMessageBytes = 1 << 20
+    /// Bytes one Yjs room may hold in Redis (snapshot plus log).
+    public var yjsMaxRoomBytes = 64 << 20
+    /// Updates one Yjs connection may send per second (burst `YjsConnection.updateBurstSeconds` worth).
+    public var yjsUpdateRate = 100
+
     // Admission (reconnect storms)
     public var maxNewConnectionsPerSecond = 500
     public var maxConnections = 20_000
@@ -76,6 +84,10 @@ public struct ServerConfiguration: Sendable {
     /// A push whose estimated wait before its commit is longer than this is refused at once with
     /// `unavailable` and `retryAfterMs`, instead of queueing (admission by waiting time).
     public var maxPushWaitMs = 250
+    /// While a shard's event loop runs its tasks this much later than due (smoothed), pushes on it are
+    /// refused at once with `unavailable` and `retryAfterMs`: messages wait behind a saturated loop before
+    /// any doc's admission sees them (`LoopLoad`).
+    public var maxLoopLagMs = 250
     /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
@@ -115,6 +127,8 @@ public struct ServerConfiguration: Sendable {
 
     /// Where the status page lives (served by the ops server at `/`).
     public var webRoot: String?
+    /// `--schema-dir`: record schemas checked on every push (see `SchemaDirectory`); nil: none.
+    public var schemaDir: String?
 
     // Ops plane (issue 7): who may use the ops port and what one client may cost it.
     /// Host names the ops port answers besides IP literals and localhost (DNS-rebinding defence); `*`: any.
@@ -250,6 +264,7 @@ public struct ServerConfiguration: Sendable {
         Rule("--doc-ttl must be 0 (never expire) or at least 1m (and 10 × --reconcile-ms)") {
             $0.docTTLMs == 0 || $0.docTTLMs >= max(minimumDocTTLMs, docTTLReconcileRounds * Int64($0.reconcileMs))
         },
+        Rule("--yjs-max-room-bytes must be at least --yjs-max-message-bytes") { $0.yjsMaxRoomBytes >= $0.yjsMaxMessageBytes },
         Rule("--ops-token must be 16–1024 printable ASCII characters without spaces") {
             $0.opsToken.map(isValidOpsToken) ?? true
         },

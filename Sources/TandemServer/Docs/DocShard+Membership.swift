@@ -57,7 +57,7 @@ extension DocShard {
             return completeRejoin(join, doc: doc, docState)
         }
         let isNewHere = docState.members[ObjectIdentifier(connection)] == nil
-        if isNewHere, let departed = docState.recentDepartures[connection.identity.user],
+        if isNewHere, let departed = recentDepartures[DocUser(doc: doc, user: connection.identity.user)],
             clock.nowMs() < departed + Self.departureWindowMs
         {
             connection.eventLoop.execute { connection.markReconnect() }
@@ -134,7 +134,7 @@ extension DocShard {
                         sid: sid, nowMs: self.clock.nowMs(),
                         graceMs: self.detachedHold.isHolding(nowMs: self.clock.nowMs()) ? UInt64(self.settings.stormResumeGraceMs) : nil)
                 }
-                docState.recentDepartures[connection.identity.user] = self.clock.nowMs()
+                self.recentDepartures[DocUser(doc: doc, user: connection.identity.user)] = self.clock.nowMs()
             }
             if acknowledge {
                 let frame = ServerFrame.text(ServerMessage.left(doc: doc), allocator: ByteBufferAllocator())

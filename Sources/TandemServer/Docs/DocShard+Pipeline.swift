@@ -79,7 +79,10 @@ extension DocShard {
                         outbox.add(connection, .frame(patch, committedAtMs: commit.committedAtMs))
                     }
                 }
-                if let result { answer(result, doc: doc, docState, into: &outbox) }
+                if let result {
+                    loopLoad.committed(1)
+                    answer(result, doc: doc, docState, into: &outbox)
+                }
             case .answer(let reply):
                 answer(reply, doc: doc, docState, into: &outbox)
             case .readLog(let from, let count):
@@ -98,7 +101,9 @@ extension DocShard {
     private func answer(_ reply: PushReply<ObjectIdentifier>, doc: String, _ docState: DocState, into outbox: inout SyncOutbox) {
         switch reply.answer {
         case .result(let action, let clock, let applied, let reason):
+            let violation = reply.violation
             metrics.syncPush(action.rawValue)
+            if violation != nil { metrics.syncInvalidPushes.increment() }
             if reply.conflicted {
                 metrics.syncConflicts.increment()
                 docState.stats.conflicts += 1
@@ -106,10 +111,13 @@ extension DocShard {
             let now = self.clock.nowNanos()
             metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
             guard let connection = docState.members[reply.member]?.connection else { return }
-            let frame = ServerMessage.result(doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason)
+            let frame = ServerMessage.result(
+                doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation)
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
-        case .error(let code, let message, let retryAfterMs):
+        case .error(let code, let message, let docHint):
             metrics.syncPush("error")
+            // The doc's hint sees the doc's capacity; the loop's also sees every other busy doc on it.
+            let retryAfterMs = docHint.map { loopLoad.retryAfterMs(now: self.clock.nowNanos(), atLeastMs: $0) }
             if let retryAfterMs { metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
             guard let connection = docState.members[reply.member]?.connection else { return }
             outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))

@@ -136,9 +136,11 @@ extension DocShard {
         return future
     }
 
+    /// Forgets departures older than the window, once a second (they are only read at joins, where the
+    /// window is checked again).
     func pruneDepartures(nowMs: UInt64) {
-        for docState in docs.values where !docState.recentDepartures.isEmpty {
-            docState.recentDepartures = docState.recentDepartures.filter { nowMs < $0.value + Self.departureWindowMs }
-        }
+        guard !recentDepartures.isEmpty, nowMs >= departuresPrunedAtMs + 1_000 else { return }
+        departuresPrunedAtMs = nowMs
+        recentDepartures = recentDepartures.filter { nowMs < $0.value + Self.departureWindowMs }
     }
 }

@@ -30,6 +30,7 @@ extension DocShard {
         if let existing = docs[doc] { return existing }
         var sync = PushPipeline<ObjectIdentifier>(settings: settings.pushPipelineSettings, randomSeed: UInt64.random(in: 0...UInt64.max))
         if !redisIsUp { _ = sync.setRedisAvailable(false, now: clock.nowNanos()) }
+        sync.schema = schemas.schema(for: doc)
         let docState = DocState(presence: PresenceDoc(doc: doc, settings: settings.presenceSettings), sync: sync)
         docs[doc] = docState
         subscribe(doc: doc)

@@ -202,6 +202,18 @@ extension DocShard {
         let member = ObjectIdentifier(connection)
         let now = clock.nowNanos()
         if role == .editor {
+            // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
+            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp {
+                docState.stats.pushes += 1
+                metrics.syncOverloadRefusals[.loopLag]!.increment()
+                let lagMs = Int(loopLoad.lagNanos / 1e6)
+                let error = ProtocolError(
+                    .unavailable,
+                    "this node is busy: its event loop runs \(lagMs) ms behind (limit \(settings.maxLoopLagMs) ms, --max-loop-lag-ms); retry",
+                    doc: doc, pushID: id, retryAfterMs: loopLoad.retryAfterMs(now: now))
+                metrics.syncRetryAfterSeconds.record(Double(error.retryAfterMs ?? 0) / 1000)
+                return refusePush(connection, error)
+            }
             metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
@@ -278,6 +290,16 @@ extension DocShard {
                     connection.sendError(ProtocolError(.unavailable, "Redis is unreachable; retry the sync", doc: doc))
                 }
             }
+        }
+    }
+}
+
+extension DocShard {
+    /// The record schemas were reloaded: each loaded doc's pipeline decides its next pushes against the
+    /// schema that now applies to it (a batch already in Redis was decided against the old one).
+    func schemasChanged(_ schemas: SchemaStore) {
+        onLoop {
+            for (doc, docState) in self.docs { docState.sync.schema = schemas.schema(for: doc) }
         }
     }
 }

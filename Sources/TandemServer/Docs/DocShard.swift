@@ -24,10 +24,19 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let redis: RedisClient
     let subscriber: RedisSubscriber
     let detachedHold: DetachedSessionHold
+    let schemas: SchemaStore
     var logger: Logger
     var docs: [String: DocState] = [:]
+    /// Users whose session in a doc ended recently, by end time (reconnect counting). Kept by the shard,
+    /// not the doc: a doc whose last member left is unloaded at the next tick, and its user's reconnect
+    /// a second later must still count.
+    var recentDepartures: [DocUser: UInt64] = [:]
+    var departuresPrunedAtMs: UInt64 = 0
     var tasks: [RepeatedTask] = []
     var stopped = false
+    /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).
+    var loopLoad: LoopLoad
+    var loopProbe: Scheduled<Void>?
 
     init(index: Int, eventLoop: EventLoop, dependencies: DocShardDependencies) {
         self.index = index
@@ -40,9 +49,13 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         self.redis = dependencies.redis
         self.subscriber = dependencies.subscriber
         self.detachedHold = dependencies.detachedHold
+        self.schemas = dependencies.schemas
         var logger = dependencies.logger
         logger[metadataKey: "shard"] = "\(index)"
         self.logger = logger
+        loopLoad = LoopLoad(
+            maxLagNanos: UInt64(dependencies.settings.maxLoopLagMs) * 1_000_000,
+            maxRetryAfterMs: dependencies.settings.pushPipelineSettings.maxRetryAfterMs, randomSeed: UInt64.random(in: 0...UInt64.max))
     }
 
     func start() {
@@ -51,6 +64,24 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
             tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in self?.tick() })
             let sweep = TimeAmount.milliseconds(Int64(settings.sweepMs))
             tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [weak self] _ in self?.sweep() })
+            probeLoop()
+        }
+    }
+
+    /// How often the loop's lag is probed: often enough that admission reacts within a few tenths of a
+    /// second, rarely enough to cost nothing (50 tasks a second per loop).
+    static let loopProbeNanos: UInt64 = 20_000_000
+
+    /// Schedules the next lag probe: a task due in `loopProbeNanos`, measured by how late it runs.
+    private func probeLoop() {
+        guard !stopped else { return }
+        let due = clock.nowNanos() + Self.loopProbeNanos
+        loopProbe = eventLoop.scheduleTask(in: .nanoseconds(Int64(Self.loopProbeNanos))) { [weak self] in
+            guard let self else { return }
+            let now = self.clock.nowNanos()
+            self.loopLoad.probed(due: due, now: now)
+            self.metrics.eventLoopLag.record(Double(now > due ? now - due : 0) / 1e9)
+            self.probeLoop()
         }
     }
 
@@ -119,6 +150,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         eventLoop.flatSubmit {
             self.stopped = true
             self.tasks.forEach { $0.cancel() }
+            self.loopProbe?.cancel()
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.clock.nowMs()
             for (doc, docState) in self.docs {
@@ -161,4 +193,10 @@ public struct DocStatus: Sendable {
     public var syncLagP95Ms: Double?
     /// The doc's local connections (the status sampler reads their outbound queues on their loops).
     var memberConnections: [any DocMember]
+}
+
+/// A user in a doc (the key of `DocShard.recentDepartures`).
+struct DocUser: Hashable {
+    var doc: String
+    var user: String
 }

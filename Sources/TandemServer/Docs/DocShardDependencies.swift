@@ -18,6 +18,7 @@ struct DocShardDependencies: Sendable {
         var stormResumeGraceMs: Int
         var maxPendingRequests: Int
         var maxPushBytes: Int
+        var maxLoopLagMs: Int
         var presenceSettings: PresenceSettings
         var pushPipelineSettings: PushPipelineSettings
 
@@ -30,6 +31,7 @@ struct DocShardDependencies: Sendable {
             stormResumeGraceMs = config.stormResumeGraceMs
             maxPendingRequests = config.maxPendingRequests
             maxPushBytes = config.maxPushBytes
+            maxLoopLagMs = config.maxLoopLagMs
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings
         }
@@ -47,6 +49,8 @@ struct DocShardDependencies: Sendable {
     var subscriber: RedisSubscriber
     /// Whether detached sessions currently get the storm grace (node-wide, see `DetachedSessionHold`).
     var detachedHold: DetachedSessionHold
+    /// The record schemas: a doc's pipeline decides every push against its schema.
+    var schemas: SchemaStore
 }
 
 /// Until when detached sessions are kept resumable for the storm grace instead of the presence TTL:
@@ -91,6 +95,11 @@ final class DocShards: Sendable {
     func holdDetachedSessions(nowMs: UInt64) {
         guard let until = detachedHold.renew(nowMs: nowMs) else { return }
         for shard in all { shard.holdDetached(untilMs: until) }
+    }
+
+    /// The record schemas were reloaded: every loaded doc decides its next pushes against its new schema.
+    func schemasChanged(_ schemas: SchemaStore) {
+        for shard in all { shard.schemasChanged(schemas) }
     }
 
     /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).

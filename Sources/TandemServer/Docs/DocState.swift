@@ -106,8 +106,6 @@ final class DocState {
     /// The pipeline's counters as last turned into metric increments.
     var reportedCounters = PushPipelineCounters()
     var upkeep = Upkeep()
-    /// Users whose session in this doc ended recently (reconnect counting), by end time.
-    var recentDepartures: [String: UInt64] = [:]
     /// Members grouped by event loop, rebuilt when membership changes.
     var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
     var stats = DocStats()

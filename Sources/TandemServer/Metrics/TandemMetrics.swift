@@ -57,7 +57,17 @@ public final class TandemMetrics: Sendable {
     public let syncOverloadRefusals: [OverloadRefusal: Counter]
     public let syncRetryAfterSeconds: ValueHistogram
     public let syncPushWaitEstimate: ValueHistogram
+    public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    // Record schemas (issue 13)
+    /// Pushes discarded because a record they write would break the doc's schema (`invalid`).
+    public let syncInvalidPushes: Counter
+    /// Joins refused because the client was built for another schema version (`schema_mismatch`).
+    public let schemaMismatches: Counter
+    /// Schema files in force (`--schema-dir`).
+    public let schemasLoaded: Gauge
+    /// `--schema-dir` reloads (SIGHUP), by outcome: a failed one keeps the schemas in force.
+    public let schemaReloads: [SchemaReloadOutcome: Counter]
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
@@ -71,6 +81,13 @@ public final class TandemMetrics: Sendable {
     /// --doc-ttl, set once by the node: with 0 (docs never expire) keys without a TTL are expected, and
     /// TandemRedisKeysWithoutTTL stays quiet (Grafana/alerts.yml).
     public let docTTLSeconds: Gauge
+
+    // Yjs rooms (/yjs/{room}); their updates count in the sync_* metrics, their connections in connections.
+    public let yjsRooms: Gauge
+    /// Yjs updates sent to Redis and not answered yet (`queue_depth{queue="yjs_appends"}`).
+    public let yjsAppendsInFlight: Gauge
+    public let yjsCompactions: Counter
+    public let yjsRoomReloads: Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -155,6 +172,15 @@ public final class TandemMetrics: Sendable {
             label: "action", values: ["commit", "rebase", "discard", "error"]) { $0 }
         syncConflicts = registry.makeCounter(
             descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes."))
+        syncInvalidPushes = registry.makeCounter(
+            descriptor: name(
+                "sync_invalid_pushes", "total", "Pushes discarded because a record they write would break the doc's schema."))
+        schemaMismatches = registry.makeCounter(
+            descriptor: name("schema_mismatches", "total", "Joins refused because the client stated another schema version."))
+        schemasLoaded = registry.makeGauge(descriptor: name("schemas", "", "Record schema files in force (--schema-dir)."))
+        schemaReloads = Self.labeledCounters(
+            registry, name("schema_reloads", "total", "Reloads of --schema-dir (SIGHUP), by outcome."),
+            label: "result", values: SchemaReloadOutcome.allCases) { $0.rawValue }
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
         syncLagSeconds = registry.makeValueHistogram(
@@ -178,7 +204,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), or --max-queued-pushes were queued (queue_full)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), or the shard's event loop was more than --max-loop-lag-ms behind (loop_lag)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -186,6 +212,11 @@ public final class TandemMetrics: Sendable {
         syncPushWaitEstimate = registry.makeValueHistogram(
             descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
             buckets: latencyBuckets)
+        eventLoopLag = registry.makeValueHistogram(
+            descriptor: name(
+                "event_loop_lag", "seconds",
+                "How late a shard's periodic probe task ran on its event loop (pushes are refused while the smoothed lag passes --max-loop-lag-ms)."),
+            buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
 
@@ -208,6 +239,13 @@ public final class TandemMetrics: Sendable {
                 "CPU time of the Redis server, system and user (INFO cpu, every 5 s, since this node started)."))
         docTTLSeconds = registry.makeGauge(
             descriptor: name("doc_ttl", "seconds", "--doc-ttl: a doc's Redis keys expire this long after its last write (0: never)."))
+        yjsRooms = registry.makeGauge(descriptor: name("yjs_rooms", "", "Yjs rooms with clients on this node."))
+        yjsAppendsInFlight = registry.makeGauge(descriptor: depth, labels: [("queue", "yjs_appends")])
+        yjsCompactions = registry.makeCounter(
+            descriptor: name("yjs_compactions", "total", "Yjs room logs merged into their snapshot by this node."))
+        yjsRoomReloads = registry.makeCounter(
+            descriptor: name(
+                "yjs_room_reloads", "total", "Yjs rooms read again from Redis after a gap in their updates (lost pub/sub messages)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.
@@ -234,4 +272,14 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     case wait
     /// --max-queued-pushes were waiting in the doc.
     case queueFull = "queue_full"
+    /// The shard's event loop was more than --max-loop-lag-ms behind (the node is saturated).
+    case loopLag = "loop_lag"
+}
+
+/// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).
+public enum SchemaReloadOutcome: String, Sendable, CaseIterable {
+    /// Every file parsed: the new set is in force.
+    case ok
+    /// A file failed to parse: the schemas in force stay, the error is logged.
+    case failed
 }

@@ -28,11 +28,16 @@ final class NodeContext: Sendable {
     /// The doc shards, made here with their collaborators (they hold no reference back to the node).
     let shards: DocShards
     let detachedHold: DetachedSessionHold
+    /// The record schemas in force (`--schema-dir`, replaced on reload).
+    let schemas: SchemaStore
+    /// The Yjs rooms (`/yjs/{room}`): a separate world from the protocol-v1 docs of the same ids.
+    let yjsRooms: YjsRooms
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: RedisClient,
-        subscriber: RedisSubscriber, loops: [EventLoop]
+        subscriber: RedisSubscriber, schemas: SchemaStore, loops: [EventLoop]
     ) {
+        self.schemas = schemas
         self.config = config
         self.clock = NodeClock()
         self.metrics = metrics
@@ -53,7 +58,15 @@ final class NodeContext: Sendable {
             loops: loops,
             dependencies: DocShardDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, presenceStore: presenceStore,
-                syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold))
+                syncStore: syncStore, redis: redis, subscriber: subscriber, detachedHold: detachedHold,
+                schemas: schemas))
+        self.yjsRooms = YjsRooms(
+            loops: loops,
+            dependencies: .init(
+                store: YjsStore(redis: redis, maxRoomBytes: config.yjsMaxRoomBytes, ttlMs: config.docTTLMs),
+                awarenessStore: YjsAwarenessStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
+                nodeID: config.nodeID, presence: config.presenceSettings, tickMs: config.tickMs, sweepMs: config.sweepMs,
+                subscriber: subscriber, metrics: metrics, clock: clock, logger: logger))
     }
 
     /// The shard that owns `doc`.
@@ -66,7 +79,8 @@ final class NodeContext: Sendable {
         let ports = self.ports.withLockedValue { $0 }
         let storm = self.storm.snapshot()
         return NodeDirectory.Entry(
-            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count, docs: docs,
+            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count + yjsRooms.connectionCount,
+            docs: docs,
             presenceSessions: sessions, redisUp: redis.isConnected, ready: redis.isConnected && subscriber.isConnected,
             storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
     }
@@ -82,9 +96,11 @@ final class NodeContext: Sendable {
             connection: ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: registry,
                 shard: { [shards] in shards.shard(for: $0) },
+                schemaVersion: { [schemas] in schemas.schema(for: $0)?.version },
                 reconnectObserved: {
                     metrics.reconnects.increment()
                     storm.record()
-                }))
+                }),
+            yjsRooms: yjsRooms, yjsSettings: .init(config), logger: logger)
     }
 }

@@ -71,9 +71,17 @@ public final class TandemNode: Service, Sendable {
         let subscriber = RedisSubscriber(
             configuration: RedisSubscriber.Configuration(endpoint: endpoint) { _, _ in }, logger: redisLogger)
 
+        // Invalid schema files stop the node here, before it listens: it must not serve docs unchecked.
+        let schemas: SchemaStore
+        do {
+            schemas = try SchemaStore(directory: configuration.schemaDir, metrics: metrics)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw ConfigurationError(message: error.description)
+        }
         let context = NodeContext(
             config: configuration, metrics: metrics, logger: logger, redis: redis, subscriber: subscriber,
-            loops: Array(group.makeIterator()))
+            schemas: schemas, loops: Array(group.makeIterator()))
         self.context = context
 
         // Every socket is a descriptor: take what the hard limit allows, and say so when even that cannot
@@ -175,9 +183,13 @@ public final class TandemNode: Service, Sendable {
         add("ops server", start: { try ops.start() }, stop: { ops.stop() })
         add(
             "doc shards",
-            start: { context.shards.all.forEach { $0.start() } },
+            start: {
+                context.shards.all.forEach { $0.start() }
+                context.yjsRooms.start()
+            },
             stop: {
-                let flushes = context.shards.all.map { $0.shutdown() }
+                context.yjsRooms.stop()
+                let flushes = context.shards.all.map { $0.shutdown() } + context.yjsRooms.shards.map { $0.removeAllAwareness() }
                 if let loop = flushes.first?.eventLoop {
                     await EventLoopFuture.andAllComplete(flushes, on: loop).wait(atMost: presenceRemovalTimeout)
                 }
@@ -237,13 +249,21 @@ public final class TandemNode: Service, Sendable {
         // entry of every echo was a sizeable part of a busy node's CPU).
         let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
         let shards = context.shards
+        let yjsRooms = context.yjsRooms
         return (
             onMessage: { channel, payload in
+                if channel.hasPrefix("tandem:yjs:") {
+                    yjsRooms.received(channel: channel, payload: payload)
+                    return
+                }
                 guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
                 guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
                 shards.shard(for: doc).received(message, doc: doc)
             },
-            onReady: { shards.all.forEach { $0.redisRecovered(rewrite: false) } }
+            onReady: {
+                shards.all.forEach { $0.redisRecovered(rewrite: false) }
+                yjsRooms.subscriberReady()
+            }
         )
     }
 
@@ -268,6 +288,25 @@ public final class TandemNode: Service, Sendable {
         } catch let failure as StartupStep.PreviousStepFailed {
             _ = try? await task.value
             throw failure.underlying
+        }
+    }
+
+    /// Reads `--schema-dir` again (what `tandem serve` does on SIGHUP). On success the new schemas apply to
+    /// every push decided from now on, in every loaded doc; on failure (a file is invalid) the schemas in
+    /// force stay and the error is logged and returned. Returns nil without `--schema-dir`.
+    @discardableResult
+    public func reloadSchemas() -> Result<Int, any Error>? {
+        guard let outcome = context.schemas.reload() else { return nil }
+        switch outcome {
+        case .success(let registry):
+            context.shards.schemasChanged(context.schemas)
+            logger.info(
+                "record schemas reloaded",
+                metadata: ["schemas.files": "\(registry.schemas.count)", "schemas.dir": "\(context.schemas.directory ?? "")"])
+            return .success(registry.schemas.count)
+        case .failure(let error):
+            logger.error("record schemas not reloaded; the previous ones stay in force", metadata: ["error": "\(error)"])
+            return .failure(error)
         }
     }
 

@@ -111,18 +111,19 @@ struct OpsRoutes: Sendable {
     // MARK: /api/status
 
     private func status(history: Int?, _ responder: OpsResponder) {
-        statusCache.docs(shards: node.shards.all, nowMs: node.clock.nowMs(), on: loop).whenComplete { result in
+        let yjsRooms = EventLoopFuture.whenAllSucceed(node.yjsRooms.shards.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
+        statusCache.docs(shards: node.shards.all, nowMs: node.clock.nowMs(), on: loop).and(yjsRooms).whenComplete { result in
             switch result {
-            case .success(let docs):
+            case .success(let (docs, rooms)):
                 // Sorting and encoding (O(docs)) happen on the ops thread, not on this event loop.
-                responder.respond { json(status(docs: docs, history: history)) }
+                responder.respond { json(status(docs: docs, yjsRooms: rooms, history: history)) }
             case .failure(let failure):
                 responder.respond(.jsonError(status: 503, code: "unavailable", message: "shards did not answer: \(failure)"))
             }
         }
     }
 
-    func status(docs: [DocStatus], history: Int?) -> NodeStatus {
+    func status(docs: [DocStatus], yjsRooms: [YjsRoomStatus] = [], history: Int?) -> NodeStatus {
         // The largest docs first when there are more than the list may hold; shown sorted by id.
         let listed = docs.count <= maxListItems
             ? docs.sorted { $0.doc < $1.doc }
@@ -133,9 +134,10 @@ struct OpsRoutes: Sendable {
         if let history { samples = Array(samples.suffix(history)) }
         return NodeStatus(
             node: node.config.nodeID, protocolVersion: 1, uptimeSeconds: Date().timeIntervalSince(node.startedAt),
-            startedAt: node.startedAt, ready: readiness().0, connections: node.registry.count,
-            // A count of sessions in memory: the sum cannot approach Int.max.
-            presenceSessions: docs.reduce(0) { $0 + $1.localMembers },
+            startedAt: node.startedAt, ready: readiness().0,
+            connections: node.registry.count + node.yjsRooms.connectionCount,
+            // Counts of sessions in memory: the sum cannot approach Int.max.
+            presenceSessions: docs.reduce(0) { $0 + $1.localMembers } + yjsRooms.reduce(0) { $0 + $1.localAwareness },
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
                 endpoint: "\(node.redis.configuration.endpoint)", pendingCommands: node.redis.pendingCommandCount),
@@ -146,6 +148,10 @@ struct OpsRoutes: Sendable {
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
             docs: listed.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
             docsTotal: docs.count,
+            schemas: node.schemas.current.schemas.map(SchemaSummary.init),
+            yjsRooms: Array(yjsRooms.sorted { ($0.localMembers, $1.room) > ($1.localMembers, $0.room) }.prefix(maxListItems))
+                .sorted { $0.room < $1.room },
+            yjsRoomsTotal: yjsRooms.count,
             history: samples)
     }
 
@@ -338,8 +344,37 @@ public struct NodeStatus: Encodable, Sendable {
     var docs: [DocSummary]
     /// Docs with members on this node, listed or not.
     var docsTotal: Int
+    /// The record schemas in force (`--schema-dir`), in the order docs are matched against them.
+    var schemas: [SchemaSummary]
+    /// Yjs rooms (`/yjs/{room}`, separate from the docs of the same ids) with clients on this node: at most
+    /// `--ops-max-list-items` (the most clients first), and how many there are.
+    var yjsRooms: [YjsRoomStatus]
+    var yjsRoomsTotal: Int
     /// The last five minutes, one sample per second.
     var history: [StatusSampler.Sample]
+}
+
+/// One record-schema file in /api/status: which docs it applies to, its version and its record types.
+struct SchemaSummary: Encodable, Sendable {
+    struct RecordType: Encodable, Sendable {
+        var name: String
+        var idPrefix: String?
+        var type: String?
+    }
+
+    var file: String
+    var docs: [String]
+    var version: Int
+    var recordTypes: [RecordType]
+    var otherRecords: String
+
+    init(_ schema: DocSchema) {
+        file = schema.source
+        docs = schema.docs
+        version = schema.version
+        recordTypes = schema.recordTypes.map { RecordType(name: $0.name, idPrefix: $0.idPrefix, type: $0.typeField) }
+        otherRecords = schema.allowsOtherRecords ? "allow" : "reject"
+    }
 }
 
 /// One doc in /api/status.

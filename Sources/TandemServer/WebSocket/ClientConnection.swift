@@ -20,6 +20,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private let clock: NodeClock
     private let registry: SessionRegistry
     private let shard: @Sendable (_ doc: String) -> DocShard
+    private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
     /// Writes the text frames this connection sends, framed already (see `PreframedWriter`).
     private let preframed: PreframedWriter
@@ -100,6 +101,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         self.clock = dependencies.clock
         self.registry = dependencies.registry
         self.shard = dependencies.shard
+        self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
         self.abuse = AbuseMonitor(limits: dependencies.settings.abuseLimits)
         var logger = dependencies.logger
@@ -143,7 +145,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         registry.remove(self)
         let leaves: Bool
         switch reason {
-        case .clientClose, .abuse, .unsupportedData, .shutdown: leaves = true
+        case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
         flushPresenceUpdates()
@@ -232,9 +234,14 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         switch message {
         case .ping:
             send(ServerMessage.pong)
-        case .join(let doc, let state, let since):
+        case .join(let doc, let state, let since, let schema):
             guard let role = identity.access.role(for: doc) else {
                 reject(ProtocolError(.forbidden, "your token grants no access to this doc", doc: doc), nowMs: nil)
+                return
+            }
+            if let schema, let mismatch = Self.schemaMismatch(stated: schema, enforced: schemaVersion(doc), doc: doc) {
+                metrics.schemaMismatches.increment()
+                reject(mismatch, nowMs: nil)
                 return
             }
             let limit = settings.maxDocsPerConnection
@@ -659,5 +666,18 @@ extension ClientMessage {
     var pushID: JSONValue? {
         if case .push(_, let id, _, _) = self { return id }
         return nil
+    }
+}
+
+extension ClientConnection {
+    /// A join that states the schema version it was built for must find exactly that version enforced for
+    /// the doc; a server without a schema for the doc is a mismatch too (the client expects its records to
+    /// be checked). Joins that state no version are not checked.
+    static func schemaMismatch(stated: Int, enforced: Int?, doc: String) -> ProtocolError? {
+        guard stated != enforced else { return nil }
+        let server = enforced.map { "version \($0)" } ?? "no schema"
+        return ProtocolError(
+            .schemaMismatch, "this client was built for record schema version \(stated); the server enforces \(server) for this doc",
+            doc: doc)
     }
 }

@@ -8,4 +8,13 @@ public enum ClientLimit: String, Sendable, CaseIterable {
     case docJoinRate = "doc_join_rate"
     /// A request beyond --max-pending-requests while the connection's join of the doc completes (`unavailable`).
     case pendingRequests = "pending_requests"
+    /// A Yjs message over --yjs-max-message-bytes (closed with 1009).
+    case yjsMessageBytes = "yjs_message_bytes"
+    /// Yjs updates faster than --yjs-update-rate (closed with 1008).
+    case yjsUpdateRate = "yjs_update_rate"
+    /// A Yjs update that would take its room past --yjs-max-room-bytes (closed with 4413).
+    case yjsRoomBytes = "yjs_room_bytes"
+    /// A Yjs awareness entry refused: another connection's or node's clientID, or more than
+    /// `YjsAwareness.maxClientsPerConnection` clientIDs on one connection.
+    case yjsAwarenessClients = "yjs_awareness_clients"
 }

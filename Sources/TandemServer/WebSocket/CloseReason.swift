@@ -21,6 +21,12 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case shutdown
     /// A WebSocket protocol error (bad framing, oversized frame).
     case protocolError = "protocol_error"
+    /// A Yjs client sent bytes that are not a valid y-protocols message or Yjs update (1007).
+    case invalidMessage = "invalid_message"
+    /// A Yjs client went past a bound: message size (1009), update rate (1008), room size (4413).
+    case limit
+    /// Redis could not store a Yjs update (1013): the client reconnects and sends it again in its step 2.
+    case storageUnavailable = "storage_unavailable"
 }
 
 /// The closes the server initiates, and the one table from each to what the client is told (WebSocket
@@ -41,6 +47,18 @@ enum ServerClose: CaseIterable, Sendable {
     case resumedElsewhere
     /// The node is shutting down.
     case shutdown
+    /// A text frame on /yjs/{room}.
+    case yjsTextFrame
+    /// Not a y-protocols message, or a malformed state vector or update.
+    case yjsInvalidMessage
+    /// A message over `--yjs-max-message-bytes`.
+    case yjsTooLarge
+    /// Updates faster than `--yjs-update-rate`.
+    case yjsUpdateRate
+    /// The room would pass `--yjs-max-room-bytes`.
+    case yjsRoomFull
+    /// Redis refused or could not take an update.
+    case yjsStorageUnavailable
 
     /// The close code (RFC 6455 §7.4; 1013 "try again later" is IANA-registered).
     var code: WebSocketErrorCode {
@@ -50,6 +68,12 @@ enum ServerClose: CaseIterable, Sendable {
         case .pingTimeout, .shutdown: .goingAway  // 1001
         case .slowConsumer: .unknown(1013)
         case .resumedElsewhere: .normalClosure  // 1000
+        case .yjsTextFrame: .unacceptableData  // 1003
+        case .yjsInvalidMessage: .dataInconsistentWithMessage  // 1007
+        case .yjsTooLarge: .messageTooLarge  // 1009
+        case .yjsUpdateRate: .policyViolation  // 1008
+        case .yjsRoomFull: .unknown(4413)
+        case .yjsStorageUnavailable: .unknown(1013)
         }
     }
 
@@ -62,6 +86,10 @@ enum ServerClose: CaseIterable, Sendable {
         case .slowConsumer: .slowConsumer
         case .resumedElsewhere: .resumed
         case .shutdown: .shutdown
+        case .yjsTextFrame: .unsupportedData
+        case .yjsInvalidMessage: .invalidMessage
+        case .yjsTooLarge, .yjsUpdateRate, .yjsRoomFull: .limit
+        case .yjsStorageUnavailable: .storageUnavailable
         }
     }
 
@@ -75,6 +103,12 @@ enum ServerClose: CaseIterable, Sendable {
         case .slowConsumer: "outbound queue over limit; reconnect with since"
         case .resumedElsewhere: "session resumed on a new connection"
         case .shutdown: "server shutting down"
+        case .yjsTextFrame: "text frames are not supported on /yjs; send y-protocols binary frames"
+        case .yjsInvalidMessage: "not a valid y-protocols message"
+        case .yjsTooLarge: "message over --yjs-max-message-bytes"
+        case .yjsUpdateRate: "updates above --yjs-update-rate"
+        case .yjsRoomFull: "room over --yjs-max-room-bytes"
+        case .yjsStorageUnavailable: "storage unavailable; reconnect"
         }
     }
 }

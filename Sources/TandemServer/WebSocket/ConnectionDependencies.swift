@@ -41,6 +41,9 @@ struct ConnectionDependencies: Sendable {
     var registry: SessionRegistry
     /// The shard that owns a doc (`DocShards.shard(for:)`).
     var shard: @Sendable (_ doc: String) -> DocShard
+    /// The version of the record schema that applies to a doc, nil if none (a join stating another is
+    /// refused with `schema_mismatch`).
+    var schemaVersion: @Sendable (_ doc: String) -> Int?
     /// A reconnect was seen (counted once per connection; feeds the storm monitor).
     var reconnectObserved: @Sendable () -> Void
 }
@@ -56,4 +59,8 @@ struct WebSocketServerDependencies: Sendable {
     var sessions: SessionOwnership
     var shards: DocShards
     var connection: ConnectionDependencies
+    /// Yjs rooms (`/yjs/{room}`) and what their connections get.
+    var yjsRooms: YjsRooms
+    var yjsSettings: YjsConnection.Settings
+    var logger: Logger
 }

@@ -80,14 +80,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
 
-    private let connection: ClientConnection
+    /// Records the close reason on the connection (a `ClientConnection` or a `YjsConnection`).
+    private let record: () -> Void
 
     init(connection: ClientConnection) {
-        self.connection = connection
+        self.record = { connection.protocolErrorClose() }
+    }
+
+    init(connection: YjsConnection) {
+        self.record = { connection.protocolErrorClose() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if Self.isProtocolError(error) { connection.protocolErrorClose() }
+        if Self.isProtocolError(error) { record() }
         context.fireErrorCaught(error)
     }
 

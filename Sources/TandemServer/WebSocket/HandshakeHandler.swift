@@ -22,8 +22,16 @@ struct HandshakeState {
         var headers: [(String, String)] = []
     }
 
+    /// An accepted `/yjs/{room}` handshake.
+    struct AcceptedYjs {
+        var identity: Identity
+        var room: String
+        var role: Role
+    }
+
     enum Decision {
         case accepted(Accepted)
+        case acceptedYjs(AcceptedYjs)
         case rejected(Rejected)
         /// A protocol version this server does not speak: upgraded, then closed with 4400/4401 (a browser
         /// cannot read an HTTP refusal, but it can read a close code).
@@ -59,12 +67,14 @@ final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHan
         let rejection: HandshakeState.Rejected
         if case .rejected(let rejected)? = state.value.decision {
             rejection = rejected
-        } else if ProtocolVersion.requested(inPath: QueryString.parse(uri: head.uri).path) != nil {
+        } else if ProtocolVersion.requested(inPath: QueryString.parse(uri: head.uri).path) != nil
+            || YjsPath.room(inPath: QueryString.parse(uri: head.uri).path) != nil
+        {
             rejection = .init(
                 status: .upgradeRequired, error: "upgrade_required", message: "connect with a WebSocket handshake",
                 headers: [("Upgrade", "websocket")])
         } else {
-            rejection = .init(status: .notFound, error: "not_found", message: "the client endpoint is /v1/ws")
+            rejection = .init(status: .notFound, error: "not_found", message: "the client endpoints are /v1/ws and /yjs/{room}")
         }
         var body = JSONWriter()
         body.openObject()

@@ -17,6 +17,9 @@ final class WebSocketServer: Sendable {
     private let shards: DocShards
     /// What each accepted connection gets (explicitly: connections hold no node).
     private let connectionDependencies: ConnectionDependencies
+    private let yjsRooms: YjsRooms
+    private let yjsSettings: YjsConnection.Settings
+    private let logger: Logger
     private let authenticator: Authenticator
     private let originPolicy: OriginPolicy
     private let admission: HandshakeAdmission
@@ -45,6 +48,9 @@ final class WebSocketServer: Sendable {
         self.sessions = dependencies.sessions
         self.shards = dependencies.shards
         self.connectionDependencies = dependencies.connection
+        self.yjsRooms = dependencies.yjsRooms
+        self.yjsSettings = dependencies.yjsSettings
+        self.logger = dependencies.logger
         let config = dependencies.config
         self.authenticator = authenticator
         // `ServerConfiguration.validate()` refused bad entries before the node started; should one get
@@ -160,8 +166,15 @@ final class WebSocketServer: Sendable {
             state.value.decision = .rejected(.init(status: status, error: error, message: message, headers: headers))
             return loop.makeSucceededFuture(nil)
         }
-        guard let requestedVersion = ProtocolVersion.requested(inPath: path) else {
-            return reject(.notFound, "not_found", "the client endpoint is /v1/ws")
+        let yjsRoom = YjsPath.room(inPath: path)
+        let requestedVersion = ProtocolVersion.requested(inPath: path)
+        if requestedVersion == nil, yjsRoom == nil {
+            if path.hasPrefix(YjsPath.prefix) {
+                return reject(
+                    .notFound, "not_found",
+                    "/yjs/{room}: the room is a doc id, 1–\(DocID.maxLength) characters of [A-Za-z0-9._:-]")
+            }
+            return reject(.notFound, "not_found", "the client endpoints are /v1/ws and /yjs/{room}")
         }
         if draining.withLockedValue({ $0 }) {
             metrics.admissionRejected[.draining]!.increment()
@@ -180,7 +193,7 @@ final class WebSocketServer: Sendable {
                 .forbidden, "origin_not_allowed",
                 "web pages from this Origin may not connect; the operator lists allowed ones in --allowed-origins")
         }
-        if let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
+        if let requestedVersion, let refusal = ProtocolVersion.negotiate(requestedVersion).refusal {
             // Nothing to authenticate for: the socket is closed right after the upgrade.
             metrics.admissionRejected[.protocolVersion]!.increment()
             state.value.decision = .unsupportedVersion(code: refusal.code, reason: refusal.reason)
@@ -205,6 +218,15 @@ final class WebSocketServer: Sendable {
                         headers: [("Retry-After", "\(retryAfter)")])
                 }
                 let config = self.config
+                var yjsRole: Role?
+                if let yjsRoom {
+                    // Refused before a slot is taken. The room is a doc id: the same grants apply.
+                    guard let role = identity.access.role(for: yjsRoom) else {
+                        self.metrics.protocolError(.forbidden)
+                        return reject(.forbidden, "forbidden", "your token grants no access to this room")
+                    }
+                    yjsRole = role
+                }
                 if let full = self.registry.reserveSlot(
                     user: identity.user, maxTotal: config.maxConnections, maxPerUser: config.maxConnectionsPerUser)
                 {
@@ -220,6 +242,10 @@ final class WebSocketServer: Sendable {
                 }
                 let registry = self.registry
                 channel.closeFuture.whenComplete { _ in registry.releaseSlot(user: identity.user) }
+                if let yjsRoom, let yjsRole {
+                    state.value.decision = .acceptedYjs(.init(identity: identity, room: yjsRoom, role: yjsRole))
+                    return loop.makeSucceededFuture(HTTPHeaders())
+                }
                 // Only the session's own user may take it over: this node knows the owners of its open and
                 // recently ended sessions; Redis knows them cluster-wide.
                 let resume = query["resume"].flatMap { SessionID.isValid($0) ? $0 : nil }
@@ -252,6 +278,9 @@ final class WebSocketServer: Sendable {
                 channel.close(promise: nil)
             }
             return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        if case .acceptedYjs(let accepted)? = state.value.decision {
+            return upgradedYjs(channel: channel, accepted: accepted)
         }
         guard case .accepted(let accepted)? = state.value.decision else { return channel.close() }
         let id = nextConnectionID.withLockedValue { id in
@@ -287,14 +316,42 @@ final class WebSocketServer: Sendable {
         }
     }
 
+    private func upgradedYjs(channel: Channel, accepted: HandshakeState.AcceptedYjs) -> EventLoopFuture<Void> {
+        let id = nextConnectionID.withLockedValue { id in
+            id += 1
+            return id
+        }
+        let connection = YjsConnection(
+            id: id, identity: accepted.identity, room: accepted.room, role: accepted.role, channel: channel,
+            settings: yjsSettings, metrics: metrics, clock: clock, rooms: yjsRooms, logger: logger)
+        do {
+            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
+            try channel.pipeline.syncOperations.addHandler(
+                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
+            try channel.pipeline.syncOperations.addHandlers([
+                NIOWebSocketFrameAggregator(
+                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
+                    maxAccumulatedFrameSize: config.maxFrameBytes),
+                YjsConnectionHandler(connection: connection),
+            ])
+            return channel.eventLoop.makeSucceededVoidFuture()
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+    }
+
     /// Closes every client with 1001 (going away) and waits until they are gone (at most `timeout`).
     func closeAllClients(timeout: TimeAmount) async {
         let connections = registry.allConnections
-        let closed = connections.map { connection in
+        var closed = connections.map { connection in
             connection.eventLoop.execute {
                 connection.close(.shutdown)
             }
             return connection.channel.closeFuture
+        }
+        for connection in yjsRooms.allConnections {
+            connection.eventLoop.execute { connection.close(.shutdown) }
+            closed.append(connection.channel.closeFuture)
         }
         guard let loop = closed.first?.eventLoop else { return }
         await EventLoopFuture.andAllComplete(closed, on: loop).wait(atMost: timeout)

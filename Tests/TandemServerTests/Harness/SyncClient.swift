@@ -238,8 +238,10 @@ final class SyncClient: @unchecked Sendable {
     }
 
     /// Connects to `url` (which names the user) and waits for `welcome`.
-    static func connect(_ url: String, name: String, user: String? = nil) async throws -> SyncClient {
-        let connection = try await TestClient.connect(url, name: name)
+    static func connect(_ url: String, name: String, user: String? = nil, receiveBufferBytes: Int? = nil) async throws
+        -> SyncClient
+    {
+        let connection = try await TestClient.connect(url, name: name, receiveBufferBytes: receiveBufferBytes)
         return SyncClient(name: name, user: user ?? name, connection: connection)
     }
 

@@ -38,8 +38,11 @@ final class SyncCluster: @unchecked Sendable {
     var clients: [SyncClient] { lock.withLock { clientStore } }
 
     /// Connects `user` (development mode) to node `node`.
-    func client(_ user: String, node: Int = 0, query: String = "") async throws -> SyncClient {
-        let client = try await SyncClient.connect(nodes[node].url(user: user, query: query), name: user)
+    func client(_ user: String, node: Int = 0, query: String = "", receiveBufferBytes: Int? = nil) async throws
+        -> SyncClient
+    {
+        let client = try await SyncClient.connect(
+            nodes[node].url(user: user, query: query), name: user, receiveBufferBytes: receiveBufferBytes)
         track(client)
         return client
     }

@@ -32,16 +32,22 @@ final class TestClient: @unchecked Sendable {
 
     private init(name: String) { self.name = name }
 
-    /// Connects and waits for `welcome`.
-    static func connect(_ url: String, headers: [(String, String)] = [], autoPong: Bool = true, name: String = "client")
-        async throws -> TestClient
-    {
+    /// Connects and waits for `welcome`. Tests that stall a reader give it a small `receiveBufferBytes`, so
+    /// that the server backs up after a known amount and not after what the kernel auto-tunes the buffer to
+    /// (up to tcp_rmem's maximum, 32 MiB here).
+    static func connect(
+        _ url: String, headers: [(String, String)] = [], autoPong: Bool = true, name: String = "client",
+        receiveBufferBytes: Int? = nil
+    ) async throws -> TestClient {
         let client = TestClient(name: name)
         var configuration = WebSocketClient.Configuration()
         configuration.autoPong = autoPong
+        configuration.receiveBufferBytes = receiveBufferBytes
         client.socket = try await WebSocketClient.connect(
             to: url, headers: headers, on: group, configuration: configuration,
-            callbacks: .init(onText: { buffer in client.received(String(buffer: buffer)) }))
+            // Weak: the socket keeps its callbacks, so a strong capture made every TestClient (and all it
+            // received) live as long as the process (LeakSanitizer).
+            callbacks: .init(onText: { [weak client] buffer in client?.received(String(buffer: buffer)) }))
         _ = try await client.next("welcome")
         return client
     }

@@ -24,6 +24,10 @@ final class InProcessNode: @unchecked Sendable {
         config.host = "127.0.0.1"
         config.port = 0
         config.opsPort = 0
+        // A debug build on a shared machine runs its loops late whenever a test sends a burst (thousands of
+        // pushes to check catch-up chunking): loop-lag admission would refuse some, which is right for a
+        // server and wrong for those tests. SyncOverloadTests sets it low to test exactly that.
+        config.maxLoopLagMs = 60_000
         configure(&config)
         var logger = Logger(label: "tandem.\(nodeID)") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = ProcessInfo.processInfo.environment["TANDEM_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .error

@@ -1,0 +1,326 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import TandemCore
+import TandemYjs
+
+/// One y-websocket client on `/yjs/{room}`: binary frames, one y-protocols message each. Checks its
+/// limits, decodes and validates what it sends on its own loop (so a room's loop only sees valid
+/// updates), and hands the rest to the room's shard.
+///
+/// Confined to its channel's event loop (rooms hop with `execute`).
+final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: confined to its channel's loop; rooms only hop to it
+    struct Settings: Sendable {
+        var maxMessageBytes: Int
+        /// Largest awareness state (`--max-state-bytes`, as for presence).
+        var maxStateBytes: Int
+        var updateRate: Int
+        var maxOutboundBytes: Int
+        var pingIntervalMs: Int
+        var abuseLimits: AbuseMonitor.Limits
+
+        init(_ config: ServerConfiguration) {
+            maxMessageBytes = config.yjsMaxMessageBytes
+            maxStateBytes = config.limits.maxStateBytes
+            updateRate = config.yjsUpdateRate
+            maxOutboundBytes = config.maxOutboundBytes
+            pingIntervalMs = config.pingIntervalMs
+            abuseLimits = config.abuseLimits
+        }
+    }
+
+    let id: UInt64
+    let identity: Identity
+    let room: String
+    let role: Role
+    let channel: Channel
+    private let settings: Settings
+    private let metrics: TandemMetrics
+    private let clock: NodeClock
+    private let rooms: YjsRooms
+    private let shard: YjsRoomShard
+    private let logger: Logger
+    var eventLoop: EventLoop { channel.eventLoop }
+
+    private var started = false
+    private var closing = false
+    private var closeReason: CloseReason?
+    private var missedPings = 0
+    private var pingTask: RepeatedTask?
+    private var abuse: AbuseMonitor
+    private var updates: TokenBucket?
+    private var flushScheduled = false
+
+    /// Seconds of `--yjs-update-rate` a client may send back to back (a paste, a burst of undo).
+    static let updateBurstSeconds = 2.0
+    static let closeHandshakeGrace: TimeAmount = .seconds(2)
+
+    init(
+        id: UInt64, identity: Identity, room: String, role: Role, channel: Channel, settings: Settings,
+        metrics: TandemMetrics, clock: NodeClock, rooms: YjsRooms, logger: Logger
+    ) {
+        self.id = id
+        self.identity = identity
+        self.room = room
+        self.role = role
+        self.channel = channel
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.rooms = rooms
+        self.shard = rooms.shard(for: room)
+        self.abuse = AbuseMonitor(limits: settings.abuseLimits)
+        var logger = logger
+        logger[metadataKey: "connection.id"] = "\(id)"
+        logger[metadataKey: "yjs.room"] = "\(room)"
+        self.logger = logger
+    }
+
+    // MARK: Lifecycle
+
+    func start() {
+        eventLoop.assertInEventLoop()
+        guard !started else { return }
+        started = true
+        metrics.connections.increment()
+        metrics.connectionsOpened.increment()
+        rooms.register(self)
+        shard.join(self, room: room)
+        let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
+        pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.sendPing()
+        }
+        logger.debug("yjs client connected", metadata: ["user": "\(identity.user)", "role": "\(role.rawValue)"])
+    }
+
+    func channelClosed() {
+        eventLoop.assertInEventLoop()
+        guard started else { return }
+        pingTask?.cancel()
+        pingTask = nil
+        let reason = closeReason ?? .abrupt
+        metrics.connections.decrement()
+        metrics.connectionClosed(reason)
+        rooms.remove(self)
+        shard.leave(self, room: room)
+        logger.debug("yjs client disconnected", metadata: ["reason": "\(reason.rawValue)"])
+    }
+
+    // MARK: Inbound
+
+    func received(_ frame: ByteBuffer) {
+        guard !closing else { return }
+        missedPings = 0
+        let nowMs = clock.nowMs()
+        if abuse.message(nowMs: nowMs) == .flooding {
+            close(.messageFlood)
+            return
+        }
+        guard frame.readableBytes <= settings.maxMessageBytes else {
+            metrics.clientLimitReached(.yjsMessageBytes)
+            close(.yjsTooLarge)
+            return
+        }
+        let message: YProtocolMessage
+        do {
+            message = try YProtocolMessage(decoding: Array(frame.readableBytesView))
+        } catch {
+            logger.info("closing yjs client: invalid message", metadata: ["error": "\(error)"])
+            close(.yjsInvalidMessage)
+            return
+        }
+        switch message {
+        case .syncStep1(let bytes):
+            // A step 1 costs the room a diff of the whole document: it counts against the update rate.
+            guard takeUpdateToken(nowMs: nowMs) else { return }
+            guard let vector = try? YStateVector(decoding: bytes) else {
+                close(.yjsInvalidMessage)
+                return
+            }
+            shard.step1(self, room: room, stateVector: vector)
+        case .syncStep2(let bytes), .update(let bytes):
+            guard role == .editor else {
+                // y-protocols' auth message: the client's provider reports it (y-websocket: permission-denied).
+                metrics.syncPush("discard")
+                send(.permissionDenied(reason: "read-only: your token grants view access to this room"))
+                return
+            }
+            guard takeUpdateToken(nowMs: nowMs) else { return }
+            let update: YUpdate
+            do {
+                update = try YUpdate(decoding: bytes)
+            } catch {
+                logger.info("closing yjs client: invalid update", metadata: ["error": "\(error)"])
+                close(.yjsInvalidMessage)
+                return
+            }
+            shard.update(self, room: room, update: update, bytes: bytes)
+        case .awareness(let update):
+            // Viewers have presence too (as on /v1/ws): awareness is not a write to the document.
+            guard update.entries.allSatisfy({ $0.stateJSON.utf8.count <= settings.maxStateBytes }) else {
+                metrics.clientLimitReached(.yjsMessageBytes)
+                close(.yjsTooLarge)
+                return
+            }
+            shard.awareness(self, user: identity.user, room: room, update: update)
+        case .queryAwareness:
+            shard.queryAwareness(self, room: room)
+        case .permissionDenied:
+            // Only servers send it.
+            break
+        }
+    }
+
+    /// Takes a token of `--yjs-update-rate`, or closes the connection (1008).
+    private func takeUpdateToken(nowMs: UInt64) -> Bool {
+        var bucket = updates
+            ?? TokenBucket(rate: Double(settings.updateRate), burst: Double(settings.updateRate) * Self.updateBurstSeconds, nowMs: nowMs)
+        let taken = bucket.take(nowMs: nowMs)
+        updates = bucket
+        if !taken {
+            metrics.clientLimitReached(.yjsUpdateRate)
+            close(.yjsUpdateRate)
+        }
+        return taken
+    }
+
+    func receivedText() { close(.yjsTextFrame) }
+
+    func receivedPong() { missedPings = 0 }
+
+    func receivedClose() {
+        if closeReason == nil { closeReason = .clientClose }
+    }
+
+    func protocolErrorClose() {
+        if closeReason == nil { closeReason = .protocolError }
+    }
+
+    var isClosing: Bool { closing }
+
+    private func sendPing() {
+        guard !closing else { return }
+        if missedPings >= 2 {
+            close(.pingTimeout)
+            return
+        }
+        missedPings += 1
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
+    }
+
+    // MARK: Outbound
+
+    private func send(_ message: YProtocolMessage) {
+        deliver(ByteBuffer(bytes: message.encoded()), appendedAtMs: nil)
+    }
+
+    func deliver(_ message: ByteBuffer, appendedAtMs: UInt64?) {
+        guard !closing else { return }
+        channel.write(WebSocketFrame(fin: true, opcode: .binary, data: message), promise: nil)
+        if let appendedAtMs {
+            let now = clock.wallMs()
+            metrics.syncLagSeconds.record(Double(now >= appendedAtMs ? now - appendedAtMs : 0) / 1000)
+        }
+        scheduleFlush()
+        // Updates cannot be dropped or merged for a slow client: past the limit it is closed, and catches
+        // up with a step 1 when it reconnects. What was queued before this message counts: one message (a
+        // step 2 of a large room) larger than the limit alone does not close a client that is reading.
+        let buffered = (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        if buffered - message.readableBytes > settings.maxOutboundBytes { close(.slowConsumer) }
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { [self] in
+            flushScheduled = false
+            channel.flush()
+        }
+    }
+
+    func close(_ close: ServerClose) {
+        guard !closing else { return }
+        closing = true
+        closeReason = close.reason
+        var data = channel.allocator.buffer(capacity: 2 + close.text.utf8.count)
+        data.write(webSocketErrorCode: close.code)
+        data.writeString(close.text)
+        let channel = self.channel
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
+        channel.eventLoop.scheduleTask(in: Self.closeHandshakeGrace) { channel.close(promise: nil) }
+    }
+}
+
+/// The channel handler in front of a `YjsConnection` (as `ConnectionHandler` is for `/v1/ws`).
+final class YjsConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let connection: YjsConnection
+    /// A pong being written, and the latest ping that came in meanwhile (answered once, RFC 6455 §5.5.3).
+    private var pongInFlight = false
+    private var latestUnansweredPing: ByteBuffer?
+
+    init(connection: YjsConnection) { self.connection = connection }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { connection.start() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .binary:
+            connection.received(frame.unmaskedData)
+        case .text:
+            connection.receivedText()
+        case .ping:
+            connection.receivedPong()  // any frame proves the client is alive
+            if pongInFlight {
+                latestUnansweredPing = frame.unmaskedData
+            } else {
+                writePong(frame.unmaskedData, context: context)
+            }
+        case .pong:
+            connection.receivedPong()
+        case .connectionClose:
+            connection.receivedClose()
+            if !connection.isClosing {
+                var reply = context.channel.allocator.buffer(capacity: 2)
+                reply.write(webSocketErrorCode: CloseFrameReply.code(for: frame.unmaskedData))
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)))
+                    .whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+        default:
+            break
+        }
+    }
+
+    private func writePong(_ data: ByteBuffer, context: ChannelHandlerContext) {
+        pongInFlight = true
+        let channel = context.channel
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .pong, data: data)).whenComplete { [self] _ in
+            pongInFlight = false
+            if let next = latestUnansweredPing, channel.isActive {
+                latestUnansweredPing = nil
+                pongInFlight = true
+                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .pong, data: next)).whenComplete { [self] _ in
+                    pongInFlight = false
+                }
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.channelClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if FramingErrorRecorder.isProtocolError(error) { connection.protocolErrorClose() }
+        context.close(promise: nil)
+    }
+}

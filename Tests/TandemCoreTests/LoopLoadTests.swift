@@ -1,0 +1,74 @@
+import Testing
+@testable import TandemCore
+
+/// The loop-level part of admission (`LoopLoad`): lag from late probes, the loop's commit rate, and a
+/// retry hint that grows with the backlog of refused pushes and is spread by full jitter.
+@Suite struct LoopLoadTests {
+    static let ms: UInt64 = 1_000_000
+
+    /// Probes on time: no lag, nothing refused. Probes running late, a few in a row: refused; on time
+    /// again: taken again.
+    @Test func lateProbesTurnRefusalOnAndOff() {
+        var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 1)
+        var now: UInt64 = 1_000 * Self.ms
+        for _ in 0..<10 {
+            now += 10 * Self.ms
+            load.probed(due: now, now: now)
+        }
+        #expect(!load.isLagging)
+        // One late probe is not enough (one long piece of work)...
+        load.probed(due: now, now: now + 120 * Self.ms)
+        #expect(!load.isLagging, "\(load.lagNanos)")
+        // ...several are.
+        for _ in 0..<5 {
+            now += 200 * Self.ms
+            load.probed(due: now, now: now + 300 * Self.ms)
+        }
+        #expect(load.isLagging, "\(load.lagNanos)")
+        for _ in 0..<20 {
+            now += 10 * Self.ms
+            load.probed(due: now, now: now)
+        }
+        #expect(!load.isLagging, "\(load.lagNanos)")
+    }
+
+    /// The hint grows with the pushes refused in a burst (they come back as the loop can commit them),
+    /// is spread over [0, 2 × base] (full jitter: clients refused together do not return together), never
+    /// below what the doc itself asked, never above the cap.
+    @Test func theHintGrowsWithTheBacklogAndIsFullyJittered() {
+        var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 7)
+        var now: UInt64 = 1_000 * Self.ms
+        // The loop commits 1,000 per second (one per ms), measured over a few probes.
+        for _ in 0..<30 {
+            load.committed(10)
+            now += 10 * Self.ms
+            load.probed(due: now, now: now)
+        }
+        #expect(abs(load.commitRate * 1e9 - 1_000) < 10, "\(load.commitRate * 1e9)/s")
+        // A burst of 2,000 refusals at one instant: the k-th is told about k ms (the loop's rate), jittered.
+        var hints: [UInt64] = []
+        for _ in 0..<2_000 { hints.append(load.retryAfterMs(now: now)) }
+        let early = hints[0..<200].reduce(0, +) / 200
+        let late = hints[1_800..<2_000].reduce(0, +) / 200
+        #expect(early < 250 && late > 1_500, "mean hint of the first 200: \(early) ms, of the last 200: \(late) ms")
+        // Full jitter: the last ones (base about 1.9 s) spread from near 0 to near 2 × base.
+        let lateSorted = hints[1_800..<2_000].sorted()
+        #expect(lateSorted.first! < 500 && lateSorted.last! > 3_000, "\(lateSorted.first!)…\(lateSorted.last!)")
+        // The backlog drains at the commit rate: two seconds later, a refusal is told little again.
+        now += 2_100 * Self.ms
+        #expect(load.retryAfterMs(now: now) < 50)
+        // A doc's own hint is a floor (after the jitter: before it, the doc refuses for certain).
+        let floored = (0..<200).map { _ in load.retryAfterMs(now: now, atLeastMs: 1_000) }
+        #expect(floored.allSatisfy { $0 >= 1_000 }, "\(floored.min()!)")
+        // Capped.
+        for _ in 0..<100_000 { _ = load.retryAfterMs(now: now) }
+        #expect(load.retryAfterMs(now: now) <= 30_000)
+    }
+
+    /// A loop that committed nothing (idle, Redis down) still hints a finite, capped wait.
+    @Test func anIdleLoopHintsAFiniteWait() {
+        var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 5_000, randomSeed: 3)
+        let hint = load.retryAfterMs(now: 1_000 * Self.ms)
+        #expect(hint >= 1 && hint <= 5_000)
+    }
+}

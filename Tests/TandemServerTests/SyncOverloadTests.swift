@@ -1,0 +1,149 @@
+import Foundation
+import TandemCore
+import TandemTestSupport
+import Testing
+
+/// Sync under overload (issue 8), end to end over real sockets and a real Redis.
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct SyncOverloadTests {
+    /// Every push gets exactly one answer: under overload — admission refusing most pushes, Redis frozen
+    /// with batches in it, two nodes racing for the same records — each push gets one `result` or one
+    /// error, never none and never two. (The pipeline's model test checks the same in the pure state
+    /// machine; this checks the shell around it: the shard, the outbox, the connections' loops.)
+    @Test func everyPushGetsExactlyOneAnswerUnderOverload() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.maxPushWaitMs = 1
+            $0.maxQueuedPushes = 8
+        }
+        let docs = ["answers:a", "answers:b"]
+        var clients: [SyncClient] = []
+        for k in 0..<6 {
+            let client = try await cluster.client("u\(k)", node: k % 2)
+            for doc in docs { try await client.join(doc) }
+            clients.append(client)
+        }
+        let perPhase = 60
+        func burst(_ ids: ClosedRange<Int>) {
+            for id in ids {
+                for (k, client) in clients.enumerated() {
+                    let doc = docs[id % 2]
+                    client.push(doc, id: id, ops: #"{"own\#(k)":["put",{"n":\#(id)}],"shared":["patch",{"u\#(k)":["put",\#(id)]}]}"#)
+                }
+            }
+        }
+        // Flowing, then with Redis frozen (batches stuck in it, the queue bound reached), then flowing again.
+        func refusals() async throws -> Double {
+            var total = 0.0
+            for node in cluster.nodes {
+                for reason in ["wait", "queue_full"] {
+                    total += try await node.metric(#"tandem_sync_overload_refusals_total{reason="\#(reason)"}"#)
+                }
+            }
+            return total
+        }
+        burst(1...perPhase)
+        cluster.redis.pause()
+        let refusedBefore = try await refusals()
+        burst((perPhase + 1)...(2 * perPhase))
+        try await waitUntil("pushes refused while Redis is frozen") { try await refusals() > refusedBefore }
+        cluster.redis.resume()
+        burst((2 * perPhase + 1)...(3 * perPhase))
+        let ids = 1...(3 * perPhase)
+
+        // Every push answered...
+        for client in clients {
+            try await waitUntil("\(client.name): every push answered", timeout: .seconds(60)) {
+                let counts = answerCounts(client)
+                return ids.allSatisfy { counts[key(docs[$0 % 2], $0)] != nil }
+            }
+        }
+        // ...and, once a last push behind them all is answered too, none of them twice.
+        for client in clients {
+            for doc in docs {
+                let last = try await client.pushUntilAnswered(doc, id: .number(10_000), ops: json(#"{"last":["put",{}]}"#))
+                #expect(last.string("t") == "result", "\(last)")
+            }
+        }
+        var outcomes: [String: Int] = [:]
+        for client in clients {
+            let counts = answerCounts(client)
+            for id in ids {
+                let answers = counts[key(docs[id % 2], id)] ?? []
+                #expect(answers.count == 1, "\(client.name) push \(id) in \(docs[id % 2]): \(answers)")
+                for answer in answers { outcomes[answer, default: 0] += 1 }
+            }
+        }
+        // The scenario did what it is meant to: some pushes committed, some refused as overload.
+        #expect((outcomes["commit"] ?? 0) + (outcomes["rebase"] ?? 0) > 0, "\(outcomes)")
+        #expect((outcomes["unavailable"] ?? 0) > 0, "\(outcomes)")
+        try await cluster.waitConverged(docs[0])
+        try await cluster.waitConverged(docs[1])
+        #expect(SyncRedis.pushesCommittedTwice(cluster.redis, docs[0]) == [])
+        #expect(SyncRedis.pushesCommittedTwice(cluster.redis, docs[1]) == [])
+        await cluster.finish()
+    }
+
+    private func key(_ doc: String, _ id: Int) -> String { "\(doc)#\(id)" }
+
+    /// The answers (`result` action or error code) each push of `client` got, from the raw messages.
+    private func answerCounts(_ client: SyncClient) -> [String: [String]] {
+        var counts: [String: [String]] = [:]
+        for text in client.socket.rawMessages {
+            guard case .object(let m)? = try? JSONParser.parse(text), let doc = m["doc"]?.stringValue,
+                let id = m["id"]?.intValue
+            else { continue }
+            switch m["t"]?.stringValue {
+            case "result": counts[key(doc, id), default: []].append(m["action"]?.stringValue ?? "?")
+            case "error": counts[key(doc, id), default: []].append(m["code"]?.stringValue ?? "?")
+            default: break
+            }
+        }
+        return counts
+    }
+
+    /// A shard whose event loop runs behind (`--max-loop-lag-ms`, here 1 ms: any burst of work passes it)
+    /// refuses pushes at once, `unavailable` with a retry hint, before their doc's admission — and counts
+    /// them (reason `loop_lag`) and the probes' lag.
+    @Test func aLaggingLoopRefusesPushesWithAHint() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.maxLoopLagMs = 1 }
+        let node = cluster.nodes[0]
+        let doc = "overload:lag"
+        var clients: [SyncClient] = []
+        for k in 0..<4 {
+            let client = try await cluster.client("l\(k)")
+            try await client.join(doc)
+            clients.append(client)
+        }
+        let metric = #"tandem_sync_overload_refusals_total{reason="loop_lag"}"#
+        var nextID = 1
+        var refusal: [String: JSONValue]?
+        // Bursts of pushes keep the loops busy until a probe runs late enough.
+        try await waitUntil("a push refused for loop lag", timeout: .seconds(60), poll: .milliseconds(50)) {
+            for _ in 0..<100 {
+                for (k, client) in clients.enumerated() {
+                    client.push(doc, id: nextID, ops: #"{"r\#(k)":["put",{"n":\#(nextID)}]}"#)
+                }
+                nextID += 1
+            }
+            for client in clients {
+                client.update()
+                if let found = client.view(doc).pushErrors.values.first(where: { $0.string("message")?.contains("event loop") == true }) {
+                    refusal = found
+                }
+            }
+            return refusal != nil
+        }
+        let refused = try #require(refusal)
+        #expect(refused.string("code") == "unavailable", "\(refused)")
+        #expect(refused.string("doc") == doc)
+        #expect(refused["id"] != nil)
+        let hint = try #require(refused["retryAfterMs"]?.uint64Value, "\(refused)")
+        #expect(hint >= 1 && hint <= 30_000)
+        #expect(refused.string("message")?.contains("--max-loop-lag-ms") == true, "\(refused)")
+        #expect(try await node.metric(metric) >= 1)
+        #expect(try await node.metric("tandem_event_loop_lag_seconds_count") >= 1)
+        // Nothing of a refused push is applied; the doc converges on what was committed.
+        try await cluster.waitConverged(doc)
+        for client in clients { cluster.expectRecordsEqualRedis(client, doc) }
+        await cluster.finish()
+    }
+}
