@@ -109,6 +109,8 @@ let package = Package(
         ),
         // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
         .target(name: "TandemTestSupport", dependencies: ["TandemSystem"], path: "Tests/Support"),
+        // Test-only: counts heap allocations per thread for the allocation-counting tests (issue 14).
+        .target(name: "TandemAllocationCounter", path: "Tests/AllocationCounter"),
         .executableTarget(
             name: "tandem",
             dependencies: [
@@ -172,6 +174,7 @@ let package = Package(
             name: "TandemServerTests",
             dependencies: [
                 "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs", "TandemRedis",
+                "TandemAllocationCounter",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

@@ -8,6 +8,7 @@
 #
 #   scripts/bench.sh                         # presence sync sync-large storm, at the issue's sizes
 #   scripts/bench.sh presence storm          # only these
+#   scripts/bench.sh presence-2k             # presence at 2,000 clients / 40 docs (issue 14)
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #
@@ -254,6 +255,8 @@ FAILED=()
 for scenario in "${SCENARIOS[@]}"; do
     case "$scenario" in
     presence) run_scenario presence presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    # Issue 14: presence at twice the size (2,000 clients, 40 docs of 50), where the two cores run out.
+    presence-2k) run_scenario presence-2k presence --clients 2000 --docs 40 --rate 20 --duration "$DURATION" --warmup 5 ;;
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
@@ -274,7 +277,7 @@ for scenario in "${SCENARIOS[@]}"; do
     overload)
         for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
         python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
-    *) echo "unknown scenario $scenario (presence, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
     esac
 done
 echo

@@ -61,3 +61,26 @@ import Testing
         #expect(JSONValue.number("-7").intValue == -7)
     }
 }
+
+/// `JSONWriter` sorts object keys itself (issue 14); the order must stay `String`'s.
+@Suite struct JSONWriterKeyOrderTests {
+    @Test func keysAreOrderedAsStringOrdersThem() {
+        let keys = ["b", "a", "ab", "", "B", "_", "~", "é", "e\u{301}", "f", "z9", "z10", "😀", "\u{7f}", "aa", "a"]
+        for a in keys {
+            for b in keys {
+                #expect(JSONWriter.keyPrecedes(a, b) == (a < b), "\(a.debugDescription) vs \(b.debugDescription)")
+            }
+        }
+        // Objects small enough for the insertion sort, and larger ones.
+        for extra in [0, 30] {
+            let unique = Set(keys + (0..<extra).map { "k\($0)" })
+            let members = Dictionary(uniqueKeysWithValues: unique.enumerated().map { ($1, JSONValue.number($0)) })
+            var w = JSONWriter()
+            w.write(.object(members))
+            let expected = "{"
+                + members.keys.sorted().map { k in "\(JSONValue.string(k).serializedString):\(members[k]!.serializedString)" }
+                    .joined(separator: ",") + "}"
+            #expect(String(decoding: w.bytes, as: UTF8.self) == expected)
+        }
+    }
+}

@@ -75,6 +75,7 @@ import Testing
             var buffer = channel.allocator.buffer(capacity: text.utf8.count)
             buffer.writeString(text)
             connection.receivedText(buffer)
+            connection.readComplete()  // what the channel handler does at the end of a read burst
             loop.run()
         }
 
@@ -308,4 +309,58 @@ import Testing
             #expect(deltas.first?.text.contains(#""c":\#(round * 100 + 10)"#) == true)
         }
     }
+
+    /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.
+    func metric(_ fixture: Fixture, _ series: String) -> Double {
+        let text = String(decoding: fixture.metrics.exposition(), as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1)) ?? 0
+        }
+        return 0
+    }
+
+    /// Issue 14: the presence updates of one read burst go to the shard in one hop when the burst ends,
+    /// not one hop each, and a message that is not presence first hands over what is batched, so the shard
+    /// still sees the connection's messages in the order they were sent.
+    @Test func presenceOfAReadBurstReachesTheShardAtItsEndInOrderWithOtherMessages() throws {
+        let fixture = try Fixture { $0.tickMs = 50 }
+        let alice = fixture.client
+        let bob = try fixture.addClient(id: 2, user: "u2")
+        fixture.shards.all[0].start()
+        alice.receive(#"{"t":"join","doc":"d1"}"#)
+        bob.receive(#"{"t":"join","doc":"d1"}"#)
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        _ = try bob.frames()
+        let accepted = #"tandem_presence_updates_total{result="accepted"}"#
+        let notJoined = #"tandem_presence_updates_total{result="not_joined"}"#
+        let acceptedBefore = metric(fixture, accepted)
+
+        // Two frames of one burst: nothing reaches the shard until the burst ends.
+        for cursor in [1, 2] {
+            var buffer = alice.channel.allocator.buffer(capacity: 64)
+            buffer.writeString(#"{"t":"presence","doc":"d1","state":{"cursor":\#(cursor)}}"#)
+            alice.connection.receivedText(buffer)
+        }
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        #expect(metric(fixture, accepted) == acceptedBefore)
+        #expect(try bob.frames().filter { $0.text.contains(#""updated":["#) }.isEmpty)
+        alice.connection.readComplete()
+        fixture.loop.advanceTime(by: .milliseconds(50))
+        #expect(metric(fixture, accepted) == acceptedBefore + 2)
+        let delta = try bob.frames().filter { $0.text.contains(#""updated":["#) }
+        #expect(delta.count == 1 && delta.first?.text.contains(#""cursor":2"#) == true)
+
+        // An update and then a leave in one burst: the update is applied first, not refused as not joined.
+        var update = alice.channel.allocator.buffer(capacity: 64)
+        update.writeString(#"{"t":"presence","doc":"d1","state":{"cursor":3}}"#)
+        alice.connection.receivedText(update)
+        var leave = alice.channel.allocator.buffer(capacity: 64)
+        leave.writeString(#"{"t":"leave","doc":"d1"}"#)
+        alice.connection.receivedText(leave)
+        alice.connection.readComplete()
+        fixture.loop.run()
+        #expect(metric(fixture, accepted) == acceptedBefore + 3)
+        #expect(metric(fixture, notJoined) == 0)
+    }
+
 }

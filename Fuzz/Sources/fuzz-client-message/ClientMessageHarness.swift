@@ -40,9 +40,11 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
     }
     if let doc = message.doc { require(DocID.isValid(doc), "decoded an invalid doc id \(doc)") }
     switch message {
-    case .join(_, let state?, _), .presence(_, let state):
-        require(state.isObject, "state is not an object")
-        require(state.serialized.count <= limits.maxStateBytes, "state over maxStateBytes")
+    case .join(_, let state?, _, _), .presence(_, let state):
+        require(state.value.isObject, "state is not an object")
+        require(state.bytes.count <= limits.maxStateBytes, "state over maxStateBytes")
+        // Entries splice these bytes as they are (issue 14): they must be the canonical serialization.
+        require(state.value.serialized == state.bytes, "state bytes are not canonical")
     case .push(let doc, let id, let base, let opsJSON):
         require(ClientMessage.isValidPushID(id), "invalid push id accepted")
         require(opsJSON.isObject, "ops is not an object")

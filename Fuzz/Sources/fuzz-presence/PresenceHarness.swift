@@ -89,7 +89,7 @@ private struct Harness {
         subscribers.append(Subscriber(kind: .viewer, view: [:]))
     }
 
-    mutating func state() -> JSONValue {
+    mutating func state() -> PresenceState {
         switch input.int(in: 0...3) {
         case 0: return .object([:])
         case 1: return .object(["c": .array([.number(Int(input.byte())), .number(Int(input.byte()))])])
@@ -121,7 +121,7 @@ private struct Harness {
             let previous = doc.view[sid]
             let entry = PresenceEntry(
                 sid: sid, user: previous?.user ?? input.pick(users), name: "local", role: input.bool() ? .editor : .viewer,
-                node: nodeID, version: (previous?.version ?? 0) &+ 1, state: input.bool() ? state() : previous?.state ?? .object([:]))
+                node: nodeID, version: (previous?.version ?? 0) &+ 1, state: input.bool() ? state() : previous?.stateBytes ?? .empty)
             trace("join \(sid) \(entry.user) \(entry.role) v\(entry.version) \(entry.state.serializedString)")
             doc.join(entry)
             deadlines.removeValue(forKey: sid)

@@ -181,16 +181,21 @@ public struct JSONParser {
         index += 1  // opening quote
         let start = index
         // Fast path: no escapes.
+        var bitsSeen: UInt8 = 0
         while index < buffer.count {
             let byte = buffer[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buffer[start..<index])
                 index += 1
+                // ASCII is valid UTF-8: `String(decoding:)` skips the generic validation, whose metadata
+                // lookups showed in the presence profile (issue 14), for the common keys and values.
+                if bitsSeen < 0x80 { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw JSONParseError(reason: "invalid UTF-8 in string", offset: start)
                 }
                 return string
             }
+            bitsSeen |= byte
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in string") }
             index += 1

@@ -79,7 +79,7 @@ public struct PresenceDoc {
         /// Set while the session's socket is gone without a clean close: it may be resumed until then.
         var detachedUntilMs: UInt64?
         /// The latest update that arrived over the rate; applied once a token is free.
-        var deferredState: JSONValue?
+        var deferredState: PresenceState?
     }
     private var local: [String: LocalSession] = [:]
     /// The last version of local sessions that left since the last tick. Other nodes (and the Redis hash)
@@ -155,7 +155,7 @@ public struct PresenceDoc {
         precondition(entry.node == settings.nodeID, "local entries belong to this node")
         var entry = entry
         if let floor = departedVersions.removeValue(forKey: entry.sid), entry.version <= floor {
-            entry = entry.with(state: entry.state, version: floor + 1)
+            entry = entry.with(version: floor + 1)
         }
         local[entry.sid] = LocalSession()
         noteEvent(entry.sid)
@@ -166,13 +166,13 @@ public struct PresenceDoc {
     }
 
     /// A local session's new state, subject to the per-user rate and the large-doc rule.
-    public mutating func offerUpdate(sid: String, state: JSONValue, nowMs: UInt64) -> PresenceUpdateOutcome {
+    public mutating func offerUpdate(sid: String, state: PresenceState, nowMs: UInt64) -> PresenceUpdateOutcome {
         guard let session = local[sid], session.detachedUntilMs == nil, let entry = view[sid] else { return .notJoined }
         if isLarge && entry.role == .viewer { return .suppressed }
         if buckets[entry.user, default: TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)]
             .take(nowMs: nowMs)
         {
-            local[sid]?.deferredState = nil
+            if session.deferredState != nil { local[sid]?.deferredState = nil }
             apply(state, to: entry)
             return .accepted
         }
@@ -180,7 +180,7 @@ public struct PresenceDoc {
         return .rateLimited
     }
 
-    private mutating func apply(_ state: JSONValue, to entry: PresenceEntry) {
+    private mutating func apply(_ state: PresenceState, to entry: PresenceEntry) {
         pendingUpserts.insert(entry.sid)
         setView(entry.sid, entry.with(state: state))
     }
@@ -461,10 +461,10 @@ public struct PresenceDoc {
     }
 
     private mutating func setView(_ sid: String, _ entry: PresenceEntry?) {
-        let old = view[sid]
+        // One lookup for the swap (this runs on every update).
+        let old = entry.map { view.updateValue($0, forKey: sid) } ?? view.removeValue(forKey: sid)
         if old?.role == .viewer { viewerCount -= 1 }
         if entry?.role == .viewer { viewerCount += 1 }
-        view[sid] = entry
         dirty.insert(sid)
     }
 }

@@ -2,9 +2,9 @@
 public enum ClientMessage: Equatable, Sendable {
     /// `schema`: the version of the doc's record schema the client was built for (`schema_mismatch` if the
     /// server's differs).
-    case join(doc: String, state: JSONValue?, since: UInt64?, schema: Int? = nil)
+    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil)
     case leave(doc: String)
-    case presence(doc: String, state: JSONValue)
+    case presence(doc: String, state: PresenceState)
     case ping
     case push(doc: String, id: JSONValue, base: UInt64, ops: JSONValue)
     case sync(doc: String, from: UInt64, limit: Int?)
@@ -152,12 +152,13 @@ public enum ClientMessage: Equatable, Sendable {
             return clock
         }
 
-        func optionalState(doc: String, limits: ProtocolLimits) throws(ProtocolError) -> JSONValue? {
-            guard let state = object["state"], state != .null else { return nil }
-            guard state.isObject else {
+        /// The state, validated and serialized here once: its bytes are what entries splice in.
+        func optionalState(doc: String, limits: ProtocolLimits) throws(ProtocolError) -> PresenceState? {
+            guard let value = object["state"], value != .null else { return nil }
+            guard let state = PresenceState(object: value) else {
                 throw ProtocolError(.badMessage, "\"state\" must be a JSON object", doc: doc)
             }
-            let size = state.serialized.count
+            let size = state.bytes.count
             guard size <= limits.maxStateBytes else {
                 throw ProtocolError(.tooLarge, "state is \(size) bytes; the limit is \(limits.maxStateBytes)", doc: doc)
             }

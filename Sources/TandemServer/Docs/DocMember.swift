@@ -19,8 +19,14 @@ protocol DocMember: AnyObject, Sendable {
     func presenceRateLimited(doc: String)
     /// The member's user left this doc within the departure window: count a reconnect.
     func markReconnect()
-    /// A presence delta, framed already (the same buffer goes to every member on the loop).
-    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer)
+    /// A presence delta, framed already (the same buffer goes to every member on the loop). Written but
+    /// not necessarily flushed: call `flushPresence` after the last delta of the round.
+    /// - Returns: whether it was written now (false: merged for later, or the member is gone), for the
+    ///   fan-out counters, which the caller increments once per round.
+    @discardableResult
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool
+    /// Flushes what `deliverPresence` wrote.
+    func flushPresence()
     /// One round of the doc's ordered stream (results, patches, catch-ups) and errors.
     func deliverSync(_ items: [SyncOutbox.Item])
     /// An error answer, written at once.

@@ -9,7 +9,7 @@ import TandemCore
 extension DocShard {
     // MARK: Membership (called by connections, hop to this loop)
 
-    func join(_ connection: any DocMember, doc: String, role: Role, state: JSONValue?, since: UInt64?) {
+    func join(_ connection: any DocMember, doc: String, role: Role, state: PresenceState?, since: UInt64?) {
         onLoop {
             let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since)
             let docState = self.docState(for: doc)
@@ -67,7 +67,7 @@ extension DocShard {
         let entry = PresenceEntry(
             sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
             node: settings.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
-            state: join.state ?? existing?.state ?? .object([:]))
+            state: join.state ?? existing?.stateBytes ?? .empty)
         docState.presence.join(entry)
         docState.owners[sid] = ObjectIdentifier(connection)
         updateGauges()
@@ -144,30 +144,49 @@ extension DocShard {
         }
     }
 
-    func updatePresence(_ connection: any DocMember, doc: String, state: JSONValue) {
+    /// One presence update of a connection, as handed over in a batch.
+    struct PresenceUpdate: Sendable {
+        let doc: String
+        let state: PresenceState
+    }
+
+    /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
+    /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it).
+    func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
         onLoop {
-            guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
-                // Still loading: the join is queued ahead of this update; apply it as the join's state.
-                if let docState = self.docs[doc], docState.isLoading,
-                    docState.waiting.contains(where: { $0.connection === connection })
-                {
-                    docState.updateWaiting { waiting in
-                        guard let index = waiting.lastIndex(where: { $0.connection === connection }) else { return }
-                        let join = waiting[index]
-                        waiting[index] = DocState.PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
-                    }
-                    self.metrics.presenceUpdate(.accepted)
-                } else {
-                    self.metrics.presenceUpdate(.notJoined)
+            var notifiedDoc: String?
+            for update in updates {
+                let outcome = self.applyPresenceUpdate(connection, doc: update.doc, state: update.state)
+                // One notice per doc per batch is plenty: the connection throttles them again anyway.
+                if outcome == .rateLimited && notifiedDoc != update.doc {
+                    notifiedDoc = update.doc
+                    let doc = update.doc
+                    connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
                 }
-                return
-            }
-            let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-            self.metrics.presenceUpdate(outcome)
-            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
-            if outcome == .rateLimited {
-                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
+    }
+
+    private func applyPresenceUpdate(_ connection: any DocMember, doc: String, state: PresenceState) -> PresenceUpdateOutcome {
+        guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
+            // Still loading: the join is queued ahead of this update; apply it as the join's state.
+            if let docState = self.docs[doc], docState.isLoading,
+                docState.waiting.contains(where: { $0.connection === connection })
+            {
+                docState.updateWaiting { waiting in
+                    guard let index = waiting.lastIndex(where: { $0.connection === connection }) else { return }
+                    let join = waiting[index]
+                    waiting[index] = DocState.PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
+                }
+                self.metrics.presenceUpdate(.accepted)
+                return .accepted
+            }
+            self.metrics.presenceUpdate(.notJoined)
+            return .notJoined
+        }
+        let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
+        self.metrics.presenceUpdate(outcome)
+        if outcome == .accepted { docState.stats.presenceUpdates += 1 }
+        return outcome
     }
 }

@@ -17,7 +17,7 @@ final class DocState {
     struct PendingJoin {
         let connection: any DocMember
         let role: Role
-        let state: JSONValue?
+        let state: PresenceState?
         let since: UInt64?
     }
 

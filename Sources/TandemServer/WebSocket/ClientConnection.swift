@@ -44,6 +44,10 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private var newDocJoins: TokenBucket?
     private var abuse: AbuseMonitor
     private var pendingPresence: [String: PendingPresence] = [:]
+    /// Presence updates read in this burst and not handed to their shard yet (`flushPresenceUpdates`):
+    /// all for `presenceBatchShard`, in the order sent.
+    private var presenceBatch: [DocShard.PresenceUpdate] = []
+    private var presenceBatchShard: DocShard?
     private var writable = true
     private var closing = false
     private var closeReason: CloseReason?
@@ -60,6 +64,8 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private var syncQueueHead = 0
     private var syncQueuedBytes = 0
     private var flushScheduled = false
+    /// `deliverPresence` wrote a delta that `flushPresence` has not flushed yet.
+    private var presenceUnflushed = false
     private var countedAsReconnect = false
     private var started = false
     private let logger: Logger
@@ -67,6 +73,9 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// Join buckets beyond the joined docs that may pile up before the full ones are dropped: pruning is
     /// a pass over the dictionary, so it runs at most once per this many joins of new docs.
     static let joinBucketSlack = 64
+    /// Presence updates handed to a shard in one hop at most: a client that sends many small frames in one
+    /// read burst still reaches its shard in bounded steps (and the hop's array stays small).
+    static let maxPresenceBatch = 64
     /// A client over the presence rate hears about it at most this often per doc (the error is advice,
     /// and answering every dropped update would amplify the flood).
     static let rateLimitNoticeIntervalMs: UInt64 = 1_000
@@ -139,6 +148,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
+        flushPresenceUpdates()
         for doc in docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
@@ -194,6 +204,21 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         handle(message, bytes: frame.readableBytes, nowMs: nowMs)
     }
 
+    /// The end of a read burst (`channelReadComplete`): the presence updates it carried go to their shard.
+    func readComplete() {
+        flushPresenceUpdates()
+    }
+
+    /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
+    /// was an eventfd wake-up each when the shard runs on another loop).
+    private func flushPresenceUpdates() {
+        guard let target = presenceBatchShard else { return }
+        let batch = presenceBatch
+        presenceBatch.removeAll(keepingCapacity: true)
+        presenceBatchShard = nil
+        target.updatePresence(self, batch)
+    }
+
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
     /// (errors carry `doc` whenever the message named one; push ids are only unique per doc).
     private static func docAndPushID(in frame: ByteBuffer) -> (doc: String?, pushID: JSONValue?) {
@@ -204,6 +229,8 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
 
     /// - Parameter bytes: the message's size as received.
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64) {
+        // A shard must see one connection's messages in the order sent: presence still batched goes first.
+        if case .presence = message {} else { flushPresenceUpdates() }
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -273,7 +300,11 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                 reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
                 return
             }
-            shard(doc).updatePresence(self, doc: doc, state: state)
+            let target = shard(doc)
+            if let batchShard = presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
+            presenceBatchShard = target
+            presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
+            if presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
             guard let joined = docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
@@ -407,19 +438,42 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
 
     /// Writes a presence delta (`frame`: framed already, see `ServerFrame`), or merges it while the socket
     /// is backed up.
-    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) {
-        guard !closing, docs[delta.doc] != nil else { return }
-        if !writable || pendingPresence[delta.doc] != nil {
+    /// Not flushed yet: the shard calls `flushPresence` once every member on this loop has its delta, and
+    /// counts the deltas written (true) in `tandem_fanout_*` once per hop.
+    @discardableResult
+    func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool {
+        guard !closing, docs[delta.doc] != nil else { return false }
+        if !writable || (!pendingPresence.isEmpty && pendingPresence[delta.doc] != nil) {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             metrics.slowConsumerCoalesced.increment()
-            return
+            return false
         }
-        writePresence(delta, buffer: frame)
+        preframed.write(frame: frame)
+        presenceUnflushed = true
+        // While the channel is writable its buffer is under the high-water mark, which is below
+        // --max-outbound-bytes (a configuration rule): only the sync queue can pass the limit then. Reading
+        // the buffered bytes (a generic channel option) for every member of every delta showed in the
+        // presence profile (issue 14).
+        if !channel.isWritable || syncQueuedBytes > 0 { enforceOutboundLimit() }
+        return true
+    }
+
+    /// Flushes the deltas `deliverPresence` wrote, unless a flush is scheduled anyway: one syscall per
+    /// member per tick without scheduling a task for it (issue 14: `scheduleFlush` cost an `execute`, a
+    /// closure allocation, per member per tick).
+    func flushPresence() {
+        guard presenceUnflushed else { return }
+        presenceUnflushed = false
+        if !flushScheduled && !closing { preframed.flush() }
+    }
+
+    private func countPresence(_ delta: PresenceDelta) {
+        metrics.fanoutMessages.increment()
+        metrics.fanoutBytes.increment(by: Int64(delta.encoded.count))
     }
 
     private func writePresence(_ delta: PresenceDelta, buffer frame: ByteBuffer?) {
-        metrics.fanoutMessages.increment()
-        metrics.fanoutBytes.increment(by: Int64(delta.encoded.count))
+        countPresence(delta)
         write(frame ?? ServerFrame.text(delta.encoded, allocator: channel.allocator))
     }
 

@@ -48,6 +48,11 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.readComplete()
+        context.fireChannelReadComplete()
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         connection.writabilityChanged(isWritable: context.channel.isWritable)
         context.fireChannelWritabilityChanged()

@@ -24,6 +24,14 @@ final class PreframedWriter: ChannelOutboundHandler, RemovableChannelHandler {
     func write(frame: ByteBuffer) {
         context?.write(wrapOutboundOut(frame), promise: nil)
     }
+
+    /// Flushes from next to the head. The handlers behind this one (frame encoder and decoder, the
+    /// connection's) write through and hold nothing back, so this flushes everything written; a
+    /// `channel.flush()` walked the whole pipeline, retaining each context on the way, for every member of
+    /// every presence delta (issue 14).
+    func flush() {
+        context?.flush()
+    }
 }
 
 /// RFC 6455 §5.2 framing of the text frames the server sends: FIN, opcode 1 (text), no mask, one frame

@@ -1,0 +1,62 @@
+// Replaces the malloc family for the test executable (a definition in the executable wins over
+// libc's for every library loaded), forwarding to glibc's exported implementations. Used only by the
+// allocation-counting tests (issue 14); the forwarding costs one thread-local read per call.
+#include <errno.h>
+#include <stddef.h>
+
+#include "AllocationCounter.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+
+// Initial-exec thread-locals in the executable: reading them allocates nothing, so malloc may.
+static __thread int counting;
+static __thread long count;
+
+void *malloc(size_t size) {
+    if (counting) count++;
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size) {
+    if (counting) count++;
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *pointer, size_t size) {
+    if (counting) count++;
+    return __libc_realloc(pointer, size);
+}
+
+void free(void *pointer) { __libc_free(pointer); }
+
+void *memalign(size_t alignment, size_t size) {
+    if (counting) count++;
+    return __libc_memalign(alignment, size);
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    if (counting) count++;
+    return __libc_memalign(alignment, size);
+}
+
+int posix_memalign(void **result, size_t alignment, size_t size) {
+    if (counting) count++;
+    void *pointer = __libc_memalign(alignment, size);
+    if (pointer == NULL) return ENOMEM;
+    *result = pointer;
+    return 0;
+}
+
+void tandem_allocation_counter_start(void) {
+    count = 0;
+    counting = 1;
+}
+
+long tandem_allocation_counter_stop(void) {
+    counting = 0;
+    return count;
+}

@@ -1,0 +1,13 @@
+#ifndef TANDEM_ALLOCATION_COUNTER_H
+#define TANDEM_ALLOCATION_COUNTER_H
+
+/// Counts the heap allocations (malloc, calloc, realloc, memalign, aligned_alloc, posix_memalign) the
+/// calling thread makes between `start` and `stop`, the way swift-nio's allocation tests do: this
+/// target defines those functions for the whole test executable and forwards each to glibc's own
+/// (`__libc_malloc` & co.). Every Swift object, array, dictionary, string and ByteBuffer storage comes
+/// from one of them. The count is per thread, so other tests' threads never add to it.
+void tandem_allocation_counter_start(void);
+/// Stops counting and returns the count since `start`.
+long tandem_allocation_counter_stop(void);
+
+#endif
