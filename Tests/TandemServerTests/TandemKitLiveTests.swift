@@ -224,4 +224,44 @@ import Testing
             #expect(reason.hasPrefix("server_too_old"))
         }
     }
+
+    @Test func refusalsAreTypedAndNotRetried() async throws {
+        let secret = "kit-test-secret-0123456789abcdef-0123456789"
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "kit-jwt", stopWhenDone: true) {
+            $0.jwtSecret = secret
+        }
+        // A bad token: 401 before the upgrade, thrown at once (retrying cannot help).
+        let forged = try await makeToken(secret: secret + "-other", user: "mallory", docs: ["*": "editor"])
+        do {
+            _ = try await TandemConnection.connect(TandemConfiguration(urls: [node.wsBase], identity: .token(forged)))
+            Issue.record("connected with a forged token")
+        } catch {
+            guard case .unauthorized(let status, _) = error else {
+                Issue.record("expected unauthorized, got \(error)")
+                return
+            }
+            #expect(status == 401)
+        }
+
+        let token = try await makeToken(secret: secret, user: "vera", docs: ["view-*": "viewer"])
+        let vera = try await TandemConnection.connect(TandemConfiguration(urls: [node.wsBase], identity: .token(token)))
+        Cleanup.current.add { await vera.close() }
+        // No grant for the doc: the join throws `forbidden`.
+        do {
+            _ = try await vera.join("edit-1")
+            Issue.record("joined a doc without a grant")
+        } catch {
+            guard case .server(let refusal) = error else {
+                Issue.record("expected a server refusal, got \(error)")
+                return
+            }
+            #expect(refusal.code == "forbidden")
+        }
+        // A viewer's edit is discarded `read_only` and leaves nothing behind.
+        let doc = try await vera.join("view-1")
+        #expect(await doc.role() == "viewer")
+        #expect(try await doc.put("r", ["a": 1]) == .discard(reason: "read_only"))
+        #expect(await doc.records().isEmpty)
+    }
 }
