@@ -1,9 +1,11 @@
 /// Literals, so that clients (TandemKit) can write states and records as `["cursor": [10, 20]]`.
-extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+///
+/// Deliberately not `ExpressibleByNilLiteral`: `nil` for a `JSONValue?` (an absent value, e.g. a push
+/// answer's `applied`) would then be ambiguous and can silently become `.some(.null)`; write `.null`.
+extension JSONValue: ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
     ExpressibleByDictionaryLiteral
 {
-    public init(nilLiteral: ()) { self = .null }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(integerLiteral value: Int) { self = .number(String(value)) }
     /// A `Double` literal; its shortest round-trip spelling is a valid JSON number.
