@@ -240,17 +240,24 @@ public actor TandemConnection {
                 openedAt = .now
                 lastMessageAt = .now
                 let heartbeat = Task { await self.heartbeat(ws) }
-                for await event in ws.events {
-                    switch event {
-                    case .text(let text):
-                        if received(text, from: ws) { welcomed = true }
-                    case .binary:
-                        break
-                    case .closed(let code, let text):
-                        closeCode = code
-                        reason = text
+                socketWelcomed = false
+                // The events end with `.closed`; but a server that closes right after the upgrade (4400/4401) can
+                // beat the WebSocket handler into the pipeline, and then no `.closed` comes. So the socket's own
+                // close also ends the read, after a grace period for the events still on their way.
+                let end: (code: Int?, reason: String) = await withTaskGroup(of: (code: Int?, reason: String)?.self) { group in
+                    group.addTask { await self.read(ws) }
+                    group.addTask {
+                        await ws.waitUntilClosed()
+                        try? await Task.sleep(for: Self.closedEventGrace)
+                        return nil
                     }
+                    let first = await group.next() ?? nil
+                    group.cancelAll()
+                    return first ?? (ws.closeCode, ws.closeReason)
                 }
+                closeCode = end.code
+                reason = end.reason
+                welcomed = socketWelcomed
                 heartbeat.cancel()
                 if socket === ws { socket = nil }
                 connectionLost()
@@ -287,6 +294,27 @@ public actor TandemConnection {
             setState(.reconnecting(attempt: attempt, delay: delay, reason: closeCode.map { "close \($0) \(reason)" } ?? reason))
             try? await Task.sleep(for: delay)
         }
+    }
+
+    /// How long after the socket closed its `.closed` event may still be on its way.
+    static let closedEventGrace: Duration = .seconds(1)
+
+    /// Whether the current socket got its `welcome`.
+    private var socketWelcomed = false
+
+    /// Reads `ws` until it closes (or the task is cancelled): its close code and reason.
+    private func read(_ ws: WebSocketClient) async -> (code: Int?, reason: String) {
+        for await event in ws.events {
+            switch event {
+            case .text(let text):
+                if received(text, from: ws) { socketWelcomed = true }
+            case .binary:
+                break
+            case .closed(let code, let reason):
+                return (code, reason)
+            }
+        }
+        return (ws.closeCode, ws.closeReason)
     }
 
     /// Handles one message; true for the welcome.

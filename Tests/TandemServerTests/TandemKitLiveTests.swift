@@ -213,16 +213,30 @@ import Testing
     @Test func aServerThatDoesNotSpeakTheVersionStopsTheClient() async throws {
         let cluster = try await SyncCluster.start(nodes: 1)
         let url = "ws://127.0.0.1:\(cluster.nodes[0].port)/v2/ws"
-        do {
-            _ = try await TandemConnection.connect(TandemConfiguration(urls: [url], identity: .development(user: "ada")))
-            Issue.record("connected to a server that does not speak v2")
-        } catch {
-            guard case .serverTooOld(let reason) = error else {
-                Issue.record("expected serverTooOld, got \(error)")
-                return
-            }
-            #expect(reason.hasPrefix("server_too_old"))
+        let connection = try TandemConnection(TandemConfiguration(
+            urls: [url], identity: .development(user: "ada"),
+            backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(200))))
+        let states = await connection.states()
+        let attempt = Task { try await connection.start() }
+        Cleanup.current.add {
+            attempt.cancel()
+            await connection.close()
         }
+        // Every state until the end, so a failure shows what the client saw.
+        let seen = Locked<[ConnectionState]>([])
+        let watcher = Task { for await state in states { seen.withLock { $0.append(state) } } }
+        try await waitUntil("the client stops for good; saw \(seen.withLock { $0 })", timeout: .seconds(20)) {
+            if case .closed = await connection.state { return true }
+            return false
+        }
+        watcher.cancel()
+        guard case .closed(.serverTooOld(let reason)?) = await connection.state else {
+            Issue.record("expected serverTooOld, got \(await connection.state)")
+            return
+        }
+        #expect(reason.hasPrefix("server_too_old"))
+        let result = await attempt.result
+        #expect(throws: TandemError.serverTooOld(reason: reason)) { try result.get() }
     }
 
     @Test func refusalsAreTypedAndNotRetried() async throws {
