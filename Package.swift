@@ -27,8 +27,12 @@ let package = Package(
     products: [
         .executable(name: "tandem", targets: ["tandem"]),
         .executable(name: "tandem-bench", targets: ["tandem-bench"]),
+        // The Swift client library for apps (docs/client-swift.md): `.product(name: "TandemKit", package: "Tandem")`.
+        .library(name: "TandemKit", targets: ["TandemKit"]),
+        .executable(name: "tandem-watch", targets: ["tandem-watch"]),
         // Only for the fuzz package (Fuzz/Package.swift depends on this one by path and can reach
-        // targets only through products). Not a public API: nothing outside this repository uses them.
+        // targets only through products). Not a public API: nothing outside this repository uses them
+        // (TandemKit's users get TandemCore's JSONValue and OPS types through TandemKit's typealiases).
         .library(name: "TandemCore", targets: ["TandemCore"]),
         .library(name: "TandemRedis", targets: ["TandemRedis"]),
         .library(name: "TandemServer", targets: ["TandemServer"]),
@@ -107,6 +111,20 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // The client library: protocol v1 as tandem.js speaks it (presence, records, rebase rules, reconnect),
+        // on TandemClient's WebSocket transport and TandemCore's JSON and OPS types (no server code).
+        .target(
+            name: "TandemKit",
+            dependencies: [
+                "TandemClient",
+                "TandemCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The example a Swift developer can copy (Examples/tandem-watch): joins a doc, prints members and
+        // record changes live, sets a cursor and edits records from stdin.
+        .executableTarget(name: "tandem-watch", dependencies: ["TandemKit"], path: "Examples/tandem-watch"),
         // Helpers shared by the test targets: child processes (redis-server, tandem), polling, ports.
         .target(name: "TandemTestSupport", dependencies: ["TandemSystem"], path: "Tests/Support"),
         // Test-only: counts heap allocations per thread for the allocation-counting tests (issue 14).
@@ -139,6 +157,8 @@ let package = Package(
         // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
         .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        // TandemKit's pure parts (record store and rebase, push queue, coalescing, backoff, presence throttle).
+        .testTarget(name: "TandemKitTests", dependencies: ["TandemKit", "TandemCore"]),
         .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
         .testTarget(
             name: "TandemSystemTests",
@@ -174,7 +194,9 @@ let package = Package(
             name: "TandemServerTests",
             dependencies: [
                 "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs", "TandemRedis",
-                "TandemAllocationCounter",
+                "TandemAllocationCounter", "TandemKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]

@@ -151,16 +151,18 @@ enum ServeCommand {
     }
 
     /// `Web/status` next to the working directory or the package the binary was built in.
+    /// The checkout's whole `Web/` tree (status page at `/`, demo at `/demo/`, `tandem.js` at `/client/`),
+    /// found next to the working directory or the binary, if present.
     static func defaultWebRoot() -> String? {
-        var candidates = [FileManager.default.currentDirectoryPath + "/Web/status"]
+        var candidates = [FileManager.default.currentDirectoryPath + "/Web"]
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         // The binary sits in .build/<triple>/<configuration>/ (or .build/<configuration>/) of the checkout.
         let levelsUpToCheckout = 5
         for _ in 0..<levelsUpToCheckout {
-            candidates.append(dir.path + "/Web/status")
+            candidates.append(dir.path + "/Web")
             dir = dir.deletingLastPathComponent()
         }
-        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/index.html") }
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/status/index.html") }
     }
 
     /// The first line of an `--ops-token-file`, without its line ending.

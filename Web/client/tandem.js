@@ -139,6 +139,7 @@ export class TandemClient extends EventTarget {
    * @param {number} [options.heartbeatMs=15000] sends {"t":"ping"} when idle this long; a connection
    *   silent for 2.5× this is considered lost
    * @param {typeof WebSocket} [options.WebSocket]
+   * @param {object} [options.persistence]  an OfflineStore (tandem-offline.js): docs and pending pushes survive a reload
    */
   constructor(options) {
     super();
@@ -158,6 +159,8 @@ export class TandemClient extends EventTarget {
     this.nextPushId = 1;
     this.timers = {};
     this.waiters = [];
+    this.persistence = this.options.persistence || null;
+    this.persistence?.restoreClient(this);
     if (typeof window !== "undefined") {
       window.addEventListener("online", () => {
         if (this.state === "reconnecting" && !this.ws) this.retryNow();
@@ -197,6 +200,7 @@ export class TandemClient extends EventTarget {
     let doc = this.docs.get(id);
     if (!doc) {
       doc = new TandemDoc(this, id, state);
+      this.persistence?.restoreDoc(doc);
       this.docs.set(id, doc);
     } else if (state !== undefined) doc.state = state;
     if (schema !== undefined) doc.schema = schema;
@@ -430,6 +434,7 @@ export class TandemDoc extends EventTarget {
     this.left = true;
     this.client.send({ t: "leave", doc: this.id });
     this.client.docs.delete(this.id);
+    this.client.persistence?.forgetDoc(this.id);
     clearTimeout(this.presenceTimer);
     clearTimeout(this.backoffTimer);
     for (const p of this.pending) p.reject(new Error("left"));
@@ -626,6 +631,7 @@ export class TandemDoc extends EventTarget {
     const view = new Map(this.confirmed);
     for (const push of this.pending) applyOps(view, push.ops);
     this.records = view;
+    if (source !== "restore") this.client.persistence?.saveDoc(this);
     this.dispatchEvent(event("change", { source, clock: this.clock }));
   }
 

@@ -10,6 +10,13 @@ import { LineChart } from "./chart.js";
 import { KeyedTable, setText } from "./table.js";
 
 const params = new URLSearchParams(location.search);
+
+// The demo link shows when this node serves the demo too (the whole Web/ tree, as `make run` does).
+fetch("/demo/", { method: "HEAD", cache: "no-store" })
+  .then((response) => {
+    if (response.ok) document.querySelector("#demo-link").hidden = false;
+  })
+  .catch(() => {});
 const API_URL = params.get("api") || "/api/status";
 const POLL_MS = 1000;
 const TIMEOUT_MS = Number(params.get("timeout")) || 2500;

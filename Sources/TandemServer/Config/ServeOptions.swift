@@ -256,8 +256,8 @@ public enum ServeOptions {
             "ops-max-list-items", \.opsMaxListItems, .integer(), bounds: .within(1...1_000_000), unit: .count,
             section: .ops, help: "Docs listed by /api/status, members by /api/docs/{id} (totals always given)."),
         .launch(
-            "web-root", \.webRoot, .optionalText("path"), section: .ops, default: "Web/status if present",
-            help: "Directory of the status page served at / on the ops port."),
+            "web-root", \.webRoot, .optionalText("path"), section: .ops, default: "Web if present",
+            help: "Files served on the ops port: the Web/ tree (status page at /, demo at /demo/) or one directory served at /."),
     ]
 
     static let logging: [ConfigOption] = [

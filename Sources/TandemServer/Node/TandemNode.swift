@@ -216,14 +216,14 @@ public final class TandemNode: Service, Sendable {
             start: {
                 let wsPort = try await server.start()
                 context.ports.withLockedValue { $0 = (wsPort, ops.boundPort) }
-                logger.info(
-                    "listening",
-                    metadata: [
-                        "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
-                        "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
-                        "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
-                        "auth": "\(authMode(configuration))",
-                    ])
+                var metadata: Logger.Metadata = [
+                    "node": "\(configuration.nodeID)", "port": "\(wsPort)", "ops.port": "\(ops.boundPort)",
+                    "ws": "ws://\(configuration.host):\(wsPort)/v1/ws",
+                    "ops": "http://\(configuration.opsHost):\(ops.boundPort)/",
+                    "auth": "\(authMode(configuration))",
+                ]
+                if let demo = demoURL(configuration, opsPort: ops.boundPort) { metadata["demo"] = "\(demo)" }
+                logger.info("listening", metadata: metadata)
             },
             stop: {
                 await server.stopAccepting()
@@ -338,6 +338,14 @@ public final class TandemNode: Service, Sendable {
     public func shutdown() async {
         await serviceGroup.triggerGracefulShutdown()
         _ = try? await background.withLockedValue({ $0 })?.value
+    }
+
+    /// The demo's address on the ops port when the web root has it (the `Web/` tree), for the `listening` line.
+    private static func demoURL(_ configuration: ServerConfiguration, opsPort: Int) -> String? {
+        guard let root = configuration.webRoot, FileManager.default.fileExists(atPath: root + "/demo/index.html") else {
+            return nil
+        }
+        return "http://\(configuration.opsHost):\(opsPort)/demo/"
     }
 
     /// How clients are authenticated, for the `listening` line.

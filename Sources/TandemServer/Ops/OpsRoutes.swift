@@ -22,7 +22,10 @@ import TandemOpsHTTP
 /// `{"error":code,"message":…}` with 400, 401, 404, 421 or 503.
 struct OpsRoutes: Sendable {
     let node: NodeContext
-    let staticFiles: StaticFiles?
+    /// The web root's files, tried in order: for the whole `Web/` tree, `Web/status` first (the status page
+    /// at `/`, its assets beside it) and then `Web/` itself (`/demo/`, `/client/tandem.js`, `/status/`);
+    /// for any other directory, that directory alone.
+    let staticFiles: [StaticFiles]
     let metrics: OpsMetrics
     /// `--ops-token`: required by the document routes when set.
     let token: String?
@@ -40,10 +43,19 @@ struct OpsRoutes: Sendable {
 
     init(node: NodeContext, webRoot: String?, metrics: OpsMetrics, token: String? = nil, maxListItems: Int = 1_000) {
         self.node = node
-        self.staticFiles = webRoot.map(StaticFiles.init(root:))
+        self.staticFiles = webRoot.map(Self.staticLayers(webRoot:)) ?? []
         self.metrics = metrics
         self.token = token
         self.maxListItems = maxListItems
+    }
+
+    /// The layers of ``staticFiles`` for `webRoot` (issue 12: `make run` serves the demo next to the status page).
+    static func staticLayers(webRoot: String) -> [StaticFiles] {
+        let status = webRoot + "/status"
+        if FileManager.default.fileExists(atPath: status + "/index.html") {
+            return [StaticFiles(root: status), StaticFiles(root: webRoot)]
+        }
+        return [StaticFiles(root: webRoot)]
     }
 
     func handle(_ request: OpsRequest) -> OpsReply {
@@ -88,7 +100,11 @@ struct OpsRoutes: Sendable {
             guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
         case .file(let path):
-            if let file = staticFiles?.response(for: path) { return .response(file, label: route.label) }
+            // A layer answers 404 itself for a path it rejects (`..`, dotfiles), so a later layer never
+            // sees it; nil means "no such file here", and the next layer is asked.
+            for files in staticFiles {
+                if let file = files.response(for: path) { return .response(file, label: route.label) }
+            }
             return .response(.notFound(), label: "other")
         }
     }

@@ -1,0 +1,281 @@
+import Foundation
+import TandemCore
+import TandemKit
+import TandemTestSupport
+import Testing
+
+/// TandemKit (the Swift client library) against real nodes on a real Redis: presence across nodes,
+/// convergence of concurrent edits, offline edits, rebase and discard, and a drained node.
+@Suite(.cleanup, .serialized) struct TandemKitLiveTests {
+    /// Short backoff so that reconnects happen within the tests' waits.
+    func connect(_ user: String, _ urls: [String]) async throws -> TandemConnection {
+        let connection = try await TandemConnection.connect(TandemConfiguration(
+            urls: urls, identity: .development(user: user, name: user),
+            backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(300))))
+        Cleanup.current.add { await connection.close() }
+        return connection
+    }
+
+    func text(_ doc: TandemDocument, _ id: String) async -> String {
+        await doc.record(id)?["text"]?.stringValue ?? ""
+    }
+
+    /// Appends `suffix` to field `text` at the offset this client sees (stale when someone else appended).
+    func append(_ doc: TandemDocument, _ id: String, _ suffix: String) async throws {
+        let offset = await text(doc, id).utf16.count
+        try await doc.submit(Ops([id: .patch(Diff(["text": .append(.string(suffix), offset: offset)]))]))
+    }
+
+    /// Both clients idle, at Redis's head, and their records equal Redis's byte for byte.
+    func expectConverged(_ docs: [TandemDocument], _ cluster: SyncCluster, _ doc: String) async throws {
+        try await waitUntil("clients idle at Redis's head \(SyncRedis.head(cluster.redis, doc))", timeout: .seconds(30)) {
+            for handle in docs {
+                guard await handle.pendingPushes() == 0, await handle.clock() == SyncRedis.head(cluster.redis, doc) else {
+                    return false
+                }
+            }
+            return true
+        }
+        let stored = SyncRedis.records(cluster.redis, doc)
+        for handle in docs {
+            let mine = await handle.records().mapValues(\.serializedString)
+            #expect(mine == stored)
+            #expect(await handle.records() == (await handle.confirmedRecords()))
+        }
+    }
+
+    /// 25 times: a field of its own and an append to the shared text.
+    func edit(_ doc: TandemDocument, _ letter: String) async throws {
+        for i in 0..<25 {
+            try await doc.submit(Ops(["note": .patch(Diff(["\(letter)\(i)": .put(.number(i))]))]))
+            try await append(doc, "note", letter)
+        }
+    }
+
+    @Test func twoClientsOnTwoNodesSeeEachOthersPresenceAndConvergeOnConcurrentEdits() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        let bob = try await connect("bob", [cluster.nodes[1].wsBase])
+        let docA = try await ada.join("kit:presence", presence: ["cursor": [1, 1]])
+        let docB = try await bob.join("kit:presence", presence: ["cursor": [2, 2]])
+        try await waitUntil("ada sees bob's cursor") {
+            await docA.members().byUser["bob"]?.first?.state["cursor"] == [2, 2]
+        }
+        // Many updates in a row: the throttle sends at most presenceRate a second, and the last one wins.
+        for x in 0...40 { try await docB.setPresence(["cursor": [.number(x), 9]]) }
+        try await waitUntil("ada sees bob's last cursor") {
+            await docA.members().byUser["bob"]?.first?.state["cursor"] == [40, 9]
+        }
+        #expect(await docB.members().byUser["ada"]?.first?.state["cursor"] == [1, 1])
+
+        // The same record edited by both at once: every field and every appended character arrives once.
+        try await docA.put("note", ["text": ""])
+        try await waitUntil("bob has the note") { await docB.record("note") != nil }
+        async let edits: Void = edit(docA, "a")
+        try await edit(docB, "b")
+        try await edits
+        try await expectConverged([docA, docB], cluster, "kit:presence")
+        let note = await docA.record("note")
+        for i in 0..<25 {
+            #expect(note?["a\(i)"] == .number(i))
+            #expect(note?["b\(i)"] == .number(i))
+        }
+        let final = await text(docA, "note")
+        #expect(final.filter { $0 == "a" }.count == 25 && final.filter { $0 == "b" }.count == 25, "text \(final)")
+    }
+
+    @Test func editsMadeOfflineArePushedAfterTheReconnectAndNothingIsLost() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let proxy = try await TCPProxy.start(to: cluster.nodes[0].port)
+        let ada = try await connect("ada", [proxy.wsURL])
+        let bob = try await connect("bob", [cluster.nodes[1].wsBase])
+        let docA = try await ada.join("kit:offline")
+        let docB = try await bob.join("kit:offline")
+        try await docA.put("log", ["text": ""])
+        try await waitUntil("bob has the record") { await docB.record("log") != nil }
+
+        // Pushes in flight when the network goes: each is applied exactly once (recognised in the catch-up by
+        // session and push id, or re-sent and then committed or answered `duplicate`).
+        try await append(docA, "log", "1")
+        proxy.cut()
+        try await waitUntil("ada noticed") {
+            if case .reconnecting = await ada.state { return true }
+            return false
+        }
+        // Offline: edits apply locally and queue; bob keeps editing on the other node.
+        for digit in ["2", "3", "4"] { try await append(docA, "log", digit) }
+        try await docA.submit(Ops(["offline": .put(["by": "ada"])]))
+        try await docA.submit(Ops(["log": .patch(Diff(["seen": .put(true)]))]))
+        try await docB.put("online", ["by": "bob"])
+        try await append(docB, "log", "b")
+        #expect(await docA.pendingPushes() >= 1)
+        #expect(await text(docA, "log").hasSuffix("234"))
+
+        proxy.restore()
+        try await waitUntil("ada back") {
+            if case .open = await ada.state { return true }
+            return false
+        }
+        try await expectConverged([docA, docB], cluster, "kit:offline")
+        let log = await text(docA, "log")
+        #expect(log.sorted() == Array("1234b"), "every append exactly once: \(log)")
+        #expect(log.contains("234"), "offline appends stay in order: \(log)")
+        #expect(await docB.record("offline")?["by"] == "ada")
+        #expect(await docA.record("online")?["by"] == "bob")
+        #expect(await docB.record("log")?["seen"] == true)
+    }
+
+    @Test func aPushInFlightWhenTheConnectionDropsIsAppliedExactlyOnce() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let proxy = try await TCPProxy.start(to: cluster.nodes[0].port)
+        let ada = try await connect("ada", [proxy.wsURL])
+        let doc = try await ada.join("kit:inflight")
+        try await doc.put("log", ["text": ""])
+        // The drop lands anywhere: before the push reached the node, while it committed, after the answer left.
+        for round in 0..<8 {
+            try await append(doc, "log", String(round))
+            proxy.cut()
+            proxy.restore()
+            try await waitUntil("round \(round): ada idle and open") {
+                guard case .open = await ada.state else { return false }
+                let synced = await doc.isSynced()
+                return await doc.pendingPushes() == 0 && synced
+            }
+        }
+        try await expectConverged([doc], cluster, "kit:inflight")
+        #expect(await text(doc, "log") == "01234567")
+    }
+
+    @Test func aPatchOfARecordRemovedMeanwhileIsDiscardedAndAStaleAppendRebased() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let proxy = try await TCPProxy.start(to: cluster.nodes[0].port)
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        let bob = try await connect("bob", [proxy.wsURL])
+        let docA = try await ada.join("kit:rules")
+        let docB = try await bob.join("kit:rules")
+        try await docA.put("gone", ["v": 1])
+        try await docA.put("text", ["text": "ab"])
+        try await waitUntil("bob has both") { await docB.records().count == 2 }
+
+        // Discard: bob patches offline a record ada removes meanwhile.
+        proxy.cut()
+        try await docA.remove("gone")
+        async let patched = docB.patch("gone", ["v": .put(2)])
+        try await waitUntil("bob's patch is pending") { await docB.pendingPushes() == 1 }
+        #expect(await docB.record("gone")?["v"] == 2, "applied optimistically")
+        proxy.restore()
+        #expect(try await patched == .discard(reason: "void"))
+        #expect(await docB.record("gone") == nil)
+
+        // Rebase: bob appends offline at the offset he saw; ada appended meanwhile.
+        try await waitUntil("bob open") {
+            if case .open = await bob.state { return true }
+            return false
+        }
+        proxy.cut()
+        try await docA.patch("text", ["text": .append("A", offset: 2)])
+        async let appended = docB.patch("text", ["text": .append("B", offset: 2)])
+        try await waitUntil("bob's append is pending") { await docB.pendingPushes() == 1 }
+        proxy.restore()
+        guard case .rebase(_, let applied) = try await appended else {
+            Issue.record("expected a rebase")
+            return
+        }
+        #expect(applied == Ops(["text": .patch(Diff(["text": .put("abAB")]))]))
+        try await expectConverged([docA, docB], cluster, "kit:rules")
+        #expect(await text(docB, "text") == "abAB")
+    }
+
+    @Test func aDrainedNodeMovesTheClientToTheNextURL() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase, cluster.nodes[1].wsBase])
+        let bob = try await connect("bob", [cluster.nodes[1].wsBase])
+        let states = await ada.states()
+        let docA = try await ada.join("kit:drain", presence: ["cursor": [1, 2]])
+        let docB = try await bob.join("kit:drain")
+        try await docA.put("before", ["n": 1])
+        #expect(await ada.welcome?.node == "node-0")
+
+        await cluster.nodes[0].stop()
+        var reasons: [String] = []
+        for await state in states {
+            if case .reconnecting(_, _, let reason) = state { reasons.append(reason) }
+            if case .open(let welcome) = state, welcome.node == "node-1" { break }
+        }
+        #expect(reasons.first?.hasPrefix("close 1001") == true, "\(reasons)")
+        try await docA.put("after", ["n": 2])
+        try await expectConverged([docA, docB], cluster, "kit:drain")
+        try await waitUntil("bob sees ada's cursor from node-1") {
+            await docB.members().byUser["ada"]?.first.map { $0.node == "node-1" && $0.state["cursor"] == [1, 2] } ?? false
+        }
+    }
+
+    @Test func aServerThatDoesNotSpeakTheVersionStopsTheClient() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let url = "ws://127.0.0.1:\(cluster.nodes[0].port)/v2/ws"
+        let connection = try TandemConnection(TandemConfiguration(
+            urls: [url], identity: .development(user: "ada"),
+            backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(200))))
+        let states = await connection.states()
+        let attempt = Task { try await connection.start() }
+        Cleanup.current.add {
+            attempt.cancel()
+            await connection.close()
+        }
+        // Every state until the end, so a failure shows what the client saw.
+        let seen = Locked<[ConnectionState]>([])
+        let watcher = Task { for await state in states { seen.withLock { $0.append(state) } } }
+        try await waitUntil("the client stops for good; saw \(seen.withLock { $0 })", timeout: .seconds(20)) {
+            if case .closed = await connection.state { return true }
+            return false
+        }
+        watcher.cancel()
+        guard case .closed(.serverTooOld(let reason)?) = await connection.state else {
+            Issue.record("expected serverTooOld, got \(await connection.state)")
+            return
+        }
+        #expect(reason.hasPrefix("server_too_old"))
+        let result = await attempt.result
+        #expect(throws: TandemError.serverTooOld(reason: reason)) { try result.get() }
+    }
+
+    @Test func refusalsAreTypedAndNotRetried() async throws {
+        let secret = "kit-test-secret-0123456789abcdef-0123456789"
+        let redis = try RedisServerProcess()
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "kit-jwt", stopWhenDone: true) {
+            $0.jwtSecret = secret
+        }
+        // A bad token: 401 before the upgrade, thrown at once (retrying cannot help).
+        let forged = try await makeToken(secret: secret + "-other", user: "mallory", docs: ["*": "editor"])
+        do {
+            _ = try await TandemConnection.connect(TandemConfiguration(urls: [node.wsBase], identity: .token(forged)))
+            Issue.record("connected with a forged token")
+        } catch {
+            guard case .unauthorized(let status, _) = error else {
+                Issue.record("expected unauthorized, got \(error)")
+                return
+            }
+            #expect(status == 401)
+        }
+
+        let token = try await makeToken(secret: secret, user: "vera", docs: ["view-*": "viewer"])
+        let vera = try await TandemConnection.connect(TandemConfiguration(urls: [node.wsBase], identity: .token(token)))
+        Cleanup.current.add { await vera.close() }
+        // No grant for the doc: the join throws `forbidden`.
+        do {
+            _ = try await vera.join("edit-1")
+            Issue.record("joined a doc without a grant")
+        } catch {
+            guard case .server(let refusal) = error else {
+                Issue.record("expected a server refusal, got \(error)")
+                return
+            }
+            #expect(refusal.code == "forbidden")
+        }
+        // A viewer's edit is discarded `read_only` and leaves nothing behind.
+        let doc = try await vera.join("view-1")
+        #expect(await doc.role() == "viewer")
+        #expect(try await doc.put("r", ["a": 1]) == .discard(reason: "read_only"))
+        #expect(await doc.records().isEmpty)
+    }
+}
