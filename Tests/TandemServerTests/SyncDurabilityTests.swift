@@ -31,7 +31,7 @@ import Testing
         let doc = "durable:1"
         let arguments = ["--data-dir", dataDir, "--appendfsync", appendfsync]
         var node = try await ProcessNode(arguments: arguments, nodeID: "durable")
-        let alice = try await SyncClient.connect(node.url(user: "alice"), name: "alice")
+        var alice = try await SyncClient.connect(node.url(user: "alice"), name: "alice")
         try await alice.join(doc)
 
         /// Pushes a burst of edits and waits for every answer; returns the last acknowledged clock.
@@ -74,6 +74,18 @@ import Testing
             try await withKnownIssue("everysec: Redis may postpone the AOF write behind a slow fsync and still reply", isIntermittent: true) {
                 try await expectNothingLost(node: node, alice: alice, doc: doc, acknowledged: acknowledged)
             }
+        }
+
+        // everysec may have lost the last second (the known issue above), possibly the whole doc: then
+        // Alice's replica is ahead of Redis and the next round starts over from what Redis has, with a
+        // fresh client and the record the appends extend.
+        if appendfsync != "always", (alice.view(doc).joinedClock ?? 0) < acknowledged {
+            print("SyncDurabilityTests: everysec lost commits after clock \(alice.view(doc).joinedClock ?? 0); round 2 starts over")
+            alice.socket.abort()
+            alice = try await SyncClient.connect(node.url(user: "alice"), name: "alice-2")
+            try await alice.join(doc)
+            alice.push(doc, id: 1999, ops: #"{"log":["put",{"text":""}]}"#)
+            #expect(try await alice.answer(doc, id: 1999).string("action") == "commit")
         }
 
         // Round 2: SIGKILL Tandem only; its redis-server lives on. The next Tandem stops that stale server
