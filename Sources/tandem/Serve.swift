@@ -63,7 +63,7 @@ enum ServeCommand {
         let reloads = await UnixSignalsSequence(trapping: .sighup)
         Task {
             for await _ in reloads {
-                if node.reloadSchemas() == nil { logger.notice("SIGHUP ignored: no --schema-dir to reload") }
+                if await node.reloadSchemas() == nil { logger.notice("SIGHUP ignored: no --schema-dir to reload") }
             }
         }
         let group = ServiceGroup(

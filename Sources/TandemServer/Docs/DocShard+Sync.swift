@@ -297,8 +297,9 @@ extension DocShard {
 extension DocShard {
     /// The record schemas were reloaded: each loaded doc's pipeline decides its next pushes against the
     /// schema that now applies to it (a batch already in Redis was decided against the old one).
-    func schemasChanged(_ schemas: SchemaStore) {
-        onLoop {
+    /// Completes once this shard's docs use the new schemas.
+    func schemasChanged(_ schemas: SchemaStore) -> EventLoopFuture<Void> {
+        eventLoop.submit {
             for (doc, docState) in self.docs { docState.sync.schema = schemas.schema(for: doc) }
         }
     }

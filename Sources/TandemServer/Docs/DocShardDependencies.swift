@@ -98,8 +98,9 @@ final class DocShards: Sendable {
     }
 
     /// The record schemas were reloaded: every loaded doc decides its next pushes against its new schema.
-    func schemasChanged(_ schemas: SchemaStore) {
-        for shard in all { shard.schemasChanged(schemas) }
+    /// Completes once every shard's docs use the new schemas.
+    func schemasChanged(_ schemas: SchemaStore) async {
+        for shard in all { try? await shard.schemasChanged(schemas).get() }
     }
 
     /// The shard that owns `doc` (FNV-1a of the id, so every connection agrees without coordination).

@@ -316,13 +316,14 @@ public final class TandemNode: Service, Sendable {
 
     /// Reads `--schema-dir` again (what `tandem serve` does on SIGHUP). On success the new schemas apply to
     /// every push decided from now on, in every loaded doc; on failure (a file is invalid) the schemas in
-    /// force stay and the error is logged and returned. Returns nil without `--schema-dir`.
+    /// force stay and the error is logged and returned. Returns nil without `--schema-dir`. Returns once
+    /// every loaded doc decides with the new schemas (a push read after it is checked against them).
     @discardableResult
-    public func reloadSchemas() -> Result<Int, any Error>? {
+    public func reloadSchemas() async -> Result<Int, any Error>? {
         guard let outcome = context.schemas.reload() else { return nil }
         switch outcome {
         case .success(let registry):
-            context.shards.schemasChanged(context.schemas)
+            await context.shards.schemasChanged(context.schemas)
             logger.info(
                 "record schemas reloaded",
                 metadata: ["schemas.files": "\(registry.schemas.count)", "schemas.dir": "\(context.schemas.directory ?? "")"])
