@@ -113,10 +113,11 @@ enum Inbound {
 
 /// Messages this client sends.
 enum Outbound {
-    static func join(doc: String, state: JSONValue?, since: UInt64?) -> String {
+    static func join(doc: String, state: JSONValue?, since: UInt64?, schema: Int? = nil) -> String {
         var fields: [String: JSONValue] = ["t": .string("join"), "doc": .string(doc)]
         if let state { fields["state"] = state }
         if let since { fields["since"] = .number(since) }
+        if let schema { fields["schema"] = .number(schema) }
         return JSONValue.object(fields).serializedString
     }
 

@@ -111,8 +111,13 @@ public actor TandemConnection {
     /// - Parameters:
     ///   - doc: 1–128 characters of `[A-Za-z0-9._:-]`.
     ///   - presence: This session's initial presence state (a JSON object).
-    /// - Throws: ``TandemError/server(_:)`` with `forbidden` (no grant) or `too_many_docs`; ``TandemError/closed``.
-    public func join(_ doc: String, presence: JSONValue? = nil) async throws(TandemError) -> TandemDocument {
+    ///   - schema: The version of the doc's record schema this app was built for (docs/schemas.md): a server
+    ///     enforcing another version, or none, refuses the join with `schema_mismatch`. nil: not checked.
+    /// - Throws: ``TandemError/server(_:)`` with `forbidden` (no grant), `too_many_docs` or `schema_mismatch`;
+    ///   ``TandemError/closed``.
+    public func join(_ doc: String, presence: JSONValue? = nil, schema: Int? = nil) async throws(TandemError)
+        -> TandemDocument
+    {
         let entry: DocEntry
         if let existing = docs[doc] {
             entry = existing
@@ -122,6 +127,7 @@ public actor TandemConnection {
             entry = DocEntry(id: doc, limits: .init(maxOpsPerPush: configuration.maxRecordsPerPush, maxBytesPerPush: configuration.maxBytesPerPush))
             if let presence { try Self.checkPresence(presence, welcome: welcome) }
             entry.presence = presence
+            entry.schema = schema
             if let welcome { entry.throttle.interval = PresenceThrottle.interval(presenceRate: welcome.presenceRate) }
             docs[doc] = entry
             if isOpen { sendJoin(entry) }
@@ -385,7 +391,7 @@ public actor TandemConnection {
                 try? await Task.sleep(for: delay)
                 await self.rejoin(doc)
             }
-        case "forbidden", "too_many_docs", "bad_message":
+        case "forbidden", "too_many_docs", "bad_message", "schema_mismatch":
             docs.removeValue(forKey: doc)
             for waiter in entry.readyWaiters { waiter.resume(throwing: TandemError.server(error)) }
             entry.readyWaiters = []
@@ -487,7 +493,7 @@ public actor TandemConnection {
     private func sendJoin(_ entry: DocEntry) {
         entry.joinSentState = entry.presence
         if entry.presence != nil { entry.throttle.sent(now: .now) }
-        send(Outbound.join(doc: entry.id, state: entry.presence, since: entry.sync.since))
+        send(Outbound.join(doc: entry.id, state: entry.presence, since: entry.sync.since, schema: entry.schema))
     }
 
     private func send(_ text: String) {
@@ -554,6 +560,8 @@ final class DocEntry {
     var throttle = PresenceThrottle(interval: PresenceThrottle.interval(presenceRate: 20))
     /// This session's newest presence state.
     var presence: JSONValue?
+    /// The record-schema version every join of this doc states (nil: none).
+    var schema: Int?
     /// The state the last join carried.
     var joinSentState: JSONValue?
     /// Set by `joined`, cleared when the connection is lost.

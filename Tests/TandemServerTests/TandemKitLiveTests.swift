@@ -278,4 +278,25 @@ import Testing
         #expect(try await doc.put("r", ["a": 1]) == .discard(reason: "read_only"))
         #expect(await doc.records().isEmpty)
     }
+
+    /// A record schema on the server (docs/schemas.md): the app states the version it was built for, a
+    /// mismatch fails the join, and an edit the schema refuses is discarded `invalid` and rolled back.
+    @Test func theSchemaVersionIsStatedOnJoinAndInvalidEditsAreDiscarded() async throws {
+        let directory = try makeTemporaryDirectory(prefix: "kit-schemas")
+        try #"{"docs":["kit:*"],"version":2,"otherRecords":"allow","records":[{"name":"note","idPrefix":"note:","schema":{"type":"object","required":["text"],"properties":{"text":{"type":"string","maxLength":5}}}}]}"#
+            .write(to: directory.appendingPathComponent("kit.json"), atomically: true, encoding: .utf8)
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.schemaDir = directory.path }
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        do {
+            _ = try await ada.join("kit:old-app", schema: 1)
+            Issue.record("a join stating version 1 was accepted by a server enforcing version 2")
+        } catch {
+            guard case .server(let refusal) = error else { throw error }
+            #expect(refusal.code == "schema_mismatch" && refusal.message.contains("version 2"))
+        }
+        let doc = try await ada.join("kit:notes", schema: 2)
+        #expect(try await doc.put("note:1", ["text": "hello"]) == .commit(clock: 1, recovered: false))
+        #expect(try await doc.put("note:1", ["text": "far too long"]) == .discard(reason: "invalid"))
+        #expect(await doc.record("note:1")?["text"]?.stringValue == "hello", "the optimistic edit is rolled back")
+    }
 }
