@@ -26,11 +26,11 @@ RATE_INTERVALS = ["1m", "30s"]
 ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
 REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Abuse and limits",
-                 "Redis", "Redis memory", "Process", "Ops port"]
+                 "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",
-                   "TandemRedisKeysWithoutTTL"]
+                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed"]
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
