@@ -6,6 +6,16 @@
 
 #include "AllocationCounter.h"
 
+// Under AddressSanitizer or ThreadSanitizer (`make test-sanitizers`) the sanitizer's own malloc must
+// serve every allocation: replacing it here would bypass its bookkeeping (ThreadSanitizer crashed the
+// test executable at start). Then nothing is replaced and the counter reports itself unavailable.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TANDEM_SANITIZED 1
+#endif
+#endif
+
+
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -16,6 +26,7 @@ extern void *__libc_memalign(size_t, size_t);
 static __thread int counting;
 static __thread long count;
 
+#ifndef TANDEM_SANITIZED
 void *malloc(size_t size) {
     if (counting) count++;
     return __libc_malloc(size);
@@ -49,6 +60,16 @@ int posix_memalign(void **result, size_t alignment, size_t size) {
     if (pointer == NULL) return ENOMEM;
     *result = pointer;
     return 0;
+}
+
+#endif  // TANDEM_SANITIZED
+
+int tandem_allocation_counter_available(void) {
+#ifdef TANDEM_SANITIZED
+    return 0;
+#else
+    return 1;
+#endif
 }
 
 void tandem_allocation_counter_start(void) {

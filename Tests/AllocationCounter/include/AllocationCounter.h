@@ -7,6 +7,8 @@
 /// (`__libc_malloc` & co.). Every Swift object, array, dictionary, string and ByteBuffer storage comes
 /// from one of them. The count is per thread, so other tests' threads never add to it.
 void tandem_allocation_counter_start(void);
+/// 1 when allocations are counted; 0 in a sanitizer build, whose malloc must not be replaced.
+int tandem_allocation_counter_available(void);
 /// Stops counting and returns the count since `start`.
 long tandem_allocation_counter_stop(void);
 
