@@ -300,20 +300,28 @@ final class WebSocketServer: Sendable {
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
-            // The upgrader added the frame decoder and, after it, NIO's protocol error handler.
-            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
-            try channel.pipeline.syncOperations.addHandler(
-                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
-            try channel.pipeline.syncOperations.addHandlers([
-                NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
-                    maxAccumulatedFrameSize: config.maxFrameBytes),
-                ConnectionHandler(connection: connection),
-            ])
+            try addMessageHandlers(
+                to: channel, recorder: FramingErrorRecorder(connection: connection), handler: ConnectionHandler(connection: connection))
             return channel.eventLoop.makeSucceededVoidFuture()
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
+    }
+
+    /// What every upgraded socket (`/v1/ws` and `/yjs/{room}`) gets after the frame decoder the upgrader
+    /// added: its framing errors recorded as the close reason before NIO's protocol error handler answers
+    /// them, fragments aggregated into whole messages (bounded), then the endpoint's own handler.
+    private func addMessageHandlers(
+        to channel: Channel, recorder: FramingErrorRecorder, handler: any ChannelHandler
+    ) throws {
+        let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
+        try channel.pipeline.syncOperations.addHandler(recorder, position: .before(codecErrors))
+        try channel.pipeline.syncOperations.addHandlers([
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
+                maxAccumulatedFrameSize: config.maxFrameBytes),
+            handler,
+        ])
     }
 
     private func upgradedYjs(channel: Channel, accepted: HandshakeState.AcceptedYjs) -> EventLoopFuture<Void> {
@@ -325,15 +333,8 @@ final class WebSocketServer: Sendable {
             id: id, identity: accepted.identity, room: accepted.room, role: accepted.role, channel: channel,
             settings: yjsSettings, metrics: metrics, clock: clock, rooms: yjsRooms, logger: logger)
         do {
-            let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
-            try channel.pipeline.syncOperations.addHandler(
-                FramingErrorRecorder(connection: connection), position: .before(codecErrors))
-            try channel.pipeline.syncOperations.addHandlers([
-                NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
-                    maxAccumulatedFrameSize: config.maxFrameBytes),
-                YjsConnectionHandler(connection: connection),
-            ])
+            try addMessageHandlers(
+                to: channel, recorder: FramingErrorRecorder(connection: connection), handler: YjsConnectionHandler(connection: connection))
             return channel.eventLoop.makeSucceededVoidFuture()
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
