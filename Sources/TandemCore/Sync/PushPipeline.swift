@@ -53,6 +53,9 @@ public struct PushPipeline<Member: Hashable> {
     var nextSeq: UInt64 = 1
     var redisUp = true
     var loadInFlight = false
+    /// Redis's clock of the doc went back: the reload in flight replaces the replica, even with a lower
+    /// head, and every member restarts from it.
+    var regressed = false
 
     /// A gap-fill read in Redis, issued at this time.
     var readIssuedAt: UInt64?
@@ -141,6 +144,12 @@ public struct PushPipeline<Member: Hashable> {
         let wasLoaded = delivery.isLoaded
         let before = delivery.head
         loadInFlight = false
+        if regressed && wasLoaded {
+            regressed = false
+            replaceAfterRegression(replica, retainedFrom: retainedFrom, now: now, into: &actions)
+            return actions
+        }
+        regressed = false
         knownRedisHead = max(knownRedisHead, replica.head)
         deliver(delivery.load(replica, retainedFrom: retainedFrom), now: now, into: &actions)
         if wasLoaded && delivery.head > before {
@@ -310,6 +319,20 @@ public struct PushPipeline<Member: Hashable> {
             let commitCount = inFlight?.commitCount
         else { return actions }
         if outcome != .failed { model.observe(size: commitCount, nanos: now &- sentAt) }
+        // Redis ran the batch on less than it held when the batch was sent: it lost commits.
+        let knownAtSend = inFlight!.knownHeadAtSend
+        switch outcome {
+        case .committed(let first, _) where first <= knownAtSend || regressed:
+            // Not delivered onto a replica Redis no longer agrees with: the reload settles them.
+            inFlight!.replied = true
+            inFlight!.firstClock = first
+            if first <= knownAtSend { clockWentBack(to: first + UInt64(commitCount) - 1, into: &actions) }
+            return actions
+        case .conflict(let head), .tooLarge(let head, _), .duplicate(let head, _):
+            if head < knownAtSend { clockWentBack(to: head, into: &actions) }
+        case .committed, .failed:
+            break
+        }
         switch outcome {
         case .committed(let first, let atMs):
             inFlight!.replied = true
@@ -329,7 +352,7 @@ public struct PushPipeline<Member: Hashable> {
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
             requeueInFlight(countingAttempt: true, into: &actions)
-            if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
+            if head > delivery.head && !regressed { catchUp = (head, now, now + settings.headWaitNanos) }
         case .duplicate(let head, let clocks):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
@@ -358,6 +381,11 @@ public struct PushPipeline<Member: Hashable> {
     public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         for commit in commits {
+            if delivery.contradicts(commit) {
+                // Another commit at a clock we delivered: Redis's history was rewritten under us.
+                clockWentBack(to: commit.clock, into: &actions)
+                return actions
+            }
             knownRedisHead = max(knownRedisHead, commit.clock)
             deliver(delivery.receive(commit), now: now, into: &actions)
         }
@@ -417,9 +445,24 @@ public struct PushPipeline<Member: Hashable> {
         return actions
     }
 
-    /// Redis's head as read directly (periodic check, after Redis reconnects): read what we miss.
-    public mutating func headObserved(_ clock: UInt64, now: UInt64) -> [PushAction<Member>] {
+    /// Redis's head as read directly (periodic check, after Redis reconnects, after a re-subscription):
+    /// read what we miss.
+    /// - Parameter knownAtIssue: `knownRedisHead` when the read was issued. Redis held at least that
+    ///   much then, so a lower head means it lost commits since (a failover to a replica that had not
+    ///   received them, a restore from an older snapshot): the doc is reloaded (`clockWentBack`). A
+    ///   head lower than what was learnt only after the read was issued proves nothing (pub/sub may
+    ///   deliver a commit before the read's reply arrives), hence the caller's value, not the current one.
+    public mutating func headObserved(_ clock: UInt64, knownAtIssue: UInt64? = nil, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
+        if regressed {
+            // The reload after a regression failed (Redis unreachable): this check is when to try again.
+            if !loadInFlight && redisUp { requestReload(into: &actions) }
+            return actions
+        }
+        if let knownAtIssue, clock < knownAtIssue, delivery.isLoaded {
+            clockWentBack(to: clock, into: &actions)
+            return actions
+        }
         knownRedisHead = max(knownRedisHead, clock)
         if delivery.isLoaded && clock > delivery.head { requestRead(now, into: &actions) }
         return actions
@@ -431,6 +474,7 @@ public struct PushPipeline<Member: Hashable> {
         var actions: [PushAction<Member>] = []
         redisUp = up
         if up {
+            if regressed && !loadInFlight { requestReload(into: &actions) }
             pump(now, into: &actions)
         } else {
             headWait = nil
@@ -438,6 +482,50 @@ public struct PushPipeline<Member: Hashable> {
             refuseQueued("Redis is unreachable; retry the push", into: &actions)
         }
         return actions
+    }
+
+    // MARK: Redis lost commits
+
+    /// Redis holds less of the doc than this node saw (its head is `head`): acknowledged commits were
+    /// lost (asynchronous replication and a failover, a restore from an older snapshot). Nothing more is
+    /// decided against the replica; the doc is read again and `replaceAfterRegression` restarts everyone
+    /// from what Redis holds. Counted once per episode.
+    mutating func clockWentBack(to head: UInt64, into actions: inout [PushAction<Member>]) {
+        if !regressed { counters.clockRegressions += 1 }
+        regressed = true
+        knownRedisHead = head
+        confirmedHead = nil
+        headWait = nil
+        catchUp = nil
+        gapSeenAt = nil
+        loadInFlight = false  // a load issued before may hold the old state: this one replaces it
+        requestReload(into: &actions)
+    }
+
+    /// The reload after `clockWentBack`: the replica becomes what Redis holds, even behind what was
+    /// delivered. Every member restarts from a snapshot of it; pushes not answered yet are refused
+    /// `unavailable` after it (their clients push them again, under the same ids, on the new state —
+    /// those Redis kept are recognised as duplicates).
+    mutating func replaceAfterRegression(
+        _ replica: DocReplica, retainedFrom: UInt64, now: UInt64, into actions: inout [PushAction<Member>]
+    ) {
+        knownRedisHead = replica.head
+        readIssuedAt = nil
+        delivery.replace(replica, retainedFrom: retainedFrom)
+        for member in delivery.members {
+            actions.append(.catchUp(member, delivery.attach(member, since: nil)))
+        }
+        let message = "the doc's history in Redis went back (commits lost by a failover or a restore); retry the push"
+        if let batch = inFlight, batch.replied {
+            settleSkippedCommits(into: &actions)
+            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
+                actions.append(.answer(refusal(entry.push, .unavailable, message)))
+            }
+            inFlight = nil
+        }
+        refuseQueued(message, into: &actions)
+        noteGap(now)
+        pump(now, into: &actions)
     }
 
     /// Time passed: reads after a gap's grace period, deadlines of waits.

@@ -58,6 +58,27 @@ public struct SyncDoc<Member: Hashable> {
         return drainAhead()
     }
 
+    /// Replaces the replica after Redis lost commits (see `PushPipeline.clockWentBack`): unlike `load`,
+    /// also with a lower head. Members must be attached again (their cursors are past this head).
+    public mutating func replace(_ loaded: DocReplica, retainedFrom: UInt64) {
+        replica = loaded
+        self.retainedFrom = max(1, retainedFrom)
+        recent.removeAll()
+        ahead.removeAll()
+    }
+
+    /// `commit` is at a clock already delivered, but is not the commit delivered there (another node,
+    /// session or push id): Redis's history was rewritten. Checked against the commits kept in memory.
+    public func contradicts(_ commit: CommitNotice) -> Bool {
+        guard let replica, commit.clock <= replica.head, let first = recent.first, commit.clock >= first.clock else {
+            return false
+        }
+        let offset = commit.clock - first.clock
+        guard offset < UInt64(recent.count) else { return false }
+        let known = recent[Int(offset)]
+        return known.node != commit.node || known.by != commit.by || known.pushID != commit.pushID
+    }
+
     // MARK: Commits
 
     /// A commit from pub/sub or the log. Applies it (and any that were waiting behind it) in order.
