@@ -31,6 +31,11 @@
 /// - **Departures.** Pushes of a member that detached (left, lost its socket, re-joined, or its session
 ///   was taken over) are dropped unanswered and never committed unless already in Redis: the client
 ///   re-sends them after it reconnects, and committing both copies would apply them twice.
+///
+/// Every public entry point carries an exported specialization for `ObjectIdentifier`, the member type the
+/// server uses: cross-module optimization does not specialize functions this size, and the generic code
+/// (type metadata look-ups, generic dictionary and array operations on every push and commit) was the
+/// largest share of the pipeline's cost per commit in the callgrind profile (docs/benchmarks.md).
 public struct PushPipeline<Member: Hashable> {
     public let settings: PushPipelineSettings
     // The state below is internal rather than private only because the pipeline's extensions
@@ -122,6 +127,7 @@ public struct PushPipeline<Member: Hashable> {
     /// Redis (a slow fsync, a long script elsewhere, a pause) is not assumed to recover at once, so the
     /// pushes that arrive meanwhile are refused, and told to come back later the longer the stall lasts,
     /// rather than queued behind it. (Continuous at the due time: a batch a little late adds a little.)
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public func estimatedWaitNanos(now: UInt64) -> Double {
         var remaining = 0.0
         if let inFlight, !inFlight.replied {
@@ -137,6 +143,7 @@ public struct PushPipeline<Member: Hashable> {
     /// - Parameter attaching: members that joined while the doc could not be read, with their `since`:
     ///   they get their catch-up before anything is decided, so answers to pushes they queued meanwhile
     ///   follow it. Queued pushes of anyone else are refused `not_joined`.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func load(
         _ replica: DocReplica, retainedFrom: UInt64, attaching: [(Member, UInt64?)] = [], now: UInt64
     ) -> [PushAction<Member>] {
@@ -176,6 +183,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Reading the doc failed (Redis unreachable). Without a replica there is nothing to decide against:
     /// the queued pushes are refused rather than kept unanswered for the length of the outage.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func loadFailed(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         loadInFlight = false
@@ -187,6 +195,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// A member joins with `since`. A member that was attached already starts over: its pushes are
     /// dropped like a departed member's (it is re-joining; its client re-sends what it still needs).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func attach(_ member: Member, since: UInt64?, now: UInt64) -> (SyncDoc<Member>.CatchUp, [PushAction<Member>]) {
         var actions: [PushAction<Member>] = []
         dropPushes(of: member)
@@ -196,11 +205,13 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// The member received commits up to `through` from the Redis log.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func continueCatchUp(_ member: Member, through: UInt64) -> SyncDoc<Member>.CatchUp? {
         delivery.continueCatchUp(member, through: through)
     }
 
     /// A member is gone (left, lost its socket, taken over): its pushes not yet in Redis are dropped.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func detach(_ member: Member, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         dropPushes(of: member)
@@ -225,6 +236,7 @@ public struct PushPipeline<Member: Hashable> {
     ///   - sessionID: the pusher's session (commits carry it as `by`; re-pushes are recognised by it).
     ///   - bytes: size of the push's ops as received (batch size accounting).
     ///   - readOnly: the member is a viewer.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
         now: UInt64
@@ -260,6 +272,7 @@ public struct PushPipeline<Member: Hashable> {
     /// An editor's push the doc is too busy to take, refused at once — the same rule as `push` applies,
     /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
     /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
         guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
         let reply = PushReply(
@@ -309,6 +322,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Redis answered (or failed) the batch `batchID`.
     /// - Parameter failureMessage: for `.failed`, what the pushers are told (default: Redis unreachable).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func commitReplied(
         batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
     ) -> [PushAction<Member>] {
@@ -378,6 +392,7 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// Commits from pub/sub (one, or a batch in clock order), any node's, ours included.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         for commit in commits {
@@ -398,6 +413,7 @@ public struct PushPipeline<Member: Hashable> {
     /// The log read from `from` (asked for by `readLog`) returned `entries`.
     /// - Parameter truncated: the read stopped at its byte budget before `logReadCount` commits (so fewer
     ///   commits do not mean the log ended there).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func logRead(from: UInt64, entries: [CommitNotice], truncated: Bool = false, now: UInt64)
         -> [PushAction<Member>]
     {
@@ -432,6 +448,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// The log read failed (Redis unreachable): a push waiting on it is refused, a gap is read again
     /// after the grace period.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func logReadFailed(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         readIssuedAt = nil
@@ -452,6 +469,7 @@ public struct PushPipeline<Member: Hashable> {
     ///   received them, a restore from an older snapshot): the doc is reloaded (`clockWentBack`). A
     ///   head lower than what was learnt only after the read was issued proves nothing (pub/sub may
     ///   deliver a commit before the read's reply arrives), hence the caller's value, not the current one.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func headObserved(_ clock: UInt64, knownAtIssue: UInt64? = nil, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         if regressed {
@@ -470,6 +488,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Whether Redis is reachable. Going down refuses the queued pushes (a batch in Redis gets its reply
     /// or failure); coming back resumes.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func setRedisAvailable(_ up: Bool, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         redisUp = up
@@ -529,6 +548,7 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// Time passed: reads after a gap's grace period, deadlines of waits.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func tick(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         if readIssuedAt == nil, let seen = gapSeenAt, now >= seen + settings.gapGraceNanos {
