@@ -45,8 +45,17 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         require(state.bytes.count <= limits.maxStateBytes, "state over maxStateBytes")
         // Entries splice these bytes as they are (issue 14): they must be the canonical serialization.
         require(state.value.serialized == state.bytes, "state bytes are not canonical")
-    case .push(let doc, let id, let base, let opsJSON):
+    case .push(let doc, let id, let base, let rawOps):
         require(ClientMessage.isValidPushID(id), "invalid push id accepted")
+        // The ops are only delimited by the decode; the shard parses them once a push is admitted.
+        let opsJSON: JSONValue
+        do {
+            opsJSON = try rawOps.parse(maxDepth: limits.maxJSONDepth)
+        } catch {
+            return 0
+        }
+        // Delimited right: the whole message parses exactly when the envelope and the ops both do.
+        require((try? JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)) != nil, "ops parsed but the message is not JSON")
         require(opsJSON.isObject, "ops is not an object")
         guard opsJSON.serialized.count <= syncLimits.maxPushBytes else { return 0 }
         let ops: Ops

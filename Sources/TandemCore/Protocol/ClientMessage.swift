@@ -6,7 +6,9 @@ public enum ClientMessage: Equatable, Sendable {
     case leave(doc: String)
     case presence(doc: String, state: PresenceState)
     case ping
-    case push(doc: String, id: JSONValue, base: UInt64, ops: JSONValue)
+    /// `ops` as received, not parsed yet: a push refused for overload is answered from its envelope
+    /// alone, so its ops are parsed (`RawJSON.parse`) only once it is admitted.
+    case push(doc: String, id: JSONValue, base: UInt64, ops: RawJSON)
     case sync(doc: String, from: UInt64, limit: Int?)
     case ack(doc: String, clock: UInt64)
 
@@ -23,11 +25,13 @@ public enum ClientMessage: Equatable, Sendable {
 
     /// Decodes one text frame. Throws `ProtocolError` with `bad_message`, `unknown_type` or `too_large`.
     ///
-    /// Unknown extra fields are ignored so newer clients can talk to older servers.
+    /// Unknown extra fields are ignored so newer clients can talk to older servers. A push's `"ops"` is
+    /// only delimited here, not parsed (so an `"ops"` field of any other message is never looked at).
     public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
         let value: JSONValue
+        let rawOps: RawJSON?
         do {
-            value = try JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)
+            (value, rawOps) = try JSONParser.parse(frame, deferring: "ops", maxDepth: limits.maxJSONDepth)
         } catch {
             throw ProtocolError(.badMessage, "invalid JSON: \(error)")
         }
@@ -73,7 +77,7 @@ public enum ClientMessage: Equatable, Sendable {
             guard let base = try fields.optionalClock("base", doc: doc, pushID: id) else {
                 throw ProtocolError(.badMessage, "push needs \"base\": a clock (non-negative integer)", doc: doc, pushID: id)
             }
-            guard let ops = object["ops"], ops.isObject else {
+            guard let ops = rawOps, ops.bytes.first == UInt8(ascii: "{") else {
                 throw ProtocolError(.badMessage, "push needs an object field \"ops\"", doc: doc, pushID: id)
             }
             return .push(doc: doc, id: id, base: base, ops: ops)

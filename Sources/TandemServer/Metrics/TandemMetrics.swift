@@ -62,6 +62,8 @@ public final class TandemMetrics: Sendable {
     public let syncPushWaitEstimate: ValueHistogram
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
+    public let syncClockRegressions: Counter
     // Record schemas (issue 13)
     /// Pushes discarded because a record they write would break the doc's schema (`invalid`).
     public let syncInvalidPushes: Counter
@@ -230,6 +232,11 @@ public final class TandemMetrics: Sendable {
             buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
+        syncClockRegressions = registry.makeCounter(
+            descriptor: name(
+                "sync_clock_regressions", "total",
+                "Docs whose clock went back in Redis (acknowledged commits lost by a failover or a restore): reloaded, members restarted from a snapshot."
+            ))
 
         redisMemoryUsedBytes = registry.makeGauge(
             descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))
