@@ -19,13 +19,36 @@ public enum PresenceMode: String, Sendable, CaseIterable {
     public var receivesPresence: Bool { self != .none }
 }
 
-extension PresenceMode {
-    /// The mode's position in `allCases` (for per-mode counters kept in arrays).
-    public var index: Int {
-        switch self {
-        case .full: 0
-        case .hidden: 1
-        case .none: 2
+/// A count per presence mode, without an array (it is summed on every tick).
+public struct PresenceModeCounts: Sendable, Equatable {
+    public var full = 0
+    public var hidden = 0
+    public var none = 0
+
+    public init() {}
+
+    public subscript(mode: PresenceMode) -> Int {
+        get {
+            switch mode {
+            case .full: full
+            case .hidden: hidden
+            case .none: none
+            }
         }
+        set {
+            switch mode {
+            case .full: full = newValue
+            case .hidden: hidden = newValue
+            case .none: none = newValue
+            }
+        }
+    }
+
+    public static func + (a: PresenceModeCounts, b: PresenceModeCounts) -> PresenceModeCounts {
+        var sum = a
+        sum.full += b.full
+        sum.hidden += b.hidden
+        sum.none += b.none
+        return sum
     }
 }

@@ -26,6 +26,15 @@ public enum ClientMessage: Equatable, Sendable {
     ///
     /// Unknown extra fields are ignored so newer clients can talk to older servers.
     public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
+        // The common presence update, already canonical, without the parser (issue 14).
+        if let message = frame.withContiguousStorageIfAvailable({ PresenceFastPath.decode($0, limits: limits) }) ?? nil {
+            return message
+        }
+        return try decodeParsed(frame, limits: limits)
+    }
+
+    /// `decode` through the parser only (what the fast path must agree with).
+    static func decodeParsed(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
         let value: JSONValue
         do {
             value = try JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)

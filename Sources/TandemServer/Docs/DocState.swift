@@ -99,7 +99,7 @@ final class DocState {
     }
     /// `members` by presence mode (for `tandem_presence_members`), recounted when membership changes, which
     /// is rare next to the ticks that read it.
-    private(set) var membersByMode: [Int] = Array(repeating: 0, count: PresenceMode.allCases.count)
+    private(set) var membersByMode = PresenceModeCounts()
     /// Which connection currently owns each local session id (a resumed session may briefly have two).
     var owners: [String: ObjectIdentifier] = [:]
     /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
@@ -124,8 +124,8 @@ final class DocState {
     }
 
     private func countMembersByMode() {
-        var counts = Array(repeating: 0, count: PresenceMode.allCases.count)
-        for member in members.values { counts[member.presence.index] += 1 }
+        var counts = PresenceModeCounts()
+        for member in members.values { counts[member.presence] += 1 }
         membersByMode = counts
     }
 
