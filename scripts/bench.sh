@@ -9,6 +9,8 @@
 #   scripts/bench.sh                         # presence sync sync-large storm, at the issue's sizes
 #   scripts/bench.sh presence storm          # only these
 #   scripts/bench.sh presence-2k             # presence at 2,000 clients / 40 docs (issue 14)
+#   scripts/bench.sh presence-compare        # presence, presence-2k and both against the bare fan-out
+#                                            # server (presence-bare, presence-2k-bare), then the comparison
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #
@@ -214,6 +216,42 @@ machine_state() {
     top -bn1 -o %CPU | sed -n '8,12p' | sed 's/^/  /'
 }
 
+# The bare fan-out server (`tandem-bench bare-server`, issue 14's yardstick) in place of tandem + Redis.
+start_bare() {
+    local name=$1
+    WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-server --host 127.0.0.1 --port 0 >"$OUT/$name.server.log" 2>&1 &
+    TANDEM_PID=$!
+    for _ in $(seq 100); do
+        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
+        kill -0 "$TANDEM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    WS_PORT=$(grep -o 'ws=[0-9]*' "$OUT/$name.server.log" | cut -d= -f2)
+    [ -n "$WS_PORT" ] || { echo "bare-server did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
+}
+
+# Like run_scenario, against the bare server: no Redis, no ops port (the bench's server figures are its CPU).
+run_bare_scenario() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name (bare fan-out server): $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
+    machine_state
+    start_bare "$name"
+    local status=0
+    # shellcheck disable=SC2086
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" --url "ws://127.0.0.1:$WS_PORT/v1/ws" --server-pid "$TANDEM_PID" \
+        --json-out "$OUT/$name.json" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    stop_all
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
 run_scenario() {
     local name=$1
     shift
@@ -257,6 +295,13 @@ for scenario in "${SCENARIOS[@]}"; do
     presence) run_scenario presence presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
     # Issue 14: presence at twice the size (2,000 clients, 40 docs of 50), where the two cores run out.
     presence-2k) run_scenario presence-2k presence --clients 2000 --docs 40 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    # The same loads against the bare fan-out server (issue 14 is measured side by side with it).
+    presence-bare) run_bare_scenario presence-bare presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    presence-2k-bare) run_bare_scenario presence-2k-bare presence --clients 2000 --docs 40 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    # All four, then the comparison (deliveries/s, p99, CPU per delivery) against issue 14's targets.
+    presence-compare)
+        for s in presence presence-bare presence-2k presence-2k-bare; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
+        python3 scripts/bench-compare.py "$OUT" | tee "$OUT/presence-compare.txt" || true ;;
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
@@ -277,7 +322,7 @@ for scenario in "${SCENARIOS[@]}"; do
     overload)
         for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
         python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
     esac
 done
 echo

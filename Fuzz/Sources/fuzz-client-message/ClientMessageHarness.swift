@@ -40,7 +40,7 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
     }
     if let doc = message.doc { require(DocID.isValid(doc), "decoded an invalid doc id \(doc)") }
     switch message {
-    case .join(_, let state?, _, _), .presence(_, let state):
+    case .join(_, let state?, _, _, _), .presence(_, let state):
         require(state.value.isObject, "state is not an object")
         require(state.bytes.count <= limits.maxStateBytes, "state over maxStateBytes")
         // Entries splice these bytes as they are (issue 14): they must be the canonical serialization.

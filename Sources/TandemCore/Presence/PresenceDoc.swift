@@ -55,6 +55,8 @@ public enum PresenceUpdateOutcome: String, Sendable {
     case suppressed
     /// The session is not in the doc.
     case notJoined = "not_joined"
+    /// The session joined with `"presence":"hidden"` or `"none"`: it has no presence to set.
+    case disabled
 }
 
 /// Presence of one document as one node sees it: a pure state machine, no I/O.

@@ -1,8 +1,9 @@
 /// A message from a client (protocol v1: one JSON object per text frame, `"t"` is the type).
 public enum ClientMessage: Equatable, Sendable {
     /// `schema`: the version of the doc's record schema the client was built for (`schema_mismatch` if the
-    /// server's differs).
-    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil)
+    /// server's differs). `presence`: how the session takes part in the doc's presence (`"presence"`,
+    /// default `full`; see `PresenceMode`).
+    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil, presence: PresenceMode = .full)
     case leave(doc: String)
     case presence(doc: String, state: PresenceState)
     case ping
@@ -15,7 +16,7 @@ public enum ClientMessage: Equatable, Sendable {
     /// The doc a message is about, for error replies.
     public var doc: String? {
         switch self {
-        case .join(let d, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
+        case .join(let d, _, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
             .ack(let d, _):
             return d
         case .ping:
@@ -28,6 +29,15 @@ public enum ClientMessage: Equatable, Sendable {
     /// Unknown extra fields are ignored so newer clients can talk to older servers. A push's `"ops"` is
     /// only delimited here, not parsed (so an `"ops"` field of any other message is never looked at).
     public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
+        // The common presence update, already canonical, without the parser (issue 14).
+        if let message = frame.withContiguousStorageIfAvailable({ PresenceFastPath.decode($0, limits: limits) }) ?? nil {
+            return message
+        }
+        return try decodeParsed(frame, limits: limits)
+    }
+
+    /// `decode` through the parser only (what the fast path must agree with).
+    static func decodeParsed(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
         let value: JSONValue
         let rawOps: RawJSON?
         do {
@@ -55,7 +65,19 @@ public enum ClientMessage: Equatable, Sendable {
                 }
                 schema = version
             }
-            return .join(doc: doc, state: state, since: since, schema: schema)
+            var presence = PresenceMode.full
+            if let value = object["presence"] {
+                guard let name = value.stringValue, let mode = PresenceMode(rawValue: name) else {
+                    throw ProtocolError(.badMessage, #""presence" must be "full", "hidden" or "none""#, doc: doc)
+                }
+                presence = mode
+            }
+            if state != nil, !presence.isShown {
+                throw ProtocolError(
+                    .badMessage, #"a join with "presence":"\#(presence.rawValue)" has no presence state: leave out "state""#,
+                    doc: doc)
+            }
+            return .join(doc: doc, state: state, since: since, schema: schema, presence: presence)
         case "leave":
             return .leave(doc: try fields.doc())
         case "presence":

@@ -107,7 +107,8 @@ extension DocShard {
     func deliveryGroups(_ docState: DocState) -> [(EventLoop, editors: [any DocMember], viewers: [any DocMember])] {
         if let groups = docState.deliveryGroups { return groups }
         var byLoop: [ObjectIdentifier: (EventLoop, editors: [any DocMember], viewers: [any DocMember])] = [:]
-        for member in docState.members.values {
+        // Members that joined with `"presence":"none"` get no presence deltas (issue 13).
+        for member in docState.members.values where member.presence.receivesPresence {
             let loop = member.connection.eventLoop
             let key = ObjectIdentifier(loop)
             var group = byLoop[key] ?? (loop, [], [])

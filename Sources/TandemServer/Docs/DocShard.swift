@@ -102,6 +102,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     private var lastReportedWaiting = 0
     private var lastReportedEarly = 0
     private var lastReportedPushes = 0
+    private var lastReportedMembersByMode = PresenceModeCounts()
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
     func updateGauges() {
@@ -109,8 +110,10 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         var waiting = 0
         var early = 0
         var pushes = 0
+        var membersByMode = PresenceModeCounts()
         for docState in docs.values {
             sessions += docState.presence.localCount
+            membersByMode = membersByMode + docState.membersByMode
             waiting += docState.waiting.count
             for requests in docState.earlyRequests.values { early += requests.count }
             pushes += docState.sync.queuedCount  // waiting for a batch (the one in Redis not counted)
@@ -126,6 +129,12 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         lastReportedWaiting = waiting
         lastReportedEarly = early
         lastReportedPushes = pushes
+        if membersByMode != lastReportedMembersByMode {
+            for mode in PresenceMode.allCases where membersByMode[mode] != lastReportedMembersByMode[mode] {
+                metrics.presenceMembers[mode]!.increment(by: Double(membersByMode[mode] - lastReportedMembersByMode[mode]))
+            }
+            lastReportedMembersByMode = membersByMode
+        }
     }
 
     /// Per-doc figures for /api/status (counters are cumulative; the status sampler turns them into rates).

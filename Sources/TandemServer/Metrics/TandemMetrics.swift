@@ -19,6 +19,8 @@ public final class TandemMetrics: Sendable {
 
     // Presence
     public let presenceSessions: Gauge
+    /// Local members of docs by presence mode (the join's `"presence"`), created once per mode.
+    public let presenceMembers: [PresenceMode: Gauge]
     public let docsActive: Gauge
     private let presenceUpdates: [PresenceUpdateOutcome: Counter]
     public let fanoutMessages: Counter
@@ -130,10 +132,15 @@ public final class TandemMetrics: Sendable {
 
         presenceSessions = registry.makeGauge(
             descriptor: name("presence_sessions", "", "Presence entries (session in a doc) served by this node."))
+        let members = name(
+            "presence_members", "",
+            "Members of docs on this node by presence mode (join \"presence\": full, hidden, none); hidden and none members have no presence entry.")
+        presenceMembers = Dictionary(
+            uniqueKeysWithValues: PresenceMode.allCases.map { ($0, registry.makeGauge(descriptor: members, labels: [("mode", $0.rawValue)])) })
         docsActive = registry.makeGauge(descriptor: name("docs_active", "", "Docs with members on this node."))
         presenceUpdates = Self.labeledCounters(
             registry, name("presence_updates", "total", "Presence updates received from clients, by result."),
-            label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined]) { $0.rawValue }
+            label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined, .disabled]) { $0.rawValue }
         fanoutMessages = registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
         fanoutBytes = registry.makeCounter(
