@@ -53,6 +53,8 @@ final class ClusterClientCore: Sendable {
         var pending = 0
         /// The last connectivity reported to the hook.
         var reportedConnected = false
+        /// The primaries and whether each was connected, as last reported to the availability hook.
+        var reportedAvailability: [ClusterNodeAddress: Bool] = [:]
         var observers: [UInt64: @Sendable (ClusterRoutingUpdate) -> Void] = [:]
         var nextObserverID: UInt64 = 0
         /// Failed map fetches in a row, for throttled logging.
@@ -151,6 +153,21 @@ final class ClusterClientCore: Sendable {
         }
     }
 
+    /// Single mode: the connection is up. Cluster mode: `slot` is routed to a primary with a live
+    /// connection.
+    func isAvailable(slot: Int) -> Bool {
+        state.withLockedValue { state in
+            if state.shutdownRequested { return false }
+            switch state.mode {
+            case .detecting: return false
+            case .single: return state.single?.isConnected ?? false
+            case .cluster:
+                guard let address = state.routes.address(forSlot: slot) else { return false }
+                return state.nodes[Self.key(address)]?.client.isConnected ?? false
+            }
+        }
+    }
+
     /// Single mode: the connection is up. Cluster mode: every slot has a primary with a live connection.
     private static func connected(_ state: State) -> Bool {
         if state.shutdownRequested { return false }
@@ -167,12 +184,20 @@ final class ClusterClientCore: Sendable {
 
     /// Reports a change of ``isConnected`` to the hook. Timer thread only, so reports stay in order.
     func evaluateConnectivity() {
-        let changed = state.withLockedValue { state -> Bool? in
+        let (changed, availabilityChanged) = state.withLockedValue { state -> (Bool?, Bool) in
+            var availability: [ClusterNodeAddress: Bool] = [:]
+            if state.mode == .cluster {
+                for address in state.primaries { availability[address] = state.nodes[Self.key(address)]?.client.isConnected ?? false }
+            }
+            let availabilityChanged = availability != state.reportedAvailability
+            state.reportedAvailability = availability
             let now = Self.connected(state)
-            guard now != state.reportedConnected else { return nil }
+            guard now != state.reportedConnected else { return (nil, availabilityChanged) }
             state.reportedConnected = now
-            return now
+            return (now, availabilityChanged)
         }
+        // Availability first: a node re-evaluates its docs before it hears that everything is back.
+        if availabilityChanged || changed != nil { configuration.onAvailabilityChange?() }
         if let changed { configuration.onConnectionStateChange?(changed) }
     }
 

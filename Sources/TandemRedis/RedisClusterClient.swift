@@ -44,6 +44,10 @@ public final class RedisClusterClient: RedisCommandClient {
         /// Called on each change of ``RedisClusterClient/isConnected``, on the client's timer thread
         /// (one thread, so calls arrive in order); must be cheap and must not block.
         public var onConnectionStateChange: (@Sendable (Bool) -> Void)?
+        /// Called when which keys are available may have changed (``RedisClusterClient/isAvailable(forKey:)``):
+        /// a primary's connection went up or down, or the slot map changed which primaries serve. On the
+        /// timer thread, in order; must be cheap and must not block.
+        public var onAvailabilityChange: (@Sendable () -> Void)?
         /// Called with each command's round trip to a node in seconds, on that node's owner thread
         /// (a redirected command reports each attempt); must be cheap.
         public var commandObserver: (@Sendable (_ seconds: Double) -> Void)?
@@ -107,6 +111,10 @@ public final class RedisClusterClient: RedisCommandClient {
     /// Single mode: whether the server's connection is up. Cluster mode: whether every slot has a
     /// primary whose connection is up. Thread-safe.
     public var isConnected: Bool { core.isConnected }
+
+    /// Cluster mode: whether the primary `key`'s slot is routed to has a live connection (a failover
+    /// makes only that shard's keys unavailable). Single mode: ``isConnected``. Thread-safe.
+    public func isAvailable(forKey key: String) -> Bool { core.isAvailable(slot: ClusterSlot.slot(forKey: key)) }
 
     /// Commands accepted and not completed yet. Thread-safe.
     public var pendingCommandCount: Int { core.pendingCommandCount }

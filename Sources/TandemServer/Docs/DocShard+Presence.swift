@@ -132,7 +132,7 @@ extension DocShard {
 
     @discardableResult
     func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
-        guard redisIsUp else {
+        guard redisIsUp(doc) else {
             docState.presence.writeFailed()
             return eventLoop.makeSucceededVoidFuture()
         }
