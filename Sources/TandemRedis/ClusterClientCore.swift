@@ -153,6 +153,24 @@ final class ClusterClientCore: Sendable {
         }
     }
 
+    var shardStates: [ClusterShardState] {
+        state.withLockedValue { state in
+            guard state.mode == .cluster, let topology = state.topology else { return [] }
+            return topology.shards.enumerated().map { index, shard in
+                ClusterShardState(
+                    index: index, primary: shard.primary.address, slots: shard.slots.reduce(0) { $0 + $1.count },
+                    connected: state.nodes[Self.key(shard.primary.address)]?.client.isConnected ?? false)
+            }
+        }
+    }
+
+    /// The shard (index in the map) a command on `route` sent to `address` counts for. Under the lock.
+    func shardIndex(route: ClusterRoute, address: ClusterNodeAddress, in state: State) -> Int? {
+        guard configuration.shardObserver != nil, let topology = state.topology else { return nil }
+        if case .slot(let slot) = route { return topology.shardIndex(forSlot: slot) }
+        return topology.shards.firstIndex { $0.primary.address == address }
+    }
+
     /// Single mode: the connection is up. Cluster mode: `slot` is routed to a primary with a live
     /// connection.
     func isAvailable(slot: Int) -> Bool {

@@ -112,9 +112,16 @@ import Testing
         try await waitUntil("tandem_redis_keys sums the shards (\(perShard))", timeout: .seconds(20)) {
             (try? await serving.nodes[0].metric("tandem_redis_keys")).map { $0 > perShard.max() ?? 0 } ?? false
         }
-        // The node says it runs on a cluster.
+        // The node says it runs on a cluster, and lists its shards, all up.
         let status = try await serving.nodes[0].get("/api/status").body
         #expect(status.contains(#""cluster":true"#) && status.contains("(3 primaries)"), "status names the cluster: \(status)")
+        let shards = try await Self.shards(serving.nodes[0])
+        #expect(shards.count == 3 && shards.allSatisfy { $0.up } && shards.map(\.slots).reduce(0, +) == ClusterSlot.count, "\(shards)")
+        #expect(Set(shards.map(\.primary)) == Set(primaries.map { "127.0.0.1:\($0)" }), "\(shards)")
+        // Commands are counted per shard (label: index in the slot map), every shard had some.
+        for shard in 0..<3 {
+            #expect(try await serving.nodes[0].metric(#"tandem_redis_shard_commands_total{shard="\#(shard)"}"#) > 0)
+        }
         serving.finish()
     }
 
@@ -233,6 +240,10 @@ import Testing
         let owner = try #require(await serving.owner(of: doc))
         let subscribers = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", RedisKeys.channel(doc)) }
         #expect(subscribers.split(whereSeparator: \.isNewline).last == "2", "both nodes subscribe the doc on its new shard")
+        // The redirections were counted by shard.
+        var redirections = 0.0
+        for node in serving.nodes { redirections += try await node.metric("tandem_redis_shard_redirections_total") }
+        #expect(redirections > 0, "MOVED/ASK replies counted in tandem_redis_shard_redirections_total")
         serving.finish()
     }
 
@@ -354,6 +365,7 @@ import Testing
             for client in members[doc]! { #expect(try await push(client, doc).string("action") == "commit") }
         }
 
+        let victimShard = try #require(try await Self.shards(serving.nodes[0]).first { $0.primary == "127.0.0.1:\(victim)" }).index
         await offPool { serving.cluster.node(port: victim)!.kill() }
         func victimRefused() async throws -> Bool {
             var refused = true
@@ -377,6 +389,12 @@ import Testing
             if try await victimRefused() { roundsInWindow += 1 } else { break }
         }
         #expect(roundsInWindow >= 1, "no round fell inside the failover window")
+        // The status names the shard that is down, the others up (read between two refusals, so inside
+        // the window).
+        let during = try await Self.shards(serving.nodes[0])
+        if try await victimRefused() {
+            #expect(during.filter { !$0.up }.map(\.index) == [victimShard], "\(during)")
+        }
 
         // The failover completes and the failing shard's doc commits again on both nodes.
         for client in members[victimDoc]! {
@@ -388,6 +406,25 @@ import Testing
         }
         for doc in docs { try await serving.waitConverged(doc, clients: members[doc]!) }
         serving.finish()
+    }
+}
+
+extension RedisClusterServingTests {
+    struct ShardStatus: Decodable {
+        var index: Int
+        var primary: String
+        var slots: Int
+        var up: Bool
+    }
+
+    /// `redis.shards` of a node's /api/status.
+    static func shards(_ node: InProcessNode) async throws -> [ShardStatus] {
+        struct Status: Decodable {
+            struct Redis: Decodable { var shards: [ShardStatus] }
+            var redis: Redis
+        }
+        let body = try await node.get("/api/status").body
+        return try JSONDecoder().decode(Status.self, from: Data(body.utf8)).redis.shards
     }
 }
 

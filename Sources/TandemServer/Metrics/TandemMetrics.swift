@@ -45,6 +45,8 @@ public final class TandemMetrics: Sendable {
     // Redis
     public let redisUp: Gauge
     public let redisCommandSeconds: ValueHistogram
+    /// Redis Cluster commands, errors and redirections by shard (made when a shard is first seen).
+    let redisShards: RedisShardMetrics
     /// --redis-wait-replicas: time commits waited for replicas, and waits that ended short of them.
     public let redisWaitSeconds: ValueHistogram
     public let redisWaitTimeouts: Counter
@@ -177,6 +179,7 @@ public final class TandemMetrics: Sendable {
 
         redisUp = registry.makeGauge(
             descriptor: name("redis_up", "", "1 when the Redis command connection is up (in a cluster: every slot's primary)."))
+        redisShards = RedisShardMetrics(registry: registry)
         redisCommandSeconds = registry.makeValueHistogram(
             descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
         redisWaitSeconds = registry.makeValueHistogram(

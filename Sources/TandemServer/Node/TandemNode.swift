@@ -72,6 +72,8 @@ public final class TandemNode: Service, Sendable {
         redisConfig.commandObserver = { seconds in metrics.redisCommandSeconds.record(seconds) }
         redisConfig.onConnectionStateChange = { up in hooks.connectionStateChanged(up) }
         redisConfig.onAvailabilityChange = { hooks.availabilityChanged() }
+        let shardMetrics = metrics.redisShards
+        redisConfig.shardObserver = { shard, outcome in shardMetrics.record(shard: shard, outcome) }
         var redisLogger = logger
         redisLogger[metadataKey: "redis.endpoint"] = "\(seeds.map(\.description).joined(separator: ","))"
         let redis = RedisClusterClient(configuration: redisConfig, logger: redisLogger)

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import TandemCore
 import TandemOpsHTTP
+import TandemRedis
 
 /// The ops plane's routes. They run on libmicrohttpd's polling threads, each shared by many connections,
 /// so nothing here waits: whatever needs Redis or the shards is answered with `OpsReply.deferred` (the
@@ -157,7 +158,8 @@ struct OpsRoutes: Sendable {
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
                 endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount,
-                cluster: node.redis.isClusterMode),
+                cluster: node.redis.isClusterMode,
+                shards: ((node.redis as? RedisClusterClient)?.shards ?? []).prefix(maxListItems).map(NodeStatus.Redis.Shard.init)),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
@@ -334,6 +336,24 @@ public struct NodeStatus: Encodable, Sendable {
         public var pendingCommands: Int
         /// A Redis Cluster (sharded pub/sub), not a single server.
         public var cluster: Bool
+        /// A cluster's shards in slot-map order (the `shard` label of `tandem_redis_shard_*`), each with
+        /// its primary and whether this node's connection to it is up; empty for a single server. A shard
+        /// that is down (failing over) makes only its own docs refuse pushes.
+        public var shards: [Shard]
+
+        public struct Shard: Codable, Sendable {
+            public var index: Int
+            public var primary: String
+            public var slots: Int
+            public var up: Bool
+
+            init(_ state: ClusterShardState) {
+                index = state.index
+                primary = state.primary.description
+                slots = state.slots
+                up = state.connected
+            }
+        }
     }
 
     public struct Reconnects: Codable, Sendable {
