@@ -392,8 +392,11 @@ import Testing
         // The status names the shard that is down, the others up (read between two refusals, so inside
         // the window).
         let during = try await Self.shards(serving.nodes[0])
+        let readiness = try await serving.nodes[1].get("/readyz")
         if try await victimRefused() {
             #expect(during.filter { !$0.up }.map(\.index) == [victimShard], "\(during)")
+            // The node stays ready: the other shards' docs are served.
+            #expect(readiness.status == 200, "\(readiness.body)")
         }
 
         // The failover completes and the failing shard's doc commits again on both nodes.

@@ -95,10 +95,10 @@ struct OpsRoutes: Sendable {
         case .status(let history):
             return .deferred(label: route.label) { responder in status(history: history, responder) }
         case .doc(let doc):
-            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docInfo(doc, responder) }
         case .docLog(let doc, let from, let limit):
-            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
         case .file(let path):
             // A layer answers 404 itself for a path it rejects (`..`, dotfiles), so a later layer never
@@ -111,11 +111,16 @@ struct OpsRoutes: Sendable {
     }
 
     /// Ready when Redis (commands and pub/sub) is reachable: without it this node serves only its own
-    /// clients' presence, so a load balancer should prefer others.
+    /// clients' presence, so a load balancer should prefer others. In a cluster, while at least one
+    /// shard is: a shard failing over makes only its own docs unavailable, on every node alike, and
+    /// taking every node out of the balancer for it would refuse every doc (issue 11).
     func readiness() -> (Bool, [String]) {
         var reasons: [String] = []
-        if !node.redis.isConnected { reasons.append("redis unreachable") }
-        if !node.subscriber.isConnected { reasons.append("redis pub/sub unreachable") }
+        let commands = node.redis.isConnected || ((node.redis as? RedisClusterClient)?.shards.contains(where: \.connected) ?? false)
+        let pubsub = node.subscriber.isConnected
+            || (node.redis.isClusterMode && ((node.subscriber as? RedisClusterSubscriber)?.isPartlyConnected ?? false))
+        if !commands { reasons.append("redis unreachable") }
+        if !pubsub { reasons.append("redis pub/sub unreachable") }
         return (reasons.isEmpty, reasons)
     }
 
