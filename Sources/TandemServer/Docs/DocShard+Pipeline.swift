@@ -20,7 +20,7 @@ extension DocShard {
     /// Compares the replica with Redis's head (periodically and after Redis reconnects); also keeps the
     /// doc's keys alive in Redis while this node holds it open.
     func checkHead(_ doc: String, _ docState: DocState) {
-        guard docState.sync.isLoaded, redisIsUp else { return }
+        guard docState.sync.isLoaded, redisIsUp(doc) else { return }
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         // What Redis held before the read (a lower head in the reply means it lost commits since).
         let known = docState.sync.knownRedisHead
@@ -31,12 +31,13 @@ extension DocShard {
         }
     }
 
-    /// The command connection to Redis went down or came back.
-    func redisAvailabilityChanged(_ up: Bool) {
+    /// The command connection to Redis (in a cluster: a shard's primary) went down or came back: each
+    /// doc follows its own shard.
+    func redisAvailabilityChanged() {
         onLoop {
             let now = self.clock.nowNanos()
             for (doc, docState) in self.docs {
-                self.perform(docState.sync.setRedisAvailable(up, now: now), doc: doc, docState)
+                self.perform(docState.sync.setRedisAvailable(self.redisIsUp(doc), now: now), doc: doc, docState)
             }
         }
     }

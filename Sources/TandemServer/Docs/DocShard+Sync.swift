@@ -159,7 +159,7 @@ extension DocShard {
                 return
             }
             guard self.isLive(member, docState) else {
-                if docState.members[member] != nil, !docState.sync.isLoaded, !self.redisIsUp {
+                if docState.members[member] != nil, !docState.sync.isLoaded, !self.redisIsUp(doc) {
                     return self.answerWithoutReplica(message, from: connection, doc: doc)
                 }
                 // Joined, but not live yet (the doc is loading, the joiner's presence is being written, or
@@ -204,7 +204,7 @@ extension DocShard {
         let now = clock.nowNanos()
         if role == .editor {
             // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
-            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp {
+            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp(doc) {
                 docState.stats.pushes += 1
                 metrics.syncOverloadRefusals[.loopLag]!.increment()
                 let lagMs = Int(loopLoad.lagNanos / 1e6)

@@ -90,7 +90,9 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     /// enough that a user reopening the doc later is not one.
     static let departureWindowMs: UInt64 = 60_000
 
-    var redisIsUp: Bool { redis.isConnected }
+    /// Whether Redis can serve `doc` now: in a cluster, whether its shard's primary is connected (a
+    /// failover elsewhere leaves it available).
+    func redisIsUp(_ doc: String) -> Bool { redis.isAvailable(forKey: RedisKeys.channel(doc)) }
 
     func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
     func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
@@ -171,7 +173,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
                 }
                 docState.owners.removeAll()
                 docState.members.removeAll()
-                if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp {
+                if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp(doc) {
                     writes.append(self.presenceStore.write(doc: doc, write, on: self.eventLoop))
                 }
             }

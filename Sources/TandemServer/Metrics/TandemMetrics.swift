@@ -24,6 +24,10 @@ public final class TandemMetrics: Sendable {
     public let docsActive: Gauge
     private let presenceUpdates: [PresenceUpdateOutcome: Counter]
     public let fanoutMessages: Counter
+    /// Other nodes' presence messages, by result: when their changes reached members: `forwarded` at once, `at_tick`
+    /// with this node's next tick (over the per-node budget of one per tick, or the doc still loading).
+    public let remotePresenceForwarded: Counter
+    public let remotePresenceAtTick: Counter
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -43,6 +47,8 @@ public final class TandemMetrics: Sendable {
     // Redis
     public let redisUp: Gauge
     public let redisCommandSeconds: ValueHistogram
+    /// Redis Cluster commands, errors and redirections by shard (made when a shard is first seen).
+    let redisShards: RedisShardMetrics
     /// --redis-wait-replicas: time commits waited for replicas, and waits that ended short of them.
     public let redisWaitSeconds: ValueHistogram
     public let redisWaitTimeouts: Counter
@@ -141,6 +147,11 @@ public final class TandemMetrics: Sendable {
         presenceUpdates = Self.labeledCounters(
             registry, name("presence_updates", "total", "Presence updates received from clients, by result."),
             label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined, .disabled]) { $0.rawValue }
+        let remoteDeltas = name(
+            "presence_remote_deltas", "total",
+            "Presence messages from other nodes, by result: forwarded to members at once, or at this node's tick.")
+        remotePresenceForwarded = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "forwarded")])
+        remotePresenceAtTick = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "at_tick")])
         fanoutMessages = registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
         fanoutBytes = registry.makeCounter(
@@ -177,6 +188,7 @@ public final class TandemMetrics: Sendable {
 
         redisUp = registry.makeGauge(
             descriptor: name("redis_up", "", "1 when the Redis command connection is up (in a cluster: every slot's primary)."))
+        redisShards = RedisShardMetrics(registry: registry)
         redisCommandSeconds = registry.makeValueHistogram(
             descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
         redisWaitSeconds = registry.makeValueHistogram(
