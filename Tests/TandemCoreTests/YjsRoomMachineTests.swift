@@ -173,6 +173,21 @@ import TandemYjs
         #expect(room.base == Int64(n) && !room.compacting)
     }
 
+    @Test func aSmallerThresholdCompactsSooner() throws {
+        var room = YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5, compactionThreshold: 2)
+        _ = room.join(alice)
+        _ = room.loaded(.success(YjsLoadedRoom(seq: 0, base: 0, snapshot: nil, entries: [])))
+        let updates = (0..<2).map { Self.typing(client: 3, clock: $0, "q") }
+        _ = room.update(alice, update: try YUpdate(decoding: updates[1]), bytes: updates[1])
+        let token = YjsRoomMachine.AppendToken(member: alice, seqOnArrival: 0)
+        _ = room.appendCompleted(token: token, outcome: .appended(seq: 2, logLength: 2))
+        #expect(room.published(Self.published(1, updates[0])).count == 1)
+        guard case .compact(0, 2, _)? = room.published(Self.published(2, updates[1])).last else {
+            Issue.record("no compaction at the threshold")
+            return
+        }
+    }
+
     @Test func anUndecodableLogEntryIsNotRelayedAndTheRoomIsNeverCompacted() throws {
         var room = liveRoom()
         #expect(room.published(Self.published(1, [0xFF, 0xFF])) == [.log(.undecodableEntry(seq: 1))])

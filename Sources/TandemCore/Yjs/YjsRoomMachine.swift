@@ -76,7 +76,7 @@ public enum YjsRoomLog: Equatable, Sendable {
 /// - **Gaps.** A published seq past the next one, or Redis's head past ours (`headRead`), means a message
 ///   was lost: the room reloads, relays what members missed, then what was buffered meanwhile. Redis's
 ///   head below ours means Redis lost the room: its members are closed (their step 2s write it back).
-/// - **Compaction.** The node whose append makes the log reach `compactionEntries` merges it into the
+/// - **Compaction.** The node whose append makes the log reach `compactionThreshold` merges it into the
 ///   snapshot once it has applied that far; one at a time, never with an undecodable entry skipped.
 /// - **Awareness.** `YjsAwareness` owns the entries; changes within the per-user rate apply at once,
 ///   others are held (latest per clientID) until a tick has a token; one message per tick.
@@ -87,6 +87,8 @@ public struct YjsRoomMachine: Sendable {
     /// document's size (docs/yjs.md, *Cost*), so it is done in batches, and a joining node reads at most
     /// this many entries besides the snapshot.
     public static let compactionEntries = 500
+    /// `compactionEntries`, or fewer where a test or fuzzer needs compactions sooner.
+    public let compactionThreshold: Int
 
     /// Identifies an append in flight, handed back with its outcome.
     public struct AppendToken: Equatable, Sendable {
@@ -140,7 +142,8 @@ public struct YjsRoomMachine: Sendable {
     /// Awareness changed (or is held) since the last tick: the owner ticks the room.
     public private(set) var needsTick = false
 
-    public init(awarenessRate: Double, awarenessBurst: Double) {
+    public init(awarenessRate: Double, awarenessBurst: Double, compactionThreshold: Int = Self.compactionEntries) {
+        self.compactionThreshold = max(1, compactionThreshold)
         self.awarenessRate = awarenessRate
         self.awarenessBurst = max(1, awarenessBurst)
     }
@@ -191,7 +194,7 @@ public struct YjsRoomMachine: Sendable {
             actions.append(.count(.pushCommitted(concurrent: stored != token.seqOnArrival + 1)))
             // Compacted once this node has applied that far (the reply can come before the update itself
             // arrives on the channel): one node, the one whose append crossed the threshold.
-            if logLength >= Self.compactionEntries { compactionDue = true }
+            if logLength >= compactionThreshold { compactionDue = true }
             actions += compactIfDue()
         case .roomFull:
             actions += [.count(.pushFailed), .count(.roomFull), .close(member: token.member, .roomFull)]
@@ -238,7 +241,7 @@ public struct YjsRoomMachine: Sendable {
             }
         }
         actions += drainBuffered()
-        if seq - base >= Int64(Self.compactionEntries) { actions += compact() }
+        if seq - base >= Int64(compactionThreshold) { actions += compact() }
         actions += dropIfIdle()
         return actions
     }
@@ -474,7 +477,7 @@ public struct YjsRoomMachine: Sendable {
     }
 
     private mutating func compactIfDue() -> [YjsRoomAction] {
-        guard compactionDue, seq - base >= Int64(Self.compactionEntries) else { return [] }
+        guard compactionDue, seq - base >= Int64(compactionThreshold) else { return [] }
         return compact()
     }
 
