@@ -508,12 +508,14 @@ struct YjsResult: Codable, Sendable {
     var disconnectCount: Int
     var resources: ResourceReport
     var targets: [TargetCheck]
+    var targetP99: Double
 
     init(
         server: YjsCommand.Server, plan: YjsPlan, duration: Double, warmup: Double, ramp: Double, allSynced: Bool,
         handshakes: HandshakeCounts, totals t: YjsLoopSnapshot, resources: ResourceReport, targetP99: Double
     ) {
         self.server = server
+        self.targetP99 = targetP99
         clients = plan.clients
         rooms = plan.rooms
         membersPerRoom = Array(Set(plan.membersPerRoom)).sorted()
@@ -572,7 +574,7 @@ struct YjsResult: Codable, Sendable {
             t.row("delivered", "\(flow.delivered) (\(fmt(flow.deliveredRatio * 100, 2)) %), \(fmt(flow.deliveriesPerSecond, 0))/s")
             if flow.superseded > 0 { t.row("superseded by a newer state", "\(flow.superseded)") }
             t.row("end-to-end latency", flow.latencyMs.row)
-            t.timeline("  p99 per second", flow.latencyPerSecond, limit: 100)
+            t.timeline("  p99 per second", flow.latencyPerSecond, limit: targetP99)
             t.row("bench skipped send slots", "\(flow.skippedSendSlots)")
         }
         t.section("totals")
