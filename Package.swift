@@ -5,8 +5,8 @@ import PackageDescription
 //
 // Layout (one job per module; only the module that owns a C library imports it):
 //   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
-//   TandemCore             pure protocol, JSON, presence and sync state machines (no I/O; TandemSystem only
-//                          for percent-decoding)
+//   TandemCore             pure protocol, JSON, presence, sync and Yjs-room state machines (no I/O;
+//                          TandemSystem for percent-decoding, TandemYjs for the Yjs room's document)
 //   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
 //   TandemSystem           what every module shares from the OS: the clock, child processes (and the
 //                          redis-server launcher), percent-decoding; no dependencies
@@ -59,7 +59,7 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
-        .target(name: "TandemCore", dependencies: ["TandemSystem"], swiftSettings: crossModuleOptimization),
+        .target(name: "TandemCore", dependencies: ["TandemSystem", "TandemYjs"], swiftSettings: crossModuleOptimization),
         .target(name: "TandemYjs"),
         .target(name: "TandemSystem"),
         .target(
@@ -159,7 +159,7 @@ let package = Package(
         ),
         // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
         .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
-        .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore"]),
+        .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemYjs"]),
         // TandemKit's pure parts (record store and rebase, push queue, coalescing, backoff, presence throttle).
         .testTarget(name: "TandemKitTests", dependencies: ["TandemKit", "TandemCore"]),
         .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),

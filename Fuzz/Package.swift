@@ -25,6 +25,7 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-yjs-update", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-merge", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-message", [.product(name: "TandemYjs", package: "Tandem")]),
+    ("fuzz-yjs-room", [.product(name: "TandemCore", package: "Tandem"), .product(name: "TandemYjs", package: "Tandem")]),
 ]
 
 let package = Package(

@@ -16,11 +16,19 @@
 #                                            # separately for same-node and cross-node pairs
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
+#   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
 # SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
 # SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
+#
+# Yjs (issue 10, docs/benchmarks.md "yjs"): `yjs` and `yjs-pycrdt` run one load (YJS_CLIENTS clients over
+# YJS_ROOMS rooms, updates at YJS_RATE Hz and awareness at YJS_AWARENESS_RATE Hz) against Tandem's /yjs and
+# against pycrdt-websocket's WebsocketServer (scripts/pycrdt-websocket-server.py, run by PYCRDT_PYTHON,
+# default .venv/bin/python: `make venv`); `yjs-compare` climbs YJS_LOADS ("CLIENTSxROOMS …") on both and
+# writes the side-by-side summary (yjs-compare.txt); `yjs-awareness` is awareness alone at presence's size,
+# next to `presence`, for the awareness-versus-presence cost.
 #
 # BENCH_CLUSTER=1 runs each scenario against a Redis Cluster of 3 primaries with a replica each (issue 11)
 # instead of one redis-server, and reports each primary's Redis CPU and commands, and Redis commands per
@@ -79,6 +87,7 @@ stop_all() {
     done
     CLUSTER_PIDS=()
     CLUSTER_PORTS=()
+    if [ -n "${PYCRDT_PID:-}" ] && kill -0 "$PYCRDT_PID" 2>/dev/null; then kill -KILL "$PYCRDT_PID" 2>/dev/null || true; fi
     TANDEM_PID=""
     TANDEM2_PID=""
     REDIS_PID=""
@@ -286,7 +295,7 @@ run_scenario() {
     echo "=== $name: $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
     machine_state
     start_servers "$name"
-    local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID"
+    local common=(--url "ws://127.0.0.1:$WS_PORT${WS_PATH:-/v1/ws}" --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID"
         --json-out "$OUT/$name.json")
     if [ -n "${SECOND_NODE:-}" ]; then
         start_second_tandem "$name"
@@ -321,6 +330,82 @@ run_scenario() {
         FAILED+=("$name")
     fi
     return 0
+}
+
+PYCRDT_PID=""
+# The same tandem-bench load against pycrdt-websocket's WebsocketServer (one Python process, rooms in
+# memory): no Redis, no ops port; its CPU and RSS from /proc by pid.
+run_pycrdt_scenario() {
+    local name=$1
+    shift
+    local python=${PYCRDT_PYTHON:-.venv/bin/python}
+    "$python" -c 'import pycrdt.websocket' 2>/dev/null || { echo "$python cannot import pycrdt.websocket: run 'make venv'" >&2; FAILED+=("$name"); return 0; }
+    echo
+    echo "=== $name (pycrdt-websocket): $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
+    machine_state
+    local port status=0
+    port=$(free_port)
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$python" scripts/pycrdt-websocket-server.py "$port" >"$OUT/$name.server.log" 2>&1 &
+    PYCRDT_PID=$!
+    for _ in $(seq 100); do
+        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
+        kill -0 "$PYCRDT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q "listening" "$OUT/$name.server.log"; then
+        # shellcheck disable=SC2086
+        ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" --server plain --url "ws://127.0.0.1:$port" --server-pid "$PYCRDT_PID" \
+            --json-out "$OUT/$name.json" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    else
+        echo "pycrdt-websocket did not start" >&2
+        cat "$OUT/$name.server.log" >&2
+        status=1
+    fi
+    kill -TERM "$PYCRDT_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$PYCRDT_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PYCRDT_PID" 2>/dev/null || true
+    PYCRDT_PID=""
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
+YJS_CLIENTS=${YJS_CLIENTS:-50}
+YJS_ROOMS=${YJS_ROOMS:-1}
+YJS_RATE=${YJS_RATE:-20}
+YJS_AWARENESS_RATE=${YJS_AWARENESS_RATE:-20}
+YJS_LOADS=${YJS_LOADS:-"20x1 50x1 100x2 200x4 300x6 400x8"}
+
+yjs_load() {  # CLIENTS ROOMS: the tandem-bench yjs options of one load
+    echo yjs --clients "$1" --rooms "$2" --rate "$YJS_RATE" --awareness-rate "$YJS_AWARENESS_RATE" --duration "$DURATION" --warmup 5
+}
+
+# Whether a yjs result met p99 <= 100 ms for updates and awareness (the ladder stops climbing after a miss).
+yjs_met() {
+    python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if all(t["met"] for t in r["targets"] if "p99" in t["name"]) else 1)' "$1" 2>/dev/null
+}
+
+# Both servers up the YJS_LOADS ladder, each until its first load missing p99 <= 100 ms.
+yjs_compare() {
+    local load clients rooms tandem_on=1 pycrdt_on=1
+    for load in $YJS_LOADS; do
+        clients=${load%x*}
+        rooms=${load#*x}
+        if [ -n "$tandem_on" ]; then
+            # shellcheck disable=SC2046
+            WS_PATH=/yjs run_scenario "yjs-tandem-$load" $(yjs_load "$clients" "$rooms")
+            yjs_met "$OUT/yjs-tandem-$load.json" || tandem_on=""
+        fi
+        if [ -n "$pycrdt_on" ]; then
+            # shellcheck disable=SC2046
+            run_pycrdt_scenario "yjs-pycrdt-$load" $(yjs_load "$clients" "$rooms")
+            yjs_met "$OUT/yjs-pycrdt-$load.json" || pycrdt_on=""
+        fi
+        [ -n "$tandem_on$pycrdt_on" ] || break
+    done
+    python3 scripts/bench-yjs-compare.py "$OUT" $YJS_LOADS | tee "$OUT/yjs-compare.txt" || true
 }
 
 # A missed target is a result, not a failure: the script fails only if a scenario could not run.
@@ -362,7 +447,17 @@ for scenario in "${SCENARIOS[@]}"; do
     overload)
         for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
         python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
+    # shellcheck disable=SC2046
+    yjs) WS_PATH=/yjs run_scenario yjs $(yjs_load "$YJS_CLIENTS" "$YJS_ROOMS") ;;
+    # shellcheck disable=SC2046
+    yjs-pycrdt) run_pycrdt_scenario yjs-pycrdt $(yjs_load "$YJS_CLIENTS" "$YJS_ROOMS") ;;
+    yjs-compare) yjs_compare ;;
+    # Awareness alone at presence's size (1,000 clients, 20 rooms, 20 Hz): its cost per delivery next to
+    # protocol-v1 presence's (run `presence` in the same invocation; bench-yjs-compare.py compares them).
+    yjs-awareness)
+        WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
+        python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo

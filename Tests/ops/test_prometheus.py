@@ -26,7 +26,7 @@ RATE_INTERVALS = ["1m", "30s"]
 ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
 REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Abuse and limits",
-                 "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster"]
+                 "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster", "Yjs"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",

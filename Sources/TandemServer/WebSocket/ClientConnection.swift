@@ -55,9 +55,8 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private var closeReason: CloseReason?
     private var lastRateLimitNoticeMs: [String: UInt64] = [:]
     private var missedPings = 0
-    /// A pong is being written (see `receivedPing`), and the latest ping that came in meanwhile.
-    private var pongInFlight = false
-    private var latestUnansweredPing: ByteBuffer?
+    /// At most one pong in flight (see `receivedPing`).
+    private var pongs = PongResponder()
     private var pingTask: RepeatedTask?
     /// Document messages (catch-up, results, patches) in order. They are never dropped or merged (except a
     /// join's catch-up that a newer join of the same doc replaces); they wait here while the socket is
@@ -370,22 +369,15 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     func receivedPing(_ data: ByteBuffer) {
         missedPings = 0  // any frame proves the client is alive
         guard !closing else { return }
-        if pongInFlight {
-            if latestUnansweredPing != nil { metrics.pongsCoalesced.increment() }
-            latestUnansweredPing = data
-            return
-        }
-        writePong(data)
+        let (write, coalesced) = pongs.ping(data)
+        if coalesced { metrics.pongsCoalesced.increment() }
+        if let write { writePong(write) }
     }
 
     private func writePong(_ data: ByteBuffer) {
-        pongInFlight = true
         let promise = eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { [self] _ in
-            pongInFlight = false
-            guard let next = latestUnansweredPing else { return }
-            latestUnansweredPing = nil
-            if !closing { writePong(next) }
+            if let next = pongs.written(closing: closing) { writePong(next) }
         }
         channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
         scheduleFlush()

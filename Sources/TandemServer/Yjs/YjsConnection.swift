@@ -50,6 +50,8 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     private var abuse: AbuseMonitor
     private var updates: TokenBucket?
     private var flushScheduled = false
+    /// At most one pong in flight (see `receivedPing`).
+    private var pongs = PongResponder()
 
     /// Seconds of `--yjs-update-rate` a client may send back to back (a paste, a burst of undo).
     static let updateBurstSeconds = 2.0
@@ -188,6 +190,24 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
     func receivedPong() { missedPings = 0 }
 
+    /// A ping: answered with at most one pong in flight, as on /v1/ws (`PongResponder`).
+    func receivedPing(_ data: ByteBuffer) {
+        missedPings = 0  // any frame proves the client is alive
+        guard !closing else { return }
+        let (write, coalesced) = pongs.ping(data)
+        if coalesced { metrics.pongsCoalesced.increment() }
+        if let write { writePong(write) }
+    }
+
+    private func writePong(_ data: ByteBuffer) {
+        let promise = eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { [self] _ in
+            if let next = pongs.written(closing: closing) { writePong(next) }
+        }
+        channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
+        scheduleFlush()
+    }
+
     func receivedClose() {
         if closeReason == nil { closeReason = .clientClose }
     }
@@ -257,9 +277,6 @@ final class YjsConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias OutboundOut = WebSocketFrame
 
     private let connection: YjsConnection
-    /// A pong being written, and the latest ping that came in meanwhile (answered once, RFC 6455 §5.5.3).
-    private var pongInFlight = false
-    private var latestUnansweredPing: ByteBuffer?
 
     init(connection: YjsConnection) { self.connection = connection }
 
@@ -275,12 +292,8 @@ final class YjsConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
         case .text:
             connection.receivedText()
         case .ping:
-            connection.receivedPong()  // any frame proves the client is alive
-            if pongInFlight {
-                latestUnansweredPing = frame.unmaskedData
-            } else {
-                writePong(frame.unmaskedData, context: context)
-            }
+            // Answered by the connection: at most one pong in flight (a ping flood must not fill the buffer).
+            connection.receivedPing(frame.unmaskedData)
         case .pong:
             connection.receivedPong()
         case .connectionClose:
@@ -296,21 +309,6 @@ final class YjsConnectionHandler: ChannelInboundHandler, RemovableChannelHandler
             }
         default:
             break
-        }
-    }
-
-    private func writePong(_ data: ByteBuffer, context: ChannelHandlerContext) {
-        pongInFlight = true
-        let channel = context.channel
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .pong, data: data)).whenComplete { [self] _ in
-            pongInFlight = false
-            if let next = latestUnansweredPing, channel.isActive {
-                latestUnansweredPing = nil
-                pongInFlight = true
-                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .pong, data: next)).whenComplete { [self] _ in
-                    pongInFlight = false
-                }
-            }
         }
     }
 

@@ -96,41 +96,6 @@ enum YjsScripts {
         """)
 }
 
-/// What `YjsStore.load` read.
-struct YjsLoadedRoom: Sendable {
-    var seq: Int64
-    var base: Int64
-    var snapshot: [UInt8]?
-    /// Updates `base+1 … seq`.
-    var entries: [[UInt8]]
-}
-
-/// One update as published on the room's channel.
-struct YjsPublishedUpdate: Sendable {
-    var seq: Int64
-    /// Redis's wall clock when it was appended (for the sync lag).
-    var appendedAtMs: UInt64?
-    var update: [UInt8]
-
-    /// Parses `SEQ WALLMS UPDATE`.
-    init(seq: Int64, appendedAtMs: UInt64?, update: [UInt8]) {
-        self.seq = seq
-        self.appendedAtMs = appendedAtMs
-        self.update = update
-    }
-
-    init?(payload: [UInt8]) {
-        guard let first = payload.firstIndex(of: UInt8(ascii: " ")),
-            let second = payload[(first + 1)...].firstIndex(of: UInt8(ascii: " ")),
-            let seq = Int64(String(decoding: payload[..<first], as: UTF8.self)),
-            let ms = UInt64(String(decoding: payload[(first + 1)..<second], as: UTF8.self))
-        else { return nil }
-        self.seq = seq
-        self.appendedAtMs = ms
-        self.update = Array(payload[(second + 1)...])
-    }
-}
-
 /// Runs `YjsScripts`; futures complete on the loop the caller names (the room's).
 final class YjsStore: Sendable {
     enum AppendResult: Sendable {

@@ -7,13 +7,13 @@ import TandemYjs
 /// Rules beyond y-protocols', because a relay must not let one client rewrite another's presence:
 /// an entry belongs to the connection that announced it first (or to the node it came from), and
 /// only its owner changes it; a connection announces at most `maxClientsPerConnection` clientIDs.
-struct YjsAwareness {
-    enum Owner: Hashable {
+struct YjsAwareness: Sendable {
+    enum Owner: Hashable, Sendable {
         case member(ObjectIdentifier)
         case node(String)
     }
 
-    struct Known {
+    struct Known: Sendable {
         var clock: UInt64
         var stateJSON: String
         var owner: Owner

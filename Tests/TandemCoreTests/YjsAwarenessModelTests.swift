@@ -1,7 +1,7 @@
 import Testing
 import TandemYjs
 
-@testable import TandemServer
+@testable import TandemCore
 
 /// `YjsAwareness` alone (pure): ownership, y-protocols' clock rules, removals, what each drain hands out.
 @Suite struct YjsAwarenessModelTests {

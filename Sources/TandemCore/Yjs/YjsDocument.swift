@@ -6,7 +6,7 @@ import TandemYjs
 /// Merging costs about the document's size whatever the number of updates folded in (docs/yjs.md,
 /// *Cost*), so updates are only appended here and folded when something needs the whole document (a
 /// step 2, a state vector, a compaction) or when `maxUnfolded` pile up. Pure: no I/O, no time.
-struct YjsDocument {
+struct YjsDocument: Sendable {
     private var merged: YUpdate
     private var unfolded: [YUpdate] = []
     private var cachedStateVector: YStateVector?
