@@ -184,6 +184,8 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemTestSupport",
+                // The raw server of the close-right-after-upgrade test computes Sec-WebSocket-Accept (SHA-1).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

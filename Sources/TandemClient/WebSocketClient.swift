@@ -445,6 +445,7 @@ extension WebSocketClient {
         // A server may send its first frame in the same segment as the 101 response; hand those
         // bytes to the WebSocket decoder instead of dropping them.
         pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
+        try channel.pipeline.syncOperations.addHandler(DeferredInactiveHandler())
         let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
             configuration: pipelineConfiguration
         )

@@ -247,20 +247,7 @@ public actor TandemConnection {
                 lastMessageAt = .now
                 let heartbeat = Task { await self.heartbeat(ws) }
                 socketWelcomed = false
-                // The events end with `.closed`; but a server that closes right after the upgrade (4400/4401) can
-                // beat the WebSocket handler into the pipeline, and then no `.closed` comes. So the socket's own
-                // close also ends the read, after a grace period for the events still on their way.
-                let end: (code: Int?, reason: String) = await withTaskGroup(of: (code: Int?, reason: String)?.self) { group in
-                    group.addTask { await self.read(ws) }
-                    group.addTask {
-                        await ws.waitUntilClosed()
-                        try? await Task.sleep(for: Self.closedEventGrace)
-                        return nil
-                    }
-                    let first = await group.next() ?? nil
-                    group.cancelAll()
-                    return first ?? (ws.closeCode, ws.closeReason)
-                }
+                let end = await read(ws)
                 closeCode = end.code
                 reason = end.reason
                 welcomed = socketWelcomed
@@ -301,9 +288,6 @@ public actor TandemConnection {
             try? await Task.sleep(for: delay)
         }
     }
-
-    /// How long after the socket closed its `.closed` event may still be on its way.
-    static let closedEventGrace: Duration = .seconds(1)
 
     /// Whether the current socket got its `welcome`.
     private var socketWelcomed = false
