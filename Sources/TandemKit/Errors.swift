@@ -36,6 +36,10 @@ public enum TandemError: Error, Sendable, Hashable, CustomStringConvertible {
     case closed
     /// The doc was left (``TandemDocument/leave()``) before the operation finished.
     case left(doc: String)
+    /// The join stated record-schema version `stated` (``TandemConnection/join(_:presence:schema:)``) and the
+    /// server enforces another version for `doc`, or none (`message` names what it enforces). Not retried: the
+    /// app needs an update, or the operator another schema (docs/schemas.md).
+    case schemaMismatch(doc: String, stated: Int, message: String)
     /// The server refused the operation (`forbidden`, `too_large`, `bad_message`, `too_many_docs`, …).
     case server(ServerError)
 
@@ -50,6 +54,8 @@ public enum TandemError: Error, Sendable, Hashable, CustomStringConvertible {
         case .superseded: return "this session was resumed on a newer connection"
         case .closed: return "the connection was closed"
         case .left(let doc): return "left \(doc)"
+        case .schemaMismatch(let doc, let stated, let message):
+            return "\(doc) was refused for record schema version \(stated): \(message)"
         case .server(let error): return error.description
         }
     }

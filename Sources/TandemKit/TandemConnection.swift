@@ -113,8 +113,8 @@ public actor TandemConnection {
     ///   - presence: This session's initial presence state (a JSON object).
     ///   - schema: The version of the doc's record schema this app was built for (docs/schemas.md): a server
     ///     enforcing another version, or none, refuses the join with `schema_mismatch`. nil: not checked.
-    /// - Throws: ``TandemError/server(_:)`` with `forbidden` (no grant), `too_many_docs` or `schema_mismatch`;
-    ///   ``TandemError/closed``.
+    /// - Throws: ``TandemError/schemaMismatch(doc:stated:message:)``; ``TandemError/server(_:)`` with
+    ///   `forbidden` (no grant) or `too_many_docs`; ``TandemError/closed``.
     public func join(_ doc: String, presence: JSONValue? = nil, schema: Int? = nil) async throws(TandemError)
         -> TandemDocument
     {
@@ -377,7 +377,13 @@ public actor TandemConnection {
             }
         case "forbidden", "too_many_docs", "bad_message", "schema_mismatch":
             docs.removeValue(forKey: doc)
-            for waiter in entry.readyWaiters { waiter.resume(throwing: TandemError.server(error)) }
+            let failure: TandemError =
+                if error.code == "schema_mismatch", let stated = entry.schema {
+                    .schemaMismatch(doc: doc, stated: stated, message: error.message)
+                } else {
+                    .server(error)
+                }
+            for waiter in entry.readyWaiters { waiter.resume(throwing: failure) }
             entry.readyWaiters = []
             for observer in entry.observers.values { observer.finish() }
         default:

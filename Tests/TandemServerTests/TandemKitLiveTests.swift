@@ -291,9 +291,11 @@ import Testing
             _ = try await ada.join("kit:old-app", schema: 1)
             Issue.record("a join stating version 1 was accepted by a server enforcing version 2")
         } catch {
-            guard case .server(let refusal) = error else { throw error }
-            #expect(refusal.code == "schema_mismatch" && refusal.message.contains("version 2"))
+            guard case .schemaMismatch(let doc, let stated, let message) = error else { throw error }
+            #expect(doc == "kit:old-app" && stated == 1 && message.contains("version 2"))
         }
+        // The refused doc is not joined: a later join of it (with the right version) starts afresh.
+        _ = try await ada.join("kit:old-app", schema: 2)
         let doc = try await ada.join("kit:notes", schema: 2)
         #expect(try await doc.put("note:1", ["text": "hello"]) == .commit(clock: 1, recovered: false))
         #expect(try await doc.put("note:1", ["text": "far too long"]) == .discard(reason: "invalid"))
