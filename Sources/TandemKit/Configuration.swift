@@ -33,6 +33,9 @@ public struct TandemConfiguration: Sendable {
     /// Largest message accepted from the server (a larger one closes the connection with 1009; the server's
     /// chunks are about 1 MiB). Default 16 MiB.
     public var maxInboundMessageBytes: Int
+    /// Where joined docs' records, clock and pending edits are kept so that they survive a process restart
+    /// (``TandemStore``). Default nil: in memory only (pending edits survive reconnects, not a restart).
+    public var store: TandemStore?
 
     public init(
         urls: [String],
@@ -44,7 +47,8 @@ public struct TandemConfiguration: Sendable {
         ackDelay: Duration = .milliseconds(250),
         maxRecordsPerPush: Int = 500,
         maxBytesPerPush: Int = 256 * 1024,
-        maxInboundMessageBytes: Int = 16 << 20
+        maxInboundMessageBytes: Int = 16 << 20,
+        store: TandemStore? = nil
     ) {
         self.urls = urls
         self.identity = identity
@@ -56,6 +60,7 @@ public struct TandemConfiguration: Sendable {
         self.maxRecordsPerPush = maxRecordsPerPush
         self.maxBytesPerPush = maxBytesPerPush
         self.maxInboundMessageBytes = maxInboundMessageBytes
+        self.store = store
     }
 
     /// The URL of attempt `index` (cycling through ``urls``) with the identity and `resume` in its query.
@@ -118,6 +123,9 @@ public enum DocumentEvent: Sendable, Equatable {
     case pushSettled(Result<PushOutcome, TandemError>)
     /// An `error` from the server about this doc (`rate_limited` hints included).
     case serverError(ServerError)
+    /// The doc's state could not be written to the ``TandemConfiguration/store`` (over its size limit, a full
+    /// disk): its edits are kept in memory only until a later write succeeds.
+    case storeFailed(TandemStoreError)
 }
 
 /// Which records changed and why.

@@ -99,6 +99,8 @@ public actor TandemConnection {
     public func close() async {
         guard !closedByUser else { return }
         closedByUser = true
+        // With a store, pending edits stay there for the next connection (their callers get `.closed` now).
+        for entry in docs.values { persist(entry) }
         runTask?.cancel()
         let socket = self.socket
         self.socket = nil
@@ -126,6 +128,12 @@ public actor TandemConnection {
             if case .closed(let error) = state, runTask != nil { throw error ?? .closed }
             entry = DocEntry(id: doc, limits: .init(maxOpsPerPush: configuration.maxRecordsPerPush, maxBytesPerPush: configuration.maxBytesPerPush))
             if let presence { try Self.checkPresence(presence, welcome: welcome) }
+            if let store = configuration.store, let stored = store.load(doc) {
+                // Restored: the records at once (even offline), the pending edits pushed once in sync.
+                entry.sync = DocSync(restoring: stored, limits: entry.sync.limits)
+                sessions.formUnion(stored.sessions)
+                nextID = max(nextID, stored.nextPushID)
+            }
             entry.presence = presence
             entry.schema = schema
             if let welcome { entry.throttle.interval = PresenceThrottle.interval(presenceRate: welcome.presenceRate) }
@@ -209,6 +217,8 @@ public actor TandemConnection {
 
     func leave(_ doc: String) {
         guard let entry = docs.removeValue(forKey: doc) else { return }
+        // Its pending edits fail with `.left`: none may come back in a later process.
+        configuration.store?.remove(doc)
         if isOpen, entry.role != nil { send(Outbound.leave(doc: doc)) }
         perform(entry.sync.left(doc: doc), entry)
         for waiter in entry.readyWaiters { waiter.resume(throwing: TandemError.left(doc: doc)) }
@@ -419,6 +429,9 @@ public actor TandemConnection {
         for action in actions {
             switch action {
             case .send(let id, let base, let ops):
+                // The store names every push the server may commit, and the session it goes out on, before it
+                // goes: a later process recognises it in the catch-up instead of pushing it twice.
+                persist(entry)
                 send(Outbound.push(doc: entry.id, id: id, base: base, ops: ops))
             case .settle(let settled, let result):
                 for ticket in settled {
@@ -433,6 +446,7 @@ public actor TandemConnection {
                     await self.retryDue(doc)
                 }
             case .changed(let source, let ids):
+                schedulePersist(entry)
                 emit(.records(RecordChange(source: source, clock: entry.sync.clock, ids: ids)), entry)
             case .synced(let clock):
                 emit(.synced(clock: clock), entry)
@@ -443,6 +457,36 @@ public actor TandemConnection {
                 scheduleAck(entry)
             }
         }
+    }
+
+    /// Writes `entry`'s state to the store now (a no-op without a store or before the first sync).
+    private func persist(_ entry: DocEntry) {
+        entry.persistArmed = false
+        guard let store = configuration.store,
+            let state = entry.sync.stored(doc: entry.id, nextPushID: nextID, sessions: sessions)
+        else { return }
+        do {
+            try store.save(state)
+        } catch {
+            TandemStore.warn("TandemKit \(error)")
+            emit(.storeFailed(error), entry)
+        }
+    }
+
+    /// Writes `entry`'s state after the store's `writeDelay`, with the changes made meanwhile.
+    private func schedulePersist(_ entry: DocEntry) {
+        guard let store = configuration.store, !entry.persistArmed else { return }
+        entry.persistArmed = true
+        let doc = entry.id
+        Task {
+            try? await Task.sleep(for: store.writeDelay)
+            await self.persistDue(doc)
+        }
+    }
+
+    private func persistDue(_ doc: String) {
+        guard let entry = docs[doc], entry.persistArmed else { return }
+        persist(entry)
     }
 
     private func retryDue(_ doc: String) {
@@ -560,6 +604,8 @@ final class DocEntry {
     var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     var ackArmed = false
     var ackedClock: UInt64 = 0
+    /// A store write is scheduled.
+    var persistArmed = false
 
     init(id: String, limits: DocSync.Limits) {
         self.id = id
