@@ -46,7 +46,17 @@ public actor TandemConnection {
     {
         guard !configuration.urls.isEmpty else { throw .invalidURL("", reason: "no URL given") }
         for url in configuration.urls where !url.lowercased().hasPrefix("ws://") {
-            throw .invalidURL(url, reason: "expected ws://host:port/v1/ws (this client has no TLS)")
+            #if TLS
+            guard url.lowercased().hasPrefix("wss://") else {
+                throw .invalidURL(url, reason: "expected ws://host:port/v1/ws or wss://host/v1/ws")
+            }
+            #else
+            throw .invalidURL(
+                url,
+                reason: url.lowercased().hasPrefix("wss://")
+                    ? "wss:// needs TandemKit built with the package's TLS trait (.package(url: …, traits: [\"TLS\"]))"
+                    : "expected ws://host:port/v1/ws")
+            #endif
         }
         self.configuration = configuration
         self.group = group
@@ -243,11 +253,13 @@ public actor TandemConnection {
             var retryAfter: Duration?
             var openedAt = ContinuousClock.now
             do {
-                let ws = try await WebSocketClient.connect(
-                    to: url, on: group,
-                    configuration: .init(
-                        maxFrameSize: configuration.maxInboundMessageBytes,
-                        connectTimeout: .nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000 + configuration.connectTimeout.components.attoseconds / 1_000_000_000)))
+                var socketConfiguration = WebSocketClient.Configuration(
+                    maxFrameSize: configuration.maxInboundMessageBytes,
+                    connectTimeout: .nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000 + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
+                #if TLS
+                socketConfiguration.tls = configuration.tls
+                #endif
+                let ws = try await WebSocketClient.connect(to: url, on: group, configuration: socketConfiguration)
                 if closedByUser {
                     await ws.close(code: 1000, reason: "bye")
                     return
@@ -270,6 +282,9 @@ public actor TandemConnection {
                     return finish(.unauthorized(status: status, message: body))
                 case .invalidURL(let url, let why):
                     return finish(.invalidURL(url, reason: why))
+                case .tlsFailed(_, _, let why):
+                    // A certificate that is not trusted or not for this host does not get better by retrying.
+                    return finish(.tlsFailed(url: configuration.urls[urlIndex % configuration.urls.count], reason: why))
                 case .handshakeRejected(let status, _, _):
                     reason = "HTTP \(status)"
                     retryAfter = error.headerValue("Retry-After").flatMap { Int($0) }.map { .seconds($0) }
