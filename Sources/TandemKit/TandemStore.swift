@@ -88,7 +88,8 @@ public struct TandemStore: Sendable {
                 doc: state.doc,
                 message: "state of \(bytes.count) bytes is over maxBytesPerDoc (\(maxBytesPerDoc)); the doc is not stored")
         }
-        mkdir(directory, 0o700)
+        try? FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Self.failure(state.doc, "cannot create \(temporary)") }

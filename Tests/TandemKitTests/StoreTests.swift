@@ -10,7 +10,9 @@ import Testing
     func record(_ json: String) -> JSONValue { try! JSONParser.parse(json) }
 
     func makeStore(maxBytesPerDoc: Int = 1 << 20) throws -> TandemStore {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kit-store-\(UUID().uuidString.prefix(8))").path
+        // Two levels that do not exist yet: the store creates them.
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("kit-store-\(UUID().uuidString.prefix(8))/app").path
         return TandemStore(directory: directory, maxBytesPerDoc: maxBytesPerDoc)
     }
 
