@@ -483,7 +483,9 @@ public actor TandemConnection {
         do {
             try store.save(state)
         } catch {
-            TandemStore.warn("TandemKit \(error)")
+            store.logger.error(
+                "store write failed; the doc's edits are in memory only until a later write succeeds",
+                metadata: ["tandem.doc": "\(entry.id)", "tandem.store.reason": "\(error.message)"])
             emit(.storeFailed(error), entry)
         }
     }

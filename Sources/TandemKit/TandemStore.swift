@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import TandemCore
 
 #if canImport(Glibc)
@@ -19,7 +20,7 @@ import Darwin
 /// One file per doc, `doc-<id>.json` in ``directory`` (`:` written as `=`), replaced atomically (written to a
 /// temporary file, flushed, renamed over the old one): a crash leaves the old file or the new one, never half
 /// of one. A file that cannot be read back (corrupt, another format, over ``maxBytesPerDoc``) is moved aside
-/// to `….corrupt` with a warning on stderr, and the doc starts clean from the server. A doc whose state
+/// to `….corrupt` with a warning on ``logger``, and the doc starts clean from the server. A doc whose state
 /// outgrows ``maxBytesPerDoc`` is not stored (its file is removed, so a stale state never comes back) and
 /// its ``TandemDocument/events()`` get ``DocumentEvent/storeFailed(_:)``.
 ///
@@ -34,12 +35,19 @@ public struct TandemStore: Sendable {
     public var maxBytesPerDoc: Int
     /// How long after a change the file is written (changes meanwhile are written together). Default 200 ms.
     public var writeDelay: Duration
+    /// Where an unusable file (warning) and a failed write (error) are reported, with `tandem.doc` and
+    /// `tandem.store.path` metadata. Default: label `tandem.kit.store`.
+    public var logger: Logger
 
-    public init(directory: String, maxBytesPerDoc: Int = 64 << 20, writeDelay: Duration = .milliseconds(200)) {
+    public init(
+        directory: String, maxBytesPerDoc: Int = 64 << 20, writeDelay: Duration = .milliseconds(200),
+        logger: Logger = Logger(label: "tandem.kit.store")
+    ) {
         precondition(maxBytesPerDoc > 0, "maxBytesPerDoc must be positive")
         self.directory = directory
         self.maxBytesPerDoc = maxBytesPerDoc
         self.writeDelay = writeDelay
+        self.logger = logger
     }
 
     /// The file of `doc`, or nil for a doc id the protocol does not allow (never a path outside ``directory``).
@@ -73,7 +81,9 @@ public struct TandemStore: Sendable {
         } catch {
             let reason = (error as? TandemStoreError)?.message ?? "\(error)"
             rename(path, path + ".corrupt")
-            Self.warn("TandemKit store: \(path) is unusable (\(reason)); moved to \(path).corrupt, \(doc) starts clean")
+            logger.warning(
+                "unusable store file moved aside; the doc starts clean from the server",
+                metadata: ["tandem.doc": "\(doc)", "tandem.store.path": "\(path)", "tandem.store.reason": "\(reason)"])
             return nil
         }
     }
@@ -122,10 +132,6 @@ public struct TandemStore: Sendable {
 
     private static func failure(_ doc: String, _ what: String) -> TandemStoreError {
         TandemStoreError(doc: doc, message: "\(what): \(String(cString: strerror(errno)))")
-    }
-
-    static func warn(_ message: String) {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 }
 
