@@ -13,7 +13,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node
 
 TANDEM_ARGS ?=
 
-.PHONY: run test test-ops test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean
+.PHONY: run test test-ops test-tls test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean
 
 # `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
 # only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
@@ -40,6 +40,14 @@ test-ops: deps-test venv
 	$(SWIFT) build --product tandem
 	.venv/bin/python -m pytest -q Tests/ops
 	.venv/bin/python -m pytest -q Tests/browser
+
+# wss:// in TandemClient and TandemKit (the package's TLS trait, off by default because swift-nio-ssl
+# compiles BoringSSL): built in its own scratch path (.build-tls) so the normal build stays valid, then the
+# TLS tests (a TLS-terminating proxy with certificates made by openssl, a real node on a real Redis).
+test-tls: deps-test
+	$(SWIFT) build --build-tests --traits TLS --scratch-path .build-tls
+	$(SWIFT) test --skip-build --no-parallel --traits TLS --scratch-path .build-tls \
+		--filter 'TandemKitTLSTests|WebSocketURLTests|WebSocketClientTests|CloseRightAfterUpgradeTests|URLCheckTests'
 
 # Benchmarks (docs/benchmarks.md): `make bench`, or one scenario with `make bench SCENARIO=presence`
 # (presence | sync | sync-large | storm).

@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 // Tandem: presence, cursor broadcast and document sync relay.
@@ -38,8 +38,16 @@ let package = Package(
         .library(name: "TandemServer", targets: ["TandemServer"]),
         .library(name: "TandemYjs", targets: ["TandemYjs"]),
     ],
+    // `TLS` adds `wss://` to TandemClient and TandemKit (docs/client-swift.md) through swift-nio-ssl. Off by
+    // default: swift-nio-ssl compiles BoringSSL, minutes on every fresh build, which `make test` and apps on
+    // plain `ws://` behind a TLS-terminating proxy do not need. An app turns it on with
+    // `.package(url: …, traits: ["TLS"])`; `make test-tls` builds and runs the wss tests.
+    traits: [
+        .trait(name: "TLS", description: "wss:// in TandemClient and TandemKit (builds swift-nio-ssl and BoringSSL)")
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -109,6 +117,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["TLS"])),
             ]
         ),
         // The client library: protocol v1 as tandem.js speaks it (presence, records, rebase rules, reconnect),
@@ -120,6 +129,9 @@ let package = Package(
                 "TandemCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // TandemStore's warnings (an unusable file, a failed write).
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["TLS"])),
             ]
         ),
         // The example a Swift developer can copy (Examples/tandem-watch): joins a doc, prints members and
@@ -187,6 +199,8 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemTestSupport",
+                // The raw server of the close-right-after-upgrade test computes Sec-WebSocket-Accept (SHA-1).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -202,6 +216,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                // The wss tests' TLS-terminating proxy (`make test-tls`).
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["TLS"])),
             ]
         ),
     ]

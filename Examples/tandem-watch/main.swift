@@ -54,6 +54,8 @@ do {
                 print("· push: \(outcome)")
             case .serverError(let error):
                 print("· server: \(error)")
+            case .storeFailed(let error):
+                print("· \(error)")
             case .synced(let clock):
                 print("· in sync at clock \(clock)")
             }

@@ -1,5 +1,9 @@
 import NIOCore
 
+#if TLS
+import NIOSSL
+#endif
+
 extension WebSocketClient {
     /// Connection settings. Every limit has a conservative default.
     public struct Configuration: Sendable {
@@ -19,6 +23,12 @@ extension WebSocketClient {
         /// A fixed buffer is not auto-tuned: a client that pauses reading then backs the server up
         /// after about this many bytes, instead of after the megabytes Linux may grow it to.
         public var receiveBufferBytes: Int?
+        #if TLS
+        /// TLS settings of `wss://` connections (with the package's `TLS` trait). Default: the system's trusted
+        /// CAs, TLS 1.2 or later, the certificate checked against the URL's host. For a private CA set
+        /// `tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))`.
+        public var tls: TLSConfiguration = .makeClientConfiguration()
+        #endif
 
         public init(
             maxFrameSize: Int = 16 << 20,

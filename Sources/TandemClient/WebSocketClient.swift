@@ -4,6 +4,10 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 
+#if TLS
+import NIOSSL
+#endif
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -12,7 +16,8 @@ import Musl
 import Darwin
 #endif
 
-/// A `ws://` WebSocket client connection on a SwiftNIO event loop.
+/// A `ws://` (or, with the package's `TLS` trait, `wss://`) WebSocket client connection on a SwiftNIO event
+/// loop.
 ///
 /// Two ways to receive, chosen at ``connect(to:headers:on:configuration:callbacks:)``:
 /// - without `callbacks`, messages arrive on ``events`` (an `AsyncStream`), convenient for tests;
@@ -81,14 +86,15 @@ public final class WebSocketClient: Sendable {
     ///
     /// - Parameters:
     ///   - url: `ws://host[:port][/path][?query]`; the port defaults to 80. An IP literal host is
-    ///     used as is; a name is resolved.
+    ///     used as is; a name is resolved. `wss://` (port 443 by default) with the `TLS` trait, checked
+    ///     as ``Configuration/tls`` says.
     ///   - headers: Extra request headers (`Authorization`, `Origin`, ...), sent in this order.
     ///   - group: The loop group; the connection takes `group.next()`. Pass an `EventLoop` to pin it.
     ///   - configuration: Limits and behaviour; see ``Configuration``.
     ///   - callbacks: Receive on the event loop instead of through ``events``.
     /// - Throws: ``WebSocketClientError``: `.handshakeRejected` when the server answers with a
     ///   status other than 101, `.connectionRefused`, `.connectTimeout`, `.handshakeTimeout`,
-    ///   `.handshakeFailed`, `.connectionFailed` or `.invalidURL`.
+    ///   `.handshakeFailed`, `.connectionFailed`, `.tlsFailed` or `.invalidURL`.
     public static func connect(
         to url: String,
         headers: [(String, String)] = [],
@@ -97,6 +103,7 @@ public final class WebSocketClient: Sendable {
         callbacks: Callbacks? = nil
     ) async throws -> WebSocketClient {
         let target = try WebSocketURL(parsing: url)
+        let tls = try Self.makeTLS(target: target, url: url, configuration: configuration)
         let deadline = NIODeadline.now() + configuration.connectTimeout
         let shared = NIOLockedValueBox(ConnectionState())
         let (events, continuation) = AsyncStream.makeStream(of: WebSocketEvent.self)
@@ -116,7 +123,8 @@ public final class WebSocketClient: Sendable {
 
         let channelInitializer: @Sendable (any Channel) -> EventLoopFuture<PendingHandshake> = { channel in
             channel.eventLoop.makeCompletedFuture {
-                try Self.configurePipeline(
+                try tls?.install(on: channel)
+                return try Self.configurePipeline(
                     channel: channel,
                     requestHead: requestHead,
                     configuration: configuration,
@@ -364,6 +372,45 @@ public final class WebSocketClient: Sendable {
     }
 }
 
+// MARK: - TLS
+
+#if TLS
+/// What a `wss://` connection puts first in its pipeline (nil for `ws://`).
+private struct TLSSetup: Sendable {
+    var context: NIOSSLContext
+    /// nil for an IP literal: no SNI, and NIOSSL checks the certificate's IP addresses against the peer's.
+    var serverHostname: String?
+
+    func install(on channel: any Channel) throws {
+        let handler = try NIOSSLClientHandler(context: self.context, serverHostname: self.serverHostname)
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+}
+#else
+/// Without the `TLS` trait there is nothing to set up: `wss://` is refused before connecting.
+private enum TLSSetup: Sendable {
+    func install(on channel: any Channel) throws {}
+}
+#endif
+
+extension WebSocketClient {
+    private static func makeTLS(target: WebSocketURL, url: String, configuration: Configuration) throws -> TLSSetup? {
+        guard target.secure else { return nil }
+        #if TLS
+        do {
+            return TLSSetup(
+                context: try NIOSSLContext(configuration: configuration.tls),
+                serverHostname: target.hostIsIPLiteral ? nil : target.host)
+        } catch {
+            throw WebSocketClientError.tlsFailed(host: target.host, port: target.port, reason: "unusable TLS settings: \(error)")
+        }
+        #else
+        throw WebSocketClientError.invalidURL(
+            url, reason: "wss:// needs TandemClient built with the package's TLS trait (.package(url: …, traits: [\"TLS\"]))")
+        #endif
+    }
+}
+
 // MARK: - Handshake plumbing
 
 /// What the upgrade produced, as seen on the event loop.
@@ -445,6 +492,7 @@ extension WebSocketClient {
         // A server may send its first frame in the same segment as the 101 response; hand those
         // bytes to the WebSocket decoder instead of dropping them.
         pipelineConfiguration.leftOverBytesStrategy = .forwardBytes
+        try channel.pipeline.syncOperations.addHandler(DeferredInactiveHandler())
         let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
             configuration: pipelineConfiguration
         )
@@ -488,6 +536,11 @@ extension WebSocketClient {
         if let error = error as? WebSocketClientError {
             return error
         }
+        #if TLS
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            return .tlsFailed(host: target.host, port: target.port, reason: "\(error)")
+        }
+        #endif
         if error is HandshakeTimedOut {
             return .handshakeTimeout(host: target.host, port: target.port, timeout: timeout)
         }

@@ -2,8 +2,13 @@ import NIOCore
 
 /// Errors thrown by ``WebSocketClient``.
 public enum WebSocketClientError: Error, CustomStringConvertible {
-    /// The URL could not be parsed or is not a `ws://` URL.
+    /// The URL could not be parsed, is not a `ws://` or `wss://` URL, or is `wss://` and the package was
+    /// built without its `TLS` trait.
     case invalidURL(String, reason: String)
+    /// `wss://`: the TLS handshake with `host:port` failed (a certificate not signed by a trusted CA, or not
+    /// for this host; a server that does not speak TLS), or the TLS settings are unusable (`reason` says
+    /// which). Retrying does not help until the server's certificate or this client's trust changes.
+    case tlsFailed(host: String, port: Int, reason: String)
     /// Nothing listens on `host:port` (ECONNREFUSED).
     case connectionRefused(host: String, port: Int)
     /// The TCP connection was not established within ``WebSocketClient/Configuration/connectTimeout``.
@@ -49,6 +54,8 @@ public enum WebSocketClientError: Error, CustomStringConvertible {
             return "WebSocket upgrade rejected with HTTP \(status) [\(headerText)] body: \(body)"
         case .handshakeFailed(let reason):
             return "WebSocket handshake failed: \(reason)"
+        case .tlsFailed(let host, let port, let reason):
+            return "TLS with \(host):\(port) failed: \(reason)"
         case .notOpen:
             return "WebSocket is closing or closed"
         }

@@ -14,7 +14,7 @@ struct ConnectionState: Sendable {
 
 /// The last handler of an upgraded client pipeline:
 ///
-///     WebSocketFrameEncoder → ByteToMessageHandler(WebSocketFrameDecoder)
+///     DeferredInactiveHandler → WebSocketFrameEncoder → ByteToMessageHandler(WebSocketFrameDecoder)
 ///       → WebSocketProtocolErrorHandler → NIOWebSocketFrameAggregator → WebSocketClientHandler
 ///
 /// It delivers messages, answers pings, runs the close handshake and counts. It lives on the
@@ -64,6 +64,14 @@ final class WebSocketClientHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if !context.channel.isActive {
+            // The channel closed before the upgrade added this handler, so no `channelInactive` will come.
+            // `DeferredInactiveHandler` makes that unlikely (it lets the upgrade finish first); should it happen
+            // anyway, end the connection after the bytes the upgrade handler replays right after this call.
+            context.eventLoop.assumeIsolated().execute {
+                self.connectionEnded()
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -119,6 +127,14 @@ final class WebSocketClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.connectionEnded()
+        context.fireChannelInactive()
+    }
+
+    /// Publishes the end of the connection and yields `.closed`: once, whether `channelInactive` reached this
+    /// handler or the channel was already closed when it was added.
+    private func connectionEnded() {
+        guard self.state != .closed else { return }
         self.state = .closed
         self.closeTimer?.cancel()
         self.closeTimer = nil
@@ -132,7 +148,6 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         self.continuation?.yield(.closed(code: code, reason: reason))
         self.continuation?.finish()
         self.callbacks?.onClose?(code, reason)
-        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -1,25 +1,36 @@
-/// A parsed `ws://host[:port][/path][?query]` address.
+/// A parsed `ws://` or `wss://host[:port][/path][?query]` address.
 ///
-/// Only plain `ws://` is supported: Tandem's load generator and tests talk to servers on loopback,
-/// so there is no TLS in this client. Parsing is done by hand, once per connection, so the client
-/// does not need Foundation.
+/// `wss://` parses everywhere; connecting to one needs the package's `TLS` trait (``WebSocketClient``
+/// refuses it otherwise). Parsing is done by hand, once per connection, so the client does not need
+/// Foundation.
 struct WebSocketURL: Sendable, Equatable {
     /// Host as written, without IPv6 brackets (`127.0.0.1`, `localhost`, `::1`).
     var host: String
     var port: Int
     /// Path plus query, as sent in the request line (`/ws?doc=a`); never empty.
     var requestURI: String
+    /// `wss://`: TLS to the server.
+    var secure: Bool
 
-    /// The `Host` header value: the port is left out when it is the default (80).
+    /// The `Host` header value: the port is left out when it is the scheme's default (80, or 443 for wss).
     var hostHeader: String {
         let printableHost = self.host.contains(":") ? "[\(self.host)]" : self.host
-        return self.port == 80 ? printableHost : "\(printableHost):\(self.port)"
+        return self.port == self.defaultPort ? printableHost : "\(printableHost):\(self.port)"
     }
 
-    init(host: String, port: Int, requestURI: String) {
+    private var defaultPort: Int { self.secure ? 443 : 80 }
+
+    /// Whether `host` is an IPv4 or IPv6 literal (TLS sends no server name for one, and checks the
+    /// certificate's IP addresses instead).
+    var hostIsIPLiteral: Bool {
+        self.host.contains(":") || self.host.split(separator: ".").count == 4 && self.host.allSatisfy { $0 == "." || $0.isNumber }
+    }
+
+    init(host: String, port: Int, requestURI: String, secure: Bool = false) {
         self.host = host
         self.port = port
         self.requestURI = requestURI
+        self.secure = secure
     }
 
     /// Parses `string`, throwing ``WebSocketClientError/invalidURL(_:reason:)`` with the reason.
@@ -29,12 +40,13 @@ struct WebSocketURL: Sendable, Equatable {
         }
 
         guard let schemeEnd = string.firstRange(of: "://") else {
-            throw invalid("missing scheme; expected ws://host:port/path")
+            throw invalid("missing scheme; expected ws://host:port/path or wss://")
         }
         let scheme = string[..<schemeEnd.lowerBound].lowercased()
-        guard scheme == "ws" else {
-            throw invalid("unsupported scheme '\(scheme)'; only ws:// is supported (no TLS)")
+        guard scheme == "ws" || scheme == "wss" else {
+            throw invalid("unsupported scheme '\(scheme)'; expected ws:// or wss://")
         }
+        let secure = scheme == "wss"
 
         let rest = string[schemeEnd.upperBound...]
         let delimiters: Set<Character> = ["/", "?", "#"]
@@ -72,7 +84,7 @@ struct WebSocketURL: Sendable, Equatable {
         }
 
         guard !host.isEmpty else { throw invalid("missing host") }
-        var port = 80
+        var port = secure ? 443 : 80
         if let portText {
             guard let parsed = Int(portText), (1...65535).contains(parsed) else {
                 throw invalid("invalid port '\(portText)'")
@@ -89,6 +101,6 @@ struct WebSocketURL: Sendable, Equatable {
             throw invalid("path or query contains whitespace; percent-encode it")
         }
 
-        self.init(host: String(host), port: port, requestURI: requestURI)
+        self.init(host: String(host), port: port, requestURI: requestURI, secure: secure)
     }
 }

@@ -1,3 +1,7 @@
+#if TLS
+import NIOSSL
+#endif
+
 /// Who the client is to the server.
 public enum Identity: Sendable, Hashable {
     /// A JWT (servers started with `--jwt-secret-file`), sent as `?token=`.
@@ -9,7 +13,8 @@ public enum Identity: Sendable, Hashable {
 /// How a ``TandemConnection`` connects and behaves. Every limit has a conservative default.
 public struct TandemConfiguration: Sendable {
     /// `ws://host:port/v1/ws` addresses of the nodes, tried in turn: the next one after a refused or failed
-    /// connection and after a node's drain (close 1001). TLS (`wss://`) is not supported by this client.
+    /// connection and after a node's drain (close 1001). `wss://host/v1/ws` with the package's `TLS` trait
+    /// (`.package(url: …, traits: ["TLS"])`), checked as ``tls`` says.
     public var urls: [String]
     public var identity: Identity
     /// Reconnect delays (full jitter). Default 250 ms doubling up to 15 s.
@@ -33,6 +38,16 @@ public struct TandemConfiguration: Sendable {
     /// Largest message accepted from the server (a larger one closes the connection with 1009; the server's
     /// chunks are about 1 MiB). Default 16 MiB.
     public var maxInboundMessageBytes: Int
+    /// Where joined docs' records, clock and pending edits are kept so that they survive a process restart
+    /// (``TandemStore``). Default nil: in memory only (pending edits survive reconnects, not a restart).
+    public var store: TandemStore?
+    #if TLS
+    /// TLS settings of `wss://` URLs. Default: the system's trusted CAs, TLS 1.2 or later, the certificate
+    /// checked against the URL's host. A private CA: `tls.trustRoots = .certificates(try
+    /// NIOSSLCertificate.fromPEMFile(path))`. A failed TLS handshake stops the connection with
+    /// ``TandemError/tlsFailed(url:reason:)`` (retrying does not fix a certificate).
+    public var tls: TLSConfiguration = .makeClientConfiguration()
+    #endif
 
     public init(
         urls: [String],
@@ -44,7 +59,8 @@ public struct TandemConfiguration: Sendable {
         ackDelay: Duration = .milliseconds(250),
         maxRecordsPerPush: Int = 500,
         maxBytesPerPush: Int = 256 * 1024,
-        maxInboundMessageBytes: Int = 16 << 20
+        maxInboundMessageBytes: Int = 16 << 20,
+        store: TandemStore? = nil
     ) {
         self.urls = urls
         self.identity = identity
@@ -56,6 +72,7 @@ public struct TandemConfiguration: Sendable {
         self.maxRecordsPerPush = maxRecordsPerPush
         self.maxBytesPerPush = maxBytesPerPush
         self.maxInboundMessageBytes = maxInboundMessageBytes
+        self.store = store
     }
 
     /// The URL of attempt `index` (cycling through ``urls``) with the identity and `resume` in its query.
@@ -118,6 +135,9 @@ public enum DocumentEvent: Sendable, Equatable {
     case pushSettled(Result<PushOutcome, TandemError>)
     /// An `error` from the server about this doc (`rate_limited` hints included).
     case serverError(ServerError)
+    /// The doc's state could not be written to the ``TandemConfiguration/store`` (over its size limit, a full
+    /// disk): its edits are kept in memory only until a later write succeeds.
+    case storeFailed(TandemStoreError)
 }
 
 /// Which records changed and why.

@@ -58,6 +58,28 @@ struct DocSync: Sendable {
         self.limits = limits
     }
 
+    /// A doc restored from a ``TandemStore``: in sync as of the stored clock (the next join asks for what came
+    /// after). The store is written before every push goes out, so of the stored pushes only the first may have
+    /// been sent by the previous process: it becomes the push in flight, as after a dropped connection
+    /// (recognised in the catch-up by session and id, or sent again; never folded into), the rest are queued.
+    init(restoring stored: StoredDoc, limits: Limits = .init()) {
+        self.limits = limits
+        confirmed = DocReplica(head: stored.clock, records: stored.records)
+        var pushes = stored.pending.map { Push(id: $0.id, ops: $0.ops, tickets: [], bytes: $0.ops.json.serialized.count) }
+        if !pushes.isEmpty { inFlight = pushes.removeFirst() }
+        queue = pushes
+        everSynced = true
+        recompute()
+    }
+
+    /// What a ``TandemStore`` keeps of this doc (nil before the first sync: nothing worth keeping).
+    func stored(doc: String, nextPushID: Int, sessions: Set<String>) -> StoredDoc? {
+        guard everSynced else { return nil }
+        return StoredDoc(
+            doc: doc, clock: clock, records: records, pending: pending.map { .init(id: $0.id, ops: $0.ops) },
+            nextPushID: nextPushID, sessions: Array(sessions))
+    }
+
     var clock: UInt64 { confirmed.head }
     var records: [String: JSONValue] { confirmed.records }
     /// Pushes not answered yet, oldest first.

@@ -22,8 +22,11 @@ public struct ServerError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// Everything TandemKit throws.
 public enum TandemError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// A URL is not `ws://host:port/v1/ws` (this client has no TLS).
+    /// A URL is not `ws://host:port/v1/ws` (or `wss://`, with the package's `TLS` trait).
     case invalidURL(String, reason: String)
+    /// `wss://`: the TLS handshake failed (the server's certificate is not signed by a trusted CA or not for
+    /// the URL's host; the server does not speak TLS) or the TLS settings are unusable. Not retried.
+    case tlsFailed(url: String, reason: String)
     /// The server refused the token or identity (HTTP 401) or this page's origin (403). Not retried.
     case unauthorized(status: Int, message: String)
     /// Close 4400: the server no longer speaks this client's protocol version. Not retried: update the app.
@@ -36,12 +39,17 @@ public enum TandemError: Error, Sendable, Hashable, CustomStringConvertible {
     case closed
     /// The doc was left (``TandemDocument/leave()``) before the operation finished.
     case left(doc: String)
+    /// The join stated record-schema version `stated` (``TandemConnection/join(_:presence:schema:)``) and the
+    /// server enforces another version for `doc`, or none (`message` names what it enforces). Not retried: the
+    /// app needs an update, or the operator another schema (docs/schemas.md).
+    case schemaMismatch(doc: String, stated: Int, message: String)
     /// The server refused the operation (`forbidden`, `too_large`, `bad_message`, `too_many_docs`, …).
     case server(ServerError)
 
     public var description: String {
         switch self {
         case .invalidURL(let url, let reason): return "invalid URL \(url): \(reason)"
+        case .tlsFailed(let url, let reason): return "TLS with \(url) failed: \(reason)"
         case .unauthorized(let status, let message): return "refused (HTTP \(status)): \(message)"
         case .clientTooOld(let reason):
             return "this app is older than the server's protocol (\(reason)): update it"
@@ -50,6 +58,8 @@ public enum TandemError: Error, Sendable, Hashable, CustomStringConvertible {
         case .superseded: return "this session was resumed on a newer connection"
         case .closed: return "the connection was closed"
         case .left(let doc): return "left \(doc)"
+        case .schemaMismatch(let doc, let stated, let message):
+            return "\(doc) was refused for record schema version \(stated): \(message)"
         case .server(let error): return error.description
         }
     }

@@ -46,7 +46,17 @@ public actor TandemConnection {
     {
         guard !configuration.urls.isEmpty else { throw .invalidURL("", reason: "no URL given") }
         for url in configuration.urls where !url.lowercased().hasPrefix("ws://") {
-            throw .invalidURL(url, reason: "expected ws://host:port/v1/ws (this client has no TLS)")
+            #if TLS
+            guard url.lowercased().hasPrefix("wss://") else {
+                throw .invalidURL(url, reason: "expected ws://host:port/v1/ws or wss://host/v1/ws")
+            }
+            #else
+            throw .invalidURL(
+                url,
+                reason: url.lowercased().hasPrefix("wss://")
+                    ? "wss:// needs TandemKit built with the package's TLS trait (.package(url: …, traits: [\"TLS\"]))"
+                    : "expected ws://host:port/v1/ws")
+            #endif
         }
         self.configuration = configuration
         self.group = group
@@ -99,6 +109,8 @@ public actor TandemConnection {
     public func close() async {
         guard !closedByUser else { return }
         closedByUser = true
+        // With a store, pending edits stay there for the next connection (their callers get `.closed` now).
+        for entry in docs.values { persist(entry) }
         runTask?.cancel()
         let socket = self.socket
         self.socket = nil
@@ -116,8 +128,8 @@ public actor TandemConnection {
     ///   - presenceMode: `.full` (default), `.hidden` (sees others, shown to no one) or `.none` (no presence
     ///     either way). A hidden or none session has no state: `presence` must be nil and `setPresence`
     ///     throws `presence_disabled`. The first join of the doc decides it.
-    /// - Throws: ``TandemError/server(_:)`` with `forbidden` (no grant), `too_many_docs` or `schema_mismatch`;
-    ///   ``TandemError/closed``.
+    /// - Throws: ``TandemError/schemaMismatch(doc:stated:message:)``; ``TandemError/server(_:)`` with
+    ///   `forbidden` (no grant), `too_many_docs` or `bad_message`; ``TandemError/closed``.
     public func join(_ doc: String, presence: JSONValue? = nil, schema: Int? = nil, presenceMode: PresenceMode = .full)
         async throws(TandemError) -> TandemDocument
     {
@@ -132,6 +144,12 @@ public actor TandemConnection {
             if case .closed(let error) = state, runTask != nil { throw error ?? .closed }
             entry = DocEntry(id: doc, limits: .init(maxOpsPerPush: configuration.maxRecordsPerPush, maxBytesPerPush: configuration.maxBytesPerPush))
             if let presence { try Self.checkPresence(presence, welcome: welcome) }
+            if let store = configuration.store, let stored = store.load(doc) {
+                // Restored: the records at once (even offline), the pending edits pushed once in sync.
+                entry.sync = DocSync(restoring: stored, limits: entry.sync.limits)
+                sessions.formUnion(stored.sessions)
+                nextID = max(nextID, stored.nextPushID)
+            }
             entry.presence = presence
             entry.schema = schema
             entry.presenceMode = presenceMode
@@ -222,6 +240,8 @@ public actor TandemConnection {
 
     func leave(_ doc: String) {
         guard let entry = docs.removeValue(forKey: doc) else { return }
+        // Its pending edits fail with `.left`: none may come back in a later process.
+        configuration.store?.remove(doc)
         if isOpen, entry.role != nil { send(Outbound.leave(doc: doc)) }
         perform(entry.sync.left(doc: doc), entry)
         for waiter in entry.readyWaiters { waiter.resume(throwing: TandemError.left(doc: doc)) }
@@ -246,11 +266,13 @@ public actor TandemConnection {
             var retryAfter: Duration?
             var openedAt = ContinuousClock.now
             do {
-                let ws = try await WebSocketClient.connect(
-                    to: url, on: group,
-                    configuration: .init(
-                        maxFrameSize: configuration.maxInboundMessageBytes,
-                        connectTimeout: .nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000 + configuration.connectTimeout.components.attoseconds / 1_000_000_000)))
+                var socketConfiguration = WebSocketClient.Configuration(
+                    maxFrameSize: configuration.maxInboundMessageBytes,
+                    connectTimeout: .nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000 + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
+                #if TLS
+                socketConfiguration.tls = configuration.tls
+                #endif
+                let ws = try await WebSocketClient.connect(to: url, on: group, configuration: socketConfiguration)
                 if closedByUser {
                     await ws.close(code: 1000, reason: "bye")
                     return
@@ -260,20 +282,7 @@ public actor TandemConnection {
                 lastMessageAt = .now
                 let heartbeat = Task { await self.heartbeat(ws) }
                 socketWelcomed = false
-                // The events end with `.closed`; but a server that closes right after the upgrade (4400/4401) can
-                // beat the WebSocket handler into the pipeline, and then no `.closed` comes. So the socket's own
-                // close also ends the read, after a grace period for the events still on their way.
-                let end: (code: Int?, reason: String) = await withTaskGroup(of: (code: Int?, reason: String)?.self) { group in
-                    group.addTask { await self.read(ws) }
-                    group.addTask {
-                        await ws.waitUntilClosed()
-                        try? await Task.sleep(for: Self.closedEventGrace)
-                        return nil
-                    }
-                    let first = await group.next() ?? nil
-                    group.cancelAll()
-                    return first ?? (ws.closeCode, ws.closeReason)
-                }
+                let end = await read(ws)
                 closeCode = end.code
                 reason = end.reason
                 welcomed = socketWelcomed
@@ -286,6 +295,9 @@ public actor TandemConnection {
                     return finish(.unauthorized(status: status, message: body))
                 case .invalidURL(let url, let why):
                     return finish(.invalidURL(url, reason: why))
+                case .tlsFailed(_, _, let why):
+                    // A certificate that is not trusted or not for this host does not get better by retrying.
+                    return finish(.tlsFailed(url: configuration.urls[urlIndex % configuration.urls.count], reason: why))
                 case .handshakeRejected(let status, _, _):
                     reason = "HTTP \(status)"
                     retryAfter = error.headerValue("Retry-After").flatMap { Int($0) }.map { .seconds($0) }
@@ -314,9 +326,6 @@ public actor TandemConnection {
             try? await Task.sleep(for: delay)
         }
     }
-
-    /// How long after the socket closed its `.closed` event may still be on its way.
-    static let closedEventGrace: Duration = .seconds(1)
 
     /// Whether the current socket got its `welcome`.
     private var socketWelcomed = false
@@ -406,7 +415,13 @@ public actor TandemConnection {
             }
         case "forbidden", "too_many_docs", "bad_message", "schema_mismatch":
             docs.removeValue(forKey: doc)
-            for waiter in entry.readyWaiters { waiter.resume(throwing: TandemError.server(error)) }
+            let failure: TandemError =
+                if error.code == "schema_mismatch", let stated = entry.schema {
+                    .schemaMismatch(doc: doc, stated: stated, message: error.message)
+                } else {
+                    .server(error)
+                }
+            for waiter in entry.readyWaiters { waiter.resume(throwing: failure) }
             entry.readyWaiters = []
             for observer in entry.observers.values { observer.finish() }
         default:
@@ -442,6 +457,9 @@ public actor TandemConnection {
         for action in actions {
             switch action {
             case .send(let id, let base, let ops):
+                // The store names every push the server may commit, and the session it goes out on, before it
+                // goes: a later process recognises it in the catch-up instead of pushing it twice.
+                persist(entry)
                 send(Outbound.push(doc: entry.id, id: id, base: base, ops: ops))
             case .settle(let settled, let result):
                 for ticket in settled {
@@ -456,6 +474,7 @@ public actor TandemConnection {
                     await self.retryDue(doc)
                 }
             case .changed(let source, let ids):
+                schedulePersist(entry)
                 emit(.records(RecordChange(source: source, clock: entry.sync.clock, ids: ids)), entry)
             case .synced(let clock):
                 emit(.synced(clock: clock), entry)
@@ -466,6 +485,38 @@ public actor TandemConnection {
                 scheduleAck(entry)
             }
         }
+    }
+
+    /// Writes `entry`'s state to the store now (a no-op without a store or before the first sync).
+    private func persist(_ entry: DocEntry) {
+        entry.persistArmed = false
+        guard let store = configuration.store,
+            let state = entry.sync.stored(doc: entry.id, nextPushID: nextID, sessions: sessions)
+        else { return }
+        do {
+            try store.save(state)
+        } catch {
+            store.logger.error(
+                "store write failed; the doc's edits are in memory only until a later write succeeds",
+                metadata: ["tandem.doc": "\(entry.id)", "tandem.store.reason": "\(error.message)"])
+            emit(.storeFailed(error), entry)
+        }
+    }
+
+    /// Writes `entry`'s state after the store's `writeDelay`, with the changes made meanwhile.
+    private func schedulePersist(_ entry: DocEntry) {
+        guard let store = configuration.store, !entry.persistArmed else { return }
+        entry.persistArmed = true
+        let doc = entry.id
+        Task {
+            try? await Task.sleep(for: store.writeDelay)
+            await self.persistDue(doc)
+        }
+    }
+
+    private func persistDue(_ doc: String) {
+        guard let entry = docs[doc], entry.persistArmed else { return }
+        persist(entry)
     }
 
     private func retryDue(_ doc: String) {
@@ -587,6 +638,8 @@ final class DocEntry {
     var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     var ackArmed = false
     var ackedClock: UInt64 = 0
+    /// A store write is scheduled.
+    var persistArmed = false
 
     init(id: String, limits: DocSync.Limits) {
         self.id = id

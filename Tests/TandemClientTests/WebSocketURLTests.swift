@@ -21,6 +21,18 @@ import Testing
         #expect(url.hostHeader == "[::1]:9000")
     }
 
+    @Test func parsesWSSWithPort443ByDefault() throws {
+        let url = try WebSocketURL(parsing: "wss://tandem.example/v1/ws")
+        #expect(url == WebSocketURL(host: "tandem.example", port: 443, requestURI: "/v1/ws", secure: true))
+        #expect(url.hostHeader == "tandem.example")
+        #expect(try WebSocketURL(parsing: "wss://tandem.example:80/").hostHeader == "tandem.example:80")
+        #expect(try WebSocketURL(parsing: "ws://tandem.example:443/").hostHeader == "tandem.example:443")
+        #expect(try WebSocketURL(parsing: "wss://[::1]/").hostIsIPLiteral)
+        #expect(try WebSocketURL(parsing: "wss://10.0.0.1/").hostIsIPLiteral)
+        #expect(try !WebSocketURL(parsing: "wss://10.0.0.example/").hostIsIPLiteral)
+        #expect(try !WebSocketURL(parsing: "wss://localhost/").hostIsIPLiteral)
+    }
+
     @Test(arguments: ["ws://host:0/", "ws://host:abc/", "ws://user@host/", "ws://[::1/", "ws://host/a b", "ftp://host/"])
     func rejectsMalformedURLs(_ text: String) {
         #expect(throws: WebSocketClientError.self) { try WebSocketURL(parsing: text) }

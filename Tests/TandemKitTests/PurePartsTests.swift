@@ -152,3 +152,26 @@ func ops(_ json: String) -> Ops { try! Ops(json: try! JSONParser.parse(json)) }
         #expect(token.url(index: 0, resume: nil) == "ws://a:1/v1/ws?token=x.y%2Bz")
     }
 }
+
+/// URLs are checked before anything is opened: `wss://` needs the package's TLS trait, anything else is refused.
+@Suite struct URLCheckTests {
+    func refusal(_ url: String) -> String? {
+        do {
+            _ = try TandemConnection(TandemConfiguration(urls: [url], identity: .development(user: "ada")))
+            return nil
+        } catch {
+            guard case .invalidURL(let refused, let reason) = error, refused == url else { return "unexpected \(error)" }
+            return reason
+        }
+    }
+
+    @Test func wssNeedsTheTLSTraitAndOtherSchemesAreRefused() {
+        #expect(refusal("http://127.0.0.1:7070/v1/ws")?.contains("expected ws://") == true)
+        #expect(refusal("ws://127.0.0.1:7070/v1/ws") == nil)
+        #if TLS
+        #expect(refusal("wss://tandem.example/v1/ws") == nil)
+        #else
+        #expect(refusal("wss://tandem.example/v1/ws")?.contains("TLS trait") == true)
+        #endif
+    }
+}
