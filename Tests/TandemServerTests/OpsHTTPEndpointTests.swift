@@ -49,7 +49,7 @@ import TandemTestSupport
             #expect(text.contains("\n\(series) "), "series \(series)")
         }
         // Label names come from a fixed set; no doc or user id appears anywhere.
-        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route"]
+        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route", "source"]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             guard let open = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}") else { continue }
             for pair in line[line.index(after: open)..<close].split(separator: ",") {

@@ -57,6 +57,11 @@ public struct DocReplica: Sendable, Equatable {
     public private(set) var versions: [String: UInt64]
     /// Clock of each removal still retained.
     public private(set) var tombstones: [String: UInt64]
+    /// The checksum of `records` (issue 13), kept up to date commit by commit.
+    public private(set) var sum: DocChecksum
+    /// Each live record's hash (`DocChecksum.record`): a change subtracts the old one without encoding
+    /// the old value again.
+    private var hashes: [String: DocChecksum]
 
     public init(
         head: UInt64 = 0, records: [String: JSONValue] = [:], versions: [String: UInt64] = [:],
@@ -66,7 +71,20 @@ public struct DocReplica: Sendable, Equatable {
         self.records = records
         self.versions = versions
         self.tombstones = tombstones
+        var hashes: [String: DocChecksum] = [:]
+        hashes.reserveCapacity(records.count)
+        var sum = DocChecksum.zero
+        for (id, value) in records {
+            let hash = DocChecksum.record(id: id, value: value)
+            hashes[id] = hash
+            sum += hash
+        }
+        self.hashes = hashes
+        self.sum = sum
     }
+
+    /// The hash of live record `id` (nil: missing).
+    public func hash(of id: String) -> DocChecksum? { hashes[id] }
 
     /// Applies a committed change. Returns false (and changes nothing) unless `clock` is `head + 1`.
     ///
@@ -83,10 +101,14 @@ public struct DocReplica: Sendable, Equatable {
                 records[id] = record
                 versions[id] = clock
                 tombstones.removeValue(forKey: id)
+                let hash = DocChecksum.record(id: id, value: record)
+                if let old = hashes.updateValue(hash, forKey: id) { sum -= old }
+                sum += hash
             case .removed:
                 records.removeValue(forKey: id)
                 versions.removeValue(forKey: id)
                 tombstones[id] = clock
+                if let old = hashes.removeValue(forKey: id) { sum -= old }
             }
         }
         head = clock
