@@ -22,14 +22,15 @@ extension DocShard {
 
     /// After pipeline actions: did the replica, applying a commit, get a checksum other than Redis's?
     func noticeDivergence(_ doc: String, _ docState: DocState) {
-        guard let divergence = docState.sync.delivery.divergence, !docState.sync.reloadPending else { return }
+        guard let divergence = docState.sync.delivery.divergence, !docState.sync.reloadPending, resync(doc, docState) else {
+            return
+        }
         logger.error(
             "doc replica diverged from Redis after a commit; reloading it",
             metadata: [
                 "doc": "\(doc)", "clock": "\(divergence.clock)", "expected": "\(divergence.expected)",
                 "actual": "\(divergence.actual)",
             ])
-        resync(doc, docState)
     }
 
     /// The periodic comparison: Redis's head and stored checksum against the replica's.
@@ -56,11 +57,10 @@ extension DocShard {
                 _ = self.syncStore.seedSum(doc: doc, head: replica.head, sum: replica.sum, replace: false, on: self.eventLoop)
                 return
             }
-            guard sum != replica.sum else { return }
+            guard sum != replica.sum, self.resync(doc, docState) else { return }
             self.logger.error(
                 "doc replica differs from Redis's checksum at the same clock; reloading it",
                 metadata: ["doc": "\(doc)", "clock": "\(replica.head)", "redis": "\(sum)", "replica": "\(replica.sum)"])
-            self.resync(doc, docState)
         }
     }
 
@@ -86,12 +86,17 @@ extension DocShard {
         _ = syncStore.seedSum(doc: doc, head: clock, sum: replica.sum, replace: false, on: eventLoop)
     }
 
-    /// Counts a divergence of this node's replica and reads the doc again, replacing the replica.
-    func resync(_ doc: String, _ docState: DocState) {
+    /// Counts a divergence of this node's replica and reads the doc again, replacing the replica. False
+    /// (nothing counted or done) within a second of the last one: it is found again after that.
+    @discardableResult
+    func resync(_ doc: String, _ docState: DocState) -> Bool {
         let nowMs = clock.nowMs()
-        guard nowMs >= docState.upkeep.lastResyncMs + Self.minResyncIntervalMs || docState.upkeep.lastResyncMs == 0 else { return }
+        guard nowMs >= docState.upkeep.lastResyncMs + Self.minResyncIntervalMs || docState.upkeep.lastResyncMs == 0 else {
+            return false
+        }
         docState.upkeep.lastResyncMs = nowMs
         metrics.syncDivergences[.node]!.increment()
         perform(docState.sync.resync(now: clock.nowNanos()), doc: doc, docState)
+        return true
     }
 }
