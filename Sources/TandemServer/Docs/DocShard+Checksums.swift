@@ -65,7 +65,7 @@ extension DocShard {
     }
 
     /// A doc was read from Redis: do its records add up to the checksum stored with them?
-    func verifyLoaded(_ loaded: SyncStore.LoadedDoc, doc: String) {
+    func verifyLoaded(_ loaded: SyncStore.LoadedDoc, doc: String, _ docState: DocState) {
         let replica = loaded.replica
         guard replica.head > 0 else { return }
         if loaded.storedSum == replica.sum { return }
@@ -75,7 +75,12 @@ extension DocShard {
                 "doc records in Redis do not match their checksum (changed behind Tandem's back?); the checksum now describes them",
                 metadata: ["doc": "\(doc)", "clock": "\(replica.head)", "stored": "\(stored)", "records": "\(replica.sum)"])
         }
-        _ = syncStore.seedSum(doc: doc, head: replica.head, sum: replica.sum, replace: loaded.storedSum != nil, on: eventLoop)
+        // No periodic comparison until the checksum is stored: it would find the old one and count the
+        // same divergence again.
+        docState.upkeep.checksumInFlight = true
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.seedSum(doc: doc, head: replica.head, sum: replica.sum, replace: loaded.storedSum != nil, on: eventLoop)
+            .whenComplete { _ in bound.value.upkeep.checksumInFlight = false }
     }
 
     /// A batch was committed without checksums (Redis had none for the clock before it, or the batch's

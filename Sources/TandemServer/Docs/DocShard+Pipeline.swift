@@ -180,7 +180,7 @@ extension DocShard {
             switch result {
             case .success(let loaded):
                 docState.legacyRePushes = loaded.legacyRePushes
-                self.verifyLoaded(loaded, doc: doc)
+                self.verifyLoaded(loaded, doc: doc, docState)
                 self.perform(docState.sync.load(loaded.replica, retainedFrom: loaded.retainedFrom, now: now), doc: doc, docState)
             case .failure(let error):
                 self.logger.debug("doc reload failed", metadata: ["doc": "\(doc)", "error": "\(error)"])

@@ -25,7 +25,7 @@ extension DocShard {
             for (id, since) in docState.awaitingReplica where docState.members[id] != nil { attaching.append((id, since)) }
             docState.replicaRead = .read
             docState.legacyRePushes = loaded.legacyRePushes
-            self.verifyLoaded(loaded, doc: doc)
+            self.verifyLoaded(loaded, doc: doc, docState)
             let actions = docState.sync.load(
                 loaded.replica, retainedFrom: loaded.retainedFrom, attaching: attaching, now: self.clock.nowNanos())
             self.perform(actions, doc: doc, docState)
