@@ -82,6 +82,17 @@ import Testing
         #expect(other.sum != DocReplica(head: 1, records: ["c": .object([:])]).sum)
     }
 
+    /// An untracked copy (a client's optimistic view) hashes nothing and keeps no checksum; the original
+    /// is untouched.
+    @Test func anUntrackedCopyKeepsNoChecksum() throws {
+        let tracked = DocReplica(head: 1, records: ["a": try JSONParser.parse(#"{"x":1}"#)])
+        var view = tracked.untracked
+        #expect(view.sum == .zero && view.hash(of: "a") == nil)
+        view.apply(clock: 2, ops: try Ops(json: try JSONParser.parse(#"{"b":["put",{}]}"#)))
+        #expect(view.sum == .zero && view.records.count == 2)
+        #expect(tracked.sum == DocChecksum.of(tracked.records) && tracked.sum != .zero)
+    }
+
     /// A record's value changing in any way changes the checksum (the divergence a client or node finds).
     @Test func anyChangeChangesTheChecksum() throws {
         let base: [String: JSONValue] = ["a": try JSONParser.parse(#"{"x":[1,2,3],"s":"abc"}"#)]

@@ -62,6 +62,8 @@ public struct DocReplica: Sendable, Equatable {
     /// Each live record's hash (`DocChecksum.record`): a change subtracts the old one without encoding
     /// the old value again.
     private var hashes: [String: DocChecksum]
+    /// False for a copy that does not keep the checksum (`untracked`).
+    private var tracksChecksum = true
 
     public init(
         head: UInt64 = 0, records: [String: JSONValue] = [:], versions: [String: UInt64] = [:],
@@ -83,6 +85,16 @@ public struct DocReplica: Sendable, Equatable {
         self.sum = sum
     }
 
+    /// A copy that keeps no checksum (`sum` is zero and stays so): applying commits to it hashes nothing.
+    /// For states nobody compares, such as a client's optimistic view (confirmed records plus pending edits).
+    public var untracked: DocReplica {
+        var copy = self
+        copy.tracksChecksum = false
+        copy.hashes = [:]
+        copy.sum = .zero
+        return copy
+    }
+
     /// The hash of live record `id` (nil: missing).
     public func hash(of id: String) -> DocChecksum? { hashes[id] }
 
@@ -101,6 +113,7 @@ public struct DocReplica: Sendable, Equatable {
                 records[id] = record
                 versions[id] = clock
                 tombstones.removeValue(forKey: id)
+                guard tracksChecksum else { continue }
                 let hash = DocChecksum.record(id: id, value: record)
                 if let old = hashes.updateValue(hash, forKey: id) { sum -= old }
                 sum += hash
