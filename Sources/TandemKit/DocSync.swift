@@ -42,6 +42,9 @@ struct DocSync: Sendable {
         case synced(clock: UInt64)
         /// Commits were applied: acknowledge the clock (debounced by the caller).
         case ack
+        /// The confirmed records after `clock` do not match the server's checksum (issue 13): report it
+        /// (`{"t":"diverged"}`) and re-join — `since` is nil until the snapshot replaced everything.
+        case diverged(clock: UInt64, expected: DocChecksum, actual: DocChecksum)
     }
 
     let limits: Limits
@@ -53,6 +56,8 @@ struct DocSync: Sendable {
     private(set) var queue: [Push] = []
     private var waitingForRetry = false
     private var staging: [String: JSONValue]?
+    /// Re-joined without `since` after a checksum mismatch: waiting for the snapshot.
+    private(set) var resyncing = false
 
     init(limits: Limits = .init()) {
         self.limits = limits
@@ -86,7 +91,7 @@ struct DocSync: Sendable {
     var pending: [Push] { (inFlight.map { [$0] } ?? []) + queue }
 
     /// The `since` of the next join: the clock once in sync, none before (a snapshot is needed).
-    var since: UInt64? { everSynced ? clock : nil }
+    var since: UInt64? { everSynced && !resyncing ? clock : nil }
 
     // MARK: Edits
 
@@ -139,7 +144,7 @@ struct DocSync: Sendable {
         synced = false
         staging = nil
         inFlight?.sent = false
-        if everSynced, head == clock { return becameSynced() }
+        if everSynced, !resyncing, head == clock { return becameSynced() }
         return []
     }
 
@@ -153,17 +158,34 @@ struct DocSync: Sendable {
     // MARK: Server messages
 
     /// A snapshot chunk; the last one (`more == false`) replaces every record.
-    mutating func snapshot(clock head: UInt64, records: [String: JSONValue], more: Bool) -> [Action] {
+    mutating func snapshot(clock head: UInt64, records: [String: JSONValue], more: Bool, sum: DocChecksum? = nil) -> [Action] {
         staging = (staging ?? [:]).merging(records) { _, new in new }
         guard !more else { return [] }
         confirmed = DocReplica(head: head, records: staging ?? [:])
         staging = nil
+        resyncing = false
         recompute()
-        return [.changed(.snapshot, ids: nil)] + becameSynced()
+        // A snapshot that does not match its own checksum is not resynced from (it is the snapshot).
+        return [.changed(.snapshot, ids: nil)] + verify(sum, resync: false) + becameSynced()
+    }
+
+    /// Compares the confirmed records with the server's checksum after a commit or snapshot.
+    private mutating func verify(_ sum: DocChecksum?, resync: Bool = true) -> [Action] {
+        guard let sum, !resyncing, sum != confirmed.sum else { return [] }
+        let actions: [Action] = [.diverged(clock: clock, expected: sum, actual: confirmed.sum)]
+        guard resync else { return actions }
+        resyncing = true
+        synced = false
+        staging = nil
+        inFlight?.sent = false
+        return actions
     }
 
     /// A `log` chunk (catch-up or `sync`).
-    mutating func log(entries: [(clock: UInt64, ops: Ops, by: String?, id: Int?)], more: Bool, sessions: Set<String>) -> [Action] {
+    /// `sum`: the checksum after the chunk's last entry.
+    mutating func log(
+        entries: [(clock: UInt64, ops: Ops, by: String?, id: Int?)], more: Bool, sessions: Set<String>, sum: DocChecksum? = nil
+    ) -> [Action] {
         var actions: [Action] = []
         var ids = Set<String>()
         for entry in entries {
@@ -174,18 +196,24 @@ struct DocSync: Sendable {
             recompute()
             actions.append(.changed(.remote, ids: ids))
             actions.append(.ack)
+            let diverged = verify(sum)
+            if !diverged.isEmpty { return actions + diverged }
         }
         if !more { actions += becameSynced() }
         return actions
     }
 
     /// A live `patch` (someone's commit; our own only after a re-join, with our session and id).
-    mutating func patch(clock head: UInt64, ops: Ops, by: String?, id: Int?, sessions: Set<String>) -> [Action] {
+    mutating func patch(clock head: UInt64, ops: Ops, by: String?, id: Int?, sessions: Set<String>, sum: DocChecksum? = nil)
+        -> [Action]
+    {
+        guard !resyncing else { return [] }  // the snapshot on its way replaces everything
+        let fresh = head > clock
         var actions = commit(clock: head, ops: ops, by: by, id: id, sessions: sessions)
         recompute()
         actions.append(.changed(.remote, ids: Set(ops.records.keys)))
         actions.append(.ack)
-        return actions
+        return actions + (fresh ? verify(sum) : [])
     }
 
     /// Applies a commit in clock order; one of ours settles the push in flight.
@@ -204,9 +232,12 @@ struct DocSync: Sendable {
     }
 
     /// A `result` for push `id`.
-    mutating func result(id: Int, action: String, clock head: UInt64?, ops: Ops?, reason: String?) -> [Action] {
+    mutating func result(id: Int, action: String, clock head: UInt64?, ops: Ops?, reason: String?, sum: DocChecksum? = nil)
+        -> [Action]
+    {
         guard let push = inFlight, push.id == id else { return [] }
         inFlight = nil
+        let before = clock
         let outcome: PushOutcome
         switch action {
         case "commit":
@@ -224,6 +255,10 @@ struct DocSync: Sendable {
         recompute()
         var actions: [Action] = [.changed(.result, ids: Set(push.ops.records.keys)), .settle(tickets: push.tickets, .success(outcome))]
         if action != "discard" { actions.append(.ack) }
+        if action != "discard" && clock > before {
+            let diverged = verify(sum)
+            if !diverged.isEmpty { return actions + diverged }
+        }
         return actions + pump()
     }
 
@@ -260,7 +295,7 @@ struct DocSync: Sendable {
     }
 
     private mutating func recompute() {
-        var replica = confirmed
+        var replica = confirmed.untracked  // the view is never compared: no hashing per edit
         for push in pending { replica.apply(clock: replica.head &+ 1, ops: push.ops) }
         view = replica.records
     }

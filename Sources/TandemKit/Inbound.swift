@@ -37,9 +37,22 @@ enum Inbound {
 
     /// Parses one text frame; nil when it is not a message this client can read (logged by the caller).
     init?(text: String) {
-        guard let json = try? JSONParser.parse(text, maxDepth: Wire.maxInboundDepth), let type = json["t"]?.stringValue else {
+        guard let parsed = Self.parse(text: text) else { return nil }
+        self = parsed.message
+    }
+
+    /// Parses one text frame, with the doc checksum it carries (issue 13): a snapshot's, a patch's or a
+    /// result's `sum`, or for a log chunk its last entry's (the state after the whole chunk).
+    static func parse(text: String) -> (message: Inbound, sum: DocChecksum?)? {
+        guard let json = try? JSONParser.parse(text, maxDepth: Wire.maxInboundDepth), let message = Inbound(json: json) else {
             return nil
         }
+        let carrier = json["t"]?.stringValue == "log" ? json["entries"]?.arrayValue?.last : json
+        return (message, carrier?["sum"]?.stringValue.flatMap { DocChecksum(hex: $0) })
+    }
+
+    private init?(json: JSONValue) {
+        guard let type = json["t"]?.stringValue else { return nil }
         let doc = json["doc"]?.stringValue
         switch type {
         case "welcome":
@@ -130,6 +143,12 @@ enum Outbound {
         JSONValue.object([
             "t": .string("push"), "doc": .string(doc), "id": .number(id), "base": .number(base), "ops": ops.json,
         ]).serializedString
+    }
+
+    /// `{"t":"diverged"}` (issue 13): this client's state after `clock` did not match the commit's checksum.
+    static func diverged(doc: String, clock: UInt64, sum: DocChecksum) -> String {
+        JSONValue.object(["t": .string("diverged"), "doc": .string(doc), "clock": .number(clock), "sum": .string(sum.hex)])
+            .serializedString
     }
 
     static func ack(doc: String, clock: UInt64) -> String {

@@ -349,7 +349,7 @@ public actor TandemConnection {
     private func received(_ text: String, from ws: WebSocketClient) -> Bool {
         guard ws === socket else { return false }
         lastMessageAt = .now
-        guard let message = Inbound(text: text) else { return false }
+        guard let (message, sum) = Inbound.parse(text: text) else { return false }
         switch message {
         case .welcome(let welcome):
             self.welcome = welcome
@@ -377,16 +377,16 @@ public actor TandemConnection {
             emit(.presence(joined: joined, updated: updated, left: left), entry)
         case .snapshot(let doc, let clock, let records, let more):
             guard let entry = docs[doc] else { return false }
-            perform(entry.sync.snapshot(clock: clock, records: records, more: more), entry)
+            perform(entry.sync.snapshot(clock: clock, records: records, more: more, sum: sum), entry)
         case .log(let doc, let entries, let more):
             guard let entry = docs[doc] else { return false }
-            perform(entry.sync.log(entries: entries, more: more, sessions: sessions), entry)
+            perform(entry.sync.log(entries: entries, more: more, sessions: sessions, sum: sum), entry)
         case .patch(let doc, let clock, let ops, let by, let id):
             guard let entry = docs[doc] else { return false }
-            perform(entry.sync.patch(clock: clock, ops: ops, by: by, id: id, sessions: sessions), entry)
+            perform(entry.sync.patch(clock: clock, ops: ops, by: by, id: id, sessions: sessions, sum: sum), entry)
         case .result(let doc, let id, let action, let clock, let ops, let reason):
             guard let entry = docs[doc] else { return false }
-            perform(entry.sync.result(id: id, action: action, clock: clock, ops: ops, reason: reason), entry)
+            perform(entry.sync.result(id: id, action: action, clock: clock, ops: ops, reason: reason, sum: sum), entry)
         case .left(let doc):
             docs[doc]?.role = nil
         case .error(let error):
@@ -483,6 +483,11 @@ public actor TandemConnection {
                 for waiter in waiters { waiter.resume() }
             case .ack:
                 scheduleAck(entry)
+            case .diverged(let clock, _, let actual):
+                // Reported (counted by the server), then a re-join without `since`: the snapshot replaces
+                // every record (issue 13).
+                send(Outbound.diverged(doc: entry.id, clock: clock, sum: actual))
+                if isOpen { sendJoin(entry) }
             }
         }
     }

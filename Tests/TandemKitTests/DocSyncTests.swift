@@ -186,4 +186,38 @@ import Testing
         #expect(settled(sync.left(doc: "d")).map(\.0) == [[1, 2]])
         #expect(sync.view.isEmpty)
     }
+
+    // MARK: Checksums (issue 13)
+
+    func diverged(_ actions: [DocSync.Action]) -> [UInt64] {
+        actions.compactMap { if case .diverged(let clock, _, _) = $0 { clock } else { nil } }
+    }
+
+    /// Commits whose `sum` matches the confirmed records pass; one that does not is reported and answered
+    /// by a re-join without `since` (patches meanwhile are ignored) until the snapshot replaces everything.
+    @Test func aChecksumMismatchIsReportedAndResyncedFromASnapshot() {
+        var sync = synced()
+        let a = record(#"{"x":1}"#)
+        let right = DocChecksum.record(id: "a", value: a)
+        #expect(diverged(sync.patch(clock: 1, ops: ops(#"{"a":["put",{"x":1}]}"#), by: "S2", id: 1, sessions: me, sum: right)).isEmpty)
+        #expect(sync.since == 1)
+        // A result of our own push, checked the same way.
+        _ = sync.edit(ops(#"{"b":["put",{}]}"#), ticket: 1, newID: 10)
+        let both = right + DocChecksum.record(id: "b", value: record("{}"))
+        #expect(diverged(sync.result(id: 10, action: "commit", clock: 2, ops: nil, reason: nil, sum: both)).isEmpty)
+        // A commit after which the server's state is not ours.
+        let wrong = DocChecksum(lane0: 1, lane1: 2)
+        let actions = sync.patch(clock: 3, ops: ops(#"{"c":["put",{}]}"#), by: "S2", id: 2, sessions: me, sum: wrong)
+        #expect(diverged(actions) == [3])
+        #expect(sync.since == nil, "the re-join asks for a snapshot")
+        #expect(!sync.synced)
+        #expect(sync.patch(clock: 4, ops: ops(#"{"d":["put",{}]}"#), by: "S2", id: 3, sessions: me).isEmpty, "ignored while resyncing")
+        // The snapshot replaces everything; from then on commits are checked again.
+        let records = ["a": a, "z": record("{}")]
+        let snapshot = sync.snapshot(clock: 4, records: records, more: false, sum: DocChecksum.of(records))
+        #expect(diverged(snapshot).isEmpty)
+        #expect(sync.synced && sync.since == 4 && sync.records == records)
+        #expect(diverged(sync.patch(clock: 5, ops: ops(#"{"z":["remove"]}"#), by: "S2", id: 4, sessions: me, sum: right)).isEmpty)
+        #expect(diverged(sync.patch(clock: 6, ops: ops(#"{"a":["remove"]}"#), by: "S2", id: 5, sessions: me, sum: right)) == [6])
+    }
 }

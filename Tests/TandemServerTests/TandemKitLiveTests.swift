@@ -390,4 +390,44 @@ import Testing
         #expect(try await doc.put("note:1", ["text": "far too long"]) == .discard(reason: "invalid"))
         #expect(await doc.record("note:1")?["text"]?.stringValue == "hello", "the optimistic edit is rolled back")
     }
+
+    /// Issue 13: Redis's stored checksum is overwritten behind Tandem's back, so the next commit's `sum` is
+    /// wrong for everyone. Each TandemKit client finds its state does not match, reports `diverged` (counted
+    /// by its node) and resyncs from a snapshot; each node finds its replica does not match after that
+    /// commit (counted) and reloads, and the checksum is made to describe Redis's records again. Everyone
+    /// converges, and the next commit checks out everywhere.
+    @Test func aWrongChecksumIsReportedByClientsAndNodesAndHealed() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let doc = "kit:sum"
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        let bob = try await connect("bob", [cluster.nodes[1].wsBase])
+        let docA = try await ada.join(doc)
+        let docB = try await bob.join(doc)
+        try await docA.submit(Ops(["a": .put(["x": 1])]))
+        try await expectConverged([docA, docB], cluster, doc)
+        let client = #"tandem_sync_divergence_total{source="client"}"#
+        let node = #"tandem_sync_divergence_total{source="node"}"#
+        for n in cluster.nodes { #expect(try await n.metric("tandem_sync_divergence_total") == 0) }
+
+        let head = SyncRedis.head(cluster.redis, doc)
+        cluster.redis.command("SET", SyncRedis.key(doc, "sum"), "\(head):0123456789abcdef")
+        try await docB.submit(Ops(["b": .put(["y": 2])]))
+        for n in cluster.nodes {
+            try await waitUntil("\(n.nodeID) counted its client's report and its replica's mismatch") {
+                let reports = try? await n.metric(client)
+                let mismatches = try? await n.metric(node)
+                return reports == 1 && (mismatches ?? 0) >= 1
+            }
+        }
+        try await expectConverged([docA, docB], cluster, doc)
+        let records = SyncRedis.records(cluster.redis, doc).mapValues { json($0) }
+        try await waitUntil("Redis's checksum describes its records again") {
+            cluster.redis.command("GET", SyncRedis.key(doc, "sum")) == "\(head + 1):\(DocChecksum.of(records).hex)"
+        }
+
+        try await docA.submit(Ops(["c": .put(["z": 3])]))
+        try await expectConverged([docA, docB], cluster, doc)
+        for n in cluster.nodes { #expect(try await n.metric(client) == 1, "no new report after the heal") }
+        await cluster.finish()
+    }
 }

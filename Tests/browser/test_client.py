@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from urllib.parse import quote, urlencode
@@ -18,7 +19,7 @@ import websockets
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from harness import ARTIFACTS, REPO, RedisServer, TandemNode, make_token
+from harness import ARTIFACTS, REPO, RedisServer, TandemNode, make_token, wait_until
 
 SETUP_JS = r"""
 const [urlA, tokenA, urlB, tokenB, doc, done] = arguments;
@@ -161,6 +162,75 @@ def test_presence_modes_hidden_and_none(browser, cluster, static_server):
     assert browser.execute_script("return window.nonePresenceEvents;") == 0, "the none client got presence"
     info = requests.get(f"{cluster['n2'].ops_url}/api/docs/{doc}", timeout=3).json()
     assert {m["sid"] for m in info["members"]} == {setup["a"], setup["b"]}
+
+
+def node_metric(node, series):
+    """The value of one exported series (0 when absent)."""
+    text = requests.get(f"{node.ops_url}/metrics", timeout=3).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_checksums_are_verified_and_a_diverged_client_resyncs(browser, cluster, static_server):
+    """Issue 13: tandem.js keeps the checksum of its confirmed records and checks every commit's `sum`
+    (results, patches, snapshots). Its checksum is the server's; when its state differs (here: a client bug
+    simulated by changing a record behind its back), it reports `diverged` — counted by the node — and
+    re-joins without `since`: the snapshot puts it back on the server's state."""
+    doc = f"client-test:{uuid.uuid4().hex[:8]}"
+    open_two_clients(browser, cluster, static_server, doc)
+    browser.execute_script(r"""
+      const [doc] = arguments;
+      for (const label of ['a', 'b']) {
+        window[`diverged_${label}`] = [];
+        clients[label].client.doc(doc).addEventListener('diverged', (e) => window[`diverged_${label}`].push(e.detail));
+      }
+    """, doc)
+    result = push(browser, "a", doc, {"r1": ["put", {"title": "héllo \u2028", "n": 1.5, "big": 1e21, "z": {"b": [], "a": None}}],
+                                      "r2": ["put", {"k": [1, 2]}]})
+    assert result["action"] == "commit" and isinstance(result.get("sum"), str), result
+    wait_view(browser, "b", doc, lambda v: "r2" in v["records"], "b never got the records")
+    redis = cluster["redis"]
+    stored = subprocess.run(["redis-cli", "-p", str(redis.port), "GET", f"tandem:{{{doc}}}:sum"],
+                            capture_output=True, text=True, timeout=10).stdout.strip()
+    sums = browser.execute_script(r"""
+      const [doc] = arguments;
+      const out = {};
+      for (const label of ['a', 'b']) {
+        const d = clients[label].client.doc(doc);
+        out[label] = new Tandem.DocChecksum(d.confirmed).hex;
+      }
+      return out;
+    """, doc)
+    assert stored == f"{result['clock']}:{result['sum']}", (stored, result)
+    assert sums == {"a": result["sum"], "b": result["sum"]}, "tandem.js computes the server's checksum"
+
+    # b's state goes wrong (as a client bug would leave it): its copy of r1 and its checksum of it.
+    browser.execute_script(r"""
+      const [doc] = arguments;
+      const d = clients.b.client.doc(doc);
+      d.confirmed.set('r1', { title: 'wrong' });
+      d.checksum.set('r1', { title: 'wrong' });
+    """, doc)
+    before = node_metric(cluster["n2"], 'tandem_sync_divergence_total{source="client"}')
+    result = push(browser, "a", doc, {"r2": ["patch", {"k": ["append", [3], 2]}]})
+    assert result["action"] == "commit", result
+    view = wait_view(browser, "b", doc,
+                     lambda v: v["records"].get("r1", {}).get("title") == "héllo \u2028" and v["records"]["r2"] == {"k": [1, 2, 3]}
+                     and v["synced"], "b never resynced to the server's records")
+    assert view["clock"] == result["clock"]
+    events = browser.execute_script("return { a: window.diverged_a, b: window.diverged_b };")
+    assert events["a"] == [], events
+    assert len(events["b"]) == 1 and events["b"][0]["resync"] and events["b"][0]["expected"] == result["sum"], events
+    wait_until(lambda: node_metric(cluster["n2"], 'tandem_sync_divergence_total{source="client"}') == before + 1, 10,
+               message="n2 counted b's diverged report")
+    # Back in step: the next commit checks out on both.
+    result = push(browser, "b", doc, {"r3": ["put", {"ok": True}]})
+    assert result["action"] == "commit", result
+    wait_view(browser, "a", doc, lambda v: "r3" in v["records"], "a never got r3")
+    events = browser.execute_script("return { a: window.diverged_a, b: window.diverged_b };")
+    assert events["a"] == [] and len(events["b"]) == 1, events
 
 
 def test_dropped_client_resumes_and_catches_up(browser, cluster, static_server):

@@ -30,7 +30,7 @@ REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconne
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",
-                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed"]
+                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed", "TandemDocDiverged"]
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:

@@ -117,6 +117,90 @@ export function applyOps(records, ops) {
   return records;
 }
 
+// MARK: checksums (issue 13; docs/protocol.md, "Checksums", is the definition)
+
+/** Canonical JSON: `JSON.stringify` with every object's keys sorted (the default sort: UTF-16 order). */
+export function canonicalJSON(value) {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return "[" + value.map(canonicalJSON).join(",") + "]";
+  return "{" + Object.keys(value).sort().map((k) => JSON.stringify(k) + ":" + canonicalJSON(value[k])).join(",") + "}";
+}
+
+const utf8Encoder = new TextEncoder();
+
+function fmix32(h) {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** MurmurHash3 (x86_32) of `bytes` with seeds 0 and 0x9747b28c, in one pass: [lane0, lane1]. */
+export function murmur3Pair(bytes) {
+  const n = bytes.length;
+  let h0 = 0;
+  let h1 = 0x9747b28c;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let k = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    h0 ^= k;
+    h0 = (Math.imul((h0 << 13) | (h0 >>> 19), 5) + 0xe6546b64) | 0;
+    h1 ^= k;
+    h1 = (Math.imul((h1 << 13) | (h1 >>> 19), 5) + 0xe6546b64) | 0;
+  }
+  let k = 0;
+  const rest = n & 3;
+  if (rest >= 3) k ^= bytes[i + 2] << 16;
+  if (rest >= 2) k ^= bytes[i + 1] << 8;
+  if (rest >= 1) {
+    k ^= bytes[i];
+    k = Math.imul(k, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    h0 ^= k;
+    h1 ^= k;
+  }
+  return [fmix32(h0 ^ n), fmix32(h1 ^ n)];
+}
+
+/** A record's hash: both lanes of the canonical JSON of `[id, value]` (UTF-8). */
+export function recordHash(id, value) {
+  return murmur3Pair(utf8Encoder.encode(canonicalJSON([id, value])));
+}
+
+const hex8 = (x) => x.toString(16).padStart(8, "0");
+
+/** A doc's checksum, kept per record: the sum of its records' hashes, each lane mod 2^32. */
+export class DocChecksum {
+  constructor(records) {
+    this.hashes = new Map();
+    this.lane0 = 0;
+    this.lane1 = 0;
+    if (records) for (const [id, value] of records) this.set(id, value);
+  }
+
+  /** Record `id` is now `value` (undefined: removed). */
+  set(id, value) {
+    const old = this.hashes.get(id);
+    if (old) {
+      this.lane0 = (this.lane0 - old[0]) >>> 0;
+      this.lane1 = (this.lane1 - old[1]) >>> 0;
+      this.hashes.delete(id);
+    }
+    if (value === undefined) return;
+    const h = recordHash(id, value);
+    this.hashes.set(id, h);
+    this.lane0 = (this.lane0 + h[0]) >>> 0;
+    this.lane1 = (this.lane1 + h[1]) >>> 0;
+  }
+
+  get hex() {
+    return hex8(this.lane0) + hex8(this.lane1);
+  }
+}
+
 /** Full-jitter exponential backoff: a random delay in [0, min(max, base·2^attempt)]. */
 export function backoffDelay(attempt, baseMs, maxMs, random = Math.random) {
   return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** attempt));
@@ -383,6 +467,12 @@ export class TandemDoc extends EventTarget {
     this.backoffTimer = null;
     this.probe = null;
     this.staging = null; // snapshot chunks being received
+    // Integrity checksum of `confirmed` (issue 13): built from it whenever `confirmed` is another Map (a
+    // snapshot, an offline restore), then kept per commit; a commit's `sum` is checked against it.
+    this.checksum = null;
+    this.checksumOf = null;
+    this.resyncing = false; // re-joined without `since` after a mismatch: the snapshot replaces everything
+    this.lastResyncAt = -Infinity;
     this.lastPresenceAt = 0;
     this.left = false;
     this.ready = new Promise((resolve, reject) => {
@@ -510,7 +600,7 @@ export class TandemDoc extends EventTarget {
     if (this.presenceMode !== "full") message.presence = this.presenceMode;
     else if (this.state !== null) message.state = this.state;
     if (this.schema !== undefined) message.schema = this.schema;
-    if (this.everSynced) message.since = this.clock;
+    if (this.everSynced && !this.resyncing) message.since = this.clock;
     this.joinState = this.state;
     this.synced = false;
     this.client.send(message);
@@ -552,17 +642,19 @@ export class TandemDoc extends EventTarget {
           this.confirmed = this.staging;
           this.staging = null;
           this.clock = m.clock;
+          this.resyncing = false;
+          this.verify(m.sum, m.clock, null);
           this.recompute("snapshot");
           this.becameSynced();
         }
         break;
       case "log":
-        for (const entry of m.entries) this.applyCommit(entry.clock, entry.ops, entry.by, entry.id);
+        for (const entry of m.entries) this.applyCommit(entry.clock, entry.ops, entry.by, entry.id, entry.sum);
         this.recompute("log");
         if (!m.more) this.becameSynced();
         break;
       case "patch":
-        this.applyCommit(m.clock, m.ops, m.by);
+        this.applyCommit(m.clock, m.ops, m.by, undefined, m.sum);
         this.recompute("patch");
         break;
       case "result":
@@ -578,10 +670,11 @@ export class TandemDoc extends EventTarget {
   }
 
   /** A commit from the log or the live stream; our own (after a reconnect) settles its pending push. */
-  applyCommit(clock, ops, by, pushId) {
+  applyCommit(clock, ops, by, pushId, sum) {
     if (clock <= this.clock) return;
-    applyOps(this.confirmed, ops);
+    this.applyConfirmed(ops);
     this.clock = clock;
+    this.verify(sum, clock, ops);
     if (pushId !== undefined && this.client.sessions.has(by)) {
       const index = this.pending.findIndex((p) => p.id === pushId);
       if (index >= 0) this.pending.splice(index, 1)[0].resolve({ action: "commit", clock, id: pushId, recovered: true });
@@ -592,9 +685,11 @@ export class TandemDoc extends EventTarget {
   result(m) {
     const index = this.pending.findIndex((p) => p.id === m.id);
     const push = index >= 0 ? this.pending.splice(index, 1)[0] : null;
-    if (m.action === "commit" && push && m.clock > this.clock) applyOps(this.confirmed, push.ops);
-    if (m.action === "rebase" && m.clock > this.clock) applyOps(this.confirmed, m.ops);
+    const ops = m.action === "commit" && push ? push.ops : m.action === "rebase" ? m.ops : null;
+    const fresh = m.action !== "discard" && m.clock > this.clock;
+    if (fresh && ops) this.applyConfirmed(ops);
     if (m.action !== "discard") this.clock = Math.max(this.clock, m.clock);
+    if (fresh && ops) this.verify(m.sum, m.clock, ops);
     this.recompute("result");
     push?.resolve(m);
     this.dispatchEvent(event("result", m));
@@ -626,6 +721,40 @@ export class TandemDoc extends EventTarget {
       this.rejectReady(Object.assign(new Error(m.message || "forbidden"), { code: m.code }));
     }
     this.dispatchEvent(event("servererror", m));
+  }
+
+  /** Applies committed ops to `confirmed`, keeping its checksum. */
+  applyConfirmed(ops) {
+    applyOps(this.confirmed, ops);
+    if (this.checksum && this.checksumOf === this.confirmed) {
+      for (const id of Object.keys(ops || {})) this.checksum.set(id, this.confirmed.get(id));
+    }
+  }
+
+  /** Compares `confirmed` at `clock` with the server's checksum `sum` (absent: nothing to compare).
+   * A mismatch is reported (`{"t":"diverged"}`, a `diverged` event) and, unless it is the snapshot
+   * itself or a resync happened in the last 10 s, answered by re-joining without `since`: the snapshot
+   * that follows replaces everything. */
+  verify(sum, clock, ops) {
+    if (typeof sum !== "string" || this.resyncing) return;
+    if (!this.checksum || this.checksumOf !== this.confirmed) {
+      this.checksum = new DocChecksum(this.confirmed);
+      this.checksumOf = this.confirmed;
+    }
+    const actual = this.checksum.hex;
+    if (actual === sum) return;
+    const now = Date.now();
+    const resync = ops !== null && now - this.lastResyncAt >= 10000;
+    this.client.send({ t: "diverged", doc: this.id, clock, sum: actual });
+    this.dispatchEvent(event("diverged", { clock, expected: sum, actual, resync }));
+    if (!resync) return;
+    this.lastResyncAt = now;
+    this.resyncing = true;
+    this.staging = null;
+    // Whatever was sent may or may not be in the snapshot: re-sent after it, a committed one is
+    // recognised as a duplicate (same session, same id).
+    for (const p of this.pending) p.sent = false;
+    this.sendJoin();
   }
 
   becameSynced() {

@@ -77,7 +77,7 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         }
     case .sync(_, _, let limit):
         if let limit { require(limit > 0, "sync limit \(limit) accepted") }
-    case .join, .leave, .ping, .ack:
+    case .join, .leave, .ping, .ack, .diverged:
         break
     }
     return 0

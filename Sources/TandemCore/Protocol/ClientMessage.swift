@@ -12,12 +12,15 @@ public enum ClientMessage: Equatable, Sendable {
     case push(doc: String, id: JSONValue, base: UInt64, ops: RawJSON)
     case sync(doc: String, from: UInt64, limit: Int?)
     case ack(doc: String, clock: UInt64)
+    /// The client's state of `doc` after `clock` did not match that commit's checksum (issue 13): it
+    /// resyncs from a snapshot; the server counts the report. `sum`: what the client computed, if it said.
+    case diverged(doc: String, clock: UInt64, sum: DocChecksum?)
 
     /// The doc a message is about, for error replies.
     public var doc: String? {
         switch self {
         case .join(let d, _, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
-            .ack(let d, _):
+            .ack(let d, _), .diverged(let d, _, _):
             return d
         case .ping:
             return nil
@@ -124,6 +127,19 @@ public enum ClientMessage: Equatable, Sendable {
                 throw ProtocolError(.badMessage, "ack needs \"clock\"", doc: doc)
             }
             return .ack(doc: doc, clock: clock)
+        case "diverged":
+            let doc = try fields.doc()
+            guard let clock = try fields.optionalClock("clock", doc: doc) else {
+                throw ProtocolError(.badMessage, "diverged needs \"clock\"", doc: doc)
+            }
+            var sum: DocChecksum?
+            if let raw = object["sum"], raw != .null {
+                guard let parsed = raw.stringValue.flatMap({ DocChecksum(hex: $0) }) else {
+                    throw ProtocolError(.badMessage, "\"sum\" must be a checksum: 16 hex digits", doc: doc)
+                }
+                sum = parsed
+            }
+            return .diverged(doc: doc, clock: clock, sum: sum)
         default:
             throw ProtocolError(.unknownType, "unknown message type \"\(excerpt(type))\"")
         }

@@ -17,6 +17,8 @@ extension ServerMessage {
         // The pusher's id, as in log entries: a client whose push was refused `unavailable` after Redis
         // executed it (or whose connection dropped) recognises its own commit (protocol.md, "Redis unavailable").
         if let id = commit.pushID { w.comma(); w.key("id"); w.write(id) }
+        // The doc's checksum after this commit (issue 13): the client verifies its state against it.
+        if let sum = commit.sum { w.comma(); w.key("sum"); w.string(sum.hex) }
         w.closeObject()
         return w.bytes
     }
@@ -25,7 +27,7 @@ extension ServerMessage {
     /// `ops` is present for rebases (what the server applied instead).
     public static func result(
         doc: String, id: JSONValue, action: PushDecision.Action, clock: UInt64, applied: JSONValue?, reason: String?,
-        violation: RecordViolation? = nil
+        violation: RecordViolation? = nil, sum: DocChecksum? = nil
     ) -> [UInt8] {
         var w = JSONWriter(capacity: 128)
         w.openObject()
@@ -36,6 +38,7 @@ extension ServerMessage {
         w.key("clock"); w.integer(clock)
         if let applied { w.comma(); w.key("ops"); w.write(applied) }
         if let reason { w.comma(); w.key("reason"); w.string(reason) }
+        if let sum { w.comma(); w.key("sum"); w.string(sum.hex) }
         if let violation {
             // {"record":ID,"type":NAME,"path":"/json/pointer","message":TEXT}: what a client shows or logs.
             w.comma(); w.key("invalid"); w.openObject()
@@ -57,11 +60,15 @@ extension ServerMessage {
         w.key("ops"); commit.writeOps(into: &w); w.comma()
         w.key("by"); w.string(commit.by)
         if let id = commit.pushID { w.comma(); w.key("id"); w.write(id) }
+        if let sum = commit.sum { w.comma(); w.key("sum"); w.string(sum.hex) }
         w.closeObject()
     }
 
     /// One `{"t":"snapshot","doc":D,"clock":H,"records":{…},"more":B}` chunk from pre-encoded records.
-    public static func snapshotChunk(doc: String, head: UInt64, records: [(id: String, json: [UInt8])], more: Bool) -> [UInt8] {
+    /// `sum` (issue 13): the checksum of the whole snapshot at `head`, in every chunk.
+    public static func snapshotChunk(
+        doc: String, head: UInt64, records: [(id: String, json: [UInt8])], more: Bool, sum: DocChecksum? = nil
+    ) -> [UInt8] {
         var w = JSONWriter(capacity: records.reduce(96) { $0 + $1.json.count + $1.id.utf8.count + 4 })
         w.openObject()
         w.key("t"); w.string("snapshot"); w.comma()
@@ -76,6 +83,7 @@ extension ServerMessage {
         }
         w.closeObject(); w.comma()
         w.key("more"); w.bool(more)
+        if let sum { w.comma(); w.key("sum"); w.string(sum.hex) }
         w.closeObject()
         return w.bytes
     }
@@ -184,13 +192,15 @@ public struct SnapshotChunker: CatchUpChunker {
     public let head: UInt64
     private let records: [String: JSONValue]
     private let ids: [String]
+    private let sum: DocChecksum?
     private var index = 0
     private var emittedAny = false
 
-    public init(doc: String, head: UInt64, records: [String: JSONValue]) {
+    public init(doc: String, head: UInt64, records: [String: JSONValue], sum: DocChecksum? = nil) {
         self.doc = doc
         self.head = head
         self.records = records
+        self.sum = sum
         self.ids = records.keys.sorted()
     }
 
@@ -218,6 +228,6 @@ public struct SnapshotChunker: CatchUpChunker {
             index += 1
         }
         emittedAny = true
-        return ServerMessage.snapshotChunk(doc: doc, head: head, records: batch, more: index < ids.count)
+        return ServerMessage.snapshotChunk(doc: doc, head: head, records: batch, more: index < ids.count, sum: sum)
     }
 }

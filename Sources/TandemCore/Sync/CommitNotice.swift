@@ -11,6 +11,9 @@ public struct CommitNotice: Sendable {
     public var pushID: JSONValue?
     /// Wall-clock milliseconds when Redis committed it (feeds tandem_sync_lag_seconds).
     public var committedAtMs: UInt64
+    /// The doc's checksum after this commit, as the commit script computed it (`"sum"`; nil when Redis
+    /// did not know the checksum before it, e.g. a doc last written by a node from before checksums).
+    public var sum: DocChecksum?
     /// `ops` serialized, when the node has the bytes already (its own commits, from the group commit):
     /// messages copy them instead of serializing `ops` again. Always exactly `ops.serialized`.
     public var encodedOps: [UInt8]?
@@ -20,8 +23,9 @@ public struct CommitNotice: Sendable {
 
     public init(
         clock: UInt64, ops: JSONValue, by: String, node: String, pushID: JSONValue?, committedAtMs: UInt64,
-        encodedOps: [UInt8]? = nil, parsedOps: Ops? = nil
+        encodedOps: [UInt8]? = nil, parsedOps: Ops? = nil, sum: DocChecksum? = nil
     ) {
+        self.sum = sum
         self.clock = clock
         self.ops = ops
         self.by = by
@@ -53,13 +57,16 @@ public struct CommitNotice: Sendable {
         w.key("by"); w.string(by); w.comma()
         if let pushID { w.key("id"); w.write(pushID); w.comma() }
         w.key("at"); w.integer(committedAtMs)
+        if let sum { w.comma(); w.key("sum"); w.string(sum.hex) }
     }
 
     init?(fields o: [String: JSONValue]) {
         guard let clock = o["clock"]?.uint64Value, let ops = o["ops"], ops.isObject, let by = o["by"]?.stringValue,
             let node = o["node"]?.stringValue, let at = o["at"]?.uint64Value
         else { return nil }
-        self.init(clock: clock, ops: ops, by: by, node: node, pushID: o["id"], committedAtMs: at)
+        self.init(
+            clock: clock, ops: ops, by: by, node: node, pushID: o["id"], committedAtMs: at,
+            sum: o["sum"]?.stringValue.flatMap { DocChecksum(hex: $0) })
     }
 
     /// One member of a batch (`NodeMessage.commits`, batch log entries): `{"by":SID,"id":ID,"ops":OPS}`.
@@ -68,6 +75,7 @@ public struct CommitNotice: Sendable {
         w.key("by"); w.string(by); w.comma()
         if let pushID { w.key("id"); w.write(pushID); w.comma() }
         w.key("ops"); writeOps(into: &w)
+        if let sum { w.comma(); w.key("sum"); w.string(sum.hex) }
         w.closeObject()
     }
 
@@ -84,7 +92,9 @@ public struct CommitNotice: Sendable {
                 return nil
             }
             notices.append(
-                CommitNotice(clock: first + UInt64(i), ops: ops, by: by, node: node, pushID: m["id"], committedAtMs: atMs))
+                CommitNotice(
+                    clock: first + UInt64(i), ops: ops, by: by, node: node, pushID: m["id"], committedAtMs: atMs,
+                    sum: m["sum"]?.stringValue.flatMap { DocChecksum(hex: $0) }))
         }
         return notices
     }
@@ -94,6 +104,6 @@ extension CommitNotice: Equatable {
     /// Equal commits: the caches are derived from `ops` and do not count.
     public static func == (a: CommitNotice, b: CommitNotice) -> Bool {
         a.clock == b.clock && a.by == b.by && a.node == b.node && a.pushID == b.pushID
-            && a.committedAtMs == b.committedAtMs && a.ops == b.ops
+            && a.committedAtMs == b.committedAtMs && a.ops == b.ops && a.sum == b.sum
     }
 }

@@ -57,6 +57,13 @@ public struct DocReplica: Sendable, Equatable {
     public private(set) var versions: [String: UInt64]
     /// Clock of each removal still retained.
     public private(set) var tombstones: [String: UInt64]
+    /// The checksum of `records` (issue 13), kept up to date commit by commit.
+    public private(set) var sum: DocChecksum
+    /// Each live record's hash (`DocChecksum.record`): a change subtracts the old one without encoding
+    /// the old value again.
+    private var hashes: [String: DocChecksum]
+    /// False for a copy that does not keep the checksum (`untracked`).
+    private var tracksChecksum = true
 
     public init(
         head: UInt64 = 0, records: [String: JSONValue] = [:], versions: [String: UInt64] = [:],
@@ -66,7 +73,30 @@ public struct DocReplica: Sendable, Equatable {
         self.records = records
         self.versions = versions
         self.tombstones = tombstones
+        var hashes: [String: DocChecksum] = [:]
+        hashes.reserveCapacity(records.count)
+        var sum = DocChecksum.zero
+        for (id, value) in records {
+            let hash = DocChecksum.record(id: id, value: value)
+            hashes[id] = hash
+            sum += hash
+        }
+        self.hashes = hashes
+        self.sum = sum
     }
+
+    /// A copy that keeps no checksum (`sum` is zero and stays so): applying commits to it hashes nothing.
+    /// For states nobody compares, such as a client's optimistic view (confirmed records plus pending edits).
+    public var untracked: DocReplica {
+        var copy = self
+        copy.tracksChecksum = false
+        copy.hashes = [:]
+        copy.sum = .zero
+        return copy
+    }
+
+    /// The hash of live record `id` (nil: missing).
+    public func hash(of id: String) -> DocChecksum? { hashes[id] }
 
     /// Applies a committed change. Returns false (and changes nothing) unless `clock` is `head + 1`.
     ///
@@ -83,10 +113,15 @@ public struct DocReplica: Sendable, Equatable {
                 records[id] = record
                 versions[id] = clock
                 tombstones.removeValue(forKey: id)
+                guard tracksChecksum else { continue }
+                let hash = DocChecksum.record(id: id, value: record)
+                if let old = hashes.updateValue(hash, forKey: id) { sum -= old }
+                sum += hash
             case .removed:
                 records.removeValue(forKey: id)
                 versions.removeValue(forKey: id)
                 tombstones[id] = clock
+                if let old = hashes.removeValue(forKey: id) { sum -= old }
             }
         }
         head = clock

@@ -119,10 +119,22 @@ extension PushPipeline {
         var commits: [CommitBatch.Commit] = []
         var expectations: [String: PushDecision.Expectation] = [:]
         var writes: [String: CommitBatch.Write] = [:]
+        // Checksums (issue 13): each commit's delta, from the hashes of the records as the batch's earlier
+        // commits left them (the replica's for a first touch). Only the records a commit writes are hashed.
+        var hashes: [String: DocChecksum?] = [:]
         for entry in entries where entry.isCommit {
+            var delta = DocChecksum.zero
+            for (id, value) in entry.decision.values {
+                let old = hashes[id] ?? replica.hash(of: id)
+                let new = value.map { DocChecksum.record(id: id, value: $0) }
+                if let old { delta -= old }
+                if let new { delta += new }
+                hashes[id] = .some(new)
+            }
             commits.append(
                 CommitBatch.Commit(
-                    sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON, encodedOps: entry.appliedBytes))
+                    sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON, encodedOps: entry.appliedBytes,
+                    sumDelta: delta))
             for (id, expectation) in entry.decision.expectations where writes[id] == nil {
                 // Only a record's first touch is checked in Redis; earlier expectations on an unchanged
                 // record describe the same state, the one naming a version is the stronger.
@@ -142,11 +154,13 @@ extension PushPipeline {
             if write.wasMissing && write.value != nil { created += 1 }
             if !write.wasMissing && write.value == nil { removed += 1 }
         }
+        var assumedVersions: [String: UInt64] = [:]
+        for (id, expectation) in expectations where expectation == .exists { assumedVersions[id] = replica.version(of: id) }
         let id = nextBatchID
         nextBatchID += 1
         return CommitBatch(
-            id: id, commits: commits, expectations: expectations, writes: writes, created: created, removed: removed,
-            bytes: bytes)
+            id: id, commits: commits, expectations: expectations, assumedVersions: assumedVersions, writes: writes,
+            created: created, removed: removed, bytes: bytes)
     }
 
     /// The batch in Redis wrote nothing: its pushes go back to the front of the queue in their order, to

@@ -53,7 +53,7 @@ extension PushPipeline {
         return PushReply(
             member: entry.push.member, pushID: entry.push.pushID,
             answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
-            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted)
+            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted, sum: commit.sum)
     }
 
     /// - Parameter clock: the member's position when the answer is read (nil: its cursor).

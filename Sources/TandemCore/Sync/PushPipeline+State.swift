@@ -36,10 +36,10 @@ struct BatchEntry<Member: Hashable> {
     var abandoned = false
 
     /// The commit as this node learns it from the script's reply (with the bytes and parsed ops it has).
-    func notice(clock: UInt64, node: String, atMs: UInt64) -> CommitNotice {
+    func notice(clock: UInt64, node: String, atMs: UInt64, sum: DocChecksum? = nil) -> CommitNotice {
         CommitNotice(
             clock: clock, ops: appliedJSON, by: push.sessionID, node: node, pushID: push.pushID, committedAtMs: atMs,
-            encodedOps: appliedBytes, parsedOps: decision.applied)
+            encodedOps: appliedBytes, parsedOps: decision.applied, sum: sum)
     }
 }
 

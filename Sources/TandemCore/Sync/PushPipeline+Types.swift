@@ -68,6 +68,8 @@ public struct PushReply<Member: Hashable>: Equatable {
     public var conflicted: Bool
     /// For a discard with reason `invalid`: the record and the path that failed the doc's schema.
     public var violation: RecordViolation? = nil
+    /// For a commit or rebase: the doc's checksum after it, as Redis computed it (`"sum"`, issue 13).
+    public var sum: DocChecksum? = nil
 }
 
 /// One group commit for `GroupCommitScript`: consecutive commits, all or nothing.
@@ -79,6 +81,9 @@ public struct CommitBatch: Equatable, Sendable {
         public var ops: JSONValue
         /// `ops` serialized (what the script writes and publishes).
         public var encodedOps: [UInt8]
+        /// What this commit adds to the doc's checksum (new record hashes minus old ones, issue 13): the
+        /// script adds it to the checksum stored with the clock.
+        public var sumDelta: DocChecksum = .zero
     }
 
     /// The final state of one record after the batch.
@@ -98,6 +103,10 @@ public struct CommitBatch: Equatable, Sendable {
     /// What must hold in Redis before the batch, for each record the batch touches first (later touches
     /// depend on the batch's own writes and are not checked).
     public var expectations: [String: PushDecision.Expectation]
+    /// For each `.exists` expectation, the version the replica had (issue 13): the commits' checksum deltas
+    /// subtract the hash of the value the replica holds, which is only Redis's if the version is the same
+    /// (a put or remove does not pin the version; another node may have changed the record meanwhile).
+    public var assumedVersions: [String: UInt64] = [:]
     public var writes: [String: Write]
     /// Records the batch creates and removes, net (for `--max-doc-records`).
     public var created: Int

@@ -61,6 +61,10 @@ public struct PushPipeline<Member: Hashable> {
     /// Redis's clock of the doc went back: the reload in flight replaces the replica, even with a lower
     /// head, and every member restarts from it.
     var regressed = false
+    /// The next load replaces the replica even at the same head: it diverged from Redis (issue 13).
+    var replaceOnLoad = false
+    /// A read of the whole doc is in flight (a reload): nothing to compare with Redis until it lands.
+    public var reloadPending: Bool { loadInFlight }
 
     /// A gap-fill read in Redis, issued at this time.
     var readIssuedAt: UInt64?
@@ -153,13 +157,16 @@ public struct PushPipeline<Member: Hashable> {
         loadInFlight = false
         if regressed && wasLoaded {
             regressed = false
+            replaceOnLoad = false  // the regression's replacement is the resync a divergence asked for
             replaceAfterRegression(replica, retainedFrom: retainedFrom, now: now, into: &actions)
             return actions
         }
         regressed = false
         knownRedisHead = max(knownRedisHead, replica.head)
-        deliver(delivery.load(replica, retainedFrom: retainedFrom), now: now, into: &actions)
-        if wasLoaded && delivery.head > before {
+        let replacing = wasLoaded && replaceOnLoad && replica.head >= before
+        replaceOnLoad = false
+        deliver(delivery.load(replica, retainedFrom: retainedFrom, replacing: replacing), now: now, into: &actions)
+        if wasLoaded && (delivery.head > before || replacing) {
             // The replica jumped over commits it never delivered. Our own among them cannot be answered in
             // order any more; every member restarts from a snapshot.
             settleSkippedCommits(into: &actions)
@@ -178,6 +185,16 @@ public struct PushPipeline<Member: Hashable> {
         noteGap(now)
         finishBatchIfDone()
         pump(now, into: &actions)
+        return actions
+    }
+
+    /// The replica's checksum differs from Redis's (issue 13): read the doc again, replacing the replica
+    /// even at the same head; every member restarts from a snapshot of what Redis holds.
+    public mutating func resync(now: UInt64) -> [PushAction<Member>] {
+        var actions: [PushAction<Member>] = []
+        guard delivery.isLoaded else { return actions }
+        replaceOnLoad = true
+        requestReload(into: &actions)
         return actions
     }
 
@@ -322,9 +339,11 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Redis answered (or failed) the batch `batchID`.
     /// - Parameter failureMessage: for `.failed`, what the pushers are told (default: Redis unreachable).
+    /// - Parameter sums: for `.committed`, the doc's checksum after each commit as the script computed it
+    ///   (empty when Redis did not know the checksum before the batch).
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func commitReplied(
-        batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
+        batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil, sums: [DocChecksum] = []
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         // (No local copy of the batch: its entries are updated in place as commits are delivered, and a
@@ -357,7 +376,8 @@ public struct PushPipeline<Member: Hashable> {
             for k in 0..<commitCount {
                 let clock = first + UInt64(k)
                 guard clock > delivery.head, let i = inFlight?.commitEntries[k] else { continue }
-                let notice = inFlight!.entries[i].notice(clock: clock, node: settings.nodeID, atMs: atMs)
+                let notice = inFlight!.entries[i].notice(
+                    clock: clock, node: settings.nodeID, atMs: atMs, sum: k < sums.count ? sums[k] : nil)
                 deliver(delivery.receive(notice), now: now, into: &actions)
             }
             settleSkippedCommits(into: &actions)

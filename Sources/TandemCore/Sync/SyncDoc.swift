@@ -19,6 +19,17 @@ public struct SyncDoc<Member: Hashable> {
     private var cursors: [Member: UInt64] = [:]
     /// Members catching up from the Redis log, and the next clock they need.
     private var catchingUp: [Member: UInt64] = [:]
+    /// The first commit since the last load after which the replica's checksum differed from the one
+    /// Redis computed for that clock (issue 13): the replica diverged and must be read again.
+    public private(set) var divergence: Divergence?
+
+    /// A commit after which the replica's checksum was not Redis's.
+    public struct Divergence: Equatable, Sendable {
+        public var clock: UInt64
+        /// What Redis's commit script computed, and what the replica holds.
+        public var expected: DocChecksum
+        public var actual: DocChecksum
+    }
 
     public init(retention: UInt64, recentCapacity: Int = 2048) {
         self.retention = retention
@@ -51,9 +62,12 @@ public struct SyncDoc<Member: Hashable> {
 
     /// Installs the state read from Redis. Commits that arrived while loading are applied if they are
     /// newer. Returns their dispatches (nobody is live yet, so recipients are empty).
-    public mutating func load(_ loaded: DocReplica, retainedFrom: UInt64) -> [Dispatch] {
-        if let replica, replica.head >= loaded.head { return [] }
+    /// - Parameter replacing: install it even at the replica's own head (a replica that diverged is read
+    ///   again: same clock, other records).
+    public mutating func load(_ loaded: DocReplica, retainedFrom: UInt64, replacing: Bool = false) -> [Dispatch] {
+        if let replica, replica.head > loaded.head || (replica.head == loaded.head && !replacing) { return [] }
         replica = loaded
+        divergence = nil
         self.retainedFrom = max(1, retainedFrom)
         recent.removeAll()
         ahead = ahead.filter { $0.key > loaded.head }
@@ -64,6 +78,7 @@ public struct SyncDoc<Member: Hashable> {
     /// also with a lower head. Members must be attached again (their cursors are past this head).
     public mutating func replace(_ loaded: DocReplica, retainedFrom: UInt64) {
         replica = loaded
+        divergence = nil  // whatever the old replica disagreed with Redis about is gone with it
         self.retainedFrom = max(1, retainedFrom)
         recent.removeAll()
         ahead.removeAll()
@@ -105,6 +120,9 @@ public struct SyncDoc<Member: Hashable> {
                 continue
             }
             self.replica!.apply(clock: next.clock, ops: ops)
+            if divergence == nil, let expected = next.sum, expected != self.replica!.sum {
+                divergence = Divergence(clock: next.clock, expected: expected, actual: self.replica!.sum)
+            }
             recent.append(next.withoutCaches)
             if recent.count > recentCapacity { recent.removeFirst(recent.count - recentCapacity) }
             let floor = next.clock > retention ? next.clock - retention : 0

@@ -181,6 +181,14 @@ public enum ServeOptions {
         .node(
             "doc-ttl", \.docTTLMs, .duration, unit: .duration, section: .sync, featured: true,
             help: "A doc's Redis keys expire this long after its last write while no node holds it open (0: never)."),
+        .node(
+            "checksum-check-ms", \.checksumCheckMs, .integer("ms"), bounds: .within(0...3_600_000), unit: .milliseconds,
+            section: .sync,
+            help: "How often each node compares the checksum of every doc it holds with Redis's, and reloads a doc that differs (0: never; docs/protocol.md, checksums)."),
+        .node(
+            "diverged-report-ms", \.divergedReportMs, .integer("ms"), bounds: .within(0...3_600_000), unit: .milliseconds,
+            section: .sync,
+            help: "A connection's diverged reports count in tandem_sync_divergence_total at most once per this long (0: every one)."),
     ]
 
     static let yjs: [ConfigOption] = [

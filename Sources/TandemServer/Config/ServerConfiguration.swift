@@ -81,6 +81,10 @@ public struct ServerConfiguration: Sendable {
 
     // Sync
     public var logRetention = 10_000
+    /// --checksum-check-ms: how often a node compares its replicas' checksums with Redis's (0: never).
+    public var checksumCheckMs = 10_000
+    /// --diverged-report-ms: a connection's `diverged` reports are counted at most once per this long.
+    public var divergedReportMs = 10_000
     public var maxRecordBytes = 64 * 1024
     public var maxPushBytes = 1024 * 1024
     public var maxPushOps = 1_000

@@ -59,6 +59,7 @@ extension DocShard {
             var outbox = SyncOutbox()
             perform(actions, doc: doc, docState, into: &outbox)
             outbox.flush()
+            noticeDivergence(doc, docState)
         }
         scheduleSyncTimer(doc, docState)
     }
@@ -115,7 +116,8 @@ extension DocShard {
             metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(
-                doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation)
+                doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation,
+                sum: reply.sum)
             outbox.add(connection, .frame(ServerFrame.text(frame, allocator: ByteBufferAllocator()), committedAtMs: nil))
         case .error(let code, let message, let docHint):
             metrics.syncPush("error")
@@ -131,13 +133,17 @@ extension DocShard {
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         metrics.syncBatchSize.record(Double(batch.commits.count))
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
-        syncStore.commit(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete { result in
+        syncStore.commitReturningSums(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete {
+            result in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
             switch result {
-            case .success(let outcome):
-                self.perform(docState.sync.commitReplied(batchID: batch.id, outcome, now: now), doc: doc, docState)
+            case .success(let reply):
+                self.perform(docState.sync.commitReplied(batchID: batch.id, reply.outcome, now: now, sums: reply.sums), doc: doc, docState)
+                if case .committed(let first, _) = reply.outcome, reply.sums.isEmpty {
+                    self.seedChecksum(doc, docState, afterClock: first + UInt64(batch.commits.count) - 1)
+                }
             case .failure(let error):
                 self.logger.debug("group commit failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
                 let message = SyncStore.commitFailureMessage(error)
@@ -168,7 +174,7 @@ extension DocShard {
 
     /// The log no longer has what the replica misses: read the whole doc again.
     private func reload(_ doc: String, _ docState: DocState) {
-        logger.warning("commits missing from the retained log; reloading doc", metadata: ["doc": "\(doc)"])
+        logger.warning("reloading doc (commits missing from the retained log, or its replica diverged)", metadata: ["doc": "\(doc)"])
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.load(doc: doc, on: eventLoop).whenComplete { result in
             let docState = bound.value
@@ -177,6 +183,7 @@ extension DocShard {
             switch result {
             case .success(let loaded):
                 docState.legacyRePushes = loaded.legacyRePushes
+                self.verifyLoaded(loaded, doc: doc, docState)
                 self.perform(docState.sync.load(loaded.replica, retainedFrom: loaded.retainedFrom, now: now), doc: doc, docState)
             case .failure(let error):
                 self.logger.debug("doc reload failed", metadata: ["doc": "\(doc)", "error": "\(error)"])

@@ -60,6 +60,9 @@ extension DocShard {
             deliver(tick, docState)
             if let write = tick.write { perform(write, doc: doc, docState) }
             if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
+            if settings.checksumCheckMs > 0 && nowMs >= docState.upkeep.nextChecksumCheckMs {
+                checkChecksum(doc, docState, nowMs: nowMs)
+            }
             if docState.members.isEmpty && docState.waiting.isEmpty && docState.presence.isIdle && tick.write == nil
                 && docState.sync.isIdle
             {

@@ -25,6 +25,7 @@ extension DocShard {
             for (id, since) in docState.awaitingReplica where docState.members[id] != nil { attaching.append((id, since)) }
             docState.replicaRead = .read
             docState.legacyRePushes = loaded.legacyRePushes
+            self.verifyLoaded(loaded, doc: doc, docState)
             let actions = docState.sync.load(
                 loaded.replica, retainedFrom: loaded.retainedFrom, attaching: attaching, now: self.clock.nowNanos())
             self.perform(actions, doc: doc, docState)
@@ -73,7 +74,8 @@ extension DocShard {
         let info = CatchUpInfo(doc: doc, isReply: false)
         switch catchUp {
         case .snapshot(let head, let records):
-            outbox.add(connection, .chunks(SnapshotChunker(doc: doc, head: head, records: records), info))
+            outbox.add(
+                connection, .chunks(SnapshotChunker(doc: doc, head: head, records: records, sum: snapshotSum(docState, head: head)), info))
         case .log(let entries, let head):
             outbox.add(connection, .chunks(LogChunker(doc: doc, entries: entries, head: head, moreAfter: false), info))
         case .fetch(let from, _):
@@ -282,7 +284,7 @@ extension DocShard {
         }
         let through = from + min(limit, head - from)
         if from < delivery.retainedFrom - 1, let replica = delivery.replica {
-            return reply(SnapshotChunker(doc: doc, head: head, records: replica.records))
+            return reply(SnapshotChunker(doc: doc, head: head, records: replica.records, sum: replica.head == head ? replica.sum : nil))
         }
         if let entries = delivery.recentCommits(from: from + 1, through: through) {
             return reply(LogChunker(doc: doc, entries: entries, head: head, moreAfter: through < head))
@@ -310,5 +312,11 @@ extension DocShard {
         eventLoop.submit {
             for (doc, docState) in self.docs { docState.sync.schema = schemas.schema(for: doc) }
         }
+    }
+
+    /// The checksum of a snapshot taken from the replica at `head` (issue 13).
+    func snapshotSum(_ docState: DocState, head: UInt64) -> DocChecksum? {
+        guard let replica = docState.sync.delivery.replica, replica.head == head else { return nil }
+        return replica.sum
     }
 }

@@ -14,6 +14,7 @@ struct DocShardDependencies: Sendable {
         var tickMs: Int
         var sweepMs: Int
         var reconcileMs: Int
+        var checksumCheckMs: Int
         var presenceTTLMs: Int
         var stormResumeGraceMs: Int
         var maxPendingRequests: Int
@@ -29,6 +30,7 @@ struct DocShardDependencies: Sendable {
             tickMs = config.tickMs
             sweepMs = config.sweepMs
             reconcileMs = config.reconcileMs
+            checksumCheckMs = config.checksumCheckMs
             presenceTTLMs = config.presenceTTLMs
             stormResumeGraceMs = config.stormResumeGraceMs
             maxPendingRequests = config.maxPendingRequests

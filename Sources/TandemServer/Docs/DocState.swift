@@ -68,6 +68,11 @@ final class DocState {
         /// presence TTL to re-register theirs (dropping them meanwhile showed every remote session as
         /// `left`, then `joined` again).
         var keepRemoteUntilMs: UInt64 = 0
+        /// Integrity checksums (issue 13, `DocShard+Checksums`): the periodic comparison with Redis…
+        var checksumInFlight = false
+        var nextChecksumCheckMs: UInt64 = 0
+        /// …and the last time a divergence made the node read the doc again (at most once a second).
+        var lastResyncMs: UInt64 = 0
     }
 
     /// The catch-up each member is being sent (a counter per attach): a Redis log read that completes

@@ -81,6 +81,13 @@ public final class TandemMetrics: Sendable {
     public let schemasLoaded: Gauge
     /// `--schema-dir` reloads (SIGHUP), by outcome: a failed one keeps the schemas in force.
     public let schemaReloads: [SchemaReloadOutcome: Counter]
+    // Integrity checksums (issue 13)
+    /// Divergences found, by who found them: a client's state after a commit did not match the commit's
+    /// checksum (`diverged` messages, rate-limited per connection), or a node's replica did not match
+    /// Redis's (after a commit, at the periodic check, or Redis's records did not match its own checksum).
+    public let syncDivergences: [DivergenceSource: Counter]
+    /// Periodic checksum comparisons of a replica with Redis (`--checksum-check-ms`).
+    public let syncChecksumChecks: Counter
 
     // Redis memory and keys (issue 7), read from INFO every 5 s
     public let redisMemoryUsedBytes: Gauge
@@ -210,6 +217,14 @@ public final class TandemMetrics: Sendable {
         schemaMismatches = registry.makeCounter(
             descriptor: name("schema_mismatches", "total", "Joins refused because the client stated another schema version."))
         schemasLoaded = registry.makeGauge(descriptor: name("schemas", "", "Record schema files in force (--schema-dir)."))
+        syncDivergences = Self.labeledCounters(
+            registry,
+            name(
+                "sync_divergence", "total",
+                "Doc states found to differ from their checksum, by who found it: client (a diverged report) or node (a replica or Redis's records)."),
+            label: "source", values: DivergenceSource.allCases) { $0.rawValue }
+        syncChecksumChecks = registry.makeCounter(
+            descriptor: name("sync_checksum_checks", "total", "Periodic comparisons of a doc replica's checksum with Redis's (--checksum-check-ms)."))
         schemaReloads = Self.labeledCounters(
             registry, name("schema_reloads", "total", "Reloads of --schema-dir (SIGHUP), by outcome."),
             label: "result", values: SchemaReloadOutcome.allCases) { $0.rawValue }
@@ -304,6 +319,14 @@ public final class TandemMetrics: Sendable {
 }
 
 /// Why a busy doc refused a push (the `reason` label of tandem_sync_overload_refusals_total).
+/// Who found a doc whose state did not match its checksum (`tandem_sync_divergence_total{source}`).
+public enum DivergenceSource: String, Sendable, CaseIterable {
+    /// A client reported `{"t":"diverged"}`.
+    case client
+    /// A node: its replica after a commit or at the periodic check, or Redis's records at a load.
+    case node
+}
+
 public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// Its estimated wait before its commit was over --max-push-wait-ms.
     case wait

@@ -20,6 +20,9 @@ import TandemRedis
 ///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
 /// - `tandem:{D}:pushlast` — sorted set SID → clock of its last commit; sessions idle for
 ///   `--log-retention` commits are forgotten (every 64 clocks, a bounded number at a time).
+/// - `tandem:{D}:sum` — the doc's checksum (issue 13, `DocChecksum`) and the clock it describes:
+///   `CLOCK:HEX16`. Each commit adds its delta; a value whose clock is not the head's (a node from before
+///   checksums committed since) is unknown, and is not advanced (nodes seed it again, `SyncReadScripts.seedSum`).
 /// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script (before
 ///   group commit). Still checked for re-pushes while it exists (a client re-pushing what an older
 ///   version committed) and pruned as it ages; nothing new is written there.
@@ -41,7 +44,7 @@ enum GroupCommitScript {
         let p = "tandem:{\(doc)}:"
         return [
             p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushids", p + "pushlast", p + "pushes",
-            p + "pushers",
+            p + "pushers", p + "sum",
         ]
     }
 
@@ -81,10 +84,20 @@ enum GroupCommitScript {
     ///   legacy re-push record may exist), nowMs (the node's wall clock: the commits' `at`), created, removed,
     ///   n, n × (sid, pushIdJSON, opsJSON),
     ///   e, e × (record id, a|e|v, version-or-empty),
+    ///   (for 'e', the version may be the replica's: see the checksums below),
     ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
-    ///   (p: written, existed before the batch; c: written, was missing — may revive a tombstone; r: removed).
-    /// Returns {'ok', firstClock, at} | {'conflict', head} | {'duplicate', head, {index, clock, …}} |
-    ///   {'too_large', head, count}. Nothing is written unless 'ok'.
+    ///   (p: written, existed before the batch; c: written, was missing — may revive a tombstone; r: removed),
+    ///   n × checksum delta of each commit (16 hex digits; absent from nodes before checksums).
+    /// Returns {'ok', firstClock, at, {sum after each commit…}} | {'conflict', head} |
+    ///   {'duplicate', head, {index, clock, …}} | {'too_large', head, count}. Nothing is written unless 'ok'.
+    ///
+    /// Checksums (issue 13) are computed by the node, not here: it has every record parsed in its replica
+    /// and each record's hash cached, so a commit costs it one hash per record written, while hashing in
+    /// Lua would mean reading the old values back and hashing byte by byte in the one thread every doc of
+    /// the Redis shares (Lua 5.1 has neither 32-bit multiplication nor byte access without copies). The
+    /// script only adds each commit's delta to the stored sum (two additions mod 2^32, exact in Lua's
+    /// doubles) — a delta, not an absolute value, because another node's commit may have landed between
+    /// the replica's head and this batch; the deltas of commits on different records add up regardless.
     ///
     /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
     /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
@@ -100,8 +113,8 @@ enum GroupCommitScript {
     /// from the script's reply already.
     static let commit = RedisScript(
         keepAlive + """
-        local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers =
-          KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+        local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers, sumKey =
+          KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
         local node, channel = ARGV[1], ARGV[2]
         local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
         local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
@@ -171,6 +184,9 @@ enum GroupCommitScript {
         if #dups > 0 then return {'duplicate', head(), dups} end
 
         -- Expectations: each record's first touch in the batch, one HMGET (a live record has a version).
+        -- An 'e' (exists) may name the version the node's replica had: when Redis's differs, the record
+        -- changed under the replica and the batch's checksum deltas start from a stale value.
+        local sumStale = false
         local e = tonumber(ARGV[i])
         i = i + 1
         if e > 0 then
@@ -180,7 +196,14 @@ enum GroupCommitScript {
           for k = 1, e do
             local kind, version, v = ARGV[i + (k - 1) * 3 + 1], ARGV[i + (k - 1) * 3 + 2], have[k]
             local ok
-            if kind == 'v' then ok = (v or '0') == version elseif kind == 'e' then ok = v ~= false else ok = v == false end
+            if kind == 'v' then
+              ok = (v or '0') == version
+            elseif kind == 'e' then
+              ok = v ~= false
+              if ok and version ~= '' and v ~= version then sumStale = true end
+            else
+              ok = v == false
+            end
             if not ok then return {'conflict', head()} end
           end
           i = i + e * 3
@@ -212,6 +235,33 @@ enum GroupCommitScript {
             if kind == 'c' then revived[#revived + 1] = id end
           end
         end
+        -- Checksums: the stored sum (valid for clock first - 1, or a new doc's 0) plus each commit's delta.
+        local sums = {}
+        -- Unknown (a stale delta, or no stored sum for the clock before): no sums, and the stored one stays
+        -- tagged with an older clock, so it is stale until a node seeds it again (SyncReadScripts.seedSum).
+        if sumKey and ARGV[i + n - 1] and not sumStale then
+          local lane0, lane1
+          if first == 1 then
+            lane0, lane1 = 0, 0
+          else
+            local stored = redis.call('GET', sumKey)
+            local at, hex = string.match(stored or '', '^(%d+):(%x+)$')
+            if at == fmt(first - 1) and #hex == 16 then
+              lane0, lane1 = tonumber(string.sub(hex, 1, 8), 16), tonumber(string.sub(hex, 9, 16), 16)
+            end
+          end
+          if lane0 then
+            for k = 1, n do
+              local d = ARGV[i + k - 1]
+              lane0 = (lane0 + tonumber(string.sub(d, 1, 8), 16)) % 4294967296
+              lane1 = (lane1 + tonumber(string.sub(d, 9, 16), 16)) % 4294967296
+              sums[k] = string.format('%08x%08x', lane0, lane1)
+            end
+            redis.call('SET', sumKey, fmt(last) .. ':' .. sums[n], 'KEEPTTL')
+          end
+        end
+        local function sumField(k) if sums[k] then return ',"sum":"' .. sums[k] .. '"' end return '' end
+
         -- Writes before deletes: a hash never empties in between (an emptied key loses its TTL).
         callPairs('HSET', records, puts)
         callPairs('HSET', versions, putVersions)
@@ -226,20 +276,23 @@ enum GroupCommitScript {
 
         -- The log and the message.
         local function single(k, c, trim)
+          local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
+          if sums[k] then entry[#entry + 1] = 'sum'; entry[#entry + 1] = sums[k] end
           if trim and floor > 0 then
-            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node,
-              'id', pids[k], 'at', at)
+            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), unpack(entry))
           else
-            redis.call('XADD', log, c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at)
+            redis.call('XADD', log, unpack(entry))
           end
           redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
-            ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. '}')
+            ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. sumField(k) .. '}')
         end
         if perCommit or n == 1 then
           for k = 1, n do single(k, fmt(first + k - 1), k == n) end
         else
           local members = {}
-          for k = 1, n do members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] .. '}' end
+          for k = 1, n do
+            members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] .. sumField(k) .. '}'
+          end
           local b = '[' .. table.concat(members, ',') .. ']'
           if floor > 0 then
             redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
@@ -349,6 +402,6 @@ enum GroupCommitScript {
             end
           end
         end
-        return {'ok', fmt(first), at}
+        return {'ok', fmt(first), at, sums}
         """)
 }

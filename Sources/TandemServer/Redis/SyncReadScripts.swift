@@ -52,7 +52,7 @@ enum SyncReadScripts {
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns {head, records (flat id/json), versions
     /// (flat id/clock), tombstones (flat id/clock), first retained log clock or '', legacy re-push record
-    /// exists (1|0)}: a consistent snapshot of the doc. The first clock of a batch entry is its id − n + 1.
+    /// exists (1|0), the stored checksum `CLOCK:HEX` or ''}: a consistent snapshot of the doc. The first clock of a batch entry is its id − n + 1.
     /// Keeps the doc alive (the node now holds it open; see `GroupCommitScript.keepAlive`).
     static let load = RedisScript(
         GroupCommitScript.keepAlive + """
@@ -66,7 +66,8 @@ enum SyncReadScripts {
           firstClock = string.format('%d', tonumber(string.match(first[1][1], '^(%d+)')) - n + 1)
         end
         return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock, redis.call('EXISTS', KEYS[8])}
+                redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock, redis.call('EXISTS', KEYS[8]),
+                redis.call('GET', KEYS[10]) or ''}
         """)
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns the head clock ('0' for a doc without
@@ -75,5 +76,31 @@ enum SyncReadScripts {
         GroupCommitScript.keepAlive + """
         keepAlive(tonumber(ARGV[1]))
         return redis.call('GET', KEYS[1]) or '0'
+        """)
+
+    /// KEYS: GroupCommitScript.keys(doc). Returns {head, stored checksum `CLOCK:HEX` or ''}: what the
+    /// periodic checksum comparison reads (issue 13; two GETs, nothing written).
+    static let sum = RedisScript(
+        """
+        return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[10]) or ''}
+        """)
+
+    /// KEYS: GroupCommitScript.keys(doc). ARGV: head, checksum (16 hex digits), replace (1|0). Stores
+    /// `head:checksum` as the doc's checksum if the head is still `head` and — unless `replace` — the
+    /// stored one does not describe that head (missing, or left behind by a node from before checksums).
+    /// With `replace`, a node that read Redis's records and found they do not add up to Redis's checksum
+    /// makes the checksum describe the records (they are the data; the checksum only says whether a copy
+    /// of them is faithful). The key gets the clock's deadline (every key of a doc expires together).
+    /// Returns 1 when it stored it.
+    static let seedSum = RedisScript(
+        """
+        local head = redis.call('GET', KEYS[1])
+        if head ~= ARGV[1] then return 0 end
+        local stored = redis.call('GET', KEYS[10]) or ''
+        if ARGV[3] ~= '1' and string.match(stored, '^(%d+):') == head then return 0 end
+        redis.call('SET', KEYS[10], head .. ':' .. ARGV[2])
+        local deadline = redis.call('PEXPIRETIME', KEYS[1])
+        if deadline > 0 then redis.call('PEXPIREAT', KEYS[10], deadline) end
+        return 1
         """)
 }

@@ -15,6 +15,16 @@ extension SyncStore {
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
         checkLegacy: Bool = true, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
+        commitReturningSums(doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, on: loop)
+            .map { $0.outcome }
+    }
+
+    /// `commit`, with the doc's checksum after each commit as the script computed it (issue 13; empty
+    /// unless committed, and when Redis did not know the checksum before the batch).
+    func commitReturningSums(
+        doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
+        checkLegacy: Bool = true, on loop: EventLoop
+    ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum])> {
         let logMode = logMode ?? self.logMode
         let committed = redis.evalScript(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), keys: GroupCommitScript.keys(doc),
@@ -22,17 +32,17 @@ extension SyncStore {
                 maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
                 checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop
-        ).flatMapThrowing { try Self.outcome(of: $0) }
+        ).flatMapThrowing { (outcome: try Self.outcome(of: $0), sums: Self.sums(of: $0)) }
         guard let acknowledgement = replicaAcknowledgement else { return committed }
         let redis = self.redis
-        return committed.flatMap { outcome in
-            switch outcome {
+        return committed.flatMap { reply in
+            switch reply.outcome {
             case .committed, .duplicate:
                 // A duplicate is answered as committed too: its first commit may be the one whose
                 // acknowledgement timed out (same node, same connection: the WAIT covers it).
-                return acknowledgement.acknowledge(doc: doc, redis: redis, on: loop).map { outcome }
+                return acknowledgement.acknowledge(doc: doc, redis: redis, on: loop).map { reply }
             default:
-                return loop.makeSucceededFuture(outcome)
+                return loop.makeSucceededFuture(reply)
             }
         }
     }
@@ -45,7 +55,7 @@ extension SyncStore {
             node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, checkLegacy ? "1" : "0",
             String(nowMs), batch.created, batch.removed, batch.commits.count,
         ]
-        args.reserveCapacity(args.count + batch.commits.count * 3 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
+        args.reserveCapacity(args.count + batch.commits.count * 4 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
         for commit in batch.commits {
             args.append(commit.sessionID)
             args.append(commit.pushID.serialized)
@@ -60,7 +70,9 @@ extension SyncStore {
                 args.append(String(version))
             case .exists:
                 args.append("e")
-                args.append("")
+                // The version the replica had: the script still only requires the record to exist, but a
+                // different version means the checksum deltas started from a stale value (issue 13).
+                args.append(batch.assumedVersions[id].map { String($0) } ?? "")
             case .absent:
                 args.append("a")
                 args.append("")
@@ -73,7 +85,14 @@ extension SyncStore {
             args.append(write.value ?? [])
             args.append(write.commitIndex)
         }
+        for commit in batch.commits { args.append(commit.sumDelta.hex) }
         return args
+    }
+
+    /// The checksums after each commit of an 'ok' reply (its 4th element), nil-free; empty otherwise.
+    static func sums(of reply: RedisValue) -> [DocChecksum] {
+        guard let parts = reply.array, parts.count > 3, parts.first?.string == "ok" else { return [] }
+        return (parts[3].array ?? []).compactMap { $0.string.flatMap { DocChecksum(hex: $0) } }
     }
 
     static func outcome(of reply: RedisValue) throws -> CommitBatchOutcome {

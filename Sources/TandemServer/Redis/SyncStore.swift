@@ -55,6 +55,8 @@ final class SyncStore: Sendable {
         var retainedFrom: UInt64
         /// The doc holds re-push records of nodes from before group commit (commits must check them).
         var legacyRePushes: Bool
+        /// The checksum Redis stores, when it describes `replica.head` (nil: none, or a stale one).
+        var storedSum: DocChecksum? = nil
     }
 
     /// A consistent copy of the doc. Keeps the doc's keys alive (the caller holds the doc open).
@@ -89,7 +91,32 @@ final class SyncStore: Sendable {
         let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
         return LoadedDoc(
             replica: DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), retainedFrom: first,
-            legacyRePushes: parts.count < 6 || parts[5].int != 0)
+            legacyRePushes: parts.count < 6 || parts[5].int != 0,
+            storedSum: parts.count > 6 ? parts[6].string.flatMap { Self.storedSum($0, at: head) } : nil)
+    }
+
+    /// A stored checksum `CLOCK:HEX` if it describes `head`.
+    static func storedSum(_ text: String, at head: UInt64) -> DocChecksum? {
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, UInt64(parts[0]) == head else { return nil }
+        return DocChecksum(hex: parts[1])
+    }
+
+    /// Redis's head and the checksum it stores for it (nil: none, or stale) — the periodic comparison.
+    func storedSum(doc: String, on loop: EventLoop) -> EventLoopFuture<(head: UInt64, sum: DocChecksum?)> {
+        redis.evalScript(SyncReadScripts.sum, keys: GroupCommitScript.keys(doc), args: [], on: loop).flatMapThrowing { reply in
+            guard let parts = reply.array, parts.count == 2, let head = parts[0].string.flatMap(UInt64.init) else {
+                throw SyncStoreError.unexpectedReply("sum: \(reply)")
+            }
+            return (head, parts[1].string.flatMap { Self.storedSum($0, at: head) })
+        }
+    }
+
+    /// Stores `sum` as the checksum of `head` (see `SyncReadScripts.seedSum`). True when stored.
+    func seedSum(doc: String, head: UInt64, sum: DocChecksum, replace: Bool, on loop: EventLoop) -> EventLoopFuture<Bool> {
+        redis.evalScript(
+            SyncReadScripts.seedSum, keys: GroupCommitScript.keys(doc), args: [String(head), sum.hex, replace ? "1" : "0"], on: loop
+        ).map { $0.int == 1 }
     }
 
     /// What one log read returned.
@@ -171,7 +198,8 @@ final class SyncStore: Sendable {
         return CommitNotice(
             clock: clock, ops: ops, by: String(decoding: by, as: UTF8.self), node: String(decoding: node, as: UTF8.self),
             pushID: fields["id"].flatMap { try? JSONParser.parse($0) },
-            committedAtMs: fields["at"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0)
+            committedAtMs: fields["at"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0,
+            sum: fields["sum"].flatMap { DocChecksum(hex: String(decoding: $0, as: UTF8.self)) })
     }
 }
 

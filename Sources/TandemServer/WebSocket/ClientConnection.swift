@@ -68,6 +68,8 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// `deliverPresence` wrote a delta that `flushPresence` has not flushed yet.
     private var presenceUnflushed = false
     private var countedAsReconnect = false
+    /// When a `diverged` report of this connection was last counted (see --diverged-report-ms).
+    private var lastDivergedReportMs: UInt64?
     private var started = false
     private let logger: Logger
 
@@ -319,6 +321,20 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             presenceBatchShard = target
             presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
             if presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
+        case .diverged(let doc, let clock, let sum):
+            guard docs[doc] != nil else {
+                reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)
+                return
+            }
+            // A report costs one counter increment and a log line; counting at most one per connection per
+            // --diverged-report-ms keeps a hostile client from inflating the metric (or the log) at will:
+            // its connections are bounded by the admission limits.
+            guard lastDivergedReportMs == nil || nowMs >= lastDivergedReportMs! + UInt64(settings.divergedReportMs) else { return }
+            lastDivergedReportMs = nowMs
+            metrics.syncDivergences[.client]!.increment()
+            logger.warning(
+                "a client's doc state differs from the commit's checksum (it resyncs from a snapshot)",
+                metadata: ["doc": "\(doc)", "clock": "\(clock)", "client.sum": "\(sum?.hex ?? "-")", "user": "\(identity.user)"])
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
             guard let joined = docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)

@@ -18,6 +18,8 @@ struct ConnectionDependencies: Sendable {
         var maxOutboundBytes: Int
         var presenceSettings: PresenceSettings
         var abuseLimits: AbuseMonitor.Limits
+        /// --diverged-report-ms: `diverged` reports count at most once per this long per connection.
+        var divergedReportMs: Int
 
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID
@@ -31,6 +33,7 @@ struct ConnectionDependencies: Sendable {
             maxOutboundBytes = config.maxOutboundBytes
             presenceSettings = config.presenceSettings
             abuseLimits = config.abuseLimits
+            divergedReportMs = config.divergedReportMs
         }
     }
 

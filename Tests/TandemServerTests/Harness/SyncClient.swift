@@ -43,10 +43,18 @@ struct SyncView {
     private(set) var liveClocks: [UInt64] = []
     /// A snapshot while live that is not at the stream's position restarts the stream (the server
     /// reloaded the doc after Redis lost commits) instead of being a violation. Set by tests that
-    /// expect it; `restarts` counts them.
+    /// expect it; `restarts` counts them (with `acceptsRestart`'s).
     var restartsAllowed = false
-    private(set) var restarts = 0
+    /// Checksums (`sum`, issue 13) compared with the state they describe: every one must match.
+    private(set) var checksumsChecked = 0
 
+    /// A test that expects the node to restart this member from a snapshot while it is live (a reload
+    /// after a divergence, issue 13) sets this: a live snapshot whose clock or records differ from the
+    /// view's is then the restart, not an explicit `sync` reply (which must equal the view).
+    var acceptsRestart = false
+    /// Restarts received (see `acceptsRestart`).
+    private(set) var restarts = 0
+    private var restartRecords: [String: JSONValue]?
     /// Ops of own pushes by push id, applied when their `commit` comes back.
     var sent: [String: Ops] = [:]
     /// `since` of joins sent and not yet answered.
@@ -94,6 +102,7 @@ struct SyncView {
             if let by = m["by"]?.stringValue, sessions.contains(by) { ownPatches.append(m) }
             guard phase == .live else { return violation("patch \(clock) while \(phase)") }
             deliver(clock: clock, ops: try? Ops(json: opsJSON), what: "patch")
+            checkSum(m, what: "patch \(clock)")
         case "result":
             guard let id = m["id"], let action = m["action"]?.stringValue, let clock = m["clock"]?.uint64Value else {
                 return violation("malformed result \(m)")
@@ -113,6 +122,7 @@ struct SyncView {
                     if ops == nil { violation("rebase without valid ops: \(m)") }
                 }
                 deliver(clock: clock, ops: ops, what: "result \(key)")
+                checkSum(m, what: "result \(key)")
             case "discard":
                 if phase == .live, clock != replica.head {
                     violation("discard of \(key) at clock \(clock), position \(replica.head)")
@@ -125,6 +135,13 @@ struct SyncView {
         default:
             break
         }
+    }
+
+    /// A message's `sum` must be the checksum of the state it leaves (when the state is fully known).
+    private mutating func checkSum(_ m: [String: JSONValue], what: String) {
+        guard complete, let text = m["sum"]?.stringValue else { return }
+        checksumsChecked += 1
+        if DocChecksum(hex: text) != replica.sum { violation("\(what): sum \(text), but the state's checksum is \(replica.sum)") }
     }
 
     private mutating func deliver(clock: UInt64, ops: Ops?, what: String) {
@@ -153,6 +170,21 @@ struct SyncView {
             joinedClock = nil
         }
         if phase == .live {
+            if acceptsRestart && (restartRecords != nil || clock != replica.head || records.contains { replica.records[$0.key] != $0.value }
+                || (!more && records.count != replica.records.count))
+            {
+                if clock < replica.head { violation("restart snapshot at \(clock) behind position \(replica.head)") }
+                restartRecords = (restartRecords ?? [:]).merging(records) { $1 }
+                if !more {
+                    replica = DocReplica(head: clock, records: restartRecords!)
+                    restartRecords = nil
+                    complete = true
+                    restarts += 1
+                    syncPoints += 1
+                    checkSum(m, what: "restart snapshot \(clock)")
+                }
+                return
+            }
             // An explicit sync answered with a snapshot: it must be exactly the state at our position.
             explicitReplies.append(m)
             if clock != replica.head { violation("explicit snapshot at \(clock), position \(replica.head)") }
@@ -174,6 +206,7 @@ struct SyncView {
         if !more {
             replica = DocReplica(head: clock, records: snapshotRecords!)
             complete = true
+            checkSum(m, what: "snapshot \(clock)")
             snapshotRecords = nil
             phase = .live
             syncPoints += 1
@@ -215,6 +248,7 @@ struct SyncView {
                 complete = false
             }
             replica.apply(clock: clock, ops: (try? Ops(json: opsJSON)) ?? Ops([:]))
+            checkSum(e, what: "log entry \(clock)")
         }
         if let last = entries.last?.objectValue?["clock"]?.uint64Value, last > head {
             violation("log entry \(last) beyond the chunk's head \(head)")
@@ -285,6 +319,9 @@ final class SyncClient: @unchecked Sendable {
 
     /// Lets `doc`'s stream restart from a snapshot (see `SyncView.restartsAllowed`).
     func allowRestarts(_ doc: String) { modify(doc) { $0.restartsAllowed = true } }
+
+    /// The node may restart this client's stream of `doc` from a snapshot (see `SyncView.acceptsRestart`).
+    func acceptRestart(_ doc: String) { modify(doc) { $0.acceptsRestart = true } }
 
     private func modify(_ doc: String, _ body: (inout SyncView) -> Void) {
         lock.withLock { body(&viewStore[doc, default: SyncView()]) }
@@ -435,9 +472,9 @@ enum SyncRedis {
         var ops: JSONValue { json(fields["ops"] ?? "{}") }
     }
 
-    /// The whole log (`XRANGE - +`), one entry per commit. A classic entry prints as its id then 5
-    /// field/value lines (ops, by, node, id, at); a group commit's entry as its id (its last clock) then 4
-    /// (n, node, at, b), and stands for n commits (`GroupCommitScript`).
+    /// The whole log (`XRANGE - +`), one entry per commit. A classic entry prints as its id then its
+    /// field/value lines (ops, by, node, id, at, and sum); a group commit's entry as its id (its last clock)
+    /// then 4 (n, node, at, b), and stands for n commits (`GroupCommitScript`).
     static func log(_ redis: RedisServerProcess, _ doc: String) -> [Entry] {
         let output = redis.command("XRANGE", key(doc, "log"), "-", "+")
         let lines = output.isEmpty ? [] : output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -446,15 +483,17 @@ enum SyncRedis {
         while i < lines.count {
             let id = lines[i]
             let clock = UInt64(id.split(separator: "-").first ?? "") ?? 0
-            let pairs = i + 1 < lines.count && lines[i + 1] == "n" ? 4 : 5
+            // Field names (values may be anything, but never sit where a name is expected): a classic entry
+            // may also have `sum` (issue 13), after `at`.
+            let names: Set<String> = ["ops", "by", "node", "id", "at", "sum", "n", "b"]
             var fields: [String: String] = [:]
             var j = i + 1
-            while j + 1 < lines.count, fields.count < pairs {
+            while j + 1 < lines.count, names.contains(lines[j]), fields[lines[j]] == nil {
                 fields[lines[j]] = lines[j + 1]
                 j += 2
             }
             i = j
-            guard pairs == 4, let n = UInt64(fields["n"] ?? ""), n >= 1, n <= clock,
+            guard fields["n"] != nil, let n = UInt64(fields["n"] ?? ""), n >= 1, n <= clock,
                 case .array(let members)? = try? JSONParser.parse(fields["b"] ?? "")
             else {
                 entries.append(Entry(clock: clock, fields: fields))
@@ -468,6 +507,7 @@ enum SyncRedis {
                         fields: [
                             "ops": m["ops"]?.serializedString ?? "{}", "by": m["by"]?.stringValue ?? "",
                             "id": m["id"]?.serializedString ?? "", "node": fields["node"] ?? "", "at": fields["at"] ?? "",
+                            "sum": m["sum"]?.stringValue ?? "",
                         ]))
             }
         }
