@@ -38,7 +38,7 @@ extension DocShard {
         let interval = UInt64(settings.checksumCheckMs)
         // Spread over the interval, like reconciles, so that many docs are not checked at once.
         docState.upkeep.nextChecksumCheckMs = nowMs + interval / 2 + UInt64.random(in: 0...interval)
-        guard !docState.upkeep.checksumInFlight, docState.sync.isLoaded, !docState.sync.reloadPending, redisIsUp else { return }
+        guard !docState.upkeep.checksumInFlight, docState.sync.isLoaded, !docState.sync.reloadPending, redisIsUp(doc) else { return }
         docState.upkeep.checksumInFlight = true
         metrics.syncChecksumChecks.increment()
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
