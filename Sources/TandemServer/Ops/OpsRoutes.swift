@@ -59,7 +59,7 @@ struct OpsRoutes: Sendable {
     }
 
     func handle(_ request: OpsRequest) -> OpsReply {
-        guard request.method == "GET" || request.method == "HEAD" else {
+        guard request.method == "GET" || request.method == "HEAD" || request.method == "POST" else {
             return .response(.methodNotAllowed(allowed: ["GET", "HEAD"]), label: "other")
         }
         let route: OpsRoute
@@ -69,6 +69,15 @@ struct OpsRoutes: Sendable {
             return .response(.jsonError(status: failure.status, code: failure.code, message: failure.message), label: "other")
         case .success(let parsed):
             route = parsed
+        }
+        // Restore and fork change docs: POST only; everything else is read with GET or HEAD.
+        guard route.isWrite == (request.method == "POST") else {
+            return .response(.methodNotAllowed(allowed: route.isWrite ? ["POST"] : ["GET", "HEAD"]), label: "other")
+        }
+        if route.isWrite, token == nil {
+            return .response(
+                .jsonError(status: 403, code: "read_only", message: "restore and fork need an --ops-token: without one the ops API is read-only"),
+                label: route.label)
         }
         if route.isDocumentRoute, let token,
            !OpsAuthorization.allows(authorization: request.header("authorization"), token: token)
@@ -99,6 +108,9 @@ struct OpsRoutes: Sendable {
         case .docLog(let doc, let from, let limit):
             guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
+        case .docAt, .docVersions, .docRestore, .docFork:
+            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            return .deferred(label: route.label) { responder in historyRoute(route, responder) }
         case .file(let path):
             // A layer answers 404 itself for a path it rejects (`..`, dotfiles), so a later layer never
             // sees it; nil means "no such file here", and the next layer is asked.
@@ -118,11 +130,11 @@ struct OpsRoutes: Sendable {
         return (reasons.isEmpty, reasons)
     }
 
-    private var redisDown: OpsResponse {
+    var redisDown: OpsResponse {
         .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
     }
 
-    private var loop: EventLoop { node.shards.all[0].eventLoop }
+    var loop: EventLoop { node.shards.all[0].eventLoop }
 
     // MARK: /api/status
 
@@ -229,7 +241,16 @@ struct OpsRoutes: Sendable {
             return
         }
         let current = page
-        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).whenComplete { result in
+        let (loop, history, doc, head) = (self.loop, node.history, page.doc, page.head)
+        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).flatMap { read -> EventLoopFuture<SyncStore.LogRead> in
+            // Before the live log's start (trimmed): the sealed history holds it (issue 15).
+            if let first = read.entries.first?.clock, first <= start { return loop.makeSucceededFuture(read) }
+            if read.entries.isEmpty, start > head { return loop.makeSucceededFuture(read) }
+            history.metrics.read("log")
+            return history.sealedLog(doc: doc, from: start, count: count, on: loop).map { sealed in
+                sealed.isEmpty ? read : SyncStore.LogRead(entries: sealed, truncated: true)
+            }
+        }.whenComplete { result in
             switch result {
             case .success(let read):
                 var next = current
@@ -241,13 +262,13 @@ struct OpsRoutes: Sendable {
         }
     }
 
-    private func readFailed(_ failure: Error) -> OpsResponse {
+    func readFailed(_ failure: Error) -> OpsResponse {
         .jsonError(status: 503, code: "unavailable", message: "Redis read failed: \(failure)")
     }
 
     // MARK: Helpers
 
-    private func json(_ value: some Encodable) -> OpsResponse {
+    func json(_ value: some Encodable) -> OpsResponse {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601

@@ -13,12 +13,12 @@ extension SyncStore {
     ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
     func commit(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
         let logMode = logMode ?? self.logMode
         let committed = redis.evalScript(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), keys: GroupCommitScript.keys(doc),
-            args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
+            args: Self.arguments(batch, node: node ?? nodeID, channel: RedisKeys.channel(doc), retention: retention,
                 maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
                 checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop

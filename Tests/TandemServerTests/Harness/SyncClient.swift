@@ -41,6 +41,9 @@ struct SyncView {
     private(set) var explicitReplies: [[String: JSONValue]] = []
     /// Every clock delivered to this client on the live stream (patch or own result), in order.
     private(set) var liveClocks: [UInt64] = []
+    /// The records after every clock delivered live, when asked for (`SyncClient.recordStates`): the
+    /// model of the history tests.
+    var statesByClock: [UInt64: [String: JSONValue]]?
 
     /// Ops of own pushes by push id, applied when their `commit` comes back.
     var sent: [String: Ops] = [:]
@@ -133,6 +136,7 @@ struct SyncView {
             complete = false
         }
         replica.apply(clock: clock, ops: ops ?? Ops([:]))
+        if statesByClock != nil { statesByClock?[clock] = replica.records }
     }
 
     private mutating func receiveSnapshot(_ m: [String: JSONValue]) {
@@ -264,6 +268,9 @@ final class SyncClient: @unchecked Sendable {
             processed = raw.count
         }
     }
+
+    /// Keeps the records after every clock of `doc` delivered from now on (`SyncView.statesByClock`).
+    func recordStates(_ doc: String) { modify(doc) { $0.statesByClock = $0.statesByClock ?? [0: [:]] } }
 
     func view(_ doc: String) -> SyncView {
         update()
