@@ -101,6 +101,41 @@ import TandemCore
         #expect(throws: HistoryError.self) { try HistoryVersion(json: Array("[]".utf8)) }
     }
 
+    @Test func stateAnswersComeInBoundedChunks() throws {
+        var records: [String: JSONValue] = [:]
+        for i in 0..<(ServerMessage.maxChunkItems + 10) { records["r\(i)"] = .object(["i": .number(i)]) }
+        var chunker = HistoryStateChunker(doc: "d", clock: 9, atMs: 5, records: records)
+        var seen: [String: JSONValue] = [:]
+        var mores: [Bool] = []
+        while let chunk = chunker.next() {
+            let o = try #require(try JSONParser.parse(chunk).objectValue)
+            #expect(o["t"] == .string("at") && o["clock"] == .number(UInt64(9)) && o["at"] == .number(UInt64(5)))
+            seen.merge(o["records"]?.objectValue ?? [:]) { a, _ in a }
+            mores.append(o["more"] == .bool(true))
+        }
+        #expect(mores == [true, false] && seen == records)
+        var empty = HistoryStateChunker(doc: "d", clock: 0, atMs: 0, records: [:])
+        #expect(empty.next().map { String(decoding: $0, as: UTF8.self) } == #"{"t":"at","doc":"d","clock":0,"at":0,"records":{},"more":false}"#)
+        #expect(empty.next() == nil)
+    }
+
+    @Test func historyMessagesDecode() throws {
+        let limits = ProtocolLimits()
+        func decode(_ text: String) throws -> ClientMessage { try ClientMessage.decode(Array(text.utf8), limits: limits) }
+        #expect(try decode(#"{"t":"history","doc":"d"}"#) == .history(doc: "d", before: nil, limit: nil))
+        #expect(try decode(#"{"t":"history","doc":"d","before":5,"limit":100}"#) == .history(doc: "d", before: 5, limit: 100))
+        #expect(try decode(#"{"t":"at","doc":"d","clock":3}"#) == .at(doc: "d", clock: 3, time: nil))
+        #expect(try decode(#"{"t":"at","doc":"d","time":1700000000000}"#) == .at(doc: "d", clock: nil, time: 1_700_000_000_000))
+        #expect(try decode(#"{"t":"restore","doc":"d","clock":0}"#) == .restore(doc: "d", clock: 0))
+        for bad in [
+            #"{"t":"history","doc":"d","limit":0}"#, #"{"t":"history","doc":"d","limit":101}"#, #"{"t":"history","doc":"d","before":-1}"#,
+            #"{"t":"at","doc":"d"}"#, #"{"t":"at","doc":"d","clock":1,"time":2}"#, #"{"t":"at","doc":"d","clock":9007199254740992}"#,
+            #"{"t":"at","doc":"d","time":"x"}"#, #"{"t":"restore","doc":"d"}"#, #"{"t":"restore","doc":"d","clock":1.5}"#,
+        ] {
+            #expect(throws: ProtocolError.self, "\(bad)") { try decode(bad) }
+        }
+    }
+
     @Test func historyRoutesCheckTheirParameters() {
         func parse(_ path: String, _ query: [String: String]) -> Result<OpsRoute, OpsRouteError> { OpsRoute.parse(path: path, query: query) }
         func status(_ r: Result<OpsRoute, OpsRouteError>) -> Int? { if case .failure(let e) = r { return e.status } else { return nil } }

@@ -293,3 +293,64 @@ import Testing
         await cluster.finish()
     }
 }
+
+/// The same history through protocol v1: `history` and `at` for viewers, `restore` for editors only.
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct HistoryProtocolTests {
+    static let secret = "history-protocol-secret-0123456789abcdef"
+
+    @Test func viewersReadHistoryAndEditorsRestore() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.jwtSecret = Self.secret
+            $0.logRetention = 4
+            $0.checkpointEvery = 10
+        }
+        let doc = "doc-history"
+        let editorToken = try await makeToken(secret: Self.secret, user: "ed", docs: ["doc-*": "editor"])
+        let viewerToken = try await makeToken(secret: Self.secret, user: "vera", docs: ["doc-*": "viewer"])
+        let editor = try await SyncClient.connect("\(cluster.nodes[0].wsBase)?token=\(editorToken)", name: "ed")
+        cluster.track(editor)
+        try await editor.join(doc)
+        editor.recordStates(doc)
+        for i in 1...30 {
+            editor.push(doc, id: i, ops: #"{"r\#(i % 6)":["put",{"v":\#(i)}],"n":["put",{"i":\#(i)}]}"#)
+            _ = try await editor.answer(doc, id: i)
+        }
+        let states = try #require(editor.view(doc).statesByClock)
+        try await waitUntil("sealed") { HistoryTests.sealed(cluster, doc) >= 26 }
+
+        let viewer = try await TestClient.connect("\(cluster.nodes[1].wsBase)?token=\(viewerToken)", name: "vera")
+        #expect(JSON.string(try await viewer.join(doc), at: "role") == "viewer")
+        viewer.send(["t": "history", "doc": doc, "limit": 2])
+        let history = try await viewer.next("history", doc: doc)
+        #expect(JSON.int(history, at: "head") == 30)
+        let versions = (JSON.array(history, at: "versions") ?? []).compactMap { $0 as? [String: Any] }
+        #expect(versions.compactMap { JSON.int($0, at: "clock") } == [30, 20], "newest first, every 10 commits")
+        #expect(JSON.bool(history, at: "more") == true)
+
+        for clock in [0, 7, 23, 30] {
+            viewer.send(["t": "at", "doc": doc, "clock": clock])
+            let answer = try await viewer.next("at", doc: doc)
+            #expect(JSON.int(answer, at: "clock") == clock && JSON.bool(answer, at: "more") == false)
+            let raw = try #require(viewer.rawMessages.last { $0.hasPrefix(#"{"t":"at""#) && $0.contains(#""clock":\#(clock),"#) })
+            #expect(try JSONParser.parse(raw).objectValue?["records"]?.objectValue == states[UInt64(clock)], "at \(clock)")
+        }
+        viewer.send(["t": "at", "doc": doc, "clock": 31])
+        #expect(JSON.string(try await viewer.next("error", doc: doc), at: "code") == "bad_message")
+        viewer.send(["t": "at", "doc": doc])
+        #expect(JSON.string(try await viewer.next("error", doc: doc), at: "code") == "bad_message")
+        viewer.send(["t": "restore", "doc": doc, "clock": 3])
+        #expect(JSON.string(try await viewer.next("error", doc: doc), at: "code") == "forbidden")
+        viewer.send(["t": "history", "doc": "doc-other"])
+        #expect(JSON.string(try await viewer.next("error", doc: "doc-other"), at: "code") == "not_joined")
+
+        // The editor restores clock 7: one new commit, which the viewer on the other node gets as a patch.
+        editor.sendJSON(json(#"{"t":"restore","doc":"doc-history","clock":7}"#))
+        try await editor.waitHead(doc, 31)
+        #expect(editor.view(doc).records == states[7])
+        let patch = try await viewer.next("patch", doc: doc) { JSON.int($0, at: "clock") == 31 }
+        #expect(JSON.string(patch, at: "by") == "ops-restore")
+        #expect(editor.socket.rawMessages.contains { $0.hasPrefix(#"{"t":"restored""#) && $0.contains(#""clock":31"#) })
+        #expect(SyncRedis.head(cluster.redis, doc) == 31)
+        await cluster.finish()
+    }
+}

@@ -68,7 +68,11 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         }
     case .sync(_, _, let limit):
         if let limit { require(limit > 0, "sync limit \(limit) accepted") }
-    case .join, .leave, .ping, .ack:
+    case .history(_, _, let limit):
+        if let limit { require(limit > 0 && limit <= ClientMessage.maxHistoryLimit, "history limit \(limit) accepted") }
+    case .at(_, let clock, let time):
+        require((clock == nil) != (time == nil), "at with clock \(String(describing: clock)) and time \(String(describing: time))")
+    case .join, .leave, .ping, .ack, .restore:
         break
     }
     return 0

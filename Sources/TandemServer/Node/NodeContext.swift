@@ -35,6 +35,7 @@ final class NodeContext: Sendable {
     /// Version history (issue 15): reads, and the sealer that fills it from the live log.
     let history: HistoryStore
     let sealer: HistorySealer
+    let historyService: HistoryService
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: any RedisCommandClient,
@@ -61,6 +62,7 @@ final class NodeContext: Sendable {
                 retention: UInt64(config.logRetention)),
             retentionMs: UInt64(max(config.historyRetentionMs, 0)), metrics: HistoryMetrics(registry: metrics.registry))
         self.sealer = HistorySealer(store: history, logger: logger)
+        self.historyService = HistoryService(store: history, syncStore: syncStore, redis: redis, config: config)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
@@ -115,7 +117,7 @@ final class NodeContext: Sendable {
                 reconnectObserved: {
                     metrics.reconnects.increment()
                     storm.record()
-                }),
+                }, history: historyService),
             yjsRooms: yjsRooms, yjsSettings: .init(config), logger: logger)
     }
 }

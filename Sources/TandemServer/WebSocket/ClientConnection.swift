@@ -69,6 +69,10 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private var countedAsReconnect = false
     private var started = false
     private let logger: Logger
+    /// Version history (`ClientConnection+History`): the service, and whether a request is being answered
+    /// (one at a time per connection: each costs a Redis read and a replay).
+    let history: HistoryService?
+    var historyRequestInFlight = false
 
     /// Join buckets beyond the joined docs that may pile up before the full ones are dropped: pruning is
     /// a pass over the dictionary, so it runs at most once per this many joins of new docs.
@@ -103,6 +107,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         self.shard = dependencies.shard
         self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
+        self.history = dependencies.history
         self.abuse = AbuseMonitor(limits: dependencies.settings.abuseLimits)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
@@ -305,6 +310,12 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             presenceBatchShard = target
             presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
             if presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
+        case .history(let doc, _, _), .at(let doc, _, _), .restore(let doc, _):
+            guard let joined = docs[doc] else {
+                reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)
+                return
+            }
+            serveHistory(message, doc: doc, role: joined.role)
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
             guard let joined = docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
