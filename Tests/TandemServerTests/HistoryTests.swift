@@ -183,6 +183,15 @@ import Testing
         try await waitUntil("sealed past the restore") { Self.sealed(cluster, doc) >= 12 }
         #expect(try Self.records(try await Self.get(cluster.nodes[1], "/api/docs/\(doc)/at?clock=12")) == before[12])
         #expect(try Self.records(try await Self.get(cluster.nodes[1], "/api/docs/\(doc)/at?clock=13")) == before[3])
+        // The doc's history size: in /api/docs/{id} and in the status page's doc rows.
+        let info = try JSONParser.parse(try await Self.get(cluster.nodes[0], "/api/docs/\(doc)").body).objectValue?["history"]?.objectValue
+        #expect((info?["bytes"]?.intValue ?? 0) > 0 && (info?["segments"]?.intValue ?? 0) >= 1, "\(String(describing: info))")
+        #expect((info?["sealedThrough"]?.uint64Value ?? 0) >= 12 && (info?["versions"]?.intValue ?? 0) >= 1)
+        try await waitUntil("the status page's doc row shows the history size") {
+            let status = try JSONParser.parse(try await cluster.nodes[0].get("/api/status").body).objectValue
+            let row = status?["docs"]?.arrayValue?.first { $0.objectValue?["doc"] == .string(doc) }
+            return (row?.objectValue?["historyBytes"]?.intValue ?? 0) > 0
+        }
         // Restoring the state it has: nothing to commit.
         let again = try await Self.post(port, "/api/docs/\(doc)/restore?clock=13")
         let unchanged = try JSONParser.parse(again.body).objectValue?["changed"]

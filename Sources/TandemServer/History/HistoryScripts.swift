@@ -89,7 +89,8 @@ enum HistoryScripts {
     /// segment, checkpoint blob ('' for none), its version JSON, history cutoff ms (0: keep everything).
     /// Writes the segment (and checkpoint) and moves `hsealed` to `last`, unless another sealer moved it
     /// first ({'moved'}). With a cutoff, drops what only serves states older than the newest checkpoint
-    /// committed before it (a few per call). Returns {'ok', dropped checkpoints}.
+    /// committed before it (a few per call). Returns {'ok', dropped checkpoints, bytes the history takes
+    /// (MEMORY USAGE, sampled)}.
     static let sealWrite = RedisScript(
         common + """
         if (redis.call('GET', sealedKey) or '') ~= ARGV[1] then return {'moved'} end
@@ -124,7 +125,9 @@ enum HistoryScripts {
         end
         local deadline = redis.call('PEXPIRETIME', clockKey)
         if deadline > 0 then for k = 10, 14 do redis.call('PEXPIREAT', KEYS[k], deadline) end end
-        return {'ok', dropped}
+        local bytes = 0
+        for k = 10, 14 do bytes = bytes + (redis.call('MEMORY', 'USAGE', KEYS[k]) or 0) end
+        return {'ok', dropped, bytes}
         """)
 
     /// KEYS: keys(doc). ARGV: clock, maxEntries (live-log entries), maxSegments, maxBytes (of log entries). What the state after
@@ -230,12 +233,13 @@ enum HistoryScripts {
         return {head, sealed, list}
         """)
 
-    /// KEYS: keys(doc). Bytes the history holds in Redis (MEMORY USAGE of its keys, sampled) and the
+    /// KEYS: keys(doc). Bytes the history holds in Redis (MEMORY USAGE of its keys, Redis's default sampling:
+    /// an estimate in constant time, whatever the size) and the
     /// number of segments and checkpoints. Returns {bytes, segments, checkpoints, sealed or ''}.
     static let size = RedisScript(
         common + """
         local bytes = 0
-        for k = 10, 14 do bytes = bytes + (redis.call('MEMORY', 'USAGE', KEYS[k], 'SAMPLES', 0) or 0) end
+        for k = 10, 14 do bytes = bytes + (redis.call('MEMORY', 'USAGE', KEYS[k]) or 0) end
         return {bytes, redis.call('ZCARD', index), redis.call('ZCARD', versions), redis.call('GET', sealedKey) or ''}
         """)
 }

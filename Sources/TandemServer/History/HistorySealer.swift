@@ -19,6 +19,8 @@ final class HistorySealer: Sendable {
         /// Do not look before this time unless a segment's worth of commits is waiting.
         var notBeforeMs: UInt64 = 0
         var running = false
+        /// Bytes of Redis memory the doc's history took after this node's last seal (sampled).
+        var historyBytes: Int?
     }
 
     private let store: HistoryStore
@@ -59,8 +61,11 @@ final class HistorySealer: Sendable {
         for doc in due { seal(doc, round: 0, on: loop) }
     }
 
+    /// Bytes of Redis memory `doc`'s history took after this node last sealed it (for the status page).
+    func historyBytes(_ doc: String) -> Int? { docs.withLockedValue { $0[doc]?.historyBytes } }
+
     private enum Outcome: Sendable {
-        case sealed(UInt64, more: Bool)
+        case sealed(UInt64, more: Bool, bytes: Int?)
         case wait(sealed: UInt64, untilMs: UInt64)
         case moved
         case nothing(sealed: UInt64?)
@@ -72,8 +77,9 @@ final class HistorySealer: Sendable {
                 var seal = docs[doc] ?? DocSeal()
                 var again = false
                 switch result {
-                case .success(.sealed(let clock, let more)):
+                case .success(.sealed(let clock, let more, let bytes)):
                     seal.sealed = clock
+                    seal.historyBytes = bytes ?? seal.historyBytes
                     again = more && round + 1 < Self.maxRounds
                 case .success(.wait(let sealed, let until)):
                     seal.sealed = sealed
@@ -196,13 +202,14 @@ final class HistorySealer: Sendable {
                 checkpoint?.version ?? [], String(cutoff),
             ], on: loop
         ).map { reply in
-            guard reply.array?.first?.string == "ok" else { return .moved }
+            guard let parts = reply.array, parts.first?.string == "ok" else { return .moved }
             store.metrics.sealedCommits.increment(by: Int64(plan.commits.count))
             store.metrics.segments.increment()
             store.metrics.bytesWritten.increment(by: Int64(plan.segment.count + (checkpoint?.blob.count ?? 0)))
             if checkpoint != nil { store.metrics.checkpoints.increment() }
             let threshold = min(UInt64(store.policy.segmentCommits), store.policy.retention)
-            return .sealed(last, more: plan.head > last && plan.head - last >= threshold)
+            return .sealed(
+                last, more: plan.head > last && plan.head - last >= threshold, bytes: parts.count > 2 ? parts[2].int.map { Int($0) } : nil)
         }
     }
 }

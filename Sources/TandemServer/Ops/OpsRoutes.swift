@@ -175,7 +175,11 @@ struct OpsRoutes: Sendable {
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
             rates: node.sampler.latest,
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
-            docs: listed.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
+            docs: listed.map { doc in
+                var summary = DocSummary(doc, rates: node.sampler.rates(for: doc.doc))
+                summary.historyBytes = node.sealer.historyBytes(doc.doc)
+                return summary
+            },
             docsTotal: docs.count,
             schemas: node.schemas.current.schemas.map(SchemaSummary.init),
             yjsRooms: Array(yjsRooms.sorted { ($0.localMembers, $1.room) > ($1.localMembers, $0.room) }.prefix(maxListItems))
@@ -191,9 +195,10 @@ struct OpsRoutes: Sendable {
         let counts = node.syncStore.counts(doc: doc, on: loop)
         let members = node.presenceStore.snapshot(doc: doc, on: loop)
         let first = node.syncStore.log(doc: doc, from: 0, count: 1, on: loop)
-        counts.and(members).and(first).whenComplete { result in
+        let history = node.history.size(doc: doc, on: loop)
+        counts.and(members).and(first).and(history).whenComplete { result in
             switch result {
-            case .success(let ((counts, members), first)):
+            case .success(let (((counts, members), first), history)):
                 responder.respond {
                     let listed = members.sorted { $0.sid < $1.sid }.prefix(maxListItems)
                     return json(
@@ -204,7 +209,10 @@ struct OpsRoutes: Sendable {
                             members: listed.map {
                                 .init(sid: $0.sid, user: $0.user, name: $0.name, role: $0.role.rawValue, node: $0.node)
                             },
-                            membersTotal: members.count))
+                            membersTotal: members.count,
+                            history: .init(
+                                bytes: history.bytes, segments: history.segments, versions: history.checkpoints,
+                                sealedThrough: history.sealed)))
                 }
             case .failure(let failure):
                 responder.respond(readFailed(failure))
@@ -433,6 +441,8 @@ struct DocSummary: Encodable, Sendable {
     var conflictRate: Double
     var syncLagP95Ms: Double?
     var largestOutboundBytes: Int
+    /// Bytes of Redis memory the doc's version history takes (after this node's last seal of it; sampled).
+    var historyBytes: Int?
 
     init(_ status: DocStatus, rates: StatusSampler.DocRates) {
         doc = status.doc
@@ -470,4 +480,14 @@ struct DocInfo: Encodable {
     /// At most `--ops-max-list-items` members (by session id).
     var members: [Member]
     var membersTotal: Int
+    /// Version history (docs/history.md): Redis bytes (sampled), sealed segments, versions (checkpoints),
+    /// and the last sealed clock (nil: no history yet).
+    struct History: Encodable {
+        var bytes: Int
+        var segments: Int
+        var versions: Int
+        var sealedThrough: UInt64?
+    }
+
+    var history: History
 }
