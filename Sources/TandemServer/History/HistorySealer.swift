@@ -18,6 +18,8 @@ final class HistorySealer: Sendable {
         var sealed: UInt64?
         /// Do not look before this time unless a segment's worth of commits is waiting.
         var notBeforeMs: UInt64 = 0
+        /// After a failed round: not before this time, whatever waits (a failing Redis is not hammered).
+        var retryAfterMs: UInt64 = 0
         var running = false
         /// Bytes of Redis memory the doc's history took after this node's last seal (sampled).
         var historyBytes: Int?
@@ -30,6 +32,8 @@ final class HistorySealer: Sendable {
     static let maxConcurrentDocs = 8
     /// Segments one doc may seal in a row before others get their turn (the next tick continues).
     static let maxRounds = 64
+    /// How long a doc whose seal round failed waits before the next.
+    static let retryDelayMs: UInt64 = 5_000
 
     init(store: HistoryStore, logger: Logger) {
         self.store = store
@@ -49,7 +53,9 @@ final class HistorySealer: Sendable {
                 var seal = docs[doc] ?? DocSeal()
                 let unsealed = seal.sealed.map { head > $0 ? head - $0 : 0 } ?? head
                 lag = max(lag, unsealed)
-                guard !seal.running, unsealed > 0, running + due.count < Self.maxConcurrentDocs else { continue }
+                guard !seal.running, unsealed > 0, running + due.count < Self.maxConcurrentDocs, nowMs >= seal.retryAfterMs else {
+                    continue
+                }
                 guard seal.sealed == nil || unsealed >= threshold || nowMs >= seal.notBeforeMs else { continue }
                 seal.running = true
                 docs[doc] = seal
@@ -91,7 +97,7 @@ final class HistorySealer: Sendable {
                     seal.sealed = sealed
                 case .failure(let error):
                     seal.sealed = nil
-                    seal.notBeforeMs = NodeClock().wallMs() + 5_000
+                    seal.retryAfterMs = NodeClock().wallMs() + Self.retryDelayMs
                     self.store.metrics.sealFailures.increment()
                     self.logger.warning("history seal failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
                 }
