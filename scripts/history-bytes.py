@@ -70,17 +70,24 @@ def main():
         keys += batch
         if cursor == b"0":
             break
-    total_bytes = total_commits = total_ops = total_zops = 0
+    names = (b"hsealed", b"hsegs", b"hindex", b"hckpts", b"hversions")
+    total_bytes = total_commits = total_ops = total_zops = total_segment_blobs = total_segments = 0
+    per_key = dict.fromkeys(names, 0)
     for key in keys:
         base = key[: -len(b"hsegs")]
-        memory = sum(r.call("MEMORY", "USAGE", base + name, "SAMPLES", 0) or 0
-                     for name in (b"hsealed", b"hsegs", b"hindex", b"hckpts", b"hversions"))
+        memory = 0
+        for name in names:
+            used = r.call("MEMORY", "USAGE", base + name, "SAMPLES", 0) or 0
+            per_key[name] += used
+            memory += used
         flat = r.call("HGETALL", key)
         segments = sorted((int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2))
+        total_segments += len(segments)
+        total_segment_blobs += sum(len(blob) for _, blob in segments)
         ops = []
         for _, blob in segments:
-            for commit in json.loads(unpack(blob))["commits"]:
-                ops.append(json.dumps(commit["ops"], separators=(",", ":"), sort_keys=True).encode())
+            for commit_ops in json.loads(unpack(blob))["ops"]:
+                ops.append(json.dumps(commit_ops, separators=(",", ":"), sort_keys=True).encode())
         raw = b"\n".join(ops)
         total_bytes += memory
         total_commits += len(ops)
@@ -93,6 +100,8 @@ def main():
     print(f"history in Redis: {total_bytes} bytes = {total_bytes / total_commits:.1f} bytes per commit")
     print(f"ops: {total_ops} bytes raw ({total_ops / total_commits:.1f}/commit), {total_zops} zlib ({total_zops / total_commits:.1f}/commit)")
     print(f"history / compressed ops: {total_bytes / total_zops:.2f} (goal <= 1.5)")
+    print(f"segments: {total_segments}, {total_segment_blobs} bytes of blobs ({total_segment_blobs / total_commits:.1f}/commit); "
+          + "Redis memory by key: " + ", ".join(f"{name.decode()} {used}" for name, used in per_key.items()))
 
 
 if __name__ == "__main__":

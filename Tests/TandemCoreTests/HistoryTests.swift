@@ -14,10 +14,23 @@ import TandemCore
         let commits = [commit(5, #"{"a":["put",{"x":1}]}"#), commit(6, #"{"a":["patch",{"x":["put",2]}]}"#, by: "s2", at: 1_001)]
         let decoded = try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(commits))
         #expect(decoded == commits)
-        let gap = [commits[0], commit(8, #"{"b":["remove"]}"#)]
-        #expect(throws: HistoryError.self) { try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(gap)) }
+        // A node's clock may step back: times are deltas and may be negative; push ids may be absent.
+        var skewed = (7...10).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0 % 2)", at: [500, 400, 900, 900][$0 - 7]) }
+        skewed[1].pushID = nil
+        skewed[2].node = "n2"
+        #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(skewed)) == skewed)
+        #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment([])) == [])
         #expect(throws: HistoryError.self) { try HistoryCodec.decodeSegment(Array("not json".utf8)) }
-        #expect(throws: HistoryError.self) { try HistoryCodec.decodeSegment(Array(#"{"v":1,"commits":[{"c":1}]}"#.utf8)) }
+        for bad in [
+            #"{"v":1,"commits":[]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0,0],"node":[0],"at":[1],"id":[1],"ops":[{}]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[3],"node":[0],"at":[1],"id":[1],"ops":[{}]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[-1],"id":[1],"ops":[{}]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[1],"id":[1],"ops":[[]]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[9223372036854775807,1],"id":[1,1],"ops":[{},{}]}"#,
+        ] {
+            #expect(throws: HistoryError.self, "\(bad)") { try HistoryCodec.decodeSegment(Array(bad.utf8)) }
+        }
     }
 
     @Test func checkpointsRoundTrip() throws {

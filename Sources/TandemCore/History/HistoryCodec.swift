@@ -2,47 +2,89 @@
 /// checkpoints of the whole state. Pure: compression is the server's (`HistoryBlob`), these are the bytes
 /// it compresses.
 ///
-/// - Segment: `{"v":1,"commits":[{"c":CLOCK,"by":SID,"id":PUSHID,"node":NODE,"at":MS,"ops":OPS},…]}`,
-///   contiguous clocks in order. Field names repeat in every commit; zlib takes them out for nearly free,
-///   and a self-describing form stays readable by hand (`redis-cli --raw HGET … | zlib-flate -uncompress`).
+/// - Segment: columns rather than one object per commit, so zlib sees long runs of alike values:
+///   `{"v":2,"first":F,"sessions":[SID,…],"nodes":[NODE,…],"by":[i,…],"node":[i,…],"at":[MS,Δ,…],"id":[PUSHID|null,…],"ops":[OPS,…]}`
+///   — commit k has clock F + k, session `sessions[by[k]]`, node `nodes[node[k]]`, time `at[0] + … + at[k]`
+///   (deltas: a node's clock may step back, so a delta may be negative). Per commit the metadata then costs
+///   about what its ops do after compression, where one object per commit repeated the field names, a
+///   22-character session id, a node name and a 13-digit time in every commit (measured: 5× the
+///   compressed ops for small ops, against about 1.5× in columns).
 /// - Checkpoint: `{"clock":CLOCK,"at":MS,"records":{ID:RECORD,…}}`, the records after commit CLOCK. The
-///   commit path's base checkpoint (written by a Lua script, uncompressed) has the same form.
+///   sealer's Lua base checkpoint has the same form.
 public enum HistoryCodec {
     /// Nesting allowed when reading history back: records and ops nest at most `maxStoredJSONDepth` (128)
-    /// inside the two levels these forms add.
+    /// inside the levels these forms add.
     public static let maxDepth = 136
 
     public static func encodeSegment(_ commits: [CommitNotice]) -> [UInt8] {
-        var w = JSONWriter(capacity: 64 + commits.count * 160)
-        w.openObject()
-        w.key("v"); w.integer(1); w.comma()
-        w.key("commits")
-        w.array(commits) { w, commit in
-            w.openObject()
-            w.key("c"); w.integer(commit.clock); w.comma()
-            w.key("by"); w.string(commit.by); w.comma()
-            if let pushID = commit.pushID { w.key("id"); w.write(pushID); w.comma() }
-            w.key("node"); w.string(commit.node); w.comma()
-            w.key("at"); w.integer(commit.committedAtMs); w.comma()
-            w.key("ops"); commit.writeOps(into: &w)
-            w.closeObject()
+        var sessions: [String] = []
+        var sessionIndex: [String: Int] = [:]
+        var nodes: [String] = []
+        var nodeIndex: [String: Int] = [:]
+        var by: [Int] = []
+        var node: [Int] = []
+        for commit in commits {
+            if sessionIndex[commit.by] == nil {
+                sessionIndex[commit.by] = sessions.count
+                sessions.append(commit.by)
+            }
+            if nodeIndex[commit.node] == nil {
+                nodeIndex[commit.node] = nodes.count
+                nodes.append(commit.node)
+            }
+            by.append(sessionIndex[commit.by]!)
+            node.append(nodeIndex[commit.node]!)
         }
+        var w = JSONWriter(capacity: 128 + commits.count * 96)
+        w.openObject()
+        w.key("v"); w.integer(2); w.comma()
+        w.key("first"); w.integer(commits.first?.clock ?? 0); w.comma()
+        w.key("sessions"); w.array(sessions) { w, s in w.string(s) }; w.comma()
+        w.key("nodes"); w.array(nodes) { w, n in w.string(n) }; w.comma()
+        w.key("by"); w.array(by) { w, i in w.integer(i) }; w.comma()
+        w.key("node"); w.array(node) { w, i in w.integer(i) }; w.comma()
+        w.key("at")
+        w.openArray()
+        var previous: UInt64 = 0
+        for (k, commit) in commits.enumerated() {
+            if k > 0 { w.comma() }
+            let at = commit.committedAtMs
+            if at >= previous { w.integer(at - previous) } else { w.raw("-"); w.integer(previous - at) }
+            previous = at
+        }
+        w.closeArray(); w.comma()
+        w.key("id"); w.array(commits) { w, c in w.write(c.pushID ?? .null) }; w.comma()
+        w.key("ops"); w.array(commits) { w, c in c.writeOps(into: &w) }
         w.closeObject()
         return w.bytes
     }
 
-    /// The commits of a segment; throws unless every commit is well formed and the clocks are contiguous.
+    /// The commits of a segment; throws unless every column is well formed and as long as the others.
     public static func decodeSegment(_ bytes: some Collection<UInt8>) throws(HistoryError) -> [CommitNotice] {
-        guard let root = try? JSONParser.parse(bytes, maxDepth: maxDepth), let items = root.objectValue?["commits"]?.arrayValue
-        else { throw .corrupt("a history segment is not {\"v\":1,\"commits\":[…]}") }
+        guard let o = (try? JSONParser.parse(bytes, maxDepth: maxDepth))?.objectValue, o["v"] == .number("2"),
+            let first = o["first"]?.uint64Value, let sessions = o["sessions"]?.arrayValue?.compactMap(\.stringValue),
+            let nodes = o["nodes"]?.arrayValue?.compactMap(\.stringValue), let by = o["by"]?.arrayValue,
+            let node = o["node"]?.arrayValue, let at = o["at"]?.arrayValue, let ids = o["id"]?.arrayValue,
+            let ops = o["ops"]?.arrayValue
+        else { throw .corrupt("a history segment is not {\"v\":2,\"first\":…,…}") }
+        let n = ops.count
+        guard by.count == n, node.count == n, at.count == n, ids.count == n, first >= 1 || n == 0,
+            first <= ClientMessage.maxClock
+        else { throw .corrupt("a history segment's columns differ in length") }
         var commits: [CommitNotice] = []
-        commits.reserveCapacity(items.count)
-        for item in items {
-            guard let o = item.objectValue, let clock = o["c"]?.uint64Value, let ops = o["ops"], ops.isObject,
-                let by = o["by"]?.stringValue, let node = o["node"]?.stringValue, let at = o["at"]?.uint64Value
-            else { throw .corrupt("a commit of a history segment is malformed") }
-            if let last = commits.last, clock != last.clock + 1 { throw .corrupt("a history segment's clocks are not contiguous") }
-            commits.append(CommitNotice(clock: clock, ops: ops, by: by, node: node, pushID: o["id"], committedAtMs: at))
+        commits.reserveCapacity(n)
+        var time: Int64 = 0
+        for k in 0..<n {
+            guard let s = by[k].intValue, sessions.indices.contains(s), let d = node[k].intValue, nodes.indices.contains(d),
+                case .number(let lexeme) = at[k], let delta = Int64(lexeme), ops[k].isObject
+            else { throw .corrupt("commit \(k) of a history segment is malformed") }
+            let (sum, overflow) = time.addingReportingOverflow(delta)
+            guard !overflow, sum >= 0 else { throw .corrupt("a history segment's times are out of range") }
+            time = sum
+            commits.append(
+                CommitNotice(
+                    clock: first + UInt64(k), ops: ops[k], by: sessions[s], node: nodes[d], pushID: ids[k] == .null ? nil : ids[k],
+                    committedAtMs: UInt64(time)))
         }
         return commits
     }
