@@ -363,3 +363,46 @@ import Testing
         await cluster.finish()
     }
 }
+
+/// History on a real Redis Cluster (issue 11's harness): every history key is tagged `{D}`, so sealing,
+/// reads, restore and fork work for docs on every shard, and a fork may land on another shard.
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct HistoryClusterTests {
+    @Test func historyWorksOnEveryShard() async throws {
+        let serving = try await ClusterServing.start(nodes: 2) {
+            $0.logRetention = 4
+            $0.checkpointEvery = 10
+            $0.opsToken = HistoryTests.token
+        }
+        var docs: [String] = []
+        for port in await serving.primaryPorts() { docs += await serving.docs(ownedBy: port, count: 1, prefix: "history-shard-") }
+        #expect(docs.count == 3)
+        for (index, doc) in docs.enumerated() {
+            let alice = try await serving.client("alice\(index)", node: index % 2)
+            try await alice.join(doc)
+            alice.recordStates(doc)
+            for i in 1...24 {
+                alice.push(doc, id: i, ops: #"{"r\#(i % 5)":["put",{"v":\#(i)}]}"#)
+                #expect(try await alice.answer(doc, id: i).string("action") == "commit")
+            }
+            let states = try #require(alice.view(doc).statesByClock)
+            let node = serving.nodes[(index + 1) % 2]
+            try await waitUntil("\(doc) sealed") {
+                let info = try JSONParser.parse(try await HistoryTests.get(node, "/api/docs/\(doc)").body).objectValue
+                return (info?["history"]?.objectValue?["sealedThrough"]?.uint64Value ?? 0) >= 20
+            }
+            for clock: UInt64 in [0, 3, 11, 20, 24] {
+                let answer = try await HistoryTests.get(node, "/api/docs/\(doc)/at?clock=\(clock)")
+                #expect(answer.status == 200, "\(doc) at \(clock): \(answer.body.prefix(200))")
+                #expect(try HistoryTests.records(answer) == states[clock], "\(doc) at \(clock)")
+            }
+            let restored = try await HistoryTests.post(node.opsPort, "/api/docs/\(doc)/restore?clock=3")
+            #expect(restored.status == 200, "\(restored.body)")
+            try await alice.waitHead(doc, 25)
+            #expect(alice.view(doc).records == states[3])
+            let target = docs[(index + 1) % docs.count] + "-fork"
+            let fork = try await HistoryTests.post(node.opsPort, "/api/docs/\(doc)/fork?clock=11&to=\(target)")
+            #expect(fork.status == 201, "\(fork.body)")
+            #expect(try HistoryTests.records(try await HistoryTests.get(node, "/api/docs/\(target)/at?clock=1")) == states[11])
+        }
+    }
+}
