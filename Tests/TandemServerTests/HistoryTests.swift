@@ -141,6 +141,10 @@ import Testing
         #expect(clockAtTime >= head / 3 + 1 && (timeAnswer?["at"]?.uint64Value ?? .max) <= at)
         #expect(try Self.records(byTime) == states[clockAtTime])
         #expect(try await cluster.nodes[0].metric(#"tandem_history_reads_total{route="at"}"#) > 0)
+        let written = try await cluster.nodes[0].metric("tandem_history_written_bytes_total")
+            + (try await cluster.nodes[1].metric("tandem_history_written_bytes_total"))
+        #expect(written > 0)
+        _ = try await cluster.nodes[0].metric("tandem_history_seal_lag_commits")
         let sealedByNodes = try await cluster.nodes[0].metric("tandem_history_sealed_commits_total")
             + (try await cluster.nodes[1].metric("tandem_history_sealed_commits_total"))
         #expect(sealedByNodes >= Double(head - 16))
@@ -266,6 +270,41 @@ import Testing
         let early = try await Self.get(node, "/api/docs/h/at?time=1")
         #expect(early.status == 200 && early.body.contains(#""clock":0"#))
         #expect(try await node.get("/healthz").status == 200)
+        await cluster.finish()
+    }
+
+    /// `--history-retention`: history older than it is dropped, from the newest checkpoint before the
+    /// cutoff on; what is kept still reads exactly.
+    @Test func historyRetentionDropsOldVersions() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.logRetention = 4
+            $0.checkpointEvery = 5
+            $0.historyRetentionMs = 1  // everything is older than 1 ms by the next seal
+        }
+        let doc = "history:retention"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.recordStates(doc)
+        for i in 1...40 {
+            alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
+            _ = try await alice.answer(doc, id: i)
+        }
+        let states = try #require(alice.view(doc).statesByClock)
+        let node = cluster.nodes[0]
+        var oldest: UInt64 = 0
+        // Every checkpoint but the newest is older than the cutoff: in the end only the newest is kept.
+        try await waitUntil("old versions dropped") {
+            let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+            oldest = list.last?.objectValue?["clock"]?.uint64Value ?? 0
+            return list.count == 1 && oldest >= 35
+        }
+        let before = try await node.get("/api/docs/\(doc)/at?clock=\(oldest - 1)")
+        #expect(before.status == 404 && before.body.contains("not_in_history"), "\(before.body)")
+        #expect(before.body.contains("starts at clock \(oldest)"))
+        #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(oldest)")) == states[oldest])
+        #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=40")) == states[40])
+        #expect(cluster.redis.command("HLEN", SyncRedis.key(doc, "hckpts")) == "1")
+        #expect(cluster.redis.command("ZCOUNT", SyncRedis.key(doc, "hindex"), "-inf", "\(oldest)") == "0", "segments before the kept checkpoint dropped")
         await cluster.finish()
     }
 

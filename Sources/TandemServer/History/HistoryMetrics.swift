@@ -32,7 +32,7 @@ final class HistoryMetrics: Sendable {
         checkpoints = registry.makeCounter(
             descriptor: name("history_checkpoints_written", "total", "History checkpoints (full doc states) this node wrote."))
         bytesWritten = registry.makeCounter(
-            descriptor: name("history_written", "bytes", "Bytes of compressed history (segments and checkpoints) this node wrote."))
+            descriptor: name("history_written_bytes", "total", "Bytes of compressed history (segments and checkpoints) this node wrote."))
         sealLag = registry.makeGauge(
             descriptor: name(
                 "history_seal_lag", "commits",
