@@ -159,6 +159,9 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // `tandem-bench bare-server`, the bare fan-out server issue 14 is measured against.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).

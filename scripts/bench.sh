@@ -9,6 +9,11 @@
 #   scripts/bench.sh                         # presence sync sync-large storm, at the issue's sizes
 #   scripts/bench.sh presence storm          # only these
 #   scripts/bench.sh presence-2k             # presence at 2,000 clients / 40 docs (issue 14)
+#   scripts/bench.sh presence-compare        # presence, presence-2k and both against the bare fan-out
+#                                            # server (presence-bare, presence-2k-bare), then the comparison
+#   scripts/bench.sh presence-2nodes         # presence over two tandem nodes sharing one Redis (issue 11):
+#                                            # half of each doc's members on each node, latency reported
+#                                            # separately for same-node and cross-node pairs
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh history                 # sync-large with version history's cost in Redis (issue 15)
@@ -48,16 +53,20 @@ free_port() {
 
 REDIS_PID=""
 TANDEM_PID=""
+TANDEM2_PID=""
 WORK=""
 CLUSTER_PIDS=()
 CLUSTER_PORTS=()
 stop_all() {
     # Only the processes this script started, by pid.
-    if [ -n "$TANDEM_PID" ] && kill -0 "$TANDEM_PID" 2>/dev/null; then
-        kill -TERM "$TANDEM_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$TANDEM_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$TANDEM_PID" 2>/dev/null || true
-    fi
+    local tandem
+    for tandem in "$TANDEM_PID" "$TANDEM2_PID"; do
+        if [ -n "$tandem" ] && kill -0 "$tandem" 2>/dev/null; then
+            kill -TERM "$tandem" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$tandem" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$tandem" 2>/dev/null || true
+        fi
+    done
     if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
         kill -TERM "$REDIS_PID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
@@ -72,6 +81,7 @@ stop_all() {
     CLUSTER_PIDS=()
     CLUSTER_PORTS=()
     TANDEM_PID=""
+    TANDEM2_PID=""
     REDIS_PID=""
     [ -n "$WORK" ] && rm -rf "$WORK"
     WORK=""
@@ -168,6 +178,7 @@ start_servers() {
     WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
     if [ -n "${BENCH_CLUSTER:-}" ]; then
         start_cluster
+        TANDEM_REDIS=$REDIS_SEEDS
         start_tandem "$name" "$REDIS_SEEDS"
         return
     fi
@@ -180,7 +191,25 @@ start_servers() {
         sleep 0.1
     done
     redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$WORK/redis.log" >&2; exit 1; }
-    start_tandem "$name" "redis://127.0.0.1:$REDIS_PORT"
+    TANDEM_REDIS="redis://127.0.0.1:$REDIS_PORT"
+    start_tandem "$name" "$TANDEM_REDIS"
+}
+
+# A second node on the same Redis (SECOND_NODE=1): WS_PORT2, OPS_PORT2, TANDEM2_PID, its log <name>.server2.log.
+start_second_tandem() {
+    local name=$1
+    WS_PORT2=$(free_port)
+    OPS_PORT2=$(free_port)
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT2" --ops-port "$OPS_PORT2" \
+        --redis "$TANDEM_REDIS" --node-id "bench-$name-b" ${TANDEM_EXTRA:-} >"$OUT/$name.server2.log" 2>&1 &
+    TANDEM2_PID=$!
+    for _ in $(seq 200); do
+        grep -q "listening" "$OUT/$name.server2.log" 2>/dev/null && break
+        kill -0 "$TANDEM2_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "listening" "$OUT/$name.server2.log" || { echo "second tandem did not start" >&2; cat "$OUT/$name.server2.log" >&2; exit 1; }
 }
 
 start_tandem() {
@@ -215,6 +244,42 @@ machine_state() {
     top -bn1 -o %CPU | sed -n '8,12p' | sed 's/^/  /'
 }
 
+# The bare fan-out server (`tandem-bench bare-server`, issue 14's yardstick) in place of tandem + Redis.
+start_bare() {
+    local name=$1
+    WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-server --host 127.0.0.1 --port 0 >"$OUT/$name.server.log" 2>&1 &
+    TANDEM_PID=$!
+    for _ in $(seq 100); do
+        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
+        kill -0 "$TANDEM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    WS_PORT=$(grep -o 'ws=[0-9]*' "$OUT/$name.server.log" | cut -d= -f2)
+    [ -n "$WS_PORT" ] || { echo "bare-server did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
+}
+
+# Like run_scenario, against the bare server: no Redis, no ops port (the bench's server figures are its CPU).
+run_bare_scenario() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name (bare fan-out server): $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
+    machine_state
+    start_bare "$name"
+    local status=0
+    # shellcheck disable=SC2086
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" --url "ws://127.0.0.1:$WS_PORT/v1/ws" --server-pid "$TANDEM_PID" \
+        --json-out "$OUT/$name.json" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    stop_all
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
 run_scenario() {
     local name=$1
     shift
@@ -224,6 +289,11 @@ run_scenario() {
     start_servers "$name"
     local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --ops "http://127.0.0.1:$OPS_PORT" --server-pid "$TANDEM_PID"
         --json-out "$OUT/$name.json")
+    if [ -n "${SECOND_NODE:-}" ]; then
+        start_second_tandem "$name"
+        # Server CPU, RSS and /metrics figures are the first node's; each node serves half the clients.
+        common+=(--second-url "ws://127.0.0.1:$WS_PORT2/v1/ws")
+    fi
     [ -n "${BENCH_CLUSTER:-}" ] || common+=(--redis "redis://127.0.0.1:$REDIS_PORT" --redis-pid "$REDIS_PID")
     local status=0 started commits_before
     if [ -n "${BENCH_CLUSTER:-}" ]; then
@@ -247,6 +317,10 @@ run_scenario() {
     local problems
     problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)
     echo "server log: $problems error/critical lines ($OUT/$name.server.log)"
+    if [ -n "${SECOND_NODE:-}" ]; then
+        problems=$(grep -ciE '(error|critical)' "$OUT/$name.server2.log" || true)
+        echo "second server log: $problems error/critical lines ($OUT/$name.server2.log)"
+    fi
     stop_all
     if [ "$status" -ne 0 ]; then
         echo "tandem-bench $name exited with $status" >&2
@@ -263,6 +337,17 @@ for scenario in "${SCENARIOS[@]}"; do
     presence) run_scenario presence presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
     # Issue 14: presence at twice the size (2,000 clients, 40 docs of 50), where the two cores run out.
     presence-2k) run_scenario presence-2k presence --clients 2000 --docs 40 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    # The same loads against the bare fan-out server (issue 14 is measured side by side with it).
+    presence-bare) run_bare_scenario presence-bare presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    presence-2k-bare) run_bare_scenario presence-2k-bare presence --clients 2000 --docs 40 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    # All four, then the comparison (deliveries/s, p99, CPU per delivery) against issue 14's targets.
+    presence-compare)
+        for s in presence presence-bare presence-2k presence-2k-bare; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
+        python3 scripts/bench-compare.py "$OUT" | tee "$OUT/presence-compare.txt" || true ;;
+    # Issue 11 item 4: 1,000 clients over two nodes (20 docs, 20 Hz), same-node and cross-node p99 apart;
+    # target cross-node p99 <= 65 ms (one hop: the receiving node forwards without waiting for its tick).
+    presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients 1000 --docs 20 --rate 20 \
+        --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
@@ -288,7 +373,7 @@ for scenario in "${SCENARIOS[@]}"; do
     overload)
         for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
         python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload)" >&2; exit 2 ;;
     esac
 done
 echo

@@ -113,9 +113,10 @@ enum Inbound {
 
 /// Messages this client sends.
 enum Outbound {
-    static func join(doc: String, state: JSONValue?, since: UInt64?, schema: Int? = nil) -> String {
+    static func join(doc: String, state: JSONValue?, since: UInt64?, schema: Int? = nil, presence: PresenceMode = .full) -> String {
         var fields: [String: JSONValue] = ["t": .string("join"), "doc": .string(doc)]
-        if let state { fields["state"] = state }
+        // Only the default is left out; a hidden or none join has no state.
+        if presence != .full { fields["presence"] = .string(presence.rawValue) } else if let state { fields["state"] = state }
         if let since { fields["since"] = .number(since) }
         if let schema { fields["schema"] = .number(schema) }
         return JSONValue.object(fields).serializedString

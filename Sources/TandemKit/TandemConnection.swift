@@ -113,11 +113,17 @@ public actor TandemConnection {
     ///   - presence: This session's initial presence state (a JSON object).
     ///   - schema: The version of the doc's record schema this app was built for (docs/schemas.md): a server
     ///     enforcing another version, or none, refuses the join with `schema_mismatch`. nil: not checked.
+    ///   - presenceMode: `.full` (default), `.hidden` (sees others, shown to no one) or `.none` (no presence
+    ///     either way). A hidden or none session has no state: `presence` must be nil and `setPresence`
+    ///     throws `presence_disabled`. The first join of the doc decides it.
     /// - Throws: ``TandemError/server(_:)`` with `forbidden` (no grant), `too_many_docs` or `schema_mismatch`;
     ///   ``TandemError/closed``.
-    public func join(_ doc: String, presence: JSONValue? = nil, schema: Int? = nil) async throws(TandemError)
-        -> TandemDocument
+    public func join(_ doc: String, presence: JSONValue? = nil, schema: Int? = nil, presenceMode: PresenceMode = .full)
+        async throws(TandemError) -> TandemDocument
     {
+        if presence != nil, !presenceMode.isShown {
+            throw .server(ServerError(code: "bad_message", message: "a \(presenceMode.rawValue) session has no presence state", doc: doc))
+        }
         let entry: DocEntry
         if let existing = docs[doc] {
             entry = existing
@@ -128,6 +134,7 @@ public actor TandemConnection {
             if let presence { try Self.checkPresence(presence, welcome: welcome) }
             entry.presence = presence
             entry.schema = schema
+            entry.presenceMode = presenceMode
             if let welcome { entry.throttle.interval = PresenceThrottle.interval(presenceRate: welcome.presenceRate) }
             docs[doc] = entry
             if isOpen { sendJoin(entry) }
@@ -166,6 +173,12 @@ public actor TandemConnection {
 
     func setPresence(_ doc: String, _ state: JSONValue) throws(TandemError) {
         guard let entry = docs[doc] else { throw .left(doc: doc) }
+        guard entry.presenceMode.isShown else {
+            throw .server(
+                ServerError(
+                    code: "presence_disabled",
+                    message: "joined with presence \(entry.presenceMode.rawValue): this session has no presence to set", doc: doc))
+        }
         try Self.checkPresence(state, welcome: welcome)
         entry.presence = state
         // Not joined (yet, or any more): the next join carries the newest state.
@@ -493,7 +506,9 @@ public actor TandemConnection {
     private func sendJoin(_ entry: DocEntry) {
         entry.joinSentState = entry.presence
         if entry.presence != nil { entry.throttle.sent(now: .now) }
-        send(Outbound.join(doc: entry.id, state: entry.presence, since: entry.sync.since, schema: entry.schema))
+        send(
+            Outbound.join(
+                doc: entry.id, state: entry.presence, since: entry.sync.since, schema: entry.schema, presence: entry.presenceMode))
     }
 
     private func send(_ text: String) {
@@ -562,6 +577,8 @@ final class DocEntry {
     var presence: JSONValue?
     /// The record-schema version every join of this doc states (nil: none).
     var schema: Int?
+    /// The presence mode every join of this doc states.
+    var presenceMode = PresenceMode.full
     /// The state the last join carried.
     var joinSentState: JSONValue?
     /// Set by `joined`, cleared when the connection is lost.

@@ -14,6 +14,10 @@ public typealias Diff = TandemCore.Diff
 /// What a ``Diff`` does to one field: `.put(value)`, `.delete`, `.patch(Diff)` or `.append(value, offset:)`.
 public typealias FieldOp = TandemCore.FieldOp
 
+/// How a session takes part in a doc's presence (the join's `"presence"`): `.full` (shown, sees others),
+/// `.hidden` (sees others, shown to no one) or `.none` (no presence either way: no deltas at all).
+public typealias PresenceMode = TandemCore.PresenceMode
+
 /// Thrown by ``JSONValue/init(encoding:)`` and ``JSONValue/decode(_:)``.
 public struct JSONConversionError: Error, Sendable, CustomStringConvertible {
     public var description: String

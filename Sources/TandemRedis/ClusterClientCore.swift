@@ -53,6 +53,8 @@ final class ClusterClientCore: Sendable {
         var pending = 0
         /// The last connectivity reported to the hook.
         var reportedConnected = false
+        /// The primaries and whether each was connected, as last reported to the availability hook.
+        var reportedAvailability: [ClusterNodeAddress: Bool] = [:]
         var observers: [UInt64: @Sendable (ClusterRoutingUpdate) -> Void] = [:]
         var nextObserverID: UInt64 = 0
         /// Failed map fetches in a row, for throttled logging.
@@ -151,6 +153,39 @@ final class ClusterClientCore: Sendable {
         }
     }
 
+    var shardStates: [ClusterShardState] {
+        state.withLockedValue { state in
+            guard state.mode == .cluster, let topology = state.topology else { return [] }
+            return topology.shards.enumerated().map { index, shard in
+                ClusterShardState(
+                    index: index, primary: shard.primary.address, slots: shard.slots.reduce(0) { $0 + $1.count },
+                    connected: state.nodes[Self.key(shard.primary.address)]?.client.isConnected ?? false)
+            }
+        }
+    }
+
+    /// The shard (index in the map) a command on `route` sent to `address` counts for. Under the lock.
+    func shardIndex(route: ClusterRoute, address: ClusterNodeAddress, in state: State) -> Int? {
+        guard configuration.shardObserver != nil, let topology = state.topology else { return nil }
+        if case .slot(let slot) = route { return topology.shardIndex(forSlot: slot) }
+        return topology.shards.firstIndex { $0.primary.address == address }
+    }
+
+    /// Single mode: the connection is up. Cluster mode: `slot` is routed to a primary with a live
+    /// connection.
+    func isAvailable(slot: Int) -> Bool {
+        state.withLockedValue { state in
+            if state.shutdownRequested { return false }
+            switch state.mode {
+            case .detecting: return false
+            case .single: return state.single?.isConnected ?? false
+            case .cluster:
+                guard let address = state.routes.address(forSlot: slot) else { return false }
+                return state.nodes[Self.key(address)]?.client.isConnected ?? false
+            }
+        }
+    }
+
     /// Single mode: the connection is up. Cluster mode: every slot has a primary with a live connection.
     private static func connected(_ state: State) -> Bool {
         if state.shutdownRequested { return false }
@@ -167,12 +202,20 @@ final class ClusterClientCore: Sendable {
 
     /// Reports a change of ``isConnected`` to the hook. Timer thread only, so reports stay in order.
     func evaluateConnectivity() {
-        let changed = state.withLockedValue { state -> Bool? in
+        let (changed, availabilityChanged) = state.withLockedValue { state -> (Bool?, Bool) in
+            var availability: [ClusterNodeAddress: Bool] = [:]
+            if state.mode == .cluster {
+                for address in state.primaries { availability[address] = state.nodes[Self.key(address)]?.client.isConnected ?? false }
+            }
+            let availabilityChanged = availability != state.reportedAvailability
+            state.reportedAvailability = availability
             let now = Self.connected(state)
-            guard now != state.reportedConnected else { return nil }
+            guard now != state.reportedConnected else { return (nil, availabilityChanged) }
             state.reportedConnected = now
-            return now
+            return (now, availabilityChanged)
         }
+        // Availability first: a node re-evaluates its docs before it hears that everything is back.
+        if availabilityChanged || changed != nil { configuration.onAvailabilityChange?() }
         if let changed { configuration.onConnectionStateChange?(changed) }
     }
 

@@ -90,6 +90,13 @@ public struct ClusterTopology: Sendable, Equatable {
         return owner >= 0 ? shards[owner].primary.address : nil
     }
 
+    /// The index into `shards` of the shard serving `slot`, if any.
+    public func shardIndex(forSlot slot: Int) -> Int? {
+        guard (0..<ClusterSlot.count).contains(slot) else { return nil }
+        let owner = Int(owners[slot])
+        return owner >= 0 ? owner : nil
+    }
+
     /// The primaries' addresses, each once, sorted.
     public var primaries: [ClusterNodeAddress] {
         Array(Set(shards.map(\.primary.address))).sorted()

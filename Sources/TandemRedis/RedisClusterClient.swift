@@ -44,6 +44,14 @@ public final class RedisClusterClient: RedisCommandClient {
         /// Called on each change of ``RedisClusterClient/isConnected``, on the client's timer thread
         /// (one thread, so calls arrive in order); must be cheap and must not block.
         public var onConnectionStateChange: (@Sendable (Bool) -> Void)?
+        /// Called when which keys are available may have changed (``RedisClusterClient/isAvailable(forKey:)``):
+        /// a primary's connection went up or down, or the slot map changed which primaries serve. On the
+        /// timer thread, in order; must be cheap and must not block.
+        public var onAvailabilityChange: (@Sendable () -> Void)?
+        /// Called with each command attempt's outcome in cluster mode and the shard it went to (its index in
+        /// the slot map, shards ordered by first slot; nil when the map does not know the node yet), on
+        /// the node's owner thread; must be cheap. For per-shard figures.
+        public var shardObserver: (@Sendable (_ shard: Int?, _ outcome: ClusterAttemptOutcome) -> Void)?
         /// Called with each command's round trip to a node in seconds, on that node's owner thread
         /// (a redirected command reports each attempt); must be cheap.
         public var commandObserver: (@Sendable (_ seconds: Double) -> Void)?
@@ -108,6 +116,14 @@ public final class RedisClusterClient: RedisCommandClient {
     /// primary whose connection is up. Thread-safe.
     public var isConnected: Bool { core.isConnected }
 
+    /// Cluster mode: the shards of the slot map, ordered by first slot (the index `shardObserver`
+    /// reports), each with its primary and whether that connection is up. Empty otherwise. Thread-safe.
+    public var shards: [ClusterShardState] { core.shardStates }
+
+    /// Cluster mode: whether the primary `key`'s slot is routed to has a live connection (a failover
+    /// makes only that shard's keys unavailable). Single mode: ``isConnected``. Thread-safe.
+    public func isAvailable(forKey key: String) -> Bool { core.isAvailable(slot: ClusterSlot.slot(forKey: key)) }
+
     /// Commands accepted and not completed yet. Thread-safe.
     public var pendingCommandCount: Int { core.pendingCommandCount }
 
@@ -168,4 +184,26 @@ public final class RedisClusterClient: RedisCommandClient {
     public func shutdown() async {
         for thread in core.requestShutdown() { await thread.join() }
     }
+}
+
+/// What one command attempt on a cluster shard came to (``RedisClusterClient/Configuration/shardObserver``).
+public enum ClusterAttemptOutcome: Sendable, Equatable {
+    /// A reply (error replies other than redirections included: they are the command's answer).
+    case reply
+    /// No usable answer: a failure (connection lost, timeout, not connected) or a cluster state error
+    /// (`CLUSTERDOWN`, `TRYAGAIN`) that is retried.
+    case error
+    /// `MOVED` or `ASK`: the slot is served elsewhere.
+    case redirect
+}
+
+/// One shard of the cluster as the client sees it (for status pages).
+public struct ClusterShardState: Sendable, Equatable {
+    /// Position in the slot map (shards ordered by their first slot).
+    public var index: Int
+    public var primary: ClusterNodeAddress
+    /// How many slots the shard serves.
+    public var slots: Int
+    /// Whether the client's connection to the primary is up.
+    public var connected: Bool
 }

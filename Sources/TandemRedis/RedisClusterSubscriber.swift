@@ -66,6 +66,10 @@ public final class RedisClusterSubscriber: RedisChannelSubscriber {
     /// Whether the mode is known and every connection (one per primary in cluster mode) is up.
     public var isConnected: Bool { core.isConnected }
 
+    /// Whether the mode is known and at least one connection is up: in a cluster, some shards' channels
+    /// are served while another shard fails over.
+    public var isPartlyConnected: Bool { core.isPartlyConnected }
+
     public var desiredChannels: Set<String> { core.desiredChannels }
 
     /// The channels confirmed on live connections.
@@ -157,6 +161,12 @@ final class ClusterSubscriberCore: Sendable {
     }
 
     var isConnected: Bool { state.withLockedValue { Self.connected($0) } }
+
+    var isPartlyConnected: Bool {
+        state.withLockedValue { state in
+            !state.shutdownRequested && state.routing != nil && state.connections.values.contains(where: \.isConnected)
+        }
+    }
 
     var desiredChannels: Set<String> { state.withLockedValue { $0.desired } }
 

@@ -101,6 +101,48 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
     /// Number of arguments, the command name included.
     public var count: Int { ends.count }
 
+    /// Appends the command as Redis's protocol has it on the wire (RESP: `*N\r\n` then `$LEN\r\nBYTES\r\n`
+    /// per argument) — byte for byte what hiredis's `redisFormatCommandArgv` makes of it.
+    func writeRESP(into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + storage.count + 16 * ends.count + 16)
+        out.append(UInt8(ascii: "*"))
+        Self.appendDecimal(ends.count, to: &out)
+        out.append(13)
+        out.append(10)
+        storage.withUnsafeBufferPointer { bytes in
+            var start = 0
+            for end in ends {
+                out.append(UInt8(ascii: "$"))
+                Self.appendDecimal(end - start, to: &out)
+                out.append(13)
+                out.append(10)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+                out.append(13)
+                out.append(10)
+                start = end
+            }
+        }
+    }
+
+    /// A non-negative integer in decimal ASCII.
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        let start = out.count
+        for _ in 0..<digits { out.append(0) }
+        var v = value
+        var i = start + digits - 1
+        repeat {
+            out[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+            v /= 10
+            i -= 1
+        } while v > 0
+    }
+
     /// The arguments' bytes, the command name first.
     public var arguments: [[UInt8]] {
         var start = 0

@@ -20,6 +20,11 @@ public protocol RedisCommandClient: AnyObject, Sendable {
     /// Whether commands can be served right now (for a cluster: every slot has a connected primary).
     var isConnected: Bool { get }
 
+    /// Whether commands on `key` can be served right now: for a cluster, whether its slot's primary has a
+    /// live connection (while one shard fails over, the others' keys stay available); otherwise
+    /// `isConnected`.
+    func isAvailable(forKey key: String) -> Bool
+
     /// Commands accepted and not completed yet.
     var pendingCommandCount: Int { get }
 
@@ -72,6 +77,9 @@ extension Result where Success == RedisValue, Failure == RedisError {
 }
 
 extension RedisCommandClient {
+    /// One server: every key is available exactly when the connection is up.
+    public func isAvailable(forKey key: String) -> Bool { isConnected }
+
     /// The command that publishes `payload` on `channel` the way this client's subscribers listen:
     /// `SPUBLISH` in cluster mode, `PUBLISH` otherwise. Inside a Lua script, use
     /// ``publishCommandName`` (on Redis 7.0 `redis.call('SPUBLISH', …)` works from a script that runs

@@ -30,6 +30,12 @@ struct PresenceCommand: AsyncParsableCommand {
     @Option(name: .customLong("target-p99-ms"), help: "Latency target (p99).") var targetP99 = 100.0
     @Option(name: .customLong("target-redis-per-update"), help: "Redis commands per cursor update target.")
     var targetRedisPerUpdate = 0.2
+    @Option(
+        name: .customLong("second-url"),
+        help: "A second node's WebSocket endpoint (same Redis): every other member of each doc connects there, and latency is reported for same-node and cross-node pairs apart.")
+    var secondURL: String?
+    @Option(name: .customLong("target-cross-p99-ms"), help: "Cross-node latency target (p99), with --second-url.")
+    var targetCrossP99 = 65.0
 
     func validate() throws {
         guard clients > 0, docs > 0, docs <= clients else { throw ValidationError("need 0 < docs <= clients") }
@@ -39,18 +45,22 @@ struct PresenceCommand: AsyncParsableCommand {
     func run() async throws {
         let run = LoadRun(common: common)
         let runID = run.runID
-        let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter)
+        let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter, nodes: secondURL == nil ? 1 : 2)
         let loops = LoopSet(threads: common.threads) { PresenceLoopStats() }
         let joined = SharedCounter()
         let closing = SharedFlag()
-        log("presence: \(clients) clients, \(docs) docs, \(rate) Hz, \(duration) s (+\(warmup) s warm-up), run \(runID), \(loops.loops.count) loops")
+        log("presence: \(clients) clients, \(docs) docs, \(rate) Hz, \(duration) s (+\(warmup) s warm-up), run \(runID), \(loops.loops.count) loops"
+            + (secondURL.map { ", half of each doc's members on \($0)" } ?? ""))
 
         // 1. Connect (paced, honouring 503 Retry-After) and join.
         let started = monotonicNanos()
         let members = (0..<clients).map { i in
             PresenceMember(index: i, plan: plan, stats: loops.stats(for: i), loop: loops.loop(for: i), joined: joined, closing: closing)
         }
-        await run.connect(members, identity: { ("\(runID)-u\($0)", "c\($0)") }, progress: { "joined \(joined.value)" })
+        let secondURL = self.secondURL
+        await run.connect(
+            members, identity: { ("\(runID)-u\($0)", "c\($0)") }, progress: { "joined \(joined.value)" },
+            endpoint: { plan.node(of: $0) == 1 ? secondURL : nil })
         let clientCount = clients
         let allJoined = await waitUntil(timeoutSeconds: 30) { joined.value >= clientCount }
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
@@ -75,7 +85,7 @@ struct PresenceCommand: AsyncParsableCommand {
         let result = PresenceResult(
             plan: plan, duration: duration, warmup: warmup, ramp: rampSeconds, allJoined: allJoined, handshakes: handshakes,
             totals: total, pingRTT: pingRTT, resources: measured.resources, targetP99: targetP99,
-            targetRedisPerUpdate: targetRedisPerUpdate)
+            targetRedisPerUpdate: targetRedisPerUpdate, targetCrossP99: targetCrossP99)
         try emit(result, table: result.table, options: common)
     }
 }
@@ -95,8 +105,11 @@ struct PresencePlan: Sendable, Codable {
     var jitter: Double
     var docNames: [String]
     var membersPerDoc: [Int]
+    /// 1, or 2 with --second-url: client i is on node (i / docs) % 2, so each doc has members on both.
+    var nodes: Int
 
-    init(clients: Int, docs: Int, runID: String, rate: Double, jitter: Double) {
+    init(clients: Int, docs: Int, runID: String, rate: Double, jitter: Double, nodes: Int = 1) {
+        self.nodes = nodes
         self.clients = clients
         self.docs = docs
         self.runID = runID
@@ -107,11 +120,16 @@ struct PresencePlan: Sendable, Codable {
     }
 
     var periodNs: UInt64 { UInt64(1e9 / rate) }
+
+    @inline(__always) func node(of client: Int) -> Int { (client / docs) % nodes }
 }
 
 /// Counters of one event loop (only touched on that loop).
 final class PresenceLoopStats {
     var latency = makeLatencyHistogram()
+    /// With two nodes: sender and receiver on the same node, or on different ones.
+    var sameNode = makeLatencyHistogram()
+    var crossNode = makeLatencyHistogram()
     var timeline = LatencyTimeline()
     var sendLag = makeLatencyHistogram()
     var sent = 0
@@ -128,7 +146,7 @@ final class PresenceLoopStats {
 
     func snapshot() -> PresenceLoopSnapshot {
         PresenceLoopSnapshot(
-            latency: latency, timeline: timeline, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
+            latency: latency, sameNode: sameNode, crossNode: crossNode, timeline: timeline, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
             superseded: superseded, stale: stale, presenceMessages: presenceMessages, presenceBytes: presenceBytes,
             errors: errors, disconnects: disconnects, skippedSlots: skippedSlots)
     }
@@ -136,6 +154,8 @@ final class PresenceLoopStats {
 
 struct PresenceLoopSnapshot: Sendable {
     var latency: LatencyHistogram
+    var sameNode: LatencyHistogram
+    var crossNode: LatencyHistogram
     var timeline: LatencyTimeline
     var sendLag: LatencyHistogram
     var sent: Int
@@ -151,13 +171,16 @@ struct PresenceLoopSnapshot: Sendable {
 
     static var empty: PresenceLoopSnapshot {
         .init(
-            latency: makeLatencyHistogram(), timeline: LatencyTimeline(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
+            latency: makeLatencyHistogram(), sameNode: makeLatencyHistogram(), crossNode: makeLatencyHistogram(),
+            timeline: LatencyTimeline(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
             superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:],
             skippedSlots: 0)
     }
 
     mutating func merge(_ o: PresenceLoopSnapshot) {
         latency.add(o.latency)
+        sameNode.add(o.sameNode)
+        crossNode.add(o.crossNode)
         timeline.merge(o.timeline)
         sendLag.add(o.sendLag)
         sent += o.sent
@@ -313,6 +336,13 @@ final class PresenceMember: LoadMember, @unchecked Sendable {  // @unchecked: co
             if previousInWindow { stats.superseded += Int(seqN - last - 1) }
             let ns = now > ts ? now - ts : 0
             stats.latency.recordNanos(ns)
+            if plan.nodes > 1 {
+                if plan.node(of: Int(sender)) == plan.node(of: index) {
+                    stats.sameNode.recordNanos(ns)
+                } else {
+                    stats.crossNode.recordNanos(ns)
+                }
+            }
             stats.timeline.record(ns, sentAt: ts, window: window)
         }
     }
@@ -346,6 +376,10 @@ struct PresenceResult: Codable, Sendable {
     var deliveredOrSupersededRatio: Double
     var stale: Int
     var latencyMs: LatencySummary
+    /// With --second-url: pairs on the same node, and across the two nodes (nil with one node).
+    var sameNodeLatencyMs: LatencySummary?
+    var crossNodeLatencyMs: LatencySummary?
+    var nodes: Int
     /// Per second of the window (by send time).
     var latencyPerSecond: [SecondSummary]
     /// How late the bench fired its sends compared with their schedule (a bench health check).
@@ -367,7 +401,7 @@ struct PresenceResult: Codable, Sendable {
     init(
         plan: PresencePlan, duration: Double, warmup: Double, ramp: Double, allJoined: Bool, handshakes: HandshakeCounts,
         totals t: PresenceLoopSnapshot, pingRTT: LatencySummary, resources: ResourceReport, targetP99: Double,
-        targetRedisPerUpdate: Double
+        targetRedisPerUpdate: Double, targetCrossP99: Double = 65
     ) {
         controlPingRTTMs = pingRTT
         self.targetP99 = targetP99
@@ -389,6 +423,9 @@ struct PresenceResult: Codable, Sendable {
         deliveredOrSupersededRatio = t.expected > 0 ? Double(t.delivered + t.superseded) / Double(t.expected) : 0
         stale = t.stale
         latencyMs = LatencySummary(t.latency)
+        nodes = plan.nodes
+        sameNodeLatencyMs = plan.nodes > 1 ? LatencySummary(t.sameNode) : nil
+        crossNodeLatencyMs = plan.nodes > 1 ? LatencySummary(t.crossNode) : nil
         latencyPerSecond = t.timeline.summary
         sendLagMs = LatencySummary(t.sendLag)
         skippedSendSlots = t.skippedSlots
@@ -405,6 +442,16 @@ struct PresenceResult: Codable, Sendable {
                 met: latencyMs.count > 0 && latencyMs.p99 <= targetP99),
             TargetCheck(name: "disconnects", limit: "0", measured: "\(disconnectCount)", met: disconnectCount == 0 && allJoined),
         ]
+        if let same = sameNodeLatencyMs, let cross = crossNodeLatencyMs {
+            targets.append(
+                TargetCheck(
+                    name: "cross-node latency p99", limit: "<= \(fmt(targetCrossP99, 0)) ms", measured: "\(fmt(cross.p99, 1)) ms",
+                    met: cross.count > 0 && cross.p99 <= targetCrossP99))
+            targets.append(
+                TargetCheck(
+                    name: "same-node latency p99", limit: "<= \(fmt(targetP99, 0)) ms", measured: "\(fmt(same.p99, 1)) ms",
+                    met: same.count > 0 && same.p99 <= targetP99))
+        }
         if let r = redisCommandsPerUpdate {
             targets.append(
                 TargetCheck(
@@ -416,6 +463,7 @@ struct PresenceResult: Codable, Sendable {
     var table: String {
         var t = TextTable(title: "tandem-bench presence — \(clients) clients, \(docs) docs, \(fmt(rateHz, 0)) Hz, \(fmt(durationSeconds, 0)) s")
         t.section("setup")
+        if nodes > 1 { t.row("nodes", "\(nodes) (half of each doc's members on each; server figures are the first node's)") }
         t.row("members per doc", membersPerDoc.map(String.init).joined(separator: ", "))
         t.row("ramp (connect + join)", "\(fmt(rampSeconds, 1)) s, all joined: \(allJoined)")
         t.row("handshakes", "\(handshakes.attempts) attempts, \(handshakes.succeeded) ok, \(handshakes.rejected) refused")
@@ -428,6 +476,10 @@ struct PresenceResult: Codable, Sendable {
         t.row("superseded by a newer update", "\(superseded) (delivered + superseded: \(fmt(deliveredOrSupersededRatio * 100, 2)) %)")
         if stale > 0 { t.row("stale (older than seen)", "\(stale)") }
         t.row("end-to-end latency", latencyMs.row)
+        if let same = sameNodeLatencyMs, let cross = crossNodeLatencyMs {
+            t.row("  same node (of 2)", same.row)
+            t.row("  cross-node", cross.row)
+        }
         t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)
         t.row("bench send lag", sendLagMs.row)
         t.row("bench skipped send slots", "\(skippedSendSlots)")

@@ -46,6 +46,59 @@ struct RedisClusterClientTests {
         #expect(batch[4].string == "2")
     }
 
+    /// Per-shard figures (issue 11): every attempt is reported with the shard of its slot (index in the
+    /// map) and whether it was answered, redirected or failed; each key is available while its shard's
+    /// primary is connected.
+    @Test func reportsEachAttemptByShardAndTheShardsAvailability() async throws {
+        let cluster = try SharedCluster.get()
+        struct Attempt: Sendable, Equatable {
+            var shard: Int?
+            var outcome: ClusterAttemptOutcome
+        }
+        let attempts = Recorder<Attempt>()
+        let availabilityReports = Recorder<Int>()
+        let client = try startedClusterClient(cluster.seedURLs) { configuration in
+            configuration.shardObserver = { shard, outcome in attempts.append(Attempt(shard: shard, outcome: outcome)) }
+            configuration.onAvailabilityChange = { availabilityReports.append(1) }
+        }
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        #expect(!availabilityReports.values.isEmpty)
+        let shards = client.shards
+        #expect(shards.map(\.index) == [0, 1, 2] && shards.allSatisfy(\.connected), "\(shards)")
+        #expect(shards.map(\.slots).reduce(0, +) == ClusterSlot.count)
+        let primaries = await blocking { cluster.primaryPorts() }
+        #expect(Set(shards.map(\.primary.port)) == Set(primaries))
+
+        for shard in shards {
+            let key = await blocking { cluster.names(ownedBy: shard.primary.port, count: 1) { "shard-figures:\($0)" } }[0]
+            #expect(client.isAvailable(forKey: key))
+            let before = attempts.values.count
+            #expect(try await client.send(RedisCommand("SET", key, "1")) == .simpleString("OK"))
+            #expect(Array(attempts.values.dropFirst(before)) == [Attempt(shard: shard.index, outcome: .reply)])
+        }
+
+        // A stale route (the slot believed on another primary): MOVED, counted as a redirection of the
+        // slot's shard, then the answer.
+        let owner = shards[0]
+        let key = await blocking { cluster.names(ownedBy: owner.primary.port, count: 1) { "shard-moved:\($0)" } }[0]
+        let slot = ClusterSlot.slot(forKey: key)
+        client.core.learnMoved(slot: slot, to: shards[1].primary)
+        var before = attempts.values.count
+        #expect(try await client.send(RedisCommand("SET", key, "2")) == .simpleString("OK"))
+        #expect(Array(attempts.values.dropFirst(before)) == [Attempt(shard: 0, outcome: .redirect), Attempt(shard: 0, outcome: .reply)])
+
+        // A route to a node that does not answer: the key is unavailable, and an attempt fails (counted as
+        // an error) until the map is fetched again and the command is retried on the owner.
+        client.core.learnMoved(slot: slot, to: ClusterNodeAddress(host: "127.0.0.1", port: freeTCPPort()))
+        #expect(!client.isAvailable(forKey: key))
+        before = attempts.values.count
+        #expect(try await client.send(RedisCommand("SET", key, "3")) == .simpleString("OK"))
+        let recovered = Array(attempts.values.dropFirst(before))
+        #expect(recovered.first == Attempt(shard: 0, outcome: .error) && recovered.last == Attempt(shard: 0, outcome: .reply), "\(recovered)")
+        #expect(await waitUntil { client.isAvailable(forKey: key) })
+    }
+
     @Test func crossSlotWorkIsRefusedBeforeSending() async throws {
         let cluster = try SharedCluster.get()
         let client = try startedClusterClient(cluster.seedURLs)

@@ -44,12 +44,14 @@ import TandemTestSupport
             #"tandem_connections_closed_total{reason="client_close"}"#, #"tandem_presence_updates_total{result="accepted"}"#,
             #"tandem_presence_updates_total{result="rate_limited"}"#, #"tandem_queue_depth{queue="outbound"}"#,
             #"tandem_queue_depth{queue="redis"}"#, "tandem_presence_tick_seconds_count", "tandem_redis_command_seconds_count",
-            #"tandem_presence_tick_seconds_bucket{le="+Inf"}"#,
+            #"tandem_presence_tick_seconds_bucket{le="+Inf"}"#, #"tandem_presence_members{mode="full"}"#,
+            #"tandem_presence_members{mode="hidden"}"#, #"tandem_presence_members{mode="none"}"#,
         ] {
             #expect(text.contains("\n\(series) "), "series \(series)")
         }
         // Label names come from a fixed set; no doc or user id appears anywhere.
-        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route"]
+        // `mode`: the presence mode (full, hidden, none) of `tandem_presence_members`.
+        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route", "mode"]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             guard let open = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}") else { continue }
             for pair in line[line.index(after: open)..<close].split(separator: ",") {

@@ -82,6 +82,44 @@ import Testing
         await cluster.finish()
     }
 
+    /// A push refused for overload is answered from its envelope (type, doc, id): its ops are never
+    /// parsed. Shown with ops that are not JSON: while the doc's queue is full they get `unavailable`
+    /// like any push; while it flows they get `bad_message` — so only an admitted push's ops are read.
+    @Test func aRefusedPushsOpsAreNeverParsed() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxPushWaitMs = 60_000  // only the queue bound refuses here, whatever the timing
+            $0.maxLoopLagMs = 60_000
+            $0.maxQueuedPushes = 2
+        }
+        let doc = "overload:unparsed"
+        let client = try await cluster.client("raw")
+        try await client.join(doc)
+        func pushMalformed(_ id: Int) {
+            client.socket.sendRaw(#"{"t":"push","doc":"\#(doc)","id":\#(id),"base":0,"ops":{"r":["put",{"a":tru}]}}"#)
+        }
+        pushMalformed(1)
+        #expect(try await client.answer(doc, id: .number(1)).string("code") == "bad_message")
+
+        // Redis frozen: push 2's batch is stuck in it, 3 and 4 fill the queue, so 5 is refused as it arrives.
+        cluster.redis.pause()
+        for id in 2...4 { client.push(doc, id: id, ops: #"{"q\#(id)":["put",{}]}"#) }
+        pushMalformed(5)
+        let refused = try await client.answer(doc, id: .number(5))
+        cluster.redis.resume()
+        #expect(refused.string("code") == "unavailable", "\(refused)")
+        #expect(refused.string("message")?.contains("queued") == true, "\(refused)")
+        #expect(refused["retryAfterMs"] != nil, "\(refused)")
+        for id in 2...4 { #expect(try await client.answer(doc, id: .number(id)).string("t") == "result") }
+        #expect(try await cluster.nodes[0].metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == 1)
+
+        // Flowing again: the same push is parsed, and refused for what it is.
+        pushMalformed(6)
+        let invalid = try await client.answer(doc, id: .number(6))
+        #expect(invalid.string("code") == "bad_message", "\(invalid)")
+        #expect(invalid.string("message")?.contains("ops") == true, "\(invalid)")
+        await cluster.finish()
+    }
+
     private func key(_ doc: String, _ id: Int) -> String { "\(doc)#\(id)" }
 
     /// The answers (`result` action or error code) each push of `client` got, from the raw messages.

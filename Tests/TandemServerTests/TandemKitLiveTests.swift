@@ -84,6 +84,32 @@ import Testing
         #expect(final.filter { $0 == "a" }.count == 25 && final.filter { $0 == "b" }.count == 25, "text \(final)")
     }
 
+    @Test func presenceModesOfTheJoinAreSentAndHonoured() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2)
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        let hal = try await connect("hal", [cluster.nodes[1].wsBase])
+        let bot = try await connect("bot", [cluster.nodes[1].wsBase])
+        let docA = try await ada.join("kit:modes", presence: ["cursor": [1, 1]])
+        let docH = try await hal.join("kit:modes", presenceMode: .hidden)
+        let docN = try await bot.join("kit:modes", presenceMode: .none)
+        try await docA.setPresence(["cursor": [5, 5]])
+        try await waitUntil("the hidden session sees ada's cursor") {
+            await docH.members().byUser["ada"]?.first?.state["cursor"] == [5, 5]
+        }
+        // The none session still syncs records.
+        try await docA.put("note", ["text": "hi"])
+        try await waitUntil("the none session has the note") { await docN.record("note") != nil }
+        #expect(await docN.members().bySession.isEmpty)
+        #expect(Set(await docA.members().byUser.keys) == ["ada"])
+        await #expect(throws: TandemError.self) { try await docH.setPresence(["cursor": [0, 0]]) }
+        do {
+            try await docN.setPresence(["cursor": [0, 0]])
+            Issue.record("setPresence of a none session did not throw")
+        } catch {
+            #expect("\(error)".contains("presence_disabled"))
+        }
+    }
+
     @Test func editsMadeOfflineArePushedAfterTheReconnectAndNothingIsLost() async throws {
         let cluster = try await SyncCluster.start(nodes: 2)
         let proxy = try await TCPProxy.start(to: cluster.nodes[0].port)

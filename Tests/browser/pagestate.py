@@ -33,6 +33,8 @@ return {
   storm: !q('#storm-banner').hidden,
   unreachable: !q('#unreachable-banner').hidden,
   stale: document.body.classList.contains('stale'),
+  redisMode: q('[data-metric="redis-mode"]').dataset.value ?? null,
+  redisModeText: q('[data-metric="redis-mode"]').textContent,
 };
 """
 
@@ -74,6 +76,17 @@ def compare(page: dict, snapshots: list[dict]) -> list[str]:
         problems.append(f"connections {connections} not in {sorted({s['connections'] for s in snapshots})}")
     elif page["connectionsText"] != f"{connections:,}":
         problems.append(f"connections text {page['connectionsText']!r} does not show {connections}")
+
+    # Redis mode: a single server, or a cluster with how many of its shards are up.
+    def mode(status):
+        redis = status.get("redis") or {}
+        shards = redis.get("shards") or []
+        return f"cluster:{sum(1 for s in shards if s['up'])}/{len(shards)}" if redis.get("cluster") else "single"
+    modes = {mode(s) for s in snapshots}
+    if page["redisMode"] not in modes:
+        problems.append(f"redis mode {page['redisMode']!r} not in {sorted(modes)}")
+    elif page["redisMode"] == "single" and page["redisModeText"] != "single server":
+        problems.append(f"redis mode text {page['redisModeText']!r}")
 
     page_nodes = {row["key"]: row for row in page["nodes"]}
     if set(page_nodes) != {n["node"] for n in latest["nodes"]}:

@@ -120,6 +120,49 @@ def test_two_clients_see_cursors_and_records(browser, cluster, static_server):
     browser.save_screenshot(str(ARTIFACTS / "client-page.png"))
 
 
+def test_presence_modes_hidden_and_none(browser, cluster, static_server):
+    """join(id, {presence}) sends the mode: a hidden client sees the others and is never seen; a none client
+    gets no presence at all; neither can setPresence; a bad mode throws before anything is sent."""
+    doc = f"client-test:{uuid.uuid4().hex[:8]}"
+    setup = open_two_clients(browser, cluster, static_server, doc)
+    grant = {"client-test:*": "editor"}
+    joined = browser.execute_async_script(r"""
+      const [urlB, tokenH, tokenN, doc, done] = arguments;
+      const h = makeClient('h', { url: urlB, token: tokenH });
+      const n = makeClient('n', { url: urlB, token: tokenN });
+      let badMode = null;
+      try { h.join('client-test:other', { presence: 'invisible' }); } catch (e) { badMode = String(e); }
+      Promise.all([h.connect(), n.connect()])
+        .then(() => Promise.all([h.join(doc, { presence: 'hidden' }).ready, n.join(doc, { presence: 'none' }).ready]))
+        .then(() => {
+          // Presence events of the none client from here on (it should get none).
+          window.nonePresenceEvents = 0;
+          n.doc(doc).addEventListener('presence', () => { window.nonePresenceEvents += 1; });
+          const refused = [];
+          for (const c of [h, n]) {
+            try { c.doc(doc).setPresence({ cursor: [0, 0] }); } catch (e) { refused.push(String(e)); }
+          }
+          done({ h: h.session, n: n.session, badMode, refused });
+        }, (e) => done({ error: String(e) }));
+    """, cluster["n2"].ws_url, make_token("hal", grant, "Hal"), make_token("nia", grant, "Nia"), doc)
+    assert "error" not in joined, joined
+    assert joined["badMode"] and "presence must be" in joined["badMode"], joined
+    assert len(joined["refused"]) == 2 and all("no presence to set" in r for r in joined["refused"]), joined
+
+    # The hidden client sees ada's newest cursor; ada and bob only ever see each other.
+    browser.execute_script("clients.a.client.doc(arguments[0]).setPresence({ cursor: [7, 7] });", doc)
+    wait_view(browser, "h", doc, lambda v: sorted((o["user"], tuple(o["cursor"] or [])) for o in v["others"]) == [("ada", (7, 7)), ("bob", (3, 4))],
+              "the hidden client never saw ada's cursor")
+    wait_view(browser, "b", doc, lambda v: [o["user"] for o in v["others"]] == ["ada"] and v["others"][0]["cursor"] == [7, 7],
+              "bob never saw ada's cursor")
+    for label in ("a", "b"):
+        assert {o["user"] for o in view(browser, label, doc)["others"]} <= {"ada", "bob"}
+    assert view(browser, "n", doc)["others"] == [], "the none client has members"
+    assert browser.execute_script("return window.nonePresenceEvents;") == 0, "the none client got presence"
+    info = requests.get(f"{cluster['n2'].ops_url}/api/docs/{doc}", timeout=3).json()
+    assert {m["sid"] for m in info["members"]} == {setup["a"], setup["b"]}
+
+
 def test_dropped_client_resumes_and_catches_up(browser, cluster, static_server):
     doc = f"client-test:{uuid.uuid4().hex[:8]}"
     setup = open_two_clients(browser, cluster, static_server, doc)

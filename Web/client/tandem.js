@@ -194,9 +194,14 @@ export class TandemClient extends EventTarget {
   /**
    * Joins a doc (or returns the one already joined). `doc.ready` resolves once it is in sync. `schema`: the
    * record-schema version this app was built for; a server enforcing another one answers with an `error`
-   * event of code `schema_mismatch` (docs/schemas.md).
+   * event of code `schema_mismatch` (docs/schemas.md). `presence`: "full" (default: shown, sees others),
+   * "hidden" (sees others, shown to no one) or "none" (no presence either way; no deltas at all); a hidden or
+   * none doc cannot `setPresence` (docs/protocol.md#join).
    */
-  join(id, { state, schema } = {}) {
+  join(id, { state, schema, presence } = {}) {
+    if (presence !== undefined && !["full", "hidden", "none"].includes(presence)) {
+      throw new Error(`presence must be "full", "hidden" or "none", not ${JSON.stringify(presence)}`);
+    }
     let doc = this.docs.get(id);
     if (!doc) {
       doc = new TandemDoc(this, id, state);
@@ -204,6 +209,7 @@ export class TandemClient extends EventTarget {
       this.docs.set(id, doc);
     } else if (state !== undefined) doc.state = state;
     if (schema !== undefined) doc.schema = schema;
+    if (presence !== undefined) doc.presenceMode = presence;
     if (this.state === "open") doc.sendJoin();
     return doc;
   }
@@ -362,6 +368,7 @@ export class TandemDoc extends EventTarget {
     this.client = client;
     this.id = id;
     this.state = state ?? null; // this session's presence state
+    this.presenceMode = "full"; // join's "presence": full, hidden or none
     this.role = null;
     this.members = new Map(); // sid → {sid, user, name, role, state, node, v}
     this.confirmed = new Map(); // records as of `clock` (server-confirmed)
@@ -392,6 +399,9 @@ export class TandemDoc extends EventTarget {
 
   /** Sets this session's presence; sent at most `presenceRate` times a second (latest wins). */
   setPresence(state) {
+    if (this.presenceMode !== "full") {
+      throw new Error(`joined with presence "${this.presenceMode}": this session has no presence to set`);
+    }
     this.state = state;
     if (this.client.state !== "open" || !this.role || this.presenceTimer) return;
     const interval = 1000 / Math.max(1, this.client.limits.presenceRate || 20);
@@ -496,7 +506,9 @@ export class TandemDoc extends EventTarget {
 
   sendJoin() {
     const message = { t: "join", doc: this.id };
-    if (this.state !== null) message.state = this.state;
+    // Hidden and none sessions have no state (the server refuses a join that carries one).
+    if (this.presenceMode !== "full") message.presence = this.presenceMode;
+    else if (this.state !== null) message.state = this.state;
     if (this.schema !== undefined) message.schema = this.schema;
     if (this.everSynced) message.since = this.clock;
     this.joinState = this.state;
@@ -524,7 +536,7 @@ export class TandemDoc extends EventTarget {
         this.emitPresence(m.presence || [], [], []);
         this.dispatchEvent(event("joined", m));
         // Presence set while the join was on its way: send the newest.
-        if (this.state !== this.joinState) this.setPresence(this.state);
+        if (this.presenceMode === "full" && this.state !== this.joinState) this.setPresence(this.state);
         // Already at the head (a re-join with nothing missed): in sync now; a catch-up may still follow.
         if (this.everSynced && m.clock === this.clock) this.becameSynced();
         break;

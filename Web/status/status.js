@@ -256,12 +256,18 @@ function render(status) {
   metric("sync-lag", fmt.ms(rates.syncLagP95Ms ?? NaN), rates.syncLagP95Ms ?? null);
 
   const redis = status.redis || {};
-  const redisHealth = redis.up && redis.subscriberUp ? "good" : redis.up || redis.subscriberUp ? "warn" : "bad";
-  metric("redis-status", redis.up ? (redis.subscriberUp ? "up" : "degraded") : "down", redisHealth);
+  // A cluster with some shards down (failing over) still serves the docs of the others: degraded, not down.
+  const shards = redis.shards || [];
+  const shardsUp = shards.filter((s) => s.up).length;
+  const partlyUp = redis.up || redis.subscriberUp || shardsUp > 0;
+  const redisHealth = redis.up && redis.subscriberUp ? "good" : partlyUp ? "warn" : "bad";
+  metric("redis-status", redis.up ? (redis.subscriberUp ? "up" : "degraded") : partlyUp ? "degraded" : "down", redisHealth);
   const redisStatus = metricElements.get("redis-status");
   if (redisStatus.dataset.health !== redisHealth) redisStatus.dataset.health = redisHealth;
   metric("redis-subscriber", redis.subscriberUp ? "up" : "down", redis.subscriberUp);
   metric("redis-pending", fmt.integer(redis.pendingCommands), redis.pendingCommands);
+  const mode = redis.cluster ? `cluster, ${shardsUp} of ${shards.length} shards up` : "single server";
+  metric("redis-mode", mode, redis.cluster ? `cluster:${shardsUp}/${shards.length}` : "single");
   metric("redis-endpoint", redis.endpoint || fmt.DASH, redis.endpoint);
   metric("ready", status.ready ? "yes" : "no", status.ready);
 

@@ -40,13 +40,22 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
     }
     if let doc = message.doc { require(DocID.isValid(doc), "decoded an invalid doc id \(doc)") }
     switch message {
-    case .join(_, let state?, _, _), .presence(_, let state):
+    case .join(_, let state?, _, _, _), .presence(_, let state):
         require(state.value.isObject, "state is not an object")
         require(state.bytes.count <= limits.maxStateBytes, "state over maxStateBytes")
         // Entries splice these bytes as they are (issue 14): they must be the canonical serialization.
         require(state.value.serialized == state.bytes, "state bytes are not canonical")
-    case .push(let doc, let id, let base, let opsJSON):
+    case .push(let doc, let id, let base, let rawOps):
         require(ClientMessage.isValidPushID(id), "invalid push id accepted")
+        // The ops are only delimited by the decode; the shard parses them once a push is admitted.
+        let opsJSON: JSONValue
+        do {
+            opsJSON = try rawOps.parse(maxDepth: limits.maxJSONDepth)
+        } catch {
+            return 0
+        }
+        // Delimited right: the whole message parses exactly when the envelope and the ops both do.
+        require((try? JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)) != nil, "ops parsed but the message is not JSON")
         require(opsJSON.isObject, "ops is not an object")
         guard opsJSON.serialized.count <= syncLimits.maxPushBytes else { return 0 }
         let ops: Ops

@@ -6,7 +6,7 @@ import TandemCore
 // full re-registrations, takeovers of local sessions, nodes gone); Redis reconciles (with current and
 // stale sequence numbers); failed writes; ticks with time advancing (time is passed in); subscribers
 // joining at any moment (from `presenceList()`), as editors, viewers, or slow consumers that merge
-// deltas in PendingPresence and drain later. Small large-doc thresholds so docs flip between large
+// deltas in PendingPresence and drain later; other nodes' deltas forwarded between ticks (`receive`). Small large-doc thresholds so docs flip between large
 // and normal.
 //
 // Invariants, checked after every event or tick:
@@ -163,10 +163,25 @@ private struct Harness {
             // What arrives over pub/sub: entries with versions above maxVersion are refused at decoding.
             trace("node message \(message)")
             guard let received = received(message) else { return }
-            let effect = doc.apply(received)
+            // As the shard does: another node's changes forwarded at once (within the per-node budget),
+            // or, while the doc loads, left to the tick (issue 11).
+            let forwarding = input.byte() < 200
+            let effect = doc.receive(received, nowMs: now, forwarding: forwarding)
             for sid in effect.takenOver {
                 require(!doc.isLocal(sid), "taken-over session still local")
                 deadlines.removeValue(forKey: sid)
+            }
+            if let forward = effect.forward {
+                require(forwarding, "forwarded while the owner could not deliver")
+                require(forward.write == nil && forward.viewerDelta == nil, "a forward carries a write or a viewer delta")
+                require(forward.viewersGetDelta == !doc.isLarge, "a forward reached viewers of a large doc")
+                trace("forward: \(forward.delta.map(describe) ?? "-"), viewers get it \(forward.viewersGetDelta)")
+                if let delta = forward.delta {
+                    checkDelta(delta, current: true)
+                    for subscriber in subscribers where subscriber.kind != .viewer || forward.viewersGetDelta {
+                        subscriber.receive(delta)
+                    }
+                }
             }
         case 9:
             let gone = input.bool() ? [input.pick(otherNodes)] : [input.pick(otherNodes), nodeID]

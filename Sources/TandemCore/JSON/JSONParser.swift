@@ -43,9 +43,43 @@ public struct JSONParser {
         try parse(Array(text.utf8), maxDepth: maxDepth)
     }
 
+    /// Parses JSON text like `parse`, except the value of the top-level object's key `deferredKey`,
+    /// which is only delimited and returned as the bytes it was sent as (nil if there is no such key;
+    /// the key is not in the parsed object).
+    ///
+    /// Why: a push's ops are most of its message, and a push refused for overload must cost little — so
+    /// the envelope (type, doc, id, base) is parsed at once and the ops only once the push is admitted
+    /// (`RawJSON.parse`, which validates them fully). Delimiting looks only at strings (with their
+    /// escapes) and bracket nesting, bounded by `maxDepth` like a parse; what is inside is not checked
+    /// here. Everything else is held to the same rules as `parse` (the deferred key, too, may appear
+    /// only once).
+    public static func parse(
+        _ bytes: some Collection<UInt8>, deferring deferredKey: String, maxDepth: Int = defaultMaxDepth
+    ) throws(JSONParseError) -> (value: JSONValue, deferred: RawJSON?) {
+        let array = Array(bytes)
+        do {
+            return try array.withUnsafeBufferPointer { buffer in
+                var parser = JSONParser(buffer: buffer, maxDepth: maxDepth)
+                parser.deferredKey = deferredKey
+                parser.skipWhitespace()
+                let value = try parser.parseValue(depth: 0)
+                parser.skipWhitespace()
+                guard parser.index == buffer.count else { throw parser.error("unexpected data after the JSON value") }
+                return (value, parser.deferred.map { RawJSON(Array(buffer[$0]), depth: 1) })
+            }
+        } catch let error as JSONParseError {
+            throw error
+        } catch {
+            throw JSONParseError(reason: "\(error)", offset: 0)
+        }
+    }
+
     private let buffer: UnsafeBufferPointer<UInt8>
     private let maxDepth: Int
     private var index = 0
+    /// `parseObject(_:deferring:)`: the top-level key whose value is only delimited, and where it was.
+    private var deferredKey: String?
+    private var deferred: Range<Int>?
 
     private init(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
         self.buffer = buffer
@@ -106,8 +140,12 @@ public struct JSONParser {
             guard index < buffer.count, buffer[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            let value = try parseValue(depth: depth)
-            if object.updateValue(value, forKey: key) != nil {
+            if depth == 1, let deferredKey, key == deferredKey {
+                guard deferred == nil else { throw JSONParseError(reason: "duplicate key \"\(excerpt(key))\"", offset: keyOffset) }
+                let start = index
+                try skipValue(depth: depth)
+                deferred = start..<index
+            } else if object.updateValue(try parseValue(depth: depth), forKey: key) != nil {
                 throw JSONParseError(reason: "duplicate key \"\(excerpt(key))\"", offset: keyOffset)
             }
             skipWhitespace()
@@ -121,6 +159,65 @@ public struct JSONParser {
                 throw error("expected ',' or '}'")
             }
         }
+    }
+
+    /// Moves past one value without parsing it (see `parseObject(_:deferring:)`): a string to its closing
+    /// quote, an object or array to its matching close (strings inside skipped, nesting bounded by
+    /// `maxDepth`), anything else to the next `,`, `}`, `]` or whitespace.
+    private mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard index < buffer.count else { throw error("unexpected end of input") }
+        switch buffer[index] {
+        case UInt8(ascii: "\""):
+            try skipString()
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var nesting = 0
+            while index < buffer.count {
+                switch buffer[index] {
+                case UInt8(ascii: "\""):
+                    try skipString()
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    nesting += 1
+                    guard depth + nesting <= maxDepth else { throw error("nesting deeper than \(maxDepth)") }
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    nesting -= 1
+                    if nesting == 0 {
+                        index += 1
+                        return
+                    }
+                default:
+                    break
+                }
+                index += 1
+            }
+            throw error("unterminated value")
+        default:
+            let start = index
+            scalar: while index < buffer.count {
+                switch buffer[index] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: break scalar
+                default: index += 1
+                }
+            }
+            guard index > start else { throw error("unexpected character") }
+        }
+    }
+
+    /// Moves past a string (at its opening quote) without decoding it.
+    private mutating func skipString() throws(JSONParseError) {
+        index += 1
+        while index < buffer.count {
+            switch buffer[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                return
+            case UInt8(ascii: "\\"):
+                index += 2
+            default:
+                index += 1
+            }
+        }
+        throw error("unterminated string")
     }
 
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {

@@ -14,6 +14,8 @@ public struct PresenceSettings: Sendable {
     public var largeDocViewers: Int = 100
     /// Viewers of large docs get membership changes at most this often.
     public var viewerFlushIntervalMs: UInt64 = 1000
+    /// The tick (`--tick-ms`): bounds how often another node's deltas are forwarded at once (see `receive`).
+    public var tickMs: UInt64 = 50
 
     public init(nodeID: String) { self.nodeID = nodeID }
 }
@@ -55,6 +57,8 @@ public enum PresenceUpdateOutcome: String, Sendable {
     case suppressed
     /// The session is not in the doc.
     case notJoined = "not_joined"
+    /// The session joined with `"presence":"hidden"` or `"none"`: it has no presence to set.
+    case disabled
 }
 
 /// Presence of one document as one node sees it: a pure state machine, no I/O.
@@ -222,16 +226,71 @@ public struct PresenceDoc {
     // MARK: Other nodes
 
     /// What applying another node's message did that the owner must act on.
-    public struct RemoteEffect: Equatable, Sendable {
+    public struct RemoteEffect: Sendable {
         /// Sessions removed because their node's registration expired (counted as expired presence).
         public var expired = 0
         /// Local sessions that another node now serves (`?resume=` elsewhere): detach their connections.
         public var takenOver: [String] = []
+        /// What to send members now, without waiting for this node's tick (`receive` only): the sessions
+        /// the message changed, as a delta. `write` is always nil, and so is `viewerDelta`.
+        public var forward: PresenceTick?
+        /// The message's changes were left to the tick: its node was over its forwarding budget.
+        public var forwardDeferred = false
     }
 
-    /// Applies a message another node published on the doc's channel.
+    /// Applies a message another node published on the doc's channel; its changes go out at the next tick.
     @discardableResult
     public mutating func apply(_ message: NodeMessage) -> RemoteEffect {
+        var touched: [String] = []
+        return apply(message, touched: &touched)
+    }
+
+    /// Applies another node's message and decides whether its changes go to members at once (issue 11,
+    /// "cross-node cursors in one hop").
+    ///
+    /// Another node publishes one message per doc per tick, already that tick's coalesced changes of its
+    /// sessions. Holding it for this node's tick too made a cursor crossing nodes wait for two ticks (p99
+    /// 98 ms against 52 ms on one node). So the sessions it changed are sent at once (`forward`), and only
+    /// they: this node's own changes keep to its tick.
+    ///
+    /// The per-tick bound stays: each other node gets a token bucket of one forward per tick (burst 2, to
+    /// absorb jitter between the two nodes' ticks); a message over it (a node also publishes every join at
+    /// once, so a join storm would otherwise forward one delta per join) stays dirty and goes out, coalesced,
+    /// at the tick. A member thus receives at most about one delta per node serving the doc per tick, and a
+    /// slow reader still has them merged by its connection. Viewers of a large doc get none of it (they keep
+    /// to their membership-only flushes); membership changes of `nodesGone` (our own sweep) wait for the tick.
+    /// - Parameter forwarding: false while the owner cannot deliver yet (the doc is still loading).
+    @discardableResult
+    public mutating func receive(_ message: NodeMessage, nowMs: UInt64, forwarding: Bool = true) -> RemoteEffect {
+        var touched: [String] = []
+        var effect = apply(message, touched: &touched)
+        guard forwarding, case .presence(let node, _, _, _) = message, node != settings.nodeID, !touched.isEmpty else {
+            return effect
+        }
+        let rate = 1000 / Double(max(1, settings.tickMs))
+        guard forwardBuckets[node, default: TokenBucket(rate: rate, burst: 2, nowMs: nowMs)].take(nowMs: nowMs) else {
+            effect.forwardDeferred = true
+            return effect
+        }
+        var seen = Set<String>()
+        let sids = touched.filter { seen.insert($0).inserted }
+        let delta = changes(of: sids)
+        for sid in sids {
+            dirty.remove(sid)
+            listedUnannounced.remove(sid)
+            listedStale.remove(sid)
+        }
+        if let delta {
+            effect.forward = PresenceTick(delta: delta, viewerDelta: nil, viewersGetDelta: !isLarge, write: nil, expired: 0)
+        }
+        return effect
+    }
+
+    /// One bucket per other node publishing in this doc (bounded by the nodes of the deployment; dropped
+    /// when the node is gone, and full ones forgotten at a tick once there are many).
+    private var forwardBuckets: [String: TokenBucket] = [:]
+
+    private mutating func apply(_ message: NodeMessage, touched: inout [String]) -> RemoteEffect {
         var effect = RemoteEffect()
         switch message {
         case .presence(let node, let upserts, let removals, let full):
@@ -259,20 +318,24 @@ public struct PresenceDoc {
                     continue
                 }
                 setView(entry.sid, entry)
+                touched.append(entry.sid)
             }
             for sid in removals where view[sid]?.node == node {
                 noteEvent(sid)
                 setView(sid, nil)
+                touched.append(sid)
             }
             if full {
                 for (sid, entry) in view where entry.node == node && !seen.contains(sid) {
                     noteEvent(sid)
                     setView(sid, nil)
+                    touched.append(sid)
                 }
             }
             return effect
         case .nodesGone(let nodes):
             for node in nodes {
+                forwardBuckets.removeValue(forKey: node)
                 if node == settings.nodeID {
                     // Our registration expired (Redis was unreachable too long): register again.
                     needsFullWrite = true
@@ -354,33 +417,12 @@ public struct PresenceDoc {
         isLarge = viewerCount > settings.largeDocViewers
         var viewerDelta: PresenceDelta?
 
-        var joined: [PresenceEntry] = []
-        var updated: [PresenceEntry] = []
-        var left: [String] = []
-        for sid in dirty {
-            switch (view[sid], announced[sid]) {
-            case (let entry?, nil):
-                joined.append(entry)
-                announced[sid] = entry
-            case (let entry?, let old?) where old.version != entry.version || old.encoded != entry.encoded:
-                updated.append(entry)
-                announced[sid] = entry
-            case (let entry?, _?) where listedStale.contains(sid):
-                joined.append(entry)
-            case (nil, _?):
-                left.append(sid)
-                announced.removeValue(forKey: sid)
-            case (nil, nil) where listedUnannounced.contains(sid):
-                left.append(sid)
-            default:
-                break
-            }
-        }
+        let delta = changes(of: dirty)
         dirty.removeAll(keepingCapacity: true)
         listedUnannounced.removeAll(keepingCapacity: true)
         listedStale.removeAll(keepingCapacity: true)
-        let delta = joined.isEmpty && updated.isEmpty && left.isEmpty
-            ? nil : PresenceDelta(doc: doc, joined: joined, updated: updated, left: left)
+        // Rarely more than the handful of nodes serving the doc; buckets of departed nodes go at `nodesGone`.
+        if forwardBuckets.count > 16 { forwardBuckets = forwardBuckets.filter { var b = $0.value; return !b.isFull(nowMs: nowMs) } }
 
         if isLarge && !wasLarge {
             // Viewers still get this tick's delta; membership-only flushes start from what it told them.
@@ -454,6 +496,34 @@ public struct PresenceDoc {
     }
 
     // MARK: Helpers
+
+    /// What subscribers must be told of `sids` (dirty ones) against what they were told, marked as told.
+    private mutating func changes(of sids: some Sequence<String>) -> PresenceDelta? {
+        var joined: [PresenceEntry] = []
+        var updated: [PresenceEntry] = []
+        var left: [String] = []
+        for sid in sids {
+            switch (view[sid], announced[sid]) {
+            case (let entry?, nil):
+                joined.append(entry)
+                announced[sid] = entry
+            case (let entry?, let old?) where old.version != entry.version || old.encoded != entry.encoded:
+                updated.append(entry)
+                announced[sid] = entry
+            case (let entry?, _?) where listedStale.contains(sid):
+                joined.append(entry)
+            case (nil, _?):
+                left.append(sid)
+                announced.removeValue(forKey: sid)
+            case (nil, nil) where listedUnannounced.contains(sid):
+                left.append(sid)
+            default:
+                break
+            }
+        }
+        return joined.isEmpty && updated.isEmpty && left.isEmpty
+            ? nil : PresenceDelta(doc: doc, joined: joined, updated: updated, left: left)
+    }
 
     private mutating func noteEvent(_ sid: String) {
         eventSeq += 1

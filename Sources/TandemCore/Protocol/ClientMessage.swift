@@ -1,12 +1,15 @@
 /// A message from a client (protocol v1: one JSON object per text frame, `"t"` is the type).
 public enum ClientMessage: Equatable, Sendable {
     /// `schema`: the version of the doc's record schema the client was built for (`schema_mismatch` if the
-    /// server's differs).
-    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil)
+    /// server's differs). `presence`: how the session takes part in the doc's presence (`"presence"`,
+    /// default `full`; see `PresenceMode`).
+    case join(doc: String, state: PresenceState?, since: UInt64?, schema: Int? = nil, presence: PresenceMode = .full)
     case leave(doc: String)
     case presence(doc: String, state: PresenceState)
     case ping
-    case push(doc: String, id: JSONValue, base: UInt64, ops: JSONValue)
+    /// `ops` as received, not parsed yet: a push refused for overload is answered from its envelope
+    /// alone, so its ops are parsed (`RawJSON.parse`) only once it is admitted.
+    case push(doc: String, id: JSONValue, base: UInt64, ops: RawJSON)
     case sync(doc: String, from: UInt64, limit: Int?)
     case ack(doc: String, clock: UInt64)
     /// Version history (issue 15, viewers and editors): the versions before `before`, newest first.
@@ -19,7 +22,7 @@ public enum ClientMessage: Equatable, Sendable {
     /// The doc a message is about, for error replies.
     public var doc: String? {
         switch self {
-        case .join(let d, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
+        case .join(let d, _, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
             .ack(let d, _), .history(let d, _, _), .at(let d, _, _), .restore(let d, _):
             return d
         case .ping:
@@ -29,11 +32,22 @@ public enum ClientMessage: Equatable, Sendable {
 
     /// Decodes one text frame. Throws `ProtocolError` with `bad_message`, `unknown_type` or `too_large`.
     ///
-    /// Unknown extra fields are ignored so newer clients can talk to older servers.
+    /// Unknown extra fields are ignored so newer clients can talk to older servers. A push's `"ops"` is
+    /// only delimited here, not parsed (so an `"ops"` field of any other message is never looked at).
     public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
+        // The common presence update, already canonical, without the parser (issue 14).
+        if let message = frame.withContiguousStorageIfAvailable({ PresenceFastPath.decode($0, limits: limits) }) ?? nil {
+            return message
+        }
+        return try decodeParsed(frame, limits: limits)
+    }
+
+    /// `decode` through the parser only (what the fast path must agree with).
+    static func decodeParsed(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
         let value: JSONValue
+        let rawOps: RawJSON?
         do {
-            value = try JSONParser.parse(frame, maxDepth: limits.maxJSONDepth)
+            (value, rawOps) = try JSONParser.parse(frame, deferring: "ops", maxDepth: limits.maxJSONDepth)
         } catch {
             throw ProtocolError(.badMessage, "invalid JSON: \(error)")
         }
@@ -57,7 +71,19 @@ public enum ClientMessage: Equatable, Sendable {
                 }
                 schema = version
             }
-            return .join(doc: doc, state: state, since: since, schema: schema)
+            var presence = PresenceMode.full
+            if let value = object["presence"] {
+                guard let name = value.stringValue, let mode = PresenceMode(rawValue: name) else {
+                    throw ProtocolError(.badMessage, #""presence" must be "full", "hidden" or "none""#, doc: doc)
+                }
+                presence = mode
+            }
+            if state != nil, !presence.isShown {
+                throw ProtocolError(
+                    .badMessage, #"a join with "presence":"\#(presence.rawValue)" has no presence state: leave out "state""#,
+                    doc: doc)
+            }
+            return .join(doc: doc, state: state, since: since, schema: schema, presence: presence)
         case "leave":
             return .leave(doc: try fields.doc())
         case "presence":
@@ -79,7 +105,7 @@ public enum ClientMessage: Equatable, Sendable {
             guard let base = try fields.optionalClock("base", doc: doc, pushID: id) else {
                 throw ProtocolError(.badMessage, "push needs \"base\": a clock (non-negative integer)", doc: doc, pushID: id)
             }
-            guard let ops = object["ops"], ops.isObject else {
+            guard let ops = rawOps, ops.bytes.first == UInt8(ascii: "{") else {
                 throw ProtocolError(.badMessage, "push needs an object field \"ops\"", doc: doc, pushID: id)
             }
             return .push(doc: doc, id: id, base: base, ops: ops)

@@ -23,6 +23,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// A `join` stated a record-schema version (`"schema"`) other than the one the server enforces for the
     /// doc (or the server enforces none): the client was built for other records. Not retryable as is.
     case schemaMismatch = "schema_mismatch"
+    /// A `presence` update from a session that joined the doc with `"presence":"hidden"` or `"none"`: it has
+    /// no presence to set (join again with `"presence":"full"` to be shown). The update is dropped.
+    case presenceDisabled = "presence_disabled"
 }
 
 /// A protocol-level refusal of one client message. The connection stays usable.

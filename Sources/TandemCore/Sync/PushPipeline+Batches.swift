@@ -5,7 +5,7 @@ extension PushPipeline {
 
     /// Starts the next batch if the doc can take one.
     mutating func pump(_ now: UInt64, into actions: inout [PushAction<Member>]) {
-        guard inFlight == nil, delivery.isLoaded, !loadInFlight, redisUp else { return }
+        guard inFlight == nil, delivery.isLoaded, !loadInFlight, !regressed, redisUp else { return }
         if let wait = catchUp {
             if delivery.head >= wait.clock || now >= wait.deadline {
                 // Caught up (or out of patience: deciding against what we have is still safe — Redis
@@ -84,7 +84,7 @@ extension PushPipeline {
         let commitEntries = entries.indices.filter { entries[$0].isCommit }
         inFlight = InFlightBatch(
             id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
-            heldDiscards: entries.count - commitCount)
+            heldDiscards: entries.count - commitCount, knownHeadAtSend: knownRedisHead)
         counters.batches += 1
         counters.batchedCommits += UInt64(commitCount)
         actions.append(.commit(batch))

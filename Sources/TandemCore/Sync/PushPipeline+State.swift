@@ -52,6 +52,9 @@ struct InFlightBatch<Member: Hashable> {
     let commitEntries: [Int]
     /// Discards held until a commit of the batch is delivered (usually none).
     let heldDiscards: Int
+    /// `knownRedisHead` when it was sent: Redis held at least this much before running it, so a reply
+    /// naming a lower head (or a first clock at or below it) means Redis lost commits (see `clockWentBack`).
+    let knownHeadAtSend: UInt64
     var replied = false
     var firstClock: UInt64?
     var deliveredCommits = 0

@@ -156,6 +156,8 @@ public struct PushPipelineCounters: Equatable, Sendable {
     public var concurrentPushes: UInt64 = 0
     /// Gap-fill log reads requested.
     public var logReads: UInt64 = 0
+    /// Times Redis was found to hold less of the doc than this node had seen (see `clockWentBack`).
+    public var clockRegressions: UInt64 = 0
 
     public init() {}
 }

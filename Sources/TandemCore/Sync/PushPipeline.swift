@@ -31,6 +31,11 @@
 /// - **Departures.** Pushes of a member that detached (left, lost its socket, re-joined, or its session
 ///   was taken over) are dropped unanswered and never committed unless already in Redis: the client
 ///   re-sends them after it reconnects, and committing both copies would apply them twice.
+///
+/// Every public entry point carries an exported specialization for `ObjectIdentifier`, the member type the
+/// server uses: cross-module optimization does not specialize functions this size, and the generic code
+/// (type metadata look-ups, generic dictionary and array operations on every push and commit) was the
+/// largest share of the pipeline's cost per commit in the callgrind profile (docs/benchmarks.md).
 public struct PushPipeline<Member: Hashable> {
     public let settings: PushPipelineSettings
     // The state below is internal rather than private only because the pipeline's extensions
@@ -53,6 +58,9 @@ public struct PushPipeline<Member: Hashable> {
     var nextSeq: UInt64 = 1
     var redisUp = true
     var loadInFlight = false
+    /// Redis's clock of the doc went back: the reload in flight replaces the replica, even with a lower
+    /// head, and every member restarts from it.
+    var regressed = false
 
     /// A gap-fill read in Redis, issued at this time.
     var readIssuedAt: UInt64?
@@ -119,6 +127,7 @@ public struct PushPipeline<Member: Hashable> {
     /// Redis (a slow fsync, a long script elsewhere, a pause) is not assumed to recover at once, so the
     /// pushes that arrive meanwhile are refused, and told to come back later the longer the stall lasts,
     /// rather than queued behind it. (Continuous at the due time: a batch a little late adds a little.)
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public func estimatedWaitNanos(now: UInt64) -> Double {
         var remaining = 0.0
         if let inFlight, !inFlight.replied {
@@ -134,6 +143,7 @@ public struct PushPipeline<Member: Hashable> {
     /// - Parameter attaching: members that joined while the doc could not be read, with their `since`:
     ///   they get their catch-up before anything is decided, so answers to pushes they queued meanwhile
     ///   follow it. Queued pushes of anyone else are refused `not_joined`.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func load(
         _ replica: DocReplica, retainedFrom: UInt64, attaching: [(Member, UInt64?)] = [], now: UInt64
     ) -> [PushAction<Member>] {
@@ -141,6 +151,12 @@ public struct PushPipeline<Member: Hashable> {
         let wasLoaded = delivery.isLoaded
         let before = delivery.head
         loadInFlight = false
+        if regressed && wasLoaded {
+            regressed = false
+            replaceAfterRegression(replica, retainedFrom: retainedFrom, now: now, into: &actions)
+            return actions
+        }
+        regressed = false
         knownRedisHead = max(knownRedisHead, replica.head)
         deliver(delivery.load(replica, retainedFrom: retainedFrom), now: now, into: &actions)
         if wasLoaded && delivery.head > before {
@@ -167,6 +183,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Reading the doc failed (Redis unreachable). Without a replica there is nothing to decide against:
     /// the queued pushes are refused rather than kept unanswered for the length of the outage.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func loadFailed(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         loadInFlight = false
@@ -178,6 +195,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// A member joins with `since`. A member that was attached already starts over: its pushes are
     /// dropped like a departed member's (it is re-joining; its client re-sends what it still needs).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func attach(_ member: Member, since: UInt64?, now: UInt64) -> (SyncDoc<Member>.CatchUp, [PushAction<Member>]) {
         var actions: [PushAction<Member>] = []
         dropPushes(of: member)
@@ -187,11 +205,13 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// The member received commits up to `through` from the Redis log.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func continueCatchUp(_ member: Member, through: UInt64) -> SyncDoc<Member>.CatchUp? {
         delivery.continueCatchUp(member, through: through)
     }
 
     /// A member is gone (left, lost its socket, taken over): its pushes not yet in Redis are dropped.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func detach(_ member: Member, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         dropPushes(of: member)
@@ -216,6 +236,7 @@ public struct PushPipeline<Member: Hashable> {
     ///   - sessionID: the pusher's session (commits carry it as `by`; re-pushes are recognised by it).
     ///   - bytes: size of the push's ops as received (batch size accounting).
     ///   - readOnly: the member is a viewer.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
         now: UInt64
@@ -251,6 +272,7 @@ public struct PushPipeline<Member: Hashable> {
     /// An editor's push the doc is too busy to take, refused at once — the same rule as `push` applies,
     /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
     /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
         guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
         let reply = PushReply(
@@ -300,6 +322,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Redis answered (or failed) the batch `batchID`.
     /// - Parameter failureMessage: for `.failed`, what the pushers are told (default: Redis unreachable).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func commitReplied(
         batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil
     ) -> [PushAction<Member>] {
@@ -310,6 +333,20 @@ public struct PushPipeline<Member: Hashable> {
             let commitCount = inFlight?.commitCount
         else { return actions }
         if outcome != .failed { model.observe(size: commitCount, nanos: now &- sentAt) }
+        // Redis ran the batch on less than it held when the batch was sent: it lost commits.
+        let knownAtSend = inFlight!.knownHeadAtSend
+        switch outcome {
+        case .committed(let first, _) where first <= knownAtSend || regressed:
+            // Not delivered onto a replica Redis no longer agrees with: the reload settles them.
+            inFlight!.replied = true
+            inFlight!.firstClock = first
+            if first <= knownAtSend { clockWentBack(to: first + UInt64(commitCount) - 1, into: &actions) }
+            return actions
+        case .conflict(let head), .tooLarge(let head, _), .duplicate(let head, _):
+            if head < knownAtSend { clockWentBack(to: head, into: &actions) }
+        case .committed, .failed:
+            break
+        }
         switch outcome {
         case .committed(let first, let atMs):
             inFlight!.replied = true
@@ -329,7 +366,7 @@ public struct PushPipeline<Member: Hashable> {
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
             requeueInFlight(countingAttempt: true, into: &actions)
-            if head > delivery.head { catchUp = (head, now, now + settings.headWaitNanos) }
+            if head > delivery.head && !regressed { catchUp = (head, now, now + settings.headWaitNanos) }
         case .duplicate(let head, let clocks):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
@@ -355,9 +392,15 @@ public struct PushPipeline<Member: Hashable> {
     }
 
     /// Commits from pub/sub (one, or a batch in clock order), any node's, ours included.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         for commit in commits {
+            if delivery.contradicts(commit) {
+                // Another commit at a clock we delivered: Redis's history was rewritten under us.
+                clockWentBack(to: commit.clock, into: &actions)
+                return actions
+            }
             knownRedisHead = max(knownRedisHead, commit.clock)
             deliver(delivery.receive(commit), now: now, into: &actions)
         }
@@ -370,6 +413,7 @@ public struct PushPipeline<Member: Hashable> {
     /// The log read from `from` (asked for by `readLog`) returned `entries`.
     /// - Parameter truncated: the read stopped at its byte budget before `logReadCount` commits (so fewer
     ///   commits do not mean the log ended there).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func logRead(from: UInt64, entries: [CommitNotice], truncated: Bool = false, now: UInt64)
         -> [PushAction<Member>]
     {
@@ -404,6 +448,7 @@ public struct PushPipeline<Member: Hashable> {
 
     /// The log read failed (Redis unreachable): a push waiting on it is refused, a gap is read again
     /// after the grace period.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func logReadFailed(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         readIssuedAt = nil
@@ -417,9 +462,25 @@ public struct PushPipeline<Member: Hashable> {
         return actions
     }
 
-    /// Redis's head as read directly (periodic check, after Redis reconnects): read what we miss.
-    public mutating func headObserved(_ clock: UInt64, now: UInt64) -> [PushAction<Member>] {
+    /// Redis's head as read directly (periodic check, after Redis reconnects, after a re-subscription):
+    /// read what we miss.
+    /// - Parameter knownAtIssue: `knownRedisHead` when the read was issued. Redis held at least that
+    ///   much then, so a lower head means it lost commits since (a failover to a replica that had not
+    ///   received them, a restore from an older snapshot): the doc is reloaded (`clockWentBack`). A
+    ///   head lower than what was learnt only after the read was issued proves nothing (pub/sub may
+    ///   deliver a commit before the read's reply arrives), hence the caller's value, not the current one.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
+    public mutating func headObserved(_ clock: UInt64, knownAtIssue: UInt64? = nil, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
+        if regressed {
+            // The reload after a regression failed (Redis unreachable): this check is when to try again.
+            if !loadInFlight && redisUp { requestReload(into: &actions) }
+            return actions
+        }
+        if let knownAtIssue, clock < knownAtIssue, delivery.isLoaded {
+            clockWentBack(to: clock, into: &actions)
+            return actions
+        }
         knownRedisHead = max(knownRedisHead, clock)
         if delivery.isLoaded && clock > delivery.head { requestRead(now, into: &actions) }
         return actions
@@ -427,10 +488,12 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Whether Redis is reachable. Going down refuses the queued pushes (a batch in Redis gets its reply
     /// or failure); coming back resumes.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func setRedisAvailable(_ up: Bool, now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         redisUp = up
         if up {
+            if regressed && !loadInFlight { requestReload(into: &actions) }
             pump(now, into: &actions)
         } else {
             headWait = nil
@@ -440,7 +503,52 @@ public struct PushPipeline<Member: Hashable> {
         return actions
     }
 
+    // MARK: Redis lost commits
+
+    /// Redis holds less of the doc than this node saw (its head is `head`): acknowledged commits were
+    /// lost (asynchronous replication and a failover, a restore from an older snapshot). Nothing more is
+    /// decided against the replica; the doc is read again and `replaceAfterRegression` restarts everyone
+    /// from what Redis holds. Counted once per episode.
+    mutating func clockWentBack(to head: UInt64, into actions: inout [PushAction<Member>]) {
+        if !regressed { counters.clockRegressions += 1 }
+        regressed = true
+        knownRedisHead = head
+        confirmedHead = nil
+        headWait = nil
+        catchUp = nil
+        gapSeenAt = nil
+        loadInFlight = false  // a load issued before may hold the old state: this one replaces it
+        requestReload(into: &actions)
+    }
+
+    /// The reload after `clockWentBack`: the replica becomes what Redis holds, even behind what was
+    /// delivered. Every member restarts from a snapshot of it; pushes not answered yet are refused
+    /// `unavailable` after it (their clients push them again, under the same ids, on the new state —
+    /// those Redis kept are recognised as duplicates).
+    mutating func replaceAfterRegression(
+        _ replica: DocReplica, retainedFrom: UInt64, now: UInt64, into actions: inout [PushAction<Member>]
+    ) {
+        knownRedisHead = replica.head
+        readIssuedAt = nil
+        delivery.replace(replica, retainedFrom: retainedFrom)
+        for member in delivery.members {
+            actions.append(.catchUp(member, delivery.attach(member, since: nil)))
+        }
+        let message = "the doc's history in Redis went back (commits lost by a failover or a restore); retry the push"
+        if let batch = inFlight, batch.replied {
+            settleSkippedCommits(into: &actions)
+            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
+                actions.append(.answer(refusal(entry.push, .unavailable, message)))
+            }
+            inFlight = nil
+        }
+        refuseQueued(message, into: &actions)
+        noteGap(now)
+        pump(now, into: &actions)
+    }
+
     /// Time passed: reads after a gap's grace period, deadlines of waits.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func tick(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         if readIssuedAt == nil, let seen = gapSeenAt, now >= seen + settings.gapGraceNanos {

@@ -27,8 +27,10 @@ public struct SyncDoc<Member: Hashable> {
 
     public var isLoaded: Bool { replica != nil }
     public var head: UInt64 { replica?.head ?? 0 }
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public func cursor(of member: Member) -> UInt64? { cursors[member] }
     /// The member is reading its catch-up from the Redis log (not live yet).
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public func isCatchingUp(_ member: Member) -> Bool { catchingUp[member] != nil }
 
     /// The first missing clock and the clock before the next one we hold, when commits wait behind a gap.
@@ -56,6 +58,27 @@ public struct SyncDoc<Member: Hashable> {
         recent.removeAll()
         ahead = ahead.filter { $0.key > loaded.head }
         return drainAhead()
+    }
+
+    /// Replaces the replica after Redis lost commits (see `PushPipeline.clockWentBack`): unlike `load`,
+    /// also with a lower head. Members must be attached again (their cursors are past this head).
+    public mutating func replace(_ loaded: DocReplica, retainedFrom: UInt64) {
+        replica = loaded
+        self.retainedFrom = max(1, retainedFrom)
+        recent.removeAll()
+        ahead.removeAll()
+    }
+
+    /// `commit` is at a clock already delivered, but is not the commit delivered there (another node,
+    /// session or push id): Redis's history was rewritten. Checked against the commits kept in memory.
+    public func contradicts(_ commit: CommitNotice) -> Bool {
+        guard let replica, commit.clock <= replica.head, let first = recent.first, commit.clock >= first.clock else {
+            return false
+        }
+        let offset = commit.clock - first.clock
+        guard offset < UInt64(recent.count) else { return false }
+        let known = recent[Int(offset)]
+        return known.node != commit.node || known.by != commit.by || known.pushID != commit.pushID
     }
 
     // MARK: Commits
@@ -111,6 +134,7 @@ public struct SyncDoc<Member: Hashable> {
 
     /// A member joins with `since`; it is live (receives dispatches) as soon as the returned catch-up
     /// is sent, unless it must `fetch` first.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func attach(_ member: Member, since: UInt64?) -> CatchUp {
         precondition(replica != nil, "attach after load")
         let head = replica!.head
@@ -130,6 +154,7 @@ public struct SyncDoc<Member: Hashable> {
     }
 
     /// The member received commits up to `through` from the Redis log; what next.
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func continueCatchUp(_ member: Member, through: UInt64) -> CatchUp? {
         guard let replica, catchingUp[member] != nil else { return nil }
         catchingUp.removeValue(forKey: member)
@@ -160,6 +185,7 @@ public struct SyncDoc<Member: Hashable> {
         return .fetch(from: from, head: head)
     }
 
+    @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func detach(_ member: Member) {
         cursors.removeValue(forKey: member)
         catchingUp.removeValue(forKey: member)

@@ -191,6 +191,7 @@ public struct ServerConfiguration: Sendable {
         settings.rate = Double(presenceRate)
         settings.burst = Double(max(1, presenceBurst))
         settings.largeDocViewers = largeDocViewers
+        settings.tickMs = UInt64(tickMs)
         return settings
     }
 

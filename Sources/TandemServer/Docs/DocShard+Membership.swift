@@ -9,9 +9,11 @@ import TandemCore
 extension DocShard {
     // MARK: Membership (called by connections, hop to this loop)
 
-    func join(_ connection: any DocMember, doc: String, role: Role, state: PresenceState?, since: UInt64?) {
+    func join(
+        _ connection: any DocMember, doc: String, role: Role, state: PresenceState?, since: UInt64?, presence: PresenceMode = .full
+    ) {
         onLoop {
-            let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since)
+            let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since, presence: presence)
             let docState = self.docState(for: doc)
             if docState.isLoading {
                 // At most one waiting join per connection: a newer join replaces it (its `since` wins, and its
@@ -21,7 +23,8 @@ extension DocShard {
                     if let index = waiting.firstIndex(where: { $0.connection === connection }) {
                         let earlier = waiting[index]
                         waiting[index] = DocState.PendingJoin(
-                            connection: connection, role: role, state: state ?? earlier.state, since: since)
+                            connection: connection, role: role, state: presence.isShown ? state ?? earlier.state : nil, since: since,
+                            presence: presence)
                     } else {
                         waiting.append(join)
                     }
@@ -35,7 +38,7 @@ extension DocShard {
     func completeJoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
         let connection = join.connection
         let sid = connection.sessionID
-        let existing = docState.presence.view[sid]
+        var existing = docState.presence.view[sid]
         if let existing, existing.user != connection.identity.user {
             connection.eventLoop.execute {
                 connection.membershipEnded(
@@ -51,8 +54,14 @@ extension DocShard {
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
             }
         }
-        if docState.members[ObjectIdentifier(connection)] != nil, docState.owners[sid] == ObjectIdentifier(connection),
-            existing != nil
+        // Joining hidden or without presence (issue 13): the session has no entry. One it had (a re-join
+        // that changes the mode) is deleted like a leave, so everyone sees it go.
+        if !join.presence.isShown, docState.presence.isLocal(sid) {
+            docState.presence.leave(sid: sid)
+            existing = nil
+        }
+        if join.presence.isShown, docState.members[ObjectIdentifier(connection)] != nil,
+            docState.owners[sid] == ObjectIdentifier(connection), existing != nil
         {
             return completeRejoin(join, doc: doc, docState)
         }
@@ -64,11 +73,13 @@ extension DocShard {
         }
         // The version of an entry read from Redis or another node is clamped before `+ 1`: a corrupted
         // `"v":18446744073709551615` must not trap the node (and leaves 2^53 increments of headroom).
-        let entry = PresenceEntry(
-            sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
-            node: settings.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
-            state: join.state ?? existing?.stateBytes ?? .empty)
-        docState.presence.join(entry)
+        if join.presence.isShown {
+            let entry = PresenceEntry(
+                sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
+                node: settings.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
+                state: join.state ?? existing?.stateBytes ?? .empty)
+            docState.presence.join(entry)
+        }
         docState.owners[sid] = ObjectIdentifier(connection)
         updateGauges()
         // Answer once the entry is in Redis (or Redis is out of reach), so a client that has its `joined`
@@ -84,10 +95,13 @@ extension DocShard {
             let docState = bound.value
             guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
             // A member from here on: deltas and commits reach it only after its `joined`.
-            docState.members[ObjectIdentifier(connection)] = DocState.Member(connection: connection, role: join.role)
+            docState.members[ObjectIdentifier(connection)] = DocState.Member(
+                connection: connection, role: join.role, presence: join.presence)
             docState.deliveryGroups = nil
             let clock = docState.sync.isLoaded ? docState.sync.head : nil
-            let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
+            // `none`: no presence either way, so the list is empty (and no later delta reaches it).
+            let list = join.presence.receivesPresence ? docState.presence.presenceList() : []
+            let frame = ServerMessage.joined(doc: doc, role: join.role, presence: list, clock: clock)
             connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
             self.handleEarlyRequests(of: connection, docState)
@@ -176,7 +190,8 @@ extension DocShard {
                 docState.updateWaiting { waiting in
                     guard let index = waiting.lastIndex(where: { $0.connection === connection }) else { return }
                     let join = waiting[index]
-                    waiting[index] = DocState.PendingJoin(connection: connection, role: join.role, state: state, since: join.since)
+                    waiting[index] = DocState.PendingJoin(
+                        connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
                 }
                 self.metrics.presenceUpdate(.accepted)
                 return .accepted

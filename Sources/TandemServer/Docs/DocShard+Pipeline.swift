@@ -20,21 +20,24 @@ extension DocShard {
     /// Compares the replica with Redis's head (periodically and after Redis reconnects); also keeps the
     /// doc's keys alive in Redis while this node holds it open.
     func checkHead(_ doc: String, _ docState: DocState) {
-        guard docState.sync.isLoaded, redisIsUp else { return }
+        guard docState.sync.isLoaded, redisIsUp(doc) else { return }
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        // What Redis held before the read (a lower head in the reply means it lost commits since).
+        let known = docState.sync.knownRedisHead
         syncStore.headKeepingAlive(doc: doc, on: eventLoop).whenSuccess { head in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }
-            self.perform(docState.sync.headObserved(head, now: self.clock.nowNanos()), doc: doc, docState)
+            self.perform(docState.sync.headObserved(head, knownAtIssue: known, now: self.clock.nowNanos()), doc: doc, docState)
         }
     }
 
-    /// The command connection to Redis went down or came back.
-    func redisAvailabilityChanged(_ up: Bool) {
+    /// The command connection to Redis (in a cluster: a shard's primary) went down or came back: each
+    /// doc follows its own shard.
+    func redisAvailabilityChanged() {
         onLoop {
             let now = self.clock.nowNanos()
             for (doc, docState) in self.docs {
-                self.perform(docState.sync.setRedisAvailable(up, now: now), doc: doc, docState)
+                self.perform(docState.sync.setRedisAvailable(self.redisIsUp(doc), now: now), doc: doc, docState)
             }
         }
     }
@@ -94,7 +97,7 @@ extension DocShard {
                 send(catchUp, to: connection, doc: doc, docState, into: &outbox)
             }
         }
-        countPipelineWork(docState)
+        countPipelineWork(doc, docState)
     }
 
     /// A push's answer: its `result` in the member's stream, or an error.
@@ -210,7 +213,7 @@ extension DocShard {
     // MARK: Metrics
 
     /// Turns the pipeline's cumulative counters into metric increments.
-    private func countPipelineWork(_ docState: DocState) {
+    private func countPipelineWork(_ doc: String, _ docState: DocState) {
         let now = docState.sync.counters
         let before = docState.reportedCounters
         guard now != before else { return }
@@ -223,6 +226,12 @@ extension DocShard {
         add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
         add(metrics.syncConcurrentPushes, now.concurrentPushes, before.concurrentPushes)
         add(metrics.syncLogReads, now.logReads, before.logReads)
+        if now.clockRegressions > before.clockRegressions {
+            metrics.syncClockRegressions.increment(by: Int64(clamping: now.clockRegressions - before.clockRegressions))
+            logger.warning(
+                "the doc's clock went back in Redis (acknowledged commits lost: a failover or a restore); reloading it and restarting its members from a snapshot",
+                metadata: ["doc": "\(doc)", "head": "\(docState.sync.head)"])
+        }
         docState.reportedCounters = now
     }
 }

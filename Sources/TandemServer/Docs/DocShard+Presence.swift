@@ -14,8 +14,19 @@ extension DocShard {
             case .commits(let commits): return self.received(commits, doc: doc, docState)
             default: break
             }
-            let effect = docState.presence.apply(message)
+            // Another node's delta goes to members at once when the presence state allows it (one hop
+            // instead of waiting for this node's tick too; see `PresenceDoc.receive`).
+            let loading = docState.isLoading
+            let effect = docState.presence.receive(message, nowMs: self.clock.nowMs(), forwarding: !loading)
             if effect.expired > 0 { self.metrics.presenceExpired.increment(by: Int64(effect.expired)) }
+            if case .presence = message {
+                if let forward = effect.forward {
+                    self.metrics.remotePresenceForwarded.increment()
+                    self.deliver(forward, docState)
+                } else if effect.forwardDeferred || loading {
+                    self.metrics.remotePresenceAtTick.increment()
+                }
+            }
             for sid in effect.takenOver {
                 guard let owner = docState.owners.removeValue(forKey: sid),
                     let member = docState.members.removeValue(forKey: owner)
@@ -107,7 +118,8 @@ extension DocShard {
     func deliveryGroups(_ docState: DocState) -> [(EventLoop, editors: [any DocMember], viewers: [any DocMember])] {
         if let groups = docState.deliveryGroups { return groups }
         var byLoop: [ObjectIdentifier: (EventLoop, editors: [any DocMember], viewers: [any DocMember])] = [:]
-        for member in docState.members.values {
+        // Members that joined with `"presence":"none"` get no presence deltas (issue 13).
+        for member in docState.members.values where member.presence.receivesPresence {
             let loop = member.connection.eventLoop
             let key = ObjectIdentifier(loop)
             var group = byLoop[key] ?? (loop, [], [])
@@ -121,7 +133,7 @@ extension DocShard {
 
     @discardableResult
     func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
-        guard redisIsUp else {
+        guard redisIsUp(doc) else {
             docState.presence.writeFailed()
             return eventLoop.makeSucceededVoidFuture()
         }

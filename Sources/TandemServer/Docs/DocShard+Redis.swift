@@ -40,7 +40,7 @@ extension DocShard {
     func docState(for doc: String) -> DocState {
         if let existing = docs[doc] { return existing }
         var sync = PushPipeline<ObjectIdentifier>(settings: settings.pushPipelineSettings, randomSeed: UInt64.random(in: 0...UInt64.max))
-        if !redisIsUp { _ = sync.setRedisAvailable(false, now: clock.nowNanos()) }
+        if !redisIsUp(doc) { _ = sync.setRedisAvailable(false, now: clock.nowNanos()) }
         sync.schema = schemas.schema(for: doc)
         let docState = DocState(presence: PresenceDoc(doc: doc, settings: settings.presenceSettings), sync: sync)
         docs[doc] = docState
@@ -74,7 +74,7 @@ extension DocShard {
     }
 
     func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
-        guard !docState.upkeep.reconcileInFlight, redisIsUp else { return }
+        guard !docState.upkeep.reconcileInFlight, redisIsUp(doc) else { return }
         docState.upkeep.reconcileInFlight = true
         // Spread reconciles of many docs over the interval instead of doing them all at once.
         let interval = UInt64(settings.reconcileMs)
@@ -99,8 +99,8 @@ extension DocShard {
     }
 
     func sweep() {
-        guard !stopped, redisIsUp else { return }
-        for (doc, docState) in docs where !docState.upkeep.sweepInFlight {
+        guard !stopped else { return }
+        for (doc, docState) in docs where !docState.upkeep.sweepInFlight && redisIsUp(doc) {
             docState.upkeep.sweepInFlight = true
             let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
             presenceStore.sweep(doc: doc, on: eventLoop).whenComplete { result in

@@ -159,7 +159,7 @@ extension DocShard {
                 return
             }
             guard self.isLive(member, docState) else {
-                if docState.members[member] != nil, !docState.sync.isLoaded, !self.redisIsUp {
+                if docState.members[member] != nil, !docState.sync.isLoaded, !self.redisIsUp(doc) {
                     return self.answerWithoutReplica(message, from: connection, doc: doc)
                 }
                 // Joined, but not live yet (the doc is loading, the joiner's presence is being written, or
@@ -180,9 +180,9 @@ extension DocShard {
                 return
             }
             switch message {
-            case .push(_, let id, let base, let opsJSON):
+            case .push(_, let id, let base, let rawOps):
                 self.acceptPush(
-                    connection, role: role, id: id, base: base, opsJSON: opsJSON, messageBytes: messageBytes, doc: doc, docState)
+                    connection, role: role, id: id, base: base, rawOps: rawOps, messageBytes: messageBytes, doc: doc, docState)
             case .sync(_, let from, let limit):
                 self.serveSync(connection, from: from, limit: limit, doc: doc, docState)
             case .ack(_, let clock):
@@ -194,16 +194,17 @@ extension DocShard {
         }
     }
 
-    /// A live member's push: validated here (size, ops), decided by the pipeline.
+    /// A live member's push: admitted on its envelope alone (loop lag, the doc's waiting time), then its
+    /// ops parsed and validated (size, JSON, ops), then decided by the pipeline.
     private func acceptPush(
-        _ connection: any DocMember, role: Role, id: JSONValue, base: UInt64, opsJSON: JSONValue, messageBytes: Int,
+        _ connection: any DocMember, role: Role, id: JSONValue, base: UInt64, rawOps: RawJSON, messageBytes: Int,
         doc: String, _ docState: DocState
     ) {
         let member = ObjectIdentifier(connection)
         let now = clock.nowNanos()
         if role == .editor {
             // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
-            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp {
+            if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp(doc) {
                 docState.stats.pushes += 1
                 metrics.syncOverloadRefusals[.loopLag]!.increment()
                 let lagMs = Int(loopLoad.lagNanos / 1e6)
@@ -221,6 +222,13 @@ extension DocShard {
                 docState.stats.pushes += 1
                 return perform(refused, doc: doc, docState)
             }
+        }
+        // Admitted: only now are the ops parsed (the connection only delimited them).
+        let opsJSON: JSONValue
+        do {
+            opsJSON = try rawOps.parse(maxDepth: settings.maxJSONDepth)
+        } catch {
+            return refusePush(connection, ProtocolError(.badMessage, "invalid JSON in \"ops\": \(error)", doc: doc, pushID: id))
         }
         // The limit is on the ops as the server writes them (compact JSON). That is never more than twice the
         // text they were parsed from (only U+2028/U+2029 grow, from 3 bytes to 6), so a message of at most

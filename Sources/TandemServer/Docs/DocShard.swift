@@ -90,7 +90,9 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     /// enough that a user reopening the doc later is not one.
     static let departureWindowMs: UInt64 = 60_000
 
-    var redisIsUp: Bool { redis.isConnected }
+    /// Whether Redis can serve `doc` now: in a cluster, whether its shard's primary is connected (a
+    /// failover elsewhere leaves it available).
+    func redisIsUp(_ doc: String) -> Bool { redis.isAvailable(forKey: RedisKeys.channel(doc)) }
 
     func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
     func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
@@ -102,6 +104,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     private var lastReportedWaiting = 0
     private var lastReportedEarly = 0
     private var lastReportedPushes = 0
+    private var lastReportedMembersByMode = PresenceModeCounts()
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
     func updateGauges() {
@@ -109,8 +112,10 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         var waiting = 0
         var early = 0
         var pushes = 0
+        var membersByMode = PresenceModeCounts()
         for docState in docs.values {
             sessions += docState.presence.localCount
+            membersByMode = membersByMode + docState.membersByMode
             waiting += docState.waiting.count
             for requests in docState.earlyRequests.values { early += requests.count }
             pushes += docState.sync.queuedCount  // waiting for a batch (the one in Redis not counted)
@@ -126,6 +131,12 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         lastReportedWaiting = waiting
         lastReportedEarly = early
         lastReportedPushes = pushes
+        if membersByMode != lastReportedMembersByMode {
+            for mode in PresenceMode.allCases where membersByMode[mode] != lastReportedMembersByMode[mode] {
+                metrics.presenceMembers[mode]!.increment(by: Double(membersByMode[mode] - lastReportedMembersByMode[mode]))
+            }
+            lastReportedMembersByMode = membersByMode
+        }
     }
 
     /// Per-doc figures for /api/status (counters are cumulative; the status sampler turns them into rates).
@@ -162,7 +173,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
                 }
                 docState.owners.removeAll()
                 docState.members.removeAll()
-                if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp {
+                if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp(doc) {
                     writes.append(self.presenceStore.write(doc: doc, write, on: self.eventLoop))
                 }
             }

@@ -19,6 +19,8 @@ struct DocShardDependencies: Sendable {
         var maxPendingRequests: Int
         var maxPushBytes: Int
         var maxLoopLagMs: Int
+        /// A push's ops are parsed on the shard, once admitted, to the message's depth limit.
+        var maxJSONDepth: Int
         var presenceSettings: PresenceSettings
         var pushPipelineSettings: PushPipelineSettings
 
@@ -32,6 +34,7 @@ struct DocShardDependencies: Sendable {
             maxPendingRequests = config.maxPendingRequests
             maxPushBytes = config.maxPushBytes
             maxLoopLagMs = config.maxLoopLagMs
+            maxJSONDepth = config.limits.maxJSONDepth
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings
         }

@@ -11,6 +11,8 @@ final class DocState {
     struct Member {
         let connection: any DocMember
         let role: Role
+        /// `hidden` and `none` members have no presence entry; `none` members get no presence deltas.
+        let presence: PresenceMode
     }
 
     /// A join waiting for the doc's first Redis read.
@@ -19,6 +21,7 @@ final class DocState {
         let role: Role
         let state: PresenceState?
         let since: UInt64?
+        let presence: PresenceMode
     }
 
     /// Where the doc is in its first read from Redis (presence and records).
@@ -91,7 +94,12 @@ final class DocState {
     /// Document sync: ordered delivery, the replica and the push pipeline (`PushPipeline`); the shard
     /// carries out its actions and nothing else decides pushes.
     var sync: PushPipeline<ObjectIdentifier>
-    var members: [ObjectIdentifier: Member] = [:]
+    var members: [ObjectIdentifier: Member] = [:] {
+        didSet { countMembersByMode() }
+    }
+    /// `members` by presence mode (for `tandem_presence_members`), recounted when membership changes, which
+    /// is rare next to the ticks that read it.
+    private(set) var membersByMode = PresenceModeCounts()
     /// Which connection currently owns each local session id (a resumed session may briefly have two).
     var owners: [String: ObjectIdentifier] = [:]
     /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
@@ -113,6 +121,12 @@ final class DocState {
     init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
         self.presence = presence
         self.sync = sync
+    }
+
+    private func countMembersByMode() {
+        var counts = PresenceModeCounts()
+        for member in members.values { counts[member.presence] += 1 }
+        membersByMode = counts
     }
 
     // MARK: Phase helpers

@@ -17,45 +17,56 @@ struct SyncOutbox {
         case error(ProtocolError)
     }
 
-    private var connections: [ObjectIdentifier: (any DocMember, [Item])] = [:]
-    /// Connections in the order they were first added (flushes are deterministic, for tests and logs).
-    private var order: [ObjectIdentifier] = []
+    /// What was added, in order. Grouped by connection only on the connections' loops (`deliver`): a busy
+    /// doc adds a patch for every member for every commit, and a dictionary entry and an array per member
+    /// were the largest per-member cost on the doc's own loop (callgrind, issue 8) — the loop a hot doc
+    /// saturates first.
+    private var entries: [(member: any DocMember, item: Item)] = []
 
-    var isEmpty: Bool { order.isEmpty }
+    var isEmpty: Bool { entries.isEmpty }
 
     mutating func add(_ connection: any DocMember, _ item: Item) {
-        let id = ObjectIdentifier(connection)
-        if connections[id] == nil {
-            connections[id] = (connection, [item])
-            order.append(id)
-        } else {
-            connections[id]!.1.append(item)
+        entries.append((connection, item))
+    }
+
+    /// Hands everything to the connections' loops (one `execute` per loop, loops in order of first use)
+    /// and empties the outbox.
+    mutating func flush() {
+        guard !entries.isEmpty else { return }
+        var byLoop: [(loop: any EventLoop, entries: [(member: any DocMember, item: Item)])] = []
+        for entry in entries {
+            let loop = entry.member.eventLoop
+            // A linear search: there are as many loops as cores.
+            if let i = byLoop.firstIndex(where: { $0.loop === loop }) {
+                byLoop[i].entries.append(entry)
+            } else {
+                byLoop.append((loop, [entry]))
+            }
+        }
+        entries.removeAll()
+        for (loop, deliveries) in byLoop {
+            loop.execute { Self.deliver(deliveries) }
         }
     }
 
-    /// Hands everything to the connections' loops (one `execute` per loop) and empties the outbox.
-    mutating func flush() {
-        guard !order.isEmpty else { return }
-        var byLoop: [ObjectIdentifier: (EventLoop, [(any DocMember, [Item])])] = [:]
-        var loops: [ObjectIdentifier] = []
-        for id in order {
-            let entry = connections[id]!
-            let loop = entry.0.eventLoop
-            let key = ObjectIdentifier(loop)
-            if byLoop[key] == nil {
-                byLoop[key] = (loop, [entry])
-                loops.append(key)
+    /// On the connections' loop: each connection gets its items in one `deliverSync`, in the order they
+    /// were added (connections in the order of their first item).
+    private static func deliver(_ entries: [(member: any DocMember, item: Item)]) {
+        if entries.count == 1 {
+            entries[0].member.deliverSync([entries[0].item])
+            return
+        }
+        var index: [ObjectIdentifier: Int] = [:]
+        var batches: [(member: any DocMember, items: [Item])] = []
+        for (member, item) in entries {
+            let id = ObjectIdentifier(member)
+            if let i = index[id] {
+                batches[i].items.append(item)
             } else {
-                byLoop[key]!.1.append(entry)
+                index[id] = batches.count
+                batches.append((member, [item]))
             }
         }
-        connections.removeAll()
-        order.removeAll()
-        for key in loops {
-            let (loop, deliveries) = byLoop[key]!
-            loop.execute {
-                for (connection, items) in deliveries { connection.deliverSync(items) }
-            }
-        }
+        for (member, items) in batches { member.deliverSync(items) }
     }
 }

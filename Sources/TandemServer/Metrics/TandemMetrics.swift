@@ -19,9 +19,15 @@ public final class TandemMetrics: Sendable {
 
     // Presence
     public let presenceSessions: Gauge
+    /// Local members of docs by presence mode (the join's `"presence"`), created once per mode.
+    public let presenceMembers: [PresenceMode: Gauge]
     public let docsActive: Gauge
     private let presenceUpdates: [PresenceUpdateOutcome: Counter]
     public let fanoutMessages: Counter
+    /// Other nodes' presence messages, by result: when their changes reached members: `forwarded` at once, `at_tick`
+    /// with this node's next tick (over the per-node budget of one per tick, or the doc still loading).
+    public let remotePresenceForwarded: Counter
+    public let remotePresenceAtTick: Counter
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -41,6 +47,8 @@ public final class TandemMetrics: Sendable {
     // Redis
     public let redisUp: Gauge
     public let redisCommandSeconds: ValueHistogram
+    /// Redis Cluster commands, errors and redirections by shard (made when a shard is first seen).
+    let redisShards: RedisShardMetrics
     /// --redis-wait-replicas: time commits waited for replicas, and waits that ended short of them.
     public let redisWaitSeconds: ValueHistogram
     public let redisWaitTimeouts: Counter
@@ -62,6 +70,8 @@ public final class TandemMetrics: Sendable {
     public let syncPushWaitEstimate: ValueHistogram
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
+    public let syncClockRegressions: Counter
     // Record schemas (issue 13)
     /// Pushes discarded because a record they write would break the doc's schema (`invalid`).
     public let syncInvalidPushes: Counter
@@ -128,10 +138,20 @@ public final class TandemMetrics: Sendable {
 
         presenceSessions = registry.makeGauge(
             descriptor: name("presence_sessions", "", "Presence entries (session in a doc) served by this node."))
+        let members = name(
+            "presence_members", "",
+            "Members of docs on this node by presence mode (join \"presence\": full, hidden, none); hidden and none members have no presence entry.")
+        presenceMembers = Dictionary(
+            uniqueKeysWithValues: PresenceMode.allCases.map { ($0, registry.makeGauge(descriptor: members, labels: [("mode", $0.rawValue)])) })
         docsActive = registry.makeGauge(descriptor: name("docs_active", "", "Docs with members on this node."))
         presenceUpdates = Self.labeledCounters(
             registry, name("presence_updates", "total", "Presence updates received from clients, by result."),
-            label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined]) { $0.rawValue }
+            label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined, .disabled]) { $0.rawValue }
+        let remoteDeltas = name(
+            "presence_remote_deltas", "total",
+            "Presence messages from other nodes, by result: forwarded to members at once, or at this node's tick.")
+        remotePresenceForwarded = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "forwarded")])
+        remotePresenceAtTick = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "at_tick")])
         fanoutMessages = registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
         fanoutBytes = registry.makeCounter(
@@ -168,6 +188,7 @@ public final class TandemMetrics: Sendable {
 
         redisUp = registry.makeGauge(
             descriptor: name("redis_up", "", "1 when the Redis command connection is up (in a cluster: every slot's primary)."))
+        redisShards = RedisShardMetrics(registry: registry)
         redisCommandSeconds = registry.makeValueHistogram(
             descriptor: name("redis_command", "seconds", "Redis command round-trip time."), buckets: latencyBuckets)
         redisWaitSeconds = registry.makeValueHistogram(
@@ -230,6 +251,11 @@ public final class TandemMetrics: Sendable {
             buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
+        syncClockRegressions = registry.makeCounter(
+            descriptor: name(
+                "sync_clock_regressions", "total",
+                "Docs whose clock went back in Redis (acknowledged commits lost by a failover or a restore): reloaded, members restarted from a snapshot."
+            ))
 
         redisMemoryUsedBytes = registry.makeGauge(
             descriptor: name("redis_memory_used", "bytes", "Redis used_memory (INFO memory, every 5 s)."))

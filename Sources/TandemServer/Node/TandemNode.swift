@@ -71,6 +71,9 @@ public final class TandemNode: Service, Sendable {
         var redisConfig = RedisClusterClient.Configuration(seeds: seeds)
         redisConfig.commandObserver = { seconds in metrics.redisCommandSeconds.record(seconds) }
         redisConfig.onConnectionStateChange = { up in hooks.connectionStateChanged(up) }
+        redisConfig.onAvailabilityChange = { hooks.availabilityChanged() }
+        let shardMetrics = metrics.redisShards
+        redisConfig.shardObserver = { shard, outcome in shardMetrics.record(shard: shard, outcome) }
         var redisLogger = logger
         redisLogger[metadataKey: "redis.endpoint"] = "\(seeds.map(\.description).joined(separator: ","))"
         let redis = RedisClusterClient(configuration: redisConfig, logger: redisLogger)
@@ -247,8 +250,10 @@ public final class TandemNode: Service, Sendable {
     /// What the node does on its Redis clients' events.
     ///
     /// Command connection up or down: pushes are refused at once while Redis is down, and committed again
-    /// (and presence re-registered) once it is back. (In a cluster, "up" means every slot has a primary
-    /// whose connection is up: a failover is an outage of a few seconds for the docs of every shard.)
+    /// (and presence re-registered) once it is back. In a cluster this is per shard: while one shard's
+    /// primary is down (failing over), only the docs whose slot it serves refuse pushes; the others keep
+    /// committing (issue 11). "Up" for the node as a whole (metric, re-registration) means every slot
+    /// has a primary whose connection is up.
     ///
     /// Pub/sub: each doc channel's messages go to the doc's shard. Whatever was published while a channel
     /// was not subscribed is lost, so every re-subscription is followed by a check of the doc against Redis
@@ -265,10 +270,12 @@ public final class TandemNode: Service, Sendable {
         return RedisHooks.Handlers(
             connectionStateChanged: { up in
                 context.metrics.redisUp.set(to: up ? 1 : 0)
-                context.shards.all.forEach { $0.redisAvailabilityChanged(up) }
                 guard up else { return }
                 context.logger.info("redis connected; re-registering presence")
                 context.shards.all.forEach { $0.redisRecovered(rewrite: true) }
+            },
+            availabilityChanged: {
+                context.shards.all.forEach { $0.redisAvailabilityChanged() }
             },
             message: { channel, payload in
                 if channel.hasPrefix("tandem:yjs:") {

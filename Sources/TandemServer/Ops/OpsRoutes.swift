@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import TandemCore
 import TandemOpsHTTP
+import TandemRedis
 
 /// The ops plane's routes. They run on libmicrohttpd's polling threads, each shared by many connections,
 /// so nothing here waits: whatever needs Redis or the shards is answered with `OpsReply.deferred` (the
@@ -103,10 +104,10 @@ struct OpsRoutes: Sendable {
         case .status(let history):
             return .deferred(label: route.label) { responder in status(history: history, responder) }
         case .doc(let doc):
-            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docInfo(doc, responder) }
         case .docLog(let doc, let from, let limit):
-            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
         case .docAt, .docVersions, .docRestore, .docFork:
             guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
@@ -122,11 +123,16 @@ struct OpsRoutes: Sendable {
     }
 
     /// Ready when Redis (commands and pub/sub) is reachable: without it this node serves only its own
-    /// clients' presence, so a load balancer should prefer others.
+    /// clients' presence, so a load balancer should prefer others. In a cluster, while at least one
+    /// shard is: a shard failing over makes only its own docs unavailable, on every node alike, and
+    /// taking every node out of the balancer for it would refuse every doc (issue 11).
     func readiness() -> (Bool, [String]) {
         var reasons: [String] = []
-        if !node.redis.isConnected { reasons.append("redis unreachable") }
-        if !node.subscriber.isConnected { reasons.append("redis pub/sub unreachable") }
+        let commands = node.redis.isConnected || ((node.redis as? RedisClusterClient)?.shards.contains(where: \.connected) ?? false)
+        let pubsub = node.subscriber.isConnected
+            || (node.redis.isClusterMode && ((node.subscriber as? RedisClusterSubscriber)?.isPartlyConnected ?? false))
+        if !commands { reasons.append("redis unreachable") }
+        if !pubsub { reasons.append("redis pub/sub unreachable") }
         return (reasons.isEmpty, reasons)
     }
 
@@ -169,7 +175,8 @@ struct OpsRoutes: Sendable {
             redis: .init(
                 up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
                 endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount,
-                cluster: node.redis.isClusterMode),
+                cluster: node.redis.isClusterMode,
+                shards: ((node.redis as? RedisClusterClient)?.shards ?? []).prefix(maxListItems).map(NodeStatus.Redis.Shard.init)),
             reconnects: .init(
                 ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
@@ -363,6 +370,24 @@ public struct NodeStatus: Encodable, Sendable {
         public var pendingCommands: Int
         /// A Redis Cluster (sharded pub/sub), not a single server.
         public var cluster: Bool
+        /// A cluster's shards in slot-map order (the `shard` label of `tandem_redis_shard_*`), each with
+        /// its primary and whether this node's connection to it is up; empty for a single server. A shard
+        /// that is down (failing over) makes only its own docs refuse pushes.
+        public var shards: [Shard]
+
+        public struct Shard: Codable, Sendable {
+            public var index: Int
+            public var primary: String
+            public var slots: Int
+            public var up: Bool
+
+            init(_ state: ClusterShardState) {
+                index = state.index
+                primary = state.primary.description
+                slots = state.slots
+                up = state.connected
+            }
+        }
     }
 
     public struct Reconnects: Codable, Sendable {

@@ -9,6 +9,9 @@ final class RedisHooks: Sendable {
     struct Handlers: Sendable {
         /// The command client's `isConnected` changed.
         var connectionStateChanged: @Sendable (Bool) -> Void
+        /// Which keys the command client can serve may have changed (a cluster shard's primary went
+        /// down or came back; in a single Redis, with `connectionStateChanged`). Called before it.
+        var availabilityChanged: @Sendable () -> Void
         /// A message on a subscribed channel.
         var message: @Sendable (_ channel: String, _ payload: [UInt8]) -> Void
         /// A subscriber connection re-subscribed its channels after connecting.
@@ -29,6 +32,7 @@ final class RedisHooks: Sendable {
     private var current: Handlers? { handlers.withLockedValue { $0 } }
 
     func connectionStateChanged(_ up: Bool) { current?.connectionStateChanged(up) }
+    func availabilityChanged() { current?.availabilityChanged() }
     func message(_ channel: String, _ payload: [UInt8]) { current?.message(channel, payload) }
     func ready() { current?.ready() }
     func subscribed(_ channel: String) { current?.subscribed(channel) }

@@ -28,6 +28,8 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
 
     private struct JoinedDoc {
         var role: Role
+        /// How the session takes part in the doc's presence (the latest join's).
+        var presence: PresenceMode
         /// Set once the shard answered `joined` (before that, presence updates are still accepted and
         /// queue behind the join on the shard's loop).
         var confirmed: Bool
@@ -239,7 +241,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         switch message {
         case .ping:
             send(ServerMessage.pong)
-        case .join(let doc, let state, let since, let schema):
+        case .join(let doc, let state, let since, let schema, let presence):
             guard let role = identity.access.role(for: doc) else {
                 reject(ProtocolError(.forbidden, "your token grants no access to this doc", doc: doc), nowMs: nil)
                 return
@@ -289,9 +291,11 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                         nowMs: nil)
                     return
                 }
-                docs[doc] = JoinedDoc(role: role, confirmed: false)
+                docs[doc] = JoinedDoc(role: role, presence: presence, confirmed: false)
+            } else {
+                docs[doc]?.presence = presence
             }
-            shard(doc).join(self, doc: doc, role: role, state: state, since: since)
+            shard(doc).join(self, doc: doc, role: role, state: state, since: since, presence: presence)
         case .leave(let doc):
             guard docs.removeValue(forKey: doc) != nil else {
                 reject(ProtocolError(.notJoined, "not in this doc", doc: doc), nowMs: nil)
@@ -300,9 +304,20 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             forget(doc: doc)
             shard(doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
-            guard docs[doc] != nil else {
+            guard let joined = docs[doc] else {
                 metrics.presenceUpdate(.notJoined)
                 reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
+                return
+            }
+            guard joined.presence.isShown else {
+                // Answered here, on the connection's loop: the shard never hears of it.
+                metrics.presenceUpdate(.disabled)
+                reject(
+                    ProtocolError(
+                        .presenceDisabled,
+                        #"this session joined the doc with "presence":"\#(joined.presence.rawValue)": it has no presence to set (join with "presence":"full" to be shown)"#,
+                        doc: doc),
+                    nowMs: nil)
                 return
             }
             let target = shard(doc)

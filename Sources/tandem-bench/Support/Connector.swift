@@ -47,9 +47,11 @@ final class Connector: Sendable {
     func resetCounts() { counts.withLockedValue { $0 = HandshakeCounts() } }
 
     /// `baseURL` plus query items (values must be URL-safe; the bench's are).
-    func url(_ query: [(String, String)]) -> String {
+    /// - Parameter base: another endpoint than `baseURL` (a second node).
+    func url(_ query: [(String, String)], base: String? = nil) -> String {
         let q = query.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
-        return baseURL + (baseURL.contains("?") ? "&" : "?") + q
+        let base = base ?? baseURL
+        return base + (base.contains("?") ? "&" : "?") + q
     }
 
     /// One handshake.

@@ -30,7 +30,7 @@ struct LoadRun {
     /// - Parameter identity: the `user` and `name` of member `i`.
     func connect<Member: LoadMember>(
         _ members: [Member], identity: @escaping @Sendable (Int) -> (user: String, name: String),
-        progress: @escaping @Sendable () -> String
+        progress: @escaping @Sendable () -> String, endpoint: @escaping @Sendable (Int) -> String? = { _ in nil }
     ) async {
         let connector = self.connector
         let count = members.count
@@ -44,7 +44,7 @@ struct LoadRun {
         await forEachConcurrently(count, width: 1000) { i in
             let m = refs.value[i]
             let (user, name) = identity(i)
-            if let client = await connector.connectPaced(url: connector.url([("user", user), ("name", name)]), on: m.loop, callbacks: m.callbacks) {
+            if let client = await connector.connectPaced(url: connector.url([("user", user), ("name", name)], base: endpoint(i)), on: m.loop, callbacks: m.callbacks) {
                 m.loop.execute { m.attached(client) }
             }
         }

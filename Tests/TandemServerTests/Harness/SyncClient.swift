@@ -41,6 +41,11 @@ struct SyncView {
     private(set) var explicitReplies: [[String: JSONValue]] = []
     /// Every clock delivered to this client on the live stream (patch or own result), in order.
     private(set) var liveClocks: [UInt64] = []
+    /// A snapshot while live that is not at the stream's position restarts the stream (the server
+    /// reloaded the doc after Redis lost commits) instead of being a violation. Set by tests that
+    /// expect it; `restarts` counts them.
+    var restartsAllowed = false
+    private(set) var restarts = 0
     /// The records after every clock delivered live, when asked for (`SyncClient.recordStates`): the
     /// model of the history tests.
     var statesByClock: [UInt64: [String: JSONValue]]?
@@ -143,6 +148,14 @@ struct SyncView {
         guard let clock = m["clock"]?.uint64Value, case .object(let records)? = m["records"],
             case .bool(let more)? = m["more"]
         else { return violation("malformed snapshot") }
+        if phase == .live, restartsAllowed, clock != replica.head {
+            restarts += 1
+            phase = .catchingUp
+            chunks.removeAll()
+            snapshotRecords = nil
+            snapshotClock = nil
+            joinedClock = nil
+        }
         if phase == .live {
             // An explicit sync answered with a snapshot: it must be exactly the state at our position.
             explicitReplies.append(m)
@@ -276,6 +289,9 @@ final class SyncClient: @unchecked Sendable {
         update()
         return lock.withLock { viewStore[doc] ?? SyncView() }
     }
+
+    /// Lets `doc`'s stream restart from a snapshot (see `SyncView.restartsAllowed`).
+    func allowRestarts(_ doc: String) { modify(doc) { $0.restartsAllowed = true } }
 
     private func modify(_ doc: String, _ body: (inout SyncView) -> Void) {
         lock.withLock { body(&viewStore[doc, default: SyncView()]) }
