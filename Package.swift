@@ -4,7 +4,7 @@ import PackageDescription
 // Tandem: presence, cursor broadcast and document sync relay.
 //
 // Layout (one job per module; only the module that owns a C library imports it):
-//   CHiredis, CMicroHTTPD  system libraries (module.modulemap + shim.h)
+//   CHiredis, CMicroHTTPD, CZlib  system libraries (module.modulemap + shim.h)
 //   TandemCore             pure protocol, JSON, presence, sync and Yjs-room state machines (no I/O;
 //                          TandemSystem for percent-decoding, TandemYjs for the Yjs room's document)
 //   TandemYjs              pure Yjs update v1 / y-protocols codec: state vectors, merge, diff (no I/O)
@@ -62,6 +62,12 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // zlib: the compressed segments and checkpoints of doc history (issue 15, docs/history.md).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .systemLibrary(
             name: "CMicroHTTPD",
             pkgConfig: "libmicrohttpd",
@@ -97,6 +103,7 @@ let package = Package(
                 "TandemRedis",
                 "TandemYjs",
                 "TandemOpsHTTP",
+                "CZlib",
                 "TandemSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -17,6 +17,7 @@
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
+#   scripts/bench.sh history                 # sync-large with version history's cost in Redis (issue 15)
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
@@ -317,6 +318,11 @@ run_scenario() {
             "$(( $(node_commits) - commits_before ))" | tee "$OUT/$name.cluster.txt"
     fi
     cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
+    # Version history (issue 15): what it costs in Redis, per commit and against the compressed ops.
+    if [ -z "${BENCH_CLUSTER:-}" ] && [[ "$name" == history* ]]; then
+        sleep 3  # one more seal round after the last commits
+        python3 scripts/history-bytes.py "$REDIS_PORT" | tee "$OUT/$name.history.txt" || true
+    fi
     local problems
     problems=$(grep -ciE '(error|critical)' "$OUT/$name.server.log" || true)
     echo "server log: $problems error/critical lines ($OUT/$name.server.log)"
@@ -430,6 +436,11 @@ for scenario in "${SCENARIOS[@]}"; do
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
+    # Version history (issue 15): sync-large (5,000 commits/s over 50 docs) with the sealer running; compare
+    # throughput and p99 with sync-large on a build before history, and read the bytes per commit and the
+    # ratio to the compressed ops ($OUT/history.history.txt). history-small is a light run for a quick figure.
+    history) run_scenario history sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
+    history-small) run_scenario history-small sync --editors 20 --docs 2 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     # Sync under load (issue 8). 1,000 editors over 200 docs: 10,000 pushes/s offered (CPU and Redis commands
     # per commit), 20,000/s (the overload target: most committed, answered fast, the rest refused with a hint,
     # nothing unanswered), then 2× and 4× that (goodput must hold). One doc with 50 editors at 15,000/s.
@@ -457,7 +468,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo

@@ -666,7 +666,61 @@ export class TandemDoc extends EventTarget {
       case "error":
         this.error(m);
         break;
+      case "history":
+      case "at":
+      case "restored":
+        this.historyAnswer(m);
+        break;
     }
+  }
+
+  // MARK: version history (issue 15, docs/protocol.md "Version history")
+
+  /** The versions before `before` (newest first, at most `limit`): resolves with the `history` message. */
+  history({ before, limit } = {}) {
+    const message = { t: "history", doc: this.id };
+    if (before !== undefined) message.before = before;
+    if (limit !== undefined) message.limit = limit;
+    return this.historyRequest(message);
+  }
+
+  /** The doc after commit `clock` (or at `time`, ms since 1970): resolves with `{clock, at, records}`
+   * (`records` a Map). A preview: the doc's own records are not touched. */
+  at({ clock, time }) {
+    return this.historyRequest(clock !== undefined ? { t: "at", doc: this.id, clock } : { t: "at", doc: this.id, time });
+  }
+
+  /** Editors: one new commit that makes the doc what it was after `clock` (everyone gets it as a patch);
+   * resolves with the `restored` message. */
+  restore(clock) {
+    return this.historyRequest({ t: "restore", doc: this.id, clock });
+  }
+
+  /** The server answers one history request per connection at a time: so does the client. */
+  historyRequest(message) {
+    if (this.historyPending) return Promise.reject(Object.assign(new Error("one history request at a time"), { code: "rate_limited" }));
+    return new Promise((resolve, reject) => {
+      if (!this.client.send(message)) {
+        reject(Object.assign(new Error("not connected"), { code: "unavailable" }));
+        return;
+      }
+      this.historyPending = { resolve, reject, records: null };
+    });
+  }
+
+  historyAnswer(m) {
+    const pending = this.historyPending;
+    if (!pending) return;
+    if (m.t === "at") {
+      pending.records ??= new Map();
+      for (const [id, record] of Object.entries(m.records || {})) pending.records.set(id, record);
+      if (m.more) return;
+      this.historyPending = null;
+      pending.resolve({ clock: m.clock, at: m.at, records: pending.records });
+      return;
+    }
+    this.historyPending = null;
+    pending.resolve(m);
   }
 
   /** A commit from the log or the live stream; our own (after a reconnect) settles its pending push. */
@@ -697,6 +751,12 @@ export class TandemDoc extends EventTarget {
   }
 
   error(m) {
+    // An error without a push id while a history request waits is its answer (the server answers them in order).
+    if (m.id === undefined && this.historyPending && m.code !== "not_joined") {
+      const pending = this.historyPending;
+      this.historyPending = null;
+      pending.reject(Object.assign(new Error(m.message || m.code), { code: m.code }));
+    }
     const index = m.id !== undefined ? this.pending.findIndex((p) => p.id === m.id) : -1;
     if (index >= 0) {
       const push = this.pending[index];

@@ -177,3 +177,78 @@ function renderNotes() {
   $("#clock").textContent = String(doc.clock);
 }
 doc.addEventListener("change", renderNotes);
+
+// MARK: history (issue 15): a slider over every clock (versions as ticks) previews the board at that
+// clock; Restore makes it the current state (one new commit); Fork copies it into a new doc (ops API:
+// needs the node's --ops-token, given as ?opsToken=).
+
+const slider = $("#history-slider");
+const preview = $("#history-preview");
+let versions = [];
+
+async function loadHistory() {
+  const answer = await doc.history({ limit: 100 });
+  versions = answer.versions || [];
+  $("#history-versions").replaceChildren(
+    ...versions.map((v) => Object.assign(document.createElement("option"), { value: v.clock, label: new Date(v.at).toLocaleTimeString() })),
+  );
+  slider.max = String(answer.head);
+  slider.value = String(answer.head);
+  await showVersion(answer.head);
+}
+
+async function showVersion(clock) {
+  $("#history-label").textContent = `clock ${clock} of ${slider.max}`;
+  try {
+    const state = await doc.at({ clock });
+    if (Number(slider.value) !== clock) return; // moved on meanwhile
+    preview.replaceChildren(
+      ...[...state.records].filter(([id]) => id.startsWith("note:")).map(([id, record]) => {
+        const el = document.createElement("div");
+        el.className = "preview-note";
+        el.dataset.note = id;
+        el.style.left = `${(record.x ?? 0) * 100}%`;
+        el.style.top = `${(record.y ?? 0) * 100}%`;
+        el.textContent = record.text || "…";
+        return el;
+      }),
+    );
+    preview.dataset.clock = String(clock);
+    $("#history-label").textContent = `clock ${clock} of ${slider.max}${state.at ? ` · ${new Date(state.at).toLocaleString()}` : ""}`;
+  } catch (error) {
+    $("#history-status").textContent = error.message;
+  }
+}
+
+$("#history").addEventListener("toggle", () => $("#history").open && loadHistory().catch((e) => ($("#history-status").textContent = e.message)));
+slider.addEventListener("change", () => showVersion(Number(slider.value)));
+$("#history-restore").addEventListener("click", async () => {
+  try {
+    const answer = await doc.restore(Number(slider.value));
+    $("#history-status").textContent = answer.changed ? `restored clock ${answer.restoredFrom} as clock ${answer.clock}` : "already this version";
+    await loadHistory();
+  } catch (error) {
+    $("#history-status").textContent = `restore refused: ${error.message}`;
+  }
+});
+$("#history-fork").addEventListener("click", async () => {
+  const to = `${docId}-fork-${Date.now().toString(36)}`;
+  const headers = params.get("opsToken") ? { Authorization: `Bearer ${params.get("opsToken")}` } : {};
+  const url = `/api/docs/${encodeURIComponent(docId)}/fork?clock=${slider.value}&to=${encodeURIComponent(to)}`;
+  try {
+    const response = await fetch(url, { method: "POST", headers });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.message || response.statusText);
+    const link = Object.assign(document.createElement("a"), { href: `?doc=${encodeURIComponent(to)}`, textContent: `open ${to}` });
+    $("#history-status").replaceChildren(`forked into ${to} · `, link);
+  } catch (error) {
+    $("#history-status").textContent = `fork refused: ${error.message}`;
+  }
+});
+doc.addEventListener("change", () => {
+  if (!$("#history").open) return;
+  const atHead = Number(slider.value) === Number(slider.max);
+  slider.max = String(doc.clock);
+  if (atHead) slider.value = slider.max;
+  $("#history-label").textContent = `clock ${slider.value} of ${slider.max}`;
+});

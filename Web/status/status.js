@@ -222,6 +222,7 @@ const docsTable = new KeyedTable($("#docs-table tbody"), {
     { field: "conflictRate", label: "Conflicts", numeric: true, render: num("conflictRate", fmt.percent) },
     { field: "syncLagP95Ms", label: "Lag p95", numeric: true, render: num("syncLagP95Ms", fmt.ms) },
     { field: "largestOutboundBytes", label: "Largest outbound", numeric: true, render: num("largestOutboundBytes", fmt.bytes) },
+    { field: "historyBytes", label: "History", numeric: true, render: num("historyBytes", fmt.bytes) },
   ],
 });
 

@@ -77,7 +77,11 @@ public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         }
     case .sync(_, _, let limit):
         if let limit { require(limit > 0, "sync limit \(limit) accepted") }
-    case .join, .leave, .ping, .ack, .diverged:
+    case .history(_, _, let limit):
+        if let limit { require(limit > 0 && limit <= ClientMessage.maxHistoryLimit, "history limit \(limit) accepted") }
+    case .at(_, let clock, let time):
+        require((clock == nil) != (time == nil), "at with clock \(String(describing: clock)) and time \(String(describing: time))")
+    case .join, .leave, .ping, .ack, .restore, .diverged:
         break
     }
     return 0

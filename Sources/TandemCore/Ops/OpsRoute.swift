@@ -13,6 +13,10 @@
 /// | `/api/status?history=N` | `.status(history:)`, N in 0...`maxHistory` |
 /// | `/api/docs/{id}` | `.doc(_:)` |
 /// | `/api/docs/{id}/log?from=N&limit=L` | `.docLog(doc:from:limit:)`, N ≤ 2^53−1, L in 1...`maxLogLimit` |
+/// | `/api/docs/{id}/at?clock=N` or `?time=MS` | `.docAt(doc:point:)` |
+/// | `/api/docs/{id}/versions?before=N&limit=L` | `.docVersions(doc:before:limit:)`, L in 1...`maxVersionsLimit` |
+/// | `/api/docs/{id}/restore?clock=N` (POST) | `.docRestore(doc:clock:)` |
+/// | `/api/docs/{id}/fork?clock=N&to=ID` (POST) | `.docFork(doc:clock:to:)` |
 /// | any other `/api/…` | 404 |
 /// | anything else | `.file(_:)` (the status page) |
 public enum OpsRoute: Equatable, Sendable {
@@ -24,8 +28,36 @@ public enum OpsRoute: Equatable, Sendable {
     case doc(String)
     /// Entries with clocks after `from`, at most `limit` of them.
     case docLog(doc: String, from: UInt64, limit: Int)
+    /// The state after a commit (`?clock=N`) or at a time (`?time=UNIX_MS`), from the history (issue 15).
+    case docAt(doc: String, point: HistoryPoint)
+    /// Versions (checkpoints) before clock `before` (nil: all), newest first, at most `limit`.
+    case docVersions(doc: String, before: UInt64?, limit: Int)
+    /// POST: one new commit that makes the doc what it was after `clock`.
+    case docRestore(doc: String, clock: UInt64)
+    /// POST: a new doc `to` whose first state is `doc`'s after `clock`.
+    case docFork(doc: String, clock: UInt64, to: String)
     /// A path for the static files of the status page.
     case file(String)
+
+    /// Where in a doc's history (`/at`).
+    public enum HistoryPoint: Equatable, Sendable {
+        case clock(UInt64)
+        case time(UInt64)
+    }
+
+    /// Versions per page when `limit` is not given, and at most.
+    public static let defaultVersionsLimit = 50
+    public static let maxVersionsLimit = 1_000
+    /// Largest `time` (ms since 1970): year 9999, far beyond any commit, and far from overflow.
+    public static let maxTimeMs: UInt64 = 253_402_300_799_999
+
+    /// Whether the route changes a doc (POST; `--ops-token` required, never a read-only token).
+    public var isWrite: Bool {
+        switch self {
+        case .docRestore, .docFork: return true
+        default: return false
+        }
+    }
 
     /// Largest clock a URL may name: the protocol's (`ClientMessage.maxClock`, 2^53−1), so every
     /// `clock + 1` on a checked value stays far from `UInt64.max`.
@@ -54,6 +86,8 @@ public enum OpsRoute: Equatable, Sendable {
         case .ready: return "ready"
         case .status: return "status"
         case .doc, .docLog: return "docs"
+        case .docAt, .docVersions: return "history"
+        case .docRestore, .docFork: return "history_write"
         case .file: return "static"
         }
     }
@@ -61,7 +95,7 @@ public enum OpsRoute: Equatable, Sendable {
     /// Whether the route hands out document content or user names (`--ops-token` guards these).
     public var isDocumentRoute: Bool {
         switch self {
-        case .doc, .docLog: return true
+        case .doc, .docLog, .docAt, .docVersions, .docRestore, .docFork: return true
         default: return false
         }
     }
@@ -112,8 +146,49 @@ public enum OpsRoute: Equatable, Sendable {
                 limit = Int(value)
             }
             return .success(.docLog(doc: doc, from: from, limit: limit))
+        case 2 where parts[1] == "at":
+            switch (query["clock"], query["time"]) {
+            case (let text?, nil):
+                guard let clock = integer(text, atMost: maxClock) else {
+                    return .failure(.badRequest("clock must be an integer clock 0–\(maxClock)"))
+                }
+                return .success(.docAt(doc: doc, point: .clock(clock)))
+            case (nil, let text?):
+                guard let time = integer(text, atMost: maxTimeMs) else {
+                    return .failure(.badRequest("time must be milliseconds since 1970, 0–\(maxTimeMs)"))
+                }
+                return .success(.docAt(doc: doc, point: .time(time)))
+            default:
+                return .failure(.badRequest("give exactly one of clock=N or time=UNIX_MS"))
+            }
+        case 2 where parts[1] == "versions":
+            var before: UInt64?
+            if let text = query["before"] {
+                guard let value = integer(text, atMost: maxClock) else {
+                    return .failure(.badRequest("before must be an integer clock 0–\(maxClock)"))
+                }
+                before = value
+            }
+            var limit = defaultVersionsLimit
+            if let text = query["limit"] {
+                guard let value = integer(text, atMost: UInt64(maxVersionsLimit)), value >= 1 else {
+                    return .failure(.badRequest("limit must be an integer 1–\(maxVersionsLimit)"))
+                }
+                limit = Int(value)
+            }
+            return .success(.docVersions(doc: doc, before: before, limit: limit))
+        case 2 where parts[1] == "restore" || parts[1] == "fork":
+            guard let text = query["clock"], let clock = integer(text, atMost: maxClock) else {
+                return .failure(.badRequest("clock must be an integer clock 0–\(maxClock)"))
+            }
+            guard parts[1] == "fork" else { return .success(.docRestore(doc: doc, clock: clock)) }
+            guard let to = query["to"], DocID.isValid(to) else {
+                return .failure(OpsRouteError(status: 400, code: "bad_doc_id", message: "to must be a doc id: 1–128 characters of [A-Za-z0-9._:-]"))
+            }
+            guard to != doc else { return .failure(.badRequest("a doc cannot be forked onto itself")) }
+            return .success(.docFork(doc: doc, clock: clock, to: to))
         default:
-            return .failure(.notFound("use /api/docs/{id} or /api/docs/{id}/log"))
+            return .failure(.notFound("use /api/docs/{id}, /api/docs/{id}/log, /at, /versions, /restore or /fork"))
         }
     }
 

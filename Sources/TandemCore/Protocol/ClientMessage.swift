@@ -15,12 +15,18 @@ public enum ClientMessage: Equatable, Sendable {
     /// The client's state of `doc` after `clock` did not match that commit's checksum (issue 13): it
     /// resyncs from a snapshot; the server counts the report. `sum`: what the client computed, if it said.
     case diverged(doc: String, clock: UInt64, sum: DocChecksum?)
+    /// Version history (issue 15, viewers and editors): the versions before `before`, newest first.
+    case history(doc: String, before: UInt64?, limit: Int?)
+    /// The state after commit `clock`, or at `time` (ms since 1970): exactly one is set.
+    case at(doc: String, clock: UInt64?, time: UInt64?)
+    /// Editors: one new commit that makes the doc what it was after `clock`.
+    case restore(doc: String, clock: UInt64)
 
     /// The doc a message is about, for error replies.
     public var doc: String? {
         switch self {
         case .join(let d, _, _, _, _), .leave(let d), .presence(let d, _), .push(let d, _, _, _), .sync(let d, _, _),
-            .ack(let d, _), .diverged(let d, _, _):
+            .ack(let d, _), .diverged(let d, _, _), .history(let d, _, _), .at(let d, _, _), .restore(let d, _):
             return d
         case .ping:
             return nil
@@ -140,6 +146,37 @@ public enum ClientMessage: Equatable, Sendable {
                 sum = parsed
             }
             return .diverged(doc: doc, clock: clock, sum: sum)
+        case "history":
+            let doc = try fields.doc()
+            let before = try fields.optionalClock("before", doc: doc)
+            var limit: Int?
+            if let raw = object["limit"] {
+                guard let l = raw.uint64Value, l > 0, l <= UInt64(Self.maxHistoryLimit) else {
+                    throw ProtocolError(.badMessage, "\"limit\" must be an integer from 1 to \(Self.maxHistoryLimit)", doc: doc)
+                }
+                limit = Int(l)
+            }
+            return .history(doc: doc, before: before, limit: limit)
+        case "at":
+            let doc = try fields.doc()
+            let clock = try fields.optionalClock("clock", doc: doc)
+            var time: UInt64?
+            if let raw = object["time"] {
+                guard let t = raw.uint64Value, t <= Self.maxClock else {
+                    throw ProtocolError(.badMessage, "\"time\" must be milliseconds since 1970 (a non-negative integer)", doc: doc)
+                }
+                time = t
+            }
+            guard (clock == nil) != (time == nil) else {
+                throw ProtocolError(.badMessage, "at needs exactly one of \"clock\" and \"time\"", doc: doc)
+            }
+            return .at(doc: doc, clock: clock, time: time)
+        case "restore":
+            let doc = try fields.doc()
+            guard let clock = try fields.optionalClock("clock", doc: doc) else {
+                throw ProtocolError(.badMessage, "restore needs \"clock\": a clock", doc: doc)
+            }
+            return .restore(doc: doc, clock: clock)
         default:
             throw ProtocolError(.unknownType, "unknown message type \"\(excerpt(type))\"")
         }
@@ -149,6 +186,8 @@ public enum ClientMessage: Equatable, Sendable {
     /// 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`. No client can represent a larger clock exactly,
     /// and a bound this far below `UInt64.max` keeps every `+ 1` on a clock from overflowing.
     public static let maxClock: UInt64 = (1 << 53) - 1
+    /// Most versions one `history` request asks for (and the default).
+    public static let maxHistoryLimit = 100
 
     /// Longest numeric push id, as its JSON lexeme (`-12.5e3` is 7). Push ids are stored in the doc's log
     /// and `pushes` hash and compared by the commit script on every later commit of the session, so they

@@ -189,6 +189,16 @@ public enum ServeOptions {
             "diverged-report-ms", \.divergedReportMs, .integer("ms"), bounds: .within(0...3_600_000), unit: .milliseconds,
             section: .sync,
             help: "A connection's diverged reports count in tandem_sync_divergence_total at most once per this long (0: every one)."),
+        .node(
+            "checkpoint-every", \.checkpointEvery, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
+            help: "Version history: a checkpoint (the doc's whole state) at least every this many commits; reading a past state replays at most about this many (docs/history.md)."),
+        .node(
+            "checkpoint-interval", \.checkpointIntervalMs, .duration, bounds: .within(1_000...(30 * 86_400_000)), unit: .duration,
+            section: .sync,
+            help: "Version history: a checkpoint at least this often while a doc changes (the versions a history browser lists), and commits older than this are sealed into history."),
+        .node(
+            "history-retention", \.historyRetentionMs, .duration, unit: .duration, section: .sync,
+            help: "Version history older than this is dropped (kept from the newest checkpoint before it; 0: keep everything while the doc lives, --doc-ttl)."),
     ]
 
     static let yjs: [ConfigOption] = [

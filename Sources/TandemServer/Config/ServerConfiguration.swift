@@ -114,6 +114,12 @@ public struct ServerConfiguration: Sendable {
     /// Every Redis key of a doc expires after this long without a write (each commit refreshes them, and
     /// so does every node that has the doc open, so a doc in use never loses its keys); 0 = never.
     public var docTTLMs: Int64 = 30 * 86_400_000
+    /// Version history (issue 15, docs/history.md): a checkpoint every this many commits at least,
+    /// and at least every `checkpointIntervalMs` while the doc changes; history older than
+    /// `historyRetentionMs` is dropped (0: kept while the doc lives).
+    public var checkpointEvery = 1_000
+    public var checkpointIntervalMs: Int64 = 3_600_000
+    public var historyRetentionMs: Int64 = 0
     // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
     /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
     public var maxDocsPerConnection = 100

@@ -6,7 +6,7 @@ import TandemOpsHTTP
 final class OpsMetrics: Sendable {
     /// Route classes of `tandem_ops_request_duration_seconds` (`OpsRoute.label`, plus `other` for 400,
     /// 404 and 405 answers and `server` for answers the HTTP server gave itself: 413, 421).
-    static let routeLabels = ["metrics", "health", "ready", "status", "docs", "static", "other", "server"]
+    static let routeLabels = ["metrics", "health", "ready", "status", "docs", "history", "history_write", "static", "other", "server"]
 
     /// Why a request got an error instead of an answer (`tandem_ops_requests_rejected_total{reason}`).
     enum Rejection: String, CaseIterable {

@@ -32,6 +32,10 @@ final class NodeContext: Sendable {
     let schemas: SchemaStore
     /// The Yjs rooms (`/yjs/{room}`): a separate world from the protocol-v1 docs of the same ids.
     let yjsRooms: YjsRooms
+    /// Version history (issue 15): reads, and the sealer that fills it from the live log.
+    let history: HistoryStore
+    let sealer: HistorySealer
+    let historyService: HistoryService
 
     init(
         config: ServerConfiguration, metrics: TandemMetrics, logger: Logger, redis: any RedisCommandClient,
@@ -51,6 +55,14 @@ final class NodeContext: Sendable {
             replicaAcknowledgement: config.redisWaitReplicas > 0
                 ? ReplicaAcknowledgement(replicas: config.redisWaitReplicas, timeoutMs: config.redisWaitTimeoutMs, metrics: metrics)
                 : nil)
+        self.history = HistoryStore(
+            redis: redis,
+            policy: HistoryPolicy(
+                checkpointEvery: UInt64(config.checkpointEvery), checkpointIntervalMs: UInt64(config.checkpointIntervalMs),
+                retention: UInt64(config.logRetention)),
+            retentionMs: UInt64(max(config.historyRetentionMs, 0)), metrics: HistoryMetrics(registry: metrics.registry))
+        self.sealer = HistorySealer(store: history, logger: logger)
+        self.historyService = HistoryService(store: history, syncStore: syncStore, redis: redis, config: config)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
         self.directory = NodeDirectory(redis: redis)
         self.sessions = SessionOwnership(redis: redis)
@@ -105,7 +117,7 @@ final class NodeContext: Sendable {
                 reconnectObserved: {
                     metrics.reconnects.increment()
                     storm.record()
-                }),
+                }, history: historyService),
             yjsRooms: yjsRooms, yjsSettings: .init(config), logger: logger)
     }
 }

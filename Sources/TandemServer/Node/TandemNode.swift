@@ -384,6 +384,9 @@ public final class TandemNode: Service, Sendable {
         outbound.and(docs).whenSuccess { outbound, docs in
             context.metrics.outboundQueueBytes.set(to: Double(outbound.values.reduce(0, +)))
             context.sampler.sample(metrics: context.metrics, docs: docs, outbound: outbound)
+            context.sealer.tick(
+                heads: Dictionary(docs.compactMap { doc in doc.headClock.map { (doc.doc, $0) } }) { a, _ in a },
+                nowMs: context.clock.wallMs(), on: loop)
             let entry = context.directoryEntry(docs: docs.count, sessions: docs.reduce(0) { $0 + $1.localMembers })
             _ = context.directory.beat(entry, on: loop)
         }

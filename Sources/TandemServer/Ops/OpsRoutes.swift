@@ -60,7 +60,7 @@ struct OpsRoutes: Sendable {
     }
 
     func handle(_ request: OpsRequest) -> OpsReply {
-        guard request.method == "GET" || request.method == "HEAD" else {
+        guard request.method == "GET" || request.method == "HEAD" || request.method == "POST" else {
             return .response(.methodNotAllowed(allowed: ["GET", "HEAD"]), label: "other")
         }
         let route: OpsRoute
@@ -70,6 +70,15 @@ struct OpsRoutes: Sendable {
             return .response(.jsonError(status: failure.status, code: failure.code, message: failure.message), label: "other")
         case .success(let parsed):
             route = parsed
+        }
+        // Restore and fork change docs: POST only; everything else is read with GET or HEAD.
+        guard route.isWrite == (request.method == "POST") else {
+            return .response(.methodNotAllowed(allowed: route.isWrite ? ["POST"] : ["GET", "HEAD"]), label: "other")
+        }
+        if route.isWrite, token == nil {
+            return .response(
+                .jsonError(status: 403, code: "read_only", message: "restore and fork need an --ops-token: without one the ops API is read-only"),
+                label: route.label)
         }
         if route.isDocumentRoute, let token,
            !OpsAuthorization.allows(authorization: request.header("authorization"), token: token)
@@ -100,6 +109,9 @@ struct OpsRoutes: Sendable {
         case .docLog(let doc, let from, let limit):
             guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
+        case .docAt, .docVersions, .docRestore, .docFork:
+            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            return .deferred(label: route.label) { responder in historyRoute(route, responder) }
         case .file(let path):
             // A layer answers 404 itself for a path it rejects (`..`, dotfiles), so a later layer never
             // sees it; nil means "no such file here", and the next layer is asked.
@@ -124,11 +136,11 @@ struct OpsRoutes: Sendable {
         return (reasons.isEmpty, reasons)
     }
 
-    private var redisDown: OpsResponse {
+    var redisDown: OpsResponse {
         .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
     }
 
-    private var loop: EventLoop { node.shards.all[0].eventLoop }
+    var loop: EventLoop { node.shards.all[0].eventLoop }
 
     // MARK: /api/status
 
@@ -170,7 +182,11 @@ struct OpsRoutes: Sendable {
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
             rates: node.sampler.latest,
             nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
-            docs: listed.map { DocSummary($0, rates: node.sampler.rates(for: $0.doc)) },
+            docs: listed.map { doc in
+                var summary = DocSummary(doc, rates: node.sampler.rates(for: doc.doc))
+                summary.historyBytes = node.sealer.historyBytes(doc.doc)
+                return summary
+            },
             docsTotal: docs.count,
             schemas: node.schemas.current.schemas.map(SchemaSummary.init),
             yjsRooms: Array(yjsRooms.sorted { ($0.localMembers, $1.room) > ($1.localMembers, $0.room) }.prefix(maxListItems))
@@ -186,9 +202,10 @@ struct OpsRoutes: Sendable {
         let counts = node.syncStore.counts(doc: doc, on: loop)
         let members = node.presenceStore.snapshot(doc: doc, on: loop)
         let first = node.syncStore.log(doc: doc, from: 0, count: 1, on: loop)
-        counts.and(members).and(first).whenComplete { result in
+        let history = node.history.size(doc: doc, on: loop)
+        counts.and(members).and(first).and(history).whenComplete { result in
             switch result {
-            case .success(let ((counts, members), first)):
+            case .success(let (((counts, members), first), history)):
                 responder.respond {
                     let listed = members.sorted { $0.sid < $1.sid }.prefix(maxListItems)
                     return json(
@@ -199,7 +216,10 @@ struct OpsRoutes: Sendable {
                             members: listed.map {
                                 .init(sid: $0.sid, user: $0.user, name: $0.name, role: $0.role.rawValue, node: $0.node)
                             },
-                            membersTotal: members.count))
+                            membersTotal: members.count,
+                            history: .init(
+                                bytes: history.bytes, segments: history.segments, versions: history.checkpoints,
+                                sealedThrough: history.sealed)))
                 }
             case .failure(let failure):
                 responder.respond(readFailed(failure))
@@ -236,7 +256,16 @@ struct OpsRoutes: Sendable {
             return
         }
         let current = page
-        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).whenComplete { result in
+        let (loop, history, doc, head) = (self.loop, node.history, page.doc, page.head)
+        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).flatMap { read -> EventLoopFuture<SyncStore.LogRead> in
+            // Before the live log's start (trimmed): the sealed history holds it (issue 15).
+            if let first = read.entries.first?.clock, first <= start { return loop.makeSucceededFuture(read) }
+            if read.entries.isEmpty, start > head { return loop.makeSucceededFuture(read) }
+            history.metrics.read("log")
+            return history.sealedLog(doc: doc, from: start, count: count, on: loop).map { sealed in
+                sealed.isEmpty ? read : SyncStore.LogRead(entries: sealed, truncated: true)
+            }
+        }.whenComplete { result in
             switch result {
             case .success(let read):
                 var next = current
@@ -248,13 +277,13 @@ struct OpsRoutes: Sendable {
         }
     }
 
-    private func readFailed(_ failure: Error) -> OpsResponse {
+    func readFailed(_ failure: Error) -> OpsResponse {
         .jsonError(status: 503, code: "unavailable", message: "Redis read failed: \(failure)")
     }
 
     // MARK: Helpers
 
-    private func json(_ value: some Encodable) -> OpsResponse {
+    func json(_ value: some Encodable) -> OpsResponse {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
@@ -437,6 +466,8 @@ struct DocSummary: Encodable, Sendable {
     var conflictRate: Double
     var syncLagP95Ms: Double?
     var largestOutboundBytes: Int
+    /// Bytes of Redis memory the doc's version history takes (after this node's last seal of it; sampled).
+    var historyBytes: Int?
 
     init(_ status: DocStatus, rates: StatusSampler.DocRates) {
         doc = status.doc
@@ -474,4 +505,14 @@ struct DocInfo: Encodable {
     /// At most `--ops-max-list-items` members (by session id).
     var members: [Member]
     var membersTotal: Int
+    /// Version history (docs/history.md): Redis bytes (sampled), sealed segments, versions (checkpoints),
+    /// and the last sealed clock (nil: no history yet).
+    struct History: Encodable {
+        var bytes: Int
+        var segments: Int
+        var versions: Int
+        var sealedThrough: UInt64?
+    }
+
+    var history: History
 }

@@ -12,7 +12,10 @@ import TandemRedis
 ///   `node`, `id`, `at`; a larger batch writes ONE entry whose id is its LAST clock, with `n` (commits),
 ///   `node`, `at` and `b`, the JSON array `[{"by":SID,"id":ID,"ops":OPS},…]` in clock order. Ids stay
 ///   increasing clocks, so `XRANGE log FROM-0 + COUNT k` still starts with the entry holding FROM.
-///   Trimmed by clock (`MINID ~ head − retention + 1`): at least `--log-retention` commits stay.
+///   Trimmed by clock (`MINID ~ head − retention + 1`): at least `--log-retention` commits stay, and
+///   never one the history sealer has not sealed (`MINID` at most `hsealed + 1`, docs/history.md).
+/// - `tandem:{D}:hsealed`, `:hsegs`, `:hindex`, `:hckpts`, `:hversions` — the doc's history
+///   (`HistoryScripts`), written by the sealer, never by a commit.
 /// - `tandem:{D}:pushids` — hash, the idempotent re-push record, O(1) per push: per session SID
 ///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock. A
 ///   re-push is one HMGET of `SID=PUSHID`; recording a push overwrites one slot and deletes the lookup
@@ -45,6 +48,8 @@ enum GroupCommitScript {
         return [
             p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushids", p + "pushlast", p + "pushes",
             p + "pushers", p + "sum",
+            // History (issue 15, `HistoryScripts`): in this list so the doc's deadline covers them too.
+            p + "hsealed", p + "hsegs", p + "hindex", p + "hckpts", p + "hversions",
         ]
     }
 
@@ -274,12 +279,17 @@ enum GroupCommitScript {
 
         local floor = last - retention
 
+        -- History (issue 15): the log keeps every commit the sealer has not moved into history yet
+        -- (`tandem:{D}:hsealed`, KEYS[11]); one GET, only once the log is long enough to trim.
+        local logFloor = floor
+        if floor > 0 then logFloor = math.min(floor, tonumber(redis.call('GET', KEYS[11]) or '0')) end
+
         -- The log and the message.
         local function single(k, c, trim)
           local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
           if sums[k] then entry[#entry + 1] = 'sum'; entry[#entry + 1] = sums[k] end
-          if trim and floor > 0 then
-            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), unpack(entry))
+          if trim and logFloor > 0 then
+            redis.call('XADD', log, 'MINID', '~', fmt(logFloor + 1), unpack(entry))
           else
             redis.call('XADD', log, unpack(entry))
           end
@@ -294,8 +304,8 @@ enum GroupCommitScript {
             members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] .. sumField(k) .. '}'
           end
           local b = '[' .. table.concat(members, ',') .. ']'
-          if floor > 0 then
-            redis.call('XADD', log, 'MINID', '~', fmt(floor + 1), fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+          if logFloor > 0 then
+            redis.call('XADD', log, 'MINID', '~', fmt(logFloor + 1), fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           else
             redis.call('XADD', log, fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end

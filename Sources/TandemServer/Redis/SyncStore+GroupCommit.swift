@@ -13,9 +13,9 @@ extension SyncStore {
     ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
     func commit(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
-        commitReturningSums(doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, on: loop)
+        commitReturningSums(doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, node: node, on: loop)
             .map { $0.outcome }
     }
 
@@ -23,12 +23,12 @@ extension SyncStore {
     /// unless committed, and when Redis did not know the checksum before the batch).
     func commitReturningSums(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, on loop: EventLoop
     ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum])> {
         let logMode = logMode ?? self.logMode
         let committed = redis.evalScript(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), keys: GroupCommitScript.keys(doc),
-            args: Self.arguments(batch, node: nodeID, channel: RedisKeys.channel(doc), retention: retention,
+            args: Self.arguments(batch, node: node ?? nodeID, channel: RedisKeys.channel(doc), retention: retention,
                 maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs), logMode: logMode,
                 checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs()),
             on: loop

@@ -62,11 +62,11 @@ final class SyncStore: Sendable {
     /// A consistent copy of the doc. Keeps the doc's keys alive (the caller holds the doc open).
     func load(doc: String, on loop: EventLoop) -> EventLoopFuture<LoadedDoc> {
         redis.evalScript(SyncReadScripts.load, keys: GroupCommitScript.keys(doc), args: [docTTLMs], on: loop).flatMapThrowing {
-            reply in try Self.doc(fromLoadReply: reply)
+            [retention] reply in try Self.doc(fromLoadReply: reply, retention: retention)
         }
     }
 
-    static func doc(fromLoadReply reply: RedisValue) throws -> LoadedDoc {
+    static func doc(fromLoadReply reply: RedisValue, retention: Int = .max) throws -> LoadedDoc {
         // A head clock no client could have been sent (above 2^53 − 1) means the key was corrupted (by
         // hand or by an attacker with Redis access): refuse to load the doc rather than do arithmetic on
         // it. The doc stays unloaded; pushes get `unavailable` and the node keeps running.
@@ -88,7 +88,10 @@ final class SyncStore: Sendable {
         for (id, clock) in Self.pairs(parts[3]) {
             tombstones[String(decoding: id, as: UTF8.self)] = UInt64(String(decoding: clock, as: UTF8.self)) ?? 0
         }
-        let first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
+        var first = parts[4].string.flatMap(UInt64.init) ?? head + 1  // head <= maxClock: no overflow
+        // The log may hold more than --log-retention commits while the history sealer catches up (its
+        // trim waits for it, docs/history.md); catch-ups serve the retention, as on a node that followed.
+        if head > UInt64(retention) { first = max(first, head - UInt64(retention) + 1) }
         return LoadedDoc(
             replica: DocReplica(head: head, records: records, versions: versions, tombstones: tombstones), retainedFrom: first,
             legacyRePushes: parts.count < 6 || parts[5].int != 0,

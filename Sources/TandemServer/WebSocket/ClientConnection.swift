@@ -72,6 +72,10 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private var lastDivergedReportMs: UInt64?
     private var started = false
     private let logger: Logger
+    /// Version history (`ClientConnection+History`): the service, and whether a request is being answered
+    /// (one at a time per connection: each costs a Redis read and a replay).
+    let history: HistoryService?
+    var historyRequestInFlight = false
 
     /// Join buckets beyond the joined docs that may pile up before the full ones are dropped: pruning is
     /// a pass over the dictionary, so it runs at most once per this many joins of new docs.
@@ -106,6 +110,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         self.shard = dependencies.shard
         self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
+        self.history = dependencies.history
         self.abuse = AbuseMonitor(limits: dependencies.settings.abuseLimits)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
@@ -335,6 +340,12 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             logger.warning(
                 "a client's doc state differs from the commit's checksum (it resyncs from a snapshot)",
                 metadata: ["doc": "\(doc)", "clock": "\(clock)", "client.sum": "\(sum?.hex ?? "-")", "user": "\(identity.user)"])
+        case .history(let doc, _, _), .at(let doc, _, _), .restore(let doc, _):
+            guard let joined = docs[doc] else {
+                reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)
+                return
+            }
+            serveHistory(message, doc: doc, role: joined.role)
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
             guard let joined = docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)

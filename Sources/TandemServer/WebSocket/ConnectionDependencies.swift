@@ -49,6 +49,8 @@ struct ConnectionDependencies: Sendable {
     var schemaVersion: @Sendable (_ doc: String) -> Int?
     /// A reconnect was seen (counted once per connection; feeds the storm monitor).
     var reconnectObserved: @Sendable () -> Void
+    /// Version history (issue 15): `history`, `at` and `restore` messages; nil refuses them.
+    var history: HistoryService? = nil
 }
 
 /// What the WebSocket server works with, handed over explicitly: the configuration (it listens, admits

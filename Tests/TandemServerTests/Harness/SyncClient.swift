@@ -47,6 +47,9 @@ struct SyncView {
     var restartsAllowed = false
     /// Checksums (`sum`, issue 13) compared with the state they describe: every one must match.
     private(set) var checksumsChecked = 0
+    /// The records after every clock delivered live, when asked for (`SyncClient.recordStates`): the
+    /// model of the history tests.
+    var statesByClock: [UInt64: [String: JSONValue]]?
 
     /// A test that expects the node to restart this member from a snapshot while it is live (a reload
     /// after a divergence, issue 13) sets this: a live snapshot whose clock or records differ from the
@@ -155,6 +158,7 @@ struct SyncView {
             complete = false
         }
         replica.apply(clock: clock, ops: ops ?? Ops([:]))
+        if statesByClock != nil { statesByClock?[clock] = replica.records }
     }
 
     private mutating func receiveSnapshot(_ m: [String: JSONValue]) {
@@ -311,6 +315,9 @@ final class SyncClient: @unchecked Sendable {
             processed = raw.count
         }
     }
+
+    /// Keeps the records after every clock of `doc` delivered from now on (`SyncView.statesByClock`).
+    func recordStates(_ doc: String) { modify(doc) { $0.statesByClock = $0.statesByClock ?? [0: [:]] } }
 
     func view(_ doc: String) -> SyncView {
         update()

@@ -1,0 +1,186 @@
+/// Reading the past (issue 15): the state at a clock is the nearest checkpoint at or before it plus the
+/// commits after it, replayed with the same `DocReplica.apply` every node uses, so a replay equals what
+/// the nodes held at that clock byte for byte. Pure.
+public enum HistoryReplay {
+    /// The records after commit `clock`: `checkpoint` (at or before `clock`) with `commits` applied in
+    /// order. `commits` must hold every clock from `checkpoint.clock + 1` through `clock` (more on either
+    /// side is ignored); a missing one throws `.missing`, ops that do not parse throw `.corrupt`.
+    public static func state(from checkpoint: HistoryCheckpoint, commits: [CommitNotice], to clock: UInt64)
+        throws(HistoryError) -> DocReplica
+    {
+        guard checkpoint.clock <= clock else {
+            throw .missing("the checkpoint at \(checkpoint.clock) is after clock \(clock)")
+        }
+        var replica = DocReplica(head: checkpoint.clock, records: checkpoint.records)
+        for commit in commits where commit.clock > replica.head && commit.clock <= clock {
+            guard commit.clock == replica.head + 1 else {
+                throw .missing("commit \(replica.head + 1) is not in the history")
+            }
+            let ops: Ops
+            do { ops = try commit.parsedOps ?? Ops(json: commit.ops) } catch { throw .corrupt("commit \(commit.clock) holds malformed ops") }
+            replica.apply(clock: commit.clock, ops: ops)
+        }
+        guard replica.head == clock else { throw .missing("commit \(replica.head + 1) is not in the history") }
+        return replica
+    }
+
+    /// The ops of one commit that turn `current` into `target`: a `put` of every record whose value
+    /// differs (or is missing), a `remove` of every record `target` does not hold. Empty when they are
+    /// equal. A put (not a field-level patch) says exactly "this record as it was", whatever happened in
+    /// between, which is what a restore means.
+    public static func restoreOps(from current: [String: JSONValue], to target: [String: JSONValue]) -> Ops {
+        var ops: [String: RecordOp] = [:]
+        for (id, value) in target where current[id] != value { ops[id] = .put(value) }
+        for id in current.keys where target[id] == nil { ops[id] = .remove }
+        return Ops(ops)
+    }
+
+    /// The commit at or before `timeMs`: the last of `commits` (in clock order) committed at or before it,
+    /// with times made monotonic first (nodes' clocks differ a little, so a commit may carry an earlier
+    /// time than the one before it: it counts as no earlier than that one). Nil when the first is later.
+    public static func lastCommit(atOrBefore timeMs: UInt64, in commits: [CommitNotice], notBefore floorMs: UInt64 = 0) -> UInt64? {
+        var found: UInt64?
+        var seen = floorMs
+        for commit in commits {
+            seen = max(seen, commit.committedAtMs)
+            if seen > timeMs { break }
+            found = commit.clock
+        }
+        return found
+    }
+}
+
+/// When the sealer moves commits from the live log into history, and which segment ends get a
+/// checkpoint. Pure (time passed in).
+public struct HistoryPolicy: Equatable, Sendable {
+    /// Most commits in one segment (and the count that seals one as soon as it is reached).
+    public var segmentCommits: Int
+    /// `--checkpoint-every`: a checkpoint at the first segment end at least this many commits after the last.
+    public var checkpointEvery: UInt64
+    /// `--checkpoint-interval`: a checkpoint at the first segment end at least this long after the last
+    /// (so a doc that changes gets one at least this often), and commits older than this are sealed even
+    /// when they fill no segment.
+    public var checkpointIntervalMs: UInt64
+    /// `--log-retention`: commits the live log keeps. Commits beyond it are sealed at once (the log's trim
+    /// waits for them), so a small retention gets small segments and a log of its own size.
+    public var retention: UInt64
+
+    public init(segmentCommits: Int = 256, checkpointEvery: UInt64 = 1_000, checkpointIntervalMs: UInt64 = 3_600_000, retention: UInt64 = 10_000) {
+        self.segmentCommits = max(1, segmentCommits)
+        self.checkpointEvery = max(1, checkpointEvery)
+        self.checkpointIntervalMs = checkpointIntervalMs
+        self.retention = max(1, retention)
+    }
+
+    /// Whether to seal now: `unsealed` commits wait after the last sealed one, the oldest committed at
+    /// `oldestUnsealedAtMs`.
+    public func shouldSeal(unsealed: UInt64, oldestUnsealedAtMs: UInt64, nowMs: UInt64) -> Bool {
+        guard unsealed > 0 else { return false }
+        if unsealed >= min(UInt64(segmentCommits), retention) { return true }
+        return nowMs >= oldestUnsealedAtMs && nowMs - oldestUnsealedAtMs >= checkpointIntervalMs
+    }
+
+    /// The last clock of the next segment after `sealed`, with commits through `available` waiting: at
+    /// most `segmentCommits` of them, and never past the clock where the next checkpoint is due by count
+    /// (`lastCheckpoint + checkpointEvery`), so checkpoints fall exactly every `checkpointEvery` commits and
+    /// a read replays at most that many.
+    public func segmentEnd(sealed: UInt64, available: UInt64, lastCheckpoint: UInt64) -> UInt64 {
+        guard available > sealed else { return sealed }
+        var end = min(available, sealed + UInt64(segmentCommits))
+        let due = lastCheckpoint + checkpointEvery
+        if due > sealed { end = min(end, due) }
+        return end
+    }
+
+    /// Whether a segment ending at `clock` (committed at `atMs`) also gets a checkpoint, the last one
+    /// being at `lastCheckpoint` (committed at `lastCheckpointAtMs`).
+    public func checkpointDue(clock: UInt64, atMs: UInt64, lastCheckpoint: UInt64, lastCheckpointAtMs: UInt64) -> Bool {
+        guard clock > lastCheckpoint else { return false }
+        if clock - lastCheckpoint >= checkpointEvery { return true }
+        return atMs >= lastCheckpointAtMs && atMs - lastCheckpointAtMs >= checkpointIntervalMs
+    }
+}
+
+/// One entry of a doc's version list (`/api/docs/{id}/versions`, protocol `history`): the state after
+/// `clock`, committed at `atMs`, reached by `commits` commits since the previous entry, made by the
+/// sessions `by` (sorted, at most `maxAuthors`; `moreAuthors` says there were more).
+public struct HistoryVersion: Equatable, Sendable {
+    public var clock: UInt64
+    public var atMs: UInt64
+    public var commits: UInt64
+    public var by: [String]
+    public var moreAuthors: Bool
+
+    /// Authors listed per version: bounds the entry whatever the number of sessions that wrote.
+    public static let maxAuthors = 32
+
+    public init(clock: UInt64, atMs: UInt64, commits: UInt64, by: [String], moreAuthors: Bool = false) {
+        self.clock = clock
+        self.atMs = atMs
+        self.commits = commits
+        self.by = by
+        self.moreAuthors = moreAuthors
+    }
+
+    /// The entry for a checkpoint at the last of `commits`, the previous entry being at `previous`.
+    public static func summarizing(_ commits: [CommitNotice], since previous: UInt64, authors: Set<String>) -> HistoryVersion? {
+        guard let last = commits.last else { return nil }
+        let sorted = authors.sorted()
+        return HistoryVersion(
+            clock: last.clock, atMs: last.committedAtMs, commits: last.clock - min(previous, last.clock),
+            by: Array(sorted.prefix(maxAuthors)), moreAuthors: sorted.count > maxAuthors)
+    }
+
+    /// `{"clock":…,"at":…,"commits":…,"by":[…],"moreAuthors":…}` — how it is stored (a sorted-set member)
+    /// and served.
+    public var json: [UInt8] {
+        var w = JSONWriter(capacity: 96 + by.count * 24)
+        w.openObject()
+        w.key("clock"); w.integer(clock); w.comma()
+        w.key("at"); w.integer(atMs); w.comma()
+        w.key("commits"); w.integer(commits); w.comma()
+        w.key("by"); w.array(by) { w, sid in w.string(sid) }; w.comma()
+        w.key("moreAuthors"); w.bool(moreAuthors)
+        w.closeObject()
+        return w.bytes
+    }
+
+    public init(json bytes: some Collection<UInt8>) throws(HistoryError) {
+        guard let o = (try? JSONParser.parse(bytes))?.objectValue, let clock = o["clock"]?.uint64Value else {
+            throw .corrupt("a version entry is malformed")
+        }
+        self.init(
+            clock: clock, atMs: o["at"]?.uint64Value ?? 0, commits: o["commits"]?.uint64Value ?? 0,
+            by: (o["by"]?.arrayValue ?? []).compactMap(\.stringValue), moreAuthors: o["moreAuthors"] == .bool(true))
+    }
+}
+
+extension HistoryReplay {
+    /// The one commit of a restore (`restoreOps` from `current` to `target`) as a group-commit batch,
+    /// checked like any push: each record it touches must still be at the version `current` had (or
+    /// absent), so a commit in between makes it a conflict rather than overwriting it. Nil when nothing
+    /// changes.
+    public static func restoreBatch(current: DocReplica, target: [String: JSONValue], sessionID: String, pushID: JSONValue) -> CommitBatch? {
+        let ops = restoreOps(from: current.records, to: target)
+        guard !ops.isEmpty else { return nil }
+        let encoded = ops.json.serialized
+        var expectations: [String: PushDecision.Expectation] = [:]
+        var writes: [String: CommitBatch.Write] = [:]
+        var created = 0
+        var removed = 0
+        for (id, op) in ops.records {
+            let existing = current.records[id] != nil
+            expectations[id] = existing ? .version(current.version(of: id)) : .absent
+            if case .put(let value) = op {
+                writes[id] = CommitBatch.Write(value: value.serialized, commitIndex: 0, wasMissing: !existing)
+                if !existing { created += 1 }
+            } else {
+                writes[id] = CommitBatch.Write(value: nil, commitIndex: 0, wasMissing: false)
+                removed += 1
+            }
+        }
+        return CommitBatch(
+            id: 0, commits: [CommitBatch.Commit(sessionID: sessionID, pushID: pushID, ops: ops.json, encodedOps: encoded)],
+            expectations: expectations, writes: writes, created: created, removed: removed, bytes: encoded.count)
+    }
+}

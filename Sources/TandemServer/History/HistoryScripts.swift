@@ -1,0 +1,245 @@
+import TandemRedis
+
+/// The scripts of a doc's history (issue 15, docs/history.md). Keys: `GroupCommitScript.keys(doc)`, all
+/// tagged `{D}` (one Cluster slot); the history's own are KEYS[11…15]:
+/// - `tandem:{D}:hsealed` — string: every commit up to this clock is in a segment. The commit script
+///   never trims the log past it, so nothing leaves the live log before it is sealed.
+/// - `tandem:{D}:hsegs` — hash: a segment's last clock → its blob (`HistoryBlob`, `HistoryCodec`).
+/// - `tandem:{D}:hindex` — sorted set: score a segment's last clock, member `FIRST:LAST:ATMAX` (ATMAX: the
+///   latest commit time up to its end, monotonic, for `?time=`).
+/// - `tandem:{D}:hckpts` — hash: clock → checkpoint blob (the state after that commit).
+/// - `tandem:{D}:hversions` — sorted set: score a checkpoint's clock, member its `HistoryVersion` JSON.
+/// They carry the doc's deadline (`--doc-ttl`): the scripts below give the ones they create the clock's.
+enum HistoryScripts {
+    static let common = """
+        local clockKey, recordsKey, log = KEYS[1], KEYS[2], KEYS[5]
+        local sealedKey, segs, index, ckpts, versions = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+        local function fmt(x) return string.format('%d', x) end
+        -- The first clock the live log holds (a batch entry's id is its last clock), nil when empty.
+        local function firstLogClock()
+          local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+          if #first == 0 then return nil end
+          local n, fields = 1, first[1][2]
+          for j = 1, #fields, 2 do if fields[j] == 'n' then n = tonumber(fields[j + 1]) end end
+          return tonumber(string.match(first[1][1], '^(%d+)')) - n + 1
+        end
+        -- Log entries holding clocks from..to (the first may start before): at most maxEntries of them and
+        -- about maxBytes of field values (at least one entry); returns the entries and whether `to` was
+        -- reached. Entries are at most a push or a batch each (--max-push-bytes, --max-batch-bytes).
+        local function logRange(from, to, maxEntries, maxBytes)
+          local out, cursor, bytes = {}, fmt(from) .. '-0', 0
+          while #out < maxEntries and (#out == 0 or bytes < maxBytes) do
+            local got = redis.call('XRANGE', log, cursor, '+', 'COUNT', math.min(16, maxEntries - #out))
+            for _, entry in ipairs(got) do
+              out[#out + 1] = entry
+              cursor = '(' .. entry[1]
+              local fields = entry[2]
+              for j = 2, #fields, 2 do bytes = bytes + #fields[j] end
+              if tonumber(string.match(entry[1], '^(%d+)')) >= to then return out, true end
+            end
+            if #got == 0 then return out, false end
+          end
+          return out, false
+        end
+
+        """
+
+    /// KEYS: keys(doc). ARGV: maxEntries (log entries to return), nowMs, maxBytes (of those entries). Starts the doc's history when it
+    /// has none (a checkpoint at 0 when the log still starts at clock 1, else the state at the head, built
+    /// here from the records: the clocks before it were trimmed before history existed), and starts it
+    /// again at the head after a gap (a node of an older version trimmed unsealed commits).
+    /// Returns {'empty'} (no commits) | {'ok', head, sealed, last checkpoint's version JSON, entries after
+    /// sealed (raw stream entries, the first may start before), rebased (0|1), segments since that
+    /// checkpoint}.
+    static let sealRead = RedisScript(
+        common + """
+        local head = tonumber(redis.call('GET', clockKey) or '0')
+        if head == 0 then return {'empty'} end
+        local sealed = redis.call('GET', sealedKey)
+        local firstClock = firstLogClock()
+        local rebased = 0
+        if not sealed or (head > tonumber(sealed) and (not firstClock or firstClock > tonumber(sealed) + 1)) then
+          local base, blob, at
+          if not sealed and firstClock == 1 then
+            base, at, blob = 0, 0, '{"clock":0,"at":0,"records":{}}'
+          else
+            local flat = redis.call('HGETALL', recordsKey)
+            local parts = {}
+            for j = 1, #flat, 2 do parts[#parts + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1] end
+            base, at = head, tonumber(ARGV[2])
+            blob = '{"clock":' .. fmt(base) .. ',"at":' .. fmt(at) .. ',"records":{' .. table.concat(parts, ',') .. '}}'
+            if sealed then rebased = 1 end
+          end
+          redis.call('HSET', ckpts, fmt(base), blob)
+          redis.call('ZADD', versions, base,
+            '{"clock":' .. fmt(base) .. ',"at":' .. fmt(at) .. ',"commits":' .. fmt(base) .. ',"by":[],"moreAuthors":false}')
+          redis.call('SET', sealedKey, fmt(base))
+          local deadline = redis.call('PEXPIRETIME', clockKey)
+          if deadline > 0 then for k = 11, 15 do redis.call('PEXPIREAT', KEYS[k], deadline) end end
+          sealed = fmt(base)
+        end
+        local last = redis.call('ZREVRANGE', versions, 0, 0, 'WITHSCORES')
+        local since = last[2] and redis.call('ZCOUNT', index, '(' .. last[2], '+inf') or 0
+        local entries = {}
+        if head > tonumber(sealed) then entries = logRange(tonumber(sealed) + 1, head, tonumber(ARGV[1]), tonumber(ARGV[3])) end
+        return {'ok', fmt(head), sealed, last[1] or '', entries, rebased, since}
+        """)
+
+    /// KEYS: keys(doc). ARGV: expected sealed clock, first, last, segment blob, latest commit time in the
+    /// segment, checkpoint blob ('' for none), its version JSON, history cutoff ms (0: keep everything).
+    /// Writes the segment (and checkpoint) and moves `hsealed` to `last`, unless another sealer moved it
+    /// first ({'moved'}). With a cutoff, drops what only serves states older than the newest checkpoint
+    /// committed before it (a few per call). Returns {'ok', dropped checkpoints, bytes the history takes
+    /// (MEMORY USAGE, sampled)}.
+    static let sealWrite = RedisScript(
+        common + """
+        if (redis.call('GET', sealedKey) or '') ~= ARGV[1] then return {'moved'} end
+        local maxAt = tonumber(ARGV[5])
+        local prev = redis.call('ZREVRANGE', index, 0, 0)
+        if #prev > 0 then
+          local before = tonumber(string.match(prev[1], ':(%d+)$'))
+          if before and before > maxAt then maxAt = before end
+        end
+        redis.call('HSET', segs, ARGV[3], ARGV[4])
+        redis.call('ZADD', index, ARGV[3], ARGV[2] .. ':' .. ARGV[3] .. ':' .. fmt(maxAt))
+        redis.call('SET', sealedKey, ARGV[3])
+        if ARGV[6] ~= '' then
+          redis.call('HSET', ckpts, ARGV[3], ARGV[6])
+          redis.call('ZADD', versions, ARGV[3], ARGV[7])
+        end
+        local cutoff, dropped = tonumber(ARGV[8]), 0
+        while cutoff > 0 and dropped < 8 do
+          local two = redis.call('ZRANGE', versions, 0, 1, 'WITHSCORES')
+          if #two < 4 then break end
+          local nextAt = tonumber(string.match(two[3], '"at":(%d+)'))
+          if not nextAt or nextAt > cutoff then break end
+          local keep = two[4]
+          local old = redis.call('ZRANGEBYSCORE', index, '-inf', keep, 'LIMIT', 0, 256)
+          for _, member in ipairs(old) do redis.call('HDEL', segs, string.match(member, ':(%d+):')) end
+          if #old > 0 then redis.call('ZREM', index, unpack(old)) end
+          if #old < 256 then
+            redis.call('HDEL', ckpts, two[2])
+            redis.call('ZREM', versions, two[1])
+            dropped = dropped + 1
+          end
+        end
+        local deadline = redis.call('PEXPIRETIME', clockKey)
+        if deadline > 0 then for k = 11, 15 do redis.call('PEXPIREAT', KEYS[k], deadline) end end
+        local bytes = 0
+        for k = 11, 15 do bytes = bytes + (redis.call('MEMORY', 'USAGE', KEYS[k]) or 0) end
+        return {'ok', dropped, bytes}
+        """)
+
+    /// KEYS: keys(doc). ARGV: clock, maxEntries (live-log entries), maxSegments, maxBytes (of log entries). What the state after
+    /// `clock` is made of: the nearest checkpoint at or before it, the segments after it up to the clock
+    /// (or `sealed`), and the live log's entries after `sealed` up to the clock.
+    /// Returns {'beyond', head} | {'missing', head, oldest checkpoint clock or ''} | {'busy', head} (more
+    /// than the bounds allow: the sealer is behind) | {'ok', head, sealed, checkpoint clock, checkpoint
+    /// blob, {segment blobs in order}, {log entries}}.
+    static let read = RedisScript(
+        common + """
+        local head = tonumber(redis.call('GET', clockKey) or '0')
+        local clock = tonumber(ARGV[1])
+        if clock > head or head == 0 then return {'beyond', fmt(head)} end
+        local sealed = tonumber(redis.call('GET', sealedKey) or '-1')
+        local ckClock, blob
+        if sealed < 0 then
+          -- Not sealed yet: only a log that still starts at 1 holds the whole past.
+          if firstLogClock() ~= 1 then return {'missing', fmt(head), ''} end
+          sealed, ckClock, blob = 0, 0, '{"clock":0,"at":0,"records":{}}'
+        else
+          local ck = redis.call('ZREVRANGEBYSCORE', versions, clock, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+          if #ck == 0 then
+            local oldest = redis.call('ZRANGE', versions, 0, 0, 'WITHSCORES')
+            return {'missing', fmt(head), oldest[2] or ''}
+          end
+          ckClock = tonumber(ck[2])
+          blob = redis.call('HGET', ckpts, fmt(ckClock))
+          if not blob then return {'missing', fmt(head), ''} end
+        end
+        local upto = math.min(clock, sealed)
+        local blobs = {}
+        if upto > ckClock then
+          local members = redis.call('ZRANGEBYSCORE', index, '(' .. fmt(ckClock), '+inf', 'LIMIT', 0, tonumber(ARGV[3]))
+          local lasts, reached = {}, ckClock
+          for _, member in ipairs(members) do
+            local first, last = string.match(member, '^(%d+):(%d+):')
+            if tonumber(first) ~= reached + 1 then return {'missing', fmt(head), ''} end
+            lasts[#lasts + 1] = last
+            reached = tonumber(last)
+            if reached >= upto then break end
+          end
+          if reached < upto then return {'busy', fmt(head)} end
+          blobs = redis.call('HMGET', segs, unpack(lasts))
+          for _, b in ipairs(blobs) do if not b then return {'missing', fmt(head), ''} end end
+        end
+        local entries = {}
+        if clock > sealed then
+          local reachedLog
+          entries, reachedLog = logRange(sealed + 1, clock, tonumber(ARGV[2]), tonumber(ARGV[4]))
+          if not reachedLog then return {'busy', fmt(head)} end
+        end
+        return {'ok', fmt(head), fmt(sealed), fmt(ckClock), blob, blobs, entries}
+        """)
+
+    /// KEYS: keys(doc). ARGV: from (first clock wanted), maxSegments. The sealed segments from the one
+    /// holding `from` on (at most maxSegments), for reading the log before the live log's start.
+    /// Returns {head, sealed, {segment blobs}}.
+    static let segments = RedisScript(
+        common + """
+        local head = redis.call('GET', clockKey) or '0'
+        local sealed = redis.call('GET', sealedKey) or '0'
+        local from = tonumber(ARGV[1])
+        local blobs = {}
+        if from <= tonumber(sealed) then
+          local members = redis.call('ZRANGEBYSCORE', index, fmt(from), '+inf', 'LIMIT', 0, tonumber(ARGV[2]))
+          local lasts = {}
+          for _, member in ipairs(members) do lasts[#lasts + 1] = string.match(member, '^%d+:(%d+):') end
+          if #lasts > 0 then blobs = redis.call('HMGET', segs, unpack(lasts)) end
+        end
+        return {head, sealed, blobs}
+        """)
+
+    /// KEYS: keys(doc). ARGV: timeMs. The segment that holds the last commit at or before `timeMs`: the
+    /// first whose latest time (monotonic) passes it, found by binary search over the index.
+    /// Returns {head, sealed, first clock of that segment or '', its blob or '', the time of the oldest
+    /// checkpoint or ''}.
+    static let segmentAtTime = RedisScript(
+        common + """
+        local head = redis.call('GET', clockKey) or '0'
+        local sealed = redis.call('GET', sealedKey) or ''
+        local t = tonumber(ARGV[1])
+        local lo, hi = 0, redis.call('ZCARD', index) - 1
+        local found
+        while lo <= hi do
+          local mid = math.floor((lo + hi) / 2)
+          local member = redis.call('ZRANGE', index, mid, mid)[1]
+          local at = tonumber(string.match(member, ':(%d+)$'))
+          if at > t then found = member; hi = mid - 1 else lo = mid + 1 end
+        end
+        local oldest = redis.call('ZRANGE', versions, 0, 0)[1] or ''
+        if not found then return {head, sealed, '', '', oldest} end
+        local first, last = string.match(found, '^(%d+):(%d+):')
+        return {head, sealed, first, redis.call('HGET', segs, last) or '', oldest}
+        """)
+
+    /// KEYS: keys(doc). ARGV: before (clock, exclusive), limit. Returns {head, sealed or '', {version JSON,
+    /// newest first}}.
+    static let versionList = RedisScript(
+        common + """
+        local head = redis.call('GET', clockKey) or '0'
+        local sealed = redis.call('GET', sealedKey) or ''
+        local list = redis.call('ZREVRANGEBYSCORE', versions, '(' .. ARGV[1], '-inf', 'LIMIT', 0, tonumber(ARGV[2]))
+        return {head, sealed, list}
+        """)
+
+    /// KEYS: keys(doc). Bytes the history holds in Redis (MEMORY USAGE of its keys, Redis's default sampling:
+    /// an estimate in constant time, whatever the size) and the
+    /// number of segments and checkpoints. Returns {bytes, segments, checkpoints, sealed or ''}.
+    static let size = RedisScript(
+        common + """
+        local bytes = 0
+        for k = 11, 15 do bytes = bytes + (redis.call('MEMORY', 'USAGE', KEYS[k]) or 0) end
+        return {bytes, redis.call('ZCARD', index), redis.call('ZCARD', versions), redis.call('GET', sealedKey) or ''}
+        """)
+}

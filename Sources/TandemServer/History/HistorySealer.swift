@@ -1,0 +1,221 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TandemCore
+import TandemRedis
+
+/// Moves each doc's commits from the live log into sealed, compressed history segments (with a
+/// checkpoint every `--checkpoint-every` commits or `--checkpoint-interval`), outside the commit path:
+/// the commit script only refrains from trimming what is not sealed yet (docs/history.md).
+///
+/// Every node seals the docs it holds open, from housekeeping (once a second). Nodes holding the same doc
+/// race harmlessly: a seal writes only if `hsealed` is still what it read (`HistoryScripts.sealWrite`).
+/// A doc nobody holds open gets no commits, and what it had waits in the live log until it is opened
+/// again. Decoding, checkpoint replay and compression run on the shared thread pool.
+final class HistorySealer: Sendable {
+    private struct DocSeal {
+        /// The sealed clock as last seen (nil: unknown, read it).
+        var sealed: UInt64?
+        /// Do not look before this time unless a segment's worth of commits is waiting.
+        var notBeforeMs: UInt64 = 0
+        /// After a failed round: not before this time, whatever waits (a failing Redis is not hammered).
+        var retryAfterMs: UInt64 = 0
+        var running = false
+        /// Bytes of Redis memory the doc's history took after this node's last seal (sampled).
+        var historyBytes: Int?
+    }
+
+    private let store: HistoryStore
+    private let logger: Logger
+    private let docs = NIOLockedValueBox<[String: DocSeal]>([:])
+    /// Docs sealed at once (each round is a few Redis calls and some pool work).
+    static let maxConcurrentDocs = 8
+    /// Segments one doc may seal in a row before others get their turn (the next tick continues).
+    static let maxRounds = 64
+    /// How long a doc whose seal round failed waits before the next.
+    static let retryDelayMs: UInt64 = 5_000
+
+    init(store: HistoryStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    /// One pass over the docs this node holds open (`heads`: doc → head clock), from housekeeping.
+    func tick(heads: [String: UInt64], nowMs: UInt64, on loop: EventLoop) {
+        let policy = store.policy
+        let threshold = min(UInt64(policy.segmentCommits), policy.retention)
+        let due: [String] = docs.withLockedValue { docs in
+            docs = docs.filter { heads[$0.key] != nil || $0.value.running }  // forget docs no longer open
+            var lag: UInt64 = 0
+            var due: [String] = []
+            let running = docs.values.filter(\.running).count
+            for (doc, head) in heads.sorted(by: { $0.key < $1.key }) {
+                var seal = docs[doc] ?? DocSeal()
+                let unsealed = seal.sealed.map { head > $0 ? head - $0 : 0 } ?? head
+                lag = max(lag, unsealed)
+                guard !seal.running, unsealed > 0, running + due.count < Self.maxConcurrentDocs, nowMs >= seal.retryAfterMs else {
+                    continue
+                }
+                guard seal.sealed == nil || unsealed >= threshold || nowMs >= seal.notBeforeMs else { continue }
+                seal.running = true
+                docs[doc] = seal
+                due.append(doc)
+            }
+            store.metrics.sealLag.set(to: Double(lag))
+            return due
+        }
+        for doc in due { seal(doc, round: 0, on: loop) }
+    }
+
+    /// Bytes of Redis memory `doc`'s history took after this node last sealed it (for the status page).
+    func historyBytes(_ doc: String) -> Int? { docs.withLockedValue { $0[doc]?.historyBytes } }
+
+    private enum Outcome: Sendable {
+        case sealed(UInt64, more: Bool, bytes: Int?)
+        case wait(sealed: UInt64, untilMs: UInt64)
+        case moved
+        case nothing(sealed: UInt64?)
+    }
+
+    private func seal(_ doc: String, round: Int, on loop: EventLoop) {
+        sealOnce(doc, on: loop).whenComplete { result in
+            let again: Bool = self.docs.withLockedValue { docs in
+                var seal = docs[doc] ?? DocSeal()
+                var again = false
+                switch result {
+                case .success(.sealed(let clock, let more, let bytes)):
+                    seal.sealed = clock
+                    seal.historyBytes = bytes ?? seal.historyBytes
+                    again = more && round + 1 < Self.maxRounds
+                case .success(.wait(let sealed, let until)):
+                    seal.sealed = sealed
+                    seal.notBeforeMs = until
+                case .success(.moved):
+                    seal.sealed = nil
+                    self.store.metrics.sealRaces.increment()
+                case .success(.nothing(let sealed)):
+                    seal.sealed = sealed
+                case .failure(let error):
+                    seal.sealed = nil
+                    seal.retryAfterMs = NodeClock().wallMs() + Self.retryDelayMs
+                    self.store.metrics.sealFailures.increment()
+                    self.logger.warning("history seal failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                }
+                seal.running = again
+                docs[doc] = seal
+                return again
+            }
+            if again { self.seal(doc, round: round + 1, on: loop) }
+        }
+    }
+
+    /// One round: read what waits, and seal one segment of it if the policy says so.
+    private func sealOnce(_ doc: String, on loop: EventLoop) -> EventLoopFuture<Outcome> {
+        let store = self.store
+        let policy = store.policy
+        let nowMs = NodeClock().wallMs()
+        return store.redis.evalScript(
+            HistoryScripts.sealRead, keys: HistoryStore.keys(doc),
+            args: [policy.segmentCommits, String(nowMs), HistoryStore.maxSealBytes], on: loop
+        ).flatMap { reply -> EventLoopFuture<Outcome> in
+            let parts = reply.array ?? []
+            guard parts.first?.string == "ok", parts.count == 7, let head = parts[1].string.flatMap(UInt64.init),
+                let sealed = parts[2].string.flatMap(UInt64.init)
+            else {
+                if parts.first?.string == "empty" { return loop.makeSucceededFuture(.nothing(sealed: nil)) }
+                return loop.makeFailedFuture(HistoryStore.ReadFailure.corrupt("unexpected reply to the seal read"))
+            }
+            let entries = parts[4].array ?? []
+            let lastVersion = try? HistoryVersion(json: parts[3].bytes ?? [])
+            let segmentsSince = Int(parts[6].int ?? 0)
+            return HistoryStore.offLoop(loop) { () throws -> Plan? in
+                var commits = entries.flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
+                guard let oldest = commits.first else { return nil }
+                guard oldest.clock == sealed + 1 else { throw HistoryError.missing("the live log lacks commit \(sealed + 1)") }
+                guard policy.shouldSeal(unsealed: head - sealed, oldestUnsealedAtMs: oldest.committedAtMs, nowMs: nowMs) else {
+                    return Plan(head: head, sealed: sealed, commits: [], waitUntilMs: oldest.committedAtMs + policy.checkpointIntervalMs)
+                }
+                for k in commits.indices.dropFirst() where commits[k].clock != commits[k - 1].clock + 1 {
+                    commits = Array(commits[..<k])
+                    break
+                }
+                let end = policy.segmentEnd(sealed: sealed, available: commits[commits.count - 1].clock, lastCheckpoint: lastVersion?.clock ?? 0)
+                commits = commits.filter { $0.clock <= end }
+                let last = commits[commits.count - 1]
+                let checkpoint =
+                    segmentsSince + 1 >= HistoryStore.checkpointSegments
+                    || policy.checkpointDue(
+                        clock: last.clock, atMs: last.committedAtMs, lastCheckpoint: lastVersion?.clock ?? 0,
+                        lastCheckpointAtMs: lastVersion?.atMs ?? 0)
+                return Plan(
+                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(HistoryCodec.encodeSegment(commits)),
+                    wantsCheckpoint: checkpoint, previousVersion: lastVersion?.clock ?? 0)
+            }.flatMap { plan in
+                guard let plan else { return loop.makeSucceededFuture(.nothing(sealed: sealed)) }
+                guard !plan.commits.isEmpty else {
+                    return loop.makeSucceededFuture(.wait(sealed: sealed, untilMs: plan.waitUntilMs))
+                }
+                return self.checkpoint(for: plan, doc: doc, on: loop).flatMap { checkpoint in
+                    self.write(plan, checkpoint: checkpoint, doc: doc, on: loop)
+                }
+            }
+        }
+    }
+
+    private struct Plan: Sendable {
+        var head: UInt64
+        var sealed: UInt64
+        var commits: [CommitNotice]
+        var segment: [UInt8] = []
+        var wantsCheckpoint = false
+        var previousVersion: UInt64 = 0
+        var waitUntilMs: UInt64 = 0
+    }
+
+    /// The checkpoint (blob and version entry) at the plan's last commit, if it wants one: the state at
+    /// the last sealed clock (history read) with the segment's commits applied.
+    private func checkpoint(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<(blob: [UInt8], version: [UInt8])?> {
+        guard plan.wantsCheckpoint else { return loop.makeSucceededFuture(nil) }
+        let metrics = store.metrics
+        return store.state(doc: doc, at: plan.sealed, on: loop).flatMap { before in
+            HistoryStore.offLoop(loop) {
+                let last = plan.commits[plan.commits.count - 1]
+                let state = try HistoryReplay.state(
+                    from: HistoryCheckpoint(clock: before.replica.head, atMs: before.atMs, records: before.replica.records),
+                    commits: plan.commits, to: last.clock)
+                metrics.replayedCommits.increment(by: Int64(plan.commits.count))
+                let since = (before.commits + plan.commits).filter { $0.clock > plan.previousVersion }
+                let version = HistoryVersion.summarizing(since, since: plan.previousVersion, authors: Set(since.map(\.by)))
+                let blob = HistoryBlob.pack(
+                    HistoryCodec.encodeCheckpoint(HistoryCheckpoint(clock: last.clock, atMs: last.committedAtMs, records: state.records)))
+                return (blob, version?.json ?? [])
+            }
+        }
+    }
+
+    private func write(_ plan: Plan, checkpoint: (blob: [UInt8], version: [UInt8])?, doc: String, on loop: EventLoop)
+        -> EventLoopFuture<Outcome>
+    {
+        let store = self.store
+        let first = plan.commits[0].clock
+        let last = plan.commits[plan.commits.count - 1].clock
+        let maxAt = plan.commits.map(\.committedAtMs).max() ?? 0
+        let cutoff = store.retentionMs > 0 ? NodeClock().wallMs() - min(store.retentionMs, NodeClock().wallMs()) : 0
+        return store.redis.evalScript(
+            HistoryScripts.sealWrite, keys: HistoryStore.keys(doc),
+            args: [
+                String(plan.sealed), String(first), String(last), plan.segment, String(maxAt), checkpoint?.blob ?? [],
+                checkpoint?.version ?? [], String(cutoff),
+            ], on: loop
+        ).map { reply in
+            guard let parts = reply.array, parts.first?.string == "ok" else { return .moved }
+            store.metrics.sealedCommits.increment(by: Int64(plan.commits.count))
+            store.metrics.segments.increment()
+            store.metrics.bytesWritten.increment(by: Int64(plan.segment.count + (checkpoint?.blob.count ?? 0)))
+            if checkpoint != nil { store.metrics.checkpoints.increment() }
+            let threshold = min(UInt64(store.policy.segmentCommits), store.policy.retention)
+            return .sealed(
+                last, more: plan.head > last && plan.head - last >= threshold, bytes: parts.count > 2 ? parts[2].int.map { Int($0) } : nil)
+        }
+    }
+}
