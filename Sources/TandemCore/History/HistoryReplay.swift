@@ -168,10 +168,14 @@ extension HistoryReplay {
         var writes: [String: CommitBatch.Write] = [:]
         var created = 0
         var removed = 0
+        // The checksum's change (issue 13): exact, since every record it touches is pinned to its version.
+        var sumDelta = DocChecksum.zero
         for (id, op) in ops.records {
             let existing = current.records[id] != nil
             expectations[id] = existing ? .version(current.version(of: id)) : .absent
+            if let old = current.records[id] { sumDelta -= DocChecksum.record(id: id, value: old) }
             if case .put(let value) = op {
+                sumDelta += DocChecksum.record(id: id, value: value)
                 writes[id] = CommitBatch.Write(value: value.serialized, commitIndex: 0, wasMissing: !existing)
                 if !existing { created += 1 }
             } else {
@@ -180,7 +184,9 @@ extension HistoryReplay {
             }
         }
         return CommitBatch(
-            id: 0, commits: [CommitBatch.Commit(sessionID: sessionID, pushID: pushID, ops: ops.json, encodedOps: encoded)],
+            id: 0, commits: [
+                CommitBatch.Commit(sessionID: sessionID, pushID: pushID, ops: ops.json, encodedOps: encoded, sumDelta: sumDelta)
+            ],
             expectations: expectations, writes: writes, created: created, removed: removed, bytes: encoded.count)
     }
 }
