@@ -7,6 +7,7 @@ What it produces (metric it feeds):
 - presence streams on every node, with shared docs across nodes (presence_updates accepted, fan-out
   messages/bytes, presence_sessions, docs_active, presence tick);
 - a too-fast presence sender (presence_updates rate_limited) and presence before join (not_joined);
+- a hidden and a none member of the shared doc on every node (presence_members by mode);
 - a churner that reconnects with ?resume= (reconnects, closed resumed/abrupt/client_close, and on the node
   started with a low --storm-threshold, reconnect_storm = 1);
 - ghosts that vanish without leaving (presence_expired);
@@ -244,8 +245,13 @@ class Client:
         assert self.ws is not None
         await self.ws.send(json.dumps(message, separators=(",", ":")))
 
-    async def join(self, doc: str, state: Optional[dict] = None, since: Optional[int] = None) -> None:
-        message: dict[str, Any] = {"t": "join", "doc": doc, "state": state or {}}
+    async def join(self, doc: str, state: Optional[dict] = None, since: Optional[int] = None,
+                   presence: Optional[str] = None) -> None:
+        message: dict[str, Any] = {"t": "join", "doc": doc}
+        if presence in (None, "full"):
+            message["state"] = state or {}
+        else:
+            message["presence"] = presence  # a hidden or none join has no state (bad_message otherwise)
         if since is not None:
             message["since"] = since
         await self.send(message)
@@ -337,6 +343,7 @@ class LoadGenerator:
         activities = {
             "presence": self.presence_streams,
             "rate_limited": self.too_fast_presence,
+            "presence_modes": self.quiet_members,
             "churn": self.reconnect_churn,
             "ghosts": self.ghosts,
             "paused_reader": self.paused_reader,
@@ -383,6 +390,16 @@ class LoadGenerator:
                 await c.send({"t": "presence", "doc": PRESENCE_DOC,
                               "state": {"x": step, "y": i, "sel": [step, step + i]}})
                 self.stats.count("presence_sent")
+
+    async def quiet_members(self) -> None:
+        """A hidden and a none member of the shared doc on every node (presence_members{mode}): they watch
+        the cursors without being shown, and stay."""
+        for node in range(len(self.urls)):
+            for mode in ("hidden", "none"):
+                c = await self.client(node, f"{mode}-{node}", tag="quiet")
+                await c.join(PRESENCE_DOC, presence=mode)
+        while await self.sleep(1.0):
+            pass
 
     async def too_fast_presence(self) -> None:
         """60 updates/s against the default 20/s limit; plus presence for a doc it never joined."""

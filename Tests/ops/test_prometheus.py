@@ -323,6 +323,8 @@ KEY_SERIES = [
               positive("result", "accepted", "rate_limited", "not_joined")),
     KeySeries("presence-fanout", "Presence fan-out messages /s", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
     KeySeries("presence-sessions", "Presence sessions", "A", "> 0 on n1 and n2", positive("node", "n1", "n2")),
+    KeySeries("presence-members", "Presence members by mode", "A", "full, hidden and none > 0",
+              positive("mode", "full", "hidden", "none")),
     KeySeries("presence-expired", "Presence expired /s", "A", "> 0", positive()),
     KeySeries("presence-tick", "Presence tick duration", "B", "p95 finite and > 0", positive()),
     KeySeries("reconnects", "Reconnects /s", "A", "> 0 on n1", positive("node", "n1")),

@@ -8,12 +8,13 @@ public final class TandemMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
     // Connections
-    public let connections: Gauge
-    public let connectionsOpened: Counter
-    private let connectionsClosed: [CloseReason: Counter]
-    public let reconnects: Counter
+    // The status page's metrics (`SampledCounter` and friends: their values are read by `statusSnapshot()`).
+    public let connections: SampledGauge
+    public let connectionsOpened: SampledCounter
+    private let connectionsClosed: [CloseReason: SampledCounter]
+    public let reconnects: SampledCounter
     public let admissionRejected: [AdmissionRejection: Counter]
-    public let reconnectStorm: Gauge
+    public let reconnectStorm: SampledGauge
     public let handshakesPending: Gauge
     public let handshakeTimeouts: Counter
 
@@ -22,8 +23,8 @@ public final class TandemMetrics: Sendable {
     /// Local members of docs by presence mode (the join's `"presence"`), created once per mode.
     public let presenceMembers: [PresenceMode: Gauge]
     public let docsActive: Gauge
-    private let presenceUpdates: [PresenceUpdateOutcome: Counter]
-    public let fanoutMessages: Counter
+    private let presenceUpdates: [PresenceUpdateOutcome: SampledCounter]
+    public let fanoutMessages: SampledCounter
     /// Other nodes' presence messages, by result: when their changes reached members: `forwarded` at once, `at_tick`
     /// with this node's next tick (over the per-node budget of one per tick, or the doc still loading).
     public let remotePresenceForwarded: Counter
@@ -34,9 +35,9 @@ public final class TandemMetrics: Sendable {
     public let protocolErrors: [ErrorCode: Counter]
 
     // Queues
-    public let outboundQueueBytes: Gauge
-    public let redisQueueDepth: Gauge
-    public let pushQueueDepth: Gauge
+    public let outboundQueueBytes: SampledGauge
+    public let redisQueueDepth: SampledGauge
+    public let pushQueueDepth: SampledGauge
     public let slowConsumerCoalesced: Counter
     public let earlyRequestsDepth: Gauge
     public let pendingJoinsDepth: Gauge
@@ -54,10 +55,10 @@ public final class TandemMetrics: Sendable {
     public let redisWaitTimeouts: Counter
 
     // Sync
-    private let syncPushes: [String: Counter]
-    public let syncConflicts: Counter
+    private let syncPushes: [String: SampledCounter]
+    public let syncConflicts: SampledCounter
     public let syncConcurrentPushes: Counter
-    public let syncLagSeconds: ValueHistogram
+    public let syncLagSeconds: SampledHistogram
     public let syncLagClocks: ValueHistogram
     public let syncPushSeconds: ValueHistogram
     // Group commit and admission (issue 8)
@@ -121,21 +122,21 @@ public final class TandemMetrics: Sendable {
         registry.makeGauge(descriptor: name("node", "info", "Always 1; labels identify the node."), labels: [("node", nodeID)])
             .set(to: 1)
 
-        connections = registry.makeGauge(descriptor: name("connections", "", "Open client WebSocket connections."))
-        connectionsOpened = registry.makeCounter(
-            descriptor: name("connections_opened", "total", "Client WebSocket connections accepted."))
-        connectionsClosed = Self.labeledCounters(
+        connections = SampledGauge(registry.makeGauge(descriptor: name("connections", "", "Open client WebSocket connections.")))
+        connectionsOpened = SampledCounter(registry.makeCounter(
+            descriptor: name("connections_opened", "total", "Client WebSocket connections accepted.")))
+        connectionsClosed = Self.sampledCounters(
             registry, name("connections_closed", "total", "Client connections closed, by reason."),
             label: "reason", values: CloseReason.allCases) { $0.rawValue }
-        reconnects = registry.makeCounter(
+        reconnects = SampledCounter(registry.makeCounter(
             descriptor: name(
                 "reconnects", "total",
-                "Connections that resumed a session or came from a user seen in the same doc within 60 s."))
+                "Connections that resumed a session or came from a user seen in the same doc within 60 s.")))
         admissionRejected = Self.labeledCounters(
             registry, name("admission_rejected", "total", "WebSocket handshakes refused before the upgrade."),
             label: "reason", values: AdmissionRejection.allCases) { $0.rawValue }
-        reconnectStorm = registry.makeGauge(
-            descriptor: name("reconnect_storm", "", "1 while the reconnect rate over 10 s exceeds --storm-threshold."))
+        reconnectStorm = SampledGauge(registry.makeGauge(
+            descriptor: name("reconnect_storm", "", "1 while the reconnect rate over 10 s exceeds --storm-threshold.")))
         handshakesPending = registry.makeGauge(
             descriptor: name(
                 "handshakes_pending", "", "Client sockets accepted but not upgraded to WebSocket yet (--max-pending-handshakes)."))
@@ -151,7 +152,7 @@ public final class TandemMetrics: Sendable {
         presenceMembers = Dictionary(
             uniqueKeysWithValues: PresenceMode.allCases.map { ($0, registry.makeGauge(descriptor: members, labels: [("mode", $0.rawValue)])) })
         docsActive = registry.makeGauge(descriptor: name("docs_active", "", "Docs with members on this node."))
-        presenceUpdates = Self.labeledCounters(
+        presenceUpdates = Self.sampledCounters(
             registry, name("presence_updates", "total", "Presence updates received from clients, by result."),
             label: "result", values: [PresenceUpdateOutcome.accepted, .rateLimited, .suppressed, .notJoined, .disabled]) { $0.rawValue }
         let remoteDeltas = name(
@@ -159,8 +160,8 @@ public final class TandemMetrics: Sendable {
             "Presence messages from other nodes, by result: forwarded to members at once, or at this node's tick.")
         remotePresenceForwarded = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "forwarded")])
         remotePresenceAtTick = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "at_tick")])
-        fanoutMessages = registry.makeCounter(
-            descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients."))
+        fanoutMessages = SampledCounter(registry.makeCounter(
+            descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients.")))
         fanoutBytes = registry.makeCounter(
             descriptor: name("presence_fanout_bytes", "total", "Bytes of presence delta messages written to clients."))
         presenceExpired = registry.makeCounter(
@@ -173,9 +174,9 @@ public final class TandemMetrics: Sendable {
             label: "code", values: ErrorCode.allCases) { $0.rawValue }
 
         let depth = name("queue_depth", "", "Work waiting: outbound bytes to clients, Redis commands, pushes.")
-        outboundQueueBytes = registry.makeGauge(descriptor: depth, labels: [("queue", "outbound")])
-        redisQueueDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "redis")])
-        pushQueueDepth = registry.makeGauge(descriptor: depth, labels: [("queue", "push")])
+        outboundQueueBytes = SampledGauge(registry.makeGauge(descriptor: depth, labels: [("queue", "outbound")]))
+        redisQueueDepth = SampledGauge(registry.makeGauge(descriptor: depth, labels: [("queue", "redis")]))
+        pushQueueDepth = SampledGauge(registry.makeGauge(descriptor: depth, labels: [("queue", "push")]))
         slowConsumerCoalesced = registry.makeCounter(
             descriptor: name(
                 "slow_consumer_coalesced", "total",
@@ -206,11 +207,11 @@ public final class TandemMetrics: Sendable {
                 "redis_wait_timeouts", "total",
                 "Commits answered unavailable because fewer than --redis-wait-replicas replicas acknowledged them in --redis-wait-timeout-ms."))
 
-        syncPushes = Self.labeledCounters(
+        syncPushes = Self.sampledCounters(
             registry, name("sync_pushes", "total", "Document pushes, by outcome."),
             label: "action", values: ["commit", "rebase", "discard", "error"]) { $0 }
-        syncConflicts = registry.makeCounter(
-            descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes."))
+        syncConflicts = SampledCounter(registry.makeCounter(
+            descriptor: name("sync_conflicts", "total", "Rebases and discards caused by concurrent changes.")))
         syncInvalidPushes = registry.makeCounter(
             descriptor: name(
                 "sync_invalid_pushes", "total", "Pushes discarded because a record they write would break the doc's schema."))
@@ -230,8 +231,10 @@ public final class TandemMetrics: Sendable {
             label: "result", values: SchemaReloadOutcome.allCases) { $0.rawValue }
         syncConcurrentPushes = registry.makeCounter(
             descriptor: name("sync_concurrent_pushes", "total", "Pushes whose base was behind the head on arrival."))
-        syncLagSeconds = registry.makeValueHistogram(
-            descriptor: name("sync_lag", "seconds", "Commit to handed to each subscriber's socket (once it takes writes)."),
+        syncLagSeconds = SampledHistogram(
+            registry.makeValueHistogram(
+                descriptor: name("sync_lag", "seconds", "Commit to handed to each subscriber's socket (once it takes writes)."),
+                buckets: latencyBuckets),
             buckets: latencyBuckets)
         syncLagClocks = registry.makeValueHistogram(
             descriptor: name("sync_lag_clocks", "", "Head clock minus each client's last ack."),
@@ -306,6 +309,33 @@ public final class TandemMetrics: Sendable {
         _ labelValue: (Key) -> String
     ) -> [Key: Counter] {
         Dictionary(uniqueKeysWithValues: values.map { ($0, registry.makeCounter(descriptor: descriptor, labels: [(label, labelValue($0))])) })
+    }
+
+    /// `labeledCounters` whose values the node can read (`statusSnapshot()`).
+    private static func sampledCounters<Key: Hashable>(
+        _ registry: PrometheusCollectorRegistry, _ descriptor: MetricNameDescriptor, label: String, values: [Key],
+        _ labelValue: (Key) -> String
+    ) -> [Key: SampledCounter] {
+        labeledCounters(registry, descriptor, label: label, values: values, labelValue).mapValues(SampledCounter.init)
+    }
+
+    /// The status page's metrics, read directly (rendering the exposition for them cost 19 M instructions/s).
+    func statusSnapshot() -> MetricsSnapshot {
+        func sum<Key>(_ counters: [Key: SampledCounter]) -> Double { counters.values.reduce(0) { $0 + Double($1.value) } }
+        return MetricsSnapshot(
+            connections: connections.value,
+            connectionsOpened: Double(connectionsOpened.value),
+            connectionsClosed: sum(connectionsClosed),
+            reconnects: Double(reconnects.value),
+            presenceUpdates: sum(presenceUpdates),
+            presenceFanoutMessages: Double(fanoutMessages.value),
+            syncPushes: sum(syncPushes),
+            syncConflicts: Double(syncConflicts.value),
+            syncLag: syncLagSeconds.buckets,
+            outboundQueueBytes: outboundQueueBytes.value,
+            redisQueue: redisQueueDepth.value,
+            pushQueue: pushQueueDepth.value,
+            reconnectStorm: reconnectStorm.value)
     }
 
     public func connectionClosed(_ reason: CloseReason) { connectionsClosed[reason]!.increment() }

@@ -68,33 +68,33 @@ final class StatusSampler: Sendable {
     func sample(metrics: TandemMetrics, docs: [DocStatus], outbound: [ObjectIdentifier: Int]) {
         let now = Date()
         let nowNanos = NIODeadline.now().uptimeNanoseconds
-        let current = MetricsSnapshot(exposition: metrics.exposition())
+        let current = metrics.statusSnapshot()
         state.withLockedValue { state in
             let elapsedNanos = nowNanos >= state.previousAtNanos ? nowNanos - state.previousAtNanos : 0
             let elapsed = max(0.001, Double(elapsedNanos) / 1e9)
             let previous = state.previous
-            func rate(_ name: String) -> Double { max(0, current.total(name) - previous.total(name)) / elapsed }
-            let pushes = max(0, current.total("tandem_sync_pushes_total") - previous.total("tandem_sync_pushes_total"))
-            let conflicts = max(0, current.total("tandem_sync_conflicts_total") - previous.total("tandem_sync_conflicts_total"))
+            func rate(_ value: KeyPath<MetricsSnapshot, Double>) -> Double { max(0, current[keyPath: value] - previous[keyPath: value]) / elapsed }
+            let pushes = max(0, current.syncPushes - previous.syncPushes)
+            let conflicts = max(0, current.syncConflicts - previous.syncConflicts)
             state.pushWindow.append((pushes, conflicts))
             if state.pushWindow.count > Self.conflictWindowSamples { state.pushWindow.removeFirst() }
             let windowPushes = state.pushWindow.reduce(0) { $0 + $1.pushes }
             let windowConflicts = state.pushWindow.reduce(0) { $0 + $1.conflicts }
             let sample = Sample(
                 t: now.timeIntervalSince1970,
-                connections: current.total("tandem_connections"),
-                openedPerSecond: rate("tandem_connections_opened_total"),
-                closedPerSecond: rate("tandem_connections_closed_total"),
-                reconnectsPerSecond: rate("tandem_reconnects_total"),
-                presenceUpdatesPerSecond: rate("tandem_presence_updates_total"),
-                presenceDeliveriesPerSecond: rate("tandem_presence_fanout_messages_total"),
+                connections: current.connections,
+                openedPerSecond: rate(\.connectionsOpened),
+                closedPerSecond: rate(\.connectionsClosed),
+                reconnectsPerSecond: rate(\.reconnects),
+                presenceUpdatesPerSecond: rate(\.presenceUpdates),
+                presenceDeliveriesPerSecond: rate(\.presenceFanoutMessages),
                 pushesPerSecond: pushes / elapsed,
                 conflictRate: windowPushes > 0 ? windowConflicts / windowPushes : 0,
-                syncLagP95Ms: current.quantile(0.95, histogram: "tandem_sync_lag_seconds", since: previous).map { $0 * 1000 },
-                outboundQueueBytes: current.total("tandem_queue_depth{queue=\"outbound\"}"),
-                redisQueue: current.total("tandem_queue_depth{queue=\"redis\"}"),
-                pushQueue: current.total("tandem_queue_depth{queue=\"push\"}"),
-                storm: current.total("tandem_reconnect_storm") > 0)
+                syncLagP95Ms: current.syncLag.quantile(0.95, since: previous.syncLag).map { $0 * 1000 },
+                outboundQueueBytes: current.outboundQueueBytes,
+                redisQueue: current.redisQueue,
+                pushQueue: current.pushQueue,
+                storm: current.reconnectStorm > 0)
             state.history.append(sample)
             if state.history.count > Self.historySeconds { state.history.removeFirst(state.history.count - Self.historySeconds) }
 
