@@ -239,7 +239,7 @@ public struct PushPipeline<Member: Hashable> {
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
-        now: UInt64
+        now: UInt64, waitedNanos: UInt64 = 0
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         let pending = PendingPush(
@@ -260,7 +260,7 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
             return actions
         }
-        if let busy = overloadRefusal(now: now) {
+        if let busy = overloadRefusal(now: now, waitedNanos: waitedNanos) {
             actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
@@ -273,8 +273,11 @@ public struct PushPipeline<Member: Hashable> {
     /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
     /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
     @_specialize(exported: true, where Member == ObjectIdentifier)
-    public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
-        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
+    public mutating func refuseIfBusy(
+        from member: Member, pushID: JSONValue, now: UInt64, waitedNanos: UInt64 = 0
+    ) -> [PushAction<Member>]? {
+        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now, waitedNanos: waitedNanos)
+        else { return nil }
         let reply = PushReply(
             member: member, pushID: pushID, answer: .refusal(.unavailable, busy.message, retryAfterMs: busy.retryAfterMs),
             receivedAtNanos: now, conflicted: false)
@@ -283,21 +286,40 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Admission (with Redis up): the refusal for a push arriving now, if the queue is full or its wait
     /// would pass `maxPushWaitNanos`; counts it.
-    mutating func overloadRefusal(now: UInt64) -> (message: String, retryAfterMs: UInt64)? {
+    ///
+    /// - Parameter waitedNanos: how long the push has already waited inside the node before its doc saw
+    ///   it (since its message was read from the socket: the hop to the shard's loop and the tasks queued
+    ///   on it). It counts against the same bound: at saturation that hop, not the doc's queue, was where
+    ///   accepted pushes lost their time (sync-20k: every doc's estimate under the bound, p99 796 ms).
+    ///   A push that waited past the bound already is refused even with nothing ahead of it: its answer
+    ///   cannot be in time any more, and refusing it is what relieves the loop that delayed it.
+    mutating func overloadRefusal(now: UInt64, waitedNanos: UInt64 = 0) -> (message: String, retryAfterMs: UInt64)? {
         let full = queue.count >= settings.maxQueuedPushes
+        let bound = Double(settings.maxPushWaitNanos)
+        let waited = Double(waitedNanos)
         // Before the first load there is nothing to measure against: the queue bound applies alone. A push
-        // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
-        // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
-        // the doc refuse everything from then on).
+        // with nothing ahead of it is always taken (unless it is late already): refusing it would not
+        // shorten anyone's wait, and its round trip is what keeps the model current after a slow spell
+        // (otherwise one outlier could have the doc refuse everything from then on).
         let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
-        guard full || measured else { return nil }
-        let wait = estimatedWaitNanos(now: now)
-        guard full || wait > Double(settings.maxPushWaitNanos) else { return nil }
-        if full { counters.queueFullRefusals += 1 } else { counters.overloadRefusals += 1 }
-        let message =
-            full
-            ? "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-            : "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        guard full || measured || waited > bound else { return nil }
+        let ahead = measured || full ? estimatedWaitNanos(now: now) : 0
+        let wait = waited + ahead
+        guard full || wait > bound else { return nil }
+        let message: String
+        if full {
+            counters.queueFullRefusals += 1
+            message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+        } else if ahead > bound || waitedNanos == 0 {
+            counters.overloadRefusals += 1
+            message =
+                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        } else {
+            counters.delayedRefusals += 1
+            message =
+                "this node is busy: the push waited \(Int(waited / 1e6)) ms before its doc could take it and would wait about "
+                + "\(Int(wait / 1e6)) ms in all (limit \(settings.maxPushWaitNanos / 1_000_000) ms, --max-push-wait-ms); retry"
+        }
         return (message, retryAfterMs(wait: wait, now: now))
     }
 
