@@ -288,22 +288,24 @@ public struct PushPipeline<Member: Hashable> {
     /// would pass `maxPushWaitNanos`; counts it.
     ///
     /// - Parameter waitedNanos: how long the push has already waited inside the node before its doc saw
-    ///   it (since its message was read from the socket: the hop to the shard's loop and the tasks queued
-    ///   on it). It counts against the same bound: at saturation that hop, not the doc's queue, was where
-    ///   accepted pushes lost their time (sync-20k: every doc's estimate under the bound, p99 796 ms).
-    ///   A push that waited past the bound already is refused even with nothing ahead of it: its answer
-    ///   cannot be in time any more, and refusing it is what relieves the loop that delayed it.
+    ///   it (`LoopLoad.waitedBeforeDoc`: since its message was read, the hop to the shard's loop and the
+    ///   tasks queued on it, plus the loop's lag for its time in the socket). It counts against the same
+    ///   bound: at saturation that, not the doc's queue, was where accepted pushes lost their time
+    ///   (sync-20k: every doc's estimate and the loop's lag under their bounds, p99 796 ms).
+    ///   A push with nothing ahead of it is still taken however long it waited: the loop's own bound
+    ///   (`LoopLoad.isLagging`) is what refuses for a saturated loop alone, and with a small bound on a
+    ///   busy host the time before the doc alone could pass it forever (no push would ever be taken).
     mutating func overloadRefusal(now: UInt64, waitedNanos: UInt64 = 0) -> (message: String, retryAfterMs: UInt64)? {
         let full = queue.count >= settings.maxQueuedPushes
         let bound = Double(settings.maxPushWaitNanos)
         let waited = Double(waitedNanos)
         // Before the first load there is nothing to measure against: the queue bound applies alone. A push
-        // with nothing ahead of it is always taken (unless it is late already): refusing it would not
-        // shorten anyone's wait, and its round trip is what keeps the model current after a slow spell
-        // (otherwise one outlier could have the doc refuse everything from then on).
+        // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
+        // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
+        // the doc refuse everything from then on).
         let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
-        guard full || measured || waited > bound else { return nil }
-        let ahead = measured || full ? estimatedWaitNanos(now: now) : 0
+        guard full || measured else { return nil }
+        let ahead = estimatedWaitNanos(now: now)
         let wait = waited + ahead
         guard full || wait > bound else { return nil }
         let message: String

@@ -228,7 +228,10 @@ extension DocShard {
             metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
-            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now, waitedNanos: waited) {
+            // What the push waited before its doc saw it (the loop's lag standing in for its time in the
+            // socket) counts against the same bound as its wait in the doc.
+            let before = readAtNanos > 0 ? loopLoad.waitedBeforeDoc(sinceReadNanos: waited) : 0
+            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now, waitedNanos: before) {
                 docState.stats.pushes += 1
                 return perform(refused, doc: doc, docState)
             }
