@@ -419,6 +419,10 @@ public struct PushPipeline<Member: Hashable> {
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
+        // Redis's history went back and the reload that replaces the replica is pending: a commit now
+        // would be delivered on top of commits Redis lost (members would apply it to the wrong state).
+        // The reload's snapshot brings what Redis holds; later commits are read as a gap after it.
+        if regressed { return actions }
         for commit in commits {
             if delivery.contradicts(commit) {
                 // Another commit at a clock we delivered: Redis's history was rewritten under us.
@@ -444,7 +448,8 @@ public struct PushPipeline<Member: Hashable> {
         var actions: [PushAction<Member>] = []
         let issuedAt = readIssuedAt ?? now
         readIssuedAt = nil
-        guard delivery.isLoaded else { return actions }
+        // (A read issued before Redis's history went back: what it returns is read again after the reload.)
+        guard delivery.isLoaded, !regressed else { return actions }
         if let first = entries.first, first.clock > delivery.head + 1 {
             // What we miss is gone from the log (trimmed while we were behind): read the whole doc again.
             requestReload(into: &actions)
