@@ -37,6 +37,18 @@ import Testing
         #expect(restarted == [1, 2], "\(actions)")
     }
 
+    /// Between finding the loss and the reload, nothing reaches members: a commit from pub/sub past the
+    /// old head (Redis's new history, numbered after the lost one) or a log read would land on top of
+    /// commits Redis no longer has. (Found by the model test's loss event, seed 2730.)
+    @Test func nothingIsDeliveredOnTopOfLostCommitsBeforeTheReload() {
+        var pipeline = Self.atFive()
+        #expect(pipeline.headObserved(2, knownAtIssue: 5, now: 2) == [.reload])
+        #expect(pipeline.receive([T.remote(6, #"{"x":["put",{}]}"#)], now: 3) == [])
+        #expect(pipeline.logRead(from: 6, entries: [T.remote(6, #"{"x":["put",{}]}"#)], now: 4) == [])
+        #expect(pipeline.head == 5)
+        Self.expectRestart(pipeline.load(Self.older(), retainedFrom: 1, now: 5), head: 2, records: ["r1", "r2"])
+    }
+
     @Test func aLowerHeadThanKnownWhenTheCheckWasIssuedReloadsAndRestartsEveryone() {
         var pipeline = Self.atFive()
         let actions = pipeline.headObserved(2, knownAtIssue: 5, now: 2)

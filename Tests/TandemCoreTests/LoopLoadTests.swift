@@ -32,6 +32,42 @@ import Testing
         #expect(!load.isLagging, "\(load.lagNanos)")
     }
 
+    /// A push's time before its doc saw it is the measured hop since its read plus the loop's smoothed
+    /// lag (its time in the socket). With the loop's lag and the doc's estimate each under their bounds,
+    /// their sum with the hop passing `--max-push-wait-ms` refuses the push; the same hop on a loop that
+    /// keeps up does not.
+    @Test func theLoopsLagCountsAsTimeBeforeTheRead() {
+        var load = LoopLoad(maxLagNanos: 250 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 3)
+        var now: UInt64 = 1_000 * Self.ms
+        for _ in 0..<30 {
+            now += 20 * Self.ms
+            load.probed(due: now, now: now)
+        }
+        #expect(load.waitedBeforeDoc(sinceReadNanos: 60 * Self.ms) == 60 * Self.ms, "on time: the hop alone")
+        for _ in 0..<30 {
+            now += 20 * Self.ms
+            load.probed(due: now - 200 * Self.ms, now: now)
+        }
+        #expect(!load.isLagging, "under its own bound: \(load.lagNanos)")
+        let before = load.waitedBeforeDoc(sinceReadNanos: 60 * Self.ms)
+        #expect(before > 250 * Self.ms && before < 261 * Self.ms, "60 ms hop + about 200 ms lag: \(before)")
+
+        var settings = PushPipelineSettings(nodeID: "me")
+        settings.maxPushWaitNanos = 250 * Self.ms
+        settings.initialRoundTripNanos = 1 * Self.ms
+        var pipeline = PushPipeline<Int>(settings: settings, randomSeed: 1)
+        _ = pipeline.load(DocReplica(), retainedFrom: 1, now: now)
+        _ = pipeline.attach(1, since: 0, now: now)
+        // A batch in Redis (due in 1 ms): the next push waits about 2 ms in the doc.
+        _ = pipeline.push(
+            from: 1, sessionID: "s1", pushID: .number(1), base: 0, ops: try! Ops(json: try! JSONParser.parse(#"{"a":["put",{}]}"#)),
+            bytes: 16, readOnly: false, now: now)
+        #expect(pipeline.inFlightCount == 1)
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: now, waitedNanos: 60 * Self.ms) == nil)
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: now, waitedNanos: before) != nil)
+        #expect(pipeline.counters.delayedRefusals == 1)
+    }
+
     /// The hint grows with the pushes refused in a burst (they come back as the loop can commit them),
     /// is spread over [0, 2 × base] (full jitter: clients refused together do not return together), never
     /// below what the doc itself asked, never above the cap.

@@ -4,14 +4,17 @@ import Testing
 
 /// Model-based randomized test of `PushPipeline`: a simulated world (a Redis that runs group commits the
 /// way `GroupCommitScript` does, other nodes committing, a pub/sub channel that loses messages, members
-/// that push, leave, re-join and resume, Redis failing, time passing) drives one pipeline through random
+/// that push, leave, re-join and resume, Redis failing, Redis losing its last commits (a failover, found
+/// by the head check after the reconnect), time passing) drives one pipeline through random
 /// interleavings, and after every step checks what members received against a reference model.
 ///
 /// Checked, per seed:
 /// - every push gets exactly one answer (result or error), unless its member detached first (then none);
 /// - each member receives `result`s, `patch`es and catch-ups in strictly increasing clock order, without
 ///   gaps or duplicates, and discards at its current position; its state equals Redis's at its position;
-/// - the pipeline's replica equals the reference state at its head;
+/// - the pipeline's replica equals the reference state at its head (except between finding that Redis
+///   lost commits and the reload that replaces it); after a loss every member converges on what Redis
+///   kept, and nothing reaches a member on top of lost commits;
 /// - nothing of a refused, discarded or dropped push is committed; a push in Redis is answered with its
 ///   clock and what Redis applied (or `unavailable`, when the reply was lost, or not at all if its member
 ///   left), and no push id of a session is committed twice;
@@ -50,6 +53,7 @@ import Testing
         #expect(stats.droppedInFlight > 50, "\(stats)")
         #expect(stats.heldDiscards > 50, "\(stats)")
         #expect(stats.tooLarge > 50, "\(stats)")
+        #expect(stats.losses > 50, "\(stats)")
     }
 }
 
@@ -140,6 +144,19 @@ struct FakeRedis {
         return notice
     }
 
+    /// Redis loses its last `count` commits (a failover to a replica that had not received them, a restart
+    /// from an AOF that missed them): the doc is as it was before them, and their clocks will be reused.
+    mutating func lose(_ count: Int) {
+        let count = min(count, Int(head))
+        guard count > 0 else { return }
+        states.removeLast(count)
+        log.removeLast(count)
+        state = states.last!
+        let kept = head
+        for session in recent.keys { recent[session]!.removeAll { $0.clock > kept } }
+        retainedFrom = min(retainedFrom, kept + 1)
+    }
+
     /// `XRANGE`-by-clock from `from`, as `SyncStore.log` returns it.
     func read(from: UInt64, count: Int) -> [CommitNotice] {
         let start = max(from, retainedFrom)
@@ -174,24 +191,29 @@ struct MemberView {
     var position: UInt64?
     var records: [String: JSONValue] = [:]
     var fetching: (from: UInt64, head: UInt64)?
+    /// Received a catch-up while the node held commits Redis had lost (between the head check that found
+    /// the loss and the reload): it may hold them too until the reload's snapshot replaces its state.
+    var stale = false
 }
 
 struct World {
     struct Stats: CustomStringConvertible {
         var batchesOver1 = 0, conflicts = 0, duplicates = 0, failedReplies = 0, reloads = 0, gapReads = 0
-        var invalidBase = 0, overload = 0, droppedInFlight = 0, heldDiscards = 0, tooLarge = 0, commits = 0
+        var invalidBase = 0, overload = 0, droppedInFlight = 0, heldDiscards = 0, tooLarge = 0, commits = 0, losses = 0
 
         mutating func add(_ other: Stats) {
             batchesOver1 += other.batchesOver1; conflicts += other.conflicts; duplicates += other.duplicates
             failedReplies += other.failedReplies; reloads += other.reloads; gapReads += other.gapReads
             invalidBase += other.invalidBase; overload += other.overload; droppedInFlight += other.droppedInFlight
             heldDiscards += other.heldDiscards; tooLarge += other.tooLarge; commits += other.commits
+            losses += other.losses
         }
 
         var description: String {
             "batches>1 \(batchesOver1), conflicts \(conflicts), duplicates \(duplicates), failed replies \(failedReplies), "
                 + "reloads \(reloads), gap reads \(gapReads), invalid_base \(invalidBase), overload \(overload), "
-                + "dropped in flight \(droppedInFlight), held discards \(heldDiscards), too_large \(tooLarge), commits \(commits)"
+                + "dropped in flight \(droppedInFlight), held discards \(heldDiscards), too_large \(tooLarge), commits \(commits), "
+                + "losses \(losses)"
         }
     }
 
@@ -290,6 +312,7 @@ struct World {
         case 81..<83: rejoin()
         case 83..<85: toggleRedis()
         case 85..<87: apply(pipeline.headObserved(redis.head, now: now))
+        case 87..<88: loseCommits()
         default: tick()
         }
     }
@@ -634,6 +657,28 @@ struct World {
         }
     }
 
+    /// Redis loses its last commits while nothing of this node's is in it (a batch, a read, a load, a
+    /// catch-up read): the connection drops with it (pub/sub messages in flight are gone), and the head
+    /// check after the reconnect, issued knowing the head from before the loss, finds Redis behind.
+    /// Commits answered before the loss stay answered (their loss is what `--redis-wait-replicas` narrows);
+    /// everything else must hold: every member converges on what Redis keeps, every push one answer.
+    mutating func loseCommits() {
+        // (Only once the doc is loaded: commits pub/sub brought before the first load are applied after it
+        // and may be lost ones; the periodic head check finds that later, outside this model's steps.)
+        guard redisUp, pipeline.isLoaded, redis.head > 0, pendingCommit == nil, pendingRead == nil, !pendingLoad,
+            members.values.allSatisfy({ $0.fetching == nil })
+        else { return }
+        let known = pipeline.knownRedisHead
+        let count = 1 + roll(min(3, Int(redis.head)))
+        redis.lose(count)
+        channel.removeAll()
+        stats.losses += 1
+        note("Redis loses its last \(count) commits: head \(redis.head) (the node knew \(known))")
+        apply(pipeline.setRedisAvailable(false, now: now))
+        apply(pipeline.setRedisAvailable(true, now: now))
+        apply(pipeline.headObserved(redis.head, knownAtIssue: known, now: now))
+    }
+
     mutating func tick() {
         now += UInt64(roll(4)) * 700_000_000
         apply(pipeline.tick(now: now))
@@ -678,7 +723,9 @@ struct World {
                 stats.gapReads += 1
                 pendingRead = (from, count)
             case .reload:
-                check(!pendingLoad, "a second load while one is in flight")
+                // (After Redis lost commits a new load supersedes one issued before, which may have read the
+                // old state; the world's loads read Redis when they complete, so one pending load stands for both.)
+                check(!pendingLoad || pipeline.regressed, "a second load while one is in flight")
                 pendingLoad = true
             case .catchUp(let member, let catchUp):
                 receiveCatchUp(member, catchUp)
@@ -692,6 +739,11 @@ struct World {
         guard members[member] != nil else {
             check(false, "catch-up for a member that is gone")
             return
+        }
+        if pipeline.regressed {
+            members[member]!.stale = true
+        } else if case .snapshot = catchUp {
+            members[member]!.stale = false
         }
         switch catchUp {
         case .snapshot(let head, let records):
@@ -751,7 +803,7 @@ struct World {
     }
 
     mutating func checkMemberState(_ member: Int) {
-        guard let view = members[member], let position = view.position else { return }
+        guard let view = members[member], let position = view.position, !view.stale else { return }
         guard position <= redis.head else {
             check(false, "m\(member) at \(position), beyond Redis's head \(redis.head)")
             return
@@ -806,7 +858,9 @@ struct World {
     // MARK: Checks
 
     mutating func checkReplica() {
-        guard let replica = pipeline.delivery.replica else { return }
+        // (After Redis lost commits the replica holds them until the reload replaces it: nothing is decided
+        // against it meanwhile.)
+        guard let replica = pipeline.delivery.replica, !pipeline.regressed else { return }
         guard replica.head <= redis.head else {
             check(false, "replica at \(replica.head), beyond Redis's head \(redis.head)")
             return
@@ -820,6 +874,7 @@ struct World {
         check(pipeline.head == redis.head, "replica at \(pipeline.head) after the drain, Redis at \(redis.head)")
         for (member, view) in members {
             check(view.fetching == nil, "m\(member) still catching up")
+            check(!view.stale, "m\(member) never got the snapshot after Redis lost commits")
             check(view.position == redis.head, "m\(member) at \(view.position.map(String.init) ?? "-") after the drain, Redis at \(redis.head)")
         }
         var committedKeys: [String: Int] = [:]

@@ -456,6 +456,37 @@ import Testing
         #expect(pipeline.counters.overloadRefusals == 2)
     }
 
+    /// The time a push waited in the node before its doc saw it (since its message was read) counts
+    /// against the wait bound: with the doc's estimate alone within it, the sum passing it refuses (counted
+    /// as `delayedRefusals`, apart from the doc's own); a short wait changes nothing; a push with nothing
+    /// ahead is taken however long it waited (the loop's own bound refuses for the loop alone).
+    @Test func timeWaitedBeforeTheDocCountsAgainstTheBound() {
+        var pipeline = Self.pipeline { $0.maxPushWaitNanos = 50_000_000; $0.initialRoundTripNanos = 1_000_000; $0.initialPerPushNanos = 0 }
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(1), now: 0, waitedNanos: 500_000_000) == nil, "nothing ahead: taken")
+        #expect(Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["put",{}]}"#, now: 0)) != nil)
+        // The batch in Redis is due at 1 ms; the next push's own round trip follows: about 2 ms ahead.
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 0) == nil, "the doc's estimate alone: taken")
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 0, waitedNanos: 47_000_000) == nil, "47 + 2 ms: taken")
+        guard case .answer(let late)? = pipeline.refuseIfBusy(from: 1, pushID: .number(2), now: 0, waitedNanos: 49_000_000)?.first,
+            case .error(.unavailable, let lateMessage, let lateRetry?) = late.answer
+        else {
+            Issue.record("49 + 2 ms: taken"); return
+        }
+        #expect(lateMessage.contains("waited 49 ms") && lateRetry >= 1, "\(lateMessage)")
+        #expect(pipeline.counters.delayedRefusals == 1 && pipeline.counters.overloadRefusals == 0)
+        guard case .error(.unavailable, _, _)? = Self.answers(
+            pipeline.push(
+                from: 1, sessionID: "s1", pushID: .number(3), base: pipeline.head, ops: Self.ops(#"{"b":["put",{}]}"#), bytes: 10,
+                readOnly: false, now: 0, waitedNanos: 49_000_000)
+        ).first?.2 else {
+            Issue.record("push refuses the same push"); return
+        }
+        #expect(pipeline.counters.delayedRefusals == 2)
+        // A stalled doc's own estimate over the bound stays a doc refusal, whatever the push waited.
+        #expect(pipeline.refuseIfBusy(from: 1, pushID: .number(4), now: 501_000_000, waitedNanos: 10_000_000) != nil)
+        #expect(pipeline.counters.overloadRefusals == 1 && pipeline.counters.delayedRefusals == 2)
+    }
+
     @Test func theQueueBoundStillApplies() {
         var pipeline = Self.pipeline { $0.maxQueuedPushes = 2; $0.maxPushWaitNanos = UInt64.max / 2 }
         _ = Self.push(&pipeline, 1, 0, #"{"a":["put",{}]}"#)

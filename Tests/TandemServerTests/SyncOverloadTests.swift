@@ -34,7 +34,7 @@ import Testing
         func refusals() async throws -> Double {
             var total = 0.0
             for node in cluster.nodes {
-                for reason in ["wait", "queue_full"] {
+                for reason in ["wait", "queue_full", "delayed"] {
                     total += try await node.metric(#"tandem_sync_overload_refusals_total{reason="\#(reason)"}"#)
                 }
             }

@@ -30,7 +30,7 @@ REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconne
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",
-                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed", "TandemDocDiverged"]
+                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed", "TandemDocDiverged", "TandemRedisLostCommits"]
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
@@ -478,6 +478,7 @@ ALERT_SIGNALS: dict[str, tuple[str, Callable[[float], bool], tuple[str, ...]]] =
     "TandemAbuseCloses": ("> 0 on n3 (malformed messages)", lambda v: v > 0, (H,)),
     "TandemRedisMemoryHigh": ("used / maxmemory between 0 and 1 on every node", lambda v: 0 < v < 1, ALL),
     "TandemRedisKeysWithoutTTL": ("a value on every node", math.isfinite, ALL),
+    "TandemRedisLostCommits": ("a value on every node", math.isfinite, ALL),
     "TandemFileDescriptorsRunningOut": ("open / max between 0 and 0.8 on every node", lambda v: 0 < v < 0.8, ALL),
 }
 

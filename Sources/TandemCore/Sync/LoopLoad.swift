@@ -46,6 +46,16 @@ public struct LoopLoad: Sendable, Equatable {
     /// Pushes arriving now are refused (the loop is too far behind).
     public var isLagging: Bool { lagNanos > Double(maxLagNanos) }
 
+    /// How long a push has waited in the node by the time its doc sees it, `sinceReadNanos` after its
+    /// message was read off the socket: that, plus the smoothed lag as the estimate of the time its bytes
+    /// waited in the socket before the loop got to them (invisible to the node: the loops are busy with
+    /// the turns before). Admission counts it against `--max-push-wait-ms` with the doc's own estimate
+    /// (`PushPipeline.refuseIfBusy`): each of the three under its bound alone, their sum was what accepted
+    /// pushes waited at saturation (sync-20k, 2026-12-05: no refusals, push → result p99 796 ms).
+    public func waitedBeforeDoc(sinceReadNanos: UInt64) -> UInt64 {
+        sinceReadNanos &+ UInt64(max(lagNanos, 0))
+    }
+
     /// A probe scheduled for `due` ran at `now`.
     public mutating func probed(due: UInt64, now: UInt64) {
         let lag = Double(now > due ? now - due : 0)

@@ -161,6 +161,9 @@ public struct PushPipelineCounters: Equatable, Sendable {
     public var overloadRefusals: UInt64 = 0
     /// ... or because `maxQueuedPushes` were queued (whatever the wait).
     public var queueFullRefusals: UInt64 = 0
+    /// ... or because the time they had waited in the node before their doc saw them, added to their wait
+    /// in the doc, passed `maxPushWaitNanos` (the doc's own estimate alone was within it).
+    public var delayedRefusals: UInt64 = 0
     /// Pushes decided against a replica that had moved past their base.
     public var concurrentPushes: UInt64 = 0
     /// Gap-fill log reads requested.

@@ -256,7 +256,7 @@ public struct PushPipeline<Member: Hashable> {
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
-        now: UInt64
+        now: UInt64, waitedNanos: UInt64 = 0
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         let pending = PendingPush(
@@ -277,7 +277,7 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
             return actions
         }
-        if let busy = overloadRefusal(now: now) {
+        if let busy = overloadRefusal(now: now, waitedNanos: waitedNanos) {
             actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
@@ -290,8 +290,11 @@ public struct PushPipeline<Member: Hashable> {
     /// without the push's ops: an owner can call this before parsing them, so that refusing costs little
     /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
     @_specialize(exported: true, where Member == ObjectIdentifier)
-    public mutating func refuseIfBusy(from member: Member, pushID: JSONValue, now: UInt64) -> [PushAction<Member>]? {
-        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now) else { return nil }
+    public mutating func refuseIfBusy(
+        from member: Member, pushID: JSONValue, now: UInt64, waitedNanos: UInt64 = 0
+    ) -> [PushAction<Member>]? {
+        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now, waitedNanos: waitedNanos)
+        else { return nil }
         let reply = PushReply(
             member: member, pushID: pushID, answer: .refusal(.unavailable, busy.message, retryAfterMs: busy.retryAfterMs),
             receivedAtNanos: now, conflicted: false)
@@ -300,21 +303,42 @@ public struct PushPipeline<Member: Hashable> {
 
     /// Admission (with Redis up): the refusal for a push arriving now, if the queue is full or its wait
     /// would pass `maxPushWaitNanos`; counts it.
-    mutating func overloadRefusal(now: UInt64) -> (message: String, retryAfterMs: UInt64)? {
+    ///
+    /// - Parameter waitedNanos: how long the push has already waited inside the node before its doc saw
+    ///   it (`LoopLoad.waitedBeforeDoc`: since its message was read, the hop to the shard's loop and the
+    ///   tasks queued on it, plus the loop's lag for its time in the socket). It counts against the same
+    ///   bound: at saturation that, not the doc's queue, was where accepted pushes lost their time
+    ///   (sync-20k: every doc's estimate and the loop's lag under their bounds, p99 796 ms).
+    ///   A push with nothing ahead of it is still taken however long it waited: the loop's own bound
+    ///   (`LoopLoad.isLagging`) is what refuses for a saturated loop alone, and with a small bound on a
+    ///   busy host the time before the doc alone could pass it forever (no push would ever be taken).
+    mutating func overloadRefusal(now: UInt64, waitedNanos: UInt64 = 0) -> (message: String, retryAfterMs: UInt64)? {
         let full = queue.count >= settings.maxQueuedPushes
+        let bound = Double(settings.maxPushWaitNanos)
+        let waited = Double(waitedNanos)
         // Before the first load there is nothing to measure against: the queue bound applies alone. A push
         // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
         // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
         // the doc refuse everything from then on).
         let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
         guard full || measured else { return nil }
-        let wait = estimatedWaitNanos(now: now)
-        guard full || wait > Double(settings.maxPushWaitNanos) else { return nil }
-        if full { counters.queueFullRefusals += 1 } else { counters.overloadRefusals += 1 }
-        let message =
-            full
-            ? "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-            : "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        let ahead = estimatedWaitNanos(now: now)
+        let wait = waited + ahead
+        guard full || wait > bound else { return nil }
+        let message: String
+        if full {
+            counters.queueFullRefusals += 1
+            message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
+        } else if ahead > bound || waitedNanos == 0 {
+            counters.overloadRefusals += 1
+            message =
+                "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
+        } else {
+            counters.delayedRefusals += 1
+            message =
+                "this node is busy: the push waited \(Int(waited / 1e6)) ms before its doc could take it and would wait about "
+                + "\(Int(wait / 1e6)) ms in all (limit \(settings.maxPushWaitNanos / 1_000_000) ms, --max-push-wait-ms); retry"
+        }
         return (message, retryAfterMs(wait: wait, now: now))
     }
 
@@ -415,6 +439,10 @@ public struct PushPipeline<Member: Hashable> {
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func receive(_ commits: [CommitNotice], now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
+        // Redis's history went back and the reload that replaces the replica is pending: a commit now
+        // would be delivered on top of commits Redis lost (members would apply it to the wrong state).
+        // The reload's snapshot brings what Redis holds; later commits are read as a gap after it.
+        if regressed { return actions }
         for commit in commits {
             if delivery.contradicts(commit) {
                 // Another commit at a clock we delivered: Redis's history was rewritten under us.
@@ -440,7 +468,8 @@ public struct PushPipeline<Member: Hashable> {
         var actions: [PushAction<Member>] = []
         let issuedAt = readIssuedAt ?? now
         readIssuedAt = nil
-        guard delivery.isLoaded else { return actions }
+        // (A read issued before Redis's history went back: what it returns is read again after the reload.)
+        guard delivery.isLoaded, !regressed else { return actions }
         if let first = entries.first, first.clock > delivery.head + 1 {
             // What we miss is gone from the log (trimmed while we were behind): read the whole doc again.
             requestReload(into: &actions)

@@ -160,7 +160,7 @@ public enum ServeOptions {
         .node(
             "max-push-wait-ms", \.maxPushWaitMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
             section: .sync, featured: true,
-            help: "A push that would wait longer than this for its commit is refused at once: unavailable with retryAfterMs (a busy doc)."),
+            help: "A push that would wait longer than this for its commit, counting its time in the node before its doc saw it, is refused at once: unavailable with retryAfterMs (a busy doc or node)."),
         .node(
             "max-loop-lag-ms", \.maxLoopLagMs, .integer("ms"), bounds: .within(1...60_000), unit: .milliseconds,
             section: .sync, featured: true,

@@ -231,6 +231,7 @@ extension DocShard {
         add(metrics.syncLostRaces, now.batchConflicts, before.batchConflicts)
         add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
         add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
+        add(metrics.syncOverloadRefusals[.delayed]!, now.delayedRefusals, before.delayedRefusals)
         add(metrics.syncConcurrentPushes, now.concurrentPushes, before.concurrentPushes)
         add(metrics.syncLogReads, now.logReads, before.logReads)
         if now.clockRegressions > before.clockRegressions {

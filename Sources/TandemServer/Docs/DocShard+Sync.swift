@@ -147,8 +147,14 @@ extension DocShard {
 
     // MARK: Client requests
 
-    /// - Parameter messageBytes: the size of the client's message as received (0: unknown).
-    func sync(_ message: ClientMessage, from connection: any DocMember, role: Role, messageBytes: Int = 0) {
+    /// - Parameters:
+    ///   - messageBytes: the size of the client's message as received (0: unknown).
+    ///   - readAtNanos: when the message was read off the connection (`NodeClock.nowNanos`; 0: not counted,
+    ///     as for requests held until their join completed). A push's time since then counts against its
+    ///     wait bound.
+    func sync(
+        _ message: ClientMessage, from connection: any DocMember, role: Role, messageBytes: Int = 0, readAtNanos: UInt64 = 0
+    ) {
         onLoop {
             let member = ObjectIdentifier(connection)
             guard let doc = message.doc, let docState = self.docs[doc],
@@ -184,7 +190,8 @@ extension DocShard {
             switch message {
             case .push(_, let id, let base, let rawOps):
                 self.acceptPush(
-                    connection, role: role, id: id, base: base, rawOps: rawOps, messageBytes: messageBytes, doc: doc, docState)
+                    connection, role: role, id: id, base: base, rawOps: rawOps, messageBytes: messageBytes,
+                    readAtNanos: readAtNanos, doc: doc, docState)
             case .sync(_, let from, let limit):
                 self.serveSync(connection, from: from, limit: limit, doc: doc, docState)
             case .ack(_, let clock):
@@ -200,11 +207,14 @@ extension DocShard {
     /// ops parsed and validated (size, JSON, ops), then decided by the pipeline.
     private func acceptPush(
         _ connection: any DocMember, role: Role, id: JSONValue, base: UInt64, rawOps: RawJSON, messageBytes: Int,
-        doc: String, _ docState: DocState
+        readAtNanos: UInt64, doc: String, _ docState: DocState
     ) {
         let member = ObjectIdentifier(connection)
         let now = clock.nowNanos()
+        // Time since the message was read: the hop to this loop and the tasks ahead of it there.
+        let waited = readAtNanos > 0 && now > readAtNanos ? now - readAtNanos : 0
         if role == .editor {
+            if readAtNanos > 0 { metrics.syncPushReadDelay.record(Double(waited) / 1e9) }
             // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
             if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp(doc) {
                 docState.stats.pushes += 1
@@ -220,7 +230,10 @@ extension DocShard {
             metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
-            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now) {
+            // What the push waited before its doc saw it (the loop's lag standing in for its time in the
+            // socket) counts against the same bound as its wait in the doc.
+            let before = readAtNanos > 0 ? loopLoad.waitedBeforeDoc(sinceReadNanos: waited) : 0
+            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now, waitedNanos: before) {
                 docState.stats.pushes += 1
                 return perform(refused, doc: doc, docState)
             }

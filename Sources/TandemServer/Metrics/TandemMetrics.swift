@@ -69,6 +69,8 @@ public final class TandemMetrics: Sendable {
     public let syncOverloadRefusals: [OverloadRefusal: Counter]
     public let syncRetryAfterSeconds: ValueHistogram
     public let syncPushWaitEstimate: ValueHistogram
+    /// From reading an editor's push off its connection to its doc's admission (the hop to the shard's loop).
+    public let syncPushReadDelay: ValueHistogram
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
@@ -254,7 +256,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), or the shard's event loop was more than --max-loop-lag-ms behind (loop_lag)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), or the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -262,6 +264,11 @@ public final class TandemMetrics: Sendable {
         syncPushWaitEstimate = registry.makeValueHistogram(
             descriptor: name("sync_push_wait_estimate", "seconds", "Estimated wait before its commit of each editor's push, at admission."),
             buckets: latencyBuckets)
+        syncPushReadDelay = registry.makeValueHistogram(
+            descriptor: name(
+                "sync_push_read_delay", "seconds",
+                "Time from reading each editor's push off its connection to its doc's admission (counted against --max-push-wait-ms)."),
+            buckets: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
         eventLoopLag = registry.makeValueHistogram(
             descriptor: name(
                 "event_loop_lag", "seconds",
@@ -364,6 +371,9 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     case queueFull = "queue_full"
     /// The shard's event loop was more than --max-loop-lag-ms behind (the node is saturated).
     case loopLag = "loop_lag"
+    /// The time since its message was read, before its doc saw it, plus its estimated wait in the doc,
+    /// was over --max-push-wait-ms (the doc's estimate alone was within it).
+    case delayed
 }
 
 /// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).

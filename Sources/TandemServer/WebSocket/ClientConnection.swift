@@ -184,7 +184,9 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     func receivedText(_ frame: ByteBuffer) {
         guard !closing else { return }
         missedPings = 0
-        let nowMs = clock.nowMs()
+        // (One clock read: a push's read time also counts against its wait bound on the shard.)
+        let nowNanos = clock.nowNanos()
+        let nowMs = nowNanos / 1_000_000
         if abuse.message(nowMs: nowMs) == .flooding {
             logger.warning("closing flooding client", metadata: ["limit": "\(settings.maxMessagesPerSecond)/s"])
             close(.messageFlood)
@@ -209,7 +211,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             reject(error, nowMs: nowMs)
             return
         }
-        handle(message, bytes: frame.readableBytes, nowMs: nowMs)
+        handle(message, bytes: frame.readableBytes, nowMs: nowMs, readAtNanos: nowNanos)
     }
 
     /// The end of a read burst (`channelReadComplete`): the presence updates it carried go to their shard.
@@ -235,8 +237,10 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         return (doc, object?["id"].flatMap { ClientMessage.isValidPushID($0) ? $0 : nil })
     }
 
-    /// - Parameter bytes: the message's size as received.
-    private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64) {
+    /// - Parameters:
+    ///   - bytes: the message's size as received.
+    ///   - readAtNanos: when it was read (`clock.nowNanos()`).
+    private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
         if case .presence = message {} else { flushPresenceUpdates() }
         switch message {
@@ -351,7 +355,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
-            shard(doc).sync(message, from: self, role: joined.role, messageBytes: bytes)
+            shard(doc).sync(message, from: self, role: joined.role, messageBytes: bytes, readAtNanos: readAtNanos)
         }
     }
 
