@@ -296,7 +296,6 @@ final class WebSocketServer: Sendable {
                 replaced.close(.resumedElsewhere)
             }
         }
-        let config = self.config
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
