@@ -62,10 +62,8 @@ final class ClientConnection: DocMember, Sendable {
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
         fileprivate var lastRateLimitNoticeMs: [String: UInt64] = [:]
-        fileprivate var missedPings = 0
-        /// At most one pong in flight (see `receivedPing`).
-        fileprivate var pongs = PongResponder()
-        fileprivate var pingTask: RepeatedTask?
+        /// Our pings and the client's (`KeepAlive`).
+        fileprivate let keepAlive: KeepAlive
         /// Document messages (catch-up, results, patches) in order. They are never dropped or merged
         /// (except a join's catch-up that a newer join of the same doc replaces); they wait here while the
         /// socket is backed up, and count against the hard outbound limit.
@@ -82,9 +80,10 @@ final class ClientConnection: DocMember, Sendable {
         /// A version-history request is being answered (`ClientConnection+History`: one at a time).
         var historyRequestInFlight = false
 
-        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor) {
+        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive) {
             self.preframed = preframed
             self.abuse = abuse
+            self.keepAlive = keepAlive
         }
     }
 
@@ -126,7 +125,9 @@ final class ClientConnection: DocMember, Sendable {
         self.reconnectObserved = dependencies.reconnectObserved
         self.history = dependencies.history
         self.confined = NIOLoopBound(
-            LoopState(preframed: preframed, abuse: AbuseMonitor(limits: dependencies.settings.abuseLimits)),
+            LoopState(
+                preframed: preframed, abuse: AbuseMonitor(limits: dependencies.settings.abuseLimits),
+                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics)),
             eventLoop: channel.eventLoop)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
@@ -138,7 +139,6 @@ final class ClientConnection: DocMember, Sendable {
 
     func start() {
         let local = confined.value
-        eventLoop.assertInEventLoop()
         guard !local.started else { return }
         local.started = true
         metrics.connections.increment()
@@ -152,9 +152,16 @@ final class ClientConnection: DocMember, Sendable {
                     maxMessageBytes: settings.limits.maxMessageBytes,
                     maxStateBytes: settings.limits.maxStateBytes)))
         let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
-        local.pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-            self?.sendPing()
-        }
+        local.keepAlive.start(
+            interval: interval,
+            timedOut: { [weak self] in
+                self?.logger.info("closing client that missed two pings")
+                self?.close(.pingTimeout)
+            },
+            wrotePong: { [weak self] in
+                self?.scheduleFlush()
+                self?.enforceOutboundLimit()
+            })
         logger.debug("client connected", metadata: ["user": "\(identity.user)", "resumed": "\(resumed)"])
     }
 
@@ -162,9 +169,7 @@ final class ClientConnection: DocMember, Sendable {
     /// doc at once; anything else detaches, keeping presence for the TTL so the client can resume.
     func channelClosed() {
         let local = confined.value
-        eventLoop.assertInEventLoop()
-        local.pingTask?.cancel()
-        local.pingTask = nil
+        local.keepAlive.stop()
         let reason = local.closeReason ?? .abrupt
         metrics.connections.decrement()
         metrics.connectionClosed(reason)
@@ -203,7 +208,7 @@ final class ClientConnection: DocMember, Sendable {
     func receivedText(_ frame: ByteBuffer) {
         let local = confined.value
         guard !local.closing else { return }
-        local.missedPings = 0
+        local.keepAlive.heard()
         // (One clock read: a push's read time also counts against its wait bound on the shard.)
         let nowNanos = clock.nowNanos()
         let nowMs = nowNanos / 1_000_000
@@ -417,30 +422,10 @@ final class ClientConnection: DocMember, Sendable {
         }
     }
 
-    func receivedPong() { confined.value.missedPings = 0 }
+    func receivedPong() { confined.value.keepAlive.heard() }
 
-    /// A WebSocket ping: answered with a pong carrying the same data (RFC 6455 §5.5.2), but with at most
-    /// one pong being written at a time. Pings that arrive meanwhile are answered once, for the latest
-    /// only, as RFC 6455 §5.5.3 allows: a client that pings without reading cannot grow the send buffer.
-    func receivedPing(_ data: ByteBuffer) {
-        let local = confined.value
-        local.missedPings = 0  // any frame proves the client is alive
-        guard !local.closing else { return }
-        let (write, coalesced) = local.pongs.ping(data)
-        if coalesced { metrics.pongsCoalesced.increment() }
-        if let write { writePong(write) }
-    }
-
-    private func writePong(_ data: ByteBuffer) {
-        let promise = eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { [self] _ in
-            let local = confined.value
-            if let next = local.pongs.written(closing: local.closing) { writePong(next) }
-        }
-        channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
-        scheduleFlush()
-        enforceOutboundLimit()
-    }
+    /// A WebSocket ping: answered by the keep-alive, at most one pong in flight.
+    func receivedPing(_ data: ByteBuffer) { confined.value.keepAlive.receivedPing(data) }
 
     func receivedClose() {
         let local = confined.value
@@ -454,18 +439,6 @@ final class ClientConnection: DocMember, Sendable {
     func protocolErrorClose() {
         let local = confined.value
         if local.closeReason == nil { local.closeReason = .protocolError }
-    }
-
-    private func sendPing() {
-        let local = confined.value
-        guard !local.closing else { return }
-        if local.missedPings >= 2 {
-            logger.info("closing client that missed two pings")
-            close(.pingTimeout)
-            return
-        }
-        local.missedPings += 1
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
     }
 
     // MARK: Calls from shards (on this loop)
@@ -725,6 +698,7 @@ final class ClientConnection: DocMember, Sendable {
         let local = confined.value
         guard !local.closing else { return }
         local.closing = true
+        local.keepAlive.stop()
         local.closeReason = close.reason
         let (code, text) = (close.code, close.text)
         local.pendingPresence.removeAll()
