@@ -58,7 +58,7 @@ final class WebSocketServer: Sendable {
         self.originPolicy = (try? config.originPolicy) ?? .modeDefault(developmentMode: true)
         self.admission = HandshakeAdmission(
             maxPerSecond: config.maxNewConnectionsPerSecond,
-            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond)
+            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond, nowMs: dependencies.admissionNowMs)
         self.group = group
         self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: config.maxPendingHandshakes))
     }
@@ -90,7 +90,9 @@ final class WebSocketServer: Sendable {
         try? await channel?.close()
     }
 
-    private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
+    /// Sets up an accepted socket's pipeline for the handshake (internal for HandshakeLayerTests, which
+    /// hand it in-memory channels).
+    func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
         let config = self.config
         let state = HandshakeState.Box(HandshakeState(), eventLoop: channel.eventLoop)
         state.value.pendingID = addPendingHandshake(channel)
