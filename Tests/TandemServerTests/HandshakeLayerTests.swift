@@ -49,23 +49,10 @@ import Testing
             let metrics = TandemMetrics(nodeID: config.nodeID)
             self.metrics = metrics
             let logger = Logger(label: "test")
-            // Never started: every command fails at once (`notConnected`), as with Redis out of reach.
-            let redis = try RedisClient(url: config.redisURL)
-            let subscriber = RedisSubscriber(
-                configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: config.redisURL)) { _, _ in })
             let nodeClock = NodeClock()
             let registry = SessionRegistry()
-            let schemas = try SchemaStore(directory: nil, metrics: metrics)
-            let shards = DocShards(
-                loops: [loop],
-                dependencies: DocShardDependencies(
-                    settings: .init(config), metrics: metrics, clock: nodeClock, logger: logger,
-                    presenceStore: PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
-                    syncStore: SyncStore(
-                        redis: redis, nodeID: config.nodeID, retention: config.logRetention,
-                        maxDocRecords: config.maxDocRecords, docTTLMs: config.docTTLMs, logMode: .batch),
-                    redis: redis, subscriber: subscriber,
-                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs), schemas: schemas))
+            let offline = try OfflineShards(config: config, metrics: metrics, clock: nodeClock, logger: logger, loop: loop)
+            let (redis, subscriber, shards) = (offline.redis, offline.subscriber, offline.shards)
             let yjsRooms = YjsRooms(
                 loops: [loop],
                 dependencies: .init(
