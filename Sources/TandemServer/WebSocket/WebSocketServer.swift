@@ -105,7 +105,8 @@ final class WebSocketServer: Sendable {
             channel.close(promise: nil)
         }
         channel.closeFuture.whenComplete { [self] _ in self.finishPendingHandshake(state) }
-        let fallback = HandshakeFallbackHandler(state: state)
+        // Reached from the upgrader's callbacks, which run on this loop: bound to it (a handler is not Sendable).
+        let fallback = NIOLoopBound(HandshakeFallbackHandler(state: state), eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: config.maxFrameBytes,
             automaticErrorHandling: true,
@@ -115,14 +116,14 @@ final class WebSocketServer: Sendable {
             upgradePipelineHandler: { [self] channel, _ in
                 self.finishPendingHandshake(state)
                 // The fallback sits before the WebSocket codec; once upgraded it must not see frames.
-                channel.pipeline.syncOperations.removeHandler(fallback, promise: nil)
+                channel.pipeline.syncOperations.removeHandler(fallback.value, promise: nil)
                 return self.upgraded(channel: channel, state: state)
             })
         return channel.pipeline.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
             withErrorHandling: true
         ).flatMapThrowing {
-            try channel.pipeline.syncOperations.addHandler(fallback)
+            try channel.pipeline.syncOperations.addHandler(fallback.value)
         }
     }
 
