@@ -30,10 +30,10 @@ struct StormCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runID = common.resolvedRunID
+        let run = LoadRun(common: common)
+        let (runID, connector) = (run.runID, run.connector)
         let docNames = (0..<docs).map { "bench-\(runID)-r\($0)" }
         let loops = LoopSet(threads: common.threads) { StormLoopStats() }
-        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         let joinedCounter = SharedCounter()
         let phase = StormPhase()
         let config = BackoffConfig(baseMs: backoffBaseMs, capMs: backoffCapMs)
@@ -46,15 +46,7 @@ struct StormCommand: AsyncParsableCommand {
                 index: i, docName: docNames[i % docs], user: "\(runID)-s\(i)", stats: loops.stats(for: i),
                 loop: loops.loop(for: i), joined: joinedCounter, phase: phase)
         }
-        await forEachConcurrently(clients, width: 1000) { i in
-            let m = members[i]
-            let url = connector.url([("user", m.user), ("name", "s\(i)")])
-            let callbacks = try? await m.loop.submit { m.callbacks() }.get()
-            guard let callbacks else { return }
-            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: callbacks) {
-                m.loop.execute { m.attached(client) }
-            }
-        }
+        await run.connect(members, identity: { ("\(runID)-s\($0)", "s\($0)") }, progress: { "joined \(joinedCounter.value)" })
         let allJoined = await waitUntil(timeoutSeconds: 60) { joinedCounter.value >= clients }
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
         let rampHandshakes = connector.snapshot
@@ -112,10 +104,7 @@ struct StormCommand: AsyncParsableCommand {
         var flickered = Set<String>()
         for set in leftSets { flickered.formUnion(set) }
         phase.set(.closing)
-        await forEachConcurrently(clients, width: 250) { i in
-            let m = members[i]
-            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
-        }
+        await run.closeAll(members)
         await loops.shutdown()
 
         var totals = StormLoopSnapshot()
@@ -242,7 +231,7 @@ struct StormLoopSnapshot: Sendable, Codable {
 }
 
 /// One simulated client, confined to `loop` (the reconnect task reaches it through `loop.submit`).
-final class StormClient: @unchecked Sendable {  // @unchecked: confined to `loop`; other tasks reach it through `loop.submit`
+final class StormClient: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop`; other tasks reach it through `loop.submit`
     let index: Int
     let docName: String
     let user: String
@@ -273,8 +262,8 @@ final class StormClient: @unchecked Sendable {  // @unchecked: confined to `loop
         self.phase = phase
     }
 
-    /// Callbacks bound to the current generation (call on the loop).
-    func callbacks() -> WebSocketClient.Callbacks {
+    /// Callbacks bound to the current generation (read on the loop).
+    var callbacks: WebSocketClient.Callbacks {
         let gen = generation
         return .init(
             onText: { [self] buffer in if gen == self.generation { self.received(buffer) } },
@@ -301,7 +290,7 @@ final class StormClient: @unchecked Sendable {  // @unchecked: confined to `loop
         var retryAfter: Double?
         guard let (session, callbacks) = try? await loop.submit({ [self] in
             self.backCounter = backCounter
-            return (self.session, self.callbacks())
+            return (self.session, self.callbacks)
         }).get() else { return }
         var query = [("user", user), ("name", "s\(index)")]
         if let session { query.append(("resume", session)) }

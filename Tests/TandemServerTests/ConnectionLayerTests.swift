@@ -105,22 +105,8 @@ import Testing
             let metrics = TandemMetrics(nodeID: config.nodeID)
             self.metrics = metrics
             let logger = Logger(label: "test")
-            // Never started: every command fails at once (`notConnected`), as with Redis out of reach.
-            let redis = try RedisClient(url: config.redisURL)
-            let subscriber = RedisSubscriber(
-                configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: config.redisURL)) { _, _ in })
             let clock = NodeClock()
-            let shards = DocShards(
-                loops: [loop],
-                dependencies: DocShardDependencies(
-                    settings: .init(config), metrics: metrics, clock: clock, logger: logger,
-                    presenceStore: PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
-                    syncStore: SyncStore(
-                        redis: redis, nodeID: config.nodeID, retention: config.logRetention,
-                        maxDocRecords: config.maxDocRecords, docTTLMs: config.docTTLMs, logMode: .batch),
-                    redis: redis, subscriber: subscriber,
-                    detachedHold: DetachedSessionHold(graceMs: config.stormResumeGraceMs),
-                    schemas: try SchemaStore(directory: nil, metrics: metrics)))
+            let shards = try OfflineShards(config: config, metrics: metrics, clock: clock, logger: logger, loop: loop).shards
             self.shards = shards
             dependencies = ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: SessionRegistry(),

@@ -93,13 +93,24 @@ final class NodeContext: Sendable {
 
     /// This node's entry in the node directory.
     func directoryEntry(docs: Int, sessions: Int, state: String = "serving") -> NodeDirectory.Entry {
-        let ports = self.ports.withLockedValue { $0 }
-        let storm = self.storm.snapshot()
-        return NodeDirectory.Entry(
-            node: config.nodeID, wsPort: ports.ws, opsPort: ports.ops, connections: registry.count + yjsRooms.connectionCount,
-            docs: docs,
-            presenceSessions: sessions, redisUp: redis.isConnected, ready: redis.isConnected && subscriber.isConnected,
-            storm: storm.inStorm, reconnectsPerSecond: storm.rate, startedAt: startedAt, state: state)
+        local.directoryEntry(docs: docs, sessions: sessions, state: state)
+    }
+
+    /// This node as the directory and the status page describe it.
+    var local: LocalNode {
+        LocalNode(
+            nodeID: config.nodeID, startedAt: startedAt, ports: ports, registry: registry, yjsRooms: yjsRooms,
+            redis: redis, subscriber: subscriber, storm: storm)
+    }
+
+    /// What the ops routes get (explicitly: they hold no `NodeContext`).
+    var opsDependencies: OpsRoutes.Dependencies {
+        OpsRoutes.Dependencies(
+            settings: .init(config), nodeMetrics: metrics, redis: redis, subscriber: subscriber,
+            stores: .init(sync: syncStore, presence: presenceStore, history: history, historyService: historyService),
+            status: .init(
+                local: local, clock: clock, shards: shards, yjsRooms: yjsRooms, sampler: sampler, directory: directory,
+                sealer: sealer, schemas: schemas))
     }
 
     /// A storm started: keep every lost session resumable for the storm grace (see `DocShards`).

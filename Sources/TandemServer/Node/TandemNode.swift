@@ -122,9 +122,7 @@ public final class TandemNode: Service, Sendable {
         server = WebSocketServer(dependencies: context.webSocketDependencies, authenticator: authenticator, group: group)
 
         let opsMetrics = OpsMetrics(registry: metrics.registry)
-        let routes = OpsRoutes(
-            node: context, webRoot: configuration.webRoot, metrics: opsMetrics, token: configuration.opsToken,
-            maxListItems: configuration.opsMaxListItems)
+        let routes = OpsRoutes(dependencies: context.opsDependencies, metrics: opsMetrics)
         ops = OpsHTTPServer(
             configuration: .init(
                 host: configuration.opsHost, port: configuration.opsPort, threads: configuration.opsThreads,

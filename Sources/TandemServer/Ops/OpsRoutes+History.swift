@@ -10,24 +10,24 @@ extension OpsRoutes {
     func historyRoute(_ route: OpsRoute, _ responder: OpsResponder) {
         switch route {
         case .docAt(let doc, .clock(let clock)):
-            node.history.metrics.read("at")
+            stores.history.metrics.read("at")
             stateResponse(doc, clock: clock, responder)
         case .docAt(let doc, .time(let time)):
-            node.history.metrics.read("time")
-            node.history.clock(doc: doc, atTime: time, on: loop).whenComplete { result in
+            stores.history.metrics.read("time")
+            stores.history.clock(doc: doc, atTime: time, on: loop).whenComplete { result in
                 switch result {
                 case .success(let clock): stateResponse(doc, clock: clock, responder)
                 case .failure(let error): responder.respond(historyFailure(error))
                 }
             }
         case .docVersions(let doc, let before, let limit):
-            node.history.metrics.read("versions")
+            stores.history.metrics.read("versions")
             versions(doc, before: before, limit: limit, responder)
         case .docRestore(let doc, let clock):
-            node.history.metrics.read("restore")
+            stores.history.metrics.read("restore")
             restore(doc, clock: clock, responder)
         case .docFork(let doc, let clock, let to):
-            node.history.metrics.read("fork")
+            stores.history.metrics.read("fork")
             fork(doc, clock: clock, to: to, responder)
         default:
             responder.respond(.jsonError(status: 404, code: "not_found", message: "no such history route"))
@@ -62,7 +62,7 @@ extension OpsRoutes {
     }
 
     private func stateResponse(_ doc: String, clock: UInt64, _ responder: OpsResponder) {
-        node.history.state(doc: doc, at: clock, on: loop).whenComplete { result in
+        stores.history.state(doc: doc, at: clock, on: loop).whenComplete { result in
             switch result {
             case .success(let state):
                 responder.respond(building: {
@@ -84,7 +84,7 @@ extension OpsRoutes {
 
     private func versions(_ doc: String, before: UInt64?, limit: Int, _ responder: OpsResponder) {
         // One more than asked, to say whether there are more.
-        node.history.versions(doc: doc, before: before ?? OpsRoute.maxClock + 1, limit: limit + 1, on: loop).whenComplete { result in
+        stores.history.versions(doc: doc, before: before ?? OpsRoute.maxClock + 1, limit: limit + 1, on: loop).whenComplete { result in
             switch result {
             case .success(let (head, list)):
                 responder.respond(building: {
@@ -104,7 +104,7 @@ extension OpsRoutes {
     }
 
     private func restore(_ doc: String, clock: UInt64, _ responder: OpsResponder) {
-        node.historyService.restore(doc: doc, clock: clock, on: loop).whenComplete { result in
+        stores.historyService.restore(doc: doc, clock: clock, on: loop).whenComplete { result in
             switch result {
             case .success(let committed):
                 var w = JSONWriter()
@@ -122,7 +122,7 @@ extension OpsRoutes {
     }
 
     private func fork(_ doc: String, clock: UInt64, to: String, _ responder: OpsResponder) {
-        node.historyService.fork(doc: doc, clock: clock, to: to, on: loop).whenComplete { result in
+        stores.historyService.fork(doc: doc, clock: clock, to: to, on: loop).whenComplete { result in
             switch result {
             case .success(let records):
                 var w = JSONWriter()

@@ -22,7 +22,57 @@ import TandemRedis
 /// URL parsing and range checks are `OpsRoute.parse` (TandemCore, pure); errors are JSON
 /// `{"error":code,"message":…}` with 400, 401, 404, 421 or 503.
 struct OpsRoutes: Sendable {
-    let node: NodeContext
+    /// What the routes read and call, handed over explicitly: they hold no `NodeContext`.
+    struct Dependencies: Sendable {
+        var settings: Settings
+        /// Tandem's metrics, for `/metrics`.
+        var nodeMetrics: TandemMetrics
+        var redis: any RedisCommandClient
+        var subscriber: any RedisChannelSubscriber
+        var stores: Stores
+        var status: StatusSource
+    }
+
+    /// The configuration the routes enforce and show (a slice of `ServerConfiguration`).
+    struct Settings: Sendable {
+        /// `--web-root`: served at `/`.
+        var webRoot: String?
+        /// `--ops-token`: required by the document routes when set.
+        var token: String?
+        /// `--ops-max-list-items`: docs in /api/status, members in /api/docs/{id}.
+        var maxListItems = 1_000
+        /// `--storm-threshold`, shown with the reconnect rate.
+        var stormThreshold: Double
+
+        init(_ config: ServerConfiguration) {
+            webRoot = config.webRoot
+            token = config.opsToken
+            maxListItems = config.opsMaxListItems
+            stormThreshold = config.stormThreshold
+        }
+    }
+
+    /// Where the document routes read (and restore and fork write).
+    struct Stores: Sendable {
+        var sync: SyncStore
+        var presence: PresenceStore
+        var history: HistoryStore
+        var historyService: HistoryService
+    }
+
+    /// What `/api/status` shows besides Redis: the node itself, its shards and rooms (asked on their
+    /// loops), and what housekeeping samples.
+    struct StatusSource: Sendable {
+        var local: LocalNode
+        var clock: NodeClock
+        var shards: DocShards
+        var yjsRooms: YjsRooms
+        var sampler: StatusSampler
+        var directory: NodeDirectory
+        var sealer: HistorySealer
+        var schemas: SchemaStore
+    }
+
     /// The web root's files, tried in order: for the whole `Web/` tree, `Web/status` first (the status page
     /// at `/`, its assets beside it) and then `Web/` itself (`/demo/`, `/client/tandem.js`, `/status/`);
     /// for any other directory, that directory alone.
@@ -32,6 +82,12 @@ struct OpsRoutes: Sendable {
     let token: String?
     /// `--ops-max-list-items`: docs in /api/status, members in /api/docs/{id}.
     let maxListItems: Int
+    private let stormThreshold: Double
+    private let nodeMetrics: TandemMetrics
+    private let redis: any RedisCommandClient
+    private let subscriber: any RedisChannelSubscriber
+    let stores: Stores
+    private let source: StatusSource
     private let statusCache = DocStatusCache()
     private let routeLimits = OpsRoute.Limits(maxHistory: StatusSampler.historySeconds)
 
@@ -42,12 +98,18 @@ struct OpsRoutes: Sendable {
     /// plane's catch-up chunks.
     static let logPageBytes = ServerMessage.maxChunkBytes
 
-    init(node: NodeContext, webRoot: String?, metrics: OpsMetrics, token: String? = nil, maxListItems: Int = 1_000) {
-        self.node = node
-        self.staticFiles = webRoot.map(Self.staticLayers(webRoot:)) ?? []
+    init(dependencies: Dependencies, metrics: OpsMetrics) {
+        let settings = dependencies.settings
+        self.staticFiles = settings.webRoot.map(Self.staticLayers(webRoot:)) ?? []
         self.metrics = metrics
-        self.token = token
-        self.maxListItems = maxListItems
+        self.token = settings.token
+        self.maxListItems = settings.maxListItems
+        self.stormThreshold = settings.stormThreshold
+        self.nodeMetrics = dependencies.nodeMetrics
+        self.redis = dependencies.redis
+        self.subscriber = dependencies.subscriber
+        self.stores = dependencies.stores
+        self.source = dependencies.status
     }
 
     /// The layers of ``staticFiles`` for `webRoot` (issue 12: `make run` serves the demo next to the status page).
@@ -92,7 +154,7 @@ struct OpsRoutes: Sendable {
 
         switch route {
         case .metrics:
-            var response = OpsResponse(status: 200, body: node.metrics.exposition() + ProcessMetrics.exposition())
+            var response = OpsResponse(status: 200, body: nodeMetrics.exposition() + ProcessMetrics.exposition())
             response.headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")]
             return .response(response, label: route.label)
         case .health:
@@ -104,13 +166,13 @@ struct OpsRoutes: Sendable {
         case .status(let history):
             return .deferred(label: route.label) { responder in status(history: history, responder) }
         case .doc(let doc):
-            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
+            guard redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docInfo(doc, responder) }
         case .docLog(let doc, let from, let limit):
-            guard node.redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
+            guard redis.isAvailable(forKey: RedisKeys.channel(doc)) else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in docLog(doc, from: from, limit: limit, responder) }
         case .docAt, .docVersions, .docRestore, .docFork:
-            guard node.redis.isConnected else { return .response(redisDown, label: route.label) }
+            guard redis.isConnected else { return .response(redisDown, label: route.label) }
             return .deferred(label: route.label) { responder in historyRoute(route, responder) }
         case .file(let path):
             // A layer answers 404 itself for a path it rejects (`..`, dotfiles), so a later layer never
@@ -128,9 +190,9 @@ struct OpsRoutes: Sendable {
     /// taking every node out of the balancer for it would refuse every doc (issue 11).
     func readiness() -> (Bool, [String]) {
         var reasons: [String] = []
-        let commands = node.redis.isConnected || ((node.redis as? RedisClusterClient)?.shards.contains(where: \.connected) ?? false)
-        let pubsub = node.subscriber.isConnected
-            || (node.redis.isClusterMode && ((node.subscriber as? RedisClusterSubscriber)?.isPartlyConnected ?? false))
+        let commands = redis.isConnected || ((redis as? RedisClusterClient)?.shards.contains(where: \.connected) ?? false)
+        let pubsub = subscriber.isConnected
+            || (redis.isClusterMode && ((subscriber as? RedisClusterSubscriber)?.isPartlyConnected ?? false))
         if !commands { reasons.append("redis unreachable") }
         if !pubsub { reasons.append("redis pub/sub unreachable") }
         return (reasons.isEmpty, reasons)
@@ -140,13 +202,13 @@ struct OpsRoutes: Sendable {
         .jsonError(status: 503, code: "unavailable", message: "Redis is unreachable")
     }
 
-    var loop: EventLoop { node.shards.all[0].eventLoop }
+    var loop: EventLoop { source.shards.all[0].eventLoop }
 
     // MARK: /api/status
 
     private func status(history: Int?, _ responder: OpsResponder) {
-        let yjsRooms = EventLoopFuture.whenAllSucceed(node.yjsRooms.shards.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
-        statusCache.docs(shards: node.shards.all, nowMs: node.clock.nowMs(), on: loop).and(yjsRooms).whenComplete { result in
+        let yjsRooms = EventLoopFuture.whenAllSucceed(source.yjsRooms.shards.map { $0.status() }, on: loop).map { $0.flatMap { $0 } }
+        statusCache.docs(shards: source.shards.all, nowMs: source.clock.nowMs(), on: loop).and(yjsRooms).whenComplete { result in
             switch result {
             case .success(let (docs, rooms)):
                 // Sorting and encoding (O(docs)) happen on the ops thread, not on this event loop.
@@ -162,33 +224,33 @@ struct OpsRoutes: Sendable {
         let listed = docs.count <= maxListItems
             ? docs.sorted { $0.doc < $1.doc }
             : docs.sorted { ($0.members, $1.doc) > ($1.members, $0.doc) }.prefix(maxListItems).sorted { $0.doc < $1.doc }
-        let storm = node.storm.snapshot()
-        let nodes = node.directory.nodes
-        var samples = node.sampler.history
+        let storm = source.local.storm.snapshot()
+        let nodes = source.directory.nodes
+        var samples = source.sampler.history
         if let history { samples = Array(samples.suffix(history)) }
         return NodeStatus(
-            node: node.config.nodeID, protocolVersion: 1, uptimeSeconds: Date().timeIntervalSince(node.startedAt),
-            startedAt: node.startedAt, ready: readiness().0,
-            connections: node.registry.count + node.yjsRooms.connectionCount,
+            node: source.local.nodeID, protocolVersion: 1, uptimeSeconds: Date().timeIntervalSince(source.local.startedAt),
+            startedAt: source.local.startedAt, ready: readiness().0,
+            connections: source.local.connections,
             // Counts of sessions in memory: the sum cannot approach Int.max.
             presenceSessions: docs.reduce(0) { $0 + $1.localMembers } + yjsRooms.reduce(0) { $0 + $1.localAwareness },
             redis: .init(
-                up: node.redis.isConnected, subscriberUp: node.subscriber.isConnected,
-                endpoint: node.redis.endpointDescription, pendingCommands: node.redis.pendingCommandCount,
-                cluster: node.redis.isClusterMode,
-                shards: ((node.redis as? RedisClusterClient)?.shards ?? []).prefix(maxListItems).map(NodeStatus.Redis.Shard.init)),
+                up: redis.isConnected, subscriberUp: subscriber.isConnected,
+                endpoint: redis.endpointDescription, pendingCommands: redis.pendingCommandCount,
+                cluster: redis.isClusterMode,
+                shards: ((redis as? RedisClusterClient)?.shards ?? []).prefix(maxListItems).map(NodeStatus.Redis.Shard.init)),
             reconnects: .init(
-                ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: node.config.stormThreshold,
+                ratePerSecond: storm.rate, storm: storm.inStorm, stormThreshold: stormThreshold,
                 stormPeakRate: storm.inStorm ? storm.peak : nil, stormStartedAt: storm.startedAt, lastStorm: storm.last),
-            rates: node.sampler.latest,
-            nodes: nodes.isEmpty ? [node.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
+            rates: source.sampler.latest,
+            nodes: nodes.isEmpty ? [source.local.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
             docs: listed.map { doc in
-                var summary = DocSummary(doc, rates: node.sampler.rates(for: doc.doc))
-                summary.historyBytes = node.sealer.historyBytes(doc.doc)
+                var summary = DocSummary(doc, rates: source.sampler.rates(for: doc.doc))
+                summary.historyBytes = source.sealer.historyBytes(doc.doc)
                 return summary
             },
             docsTotal: docs.count,
-            schemas: node.schemas.current.schemas.map(SchemaSummary.init),
+            schemas: source.schemas.current.schemas.map(SchemaSummary.init),
             yjsRooms: Array(yjsRooms.sorted { ($0.localMembers, $1.room) > ($1.localMembers, $0.room) }.prefix(maxListItems))
                 .sorted { $0.room < $1.room },
             yjsRoomsTotal: yjsRooms.count,
@@ -199,10 +261,10 @@ struct OpsRoutes: Sendable {
 
     private func docInfo(_ doc: String, _ responder: OpsResponder) {
         let loop = self.loop
-        let counts = node.syncStore.counts(doc: doc, on: loop)
-        let members = node.presenceStore.snapshot(doc: doc, on: loop)
-        let first = node.syncStore.log(doc: doc, from: 0, count: 1, on: loop)
-        let history = node.history.size(doc: doc, on: loop)
+        let counts = stores.sync.counts(doc: doc, on: loop)
+        let members = stores.presence.snapshot(doc: doc, on: loop)
+        let first = stores.sync.log(doc: doc, from: 0, count: 1, on: loop)
+        let history = stores.history.size(doc: doc, on: loop)
         counts.and(members).and(first).and(history).whenComplete { result in
             switch result {
             case .success(let (((counts, members), first), history)):
@@ -234,7 +296,7 @@ struct OpsRoutes: Sendable {
 
     private func docLog(_ doc: String, from: UInt64, limit: Int, _ responder: OpsResponder) {
         let loop = self.loop
-        node.syncStore.head(doc: doc, on: loop).whenComplete { result in
+        stores.sync.head(doc: doc, on: loop).whenComplete { result in
             switch result {
             case .success(let head):
                 var page = LogPage(doc: doc, head: head, from: from, limit: limit, byteBudget: Self.logPageBytes)
@@ -256,8 +318,8 @@ struct OpsRoutes: Sendable {
             return
         }
         let current = page
-        let (loop, history, doc, head) = (self.loop, node.history, page.doc, page.head)
-        node.syncStore.log(doc: page.doc, from: start, count: count, on: loop).flatMap { read -> EventLoopFuture<SyncStore.LogRead> in
+        let (loop, history, doc, head) = (self.loop, stores.history, page.doc, page.head)
+        stores.sync.log(doc: page.doc, from: start, count: count, on: loop).flatMap { read -> EventLoopFuture<SyncStore.LogRead> in
             // Before the live log's start (trimmed): the sealed history holds it (issue 15).
             if let first = read.entries.first?.clock, first <= start { return loop.makeSucceededFuture(read) }
             if read.entries.isEmpty, start > head { return loop.makeSucceededFuture(read) }

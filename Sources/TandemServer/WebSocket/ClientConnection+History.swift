@@ -16,12 +16,13 @@ extension ClientConnection {
             sendError(ProtocolError(.forbidden, "restoring a version needs editor access", doc: doc))
             return
         }
-        guard !historyRequestInFlight else {
+        let local = confined.value
+        guard !local.historyRequestInFlight else {
             sendError(
                 ProtocolError(.rateLimited, "one history request at a time: wait for the answer to the last one", doc: doc, retryAfterMs: 100))
             return
         }
-        historyRequestInFlight = true
+        local.historyRequestInFlight = true
         history.store.metrics.read("protocol")
         let loop = eventLoop
         switch message {
@@ -29,7 +30,7 @@ extension ClientConnection {
             let limit = limit ?? ClientMessage.maxHistoryLimit
             history.store.versions(doc: doc, before: before ?? ClientMessage.maxClock + 1, limit: limit + 1, on: loop)
                 .whenComplete { result in
-                    self.historyRequestInFlight = false
+                    self.confined.value.historyRequestInFlight = false
                     switch result {
                     case .success(let (head, versions)):
                         self.send(ServerMessage.history(doc: doc, head: head, versions: Array(versions.prefix(limit)), more: versions.count > limit))
@@ -40,7 +41,7 @@ extension ClientConnection {
         case .at(_, let clock, let time):
             let resolved = clock.map { loop.makeSucceededFuture($0) } ?? history.store.clock(doc: doc, atTime: time ?? 0, on: loop)
             resolved.flatMap { clock in history.store.state(doc: doc, at: clock, on: loop).map { (clock, $0) } }.whenComplete { result in
-                self.historyRequestInFlight = false
+                self.confined.value.historyRequestInFlight = false
                 switch result {
                 case .success(let (clock, state)):
                     let chunker = HistoryStateChunker(doc: doc, clock: clock, atMs: state.atMs, records: state.replica.records)
@@ -51,7 +52,7 @@ extension ClientConnection {
             }
         case .restore(_, let clock):
             history.restore(doc: doc, clock: clock, on: loop).whenComplete { result in
-                self.historyRequestInFlight = false
+                self.confined.value.historyRequestInFlight = false
                 switch result {
                 case .success(let committed):
                     self.send(ServerMessage.restored(doc: doc, from: clock, committed: committed))
@@ -60,7 +61,7 @@ extension ClientConnection {
                 }
             }
         default:
-            historyRequestInFlight = false
+            local.historyRequestInFlight = false
         }
     }
 

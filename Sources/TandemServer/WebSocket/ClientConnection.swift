@@ -6,10 +6,11 @@ import TandemCore
 /// One client's WebSocket session: decodes its frames, enforces its limits, routes its requests to the
 /// doc shards, and writes what shards send it.
 ///
-/// Confined to its channel's event loop: every method must run there (shards hop with `execute`). The
-/// `@unchecked Sendable` only lets shards hold a reference; they touch nothing but the immutable fields
-/// and hop before calling anything else.
-final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: confined to its channel's loop; shards read only the immutable fields and hop
+/// Confined to its channel's event loop, and the compiler checks it: everything that changes is in
+/// `LoopState`, which is not `Sendable` and is reached only through a `NIOLoopBound` (each access checks
+/// that it runs on the loop, and stops the process if not). Shards and the registry hold the connection
+/// and read its immutable fields anywhere; every method runs on the loop (they hop with `execute`).
+final class ClientConnection: DocMember, Sendable {
     let id: UInt64
     let sessionID: String
     let identity: Identity
@@ -22,60 +23,73 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     private let shard: @Sendable (_ doc: String) -> DocShard
     private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
-    /// Writes the text frames this connection sends, framed already (see `PreframedWriter`).
-    private let preframed: PreframedWriter
     var eventLoop: EventLoop { channel.eventLoop }
+    /// The connection's mutable state, on `eventLoop` only (see `LoopState`).
+    let confined: NIOLoopBound<LoopState>
 
-    private struct JoinedDoc {
-        var role: Role
-        /// How the session takes part in the doc's presence (the latest join's).
-        var presence: PresenceMode
-        /// Set once the shard answered `joined` (before that, presence updates are still accepted and
-        /// queue behind the join on the shard's loop).
-        var confirmed: Bool
+    /// Everything about the connection that changes. A method binds it once (`let local = confined.value`:
+    /// one check of the loop per call).
+    final class LoopState {
+        fileprivate struct JoinedDoc {
+            var role: Role
+            /// How the session takes part in the doc's presence (the latest join's).
+            var presence: PresenceMode
+            /// Set once the shard answered `joined` (before that, presence updates are still accepted and
+            /// queue behind the join on the shard's loop).
+            var confirmed: Bool
+        }
+
+        /// Writes the text frames this connection sends, framed already (see `PreframedWriter`; a channel
+        /// handler, so on the loop too).
+        fileprivate let preframed: PreframedWriter
+        fileprivate var docs: [String: JoinedDoc] = [:]
+        /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate`
+        /// (burst `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way
+        /// around the presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
+        fileprivate var joinBuckets: [String: TokenBucket] = [:]
+        /// Joins of docs the connection is not in, across all docs (`--max-doc-joins-per-sec`, burst
+        /// `--max-docs-per-connection` so a client can open all its docs at once): each may cost a
+        /// SUBSCRIBE, a load of the doc and a catch-up, and cycling join/leave over many docs dodged the
+        /// per-doc buckets.
+        fileprivate var newDocJoins: TokenBucket?
+        fileprivate var abuse: AbuseMonitor
+        fileprivate var pendingPresence: [String: PendingPresence] = [:]
+        /// Presence updates read in this burst and not handed to their shard yet (`flushPresenceUpdates`):
+        /// all for `presenceBatchShard`, in the order sent.
+        fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
+        fileprivate var presenceBatchShard: DocShard?
+        fileprivate var writable = true
+        fileprivate var closing = false
+        fileprivate var closeReason: CloseReason?
+        fileprivate var lastRateLimitNoticeMs: [String: UInt64] = [:]
+        /// Our pings and the client's (`KeepAlive`).
+        fileprivate let keepAlive: KeepAlive
+        /// Document messages (catch-up, results, patches) in order. They are never dropped or merged
+        /// (except a join's catch-up that a newer join of the same doc replaces); they wait here while the
+        /// socket is backed up, and count against the hard outbound limit.
+        fileprivate var syncQueue: [SyncOutbound] = []
+        fileprivate var syncQueueHead = 0
+        fileprivate var syncQueuedBytes = 0
+        fileprivate var flushScheduled = false
+        /// `deliverPresence` wrote a delta that `flushPresence` has not flushed yet.
+        fileprivate var presenceUnflushed = false
+        fileprivate var countedAsReconnect = false
+        /// When a `diverged` report of this connection was last counted (see --diverged-report-ms).
+        fileprivate var lastDivergedReportMs: UInt64?
+        fileprivate var started = false
+        /// A version-history request is being answered (`ClientConnection+History`: one at a time).
+        var historyRequestInFlight = false
+
+        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive) {
+            self.preframed = preframed
+            self.abuse = abuse
+            self.keepAlive = keepAlive
+        }
     }
 
-    private var docs: [String: JoinedDoc] = [:]
-    /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate` (burst
-    /// `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way around the
-    /// presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
-    private var joinBuckets: [String: TokenBucket] = [:]
-    /// Joins of docs the connection is not in, across all docs (`--max-doc-joins-per-sec`, burst
-    /// `--max-docs-per-connection` so a client can open all its docs at once): each may cost a SUBSCRIBE,
-    /// a load of the doc and a catch-up, and cycling join/leave over many docs dodged the per-doc buckets.
-    private var newDocJoins: TokenBucket?
-    private var abuse: AbuseMonitor
-    private var pendingPresence: [String: PendingPresence] = [:]
-    /// Presence updates read in this burst and not handed to their shard yet (`flushPresenceUpdates`):
-    /// all for `presenceBatchShard`, in the order sent.
-    private var presenceBatch: [DocShard.PresenceUpdate] = []
-    private var presenceBatchShard: DocShard?
-    private var writable = true
-    private var closing = false
-    private var closeReason: CloseReason?
-    private var lastRateLimitNoticeMs: [String: UInt64] = [:]
-    private var missedPings = 0
-    /// At most one pong in flight (see `receivedPing`).
-    private var pongs = PongResponder()
-    private var pingTask: RepeatedTask?
-    /// Document messages (catch-up, results, patches) in order. They are never dropped or merged (except a
-    /// join's catch-up that a newer join of the same doc replaces); they wait here while the socket is
-    /// backed up, and count against the hard outbound limit.
-    private var syncQueue: [SyncOutbound] = []
-    private var syncQueueHead = 0
-    private var syncQueuedBytes = 0
-    private var flushScheduled = false
-    /// `deliverPresence` wrote a delta that `flushPresence` has not flushed yet.
-    private var presenceUnflushed = false
-    private var countedAsReconnect = false
-    /// When a `diverged` report of this connection was last counted (see --diverged-report-ms).
-    private var lastDivergedReportMs: UInt64?
-    private var started = false
     private let logger: Logger
-    /// Version history (`ClientConnection+History`): the service, and whether a request is being answered
-    /// (one at a time per connection: each costs a Redis read and a replay).
+    /// Version history (`ClientConnection+History`; nil refuses its requests).
     let history: HistoryService?
-    var historyRequestInFlight = false
 
     /// Join buckets beyond the joined docs that may pile up before the full ones are dropped: pruning is
     /// a pass over the dictionary, so it runs at most once per this many joins of new docs.
@@ -97,7 +111,6 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         id: UInt64, sessionID: String, identity: Identity, resumed: Bool, channel: Channel,
         dependencies: ConnectionDependencies, preframed: PreframedWriter
     ) {
-        self.preframed = preframed
         self.id = id
         self.sessionID = sessionID
         self.identity = identity
@@ -111,7 +124,11 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
         self.history = dependencies.history
-        self.abuse = AbuseMonitor(limits: dependencies.settings.abuseLimits)
+        self.confined = NIOLoopBound(
+            LoopState(
+                preframed: preframed, abuse: AbuseMonitor(limits: dependencies.settings.abuseLimits),
+                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics)),
+            eventLoop: channel.eventLoop)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
         logger[metadataKey: "session.id"] = "\(sessionID)"
@@ -121,9 +138,9 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     // MARK: Lifecycle (called by the channel handler)
 
     func start() {
-        eventLoop.assertInEventLoop()
-        guard !started else { return }
-        started = true
+        let local = confined.value
+        guard !local.started else { return }
+        local.started = true
         metrics.connections.increment()
         metrics.connectionsOpened.increment()
         if resumed { markReconnect() }
@@ -135,19 +152,25 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                     maxMessageBytes: settings.limits.maxMessageBytes,
                     maxStateBytes: settings.limits.maxStateBytes)))
         let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
-        pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-            self?.sendPing()
-        }
+        local.keepAlive.start(
+            interval: interval,
+            timedOut: { [weak self] in
+                self?.logger.info("closing client that missed two pings")
+                self?.close(.pingTimeout)
+            },
+            wrotePong: { [weak self] in
+                self?.scheduleFlush()
+                self?.enforceOutboundLimit()
+            })
         logger.debug("client connected", metadata: ["user": "\(identity.user)", "resumed": "\(resumed)"])
     }
 
     /// The channel closed. A clean close (close frame, or a close we initiated for abuse) leaves every
     /// doc at once; anything else detaches, keeping presence for the TTL so the client can resume.
     func channelClosed() {
-        eventLoop.assertInEventLoop()
-        pingTask?.cancel()
-        pingTask = nil
-        let reason = closeReason ?? .abrupt
+        let local = confined.value
+        local.keepAlive.stop()
+        let reason = local.closeReason ?? .abrupt
         metrics.connections.decrement()
         metrics.connectionClosed(reason)
         registry.remove(self)
@@ -157,23 +180,24 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
         flushPresenceUpdates()
-        for doc in docs.keys {
+        for doc in local.docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
-        docs.removeAll()
-        pendingPresence.removeAll()
-        syncQueue.removeAll()
-        syncQueuedBytes = 0
+        local.docs.removeAll()
+        local.pendingPresence.removeAll()
+        local.syncQueue.removeAll()
+        local.syncQueuedBytes = 0
         logger.debug("client disconnected", metadata: ["reason": "\(reason.rawValue)"])
     }
 
     func writabilityChanged(isWritable: Bool) {
-        writable = isWritable
+        let local = confined.value
+        local.writable = isWritable
         guard isWritable else { return }
         pumpSync()
-        guard !pendingPresence.isEmpty else { return }
-        let pending = pendingPresence
-        pendingPresence.removeAll()
+        guard !local.pendingPresence.isEmpty else { return }
+        let pending = local.pendingPresence
+        local.pendingPresence.removeAll()
         for (doc, var merged) in pending {
             if let delta = merged.drain(doc: doc) { writePresence(delta, buffer: nil) }
         }
@@ -182,12 +206,13 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     // MARK: Inbound
 
     func receivedText(_ frame: ByteBuffer) {
-        guard !closing else { return }
-        missedPings = 0
+        let local = confined.value
+        guard !local.closing else { return }
+        local.keepAlive.heard()
         // (One clock read: a push's read time also counts against its wait bound on the shard.)
         let nowNanos = clock.nowNanos()
         let nowMs = nowNanos / 1_000_000
-        if abuse.message(nowMs: nowMs) == .flooding {
+        if local.abuse.message(nowMs: nowMs) == .flooding {
             logger.warning("closing flooding client", metadata: ["limit": "\(settings.maxMessagesPerSecond)/s"])
             close(.messageFlood)
             return
@@ -222,10 +247,11 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
     /// was an eventfd wake-up each when the shard runs on another loop).
     private func flushPresenceUpdates() {
-        guard let target = presenceBatchShard else { return }
-        let batch = presenceBatch
-        presenceBatch.removeAll(keepingCapacity: true)
-        presenceBatchShard = nil
+        let local = confined.value
+        guard let target = local.presenceBatchShard else { return }
+        let batch = local.presenceBatch
+        local.presenceBatch.removeAll(keepingCapacity: true)
+        local.presenceBatchShard = nil
         target.updatePresence(self, batch)
     }
 
@@ -241,6 +267,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     ///   - bytes: the message's size as received.
     ///   - readAtNanos: when it was read (`clock.nowNanos()`).
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
+        let local = confined.value
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
         if case .presence = message {} else { flushPresenceUpdates() }
         switch message {
@@ -257,7 +284,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                 return
             }
             let limit = settings.maxDocsPerConnection
-            if docs[doc] == nil, docs.count >= limit {
+            if local.docs[doc] == nil, local.docs.count >= limit {
                 metrics.clientLimitReached(.docsPerConnection)
                 reject(
                     ProtocolError(
@@ -276,13 +303,13 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                     nowMs: nil)
                 return
             }
-            if docs[doc] == nil {
+            if local.docs[doc] == nil {
                 let config = settings
-                var bucket = newDocJoins
+                var bucket = local.newDocJoins
                     ?? TokenBucket(rate: config.maxDocJoinsPerSecond, burst: Double(config.maxDocsPerConnection), nowMs: nowMs)
                 let taken = bucket.take(nowMs: nowMs)
                 let wait = taken ? 0 : bucket.msUntilToken(nowMs: nowMs)
-                newDocJoins = bucket
+                local.newDocJoins = bucket
                 guard taken else {
                     metrics.clientLimitReached(.docJoinRate)
                     let rate = config.maxDocJoinsPerSecond
@@ -296,20 +323,20 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                         nowMs: nil)
                     return
                 }
-                docs[doc] = JoinedDoc(role: role, presence: presence, confirmed: false)
+                local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, confirmed: false)
             } else {
-                docs[doc]?.presence = presence
+                local.docs[doc]?.presence = presence
             }
             shard(doc).join(self, doc: doc, role: role, state: state, since: since, presence: presence)
         case .leave(let doc):
-            guard docs.removeValue(forKey: doc) != nil else {
+            guard local.docs.removeValue(forKey: doc) != nil else {
                 reject(ProtocolError(.notJoined, "not in this doc", doc: doc), nowMs: nil)
                 return
             }
             forget(doc: doc)
             shard(doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
-            guard let joined = docs[doc] else {
+            guard let joined = local.docs[doc] else {
                 metrics.presenceUpdate(.notJoined)
                 reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
                 return
@@ -326,32 +353,32 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                 return
             }
             let target = shard(doc)
-            if let batchShard = presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
-            presenceBatchShard = target
-            presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
-            if presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
+            if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
+            local.presenceBatchShard = target
+            local.presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
+            if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .diverged(let doc, let clock, let sum):
-            guard docs[doc] != nil else {
+            guard local.docs[doc] != nil else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)
                 return
             }
             // A report costs one counter increment and a log line; counting at most one per connection per
             // --diverged-report-ms keeps a hostile client from inflating the metric (or the log) at will:
             // its connections are bounded by the admission limits.
-            guard lastDivergedReportMs == nil || nowMs >= lastDivergedReportMs! + UInt64(settings.divergedReportMs) else { return }
-            lastDivergedReportMs = nowMs
+            guard local.lastDivergedReportMs == nil || nowMs >= local.lastDivergedReportMs! + UInt64(settings.divergedReportMs) else { return }
+            local.lastDivergedReportMs = nowMs
             metrics.syncDivergences[.client]!.increment()
             logger.warning(
                 "a client's doc state differs from the commit's checksum (it resyncs from a snapshot)",
                 metadata: ["doc": "\(doc)", "clock": "\(clock)", "client.sum": "\(sum?.hex ?? "-")", "user": "\(identity.user)"])
         case .history(let doc, _, _), .at(let doc, _, _), .restore(let doc, _):
-            guard let joined = docs[doc] else {
+            guard let joined = local.docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)
                 return
             }
             serveHistory(message, doc: doc, role: joined.role)
         case .push(let doc, _, _, _), .sync(let doc, _, _), .ack(let doc, _):
-            guard let joined = docs[doc] else {
+            guard let joined = local.docs[doc] else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
@@ -362,61 +389,47 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// Takes a join token for `doc` (see `joinBuckets`). Buckets that are full again carry no information
     /// and are dropped, so the dictionary holds only docs joined within the last burst / rate seconds.
     private func takeJoinToken(doc: String, nowMs: UInt64) -> Bool {
-        if joinBuckets.count > docs.count + Self.joinBucketSlack {
-            joinBuckets = joinBuckets.filter { key, bucket in
+        let local = confined.value
+        if local.joinBuckets.count > local.docs.count + Self.joinBucketSlack {
+            local.joinBuckets = local.joinBuckets.filter { key, bucket in
                 var bucket = bucket
-                return docs[key] != nil || !bucket.isFull(nowMs: nowMs)
+                return local.docs[key] != nil || !bucket.isFull(nowMs: nowMs)
             }
         }
         let settings = settings.presenceSettings
-        var bucket = joinBuckets[doc] ?? TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)
+        var bucket = local.joinBuckets[doc] ?? TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)
         let taken = bucket.take(nowMs: nowMs)
-        joinBuckets[doc] = bucket
+        local.joinBuckets[doc] = bucket
         return taken
     }
 
     /// Per-doc state of a doc this connection no longer is in (left, or membership ended by the shard).
     private func forget(doc: String) {
-        pendingPresence.removeValue(forKey: doc)
-        lastRateLimitNoticeMs.removeValue(forKey: doc)
+        let local = confined.value
+        local.pendingPresence.removeValue(forKey: doc)
+        local.lastRateLimitNoticeMs.removeValue(forKey: doc)
         dropCatchUps(of: doc)
     }
 
     /// Answers a bad message with an error; too many bad frames close the connection (1008).
     /// - Parameter nowMs: when set, the message counts as a bad frame for abuse detection.
     private func reject(_ error: ProtocolError, nowMs: UInt64?) {
+        let local = confined.value
         sendError(error)
-        if let nowMs, abuse.badFrame(nowMs: nowMs) == .tooManyBadFrames {
+        if let nowMs, local.abuse.badFrame(nowMs: nowMs) == .tooManyBadFrames {
             logger.warning("closing client after too many bad frames")
             close(.badFrames)
         }
     }
 
-    func receivedPong() { missedPings = 0 }
+    func receivedPong() { confined.value.keepAlive.heard() }
 
-    /// A WebSocket ping: answered with a pong carrying the same data (RFC 6455 §5.5.2), but with at most
-    /// one pong being written at a time. Pings that arrive meanwhile are answered once, for the latest
-    /// only, as RFC 6455 §5.5.3 allows: a client that pings without reading cannot grow the send buffer.
-    func receivedPing(_ data: ByteBuffer) {
-        missedPings = 0  // any frame proves the client is alive
-        guard !closing else { return }
-        let (write, coalesced) = pongs.ping(data)
-        if coalesced { metrics.pongsCoalesced.increment() }
-        if let write { writePong(write) }
-    }
-
-    private func writePong(_ data: ByteBuffer) {
-        let promise = eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { [self] _ in
-            if let next = pongs.written(closing: closing) { writePong(next) }
-        }
-        channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
-        scheduleFlush()
-        enforceOutboundLimit()
-    }
+    /// A WebSocket ping: answered by the keep-alive, at most one pong in flight.
+    func receivedPing(_ data: ByteBuffer) { confined.value.keepAlive.receivedPing(data) }
 
     func receivedClose() {
-        if closeReason == nil { closeReason = .clientClose }
+        let local = confined.value
+        if local.closeReason == nil { local.closeReason = .clientClose }
     }
 
     func receivedBinary() {
@@ -424,25 +437,16 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     }
 
     func protocolErrorClose() {
-        if closeReason == nil { closeReason = .protocolError }
-    }
-
-    private func sendPing() {
-        guard !closing else { return }
-        if missedPings >= 2 {
-            logger.info("closing client that missed two pings")
-            close(.pingTimeout)
-            return
-        }
-        missedPings += 1
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
+        let local = confined.value
+        if local.closeReason == nil { local.closeReason = .protocolError }
     }
 
     // MARK: Calls from shards (on this loop)
 
     func joinConfirmed(doc: String, frame: [UInt8]) {
-        guard docs[doc] != nil else { return }
-        docs[doc]?.confirmed = true
+        let local = confined.value
+        guard local.docs[doc] != nil else { return }
+        local.docs[doc]?.confirmed = true
         // A re-join restarts the doc's catch-up from its own `since`: what is left of an earlier join's
         // catch-up is obsolete (and would reach the client after this `joined`, out of place). At most one
         // join catch-up per doc is ever pending, however often the client re-joins.
@@ -452,15 +456,17 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
 
     /// The shard refused or dropped the membership (forbidden resume, session taken over elsewhere).
     func membershipEnded(doc: String, error: ProtocolError?) {
-        docs.removeValue(forKey: doc)
+        let local = confined.value
+        local.docs.removeValue(forKey: doc)
         forget(doc: doc)
         if let error { sendError(error) }
     }
 
     func presenceRateLimited(doc: String) {
+        let local = confined.value
         let nowMs = clock.nowMs()
-        if let last = lastRateLimitNoticeMs[doc], nowMs < last + Self.rateLimitNoticeIntervalMs { return }
-        lastRateLimitNoticeMs[doc] = nowMs
+        if let last = local.lastRateLimitNoticeMs[doc], nowMs < last + Self.rateLimitNoticeIntervalMs { return }
+        local.lastRateLimitNoticeMs[doc] = nowMs
         sendError(
             ProtocolError(
                 .rateLimited,
@@ -469,8 +475,9 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     }
 
     func markReconnect() {
-        guard !countedAsReconnect else { return }
-        countedAsReconnect = true
+        let local = confined.value
+        guard !local.countedAsReconnect else { return }
+        local.countedAsReconnect = true
         reconnectObserved()
     }
 
@@ -480,19 +487,20 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// counts the deltas written (true) in `tandem_fanout_*` once per hop.
     @discardableResult
     func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool {
-        guard !closing, docs[delta.doc] != nil else { return false }
-        if !writable || (!pendingPresence.isEmpty && pendingPresence[delta.doc] != nil) {
-            pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
+        let local = confined.value
+        guard !local.closing, local.docs[delta.doc] != nil else { return false }
+        if !local.writable || (!local.pendingPresence.isEmpty && local.pendingPresence[delta.doc] != nil) {
+            local.pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             metrics.slowConsumerCoalesced.increment()
             return false
         }
-        preframed.write(frame: frame)
-        presenceUnflushed = true
+        local.preframed.write(frame: frame)
+        local.presenceUnflushed = true
         // While the channel is writable its buffer is under the high-water mark, which is below
         // --max-outbound-bytes (a configuration rule): only the sync queue can pass the limit then. Reading
         // the buffered bytes (a generic channel option) for every member of every delta showed in the
         // presence profile (issue 14).
-        if !channel.isWritable || syncQueuedBytes > 0 { enforceOutboundLimit() }
+        if !channel.isWritable || local.syncQueuedBytes > 0 { enforceOutboundLimit() }
         return true
     }
 
@@ -500,9 +508,10 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// member per tick without scheduling a task for it (issue 14: `scheduleFlush` cost an `execute`, a
     /// closure allocation, per member per tick).
     func flushPresence() {
-        guard presenceUnflushed else { return }
-        presenceUnflushed = false
-        if !flushScheduled && !closing { preframed.flush() }
+        let local = confined.value
+        guard local.presenceUnflushed else { return }
+        local.presenceUnflushed = false
+        if !local.flushScheduled && !local.closing { local.preframed.flush() }
     }
 
     private func countPresence(_ delta: PresenceDelta) {
@@ -527,8 +536,9 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// Writes one text frame (`frame`: framed already, see `ServerFrame`) and enforces the hard outbound
     /// limit.
     func write(_ frame: ByteBuffer) {
-        guard !closing else { return }
-        preframed.write(frame: frame)
+        let local = confined.value
+        guard !local.closing else { return }
+        local.preframed.write(frame: frame)
         scheduleFlush()
         enforceOutboundLimit()
     }
@@ -537,12 +547,13 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// (frames, pongs, produced catch-up chunks) plus document frames waiting here and the estimated size
     /// of explicit `sync` replies not started yet.
     func outboundBytes() -> Int {
-        ((try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) + syncQueuedBytes
+        ((try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) + confined.value.syncQueuedBytes
     }
 
     /// Closes the client with 1013 once its outbound bytes pass `--max-outbound-bytes`.
     func enforceOutboundLimit() {
-        guard !closing else { return }
+        let local = confined.value
+        guard !local.closing else { return }
         let buffered = outboundBytes()
         guard buffered > settings.maxOutboundBytes else { return }
         logger.warning("closing slow consumer", metadata: ["outbound.bytes": "\(buffered)"])
@@ -569,28 +580,30 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// `--max-docs-per-connection`, and counting them would close a client that joins several big docs.
 
     private func appendSync(_ item: SyncOutbound) {
+        let local = confined.value
         var item = item
         switch item {
         case .frame(let buffer, _):
-            syncQueuedBytes += buffer.readableBytes
+            local.syncQueuedBytes += buffer.readableBytes
         case .chunks(let chunker, var info) where info.isReply:
             info.counted = chunker.estimatedRemainingBytes(upTo: ServerMessage.maxChunkBytes)
-            syncQueuedBytes += info.counted
+            local.syncQueuedBytes += info.counted
             item = .chunks(chunker, info)
         case .chunks:
             break
         }
-        syncQueue.append(item)
+        local.syncQueue.append(item)
     }
 
     /// Removes the join catch-ups of `doc` that are still queued (also one partly written: the client
     /// restarts from the next `joined`).
     private func dropCatchUps(of doc: String) {
-        guard syncQueueHead < syncQueue.count else { return }
+        let local = confined.value
+        guard local.syncQueueHead < local.syncQueue.count else { return }
         var dropped = 0
         var kept: [SyncOutbound] = []
-        kept.reserveCapacity(syncQueue.count - syncQueueHead)
-        for item in syncQueue[syncQueueHead...] {
+        kept.reserveCapacity(local.syncQueue.count - local.syncQueueHead)
+        for item in local.syncQueue[local.syncQueueHead...] {
             if case .chunks(_, let info) = item, !info.isReply, info.doc == doc {
                 dropped += 1
                 continue
@@ -598,15 +611,16 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
             kept.append(item)
         }
         guard dropped > 0 else { return }
-        syncQueue = kept
-        syncQueueHead = 0
+        local.syncQueue = kept
+        local.syncQueueHead = 0
         metrics.catchUpsReplaced.increment(by: Int64(dropped))
     }
 
     /// A round of a doc's sync messages (`SyncOutbox`), in order: stream items are queued (one pump for
     /// all), errors written at once.
     func deliverSync(_ items: [SyncOutbox.Item]) {
-        guard !closing else { return }
+        let local = confined.value
+        guard !local.closing else { return }
         for item in items {
             switch item {
             case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
@@ -624,23 +638,25 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// One flush for everything written in this round of the event loop: shards hop in with many small
     /// messages (a patch per commit, a delta per doc), and a syscall per message dominated busy docs.
     private func scheduleFlush() {
-        guard !flushScheduled else { return }
-        flushScheduled = true
+        let local = confined.value
+        guard !local.flushScheduled else { return }
+        local.flushScheduled = true
         eventLoop.execute { [self] in
-            flushScheduled = false
+            confined.value.flushScheduled = false
             channel.flush()
         }
     }
 
     private func pumpSync() {
+        let local = confined.value
         var wrote = false
         var nowMs: UInt64?
-        while syncQueueHead < syncQueue.count, channel.isWritable, !closing {
-            switch syncQueue[syncQueueHead] {
+        while local.syncQueueHead < local.syncQueue.count, channel.isWritable, !local.closing {
+            switch local.syncQueue[local.syncQueueHead] {
             case .frame(let buffer, let committedAtMs):
-                syncQueuedBytes -= buffer.readableBytes
-                syncQueueHead += 1
-                preframed.write(frame: buffer)
+                local.syncQueuedBytes -= buffer.readableBytes
+                local.syncQueueHead += 1
+                local.preframed.write(frame: buffer)
                 if let committedAtMs {
                     // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
                     // here). A write promise per frame to measure it when written cost an allocation and a
@@ -652,26 +668,26 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
                 }
             case .chunks(var chunker, var info):
                 // Started: from now on its chunks are counted in the channel's buffer as they are written.
-                syncQueuedBytes -= info.counted
+                local.syncQueuedBytes -= info.counted
                 info.counted = 0
                 if let chunk = chunker.next() {
-                    preframed.write(frame: ServerFrame.text(chunk, allocator: channel.allocator))
+                    local.preframed.write(frame: ServerFrame.text(chunk, allocator: channel.allocator))
                 }
                 if chunker.isFinished {
-                    syncQueueHead += 1
+                    local.syncQueueHead += 1
                 } else {
-                    syncQueue[syncQueueHead] = .chunks(chunker, info)
+                    local.syncQueue[local.syncQueueHead] = .chunks(chunker, info)
                 }
             }
             wrote = true
         }
         if wrote { scheduleFlush() }
-        if syncQueueHead > Self.syncQueueCompactionThreshold && syncQueueHead * 2 > syncQueue.count {
-            syncQueue.removeFirst(syncQueueHead)
-            syncQueueHead = 0
-        } else if syncQueueHead == syncQueue.count {
-            syncQueue.removeAll(keepingCapacity: true)
-            syncQueueHead = 0
+        if local.syncQueueHead > Self.syncQueueCompactionThreshold && local.syncQueueHead * 2 > local.syncQueue.count {
+            local.syncQueue.removeFirst(local.syncQueueHead)
+            local.syncQueueHead = 0
+        } else if local.syncQueueHead == local.syncQueue.count {
+            local.syncQueue.removeAll(keepingCapacity: true)
+            local.syncQueueHead = 0
         }
     }
 
@@ -679,14 +695,16 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// answers or after two seconds. Nothing more is queued meanwhile, so a slow consumer's memory stops
     /// growing at once; if it resumes reading within the grace period it sees the 1013.
     func close(_ close: ServerClose) {
-        guard !closing else { return }
-        closing = true
-        closeReason = close.reason
+        let local = confined.value
+        guard !local.closing else { return }
+        local.closing = true
+        local.keepAlive.stop()
+        local.closeReason = close.reason
         let (code, text) = (close.code, close.text)
-        pendingPresence.removeAll()
-        syncQueue.removeAll()
-        syncQueueHead = 0
-        syncQueuedBytes = 0
+        local.pendingPresence.removeAll()
+        local.syncQueue.removeAll()
+        local.syncQueueHead = 0
+        local.syncQueuedBytes = 0
         var data = channel.allocator.buffer(capacity: 2 + text.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(text)
@@ -697,7 +715,7 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         channel.eventLoop.scheduleTask(in: Self.closeHandshakeGrace) { channel.close(promise: nil) }
     }
 
-    var isClosing: Bool { closing }
+    var isClosing: Bool { confined.value.closing }
 }
 
 extension ClientMessage {

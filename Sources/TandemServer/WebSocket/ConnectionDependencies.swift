@@ -68,4 +68,7 @@ struct WebSocketServerDependencies: Sendable {
     var yjsRooms: YjsRooms
     var yjsSettings: YjsConnection.Settings
     var logger: Logger
+    /// Monotonic milliseconds for handshake admission (its rates): the node's clock, a test's own in
+    /// HandshakeLayerTests.
+    var admissionNowMs: @Sendable () -> UInt64 = { NodeClock().nowMs() }
 }

@@ -53,23 +53,25 @@ final class HandshakeAdmission: Sendable {
 
     private let attempts: NIOLockedValueBox<Limiter>
     private let admissions: NIOLockedValueBox<Limiter>
-    private let clock = NodeClock()
+    /// Monotonic milliseconds (the node's clock; a test's own in the handshake tests).
+    private let nowMs: @Sendable () -> UInt64
 
-    init(maxPerSecond: Int, maxAttemptsPerSecond: Int) {
-        let now = clock.nowMs()
+    init(maxPerSecond: Int, maxAttemptsPerSecond: Int, nowMs: @escaping @Sendable () -> UInt64 = { NodeClock().nowMs() }) {
+        self.nowMs = nowMs
+        let now = nowMs()
         attempts = NIOLockedValueBox(Limiter(perSecond: maxAttemptsPerSecond, nowMs: now))
         admissions = NIOLockedValueBox(Limiter(perSecond: maxPerSecond, nowMs: now))
     }
 
     /// Takes a slot to check one handshake's token; returns nil when allowed, else `Retry-After` seconds.
     func attempt() -> Int? {
-        let now = clock.nowMs()
+        let now = nowMs()
         return attempts.withLockedValue { $0.take(nowMs: now) }
     }
 
     /// Takes a slot for one authenticated handshake; returns nil when admitted, else `Retry-After` seconds.
     func admit() -> Int? {
-        let now = clock.nowMs()
+        let now = nowMs()
         return admissions.withLockedValue { $0.take(nowMs: now) }
     }
 }

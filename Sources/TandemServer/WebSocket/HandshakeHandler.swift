@@ -51,8 +51,8 @@ struct HandshakeState {
 /// 429, 503 with `Retry-After`), plain requests to `/v1/ws` (426) and anything else (404). Always a JSON
 /// body `{"error":…,"message":…}` and `Connection: close`.
 ///
-/// Sendable only so the upgrader's callbacks can remove it; it is used on its channel's loop alone.
-final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {  // @unchecked: NIO needs a Sendable handler to remove it from a future; used on its loop only
+/// On its channel's loop alone (the upgrader's callbacks reach it through a `NIOLoopBound`).
+final class HandshakeFallbackHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 

@@ -58,7 +58,7 @@ final class WebSocketServer: Sendable {
         self.originPolicy = (try? config.originPolicy) ?? .modeDefault(developmentMode: true)
         self.admission = HandshakeAdmission(
             maxPerSecond: config.maxNewConnectionsPerSecond,
-            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond)
+            maxAttemptsPerSecond: config.handshakeAttemptsPerSecond, nowMs: dependencies.admissionNowMs)
         self.group = group
         self.pendingHandshakes = NIOLockedValueBox(PendingHandshakeQueue(limit: config.maxPendingHandshakes))
     }
@@ -90,7 +90,9 @@ final class WebSocketServer: Sendable {
         try? await channel?.close()
     }
 
-    private func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
+    /// Sets up an accepted socket's pipeline for the handshake (internal for HandshakeLayerTests, which
+    /// hand it in-memory channels).
+    func initializeChild(_ channel: Channel) -> EventLoopFuture<Void> {
         let config = self.config
         let state = HandshakeState.Box(HandshakeState(), eventLoop: channel.eventLoop)
         state.value.pendingID = addPendingHandshake(channel)
@@ -103,7 +105,8 @@ final class WebSocketServer: Sendable {
             channel.close(promise: nil)
         }
         channel.closeFuture.whenComplete { [self] _ in self.finishPendingHandshake(state) }
-        let fallback = HandshakeFallbackHandler(state: state)
+        // Reached from the upgrader's callbacks, which run on this loop: bound to it (a handler is not Sendable).
+        let fallback = NIOLoopBound(HandshakeFallbackHandler(state: state), eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: config.maxFrameBytes,
             automaticErrorHandling: true,
@@ -113,14 +116,14 @@ final class WebSocketServer: Sendable {
             upgradePipelineHandler: { [self] channel, _ in
                 self.finishPendingHandshake(state)
                 // The fallback sits before the WebSocket codec; once upgraded it must not see frames.
-                channel.pipeline.syncOperations.removeHandler(fallback, promise: nil)
+                channel.pipeline.syncOperations.removeHandler(fallback.value, promise: nil)
                 return self.upgraded(channel: channel, state: state)
             })
         return channel.pipeline.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
             withErrorHandling: true
         ).flatMapThrowing {
-            try channel.pipeline.syncOperations.addHandler(fallback)
+            try channel.pipeline.syncOperations.addHandler(fallback.value)
         }
     }
 
@@ -296,7 +299,6 @@ final class WebSocketServer: Sendable {
                 replaced.close(.resumedElsewhere)
             }
         }
-        let config = self.config
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)

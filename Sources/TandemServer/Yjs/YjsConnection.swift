@@ -45,13 +45,11 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     private var started = false
     private var closing = false
     private var closeReason: CloseReason?
-    private var missedPings = 0
-    private var pingTask: RepeatedTask?
     private var abuse: AbuseMonitor
     private var updates: TokenBucket?
     private var flushScheduled = false
-    /// At most one pong in flight (see `receivedPing`).
-    private var pongs = PongResponder()
+    /// Our pings and the client's (`KeepAlive`, as on /v1/ws).
+    private let keepAlive: KeepAlive
 
     /// Seconds of `--yjs-update-rate` a client may send back to back (a paste, a burst of undo).
     static let updateBurstSeconds = 2.0
@@ -72,6 +70,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
         self.rooms = rooms
         self.shard = rooms.shard(for: room)
         self.abuse = AbuseMonitor(limits: settings.abuseLimits)
+        self.keepAlive = KeepAlive(channel: channel, metrics: metrics)
         var logger = logger
         logger[metadataKey: "connection.id"] = "\(id)"
         logger[metadataKey: "yjs.room"] = "\(room)"
@@ -89,17 +88,16 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
         rooms.register(self)
         shard.join(self, room: room)
         let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
-        pingTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-            self?.sendPing()
-        }
+        keepAlive.start(
+            interval: interval, timedOut: { [weak self] in self?.close(.pingTimeout) },
+            wrotePong: { [weak self] in self?.scheduleFlush() })
         logger.debug("yjs client connected", metadata: ["user": "\(identity.user)", "role": "\(role.rawValue)"])
     }
 
     func channelClosed() {
         eventLoop.assertInEventLoop()
         guard started else { return }
-        pingTask?.cancel()
-        pingTask = nil
+        keepAlive.stop()
         let reason = closeReason ?? .abrupt
         metrics.connections.decrement()
         metrics.connectionClosed(reason)
@@ -112,7 +110,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
     func received(_ frame: ByteBuffer) {
         guard !closing else { return }
-        missedPings = 0
+        keepAlive.heard()
         let nowMs = clock.nowMs()
         if abuse.message(nowMs: nowMs) == .flooding {
             close(.messageFlood)
@@ -188,25 +186,10 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
     func receivedText() { close(.yjsTextFrame) }
 
-    func receivedPong() { missedPings = 0 }
+    func receivedPong() { keepAlive.heard() }
 
-    /// A ping: answered with at most one pong in flight, as on /v1/ws (`PongResponder`).
-    func receivedPing(_ data: ByteBuffer) {
-        missedPings = 0  // any frame proves the client is alive
-        guard !closing else { return }
-        let (write, coalesced) = pongs.ping(data)
-        if coalesced { metrics.pongsCoalesced.increment() }
-        if let write { writePong(write) }
-    }
-
-    private func writePong(_ data: ByteBuffer) {
-        let promise = eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { [self] _ in
-            if let next = pongs.written(closing: closing) { writePong(next) }
-        }
-        channel.write(WebSocketFrame(fin: true, opcode: .pong, data: data), promise: promise)
-        scheduleFlush()
-    }
+    /// A ping: answered by the keep-alive, at most one pong in flight, as on /v1/ws.
+    func receivedPing(_ data: ByteBuffer) { keepAlive.receivedPing(data) }
 
     func receivedClose() {
         if closeReason == nil { closeReason = .clientClose }
@@ -217,16 +200,6 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     }
 
     var isClosing: Bool { closing }
-
-    private func sendPing() {
-        guard !closing else { return }
-        if missedPings >= 2 {
-            close(.pingTimeout)
-            return
-        }
-        missedPings += 1
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: channel.allocator.buffer(capacity: 0)), promise: nil)
-    }
 
     // MARK: Outbound
 
@@ -261,6 +234,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     func close(_ close: ServerClose) {
         guard !closing else { return }
         closing = true
+        keepAlive.stop()
         closeReason = close.reason
         var data = channel.allocator.buffer(capacity: 2 + close.text.utf8.count)
         data.write(webSocketErrorCode: close.code)

@@ -4,6 +4,7 @@ import TandemClient
 /// A scenario's simulated client: made before it connects, attached to its `WebSocketClient` on its loop.
 protocol LoadMember: AnyObject, Sendable {
     var loop: any EventLoop { get }
+    /// What its client calls; read on `loop`.
     var callbacks: WebSocketClient.Callbacks { get }
     /// Its client once attached; read on `loop` only.
     var client: WebSocketClient? { get }
@@ -11,7 +12,7 @@ protocol LoadMember: AnyObject, Sendable {
     func attached(_ client: WebSocketClient)
 }
 
-/// The skeleton every load scenario shares (presence, sync): the ramp (paced connects that honour 503
+/// The skeleton every load scenario shares (presence, sync; storm uses the ramp and the leave): the ramp (paced connects that honour 503
 /// `Retry-After`), the measured window after a warm-up with the ping probe and resource sampling over
 /// it, the drain, and the clean leave. A scenario supplies its members, what they do in the window, and
 /// its report.
@@ -44,7 +45,8 @@ struct LoadRun {
         await forEachConcurrently(count, width: 1000) { i in
             let m = refs.value[i]
             let (user, name) = identity(i)
-            if let client = await connector.connectPaced(url: connector.url([("user", user), ("name", name)], base: endpoint(i)), on: m.loop, callbacks: m.callbacks) {
+            guard let callbacks = try? await m.loop.submit({ m.callbacks }).get() else { return }
+            if let client = await connector.connectPaced(url: connector.url([("user", user), ("name", name)], base: endpoint(i)), on: m.loop, callbacks: callbacks) {
                 m.loop.execute { m.attached(client) }
             }
         }
