@@ -165,18 +165,26 @@ extension DocShard {
     }
 
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
-    /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it).
+    /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it). A
+    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure).
     func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
-        onLoop {
-            var notifiedDoc: String?
-            for update in updates {
-                let outcome = self.applyPresenceUpdate(connection, doc: update.doc, state: update.state)
-                // One notice per doc per batch is plenty: the connection throttles them again anyway.
-                if outcome == .rateLimited && notifiedDoc != update.doc {
-                    notifiedDoc = update.doc
-                    let doc = update.doc
-                    connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
-                }
+        if eventLoop.inEventLoop { return applyPresenceUpdates(connection, updates) }
+        eventLoop.execute { self.applyPresenceUpdates(connection, updates) }
+    }
+
+    /// Applies a read burst's presence updates; on the shard's loop only.
+    func applyPresenceUpdates(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
+        eventLoop.preconditionInEventLoop()
+        var notifiedDoc: String?
+        // By index: iterating the array allocated an iterator per element in a debug build.
+        for index in updates.indices {
+            let update = updates[index]
+            let outcome = applyPresenceUpdate(connection, doc: update.doc, state: update.state)
+            // One notice per doc per batch is plenty: the connection throttles them again anyway.
+            if outcome == .rateLimited && notifiedDoc != update.doc {
+                notifiedDoc = update.doc
+                let doc = update.doc
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
     }

@@ -223,9 +223,15 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// was an eventfd wake-up each when the shard runs on another loop).
     private func flushPresenceUpdates() {
         guard let target = presenceBatchShard else { return }
+        presenceBatchShard = nil
+        if target.eventLoop.inEventLoop {
+            // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
+            target.applyPresenceUpdates(self, presenceBatch)
+            presenceBatch.removeAll(keepingCapacity: true)
+            return
+        }
         let batch = presenceBatch
         presenceBatch.removeAll(keepingCapacity: true)
-        presenceBatchShard = nil
         target.updatePresence(self, batch)
     }
 
