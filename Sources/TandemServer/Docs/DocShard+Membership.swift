@@ -201,15 +201,42 @@ extension DocShard {
                     waiting[index] = DocState.PendingJoin(
                         connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
                 }
-                self.metrics.presenceUpdate(.accepted)
+                presenceOutcomes.add(.accepted)
                 return .accepted
             }
-            self.metrics.presenceUpdate(.notJoined)
+            presenceOutcomes.add(.notJoined)
             return .notJoined
         }
         let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-        self.metrics.presenceUpdate(outcome)
+        presenceOutcomes.add(outcome)
         if outcome == .accepted { docState.stats.presenceUpdates += 1 }
         return outcome
+    }
+}
+
+/// Presence updates by outcome, counted on the shard's loop and added to `tandem_presence_updates_total`
+/// at each tick.
+struct PresenceOutcomeCounts {
+    private var counts: (Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0)
+
+    mutating func add(_ outcome: PresenceUpdateOutcome) {
+        switch outcome {
+        case .accepted: counts.0 += 1
+        case .rateLimited: counts.1 += 1
+        case .suppressed: counts.2 += 1
+        case .notJoined: counts.3 += 1
+        case .disabled: counts.4 += 1
+        }
+    }
+
+    /// Adds the counts to the metric and starts again from zero.
+    mutating func flush(to metrics: TandemMetrics) {
+        let (accepted, rateLimited, suppressed, notJoined, disabled) = counts
+        counts = (0, 0, 0, 0, 0)
+        if accepted > 0 { metrics.presenceUpdate(.accepted, count: accepted) }
+        if rateLimited > 0 { metrics.presenceUpdate(.rateLimited, count: rateLimited) }
+        if suppressed > 0 { metrics.presenceUpdate(.suppressed, count: suppressed) }
+        if notJoined > 0 { metrics.presenceUpdate(.notJoined, count: notJoined) }
+        if disabled > 0 { metrics.presenceUpdate(.disabled, count: disabled) }
     }
 }

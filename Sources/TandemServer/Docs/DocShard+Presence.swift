@@ -54,6 +54,8 @@ extension DocShard {
         guard !stopped else { return }
         let started = clock.nowNanos()
         let nowMs = started / 1_000_000
+        // First: the updates this tick delivers are counted before their deltas are (on members' loops).
+        presenceOutcomes.flush(to: metrics)
         for (doc, docState) in docs where !docState.isLoading {
             let tick = docState.presence.tick(nowMs: nowMs)
             if tick.expired > 0 { metrics.presenceExpired.increment(by: Int64(tick.expired)) }

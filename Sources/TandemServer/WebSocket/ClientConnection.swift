@@ -35,7 +35,13 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
         var confirmed: Bool
     }
 
-    private var docs: [String: JoinedDoc] = [:]
+    private var docs: [String: JoinedDoc] = [:] {
+        didSet { presenceDeliveryDoc = nil }  // (no `oldValue`: mutations stay in place)
+    }
+    /// The doc `deliverPresence` last found in `docs`, cleared whenever `docs` changes: the check per
+    /// member per delta is then one string comparison (the delta's doc is the shard's own string, so equal
+    /// storage) instead of hashing the doc id (issue 14: the lookup was a fifth of `deliverPresence`).
+    private var presenceDeliveryDoc: String?
     /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate` (burst
     /// `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way around the
     /// presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
@@ -486,7 +492,11 @@ final class ClientConnection: DocMember, @unchecked Sendable {  // @unchecked: c
     /// counts the deltas written (true) in `tandem_fanout_*` once per hop.
     @discardableResult
     func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool {
-        guard !closing, docs[delta.doc] != nil else { return false }
+        guard !closing else { return false }
+        if presenceDeliveryDoc != delta.doc {
+            guard docs[delta.doc] != nil else { return false }
+            presenceDeliveryDoc = delta.doc
+        }
         if !writable || (!pendingPresence.isEmpty && pendingPresence[delta.doc] != nil) {
             pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             metrics.slowConsumerCoalesced.increment()
