@@ -7,7 +7,8 @@ import Testing
 /// (a speed regression test that is not a timing). A real `ClientConnection` and `DocShard` on one
 /// embedded loop (see `ConnectionLayerTests`), in steady state: every session joined, buffers grown.
 /// The ceilings are what the path costs now in a debug build; a change that adds an allocation per
-/// update or per delivered delta fails here. Lower them when the path gets cheaper.
+/// update or per delivered delta fails here. Lower them when the path gets cheaper. To see where each
+/// allocation comes from: `TANDEM_ALLOCATION_TRACE=1` and `scripts/allocation-trace.py` (docs/benchmarks.md).
 @Suite(.enabled(if: tandem_allocation_counter_available() == 1, "a sanitizer build keeps its own malloc"))
 struct PresenceAllocationTests {
     /// Allocations of one presence update, from its frame to its state being applied in the doc: the

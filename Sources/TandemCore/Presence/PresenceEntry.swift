@@ -94,22 +94,18 @@ public struct PresenceEntry: Sendable, Equatable {
         return bytes
     }
 
-    /// Appends `value` in decimal without going through a `String`.
+    /// Appends `value` in decimal without going through a `String`, digit by digit from the most
+    /// significant (an entry is spliced on every write, so this runs per entry per delta, node message and
+    /// Redis write: appending a slice of a digit buffer went through the generic sequence path).
     private static func appendDecimal(_ value: UInt64, to bytes: inout [UInt8]) {
-        guard value > 0 else { return bytes.append(UInt8(ascii: "0")) }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var v = value
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while v > 0 {
-                buffer[19 - count] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-                count += 1
-            }
-            bytes.append(contentsOf: buffer[(20 - count)...])
-        }
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        repeat {
+            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        } while divisor > 0
     }
 
     /// The state object, decoded (used off the hot path: resume, tests, status).
