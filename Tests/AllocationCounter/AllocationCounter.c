@@ -2,7 +2,10 @@
 // libc's for every library loaded), forwarding to glibc's exported implementations. Used only by the
 // allocation-counting tests (issue 14); the forwarding costs one thread-local read per call.
 #include <errno.h>
+#include <execinfo.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "AllocationCounter.h"
 
@@ -25,37 +28,53 @@ extern void *__libc_memalign(size_t, size_t);
 // Initial-exec thread-locals in the executable: reading them allocates nothing, so malloc may.
 static __thread int counting;
 static __thread long count;
+// `TANDEM_ALLOCATION_TRACE=1`: every counted allocation also writes its call stack to stderr (mangled
+// symbols; pipe through `swift demangle`), so a test's count can be broken down by where it comes from.
+static __thread int tracing;
+
+static void counted(void) {
+    count++;
+    if (!tracing) return;
+    // backtrace() may allocate (the unwinder is loaded on first use): not counted, not traced.
+    counting = 0;
+    void *frames[32];
+    int depth = backtrace(frames, 32);
+    static const char separator[] = "--- allocation\n";
+    (void)!write(2, separator, sizeof separator - 1);
+    backtrace_symbols_fd(frames, depth, 2);
+    counting = 1;
+}
 
 #ifndef TANDEM_SANITIZED
 void *malloc(size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     return __libc_malloc(size);
 }
 
 void *calloc(size_t n, size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     return __libc_calloc(n, size);
 }
 
 void *realloc(void *pointer, size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     return __libc_realloc(pointer, size);
 }
 
 void free(void *pointer) { __libc_free(pointer); }
 
 void *memalign(size_t alignment, size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     return __libc_memalign(alignment, size);
 }
 
 void *aligned_alloc(size_t alignment, size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     return __libc_memalign(alignment, size);
 }
 
 int posix_memalign(void **result, size_t alignment, size_t size) {
-    if (counting) count++;
+    if (counting) counted();
     void *pointer = __libc_memalign(alignment, size);
     if (pointer == NULL) return ENOMEM;
     *result = pointer;
@@ -73,6 +92,8 @@ int tandem_allocation_counter_available(void) {
 }
 
 void tandem_allocation_counter_start(void) {
+    const char *trace = getenv("TANDEM_ALLOCATION_TRACE");
+    tracing = trace != NULL && trace[0] == '1';
     count = 0;
     counting = 1;
 }

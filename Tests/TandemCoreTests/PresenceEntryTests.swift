@@ -12,7 +12,7 @@ import Testing
         ]).serialized
     }
 
-    @Test(arguments: [UInt64(0), 1, 9, 10, 12_345, PresenceEntry.maxVersion, UInt64.max])
+    @Test(arguments: [UInt64(0), 1, 9, 10, 99, 100, 12_345, 1_000_000, PresenceEntry.maxVersion, UInt64.max - 1, UInt64.max])
     func encodesTheWholeEntryWithSortedKeys(version: UInt64) throws {
         let state: JSONValue = .object([
             "z": .number("-1.5e3"), "a": .array([.string("\u{2028}\"\\\n"), .null, .bool(true)]), "é": .object([:]),

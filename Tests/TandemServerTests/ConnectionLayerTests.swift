@@ -344,9 +344,35 @@ import Testing
         leave.writeString(#"{"t":"leave","doc":"d1"}"#)
         alice.connection.receivedText(leave)
         alice.connection.readComplete()
-        fixture.loop.run()
+        fixture.loop.advanceTime(by: .milliseconds(50))  // (outcomes are counted at the tick)
         #expect(metric(fixture, accepted) == acceptedBefore + 3)
         #expect(metric(fixture, notJoined) == 0)
     }
 
+    /// `deliverPresence` remembers the doc it last found joined (issue 14: no hash of the doc id per member
+    /// per delta); any change of the connection's docs forgets it, so a delta of a doc the connection has
+    /// left, or not joined, is never written, and one of a doc joined again is.
+    @Test func aDeltaReachesAConnectionOnlyWhileItIsInTheDoc() throws {
+        let fixture = try Fixture()
+        let client = fixture.client
+        let entry = PresenceEntry(sid: "s9", user: "u9", name: "u9", role: .editor, node: "n", version: 1, state: .empty)
+        func delivered(_ doc: String) -> Bool {
+            let delta = PresenceDelta(doc: doc, joined: [entry], updated: [], left: [])
+            let written = client.connection.deliverPresence(delta, buffer: ServerFrame.text(delta.encoded, allocator: ByteBufferAllocator()))
+            client.connection.flushPresence()
+            return written
+        }
+        #expect(!delivered("d1"))
+        client.receive(#"{"t":"join","doc":"d1"}"#)
+        #expect(delivered("d1") && delivered("d1"))
+        #expect(!delivered("d2"))
+        client.receive(#"{"t":"leave","doc":"d1"}"#)
+        #expect(!delivered("d1"))
+        client.receive(#"{"t":"join","doc":"d1"}"#)
+        #expect(delivered("d1"))
+        client.receive(#"{"t":"join","doc":"d2"}"#)
+        #expect(delivered("d2") && delivered("d1"))
+        client.receive(#"{"t":"leave","doc":"d2"}"#)
+        #expect(!delivered("d2") && delivered("d1"))
+    }
 }

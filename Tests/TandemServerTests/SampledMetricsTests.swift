@@ -93,7 +93,9 @@ import Testing
         await carol.socket.close()
         try await waitUntil("the activity is counted") {
             let now = metrics.statusSnapshot()
-            return now.connectionsClosed >= 1 && now.presenceFanoutMessages >= 2 && (now.syncLag.counts.last ?? 0) >= 3
+            // (Presence updates are added to their counter at the shard's next tick.)
+            return now.connectionsClosed >= 1 && now.presenceFanoutMessages >= 2 && now.presenceUpdates >= 2
+                && (now.syncLag.counts.last ?? 0) >= 3
         }
 
         let (direct, exposition) = try await readTogether(metrics)

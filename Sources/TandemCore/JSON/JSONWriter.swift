@@ -92,6 +92,11 @@ public struct JSONWriter {
         bytes.append(contentsOf: json)
     }
 
+    /// Appends a presence entry's encoding, spliced straight into the output.
+    public mutating func entry(_ entry: PresenceEntry) {
+        entry.appendEncoded(to: &bytes)
+    }
+
     public mutating func integer(_ value: some BinaryInteger) {
         utf8(String(value))
     }

@@ -27,7 +27,7 @@ public enum NodeMessage: Equatable, Sendable {
             w.key("k"); w.string("p"); w.comma()
             w.key("n"); w.string(node); w.comma()
             if full { w.key("full"); w.bool(true); w.comma() }
-            w.key("u"); w.array(upserts) { w, e in w.raw(e.encoded) }; w.comma()
+            w.key("u"); w.array(upserts) { w, e in w.entry(e) }; w.comma()
             w.key("r"); w.array(removals) { w, s in w.string(s) }
         case .nodesGone(let nodes):
             w.key("k"); w.string("g"); w.comma()

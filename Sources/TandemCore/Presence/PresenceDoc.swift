@@ -173,15 +173,23 @@ public struct PresenceDoc {
     public mutating func offerUpdate(sid: String, state: PresenceState, nowMs: UInt64) -> PresenceUpdateOutcome {
         guard let session = local[sid], session.detachedUntilMs == nil, let entry = view[sid] else { return .notJoined }
         if isLarge && entry.role == .viewer { return .suppressed }
-        if buckets[entry.user, default: TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)]
-            .take(nowMs: nowMs)
-        {
+        if takeToken(user: entry.user, nowMs: nowMs) {
             if session.deferredState != nil { local[sid]?.deferredState = nil }
             apply(state, to: entry)
             return .accepted
         }
         local[sid]?.deferredState = state
         return .rateLimited
+    }
+
+    /// Takes a token from `user`'s bucket in this doc. (Not `buckets[user, default: …]`: its accessor
+    /// and default closure allocated on every update in a debug build.)
+    private mutating func takeToken(user: String, nowMs: UInt64) -> Bool {
+        if let index = buckets.index(forKey: user) { return buckets.values[index].take(nowMs: nowMs) }
+        var bucket = TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)
+        let taken = bucket.take(nowMs: nowMs)
+        buckets[user] = bucket
+        return taken
     }
 
     private mutating func apply(_ state: PresenceState, to entry: PresenceEntry) {
@@ -402,10 +410,7 @@ public struct PresenceDoc {
                 leave(sid: sid)
                 expired += 1
             } else if let state = session.deferredState, let entry = view[sid] {
-                let user = entry.user
-                if buckets[user, default: TokenBucket(rate: settings.rate, burst: settings.burst, nowMs: nowMs)]
-                    .take(nowMs: nowMs)
-                {
+                if takeToken(user: entry.user, nowMs: nowMs) {
                     local[sid]?.deferredState = nil
                     apply(state, to: entry)
                 }
@@ -475,16 +480,18 @@ public struct PresenceDoc {
             needsFullWrite = false
             lastRefreshMs = nowMs
             let all = local.keys.compactMap { view[$0] }
-            pendingUpserts.removeAll()
-            pendingDeletes.removeAll()
-            silentDeletes.removeAll()
+            pendingUpserts.removeAll(keepingCapacity: true)
+            pendingDeletes.removeAll(keepingCapacity: true)
+            silentDeletes.removeAll(keepingCapacity: true)
             return PresenceWrite(
                 upserts: all, deletes: [], full: true, refresh: true,
                 publish: .presence(node: settings.nodeID, upserts: all, removals: [], full: true))
         }
         guard !pendingUpserts.isEmpty || !pendingDeletes.isEmpty || refreshDue else { return nil }
         if refreshDue { lastRefreshMs = nowMs }
-        let upserts = pendingUpserts.compactMap { view[$0] }
+        var upserts: [PresenceEntry] = []
+        upserts.reserveCapacity(pendingUpserts.count)
+        for sid in pendingUpserts { if let entry = view[sid] { upserts.append(entry) } }
         let deletes = Array(pendingDeletes)
         let announcedDeletes = deletes.filter { !silentDeletes.contains($0) }
         pendingUpserts.removeAll(keepingCapacity: true)
@@ -507,7 +514,7 @@ public struct PresenceDoc {
             case (let entry?, nil):
                 joined.append(entry)
                 announced[sid] = entry
-            case (let entry?, let old?) where old.version != entry.version || old.encoded != entry.encoded:
+            case (let entry?, let old?) where old != entry:
                 updated.append(entry)
                 announced[sid] = entry
             case (let entry?, _?) where listedStale.contains(sid):

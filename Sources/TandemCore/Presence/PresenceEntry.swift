@@ -1,13 +1,15 @@
 /// One session's presence in one document.
 ///
 /// The same JSON encoding is used for clients (ENTRY in protocol v1), for the Redis hash and for
-/// node-to-node messages, so an entry is encoded once when it changes and then only copied:
+/// node-to-node messages:
 /// `{"name":…,"node":…,"role":…,"sid":…,"state":{…},"user":…,"v":N}` (sorted keys; `node` and `v` are
 /// informational for clients: the node serving the session and its per-session version).
 ///
 /// The fields around the state never change while the session keeps its node, so they are encoded once
-/// (`Identity`) and a new state or version is spliced between them: an update costs one array, not a
-/// dictionary of seven values sorted and written out again (issue 14).
+/// (`Identity`), and an entry is only those shared bytes, its version and its state's bytes: it is
+/// spliced together where it is written (a delta, a `joined` list, a Redis write, a node message), so an
+/// accepted update allocates nothing for its entry (issue 14: the spliced copy per update was one of the
+/// last allocations of the hot path).
 public struct PresenceEntry: Sendable, Equatable {
     /// What stays the same across a session's updates, shared by all its entries (one reference to
     /// retain when an entry is copied into the view, a delta, a write).
@@ -42,6 +44,11 @@ public struct PresenceEntry: Sendable, Equatable {
             t.key("v")
             userAndVersionKey = t.bytes
         }
+
+        /// Same fields (both byte runs hold all of them).
+        func isSame(as other: Identity) -> Bool {
+            self === other || (head == other.head && userAndVersionKey == other.userAndVersionKey)
+        }
     }
 
     private let identity: Identity
@@ -53,9 +60,8 @@ public struct PresenceEntry: Sendable, Equatable {
     public var node: String { identity.node }
     /// Increases with every accepted state change of the session; newer wins when views merge.
     public let version: UInt64
-    /// The state, as its canonical bytes (also spliced into `encoded`).
+    /// The state, as its canonical bytes (spliced into the entry's encoding).
     public let stateBytes: PresenceState
-    public let encoded: [UInt8]
 
     public init(sid: String, user: String, name: String, role: Role, node: String, version: UInt64, state: PresenceState) {
         self.init(identity: Identity(sid: sid, user: user, name: name, role: role, node: node), version: version, state: state)
@@ -65,32 +71,41 @@ public struct PresenceEntry: Sendable, Equatable {
         self.identity = identity
         self.version = version
         self.stateBytes = state
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(identity.head.count + state.bytes.count + identity.userAndVersionKey.count + 21)
-        encoded.append(contentsOf: identity.head)
-        encoded.append(contentsOf: state.bytes)
-        encoded.append(contentsOf: identity.userAndVersionKey)
-        Self.appendDecimal(version, to: &encoded)
-        encoded.append(UInt8(ascii: "}"))
-        self.encoded = encoded
     }
 
-    /// Appends `value` in decimal without going through a `String`.
+    /// How many bytes `appendEncoded` appends (at most: the version is counted at its longest).
+    public var encodedCapacity: Int { identity.head.count + stateBytes.bytes.count + identity.userAndVersionKey.count + 21 }
+
+    /// Appends the entry's JSON encoding: the shared fields with the state and version spliced in.
+    public func appendEncoded(to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: identity.head)
+        bytes.append(contentsOf: stateBytes.bytes)
+        bytes.append(contentsOf: identity.userAndVersionKey)
+        Self.appendDecimal(version, to: &bytes)
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// The entry's JSON encoding as its own array (off the hot path: tests, tools; writers splice it
+    /// with `appendEncoded`).
+    public var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(encodedCapacity)
+        appendEncoded(to: &bytes)
+        return bytes
+    }
+
+    /// Appends `value` in decimal without going through a `String`, digit by digit from the most
+    /// significant (an entry is spliced on every write, so this runs per entry per delta, node message and
+    /// Redis write: appending a slice of a digit buffer went through the generic sequence path).
     private static func appendDecimal(_ value: UInt64, to bytes: inout [UInt8]) {
-        guard value > 0 else { return bytes.append(UInt8(ascii: "0")) }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var v = value
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while v > 0 {
-                buffer[19 - count] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-                count += 1
-            }
-            bytes.append(contentsOf: buffer[(20 - count)...])
-        }
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        repeat {
+            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        } while divisor > 0
     }
 
     /// The state object, decoded (used off the hot path: resume, tests, status).
@@ -111,9 +126,9 @@ public struct PresenceEntry: Sendable, Equatable {
         PresenceEntry(sid: sid, user: user, name: name, role: role, node: node, version: version, state: stateBytes)
     }
 
-    /// Entries are equal when they say the same thing: `encoded` holds every field.
+    /// Entries are equal when they say the same thing (the same encoding).
     public static func == (lhs: PresenceEntry, rhs: PresenceEntry) -> Bool {
-        lhs.version == rhs.version && lhs.encoded == rhs.encoded
+        lhs.version == rhs.version && lhs.stateBytes == rhs.stateBytes && lhs.identity.isSame(as: rhs.identity)
     }
 
     /// The largest version an entry may carry: 2^53 − 1, the largest integer a JavaScript client reads

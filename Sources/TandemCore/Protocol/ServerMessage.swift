@@ -44,7 +44,7 @@ public enum ServerMessage {
         w.key("doc"); w.string(doc); w.comma()
         w.key("role"); w.string(role.rawValue); w.comma()
         if let clock { w.key("clock"); w.integer(clock); w.comma() }
-        w.key("presence"); w.array(presence) { w, e in w.raw(e.encoded) }
+        w.key("presence"); w.array(presence) { w, e in w.entry(e) }
         w.closeObject()
         return w.bytes
     }
@@ -54,8 +54,8 @@ public enum ServerMessage {
         w.openObject()
         w.key("t"); w.string("presence"); w.comma()
         w.key("doc"); w.string(doc); w.comma()
-        w.key("joined"); w.array(joined) { w, e in w.raw(e.encoded) }; w.comma()
-        w.key("updated"); w.array(updated) { w, e in w.raw(e.encoded) }; w.comma()
+        w.key("joined"); w.array(joined) { w, e in w.entry(e) }; w.comma()
+        w.key("updated"); w.array(updated) { w, e in w.entry(e) }; w.comma()
         w.key("left"); w.array(left) { w, s in w.string(s) }
         w.closeObject()
         return w.bytes

@@ -165,18 +165,26 @@ extension DocShard {
     }
 
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
-    /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it).
+    /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it). A
+    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure).
     func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
-        onLoop {
-            var notifiedDoc: String?
-            for update in updates {
-                let outcome = self.applyPresenceUpdate(connection, doc: update.doc, state: update.state)
-                // One notice per doc per batch is plenty: the connection throttles them again anyway.
-                if outcome == .rateLimited && notifiedDoc != update.doc {
-                    notifiedDoc = update.doc
-                    let doc = update.doc
-                    connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
-                }
+        if eventLoop.inEventLoop { return applyPresenceUpdates(connection, updates) }
+        eventLoop.execute { self.applyPresenceUpdates(connection, updates) }
+    }
+
+    /// Applies a read burst's presence updates; on the shard's loop only.
+    func applyPresenceUpdates(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
+        eventLoop.preconditionInEventLoop()
+        var notifiedDoc: String?
+        // By index: iterating the array allocated an iterator per element in a debug build.
+        for index in updates.indices {
+            let update = updates[index]
+            let outcome = applyPresenceUpdate(connection, doc: update.doc, state: update.state)
+            // One notice per doc per batch is plenty: the connection throttles them again anyway.
+            if outcome == .rateLimited && notifiedDoc != update.doc {
+                notifiedDoc = update.doc
+                let doc = update.doc
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
     }
@@ -193,15 +201,42 @@ extension DocShard {
                     waiting[index] = DocState.PendingJoin(
                         connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
                 }
-                self.metrics.presenceUpdate(.accepted)
+                presenceOutcomes.add(.accepted)
                 return .accepted
             }
-            self.metrics.presenceUpdate(.notJoined)
+            presenceOutcomes.add(.notJoined)
             return .notJoined
         }
         let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-        self.metrics.presenceUpdate(outcome)
+        presenceOutcomes.add(outcome)
         if outcome == .accepted { docState.stats.presenceUpdates += 1 }
         return outcome
+    }
+}
+
+/// Presence updates by outcome, counted on the shard's loop and added to `tandem_presence_updates_total`
+/// at each tick.
+struct PresenceOutcomeCounts {
+    private var counts: (Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0)
+
+    mutating func add(_ outcome: PresenceUpdateOutcome) {
+        switch outcome {
+        case .accepted: counts.0 += 1
+        case .rateLimited: counts.1 += 1
+        case .suppressed: counts.2 += 1
+        case .notJoined: counts.3 += 1
+        case .disabled: counts.4 += 1
+        }
+    }
+
+    /// Adds the counts to the metric and starts again from zero.
+    mutating func flush(to metrics: TandemMetrics) {
+        let (accepted, rateLimited, suppressed, notJoined, disabled) = counts
+        counts = (0, 0, 0, 0, 0)
+        if accepted > 0 { metrics.presenceUpdate(.accepted, count: accepted) }
+        if rateLimited > 0 { metrics.presenceUpdate(.rateLimited, count: rateLimited) }
+        if suppressed > 0 { metrics.presenceUpdate(.suppressed, count: suppressed) }
+        if notJoined > 0 { metrics.presenceUpdate(.notJoined, count: notJoined) }
+        if disabled > 0 { metrics.presenceUpdate(.disabled, count: disabled) }
     }
 }

@@ -32,6 +32,9 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     /// a second later must still count.
     var recentDepartures: [DocUser: UInt64] = [:]
     var departuresPrunedAtMs: UInt64 = 0
+    /// Presence updates applied since the last tick, by outcome: added to the metric once per tick
+    /// (`flushPresenceOutcomes`), not once per update (issue 14: a locked counter per update).
+    var presenceOutcomes = PresenceOutcomeCounts()
     var tasks: [RepeatedTask] = []
     var stopped = false
     /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).
@@ -160,6 +163,7 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     func shutdown() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit {
             self.stopped = true
+            self.presenceOutcomes.flush(to: self.metrics)
             self.tasks.forEach { $0.cancel() }
             self.loopProbe?.cancel()
             var writes: [EventLoopFuture<Void>] = []

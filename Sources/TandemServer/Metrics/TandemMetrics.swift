@@ -346,7 +346,7 @@ public final class TandemMetrics: Sendable {
     }
 
     public func connectionClosed(_ reason: CloseReason) { connectionsClosed[reason]!.increment() }
-    public func presenceUpdate(_ outcome: PresenceUpdateOutcome) { presenceUpdates[outcome]!.increment() }
+    public func presenceUpdate(_ outcome: PresenceUpdateOutcome, count: Int64 = 1) { presenceUpdates[outcome]!.increment(by: count) }
     public func protocolError(_ code: ErrorCode) { protocolErrors[code]!.increment() }
     public func syncPush(_ action: String) { syncPushes[action]?.increment() }
     public func clientLimitReached(_ limit: ClientLimit) { limitRejections[limit]!.increment() }

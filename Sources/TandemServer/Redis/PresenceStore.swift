@@ -23,7 +23,7 @@ final class PresenceStore: Sendable {
         args.reserveCapacity(args.count + write.upserts.count * 2 + write.deletes.count)
         for entry in write.upserts {
             args.append(entry.sid)
-            args.append(entry.encoded)
+            args.append(entry)
         }
         for sid in write.deletes { args.append(sid) }
         return redis.evalScript(
@@ -45,4 +45,9 @@ final class PresenceStore: Sendable {
             on: loop
         ).map { value in (value.array ?? []).compactMap(\.string) }
     }
+}
+
+/// An entry goes into the Redis write as its encoding, spliced straight into the command's buffer.
+extension PresenceEntry: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { appendEncoded(to: &buffer) }
 }

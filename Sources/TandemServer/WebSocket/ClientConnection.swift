@@ -42,7 +42,13 @@ final class ClientConnection: DocMember, Sendable {
         /// Writes the text frames this connection sends, framed already (see `PreframedWriter`; a channel
         /// handler, so on the loop too).
         fileprivate let preframed: PreframedWriter
-        fileprivate var docs: [String: JoinedDoc] = [:]
+        fileprivate var docs: [String: JoinedDoc] = [:] {
+            didSet { presenceDeliveryDoc = nil }  // (no `oldValue`: mutations stay in place)
+        }
+        /// The doc `deliverPresence` last found in `docs`, cleared whenever `docs` changes: the check per
+        /// member per delta is then one string comparison (the delta's doc is the shard's own string, so
+        /// equal storage) instead of hashing the doc id (issue 14: the lookup was a fifth of `deliverPresence`).
+        fileprivate var presenceDeliveryDoc: String?
         /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate`
         /// (burst `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way
         /// around the presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
@@ -249,9 +255,15 @@ final class ClientConnection: DocMember, Sendable {
     private func flushPresenceUpdates() {
         let local = confined.value
         guard let target = local.presenceBatchShard else { return }
+        local.presenceBatchShard = nil
+        if target.eventLoop.inEventLoop {
+            // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
+            target.applyPresenceUpdates(self, local.presenceBatch)
+            local.presenceBatch.removeAll(keepingCapacity: true)
+            return
+        }
         let batch = local.presenceBatch
         local.presenceBatch.removeAll(keepingCapacity: true)
-        local.presenceBatchShard = nil
         target.updatePresence(self, batch)
     }
 
@@ -488,7 +500,11 @@ final class ClientConnection: DocMember, Sendable {
     @discardableResult
     func deliverPresence(_ delta: PresenceDelta, buffer frame: ByteBuffer) -> Bool {
         let local = confined.value
-        guard !local.closing, local.docs[delta.doc] != nil else { return false }
+        guard !local.closing else { return false }
+        if local.presenceDeliveryDoc != delta.doc {
+            guard local.docs[delta.doc] != nil else { return false }
+            local.presenceDeliveryDoc = delta.doc
+        }
         if !local.writable || (!local.pendingPresence.isEmpty && local.pendingPresence[delta.doc] != nil) {
             local.pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
             metrics.slowConsumerCoalesced.increment()

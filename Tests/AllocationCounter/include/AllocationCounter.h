@@ -9,7 +9,8 @@
 void tandem_allocation_counter_start(void);
 /// 1 when allocations are counted; 0 in a sanitizer build, whose malloc must not be replaced.
 int tandem_allocation_counter_available(void);
-/// Stops counting and returns the count since `start`.
+/// Stops counting and returns the count since `start`. With `TANDEM_ALLOCATION_TRACE=1` in the
+/// environment, each counted allocation's call stack is written to stderr.
 long tandem_allocation_counter_stop(void);
 
 #endif
