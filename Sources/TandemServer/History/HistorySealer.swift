@@ -148,7 +148,7 @@ final class HistorySealer: Sendable {
                         clock: last.clock, atMs: last.committedAtMs, lastCheckpoint: lastVersion?.clock ?? 0,
                         lastCheckpointAtMs: lastVersion?.atMs ?? 0)
                 return Plan(
-                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(HistoryCodec.encodeSegment(commits)),
+                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(Self.segmentParts(commits)),
                     wantsCheckpoint: checkpoint, previousVersion: lastVersion?.clock ?? 0)
             }.flatMap { plan in
                 guard let plan else { return loop.makeSucceededFuture(.nothing(sealed: sealed)) }
@@ -160,6 +160,11 @@ final class HistorySealer: Sendable {
                 }
             }
         }
+    }
+
+    private static func segmentParts(_ commits: [CommitNotice]) -> [[UInt8]] {
+        let parts = HistoryCodec.encodeSegmentParts(commits)
+        return [parts.columns, parts.ops]
     }
 
     private struct Plan: Sendable {
