@@ -448,7 +448,8 @@ for scenario in "${SCENARIOS[@]}"; do
     history-at)
         echo; echo "=== history-at: scripts/history-at.py ${HISTORY_AT_ARGS:-}"
         machine_state
-        start_servers history-at
+        # One connection builds the doc as fast as the node commits: above the per-connection message rate.
+        TANDEM_EXTRA="${TANDEM_EXTRA:-} --max-messages-per-sec 100000" start_servers history-at
         # shellcheck disable=SC2086
         python3 scripts/history-at.py "$WS_PORT" "$OPS_PORT" "$REDIS_PORT" ${HISTORY_AT_ARGS:-} | tee "$OUT/history-at.txt" \
             || FAILED+=(history-at)

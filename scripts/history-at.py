@@ -5,7 +5,7 @@
     scripts/history-at.py WS_PORT OPS_PORT REDIS_PORT [--records 1000] [--commits 100000] [--reads 500]
 
 1. Builds the doc through the protocol like any client: one push puts `--records` records (100 at a
-   time), then `--commits` pushes each patch one field of a random record (64 in flight, one connection,
+   time), then `--commits` pushes each patch one field of a random record (32 in flight, one connection,
    `presence: none`).
 2. Waits until the sealer has sealed all but the live tail (`tandem:{D}:hsealed`, read from Redis).
 3. Reads `GET /api/docs/{D}/at?clock=N` `--reads` times at uniformly random clocks 1..head, one at a
@@ -124,7 +124,7 @@ def main():
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--commits", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=500)
-    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=15)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -149,32 +149,46 @@ def main():
         pushes.append(ops)
     for k in range(args.commits):
         pushes.append({f"r{rng.randrange(args.records)}": ["patch", {"n": ["put", k]}]})
-    total, sent, answered, refused, next_log = len(pushes), 0, 0, {}, time.time() + 5
+    # A push refused (busy doc: `unavailable` with retryAfterMs) is sent again, as clients do.
+    total, sent, answered, in_flight, refused, next_log = len(pushes), 0, 0, 0, {}, time.time() + 5
     result_clock = re.compile(rb'"t":"result".*?"clock":(\d+)')
-    error_code = re.compile(rb'"t":"error".*?"code":"([a-z_]+)"')
-    pending = []
+    error = re.compile(rb'"t":"error".*?"code":"([a-z_]+)"')
+    error_id = re.compile(rb'"id":(\d+)')
+    retry, retry_at = [], 0.0
     while answered < total:
-        while sent < total and sent - answered < args.window:
-            ws.send(json.dumps({"t": "push", "doc": doc, "id": sent + 1, "base": head, "ops": pushes[sent]},
-                               separators=(",", ":")))
-            pending.append(sent)
-            sent += 1
+        def send(k):
+            ws.send(json.dumps({"t": "push", "doc": doc, "id": k + 1, "base": head, "ops": pushes[k]}, separators=(",", ":")))
+        while in_flight < args.window and ((retry and time.time() >= retry_at) or sent < total):
+            if retry and time.time() >= retry_at:
+                send(retry.pop())
+            else:
+                send(sent)
+                sent += 1
+            in_flight += 1
         for m in ws.messages():
             found = result_clock.search(m)
             if found:
                 head = max(head, int(found.group(1)))
                 answered += 1
+                in_flight -= 1
                 continue
-            code = error_code.search(m)
+            code = error.search(m)
             if code:
-                refused[code.group(1).decode()] = refused.get(code.group(1).decode(), 0) + 1
-                answered += 1
+                in_flight -= 1
+                name = code.group(1).decode()
+                refused[name] = refused.get(name, 0) + 1
+                k = error_id.search(m)
+                if name in ("unavailable", "rate_limited") and k:
+                    retry.append(int(k.group(1)) - 1)
+                    retry_at = time.time() + 0.05
+                else:
+                    answered += 1
         if time.time() > next_log:
-            print(f"  building: {answered}/{total} pushes answered, head {head}", flush=True)
+            print(f"  building: {answered}/{total} pushes answered, head {head}, refused {refused or 'none'}", flush=True)
             next_log = time.time() + 5
     built = time.time() - started
     print(f"built {doc}: {args.records} records, head {head} after {total} pushes in {built:.1f} s "
-          f"({total / built:.0f}/s); refused: {refused or 'none'}")
+          f"({total / built:.0f}/s); refused and sent again: {refused or 'none'}")
 
     redis = Redis(args.redis_port)
     key = f"tandem:{{{doc}}}:hsealed"
