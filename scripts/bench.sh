@@ -18,6 +18,8 @@
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
 #   scripts/bench.sh history                 # sync-large with version history's cost in Redis (issue 15)
+#   scripts/bench.sh history-at              # /at latency on a doc of 1,000 records and 100,000 commits
+#                                            # (HISTORY_AT_ARGS: scripts/history-at.py options)
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
@@ -441,6 +443,17 @@ for scenario in "${SCENARIOS[@]}"; do
     # ratio to the compressed ops ($OUT/history.history.txt). history-small is a light run for a quick figure.
     history) run_scenario history sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     history-small) run_scenario history-small sync --editors 20 --docs 2 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
+    # /at on a big doc (issue 15: p99 <= 50 ms at 1,000 records and 100,000 commits): scripts/history-at.py
+    # builds the doc through the protocol, waits for the sealer, then times /at at random clocks.
+    history-at)
+        echo; echo "=== history-at: scripts/history-at.py ${HISTORY_AT_ARGS:-}"
+        machine_state
+        # One connection builds the doc as fast as the node commits: above the per-connection message rate.
+        TANDEM_EXTRA="${TANDEM_EXTRA:-} --max-messages-per-sec 100000" start_servers history-at
+        # shellcheck disable=SC2086
+        python3 scripts/history-at.py "$WS_PORT" "$OPS_PORT" "$REDIS_PORT" ${HISTORY_AT_ARGS:-} | tee "$OUT/history-at.txt" \
+            || FAILED+=(history-at)
+        stop_all ;;
     # Sync under load (issue 8). 1,000 editors over 200 docs: 10,000 pushes/s offered (CPU and Redis commands
     # per commit), 20,000/s (the overload target: most committed, answered fast, the rest refused with a hint,
     # nothing unanswered), then 2× and 4× that (goodput must hold). One doc with 50 editors at 15,000/s.
@@ -468,7 +481,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo

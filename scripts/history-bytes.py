@@ -10,6 +10,7 @@ Prints bytes per commit and the ratio history bytes / compressed ops (the issue'
 Only reads; a small RESP client, no dependencies.
 """
 import json
+import os
 import socket
 import sys
 import zlib
@@ -64,6 +65,9 @@ def main():
     port = int(sys.argv[1])
     prefix = sys.argv[2] if len(sys.argv) > 2 else ""
     r = Redis(port)
+    # HISTORY_DUMP=FILE: also write every doc's decoded segments there (one JSON line per doc), to try
+    # other layouts offline.
+    dump_path = os.environ.get("HISTORY_DUMP")
     cursor, keys = b"0", []
     while True:
         cursor, batch = r.call("SCAN", cursor, "MATCH", "tandem:{%s*}:hsegs" % prefix, "COUNT", 1000)
@@ -80,16 +84,23 @@ def main():
             used = r.call("MEMORY", "USAGE", base + name, "SAMPLES", 0) or 0
             per_key[name] += used
             memory += used
+        dump = [] if dump_path else None
         flat = r.call("HGETALL", key)
         segments = sorted((int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2))
         total_segments += len(segments)
         total_segment_blobs += sum(len(blob) for _, blob in segments)
         ops = []
         for _, blob in segments:
-            for commit_ops in json.loads(unpack(blob))["ops"]:
+            segment = json.loads(unpack(blob))
+            if dump is not None:
+                dump.append(segment)
+            for commit_ops in segment["ops"]:
                 ops.append(json.dumps(commit_ops, separators=(",", ":"), sort_keys=True).encode())
         raw = b"\n".join(ops)
         total_bytes += memory
+        if dump_path:
+            with open(dump_path, "a") as f:
+                f.write(json.dumps({"doc": key.decode(), "segments": dump}) + "\n")
         total_commits += len(ops)
         total_ops += len(raw)
         total_zops += len(zlib.compress(raw, 6))

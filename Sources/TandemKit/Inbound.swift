@@ -31,6 +31,10 @@ enum Inbound {
     case patch(doc: String, clock: UInt64, ops: Ops, by: String?, id: Int?)
     case result(doc: String, id: Int, action: String, clock: UInt64?, ops: Ops?, reason: String?)
     case left(doc: String)
+    /// History answers (docs/protocol.md "Version history").
+    case history(doc: String, head: UInt64, versions: [HistoryVersion], more: Bool)
+    case at(doc: String, clock: UInt64, atMs: UInt64, records: [String: JSONValue], more: Bool)
+    case restored(doc: String, restoredFrom: UInt64, clock: UInt64?)
     case error(ServerError)
     case pong
     case ignored
@@ -112,6 +116,18 @@ enum Inbound {
         case "left":
             guard let doc else { return nil }
             self = .left(doc: doc)
+        case "history":
+            guard let doc, let head = json["head"]?.uint64 else { return nil }
+            self = .history(
+                doc: doc, head: head,
+                versions: (json["versions"]?.arrayValue ?? []).compactMap { try? HistoryVersion(json: $0.serialized) },
+                more: json["more"]?.boolValue ?? false)
+        case "at":
+            guard let doc, let clock = json["clock"]?.uint64, let records = json["records"]?.objectValue else { return nil }
+            self = .at(doc: doc, clock: clock, atMs: json["at"]?.uint64 ?? 0, records: records, more: json["more"]?.boolValue ?? false)
+        case "restored":
+            guard let doc, let from = json["restoredFrom"]?.uint64 else { return nil }
+            self = .restored(doc: doc, restoredFrom: from, clock: json["clock"]?.uint64)
         case "error":
             self = .error(ServerError(
                 code: json["code"]?.stringValue ?? "unknown", message: json["message"]?.stringValue ?? "",

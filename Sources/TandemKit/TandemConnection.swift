@@ -33,6 +33,8 @@ public actor TandemConnection {
     private var stateObservers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
     private var openWaiters: [CheckedContinuation<Welcome, any Error>] = []
     private var tickets: [Int: CheckedContinuation<PushOutcome, any Error>] = [:]
+    /// History requests (`History.swift`), the first one in flight.
+    var historyQueue: [HistoryRequest] = []
     private var nextID = 1
     private var attempt = 0
     private var urlIndex = 0
@@ -240,6 +242,7 @@ public actor TandemConnection {
 
     func leave(_ doc: String) {
         guard let entry = docs.removeValue(forKey: doc) else { return }
+        failHistory(doc: doc, .left(doc: doc))
         // Its pending edits fail with `.left`: none may come back in a later process.
         configuration.store?.remove(doc)
         if isOpen, entry.role != nil { send(Outbound.leave(doc: doc)) }
@@ -371,6 +374,7 @@ public actor TandemConnection {
             perform(entry.sync.joined(clock: clock), entry)
             // Presence set while the join was on its way: send the newest.
             if let state = entry.presence, state != entry.joinSentState { try? setPresence(doc, state) }
+            pumpHistory()
         case .presence(let doc, let joined, let updated, let left):
             guard let entry = docs[doc] else { return false }
             entry.members.apply(joined: joined, updated: updated, left: left)
@@ -390,7 +394,9 @@ public actor TandemConnection {
         case .left(let doc):
             docs[doc]?.role = nil
         case .error(let error):
-            serverError(error)
+            if !historyReceived(message) { serverError(error) }
+        case .history, .at, .restored:
+            _ = historyReceived(message)
         case .pong, .ignored:
             break
         }
@@ -430,6 +436,7 @@ public actor TandemConnection {
     }
 
     private func connectionLost() {
+        historyConnectionLost()
         for entry in docs.values {
             entry.sync.disconnected()
             entry.throttle.reset()
@@ -567,6 +574,10 @@ public actor TandemConnection {
                 doc: entry.id, state: entry.presence, since: entry.sync.since, schema: entry.schema, presence: entry.presenceMode))
     }
 
+    func hasDoc(_ doc: String) -> Bool { docs[doc] != nil }
+    func historyJoined(_ doc: String) -> Bool { isOpen && docs[doc]?.role != nil }
+    func sendText(_ text: String) { send(text) }
+
     private func send(_ text: String) {
         guard isOpen else { return }
         socket?.send(text: text)
@@ -607,6 +618,7 @@ public actor TandemConnection {
         openWaiters = []
         for waiter in tickets.values { waiter.resume(throwing: failure) }
         tickets = [:]
+        failHistory(doc: nil, failure)
         for entry in docs.values {
             for waiter in entry.readyWaiters { waiter.resume(throwing: failure) }
             entry.readyWaiters = []

@@ -10,15 +10,24 @@ import TandemCore
         CommitNotice(clock: clock, ops: json(ops), by: by, node: "n1", pushID: .number(clock), committedAtMs: at)
     }
 
+    /// What a segment keeps of a commit: everything but a push id that is not a note (an object).
+    private func sealed(_ commit: CommitNotice) -> CommitNotice {
+        var kept = commit
+        if kept.pushID?.isObject != true { kept.pushID = nil }
+        return kept
+    }
+
     @Test func segmentsRoundTripAndRefuseGapsAndGarbage() throws {
         let commits = [commit(5, #"{"a":["put",{"x":1}]}"#), commit(6, #"{"a":["patch",{"x":["put",2]}]}"#, by: "s2", at: 1_001)]
         let decoded = try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(commits))
-        #expect(decoded == commits)
-        // A node's clock may step back: times are deltas and may be negative; push ids may be absent.
+        #expect(decoded == commits.map(sealed))
+        // A node's clock may step back: times are deltas and may be negative; push ids may be absent, and
+        // a note (a fork's) is kept.
         var skewed = (7...10).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0 % 2)", at: [500, 400, 900, 900][$0 - 7]) }
         skewed[1].pushID = nil
         skewed[2].node = "n2"
-        #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(skewed)) == skewed)
+        skewed[3].pushID = json(#"{"forkOf":"d","clock":3}"#)
+        #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(skewed)) == skewed.map(sealed))
         #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment([])) == [])
         #expect(throws: HistoryError.self) { try HistoryCodec.decodeSegment(Array("not json".utf8)) }
         for bad in [
@@ -28,9 +37,40 @@ import TandemCore
             #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[-1],"id":[1],"ops":[{}]}"#,
             #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[1],"id":[1],"ops":[[]]}"#,
             #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[9223372036854775807,1],"id":[1,1],"ops":[{},{}]}"#,
+            #"{"v":2,"first":1,"sessions":["s"],"nodes":["n"],"by":[0],"node":[0],"at":[1],"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":"AA","node":"A","at":[1],"notes":{},"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":"B","node":"A","at":[1],"notes":{},"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":"*","node":"A","at":[1],"notes":{},"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":"A","node":"A","at":[1],"notes":{"1":{}},"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":"A","node":"A","at":[1],"notes":{"x":{}},"ops":[{}]}"#,
+            #"{"v":3,"first":1,"sessions":["s"],"nodes":["n"],"by":7,"node":"A","at":[1],"notes":{},"ops":[{}]}"#,
         ] {
             #expect(throws: HistoryError.self, "\(bad)") { try HistoryCodec.decodeSegment(Array(bad.utf8)) }
         }
+    }
+
+    /// v3's form: one character per commit for `by`/`node` up to 64 sessions, index arrays beyond; no
+    /// push ids; and v2 segments written before it still read.
+    @Test func segmentV3FormAndV2StillReads() throws {
+        let few = (1...4).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0 % 2)") }
+        let form = try #require(try JSONParser.parse(HistoryCodec.encodeSegment(few)).objectValue)
+        #expect(form["v"] == .number("3"))
+        #expect(form["by"] == .string("ABAB"))
+        #expect(form["node"] == .string("AAAA"))
+        #expect(form["notes"] == json("{}"))
+        #expect(form["id"] == nil)
+        let parts = HistoryCodec.encodeSegmentParts(few)
+        #expect(parts.columns + parts.ops == HistoryCodec.encodeSegment(few))
+        #expect(String(decoding: parts.columns.suffix(6), as: UTF8.self) == #""ops":"#)
+        let many = (1...70).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0)") }
+        let manyForm = try #require(try JSONParser.parse(HistoryCodec.encodeSegment(many)).objectValue)
+        #expect(manyForm["by"]?.arrayValue?.count == 70)
+        #expect(try HistoryCodec.decodeSegment(HistoryCodec.encodeSegment(many)) == many.map(sealed))
+        let v2 = #"{"v":2,"first":4,"sessions":["s"],"nodes":["n"],"by":[0,0],"node":[0,0],"at":[10,-2],"id":[7,null],"ops":[{},{"a":["remove"]}]}"#
+        let old = try HistoryCodec.decodeSegment(Array(v2.utf8))
+        #expect(old.map(\.clock) == [4, 5])
+        #expect(old.map(\.pushID) == [.number("7"), nil])
+        #expect(old.map(\.committedAtMs) == [10, 8])
     }
 
     @Test func checkpointsRoundTrip() throws {

@@ -328,6 +328,45 @@ import Testing
         await cluster.finish()
     }
 
+    /// A doc no node holds open is still sealed to its head: the commits that waited in the live log
+    /// when the last client left (fewer than a segment) are flushed by the node that held the doc, and a
+    /// restore from the ops port of a doc nobody holds is sealed by the node that wrote it. Then the log
+    /// is trimmed (small `--log-retention`) and every clock still reads back.
+    @Test func docsNobodyHoldsAreSealed() async throws {
+        // Small stream nodes, so the approximate trim (`MINID ~`) trims at this size.
+        let cluster = try await SyncCluster.start(nodes: 1, redisArguments: ["--stream-node-max-entries", "4"]) {
+            $0.logRetention = 20
+            $0.checkpointEvery = 100
+            $0.opsToken = Self.token
+        }
+        let doc = "history:closed"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.recordStates(doc)
+        for i in 1...30 {
+            alice.push(doc, id: i, ops: #"{"r\#(i % 6)":["put",{"v":\#(i)}]}"#)
+            _ = try await alice.answer(doc, id: i)
+        }
+        var states = try #require(alice.view(doc).statesByClock)
+        alice.socket.abort()
+        // 30 commits with a retention of 20: one segment of 20 while open, the last 10 only once closed.
+        try await waitUntil("the tail sealed after the doc closed") { Self.sealed(cluster, doc) == 30 }
+        let node = cluster.nodes[0]
+        let restored = try await Self.post(node.opsPort, "/api/docs/\(doc)/restore?clock=5")
+        #expect(restored.status == 200, "\(restored.body)")
+        states[31] = states[5]
+        try await waitUntil("the restore sealed with no node holding the doc") { Self.sealed(cluster, doc) == 31 }
+        // The restore's commit trimmed the log (retention 20): the early clocks come from segments only.
+        let firstLogged = cluster.redis.command("XRANGE", SyncRedis.key(doc, "log"), "-", "+", "COUNT", "1")
+        #expect(!firstLogged.hasPrefix("1-"), "the live log was trimmed: \(firstLogged.prefix(40))")
+        for clock: UInt64 in 0...31 {
+            let answer = try await Self.get(node, "/api/docs/\(doc)/at?clock=\(clock)")
+            #expect(answer.status == 200, "\(answer.body.prefix(200))")
+            #expect(try Self.records(answer) == states[clock], "clock \(clock)")
+        }
+        await cluster.finish()
+    }
+
     /// History survives a node restart and a Redis restart with AOF.
     @Test func historySurvivesNodeAndRedisRestarts() async throws {
         let cluster = try await SyncCluster.start(nodes: 1, redisArguments: ["--appendonly", "yes", "--appendfsync", "always"]) {

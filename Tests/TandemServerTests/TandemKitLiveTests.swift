@@ -52,6 +52,62 @@ import Testing
         }
     }
 
+    /// Version history through the doc handle (issue 15): the version list, the state at every clock
+    /// (sealed or still in the live log; a state over 1 MiB arrives in several `at` chunks and is put
+    /// together), requests made at once answered one after the other (the server takes one at a time),
+    /// a refusal that leaves the queue working, and a restore every member receives as a patch.
+    @Test func historyReadsAndRestoresThroughTheDocHandle() async throws {
+        let cluster = try await SyncCluster.start(nodes: 2) {
+            $0.logRetention = 4
+            $0.checkpointEvery = 5
+        }
+        let ada = try await connect("ada", [cluster.nodes[0].wsBase])
+        let bob = try await connect("bob", [cluster.nodes[1].wsBase])
+        let docA = try await ada.join("kit:history")
+        let docB = try await bob.join("kit:history")
+        var states: [UInt64: [String: JSONValue]] = [0: [:]]
+        for i in 1...32 {
+            // Twenty records of 60 KB: the state is over 1 MiB from clock 18 on.
+            let record: JSONValue = i <= 20 ? ["text": .string(String(repeating: "\(i % 10)", count: 60_000))] : ["v": .number(i)]
+            let outcome = try await docA.put(i <= 20 ? "big\(i)" : "r\(i % 4)", record)
+            guard case .commit(let clock, _) = outcome else {
+                Issue.record("push \(i): \(outcome)")
+                return
+            }
+            states[clock] = await docA.confirmedRecords()
+        }
+        try await waitUntil("the checkpoint at 30 is listed") {
+            (try? await docB.history())?.versions.contains { $0.clock == 30 } ?? false
+        }
+        let page = try await docB.history()
+        #expect(page.head == 32)
+        #expect(page.versions.map(\.clock) == [30, 25, 20, 15, 10, 5, 0])
+        #expect(try await docB.history(before: 10, limit: 1) == HistoryPage(head: 32, versions: [page.versions[5]], more: true))
+        for clock: UInt64 in [0, 1, 5, 12, 19, 20, 21, 25, 26, 29, 30, 31, 32] {
+            let state = try await docB.state(at: clock)
+            #expect(state.clock == clock && state.records == states[clock], "clock \(clock)")
+        }
+        // Three at once: queued, each gets its own answer.
+        async let first = docA.state(at: 3)
+        async let second = docA.history(limit: 2)
+        async let third = docA.state(at: 31)
+        let (a, b, c) = try await (first, second, third)
+        #expect(a.records == states[3] && b.versions.count == 2 && c.records == states[31])
+        // A refusal fails that request only.
+        await #expect(throws: TandemError.self) { try await docB.state(at: 99) }
+        #expect(try await docB.state(at: 6).records == states[6])
+
+        let restored = try await docB.restore(to: 6)
+        #expect(restored.restoredFrom == 6 && restored.clock == 33 && restored.changed)
+        try await waitUntil("both see the state at 6") {
+            let (clock, recordsA, recordsB) = (await docA.clock(), await docA.records(), await docB.records())
+            return clock == 33 && recordsA == states[6] && recordsB == states[6]
+        }
+        #expect(try await docA.restore(to: 6) == RestoreOutcome(restoredFrom: 6, clock: nil), "already in that state")
+        #expect(try await docA.state(at: 33).records == states[6])
+        await cluster.finish()
+    }
+
     @Test func twoClientsOnTwoNodesSeeEachOthersPresenceAndConvergeOnConcurrentEdits() async throws {
         let cluster = try await SyncCluster.start(nodes: 2)
         let ada = try await connect("ada", [cluster.nodes[0].wsBase])

@@ -2,27 +2,44 @@
 /// checkpoints of the whole state. Pure: compression is the server's (`HistoryBlob`), these are the bytes
 /// it compresses.
 ///
-/// - Segment: columns rather than one object per commit, so zlib sees long runs of alike values:
-///   `{"v":2,"first":F,"sessions":[SID,…],"nodes":[NODE,…],"by":[i,…],"node":[i,…],"at":[MS,Δ,…],"id":[PUSHID|null,…],"ops":[OPS,…]}`
+/// - Segment (v3): columns rather than one object per commit, so zlib sees long runs of alike values:
+///   `{"v":3,"first":F,"sessions":[SID,…],"nodes":[NODE,…],"by":BY,"node":NODE,"at":[MS,Δ,…],"notes":{K:NOTE,…},"ops":[OPS,…]}`
 ///   — commit k has clock F + k, session `sessions[by[k]]`, node `nodes[node[k]]`, time `at[0] + … + at[k]`
-///   (deltas: a node's clock may step back, so a delta may be negative). Per commit the metadata then costs
-///   about what its ops do after compression, where one object per commit repeated the field names, a
-///   22-character session id, a node name and a 13-digit time in every commit (measured: 5× the
-///   compressed ops for small ops, against about 1.5× in columns).
+///   (deltas: a node's clock may step back, so a delta may be negative). `by` and `node` are strings of one
+///   character per commit (`indexAlphabet[i]`) while there are at most 64 sessions / nodes, arrays of
+///   indexes beyond: one byte rather than a digit and a comma each, about half their compressed size.
+///   Push ids are not kept: they only match a `result` to its push, and a client re-pushing reads the live
+///   log. What is kept is a push id that is a note (an object: a fork's `{"forkOf":…}`), in `notes` by
+///   index k. Measured on the history bench's ops (docs/benchmarks.md): one object per commit cost 5× the
+///   compressed ops, v2's columns with push ids 2.4×, v3 in 1,000-commit segments 1.7×.
+///   The ops come last, after a zlib flush (`encodeSegmentParts`): their own Huffman codes, not shared
+///   with the columns' digits (6 % smaller).
+/// - Segment (v2, still read): the same with `by`/`node` arrays and an `"id":[PUSHID|null,…]` column.
 /// - Checkpoint: `{"clock":CLOCK,"at":MS,"records":{ID:RECORD,…}}`, the records after commit CLOCK. The
 ///   sealer's Lua base checkpoint has the same form.
 public enum HistoryCodec {
     /// Nesting allowed when reading history back: records and ops nest at most `maxStoredJSONDepth` (128)
     /// inside the levels these forms add.
     public static let maxDepth = 136
+    /// One character per index in the `by` and `node` strings (the base64url alphabet: no JSON escapes).
+    static let indexAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     public static func encodeSegment(_ commits: [CommitNotice]) -> [UInt8] {
+        let parts = encodeSegmentParts(commits)
+        return parts.columns + parts.ops
+    }
+
+    /// A segment's JSON in two parts: everything up to `"ops":` and the ops (with the closing brace), so
+    /// `HistoryBlob` can flush between them.
+    public static func encodeSegmentParts(_ commits: [CommitNotice]) -> (columns: [UInt8], ops: [UInt8]) {
         var sessions: [String] = []
         var sessionIndex: [String: Int] = [:]
         var nodes: [String] = []
         var nodeIndex: [String: Int] = [:]
         var by: [Int] = []
         var node: [Int] = []
+        by.reserveCapacity(commits.count)
+        node.reserveCapacity(commits.count)
         for commit in commits {
             if sessionIndex[commit.by] == nil {
                 sessionIndex[commit.by] = sessions.count
@@ -35,14 +52,23 @@ public enum HistoryCodec {
             by.append(sessionIndex[commit.by]!)
             node.append(nodeIndex[commit.node]!)
         }
-        var w = JSONWriter(capacity: 128 + commits.count * 96)
+        func indexes(_ w: inout JSONWriter, _ list: [Int], count: Int) {
+            if count <= indexAlphabet.count {
+                w.raw("\"")
+                w.raw(list.map { indexAlphabet[$0] })
+                w.raw("\"")
+            } else {
+                w.array(list) { w, i in w.integer(i) }
+            }
+        }
+        var w = JSONWriter(capacity: 128 + commits.count * 8 + sessions.count * 32)
         w.openObject()
-        w.key("v"); w.integer(2); w.comma()
+        w.key("v"); w.integer(3); w.comma()
         w.key("first"); w.integer(commits.first?.clock ?? 0); w.comma()
         w.key("sessions"); w.array(sessions) { w, s in w.string(s) }; w.comma()
         w.key("nodes"); w.array(nodes) { w, n in w.string(n) }; w.comma()
-        w.key("by"); w.array(by) { w, i in w.integer(i) }; w.comma()
-        w.key("node"); w.array(node) { w, i in w.integer(i) }; w.comma()
+        w.key("by"); indexes(&w, by, count: sessions.count); w.comma()
+        w.key("node"); indexes(&w, node, count: nodes.count); w.comma()
         w.key("at")
         w.openArray()
         var previous: UInt64 = 0
@@ -53,41 +79,86 @@ public enum HistoryCodec {
             previous = at
         }
         w.closeArray(); w.comma()
-        w.key("id"); w.array(commits) { w, c in w.write(c.pushID ?? .null) }; w.comma()
-        w.key("ops"); w.array(commits) { w, c in c.writeOps(into: &w) }
-        w.closeObject()
-        return w.bytes
+        w.key("notes")
+        w.openObject()
+        var firstNote = true
+        for (k, commit) in commits.enumerated() {
+            guard let id = commit.pushID, id.isObject else { continue }
+            if !firstNote { w.comma() }
+            firstNote = false
+            w.string(String(k)); w.raw(":"); w.write(id)
+        }
+        w.closeObject(); w.comma()
+        w.key("ops")
+        let columns = w.bytes
+        var o = JSONWriter(capacity: 16 + commits.count * 64)
+        o.array(commits) { o, c in c.writeOps(into: &o) }
+        o.closeObject()
+        return (columns, o.bytes)
     }
 
-    /// The commits of a segment; throws unless every column is well formed and as long as the others.
+    /// The commits of a segment (v3 or v2); throws unless every column is well formed and as long as the
+    /// others. v3 commits carry no push id but their note.
     public static func decodeSegment(_ bytes: some Collection<UInt8>) throws(HistoryError) -> [CommitNotice] {
-        guard let o = (try? JSONParser.parse(bytes, maxDepth: maxDepth))?.objectValue, o["v"] == .number("2"),
+        guard let o = (try? JSONParser.parse(bytes, maxDepth: maxDepth))?.objectValue, o["v"] == .number("2") || o["v"] == .number("3"),
             let first = o["first"]?.uint64Value, let sessions = o["sessions"]?.arrayValue?.compactMap(\.stringValue),
-            let nodes = o["nodes"]?.arrayValue?.compactMap(\.stringValue), let by = o["by"]?.arrayValue,
-            let node = o["node"]?.arrayValue, let at = o["at"]?.arrayValue, let ids = o["id"]?.arrayValue,
-            let ops = o["ops"]?.arrayValue
-        else { throw .corrupt("a history segment is not {\"v\":2,\"first\":…,…}") }
+            let nodes = o["nodes"]?.arrayValue?.compactMap(\.stringValue), let by = indexColumn(o["by"]),
+            let node = indexColumn(o["node"]), let at = o["at"]?.arrayValue, let ops = o["ops"]?.arrayValue
+        else { throw .corrupt("a history segment is not {\"v\":3,\"first\":…,…}") }
         let n = ops.count
-        guard by.count == n, node.count == n, at.count == n, ids.count == n, first >= 1 || n == 0,
-            first <= ClientMessage.maxClock
+        var ids: [JSONValue?] = Array(repeating: nil, count: n)
+        if o["v"] == .number("2") {
+            guard let column = o["id"]?.arrayValue, column.count == n else { throw .corrupt("a history segment's columns differ in length") }
+            ids = column.map { $0 == .null ? nil : $0 }
+        } else if let notes = o["notes"]?.objectValue {
+            for (key, note) in notes {
+                guard let k = Int(key), ids.indices.contains(k) else { throw .corrupt("a history segment's note is out of range") }
+                ids[k] = note
+            }
+        }
+        guard by.count == n, node.count == n, at.count == n, first >= 1 || n == 0, first <= ClientMessage.maxClock
         else { throw .corrupt("a history segment's columns differ in length") }
         var commits: [CommitNotice] = []
         commits.reserveCapacity(n)
         var time: Int64 = 0
         for k in 0..<n {
-            guard let s = by[k].intValue, sessions.indices.contains(s), let d = node[k].intValue, nodes.indices.contains(d),
-                case .number(let lexeme) = at[k], let delta = Int64(lexeme), ops[k].isObject
+            let s = by[k]
+            let d = node[k]
+            guard sessions.indices.contains(s), nodes.indices.contains(d), case .number(let lexeme) = at[k], let delta = Int64(lexeme),
+                ops[k].isObject
             else { throw .corrupt("commit \(k) of a history segment is malformed") }
             let (sum, overflow) = time.addingReportingOverflow(delta)
             guard !overflow, sum >= 0 else { throw .corrupt("a history segment's times are out of range") }
             time = sum
             commits.append(
                 CommitNotice(
-                    clock: first + UInt64(k), ops: ops[k], by: sessions[s], node: nodes[d], pushID: ids[k] == .null ? nil : ids[k],
+                    clock: first + UInt64(k), ops: ops[k], by: sessions[s], node: nodes[d], pushID: ids[k],
                     committedAtMs: UInt64(time)))
         }
         return commits
     }
+
+    /// A `by`/`node` column: a string of `indexAlphabet` characters, or an array of indexes (-1 for one
+    /// that is not an index: the caller's range check refuses it). Nil when it is neither.
+    private static func indexColumn(_ value: JSONValue?) -> [Int]? {
+        switch value {
+        case .string(let s)?:
+            var out: [Int] = []
+            out.reserveCapacity(s.utf8.count)
+            for c in s.utf8 { out.append(alphabetIndex[Int(c)]) }
+            return out
+        case .array(let items)?:
+            return items.map { $0.intValue ?? -1 }
+        default:
+            return nil
+        }
+    }
+
+    private static let alphabetIndex: [Int] = {
+        var table = Array(repeating: -1, count: 256)
+        for (i, c) in indexAlphabet.enumerated() { table[Int(c)] = i }
+        return table
+    }()
 
     public static func encodeCheckpoint(_ checkpoint: HistoryCheckpoint) -> [UInt8] {
         var w = JSONWriter(capacity: 64 + checkpoint.records.count * 96)

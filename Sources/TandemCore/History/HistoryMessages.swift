@@ -28,59 +28,43 @@ extension ServerMessage {
     }
 }
 
-/// The answer to `{"t":"at",…}` in chunks like a snapshot's:
+/// The answer to `{"t":"at",…}` in chunks like a snapshot's (the same batching: `SnapshotChunker`):
 /// `{"t":"at","doc":D,"clock":N,"at":MS,"records":{…},"more":B}`, records in id order, each chunk at most
 /// `ServerMessage.maxChunkItems` records and about `maxChunkBytes`; the last has `more: false`.
 public struct HistoryStateChunker: CatchUpChunker {
     public let doc: String
     public let clock: UInt64
     public let atMs: UInt64
-    private let records: [String: JSONValue]
-    private let ids: [String]
-    private var index = 0
-    private var emittedAny = false
+    private var records: SnapshotChunker
 
     public init(doc: String, clock: UInt64, atMs: UInt64, records: [String: JSONValue]) {
         self.doc = doc
         self.clock = clock
         self.atMs = atMs
-        self.records = records
-        self.ids = records.keys.sorted()
+        self.records = SnapshotChunker(doc: doc, head: clock, records: records)
     }
 
-    public var isFinished: Bool { emittedAny && index >= ids.count }
+    public var isFinished: Bool { records.isFinished }
 
     public func estimatedRemainingBytes(upTo cap: Int) -> Int {
-        guard !isFinished else { return 0 }
-        var total = 80 + doc.utf8.count
-        var i = index
-        while i < ids.count, total < cap {
-            total += ids[i].utf8.count + 4 + (records[ids[i]].map { ServerMessage.estimatedSize(of: $0, upTo: cap) } ?? 0)
-            i += 1
-        }
-        return min(total, cap)
+        isFinished ? 0 : min(cap, records.estimatedRemainingBytes(upTo: cap) + 16)  // "at":MS beyond a snapshot's envelope
     }
 
     public mutating func next() -> [UInt8]? {
-        guard !isFinished else { return nil }
-        var w = JSONWriter(capacity: 256)
+        guard let batch = records.nextBatch() else { return nil }
+        var w = JSONWriter(capacity: 96 + batch.reduce(0) { $0 + $1.id.utf8.count + $1.json.count + 4 })
         w.openObject()
         w.key("t"); w.string("at"); w.comma()
         w.key("doc"); w.string(doc); w.comma()
         w.key("clock"); w.integer(clock); w.comma()
         w.key("at"); w.integer(atMs); w.comma()
         w.key("records"); w.openObject()
-        var count = 0
-        let start = w.bytes.count
-        while index < ids.count, count < ServerMessage.maxChunkItems, w.bytes.count - start < ServerMessage.maxChunkBytes {
-            if count > 0 { w.comma() }
-            w.string(ids[index]); w.raw(":"); w.write(records[ids[index]]!)
-            index += 1
-            count += 1
+        for (k, record) in batch.enumerated() {
+            if k > 0 { w.comma() }
+            w.string(record.id); w.raw(":"); w.raw(record.json)
         }
         w.closeObject(); w.comma()
-        emittedAny = true
-        w.key("more"); w.bool(index < ids.count)
+        w.key("more"); w.bool(!records.isFinished)
         w.closeObject()
         return w.bytes
     }

@@ -218,6 +218,13 @@ public struct SnapshotChunker: CatchUpChunker {
     }
 
     public mutating func next() -> [UInt8]? {
+        guard let batch = nextBatch() else { return nil }
+        return ServerMessage.snapshotChunk(doc: doc, head: head, records: batch, more: !isFinished, sum: sum)
+    }
+
+    /// The next chunk's records (id order, serialized), nil once finished; `next()` wraps them in a
+    /// snapshot message, other answers in chunks of records (history's `at`) in theirs.
+    public mutating func nextBatch() -> [(id: String, json: [UInt8])]? {
         guard !isFinished else { return nil }
         var batch: [(id: String, json: [UInt8])] = []
         var bytes = 0
@@ -228,6 +235,6 @@ public struct SnapshotChunker: CatchUpChunker {
             index += 1
         }
         emittedAny = true
-        return ServerMessage.snapshotChunk(doc: doc, head: head, records: batch, more: index < ids.count, sum: sum)
+        return batch
     }
 }

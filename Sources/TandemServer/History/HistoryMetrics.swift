@@ -17,6 +17,10 @@ final class HistoryMetrics: Sendable {
     /// replayed (the work a read costs).
     let reads: [String: Counter]
     let replayedCommits: Counter
+    /// Segments decompressed to answer state reads (`/at`, restore, fork, protocol `at`, the sealer's
+    /// checkpoints): with `replayedCommits`, the work per read (at most one checkpoint, the segments after
+    /// it and the live tail: docs/history.md).
+    let readSegments: Counter
     /// Reads refused because they would take more than the bounds (the sealer is far behind).
     let readsRefused: Counter
 
@@ -44,6 +48,8 @@ final class HistoryMetrics: Sendable {
         reads = Dictionary(uniqueKeysWithValues: Self.readKinds.map { ($0, registry.makeCounter(descriptor: readDescriptor, labels: [("route", $0)])) })
         replayedCommits = registry.makeCounter(
             descriptor: name("history_replayed_commits", "total", "Commits replayed from checkpoints to serve history reads and checkpoints."))
+        readSegments = registry.makeCounter(
+            descriptor: name("history_read_segments", "total", "History segments decompressed to serve state reads and checkpoints."))
         readsRefused = registry.makeCounter(
             descriptor: name("history_reads_refused", "total", "History reads refused as too large for one request (503 busy: the sealer is behind)."))
     }

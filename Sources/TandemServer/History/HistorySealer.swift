@@ -10,8 +10,10 @@ import TandemRedis
 ///
 /// Every node seals the docs it holds open, from housekeeping (once a second). Nodes holding the same doc
 /// race harmlessly: a seal writes only if `hsealed` is still what it read (`HistoryScripts.sealWrite`).
-/// A doc nobody holds open gets no commits, and what it had waits in the live log until it is opened
-/// again. Decoding, checkpoint replay and compression run on the shared thread pool.
+/// A doc this node stops holding, and one it wrote without holding it (restore, fork from the ops port:
+/// `wrote`), is flushed: everything up to its last head is sealed at once, whatever the segment size, so
+/// no commit waits in the live log of a doc that no node will seal. Decoding, checkpoint replay and
+/// compression run on the shared thread pool.
 final class HistorySealer: Sendable {
     private struct DocSeal {
         /// The sealed clock as last seen (nil: unknown, read it).
@@ -23,6 +25,15 @@ final class HistorySealer: Sendable {
         var running = false
         /// Bytes of Redis memory the doc's history took after this node's last seal (sampled).
         var historyBytes: Int?
+        /// The last head seen: from the tick while the node holds the doc open, else the last one it had
+        /// (or wrote). A doc not held open is flushed up to it.
+        var head: UInt64 = 0
+        var open = false
+        /// Failed rounds of a doc not held open: it is given up after `maxFlushFailures`.
+        var flushFailures = 0
+
+        /// Whether a doc not held open still has commits to flush.
+        var flushPending: Bool { !open && head > (sealed ?? 0) && flushFailures < HistorySealer.maxFlushFailures }
     }
 
     private let store: HistoryStore
@@ -34,37 +45,61 @@ final class HistorySealer: Sendable {
     static let maxRounds = 64
     /// How long a doc whose seal round failed waits before the next.
     static let retryDelayMs: UInt64 = 5_000
+    /// Docs not held open that a node keeps flushing at once (more wait for their turn: `wrote` of a
+    /// doc beyond it is dropped, the commit stays in the live log until a node opens the doc).
+    static let maxFlushDocs = 10_000
+    /// Failed rounds after which a doc not held open is given up (Redis keeps its commits in the live log).
+    static let maxFlushFailures = 5
 
     init(store: HistoryStore, logger: Logger) {
         self.store = store
         self.logger = logger
     }
 
-    /// One pass over the docs this node holds open (`heads`: doc → head clock), from housekeeping.
+    /// One pass over the docs this node holds open (`heads`: doc → head clock), from housekeeping, and
+    /// over those it stopped holding or wrote with commits left to flush.
     func tick(heads: [String: UInt64], nowMs: UInt64, on loop: EventLoop) {
         let policy = store.policy
         let threshold = min(UInt64(policy.segmentCommits), policy.retention)
-        let due: [String] = docs.withLockedValue { docs in
-            docs = docs.filter { heads[$0.key] != nil || $0.value.running }  // forget docs no longer open
+        let due: [(doc: String, flush: Bool)] = docs.withLockedValue { docs in
+            for (doc, head) in heads {
+                docs[doc, default: DocSeal()].head = head
+                docs[doc]!.open = true
+            }
+            for doc in docs.keys where heads[doc] == nil { docs[doc]!.open = false }
+            // Forget docs no longer open once flushed (or given up).
+            docs = docs.filter { $0.value.open || $0.value.running || $0.value.flushPending }
             var lag: UInt64 = 0
-            var due: [String] = []
+            var due: [(doc: String, flush: Bool)] = []
             let running = docs.values.filter(\.running).count
-            for (doc, head) in heads.sorted(by: { $0.key < $1.key }) {
-                var seal = docs[doc] ?? DocSeal()
+            for (doc, seal) in docs.sorted(by: { $0.key < $1.key }) {
+                let head = seal.head
                 let unsealed = seal.sealed.map { head > $0 ? head - $0 : 0 } ?? head
                 lag = max(lag, unsealed)
                 guard !seal.running, unsealed > 0, running + due.count < Self.maxConcurrentDocs, nowMs >= seal.retryAfterMs else {
                     continue
                 }
-                guard seal.sealed == nil || unsealed >= threshold || nowMs >= seal.notBeforeMs else { continue }
-                seal.running = true
-                docs[doc] = seal
-                due.append(doc)
+                let flush = !seal.open
+                guard flush || seal.sealed == nil || unsealed >= threshold || nowMs >= seal.notBeforeMs else { continue }
+                docs[doc]!.running = true
+                due.append((doc, flush))
             }
             store.metrics.sealLag.set(to: Double(lag))
             return due
         }
-        for doc in due { seal(doc, round: 0, on: loop) }
+        for (doc, flush) in due { seal(doc, round: 0, flush: flush, on: loop) }
+    }
+
+    /// This node committed to `doc` up to `head` without (necessarily) holding it open — a restore or a
+    /// fork from the ops port: flushed like a doc it stopped holding, unless it holds it open.
+    func wrote(_ doc: String, head: UInt64) {
+        docs.withLockedValue { docs in
+            guard docs[doc] != nil || docs.count < Self.maxFlushDocs else { return }
+            var seal = docs[doc] ?? DocSeal()
+            seal.head = max(seal.head, head)
+            seal.flushFailures = 0
+            docs[doc] = seal
+        }
     }
 
     /// Bytes of Redis memory `doc`'s history took after this node last sealed it (for the status page).
@@ -77,8 +112,8 @@ final class HistorySealer: Sendable {
         case nothing(sealed: UInt64?)
     }
 
-    private func seal(_ doc: String, round: Int, on loop: EventLoop) {
-        sealOnce(doc, on: loop).whenComplete { result in
+    private func seal(_ doc: String, round: Int, flush: Bool, on loop: EventLoop) {
+        sealOnce(doc, flush: flush, on: loop).whenComplete { result in
             let again: Bool = self.docs.withLockedValue { docs in
                 var seal = docs[doc] ?? DocSeal()
                 var again = false
@@ -95,9 +130,12 @@ final class HistorySealer: Sendable {
                     self.store.metrics.sealRaces.increment()
                 case .success(.nothing(let sealed)):
                     seal.sealed = sealed
+                    // Nothing (more) to seal: the head read then is as far as a flush needs to go.
+                    if !seal.open { seal.head = sealed ?? 0 }
                 case .failure(let error):
                     seal.sealed = nil
                     seal.retryAfterMs = NodeClock().wallMs() + Self.retryDelayMs
+                    if !seal.open { seal.flushFailures += 1 }
                     self.store.metrics.sealFailures.increment()
                     self.logger.warning("history seal failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
                 }
@@ -105,12 +143,13 @@ final class HistorySealer: Sendable {
                 docs[doc] = seal
                 return again
             }
-            if again { self.seal(doc, round: round + 1, on: loop) }
+            if again { self.seal(doc, round: round + 1, flush: flush, on: loop) }
         }
     }
 
-    /// One round: read what waits, and seal one segment of it if the policy says so.
-    private func sealOnce(_ doc: String, on loop: EventLoop) -> EventLoopFuture<Outcome> {
+    /// One round: read what waits, and seal one segment of it if the policy says so (`flush`: whatever
+    /// waits, however little).
+    private func sealOnce(_ doc: String, flush: Bool, on loop: EventLoop) -> EventLoopFuture<Outcome> {
         let store = self.store
         let policy = store.policy
         let nowMs = NodeClock().wallMs()
@@ -132,7 +171,7 @@ final class HistorySealer: Sendable {
                 var commits = entries.flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
                 guard let oldest = commits.first else { return nil }
                 guard oldest.clock == sealed + 1 else { throw HistoryError.missing("the live log lacks commit \(sealed + 1)") }
-                guard policy.shouldSeal(unsealed: head - sealed, oldestUnsealedAtMs: oldest.committedAtMs, nowMs: nowMs) else {
+                guard flush || policy.shouldSeal(unsealed: head - sealed, oldestUnsealedAtMs: oldest.committedAtMs, nowMs: nowMs) else {
                     return Plan(head: head, sealed: sealed, commits: [], waitUntilMs: oldest.committedAtMs + policy.checkpointIntervalMs)
                 }
                 for k in commits.indices.dropFirst() where commits[k].clock != commits[k - 1].clock + 1 {
@@ -148,7 +187,7 @@ final class HistorySealer: Sendable {
                         clock: last.clock, atMs: last.committedAtMs, lastCheckpoint: lastVersion?.clock ?? 0,
                         lastCheckpointAtMs: lastVersion?.atMs ?? 0)
                 return Plan(
-                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(HistoryCodec.encodeSegment(commits)),
+                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(Self.segmentParts(commits)),
                     wantsCheckpoint: checkpoint, previousVersion: lastVersion?.clock ?? 0)
             }.flatMap { plan in
                 guard let plan else { return loop.makeSucceededFuture(.nothing(sealed: sealed)) }
@@ -156,10 +195,15 @@ final class HistorySealer: Sendable {
                     return loop.makeSucceededFuture(.wait(sealed: sealed, untilMs: plan.waitUntilMs))
                 }
                 return self.checkpoint(for: plan, doc: doc, on: loop).flatMap { checkpoint in
-                    self.write(plan, checkpoint: checkpoint, doc: doc, on: loop)
+                    self.write(plan, checkpoint: checkpoint, flush: flush, doc: doc, on: loop)
                 }
             }
         }
+    }
+
+    private static func segmentParts(_ commits: [CommitNotice]) -> [[UInt8]] {
+        let parts = HistoryCodec.encodeSegmentParts(commits)
+        return [parts.columns, parts.ops]
     }
 
     private struct Plan: Sendable {
@@ -193,7 +237,7 @@ final class HistorySealer: Sendable {
         }
     }
 
-    private func write(_ plan: Plan, checkpoint: (blob: [UInt8], version: [UInt8])?, doc: String, on loop: EventLoop)
+    private func write(_ plan: Plan, checkpoint: (blob: [UInt8], version: [UInt8])?, flush: Bool, doc: String, on loop: EventLoop)
         -> EventLoopFuture<Outcome>
     {
         let store = self.store
@@ -215,7 +259,7 @@ final class HistorySealer: Sendable {
             if checkpoint != nil { store.metrics.checkpoints.increment() }
             let threshold = min(UInt64(store.policy.segmentCommits), store.policy.retention)
             return .sealed(
-                last, more: plan.head > last && plan.head - last >= threshold, bytes: parts.count > 2 ? parts[2].int.map { Int($0) } : nil)
+                last, more: plan.head > last && (flush || plan.head - last >= threshold), bytes: parts.count > 2 ? parts[2].int.map { Int($0) } : nil)
         }
     }
 }

@@ -60,6 +60,8 @@ final class HistoryStore: Sendable {
         /// Commits after the checkpoint up to `clock`, in order.
         var commits: [CommitNotice]
         var replica: DocReplica
+        /// Segments decompressed for it.
+        var segments = 0
         /// When commit `clock` was made (the checkpoint's time when it is the checkpoint).
         var atMs: UInt64 { commits.last?.committedAtMs ?? checkpoint.atMs }
     }
@@ -72,6 +74,7 @@ final class HistoryStore: Sendable {
             Self.offLoop(loop) {
                 let result = try Self.decodeState(reply, clock: clock)
                 metrics.replayedCommits.increment(by: Int64(result.commits.count))
+                metrics.readSegments.increment(by: Int64(result.segments))
                 return result
             }
         }.flatMapErrorThrowing { [metrics] error in
@@ -116,7 +119,7 @@ final class HistoryStore: Sendable {
             }
             commits = commits.filter { $0.clock > checkpoint.clock && $0.clock <= clock }
             let replica = try HistoryReplay.state(from: checkpoint, commits: commits, to: clock)
-            return StateAt(head: head, checkpoint: checkpoint, commits: commits, replica: replica)
+            return StateAt(head: head, checkpoint: checkpoint, commits: commits, replica: replica, segments: parts[5].array?.count ?? 0)
         }
     }
 
