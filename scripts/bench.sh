@@ -14,6 +14,7 @@
 #   scripts/bench.sh presence-2nodes         # presence over two tandem nodes sharing one Redis (issue 11):
 #                                            # half of each doc's members on each node, latency reported
 #                                            # separately for same-node and cross-node pairs
+#   scripts/bench.sh presence-2nodes-light   # the same with 400 clients (what 2 cores carry with two nodes)
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
@@ -520,6 +521,9 @@ for scenario in "${SCENARIOS[@]}"; do
     # presence at presence's size over 200 docs of 5, and 2,000 pushes/s over 200 docs.
     presence-200docs) run_scenario presence-200docs presence --clients 1000 --docs 200 --rate 20 --duration "$DURATION" --warmup 5 ;;
     sync-200docs) run_scenario sync-200docs sync --editors 400 --docs 200 --rate 5 --duration "$DURATION" --conflict 0.1 ;;
+    # The same at a load two cores carry with two nodes, Redis and the bench on them (400 clients).
+    presence-2nodes-light) SECOND_NODE=1 run_scenario presence-2nodes-light presence --clients 400 --docs 20 --rate 20 \
+        --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
@@ -555,7 +559,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo
