@@ -14,12 +14,14 @@
 #   scripts/bench.sh presence-2nodes         # presence over two tandem nodes sharing one Redis (issue 11):
 #                                            # half of each doc's members on each node, latency reported
 #                                            # separately for same-node and cross-node pairs
+#   scripts/bench.sh presence-2nodes-light   # the same with 400 clients (what 2 cores carry with two nodes)
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
 #   scripts/bench.sh history                 # sync-large with version history's cost in Redis (issue 15)
 #   scripts/bench.sh history-at              # /at latency on a doc of 1,000 records and 100,000 commits
 #                                            # (HISTORY_AT_ARGS: scripts/history-at.py options)
+#   BENCH_CLUSTER=1 scripts/bench.sh presence-200docs sync-200docs   # load spread over 3 shards (issue 11)
 #
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
@@ -34,8 +36,8 @@
 # next to `presence`, for the awareness-versus-presence cost.
 #
 # BENCH_CLUSTER=1 runs each scenario against a Redis Cluster of 3 primaries with a replica each (issue 11)
-# instead of one redis-server, and reports each primary's Redis CPU and commands, and Redis commands per
-# commit over all shards (test-artifacts/bench/<scenario>.cluster.txt). tandem-bench's own Redis figures
+# instead of one redis-server, and reports each primary's Redis CPU, commands and docs, and Redis commands
+# per commit and per presence update over all shards (test-artifacts/bench/<scenario>.cluster.txt). tandem-bench's own Redis figures
 # (--redis/--redis-pid) are then left out: they describe one server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +95,7 @@ stop_all() {
     if [ -n "${PYCRDT_PID:-}" ] && kill -0 "$PYCRDT_PID" 2>/dev/null; then kill -KILL "$PYCRDT_PID" 2>/dev/null || true; fi
     TANDEM_PID=""
     TANDEM2_PID=""
+    OPS_PORT2=""
     REDIS_PID=""
     [ -n "$WORK" ] && rm -rf "$WORK"
     WORK=""
@@ -154,34 +157,112 @@ cluster_sample() {
     done
 }
 
-# Commits (commit + rebase) a node has made, from its metrics.
-node_commits() {
-    curl -s "http://127.0.0.1:$OPS_PORT/metrics" | awk '/^tandem_sync_pushes_total\{action="(commit|rebase)"\}/ { s += $2 } END { printf "%d\n", s }'
+# One line per primary: port, docs it holds keys of (distinct {doc} hash tags; the bench may SCAN, Tandem
+# never does). Taken mid-run: presence keys leave Redis with the last member.
+cluster_docs() {
+    local port
+    for port in $(cluster_primaries); do
+        echo "$port $(redis-cli -p "$port" --scan --pattern 'tandem:{*' | sed -n 's/^tandem:{\([^}]*\)}.*/\1/p' | grep -v '^nodes$' | sort -u | wc -l)"
+    done
+}
+
+# A counter summed over the serving nodes' /metrics (both nodes with SECOND_NODE): $1 is an awk regex
+# matching the sample lines to add.
+nodes_counter() {
+    local port
+    for port in "$OPS_PORT" ${OPS_PORT2:+"$OPS_PORT2"}; do curl -s "http://127.0.0.1:$port/metrics"; done |
+        awk -v pattern="$1" '$0 ~ pattern { s += $2 } END { printf "%d\n", s }'
+}
+
+# Commits (commit + rebase) and accepted presence updates the nodes have made, from their metrics.
+node_commits() { nodes_counter '^tandem_sync_pushes_total\\{action="(commit|rebase)"\\}'; }
+node_updates() { nodes_counter '^tandem_presence_updates_total\\{result="accepted"\\}'; }
+
+# BENCH_CLUSTER: samples the cluster and the nodes' counters before the bench starts and after it has
+# finished ($WORK/bench.done), so over the whole run: connect, join and warm-up included (the bench's own
+# "measuring for" comes late when the machine is overloaded, so it cannot mark the window from outside).
+# Which docs each shard holds is read when the bench starts measuring (every member has joined by then;
+# presence keys leave Redis with a doc's last member). Files in $WORK: window.{before,after}
+# (cluster_sample), window.docs (cluster_docs), window.counts (time, commits, presence updates).
+cluster_window() {
+    cluster_sample >"$WORK/window.before"
+    echo "$(date +%s.%N) $(node_commits) $(node_updates)" >"$WORK/window.counts"
+    until grep -q "measuring for" "$WORK/bench.err" 2>/dev/null || [ -e "$WORK/bench.done" ]; do sleep 0.1; done
+    [ -e "$WORK/bench.done" ] || cluster_docs >"$WORK/window.docs"
+    until [ -e "$WORK/bench.done" ]; do sleep 0.1; done
+    cluster_sample >"$WORK/window.after"
+    echo "$(date +%s.%N) $(node_commits) $(node_updates)" >>"$WORK/window.counts"
 }
 
 # The per-shard report of a cluster run: Redis CPU (share of a core) and commands per shard over the
 # run, how the commands spread, and Redis commands per commit over all shards.
 cluster_report() {
-    local before=$1 after=$2 seconds=$3 commits=$4
-    python3 - "$before" "$after" "$seconds" "$commits" <<'PY'
+    python3 - "$1" <<'PY'
 import sys
-def read(path):
+def read(path, width):
     rows = {}
-    for line in open(path):
+    try:
+        lines = open(path).readlines()
+    except OSError:
+        return rows
+    for line in lines:
         parts = line.split()
-        if len(parts) == 3: rows[parts[0]] = (float(parts[1]), int(parts[2]))
+        if len(parts) == width: rows[parts[0]] = tuple(float(x) for x in parts[1:])
     return rows
-before, after = read(sys.argv[1]), read(sys.argv[2])
-seconds, commits = float(sys.argv[3]), int(float(sys.argv[4]))
-total = sum(after[p][1] - before.get(p, (0, 0))[1] for p in after)
-print(f"Redis Cluster, {len(after)} primaries, over the whole run ({seconds:.0f} s, connect and warm-up included): {commits} commits")
+work = sys.argv[1]
+before, after, docs = read(f"{work}/window.before", 3), read(f"{work}/window.after", 3), read(f"{work}/window.docs", 2)
+try:
+    counts = [[float(x) for x in line.split()] for line in open(f"{work}/window.counts")]
+    (t0, c0, u0), (t1, c1, u1) = counts[0], counts[1]
+except (OSError, ValueError, IndexError):
+    print("Redis Cluster: no figures (no samples)")
+    sys.exit(0)
+seconds, commits, updates = t1 - t0, int(c1 - c0), int(u1 - u0)
+zero = (0.0, 0.0)
+total = sum(after[p][1] - before.get(p, zero)[1] for p in after)
+all_docs = sum(d[0] for d in docs.values())
+print(f"Redis Cluster, {len(after)} primaries, over the whole run ({seconds:.1f} s, connect, join and warm-up included): "
+      f"{commits} commits, {updates} presence updates accepted, {all_docs:.0f} docs in Redis while measuring")
 for port in sorted(after):
-    cpu = after[port][0] - before.get(port, (0, 0))[0]
-    commands = after[port][1] - before.get(port, (0, 0))[1]
+    cpu = after[port][0] - before.get(port, zero)[0]
+    commands = after[port][1] - before.get(port, zero)[1]
     share = 100 * commands / total if total else 0
-    print(f"  shard :{port}: Redis CPU {100 * cpu / seconds:.1f} % of a core, {commands} commands ({share:.0f} % of all)")
-print(f"  Redis commands per commit (all shards): {total / commits:.2f}" if commits else "  no commits (a presence run)")
+    held = docs.get(port, (0,))[0]
+    doc_share = 100 * held / all_docs if all_docs else 0
+    print(f"  shard :{port}: Redis CPU {100 * cpu / seconds:.1f} % of a core, {commands:.0f} commands ({share:.0f} % of all), "
+          f"{held:.0f} docs ({doc_share:.0f} %)")
+print(f"  Redis commands per commit (all shards): {total / commits:.2f}" if commits else "  no commits")
+print(f"  Redis commands per presence update (all shards): {total / updates:.3f}" if updates else "  no presence updates")
 PY
+}
+
+# Two nodes (SECOND_NODE): how each node handled the other's presence messages — forwarded at once or left
+# for its tick — and the hop the forward adds on the receiving node (pub/sub arrival → written to its
+# members, `tandem_presence_remote_forward_seconds`, both nodes' histograms added; from bucket bounds).
+remote_presence_report() {
+    local port
+    for port in "$OPS_PORT" "$OPS_PORT2"; do curl -s "http://127.0.0.1:$port/metrics"; done | python3 -c '
+import re, sys
+forwarded = at_tick = 0.0
+buckets = {}
+for line in sys.stdin:
+    m = re.match(r"tandem_presence_remote_deltas_total\{result=\"(\w+)\"\} (\S+)", line)
+    if m:
+        if m.group(1) == "forwarded": forwarded += float(m.group(2))
+        else: at_tick += float(m.group(2))
+    m = re.match(r"tandem_presence_remote_forward_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
+    if m: buckets[float(m.group(1))] = buckets.get(float(m.group(1)), 0) + float(m.group(2))
+total = forwarded + at_tick
+print(f"other node'"'"'s presence messages: {forwarded:.0f} forwarded at once, {at_tick:.0f} left for the tick"
+      + (f" ({100 * at_tick / total:.2f} %)" if total else ""))
+count = buckets.get(float("inf"), 0)
+def quantile(q):
+    for bound in sorted(buckets):
+        if buckets[bound] >= q * count: return "> 10 s" if bound == float("inf") else f"<= {bound * 1000:g} ms"
+if count:
+    print(f"forward hop (pub/sub arrival -> written to members, per delta and loop, n={count:.0f}): "
+          f"p50 {quantile(0.5)}, p99 {quantile(0.99)}, p99.9 {quantile(0.999)}")
+'
 }
 
 start_servers() {
@@ -306,19 +387,22 @@ run_scenario() {
         common+=(--second-url "ws://127.0.0.1:$WS_PORT2/v1/ws")
     fi
     [ -n "${BENCH_CLUSTER:-}" ] || common+=(--redis "redis://127.0.0.1:$REDIS_PORT" --redis-pid "$REDIS_PID")
-    local status=0 started commits_before
+    local status=0 window_sampler=""
     if [ -n "${BENCH_CLUSTER:-}" ]; then
-        cluster_sample >"$WORK/cluster.before"
-        commits_before=$(node_commits)
-        started=$(date +%s.%N)
+        : >"$WORK/bench.err"
+        cluster_window &
+        window_sampler=$!
+        until [ -s "$WORK/window.counts" ]; do sleep 0.05; done  # the "before" sample is taken
     fi
     # shellcheck disable=SC2086
-    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
-    if [ -n "${BENCH_CLUSTER:-}" ]; then
-        cluster_sample >"$WORK/cluster.after"
-        cluster_report "$WORK/cluster.before" "$WORK/cluster.after" "$(echo "$(date +%s.%N) - $started" | bc)" \
-            "$(( $(node_commits) - commits_before ))" | tee "$OUT/$name.cluster.txt"
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" "${common[@]}" ${BENCH_ARGS:-} \
+        2> >(tee -a "${WORK}/bench.err" >&2) | tee "$OUT/$name.txt" || status=$?
+    if [ -n "$window_sampler" ]; then
+        touch "$WORK/bench.done"
+        wait "$window_sampler" || true
+        cluster_report "$WORK" | tee "$OUT/$name.cluster.txt"
     fi
+    [ -z "${SECOND_NODE:-}" ] || remote_presence_report | tee "$OUT/$name.remote.txt"
     cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
     # Version history (issue 15): what it costs in Redis, per commit and against the compressed ops.
     if [ -z "${BENCH_CLUSTER:-}" ] && [[ "$name" == history* ]]; then
@@ -435,6 +519,13 @@ for scenario in "${SCENARIOS[@]}"; do
     # target cross-node p99 <= 65 ms (one hop: the receiving node forwards without waiting for its tick).
     presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients 1000 --docs 20 --rate 20 \
         --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
+    # Issue 11 item 5: how load spreads over a cluster's shards needs many docs (with BENCH_CLUSTER=1):
+    # presence at presence's size over 200 docs of 5, and 2,000 pushes/s over 200 docs.
+    presence-200docs) run_scenario presence-200docs presence --clients 1000 --docs 200 --rate 20 --duration "$DURATION" --warmup 5 ;;
+    sync-200docs) run_scenario sync-200docs sync --editors 400 --docs 200 --rate 5 --duration "$DURATION" --conflict 0.1 ;;
+    # The same at a load two cores carry with two nodes, Redis and the bench on them (400 clients).
+    presence-2nodes-light) SECOND_NODE=1 run_scenario presence-2nodes-light presence --clients 400 --docs 20 --rate 20 \
+        --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
     sync) run_scenario sync sync --editors 50 --docs 1 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     sync-large) run_scenario sync-large sync --editors 500 --docs 50 --rate 10 --duration "$DURATION" --conflict 0.1 ;;
     storm) run_scenario storm storm --clients 2000 --docs 20 ;;
@@ -481,7 +572,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo

@@ -41,6 +41,8 @@ import TandemTestSupport
         }
         #expect(roundsWithoutTick == 1, "every cross-node update waited for the receiving node's tick")
         #expect(try await receiver.metric(#"tandem_presence_remote_deltas_total{result="forwarded"}"#) >= 1)
+        // The hop the forward added on the receiver (pub/sub arrival → written to bob) was measured.
+        #expect(try await receiver.metric("tandem_presence_remote_forward_seconds_count") >= 1)
         // The sender's own members are served by its tick as before, and the receiver forwards nothing back
         // to itself: bob's update still reaches alice.
         bob.presence("hop", ["cursor": 99])

@@ -261,11 +261,14 @@ public struct PresenceDoc {
     /// 98 ms against 52 ms on one node). So the sessions it changed are sent at once (`forward`), and only
     /// they: this node's own changes keep to its tick.
     ///
-    /// The per-tick bound stays: each other node gets a token bucket of one forward per tick (burst 2, to
-    /// absorb jitter between the two nodes' ticks); a message over it (a node also publishes every join at
-    /// once, so a join storm would otherwise forward one delta per join) stays dirty and goes out, coalesced,
-    /// at the tick. A member thus receives at most about one delta per node serving the doc per tick, and a
-    /// slow reader still has them merged by its connection. Viewers of a large doc get none of it (they keep
+    /// The per-tick bound stays: each other node gets a token bucket of two forwards per tick, burst 4; a
+    /// message over it (a node also publishes every join at once, so a join storm would otherwise forward
+    /// one delta per join) stays dirty and goes out, coalesced, at the tick. A member thus receives at most
+    /// about two deltas per node serving the doc per tick (one in steady state), and a slow reader still
+    /// has them merged by its connection. The headroom is for the sender's ticks: they come at one per tick
+    /// on average, so a bucket refilling at exactly that rate ran dry whenever they bunched (a late tick
+    /// followed by an on-time one, pub/sub read in a burst after this node's loop stalled), and the
+    /// message that found it dry waited for this node's tick after all (3.5 % of them in a two-node run). Viewers of a large doc get none of it (they keep
     /// to their membership-only flushes); membership changes of `nodesGone` (our own sweep) wait for the tick.
     /// - Parameter forwarding: false while the owner cannot deliver yet (the doc is still loading).
     @discardableResult
@@ -275,8 +278,8 @@ public struct PresenceDoc {
         guard forwarding, case .presence(let node, _, _, _) = message, node != settings.nodeID, !touched.isEmpty else {
             return effect
         }
-        let rate = 1000 / Double(max(1, settings.tickMs))
-        guard forwardBuckets[node, default: TokenBucket(rate: rate, burst: 2, nowMs: nowMs)].take(nowMs: nowMs) else {
+        let rate = 2 * 1000 / Double(max(1, settings.tickMs))
+        guard forwardBuckets[node, default: TokenBucket(rate: rate, burst: 4, nowMs: nowMs)].take(nowMs: nowMs) else {
             effect.forwardDeferred = true
             return effect
         }

@@ -6,7 +6,9 @@ import TandemCore
 /// fan-out to members, one encoded buffer and one hop per event loop.
 
 extension DocShard {
-    func received(_ message: NodeMessage, doc: String) {
+    /// - Parameter arrivedNanos: when the message came off the pub/sub connection (`NodeClock.nowNanos`;
+    ///   0: not from pub/sub), for `tandem_presence_remote_forward_seconds`.
+    func received(_ message: NodeMessage, doc: String, arrivedNanos: UInt64 = 0) {
         onLoop {
             guard let docState = self.docs[doc] else { return }
             switch message {
@@ -22,7 +24,7 @@ extension DocShard {
             if case .presence = message {
                 if let forward = effect.forward {
                     self.metrics.remotePresenceForwarded.increment()
-                    self.deliver(forward, docState)
+                    self.deliver(forward, docState, remoteArrivedNanos: arrivedNanos)
                 } else if effect.forwardDeferred || loading {
                     self.metrics.remotePresenceAtTick.increment()
                 }
@@ -79,13 +81,16 @@ extension DocShard {
     }
 
     /// Sends a tick's deltas: encoded once, the same buffer written to every member, one hop per loop.
-    func deliver(_ tick: PresenceTick, _ docState: DocState) {
+    /// - Parameter remoteArrivedNanos: for another node's forwarded delta, when it came off pub/sub (each
+    ///   loop records the time to its members' flush); 0 for a tick.
+    func deliver(_ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64 = 0) {
         guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
         let allocator = ByteBufferAllocator()
         let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
         let viewerDelta = tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
         let viewersGetDelta = tick.viewersGetDelta
         let metrics = self.metrics
+        let clock = self.clock
         for (loop, editors, viewers) in deliveryGroups(docState) {
             loop.execute {
                 // Counted once per hop: a shared counter incremented per member from every loop kept its
@@ -116,6 +121,9 @@ extension DocShard {
                 if messages > 0 {
                     metrics.fanoutMessages.increment(by: Int64(messages))
                     metrics.fanoutBytes.increment(by: Int64(bytes))
+                    if remoteArrivedNanos > 0 {
+                        metrics.remotePresenceForwardDelay.record(Double(clock.nowNanos() &- remoteArrivedNanos) / 1e9)
+                    }
                 }
             }
         }

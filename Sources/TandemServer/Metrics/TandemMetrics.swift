@@ -26,9 +26,12 @@ public final class TandemMetrics: Sendable {
     private let presenceUpdates: [PresenceUpdateOutcome: SampledCounter]
     public let fanoutMessages: SampledCounter
     /// Other nodes' presence messages, by result: when their changes reached members: `forwarded` at once, `at_tick`
-    /// with this node's next tick (over the per-node budget of one per tick, or the doc still loading).
+    /// with this node's next tick (over the per-node budget of two per tick, or the doc still loading).
     public let remotePresenceForwarded: Counter
     public let remotePresenceAtTick: Counter
+    /// From another node's presence message arriving on the pub/sub connection to its forward written to
+    /// this node's members: the hop that crossing nodes adds (issue 11).
+    public let remotePresenceForwardDelay: ValueHistogram
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -162,6 +165,11 @@ public final class TandemMetrics: Sendable {
             "Presence messages from other nodes, by result: forwarded to members at once, or at this node's tick.")
         remotePresenceForwarded = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "forwarded")])
         remotePresenceAtTick = registry.makeCounter(descriptor: remoteDeltas, labels: [("result", "at_tick")])
+        remotePresenceForwardDelay = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_remote_forward", "seconds",
+                "Time from another node's presence message arriving on the pub/sub connection to its forward written to this node's members (one per forwarded delta and event loop)."),
+            buckets: latencyBuckets)
         fanoutMessages = SampledCounter(registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients.")))
         fanoutBytes = registry.makeCounter(

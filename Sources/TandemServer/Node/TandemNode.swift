@@ -281,8 +281,9 @@ public final class TandemNode: Service, Sendable {
                     return
                 }
                 guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
+                let arrivedNanos = context.clock.nowNanos()
                 guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
-                shards.shard(for: doc).received(message, doc: doc)
+                shards.shard(for: doc).received(message, doc: doc, arrivedNanos: arrivedNanos)
             },
             ready: {
                 yjsRooms.subscriberReady()
