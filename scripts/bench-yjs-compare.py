@@ -65,6 +65,17 @@ def compare(out: Path, loads: list[str]) -> None:
             if met and deliveries > best.get(server, (0, ""))[0]:
                 best[server] = (deliveries, load_name)
     print()
+    # Server CPU per delivery where both ran the same load (µs; lower is better).
+    for load_name in loads:
+        results = {server: load(out / f"yjs-{server}-{load_name}.json") for server in ("tandem", "pycrdt")}
+        if any(r is None for r in results.values()):
+            continue
+        cpu = {}
+        for server, result in results.items():
+            cpu[server] = cpu_micros(result, result["deliveriesPerSecond"] * result["resources"]["windowSeconds"])
+        if cpu["tandem"] and cpu["pycrdt"]:
+            print(f"CPU per delivery at {load_name}: Tandem {cpu['tandem']:.2f} µs, pycrdt-websocket {cpu['pycrdt']:.2f} µs"
+                  f" ({cpu['pycrdt'] / cpu['tandem']:.1f}x less for Tandem)")
     for server in ("tandem", "pycrdt"):
         if server in best:
             print(f"{server}: most deliveries/s with p99 <= 100 ms: {best[server][0]:,.0f} (at {best[server][1]})")

@@ -32,7 +32,8 @@
 # YJS_ROOMS rooms, updates at YJS_RATE Hz and awareness at YJS_AWARENESS_RATE Hz) against Tandem's /yjs and
 # against pycrdt-websocket's WebsocketServer (scripts/pycrdt-websocket-server.py, run by PYCRDT_PYTHON,
 # default .venv/bin/python: `make venv`); `yjs-compare` climbs YJS_LOADS ("CLIENTSxROOMS …") on both and
-# writes the side-by-side summary (yjs-compare.txt); `yjs-awareness` is awareness alone at presence's size,
+# writes the side-by-side summary (yjs-compare.txt: deliveries/s, p99s and server CPU per delivery of each,
+# then awareness against presence, whose runs it adds unless YJS_COMPARE_AWARENESS=0); `yjs-awareness` is awareness alone at presence's size,
 # next to `presence`, for the awareness-versus-presence cost.
 #
 # BENCH_CLUSTER=1 runs each scenario against a Redis Cluster of 3 primaries with a replica each (issue 11)
@@ -479,6 +480,11 @@ yjs_met() {
     python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if all(t["met"] for t in r["targets"] if "p99" in t["name"]) else 1)' "$1" 2>/dev/null
 }
 
+# Awareness alone at presence's size (1,000 clients, 20 rooms, 20 Hz).
+yjs_awareness_run() {
+    WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
+}
+
 # Both servers up the YJS_LOADS ladder, each until its first load missing p99 <= 100 ms.
 yjs_compare() {
     local load clients rooms tandem_on=1 pycrdt_on=1
@@ -497,6 +503,12 @@ yjs_compare() {
         fi
         [ -n "$tandem_on$pycrdt_on" ] || break
     done
+    # Awareness alone next to protocol-v1 presence at the same size (CPU per delivery of each), unless
+    # YJS_COMPARE_AWARENESS=0.
+    if [ "${YJS_COMPARE_AWARENESS:-1}" != 0 ]; then
+        yjs_awareness_run
+        run_scenario presence presence --clients 1000 --docs 20 --rate 20 --duration "$DURATION" --warmup 5
+    fi
     python3 scripts/bench-yjs-compare.py "$OUT" $YJS_LOADS | tee "$OUT/yjs-compare.txt" || true
 }
 
@@ -570,7 +582,7 @@ for scenario in "${SCENARIOS[@]}"; do
     # Awareness alone at presence's size (1,000 clients, 20 rooms, 20 Hz): its cost per delivery next to
     # protocol-v1 presence's (run `presence` in the same invocation; bench-yjs-compare.py compares them).
     yjs-awareness)
-        WS_PATH=/yjs run_scenario yjs-awareness yjs --clients 1000 --rooms 20 --rate 0 --awareness-rate 20 --duration "$DURATION" --warmup 5
+        yjs_awareness_run
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
     *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac

@@ -72,7 +72,8 @@ public enum YStruct: Equatable, Sendable {
     /// The clock just past this struct.
     public var endClock: Int { self.id.clock + self.length }
 
-    var isSkip: Bool {
+    /// A gap marker (Yjs `Skip`): the clocks it covers are not in the update.
+    public var isSkip: Bool {
         if case .skip = self { return true }
         return false
     }

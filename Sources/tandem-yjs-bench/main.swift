@@ -114,3 +114,26 @@ for operations in sizes.isEmpty ? [10_000, 100_000] : sizes {
         print("  mergeUpdates(snapshot + \(batch) updates): \(format(folded))")
     }
 }
+
+// A relay batch (--yjs-relay-ms): what a room pays to merge the updates of one window into the one update
+// every member gets (the merge and its encoding), per batch size; against it, each member gets one frame
+// instead of one per update.
+print("relay batches (typing from as many clients as updates; merged and encoded once)")
+for batch in [2, 10, 20, 50] {
+    var updates: [YUpdate] = []
+    for client in 0..<batch {
+        var bytes: [UInt8] = [1, 1]
+        varUInt(1000 + client, into: &bytes)
+        varUInt(40, into: &bytes)
+        bytes.append(0x84)
+        varUInt(1000 + client, into: &bytes)
+        varUInt(39, into: &bytes)
+        let text = Array("~Y\(client).123.456789012345".utf8)
+        varUInt(text.count, into: &bytes)
+        bytes += text
+        bytes.append(0)
+        updates.append(try YUpdate(decoding: bytes))
+    }
+    let (encoded, seconds) = measure("batch", repeat: 2000) { Yjs.mergeUpdates(updates).encoded() }
+    print("  \(batch) updates: \(format(seconds)) per batch (\(format(seconds / Double(batch))) per update), \(encoded.count) bytes")
+}

@@ -162,8 +162,8 @@ class Stack:
                     return s.recv(16).startswith(b"+PONG")
             wait_for("redis-server to answer PING", ping, timeout=15)
 
-    def start_node(self, name: str) -> TandemNode:
-        node = start_tandem(find_tandem_binary(), name, self.redis_port, ARTIFACTS, ["--yjs-update-rate", "1000"])
+    def start_node(self, name: str, *extra: str) -> TandemNode:
+        node = start_tandem(find_tandem_binary(), name, self.redis_port, ARTIFACTS, ["--yjs-update-rate", "1000", *extra])
         self.nodes.append(node)
         return node
 
@@ -296,6 +296,45 @@ async def scenario(stack: Stack) -> None:
     await again.connect(yjs_url(c, room, "again"))
     assert again.content() == content
     await again.disconnect()
+
+
+def metric(node: TandemNode, name: str) -> float:
+    """One sample of the node's /metrics (0 if absent)."""
+    import urllib.request
+    with urllib.request.urlopen(f"{node.ops_url}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_burst_of_concurrent_edits_converges_through_merged_relays(stack: Stack):
+    asyncio.run(burst_scenario(stack))
+
+
+async def burst_scenario(stack: Stack) -> None:
+    """--yjs-relay-ms at its widest: every peer edits in a burst, so the nodes relay merged updates (Tandem's
+    mergeUpdates of several clients' updates); pycrdt applying them converges on the same content."""
+    rng = random.Random(11)
+    room = "interop:burst"
+    a, b = stack.start_node("ba", "--yjs-relay-ms", "100"), stack.start_node("bb", "--yjs-relay-ms", "100")
+    peers = [Peer(f"q{i}") for i in range(4)]
+    for i, peer in enumerate(peers):
+        await peer.connect(yjs_url([a, b][i % 2], room, peer.name))
+    for _ in range(3):
+        for _ in range(20):
+            for peer in peers:
+                peer.edit(rng)
+        await asyncio.sleep(0)
+    content = await converged(peers, "a burst on 2 nodes")
+    assert content[0] and content[1] and content[2], content
+    assert metric(a, "tandem_yjs_coalesced_updates_total") + metric(b, "tandem_yjs_coalesced_updates_total") > 0
+    # A late joiner's step 2 holds the same document.
+    late = Peer("late")
+    await late.connect(yjs_url(b, room, "late"))
+    await converged([peers[0], late], "late joiner after the burst")
+    for peer in [*peers, late]:
+        await peer.disconnect()
 
 
 class AwarenessClient:

@@ -9,6 +9,9 @@ public enum YjsRoomAction: Equatable, Sendable {
     case relay(YProtocolMessage, appendedAtMs: UInt64?)
     /// The room's awareness changes of one tick to every member (one message, encoded once).
     case relayAwareness(YAwarenessUpdate)
+    /// Updates wait to be relayed (`coalesceRelays`): call `flushRelay()` soon — at once if the room relayed
+    /// nothing for the coalescing window, else when it ends — and carry out what it returns.
+    case scheduleRelay
     /// Append `bytes` to the room's log (Redis); answer with `appendCompleted(token:…)`.
     case append(bytes: [UInt8], token: YjsRoomMachine.AppendToken)
     /// Read snapshot and log again after a gap; answer with `reloaded`.
@@ -55,6 +58,8 @@ public enum YjsRoomEvent: Equatable, Sendable {
     case awarenessClientsRefused
     /// Change of the number of live awareness entries this node's connections own.
     case localAwareness(delta: Int)
+    /// `updates` updates (more than one) went out as one merged update.
+    case relayCoalesced(updates: Int)
 }
 
 public enum YjsRoomLog: Equatable, Sendable {
@@ -80,6 +85,11 @@ public enum YjsRoomLog: Equatable, Sendable {
 ///   snapshot once it has applied that far; one at a time, never with an undecodable entry skipped.
 /// - **Awareness.** `YjsAwareness` owns the entries; changes within the per-user rate apply at once,
 ///   others are held (latest per clientID) until a tick has a token; one message per tick.
+/// - **Relay coalescing** (`coalesceRelays`). Updates applied while a relay is pending go to every member
+///   as one merged update (Yjs `mergeUpdates`: a client applying it reaches the state the separate updates
+///   give), in the room's order: one frame per member per batch instead of one per update. Anything sent
+///   to one member (a step 2, awareness states) first flushes the batch, so what a member gets stays in
+///   the room's order and a step 2 never precedes an update it already holds.
 /// - **Lifetime.** Work waits for the first load; the room asks to be dropped once it has no members and
 ///   nothing in flight.
 public struct YjsRoomMachine: Sendable {
@@ -89,6 +99,13 @@ public struct YjsRoomMachine: Sendable {
     public static let compactionEntries = 500
     /// `compactionEntries`, or fewer where a test or fuzzer needs compactions sooner.
     public let compactionThreshold: Int
+
+    /// At most this many updates, or `maxCoalescedBytes` of them, go out as one merged update; more
+    /// flushes at once (bounds the merge's work and the message a member gets).
+    public static let maxCoalescedUpdates = 256
+    public static let maxCoalescedBytes = 256 << 10
+    /// Whether applied updates wait for `flushRelay()` (and merge) instead of being relayed one by one.
+    public let coalesceRelays: Bool
 
     /// Identifies an append in flight, handed back with its outcome.
     public struct AppendToken: Equatable, Sendable {
@@ -119,6 +136,9 @@ public struct YjsRoomMachine: Sendable {
     public private(set) var members: Set<ObjectIdentifier> = []
     /// Updates from the channel waiting for a load or reload, or past a gap.
     private var buffered: [YjsPublishedUpdate] = []
+    /// Applied updates not yet relayed (`coalesceRelays`), in seq order.
+    private var pendingRelay: [(update: YUpdate, bytes: [UInt8], appendedAtMs: UInt64?)] = []
+    private var pendingRelayBytes = 0
     public private(set) var reloading = false
     public private(set) var compacting = false
     /// This node's append made the log long enough: it compacts once it has applied that far.
@@ -142,8 +162,11 @@ public struct YjsRoomMachine: Sendable {
     /// Awareness changed (or is held) since the last tick: the owner ticks the room.
     public private(set) var needsTick = false
 
-    public init(awarenessRate: Double, awarenessBurst: Double, compactionThreshold: Int = Self.compactionEntries) {
+    public init(
+        awarenessRate: Double, awarenessBurst: Double, compactionThreshold: Int = Self.compactionEntries, coalesceRelays: Bool = false
+    ) {
         self.compactionThreshold = max(1, compactionThreshold)
+        self.coalesceRelays = coalesceRelays
         self.awarenessRate = awarenessRate
         self.awarenessBurst = max(1, awarenessBurst)
     }
@@ -266,7 +289,7 @@ public struct YjsRoomMachine: Sendable {
             let missing = reread.missing(for: had)
             document = reread
             seq = loaded.seq
-            actions.append(.relay(.update(missing.encoded()), appendedAtMs: nil))
+            actions += relay(missing, bytes: missing.encoded(), appendedAtMs: nil)
         }
         base = max(base, loaded.base)
         actions += drainBuffered()
@@ -338,9 +361,9 @@ public struct YjsRoomMachine: Sendable {
     }
 
     /// Query-awareness (type 3): every live entry of the room.
-    public func queryAwareness(_ member: ObjectIdentifier) -> [YjsRoomAction] {
+    public mutating func queryAwareness(_ member: ObjectIdentifier) -> [YjsRoomAction] {
         guard !dropped, members.contains(member) else { return [] }
-        return [.send(member: member, .awareness(awareness.states()))]
+        return flushRelay() + [.send(member: member, .awareness(awareness.states()))]
     }
 
     /// Another node's published awareness changes (or its heartbeat: no entries).
@@ -426,7 +449,8 @@ public struct YjsRoomMachine: Sendable {
 
     private mutating func greet(_ member: ObjectIdentifier) -> [YjsRoomAction] {
         guard members.contains(member) else { return [] }
-        var actions: [YjsRoomAction] = [.send(member: member, .syncStep1(stateVector: document.stateVector().encoded()))]
+        var actions = flushRelay()
+        actions.append(.send(member: member, .syncStep1(stateVector: document.stateVector().encoded())))
         let states = awareness.states()
         if !states.entries.isEmpty { actions.append(.send(member: member, .awareness(states))) }
         return actions
@@ -434,7 +458,7 @@ public struct YjsRoomMachine: Sendable {
 
     private mutating func answer(_ member: ObjectIdentifier, stateVector: YStateVector) -> [YjsRoomAction] {
         guard members.contains(member) else { return [] }
-        return [.send(member: member, .syncStep2(update: document.missing(for: stateVector).encoded()))]
+        return flushRelay() + [.send(member: member, .syncStep2(update: document.missing(for: stateVector).encoded()))]
     }
 
     private mutating func append(_ update: YUpdate, bytes: [UInt8], from member: ObjectIdentifier) -> [YjsRoomAction] {
@@ -450,15 +474,43 @@ public struct YjsRoomMachine: Sendable {
             return reload()
         }
         seq = published.seq
+        let update: YUpdate
         do {
-            document.apply(try YUpdate(decoding: published.update))
+            update = try YUpdate(decoding: published.update)
         } catch {
             // Only validated updates are stored; one that does not decode is not relayed (it would break
             // every client), and the room is never compacted (its snapshot would lose the entry).
             skippedEntries = true
             return [.log(.undecodableEntry(seq: published.seq))]
         }
-        return [.relay(.update(published.update), appendedAtMs: published.appendedAtMs)] + compactIfDue()
+        document.apply(update)
+        return relay(update, bytes: published.update, appendedAtMs: published.appendedAtMs) + compactIfDue()
+    }
+
+    /// Relays an applied update: at once, or (`coalesceRelays`) with the others of its batch.
+    private mutating func relay(_ update: YUpdate, bytes: [UInt8], appendedAtMs: UInt64?) -> [YjsRoomAction] {
+        guard coalesceRelays else { return [.relay(.update(bytes), appendedAtMs: appendedAtMs)] }
+        let first = pendingRelay.isEmpty
+        pendingRelay.append((update, bytes, appendedAtMs))
+        pendingRelayBytes += bytes.count
+        if pendingRelay.count >= Self.maxCoalescedUpdates || pendingRelayBytes >= Self.maxCoalescedBytes { return flushRelay() }
+        return first ? [.scheduleRelay] : []
+    }
+
+    /// The updates applied since the last relay, to every member as one update (the only one as it came;
+    /// several merged, with the oldest append time for the sync lag). Nothing if none are waiting.
+    public mutating func flushRelay() -> [YjsRoomAction] {
+        guard !pendingRelay.isEmpty else { return [] }
+        defer {
+            pendingRelay.removeAll(keepingCapacity: true)
+            pendingRelayBytes = 0
+        }
+        if pendingRelay.count == 1 { return [.relay(.update(pendingRelay[0].bytes), appendedAtMs: pendingRelay[0].appendedAtMs)] }
+        let merged = Yjs.mergeUpdates(pendingRelay.map(\.update))
+        return [
+            .relay(.update(merged.encoded()), appendedAtMs: pendingRelay.lazy.compactMap(\.appendedAtMs).min()),
+            .count(.relayCoalesced(updates: pendingRelay.count)),
+        ]
     }
 
     private mutating func drainBuffered() -> [YjsRoomAction] {
@@ -528,6 +580,9 @@ public struct YjsRoomMachine: Sendable {
     private mutating func remove() -> [YjsRoomAction] {
         guard !dropped else { return [] }
         dropped = true
+        // No member is left to relay to (or they are all being closed: they sync again when they reconnect).
+        pendingRelay.removeAll()
+        pendingRelayBytes = 0
         var actions: [YjsRoomAction] = []
         if reportedLocalAwareness != 0 {
             actions.append(.count(.localAwareness(delta: -reportedLocalAwareness)))

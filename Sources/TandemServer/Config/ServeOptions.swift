@@ -213,6 +213,9 @@ public enum ServeOptions {
         .node(
             "yjs-update-rate", \.yjsUpdateRate, .integer(), bounds: .within(1...100_000), unit: .perSecond, section: .yjs,
             help: "Updates one Yjs connection may send per second (bursts of 2 s worth); faster closes it with 1008."),
+        .node(
+            "yjs-relay-ms", \.yjsRelayMs, .integer("ms"), bounds: .within(0...100), unit: .milliseconds, section: .yjs,
+            help: "A Yjs room relays at once after this long without relaying; updates arriving sooner go to each client together, merged into one update (one frame). 0: each update as its own message."),
     ]
 
     static let redis: [ConfigOption] = [

@@ -69,6 +69,8 @@ public struct ServerConfiguration: Sendable {
     public var yjsMaxRoomBytes = 64 << 20
     /// Updates one Yjs connection may send per second (burst `YjsConnection.updateBurstSeconds` worth).
     public var yjsUpdateRate = 100
+    /// A room's updates within this window go to each member as one merged update; 0: one message each.
+    public var yjsRelayMs = 20
 
     // Admission (reconnect storms)
     public var maxNewConnectionsPerSecond = 500

@@ -114,6 +114,9 @@ public final class TandemMetrics: Sendable {
     public let yjsAppendsInFlight: Gauge
     public let yjsCompactions: Counter
     public let yjsRoomReloads: Counter
+    /// Yjs updates relayed merged with others of their room (--yjs-relay-ms), and the merged updates sent.
+    public let yjsCoalescedUpdates: Counter
+    public let yjsCoalescedRelays: Counter
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -316,6 +319,11 @@ public final class TandemMetrics: Sendable {
         yjsRoomReloads = registry.makeCounter(
             descriptor: name(
                 "yjs_room_reloads", "total", "Yjs rooms read again from Redis after a gap in their updates (lost pub/sub messages)."))
+        yjsCoalescedUpdates = registry.makeCounter(
+            descriptor: name(
+                "yjs_coalesced_updates", "total", "Yjs updates relayed merged with others of their room (--yjs-relay-ms), one frame per member."))
+        yjsCoalescedRelays = registry.makeCounter(
+            descriptor: name("yjs_coalesced_relays", "total", "Merged Yjs updates relayed (each stands for several updates)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.

@@ -70,6 +70,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         var presence: PresenceSettings
         var tickMs: Int
         var sweepMs: Int
+        /// `--yjs-relay-ms`: a room's coalescing window (0: relay each update as it is applied).
+        var relayMs: Int
         var subscriber: any RedisChannelSubscriber
         var metrics: TandemMetrics
         var clock: NodeClock
@@ -83,6 +85,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     private let presence: PresenceSettings
     private let tickMs: Int
     private let sweepMs: Int
+    private let relayWindow: TimeAmount
+    private let coalesceRelays: Bool
     private var tickTask: RepeatedTask?
     private var sweepTask: RepeatedTask?
     private var refreshTask: RepeatedTask?
@@ -107,6 +111,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         presence = dependencies.presence
         tickMs = dependencies.tickMs
         sweepMs = dependencies.sweepMs
+        relayWindow = .milliseconds(Int64(dependencies.relayMs))
+        coalesceRelays = dependencies.relayMs > 0
         subscriber = dependencies.subscriber
         metrics = dependencies.metrics
         clock = dependencies.clock
@@ -249,7 +255,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
 
     private func room(named name: String) -> YjsRoom {
         if let room = rooms[name] { return room }
-        let room = YjsRoom(name: name, machine: YjsRoomMachine(awarenessRate: presence.rate, awarenessBurst: presence.burst))
+        let room = YjsRoom(
+            name: name, machine: YjsRoomMachine(awarenessRate: presence.rate, awarenessBurst: presence.burst, coalesceRelays: coalesceRelays))
         rooms[name] = room
         metrics.yjsRooms.increment()
         // Subscribed before the read: an update appended in between arrives on the channel (and is skipped
@@ -304,7 +311,24 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
             let buffer = ByteBuffer(bytes: message.encoded())
             member.eventLoop.execute { member.deliver(buffer, appendedAtMs: nil) }
         case .relay(let message, let appendedAtMs):
+            room.lastRelay = .now()
             relay(ByteBuffer(bytes: message.encoded()), to: room, appendedAtMs: appendedAtMs)
+        case .scheduleRelay:
+            // At once (the next turn of the loop: what is already queued joins the batch) if the room relayed
+            // nothing for the window, else when the window since its last relay ends.
+            guard !room.relayScheduled else { return }
+            room.relayScheduled = true
+            let flush: @Sendable () -> Void = { [self] in
+                let room = bound.value
+                room.relayScheduled = false
+                perform(room.machine.flushRelay(), in: room)
+            }
+            let due = room.lastRelay + relayWindow
+            if due <= .now() {
+                eventLoop.execute(flush)
+            } else {
+                eventLoop.scheduleTask(deadline: due, flush)
+            }
         case .relayAwareness(let update):
             let buffer = ByteBuffer(bytes: YProtocolMessage.awareness(update).encoded())
             metrics.fanoutMessages.increment(by: Int64(room.members.count))
@@ -377,6 +401,9 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         case .awarenessRateLimited: metrics.presenceUpdate(.rateLimited)
         case .awarenessClientsRefused: metrics.clientLimitReached(.yjsAwarenessClients)
         case .localAwareness(let delta): metrics.presenceSessions.increment(by: Double(delta))
+        case .relayCoalesced(let updates):
+            metrics.yjsCoalescedUpdates.increment(by: Int64(updates))
+            metrics.yjsCoalescedRelays.increment()
         }
     }
 
@@ -429,6 +456,9 @@ final class YjsRoom {
     let name: String
     var machine: YjsRoomMachine
     var members: [ObjectIdentifier: any YjsMember] = [:]
+    /// When the room last relayed an update, and whether a `flushRelay` is scheduled (`--yjs-relay-ms`).
+    var lastRelay = NIODeadline.uptimeNanoseconds(0)
+    var relayScheduled = false
 
     init(name: String, machine: YjsRoomMachine) {
         self.name = name

@@ -28,6 +28,9 @@ final class InProcessNode: @unchecked Sendable {
         // pushes to check catch-up chunking): loop-lag admission would refuse some, which is right for a
         // server and wrong for those tests. SyncOverloadTests sets it low to test exactly that.
         config.maxLoopLagMs = 60_000
+        // Yjs tests check relayed updates one message each, in order; a batch merged by the coalescing window
+        // would be one message for several. YjsCoalescingTests turns it on (the default) to test exactly that.
+        config.yjsRelayMs = 0
         configure(&config)
         var logger = Logger(label: "tandem.\(nodeID)") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = ProcessInfo.processInfo.environment["TANDEM_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .error
