@@ -1,5 +1,14 @@
 // The pipeline's internal bookkeeping types (see `PushPipeline`).
 
+/// Why the next load replaces the doc's replica instead of only moving it forward.
+enum Replacement: Equatable {
+    /// The replica's checksum differed from Redis's (issue 13): replace it even at the same head.
+    case resync
+    /// Redis's clock of the doc went back (it lost acknowledged commits): replace it even with a lower
+    /// head, and restart every member from it. Also settles a pending resync.
+    case regression
+}
+
 struct PushKey: Hashable {
     var sessionID: String
     var pushID: JSONValue
