@@ -76,6 +76,7 @@ import Testing
         #expect(patchTo == [2])
         #expect(result.member == 1)
         #expect(result.answer == .result(action: .commit, clock: 1, applied: nil, reason: nil))
+        #expect(result.sentAtNanos == 0, "when its batch went to Redis")
         #expect(pipeline.head == 1)
         #expect(pipeline.isIdle)
         // The same commit coming back over pub/sub is not delivered again.
