@@ -405,6 +405,12 @@ run_scenario() {
     fi
     [ -z "${SECOND_NODE:-}" ] || remote_presence_report | tee "$OUT/$name.remote.txt"
     cp "$WORK/redis.log" "$OUT/$name.redis.log" 2>/dev/null || true
+    # Redis time per script call (issue 8: the group commit is the EVALSHA; the whole run, warm-up included).
+    if [ -z "${BENCH_CLUSTER:-}" ]; then
+        redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' | grep -E '^cmdstat_(evalsha|eval|xadd|publish|hset):' \
+            >"$OUT/$name.commandstats.txt" || true
+        grep '^cmdstat_evalsha:' "$OUT/$name.commandstats.txt" | sed 's/^/redis /' || true
+    fi
     # Version history (issue 15): what it costs in Redis, per commit and against the compressed ops.
     if [ -z "${BENCH_CLUSTER:-}" ] && [[ "$name" == history* ]]; then
         sleep 3  # one more seal round after the last commits

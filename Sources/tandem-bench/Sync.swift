@@ -8,7 +8,7 @@ import TandemCore
 // `tandem-bench sync`: editors push record patches at --rate per second, open loop (on schedule, not
 // waiting for results). A share (--conflict) of the pushes appends to one of a few records every editor
 // of the doc writes, at the offset the editor believes is current — when another append got there first
-// the server rebases it (append turned into a put of the merged text), which is the conflict measured.
+// the server rebases it (the append moved to the current length), which is the conflict measured.
 // The rest put a field of the editor's own record (always a commit).
 //
 // Latencies: push → result at the pusher (from the send of the attempt answered); commit → visible =

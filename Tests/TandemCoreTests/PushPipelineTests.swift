@@ -76,6 +76,7 @@ import Testing
         #expect(patchTo == [2])
         #expect(result.member == 1)
         #expect(result.answer == .result(action: .commit, clock: 1, applied: nil, reason: nil))
+        #expect(result.sentAtNanos == 0, "when its batch went to Redis")
         #expect(pipeline.head == 1)
         #expect(pipeline.isIdle)
         // The same commit coming back over pub/sub is not delivered again.
@@ -141,7 +142,28 @@ import Testing
         var pipeline = Self.pipeline(replica: replica)
         guard let batch = Self.batch(Self.push(&pipeline, 1, 1, #"{"a":["patch",{"t":["append","c",0]}]}"#)) else { return }
         let answers = Self.answers(pipeline.commitReplied(batchID: batch.id, .committed(firstClock: 2, atMs: 1), now: 1))
-        #expect(answers.map(\.2) == [.result(action: .rebase, clock: 2, applied: Self.json(#"{"a":["patch",{"t":["put","abc"]}]}"#), reason: nil)])
+        #expect(answers.map(\.2) == [.result(action: .rebase, clock: 2, applied: Self.json(#"{"a":["patch",{"t":["append","c",2]}]}"#), reason: nil)])
+    }
+
+    /// The batch hashes each record a commit writes for its checksum delta; the commit it delivers carries
+    /// those hashes, and the replica takes them (one hash per record and commit, not two) and still holds
+    /// the checksum of its records.
+    @Test func ownCommitsCarryTheirRecordHashesToTheReplica() {
+        var replica = DocReplica()
+        replica.apply(clock: 1, ops: Self.ops(#"{"a":["put",{"t":"ab"}],"b":["put",{}]}"#))
+        var pipeline = Self.pipeline(replica: replica)
+        let pushed = Self.push(&pipeline, 1, 1, #"{"a":["patch",{"t":["append","c",2]}],"b":["remove"],"c":["put",{"n":1}]}"#)
+        guard let batch = Self.batch(pushed) else { Issue.record("no batch"); return }
+        let delivered = pipeline.commitReplied(batchID: batch.id, .committed(firstClock: 2, atMs: 1), now: 1).compactMap { action in
+            if case .deliver(let commit, _, _) = action { return commit } else { return nil }
+        }
+        let records = pipeline.delivery.replica?.records ?? [:]
+        #expect(delivered.map(\.clock) == [2])
+        #expect(records["a"] == Self.json(#"{"t":"abc"}"#) && records["b"] == nil && records["c"] == Self.json(#"{"n":1}"#))
+        #expect(
+            delivered.first?.recordHashes
+                == ["a": DocChecksum.record(id: "a", value: records["a"]!), "c": DocChecksum.record(id: "c", value: records["c"]!)])
+        #expect(pipeline.delivery.replica?.sum == DocChecksum.of(records))
     }
 
     @Test func aVoidPushIsDiscardedAtOnceOrRightAfterTheCommitBeforeItInTheBatch() {

@@ -60,14 +60,26 @@ import Testing
         #expect(decision.expectations["a"] == .absent)
     }
 
-    @Test func appendAtTheCurrentLengthCommitsOtherwiseBecomesAPutOfTheMergedValue() throws {
+    @Test func appendAtTheCurrentLengthCommitsOtherwiseMovesToTheCurrentLength() throws {
         let state = try replica(["a": #"{"t":"héllo","l":[1,2]}"#])
         let exact = try state.decide(ops: try ops(#"{"a":["patch",{"t":["append","!",5],"l":["append",[3],2]}]}"#), base: 5, limits: limits)
         #expect(exact.action == .commit)
         #expect(exact.writes["a"]! == Array(#"{"l":[1,2,3],"t":"héllo!"}"#.utf8))
         let stale = try state.decide(ops: try ops(#"{"a":["patch",{"t":["append","!",3]}]}"#), base: 4, limits: limits)
         #expect(stale.action == .rebase)
-        #expect(stale.applied == (try ops(#"{"a":["patch",{"t":["put","héllo!"]}]}"#)))
+        #expect(stale.applied == (try ops(#"{"a":["patch",{"t":["append","!",5]}]}"#)))
+        #expect(stale.writes["a"]! == Array(#"{"l":[1,2],"t":"héllo!"}"#.utf8))
+    }
+
+    /// Hashes the caller computed already (the batch's, for its checksum deltas) are taken as they are:
+    /// the replica does not hash those records again.
+    @Test func applyTakesTheRecordHashesItIsGiven() throws {
+        var replica = DocReplica()
+        let given = DocChecksum.record(id: "other", value: .number("1"))
+        replica.apply(clock: 1, ops: try ops(#"{"a":["put",{"x":1}],"b":["put",{}]}"#), knownHashes: ["a": given])
+        #expect(replica.hash(of: "a") == given)
+        #expect(replica.hash(of: "b") == DocChecksum.record(id: "b", value: .object([:])))
+        #expect(replica.sum == given + DocChecksum.record(id: "b", value: .object([:])))
     }
 
     @Test func appendCountsUTF16CodeUnitsLikeJavaScript() throws {
@@ -136,6 +148,20 @@ import Testing
         #expect(dispatches.map(\.recipients) == [[7], [7]])
         #expect(doc.receive(commit(2)).isEmpty)  // duplicate
         #expect(doc.cursor(of: 7) == 3)
+    }
+
+    /// The commits kept in memory are trimmed in steps (an eighth of the capacity at a time, so a full
+    /// buffer is not shifted on every commit): the last `recentCapacity` are always there, contiguous,
+    /// and never more than an eighth more.
+    @Test func recentCommitsAreTrimmedInStepsAndStayContiguous() {
+        var doc = SyncDoc<Int>(retention: 1000, recentCapacity: 16)
+        _ = doc.load(DocReplica(), retainedFrom: 1)
+        for c in UInt64(1)...100 {
+            _ = doc.receive(commit(c))
+            let kept = min(c, 16)
+            #expect(doc.recentCommits(from: c - kept + 1, through: c)?.map(\.clock) == Array((c - kept + 1)...c))
+            if c > 18 { #expect(doc.recentCommits(from: c - 18, through: c) == nil) }
+        }
     }
 
     @Test func catchUpFromMemoryFromTheLogOrBySnapshot() {

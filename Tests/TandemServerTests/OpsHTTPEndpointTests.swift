@@ -50,8 +50,9 @@ import TandemTestSupport
             #expect(text.contains("\n\(series) "), "series \(series)")
         }
         // Label names come from a fixed set; no doc or user id appears anywhere.
-        // `mode`: the presence mode (full, hidden, none) of `tandem_presence_members`.
-        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route", "mode", "source"]
+        // `mode`: the presence mode (full, hidden, none) of `tandem_presence_members`; `stage`: queue or
+        // commit, of `tandem_sync_push_stage_seconds`.
+        let allowedLabels: Set = ["reason", "result", "queue", "code", "action", "node", "le", "route", "mode", "source", "stage"]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             guard let open = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}") else { continue }
             for pair in line[line.index(after: open)..<close].split(separator: ",") {

@@ -17,7 +17,7 @@ import Testing
         let bob = try await cluster.client("bob", node: 1)
         for client in [alice, bob] {
             try await client.join(doc)
-            client.allowRestarts(doc)
+            client.acceptRestart(doc)
         }
         for id in 1...3 {
             alice.push(doc, id: id, ops: #"{"kept\#(id)":["put",{"n":\#(id)}]}"#)

@@ -11,6 +11,7 @@ import Testing
         #"tandem_sync_pushes_total{action="discard"}"#, #"tandem_sync_pushes_total{action="error"}"#,
         "tandem_sync_conflicts_total", "tandem_sync_concurrent_pushes_total", "tandem_sync_lag_seconds_count",
         "tandem_sync_lag_clocks_count", "tandem_sync_lag_clocks_sum", "tandem_sync_push_seconds_count",
+        #"tandem_sync_push_stage_seconds_count{stage="queue"}"#, #"tandem_sync_push_stage_seconds_count{stage="commit"}"#,
     ]
 
     private func read(_ node: InProcessNode) async throws -> [String: Double] {
@@ -60,6 +61,9 @@ import Testing
         #expect(try await delta("tandem_sync_conflicts_total") == 2, "Bob's rebase and discard, not Carol's void patch")
         #expect(try await delta("tandem_sync_concurrent_pushes_total") == 2, "Bob's two pushes from c1")
         #expect(try await delta("tandem_sync_push_seconds_count") == 6, "every decided push is timed")
+        for stage in ["queue", "commit"] {
+            #expect(try await delta(#"tandem_sync_push_stage_seconds_count{stage="\#(stage)"}"#) == 4, "the 3 commits and the rebase, by stage")
+        }
         // Four commits, each written as a patch to the two members that did not push it.
         try await waitUntil("lag recorded for 8 patch deliveries") { try await delta("tandem_sync_lag_seconds_count") >= 8 }
         #expect(try await delta("tandem_sync_lag_seconds_count") == 8)

@@ -326,7 +326,7 @@ import Testing
             Issue.record("expected a rebase")
             return
         }
-        #expect(applied == Ops(["text": .patch(Diff(["text": .put("abAB")]))]))
+        #expect(applied == Ops(["text": .patch(Diff(["text": .append("B", offset: 3)]))]))
         try await expectConverged([docA, docB], cluster, "kit:rules")
         #expect(await text(docB, "text") == "abAB")
     }

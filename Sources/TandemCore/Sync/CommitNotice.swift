@@ -20,11 +20,16 @@ public struct CommitNotice: Sendable {
     /// `ops` parsed, when the node has it already (its own commits): the replica applies it without
     /// parsing `ops` again. Always exactly `try Ops(json: ops)`.
     public var parsedOps: Ops?
+    /// With `parsedOps` (own commits): the hash of each record the commit leaves live, as the batch computed
+    /// them for its checksum deltas (of the values it decided, which applying `parsedOps` reproduces). The
+    /// replica takes them instead of hashing those records a second time.
+    public var recordHashes: [String: DocChecksum]?
 
     public init(
         clock: UInt64, ops: JSONValue, by: String, node: String, pushID: JSONValue?, committedAtMs: UInt64,
-        encodedOps: [UInt8]? = nil, parsedOps: Ops? = nil, sum: DocChecksum? = nil
+        encodedOps: [UInt8]? = nil, parsedOps: Ops? = nil, sum: DocChecksum? = nil, recordHashes: [String: DocChecksum]? = nil
     ) {
+        self.recordHashes = recordHashes
         self.sum = sum
         self.clock = clock
         self.ops = ops
@@ -46,6 +51,7 @@ public struct CommitNotice: Sendable {
         var plain = self
         plain.encodedOps = nil
         plain.parsedOps = nil
+        plain.recordHashes = nil
         return plain
     }
 

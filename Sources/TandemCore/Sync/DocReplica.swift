@@ -102,8 +102,10 @@ public struct DocReplica: Sendable, Equatable {
     ///
     /// A head of `UInt64.max` (only a corrupted clock key in Redis can hold one: INCR stops at `Int64.max`)
     /// has no next clock, so nothing applies rather than `head + 1` trapping (found by Fuzz/fuzz-doc-replica).
+    /// - Parameter knownHashes: hashes of records the commit leaves live, computed already by whoever
+    ///   decided it (`CommitNotice.recordHashes`); the others are hashed here.
     @discardableResult
-    public mutating func apply(clock: UInt64, ops: Ops) -> Bool {
+    public mutating func apply(clock: UInt64, ops: Ops, knownHashes: [String: DocChecksum]? = nil) -> Bool {
         guard head < UInt64.max, clock == head + 1 else { return false }
         for (id, op) in ops.records {
             switch Self.applying(op, to: records[id]) {
@@ -114,7 +116,7 @@ public struct DocReplica: Sendable, Equatable {
                 versions[id] = clock
                 tombstones.removeValue(forKey: id)
                 guard tracksChecksum else { continue }
-                let hash = DocChecksum.record(id: id, value: record)
+                let hash = knownHashes?[id] ?? DocChecksum.record(id: id, value: record)
                 if let old = hashes.updateValue(hash, forKey: id) { sum -= old }
                 sum += hash
             case .removed:
@@ -192,30 +194,23 @@ public struct DocReplica: Sendable, Equatable {
                     applied[field] = .patch(outcome.applied)
                 }
             case .append(let value, let offset):
+                // A stale offset becomes an append at the current length: the same merged value, but the
+                // commit carries only the appended part. (It was a put of the whole merged value: on a
+                // shared text that grows, every rebased append then sent the whole text to every member,
+                // to Redis's log and to the other nodes — on the hot-doc bench, tens of KB per rebase.)
                 switch (result[field], value) {
                 case (.string(let current)?, .string(let tail)):
-                    if current.utf16.count == offset {
-                        applied[field] = .append(value, offset: offset)
-                    } else {
-                        applied[field] = .put(.string(current + tail))
-                        exact = false
-                    }
+                    let length = current.utf16.count
+                    applied[field] = .append(value, offset: length)
+                    if length != offset { exact = false }
                     result[field] = .string(current + tail)
                 case (.array(let current)?, .array(let tail)):
-                    if current.count == offset {
-                        applied[field] = .append(value, offset: offset)
-                    } else {
-                        applied[field] = .put(.array(current + tail))
-                        exact = false
-                    }
+                    applied[field] = .append(value, offset: current.count)
+                    if current.count != offset { exact = false }
                     result[field] = .array(current + tail)
                 case (nil, _):
-                    if offset == 0 {
-                        applied[field] = .append(value, offset: 0)
-                    } else {
-                        applied[field] = .put(value)
-                        exact = false
-                    }
+                    applied[field] = .append(value, offset: 0)
+                    if offset != 0 { exact = false }
                     result[field] = value
                 default:
                     // Appending to a number, or a string to an array: nothing sensible to merge.
@@ -252,7 +247,7 @@ extension RecordSource {
     /// - remove: applies to a live record; void if it is already gone.
     /// - patch: void on a missing record; field by field otherwise: put/delete apply; a nested patch
     ///   needs an object there (else void); an append whose offset matches the current length applies
-    ///   as sent, otherwise it becomes a put of the merged value (current value + appended part).
+    ///   as sent, otherwise it becomes an append at the current length (a rebase: the same merged value).
     /// A push where nothing applies is discarded; one where something applies differently is rebased.
     /// With a `schema`, a push that would leave any record it writes invalid is discarded whole (reason
     /// `invalid`, naming the first such record in id order): nothing invalid is committed, whichever op

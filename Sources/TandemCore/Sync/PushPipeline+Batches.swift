@@ -23,7 +23,8 @@ extension PushPipeline {
     /// Decides queued pushes into one batch. Returns false when the pipeline must wait (a batch was
     /// sent, or the first push waits for the head), true when everything it took was answered at once.
     mutating func formBatch(_ now: UInt64, into actions: inout [PushAction<Member>]) -> Bool {
-        let replica = delivery.replica!
+        // (`pump` forms batches only for a loaded doc.)
+        guard let replica = delivery.replica else { return false }
         var overlay = BatchOverlay(base: replica)
         var entries: [BatchEntry<Member>] = []
         var commitCount = 0
@@ -80,7 +81,7 @@ extension PushPipeline {
             perSession[push.sessionID, default: 0] += 1
         }
         guard commitCount > 0 else { return true }
-        let batch = makeBatch(entries, replica: replica, bytes: bytes)
+        let batch = makeBatch(&entries, replica: replica, bytes: bytes)
         let commitEntries = entries.indices.filter { entries[$0].isCommit }
         inFlight = InFlightBatch(
             id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
@@ -115,22 +116,31 @@ extension PushPipeline {
         return false
     }
 
-    mutating func makeBatch(_ entries: [BatchEntry<Member>], replica: DocReplica, bytes: Int) -> CommitBatch {
+    /// Also keeps each commit's record hashes in its entry: the replica reuses them when it applies the
+    /// commit (hashing a record means writing its canonical JSON: O(its size), and a shared text that
+    /// grows is hashed on every append to it).
+    mutating func makeBatch(_ entries: inout [BatchEntry<Member>], replica: DocReplica, bytes: Int) -> CommitBatch {
         var commits: [CommitBatch.Commit] = []
         var expectations: [String: PushDecision.Expectation] = [:]
         var writes: [String: CommitBatch.Write] = [:]
         // Checksums (issue 13): each commit's delta, from the hashes of the records as the batch's earlier
         // commits left them (the replica's for a first touch). Only the records a commit writes are hashed.
         var hashes: [String: DocChecksum?] = [:]
-        for entry in entries where entry.isCommit {
+        for index in entries.indices where entries[index].isCommit {
+            let entry = entries[index]
             var delta = DocChecksum.zero
+            var recordHashes: [String: DocChecksum] = [:]
             for (id, value) in entry.decision.values {
                 let old = hashes[id] ?? replica.hash(of: id)
                 let new = value.map { DocChecksum.record(id: id, value: $0) }
                 if let old { delta -= old }
-                if let new { delta += new }
+                if let new {
+                    delta += new
+                    recordHashes[id] = new
+                }
                 hashes[id] = .some(new)
             }
+            entries[index].recordHashes = recordHashes
             commits.append(
                 CommitBatch.Commit(
                     sessionID: entry.push.sessionID, pushID: entry.push.pushID, ops: entry.appliedJSON, encodedOps: entry.appliedBytes,

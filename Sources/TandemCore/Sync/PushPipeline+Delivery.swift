@@ -53,7 +53,8 @@ extension PushPipeline {
         return PushReply(
             member: entry.push.member, pushID: entry.push.pushID,
             answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
-            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted, sum: commit.sum)
+            receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted, sum: commit.sum,
+            sentAtNanos: inFlight?.sentAt)
     }
 
     /// - Parameter clock: the member's position when the answer is read (nil: its cursor).

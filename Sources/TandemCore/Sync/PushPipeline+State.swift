@@ -1,5 +1,14 @@
 // The pipeline's internal bookkeeping types (see `PushPipeline`).
 
+/// Why the next load replaces the doc's replica instead of only moving it forward.
+enum Replacement: Equatable {
+    /// The replica's checksum differed from Redis's (issue 13): replace it even at the same head.
+    case resync
+    /// Redis's clock of the doc went back (it lost acknowledged commits): replace it even with a lower
+    /// head, and restart every member from it. Also settles a pending resync.
+    case regression
+}
+
 struct PushKey: Hashable {
     var sessionID: String
     var pushID: JSONValue
@@ -30,6 +39,9 @@ struct BatchEntry<Member: Hashable> {
     var isCommit: Bool
     /// A commit's index in the batch; for a held discard, the index of the commit it follows.
     var commitIndex: Int
+    /// The hash of each record the commit leaves live (`DocChecksum.record` of `decision.values`), from
+    /// `makeBatch`: handed to the replica with the commit so that it does not hash them again.
+    var recordHashes: [String: DocChecksum] = [:]
     /// Its commit was delivered (or, for a discard, it was answered).
     var delivered = false
     /// Its member is gone: no answer, and no second attempt.
@@ -39,7 +51,7 @@ struct BatchEntry<Member: Hashable> {
     func notice(clock: UInt64, node: String, atMs: UInt64, sum: DocChecksum? = nil) -> CommitNotice {
         CommitNotice(
             clock: clock, ops: appliedJSON, by: push.sessionID, node: node, pushID: push.pushID, committedAtMs: atMs,
-            encodedOps: appliedBytes, parsedOps: decision.applied, sum: sum)
+            encodedOps: appliedBytes, parsedOps: decision.applied, sum: sum, recordHashes: recordHashes)
     }
 }
 

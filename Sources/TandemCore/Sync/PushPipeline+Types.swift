@@ -70,6 +70,9 @@ public struct PushReply<Member: Hashable>: Equatable {
     public var violation: RecordViolation? = nil
     /// For a commit or rebase: the doc's checksum after it, as Redis computed it (`"sum"`, issue 13).
     public var sum: DocChecksum? = nil
+    /// For a commit or rebase answered from this node's group commit: when that batch was sent to Redis
+    /// (splits the push's time in its doc into its wait in the queue and its commit).
+    public var sentAtNanos: UInt64? = nil
 }
 
 /// One group commit for `GroupCommitScript`: consecutive commits, all or nothing.

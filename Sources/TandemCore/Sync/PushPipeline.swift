@@ -58,11 +58,11 @@ public struct PushPipeline<Member: Hashable> {
     var nextSeq: UInt64 = 1
     var redisUp = true
     var loadInFlight = false
-    /// Redis's clock of the doc went back: the reload in flight replaces the replica, even with a lower
-    /// head, and every member restarts from it.
-    var regressed = false
-    /// The next load replaces the replica even at the same head: it diverged from Redis (issue 13).
-    var replaceOnLoad = false
+    /// The next load replaces the replica rather than only moving it forward (nil: it only moves forward).
+    var replacement: Replacement?
+    /// Redis's clock of the doc went back: nothing is delivered or decided until the reload replaces the
+    /// replica.
+    var regressed: Bool { replacement == .regression }
     /// A read of the whole doc is in flight (a reload): nothing to compare with Redis until it lands.
     public var reloadPending: Bool { loadInFlight }
 
@@ -155,16 +155,14 @@ public struct PushPipeline<Member: Hashable> {
         let wasLoaded = delivery.isLoaded
         let before = delivery.head
         loadInFlight = false
-        if regressed && wasLoaded {
-            regressed = false
-            replaceOnLoad = false  // the regression's replacement is the resync a divergence asked for
+        let pending = replacement
+        replacement = nil
+        if pending == .regression && wasLoaded {
             replaceAfterRegression(replica, retainedFrom: retainedFrom, now: now, into: &actions)
             return actions
         }
-        regressed = false
         knownRedisHead = max(knownRedisHead, replica.head)
-        let replacing = wasLoaded && replaceOnLoad && replica.head >= before
-        replaceOnLoad = false
+        let replacing = wasLoaded && pending == .resync && replica.head >= before
         deliver(delivery.load(replica, retainedFrom: retainedFrom, replacing: replacing), now: now, into: &actions)
         if wasLoaded && (delivery.head > before || replacing) {
             // The replica jumped over commits it never delivered. Our own among them cannot be answered in
@@ -193,7 +191,8 @@ public struct PushPipeline<Member: Hashable> {
     public mutating func resync(now: UInt64) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         guard delivery.isLoaded else { return actions }
-        replaceOnLoad = true
+        // (A regression's replacement, if one is pending, is the resync this asks for.)
+        if replacement == nil { replacement = .resync }
         requestReload(into: &actions)
         return actions
     }
@@ -560,7 +559,7 @@ public struct PushPipeline<Member: Hashable> {
     /// from what Redis holds. Counted once per episode.
     mutating func clockWentBack(to head: UInt64, into actions: inout [PushAction<Member>]) {
         if !regressed { counters.clockRegressions += 1 }
-        regressed = true
+        replacement = .regression
         knownRedisHead = head
         confirmedHead = nil
         headWait = nil

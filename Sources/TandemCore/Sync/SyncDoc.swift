@@ -11,6 +11,8 @@ public struct SyncDoc<Member: Hashable> {
     public private(set) var retainedFrom: UInt64 = 1
     public let retention: UInt64
     private let recentCapacity: Int
+    /// How far `recent` may grow past `recentCapacity` before it is trimmed back (amortizes the trim).
+    private var recentSlack: Int { recentCapacity / 8 }
     /// The most recent commits, contiguous and ending at `replica.head` (serves most catch-ups).
     private var recent: [CommitNotice] = []
     /// Commits that arrived ahead of a gap.
@@ -111,23 +113,27 @@ public struct SyncDoc<Member: Hashable> {
 
     private mutating func drainAhead() -> [Dispatch] {
         var dispatches: [Dispatch] = []
+        // The head is read, not the replica bound: a bound copy would share the replica's storage while
+        // `apply` changes it in place, so every commit would copy the doc's records.
         // `head < UInt64.max` keeps `head + 1` from trapping on a clock read from a corrupted Redis key.
-        while let replica, replica.head < UInt64.max, let next = ahead.removeValue(forKey: replica.head + 1) {
+        while let head = replica?.head, head < UInt64.max, let next = ahead.removeValue(forKey: head + 1) {
             guard let ops = next.parsedOps ?? (try? Ops(json: next.ops)) else {
                 // Cannot happen for commits written by Tandem; skipping would break every replica the
                 // same way, so apply it as empty to keep clocks contiguous.
-                self.replica!.apply(clock: next.clock, ops: Ops([:]))
+                replica?.apply(clock: next.clock, ops: Ops([:]))
                 continue
             }
-            self.replica!.apply(clock: next.clock, ops: ops)
-            if divergence == nil, let expected = next.sum, expected != self.replica!.sum {
-                divergence = Divergence(clock: next.clock, expected: expected, actual: self.replica!.sum)
+            replica?.apply(clock: next.clock, ops: ops, knownHashes: next.parsedOps == nil ? nil : next.recordHashes)
+            if divergence == nil, let expected = next.sum, let actual = replica?.sum, expected != actual {
+                divergence = Divergence(clock: next.clock, expected: expected, actual: actual)
             }
             recent.append(next.withoutCaches)
-            if recent.count > recentCapacity { recent.removeFirst(recent.count - recentCapacity) }
+            // Trimmed in steps: removing one from the front of a full array moved all 2,048 others on
+            // every commit (a memmove of a quarter MB per commit on a busy doc).
+            if recent.count > recentCapacity + recentSlack { recent.removeFirst(recent.count - recentCapacity) }
             let floor = next.clock > retention ? next.clock - retention : 0
             retainedFrom = max(retainedFrom, floor + 1)
-            if next.clock % 64 == 0 { self.replica!.compact(floor: floor) }
+            if next.clock % 64 == 0 { replica?.compact(floor: floor) }
             var recipients: [Member] = []
             for (member, cursor) in cursors where cursor == next.clock - 1 {
                 recipients.append(member)
@@ -154,15 +160,15 @@ public struct SyncDoc<Member: Hashable> {
     /// is sent, unless it must `fetch` first.
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func attach(_ member: Member, since: UInt64?) -> CatchUp {
-        precondition(replica != nil, "attach after load")
-        let head = replica!.head
+        guard let replica else { preconditionFailure("attach after load") }
+        let head = replica.head
         cursors.removeValue(forKey: member)
         catchingUp.removeValue(forKey: member)
         // retainedFrom >= 1 always; comparing with `retainedFrom - 1` instead of `since + 1` keeps a client's
         // `since` out of any addition until it is known to be below head.
         guard let since, since <= head, since >= retainedFrom - 1 else {
             cursors[member] = head
-            return .snapshot(head: head, records: replica!.records)
+            return .snapshot(head: head, records: replica.records)
         }
         guard since < head else {
             cursors[member] = head

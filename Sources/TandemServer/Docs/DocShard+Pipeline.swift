@@ -114,6 +114,12 @@ extension DocShard {
             }
             let now = self.clock.nowNanos()
             metrics.syncPushSeconds.record(Double(now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0) / 1e9)
+            if let sentAt = reply.sentAtNanos {
+                // Where its time in the doc went: queued behind the batch in Redis, or in its own batch.
+                let queued = sentAt >= reply.receivedAtNanos ? sentAt - reply.receivedAtNanos : 0
+                metrics.syncPushStageSeconds[.queue]!.record(Double(queued) / 1e9)
+                metrics.syncPushStageSeconds[.commit]!.record(Double(now >= sentAt ? now - sentAt : 0) / 1e9)
+            }
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(
                 doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation,

@@ -74,6 +74,8 @@ public final class TandemMetrics: Sendable {
     public let syncPushWaitEstimate: ValueHistogram
     /// From reading an editor's push off its connection to its doc's admission (the hop to the shard's loop).
     public let syncPushReadDelay: ValueHistogram
+    /// `sync_push_stage_seconds{stage}`: where a committed push's time in its doc went.
+    public let syncPushStageSeconds: [PushStage: ValueHistogram]
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
@@ -280,6 +282,13 @@ public final class TandemMetrics: Sendable {
                 "sync_push_read_delay", "seconds",
                 "Time from reading each editor's push off its connection to its doc's admission (counted against --max-push-wait-ms)."),
             buckets: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
+        let stageName = name(
+            "sync_push_stage", "seconds",
+            "Time of each push committed by this node in its doc, by stage: queued until its group commit was sent to Redis (queue), then until its result was sent in clock order (commit: Redis's round trip and the doc loop's turn). Before: sync_push_read_delay_seconds.")
+        syncPushStageSeconds = Dictionary(
+            uniqueKeysWithValues: PushStage.allCases.map {
+                ($0, registry.makeValueHistogram(descriptor: stageName, labels: [("stage", $0.rawValue)], buckets: latencyBuckets))
+            })
         eventLoopLag = registry.makeValueHistogram(
             descriptor: name(
                 "event_loop_lag", "seconds",
@@ -378,6 +387,14 @@ public enum DivergenceSource: String, Sendable, CaseIterable {
     case client
     /// A node: its replica after a commit or at the periodic check, or Redis's records at a load.
     case node
+}
+
+/// The stages of `sync_push_stage_seconds`.
+public enum PushStage: String, Sendable, CaseIterable {
+    /// From the push's admission in its doc to its group commit's send.
+    case queue
+    /// From the send to Redis to the push's result (in clock order).
+    case commit
 }
 
 public enum OverloadRefusal: String, Sendable, CaseIterable {

@@ -41,23 +41,20 @@ struct SyncView {
     private(set) var explicitReplies: [[String: JSONValue]] = []
     /// Every clock delivered to this client on the live stream (patch or own result), in order.
     private(set) var liveClocks: [UInt64] = []
-    /// A snapshot while live that is not at the stream's position restarts the stream (the server
-    /// reloaded the doc after Redis lost commits) instead of being a violation. Set by tests that
-    /// expect it; `restarts` counts them (with `acceptsRestart`'s).
-    var restartsAllowed = false
     /// Checksums (`sum`, issue 13) compared with the state they describe: every one must match.
     private(set) var checksumsChecked = 0
     /// The records after every clock delivered live, when asked for (`SyncClient.recordStates`): the
     /// model of the history tests.
     var statesByClock: [UInt64: [String: JSONValue]]?
 
-    /// A test that expects the node to restart this member from a snapshot while it is live (a reload
-    /// after a divergence, issue 13) sets this: a live snapshot whose clock or records differ from the
-    /// view's is then the restart, not an explicit `sync` reply (which must equal the view).
+    /// A test that expects the node to restart this member from a snapshot while it is live — a reload
+    /// after Redis lost commits (the snapshot may be behind the stream's position) or after a divergence
+    /// (issue 13: same clock, other records) — sets this: a live snapshot whose clock or records differ
+    /// from the view's then starts a catch-up, checked like a join's, instead of being an explicit `sync`
+    /// reply (which must equal the view).
     var acceptsRestart = false
     /// Restarts received (see `acceptsRestart`).
     private(set) var restarts = 0
-    private var restartRecords: [String: JSONValue]?
     /// Ops of own pushes by push id, applied when their `commit` comes back.
     var sent: [String: Ops] = [:]
     /// `since` of joins sent and not yet answered.
@@ -165,7 +162,10 @@ struct SyncView {
         guard let clock = m["clock"]?.uint64Value, case .object(let records)? = m["records"],
             case .bool(let more)? = m["more"]
         else { return violation("malformed snapshot") }
-        if phase == .live, restartsAllowed, clock != replica.head {
+        let differs =
+            clock != replica.head || records.contains(where: { replica.records[$0.key] != $0.value })
+            || (!more && records.count != replica.records.count)
+        if phase == .live, acceptsRestart, differs {
             restarts += 1
             phase = .catchingUp
             chunks.removeAll()
@@ -174,21 +174,6 @@ struct SyncView {
             joinedClock = nil
         }
         if phase == .live {
-            if acceptsRestart && (restartRecords != nil || clock != replica.head || records.contains { replica.records[$0.key] != $0.value }
-                || (!more && records.count != replica.records.count))
-            {
-                if clock < replica.head { violation("restart snapshot at \(clock) behind position \(replica.head)") }
-                restartRecords = (restartRecords ?? [:]).merging(records) { $1 }
-                if !more {
-                    replica = DocReplica(head: clock, records: restartRecords!)
-                    restartRecords = nil
-                    complete = true
-                    restarts += 1
-                    syncPoints += 1
-                    checkSum(m, what: "restart snapshot \(clock)")
-                }
-                return
-            }
             // An explicit sync answered with a snapshot: it must be exactly the state at our position.
             explicitReplies.append(m)
             if clock != replica.head { violation("explicit snapshot at \(clock), position \(replica.head)") }
@@ -323,9 +308,6 @@ final class SyncClient: @unchecked Sendable {
         update()
         return lock.withLock { viewStore[doc] ?? SyncView() }
     }
-
-    /// Lets `doc`'s stream restart from a snapshot (see `SyncView.restartsAllowed`).
-    func allowRestarts(_ doc: String) { modify(doc) { $0.restartsAllowed = true } }
 
     /// The node may restart this client's stream of `doc` from a snapshot (see `SyncView.acceptsRestart`).
     func acceptRestart(_ doc: String) { modify(doc) { $0.acceptsRestart = true } }
