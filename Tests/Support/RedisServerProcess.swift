@@ -50,9 +50,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     ///     (a `--requirepass` is also used by ``command(_:)``).
     ///   - unixSocket: Also listen on a unix socket in the temporary folder (see ``unixSocketPath``).
     public init(extraArguments: [String] = [], unixSocket: Bool = false) throws {
-        directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tandem-redis-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try makeTemporaryDirectory(prefix: "tandem-redis")
         unixSocketPath = unixSocket ? directory.appendingPathComponent("redis.sock").path : nil
         self.extraArguments = extraArguments
         if let index = extraArguments.firstIndex(of: "--requirepass"), index + 1 < extraArguments.count {
