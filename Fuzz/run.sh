@@ -31,7 +31,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
     # executables with the fuzzer's `main`.
     for target in "${TARGETS[@]}"; do
         set +o pipefail
-        nice -n 10 swift build --package-path Fuzz --scratch-path "$SCRATCH" -c release --product "$target" \
+        nice -n 10 scripts/with-private-tmpdir.sh swift build --package-path Fuzz --scratch-path "$SCRATCH" -c release --product "$target" \
             -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing 2>&1 |
             grep -v -e "Cannot export local symbol" -e "prohibited flag(s): -D_FILE_OFFSET_BITS"
         status=${PIPESTATUS[0]}
