@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (Fuzz/Package.swift) and runs each for a given time; what `make fuzz`
-# (FUZZ_SECONDS each, default 600) and the short pass of `make test` (20 s each) run.
+# (FUZZ_SECONDS each, default 600) and the short pass of `make test` (18 s each, FUZZ_JOBS=2) run.
 #
 #   Fuzz/run.sh                       # every harness, 600 s each
 #   Fuzz/run.sh 30 fuzz-json          # one harness, 30 s
