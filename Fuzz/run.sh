@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (Fuzz/Package.swift) and runs each for a given time; what `make fuzz`
-# (FUZZ_SECONDS each, default 600) and the short pass of `make test` (20 s each) run.
+# (FUZZ_SECONDS each, default 600) and the short pass of `make test` (18 s each, FUZZ_JOBS=2) run.
 #
 #   Fuzz/run.sh                       # every harness, 600 s each
 #   Fuzz/run.sh 30 fuzz-json          # one harness, 30 s
@@ -31,7 +31,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
     # executables with the fuzzer's `main`.
     for target in "${TARGETS[@]}"; do
         set +o pipefail
-        nice -n 10 swift build --package-path Fuzz --scratch-path "$SCRATCH" -c release --product "$target" \
+        nice -n 10 scripts/with-private-tmpdir.sh swift build --package-path Fuzz --scratch-path "$SCRATCH" -c release --product "$target" \
             -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing 2>&1 |
             grep -v -e "Cannot export local symbol" -e "prohibited flag(s): -D_FILE_OFFSET_BITS"
         status=${PIPESTATUS[0]}

@@ -44,7 +44,7 @@ for sanitizer in "${SANITIZERS[@]}"; do
 
     echo "== $sanitizer sanitizer: building in $scratch"
     start=$SECONDS
-    nice -n "$NICE" "$SWIFT" build --build-tests "${flags[@]}"
+    nice -n "$NICE" scripts/with-private-tmpdir.sh "$SWIFT" build --build-tests "${flags[@]}"
     echo "== $sanitizer sanitizer: built in $((SECONDS - start)) s"
 
     bin=$("$SWIFT" build "${flags[@]}" --show-bin-path)
@@ -78,7 +78,7 @@ for sanitizer in "${SANITIZERS[@]}"; do
         echo "== $sanitizer sanitizer: running the tests${FILTER:+ matching '$FILTER'} (timeouts x$TANDEM_TEST_TIMEOUT_SCALE)"
         start=$SECONDS
         status=0
-        nice -n "$NICE" "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
+        nice -n "$NICE" scripts/with-private-tmpdir.sh "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
             status=$?
         echo "== $sanitizer sanitizer: tests ran in $((SECONDS - start)) s, exit status $status"
         exit "$status"

@@ -54,6 +54,8 @@ public final class ChildProcess: Sendable {
     public let arguments: [String]
     /// This child's own temporary directory; the log lives here.
     public let directory: URL
+    /// `directory` was made here (no `directory` given), so it goes with this object.
+    private let ownsDirectory: Bool
     /// stdout and stderr, interleaved as written.
     public let logURL: URL
 
@@ -78,6 +80,7 @@ public final class ChildProcess: Sendable {
         self.executable = executable
         self.arguments = arguments
         let name = URL(fileURLWithPath: executable).lastPathComponent
+        self.ownsDirectory = directory == nil
         self.directory = try directory ?? makeTemporaryDirectory(prefix: "tandem-\(name)")
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         self.logURL = self.directory.appendingPathComponent("\(name).log")
@@ -97,6 +100,8 @@ public final class ChildProcess: Sendable {
         self.process.signal(SIGKILL)
         // SIGKILL cannot be caught; reap the child before the object goes.
         _ = self.process.waitForExitBlocking(timeout: .seconds(5))
+        // The log has been read by now (failures carry it); whatever is left would pile up in /tmp.
+        if self.ownsDirectory { try? FileManager.default.removeItem(at: self.directory) }
     }
 
     public var pid: Int32 {

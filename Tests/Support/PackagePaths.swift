@@ -1,5 +1,13 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Places in the package checkout, found from this source file's path.
 public enum PackagePaths {
     /// The directory holding `Package.swift`: the first such directory above this file.
@@ -31,11 +39,44 @@ public enum TestArtifacts {
     }
 }
 
-/// A fresh directory under the system temporary directory, for one test's files.
+/// A fresh directory for one test's files, inside ``TestTemporaryRoot`` (removed when the test process
+/// exits, whether or not the test removes it).
 public func makeTemporaryDirectory(prefix: String = "tandem-test") throws -> URL {
     let safePrefix = String(prefix.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
-    let url = FileManager.default.temporaryDirectory
+    let url = TestTemporaryRoot.url
         .appendingPathComponent("\(safePrefix)-\(UUID().uuidString.prefix(8))", isDirectory: true)
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// The one directory under the system temporary directory that holds every temporary directory this
+/// test process makes (``makeTemporaryDirectory(prefix:)``: children's logs, Redis data, secrets, schema
+/// files), `tandem-tests-<pid>-<random>`. It is removed at exit, so a test that fails, throws or forgets
+/// leaves nothing behind; a process that crashed leaves its root, which the next test process removes
+/// (a root whose pid is no longer running). Before this, full runs left thousands of directories in /tmp.
+public enum TestTemporaryRoot {
+    static let prefix = "tandem-tests-"
+
+    /// Created on first use; removed by an `atexit` handler registered then.
+    public static let url: URL = {
+        removeRootsOfEndedProcesses()
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(prefix)\(getpid())-\(UUID().uuidString.prefix(8))", isDirectory: true)
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(at: TestTemporaryRoot.url) }
+        return url
+    }()
+
+    /// Removes the roots left by test processes that did not exit normally (a crash, SIGKILL).
+    static func removeRootsOfEndedProcesses() {
+        let base = FileManager.default.temporaryDirectory
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }) else { continue }
+            // ESRCH: no such process (EPERM would mean it runs under another user: leave it).
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(at: base.appendingPathComponent(name))
+            }
+        }
+    }
 }

@@ -50,6 +50,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     ///     (a `--requirepass` is also used by ``command(_:)``).
     ///   - unixSocket: Also listen on a unix socket in the temporary folder (see ``unixSocketPath``).
     public init(extraArguments: [String] = [], unixSocket: Bool = false) throws {
+        // Directly in the temporary directory, not in TestTemporaryRoot: a unix socket path must stay short
+        // (redis-server shows at most 77 bytes of it in CLIENT INFO; the kernel takes 107). Removed by deinit.
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tandem-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

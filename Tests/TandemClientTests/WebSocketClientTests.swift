@@ -256,6 +256,8 @@ struct WebSocketClientTests {
                         try await WebSocketClient.connect(
                             to: server.url + "/many?client=\(index)",
                             on: group,
+                            // 500 handshakes at once take longer than the default 10 s under a sanitizer.
+                            configuration: .init(connectTimeout: .seconds(10 * Int64(TestTimeouts.scale))),
                             callbacks: .init(onText: { buffer in
                                 received.withLock { $0[index] = String(buffer: buffer) }
                             })

@@ -5,15 +5,19 @@ import Testing
 @testable import TandemKit
 
 /// TandemStore's files (atomic replace, limits, unusable files) and DocSync restored from one, without a server.
-@Suite struct StoreTests {
+/// A class so that `deinit` (after each test: every test gets its own instance) removes the test's files.
+@Suite final class StoreTests {
+    /// This test's directory under the system temporary directory; the stores go inside it.
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("kit-store-\(UUID().uuidString.prefix(8))")
+
+    deinit { try? FileManager.default.removeItem(at: root) }
+
     func ops(_ json: String) -> Ops { try! Ops(json: try! JSONParser.parse(json)) }
     func record(_ json: String) -> JSONValue { try! JSONParser.parse(json) }
 
     func makeStore(maxBytesPerDoc: Int = 1 << 20) throws -> TandemStore {
         // Two levels that do not exist yet: the store creates them.
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("kit-store-\(UUID().uuidString.prefix(8))/app").path
-        return TandemStore(directory: directory, maxBytesPerDoc: maxBytesPerDoc)
+        TandemStore(directory: root.appendingPathComponent("app").path, maxBytesPerDoc: maxBytesPerDoc)
     }
 
     func sample(_ doc: String = "board:1") -> StoredDoc {

@@ -141,7 +141,8 @@ import Testing
         // The entries are written through a node that then stops, so no node has the doc loaded and
         // every XRANGE Redis counts below is the ops API's.
         let redis = try RedisServerProcess()
-        let writer = try await InProcessNode.start(redis: redis.url, nodeID: "writer")
+        // 100 pushes at once: admission must not refuse some as busy on a slow (sanitized) build.
+        let writer = try await InProcessNode.start(redis: redis.url, nodeID: "writer") { $0.maxPushWaitMs = 60_000 }
         let alice = try await SyncClient.connect(writer.url(user: "alice"), name: "alice")
         try await alice.join("stale")
         for id in 1...100 { alice.push("stale", id: id, ops: #"{"r\#(id)":["put",{"v":\#(id)}]}"#) }

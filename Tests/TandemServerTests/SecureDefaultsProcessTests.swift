@@ -182,8 +182,15 @@ import TandemTestSupport
 }
 
 /// The local addresses a TCP socket listens on for `port` (from /proc/net/tcp and tcp6): "127.0.0.1",
-/// "0.0.0.0", "::", "::1", …
+/// "0.0.0.0", "::", "::1", … The kernel prints those files a page per
+/// read, and sockets that close between two reads shift the rest, so a line can be skipped when the machine
+/// has thousands of sockets coming and going (seen: an empty set for a node that had logged `listening`).
+/// A listener's line can go missing but is never invented, so the union of a few reads is what listens.
 func listeningAddresses(port: Int) -> Set<String> {
+    (0..<5).reduce(into: Set<String>()) { all, _ in all.formUnion(listeningAddressesInOneRead(port: port)) }
+}
+
+private func listeningAddressesInOneRead(port: Int) -> Set<String> {
     var addresses: Set<String> = []
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }

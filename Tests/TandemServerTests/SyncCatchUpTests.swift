@@ -6,7 +6,15 @@ import Testing
 /// Catch-up in chunks: more than 5,000 records or entries arrive in several `snapshot` / `log` chunks,
 /// only the last with `more: false`; explicit `sync` requests page through the log.
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncCatchUpTests {
-    @Test func largeDocsAndLongHistoriesArriveInChunks() async throws {
+    @Test(
+        .disabled(
+            if: RunningSanitizer.current == .thread,
+            """
+            5,100 pushes queued at once: under ThreadSanitizer on two shared cores the doc's estimated wait \
+            passes 60 s, the upper bound of --max-push-wait-ms, and the tail is refused busy (seen: 68 s). \
+            Catch-up chunking runs under AddressSanitizer and in the normal build.
+            """))
+    func largeDocsAndLongHistoriesArriveInChunks() async throws {
         // 5,100 pushes are fired at once to build a long history quickly: let them all queue.
         let cluster = try await SyncCluster.start(nodes: 2) {
             $0.maxQueuedPushes = 10_000

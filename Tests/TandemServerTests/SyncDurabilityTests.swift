@@ -29,7 +29,8 @@ import Testing
             return stat.split(separator: ")").last?.split(separator: " ").first != "Z"
         }
         let doc = "durable:1"
-        let arguments = ["--data-dir", dataDir, "--appendfsync", appendfsync]
+        // Durability, not admission: bursts of 60 pushes must not be refused as `busy` on a slow (sanitized) node.
+        let arguments = ["--data-dir", dataDir, "--appendfsync", appendfsync, "--max-push-wait-ms", "60000"]
         var node = try await ProcessNode(arguments: arguments, nodeID: "durable")
         var alice = try await SyncClient.connect(node.url(user: "alice"), name: "alice")
         try await alice.join(doc)

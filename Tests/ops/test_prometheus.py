@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import pytest
+import requests
 import yaml
 
 from conftest import HOSTILE_NODE, Stack
@@ -26,11 +27,29 @@ RATE_INTERVALS = ["1m", "30s"]
 ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
 REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Abuse and limits",
-                 "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster", "Yjs"]
+                 "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster", "Yjs",
+                 "Push admission and group commit", "Redis work, Redis Cluster and cross-node presence", "History"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",
-                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed", "TandemDocDiverged", "TandemRedisLostCommits"]
+                   "TandemRedisKeysWithoutTTL", "TandemSchemaReloadFailed", "TandemDocDiverged", "TandemRedisLostCommits",
+                   "TandemHistorySealLagging", "TandemHistorySealFailing", "TandemRedisShardErrors"]
+# Metric families a node makes only when first used, so the single-Redis stack here never exports them.
+# They still need a panel (test_every_exported_metric_has_a_panel), and are exempt from "exported by every
+# node" (test_every_referenced_metric_is_exported_by_every_node).
+LAZY_FAMILIES = {
+    # Made per shard the first time a Redis Cluster shard is used (RedisShardMetrics); none on one Redis.
+    "tandem_redis_shard_commands_total": "counter",
+    "tandem_redis_shard_errors_total": "counter",
+    "tandem_redis_shard_redirections_total": "counter",
+}
+# Metric families with no dashboard panel, each with the reason. Every other family a node exports must
+# be drawn by some dashboard query, so that a new metric cannot ship without one.
+NO_PANEL = {
+    # A setting, not a measurement (--doc-ttl in seconds): TandemRedisKeysWithoutTTL reads it to stay quiet
+    # when docs never expire; the Redis memory row's "keys without a TTL" panel is what to look at.
+    "tandem_doc_ttl_seconds",
+}
 
 
 def variables(rate_interval: str = "30s", node: str = ALL_NODES) -> dict[str, str]:
@@ -211,11 +230,46 @@ def test_every_referenced_metric_is_exported_by_every_node(scraped_stack: Stack)
     instances = {node.target for node in scraped_stack.nodes.values()}
     missing = []
     for name, places in sorted(where.items()):
+        if name in LAZY_FAMILIES:
+            continue  # only exported once used (a Redis Cluster shard): not on this stack's single Redis
         exported = {s["metric"]["instance"] for s in prom.query(f'count by (instance) ({{__name__="{name}"}})')}
         if exported != instances:
             missing.append(f"{name}: exported by {sorted(exported)}, not {sorted(instances - exported)}; "
                            f"used by {places[0]}" + (f" and {len(places) - 1} more" if len(places) > 1 else ""))
     assert not missing, "metrics the dashboard or the rules use but a node does not export:\n" + "\n".join(missing)
+
+
+_TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.M)
+_SERIES_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+
+
+def _exported_families(stack: Stack, node: str = "n1") -> dict[str, str]:
+    """{family: type} from the `# TYPE` lines of one node's /metrics, as Prometheus scrapes it."""
+    response = requests.get(stack.nodes[node].ops_url + "/metrics", timeout=10)
+    response.raise_for_status()
+    return dict(_TYPE_LINE.findall(response.text))
+
+
+def test_every_exported_metric_has_a_panel(scraped_stack: Stack):
+    """A metric without a panel is invisible to whoever runs Tandem: every family a node exports (and each one
+    it makes only when first used, LAZY_FAMILIES) must be drawn by some dashboard query, or be listed with its
+    reason in NO_PANEL."""
+    exported = _exported_families(scraped_stack)
+    assert "tandem_connections" in exported and "process_open_fds" in exported, sorted(exported)
+    lazy_exported = sorted(set(LAZY_FAMILIES) & set(exported))
+    assert not lazy_exported, f"LAZY_FAMILIES are exported by a node on one Redis, so they are not lazy: {lazy_exported}"
+    drawn = {name for q in dashboard_queries() for name in _METRIC_NAME.findall(q.expr)}
+    families = {**exported, **LAZY_FAMILIES}
+
+    def has_panel(family: str, kind: str) -> bool:
+        return bool({family, *(family + suffix for suffix in _SERIES_SUFFIXES.get(kind, ()))} & drawn)
+
+    missing = sorted(f"{family} ({kind})" for family, kind in families.items()
+                     if family not in NO_PANEL and not has_panel(family, kind))
+    assert not missing, ("metric families with no dashboard panel (add one to Grafana/tandem-dashboard.json, or "
+                         "list the family in NO_PANEL with the reason):\n" + "\n".join(missing))
+    stale = sorted(name for name in NO_PANEL if name not in families or has_panel(name, families[name]))
+    assert not stale, f"NO_PANEL entries that are not exported or do have a panel now: {stale}"
 
 
 def test_every_literal_label_value_exists(scraped_stack: Stack):
@@ -407,6 +461,16 @@ KEY_SERIES = [
     KeySeries("ack-lag", "Client ack lag (clocks)", "C", "p99 > 0 (the lazy subscriber acks behind)", positive(),
               sync=True),
     KeySeries("concurrent-pushes", "Concurrent pushes & conflicts /s", "A", "> 0", positive(), sync=True),
+    KeySeries("push-read-delay", "Push read delay (read → doc admission) by node", "B", "p99 > 0",
+              positive(), sync=True),
+    KeySeries("group-commits", "Group commits & lost races /s", "A", "> 0",
+              positive(), sync=True),
+    KeySeries("batch-size", "Commits per group commit", "C", "mean >= 1",
+              lambda r: any(_value(s) >= 1 for s in r), sync=True),
+    KeySeries("redis-server-commands", "Redis server commands /s & commands per commit", "A",
+              "> 0 on every node (INFO every 5 s)", positive("node", *ALL)),
+    KeySeries("history-seal-lag", "History seal lag by node", "A", "series present on every node",
+              present("node", *ALL)),
 ]
 
 
@@ -479,6 +543,7 @@ ALERT_SIGNALS: dict[str, tuple[str, Callable[[float], bool], tuple[str, ...]]] =
     "TandemRedisMemoryHigh": ("used / maxmemory between 0 and 1 on every node", lambda v: 0 < v < 1, ALL),
     "TandemRedisKeysWithoutTTL": ("a value on every node", math.isfinite, ALL),
     "TandemRedisLostCommits": ("a value on every node", math.isfinite, ALL),
+    "TandemHistorySealLagging": ("a value on every node", math.isfinite, ALL),
     "TandemFileDescriptorsRunningOut": ("open / max between 0 and 0.8 on every node", lambda v: 0 < v < 0.8, ALL),
 }
 

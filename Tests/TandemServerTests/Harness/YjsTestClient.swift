@@ -24,7 +24,9 @@ final class YjsTestClient: @unchecked Sendable {
         let client = YjsTestClient(name: name)
         client.socket = try await WebSocketClient.connect(
             to: url, on: TestClient.group,
-            callbacks: .init(onBinary: { buffer in client.received(Array(buffer.readableBytesView)) }))
+            // Weak: the socket keeps its handler and the handler these callbacks, so a strong `client` here
+            // was a cycle that kept every client, its socket and all it received alive (LeakSanitizer).
+            callbacks: .init(onBinary: { [weak client] buffer in client?.received(Array(buffer.readableBytesView)) }))
         return client
     }
 
