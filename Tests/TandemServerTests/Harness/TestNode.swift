@@ -28,6 +28,10 @@ final class InProcessNode: @unchecked Sendable {
         // pushes to check catch-up chunking): loop-lag admission would refuse some, which is right for a
         // server and wrong for those tests. SyncOverloadTests sets it low to test exactly that.
         config.maxLoopLagMs = 60_000
+        // The same for push admission by waiting time (--max-push-wait-ms, 250 ms by default): a burst of
+        // pushes on a slow (sanitized, loaded) build can be estimated to wait longer and be refused. The
+        // overload and group-commit suites set it low to test exactly that.
+        config.maxPushWaitMs = 60_000
         // Yjs tests check relayed updates one message each, in order; a batch merged by the coalescing window
         // would be one message for several. YjsCoalescingTests turns it on (the default) to test exactly that.
         config.yjsRelayMs = 0
