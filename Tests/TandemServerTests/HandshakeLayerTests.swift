@@ -58,7 +58,7 @@ import Testing
                 dependencies: .init(
                     store: YjsStore(redis: redis, maxRoomBytes: config.yjsMaxRoomBytes, ttlMs: config.docTTLMs),
                     awarenessStore: YjsAwarenessStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
-                    nodeID: config.nodeID, presence: config.presenceSettings, tickMs: config.tickMs, sweepMs: config.sweepMs,
+                    nodeID: config.nodeID, presence: config.presenceSettings, tickMs: config.tickMs, sweepMs: config.sweepMs, relayMs: config.yjsRelayMs,
                     subscriber: subscriber, metrics: metrics, clock: nodeClock, logger: logger))
             let clock = self.clock
             server = WebSocketServer(

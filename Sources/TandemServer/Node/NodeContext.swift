@@ -107,7 +107,8 @@ final class NodeContext: Sendable {
     var opsDependencies: OpsRoutes.Dependencies {
         OpsRoutes.Dependencies(
             settings: .init(config), nodeMetrics: metrics, redis: redis, subscriber: subscriber,
-            stores: .init(sync: syncStore, presence: presenceStore, history: history, historyService: historyService),
+            stores: .init(sync: syncStore, presence: presenceStore, history: history, historyService: historyService,
+                           sealer: sealer),
             status: .init(
                 local: local, clock: clock, shards: shards, yjsRooms: yjsRooms, sampler: sampler, directory: directory,
                 sealer: sealer, schemas: schemas))

@@ -108,7 +108,7 @@ extension OpsRoutes {
             switch result {
             case .success(let committed):
                 // No node may hold the doc open: this node seals what it wrote (docs/history.md).
-                if let committed { self.node.sealer.wrote(doc, head: committed) }
+                if let committed { self.stores.sealer.wrote(doc, head: committed) }
                 var w = JSONWriter()
                 w.openObject()
                 w.key("doc"); w.string(doc); w.comma()
@@ -127,7 +127,7 @@ extension OpsRoutes {
         stores.historyService.fork(doc: doc, clock: clock, to: to, on: loop).whenComplete { result in
             switch result {
             case .success(let records):
-                self.node.sealer.wrote(to, head: 1)
+                self.stores.sealer.wrote(to, head: 1)
                 var w = JSONWriter()
                 w.openObject()
                 w.key("doc"); w.string(to); w.comma()

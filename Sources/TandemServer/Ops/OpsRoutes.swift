@@ -58,6 +58,9 @@ struct OpsRoutes: Sendable {
         var presence: PresenceStore
         var history: HistoryStore
         var historyService: HistoryService
+        /// Told about commits the ops port writes (restore, fork): no node may hold those docs open, so
+        /// this node seals them (docs/history.md).
+        var sealer: HistorySealer
     }
 
     /// What `/api/status` shows besides Redis: the node itself, its shards and rooms (asked on their
