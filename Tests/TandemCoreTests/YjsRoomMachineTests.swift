@@ -273,4 +273,51 @@ import TandemYjs
         #expect(room.awarenessTick(nowMs: 5000)
             == [.relayAwareness(YAwarenessUpdate(entries: [.init(clientID: 3, clock: 2, stateJSON: "null")]))])
     }
+
+    /// A client sending updates whose structs the room cannot place (client 9's clocks 0–9 never came) gets
+    /// them stored while the room holds fewer than `maxPendingUpdates`; the next is refused and its sender
+    /// closed. Others keep being served, an update filling the gap always gets in, and the state vector
+    /// then reaches past what waited.
+    @Test func updatesWithMissingDependenciesAreBoundedPerRoomAndTheGapStillFills() throws {
+        var room = YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5, maxPendingUpdates: 3)
+        for member in [alice, bob] { _ = room.join(member) }
+        _ = room.loaded(.success(YjsLoadedRoom(seq: 0, base: 0, snapshot: nil, entries: [])))
+        var seq: Int64 = 0
+        /// Sends `bytes` from `member`; if the room appends it, Redis stores and publishes it.
+        func send(_ member: ObjectIdentifier, _ bytes: [UInt8]) throws -> [YjsRoomAction] {
+            let actions = room.update(member, update: try YUpdate(decoding: bytes), bytes: bytes)
+            guard actions.contains(where: { if case .append = $0 { true } else { false } }) else { return actions }
+            let token = YjsRoomMachine.AppendToken(member: member, seqOnArrival: seq)
+            seq += 1
+            _ = room.appendCompleted(token: token, outcome: .appended(seq: seq, logLength: Int(seq)))
+            #expect(relayed(room.published(Self.published(seq, bytes))) == [bytes])
+            return actions
+        }
+        for k in 1...3 {
+            let actions = try send(alice, Self.typing(client: 9, clock: 10 * k, "g"))
+            #expect(actions.contains(.count(.appendStarted)))
+        }
+        // The same waiting structs again add nothing that waits: stored (Yjs would too), not refused.
+        #expect(try send(alice, Self.typing(client: 9, clock: 20, "g")).contains(.count(.appendStarted)))
+        #expect(room.document.pendingUpdates == 3)
+        // One more gap: refused, not stored, its sender closed.
+        let refused = try send(alice, Self.typing(client: 9, clock: 40, "g"))
+        #expect(refused == [.count(.pendingRefused), .close(member: alice, .tooManyPending)])
+        #expect(seq == 4)
+        // Bob's updates, which follow on from what the room has, are served as before.
+        #expect(try send(bob, Self.typing(client: 5, clock: 0, "b")).contains(.count(.appendStarted)))
+        // Client 9's missing clocks arrive (its step 2 after a reconnect): stored though the room is at its
+        // limit, and the state vector reaches past everything that waited.
+        let fill = Yjs.mergeUpdates([
+            try YUpdate(decoding: Self.typing(client: 9, clock: 0, String(repeating: "f", count: 10))),
+            try YUpdate(decoding: Self.typing(client: 9, clock: 11, String(repeating: "f", count: 9))),
+            try YUpdate(decoding: Self.typing(client: 9, clock: 21, String(repeating: "f", count: 9))),
+        ]).encoded()
+        #expect(try send(bob, fill).contains(.count(.appendStarted)))
+        #expect(room.document.pendingUpdates == 0)
+        #expect(room.document.stateVector().clocks == [5: 1, 9: 31])
+        #expect(room.document.stateVector() == YStateVector(fromUpdate: room.document.whole()))
+        // With nothing waiting, the next gap is accepted again.
+        #expect(try send(alice, Self.typing(client: 9, clock: 40, "g")).contains(.count(.appendStarted)))
+    }
 }

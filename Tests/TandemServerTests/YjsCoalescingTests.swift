@@ -41,8 +41,11 @@ import TandemYjs
                 return !received.isEmpty && YStateVector(fromUpdate: Yjs.mergeUpdates(received)).clocks == everything
             }
             let received = try client.updates.map { try YUpdate(decoding: $0) }
-            // Exactly once: as many structs as updates sent, in fewer messages; and the same document.
-            #expect(received.reduce(0) { $0 + $1.sections.reduce(0) { $0 + $1.structs.count } } == sent.count, "\(client.name)")
+            // Exactly once: as many structs as updates sent, in fewer messages; and the same document. Skips
+            // are not counted: at a cold start a connection's appends can be stored out of order (EVALSHA's
+            // NOSCRIPT retry), and a batch then holds a gap that the next one fills.
+            #expect(
+                received.reduce(0) { $0 + $1.sections.reduce(0) { $0 + $1.structs.count { !$0.isSkip } } } == sent.count, "\(client.name)")
             #expect(received.count < sent.count, "\(client.name): merged")
             #expect(Yjs.mergeUpdates(received) == whole, "\(client.name)")
         }

@@ -185,6 +185,54 @@ import Testing
         #expect(try await after.step2(for: YStateVector()).sections.isEmpty)
     }
 
+    /// A client sending updates whose structs start past the room's clock for their client (their
+    /// predecessors never sent) is closed with 4429 once the room holds --yjs-max-pending-updates of them,
+    /// and the one over the limit is not stored; the room's other members keep being served, and once the
+    /// gap is filled the room's state vector reaches past everything that waited.
+    @Test func updatesWithMissingDependenciesAreBoundedPerRoom() async throws {
+        let redis = try RedisServerProcess()
+        let node = try await node(redis, "yp") { $0.yjsMaxPendingUpdates = 3 }
+        let room = "gaps"
+        func connect(_ name: String) async throws -> YjsTestClient {
+            let client = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: name), name: name)
+            _ = try await client.serverStep1()
+            return client
+        }
+        func log() -> String? { redis.command("LLEN", "tandem:yjs:{\(room)}:log") }
+        func holds(_ client: YjsTestClient, _ yjsClient: UInt64) -> Bool {
+            client.updates.contains { (try? YUpdate(decoding: $0))?.sections.contains { $0.client == yjsClient } ?? false }
+        }
+        let viewer = try await connect("viewer")
+        let hostile = try await connect("hostile")
+        // Client 9's clocks 0–9 never come: each of these waits in the room.
+        for k in 1...3 { hostile.send(.update(YjsUpdates.text(client: 9, clock: 10 * k, "g"))) }
+        try await waitUntil("the three were stored") { log() == "3" }
+        hostile.send(.update(YjsUpdates.text(client: 9, clock: 40, "g")))
+        #expect(try await hostile.waitClosed() == 4429)
+        #expect(try await node.metric("tandem_limit_rejections_total{reason=\"yjs_pending_updates\"}") == 1)
+        #expect(log() == "3")
+        // The viewer is still served: another member's update reaches it.
+        let editor = try await connect("editor")
+        editor.send(.update(YjsUpdates.text(client: 5, clock: 0, "e")))
+        try await waitUntil("the viewer got the editor's update") { holds(viewer, 5) }
+        // The gap filled (client 9's step 2 after a reconnect, here in one update): stored though the room
+        // is at its limit, and a joiner's step 1 says client 9 is at 31.
+        let fill = Yjs.mergeUpdates(try [
+            YjsUpdates.text(client: 9, clock: 0, String(repeating: "f", count: 10)),
+            YjsUpdates.text(client: 9, clock: 11, String(repeating: "f", count: 9)),
+            YjsUpdates.text(client: 9, clock: 21, String(repeating: "f", count: 9)),
+        ].map { try YUpdate(decoding: $0) }).encoded()
+        editor.send(.update(fill))
+        try await waitUntil("the fill was stored") { log() == "5" }
+        let joiner = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: "joiner"), name: "joiner")
+        #expect(try await joiner.serverStep1().clocks == [5: 1, 9: 31])
+        // And the next gap is accepted again.
+        let again = try await connect("again")
+        again.send(.update(YjsUpdates.text(client: 9, clock: 40, "g")))
+        try await waitUntil("the new gap was stored") { log() == "6" }
+        #expect(again.closeCode == nil)
+    }
+
     @Test func theLogIsCompactedIntoASnapshotWithoutLosingContentAndSurvivesARestart() async throws {
         let redis = try RedisServerProcess()
         let room = "long"

@@ -38,6 +38,9 @@ public enum YjsRoomAction: Equatable, Sendable {
 public enum YjsRoomClose: Equatable, Sendable {
     /// The room would pass `--yjs-max-room-bytes`.
     case roomFull
+    /// The update's structs would wait for missing ones while the room already holds
+    /// `--yjs-max-pending-updates` such updates.
+    case tooManyPending
     /// Redis failed or lost the room.
     case storageUnavailable
 }
@@ -50,6 +53,8 @@ public enum YjsRoomEvent: Equatable, Sendable {
     case pushCommitted(concurrent: Bool)
     case pushFailed
     case roomFull
+    /// An update refused (its sender closed) at `--yjs-max-pending-updates`.
+    case pendingRefused
     case compaction
     case reload
     case awarenessAccepted
@@ -90,6 +95,11 @@ public enum YjsRoomLog: Equatable, Sendable {
 ///   give), in the room's order: one frame per member per batch instead of one per update. Anything sent
 ///   to one member (a step 2, awareness states) first flushes the batch, so what a member gets stays in
 ///   the room's order and a step 2 never precedes an update it already holds.
+/// - **Missing dependencies.** An update whose structs start past the room's clock for their client
+///   (Yjs would keep them as `pendingStructs`) is stored and relayed like any other — a later update may
+///   fill the gap, and clients keep it pending the same way — but only while the room holds fewer than
+///   `maxPendingUpdates` of them (as this node sees it: appends in flight on other nodes may pass it by a
+///   few); past that its sender is closed (`tooManyPending`) and it is not stored.
 /// - **Lifetime.** Work waits for the first load; the room asks to be dropped once it has no members and
 ///   nothing in flight.
 public struct YjsRoomMachine: Sendable {
@@ -106,6 +116,9 @@ public struct YjsRoomMachine: Sendable {
     public static let maxCoalescedBytes = 256 << 10
     /// Whether applied updates wait for `flushRelay()` (and merge) instead of being relayed one by one.
     public let coalesceRelays: Bool
+    /// Updates with missing dependencies the room may hold before it refuses more (`--yjs-max-pending-updates`).
+    public static let defaultMaxPendingUpdates = 256
+    public let maxPendingUpdates: Int
 
     /// Identifies an append in flight, handed back with its outcome.
     public struct AppendToken: Equatable, Sendable {
@@ -163,8 +176,10 @@ public struct YjsRoomMachine: Sendable {
     public private(set) var needsTick = false
 
     public init(
-        awarenessRate: Double, awarenessBurst: Double, compactionThreshold: Int = Self.compactionEntries, coalesceRelays: Bool = false
+        awarenessRate: Double, awarenessBurst: Double, compactionThreshold: Int = Self.compactionEntries, coalesceRelays: Bool = false,
+        maxPendingUpdates: Int = Self.defaultMaxPendingUpdates
     ) {
+        self.maxPendingUpdates = max(0, maxPendingUpdates)
         self.compactionThreshold = max(1, compactionThreshold)
         self.coalesceRelays = coalesceRelays
         self.awarenessRate = awarenessRate
@@ -463,6 +478,11 @@ public struct YjsRoomMachine: Sendable {
 
     private mutating func append(_ update: YUpdate, bytes: [UInt8], from member: ObjectIdentifier) -> [YjsRoomAction] {
         if document.isKnown(update) { return [] }
+        // Only an update that adds waiting structs is refused: one filling gaps always gets in.
+        let waiting = document.pendingUpdatesAdded(by: update)
+        if waiting > 0, document.pendingUpdates + waiting > maxPendingUpdates {
+            return [.count(.pendingRefused), .close(member: member, .tooManyPending)]
+        }
         appendsInFlight += 1
         return [.count(.appendStarted), .append(bytes: bytes, token: AppendToken(member: member, seqOnArrival: seq))]
     }

@@ -216,6 +216,9 @@ public enum ServeOptions {
         .node(
             "yjs-relay-ms", \.yjsRelayMs, .integer("ms"), bounds: .within(0...100), unit: .milliseconds, section: .yjs,
             help: "A Yjs room relays at once after this long without relaying; updates arriving sooner go to each client together, merged into one update (one frame). 0: each update as its own message."),
+        .node(
+            "yjs-max-pending-updates", \.yjsMaxPendingUpdates, .integer(), bounds: .within(0...100_000), unit: .count, section: .yjs,
+            help: "Updates with missing dependencies (structs past a gap in their client's clocks, waiting for the update that fills it) one Yjs room may hold; one more closes its sender with 4429 and is not stored."),
     ]
 
     static let redis: [ConfigOption] = [

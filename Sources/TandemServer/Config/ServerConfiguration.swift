@@ -71,6 +71,9 @@ public struct ServerConfiguration: Sendable {
     public var yjsUpdateRate = 100
     /// A room's updates within this window go to each member as one merged update; 0: one message each.
     public var yjsRelayMs = 20
+    /// Updates with missing dependencies (structs past a gap in their client's clocks) one Yjs room may
+    /// hold; one more closes its sender with 4429.
+    public var yjsMaxPendingUpdates = YjsRoomMachine.defaultMaxPendingUpdates
 
     // Admission (reconnect storms)
     public var maxNewConnectionsPerSecond = 500

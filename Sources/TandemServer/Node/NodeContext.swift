@@ -83,6 +83,7 @@ final class NodeContext: Sendable {
                 store: YjsStore(redis: redis, maxRoomBytes: config.yjsMaxRoomBytes, ttlMs: config.docTTLMs),
                 awarenessStore: YjsAwarenessStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
                 nodeID: config.nodeID, presence: config.presenceSettings, tickMs: config.tickMs, sweepMs: config.sweepMs, relayMs: config.yjsRelayMs,
+                maxPendingUpdates: config.yjsMaxPendingUpdates,
                 subscriber: subscriber, metrics: metrics, clock: clock, logger: logger))
     }
 

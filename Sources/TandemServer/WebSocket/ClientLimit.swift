@@ -14,6 +14,8 @@ public enum ClientLimit: String, Sendable, CaseIterable {
     case yjsUpdateRate = "yjs_update_rate"
     /// A Yjs update that would take its room past --yjs-max-room-bytes (closed with 4413).
     case yjsRoomBytes = "yjs_room_bytes"
+    /// A Yjs update with missing dependencies beyond --yjs-max-pending-updates in its room (closed with 4429).
+    case yjsPendingUpdates = "yjs_pending_updates"
     /// A Yjs awareness entry refused: another connection's or node's clientID, or more than
     /// `YjsAwareness.maxClientsPerConnection` clientIDs on one connection.
     case yjsAwarenessClients = "yjs_awareness_clients"

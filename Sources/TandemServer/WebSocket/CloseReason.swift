@@ -57,6 +57,8 @@ enum ServerClose: CaseIterable, Sendable {
     case yjsUpdateRate
     /// The room would pass `--yjs-max-room-bytes`.
     case yjsRoomFull
+    /// An update with missing dependencies while the room holds `--yjs-max-pending-updates` of them.
+    case yjsTooManyPending
     /// Redis refused or could not take an update.
     case yjsStorageUnavailable
 
@@ -73,6 +75,7 @@ enum ServerClose: CaseIterable, Sendable {
         case .yjsTooLarge: .messageTooLarge  // 1009
         case .yjsUpdateRate: .policyViolation  // 1008
         case .yjsRoomFull: .unknown(4413)
+        case .yjsTooManyPending: .unknown(4429)
         case .yjsStorageUnavailable: .unknown(1013)
         }
     }
@@ -88,7 +91,7 @@ enum ServerClose: CaseIterable, Sendable {
         case .shutdown: .shutdown
         case .yjsTextFrame: .unsupportedData
         case .yjsInvalidMessage: .invalidMessage
-        case .yjsTooLarge, .yjsUpdateRate, .yjsRoomFull: .limit
+        case .yjsTooLarge, .yjsUpdateRate, .yjsRoomFull, .yjsTooManyPending: .limit
         case .yjsStorageUnavailable: .storageUnavailable
         }
     }
@@ -108,6 +111,7 @@ enum ServerClose: CaseIterable, Sendable {
         case .yjsTooLarge: "message over --yjs-max-message-bytes"
         case .yjsUpdateRate: "updates above --yjs-update-rate"
         case .yjsRoomFull: "room over --yjs-max-room-bytes"
+        case .yjsTooManyPending: "room holds --yjs-max-pending-updates updates with missing dependencies"
         case .yjsStorageUnavailable: "storage unavailable; reconnect"
         }
     }

@@ -72,6 +72,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         var sweepMs: Int
         /// `--yjs-relay-ms`: a room's coalescing window (0: relay each update as it is applied).
         var relayMs: Int
+        /// `--yjs-max-pending-updates`: updates with missing dependencies a room holds before it refuses more.
+        var maxPendingUpdates: Int = YjsRoomMachine.defaultMaxPendingUpdates
         var subscriber: any RedisChannelSubscriber
         var metrics: TandemMetrics
         var clock: NodeClock
@@ -87,6 +89,7 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     private let sweepMs: Int
     private let relayWindow: TimeAmount
     private let coalesceRelays: Bool
+    private let maxPendingUpdates: Int
     private var tickTask: RepeatedTask?
     private var sweepTask: RepeatedTask?
     private var refreshTask: RepeatedTask?
@@ -113,6 +116,7 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         sweepMs = dependencies.sweepMs
         relayWindow = .milliseconds(Int64(dependencies.relayMs))
         coalesceRelays = dependencies.relayMs > 0
+        maxPendingUpdates = dependencies.maxPendingUpdates
         subscriber = dependencies.subscriber
         metrics = dependencies.metrics
         clock = dependencies.clock
@@ -256,7 +260,9 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     private func room(named name: String) -> YjsRoom {
         if let room = rooms[name] { return room }
         let room = YjsRoom(
-            name: name, machine: YjsRoomMachine(awarenessRate: presence.rate, awarenessBurst: presence.burst, coalesceRelays: coalesceRelays))
+            name: name, machine: YjsRoomMachine(
+                    awarenessRate: presence.rate, awarenessBurst: presence.burst, coalesceRelays: coalesceRelays,
+                    maxPendingUpdates: maxPendingUpdates))
         rooms[name] = room
         metrics.yjsRooms.increment()
         // Subscribed before the read: an update appended in between arrives on the channel (and is skipped
@@ -395,6 +401,7 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
             if concurrent { metrics.syncConcurrentPushes.increment() }
         case .pushFailed: metrics.syncPush("error")
         case .roomFull: metrics.clientLimitReached(.yjsRoomBytes)
+        case .pendingRefused: metrics.clientLimitReached(.yjsPendingUpdates)
         case .compaction: metrics.yjsCompactions.increment()
         case .reload: metrics.yjsRoomReloads.increment()
         case .awarenessAccepted: metrics.presenceUpdate(.accepted)
@@ -470,6 +477,7 @@ extension YjsRoomClose {
     var serverClose: ServerClose {
         switch self {
         case .roomFull: .yjsRoomFull
+        case .tooManyPending: .yjsTooManyPending
         case .storageUnavailable: .yjsStorageUnavailable
         }
     }
