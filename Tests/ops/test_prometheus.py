@@ -28,7 +28,8 @@ ALL_NODES = ".*"
 KEY_SERIES_TIMEOUT = 60.0  # seconds a key series may take to show data, counted from the first poll
 REQUIRED_ROWS = ["Traffic", "Presence", "Sync", "Queues", "Connections & reconnect storms", "Abuse and limits",
                  "Redis", "Redis memory", "Process", "Ops port", "Overload, schemas, Yjs and cluster", "Yjs",
-                 "Push admission and group commit", "Redis work, Redis Cluster and cross-node presence", "History"]
+                 "Push admission and group commit", "Redis work, Redis Cluster and cross-node presence", "History",
+                 "Push stages, cross-node hop and Yjs relays"]
 REQUIRED_ALERTS = ["TandemReconnectStorm", "TandemSyncLagHigh", "TandemConflictRateHigh", "TandemQueueGrowing",
                    "TandemRedisDown", "TandemNodeDown", "TandemFileDescriptorsRunningOut", "TandemHandshakeTimeouts",
                    "TandemPendingHandshakesHigh", "TandemAbuseCloses", "TandemRedisMemoryHigh",

@@ -11,8 +11,9 @@
 #     or profile_idle_window SECONDS      a window of SECONDS with no load
 #   profile_results                       IR (instructions in the window) and PROFILE_OUT (the callgrind file)
 #   profile_annotate                      the top functions, inclusive and self, into $OUT
+#   profile_stop                          (optional) both processes stopped, to profile another run
 # profile_bench_window calls `window_started` and `window_ended` if the script defines them (e.g. to read
-# Redis's commit counters), and leaves SECONDS_PROFILED.
+# Redis's commit counters), and leaves SECONDS_PROFILED. PROFILE_WS_PATH is the bench's path (default /v1/ws).
 
 profile_init() {
     for tool in valgrind callgrind_control callgrind_annotate redis-server redis-cli cc strip; do
@@ -25,12 +26,18 @@ profile_init() {
     trap profile_cleanup EXIT
 }
 
-profile_cleanup() {
-    # Only the processes this script started, by pid.
+profile_stop() {
+    # Only the processes this script started, by pid (a script profiling several runs stops each in turn).
     for pid in $TANDEM_PID $REDIS_PID; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in $TANDEM_PID $REDIS_PID; do
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     done
+    TANDEM_PID=""
+    REDIS_PID=""
+}
+
+profile_cleanup() {
+    profile_stop
     rm -rf "$WORK"
 }
 
@@ -92,7 +99,7 @@ profile_bench_window() {
     local scenario=$1
     shift
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg); bench: $*"
-    "$BENCH" "$scenario" --url "ws://127.0.0.1:$WS_PORT/v1/ws" "$@" --json-out "$OUT/profile-bench.json" \
+    "$BENCH" "$scenario" --url "ws://127.0.0.1:$WS_PORT${PROFILE_WS_PATH:-/v1/ws}" "$@" --json-out "$OUT/profile-bench.json" \
         >"$OUT/profile-bench.txt" 2>&1 &
     local bench_pid=$!
     for _ in $(seq 1200); do grep -q "measuring for" "$OUT/profile-bench.txt" 2>/dev/null && break; sleep 0.1; done
