@@ -131,6 +131,10 @@ private struct Simulation {
                 require(rooms[generation].members.isEmpty, "dropped with members")
             case .writeAwareness, .sweepAwareness, .close, .count, .log:
                 break
+            case .scheduleRelay:
+                // The rooms here relay one update at a time (coalesceRelays off: the order check above compares
+                // each relay with one log entry); YjsRelayCoalescingTests cover the merged relays.
+                require(rooms[generation].coalesceRelays, "a relay scheduled with coalescing off")
             }
         }
         for member in ids {
