@@ -17,19 +17,9 @@ public struct HistoryPage: Sendable, Equatable {
     }
 }
 
-/// A doc's state after one commit (protocol `at`): a preview, not the live records.
-public struct HistoryState: Sendable, Equatable {
-    public var clock: UInt64
-    /// When that commit was made (Unix ms; 0 for clock 0).
-    public var atMs: UInt64
-    public var records: [String: JSONValue]
-
-    public init(clock: UInt64, atMs: UInt64, records: [String: JSONValue]) {
-        self.clock = clock
-        self.atMs = atMs
-        self.records = records
-    }
-}
+/// A doc's state after one commit (protocol `at`): a preview, not the live records. The same value as a
+/// history checkpoint (`clock`, `atMs`, `records`), so TandemCore's type serves both.
+public typealias HistoryState = HistoryCheckpoint
 
 /// What a restore did (protocol `restored`).
 public struct RestoreOutcome: Sendable, Equatable {
