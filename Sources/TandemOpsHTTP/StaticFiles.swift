@@ -39,7 +39,9 @@ public struct StaticFiles: Sendable {
         guard let resolvedRoot = Self.resolve(root) else { return nil }
         guard let resolved = Self.resolve(resolvedRoot + "/" + relative) else { return nil }
         let rootPrefix = resolvedRoot.hasSuffix("/") ? resolvedRoot : resolvedRoot + "/"
-        guard resolved.hasPrefix(rootPrefix) else { return .notFound() }
+        // Bytes, not Characters: String's hasPrefix compares canonically equivalent forms, the file
+        // system does not.
+        guard resolved.utf8.starts(with: rootPrefix.utf8) else { return .notFound() }
 
         switch Self.readRegularFile(atPath: resolved) {
         case .notRegularFile:
@@ -76,17 +78,21 @@ public struct StaticFiles: Sendable {
     /// the path as given and once more percent-decoded, so a path that was
     /// not decoded upstream cannot smuggle `%2e%2e` or `%2f` past the check
     /// (the cost: files whose names contain such escapes cannot be served).
+    ///
+    /// Works on UTF-8 bytes: split as Characters, a `/` after a prepended concatenation mark (U+0600…
+    /// U+0605) is part of the mark's grapheme, so `"\u{0603}/../"` would hide its `..` segment.
     static func relativePath(for path: String) -> String? {
-        guard path.hasPrefix("/") else { return nil }
-        var relative = String(path.dropFirst())
-        if relative.isEmpty || relative.hasSuffix("/") { relative += "index.html" }
-        if relative.contains("\0") || relative.contains("\\") { return nil }
+        let slash = UInt8(ascii: "/")
+        guard path.utf8.first == slash else { return nil }
+        var relative = String(decoding: path.utf8.dropFirst(), as: UTF8.self)
+        if relative.isEmpty || relative.utf8.last == slash { relative += "index.html" }
         for form in [relative, percentDecoded(relative)] {
+            let bytes = Array(form.utf8)
             // A leading "/" here means the request was "//…": an absolute path.
-            if form.hasPrefix("/") || form.contains("\0") || form.contains("\\") { return nil }
-            for segment in form.split(separator: "/", omittingEmptySubsequences: false) {
+            if bytes.first == slash || bytes.contains(0) || bytes.contains(UInt8(ascii: "\\")) { return nil }
+            for segment in bytes.split(separator: slash, omittingEmptySubsequences: false) {
                 // Empty ("a//b"), ".", ".." and dotfiles (.git, .env) alike.
-                if segment.isEmpty || segment.hasPrefix(".") { return nil }
+                if segment.first == nil || segment.first == UInt8(ascii: ".") { return nil }
             }
         }
         return relative

@@ -117,6 +117,17 @@ import Testing
         #expect(!String(decoding: response.body, as: UTF8.self).contains("secret"))
     }
 
+    /// A `/` after a prepended concatenation mark (U+0603) is one Character with it: a check that splits
+    /// Characters sees no `..` segment here, the file system does (found by fuzz-query-string's twin).
+    @Test(arguments: ["/\u{0603}/../index.html", "/a\u{0603}/../.env", "/\u{0603}/%2e%2e/index.html", "/\u{0603}\\x"])
+    func separatorsHiddenInAGraphemeAreStillSeen(path: String) {
+        #expect(StaticFiles.relativePath(for: path) == nil)
+    }
+
+    @Test func aCombiningMarkAfterTheLeadingSlashIsPartOfTheName() {
+        #expect(StaticFiles.relativePath(for: "/\u{0301}x.html") == "\u{0301}x.html")
+    }
+
     @Test func symlinkInsideTheRootIsServed() throws {
         let tree = try makeTree()
         defer { tree.directory.remove() }
