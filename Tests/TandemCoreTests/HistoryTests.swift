@@ -60,8 +60,10 @@ import TandemCore
         #expect(form["notes"] == json("{}"))
         #expect(form["id"] == nil)
         let parts = HistoryCodec.encodeSegmentParts(few)
-        #expect(parts.columns + parts.ops == HistoryCodec.encodeSegment(few))
-        #expect(String(decoding: parts.columns.suffix(6), as: UTF8.self) == #""ops":"#)
+        #expect(parts.columns + parts.times + parts.ops == HistoryCodec.encodeSegment(few))
+        #expect(String(decoding: parts.columns.suffix(14), as: UTF8.self) == #""node":"AAAA","#)
+        #expect(String(decoding: parts.times.prefix(5), as: UTF8.self) == #""at":"#)
+        #expect(String(decoding: parts.times.suffix(6), as: UTF8.self) == #""ops":"#)
         let many = (1...70).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0)") }
         let manyForm = try #require(try JSONParser.parse(HistoryCodec.encodeSegment(many)).objectValue)
         #expect(manyForm["by"]?.arrayValue?.count == 70)

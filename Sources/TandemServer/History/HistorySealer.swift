@@ -165,7 +165,7 @@ final class HistorySealer: Sendable {
                 return loop.makeFailedFuture(HistoryStore.ReadFailure.corrupt("unexpected reply to the seal read"))
             }
             let entries = parts[4].array ?? []
-            let lastVersion = try? HistoryVersion(json: parts[3].bytes ?? [])
+            let lastVersion = try? HistoryVersion(member: parts[3].bytes ?? [], authors: nil)
             let segmentsSince = Int(parts[6].int ?? 0)
             return HistoryStore.offLoop(loop) { () throws -> Plan? in
                 var commits = entries.flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
@@ -203,7 +203,7 @@ final class HistorySealer: Sendable {
 
     private static func segmentParts(_ commits: [CommitNotice]) -> [[UInt8]] {
         let parts = HistoryCodec.encodeSegmentParts(commits)
-        return [parts.columns, parts.ops]
+        return [parts.columns, parts.times, parts.ops]
     }
 
     private struct Plan: Sendable {
@@ -218,7 +218,7 @@ final class HistorySealer: Sendable {
 
     /// The checkpoint (blob and version entry) at the plan's last commit, if it wants one: the state at
     /// the last sealed clock (history read) with the segment's commits applied.
-    private func checkpoint(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<(blob: [UInt8], version: [UInt8])?> {
+    private func checkpoint(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<Checkpoint?> {
         guard plan.wantsCheckpoint else { return loop.makeSucceededFuture(nil) }
         let metrics = store.metrics
         return store.state(doc: doc, at: plan.sealed, on: loop).flatMap { before in
@@ -232,12 +232,19 @@ final class HistorySealer: Sendable {
                 let version = HistoryVersion.summarizing(since, since: plan.previousVersion, authors: Set(since.map(\.by)))
                 let blob = HistoryBlob.pack(
                     HistoryCodec.encodeCheckpoint(HistoryCheckpoint(clock: last.clock, atMs: last.committedAtMs, records: state.records)))
-                return (blob, version?.json ?? [])
+                return Checkpoint(blob: blob, version: version?.member ?? [], authors: version?.authorsJSON ?? [])
             }
         }
     }
 
-    private func write(_ plan: Plan, checkpoint: (blob: [UInt8], version: [UInt8])?, flush: Bool, doc: String, on loop: EventLoop)
+    private struct Checkpoint: Sendable {
+        var blob: [UInt8]
+        /// `HistoryVersion.member` and `.authorsJSON`.
+        var version: [UInt8]
+        var authors: [UInt8]
+    }
+
+    private func write(_ plan: Plan, checkpoint: Checkpoint?, flush: Bool, doc: String, on loop: EventLoop)
         -> EventLoopFuture<Outcome>
     {
         let store = self.store
@@ -249,7 +256,7 @@ final class HistorySealer: Sendable {
             HistoryScripts.sealWrite, keys: HistoryStore.keys(doc),
             args: [
                 String(plan.sealed), String(first), String(last), plan.segment, String(maxAt), checkpoint?.blob ?? [],
-                checkpoint?.version ?? [], String(cutoff),
+                checkpoint?.version ?? [], String(cutoff), checkpoint?.authors ?? [],
             ], on: loop
         ).map { reply in
             guard let parts = reply.array, parts.first?.string == "ok" else { return .moved }
