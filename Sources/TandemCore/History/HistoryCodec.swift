@@ -12,8 +12,8 @@
 ///   log. What is kept is a push id that is a note (an object: a fork's `{"forkOf":…}`), in `notes` by
 ///   index k. Measured on the history bench's ops (docs/benchmarks.md): one object per commit cost 5× the
 ///   compressed ops, v2's columns with push ids 2.4×, v3 in 1,000-commit segments 1.7×.
-///   The ops come last. `encodeSegmentParts` splits the JSON where the compressor does best to start
-///   afresh (blobs v4: three bzip2 streams; v3: zlib flushes).
+///   The ops come last. `encodeSegmentParts` splits the JSON where a compressor does well to start
+///   afresh (blobs v4: the columns and the ops are two bzip2 streams; v3: a zlib flush).
 /// - Segment (v2, still read): the same with `by`/`node` arrays and an `"id":[PUSHID|null,…]` column.
 /// - Checkpoint: `{"clock":CLOCK,"at":MS,"records":{ID:RECORD,…}}`, the records after commit CLOCK. The
 ///   sealer's Lua base checkpoint has the same form.
@@ -29,9 +29,9 @@ public enum HistoryCodec {
         return parts.columns + parts.times + parts.ops
     }
 
-    /// A segment's JSON in three parts, which `HistoryBlob` compresses each alone: everything up to the
-    /// `at` column (ids and the `by`/`node` characters), `at` and `notes` (digits), and the ops (with the
-    /// closing brace). On the history bench the split takes 3 % off a segment's bzip2 size.
+    /// A segment's JSON in three parts, where a compressor may start afresh: everything up to the `at`
+    /// column (ids and the `by`/`node` characters), `at` and `notes` (digits), and the ops (with the
+    /// closing brace). The sealer compresses the columns and the ops apart (`HistorySealer`).
     public static func encodeSegmentParts(_ commits: [CommitNotice]) -> (columns: [UInt8], times: [UInt8], ops: [UInt8]) {
         var sessions: [String] = []
         var sessionIndex: [String: Int] = [:]

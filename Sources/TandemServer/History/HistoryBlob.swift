@@ -8,8 +8,8 @@ import TandemCore
 ///   length and a bzip2 stream of that part; the JSON is the parts' inflated bytes in order. bzip2
 ///   because history is the same few ops and record ids again and again, which its block sorting folds
 ///   far better than zlib's 32 KB window: on the history bench it takes the ops to 0.63× their zlib size
-///   and a segment's blob from 4.55 to 3.3 bytes per commit (docs/benchmarks.md). Parts, because a
-///   segment's session column, its times and its ops compress best each alone. A part smaller than
+///   and a segment's blob from 4.55 to 3.2 bytes per commit (docs/benchmarks.md). Parts, because a
+///   segment's columns and its ops compress best each alone. A part smaller than
 ///   100 KB is compressed with 100 KB blocks (1.2 MB of work memory rather than 7.6).
 /// - `z` (blobs up to v3): one zlib stream, sync-flushed between parts.
 /// - `{`: the JSON itself (the base checkpoint the sealer's Lua writes, which cannot compress).

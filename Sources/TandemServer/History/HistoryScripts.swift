@@ -91,10 +91,12 @@ enum HistoryScripts {
         """)
 
     /// KEYS: keys(doc). ARGV: expected sealed clock, first, last, segment blob, latest commit time in the
-    /// segment, checkpoint blob ('' for none), its version member, history cutoff ms (0: keep everything),
-    /// the version's authors JSON.
-    /// Writes the segment (and checkpoint) and moves `hsealed` to `last`, unless another sealer moved it
-    /// first ({'moved'}). With a cutoff, drops what only serves states older than the newest checkpoint
+    /// segment, history cutoff ms (0: keep everything), then for each checkpoint the segment holds: its
+    /// clock, blob, version member and the version's authors JSON.
+    /// Writes the segment (and checkpoints) and moves `hsealed` to `last`, unless another sealer moved it
+    /// first ({'moved'}): all in one script, so a node that dies around it leaves either nothing or all
+    /// of it, and a seal sent again after its reply was lost finds `hsealed` moved and writes nothing.
+    /// With a cutoff, drops what only serves states older than the newest checkpoint
     /// committed before it (a few per call). Returns {'ok', dropped checkpoints, bytes the history takes
     /// (MEMORY USAGE, sampled)}.
     static let sealWrite = RedisScript(
@@ -109,12 +111,12 @@ enum HistoryScripts {
         redis.call('HSET', segs, ARGV[3], ARGV[4])
         redis.call('ZADD', index, ARGV[3], ARGV[2] .. ':' .. ARGV[3] .. ':' .. fmt(maxAt))
         redis.call('SET', sealedKey, ARGV[3])
-        if ARGV[6] ~= '' then
-          redis.call('HSET', ckpts, ARGV[3], ARGV[6])
-          if ARGV[9] ~= '' then redis.call('HSET', ckpts, 'a:' .. ARGV[3], ARGV[9]) end
-          redis.call('ZADD', versions, ARGV[3], ARGV[7])
+        for j = 7, #ARGV, 4 do
+          redis.call('HSET', ckpts, ARGV[j], ARGV[j + 1])
+          if ARGV[j + 3] ~= '' then redis.call('HSET', ckpts, 'a:' .. ARGV[j], ARGV[j + 3]) end
+          redis.call('ZADD', versions, ARGV[j], ARGV[j + 2])
         end
-        local cutoff, dropped = tonumber(ARGV[8]), 0
+        local cutoff, dropped = tonumber(ARGV[6]), 0
         while cutoff > 0 and dropped < 8 do
           local two = redis.call('ZRANGE', versions, 0, 1, 'WITHSCORES')
           if #two < 4 then break end
@@ -171,7 +173,9 @@ enum HistoryScripts {
           local lasts, reached = {}, ckClock
           for _, member in ipairs(members) do
             local first, last = string.match(member, '^(%d+):(%d+):')
-            if tonumber(first) ~= reached + 1 then return {'missing', fmt(head), ''} end
+            -- A segment may start before the checkpoint (it holds checkpoints inside): the commits up to
+            -- it are skipped when replaying.
+            if tonumber(first) > reached + 1 then return {'missing', fmt(head), ''} end
             lasts[#lasts + 1] = last
             reached = tonumber(last)
             if reached >= upto then break end
