@@ -4,7 +4,7 @@ import TandemCore
 
 /// How segments and checkpoints are stored (docs/history.md). The first byte says which kind a blob is,
 /// and every kind ever written still reads:
-/// - `b` (what the sealer writes since blobs v4): the JSON (`HistoryCodec`) in parts, each a LEB128 byte
+/// - `b` (since blobs v4, unless `z` is smaller): the JSON (`HistoryCodec`) in parts, each a LEB128 byte
 ///   length and a bzip2 stream of that part; the JSON is the parts' inflated bytes in order. bzip2
 ///   because history is the same few ops and record ids again and again, which its block sorting folds
 ///   far better than zlib's 32 KB window: on the history bench it takes the ops to 0.63× their zlib size
@@ -19,12 +19,20 @@ enum HistoryBlob {
 
     static func pack(_ json: [UInt8]) -> [UInt8] { pack([json]) }
 
-    /// Kind `b`: each part compressed alone (kind `z` should libbz2 fail, which it does only without
-    /// memory).
+    /// Kind `b` or `z`, whichever is smaller: bzip2 wins on anything of some size, but its stream
+    /// headers and block tables cost ~40 bytes that zlib does not pay, so small checkpoints and short
+    /// segments are smaller (and faster to read) in zlib.
     static func pack(_ parts: [[UInt8]]) -> [UInt8] {
+        let zlib = packZlib(parts)
+        guard let bzip2 = packBzip2(parts), bzip2.count < zlib.count else { return zlib }
+        return bzip2
+    }
+
+    /// Kind `b`: each part compressed alone (nil should libbz2 fail, which it does only without memory).
+    static func packBzip2(_ parts: [[UInt8]]) -> [UInt8]? {
         var out: [UInt8] = [UInt8(ascii: "b")]
         for part in parts {
-            guard let compressed = bzip2(part) else { return packZlib(parts) }
+            guard let compressed = bzip2(part) else { return nil }
             var n = compressed.count
             while n >= 0x80 {
                 out.append(UInt8(n & 0x7f) | 0x80)
