@@ -562,6 +562,8 @@ for scenario in "${SCENARIOS[@]}"; do
         # shellcheck disable=SC2086
         python3 scripts/history-at.py "$WS_PORT" "$OPS_PORT" "$REDIS_PORT" ${HISTORY_AT_ARGS:-} | tee "$OUT/history-at.txt" \
             || FAILED+=(history-at)
+        # What that doc's history takes in Redis (its checkpoints of 1,000 records weigh more than on history-small).
+        python3 scripts/history-bytes.py "$REDIS_PORT" | tee "$OUT/history-at.history.txt" || true
         stop_all ;;
     # Sync under load (issue 8). 1,000 editors over 200 docs: 10,000 pushes/s offered (CPU and Redis commands
     # per commit), 20,000/s (the overload target: most committed, answered fast, the rest refused with a hint,

@@ -195,7 +195,7 @@ def main():
     deadline = time.time() + 300
     while True:
         sealed = int(redis.call("GET", key) or 0)
-        if head - sealed < 1024 or time.time() > deadline:
+        if head - sealed < 2048 or time.time() > deadline:
             break
         time.sleep(0.5)
     segments = redis.call("ZCARD", f"tandem:{{{doc}}}:hindex")

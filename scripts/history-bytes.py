@@ -9,6 +9,7 @@ their zlib size (level 6, each doc's ops concatenated in clock order: "the compr
 Prints bytes per commit and the ratio history bytes / compressed ops (the issue's goal: <= 1.5).
 Only reads; a small RESP client, no dependencies.
 """
+import bz2
 import json
 import os
 import socket
@@ -58,7 +59,24 @@ class Redis:
 
 
 def unpack(blob):
-    return zlib.decompress(blob[1:]) if blob[:1] == b"z" else blob
+    """A blob's JSON (HistoryBlob): kind b (bzip2 parts, each after its LEB128 length), z (zlib) or JSON."""
+    if blob[:1] == b"z":
+        return zlib.decompress(blob[1:])
+    if blob[:1] != b"b":
+        return blob
+    out, at = b"", 1
+    while at < len(blob):
+        n = shift = 0
+        while True:
+            byte = blob[at]
+            at += 1
+            n |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        out += bz2.decompress(blob[at:at + n])
+        at += n
+    return out
 
 
 def main():

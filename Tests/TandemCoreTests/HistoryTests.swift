@@ -60,8 +60,10 @@ import TandemCore
         #expect(form["notes"] == json("{}"))
         #expect(form["id"] == nil)
         let parts = HistoryCodec.encodeSegmentParts(few)
-        #expect(parts.columns + parts.ops == HistoryCodec.encodeSegment(few))
-        #expect(String(decoding: parts.columns.suffix(6), as: UTF8.self) == #""ops":"#)
+        #expect(parts.columns + parts.times + parts.ops == HistoryCodec.encodeSegment(few))
+        #expect(String(decoding: parts.columns.suffix(14), as: UTF8.self) == #""node":"AAAA","#)
+        #expect(String(decoding: parts.times.prefix(5), as: UTF8.self) == #""at":"#)
+        #expect(String(decoding: parts.times.suffix(6), as: UTF8.self) == #""ops":"#)
         let many = (1...70).map { commit(UInt64($0), #"{"a":["remove"]}"#, by: "s\($0)") }
         let manyForm = try #require(try JSONParser.parse(HistoryCodec.encodeSegment(many)).objectValue)
         #expect(manyForm["by"]?.arrayValue?.count == 70)
@@ -144,6 +146,26 @@ import TandemCore
         #expect(!policy.checkpointDue(clock: 999, atMs: 10, lastCheckpoint: 0, lastCheckpointAtMs: 0))
         #expect(policy.checkpointDue(clock: 1_010, atMs: 3_600_500, lastCheckpoint: 1_000, lastCheckpointAtMs: 500))
         #expect(!policy.checkpointDue(clock: 1_000, atMs: 9_999_999, lastCheckpoint: 1_000, lastCheckpointAtMs: 0))
+
+        // The defaults: segments of two checkpoint intervals, ending where a checkpoint is due, with the
+        // one in their middle; a segment sealed early (an hour passed, a flush) is followed by one that
+        // ends at the next interval but one.
+        let defaults = HistoryPolicy()
+        #expect(defaults.segmentCommits == 2_048 && defaults.checkpointEvery == 1_000)
+        #expect(defaults.segmentEnd(sealed: 2_000, available: 9_000, lastCheckpoint: 2_000) == 4_000)
+        #expect(defaults.checkpointClocks(sealed: 2_000, end: 4_000, endAtMs: 9, lastCheckpoint: 2_000, lastCheckpointAtMs: 0) == [3_000, 4_000])
+        #expect(defaults.segmentEnd(sealed: 2_500, available: 9_000, lastCheckpoint: 2_000) == 4_000)
+        #expect(defaults.checkpointClocks(sealed: 2_500, end: 4_000, endAtMs: 9, lastCheckpoint: 2_000, lastCheckpointAtMs: 0) == [3_000, 4_000])
+        #expect(defaults.segmentEnd(sealed: 2_000, available: 2_500, lastCheckpoint: 2_000) == 2_500)
+        #expect(defaults.checkpointClocks(sealed: 2_000, end: 2_500, endAtMs: 9, lastCheckpoint: 2_000, lastCheckpointAtMs: 0).isEmpty)
+        #expect(defaults.checkpointClocks(sealed: 2_000, end: 2_500, endAtMs: 3_600_001, lastCheckpoint: 2_000, lastCheckpointAtMs: 1) == [2_500])
+        #expect(defaults.checkpointClocks(sealed: 2_000, end: 2_500, endAtMs: 9, lastCheckpoint: 2_000, lastCheckpointAtMs: 0, force: true) == [2_500])
+        // A checkpoint that was not made where due (history rebased at the head) counts from there.
+        #expect(defaults.segmentEnd(sealed: 2_500, available: 9_000, lastCheckpoint: 0) == 4_000)
+        // Tiny intervals: at most `maxCheckpointsPerSegment` checkpoints in one segment.
+        let tiny = HistoryPolicy(checkpointEvery: 5)
+        #expect(tiny.segmentEnd(sealed: 0, available: 1_000, lastCheckpoint: 0) == 5 * UInt64(HistoryPolicy.maxCheckpointsPerSegment))
+        #expect(tiny.checkpointClocks(sealed: 3, end: 17, endAtMs: 0, lastCheckpoint: 0, lastCheckpointAtMs: 0) == [5, 10, 15])
     }
 
     @Test func versionEntriesAreBounded() throws {

@@ -12,8 +12,8 @@
 ///   log. What is kept is a push id that is a note (an object: a fork's `{"forkOf":…}`), in `notes` by
 ///   index k. Measured on the history bench's ops (docs/benchmarks.md): one object per commit cost 5× the
 ///   compressed ops, v2's columns with push ids 2.4×, v3 in 1,000-commit segments 1.7×.
-///   The ops come last, after a zlib flush (`encodeSegmentParts`): their own Huffman codes, not shared
-///   with the columns' digits (6 % smaller).
+///   The ops come last. `encodeSegmentParts` splits the JSON where a compressor does well to start
+///   afresh (blobs v4: the columns and the ops are two bzip2 streams; v3: a zlib flush).
 /// - Segment (v2, still read): the same with `by`/`node` arrays and an `"id":[PUSHID|null,…]` column.
 /// - Checkpoint: `{"clock":CLOCK,"at":MS,"records":{ID:RECORD,…}}`, the records after commit CLOCK. The
 ///   sealer's Lua base checkpoint has the same form.
@@ -26,12 +26,13 @@ public enum HistoryCodec {
 
     public static func encodeSegment(_ commits: [CommitNotice]) -> [UInt8] {
         let parts = encodeSegmentParts(commits)
-        return parts.columns + parts.ops
+        return parts.columns + parts.times + parts.ops
     }
 
-    /// A segment's JSON in two parts: everything up to `"ops":` and the ops (with the closing brace), so
-    /// `HistoryBlob` can flush between them.
-    public static func encodeSegmentParts(_ commits: [CommitNotice]) -> (columns: [UInt8], ops: [UInt8]) {
+    /// A segment's JSON in three parts, where a compressor may start afresh: everything up to the `at`
+    /// column (ids and the `by`/`node` characters), `at` and `notes` (digits), and the ops (with the
+    /// closing brace). The sealer compresses the columns and the ops apart (`HistorySealer`).
+    public static func encodeSegmentParts(_ commits: [CommitNotice]) -> (columns: [UInt8], times: [UInt8], ops: [UInt8]) {
         var sessions: [String] = []
         var sessionIndex: [String: Int] = [:]
         var nodes: [String] = []
@@ -69,6 +70,8 @@ public enum HistoryCodec {
         w.key("nodes"); w.array(nodes) { w, n in w.string(n) }; w.comma()
         w.key("by"); indexes(&w, by, count: sessions.count); w.comma()
         w.key("node"); indexes(&w, node, count: nodes.count); w.comma()
+        let columns = w.bytes
+        w = JSONWriter(capacity: 64 + commits.count * 4)
         w.key("at")
         w.openArray()
         var previous: UInt64 = 0
@@ -90,11 +93,11 @@ public enum HistoryCodec {
         }
         w.closeObject(); w.comma()
         w.key("ops")
-        let columns = w.bytes
+        let times = w.bytes
         var o = JSONWriter(capacity: 16 + commits.count * 64)
         o.array(commits) { o, c in c.writeOps(into: &o) }
         o.closeObject()
-        return (columns, o.bytes)
+        return (columns, times, o.bytes)
     }
 
     /// The commits of a segment (v3 or v2); throws unless every column is well formed and as long as the

@@ -7,14 +7,20 @@ import TandemRedis
 /// - `tandem:{D}:hsegs` — hash: a segment's last clock → its blob (`HistoryBlob`, `HistoryCodec`).
 /// - `tandem:{D}:hindex` — sorted set: score a segment's last clock, member `FIRST:LAST:ATMAX` (ATMAX: the
 ///   latest commit time up to its end, monotonic, for `?time=`).
-/// - `tandem:{D}:hckpts` — hash: clock → checkpoint blob (the state after that commit).
-/// - `tandem:{D}:hversions` — sorted set: score a checkpoint's clock, member its `HistoryVersion` JSON.
+/// - `tandem:{D}:hckpts` — hash: clock → checkpoint blob (the state after that commit), and `a:CLOCK` →
+///   the authors of the version at CLOCK (`HistoryVersion.authorsJSON`; none for the base).
+/// - `tandem:{D}:hversions` — sorted set: score a checkpoint's clock, member its `HistoryVersion.member`
+///   (`CLOCK:AT:COMMITS:MORE`; history written before v4 has the version's JSON, authors included).
 /// They carry the doc's deadline (`--doc-ttl`): the scripts below give the ones they create the clock's.
 enum HistoryScripts {
     static let common = """
         local clockKey, recordsKey, log = KEYS[1], KEYS[2], KEYS[5]
         local sealedKey, segs, index, ckpts, versions = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
         local function fmt(x) return string.format('%d', x) end
+        -- A version member's commit time: `CLOCK:AT:COMMITS:MORE`, or the JSON of history before v4.
+        local function versionAt(member)
+          return tonumber(string.match(member, '^%d+:(%d+):') or string.match(member, '"at":(%d+)'))
+        end
         -- The first clock the live log holds (a batch entry's id is its last clock), nil when empty.
         local function firstLogClock()
           local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
@@ -71,8 +77,7 @@ enum HistoryScripts {
             if sealed then rebased = 1 end
           end
           redis.call('HSET', ckpts, fmt(base), blob)
-          redis.call('ZADD', versions, base,
-            '{"clock":' .. fmt(base) .. ',"at":' .. fmt(at) .. ',"commits":' .. fmt(base) .. ',"by":[],"moreAuthors":false}')
+          redis.call('ZADD', versions, base, fmt(base) .. ':' .. fmt(at) .. ':' .. fmt(base) .. ':0')
           redis.call('SET', sealedKey, fmt(base))
           local deadline = redis.call('PEXPIRETIME', clockKey)
           if deadline > 0 then for k = 11, 15 do redis.call('PEXPIREAT', KEYS[k], deadline) end end
@@ -86,9 +91,12 @@ enum HistoryScripts {
         """)
 
     /// KEYS: keys(doc). ARGV: expected sealed clock, first, last, segment blob, latest commit time in the
-    /// segment, checkpoint blob ('' for none), its version JSON, history cutoff ms (0: keep everything).
-    /// Writes the segment (and checkpoint) and moves `hsealed` to `last`, unless another sealer moved it
-    /// first ({'moved'}). With a cutoff, drops what only serves states older than the newest checkpoint
+    /// segment, history cutoff ms (0: keep everything), then for each checkpoint the segment holds: its
+    /// clock, blob, version member and the version's authors JSON.
+    /// Writes the segment (and checkpoints) and moves `hsealed` to `last`, unless another sealer moved it
+    /// first ({'moved'}): all in one script, so a node that dies around it leaves either nothing or all
+    /// of it, and a seal sent again after its reply was lost finds `hsealed` moved and writes nothing.
+    /// With a cutoff, drops what only serves states older than the newest checkpoint
     /// committed before it (a few per call). Returns {'ok', dropped checkpoints, bytes the history takes
     /// (MEMORY USAGE, sampled)}.
     static let sealWrite = RedisScript(
@@ -103,22 +111,23 @@ enum HistoryScripts {
         redis.call('HSET', segs, ARGV[3], ARGV[4])
         redis.call('ZADD', index, ARGV[3], ARGV[2] .. ':' .. ARGV[3] .. ':' .. fmt(maxAt))
         redis.call('SET', sealedKey, ARGV[3])
-        if ARGV[6] ~= '' then
-          redis.call('HSET', ckpts, ARGV[3], ARGV[6])
-          redis.call('ZADD', versions, ARGV[3], ARGV[7])
+        for j = 7, #ARGV, 4 do
+          redis.call('HSET', ckpts, ARGV[j], ARGV[j + 1])
+          if ARGV[j + 3] ~= '' then redis.call('HSET', ckpts, 'a:' .. ARGV[j], ARGV[j + 3]) end
+          redis.call('ZADD', versions, ARGV[j], ARGV[j + 2])
         end
-        local cutoff, dropped = tonumber(ARGV[8]), 0
+        local cutoff, dropped = tonumber(ARGV[6]), 0
         while cutoff > 0 and dropped < 8 do
           local two = redis.call('ZRANGE', versions, 0, 1, 'WITHSCORES')
           if #two < 4 then break end
-          local nextAt = tonumber(string.match(two[3], '"at":(%d+)'))
+          local nextAt = versionAt(two[3])
           if not nextAt or nextAt > cutoff then break end
           local keep = two[4]
           local old = redis.call('ZRANGEBYSCORE', index, '-inf', keep, 'LIMIT', 0, 256)
           for _, member in ipairs(old) do redis.call('HDEL', segs, string.match(member, ':(%d+):')) end
           if #old > 0 then redis.call('ZREM', index, unpack(old)) end
           if #old < 256 then
-            redis.call('HDEL', ckpts, two[2])
+            redis.call('HDEL', ckpts, two[2], 'a:' .. two[2])
             redis.call('ZREM', versions, two[1])
             dropped = dropped + 1
           end
@@ -164,7 +173,9 @@ enum HistoryScripts {
           local lasts, reached = {}, ckClock
           for _, member in ipairs(members) do
             local first, last = string.match(member, '^(%d+):(%d+):')
-            if tonumber(first) ~= reached + 1 then return {'missing', fmt(head), ''} end
+            -- A segment may start before the checkpoint (it holds checkpoints inside): the commits up to
+            -- it are skipped when replaying.
+            if tonumber(first) > reached + 1 then return {'missing', fmt(head), ''} end
             lasts[#lasts + 1] = last
             reached = tonumber(last)
             if reached >= upto then break end
@@ -223,14 +234,21 @@ enum HistoryScripts {
         return {head, sealed, first, redis.call('HGET', segs, last) or '', oldest}
         """)
 
-    /// KEYS: keys(doc). ARGV: before (clock, exclusive), limit. Returns {head, sealed or '', {version JSON,
-    /// newest first}}.
+    /// KEYS: keys(doc). ARGV: before (clock, exclusive), limit. Returns {head, sealed or '', {version
+    /// members, newest first}, {their authors JSON or false, in the same order}}.
     static let versionList = RedisScript(
         common + """
         local head = redis.call('GET', clockKey) or '0'
         local sealed = redis.call('GET', sealedKey) or ''
-        local list = redis.call('ZREVRANGEBYSCORE', versions, '(' .. ARGV[1], '-inf', 'LIMIT', 0, tonumber(ARGV[2]))
-        return {head, sealed, list}
+        local scored = redis.call('ZREVRANGEBYSCORE', versions, '(' .. ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+        local list, fields = {}, {}
+        for j = 1, #scored, 2 do
+          list[#list + 1] = scored[j]
+          fields[#fields + 1] = 'a:' .. scored[j + 1]
+        end
+        local authors = {}
+        if #fields > 0 then authors = redis.call('HMGET', ckpts, unpack(fields)) end
+        return {head, sealed, list, authors}
         """)
 
     /// KEYS: keys(doc). Bytes the history holds in Redis (MEMORY USAGE of its keys, Redis's default sampling:

@@ -132,7 +132,7 @@ final class HistoryStore: Sendable {
                 return loop.makeFailedFuture(ReadFailure.corrupt("unexpected reply to the time lookup"))
             }
             guard head > 0 else { return loop.makeFailedFuture(ReadFailure.unknownDoc) }
-            let oldest = (try? HistoryVersion(json: parts[4].bytes ?? []))
+            let oldest = (try? HistoryVersion(member: parts[4].bytes ?? [], authors: nil))
             if let oldest, oldest.clock > 0, timeMs < oldest.atMs {
                 return loop.makeFailedFuture(ReadFailure.missing(head: head, oldest: oldest.clock))
             }
@@ -169,11 +169,18 @@ final class HistoryStore: Sendable {
     func versions(doc: String, before: UInt64, limit: Int, on loop: EventLoop) -> EventLoopFuture<(head: UInt64, versions: [HistoryVersion])> {
         redis.evalScript(HistoryScripts.versionList, keys: Self.keys(doc), args: [String(before), limit], on: loop).flatMapThrowing { reply in
             let parts = reply.array ?? []
-            guard parts.count == 3, let head = parts[0].string.flatMap(UInt64.init) else {
+            guard parts.count == 4, let head = parts[0].string.flatMap(UInt64.init) else {
                 throw ReadFailure.corrupt("unexpected reply to the version list")
             }
             guard head > 0 else { throw ReadFailure.unknownDoc }
-            return (head, (parts[2].array ?? []).compactMap { try? HistoryVersion(json: $0.bytes ?? []) })
+            let members = parts[2].array ?? []
+            let authors = parts[3].array ?? []
+            return (
+                head,
+                members.indices.compactMap { k in
+                    try? HistoryVersion(member: members[k].bytes ?? [], authors: k < authors.count ? authors[k].bytes : nil)
+                }
+            )
         }
     }
 

@@ -1,0 +1,159 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TandemCore
+import TandemRedis
+import TandemTestSupport
+import Testing
+
+@testable import TandemServer
+
+/// A node that dies in the middle of sealing (docs/history.md, "Crashes"): every seal is one Lua script
+/// that writes the segment, its checkpoints, their version entries and `hsealed` together, only if
+/// `hsealed` is still what the round read, and the live log is never trimmed past `hsealed`. So a node
+/// that dies before the write leaves nothing (the next sealer redoes the round), one that dies after it
+/// leaves all of it (the next sealer continues after it), and the same write sent again — a retry after
+/// a lost reply — writes nothing. Kill points: `HistorySealer.KillHook`; real Redis and a real node.
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct HistorySealerCrashTests {
+    /// A sealer of its own on the test's Redis connection (a node of its own, as far as Redis can tell),
+    /// with small segments: 20 commits, a checkpoint every 10.
+    static func sealer(_ redis: RedisClient, killHook: HistorySealer.KillHook? = nil) -> HistorySealer {
+        let store = HistoryStore(
+            redis: redis, policy: HistoryPolicy(segmentCommits: 20, checkpointEvery: 10, checkpointIntervalMs: 3_600_000, retention: 10_000),
+            retentionMs: 0, metrics: HistoryMetrics(registry: TandemMetrics(nodeID: "sealer-test").registry))
+        return HistorySealer(store: store, logger: Logger(label: "sealer-test"), killHook: killHook)
+    }
+
+    /// The first time the hook is asked at `point` after `skip` earlier asks there, it kills the round and
+    /// keeps the seal write's arguments.
+    final class Killer: Sendable {
+        let point: HistorySealer.KillPoint
+        private let state: NIOLockedValueBox<(seen: Int, args: [any RedisArgument]?)>
+        private let skip: Int
+
+        init(at point: HistorySealer.KillPoint, after skip: Int) {
+            self.point = point
+            self.skip = skip
+            state = NIOLockedValueBox((0, nil))
+        }
+
+        var hook: HistorySealer.KillHook {
+            { point, _, args in
+                guard point == self.point else { return false }
+                return self.state.withLockedValue { state in
+                    state.seen += 1
+                    guard state.seen == self.skip + 1 else { return false }
+                    state.args = args
+                    return true
+                }
+            }
+        }
+
+        var args: [any RedisArgument]? { state.withLockedValue { $0.args } }
+    }
+
+    @Test func aSealerDyingBeforeOrAfterItsWriteLosesAndDuplicatesNothing() async throws {
+        // The node's own sealer stays out of the way: with the default log retention and segment size it
+        // seals nothing of fewer than 2,048 commits within the hour (it may write the base checkpoint).
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let doc = "history:crash"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.recordStates(doc)
+        for id in 1...95 {
+            alice.push(doc, id: id, ops: #"{"r\#(id % 6)":["put",{"v":\#(id)}]}"#)
+            _ = try await alice.answer(doc, id: id)
+        }
+        let head = SyncRedis.head(cluster.redis, doc)
+        #expect(head == 95)
+
+        let redis = try RedisClient(url: cluster.redis.url)
+        redis.start()
+        defer { redis.shutdown() }
+        try await waitUntil("connected to Redis") { redis.isConnected }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        func sealed() -> UInt64 { UInt64(cluster.redis.command("GET", SyncRedis.key(doc, "hsealed"))) ?? 0 }
+        func history() -> [String] {
+            ["hsealed", "hsegs", "hindex", "hckpts", "hversions"].map { name in
+                let key = SyncRedis.key(doc, name)
+                switch cluster.redis.command("TYPE", key) {
+                case "hash": return cluster.redis.command("HKEYS", key).split(whereSeparator: \.isNewline).sorted().joined(separator: ",")
+                case "zset": return cluster.redis.command("ZRANGE", key, "0", "-1", "WITHSCORES")
+                default: return cluster.redis.command("GET", key)
+                }
+            }
+        }
+
+        // 1. Dies with its third segment computed, before writing it: nothing of that round is in Redis.
+        let beforeWrite = Killer(at: .beforeWrite, after: 2)
+        let first = Self.sealer(redis, killHook: beforeWrite.hook)
+        try await waitUntil("the first sealer dies before its third write") {
+            first.tick(heads: [doc: head], nowMs: NodeClock().wallMs(), on: loop)
+            return beforeWrite.args != nil
+        }
+        let lost = try #require(beforeWrite.args)
+        #expect(sealed() == 40, "two 20-commit segments landed, the third did not")
+        #expect(String(describing: lost[0]) == "40" && String(describing: lost[1]) == "41")
+        let afterFirst = history()
+        first.tick(heads: [doc: head], nowMs: NodeClock().wallMs(), on: loop)
+        #expect(history() == afterFirst, "a dead sealer writes nothing more")
+
+        // 2. A second sealer (another node) redoes that round and dies after its second write ran: the
+        //    write landed whole, its reply never came back.
+        let afterWrite = Killer(at: .afterWrite, after: 1)
+        let second = Self.sealer(redis, killHook: afterWrite.hook)
+        try await waitUntil("the second sealer dies after its second write") {
+            second.tick(heads: [doc: head], nowMs: NodeClock().wallMs(), on: loop)
+            return afterWrite.args != nil
+        }
+        let landed = try #require(afterWrite.args)
+        #expect(sealed() == 80, "the killed write landed whole: \(sealed())")
+        let afterSecond = history()
+        // The same write sent again (a retry after the lost reply) finds `hsealed` moved and writes nothing.
+        let retry = try await redis.evalScript(HistoryScripts.sealWrite, keys: HistoryStore.keys(doc), args: landed, on: loop).get()
+        #expect(retry.array?.first?.string == "moved")
+        #expect(history() == afterSecond, "the retried write changed nothing")
+
+        // 3. A third sealer finishes the job (flushing: the last 15 commits fill no segment).
+        let third = Self.sealer(redis)
+        third.wrote(doc, head: head)
+        try await waitUntil("sealed to the head") {
+            third.tick(heads: [:], nowMs: NodeClock().wallMs(), on: loop)
+            return sealed() == head
+        }
+
+        // Segments tile 1…head with no gap and no overlap, each with its blob; checkpoints every 10 with
+        // one version entry each (and the base at 0).
+        let index = cluster.redis.command("ZRANGE", SyncRedis.key(doc, "hindex"), "0", "-1").split(whereSeparator: \.isNewline)
+        var reached: UInt64 = 0
+        for member in index {
+            let parts = member.split(separator: ":").compactMap { UInt64($0) }
+            #expect(parts.count == 3 && parts[0] == reached + 1, "segment \(member) after \(reached)")
+            reached = parts.count == 3 ? parts[1] : reached
+        }
+        #expect(reached == head)
+        let segments = cluster.redis.command("HKEYS", SyncRedis.key(doc, "hsegs")).split(whereSeparator: \.isNewline)
+        #expect(segments.count == index.count)
+        let versions = cluster.redis.command("ZRANGE", SyncRedis.key(doc, "hversions"), "0", "-1", "WITHSCORES")
+            .split(whereSeparator: \.isNewline).enumerated().filter { $0.offset % 2 == 1 }.compactMap { UInt64($0.element) }
+        #expect(versions == Array(stride(from: 0, through: 90, by: 10)), "\(versions)")
+        let checkpoints = cluster.redis.command("HKEYS", SyncRedis.key(doc, "hckpts")).split(whereSeparator: \.isNewline)
+            .filter { !$0.hasPrefix("a:") }.compactMap { UInt64($0) }
+        #expect(checkpoints.sorted() == versions)
+
+        // Sealed but not trimmed (the log keeps every commit here): each clock is read once, from the
+        // segments, and every state is the one the client saw.
+        let states = try #require(alice.view(doc).statesByClock)
+        let node = cluster.nodes[0]
+        for clock in 0...head {
+            let records = try JSONParser.parse(try await node.get("/api/docs/\(doc)/at?clock=\(clock)").body).objectValue?["records"]?.objectValue
+            #expect(records == states[clock], "clock \(clock)")
+        }
+        let log = try JSONParser.parse(try await node.get("/api/docs/\(doc)/log?from=0&limit=1000").body, maxDepth: 200)
+        let clocks = (log.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["clock"]?.uint64Value }
+        #expect(clocks == Array(1...head))
+        await cluster.finish()
+    }
+}
