@@ -168,6 +168,8 @@ public struct PresenceDoc {
     /// Handles that may carry a `departedVersion` (cleared at every tick).
     private var departedList: [Int] = []
     /// Sessions whose entry went away: freed at a tick once nothing refers to them.
+    /// (Loops over these lists go by index: a debug build's array iterator allocated, and
+    /// `PresenceAllocationTests` counts a debug build.)
     private var freeCandidates: [Int] = []
     private var localSessions = 0
 
@@ -373,7 +375,7 @@ public struct PresenceDoc {
     public mutating func apply(_ message: NodeMessage) -> RemoteEffect {
         var touched: [Int] = []
         let effect = apply(message, touched: &touched)
-        for h in touched { sessions[h].marks.remove(.touched) }
+        for index in touched.indices { sessions[touched[index]].marks.remove(.touched) }
         return effect
     }
 
@@ -400,7 +402,7 @@ public struct PresenceDoc {
         var touched: [Int] = []
         var effect = apply(message, touched: &touched)
         // `touched` holds each session once (the `touched` mark), cleared whatever happens next.
-        defer { for h in touched { sessions[h].marks.remove(.touched) } }
+        defer { for index in touched.indices { sessions[touched[index]].marks.remove(.touched) } }
         guard forwarding, case .presence(let node, _, _, _) = message, node != settings.nodeID, !touched.isEmpty else {
             return effect
         }
@@ -410,7 +412,8 @@ public struct PresenceDoc {
             return effect
         }
         let delta = changes(of: touched)
-        for h in touched {
+        for index in touched.indices {
+            let h = touched[index]
             // Their dirty mark goes (the tick skips them in `dirtyList`); so do the list marks.
             sessions[h].marks.subtract([.dirty, .listedUnannounced, .listedStale])
         }
@@ -567,9 +570,9 @@ public struct PresenceDoc {
         var viewerDelta: PresenceDelta?
 
         let delta = changes(of: dirtyList, onlyMarked: .dirty)
-        for h in dirtyList { sessions[h].marks.remove(.dirty) }
+        for index in dirtyList.indices { sessions[dirtyList[index]].marks.remove(.dirty) }
         dirtyList.removeAll(keepingCapacity: true)
-        for h in listedList { sessions[h].marks.subtract([.listedUnannounced, .listedStale]) }
+        for index in listedList.indices { sessions[listedList[index]].marks.subtract([.listedUnannounced, .listedStale]) }
         listedList.removeAll(keepingCapacity: true)
         // Rarely more than the handful of nodes serving the doc; buckets of departed nodes go at `nodesGone`.
         if forwardBuckets.count > 16 { forwardBuckets = forwardBuckets.filter { var b = $0.value; return !b.isFull(nowMs: nowMs) } }
@@ -622,7 +625,8 @@ public struct PresenceDoc {
 
         let write = takeWrite(nowMs: nowMs)
         // The write carries this tick's deletes (or, after a failure, the next full write replaces them).
-        for h in departedList {
+        for index in departedList.indices {
+            let h = departedList[index]
             sessions[h].departedVersion = nil
             sessions[h].marks.remove(.departed)
         }
@@ -653,12 +657,13 @@ public struct PresenceDoc {
         if refreshDue { lastRefreshMs = nowMs }
         var upserts: [PresenceEntry] = []
         upserts.reserveCapacity(upsertList.count)
-        for h in upsertList { if let entry = sessions[h].entry { upserts.append(entry) } }
+        for index in upsertList.indices { if let entry = sessions[upsertList[index]].entry { upserts.append(entry) } }
         var deletes: [String] = []
         var announcedDeletes: [String] = []
         if !deleteList.isEmpty {
             deletes.reserveCapacity(deleteList.count)
-            for h in deleteList {
+            for index in deleteList.indices {
+                let h = deleteList[index]
                 deletes.append(sessions[h].sid)
                 if !sessions[h].marks.contains(.silentDelete) { announcedDeletes.append(sessions[h].sid) }
             }
@@ -819,8 +824,8 @@ public struct PresenceDoc {
     }
 
     private mutating func clearWriteMarks() {
-        for h in upsertList { sessions[h].marks.remove(.pendingUpsert) }
-        for h in deleteList { sessions[h].marks.subtract([.pendingDelete, .silentDelete]) }
+        for index in upsertList.indices { sessions[upsertList[index]].marks.remove(.pendingUpsert) }
+        for index in deleteList.indices { sessions[deleteList[index]].marks.subtract([.pendingDelete, .silentDelete]) }
         upsertList.removeAll(keepingCapacity: true)
         deleteList.removeAll(keepingCapacity: true)
     }

@@ -15,19 +15,43 @@ final class PresenceStore: Sendable {
         self.ttlMs = ttlMs
     }
 
+    /// The names a doc's presence writes use, made once per doc (`DocState.presenceKeys`): each tick's
+    /// write built three strings of the doc id, heap strings unless the id is tiny (issue 14).
+    struct Keys: Sendable {
+        /// The doc's channel (node-to-node messages; also the key `RedisCommandClient.isAvailable` hashes).
+        let channel: String
+        /// This node's hash of the doc's entries.
+        let hash: String
+        /// The doc's registry of nodes.
+        let nodes: String
+    }
+
+    func keys(doc: String) -> Keys {
+        Keys(channel: RedisKeys.channel(doc), hash: RedisKeys.presence(doc, node: nodeID), nodes: RedisKeys.nodes(doc))
+    }
+
     func write(doc: String, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
-        var args: [any RedisArgument] = [
-            nodeID, ttlMs, write.full ? "1" : "0", write.refresh ? "1" : "0", RedisKeys.channel(doc),
-            write.publish?.encode() ?? [], write.upserts.count,
-        ]
-        args.reserveCapacity(args.count + write.upserts.count * 2 + write.deletes.count)
+        self.write(keys: keys(doc: doc), write, on: loop)
+    }
+
+    func write(keys: Keys, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
+        var args: [any RedisArgument] = []
+        // Sized once (an array literal followed by `reserveCapacity` was allocated twice).
+        args.reserveCapacity(7 + write.upserts.count * 2 + write.deletes.count)
+        args.append(nodeID)
+        args.append(ttlMs)
+        args.append(write.full ? "1" : "0")
+        args.append(write.refresh ? "1" : "0")
+        args.append(keys.channel)
+        args.append(write.publish?.encode() ?? [])
+        args.append(write.upserts.count)
         for entry in write.upserts {
             args.append(entry.sid)
             args.append(entry)
         }
         for sid in write.deletes { args.append(sid) }
         return redis.evalScript(
-            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite), keys: [RedisKeys.presence(doc, node: nodeID), RedisKeys.nodes(doc)], args: args,
+            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite), keys: [keys.hash, keys.nodes], args: args,
             on: loop
         ).map { _ in }
     }
