@@ -43,11 +43,22 @@ final class PresenceStore: Sendable {
         args.append(write.full ? "1" : "0")
         args.append(write.refresh ? "1" : "0")
         args.append(keys.channel)
-        args.append(write.publish?.encode() ?? [])
+        var ranges: [Range<Int>]?
+        let message = write.publish?.encode(upsertRanges: &ranges) ?? []
+        args.append(message)
         args.append(write.upserts.count)
-        for entry in write.upserts {
-            args.append(entry.sid)
-            args.append(entry)
+        // The message publishes the same entries (`PresenceDoc.takeWrite`): each is spliced from its bytes
+        // there rather than encoded once more. Checked, since the bytes must be exactly the entry's.
+        var published: [PresenceEntry] = []
+        if case .presence(_, let upserts, _, _) = write.publish { published = upserts }
+        let spliced = ranges?.count == write.upserts.count && published == write.upserts
+        for index in write.upserts.indices {
+            args.append(write.upserts[index].sid)
+            if spliced, let range = ranges?[index] {
+                args.append(EncodedBytes(bytes: message, range: range))
+            } else {
+                args.append(write.upserts[index])
+            }
         }
         for sid in write.deletes { args.append(sid) }
         return redis.evalScript(
@@ -68,6 +79,16 @@ final class PresenceStore: Sendable {
             redis.publishing(PresenceScripts.sweep, sharded: ShardedPublishing.presenceSweep), keys: [RedisKeys.nodes(doc)], args: [RedisKeys.presencePrefix(doc), RedisKeys.channel(doc)],
             on: loop
         ).map { value in (value.array ?? []).compactMap(\.string) }
+    }
+}
+
+/// Bytes of an argument that lie in a larger array (an entry inside the node message the same write publishes).
+private struct EncodedBytes: RedisArgument {
+    let bytes: [UInt8]
+    let range: Range<Int>
+
+    func appendRedisArgument(to buffer: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
     }
 }
 
