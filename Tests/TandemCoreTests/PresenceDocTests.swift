@@ -249,6 +249,26 @@ import Testing
         for message in messages { #expect(NodeMessage.decode(message.encode()) == message) }
         #expect(NodeMessage.decode(Array("{}".utf8)) == nil)
     }
+
+    /// A Redis write splices each upsert from the node message it publishes (issue 14): the ranges must
+    /// hold exactly each entry's encoding, in order, whatever the entries, removals and `full`.
+    @Test func aPresenceMessageLocatesEachUpsertsEncoding() {
+        let upserts = [
+            entry("a"), entry("b", role: .viewer, v: 12_345), entry("c", x: -7),
+            PresenceEntry(sid: "q\"s", user: "ü", name: "N\n", role: .editor, node: "n1", version: 1, state: .object(["k": .string("\u{1}")])),
+        ]
+        for (removals, full) in [([], false), (["gone", "x\"y"], false), ([], true)] {
+            let message = NodeMessage.presence(node: "n1", upserts: upserts, removals: removals, full: full)
+            var ranges: [Range<Int>]?
+            let bytes = message.encode(upsertRanges: &ranges)
+            #expect(bytes == message.encode())
+            #expect(ranges?.count == upserts.count)
+            for (entry, range) in zip(upserts, ranges ?? []) { #expect(Array(bytes[range]) == entry.encoded) }
+        }
+        var ranges: [Range<Int>]?
+        _ = NodeMessage.nodesGone(nodes: ["n2"]).encode(upsertRanges: &ranges)
+        #expect(ranges == nil)
+    }
 }
 
 @Suite struct NodeMessagePrefixTests {

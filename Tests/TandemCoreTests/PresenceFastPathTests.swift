@@ -63,9 +63,11 @@ struct PresenceFastPathTests {
         return "{" + fields.joined(separator: ",") + (g.chance(97) ? "}" : "} ")
     }
 
-    func both(_ text: String, limits: ProtocolLimits) -> (Result<ClientMessage, ProtocolError>, Result<ClientMessage, ProtocolError>) {
+    func both(
+        _ text: String, limits: ProtocolLimits, knownDoc: String? = nil
+    ) -> (Result<ClientMessage, ProtocolError>, Result<ClientMessage, ProtocolError>) {
         let bytes = Array(text.utf8)
-        let decoded = Result { () throws(ProtocolError) in try ClientMessage.decode(bytes, limits: limits) }
+        let decoded = Result { () throws(ProtocolError) in try ClientMessage.decode(bytes, limits: limits, knownDoc: knownDoc) }
         let parsed = Result { () throws(ProtocolError) in try ClientMessage.decodeParsed(bytes, limits: limits) }
         return (decoded, parsed)
     }
@@ -78,8 +80,10 @@ struct PresenceFastPathTests {
             limits.maxStateBytes = g.pick([1024, 1024, 40, 2])
             limits.maxJSONDepth = g.pick([64, 64, 3, 2, 1])
             let text = Self.message(&g)
-            let (decoded, parsed) = both(text, limits: limits)
-            #expect(decoded == parsed, "message \(i): \(text)")
+            // The doc the connection decoded last (valid, as any it passes), the same as the message's or not.
+            let knownDoc = g.pick([nil, "d1", "board:42", "bench-abc-p12", "d1x"])
+            let (decoded, parsed) = both(text, limits: limits, knownDoc: knownDoc)
+            #expect(decoded == parsed, "message \(i) (known doc \(knownDoc ?? "none")): \(text)")
             if Array(text.utf8).withUnsafeBufferPointer({ PresenceFastPath.decode($0, limits: limits) }) != nil { fast += 1 }
         }
         // The generator reaches the fast path often (else this test would prove nothing about it).

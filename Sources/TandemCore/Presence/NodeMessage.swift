@@ -19,7 +19,25 @@ public enum NodeMessage: Equatable, Sendable {
     case commits([CommitNotice])
 
     public func encode() -> [UInt8] {
-        var w = JSONWriter()
+        var ranges: [Range<Int>]?
+        return encode(upsertRanges: &ranges)
+    }
+
+    /// `encode()`, and for a presence message where each upsert's encoding lies in the result, in order
+    /// (`ranges` is set only then): a Redis write that publishes the message splices those bytes instead of
+    /// encoding each entry again (issue 14: each changed entry was encoded three times per tick).
+    public func encode(upsertRanges ranges: inout [Range<Int>]?) -> [UInt8] {
+        var w: JSONWriter
+        switch self {
+        case .presence(let node, let upserts, let removals, _):
+            // Sized from the entries: a default-sized writer regrew (a copy each time) with a tick's entries.
+            var capacity = 32 + node.utf8.count
+            for index in upserts.indices { capacity += upserts[index].encodedCapacity + 1 }
+            for index in removals.indices { capacity += removals[index].utf8.count + 3 }
+            w = JSONWriter(capacity: capacity)
+        default:
+            w = JSONWriter()
+        }
         w.openObject()
         switch self {
         case .presence(let node, let upserts, let removals, let full):
@@ -27,7 +45,16 @@ public enum NodeMessage: Equatable, Sendable {
             w.key("k"); w.string("p"); w.comma()
             w.key("n"); w.string(node); w.comma()
             if full { w.key("full"); w.bool(true); w.comma() }
-            w.key("u"); w.array(upserts) { w, e in w.entry(e) }; w.comma()
+            var found: [Range<Int>] = []
+            found.reserveCapacity(upserts.count)
+            w.key("u")
+            w.array(upserts) { w, e in
+                let start = w.bytes.count
+                w.entry(e)
+                found.append(start..<w.bytes.count)
+            }
+            w.comma()
+            ranges = found
             w.key("r"); w.array(removals) { w, s in w.string(s) }
         case .nodesGone(let nodes):
             w.key("k"); w.string("g"); w.comma()

@@ -37,9 +37,15 @@ public enum ClientMessage: Equatable, Sendable {
     ///
     /// Unknown extra fields are ignored so newer clients can talk to older servers. A push's `"ops"` is
     /// only delimited here, not parsed (so an `"ops"` field of any other message is never looked at).
-    public static func decode(_ frame: some Collection<UInt8>, limits: ProtocolLimits) throws(ProtocolError) -> ClientMessage {
+    /// - Parameter knownDoc: a doc id this connection decoded before: a presence update naming the same doc
+    ///   gets that string instead of a new one (see `PresenceFastPath.decode`).
+    public static func decode(
+        _ frame: some Collection<UInt8>, limits: ProtocolLimits, knownDoc: String? = nil
+    ) throws(ProtocolError) -> ClientMessage {
         // The common presence update, already canonical, without the parser (issue 14).
-        if let message = frame.withContiguousStorageIfAvailable({ PresenceFastPath.decode($0, limits: limits) }) ?? nil {
+        if let message = frame.withContiguousStorageIfAvailable({ PresenceFastPath.decode($0, limits: limits, knownDoc: knownDoc) })
+            ?? nil
+        {
             return message
         }
         return try decodeParsed(frame, limits: limits)

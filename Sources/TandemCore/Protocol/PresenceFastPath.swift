@@ -12,9 +12,12 @@
 /// keys, extra fields, another type, a state over the limit, nesting over the limit, invalid JSON — returns
 /// nil, and the parser decides (and words the error).
 enum PresenceFastPath {
-    static func decode(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits) -> ClientMessage? {
+    /// - Parameter knownDoc: a doc id the caller decoded before (so a valid one): when the message names
+    ///   the same doc, its id is that string, not a new one (issue 14: a doc id over 15 bytes is a heap
+    ///   string, one allocation per update, and checking its characters cost more than comparing them).
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits, knownDoc: String? = nil) -> ClientMessage? {
         var scanner = Scanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
-        return scanner.presenceMessage(maxStateBytes: limits.maxStateBytes)
+        return scanner.presenceMessage(maxStateBytes: limits.maxStateBytes, knownDoc: knownDoc)
     }
 
     private struct Scanner {
@@ -27,7 +30,7 @@ enum PresenceFastPath {
             self.maxDepth = maxDepth
         }
 
-        mutating func presenceMessage(maxStateBytes: Int) -> ClientMessage? {
+        mutating func presenceMessage(maxStateBytes: Int, knownDoc: String?) -> ClientMessage? {
             // The message object is at depth 1, its `state` at 2 (as `JSONParser` counts).
             guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
             var sawType = false
@@ -52,9 +55,26 @@ enum PresenceFastPath {
             guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let state,
                 state.count <= maxStateBytes
             else { return nil }
-            let docID = String(decoding: UnsafeBufferPointer(rebasing: bytes[doc]), as: UTF8.self)
-            guard DocID.isValid(docID) else { return nil }
+            let docBytes = UnsafeBufferPointer(rebasing: bytes[doc])
+            let docID: String
+            if let knownDoc, Self.equals(knownDoc, docBytes) {
+                docID = knownDoc
+            } else {
+                guard DocID.isValid(utf8: docBytes) else { return nil }
+                docID = String(decoding: docBytes, as: UTF8.self)
+            }
             return .presence(doc: docID, state: PresenceState(canonicalBytes: Array(UnsafeBufferPointer(rebasing: bytes[state]))))
+        }
+
+        private static func equals(_ string: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            // Byte by byte over the string's own storage (`withUTF8` copies nothing for a native or small
+            // string): `elementsEqual` on the UTF-8 view cost ~500 instructions for a 15-byte id.
+            var string = string
+            return string.withUTF8 { utf8 in
+                guard utf8.count == bytes.count else { return false }
+                for index in 0..<utf8.count where utf8[index] != bytes[index] { return false }
+                return true
+            }
         }
 
         private func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {

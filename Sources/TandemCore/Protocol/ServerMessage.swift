@@ -50,7 +50,13 @@ public enum ServerMessage {
     }
 
     public static func presenceDelta(doc: String, joined: [PresenceEntry], updated: [PresenceEntry], left: [String]) -> [UInt8] {
-        var w = JSONWriter(capacity: 64 + (joined.count + updated.count) * 128)
+        // Sized from the entries (a guess per entry regrew the buffer, a copy of the whole delta, whenever
+        // states were larger or the doc id long). By index: a debug build's iterators allocate.
+        var capacity = 64 + doc.utf8.count
+        for index in joined.indices { capacity += joined[index].encodedCapacity + 1 }
+        for index in updated.indices { capacity += updated[index].encodedCapacity + 1 }
+        for index in left.indices { capacity += left[index].utf8.count + 3 }
+        var w = JSONWriter(capacity: capacity)
         w.openObject()
         w.key("t"); w.string("presence"); w.comma()
         w.key("doc"); w.string(doc); w.comma()

@@ -38,7 +38,7 @@ extension DocShard {
     func completeJoin(_ join: DocState.PendingJoin, doc: String, _ docState: DocState) {
         let connection = join.connection
         let sid = connection.sessionID
-        var existing = docState.presence.view[sid]
+        var existing = docState.presence.entry(of: sid)
         if let existing, existing.user != connection.identity.user {
             connection.eventLoop.execute {
                 connection.membershipEnded(

@@ -147,11 +147,12 @@ extension DocShard {
 
     @discardableResult
     func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
-        guard redisIsUp(doc) else {
+        let keys = presenceKeys(doc, docState)
+        guard redis.isAvailable(forKey: keys.channel) else {
             docState.presence.writeFailed()
             return eventLoop.makeSucceededVoidFuture()
         }
-        let future = presenceStore.write(doc: doc, write, on: eventLoop)
+        let future = presenceStore.write(keys: keys, write, on: eventLoop)
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         future.whenFailure { error in
             let docState = bound.value
@@ -160,6 +161,19 @@ extension DocShard {
             docState.presence.writeFailed()
         }
         return future
+    }
+
+    /// The doc's presence key names, made once per doc.
+    func presenceKeys(_ doc: String, _ docState: DocState) -> PresenceStore.Keys {
+        if let keys = docState.presenceKeys { return keys }
+        let keys = presenceStore.keys(doc: doc)
+        docState.presenceKeys = keys
+        return keys
+    }
+
+    /// `redisIsUp(doc)` without making the doc's channel name again (the presence paths ask at every tick).
+    func redisIsUp(_ doc: String, _ docState: DocState) -> Bool {
+        redis.isAvailable(forKey: presenceKeys(doc, docState).channel)
     }
 
     /// Forgets departures older than the window, once a second (they are only read at joins, where the

@@ -74,7 +74,7 @@ extension DocShard {
     }
 
     func reconcile(_ doc: String, _ docState: DocState, nowMs: UInt64) {
-        guard !docState.upkeep.reconcileInFlight, redisIsUp(doc) else { return }
+        guard !docState.upkeep.reconcileInFlight, redisIsUp(doc, docState) else { return }
         docState.upkeep.reconcileInFlight = true
         // Spread reconciles of many docs over the interval instead of doing them all at once.
         let interval = UInt64(settings.reconcileMs)

@@ -121,6 +121,8 @@ final class DocState {
     var upkeep = Upkeep()
     /// Members grouped by event loop, rebuilt when membership changes.
     var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
+    /// The doc's presence key names, made at its first presence write (`DocShard.perform`).
+    var presenceKeys: PresenceStore.Keys?
     var stats = DocStats()
 
     init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {

@@ -15,19 +15,54 @@ final class PresenceStore: Sendable {
         self.ttlMs = ttlMs
     }
 
+    /// The names a doc's presence writes use, made once per doc (`DocState.presenceKeys`): each tick's
+    /// write built three strings of the doc id, heap strings unless the id is tiny (issue 14).
+    struct Keys: Sendable {
+        /// The doc's channel (node-to-node messages; also the key `RedisCommandClient.isAvailable` hashes).
+        let channel: String
+        /// This node's hash of the doc's entries.
+        let hash: String
+        /// The doc's registry of nodes.
+        let nodes: String
+    }
+
+    func keys(doc: String) -> Keys {
+        Keys(channel: RedisKeys.channel(doc), hash: RedisKeys.presence(doc, node: nodeID), nodes: RedisKeys.nodes(doc))
+    }
+
     func write(doc: String, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
-        var args: [any RedisArgument] = [
-            nodeID, ttlMs, write.full ? "1" : "0", write.refresh ? "1" : "0", RedisKeys.channel(doc),
-            write.publish?.encode() ?? [], write.upserts.count,
-        ]
-        args.reserveCapacity(args.count + write.upserts.count * 2 + write.deletes.count)
-        for entry in write.upserts {
-            args.append(entry.sid)
-            args.append(entry)
+        self.write(keys: keys(doc: doc), write, on: loop)
+    }
+
+    func write(keys: Keys, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
+        var args: [any RedisArgument] = []
+        // Sized once (an array literal followed by `reserveCapacity` was allocated twice).
+        args.reserveCapacity(7 + write.upserts.count * 2 + write.deletes.count)
+        args.append(nodeID)
+        args.append(ttlMs)
+        args.append(write.full ? "1" : "0")
+        args.append(write.refresh ? "1" : "0")
+        args.append(keys.channel)
+        var ranges: [Range<Int>]?
+        let message = write.publish?.encode(upsertRanges: &ranges) ?? []
+        args.append(message)
+        args.append(write.upserts.count)
+        // The message publishes the same entries (`PresenceDoc.takeWrite`): each is spliced from its bytes
+        // there rather than encoded once more. Checked, since the bytes must be exactly the entry's.
+        var published: [PresenceEntry] = []
+        if case .presence(_, let upserts, _, _) = write.publish { published = upserts }
+        let spliced = ranges?.count == write.upserts.count && published == write.upserts
+        for index in write.upserts.indices {
+            args.append(write.upserts[index].sid)
+            if spliced, let range = ranges?[index] {
+                args.append(EncodedBytes(bytes: message, range: range))
+            } else {
+                args.append(write.upserts[index])
+            }
         }
         for sid in write.deletes { args.append(sid) }
         return redis.evalScript(
-            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite), keys: [RedisKeys.presence(doc, node: nodeID), RedisKeys.nodes(doc)], args: args,
+            redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite), keys: [keys.hash, keys.nodes], args: args,
             on: loop
         ).map { _ in }
     }
@@ -44,6 +79,16 @@ final class PresenceStore: Sendable {
             redis.publishing(PresenceScripts.sweep, sharded: ShardedPublishing.presenceSweep), keys: [RedisKeys.nodes(doc)], args: [RedisKeys.presencePrefix(doc), RedisKeys.channel(doc)],
             on: loop
         ).map { value in (value.array ?? []).compactMap(\.string) }
+    }
+}
+
+/// Bytes of an argument that lie in a larger array (an entry inside the node message the same write publishes).
+private struct EncodedBytes: RedisArgument {
+    let bytes: [UInt8]
+    let range: Range<Int>
+
+    func appendRedisArgument(to buffer: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
     }
 }
 

@@ -43,12 +43,20 @@ final class ClientConnection: DocMember, Sendable {
         /// handler, so on the loop too).
         fileprivate let preframed: PreframedWriter
         fileprivate var docs: [String: JoinedDoc] = [:] {
-            didSet { presenceDeliveryDoc = nil }  // (no `oldValue`: mutations stay in place)
+            didSet {  // (no `oldValue`: mutations stay in place)
+                presenceDeliveryDoc = nil
+                presenceTarget = nil
+            }
         }
         /// The doc `deliverPresence` last found in `docs`, cleared whenever `docs` changes: the check per
         /// member per delta is then one string comparison (the delta's doc is the shard's own string, so
         /// equal storage) instead of hashing the doc id (issue 14: the lookup was a fifth of `deliverPresence`).
         fileprivate var presenceDeliveryDoc: String?
+        /// The doc this connection last sent presence for, found joined with its presence shown, and its
+        /// shard; cleared whenever `docs` changes. The next update naming the same doc reuses its string
+        /// (`ClientMessage.decode`'s `knownDoc`: no new string, no character check) and skips the doc's
+        /// lookup and the shard's hash (issue 14: a doc id over 15 bytes was an allocation per update).
+        fileprivate var presenceTarget: (doc: String, shard: DocShard)?
         /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate`
         /// (burst `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way
         /// around the presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
@@ -236,7 +244,7 @@ final class ClientConnection: DocMember, Sendable {
         let message: ClientMessage
         do {
             message = try frame.withUnsafeReadableBytes { bytes throws(ProtocolError) in
-                try ClientMessage.decode(bytes, limits: settings.limits)
+                try ClientMessage.decode(bytes, limits: settings.limits, knownDoc: local.presenceTarget?.doc)
             }
         } catch {
             reject(error, nowMs: nowMs)
@@ -348,23 +356,30 @@ final class ClientConnection: DocMember, Sendable {
             forget(doc: doc)
             shard(doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
-            guard let joined = local.docs[doc] else {
-                metrics.presenceUpdate(.notJoined)
-                reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
-                return
+            let target: DocShard
+            // (String equality of the same storage is a pointer comparison.)
+            if let known = local.presenceTarget, known.doc == doc {
+                target = known.shard
+            } else {
+                guard let joined = local.docs[doc] else {
+                    metrics.presenceUpdate(.notJoined)
+                    reject(ProtocolError(.notJoined, "join the doc before sending presence", doc: doc), nowMs: nil)
+                    return
+                }
+                guard joined.presence.isShown else {
+                    // Answered here, on the connection's loop: the shard never hears of it.
+                    metrics.presenceUpdate(.disabled)
+                    reject(
+                        ProtocolError(
+                            .presenceDisabled,
+                            #"this session joined the doc with "presence":"\#(joined.presence.rawValue)": it has no presence to set (join with "presence":"full" to be shown)"#,
+                            doc: doc),
+                        nowMs: nil)
+                    return
+                }
+                target = shard(doc)
+                local.presenceTarget = (doc, target)
             }
-            guard joined.presence.isShown else {
-                // Answered here, on the connection's loop: the shard never hears of it.
-                metrics.presenceUpdate(.disabled)
-                reject(
-                    ProtocolError(
-                        .presenceDisabled,
-                        #"this session joined the doc with "presence":"\#(joined.presence.rawValue)": it has no presence to set (join with "presence":"full" to be shown)"#,
-                        doc: doc),
-                    nowMs: nil)
-                return
-            }
-            let target = shard(doc)
             if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
             local.presenceBatchShard = target
             local.presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
