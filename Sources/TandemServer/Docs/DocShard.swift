@@ -13,8 +13,8 @@ import TandemRedis
 /// Confined to its loop, and the compiler checks it: what changes is in `LoopState` (not `Sendable`),
 /// reached only through a `NIOLoopBoundBox` that checks the loop on every access (and stops the process if
 /// not), so connections and the subscriber hold the shard but cannot touch its state from elsewhere. The
-/// state keeps its old names as properties of the shard (`docs`, `loopLoad`, …) whose `_modify` yields the
-/// field itself: a dictionary or struct is changed in place, never copied out and back.
+/// state keeps its old names as properties of the shard (`docs`, `loopLoad`, …); a collection's `_modify`
+/// yields the field itself, so a dictionary is changed in place, never copied out and back.
 ///
 /// By job: membership (`DocShard+Membership`), presence ticks and fan-out (`DocShard+Presence`), Redis
 /// loading, reconcile and sweep (`DocShard+Redis`), sync requests and catch-up (`DocShard+Sync`), the push
