@@ -50,12 +50,12 @@ struct YjsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let runID = common.resolvedRunID
+        let run = LoadRun(common: common)
+        let runID = run.runID
         let plan = YjsPlan(clients: clients, rooms: rooms, runID: runID, rate: rate, awarenessRate: awarenessRate, jitter: jitter)
         let loops = LoopSet(threads: common.threads) { YjsLoopStats() }
         let synced = SharedCounter()
         let closing = SharedFlag()
-        let connector = Connector(baseURL: common.url, connectRate: common.connectRate)
         log("yjs (\(server.rawValue)): \(clients) clients, \(rooms) rooms, updates \(rate) Hz, awareness \(awarenessRate) Hz, \(duration) s (+\(warmup) s warm-up), run \(runID)")
 
         // 1. Connect (paced) and wait for every client's first sync step 1 from the server.
@@ -63,43 +63,28 @@ struct YjsCommand: AsyncParsableCommand {
         let members = (0..<clients).map { i in
             YjsMember(index: i, plan: plan, stats: loops.stats(for: i), loop: loops.loop(for: i), synced: synced, closing: closing)
         }
-        let refs = UnsafeTransfer(members)
-        let server = self.server
-        await forEachConcurrently(clients, width: 500) { i in
-            let m = refs.value[i]
-            var url = connector.baseURL + "/" + plan.roomNames[m.room]
-            if server == .tandem { url += "?user=\(runID)-u\(i)&name=c\(i)" }
-            if let client = await connector.connectPaced(url: url, on: m.loop, callbacks: m.callbacks) {
-                m.loop.execute { m.attached(client) }
-            }
+        let (server, baseURL) = (self.server, run.connector.baseURL)
+        await run.connect(members, width: 500, progress: { "synced \(synced.value)" }) { i in
+            let url = baseURL + "/" + plan.roomNames[i % plan.rooms]
+            return server == .tandem ? url + "?user=\(runID)-u\(i)&name=c\(i)" : url
         }
         let count = clients
         let allSynced = await waitUntil(timeoutSeconds: 30) { synced.value >= count }
         let rampSeconds = Double(monotonicNanos() - started) / 1e9
-        let handshakes = connector.snapshot
+        let handshakes = run.connector.snapshot
         log("  ramp: \(handshakes.succeeded) connected, \(synced.value) synced in \(fmt(rampSeconds, 1)) s")
         if !allSynced { log("  warning: only \(synced.value)/\(clients) synced; measuring anyway") }
 
         // 2. Send from 100 ms from now; measure [window.start, window.end). (No ping probe: a y-websocket
         // server has no ping message.)
-        let sendStart = monotonicNanos() + 100_000_000
-        let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
-        for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
-        await sleep(untilNanos: window.start)
-        let monitor = ResourceMonitor(options: common.monitorOptions)
-        monitor.start()
-        log("  measuring for \(duration) s")
-        await sleep(untilNanos: window.end)
-        let resources = monitor.stop()
-        await sleep(seconds: drain)
+        let (_, resources) = await run.measureWindow(warmup: warmup, duration: duration, drain: drain) { sendStart, window in
+            for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
+        }
 
         // 3. Collect, then leave.
         let perLoop = try await loops.collect { $0.snapshot() }
         closing.set()
-        await forEachConcurrently(clients, width: 250) { i in
-            let m = refs.value[i]
-            if let c = try? await m.loop.submit({ m.client }).get() { await c.close() }
-        }
+        await run.closeAll(members)
         await loops.shutdown()
 
         var total = YjsLoopSnapshot.empty
@@ -200,7 +185,7 @@ private enum YjsPatterns {
 }
 
 /// One simulated y-websocket client. Confined to `loop`.
-final class YjsMember: @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
+final class YjsMember: LoadMember, @unchecked Sendable {  // @unchecked: confined to `loop` (state touched there only)
     let index: Int
     let room: Int
     let plan: YjsPlan

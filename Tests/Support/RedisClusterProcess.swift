@@ -109,6 +109,21 @@ public final class RedisClusterProcess: @unchecked Sendable {
         return nodes.filter { $0.primaryID == primary.id && !$0.isFailing }.map(\.port)
     }
 
+    /// Whether the node on `port` is a primary serving slots, as the first running node sees it (a
+    /// promoted replica, once gossip has reached that node).
+    public func isServingPrimary(port: Int) -> Bool {
+        clusterNodes().contains { $0.port == port && $0.isPrimary && !$0.slots.isEmpty }
+    }
+
+    /// Whether the replica on `replica` has every write of its primary on `primary` (their replication
+    /// offsets are equal). Replication is asynchronous: a write the primary acknowledged and died with
+    /// before its replica had it is lost, so a test about continuity waits for this before a kill.
+    public func replicaHasAllWrites(primary: Int, replica: Int) -> Bool {
+        guard let primaryNode = node(port: primary), let replicaNode = node(port: replica) else { return false }
+        let offset = RedisInfo.field(primaryNode.command("INFO", "replication"), "master_repl_offset")
+        return offset != nil && offset == RedisInfo.field(replicaNode.command("INFO", "replication"), "slave_repl_offset")
+    }
+
     /// The node id of the node on `port`.
     public func nodeID(port: Int) -> String? {
         node(port: port)?.command("CLUSTER", "MYID")
@@ -231,5 +246,15 @@ public final class RedisClusterProcess: @unchecked Sendable {
                 isFailing: flags.contains("fail") || flags.contains("fail?"),
                 primaryID: fields[3] == "-" ? nil : String(fields[3]), slots: slots)
         }
+    }
+}
+
+/// `field:value` lines of an INFO reply.
+public enum RedisInfo {
+    public static func field(_ info: String, _ name: String) -> String? {
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix(name + ":") {
+            return String(line.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
     }
 }

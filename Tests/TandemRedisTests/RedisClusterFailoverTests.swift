@@ -71,7 +71,7 @@ struct RedisClusterFailoverTests {
     /// Waits until `port` is a primary serving slots.
     static func waitForPromotion(_ cluster: RedisClusterProcess, _ port: Int) async -> Bool {
         await waitUntilBlocking(timeout: .seconds(60)) {
-            cluster.clusterNodes().contains { $0.port == port && $0.isPrimary && !$0.slots.isEmpty }
+            cluster.isServingPrimary(port: port)
         }
     }
 

@@ -64,8 +64,7 @@ import Testing
         let serving = try await ClusterServing.start(nodes: 2)
         let primaries = await serving.primaryPorts()
         #expect(primaries.count == 3)
-        var docs: [String] = []
-        for port in primaries { docs += await serving.docs(ownedBy: port, count: 2, prefix: "shard-doc-") }
+        let docs = await serving.docsOnEveryPrimary(count: 2, prefix: "shard-doc-")
 
         for (index, doc) in docs.enumerated() {
             let alice = try await serving.client("alice\(index)", node: 0)
@@ -93,16 +92,9 @@ import Testing
 
         // Sharded pub/sub only: every primary ran SPUBLISH (from the scripts), none ran PUBLISH, and each
         // doc's channel is subscribed by both nodes on the shard that owns the doc.
-        for port in primaries {
-            let node = try #require(serving.cluster.node(port: port))
-            let stats = await offPool { node.command("INFO", "commandstats") }
-            #expect(stats.contains("cmdstat_spublish:"), "primary \(port) published sharded")
-            #expect(!stats.contains("cmdstat_publish:"), "primary \(port) ran a classic PUBLISH")
-        }
+        try await serving.expectShardedPublishingOnly(primaries)
         for doc in docs {
-            let owner = try #require(await serving.owner(of: doc))
-            let subscribers = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", RedisKeys.channel(doc)) }
-            #expect(subscribers.split(whereSeparator: \.isNewline).last == "2", "both nodes subscribe \(doc) on its shard: \(subscribers)")
+            #expect(try await serving.shardSubscribers(RedisKeys.channel(doc), of: doc) == 2, "both nodes subscribe \(doc) on its shard")
         }
         // The Redis metrics add up every primary (INFO is read from each, every 5 s): more keys than any
         // one shard holds.
@@ -127,12 +119,10 @@ import Testing
 
     @Test func aKilledPrimaryIsReplacedAndSyncAndPresenceContinueInOrder() async throws {
         let serving = try await ClusterServing.start(nodes: 2)
-        let primaries = await serving.primaryPorts()
-        var docs: [String] = []
-        for port in primaries { docs += await serving.docs(ownedBy: port, count: 1, prefix: "failover-doc-") }
-        let victim = primaries[0]
+        let docs = await serving.docsOnEveryPrimary(prefix: "failover-doc-")
+        let victim = await serving.primaryPorts()[0]
         let victimDoc = docs[0]
-        let replica = try #require(await offPool { serving.cluster.replicaPorts(ofPrimary: victim) }.first)
+        let replica = try await serving.replica(of: victim)
 
         var editors: [Editor] = []
         var members: [String: [SyncClient]] = [:]
@@ -154,20 +144,10 @@ import Testing
         // is killed while the other shards' docs keep editing.
         let victimEditors = editors.filter { $0.doc == victimDoc }
         for editor in victimEditors { try await editor.stop() }
-        let primaryNode = try #require(serving.cluster.node(port: victim))
-        let replicaNode = try #require(serving.cluster.node(port: replica))
-        try await waitUntil("the replica has all of its primary's writes", timeout: .seconds(20)) {
-            await offPool {
-                let offset = RedisInfo.field(primaryNode.command("INFO", "replication"), "master_repl_offset")
-                return offset != nil && offset == RedisInfo.field(replicaNode.command("INFO", "replication"), "slave_repl_offset")
-            }
-        }
         let resumed = victimEditors.map { Editor($0.client, doc: victimDoc, firstID: $0.nextID) }
         let steady = editors.filter { $0.doc != victimDoc }
-        await offPool { primaryNode.kill() }
-        try await waitUntil("replica \(replica) promoted", timeout: .seconds(60), poll: .milliseconds(100)) {
-            await offPool { serving.cluster.clusterNodes().contains { $0.port == replica && $0.isPrimary && !$0.slots.isEmpty } }
-        }
+        try await serving.kill(primary: victim, replicatedTo: replica)
+        try await serving.waitPromoted(replica)
         // The victim's doc is edited again through both nodes (pushes retried while the nodes find the
         // new primary); every doc keeps committing after the failover window.
         for editor in resumed { editor.start() }
@@ -222,11 +202,7 @@ import Testing
         // (While the slot is open and the keys not moved, a script over the doc's keys gets TRYAGAIN when
         // some of them are missing on the source: its pushes are retried, then refused as unavailable and
         // pushed again by their clients.)
-        try await offPool {
-            try serving.cluster.beginMigration(slot: slot, from: source, to: target)
-            try serving.cluster.migrateAllKeys(slot: slot, from: source, to: target)
-            try serving.cluster.finishMigration(slot: slot, from: source, to: target)
-        }
+        try await serving.migrate(slot: slot, from: source, to: target)
         let afterMove = editors.map(\.committed)
         try await waitUntil("edits after the migration", timeout: .seconds(30)) {
             zip(editors, afterMove).allSatisfy { $0.committed >= $1 + 5 }
@@ -237,9 +213,7 @@ import Testing
         await serving.expectIntactLog(doc, clients: [alice, bob, carol])
         let answered = editors.flatMap(\.clocks)
         #expect(Set(answered).count == answered.count, "no clock answered twice")
-        let owner = try #require(await serving.owner(of: doc))
-        let subscribers = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", RedisKeys.channel(doc)) }
-        #expect(subscribers.split(whereSeparator: \.isNewline).last == "2", "both nodes subscribe the doc on its new shard")
+        #expect(try await serving.shardSubscribers(RedisKeys.channel(doc), of: doc) == 2, "both nodes subscribe the doc on its new shard")
         // The redirections were counted by shard.
         var redirections = 0.0
         for node in serving.nodes { redirections += try await node.metric("tandem_redis_shard_redirections_total") }
@@ -428,16 +402,6 @@ extension RedisClusterServingTests {
         }
         let body = try await node.get("/api/status").body
         return try JSONDecoder().decode(Status.self, from: Data(body.utf8)).redis.shards
-    }
-}
-
-/// `field:value` lines of an INFO reply.
-enum RedisInfo {
-    static func field(_ info: String, _ name: String) -> String? {
-        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix(name + ":") {
-            return String(line.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces)
-        }
-        return nil
     }
 }
 

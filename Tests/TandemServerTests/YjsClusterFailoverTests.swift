@@ -60,12 +60,10 @@ import Testing
     @Test func aRoomsPrimaryFailsOverWhileClientsOnTwoNodesEditItAndTheyConverge() async throws {
         // A third node never holds the rooms until the end: what it serves comes from Redis.
         let serving = try await ClusterServing.start(nodes: 3)
-        let primaries = await serving.primaryPorts()
-        var rooms: [String] = []
-        for port in primaries { rooms += await serving.docs(ownedBy: port, count: 1, prefix: "yjs-failover-") }
-        let victim = primaries[0]
+        let rooms = await serving.docsOnEveryPrimary(prefix: "yjs-failover-")
+        let victim = await serving.primaryPorts()[0]
         let victimRoom = rooms[0]
-        let replica = try #require(await offPool { serving.cluster.replicaPorts(ofPrimary: victim) }.first)
+        let replica = try await serving.replica(of: victim)
         var editorsByRoom: [String: [YjsEditingProvider]] = [:]
         for (index, room) in rooms.enumerated() {
             // Two nodes only: the third joins at the end.
@@ -84,20 +82,10 @@ import Testing
         try await waitUntil("the victim room's updates acknowledged", timeout: .seconds(30)) {
             victimEditors.allSatisfy(\.allAcknowledged)
         }
-        let primaryNode = try #require(serving.cluster.node(port: victim))
-        let replicaNode = try #require(serving.cluster.node(port: replica))
-        try await waitUntil("the replica has all of its primary's writes", timeout: .seconds(20)) {
-            await offPool {
-                let offset = RedisInfo.field(primaryNode.command("INFO", "replication"), "master_repl_offset")
-                return offset != nil && offset == RedisInfo.field(replicaNode.command("INFO", "replication"), "slave_repl_offset")
-            }
-        }
         let stored = victimEditors.map(\.made)
-        await offPool { primaryNode.kill() }
+        try await serving.kill(primary: victim, replicatedTo: replica)
         for editor in victimEditors { editor.resume() }
-        try await waitUntil("replica \(replica) promoted", timeout: .seconds(60), poll: .milliseconds(100)) {
-            await offPool { serving.cluster.clusterNodes().contains { $0.port == replica && $0.isPrimary && !$0.slots.isEmpty } }
-        }
+        try await serving.waitPromoted(replica)
         let atPromotion = all.map(\.acknowledged.count)
         try await waitUntil("every room's edits acknowledged again after the failover", timeout: .seconds(60)) {
             zip(all, atPromotion).allSatisfy { $0.acknowledged.count >= $1 + 5 }
@@ -121,19 +109,13 @@ import Testing
         // CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE of the room's keys, SETSLOT NODE, under live edits:
         // appends meet ASK and TRYAGAIN, then the source drops the room's channel and the nodes subscribe
         // it on the target and read what they missed from the log.
-        try await offPool {
-            try serving.cluster.beginMigration(slot: slot, from: source, to: target)
-            try serving.cluster.migrateAllKeys(slot: slot, from: source, to: target)
-            try serving.cluster.finishMigration(slot: slot, from: source, to: target)
-        }
+        try await serving.migrate(slot: slot, from: source, to: target)
         let afterMove = editors.map(\.acknowledged.count)
         try await waitUntil("edits acknowledged after the migration", timeout: .seconds(30)) {
             zip(editors, afterMove).allSatisfy { $0.acknowledged.count >= $1 + 5 }
         }
         #expect(await serving.owner(of: room)?.port == target)
-        let owner = try #require(await serving.owner(of: room))
-        let subscribers = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", "tandem:yjs:{\(room)}") }
-        #expect(subscribers.split(whereSeparator: \.isNewline).last == "2", "both editing nodes subscribe the room on its new shard")
+        #expect(try await serving.shardSubscribers("tandem:yjs:{\(room)}", of: room) == 2, "both editing nodes subscribe the room on its new shard")
         await editors.stop()
         try await expectConverged(serving, room: room, editors)
     }

@@ -17,9 +17,8 @@ import Testing
         let serving = try await ClusterServing.start(nodes: 2)
         let primaries = await serving.primaryPorts()
         #expect(primaries.count == 3)
-        var rooms: [String] = []
         // A room's keys are hash-tagged by its name (`tandem:yjs:{room}:…`), as a doc's are by its id.
-        for port in primaries { rooms += await serving.docs(ownedBy: port, count: 1, prefix: "yjs-shard-") }
+        let rooms = await serving.docsOnEveryPrimary(prefix: "yjs-shard-")
 
         for (index, room) in rooms.enumerated() {
             let alice = try await YjsTestClient.connect(
@@ -64,12 +63,7 @@ import Testing
         }
 
         // Sharded pub/sub only: every primary ran SPUBLISH (the append and awareness scripts), none PUBLISH.
-        for port in primaries {
-            let node = try #require(serving.cluster.node(port: port))
-            let stats = await offPool { node.command("INFO", "commandstats") }
-            #expect(stats.contains("cmdstat_spublish:"), "primary \(port) published sharded")
-            #expect(!stats.contains("cmdstat_publish:"), "primary \(port) ran a classic PUBLISH")
-        }
+        try await serving.expectShardedPublishingOnly(primaries)
         serving.finish()
     }
 }

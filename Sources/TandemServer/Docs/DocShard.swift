@@ -10,10 +10,16 @@ import TandemRedis
 /// per-doc state needs no locks. One shard per event loop spreads docs over the cores. The shard gets its
 /// collaborators explicitly (`DocShardDependencies`) and sees its members only as `DocMember`s.
 ///
+/// Confined to its loop, and the compiler checks it: what changes is in `LoopState` (not `Sendable`),
+/// reached only through a `NIOLoopBoundBox` that checks the loop on every access (and stops the process if
+/// not), so connections and the subscriber hold the shard but cannot touch its state from elsewhere. The
+/// state keeps its old names as properties of the shard (`docs`, `loopLoad`, …); a collection's `_modify`
+/// yields the field itself, so a dictionary is changed in place, never copied out and back.
+///
 /// By job: membership (`DocShard+Membership`), presence ticks and fan-out (`DocShard+Presence`), Redis
 /// loading, reconcile and sweep (`DocShard+Redis`), sync requests and catch-up (`DocShard+Sync`), the push
 /// pipeline's actions and gap filling (`DocShard+Pipeline`); status, gauges and shutdown here.
-final class DocShard: @unchecked Sendable {  // @unchecked: all state is confined to `eventLoop` (entries hop there)
+final class DocShard: Sendable {
     let index: Int
     let eventLoop: EventLoop
     let settings: DocShardDependencies.Settings
@@ -25,21 +31,79 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
     let subscriber: any RedisChannelSubscriber
     let detachedHold: DetachedSessionHold
     let schemas: SchemaStore
-    var logger: Logger
-    var docs: [String: DocState] = [:]
-    /// Users whose session in a doc ended recently, by end time (reconnect counting). Kept by the shard,
-    /// not the doc: a doc whose last member left is unloaded at the next tick, and its user's reconnect
-    /// a second later must still count.
-    var recentDepartures: [DocUser: UInt64] = [:]
-    var departuresPrunedAtMs: UInt64 = 0
-    /// Presence updates applied since the last tick, by outcome: added to the metric once per tick
-    /// (`flushPresenceOutcomes`), not once per update (issue 14: a locked counter per update).
-    var presenceOutcomes = PresenceOutcomeCounts()
-    var tasks: [RepeatedTask] = []
-    var stopped = false
-    /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).
-    var loopLoad: LoopLoad
-    var loopProbe: Scheduled<Void>?
+    let logger: Logger
+    /// The shard's mutable state, on `eventLoop` only (see `LoopState`).
+    let confined: NIOLoopBoundBox<LoopState>
+
+    /// Everything about the shard that changes. Its fields are reached through the shard's forwarding
+    /// properties below; one class (not a struct) so that each field is its own access, as when they were
+    /// the shard's stored properties: code that changes `docs` may read `presenceOutcomes` meanwhile.
+    final class LoopState {
+        var docs: [String: DocState] = [:]
+        /// Users whose session in a doc ended recently, by end time (reconnect counting). Kept by the shard,
+        /// not the doc: a doc whose last member left is unloaded at the next tick, and its user's reconnect
+        /// a second later must still count.
+        var recentDepartures: [DocUser: UInt64] = [:]
+        var departuresPrunedAtMs: UInt64 = 0
+        /// Presence updates applied since the last tick, by outcome: added to the metric once per tick
+        /// (`flushPresenceOutcomes`), not once per update (issue 14: a locked counter per update).
+        var presenceOutcomes = PresenceOutcomeCounts()
+        var tasks: [RepeatedTask] = []
+        var stopped = false
+        /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).
+        var loopLoad: LoopLoad
+        var loopProbe: Scheduled<Void>?
+        /// This shard's share of the node-wide gauges as last published (`updateGauges` adds differences).
+        fileprivate var lastReportedSessions = 0
+        fileprivate var lastReportedDocs = 0
+        fileprivate var lastReportedWaiting = 0
+        fileprivate var lastReportedEarly = 0
+        fileprivate var lastReportedPushes = 0
+        fileprivate var lastReportedMembersByMode = PresenceModeCounts()
+
+        init(loopLoad: LoopLoad) {
+            self.loopLoad = loopLoad
+        }
+    }
+
+    // The loop state under its old names. The collections' `_modify` yields the field itself, so
+    // `docs[doc] = state` changes the dictionary in place: a get/set pair would hand out a second
+    // reference to its storage and copy all of it on every change. The plain values (a few words, no
+    // storage of their own) are read and written whole: nothing to copy, and no coroutine (whose frame a
+    // debug build allocates on the heap, which the presence allocation tests would count per update).
+
+    var docs: [String: DocState] {
+        get { confined.value.docs }
+        _modify { yield &confined.value.docs }
+    }
+    var recentDepartures: [DocUser: UInt64] {
+        get { confined.value.recentDepartures }
+        _modify { yield &confined.value.recentDepartures }
+    }
+    var departuresPrunedAtMs: UInt64 {
+        get { confined.value.departuresPrunedAtMs }
+        set { confined.value.departuresPrunedAtMs = newValue }
+    }
+    var presenceOutcomes: PresenceOutcomeCounts {
+        get { confined.value.presenceOutcomes }
+        set { confined.value.presenceOutcomes = newValue }
+    }
+    var tasks: [RepeatedTask] {
+        get { confined.value.tasks }
+        _modify { yield &confined.value.tasks }
+    }
+    var stopped: Bool {
+        get { confined.value.stopped }
+        set { confined.value.stopped = newValue }
+    }
+    var loopLoad: LoopLoad {
+        get { confined.value.loopLoad }
+        set { confined.value.loopLoad = newValue }
+    }
+    var loopProbe: Scheduled<Void>? {
+        get { confined.value.loopProbe }
+        set { confined.value.loopProbe = newValue }
+    }
 
     init(index: Int, eventLoop: EventLoop, dependencies: DocShardDependencies) {
         self.index = index
@@ -56,9 +120,15 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
         var logger = dependencies.logger
         logger[metadataKey: "shard"] = "\(index)"
         self.logger = logger
-        loopLoad = LoopLoad(
-            maxLagNanos: UInt64(dependencies.settings.maxLoopLagMs) * 1_000_000,
-            maxRetryAfterMs: dependencies.settings.pushPipelineSettings.maxRetryAfterMs, randomSeed: UInt64.random(in: 0...UInt64.max))
+        // Made off the loop (the node makes its shards before they start): the new state is handed over
+        // (`sending`), so nothing else can hold it.
+        confined = .makeBoxSendingValue(
+            LoopState(
+                loopLoad: LoopLoad(
+                    maxLagNanos: UInt64(dependencies.settings.maxLoopLagMs) * 1_000_000,
+                    maxRetryAfterMs: dependencies.settings.pushPipelineSettings.maxRetryAfterMs,
+                    randomSeed: UInt64.random(in: 0...UInt64.max))),
+            eventLoop: eventLoop)
     }
 
     func start() {
@@ -102,43 +172,37 @@ final class DocShard: @unchecked Sendable {  // @unchecked: all state is confine
 
     // MARK: Status and shutdown
 
-    private var lastReportedSessions = 0
-    private var lastReportedDocs = 0
-    private var lastReportedWaiting = 0
-    private var lastReportedEarly = 0
-    private var lastReportedPushes = 0
-    private var lastReportedMembersByMode = PresenceModeCounts()
-
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).
     func updateGauges() {
+        let local = confined.value
         var sessions = 0
         var waiting = 0
         var early = 0
         var pushes = 0
         var membersByMode = PresenceModeCounts()
-        for docState in docs.values {
+        for docState in local.docs.values {
             sessions += docState.presence.localCount
             membersByMode = membersByMode + docState.membersByMode
             waiting += docState.waiting.count
             for requests in docState.earlyRequests.values { early += requests.count }
             pushes += docState.sync.queuedCount  // waiting for a batch (the one in Redis not counted)
         }
-        let active = docs.count
-        metrics.presenceSessions.increment(by: Double(sessions - lastReportedSessions))
-        metrics.docsActive.increment(by: Double(active - lastReportedDocs))
-        metrics.pendingJoinsDepth.increment(by: Double(waiting - lastReportedWaiting))
-        metrics.earlyRequestsDepth.increment(by: Double(early - lastReportedEarly))
-        metrics.pushQueueDepth.increment(by: Double(pushes - lastReportedPushes))
-        lastReportedSessions = sessions
-        lastReportedDocs = active
-        lastReportedWaiting = waiting
-        lastReportedEarly = early
-        lastReportedPushes = pushes
-        if membersByMode != lastReportedMembersByMode {
-            for mode in PresenceMode.allCases where membersByMode[mode] != lastReportedMembersByMode[mode] {
-                metrics.presenceMembers[mode]!.increment(by: Double(membersByMode[mode] - lastReportedMembersByMode[mode]))
+        let active = local.docs.count
+        metrics.presenceSessions.increment(by: Double(sessions - local.lastReportedSessions))
+        metrics.docsActive.increment(by: Double(active - local.lastReportedDocs))
+        metrics.pendingJoinsDepth.increment(by: Double(waiting - local.lastReportedWaiting))
+        metrics.earlyRequestsDepth.increment(by: Double(early - local.lastReportedEarly))
+        metrics.pushQueueDepth.increment(by: Double(pushes - local.lastReportedPushes))
+        local.lastReportedSessions = sessions
+        local.lastReportedDocs = active
+        local.lastReportedWaiting = waiting
+        local.lastReportedEarly = early
+        local.lastReportedPushes = pushes
+        if membersByMode != local.lastReportedMembersByMode {
+            for mode in PresenceMode.allCases where membersByMode[mode] != local.lastReportedMembersByMode[mode] {
+                metrics.presenceMembers[mode]!.increment(by: Double(membersByMode[mode] - local.lastReportedMembersByMode[mode]))
             }
-            lastReportedMembersByMode = membersByMode
+            local.lastReportedMembersByMode = membersByMode
         }
     }
 

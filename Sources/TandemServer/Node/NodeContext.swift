@@ -112,7 +112,7 @@ final class NodeContext: Sendable {
                            sealer: sealer),
             status: .init(
                 local: local, clock: clock, shards: shards, yjsRooms: yjsRooms, sampler: sampler, directory: directory,
-                sealer: sealer, schemas: schemas))
+                schemas: schemas))
     }
 
     /// A storm started: keep every lost session resumable for the storm grace (see `DocShards`).

@@ -59,7 +59,7 @@ struct OpsRoutes: Sendable {
         var history: HistoryStore
         var historyService: HistoryService
         /// Told about commits the ops port writes (restore, fork): no node may hold those docs open, so
-        /// this node seals them (docs/history.md).
+        /// this node seals them (docs/history.md). `/api/status` reads each doc's history size from it.
         var sealer: HistorySealer
     }
 
@@ -72,7 +72,6 @@ struct OpsRoutes: Sendable {
         var yjsRooms: YjsRooms
         var sampler: StatusSampler
         var directory: NodeDirectory
-        var sealer: HistorySealer
         var schemas: SchemaStore
     }
 
@@ -249,7 +248,7 @@ struct OpsRoutes: Sendable {
             nodes: nodes.isEmpty ? [source.local.directoryEntry(docs: docs.count, sessions: 0)] : nodes,
             docs: listed.map { doc in
                 var summary = DocSummary(doc, rates: source.sampler.rates(for: doc.doc))
-                summary.historyBytes = source.sealer.historyBytes(doc.doc)
+                summary.historyBytes = stores.sealer.historyBytes(doc.doc)
                 return summary
             },
             docsTotal: docs.count,

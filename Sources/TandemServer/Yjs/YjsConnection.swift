@@ -8,8 +8,10 @@ import TandemYjs
 /// limits, decodes and validates what it sends on its own loop (so a room's loop only sees valid
 /// updates), and hands the rest to the room's shard.
 ///
-/// Confined to its channel's event loop (rooms hop with `execute`).
-final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: confined to its channel's loop; rooms only hop to it
+/// Confined to its channel's event loop (rooms hop with `execute`), and the compiler checks it, as for
+/// `ClientConnection`: what changes is in `LoopState` (not `Sendable`), reached only through a
+/// `NIOLoopBound` that checks the loop on every access.
+final class YjsConnection: YjsMember, Sendable {
     struct Settings: Sendable {
         var maxMessageBytes: Int
         /// Largest awareness state (`--max-state-bytes`, as for presence).
@@ -41,15 +43,26 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     private let shard: YjsRoomShard
     private let logger: Logger
     var eventLoop: EventLoop { channel.eventLoop }
+    /// The connection's mutable state, on `eventLoop` only (see `LoopState`).
+    private let confined: NIOLoopBound<LoopState>
 
-    private var started = false
-    private var closing = false
-    private var closeReason: CloseReason?
-    private var abuse: AbuseMonitor
-    private var updates: TokenBucket?
-    private var flushScheduled = false
-    /// Our pings and the client's (`KeepAlive`, as on /v1/ws).
-    private let keepAlive: KeepAlive
+    /// Everything about the connection that changes. A method binds it once (`let local = confined.value`:
+    /// one check of the loop per call).
+    private final class LoopState {
+        var started = false
+        var closing = false
+        var closeReason: CloseReason?
+        var abuse: AbuseMonitor
+        var updates: TokenBucket?
+        var flushScheduled = false
+        /// Our pings and the client's (`KeepAlive`, as on /v1/ws).
+        let keepAlive: KeepAlive
+
+        init(abuse: AbuseMonitor, keepAlive: KeepAlive) {
+            self.abuse = abuse
+            self.keepAlive = keepAlive
+        }
+    }
 
     /// Seconds of `--yjs-update-rate` a client may send back to back (a paste, a burst of undo).
     static let updateBurstSeconds = 2.0
@@ -69,8 +82,9 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
         self.clock = clock
         self.rooms = rooms
         self.shard = rooms.shard(for: room)
-        self.abuse = AbuseMonitor(limits: settings.abuseLimits)
-        self.keepAlive = KeepAlive(channel: channel, metrics: metrics)
+        self.confined = NIOLoopBound(
+            LoopState(abuse: AbuseMonitor(limits: settings.abuseLimits), keepAlive: KeepAlive(channel: channel, metrics: metrics)),
+            eventLoop: channel.eventLoop)
         var logger = logger
         logger[metadataKey: "connection.id"] = "\(id)"
         logger[metadataKey: "yjs.room"] = "\(room)"
@@ -80,25 +94,25 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     // MARK: Lifecycle
 
     func start() {
-        eventLoop.assertInEventLoop()
-        guard !started else { return }
-        started = true
+        let local = confined.value
+        guard !local.started else { return }
+        local.started = true
         metrics.connections.increment()
         metrics.connectionsOpened.increment()
         rooms.register(self)
         shard.join(self, room: room)
         let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
-        keepAlive.start(
+        local.keepAlive.start(
             interval: interval, timedOut: { [weak self] in self?.close(.pingTimeout) },
             wrotePong: { [weak self] in self?.scheduleFlush() })
         logger.debug("yjs client connected", metadata: ["user": "\(identity.user)", "role": "\(role.rawValue)"])
     }
 
     func channelClosed() {
-        eventLoop.assertInEventLoop()
-        guard started else { return }
-        keepAlive.stop()
-        let reason = closeReason ?? .abrupt
+        let local = confined.value
+        guard local.started else { return }
+        local.keepAlive.stop()
+        let reason = local.closeReason ?? .abrupt
         metrics.connections.decrement()
         metrics.connectionClosed(reason)
         rooms.remove(self)
@@ -109,10 +123,11 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     // MARK: Inbound
 
     func received(_ frame: ByteBuffer) {
-        guard !closing else { return }
-        keepAlive.heard()
+        let local = confined.value
+        guard !local.closing else { return }
+        local.keepAlive.heard()
         let nowMs = clock.nowMs()
-        if abuse.message(nowMs: nowMs) == .flooding {
+        if local.abuse.message(nowMs: nowMs) == .flooding {
             close(.messageFlood)
             return
         }
@@ -173,10 +188,11 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
     /// Takes a token of `--yjs-update-rate`, or closes the connection (1008).
     private func takeUpdateToken(nowMs: UInt64) -> Bool {
-        var bucket = updates
+        let local = confined.value
+        var bucket = local.updates
             ?? TokenBucket(rate: Double(settings.updateRate), burst: Double(settings.updateRate) * Self.updateBurstSeconds, nowMs: nowMs)
         let taken = bucket.take(nowMs: nowMs)
-        updates = bucket
+        local.updates = bucket
         if !taken {
             metrics.clientLimitReached(.yjsUpdateRate)
             close(.yjsUpdateRate)
@@ -186,20 +202,22 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
 
     func receivedText() { close(.yjsTextFrame) }
 
-    func receivedPong() { keepAlive.heard() }
+    func receivedPong() { confined.value.keepAlive.heard() }
 
     /// A ping: answered by the keep-alive, at most one pong in flight, as on /v1/ws.
-    func receivedPing(_ data: ByteBuffer) { keepAlive.receivedPing(data) }
+    func receivedPing(_ data: ByteBuffer) { confined.value.keepAlive.receivedPing(data) }
 
     func receivedClose() {
-        if closeReason == nil { closeReason = .clientClose }
+        let local = confined.value
+        if local.closeReason == nil { local.closeReason = .clientClose }
     }
 
     func protocolErrorClose() {
-        if closeReason == nil { closeReason = .protocolError }
+        let local = confined.value
+        if local.closeReason == nil { local.closeReason = .protocolError }
     }
 
-    var isClosing: Bool { closing }
+    var isClosing: Bool { confined.value.closing }
 
     // MARK: Outbound
 
@@ -208,7 +226,7 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     }
 
     func deliver(_ message: ByteBuffer, appendedAtMs: UInt64?) {
-        guard !closing else { return }
+        guard !confined.value.closing else { return }
         channel.write(WebSocketFrame(fin: true, opcode: .binary, data: message), promise: nil)
         if let appendedAtMs {
             let now = clock.wallMs()
@@ -223,19 +241,21 @@ final class YjsConnection: YjsMember, @unchecked Sendable {  // @unchecked: conf
     }
 
     private func scheduleFlush() {
-        guard !flushScheduled else { return }
-        flushScheduled = true
+        let local = confined.value
+        guard !local.flushScheduled else { return }
+        local.flushScheduled = true
         eventLoop.execute { [self] in
-            flushScheduled = false
+            confined.value.flushScheduled = false
             channel.flush()
         }
     }
 
     func close(_ close: ServerClose) {
-        guard !closing else { return }
-        closing = true
-        keepAlive.stop()
-        closeReason = close.reason
+        let local = confined.value
+        guard !local.closing else { return }
+        local.closing = true
+        local.keepAlive.stop()
+        local.closeReason = close.reason
         var data = channel.allocator.buffer(capacity: 2 + close.text.utf8.count)
         data.write(webSocketErrorCode: close.code)
         data.writeString(close.text)

@@ -61,7 +61,10 @@ final class YjsRooms: Sendable {
 /// The rooms of one event loop. Confined to that loop: entry points hop with `execute`. Each room's
 /// decisions are its `YjsRoomMachine` (TandemCore, pure); this carries out the actions it returns —
 /// Redis calls, deliveries to members, metrics, logs — and feeds the replies back to it.
-final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eventLoop`; entry points hop
+///
+/// The confinement is checked, as `DocShard`'s: what changes is in `LoopState`, reached only through a
+/// `NIOLoopBoundBox` (the loop is checked on every access), under its old names.
+final class YjsRoomShard: Sendable {
     struct Dependencies: Sendable {
         var store: YjsStore
         var awarenessStore: YjsAwarenessStore
@@ -90,17 +93,48 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
     private let relayWindow: TimeAmount
     private let coalesceRelays: Bool
     private let maxPendingUpdates: Int
-    private var tickTask: RepeatedTask?
-    private var sweepTask: RepeatedTask?
-    private var refreshTask: RepeatedTask?
-    /// Rooms with awareness changes (or held updates) for the next tick.
-    private var dirty: Set<String> = []
     private let subscriber: any RedisChannelSubscriber
     private let metrics: TandemMetrics
     private let clock: NodeClock
     private let logger: Logger
-    private var rooms: [String: YjsRoom] = [:]
-    private var checkTask: RepeatedTask?
+    /// The shard's mutable state, on `eventLoop` only.
+    private let confined: NIOLoopBoundBox<LoopState>
+
+    private final class LoopState {
+        var rooms: [String: YjsRoom] = [:]
+        /// Rooms with awareness changes (or held updates) for the next tick.
+        var dirty: Set<String> = []
+        var tickTask: RepeatedTask?
+        var sweepTask: RepeatedTask?
+        var refreshTask: RepeatedTask?
+        var checkTask: RepeatedTask?
+    }
+
+    // The loop state under its old names: the collections in place (`_modify`), the tasks whole.
+    private var rooms: [String: YjsRoom] {
+        get { confined.value.rooms }
+        _modify { yield &confined.value.rooms }
+    }
+    private var dirty: Set<String> {
+        get { confined.value.dirty }
+        _modify { yield &confined.value.dirty }
+    }
+    private var tickTask: RepeatedTask? {
+        get { confined.value.tickTask }
+        set { confined.value.tickTask = newValue }
+    }
+    private var sweepTask: RepeatedTask? {
+        get { confined.value.sweepTask }
+        set { confined.value.sweepTask = newValue }
+    }
+    private var refreshTask: RepeatedTask? {
+        get { confined.value.refreshTask }
+        set { confined.value.refreshTask = newValue }
+    }
+    private var checkTask: RepeatedTask? {
+        get { confined.value.checkTask }
+        set { confined.value.checkTask = newValue }
+    }
 
     /// How often each room's seq is compared with Redis's (a lost pub/sub message is otherwise only
     /// noticed at the next update) and its keys' expiry renewed.
@@ -121,6 +155,8 @@ final class YjsRoomShard: @unchecked Sendable {  // @unchecked: confined to `eve
         metrics = dependencies.metrics
         clock = dependencies.clock
         logger = dependencies.logger
+        // Made off the loop (before the node starts): the new state is handed over, nothing else holds it.
+        confined = .makeBoxSendingValue(LoopState(), eventLoop: eventLoop)
     }
 
     func start() {

@@ -12,10 +12,10 @@ protocol LoadMember: AnyObject, Sendable {
     func attached(_ client: WebSocketClient)
 }
 
-/// The skeleton every load scenario shares (presence, sync; storm uses the ramp and the leave): the ramp (paced connects that honour 503
-/// `Retry-After`), the measured window after a warm-up with the ping probe and resource sampling over
-/// it, the drain, and the clean leave. A scenario supplies its members, what they do in the window, and
-/// its report.
+/// The skeleton every load scenario shares (presence, sync, yjs; storm uses the ramp and the leave): the
+/// ramp (paced connects that honour 503 `Retry-After`), the measured window after a warm-up with the ping
+/// probe and resource sampling over it, the drain, and the clean leave. A scenario supplies its members,
+/// what they do in the window, and its report.
 struct LoadRun {
     let common: CommonOptions
     let connector: Connector
@@ -27,11 +27,27 @@ struct LoadRun {
         self.runID = common.resolvedRunID
     }
 
-    /// Connects every member (paced, at most 1,000 handshakes in flight), logging progress every 2 s.
-    /// - Parameter identity: the `user` and `name` of member `i`.
+    /// Connects every member to the node with its dev identity (paced, at most 1,000 handshakes in
+    /// flight), logging progress every 2 s.
+    /// - Parameters:
+    ///   - identity: the `user` and `name` of member `i`.
+    ///   - endpoint: another endpoint than `--url` for member `i` (a second node).
     func connect<Member: LoadMember>(
         _ members: [Member], identity: @escaping @Sendable (Int) -> (user: String, name: String),
         progress: @escaping @Sendable () -> String, endpoint: @escaping @Sendable (Int) -> String? = { _ in nil }
+    ) async {
+        let connector = self.connector
+        await connect(members, progress: progress) { i in
+            let (user, name) = identity(i)
+            return connector.url([("user", user), ("name", name)], base: endpoint(i))
+        }
+    }
+
+    /// Connects member `i` to `url(i)` (paced, at most `width` handshakes in flight), logging progress
+    /// every 2 s.
+    func connect<Member: LoadMember>(
+        _ members: [Member], width: Int = 1000, progress: @escaping @Sendable () -> String,
+        url: @escaping @Sendable (Int) -> String
     ) async {
         let connector = self.connector
         let count = members.count
@@ -42,11 +58,10 @@ struct LoadRun {
             }
         }
         let refs = UnsafeTransfer(members)
-        await forEachConcurrently(count, width: 1000) { i in
+        await forEachConcurrently(count, width: width) { i in
             let m = refs.value[i]
-            let (user, name) = identity(i)
             guard let callbacks = try? await m.loop.submit({ m.callbacks }).get() else { return }
-            if let client = await connector.connectPaced(url: connector.url([("user", user), ("name", name)], base: endpoint(i)), on: m.loop, callbacks: callbacks) {
+            if let client = await connector.connectPaced(url: url(i), on: m.loop, callbacks: callbacks) {
                 m.loop.execute { m.attached(client) }
             }
         }
@@ -61,16 +76,30 @@ struct LoadRun {
     }
 
     /// Starts the members' traffic 100 ms from now (`begin(sendStart, window)`), lets it warm up, samples
-    /// resources over `[window.start, window.end)`, then waits `drain` seconds for what is in flight.
+    /// resources over `[window.start, window.end)`, then waits `drain` seconds for what is in flight; a
+    /// ping probe measures the node's round trip over the window.
     func measure(
         loops: [any EventLoop], warmup: Double, duration: Double, drain: Double,
         begin: (_ sendStart: UInt64, _ window: Window) -> Void
     ) async -> Measured {
+        let probe = PingProbe(loop: loops[0])
+        let (connector, runID) = (self.connector, self.runID)
+        let (window, resources) = await measureWindow(warmup: warmup, duration: duration, drain: drain, begin: begin) { window in
+            await probe.start(connector: connector, runID: runID, window: window)
+        }
+        return Measured(window: window, resources: resources, probe: probe)
+    }
+
+    /// `measure` without the ping probe (a y-websocket server has no ping message); `started(window)` runs
+    /// once the traffic has begun, before the warm-up ends.
+    func measureWindow(
+        warmup: Double, duration: Double, drain: Double, begin: (_ sendStart: UInt64, _ window: Window) -> Void,
+        started: (Window) async -> Void = { _ in }
+    ) async -> (window: Window, resources: ResourceReport) {
         let sendStart = monotonicNanos() + 100_000_000
         let window = Window(start: sendStart + UInt64(warmup * 1e9), end: sendStart + UInt64((warmup + duration) * 1e9))
         begin(sendStart, window)
-        let probe = PingProbe(loop: loops[0])
-        await probe.start(connector: connector, runID: runID, window: window)
+        await started(window)
         await sleep(untilNanos: window.start)
         let monitor = ResourceMonitor(options: common.monitorOptions)
         monitor.start()
@@ -78,7 +107,7 @@ struct LoadRun {
         await sleep(untilNanos: window.end)
         let resources = monitor.stop()
         await sleep(seconds: drain)
-        return Measured(window: window, resources: resources, probe: probe)
+        return (window, resources)
     }
 
     /// Closes every member's client (at most 250 at once).

@@ -55,6 +55,60 @@ final class ClusterServing: @unchecked Sendable {
         }
     }
 
+    /// `count` doc ids on each primary serving slots, in `primaryPorts()` order (`docs(ownedBy:)` of each).
+    func docsOnEveryPrimary(count: Int = 1, prefix: String) async -> [String] {
+        var docs: [String] = []
+        for port in await primaryPorts() { docs += await self.docs(ownedBy: port, count: count, prefix: prefix) }
+        return docs
+    }
+
+    /// The port of a replica of the primary on `port`.
+    func replica(of port: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Int {
+        try #require(await offPool { self.cluster.replicaPorts(ofPrimary: port) }.first, sourceLocation: sourceLocation)
+    }
+
+    /// Kills the primary on `port` once its replica on `replica` has all of its writes (replication is
+    /// asynchronous: a write the primary acknowledged and died with before its replica had it is lost, and
+    /// these tests are about continuity). Callers pause that primary's writers first.
+    func kill(primary port: Int, replicatedTo replica: Int) async throws {
+        let primaryNode = try #require(cluster.node(port: port))
+        try await waitUntil("the replica has all of its primary's writes", timeout: .seconds(20)) {
+            await offPool { self.cluster.replicaHasAllWrites(primary: port, replica: replica) }
+        }
+        await offPool { primaryNode.kill() }
+    }
+
+    /// Waits until the replica on `port` has been promoted: a primary serving slots.
+    func waitPromoted(_ port: Int) async throws {
+        try await waitUntil("replica \(port) promoted", timeout: .seconds(60), poll: .milliseconds(100)) {
+            await offPool { self.cluster.isServingPrimary(port: port) }
+        }
+    }
+
+    /// Migrates `slot` from the primary on `source` to the one on `target`: `CLUSTER SETSLOT`
+    /// IMPORTING/MIGRATING, `MIGRATE` of its keys, `SETSLOT NODE` (`RedisClusterProcess.migrateSlot`).
+    func migrate(slot: Int, from source: Int, to target: Int) async throws {
+        try await offPool { try self.cluster.migrateSlot(slot, from: source, to: target) }
+    }
+
+    /// How many connections subscribe the sharded channel `channel` on the primary that serves `doc`.
+    func shardSubscribers(_ channel: String, of doc: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Int? {
+        let owner = try #require(await owner(of: doc), sourceLocation: sourceLocation)
+        let reply = await offPool { owner.command("PUBSUB", "SHARDNUMSUB", channel) }
+        return reply.split(whereSeparator: \.isNewline).last.flatMap { Int($0) }
+    }
+
+    /// Expects that every primary on `ports` published sharded (`SPUBLISH`, from the scripts) and none ran
+    /// a classic `PUBLISH`.
+    func expectShardedPublishingOnly(_ ports: [Int], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for port in ports {
+            let node = try #require(cluster.node(port: port), sourceLocation: sourceLocation)
+            let stats = await offPool { node.command("INFO", "commandstats") }
+            #expect(stats.contains("cmdstat_spublish:"), "primary \(port) published sharded", sourceLocation: sourceLocation)
+            #expect(!stats.contains("cmdstat_publish:"), "primary \(port) ran a classic PUBLISH", sourceLocation: sourceLocation)
+        }
+    }
+
     /// The slot of every key and of the channel of `doc` (all hash-tagged `{doc}`).
     static func slot(of doc: String) -> Int { ClusterSlot.slot(forKey: RedisKeys.channel(doc)) }
 
