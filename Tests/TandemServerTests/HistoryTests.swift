@@ -297,7 +297,12 @@ import Testing
     /// cutoff on; what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.logRetention = 4
+            // Log retention = checkpoint spacing: housekeeping seals once that many commits wait, so the first
+            // segment, whenever its tick comes, ends at clock 5. (The first checkpoint after the one at clock 0
+            // falls at the first segment's end whatever its clock: --checkpoint-interval counts from that
+            // checkpoint's time, 0. With a retention of 4 a tick after the 4th push put it at 4, and the grid
+            // became 4, 9, … 39.)
+            $0.logRetention = 5
             $0.checkpointEvery = 5
             $0.historyRetentionMs = 1  // everything is older than 1 ms by the next seal
         }
@@ -411,7 +416,10 @@ import Testing
     @Test func viewersReadHistoryAndEditorsRestore() async throws {
         let cluster = try await SyncCluster.start(nodes: 2) {
             $0.jwtSecret = Self.secret
-            $0.logRetention = 4
+            // Log retention = checkpoint spacing, so checkpoints fall at 10, 20, 30 whenever housekeeping's
+            // ticks come (see historyRetentionDropsOldVersions: with 4, a tick after the 6th push made them
+            // 6, 16, 26 — what ThreadSanitizer's slowness showed).
+            $0.logRetention = 10
             $0.checkpointEvery = 10
         }
         let doc = "doc-history"
