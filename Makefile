@@ -16,7 +16,7 @@ TANDEM_ARGS ?=
 # TemporaryDirectory.* in $TMPDIR for every compile job (see the script), and the tests' files go with it.
 PRIVATE_TMP := scripts/with-private-tmpdir.sh
 
-.PHONY: run test test-ops test-tls test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean
+.PHONY: run test test-ops test-tls test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean clean-tmp
 
 # `make run` is the one-command demo: development mode (no JWT secret), so Tandem listens on 127.0.0.1
 # only. For a reachable node give it a secret: make run TANDEM_ARGS="--jwt-secret-file secret.txt".
@@ -102,3 +102,7 @@ venv: .venv/.installed
 
 clean:
 	rm -rf .build .build-fuzz .build-tsan .build-asan .venv test-artifacts
+
+# What `swift build` / `swift test` run by hand leave in $TMPDIR (the driver's TemporaryDirectory.*, over an hour old).
+clean-tmp:
+	scripts/clean-tmp.sh

@@ -55,6 +55,11 @@ extension WebSocketClient {
     /// it only as long as needed.
     ///
     /// A client connected with callbacks delivers nothing to ``WebSocketClient/events``.
+    ///
+    /// The connection holds its callbacks until it has ended (closed by either side, failed or aborted),
+    /// then drops them: a callback may capture its own client, which is freed once the connection is over.
+    /// Until then such a capture keeps the client, and so the connection, alive; capture it weakly if a
+    /// client may be dropped without being closed.
     public struct Callbacks: Sendable {
         public var onText: (@Sendable (ByteBuffer) -> Void)?
         public var onBinary: (@Sendable (ByteBuffer) -> Void)?

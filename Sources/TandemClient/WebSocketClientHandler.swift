@@ -34,7 +34,10 @@ final class WebSocketClientHandler: ChannelInboundHandler {
 
     private let autoPong: Bool
     private let closeTimeout: TimeAmount
-    private let callbacks: WebSocketClient.Callbacks?
+    /// Dropped once the connection has ended (`connectionEnded`): a callback that captures its own client
+    /// (a bench connection answering from `onText`) would otherwise keep client → handler → callback →
+    /// client alive forever.
+    private var callbacks: WebSocketClient.Callbacks?
     private let continuation: AsyncStream<WebSocketEvent>.Continuation?
     private let shared: NIOLockedValueBox<ConnectionState>
 
@@ -76,6 +79,7 @@ final class WebSocketClientHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.callbacks = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -147,7 +151,10 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         }
         self.continuation?.yield(.closed(code: code, reason: reason))
         self.continuation?.finish()
-        self.callbacks?.onClose?(code, reason)
+        let onClose = self.callbacks?.onClose
+        // Nothing is delivered after this point, so the closures (and whatever they capture) can go.
+        self.callbacks = nil
+        onClose?(code, reason)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -58,6 +58,11 @@ struct ConnectionAdmission {
     /// Connections known to libmicrohttpd, closing ones included (they still hold a socket).
     var trackedCount: Int { entries.count }
 
+    /// Open connections with no request in progress (the ones a newcomer at the limit may evict). Linear;
+    /// for tests, which wait for libmicrohttpd's completion notice instead of assuming it came with the
+    /// response's last byte.
+    var idleCount: Int { entries.values.count { !$0.closing && !$0.busy } }
+
     /// A new connection from `address`. Every call must be matched by one `closed(id)`, whatever the
     /// decision (refused and evicted connections are still closed by libmicrohttpd later).
     mutating func opened(_ id: ID, address: ClientAddressKey, nowMs: UInt64) -> Decision {

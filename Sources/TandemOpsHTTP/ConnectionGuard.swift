@@ -87,9 +87,10 @@ final class ConnectionGuard: Sendable {
         state.withLockedValue { $0.admission.requestFinished(Self.id(of: connection), nowMs: now) }
     }
 
-    /// Connections open (admitted, not being closed) and tracked (all sockets), for tests.
-    var counts: (open: Int, tracked: Int) {
-        state.withLockedValue { ($0.admission.openCount, $0.admission.trackedCount) }
+    /// Connections open (admitted, not being closed), tracked (all sockets) and idle (open, no request in
+    /// progress), for tests.
+    var counts: (open: Int, tracked: Int, idle: Int) {
+        state.withLockedValue { ($0.admission.openCount, $0.admission.trackedCount, $0.admission.idleCount) }
     }
 }
 

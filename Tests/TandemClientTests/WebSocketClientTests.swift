@@ -329,6 +329,45 @@ struct WebSocketClientTests {
         }
     }
 
+    /// A client whose callback captures the client itself (client → handler → callbacks → client, what a
+    /// bench connection answering from `onText` builds) is freed once its connection has ended, however it
+    /// ended: the handler drops its callbacks then. Without that the cycle keeps it forever.
+    @Test(arguments: ["client close", "server close", "protocol error", "abort"])
+    func aClientCapturedByItsOwnCallbacksIsFreedOnceClosed(ending: String) async throws {
+        try await withServer { server in
+            let answered = Locked(0)
+            var client: WebSocketClient? = try await Self.connectCapturingItself(server.url + "/cycle", answered: answered)
+            weak var freed = client
+            let connection = try await server.connection()
+            connection.sendText("ping")
+            try await waitUntil("answered from the callback") { connection.seen.texts == ["pong"] && answered.value == 1 }
+            switch ending {
+            case "client close": await client?.close()
+            case "server close": connection.sendClose(code: 1001, reason: "going away")
+            case "protocol error": connection.sendFrame(opcode: 0x3, payload: "what is this")
+            default: client?.abort()
+            }
+            try await waitUntil("closed") { client?.isClosed == true }
+            client = nil
+            try await waitUntil("the client is freed (\(ending))") { freed == nil }
+        }
+    }
+
+    /// Connects with an `onText` that answers "ping" with "pong" through the client it holds strongly; the
+    /// holder is local here, so only the callback keeps it.
+    private static func connectCapturingItself(_ url: String, answered: Locked<Int>) async throws -> WebSocketClient {
+        let holder = Locked<WebSocketClient?>(nil)
+        let client = try await WebSocketClient.connect(
+            to: url, on: group,
+            callbacks: .init(onText: { buffer in
+                guard String(buffer: buffer) == "ping" else { return }
+                holder.value?.send(text: "pong")
+                answered.withLock { $0 += 1 }
+            }))
+        holder.withLock { $0 = client }
+        return client
+    }
+
     @Test func messageSentRightAfterTheUpgradeIsNotLost() async throws {
         try await withServer { server in
             let client = try await WebSocketClient.connect(to: server.url + "/welcome", on: group)

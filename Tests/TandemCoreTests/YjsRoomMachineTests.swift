@@ -320,4 +320,98 @@ import TandemYjs
         // With nothing waiting, the next gap is accepted again.
         #expect(try send(alice, Self.typing(client: 9, clock: 40, "g")).contains(.count(.appendStarted)))
     }
+
+    /// The node's `tandem_yjs_pending_updates` gauge is the sum of the rooms' reported changes: it follows
+    /// the updates waiting for missing dependencies as they arrive, fill, come with a reload's snapshot,
+    /// and leave with the room.
+    @Test func pendingUpdatesAreReportedAsTheyChangeAndWithdrawnWhenTheRoomIsDropped() throws {
+        var room = YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5)
+        var gauge = 0
+        func count(_ actions: [YjsRoomAction]) -> [YjsRoomAction] {
+            for case .count(.pendingUpdates(let delta)) in actions { gauge += delta }
+            return actions
+        }
+        // Loaded from a snapshot that already holds a gap (client 9 at clock 10, clocks 0–9 missing).
+        let gapped = Self.typing(client: 9, clock: 10, "g")
+        _ = count(room.join(alice))
+        _ = count(room.loaded(.success(YjsLoadedRoom(seq: 1, base: 1, snapshot: gapped, entries: []))))
+        #expect(gauge == 1 && room.document.pendingUpdates == 1)
+        // Two more gaps arrive on the channel; an update that follows on waits for nothing.
+        _ = count(room.published(Self.published(2, Self.typing(client: 9, clock: 20, "g"))))
+        _ = count(room.published(Self.published(3, Self.typing(client: 9, clock: 30, "g"))))
+        _ = count(room.published(Self.published(4, Self.typing(client: 5, clock: 0, "b"))))
+        #expect(gauge == 3)
+        // The first gap fills (clocks 0–9): the range at 10 joins, the two later ones still wait.
+        _ = count(room.published(Self.published(5, Self.typing(client: 9, clock: 0, String(repeating: "f", count: 10)))))
+        #expect(gauge == 2 && room.document.pendingUpdates == 2)
+        // A reload past a compaction replaces the document: the gauge follows the new one.
+        _ = count(room.published(Self.published(7, Self.typing(client: 5, clock: 1, "c"))))  // seq 6 lost: reload
+        let compacted = Yjs.mergeUpdates(
+            [gapped, Self.typing(client: 9, clock: 20, "g"), Self.typing(client: 5, clock: 0, "b")].map { try! YUpdate(decoding: $0) })
+        _ = count(room.reloaded(.success(YjsLoadedRoom(seq: 7, base: 7, snapshot: compacted.encoded(), entries: []))))
+        #expect(gauge == room.document.pendingUpdates && gauge == 2, "\(room.document.pendingUpdates)")
+        // The last member leaves: the room goes, and so do its waiting updates from the gauge.
+        let left = count(room.leave(alice))
+        #expect(left.contains(.drop))
+        #expect(gauge == 0)
+    }
+
+    /// Deletion-only updates (a user deleting characters one at a time, here every other one so that no
+    /// two ranges join: the largest delete set they can make) at scale through a room with relay coalescing
+    /// on, as the server runs it: no step merges the whole document per update. Counted in operations,
+    /// not time: whole-document merges (`YjsDocument.folds`) stay at one per `maxUnfolded` updates plus one
+    /// per compaction, every update is relayed in exactly one merged batch, and checking an update or
+    /// reading the state vector merges nothing.
+    @Test func manyDeletionOnlyUpdatesMergeTheDocumentOncePerBatchNotPerUpdate() throws {
+        let count = 3_000
+        let text = Self.typing(client: 1, clock: 0, String(repeating: "x", count: 2 * count))
+        var room = YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5, coalesceRelays: true)
+        _ = room.join(alice)
+        _ = room.loaded(.success(YjsLoadedRoom(seq: 1, base: 1, snapshot: text, entries: [])))
+        let vector = room.document.stateVector()
+        var seq: Int64 = 1
+        var relayedUpdates = 0
+        var relays = 0
+        var compactions = 0
+        func handle(_ actions: [YjsRoomAction]) {
+            for action in actions {
+                switch action {
+                case .relay: relays += 1
+                case .count(.relayCoalesced(let updates)): relayedUpdates += updates - 1  // the relay counted one
+                case .compact(_, let upto, _):
+                    compactions += 1
+                    handle(room.compacted(.success((compacted: true, base: upto))))
+                default: break
+                }
+            }
+        }
+        for k in 0..<count {
+            var encoder = Lib0Encoder()
+            for value in [0, 1, 1, 1, 2 * k, 1] { encoder.writeVarUInt(value) }  // no structs; client 1: [2k, 2k+1)
+            let deletion = encoder.bytes
+            let update = try YUpdate(decoding: deletion)
+            #expect(update.sections.isEmpty && !room.document.isKnown(update))
+            let actions = room.update(alice, update: update, bytes: deletion)
+            guard case .append(let bytes, let token)? = actions.last else {
+                Issue.record("deletion \(k) not appended: \(actions)")
+                return
+            }
+            seq += 1
+            handle(room.appendCompleted(token: token, outcome: .appended(seq: seq, logLength: Int(seq - room.base))))
+            handle(room.published(Self.published(seq, bytes)))
+            #expect(room.document.stateVector() == vector)
+            if k % 10 == 9 { handle(room.flushRelay()) }  // the coalescing window ends every 10 updates
+        }
+        handle(room.flushRelay())
+        relayedUpdates += relays
+        #expect(relayedUpdates == count, "every deletion relayed once")
+        #expect(relays == count / 10)
+        #expect(compactions == count / YjsRoomMachine.compactionEntries)
+        #expect(room.document.folds <= count / YjsDocument.maxUnfolded + compactions + 1, "folds: \(room.document.folds)")
+        // The document holds every deletion: one range per deleted character, none joined.
+        let whole = room.document.whole()
+        #expect(whole.deleteSet.clients.map(\.client) == [1])
+        #expect(whole.deleteSet.clients.first?.ranges == (0..<count).map { YDeleteRange(clock: 2 * $0, length: 1) })
+        #expect(YStateVector(fromUpdate: whole) == vector)
+    }
 }

@@ -297,7 +297,12 @@ import Testing
     /// cutoff on; what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.logRetention = 4
+            // Log retention = checkpoint spacing: housekeeping seals once that many commits wait, so the first
+            // segment, whenever its tick comes, ends at clock 5. (The first checkpoint after the one at clock 0
+            // falls at the first segment's end whatever its clock: --checkpoint-interval counts from that
+            // checkpoint's time, 0. With a retention of 4 a tick after the 4th push put it at 4, and the grid
+            // became 4, 9, … 39.)
+            $0.logRetention = 5
             $0.checkpointEvery = 5
             $0.historyRetentionMs = 1  // everything is older than 1 ms by the next seal
         }
@@ -311,15 +316,16 @@ import Testing
         }
         let states = try #require(alice.view(doc).statesByClock)
         let node = cluster.nodes[0]
-        var oldest: UInt64 = 0
-        // Every checkpoint but the newest is older than the cutoff: in the end only the newest is kept.
-        try await waitUntil("old versions dropped") {
-            let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
-            oldest = list.last?.objectValue?["clock"]?.uint64Value ?? 0
-            // Sealed to the head first: a list of one version read before the last seal may lose it to
-            // that seal (the newer checkpoint makes it droppable).
-            return Self.sealed(cluster, doc) == 40 && list.count == 1 && oldest >= 35
-        }
+        // Every commit is older than the cutoff once the clock has moved past the last one's millisecond
+        // (a seal drops a checkpoint when its successor was committed before now − 1 ms) …
+        let answeredAtMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        try await waitUntil("the clock past the last commit") { UInt64(Date().timeIntervalSince1970 * 1000) > answeredAtMs + 1 }
+        // … and sealed to the head at once (housekeeping's tick may have stopped a segment short of it, or
+        // be between two segments when the versions are read): only the checkpoint at 40 is kept.
+        #expect(try await node.sealHistory(doc) == 40)
+        let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [40], "old versions dropped")
+        let oldest: UInt64 = 40
         let before = try await node.get("/api/docs/\(doc)/at?clock=\(oldest - 1)")
         #expect(before.status == 404 && before.body.contains("not_in_history"), "\(before.body)")
         #expect(before.body.contains("starts at clock \(oldest)"))
@@ -412,7 +418,10 @@ import Testing
     @Test func viewersReadHistoryAndEditorsRestore() async throws {
         let cluster = try await SyncCluster.start(nodes: 2) {
             $0.jwtSecret = Self.secret
-            $0.logRetention = 4
+            // Log retention = checkpoint spacing, so checkpoints fall at 10, 20, 30 whenever housekeeping's
+            // ticks come (see historyRetentionDropsOldVersions: with 4, a tick after the 6th push made them
+            // 6, 16, 26 — what ThreadSanitizer's slowness showed).
+            $0.logRetention = 10
             $0.checkpointEvery = 10
         }
         let doc = "doc-history"
@@ -427,7 +436,10 @@ import Testing
             _ = try await editor.answer(doc, id: i)
         }
         let states = try #require(editor.view(doc).statesByClock)
-        try await waitUntil("sealed") { HistoryTests.sealed(cluster, doc) >= 26 }
+        // Sealed to the head now: housekeeping's tick may have ended a segment between two checkpoints
+        // (at 27, say), and the 3 commits after it would wait for `--checkpoint-interval` (1 h).
+        #expect(try await cluster.nodes[0].sealHistory(doc) == 30)
+        #expect(HistoryTests.sealed(cluster, doc) == 30)
 
         let viewer = try await TestClient.connect("\(cluster.nodes[1].wsBase)?token=\(viewerToken)", name: "vera")
         #expect(JSON.string(try await viewer.join(doc), at: "role") == "viewer")

@@ -207,6 +207,8 @@ import Testing
         // Client 9's clocks 0–9 never come: each of these waits in the room.
         for k in 1...3 { hostile.send(.update(YjsUpdates.text(client: 9, clock: 10 * k, "g"))) }
         try await waitUntil("the three were stored") { log() == "3" }
+        func pending() async throws -> Double { try await node.metric("tandem_yjs_pending_updates") }
+        try await waitUntil("the pending gauge at 3") { try await pending() == 3 }
         hostile.send(.update(YjsUpdates.text(client: 9, clock: 40, "g")))
         #expect(try await hostile.waitClosed() == 4429)
         #expect(try await node.metric("tandem_limit_rejections_total{reason=\"yjs_pending_updates\"}") == 1)
@@ -224,6 +226,7 @@ import Testing
         ].map { try YUpdate(decoding: $0) }).encoded()
         editor.send(.update(fill))
         try await waitUntil("the fill was stored") { log() == "5" }
+        try await waitUntil("nothing pending") { try await pending() == 0 }
         let joiner = try await YjsTestClient.connect(YjsTestClient.url(port: node.port, room: room, user: "joiner"), name: "joiner")
         #expect(try await joiner.serverStep1().clocks == [5: 1, 9: 31])
         // And the next gap is accepted again.
@@ -231,6 +234,14 @@ import Testing
         again.send(.update(YjsUpdates.text(client: 9, clock: 40, "g")))
         try await waitUntil("the new gap was stored") { log() == "6" }
         #expect(again.closeCode == nil)
+        try await waitUntil("one pending") { try await pending() == 1 }
+        // Everyone leaves: the room is dropped, and its pending update leaves the gauge with it.
+        for client in [viewer, editor, joiner, again] { await client.close() }
+        try await waitUntil("the room dropped, the gauge back at 0") {
+            let rooms = try await node.metric("tandem_yjs_rooms")
+            let waiting = try await pending()
+            return rooms == 0 && waiting == 0
+        }
     }
 
     @Test func theLogIsCompactedIntoASnapshotWithoutLosingContentAndSurvivesARestart() async throws {

@@ -9,11 +9,15 @@ import TandemYjs
 // awareness ticks and sweeps with time passed in; another node's awareness. Frames are raw bytes or valid
 // typing updates (random bytes rarely decode as one), so rooms grow, lose publishes, reload, fail and are
 // dropped and made again; rooms compact every 4 log entries (the server: 500), so compaction races appends,
-// reloads and other rooms' compactions.
+// reloads and other rooms' compactions. Half the inputs (bit 4 of the first byte) run the rooms with relay
+// coalescing on, as the server does (`--yjs-relay-ms`): a room asks for a relay (`scheduleRelay`) and the
+// harness flushes it when the window ends (an op byte with bit 5 set, time passing, settling).
 //
 // Invariants, checked after every action and at the end:
 // - nothing traps; every message sent to one member re-decodes to itself; every relayed update decodes;
-// - relay order: updates relayed from the channel are the log's entries in seq order, none twice;
+// - relay order: updates relayed from the channel are the log's entries in seq order, none twice; with
+//   coalescing, each relay is the merge (`Yjs.mergeUpdates`) of the log's next consecutive entries — all that
+//   the room applied since its last relay, or fewer where a batch reached its bounds;
 // - a room asks for compaction only of what it has applied, with a snapshot holding exactly the log up to there;
 // - no connection owns more than `YjsAwareness.maxClientsPerConnection` awareness clientIDs;
 // - convergence: once every request is answered and every publish delivered (lost ones found by the
@@ -61,6 +65,8 @@ private enum Request {
 }
 
 private struct Simulation {
+    /// Rooms merge the updates applied between two relays (the server's default) instead of relaying each.
+    let coalesce: Bool
     let objects = [Member(), Member(), Member()]
     var ids: [ObjectIdentifier] { objects.map(ObjectIdentifier.init) }
     /// Every room this node made (a dropped room's late replies still go to it, as on the shard).
@@ -73,6 +79,11 @@ private struct Simulation {
     var relayedSeq: [Int64] = []
     /// Per room: Redis's seq when it last answered the room's reload.
     var reloadSeq: [Int64] = []
+    /// Per room (coalescing): a relay is scheduled and not flushed yet.
+    var relayScheduled: [Bool] = []
+    /// Per room (coalescing): a reload past a compaction put what the new snapshot adds into the pending
+    /// batch, so the next relay is not only log entries (and where it ends in the log is the room's seq).
+    var relayIncludesReread: [Bool] = []
     var nowMs: UInt64 = 0
     /// Typing state per (member, client): the next clock.
     var clocks: [UInt64: Int] = [:]
@@ -81,9 +92,11 @@ private struct Simulation {
 
     mutating func room() -> Int {
         if let current { return current }
-        rooms.append(YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5, compactionThreshold: 4))
+        rooms.append(YjsRoomMachine(awarenessRate: 20, awarenessBurst: 5, compactionThreshold: 4, coalesceRelays: coalesce))
         relayedSeq.append(0)
         reloadSeq.append(0)
+        relayScheduled.append(false)
+        relayIncludesReread.append(false)
         joined.removeAll()
         requests.append(.load(generation: rooms.count - 1))
         return rooms.count - 1
@@ -102,7 +115,9 @@ private struct Simulation {
                 }
                 require((try? YUpdate(decoding: bytes)) != nil, "a relayed update does not decode")
                 let next = relayedSeq[generation]
-                if next < redis.seq, redis.entries[Int(next)] == bytes {
+                if coalesce {
+                    checkCoalescedRelay(bytes, in: generation)
+                } else if next < redis.seq, redis.entries[Int(next)] == bytes {
                     relayedSeq[generation] = next + 1  // the log's next entry, from the channel or a reload
                 } else {
                     // Only a reload past a compaction relays anything else: what the new snapshot adds.
@@ -132,15 +147,47 @@ private struct Simulation {
             case .writeAwareness, .sweepAwareness, .close, .count, .log:
                 break
             case .scheduleRelay:
-                // The rooms here relay one update at a time (coalesceRelays off: the order check above compares
-                // each relay with one log entry); YjsRelayCoalescingTests cover the merged relays.
-                require(rooms[generation].coalesceRelays, "a relay scheduled with coalescing off")
+                require(coalesce, "a relay scheduled with coalescing off")
+                relayScheduled[generation] = true
             }
         }
         for member in ids {
             let owned = rooms[generation].awareness.known.values.filter { $0.owner == .member(member) }.count
             require(owned <= YjsAwareness.maxClientsPerConnection, "a connection owns \(owned) clientIDs")
         }
+    }
+
+    /// With coalescing: `bytes` must be the merge of the log's entries from the next one not relayed, up to
+    /// the room's seq or the batch bounds (`YjsRoomMachine.maxCoalescedUpdates` / `maxCoalescedBytes`, which
+    /// flush a batch in the middle of applying several entries). After a reload past a compaction the batch
+    /// also holds what the new snapshot added; then it ends at the room's seq, and only decoding is checked.
+    mutating func checkCoalescedRelay(_ bytes: [UInt8], in generation: Int) {
+        let next = Int(relayedSeq[generation])
+        let end = Int(min(rooms[generation].seq, redis.seq))
+        var parts: [YUpdate] = []
+        var size = 0
+        var k = next
+        while k < end {
+            parts.append(try! YUpdate(decoding: redis.entries[k]))
+            size += redis.entries[k].count
+            k += 1
+            if parts.count >= YjsRoomMachine.maxCoalescedUpdates || size >= YjsRoomMachine.maxCoalescedBytes { break }
+        }
+        let expected = parts.count == 1 ? redis.entries[next] : Yjs.mergeUpdates(parts).encoded()
+        if !parts.isEmpty, expected == bytes {
+            relayedSeq[generation] = Int64(k)
+            return
+        }
+        require(relayIncludesReread[generation], "a coalesced relay is not the merge of the log's entries \(next + 1)...\(k)")
+        relayIncludesReread[generation] = false
+        relayedSeq[generation] = rooms[generation].seq
+    }
+
+    /// The coalescing window of the live room ended: it relays what it holds.
+    mutating func flushRelay() {
+        guard coalesce, let generation = current, relayScheduled[generation] else { return }
+        relayScheduled[generation] = false
+        perform(rooms[generation].flushRelay(), in: generation)
     }
 
     /// A frame from a member, as YjsConnection handles it.
@@ -174,6 +221,7 @@ private struct Simulation {
             perform(rooms[generation].loaded(fail ? .failure(failure) : .success(redis.load())), in: generation)
         case .reload(let generation):
             if !fail { reloadSeq[generation] = redis.seq }
+            if !fail, redis.base > rooms[generation].seq, redis.seq > rooms[generation].seq { relayIncludesReread[generation] = true }
             perform(rooms[generation].reloaded(fail ? .failure(failure) : .success(redis.load())), in: generation)
         case .append(let generation, let bytes, let token):
             let outcome: YjsRoomMachine.AppendOutcome
@@ -255,6 +303,7 @@ private struct Simulation {
                 if !requests.isEmpty { answer(fail: false) }
                 publish(lose: false)
             }
+            flushRelay()
             guard let generation = current else { return }
             if rooms[generation].isLive, !rooms[generation].reloading, rooms[generation].seq == redis.seq { return }
             perform(rooms[generation].check(), in: generation)
@@ -266,7 +315,8 @@ private struct Simulation {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRoom(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
-    var sim = Simulation()
+    // Bit 4 of an op byte is unused by the ops below, so the committed seeds keep their meaning in both modes.
+    var sim = Simulation(coalesce: size > 0 && data![0] & 0x10 != 0)
     let users = ["u0", "u1", "u1"]  // two connections of one user share its awareness rate
     var steps = 0
     while !input.isExhausted, steps < 400 {
@@ -274,6 +324,7 @@ public func fuzzRoom(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let op = input.byte()
         let who = Int(op >> 6) % 3
         let member = sim.ids[who]
+        if op & 0x20 != 0 { sim.flushRelay() }  // the coalescing window ended before this op
         switch op & 0x0F {
         case 0, 1:
             let generation = sim.room()
@@ -306,6 +357,7 @@ public func fuzzRoom(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             sim.publish(lose: input.byte() >= 0xF0)
         case 13:
             sim.nowMs += UInt64(input.int(in: 0...3000))
+            sim.flushRelay()
             guard let generation = sim.current else { continue }
             sim.perform(sim.rooms[generation].awarenessTick(nowMs: sim.nowMs), in: generation)
             sim.perform(sim.rooms[generation].sweepAwareness(nowMs: sim.nowMs, ttlMs: 2000), in: generation)

@@ -65,6 +65,9 @@ public enum YjsRoomEvent: Equatable, Sendable {
     case localAwareness(delta: Int)
     /// `updates` updates (more than one) went out as one merged update.
     case relayCoalesced(updates: Int)
+    /// Change of the number of updates the room holds while their dependencies are missing
+    /// (`tandem_yjs_pending_updates`, the node's sum over its rooms; withdrawn when the room is dropped).
+    case pendingUpdates(delta: Int)
 }
 
 public enum YjsRoomLog: Equatable, Sendable {
@@ -170,6 +173,8 @@ public struct YjsRoomMachine: Sendable {
     private let awarenessBurst: Double
     /// This node's awareness entries as last counted (`localAwareness`).
     private var reportedLocalAwareness = 0
+    /// The document's pending updates as last counted (`pendingUpdates`).
+    private var reportedPendingUpdates = 0
     /// This node registered in the room's awareness node set (renewed by `refreshAwareness`).
     private var registered = false
     /// Awareness changed (or is held) since the last tick: the owner ticks the room.
@@ -251,7 +256,7 @@ public struct YjsRoomMachine: Sendable {
             buffered.append(update)
             return []
         }
-        return apply(update)
+        return apply(update) + reportPending()
     }
 
     /// The first read of the room.
@@ -280,6 +285,7 @@ public struct YjsRoomMachine: Sendable {
         }
         actions += drainBuffered()
         if seq - base >= Int64(compactionThreshold) { actions += compact() }
+        actions += reportPending()
         actions += dropIfIdle()
         return actions
     }
@@ -288,7 +294,7 @@ public struct YjsRoomMachine: Sendable {
     public mutating func reloaded(_ result: Result<YjsLoadedRoom, YjsStorageFailure>) -> [YjsRoomAction] {
         guard !dropped else { return [] }
         reloading = false
-        guard case .success(let loaded) = result, loaded.seq > seq else { return drainBuffered() }
+        guard case .success(let loaded) = result, loaded.seq > seq else { return drainBuffered() + reportPending() }
         var actions: [YjsRoomAction] = []
         if loaded.base <= seq {
             // The log still holds what we missed.
@@ -308,6 +314,7 @@ public struct YjsRoomMachine: Sendable {
         }
         base = max(base, loaded.base)
         actions += drainBuffered()
+        actions += reportPending()
         return actions
     }
 
@@ -592,6 +599,14 @@ public struct YjsRoomMachine: Sendable {
         return [.closeAll(.storageUnavailable)] + remove()
     }
 
+    /// The change of the document's pending updates since last counted (all of them once dropped).
+    private mutating func reportPending() -> [YjsRoomAction] {
+        let now = dropped ? 0 : document.pendingUpdates
+        guard now != reportedPendingUpdates else { return [] }
+        defer { reportedPendingUpdates = now }
+        return [.count(.pendingUpdates(delta: now - reportedPendingUpdates))]
+    }
+
     private mutating func dropIfIdle() -> [YjsRoomAction] {
         guard members.isEmpty, isLive, !reloading, !compacting, appendsInFlight == 0 else { return [] }
         return remove()
@@ -608,6 +623,7 @@ public struct YjsRoomMachine: Sendable {
             actions.append(.count(.localAwareness(delta: -reportedLocalAwareness)))
             reportedLocalAwareness = 0
         }
+        actions += reportPending()  // dropped: all of it withdrawn
         return actions + [.drop]
     }
 

@@ -302,3 +302,29 @@ final class HistorySealer: Sendable {
         }
     }
 }
+
+extension HistorySealer {
+    /// Seals `doc` up to its head now, whatever the policy says about waiting (a flush: segments end at
+    /// the head, checkpoints still fall every `--checkpoint-every` commits), and succeeds with the sealed
+    /// clock once nothing is left in the live log. For tests (`TandemNode.sealHistory`): what they read
+    /// from history must not depend on where in their pushes housekeeping's once-a-second tick fell.
+    /// A round that races a tick of this node or another node's sealer is read again: the loser's write
+    /// is refused (`.moved`), or its checkpoint's base was just dropped by `--history-retention`.
+    func sealToHead(_ doc: String, on loop: EventLoop, round: Int = 0) -> EventLoopFuture<UInt64> {
+        let promise = loop.makePromise(of: UInt64.self)
+        @Sendable func again(_ error: any Error) {
+            guard round + 1 < Self.maxRounds else { return promise.fail(error) }
+            sealToHead(doc, on: loop, round: round + 1).cascade(to: promise)
+        }
+        sealOnce(doc, flush: true, on: loop).whenComplete { result in
+            switch result {
+            case .success(.nothing(let sealed)): promise.succeed(sealed ?? 0)
+            case .success(.sealed(let clock, more: false, _)): promise.succeed(clock)
+            // More to seal (a segment ends at each due checkpoint), or another sealer moved first.
+            case .success: again(HistoryError.missing("\(doc) not sealed to its head in \(Self.maxRounds) rounds"))
+            case .failure(let error): again(error)
+            }
+        }
+        return promise.futureResult
+    }
+}

@@ -119,6 +119,9 @@ public final class TandemMetrics: Sendable {
     /// Yjs updates relayed merged with others of their room (--yjs-relay-ms), and the merged updates sent.
     public let yjsCoalescedUpdates: Counter
     public let yjsCoalescedRelays: Counter
+    /// Yjs updates this node's rooms hold while their dependencies are missing (the sum of each room's
+    /// `YjsDocument.pendingUpdates`; per room bounded by --yjs-max-pending-updates).
+    public let yjsPendingUpdates: Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), nodeID: String) {
         self.registry = registry
@@ -333,6 +336,10 @@ public final class TandemMetrics: Sendable {
                 "yjs_coalesced_updates", "total", "Yjs updates relayed merged with others of their room (--yjs-relay-ms), one frame per member."))
         yjsCoalescedRelays = registry.makeCounter(
             descriptor: name("yjs_coalesced_relays", "total", "Merged Yjs updates relayed (each stands for several updates)."))
+        yjsPendingUpdates = registry.makeGauge(
+            descriptor: name(
+                "yjs_pending_updates", "",
+                "Yjs updates held by this node's rooms while their dependencies are missing (each room at most --yjs-max-pending-updates)."))
     }
 
     /// One counter per label value, all created now: the label stays bounded to `values`.

@@ -340,6 +340,12 @@ public final class TandemNode: Service, Sendable {
         }
     }
 
+    /// Seals `doc`'s history up to its head now instead of at housekeeping's next ticks (see
+    /// `HistorySealer.sealToHead`); the sealed clock. Internal: for tests (`@testable`).
+    func sealHistory(_ doc: String) async throws -> UInt64 {
+        try await context.sealer.sealToHead(doc, on: context.shards.all[0].eventLoop).get()
+    }
+
     /// Graceful shutdown of a node started with `start()`: the services stop in reverse order (see
     /// `makeServices`).
     public func shutdown() async {

@@ -444,6 +444,7 @@ final class YjsRoomShard: Sendable {
         case .awarenessRateLimited: metrics.presenceUpdate(.rateLimited)
         case .awarenessClientsRefused: metrics.clientLimitReached(.yjsAwarenessClients)
         case .localAwareness(let delta): metrics.presenceSessions.increment(by: Double(delta))
+        case .pendingUpdates(let delta): metrics.yjsPendingUpdates.increment(by: Double(delta))
         case .relayCoalesced(let updates):
             metrics.yjsCoalescedUpdates.increment(by: Int64(updates))
             metrics.yjsCoalescedRelays.increment()

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import NIOPosix
-import TandemServer
+@testable import TandemServer
 import TandemTestSupport
 
 /// A Tandem node running inside the test process (fast to start, easy to stop).
@@ -48,6 +48,9 @@ final class InProcessNode: @unchecked Sendable {
     }
 
     func stop() async { await node.shutdown() }
+
+    /// Seals `doc`'s history to its head now (not at the next housekeeping ticks); the sealed clock.
+    func sealHistory(_ doc: String) async throws -> UInt64 { try await node.sealHistory(doc) }
 
     func url(user: String, name: String? = nil, query: String = "") -> String {
         var url = "ws://127.0.0.1:\(port)/v1/ws?user=\(user)&name=\(name ?? user)"
