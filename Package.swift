@@ -170,6 +170,8 @@ let package = Package(
             dependencies: [
                 "TandemClient",
                 "TandemCore",
+                // `presence --trace-pubsub` subscribes to the docs' channels itself.
+                "TandemRedis",
                 // `tandem-bench fuzz` starts its own redis-server and nodes with the tests' process helpers.
                 "TandemTestSupport",
                 "TandemSystem",

@@ -245,24 +245,35 @@ remote_presence_report() {
     for port in "$OPS_PORT" "$OPS_PORT2"; do curl -s "http://127.0.0.1:$port/metrics"; done | python3 -c '
 import re, sys
 forwarded = at_tick = 0.0
-buckets = {}
+histograms = {}
 for line in sys.stdin:
     m = re.match(r"tandem_presence_remote_deltas_total\{result=\"(\w+)\"\} (\S+)", line)
     if m:
         if m.group(1) == "forwarded": forwarded += float(m.group(2))
         else: at_tick += float(m.group(2))
-    m = re.match(r"tandem_presence_remote_forward_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
-    if m: buckets[float(m.group(1))] = buckets.get(float(m.group(1)), 0) + float(m.group(2))
+    m = re.match(r"tandem_(presence_remote_forward|presence_remote_shard_hop|presence_publish|presence_tick|event_loop_lag)_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
+    if m:
+        buckets = histograms.setdefault(m.group(1), {})
+        buckets[float(m.group(2))] = buckets.get(float(m.group(2)), 0) + float(m.group(3))
 total = forwarded + at_tick
 print(f"other node'"'"'s presence messages: {forwarded:.0f} forwarded at once, {at_tick:.0f} left for the tick"
       + (f" ({100 * at_tick / total:.2f} %)" if total else ""))
-count = buckets.get(float("inf"), 0)
-def quantile(q):
+def quantile(buckets, q):
+    count = buckets.get(float("inf"), 0)
     for bound in sorted(buckets):
         if buckets[bound] >= q * count: return "> 10 s" if bound == float("inf") else f"<= {bound * 1000:g} ms"
-if count:
-    print(f"forward hop (pub/sub arrival -> written to members, per delta and loop, n={count:.0f}): "
-          f"p50 {quantile(0.5)}, p99 {quantile(0.99)}, p99.9 {quantile(0.999)}")
+labels = [
+    ("presence_publish", "sender: tick start -> publishing write replied, per write"),
+    ("presence_remote_shard_hop", "receiver: pub/sub arrival -> doc'"'"'s shard, per message"),
+    ("presence_remote_forward", "receiver: pub/sub arrival -> written to members, per delta and loop"),
+    ("presence_tick", "tick duration, per shard tick"),
+    ("event_loop_lag", "event loop lag (probe), both nodes"),
+]
+for name, label in labels:
+    buckets = histograms.get(name, {})
+    count = buckets.get(float("inf"), 0)
+    if count:
+        print(f"{label} (n={count:.0f}): p50 {quantile(buckets, 0.5)}, p99 {quantile(buckets, 0.99)}, p99.9 {quantile(buckets, 0.999)}")
 '
 }
 

@@ -36,16 +36,29 @@ struct PresenceCommand: AsyncParsableCommand {
     var secondURL: String?
     @Option(name: .customLong("target-cross-p99-ms"), help: "Cross-node latency target (p99), with --second-url.")
     var targetCrossP99 = 65.0
+    @Flag(
+        name: .customLong("trace-pubsub"),
+        help: "With --second-url and --redis: subscribe to the docs' channels too and split a sample of cross-node deliveries into send → on pub/sub and pub/sub → client (PresenceTrace.swift).")
+    var tracePubSub = false
+    @Option(name: .customLong("trace-every"), help: "With --trace-pubsub: trace the cross-node receipts of every n-th client.")
+    var traceEvery = 5
 
     func validate() throws {
         guard clients > 0, docs > 0, docs <= clients else { throw ValidationError("need 0 < docs <= clients") }
         guard rate > 0, duration > 0, warmup >= 0 else { throw ValidationError("rate and duration must be > 0") }
+        if tracePubSub {
+            guard secondURL != nil, common.redis != nil else { throw ValidationError("--trace-pubsub needs --second-url and --redis") }
+            guard traceEvery > 0 else { throw ValidationError("--trace-every must be > 0") }
+        }
     }
 
     func run() async throws {
         let run = LoadRun(common: common)
         let runID = run.runID
-        let plan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter, nodes: secondURL == nil ? 1 : 2)
+        var tracedPlan = PresencePlan(clients: clients, docs: docs, runID: runID, rate: rate, jitter: jitter, nodes: secondURL == nil ? 1 : 2)
+        let trace = try tracePubSub ? PubSubTrace(redisURL: common.redis!, channels: tracedPlan.docNames.map { "tandem:{\($0)}" }) : nil
+        if trace != nil { tracedPlan.traceEvery = traceEvery }
+        let plan = tracedPlan
         let loops = LoopSet(threads: common.threads) { PresenceLoopStats() }
         let joined = SharedCounter()
         let closing = SharedFlag()
@@ -70,6 +83,7 @@ struct PresenceCommand: AsyncParsableCommand {
 
         // 2. Send from now; measure [windowStart, windowEnd).
         let measured = await run.measure(loops: loops.loops, warmup: warmup, duration: duration, drain: drain) { sendStart, window in
+            trace?.begin(window: window)
             for m in members { m.loop.execute { m.startSending(at: sendStart, window: window) } }
         }
 
@@ -82,10 +96,11 @@ struct PresenceCommand: AsyncParsableCommand {
 
         var total = PresenceLoopSnapshot.empty
         for s in perLoop { total.merge(s) }
+        let traced = await trace?.finish(total.traceReceipts)
         let result = PresenceResult(
             plan: plan, duration: duration, warmup: warmup, ramp: rampSeconds, allJoined: allJoined, handshakes: handshakes,
             totals: total, pingRTT: pingRTT, resources: measured.resources, targetP99: targetP99,
-            targetRedisPerUpdate: targetRedisPerUpdate, targetCrossP99: targetCrossP99)
+            targetRedisPerUpdate: targetRedisPerUpdate, targetCrossP99: targetCrossP99, pubSubTrace: traced)
         try emit(result, table: result.table, options: common)
     }
 }
@@ -107,6 +122,8 @@ struct PresencePlan: Sendable, Codable {
     var membersPerDoc: [Int]
     /// 1, or 2 with --second-url: client i is on node (i / docs) % 2, so each doc has members on both.
     var nodes: Int
+    /// With --trace-pubsub: clients whose index is a multiple of this keep their cross-node receipts (0: none).
+    var traceEvery = 0
 
     init(clients: Int, docs: Int, runID: String, rate: Double, jitter: Double, nodes: Int = 1) {
         self.nodes = nodes
@@ -142,13 +159,14 @@ final class PresenceLoopStats {
     var presenceBytes = 0
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
-
+    /// With --trace-pubsub: sampled cross-node receipts.
+    var traceReceipts: [TraceReceipt] = []
 
     func snapshot() -> PresenceLoopSnapshot {
         PresenceLoopSnapshot(
             latency: latency, sameNode: sameNode, crossNode: crossNode, timeline: timeline, sendLag: sendLag, sent: sent, expected: expected, delivered: delivered,
             superseded: superseded, stale: stale, presenceMessages: presenceMessages, presenceBytes: presenceBytes,
-            errors: errors, disconnects: disconnects, skippedSlots: skippedSlots)
+            errors: errors, disconnects: disconnects, skippedSlots: skippedSlots, traceReceipts: traceReceipts)
     }
 }
 
@@ -168,13 +186,14 @@ struct PresenceLoopSnapshot: Sendable {
     var errors: [String: Int]
     var disconnects: [String: Int]
     var skippedSlots: Int
+    var traceReceipts: [TraceReceipt]
 
     static var empty: PresenceLoopSnapshot {
         .init(
             latency: makeLatencyHistogram(), sameNode: makeLatencyHistogram(), crossNode: makeLatencyHistogram(),
             timeline: LatencyTimeline(), sendLag: makeLatencyHistogram(), sent: 0, expected: 0, delivered: 0,
             superseded: 0, stale: 0, presenceMessages: 0, presenceBytes: 0, errors: [:], disconnects: [:],
-            skippedSlots: 0)
+            skippedSlots: 0, traceReceipts: [])
     }
 
     mutating func merge(_ o: PresenceLoopSnapshot) {
@@ -193,6 +212,7 @@ struct PresenceLoopSnapshot: Sendable {
         mergeCounts(&errors, o.errors)
         mergeCounts(&disconnects, o.disconnects)
         skippedSlots += o.skippedSlots
+        traceReceipts += o.traceReceipts
     }
 }
 
@@ -341,6 +361,9 @@ final class PresenceMember: LoadMember, @unchecked Sendable {  // @unchecked: co
                     stats.sameNode.recordNanos(ns)
                 } else {
                     stats.crossNode.recordNanos(ns)
+                    if plan.traceEvery > 0 && index % plan.traceEvery == 0 {
+                        stats.traceReceipts.append(TraceReceipt(key: TraceReceipt.key(sender: sender, n: n), sentAt: ts, receivedAt: now))
+                    }
                 }
             }
             stats.timeline.record(ns, sentAt: ts, window: window)
@@ -397,12 +420,15 @@ struct PresenceResult: Codable, Sendable {
     var redisCommandsPerUpdate: Double?
     var targets: [TargetCheck]
     var targetP99: Double
+    /// With --trace-pubsub: a sample of cross-node deliveries split at the sender node's publish.
+    var pubSubTrace: PubSubTraceResult?
 
     init(
         plan: PresencePlan, duration: Double, warmup: Double, ramp: Double, allJoined: Bool, handshakes: HandshakeCounts,
         totals t: PresenceLoopSnapshot, pingRTT: LatencySummary, resources: ResourceReport, targetP99: Double,
-        targetRedisPerUpdate: Double, targetCrossP99: Double = 65
+        targetRedisPerUpdate: Double, targetCrossP99: Double = 65, pubSubTrace: PubSubTraceResult? = nil
     ) {
+        self.pubSubTrace = pubSubTrace
         controlPingRTTMs = pingRTT
         self.targetP99 = targetP99
         clients = plan.clients
@@ -479,6 +505,16 @@ struct PresenceResult: Codable, Sendable {
         if let same = sameNodeLatencyMs, let cross = crossNodeLatencyMs {
             t.row("  same node (of 2)", same.row)
             t.row("  cross-node", cross.row)
+        }
+        if let trace = pubSubTrace {
+            t.row("  traced cross-node sample", trace.totalMs.row + (trace.unmatched > 0 ? ", \(trace.unmatched) not seen on pub/sub" : ""))
+            t.row("    send → on pub/sub", trace.sendToPubSubMs.row)
+            t.row("    pub/sub → client", trace.pubSubToClientMs.row)
+            if let slow = trace.slowestPercentMeanMs {
+                t.row(
+                    "    slowest 1 %, mean",
+                    "\(fmt(slow.total, 1)) ms = \(fmt(slow.sendToPubSub, 1)) to pub/sub + \(fmt(slow.pubSubToClient, 1)) from it")
+            }
         }
         t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)
         t.row("bench send lag", sendLagMs.row)

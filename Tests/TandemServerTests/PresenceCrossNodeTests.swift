@@ -43,6 +43,9 @@ import TandemTestSupport
         #expect(try await receiver.metric(#"tandem_presence_remote_deltas_total{result="forwarded"}"#) >= 1)
         // The hop the forward added on the receiver (pub/sub arrival → written to bob) was measured.
         #expect(try await receiver.metric("tandem_presence_remote_forward_seconds_count") >= 1)
+        // Its first part (pub/sub → the doc's shard), and the sender's side (tick → publishing write's reply).
+        #expect(try await receiver.metric("tandem_presence_remote_shard_hop_seconds_count") >= 1)
+        #expect(try await sender.metric("tandem_presence_publish_seconds_count") >= 1)
         // The sender's own members are served by its tick as before, and the receiver forwards nothing back
         // to itself: bob's update still reaches alice.
         bob.presence("hop", ["cursor": 99])

@@ -16,6 +16,7 @@ extension DocShard {
             case .commits(let commits): return self.received(commits, doc: doc, docState)
             default: break
             }
+            if arrivedNanos > 0 { self.metrics.remotePresenceShardHop.record(Double(self.clock.nowNanos() &- arrivedNanos) / 1e9) }
             // Another node's delta goes to members at once when the presence state allows it (one hop
             // instead of waiting for this node's tick too; see `PresenceDoc.receive`).
             let loading = docState.isLoading
@@ -62,7 +63,7 @@ extension DocShard {
             let tick = docState.presence.tick(nowMs: nowMs)
             if tick.expired > 0 { metrics.presenceExpired.increment(by: Int64(tick.expired)) }
             deliver(tick, docState)
-            if let write = tick.write { perform(write, doc: doc, docState) }
+            if let write = tick.write { perform(write, doc: doc, docState, tickStartedNanos: started) }
             if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
             if settings.checksumCheckMs > 0 && nowMs >= docState.upkeep.nextChecksumCheckMs {
                 checkChecksum(doc, docState, nowMs: nowMs)
@@ -145,8 +146,10 @@ extension DocShard {
         return groups
     }
 
+    /// - Parameter tickStartedNanos: for a tick's write that publishes a delta, when the tick started
+    ///   (`tandem_presence_publish_seconds`); 0 otherwise.
     @discardableResult
-    func perform(_ write: PresenceWrite, doc: String, _ docState: DocState) -> EventLoopFuture<Void> {
+    func perform(_ write: PresenceWrite, doc: String, _ docState: DocState, tickStartedNanos: UInt64 = 0) -> EventLoopFuture<Void> {
         let keys = presenceKeys(doc, docState)
         guard redis.isAvailable(forKey: keys.channel) else {
             docState.presence.writeFailed()
@@ -154,6 +157,10 @@ extension DocShard {
         }
         let future = presenceStore.write(keys: keys, write, on: eventLoop)
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        if tickStartedNanos > 0 && write.publish != nil {
+            let (metrics, clock) = (self.metrics, self.clock)
+            future.whenSuccess { metrics.presencePublish.record(Double(clock.nowNanos() &- tickStartedNanos) / 1e9) }
+        }
         future.whenFailure { error in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }

@@ -32,6 +32,11 @@ public final class TandemMetrics: Sendable {
     /// From another node's presence message arriving on the pub/sub connection to its forward written to
     /// this node's members: the hop that crossing nodes adds (issue 11).
     public let remotePresenceForwardDelay: ValueHistogram
+    /// The first part of that hop: from the pub/sub connection to the doc's shard running the message.
+    public let remotePresenceShardHop: ValueHistogram
+    /// The sender's side of a cross-node cursor: from the start of a tick to the reply of the doc's Redis
+    /// write, whose script publishes the tick's delta to the other nodes (issue 11).
+    public let presencePublish: ValueHistogram
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -177,6 +182,16 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "presence_remote_forward", "seconds",
                 "Time from another node's presence message arriving on the pub/sub connection to its forward written to this node's members (one per forwarded delta and event loop)."),
+            buckets: latencyBuckets)
+        remotePresenceShardHop = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_remote_shard_hop", "seconds",
+                "Time from another node's presence message arriving on the pub/sub connection to the doc's shard running it (the first part of tandem_presence_remote_forward_seconds)."),
+            buckets: latencyBuckets)
+        presencePublish = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_publish", "seconds",
+                "Time from the start of a presence tick to the reply of a doc's Redis write that publishes the tick's delta to the other nodes (one per write)."),
             buckets: latencyBuckets)
         fanoutMessages = SampledCounter(registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients.")))
