@@ -110,7 +110,8 @@ enum GroupCommitScript {
     ///
     /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
     /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
-    /// when needed, EXISTS + HGET of the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
+    /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
+    /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
     /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and
     /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
     /// The doc's deadline itself is kept by the nodes that hold it open (`SyncReadScripts.head`, every
