@@ -54,6 +54,25 @@ import Testing
         #expect(pipeline.queuedCount == 1)
     }
 
+    @Test func aBatchGoesBehindAnotherOnlyOnceAsManyPushesWaitAsItHolds() throws {
+        var pipeline = P.pipeline({ $0.maxBatchPushes = 8 }, replica: Self.base, depth: 2)
+        func push(_ member: Int, _ id: Int) -> [CommitBatch] {
+            Self.batches(P.push(&pipeline, member, id, #"{"k\#(member)_\#(id)":["put",{}]}"#, base: 3))
+        }
+        let one = try #require(push(1, 1).first)
+        let two = try #require(push(1, 2).first, "one waiting push goes behind a batch of one")
+        for id in 3...5 { #expect(push(1, id).isEmpty, "the depth is reached") }
+        let three = try #require(Self.batches(pipeline.commitReplied(batchID: one.id, .committed(firstClock: 4, atMs: 1), now: 1)).first)
+        #expect(three.commits.count == 3)
+        #expect(Self.batches(pipeline.commitReplied(batchID: two.id, .committed(firstClock: 5, atMs: 1), now: 2)).isEmpty)
+        // A batch of three alone in Redis: one or two waiting pushes do not go behind it, the third does.
+        #expect(push(2, 1).isEmpty)
+        #expect(push(2, 2).isEmpty)
+        let behind = try #require(push(2, 3).first)
+        #expect(behind.commits.count == 3)
+        #expect(behind.after == CommitBatch.Predecessor(token: three.token, lastClock: 8))
+    }
+
     @Test func atMostTheDepthIsInRedis() {
         var (pipeline, first, second) = Self.twoInFlight()
         #expect(second != nil)
