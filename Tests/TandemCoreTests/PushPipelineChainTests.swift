@@ -73,6 +73,20 @@ import Testing
         #expect(behind.after == CommitBatch.Predecessor(token: three.token, lastClock: 8))
     }
 
+    @Test func theBatchesInRedisHoldAtMostMaxBatchBytesTogether() {
+        // (A batch's bytes: its pushes' and the values it writes — about 107 for one `big`.)
+        var pipeline = P.pipeline({ $0.maxBatchBytes = 150 }, replica: Self.base, depth: 2)
+        let big = #"{"b":["put",{"text":"\#(String(repeating: "x", count: 40))"}]}"#
+        #expect(Self.batches(P.push(&pipeline, 1, 1, big, base: 3)).count == 1)
+        // Another one would pass 150 together, so it waits for the reply.
+        #expect(Self.batches(P.push(&pipeline, 2, 1, big, base: 3)).isEmpty)
+        #expect(pipeline.batchesInFlight == 1)
+        // A small one still fits behind it.
+        var small = P.pipeline({ $0.maxBatchBytes = 150 }, replica: Self.base, depth: 2)
+        _ = P.push(&small, 1, 1, big, base: 3)
+        #expect(Self.batches(P.push(&small, 2, 1, #"{"c":["put",{}]}"#, base: 3)).count == 1)
+    }
+
     @Test func atMostTheDepthIsInRedis() {
         var (pipeline, first, second) = Self.twoInFlight()
         #expect(second != nil)

@@ -60,6 +60,11 @@ extension PushPipeline {
         var bytes = 0
         var keys: Set<PushKey> = []
         var perSession: [String: Int] = [:]
+        // Behind batches in Redis, what is left of `maxBatchBytes`: a doc's batches in flight together are
+        // no larger than one batch was (the script time a doc holds Redis for, and the patches one reply
+        // burst puts in each member's outbound queue: 2 MiB at once closed a reading client as a slow
+        // consumer at `--max-outbound-bytes` 1 MiB). Alone, a larger push still goes by itself.
+        let budget = settings.maxBatchBytes - inFlight.reduce(0) { $0 + $1.bytes }
         for batch in inFlight {
             for entry in batch.entries where entry.isCommit && !entry.delivered {
                 keys.insert(PushKey(sessionID: entry.push.sessionID, pushID: entry.push.pushID))
@@ -82,9 +87,8 @@ extension PushPipeline {
             // goes in a later batch, where Redis recognises it.
             if keys.contains(key) { break }
             if perSession[push.sessionID, default: 0] >= settings.maxSessionPushesPerBatch { break }
-            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
-                break
-            }
+            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > budget) { break }
+            if pipelined && push.bytes > budget { return took }
             _ = queue.popFirst()
             took = true
             if push.base < replica.head && push.attempts == 0 { counters.concurrentPushes += 1 }
@@ -136,7 +140,7 @@ extension PushPipeline {
             InFlightBatch(
                 id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
                 heldDiscards: entries.count - commitCount, knownHeadAtSend: knownRedisHead, predictedFirst: startHead + 1,
-                token: batch.token))
+                token: batch.token, bytes: bytes))
         counters.batches += 1
         counters.batchedCommits += UInt64(commitCount)
         if pipelined { counters.pipelinedBatches += 1 }

@@ -73,6 +73,9 @@ struct InFlightBatch<Member: Hashable> {
     /// there).
     let predictedFirst: UInt64
     let token: String
+    /// Bytes of ops and record values (`CommitBatch.bytes`): a doc's batches in Redis hold at most
+    /// `maxBatchBytes` together.
+    let bytes: Int
     var replied = false
     var firstClock: UInt64?
     var deliveredCommits = 0
