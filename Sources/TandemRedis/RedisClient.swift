@@ -44,6 +44,8 @@ public final class RedisClient: RedisCommandClient {
     public let configuration: Configuration
     private let logger: Logger
     private let shared = NIOLockedValueBox(ClientSharedState())
+    /// Keeps script calls in order across a `NOSCRIPT` retry (`RedisClient+Scripts`).
+    let scriptOrder = NIOLockedValueBox(ScriptOrder())
     private let wake = WakePipe()
     private let lifecycle = OwnerThreadLifecycle()
 

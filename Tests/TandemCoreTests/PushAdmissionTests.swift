@@ -29,6 +29,8 @@ import Testing
         init(seed: UInt64, roundTrip: Double, perPush: Double, priors: (Double, Double), noise: Double, maxBatch: Int) {
             var settings = PushPipelineSettings(nodeID: "me")
             settings.maxBatchPushes = maxBatch
+            // (This Redis runs one batch at a time, S(k) each: the model admission is built on.)
+            settings.maxBatchesInFlight = 1
             settings.maxQueuedPushes = 1_000_000
             settings.maxPushWaitNanos = 250_000_000
             settings.initialRoundTripNanos = UInt64(priors.0)

@@ -18,7 +18,9 @@ import Testing
 /// - nothing of a refused, discarded or dropped push is committed; a push in Redis is answered with its
 ///   clock and what Redis applied (or `unavailable`, when the reply was lost, or not at all if its member
 ///   left), and no push id of a session is committed twice;
-/// - one batch in Redis at a time, one log read at a time;
+/// - at most `maxBatchesInFlight` batches of the pipeline in Redis at a time (Redis runs them in order and
+///   replies in order; a batch behind another runs only on the state it was decided against — the world's
+///   Redis checks the condition as the script does), one log read at a time;
 /// - admission refuses a push as busy exactly when something is ahead of it and the model's estimate of
 ///   its wait is over `maxPushWaitNanos` (the bound on actual waits is `PushAdmissionTests`' subject: here
 ///   replies take arbitrary times).
@@ -42,7 +44,7 @@ import Testing
         // The interleavings reached what they are meant to exercise.
         // (Time jumps by seconds while a batch is in Redis, and a late batch counts as late as long again
         // in the wait estimate, so many pushes are refused as busy: some 750 batches of several pushes.)
-        #expect(stats.batchesOver1 > 600, "\(stats)")
+        #expect(stats.batchesOver1 > 400, "\(stats)")
         #expect(stats.conflicts > 200, "\(stats)")
         #expect(stats.duplicates > 50, "\(stats)")
         #expect(stats.failedReplies > 200, "\(stats)")
@@ -54,6 +56,13 @@ import Testing
         #expect(stats.heldDiscards > 50, "\(stats)")
         #expect(stats.tooLarge > 50, "\(stats)")
         #expect(stats.losses > 50, "\(stats)")
+        // Two batches in flight: replies in order, one ahead failing or losing its race with the second
+        // already sent, another node's commit between them, a reconnect with both in Redis.
+        #expect(stats.pipelined > 500, "\(stats)")
+        #expect(stats.brokenChains > 100, "\(stats)")
+        #expect(stats.failedAhead > 50, "\(stats)")
+        #expect(stats.remoteBetween > 30, "\(stats)")
+        #expect(stats.downWithTwo > 20, "\(stats)")
     }
 }
 
@@ -68,6 +77,8 @@ struct FakeRedis {
     let maxDocRecords: Int
     /// Per session, its committed push ids, newest last (the script keeps the last 64).
     var recent: [String: [(id: JSONValue, clock: UInt64)]] = [:]
+    /// The doc's tail as the script records it: the token of the batch that wrote the head, and the head.
+    var tail: String?
     var head: UInt64 { state.head }
 
     init(retention: UInt64, maxDocRecords: Int) {
@@ -77,6 +88,8 @@ struct FakeRedis {
 
     /// Runs a batch like `GroupCommitScript.commit`; `check` records discrepancies in the batch itself.
     mutating func execute(_ batch: CommitBatch, node: String, atMs: UInt64, check: (String) -> Void) -> CommitBatchOutcome {
+        // Pipelined behind another batch: only on the state that one left.
+        if let after = batch.after, head != after.lastClock || tail != after.tail { return .conflict(head: head) }
         var dups: [Int: UInt64] = [:]
         for (i, commit) in batch.commits.enumerated() {
             if let hit = recent[commit.sessionID]?.last(where: { $0.id == commit.pushID }) { dups[i] = hit.clock }
@@ -118,6 +131,7 @@ struct FakeRedis {
             }
         }
         for id in touched where batch.writes[id] == nil { check("record \(id) changed by the batch but not written") }
+        tail = "\(batch.token)@\(head)"
         return .committed(firstClock: first, atMs: atMs)
     }
 
@@ -141,6 +155,7 @@ struct FakeRedis {
             clock: head + 1, ops: decision.applied.json, by: session, node: "other", pushID: .number(id), committedAtMs: atMs)
         state.apply(clock: notice.clock, ops: decision.applied)
         append(notice)
+        tail = "other:\(id)@\(head)"
         return notice
     }
 
@@ -152,6 +167,7 @@ struct FakeRedis {
         states.removeLast(count)
         log.removeLast(count)
         state = states.last!
+        tail = nil  // (an older value, in Redis: none of a lost batch's)
         let kept = head
         for session in recent.keys { recent[session]!.removeAll { $0.clock > kept } }
         retainedFrom = min(retainedFrom, kept + 1)
@@ -200,6 +216,7 @@ struct World {
     struct Stats: CustomStringConvertible {
         var batchesOver1 = 0, conflicts = 0, duplicates = 0, failedReplies = 0, reloads = 0, gapReads = 0
         var invalidBase = 0, overload = 0, droppedInFlight = 0, heldDiscards = 0, tooLarge = 0, commits = 0, losses = 0
+        var pipelined = 0, brokenChains = 0, failedAhead = 0, remoteBetween = 0, downWithTwo = 0
 
         mutating func add(_ other: Stats) {
             batchesOver1 += other.batchesOver1; conflicts += other.conflicts; duplicates += other.duplicates
@@ -207,13 +224,16 @@ struct World {
             invalidBase += other.invalidBase; overload += other.overload; droppedInFlight += other.droppedInFlight
             heldDiscards += other.heldDiscards; tooLarge += other.tooLarge; commits += other.commits
             losses += other.losses
+            pipelined += other.pipelined; brokenChains += other.brokenChains; failedAhead += other.failedAhead
+            remoteBetween += other.remoteBetween; downWithTwo += other.downWithTwo
         }
 
         var description: String {
             "batches>1 \(batchesOver1), conflicts \(conflicts), duplicates \(duplicates), failed replies \(failedReplies), "
                 + "reloads \(reloads), gap reads \(gapReads), invalid_base \(invalidBase), overload \(overload), "
                 + "dropped in flight \(droppedInFlight), held discards \(heldDiscards), too_large \(tooLarge), commits \(commits), "
-                + "losses \(losses)"
+                + "losses \(losses), pipelined \(pipelined), broken chains \(brokenChains), failed ahead \(failedAhead), "
+                + "remote between \(remoteBetween), down with two \(downWithTwo)"
         }
     }
 
@@ -240,7 +260,9 @@ struct World {
     var nextSession = 1
 
     var channel: [[CommitNotice]] = []
-    var pendingCommit: (batch: CommitBatch, executed: CommitBatchOutcome?)?
+    /// Batches sent to Redis, in order (Redis runs and answers them in this order): the pipeline's, and
+    /// those it took back while they were in Redis.
+    var pendingCommits: [(batch: CommitBatch, executed: CommitBatchOutcome?)] = []
     var pendingRead: (from: UInt64, count: Int)?
     var pendingLoad = false
     var redisUp = true
@@ -265,6 +287,8 @@ struct World {
         settings.maxPushWaitNanos = 40_000_000
         settings.initialRoundTripNanos = 2_000_000
         settings.initialPerPushNanos = 1_000_000
+        // Mostly pipelined (two or three batches in Redis), a quarter one at a time.
+        settings.maxBatchesInFlight = [1, 2, 2, 3][Int(random.next() % 4)]
         pipeline = PushPipeline(settings: settings, randomSeed: seed)
         redis = FakeRedis(retention: settings.retention, maxDocRecords: 6)
         steps = 20 + Int(random.next() % 60)
@@ -299,7 +323,7 @@ struct World {
         now += UInt64(roll(4_000_000))
         switch roll(100) {
         case 0..<24: push()
-        case 24..<32: if pendingCommit != nil { executeCommit() } else { push() }
+        case 24..<32: if !pendingCommits.isEmpty { executeCommit() } else { push() }
         case 32..<40: replyCommit()
         case 40..<51: deliverMessage()
         case 51..<55: dropMessage()
@@ -325,12 +349,12 @@ struct World {
         }
         for _ in 0..<400 {
             if !failures.isEmpty { return }
-            let busy = pendingCommit != nil || !channel.isEmpty || pendingRead != nil || pendingLoad
+            let busy = !pendingCommits.isEmpty || !channel.isEmpty || pendingRead != nil || pendingLoad
                 || members.values.contains { $0.fetching != nil } || !pipeline.isIdle
             if !busy && pipeline.head == redis.head { return }
             now += 50_000_000
-            if pendingCommit != nil {
-                if pendingCommit!.executed == nil { executeCommit(plain: true) }
+            if !pendingCommits.isEmpty {
+                if pendingCommits[0].executed == nil { executeCommit(plain: true) }
                 replyCommit()
             } else if !channel.isEmpty {
                 deliverMessage()
@@ -500,19 +524,22 @@ struct World {
 
     // MARK: Redis and the network
 
+    /// Redis runs the next batch it has (in the order sent).
     mutating func executeCommit(plain: Bool = false) {
-        guard let pending = pendingCommit, pending.executed == nil else { return }
-        if !plain && chance(20) {
-            // Another node gets to these records first.
+        guard let index = pendingCommits.firstIndex(where: { $0.executed == nil }) else { return }
+        let pending = pendingCommits[index]
+        if !plain && chance(index > 0 ? 70 : 20) {
+            // Another node gets to these records first (between two batches of ours, when one ran already).
             let ids = Array(pending.batch.writes.keys.sorted().prefix(1))
             if let id = ids.first, let notice = redis.remoteCommit(Ops([id: .put(.object(["other": .number(1)]))]), by: "o1", id: nextPushID, atMs: now / 1_000_000) {
                 nextPushID += 1
                 channel.append([notice])
+                if index > 0 { stats.remoteBetween += 1 }
             }
         }
         if !plain && chance(8) {
-            // Redis fails before running it.
-            pendingCommit!.executed = .failed
+            // Redis fails before running it (an error reply; those behind it still run).
+            pendingCommits[index].executed = .failed
             note("batch \(pending.batch.id) fails before execution")
             return
         }
@@ -530,15 +557,17 @@ struct World {
             channel.append(Array(redis.log.suffix(pending.batch.commits.count)))
             stats.commits += pending.batch.commits.count
         }
-        pendingCommit!.executed = (!plain && chance(8)) ? .failed : outcome
-        if pendingCommit!.executed == .failed { note("… and its reply is lost") }
+        pendingCommits[index].executed = (!plain && chance(8)) ? .failed : outcome
+        if pendingCommits[index].executed == .failed { note("… and its reply is lost") }
     }
 
+    /// The reply to the oldest batch in Redis (running it first if it has not run).
     mutating func replyCommit() {
-        guard let pending = pendingCommit else { return }
+        guard let pending = pendingCommits.first else { return }
         if pending.executed == nil { executeCommit() }
-        guard let outcome = pendingCommit?.executed else { return }
-        pendingCommit = nil
+        guard let outcome = pendingCommits.first?.executed else { return }
+        pendingCommits.removeFirst()
+        let behind = pipeline.batchesInFlight > 1
         switch outcome {
         case .conflict, .tooLarge: stats.conflicts += 1
         case .duplicate: stats.duplicates += 1
@@ -547,9 +576,12 @@ struct World {
         }
         if case .committed = outcome {} else {
             for i in instances.indices where instances[i].inBatch == pending.batch.id { instances[i].inBatch = nil }
+            if behind { stats.brokenChains += 1 }
+            if behind && outcome == .failed { stats.failedAhead += 1 }
         }
         note("reply batch \(pending.batch.id): \(outcome)")
         apply(pipeline.commitReplied(batchID: pending.batch.id, outcome, now: now))
+        check(pipeline.batchesInFlight <= pipeline.settings.maxBatchesInFlight, "\(pipeline.batchesInFlight) batches in flight")
     }
 
     mutating func deliverMessage() {
@@ -640,15 +672,13 @@ struct World {
         redisUp.toggle()
         note(redisUp ? "Redis is back" : "Redis is down")
         if !redisUp {
-            // Whatever was in flight fails.
-            if let pending = pendingCommit, pending.executed == nil {
-                if chance(50) { executeCommit(plain: true) }
-                pendingCommit!.executed = .failed
-            } else if pendingCommit != nil {
-                pendingCommit!.executed = .failed
-            }
+            // Whatever was in flight fails: Redis ran a prefix of it (what reached it before the connection
+            // dropped), and every reply is lost.
+            if pipeline.batchesInFlight > 1 { stats.downWithTwo += 1 }
+            while pendingCommits.contains(where: { $0.executed == nil }) && chance(50) { executeCommit(plain: true) }
+            for i in pendingCommits.indices { pendingCommits[i].executed = .failed }
             apply(pipeline.setRedisAvailable(false, now: now))
-            if pendingCommit != nil { replyCommit() }
+            while !pendingCommits.isEmpty { replyCommit() }
             if pendingRead != nil { completeRead() }
             if pendingLoad { completeLoad() }
         } else {
@@ -665,7 +695,7 @@ struct World {
     mutating func loseCommits() {
         // (Only once the doc is loaded: commits pub/sub brought before the first load are applied after it
         // and may be lost ones; the periodic head check finds that later, outside this model's steps.)
-        guard redisUp, pipeline.isLoaded, redis.head > 0, pendingCommit == nil, pendingRead == nil, !pendingLoad,
+        guard redisUp, pipeline.isLoaded, redis.head > 0, pendingCommits.isEmpty, pendingRead == nil, !pendingLoad,
             members.values.allSatisfy({ $0.fetching == nil })
         else { return }
         let known = pipeline.knownRedisHead
@@ -694,14 +724,23 @@ struct World {
         for action in actions {
             switch action {
             case .commit(let batch):
-                check(pendingCommit == nil, "a second batch while one is in Redis")
+                check(pipeline.batchesInFlight <= pipeline.settings.maxBatchesInFlight, "more than the depth of batches in Redis")
                 check(redisUp, "a batch while Redis is down")
-                pendingCommit = (batch, nil)
+                // A pipelined batch names the one it runs behind: the pipeline's last batch still in Redis.
+                if let after = batch.after {
+                    stats.pipelined += 1
+                    check(pendingCommits.last?.batch.token == after.token, "batch \(batch.id) runs behind \(after.token), which is not the batch before it")
+                }
+                pendingCommits.append((batch, nil))
                 if batch.commits.count > 1 { stats.batchesOver1 += 1 }
-                note("batch \(batch.id): \(batch.commits.map { "\($0.sessionID)/\($0.pushID.serializedString)" })")
+                note("batch \(batch.id)\(batch.after.map { " after \($0.tail)" } ?? ""): \(batch.commits.map { "\($0.sessionID)/\($0.pushID.serializedString)" })")
+                // (A push of a batch the pipeline took back while it was in Redis may be in a new one before
+                // the old one's reply.)
+                let waiting = Set(pendingCommits.map(\.batch.id))
                 for commit in batch.commits {
                     guard let i = instances.firstIndex(where: {
-                        $0.session == commit.sessionID && $0.id == commit.pushID && $0.answers.isEmpty && !$0.dropped && $0.inBatch == nil
+                        $0.session == commit.sessionID && $0.id == commit.pushID && $0.answers.isEmpty && !$0.dropped
+                            && ($0.inBatch == nil || ($0.inBatch != batch.id && waiting.contains($0.inBatch!) && $0.committedAt == nil))
                     }) else {
                         check(false, "batch \(batch.id) holds \(commit.sessionID)/\(commit.pushID.serializedString), which is not pending (dropped or answered)")
                         continue

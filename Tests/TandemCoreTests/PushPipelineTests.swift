@@ -9,8 +9,13 @@ import Testing
     static func json(_ text: String) -> JSONValue { try! JSONParser.parse(text) }
 
     /// A pipeline with a loaded replica and live members 1 and 2 (sessions "s1", "s2").
-    static func pipeline(_ configure: (inout PushPipelineSettings) -> Void = { _ in }, replica: DocReplica = DocReplica()) -> Pipeline {
+    /// One batch in Redis at a time unless `depth` says otherwise: these tests are about forming and
+    /// answering one batch (`PushPipelineChainTests` is about batches behind others).
+    static func pipeline(
+        _ configure: (inout PushPipelineSettings) -> Void = { _ in }, replica: DocReplica = DocReplica(), depth: Int = 1
+    ) -> Pipeline {
         var settings = PushPipelineSettings(nodeID: "me")
+        settings.maxBatchesInFlight = depth
         configure(&settings)
         var pipeline = Pipeline(settings: settings, randomSeed: 7)
         _ = pipeline.load(replica, retainedFrom: 1, now: 0)

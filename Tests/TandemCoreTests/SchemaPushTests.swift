@@ -86,6 +86,7 @@ import Testing
     @Test func inABatchAnInvalidPushIsDiscardedAndTheOthersCommit() {
         var settings = PushPipelineSettings(nodeID: "me")
         settings.maxBatchPushes = 10
+        settings.maxBatchesInFlight = 1  // (the pushes after the first wait and form one batch)
         var pipeline = Pipeline(settings: settings, randomSeed: 7)
         pipeline.schema = Self.schema
         _ = pipeline.load(DocReplica(), retainedFrom: 1, now: 0)

@@ -224,6 +224,31 @@ struct RedisClientTests {
         }
     }
 
+    /// A call made while an earlier one waits for its `NOSCRIPT` retry runs after it, not before (with the
+    /// old retry it found the script loaded by a retry and ran at once: a, c, b).
+    @Test func scriptCallsKeepTheirOrderAcrossANoscriptRetry() async throws {
+        let server = try await startServer()
+        let client = try startedClient(server.url)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let script = RedisScript("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+        await cli(server, "SCRIPT", "FLUSH")
+        let done = Recorder<String>()
+        client.evalScript(script, keys: ["order"], args: ["a"]) { _ in done.append("a") }
+        // WAIT (no replicas) holds this connection for a second: "b" stays behind it in Redis while "a"'s
+        // NOSCRIPT comes back and its retry is sent.
+        client.send(RedisCommand("WAIT", "1", "1000")) { _ in done.append("wait") }
+        client.evalScript(script, keys: ["order"], args: ["b"]) { _ in done.append("b") }
+        try await TandemTestSupport.waitUntil("\"a\" met NOSCRIPT", poll: .milliseconds(5)) {
+            infoField(await cli(server, "INFO", "errorstats"), "errorstat_NOSCRIPT") != nil
+        }
+        // Made after "a"'s retry went out, while "b" (sent before it) has yet to meet NOSCRIPT.
+        client.evalScript(script, keys: ["order"], args: ["c"]) { _ in done.append("c") }
+        #expect(await waitUntil { done.count == 4 })
+        #expect(await cli(server, "LRANGE", "order", "0", "-1") == "a\nb\nc")
+        #expect(done.values.filter { $0 != "wait" } == ["a", "b", "c"])
+    }
+
     @Test func selectsTheDatabaseFromTheURL() async throws {
         let server = try await startServer()
         let client = try startedClient(server.url + "/3")

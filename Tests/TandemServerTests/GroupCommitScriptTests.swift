@@ -239,6 +239,76 @@ import Testing
         #expect(fixture.dump(doc) == before)
     }
 
+    /// Two batches from a pipeline with two in flight: the second, decided against the state the first
+    /// leaves, is sent before the first's reply.
+    func pipelined(_ first: Push, _ second: Push, against replica: DocReplica) throws -> (CommitBatch, CommitBatch) {
+        var settings = PushPipelineSettings(nodeID: "node-a")
+        settings.maxBatchesInFlight = 2
+        // (Not `decide`'s seed: batch tokens are unique per pipeline, and `decide` makes the other commits.)
+        var pipeline = PushPipeline<Int>(settings: settings, randomSeed: 2)
+        _ = pipeline.load(replica, retainedFrom: 1, now: 0)
+        _ = pipeline.attach(0, since: replica.head, now: 0)
+        _ = pipeline.attach(1, since: replica.head, now: 0)
+        var batches: [CommitBatch] = []
+        for (member, push) in [first, second].enumerated() {
+            let actions = pipeline.push(
+                from: member, sessionID: push.sid, pushID: push.id, base: replica.head, ops: try Ops(json: ops(push.ops)),
+                bytes: push.ops.utf8.count, readOnly: false, now: 0)
+            for action in actions { if case .commit(let batch) = action { batches.append(batch) } }
+        }
+        guard batches.count == 2, batches[1].after != nil else { throw TestFailure("not pipelined: \(batches)") }
+        return (batches[0], batches[1])
+    }
+
+    @Test func aPipelinedBatchRunsOnlyOnTheStateTheBatchAheadLeft() async throws {
+        let fixture = try await Fixture.start()
+        let store = fixture.store()
+        let doc = "gc:pipe"
+        _ = try await commit(store, fixture, doc, [Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{"t":"x"}]}"#)])
+        let replica = try await store.load(doc: doc, on: fixture.loop).get().replica
+
+        // Both sent at once, the second behind the first: both commit, the second on the first's result.
+        var (first, second) = try pipelined(
+            Push(sid: Self.sessionA, id: .number(2), ops: #"{"a":["patch",{"t":["append","y",1]}]}"#),
+            Push(sid: Self.sessionB, id: .number(1), ops: #"{"a":["patch",{"t":["append","z",2]}]}"#), against: replica)
+        let one = store.commit(doc: doc, batch: first, docTTLMs: 0, on: fixture.loop)
+        let two = store.commit(doc: doc, batch: second, docTTLMs: 0, on: fixture.loop)
+        let (replyOne, replyTwo) = (try await one.get(), try await two.get())
+        guard case .committed(firstClock: 2, _) = replyOne, case .committed(firstClock: 3, _) = replyTwo else {
+            Issue.record("replies \(replyOne), \(replyTwo)")
+            return
+        }
+        #expect(fixture.redis("HGET", "tandem:{\(doc)}:records", "a") == #"{"t":"xyz"}"#)
+        #expect(fixture.redis("HGET", "tandem:{\(doc)}:pushids", "~tail") == "\(second.token)@3")
+
+        // Another node's commit between them: the second writes nothing.
+        let now = try await store.load(doc: doc, on: fixture.loop).get().replica
+        (first, second) = try pipelined(
+            Push(sid: Self.sessionA, id: .number(3), ops: #"{"b":["put",{}]}"#),
+            Push(sid: Self.sessionB, id: .number(2), ops: #"{"c":["put",{}]}"#), against: now)
+        guard case .committed(firstClock: 4, _) = try await store.commit(doc: doc, batch: first, docTTLMs: 0, on: fixture.loop).get()
+        else { Issue.record("the first batch did not commit at 4"); return }
+        let other = fixture.store(node: "node-b")
+        _ = try await commit(other, fixture, doc, [Push(sid: "CCCCCCCCCCCCCCCCCCCCCC", id: .number(1), ops: #"{"d":["put",{}]}"#)])
+        var before = fixture.dump(doc)
+        #expect(try await store.commit(doc: doc, batch: second, docTTLMs: 0, on: fixture.loop).get() == .conflict(head: 5))
+        #expect(fixture.dump(doc) == before)
+
+        // The batch ahead lost its race (wrote nothing): the one behind it writes nothing either, even
+        // once the head has come to where it expected (another batch of the same size landed there).
+        let last = try await store.load(doc: doc, on: fixture.loop).get().replica
+        (first, second) = try pipelined(
+            Push(sid: Self.sessionA, id: .number(4), ops: #"{"a":["patch",{"t":["put","mine"]}]}"#),
+            Push(sid: Self.sessionB, id: .number(3), ops: #"{"e":["put",{}]}"#), against: last)
+        _ = try await commit(other, fixture, doc, [Push(sid: "CCCCCCCCCCCCCCCCCCCCCC", id: .number(2), ops: #"{"a":["put",{"t":"theirs"}]}"#)])
+        before = fixture.dump(doc)
+        #expect(try await store.commit(doc: doc, batch: first, docTTLMs: 0, on: fixture.loop).get() == .conflict(head: 6))
+        #expect(fixture.dump(doc) == before)
+        #expect(second.after?.lastClock == 6)
+        #expect(try await store.commit(doc: doc, batch: second, docTTLMs: 0, on: fixture.loop).get() == .conflict(head: 6))
+        #expect(fixture.dump(doc) == before)
+    }
+
     @Test func onlyARecordsFirstTouchInTheBatchIsCheckedAgainstRedis() async throws {
         let fixture = try await Fixture.start()
         let store = fixture.store()
@@ -314,7 +384,9 @@ import Testing
         #expect(dups.count == 64)
         #expect(dups[0] == 37 && dups[63] == 100)
         let fields2 = fixture.redis("HKEYS", "tandem:{gc:4b}:pushids").split(whereSeparator: \.isNewline)
-        #expect(fields2.count == 1 + 64 + 64)
+        // The counter, 64 slots, 64 lookups and the doc's tail.
+        let expectedFields = 1 + 64 + 64 + 1
+        #expect(fields2.count == expectedFields)
     }
 
     @Test func rePushesCommittedByTheSingleCommitScriptAreRecognisedToo() async throws {

@@ -11,8 +11,10 @@ import Testing
     /// While one batch is in Redis, everything else queues; it goes as one batch: consecutive clocks,
     /// one log entry, each pusher answered at its clock, the other node's clients get every commit as a
     /// patch in clock order.
+    /// (One batch in Redis at a time, `--max-batches-in-flight 1`: `PushPipelineChainTests` and
+    /// `GroupCommitScriptTests` cover the batches pipelined behind another.)
     @Test func aBatchIsCommittedAndAnsweredInClockOrderAcrossTwoNodes() async throws {
-        let cluster = try await SyncCluster.start(nodes: 2)
+        let cluster = try await SyncCluster.start(nodes: 2) { $0.maxBatchesInFlight = 1 }
         let doc = "group:order"
         let alice = try await cluster.client("alice", node: 0)
         let bob = try await cluster.client("bob", node: 0)
@@ -188,7 +190,10 @@ import Testing
     /// `--max-queued-pushes` stays as a hard memory bound: beyond it pushes are refused at once with a
     /// retry hint, whatever the wait estimate says.
     @Test func theQueueBoundRefusesWithRetryAfterMsToo() async throws {
-        let cluster = try await SyncCluster.start(nodes: 1) { $0.maxQueuedPushes = 2 }
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxQueuedPushes = 2
+            $0.maxBatchesInFlight = 1  // (the first push alone in Redis, the next two queued)
+        }
         let doc = "group:full"
         let node = cluster.nodes[0]
         let alice = try await cluster.client("alice")

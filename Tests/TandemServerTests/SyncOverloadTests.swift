@@ -90,6 +90,7 @@ import Testing
             $0.maxPushWaitMs = 60_000  // only the queue bound refuses here, whatever the timing
             $0.maxLoopLagMs = 60_000
             $0.maxQueuedPushes = 2
+            $0.maxBatchesInFlight = 1  // (push 2 alone in Redis, 3 and 4 queued behind it)
         }
         let doc = "overload:unparsed"
         let client = try await cluster.client("raw")

@@ -9,7 +9,7 @@ struct BatchOverlay: RecordSource {
     let base: DocReplica
     /// Records the batch changed: the new value, or nil when removed.
     private(set) var changed: [String: JSONValue?] = [:]
-    private var changedVersions: [String: UInt64] = [:]
+    private(set) var changedVersions: [String: UInt64] = [:]
     private(set) var recordCount: Int
 
     init(base: DocReplica) {

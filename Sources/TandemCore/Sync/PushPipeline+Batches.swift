@@ -3,10 +3,11 @@
 extension PushPipeline {
     // MARK: Forming batches
 
-    /// Starts the next batch if the doc can take one.
+    /// Starts the next batch if the doc can take one: the first when none is in Redis, or one pipelined
+    /// behind those in Redis (see `chainStart`).
     mutating func pump(_ now: UInt64, into actions: inout [PushAction<Member>]) {
-        guard inFlight == nil, delivery.isLoaded, !loadInFlight, !regressed, redisUp else { return }
-        if let wait = catchUp {
+        guard delivery.isLoaded, !loadInFlight, !regressed, redisUp else { return }
+        if inFlight.isEmpty, let wait = catchUp {
             if delivery.head >= wait.clock || now >= wait.deadline {
                 // Caught up (or out of patience: deciding against what we have is still safe — Redis
                 // re-checks — it may just lose the race again).
@@ -15,38 +16,81 @@ extension PushPipeline {
                 return
             }
         }
-        while !queue.isEmpty {
+        while !queue.isEmpty && inFlight.count < max(settings.maxBatchesInFlight, 1) {
+            // Behind a batch in Redis, only once as many pushes wait as it holds (or a full batch): a
+            // smaller one would cost a script call and its per-batch work for fewer commits than waiting
+            // for the reply gathers. (Sent at once, a busy doc's batches shrank to ~1.4 pushes from ~3.9
+            // at sync-20k, and each commit cost more where CPU is what runs out.) A hot doc's backlog
+            // passes this at once, so its batches still go back to back.
+            if let last = inFlight.last, queue.count < min(last.commitCount, settings.maxBatchPushes) { return }
             if !formBatch(now, into: &actions) { return }
         }
     }
 
-    /// Decides queued pushes into one batch. Returns false when the pipeline must wait (a batch was
-    /// sent, or the first push waits for the head), true when everything it took was answered at once.
+    /// Whether a batch may be decided now, and against what: the replica when nothing is in Redis; with
+    /// batches in Redis, the state they will leave if each lands where it was predicted — only while that
+    /// is still possible (none has replied, nothing else reached the replica since the chain began, no
+    /// gap or wait is pending). Otherwise the next batch waits for their replies, as without pipelining.
+    func chainStart(_ replica: DocReplica) -> (overlay: BatchOverlay, tail: CommitBatch.Predecessor?)? {
+        var overlay = BatchOverlay(base: replica)
+        guard let last = inFlight.last else { return (overlay, nil) }
+        guard catchUp == nil, headWait == nil, delivery.gap == nil, inFlight.allSatisfy({ !$0.replied }),
+            inFlight[0].predictedFirst == replica.head + 1
+        else { return nil }
+        for batch in inFlight {
+            for entry in batch.entries where entry.isCommit {
+                overlay.apply(entry.decision, pendingClock: batch.predictedFirst + UInt64(entry.commitIndex))
+            }
+        }
+        return (overlay, CommitBatch.Predecessor(token: last.token, lastClock: last.predictedFirst + UInt64(last.commitCount) - 1))
+    }
+
+    /// Decides queued pushes into one batch. Returns false when the pipeline must wait (the first push
+    /// waits for the head, or nothing can go behind the batches in Redis), true when it sent a batch or
+    /// answered everything it took at once.
     mutating func formBatch(_ now: UInt64, into actions: inout [PushAction<Member>]) -> Bool {
         // (`pump` forms batches only for a loaded doc.)
-        guard let replica = delivery.replica else { return false }
-        var overlay = BatchOverlay(base: replica)
+        guard let replica = delivery.replica, let start = chainStart(replica) else { return false }
+        var overlay = start.overlay
+        let pipelined = start.tail != nil
+        // The head the decisions start from: the replica's, plus what the batches in Redis will add.
+        let startHead = start.tail?.lastClock ?? replica.head
         var entries: [BatchEntry<Member>] = []
         var commitCount = 0
         var bytes = 0
         var keys: Set<PushKey> = []
         var perSession: [String: Int] = [:]
+        // Behind batches in Redis, what is left of `maxBatchBytes`: a doc's batches in flight together are
+        // no larger than one batch was (the script time a doc holds Redis for, and the patches one reply
+        // burst puts in each member's outbound queue: 2 MiB at once closed a reading client as a slow
+        // consumer at `--max-outbound-bytes` 1 MiB). Alone, a larger push still goes by itself.
+        let budget = settings.maxBatchBytes - inFlight.reduce(0) { $0 + $1.bytes }
+        for batch in inFlight {
+            for entry in batch.entries where entry.isCommit && !entry.delivered {
+                keys.insert(PushKey(sessionID: entry.push.sessionID, pushID: entry.push.pushID))
+                perSession[entry.push.sessionID, default: 0] += 1
+            }
+        }
+        var took = false
         while let push = queue.first {
             if push.base > replica.head {
                 if commitCount > 0 { break }
+                // Behind batches in Redis, their replies move the replica first.
+                if pipelined { return took }
                 if waitForHead(push, now, into: &actions) { return false }
+                took = true
                 continue
             }
             if headWait?.seq == push.seq { headWait = nil }  // the replica got there
             let key = PushKey(sessionID: push.sessionID, pushID: push.pushID)
-            // The same session and id twice in one batch would both pass the duplicate check: the second
-            // goes in the next batch, where Redis recognises it.
+            // The same session and id twice in Redis at once would both pass the duplicate check: the second
+            // goes in a later batch, where Redis recognises it.
             if keys.contains(key) { break }
             if perSession[push.sessionID, default: 0] >= settings.maxSessionPushesPerBatch { break }
-            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > settings.maxBatchBytes) {
-                break
-            }
+            if commitCount > 0 && (commitCount >= settings.maxBatchPushes || bytes + push.bytes > budget) { break }
+            if pipelined && push.bytes > budget { return took }
             _ = queue.popFirst()
+            took = true
             if push.base < replica.head && push.attempts == 0 { counters.concurrentPushes += 1 }
             let decision: PushDecision
             do {
@@ -56,20 +100,28 @@ extension PushPipeline {
                 continue
             }
             if decision.action == .discard {
-                if commitCount == 0 {
+                if commitCount > 0 {
+                    // It saw the batch's earlier commits: answer it right after the last of them.
+                    entries.append(
+                        BatchEntry(push: push, decision: decision, appliedJSON: .null, isCommit: false, commitIndex: commitCount - 1))
+                } else if pipelined {
+                    // It saw the commits of the batches in Redis: answer it right after the last of them.
+                    let last = inFlight.count - 1
+                    inFlight[last].entries.append(
+                        BatchEntry(
+                            push: push, decision: decision, appliedJSON: .null, isCommit: false,
+                            commitIndex: inFlight[last].commitCount - 1))
+                    inFlight[last].heldDiscards += 1
+                } else {
                     actions.append(
                         .answer(
                             discard(
                                 push, reason: decision.reason ?? "void", conflicted: decision.conflicted,
                                 violation: decision.violation)))
-                } else {
-                    // It saw the batch's earlier commits: answer it right after the last of them.
-                    entries.append(
-                        BatchEntry(push: push, decision: decision, appliedJSON: .null, isCommit: false, commitIndex: commitCount - 1))
                 }
                 continue
             }
-            overlay.apply(decision, pendingClock: replica.head + 1 + UInt64(commitCount))
+            overlay.apply(decision, pendingClock: startHead + 1 + UInt64(commitCount))
             let applied = decision.applied.json
             entries.append(
                 BatchEntry(
@@ -80,16 +132,21 @@ extension PushPipeline {
             keys.insert(key)
             perSession[push.sessionID, default: 0] += 1
         }
-        guard commitCount > 0 else { return true }
-        let batch = makeBatch(&entries, replica: replica, bytes: bytes)
+        guard commitCount > 0 else { return took }
+        var batch = makeBatch(&entries, before: start.overlay, bytes: bytes)
+        batch.after = start.tail
         let commitEntries = entries.indices.filter { entries[$0].isCommit }
-        inFlight = InFlightBatch(
-            id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
-            heldDiscards: entries.count - commitCount, knownHeadAtSend: knownRedisHead)
+        inFlight.append(
+            InFlightBatch(
+                id: batch.id, sentAt: now, entries: entries, commitCount: commitCount, commitEntries: commitEntries,
+                heldDiscards: entries.count - commitCount, knownHeadAtSend: knownRedisHead, predictedFirst: startHead + 1,
+                token: batch.token, bytes: bytes))
         counters.batches += 1
         counters.batchedCommits += UInt64(commitCount)
+        if pipelined { counters.pipelinedBatches += 1 }
         actions.append(.commit(batch))
-        return false
+        // (`pump` sends another behind it while the depth allows.)
+        return true
     }
 
     /// The queue's first push has a base the replica has not reached. Returns true while it waits;
@@ -119,19 +176,27 @@ extension PushPipeline {
     /// Also keeps each commit's record hashes in its entry: the replica reuses them when it applies the
     /// commit (hashing a record means writing its canonical JSON: O(its size), and a shared text that
     /// grows is hashed on every append to it).
-    mutating func makeBatch(_ entries: inout [BatchEntry<Member>], replica: DocReplica, bytes: Int) -> CommitBatch {
+    ///
+    /// - Parameter before: the state the batch was decided against (the replica, plus the batches in Redis
+    ///   ahead of it).
+    mutating func makeBatch(_ entries: inout [BatchEntry<Member>], before: BatchOverlay, bytes: Int) -> CommitBatch {
         var commits: [CommitBatch.Commit] = []
         var expectations: [String: PushDecision.Expectation] = [:]
         var writes: [String: CommitBatch.Write] = [:]
         // Checksums (issue 13): each commit's delta, from the hashes of the records as the batch's earlier
         // commits left them (the replica's for a first touch). Only the records a commit writes are hashed.
         var hashes: [String: DocChecksum?] = [:]
+        for batch in inFlight {
+            for entry in batch.entries where entry.isCommit {
+                for (id, value) in entry.decision.values { hashes[id] = value == nil ? .some(nil) : entry.recordHashes[id] }
+            }
+        }
         for index in entries.indices where entries[index].isCommit {
             let entry = entries[index]
             var delta = DocChecksum.zero
             var recordHashes: [String: DocChecksum] = [:]
             for (id, value) in entry.decision.values {
-                let old = hashes[id] ?? replica.hash(of: id)
+                let old = hashes[id] ?? before.base.hash(of: id)
                 let new = value.map { DocChecksum.record(id: id, value: $0) }
                 if let old { delta -= old }
                 if let new {
@@ -154,7 +219,7 @@ extension PushPipeline {
                 }
             }
             for (id, value) in entry.decision.writes {
-                let wasMissing = writes[id]?.wasMissing ?? (replica.records[id] == nil)
+                let wasMissing = writes[id]?.wasMissing ?? (before.record(id) == nil)
                 writes[id] = CommitBatch.Write(value: value, commitIndex: entry.commitIndex, wasMissing: wasMissing)
             }
         }
@@ -165,29 +230,42 @@ extension PushPipeline {
             if !write.wasMissing && write.value == nil { removed += 1 }
         }
         var assumedVersions: [String: UInt64] = [:]
-        for (id, expectation) in expectations where expectation == .exists { assumedVersions[id] = replica.version(of: id) }
+        for (id, expectation) in expectations where expectation == .exists { assumedVersions[id] = before.version(of: id) }
         let id = nextBatchID
         nextBatchID += 1
         return CommitBatch(
             id: id, commits: commits, expectations: expectations, assumedVersions: assumedVersions, writes: writes,
-            created: created, removed: removed, bytes: bytes)
+            created: created, removed: removed, bytes: bytes, token: "\(tokenPrefix):\(id)")
     }
 
-    /// The batch in Redis wrote nothing: its pushes go back to the front of the queue in their order, to
-    /// be decided again (dropped if their member left; refused after `maxAttempts` lost races).
-    mutating func requeueInFlight(countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
-        guard let batch = inFlight else { return }
-        inFlight = nil
+    /// The batch at `index` wrote nothing: its pushes, and those of every batch pipelined behind it (which
+    /// Redis runs only behind it, so they write nothing either), go back to the front of the queue in
+    /// their order, to be decided again (dropped if their member left; refused after `maxAttempts` lost
+    /// races, counted for the batch that lost only).
+    mutating func requeueInFlight(from index: Int, countingAttempt: Bool, into actions: inout [PushAction<Member>]) {
+        guard index < inFlight.count else { return }
         var again: [PendingPush<Member>] = []
-        for entry in batch.entries where !entry.delivered && !entry.abandoned {
-            var push = entry.push
-            if countingAttempt && entry.isCommit { push.attempts += 1 }
-            if push.attempts >= settings.maxAttempts {
-                actions.append(.answer(refusal(push, .unavailable, "too much contention on these records; retry")))
-            } else {
-                again.append(push)
+        for (k, batch) in inFlight[index...].enumerated() {
+            if k > 0 { counters.pipelineBreaks += 1 }
+            for entry in batch.entries where !entry.delivered && !entry.abandoned {
+                var push = entry.push
+                if countingAttempt && k == 0 && entry.isCommit { push.attempts += 1 }
+                if push.attempts >= settings.maxAttempts {
+                    actions.append(.answer(refusal(push, .unavailable, "too much contention on these records; retry")))
+                } else {
+                    again.append(push)
+                }
             }
         }
+        orphanBatches(from: index + 1)
+        inFlight.removeSubrange(index...)
         queue.prepend(again)
+    }
+
+    /// Batches taken back while in Redis: their replies are ignored, except that one that committed after
+    /// all (it cannot, as their condition fails, but a reply is evidence) makes the node read the log.
+    mutating func orphanBatches(from index: Int) {
+        guard index < inFlight.count else { return }
+        for batch in inFlight[index...] { orphans[batch.id] = batch.commitCount }
     }
 }

@@ -7,40 +7,45 @@ extension PushPipeline {
     mutating func deliver(_ dispatches: [SyncDoc<Member>.Dispatch], now: UInt64, into actions: inout [PushAction<Member>]) {
         for dispatch in dispatches {
             let commit = dispatch.commit
-            guard let i = matchInFlight(commit) else {
+            guard let (b, i) = matchInFlight(commit) else {
                 actions.append(.deliver(commit, patchTo: dispatch.recipients, result: nil))
                 continue
             }
-            inFlight!.entries[i].delivered = true
-            inFlight!.deliveredCommits += 1
+            inFlight[b].entries[i].delivered = true
+            inFlight[b].deliveredCommits += 1
             var patchTo = dispatch.recipients
             var result: PushReply<Member>?
-            if !inFlight!.entries[i].abandoned, let at = patchTo.firstIndex(of: inFlight!.entries[i].push.member) {
+            if !inFlight[b].entries[i].abandoned, let at = patchTo.firstIndex(of: inFlight[b].entries[i].push.member) {
                 patchTo.remove(at: at)
-                result = self.result(for: inFlight!.entries[i], commit)
+                result = self.result(for: inFlight[b].entries[i], commit, sentAt: inFlight[b].sentAt)
             }
             actions.append(.deliver(commit, patchTo: patchTo, result: result))
             // At this commit's place in the stream (the cursor is already past the whole group).
-            answerHeldDiscards(after: inFlight!.entries[i].commitIndex, at: commit.clock, into: &actions)
+            answerHeldDiscards(in: b, after: inFlight[b].entries[i].commitIndex, at: commit.clock, into: &actions)
         }
     }
 
-    /// The in-flight entry a commit belongs to: by clock once Redis replied, else by node, session and
-    /// push id (pub/sub may bring the commit before the reply).
-    func matchInFlight(_ commit: CommitNotice) -> Int? {
-        guard let inFlight, commit.node == settings.nodeID else { return nil }
+    /// The in-flight batch and entry a commit belongs to: by clock once Redis replied, else by node,
+    /// session and push id (pub/sub may bring the commit before the reply).
+    func matchInFlight(_ commit: CommitNotice) -> (batch: Int, entry: Int)? {
+        guard !inFlight.isEmpty, commit.node == settings.nodeID else { return nil }
         func matches(_ entry: BatchEntry<Member>) -> Bool {
             entry.isCommit && !entry.delivered && entry.push.sessionID == commit.by && entry.push.pushID == commit.pushID
         }
-        if let first = inFlight.firstClock, commit.clock >= first, commit.clock - first < UInt64(inFlight.commitCount) {
-            let i = inFlight.commitEntries[Int(commit.clock - first)]
-            if matches(inFlight.entries[i]) { return i }
+        for (b, batch) in inFlight.enumerated() {
+            if let first = batch.firstClock, commit.clock >= first, commit.clock - first < UInt64(batch.commitCount) {
+                let i = batch.commitEntries[Int(commit.clock - first)]
+                if matches(batch.entries[i]) { return (b, i) }
+            }
         }
         // The reply has not come (or was lost): a commit of ours read from the log, recognised by session and id.
-        return inFlight.entries.firstIndex(where: matches)
+        for (b, batch) in inFlight.enumerated() {
+            if let i = batch.entries.firstIndex(where: matches) { return (b, i) }
+        }
+        return nil
     }
 
-    func result(for entry: BatchEntry<Member>, _ commit: CommitNotice) -> PushReply<Member> {
+    func result(for entry: BatchEntry<Member>, _ commit: CommitNotice, sentAt: UInt64) -> PushReply<Member> {
         var action = entry.decision.action
         var applied: JSONValue? = action == .rebase ? entry.appliedJSON : nil
         // (A notice made from this entry's reply carries its bytes: equal without a deep comparison.)
@@ -54,16 +59,16 @@ extension PushPipeline {
             member: entry.push.member, pushID: entry.push.pushID,
             answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
             receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted, sum: commit.sum,
-            sentAtNanos: inFlight?.sentAt)
+            sentAtNanos: sentAt)
     }
 
     /// - Parameter clock: the member's position when the answer is read (nil: its cursor).
-    mutating func answerHeldDiscards(after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
-        guard let held = inFlight?.heldDiscards, held > 0 else { return }
-        for i in inFlight!.entries.indices {
-            let entry = inFlight!.entries[i]
+    mutating func answerHeldDiscards(in b: Int, after commitIndex: Int, at clock: UInt64?, into actions: inout [PushAction<Member>]) {
+        guard inFlight[b].heldDiscards > 0 else { return }
+        for i in inFlight[b].entries.indices {
+            let entry = inFlight[b].entries[i]
             guard !entry.isCommit, entry.commitIndex == commitIndex, !entry.delivered else { continue }
-            inFlight!.entries[i].delivered = true
+            inFlight[b].entries[i].delivered = true
             if !entry.abandoned {
                 actions.append(
                     .answer(
@@ -77,24 +82,27 @@ extension PushPipeline {
     /// Our commits that the replica passed without delivering them (a reload jumped over them) cannot
     /// be answered in order: `unavailable` (not acknowledged; a re-push is recognised as a duplicate).
     mutating func settleSkippedCommits(into actions: inout [PushAction<Member>]) {
-        guard let first = inFlight?.firstClock, let commitCount = inFlight?.commitCount,
-            let delivered = inFlight?.deliveredCommits, delivered < commitCount
-        else { return }
-        for k in 0..<commitCount where first + UInt64(k) <= delivery.head {
-            let i = inFlight!.commitEntries[k]
-            guard !inFlight!.entries[i].delivered else { continue }
-            inFlight!.entries[i].delivered = true
-            inFlight!.deliveredCommits += 1
-            if !inFlight!.entries[i].abandoned {
-                actions.append(
-                    .answer(refusal(inFlight!.entries[i].push, .unavailable, "the doc was reloaded before this push was answered; retry")))
+        for b in inFlight.indices {
+            guard let first = inFlight[b].firstClock, inFlight[b].deliveredCommits < inFlight[b].commitCount else { continue }
+            for k in 0..<inFlight[b].commitCount where first + UInt64(k) <= delivery.head {
+                let i = inFlight[b].commitEntries[k]
+                guard !inFlight[b].entries[i].delivered else { continue }
+                inFlight[b].entries[i].delivered = true
+                inFlight[b].deliveredCommits += 1
+                if !inFlight[b].entries[i].abandoned {
+                    actions.append(
+                        .answer(
+                            refusal(inFlight[b].entries[i].push, .unavailable, "the doc was reloaded before this push was answered; retry")))
+                }
+                answerHeldDiscards(in: b, after: k, at: nil, into: &actions)
             }
-            answerHeldDiscards(after: k, at: nil, into: &actions)
         }
     }
 
+    /// Batches replied and delivered in full leave (in order: a later one cannot finish first, its
+    /// commits come after).
     mutating func finishBatchIfDone() {
-        if let batch = inFlight, batch.replied, batch.deliveredCommits == batch.commitCount { inFlight = nil }
+        inFlight.removeAll { $0.isDone }
     }
 
     // MARK: Reads

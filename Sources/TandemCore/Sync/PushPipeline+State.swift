@@ -62,14 +62,25 @@ struct InFlightBatch<Member: Hashable> {
     let commitCount: Int
     /// The entry of each commit, by commit index (delivery finds a commit's entry without a search).
     let commitEntries: [Int]
-    /// Discards held until a commit of the batch is delivered (usually none).
-    let heldDiscards: Int
+    /// Discards held until a commit of the batch is delivered (usually none). A void push decided behind
+    /// a batch still in Redis is held in that batch.
+    var heldDiscards: Int
     /// `knownRedisHead` when it was sent: Redis held at least this much before running it, so a reply
     /// naming a lower head (or a first clock at or below it) means Redis lost commits (see `clockWentBack`).
     let knownHeadAtSend: UInt64
+    /// The first clock it lands at if it was decided against Redis's state: the replica's head + 1 for the
+    /// first batch of a chain, the clock after the batch ahead for a pipelined one (which Redis runs only
+    /// there).
+    let predictedFirst: UInt64
+    let token: String
+    /// Bytes of ops and record values (`CommitBatch.bytes`): a doc's batches in Redis hold at most
+    /// `maxBatchBytes` together.
+    let bytes: Int
     var replied = false
     var firstClock: UInt64?
     var deliveredCommits = 0
+
+    var isDone: Bool { replied && deliveredCommits == commitCount }
 }
 
 /// A FIFO with cheap removal from the front (batches take the first pushes; lost races put them back).

@@ -16,12 +16,17 @@ public struct PushPipelineSettings: Sendable, Equatable {
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
     public var maxBatchBytes = 1 << 20
-    /// Most pushes of one session in one group commit: half the 64 push ids Redis remembers per session
-    /// (`GroupCommitScript`). When a connection drops, the pushes of its batch in Redis commit unanswered
-    /// and the client re-sends them; with at most 32 per batch, those and the batch before (whose answers
-    /// may have been lost with the socket) are still remembered when the re-sent copies arrive, so they
-    /// are recognised as duplicates instead of being applied twice.
+    /// Most pushes of one session in Redis at once (in all the doc's batches in flight): half the 64 push
+    /// ids Redis remembers per session (`GroupCommitScript`). When a connection drops, the pushes of its
+    /// batches in Redis commit unanswered and the client re-sends them; with at most 32 in flight, those
+    /// and the ones answered just before (whose answers may have been lost with the socket) are still
+    /// remembered when the re-sent copies arrive, so they are recognised as duplicates instead of being
+    /// applied twice.
     public var maxSessionPushesPerBatch = 32
+    /// `--max-batches-in-flight`: group commits of one doc in Redis at once. The second and later are
+    /// decided against the state the ones ahead will leave and run only if they left it (see
+    /// `PushPipeline`): a doc's commit rate is no longer one batch per round trip. 1 turns pipelining off.
+    public var maxBatchesInFlight = 2
     /// Commit attempts of one push that lost the race for its records before it is refused `unavailable`.
     public var maxAttempts = 16
     /// How long the pipeline waits for the replica to reach a clock Redis is known to have (a push's
@@ -116,6 +121,26 @@ public struct CommitBatch: Equatable, Sendable {
     public var removed: Int
     /// Bytes of ops and record values (a proxy for the script's work).
     public var bytes: Int
+    /// Names this batch in Redis: the script records `token@lastClock` as the doc's tail, which is what a
+    /// batch pipelined behind this one checks.
+    public var token: String = ""
+    /// Pipelined behind a batch still in Redis: run only if Redis's head is `lastClock` and that batch
+    /// (`token`) wrote it — the state it was decided against. Otherwise nothing is written (`conflict`).
+    public var after: Predecessor? = nil
+
+    /// The batch a pipelined batch runs behind, and the head it must have left.
+    public struct Predecessor: Equatable, Sendable {
+        public var token: String
+        public var lastClock: UInt64
+
+        public init(token: String, lastClock: UInt64) {
+            self.token = token
+            self.lastClock = lastClock
+        }
+
+        /// What the script compares with the doc's recorded tail.
+        public var tail: String { "\(token)@\(lastClock)" }
+    }
 }
 
 /// What Redis answered to a `CommitBatch`.
@@ -173,6 +198,11 @@ public struct PushPipelineCounters: Equatable, Sendable {
     public var logReads: UInt64 = 0
     /// Times Redis was found to hold less of the doc than this node had seen (see `clockWentBack`).
     public var clockRegressions: UInt64 = 0
+    /// Batches sent while another batch of the doc was still in Redis (`maxBatchesInFlight`)...
+    public var pipelinedBatches: UInt64 = 0
+    /// ... and batches taken back unanswered because one ahead of them did not leave the state they were
+    /// decided against (it lost a race, failed, or landed after another node's commit): re-decided.
+    public var pipelineBreaks: UInt64 = 0
 
     public init() {}
 }

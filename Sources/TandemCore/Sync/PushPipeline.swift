@@ -10,10 +10,18 @@
 ///   `maxPushWaitNanos` (see `ServiceTimeModel`); otherwise it is refused at once, `unavailable` with a
 ///   jittered `retryAfterMs` that grows with the backlog. Viewers get `discard`/`read_only`; with Redis
 ///   unreachable, pushes get `unavailable`.
-/// - **Group commit.** At most one batch is in Redis at a time. When none is, everything queued (up to
-///   `maxBatchPushes` / `maxBatchBytes`) is decided in arrival order against the replica — each push
-///   against the state the previous ones of the batch produced (`BatchOverlay`) — and committed in one
-///   script call that re-checks the decisions atomically.
+/// - **Group commit.** Everything queued (up to `maxBatchPushes` / `maxBatchBytes`) is decided in arrival
+///   order against the replica — each push against the state the previous ones of the batch produced
+///   (`BatchOverlay`) — and committed in one script call that re-checks the decisions atomically.
+/// - **Pipelining.** Up to `maxBatchesInFlight` batches of a doc are in Redis at once. The next batch is
+///   decided against the state the ones in Redis will leave (the replica plus their decisions, at the
+///   clocks they will get if they land where predicted) and sent behind them, conditional on Redis's
+///   head being the last one's predicted tail and on that batch having written it (its token). If a batch
+///   ahead loses its race, fails, or lands elsewhere (another node committed first), those behind it
+///   write nothing and are taken back and decided again with it: never half-applied. Results and
+///   patches still go out in clock order, each exactly once (delivery does not care which batch a
+///   commit came from). A chain is only extended while it can still hold: none of its batches has
+///   replied, nothing else reached the replica since it began, no gap or wait is pending.
 /// - **Answers in clock order.** A commit/rebase is answered when its commit is delivered in clock
 ///   order (from the script's reply or from pub/sub, whichever comes first), so the pusher's `result`
 ///   takes the place of its `patch`. A void push is answered `discard` right after the commit before it
@@ -53,8 +61,17 @@ public struct PushPipeline<Member: Hashable> {
     var overflow = 0.0
     var overflowAt: UInt64 = 0
     var queue = PushQueue<Member>()
-    var inFlight: InFlightBatch<Member>?
+    /// The batches in Redis, in the order sent (which is the order Redis runs them).
+    var inFlight: [InFlightBatch<Member>] = []
+    /// Batches taken back while in Redis (`orphanBatches`), by id, with their commit counts: a reply for
+    /// one is not acted on beyond reading the log when it says it committed.
+    var orphans: [UInt64: Int] = [:]
+    /// Prefix of batch tokens: unique per pipeline (a node restarted with the same id starts batch ids at 1
+    /// again, and a token must never match an older batch's).
+    let tokenPrefix: String
     var nextBatchID: UInt64 = 1
+    /// When the last batch's reply came (a pipelined batch's time in Redis starts there).
+    var lastReplyAt: UInt64 = 0
     var nextSeq: UInt64 = 1
     var redisUp = true
     var loadInFlight = false
@@ -87,6 +104,7 @@ public struct PushPipeline<Member: Hashable> {
             roundTripNanos: settings.initialRoundTripNanos, perPushNanos: settings.initialPerPushNanos,
             weight: settings.serviceTimeWeight, maxBatch: settings.maxBatchPushes)
         self.random = SplitMix64(seed: randomSeed)
+        self.tokenPrefix = settings.nodeID + "/" + String(random.next(), radix: 36)
     }
 
     // MARK: Queries
@@ -95,10 +113,12 @@ public struct PushPipeline<Member: Hashable> {
     public var head: UInt64 { delivery.head }
     /// Pushes waiting for a batch (not counting the batch in Redis).
     public var queuedCount: Int { queue.count }
-    /// Pushes in the batch in Redis.
-    public var inFlightCount: Int { inFlight?.entries.count ?? 0 }
+    /// Pushes in the batches in Redis.
+    public var inFlightCount: Int { inFlight.reduce(0) { $0 + $1.entries.count } }
+    /// Group commits in Redis.
+    public var batchesInFlight: Int { inFlight.count }
     /// Nothing in progress: the doc can be dropped once it has no members.
-    public var isIdle: Bool { queue.isEmpty && inFlight == nil && readIssuedAt == nil && !loadInFlight }
+    public var isIdle: Bool { queue.isEmpty && inFlight.isEmpty && orphans.isEmpty && readIssuedAt == nil && !loadInFlight }
 
     /// When `tick` has something to do next (a read after a gap's grace, a wait's deadline), if anything.
     ///
@@ -113,7 +133,7 @@ public struct PushPipeline<Member: Hashable> {
             if let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
             if let catchUp { deadlines.append(catchUp.since + settings.gapGraceNanos) }
         }
-        if inFlight == nil {
+        if inFlight.isEmpty {
             if let catchUp {
                 deadlines.append(catchUp.deadline)
             } else if let headWait {
@@ -131,12 +151,16 @@ public struct PushPipeline<Member: Hashable> {
     /// Redis (a slow fsync, a long script elsewhere, a pause) is not assumed to recover at once, so the
     /// pushes that arrive meanwhile are refused, and told to come back later the longer the stall lasts,
     /// rather than queued behind it. (Continuous at the due time: a batch a little late adds a little.)
+    /// Batches pipelined behind it add their per-push work (their round trips overlap the first's).
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public func estimatedWaitNanos(now: UInt64) -> Double {
         var remaining = 0.0
-        if let inFlight, !inFlight.replied {
-            let due = Double(inFlight.sentAt) + model.serviceNanos(size: inFlight.commitCount)
+        if let first = inFlight.first, !first.replied {
+            let due = Double(first.sentAt) + model.serviceNanos(size: first.commitCount)
             remaining = abs(due - Double(now))
+        }
+        for batch in inFlight.dropFirst() where !batch.replied {
+            remaining += Double(batch.commitCount) * model.effectivePerPushNanos
         }
         return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
     }
@@ -239,9 +263,10 @@ public struct PushPipeline<Member: Hashable> {
     mutating func dropPushes(of member: Member) {
         if let headWait, queue.first?.seq == headWait.seq, queue.first?.member == member { self.headWait = nil }
         queue.removeAll { $0.member == member }
-        guard inFlight != nil else { return }
-        for i in inFlight!.entries.indices where inFlight!.entries[i].push.member == member {
-            inFlight!.entries[i].abandoned = true
+        for b in inFlight.indices {
+            for i in inFlight[b].entries.indices where inFlight[b].entries[i].push.member == member {
+                inFlight[b].entries[i].abandoned = true
+            }
         }
     }
 
@@ -319,7 +344,7 @@ public struct PushPipeline<Member: Hashable> {
         // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
         // round trip is what keeps the model current after a slow spell (otherwise one outlier could have
         // the doc refuse everything from then on).
-        let measured = delivery.isLoaded && !(queue.isEmpty && inFlight == nil)
+        let measured = delivery.isLoaded && !(queue.isEmpty && inFlight.isEmpty)
         guard full || measured else { return nil }
         let ahead = estimatedWaitNanos(now: now)
         let wait = waited + ahead
@@ -369,19 +394,32 @@ public struct PushPipeline<Member: Hashable> {
         batchID: UInt64, _ outcome: CommitBatchOutcome, now: UInt64, failureMessage: String? = nil, sums: [DocChecksum] = []
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
+        if let count = orphans.removeValue(forKey: batchID) {
+            // Taken back while in Redis; it cannot have committed (its condition failed), but if it says
+            // so, what it wrote is read from the log like another node's commits.
+            if case .committed(let first, _) = outcome, !regressed {
+                knownRedisHead = max(knownRedisHead, first + UInt64(count) - 1)
+                if knownRedisHead > delivery.head { requestRead(now, into: &actions) }
+            }
+            return actions
+        }
         // (No local copy of the batch: its entries are updated in place as commits are delivered, and a
         // second reference would make each reply copy them.)
-        guard inFlight?.id == batchID, inFlight?.replied == false, let sentAt = inFlight?.sentAt,
-            let commitCount = inFlight?.commitCount
-        else { return actions }
-        if outcome != .failed { model.observe(size: commitCount, nanos: now &- sentAt) }
+        guard let b = inFlight.firstIndex(where: { $0.id == batchID }), !inFlight[b].replied else { return actions }
+        let sentAt = inFlight[b].sentAt
+        let commitCount = inFlight[b].commitCount
+        // A pipelined batch's time in Redis starts when the one ahead of it replied (it ran right after):
+        // the model learns the service time of a batch as the doc sees it, one reply after the other.
+        let startedAt = max(sentAt, lastReplyAt)
+        lastReplyAt = now
+        if outcome != .failed { model.observe(size: commitCount, nanos: now &- startedAt) }
         // Redis ran the batch on less than it held when the batch was sent: it lost commits.
-        let knownAtSend = inFlight!.knownHeadAtSend
+        let knownAtSend = inFlight[b].knownHeadAtSend
         switch outcome {
         case .committed(let first, _) where first <= knownAtSend || regressed:
             // Not delivered onto a replica Redis no longer agrees with: the reload settles them.
-            inFlight!.replied = true
-            inFlight!.firstClock = first
+            inFlight[b].replied = true
+            inFlight[b].firstClock = first
             if first <= knownAtSend { clockWentBack(to: first + UInt64(commitCount) - 1, into: &actions) }
             return actions
         case .conflict(let head), .tooLarge(let head, _), .duplicate(let head, _):
@@ -391,15 +429,22 @@ public struct PushPipeline<Member: Hashable> {
         }
         switch outcome {
         case .committed(let first, let atMs):
-            inFlight!.replied = true
-            inFlight!.firstClock = first
+            inFlight[b].replied = true
+            inFlight[b].firstClock = first
             knownRedisHead = max(knownRedisHead, first + UInt64(commitCount) - 1)
+            if first != inFlight[b].predictedFirst && b + 1 < inFlight.count {
+                // It landed after another node's commit: the batches behind it were decided against a
+                // state Redis never had, and write nothing. Decide them again.
+                counters.pipelineBreaks += 1  // (requeueInFlight counts those behind the first it takes)
+                requeueInFlight(from: b + 1, countingAttempt: false, into: &actions)
+            }
             // Our own commits go into the ordered stream now, from the reply: this node does not read them
             // back from pub/sub.
             for k in 0..<commitCount {
                 let clock = first + UInt64(k)
-                guard clock > delivery.head, let i = inFlight?.commitEntries[k] else { continue }
-                let notice = inFlight!.entries[i].notice(
+                guard clock > delivery.head else { continue }
+                let i = inFlight[b].commitEntries[k]
+                let notice = inFlight[b].entries[i].notice(
                     clock: clock, node: settings.nodeID, atMs: atMs, sum: k < sums.count ? sums[k] : nil)
                 deliver(delivery.receive(notice), now: now, into: &actions)
             }
@@ -408,26 +453,33 @@ public struct PushPipeline<Member: Hashable> {
         case .conflict(let head), .tooLarge(let head, _):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
-            requeueInFlight(countingAttempt: true, into: &actions)
+            requeueInFlight(from: b, countingAttempt: true, into: &actions)
             if head > delivery.head && !regressed { catchUp = (head, now, now + settings.headWaitNanos) }
         case .duplicate(let head, let clocks):
             counters.batchConflicts += 1
             knownRedisHead = max(knownRedisHead, head)
             for commitIndex in clocks.keys.sorted() where commitIndex >= 0 && commitIndex < commitCount {
-                let i = inFlight!.commitEntries[commitIndex]
-                guard !inFlight!.entries[i].delivered else { continue }
-                inFlight!.entries[i].delivered = true
-                if !inFlight!.entries[i].abandoned {
-                    actions.append(.answer(discard(inFlight!.entries[i].push, reason: "duplicate", conflicted: false)))
+                let i = inFlight[b].commitEntries[commitIndex]
+                guard !inFlight[b].entries[i].delivered else { continue }
+                inFlight[b].entries[i].delivered = true
+                if !inFlight[b].entries[i].abandoned {
+                    actions.append(.answer(discard(inFlight[b].entries[i].push, reason: "duplicate", conflicted: false)))
                 }
             }
-            requeueInFlight(countingAttempt: false, into: &actions)
+            requeueInFlight(from: b, countingAttempt: false, into: &actions)
         case .failed:
+            // It may have run or not; those behind it ran only if it did. Neither is acknowledged: their
+            // pushers re-push (a copy Redis has is recognised as a duplicate), and whatever did commit is
+            // read from the log (the owner asks Redis for its head).
             let message = failureMessage ?? "Redis is unreachable; the push was not acknowledged, retry it"
-            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
-                actions.append(.answer(refusal(entry.push, .unavailable, message)))
+            for batch in inFlight[b...] {
+                for entry in batch.entries where !entry.delivered && !entry.abandoned {
+                    actions.append(.answer(refusal(entry.push, .unavailable, message)))
+                }
             }
-            inFlight = nil
+            counters.pipelineBreaks += UInt64(inFlight.count - b - 1)
+            orphanBatches(from: b + 1)
+            inFlight.removeSubrange(b...)
         }
         finishBatchIfDone()
         pump(now, into: &actions)
@@ -583,12 +635,14 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.catchUp(member, delivery.attach(member, since: nil)))
         }
         let message = "the doc's history in Redis went back (commits lost by a failover or a restore); retry the push"
-        if let batch = inFlight, batch.replied {
+        if inFlight.contains(where: \.replied) {
             settleSkippedCommits(into: &actions)
-            for entry in inFlight!.entries where !entry.delivered && !entry.abandoned {
-                actions.append(.answer(refusal(entry.push, .unavailable, message)))
+            for batch in inFlight where batch.replied {
+                for entry in batch.entries where !entry.delivered && !entry.abandoned {
+                    actions.append(.answer(refusal(entry.push, .unavailable, message)))
+                }
             }
-            inFlight = nil
+            inFlight.removeAll { $0.replied }
         }
         refuseQueued(message, into: &actions)
         noteGap(now)

@@ -173,6 +173,9 @@ public enum ServeOptions {
             "max-batch-pushes", \.maxBatchPushes, .integer(), bounds: .within(1...1_000), unit: .count, section: .sync,
             help: "Most pushes of one doc committed together (one Redis script call, which holds Redis for its duration)."),
         .node(
+            "max-batches-in-flight", \.maxBatchesInFlight, .integer(), bounds: .within(1...8), unit: .count, section: .sync,
+            help: "Group commits of one doc in Redis at once: the next is decided against the state the ones ahead will leave and runs only if they left it (1: one at a time)."),
+        .node(
             "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
             section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),
         .node(

@@ -109,6 +109,8 @@ public struct ServerConfiguration: Sendable {
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
     public var maxBatchBytes = 1 << 20
+    /// Group commits of one doc in Redis at once (pipelining, `PushPipeline`): 1 waits for each reply.
+    public var maxBatchesInFlight = 2
     /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
     public var syncLogMode = SyncLogMode.batch
 
@@ -216,6 +218,7 @@ public struct ServerConfiguration: Sendable {
         settings.maxPushWaitNanos = UInt64(maxPushWaitMs) * 1_000_000
         settings.maxBatchPushes = maxBatchPushes
         settings.maxBatchBytes = maxBatchBytes
+        settings.maxBatchesInFlight = maxBatchesInFlight
         return settings
     }
 

@@ -235,6 +235,8 @@ extension DocShard {
         }
         add(metrics.syncBatches, now.batches, before.batches)
         add(metrics.syncLostRaces, now.batchConflicts, before.batchConflicts)
+        add(metrics.syncPipelinedBatches, now.pipelinedBatches, before.pipelinedBatches)
+        add(metrics.syncPipelineBreaks, now.pipelineBreaks, before.pipelineBreaks)
         add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
         add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
         add(metrics.syncOverloadRefusals[.delayed]!, now.delayedRefusals, before.delayedRefusals)

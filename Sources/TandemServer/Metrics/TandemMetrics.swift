@@ -73,6 +73,10 @@ public final class TandemMetrics: Sendable {
     public let syncBatches: Counter
     public let syncBatchSize: ValueHistogram
     public let syncLostRaces: Counter
+    /// Pipelining (`--max-batches-in-flight`): batches sent behind another of their doc, and batches taken
+    /// back because one ahead did not leave the state they were decided against.
+    public let syncPipelinedBatches: Counter
+    public let syncPipelineBreaks: Counter
     /// By reason: the push's estimated wait (`--max-push-wait-ms`) or the queue bound (`--max-queued-pushes`).
     public let syncOverloadRefusals: [OverloadRefusal: Counter]
     public let syncRetryAfterSeconds: ValueHistogram
@@ -283,6 +287,14 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "sync_lost_races", "total",
                 "Group commits that wrote nothing (another node changed their records first, the doc limit, a re-push) and were decided again."))
+        syncPipelinedBatches = registry.makeCounter(
+            descriptor: name(
+                "sync_pipelined_batches", "total",
+                "Group commits sent while another of the same doc was still in Redis (--max-batches-in-flight)."))
+        syncPipelineBreaks = registry.makeCounter(
+            descriptor: name(
+                "sync_pipeline_breaks", "total",
+                "Pipelined group commits taken back unanswered because the one ahead lost its race, failed or landed after another node's commit (decided again)."))
         syncOverloadRefusals = Self.labeledCounters(
             registry,
             name(

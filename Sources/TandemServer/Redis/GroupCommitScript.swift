@@ -17,7 +17,9 @@ import TandemRedis
 /// - `tandem:{D}:hsealed`, `:hsegs`, `:hindex`, `:hckpts`, `:hversions` — the doc's history
 ///   (`HistoryScripts`), written by the sealer, never by a commit.
 /// - `tandem:{D}:pushids` — hash, the idempotent re-push record, O(1) per push: per session SID
-///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock. A
+///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock; and
+///   `~tail` → `TOKEN@CLOCK`, the token of the batch that wrote the head and that head (what a batch
+///   pipelined behind it checks, see `commit`; `~` is not base64url, so no session's field). A
 ///   re-push is one HMGET of `SID=PUSHID`; recording a push overwrites one slot and deletes the lookup
 ///   of the push id it evicts. (It replaces `:pushes`, whose per-session value of 64 lines was scanned
 ///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
@@ -87,13 +89,15 @@ enum GroupCommitScript {
     /// KEYS: keys(doc).
     /// ARGV: node, channel, retention, maxDocRecords, docTTLMs (0: none), logMode (b|c), checkLegacy (1|0: the
     ///   legacy re-push record may exist), nowMs (the node's wall clock: the commits' `at`), created, removed,
-    ///   n, n × (sid, pushIdJSON, opsJSON),
+    ///   n, token (recorded as the tail), afterTail and afterHead (pipelined: run only if the recorded tail is
+    ///   afterTail and the head afterHead; both empty otherwise), n × (sid, pushIdJSON, opsJSON),
     ///   e, e × (record id, a|e|v, version-or-empty),
     ///   (for 'e', the version may be the replica's: see the checksums below),
     ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
     ///   (p: written, existed before the batch; c: written, was missing — may revive a tombstone; r: removed),
     ///   n × checksum delta of each commit (16 hex digits; absent from nodes before checksums).
-    /// Returns {'ok', firstClock, at, {sum after each commit…}} | {'conflict', head} |
+    /// Returns {'ok', firstClock, at, {sum after each commit…}} | {'conflict', head} (also when a pipelined
+    ///   batch's predecessor did not leave the state it was decided against) |
     ///   {'duplicate', head, {index, clock, …}} | {'too_large', head, count}. Nothing is written unless 'ok'.
     ///
     /// Checksums (issue 13) are computed by the node, not here: it has every record parsed in its replica
@@ -106,7 +110,8 @@ enum GroupCommitScript {
     ///
     /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
     /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
-    /// when needed, EXISTS + HGET of the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
+    /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
+    /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
     /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and
     /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
     /// The doc's deadline itself is kept by the nodes that hold it open (`SyncReadScripts.head`, every
@@ -124,6 +129,7 @@ enum GroupCommitScript {
         local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
         local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
         local created, removed, n = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+        local token, afterTail, afterHead = ARGV[12], ARGV[13], ARGV[14]
         local RING = 64
 
         -- Lua's unpack takes a few thousand values at most: long lists go in slices.
@@ -142,7 +148,7 @@ enum GroupCommitScript {
         local function head() return redis.call('GET', clockKey) or '0' end
 
         local sids, pids, ops = {}, {}, {}
-        local i = 12
+        local i = 15
         for k = 1, n do
           sids[k], pids[k], ops[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
           i = i + 3
@@ -162,7 +168,15 @@ enum GroupCommitScript {
             counterAt[sids[k]] = #fields
           end
         end
+        -- Pipelined behind another batch of this node: decided against the state that batch leaves, so it
+        -- runs only if that batch wrote the head and nothing came after (in the same HMGET, plus one GET).
+        local tailAt
+        if afterTail ~= '' then
+          fields[#fields + 1] = '~tail'
+          tailAt = #fields
+        end
         local known = call('HMGET', pushids, fields)
+        if tailAt and (known[tailAt] ~= afterTail or head() ~= afterHead) then return {'conflict', head()} end
         local dups = {}
         for k = 1, n do
           if known[k] then dups[#dups + 1] = k - 1; dups[#dups + 1] = known[k] end
@@ -351,6 +365,7 @@ enum GroupCommitScript {
         for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
         for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
         for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = fmt(count[sid]) end
+        if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. fmt(last) end
         callPairs('HSET', pushids, sets)
         for k = 1, n do lastAt[sids[k]] = first + k - 1 end
         local idleScores = {}

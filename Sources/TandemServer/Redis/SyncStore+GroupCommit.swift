@@ -53,7 +53,8 @@ extension SyncStore {
     ) -> [any RedisArgument] {
         var args: [any RedisArgument] = [
             node, channel, retention, maxDocRecords, max(docTTLMs, 0), logMode.rawValue, checkLegacy ? "1" : "0",
-            String(nowMs), batch.created, batch.removed, batch.commits.count,
+            String(nowMs), batch.created, batch.removed, batch.commits.count, batch.token, batch.after?.tail ?? "",
+            batch.after.map { String($0.lastClock) } ?? "",
         ]
         args.reserveCapacity(args.count + batch.commits.count * 4 + batch.expectations.count * 3 + batch.writes.count * 4 + 2)
         for commit in batch.commits {
