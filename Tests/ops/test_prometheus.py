@@ -464,7 +464,7 @@ KEY_SERIES = [
     KeySeries("concurrent-pushes", "Concurrent pushes & conflicts /s", "A", "> 0", positive(), sync=True),
     KeySeries("push-read-delay", "Push read delay (read → doc admission) by node", "B", "p99 > 0",
               positive(), sync=True),
-    KeySeries("group-commits", "Group commits & lost races /s", "A", "> 0",
+    KeySeries("group-commits", "Group commits, pipelined batches, breaks & lost races /s", "A", "> 0",
               positive(), sync=True),
     KeySeries("batch-size", "Commits per group commit", "C", "mean >= 1",
               lambda r: any(_value(s) >= 1 for s in r), sync=True),
