@@ -14,13 +14,16 @@ import Testing
     static let defaultSeed: UInt64 = 20_261_122
 
     /// Without and with a Redis restart (AOF on) in the middle of the edits: pushes refused `unavailable`
-    /// are pushed again, and those whose commit executed before the connection broke are recognised.
-    @Test(arguments: [false, true])
-    func randomConcurrentEditsConverge(redisRestart: Bool) async throws {
+    /// are pushed again, and those whose commit executed before the connection broke are recognised. Each
+    /// with one group commit per doc in Redis at a time (the default) and with two pipelined
+    /// (`--max-batches-in-flight 2`: the second decided against what the first will leave).
+    @Test(arguments: [false, true], [1, 2])
+    func randomConcurrentEditsConverge(redisRestart: Bool, batchesInFlight: Int) async throws {
         let seed = ProcessInfo.processInfo.environment["TANDEM_SYNC_SEED"].flatMap { UInt64($0) } ?? Self.defaultSeed
-        print("SyncConvergenceTests seed: \(seed) (rerun with TANDEM_SYNC_SEED=\(seed)), Redis restart: \(redisRestart)")
+        print("SyncConvergenceTests seed: \(seed) (rerun with TANDEM_SYNC_SEED=\(seed)), Redis restart: \(redisRestart), batches in flight: \(batchesInFlight)")
         let cluster = try await SyncCluster.start(
-            nodes: 2, redisArguments: redisRestart ? ["--appendonly", "yes", "--appendfsync", "always"] : [])
+            nodes: 2, redisArguments: redisRestart ? ["--appendonly", "yes", "--appendfsync", "always"] : []
+        ) { $0.maxBatchesInFlight = batchesInFlight }
         let doc = "converge:1"
         let redis = cluster.redis
 

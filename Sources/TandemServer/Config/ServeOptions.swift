@@ -174,7 +174,7 @@ public enum ServeOptions {
             help: "Most pushes of one doc committed together (one Redis script call, which holds Redis for its duration)."),
         .node(
             "max-batches-in-flight", \.maxBatchesInFlight, .integer(), bounds: .within(1...8), unit: .count, section: .sync,
-            help: "Group commits of one doc in Redis at once: the next is decided against the state the ones ahead will leave and runs only if they left it (1: one at a time)."),
+            help: "Group commits of one doc in Redis at once: the next is decided against the state the ones ahead will leave and runs only if they left it (1: one at a time; 2 or more pays off when Redis is a network round trip away)."),
         .node(
             "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
             section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),

@@ -110,7 +110,11 @@ public struct ServerConfiguration: Sendable {
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).
     public var maxBatchBytes = 1 << 20
     /// Group commits of one doc in Redis at once (pipelining, `PushPipeline`): 1 waits for each reply.
-    public var maxBatchesInFlight = 2
+    /// 1 by default: with Redis beside the node (a round trip of tens of µs) a doc's rate is bounded by CPU,
+    /// not by the wait, and a quiet A/B on this 2-core machine (docs/benchmarks.md) showed depth 2 no faster
+    /// on one hot doc (+3 %) and slower under 4× overload (smaller batches); raise it when Redis is a
+    /// network hop away.
+    public var maxBatchesInFlight = 1
     /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
     public var syncLogMode = SyncLogMode.batch
 
