@@ -157,15 +157,21 @@ extension DocShard {
         }
         let future = presenceStore.write(keys: keys, write, on: eventLoop)
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
-        if tickStartedNanos > 0 && write.publish != nil {
-            let (metrics, clock) = (self.metrics, self.clock)
-            future.whenSuccess { metrics.presencePublish.record(Double(clock.nowNanos() &- tickStartedNanos) / 1e9) }
-        }
-        future.whenFailure { error in
-            let docState = bound.value
-            guard self.docs[doc] === docState else { return }
-            self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
-            docState.presence.writeFailed()
+        let timesPublish = tickStartedNanos > 0 && write.publish != nil
+        // One callback for both outcomes: a tick's write runs per doc per tick, and a second closure for the
+        // publish timing would be a second allocation there.
+        future.whenComplete { result in
+            switch result {
+            case .success:
+                if timesPublish {
+                    self.metrics.presencePublish.record(Double(self.clock.nowNanos() &- tickStartedNanos) / 1e9)
+                }
+            case .failure(let error):
+                let docState = bound.value
+                guard self.docs[doc] === docState else { return }
+                self.logger.debug("presence write failed; will rewrite", metadata: ["doc": "\(doc)", "error": "\(error)"])
+                docState.presence.writeFailed()
+            }
         }
         return future
     }
