@@ -26,7 +26,8 @@
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
 # SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
-# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
+# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server),
+# PRESENCE_2NODES_CLIENTS (presence-2nodes' client count, default 1000).
 #
 # Yjs (issue 10, docs/benchmarks.md "yjs"): `yjs` and `yjs-pycrdt` run one load (YJS_CLIENTS clients over
 # YJS_ROOMS rooms, updates at YJS_RATE Hz and awareness at YJS_AWARENESS_RATE Hz) against Tandem's /yjs and
@@ -546,7 +547,8 @@ for scenario in "${SCENARIOS[@]}"; do
         python3 scripts/bench-compare.py "$OUT" | tee "$OUT/presence-compare.txt" || true ;;
     # Issue 11 item 4: 1,000 clients over two nodes (20 docs, 20 Hz), same-node and cross-node p99 apart;
     # target cross-node p99 <= 65 ms (one hop: the receiving node forwards without waiting for its tick).
-    presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients 1000 --docs 20 --rate 20 \
+    # PRESENCE_2NODES_CLIENTS (default 1000) draws latency against load (docs/benchmarks.md, cross-node).
+    presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients "${PRESENCE_2NODES_CLIENTS:-1000}" --docs 20 --rate 20 \
         --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
     # Issue 11 item 5: how load spreads over a cluster's shards needs many docs (with BENCH_CLUSTER=1):
     # presence at presence's size over 200 docs of 5, and 2,000 pushes/s over 200 docs.
