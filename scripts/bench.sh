@@ -15,6 +15,8 @@
 #                                            # half of each doc's members on each node, latency reported
 #                                            # separately for same-node and cross-node pairs
 #   scripts/bench.sh presence-2nodes-light   # the same with 400 clients (what 2 cores carry with two nodes)
+#   scripts/bench.sh presence-2nodes-curve   # the same at 200…1,000 clients (CURVE_CLIENTS), then latency
+#                                            # against load as a table (scripts/bench-presence-curve.py)
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
@@ -26,7 +28,8 @@
 # Environment: DURATION (s), BENCH_OUT (dir), TANDEM_BIN / BENCH_BIN (binaries), BENCH_ARGS (extra
 # tandem-bench options for every scenario), TANDEM_EXTRA (extra `tandem serve` options),
 # SERVER_CPUS / BENCH_CPUS (taskset CPU lists: pin tandem + redis-server and the bench apart, e.g.
-# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server).
+# SERVER_CPUS=0 BENCH_CPUS=1, to see how much the bench's own CPU use costs the server),
+# PRESENCE_2NODES_CLIENTS (presence-2nodes' client count, default 1000).
 #
 # Yjs (issue 10, docs/benchmarks.md "yjs"): `yjs` and `yjs-pycrdt` run one load (YJS_CLIENTS clients over
 # YJS_ROOMS rooms, updates at YJS_RATE Hz and awareness at YJS_AWARENESS_RATE Hz) against Tandem's /yjs and
@@ -546,12 +549,24 @@ for scenario in "${SCENARIOS[@]}"; do
         python3 scripts/bench-compare.py "$OUT" | tee "$OUT/presence-compare.txt" || true ;;
     # Issue 11 item 4: 1,000 clients over two nodes (20 docs, 20 Hz), same-node and cross-node p99 apart;
     # target cross-node p99 <= 65 ms (one hop: the receiving node forwards without waiting for its tick).
-    presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients 1000 --docs 20 --rate 20 \
+    # PRESENCE_2NODES_CLIENTS (default 1000) draws latency against load (docs/benchmarks.md, cross-node).
+    presence-2nodes) SECOND_NODE=1 run_scenario presence-2nodes presence --clients "${PRESENCE_2NODES_CLIENTS:-1000}" --docs 20 --rate 20 \
         --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
     # Issue 11 item 5: how load spreads over a cluster's shards needs many docs (with BENCH_CLUSTER=1):
     # presence at presence's size over 200 docs of 5, and 2,000 pushes/s over 200 docs.
     presence-200docs) run_scenario presence-200docs presence --clients 1000 --docs 200 --rate 20 --duration "$DURATION" --warmup 5 ;;
     sync-200docs) run_scenario sync-200docs sync --editors 400 --docs 200 --rate 5 --duration "$DURATION" --conflict 0.1 ;;
+    # Latency against load (issue 11 item 4): presence-2nodes at each of CURVE_CLIENTS (default 200 400 600
+    # 800 1000), then the table (scripts/bench-presence-curve.py); with BENCH_ARGS=--trace-pubsub it also
+    # has the cross-node-only legs.
+    presence-2nodes-curve)
+        curve_runs=()
+        for n in ${CURVE_CLIENTS:-200 400 600 800 1000}; do
+            SECOND_NODE=1 run_scenario "presence-2nodes-$n" presence --clients "$n" --docs 20 --rate 20 \
+                --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65
+            curve_runs+=("presence-2nodes-$n")
+        done
+        python3 scripts/bench-presence-curve.py "$OUT" "${curve_runs[@]}" | tee "$OUT/presence-2nodes-curve.txt" || true ;;
     # The same at a load two cores carry with two nodes, Redis and the bench on them (400 clients).
     presence-2nodes-light) SECOND_NODE=1 run_scenario presence-2nodes-light presence --clients 400 --docs 20 --rate 20 \
         --duration "$DURATION" --warmup 5 --target-cross-p99-ms 65 ;;
@@ -603,7 +618,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         yjs_awareness_run
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-2nodes-curve, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo

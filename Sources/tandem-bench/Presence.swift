@@ -159,7 +159,7 @@ final class PresenceLoopStats {
     var presenceBytes = 0
     var errors: [String: Int] = [:]
     var disconnects: [String: Int] = [:]
-    /// With --trace-pubsub: sampled cross-node receipts.
+    /// With --trace-pubsub: sampled cross-node receipts, and same-node ones (the sender node's own delivery).
     var traceReceipts: [TraceReceipt] = []
 
     func snapshot() -> PresenceLoopSnapshot {
@@ -365,6 +365,11 @@ final class PresenceMember: LoadMember, @unchecked Sendable {  // @unchecked: co
                         stats.traceReceipts.append(TraceReceipt(key: TraceReceipt.key(sender: sender, n: n), sentAt: ts, receivedAt: now))
                     }
                 }
+                if plan.traceEvery > 0 && index % plan.traceEvery == 0 && plan.node(of: Int(sender)) == plan.node(of: index) {
+                    // The sender node's own delivery of the same tick: when it went out there (see PubSubTrace).
+                    stats.traceReceipts.append(
+                        TraceReceipt(key: TraceReceipt.key(sender: sender, n: n), sentAt: ts, receivedAt: now, sameNode: true))
+                }
             }
             stats.timeline.record(ns, sentAt: ts, window: window)
         }
@@ -514,6 +519,13 @@ struct PresenceResult: Codable, Sendable {
                 t.row(
                     "    slowest 1 %, mean",
                     "\(fmt(slow.total, 1)) ms = \(fmt(slow.sendToPubSub, 1)) to pub/sub + \(fmt(slow.pubSubToClient, 1)) from it")
+            }
+            if let local = trace.sendToSameNodeMs, let behind = trace.sameNodeToPubSubMs {
+                t.row("    send → sender node's own delivery", local.row)
+                t.row("    own delivery → on pub/sub", behind.row + ", on pub/sub first in \(fmt(trace.pubSubFirstPercent ?? 0, 1)) %")
+                if let slow = trace.slowestPercentMeanMs, let toLocal = slow.sendToSameNode {
+                    t.row("    slowest 1 %, mean", "\(fmt(toLocal, 1)) ms to own delivery (of \(fmt(slow.sendToPubSub, 1)) to pub/sub)")
+                }
             }
         }
         t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)

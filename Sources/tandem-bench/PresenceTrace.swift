@@ -12,15 +12,22 @@ import TandemRedis
 //   pub/sub → client:   the receiving node's subscriber read, the hop onto the doc's shard, the forward,
 //                       the write to the member, and the bench's own read of it.
 //
+// Same-node receipts of the same sample date the sender node's own delivery of the update (the first
+// one read): send → that delivery is the tick wait, the tick, the local write and the bench's read, and
+// that delivery → on pub/sub is how far the publishing write trails the local fan-out.
+//
 // The bench's subscriber reads the same message as the receiving node's, on its own thread; both are
 // processes on the same cores, so the split is as good as the scheduler is fair to them.
 
-/// A sampled cross-node receipt (kept on the receiver's loop, joined after the run).
+/// A sampled receipt (kept on the receiver's loop, joined after the run).
 struct TraceReceipt: Sendable {
     /// `sender << 32 | n`.
     var key: UInt64
     var sentAt: UInt64
     var receivedAt: UInt64
+    /// Received from the sender's own node: the first such receipt of an update dates the sender node's
+    /// local delivery of its tick, against which its appearance on pub/sub is compared.
+    var sameNode = false
 
     static func key(sender: UInt64, n: UInt64) -> UInt64 { sender << 32 | (n & 0xFFFF_FFFF) }
 }
@@ -71,10 +78,23 @@ final class PubSubTrace: Sendable {
         var toPubSub = makeLatencyHistogram()
         var fromPubSub = makeLatencyHistogram()
         var total = makeLatencyHistogram()
-        var joined: [(total: UInt64, toPubSub: UInt64, fromPubSub: UInt64)] = []
+        var joined: [(total: UInt64, toPubSub: UInt64, fromPubSub: UInt64, toLocal: UInt64?)] = []
         joined.reserveCapacity(receipts.count)
         var unmatched = 0
-        for r in receipts {
+        // The sender node's own delivery of each update: its first same-node receipt.
+        var firstLocal: [UInt64: UInt64] = [:]
+        for r in receipts where r.sameNode {
+            firstLocal[r.key] = min(firstLocal[r.key] ?? .max, r.receivedAt)
+        }
+        var toLocal = makeLatencyHistogram()
+        var localToPubSub = makeLatencyHistogram()
+        var pubSubFirst = 0
+        for (key, local) in firstLocal {
+            guard let seen = firstSeen[key] else { continue }
+            if seen < local { pubSubFirst += 1 }
+            localToPubSub.recordNanos(seen > local ? seen - local : 0)
+        }
+        for r in receipts where !r.sameNode {
             guard let seen = firstSeen[r.key] else {
                 unmatched += 1
                 continue
@@ -85,7 +105,9 @@ final class PubSubTrace: Sendable {
             toPubSub.recordNanos(a)
             fromPubSub.recordNanos(b)
             total.recordNanos(t)
-            joined.append((t, a, b))
+            let local = firstLocal[r.key].map { $0 > r.sentAt ? $0 - r.sentAt : 0 }
+            if let local { toLocal.recordNanos(local) }
+            joined.append((t, a, b, local))
         }
         // The tail: the slowest 1 % of the sampled deliveries, and where their time went on average.
         joined.sort { $0.total > $1.total }
@@ -99,13 +121,19 @@ final class PubSubTrace: Sendable {
             }
             return n > 0 ? sum / n / 1e6 : 0
         }
+        let tailLocal = tail.compactMap(\.toLocal)
         return PubSubTraceResult(
             pubSubMessages: messages, sampledReceipts: receipts.count, unmatched: unmatched,
             sendToPubSubMs: LatencySummary(toPubSub), pubSubToClientMs: LatencySummary(fromPubSub),
             totalMs: LatencySummary(total),
             slowestPercentMeanMs: joined.isEmpty
                 ? nil
-                : .init(total: meanMs(tail.map(\.total)), sendToPubSub: meanMs(tail.map(\.toPubSub)), pubSubToClient: meanMs(tail.map(\.fromPubSub))))
+                : .init(
+                    total: meanMs(tail.map(\.total)), sendToPubSub: meanMs(tail.map(\.toPubSub)), pubSubToClient: meanMs(tail.map(\.fromPubSub)),
+                    sendToSameNode: tailLocal.isEmpty ? nil : meanMs(tailLocal)),
+            sendToSameNodeMs: toLocal.totalCount > 0 ? LatencySummary(toLocal) : nil,
+            sameNodeToPubSubMs: localToPubSub.totalCount > 0 ? LatencySummary(localToPubSub) : nil,
+            pubSubFirstPercent: localToPubSub.totalCount > 0 ? 100 * Double(pubSubFirst) / Double(localToPubSub.totalCount) : nil)
     }
 }
 
@@ -114,6 +142,8 @@ struct PubSubTraceResult: Codable, Sendable {
         var total: Double
         var sendToPubSub: Double
         var pubSubToClient: Double
+        /// Of `sendToPubSub`: to the sender node's own delivery (where one was sampled).
+        var sendToSameNode: Double?
     }
 
     var pubSubMessages: Int
@@ -126,4 +156,11 @@ struct PubSubTraceResult: Codable, Sendable {
     var totalMs: LatencySummary
     /// Mean of each stage over the slowest 1 % of the sampled deliveries.
     var slowestPercentMeanMs: Split?
+    /// Cross-node sample: send → the sender node's own delivery of the update (tick wait, tick, local
+    /// write, bench read).
+    var sendToSameNodeMs: LatencySummary?
+    /// Per update: its first same-node receipt → on pub/sub (0 where pub/sub came first).
+    var sameNodeToPubSubMs: LatencySummary?
+    /// Share of updates seen on pub/sub before the sender node's own delivery was read.
+    var pubSubFirstPercent: Double?
 }
