@@ -139,9 +139,13 @@ import Testing
         let versions = cluster.redis.command("ZRANGE", SyncRedis.key(doc, "hversions"), "0", "-1", "WITHSCORES")
             .split(whereSeparator: \.isNewline).enumerated().filter { $0.offset % 2 == 1 }.compactMap { UInt64($0.element) }
         #expect(versions == Array(stride(from: 0, through: 90, by: 10)), "\(versions)")
-        let checkpoints = cluster.redis.command("HKEYS", SyncRedis.key(doc, "hckpts")).split(whereSeparator: \.isNewline)
-            .filter { !$0.hasPrefix("a:") }.compactMap { UInt64($0) }
-        #expect(checkpoints.sorted() == versions)
+        // One checkpoint per version entry: full ones every `fullCheckpointEvery` (8), deltas (`d:CLOCK`) between.
+        let fields = cluster.redis.command("HKEYS", SyncRedis.key(doc, "hckpts")).split(whereSeparator: \.isNewline)
+            .filter { !$0.hasPrefix("a:") }
+        let full = fields.compactMap { UInt64($0) }
+        let deltas = fields.filter { $0.hasPrefix("d:") }.compactMap { UInt64($0.dropFirst(2)) }
+        #expect((full + deltas).sorted() == versions)
+        #expect(full.sorted() == [0, 80], "a full checkpoint every \(HistoryPolicy.defaultFullCheckpointEvery)")
 
         // Sealed but not trimmed (the log keeps every commit here): each clock is read once, from the
         // segments, and every state is the one the client saw.

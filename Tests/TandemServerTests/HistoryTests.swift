@@ -293,8 +293,8 @@ import Testing
         await cluster.finish()
     }
 
-    /// `--history-retention`: history older than it is dropped, from the newest checkpoint before the
-    /// cutoff on; what is kept still reads exactly.
+    /// `--history-retention`: history older than it is dropped, from the newest full checkpoint before
+    /// the cutoff on (the deltas after it stand on it); what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
             // Log retention = checkpoint spacing: housekeeping seals once that many commits wait, so the first
@@ -310,7 +310,7 @@ import Testing
         let alice = try await cluster.client("alice")
         try await alice.join(doc)
         alice.recordStates(doc)
-        for i in 1...40 {
+        for i in 1...50 {
             alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
             _ = try await alice.answer(doc, id: i)
         }
@@ -321,19 +321,26 @@ import Testing
         let answeredAtMs = UInt64(Date().timeIntervalSince1970 * 1000)
         try await waitUntil("the clock past the last commit") { UInt64(Date().timeIntervalSince1970 * 1000) > answeredAtMs + 1 }
         // … and sealed to the head at once (housekeeping's tick may have stopped a segment short of it, or
-        // be between two segments when the versions are read): only the checkpoint at 40 is kept.
-        #expect(try await node.sealHistory(doc) == 40)
+        // be between two segments when the versions are read). Checkpoints fall every 5 commits, a full
+        // one every 8 (0 and 40), deltas between: everything before the full one at 40 is dropped, and
+        // the deltas at 45 and 50 that stand on it are kept (dropping checkpoints one by one, as before
+        // deltas, would have left them standing on nothing).
+        #expect(try await node.sealHistory(doc) == 50)
         let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
-        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [40], "old versions dropped")
+        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [50, 45, 40], "old versions dropped")
         let oldest: UInt64 = 40
         let before = try await node.get("/api/docs/\(doc)/at?clock=\(oldest - 1)")
         #expect(before.status == 404 && before.body.contains("not_in_history"), "\(before.body)")
         #expect(before.body.contains("starts at clock \(oldest)"))
         #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(oldest)")) == states[oldest])
-        #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=40")) == states[40])
-        // The kept checkpoint and its version's authors (`a:CLOCK`); the dropped ones' authors went with them.
-        #expect(cluster.redis.command("HLEN", SyncRedis.key(doc, "hckpts")) == "2")
-        #expect(cluster.redis.command("HEXISTS", SyncRedis.key(doc, "hckpts"), "a:\(oldest)") == "1")
+        for clock in oldest...50 {
+            #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(clock)")) == states[clock], "clock \(clock)")
+        }
+        // The kept checkpoints and their versions' authors (`a:CLOCK`); the dropped ones' authors went with them.
+        #expect(cluster.redis.command("HLEN", SyncRedis.key(doc, "hckpts")) == "6")
+        for field in ["\(oldest)", "a:\(oldest)", "d:45", "d:50"] {
+            #expect(cluster.redis.command("HEXISTS", SyncRedis.key(doc, "hckpts"), field) == "1", "\(field)")
+        }
         #expect(cluster.redis.command("ZCOUNT", SyncRedis.key(doc, "hindex"), "-inf", "\(oldest)") == "0", "segments before the kept checkpoint dropped")
         await cluster.finish()
     }
