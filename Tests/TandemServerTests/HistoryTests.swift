@@ -293,6 +293,33 @@ import Testing
         await cluster.finish()
     }
 
+    /// The checkpoint grid is the doc's own: every `--checkpoint-every` commits from clock 0, and
+    /// `--checkpoint-interval` counted from the doc's first commit (the base version at 0 carries its
+    /// time). Before, the base's time was 0, so the first segment's end — wherever housekeeping's tick cut
+    /// it — always got a checkpoint by interval, and the grid counted from there (3, 13, 23 here).
+    @Test func checkpointsFallOnTheDocsGrid() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.logRetention = 3
+            $0.checkpointEvery = 10
+        }
+        let doc = "history:grid"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        for i in 1...25 {
+            alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
+            _ = try await alice.answer(doc, id: i)
+            // A first segment that ends before the first checkpoint is due.
+            if i == 3 { #expect(try await cluster.nodes[0].sealHistory(doc) == 3) }
+        }
+        let node = cluster.nodes[0]
+        #expect(try await node.sealHistory(doc) == 25)
+        let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [20, 10, 0])
+        let first = try JSONParser.parse(try await node.get("/api/docs/\(doc)/at?clock=1").body).objectValue?["at"]?.uint64Value
+        #expect(first != nil && list.last?.objectValue?["at"]?.uint64Value == first, "version 0 carries the first commit's time")
+        await cluster.finish()
+    }
+
     /// `--history-retention`: history older than it is dropped, from the newest full checkpoint before
     /// the cutoff on (the deltas after it stand on it); what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {

@@ -73,7 +73,13 @@ enum HistoryScripts {
         if not sealed or (head > tonumber(sealed) and (not firstClock or firstClock > tonumber(sealed) + 1)) then
           local base, blob, at
           if not sealed and firstClock == 1 then
-            base, at, blob = 0, 0, '{"clock":0,"at":0,"records":{}}'
+            -- The empty state before commit 1. Its version entry carries commit 1's time (the first log
+            -- entry's): --checkpoint-interval counts from the doc's first commit, so the doc's checkpoints
+            -- fall on its own grid rather than at the first segment's end, whenever that was sealed.
+            local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][2]
+            at = 0
+            for j = 1, #first, 2 do if first[j] == 'at' then at = tonumber(first[j + 1]) or 0 end end
+            base, blob = 0, '{"clock":0,"at":0,"records":{}}'
           else
             local flat = redis.call('HGETALL', recordsKey)
             local parts = {}
