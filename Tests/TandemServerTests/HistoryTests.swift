@@ -320,6 +320,43 @@ import Testing
         await cluster.finish()
     }
 
+    /// Commits that leave the live log before any node sealed them (a node of a version before history
+    /// trims by `--log-retention` alone) are never silently missing: the history restarts at the head,
+    /// `tandem_history_lost_commits_total` counts them, and reads of them answer 404 `not_in_history`
+    /// (not 503 `busy`, as if a sealer were behind); the history on either side still reads.
+    @Test func commitsTrimmedBeforeSealingAreReported() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.checkpointEvery = 10 }
+        let doc = "history:lost"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.recordStates(doc)
+        func commit(_ ids: ClosedRange<Int>) async throws {
+            for i in ids {
+                alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
+                _ = try await alice.answer(doc, id: i)
+            }
+        }
+        let node = cluster.nodes[0]
+        try await commit(1...30)
+        #expect(try await node.sealHistory(doc) == 30)
+        try await commit(31...50)
+        // An old node's trim: 31…45 leave the log unsealed (one commit per entry here: pushes one at a time).
+        _ = cluster.redis.command("XTRIM", SyncRedis.key(doc, "log"), "MINID", "46")
+        #expect(try await node.sealHistory(doc) == 50)
+        #expect(try await node.metric("tandem_history_lost_commits_total") == 20)
+        let states = try #require(alice.view(doc).statesByClock)
+        for clock in [UInt64(0), 20, 30, 50] {
+            #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(clock)")) == states[clock], "clock \(clock)")
+        }
+        for clock in [31, 40, 49] {
+            let gap = try await node.get("/api/docs/\(doc)/at?clock=\(clock)")
+            #expect(gap.status == 404 && gap.body.contains("not_in_history"), "clock \(clock): \(gap.status) \(gap.body)")
+        }
+        let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+        #expect(list.first?.objectValue?["clock"]?.uint64Value == 50, "the restart is a version")
+        await cluster.finish()
+    }
+
     /// `--history-retention`: history older than it is dropped, from the newest full checkpoint before
     /// the cutoff on (the deltas after it stand on it); what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {

@@ -61,8 +61,9 @@ enum HistoryScripts {
     /// here from the records: the clocks before it were trimmed before history existed), and starts it
     /// again at the head after a gap (a node of an older version trimmed unsealed commits).
     /// Returns {'empty'} (no commits) | {'ok', head, sealed, last checkpoint's version JSON, entries after
-    /// sealed (raw stream entries, the first may start before), rebased (0|1), segments since that
-    /// checkpoint}.
+    /// sealed (raw stream entries, the first may start before), commits lost to a rebase here (0 but after
+    /// a gap: the commits after the old `hsealed` up to the head, which the history will never hold),
+    /// segments since that checkpoint}.
     static let sealRead = RedisScript(
         common + """
         local head = tonumber(redis.call('GET', clockKey) or '0')
@@ -86,7 +87,7 @@ enum HistoryScripts {
             for j = 1, #flat, 2 do parts[#parts + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1] end
             base, at = head, tonumber(ARGV[2])
             blob = '{"clock":' .. fmt(base) .. ',"at":' .. fmt(at) .. ',"records":{' .. table.concat(parts, ',') .. '}}'
-            if sealed then rebased = 1 end
+            if sealed then rebased = head - tonumber(sealed) end
           end
           redis.call('HSET', ckpts, fmt(base), blob)
           if ARGV[4] == 'json' then
@@ -221,7 +222,12 @@ enum HistoryScripts {
             reached = tonumber(last)
             if reached >= upto then break end
           end
-          if reached < upto then return {'busy', fmt(head)} end
+          if reached < upto then
+            -- Every segment after the checkpoint seen and none reaches the clock: a gap in the history
+            -- (it restarted at a later head), not a sealer behind.
+            if #members < tonumber(ARGV[3]) then return {'missing', fmt(head), ''} end
+            return {'busy', fmt(head)}
+          end
           blobs = redis.call('HMGET', segs, unpack(lasts))
           for _, b in ipairs(blobs) do if not b then return {'missing', fmt(head), ''} end end
         end

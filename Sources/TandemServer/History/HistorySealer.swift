@@ -53,6 +53,9 @@ final class HistorySealer: Sendable {
 
     /// Where a seal round can be cut short as if its node died there (tests only: `killHook`).
     enum KillPoint: Sendable {
+        /// The round has read what waits and is about to build its checkpoints (asked with no arguments;
+        /// a hook may let another sealer run here, the race `lostRace` answers).
+        case afterRead
         /// The segment and checkpoints are computed; nothing is written.
         case beforeWrite
         /// The write ran in Redis; its reply is lost.
@@ -186,6 +189,13 @@ final class HistorySealer: Sendable {
             let entries = parts[4].array ?? []
             let lastVersion = try? HistoryVersion(member: parts[3].bytes ?? [], authors: nil)
             let segmentsSince = Int(parts[6].int ?? 0)
+            if let lost = parts[5].int, lost > 0 {
+                // Never silent: the history now lacks these commits (reads of them answer 404).
+                store.metrics.lostCommits.increment(by: lost)
+                self.logger.error(
+                    "history restarted at the head: commits left the live log before they were sealed",
+                    metadata: ["doc": "\(doc)", "from": "\(head - UInt64(lost) + 1)", "to": "\(head)"])
+            }
             return HistoryStore.offLoop(loop) { () throws -> Plan? in
                 var commits = entries.flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
                 guard let oldest = commits.first else { return nil }
@@ -211,10 +221,26 @@ final class HistorySealer: Sendable {
                 guard !plan.commits.isEmpty else {
                     return loop.makeSucceededFuture(.wait(sealed: sealed, untilMs: plan.waitUntilMs))
                 }
+                if let killHook = self.killHook, killHook(.afterRead, doc, []) { return loop.makeSucceededFuture(.killed) }
                 return self.checkpoints(for: plan, doc: doc, on: loop).flatMap { checkpoints in
                     self.write(plan, checkpoints: checkpoints, flush: flush, doc: doc, on: loop)
+                }.flatMapError { error in
+                    self.lostRace(error, plan: plan, doc: doc, on: loop)
                 }
             }
+        }
+    }
+
+    /// A round whose checkpoint base is gone (`missing`) lost a race when `hsealed` moved meanwhile:
+    /// another sealer's write ran, and its `--history-retention` drop took the checkpoint this round
+    /// stood on. That is `.moved` — read again at the next tick, counted as a race — not a failure
+    /// (which would wait 5 s and, for a doc no node holds, count towards giving it up). A base missing
+    /// with `hsealed` where it was is a real failure.
+    private func lostRace(_ error: any Error, plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<Outcome> {
+        guard case HistoryStore.ReadFailure.missing = error else { return loop.makeFailedFuture(error) }
+        return store.redis.send(RedisCommand("GET", HistoryStore.keys(doc)[10]), on: loop).flatMapThrowing { reply in
+            guard reply.string.flatMap(UInt64.init) != plan.sealed else { throw error }
+            return .moved
         }
     }
 
