@@ -216,7 +216,11 @@ import TandemCore
         #expect(throws: HistoryError.self) {
             try HistoryCodec.applyCheckpointDelta(Array(#"{"clock":9,"at":0,"base":9,"ops":{}}"#.utf8), to: one)
         }
-        for bad in [#"{"clock":12,"base":9}"#, #"{"clock":12,"base":9,"ops":{"a":["nope"]}}"#, #"{"clock":12,"base":9,"ops":[]}"#, "{"] {
+        for bad in [
+            #"{"clock":12,"base":9}"#, #"{"clock":12,"base":9,"ops":{"a":["nope"]}}"#, #"{"clock":12,"base":9,"ops":[]}"#, "{",
+            #"{"clock":12,"base":9,"ops":{"zz":["patch",{"x":["put",1]}]}}"#, #"{"clock":12,"base":9,"ops":{"a":["patch",{"x":["append","y",0]}]}}"#,
+            #"{"clock":12,"base":9,"ops":{"a":["put",[]]}}"#,
+        ] {
             #expect(throws: HistoryError.self, "\(bad)") { try HistoryCodec.applyCheckpointDelta(Array(bad.utf8), to: one) }
         }
     }

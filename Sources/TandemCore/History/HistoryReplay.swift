@@ -79,10 +79,12 @@ public struct HistoryPolicy: Equatable, Sendable {
     public var checkpointsInsideSegments: Bool
 
     /// Full checkpoints every 8 (blobs v5): on the `history-at` doc (1,000 records, each commit patching
-    /// one field of a random one) a delta is about a third of a full checkpoint, so 8 take the checkpoints'
-    /// bytes to about 40 % while a read adds at most 7 small deltas to decompress and apply
-    /// (docs/benchmarks.md). Not an option: what it trades is bytes against read time, both measured here,
-    /// and `--checkpoint-every` already lets an operator move that line.
+    /// one field of a random one) a delta is half a full checkpoint (2.5 against 5.0 KB compressed), so 8
+    /// take the checkpoints' Redis memory from 612 to 316 KB (that doc's history from 2.12× to 1.50× its
+    /// compressed ops) while a read decompresses and applies 3.5 deltas on average, 7 at most: node CPU
+    /// per `/at` 9.6 → 12.7 ms on a loaded machine (docs/benchmarks.md). Not an option: what it trades is
+    /// bytes against read time, both measured there, and `--checkpoint-every` already lets an operator
+    /// move that line.
     public static let defaultFullCheckpointEvery = 8
 
     public init(
