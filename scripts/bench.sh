@@ -586,7 +586,7 @@ for scenario in "${SCENARIOS[@]}"; do
         # One connection builds the doc as fast as the node commits: above the per-connection message rate.
         TANDEM_EXTRA="${TANDEM_EXTRA:-} --max-messages-per-sec 100000" start_servers history-at
         # shellcheck disable=SC2086
-        python3 scripts/history-at.py "$WS_PORT" "$OPS_PORT" "$REDIS_PORT" ${HISTORY_AT_ARGS:-} | tee "$OUT/history-at.txt" \
+        python3 scripts/history-at.py "$WS_PORT" "$OPS_PORT" "$REDIS_PORT" --server-pid "$TANDEM_PID" ${HISTORY_AT_ARGS:-} | tee "$OUT/history-at.txt" \
             || FAILED+=(history-at)
         # What that doc's history takes in Redis (its checkpoints of 1,000 records weigh more than on history-small).
         python3 scripts/history-bytes.py "$REDIS_PORT" | tee "$OUT/history-at.history.txt" || true

@@ -116,6 +116,14 @@ def percentile(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (0 without one)."""
+    if not pid:
+        return 0.0
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("ws_port", type=int)
@@ -126,6 +134,7 @@ def main():
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--server-pid", type=int, help="the node's pid: report its CPU time per read (less noisy than latency on a busy machine)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     doc = f"history-at-{os.getpid()}-{int(time.time())}"
@@ -206,6 +215,7 @@ def main():
     segments0 = metric(args.ops_port, "tandem_history_read_segments_total")
     conn = http.client.HTTPConnection("127.0.0.1", args.ops_port)
     latencies, sizes, failures = [], [], {}
+    cpu0 = cpu_seconds(args.server_pid)
     for _ in range(args.reads):
         clock = rng.randint(1, head)
         t0 = time.perf_counter()
@@ -219,6 +229,7 @@ def main():
         elif clock == head or rng.random() < 0.02:
             records = json.loads(body)["records"]
             assert len(records) == args.records, f"{len(records)} records at {clock}"
+    cpu = cpu_seconds(args.server_pid) - cpu0 if args.server_pid else None
     replayed = metric(args.ops_port, "tandem_history_replayed_commits_total") - replayed0
     segments_read = metric(args.ops_port, "tandem_history_read_segments_total") - segments0
     latencies.sort()
@@ -227,7 +238,9 @@ def main():
     print(f"  latency ms: p50 {percentile(latencies, 50):.1f}  p90 {percentile(latencies, 90):.1f}  "
           f"p99 {percentile(latencies, 99):.1f}  max {latencies[-1]:.1f}  (target p99 <= 50 ms)")
     print(f"  work per read: {replayed / args.reads:.0f} commits replayed (max by construction: --checkpoint-every "
-          f"+ the unsealed tail), {segments_read / args.reads:.2f} segments decompressed, one checkpoint")
+          f"+ the unsealed tail), {segments_read / args.reads:.2f} segments decompressed, one full checkpoint (and, since blobs v5, up to 7 deltas)")
+    if cpu is not None:
+        print(f"  node CPU per read: {cpu * 1000 / args.reads:.2f} ms (user + system, /proc/PID/stat, over the {args.reads} reads)")
     print(f"load average: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

@@ -94,6 +94,8 @@ def main():
             break
     names = (b"hsealed", b"hsegs", b"hindex", b"hckpts", b"hversions")
     total_bytes = total_commits = total_ops = total_zops = total_segment_blobs = total_segments = 0
+    # Checkpoints by kind: full (field CLOCK) and delta (field d:CLOCK, blobs v5): count and blob bytes.
+    checkpoints = {"full": [0, 0], "delta": [0, 0]}
     per_key = dict.fromkeys(names, 0)
     for key in keys:
         base = key[: -len(b"hsegs")]
@@ -102,6 +104,13 @@ def main():
             used = r.call("MEMORY", "USAGE", base + name, "SAMPLES", 0) or 0
             per_key[name] += used
             memory += used
+        ckpts = r.call("HGETALL", base + b"hckpts")
+        for i in range(0, len(ckpts), 2):
+            field = ckpts[i]
+            kind = "delta" if field.startswith(b"d:") else None if field.startswith(b"a:") else "full"
+            if kind:
+                checkpoints[kind][0] += 1
+                checkpoints[kind][1] += len(ckpts[i + 1])
         dump = [] if dump_path else None
         flat = r.call("HGETALL", key)
         segments = sorted((int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2))
@@ -131,6 +140,9 @@ def main():
     print(f"history / compressed ops: {total_bytes / total_zops:.2f} (goal <= 1.5)")
     print(f"segments: {total_segments}, {total_segment_blobs} bytes of blobs ({total_segment_blobs / total_commits:.1f}/commit); "
           + "Redis memory by key: " + ", ".join(f"{name.decode()} {used}" for name, used in per_key.items()))
+    print("checkpoints: " + ", ".join(
+        f"{kind} {count} ({size} bytes of blobs, {size / count:.0f} each)" if count else f"{kind} 0"
+        for kind, (count, size) in checkpoints.items()))
 
 
 if __name__ == "__main__":

@@ -166,6 +166,63 @@ import TandemCore
         let tiny = HistoryPolicy(checkpointEvery: 5)
         #expect(tiny.segmentEnd(sealed: 0, available: 1_000, lastCheckpoint: 0) == 5 * UInt64(HistoryPolicy.maxCheckpointsPerSegment))
         #expect(tiny.checkpointClocks(sealed: 3, end: 17, endAtMs: 0, lastCheckpoint: 0, lastCheckpointAtMs: 0) == [5, 10, 15])
+        // Up to blobs v3 (`--history-format 3`): a segment ends at the first checkpoint due in it, as those
+        // nodes' readers need (a segment starts right after its checkpoint).
+        var v3 = HistoryPolicy(segmentCommits: 1_024)
+        v3.checkpointsInsideSegments = false
+        #expect(v3.segmentEnd(sealed: 2_000, available: 9_000, lastCheckpoint: 2_000) == 3_000)
+        #expect(v3.segmentEnd(sealed: 2_500, available: 9_000, lastCheckpoint: 2_000) == 3_000)
+        #expect(v3.segmentEnd(sealed: 3_000, available: 3_500, lastCheckpoint: 3_000) == 3_500)
+        #expect(HistoryPolicy().fullCheckpointEvery == HistoryPolicy.defaultFullCheckpointEvery)
+    }
+
+    /// Delta checkpoints (blobs v5): the ops from one checkpoint to the next, field by field, give the
+    /// next one exactly; a delta applied to any other checkpoint, or damaged, is refused.
+    @Test func checkpointDeltasRoundTripAndRefuseTheWrongBase() throws {
+        var rng = SystemRandomNumberGenerator()
+        var records: [String: JSONValue] = [:]
+        for i in 0..<200 { records["r\(i)"] = json(#"{"title":"record \#(i)","n":0,"text":"xxxxxxxx","tags":["a","b"]}"#) }
+        var base = HistoryCheckpoint(clock: 1_000, atMs: 5, records: records)
+        for round in 1...20 {
+            var next = base.records
+            for _ in 0..<60 {
+                let id = "r\(Int.random(in: 0..<220, using: &rng))"
+                switch Int.random(in: 0..<10, using: &rng) {
+                case 0: next.removeValue(forKey: id)
+                case 1: next[id] = json(#"{"other":[1,{"deep":true}]}"#)
+                case 2: next[id] = json(#"{"title":"t","n":\#(round)}"#)  // fields dropped
+                case 3: next[id] = json("{}")
+                default:
+                    var object = next[id]?.objectValue ?? [:]
+                    object["n"] = .number(String(Int.random(in: 0..<100_000, using: &rng)))
+                    if Bool.random(using: &rng) { object["nested"] = json(#"{"a":{"b":\#(round)}}"#) }
+                    next[id] = .object(object)
+                }
+            }
+            let target = HistoryCheckpoint(clock: base.clock + 1_000, atMs: base.atMs + 7, records: next)
+            let delta = HistoryCodec.encodeCheckpointDelta(from: base, to: target)
+            #expect(try HistoryCodec.applyCheckpointDelta(delta, to: base) == target, "round \(round)")
+            #expect(delta.count < HistoryCodec.encodeCheckpoint(target).count / 2, "a delta holds what changed: \(delta.count) B")
+            base = target
+        }
+        // One field of one record: a patch of that field, not the record.
+        let one = HistoryCheckpoint(clock: 9, atMs: 0, records: ["a": json(#"{"x":1,"y":"long text here"}"#)])
+        let two = HistoryCheckpoint(clock: 12, atMs: 3, records: ["a": json(#"{"x":2,"y":"long text here"}"#)])
+        let small = HistoryCodec.encodeCheckpointDelta(from: one, to: two)
+        #expect(String(decoding: small, as: UTF8.self) == #"{"clock":12,"at":3,"base":9,"ops":{"a":["patch",{"x":["put",2]}]}}"#)
+        #expect(try HistoryCodec.applyCheckpointDelta(small, to: one) == two)
+        // The wrong base, a base after it, malformed: corrupt, never a wrong state.
+        #expect(throws: HistoryError.self) { try HistoryCodec.applyCheckpointDelta(small, to: two) }
+        #expect(throws: HistoryError.self) {
+            try HistoryCodec.applyCheckpointDelta(Array(#"{"clock":9,"at":0,"base":9,"ops":{}}"#.utf8), to: one)
+        }
+        for bad in [
+            #"{"clock":12,"base":9}"#, #"{"clock":12,"base":9,"ops":{"a":["nope"]}}"#, #"{"clock":12,"base":9,"ops":[]}"#, "{",
+            #"{"clock":12,"base":9,"ops":{"zz":["patch",{"x":["put",1]}]}}"#, #"{"clock":12,"base":9,"ops":{"a":["patch",{"x":["append","y",0]}]}}"#,
+            #"{"clock":12,"base":9,"ops":{"a":["put",[]]}}"#,
+        ] {
+            #expect(throws: HistoryError.self, "\(bad)") { try HistoryCodec.applyCheckpointDelta(Array(bad.utf8), to: one) }
+        }
     }
 
     @Test func versionEntriesAreBounded() throws {

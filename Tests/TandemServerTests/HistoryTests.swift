@@ -293,8 +293,72 @@ import Testing
         await cluster.finish()
     }
 
-    /// `--history-retention`: history older than it is dropped, from the newest checkpoint before the
-    /// cutoff on; what is kept still reads exactly.
+    /// The checkpoint grid is the doc's own: every `--checkpoint-every` commits from clock 0, and
+    /// `--checkpoint-interval` counted from the doc's first commit (the base version at 0 carries its
+    /// time). Before, the base's time was 0, so the first segment's end — wherever housekeeping's tick cut
+    /// it — always got a checkpoint by interval, and the grid counted from there (3, 13, 23 here).
+    @Test func checkpointsFallOnTheDocsGrid() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.logRetention = 3
+            $0.checkpointEvery = 10
+        }
+        let doc = "history:grid"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        for i in 1...25 {
+            alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
+            _ = try await alice.answer(doc, id: i)
+            // A first segment that ends before the first checkpoint is due.
+            if i == 3 { #expect(try await cluster.nodes[0].sealHistory(doc) == 3) }
+        }
+        let node = cluster.nodes[0]
+        #expect(try await node.sealHistory(doc) == 25)
+        let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [20, 10, 0])
+        let first = try JSONParser.parse(try await node.get("/api/docs/\(doc)/at?clock=1").body).objectValue?["at"]?.uint64Value
+        #expect(first != nil && list.last?.objectValue?["at"]?.uint64Value == first, "version 0 carries the first commit's time")
+        await cluster.finish()
+    }
+
+    /// Commits that leave the live log before any node sealed them (a node of a version before history
+    /// trims by `--log-retention` alone) are never silently missing: the history restarts at the head,
+    /// `tandem_history_lost_commits_total` counts them, and reads of them answer 404 `not_in_history`
+    /// (not 503 `busy`, as if a sealer were behind); the history on either side still reads.
+    @Test func commitsTrimmedBeforeSealingAreReported() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.checkpointEvery = 10 }
+        let doc = "history:lost"
+        let alice = try await cluster.client("alice")
+        try await alice.join(doc)
+        alice.recordStates(doc)
+        func commit(_ ids: ClosedRange<Int>) async throws {
+            for i in ids {
+                alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
+                _ = try await alice.answer(doc, id: i)
+            }
+        }
+        let node = cluster.nodes[0]
+        try await commit(1...30)
+        #expect(try await node.sealHistory(doc) == 30)
+        try await commit(31...50)
+        // An old node's trim: 31…45 leave the log unsealed (one commit per entry here: pushes one at a time).
+        _ = cluster.redis.command("XTRIM", SyncRedis.key(doc, "log"), "MINID", "46")
+        #expect(try await node.sealHistory(doc) == 50)
+        #expect(try await node.metric("tandem_history_lost_commits_total") == 20)
+        let states = try #require(alice.view(doc).statesByClock)
+        for clock in [UInt64(0), 20, 30, 50] {
+            #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(clock)")) == states[clock], "clock \(clock)")
+        }
+        for clock in [31, 40, 49] {
+            let gap = try await node.get("/api/docs/\(doc)/at?clock=\(clock)")
+            #expect(gap.status == 404 && gap.body.contains("not_in_history"), "clock \(clock): \(gap.status) \(gap.body)")
+        }
+        let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
+        #expect(list.first?.objectValue?["clock"]?.uint64Value == 50, "the restart is a version")
+        await cluster.finish()
+    }
+
+    /// `--history-retention`: history older than it is dropped, from the newest full checkpoint before
+    /// the cutoff on (the deltas after it stand on it); what is kept still reads exactly.
     @Test func historyRetentionDropsOldVersions() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
             // Log retention = checkpoint spacing: housekeeping seals once that many commits wait, so the first
@@ -310,7 +374,7 @@ import Testing
         let alice = try await cluster.client("alice")
         try await alice.join(doc)
         alice.recordStates(doc)
-        for i in 1...40 {
+        for i in 1...50 {
             alice.push(doc, id: i, ops: #"{"r\#(i % 3)":["put",{"v":\#(i)}]}"#)
             _ = try await alice.answer(doc, id: i)
         }
@@ -321,19 +385,26 @@ import Testing
         let answeredAtMs = UInt64(Date().timeIntervalSince1970 * 1000)
         try await waitUntil("the clock past the last commit") { UInt64(Date().timeIntervalSince1970 * 1000) > answeredAtMs + 1 }
         // … and sealed to the head at once (housekeeping's tick may have stopped a segment short of it, or
-        // be between two segments when the versions are read): only the checkpoint at 40 is kept.
-        #expect(try await node.sealHistory(doc) == 40)
+        // be between two segments when the versions are read). Checkpoints fall every 5 commits, a full
+        // one every 8 (0 and 40), deltas between: everything before the full one at 40 is dropped, and
+        // the deltas at 45 and 50 that stand on it are kept (dropping checkpoints one by one, as before
+        // deltas, would have left them standing on nothing).
+        #expect(try await node.sealHistory(doc) == 50)
         let list = try JSONParser.parse(try await node.get("/api/docs/\(doc)/versions").body).objectValue?["versions"]?.arrayValue ?? []
-        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [40], "old versions dropped")
+        #expect(list.compactMap { $0.objectValue?["clock"]?.uint64Value } == [50, 45, 40], "old versions dropped")
         let oldest: UInt64 = 40
         let before = try await node.get("/api/docs/\(doc)/at?clock=\(oldest - 1)")
         #expect(before.status == 404 && before.body.contains("not_in_history"), "\(before.body)")
         #expect(before.body.contains("starts at clock \(oldest)"))
         #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(oldest)")) == states[oldest])
-        #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=40")) == states[40])
-        // The kept checkpoint and its version's authors (`a:CLOCK`); the dropped ones' authors went with them.
-        #expect(cluster.redis.command("HLEN", SyncRedis.key(doc, "hckpts")) == "2")
-        #expect(cluster.redis.command("HEXISTS", SyncRedis.key(doc, "hckpts"), "a:\(oldest)") == "1")
+        for clock in oldest...50 {
+            #expect(try Self.records(try await node.get("/api/docs/\(doc)/at?clock=\(clock)")) == states[clock], "clock \(clock)")
+        }
+        // The kept checkpoints and their versions' authors (`a:CLOCK`); the dropped ones' authors went with them.
+        #expect(cluster.redis.command("HLEN", SyncRedis.key(doc, "hckpts")) == "6")
+        for field in ["\(oldest)", "a:\(oldest)", "d:45", "d:50"] {
+            #expect(cluster.redis.command("HEXISTS", SyncRedis.key(doc, "hckpts"), field) == "1", "\(field)")
+        }
         #expect(cluster.redis.command("ZCOUNT", SyncRedis.key(doc, "hindex"), "-inf", "\(oldest)") == "0", "segments before the kept checkpoint dropped")
         await cluster.finish()
     }

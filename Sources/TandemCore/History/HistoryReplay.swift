@@ -69,12 +69,34 @@ public struct HistoryPolicy: Equatable, Sendable {
     /// `--log-retention`: commits the live log keeps. Commits beyond it are sealed at once (the log's trim
     /// waits for them), so a small retention gets small segments and a log of its own size.
     public var retention: UInt64
+    /// Every this many checkpoints one is full, the others deltas of the one before
+    /// (`HistoryCodec.encodeCheckpointDelta`; 1: all full, as blobs up to v4 wrote them). A read
+    /// decompresses one full checkpoint and at most `fullCheckpointEvery - 1` deltas.
+    public var fullCheckpointEvery: Int
+    /// Whether a segment spans several checkpoint intervals with the checkpoints inside it (blobs v4 on),
+    /// or ends at the first checkpoint due in it (up to v3, whose readers need a segment to start right
+    /// after its checkpoint).
+    public var checkpointsInsideSegments: Bool
 
-    public init(segmentCommits: Int = 2_048, checkpointEvery: UInt64 = 1_000, checkpointIntervalMs: UInt64 = 3_600_000, retention: UInt64 = 10_000) {
+    /// Full checkpoints every 8 (blobs v5): on the `history-at` doc (1,000 records, each commit patching
+    /// one field of a random one) a delta is half a full checkpoint (2.5 against 5.0 KB compressed), so 8
+    /// take the checkpoints' Redis memory from 612 to 316 KB (that doc's history from 2.12× to 1.50× its
+    /// compressed ops) while a read decompresses and applies 3.5 deltas on average, 7 at most: node CPU
+    /// per `/at` 9.6 → 12.7 ms on a loaded machine (docs/benchmarks.md). Not an option: what it trades is
+    /// bytes against read time, both measured there, and `--checkpoint-every` already lets an operator
+    /// move that line.
+    public static let defaultFullCheckpointEvery = 8
+
+    public init(
+        segmentCommits: Int = 2_048, checkpointEvery: UInt64 = 1_000, checkpointIntervalMs: UInt64 = 3_600_000, retention: UInt64 = 10_000,
+        fullCheckpointEvery: Int = defaultFullCheckpointEvery, checkpointsInsideSegments: Bool = true
+    ) {
         self.segmentCommits = max(1, segmentCommits)
         self.checkpointEvery = max(1, checkpointEvery)
         self.checkpointIntervalMs = checkpointIntervalMs
         self.retention = max(1, retention)
+        self.fullCheckpointEvery = max(1, fullCheckpointEvery)
+        self.checkpointsInsideSegments = checkpointsInsideSegments
     }
 
     /// Whether to seal now: `unsealed` commits wait after the last sealed one, the oldest committed at
@@ -97,7 +119,7 @@ public struct HistoryPolicy: Equatable, Sendable {
         guard available > sealed else { return sealed }
         let end = min(available, sealed + UInt64(segmentCommits))
         let due = dueClocks(after: sealed, through: end, lastCheckpoint: lastCheckpoint)
-        return due.last ?? end
+        return (checkpointsInsideSegments ? due.last : due.first) ?? end
     }
 
     /// The clocks from `sealed + 1` through `end` where a checkpoint is due by count.

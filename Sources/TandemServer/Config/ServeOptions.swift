@@ -202,6 +202,9 @@ public enum ServeOptions {
         .node(
             "history-retention", \.historyRetentionMs, .duration, unit: .duration, section: .sync,
             help: "Version history older than this is dropped (kept from the newest checkpoint before it; 0: keep everything while the doc lives, --doc-ttl)."),
+        .node(
+            "history-format", \.historyFormat, .choice("version"), bounds: .anyCase, section: .sync,
+            help: "Version history layout this node writes: 5, or 4 / 3 while nodes of a release that reads only that one still serve docs (a rolling upgrade: docs/operations.md)."),
     ]
 
     static let yjs: [ConfigOption] = [

@@ -131,6 +131,9 @@ public struct ServerConfiguration: Sendable {
     public var checkpointEvery = 1_000
     public var checkpointIntervalMs: Int64 = 3_600_000
     public var historyRetentionMs: Int64 = 0
+    /// The history layout this node writes (`HistoryFormat`): an older one while nodes that cannot read
+    /// the newest still serve docs (a rolling upgrade, docs/operations.md).
+    public var historyFormat = HistoryFormat.v5
     // Data-plane bounds (issue 7): what one socket or connection may hold on a node.
     /// Docs one connection may be in at once; a join beyond it gets `too_many_docs`.
     public var maxDocsPerConnection = 100
@@ -377,4 +380,21 @@ public enum SyncLogMode: String, Sendable, CaseIterable {
     /// One classic log entry and one message per commit, exactly as nodes from before group commit wrote
     /// and read them: for a rolling upgrade while such nodes still serve docs. Commits are still batched.
     case perCommit = "per-commit"
+}
+
+/// `--history-format`: how this node writes version history (docs/history.md). Every node reads all of
+/// them; a node reads only the formats up to its own release's, so during a rolling upgrade the new nodes
+/// write what the old ones read until every node is upgraded (docs/operations.md, Upgrading).
+public enum HistoryFormat: String, Sendable, CaseIterable, Comparable {
+    /// Blobs v3: zlib blobs (kind `z`), version entries as JSON members with their authors, segments of
+    /// up to 1,024 commits that end at each checkpoint, every checkpoint full.
+    case v3 = "3"
+    /// Blobs v4: bzip2 or zlib blobs (kind `b` or `z`), `CLOCK:AT:COMMITS:MORE` members with the authors
+    /// under `a:CLOCK`, segments of up to 2,048 commits holding checkpoints inside, every checkpoint full.
+    case v4 = "4"
+    /// Blobs v5 (the default): v4 with delta checkpoints (`d:CLOCK`), a full one every
+    /// `HistoryPolicy.defaultFullCheckpointEvery`.
+    case v5 = "5"
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }

@@ -13,6 +13,9 @@ final class HistoryMetrics: Sendable {
     /// Seal rounds that failed (Redis errors, undecodable entries) or lost the race to another node.
     let sealFailures: Counter
     let sealRaces: Counter
+    /// Commits a doc's history lacks because they left the live log before any node sealed them (a node
+    /// of a version before history trimmed them): the history restarted at the head (`sealRead`'s rebase).
+    let lostCommits: Counter
     /// History reads by kind (at, time, versions, log, restore, fork, protocol), and the commits they
     /// replayed (the work a read costs).
     let reads: [String: Counter]
@@ -44,6 +47,10 @@ final class HistoryMetrics: Sendable {
         sealFailures = registry.makeCounter(descriptor: name("history_seal_failures", "total", "History seal rounds that failed."))
         sealRaces = registry.makeCounter(
             descriptor: name("history_seal_races", "total", "History seal rounds another node finished first (nothing written twice)."))
+        lostCommits = registry.makeCounter(
+            descriptor: name(
+                "history_lost_commits", "total",
+                "Commits missing from version history: trimmed from the live log before any node sealed them (the history restarted at the head)."))
         let readDescriptor = name("history_reads", "total", "History reads and writes served, by route (at, time, versions, log, restore, fork, protocol).")
         reads = Dictionary(uniqueKeysWithValues: Self.readKinds.map { ($0, registry.makeCounter(descriptor: readDescriptor, labels: [("route", $0)])) })
         replayedCommits = registry.makeCounter(

@@ -53,6 +53,9 @@ final class HistorySealer: Sendable {
 
     /// Where a seal round can be cut short as if its node died there (tests only: `killHook`).
     enum KillPoint: Sendable {
+        /// The round has read what waits and is about to build its checkpoints (asked with no arguments;
+        /// a hook may let another sealer run here, the race `lostRace` answers).
+        case afterRead
         /// The segment and checkpoints are computed; nothing is written.
         case beforeWrite
         /// The write ran in Redis; its reply is lost.
@@ -174,7 +177,7 @@ final class HistorySealer: Sendable {
         let nowMs = NodeClock().wallMs()
         return store.redis.evalScript(
             HistoryScripts.sealRead, keys: HistoryStore.keys(doc),
-            args: [policy.segmentCommits, String(nowMs), HistoryStore.maxSealBytes], on: loop
+            args: [policy.segmentCommits, String(nowMs), HistoryStore.maxSealBytes, store.format <= .v3 ? "json" : ""], on: loop
         ).flatMap { reply -> EventLoopFuture<Outcome> in
             let parts = reply.array ?? []
             guard parts.first?.string == "ok", parts.count == 7, let head = parts[1].string.flatMap(UInt64.init),
@@ -186,6 +189,13 @@ final class HistorySealer: Sendable {
             let entries = parts[4].array ?? []
             let lastVersion = try? HistoryVersion(member: parts[3].bytes ?? [], authors: nil)
             let segmentsSince = Int(parts[6].int ?? 0)
+            if let lost = parts[5].int, lost > 0 {
+                // Never silent: the history now lacks these commits (reads of them answer 404).
+                store.metrics.lostCommits.increment(by: lost)
+                self.logger.error(
+                    "history restarted at the head: commits left the live log before they were sealed",
+                    metadata: ["doc": "\(doc)", "from": "\(head - UInt64(lost) + 1)", "to": "\(head)"])
+            }
             return HistoryStore.offLoop(loop) { () throws -> Plan? in
                 var commits = entries.flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
                 guard let oldest = commits.first else { return nil }
@@ -204,17 +214,33 @@ final class HistorySealer: Sendable {
                     sealed: sealed, end: last.clock, endAtMs: last.committedAtMs, lastCheckpoint: lastVersion?.clock ?? 0,
                     lastCheckpointAtMs: lastVersion?.atMs ?? 0, force: segmentsSince + 1 >= HistoryStore.checkpointSegments)
                 return Plan(
-                    head: head, sealed: sealed, commits: commits, segment: HistoryBlob.pack(Self.segmentParts(commits)),
+                    head: head, sealed: sealed, commits: commits, segment: store.pack(Self.segmentParts(commits)),
                     checkpointClocks: checkpoints, previousVersion: lastVersion?.clock ?? 0)
             }.flatMap { plan in
                 guard let plan else { return loop.makeSucceededFuture(.nothing(sealed: sealed)) }
                 guard !plan.commits.isEmpty else {
                     return loop.makeSucceededFuture(.wait(sealed: sealed, untilMs: plan.waitUntilMs))
                 }
+                if let killHook = self.killHook, killHook(.afterRead, doc, []) { return loop.makeSucceededFuture(.killed) }
                 return self.checkpoints(for: plan, doc: doc, on: loop).flatMap { checkpoints in
                     self.write(plan, checkpoints: checkpoints, flush: flush, doc: doc, on: loop)
+                }.flatMapError { error in
+                    self.lostRace(error, plan: plan, doc: doc, on: loop)
                 }
             }
+        }
+    }
+
+    /// A round whose checkpoint base is gone (`missing`) lost a race when `hsealed` moved meanwhile:
+    /// another sealer's write ran, and its `--history-retention` drop took the checkpoint this round
+    /// stood on. That is `.moved` — read again at the next tick, counted as a race — not a failure
+    /// (which would wait 5 s and, for a doc no node holds, count towards giving it up). A base missing
+    /// with `hsealed` where it was is a real failure.
+    private func lostRace(_ error: any Error, plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<Outcome> {
+        guard case HistoryStore.ReadFailure.missing = error else { return loop.makeFailedFuture(error) }
+        return store.redis.send(RedisCommand("GET", HistoryStore.keys(doc)[10]), on: loop).flatMapThrowing { reply in
+            guard reply.string.flatMap(UInt64.init) != plan.sealed else { throw error }
+            return .moved
         }
     }
 
@@ -237,13 +263,21 @@ final class HistorySealer: Sendable {
     }
 
     /// The checkpoints (blob and version entry) the plan wants: the state at the last sealed clock
-    /// (history read) with the segment's commits applied up to each.
+    /// (history read) with the segment's commits applied up to each. Each is a delta of the checkpoint
+    /// before it (blobs v5) unless that would make a chain of `policy.fullCheckpointEvery` or the one
+    /// before is not the checkpoint the read started from (then it is full).
     private func checkpoints(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<[Checkpoint]> {
         guard !plan.checkpointClocks.isEmpty else { return loop.makeSucceededFuture([]) }
         let metrics = store.metrics
+        let format = store.format
+        let fullEvery = store.policy.fullCheckpointEvery
+        let store = self.store
         return store.state(doc: doc, at: plan.sealed, on: loop).flatMap { before in
             HistoryStore.offLoop(loop) {
                 var state = HistoryCheckpoint(clock: before.replica.head, atMs: before.atMs, records: before.replica.records)
+                // The last checkpoint, as the chain of the next delta starts from it.
+                var base: HistoryCheckpoint? = before.checkpoint.clock == plan.previousVersion ? before.checkpoint : nil
+                var depth = before.checkpointDepth
                 var previous = plan.previousVersion
                 var out: [Checkpoint] = []
                 let all = before.commits + plan.commits
@@ -255,10 +289,24 @@ final class HistorySealer: Sendable {
                     metrics.replayedCommits.increment(by: Int64(step.count))
                     let since = all.filter { $0.clock > previous && $0.clock <= clock }
                     let version = HistoryVersion.summarizing(since, since: previous, authors: Set(since.map(\.by)))
+                    let delta: Bool
+                    let blob: [UInt8]
+                    if let base, depth + 1 < fullEvery {
+                        delta = true
+                        depth += 1
+                        blob = store.pack([HistoryCodec.encodeCheckpointDelta(from: base, to: state)])
+                    } else {
+                        delta = false
+                        depth = 0
+                        blob = store.pack([HistoryCodec.encodeCheckpoint(state)])
+                    }
                     out.append(
                         Checkpoint(
-                            clock: clock, blob: HistoryBlob.pack(HistoryCodec.encodeCheckpoint(state)), version: version?.member ?? [],
-                            authors: version?.authorsJSON ?? []))
+                            clock: clock, delta: delta, blob: blob,
+                            // Up to v3 the entry is its JSON, authors included (what those nodes read).
+                            version: format <= .v3 ? version?.json ?? [] : version?.member ?? [],
+                            authors: format <= .v3 ? [] : version?.authorsJSON ?? []))
+                    base = state
                     previous = clock
                 }
                 return out
@@ -268,6 +316,8 @@ final class HistorySealer: Sendable {
 
     private struct Checkpoint: Sendable {
         var clock: UInt64
+        /// A delta of the checkpoint before it (`d:CLOCK`), else full.
+        var delta: Bool
         var blob: [UInt8]
         /// `HistoryVersion.member` and `.authorsJSON`.
         var version: [UInt8]
@@ -284,12 +334,13 @@ final class HistorySealer: Sendable {
         let cutoff = store.retentionMs > 0 ? NodeClock().wallMs() - min(store.retentionMs, NodeClock().wallMs()) : 0
         var args: [any RedisArgument] = [String(plan.sealed), String(first), String(last), plan.segment, String(maxAt), String(cutoff)]
         for checkpoint in checkpoints {
-            args += [String(checkpoint.clock), checkpoint.blob, checkpoint.version, checkpoint.authors] as [any RedisArgument]
+            args += [String(checkpoint.clock), checkpoint.delta ? "d" : "", checkpoint.blob, checkpoint.version, checkpoint.authors]
+                as [any RedisArgument]
         }
         if let killHook, killHook(.beforeWrite, doc, args) { return loop.makeSucceededFuture(.killed) }
         return store.redis.evalScript(
             HistoryScripts.sealWrite, keys: HistoryStore.keys(doc), args: args, on: loop
-        ).map { [killHook] reply in
+        ).map { [killHook, args] reply in
             if let killHook, killHook(.afterWrite, doc, args) { return .killed }
             guard let parts = reply.array, parts.first?.string == "ok" else { return .moved }
             store.metrics.sealedCommits.increment(by: Int64(plan.commits.count))

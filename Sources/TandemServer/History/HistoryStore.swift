@@ -13,6 +13,8 @@ final class HistoryStore: Sendable {
     /// `--history-retention` in ms (0: keep everything while the doc lives).
     let retentionMs: UInt64
     let metrics: HistoryMetrics
+    /// `--history-format`: what the sealer writes (every format reads).
+    let format: HistoryFormat
 
     /// Segments one read may combine: the sealer writes a checkpoint at least every `checkpointSegments`
     /// segments, so a read within history needs at most that many; more means something is off.
@@ -25,13 +27,32 @@ final class HistoryStore: Sendable {
     static let maxReadLogBytes = 64 << 20
     /// Bytes of log entries one seal round reads.
     static let maxSealBytes = 8 << 20
+    /// Checkpoints a read walks back from a delta to the full one it stands on (`maxChain` in the
+    /// scripts); the sealer writes a full one every `HistoryPolicy.fullCheckpointEvery` (8).
+    static let maxCheckpointChain = 64
 
-    init(redis: any RedisCommandClient, policy: HistoryPolicy, retentionMs: UInt64, metrics: HistoryMetrics) {
+    init(redis: any RedisCommandClient, policy: HistoryPolicy, retentionMs: UInt64, metrics: HistoryMetrics, format: HistoryFormat = .v5) {
         self.redis = redis
         self.policy = policy
         self.retentionMs = retentionMs
         self.metrics = metrics
+        self.format = format
     }
+
+    /// The policy `--history-format` implies on top of the options: up to v3, segments of 1,024 commits
+    /// that end at their checkpoint; up to v4, no deltas.
+    static func policy(_ base: HistoryPolicy, format: HistoryFormat) -> HistoryPolicy {
+        var policy = base
+        if format <= .v3 {
+            policy.segmentCommits = 1_024
+            policy.checkpointsInsideSegments = false
+        }
+        if format <= .v4 { policy.fullCheckpointEvery = 1 }
+        return policy
+    }
+
+    /// A blob as `format` writes it: v3 nodes inflate only zlib.
+    func pack(_ parts: [[UInt8]]) -> [UInt8] { format <= .v3 ? HistoryBlob.packZlib(parts) : HistoryBlob.pack(parts) }
 
     static func keys(_ doc: String) -> [String] { GroupCommitScript.keys(doc) }
 
@@ -60,6 +81,8 @@ final class HistoryStore: Sendable {
         /// Commits after the checkpoint up to `clock`, in order.
         var commits: [CommitNotice]
         var replica: DocReplica
+        /// Delta checkpoints applied to a full one to get `checkpoint` (0: it is full).
+        var checkpointDepth = 0
         /// Segments decompressed for it.
         var segments = 0
         /// When commit `clock` was made (the checkpoint's time when it is the checkpoint).
@@ -88,7 +111,7 @@ final class HistoryStore: Sendable {
         let kind = parts.first?.string ?? ""
         let head = parts.count > 1 ? parts[1].string.flatMap(UInt64.init) ?? 0 : 0
         switch kind {
-        case "ok" where parts.count == 7:
+        case "ok" where parts.count == 8:
             break
         case "beyond":
             throw head == 0 ? ReadFailure.unknownDoc : ReadFailure.beyond(head: head)
@@ -108,7 +131,11 @@ final class HistoryStore: Sendable {
 
     private static func replay(_ parts: [RedisValue], clock: UInt64, head: UInt64) -> Result<StateAt, HistoryError> {
         Result { () throws(HistoryError) -> StateAt in
-            let checkpoint = try HistoryCodec.decodeCheckpoint(HistoryBlob.unpack(parts[4].bytes ?? []))
+            var checkpoint = try HistoryCodec.decodeCheckpoint(HistoryBlob.unpack(parts[4].bytes ?? []))
+            let deltas = parts[7].array ?? []
+            for delta in deltas.reversed() {
+                checkpoint = try HistoryCodec.applyCheckpointDelta(HistoryBlob.unpack(delta.bytes ?? []), to: checkpoint)
+            }
             var commits: [CommitNotice] = []
             for blob in parts[5].array ?? [] {
                 commits += try HistoryCodec.decodeSegment(HistoryBlob.unpack(blob.bytes ?? []))
@@ -119,7 +146,9 @@ final class HistoryStore: Sendable {
             }
             commits = commits.filter { $0.clock > checkpoint.clock && $0.clock <= clock }
             let replica = try HistoryReplay.state(from: checkpoint, commits: commits, to: clock)
-            return StateAt(head: head, checkpoint: checkpoint, commits: commits, replica: replica, segments: parts[5].array?.count ?? 0)
+            return StateAt(
+                head: head, checkpoint: checkpoint, commits: commits, replica: replica, checkpointDepth: deltas.count,
+                segments: parts[5].array?.count ?? 0)
         }
     }
 
@@ -158,7 +187,7 @@ final class HistoryStore: Sendable {
         ).flatMap { reply in
             Self.offLoop(loop) {
                 let parts = reply.array ?? []
-                guard parts.first?.string == "ok", parts.count == 7 else { throw ReadFailure.busy(head: head) }
+                guard parts.first?.string == "ok", parts.count == 8 else { throw ReadFailure.busy(head: head) }
                 let live = (parts[6].array ?? []).flatMap { SyncStore.notices(fromStreamEntry: $0) }.filter { $0.clock > sealed }
                 return HistoryReplay.lastCommit(atOrBefore: timeMs, in: live) ?? sealed
             }

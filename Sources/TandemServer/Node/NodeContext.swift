@@ -57,10 +57,13 @@ final class NodeContext: Sendable {
                 : nil)
         self.history = HistoryStore(
             redis: redis,
-            policy: HistoryPolicy(
-                checkpointEvery: UInt64(config.checkpointEvery), checkpointIntervalMs: UInt64(config.checkpointIntervalMs),
-                retention: UInt64(config.logRetention)),
-            retentionMs: UInt64(max(config.historyRetentionMs, 0)), metrics: HistoryMetrics(registry: metrics.registry))
+            policy: HistoryStore.policy(
+                HistoryPolicy(
+                    checkpointEvery: UInt64(config.checkpointEvery), checkpointIntervalMs: UInt64(config.checkpointIntervalMs),
+                    retention: UInt64(config.logRetention)),
+                format: config.historyFormat),
+            retentionMs: UInt64(max(config.historyRetentionMs, 0)), metrics: HistoryMetrics(registry: metrics.registry),
+            format: config.historyFormat)
         self.sealer = HistorySealer(store: history, logger: logger)
         self.historyService = HistoryService(store: history, syncStore: syncStore, redis: redis, config: config)
         self.storm = ReconnectStormMonitor(threshold: config.stormThreshold, metrics: metrics, logger: logger)
