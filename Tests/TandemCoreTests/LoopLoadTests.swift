@@ -32,6 +32,19 @@ import Testing
         #expect(!load.isLagging, "\(load.lagNanos)")
     }
 
+    /// The refusal message names the current lag and the limit; it is made again only when the lag (in
+    /// whole ms) moved, at a probe, and never names a lag the loop no longer has.
+    @Test func theRefusalMessageFollowsTheLag() {
+        var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 2)
+        let now: UInt64 = 1_000 * Self.ms
+        load.probed(due: now, now: now + 400 * Self.ms)  // smoothed: 0.3 × 400 = 120 ms
+        let first = load.refusalMessage()
+        #expect(first.contains("runs 120 ms behind (limit 50 ms, --max-loop-lag-ms)"), "\(first)")
+        #expect(load.refusalMessage() == first)
+        load.probed(due: now + 500 * Self.ms, now: now + 900 * Self.ms)  // 120 + 0.3 × (400 − 120) = 204 ms
+        #expect(load.refusalMessage().contains("runs 204 ms behind"), "\(load.refusalMessage())")
+    }
+
     /// A push's time before its doc saw it is the measured hop since its read plus the loop's smoothed
     /// lag (its time in the socket). With the loop's lag and the doc's estimate each under their bounds,
     /// their sum with the hop passing `--max-push-wait-ms` refuses the push; the same hop on a loop that

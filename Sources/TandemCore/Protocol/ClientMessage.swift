@@ -48,6 +48,10 @@ public enum ClientMessage: Equatable, Sendable {
         {
             return message
         }
+        // The common push, its envelope without the parser (issue 8).
+        if let message = frame.withContiguousStorageIfAvailable({ PushFastPath.decode($0, limits: limits) }) ?? nil {
+            return message
+        }
         return try decodeParsed(frame, limits: limits)
     }
 

@@ -29,6 +29,10 @@ public struct LoopLoad: Sendable, Equatable {
     var commitsSinceProbe: UInt64 = 0
     var lastProbeAt: UInt64?
     var random: SplitMix64
+    /// The last refusal message and the lag (ms) it names: the lag moves only at a probe, so while the loop
+    /// lags every refusal until the next probe reuses it (building it cost ~5,000 instructions a refusal).
+    var lastMessage = ""
+    var lastMessageLagMs = -1
 
     /// Weight of the newest probe in the averages: a single late timer (one long batch of work) does not
     /// flip admission, a few in a row do.
@@ -54,6 +58,17 @@ public struct LoopLoad: Sendable, Equatable {
     /// pushes waited at saturation (sync-20k, 2026-12-05: no refusals, push → result p99 796 ms).
     public func waitedBeforeDoc(sinceReadNanos: UInt64) -> UInt64 {
         sinceReadNanos &+ UInt64(max(lagNanos, 0))
+    }
+
+    /// What a push refused for lag is told (`--max-loop-lag-ms` is named for the operator reading it).
+    public mutating func refusalMessage() -> String {
+        let lagMs = Int(lagNanos / 1e6)
+        if lagMs != lastMessageLagMs {
+            lastMessage =
+                "this node is busy: its event loop runs \(lagMs) ms behind (limit \(maxLagNanos / 1_000_000) ms, --max-loop-lag-ms); retry"
+            lastMessageLagMs = lagMs
+        }
+        return lastMessage
     }
 
     /// A probe scheduled for `due` ran at `now`.

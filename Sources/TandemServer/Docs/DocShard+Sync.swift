@@ -219,11 +219,8 @@ extension DocShard {
             if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp(doc) {
                 docState.stats.pushes += 1
                 metrics.syncOverloadRefusals[.loopLag]!.increment()
-                let lagMs = Int(loopLoad.lagNanos / 1e6)
                 let error = ProtocolError(
-                    .unavailable,
-                    "this node is busy: its event loop runs \(lagMs) ms behind (limit \(settings.maxLoopLagMs) ms, --max-loop-lag-ms); retry",
-                    doc: doc, pushID: id, retryAfterMs: loopLoad.retryAfterMs(now: now))
+                    .unavailable, loopLoad.refusalMessage(), doc: doc, pushID: id, retryAfterMs: loopLoad.retryAfterMs(now: now))
                 metrics.syncRetryAfterSeconds.record(Double(error.retryAfterMs ?? 0) / 1000)
                 return refusePush(connection, error)
             }

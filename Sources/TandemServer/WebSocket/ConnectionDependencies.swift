@@ -16,6 +16,9 @@ struct ConnectionDependencies: Sendable {
         var maxDocsPerConnection: Int
         var maxDocJoinsPerSecond: Double
         var maxOutboundBytes: Int
+        /// --outbound-high-water-bytes: while the channel is writable it buffers at most this (below
+        /// `maxOutboundBytes`, `ServerConfiguration.validate`).
+        var outboundHighWaterBytes: Int
         var presenceSettings: PresenceSettings
         var abuseLimits: AbuseMonitor.Limits
         /// --diverged-report-ms: `diverged` reports count at most once per this long per connection.
@@ -31,6 +34,7 @@ struct ConnectionDependencies: Sendable {
             maxDocsPerConnection = config.maxDocsPerConnection
             maxDocJoinsPerSecond = config.maxDocJoinsPerSecond
             maxOutboundBytes = config.maxOutboundBytes
+            outboundHighWaterBytes = config.outboundHighWaterBytes
             presenceSettings = config.presenceSettings
             abuseLimits = config.abuseLimits
             divergedReportMs = config.divergedReportMs
