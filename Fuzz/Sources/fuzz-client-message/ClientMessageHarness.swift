@@ -1,5 +1,5 @@
 import FuzzSupport
-import TandemCore
+@testable import TandemCore
 
 // ClientMessage.decode with the default ProtocolLimits — exactly what a client's text frame meets —
 // followed by what the server does next with a push (size check, Ops parsing, a decision against a
@@ -10,6 +10,8 @@ import TandemCore
 // - a decoded message is valid by the protocol's rules (doc id, state object within maxStateBytes,
 //   push id, positive sync limit);
 // - Ops round-trip: Ops(json: ops.json) == ops;
+// - the fast paths (presence, issue 14; push, issue 8) decode exactly what the parser decodes whenever
+//   they take a message (they leave everything else to it);
 // - every refusal has a protocol error code and encodes to a valid JSON error reply whose message is
 //   bounded (an error reply must not echo an unbounded part of the client's input).
 
@@ -31,6 +33,7 @@ private let maxErrorMessageBytes = 512
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzClientMessage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let frame = UnsafeBufferPointer(start: data, count: data == nil ? 0 : size)
+    checkFastPaths(frame)
     let message: ClientMessage
     do {
         message = try ClientMessage.decode(frame, limits: limits)
@@ -95,4 +98,17 @@ private func checkRefusal(_ error: ProtocolError) {
     if let doc = error.doc { require(DocID.isValid(doc), "error names an invalid doc id") }
     let reply = ServerMessage.error(error)
     require((try? JSONParser.parse(reply)) != nil, "error reply is not valid JSON: \(String(decoding: reply.prefix(200), as: UTF8.self))")
+}
+
+/// A message a fast path takes must be the one the parser gives (same doc, id, base, state bytes, ops
+/// bytes): the fast paths skip the parser, so a difference would be a message the server reads otherwise
+/// than its protocol says.
+private func checkFastPaths(_ frame: UnsafeBufferPointer<UInt8>) {
+    for (name, fast) in [
+        ("presence", PresenceFastPath.decode(frame, limits: limits)), ("push", PushFastPath.decode(frame, limits: limits)),
+    ] {
+        guard let fast else { continue }
+        let parsed = try? ClientMessage.decodeParsed(frame, limits: limits)
+        require(parsed == fast, "the \(name) fast path decoded \(fast), the parser \(String(describing: parsed))")
+    }
 }
