@@ -17,7 +17,8 @@ struct PresenceAllocationTests {
     /// went (10.05 before): the entry's own spliced copy (entries are spliced where they are written now),
     /// the per-user token bucket's `default:` subscript (accessor and closure), a debug build's iterators,
     /// and, for a connection on its shard's loop, the hop's closure and batch array. A connection on
-    /// another loop still pays those two per read burst (not per update). A doc id over 15 bytes was one
+    /// another loop still pays those two per hop, not per update (`DocShard.handOffPresence`: the bursts
+    /// its loop reads meanwhile, from any connection, join the batch until the shard takes it). A doc id over 15 bytes was one
     /// more (its string, made per message; now the connection's own, `knownDoc`). 21.05 through the
     /// parser; the target is 2. The ceiling fails on one more allocation per round of updates.
     static let maxAllocationsPerUpdate = 1.04

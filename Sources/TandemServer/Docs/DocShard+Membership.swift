@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import TandemCore
 
@@ -164,9 +165,20 @@ extension DocShard {
         let state: PresenceState
     }
 
+    /// A presence update handed over from a connection's loop, with the others read there meanwhile.
+    struct HandedOffPresence: Sendable {
+        let connection: any DocMember
+        let update: PresenceUpdate
+    }
+
+    /// Updates handed to another loop in one hop at most: a loop that reads many bursts before the target
+    /// runs still reaches it in bounded steps (and the hop's array stays small).
+    static let maxPresenceHandOff = 256
+
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
     /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it). A
-    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure).
+    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure), and one
+    /// whose loop runs a shard hands them over through it (`handOffPresence`: one hop per round of its loop).
     func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
         if eventLoop.inEventLoop { return applyPresenceUpdates(connection, updates) }
         eventLoop.execute { self.applyPresenceUpdates(connection, updates) }
@@ -184,6 +196,54 @@ extension DocShard {
             if outcome == .rateLimited && notifiedDoc != update.doc {
                 notifiedDoc = update.doc
                 let doc = update.doc
+                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
+            }
+        }
+    }
+
+    // MARK: Presence handed over between loops (on the connections' loop)
+
+    /// Hands presence updates that `connection` (on this shard's loop) read for a doc of `target` (a shard
+    /// on another loop) over to it. The first burst hops with a new batch at once; the bursts this loop
+    /// reads after it, from any connection, join that batch until the target's loop takes it (issue 14: at
+    /// 2,000 clients / 40 docs on two loops, half the connections read every update on the other loop, and
+    /// each burst was its own hop). A connection keeps its order: before any other message it sends, or
+    /// its close, it calls `sealPresenceHandOffs`, so what it sends later goes in a batch that hops after
+    /// that message (a batch another connection opened earlier hops before it).
+    func handOffPresence(from connection: any DocMember, _ updates: [PresenceUpdate], to target: DocShard) {
+        let local = confined.value
+        // Made with its first updates (no lock: nothing else holds it before the hop).
+        let batch: PresenceHandOffBatch
+        if let slot = local.presenceHandOff.firstIndex(where: { $0.shard === target }) {
+            if local.presenceHandOff[slot].batch.add(connection, updates) { return }
+            batch = PresenceHandOffBatch(connection, updates)
+            local.presenceHandOff[slot].batch = batch
+        } else {
+            batch = PresenceHandOffBatch(connection, updates)
+            local.presenceHandOff.append((target, batch))
+        }
+        target.eventLoop.execute { target.applyHandedOffPresence(batch.take()) }
+    }
+
+    /// Closes the open batches: updates handed over from now on hop after whatever is sent meanwhile.
+    func sealPresenceHandOffs() {
+        let local = confined.value
+        if !local.presenceHandOff.isEmpty { local.presenceHandOff.removeAll(keepingCapacity: true) }
+    }
+
+    /// Applies presence updates handed over from another loop, in the order they were queued (each
+    /// connection's in the order it sent them); on the shard's loop only.
+    func applyHandedOffPresence(_ batch: [HandedOffPresence]) {
+        eventLoop.preconditionInEventLoop()
+        var notified: (connection: ObjectIdentifier, doc: String)?
+        for index in batch.indices {
+            let item = batch[index]
+            let connection = item.connection
+            let outcome = applyPresenceUpdate(connection, doc: item.update.doc, state: item.update.state)
+            // One notice per connection's run of one doc is plenty: the connection throttles them again.
+            if outcome == .rateLimited, notified?.connection != ObjectIdentifier(connection) || notified?.doc != item.update.doc {
+                notified = (ObjectIdentifier(connection), item.update.doc)
+                let doc = item.update.doc
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
@@ -238,5 +298,49 @@ struct PresenceOutcomeCounts {
         if suppressed > 0 { metrics.presenceUpdate(.suppressed, count: suppressed) }
         if notJoined > 0 { metrics.presenceUpdate(.notJoined, count: notJoined) }
         if disabled > 0 { metrics.presenceUpdate(.disabled, count: disabled) }
+    }
+}
+
+/// Presence updates on their way from one loop to a shard on another (`DocShard.handOffPresence`): the
+/// connections' loop adds to it until the shard's loop takes it, so a lock (held for an append or a swap).
+/// A struct around the locked box, which is the shared storage itself: one allocation per hop, not two.
+struct PresenceHandOffBatch: Sendable {
+    private struct State {
+        var updates: [DocShard.HandedOffPresence] = []
+        var taken = false
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    init(_ connection: any DocMember, _ updates: [DocShard.PresenceUpdate]) {
+        var first = State()
+        first.updates.reserveCapacity(updates.count)
+        for index in updates.indices {
+            first.updates.append(DocShard.HandedOffPresence(connection: connection, update: updates[index]))
+        }
+        state = NIOLockedValueBox(first)
+    }
+
+    /// Adds `updates` from `connection`, unless the shard took the batch already or it is full (then the
+    /// caller starts a new one): true if added.
+    func add(_ connection: any DocMember, _ updates: [DocShard.PresenceUpdate]) -> Bool {
+        state.withLockedValue { state in
+            guard !state.taken, state.updates.count + updates.count <= DocShard.maxPresenceHandOff else { return false }
+            // By index: iterating the array allocated an iterator per element in a debug build.
+            for index in updates.indices {
+                state.updates.append(DocShard.HandedOffPresence(connection: connection, update: updates[index]))
+            }
+            return true
+        }
+    }
+
+    /// Everything added so far; nothing can be added afterwards.
+    func take() -> [DocShard.HandedOffPresence] {
+        state.withLockedValue { state in
+            state.taken = true
+            let updates = state.updates
+            state.updates = []
+            return updates
+        }
     }
 }

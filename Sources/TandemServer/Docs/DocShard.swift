@@ -48,6 +48,9 @@ final class DocShard: Sendable {
         /// Presence updates applied since the last tick, by outcome: added to the metric once per tick
         /// (`flushPresenceOutcomes`), not once per update (issue 14: a locked counter per update).
         var presenceOutcomes = PresenceOutcomeCounts()
+        /// The batch of presence updates on its way to each shard on another loop that connections on this
+        /// loop may still add to (`handOffPresence`).
+        var presenceHandOff: [(shard: DocShard, batch: PresenceHandOffBatch)] = []
         var tasks: [RepeatedTask] = []
         var stopped = false
         /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).

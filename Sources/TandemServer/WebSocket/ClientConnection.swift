@@ -21,6 +21,9 @@ final class ClientConnection: DocMember, Sendable {
     private let clock: NodeClock
     private let registry: SessionRegistry
     private let shard: @Sendable (_ doc: String) -> DocShard
+    /// The shard on this connection's loop, through which presence for other loops' docs is handed over
+    /// (`DocShard.handOffPresence`); nil in tests that run no shard on the connection's loop.
+    private let loopShard: DocShard?
     private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
     var eventLoop: EventLoop { channel.eventLoop }
@@ -135,6 +138,7 @@ final class ClientConnection: DocMember, Sendable {
         self.clock = dependencies.clock
         self.registry = dependencies.registry
         self.shard = dependencies.shard
+        self.loopShard = dependencies.shardOnLoop(channel.eventLoop)
         self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
         self.history = dependencies.history
@@ -193,7 +197,7 @@ final class ClientConnection: DocMember, Sendable {
         case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
-        flushPresenceUpdates()
+        flushPresenceUpdates(handOver: true)
         for doc in local.docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
@@ -255,18 +259,30 @@ final class ClientConnection: DocMember, Sendable {
 
     /// The end of a read burst (`channelReadComplete`): the presence updates it carried go to their shard.
     func readComplete() {
-        flushPresenceUpdates()
+        flushPresenceUpdates(handOver: false)
     }
 
-    /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
-    /// was an eventfd wake-up each when the shard runs on another loop).
-    private func flushPresenceUpdates() {
+    /// Hands the batched presence updates to their shard (issue 14: one `execute` per update was an
+    /// eventfd wake-up each when the shard runs on another loop): applied at once by a shard on this loop;
+    /// for a shard on another loop, through this loop's shard, whose batch for it other connections of this
+    /// loop join until it is taken (`DocShard.handOffPresence`).
+    /// - Parameter handOver: seal this loop's open batches (before a message that is not presence, or a
+    ///   close: the shard must see one connection's messages in the order sent, so nothing this connection
+    ///   sends after the message may join a batch whose hop is queued before it, whoever opened that batch).
+    private func flushPresenceUpdates(handOver: Bool) {
         let local = confined.value
+        defer { if handOver { loopShard?.sealPresenceHandOffs() } }
         guard let target = local.presenceBatchShard else { return }
         local.presenceBatchShard = nil
         if target.eventLoop.inEventLoop {
             // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
             target.applyPresenceUpdates(self, local.presenceBatch)
+            local.presenceBatch.removeAll(keepingCapacity: true)
+            return
+        }
+        if let loopShard {
+            // Copied into the hop's batch: this connection's storage is kept for the next burst.
+            loopShard.handOffPresence(from: self, local.presenceBatch, to: target)
             local.presenceBatch.removeAll(keepingCapacity: true)
             return
         }
@@ -289,7 +305,7 @@ final class ClientConnection: DocMember, Sendable {
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
         let local = confined.value
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
-        if case .presence = message {} else { flushPresenceUpdates() }
+        if case .presence = message {} else { flushPresenceUpdates(handOver: true) }
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -380,10 +396,10 @@ final class ClientConnection: DocMember, Sendable {
                 target = shard(doc)
                 local.presenceTarget = (doc, target)
             }
-            if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
+            if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates(handOver: false) }
             local.presenceBatchShard = target
             local.presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
-            if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
+            if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates(handOver: false) }
         case .diverged(let doc, let clock, let sum):
             guard local.docs[doc] != nil else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)

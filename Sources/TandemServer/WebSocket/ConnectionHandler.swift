@@ -8,6 +8,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = WebSocketFrame
 
     private let connection: ClientConnection
+    /// Text payloads unmasked into a buffer kept between frames (see `FrameUnmasker`).
+    private var unmasker = FrameUnmasker()
 
     init(connection: ClientConnection) {
         self.connection = connection
@@ -21,7 +23,9 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
-            connection.receivedText(frame.unmaskedData)
+            let text = unmasker.payload(of: frame, allocator: context.channel.allocator)
+            connection.receivedText(text)
+            unmasker.recycle(text)
         case .binary:
             connection.receivedBinary()
         case .ping:
