@@ -56,24 +56,29 @@ struct RedisCostCommand: ParsableCommand {
         }
         let script = RedisScript("return #ARGV")
         let (keys, args) = Self.arguments(shape)
-        let outstanding = ConditionLock(value: 0)
+        // Calls of the current burst not completed yet; the last completion signals `burstDone`.
+        let outstanding = NIOLockedValueBox(0)
+        let burstDone = ConditionLock(value: false)
         let failures = NIOLockedValueBox(0)
         let completion: @Sendable (Result<RedisValue, RedisError>) -> Void = { result in
             if case .success(.integer) = result {} else { failures.withLockedValue { $0 += 1 } }
-            outstanding.lock()
-            outstanding.unlock(withValue: outstanding.value - 1)
+            if outstanding.withLockedValue({ $0 -= 1; return $0 == 0 }) {
+                burstDone.lock()
+                burstDone.unlock(withValue: true)
+            }
         }
         let started = Date()
         var sent = 0
         while sent < count {
             let now = min(burst, count - sent)
-            outstanding.lock()
-            outstanding.unlock(withValue: now)
+            outstanding.withLockedValue { $0 = now }
+            burstDone.lock()
+            burstDone.unlock(withValue: false)
             for _ in 0..<now {
                 client.evalScript(script, keys: keys, args: args, completion: completion)
             }
-            outstanding.lock(whenValue: 0)
-            outstanding.unlock()
+            burstDone.lock(whenValue: true)
+            burstDone.unlock()
             sent += now
         }
         let seconds = Date().timeIntervalSince(started)
