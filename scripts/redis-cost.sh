@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # Instructions per Redis script call on the client side (issues 8 and 14): from the caller's
 # `evalScript` to the bytes on the socket, and from the reply to the completion. Starts its own
-# redis-server on a free port and runs `tandem-bench redis-cost` twice per shape under
-# `perf stat -e instructions:u` (user space of the bench process, every thread): once with CALLS and once
-# with 2*CALLS; the difference over CALLS is the cost of one call, start-up and connect cancelled out.
-# (With the measured machine busy the count still holds: instructions, not time.)
+# redis-server on a free port and runs `tandem-bench redis-cost` twice per shape under valgrind's
+# callgrind (every thread of the bench process; this machine has no hardware counters for perf): once
+# with CALLS calls and once with 2*CALLS; the difference over CALLS is the cost of one call, start-up and
+# connect cancelled out. Counts instructions, not time, so a busy machine does not skew it much.
 #
-#   scripts/redis-cost.sh                              # .build/release/tandem-bench, both shapes
-#   BENCH_BIN=/tmp/old/tandem-bench scripts/redis-cost.sh   # another build (before a change)
-#   CALLGRIND=1 scripts/redis-cost.sh                  # also a callgrind profile of each shape (top functions)
+#   scripts/redis-cost.sh                                    # .build/release/tandem-bench, both shapes
+#   BENCH_BIN=/tmp/old/tandem-bench scripts/redis-cost.sh    # another build (before a change)
 #
-# Environment: BENCH_BIN, CALLS (default 20000), BURST (default 8), SHAPES (default "presence commit"),
-# OUT (default test-artifacts/redis-cost), EXTRA (more redis-cost options, e.g. --single).
+# Environment: BENCH_BIN, CALLS (default 4000), BURST (default 8), SHAPES (default "presence commit"),
+# OUT (default test-artifacts/redis-cost: the larger run's callgrind file and its top functions per shape),
+# EXTRA (more redis-cost options, e.g. --single).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH_BIN:-.build/release/tandem-bench}
-CALLS=${CALLS:-20000}
+CALLS=${CALLS:-4000}
 BURST=${BURST:-8}
 SHAPES=${SHAPES:-"presence commit"}
 OUT=${OUT:-test-artifacts/redis-cost}
 EXTRA=${EXTRA:-}
-for tool in perf redis-server redis-cli; do
+for tool in valgrind callgrind_annotate redis-server redis-cli cc strip; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 mkdir -p "$OUT"
@@ -33,26 +33,37 @@ cleanup() { kill -TERM "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/de
 trap cleanup EXIT
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-instructions() { # SHAPE CALLS → instructions:u of one run
+# The same two workarounds as scripts/lib/profile.sh for valgrind 3.19 and Swift 6 binaries: a copy
+# without DWARF 5 debug info, and a sigsuspend that copies the (read-only) mask libdispatch passes.
+cp "$BENCH" "$WORK/tandem-bench"
+strip --strip-debug "$WORK/tandem-bench"
+cat >"$WORK/sigsuspend.c" <<'EOF_C'
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int sigsuspend(const sigset_t *mask) {
+    sigset_t copy = *mask;
+    return (int)syscall(SYS_rt_sigsuspend, &copy, _NSIG / 8);
+}
+EOF_C
+cc -shared -fPIC -O2 -o "$WORK/sigsuspend.so" "$WORK/sigsuspend.c"
+
+instructions() { # SHAPE CALLS OUTFILE → instructions of one run (every thread)
     # shellcheck disable=SC2086
-    perf stat -x, -e instructions:u -o "$WORK/perf.txt" \
-        "$BENCH" redis-cost --redis "redis://127.0.0.1:$PORT" --shape "$1" --count "$2" --burst "$BURST" $EXTRA >/dev/null
-    awk -F, '/instructions/ { print $1 }' "$WORK/perf.txt"
+    LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$3" \
+        "$WORK/tandem-bench" redis-cost --redis "redis://127.0.0.1:$PORT" --shape "$1" --count "$2" --burst "$BURST" $EXTRA \
+        >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log" >&2; exit 1; }
+    callgrind_annotate "$3" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 
 for shape in $SHAPES; do
-    instructions "$shape" 1000 >/dev/null # warm the page cache and Redis
-    small=$(instructions "$shape" "$CALLS")
-    large=$(instructions "$shape" $((2 * CALLS)))
+    small=$(instructions "$shape" "$CALLS" "$WORK/callgrind.small")
+    large=$(instructions "$shape" $((2 * CALLS)) "$OUT/callgrind.$shape")
     echo "$shape: $(((large - small) / CALLS)) instructions per call (burst $BURST; $small for $CALLS calls, $large for $((2 * CALLS)))" |
         tee -a "$OUT/summary.txt"
-    if [ -n "${CALLGRIND:-}" ]; then
-        # shellcheck disable=SC2086
-        valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$shape" \
-            "$BENCH" redis-cost --redis "redis://127.0.0.1:$PORT" --shape "$shape" --count "$CALLS" --burst "$BURST" $EXTRA \
-            >/dev/null 2>"$WORK/valgrind.log"
-        callgrind_annotate --inclusive=yes "$OUT/callgrind.$shape" 2>/dev/null | head -60 >"$OUT/inclusive.$shape.txt"
-        callgrind_annotate "$OUT/callgrind.$shape" 2>/dev/null | head -60 >"$OUT/self.$shape.txt"
-        echo "  callgrind: $OUT/callgrind.$shape, top functions in $OUT/inclusive.$shape.txt and self.$shape.txt"
-    fi
+    callgrind_annotate --inclusive=yes "$OUT/callgrind.$shape" >"$WORK/annotated" 2>/dev/null
+    head -70 "$WORK/annotated" >"$OUT/inclusive.$shape.txt"
+    callgrind_annotate "$OUT/callgrind.$shape" >"$WORK/annotated" 2>/dev/null
+    head -70 "$WORK/annotated" >"$OUT/self.$shape.txt"
 done

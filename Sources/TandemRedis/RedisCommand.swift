@@ -5,6 +5,30 @@
 public protocol RedisArgument: Sendable {
     /// Appends this argument's bytes to `buffer`.
     func appendRedisArgument(to buffer: inout [UInt8])
+
+    /// Appends this argument as one RESP bulk string (`$LEN\r\nBYTES\r\n`) to `buffer`.
+    ///
+    /// The default appends the bytes, then moves them to make room for the length in front of them.
+    /// Types that know their length up front (strings, byte arrays) write the header first instead.
+    func appendRedisBulkString(to buffer: inout [UInt8])
+}
+
+extension RedisArgument {
+    public func appendRedisBulkString(to buffer: inout [UInt8]) {
+        let start = buffer.count
+        appendRedisArgument(to: &buffer)
+        let length = buffer.count - start
+        let headerLength = 3 + RESP.digits(length)
+        buffer.append(contentsOf: repeatElement(0, count: headerLength))
+        buffer.withUnsafeMutableBufferPointer { bytes in
+            let base = bytes.baseAddress! + start
+            UnsafeMutableRawPointer(base + headerLength).copyMemory(from: base, byteCount: length)  // may overlap: memmove
+            var header = base
+            RESP.writeBulkHeader(length, digits: headerLength - 3, at: &header)
+        }
+        buffer.append(13)
+        buffer.append(10)
+    }
 }
 
 extension String: RedisArgument {
@@ -14,6 +38,11 @@ extension String: RedisArgument {
         var string = self
         string.withUTF8 { buffer.append(contentsOf: $0) }
     }
+
+    public func appendRedisBulkString(to buffer: inout [UInt8]) {
+        var string = self
+        string.withUTF8 { RESP.appendBulkString($0, to: &buffer) }
+    }
 }
 
 extension Substring: RedisArgument {
@@ -21,144 +50,233 @@ extension Substring: RedisArgument {
         var string = self
         string.withUTF8 { buffer.append(contentsOf: $0) }
     }
+
+    public func appendRedisBulkString(to buffer: inout [UInt8]) {
+        var string = self
+        string.withUTF8 { RESP.appendBulkString($0, to: &buffer) }
+    }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
     public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+
+    public func appendRedisBulkString(to buffer: inout [UInt8]) {
+        withUnsafeBufferPointer { RESP.appendBulkString($0, to: &buffer) }
+    }
 }
 
 extension Int: RedisArgument {
     public func appendRedisArgument(to buffer: inout [UInt8]) { description.appendRedisArgument(to: &buffer) }
+
+    public func appendRedisBulkString(to buffer: inout [UInt8]) {
+        guard self >= 0 else { return description.appendRedisBulkString(to: &buffer) }
+        // Digits straight into the buffer: no String in between (counts, TTLs and limits are in most calls).
+        let digits = RESP.digits(self)
+        RESP.appendHeader(UInt8(ascii: "$"), digits, to: &buffer)
+        RESP.appendDecimal(self, digits: digits, to: &buffer)
+        buffer.append(13)
+        buffer.append(10)
+    }
 }
 
 extension Int64: RedisArgument {
     public func appendRedisArgument(to buffer: inout [UInt8]) { description.appendRedisArgument(to: &buffer) }
+    public func appendRedisBulkString(to buffer: inout [UInt8]) { Int(self).appendRedisBulkString(to: &buffer) }
 }
 
 extension Double: RedisArgument {
     /// Swift prints `1.5`, `1e+20`, `inf` and `-inf`, all of which Redis parses as floats.
     public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
+    public func appendRedisBulkString(to buffer: inout [UInt8]) { description.appendRedisBulkString(to: &buffer) }
 }
 
-/// One Redis command: its name and arguments, stored binary-safe and ready for `redisAppendCommandArgv`.
+/// One Redis command, stored as the bytes Redis's protocol has for it on the wire (RESP: `*N\r\n`, then
+/// `$LEN\r\nBYTES\r\n` per argument), binary-safe.
+///
+/// The arguments are encoded once, by the caller, straight into that one buffer; the connection's owner
+/// thread copies it into its output as is. (Before, each command was an array of arguments plus an array
+/// of their ends, turned into RESP on the owner thread, and that into hiredis's buffer: three copies and
+/// four allocations per command, most of the client's cost per script call.)
 ///
 /// ```swift
 /// RedisCommand("HSET", key, field, bytes)
 /// ```
 public struct RedisCommand: Sendable, Equatable, Hashable {
-    /// All argument bytes back to back, plus one trailing byte so the storage is never empty and
-    /// always has a base address to hand to C.
-    let storage: [UInt8]
-    /// End offset (exclusive) of each argument in `storage`.
-    let ends: [Int]
+    /// The RESP bytes.
+    let resp: [UInt8]
+    /// Number of arguments, the command name included.
+    public let count: Int
+    /// For `EVALSHA` calls made with ``RedisCommandClient/evalScript(_:keys:args:completion:)``: the script,
+    /// so that the connection can load it first and fall back to `EVAL` on `NOSCRIPT`.
+    let script: RedisScript?
 
     /// Builds a command from its name and arguments.
     public init(_ name: String, _ arguments: any RedisArgument...) {
-        self.init([name] + arguments)
+        var resp = RESP.start(count: 1 + arguments.count)
+        name.appendRedisBulkString(to: &resp)
+        for argument in arguments { argument.appendRedisBulkString(to: &resp) }
+        self.init(resp: resp, count: 1 + arguments.count, script: nil)
     }
 
     /// Builds a command from a list whose first element is the command name.
     public init(_ arguments: [any RedisArgument]) {
         precondition(!arguments.isEmpty, "a Redis command needs at least a name")
-        var storage: [UInt8] = []
-        var ends: [Int] = []
-        ends.reserveCapacity(arguments.count)
-        for argument in arguments {
-            argument.appendRedisArgument(to: &storage)
-            ends.append(storage.count)
-        }
-        storage.append(0)
-        self.storage = storage
-        self.ends = ends
+        var resp = RESP.start(count: arguments.count)
+        for argument in arguments { argument.appendRedisBulkString(to: &resp) }
+        self.init(resp: resp, count: arguments.count, script: nil)
     }
 
-    /// `EVALSHA sha1 numkeys keys… args…` (or `EVAL source …`), built straight into one buffer.
-    /// (Assembling `[name, sha1, numkeys] + keys + args` as arrays of `any RedisArgument` first cost a
-    /// run-time generic metadata lookup per array, a visible part of every group commit.)
-    init(script name: String, _ script: String, keys: [any RedisArgument], args: [any RedisArgument]) {
-        var storage: [UInt8] = []
-        var ends: [Int] = []
-        ends.reserveCapacity(3 + keys.count + args.count)
-        name.appendRedisArgument(to: &storage)
-        ends.append(storage.count)
-        script.appendRedisArgument(to: &storage)
-        ends.append(storage.count)
-        keys.count.appendRedisArgument(to: &storage)
-        ends.append(storage.count)
-        for key in keys {
-            key.appendRedisArgument(to: &storage)
-            ends.append(storage.count)
-        }
-        for arg in args {
-            arg.appendRedisArgument(to: &storage)
-            ends.append(storage.count)
-        }
-        storage.append(0)
-        self.storage = storage
-        self.ends = ends
+    /// `EVALSHA sha1 numkeys keys… args…` for `script`, which the command carries along (see `script`).
+    init(evalSHA script: RedisScript, keys: [any RedisArgument], args: [any RedisArgument]) {
+        let count = 3 + keys.count + args.count
+        var resp = RESP.start(count: count)
+        "EVALSHA".appendRedisBulkString(to: &resp)
+        script.sha1.appendRedisBulkString(to: &resp)
+        keys.count.appendRedisBulkString(to: &resp)
+        for key in keys { key.appendRedisBulkString(to: &resp) }
+        for arg in args { arg.appendRedisBulkString(to: &resp) }
+        self.init(resp: resp, count: count, script: script)
     }
 
-    /// Number of arguments, the command name included.
-    public var count: Int { ends.count }
+    private init(resp: [UInt8], count: Int, script: RedisScript?) {
+        self.resp = resp
+        self.count = count
+        self.script = script
+    }
 
-    /// Appends the command as Redis's protocol has it on the wire (RESP: `*N\r\n` then `$LEN\r\nBYTES\r\n`
-    /// per argument) — byte for byte what hiredis's `redisFormatCommandArgv` makes of it.
+    /// This `EVALSHA` call as `EVAL` with the script's source (which also caches the script), and without
+    /// the script attached: what a `NOSCRIPT` answer is retried with. `self` unchanged for other commands.
+    var evalForm: RedisCommand {
+        guard let script else { return self }
+        let rest = RESP.offset(ofArgument: 2, in: resp)
+        var eval = RESP.start(count: count, capacity: script.source.utf8.count + resp.count - rest + 32)
+        "EVAL".appendRedisBulkString(to: &eval)
+        script.source.appendRedisBulkString(to: &eval)
+        eval.append(contentsOf: resp[rest...])
+        return RedisCommand(resp: eval, count: count, script: nil)
+    }
+
+    /// Appends the command's RESP bytes.
     func writeRESP(into out: inout [UInt8]) {
-        out.reserveCapacity(out.count + storage.count + 16 * ends.count + 16)
-        out.append(UInt8(ascii: "*"))
-        Self.appendDecimal(ends.count, to: &out)
-        out.append(13)
-        out.append(10)
-        storage.withUnsafeBufferPointer { bytes in
-            var start = 0
-            for end in ends {
-                out.append(UInt8(ascii: "$"))
-                Self.appendDecimal(end - start, to: &out)
-                out.append(13)
-                out.append(10)
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<end]))
-                out.append(13)
-                out.append(10)
-                start = end
-            }
-        }
-    }
-
-    /// A non-negative integer in decimal ASCII.
-    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        let start = out.count
-        for _ in 0..<digits { out.append(0) }
-        var v = value
-        var i = start + digits - 1
-        repeat {
-            out[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-            v /= 10
-            i -= 1
-        } while v > 0
+        out.append(contentsOf: resp)
     }
 
     /// The arguments' bytes, the command name first.
     public var arguments: [[UInt8]] {
-        var start = 0
-        return ends.map { end in
-            defer { start = end }
-            return Array(storage[start..<end])
-        }
+        (0..<count).map { Array(argument(at: $0)) }
     }
 
     /// The command name as text (for logs and metrics).
     public var name: String {
-        String(decoding: storage[0..<ends[0]], as: UTF8.self)
+        String(decoding: argument(at: 0), as: UTF8.self)
     }
 
-    /// The bytes of argument `index` (0 is the command name) without copying them.
+    /// The bytes of argument `index` (0 is the command name) without copying them. Walks the headers
+    /// before it: meant for the few leading arguments that routing looks at.
     func argument(at index: Int) -> ArraySlice<UInt8> {
-        storage[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+        let start = RESP.offset(ofArgument: index, in: resp)
+        let (length, body) = RESP.bulkHeader(at: start, in: resp)
+        return resp[body..<body + length]
+    }
+}
+
+/// Writing and walking RESP (only what ``RedisCommand`` makes: an array header and bulk strings).
+enum RESP {
+    /// A buffer that starts with the array header for `count` arguments. The capacity guess covers
+    /// typical commands (a presence write, a group commit) in one allocation.
+    static func start(count: Int, capacity: Int? = nil) -> [UInt8] {
+        var resp: [UInt8] = []
+        resp.reserveCapacity(capacity ?? max(256, 48 * count))
+        appendHeader(UInt8(ascii: "*"), count, to: &resp)
+        return resp
+    }
+
+    /// `$LEN\r\nBYTES\r\n`.
+    @inline(__always)
+    static func appendBulkString(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        appendHeader(UInt8(ascii: "$"), bytes.count, to: &out)
+        out.append(contentsOf: bytes)
+        out.append(13)
+        out.append(10)
+    }
+
+    /// `*N\r\n` or `$LEN\r\n`.
+    @inline(__always)
+    static func appendHeader(_ marker: UInt8, _ value: Int, to out: inout [UInt8]) {
+        out.append(marker)
+        appendDecimal(value, digits: digits(value), to: &out)
+        out.append(13)
+        out.append(10)
+    }
+
+    /// Decimal digits of a non-negative integer.
+    @inline(__always)
+    static func digits(_ value: Int) -> Int {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            digits += 1
+            rest /= 10
+        }
+        return digits
+    }
+
+    /// A non-negative integer of `digits` digits in decimal ASCII.
+    @inline(__always)
+    static func appendDecimal(_ value: Int, digits: Int, to out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: digits))
+        out.withUnsafeMutableBufferPointer { bytes in
+            var v = value
+            var i = start + digits - 1
+            repeat {
+                bytes[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                v /= 10
+                i -= 1
+            } while v > 0
+        }
+    }
+
+    /// Writes `$LEN\r\n` (LEN of `digits` digits) at `pointer` and advances it.
+    static func writeBulkHeader(_ length: Int, digits: Int, at pointer: inout UnsafeMutablePointer<UInt8>) {
+        pointer.pointee = UInt8(ascii: "$")
+        var v = length
+        var i = digits
+        repeat {
+            pointer[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+            v /= 10
+            i -= 1
+        } while v > 0
+        pointer[digits + 1] = 13
+        pointer[digits + 2] = 10
+        pointer += digits + 3
+    }
+
+    /// Where argument `index`'s `$` header starts in a command's RESP bytes.
+    static func offset(ofArgument index: Int, in resp: [UInt8]) -> Int {
+        var position = lineEnd(from: 0, in: resp)  // past `*N\r\n`
+        for _ in 0..<index {
+            let (length, body) = bulkHeader(at: position, in: resp)
+            position = body + length + 2
+        }
+        return position
+    }
+
+    /// The length in a `$LEN\r\n` header at `position`, and where the bytes start.
+    static func bulkHeader(at position: Int, in resp: [UInt8]) -> (length: Int, body: Int) {
+        var length = 0
+        var i = position + 1
+        while resp[i] != 13 {
+            length = length * 10 + Int(resp[i] - 48)
+            i += 1
+        }
+        return (length, i + 2)
+    }
+
+    /// Just past the `\r\n` that ends the line starting at `position`.
+    private static func lineEnd(from position: Int, in resp: [UInt8]) -> Int {
+        var i = position
+        while resp[i] != 13 { i += 1 }
+        return i + 2
     }
 }

@@ -23,8 +23,9 @@ protocol RedisConnectionHandler: AnyObject {
     func handlePush(_ reply: RedisValue, oldest: Request?) -> Bool
 
     /// The answer to `request`. Returns `false` if the reply makes no sense for it; the connection is
-    /// then treated as broken.
-    func complete(_ request: Request, with reply: RedisValue) -> Bool
+    /// then treated as broken. `send` queues further commands behind everything written so far (the
+    /// client retries a script call answered `NOSCRIPT` with it).
+    func complete(_ request: Request, with reply: RedisValue, send: (RedisCommand, Request) -> Void) -> Bool
 
     /// The connection is gone (or shutting down): mark it unusable, report the state change, and fail
     /// `outstanding` (sent, in order) and anything still queued with `error`.
