@@ -110,7 +110,7 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
     public init(_ name: String, _ arguments: any RedisArgument...) {
         var resp = RESP.start(count: 1 + arguments.count)
         name.appendRedisBulkString(to: &resp)
-        for argument in arguments { argument.appendRedisBulkString(to: &resp) }
+        RESP.append(arguments, to: &resp)
         self.init(resp: resp, count: 1 + arguments.count, script: nil)
     }
 
@@ -118,7 +118,7 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
     public init(_ arguments: [any RedisArgument]) {
         precondition(!arguments.isEmpty, "a Redis command needs at least a name")
         var resp = RESP.start(count: arguments.count)
-        for argument in arguments { argument.appendRedisBulkString(to: &resp) }
+        RESP.append(arguments, to: &resp)
         self.init(resp: resp, count: arguments.count, script: nil)
     }
 
@@ -129,8 +129,8 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
         "EVALSHA".appendRedisBulkString(to: &resp)
         script.sha1.appendRedisBulkString(to: &resp)
         keys.count.appendRedisBulkString(to: &resp)
-        for key in keys { key.appendRedisBulkString(to: &resp) }
-        for arg in args { arg.appendRedisBulkString(to: &resp) }
+        RESP.append(keys, to: &resp)
+        RESP.append(args, to: &resp)
         self.init(resp: resp, count: count, script: script)
     }
 
@@ -185,6 +185,16 @@ enum RESP {
         resp.reserveCapacity(capacity ?? max(256, 48 * count))
         appendHeader(UInt8(ascii: "*"), count, to: &resp)
         return resp
+    }
+
+    /// Each argument as a bulk string. Through the array's storage: `for argument in arguments` copied
+    /// every existential out of the array first (an outlined copy and destroy per argument, ~50
+    /// instructions each in the callgrind profile).
+    @inline(__always)
+    static func append(_ arguments: [any RedisArgument], to out: inout [UInt8]) {
+        arguments.withUnsafeBufferPointer { arguments in
+            for index in arguments.indices { arguments[index].appendRedisBulkString(to: &out) }
+        }
     }
 
     /// `$LEN\r\nBYTES\r\n`.
