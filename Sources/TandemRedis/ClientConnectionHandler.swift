@@ -148,8 +148,11 @@ final class ClientConnectionHandler: RedisConnectionHandler {
         onConnectionStateChange?(true)
     }
 
+    /// RESP2 without SUBSCRIBE has no pushes: `handlePush` is never asked.
+    static var receivesPushes: Bool { false }
+
     func handlePush(_ reply: RedisValue, oldest: ClientInFlight?) -> Bool {
-        false  // RESP2 without SUBSCRIBE has no pushes
+        false
     }
 
     func complete(_ request: ClientInFlight, with reply: RedisValue, send: (RedisCommand, ClientInFlight) -> Void) -> Bool {
