@@ -107,7 +107,7 @@ public struct RedisCommandEncoder {
         bytes.withUnsafeMutableBufferPointer { buffer in
             var pointer = buffer.baseAddress! + start
             RESP.writeBulkHeader(length, digits: digits, at: &pointer)
-            if length > 0 { pointer.update(from: source.baseAddress!, count: length) }
+            if length > 0 { UnsafeMutableRawPointer(pointer).copyMemory(from: source.baseAddress!, byteCount: length) }  // memcpy
             pointer[length] = 13
             pointer[length + 1] = 10
         }
@@ -136,7 +136,7 @@ public struct RedisCommandEncoder {
         reserve(source.count)
         let start = written
         bytes.withUnsafeMutableBufferPointer { buffer in
-            (buffer.baseAddress! + start).update(from: source.baseAddress!, count: source.count)
+            UnsafeMutableRawPointer(buffer.baseAddress! + start).copyMemory(from: source.baseAddress!, byteCount: source.count)
         }
         written = start + source.count
     }
