@@ -25,7 +25,7 @@ struct RedisCostCommand: ParsableCommand {
     enum Shape: String, ExpressibleByArgument, CaseIterable {
         /// A presence write: 2 keys, 9 args, one entry of ~120 bytes and a message of ~180.
         case presence
-        /// A group commit of 4 pushes: 9 keys, ~35 args, ops of ~200 bytes each.
+        /// A group commit of 4 pushes: 9 keys, 38 args, ops of ~200 bytes each.
         case commit
     }
 
