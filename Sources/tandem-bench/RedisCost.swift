@@ -12,8 +12,8 @@ import TandemRedis
 // once: what is counted is the client's work, not the caller's. The script itself is trivial
 // (`return #ARGV`), so Redis answers at once; its cost is not in this process.
 //
-// Instructions per call come from two runs with different counts under `perf stat -e instructions:u` (or
-// callgrind), the difference divided by the difference in calls, so start-up and connect cancel out:
+// Instructions per call come from two runs with different counts under callgrind (this machine has no
+// hardware counters for perf), the difference divided by the difference in calls, so start-up and connect cancel out:
 // scripts/redis-cost.sh does that.
 
 struct RedisCostCommand: ParsableCommand {
