@@ -20,7 +20,7 @@ struct RedisCostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "redis-cost",
         abstract: "Script calls of a presence-write or group-commit shape against a Redis, for instructions per call.",
-        discussion: "scripts/redis-cost.sh runs it twice under perf stat and prints instructions per call.")
+        discussion: "scripts/redis-cost.sh runs it twice under callgrind and prints instructions per call.")
 
     enum Shape: String, ExpressibleByArgument, CaseIterable {
         /// A presence write: 2 keys, 9 args, one entry of ~120 bytes and a message of ~180.
