@@ -30,6 +30,10 @@ extension ClusterClientCore {
     // MARK: - Entry points
 
     func send(_ command: RedisCommand, completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void) {
+        if let single = singleClient() {
+            single.send(command, completion: completion)
+            return
+        }
         let route = ClusterCommandKeys.route(of: command)
         switch admit(count: 1, route: route) {
         case .single(let client):
@@ -85,38 +89,36 @@ extension ClusterClientCore {
         completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
     ) {
         // A single Redis needs no route: hashing every key to its slot was about 5,000 instructions per
-        // script call (a group commit has nine keys) in the callgrind profile of the commit path. (The
-        // mode is settled once, at start: only `detecting` becomes something else, and it refuses.)
-        let route = mode == .single ? ClusterRoute.anyNode : ClusterCommandKeys.route(ofKeys: keys)
+        // script call (a group commit has nine keys) in the callgrind profile of the commit path.
+        if let single = singleClient() {
+            single.evalScript(script, keys: keys, args: args, completion: completion)
+            return
+        }
+        let route = ClusterCommandKeys.route(ofKeys: keys)
         switch admit(count: 1, route: route) {
         case .single(let client):
             client.evalScript(script, keys: keys, args: args, completion: completion)
         case .refused(let error):
             completion(.failure(error))
         case .accepted:
-            let tail: [any RedisArgument] = [keys.count] + keys + args
-            let evalsha = RedisCommand(["EVALSHA", script.sha1] + tail)
-            attempt(
-                makeRun(evalsha, route: route) { [self] result in
-                    guard case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") else {
-                        completion(result)
-                        return
-                    }
-                    // The node that owns the slot lacks the script (each node has its own cache): send
-                    // the source, which caches it there. Routed afresh, so it lands on the same owner.
-                    switch self.admit(count: 1, route: route) {
-                    case .accepted:
-                        self.attempt(self.makeRun(RedisCommand(["EVAL", script.source] + tail), route: route, completion: completion), .route)
-                    case .refused(let error):
-                        completion(.failure(error))
-                    case .single(let client):
-                        client.send(RedisCommand(["EVAL", script.source] + tail), completion: completion)
-                    }
-                }, .route)
+            // The node's connection loads the script before its first call and falls back to `EVAL` on
+            // `NOSCRIPT`, keeping that node's script calls in order (ClientConnectionHandler); a `MOVED`
+            // or `ASK` answer to either is followed here like any other command's.
+            attempt(makeRun(RedisCommand(evalSHA: script, keys: keys, args: args), route: route, completion: completion), .route)
         }
     }
 
     // MARK: - Admission
+
+    /// The single server's client in single mode (and not shut down), in one lock: what nearly every
+    /// command of a node on one Redis meets, before any routing work. (The mode is settled once, at
+    /// start: only `detecting` becomes something else, and it refuses.)
+    private func singleClient() -> RedisClient? {
+        state.withLockedValue { state in
+            guard !state.shutdownRequested, state.mode == .single else { return nil }
+            return state.single
+        }
+    }
 
     private func admit(count: Int, route: ClusterRoute) -> Admission {
         state.withLockedValue { state in
@@ -196,7 +198,9 @@ extension ClusterClientCore {
         }
         if case .node(_, asking: true) = target {
             // One batch, so nothing can come between ASKING and the command on the connection.
-            client.send([RedisCommand("ASKING"), run.command]) { [self, run] results in
+            // A script call goes as `EVAL`: a `SCRIPT LOAD` the connection put first would come between the
+            // two and use up the `ASKING` (migrations are rare; the source costs little then).
+            client.send([RedisCommand("ASKING"), run.command.evalForm]) { [self, run] results in
                 handle(run, results.count == 2 ? results[1] : .failure(.connectionLost), from: address)
             }
         } else {

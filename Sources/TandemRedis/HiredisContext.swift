@@ -6,6 +6,12 @@ import Glibc
 import Darwin
 #endif
 
+#if canImport(Glibc)
+private let systemWrite = Glibc.write
+#elseif canImport(Darwin)
+private let systemWrite = Darwin.write
+#endif
+
 /// Why hiredis gave up on a connection.
 struct HiredisFailure: Error, CustomStringConvertible {
     var description: String
@@ -17,8 +23,11 @@ struct HiredisFailure: Error, CustomStringConvertible {
 /// deliberately not `Sendable`. The context is freed exactly once, by ``close()`` or `deinit`.
 final class HiredisContext {
     private var context: UnsafeMutablePointer<redisContext>?
-    /// Reused scratch space for a command's RESP bytes, so appending a command does not allocate.
-    private var resp: [UInt8] = []
+    /// Commands not yet written to the socket, from `written` on; reused from burst to burst.
+    private var output: [UInt8] = []
+    private var written = 0
+    /// Output capacity kept once everything is written (more is freed).
+    private static let keptOutputCapacity = 1 << 20
 
     private init(context: UnsafeMutablePointer<redisContext>) {
         self.context = context
@@ -61,30 +70,44 @@ final class HiredisContext {
         context?.pointee.fd ?? -1
     }
 
-    /// Serializes `command` into hiredis's output buffer; nothing is written to the socket yet.
+    /// Queues `command`'s bytes for the socket; nothing is written yet.
     ///
-    /// The RESP bytes are written here (`RedisCommand.writeRESP`) and handed over in one piece:
-    /// `redisAppendCommandArgv` formats each argument's header with `sdscatfmt`, which was about 24,000
-    /// instructions per command in the callgrind profile of the commit path (a group commit has dozens
-    /// of arguments).
+    /// The output buffer is ours, not hiredis's: a command is already RESP (``RedisCommand``), so appending
+    /// it is one copy into a buffer whose capacity is kept from burst to burst. (hiredis's
+    /// `redisAppendCommandArgv` formats each argument with `sdscatfmt`, about 24,000 instructions per group
+    /// commit in the callgrind profile of the commit path, and its output buffer is freed and grown afresh
+    /// after every write that empties it.) hiredis still reads and parses the replies.
     func append(_ command: RedisCommand) throws(HiredisFailure) {
-        guard let context else { throw HiredisFailure(description: "connection closed") }
-        resp.removeAll(keepingCapacity: true)
-        command.writeRESP(into: &resp)
-        let status = resp.withUnsafeBufferPointer { bytes in
-            // Never empty (at least `*1\r\n$…`), so baseAddress is set.
-            redisAppendFormattedCommand(
-                context, UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self), bytes.count)
-        }
-        if status != REDIS_OK { throw failure() }
+        guard context != nil else { throw HiredisFailure(description: "connection closed") }
+        output.append(contentsOf: command.resp)
     }
 
-    /// Writes as much of the output buffer as the socket takes. Returns `true` when it is empty.
+    /// Writes as much of the output as the socket takes. Returns `true` when all of it is written.
     func write() throws(HiredisFailure) -> Bool {
         guard let context else { throw HiredisFailure(description: "connection closed") }
-        var done: Int32 = 0
-        if redisBufferWrite(context, &done) != REDIS_OK { throw failure() }
-        return done != 0
+        let fd = context.pointee.fd
+        while written < output.count {
+            let result = output.withUnsafeBytes { bytes in
+                systemWrite(fd, bytes.baseAddress! + written, bytes.count - written)
+            }
+            if result > 0 {
+                written += result
+            } else if result < 0 && errno == EINTR {
+                continue
+            } else if result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return false
+            } else {
+                throw HiredisFailure(description: result == 0 ? "write returned 0" : String(cString: strerror(errno)))
+            }
+        }
+        written = 0
+        if output.capacity > Self.keptOutputCapacity {
+            output = []  // after a burst of huge commands: give the memory back
+            output.reserveCapacity(Self.keptOutputCapacity)
+        } else {
+            output.removeAll(keepingCapacity: true)
+        }
+        return true
     }
 
     /// Reads what the socket has (up to hiredis's 16 KiB chunk) into the reply parser.

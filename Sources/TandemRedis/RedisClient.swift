@@ -44,8 +44,6 @@ public final class RedisClient: RedisCommandClient {
     public let configuration: Configuration
     private let logger: Logger
     private let shared = NIOLockedValueBox(ClientSharedState())
-    /// Keeps script calls in order across a `NOSCRIPT` retry (`RedisClient+Scripts`).
-    let scriptOrder = NIOLockedValueBox(ScriptOrder())
     private let wake = WakePipe()
     private let lifecycle = OwnerThreadLifecycle()
 
@@ -128,7 +126,7 @@ public final class RedisClient: RedisCommandClient {
         completion: @escaping @Sendable (Result<RedisValue, RedisError>) -> Void
     ) {
         let request = ClientRequest(command: command, enqueuedAt: monotonicNanoseconds(), completion: completion)
-        if let error = enqueue([request]) {
+        if let error = enqueue(request) {
             completion(.failure(error))
         }
     }
@@ -188,6 +186,23 @@ public final class RedisClient: RedisCommandClient {
         let thread = lifecycle.stop()
         wake.wake()
         return thread
+    }
+
+    /// Queues one request if the client can take it; returns why not otherwise. (No array per command.)
+    private func enqueue(_ request: ClientRequest) -> RedisError? {
+        let limit = configuration.maxPendingCommands
+        let (error, wasEmpty) = shared.withLockedValue { state -> (RedisError?, Bool) in
+            if state.shutdownRequested { return (.shutdown, false) }
+            if !state.connected { return (.notConnected, false) }
+            if state.pending + 1 > limit { return (.overloaded, false) }
+            let wasEmpty = state.outbox.isEmpty
+            state.outbox.append(request)
+            state.pending += 1
+            return (nil, wasEmpty)
+        }
+        // The owner thread empties the whole outbox per wake-up, so only the first request needs to wake it.
+        if wasEmpty { wake.wake() }
+        return error
     }
 
     /// Queues requests if the client can take them; returns why not otherwise.

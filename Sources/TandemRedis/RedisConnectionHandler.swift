@@ -16,6 +16,9 @@ protocol RedisConnectionHandler: AnyObject {
     /// must go first on a fresh connection (the subscriber re-subscribes here).
     func connectionReady(_ send: (RedisCommand, Request) -> Void)
 
+    /// Whether ``handlePush(_:oldest:)`` can ever consume a reply (`true` unless a handler says otherwise).
+    static var receivesPushes: Bool { get }
+
     /// Consumes `reply` if it is an out-of-band push (a pub/sub message) rather than the answer to
     /// the oldest outstanding command. `oldest` is that command's request (`nil` when nothing of the
     /// handler's is outstanding, or a handshake or health check comes first), for replies that look
@@ -23,10 +26,15 @@ protocol RedisConnectionHandler: AnyObject {
     func handlePush(_ reply: RedisValue, oldest: Request?) -> Bool
 
     /// The answer to `request`. Returns `false` if the reply makes no sense for it; the connection is
-    /// then treated as broken.
-    func complete(_ request: Request, with reply: RedisValue) -> Bool
+    /// then treated as broken. `send` queues further commands behind everything written so far (the
+    /// client retries a script call answered `NOSCRIPT` with it).
+    func complete(_ request: Request, with reply: RedisValue, send: (RedisCommand, Request) -> Void) -> Bool
 
     /// The connection is gone (or shutting down): mark it unusable, report the state change, and fail
     /// `outstanding` (sent, in order) and anything still queued with `error`.
     func connectionClosed(failing outstanding: [Request], with error: RedisError)
+}
+
+extension RedisConnectionHandler {
+    static var receivesPushes: Bool { true }
 }

@@ -138,7 +138,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         return true
     }
 
-    func complete(_ request: SubscriptionRequest, with reply: RedisValue) -> Bool {
+    func complete(_ request: SubscriptionRequest, with reply: RedisValue, send _: (RedisCommand, SubscriptionRequest) -> Void) -> Bool {
         let items = reply.array ?? []
         switch request {
         case .subscribe(let channel, let initial):

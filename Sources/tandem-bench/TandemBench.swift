@@ -9,5 +9,8 @@ struct TandemBench: AsyncParsableCommand {
             Run against a release `tandem serve`. Pass --redis/--ops/--server-pid/--redis-pid to get Redis \
             command counts, server metrics and CPU/RSS; scripts/bench.sh does all of that.
             """,
-        subcommands: [PresenceCommand.self, BareServerCommand.self, SyncCommand.self, StormCommand.self, YjsCommand.self, FuzzCommand.self])
+        subcommands: [
+            PresenceCommand.self, BareServerCommand.self, SyncCommand.self, StormCommand.self, YjsCommand.self, FuzzCommand.self,
+            RedisCostCommand.self,
+        ])
 }

@@ -7,13 +7,12 @@ import Testing
 import Glibc
 #endif
 
-/// Commands are written to hiredis as ready-made RESP (`RedisCommand.writeRESP`, one copy into its
-/// buffer) instead of through `redisAppendCommandArgv` (a `sdscatfmt` per argument): the bytes must be
-/// exactly what hiredis itself makes of the same arguments.
+/// Commands are stored as ready-made RESP (encoded once by the caller, copied as is into the
+/// connection's output) instead of going through `redisAppendCommandArgv` (a `sdscatfmt` per argument):
+/// the bytes must be exactly what hiredis itself makes of the same arguments.
 @Suite struct RESPEncodingTests {
-    /// hiredis's own encoding of `command`'s arguments.
-    static func hiredisEncoding(_ command: RedisCommand) -> [UInt8] {
-        let arguments = command.arguments
+    /// hiredis's own encoding of `arguments`.
+    static func hiredisEncoding(_ arguments: [[UInt8]]) -> [UInt8] {
         var pointers: [UnsafePointer<CChar>?] = []
         var lengths: [Int] = []
         let copies = arguments.map { bytes -> UnsafeMutablePointer<CChar> in
@@ -33,21 +32,60 @@ import Glibc
         return (0..<Int(length)).map { UInt8(bitPattern: target[$0]) }
     }
 
+    /// An argument type without a length of its own: encoded by the protocol's default (bytes first,
+    /// then moved behind their header).
+    struct Opaque: RedisArgument {
+        let bytes: [UInt8]
+        func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: bytes) }
+    }
+
+    static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
     @Test func respBytesAreHiredisBytes() {
         let long = [UInt8](repeating: 0x61, count: 123_456)
         let binary: [UInt8] = [0, 13, 10, 255, 36, 42]
-        let commands = [
-            RedisCommand("PING"),
-            RedisCommand("SET", "k", ""),
-            RedisCommand("HSET", "tandem:{d}:records", "r1", binary),
-            RedisCommand("SET", "big", long),
-            RedisCommand(["EVALSHA", "0123456789abcdef0123456789abcdef01234567", 2, "a", "b"] + (0..<120).map { "arg\($0)" as any RedisArgument }),
-            RedisCommand(script: "EVALSHA", "deadbeef", keys: ["k1", "k2"], args: [1, -5, 9_999_999_999, "é😀", 1.5]),
+        let manyArgs = (0..<120).map { "arg\($0)" }
+        let script = RedisScript("return 1")
+        // Each command with the arguments hiredis is given independently of how the command encodes them.
+        let cases: [(RedisCommand, [[UInt8]])] = [
+            (RedisCommand("PING"), [Self.bytes("PING")]),
+            (RedisCommand("SET", "k", ""), [Self.bytes("SET"), Self.bytes("k"), []]),
+            (RedisCommand("HSET", "tandem:{d}:records", "r1", binary), [Self.bytes("HSET"), Self.bytes("tandem:{d}:records"), Self.bytes("r1"), binary]),
+            (RedisCommand("SET", "big", long), [Self.bytes("SET"), Self.bytes("big"), long]),
+            (RedisCommand("SET", "big", Opaque(bytes: long)), [Self.bytes("SET"), Self.bytes("big"), long]),
+            (RedisCommand("SET", Opaque(bytes: []), Opaque(bytes: binary)), [Self.bytes("SET"), [], binary]),
+            (
+                RedisCommand(["EVALSHA", "0123456789abcdef0123456789abcdef01234567", 2, "a", "b"] + manyArgs.map { $0 as any RedisArgument }),
+                ([Self.bytes("EVALSHA"), Self.bytes("0123456789abcdef0123456789abcdef01234567"), Self.bytes("2"), Self.bytes("a"), Self.bytes("b")]
+                    + manyArgs.map(Self.bytes))
+            ),
+            (
+                RedisCommand(evalSHA: script, keys: ["k1", "k2"], args: [1, -5, 9_999_999_999, Int64(-7), "é😀", 1.5, 0, 10, Substring("sub")]),
+                [Self.bytes("EVALSHA"), Self.bytes(script.sha1), Self.bytes("2"), Self.bytes("k1"), Self.bytes("k2"), Self.bytes("1"),
+                 Self.bytes("-5"), Self.bytes("9999999999"), Self.bytes("-7"), Self.bytes("é😀"), Self.bytes("1.5"), Self.bytes("0"),
+                 Self.bytes("10"), Self.bytes("sub")]
+            ),
         ]
-        for command in commands {
+        for (command, arguments) in cases {
             var mine: [UInt8] = []
             command.writeRESP(into: &mine)
-            #expect(mine == Self.hiredisEncoding(command), "\(command.name) with \(command.count) arguments")
+            #expect(mine == Self.hiredisEncoding(arguments), "\(command.name) with \(command.count) arguments")
+            #expect(command.count == arguments.count)
+            #expect(command.arguments == arguments)
         }
+    }
+
+    /// The `EVAL` retry of a script call: the source in place of the digest, the rest unchanged.
+    @Test func evalFormReplacesTheDigestWithTheSource() {
+        let script = RedisScript("return {KEYS[1], ARGV[1]}")
+        let evalsha = RedisCommand(evalSHA: script, keys: ["k"], args: [[UInt8](repeating: 7, count: 300), "x"])
+        let eval = evalsha.evalForm
+        #expect(eval.script == nil)
+        #expect(evalsha.script == script)
+        var mine: [UInt8] = []
+        eval.writeRESP(into: &mine)
+        let expected: [[UInt8]] = [Self.bytes("EVAL"), Self.bytes(script.source), Self.bytes("1"), Self.bytes("k"), [UInt8](repeating: 7, count: 300), Self.bytes("x")]
+        #expect(mine == Self.hiredisEncoding(expected))
+        #expect(RedisCommand("GET", "k").evalForm == RedisCommand("GET", "k"))
     }
 }

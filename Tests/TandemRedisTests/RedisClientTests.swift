@@ -194,26 +194,33 @@ struct RedisClientTests {
         #expect(await waitUntil { client.isConnected })
 
         let script = RedisScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
-        #expect(await cli(server, "SCRIPT", "LOAD", script.source) == script.sha1)
-        await cli(server, "SCRIPT", "FLUSH")
+        let other = RedisScript("return 'other'")
         let expected: (Int64) -> RedisValue = {
             .array([.bulkString(Array("key".utf8)), .bulkString(Array("arg".utf8)), .integer($0)])
         }
-        func evalCalls() async -> String? {
-            infoField(await cli(server, "INFO", "commandstats"), "cmdstat_eval")?
-                .split(separator: ",").first.map(String.init)
+        func stat(_ section: String, _ field: String) async -> String? {
+            infoField(await cli(server, "INFO", section), field)?.split(separator: ",").first.map(String.init)
         }
 
-        // Not cached: EVALSHA gets NOSCRIPT, the client retries with EVAL.
+        // New to the connection: loaded first (SCRIPT LOAD), so EVALSHA finds it at once.
         #expect(try await client.evalScript(script, keys: ["key"], args: ["arg"]) == expected(1))
-        #expect(await evalCalls() == "calls=1")
-        // Cached now: EVALSHA alone.
-        #expect(try await client.evalScript(script, keys: ["key"], args: ["arg"]) == expected(2))
-        #expect(await evalCalls() == "calls=1")
-        // Flushed: falls back once more.
+        #expect(try await client.evalScript(other) == .bulkString(Array("other".utf8)))
+        #expect(await stat("commandstats", "cmdstat_script|load") == "calls=2")
+        #expect(await stat("commandstats", "cmdstat_eval") == nil)
+        #expect(await stat("errorstats", "errorstat_NOSCRIPT") == nil)
+        // Flushed under the live connection: NOSCRIPT, and the call falls back to EVAL once.
         await cli(server, "SCRIPT", "FLUSH")
+        #expect(try await client.evalScript(script, keys: ["key"], args: ["arg"]) == expected(2))
+        #expect(await stat("errorstats", "errorstat_NOSCRIPT") == "count=1")
+        #expect(await stat("commandstats", "cmdstat_eval") == "calls=1")
+        // Cached by the EVAL: EVALSHA alone.
         #expect(try await client.evalScript(script, keys: ["key"], args: ["arg"]) == expected(3))
-        #expect(await evalCalls() == "calls=2")
+        #expect(await stat("commandstats", "cmdstat_eval") == "calls=1")
+        // The flush took every script: the other one is loaded again before its next call, without
+        // a NOSCRIPT of its own.
+        #expect(try await client.evalScript(other) == .bulkString(Array("other".utf8)))
+        #expect(await stat("errorstats", "errorstat_NOSCRIPT") == "count=1")
+        #expect(await stat("commandstats", "cmdstat_script|load") == "calls=3")
         // A script error is not mistaken for NOSCRIPT.
         await #expect {
             try await client.evalScript(RedisScript("return redis.error_reply('BOOM')"))
@@ -222,6 +229,36 @@ struct RedisClientTests {
             guard case RedisError.server(let message) = error else { return false }
             return message.hasSuffix("BOOM")
         }
+        // Nor is a script that does not compile: its SCRIPT LOAD fails, its EVALSHA gets NOSCRIPT, and
+        // the EVAL retry reports the compile error.
+        await #expect {
+            try await client.evalScript(RedisScript("return ("))
+        } throws: { error in
+            guard case RedisError.server(let message) = error else { return false }
+            return message.contains("Error compiling script")
+        }
+    }
+
+    /// Issue 8: after a reconnect (a restart, a failover, a dropped connection) the client loads every
+    /// script it has run before anything else goes out, so no call meets NOSCRIPT. (Before, the first
+    /// call of each script after a restart failed with NOSCRIPT and was sent again with the source.)
+    @Test func scriptsAreLoadedAgainWhenTheConnectionReconnects() async throws {
+        let server = try await startServer()
+        let client = try startedClient(server.url)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let scripts = [RedisScript("return 'one'"), RedisScript("return 'two'")]
+        for script in scripts { _ = try await client.evalScript(script) }
+
+        // What a restart does to the client: the cache is gone and so is the connection.
+        await cli(server, "SCRIPT", "FLUSH")
+        #expect(await cli(server, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") == "1")
+        // The reconnect alone loads both, no call needed.
+        #expect(await waitUntilBlocking { server.command(arguments: ["SCRIPT", "EXISTS"] + scripts.map(\.sha1)) == "1\n1" })
+        #expect(await waitUntil { client.isConnected })
+        for script in scripts { _ = try await client.evalScript(script) }
+        #expect(infoField(await cli(server, "INFO", "errorstats"), "errorstat_NOSCRIPT") == nil)
+        #expect(infoField(await cli(server, "INFO", "commandstats"), "cmdstat_eval") == nil)
     }
 
     /// A call made while an earlier one waits for its `NOSCRIPT` retry runs after it, not before (with the
@@ -232,6 +269,8 @@ struct RedisClientTests {
         defer { client.shutdown() }
         #expect(await waitUntil { client.isConnected })
         let script = RedisScript("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+        // Loaded on this connection, then flushed under it: the next calls meet NOSCRIPT.
+        _ = try await client.evalScript(script, keys: ["warm"], args: ["-"])
         await cli(server, "SCRIPT", "FLUSH")
         let done = Recorder<String>()
         client.evalScript(script, keys: ["order"], args: ["a"]) { _ in done.append("a") }

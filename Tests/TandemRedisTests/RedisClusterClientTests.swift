@@ -146,10 +146,77 @@ struct RedisClusterClientTests {
             let key = await blocking { cluster.names(ownedBy: port, count: 1) { "script:{\($0)}" } }[0]
             let reply = try await client.evalScript(script, keys: [key], args: ["x"])
             #expect(reply == .array([.bulkString(Array(key.utf8)), .bulkString(Array("x".utf8)), .integer(1)]))
-            // Only the node that ran it learned the script.
+            // Only the node that ran it learned the script (its connection loaded it before the call).
             #expect(await cached() == primaries.indices.map { $0 <= index ? 1 : 0 })
+            // Flushed under the live connection: that node answers NOSCRIPT once, and the call falls back
+            // to EVAL there.
+            let (noscripts, evals) = await blocking {
+                (cluster.statistic(port, "errorstat_NOSCRIPT", "count"), cluster.statistic(port, "cmdstat_eval", "calls"))
+            }
+            _ = await blocking { cluster.node(port: port)!.command("SCRIPT", "FLUSH") }
             #expect(try await client.evalScript(script, keys: [key], args: ["y"]).array?.last == .integer(2))
+            #expect(await blocking { cluster.statistic(port, "errorstat_NOSCRIPT", "count") } == noscripts + 1)
+            #expect(await blocking { cluster.statistic(port, "cmdstat_eval", "calls") } == evals + 1)
+            #expect(await cached() == primaries.indices.map { $0 <= index ? 1 : 0 })
         }
+    }
+
+    /// Issue 8: a node connection that reconnects loads every script the client ran before anything else
+    /// goes out on it, so the first call after a node's restart or failover does not meet NOSCRIPT.
+    @Test func aNodeConnectionLoadsTheScriptsAgainWhenItReconnects() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let script = RedisScript("return redis.call('INCR', KEYS[1])")
+        let port = await blocking { cluster.primaryPorts() }[0]
+        let key = await blocking { cluster.names(ownedBy: port, count: 1) { "reload:{\($0)}" } }[0]
+        #expect(try await client.evalScript(script, keys: [key]) == .integer(1))
+
+        // What a restart does to the node's connection: the cache is gone and so is the connection
+        // (this suite's tests run one at a time, so the only normal clients are this test's).
+        let noscripts = await blocking {
+            let node = cluster.node(port: port)!
+            node.command("SCRIPT", "FLUSH")
+            node.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            return cluster.statistic(port, "errorstat_NOSCRIPT", "count")
+        }
+        // The reconnect alone loads it, no call needed.
+        #expect(await waitUntilBlocking { cluster.node(port: port)!.command("SCRIPT", "EXISTS", script.sha1) == "1" })
+        #expect(await waitUntil { client.isConnected })
+        #expect(try await client.evalScript(script, keys: [key]) == .integer(2))
+        #expect(await blocking { cluster.statistic(port, "errorstat_NOSCRIPT", "count") } == noscripts)
+    }
+
+    /// The cluster's NOSCRIPT fallback keeps a node's script calls in the order they were made, as the
+    /// single client's does (before, each fell back on its own, and a later call could run first).
+    @Test func scriptCallsOnANodeKeepTheirOrderAcrossANoscriptRetry() async throws {
+        let cluster = try SharedCluster.get()
+        let client = try startedClusterClient(cluster.seedURLs)
+        defer { client.shutdown() }
+        #expect(await waitUntil { client.isConnected })
+        let script = RedisScript("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+        let port = await blocking { cluster.primaryPorts() }[1]
+        let keys = await blocking { cluster.names(ownedBy: port, count: 1) { "{order\($0)}" } }
+        let list = keys[0] + ":list"
+        let blocker = keys[0] + ":blocker"
+        _ = try await client.evalScript(script, keys: [keys[0] + ":warm"], args: ["-"])
+        let noscripts = await blocking {
+            cluster.node(port: port)!.command("SCRIPT", "FLUSH")
+            return cluster.statistic(port, "errorstat_NOSCRIPT", "count")
+        }
+        let done = Recorder<String>()
+        client.evalScript(script, keys: [list], args: ["a"]) { _ in done.append("a") }
+        // BLPOP on an empty list in the same slot holds this node's connection for a second: "b" stays
+        // behind it in Redis while "a"'s NOSCRIPT comes back and its retry is sent.
+        client.send(RedisCommand("BLPOP", blocker, "1")) { _ in done.append("blpop") }
+        client.evalScript(script, keys: [list], args: ["b"]) { _ in done.append("b") }
+        #expect(await waitUntilBlocking { cluster.statistic(port, "errorstat_NOSCRIPT", "count") > noscripts })
+        // Made after "a"'s retry went out, while "b" (sent before it) has yet to meet NOSCRIPT.
+        client.evalScript(script, keys: [list], args: ["c"]) { _ in done.append("c") }
+        #expect(await waitUntil { done.count == 4 })
+        #expect(await blocking { cluster.node(port: port)!.command("LRANGE", list, "0", "-1") } == "a\nb\nc")
+        #expect(done.values.filter { $0 != "blpop" } == ["a", "b", "c"])
     }
 
     @Test func followsMovedAfterASlotMigrationAndRefreshesTheMap() async throws {

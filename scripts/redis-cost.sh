@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Instructions per Redis script call on the client side (issues 8 and 14): from the caller's
+# `evalScript` to the bytes on the socket, and from the reply to the completion. Starts its own
+# redis-server on a free port and runs `tandem-bench redis-cost` twice per shape under valgrind's
+# callgrind (every thread of the bench process; this machine has no hardware counters for perf): once
+# with CALLS calls and once with 2*CALLS; the difference over CALLS is the cost of one call, start-up and
+# connect cancelled out. Counts instructions, not time, so a busy machine does not skew it much.
+#
+#   scripts/redis-cost.sh                                    # .build/release/tandem-bench, both shapes
+#   BENCH_BIN=/tmp/old/tandem-bench scripts/redis-cost.sh    # another build (before a change)
+#
+# Environment: BENCH_BIN, CALLS (default 4000), BURST (default 8), SHAPES (default "presence commit"),
+# OUT (default test-artifacts/redis-cost: the larger run's callgrind file and its top functions per shape),
+# EXTRA (more redis-cost options, e.g. --single).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH_BIN:-.build/release/tandem-bench}
+CALLS=${CALLS:-4000}
+BURST=${BURST:-8}
+SHAPES=${SHAPES:-"presence commit"}
+OUT=${OUT:-test-artifacts/redis-cost}
+EXTRA=${EXTRA:-}
+for tool in valgrind callgrind_annotate redis-server redis-cli cc strip; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/tandem-redis-cost.XXXXXX)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly no --daemonize no \
+    --logfile "$WORK/redis.log" &
+REDIS_PID=$!
+cleanup() { kill -TERM "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The same two workarounds as scripts/lib/profile.sh for valgrind 3.19 and Swift 6 binaries: a copy
+# without DWARF 5 debug info, and a sigsuspend that copies the (read-only) mask libdispatch passes.
+cp "$BENCH" "$WORK/tandem-bench"
+strip --strip-debug "$WORK/tandem-bench"
+cat >"$WORK/sigsuspend.c" <<'EOF_C'
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int sigsuspend(const sigset_t *mask) {
+    sigset_t copy = *mask;
+    return (int)syscall(SYS_rt_sigsuspend, &copy, _NSIG / 8);
+}
+EOF_C
+cc -shared -fPIC -O2 -o "$WORK/sigsuspend.so" "$WORK/sigsuspend.c"
+
+instructions() { # SHAPE CALLS OUTFILE → instructions of one run (every thread)
+    # shellcheck disable=SC2086
+    LD_PRELOAD="$WORK/sigsuspend.so" valgrind --tool=callgrind --callgrind-out-file="$3" \
+        "$WORK/tandem-bench" redis-cost --redis "redis://127.0.0.1:$PORT" --shape "$1" --count "$2" --burst "$BURST" $EXTRA \
+        >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log" >&2; exit 1; }
+    callgrind_annotate "$3" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+}
+
+for shape in $SHAPES; do
+    small=$(instructions "$shape" "$CALLS" "$WORK/callgrind.small")
+    large=$(instructions "$shape" $((2 * CALLS)) "$OUT/callgrind.$shape")
+    echo "$shape: $(((large - small) / CALLS)) instructions per call (burst $BURST; $small for $CALLS calls, $large for $((2 * CALLS)))" |
+        tee -a "$OUT/summary.txt"
+    callgrind_annotate --inclusive=yes "$OUT/callgrind.$shape" >"$WORK/annotated" 2>/dev/null
+    head -70 "$WORK/annotated" >"$OUT/inclusive.$shape.txt"
+    callgrind_annotate "$OUT/callgrind.$shape" >"$WORK/annotated" 2>/dev/null
+    head -70 "$WORK/annotated" >"$OUT/self.$shape.txt"
+done
