@@ -14,6 +14,7 @@ TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node
 TANDEM_ARGS ?=
 # Builds and test runs get a TMPDIR of their own, removed when they end: the Swift driver leaves a
 # TemporaryDirectory.* in $TMPDIR for every compile job (see the script), and the tests' files go with it.
+# `make test` fails if the Swift tests left anything there but the toolchain's own files (--fail-on-leftovers).
 PRIVATE_TMP := scripts/with-private-tmpdir.sh
 
 .PHONY: run test test-ops test-tls test-sanitizers build release bench fuzz fuzz-short deps deps-test venv clean clean-tmp
@@ -32,7 +33,7 @@ build: deps
 
 test: deps-test venv
 	$(PRIVATE_TMP) $(SWIFT) build --build-tests
-	$(PRIVATE_TMP) $(SWIFT) test --skip-build --no-parallel
+	$(PRIVATE_TMP) --fail-on-leftovers $(SWIFT) test --skip-build --no-parallel
 	$(PRIVATE_TMP) .venv/bin/python -m pytest -q Tests/yjs
 	$(MAKE) test-ops
 	$(MAKE) fuzz-short

@@ -47,7 +47,7 @@ for sanitizer in "${SANITIZERS[@]}"; do
     nice -n "$NICE" scripts/with-private-tmpdir.sh "$SWIFT" build --build-tests "${flags[@]}"
     echo "== $sanitizer sanitizer: built in $((SECONDS - start)) s"
 
-    bin=$("$SWIFT" build "${flags[@]}" --show-bin-path)
+    bin=$(scripts/with-private-tmpdir.sh "$SWIFT" build "${flags[@]}" --show-bin-path)
     # (grep -c, not -q: -q would stop reading early and fail nm with SIGPIPE under pipefail)
     if [ "$(nm "$bin/tandem" | grep -c " T $runtime_symbol\$")" -eq 0 ]; then
         echo "$bin/tandem is not built with the $sanitizer sanitizer" >&2
@@ -78,7 +78,7 @@ for sanitizer in "${SANITIZERS[@]}"; do
         echo "== $sanitizer sanitizer: running the tests${FILTER:+ matching '$FILTER'} (timeouts x$TANDEM_TEST_TIMEOUT_SCALE)"
         start=$SECONDS
         status=0
-        nice -n "$NICE" scripts/with-private-tmpdir.sh "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
+        nice -n "$NICE" scripts/with-private-tmpdir.sh --fail-on-leftovers "$SWIFT" test --skip-build --no-parallel "${flags[@]}" ${FILTER:+--filter "$FILTER"} ||
             status=$?
         echo "== $sanitizer sanitizer: tests ran in $((SECONDS - start)) s, exit status $status"
         exit "$status"

@@ -55,6 +55,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("tandem-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        PidRegistry.shared.insert(directory: directory)
         unixSocketPath = unixSocket ? directory.appendingPathComponent("redis.sock").path : nil
         self.extraArguments = extraArguments
         if let index = extraArguments.firstIndex(of: "--requirepass"), index + 1 < extraArguments.count {
@@ -81,13 +82,13 @@ public final class RedisServerProcess: @unchecked Sendable {
                 lastError = error
             }
         }
-        try? FileManager.default.removeItem(at: directory)
+        Self.removeDirectory(directory)
         throw lastError
     }
 
     deinit {
         stop()
-        try? FileManager.default.removeItem(at: directory)
+        Self.removeDirectory(directory)
     }
 
     /// The running server's process id, if one is running.
@@ -197,6 +198,11 @@ public final class RedisServerProcess: @unchecked Sendable {
         return child.process.waitForExitBlocking(timeout: wait) != nil
     }
 
+    private static func removeDirectory(_ directory: URL) {
+        try? FileManager.default.removeItem(at: directory)
+        PidRegistry.shared.remove(directory: directory)
+    }
+
     private static func executable(_ name: String) -> String {
         SpawnedProcess.locate(name) ?? "/usr/bin/\(name)"
     }
@@ -216,18 +222,26 @@ extension SpawnedProcess {
 }
 
 /// Servers not stopped yet, SIGKILLed by an `atexit` hook if the test process ends without stopping them
-/// (a test failed before its `stop()`, or a server object leaked).
+/// (a test failed before its `stop()`, or a server object leaked), and the directories of servers not
+/// freed yet, removed by the same hook. A server object still alive at exit (held by a task that never
+/// ended, a cycle, a static) is never deinitialized: its directory (outside ``TestTemporaryRoot``, see
+/// `init`) stayed in /tmp — hundreds of `tandem-redis-*` after a day of runs, most with a cluster's
+/// `nodes.conf`.
 private final class PidRegistry: @unchecked Sendable {
-    // @unchecked: `lock` protects `processes`.
+    // @unchecked: `lock` protects `processes` and `directories`.
     static let shared: PidRegistry = {
         atexit {
-            for process in PidRegistry.shared.snapshot() where process.isRunning { process.signal(SIGKILL) }
+            let (processes, directories) = PidRegistry.shared.snapshot()
+            for process in processes where process.isRunning { process.signal(SIGKILL) }
+            for process in processes { _ = process.waitForExitBlocking(timeout: .seconds(2)) }
+            for directory in directories { try? FileManager.default.removeItem(at: directory) }
         }
         return PidRegistry()
     }()
 
     private let lock = NSLock()
     private var processes: [SpawnedProcess] = []
+    private var directories: Set<URL> = []
 
     func insert(_ process: SpawnedProcess) {
         lock.withLock {
@@ -236,7 +250,11 @@ private final class PidRegistry: @unchecked Sendable {
         }
     }
 
-    func snapshot() -> [SpawnedProcess] { lock.withLock { processes } }
+    func insert(directory: URL) { _ = lock.withLock { directories.insert(directory) } }
+
+    func remove(directory: URL) { _ = lock.withLock { directories.remove(directory) } }
+
+    func snapshot() -> ([SpawnedProcess], Set<URL>) { lock.withLock { (processes, directories) } }
 }
 
 private func sendSignal(_ pid: Int32, _ signal: Int32) {

@@ -134,6 +134,46 @@ import Testing
         await bob.close()
     }
 
+    /// The same on the doc's pub/sub channel, where any process with access to Redis can publish: node
+    /// messages whose entry carries a version that is not an integer in 0…2^53 − 1 (past UInt64, negative,
+    /// a fraction, an exponent, a string) are dropped whole; the node keeps serving, an entry at 2^53 − 1
+    /// is taken, and a later one past it does not replace it.
+    @Test func corruptedPresenceVersionsOnPubSubAreDropped() async throws {
+        let redis = try RedisServerProcess()
+        _ = redis.command("ZADD", "tandem:{pp}:nodes", String(redis.nowMs + 600_000), "ghost")
+        let node = try await InProcessNode.start(redis: redis.url, nodeID: "num-pp", stopWhenDone: true)
+        let bob = try await TestClient.connect(node.url(user: "bob"), name: "bob")
+        try await bob.join("pp")
+        func publish(sid: String, version: String, c: Int) {
+            let entry =
+                #"{"name":"n","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":\#(c)},"user":"u\#(sid.prefix(1))","v":\#(version)}"#
+            _ = redis.command("PUBLISH", "tandem:{pp}", #"{"k":"p","n":"ghost","u":[\#(entry)],"r":[]}"#)
+        }
+        let hostile = [
+            "18446744073709551615", "18446744073709551616", "9007199254740992", "-1", "1.5", "1e3", #""5""#, "null",
+        ]
+        for (index, version) in hostile.enumerated() {
+            publish(sid: String(repeating: Character(UnicodeScalar(UInt8(ascii: "C") + UInt8(index))), count: 22), version: version, c: 1)
+        }
+        // One channel, delivered in order: once the valid entry is seen, every hostile one was handled.
+        let valid = String(repeating: "A", count: 22)
+        publish(sid: valid, version: Self.largest, c: 1)
+        try await waitUntil("bob sees the entry at 2^53 − 1") { (bob.state(of: valid, in: "pp")?["c"] as? Int) == 1 }
+        #expect(bob.members(of: "pp") == [bob.session, valid], "only the valid entry is taken")
+
+        publish(sid: valid, version: Self.tooBig, c: 2)
+        let marker = String(repeating: "B", count: 22)
+        publish(sid: marker, version: "1", c: 1)
+        try await waitUntil("bob sees the marker published after it") { bob.members(of: "pp").contains(marker) }
+        #expect((bob.state(of: valid, in: "pp")?["c"] as? Int) == 1, "an entry past 2^53 − 1 does not replace it")
+        #expect(try await node.get("/healthz").status == 200)
+        let carol = try await TestClient.connect(node.url(user: "carol"), name: "carol")
+        try await carol.join("pp")
+        #expect(carol.members(of: "pp").contains(valid))
+        await carol.close()
+        await bob.close()
+    }
+
     /// Numeric push ids had no size limit: one of 100,000 digits was stored in the log and the `pushes`
     /// hash and rescanned by every later commit. Now a number of at most 32 characters.
     @Test func numericPushIDsAreBoundedLikeStringOnes() async throws {

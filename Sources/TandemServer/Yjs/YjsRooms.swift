@@ -159,17 +159,21 @@ final class YjsRoomShard: Sendable {
         confined = .makeBoxSendingValue(LoopState(), eventLoop: eventLoop)
     }
 
+    /// The timers hold the shard weakly, as DocShard's do: the shard holds its tasks, so a strong capture
+    /// is a cycle that only `stop()` breaks, and a node whose loops closed before that `stop()` ran (or
+    /// that never got to it) kept its shards, loops and whole context alive (LeakSanitizer, 2026-12-05).
     func start() {
         eventLoop.execute { [self] in
-            checkTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.checkInterval, delay: Self.checkInterval) { [self] _ in
-                checkRooms()
+            checkTask = eventLoop.scheduleRepeatedTask(initialDelay: Self.checkInterval, delay: Self.checkInterval) { [weak self] _ in
+                self?.checkRooms()
             }
             let tick = TimeAmount.milliseconds(Int64(tickMs))
-            tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in awarenessTick() }
+            tickTask = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in self?.awarenessTick() }
             let sweep = TimeAmount.milliseconds(Int64(sweepMs))
-            sweepTask = eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [self] _ in sweepAwareness() }
+            sweepTask = eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [weak self] _ in self?.sweepAwareness() }
             let refresh = TimeAmount.milliseconds(Int64(presence.refreshIntervalMs))
-            refreshTask = eventLoop.scheduleRepeatedTask(initialDelay: refresh, delay: refresh) { [self] _ in
+            refreshTask = eventLoop.scheduleRepeatedTask(initialDelay: refresh, delay: refresh) { [weak self] _ in
+                guard let self else { return }
                 for room in rooms.values { perform(room.machine.refreshAwareness(), in: room) }
             }
         }
