@@ -325,7 +325,7 @@ struct PresenceHandOffBatch: Sendable {
     /// caller starts a new one): true if added.
     func add(_ connection: any DocMember, _ updates: [DocShard.PresenceUpdate]) -> Bool {
         state.withLockedValue { state in
-            guard !state.taken, state.updates.count + updates.count <= DocShard.maxPresenceHandOff else { return false }
+            guard !state.taken, state.updates.count < DocShard.maxPresenceHandOff else { return false }
             // By index: iterating the array allocated an iterator per element in a debug build.
             for index in updates.indices {
                 state.updates.append(DocShard.HandedOffPresence(connection: connection, update: updates[index]))
