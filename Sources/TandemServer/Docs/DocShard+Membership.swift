@@ -1,5 +1,4 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import TandemCore
 
@@ -165,14 +164,14 @@ extension DocShard {
         let state: PresenceState
     }
 
-    /// A presence update handed over from a connection's loop, with the others read there meanwhile.
+    /// A presence update handed over from a connection's loop, with the others read there in the same round.
     struct HandedOffPresence: Sendable {
         let connection: any DocMember
         let update: PresenceUpdate
     }
 
-    /// Updates handed to another loop in one hop at most: a loop that reads many bursts before the target
-    /// runs still reaches it in bounded steps (and the hop's array stays small).
+    /// Updates handed to another loop in one hop at most: a loop that reads many bursts in one round still
+    /// reaches the shard in bounded steps (and the hop's array stays small).
     static let maxPresenceHandOff = 256
 
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
@@ -203,32 +202,46 @@ extension DocShard {
 
     // MARK: Presence handed over between loops (on the connections' loop)
 
-    /// Hands presence updates that `connection` (on this shard's loop) read for a doc of `target` (a shard
-    /// on another loop) over to it. The first burst hops with a new batch at once; the bursts this loop
-    /// reads after it, from any connection, join that batch until the target's loop takes it (issue 14: at
-    /// 2,000 clients / 40 docs on two loops, half the connections read every update on the other loop, and
-    /// each burst was its own hop). A connection keeps its order: before any other message it sends, or
-    /// its close, it calls `sealPresenceHandOffs`, so what it sends later goes in a batch that hops after
-    /// that message (a batch another connection opened earlier hops before it).
+    /// Queues presence updates that `connection` (on this shard's loop) read for a doc of `target` (a shard
+    /// on another loop). They go over together with every other connection's of this round of the loop:
+    /// one hop per target once the round's reads are done (a task on this loop runs after them), instead
+    /// of one per connection's read burst (issue 14: at 2,000 clients / 40 docs on two loops, half the
+    /// connections read every update on the other loop, a hop each). A connection keeps its own order: it
+    /// calls `sendHandedOffPresence(to:)` before any other message it sends the target, or a close.
     func handOffPresence(from connection: any DocMember, _ updates: [PresenceUpdate], to target: DocShard) {
         let local = confined.value
-        // Made with its first updates (no lock: nothing else holds it before the hop).
-        let batch: PresenceHandOffBatch
-        if let slot = local.presenceHandOff.firstIndex(where: { $0.shard === target }) {
-            if local.presenceHandOff[slot].batch.add(connection, updates) { return }
-            batch = PresenceHandOffBatch(connection, updates)
-            local.presenceHandOff[slot].batch = batch
+        let slot: Int
+        if let found = local.presenceHandOff.firstIndex(where: { $0.shard === target }) {
+            slot = found
         } else {
-            batch = PresenceHandOffBatch(connection, updates)
-            local.presenceHandOff.append((target, batch))
+            slot = local.presenceHandOff.count
+            local.presenceHandOff.append((target, []))
         }
-        target.eventLoop.execute { target.applyHandedOffPresence(batch.take()) }
+        for index in updates.indices {
+            local.presenceHandOff[slot].updates.append(HandedOffPresence(connection: connection, update: updates[index]))
+        }
+        if local.presenceHandOff[slot].updates.count >= Self.maxPresenceHandOff {
+            sendHandedOffPresence(to: target)
+        } else if !local.presenceHandOffScheduled {
+            local.presenceHandOffScheduled = true
+            eventLoop.execute { self.sendHandedOffPresence() }
+        }
     }
 
-    /// Closes the open batches: updates handed over from now on hop after whatever is sent meanwhile.
-    func sealPresenceHandOffs() {
+    /// Hands what is queued for `target` (every target if nil) over now, one hop each.
+    func sendHandedOffPresence(to target: DocShard? = nil) {
         let local = confined.value
-        if !local.presenceHandOff.isEmpty { local.presenceHandOff.removeAll(keepingCapacity: true) }
+        if target == nil { local.presenceHandOffScheduled = false }
+        for slot in local.presenceHandOff.indices where target == nil || local.presenceHandOff[slot].shard === target {
+            let count = local.presenceHandOff[slot].updates.count
+            guard count > 0 else { continue }
+            let shard = local.presenceHandOff[slot].shard
+            let batch = local.presenceHandOff[slot].updates
+            // Sized like this round's for the next (growing from empty would reallocate several times).
+            local.presenceHandOff[slot].updates = []
+            local.presenceHandOff[slot].updates.reserveCapacity(count)
+            shard.eventLoop.execute { shard.applyHandedOffPresence(batch) }
+        }
     }
 
     /// Applies presence updates handed over from another loop, in the order they were queued (each
@@ -298,49 +311,5 @@ struct PresenceOutcomeCounts {
         if suppressed > 0 { metrics.presenceUpdate(.suppressed, count: suppressed) }
         if notJoined > 0 { metrics.presenceUpdate(.notJoined, count: notJoined) }
         if disabled > 0 { metrics.presenceUpdate(.disabled, count: disabled) }
-    }
-}
-
-/// Presence updates on their way from one loop to a shard on another (`DocShard.handOffPresence`): the
-/// connections' loop adds to it until the shard's loop takes it, so a lock (held for an append or a swap).
-/// A struct around the locked box, which is the shared storage itself: one allocation per hop, not two.
-struct PresenceHandOffBatch: Sendable {
-    private struct State {
-        var updates: [DocShard.HandedOffPresence] = []
-        var taken = false
-    }
-
-    private let state: NIOLockedValueBox<State>
-
-    init(_ connection: any DocMember, _ updates: [DocShard.PresenceUpdate]) {
-        var first = State()
-        first.updates.reserveCapacity(updates.count)
-        for index in updates.indices {
-            first.updates.append(DocShard.HandedOffPresence(connection: connection, update: updates[index]))
-        }
-        state = NIOLockedValueBox(first)
-    }
-
-    /// Adds `updates` from `connection`, unless the shard took the batch already or it is full (then the
-    /// caller starts a new one): true if added.
-    func add(_ connection: any DocMember, _ updates: [DocShard.PresenceUpdate]) -> Bool {
-        state.withLockedValue { state in
-            guard !state.taken, state.updates.count < DocShard.maxPresenceHandOff else { return false }
-            // By index: iterating the array allocated an iterator per element in a debug build.
-            for index in updates.indices {
-                state.updates.append(DocShard.HandedOffPresence(connection: connection, update: updates[index]))
-            }
-            return true
-        }
-    }
-
-    /// Everything added so far; nothing can be added afterwards.
-    func take() -> [DocShard.HandedOffPresence] {
-        state.withLockedValue { state in
-            state.taken = true
-            let updates = state.updates
-            state.updates = []
-            return updates
-        }
     }
 }

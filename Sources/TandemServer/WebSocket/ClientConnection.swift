@@ -75,6 +75,9 @@ final class ClientConnection: DocMember, Sendable {
         /// all for `presenceBatchShard`, in the order sent.
         fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
         fileprivate var presenceBatchShard: DocShard?
+        /// The shard on another loop this connection last queued presence for through `loopShard`, until
+        /// it is sent on (`flushPresenceUpdates(handOver: true)`), so nothing it sends later overtakes it.
+        fileprivate var presenceHandedOffTo: DocShard?
         fileprivate var writable = true
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
@@ -264,14 +267,18 @@ final class ClientConnection: DocMember, Sendable {
 
     /// Hands the batched presence updates to their shard (issue 14: one `execute` per update was an
     /// eventfd wake-up each when the shard runs on another loop): applied at once by a shard on this loop;
-    /// for a shard on another loop, through this loop's shard, whose batch for it other connections of this
-    /// loop join until it is taken (`DocShard.handOffPresence`).
-    /// - Parameter handOver: seal this loop's open batches (before a message that is not presence, or a
-    ///   close: the shard must see one connection's messages in the order sent, so nothing this connection
-    ///   sends after the message may join a batch whose hop is queued before it, whoever opened that batch).
+    /// for a shard on another loop, queued on this loop's shard, which sends them on with the other
+    /// connections' of this round of the loop in one hop.
+    /// - Parameter handOver: send what this connection queued for another loop on now (before a message
+    ///   that is not presence, or a close: the shard must see one connection's messages in the order sent).
     private func flushPresenceUpdates(handOver: Bool) {
         let local = confined.value
-        defer { if handOver { loopShard?.sealPresenceHandOffs() } }
+        defer {
+            if handOver, let handedOffTo = local.presenceHandedOffTo {
+                local.presenceHandedOffTo = nil
+                loopShard?.sendHandedOffPresence(to: handedOffTo)
+            }
+        }
         guard let target = local.presenceBatchShard else { return }
         local.presenceBatchShard = nil
         if target.eventLoop.inEventLoop {
@@ -281,9 +288,12 @@ final class ClientConnection: DocMember, Sendable {
             return
         }
         if let loopShard {
-            // Copied into the hop's batch: this connection's storage is kept for the next burst.
+            // What it queued for another shard goes first: only the last target is remembered.
+            if let previous = local.presenceHandedOffTo, previous !== target { loopShard.sendHandedOffPresence(to: previous) }
+            // Copied into the loop's queue: the batch's storage is kept for the next burst.
             loopShard.handOffPresence(from: self, local.presenceBatch, to: target)
             local.presenceBatch.removeAll(keepingCapacity: true)
+            local.presenceHandedOffTo = target
             return
         }
         let batch = local.presenceBatch
