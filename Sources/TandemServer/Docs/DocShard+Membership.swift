@@ -164,20 +164,9 @@ extension DocShard {
         let state: PresenceState
     }
 
-    /// A presence update handed over from a connection's loop, with the others read there in the same round.
-    struct HandedOffPresence: Sendable {
-        let connection: any DocMember
-        let update: PresenceUpdate
-    }
-
-    /// Updates handed to another loop in one hop at most: a loop that reads many bursts in one round still
-    /// reaches the shard in bounded steps (and the hop's array stays small).
-    static let maxPresenceHandOff = 256
-
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
     /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it). A
-    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure), and one
-    /// whose loop runs a shard hands them over through it (`handOffPresence`: one hop per round of its loop).
+    /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure).
     func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
         if eventLoop.inEventLoop { return applyPresenceUpdates(connection, updates) }
         eventLoop.execute { self.applyPresenceUpdates(connection, updates) }
@@ -195,68 +184,6 @@ extension DocShard {
             if outcome == .rateLimited && notifiedDoc != update.doc {
                 notifiedDoc = update.doc
                 let doc = update.doc
-                connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
-            }
-        }
-    }
-
-    // MARK: Presence handed over between loops (on the connections' loop)
-
-    /// Queues presence updates that `connection` (on this shard's loop) read for a doc of `target` (a shard
-    /// on another loop). They go over together with every other connection's of this round of the loop:
-    /// one hop per target once the round's reads are done (a task on this loop runs after them), instead
-    /// of one per connection's read burst (issue 14: at 2,000 clients / 40 docs on two loops, half the
-    /// connections read every update on the other loop, a hop each). A connection keeps its own order: it
-    /// calls `sendHandedOffPresence(to:)` before any other message it sends the target, or a close.
-    func handOffPresence(from connection: any DocMember, _ updates: [PresenceUpdate], to target: DocShard) {
-        let local = confined.value
-        let slot: Int
-        if let found = local.presenceHandOff.firstIndex(where: { $0.shard === target }) {
-            slot = found
-        } else {
-            slot = local.presenceHandOff.count
-            local.presenceHandOff.append((target, []))
-        }
-        for index in updates.indices {
-            local.presenceHandOff[slot].updates.append(HandedOffPresence(connection: connection, update: updates[index]))
-        }
-        if local.presenceHandOff[slot].updates.count >= Self.maxPresenceHandOff {
-            sendHandedOffPresence(to: target)
-        } else if !local.presenceHandOffScheduled {
-            local.presenceHandOffScheduled = true
-            eventLoop.execute { self.sendHandedOffPresence() }
-        }
-    }
-
-    /// Hands what is queued for `target` (every target if nil) over now, one hop each.
-    func sendHandedOffPresence(to target: DocShard? = nil) {
-        let local = confined.value
-        if target == nil { local.presenceHandOffScheduled = false }
-        for slot in local.presenceHandOff.indices where target == nil || local.presenceHandOff[slot].shard === target {
-            let count = local.presenceHandOff[slot].updates.count
-            guard count > 0 else { continue }
-            let shard = local.presenceHandOff[slot].shard
-            let batch = local.presenceHandOff[slot].updates
-            // Sized like this round's for the next (growing from empty would reallocate several times).
-            local.presenceHandOff[slot].updates = []
-            local.presenceHandOff[slot].updates.reserveCapacity(count)
-            shard.eventLoop.execute { shard.applyHandedOffPresence(batch) }
-        }
-    }
-
-    /// Applies presence updates handed over from another loop, in the order they were queued (each
-    /// connection's in the order it sent them); on the shard's loop only.
-    func applyHandedOffPresence(_ batch: [HandedOffPresence]) {
-        eventLoop.preconditionInEventLoop()
-        var notified: (connection: ObjectIdentifier, doc: String)?
-        for index in batch.indices {
-            let item = batch[index]
-            let connection = item.connection
-            let outcome = applyPresenceUpdate(connection, doc: item.update.doc, state: item.update.state)
-            // One notice per connection's run of one doc is plenty: the connection throttles them again.
-            if outcome == .rateLimited, notified?.connection != ObjectIdentifier(connection) || notified?.doc != item.update.doc {
-                notified = (ObjectIdentifier(connection), item.update.doc)
-                let doc = item.update.doc
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }

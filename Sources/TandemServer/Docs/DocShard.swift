@@ -48,10 +48,6 @@ final class DocShard: Sendable {
         /// Presence updates applied since the last tick, by outcome: added to the metric once per tick
         /// (`flushPresenceOutcomes`), not once per update (issue 14: a locked counter per update).
         var presenceOutcomes = PresenceOutcomeCounts()
-        /// Presence updates that connections on this loop read for docs of shards on other loops, by target
-        /// shard, not handed over yet (`handOffPresence`): one hop per target per round of this loop.
-        var presenceHandOff: [(shard: DocShard, updates: [HandedOffPresence])] = []
-        var presenceHandOffScheduled = false
         var tasks: [RepeatedTask] = []
         var stopped = false
         /// How far behind this shard's loop runs; pushes on it are refused while it lags (see `LoopLoad`).

@@ -118,10 +118,6 @@ final class DocShards: Sendable {
         return all[Int(hash % UInt64(all.count))]
     }
 
-    /// The shard on `loop`, if it runs one (a connection's own: it hands presence for other loops' docs
-    /// over through it, see `DocShard.handOffPresence`).
-    func shard(on loop: EventLoop) -> DocShard? { all.first { $0.eventLoop === loop } }
-
     /// 64-bit FNV-1a parameters (the placement of docs on shards depends on them: never change them).
     static let fnvOffsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
     static let fnvPrime: UInt64 = 0x100_0000_01b3

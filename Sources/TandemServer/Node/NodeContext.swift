@@ -129,7 +129,6 @@ final class NodeContext: Sendable {
             connection: ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: registry,
                 shard: { [shards] in shards.shard(for: $0) },
-                shardOnLoop: { [shards] in shards.shard(on: $0) },
                 schemaVersion: { [schemas] in schemas.schema(for: $0)?.version },
                 reconnectObserved: {
                     metrics.reconnects.increment()

@@ -21,9 +21,6 @@ final class ClientConnection: DocMember, Sendable {
     private let clock: NodeClock
     private let registry: SessionRegistry
     private let shard: @Sendable (_ doc: String) -> DocShard
-    /// The shard on this connection's loop, through which presence for other loops' docs is handed over
-    /// (`DocShard.handOffPresence`); nil in tests that run no shard on the connection's loop.
-    private let loopShard: DocShard?
     private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
     var eventLoop: EventLoop { channel.eventLoop }
@@ -75,9 +72,6 @@ final class ClientConnection: DocMember, Sendable {
         /// all for `presenceBatchShard`, in the order sent.
         fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
         fileprivate var presenceBatchShard: DocShard?
-        /// The shard on another loop this connection last queued presence for through `loopShard`, until
-        /// it is sent on (`flushPresenceUpdates(handOver: true)`), so nothing it sends later overtakes it.
-        fileprivate var presenceHandedOffTo: DocShard?
         fileprivate var writable = true
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
@@ -141,7 +135,6 @@ final class ClientConnection: DocMember, Sendable {
         self.clock = dependencies.clock
         self.registry = dependencies.registry
         self.shard = dependencies.shard
-        self.loopShard = dependencies.shardOnLoop(channel.eventLoop)
         self.schemaVersion = dependencies.schemaVersion
         self.reconnectObserved = dependencies.reconnectObserved
         self.history = dependencies.history
@@ -200,7 +193,7 @@ final class ClientConnection: DocMember, Sendable {
         case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
-        flushPresenceUpdates(handOver: true)
+        flushPresenceUpdates()
         for doc in local.docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
@@ -262,38 +255,19 @@ final class ClientConnection: DocMember, Sendable {
 
     /// The end of a read burst (`channelReadComplete`): the presence updates it carried go to their shard.
     func readComplete() {
-        flushPresenceUpdates(handOver: false)
+        flushPresenceUpdates()
     }
 
-    /// Hands the batched presence updates to their shard (issue 14: one `execute` per update was an
-    /// eventfd wake-up each when the shard runs on another loop): applied at once by a shard on this loop;
-    /// for a shard on another loop, queued on this loop's shard, which sends them on with the other
-    /// connections' of this round of the loop in one hop.
-    /// - Parameter handOver: send what this connection queued for another loop on now (before a message
-    ///   that is not presence, or a close: the shard must see one connection's messages in the order sent).
-    private func flushPresenceUpdates(handOver: Bool) {
+    /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
+    /// was an eventfd wake-up each when the shard runs on another loop).
+    private func flushPresenceUpdates() {
         let local = confined.value
-        defer {
-            if handOver, let handedOffTo = local.presenceHandedOffTo {
-                local.presenceHandedOffTo = nil
-                loopShard?.sendHandedOffPresence(to: handedOffTo)
-            }
-        }
         guard let target = local.presenceBatchShard else { return }
         local.presenceBatchShard = nil
         if target.eventLoop.inEventLoop {
             // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
             target.applyPresenceUpdates(self, local.presenceBatch)
             local.presenceBatch.removeAll(keepingCapacity: true)
-            return
-        }
-        if let loopShard {
-            // What it queued for another shard goes first: only the last target is remembered.
-            if let previous = local.presenceHandedOffTo, previous !== target { loopShard.sendHandedOffPresence(to: previous) }
-            // Copied into the loop's queue: the batch's storage is kept for the next burst.
-            loopShard.handOffPresence(from: self, local.presenceBatch, to: target)
-            local.presenceBatch.removeAll(keepingCapacity: true)
-            local.presenceHandedOffTo = target
             return
         }
         let batch = local.presenceBatch
@@ -315,7 +289,7 @@ final class ClientConnection: DocMember, Sendable {
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
         let local = confined.value
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
-        if case .presence = message {} else { flushPresenceUpdates(handOver: true) }
+        if case .presence = message {} else { flushPresenceUpdates() }
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -406,10 +380,10 @@ final class ClientConnection: DocMember, Sendable {
                 target = shard(doc)
                 local.presenceTarget = (doc, target)
             }
-            if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates(handOver: false) }
+            if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
             local.presenceBatchShard = target
             local.presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
-            if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates(handOver: false) }
+            if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .diverged(let doc, let clock, let sum):
             guard local.docs[doc] != nil else {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc), nowMs: nil)

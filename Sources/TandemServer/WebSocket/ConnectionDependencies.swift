@@ -1,5 +1,4 @@
 import Logging
-import NIOCore
 import TandemCore
 
 /// What a `ClientConnection` works with besides its socket, handed over explicitly: the slice of
@@ -49,10 +48,6 @@ struct ConnectionDependencies: Sendable {
     var registry: SessionRegistry
     /// The shard that owns a doc (`DocShards.shard(for:)`).
     var shard: @Sendable (_ doc: String) -> DocShard
-    /// The shard on a connection's loop, if any (`DocShards.shard(on:)`): presence for docs of shards on
-    /// other loops is handed over through it, one hop per round of the loop. Without one, each read burst
-    /// hops on its own.
-    var shardOnLoop: @Sendable (_ loop: EventLoop) -> DocShard? = { _ in nil }
     /// The version of the record schema that applies to a doc, nil if none (a join stating another is
     /// refused with `schema_mismatch`).
     var schemaVersion: @Sendable (_ doc: String) -> Int?
