@@ -207,7 +207,8 @@ struct RedisClusterSingleServerTests {
         await #expect(throws: RedisError.notConnected) { try await client.send(RedisCommand("PING")) }
         try await blocking { try server.start() }
         #expect(await waitUntil { client.isConnected && subscribedChannels.count == 2 })
-        #expect(states.values == [true, false, true])
+        // The state callback runs after `isConnected` turns true (on the owner thread): wait for it too.
+        #expect(await waitUntil { states.values == [true, false, true] })
         #expect(try await client.send(client.publishCommand(channel: "tandem:{d}", payload: "two")) == .integer(1))
         #expect(await waitUntil { probe.messages.count == 2 })
     }
