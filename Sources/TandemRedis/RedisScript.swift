@@ -22,6 +22,15 @@ public struct RedisScript: Sendable, Hashable {
     }
 }
 
+extension RedisScript: CustomStringConvertible {
+    /// Its digest and first line, not the whole source: scripts are kilobytes of Lua, and test names and
+    /// logs that print one (a parameterized test's arguments) should stay readable.
+    public var description: String {
+        let firstLine = source.prefix { $0 != "\n" }.prefix(60)
+        return "RedisScript(sha1: \(sha1.prefix(12)), \"\(firstLine)…\")"
+    }
+}
+
 /// Numbers scripts by digest, process-wide: 0, 1, 2… in order of first creation. Taken once per
 /// `RedisScript` made (scripts are made once, as static constants), never per call.
 enum ScriptRegistry {
