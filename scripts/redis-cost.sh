@@ -14,6 +14,8 @@
 # EXTRA (more redis-cost options, e.g. --single).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/profile.sh
+source scripts/lib/profile.sh  # valgrind_ready_copy, free_port (functions only)
 BENCH=${BENCH_BIN:-.build/release/tandem-bench}
 CALLS=${CALLS:-4000}
 BURST=${BURST:-8}
@@ -25,7 +27,7 @@ for tool in valgrind callgrind_annotate redis-server redis-cli cc strip; do
 done
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/tandem-redis-cost.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly no --daemonize no \
     --logfile "$WORK/redis.log" &
 REDIS_PID=$!
@@ -33,21 +35,8 @@ cleanup() { kill -TERM "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/de
 trap cleanup EXIT
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-# The same two workarounds as scripts/lib/profile.sh for valgrind 3.19 and Swift 6 binaries: a copy
-# without DWARF 5 debug info, and a sigsuspend that copies the (read-only) mask libdispatch passes.
-cp "$BENCH" "$WORK/tandem-bench"
-strip --strip-debug "$WORK/tandem-bench"
-cat >"$WORK/sigsuspend.c" <<'EOF_C'
-#define _GNU_SOURCE
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int sigsuspend(const sigset_t *mask) {
-    sigset_t copy = *mask;
-    return (int)syscall(SYS_rt_sigsuspend, &copy, _NSIG / 8);
-}
-EOF_C
-cc -shared -fPIC -O2 -o "$WORK/sigsuspend.so" "$WORK/sigsuspend.c"
+# valgrind 3.19 and Swift 6 binaries: a copy without DWARF 5 debug info, a preloaded sigsuspend.
+valgrind_ready_copy "$BENCH" "$WORK/tandem-bench"
 
 instructions() { # SHAPE CALLS OUTFILE → instructions of one run (every thread)
     # shellcheck disable=SC2086

@@ -63,15 +63,16 @@ profile_start_redis() {
     for _ in $(seq 300); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 }
 
-profile_start_tandem() {
-    local name=$1 node_id=$2
-    # Two workarounds for Debian 12's valgrind 3.19 with Swift 6 binaries:
-    # - it cannot read the DWARF 5 debug info the toolchain writes (it gives up), so it profiles a copy
-    #   without debug info (functions are still named, from the symbol table);
-    # - it writes to the signal mask a program passes to sigsuspend, and libdispatch's main thread passes a
-    #   constant one (in read-only memory): valgrind crashes. A preloaded sigsuspend copies the mask first.
-    cp "$TANDEM" "$WORK/tandem"
-    strip --strip-debug "$WORK/tandem"
+# Two workarounds for Debian 12's valgrind 3.19 with Swift 6 binaries, for scripts that run one under it
+# (WORK set): SOURCE copied to COPY, and $WORK/sigsuspend.so built, to run `LD_PRELOAD=$WORK/sigsuspend.so`:
+# - valgrind cannot read the DWARF 5 debug info the toolchain writes (it gives up), so it profiles a copy
+#   without debug info (functions are still named, from the symbol table);
+# - it writes to the signal mask a program passes to sigsuspend, and libdispatch's main thread passes a
+#   constant one (in read-only memory): valgrind crashes. A preloaded sigsuspend copies the mask first.
+valgrind_ready_copy() {
+    local source=$1 copy=$2
+    cp "$source" "$copy"
+    strip --strip-debug "$copy"
     cat >"$WORK/sigsuspend.c" <<'EOF_C'
 #define _GNU_SOURCE
 #include <signal.h>
@@ -83,6 +84,11 @@ int sigsuspend(const sigset_t *mask) {
 }
 EOF_C
     cc -shared -fPIC -O2 -o "$WORK/sigsuspend.so" "$WORK/sigsuspend.c"
+}
+
+profile_start_tandem() {
+    local name=$1 node_id=$2
+    valgrind_ready_copy "$TANDEM" "$WORK/tandem"
 
     WS_PORT=$(free_port)
     OPS_PORT=$(free_port)
