@@ -48,7 +48,7 @@ extension DocShard {
         }
         if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
             // The same session on a newer connection (resume): the old one no longer speaks for it here.
-            if let old = docState.members.removeValue(forKey: previous) {
+            if let old = docState.removeMember(previous) {
                 docState.deliveryGroups = nil
                 detachSync(previous, doc: doc, docState)
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
@@ -95,14 +95,18 @@ extension DocShard {
             let docState = bound.value
             guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
             // A member from here on: deltas and commits reach it only after its `joined`.
-            docState.members[ObjectIdentifier(connection)] = DocState.Member(
-                connection: connection, role: join.role, presence: join.presence)
+            let ticket = docState.presence.localHandle(of: sid).map {
+                DocTicket(docState: docState, handle: $0, eventLoop: self.eventLoop)
+            }
+            docState.addMember(
+                ObjectIdentifier(connection),
+                DocState.Member(connection: connection, role: join.role, presence: join.presence, ticket: ticket))
             docState.deliveryGroups = nil
             let clock = docState.sync.isLoaded ? docState.sync.head : nil
             // `none`: no presence either way, so the list is empty (and no later delta reaches it).
             let list = join.presence.receivesPresence ? docState.presence.presenceList() : []
             let frame = ServerMessage.joined(doc: doc, role: join.role, presence: list, clock: clock)
-            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
             self.handleEarlyRequests(of: connection, docState)
         }
@@ -124,7 +128,8 @@ extension DocShard {
         }
         let clock = docState.sync.isLoaded ? docState.sync.head : nil
         let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
-        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+        let ticket = docState.members[ObjectIdentifier(connection)]?.ticket
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
         attachSync(connection, since: join.since, doc: doc, docState)
         handleEarlyRequests(of: connection, docState)
     }
@@ -136,7 +141,7 @@ extension DocShard {
             guard let docState = self.docs[doc] else { return }
             let id = ObjectIdentifier(connection)
             docState.updateWaiting { $0.removeAll { ObjectIdentifier($0.connection) == id } }
-            if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
+            if docState.removeMember(id) != nil { docState.deliveryGroups = nil }
             self.detachSync(id, doc: doc, docState)
             let sid = connection.sessionID
             if docState.owners[sid] == id {
@@ -162,6 +167,9 @@ extension DocShard {
     struct PresenceUpdate: Sendable {
         let doc: String
         let state: PresenceState
+        /// The ticket the doc gave the connection with its `joined` (nil before that): skips the lookups
+        /// while it is valid.
+        var ticket: DocTicket? = nil
     }
 
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
@@ -179,7 +187,7 @@ extension DocShard {
         // By index: iterating the array allocated an iterator per element in a debug build.
         for index in updates.indices {
             let update = updates[index]
-            let outcome = applyPresenceUpdate(connection, doc: update.doc, state: update.state)
+            let outcome = applyPresenceUpdate(connection, update)
             // One notice per doc per batch is plenty: the connection throttles them again anyway.
             if outcome == .rateLimited && notifiedDoc != update.doc {
                 notifiedDoc = update.doc
@@ -189,7 +197,17 @@ extension DocShard {
         }
     }
 
-    private func applyPresenceUpdate(_ connection: any DocMember, doc: String, state: PresenceState) -> PresenceUpdateOutcome {
+    private func applyPresenceUpdate(_ connection: any DocMember, _ update: PresenceUpdate) -> PresenceUpdateOutcome {
+        let state = update.state
+        if let ticket = update.ticket, let docState = ticket.docState {
+            // A live membership (see `DocTicket`): the doc and the session's slot without a lookup.
+            let outcome = docState.presence.offerUpdate(
+                handle: ticket.handle, sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
+            presenceOutcomes.add(outcome)
+            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
+            return outcome
+        }
+        let doc = update.doc
         guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
             // Still loading: the join is queued ahead of this update; apply it as the join's state.
             if let docState = self.docs[doc], docState.isLoading,

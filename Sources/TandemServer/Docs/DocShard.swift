@@ -240,7 +240,7 @@ final class DocShard: Sendable {
                     docState.presence.leave(sid: sid)
                 }
                 docState.owners.removeAll()
-                docState.members.removeAll()
+                docState.removeAllMembers()
                 if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp(doc) {
                     writes.append(self.presenceStore.write(doc: doc, write, on: self.eventLoop))
                 }
