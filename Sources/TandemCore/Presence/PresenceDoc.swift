@@ -187,6 +187,10 @@ public struct PresenceDoc {
     private var freeUserHandles: [Int] = []
     private var bucketCount = 0
 
+    /// Updates `offerUpdate` accepted (the status page's per-doc rate). Counted here, in the state an update
+    /// changes anyway, rather than in the shard's per-doc stats: one access fewer per update (issue 14).
+    public private(set) var acceptedUpdates: UInt64 = 0
+
     /// Sessions (from every node) by their entry's role, for the large-doc rule.
     public private(set) var viewerCount = 0
     public private(set) var isLarge = false
@@ -308,6 +312,7 @@ public struct PresenceDoc {
         if takeToken(user: session.user, nowMs: nowMs) {
             if session.deferredState != nil { sessions[h].local?.deferredState = nil }
             apply(state, to: h, entry)
+            acceptedUpdates &+= 1
             return .accepted
         }
         sessions[h].local?.deferredState = state

@@ -121,7 +121,6 @@ extension DocShard {
         if let state = join.state {
             let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
             metrics.presenceUpdate(outcome)
-            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
             if outcome == .rateLimited {
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
@@ -163,13 +162,27 @@ extension DocShard {
         }
     }
 
-    /// One presence update of a connection, as handed over in a batch.
-    struct PresenceUpdate: Sendable {
+    /// Where a connection's presence updates for one doc go: made when it first sends presence for the
+    /// doc and kept until its docs change, one reference per update in the batch instead of a doc id, a
+    /// shard and a ticket to retain and release each (issue 14).
+    final class PresenceRoute: Sendable {
         let doc: String
-        let state: PresenceState
+        let shard: DocShard
         /// The ticket the doc gave the connection with its `joined` (nil before that): skips the lookups
         /// while it is valid.
-        var ticket: DocTicket? = nil
+        let ticket: DocTicket?
+
+        init(doc: String, shard: DocShard, ticket: DocTicket?) {
+            self.doc = doc
+            self.shard = shard
+            self.ticket = ticket
+        }
+    }
+
+    /// One presence update of a connection, as handed over in a batch.
+    struct PresenceUpdate: Sendable {
+        let route: PresenceRoute
+        let state: PresenceState
     }
 
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
@@ -184,30 +197,32 @@ extension DocShard {
     func applyPresenceUpdates(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
         eventLoop.preconditionInEventLoop()
         var notifiedDoc: String?
+        // Counted here and added to the shard's counts once per batch (one access to the loop state).
+        var outcomes = PresenceOutcomeCounts()
+        defer { presenceOutcomes.add(outcomes) }
+        let nowMs = clock.nowMs()
         // By index: iterating the array allocated an iterator per element in a debug build.
         for index in updates.indices {
             let update = updates[index]
-            let outcome = applyPresenceUpdate(connection, update)
+            let outcome = applyPresenceUpdate(connection, update, nowMs: nowMs)
+            outcomes.add(outcome)
             // One notice per doc per batch is plenty: the connection throttles them again anyway.
-            if outcome == .rateLimited && notifiedDoc != update.doc {
-                notifiedDoc = update.doc
-                let doc = update.doc
+            if outcome == .rateLimited && notifiedDoc != update.route.doc {
+                notifiedDoc = update.route.doc
+                let doc = update.route.doc
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
     }
 
-    private func applyPresenceUpdate(_ connection: any DocMember, _ update: PresenceUpdate) -> PresenceUpdateOutcome {
+    /// Applies one update; the caller counts its outcome.
+    private func applyPresenceUpdate(_ connection: any DocMember, _ update: PresenceUpdate, nowMs: UInt64) -> PresenceUpdateOutcome {
         let state = update.state
-        if let ticket = update.ticket, let docState = ticket.docState {
+        if let ticket = update.route.ticket, let docState = ticket.docState {
             // A live membership (see `DocTicket`): the doc and the session's slot without a lookup.
-            let outcome = docState.presence.offerUpdate(
-                handle: ticket.handle, sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-            presenceOutcomes.add(outcome)
-            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
-            return outcome
+            return docState.presence.offerUpdate(handle: ticket.handle, sid: connection.sessionID, state: state, nowMs: nowMs)
         }
-        let doc = update.doc
+        let doc = update.route.doc
         guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
             // Still loading: the join is queued ahead of this update; apply it as the join's state.
             if let docState = self.docs[doc], docState.isLoading,
@@ -219,16 +234,11 @@ extension DocShard {
                     waiting[index] = DocState.PendingJoin(
                         connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
                 }
-                presenceOutcomes.add(.accepted)
                 return .accepted
             }
-            presenceOutcomes.add(.notJoined)
             return .notJoined
         }
-        let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-        presenceOutcomes.add(outcome)
-        if outcome == .accepted { docState.stats.presenceUpdates += 1 }
-        return outcome
+        return docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: nowMs)
     }
 }
 
@@ -245,6 +255,15 @@ struct PresenceOutcomeCounts {
         case .notJoined: counts.3 += 1
         case .disabled: counts.4 += 1
         }
+    }
+
+    /// Adds counts made elsewhere (a batch's).
+    mutating func add(_ other: PresenceOutcomeCounts) {
+        counts.0 += other.counts.0
+        counts.1 += other.counts.1
+        counts.2 += other.counts.2
+        counts.3 += other.counts.3
+        counts.4 += other.counts.4
     }
 
     /// Adds the counts to the metric and starts again from zero.

@@ -213,7 +213,6 @@ final class DocState {
 
 /// Per-doc activity counters for the status page (rates are computed from two readings).
 struct DocStats {
-    var presenceUpdates: UInt64 = 0
     var pushes: UInt64 = 0
     var conflicts: UInt64 = 0
     /// Recent commit → socket lags of this doc (the last `lagSamples`, a ring), for its p95 on the status page.
