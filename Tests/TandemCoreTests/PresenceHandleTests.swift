@@ -66,6 +66,36 @@ import Testing
         #expect(doc.tick(nowMs: 200).delta?.updated.map(\.sid) == ["c"])
     }
 
+    /// A handle held outside the doc (a member's `DocTicket`) may outlive its session: once the handle
+    /// went to another session, an update by it must reach the session it names, or none.
+    @Test func anUpdateByAHeldHandleReachesOnlyTheSessionItNames() throws {
+        var doc = PresenceDoc(doc: "d", settings: settings)
+        doc.join(entry("a"))
+        doc.join(entry("b"))
+        _ = doc.tick(nowMs: 0)
+        let heldByB = try #require(doc.localHandle(of: "b"))
+        #expect(doc.localHandle(of: "zz") == nil)
+        #expect(doc.offerUpdate(handle: heldByB, sid: "b", state: .object(["x": .number(1)]), nowMs: 10) == .accepted)
+        #expect(doc.tick(nowMs: 50).delta?.updated.map(\.sid) == ["b"])
+
+        // b leaves; its handle is freed and goes to c.
+        doc.leave(sid: "b")
+        _ = doc.tick(nowMs: 100)
+        settle(&doc)
+        _ = doc.tick(nowMs: 150)
+        doc.join(entry("c"))
+        #expect(doc.handle(of: "c") == heldByB)
+        _ = doc.tick(nowMs: 200)
+        #expect(doc.offerUpdate(handle: heldByB, sid: "b", state: .object(["x": .number(2)]), nowMs: 210) == .notJoined)
+        #expect(doc.entry(of: "c")?.version == 1, "c is untouched")
+        // A handle out of range, or another session's, falls back to the session id.
+        #expect(doc.offerUpdate(handle: 99, sid: "a", state: .object(["x": .number(3)]), nowMs: 210) == .accepted)
+        #expect(doc.offerUpdate(handle: heldByB, sid: "a", state: .object(["x": .number(4)]), nowMs: 210) == .accepted)
+        #expect(doc.entry(of: "a")?.version == 3)
+        #expect(doc.entry(of: "c")?.version == 1)
+        #expect(doc.tick(nowMs: 250).delta?.updated.map(\.sid) == ["a"])
+    }
+
     @Test func anotherNodesSessionsHandleGoesToALocalSessionCleanly() throws {
         var doc = PresenceDoc(doc: "d", settings: settings)
         doc.apply(.presence(node: "n2", upserts: [entry("r", node: "n2", v: 5)], removals: [], full: false))

@@ -187,6 +187,10 @@ public struct PresenceDoc {
     private var freeUserHandles: [Int] = []
     private var bucketCount = 0
 
+    /// Updates `offerUpdate` accepted (the status page's per-doc rate). Counted here, in the state an update
+    /// changes anyway, rather than in the shard's per-doc stats: one access fewer per update (issue 14).
+    public private(set) var acceptedUpdates: UInt64 = 0
+
     /// Sessions (from every node) by their entry's role, for the large-doc rule.
     public private(set) var viewerCount = 0
     public private(set) var isLarge = false
@@ -282,6 +286,25 @@ public struct PresenceDoc {
     public mutating func offerUpdate(sid: String, state: PresenceState, nowMs: UInt64) -> PresenceUpdateOutcome {
         // The one hash of the session id on an update: from here on it is its handle.
         guard let h = handles[sid] else { return .notJoined }
+        return offer(state, to: h, nowMs: nowMs)
+    }
+
+    /// The handle of local session `sid`, for `offerUpdate(handle:sid:…)` (a member's doc ticket holds it).
+    public func localHandle(of sid: String) -> Int? {
+        guard let h = handles[sid], sessions[h].local != nil else { return nil }
+        return h
+    }
+
+    /// `offerUpdate(sid:…)` by a handle the caller holds (`localHandle(of:)`), without hashing the session
+    /// id (issue 14). A handle is freed once nothing refers to its session and may then go to another
+    /// one, so it is checked against `sid` first (the same string storage: one comparison of two words);
+    /// a handle that no longer names `sid` falls back to the lookup.
+    public mutating func offerUpdate(handle h: Int, sid: String, state: PresenceState, nowMs: UInt64) -> PresenceUpdateOutcome {
+        guard h < sessions.count, sessions[h].sid == sid else { return offerUpdate(sid: sid, state: state, nowMs: nowMs) }
+        return offer(state, to: h, nowMs: nowMs)
+    }
+
+    private mutating func offer(_ state: PresenceState, to h: Int, nowMs: UInt64) -> PresenceUpdateOutcome {
         guard let session = sessions[h].local, session.detachedUntilMs == nil, let entry = sessions[h].entry else {
             return .notJoined
         }
@@ -289,6 +312,7 @@ public struct PresenceDoc {
         if takeToken(user: session.user, nowMs: nowMs) {
             if session.deferredState != nil { sessions[h].local?.deferredState = nil }
             apply(state, to: h, entry)
+            acceptedUpdates &+= 1
             return .accepted
         }
         sessions[h].local?.deferredState = state

@@ -48,7 +48,7 @@ extension DocShard {
         }
         if let previous = docState.owners[sid], previous != ObjectIdentifier(connection) {
             // The same session on a newer connection (resume): the old one no longer speaks for it here.
-            if let old = docState.members.removeValue(forKey: previous) {
+            if let old = docState.removeMember(previous) {
                 docState.deliveryGroups = nil
                 detachSync(previous, doc: doc, docState)
                 old.connection.eventLoop.execute { old.connection.membershipEnded(doc: doc, error: nil) }
@@ -95,14 +95,18 @@ extension DocShard {
             let docState = bound.value
             guard self.docs[doc] === docState, docState.owners[sid] == ObjectIdentifier(connection) else { return }
             // A member from here on: deltas and commits reach it only after its `joined`.
-            docState.members[ObjectIdentifier(connection)] = DocState.Member(
-                connection: connection, role: join.role, presence: join.presence)
+            let ticket = docState.presence.localHandle(of: sid).map {
+                DocTicket(docState: docState, handle: $0, eventLoop: self.eventLoop)
+            }
+            docState.addMember(
+                ObjectIdentifier(connection),
+                DocState.Member(connection: connection, role: join.role, presence: join.presence, ticket: ticket))
             docState.deliveryGroups = nil
             let clock = docState.sync.isLoaded ? docState.sync.head : nil
             // `none`: no presence either way, so the list is empty (and no later delta reaches it).
             let list = join.presence.receivesPresence ? docState.presence.presenceList() : []
             let frame = ServerMessage.joined(doc: doc, role: join.role, presence: list, clock: clock)
-            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
             self.handleEarlyRequests(of: connection, docState)
         }
@@ -117,14 +121,14 @@ extension DocShard {
         if let state = join.state {
             let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
             metrics.presenceUpdate(outcome)
-            if outcome == .accepted { docState.stats.presenceUpdates += 1 }
             if outcome == .rateLimited {
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
         let clock = docState.sync.isLoaded ? docState.sync.head : nil
         let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
-        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame) }
+        let ticket = docState.members[ObjectIdentifier(connection)]?.ticket
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
         attachSync(connection, since: join.since, doc: doc, docState)
         handleEarlyRequests(of: connection, docState)
     }
@@ -136,7 +140,7 @@ extension DocShard {
             guard let docState = self.docs[doc] else { return }
             let id = ObjectIdentifier(connection)
             docState.updateWaiting { $0.removeAll { ObjectIdentifier($0.connection) == id } }
-            if docState.members.removeValue(forKey: id) != nil { docState.deliveryGroups = nil }
+            if docState.removeMember(id) != nil { docState.deliveryGroups = nil }
             self.detachSync(id, doc: doc, docState)
             let sid = connection.sessionID
             if docState.owners[sid] == id {
@@ -158,9 +162,26 @@ extension DocShard {
         }
     }
 
+    /// Where a connection's presence updates for one doc go: made when it first sends presence for the
+    /// doc and kept until its docs change, one reference per update in the batch instead of a doc id, a
+    /// shard and a ticket to retain and release each (issue 14).
+    final class PresenceRoute: Sendable {
+        let doc: String
+        let shard: DocShard
+        /// The ticket the doc gave the connection with its `joined` (nil before that): skips the lookups
+        /// while it is valid.
+        let ticket: DocTicket?
+
+        init(doc: String, shard: DocShard, ticket: DocTicket?) {
+            self.doc = doc
+            self.shard = shard
+            self.ticket = ticket
+        }
+    }
+
     /// One presence update of a connection, as handed over in a batch.
     struct PresenceUpdate: Sendable {
-        let doc: String
+        let route: PresenceRoute
         let state: PresenceState
     }
 
@@ -176,20 +197,32 @@ extension DocShard {
     func applyPresenceUpdates(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
         eventLoop.preconditionInEventLoop()
         var notifiedDoc: String?
+        // Counted here and added to the shard's counts once per batch (one access to the loop state).
+        var outcomes = PresenceOutcomeCounts()
+        defer { presenceOutcomes.add(outcomes) }
+        let nowMs = clock.nowMs()
         // By index: iterating the array allocated an iterator per element in a debug build.
         for index in updates.indices {
             let update = updates[index]
-            let outcome = applyPresenceUpdate(connection, doc: update.doc, state: update.state)
+            let outcome = applyPresenceUpdate(connection, update, nowMs: nowMs)
+            outcomes.add(outcome)
             // One notice per doc per batch is plenty: the connection throttles them again anyway.
-            if outcome == .rateLimited && notifiedDoc != update.doc {
-                notifiedDoc = update.doc
-                let doc = update.doc
+            if outcome == .rateLimited && notifiedDoc != update.route.doc {
+                notifiedDoc = update.route.doc
+                let doc = update.route.doc
                 connection.eventLoop.execute { connection.presenceRateLimited(doc: doc) }
             }
         }
     }
 
-    private func applyPresenceUpdate(_ connection: any DocMember, doc: String, state: PresenceState) -> PresenceUpdateOutcome {
+    /// Applies one update; the caller counts its outcome.
+    private func applyPresenceUpdate(_ connection: any DocMember, _ update: PresenceUpdate, nowMs: UInt64) -> PresenceUpdateOutcome {
+        let state = update.state
+        if let ticket = update.route.ticket, let docState = ticket.docState {
+            // A live membership (see `DocTicket`): the doc and the session's slot without a lookup.
+            return docState.presence.offerUpdate(handle: ticket.handle, sid: connection.sessionID, state: state, nowMs: nowMs)
+        }
+        let doc = update.route.doc
         guard let docState = self.docs[doc], docState.owners[connection.sessionID] == ObjectIdentifier(connection) else {
             // Still loading: the join is queued ahead of this update; apply it as the join's state.
             if let docState = self.docs[doc], docState.isLoading,
@@ -201,16 +234,11 @@ extension DocShard {
                     waiting[index] = DocState.PendingJoin(
                         connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
                 }
-                presenceOutcomes.add(.accepted)
                 return .accepted
             }
-            presenceOutcomes.add(.notJoined)
             return .notJoined
         }
-        let outcome = docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: self.clock.nowMs())
-        presenceOutcomes.add(outcome)
-        if outcome == .accepted { docState.stats.presenceUpdates += 1 }
-        return outcome
+        return docState.presence.offerUpdate(sid: connection.sessionID, state: state, nowMs: nowMs)
     }
 }
 
@@ -227,6 +255,15 @@ struct PresenceOutcomeCounts {
         case .notJoined: counts.3 += 1
         case .disabled: counts.4 += 1
         }
+    }
+
+    /// Adds counts made elsewhere (a batch's).
+    mutating func add(_ other: PresenceOutcomeCounts) {
+        counts.0 += other.counts.0
+        counts.1 += other.counts.1
+        counts.2 += other.counts.2
+        counts.3 += other.counts.3
+        counts.4 += other.counts.4
     }
 
     /// Adds the counts to the metric and starts again from zero.

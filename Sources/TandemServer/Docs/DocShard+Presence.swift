@@ -32,7 +32,7 @@ extension DocShard {
             }
             for sid in effect.takenOver {
                 guard let owner = docState.owners.removeValue(forKey: sid),
-                    let member = docState.members.removeValue(forKey: owner)
+                    let member = docState.removeMember(owner)
                 else { continue }
                 self.detachSync(owner, doc: doc, docState)
                 docState.deliveryGroups = nil

@@ -216,7 +216,7 @@ final class DocShard: Sendable {
                     viewers: view.filter { $0.role == .viewer }.count, localMembers: state.members.count,
                     large: state.presence.isLarge, headClock: state.sync.isLoaded ? state.sync.head : nil,
                     records: state.sync.delivery.replica?.records.count, tombstones: state.sync.delivery.replica?.tombstones.count,
-                    presenceUpdates: state.stats.presenceUpdates, pushes: state.stats.pushes,
+                    presenceUpdates: state.presence.acceptedUpdates, pushes: state.stats.pushes,
                     conflicts: state.stats.conflicts, syncLagP95Ms: state.stats.lagP95Ms,
                     memberConnections: state.members.values.map { $0.connection })
             }
@@ -240,7 +240,7 @@ final class DocShard: Sendable {
                     docState.presence.leave(sid: sid)
                 }
                 docState.owners.removeAll()
-                docState.members.removeAll()
+                docState.removeAllMembers()
                 if let write = docState.presence.tick(nowMs: nowMs).write, self.redisIsUp(doc) {
                     writes.append(self.presenceStore.write(doc: doc, write, on: self.eventLoop))
                 }

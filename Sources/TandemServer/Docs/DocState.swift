@@ -13,6 +13,9 @@ final class DocState {
         let role: Role
         /// `hidden` and `none` members have no presence entry; `none` members get no presence deltas.
         let presence: PresenceMode
+        /// The member's direct way to its session here (only with a presence entry); invalidated when the
+        /// member is removed or replaced (`addMember`, `removeMember`, `removeAllMembers`).
+        let ticket: DocTicket?
     }
 
     /// A join waiting for the doc's first Redis read.
@@ -99,7 +102,8 @@ final class DocState {
     /// Document sync: ordered delivery, the replica and the push pipeline (`PushPipeline`); the shard
     /// carries out its actions and nothing else decides pushes.
     var sync: PushPipeline<ObjectIdentifier>
-    var members: [ObjectIdentifier: Member] = [:] {
+    /// Changed through `addMember`, `removeMember` and `removeAllMembers` (which keep tickets honest).
+    private(set) var members: [ObjectIdentifier: Member] = [:] {
         didSet { countMembersByMode() }
     }
     /// `members` by presence mode (for `tandem_presence_members`), recounted when membership changes, which
@@ -128,6 +132,25 @@ final class DocState {
     init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
         self.presence = presence
         self.sync = sync
+    }
+
+    /// Adds (or replaces) the member `id`; a replaced member's ticket is invalidated. Members change
+    /// only through these three, so a valid ticket always belongs to a member in `members`.
+    func addMember(_ id: ObjectIdentifier, _ member: Member) {
+        members.updateValue(member, forKey: id)?.ticket?.invalidate()
+    }
+
+    /// Removes the member `id` and invalidates its ticket.
+    @discardableResult
+    func removeMember(_ id: ObjectIdentifier) -> Member? {
+        guard let member = members.removeValue(forKey: id) else { return nil }
+        member.ticket?.invalidate()
+        return member
+    }
+
+    func removeAllMembers() {
+        for member in members.values { member.ticket?.invalidate() }
+        members.removeAll()
     }
 
     private func countMembersByMode() {
@@ -190,7 +213,6 @@ final class DocState {
 
 /// Per-doc activity counters for the status page (rates are computed from two readings).
 struct DocStats {
-    var presenceUpdates: UInt64 = 0
     var pushes: UInt64 = 0
     var conflicts: UInt64 = 0
     /// Recent commit → socket lags of this doc (the last `lagSamples`, a ring), for its p95 on the status page.

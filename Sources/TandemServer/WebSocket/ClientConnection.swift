@@ -37,6 +37,8 @@ final class ClientConnection: DocMember, Sendable {
             /// Set once the shard answered `joined` (before that, presence updates are still accepted and
             /// queue behind the join on the shard's loop).
             var confirmed: Bool
+            /// What the shard answered `joined` with (see `DocTicket`); sent along with presence updates.
+            var ticket: DocTicket? = nil
         }
 
         /// Writes the text frames this connection sends, framed already (see `PreframedWriter`; a channel
@@ -52,11 +54,11 @@ final class ClientConnection: DocMember, Sendable {
         /// member per delta is then one string comparison (the delta's doc is the shard's own string, so
         /// equal storage) instead of hashing the doc id (issue 14: the lookup was a fifth of `deliverPresence`).
         fileprivate var presenceDeliveryDoc: String?
-        /// The doc this connection last sent presence for, found joined with its presence shown, and its
-        /// shard; cleared whenever `docs` changes. The next update naming the same doc reuses its string
+        /// The doc this connection last sent presence for, found joined with its presence shown, its shard
+        /// and its ticket (see `DocTicket`); cleared whenever `docs` changes. The next update naming the same doc reuses its string
         /// (`ClientMessage.decode`'s `knownDoc`: no new string, no character check) and skips the doc's
         /// lookup and the shard's hash (issue 14: a doc id over 15 bytes was an allocation per update).
-        fileprivate var presenceTarget: (doc: String, shard: DocShard)?
+        fileprivate var presenceTarget: DocShard.PresenceRoute?
         /// Joins of each doc (first joins, re-joins, join after leave) take a token at `--presence-rate`
         /// (burst `--presence-burst`): a join costs a Redis write and a catch-up, so it must not be a way
         /// around the presence rate. Kept past a leave; forgotten once full again (see `takeJoinToken`).
@@ -356,10 +358,10 @@ final class ClientConnection: DocMember, Sendable {
             forget(doc: doc)
             shard(doc).removeMember(self, doc: doc, leave: true, acknowledge: true)
         case .presence(let doc, let state):
-            let target: DocShard
+            let route: DocShard.PresenceRoute
             // (String equality of the same storage is a pointer comparison.)
             if let known = local.presenceTarget, known.doc == doc {
-                target = known.shard
+                route = known
             } else {
                 guard let joined = local.docs[doc] else {
                     metrics.presenceUpdate(.notJoined)
@@ -377,12 +379,13 @@ final class ClientConnection: DocMember, Sendable {
                         nowMs: nil)
                     return
                 }
-                target = shard(doc)
-                local.presenceTarget = (doc, target)
+                route = DocShard.PresenceRoute(doc: doc, shard: shard(doc), ticket: joined.ticket)
+                local.presenceTarget = route
             }
+            let target = route.shard
             if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
             local.presenceBatchShard = target
-            local.presenceBatch.append(DocShard.PresenceUpdate(doc: doc, state: state))
+            local.presenceBatch.append(DocShard.PresenceUpdate(route: route, state: state))
             if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .diverged(let doc, let clock, let sum):
             guard local.docs[doc] != nil else {
@@ -470,10 +473,13 @@ final class ClientConnection: DocMember, Sendable {
 
     // MARK: Calls from shards (on this loop)
 
-    func joinConfirmed(doc: String, frame: [UInt8]) {
+    func joinConfirmed(doc: String, frame: [UInt8], ticket: DocTicket?) {
         let local = confined.value
         guard local.docs[doc] != nil else { return }
         local.docs[doc]?.confirmed = true
+        // (A late answer to an earlier join may bring a ticket that is no longer valid: the shard checks
+        // it at every use and takes the lookups instead.)
+        local.docs[doc]?.ticket = ticket
         // A re-join restarts the doc's catch-up from its own `since`: what is left of an earlier join's
         // catch-up is obsolete (and would reach the client after this `joined`, out of place). At most one
         // join catch-up per doc is ever pending, however often the client re-joins.

@@ -8,22 +8,41 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = WebSocketFrame
 
     private let connection: ClientConnection
+    /// Fragmented messages put back together (no aggregator handler in front of this one).
+    private var assembler: FrameAssembler
     /// Text payloads unmasked into a buffer kept between frames (see `FrameUnmasker`).
     private var unmasker = FrameUnmasker()
+    /// The channel's allocator, read once: `context.channel.allocator` per frame went through the pipeline
+    /// and the channel existential (~160 instructions a presence update, issue 14).
+    private var allocator = ByteBufferAllocator()
 
-    init(connection: ClientConnection) {
+    /// - Parameters:
+    ///   - maxFragments: fragments per message at most.
+    ///   - maxMessageBytes: payload bytes per message at most, all fragments together.
+    init(connection: ClientConnection, maxFragments: Int, maxMessageBytes: Int) {
         self.connection = connection
+        self.assembler = FrameAssembler(maxFragments: maxFragments, maxMessageBytes: maxMessageBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        allocator = context.channel.allocator
         if context.channel.isActive { connection.start() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        let frame: WebSocketFrame
+        do {
+            guard let whole = try assembler.assemble(unwrapInboundIn(data), allocator: allocator) else { return }
+            frame = whole
+        } catch {
+            // What `errorCaught` does with the aggregator's errors: a protocol error, and the socket closed.
+            connection.protocolErrorClose()
+            context.close(promise: nil)
+            return
+        }
         switch frame.opcode {
         case .text:
-            let text = unmasker.payload(of: frame, allocator: context.channel.allocator)
+            let text = unmasker.payload(of: frame, allocator: allocator)
             connection.receivedText(text)
             unmasker.recycle(text)
         case .binary:

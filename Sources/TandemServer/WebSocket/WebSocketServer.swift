@@ -302,8 +302,12 @@ final class WebSocketServer: Sendable {
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
+            // The connection's handler puts fragments together itself (`FrameAssembler`): no aggregator.
             try addMessageHandlers(
-                to: channel, recorder: FramingErrorRecorder(connection: connection), handler: ConnectionHandler(connection: connection))
+                to: channel, recorder: FramingErrorRecorder(connection: connection),
+                handler: ConnectionHandler(
+                    connection: connection, maxFragments: Self.maxFragmentsPerMessage, maxMessageBytes: config.maxFrameBytes),
+                aggregate: false)
             return channel.eventLoop.makeSucceededVoidFuture()
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
@@ -312,18 +316,20 @@ final class WebSocketServer: Sendable {
 
     /// What every upgraded socket (`/v1/ws` and `/yjs/{room}`) gets after the frame decoder the upgrader
     /// added: its framing errors recorded as the close reason before NIO's protocol error handler answers
-    /// them, fragments aggregated into whole messages (bounded), then the endpoint's own handler.
+    /// them, fragments aggregated into whole messages (bounded; with `aggregate`, by NIO's aggregator,
+    /// otherwise the handler does it with the same limits), then the endpoint's own handler.
     private func addMessageHandlers(
-        to channel: Channel, recorder: FramingErrorRecorder, handler: any ChannelHandler
+        to channel: Channel, recorder: FramingErrorRecorder, handler: any ChannelHandler, aggregate: Bool = true
     ) throws {
         let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
         try channel.pipeline.syncOperations.addHandler(recorder, position: .before(codecErrors))
-        try channel.pipeline.syncOperations.addHandlers([
-            NIOWebSocketFrameAggregator(
-                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
-                maxAccumulatedFrameSize: config.maxFrameBytes),
-            handler,
-        ])
+        if aggregate {
+            try channel.pipeline.syncOperations.addHandler(
+                NIOWebSocketFrameAggregator(
+                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
+                    maxAccumulatedFrameSize: config.maxFrameBytes))
+        }
+        try channel.pipeline.syncOperations.addHandler(handler)
     }
 
     private func upgradedYjs(channel: Channel, accepted: HandshakeState.AcceptedYjs) -> EventLoopFuture<Void> {
