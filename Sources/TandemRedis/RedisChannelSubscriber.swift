@@ -35,3 +35,15 @@ public protocol RedisChannelSubscriber: AnyObject, Sendable {
     /// Stops like `shutdown()`, suspending instead of blocking.
     func shutdown() async
 }
+
+/// One pub/sub message: the channel it came on and its payload (see `onMessages` in the subscribers'
+/// configurations).
+public struct RedisPubSubMessage: Sendable {
+    public let channel: String
+    public let payload: [UInt8]
+
+    public init(channel: String, payload: [UInt8]) {
+        self.channel = channel
+        self.payload = payload
+    }
+}

@@ -25,6 +25,9 @@ public final class RedisClusterSubscriber: RedisChannelSubscriber {
         /// Receives each message of a desired channel, on a connection's owner thread, in the order
         /// that connection received them. Must be cheap and must not block.
         public var onMessage: @Sendable (_ channel: String, _ payload: [UInt8]) -> Void
+        /// When set, receives instead of `onMessage` the messages of one read of a connection together
+        /// (see ``RedisSubscriber/Configuration/onMessages``).
+        public var onMessages: (@Sendable (_ messages: [RedisPubSubMessage]) -> Void)?
         /// Each confirmed (re)subscription of a desired channel (see
         /// ``RedisSubscriber/Configuration/onSubscribed``), on the connection's owner thread.
         public var onSubscribed: (@Sendable (_ channel: String) -> Void)?
@@ -242,6 +245,7 @@ final class ClusterSubscriberCore: Sendable {
         }
         var connectionConfiguration = RedisSubscriber.Configuration(endpoint: endpoint, onMessage: configuration.onMessage)
         connectionConfiguration.connection = configuration.connection
+        connectionConfiguration.onMessages = configuration.onMessages
         connectionConfiguration.onReady = configuration.onReady
         connectionConfiguration.onSubscribed = configuration.onSubscribed
         connectionConfiguration.onConnectionStateChange = { [weak self] up in

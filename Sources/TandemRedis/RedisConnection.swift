@@ -250,6 +250,7 @@ final class RedisConnection<Handler: RedisConnectionHandler> {
                 lastActivity = monotonicNanoseconds()
                 dispatch(reply)
             }
+            handler.readBurstEnded()
         } catch {
             drop(.connectionLost, reason: "read failed: \(error)")
         }

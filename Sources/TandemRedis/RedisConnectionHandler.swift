@@ -25,6 +25,10 @@ protocol RedisConnectionHandler: AnyObject {
     /// the same either way (a server-initiated `sunsubscribe` and the confirmation of our own).
     func handlePush(_ reply: RedisValue, oldest: Request?) -> Bool
 
+    /// Every complete reply of one read from the socket was dispatched (the pushes among them through
+    /// ``handlePush(_:oldest:)``): a handler that gathers pushes delivers them here, together.
+    func readBurstEnded()
+
     /// The answer to `request`. Returns `false` if the reply makes no sense for it; the connection is
     /// then treated as broken. `send` queues further commands behind everything written so far (the
     /// client retries a script call answered `NOSCRIPT` with it).
@@ -37,4 +41,5 @@ protocol RedisConnectionHandler: AnyObject {
 
 extension RedisConnectionHandler {
     static var receivesPushes: Bool { true }
+    func readBurstEnded() {}
 }

@@ -18,6 +18,12 @@ public final class RedisSubscriber: RedisChannelSubscriber {
         /// Receives each message of a subscribed channel, on the owner thread, in arrival order.
         /// Must be cheap and must not block: hand the payload off (e.g. to an event loop) and return.
         public var onMessage: @Sendable (_ channel: String, _ payload: [UInt8]) -> Void
+        /// When set, receives instead of `onMessage` the messages of one read from the socket together,
+        /// in arrival order, on the owner thread: an owner that hands messages off to other threads makes
+        /// one hand-off per read and destination rather than one per message (issue 11: a busy node's
+        /// pub/sub connection reads several docs' deltas at once). Every other hook of the connection
+        /// comes after the batch of the messages that preceded it. Must be cheap and must not block.
+        public var onMessages: (@Sendable (_ messages: [RedisPubSubMessage]) -> Void)?
         /// Called on the owner thread once every desired channel is subscribed on a fresh connection
         /// (right after connecting when there are none); messages sent before it may have been missed.
         public var onReady: (@Sendable () -> Void)?
@@ -96,6 +102,7 @@ public final class RedisSubscriber: RedisChannelSubscriber {
                 shared: shared,
                 kind: kind,
                 onMessage: configuration.onMessage,
+                onMessages: configuration.onMessages,
                 onReady: configuration.onReady,
                 onSubscribed: configuration.onSubscribed,
                 onConnectionStateChange: configuration.onConnectionStateChange,

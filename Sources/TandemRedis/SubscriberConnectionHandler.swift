@@ -59,6 +59,10 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     private let shared: NIOLockedValueBox<SubscriberSharedState>
     private let kind: PubSubKind
     private let onMessage: @Sendable (String, [UInt8]) -> Void
+    private let onMessages: (@Sendable ([RedisPubSubMessage]) -> Void)?
+    /// With `onMessages`: the messages of the current read, delivered when it ends (`readBurstEnded`) or
+    /// before any other hook, so hooks keep their order with the messages.
+    private var pending: [RedisPubSubMessage] = []
     private let onReady: (@Sendable () -> Void)?
     private let onSubscribed: (@Sendable (String) -> Void)?
     private let onConnectionStateChange: (@Sendable (Bool) -> Void)?
@@ -70,6 +74,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         shared: NIOLockedValueBox<SubscriberSharedState>,
         kind: PubSubKind,
         onMessage: @escaping @Sendable (String, [UInt8]) -> Void,
+        onMessages: (@Sendable ([RedisPubSubMessage]) -> Void)? = nil,
         onReady: (@Sendable () -> Void)?,
         onSubscribed: (@Sendable (String) -> Void)?,
         onConnectionStateChange: (@Sendable (Bool) -> Void)?,
@@ -78,6 +83,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         self.shared = shared
         self.kind = kind
         self.onMessage = onMessage
+        self.onMessages = onMessages
         self.onReady = onReady
         self.onSubscribed = onSubscribed
         self.onConnectionStateChange = onConnectionStateChange
@@ -120,11 +126,14 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         guard case .array(let items) = reply, items.count == 3, let type = items[0].string else { return false }
         if type == kind.messageReply {
             guard let channel = items[1].string, let payload = items[2].bytes else { return false }
-            if shared.withLockedValue({ $0.desired.contains(channel) }) {
+            if onMessages != nil {
+                pending.append(RedisPubSubMessage(channel: channel, payload: payload))
+            } else if shared.withLockedValue({ $0.desired.contains(channel) }) {
                 onMessage(channel, payload)
             }
             return true
         }
+        deliverPending()
         // Sharded only: the server unsubscribes us when the channel's slot leaves this node (resharding,
         // failover). It looks exactly like the confirmation of our own SUNSUBSCRIBE, which is only
         // expected when that is the oldest thing outstanding.
@@ -139,6 +148,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     }
 
     func complete(_ request: SubscriptionRequest, with reply: RedisValue, send _: (RedisCommand, SubscriptionRequest) -> Void) -> Bool {
+        deliverPending()
         let items = reply.array ?? []
         switch request {
         case .subscribe(let channel, let initial):
@@ -173,7 +183,9 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     }
 
     func connectionClosed(failing outstanding: [SubscriptionRequest], with error: RedisError) {
-        // Nothing to fail: the desired set survives and is re-subscribed on the next connection.
+        // Nothing to fail: the desired set survives and is re-subscribed on the next connection. What
+        // was read before the connection went is delivered first.
+        deliverPending()
         awaitingReady = 0
         let wasConnected = shared.withLockedValue { state -> Bool in
             let wasConnected = state.connected
@@ -183,6 +195,24 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
             return wasConnected
         }
         if wasConnected { onConnectionStateChange?(false) }
+    }
+
+    func readBurstEnded() {
+        deliverPending()
+    }
+
+    /// Hands the gathered messages to `onMessages`, without those of channels no longer desired (checked
+    /// now, under one lock for the batch: no message of a channel goes out once `unsubscribe` returned).
+    private func deliverPending() {
+        guard !pending.isEmpty, let onMessages else { return }
+        var batch: [RedisPubSubMessage] = []
+        swap(&batch, &pending)
+        pending.reserveCapacity(batch.count)
+        shared.withLockedValue { state in
+            guard !batch.allSatisfy({ state.desired.contains($0.channel) }) else { return }
+            batch.removeAll { !state.desired.contains($0.channel) }
+        }
+        if !batch.isEmpty { onMessages(batch) }
     }
 
     private func command(for request: SubscriptionRequest) -> RedisCommand {

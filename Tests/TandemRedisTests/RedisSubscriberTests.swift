@@ -92,6 +92,54 @@ struct RedisSubscriberTests {
         #expect(subscriber.desiredChannels == ["b", "c"])
     }
 
+    /// `onMessages` (issue 11): a read's messages in one call, in order, none of a channel once it is
+    /// unsubscribed, and each confirmation's hook after the messages that came before it.
+    @Test func onMessagesDeliversEachReadTogetherInOrder() async throws {
+        let server = try await startServer()
+        let probe = SubscriberProbe()
+        let batches = Recorder<[Message]>()
+        let events = Recorder<String>()
+        let subscriber = try probe.subscriber(server.url) { configuration in
+            configuration.onMessages = { messages in
+                batches.append(messages.map { Message($0.channel, bytes: $0.payload) })
+                events.append("messages")
+            }
+            configuration.onSubscribed = { channel in events.append("subscribed \(channel)") }
+        }
+        let publisher = try startedClient(server.url)
+        defer {
+            subscriber.shutdown()
+            publisher.shutdown()
+        }
+        subscriber.subscribe("a")
+        subscriber.subscribe("b")
+        subscriber.start()
+        #expect(await waitUntil { probe.readies.count == 1 && publisher.isConnected })
+
+        // 300 messages published by one pipeline reach the subscriber in a few reads, not 300.
+        let sent = (0..<300).map { Message($0 % 3 == 0 ? "a" : "b", "m\($0)") }
+        _ = try await publisher.send(sent.map { RedisCommand("PUBLISH", $0.channel, $0.payload) })
+        #expect(await waitUntil { batches.values.joined().count == sent.count })
+        #expect(Array(batches.values.joined()) == sent)
+        #expect(batches.count < sent.count / 2)
+        #expect(probe.messages.count == 0)  // `onMessage` is not called when `onMessages` is set
+
+        // Nothing of "a" once unsubscribe returned.
+        subscriber.unsubscribe("a")
+        _ = try await publisher.send([RedisCommand("PUBLISH", "a", "late"), RedisCommand("PUBLISH", "b", "marker")])
+        #expect(await waitUntil { batches.values.last?.last == Message("b", "marker") })
+        #expect(!batches.values.joined().contains(Message("a", "late")))
+
+        // A subscription confirmed after a message was read is reported after that message's batch.
+        let before = events.count
+        _ = try await publisher.send(RedisCommand("PUBLISH", "b", "first"))
+        subscriber.subscribe("c")
+        #expect(await waitUntil { events.values.contains("subscribed c") })
+        #expect(await waitUntil { batches.values.joined().contains(Message("b", "first")) })
+        let after = Array(events.values.dropFirst(before))
+        #expect(after == ["messages", "subscribed c"])
+    }
+
     @Test func resubscribesAfterAServerRestartAndCallsOnReadyAgain() async throws {
         let server = try await startServer()
         let probe = SubscriberProbe()

@@ -100,8 +100,22 @@ public enum NodeMessage: Equatable, Sendable {
         return prefixes
     }
 
+    /// How deep a node message may nest (its presence states included).
+    static let maxDepth = 128
+
     public static func decode(_ bytes: some Collection<UInt8>) -> NodeMessage? {
-        guard let value = try? JSONParser.parse(bytes, maxDepth: 128), case .object(let o) = value,
+        // Another node's presence delta, the message every node receives most, is read straight from its
+        // bytes when it has the layout `encode` writes (`NodeMessageFastPath`); anything else is parsed.
+        if let message = bytes.withContiguousStorageIfAvailable({ NodeMessageFastPath.presence($0, maxDepth: maxDepth) }) ?? nil
+        {
+            return message
+        }
+        return parsed(bytes)
+    }
+
+    /// `decode` through `JSONParser`: every message, whatever its layout (what the fast path must agree with).
+    static func parsed(_ bytes: some Collection<UInt8>) -> NodeMessage? {
+        guard let value = try? JSONParser.parse(bytes, maxDepth: maxDepth), case .object(let o) = value,
             let kind = o["k"]?.stringValue
         else { return nil }
         switch kind {

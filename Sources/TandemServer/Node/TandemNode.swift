@@ -77,7 +77,11 @@ public final class TandemNode: Service, Sendable {
         var redisLogger = logger
         redisLogger[metadataKey: "redis.endpoint"] = "\(seeds.map(\.description).joined(separator: ","))"
         let redis = RedisClusterClient(configuration: redisConfig, logger: redisLogger)
-        var subscriberConfig = RedisClusterSubscriber.Configuration { channel, payload in hooks.message(channel, payload) }
+        var subscriberConfig = RedisClusterSubscriber.Configuration { channel, payload in
+            hooks.messages([RedisPubSubMessage(channel: channel, payload: payload)])
+        }
+        // A read's messages together: one hop per doc shard per read, not per message (issue 11).
+        subscriberConfig.onMessages = { messages in hooks.messages(messages) }
         subscriberConfig.onReady = { hooks.ready() }
         subscriberConfig.onSubscribed = { channel in hooks.subscribed(channel) }
         let subscriber = RedisClusterSubscriber(configuration: subscriberConfig, client: redis, logger: redisLogger)
@@ -275,15 +279,23 @@ public final class TandemNode: Service, Sendable {
             availabilityChanged: {
                 context.shards.all.forEach { $0.redisAvailabilityChanged() }
             },
-            message: { channel, payload in
-                if channel.hasPrefix("tandem:yjs:") {
-                    yjsRooms.received(channel: channel, payload: payload)
-                    return
+            messages: { messages in
+                // Decoded here, on the subscriber's thread; each shard gets its messages of the read in
+                // one hop (a busy node reads several docs' deltas at once: one `execute` per message was a
+                // task, a wake-up and a closure each on the shard's loop).
+                var routed = RemoteMessageRouting()
+                for index in messages.indices {
+                    let (channel, payload) = (messages[index].channel, messages[index].payload)
+                    if channel.hasPrefix("tandem:yjs:") {
+                        yjsRooms.received(channel: channel, payload: payload)
+                        continue
+                    }
+                    guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { continue }
+                    let arrivedNanos = context.clock.nowNanos()
+                    guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { continue }
+                    routed.append(DocShard.RemoteMessage(message: message, doc: doc, arrivedNanos: arrivedNanos), to: shards.shard(for: doc))
                 }
-                guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { return }
-                let arrivedNanos = context.clock.nowNanos()
-                guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { return }
-                shards.shard(for: doc).received(message, doc: doc, arrivedNanos: arrivedNanos)
+                routed.send()
             },
             ready: {
                 yjsRooms.subscriberReady()

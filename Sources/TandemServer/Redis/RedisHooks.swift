@@ -12,8 +12,8 @@ final class RedisHooks: Sendable {
         /// Which keys the command client can serve may have changed (a cluster shard's primary went
         /// down or came back; in a single Redis, with `connectionStateChanged`). Called before it.
         var availabilityChanged: @Sendable () -> Void
-        /// A message on a subscribed channel.
-        var message: @Sendable (_ channel: String, _ payload: [UInt8]) -> Void
+        /// The messages of one read of a subscriber connection, in arrival order.
+        var messages: @Sendable (_ messages: [RedisPubSubMessage]) -> Void
         /// A subscriber connection re-subscribed its channels after connecting.
         var ready: @Sendable () -> Void
         /// One channel's subscription was confirmed (first time or again).
@@ -33,7 +33,7 @@ final class RedisHooks: Sendable {
 
     func connectionStateChanged(_ up: Bool) { current?.connectionStateChanged(up) }
     func availabilityChanged() { current?.availabilityChanged() }
-    func message(_ channel: String, _ payload: [UInt8]) { current?.message(channel, payload) }
+    func messages(_ messages: [RedisPubSubMessage]) { current?.messages(messages) }
     func ready() { current?.ready() }
     func subscribed(_ channel: String) { current?.subscribed(channel) }
 }

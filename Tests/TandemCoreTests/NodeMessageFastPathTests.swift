@@ -1,0 +1,113 @@
+@testable import TandemCore
+import Testing
+
+/// The node-message fast path (issue 11 item 4) must decode exactly what the parser decodes: every
+/// generated message is decoded both ways, and both ways must have been taken often.
+struct NodeMessageFastPathTests {
+    typealias Generator = PresenceFastPathTests.Generator
+
+    // Each field is usually one a node writes (so whole messages take the fast path often), else odd.
+    static let names = ["alice", "c12", "", "a b", "\u{7F}", "node-1"]
+    static let oddNames = ["é", "a\\\"b", "\\u0041", "日本", "\\n"]
+    static let sids = ["Qm9vb0JhckJhekZvb0Jhcg", "s1", ""]
+    static let oddSids = ["a\\\"b", "sid é", "\\/"]
+    static let versions = ["1", "42", "0", "9007199254740991"]
+    static let oddVersions = ["9007199254740992", "01", "1.0", "-1", "1e2", "18446744073709551616", "\"3\"", "2 "]
+
+    static func quoted(_ s: String) -> String { "\"" + s + "\"" }
+
+    static func field(_ g: inout Generator, _ usual: [String], _ odd: [String]) -> String {
+        g.chance(85) ? g.pick(usual) : g.pick(odd)
+    }
+
+    static func state(_ g: inout Generator) -> String {
+        if g.chance(60) { return "{\"x\":\(g.int(2000)),\"y\":\(g.int(2000))}" }
+        return g.chance(95) ? PresenceFastPathTests.object(&g, depth: 4) : g.pick(["null", "[]", "1"])
+    }
+
+    static func entry(_ g: inout Generator, node: String) -> String {
+        var fields = [
+            ("name", quoted(field(&g, names, oddNames))),
+            ("node", g.chance(85) ? quoted(node) : quoted(field(&g, names, oddNames))),
+            ("role", quoted(field(&g, ["editor", "viewer"], ["admin", "Editor", ""]))),
+            ("sid", quoted(field(&g, sids, oddSids))),
+            ("state", state(&g)),
+            ("user", quoted(field(&g, names, oddNames))),
+            ("v", field(&g, versions, oddVersions)),
+        ]
+        if g.chance(3) { fields.swapAt(g.int(fields.count), g.int(fields.count)) }
+        if g.chance(2) { fields.remove(at: g.int(fields.count)) }
+        if g.chance(2) { fields.append(("extra", "1")) }
+        return "{" + fields.map { quoted($0.0) + (g.chance(98) ? ":" : " : ") + $0.1 }.joined(separator: ",") + "}"
+    }
+
+    static func message(_ g: inout Generator) -> String {
+        let node = field(&g, ["node-a", "node-b", ""], ["n é", "a\\\"b"])
+        var fields: [(String, String)] = [("k", quoted(g.chance(95) ? "p" : g.pick(["c", "g", "q"]))), ("n", quoted(node))]
+        if g.chance(15) { fields.append(("full", g.pick(["true", "true", "false", "1"]))) }
+        fields.append(("u", "[" + (0..<g.int(4)).map { _ in entry(&g, node: node) }.joined(separator: ",") + "]"))
+        fields.append(("r", "[" + (0..<g.int(3)).map { _ in g.chance(97) ? quoted(field(&g, sids, oddSids)) : "7" }.joined(separator: ",") + "]"))
+        if g.chance(4) { fields.swapAt(g.int(fields.count), g.int(fields.count)) }
+        if g.chance(3) { fields.append(("x", "null")) }
+        let text = "{" + fields.map { quoted($0.0) + ":" + $0.1 }.joined(separator: g.chance(97) ? "," : ", ") + "}"
+        return g.chance(2) ? text + " " : text
+    }
+
+    @Test func decodesWhatTheParserDecodes() {
+        var g = Generator(state: 0x11_04)
+        var fast = 0
+        var parsed = 0
+        var valid = 0
+        for _ in 0..<20_000 {
+            let bytes = Array(Self.message(&g).utf8)
+            let expected = NodeMessage.parsed(bytes)
+            #expect(NodeMessage.decode(bytes) == expected, "\(String(decoding: bytes, as: UTF8.self))")
+            let direct = bytes.withUnsafeBufferPointer { NodeMessageFastPath.presence($0, maxDepth: NodeMessage.maxDepth) }
+            if let direct {
+                fast += 1
+                #expect(direct == expected)
+            } else {
+                parsed += 1
+            }
+            if expected != nil { valid += 1 }
+        }
+        // Both paths taken many times, and many generated messages valid but left to the parser.
+        #expect(fast > 2_000)
+        #expect(parsed > 2_000)
+        #expect(valid > fast + 500)
+    }
+
+    @Test func encodedPresenceRoundTripsMostlyThroughTheFastPath() {
+        var g = Generator(state: 7)
+        var fast = 0
+        for round in 0..<500 {
+            let upserts = (0..<g.int(6)).compactMap { i -> PresenceEntry? in
+                // States as nodes hold them: canonical (non-ASCII ones are left to the parser).
+                guard let value = try? JSONParser.parse(Array(Self.state(&g).utf8)), let state = PresenceState(object: value) else {
+                    return nil
+                }
+                return PresenceEntry(
+                    sid: "S\(round)x\(i)abcdefghijklmnopq", user: "u\(i)", name: g.pick(["c\(i)", "Ann Lee", ""]),
+                    role: g.chance(50) ? .editor : .viewer, node: g.chance(90) ? "node-b" : "node-c", version: UInt64(g.int(1 << 20)),
+                    state: state)
+            }
+            let message = NodeMessage.presence(node: "node-b", upserts: upserts, removals: (0..<g.int(3)).map { "r\($0)" }, full: g.chance(20))
+            let bytes = message.encode()
+            #expect(NodeMessage.decode(bytes) == message)
+            if let direct = bytes.withUnsafeBufferPointer({ NodeMessageFastPath.presence($0, maxDepth: NodeMessage.maxDepth) }) {
+                fast += 1
+                #expect(direct == message)
+            }
+        }
+        #expect(fast > 200)
+    }
+
+    @Test func stateDeeperThanTheLimitIsLeftToTheParser() {
+        let state = String(repeating: "{\"a\":", count: 130) + "1" + String(repeating: "}", count: 130)
+        let bytes = Array(
+            ("{\"k\":\"p\",\"n\":\"b\",\"u\":[{\"name\":\"x\",\"node\":\"b\",\"role\":\"editor\",\"sid\":\"s\",\"state\":" + state
+                + ",\"user\":\"u\",\"v\":1}],\"r\":[]}").utf8)
+        #expect(bytes.withUnsafeBufferPointer { NodeMessageFastPath.presence($0, maxDepth: NodeMessage.maxDepth) } == nil)
+        #expect(NodeMessage.decode(bytes) == nil)
+    }
+}
