@@ -139,6 +139,7 @@ public struct RedisCommandEncoder {
     /// Appends one bulk string of exactly `length` bytes, which `body` writes at the pointer it is given
     /// (for an argument made of pieces, such as a key from a prefix and a suffix: no string in between).
     /// `body` is not called in the size pass.
+    @inline(__always)
     public mutating func writeBulkString(length: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) {
         let digits = RESP.digits(length)
         guard !measuring else { return measured(length + digits + 5) }
@@ -169,36 +170,15 @@ public struct RedisCommandEncoder {
 
     /// Appends `$LEN\r\nBYTES\r\n`.
     public mutating func appendBulkString(_ source: UnsafeBufferPointer<UInt8>) {
-        let length = source.count
-        let digits = RESP.digits(length)
-        guard !measuring else { return measured(length + digits + 5) }
-        reserve(length + digits + 5)
-        let start = written
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            var pointer = buffer.baseAddress! + start
-            RESP.writeBulkHeader(length, digits: digits, at: &pointer)
-            if length > 0 { UnsafeMutableRawPointer(pointer).copyMemory(from: source.baseAddress!, byteCount: length) }  // memcpy
-            pointer[length] = 13
-            pointer[length + 1] = 10
+        writeBulkString(length: source.count) { pointer in
+            if source.count > 0 { UnsafeMutableRawPointer(pointer).copyMemory(from: source.baseAddress!, byteCount: source.count) }  // memcpy
         }
-        written = start + digits + 5 + length
     }
 
     /// Appends `$LEN\r\nDIGITS\r\n` for a non-negative integer.
     mutating func appendBulkInteger(_ value: Int) {
-        let digits = RESP.digits(value)  // at most 19, so its own length has at most 2 digits
-        let lengthDigits = digits < 10 ? 1 : 2
-        guard !measuring else { return measured(lengthDigits + digits + 5) }
-        reserve(lengthDigits + digits + 5)
-        let start = written
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            var pointer = buffer.baseAddress! + start
-            RESP.writeBulkHeader(digits, digits: lengthDigits, at: &pointer)
-            RESP.writeDecimal(value, digits: digits, at: pointer)
-            pointer[digits] = 13
-            pointer[digits + 1] = 10
-        }
-        written = start + lengthDigits + digits + 5
+        let digits = RESP.digits(value)
+        writeBulkString(length: digits) { RESP.writeDecimal(value, digits: digits, at: $0) }
     }
 
     /// Appends bytes that are RESP already.
