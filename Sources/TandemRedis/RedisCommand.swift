@@ -69,6 +69,16 @@ extension Int64: RedisArgument {
     public func encode(into encoder: inout RedisCommandEncoder) { Int(self).encode(into: &encoder) }
 }
 
+extension UInt64: RedisArgument {
+    public func appendRedisArgument(to buffer: inout [UInt8]) { description.appendRedisArgument(to: &buffer) }
+
+    public func encode(into encoder: inout RedisCommandEncoder) {
+        // Clocks and times: straight into the command, as `Int` does.
+        guard self <= UInt64(Int.max) else { return description.encode(into: &encoder) }
+        encoder.appendBulkInteger(Int(self))
+    }
+}
+
 extension Double: RedisArgument {
     /// Swift prints `1.5`, `1e+20`, `inf` and `-inf`, all of which Redis parses as floats.
     public func appendRedisArgument(to buffer: inout [UInt8]) { buffer.append(contentsOf: description.utf8) }
@@ -81,15 +91,75 @@ extension Double: RedisArgument {
 /// bounds check and one copy per argument. (Appending to an array costs about 100 instructions per
 /// `append(contentsOf:)` through the generic sequence path, two or three per argument: most of a group
 /// commit's encoding in the callgrind profile.)
+///
+/// Callers that build a large command argument by argument (a group commit: dozens of arguments) write
+/// them here directly (``RedisCommand/init(evalSHA:writing:)``), with ``write(_:)`` and
+/// ``writeBulkString(length:_:)``, rather than collecting an `[any RedisArgument]` first: the closure
+/// runs twice, once measuring (arguments and bytes, nothing written) and once writing into a buffer of
+/// exactly that size.
 public struct RedisCommandEncoder {
     /// `bytes[0..<written]` is the command so far; the rest is room.
     private var bytes: [UInt8]
     private var written = 0
+    /// The size pass: arguments are counted in `arguments` and their bytes in `written`, nothing is stored.
+    private let measuring: Bool
+    /// Arguments appended (counted in the size pass only).
+    private(set) var arguments = 0
 
     /// Starts a command of `count` arguments with room for `capacity` bytes (it grows if need be).
     init(count: Int, capacity: Int? = nil) {
         bytes = [UInt8](repeating: 0, count: capacity ?? max(256, 48 * count))
+        measuring = false
         appendHeader(UInt8(ascii: "*"), count)
+    }
+
+    /// The size pass (see the type's comment).
+    private init(sizePass: Void) {
+        bytes = []
+        measuring = true
+    }
+
+    /// Runs `write` as a size pass: how many arguments it appends and how many bytes they take.
+    static func measure(_ write: (inout RedisCommandEncoder) -> Void) -> (arguments: Int, bytes: Int) {
+        var encoder = RedisCommandEncoder(sizePass: ())
+        write(&encoder)
+        return (encoder.arguments, encoder.written)
+    }
+
+    /// Bytes of the array header `*N\r\n`.
+    static func headerSize(_ count: Int) -> Int { RESP.digits(count) + 3 }
+
+    /// Appends one argument, encoded as its type encodes it (``RedisArgument/encode(into:)``), without
+    /// boxing it in an existential.
+    @inline(__always)
+    public mutating func write(_ argument: some RedisArgument) {
+        argument.encode(into: &self)
+    }
+
+    /// Appends one bulk string of exactly `length` bytes, which `body` writes at the pointer it is given
+    /// (for an argument made of pieces, such as a key from a prefix and a suffix: no string in between).
+    /// `body` is not called in the size pass.
+    @inline(__always)
+    public mutating func writeBulkString(length: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) {
+        let digits = RESP.digits(length)
+        guard !measuring else { return measured(length + digits + 5) }
+        reserve(length + digits + 5)
+        let start = written
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var pointer = buffer.baseAddress! + start
+            RESP.writeBulkHeader(length, digits: digits, at: &pointer)
+            body(pointer)
+            pointer[length] = 13
+            pointer[length + 1] = 10
+        }
+        written = start + digits + 5 + length
+    }
+
+    /// The size pass: one argument of `size` bytes.
+    @inline(__always)
+    private mutating func measured(_ size: Int) {
+        written += size
+        arguments += 1
     }
 
     /// The bytes written.
@@ -100,34 +170,15 @@ public struct RedisCommandEncoder {
 
     /// Appends `$LEN\r\nBYTES\r\n`.
     public mutating func appendBulkString(_ source: UnsafeBufferPointer<UInt8>) {
-        let length = source.count
-        let digits = RESP.digits(length)
-        reserve(length + digits + 5)
-        let start = written
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            var pointer = buffer.baseAddress! + start
-            RESP.writeBulkHeader(length, digits: digits, at: &pointer)
-            if length > 0 { UnsafeMutableRawPointer(pointer).copyMemory(from: source.baseAddress!, byteCount: length) }  // memcpy
-            pointer[length] = 13
-            pointer[length + 1] = 10
+        writeBulkString(length: source.count) { pointer in
+            if source.count > 0 { UnsafeMutableRawPointer(pointer).copyMemory(from: source.baseAddress!, byteCount: source.count) }  // memcpy
         }
-        written = start + digits + 5 + length
     }
 
     /// Appends `$LEN\r\nDIGITS\r\n` for a non-negative integer.
     mutating func appendBulkInteger(_ value: Int) {
-        let digits = RESP.digits(value)  // at most 19, so its own length has at most 2 digits
-        let lengthDigits = digits < 10 ? 1 : 2
-        reserve(lengthDigits + digits + 5)
-        let start = written
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            var pointer = buffer.baseAddress! + start
-            RESP.writeBulkHeader(digits, digits: lengthDigits, at: &pointer)
-            RESP.writeDecimal(value, digits: digits, at: pointer)
-            pointer[digits] = 13
-            pointer[digits + 1] = 10
-        }
-        written = start + lengthDigits + digits + 5
+        let digits = RESP.digits(value)
+        writeBulkString(length: digits) { RESP.writeDecimal(value, digits: digits, at: $0) }
     }
 
     /// Appends bytes that are RESP already.
@@ -159,6 +210,11 @@ public struct RedisCommandEncoder {
     /// An argument without a bulk-string encoding of its own: its bytes are appended through
     /// ``RedisArgument/appendRedisArgument(to:)``, then moved behind the header once their length is known.
     mutating func append(_ argument: some RedisArgument) {
+        guard !measuring else {
+            var scratch: [UInt8] = []
+            argument.appendRedisArgument(to: &scratch)
+            return measured(scratch.count + RESP.digits(scratch.count) + 5)
+        }
         bytes.removeLast(bytes.count - written)
         let start = written
         argument.appendRedisArgument(to: &bytes)
@@ -232,6 +288,23 @@ public struct RedisCommand: Sendable, Equatable, Hashable {
         keys.count.encode(into: &encoder)
         RESP.encode(keys, into: &encoder)
         RESP.encode(args, into: &encoder)
+        self.init(resp: encoder.finish(), count: count, script: script)
+    }
+
+    /// `EVALSHA sha1 …` for `script` (carried along, as for the other script calls), with everything after
+    /// the digest — `numkeys`, the keys, the arguments — written by `write` (see ``RedisCommandEncoder``:
+    /// it runs twice, a size pass and the writing pass, and must append the same both times). For large
+    /// calls made often: no `[any RedisArgument]`, and one buffer of the exact size.
+    public init(evalSHA script: RedisScript, writing write: (inout RedisCommandEncoder) -> Void) {
+        let rest = RedisCommandEncoder.measure(write)
+        let count = 2 + rest.arguments
+        var size = RedisCommandEncoder.headerSize(count) + rest.bytes
+        // `$7\r\nEVALSHA\r\n` and the digest's bulk string.
+        size += 13 + script.sha1.utf8.count + RESP.digits(script.sha1.utf8.count) + 5
+        var encoder = RedisCommandEncoder(count: count, capacity: size)
+        "EVALSHA".encode(into: &encoder)
+        script.sha1.encode(into: &encoder)
+        write(&encoder)
         self.init(resp: encoder.finish(), count: count, script: script)
     }
 

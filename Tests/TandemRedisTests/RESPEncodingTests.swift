@@ -88,4 +88,53 @@ import Glibc
         #expect(mine == Self.hiredisEncoding(expected))
         #expect(RedisCommand("GET", "k").evalForm == RedisCommand("GET", "k"))
     }
+
+    /// A script call written argument by argument (`RedisCommand(evalSHA:writing:)`: a size pass, then the
+    /// writing) is byte for byte the list form's, which is hiredis's — for every kind of argument,
+    /// including one written in pieces and one only the protocol's default can encode.
+    @Test func aCommandWrittenArgumentByArgumentIsTheListFormsBytes() {
+        let script = RedisScript("return ARGV")
+        let binary: [UInt8] = [0, 13, 10, 255, 36, 42]
+        let long = [UInt8](repeating: 0x62, count: 70_000)
+        let big = UInt64(Int.max) + 5
+        let written = RedisCommand(evalSHA: script) { out in
+            out.write(2)
+            out.writeBulkString(length: 7) { pointer in
+                for (i, byte) in "tandem:".utf8.enumerated() { pointer[i] = byte }
+            }
+            out.write("k2")
+            out.write("é😀")
+            out.write(binary)
+            out.write([UInt8]())
+            out.write(long)
+            out.write(UInt64(42))
+            out.write(big)
+            out.write(-3)
+            out.write(1.5)
+            out.write(Opaque(bytes: binary))
+            out.writeBulkString(length: 0) { _ in }
+        }
+        let listed = RedisCommand(
+            evalSHA: script, keys: ["tandem:", "k2"],
+            args: ["é😀", binary, [UInt8](), long, UInt64(42), big, -3, 1.5, Opaque(bytes: binary), ""])
+        let arguments: [[UInt8]] =
+            [Self.bytes("EVALSHA"), Self.bytes(script.sha1), Self.bytes("2"), Self.bytes("tandem:"), Self.bytes("k2"), Self.bytes("é😀"),
+             binary, [], long, Self.bytes("42"), Self.bytes(String(big)), Self.bytes("-3"), Self.bytes("1.5"), binary, []]
+        #expect(written == listed)
+        #expect(written.script == script)
+        #expect(written.count == arguments.count)
+        var mine: [UInt8] = []
+        written.writeRESP(into: &mine)
+        #expect(mine == Self.hiredisEncoding(arguments))
+        // The size pass measured exactly what the writing pass wrote (the buffer was not grown or cut).
+        let measured = RedisCommandEncoder.measure { out in
+            out.write("é😀")
+            out.write(long)
+            out.write(big)
+            out.write(Opaque(bytes: binary))
+            out.writeBulkString(length: 3) { _ in Issue.record("the size pass does not write") }
+        }
+        #expect(measured.arguments == 5)
+        #expect(measured.bytes == Self.hiredisEncoding([Self.bytes("é😀"), long, Self.bytes(String(big)), binary, [0, 0, 0]]).count - 4)
+    }
 }

@@ -132,6 +132,31 @@ import Testing
 
     func ops(_ text: String) -> JSONValue { try! JSONParser.parse(text) }
 
+    /// The commit call is written argument by argument (`SyncStore.command`): its keys, node and channel
+    /// are exactly the strings the rest of the code names them by, in the script's order, for a doc id
+    /// with non-ASCII characters too, and each commit's checksum delta is its `hex`.
+    @Test func theCommitCallNamesTheDocsKeysChannelAndDeltasAsTheStringsDo() throws {
+        let doc = "doc/é 😀"
+        let batch = try decide(
+            [
+                Push(sid: Self.sessionA, id: .number(1), ops: #"{"r":["put",{"a":1}]}"#),
+                Push(sid: Self.sessionB, id: .string("b-1"), ops: #"{"r":["patch",{"b":["put",2]}]}"#),
+            ],
+            against: DocReplica())
+        let command = SyncStore.command(
+            GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
+            nowMs: 123)
+        let arguments = command.arguments
+        let keys = GroupCommitScript.keys(doc)
+        #expect(arguments[2] == Array("\(keys.count)".utf8))
+        #expect(Array(arguments[3..<3 + keys.count]) == keys.map { Array($0.utf8) })
+        // ARGV[1], ARGV[2]: the node, the channel (the script publishes to it).
+        #expect(arguments[3 + keys.count] == Array("node-a".utf8))
+        #expect(arguments[4 + keys.count] == Array(RedisKeys.channel(doc).utf8))
+        #expect(arguments.suffix(batch.commits.count) == batch.commits.map { Array($0.sumDelta.hex.utf8) })
+        #expect(batch.commits.contains { $0.sumDelta != .zero })
+    }
+
     @Test func aBatchGetsConsecutiveClocksFinalValuesOneLogEntryAndOneMessage() async throws {
         let fixture = try await Fixture.start()
         let store = fixture.store()

@@ -42,13 +42,27 @@ public struct DocChecksum: Sendable, Hashable, CustomStringConvertible {
 
     /// 16 lower-case hex digits, lane 0 first.
     public var hex: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            out[i] = digits[Int((lane0 >> UInt32(28 - 4 * i)) & 0xF)]
-            out[8 + i] = digits[Int((lane1 >> UInt32(28 - 4 * i)) & 0xF)]
+        String(unsafeUninitializedCapacity: Self.hexLength) { buffer in
+            writeHex(to: buffer.baseAddress!)
+            return Self.hexLength
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Characters in `hex`.
+    public static let hexLength = 16
+
+    /// Writes `hex` (`hexLength` bytes of ASCII) at `pointer`: what a group commit sends per commit,
+    /// written into the command without a string (three allocations each before).
+    public func writeHex(to pointer: UnsafeMutablePointer<UInt8>) {
+        for i in 0..<8 {
+            pointer[i] = Self.hexDigit((lane0 >> UInt32(28 - 4 * i)) & 0xF)
+            pointer[8 + i] = Self.hexDigit((lane1 >> UInt32(28 - 4 * i)) & 0xF)
+        }
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ nibble: UInt32) -> UInt8 {
+        UInt8(truncatingIfNeeded: nibble < 10 ? 48 + nibble : 87 + nibble)  // 0-9, a-f
     }
 
     public var description: String { hex }

@@ -47,12 +47,52 @@ import TandemRedis
 enum GroupCommitScript {
     static func keys(_ doc: String) -> [String] {
         let p = "tandem:{\(doc)}:"
-        return [
-            p + "clock", p + "records", p + "versions", p + "tombs", p + "log", p + "pushids", p + "pushlast", p + "pushes",
-            p + "pushers", p + "sum",
-            // History (issue 15, `HistoryScripts`): in this list so the doc's deadline covers them too.
-            p + "hsealed", p + "hsegs", p + "hindex", p + "hckpts", p + "hversions",
-        ]
+        return keySuffixes.map { p + String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// What follows `tandem:{D}:` in each key of `keys(doc)`, in order.
+    static let keySuffixes: [[UInt8]] = [
+        "clock", "records", "versions", "tombs", "log", "pushids", "pushlast", "pushes", "pushers", "sum",
+        // History (issue 15, `HistoryScripts`): in this list so the doc's deadline covers them too.
+        "hsealed", "hsegs", "hindex", "hckpts", "hversions",
+    ].map { Array($0.utf8) }
+
+    /// Writes `numkeys` and `keys(doc)` into a script call, without making the key strings (fifteen
+    /// allocations per group commit otherwise).
+    static func writeKeys(_ doc: String, into out: inout RedisCommandEncoder) {
+        out.write(keySuffixes.count)
+        var doc = doc
+        doc.withUTF8 { doc in
+            for suffix in keySuffixes {
+                writeDocKey(doc, suffix: suffix, into: &out)
+            }
+        }
+    }
+
+    /// Writes `RedisKeys.channel(doc)` (`tandem:{D}`, the doc's pub/sub channel) as one argument.
+    static func writeChannel(_ doc: String, into out: inout RedisCommandEncoder) {
+        var doc = doc
+        doc.withUTF8 { writeDocKey($0, suffix: nil, into: &out) }
+    }
+
+    private static let tagOpen: [UInt8] = Array("tandem:{".utf8)
+
+    /// `tandem:{D}` then, with a suffix, `:SUFFIX`.
+    private static func writeDocKey(_ doc: UnsafeBufferPointer<UInt8>, suffix: [UInt8]?, into out: inout RedisCommandEncoder) {
+        let length = tagOpen.count + doc.count + 1 + (suffix.map { 1 + $0.count } ?? 0)
+        out.writeBulkString(length: length) { pointer in
+            var p = pointer
+            tagOpen.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
+            p += tagOpen.count
+            if doc.count > 0 { p.update(from: doc.baseAddress!, count: doc.count) }
+            p += doc.count
+            p[0] = UInt8(ascii: "}")
+            p += 1
+            guard let suffix else { return }
+            p[0] = UInt8(ascii: ":")
+            p += 1
+            suffix.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
+        }
     }
 
     /// Lua: `keepAlive(ttl, nowMs)` over KEYS (keys(doc)), see the type's comment. `nowMs` (optional) is
