@@ -106,7 +106,8 @@ import Testing
     }
 
     /// Presence entries in Redis at and past the largest version (2^53 − 1): one past it is ignored as
-    /// corrupt, and one at it, taken over by a resume, is clamped before adding one instead of trapping.
+    /// corrupt, and one at it, taken over by a resume, is corrupt too: the session starts again at version 1
+    /// instead of trapping (see `aResumeFromTheLargestPresenceVersionIsSeenOnOtherNodes`).
     @Test func aCorruptedPresenceVersionInRedisDoesNotTrapAResume() async throws {
         let redis = try RedisServerProcess()
         let sid = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -130,6 +131,37 @@ import Testing
         alice.presence("pv", ["c": 2])
         try await waitUntil("bob sees alice's new state") { (bob.state(of: sid, in: "pv")?["c"] as? Int) == 2 }
         #expect(try await node.get("/healthz").status == 200)
+        await alice.close()
+        await bob.close()
+    }
+
+    /// An entry in Redis at exactly the largest version (2^53 − 1), resumed on one node, is treated as
+    /// corrupt: the session starts again at version 1. Adding one instead gave 2^53, which the other
+    /// nodes refuse as corrupt, so the resumed session was invisible to everyone on them.
+    @Test func aResumeFromTheLargestPresenceVersionIsSeenOnOtherNodes() async throws {
+        let redis = try RedisServerProcess()
+        let sid = "AAAAAAAAAAAAAAAAAAAAAA"
+        _ = redis.command("ZADD", "tandem:{pm}:nodes", String(redis.nowMs + 600_000), "ghost")
+        _ = redis.command(
+            "HSET", "tandem:{pm}:presence:ghost", sid,
+            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":\#(Self.largest)}"#)
+        let resumer = try await InProcessNode.start(redis: redis.url, nodeID: "num-pm-a", stopWhenDone: true)
+        let other = try await InProcessNode.start(redis: redis.url, nodeID: "num-pm-b", stopWhenDone: true)
+        let bob = try await TestClient.connect(other.url(user: "bob"), name: "bob")
+        try await bob.join("pm")
+        #expect((bob.state(of: sid, in: "pm")?["c"] as? Int) == 1, "bob sees the entry at 2^53 − 1: \(bob.summary())")
+        let alice = try await TestClient.connect(resumer.url(user: "alice", query: "resume=\(sid)"), name: "alice")
+        #expect(JSON.bool(alice.welcome, at: "resumed") == true)
+        try await alice.join("pm", state: ["c": 2])
+        try await waitUntil("bob, on the other node, sees alice's resumed state; \(bob.summary())") {
+            (bob.state(of: sid, in: "pm")?["c"] as? Int) == 2
+        }
+        alice.presence("pm", ["c": 3])
+        try await waitUntil("and her next update; \(bob.summary())") { (bob.state(of: sid, in: "pm")?["c"] as? Int) == 3 }
+        // What Redis holds for her on the resuming node starts again at version 1 (then 2).
+        let stored = redis.command("HGET", "tandem:{pm}:presence:num-pm-a", sid)
+        #expect(stored.contains(#""v":2"#), "\(stored)")
+        #expect(try await resumer.get("/healthz").status == 200)
         await alice.close()
         await bob.close()
     }

@@ -16,169 +16,98 @@ enum PresenceFastPath {
     ///   the same doc, its id is that string, not a new one (issue 14: a doc id over 15 bytes is a heap
     ///   string, one allocation per update, and checking its characters cost more than comparing them).
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits, knownDoc: String? = nil) -> ClientMessage? {
-        var scanner = Scanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
+        var scanner = FastPathScanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
         return scanner.presenceMessage(maxStateBytes: limits.maxStateBytes, knownDoc: knownDoc)
     }
+}
 
-    private struct Scanner {
-        let bytes: UnsafeBufferPointer<UInt8>
-        let maxDepth: Int
-        var index = 0
-
-        init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
-            self.bytes = bytes
-            self.maxDepth = maxDepth
-        }
-
-        mutating func presenceMessage(maxStateBytes: Int, knownDoc: String?) -> ClientMessage? {
-            // The message object is at depth 1, its `state` at 2 (as `JSONParser` counts).
-            guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
-            var sawType = false
-            var doc: Range<Int>?
-            var state: Range<Int>?
-            repeat {
-                guard let key = asciiString(), consume(UInt8(ascii: ":")) else { return nil }
-                if equals(key, "t") {
-                    guard !sawType, let value = asciiString(), equals(value, "presence") else { return nil }
-                    sawType = true
-                } else if equals(key, "doc") {
-                    guard doc == nil, let value = asciiString() else { return nil }
-                    doc = value
-                } else if equals(key, "state") {
-                    let start = index
-                    guard state == nil, canonicalObject(depth: 2) else { return nil }
-                    state = start..<index
-                } else {
-                    return nil
-                }
-            } while consume(UInt8(ascii: ","))
-            guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let state,
-                state.count <= maxStateBytes
-            else { return nil }
-            let docBytes = UnsafeBufferPointer(rebasing: bytes[doc])
-            let docID: String
-            if let knownDoc, Self.equals(knownDoc, docBytes) {
-                docID = knownDoc
+extension FastPathScanner {
+    fileprivate mutating func presenceMessage(maxStateBytes: Int, knownDoc: String?) -> ClientMessage? {
+        // The message object is at depth 1, its `state` at 2 (as `JSONParser` counts).
+        guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
+        var sawType = false
+        var doc: Range<Int>?
+        var state: Range<Int>?
+        repeat {
+            guard let key = asciiString(), consume(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "t") {
+                guard !sawType, let value = asciiString(), equals(value, "presence") else { return nil }
+                sawType = true
+            } else if equals(key, "doc") {
+                guard doc == nil, let value = asciiString() else { return nil }
+                doc = value
+            } else if equals(key, "state") {
+                let start = index
+                guard state == nil, canonicalObject(depth: 2) else { return nil }
+                state = start..<index
             } else {
-                guard DocID.isValid(utf8: docBytes) else { return nil }
-                docID = String(decoding: docBytes, as: UTF8.self)
+                return nil
             }
-            return .presence(doc: docID, state: PresenceState(canonicalBytes: Array(UnsafeBufferPointer(rebasing: bytes[state]))))
+        } while consume(UInt8(ascii: ","))
+        guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let state,
+            state.count <= maxStateBytes
+        else { return nil }
+        let docBytes = slice(doc)
+        let docID: String
+        if let knownDoc, Self.equals(knownDoc, docBytes) {
+            docID = knownDoc
+        } else {
+            guard DocID.isValid(utf8: docBytes) else { return nil }
+            docID = String(decoding: docBytes, as: UTF8.self)
         }
+        return .presence(doc: docID, state: PresenceState(canonicalBytes: Array(slice(state))))
+    }
 
-        private static func equals(_ string: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-            // Byte by byte over the string's own storage (`withUTF8` copies nothing for a native or small
-            // string): `elementsEqual` on the UTF-8 view cost ~500 instructions for a 15-byte id.
-            var string = string
-            return string.withUTF8 { utf8 in
-                guard utf8.count == bytes.count else { return false }
-                for index in 0..<utf8.count where utf8[index] != bytes[index] { return false }
-                return true
-            }
-        }
-
-        private func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
-            guard range.count == literal.utf8CodeUnitCount else { return false }
-            let start = literal.utf8Start
-            for i in 0..<range.count where bytes[range.lowerBound + i] != start[i] { return false }
+    private static func equals(_ string: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        // Byte by byte over the string's own storage (`withUTF8` copies nothing for a native or small
+        // string): `elementsEqual` on the UTF-8 view cost ~500 instructions for a 15-byte id.
+        var string = string
+        return string.withUTF8 { utf8 in
+            guard utf8.count == bytes.count else { return false }
+            for index in 0..<utf8.count where utf8[index] != bytes[index] { return false }
             return true
         }
+    }
 
-        private mutating func consume(_ byte: UInt8) -> Bool {
-            guard index < bytes.count, bytes[index] == byte else { return false }
-            index += 1
-            return true
-        }
-
-        /// A string of printable ASCII without escapes (written back byte for byte by `JSONWriter`); the
-        /// range of its contents.
-        private mutating func asciiString() -> Range<Int>? {
-            guard consume(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    index += 1
-                    return start..<(index - 1)
-                }
-                guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\\") else { return nil }
-                index += 1
+    /// A compact object with keys in strictly increasing byte order (ASCII keys: the order
+    /// `JSONWriter` sorts them in; strictly, so no duplicates) and canonical values.
+    private mutating func canonicalObject(depth: Int) -> Bool {
+        guard depth <= maxDepth, consume(UInt8(ascii: "{")) else { return false }
+        if consume(UInt8(ascii: "}")) { return true }
+        var previous: Range<Int>?
+        repeat {
+            guard let key = asciiString() else { return false }
+            if let previous {
+                guard slice(previous).lexicographicallyPrecedes(slice(key)) else { return false }
             }
-            return nil
-        }
+            previous = key
+            guard consume(UInt8(ascii: ":")), canonicalValue(depth: depth) else { return false }
+        } while consume(UInt8(ascii: ","))
+        return consume(UInt8(ascii: "}"))
+    }
 
-        /// A compact object with keys in strictly increasing byte order (ASCII keys: the order
-        /// `JSONWriter` sorts them in; strictly, so no duplicates) and canonical values.
-        private mutating func canonicalObject(depth: Int) -> Bool {
-            guard depth <= maxDepth, consume(UInt8(ascii: "{")) else { return false }
-            if consume(UInt8(ascii: "}")) { return true }
-            var previous: Range<Int>?
-            repeat {
-                guard let key = asciiString() else { return false }
-                if let previous {
-                    let earlier = UnsafeBufferPointer(rebasing: bytes[previous])
-                    let later = UnsafeBufferPointer(rebasing: bytes[key])
-                    guard earlier.lexicographicallyPrecedes(later) else { return false }
-                }
-                previous = key
-                guard consume(UInt8(ascii: ":")), canonicalValue(depth: depth) else { return false }
-            } while consume(UInt8(ascii: ","))
-            return consume(UInt8(ascii: "}"))
-        }
+    private mutating func canonicalArray(depth: Int) -> Bool {
+        guard depth <= maxDepth, consume(UInt8(ascii: "[")) else { return false }
+        if consume(UInt8(ascii: "]")) { return true }
+        repeat {
+            guard canonicalValue(depth: depth) else { return false }
+        } while consume(UInt8(ascii: ","))
+        return consume(UInt8(ascii: "]"))
+    }
 
-        private mutating func canonicalArray(depth: Int) -> Bool {
-            guard depth <= maxDepth, consume(UInt8(ascii: "[")) else { return false }
-            if consume(UInt8(ascii: "]")) { return true }
-            repeat {
-                guard canonicalValue(depth: depth) else { return false }
-            } while consume(UInt8(ascii: ","))
-            return consume(UInt8(ascii: "]"))
-        }
-
-        /// A value inside a container at `depth` (a nested container is at `depth + 1`).
-        private mutating func canonicalValue(depth: Int) -> Bool {
-            guard index < bytes.count else { return false }
-            switch bytes[index] {
-            case UInt8(ascii: "{"): return canonicalObject(depth: depth + 1)
-            case UInt8(ascii: "["): return canonicalArray(depth: depth + 1)
-            case UInt8(ascii: "\""): return asciiString() != nil
-            case UInt8(ascii: "t"): return literal("true")
-            case UInt8(ascii: "f"): return literal("false")
-            case UInt8(ascii: "n"): return literal("null")
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
-            default: return false
-            }
-        }
-
-        private mutating func literal(_ text: StaticString) -> Bool {
-            let count = text.utf8CodeUnitCount
-            guard index + count <= bytes.count else { return false }
-            for i in 0..<count where bytes[index + i] != text.utf8Start[i] { return false }
-            index += count
-            return true
-        }
-
-        /// An RFC 8259 number (the parser keeps its lexeme, so any valid one is canonical).
-        private mutating func number() -> Bool {
-            _ = consume(UInt8(ascii: "-"))
-            guard index < bytes.count else { return false }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if digits() == 0 {
-                return false
-            }
-            if consume(UInt8(ascii: ".")), digits() == 0 { return false }
-            if consume(UInt8(ascii: "e")) || consume(UInt8(ascii: "E")) {
-                if !consume(UInt8(ascii: "+")) { _ = consume(UInt8(ascii: "-")) }
-                if digits() == 0 { return false }
-            }
-            return true
-        }
-
-        private mutating func digits() -> Int {
-            let start = index
-            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
-            return index - start
+    /// A value inside a container at `depth` (a nested container is at `depth + 1`). Any valid number is
+    /// canonical: the parser keeps its lexeme.
+    private mutating func canonicalValue(depth: Int) -> Bool {
+        guard index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return canonicalObject(depth: depth + 1)
+        case UInt8(ascii: "["): return canonicalArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return asciiString() != nil
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
+        default: return false
         }
     }
 }

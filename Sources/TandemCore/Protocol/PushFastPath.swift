@@ -16,168 +16,106 @@
 /// (`PushFastPathTests` checks both on generated messages).
 enum PushFastPath {
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits) -> ClientMessage? {
-        var scanner = Scanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
+        var scanner = FastPathScanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
         return scanner.pushMessage()
     }
+}
 
-    private struct Scanner {
-        let bytes: UnsafeBufferPointer<UInt8>
-        let maxDepth: Int
-        var index = 0
+extension FastPathScanner {
+    fileprivate mutating func pushMessage() -> ClientMessage? {
+        // The message object is at depth 1, its ops object at 2 (as `JSONParser` counts).
+        guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
+        var sawType = false
+        var doc: Range<Int>?
+        var id: JSONValue?
+        var base: UInt64?
+        var ops: Range<Int>?
+        repeat {
+            guard let key = asciiString(), consume(UInt8(ascii: ":")) else { return nil }
+            if equals(key, "t") {
+                guard !sawType, let value = asciiString(), equals(value, "push") else { return nil }
+                sawType = true
+            } else if equals(key, "doc") {
+                guard doc == nil, let value = asciiString() else { return nil }
+                doc = value
+            } else if equals(key, "id") {
+                guard id == nil, let value = pushID() else { return nil }
+                id = value
+            } else if equals(key, "base") {
+                guard base == nil, let value = clock() else { return nil }
+                base = value
+            } else if equals(key, "ops") {
+                let start = index
+                guard ops == nil, delimitObject(depth: 1) else { return nil }
+                ops = start..<index
+            } else {
+                return nil
+            }
+        } while consume(UInt8(ascii: ","))
+        guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let id, let base, let ops else { return nil }
+        let docBytes = slice(doc)
+        guard DocID.isValid(utf8: docBytes), ClientMessage.isValidPushID(id) else { return nil }
+        return .push(
+            doc: String(decoding: docBytes, as: UTF8.self), id: id, base: base,
+            ops: RawJSON(Array(slice(ops)), depth: 1))
+    }
 
-        init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
-            self.bytes = bytes
-            self.maxDepth = maxDepth
+    /// A push id as the parser gives it: a number's lexeme or an ASCII string (its length is checked by
+    /// `ClientMessage.isValidPushID` afterwards, as the parser's path does).
+    private mutating func pushID() -> JSONValue? {
+        let start = index
+        if let string = asciiString() {
+            return .string(String(decoding: slice(string), as: UTF8.self))
         }
+        index = start
+        guard number() else { return nil }
+        return .number(String(decoding: slice(start..<index), as: UTF8.self))
+    }
 
-        mutating func pushMessage() -> ClientMessage? {
-            // The message object is at depth 1, its ops object at 2 (as `JSONParser` counts).
-            guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
-            var sawType = false
-            var doc: Range<Int>?
-            var id: JSONValue?
-            var base: UInt64?
-            var ops: Range<Int>?
-            repeat {
-                guard let key = asciiString(), consume(UInt8(ascii: ":")) else { return nil }
-                if equals(key, "t") {
-                    guard !sawType, let value = asciiString(), equals(value, "push") else { return nil }
-                    sawType = true
-                } else if equals(key, "doc") {
-                    guard doc == nil, let value = asciiString() else { return nil }
-                    doc = value
-                } else if equals(key, "id") {
-                    guard id == nil, let value = pushID() else { return nil }
-                    id = value
-                } else if equals(key, "base") {
-                    guard base == nil, let value = clock() else { return nil }
-                    base = value
-                } else if equals(key, "ops") {
-                    let start = index
-                    guard ops == nil, delimitObject(depth: 1) else { return nil }
-                    ops = start..<index
-                } else {
-                    return nil
-                }
-            } while consume(UInt8(ascii: ","))
-            guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let id, let base, let ops else { return nil }
-            let docBytes = UnsafeBufferPointer(rebasing: bytes[doc])
-            guard DocID.isValid(utf8: docBytes), ClientMessage.isValidPushID(id) else { return nil }
-            return .push(
-                doc: String(decoding: docBytes, as: UTF8.self), id: id, base: base,
-                ops: RawJSON(Array(UnsafeBufferPointer(rebasing: bytes[ops])), depth: 1))
-        }
-
-        private func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
-            guard range.count == literal.utf8CodeUnitCount else { return false }
-            let start = literal.utf8Start
-            for i in 0..<range.count where bytes[range.lowerBound + i] != start[i] { return false }
-            return true
-        }
-
-        private mutating func consume(_ byte: UInt8) -> Bool {
-            guard index < bytes.count, bytes[index] == byte else { return false }
+    /// A clock: digits only, no leading zero, at most `ClientMessage.maxClock` (`Fields.optionalClock`).
+    private mutating func clock() -> UInt64? {
+        let start = index
+        guard index < bytes.count else { return nil }
+        if bytes[index] == UInt8(ascii: "0") {
             index += 1
-            return true
+        } else if digits() == 0 || index - start > 18 {
+            return nil  // (19 digits and more: left to the parser's range check)
         }
+        // What follows must end the number (a fraction or exponent is not a clock: the parser says so).
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] | 0x20 == UInt8(ascii: "e") { return nil }
+        var value: UInt64 = 0
+        for i in start..<index { value = value * 10 + UInt64(bytes[i] - 0x30) }
+        return value <= ClientMessage.maxClock ? value : nil
+    }
 
-        /// A string of printable ASCII without escapes (what the parser decodes to the same bytes); the
-        /// range of its contents.
-        private mutating func asciiString() -> Range<Int>? {
-            guard consume(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    index += 1
-                    return start..<(index - 1)
+    /// Moves past an object the way `JSONParser.skipValue(depth:)` does for a deferred value at `depth`:
+    /// to the matching close, strings skipped (a backslash skips the byte after it), nesting bounded by
+    /// `maxDepth`. Not validated: `RawJSON.parse` does that once the push is admitted.
+    private mutating func delimitObject(depth: Int) -> Bool {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+        var nesting = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
                 }
-                guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\\") else { return nil }
-                index += 1
-            }
-            return nil
-        }
-
-        /// A push id as the parser gives it: a number's lexeme or an ASCII string (its length is checked by
-        /// `ClientMessage.isValidPushID` afterwards, as the parser's path does).
-        private mutating func pushID() -> JSONValue? {
-            let start = index
-            if let string = asciiString() {
-                return .string(String(decoding: UnsafeBufferPointer(rebasing: bytes[string]), as: UTF8.self))
-            }
-            index = start
-            guard number() else { return nil }
-            return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
-        }
-
-        /// A clock: digits only, no leading zero, at most `ClientMessage.maxClock` (`Fields.optionalClock`).
-        private mutating func clock() -> UInt64? {
-            let start = index
-            guard index < bytes.count else { return nil }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if digits() == 0 || index - start > 18 {
-                return nil  // (19 digits and more: left to the parser's range check)
-            }
-            // What follows must end the number (a fraction or exponent is not a clock: the parser says so).
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] | 0x20 == UInt8(ascii: "e") { return nil }
-            var value: UInt64 = 0
-            for i in start..<index { value = value * 10 + UInt64(bytes[i] - 0x30) }
-            return value <= ClientMessage.maxClock ? value : nil
-        }
-
-        /// An RFC 8259 number, as `JSONParser.parseNumber` accepts it.
-        private mutating func number() -> Bool {
-            _ = consume(UInt8(ascii: "-"))
-            guard index < bytes.count else { return false }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if digits() == 0 {
-                return false
-            }
-            if consume(UInt8(ascii: ".")), digits() == 0 { return false }
-            if consume(UInt8(ascii: "e")) || consume(UInt8(ascii: "E")) {
-                if !consume(UInt8(ascii: "+")) { _ = consume(UInt8(ascii: "-")) }
-                if digits() == 0 { return false }
-            }
-            return true
-        }
-
-        private mutating func digits() -> Int {
-            let start = index
-            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
-            return index - start
-        }
-
-        /// Moves past an object the way `JSONParser.skipValue(depth:)` does for a deferred value at `depth`:
-        /// to the matching close, strings skipped (a backslash skips the byte after it), nesting bounded by
-        /// `maxDepth`. Not validated: `RawJSON.parse` does that once the push is admitted.
-        private mutating func delimitObject(depth: Int) -> Bool {
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
-            var nesting = 0
-            while index < bytes.count {
-                switch bytes[index] {
-                case UInt8(ascii: "\""):
+                guard index < bytes.count else { return false }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                nesting += 1
+                guard depth + nesting <= maxDepth else { return false }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                nesting -= 1
+                if nesting == 0 {
                     index += 1
-                    while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
-                        index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
-                    }
-                    guard index < bytes.count else { return false }
-                case UInt8(ascii: "{"), UInt8(ascii: "["):
-                    nesting += 1
-                    guard depth + nesting <= maxDepth else { return false }
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    nesting -= 1
-                    if nesting == 0 {
-                        index += 1
-                        return true
-                    }
-                default:
-                    break
+                    return true
                 }
-                index += 1
+            default:
+                break
             }
-            return false
+            index += 1
         }
+        return false
     }
 }

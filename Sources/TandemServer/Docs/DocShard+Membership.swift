@@ -71,12 +71,23 @@ extension DocShard {
         {
             connection.eventLoop.execute { connection.markReconnect() }
         }
-        // The version of an entry read from Redis or another node is clamped before `+ 1`: a corrupted
-        // `"v":18446744073709551615` must not trap the node (and leaves 2^53 increments of headroom).
+        // The version the session resumes from. Entries are decoded only up to `PresenceEntry.maxVersion`,
+        // so `+ 1` cannot overflow; but an entry already at it (a corrupted or hostile Redis: no session
+        // gets near 2^53 updates) would resume at 2^53, which every other node refuses as corrupt, and the
+        // session would be invisible outside this node. Treated as corrupt instead: the session starts
+        // again at version 1, which other nodes take (the entry comes from another node than the one they
+        // hold, so any version replaces it).
+        var resumedVersion = existing?.version ?? 0
+        if resumedVersion >= PresenceEntry.maxVersion {
+            logger.warning(
+                "presence entry in Redis has the largest version; treating it as corrupt and starting the session at version 1",
+                metadata: ["doc": "\(doc)", "session": "\(sid)", "version": "\(resumedVersion)"])
+            resumedVersion = 0
+        }
         if join.presence.isShown {
             let entry = PresenceEntry(
                 sid: sid, user: connection.identity.user, name: connection.identity.name, role: join.role,
-                node: settings.nodeID, version: min(existing?.version ?? 0, ClientMessage.maxClock) + 1,
+                node: settings.nodeID, version: resumedVersion + 1,
                 state: join.state ?? existing?.stateBytes ?? .empty)
             docState.presence.join(entry)
         }
