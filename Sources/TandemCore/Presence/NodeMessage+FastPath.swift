@@ -13,200 +13,87 @@
 /// result is always what the parser path gives (`NodeMessageFastPathTests` checks both).
 enum NodeMessageFastPath {
     static func presence(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> NodeMessage? {
-        var scanner = Scanner(bytes: bytes, maxDepth: maxDepth)
+        var scanner = FastPathScanner(bytes: bytes, maxDepth: maxDepth)
         return scanner.presenceMessage()
     }
+}
 
-    private struct Scanner {
-        let bytes: UnsafeBufferPointer<UInt8>
-        let maxDepth: Int
-        var index = 0
-
-        init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
-            self.bytes = bytes
-            self.maxDepth = maxDepth
-        }
-
-        mutating func presenceMessage() -> NodeMessage? {
-            // The message is at depth 1, `u` at 2, each entry at 3 and its state at 4 (as `JSONParser`
-            // counts).
-            guard maxDepth >= 4, literal("{\"k\":\"p\",\"n\":"), let nodeRange = asciiString(), consume(UInt8(ascii: ",")) else {
-                return nil
-            }
-            let node = string(nodeRange)
-            var full = false
-            if literal("\"full\":true,") { full = true }
-            guard literal("\"u\":[") else { return nil }
-            var upserts: [PresenceEntry] = []
-            if !consume(UInt8(ascii: "]")) {
-                repeat {
-                    guard let entry = entry(messageNode: node, nodeRange: nodeRange) else { return nil }
-                    upserts.append(entry)
-                } while consume(UInt8(ascii: ","))
-                guard consume(UInt8(ascii: "]")) else { return nil }
-            }
-            guard literal(",\"r\":[") else { return nil }
-            var removals: [String] = []
-            if !consume(UInt8(ascii: "]")) {
-                repeat {
-                    guard let sid = asciiString() else { return nil }
-                    removals.append(string(sid))
-                } while consume(UInt8(ascii: ","))
-                guard consume(UInt8(ascii: "]")) else { return nil }
-            }
-            guard consume(UInt8(ascii: "}")), index == bytes.count else { return nil }
-            return .presence(node: node, upserts: upserts, removals: removals, full: full)
-        }
-
-        /// One entry. Its node is nearly always the message's: that string is shared, not made again.
-        private mutating func entry(messageNode: String, nodeRange: Range<Int>) -> PresenceEntry? {
-            guard literal("{\"name\":"), let name = asciiString(), literal(",\"node\":"), let node = asciiString(),
-                literal(",\"role\":"), let roleRange = asciiString(), literal(",\"sid\":"), let sid = asciiString(),
-                literal(",\"state\":")
-            else { return nil }
-            let stateStart = index
-            guard canonicalObject(depth: 4) else { return nil }
-            let state = stateStart..<index
-            guard literal(",\"user\":"), let user = asciiString(), literal(",\"v\":"), let version = version(),
-                consume(UInt8(ascii: "}"))
-            else { return nil }
-            let role: Role
-            if equals(roleRange, "editor") {
-                role = .editor
-            } else if equals(roleRange, "viewer") {
-                role = .viewer
-            } else {
-                return nil
-            }
-            let entryNode = slice(node).elementsEqual(slice(nodeRange)) ? messageNode : string(node)
-            return PresenceEntry(
-                sid: string(sid), user: string(user), name: string(name), role: role, node: entryNode, version: version,
-                state: PresenceState(canonicalBytes: Array(slice(state))))
-        }
-
-        /// A version as `uint64Value` reads it: digits without a leading zero, at most `PresenceEntry.maxVersion`.
-        private mutating func version() -> UInt64? {
-            let start = index
-            var value: UInt64 = 0
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
-                // 16 digits hold every version up to 2^53 − 1; more is over the limit anyway.
-                guard index - start < 16 else { return nil }
-                value = value * 10 + UInt64(bytes[index] - UInt8(ascii: "0"))
-                index += 1
-            }
-            let count = index - start
-            guard count > 0, count == 1 || bytes[start] != UInt8(ascii: "0"), value <= PresenceEntry.maxVersion else { return nil }
-            // A fraction or exponent makes it a number `uint64Value` may still read: the parser decides.
-            guard index < bytes.count, bytes[index] != UInt8(ascii: "."), bytes[index] != UInt8(ascii: "e"),
-                bytes[index] != UInt8(ascii: "E")
-            else { return nil }
-            return value
-        }
-
-        private func slice(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: bytes[range]) }
-
-        private func string(_ range: Range<Int>) -> String { String(decoding: slice(range), as: UTF8.self) }
-
-        private func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
-            guard range.count == literal.utf8CodeUnitCount else { return false }
-            let start = literal.utf8Start
-            for i in 0..<range.count where bytes[range.lowerBound + i] != start[i] { return false }
-            return true
-        }
-
-        private mutating func consume(_ byte: UInt8) -> Bool {
-            guard index < bytes.count, bytes[index] == byte else { return false }
-            index += 1
-            return true
-        }
-
-        private mutating func literal(_ text: StaticString) -> Bool {
-            let count = text.utf8CodeUnitCount
-            guard index + count <= bytes.count else { return false }
-            for i in 0..<count where bytes[index + i] != text.utf8Start[i] { return false }
-            index += count
-            return true
-        }
-
-        /// A string of printable ASCII without escapes (what `JSONWriter` writes byte for byte); the range
-        /// of its contents.
-        private mutating func asciiString() -> Range<Int>? {
-            guard consume(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    index += 1
-                    return start..<(index - 1)
-                }
-                guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\\") else { return nil }
-                index += 1
-            }
+extension FastPathScanner {
+    fileprivate mutating func presenceMessage() -> NodeMessage? {
+        // The message is at depth 1, `u` at 2, each entry at 3 and its state at 4 (as `JSONParser`
+        // counts).
+        guard maxDepth >= 4, literal("{\"k\":\"p\",\"n\":"), let nodeRange = asciiString(), consume(UInt8(ascii: ",")) else {
             return nil
         }
-
-        /// A compact object with keys in strictly increasing byte order and canonical values: the bytes
-        /// `JSONValue.serialized` writes for it (as `PresenceFastPath` checks a client's state).
-        private mutating func canonicalObject(depth: Int) -> Bool {
-            guard depth <= maxDepth, consume(UInt8(ascii: "{")) else { return false }
-            if consume(UInt8(ascii: "}")) { return true }
-            var previous: Range<Int>?
+        let node = string(nodeRange)
+        var full = false
+        if literal("\"full\":true,") { full = true }
+        guard literal("\"u\":[") else { return nil }
+        var upserts: [PresenceEntry] = []
+        if !consume(UInt8(ascii: "]")) {
             repeat {
-                guard let key = asciiString() else { return false }
-                if let previous {
-                    guard slice(previous).lexicographicallyPrecedes(slice(key)) else { return false }
-                }
-                previous = key
-                guard consume(UInt8(ascii: ":")), canonicalValue(depth: depth) else { return false }
+                guard let entry = entry(messageNode: node, nodeRange: nodeRange) else { return nil }
+                upserts.append(entry)
             } while consume(UInt8(ascii: ","))
-            return consume(UInt8(ascii: "}"))
+            guard consume(UInt8(ascii: "]")) else { return nil }
         }
-
-        private mutating func canonicalArray(depth: Int) -> Bool {
-            guard depth <= maxDepth, consume(UInt8(ascii: "[")) else { return false }
-            if consume(UInt8(ascii: "]")) { return true }
+        guard literal(",\"r\":[") else { return nil }
+        var removals: [String] = []
+        if !consume(UInt8(ascii: "]")) {
             repeat {
-                guard canonicalValue(depth: depth) else { return false }
+                guard let sid = asciiString() else { return nil }
+                removals.append(string(sid))
             } while consume(UInt8(ascii: ","))
-            return consume(UInt8(ascii: "]"))
+            guard consume(UInt8(ascii: "]")) else { return nil }
         }
-
-        /// A value inside a container at `depth` (a nested container is at `depth + 1`).
-        private mutating func canonicalValue(depth: Int) -> Bool {
-            guard index < bytes.count else { return false }
-            switch bytes[index] {
-            case UInt8(ascii: "{"): return canonicalObject(depth: depth + 1)
-            case UInt8(ascii: "["): return canonicalArray(depth: depth + 1)
-            case UInt8(ascii: "\""): return asciiString() != nil
-            case UInt8(ascii: "t"): return literal("true")
-            case UInt8(ascii: "f"): return literal("false")
-            case UInt8(ascii: "n"): return literal("null")
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
-            default: return false
-            }
-        }
-
-        /// An RFC 8259 number (the parser keeps its lexeme, so any valid one is canonical).
-        private mutating func number() -> Bool {
-            _ = consume(UInt8(ascii: "-"))
-            guard index < bytes.count else { return false }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if digits() == 0 {
-                return false
-            }
-            if consume(UInt8(ascii: ".")), digits() == 0 { return false }
-            if consume(UInt8(ascii: "e")) || consume(UInt8(ascii: "E")) {
-                if !consume(UInt8(ascii: "+")) { _ = consume(UInt8(ascii: "-")) }
-                if digits() == 0 { return false }
-            }
-            return true
-        }
-
-        private mutating func digits() -> Int {
-            let start = index
-            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
-            return index - start
-        }
+        guard consume(UInt8(ascii: "}")), index == bytes.count else { return nil }
+        return .presence(node: node, upserts: upserts, removals: removals, full: full)
     }
+
+    /// One entry. Its node is nearly always the message's: that string is shared, not made again.
+    private mutating func entry(messageNode: String, nodeRange: Range<Int>) -> PresenceEntry? {
+        guard literal("{\"name\":"), let name = asciiString(), literal(",\"node\":"), let node = asciiString(),
+            literal(",\"role\":"), let roleRange = asciiString(), literal(",\"sid\":"), let sid = asciiString(),
+            literal(",\"state\":")
+        else { return nil }
+        let stateStart = index
+        guard canonicalObject(depth: 4) else { return nil }
+        let state = stateStart..<index
+        guard literal(",\"user\":"), let user = asciiString(), literal(",\"v\":"), let version = version(),
+            consume(UInt8(ascii: "}"))
+        else { return nil }
+        let role: Role
+        if equals(roleRange, "editor") {
+            role = .editor
+        } else if equals(roleRange, "viewer") {
+            role = .viewer
+        } else {
+            return nil
+        }
+        let entryNode = slice(node).elementsEqual(slice(nodeRange)) ? messageNode : string(node)
+        return PresenceEntry(
+            sid: string(sid), user: string(user), name: string(name), role: role, node: entryNode, version: version,
+            state: PresenceState(canonicalBytes: Array(slice(state))))
+    }
+
+    /// A version as `uint64Value` reads it: digits without a leading zero, at most `PresenceEntry.maxVersion`.
+    private mutating func version() -> UInt64? {
+        let start = index
+        var value: UInt64 = 0
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            // 16 digits hold every version up to 2^53 − 1; more is over the limit anyway.
+            guard index - start < 16 else { return nil }
+            value = value * 10 + UInt64(bytes[index] - UInt8(ascii: "0"))
+            index += 1
+        }
+        let count = index - start
+        guard count > 0, count == 1 || bytes[start] != UInt8(ascii: "0"), value <= PresenceEntry.maxVersion else { return nil }
+        // A fraction or exponent makes it a number `uint64Value` may still read: the parser decides.
+        guard index < bytes.count, bytes[index] != UInt8(ascii: "."), bytes[index] != UInt8(ascii: "e"),
+            bytes[index] != UInt8(ascii: "E")
+        else { return nil }
+        return value
+    }
+
+    private func string(_ range: Range<Int>) -> String { String(decoding: slice(range), as: UTF8.self) }
 }

@@ -1,4 +1,5 @@
-/// The byte-level primitives the parser-free fast paths share (`PushFastPath`, `PresenceFastPath`).
+/// The byte-level primitives the parser-free fast paths share (`PushFastPath`, `PresenceFastPath`,
+/// `NodeMessageFastPath`).
 ///
 /// Each fast path accepts only compact, escape-free, printable-ASCII messages and returns nil for anything
 /// else, so the parser decides (and words the error). What is accepted here must therefore mean exactly
@@ -89,5 +90,49 @@ struct FastPathScanner {
         let start = index
         while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
         return index - start
+    }
+
+    /// A compact object with keys in strictly increasing byte order (ASCII keys: the order
+    /// `JSONWriter` sorts them in; strictly, so no duplicates) and canonical values: the bytes
+    /// `JSONValue.serialized` writes for it, which `PresenceState` keeps (a client's state in
+    /// `PresenceFastPath`, another node's entry state in `NodeMessageFastPath`).
+    mutating func canonicalObject(depth: Int) -> Bool {
+        guard depth <= maxDepth, consume(UInt8(ascii: "{")) else { return false }
+        if consume(UInt8(ascii: "}")) { return true }
+        var previous: Range<Int>?
+        repeat {
+            guard let key = asciiString() else { return false }
+            if let previous {
+                guard slice(previous).lexicographicallyPrecedes(slice(key)) else { return false }
+            }
+            previous = key
+            guard consume(UInt8(ascii: ":")), canonicalValue(depth: depth) else { return false }
+        } while consume(UInt8(ascii: ","))
+        return consume(UInt8(ascii: "}"))
+    }
+
+    mutating func canonicalArray(depth: Int) -> Bool {
+        guard depth <= maxDepth, consume(UInt8(ascii: "[")) else { return false }
+        if consume(UInt8(ascii: "]")) { return true }
+        repeat {
+            guard canonicalValue(depth: depth) else { return false }
+        } while consume(UInt8(ascii: ","))
+        return consume(UInt8(ascii: "]"))
+    }
+
+    /// A value inside a container at `depth` (a nested container is at `depth + 1`). Any valid number is
+    /// canonical: the parser keeps its lexeme.
+    mutating func canonicalValue(depth: Int) -> Bool {
+        guard index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return canonicalObject(depth: depth + 1)
+        case UInt8(ascii: "["): return canonicalArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return asciiString() != nil
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
+        default: return false
+        }
     }
 }

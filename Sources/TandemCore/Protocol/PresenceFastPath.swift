@@ -68,46 +68,4 @@ extension FastPathScanner {
             return true
         }
     }
-
-    /// A compact object with keys in strictly increasing byte order (ASCII keys: the order
-    /// `JSONWriter` sorts them in; strictly, so no duplicates) and canonical values.
-    private mutating func canonicalObject(depth: Int) -> Bool {
-        guard depth <= maxDepth, consume(UInt8(ascii: "{")) else { return false }
-        if consume(UInt8(ascii: "}")) { return true }
-        var previous: Range<Int>?
-        repeat {
-            guard let key = asciiString() else { return false }
-            if let previous {
-                guard slice(previous).lexicographicallyPrecedes(slice(key)) else { return false }
-            }
-            previous = key
-            guard consume(UInt8(ascii: ":")), canonicalValue(depth: depth) else { return false }
-        } while consume(UInt8(ascii: ","))
-        return consume(UInt8(ascii: "}"))
-    }
-
-    private mutating func canonicalArray(depth: Int) -> Bool {
-        guard depth <= maxDepth, consume(UInt8(ascii: "[")) else { return false }
-        if consume(UInt8(ascii: "]")) { return true }
-        repeat {
-            guard canonicalValue(depth: depth) else { return false }
-        } while consume(UInt8(ascii: ","))
-        return consume(UInt8(ascii: "]"))
-    }
-
-    /// A value inside a container at `depth` (a nested container is at `depth + 1`). Any valid number is
-    /// canonical: the parser keeps its lexeme.
-    private mutating func canonicalValue(depth: Int) -> Bool {
-        guard index < bytes.count else { return false }
-        switch bytes[index] {
-        case UInt8(ascii: "{"): return canonicalObject(depth: depth + 1)
-        case UInt8(ascii: "["): return canonicalArray(depth: depth + 1)
-        case UInt8(ascii: "\""): return asciiString() != nil
-        case UInt8(ascii: "t"): return literal("true")
-        case UInt8(ascii: "f"): return literal("false")
-        case UInt8(ascii: "n"): return literal("null")
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
-        default: return false
-        }
-    }
 }
