@@ -26,14 +26,21 @@ extension DocShard {
             }
         }
     }
-    /// Cluster mode: the doc's channel was (re)subscribed on its shard's connection (a failover or slot
-    /// migration moved it). What was published meanwhile is lost: compare the head with Redis (the gap is
-    /// then read from the log) and reconcile presence now. A doc still loading reads Redis anyway.
+    /// The doc's channel subscription was confirmed: its first subscription, or again after a failover or
+    /// slot migration moved it in a cluster. What was published before is not heard: compare the head
+    /// with Redis (the gap is then read from the log) and reconcile presence: the next upkeep round's
+    /// reconcile does both (one in flight at a time, so a single Redis's reconnect, which re-subscribes
+    /// every channel and also recovers every doc, reads each doc once more, not once per path). The doc's
+    /// first read may have run before the SUBSCRIBE (another connection), so a doc still loading
+    /// reconciles once that read is in.
     func channelResubscribed(doc: String) {
         onLoop {
-            guard let docState = self.docs[doc], !docState.isLoading else { return }
-            docState.upkeep.nextReconcileMs = 0
-            if docState.sync.isLoaded { self.checkHead(doc, docState) } else { _ = self.loadSync(doc, docState) }
+            guard let docState = self.docs[doc] else { return }
+            if docState.isLoading {
+                docState.upkeep.subscribedWhileLoading = true
+            } else {
+                docState.upkeep.nextReconcileMs = 0
+            }
         }
     }
 
@@ -64,11 +71,14 @@ extension DocShard {
             switch result {
             case .success(let entries):
                 docState.presence.reconcile(snapshot: entries, requestedAtSeq: seq)
-                docState.upkeep.nextReconcileMs = self.clock.nowMs() + UInt64(self.settings.reconcileMs)
+                // A subscription confirmed during the read: the read may predate it (see `channelResubscribed`).
+                docState.upkeep.nextReconcileMs =
+                    docState.upkeep.subscribedWhileLoading ? 0 : self.clock.nowMs() + UInt64(self.settings.reconcileMs)
             case .failure(let error):
                 self.logger.debug("presence snapshot failed; answering from local state", metadata: ["doc": "\(doc)", "error": "\(error)"])
                 docState.upkeep.nextReconcileMs = 0
             }
+            docState.upkeep.subscribedWhileLoading = false
             for join in docState.becomeLive() { self.completeJoin(join, doc: doc, docState) }
         }
     }

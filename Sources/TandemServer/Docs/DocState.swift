@@ -66,6 +66,10 @@ final class DocState {
         var reconcileInFlight = false
         var sweepInFlight = false
         var nextReconcileMs: UInt64 = 0
+        /// The doc's channel subscription was confirmed while its first read was in flight. That read and
+        /// the SUBSCRIBE travel on different connections, so the read may predate the subscription and
+        /// miss what was published in between: reconcile once the read is in.
+        var subscribedWhileLoading = false
         /// Until then reconcile does not drop other nodes' sessions missing from Redis: set when the Redis
         /// connection comes back, since Redis may have restarted empty and the other nodes need up to a
         /// presence TTL to re-register theirs (dropping them meanwhile showed every remote session as

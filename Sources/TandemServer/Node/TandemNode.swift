@@ -262,7 +262,8 @@ public final class TandemNode: Service, Sendable {
     /// (its head, then its log: sync stays gap-free; its presence). With a single Redis all channels share
     /// one connection, re-subscribed together (`ready`: every doc is checked); in a cluster channels move
     /// one by one (a failover moves a shard's channels, a slot migration a slot's), so each confirmed
-    /// subscription checks its doc (`subscribed`).
+    /// subscription checks its doc (`subscribed`). A doc's first subscription is checked the same way in
+    /// both modes: the doc's first read runs on another connection and may predate the SUBSCRIBE.
     private static func redisHandlers(_ context: NodeContext) -> RedisHooks.Handlers {
         // A node hears its own messages back: presence it applied already, commits it delivered from
         // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
@@ -303,7 +304,7 @@ public final class TandemNode: Service, Sendable {
                 shards.all.forEach { $0.redisRecovered(rewrite: false) }
             },
             subscribed: { channel in
-                guard redis.isClusterMode, let doc = RedisKeys.doc(fromChannel: channel) else { return }
+                guard let doc = RedisKeys.doc(fromChannel: channel) else { return }
                 shards.shard(for: doc).channelResubscribed(doc: doc)
             })
     }
