@@ -168,6 +168,17 @@ public final class RedisServerProcess: @unchecked Sendable {
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// `redis-cli MONITOR` into a file: every command the server runs from now on, one line each, for
+    /// tests that check which commands a node sends. Stopped by ``RedisMonitor/stop()`` or at exit.
+    public func monitor() throws -> RedisMonitor {
+        let path = directory.appendingPathComponent("monitor-\(UUID().uuidString).out").path
+        let cli = try SpawnedProcess(
+            executable: Self.executable("redis-cli"), arguments: ["-p", "\(port)"] + cliAuthArguments + ["monitor"],
+            output: .file(path: path, append: false, standardError: false))
+        PidRegistry.shared.insert(cli)
+        return RedisMonitor(process: cli, path: path)
+    }
+
     // MARK: - Private
 
     private var logPath: String { directory.appendingPathComponent("redis.log").path }
@@ -300,3 +311,22 @@ private func freeLocalPort() -> Int? {
     return LoopbackPort.probe(0)
 }
 
+/// A running `redis-cli MONITOR` (``RedisServerProcess/monitor()``).
+public final class RedisMonitor: Sendable {
+    private let process: SpawnedProcess
+    private let path: String
+
+    init(process: SpawnedProcess, path: String) {
+        self.process = process
+        self.path = path
+    }
+
+    /// The commands seen so far, one per line as MONITOR prints them (`"evalsha" "…" "1" "key" …`).
+    public func lines() -> [Substring] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
+    public func stop() {
+        _ = process.terminateBlocking(grace: .seconds(5))
+    }
+}
