@@ -55,10 +55,11 @@ extension SyncStore {
         _ script: RedisScript, doc: String, _ batch: CommitBatch, node: String, retention: Int, maxDocRecords: Int,
         docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs()
     ) -> RedisCommand {
-        // Made once, outside the writer (it runs twice: the size pass, then the writing).
-        let pushIDs = batch.commits.map { $0.pushID.serialized }
         let tail = batch.after?.tail ?? ""
-        return RedisCommand(evalSHA: script) { out in
+        // About what the call takes (keys, ops and values, headers, ids): enough that it rarely grows.
+        let capacity =
+            1024 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
+        return RedisCommand(evalSHA: script, capacity: capacity) { out in
             GroupCommitScript.writeKeys(doc, into: &out)
             out.write(node)
             GroupCommitScript.writeChannel(doc, into: &out)  // RedisKeys.channel(doc)
@@ -74,9 +75,9 @@ extension SyncStore {
             out.write(batch.token)
             out.write(tail)
             if let after = batch.after { out.write(after.lastClock) } else { out.write("") }
-            for (commit, pushID) in zip(batch.commits, pushIDs) {
+            for commit in batch.commits {
                 out.write(commit.sessionID)
-                out.write(pushID)
+                out.write(commit.pushID.serialized)
                 out.write(commit.encodedOps)
             }
             out.write(batch.expectations.count)
