@@ -129,6 +129,31 @@ import Glibc
         #expect(mine == Self.hiredisEncoding(arguments))
     }
 
+    /// Arguments encoded once and written into a command (`write(encoded:)`) count as the arguments they
+    /// are, and the command is byte for byte the one that writes them directly.
+    @Test func encodedArgumentsWriteAsTheArgumentsThemselves() {
+        let script = RedisScript("return ARGV")
+        let encoded = RedisEncodedArguments { out in
+            out.write(2)
+            out.write("tandem:{d}:clock")
+            out.write([UInt8](repeating: 0x61, count: 300))
+        }
+        #expect(encoded.count == 3)
+        let written = RedisCommand(evalSHA: script, capacity: 0) { out in
+            out.write(encoded: encoded)
+            out.write("x")
+            out.write(encoded: encoded)
+        }
+        let listed = RedisCommand(
+            evalSHA: script, keys: [],
+            args: [2, "tandem:{d}:clock", [UInt8](repeating: 0x61, count: 300), "x", 2, "tandem:{d}:clock", [UInt8](repeating: 0x61, count: 300)])
+        // (The list form writes its own `numkeys` 0 first.)
+        var expected = listed.arguments
+        expected.remove(at: 2)
+        #expect(written.arguments == expected)
+        #expect(written.count == 9)
+    }
+
     /// The header's argument count has as many digits as it needs (it is written last, in front of the
     /// arguments): 1, 2 and 3 digits, each with a capacity guessed too small and one large enough.
     @Test func aWrittenCommandsHeaderCountsItsArguments() {

@@ -138,9 +138,12 @@ extension DocShard {
     /// Runs a group commit and reports Redis's answer to the pipeline.
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         metrics.syncBatchSize.record(Double(batch.commits.count))
+        let keys = docState.commitKeys ?? GroupCommitScript.encodedKeys(doc)
+        docState.commitKeys = keys
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
-        syncStore.commitReturningSums(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete {
-            result in
+        let committed = syncStore.commitReturningSums(
+            doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, on: eventLoop)
+        committed.whenComplete { result in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()

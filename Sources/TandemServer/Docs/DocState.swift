@@ -1,5 +1,6 @@
 import NIOCore
 import TandemCore
+import TandemRedis
 
 /// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself,
 /// and not `Sendable`: a future completing there gets it through a `NIOLoopBound`, which checks the loop.
@@ -131,6 +132,9 @@ final class DocState {
     var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
     /// The doc's presence key names, made at its first presence write (`DocShard.perform`).
     var presenceKeys: PresenceStore.Keys?
+    /// The doc's group-commit keys as the script call carries them, encoded at its first commit
+    /// (`DocShard.commit`; fifteen keys written byte by byte per commit otherwise).
+    var commitKeys: RedisEncodedArguments?
     var stats = DocStats()
 
     init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
