@@ -205,7 +205,7 @@ extension DocShard {
 
     /// Keeps the doc's one timer at the pipeline's next deadline (a gap's grace, a wait's end).
     func scheduleSyncTimer(_ doc: String, _ docState: DocState) {
-        guard let deadline = docState.sync.nextDeadline else {
+        guard let deadline = docState.askSync({ $0.nextDeadline }) else {
             docState.cancelSyncTimer()
             return
         }
