@@ -89,9 +89,10 @@ import Glibc
         #expect(RedisCommand("GET", "k").evalForm == RedisCommand("GET", "k"))
     }
 
-    /// A script call written argument by argument (`RedisCommand(evalSHA:writing:)`: a size pass, then the
-    /// writing) is byte for byte the list form's, which is hiredis's — for every kind of argument,
-    /// including one written in pieces and one only the protocol's default can encode.
+    /// A script call written argument by argument (`RedisCommand(evalSHA:capacity:writing:)`: the arguments
+    /// counted as they are written, the header put in front at the end) is byte for byte the list form's,
+    /// which is hiredis's — for every kind of argument, including one written in pieces and one only the
+    /// protocol's default can encode, and one far larger than the capacity guessed (the buffer grows).
     @Test func aCommandWrittenArgumentByArgumentIsTheListFormsBytes() {
         let script = RedisScript("return ARGV")
         let binary: [UInt8] = [0, 13, 10, 255, 36, 42]
@@ -126,15 +127,48 @@ import Glibc
         var mine: [UInt8] = []
         written.writeRESP(into: &mine)
         #expect(mine == Self.hiredisEncoding(arguments))
-        // The size pass measured exactly what the writing pass wrote (the buffer was not grown or cut).
-        let measured = RedisCommandEncoder.measure { out in
-            out.write("é😀")
-            out.write(long)
-            out.write(big)
-            out.write(Opaque(bytes: binary))
-            out.writeBulkString(length: 3) { _ in Issue.record("the size pass does not write") }
+    }
+
+    /// Arguments encoded once and written into a command (`write(encoded:)`) count as the arguments they
+    /// are, and the command is byte for byte the one that writes them directly.
+    @Test func encodedArgumentsWriteAsTheArgumentsThemselves() {
+        let script = RedisScript("return ARGV")
+        let encoded = RedisEncodedArguments { out in
+            out.write(2)
+            out.write("tandem:{d}:clock")
+            out.write([UInt8](repeating: 0x61, count: 300))
         }
-        #expect(measured.arguments == 5)
-        #expect(measured.bytes == Self.hiredisEncoding([Self.bytes("é😀"), long, Self.bytes(String(big)), binary, [0, 0, 0]]).count - 4)
+        #expect(encoded.count == 3)
+        let written = RedisCommand(evalSHA: script, capacity: 0) { out in
+            out.write(encoded: encoded)
+            out.write("x")
+            out.write(encoded: encoded)
+        }
+        let listed = RedisCommand(
+            evalSHA: script, keys: [],
+            args: [2, "tandem:{d}:clock", [UInt8](repeating: 0x61, count: 300), "x", 2, "tandem:{d}:clock", [UInt8](repeating: 0x61, count: 300)])
+        // (The list form writes its own `numkeys` 0 first.)
+        var expected = listed.arguments
+        expected.remove(at: 2)
+        #expect(written.arguments == expected)
+        #expect(written.count == 9)
+    }
+
+    /// The header's argument count has as many digits as it needs (it is written last, in front of the
+    /// arguments): 1, 2 and 3 digits, each with a capacity guessed too small and one large enough.
+    @Test func aWrittenCommandsHeaderCountsItsArguments() {
+        let script = RedisScript("return #ARGV")
+        for n in [0, 7, 8, 97, 98, 150] {
+            for capacity in [0, 100_000] {
+                let written = RedisCommand(evalSHA: script, capacity: capacity) { out in
+                    out.write(0)
+                    for k in 0..<n { out.write(k) }
+                }
+                let listed = RedisCommand(evalSHA: script, keys: [], args: (0..<n).map { $0 as any RedisArgument })
+                #expect(written == listed, "\(n) arguments, capacity \(capacity)")
+                #expect(written.count == n + 3)
+                #expect(written.arguments.last == Array((n > 0 ? "\(n - 1)" : "0").utf8))
+            }
+        }
     }
 }

@@ -155,6 +155,13 @@ import Testing
         #expect(arguments[4 + keys.count] == Array(RedisKeys.channel(doc).utf8))
         #expect(arguments.suffix(batch.commits.count) == batch.commits.map { Array($0.sumDelta.hex.utf8) })
         #expect(batch.commits.contains { $0.sumDelta != .zero })
+        // With the keys encoded once (what a shard keeps per doc): the same call, byte for byte.
+        let encodedKeys = GroupCommitScript.encodedKeys(doc)
+        #expect(encodedKeys.count == keys.count + 1)
+        let withKeys = SyncStore.command(
+            GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
+            nowMs: 123, keys: encodedKeys)
+        #expect(withKeys == command)
     }
 
     @Test func aBatchGetsConsecutiveClocksFinalValuesOneLogEntryAndOneMessage() async throws {

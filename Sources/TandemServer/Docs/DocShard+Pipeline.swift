@@ -138,9 +138,12 @@ extension DocShard {
     /// Runs a group commit and reports Redis's answer to the pipeline.
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         metrics.syncBatchSize.record(Double(batch.commits.count))
+        let keys = docState.commitKeys ?? GroupCommitScript.encodedKeys(doc)
+        docState.commitKeys = keys
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
-        syncStore.commitReturningSums(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, on: eventLoop).whenComplete {
-            result in
+        let committed = syncStore.commitReturningSums(
+            doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, on: eventLoop)
+        committed.whenComplete { result in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
@@ -202,7 +205,7 @@ extension DocShard {
 
     /// Keeps the doc's one timer at the pipeline's next deadline (a gap's grace, a wait's end).
     func scheduleSyncTimer(_ doc: String, _ docState: DocState) {
-        guard let deadline = docState.sync.nextDeadline else {
+        guard let deadline = docState.askSync({ $0.nextDeadline }) else {
             docState.cancelSyncTimer()
             return
         }

@@ -224,7 +224,7 @@ extension DocShard {
                 metrics.syncRetryAfterSeconds.record(Double(error.retryAfterMs ?? 0) / 1000)
                 return refusePush(connection, error)
             }
-            metrics.syncPushWaitEstimate.record(docState.sync.estimatedWaitNanos(now: now) / 1e9)
+            metrics.syncPushWaitEstimate.record(docState.askSync { $0.estimatedWaitNanos(now: now) } / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
             // What the push waited before its doc saw it (the loop's lag standing in for its time in the

@@ -1,5 +1,6 @@
 import NIOCore
 import TandemCore
+import TandemRedis
 
 /// Everything a shard holds for one document. Confined to the shard's event loop like the shard itself,
 /// and not `Sendable`: a future completing there gets it through a `NIOLoopBound`, which checks the loop.
@@ -131,7 +132,18 @@ final class DocState {
     var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
     /// The doc's presence key names, made at its first presence write (`DocShard.perform`).
     var presenceKeys: PresenceStore.Keys?
+    /// The doc's group-commit keys as the script call carries them, encoded at its first commit
+    /// (`DocShard.commit`; fifteen keys written byte by byte per commit otherwise).
+    var commitKeys: RedisEncodedArguments?
     var stats = DocStats()
+
+    /// Asks the pipeline in place. A query made on `sync` itself (`sync.nextDeadline`,
+    /// `sync.estimatedWaitNanos(now:)`: functions of a struct of another module) ran on a copy of the
+    /// whole pipeline, every reference in it retained and then released (~600 instructions; the shard
+    /// asks after every input, callgrind, issue 8): `sync` is a class's property, which the compiler does
+    /// not lend to a function it cannot see into. `inout`, it does.
+    @inline(__always)
+    func askSync<T>(_ query: (inout PushPipeline<ObjectIdentifier>) -> T) -> T { query(&sync) }
 
     init(presence: PresenceDoc, sync: PushPipeline<ObjectIdentifier>) {
         self.presence = presence

@@ -69,6 +69,12 @@ enum GroupCommitScript {
         }
     }
 
+    /// `numkeys` and `keys(doc)` as `writeKeys` writes them, encoded once: a doc's every group commit has
+    /// the same (the shard keeps them with the doc, `DocState.commitKeys`).
+    static func encodedKeys(_ doc: String) -> RedisEncodedArguments {
+        RedisEncodedArguments { writeKeys(doc, into: &$0) }
+    }
+
     /// Writes `RedisKeys.channel(doc)` (`tandem:{D}`, the doc's pub/sub channel) as one argument.
     static func writeChannel(_ doc: String, into out: inout RedisCommandEncoder) {
         var doc = doc

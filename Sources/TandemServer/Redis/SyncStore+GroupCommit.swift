@@ -11,25 +11,27 @@ extension SyncStore {
     ///   - logMode: `.perCommit` while nodes from before group commit still serve the doc; default the store's.
     ///   - checkLegacy: the doc may hold re-push records written by nodes from before group commit (they
     ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
+    ///   - keys: `GroupCommitScript.encodedKeys(doc)`, if the caller keeps them (made here otherwise).
     func commit(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, node: String? = nil, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
-        commitReturningSums(doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, node: node, on: loop)
-            .map { $0.outcome }
+        commitReturningSums(
+            doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, node: node, keys: keys, on: loop
+        ).map { $0.outcome }
     }
 
     /// `commit`, with the doc's checksum after each commit as the script computed it (issue 13; empty
     /// unless committed, and when Redis did not know the checksum before the batch).
     func commitReturningSums(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, node: String? = nil, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, on loop: EventLoop
     ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum])> {
         let logMode = logMode ?? self.logMode
         let command = Self.command(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), doc: doc, batch,
             node: node ?? nodeID, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
-            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs())
+            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(), keys: keys)
         // `send` of a command carrying its script is `evalScript` (EVALSHA, loaded first, EVAL on NOSCRIPT;
         // in a cluster routed by its keys).
         let committed = redis.send(command, on: loop).flatMapThrowing { (outcome: try Self.outcome(of: $0), sums: Self.sums(of: $0)) }
@@ -51,15 +53,18 @@ extension SyncStore {
     /// script reads (see `GroupCommitScript.commit`), written straight into the command (no key strings,
     /// no `[any RedisArgument]`: about a hundred arguments for a batch of ten, most of the Swift cost of
     /// a script call in the callgrind profile of the commit path).
+    /// - Parameter keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here).
     static func command(
         _ script: RedisScript, doc: String, _ batch: CommitBatch, node: String, retention: Int, maxDocRecords: Int,
-        docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs()
+        docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs(),
+        keys: RedisEncodedArguments? = nil
     ) -> RedisCommand {
-        // Made once, outside the writer (it runs twice: the size pass, then the writing).
-        let pushIDs = batch.commits.map { $0.pushID.serialized }
         let tail = batch.after?.tail ?? ""
-        return RedisCommand(evalSHA: script) { out in
-            GroupCommitScript.writeKeys(doc, into: &out)
+        // About what the call takes (keys, ops and values, headers, ids): enough that it rarely grows.
+        let capacity =
+            1024 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
+        return RedisCommand(evalSHA: script, capacity: capacity) { out in
+            if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, into: &out) }
             out.write(node)
             GroupCommitScript.writeChannel(doc, into: &out)  // RedisKeys.channel(doc)
             out.write(retention)
@@ -74,9 +79,9 @@ extension SyncStore {
             out.write(batch.token)
             out.write(tail)
             if let after = batch.after { out.write(after.lastClock) } else { out.write("") }
-            for (commit, pushID) in zip(batch.commits, pushIDs) {
+            for commit in batch.commits {
                 out.write(commit.sessionID)
-                out.write(pushID)
+                out.write(commit.pushID.serialized)
                 out.write(commit.encodedOps)
             }
             out.write(batch.expectations.count)
