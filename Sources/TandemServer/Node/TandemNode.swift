@@ -269,6 +269,7 @@ public final class TandemNode: Service, Sendable {
         // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
         // entry of every echo was a sizeable part of a busy node's CPU).
         let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
+        let yjsChannelPrefix = Array("tandem:yjs:".utf8)
         let (shards, redis, yjsRooms) = (context.shards, context.redis, context.yjsRooms)
         return RedisHooks.Handlers(
             connectionStateChanged: { up in
@@ -287,7 +288,8 @@ public final class TandemNode: Service, Sendable {
                 var routed = RemoteMessageRouting()
                 for index in messages.indices {
                     let (channel, payload) = (messages[index].channel, messages[index].payload)
-                    if channel.hasPrefix("tandem:yjs:") {
+                    // (By bytes: `String.hasPrefix` compares characters, for every message.)
+                    if channel.utf8.withContiguousStorageIfAvailable({ $0.starts(with: yjsChannelPrefix) }) ?? channel.hasPrefix("tandem:yjs:") {
                         yjsRooms.received(channel: channel, payload: payload)
                         continue
                     }
