@@ -81,7 +81,7 @@ import Testing
 
     /// Random streams of pushes and other replies, cut at random points (seeded: the same every run).
     @Test func randomStreamsGiveHiredisReplies() {
-        var generator = SplitMix64(seed: 0x1111_2024)
+        var generator = XorShift(state: 0x1111_2024)
         for _ in 0..<300 {
             var bytes: [UInt8] = []
             for _ in 0..<Int.random(in: 1...12, using: &generator) {
@@ -141,15 +141,8 @@ import Testing
     }
 }
 
-/// A small seeded generator, so the random streams are the same on every run.
-private struct SplitMix64: RandomNumberGenerator {
+/// A small seeded generator (xorshift64), so the random streams are the same on every run.
+private struct XorShift: RandomNumberGenerator {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
 }
