@@ -52,9 +52,9 @@ static inline const char *tandem_redis_bulk(const char *p, const char *end, cons
 
 // A pub/sub message push at the front of what `r` has read and not yet parsed, located in its buffer
 // without building a reply tree: `*3\r\n` then bulk strings TYPE (`message` or `smessage`, given),
-// channel and payload. hiredis would allocate five objects for it and free them again, and Tandem
-// would copy them into Swift values; a busy node's subscriber reads one such push per doc per tick
-// from every node (issue 11). Returns how many bytes the push takes (the caller advances `r->pos` by
+// channel and payload. hiredis would make a reply tree of eight allocations for it and free it again,
+// and Tandem would copy it into Swift values; a busy node's subscriber reads one such push per doc per
+// tick from every node (issue 11). Returns how many bytes the push takes (the caller advances `r->pos` by
 // that once it has copied the channel and payload out; nothing else of the reader changes) and sets
 // `out`, or 0: no complete push of that exact layout is there (incomplete, another reply, another
 // layout), or hiredis is part-way through a reply; hiredis's own parser then reads it as before.
