@@ -128,6 +128,14 @@ final class HiredisContext {
         return RedisValue(hiredisReply: reply.assumingMemoryBound(to: redisReply.self))
     }
 
+    /// The next reply if it is a pub/sub message push of type `type` (`message` or `smessage`) already read
+    /// in full, taken straight from hiredis's read buffer (``RedisPubSubPush/take(from:type:)``); `nil`
+    /// otherwise, and ``nextReply()`` reads what is there.
+    func nextMessage(type: [UInt8]) -> RedisPubSubMessage? {
+        guard let reader = context?.pointee.reader else { return nil }
+        return RedisPubSubPush.take(from: reader, type: type)
+    }
+
     /// Frees the context and closes its socket. Safe to call more than once.
     func close() {
         guard let context else { return }

@@ -246,7 +246,14 @@ final class RedisConnection<Handler: RedisConnectionHandler> {
         do {
             try context.read()
             // `dispatch` may drop the connection, which ends this loop.
-            while let current = self.context, let reply = try current.nextReply() {
+            while let current = self.context {
+                // A pub/sub message push read in full goes to the handler without hiredis's reply tree.
+                if let type = handler.messagePushType, let message = current.nextMessage(type: type) {
+                    lastActivity = monotonicNanoseconds()
+                    handler.handleMessage(message)
+                    continue
+                }
+                guard let reply = try current.nextReply() else { break }
                 lastActivity = monotonicNanoseconds()
                 dispatch(reply)
             }

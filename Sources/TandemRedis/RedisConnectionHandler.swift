@@ -25,6 +25,14 @@ protocol RedisConnectionHandler: AnyObject {
     /// the same either way (a server-initiated `sunsubscribe` and the confirmation of our own).
     func handlePush(_ reply: RedisValue, oldest: Request?) -> Bool
 
+    /// The first element of the pub/sub message pushes ``handleMessage(_:)`` takes (`message`, `smessage`),
+    /// or `nil` (the default) for a handler that gets none. Such a push, once read in full, is taken
+    /// straight from the read buffer (``RedisPubSubPush``) instead of through ``handlePush(_:oldest:)``.
+    var messagePushType: [UInt8]? { get }
+
+    /// A pub/sub message push of type ``messagePushType``: what ``handlePush(_:oldest:)`` does with one.
+    func handleMessage(_ message: RedisPubSubMessage)
+
     /// Every complete reply of one read from the socket was dispatched (the pushes among them through
     /// ``handlePush(_:oldest:)``): a handler that gathers pushes delivers them here, together.
     func readBurstEnded()
@@ -41,5 +49,7 @@ protocol RedisConnectionHandler: AnyObject {
 
 extension RedisConnectionHandler {
     static var receivesPushes: Bool { true }
+    var messagePushType: [UInt8]? { nil }
+    func handleMessage(_ message: RedisPubSubMessage) {}
     func readBurstEnded() {}
 }

@@ -67,6 +67,8 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     private let onSubscribed: (@Sendable (String) -> Void)?
     private let onConnectionStateChange: (@Sendable (Bool) -> Void)?
     private let shardHooks: ShardSubscriptionHooks?
+    /// `kind.messageReply`'s bytes, for the pushes taken straight from the read buffer.
+    private let messagePushBytes: [UInt8]
     /// Initial re-subscriptions not yet answered on this connection; `onReady` fires when it hits 0.
     private var awaitingReady = 0
 
@@ -82,6 +84,7 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     ) {
         self.shared = shared
         self.kind = kind
+        self.messagePushBytes = Array(kind.messageReply.utf8)
         self.onMessage = onMessage
         self.onMessages = onMessages
         self.onReady = onReady
@@ -125,12 +128,9 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
     func handlePush(_ reply: RedisValue, oldest: SubscriptionRequest?) -> Bool {
         guard case .array(let items) = reply, items.count == 3, let type = items[0].string else { return false }
         if type == kind.messageReply {
+            // (Most arrive through `handleMessage` instead: only one hiredis read first is here.)
             guard let channel = items[1].string, let payload = items[2].bytes else { return false }
-            if onMessages != nil {
-                pending.append(RedisPubSubMessage(channel: channel, payload: payload))
-            } else if shared.withLockedValue({ $0.desired.contains(channel) }) {
-                onMessage(channel, payload)
-            }
+            handleMessage(RedisPubSubMessage(channel: channel, payload: payload))
             return true
         }
         deliverPending()
@@ -145,6 +145,16 @@ final class SubscriberConnectionHandler: RedisConnectionHandler {
         }
         if wasDesired { shardHooks?.onServerUnsubscribed(channel) }
         return true
+    }
+
+    var messagePushType: [UInt8]? { messagePushBytes }
+
+    func handleMessage(_ message: RedisPubSubMessage) {
+        if onMessages != nil {
+            pending.append(message)
+        } else if shared.withLockedValue({ $0.desired.contains(message.channel) }) {
+            onMessage(message.channel, message.payload)
+        }
     }
 
     func complete(_ request: SubscriptionRequest, with reply: RedisValue, send _: (RedisCommand, SubscriptionRequest) -> Void) -> Bool {

@@ -102,6 +102,62 @@ struct NodeMessageFastPathTests {
         #expect(fast > 200)
     }
 
+    /// A decoder that remembers sessions gives what `decode` gives, message after message, whatever changes
+    /// between a session's entries: the generated sids come from a small set, so each one comes back with
+    /// other names, users, roles, nodes, states and versions, and with the same ones.
+    @Test func decoderRememberingSessionsDecodesWhatDecodeDoes() {
+        var g = Generator(state: 0x11_05)
+        var decoder = NodeMessageDecoder()
+        for _ in 0..<20_000 {
+            let bytes = Array(Self.message(&g).utf8)
+            #expect(decoder.decode(bytes) == NodeMessage.decode(bytes), "\(String(decoding: bytes, as: UTF8.self))")
+        }
+        #expect(decoder.rememberedSessions > 0)
+    }
+
+    /// A session's entry made from the remembered one carries the new message's fields and state, and
+    /// encodes to the bytes it arrived as.
+    @Test func aRememberedSessionTakesEachMessagesFields() {
+        var decoder = NodeMessageDecoder()
+        let state = PresenceState(canonicalBytes: Array(#"{"x":1}"#.utf8))
+        let first = PresenceEntry(sid: "s1", user: "u1", name: "Ann", role: .editor, node: "node-b", version: 1, state: state)
+        let variants = [
+            first.with(state: PresenceState(canonicalBytes: Array(#"{"x":2}"#.utf8))),
+            PresenceEntry(sid: "s1", user: "u1", name: "Ann Lee", role: .editor, node: "node-b", version: 3, state: state),
+            PresenceEntry(sid: "s1", user: "u2", name: "Ann Lee", role: .editor, node: "node-b", version: 4, state: state),
+            PresenceEntry(sid: "s1", user: "u2", name: "Ann Lee", role: .viewer, node: "node-b", version: 5, state: state),
+            PresenceEntry(sid: "s1", user: "u2", name: "Ann Lee", role: .viewer, node: "node-c", version: 6, state: state),
+            PresenceEntry(sid: "s1", user: "u2", name: "Ann Lee", role: .viewer, node: "node-c", version: 7, state: state),
+        ]
+        for entry in [first] + variants {
+            let message = NodeMessage.presence(node: "node-b", upserts: [entry], removals: [], full: false)
+            let bytes = message.encode()
+            let decoded = decoder.decode(bytes)
+            #expect(decoded == message)
+            guard case .presence(_, let upserts, _, _)? = decoded, let only = upserts.first else {
+                Issue.record("not decoded: \(String(decoding: bytes, as: UTF8.self))")
+                continue
+            }
+            #expect(only.encoded == entry.encoded)
+            #expect((only.sid, only.user, only.name, only.role, only.node, only.version) == (entry.sid, entry.user, entry.name, entry.role, entry.node, entry.version))
+        }
+        #expect(decoder.rememberedSessions == 1)
+    }
+
+    /// At most `capacity` sessions are remembered.
+    @Test func theDecoderRemembersAtMostItsCapacity() {
+        var decoder = NodeMessageDecoder()
+        for batch in 0..<(NodeMessageDecoder.capacity / 50 + 10) {
+            let upserts = (0..<50).map { i in
+                PresenceEntry(sid: "s\(batch)-\(i)", user: "u", name: "n", role: .editor, node: "node-b", version: 1, state: .empty)
+            }
+            let message = NodeMessage.presence(node: "node-b", upserts: upserts, removals: [], full: false)
+            #expect(decoder.decode(message.encode()) == message)
+            #expect(decoder.rememberedSessions <= NodeMessageDecoder.capacity)
+        }
+        #expect(decoder.rememberedSessions > 0)
+    }
+
     @Test func stateDeeperThanTheLimitIsLeftToTheParser() {
         let state = String(repeating: "{\"a\":", count: 130) + "1" + String(repeating: "}", count: 130)
         let bytes = Array(

@@ -140,6 +140,36 @@ struct RedisSubscriberTests {
         #expect(after == ["messages", "subscribed c"])
     }
 
+    /// Pushes taken straight from the read buffer (`RedisPubSubPush`) and those hiredis parses (split
+    /// across reads: larger than its 16 KiB read) arrive intact and in order, binary payloads included.
+    @Test func largeAndBinaryPayloadsArriveIntactAndInOrder() async throws {
+        let server = try await startServer()
+        let probe = SubscriberProbe()
+        let batches = Recorder<[Message]>()
+        let subscriber = try probe.subscriber(server.url) { configuration in
+            configuration.onMessages = { messages in batches.append(messages.map { Message($0.channel, bytes: $0.payload) }) }
+        }
+        let publisher = try startedClient(server.url)
+        defer {
+            subscriber.shutdown()
+            publisher.shutdown()
+        }
+        subscriber.subscribe("tandem:{a}")
+        subscriber.subscribe("tandem:{b}")
+        subscriber.start()
+        #expect(await waitUntil { probe.readies.count == 1 && publisher.isConnected })
+
+        let sizes = [0, 1, 13, 300, 20_000, 70_000, 2]
+        let sent = (0..<120).map { index in
+            let size = sizes[index % sizes.count]
+            // Every byte value, CR LF and `$*` among them, at a different offset in each message.
+            return Message(index % 2 == 0 ? "tandem:{a}" : "tandem:{b}", bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &+ index) })
+        }
+        _ = try await publisher.send(sent.map { RedisCommand("PUBLISH", $0.channel, $0.payload) })
+        #expect(await waitUntil(timeout: .seconds(60)) { batches.values.joined().count >= sent.count })
+        #expect(Array(batches.values.joined()) == sent)
+    }
+
     @Test func resubscribesAfterAServerRestartAndCallsOnReadyAgain() async throws {
         let server = try await startServer()
         let probe = SubscriberProbe()

@@ -13,13 +13,62 @@
 /// result is always what the parser path gives (`NodeMessageFastPathTests` checks both).
 enum NodeMessageFastPath {
     static func presence(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) -> NodeMessage? {
+        var recent: NodeMessageDecoder.Recent?
+        return presence(bytes, maxDepth: maxDepth, recent: &recent)
+    }
+
+    static func presence(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, recent: inout NodeMessageDecoder.Recent?) -> NodeMessage? {
         var scanner = FastPathScanner(bytes: bytes, maxDepth: maxDepth)
-        return scanner.presenceMessage()
+        return scanner.presenceMessage(recent: &recent)
+    }
+}
+
+/// Decodes node messages as `NodeMessage.decode` does, sharing each session's unchanging fields between
+/// the entries decoded for it (issue 11 item 4).
+///
+/// A session's sid, name, user, role and node stay the same from one delta to the next, yet every entry
+/// decoded from another node's message encoded them afresh (`PresenceEntry`'s shared part: two writers
+/// and five strings, about 4,800 instructions an entry, a third of the decode in the callgrind profile).
+/// The decoder remembers the last entry it decoded for each session; a new entry with the same fields is
+/// made from it (`PresenceEntry.with(state:version:)`), which shares the encoded fields and is equal
+/// (`==`) to the entry decoded afresh. What it remembers is a cache, nothing depends on it but the
+/// cost: at most ``capacity`` sessions, forgotten all at once when full, each without its state.
+///
+/// Not thread-safe: one owner (a node's pub/sub hook holds it under a lock).
+public struct NodeMessageDecoder: Sendable {
+    /// How many sessions are remembered: more than a node's docs usually hold active at once (each about
+    /// 300 bytes without its state), so a full cache is rare and only costs the next entries their decode.
+    public static let capacity = 4_096
+
+    struct Recent: Sendable {
+        var entries: [String: PresenceEntry] = [:]
+
+        mutating func remember(_ entry: PresenceEntry) {
+            if entries.count >= NodeMessageDecoder.capacity, entries[entry.sid] == nil { entries.removeAll(keepingCapacity: true) }
+            entries[entry.sid] = entry.with(state: .empty, version: entry.version)
+        }
+    }
+
+    private var recent: Recent? = Recent()
+
+    public init() {}
+
+    /// How many sessions are remembered now (for tests).
+    public var rememberedSessions: Int { recent?.entries.count ?? 0 }
+
+    /// What `NodeMessage.decode(bytes)` gives.
+    public mutating func decode(_ bytes: some Collection<UInt8>) -> NodeMessage? {
+        if let message = bytes.withContiguousStorageIfAvailable({
+            NodeMessageFastPath.presence($0, maxDepth: NodeMessage.maxDepth, recent: &recent)
+        }) ?? nil {
+            return message
+        }
+        return NodeMessage.parsed(bytes)
     }
 }
 
 extension FastPathScanner {
-    fileprivate mutating func presenceMessage() -> NodeMessage? {
+    fileprivate mutating func presenceMessage(recent: inout NodeMessageDecoder.Recent?) -> NodeMessage? {
         // The message is at depth 1, `u` at 2, each entry at 3 and its state at 4 (as `JSONParser`
         // counts).
         guard maxDepth >= 4, literal("{\"k\":\"p\",\"n\":"), let nodeRange = asciiString(), consume(UInt8(ascii: ",")) else {
@@ -32,7 +81,7 @@ extension FastPathScanner {
         var upserts: [PresenceEntry] = []
         if !consume(UInt8(ascii: "]")) {
             repeat {
-                guard let entry = entry(messageNode: node, nodeRange: nodeRange) else { return nil }
+                guard let entry = entry(messageNode: node, nodeRange: nodeRange, recent: &recent) else { return nil }
                 upserts.append(entry)
             } while consume(UInt8(ascii: ","))
             guard consume(UInt8(ascii: "]")) else { return nil }
@@ -50,8 +99,9 @@ extension FastPathScanner {
         return .presence(node: node, upserts: upserts, removals: removals, full: full)
     }
 
-    /// One entry. Its node is nearly always the message's: that string is shared, not made again.
-    private mutating func entry(messageNode: String, nodeRange: Range<Int>) -> PresenceEntry? {
+    /// One entry. Its node is nearly always the message's: that string is shared, not made again. With
+    /// `recent`, a session's entry with the same fields as the last one is made from it.
+    private mutating func entry(messageNode: String, nodeRange: Range<Int>, recent: inout NodeMessageDecoder.Recent?) -> PresenceEntry? {
         guard literal("{\"name\":"), let name = asciiString(), literal(",\"node\":"), let node = asciiString(),
             literal(",\"role\":"), let roleRange = asciiString(), literal(",\"sid\":"), let sid = asciiString(),
             literal(",\"state\":")
@@ -70,10 +120,18 @@ extension FastPathScanner {
         } else {
             return nil
         }
+        let sidString = string(sid)
+        let stateBytes = PresenceState(canonicalBytes: Array(slice(state)))
+        if let known = recent?.entries[sidString], known.role == role, matches(name, known.name), matches(user, known.user),
+            matches(node, known.node)
+        {
+            return known.with(state: stateBytes, version: version)
+        }
         let entryNode = slice(node).elementsEqual(slice(nodeRange)) ? messageNode : string(node)
-        return PresenceEntry(
-            sid: string(sid), user: string(user), name: string(name), role: role, node: entryNode, version: version,
-            state: PresenceState(canonicalBytes: Array(slice(state))))
+        let entry = PresenceEntry(
+            sid: sidString, user: string(user), name: string(name), role: role, node: entryNode, version: version, state: stateBytes)
+        recent?.remember(entry)
+        return entry
     }
 
     /// A version as `uint64Value` reads it: digits without a leading zero, at most `PresenceEntry.maxVersion`.
@@ -93,6 +151,12 @@ extension FastPathScanner {
             bytes[index] != UInt8(ascii: "E")
         else { return nil }
         return value
+    }
+
+    /// Whether the bytes of `range` are `text`'s UTF-8, compared through its contiguous storage
+    /// (`elementsEqual` with `String.UTF8View` took the generic path: about 350 instructions a field).
+    private func matches(_ range: Range<Int>, _ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { slice(range).elementsEqual($0) } ?? slice(range).elementsEqual(text.utf8)
     }
 
     private func string(_ range: Range<Int>) -> String { String(decoding: slice(range), as: UTF8.self) }

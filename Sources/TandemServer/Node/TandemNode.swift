@@ -269,6 +269,10 @@ public final class TandemNode: Service, Sendable {
         // the commit script's reply. Skip them by their first bytes, before decoding (decoding every
         // entry of every echo was a sizeable part of a busy node's CPU).
         let ownMessages = NodeMessage.ownPrefixes(node: context.config.nodeID)
+        let yjsChannelPrefix = Array("tandem:yjs:".utf8)
+        // Shares each remote session's unchanging fields between its entries, delta after delta (a lock:
+        // in a cluster each shard's subscriber calls this from its own thread).
+        let decoder = NIOLockedValueBox(NodeMessageDecoder())
         let (shards, redis, yjsRooms) = (context.shards, context.redis, context.yjsRooms)
         return RedisHooks.Handlers(
             connectionStateChanged: { up in
@@ -287,13 +291,16 @@ public final class TandemNode: Service, Sendable {
                 var routed = RemoteMessageRouting()
                 for index in messages.indices {
                     let (channel, payload) = (messages[index].channel, messages[index].payload)
-                    if channel.hasPrefix("tandem:yjs:") {
+                    // (By bytes: `String.hasPrefix` compares characters, for every message.)
+                    if channel.utf8.withContiguousStorageIfAvailable({ $0.starts(with: yjsChannelPrefix) }) ?? channel.hasPrefix("tandem:yjs:") {
                         yjsRooms.received(channel: channel, payload: payload)
                         continue
                     }
                     guard !ownMessages.contains(where: { payload.starts(with: $0) }) else { continue }
                     let arrivedNanos = context.clock.nowNanos()
-                    guard let doc = RedisKeys.doc(fromChannel: channel), let message = NodeMessage.decode(payload) else { continue }
+                    guard let doc = RedisKeys.doc(fromChannel: channel),
+                        let message = decoder.withLockedValue({ $0.decode(payload) })
+                    else { continue }
                     routed.append(DocShard.RemoteMessage(message: message, doc: doc, arrivedNanos: arrivedNanos), to: shards.shard(for: doc))
                 }
                 routed.send()
