@@ -166,6 +166,46 @@ import Testing
         await bob.close()
     }
 
+    /// An entry in Redis just below the largest version (2^53 − 3), resumed on one node: continued, it
+    /// would reach 2^53 − 1 after one update and 2^53, which the other nodes refuse as corrupt, after two.
+    /// Any stored version above `PresenceEntry.maxResumedVersion` (2^52) is corrupt: the session starts
+    /// again at version 1, and every update is seen on the other node.
+    @Test func aResumeFromJustBelowTheLargestPresenceVersionStartsAgain() async throws {
+        let redis = try RedisServerProcess()
+        let sid = "AAAAAAAAAAAAAAAAAAAAAA"
+        let stored = PresenceEntry.maxVersion - 2
+        _ = redis.command("ZADD", "tandem:{pk}:nodes", String(redis.nowMs + 600_000), "ghost")
+        _ = redis.command(
+            "HSET", "tandem:{pk}:presence:ghost", sid,
+            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":\#(stored)}"#)
+        let resumer = try await InProcessNode.start(redis: redis.url, nodeID: "num-pk-a", stopWhenDone: true)
+        let other = try await InProcessNode.start(redis: redis.url, nodeID: "num-pk-b", stopWhenDone: true)
+        let bob = try await TestClient.connect(other.url(user: "bob"), name: "bob")
+        try await bob.join("pk")
+        #expect((bob.state(of: sid, in: "pk")?["c"] as? Int) == 1, "bob sees the entry at 2^53 − 3: \(bob.summary())")
+        let alice = try await TestClient.connect(resumer.url(user: "alice", query: "resume=\(sid)"), name: "alice")
+        #expect(JSON.bool(alice.welcome, at: "resumed") == true)
+        try await alice.join("pk", state: ["c": 2])
+        try await waitUntil("bob, on the other node, sees alice's resumed state; \(bob.summary())") {
+            (bob.state(of: sid, in: "pk")?["c"] as? Int) == 2
+        }
+        // One at a time, each seen before the next: every update is accepted (none coalesced away), so the
+        // last would carry 2^53 had the resume continued from the stored version.
+        for c in 3...5 {
+            alice.presence("pk", ["c": c])
+            try await waitUntil("bob sees alice's update c=\(c); \(bob.summary())", timeout: .seconds(20)) {
+                (bob.state(of: sid, in: "pk")?["c"] as? Int) == c
+            }
+        }
+        // What Redis holds for her on the resuming node started again at version 1 (then 2, 3, 4).
+        try await waitUntil("alice's entry in Redis at version 4: \(redis.command("HGET", "tandem:{pk}:presence:num-pk-a", sid))") {
+            redis.command("HGET", "tandem:{pk}:presence:num-pk-a", sid).hasSuffix(#""v":4}"#)
+        }
+        #expect(try await resumer.get("/healthz").status == 200)
+        await alice.close()
+        await bob.close()
+    }
+
     /// The same on the doc's pub/sub channel, where any process with access to Redis can publish: node
     /// messages whose entry carries a version that is not an integer in 0…2^53 − 1 (past UInt64, negative,
     /// a fraction, an exponent, a string) are dropped whole; the node keeps serving, an entry at 2^53 − 1
