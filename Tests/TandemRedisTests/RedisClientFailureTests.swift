@@ -42,9 +42,12 @@ struct RedisClientFailureTests {
         let server = try await startServer()
         let states = Recorder<Bool>()
         let client = try startedClient(server.url) { configuration in
-            configuration.connection.commandTimeout = .milliseconds(300)
-            configuration.connection.connectTimeout = .milliseconds(300)
-            configuration.connection.healthCheckInterval = .milliseconds(100)
+            // Long enough that a busy machine (a stalled event loop or redis-server) cannot time out a
+            // command or health check of the running server, which would add a disconnect the test does
+            // not expect; the paused server still times out within seconds.
+            configuration.connection.commandTimeout = .seconds(2)
+            configuration.connection.connectTimeout = .seconds(2)
+            configuration.connection.healthCheckInterval = .milliseconds(500)
             configuration.onConnectionStateChange = { states.append($0) }
         }
         defer {

@@ -106,7 +106,11 @@ import Testing
         }
         try await commit(60)
         let node = cluster.nodes[0]
-        try await waitUntil("sealed to 50") { UInt64(cluster.redis.command("GET", SyncRedis.key(doc, "hsealed"))) ?? 0 >= 50 }
+        // Sealed until fewer than `logRetention` (8) commits wait, the sealer's threshold: from then on it
+        // writes nothing until new commits come (or an hour passes), so the rewrite and the reads below do
+        // not race it. Waiting only for 50 let a busy machine's next seal round (51…60, a second later)
+        // land between `before` and `after`.
+        try await waitUntil("sealed to 53 or later") { UInt64(cluster.redis.command("GET", SyncRedis.key(doc, "hsealed"))) ?? 0 >= 60 - 8 + 1 }
 
         func reads(upTo head: UInt64) async throws -> (states: [UInt64: String], versions: String, log: String) {
             var states: [UInt64: String] = [:]

@@ -107,7 +107,7 @@ import Testing
 
     /// Presence entries in Redis at and past the largest version (2^53 − 1): one past it is ignored as
     /// corrupt, and one at it, taken over by a resume, is corrupt too: the session starts again at version 1
-    /// instead of trapping (see `aResumeFromTheLargestPresenceVersionIsSeenOnOtherNodes`).
+    /// instead of trapping (see `aResumeNearTheLargestPresenceVersionIsSeenOnOtherNodes`).
     @Test func aCorruptedPresenceVersionInRedisDoesNotTrapAResume() async throws {
         let redis = try RedisServerProcess()
         let sid = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -135,32 +135,50 @@ import Testing
         await bob.close()
     }
 
-    /// An entry in Redis at exactly the largest version (2^53 − 1), resumed on one node, is treated as
-    /// corrupt: the session starts again at version 1. Adding one instead gave 2^53, which the other
-    /// nodes refuse as corrupt, so the resumed session was invisible to everyone on them.
-    @Test func aResumeFromTheLargestPresenceVersionIsSeenOnOtherNodes() async throws {
+    /// An entry in Redis at or just below the largest version (2^53 − 1), resumed on one node: continued
+    /// from, it would pass 2^53 − 1 within a few updates (at once from 2^53 − 1, after two from 2^53 − 3),
+    /// and the other nodes refuse such entries as corrupt, so the resumed session was invisible to everyone
+    /// on them. Any stored version above `PresenceEntry.maxResumedVersion` (2^52) is treated as corrupt:
+    /// the session starts again at version 1. One at the margin is continued.
+    static let resumes: [(stored: UInt64, resumed: UInt64)] = [
+        (PresenceEntry.maxVersion, 1),
+        (PresenceEntry.maxVersion - 2, 1),
+        (PresenceEntry.maxResumedVersion + 1, 1),
+        (PresenceEntry.maxResumedVersion, PresenceEntry.maxResumedVersion + 1),
+    ]
+
+    @Test(arguments: Self.resumes)
+    func aResumeNearTheLargestPresenceVersionIsSeenOnOtherNodes(stored: UInt64, resumed: UInt64) async throws {
         let redis = try RedisServerProcess()
         let sid = "AAAAAAAAAAAAAAAAAAAAAA"
         _ = redis.command("ZADD", "tandem:{pm}:nodes", String(redis.nowMs + 600_000), "ghost")
         _ = redis.command(
             "HSET", "tandem:{pm}:presence:ghost", sid,
-            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":\#(Self.largest)}"#)
+            #"{"name":"alice","node":"ghost","role":"editor","sid":"\#(sid)","state":{"c":1},"user":"alice","v":\#(stored)}"#)
         let resumer = try await InProcessNode.start(redis: redis.url, nodeID: "num-pm-a", stopWhenDone: true)
         let other = try await InProcessNode.start(redis: redis.url, nodeID: "num-pm-b", stopWhenDone: true)
         let bob = try await TestClient.connect(other.url(user: "bob"), name: "bob")
         try await bob.join("pm")
-        #expect((bob.state(of: sid, in: "pm")?["c"] as? Int) == 1, "bob sees the entry at 2^53 − 1: \(bob.summary())")
+        #expect((bob.state(of: sid, in: "pm")?["c"] as? Int) == 1, "bob sees the entry at \(stored): \(bob.summary())")
         let alice = try await TestClient.connect(resumer.url(user: "alice", query: "resume=\(sid)"), name: "alice")
         #expect(JSON.bool(alice.welcome, at: "resumed") == true)
         try await alice.join("pm", state: ["c": 2])
         try await waitUntil("bob, on the other node, sees alice's resumed state; \(bob.summary())") {
             (bob.state(of: sid, in: "pm")?["c"] as? Int) == 2
         }
-        alice.presence("pm", ["c": 3])
-        try await waitUntil("and her next update; \(bob.summary())") { (bob.state(of: sid, in: "pm")?["c"] as? Int) == 3 }
-        // What Redis holds for her on the resuming node starts again at version 1 (then 2).
-        let stored = redis.command("HGET", "tandem:{pm}:presence:num-pm-a", sid)
-        #expect(stored.contains(#""v":2"#), "\(stored)")
+        // One at a time, each seen before the next: every update is accepted (none coalesced away), so from
+        // 2^53 − 3 the last would carry 2^53 had the resume continued from the stored version.
+        for c in 3...5 {
+            alice.presence("pm", ["c": c])
+            try await waitUntil("bob sees alice's update c=\(c); \(bob.summary())", timeout: .seconds(20)) {
+                (bob.state(of: sid, in: "pm")?["c"] as? Int) == c
+            }
+        }
+        // What Redis holds for her on the resuming node: the resumed version, then one more per update.
+        let key = "tandem:{pm}:presence:num-pm-a"
+        try await waitUntil("alice's entry in Redis at version \(resumed + 3): \(redis.command("HGET", key, sid))") {
+            redis.command("HGET", key, sid).hasSuffix(#""v":\#(resumed + 3)}"#)
+        }
         #expect(try await resumer.get("/healthz").status == 200)
         await alice.close()
         await bob.close()

@@ -6,7 +6,8 @@ import TandemTestSupport
 @Suite(.serialized) struct PresenceExpiryTests {
     /// Two `tandem` processes on one Redis, a client on each in the same doc (two sessions on the node that
     /// dies). After SIGKILL the survivor reports the dead node's sessions in `left` within TTL + one sweep
-    /// (2 s + 0.5 s at the defaults; polled with 2× slack), the dead node's keys are gone,
+    /// (2 s + 0.5 s at the defaults; polled for up to 12 s, room for a busy machine: a broken expiry never
+    /// reports them at all, and the time taken is printed), the dead node's keys are gone,
     /// `tandem_presence_expired_total` counts exactly those sessions, and a newcomer is not shown them.
     @Test func sessionsOfAKilledNodeAreReportedLeftWithinTTLPlusASweepAndLeaveNoKeys() async throws {
         let redis = try RedisServerProcess()
@@ -26,7 +27,7 @@ import TandemTestSupport
 
         doomed.process.kill()
         let killedAt = ContinuousClock.now
-        try await waitUntil("bob sees alice and carol in left; got \(bob.summary())", timeout: .seconds(6)) {
+        try await waitUntil("bob sees alice and carol in left; got \(bob.summary())", timeout: .seconds(12)) {
             Set(bob.sids("left", of: "k")).isSuperset(of: dead)
         }
         let elapsed = ContinuousClock.now - killedAt

@@ -6,14 +6,15 @@ import TandemTestSupport
 /// Requirement 9: graceful shutdown of the `tandem` process on SIGTERM and SIGINT.
 @Suite(.serialized, .cleanup) struct ShutdownTests {
     /// The node under test serves alice (connected) and zed (socket lost, presence kept for the TTL). The
-    /// TTL is 10 s so that an expiry cannot pass for a shutdown: bob, on another node, must see both leave
-    /// well before it. New handshakes are refused, alice gets 1001, the node's keys are gone, exit code 0.
+    /// TTL is 30 s so that an expiry cannot pass for a shutdown: bob, on another node, must see both leave
+    /// well before it (20 s: room for a busy machine, where a 10 s TTL left only 8 s for the shutdown). New
+    /// handshakes are refused, alice gets 1001, the node's keys are gone, exit code 0.
     @Test(arguments: [SIGTERM, SIGINT])
     func shutdownClosesClientsRemovesPresenceAndExitsCleanly(signal: Int32) async throws {
         let redis = try RedisServerProcess()
-        let doomed = try await ProcessNode(arguments: ["--redis", redis.url, "--presence-ttl-ms", "10000"], nodeID: "sd-\(signal)")
+        let doomed = try await ProcessNode(arguments: ["--redis", redis.url, "--presence-ttl-ms", "30000"], nodeID: "sd-\(signal)")
         let other = try await InProcessNode.start(redis: redis.url, nodeID: "sd-other", stopWhenDone: true) {
-            $0.presenceTTLMs = 10_000
+            $0.presenceTTLMs = 30_000
         }
         let alice = try await TestClient.connect(doomed.url(user: "alice"), name: "alice")
         let zed = try await TestClient.connect(doomed.url(user: "zed"), name: "zed")
@@ -40,12 +41,12 @@ import TandemTestSupport
         } catch {
             // Connection refused: the listener is closed.
         }
-        try await waitUntil("bob sees alice and zed leave; \(bob.summary())", timeout: .seconds(8)) {
+        try await waitUntil("bob sees alice and zed leave; \(bob.summary())", timeout: .seconds(20)) {
             Set(bob.sids("left", of: "sd")).isSuperset(of: leaving)
         }
         let elapsed = ContinuousClock.now - signalled
-        print("ShutdownTests: signal \(signal): others saw the node's sessions leave \(elapsed) after the signal (TTL 10 s)")
-        #expect(elapsed < .seconds(8), "removed by the shutdown, not by expiry (TTL 10 s): \(elapsed)")
+        print("ShutdownTests: signal \(signal): others saw the node's sessions leave \(elapsed) after the signal (TTL 30 s)")
+        #expect(elapsed < .seconds(20), "removed by the shutdown, not by expiry (TTL 30 s): \(elapsed)")
         #expect(try await doomed.process.waitForExit(timeout: .seconds(15)) == 0)
         #expect(redis.command("EXISTS", "tandem:{sd}:presence:\(doomed.nodeID)") == "0")
         #expect(redis.command("ZSCORE", "tandem:{sd}:nodes", doomed.nodeID) == "")

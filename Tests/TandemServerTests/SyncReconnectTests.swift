@@ -91,7 +91,7 @@ import Testing
             client.push(doc, id: 1, base: since ?? 0, ops: #"{"mine":["put",{"round":\#(round)}]}"#)
             client.push(doc, id: 2, base: since ?? 0, ops: #"{"mine":["patch",{"more":["put",true]}]}"#)
             for id in [1, 2] {
-                let answer = try await client.answer(doc, id: id, timeout: .seconds(5))
+                let answer = try await client.answer(doc, id: id)
                 #expect(answer.string("action") == "commit", "\(situation) round \(round), push \(id): \(answer)")
             }
             try await client.waitSynced(doc)

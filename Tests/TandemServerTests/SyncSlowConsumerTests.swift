@@ -40,8 +40,21 @@ import Testing
         func slowClosed() async throws -> Bool {
             try await cluster.nodes[0].metric(#"tandem_connections_closed_total{reason="slow_consumer"}"#) > closedBefore
         }
+        // Pushes are paced by what the watcher (which reads) has applied: at most `window` patches (400 KB)
+        // are ever queued for it, far below --max-outbound-bytes, however slowly this in-process test client
+        // parses them on a busy machine; the stalled client still gets everything queued. Unpaced, the
+        // watcher could fall 2 MiB behind too and be closed (PresenceSlowConsumerTests failed CI that way).
+        let window = 8
+        func paced(_ next: Int) async throws {
+            guard next > window else { return }
+            try await waitUntil("the watcher applied commit \(next - window)", timeout: Self.floodWait) {
+                watcher.view(doc).head >= UInt64(next - window) || watcher.socket.isClosed
+            }
+            #expect(!watcher.socket.isClosed, "the watcher, which reads, is never closed")
+        }
         while pushes < 800 {
             pushes += 1
+            try await paced(pushes)
             writer.push(doc, id: .number(pushes), ops: json(#"{"r\#(pushes % 8)":["put",{"k":\#(pushes),"payload":"\#(payload)"}]}"#))
             if pushes % 10 == 0 {
                 #expect(try await writer.answer(doc, id: pushes, timeout: Self.floodWait).string("action") == "commit")
@@ -52,6 +65,7 @@ import Testing
         print("SyncSlowConsumerTests: closed after \(pushes) pushes of \(payload.utf8.count) bytes")
         // The doc goes on while it is away (its catch-up will be several times --max-outbound-bytes).
         for k in 1...100 {
+            try await paced(pushes + k)
             writer.push(doc, id: .number(pushes + k), ops: json(#"{"r\#(k % 8)":["put",{"k":\#(k),"payload":"\#(payload)"}]}"#))
         }
         pushes += 100

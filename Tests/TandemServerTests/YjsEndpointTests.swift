@@ -163,19 +163,29 @@ import Testing
         for k in 0..<5 { fast.send(.update(YjsUpdates.text(client: 2, clock: k, "f"))) }
         #expect(try await fast.waitClosed() == 1008)
         // Over --yjs-max-room-bytes: the update that would pass it closes its sender with 4413.
+        // Each update is either taken (the room's seq in Redis counts it) or refused (its sender closed)
+        // before the next is sent: waiting on either outcome, not for a fixed second, which on a busy machine
+        // could pass before a refusal and send one more update over the limit (a second rejection).
         var full: YjsTestClient?
         var clock = 0
+        var taken = 0
         for _ in 0..<6 {
             let client = try await connect("h3")
             client.send(.update(YjsUpdates.text(client: 3, clock: clock, String(repeating: "r", count: 600))))
             clock += 600
-            if let code = try? await client.waitClosed(timeout: .seconds(1)), code == 4413 {
+            try await waitUntil("update \(taken + 1) to h3 taken or its sender closed", timeout: .seconds(30)) {
+                client.socket.isClosed || Int(redis.command("HGET", "tandem:yjs:{h3}:meta", "seq")) == taken + 1
+            }
+            if client.socket.isClosed {
+                #expect(client.closeCode == 4413)
                 full = client
                 break
             }
+            taken += 1
             await client.close()
         }
         #expect(full != nil)
+        #expect(taken == 3, "2048 bytes hold three updates of about 600 bytes: \(taken)")
         #expect(try await node.metric("tandem_limit_rejections_total{reason=\"yjs_room_bytes\"}") == 1)
         #expect(try await node.metric("tandem_limit_rejections_total{reason=\"yjs_update_rate\"}") == 1)
         #expect(try await node.metric("tandem_limit_rejections_total{reason=\"yjs_message_bytes\"}") == 1)

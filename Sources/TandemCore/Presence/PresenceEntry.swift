@@ -136,6 +136,14 @@ public struct PresenceEntry: Sendable, Equatable {
     /// near it; an entry from Redis or pub/sub above it is refused, which keeps `version + 1` in range.
     public static let maxVersion: UInt64 = (1 << 53) - 1
 
+    /// The largest stored version a resume continues from: 2^52, half of ``maxVersion``'s range. A session
+    /// resumed just below ``maxVersion`` (2^53 − 1 − k) would pass it after k updates, and its entries would
+    /// then be refused by every other node; a version this large cannot come from real updates (2^52 at a
+    /// thousand a second is 142,000 years), so a resume from above it treats the entry as corrupt (a
+    /// corrupted or hostile Redis) and starts the session again at version 1. Below it, a session has
+    /// 2^52 − 1 updates left before ``maxVersion``.
+    public static let maxResumedVersion: UInt64 = 1 << 52
+
     /// Decodes an entry written by a Tandem node (Redis hash value or node message).
     public init?(json value: JSONValue) {
         guard case .object(let o) = value,

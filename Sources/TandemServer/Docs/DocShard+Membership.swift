@@ -72,15 +72,16 @@ extension DocShard {
             connection.eventLoop.execute { connection.markReconnect() }
         }
         // The version the session resumes from. Entries are decoded only up to `PresenceEntry.maxVersion`,
-        // so `+ 1` cannot overflow; but an entry already at it (a corrupted or hostile Redis: no session
-        // gets near 2^53 updates) would resume at 2^53, which every other node refuses as corrupt, and the
-        // session would be invisible outside this node. Treated as corrupt instead: the session starts
-        // again at version 1, which other nodes take (the entry comes from another node than the one they
-        // hold, so any version replaces it).
+        // so `+ 1` cannot overflow; but an entry at or just below it (a corrupted or hostile Redis: no
+        // session gets near 2^52 updates) would pass 2^53 − 1 within a few updates, which every other node
+        // refuses as corrupt, and the session would be invisible outside this node. Any stored version above
+        // `PresenceEntry.maxResumedVersion` is treated as corrupt instead: the session starts again at
+        // version 1, which other nodes take (the entry comes from another node than the one they hold, so
+        // any version replaces it).
         var resumedVersion = existing?.version ?? 0
-        if resumedVersion >= PresenceEntry.maxVersion {
+        if resumedVersion > PresenceEntry.maxResumedVersion {
             logger.warning(
-                "presence entry in Redis has the largest version; treating it as corrupt and starting the session at version 1",
+                "presence entry in Redis has a version above 2^52; treating it as corrupt and starting the session at version 1",
                 metadata: ["doc": "\(doc)", "session": "\(sid)", "version": "\(resumedVersion)"])
             resumedVersion = 0
         }
