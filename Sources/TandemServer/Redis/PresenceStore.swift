@@ -58,7 +58,15 @@ final class PresenceStore: Sendable {
         } else {
             spliced = nil
         }
-        return RedisCommand(evalSHA: script) { out in
+        // About what the arguments take (the encoder grows past it if need be): the message, each entry
+        // once more (spliced or encoded), the sids, the keys and the small arguments.
+        var capacity = 128 + keys.hash.utf8.count + keys.nodes.utf8.count + keys.channel.utf8.count + node.utf8.count + message.count
+        for index in write.upserts.indices {
+            let entry = write.upserts[index]
+            capacity += entry.sid.utf8.count + (spliced?[index].count ?? entry.encodedCapacity) + 16
+        }
+        for index in write.deletes.indices { capacity += write.deletes[index].utf8.count + 8 }
+        return RedisCommand(evalSHA: script, capacity: capacity) { out in
             out.write(2)
             out.write(keys.hash)
             out.write(keys.nodes)
