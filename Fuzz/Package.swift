@@ -26,6 +26,8 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-yjs-merge", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-message", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-room", [.product(name: "TandemCore", package: "Tandem"), .product(name: "TandemYjs", package: "Tandem")]),
+    // Also imports NIOCore, NIOEmbedded and NIOWebSocket (NIO's decoder is the reference), linked through TandemServer.
+    ("fuzz-ws-frames", [.product(name: "TandemServer", package: "Tandem")]),
 ]
 
 let package = Package(

@@ -1,13 +1,19 @@
 import NIOCore
 import NIOWebSocket
 
-/// The thin channel handler in front of a `ClientConnection`: turns WebSocket frames and channel events
-/// into calls on it. Close frames are answered here; pings and data frames go to the connection.
+/// The thin channel handler in front of a `ClientConnection`: turns the bytes read into WebSocket frames
+/// (`InboundFrameDecoder`: no NIO frame decoder in front of it on `/v1/ws`) and frames and channel events
+/// into calls on it. Framing errors and close frames are answered here; pings and data frames go to the
+/// connection.
 final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = WebSocketFrame
 
     private let connection: ClientConnection
+    /// Frames parsed off the bytes read (NIO's decoder and error handler are not in this pipeline).
+    private var decoder: InboundFrameDecoder
+    /// Set once the client broke the framing rules: nothing it sends after is read.
+    private var failed = false
     /// Fragmented messages put back together (no aggregator handler in front of this one).
     private var assembler: FrameAssembler
     /// Text payloads unmasked into a buffer kept between frames (see `FrameUnmasker`).
@@ -17,10 +23,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var allocator = ByteBufferAllocator()
 
     /// - Parameters:
+    ///   - maxFrameBytes: payload bytes per frame at most.
     ///   - maxFragments: fragments per message at most.
     ///   - maxMessageBytes: payload bytes per message at most, all fragments together.
-    init(connection: ClientConnection, maxFragments: Int, maxMessageBytes: Int) {
+    init(connection: ClientConnection, maxFrameBytes: Int, maxFragments: Int, maxMessageBytes: Int) {
         self.connection = connection
+        self.decoder = InboundFrameDecoder(maxFrameSize: maxFrameBytes)
         self.assembler = FrameAssembler(maxFragments: maxFragments, maxMessageBytes: maxMessageBytes)
     }
 
@@ -30,26 +38,50 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame: WebSocketFrame
-        do {
-            guard let whole = try assembler.assemble(unwrapInboundIn(data), allocator: allocator) else { return }
-            frame = whole
+        guard !failed else { return }
+        var bytes = decoder.joined(unwrapInboundIn(data))
+        do throws(NIOWebSocketError) {
+            while let frame = try decoder.nextFrame(in: &bytes) {
+                handle(frame, context: context)
+                if failed { return }
+            }
         } catch {
-            // What `errorCaught` does with the aggregator's errors: a protocol error, and the socket closed.
+            refuse(error, context: context)
+            return
+        }
+        decoder.keep(bytes)
+    }
+
+    /// One frame. A whole text message (nearly every frame a client sends) goes to the connection
+    /// unmasked into the kept buffer; everything else goes the way NIO's frames went.
+    private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
+        if frame.isWholeText, assembler.isIdle {
+            let text = unmasker.payload(masked: frame.payload, maskBits: frame.maskBits, allocator: allocator)
+            connection.receivedText(text)
+            unmasker.recycle(text)
+            return
+        }
+        let whole: WebSocketFrame
+        do {
+            guard let assembled = try assembler.assemble(frame.webSocketFrame, allocator: allocator) else { return }
+            whole = assembled
+        } catch {
+            // What `errorCaught` did with the aggregator's errors: a protocol error, and the socket closed.
+            failed = true
             connection.protocolErrorClose()
             context.close(promise: nil)
             return
         }
-        switch frame.opcode {
+        switch whole.opcode {
         case .text:
-            let text = unmasker.payload(of: frame, allocator: allocator)
+            let text = unmasker.payload(of: whole, allocator: allocator)
             connection.receivedText(text)
             unmasker.recycle(text)
         case .binary:
             connection.receivedBinary()
         case .ping:
             // Answered by the connection: at most one pong in flight (a ping flood must not fill the buffer).
-            connection.receivedPing(frame.unmaskedData)
+            connection.receivedPing(whole.unmaskedData)
         case .pong:
             connection.receivedPong()
         case .connectionClose:
@@ -57,8 +89,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             // Answer the close (RFC 6455 §5.5.1: its code echoed, or 1002/1007 for an invalid one) unless we
             // started the handshake, then close the socket.
             if !connection.isClosing {
-                let code = CloseFrameReply.code(for: frame.unmaskedData)
-                var reply = context.channel.allocator.buffer(capacity: 2)
+                let code = CloseFrameReply.code(for: whole.unmaskedData)
+                var reply = allocator.buffer(capacity: 2)
                 reply.write(webSocketErrorCode: code)
                 let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
                 let channel = context.channel
@@ -69,6 +101,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         default:
             break
         }
+    }
+
+    /// A frame the decoder refused: recorded as a protocol error and answered as through NIO's decoder,
+    /// whose `WebSocketProtocolErrorHandler` wrote and flushed a close frame (1009 for a frame over the
+    /// size limit, 1002 otherwise) and passed the error on to this handler, which closed the socket at
+    /// once (a client that does not read cannot hold the socket open with an unwritten close frame).
+    private func refuse(_ error: NIOWebSocketError, context: ChannelHandlerContext) {
+        failed = true
+        connection.protocolErrorClose()
+        var data = allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: error == .invalidFrameLength ? .messageTooLarge : .protocolError)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
+        context.close(promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -87,15 +132,15 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Errors of the frame aggregator (too many or too large fragments) arrive here first; frame
-        // decoder errors were recorded by `FramingErrorRecorder` already. Anything else is an I/O error
-        // (a reset socket): the close stays `abrupt`, which is what operators read as network loss.
-        if FramingErrorRecorder.isProtocolError(error) { connection.protocolErrorClose() }
+        // Framing errors are handled in `channelRead` (this handler decodes and assembles frames itself):
+        // what arrives here is an I/O error (a reset socket), and the close stays `abrupt`, which is what
+        // operators read as network loss.
         context.close(promise: nil)
     }
 }
 
-/// Sits between NIO's frame decoder and its `WebSocketProtocolErrorHandler` and records a framing error
+/// On `/yjs` (NIO's frame decoder and aggregator): sits between NIO's frame decoder and its
+/// `WebSocketProtocolErrorHandler` and records a framing error
 /// (fragmented or oversized control frame, frame over the size limit) as the close reason. It has to be in
 /// front: that handler writes the 1002/1009 close frame and closes the socket as soon as the write
 /// completes — often at once, before it passes the error on — so by the time the error would reach
@@ -105,10 +150,6 @@ final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler
 
     /// Records the close reason on the connection (a `ClientConnection` or a `YjsConnection`).
     private let record: () -> Void
-
-    init(connection: ClientConnection) {
-        self.record = { connection.protocolErrorClose() }
-    }
 
     init(connection: YjsConnection) {
         self.record = { connection.protocolErrorClose() }

@@ -14,6 +14,9 @@ struct FrameAssembler {
     private var fragments: [WebSocketFrame] = []
     private var accumulatedBytes = 0
 
+    /// No fragments held: a whole text or binary message may come next (and may skip `assemble`).
+    var isIdle: Bool { fragments.isEmpty }
+
     init(maxFragments: Int, maxMessageBytes: Int) {
         self.maxFragments = maxFragments
         self.maxMessageBytes = maxMessageBytes

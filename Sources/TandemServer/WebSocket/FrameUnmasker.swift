@@ -28,6 +28,49 @@ struct FrameUnmasker {
         return buffer
     }
 
+    /// A payload as `InboundFrameDecoder` found it (masked with `maskBits`, if set), unmasked: copied and
+    /// unmasked in one pass, eight bytes at a time, into the kept buffer. An unmasked payload is returned
+    /// as it is (a slice of the bytes read).
+    mutating func payload(masked: ByteBuffer, maskBits: UInt32?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard let maskBits else { return masked }
+        let count = masked.readableBytes
+        var buffer = kept.take() ?? allocator.buffer(capacity: max(256, count))
+        buffer.clear(minimumCapacity: count)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { target in
+            masked.withUnsafeReadableBytes { source in Self.copyUnmasked(source, to: target, maskBits: maskBits) }
+            return count
+        }
+        return buffer
+    }
+
+    /// Writes `source` XORed with the masking key repeated (RFC 6455 §5.3) to the start of `target`, eight
+    /// bytes at a time. `maskBits` is the key's four bytes as they lie in memory, so a word loaded from
+    /// the payload meets each key byte at its offset mod 4 on any byte order.
+    static func copyUnmasked(_ source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer, maskBits: UInt32) {
+        let count = source.count
+        precondition(target.count >= count)
+        guard count > 0, let from = source.baseAddress, let to = target.baseAddress else { return }
+        // The key's bytes twice in memory order: byte i of a loaded word is at an offset ≡ i (mod 4).
+        var key64: UInt64 = 0
+        withUnsafeMutableBytes(of: &key64) { word in
+            word.storeBytes(of: maskBits, as: UInt32.self)
+            word.storeBytes(of: maskBits, toByteOffset: 4, as: UInt32.self)
+        }
+        var offset = 0
+        while offset + 8 <= count {
+            let word = from.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            to.storeBytes(of: word ^ key64, toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        // The tail, a byte at a time.
+        withUnsafeBytes(of: maskBits) { key in
+            while offset < count {
+                to.storeBytes(of: from.load(fromByteOffset: offset, as: UInt8.self) ^ key[offset & 3], toByteOffset: offset, as: UInt8.self)
+                offset += 1
+            }
+        }
+    }
+
     /// Takes back a buffer `payload` returned, for the next frame.
     mutating func recycle(_ buffer: ByteBuffer) {
         guard buffer.capacity <= Self.maxKeptCapacity else { return }

@@ -107,9 +107,8 @@ final class WebSocketServer: Sendable {
         channel.closeFuture.whenComplete { [self] _ in self.finishPendingHandshake(state) }
         // Reached from the upgrader's callbacks, which run on this loop: bound to it (a handler is not Sendable).
         let fallback = NIOLoopBound(HandshakeFallbackHandler(state: state), eventLoop: channel.eventLoop)
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: config.maxFrameBytes,
-            automaticErrorHandling: true,
+        // NIO's handshake; the frame decoder is added per endpoint (`upgraded`: `/v1/ws` decodes frames itself).
+        let upgrader = WebSocketServerUpgrader(
             shouldUpgrade: { [self] channel, head in
                 self.evaluate(channel: channel, head: head, state: state)
             },
@@ -273,6 +272,13 @@ final class WebSocketServer: Sendable {
     }
 
     private func upgraded(channel: Channel, state: HandshakeState.Box) -> EventLoopFuture<Void> {
+        if case .accepted(let accepted)? = state.value.decision { return upgradedClient(channel: channel, accepted: accepted) }
+        // Everything else gets NIO's frame decoder, as from NIO's upgrader.
+        do {
+            try WebSocketServerUpgrader.addNIODecoder(to: channel, maxFrameSize: config.maxFrameBytes)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
         if case .unsupportedVersion(let code, let reason)? = state.value.decision {
             var payload = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
             payload.writeInteger(UInt16(code))
@@ -285,7 +291,12 @@ final class WebSocketServer: Sendable {
         if case .acceptedYjs(let accepted)? = state.value.decision {
             return upgradedYjs(channel: channel, accepted: accepted)
         }
-        guard case .accepted(let accepted)? = state.value.decision else { return channel.close() }
+        return channel.close()
+    }
+
+    /// A `/v1/ws` client: the frame encoder (from the upgrader), then its connection's handler, which
+    /// decodes frames itself (`InboundFrameDecoder`).
+    private func upgradedClient(channel: Channel, accepted: HandshakeState.Accepted) -> EventLoopFuture<Void> {
         let id = nextConnectionID.withLockedValue { id in
             id += 1
             return id
@@ -302,33 +313,29 @@ final class WebSocketServer: Sendable {
         do {
             // Next to the socket, before the WebSocket encoder: frames written from there skip it.
             try channel.pipeline.syncOperations.addHandler(preframed, position: .first)
-            // The connection's handler puts fragments together itself (`FrameAssembler`): no aggregator.
-            try addMessageHandlers(
-                to: channel, recorder: FramingErrorRecorder(connection: connection),
-                handler: ConnectionHandler(
-                    connection: connection, maxFragments: Self.maxFragmentsPerMessage, maxMessageBytes: config.maxFrameBytes),
-                aggregate: false)
+            // The connection's handler decodes frames (`InboundFrameDecoder`) and puts fragments together
+            // (`FrameAssembler`) itself, with NIO's limits and errors: no decoder, error handler or
+            // aggregator in front of it.
+            try channel.pipeline.syncOperations.addHandler(
+                ConnectionHandler(
+                    connection: connection, maxFrameBytes: config.maxFrameBytes, maxFragments: Self.maxFragmentsPerMessage,
+                    maxMessageBytes: config.maxFrameBytes))
             return channel.eventLoop.makeSucceededVoidFuture()
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
     }
 
-    /// What every upgraded socket (`/v1/ws` and `/yjs/{room}`) gets after the frame decoder the upgrader
-    /// added: its framing errors recorded as the close reason before NIO's protocol error handler answers
-    /// them, fragments aggregated into whole messages (bounded; with `aggregate`, by NIO's aggregator,
-    /// otherwise the handler does it with the same limits), then the endpoint's own handler.
-    private func addMessageHandlers(
-        to channel: Channel, recorder: FramingErrorRecorder, handler: any ChannelHandler, aggregate: Bool = true
-    ) throws {
+    /// What a `/yjs/{room}` socket gets after NIO's frame decoder: its framing errors recorded as the close
+    /// reason before NIO's protocol error handler answers them, fragments aggregated into whole messages
+    /// (bounded, by NIO's aggregator), then the endpoint's own handler.
+    private func addMessageHandlers(to channel: Channel, recorder: FramingErrorRecorder, handler: any ChannelHandler) throws {
         let codecErrors = try channel.pipeline.syncOperations.handler(type: WebSocketProtocolErrorHandler.self)
         try channel.pipeline.syncOperations.addHandler(recorder, position: .before(codecErrors))
-        if aggregate {
-            try channel.pipeline.syncOperations.addHandler(
-                NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
-                    maxAccumulatedFrameSize: config.maxFrameBytes))
-        }
+        try channel.pipeline.syncOperations.addHandler(
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: Self.maxFragmentsPerMessage,
+                maxAccumulatedFrameSize: config.maxFrameBytes))
         try channel.pipeline.syncOperations.addHandler(handler)
     }
 

@@ -106,11 +106,15 @@ final class RawSocket: @unchecked Sendable {
 
     /// Sends an upgrade request for `/v1/ws?query` and waits (bounded) for the response head; returns its
     /// status code. Frames that follow the head stay in `received`.
-    /// `headers` are extra header lines, each ending in CRLF (`"Origin: https://a.example\r\n"`).
-    func upgrade(path: String = "/v1/ws", query: String, headers: String = "", timeout: Duration = .seconds(10)) async throws -> Int {
+    /// `headers` are extra header lines, each ending in CRLF (`"Origin: https://a.example\r\n"`);
+    /// `trailing` is sent in the same write, right after the request (frames a client sends at once).
+    func upgrade(
+        path: String = "/v1/ws", query: String, headers: String = "", trailing: [UInt8] = [], timeout: Duration = .seconds(10)
+    ) async throws -> Int {
         try write(
-            "GET \(path)?\(query) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n")
+            Array(
+                ("GET \(path)?\(query) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n").utf8) + trailing)
         let separator: [UInt8] = Array("\r\n\r\n".utf8)
         var headEnd: Int?
         try await waitUntil("response head; got \(receivedText.prefix(200))", timeout: timeout) {
