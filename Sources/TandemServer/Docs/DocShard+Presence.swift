@@ -62,8 +62,10 @@ extension DocShard {
         for (doc, docState) in docs where !docState.isLoading {
             let tick = docState.presence.tick(nowMs: nowMs)
             if tick.expired > 0 { metrics.presenceExpired.increment(by: Int64(tick.expired)) }
-            deliver(tick, docState)
+            // The write (and its publish) is handed to the Redis thread before the local deltas go out, so
+            // other nodes' copies start on their way while this node's members are written to (issue 11).
             if let write = tick.write { perform(write, doc: doc, docState, tickStartedNanos: started) }
+            deliver(tick, docState)
             if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
             if settings.checksumCheckMs > 0 && nowMs >= docState.upkeep.nextChecksumCheckMs {
                 checkChecksum(doc, docState, nowMs: nowMs)
