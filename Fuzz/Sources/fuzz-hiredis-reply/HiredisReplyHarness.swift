@@ -10,7 +10,9 @@ import FuzzSupport
 // - nothing traps (a protocol error leaves the reader in an error state, which is where we stop);
 // - nesting is bounded: hiredis 0.14 keeps a task stack of 9 entries and refuses replies nested deeper
 //   (at most 8 levels of arrays), so no converted value is deeper (the conversion recurses once per level);
-// - the conversion is stable: a value written back as RESP and read again converts to the same value.
+// - the conversion is stable: a value written back as RESP and read again converts to the same value;
+// - pub/sub `message` pushes taken straight from the reader's buffer (`RedisPubSubPush`, what the
+//   subscriber connection does) give the same values, in the same order, as hiredis's parser alone.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHiredisReply(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -21,7 +23,15 @@ public func fuzzHiredisReply(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
     // `*2147483647` asks for 16 GiB before any element arrives (hiredis 1.x bounds it with `maxelements`).
     // Redis, which Tandem trusts, never sends such a header; skip those inputs instead of measuring hiredis.
     if declaresHugeArray(bytes) { return 0 }
-    for value in read(bytes, chunkSize: chunk) {
+    let values = read(bytes, chunkSize: chunk)
+    // A push is only taken when it is complete in the buffer before hiredis starts on it: in small chunks
+    // (hiredis starts on every partial reply) and in one read of everything (the usual socket read).
+    for size in [chunk, bytes.count + 1] {
+        let takingPushes = read(bytes, chunkSize: size, takingMessagePushes: true)
+        let parsed = size == chunk ? values : read(bytes, chunkSize: size)
+        require(takingPushes == parsed, "message pushes read from the buffer differ: \(takingPushes) vs \(parsed)")
+    }
+    for value in values {
         require(depth(of: value) <= 8, "reply nested \(depth(of: value)) deep")
         let again = read(resp(value), chunkSize: 4096)
         require(again == [value], "conversion is not stable: \(value) → \(again)")
@@ -29,8 +39,10 @@ public func fuzzHiredisReply(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
     return 0
 }
 
-/// Every reply hiredis completes from `bytes`, fed `chunkSize` bytes at a time.
-private func read(_ bytes: [UInt8], chunkSize: Int) -> [RedisValue] {
+/// Every reply hiredis completes from `bytes`, fed `chunkSize` bytes at a time; with
+/// `takingMessagePushes`, each complete `message` push is first offered to ``RedisPubSubPush`` as the
+/// subscriber connection does, and what it takes is converted to the value hiredis would have made.
+private func read(_ bytes: [UInt8], chunkSize: Int, takingMessagePushes: Bool = false) -> [RedisValue] {
     guard let reader = redisReaderCreate() else { fatalError("redisReaderCreate failed") }
     defer { redisReaderFree(reader) }
     var values: [RedisValue] = []
@@ -43,6 +55,10 @@ private func read(_ bytes: [UInt8], chunkSize: Int) -> [RedisValue] {
         guard fed == REDIS_OK else { return values }
         offset = end
         while true {
+            if takingMessagePushes, let message = RedisPubSubPush.take(from: reader, type: messageType) {
+                values.append(.array([.bulkString(messageType), .bulkString(Array(message.channel.utf8)), .bulkString(message.payload)]))
+                continue
+            }
             var reply: UnsafeMutableRawPointer?
             guard redisReaderGetReply(reader, &reply) == REDIS_OK else { return values }
             guard let reply else { break }
@@ -52,6 +68,8 @@ private func read(_ bytes: [UInt8], chunkSize: Int) -> [RedisValue] {
     }
     return values
 }
+
+private let messageType = Array("message".utf8)
 
 /// Whether a line starts with `*N`, N over a million.
 private func declaresHugeArray(_ bytes: [UInt8]) -> Bool {
