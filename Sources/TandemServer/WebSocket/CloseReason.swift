@@ -19,7 +19,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case resumed
     /// Closed with 1001 on shutdown.
     case shutdown
-    /// A WebSocket protocol error (bad framing, oversized frame).
+    /// A WebSocket protocol error: bad framing (1002), an oversized frame (1009), a text message that is
+    /// not UTF-8 (1007).
     case protocolError = "protocol_error"
     /// A Yjs client sent bytes that are not a valid y-protocols message or Yjs update (1007).
     case invalidMessage = "invalid_message"
@@ -39,6 +40,8 @@ enum ServerClose: CaseIterable, Sendable {
     case badFrames
     /// A binary frame on the JSON endpoint.
     case binaryFrame
+    /// A text message on the JSON endpoint that is not UTF-8.
+    case invalidUTF8Text
     /// Missed two WebSocket pings.
     case pingTimeout
     /// Outbound bytes over `--max-outbound-bytes`.
@@ -67,6 +70,7 @@ enum ServerClose: CaseIterable, Sendable {
         switch self {
         case .messageFlood, .badFrames: .policyViolation  // 1008
         case .binaryFrame: .unacceptableData  // 1003
+        case .invalidUTF8Text: .dataInconsistentWithMessage  // 1007
         case .pingTimeout, .shutdown: .goingAway  // 1001
         case .slowConsumer: .unknown(1013)
         case .resumedElsewhere: .normalClosure  // 1000
@@ -85,6 +89,7 @@ enum ServerClose: CaseIterable, Sendable {
         switch self {
         case .messageFlood, .badFrames: .abuse
         case .binaryFrame: .unsupportedData
+        case .invalidUTF8Text: .protocolError
         case .pingTimeout: .pingTimeout
         case .slowConsumer: .slowConsumer
         case .resumedElsewhere: .resumed
@@ -102,6 +107,7 @@ enum ServerClose: CaseIterable, Sendable {
         case .messageFlood: "message rate above limit for 5 s"
         case .badFrames: "too many bad frames"
         case .binaryFrame: "binary frames are not supported on /v1/ws"
+        case .invalidUTF8Text: "text message is not valid UTF-8"
         case .pingTimeout: "ping timeout"
         case .slowConsumer: "outbound queue over limit; reconnect with since"
         case .resumedElsewhere: "session resumed on a new connection"

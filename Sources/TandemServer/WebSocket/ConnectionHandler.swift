@@ -40,7 +40,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         var bytes = decoder.joined(unwrapInboundIn(data))
-        do throws(NIOWebSocketError) {
+        do throws(InboundFrameError) {
             while let frame = try decoder.nextFrame(in: &bytes) {
                 handle(frame, context: context)
                 if failed { return }
@@ -57,8 +57,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
         if frame.isWholeText, assembler.isIdle {
             let text = unmasker.payload(masked: frame.payload, maskBits: frame.maskBits, allocator: allocator)
-            connection.receivedText(text)
-            unmasker.recycle(text)
+            received(text: text)
             return
         }
         let whole: WebSocketFrame
@@ -66,17 +65,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let assembled = try assembler.assemble(frame.webSocketFrame, allocator: allocator) else { return }
             whole = assembled
         } catch {
-            // What `errorCaught` did with the aggregator's errors: a protocol error, and the socket closed.
-            failed = true
-            connection.protocolErrorClose()
-            context.close(promise: nil)
+            // A protocol error, answered like the decoder's refusals (NIO's aggregator only closed the socket).
+            refuse(code: error == .accumulatedFrameSizeIsTooLarge ? .messageTooLarge : .protocolError, text: Self.closeText(error), context: context)
             return
         }
         switch whole.opcode {
         case .text:
-            let text = unmasker.payload(of: whole, allocator: allocator)
-            connection.receivedText(text)
-            unmasker.recycle(text)
+            received(text: unmasker.payload(of: whole, allocator: allocator))
         case .binary:
             connection.receivedBinary()
         case .ping:
@@ -103,17 +98,45 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// A frame the decoder refused: recorded as a protocol error and answered as through NIO's decoder,
-    /// whose `WebSocketProtocolErrorHandler` wrote and flushed a close frame (1009 for a frame over the
-    /// size limit, 1002 otherwise) and passed the error on to this handler, which closed the socket at
-    /// once (a client that does not read cannot hold the socket open with an unwritten close frame).
-    private func refuse(_ error: NIOWebSocketError, context: ChannelHandlerContext) {
+    /// A whole text message, unmasked into the kept buffer: to the connection if it is UTF-8; otherwise
+    /// the connection is failed with 1007 (RFC 6455 §8.1) and nothing more is read.
+    private func received(text: ByteBuffer) {
+        if TextPayloadValidation.isValidUTF8(text) {
+            connection.receivedText(text)
+        } else {
+            failed = true
+            connection.close(.invalidUTF8Text)
+        }
+        unmasker.recycle(text)
+    }
+
+    /// A frame the decoder refused: recorded as a protocol error and answered as NIO's decoder and its
+    /// `WebSocketProtocolErrorHandler` answered (a close frame with 1009 for a frame over the size limit,
+    /// 1002 otherwise — here with the refusal's text), and the socket closed at once (a client that does
+    /// not read cannot hold the socket open with an unwritten close frame).
+    private func refuse(_ error: InboundFrameError, context: ChannelHandlerContext) {
+        refuse(code: error.closeCode, text: error.closeText, context: context)
+    }
+
+    private func refuse(code: WebSocketErrorCode, text: String, context: ChannelHandlerContext) {
         failed = true
         connection.protocolErrorClose()
-        var data = allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: error == .invalidFrameLength ? .messageTooLarge : .protocolError)
+        var data = allocator.buffer(capacity: 2 + text.utf8.count)
+        data.write(webSocketErrorCode: code)
+        data.writeString(text)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
         context.close(promise: nil)
+    }
+
+    /// The close frame's text for a fragmentation error (documented in docs/protocol.md).
+    static func closeText(_ error: NIOWebSocketFrameAggregator.Error) -> String {
+        switch error {
+        case .didReceiveFragmentBeforeReceivingTextOrBinaryFrame: "continuation frame without a message to continue"
+        case .receivedNewFrameWithoutFinishingPrevious: "new message before the fragmented one ended"
+        case .tooManyFragments: "too many fragments in one message"
+        case .accumulatedFrameSizeIsTooLarge: "fragmented message over the size limit"
+        case .nonFinalFragmentSizeIsTooSmall: "fragment too small"
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

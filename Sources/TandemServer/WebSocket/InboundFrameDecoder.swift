@@ -7,23 +7,21 @@ struct InboundFrame {
     /// FIN, RSV1–3 and the opcode (RFC 6455 §5.2).
     let firstByte: UInt8
     /// The masking key's four bytes as they lay in the frame (so, loaded as they lie in memory, a word
-    /// to XOR with words of the payload loaded the same way: `FrameUnmasker`); nil for an unmasked frame.
-    let maskBits: UInt32?
-    /// The payload as it came, masked if `maskBits` is set.
+    /// to XOR with words of the payload loaded the same way: `FrameUnmasker`). Every client frame has one
+    /// (the decoder refuses unmasked frames).
+    let maskBits: UInt32
+    /// The payload as it came, masked with `maskBits`.
     let payload: ByteBuffer
 
     /// The masking key as NIO holds it.
-    var maskKey: WebSocketMaskingKey? {
-        maskBits.map { bits in withUnsafeBytes(of: bits) { WebSocketMaskingKey($0)! } }
-    }
+    var maskKey: WebSocketMaskingKey { withUnsafeBytes(of: maskBits) { WebSocketMaskingKey($0)! } }
 
     var fin: Bool { firstByte & 0x80 != 0 }
     /// The opcode's four bits.
     var opcodeBits: UInt8 { firstByte & 0x0F }
 
-    /// A whole (unfragmented) text message: FIN set and opcode 1, whatever the reserved bits say (NIO's
-    /// decoder does not look at them either: no extension is ever negotiated).
-    var isWholeText: Bool { firstByte & 0x8F == 0x81 }
+    /// A whole (unfragmented) text message: FIN set and opcode 1 (the decoder refuses reserved bits).
+    var isWholeText: Bool { firstByte == 0x81 }
 
     /// The frame as NIO's decoder hands it on (for the paths that are not the hot one: fragments,
     /// control frames).
@@ -34,22 +32,69 @@ struct InboundFrame {
     }
 }
 
+/// Why `InboundFrameDecoder` refused a frame. The connection is failed (RFC 6455 §7.1.7): a close frame
+/// with the code and text below, and the socket closed.
+enum InboundFrameError: Error, Equatable, CaseIterable {
+    /// Longer than `maxFrameSize` (or a 64-bit length past `Int.max`): NIO's `.invalidFrameLength`.
+    case tooLarge
+    /// A control frame without FIN (§5.5): NIO's `.fragmentedControlFrame`.
+    case fragmentedControlFrame
+    /// A control frame over 125 bytes (§5.5): NIO's `.multiByteControlFrameLength`.
+    case controlFrameTooLong
+    /// RSV1, RSV2 or RSV3 set: no extension is ever negotiated, so none gives them a meaning (§5.2).
+    case reservedBits
+    /// Opcode 3–7 or 0xB–0xF (§5.2).
+    case unknownOpcode
+    /// A client frame without a masking key (§5.1: a server MUST close the connection).
+    case unmasked
+
+    /// The close code: 1009 for a frame over the size limit, 1002 (protocol error) for the rest.
+    var closeCode: WebSocketErrorCode { self == .tooLarge ? .messageTooLarge : .protocolError }
+
+    /// The close frame's text (documented in docs/protocol.md).
+    var closeText: String {
+        switch self {
+        case .tooLarge: "frame over the size limit"
+        case .fragmentedControlFrame: "fragmented control frame"
+        case .controlFrameTooLong: "control frame over 125 bytes"
+        case .reservedBits: "reserved bits set; no extension was negotiated"
+        case .unknownOpcode: "unknown opcode"
+        case .unmasked: "client frames must be masked"
+        }
+    }
+
+    /// The same refusal as NIO's `WebSocketFrameDecoder` words it, for the rules NIO enforces too (nil for
+    /// the three it does not: reserved bits, unknown opcodes, unmasked frames).
+    var nioError: NIOWebSocketError? {
+        switch self {
+        case .tooLarge: .invalidFrameLength
+        case .fragmentedControlFrame: .fragmentedControlFrame
+        case .controlFrameTooLong: .multiByteControlFrameLength
+        case .reservedBits, .unknownOpcode, .unmasked: nil
+        }
+    }
+}
+
 /// The WebSocket frame decoder of `/v1/ws` (issue 14): frames parsed straight off the bytes read, in the
-/// connection's own handler, with the rules and errors of NIO's `WebSocketFrameDecoder` (the one `/yjs`
-/// still uses), and nothing more:
-/// - a frame longer than `maxFrameSize` is refused with `NIOWebSocketError.invalidFrameLength` (answered
-///   with 1009) as soon as its header has arrived, before any payload;
-/// - a control frame (opcode 8 and up) without FIN is refused with `.fragmentedControlFrame`, one longer
-///   than 125 bytes with `.multiByteControlFrameLength` (both answered with 1002, RFC 6455 §5.5);
-/// - the reserved bits, unknown opcodes and unmasked frames pass, as NIO passes them (what the connection
-///   does with them is its business; tightening them is a protocol change of its own).
+/// connection's own handler. It enforces NIO's `WebSocketFrameDecoder`'s rules (the decoder `/yjs` still
+/// uses) at the same moment, and three more that RFC 6455 requires of a server and NIO leaves to the
+/// application:
+/// - a frame with a reserved bit set (§5.2: nothing was negotiated that defines one), with an unknown
+///   opcode (§5.2), or without a mask (§5.1) is refused as soon as its first two bytes are in, before
+///   anything else about it (1002);
+/// - a frame longer than `maxFrameSize` is refused as soon as its header has arrived, before any payload
+///   (1009);
+/// - a control frame (opcode 8 and up) without FIN is refused, and one longer than 125 bytes (both 1002,
+///   RFC 6455 §5.5).
+/// (Text that is not UTF-8 — §8.1 — is the handler's check: it needs the unmasked payload, 1007.)
 ///
 /// Through NIO, each read went through `ByteToMessageHandler` (its buffer, state and re-entrancy checks,
 /// ~3,000 instructions per read), the decoder's incremental `WSParser` and its `WebSocketFrame` in an
 /// `NIOAny` (~1,700 per frame), two pass-through handlers, and the dynamic cast that unwrapped the frame
 /// again (~440): about 5,000 instructions per presence update in the callgrind profile. Here a frame is
 /// one look at its header. `InboundFrameDecoderTests` and the `fuzz-ws-frames` harness check it against
-/// NIO's decoder, frame for frame and error for error, for any bytes split at any points.
+/// NIO's decoder (and the three stricter rules against an independent reading of the headers), frame for
+/// frame and error for error, for any bytes split at any points.
 struct InboundFrameDecoder {
     /// Payload bytes per frame at most (`--max-frame-bytes`).
     let maxFrameSize: Int
@@ -83,15 +128,15 @@ struct InboundFrameDecoder {
         /// Not all of the frame has arrived yet (and what has is not refused).
         case incomplete
         /// The frame is refused (its header is enough to tell).
-        case refused(NIOWebSocketError)
+        case refused(InboundFrameError)
         /// A whole frame: its payload is `length` bytes from `payloadOffset`.
-        case frame(firstByte: UInt8, maskBits: UInt32?, payloadOffset: Int, length: Int)
+        case frame(firstByte: UInt8, maskBits: UInt32, payloadOffset: Int, length: Int)
     }
 
     /// The next whole frame at `buffer`'s reader index, which moves past it; nil, with `buffer` unchanged,
     /// while the frame has not arrived in full. Throws as soon as the bytes there are a refused header
     /// (the caller stops decoding: the connection is closed).
-    func nextFrame(in buffer: inout ByteBuffer) throws(NIOWebSocketError) -> InboundFrame? {
+    func nextFrame(in buffer: inout ByteBuffer) throws(InboundFrameError) -> InboundFrame? {
         let header = buffer.withUnsafeReadableBytes { Self.header(of: $0, maxFrameSize: maxFrameSize) }
         switch header {
         case .incomplete:
@@ -105,15 +150,19 @@ struct InboundFrameDecoder {
         }
     }
 
-    /// Reads the header at the start of `bytes` (RFC 6455 §5.2). Checks in the order NIO's decoder does,
-    /// at the same moment: once the payload length is known (the 7-bit length, or the 16- or 64-bit one
-    /// after it), whatever has or has not arrived of the masking key and the payload.
+    /// Reads the header at the start of `bytes` (RFC 6455 §5.2). First the rules the first two bytes
+    /// decide (reserved bits, opcode, mask: in that order); then NIO's, in the order NIO's decoder checks
+    /// them and at the same moment: once the payload length is known (the 7-bit length, or the 16- or
+    /// 64-bit one after it), whatever has or has not arrived of the masking key and the payload.
     static func header(of bytes: UnsafeRawBufferPointer, maxFrameSize: Int) -> Header {
         let available = bytes.count
         guard available >= 2 else { return .incomplete }
         let firstByte = bytes[0]
         let second = bytes[1]
-        let masked = second & 0x80 != 0
+        if firstByte & 0x70 != 0 { return .refused(.reservedBits) }
+        // Known opcodes: 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong.
+        if (UInt16(1) << (firstByte & 0x0F)) & 0b0000_0111_0000_0111 == 0 { return .refused(.unknownOpcode) }
+        if second & 0x80 == 0 { return .refused(.unmasked) }
         var length: Int
         var offset: Int
         switch second & 0x7F {
@@ -124,24 +173,21 @@ struct InboundFrameDecoder {
         case 127:
             guard available >= 10 else { return .incomplete }
             let word = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
-            guard word <= UInt64(Int.max) else { return .refused(.invalidFrameLength) }
+            guard word <= UInt64(Int.max) else { return .refused(.tooLarge) }
             length = Int(word)
             offset = 10
         case let short:
             length = Int(short)
             offset = 2
         }
-        if length > maxFrameSize { return .refused(.invalidFrameLength) }
+        if length > maxFrameSize { return .refused(.tooLarge) }
         if firstByte & 0x08 != 0 {
             if firstByte & 0x80 == 0 { return .refused(.fragmentedControlFrame) }
-            if length > 125 { return .refused(.multiByteControlFrameLength) }
+            if length > 125 { return .refused(.controlFrameTooLong) }
         }
-        var key: UInt32?
-        if masked {
-            guard available >= offset + 4 else { return .incomplete }
-            key = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
-            offset += 4
-        }
+        guard available >= offset + 4 else { return .incomplete }
+        let key = bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+        offset += 4
         guard available - offset >= length else { return .incomplete }
         return .frame(firstByte: firstByte, maskBits: key, payloadOffset: offset, length: length)
     }
