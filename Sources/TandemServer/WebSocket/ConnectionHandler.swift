@@ -163,19 +163,41 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// On `/yjs` (NIO's frame decoder and aggregator): sits between NIO's frame decoder and its
-/// `WebSocketProtocolErrorHandler` and records a framing error
-/// (fragmented or oversized control frame, frame over the size limit) as the close reason. It has to be in
-/// front: that handler writes the 1002/1009 close frame and closes the socket as soon as the write
-/// completes — often at once, before it passes the error on — so by the time the error would reach
-/// `ConnectionHandler` the connection has closed and been counted as `abrupt`.
+/// `WebSocketProtocolErrorHandler`. It refuses the frames NIO's decoder passes but RFC 6455 says to fail
+/// (a reserved bit, an unknown opcode, no mask: `InboundFrameError.strictRefusal`) with 1002 and the
+/// refusal's text, as `/v1/ws`'s decoder does; and records NIO's framing errors (fragmented or oversized
+/// control frame, frame over the size limit) as the close reason. It has to be in front: that handler
+/// writes the 1002/1009 close frame and closes the socket as soon as the write completes — often at once,
+/// before it passes the error on — so by the time the error would reach `ConnectionHandler` the connection
+/// has closed and been counted as `abrupt`.
 final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
 
     /// Records the close reason on the connection (a `ClientConnection` or a `YjsConnection`).
     private let record: () -> Void
+    /// Set once a frame was refused: nothing after it is passed on.
+    private var failed = false
 
     init(connection: YjsConnection) {
         self.record = { connection.protocolErrorClose() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        guard let refusal = InboundFrameError.strictRefusal(of: unwrapInboundIn(data)) else {
+            context.fireChannelRead(data)
+            return
+        }
+        failed = true
+        record()
+        let text = refusal.closeText
+        var reply = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
+        reply.write(webSocketErrorCode: refusal.closeCode)
+        reply.writeString(text)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)), promise: nil)
+        context.close(promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -75,6 +75,19 @@ enum InboundFrameError: Error, Equatable, CaseIterable {
     }
 }
 
+extension InboundFrameError {
+    /// The rules NIO's decoder leaves to the application, for a frame it produced (`/yjs`, which keeps
+    /// NIO's decoder: `FramingErrorRecorder`), in the order `InboundFrameDecoder` checks them.
+    static func strictRefusal(of frame: WebSocketFrame) -> InboundFrameError? {
+        if frame.rsv1 || frame.rsv2 || frame.rsv3 { return .reservedBits }
+        switch frame.opcode {
+        case .continuation, .text, .binary, .connectionClose, .ping, .pong: break
+        default: return .unknownOpcode
+        }
+        return frame.maskKey == nil ? .unmasked : nil
+    }
+}
+
 /// The WebSocket frame decoder of `/v1/ws` (issue 14): frames parsed straight off the bytes read, in the
 /// connection's own handler. It enforces NIO's `WebSocketFrameDecoder`'s rules (the decoder `/yjs` still
 /// uses) at the same moment, and three more that RFC 6455 requires of a server and NIO leaves to the
