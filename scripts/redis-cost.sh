@@ -12,8 +12,22 @@
 # Environment: BENCH_BIN, CALLS (default 4000), BURST (default 8), SHAPES (default "presence commit"),
 # OUT (default test-artifacts/redis-cost: the larger run's callgrind file and its top functions per shape),
 # EXTRA (more redis-cost options, e.g. --single).
+#
+# SIDE=server measures the other end instead (issue 8): instructions of redis-server per group commit of
+# one push (the overload scenario's batches at 10,000 pushes/s), redis-server under callgrind, the commits
+# made by scripts/lib/commit-load.py from GroupCommitScript.commit as it is in the source (no build
+# needed: a change to the script is measured as soon as it is saved). DOCS docs (default 2) with 5
+# sessions each, WARMUP commits first (default 700: every session past its 64-push ring, so each commit
+# also evicts a push id, as in a long run), then CALLS (default 200) and 2 × CALLS commits with the counters
+# dumped around each; the difference over CALLS is one commit. Prints the split: outside EVALSHA (reading
+# and parsing the call, dispatch, the reply), EVALSHA set-up (KEYS/ARGV tables, the reply's conversion,
+# Lua's GC every 50 calls), Lua work, and the inner redis.calls (their own work in brackets). SCRIPT=FILE
+# measures another copy of GroupCommitScript.swift (e.g. `git show main:… > /tmp/old.swift`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${SIDE:-client}" = server ]; then
+    exec scripts/lib/redis-server-cost.sh
+fi
 # shellcheck source=lib/profile.sh
 source scripts/lib/profile.sh  # valgrind_ready_copy, free_port (functions only)
 BENCH=${BENCH_BIN:-.build/release/tandem-bench}

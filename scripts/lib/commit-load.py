@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Group commits of one push each (the overload scenario's shape at 10,000 pushes/s: a batch is about one
+commit), written as RESP for `redis-cli --pipe` (scripts/redis-cost.sh, SIDE=server).
+
+The script is GroupCommitScript.commit, read from the Swift source (so a change to it is measured
+without a build). Each phase file continues the state of the one before (clocks, record versions,
+session counters), so every call commits ('ok'); the caller checks the final clocks with `expect`.
+
+  commit-load.py SOURCE OUTDIR DOCS WARMUP N      → OUTDIR/script.lua, warmup.resp, small.resp (N calls),
+                                                   large.resp (2N calls), expect (doc clock per line)
+Each doc has 5 sessions (editors); a push patches its editor's own record, as tandem-bench sync does:
+ops {"edK":["patch",{"f":["put",ID]}]}, an 'e' expectation with the replica's version, one 'p' write.
+"""
+import os
+import re
+import sys
+
+
+def swift_string(text):
+    """A Swift multi-line literal's body: indentation of the closing delimiter removed, `\\\\` unescaped."""
+    lines = text.split("\n")
+    indent = min(len(l) - len(l.lstrip(" ")) for l in lines if l.strip())
+    body = "\n".join(l[indent:] for l in lines)
+    if re.search(r"\\[^\\]", body.replace("\\\\", "")):
+        sys.exit("unexpected escape in the Swift literal")
+    return body.replace("\\\\", "\\")
+
+
+def script(source):
+    src = open(source).read()
+    keep = re.search(r'static let keepAlive = """\n(.*?)\n\s*"""', src, re.S).group(1)
+    commit = re.search(r'static let commit = RedisScript\(\s*keepAlive \+ """\n(.*?)\n\s*"""\)', src, re.S).group(1)
+    return swift_string(keep) + "\n" + swift_string(commit) + "\n"
+
+
+def resp(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+NOW_MS = int(os.environ.get("NOW_MS") or __import__("time").time() * 1000)  # the commits' `at`: a doc's deadline is at + --doc-ttl
+
+SUFFIXES = ["clock", "records", "versions", "tombs", "log", "pushids", "pushlast", "pushes", "pushers", "sum",
+            "hsealed", "hsegs", "hindex", "hckpts", "hversions"]
+
+
+def main():
+    source, outdir, docs, warmup, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    text = script(source).rstrip("\n")  # as `$(cat script.lua)` passes it
+    open(os.path.join(outdir, "script.lua"), "w").write(text)
+    import hashlib
+    sha = hashlib.sha1(text.encode()).hexdigest()
+    clock = [0] * docs
+    versions = [dict() for _ in range(docs)]
+    next_id = [1] * (docs * 5)
+    calls = [0]
+
+    def commit(d):
+        doc = "bench-doc-%04d" % d
+        editor = calls[0] % 5
+        calls[0] += 1
+        sid = "c2Vzc2lvbi0%04d-%d-xYz" % (d, editor)
+        pid = next_id[d * 5 + editor]
+        next_id[d * 5 + editor] += 1
+        record = "ed%d" % editor
+        ops = '{"%s":["patch",{"f":["put",%d]}]}' % (record, pid)
+        value = '{"f":%d}' % pid
+        have = versions[d].get(record)
+        keys = ["tandem:{%s}:%s" % (doc, s) for s in SUFFIXES]
+        args = ["node-7f3a9c", "tandem:{%s}" % doc, 10000, 100000, 30 * 86400000, "b", "0", NOW_MS + calls[0]]
+        created = 0 if have else 1
+        args += [created, 0, 1, "t%d" % calls[0], "", ""]
+        args += [sid, str(pid), ops]
+        if have:
+            args += [1, record, "e", str(have)]
+        else:
+            args += [1, record, "a", ""]
+        args += [1, record, "p" if have else "c", value, 0]
+        args += ["%016x" % ((pid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)]
+        clock[d] += 1
+        versions[d][record] = clock[d]
+        return resp(["EVALSHA", sha, len(keys)] + keys + args)
+
+    def phase(name, count):
+        with open(os.path.join(outdir, name), "wb") as f:
+            for k in range(count):
+                f.write(commit(k % docs))
+
+    phase("warmup.resp", warmup)
+    phase("small.resp", n)
+    phase("large.resp", 2 * n)
+    with open(os.path.join(outdir, "expect"), "w") as f:
+        for d in range(docs):
+            f.write("tandem:{bench-doc-%04d}:clock %d\n" % (d, clock[d]))
+
+
+main()
