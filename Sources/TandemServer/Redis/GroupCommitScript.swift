@@ -171,6 +171,8 @@ enum GroupCommitScript {
         keepAlive + """
         local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers, sumKey =
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+        -- Library functions as locals: a global is a table lookup at every use (`string.format` two).
+        local rcall, tonumber, format, sub, unpack = redis.call, tonumber, string.format, string.sub, unpack
         local node, channel = ARGV[1], ARGV[2]
         local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
         local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
@@ -178,20 +180,20 @@ enum GroupCommitScript {
         local token, afterTail, afterHead = ARGV[12], ARGV[13], ARGV[14]
         local RING = 64
 
-        -- Lua's unpack takes a few thousand values at most: long lists go in slices.
+        -- Lua's unpack takes a few thousand values at most: long lists go in slices. A list that fits in
+        -- one call is sent as it is (and the reply is the result, not a copy of it).
         local function call(cmd, key, list)
+          if #list > 0 and #list <= 1000 then return rcall(cmd, key, unpack(list)) end
           local out = {}
           for s = 1, #list, 1000 do
-            local part = redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
+            local part = rcall(cmd, key, unpack(list, s, math.min(s + 999, #list)))
             if type(part) == 'table' then for _, v in ipairs(part) do out[#out + 1] = v end end
           end
           return out
         end
         local function callPairs(cmd, key, list)
-          for s = 1, #list, 2000 do redis.call(cmd, key, unpack(list, s, math.min(s + 1999, #list))) end
+          for s = 1, #list, 2000 do rcall(cmd, key, unpack(list, s, math.min(s + 1999, #list))) end
         end
-        local function fmt(x) return string.format('%d', x) end
-        local function head() return redis.call('GET', clockKey) or '0' end
 
         local sids, pids, ops = {}, {}, {}
         local i = 15
@@ -201,11 +203,14 @@ enum GroupCommitScript {
         end
 
         -- Re-pushes: one HMGET for every push's lookup and every session's counter.
-        local fields, sessions, counterAt, seen = {}, {}, {}, {}
-        for k = 1, n do
-          fields[k] = sids[k] .. '=' .. pids[k]
-          if seen[fields[k]] then return redis.error_reply('ERR a batch repeats a push id') end
-          seen[fields[k]] = true
+        local fields, sessions, counterAt = {}, {}, {}
+        for k = 1, n do fields[k] = sids[k] .. '=' .. pids[k] end
+        if n > 1 then
+          local seen = {}
+          for k = 1, n do
+            if seen[fields[k]] then return redis.error_reply('ERR a batch repeats a push id') end
+            seen[fields[k]] = true
+          end
         end
         for k = 1, n do
           if not counterAt[sids[k]] then
@@ -222,15 +227,18 @@ enum GroupCommitScript {
           tailAt = #fields
         end
         local known = call('HMGET', pushids, fields)
-        if tailAt and (known[tailAt] ~= afterTail or head() ~= afterHead) then return {'conflict', head()} end
+        if tailAt then
+          local head = rcall('GET', clockKey) or '0'
+          if known[tailAt] ~= afterTail or head ~= afterHead then return {'conflict', head} end
+        end
         local dups = {}
         for k = 1, n do
           if known[k] then dups[#dups + 1] = k - 1; dups[#dups + 1] = known[k] end
         end
-        local legacy = checkLegacy and redis.call('EXISTS', legacyPushes) == 1
+        local legacy = checkLegacy and rcall('EXISTS', legacyPushes) == 1
         if legacy then
           for _, sid in ipairs(sessions) do
-            local recent = redis.call('HGET', legacyPushes, sid)
+            local recent = rcall('HGET', legacyPushes, sid)
             if recent then
               recent = '\\n' .. recent .. '\\n'
               for k = 1, n do
@@ -238,15 +246,15 @@ enum GroupCommitScript {
                   local at = string.find(recent, '\\t' .. pids[k] .. '\\n', 1, true)
                   if at then
                     local lineStart = at
-                    while string.sub(recent, lineStart - 1, lineStart - 1) ~= '\\n' do lineStart = lineStart - 1 end
-                    dups[#dups + 1] = k - 1; dups[#dups + 1] = string.sub(recent, lineStart, at - 1)
+                    while sub(recent, lineStart - 1, lineStart - 1) ~= '\\n' do lineStart = lineStart - 1 end
+                    dups[#dups + 1] = k - 1; dups[#dups + 1] = sub(recent, lineStart, at - 1)
                   end
                 end
               end
             end
           end
         end
-        if #dups > 0 then return {'duplicate', head(), dups} end
+        if #dups > 0 then return {'duplicate', rcall('GET', clockKey) or '0', dups} end
 
         -- Expectations: each record's first touch in the batch, one HMGET (a live record has a version).
         -- An 'e' (exists) may name the version the node's replica had: when Redis's differs, the record
@@ -269,19 +277,21 @@ enum GroupCommitScript {
             else
               ok = v == false
             end
-            if not ok then return {'conflict', head()} end
+            if not ok then return {'conflict', rcall('GET', clockKey) or '0'} end
           end
           i = i + e * 3
         end
 
         local recordsWereEmpty = false
         if created > 0 then
-          local count = redis.call('HLEN', records)
+          local count = rcall('HLEN', records)
           recordsWereEmpty = count == 0
-          if count + created - removed > maxRecords then return {'too_large', head(), fmt(count + created - removed)} end
+          if count + created - removed > maxRecords then
+            return {'too_large', rcall('GET', clockKey) or '0', format('%d', count + created - removed)}
+          end
         end
 
-        local last = redis.call('INCRBY', clockKey, n)
+        local last = rcall('INCRBY', clockKey, n)
         local first = last - n + 1
 
         -- Final record values, versions and tombstones, once per record.
@@ -289,7 +299,7 @@ enum GroupCommitScript {
         i = i + 1
         local puts, putVersions, revived, dels, tombAdds = {}, {}, {}, {}, {}
         for _ = 1, w do
-          local id, kind, value, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], fmt(first + tonumber(ARGV[i + 3]))
+          local id, kind, value, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], format('%d', first + tonumber(ARGV[i + 3]))
           i = i + 4
           if kind == 'r' then
             dels[#dels + 1] = id
@@ -309,23 +319,22 @@ enum GroupCommitScript {
           if first == 1 then
             lane0, lane1 = 0, 0
           else
-            local stored = redis.call('GET', sumKey)
+            local stored = rcall('GET', sumKey)
             local at, hex = string.match(stored or '', '^(%d+):(%x+)$')
-            if at == fmt(first - 1) and #hex == 16 then
-              lane0, lane1 = tonumber(string.sub(hex, 1, 8), 16), tonumber(string.sub(hex, 9, 16), 16)
+            if at == format('%d', first - 1) and #hex == 16 then
+              lane0, lane1 = tonumber(sub(hex, 1, 8), 16), tonumber(sub(hex, 9, 16), 16)
             end
           end
           if lane0 then
             for k = 1, n do
               local d = ARGV[i + k - 1]
-              lane0 = (lane0 + tonumber(string.sub(d, 1, 8), 16)) % 4294967296
-              lane1 = (lane1 + tonumber(string.sub(d, 9, 16), 16)) % 4294967296
-              sums[k] = string.format('%08x%08x', lane0, lane1)
+              lane0 = (lane0 + tonumber(sub(d, 1, 8), 16)) % 4294967296
+              lane1 = (lane1 + tonumber(sub(d, 9, 16), 16)) % 4294967296
+              sums[k] = format('%08x%08x', lane0, lane1)
             end
-            redis.call('SET', sumKey, fmt(last) .. ':' .. sums[n], 'KEEPTTL')
+            rcall('SET', sumKey, format('%d', last) .. ':' .. sums[n], 'KEEPTTL')
           end
         end
-        local function sumField(k) if sums[k] then return ',"sum":"' .. sums[k] .. '"' end return '' end
 
         -- Writes before deletes: a hash never empties in between (an emptied key loses its TTL).
         callPairs('HSET', records, puts)
@@ -342,87 +351,108 @@ enum GroupCommitScript {
         -- History (issue 15): the log keeps every commit the sealer has not moved into history yet
         -- (`tandem:{D}:hsealed`, KEYS[11]); one GET, only once the log is long enough to trim.
         local logFloor = floor
-        if floor > 0 then logFloor = math.min(floor, tonumber(redis.call('GET', KEYS[11]) or '0')) end
+        if floor > 0 then logFloor = math.min(floor, tonumber(rcall('GET', KEYS[11]) or '0')) end
 
-        -- The log and the message.
-        local function single(k, c, trim)
-          local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
-          if sums[k] then entry[#entry + 1] = 'sum'; entry[#entry + 1] = sums[k] end
-          if trim and logFloor > 0 then
-            redis.call('XADD', log, 'MINID', '~', fmt(logFloor + 1), unpack(entry))
-          else
-            redis.call('XADD', log, unpack(entry))
-          end
-          redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
-            ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. sumField(k) .. '}')
-        end
+        -- The log and the message (the sum, when known, as `"sum":"HEX"`).
         if perCommit or n == 1 then
-          for k = 1, n do single(k, fmt(first + k - 1), k == n) end
+          for k = 1, n do
+            local c, sum = format('%d', first + k - 1), sums[k]
+            local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
+            if sum then entry[12] = 'sum'; entry[13] = sum end
+            if k == n and logFloor > 0 then
+              rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), unpack(entry))
+            else
+              rcall('XADD', log, unpack(entry))
+            end
+            rcall('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
+              ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. (sum and ',"sum":"' .. sum .. '"}' or '}'))
+          end
         else
           local members = {}
           for k = 1, n do
-            members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] .. sumField(k) .. '}'
+            local sum = sums[k]
+            members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] ..
+              (sum and ',"sum":"' .. sum .. '"}' or '}')
           end
           local b = '[' .. table.concat(members, ',') .. ']'
           if logFloor > 0 then
-            redis.call('XADD', log, 'MINID', '~', fmt(logFloor + 1), fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+            rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), format('%d', last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           else
-            redis.call('XADD', log, fmt(last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+            rcall('XADD', log, format('%d', last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end
-          redis.call('PUBLISH', channel,
-            '{"k":"b","node":"' .. node .. '","first":' .. fmt(first) .. ',"at":' .. at .. ',"b":' .. b .. '}')
+          rcall('PUBLISH', channel,
+            '{"k":"b","node":"' .. node .. '","first":' .. format('%d', first) .. ',"at":' .. at .. ',"b":' .. b .. '}')
         end
 
         -- Record the push ids: per session a counter and a ring of its last 64, plus a lookup per id.
-        local before, count = {}, {}
         local newSession = false
-        for _, sid in ipairs(sessions) do
-          before[sid] = tonumber(known[counterAt[sid]]) or 0
-          count[sid] = before[sid]
-          if before[sid] == 0 then newSession = true end
-        end
-        local seqs, fetch, fetchSid = {}, {}, {}
-        for k = 1, n do
-          count[sids[k]] = count[sids[k]] + 1
-          seqs[k] = count[sids[k]]
-          if seqs[k] > RING and seqs[k] - RING <= before[sids[k]] then
-            fetch[#fetch + 1] = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
-            fetchSid[#fetchSid + 1] = sids[k]
+        if n == 1 then
+          -- One push (most batches under light load): the same fields as below, without their tables.
+          local sid, pid = sids[1], pids[1]
+          local before = tonumber(known[counterAt[sid]]) or 0
+          newSession = before == 0
+          local slot = sid .. ':' .. (before % RING)
+          if before >= RING then
+            local old = rcall('HGET', pushids, slot)
+            if old then rcall('HDEL', pushids, sid .. '=' .. old) end
           end
-        end
-        local evicted = {}
-        if #fetch > 0 then
-          local old = call('HMGET', pushids, fetch)
-          for j = 1, #fetch do
-            if old[j] then evicted[#evicted + 1] = fetchSid[j] .. '=' .. old[j] end
+          local clock = format('%d', first)
+          if token ~= '' then
+            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, clock, sid, format('%d', before + 1), '~tail', token .. '@' .. clock)
+          else
+            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, clock, sid, format('%d', before + 1))
           end
-        end
-        local slots, lookups = {}, {}
-        for k = 1, n do
-          local slot = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
-          if seqs[k] > RING and seqs[k] - RING > before[sids[k]] then
-            lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
+          rcall('ZADD', pushlast, clock, sid)
+        else
+          local before, count = {}, {}
+          for _, sid in ipairs(sessions) do
+            before[sid] = tonumber(known[counterAt[sid]]) or 0
+            count[sid] = before[sid]
+            if before[sid] == 0 then newSession = true end
           end
-          slots[slot] = pids[k]
-          lookups[sids[k] .. '=' .. pids[k]] = fmt(first + k - 1)
+          local seqs, fetch, fetchSid = {}, {}, {}
+          for k = 1, n do
+            count[sids[k]] = count[sids[k]] + 1
+            seqs[k] = count[sids[k]]
+            if seqs[k] > RING and seqs[k] - RING <= before[sids[k]] then
+              fetch[#fetch + 1] = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
+              fetchSid[#fetchSid + 1] = sids[k]
+            end
+          end
+          local evicted = {}
+          if #fetch > 0 then
+            local old = call('HMGET', pushids, fetch)
+            for j = 1, #fetch do
+              if old[j] then evicted[#evicted + 1] = fetchSid[j] .. '=' .. old[j] end
+            end
+          end
+          local slots, lookups = {}, {}
+          for k = 1, n do
+            local slot = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
+            if seqs[k] > RING and seqs[k] - RING > before[sids[k]] then
+              lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
+            end
+            slots[slot] = pids[k]
+            lookups[sids[k] .. '=' .. pids[k]] = format('%d', first + k - 1)
+          end
+          if #evicted > 0 then call('HDEL', pushids, evicted) end
+          local sets, lastAt = {}, {}
+          for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+          for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+          for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = format('%d', count[sid]) end
+          if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. format('%d', last) end
+          callPairs('HSET', pushids, sets)
+          for k = 1, n do lastAt[sids[k]] = first + k - 1 end
+          local idleScores = {}
+          for sid, c in pairs(lastAt) do idleScores[#idleScores + 1] = format('%d', c); idleScores[#idleScores + 1] = sid end
+          callPairs('ZADD', pushlast, idleScores)
         end
-        if #evicted > 0 then call('HDEL', pushids, evicted) end
-        local sets, lastAt = {}, {}
-        for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
-        for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
-        for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = fmt(count[sid]) end
-        if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. fmt(last) end
-        callPairs('HSET', pushids, sets)
-        for k = 1, n do lastAt[sids[k]] = first + k - 1 end
-        local idleScores = {}
-        for sid, c in pairs(lastAt) do idleScores[#idleScores + 1] = fmt(c); idleScores[#idleScores + 1] = sid end
-        callPairs('ZADD', pushlast, idleScores)
 
         -- Every 64 clocks (or every batch of 64 or more): forget tombstones and sessions older than the
         -- retention. At most one session per clock goes idle, so n + 64 per round keeps up.
         if floor > 0 and (n >= 64 or math.floor(floor / 64) > math.floor((floor - n) / 64)) then
-          redis.call('ZREMRANGEBYSCORE', tombs, '-inf', floor)
-          local idle = redis.call('ZRANGEBYSCORE', pushlast, '-inf', floor, 'LIMIT', 0, n + 64)
+          rcall('ZREMRANGEBYSCORE', tombs, '-inf', floor)
+          local idle = rcall('ZRANGEBYSCORE', pushlast, '-inf', floor, 'LIMIT', 0, n + 64)
           if #idle > 0 then
             local counters = call('HMGET', pushids, idle)
             local drop, slotFields, slotSids = {}, {}, {}
@@ -442,7 +472,7 @@ enum GroupCommitScript {
             call('ZREM', pushlast, idle)
           end
           if legacy then
-            local idleLegacy = redis.call('ZRANGEBYSCORE', legacyPushers, '-inf', floor, 'LIMIT', 0, 100)
+            local idleLegacy = rcall('ZRANGEBYSCORE', legacyPushers, '-inf', floor, 'LIMIT', 0, 100)
             if #idleLegacy > 0 then
               call('HDEL', legacyPushes, idleLegacy)
               call('ZREM', legacyPushers, idleLegacy)
@@ -455,24 +485,24 @@ enum GroupCommitScript {
         if docTTL > 0 then
           if first == 1 then
             keepAlive(docTTL, tonumber(at)) -- a new doc (or one that had expired): every key gets one
-          else
+          elseif recordsWereEmpty or #tombAdds > 0 or newSession then
             local fresh = {}
             if recordsWereEmpty then fresh[#fresh + 1] = records; fresh[#fresh + 1] = versions end
-            if #tombAdds > 0 and redis.call('PTTL', tombs) == -1 then fresh[#fresh + 1] = tombs end
+            if #tombAdds > 0 and rcall('PTTL', tombs) == -1 then fresh[#fresh + 1] = tombs end
             if newSession then
-              if redis.call('PTTL', pushids) == -1 then fresh[#fresh + 1] = pushids end
-              if redis.call('PTTL', pushlast) == -1 then fresh[#fresh + 1] = pushlast end
+              if rcall('PTTL', pushids) == -1 then fresh[#fresh + 1] = pushids end
+              if rcall('PTTL', pushlast) == -1 then fresh[#fresh + 1] = pushlast end
             end
             if #fresh > 0 then
-              local deadline = redis.call('PEXPIRETIME', clockKey)
+              local deadline = rcall('PEXPIRETIME', clockKey)
               if deadline < 0 then
                 keepAlive(docTTL, tonumber(at)) -- the clock has none (an earlier setting of 0): all get one
               else
-                for _, key in ipairs(fresh) do redis.call('PEXPIREAT', key, deadline) end
+                for _, key in ipairs(fresh) do rcall('PEXPIREAT', key, deadline) end
               end
             end
           end
         end
-        return {'ok', fmt(first), at, sums}
+        return {'ok', format('%d', first), at, sums}
         """)
 }
