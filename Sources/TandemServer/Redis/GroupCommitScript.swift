@@ -174,9 +174,11 @@ enum GroupCommitScript {
         -- Library functions as locals: a global is a table lookup at every use (`string.format` two).
         local rcall, tonumber, format, sub, unpack = redis.call, tonumber, string.format, string.sub, unpack
         local node, channel = ARGV[1], ARGV[2]
-        local retention, maxRecords, docTTL = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+        -- Numbers are read where they are used: a tonumber is a strtod, and most batches need few of them
+        -- ('0' is how the node writes zero).
+        local retention, maxRecords, docTTL = tonumber(ARGV[3]), ARGV[4], ARGV[5]
         local perCommit, checkLegacy, at = ARGV[6] == 'c', ARGV[7] == '1', ARGV[8]
-        local created, removed, n = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+        local created, removed, n = ARGV[9], ARGV[10], tonumber(ARGV[11])
         local token, afterTail, afterHead = ARGV[12], ARGV[13], ARGV[14]
         local RING = 64
 
@@ -283,23 +285,28 @@ enum GroupCommitScript {
         end
 
         local recordsWereEmpty = false
-        if created > 0 then
+        if created ~= '0' then
+          created, removed = tonumber(created), tonumber(removed)
           local count = rcall('HLEN', records)
           recordsWereEmpty = count == 0
-          if count + created - removed > maxRecords then
+          if count + created - removed > tonumber(maxRecords) then
             return {'too_large', rcall('GET', clockKey) or '0', format('%d', count + created - removed)}
           end
         end
 
         local last = rcall('INCRBY', clockKey, n)
         local first = last - n + 1
+        -- The first and last clocks as text, each formatted once (the same for a batch of one).
+        local firstText = format('%d', first)
+        local lastText = n == 1 and firstText or format('%d', last)
 
         -- Final record values, versions and tombstones, once per record.
         local w = tonumber(ARGV[i])
         i = i + 1
         local puts, putVersions, revived, dels, tombAdds = {}, {}, {}, {}, {}
         for _ = 1, w do
-          local id, kind, value, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], format('%d', first + tonumber(ARGV[i + 3]))
+          local id, kind, value, index = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+          local c = index == '0' and firstText or format('%d', first + tonumber(index))
           i = i + 4
           if kind == 'r' then
             dels[#dels + 1] = id
@@ -332,7 +339,7 @@ enum GroupCommitScript {
               lane1 = (lane1 + tonumber(sub(d, 9, 16), 16)) % 4294967296
               sums[k] = format('%08x%08x', lane0, lane1)
             end
-            rcall('SET', sumKey, format('%d', last) .. ':' .. sums[n], 'KEEPTTL')
+            rcall('SET', sumKey, lastText .. ':' .. sums[n], 'KEEPTTL')
           end
         end
 
@@ -356,7 +363,7 @@ enum GroupCommitScript {
         -- The log and the message (the sum, when known, as `"sum":"HEX"`).
         if perCommit or n == 1 then
           for k = 1, n do
-            local c, sum = format('%d', first + k - 1), sums[k]
+            local c, sum = k == 1 and firstText or format('%d', first + k - 1), sums[k]
             local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
             if sum then entry[12] = 'sum'; entry[13] = sum end
             if k == n and logFloor > 0 then
@@ -376,12 +383,12 @@ enum GroupCommitScript {
           end
           local b = '[' .. table.concat(members, ',') .. ']'
           if logFloor > 0 then
-            rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), format('%d', last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+            rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), lastText .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           else
-            rcall('XADD', log, format('%d', last) .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
+            rcall('XADD', log, lastText .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end
           rcall('PUBLISH', channel,
-            '{"k":"b","node":"' .. node .. '","first":' .. format('%d', first) .. ',"at":' .. at .. ',"b":' .. b .. '}')
+            '{"k":"b","node":"' .. node .. '","first":' .. firstText .. ',"at":' .. at .. ',"b":' .. b .. '}')
         end
 
         -- Record the push ids: per session a counter and a ring of its last 64, plus a lookup per id.
@@ -396,13 +403,12 @@ enum GroupCommitScript {
             local old = rcall('HGET', pushids, slot)
             if old then rcall('HDEL', pushids, sid .. '=' .. old) end
           end
-          local clock = format('%d', first)
           if token ~= '' then
-            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, clock, sid, format('%d', before + 1), '~tail', token .. '@' .. clock)
+            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText)
           else
-            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, clock, sid, format('%d', before + 1))
+            rcall('HSET', pushids, slot, pid, sid .. '=' .. pid, firstText, sid, format('%d', before + 1))
           end
-          rcall('ZADD', pushlast, clock, sid)
+          rcall('ZADD', pushlast, firstText, sid)
         else
           local before, count = {}, {}
           for _, sid in ipairs(sessions) do
@@ -440,7 +446,7 @@ enum GroupCommitScript {
           for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
           for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
           for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = format('%d', count[sid]) end
-          if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. format('%d', last) end
+          if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. lastText end
           callPairs('HSET', pushids, sets)
           for k = 1, n do lastAt[sids[k]] = first + k - 1 end
           local idleScores = {}
@@ -482,7 +488,8 @@ enum GroupCommitScript {
 
         -- Doc TTL: keys this batch created get the doc's deadline (every key of a doc expires together).
         -- The deadline itself is moved by the nodes holding the doc open (their head checks).
-        if docTTL > 0 then
+        if docTTL ~= '0' then
+          docTTL = tonumber(docTTL)
           if first == 1 then
             keepAlive(docTTL, tonumber(at)) -- a new doc (or one that had expired): every key gets one
           elseif recordsWereEmpty or #tombAdds > 0 or newSession then
@@ -503,6 +510,6 @@ enum GroupCommitScript {
             end
           end
         end
-        return {'ok', format('%d', first), at, sums}
+        return {'ok', firstText, at, sums}
         """)
 }
