@@ -10,6 +10,7 @@ session counters), so every call commits ('ok'); the caller checks the final clo
                                                    large.resp (2N calls), expect (doc clock per line)
 Each doc has 5 sessions (editors); a push patches its editor's own record, as tandem-bench sync does:
 ops {"edK":["patch",{"f":["put",ID]}]}, an 'e' expectation with the replica's version, one 'p' write.
+BATCH (environment, 1 to 5, default 1) pushes per call, from that many sessions of one doc.
 """
 import os
 import re
@@ -58,30 +59,32 @@ def main():
     next_id = [1] * (docs * 5)
     calls = [0]
 
+    batch = int(os.environ.get("BATCH") or 1)
+    assert 1 <= batch <= 5
+
     def commit(d):
         doc = "bench-doc-%04d" % d
-        editor = calls[0] % 5
         calls[0] += 1
-        sid = "c2Vzc2lvbi0%04d-%d-xYz" % (d, editor)
-        pid = next_id[d * 5 + editor]
-        next_id[d * 5 + editor] += 1
-        record = "ed%d" % editor
-        ops = '{"%s":["patch",{"f":["put",%d]}]}' % (record, pid)
-        value = '{"f":%d}' % pid
-        have = versions[d].get(record)
+        first = clock[d] + 1
+        pushes, expectations, writes, deltas, created = [], [], [], [], 0
+        for k in range(batch):
+            editor = (calls[0] + k) % 5
+            sid = "c2Vzc2lvbi0%04d-%d-xYz" % (d, editor)
+            pid = next_id[d * 5 + editor]
+            next_id[d * 5 + editor] += 1
+            record = "ed%d" % editor
+            pushes += [sid, str(pid), '{"%s":["patch",{"f":["put",%d]}]}' % (record, pid)]
+            have = versions[d].get(record)
+            expectations += [record, "e", str(have)] if have else [record, "a", ""]
+            writes += [record, "p" if have else "c", '{"f":%d}' % pid, k]
+            created += 0 if have else 1
+            deltas.append("%016x" % ((pid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
+            versions[d][record] = first + k
+        clock[d] += batch
         keys = ["tandem:{%s}:%s" % (doc, s) for s in SUFFIXES]
         args = ["node-7f3a9c", "tandem:{%s}" % doc, 10000, 100000, 30 * 86400000, "b", "0", NOW_MS + calls[0]]
-        created = 0 if have else 1
-        args += [created, 0, 1, "t%d" % calls[0], "", ""]
-        args += [sid, str(pid), ops]
-        if have:
-            args += [1, record, "e", str(have)]
-        else:
-            args += [1, record, "a", ""]
-        args += [1, record, "p" if have else "c", value, 0]
-        args += ["%016x" % ((pid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)]
-        clock[d] += 1
-        versions[d][record] = clock[d]
+        args += [created, 0, batch, "t%d" % calls[0], "", ""]
+        args += pushes + [batch] + expectations + [batch] + writes + deltas
         return resp(["EVALSHA", sha, len(keys)] + keys + args)
 
     def phase(name, count):
