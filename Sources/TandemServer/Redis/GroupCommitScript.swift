@@ -155,14 +155,21 @@ enum GroupCommitScript {
     /// the replica's head and this batch; the deltas of commits on different records add up regardless.
     ///
     /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
-    /// versions, INCRBY, HSET records + versions, XADD, PUBLISH, HSET pushids, ZADD pushlast; plus, only
+    /// versions, INCRBY, GET + SET of the checksum, HSET records + versions, XADD, PUBLISH, HSET pushids,
+    /// ZADD pushlast; plus GET hsealed once the log is past retention, and, only
     /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
     /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
-    /// (removals), ZREM (revivals), HMGET + HDEL (ring slots reused), every 64 clocks the trims, and
+    /// (removals), ZREM (revivals), HMGET (HGET for one push) + HDEL (ring slots reused), every 64 clocks the trims, and
     /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
     /// The doc's deadline itself is kept by the nodes that hold it open (`SyncReadScripts.head`, every
     /// few seconds): only they commit to it, so a commit need not look at it. (`TIME` and a `PTTL` per
     /// batch were two of the dozen commands of a batch of one.)
+    ///
+    /// Most batches are of one push until a node is busy, and then the script's own Lua, not its
+    /// commands, was half of what a commit cost Redis (callgrind, docs/benchmarks.md, stop 24): so it
+    /// keeps library functions in locals, makes no closure per call but the two slice helpers, builds its
+    /// small tables with their size, parses and formats numbers only where needed, and records a single
+    /// push's id without the general path's tables. `SIDE=server scripts/redis-cost.sh` measures it.
     ///
     /// The messages start with the kind and the node (`{"k":"c","node":N,…`, `{"k":"b","node":N,…`), so
     /// a node recognises its own commits by their first bytes and skips them unread: it delivered them
@@ -173,6 +180,7 @@ enum GroupCommitScript {
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
         -- Library functions as locals: a global is a table lookup at every use (`string.format` two).
         local rcall, tonumber, format, sub, unpack = redis.call, tonumber, string.format, string.sub, unpack
+        local ARGV = ARGV -- read some forty times
         local node, channel = ARGV[1], ARGV[2]
         -- Numbers are read where they are used: a tonumber is a strtod, and most batches need few of them
         -- ('0' is how the node writes zero).
