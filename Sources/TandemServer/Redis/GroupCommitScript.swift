@@ -179,6 +179,8 @@ enum GroupCommitScript {
         local clockKey, records, versions, tombs, log, pushids, pushlast, legacyPushes, legacyPushers, sumKey =
           KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
         -- Library functions as locals: a global is a table lookup at every use (`string.format` two).
+        -- PUBLISH stays `redis.call('PUBLISH', …)`: the cluster form of the script is made by rewriting
+        -- exactly that (`ShardedPublishing`).
         local rcall, tonumber, format, sub, unpack = redis.call, tonumber, string.format, string.sub, unpack
         local ARGV = ARGV -- read some forty times
         local node, channel = ARGV[1], ARGV[2]
@@ -387,7 +389,7 @@ enum GroupCommitScript {
             else
               rcall('XADD', log, unpack(entry))
             end
-            rcall('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
+            redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
               ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. (sum and ',"sum":"' .. sum .. '"}' or '}'))
           end
         else
@@ -403,7 +405,7 @@ enum GroupCommitScript {
           else
             rcall('XADD', log, lastText .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end
-          rcall('PUBLISH', channel,
+          redis.call('PUBLISH', channel,
             '{"k":"b","node":"' .. node .. '","first":' .. firstText .. ',"at":' .. at .. ',"b":' .. b .. '}')
         end
 
