@@ -421,6 +421,42 @@ import Testing
         #expect(fields2.count == expectedFields)
     }
 
+    /// A batch of one push records its id on a path of its own (no tables, most batches under light load):
+    /// past the ring, each such commit evicts its session's oldest id, exactly as a larger batch does.
+    @Test func batchesOfOnePastTheRingEvictTheOldestPushIdEachTime() async throws {
+        let fixture = try await Fixture.start()
+        let store = fixture.store()
+        let doc = "gc:4c"
+        var replica = try await store.load(doc: doc, on: fixture.loop).get().replica
+        var clocks: [Int: UInt64] = [:]
+        for id in 1...70 {
+            // B's pushes in between: one session's ring is not disturbed by another's.
+            for (sid, pushID) in [(Self.sessionA, JSONValue.number(id)), (Self.sessionB, .string("b\(id)"))] {
+                let batch = try decide([Push(sid: sid, id: pushID, ops: #"{"r\#(id % 5)":["put",{"n":\#(id)}]}"#)], against: replica)
+                guard case .committed(let first, _) = try await store.commit(doc: doc, batch: batch, docTTLMs: 0, on: fixture.loop).get() else {
+                    Issue.record("push \(id) not committed"); return
+                }
+                replica.apply(clock: first, ops: try Ops(json: batch.commits[0].ops))
+                if sid == Self.sessionA { clocks[id] = first }
+            }
+        }
+        #expect(fixture.redis("HGET", "tandem:{gc:4c}:pushids", Self.sessionA) == "70")
+        for id in [7, 8, 40, 70] {
+            let batch = try decide([Push(sid: Self.sessionA, id: .number(id), ops: #"{"z":["put",{}]}"#)], against: replica)
+            let outcome = try await store.commit(doc: doc, batch: batch, docTTLMs: 0, on: fixture.loop).get()
+            #expect(outcome == .duplicate(head: replica.head, clocks: [0: clocks[id]!]), "id \(id)")
+        }
+        let fields = fixture.redis("HKEYS", "tandem:{gc:4c}:pushids").split(whereSeparator: \.isNewline)
+        // A: its counter, 64 slots and the lookups of ids 7…70 only (1…6 were evicted one commit at a time).
+        #expect(fields.filter { $0.hasPrefix(Self.sessionA) }.count == 1 + 64 + 64)
+        for id in 1...6 { #expect(!fields.contains(Substring("\(Self.sessionA)=\(id)")), "id \(id) evicted") }
+        #expect(fixture.redis("HGET", "tandem:{gc:4c}:pushids", "\(Self.sessionA):5") == "70")
+        #expect(fixture.redis("ZSCORE", "tandem:{gc:4c}:pushlast", Self.sessionA) == String(clocks[70]!))
+        // Beyond the last 64, ids are forgotten: 6 commits again.
+        let forgotten = try decide([Push(sid: Self.sessionA, id: .number(6), ops: #"{"z":["put",{}]}"#)], against: replica)
+        #expect(try await store.commit(doc: doc, batch: forgotten, docTTLMs: 0, on: fixture.loop).get().isCommitted)
+    }
+
     @Test func rePushesCommittedByTheSingleCommitScriptAreRecognisedToo() async throws {
         let fixture = try await Fixture.start()
         let store = fixture.store()
