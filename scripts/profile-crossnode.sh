@@ -8,7 +8,8 @@
 # publishes a tick's delta) and what it received (tandem_presence_remote_deltas_total) in the window.
 # Totals include A's local work too (its own clients' updates and deliveries, ticks); the per-stage
 # inclusive costs (the subscriber's message path, the shard's `received`, the decode) are listed from the
-# profile in $OUT/summary-crossnode.txt.
+# profile in $OUT/summary-crossnode.txt, with node B's wake-ups per delta it received by thread (its threads'
+# context switches in the window: the hand-offs of the receiving side, counted natively).
 #
 #   scripts/profile-crossnode.sh                               # .build/release binaries
 #   TANDEM_BIN=/tmp/old/tandem scripts/profile-crossnode.sh    # another build (e.g. before a change)
@@ -47,8 +48,22 @@ counters() {
         /^tandem_presence_remote_deltas_total/ { received += $NF }
         END { printf "%d %d\n", published, received }'
 }
-window_started() { read -r PUB0 REC0 < <(counters); }
-window_ended() { read -r PUB1 REC1 < <(counters); }
+# B runs natively, so its threads' context switches count its wake-ups (A's, under valgrind, are serialized):
+# voluntary switches per thread name (`/proc/PID/task/*/status`), summed by name with the event loops'
+# numbers dropped (NIO-ELT-0-#1 → NIO-ELT), and what B received from A in the window (its own metrics).
+b_counters() {
+    curl -sf "http://127.0.0.1:$B_OPS_PORT/metrics" | awk '/^tandem_presence_remote_deltas_total/ { n += $NF } END { printf "%d\n", n }'
+}
+b_switches() {
+    local task name
+    for task in /proc/"$B_PID"/task/*; do
+        name=$(tr -d '\n' <"$task/comm" 2>/dev/null | sed -E 's/-?[0-9#-]+$//') || continue
+        awk -v name="$name" '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 }
+            END { printf "%s %d %d\n", name, v, n }' "$task/status" 2>/dev/null || true
+    done | awk '{ v[$1] += $2; n[$1] += $3 } END { for (k in v) printf "%s %d %d\n", k, v[k], n[k] }' | sort
+}
+window_started() { read -r PUB0 REC0 < <(counters); B_REC0=$(b_counters); b_switches >"$WORK/b-switches-0"; }
+window_ended() { read -r PUB1 REC1 < <(counters); B_REC1=$(b_counters); b_switches >"$WORK/b-switches-1"; }
 
 # shellcheck disable=SC2086
 profile_bench_window presence $BENCH_ARGS --second-url "ws://127.0.0.1:$B_WS_PORT/v1/ws"
@@ -79,6 +94,10 @@ stage() {
     stage "shard applies it (DocShard.received on the loop)" "DocShardC8received_3doc12arrivedNanos.*cfU_"
     stage "presence state (PresenceDoc.receive)" "PresenceDocV7receive_5nowMs"
     stage "publishing (NodeMessage.encode)" "NodeMessageO6encode12upsertRanges"
+    B_RECEIVED=$((B_REC1 - B_REC0))
+    echo "node B (native) received $B_RECEIVED deltas from A in the window; its threads' context switches (voluntary = it slept and was woken; involuntary = preempted), total and per delta B received:"
+    join "$WORK/b-switches-0" "$WORK/b-switches-1" | awk -v n="$B_RECEIVED" '{ v = $4 - $2; i = $5 - $3
+        printf "  %-22s voluntary %7d (%.2f per delta)  involuntary %6d (%.2f per delta)\n", $1, v, v / (n > 0 ? n : 1), i, i / (n > 0 ? n : 1) }'
     grep -E "sent  |delivered  |end-to-end|cross|same|errors by code" "$OUT/profile-bench.txt" || true
 } | tee "$OUT/summary-$PROFILE.txt"
 profile_annotate || true  # (head closes the pipe early: SIGPIPE, not a failure)
