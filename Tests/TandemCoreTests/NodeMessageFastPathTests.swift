@@ -144,6 +144,74 @@ struct NodeMessageFastPathTests {
         #expect(decoder.rememberedSessions == 1)
     }
 
+    /// An entry whose bytes up to its state are a remembered session's is still checked after them: its
+    /// state, the user and version key, the version and the closing brace, each as `decode` would take them.
+    @Test func aRememberedHeadIsFollowedByWhatDecodeChecks() {
+        var decoder = NodeMessageDecoder()
+        let head = #"{"k":"p","n":"node-b","u":[{"name":"Ann","node":"node-b","role":"editor","sid":"s1","state":"#
+        let remembered = Array((head + #"{"x":1},"user":"u1","v":1}],"r":[]}"#).utf8)
+        #expect(decoder.decode(remembered) == NodeMessage.decode(remembered))
+        #expect(decoder.rememberedSessions == 1)
+        let rests = [
+            #"{"x":2},"user":"u1","v":2}],"r":[]}"#,  // the remembered path
+            #"{"y":1,"x":2},"user":"u1","v":3}],"r":[]}"#,  // keys out of order: the parser sorts them
+            #"{"x":"é"},"user":"u1","v":4}],"r":[]}"#,
+            #"{"x":2},"user":"u2","v":5}],"r":[]}"#,  // another user: decoded afresh
+            #"{"x":2},"user":"u1","v":01}],"r":[]}"#,
+            #"{"x":2},"user":"u1","v":9007199254740992}],"r":[]}"#,
+            #"{"x":2},"user":"u1","v":6,"w":1}],"r":[]}"#,
+            #"{"x":2},"user":"u1","v":7}],"r":[]} "#,
+            #"{"x":2},"user":"u1","v":8"#,
+            #"{"x":2},"user":"u1""#,
+            #"{"x":2}"#,
+            #"[1],"user":"u1","v":9}],"r":[]}"#,
+            #"{"x":2},"user":"u1","v":10},{"name":"Ann","node":"node-b","role":"editor","sid":"s1","state":{},"user":"u1","v":11}],"r":["s2"]}"#,
+        ]
+        for rest in rests {
+            let bytes = Array((head + rest).utf8)
+            #expect(decoder.decode(bytes) == NodeMessage.decode(bytes), "\(head + rest)")
+        }
+        // A head remembered but cut short, or running into the next field, is not taken for the session's.
+        for text in [head, String(head.dropLast(3)), head.replacingOccurrences(of: #""state":"#, with: #""stat":{},"user":"u1","v":1}],"r":[]}"#)] {
+            let bytes = Array(text.utf8)
+            #expect(decoder.decode(bytes) == NodeMessage.decode(bytes), "\(text)")
+        }
+        // One session: its bytes with user u2 replaced those with u1 (the same head), and back.
+        #expect(decoder.rememberedSessions == 1)
+    }
+
+    /// The word-at-a-time comparison the remembered path uses: every length up to 40, a difference at every
+    /// position (in the words and in the bytes after them), and buffers at odd offsets.
+    @Test func byteRunsCompareByEveryByte() {
+        let pool = (0..<48).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        pool.withUnsafeBufferPointer { pool in
+            for offset in 0..<3 {
+                for length in 0...40 {
+                    let a = Array(pool[offset..<(offset + length)])
+                    a.withUnsafeBufferPointer { a in
+                        let b = UnsafeBufferPointer(rebasing: pool[offset..<(offset + length)])
+                        #expect(ByteRun.equal(a, b))
+                        #expect(ByteRun.hash(a) == ByteRun.hash(b))
+                        if length > 0 {
+                            #expect(!ByteRun.equal(a, UnsafeBufferPointer(rebasing: pool[offset..<(offset + length - 1)])))
+                        }
+                    }
+                    for position in 0..<length {
+                        var changed = Array(pool[offset..<(offset + length)])
+                        changed[position] ^= 0x20
+                        changed.withUnsafeBufferPointer { changed in
+                            #expect(!ByteRun.equal(changed, UnsafeBufferPointer(rebasing: pool[offset..<(offset + length)])), "length \(length), byte \(position)")
+                        }
+                    }
+                }
+            }
+        }
+        // Runs that differ only in a trailing zero byte, or only in length, hash apart.
+        let short: [UInt8] = [1, 2, 3]
+        let long: [UInt8] = [1, 2, 3, 0]
+        #expect(short.withUnsafeBufferPointer { ByteRun.hash($0) } != long.withUnsafeBufferPointer { ByteRun.hash($0) })
+    }
+
     /// At most `capacity` sessions are remembered.
     @Test func theDecoderRemembersAtMostItsCapacity() {
         var decoder = NodeMessageDecoder()
