@@ -356,7 +356,7 @@ start_bare() {
     local name=$1
     WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
     # shellcheck disable=SC2086
-    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-server --host 127.0.0.1 --port 0 >"$OUT/$name.server.log" 2>&1 &
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-server --host 127.0.0.1 --port 0 --node-id "bench-${name%-bare}" >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
     for _ in $(seq 100); do
         grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
