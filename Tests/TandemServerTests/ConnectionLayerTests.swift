@@ -51,6 +51,11 @@ import Testing
             while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
                 pending += buffer.readableBytesView
             }
+            return Self.takeFrames(from: &pending)
+        }
+
+        /// The whole frames at the front of `pending`, taken off it (a partial frame stays).
+        static func takeFrames(from pending: inout [UInt8]) -> [Frame] {
             var frames: [Frame] = []
             while pending.count >= 2 {
                 var length = Int(pending[1] & 0x7F)
