@@ -54,6 +54,9 @@ public enum ServeOptions {
             "tick-ms", \.tickMs, .integer("ms"), bounds: .within(5...1000), unit: .milliseconds, section: .presence,
             featured: true, help: "Presence delta interval."),
         .node(
+            "tick-phases", \.tickPhases, .integer(), bounds: .within(1...50), unit: .count, section: .presence,
+            help: "Phases of the presence tick: a shard's docs are ticked in this many groups spread evenly over --tick-ms (each doc still every --tick-ms), so their deltas and Redis writes do not all go out in one burst. 1: every doc at once."),
+        .node(
             "presence-rate", \.presenceRate, .integer(), bounds: .atLeast(1), unit: .perSecond, section: .presence,
             featured: true, help: "Presence updates per (user, doc) per second."),
         .node(

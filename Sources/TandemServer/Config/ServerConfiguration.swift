@@ -35,6 +35,8 @@ public struct ServerConfiguration: Sendable {
     // Presence
     public var presenceTTLMs = 2_000
     public var tickMs = 50
+    /// Each tick's docs are split into this many phases spread evenly over the tick (issue 14).
+    public var tickPhases = 5
     public var presenceRate = 20
     /// Updates a user may send back to back before `presenceRate` applies.
     public var presenceBurst = 5
@@ -285,6 +287,7 @@ public struct ServerConfiguration: Sendable {
     public static let rules: [Rule] = [
         Rule("--node-id must be 1–64 characters of [A-Za-z0-9._:-]") { isValidNodeID($0.nodeID) },
         Rule("--tick-ms must be well below --presence-ttl-ms") { $0.tickMs * 2 < $0.presenceTTLMs },
+        Rule("--tick-phases must not exceed --tick-ms (a phase lasts 1 ms at least)") { $0.tickPhases <= $0.tickMs },
         Rule("--outbound-low-water-bytes must be below --outbound-high-water-bytes") {
             $0.outboundLowWaterBytes < $0.outboundHighWaterBytes
         },

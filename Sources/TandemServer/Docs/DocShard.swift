@@ -55,6 +55,12 @@ final class DocShard: Sendable {
         var loopProbe: NIOScheduledCallback?
         /// When the pending probe is due (`probeLoop`).
         var loopProbeDue: UInt64 = 0
+        /// The presence tick's next phase, when it is due, and its callback (`scheduleTick`).
+        var ticker: NIOScheduledCallback?
+        var tickDue = NIODeadline.uptimeNanoseconds(0)
+        var tickPhase = 0
+        /// The phase the next doc without one is given (round robin: phases hold equal numbers of docs).
+        var nextDocPhase = 0
         /// This shard's share of the node-wide gauges as last published (`updateGauges` adds differences).
         fileprivate var lastReportedSessions = 0
         fileprivate var lastReportedDocs = 0
@@ -135,8 +141,7 @@ final class DocShard: Sendable {
 
     func start() {
         eventLoop.execute { [self] in
-            let tick = TimeAmount.milliseconds(Int64(settings.tickMs))
-            tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [weak self] _ in self?.tick() })
+            scheduleTick(at: eventLoop.now + tickPhaseInterval)
             let sweep = TimeAmount.milliseconds(Int64(settings.sweepMs))
             tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [weak self] _ in self?.sweep() })
             probeLoop()
@@ -240,6 +245,7 @@ final class DocShard: Sendable {
             self.presenceOutcomes.flush(to: self.metrics)
             self.tasks.forEach { $0.cancel() }
             self.loopProbe?.cancel()
+            self.confined.value.ticker?.cancel()
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.clock.nowMs()
             for (doc, docState) in self.docs {
@@ -296,4 +302,11 @@ private struct LoopProbe: NIOScheduledCallbackHandler, Sendable {
     weak let shard: DocShard?
 
     func handleScheduledCallback(eventLoop: some EventLoop) { shard?.loopProbed() }
+}
+
+/// The presence tick's callback (`DocShard.scheduleTick`): one word, like `LoopProbe`.
+struct TickCallback: NIOScheduledCallbackHandler, Sendable {
+    weak let shard: DocShard?
+
+    func handleScheduledCallback(eventLoop: some EventLoop) { shard?.tickPhaseDue() }
 }

@@ -12,6 +12,7 @@ struct DocShardDependencies: Sendable {
     struct Settings: Sendable {
         var nodeID: String
         var tickMs: Int
+        var tickPhases: Int
         var sweepMs: Int
         var reconcileMs: Int
         var checksumCheckMs: Int
@@ -28,6 +29,7 @@ struct DocShardDependencies: Sendable {
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID
             tickMs = config.tickMs
+            tickPhases = config.tickPhases
             sweepMs = config.sweepMs
             reconcileMs = config.reconcileMs
             checksumCheckMs = config.checksumCheckMs

@@ -132,6 +132,8 @@ final class DocState {
     var deliveryGroups: [(EventLoop, editors: [any DocMember], viewers: [any DocMember])]?
     /// The doc's presence key names, made at its first presence write (`DocShard.perform`).
     var presenceKeys: PresenceStore.Keys?
+    /// The phase of the shard's tick this doc is ticked in (`DocShard.tick(phase:)`; -1: not given one yet).
+    var tickPhase = -1
     /// The doc's group-commit keys as the script call carries them, encoded at its first commit
     /// (`DocShard.commit`; fifteen keys written byte by byte per commit otherwise).
     var commitKeys: RedisEncodedArguments?

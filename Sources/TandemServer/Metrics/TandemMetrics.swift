@@ -204,7 +204,7 @@ public final class TandemMetrics: Sendable {
         presenceExpired = registry.makeCounter(
             descriptor: name("presence_expired", "total", "Presence entries removed because their TTL ran out."))
         presenceTick = registry.makeValueHistogram(
-            descriptor: name("presence_tick", "seconds", "Time to run one presence tick of one shard."),
+            descriptor: name("presence_tick", "seconds", "Time to run one phase of a shard's presence tick (--tick-phases per tick)."),
             buckets: latencyBuckets)
         protocolErrors = Self.labeledCounters(
             registry, name("protocol_errors", "total", "Error messages sent to clients, by code."),
