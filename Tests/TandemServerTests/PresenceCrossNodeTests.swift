@@ -17,6 +17,9 @@ import TandemTestSupport
         }
         let receiver = try await InProcessNode.start(redis: redis.url, nodeID: "hop-b") {
             $0.tickMs = 1_000
+            // One pass per tick: the tick metric counts phases, and five of them a second would leave no
+            // round without one.
+            $0.tickPhases = 1
             $0.presenceTTLMs = 10_000
         }
         defer { Task { await sender.stop(); await receiver.stop() } }
