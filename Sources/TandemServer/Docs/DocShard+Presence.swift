@@ -51,8 +51,6 @@ extension DocShard {
         }
     }
 
-    /// Redis came back (or the pub/sub connection re-subscribed): rewrite what Redis may have lost and
-    /// check every doc against it.
     /// Every doc's tick at once (every phase; tests and tools: the shard's timer ticks one phase at a time).
     func tick() { tick(phase: nil) }
 
