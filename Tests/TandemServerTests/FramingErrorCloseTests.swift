@@ -32,14 +32,29 @@ import Testing
 
     @Test(arguments: 0..<8)
     func aFramingErrorIsClosedWithItsCodeAndCountedAsAProtocolError(_ index: Int) async throws {
+        try await expectRefused(index, path: "/v1/ws")
+    }
+
+    /// `/yjs` keeps NIO's frame decoder, which passes the three: refused the same way there, before the
+    /// fragment aggregator (which would hand on a reassembled message without a mask), after a valid
+    /// binary frame (a y-protocols sync step 1 with an empty state vector).
+    @Test(arguments: 3..<6)
+    func yjsRefusesReservedBitsUnknownOpcodesAndUnmaskedFramesToo(_ index: Int) async throws {
+        try await expectRefused(index, path: "/yjs/framing", after: RawSocket.frame(opcode: 0x2, [0, 0, 1, 0]))
+    }
+
+    /// Sends case `index`'s bytes (after `after`, frames the endpoint takes) on a new connection to `path`
+    /// of a new node: the node closes it with the case's code and a text, counted as `protocol_error`, not
+    /// `abrupt`.
+    func expectRefused(_ index: Int, path: String, after: [UInt8] = []) async throws {
         let (name, bytes, code) = Self.cases[index]
         let redis = try RedisServerProcess()
         let node = try await InProcessNode.start(redis: redis.url, nodeID: "framing-\(index)", stopWhenDone: true)
         let socket = try RawSocket(port: node.port)
-        #expect(try await socket.upgrade(query: "user=framer") == 101, "\(name)")
+        #expect(try await socket.upgrade(path: path, query: "user=framer") == 101, "\(name)")
         try await waitUntil("\(name): connected") { try await node.value("tandem_connections") == 1 }
 
-        try socket.write(bytes)
+        try socket.write(after + bytes)
         try await waitUntil("\(name): closed by the node", timeout: .seconds(10)) { socket.closedByPeer }
         let close = Self.close(socket)
         #expect(close?.code == code, "\(name): close frame \(String(describing: close))")
@@ -47,27 +62,6 @@ import Testing
         try await waitUntil("\(name): the close is counted") { try await node.value("tandem_connections") == 0 }
         #expect(try await node.value(#"tandem_connections_closed_total{reason="protocol_error"}"#) == 1, "\(name)")
         #expect(try await node.value(#"tandem_connections_closed_total{reason="abrupt"}"#) == 0, "\(name)")
-    }
-
-    /// `/yjs` keeps NIO's frame decoder, which passes the three: refused the same way there, before the
-    /// fragment aggregator (which would hand on a reassembled message without a mask).
-    @Test(arguments: 3..<6)
-    func yjsRefusesReservedBitsUnknownOpcodesAndUnmaskedFramesToo(_ index: Int) async throws {
-        let (name, bytes, code) = Self.cases[index]
-        let redis = try RedisServerProcess()
-        let node = try await InProcessNode.start(redis: redis.url, nodeID: "yjs-framing-\(index)", stopWhenDone: true)
-        let socket = try RawSocket(port: node.port)
-        #expect(try await socket.upgrade(path: "/yjs/framing", query: "user=framer") == 101, "\(name)")
-        try await waitUntil("\(name): connected") { try await node.value("tandem_connections") == 1 }
-        // A valid binary frame first (a y-protocols sync step 1 with an empty state vector): still taken.
-        try socket.write(RawSocket.frame(opcode: 0x2, [0, 0, 1, 0]))
-        try socket.write(bytes)
-        try await waitUntil("\(name): closed by the node", timeout: .seconds(10)) { socket.closedByPeer }
-        let close = Self.close(socket)
-        #expect(close?.code == code && close?.text.isEmpty == false, "\(name): close frame \(String(describing: close))")
-        try await waitUntil("\(name): the close is counted") {
-            try await node.value(#"tandem_connections_closed_total{reason="protocol_error"}"#) == 1
-        }
     }
 
     /// A text message that is not UTF-8 fails the connection with 1007 (RFC 6455 §8.1), counted as
