@@ -750,10 +750,7 @@ final class ClientConnection: DocMember, Sendable {
         local.syncQueue.removeAll()
         local.syncQueueHead = 0
         local.syncQueuedBytes = 0
-        var data = channel.allocator.buffer(capacity: 2 + text.utf8.count)
-        data.write(webSocketErrorCode: code)
-        data.writeString(text)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let frame = CloseFrameReply.frame(code: code, text: text, allocator: channel.allocator)
         let channel = self.channel
         channel.writeAndFlush(frame, promise: nil)
         // Give the client a moment to read and answer the close handshake, then drop the socket regardless.

@@ -19,6 +19,15 @@ enum CloseFrameReply {
         return WebSocketErrorCode(codeNumber: Int(raw))
     }
 
+    /// A close frame the server sends: the code and the text saying why (every close the server starts
+    /// carries one: docs/protocol.md lists them).
+    static func frame(code: WebSocketErrorCode, text: String, allocator: ByteBufferAllocator) -> WebSocketFrame {
+        var data = allocator.buffer(capacity: 2 + text.utf8.count)
+        data.write(webSocketErrorCode: code)
+        data.writeString(text)
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+    }
+
     static func isValidReceived(_ code: UInt16) -> Bool {
         switch code {
         case 1000...1003, 1007...1014, 3000...4999: return true

@@ -121,10 +121,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func refuse(code: WebSocketErrorCode, text: String, context: ChannelHandlerContext) {
         failed = true
         connection.protocolErrorClose()
-        var data = allocator.buffer(capacity: 2 + text.utf8.count)
-        data.write(webSocketErrorCode: code)
-        data.writeString(text)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(CloseFrameReply.frame(code: code, text: text, allocator: allocator)), promise: nil)
         context.close(promise: nil)
     }
 
@@ -192,11 +189,8 @@ final class FramingErrorRecorder: ChannelInboundHandler, RemovableChannelHandler
         }
         failed = true
         record()
-        let text = refusal.closeText
-        var reply = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
-        reply.write(webSocketErrorCode: refusal.closeCode)
-        reply.writeString(text)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)), promise: nil)
+        let close = CloseFrameReply.frame(code: refusal.closeCode, text: refusal.closeText, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(close), promise: nil)
         context.close(promise: nil)
     }
 

@@ -30,11 +30,9 @@ struct FrameUnmasker {
         return bits
     }
 
-    /// A payload as `InboundFrameDecoder` found it (masked with `maskBits`, if set), unmasked: copied and
-    /// unmasked in one pass, eight bytes at a time, into the kept buffer. An unmasked payload is returned
-    /// as it is (a slice of the bytes read).
-    mutating func payload(masked: ByteBuffer, maskBits: UInt32?, allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard let maskBits else { return masked }
+    /// A payload as `InboundFrameDecoder` found it (masked with `maskBits`: the decoder refuses unmasked
+    /// frames), unmasked: copied and unmasked in one pass, eight bytes at a time, into the kept buffer.
+    mutating func payload(masked: ByteBuffer, maskBits: UInt32, allocator: ByteBufferAllocator) -> ByteBuffer {
         let count = masked.readableBytes
         var buffer = kept.take() ?? allocator.buffer(capacity: max(256, count))
         buffer.clear(minimumCapacity: count)

@@ -76,15 +76,20 @@ enum InboundFrameError: Error, Equatable, CaseIterable {
 }
 
 extension InboundFrameError {
-    /// The rules NIO's decoder leaves to the application, for a frame it produced (`/yjs`, which keeps
-    /// NIO's decoder: `FramingErrorRecorder`), in the order `InboundFrameDecoder` checks them.
+    /// The rules NIO's decoder leaves to the application, decided by a frame's first byte and its mask
+    /// bit, in this order: reserved bits, an unknown opcode, no mask. `InboundFrameDecoder` applies them
+    /// to the first two bytes of each frame; `/yjs`, which keeps NIO's decoder, to each frame NIO made
+    /// (`FramingErrorRecorder`).
+    static func strictRefusal(firstByte: UInt8, masked: Bool) -> InboundFrameError? {
+        if firstByte & 0x70 != 0 { return .reservedBits }
+        // Known opcodes: 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong.
+        if (UInt16(1) << (firstByte & 0x0F)) & 0b0000_0111_0000_0111 == 0 { return .unknownOpcode }
+        return masked ? nil : .unmasked
+    }
+
     static func strictRefusal(of frame: WebSocketFrame) -> InboundFrameError? {
-        if frame.rsv1 || frame.rsv2 || frame.rsv3 { return .reservedBits }
-        switch frame.opcode {
-        case .continuation, .text, .binary, .connectionClose, .ping, .pong: break
-        default: return .unknownOpcode
-        }
-        return frame.maskKey == nil ? .unmasked : nil
+        let rsv: UInt8 = (frame.rsv1 ? 0x40 : 0) | (frame.rsv2 ? 0x20 : 0) | (frame.rsv3 ? 0x10 : 0)
+        return strictRefusal(firstByte: rsv | UInt8(webSocketOpcode: frame.opcode), masked: frame.maskKey != nil)
     }
 }
 
@@ -172,10 +177,7 @@ struct InboundFrameDecoder {
         guard available >= 2 else { return .incomplete }
         let firstByte = bytes[0]
         let second = bytes[1]
-        if firstByte & 0x70 != 0 { return .refused(.reservedBits) }
-        // Known opcodes: 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong.
-        if (UInt16(1) << (firstByte & 0x0F)) & 0b0000_0111_0000_0111 == 0 { return .refused(.unknownOpcode) }
-        if second & 0x80 == 0 { return .refused(.unmasked) }
+        if let refusal = InboundFrameError.strictRefusal(firstByte: firstByte, masked: second & 0x80 != 0) { return .refused(refusal) }
         var length: Int
         var offset: Int
         switch second & 0x7F {

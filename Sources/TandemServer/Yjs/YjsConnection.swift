@@ -256,11 +256,8 @@ final class YjsConnection: YjsMember, Sendable {
         local.closing = true
         local.keepAlive.stop()
         local.closeReason = close.reason
-        var data = channel.allocator.buffer(capacity: 2 + close.text.utf8.count)
-        data.write(webSocketErrorCode: close.code)
-        data.writeString(close.text)
         let channel = self.channel
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
+        channel.writeAndFlush(CloseFrameReply.frame(code: close.code, text: close.text, allocator: channel.allocator), promise: nil)
         channel.eventLoop.scheduleTask(in: Self.closeHandshakeGrace) { channel.close(promise: nil) }
     }
 }
