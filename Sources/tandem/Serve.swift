@@ -49,7 +49,9 @@ enum ServeCommand {
         let node: TandemNode
         do {
             let (configuration, embedded) = try resolve(settings, logger: logger)
-            node = try await TandemNode(configuration: configuration, logger: logger, embeddedRedis: embedded)
+            node = try await TandemNode(
+                configuration: configuration, logger: logger,
+                eventLoopThreads: settings.launch.eventLoopThreads, embeddedRedis: embedded)
         } catch let refusal as Refusal {
             fail(refusal.description, code: refusal.code)
         } catch let error as ConfigurationError {

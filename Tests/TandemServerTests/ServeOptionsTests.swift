@@ -175,4 +175,21 @@ import TandemServer
             #expect(OptionValues.durationMs(OptionValues.describe(durationMs: ms)) == ms, "\(ms)")
         }
     }
+
+    /// `--event-loops`: one per core unless given; a number in 1...256, from the flag or TANDEM_EVENT_LOOPS.
+    @Test func eventLoopsDefaultToTheCoresAndTakeAWholeNumberInRange() throws {
+        let unset = try parse([])
+        #expect(unset.launch.eventLoops == nil && unset.launch.eventLoopThreads >= 1)
+        #expect(try parse(["--event-loops", "1"]).launch.eventLoopThreads == 1)
+        #expect(try parse([], ["TANDEM_EVENT_LOOPS": "3"]).launch.eventLoopThreads == 3)
+        #expect(try parse(["--event-loops=2"], ["TANDEM_EVENT_LOOPS": "3"]).launch.eventLoopThreads == 2)
+        for bad in ["0", "257", "-1"] {
+            let message = refusal(["--event-loops", bad])
+            #expect(message?.contains("--event-loops must be 1–256") == true, "\(bad): \(message ?? "accepted")")
+        }
+        for bad in ["two", "", "1.5"] {
+            let message = refusal(["--event-loops", bad])
+            #expect(message?.contains("--event-loops takes a whole number") == true, "\(bad): \(message ?? "accepted")")
+        }
+    }
 }

@@ -102,6 +102,15 @@ extension ConfigFormat where Value == Int {
     }
 }
 
+extension ConfigFormat where Value == Int? {
+    /// A whole number, or nil when the option is not given (its default is worked out at start).
+    public static func optionalInteger(_ valueName: String = "n") -> Self {
+        Self(
+            valueName: valueName, expectation: "a whole number", parse: { text -> Int?? in Int(text).map { .some($0) } },
+            describe: { $0.map { "\($0)" } ?? "none" })
+    }
+}
+
 extension ConfigFormat where Value == Double {
     public static func number(_ valueName: String = "n") -> Self {
         Self(
@@ -185,6 +194,15 @@ extension ConfigBounds where Value: Comparable & Sendable {
     public static func within(_ range: ClosedRange<Value>) -> Self {
         Self(
             accepts: { range.contains($0) }, requirement: "\(range.lowerBound)–\(range.upperBound)",
+            summary: "\(range.lowerBound)–\(range.upperBound)")
+    }
+}
+
+extension ConfigBounds where Value == Int? {
+    /// Unset, or within `range`.
+    public static func within(_ range: ClosedRange<Int>) -> Self {
+        Self(
+            accepts: { $0.map(range.contains) ?? true }, requirement: "\(range.lowerBound)–\(range.upperBound)",
             summary: "\(range.lowerBound)–\(range.upperBound)")
     }
 }

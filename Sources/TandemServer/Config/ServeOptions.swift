@@ -74,6 +74,10 @@ public enum ServeOptions {
     ]
 
     static let connections: [ConfigOption] = [
+        .launch(
+            "event-loops", \.eventLoops, .optionalInteger(), bounds: .within(1...256), unit: .count, section: .connections,
+            default: "one per CPU core (a cgroup CPU quota counts)",
+            help: "Event-loop threads serving client connections and docs (a doc lives on one of them). Fewer than the cores leaves CPU to a Redis or load on the same machine, and saves the hop between loops when a doc's members sit on another loop."),
         .node(
             "max-messages-per-sec", \.maxMessagesPerSecond, .integer(), bounds: .atLeast(1), unit: .perSecond,
             section: .connections, featured: true,

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// What `tandem serve` was told, option by option, before it is resolved into a running node: `node` is
 /// the node's configuration (every option that maps straight onto it), `launch` what the command itself
 /// uses (where the secret and the ops token come from, the embedded Redis, logging, defaults that depend
@@ -28,6 +30,10 @@ public struct LaunchSettings: Sendable {
     /// `--web-root`; nil: `Web/status` next to the working directory or the binary, if present.
     public var webRoot: String?
     public var logLevel = "info"
+    /// `--event-loops`; nil: one per core NIO counts (`System.coreCount`, which honours a cgroup CPU quota).
+    public var eventLoops: Int?
+    /// The event-loop threads the node gets: `--event-loops` or one per core.
+    public var eventLoopThreads: Int { eventLoops ?? System.coreCount }
 
     // The embedded redis-server (without --redis).
     public var dataDirectory = ".tandem"
