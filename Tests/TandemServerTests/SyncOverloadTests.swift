@@ -106,6 +106,7 @@ import Testing
         for id in 2...4 { client.push(doc, id: id, ops: #"{"q\#(id)":["put",{}]}"#) }
         pushMalformed(5)
         let refused = try await client.answer(doc, id: .number(5))
+        let refusedAt = ContinuousClock.now
         cluster.redis.resume()
         #expect(refused.string("code") == "unavailable", "\(refused)")
         #expect(refused.string("message")?.contains("queued") == true, "\(refused)")
@@ -113,12 +114,74 @@ import Testing
         for id in 2...4 { #expect(try await client.answer(doc, id: .number(id)).string("t") == "result") }
         #expect(try await cluster.nodes[0].metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == 1)
 
-        // Flowing again: the same push is parsed, and refused for what it is.
+        // Flowing again, once the hint given to the connection has passed (before it, the connection
+        // refuses the doc's pushes itself: `aPushBeforeItsHintIsRefusedAtTheConnection`): the same push is
+        // parsed, and refused for what it is.
+        try await waitOutHint(refused, since: refusedAt)
         pushMalformed(6)
         let invalid = try await client.answer(doc, id: .number(6))
         #expect(invalid.string("code") == "bad_message", "\(invalid)")
         #expect(invalid.string("message")?.contains("ops") == true, "\(invalid)")
         await cluster.finish()
+    }
+
+    /// A connection told to retry a doc's pushes later refuses the ones that arrive sooner itself: they
+    /// never reach the doc (its refusal count does not move), and each is told the time left. Once the
+    /// hint has passed, the doc decides again. (Redis frozen with the queue full, so that the doc would
+    /// refuse them too; a push sent right after an answer arrives before its hint passed unless the hint
+    /// was tiny or the machine very slow, so up to 30 rounds are tried, and one suffices.)
+    @Test func aPushBeforeItsHintIsRefusedAtTheConnection() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxPushWaitMs = 60_000  // only the queue bound refuses here, whatever the timing
+            $0.maxLoopLagMs = 60_000
+            $0.maxQueuedPushes = 2
+            $0.maxBatchesInFlight = 1
+        }
+        let doc = "overload:early"
+        let client = try await cluster.client("early")
+        try await client.join(doc)
+        let node = cluster.nodes[0]
+        cluster.redis.pause()
+        for id in 1...3 { client.push(doc, id: id, ops: #"{"q\#(id)":["put",{}]}"#) }
+        // Refused by the doc (the queue is full): the connection is told when to come back.
+        client.push(doc, id: 4, ops: #"{"r":["put",{}]}"#)
+        var refused = try await client.answer(doc, id: 4)
+        #expect(refused.string("code") == "unavailable" && refused.string("message")?.contains("queued") == true, "\(refused)")
+        var earlyAnswer: [String: JSONValue]?
+        var hintBefore: UInt64 = 0
+        for id in 5..<35 where earlyAnswer == nil {
+            hintBefore = refused.clock("retryAfterMs") ?? 0
+            let queueFullBefore = try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#)
+            client.push(doc, id: id, ops: #"{"r":["put",{}]}"#)
+            let answer = try await client.answer(doc, id: id)
+            #expect(answer.string("code") == "unavailable", "\(answer)")
+            if answer.string("message")?.contains("told to retry") == true {
+                earlyAnswer = answer
+                // Not seen by the doc.
+                #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == queueFullBefore)
+            } else {
+                refused = answer  // the hint had passed: the doc refused it, with a new hint
+            }
+        }
+        let early = try #require(earlyAnswer, "no push was refused at the connection")
+        let left = try #require(early.clock("retryAfterMs"), "\(early)")
+        #expect(left >= 1 && left <= hintBefore, "time left \(left) ms of \(hintBefore) ms")
+        #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="early"}"#) >= 1)
+        let earlyAt = ContinuousClock.now
+
+        // Redis back, the hint passed: the doc takes the doc's pushes again.
+        cluster.redis.resume()
+        for id in 1...3 { #expect(try await client.answer(doc, id: id).string("t") == "result") }
+        try await waitOutHint(early, since: earlyAt)
+        let after = try await client.pushUntilAnswered(doc, id: .number(100), ops: json(#"{"after":["put",{}]}"#))
+        #expect(after.string("t") == "result", "\(after)")
+        await cluster.finish()
+    }
+
+    /// Waits (bounded) until the `retryAfterMs` of `refusal`, received at `since`, has passed.
+    private func waitOutHint(_ refusal: [String: JSONValue], since: ContinuousClock.Instant) async throws {
+        let hint = Duration.milliseconds(Int64(refusal.clock("retryAfterMs") ?? 0))
+        try await waitUntil("the hint of \(refusal) passed", timeout: .seconds(40)) { ContinuousClock.now - since > hint }
     }
 
     private func key(_ doc: String, _ id: Int) -> String { "\(doc)#\(id)" }
