@@ -52,4 +52,23 @@ import Testing
         backoff.refused(doc: "e", retryAfterMs: .max, now: t0)
         #expect(backoff.refusal(doc: "e", now: t0)?.retryAfterMs == 30_000)
     }
+
+    /// The refusal is the error `ServerMessage.error` writes, with the doc's encoded prefix reused.
+    @Test func theRefusalIsTheUsualErrorMessage() throws {
+        var backoff = PushBackoff()
+        let t0: UInt64 = 1_000 * Self.ms
+        let doc = "team:\"quoted\" doc ü"
+        backoff.refused(doc: doc, retryAfterMs: 250, now: t0)
+        let firstRefusal = backoff.refusal(doc: doc, now: t0 + 10 * Self.ms)
+        let secondRefusal = backoff.refusal(doc: doc, now: t0 + 20 * Self.ms)
+        let first = try #require(firstRefusal)
+        let second = try #require(secondRefusal)
+        #expect(first.prefix == second.prefix)
+        #expect(second.retryAfterMs == 230)
+        for id: JSONValue in [.number("7"), .number("123456789012"), .string("a\"b")] {
+            let expected = ServerMessage.error(
+                ProtocolError(.unavailable, PushBackoff.message, doc: doc, pushID: id, retryAfterMs: 230))
+            #expect(PushBackoff.payload(second, id: id) == expected, "\(id)")
+        }
+    }
 }

@@ -7,7 +7,7 @@ import Testing
 /// The frame a connection refuses an early push with (`ClientConnection.earlyRefusalFrame`) is the text
 /// frame of the usual error message, byte for byte, whatever the id and the hint's digits.
 @Suite struct EarlyRefusalFrameTests {
-    @Test func theFrameIsTheUsualErrorFrame() throws {
+    @Test func theFrameIsTheUsualErrorFrame() {
         var backoff = PushBackoff()
         let ms: UInt64 = 1_000_000
         // A long doc id makes the payload need the 16-bit length header; a short one fits the 7-bit one
@@ -16,7 +16,10 @@ import Testing
             backoff.refused(doc: doc, retryAfterMs: 30_000, now: ms)
             for (left, id) in [(1, JSONValue.number("7")), (9, .number("10")), (10, .number("123456789")), (29_999, .string("s"))] {
                 let now = ms + (30_000 - UInt64(left)) * ms
-                let refusal = try #require(backoff.refusal(doc: doc, now: now))
+                guard let refusal = backoff.refusal(doc: doc, now: now) else {
+                    Issue.record("\(doc): no refusal \(left) ms before the deadline")
+                    continue
+                }
                 #expect(refusal.retryAfterMs == UInt64(left))
                 let allocator = ByteBufferAllocator()
                 let frame = ClientConnection.earlyRefusalFrame(refusal, id: id, allocator: allocator)

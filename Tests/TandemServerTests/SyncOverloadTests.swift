@@ -127,53 +127,55 @@ import Testing
 
     /// A connection told to retry a doc's pushes later refuses the ones that arrive sooner itself: they
     /// never reach the doc (its refusal count does not move), and each is told the time left. Once the
-    /// hint has passed, the doc decides again. (Redis frozen with the queue full, so that the doc would
-    /// refuse them too; a push sent right after an answer arrives before its hint passed unless the hint
-    /// was tiny or the machine very slow, so up to 30 rounds are tried, and one suffices.)
+    /// hint has passed, the doc decides again. (Redis frozen with a batch in it: the doc refuses every
+    /// push as busy, with a hint that grows the longer the batch is late. The test pushes one push at a
+    /// time, each right after the last one's answer, until one arrives before its hint passed — as soon
+    /// as the hints are longer than the test client takes to answer, however slow the machine.)
     @Test func aPushBeforeItsHintIsRefusedAtTheConnection() async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.maxPushWaitMs = 60_000  // only the queue bound refuses here, whatever the timing
+            $0.maxPushWaitMs = 1  // anything behind the batch in Redis is refused as busy
             $0.maxLoopLagMs = 60_000
-            $0.maxQueuedPushes = 2
             $0.maxBatchesInFlight = 1
         }
         let doc = "overload:early"
         let client = try await cluster.client("early")
         try await client.join(doc)
         let node = cluster.nodes[0]
+        let waitRefusals = #"tandem_sync_overload_refusals_total{reason="wait"}"#
         cluster.redis.pause()
-        for id in 1...3 { client.push(doc, id: id, ops: #"{"q\#(id)":["put",{}]}"#) }
-        // Refused by the doc (the queue is full): the connection is told when to come back.
-        client.push(doc, id: 4, ops: #"{"r":["put",{}]}"#)
-        var refused = try await client.answer(doc, id: 4)
-        #expect(refused.string("code") == "unavailable" && refused.string("message")?.contains("queued") == true, "\(refused)")
+        client.push(doc, id: 1, ops: #"{"stuck":["put",{}]}"#)  // admitted (nothing ahead), then stuck in Redis
+        try await waitUntil("push 1 in Redis") { try await node.metric("tandem_sync_batch_size_count") >= 1 }
         var earlyAnswer: [String: JSONValue]?
-        var hintBefore: UInt64 = 0
-        for id in 5..<35 where earlyAnswer == nil {
-            hintBefore = refused.clock("retryAfterMs") ?? 0
-            let queueFullBefore = try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#)
+        var lastHint: UInt64 = 0
+        var nextID = 2
+        var byDocBefore = 0.0
+        try await waitUntil("a push refused at the connection (last hint \(lastHint) ms)", timeout: .seconds(60), poll: .milliseconds(50)) {
+            byDocBefore = try await node.metric(waitRefusals)
+            let id = nextID
+            nextID += 1
             client.push(doc, id: id, ops: #"{"r":["put",{}]}"#)
             let answer = try await client.answer(doc, id: id)
             #expect(answer.string("code") == "unavailable", "\(answer)")
             if answer.string("message")?.contains("told to retry") == true {
                 earlyAnswer = answer
-                // Not seen by the doc.
-                #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == queueFullBefore)
-            } else {
-                refused = answer  // the hint had passed: the doc refused it, with a new hint
+                return true
             }
+            lastHint = answer.clock("retryAfterMs") ?? 0  // the doc refused it: its hint starts a new wait
+            return false
         }
-        let early = try #require(earlyAnswer, "no push was refused at the connection")
+        let early = try #require(earlyAnswer)
+        // Not seen by the doc, and told the time left of the hint before it.
+        #expect(try await node.metric(waitRefusals) == byDocBefore)
         let left = try #require(early.clock("retryAfterMs"), "\(early)")
-        #expect(left >= 1 && left <= hintBefore, "time left \(left) ms of \(hintBefore) ms")
+        #expect(left >= 1 && left <= lastHint, "time left \(left) ms of \(lastHint) ms")
         #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="early"}"#) >= 1)
         let earlyAt = ContinuousClock.now
 
-        // Redis back, the hint passed: the doc takes the doc's pushes again.
+        // Redis back, the hint passed: the doc takes the connection's pushes again.
         cluster.redis.resume()
-        for id in 1...3 { #expect(try await client.answer(doc, id: id).string("t") == "result") }
+        #expect(try await client.answer(doc, id: 1).string("t") == "result")
         try await waitOutHint(early, since: earlyAt)
-        let after = try await client.pushUntilAnswered(doc, id: .number(100), ops: json(#"{"after":["put",{}]}"#))
+        let after = try await client.pushUntilAnswered(doc, id: .number(1_000), ops: json(#"{"after":["put",{}]}"#))
         #expect(after.string("t") == "result", "\(after)")
         await cluster.finish()
     }
