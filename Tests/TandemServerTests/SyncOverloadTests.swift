@@ -106,6 +106,7 @@ import Testing
         for id in 2...4 { client.push(doc, id: id, ops: #"{"q\#(id)":["put",{}]}"#) }
         pushMalformed(5)
         let refused = try await client.answer(doc, id: .number(5))
+        let refusedAt = ContinuousClock.now
         cluster.redis.resume()
         #expect(refused.string("code") == "unavailable", "\(refused)")
         #expect(refused.string("message")?.contains("queued") == true, "\(refused)")
@@ -113,12 +114,76 @@ import Testing
         for id in 2...4 { #expect(try await client.answer(doc, id: .number(id)).string("t") == "result") }
         #expect(try await cluster.nodes[0].metric(#"tandem_sync_overload_refusals_total{reason="queue_full"}"#) == 1)
 
-        // Flowing again: the same push is parsed, and refused for what it is.
+        // Flowing again, once the hint given to the connection has passed (before it, the connection
+        // refuses the doc's pushes itself: `aPushBeforeItsHintIsRefusedAtTheConnection`): the same push is
+        // parsed, and refused for what it is.
+        try await waitOutHint(refused, since: refusedAt)
         pushMalformed(6)
         let invalid = try await client.answer(doc, id: .number(6))
         #expect(invalid.string("code") == "bad_message", "\(invalid)")
         #expect(invalid.string("message")?.contains("ops") == true, "\(invalid)")
         await cluster.finish()
+    }
+
+    /// A connection told to retry a doc's pushes later refuses the ones that arrive sooner itself: they
+    /// never reach the doc (its refusal count does not move), and each is told the time left. Once the
+    /// hint has passed, the doc decides again. (Redis frozen with a batch in it: the doc refuses every
+    /// push as busy, with a hint that grows the longer the batch is late. The test pushes one push at a
+    /// time, each right after the last one's answer, until one arrives before its hint passed — as soon
+    /// as the hints are longer than the test client takes to answer, however slow the machine.)
+    @Test func aPushBeforeItsHintIsRefusedAtTheConnection() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxPushWaitMs = 1  // anything behind the batch in Redis is refused as busy
+            $0.maxLoopLagMs = 60_000
+            $0.maxBatchesInFlight = 1
+        }
+        let doc = "overload:early"
+        let client = try await cluster.client("early")
+        try await client.join(doc)
+        let node = cluster.nodes[0]
+        let waitRefusals = #"tandem_sync_overload_refusals_total{reason="wait"}"#
+        cluster.redis.pause()
+        client.push(doc, id: 1, ops: #"{"stuck":["put",{}]}"#)  // admitted (nothing ahead), then stuck in Redis
+        try await waitUntil("push 1 in Redis") { try await node.metric("tandem_sync_batch_size_count") >= 1 }
+        var earlyAnswer: [String: JSONValue]?
+        var lastHint: UInt64 = 0
+        var nextID = 2
+        var byDocBefore = 0.0
+        try await waitUntil("a push refused at the connection (last hint \(lastHint) ms)", timeout: .seconds(60), poll: .milliseconds(50)) {
+            byDocBefore = try await node.metric(waitRefusals)
+            let id = nextID
+            nextID += 1
+            client.push(doc, id: id, ops: #"{"r":["put",{}]}"#)
+            let answer = try await client.answer(doc, id: id)
+            #expect(answer.string("code") == "unavailable", "\(answer)")
+            if answer.string("message")?.contains("told to retry") == true {
+                earlyAnswer = answer
+                return true
+            }
+            lastHint = answer.clock("retryAfterMs") ?? 0  // the doc refused it: its hint starts a new wait
+            return false
+        }
+        let early = try #require(earlyAnswer)
+        // Not seen by the doc, and told the time left of the hint before it.
+        #expect(try await node.metric(waitRefusals) == byDocBefore)
+        let left = try #require(early.clock("retryAfterMs"), "\(early)")
+        #expect(left >= 1 && left <= lastHint, "time left \(left) ms of \(lastHint) ms")
+        #expect(try await node.metric(#"tandem_sync_overload_refusals_total{reason="early"}"#) >= 1)
+        let earlyAt = ContinuousClock.now
+
+        // Redis back, the hint passed: the doc takes the connection's pushes again.
+        cluster.redis.resume()
+        #expect(try await client.answer(doc, id: 1).string("t") == "result")
+        try await waitOutHint(early, since: earlyAt)
+        let after = try await client.pushUntilAnswered(doc, id: .number(1_000), ops: json(#"{"after":["put",{}]}"#))
+        #expect(after.string("t") == "result", "\(after)")
+        await cluster.finish()
+    }
+
+    /// Waits (bounded) until the `retryAfterMs` of `refusal`, received at `since`, has passed.
+    private func waitOutHint(_ refusal: [String: JSONValue], since: ContinuousClock.Instant) async throws {
+        let hint = Duration.milliseconds(Int64(refusal.clock("retryAfterMs") ?? 0))
+        try await waitUntil("the hint of \(refusal) passed", timeout: .seconds(40)) { ContinuousClock.now - since > hint }
     }
 
     private func key(_ doc: String, _ id: Int) -> String { "\(doc)#\(id)" }

@@ -299,7 +299,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), or the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed), or it arrived before the retryAfterMs its connection was given for the doc passed (early: refused at the connection)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -441,6 +441,9 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// The time since its message was read, before its doc saw it, plus its estimated wait in the doc,
     /// was over --max-push-wait-ms (the doc's estimate alone was within it).
     case delayed
+    /// Sent before the retryAfterMs its connection was given for the doc passed: refused at the connection
+    /// (`PushBackoff`), without reaching the doc.
+    case early
 }
 
 /// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).

@@ -95,6 +95,9 @@ final class ClientConnection: DocMember, Sendable {
         fileprivate var started = false
         /// A version-history request is being answered (`ClientConnection+History`: one at a time).
         var historyRequestInFlight = false
+        /// Docs whose pushes this connection was told to send again only later (`unavailable` with
+        /// `retryAfterMs`): pushes arriving sooner are refused here, without the hop to the shard.
+        fileprivate var pushBackoff = PushBackoff()
 
         fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive) {
             self.preframed = preframed
@@ -412,6 +415,11 @@ final class ClientConnection: DocMember, Sendable {
                 reject(ProtocolError(.notJoined, "join the doc first", doc: doc, pushID: message.pushID), nowMs: nil)
                 return
             }
+            if !local.pushBackoff.isEmpty, case .push(_, let id, _, _) = message,
+                let refusal = local.pushBackoff.refusal(doc: doc, now: readAtNanos)
+            {
+                return refuseEarlyPush(refusal, id: id)
+            }
             shard(doc).sync(message, from: self, role: joined.role, messageBytes: bytes, readAtNanos: readAtNanos)
         }
     }
@@ -436,6 +444,7 @@ final class ClientConnection: DocMember, Sendable {
     /// Per-doc state of a doc this connection no longer is in (left, or membership ended by the shard).
     private func forget(doc: String) {
         let local = confined.value
+        local.pushBackoff.forget(doc: doc)
         local.pendingPresence.removeValue(forKey: doc)
         local.lastRateLimitNoticeMs.removeValue(forKey: doc)
         dropCatchUps(of: doc)
@@ -563,7 +572,50 @@ final class ClientConnection: DocMember, Sendable {
 
     func sendError(_ error: ProtocolError) {
         metrics.protocolError(error.code)
+        // A push refused as overload (its doc's or the shard's): the connection's next pushes to the doc
+        // are refused here until the hint passes (`PushBackoff`). Only for a doc still joined, so the
+        // entries stay bounded by the joined docs.
+        if error.code == .unavailable, let retryAfterMs = error.retryAfterMs, error.pushID != nil, let doc = error.doc {
+            let local = confined.value
+            if local.docs[doc] != nil { local.pushBackoff.refused(doc: doc, retryAfterMs: retryAfterMs, now: clock.nowNanos()) }
+        }
         send(ServerMessage.error(error))
+    }
+
+    /// A push that arrived before the hint this connection was given for its doc passed: refused at once,
+    /// with the time left (its client was told to wait and hold its edits; this one was sent before it
+    /// heard, and its retry is already counted in the shard's backlog — see `PushBackoff`). The frame is
+    /// the doc's encoded prefix, the id and the hint, written straight into one buffer.
+    private func refuseEarlyPush(_ refusal: PushBackoff.Refusal, id: JSONValue) {
+        metrics.syncOverloadRefusals[.early]!.increment()
+        metrics.syncPush("error")
+        metrics.syncRetryAfterSeconds.record(Double(refusal.retryAfterMs) / 1000)
+        metrics.protocolError(.unavailable)
+        write(Self.earlyRefusalFrame(refusal, id: id, allocator: channel.allocator))
+    }
+
+    /// The text frame of `PushBackoff.payload(refusal, id:)`, built without the intermediate array for the
+    /// ids clients send (numbers; a string id takes the general path).
+    static func earlyRefusalFrame(_ refusal: PushBackoff.Refusal, id: JSONValue, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard case .number(let lexeme) = id else {
+            return ServerFrame.text(PushBackoff.payload(refusal, id: id), allocator: allocator)
+        }
+        var hint = refusal.retryAfterMs
+        var digits = 1
+        while hint >= 10 {
+            hint /= 10
+            digits += 1
+        }
+        let tail: StaticString = #","retryAfterMs":"#
+        let length = refusal.prefix.count + lexeme.utf8.count + tail.utf8CodeUnitCount + digits + 1
+        var buffer = allocator.buffer(capacity: ServerFrame.headerBytes(length) + length)
+        ServerFrame.writeHeader(length: length, into: &buffer)
+        buffer.writeBytes(refusal.prefix)
+        buffer.writeString(lexeme)
+        buffer.writeStaticString(tail)
+        buffer.writeString(String(refusal.retryAfterMs))
+        buffer.writeInteger(UInt8(ascii: "}"))
+        return buffer
     }
 
     func send(_ bytes: [UInt8]) {

@@ -141,6 +141,18 @@ struct SendSchedule {
         slot = 0
     }
 
+    /// The next slot if it was due by `now` (and is before the window's end), moving past it; nil
+    /// otherwise. For slots that passed while nothing was sent (`SyncEditor` backing off): each is taken,
+    /// none skipped, with the same jitter as a timer's slot.
+    mutating func due(by now: UInt64, window: Window) -> UInt64? {
+        var at = Int64(base + slot * periodNs)
+        if spreadNs > 0 { at += Int64.random(in: -spreadNs...spreadNs) }
+        let deadline = UInt64(max(at, 0))
+        guard deadline <= now, deadline < window.end else { return nil }
+        slot += 1
+        return deadline
+    }
+
     /// The next slot's deadline (nil once past the window's end), and the slots skipped because the bench
     /// fell more than a period behind (starved of CPU): a real client sends its latest state once, not a
     /// burst of stale ones. Skipped slots count only while `now` is in the window.
