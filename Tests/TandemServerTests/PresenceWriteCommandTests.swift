@@ -4,9 +4,9 @@ import TandemRedis
 import Testing
 
 /// Issue 14: a tick's presence write is written straight into its `EVALSHA` command
-/// (`PresenceStore.command`). Its arguments must be exactly what `PresenceScripts.write` reads (KEYS: node
-/// hash, nodes zset; ARGV: node, ttlMs, full, refresh, channel, payload, upsertCount, (sid, entry) pairs,
-/// sids to delete), each entry exactly its own encoding, whether it is spliced from the published message
+/// (`PresenceStore.command`). Its arguments must be exactly what `PresenceScripts.docWrite` reads (KEYS: node
+/// hash, nodes zset; ARGV: node, ttlMs, full, refresh, channel, payload, upsertCount, own subscribers,
+/// (sid, entry) pairs, sids to delete), each entry exactly its own encoding, whether it is spliced from the published message
 /// or (nothing published) encoded on its own.
 @Suite struct PresenceWriteCommandTests {
     static let keys = PresenceStore.Keys(channel: "tandem:{d}", hash: "tandem:{d}:presence:n1", nodes: "tandem:{d}:nodes")
@@ -20,8 +20,8 @@ import Testing
     /// The command as the array-of-arguments form built it before (the script's documented layout).
     static func expected(_ write: PresenceWrite, message: [UInt8]) -> [[UInt8]] {
         var args: [any RedisArgument] = [
-            "EVALSHA", PresenceScripts.write.sha1, 2, keys.hash, keys.nodes, "n1", 30_000, write.full ? "1" : "0",
-            write.refresh ? "1" : "0", keys.channel, message, write.upserts.count,
+            "EVALSHA", PresenceScripts.docWrite.sha1, 2, keys.hash, keys.nodes, "n1", 30_000, write.full ? "1" : "0",
+            write.refresh ? "1" : "0", keys.channel, message, write.upserts.count, 1,
         ]
         for entry in write.upserts {
             args.append(entry.sid)
@@ -37,16 +37,16 @@ import Testing
         let write = PresenceWrite(upserts: upserts, deletes: ["gone"], full: false, refresh: true, publish: publish)
         var ranges: [Range<Int>]?
         let message = publish.encode(upsertRanges: &ranges)
-        let command = PresenceStore.command(PresenceScripts.write, keys: Self.keys, node: "n1", ttlMs: 30_000, write)
+        let command = PresenceStore.command(PresenceScripts.docWrite, keys: Self.keys, node: "n1", ttlMs: 30_000, ownSubscribers: 1, write)
         #expect(command.arguments == Self.expected(write, message: message))
-        #expect(command.count == 12 + 2 * upserts.count + 1)
+        #expect(command.count == 13 + 2 * upserts.count + 1)
         #expect(command.name == "EVALSHA")
     }
 
     @Test func entriesAreEncodedWhenNothingIsPublished() {
         let upserts = [Self.entry("a", 1, 0), Self.entry("b", 2, 7)]
         let write = PresenceWrite(upserts: upserts, deletes: ["c", "d"], full: true, refresh: false, publish: nil)
-        let command = PresenceStore.command(PresenceScripts.write, keys: Self.keys, node: "n1", ttlMs: 30_000, write)
+        let command = PresenceStore.command(PresenceScripts.docWrite, keys: Self.keys, node: "n1", ttlMs: 30_000, ownSubscribers: 1, write)
         #expect(command.arguments == Self.expected(write, message: []))
     }
 
@@ -57,14 +57,14 @@ import Testing
         let write = PresenceWrite(upserts: upserts, deletes: [], full: false, refresh: false, publish: publish)
         var ranges: [Range<Int>]?
         let message = publish.encode(upsertRanges: &ranges)
-        let command = PresenceStore.command(PresenceScripts.write, keys: Self.keys, node: "n1", ttlMs: 30_000, write)
+        let command = PresenceStore.command(PresenceScripts.docWrite, keys: Self.keys, node: "n1", ttlMs: 30_000, ownSubscribers: 1, write)
         #expect(command.arguments == Self.expected(write, message: message))
     }
 
     @Test func aRefreshWithoutChangesHasNoEntries() {
         let write = PresenceWrite(upserts: [], deletes: [], full: false, refresh: true, publish: nil)
-        let command = PresenceStore.command(PresenceScripts.write, keys: Self.keys, node: "n1", ttlMs: 30_000, write)
+        let command = PresenceStore.command(PresenceScripts.docWrite, keys: Self.keys, node: "n1", ttlMs: 30_000, ownSubscribers: 1, write)
         #expect(command.arguments == Self.expected(write, message: []))
-        #expect(command.count == 12)
+        #expect(command.count == 13)
     }
 }

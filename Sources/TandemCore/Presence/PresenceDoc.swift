@@ -16,6 +16,11 @@ public struct PresenceSettings: Sendable {
     public var viewerFlushIntervalMs: UInt64 = 1000
     /// The tick (`--tick-ms`): bounds how often another node's deltas are forwarded at once (see `receive`).
     public var tickMs: UInt64 = 50
+    /// While no other node listens on the doc (`PresenceDoc.alone`), a tick writes its changed states to
+    /// Redis at most this often (`--presence-alone-write-ms`; 0: every tick). The latest state is always
+    /// the one written (the changes wait, they are not dropped); joins, leaves, refreshes and full
+    /// rewrites are written at once.
+    public var aloneWriteIntervalMs: UInt64 = 0
 
     public init(nodeID: String) { self.nodeID = nodeID }
 }
@@ -46,6 +51,8 @@ public struct PresenceTick: Sendable {
     public var write: PresenceWrite?
     /// Sessions removed this tick because their TTL ran out (detached and not resumed).
     public var expired: Int
+    /// Changed states this tick left for a later write (`PresenceSettings.aloneWriteIntervalMs`).
+    public var writeDeferred = false
 }
 
 /// Why a presence update was or was not applied (the `result` label of tandem_presence_updates_total).
@@ -196,6 +203,13 @@ public struct PresenceDoc {
     public private(set) var isLarge = false
     private var needsFullWrite = true
     private var lastRefreshMs: UInt64?
+    /// When the tick last handed a write over (for `aloneWriteIntervalMs`).
+    private var lastWriteMs: UInt64 = 0
+    /// Whether, as far as this node knows, no other node listens on the doc's channel: its last presence
+    /// write was not published for want of listeners, and no other node's message arrived since (the
+    /// shard sets it from the write's reply and clears it on any message of another node). While it
+    /// holds, changed states are written at most every `aloneWriteIntervalMs` (issue 14).
+    public var alone = false
     private var lastViewerFlushMs: UInt64 = 0
     /// Event sequence numbers, so a Redis snapshot never overrides newer pub/sub news (see `reconcile`).
     private var eventSeq: UInt64 = 0
@@ -647,7 +661,8 @@ public struct PresenceDoc {
             viewerDelta = catchUp.isEmpty ? nil : catchUp
         }
 
-        let write = takeWrite(nowMs: nowMs)
+        let deferred = !upsertList.isEmpty && writeDeferred(nowMs: nowMs)
+        let write = deferred ? nil : takeWrite(nowMs: nowMs)
         // The write carries this tick's deletes (or, after a failure, the next full write replaces them).
         for index in departedList.indices {
             let h = departedList[index]
@@ -657,12 +672,33 @@ public struct PresenceDoc {
         departedList.removeAll(keepingCapacity: true)
         freeUnreferenced()
         return PresenceTick(
-            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: write, expired: expired)
+            delta: delta, viewerDelta: viewerDelta, viewersGetDelta: !isLarge || !wasLarge, write: write, expired: expired,
+            writeDeferred: deferred)
+    }
+
+    /// Whether this tick leaves the changed states for a later one: alone on the doc, within
+    /// `aloneWriteIntervalMs` of the last write, and nothing but changed states to write (no delete, no
+    /// refresh, no full rewrite). Nobody else reads the states before they are written but a node that
+    /// starts serving the doc meanwhile: its first snapshot may show a state up to the interval old, and
+    /// the write that brings it up to date (published, since that node now listens) comes within the
+    /// interval.
+    private func writeDeferred(nowMs: UInt64) -> Bool {
+        guard alone, settings.aloneWriteIntervalMs > 0, !needsFullWrite, deleteList.isEmpty,
+            nowMs < lastWriteMs + settings.aloneWriteIntervalMs
+        else { return false }
+        let refreshDue = localSessions > 0 && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
+        return !refreshDue
     }
 
     /// What must be written to Redis now (the tick calls this too). A node writes a join at once, so
     /// that by the time the joiner hears `joined`, every other node's joiners list it.
     public mutating func takeWrite(nowMs: UInt64) -> PresenceWrite? {
+        let write = makeWrite(nowMs: nowMs)
+        if write != nil { lastWriteMs = nowMs }
+        return write
+    }
+
+    private mutating func makeWrite(nowMs: UInt64) -> PresenceWrite? {
         let refreshDue = localSessions > 0 && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
         if needsFullWrite && (localSessions > 0 || !deleteList.isEmpty) {
             needsFullWrite = false

@@ -56,6 +56,13 @@ public enum ServeOptions {
         .node(
             "tick-phases", \.tickPhases, .integer(), bounds: .within(1...50), unit: .count, section: .presence,
             help: "Phases of the presence tick: a shard's docs are ticked in this many groups spread evenly over --tick-ms (each doc still every --tick-ms), so their deltas and Redis writes do not all go out in one burst. 1: every doc at once."),
+        .nodeFlag(
+            "presence-always-publish", \.presenceAlwaysPublish, section: .presence,
+            help: "Publish every presence write on the doc's channel. Off: a write is published only while another node (or any other client) subscribes to the channel, counted by Redis in the same script (tandem_presence_publish_skipped_total counts the others); a node alone on a doc no longer hears its own deltas back. Always on with a Redis Cluster."),
+        .node(
+            "presence-alone-write-ms", \.presenceAloneWriteMs, .integer("ms"), bounds: .within(0...10_000), unit: .milliseconds,
+            section: .presence,
+            help: "While no other node serves a doc (its last presence write found no other listener), changed presence states are written to Redis at most this often instead of every tick; the latest state is always the one written, and joins, leaves and refreshes go at once. A node that starts serving the doc meanwhile may list a state this much older in its first joined, and gets the update within this time. 0: every tick."),
         .node(
             "presence-rate", \.presenceRate, .integer(), bounds: .atLeast(1), unit: .perSecond, section: .presence,
             featured: true, help: "Presence updates per (user, doc) per second."),

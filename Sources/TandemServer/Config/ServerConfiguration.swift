@@ -37,6 +37,11 @@ public struct ServerConfiguration: Sendable {
     public var tickMs = 50
     /// Each tick's docs are split into this many phases spread evenly over the tick (issue 14).
     public var tickPhases = 5
+    /// Publish every presence write, even while no other node listens on the doc's channel (issue 14).
+    public var presenceAlwaysPublish = false
+    /// While no other node listens on a doc, its changed presence states are written to Redis at most
+    /// this often (0: every tick; issue 14).
+    public var presenceAloneWriteMs = 250
     public var presenceRate = 20
     /// Updates a user may send back to back before `presenceRate` applies.
     public var presenceBurst = 5
@@ -212,6 +217,7 @@ public struct ServerConfiguration: Sendable {
         settings.burst = Double(max(1, presenceBurst))
         settings.largeDocViewers = largeDocViewers
         settings.tickMs = UInt64(tickMs)
+        settings.aloneWriteIntervalMs = UInt64(presenceAloneWriteMs)
         return settings
     }
 

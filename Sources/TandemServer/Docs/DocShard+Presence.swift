@@ -11,6 +11,8 @@ extension DocShard {
     func received(_ message: NodeMessage, doc: String, arrivedNanos: UInt64 = 0) {
         onLoop {
             guard let docState = self.docs[doc] else { return }
+            // Another node serves the doc: this node's presence writes are made every tick again.
+            docState.presence.alone = false
             switch message {
             case .commit(let commit): return self.received([commit], doc: doc, docState)
             case .commits(let commits): return self.received(commits, doc: doc, docState)
@@ -107,6 +109,7 @@ extension DocShard {
             if let phase, docState.tickPhase != phase { continue }
             let tick = docState.presence.tick(nowMs: nowMs)
             if tick.expired > 0 { metrics.presenceExpired.increment(by: Int64(tick.expired)) }
+            if tick.writeDeferred { metrics.presenceWritesDeferred.increment() }
             // The write (and its publish) is handed to the Redis thread before the local deltas go out, so
             // other nodes' copies start on their way while this node's members are written to (issue 11).
             if let write = tick.write { perform(write, doc: doc, docState, tickStartedNanos: started) }
@@ -203,15 +206,26 @@ extension DocShard {
             docState.presence.writeFailed()
             return eventLoop.makeSucceededVoidFuture()
         }
-        let future = presenceStore.write(keys: keys, write, on: eventLoop)
+        // The publish is skipped while no other node listens on the doc's channel (`PresenceScripts.docWrite`);
+        // this node counts as a listener only while its own subscription is known to stand.
+        let ownSubscribers = settings.presenceAlwaysPublish ? -1 : (docState.channelSubscribed && subscriber.isConnected ? 1 : 0)
+        let written = presenceStore.write(keys: keys, write, ownSubscribers: ownSubscribers, on: eventLoop)
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
-        let timesPublish = tickStartedNanos > 0 && write.publish != nil
+        let hasPublish = write.publish != nil
+        let timesPublish = tickStartedNanos > 0 && hasPublish
         // One callback for both outcomes: a tick's write runs per doc per tick, and a second closure for the
         // publish timing would be a second allocation there.
-        future.whenComplete { result in
+        let future = written.map { _ in }
+        written.whenComplete { result in
             switch result {
-            case .success:
-                if timesPublish {
+            case .success(let published):
+                if hasPublish {
+                    let docState = bound.value
+                    if self.docs[doc] === docState { docState.presence.alone = !published }
+                }
+                if !published {
+                    self.metrics.presencePublishSkipped.increment()
+                } else if timesPublish {
                     self.metrics.presencePublish.record(Double(self.clock.nowNanos() &- tickStartedNanos) / 1e9)
                 }
             case .failure(let error):

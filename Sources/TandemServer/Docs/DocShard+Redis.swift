@@ -36,11 +36,21 @@ extension DocShard {
     func channelResubscribed(doc: String) {
         onLoop {
             guard let docState = self.docs[doc] else { return }
+            docState.channelSubscribed = true
             if docState.isLoading {
                 docState.upkeep.subscribedWhileLoading = true
             } else {
                 docState.upkeep.nextReconcileMs = 0
             }
+        }
+    }
+
+    /// The subscriber lost its connection: no channel counts as subscribed until Redis confirms it again
+    /// (a write that counted this node while it was not subscribed would skip a publish another node
+    /// waits for; one that does not count it publishes needlessly, which is harmless).
+    func channelsLost() {
+        onLoop {
+            for docState in self.docs.values { docState.channelSubscribed = false }
         }
     }
 

@@ -13,6 +13,7 @@ struct DocShardDependencies: Sendable {
         var nodeID: String
         var tickMs: Int
         var tickPhases: Int
+        var presenceAlwaysPublish: Bool
         var sweepMs: Int
         var reconcileMs: Int
         var checksumCheckMs: Int
@@ -30,6 +31,7 @@ struct DocShardDependencies: Sendable {
             nodeID = config.nodeID
             tickMs = config.tickMs
             tickPhases = config.tickPhases
+            presenceAlwaysPublish = config.presenceAlwaysPublish
             sweepMs = config.sweepMs
             reconcileMs = config.reconcileMs
             checksumCheckMs = config.checksumCheckMs

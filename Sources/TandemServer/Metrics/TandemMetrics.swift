@@ -37,6 +37,8 @@ public final class TandemMetrics: Sendable {
     /// The sender's side of a cross-node cursor: from the start of a tick to the reply of the doc's Redis
     /// write, whose script publishes the tick's delta to the other nodes (issue 11).
     public let presencePublish: ValueHistogram
+    public let presencePublishSkipped: Counter
+    public let presenceWritesDeferred: Counter
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -197,6 +199,14 @@ public final class TandemMetrics: Sendable {
                 "presence_publish", "seconds",
                 "Time from the start of a presence tick to the reply of a doc's Redis write that publishes the tick's delta to the other nodes (one per write)."),
             buckets: latencyBuckets)
+        presencePublishSkipped = registry.makeCounter(
+            descriptor: name(
+                "presence_publish_skipped", "total",
+                "Presence writes with a message for other nodes that Redis did not publish because no other node subscribed to the doc's channel (see --presence-always-publish)."))
+        presenceWritesDeferred = registry.makeCounter(
+            descriptor: name(
+                "presence_writes_deferred", "total",
+                "Doc ticks whose changed presence states were left for a later Redis write because no other node serves the doc (see --presence-alone-write-ms)."))
         fanoutMessages = SampledCounter(registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients.")))
         fanoutBytes = registry.makeCounter(

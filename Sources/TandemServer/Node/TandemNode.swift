@@ -84,6 +84,7 @@ public final class TandemNode: Service, Sendable {
         subscriberConfig.onMessages = { messages in hooks.messages(messages) }
         subscriberConfig.onReady = { hooks.ready() }
         subscriberConfig.onSubscribed = { channel in hooks.subscribed(channel) }
+        subscriberConfig.onConnectionStateChange = { up in hooks.subscriberStateChanged(up) }
         let subscriber = RedisClusterSubscriber(configuration: subscriberConfig, client: redis, logger: redisLogger)
 
         // Invalid schema files stop the node here, before it listens: it must not serve docs unchecked.
@@ -313,6 +314,12 @@ public final class TandemNode: Service, Sendable {
             subscribed: { channel in
                 guard let doc = RedisKeys.doc(fromChannel: channel) else { return }
                 shards.shard(for: doc).channelResubscribed(doc: doc)
+            },
+            subscriberStateChanged: { up in
+                // Presence writes stop counting this node among a channel's subscribers until Redis confirms
+                // the channel again (`subscribed`, which comes after this on a reconnect).
+                guard !up else { return }
+                shards.all.forEach { $0.channelsLost() }
             })
     }
 

@@ -31,21 +31,30 @@ final class PresenceStore: Sendable {
     }
 
     func write(doc: String, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
-        self.write(keys: keys(doc: doc), write, on: loop)
+        self.write(keys: keys(doc: doc), write, ownSubscribers: -1, on: loop).map { _ in }
     }
 
-    func write(keys: Keys, _ write: PresenceWrite, on loop: EventLoop) -> EventLoopFuture<Void> {
+    /// - Parameter ownSubscribers: how many of the channel's subscribers are this node (1 while its
+    ///   subscription of the doc's channel is confirmed, 0 while it is not): the publish is skipped unless
+    ///   Redis counts more (`PresenceScripts.docWrite`). −1: always publish (`--presence-always-publish`;
+    ///   and in a cluster, where `PUBSUB NUMSUB` counts only the subscribers of the node it runs on).
+    /// - Returns: whether the write published its message (true too when it had none to publish).
+    func write(keys: Keys, _ write: PresenceWrite, ownSubscribers: Int, on loop: EventLoop) -> EventLoopFuture<Bool> {
         // `send` of a command carrying its script is `evalScript` (EVALSHA, loaded first, EVAL on NOSCRIPT;
         // in a cluster routed by its keys).
-        let script = redis.publishing(PresenceScripts.write, sharded: ShardedPublishing.presenceWrite)
-        return redis.send(Self.command(script, keys: keys, node: nodeID, ttlMs: ttlMs, write), on: loop).map { _ in }
+        let own = redis.isClusterMode ? -1 : ownSubscribers
+        let script = redis.publishing(PresenceScripts.docWrite, sharded: ShardedPublishing.presenceDocWrite)
+        return redis.send(Self.command(script, keys: keys, node: nodeID, ttlMs: ttlMs, ownSubscribers: own, write), on: loop)
+            .map { $0.int != 0 }
     }
 
     /// The write's `EVALSHA` (see `PresenceScripts.write` for what it reads), written straight into the
     /// command: no `[any RedisArgument]` (an existential box per argument, two per entry) and no argument
     /// encoded into a scratch array first (about 24,000 instructions per tick's write in the callgrind
     /// profile of issue 14, most of `DocShard.tick`).
-    static func command(_ script: RedisScript, keys: Keys, node: String, ttlMs: Int, _ write: PresenceWrite) -> RedisCommand {
+    static func command(
+        _ script: RedisScript, keys: Keys, node: String, ttlMs: Int, ownSubscribers: Int, _ write: PresenceWrite
+    ) -> RedisCommand {
         var ranges: [Range<Int>]?
         let message = write.publish?.encode(upsertRanges: &ranges) ?? []
         // The message publishes the same entries (`PresenceDoc.takeWrite`): each is spliced from its bytes
@@ -77,6 +86,7 @@ final class PresenceStore: Sendable {
             out.write(keys.channel)
             out.write(message)
             out.write(write.upserts.count)
+            out.write(ownSubscribers)
             message.withUnsafeBufferPointer { message in
                 for index in write.upserts.indices {
                     out.write(write.upserts[index].sid)

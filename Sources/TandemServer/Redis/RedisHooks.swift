@@ -18,6 +18,8 @@ final class RedisHooks: Sendable {
         var ready: @Sendable () -> Void
         /// One channel's subscription was confirmed (first time or again).
         var subscribed: @Sendable (_ channel: String) -> Void
+        /// The subscriber's `isConnected` changed.
+        var subscriberStateChanged: @Sendable (Bool) -> Void
     }
 
     private let handlers = NIOLockedValueBox<Handlers?>(nil)
@@ -36,4 +38,5 @@ final class RedisHooks: Sendable {
     func messages(_ messages: [RedisPubSubMessage]) { current?.messages(messages) }
     func ready() { current?.ready() }
     func subscribed(_ channel: String) { current?.subscribed(channel) }
+    func subscriberStateChanged(_ up: Bool) { current?.subscriberStateChanged(up) }
 }

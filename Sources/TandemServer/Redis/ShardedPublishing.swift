@@ -22,6 +22,7 @@ enum ShardedPublishing {
 
     static let commit = sharded(GroupCommitScript.commit)
     static let presenceWrite = sharded(PresenceScripts.write)
+    static let presenceDocWrite = sharded(PresenceScripts.docWrite)
     static let presenceSweep = sharded(PresenceScripts.sweep)
 }
 
