@@ -21,14 +21,14 @@ import Testing
     /// with small segments: 20 commits, a checkpoint every 10.
     static func sealer(
         _ redis: RedisClient, killHook: HistorySealer.KillHook? = nil, fullCheckpointEvery: Int = HistoryPolicy.defaultFullCheckpointEvery,
-        retentionMs: UInt64 = 0, metrics: TandemMetrics = TandemMetrics(nodeID: "sealer-test")
+        retentionMs: UInt64 = 0, metrics: TandemMetrics = TandemMetrics(nodeID: "sealer-test"), keepsStates: Bool = true
     ) -> HistorySealer {
         let store = HistoryStore(
             redis: redis,
             policy: HistoryPolicy(
                 segmentCommits: 20, checkpointEvery: 10, checkpointIntervalMs: 3_600_000, retention: 10_000, fullCheckpointEvery: fullCheckpointEvery),
             retentionMs: retentionMs, metrics: HistoryMetrics(registry: metrics.registry))
-        return HistorySealer(store: store, logger: Logger(label: "sealer-test"), killHook: killHook)
+        return HistorySealer(store: store, logger: Logger(label: "sealer-test"), killHook: killHook, keepsStates: keepsStates)
     }
 
     /// A counter's value in `metrics`' text exposition.
@@ -227,6 +227,76 @@ import Testing
         let log = try JSONParser.parse(try await node.get("/api/docs/\(doc)/log?from=0&limit=1000").body, maxDepth: 200)
         let clocks = (log.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["clock"]?.uint64Value }
         #expect(clocks == Array(1...head))
+        await cluster.finish()
+    }
+
+    /// A sealer that starts each round of a doc from what its last round left (`SealedState`, issue 8 stop
+    /// 25) writes the history one that reads every start back from Redis writes: the same segments, the
+    /// same checkpoints (full and delta at the same clocks), the same version entries, and every state
+    /// reads back as the client saw it. Two docs get the same commits, sealed in steps of 7 commits (so
+    /// rounds end between checkpoints and carry commits over) with a long text appended to all along.
+    @Test func aKeptStateWritesWhatAReadBackWrites() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1)
+        let (kept, read) = ("history:kept", "history:read-back")
+        let alice = try await cluster.client("alice")
+        for doc in [kept, read] {
+            try await alice.join(doc)
+            alice.recordStates(doc)
+        }
+        let redis = try RedisClient(url: cluster.redis.url)
+        redis.start()
+        defer { redis.shutdown() }
+        try await waitUntil("connected to Redis") { redis.isConnected }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let keeping = Self.sealer(redis)
+        let reading = Self.sealer(redis, keepsStates: false)
+        let head: UInt64 = 97
+        var id = 0
+        for clock in 1...head {
+            let ops: String
+            switch clock % 4 {
+            case 1: ops = #"{"r\#(clock % 5)":["put",{"v":\#(clock)}]}"#
+            case 2 where clock > 2: ops = #"{"text":["patch",{"s":["append","ab\#(clock)",0]}]}"#
+            case 3: ops = #"{"text":["patch",{"n":["put",\#(clock)]}]}"#
+            default: ops = #"{"text":["put",{"s":""}],"x\#(clock % 3)":["put",{"k":\#(clock)}]}"#
+            }
+            for doc in [kept, read] {
+                id += 1
+                alice.push(doc, id: id, ops: ops)
+                _ = try await alice.answer(doc, id: id)
+            }
+            if clock % 7 == 0 || clock == head {
+                #expect(try await keeping.sealToHead(kept, on: loop).get() == clock)
+                #expect(try await reading.sealToHead(read, on: loop).get() == clock)
+            }
+        }
+        #expect(SyncRedis.head(cluster.redis, kept) == head && SyncRedis.head(cluster.redis, read) == head)
+        #expect(keeping.keptRounds.withLockedValue { $0 } >= 10, "rounds after the first start from the kept state")
+        #expect(reading.keptRounds.withLockedValue { $0 } == 0)
+
+        // Segments by clocks, checkpoints by clock and kind, versions by clock and commits (times differ).
+        func history(_ doc: String) -> [String] {
+            let index = cluster.redis.command("ZRANGE", SyncRedis.key(doc, "hindex"), "0", "-1").split(whereSeparator: \.isNewline)
+                .map { $0.split(separator: ":").prefix(2).joined(separator: ":") }
+            let checkpoints = cluster.redis.command("HKEYS", SyncRedis.key(doc, "hckpts")).split(whereSeparator: \.isNewline).map(String.init).sorted()
+            let versions = cluster.redis.command("ZRANGE", SyncRedis.key(doc, "hversions"), "0", "-1").split(whereSeparator: \.isNewline)
+                .map { member in
+                    let fields = member.split(separator: ":")
+                    return fields.count == 4 ? "\(fields[0]):\(fields[2]):\(fields[3])" : String(member)
+                }
+            return [index.joined(separator: ","), checkpoints.joined(separator: ","), versions.joined(separator: ",")]
+        }
+        let keptHistory = history(kept)
+        #expect(keptHistory == history(read))
+        #expect(keptHistory[1].contains("d:"), "deltas were written: \(keptHistory[1])")
+        for doc in [kept, read] {
+            let states = try #require(alice.view(doc).statesByClock)
+            for clock in 0...head {
+                let answer = try await cluster.nodes[0].get("/api/docs/\(doc)/at?clock=\(clock)").body
+                let records = try JSONParser.parse(answer, maxDepth: 200).objectValue?["records"]?.objectValue
+                #expect(records == states[clock], "\(doc) at \(clock)")
+            }
+        }
         await cluster.finish()
     }
 }

@@ -4,14 +4,18 @@
 public enum HistoryReplay {
     /// The records after commit `clock`: `checkpoint` (at or before `clock`) with `commits` applied in
     /// order. `commits` must hold every clock from `checkpoint.clock + 1` through `clock` (more on either
-    /// side is ignored); a missing one throws `.missing`, ops that do not parse throw `.corrupt`.
+    /// side is ignored); a missing one throws `.missing`, ops that do not parse throw `.corrupt`. The
+    /// replica keeps no checksum (`sum` is zero): its `records` and `head` are what it is for.
     public static func state(from checkpoint: HistoryCheckpoint, commits: [CommitNotice], to clock: UInt64)
         throws(HistoryError) -> DocReplica
     {
         guard checkpoint.clock <= clock else {
             throw .missing("the checkpoint at \(checkpoint.clock) is after clock \(clock)")
         }
-        var replica = DocReplica(head: checkpoint.clock, records: checkpoint.records)
+        // Untracked: history reads only the records, and hashing every record at the start and each changed
+        // one per commit (issue 13's checksum) was most of the sealer's replay on a hot doc whose shared
+        // records are long (issue 8 stop 25: the records' canonical JSON hashed once per commit).
+        var replica = DocReplica.untracked(head: checkpoint.clock, records: checkpoint.records)
         for commit in commits where commit.clock > replica.head && commit.clock <= clock {
             guard commit.clock == replica.head + 1 else {
                 throw .missing("commit \(replica.head + 1) is not in the history")

@@ -85,6 +85,15 @@ public struct DocReplica: Sendable, Equatable {
         self.sum = sum
     }
 
+    /// A replica that keeps no checksum from the start (`untracked` without hashing `records` first): for
+    /// replays whose records are all that is read, such as history's (`HistoryReplay.state`).
+    public static func untracked(head: UInt64, records: [String: JSONValue]) -> DocReplica {
+        var replica = DocReplica(head: head)
+        replica.records = records
+        replica.tracksChecksum = false
+        return replica
+    }
+
     /// A copy that keeps no checksum (`sum` is zero and stays so): applying commits to it hashes nothing.
     /// For states nobody compares, such as a client's optimistic view (confirmed records plus pending edits).
     public var untracked: DocReplica {

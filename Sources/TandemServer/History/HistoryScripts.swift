@@ -55,7 +55,8 @@ enum HistoryScripts {
 
         """
 
-    /// KEYS: keys(doc). ARGV: maxEntries (log entries to return), nowMs, maxBytes (of those entries),
+    /// KEYS: keys(doc). ARGV: maxEntries (the segment size: log entries to return, and commits after
+    /// `hsealed` to reach, never past the head), nowMs, maxBytes (of those entries),
     /// `json` to write a new base's version entry as JSON (`--history-format 3`). Starts the doc's history when it
     /// has none (a checkpoint at 0 when the log still starts at clock 1, else the state at the head, built
     /// here from the records: the clocks before it were trimmed before history existed), and starts it
@@ -104,7 +105,12 @@ enum HistoryScripts {
         local last = redis.call('ZREVRANGE', versions, 0, 0, 'WITHSCORES')
         local since = last[2] and redis.call('ZCOUNT', index, '(' .. last[2], '+inf') or 0
         local entries = {}
-        if head > tonumber(sealed) then entries = logRange(tonumber(sealed) + 1, head, tonumber(ARGV[1]), tonumber(ARGV[3])) end
+        -- Up to the entry holding the segment's last possible commit, not the head: an entry is a batch,
+        -- so 2,048 entries of a hot doc were ~30 segments' worth, all decoded by the node for one segment
+        -- (issue 8 stop 25).
+        if head > tonumber(sealed) then
+          entries = logRange(tonumber(sealed) + 1, math.min(head, tonumber(sealed) + tonumber(ARGV[1])), tonumber(ARGV[1]), tonumber(ARGV[3]))
+        end
         return {'ok', fmt(head), sealed, last[1] or '', entries, rebased, since}
         """)
 

@@ -39,6 +39,11 @@ final class HistorySealer: Sendable {
     private let store: HistoryStore
     private let logger: Logger
     private let docs = NIOLockedValueBox<[String: DocSeal]>([:])
+    /// What the last round this sealer wrote for a doc left (`SealedState`): the next round starts from
+    /// it instead of reading the state at the sealed clock back from Redis. At most `maxKeptStates` docs.
+    private let states = NIOLockedValueBox<[String: SealedState]>([:])
+    /// Rounds that started from a kept state (tests: the path a hot doc takes).
+    let keptRounds = NIOLockedValueBox(0)
     /// Docs sealed at once (each round is a few Redis calls and some pool work).
     static let maxConcurrentDocs = 8
     /// Segments one doc may seal in a row before others get their turn (the next tick continues).
@@ -50,6 +55,12 @@ final class HistorySealer: Sendable {
     static let maxFlushDocs = 10_000
     /// Failed rounds after which a doc not held open is given up (Redis keeps its commits in the live log).
     static let maxFlushFailures = 5
+    /// Docs whose sealed state the sealer keeps between rounds (each holds one parsed copy of the doc's
+    /// records, as a loaded doc's replica does): twice the docs sealed at once.
+    static let maxKeptStates = 2 * maxConcurrentDocs
+    /// Commits after the last checkpoint a kept state may carry (for the next version's summary); a doc
+    /// that goes longer without a checkpoint is read back as before.
+    static let maxKeptCommits = 4_096
 
     /// Where a seal round can be cut short as if its node died there (tests only: `killHook`).
     enum KillPoint: Sendable {
@@ -67,10 +78,15 @@ final class HistorySealer: Sendable {
     typealias KillHook = @Sendable (KillPoint, _ doc: String, _ writeArgs: [any RedisArgument]) -> Bool
     private let killHook: KillHook?
 
-    init(store: HistoryStore, logger: Logger, killHook: KillHook? = nil) {
+    /// False: every round reads its start back from Redis, as a round after another sealer's does (tests
+    /// compare the two paths).
+    private let keepsStates: Bool
+
+    init(store: HistoryStore, logger: Logger, killHook: KillHook? = nil, keepsStates: Bool = true) {
         self.store = store
         self.logger = logger
         self.killHook = killHook
+        self.keepsStates = keepsStates
     }
 
     /// One pass over the docs this node holds open (`heads`: doc → head clock), from housekeeping, and
@@ -104,6 +120,8 @@ final class HistorySealer: Sendable {
             store.metrics.sealLag.set(to: Double(lag))
             return due
         }
+        let tracked = docs.withLockedValue { Set($0.keys) }
+        states.withLockedValue { states in states = states.filter { tracked.contains($0.key) } }
         for (doc, flush) in due { seal(doc, round: 0, flush: flush, on: loop) }
     }
 
@@ -215,15 +233,15 @@ final class HistorySealer: Sendable {
                     lastCheckpointAtMs: lastVersion?.atMs ?? 0, force: segmentsSince + 1 >= HistoryStore.checkpointSegments)
                 return Plan(
                     head: head, sealed: sealed, commits: commits, segment: store.pack(Self.segmentParts(commits)),
-                    checkpointClocks: checkpoints, previousVersion: lastVersion?.clock ?? 0)
+                    checkpointClocks: checkpoints, previousVersion: lastVersion?.clock ?? 0, lastVersion: lastVersion.map(SealedState.key))
             }.flatMap { plan in
                 guard let plan else { return loop.makeSucceededFuture(.nothing(sealed: sealed)) }
                 guard !plan.commits.isEmpty else {
                     return loop.makeSucceededFuture(.wait(sealed: sealed, untilMs: plan.waitUntilMs))
                 }
                 if let killHook = self.killHook, killHook(.afterRead, doc, []) { return loop.makeSucceededFuture(.killed) }
-                return self.checkpoints(for: plan, doc: doc, on: loop).flatMap { checkpoints in
-                    self.write(plan, checkpoints: checkpoints, flush: flush, doc: doc, on: loop)
+                return self.checkpoints(for: plan, doc: doc, on: loop).flatMap { checkpoints, next in
+                    self.write(plan, checkpoints: checkpoints, next: next, flush: flush, doc: doc, on: loop)
                 }.flatMapError { error in
                     self.lostRace(error, plan: plan, doc: doc, on: loop)
                 }
@@ -244,6 +262,21 @@ final class HistorySealer: Sendable {
         }
     }
 
+    /// Keeps what a written round left for the doc's next round (or forgets the doc's: nil), within
+    /// `maxKeptStates` docs.
+    private func keep(_ next: SealedState?, for doc: String) {
+        states.withLockedValue { states in
+            guard let next, keepsStates else {
+                states.removeValue(forKey: doc)
+                return
+            }
+            if states[doc] == nil, states.count >= Self.maxKeptStates, let other = states.keys.first {
+                states.removeValue(forKey: other)
+            }
+            states[doc] = next
+        }
+    }
+
     private static func segmentParts(_ commits: [CommitNotice]) -> [[UInt8]] {
         // Two bzip2 streams, the columns and the ops: 0.5 % smaller than three (times apart) on the
         // history bench, 3 % smaller than one.
@@ -259,59 +292,127 @@ final class HistorySealer: Sendable {
         /// Clocks in the segment that get a checkpoint (`HistoryPolicy.checkpointClocks`).
         var checkpointClocks: [UInt64] = []
         var previousVersion: UInt64 = 0
+        /// The last version entry as read (`SealedState.key`; nil: none).
+        var lastVersion: [UInt8]? = nil
         var waitUntilMs: UInt64 = 0
     }
 
+    /// The state a round left behind, for the next round of the same doc: a hot doc seals a segment every
+    /// few hundred ms, and reading the state at the sealed clock back (the last checkpoint, its deltas,
+    /// the segment after it, decompressed, decoded and replayed) was most of the sealer's work per
+    /// segment (issue 8 stop 25). Used only when the next read finds `hsealed` at `sealed` and the last
+    /// version entry the same (`key`): any other sealer's write, a history restarted at the head or a
+    /// doc made anew moves one of them, and the round reads as before.
+    private struct SealedState: Sendable {
+        /// The sealed clock after the write, and the records there (`atMs`: commit `sealed`'s time).
+        var sealed: UInt64
+        var state: HistoryCheckpoint
+        /// The last version entry (`key`) and the checkpoint it stands for, which a delta is taken from
+        /// (nil: none to take one from, the next checkpoint is full), with the deltas under it.
+        var version: [UInt8]?
+        var base: HistoryCheckpoint?
+        var depth: Int
+        /// The commits after the last version entry's clock through `sealed` (its summary's commits).
+        var sinceVersion: [CommitNotice]
+
+        /// A version entry as compared: clock, time, commits and whether authors were left out (the
+        /// authors are stored apart since v4 and not read by the seal read).
+        static func key(_ version: HistoryVersion) -> [UInt8] {
+            HistoryVersion(clock: version.clock, atMs: version.atMs, commits: version.commits, by: [], moreAuthors: version.moreAuthors).member
+        }
+
+        func continues(_ plan: Plan) -> Bool { sealed == plan.sealed && version == plan.lastVersion }
+    }
+
+    /// Where a round's checkpoints start: the state at the sealed clock, the checkpoint a delta is taken
+    /// from (nil: the next is full) with its depth, and the commits after the previous version entry.
+    private struct SealStart {
+        var state: HistoryCheckpoint
+        var base: HistoryCheckpoint?
+        var depth: Int
+        var sinceVersion: [CommitNotice]
+    }
+
     /// The checkpoints (blob and version entry) the plan wants: the state at the last sealed clock
-    /// (history read) with the segment's commits applied up to each. Each is a delta of the checkpoint
-    /// before it (blobs v5) unless that would make a chain of `policy.fullCheckpointEvery` or the one
-    /// before is not the checkpoint the read started from (then it is full).
-    private func checkpoints(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<[Checkpoint]> {
-        guard !plan.checkpointClocks.isEmpty else { return loop.makeSucceededFuture([]) }
+    /// (what this sealer's last round of the doc left, `SealedState`, else a history read) with the
+    /// segment's commits applied up to each. Each is a delta of the checkpoint before it (blobs v5) unless
+    /// that would make a chain of `policy.fullCheckpointEvery` or the one before is not the checkpoint the
+    /// read started from (then it is full). Also the state the segment leaves, for the next round (nil
+    /// when there is nothing to start from without a read).
+    private func checkpoints(for plan: Plan, doc: String, on loop: EventLoop) -> EventLoopFuture<([Checkpoint], SealedState?)> {
+        let kept = states.withLockedValue { $0[doc] }.flatMap { $0.continues(plan) ? $0 : nil }
+        if let kept {
+            keptRounds.withLockedValue { $0 += 1 }
+            let start = SealStart(state: kept.state, base: kept.base, depth: kept.depth, sinceVersion: kept.sinceVersion)
+            return HistoryStore.offLoop(loop) { try self.checkpoints(for: plan, from: start) }
+        }
+        guard !plan.checkpointClocks.isEmpty else { return loop.makeSucceededFuture(([], nil)) }
+        return store.state(doc: doc, at: plan.sealed, on: loop).flatMap { before in
+            HistoryStore.offLoop(loop) {
+                let start = SealStart(
+                    state: HistoryCheckpoint(clock: before.replica.head, atMs: before.atMs, records: before.replica.records),
+                    // The last checkpoint, as the chain of the next delta starts from it.
+                    base: before.checkpoint.clock == plan.previousVersion ? before.checkpoint : nil,
+                    depth: before.checkpointDepth, sinceVersion: before.commits.filter { $0.clock > plan.previousVersion })
+                return try self.checkpoints(for: plan, from: start)
+            }
+        }
+    }
+
+    /// On the thread pool: the plan's checkpoints from `start`, and the state at the segment's end.
+    private func checkpoints(for plan: Plan, from start: SealStart) throws -> ([Checkpoint], SealedState?) {
         let metrics = store.metrics
         let format = store.format
         let fullEvery = store.policy.fullCheckpointEvery
-        let store = self.store
-        return store.state(doc: doc, at: plan.sealed, on: loop).flatMap { before in
-            HistoryStore.offLoop(loop) {
-                var state = HistoryCheckpoint(clock: before.replica.head, atMs: before.atMs, records: before.replica.records)
-                // The last checkpoint, as the chain of the next delta starts from it.
-                var base: HistoryCheckpoint? = before.checkpoint.clock == plan.previousVersion ? before.checkpoint : nil
-                var depth = before.checkpointDepth
-                var previous = plan.previousVersion
-                var out: [Checkpoint] = []
-                let all = before.commits + plan.commits
-                for clock in plan.checkpointClocks {
-                    let step = plan.commits.filter { $0.clock > state.clock && $0.clock <= clock }
-                    guard let last = step.last else { continue }
-                    state = HistoryCheckpoint(
-                        clock: clock, atMs: last.committedAtMs, records: try HistoryReplay.state(from: state, commits: step, to: clock).records)
-                    metrics.replayedCommits.increment(by: Int64(step.count))
-                    let since = all.filter { $0.clock > previous && $0.clock <= clock }
-                    let version = HistoryVersion.summarizing(since, since: previous, authors: Set(since.map(\.by)))
-                    let delta: Bool
-                    let blob: [UInt8]
-                    if let base, depth + 1 < fullEvery {
-                        delta = true
-                        depth += 1
-                        blob = store.pack([HistoryCodec.encodeCheckpointDelta(from: base, to: state)])
-                    } else {
-                        delta = false
-                        depth = 0
-                        blob = store.pack([HistoryCodec.encodeCheckpoint(state)])
-                    }
-                    out.append(
-                        Checkpoint(
-                            clock: clock, delta: delta, blob: blob,
-                            // Up to v3 the entry is its JSON, authors included (what those nodes read).
-                            version: format <= .v3 ? version?.json ?? [] : version?.member ?? [],
-                            authors: format <= .v3 ? [] : version?.authorsJSON ?? []))
-                    base = state
-                    previous = clock
-                }
-                return out
+        var state = start.state
+        var base = start.base
+        var depth = start.depth
+        var previous = plan.previousVersion
+        var version = plan.lastVersion
+        var out: [Checkpoint] = []
+        let all = start.sinceVersion + plan.commits
+        for clock in plan.checkpointClocks {
+            let step = plan.commits.filter { $0.clock > state.clock && $0.clock <= clock }
+            guard let last = step.last else { continue }
+            state = HistoryCheckpoint(
+                clock: clock, atMs: last.committedAtMs, records: try HistoryReplay.state(from: state, commits: step, to: clock).records)
+            metrics.replayedCommits.increment(by: Int64(step.count))
+            let since = all.filter { $0.clock > previous && $0.clock <= clock }
+            let summary = HistoryVersion.summarizing(since, since: previous, authors: Set(since.map(\.by)))
+            let delta: Bool
+            let blob: [UInt8]
+            if let base, depth + 1 < fullEvery {
+                delta = true
+                depth += 1
+                blob = store.pack([HistoryCodec.encodeCheckpointDelta(from: base, to: state)])
+            } else {
+                delta = false
+                depth = 0
+                blob = store.pack([HistoryCodec.encodeCheckpoint(state)])
             }
+            out.append(
+                Checkpoint(
+                    clock: clock, delta: delta, blob: blob,
+                    // Up to v3 the entry is its JSON, authors included (what those nodes read).
+                    version: format <= .v3 ? summary?.json ?? [] : summary?.member ?? [],
+                    authors: format <= .v3 ? [] : summary?.authorsJSON ?? []))
+            base = state
+            previous = clock
+            version = summary.map(SealedState.key)
         }
+        // The state the segment leaves (it usually ends at its last checkpoint: nothing more to replay),
+        // kept while the commits since the last version entry stay few.
+        let rest = plan.commits.filter { $0.clock > state.clock }
+        let sinceVersion = all.filter { $0.clock > previous }
+        guard version != nil || previous == 0, sinceVersion.count <= Self.maxKeptCommits, let last = plan.commits.last else {
+            return (out, nil)
+        }
+        if !rest.isEmpty {
+            state = HistoryCheckpoint(
+                clock: last.clock, atMs: last.committedAtMs, records: try HistoryReplay.state(from: state, commits: rest, to: last.clock).records)
+            metrics.replayedCommits.increment(by: Int64(rest.count))
+        }
+        return (out, SealedState(sealed: last.clock, state: state, version: version, base: base, depth: depth, sinceVersion: sinceVersion))
     }
 
     private struct Checkpoint: Sendable {
@@ -324,7 +425,7 @@ final class HistorySealer: Sendable {
         var authors: [UInt8]
     }
 
-    private func write(_ plan: Plan, checkpoints: [Checkpoint], flush: Bool, doc: String, on loop: EventLoop)
+    private func write(_ plan: Plan, checkpoints: [Checkpoint], next: SealedState?, flush: Bool, doc: String, on loop: EventLoop)
         -> EventLoopFuture<Outcome>
     {
         let store = self.store
@@ -342,7 +443,11 @@ final class HistorySealer: Sendable {
             HistoryScripts.sealWrite, keys: HistoryStore.keys(doc), args: args, on: loop
         ).map { [killHook, args] reply in
             if let killHook, killHook(.afterWrite, doc, args) { return .killed }
-            guard let parts = reply.array, parts.first?.string == "ok" else { return .moved }
+            guard let parts = reply.array, parts.first?.string == "ok" else {
+                self.states.withLockedValue { _ = $0.removeValue(forKey: doc) }
+                return .moved
+            }
+            self.keep(next, for: doc)
             store.metrics.sealedCommits.increment(by: Int64(plan.commits.count))
             store.metrics.segments.increment()
             store.metrics.bytesWritten.increment(by: Int64(plan.segment.count + checkpoints.reduce(0) { $0 + $1.blob.count }))
