@@ -73,13 +73,15 @@ extension PushPipeline {
     }
 
     /// The linger ends (its deadline passed, enough pushes wait, or the queue emptied): counted, unless
-    /// nothing is left of it to send.
+    /// nothing is left of it to send. Its time counts up to its deadline at most: what the batch waits
+    /// beyond it (a late timer, the reply of a batch ahead) is not the linger's.
     mutating func endLinger(_ now: UInt64) {
-        guard lingerUntil != nil else { return }
+        guard let until = lingerUntil else { return }
         lingerUntil = nil
         guard !queue.isEmpty else { return }
         if queue.count >= settings.commitLingerPushes { counters.lingersFilled += 1 } else { counters.lingersExpired += 1 }
-        counters.lingerNanos += now >= lingerStartedAt ? now - lingerStartedAt : 0
+        let end = min(now, until)
+        counters.lingerNanos += end >= lingerStartedAt ? end - lingerStartedAt : 0
     }
 
     /// Whether a batch may be decided now, and against what: the replica when nothing is in Redis; with
