@@ -6,6 +6,10 @@ extension PushPipeline {
     /// Starts the next batch if the doc can take one: the first when none is in Redis, or one pipelined
     /// behind those in Redis (see `chainStart`).
     mutating func pump(_ now: UInt64, into actions: inout [PushAction<Member>]) {
+        // (Before anything that returns early: an expired linger never stays behind as a past deadline.)
+        if let until = lingerUntil, queue.isEmpty || now >= until || queue.count >= settings.commitLingerPushes {
+            endLinger(now)
+        }
         guard delivery.isLoaded, !loadInFlight, !regressed, redisUp else { return }
         if inFlight.isEmpty, let wait = catchUp {
             if delivery.head >= wait.clock || now >= wait.deadline {
@@ -17,6 +21,8 @@ extension PushPipeline {
             }
         }
         while !queue.isEmpty && inFlight.count < max(settings.maxBatchesInFlight, 1) {
+            // Lingering: the pushes arriving until its end (or until enough wait) join this batch.
+            if lingerUntil != nil { return }
             // Behind a batch in Redis, only once as many pushes wait as it holds (or a full batch): a
             // smaller one would cost a script call and its per-batch work for fewer commits than waiting
             // for the reply gathers. (Sent at once, a busy doc's batches shrank to ~1.4 pushes from ~3.9
@@ -25,6 +31,57 @@ extension PushPipeline {
             if let last = inFlight.last, queue.count < min(last.commitCount, settings.maxBatchPushes) { return }
             if !formBatch(now, into: &actions) { return }
         }
+    }
+
+    // MARK: Commit linger
+
+    /// Smoothed gaps between queued pushes longer than this count as this: a doc that was quiet for an
+    /// hour is busy again after a dozen pushes in quick succession, not after forty.
+    static var longestArrivalGapNanos: Double { 1e9 }
+
+    /// A push is queued now: the smoothed gap between pushes (weight 0.2, as the service-time averages).
+    mutating func noteArrival(_ now: UInt64) {
+        if let last = lastArrivalAt {
+            let gap = min(Double(now >= last ? now - last : 0), Self.longestArrivalGapNanos)
+            meanArrivalGapNanos = meanArrivalGapNanos.isFinite ? meanArrivalGapNanos + 0.2 * (gap - meanArrivalGapNanos) : gap
+        }
+        lastArrivalAt = now
+    }
+
+    /// The queue was empty and a push arrives: whether it lingers for others to join its batch, and how
+    /// long. The rule, after PostgreSQL's `commit_delay`/`commit_siblings` and Kafka's `linger.ms` +
+    /// `batch.size`:
+    /// - only while the loop is busy (`loopLagNanos` at least `commitLingerMinLagNanos`): lingering trades
+    ///   latency for CPU, and only a busy loop is short of CPU. An idle node commits a lone push at once;
+    /// - only while the doc gets a push at least every two lingers on average: otherwise the linger would
+    ///   most likely end with the push still alone (all of the wait, none of the saving);
+    /// - for `commitLingerNanos` at most, and at most half of what its admission bound leaves (the bound
+    ///   minus what it waited before the doc and what it would wait without lingering): the pushes that
+    ///   join it are admitted against the linger's end (`estimatedWaitNanos`), and their wait is bounded
+    ///   by the same `maxPushWaitNanos`. Less than a millisecond left: no linger;
+    /// - cut short as soon as `commitLingerPushes` wait (`pump`).
+    mutating func startLinger(now: UInt64, waitedNanos: UInt64, loopLagNanos: UInt64) {
+        lingerUntil = nil
+        let longest = Double(settings.commitLingerNanos)
+        guard longest > 0, settings.commitLingerPushes > 1, loopLagNanos >= settings.commitLingerMinLagNanos,
+            meanArrivalGapNanos <= 2 * longest
+        else { return }
+        let slack = (Double(settings.maxPushWaitNanos) - Double(waitedNanos) - estimatedWaitNanos(now: now)) / 2
+        guard slack >= 1e6 else { return }
+        lingerUntil = now + UInt64(min(longest, slack))
+        lingerStartedAt = now
+    }
+
+    /// The linger ends (its deadline passed, enough pushes wait, or the queue emptied): counted, unless
+    /// nothing is left of it to send. Its time counts up to its deadline at most: what the batch waits
+    /// beyond it (a late timer, the reply of a batch ahead) is not the linger's.
+    mutating func endLinger(_ now: UInt64) {
+        guard let until = lingerUntil else { return }
+        lingerUntil = nil
+        guard !queue.isEmpty else { return }
+        if queue.count >= settings.commitLingerPushes { counters.lingersFilled += 1 } else { counters.lingersExpired += 1 }
+        let end = min(now, until)
+        counters.lingerNanos += end >= lingerStartedAt ? end - lingerStartedAt : 0
     }
 
     /// Whether a batch may be decided now, and against what: the replica when nothing is in Redis; with
@@ -259,6 +316,8 @@ extension PushPipeline {
         }
         orphanBatches(from: index + 1)
         inFlight.removeSubrange(index...)
+        // Those taken back have waited a round trip already: a linger of the pushes behind them ends.
+        if !again.isEmpty { lingerUntil = nil }
         queue.prepend(again)
     }
 

@@ -152,6 +152,7 @@ extension PushPipeline {
 
     mutating func refuseQueued(_ message: String, into actions: inout [PushAction<Member>]) {
         headWait = nil
+        lingerUntil = nil  // (nothing left to linger for: not counted as a linger)
         while let push = queue.popFirst() {
             actions.append(.answer(refusal(push, .unavailable, message)))
         }

@@ -27,6 +27,15 @@ public struct PushPipelineSettings: Sendable, Equatable {
     /// decided against the state the ones ahead will leave and run only if they left it (see
     /// `PushPipeline`): a doc's commit rate is no longer one batch per round trip. 1 turns pipelining off.
     public var maxBatchesInFlight = 2
+    /// `--commit-linger-ms`: longest a doc holds its first queued push so that the pushes arriving
+    /// meanwhile ride the same group commit (0: never). Only while the loop is busy and the doc busy enough
+    /// for another push to come (see `PushPipeline.startLinger`): an idle node commits a lone push at once.
+    public var commitLingerNanos: UInt64 = 20_000_000
+    /// `--commit-linger-pushes`: a linger ends as soon as this many pushes wait (a batch worth sending).
+    public var commitLingerPushes = 4
+    /// `--commit-linger-min-lag-ms`: the loop counts as busy — lingering pays — while its smoothed lag
+    /// (`LoopLoad.lagNanos`) is at least this (0: whenever the doc is busy, like Kafka's `linger.ms`).
+    public var commitLingerMinLagNanos: UInt64 = 2_000_000
     /// Commit attempts of one push that lost the race for its records before it is refused `unavailable`.
     public var maxAttempts = 16
     /// How long the pipeline waits for the replica to reach a clock Redis is known to have (a push's
@@ -203,6 +212,11 @@ public struct PushPipelineCounters: Equatable, Sendable {
     /// ... and batches taken back unanswered because one ahead of them did not leave the state they were
     /// decided against (it lost a race, failed, or landed after another node's commit): re-decided.
     public var pipelineBreaks: UInt64 = 0
+    /// Commit lingers that ended (`commitLingerNanos`): at their deadline, or cut short once
+    /// `commitLingerPushes` waited; and the time they held the queue, in all.
+    public var lingersExpired: UInt64 = 0
+    public var lingersFilled: UInt64 = 0
+    public var lingerNanos: UInt64 = 0
 
     public init() {}
 }

@@ -22,6 +22,12 @@
 ///   patches still go out in clock order, each exactly once (delivery does not care which batch a
 ///   commit came from). A chain is only extended while it can still hold: none of its batches has
 ///   replied, nothing else reached the replica since it began, no gap or wait is pending.
+/// - **Commit linger.** While the loop is busy (its lag at least `commitLingerMinLagNanos`) and the doc
+///   gets pushes often (their smoothed gap at most twice `commitLingerNanos`), the first push of an empty
+///   queue waits up to `commitLingerNanos` — less if its admission bound would be at risk — for others to
+///   join its batch, or until `commitLingerPushes` wait. A batch costs about as much as 2.5 commits more
+///   (docs/benchmarks.md, issue 8): at a batch of one the busy node spends most of its CPU per batch, and
+///   the wait is what it buys back. Never on an idle node or doc: a lone push commits at once.
 /// - **Answers in clock order.** A commit/rebase is answered when its commit is delivered in clock
 ///   order (from the script's reply or from pub/sub, whichever comes first), so the pusher's `result`
 ///   takes the place of its `patch`. A void push is answered `discard` right after the commit before it
@@ -95,6 +101,14 @@ public struct PushPipeline<Member: Hashable> {
     var headWait: (seq: UInt64, deadline: UInt64)?
     /// After a lost race: decide again once the replica reaches `clock` (or at `deadline` regardless).
     var catchUp: (clock: UInt64, since: UInt64, deadline: UInt64)?
+    /// The queue's first push lingers until then, so that the pushes arriving meanwhile join its batch
+    /// (`startLinger`); since `lingerStartedAt`.
+    var lingerUntil: UInt64?
+    var lingerStartedAt: UInt64 = 0
+    /// When the last push was queued, and the smoothed gap between queued pushes (infinite until two
+    /// were): whether another push is likely to come within a linger.
+    var lastArrivalAt: UInt64?
+    var meanArrivalGapNanos = Double.infinity
 
     /// - Parameter randomSeed: seeds the retry-after jitter (fixed in tests, random in the server).
     public init(settings: PushPipelineSettings, randomSeed: UInt64) {
@@ -141,6 +155,11 @@ public struct PushPipeline<Member: Hashable> {
                 deadlines.append(headWait.deadline)
             }
         }
+        // (While the doc's batches in Redis fill the depth, their replies decide next: `pump` ends an
+        // expired linger then.)
+        if let lingerUntil, !queue.isEmpty, inFlight.count < max(settings.maxBatchesInFlight, 1) {
+            deadlines.append(lingerUntil)
+        }
         return deadlines.min()
     }
 
@@ -162,6 +181,8 @@ public struct PushPipeline<Member: Hashable> {
         for batch in inFlight.dropFirst() where !batch.replied {
             remaining += Double(batch.commitCount) * model.effectivePerPushNanos
         }
+        // A lingering queue goes no sooner than its linger ends (and no later than the batch ahead allows).
+        if let lingerUntil, !queue.isEmpty, lingerUntil > now { remaining = max(remaining, Double(lingerUntil - now)) }
         return model.waitNanos(ahead: queue.count, maxBatch: settings.maxBatchPushes, remainingNanos: remaining)
     }
 
@@ -277,10 +298,13 @@ public struct PushPipeline<Member: Hashable> {
     ///   - sessionID: the pusher's session (commits carry it as `by`; re-pushes are recognised by it).
     ///   - bytes: size of the push's ops as received (batch size accounting).
     ///   - readOnly: the member is a viewer.
+    ///   - waitedNanos: how long it waited in the node before its doc saw it (see `overloadRefusal`).
+    ///   - loopLagNanos: the smoothed lag of the doc's event loop (`LoopLoad.lagNanos`): whether lingering
+    ///     for a larger batch pays (see `startLinger`).
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
-        now: UInt64, waitedNanos: UInt64 = 0
+        now: UInt64, waitedNanos: UInt64 = 0, loopLagNanos: UInt64 = 0
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
         let pending = PendingPush(
@@ -305,6 +329,8 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
+        noteArrival(now)
+        if queue.isEmpty { startLinger(now: now, waitedNanos: waitedNanos, loopLagNanos: loopLagNanos) }
         queue.append(pending)
         pump(now, into: &actions)
         return actions

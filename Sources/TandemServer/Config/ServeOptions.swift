@@ -190,6 +190,16 @@ public enum ServeOptions {
             "max-batches-in-flight", \.maxBatchesInFlight, .integer(), bounds: .within(1...8), unit: .count, section: .sync,
             help: "Group commits of one doc in Redis at once: the next is decided against the state the ones ahead will leave and runs only if they left it (1: one at a time; 2 or more pays off when Redis is a network round trip away)."),
         .node(
+            "commit-linger-ms", \.commitLingerMs, .integer("ms"), bounds: .within(0...1_000), unit: .milliseconds, section: .sync,
+            help: "On a busy node (see --commit-linger-min-lag-ms), a busy doc's first queued push waits up to this long for others to join its group commit: fewer, larger script calls for the CPU they cost, for some latency (0: never; docs/operations.md)."),
+        .node(
+            "commit-linger-pushes", \.commitLingerPushes, .integer(), bounds: .within(2...1_000), unit: .count, section: .sync,
+            help: "A commit linger ends as soon as this many pushes of the doc wait."),
+        .node(
+            "commit-linger-min-lag-ms", \.commitLingerMinLagMs, .integer("ms"), bounds: .within(0...60_000), unit: .milliseconds,
+            section: .sync,
+            help: "Docs linger (--commit-linger-ms) only while their shard's event loop runs at least this much behind, smoothed: a loaded node (0: whenever the doc is busy)."),
+        .node(
             "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
             section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),
         .node(

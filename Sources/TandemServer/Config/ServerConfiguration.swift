@@ -122,6 +122,15 @@ public struct ServerConfiguration: Sendable {
     /// on one hot doc (+3 %) and slower under 4× overload (smaller batches); raise it when Redis is a
     /// network hop away.
     public var maxBatchesInFlight = 1
+    /// Commit linger (`PushPipeline.startLinger`): on a busy node, a busy doc's first queued push waits up
+    /// to this long for others to join its group commit (0: never). A batch of one costs the node about
+    /// 2.5 commits' worth more than each further push does (docs/benchmarks.md, issue 8); at 50 pushes a
+    /// second per doc, 20 ms gathers about two a batch.
+    public var commitLingerMs = 20
+    /// A linger ends once this many pushes wait.
+    public var commitLingerPushes = 4
+    /// Docs linger only while their shard's loop lags at least this much (smoothed): a loaded node.
+    public var commitLingerMinLagMs = 2
     /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
     public var syncLogMode = SyncLogMode.batch
 
@@ -234,6 +243,9 @@ public struct ServerConfiguration: Sendable {
         settings.maxBatchPushes = maxBatchPushes
         settings.maxBatchBytes = maxBatchBytes
         settings.maxBatchesInFlight = maxBatchesInFlight
+        settings.commitLingerNanos = UInt64(commitLingerMs) * 1_000_000
+        settings.commitLingerPushes = commitLingerPushes
+        settings.commitLingerMinLagNanos = UInt64(commitLingerMinLagMs) * 1_000_000
         return settings
     }
 

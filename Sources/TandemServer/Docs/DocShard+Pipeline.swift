@@ -240,6 +240,11 @@ extension DocShard {
         add(metrics.syncLostRaces, now.batchConflicts, before.batchConflicts)
         add(metrics.syncPipelinedBatches, now.pipelinedBatches, before.pipelinedBatches)
         add(metrics.syncPipelineBreaks, now.pipelineBreaks, before.pipelineBreaks)
+        add(metrics.syncCommitLingers[.deadline]!, now.lingersExpired, before.lingersExpired)
+        add(metrics.syncCommitLingers[.pushes]!, now.lingersFilled, before.lingersFilled)
+        if now.lingerNanos > before.lingerNanos {
+            metrics.syncCommitLingerSeconds.increment(by: Double(now.lingerNanos - before.lingerNanos) / 1e9)
+        }
         add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
         add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
         add(metrics.syncOverloadRefusals[.delayed]!, now.delayedRefusals, before.delayedRefusals)

@@ -213,6 +213,9 @@ extension DocShard {
         let now = clock.nowNanos()
         // Time since the message was read: the hop to this loop and the tasks ahead of it there.
         let waited = readAtNanos > 0 && now > readAtNanos ? now - readAtNanos : 0
+        // What the push waited before its doc saw it (the loop's lag standing in for its time in the
+        // socket): it counts against the same bound as its wait in the doc, and bounds a commit linger.
+        let before = readAtNanos > 0 ? loopLoad.waitedBeforeDoc(sinceReadNanos: waited) : 0
         if role == .editor {
             if readAtNanos > 0 { metrics.syncPushReadDelay.record(Double(waited) / 1e9) }
             // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
@@ -227,9 +230,6 @@ extension DocShard {
             metrics.syncPushWaitEstimate.record(docState.askSync { $0.estimatedWaitNanos(now: now) } / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
-            // What the push waited before its doc saw it (the loop's lag standing in for its time in the
-            // socket) counts against the same bound as its wait in the doc.
-            let before = readAtNanos > 0 ? loopLoad.waitedBeforeDoc(sinceReadNanos: waited) : 0
             if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now, waitedNanos: before) {
                 docState.stats.pushes += 1
                 return perform(refused, doc: doc, docState)
@@ -268,7 +268,7 @@ extension DocShard {
         docState.stats.pushes += 1
         let actions = docState.sync.push(
             from: member, sessionID: connection.sessionID, pushID: id, base: base, ops: ops, bytes: size,
-            readOnly: role == .viewer, now: now)
+            readOnly: role == .viewer, now: now, waitedNanos: before, loopLagNanos: UInt64(max(loopLoad.lagNanos, 0)))
         perform(actions, doc: doc, docState)
     }
 

@@ -79,6 +79,9 @@ public final class TandemMetrics: Sendable {
     /// back because one ahead did not leave the state they were decided against.
     public let syncPipelinedBatches: Counter
     public let syncPipelineBreaks: Counter
+    /// Commit lingers (`--commit-linger-ms`) by how they ended, and the time they held their docs' queues.
+    public let syncCommitLingers: [LingerEnd: Counter]
+    public let syncCommitLingerSeconds: Counter
     /// By reason: the push's estimated wait (`--max-push-wait-ms`) or the queue bound (`--max-queued-pushes`).
     public let syncOverloadRefusals: [OverloadRefusal: Counter]
     public let syncRetryAfterSeconds: ValueHistogram
@@ -305,6 +308,16 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "sync_pipeline_breaks", "total",
                 "Pipelined group commits taken back unanswered because the one ahead lost its race, failed or landed after another node's commit (decided again)."))
+        syncCommitLingers = Self.labeledCounters(
+            registry,
+            name(
+                "sync_commit_lingers", "total",
+                "Group commits held back on a busy node so that more pushes join them (--commit-linger-ms), by why the linger ended: its deadline passed (deadline) or --commit-linger-pushes waited (pushes)."),
+            label: "reason", values: LingerEnd.allCases) { $0.rawValue }
+        syncCommitLingerSeconds = registry.makeCounter(
+            descriptor: name(
+                "sync_commit_linger_seconds", "total",
+                "Time docs' first queued pushes lingered for others to join their group commit (--commit-linger-ms), summed."))
         syncOverloadRefusals = Self.labeledCounters(
             registry,
             name(
@@ -454,6 +467,14 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// Sent before the retryAfterMs its connection was given for the doc passed: refused at the connection
     /// (`PushBackoff`), without reaching the doc.
     case early
+}
+
+/// Why a commit linger ended (the `reason` label of tandem_sync_commit_lingers_total).
+public enum LingerEnd: String, Sendable, CaseIterable {
+    /// `--commit-linger-ms` passed (or less, what the push's admission bound left).
+    case deadline
+    /// `--commit-linger-pushes` pushes waited: the batch was worth sending.
+    case pushes
 }
 
 /// How a reload of `--schema-dir` ended (the `result` label of tandem_schema_reloads_total).
