@@ -114,30 +114,6 @@ import Testing
         #expect(load.retryAfterMs(now: now) <= 30_000)
     }
 
-    /// The backlog counts at most one returning push per member of the loop's docs: refusing 20 pushes of
-    /// each of 100 members (pushes in flight when their clients were refused) hints as if 100 were refused,
-    /// not 2,000 — the clients come back once each.
-    @Test func theBacklogCountsEachMemberOnce() {
-        func hints(members: Int) -> [UInt64] {
-            var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 11)
-            load.members = members
-            var now: UInt64 = 1_000 * Self.ms
-            for _ in 0..<30 {  // 1,000 commits per second
-                load.committed(10)
-                now += 10 * Self.ms
-                load.probed(due: now, now: now)
-            }
-            return (0..<2_000).map { _ in load.retryAfterMs(now: now) }
-        }
-        let bounded = hints(members: 100)
-        let late = bounded[1_800..<2_000]
-        // Base about 100 ms (100 members at 1 per ms): full jitter keeps every hint within 2 × base.
-        #expect(late.max()! <= 202 && late.reduce(0, +) / 200 > 50, "\(late.min()!)…\(late.max()!)")
-        // Uncounted members (0): every refusal counts, as before.
-        let unbounded = hints(members: 0)[1_800..<2_000]
-        #expect(unbounded.reduce(0, +) / 200 > 1_500)
-    }
-
     /// A loop that committed nothing (idle, Redis down) still hints a finite, capped wait.
     @Test func anIdleLoopHintsAFiniteWait() {
         var load = LoopLoad(maxLagNanos: 50 * Self.ms, maxRetryAfterMs: 5_000, randomSeed: 3)

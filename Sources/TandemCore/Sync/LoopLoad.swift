@@ -10,8 +10,7 @@
 /// The retry hint (`retryAfterMs`) grows with the loop's backlog: refused pushes are counted in a virtual
 /// queue that drains at the commit rate the loop actually achieves (measured between probes), so the
 /// k-th push refused in a burst is told to come back once the k − 1 before it could have been committed,
-/// plus the current lag. The queue holds at most one push per member of the loop's docs (`members`): a
-/// client comes back once per hint, coalesced, however many of its pushes were refused. With full jitter (uniform over [0, 2 × base]): clients refused together return
+/// plus the current lag. With full jitter (uniform over [0, 2 × base]): clients refused together return
 /// spread out, not together; never sooner than their doc's own hint. A doc's own refusals (`PushPipeline.retryAfterMs`) see one doc's capacity;
 /// this one sees the loop's, which under node-wide overload is the tighter: without it, 200 busy docs
 /// each hinted at their own capacity and the retries came back 200 times too soon.
@@ -26,14 +25,6 @@ public struct LoopLoad: Sendable, Equatable {
     public private(set) var commitRate: Double = 0
     /// Refused pushes not yet absorbed at `commitRate`, as of `overflowAt`.
     var overflow = 0.0
-    /// The members (connections in docs) of the loop's docs, as its owner last counted them (0: not
-    /// counted yet, no bound): the most clients that come back after a burst of refusals, however many of
-    /// their pushes were refused — a client waits as told and sends its held edits in one push
-    /// (docs/protocol.md). The backlog is bounded by it. Without the bound, every refused push counted as
-    /// one more returning client: at 4× overload a client had some 20 pushes in flight when it heard of its
-    /// first refusal, all refused, and the hints grew to the 30 s cap (sync-80k on a machine busy with
-    /// builds, 2026-12-05: hints p50 28 s, 774 commits/s, the node mostly idle while its clients waited).
-    public var members = 0
     var overflowAt: UInt64 = 0
     var commitsSinceProbe: UInt64 = 0
     var lastProbeAt: UInt64?
@@ -104,7 +95,6 @@ public struct LoopLoad: Sendable, Equatable {
     public mutating func retryAfterMs(now: UInt64, atLeastMs: UInt64 = 0) -> UInt64 {
         let rate = max(commitRate, Self.minimumCommitRate)
         overflow = max(0, overflow - Double(now &- overflowAt) * rate) + 1
-        if members > 0 { overflow = min(overflow, Double(members)) }
         overflowAt = now
         let base = max(overflow / rate + lagNanos, 1e6)
         // Full jitter: uniform over [0, 2 × base] (mean: base).

@@ -125,8 +125,11 @@ public struct ServerConfiguration: Sendable {
     /// Commit linger (`PushPipeline.startLinger`): on a busy node, a busy doc's first queued push waits up
     /// to this long for others to join its group commit (0: never). A batch of one costs the node about
     /// 2.5 commits' worth more than each further push does (docs/benchmarks.md, issue 8); at 50 pushes a
-    /// second per doc, 20 ms gathers about two a batch.
-    public var commitLingerMs = 20
+    /// second per doc, 20 ms gathers about two a batch. Off by default (as PostgreSQL's `commit_delay`):
+    /// on this 2-core machine with Redis beside the node, 20 ms at 10,000 commits/s saved 2 % of Tandem's
+    /// CPU per commit and doubled the p99 (docs/benchmarks.md, stop 25); it may pay when a batch costs
+    /// more (Redis a network hop away).
+    public var commitLingerMs = 0
     /// A linger ends once this many pushes wait.
     public var commitLingerPushes = 4
     /// Docs linger only while their shard's loop lags at least this much (smoothed): a loaded node.

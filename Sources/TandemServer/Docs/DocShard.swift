@@ -194,11 +194,9 @@ final class DocShard: Sendable {
         var waiting = 0
         var early = 0
         var pushes = 0
-        var members = 0
         var membersByMode = PresenceModeCounts()
         for docState in local.docs.values {
             sessions += docState.presence.localCount
-            members += docState.members.count
             membersByMode = membersByMode + docState.membersByMode
             waiting += docState.waiting.count
             for requests in docState.earlyRequests.values { early += requests.count }
@@ -211,8 +209,6 @@ final class DocShard: Sendable {
         metrics.earlyRequestsDepth.increment(by: Double(early - local.lastReportedEarly))
         metrics.pushQueueDepth.increment(by: Double(pushes - local.lastReportedPushes))
         local.lastReportedSessions = sessions
-        // The most clients a burst of overload refusals on this loop sends back (`LoopLoad.members`).
-        local.loopLoad.members = members
         local.lastReportedDocs = active
         local.lastReportedWaiting = waiting
         local.lastReportedEarly = early
