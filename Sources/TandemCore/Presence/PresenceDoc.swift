@@ -686,8 +686,12 @@ public struct PresenceDoc {
         guard alone, settings.aloneWriteIntervalMs > 0, !needsFullWrite, deleteList.isEmpty,
             nowMs < lastWriteMs + settings.aloneWriteIntervalMs
         else { return false }
-        let refreshDue = localSessions > 0 && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
-        return !refreshDue
+        return !refreshDue(nowMs: nowMs)
+    }
+
+    /// Whether the local sessions' TTLs are due for a refresh write (`refreshIntervalMs` since the last).
+    private func refreshDue(nowMs: UInt64) -> Bool {
+        localSessions > 0 && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
     }
 
     /// What must be written to Redis now (the tick calls this too). A node writes a join at once, so
@@ -699,7 +703,7 @@ public struct PresenceDoc {
     }
 
     private mutating func makeWrite(nowMs: UInt64) -> PresenceWrite? {
-        let refreshDue = localSessions > 0 && (lastRefreshMs.map { nowMs >= $0 + settings.refreshIntervalMs } ?? true)
+        let refreshDue = refreshDue(nowMs: nowMs)
         if needsFullWrite && (localSessions > 0 || !deleteList.isEmpty) {
             needsFullWrite = false
             lastRefreshMs = nowMs
