@@ -71,4 +71,43 @@ import Testing
             #expect(PushBackoff.payload(second, id: id) == expected, "\(id)")
         }
     }
+
+    /// A message not decoded yet is refused from its bytes exactly when decoding it gives a push with a
+    /// number id to a doc backing off, with that id and the same hint; anything else (another doc, a string
+    /// id, a message the fast path leaves to the parser, an invalid one) is left to the usual way.
+    @Test func aMessageIsRefusedFromItsBytesOnlyWhenItsDecodedPushWouldBe() {
+        var g = PushFastPathTests.Generator(state: 26)
+        var limits = ProtocolLimits()
+        let t0: UInt64 = 1_000 * Self.ms
+        var backoff = PushBackoff()
+        backoff.refused(doc: "d1", retryAfterMs: 500, now: t0)
+        backoff.refused(doc: "bench-abc-p12", retryAfterMs: 300, now: t0)
+        var refused = 0
+        var passed = 0
+        for i in 0..<20_000 {
+            limits.maxJSONDepth = g.pick([64, 64, 5, 2, 1])
+            let text = PushFastPathTests.message(&g)
+            let bytes = Array(text.utf8)
+            let now = t0 + UInt64(g.int(400)) * Self.ms
+            var expected: (PushBackoff.Refusal, JSONValue)?
+            if case .push(let doc, let id, _, _)? = try? ClientMessage.decode(bytes, limits: limits), case .number = id {
+                var copy = backoff
+                expected = copy.refusal(doc: doc, now: now).map { ($0, id) }
+            }
+            var copy = backoff
+            let got = bytes.withUnsafeBufferPointer { copy.refusal(forMessage: $0, limits: limits, now: now) }
+            #expect(got?.refusal == expected?.0 && got?.id == expected?.1, "message \(i): \(text)")
+            if got != nil { refused += 1 } else if expected == nil { passed += 1 }
+        }
+        // Both outcomes are reached often (else this test would prove nothing).
+        #expect(refused > 1_000 && passed > 1_000, "refused \(refused), passed \(passed)")
+        // An expired hint: the message goes the usual way (and the entry is dropped).
+        let late = Array(#"{"t":"push","doc":"d1","id":9,"base":0,"ops":{}}"#.utf8)
+        #expect(late.withUnsafeBufferPointer { backoff.refusal(forMessage: $0, limits: limits, now: t0 + 500 * Self.ms) } == nil)
+        #expect(backoff.refusal(doc: "d1", now: t0) == nil)
+        // A string id is left to the decoded path (its refusal is written by `PushBackoff.payload`).
+        let stringID = Array(#"{"t":"push","doc":"bench-abc-p12","id":"a","base":0,"ops":{}}"#.utf8)
+        #expect(stringID.withUnsafeBufferPointer { backoff.refusal(forMessage: $0, limits: limits, now: t0) } == nil)
+        #expect(backoff.refusal(doc: "bench-abc-p12", now: t0) != nil)
+    }
 }

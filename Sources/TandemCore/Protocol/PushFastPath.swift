@@ -17,17 +17,49 @@
 enum PushFastPath {
     static func decode(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits) -> ClientMessage? {
         var scanner = FastPathScanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
-        return scanner.pushMessage()
+        guard let push = scanner.pushEnvelope() else { return nil }
+        return .push(
+            doc: String(decoding: scanner.slice(push.doc), as: UTF8.self), id: push.id(in: scanner), base: push.base,
+            ops: RawJSON(Array(scanner.slice(push.ops)), depth: 1))
+    }
+
+    /// The doc and the push id of a message `decode` would decode as a push with a number id, as slices of
+    /// `bytes` (nothing copied, nothing allocated): for answering a push to a doc its connection was told to
+    /// back off from (`PushBackoff`) without decoding it. Nil for anything else — a string id, or a message
+    /// `decode` would not take — which then goes the usual way.
+    static func numberIDPush(_ bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits)
+        -> (doc: UnsafeBufferPointer<UInt8>, id: UnsafeBufferPointer<UInt8>)?
+    {
+        var scanner = FastPathScanner(bytes: bytes, maxDepth: limits.maxJSONDepth)
+        guard let push = scanner.pushEnvelope(), !push.idIsString else { return nil }
+        return (scanner.slice(push.doc), scanner.slice(push.idRange))
+    }
+}
+
+/// A push's fields as the fast path found them: ranges of the message's bytes, checked as `decode` checks
+/// them (doc id, push id, clock range), nothing copied yet.
+struct PushEnvelope {
+    var doc: Range<Int>
+    /// The id's lexeme (a number) or the contents of its string.
+    var idRange: Range<Int>
+    var idIsString: Bool
+    var base: UInt64
+    var ops: Range<Int>
+
+    /// The id as the parser gives it.
+    func id(in scanner: FastPathScanner) -> JSONValue {
+        let text = String(decoding: scanner.slice(idRange), as: UTF8.self)
+        return idIsString ? .string(text) : .number(text)
     }
 }
 
 extension FastPathScanner {
-    fileprivate mutating func pushMessage() -> ClientMessage? {
+    fileprivate mutating func pushEnvelope() -> PushEnvelope? {
         // The message object is at depth 1, its ops object at 2 (as `JSONParser` counts).
         guard maxDepth >= 2, consume(UInt8(ascii: "{")) else { return nil }
         var sawType = false
         var doc: Range<Int>?
-        var id: JSONValue?
+        var id: (range: Range<Int>, isString: Bool)?
         var base: UInt64?
         var ops: Range<Int>?
         repeat {
@@ -53,23 +85,20 @@ extension FastPathScanner {
             }
         } while consume(UInt8(ascii: ","))
         guard consume(UInt8(ascii: "}")), index == bytes.count, sawType, let doc, let id, let base, let ops else { return nil }
-        let docBytes = slice(doc)
-        guard DocID.isValid(utf8: docBytes), ClientMessage.isValidPushID(id) else { return nil }
-        return .push(
-            doc: String(decoding: docBytes, as: UTF8.self), id: id, base: base,
-            ops: RawJSON(Array(slice(ops)), depth: 1))
+        // `ClientMessage.isValidPushID`'s bounds (the id is ASCII here: bytes are characters).
+        let idLimit = id.isString ? ClientMessage.maxPushIDStringLength : ClientMessage.maxPushIDNumberLength
+        guard DocID.isValid(utf8: slice(doc)), id.range.count <= idLimit else { return nil }
+        return PushEnvelope(doc: doc, idRange: id.range, idIsString: id.isString, base: base, ops: ops)
     }
 
-    /// A push id as the parser gives it: a number's lexeme or an ASCII string (its length is checked by
-    /// `ClientMessage.isValidPushID` afterwards, as the parser's path does).
-    private mutating func pushID() -> JSONValue? {
+    /// A push id: a number's lexeme or the contents of an ASCII string (its length is checked against
+    /// `ClientMessage.isValidPushID`'s bounds afterwards, as the parser's path does).
+    private mutating func pushID() -> (range: Range<Int>, isString: Bool)? {
         let start = index
-        if let string = asciiString() {
-            return .string(String(decoding: slice(string), as: UTF8.self))
-        }
+        if let string = asciiString() { return (string, true) }
         index = start
         guard number() else { return nil }
-        return .number(String(decoding: slice(start..<index), as: UTF8.self))
+        return (start..<index, false)
     }
 
     /// A clock: digits only, no leading zero, at most `ClientMessage.maxClock` (`Fields.optionalClock`).

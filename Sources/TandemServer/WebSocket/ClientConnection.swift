@@ -246,6 +246,15 @@ final class ClientConnection: DocMember, Sendable {
                 nowMs: nowMs)
             return
         }
+        // A push to a doc this connection was told to back off from: answered from its bytes, not decoded
+        // (`PushBackoff.refusal(forMessage:)`; anything else it does not recognise is decoded as usual).
+        if !local.pushBackoff.isEmpty,
+            let (refusal, id) = frame.withUnsafeReadableBytes({
+                local.pushBackoff.refusal(forMessage: $0.assumingMemoryBound(to: UInt8.self), limits: settings.limits, now: nowNanos)
+            })
+        {
+            return refuseEarlyPush(refusal, id: id)
+        }
         let message: ClientMessage
         do {
             message = try frame.withUnsafeReadableBytes { bytes throws(ProtocolError) in
