@@ -1,5 +1,6 @@
 import NIOCore
 import TandemClient
+import TandemCore
 
 /// A scenario's simulated client: made before it connects, attached to its `WebSocketClient` on its loop.
 protocol LoadMember: AnyObject, Sendable {
@@ -129,6 +130,8 @@ struct SendSchedule {
     private var slot: UInt64 = 0
     /// When the current slot was due (send lag is measured from it).
     private(set) var scheduledAt: UInt64 = 0
+    /// The jitter's draws: seeded once, not a `getrandom` system call per slot (see `SyncEditor.rng`).
+    private var rng = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
 
     init(periodNs: UInt64, spreadNs: Int64) {
         self.periodNs = periodNs
@@ -137,7 +140,7 @@ struct SendSchedule {
 
     /// Starts the slots at a random point of the first period after `start`.
     mutating func begin(at start: UInt64) {
-        base = start + UInt64.random(in: 0..<periodNs)
+        base = start + UInt64.random(in: 0..<periodNs, using: &rng)
         slot = 0
     }
 
@@ -146,7 +149,7 @@ struct SendSchedule {
     /// none skipped, with the same jitter as a timer's slot.
     mutating func due(by now: UInt64, window: Window) -> UInt64? {
         var at = Int64(base + slot * periodNs)
-        if spreadNs > 0 { at += Int64.random(in: -spreadNs...spreadNs) }
+        if spreadNs > 0 { at += Int64.random(in: -spreadNs...spreadNs, using: &rng) }
         let deadline = UInt64(max(at, 0))
         guard deadline <= now, deadline < window.end else { return nil }
         slot += 1
@@ -165,7 +168,7 @@ struct SendSchedule {
             slot = behind
         }
         var at = Int64(base + slot * periodNs)
-        if spreadNs > 0 { at += Int64.random(in: -spreadNs...spreadNs) }
+        if spreadNs > 0 { at += Int64.random(in: -spreadNs...spreadNs, using: &rng) }
         scheduledAt = UInt64(max(at, 0))
         guard scheduledAt < window.end else { return nil }
         slot += 1
