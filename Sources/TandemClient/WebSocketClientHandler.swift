@@ -49,6 +49,8 @@ final class WebSocketClientHandler: ChannelInboundHandler {
     /// Counted here without a lock; copied to `shared` once per read (see `Statistics`).
     private var statistics = WebSocketClient.Statistics()
     private var statisticsChanged = false
+    /// The masking keys' source (a `getrandom` call per 128 frames, not per frame).
+    private var maskingRandom = BufferedSystemRandom()
 
     init(
         configuration: WebSocketClient.Configuration,
@@ -275,7 +277,7 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         promise: EventLoopPromise<Void>?
     ) {
         // RFC 6455 section 5.3: every client frame is masked with a fresh key.
-        let frame = WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: payload)
+        let frame = WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(using: &maskingRandom), data: payload)
         context.writeAndFlush(Self.wrapOutboundOut(frame), promise: promise)
     }
 
