@@ -71,7 +71,15 @@ public struct PushBackoff: Sendable, Equatable {
     public mutating func refusal(forMessage bytes: UnsafeBufferPointer<UInt8>, limits: ProtocolLimits, now: UInt64)
         -> (refusal: Refusal, id: JSONValue)?
     {
-        guard !entries.isEmpty, let push = PushFastPath.numberIDPush(bytes, limits: limits) else { return nil }
+        guard !entries.isEmpty else { return nil }
+        // Each hint's first push after it passed comes here too (under callgrind at overload, as many as the
+        // pushes refused): with no doc still backing off the expired entries go, unscanned — the scan
+        // (~2,200 instructions) wasted on those cost more than it saved on the refused ones.
+        guard entries.values.contains(where: { now < $0.deadline }) else {
+            entries.removeAll()
+            return nil
+        }
+        guard let push = PushFastPath.numberIDPush(bytes, limits: limits) else { return nil }
         // The entries are the connection's docs backing off (most often one): compared, not hashed — a
         // lookup by key hashed the doc again (1,600 of the 4,900 instructions a refusal took here).
         for (doc, entry) in entries where Self.equal(doc, push.doc) {
