@@ -46,6 +46,27 @@ import Testing
         #expect(fixture.connection.outboundBytes() == 0)
     }
 
+    /// The round's write is flushed by the round itself: no task per member per round on the loop (the
+    /// embedded loop is not run here, so a scheduled flush would leave the bytes unflushed).
+    @Test func aRoundIsFlushedWithoutATaskOnTheLoop() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        let round = Self.frames(5)
+        fixture.connection.deliverSync(round.map { .frame($0.buffer, committedAtMs: 1) })
+        #expect(Self.texts(try Self.writes(fixture.channel)) == round.map(\.text), "flushed before the loop runs")
+        fixture.loop.run()
+        #expect(try Self.writes(fixture.channel).isEmpty)
+        // After the socket drains too.
+        fixture.channel.isWritable = false
+        fixture.connection.writabilityChanged(isWritable: false)
+        let next = Self.frames(5, from: 5)
+        fixture.connection.deliverSync(next.map { .frame($0.buffer, committedAtMs: 1) })
+        #expect(try Self.writes(fixture.channel).isEmpty)
+        fixture.channel.isWritable = true
+        fixture.connection.writabilityChanged(isWritable: true)
+        #expect(Self.texts(try Self.writes(fixture.channel)) == next.map(\.text))
+    }
+
     @Test func aLoneFrameIsWrittenAsTheSharedBuffer() throws {
         let fixture = try Fixture()
         _ = try fixture.frames()

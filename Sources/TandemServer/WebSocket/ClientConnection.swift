@@ -213,7 +213,7 @@ final class ClientConnection: DocMember, Sendable {
         let local = confined.value
         local.writable = isWritable
         guard isWritable else { return }
-        pumpSync()
+        if pumpSync() { flushWritten() }
         guard !local.pendingPresence.isEmpty else { return }
         let pending = local.pendingPresence
         local.pendingPresence.removeAll()
@@ -719,13 +719,22 @@ final class ClientConnection: DocMember, Sendable {
             case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
             case .chunks(let chunker, let info): appendSync(.chunks(chunker, info))
             case .error(let error):
-                // After what came before it (errors are written directly, not queued).
+                // After what came before it (errors are written directly, not queued; `sendError` flushes).
                 pumpSync()
                 sendError(error)
             }
         }
-        pumpSync()
+        if pumpSync() { flushWritten() }
         enforceOutboundLimit()
+    }
+
+    /// Flushes what `pumpSync` wrote, at once, unless a flush is scheduled anyway. A round of a doc reaches
+    /// a loop in one hop (`SyncOutbox`), so this is one flush per member per round, as before, without a
+    /// task scheduled for it per member per round (`scheduleFlush`: an `execute` and its closure; issue 8
+    /// stop 26) — what `flushPresence` does for presence deltas.
+    private func flushWritten() {
+        let local = confined.value
+        if !local.flushScheduled && !local.closing { local.preframed.flush() }
     }
 
     /// One flush for everything written in this round of the event loop: shards hop in with many small
@@ -744,7 +753,10 @@ final class ClientConnection: DocMember, Sendable {
         }
     }
 
-    private func pumpSync() {
+    /// Writes queued sync messages while the socket takes them, without flushing.
+    /// - Returns: whether anything was written (the caller flushes).
+    @discardableResult
+    private func pumpSync() -> Bool {
         let local = confined.value
         var wrote = false
         var nowMs: UInt64?
@@ -767,7 +779,6 @@ final class ClientConnection: DocMember, Sendable {
             }
             wrote = true
         }
-        if wrote { scheduleFlush() }
         if local.syncQueueHead > Self.syncQueueCompactionThreshold && local.syncQueueHead * 2 > local.syncQueue.count {
             local.syncQueue.removeFirst(local.syncQueueHead)
             local.syncQueueHead = 0
@@ -775,6 +786,7 @@ final class ClientConnection: DocMember, Sendable {
             local.syncQueue.removeAll(keepingCapacity: true)
             local.syncQueueHead = 0
         }
+        return wrote
     }
 
     /// Writes the run of frames at the head of the sync queue (at least one) as one buffer, up to
