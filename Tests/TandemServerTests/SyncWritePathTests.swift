@@ -91,6 +91,28 @@ import Testing
         #expect(Self.texts(writes) == round.map(\.text))
     }
 
+    /// An error in a round (written at once, not queued) goes out between the frames around it, and every
+    /// frame of a commit counts once in the sync lag, though the lag is recorded once per run.
+    @Test func anErrorInARoundStaysBetweenItsFramesAndEveryFrameCountsInTheLag() throws {
+        let fixture = try Fixture()
+        _ = try fixture.frames()
+        let lagBefore = fixture.metrics.syncLagSeconds.buckets.counts.last ?? 0
+        let before = Self.frames(6)
+        let after = Self.frames(4, from: 6)
+        let items: [SyncOutbox.Item] =
+            before.prefix(3).map { .frame($0.buffer, committedAtMs: 1) } + before.suffix(3).map { .frame($0.buffer, committedAtMs: 2) }
+            + [.error(ProtocolError(.badMessage, "refused", doc: "d", pushID: .number("9")))]
+            + after.map { .frame($0.buffer, committedAtMs: nil) }
+        fixture.connection.deliverSync(items)
+        fixture.loop.run()
+        let texts = Self.texts(try Self.writes(fixture.channel))
+        #expect(texts.count == 11)
+        #expect(Array(texts.prefix(6)) == before.map(\.text))
+        #expect(texts[6].contains(#""t":"error""#) && texts[6].contains(#""id":9"#), "\(texts[6])")
+        #expect(Array(texts.suffix(4)) == after.map(\.text))
+        #expect((fixture.metrics.syncLagSeconds.buckets.counts.last ?? 0) - lagBefore == 6, "one observation per commit frame")
+    }
+
     /// While the socket takes no more, rounds wait in the connection (counted against the outbound limit)
     /// and leave in order once it drains — catch-ups between them included.
     @Test func roundsWaitWhileTheSocketIsFullAndLeaveInOrderWhenItDrains() throws {

@@ -714,7 +714,25 @@ final class ClientConnection: DocMember, Sendable {
     func deliverSync(_ items: [SyncOutbox.Item]) {
         let local = confined.value
         guard !local.closing else { return }
-        for item in items {
+        // Nothing waiting in front (the common case): the round's frames go to the socket without passing
+        // through the queue (issue 8 stop 26: appending and taking each frame back was a tenth of the
+        // round's cost); whatever the socket does not take, and anything after a catch-up or an error,
+        // is queued as before.
+        var index = 0
+        var wrote = false
+        if local.syncQueueHead == local.syncQueue.count {
+            var nowMs: UInt64?
+            while index < items.count, channel.isWritable {
+                let (end, _) = writeRun(items, from: index, nowMs: &nowMs) { item in
+                    if case .frame(let buffer, let committedAtMs) = item { return (buffer, committedAtMs) }
+                    return nil
+                }
+                guard end > index else { break }
+                index = end
+                wrote = true
+            }
+        }
+        for item in items[index...] {
             switch item {
             case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
             case .chunks(let chunker, let info): appendSync(.chunks(chunker, info))
@@ -724,7 +742,7 @@ final class ClientConnection: DocMember, Sendable {
                 sendError(error)
             }
         }
-        if pumpSync() { flushWritten() }
+        if pumpSync() || wrote { flushWritten() }
         enforceOutboundLimit()
     }
 
@@ -763,7 +781,9 @@ final class ClientConnection: DocMember, Sendable {
         while local.syncQueueHead < local.syncQueue.count, channel.isWritable, !local.closing {
             switch local.syncQueue[local.syncQueueHead] {
             case .frame:
-                writeFrames(local, nowMs: &nowMs)
+                let (end, bytes) = writeRun(local.syncQueue, from: local.syncQueueHead, nowMs: &nowMs, frame: Self.queuedFrame)
+                local.syncQueuedBytes -= bytes
+                local.syncQueueHead = end
             case .chunks(var chunker, var info):
                 // Started: from now on its chunks are counted in the channel's buffer as they are written.
                 local.syncQueuedBytes -= info.counted
@@ -789,49 +809,74 @@ final class ClientConnection: DocMember, Sendable {
         return wrote
     }
 
-    /// Writes the run of frames at the head of the sync queue (at least one) as one buffer, up to
-    /// `coalescedWriteBytes` (or the high-water mark, if lower) or the first catch-up.
+    /// Writes the run of frames at `start` in `elements` as one buffer, up to `coalescedWriteBytes` (or the
+    /// high-water mark, if lower) or the first element that is not a frame (`frame` returns nil for it).
     ///
     /// A hot doc's round is a patch or result per commit for every member — tens of frames per member per
     /// round, hundreds of thousands a second — and each frame the channel holds is a pending write of its
-    /// own: queued, turned into an iovec, released after the `writev` (issue 8 stop 26: per frame, more than
-    /// copying its bytes). The bytes on the wire are the same frames in the same order. A lone frame is
-    /// written as it is (the buffer every member shares, no copy).
+    /// own: queued, turned into an iovec, released after the `writev` (issue 8 stop 26: about 1,600
+    /// instructions per frame in the hot doc's profile, more than copying its bytes). The bytes on the wire
+    /// are the same frames in the same order. A lone frame is written as it is (the buffer every member
+    /// shares, no copy).
     ///
-    /// The channel's writability is only checked before the run: the run may take its buffer past the
-    /// high-water mark by up to its size, which the cap bounds; `--max-outbound-bytes` counts the channel's
-    /// buffer and the sync queue alike, so where the frames wait does not change when a client is closed.
-    private func writeFrames(_ local: LoopState, nowMs: inout UInt64?) {
-        let start = local.syncQueueHead
+    /// The channel's writability is checked by the caller before the run only: the run may take its buffer
+    /// past the high-water mark by up to its size, which the cap bounds; `--max-outbound-bytes` counts the
+    /// channel's buffer and the sync queue alike, so where the frames wait does not change when a client is
+    /// closed.
+    /// - Returns: the index after the run (`start` if `elements[start]` is not a frame) and its bytes.
+    private func writeRun<Elements: RandomAccessCollection<Element>, Element>(
+        _ elements: Elements, from start: Int, nowMs: inout UInt64?,
+        frame: (Element) -> (buffer: ByteBuffer, committedAtMs: UInt64?)?
+    ) -> (end: Int, bytes: Int) where Elements.Index == Int {
         let cap = min(Self.coalescedWriteBytes, settings.outboundHighWaterBytes)
         var end = start
         var bytes = 0
-        while end < local.syncQueue.count, case .frame(let buffer, let committedAtMs) = local.syncQueue[end] {
-            guard end == start || bytes + buffer.readableBytes <= cap else { break }
-            bytes += buffer.readableBytes
+        // Frames of one commit share its time, and a round's commits mostly share one (their batch's):
+        // the lag is recorded once per run of equal times (`record(_:count:)`), not once per frame.
+        var lagOf: UInt64?
+        var lagCount = 0
+        while end < elements.endIndex, let next = frame(elements[end]) {
+            guard end == start || bytes + next.buffer.readableBytes <= cap else { break }
+            bytes += next.buffer.readableBytes
             end += 1
-            if let committedAtMs {
-                // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
-                // here). A write promise per frame to measure it when written cost an allocation and a
-                // callback per frame. `at` comes from Redis: a time in the future is no lag, not a
-                // wrapped-around one.
-                let now = nowMs ?? clock.wallMs()
-                nowMs = now
-                metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
+            guard let committedAtMs = next.committedAtMs else { continue }
+            if committedAtMs == lagOf {
+                lagCount += 1
+            } else {
+                if let lagOf { recordLag(committedAtMs: lagOf, count: lagCount, nowMs: &nowMs) }
+                lagOf = committedAtMs
+                lagCount = 1
             }
         }
-        local.syncQueuedBytes -= bytes
-        local.syncQueueHead = end
-        if end == start + 1, case .frame(let buffer, _) = local.syncQueue[start] {
-            local.preframed.write(frame: buffer)
-            return
+        if let lagOf { recordLag(committedAtMs: lagOf, count: lagCount, nowMs: &nowMs) }
+        guard end > start else { return (start, 0) }
+        let preframed = confined.value.preframed
+        if end == start + 1, let only = frame(elements[start]) {
+            preframed.write(frame: only.buffer)
+            return (end, bytes)
         }
         var run = channel.allocator.buffer(capacity: bytes)
         for index in start..<end {
-            guard case .frame(var buffer, _) = local.syncQueue[index] else { continue }
+            guard var buffer = frame(elements[index])?.buffer else { continue }
             run.writeBuffer(&buffer)
         }
-        local.preframed.write(frame: run)
+        preframed.write(frame: run)
+        return (end, bytes)
+    }
+
+    /// Records the sync lag of `count` frames of a commit made at `committedAtMs`, measured as they go to
+    /// the socket (it is writable, so nothing waits in front of them here). A write promise per frame to
+    /// measure it when written cost an allocation and a callback per frame. `at` comes from Redis: a time
+    /// in the future is no lag, not a wrapped-around one.
+    private func recordLag(committedAtMs: UInt64, count: Int, nowMs: inout UInt64?) {
+        let now = nowMs ?? clock.wallMs()
+        nowMs = now
+        metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000, count: count)
+    }
+
+    private static func queuedFrame(_ item: SyncOutbound) -> (buffer: ByteBuffer, committedAtMs: UInt64?)? {
+        if case .frame(let buffer, let committedAtMs) = item { return (buffer, committedAtMs) }
+        return nil
     }
 
     /// At most this many bytes of queued frames are copied into one write (`writeFrames`): a hot doc's
