@@ -23,7 +23,9 @@ final class ClientConnection: DocMember, Sendable {
     private let shard: @Sendable (_ doc: String) -> DocShard
     private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
-    var eventLoop: EventLoop { channel.eventLoop }
+    /// The channel's loop, kept (a `DocMember` requirement read for every frame a doc sends this member:
+    /// `channel.eventLoop` is a call through the `Channel` existential each time; issue 8 stop 26).
+    let eventLoop: EventLoop
     /// The connection's mutable state, on `eventLoop` only (see `LoopState`).
     let confined: NIOLoopBound<LoopState>
 
@@ -135,6 +137,7 @@ final class ClientConnection: DocMember, Sendable {
         self.identity = identity
         self.resumed = resumed
         self.channel = channel
+        self.eventLoop = channel.eventLoop
         self.settings = dependencies.settings
         self.metrics = dependencies.metrics
         self.clock = dependencies.clock
