@@ -664,6 +664,12 @@ final class ClientConnection: DocMember, Sendable {
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
         case chunks(any CatchUpChunker, CatchUpInfo)
+
+        /// The frame, if this is one (`writeRun`).
+        var frame: (buffer: ByteBuffer, committedAtMs: UInt64?)? {
+            if case .frame(let buffer, let committedAtMs) = self { return (buffer, committedAtMs) }
+            return nil
+        }
     }
 
     /// Queues a document message without writing yet (`deliverSync` writes).
@@ -726,10 +732,7 @@ final class ClientConnection: DocMember, Sendable {
         if local.syncQueueHead == local.syncQueue.count {
             var nowMs: UInt64?
             while index < items.count, channel.isWritable {
-                let (end, _) = writeRun(items, from: index, nowMs: &nowMs) { item in
-                    if case .frame(let buffer, let committedAtMs) = item { return (buffer, committedAtMs) }
-                    return nil
-                }
+                let (end, _) = writeRun(items, from: index, nowMs: &nowMs) { $0.frame }
                 guard end > index else { break }
                 index = end
                 wrote = true
@@ -784,7 +787,7 @@ final class ClientConnection: DocMember, Sendable {
         while local.syncQueueHead < local.syncQueue.count, channel.isWritable, !local.closing {
             switch local.syncQueue[local.syncQueueHead] {
             case .frame:
-                let (end, bytes) = writeRun(local.syncQueue, from: local.syncQueueHead, nowMs: &nowMs, frame: Self.queuedFrame)
+                let (end, bytes) = writeRun(local.syncQueue, from: local.syncQueueHead, nowMs: &nowMs) { $0.frame }
                 local.syncQueuedBytes -= bytes
                 local.syncQueueHead = end
             case .chunks(var chunker, var info):
@@ -875,11 +878,6 @@ final class ClientConnection: DocMember, Sendable {
         let now = nowMs ?? clock.wallMs()
         nowMs = now
         metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000, count: count)
-    }
-
-    private static func queuedFrame(_ item: SyncOutbound) -> (buffer: ByteBuffer, committedAtMs: UInt64?)? {
-        if case .frame(let buffer, let committedAtMs) = item { return (buffer, committedAtMs) }
-        return nil
     }
 
     /// At most this many bytes of queued frames are copied into one write (`writeFrames`): a hot doc's
