@@ -145,6 +145,11 @@ enum GroupCommitScript {
     ///   then ownSubscribers: how many of the channel's subscribers are the caller (1 while its subscription
     ///   is confirmed, 0 while not); the message is published only if `PUBSUB NUMSUB` counts more. −1 or
     ///   absent: always publish (a Redis Cluster, where `NUMSUB` counts one server's subscribers only).
+    ///   A node that subscribes after the script ran never heard the message anyway; it reads the head on
+    ///   its subscription's confirmation (`DocShard.channelResubscribed`). The one case the count gets
+    ///   wrong is Redis having dropped this node's subscription (a killed pub/sub client) before the node
+    ///   noticed: another node's message is then skipped, and that node fills the gap on the next commit
+    ///   or its next head check, as for any lost message.
     /// Returns {'ok', firstClock, at, {sum after each commit…}, published (1|0)} | {'conflict', head} (also when a pipelined
     ///   batch's predecessor did not leave the state it was decided against) |
     ///   {'duplicate', head, {index, clock, …}} | {'too_large', head, count}. Nothing is written unless 'ok'.
