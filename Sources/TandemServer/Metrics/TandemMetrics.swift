@@ -92,6 +92,7 @@ public final class TandemMetrics: Sendable {
     public let syncPushStageSeconds: [PushStage: ValueHistogram]
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    public let syncPublishSkipped: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
     public let syncClockRegressions: Counter
     // Record schemas (issue 13)
@@ -349,6 +350,10 @@ public final class TandemMetrics: Sendable {
             buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
+        syncPublishSkipped = registry.makeCounter(
+            descriptor: name(
+                "sync_publish_skipped", "total",
+                "Group commits whose message for other nodes Redis did not publish because no other node subscribed to the doc's channel (always published with a Redis Cluster)."))
         syncClockRegressions = registry.makeCounter(
             descriptor: name(
                 "sync_clock_regressions", "total",
