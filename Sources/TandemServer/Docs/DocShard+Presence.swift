@@ -113,7 +113,7 @@ extension DocShard {
             // The write (and its publish) is handed to the Redis thread before the local deltas go out, so
             // other nodes' copies start on their way while this node's members are written to (issue 11).
             if let write = tick.write { perform(write, doc: doc, docState, tickStartedNanos: started) }
-            deliver(tick, docState)
+            deliver(tick, docState, tickStartedNanos: started)
             if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
             if settings.checksumCheckMs > 0 && nowMs >= docState.upkeep.nextChecksumCheckMs {
                 checkChecksum(doc, docState, nowMs: nowMs)
@@ -133,9 +133,12 @@ extension DocShard {
     }
 
     /// Sends a tick's deltas: encoded once, the same buffer written to every member, one hop per loop.
-    /// - Parameter remoteArrivedNanos: for another node's forwarded delta, when it came off pub/sub (each
-    ///   loop records the time to its members' flush); 0 for a tick.
-    func deliver(_ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64 = 0) {
+    /// - Parameters:
+    ///   - remoteArrivedNanos: for another node's forwarded delta, when it came off pub/sub (each loop
+    ///     records the time to its members' flush); 0 for a tick.
+    ///   - tickStartedNanos: for a tick's delta, when the tick started (each loop records the time to its
+    ///     members' flush, `tandem_presence_delivery_seconds`); 0 otherwise.
+    func deliver(_ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64 = 0, tickStartedNanos: UInt64 = 0) {
         guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
         let allocator = ByteBufferAllocator()
         let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
@@ -175,6 +178,9 @@ extension DocShard {
                     metrics.fanoutBytes.increment(by: Int64(bytes))
                     if remoteArrivedNanos > 0 {
                         metrics.remotePresenceForwardDelay.record(Double(clock.nowNanos() &- remoteArrivedNanos) / 1e9)
+                    }
+                    if tickStartedNanos > 0 {
+                        metrics.presenceDelivery.record(Double(clock.nowNanos() &- tickStartedNanos) / 1e9)
                     }
                 }
             }

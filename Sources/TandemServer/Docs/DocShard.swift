@@ -61,6 +61,8 @@ final class DocShard: Sendable {
         var tickPhase = 0
         /// The phase the next doc without one is given (round robin: phases hold equal numbers of docs).
         var nextDocPhase = 0
+        /// Presence hops from connections on other loops, for sampling their time (`sampleInboundHop`).
+        var inboundHopsSeen: UInt32 = 0
         /// This shard's share of the node-wide gauges as last published (`updateGauges` adds differences).
         fileprivate var lastReportedSessions = 0
         fileprivate var lastReportedDocs = 0

@@ -37,6 +37,11 @@ public final class TandemMetrics: Sendable {
     /// The sender's side of a cross-node cursor: from the start of a tick to the reply of the doc's Redis
     /// write, whose script publishes the tick's delta to the other nodes (issue 11).
     public let presencePublish: ValueHistogram
+    /// Where a local cursor waits (issue 14): from its read on the connection's loop to the doc's shard
+    /// applying it, one in `presenceInboundHopSampleEvery` cross-loop hops…
+    public let presenceInboundHop: ValueHistogram
+    /// …and from the start of the tick that carries it to the delta flushed to the members on each loop.
+    public let presenceDelivery: ValueHistogram
     public let presencePublishSkipped: Counter
     public let presenceWritesDeferred: Counter
     public let fanoutBytes: Counter
@@ -197,6 +202,16 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "presence_remote_shard_hop", "seconds",
                 "Time from another node's presence message arriving on the pub/sub connection to the doc's shard running it (the first part of tandem_presence_remote_forward_seconds)."),
+            buckets: latencyBuckets)
+        presenceInboundHop = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_inbound_hop", "seconds",
+                "Time from a presence update read on its connection's event loop to the doc's shard applying it, for updates whose shard is on another loop (one in 16 read bursts)."),
+            buckets: latencyBuckets)
+        presenceDelivery = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_delivery", "seconds",
+                "Time from the start of a presence tick to its delta written and flushed to the doc's members on one event loop (one per doc, tick and loop)."),
             buckets: latencyBuckets)
         presencePublish = registry.makeValueHistogram(
             descriptor: name(

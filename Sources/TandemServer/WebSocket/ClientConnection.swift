@@ -76,6 +76,8 @@ final class ClientConnection: DocMember, Sendable {
         /// all for `presenceBatchShard`, in the order sent.
         fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
         fileprivate var presenceBatchShard: DocShard?
+        /// When the batch's first update was read (`tandem_presence_inbound_hop_seconds`).
+        fileprivate var presenceBatchReadNanos: UInt64 = 0
         fileprivate var writable = true
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
@@ -280,7 +282,7 @@ final class ClientConnection: DocMember, Sendable {
         }
         let batch = local.presenceBatch
         local.presenceBatch.removeAll(keepingCapacity: true)
-        target.updatePresence(self, batch)
+        target.updatePresence(self, batch, readAtNanos: local.presenceBatchReadNanos)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -391,6 +393,7 @@ final class ClientConnection: DocMember, Sendable {
             let target = route.shard
             if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
             local.presenceBatchShard = target
+            if local.presenceBatch.isEmpty { local.presenceBatchReadNanos = readAtNanos }
             local.presenceBatch.append(DocShard.PresenceUpdate(route: route, state: state))
             if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .diverged(let doc, let clock, let sum):
