@@ -78,6 +78,9 @@ final class ClientConnection: DocMember, Sendable {
         fileprivate var presenceBatchShard: DocShard?
         /// When the batch's first update was read (`tandem_presence_inbound_hop_seconds`).
         fileprivate var presenceBatchReadNanos: UInt64 = 0
+        /// Shards on other loops this connection handed batches to, which they may still hold gathered on
+        /// this loop (`DocShard.updatePresence`): handed over before any other message to a shard.
+        fileprivate var presenceGatheredAt: [DocShard] = []
         fileprivate var writable = true
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
@@ -203,7 +206,7 @@ final class ClientConnection: DocMember, Sendable {
         case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
-        flushPresenceUpdates()
+        flushPresenceUpdates(handOverNow: true)
         for doc in local.docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
@@ -269,20 +272,29 @@ final class ClientConnection: DocMember, Sendable {
     }
 
     /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
-    /// was an eventfd wake-up each when the shard runs on another loop).
-    private func flushPresenceUpdates() {
+    /// was an eventfd wake-up each when the shard runs on another loop); a shard on another loop gathers
+    /// them with its other batches from this loop until the loop's round ends (`DocShard.updatePresence`).
+    /// - Parameter handOverNow: another kind of message to a shard follows (or the connection closes):
+    ///   what this connection's batches left gathered goes to its shards first, so they see its messages in
+    ///   the order sent.
+    private func flushPresenceUpdates(handOverNow: Bool = false) {
         let local = confined.value
-        guard let target = local.presenceBatchShard else { return }
-        local.presenceBatchShard = nil
-        if target.eventLoop.inEventLoop {
-            // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
-            target.applyPresenceUpdates(self, local.presenceBatch)
-            local.presenceBatch.removeAll(keepingCapacity: true)
-            return
+        if let target = local.presenceBatchShard {
+            local.presenceBatchShard = nil
+            if target.eventLoop === eventLoop {
+                // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
+                target.applyPresenceUpdates(self, local.presenceBatch)
+                local.presenceBatch.removeAll(keepingCapacity: true)
+            } else {
+                let batch = local.presenceBatch
+                local.presenceBatch.removeAll(keepingCapacity: true)
+                target.updatePresence(self, batch, readAtNanos: local.presenceBatchReadNanos)
+                if !local.presenceGatheredAt.contains(where: { $0 === target }) { local.presenceGatheredAt.append(target) }
+            }
         }
-        let batch = local.presenceBatch
-        local.presenceBatch.removeAll(keepingCapacity: true)
-        target.updatePresence(self, batch, readAtNanos: local.presenceBatchReadNanos)
+        guard handOverNow, !local.presenceGatheredAt.isEmpty else { return }
+        for shard in local.presenceGatheredAt { shard.handOverGathered(from: eventLoop) }
+        local.presenceGatheredAt.removeAll(keepingCapacity: true)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -299,7 +311,7 @@ final class ClientConnection: DocMember, Sendable {
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
         let local = confined.value
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
-        if case .presence = message {} else { flushPresenceUpdates() }
+        if case .presence = message {} else { flushPresenceUpdates(handOverNow: true) }
         switch message {
         case .ping:
             send(ServerMessage.pong)
