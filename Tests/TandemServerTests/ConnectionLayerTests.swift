@@ -104,14 +104,16 @@ import Testing
         var channel: EmbeddedChannel { client.channel }
         var connection: ClientConnection { client.connection }
 
-        init(configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+        /// - Parameter peerLoops: other loops the shard is told of (connections there hand it presence as
+        ///   a node's other loops do).
+        init(peerLoops: [EventLoop] = [], configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
             var config = ServerConfiguration(nodeID: "test-node", redisURL: "redis://127.0.0.1:1")
             configure(&config)
             let metrics = TandemMetrics(nodeID: config.nodeID)
             self.metrics = metrics
             let logger = Logger(label: "test")
             let clock = NodeClock()
-            let shards = try OfflineShards(config: config, metrics: metrics, clock: clock, logger: logger, loop: loop).shards
+            let shards = try OfflineShards(config: config, metrics: metrics, clock: clock, logger: logger, loop: loop, peerLoops: peerLoops).shards
             self.shards = shards
             dependencies = ConnectionDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger, registry: SessionRegistry(),

@@ -153,7 +153,9 @@ import Testing
         // ARGV[1], ARGV[2]: the node, the channel (the script publishes to it).
         #expect(arguments[3 + keys.count] == Array("node-a".utf8))
         #expect(arguments[4 + keys.count] == Array(RedisKeys.channel(doc).utf8))
-        #expect(arguments.suffix(batch.commits.count) == batch.commits.map { Array($0.sumDelta.hex.utf8) })
+        #expect(arguments.dropLast().suffix(batch.commits.count) == batch.commits.map { Array($0.sumDelta.hex.utf8) })
+        // Last, this node's own subscriptions of the channel (−1 by default: always publish).
+        #expect(arguments.last == Array("-1".utf8))
         #expect(batch.commits.contains { $0.sumDelta != .zero })
         // With the keys encoded once (what a shard keeps per doc): the same call, byte for byte.
         let encodedKeys = GroupCommitScript.encodedKeys(doc)
@@ -162,6 +164,64 @@ import Testing
             GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
             nowMs: 123, keys: encodedKeys)
         #expect(withKeys == command)
+    }
+
+    /// The message is published only while someone other than the caller listens on the doc's channel:
+    /// `PUBSUB NUMSUB` above `ownSubscribers`, read in the script (stop 26: a node alone on a doc heard its
+    /// every batch back). −1 always publishes (a Redis Cluster); 0 (the caller's subscription not
+    /// confirmed) publishes to any subscriber.
+    @Test func theMessageIsPublishedOnlyWhileAnotherSubscriberListens() async throws {
+        let fixture = try await Fixture.start()
+        let store = fixture.store()
+        let doc = "gc:listeners"
+        let channel = RedisKeys.channel(doc)
+        func subscribe(_ messages: Locked<[[UInt8]]>) async throws -> RedisSubscriber {
+            let subscriber = RedisSubscriber(
+                configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: fixture.server.url)) { _, payload in
+                    messages.withLock { $0.append(payload) }
+                })
+            subscriber.start()
+            subscriber.subscribe(channel)
+            try await waitUntil("subscribed") { subscriber.subscribedChannels.contains(channel) }
+            return subscriber
+        }
+        var id = 0
+        func commit(ownSubscribers: Int) async throws -> Bool {
+            id += 1
+            let replica = try await store.load(doc: doc, on: fixture.loop).get().replica
+            let batch = try decide([Push(sid: Self.sessionA, id: .number(id), ops: #"{"a":["put",{"n":\#(id)}]}"#)], against: replica)
+            let reply = try await store.commitReturningSums(doc: doc, batch: batch, ownSubscribers: ownSubscribers, on: fixture.loop).get()
+            guard case .committed = reply.outcome else { throw TestFailure("\(reply.outcome)") }
+            return reply.published
+        }
+
+        // "This node" alone on the channel: the commit is written, its message is not sent.
+        let own = Locked<[[UInt8]]>([])
+        let node = try await subscribe(own)
+        defer { node.shutdown() }
+        _ = fixture.redis("CONFIG", "RESETSTAT")
+        #expect(try await commit(ownSubscribers: 1) == false)
+        #expect(fixture.calls("publish") == 0)
+        #expect(fixture.redis("GET", "tandem:{gc:listeners}:clock") == "1")
+        // Its subscription not confirmed (0): the one subscriber is someone else's, so it publishes.
+        #expect(try await commit(ownSubscribers: 0) == true)
+        #expect(fixture.calls("publish") == 1)
+        // −1: always.
+        #expect(try await commit(ownSubscribers: -1) == true)
+        #expect(fixture.calls("publish") == 2)
+
+        // Another node listens: published again, and it hears the commit.
+        let other = Locked<[[UInt8]]>([])
+        let otherNode = try await subscribe(other)
+        defer { otherNode.shutdown() }
+        #expect(try await commit(ownSubscribers: 1) == true)
+        #expect(fixture.calls("publish") == 3)
+        try await waitUntil("the other node's message") { other.value.count == 1 }
+        guard case .commit(let notice)? = NodeMessage.decode(other.value[0]) else {
+            Issue.record("not a commit message: \(String(decoding: other.value[0], as: UTF8.self))")
+            return
+        }
+        #expect(notice.clock == 4)
     }
 
     @Test func aBatchGetsConsecutiveClocksFinalValuesOneLogEntryAndOneMessage() async throws {

@@ -191,6 +191,30 @@ extension DocShard {
         }
     }
 
+    /// Presence batches of one other loop's connections for this shard, gathered on that loop during one
+    /// round of it (`updatePresence`).
+    final class InboundHandoff: Sendable {
+        let loop: EventLoop
+        let batches: NIOLoopBoundBox<Gathered>
+
+        final class Gathered {
+            var pending: [Batch] = []
+            /// A task on `loop` will hand `pending` over.
+            var scheduled = false
+        }
+
+        struct Batch: Sendable {
+            let connection: any DocMember
+            let updates: [PresenceUpdate]
+            let readAtNanos: UInt64
+        }
+
+        init(loop: EventLoop) {
+            self.loop = loop
+            batches = .makeBoxSendingValue(Gathered(), eventLoop: loop)
+        }
+    }
+
     /// One presence update of a connection, as handed over in a batch.
     struct PresenceUpdate: Sendable {
         let route: PresenceRoute
@@ -200,9 +224,70 @@ extension DocShard {
     /// A connection's presence updates from one read burst, in the order sent: one hop for all of them
     /// (issue 14: an `execute` per update, an eventfd wake-up each, cost more than applying it). A
     /// connection on the shard's own loop calls `applyPresenceUpdates` instead (no hop, no closure).
-    func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate]) {
-        if eventLoop.inEventLoop { return applyPresenceUpdates(connection, updates) }
-        eventLoop.execute { self.applyPresenceUpdates(connection, updates) }
+    ///
+    /// From another loop the batch is not handed over at once: the connection's loop gathers every batch
+    /// its connections have for this shard during one round of its own (reads, then tasks) and hands them
+    /// over together (`InboundHandoff`): at 2,000 clients that was one cross-thread task (a closure, the
+    /// other loop's task lock) per connection per read burst, ~20,000 a second, now one per round (issue 14).
+    /// A batch waits at most until the end of its loop's round, and its updates then wait for the doc's tick
+    /// anyway. The order of one connection's batches is kept; before it hands a shard another kind of
+    /// message (which goes straight to the shard), the connection calls `handOverGathered` so that its
+    /// presence stays ahead of it.
+    /// - Parameter readAtNanos: when the first of them was read (`clock.nowNanos()`; 0: unknown), for
+    ///   `tandem_presence_inbound_hop_seconds`.
+    func updatePresence(_ connection: any DocMember, _ updates: [PresenceUpdate], readAtNanos: UInt64 = 0) {
+        // (Which loop by identity: called on the connection's loop, so the same as `inEventLoop`, and tests
+        // on embedded loops, which are all "in the event loop", take the same path as a node.)
+        let source = connection.eventLoop
+        if source === eventLoop { return applyPresenceUpdates(connection, updates) }
+        guard let handoff = inboundHandoffs.first(where: { $0.loop === source }) else {
+            // A connection on a loop the shard was not told of (tests): one hop per batch.
+            eventLoop.execute {
+                if readAtNanos > 0 { self.sampleInboundHop(readAtNanos: readAtNanos) }
+                self.applyPresenceUpdates(connection, updates)
+            }
+            return
+        }
+        let gathered = handoff.batches.value
+        gathered.pending.append(InboundHandoff.Batch(connection: connection, updates: updates, readAtNanos: readAtNanos))
+        if !gathered.scheduled {
+            gathered.scheduled = true
+            // Runs after the reads of the loop's current round (a task queued from the loop runs in the same round).
+            source.execute { self.handOver(handoff) }
+        }
+    }
+
+    /// On `loop`: hands over at once what its connections gathered for this shard (see `updatePresence`).
+    func handOverGathered(from loop: EventLoop) {
+        guard let handoff = inboundHandoffs.first(where: { $0.loop === loop }) else { return }
+        handOver(handoff)
+    }
+
+    /// On the handoff's loop: one hop to this shard with every batch gathered there, in the order gathered.
+    private func handOver(_ handoff: InboundHandoff) {
+        let gathered = handoff.batches.value
+        gathered.scheduled = false
+        guard !gathered.pending.isEmpty else { return }
+        let batches = gathered.pending
+        gathered.pending = []  // the array goes to the other loop: a new one for the next round
+        eventLoop.execute {
+            for index in batches.indices {
+                let batch = batches[index]
+                if batch.readAtNanos > 0 { self.sampleInboundHop(readAtNanos: batch.readAtNanos) }
+                self.applyPresenceUpdates(batch.connection, batch.updates)
+            }
+        }
+    }
+
+    /// One in `inboundHopSampleEvery` hops is timed: a locked histogram per read burst (tens of thousands a
+    /// second at 2,000 clients) would cost more than the hop it measures.
+    static let inboundHopSampleEvery: UInt32 = 16
+
+    private func sampleInboundHop(readAtNanos: UInt64) {
+        let local = confined.value
+        local.inboundHopsSeen &+= 1
+        guard local.inboundHopsSeen % Self.inboundHopSampleEvery == 0 else { return }
+        metrics.presenceInboundHop.record(Double(clock.nowNanos() &- readAtNanos) / 1e9)
     }
 
     /// Applies a read burst's presence updates; on the shard's loop only.

@@ -141,14 +141,19 @@ extension DocShard {
         let keys = docState.commitKeys ?? GroupCommitScript.encodedKeys(doc)
         docState.commitKeys = keys
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
+        // The batch's message is for other nodes: while Redis counts no subscriber of the doc's channel but
+        // this node, the script skips it (this node skips its own commits on pub/sub anyway, but hearing
+        // each one back woke the subscriber thread and cost Redis a message per batch).
+        let ownSubscribers = docState.channelSubscribed && subscriber.isConnected ? 1 : 0
         let committed = syncStore.commitReturningSums(
-            doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, on: eventLoop)
+            doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, ownSubscribers: ownSubscribers, on: eventLoop)
         committed.whenComplete { result in
             let docState = bound.value
             guard self.docs[doc] === docState else { return }
             let now = self.clock.nowNanos()
             switch result {
             case .success(let reply):
+                if !reply.published { self.metrics.syncPublishSkipped.increment() }
                 self.perform(docState.sync.commitReplied(batchID: batch.id, reply.outcome, now: now, sums: reply.sums), doc: doc, docState)
                 if case .committed(let first, _) = reply.outcome, reply.sums.isEmpty {
                     self.seedChecksum(doc, docState, afterClock: first + UInt64(batch.commits.count) - 1)

@@ -100,6 +100,8 @@ extension DocShard {
         // First: the updates this tick delivers are counted before their deltas are (on members' loops).
         presenceOutcomes.flush(to: metrics)
         let phases = max(1, settings.tickPhases)
+        // The deltas for members on other loops, handed over once the phase's docs are done (`deliver`).
+        var elsewhere: [LoopDeliveries] = []
         for (doc, docState) in docs where !docState.isLoading {
             if docState.tickPhase < 0 {
                 let local = confined.value
@@ -113,7 +115,7 @@ extension DocShard {
             // The write (and its publish) is handed to the Redis thread before the local deltas go out, so
             // other nodes' copies start on their way while this node's members are written to (issue 11).
             if let write = tick.write { perform(write, doc: doc, docState, tickStartedNanos: started) }
-            deliver(tick, docState)
+            deliver(tick, docState, tickStartedNanos: started, elsewhere: &elsewhere)
             if nowMs >= docState.upkeep.nextReconcileMs { reconcile(doc, docState, nowMs: nowMs) }
             if settings.checksumCheckMs > 0 && nowMs >= docState.upkeep.nextChecksumCheckMs {
                 checkChecksum(doc, docState, nowMs: nowMs)
@@ -126,58 +128,118 @@ extension DocShard {
                 unsubscribe(doc: doc)
             }
         }
+        deliverElsewhere(elsewhere, tickStartedNanos: started)
         pruneDepartures(nowMs: nowMs)
         // Once per tick, not per phase: the gauges walk every doc.
         if phase ?? 0 == 0 { updateGauges() }
         metrics.presenceTick.record(Double(clock.nowNanos() - started) / 1e9)
     }
 
-    /// Sends a tick's deltas: encoded once, the same buffer written to every member, one hop per loop.
-    /// - Parameter remoteArrivedNanos: for another node's forwarded delta, when it came off pub/sub (each
-    ///   loop records the time to its members' flush); 0 for a tick.
-    func deliver(_ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64 = 0) {
+    /// Sends a tick's (or another node's) deltas to the doc's members: encoded once, the same buffer written
+    /// to every member. Members on the shard's own loop are written to at once; those on other loops are
+    /// left in `elsewhere`, which the caller hands over with one hop per loop (`deliverElsewhere`) once the
+    /// phase's docs are done: one wake-up per loop and phase, not per doc (issue 14).
+    /// - Parameters:
+    ///   - remoteArrivedNanos: for another node's forwarded delta, when it came off pub/sub (each loop
+    ///     records the time to its members' flush); 0 for a tick.
+    ///   - tickStartedNanos: for a tick's delta, when the tick started (`tandem_presence_delivery_seconds`,
+    ///     per loop); 0 otherwise.
+    func deliver(
+        _ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64 = 0, tickStartedNanos: UInt64 = 0,
+        elsewhere: inout [LoopDeliveries]
+    ) {
         guard tick.delta != nil || tick.viewerDelta != nil, !docState.members.isEmpty else { return }
         let allocator = ByteBufferAllocator()
-        let delta = tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
-        let viewerDelta = tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) }
-        let viewersGetDelta = tick.viewersGetDelta
+        let delivery = PresenceDelivery(
+            delta: tick.delta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) },
+            viewerDelta: tick.viewerDelta.map { ($0, ServerFrame.text($0.encoded, allocator: allocator)) },
+            viewersGetDelta: tick.viewersGetDelta, editors: [], viewers: [])
+        for (loop, editors, viewers) in deliveryGroups(docState) {
+            var forLoop = delivery
+            forLoop.editors = editors
+            forLoop.viewers = viewers
+            if loop === eventLoop {
+                // Members of this loop: written now, no task (a same-loop `execute` queued a closure per doc).
+                var counts = (messages: 0, bytes: 0)
+                Self.writeDelivery(forLoop, counts: &counts)
+                Self.record(counts, metrics: metrics, clock: clock, remoteArrivedNanos: remoteArrivedNanos, tickStartedNanos: tickStartedNanos)
+            } else if let index = elsewhere.firstIndex(where: { $0.loop === loop }) {
+                elsewhere[index].deliveries.append(forLoop)
+            } else {
+                elsewhere.append(LoopDeliveries(loop: loop, deliveries: [forLoop]))
+            }
+        }
+    }
+
+    /// `deliver` for one delta on its own (another node's forward): its other loops get their hop at once.
+    func deliver(_ tick: PresenceTick, _ docState: DocState, remoteArrivedNanos: UInt64) {
+        var elsewhere: [LoopDeliveries] = []
+        deliver(tick, docState, remoteArrivedNanos: remoteArrivedNanos, elsewhere: &elsewhere)
+        deliverElsewhere(elsewhere, remoteArrivedNanos: remoteArrivedNanos)
+    }
+
+    /// One hop per loop with every delivery `deliver` left for it, in the order the docs were ticked.
+    func deliverElsewhere(_ elsewhere: [LoopDeliveries], remoteArrivedNanos: UInt64 = 0, tickStartedNanos: UInt64 = 0) {
         let metrics = self.metrics
         let clock = self.clock
-        for (loop, editors, viewers) in deliveryGroups(docState) {
-            loop.execute {
-                // Counted once per hop: a shared counter incremented per member from every loop kept its
-                // cache line moving between the cores (issue 14).
-                var messages = 0
-                var bytes = 0
-                // By index: a for-in over the member arrays allocated an iterator per member in a debug build.
-                if let (d, buffer) = delta {
-                    for index in editors.indices where editors[index].deliverPresence(d, buffer: buffer) {
-                        messages += 1
-                        bytes += d.encoded.count
-                    }
-                }
-                if let (v, buffer) = viewerDelta {
-                    for index in viewers.indices where viewers[index].deliverPresence(v, buffer: buffer) {
-                        messages += 1
-                        bytes += v.encoded.count
-                    }
-                }
-                if viewersGetDelta, let (d, buffer) = delta {
-                    for index in viewers.indices where viewers[index].deliverPresence(d, buffer: buffer) {
-                        messages += 1
-                        bytes += d.encoded.count
-                    }
-                }
-                for index in editors.indices { editors[index].flushPresence() }
-                for index in viewers.indices { viewers[index].flushPresence() }
-                if messages > 0 {
-                    metrics.fanoutMessages.increment(by: Int64(messages))
-                    metrics.fanoutBytes.increment(by: Int64(bytes))
-                    if remoteArrivedNanos > 0 {
-                        metrics.remotePresenceForwardDelay.record(Double(clock.nowNanos() &- remoteArrivedNanos) / 1e9)
-                    }
-                }
+        for index in elsewhere.indices {
+            let deliveries = elsewhere[index].deliveries
+            elsewhere[index].loop.execute {
+                Self.writeDeliveries(deliveries, metrics: metrics, clock: clock, remoteArrivedNanos: remoteArrivedNanos, tickStartedNanos: tickStartedNanos)
             }
+        }
+    }
+
+    /// On the members' loop: every delivery's delta written to its members, then each member flushed once
+    /// per delivery; the fan-out counters and the timing once per call.
+    static func writeDeliveries(
+        _ deliveries: [PresenceDelivery], metrics: TandemMetrics, clock: NodeClock, remoteArrivedNanos: UInt64, tickStartedNanos: UInt64
+    ) {
+        var counts = (messages: 0, bytes: 0)
+        // By index: a for-in over the arrays allocated an iterator per element in a debug build.
+        for index in deliveries.indices { writeDelivery(deliveries[index], counts: &counts) }
+        record(counts, metrics: metrics, clock: clock, remoteArrivedNanos: remoteArrivedNanos, tickStartedNanos: tickStartedNanos)
+    }
+
+    /// One delivery's delta written to its members, then each member flushed.
+    static func writeDelivery(_ delivery: PresenceDelivery, counts: inout (messages: Int, bytes: Int)) {
+        let editors = delivery.editors
+        let viewers = delivery.viewers
+        if let (d, buffer) = delivery.delta {
+            for index in editors.indices where editors[index].deliverPresence(d, buffer: buffer) {
+                counts.messages += 1
+                counts.bytes += d.encoded.count
+            }
+        }
+        if let (v, buffer) = delivery.viewerDelta {
+            for index in viewers.indices where viewers[index].deliverPresence(v, buffer: buffer) {
+                counts.messages += 1
+                counts.bytes += v.encoded.count
+            }
+        }
+        if delivery.viewersGetDelta, let (d, buffer) = delivery.delta {
+            for index in viewers.indices where viewers[index].deliverPresence(d, buffer: buffer) {
+                counts.messages += 1
+                counts.bytes += d.encoded.count
+            }
+        }
+        for index in editors.indices { editors[index].flushPresence() }
+        for index in viewers.indices { viewers[index].flushPresence() }
+    }
+
+    /// The fan-out counters, once per hop or same-loop write: a shared counter incremented per member from
+    /// every loop kept its cache line moving between the cores (issue 14).
+    static func record(
+        _ counts: (messages: Int, bytes: Int), metrics: TandemMetrics, clock: NodeClock, remoteArrivedNanos: UInt64, tickStartedNanos: UInt64
+    ) {
+        guard counts.messages > 0 else { return }
+        metrics.fanoutMessages.increment(by: Int64(counts.messages))
+        metrics.fanoutBytes.increment(by: Int64(counts.bytes))
+        if remoteArrivedNanos > 0 {
+            metrics.remotePresenceForwardDelay.record(Double(clock.nowNanos() &- remoteArrivedNanos) / 1e9)
+        }
+        if tickStartedNanos > 0 {
+            metrics.presenceDelivery.record(Double(clock.nowNanos() &- tickStartedNanos) / 1e9)
         }
     }
 
@@ -258,4 +320,19 @@ extension DocShard {
         departuresPrunedAtMs = nowMs
         recentDepartures = recentDepartures.filter { nowMs < $0.value + Self.departureWindowMs }
     }
+}
+
+/// One doc's deltas for the members of one loop (`DocShard.deliver`).
+struct PresenceDelivery: Sendable {
+    var delta: (PresenceDelta, ByteBuffer)?
+    var viewerDelta: (PresenceDelta, ByteBuffer)?
+    var viewersGetDelta: Bool
+    var editors: [any DocMember]
+    var viewers: [any DocMember]
+}
+
+/// A tick phase's deliveries for one other loop, handed over in one hop (`DocShard.deliverElsewhere`).
+struct LoopDeliveries {
+    let loop: EventLoop
+    var deliveries: [PresenceDelivery]
 }

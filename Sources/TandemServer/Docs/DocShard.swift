@@ -34,6 +34,9 @@ final class DocShard: Sendable {
     let logger: Logger
     /// The shard's mutable state, on `eventLoop` only (see `LoopState`).
     let confined: NIOLoopBoundBox<LoopState>
+    /// One per other event loop: presence batches its connections hand to this shard, gathered on that
+    /// loop and handed over once per round of it (`DocShard.updatePresence`).
+    let inboundHandoffs: [InboundHandoff]
 
     /// Everything about the shard that changes. Its fields are reached through the shard's forwarding
     /// properties below; one class (not a struct) so that each field is its own access, as when they were
@@ -61,6 +64,8 @@ final class DocShard: Sendable {
         var tickPhase = 0
         /// The phase the next doc without one is given (round robin: phases hold equal numbers of docs).
         var nextDocPhase = 0
+        /// Presence hops from connections on other loops, for sampling their time (`sampleInboundHop`).
+        var inboundHopsSeen: UInt32 = 0
         /// This shard's share of the node-wide gauges as last published (`updateGauges` adds differences).
         fileprivate var lastReportedSessions = 0
         fileprivate var lastReportedDocs = 0
@@ -113,9 +118,12 @@ final class DocShard: Sendable {
         set { confined.value.loopProbe = newValue }
     }
 
-    init(index: Int, eventLoop: EventLoop, dependencies: DocShardDependencies) {
+    /// - Parameter peerLoops: the node's event loops (this one among them), whose connections hand presence
+    ///   to this shard.
+    init(index: Int, eventLoop: EventLoop, peerLoops: [EventLoop] = [], dependencies: DocShardDependencies) {
         self.index = index
         self.eventLoop = eventLoop
+        self.inboundHandoffs = peerLoops.filter { $0 !== eventLoop }.map { InboundHandoff(loop: $0) }
         self.settings = dependencies.settings
         self.metrics = dependencies.metrics
         self.clock = dependencies.clock

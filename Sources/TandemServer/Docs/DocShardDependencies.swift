@@ -94,8 +94,11 @@ final class DocShards: Sendable {
     let all: [DocShard]
     private let detachedHold: DetachedSessionHold
 
-    init(loops: [EventLoop], dependencies: DocShardDependencies) {
-        all = loops.enumerated().map { DocShard(index: $0.offset, eventLoop: $0.element, dependencies: dependencies) }
+    /// - Parameter peerLoops: the loops whose connections hand presence to the shards (nil: the shards' own).
+    init(loops: [EventLoop], peerLoops: [EventLoop]? = nil, dependencies: DocShardDependencies) {
+        all = loops.enumerated().map {
+            DocShard(index: $0.offset, eventLoop: $0.element, peerLoops: peerLoops ?? loops, dependencies: dependencies)
+        }
         detachedHold = dependencies.detachedHold
     }
 

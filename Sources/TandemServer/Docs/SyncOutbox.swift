@@ -15,6 +15,12 @@ struct SyncOutbox {
         case chunks(any CatchUpChunker, CatchUpInfo)
         /// An error answer (carries no clock, so it is written at once rather than queued in the stream).
         case error(ProtocolError)
+
+        /// The frame, if this is one (`ClientConnection.deliverSync` writes runs of them as one buffer).
+        var frame: (buffer: ByteBuffer, committedAtMs: UInt64?)? {
+            if case .frame(let buffer, let committedAtMs) = self { return (buffer, committedAtMs) }
+            return nil
+        }
     }
 
     /// What was added, by the event loop of its connection (loops in order of first use, as many as cores),

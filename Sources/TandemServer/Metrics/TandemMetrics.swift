@@ -37,6 +37,11 @@ public final class TandemMetrics: Sendable {
     /// The sender's side of a cross-node cursor: from the start of a tick to the reply of the doc's Redis
     /// write, whose script publishes the tick's delta to the other nodes (issue 11).
     public let presencePublish: ValueHistogram
+    /// Where a local cursor waits (issue 14): from its read on the connection's loop to the doc's shard
+    /// applying it, one in `presenceInboundHopSampleEvery` cross-loop hops…
+    public let presenceInboundHop: ValueHistogram
+    /// …and from the start of the tick that carries it to the delta flushed to the members on each loop.
+    public let presenceDelivery: ValueHistogram
     public let presencePublishSkipped: Counter
     public let presenceWritesDeferred: Counter
     public let fanoutBytes: Counter
@@ -92,6 +97,7 @@ public final class TandemMetrics: Sendable {
     public let syncPushStageSeconds: [PushStage: ValueHistogram]
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
+    public let syncPublishSkipped: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
     public let syncClockRegressions: Counter
     // Record schemas (issue 13)
@@ -196,6 +202,16 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "presence_remote_shard_hop", "seconds",
                 "Time from another node's presence message arriving on the pub/sub connection to the doc's shard running it (the first part of tandem_presence_remote_forward_seconds)."),
+            buckets: latencyBuckets)
+        presenceInboundHop = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_inbound_hop", "seconds",
+                "Time from a presence update read on its connection's event loop to the doc's shard applying it, for updates whose shard is on another loop (one in 16 read bursts)."),
+            buckets: latencyBuckets)
+        presenceDelivery = registry.makeValueHistogram(
+            descriptor: name(
+                "presence_delivery", "seconds",
+                "Time from the start of a presence tick to its delta written and flushed to the doc's members on one event loop (one per doc, tick and loop)."),
             buckets: latencyBuckets)
         presencePublish = registry.makeValueHistogram(
             descriptor: name(
@@ -349,6 +365,10 @@ public final class TandemMetrics: Sendable {
             buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
         syncLogReads = registry.makeCounter(
             descriptor: name("sync_log_reads", "total", "Reads of a doc's Redis log to fill a gap or catch up with Redis's head."))
+        syncPublishSkipped = registry.makeCounter(
+            descriptor: name(
+                "sync_publish_skipped", "total",
+                "Group commits whose message for other nodes Redis did not publish because no other node subscribed to the doc's channel (always published with a Redis Cluster)."))
         syncClockRegressions = registry.makeCounter(
             descriptor: name(
                 "sync_clock_regressions", "total",

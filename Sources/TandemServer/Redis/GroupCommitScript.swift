@@ -141,8 +141,16 @@ enum GroupCommitScript {
     ///   (for 'e', the version may be the replica's: see the checksums below),
     ///   w, w × (record id, p|c|r, value-or-empty, commit index from 0)
     ///   (p: written, existed before the batch; c: written, was missing — may revive a tombstone; r: removed),
-    ///   n × checksum delta of each commit (16 hex digits; absent from nodes before checksums).
-    /// Returns {'ok', firstClock, at, {sum after each commit…}} | {'conflict', head} (also when a pipelined
+    ///   n × checksum delta of each commit (16 hex digits; absent from nodes before checksums),
+    ///   then ownSubscribers: how many of the channel's subscribers are the caller (1 while its subscription
+    ///   is confirmed, 0 while not); the message is published only if `PUBSUB NUMSUB` counts more. −1 or
+    ///   absent: always publish (a Redis Cluster, where `NUMSUB` counts one server's subscribers only).
+    ///   A node that subscribes after the script ran never heard the message anyway; it reads the head on
+    ///   its subscription's confirmation (`DocShard.channelResubscribed`). The one case the count gets
+    ///   wrong is Redis having dropped this node's subscription (a killed pub/sub client) before the node
+    ///   noticed: another node's message is then skipped, and that node fills the gap on the next commit
+    ///   or its next head check, as for any lost message.
+    /// Returns {'ok', firstClock, at, {sum after each commit…}, published (1|0)} | {'conflict', head} (also when a pipelined
     ///   batch's predecessor did not leave the state it was decided against) |
     ///   {'duplicate', head, {index, clock, …}} | {'too_large', head, count}. Nothing is written unless 'ok'.
     ///
@@ -155,8 +163,8 @@ enum GroupCommitScript {
     /// the replica's head and this batch; the deltas of commits on different records add up regardless.
     ///
     /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
-    /// versions, INCRBY, GET + SET of the checksum, HSET records + versions, XADD, PUBLISH, HSET pushids,
-    /// ZADD pushlast; plus GET hsealed once the log is past retention, and, only
+    /// versions, INCRBY, GET + SET of the checksum, HSET records + versions, XADD, PUBSUB NUMSUB, PUBLISH
+    /// (only while another node listens), HSET pushids, ZADD pushlast; plus GET hsealed once the log is past retention, and, only
     /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
     /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
     /// (removals), ZREM (revivals), HMGET (HGET for one push) + HDEL (ring slots reused), every 64 clocks the trims, and
@@ -361,6 +369,13 @@ enum GroupCommitScript {
           end
         end
 
+        -- The message is published only if someone else listens on the doc's channel: `PUBSUB NUMSUB`
+        -- above the caller's own subscriptions (ARGV after the deltas; absent or -1: always publish). A
+        -- node alone on a doc heard each of its batches back, only to skip it (stop 26). Exact under races
+        -- as presence's `docWrite`: the count is read atomically with the writes the message announces.
+        local own = tonumber(ARGV[i + n] or '-1')
+        local publish = own < 0 or rcall('PUBSUB', 'NUMSUB', channel)[2] > own
+
         -- Writes before deletes: a hash never empties in between (an emptied key loses its TTL).
         callPairs('HSET', records, puts)
         callPairs('HSET', versions, putVersions)
@@ -389,8 +404,10 @@ enum GroupCommitScript {
             else
               rcall('XADD', log, unpack(entry))
             end
-            redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
-              ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. (sum and ',"sum":"' .. sum .. '"}' or '}'))
+            if publish then
+              redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. c .. ',"ops":' .. ops[k] ..
+                ',"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"at":' .. at .. (sum and ',"sum":"' .. sum .. '"}' or '}'))
+            end
           end
         else
           local members = {}
@@ -405,8 +422,10 @@ enum GroupCommitScript {
           else
             rcall('XADD', log, lastText .. '-0', 'n', n, 'node', node, 'at', at, 'b', b)
           end
-          redis.call('PUBLISH', channel,
-            '{"k":"b","node":"' .. node .. '","first":' .. firstText .. ',"at":' .. at .. ',"b":' .. b .. '}')
+          if publish then
+            redis.call('PUBLISH', channel,
+              '{"k":"b","node":"' .. node .. '","first":' .. firstText .. ',"at":' .. at .. ',"b":' .. b .. '}')
+          end
         end
 
         -- Record the push ids: per session a counter and a ring of its last 64, plus a lookup per id.
@@ -528,6 +547,6 @@ enum GroupCommitScript {
             end
           end
         end
-        return {'ok', firstText, at, sums}
+        return {'ok', firstText, at, sums, publish and 1 or 0}
         """)
 }

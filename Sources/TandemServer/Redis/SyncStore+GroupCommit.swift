@@ -12,29 +12,40 @@ extension SyncStore {
     ///   - checkLegacy: the doc may hold re-push records written by nodes from before group commit (they
     ///     existed when the doc was loaded, or such nodes may still be committing: `.perCommit`).
     ///   - keys: `GroupCommitScript.encodedKeys(doc)`, if the caller keeps them (made here otherwise).
+    ///   - ownSubscribers: how many subscribers of the doc's channel are this node (1 while its
+    ///     subscription is confirmed, 0 while not): the batch's message is published only if Redis counts
+    ///     more (`GroupCommitScript.commit`). −1 (the default): always publish; so in a cluster, whatever
+    ///     the caller says (`PUBSUB NUMSUB` counts only one server's subscribers there).
     func commit(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, on loop: EventLoop
+        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1,
+        on loop: EventLoop
     ) -> EventLoopFuture<CommitBatchOutcome> {
         commitReturningSums(
-            doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, node: node, keys: keys, on: loop
+            doc: doc, batch: batch, docTTLMs: docTTLMs, logMode: logMode, checkLegacy: checkLegacy, node: node, keys: keys,
+            ownSubscribers: ownSubscribers, on: loop
         ).map { $0.outcome }
     }
 
     /// `commit`, with the doc's checksum after each commit as the script computed it (issue 13; empty
-    /// unless committed, and when Redis did not know the checksum before the batch).
+    /// unless committed, and when Redis did not know the checksum before the batch), and whether the
+    /// batch's message was published (false only for a commit that found no other listener).
     func commitReturningSums(
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
-        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, on loop: EventLoop
-    ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum])> {
+        checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1,
+        on loop: EventLoop
+    ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool)> {
         let logMode = logMode ?? self.logMode
         let command = Self.command(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), doc: doc, batch,
             node: node ?? nodeID, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
-            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(), keys: keys)
+            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(), keys: keys,
+            ownSubscribers: redis.isClusterMode ? -1 : ownSubscribers)
         // `send` of a command carrying its script is `evalScript` (EVALSHA, loaded first, EVAL on NOSCRIPT;
         // in a cluster routed by its keys).
-        let committed = redis.send(command, on: loop).flatMapThrowing { (outcome: try Self.outcome(of: $0), sums: Self.sums(of: $0)) }
+        let committed = redis.send(command, on: loop).flatMapThrowing {
+            (outcome: try Self.outcome(of: $0), sums: Self.sums(of: $0), published: Self.published(of: $0))
+        }
         guard let acknowledgement = replicaAcknowledgement else { return committed }
         let redis = self.redis
         return committed.flatMap { reply in
@@ -53,11 +64,13 @@ extension SyncStore {
     /// script reads (see `GroupCommitScript.commit`), written straight into the command (no key strings,
     /// no `[any RedisArgument]`: about a hundred arguments for a batch of ten, most of the Swift cost of
     /// a script call in the callgrind profile of the commit path).
-    /// - Parameter keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here).
+    /// - Parameters:
+    ///   - keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here).
+    ///   - ownSubscribers: see `commit`; −1 always publishes.
     static func command(
         _ script: RedisScript, doc: String, _ batch: CommitBatch, node: String, retention: Int, maxDocRecords: Int,
         docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs(),
-        keys: RedisEncodedArguments? = nil
+        keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1
     ) -> RedisCommand {
         let tail = batch.after?.tail ?? ""
         // About what the call takes (keys, ops and values, headers, ids): enough that it rarely grows.
@@ -111,7 +124,14 @@ extension SyncStore {
             for commit in batch.commits {
                 out.writeBulkString(length: DocChecksum.hexLength) { commit.sumDelta.writeHex(to: $0) }
             }
+            out.write(ownSubscribers)
         }
+    }
+
+    /// Whether an 'ok' reply says the batch's message was published (its 5th element; true otherwise).
+    static func published(of reply: RedisValue) -> Bool {
+        guard let parts = reply.array, parts.count > 4, parts.first?.string == "ok" else { return true }
+        return parts[4].int != 0
     }
 
     /// The checksums after each commit of an 'ok' reply (its 4th element), nil-free; empty otherwise.

@@ -23,7 +23,9 @@ final class ClientConnection: DocMember, Sendable {
     private let shard: @Sendable (_ doc: String) -> DocShard
     private let schemaVersion: @Sendable (_ doc: String) -> Int?
     private let reconnectObserved: @Sendable () -> Void
-    var eventLoop: EventLoop { channel.eventLoop }
+    /// The channel's loop, kept (a `DocMember` requirement read for every frame a doc sends this member:
+    /// `channel.eventLoop` is a call through the `Channel` existential each time; issue 8 stop 26).
+    let eventLoop: EventLoop
     /// The connection's mutable state, on `eventLoop` only (see `LoopState`).
     let confined: NIOLoopBound<LoopState>
 
@@ -74,6 +76,11 @@ final class ClientConnection: DocMember, Sendable {
         /// all for `presenceBatchShard`, in the order sent.
         fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
         fileprivate var presenceBatchShard: DocShard?
+        /// When the batch's first update was read (`tandem_presence_inbound_hop_seconds`).
+        fileprivate var presenceBatchReadNanos: UInt64 = 0
+        /// Shards on other loops this connection handed batches to, which they may still hold gathered on
+        /// this loop (`DocShard.updatePresence`): handed over before any other message to a shard.
+        fileprivate var presenceGatheredAt: [DocShard] = []
         fileprivate var writable = true
         fileprivate var closing = false
         fileprivate var closeReason: CloseReason?
@@ -135,6 +142,7 @@ final class ClientConnection: DocMember, Sendable {
         self.identity = identity
         self.resumed = resumed
         self.channel = channel
+        self.eventLoop = channel.eventLoop
         self.settings = dependencies.settings
         self.metrics = dependencies.metrics
         self.clock = dependencies.clock
@@ -198,7 +206,7 @@ final class ClientConnection: DocMember, Sendable {
         case .clientClose, .abuse, .unsupportedData, .shutdown, .invalidMessage, .limit, .storageUnavailable: leaves = true
         case .abrupt, .pingTimeout, .slowConsumer, .protocolError, .resumed: leaves = false
         }
-        flushPresenceUpdates()
+        flushPresenceUpdates(handOverNow: true)
         for doc in local.docs.keys {
             shard(doc).removeMember(self, doc: doc, leave: leaves)
         }
@@ -213,7 +221,7 @@ final class ClientConnection: DocMember, Sendable {
         let local = confined.value
         local.writable = isWritable
         guard isWritable else { return }
-        pumpSync()
+        if pumpSync() { flushWritten() }
         guard !local.pendingPresence.isEmpty else { return }
         let pending = local.pendingPresence
         local.pendingPresence.removeAll()
@@ -273,20 +281,29 @@ final class ClientConnection: DocMember, Sendable {
     }
 
     /// Hands the batched presence updates to their shard in one hop (issue 14: one `execute` per update
-    /// was an eventfd wake-up each when the shard runs on another loop).
-    private func flushPresenceUpdates() {
+    /// was an eventfd wake-up each when the shard runs on another loop); a shard on another loop gathers
+    /// them with its other batches from this loop until the loop's round ends (`DocShard.updatePresence`).
+    /// - Parameter handOverNow: another kind of message to a shard follows (or the connection closes):
+    ///   what this connection's batches left gathered goes to its shards first, so they see its messages in
+    ///   the order sent.
+    private func flushPresenceUpdates(handOverNow: Bool = false) {
         let local = confined.value
-        guard let target = local.presenceBatchShard else { return }
-        local.presenceBatchShard = nil
-        if target.eventLoop.inEventLoop {
-            // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
-            target.applyPresenceUpdates(self, local.presenceBatch)
-            local.presenceBatch.removeAll(keepingCapacity: true)
-            return
+        if let target = local.presenceBatchShard {
+            local.presenceBatchShard = nil
+            if target.eventLoop === eventLoop {
+                // The shard shares this loop: applied at once, and the batch's storage is kept for the next burst.
+                target.applyPresenceUpdates(self, local.presenceBatch)
+                local.presenceBatch.removeAll(keepingCapacity: true)
+            } else {
+                let batch = local.presenceBatch
+                local.presenceBatch.removeAll(keepingCapacity: true)
+                target.updatePresence(self, batch, readAtNanos: local.presenceBatchReadNanos)
+                if !local.presenceGatheredAt.contains(where: { $0 === target }) { local.presenceGatheredAt.append(target) }
+            }
         }
-        let batch = local.presenceBatch
-        local.presenceBatch.removeAll(keepingCapacity: true)
-        target.updatePresence(self, batch)
+        guard handOverNow, !local.presenceGatheredAt.isEmpty else { return }
+        for shard in local.presenceGatheredAt { shard.handOverGathered(from: eventLoop) }
+        local.presenceGatheredAt.removeAll(keepingCapacity: true)
     }
 
     /// Best effort: the `doc` and `id` of an oversized push, so the client learns which push was refused
@@ -303,7 +320,7 @@ final class ClientConnection: DocMember, Sendable {
     private func handle(_ message: ClientMessage, bytes: Int, nowMs: UInt64, readAtNanos: UInt64) {
         let local = confined.value
         // A shard must see one connection's messages in the order sent: presence still batched goes first.
-        if case .presence = message {} else { flushPresenceUpdates() }
+        if case .presence = message {} else { flushPresenceUpdates(handOverNow: true) }
         switch message {
         case .ping:
             send(ServerMessage.pong)
@@ -397,6 +414,7 @@ final class ClientConnection: DocMember, Sendable {
             let target = route.shard
             if let batchShard = local.presenceBatchShard, batchShard !== target { flushPresenceUpdates() }
             local.presenceBatchShard = target
+            if local.presenceBatch.isEmpty { local.presenceBatchReadNanos = readAtNanos }
             local.presenceBatch.append(DocShard.PresenceUpdate(route: route, state: state))
             if local.presenceBatch.count >= Self.maxPresenceBatch { flushPresenceUpdates() }
         case .diverged(let doc, let clock, let sum):
@@ -670,6 +688,12 @@ final class ClientConnection: DocMember, Sendable {
         case frame(ByteBuffer, committedAtMs: UInt64?)
         /// A catch-up (snapshot or log entries) encoded chunk by chunk as the socket drains.
         case chunks(any CatchUpChunker, CatchUpInfo)
+
+        /// The frame, if this is one (`writeRun`).
+        var frame: (buffer: ByteBuffer, committedAtMs: UInt64?)? {
+            if case .frame(let buffer, let committedAtMs) = self { return (buffer, committedAtMs) }
+            return nil
+        }
     }
 
     /// Queues a document message without writing yet (`deliverSync` writes).
@@ -723,18 +747,42 @@ final class ClientConnection: DocMember, Sendable {
     func deliverSync(_ items: [SyncOutbox.Item]) {
         let local = confined.value
         guard !local.closing else { return }
-        for item in items {
+        // Nothing waiting in front (the common case): the round's frames go to the socket without passing
+        // through the queue (issue 8 stop 26: appending and taking each frame back was a tenth of the
+        // round's cost); whatever the socket does not take, and anything after a catch-up or an error,
+        // is queued as before.
+        var index = 0
+        var wrote = false
+        if local.syncQueueHead == local.syncQueue.count {
+            var nowMs: UInt64?
+            while index < items.count, channel.isWritable {
+                let (end, _) = writeRun(items, from: index, nowMs: &nowMs) { $0.frame }
+                guard end > index else { break }
+                index = end
+                wrote = true
+            }
+        }
+        for item in items[index...] {
             switch item {
             case .frame(let buffer, let committedAtMs): appendSync(.frame(buffer, committedAtMs: committedAtMs))
             case .chunks(let chunker, let info): appendSync(.chunks(chunker, info))
             case .error(let error):
-                // After what came before it (errors are written directly, not queued).
+                // After what came before it (errors are written directly, not queued; `sendError` flushes).
                 pumpSync()
                 sendError(error)
             }
         }
-        pumpSync()
+        if pumpSync() || wrote { flushWritten() }
         enforceOutboundLimit()
+    }
+
+    /// Flushes what `pumpSync` wrote, at once, unless a flush is scheduled anyway. A round of a doc reaches
+    /// a loop in one hop (`SyncOutbox`), so this is one flush per member per round, as before, without a
+    /// task scheduled for it per member per round (`scheduleFlush`: an `execute` and its closure; issue 8
+    /// stop 26) — what `flushPresence` does for presence deltas.
+    private func flushWritten() {
+        let local = confined.value
+        if !local.flushScheduled && !local.closing { local.preframed.flush() }
     }
 
     /// One flush for everything written in this round of the event loop: shards hop in with many small
@@ -753,25 +801,19 @@ final class ClientConnection: DocMember, Sendable {
         }
     }
 
-    private func pumpSync() {
+    /// Writes queued sync messages while the socket takes them, without flushing.
+    /// - Returns: whether anything was written (the caller flushes).
+    @discardableResult
+    private func pumpSync() -> Bool {
         let local = confined.value
         var wrote = false
         var nowMs: UInt64?
         while local.syncQueueHead < local.syncQueue.count, channel.isWritable, !local.closing {
             switch local.syncQueue[local.syncQueueHead] {
-            case .frame(let buffer, let committedAtMs):
-                local.syncQueuedBytes -= buffer.readableBytes
-                local.syncQueueHead += 1
-                local.preframed.write(frame: buffer)
-                if let committedAtMs {
-                    // Measured as the frame goes to the socket (it is writable, so nothing waits in front of it
-                    // here). A write promise per frame to measure it when written cost an allocation and a
-                    // callback per frame. `at` comes from Redis: a time in the future is no lag, not a
-                    // wrapped-around one.
-                    let now = nowMs ?? clock.wallMs()
-                    nowMs = now
-                    metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000)
-                }
+            case .frame:
+                let (end, bytes) = writeRun(local.syncQueue, from: local.syncQueueHead, nowMs: &nowMs) { $0.frame }
+                local.syncQueuedBytes -= bytes
+                local.syncQueueHead = end
             case .chunks(var chunker, var info):
                 // Started: from now on its chunks are counted in the channel's buffer as they are written.
                 local.syncQueuedBytes -= info.counted
@@ -787,7 +829,6 @@ final class ClientConnection: DocMember, Sendable {
             }
             wrote = true
         }
-        if wrote { scheduleFlush() }
         if local.syncQueueHead > Self.syncQueueCompactionThreshold && local.syncQueueHead * 2 > local.syncQueue.count {
             local.syncQueue.removeFirst(local.syncQueueHead)
             local.syncQueueHead = 0
@@ -795,7 +836,78 @@ final class ClientConnection: DocMember, Sendable {
             local.syncQueue.removeAll(keepingCapacity: true)
             local.syncQueueHead = 0
         }
+        return wrote
     }
+
+    /// Writes the run of frames at `start` in `elements` as one buffer, up to `coalescedWriteBytes` (or the
+    /// high-water mark, if lower) or the first element that is not a frame (`frame` returns nil for it).
+    ///
+    /// A hot doc's round is a patch or result per commit for every member — tens of frames per member per
+    /// round, hundreds of thousands a second — and each frame the channel holds is a pending write of its
+    /// own: queued, turned into an iovec, released after the `writev` (issue 8 stop 26: about 1,600
+    /// instructions per frame in the hot doc's profile, more than copying its bytes). The bytes on the wire
+    /// are the same frames in the same order. A lone frame is written as it is (the buffer every member
+    /// shares, no copy).
+    ///
+    /// The channel's writability is checked by the caller before the run only: the run may take its buffer
+    /// past the high-water mark by up to its size, which the cap bounds; `--max-outbound-bytes` counts the
+    /// channel's buffer and the sync queue alike, so where the frames wait does not change when a client is
+    /// closed.
+    /// - Returns: the index after the run (`start` if `elements[start]` is not a frame) and its bytes.
+    private func writeRun<Elements: RandomAccessCollection<Element>, Element>(
+        _ elements: Elements, from start: Int, nowMs: inout UInt64?,
+        frame: (Element) -> (buffer: ByteBuffer, committedAtMs: UInt64?)?
+    ) -> (end: Int, bytes: Int) where Elements.Index == Int {
+        let cap = min(Self.coalescedWriteBytes, settings.outboundHighWaterBytes)
+        var end = start
+        var bytes = 0
+        // Frames of one commit share its time, and a round's commits mostly share one (their batch's):
+        // the lag is recorded once per run of equal times (`record(_:count:)`), not once per frame.
+        var lagOf: UInt64?
+        var lagCount = 0
+        while end < elements.endIndex, let next = frame(elements[end]) {
+            guard end == start || bytes + next.buffer.readableBytes <= cap else { break }
+            bytes += next.buffer.readableBytes
+            end += 1
+            guard let committedAtMs = next.committedAtMs else { continue }
+            if committedAtMs == lagOf {
+                lagCount += 1
+            } else {
+                if let lagOf { recordLag(committedAtMs: lagOf, count: lagCount, nowMs: &nowMs) }
+                lagOf = committedAtMs
+                lagCount = 1
+            }
+        }
+        if let lagOf { recordLag(committedAtMs: lagOf, count: lagCount, nowMs: &nowMs) }
+        guard end > start else { return (start, 0) }
+        let preframed = confined.value.preframed
+        if end == start + 1, let only = frame(elements[start]) {
+            preframed.write(frame: only.buffer)
+            return (end, bytes)
+        }
+        var run = channel.allocator.buffer(capacity: bytes)
+        for index in start..<end {
+            guard var buffer = frame(elements[index])?.buffer else { continue }
+            run.writeBuffer(&buffer)
+        }
+        preframed.write(frame: run)
+        return (end, bytes)
+    }
+
+    /// Records the sync lag of `count` frames of a commit made at `committedAtMs`, measured as they go to
+    /// the socket (it is writable, so nothing waits in front of them here). A write promise per frame to
+    /// measure it when written cost an allocation and a callback per frame. `at` comes from Redis: a time
+    /// in the future is no lag, not a wrapped-around one.
+    private func recordLag(committedAtMs: UInt64, count: Int, nowMs: inout UInt64?) {
+        let now = nowMs ?? clock.wallMs()
+        nowMs = now
+        metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000, count: count)
+    }
+
+    /// At most this many bytes of queued frames are copied into one write (`writeFrames`): a hot doc's
+    /// round for one member is a few kilobytes; a backlog that built up while the client did not read
+    /// leaves in writes of this size rather than in one copy of everything.
+    static let coalescedWriteBytes = 64 * 1024
 
     /// Sends a close frame (behind whatever is already queued) and closes the channel when the client
     /// answers or after two seconds. Nothing more is queued meanwhile, so a slow consumer's memory stops

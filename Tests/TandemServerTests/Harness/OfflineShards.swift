@@ -11,12 +11,13 @@ struct OfflineShards {
     let subscriber: RedisSubscriber
     let shards: DocShards
 
-    init(config: ServerConfiguration, metrics: TandemMetrics, clock: NodeClock, logger: Logger, loop: EventLoop) throws {
+    /// - Parameter peerLoops: other loops whose connections use the shard (as a node's other event loops).
+    init(config: ServerConfiguration, metrics: TandemMetrics, clock: NodeClock, logger: Logger, loop: EventLoop, peerLoops: [EventLoop] = []) throws {
         redis = try RedisClient(url: config.redisURL)
         subscriber = RedisSubscriber(
             configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: config.redisURL)) { _, _ in })
         shards = DocShards(
-            loops: [loop],
+            loops: [loop], peerLoops: [loop] + peerLoops,
             dependencies: DocShardDependencies(
                 settings: .init(config), metrics: metrics, clock: clock, logger: logger,
                 presenceStore: PresenceStore(redis: redis, nodeID: config.nodeID, ttlMs: config.presenceTTLMs),
