@@ -904,7 +904,7 @@ final class ClientConnection: DocMember, Sendable {
         metrics.syncLagSeconds.record(Double(now >= committedAtMs ? now - committedAtMs : 0) / 1000, count: count)
     }
 
-    /// At most this many bytes of queued frames are copied into one write (`writeFrames`): a hot doc's
+    /// At most this many bytes of queued frames are copied into one write (`writeRun`): a hot doc's
     /// round for one member is a few kilobytes; a backlog that built up while the client did not read
     /// leaves in writes of this size rather than in one copy of everything.
     static let coalescedWriteBytes = 64 * 1024
