@@ -144,7 +144,7 @@ extension DocShard {
         // The batch's message is for other nodes: while Redis counts no subscriber of the doc's channel but
         // this node, the script skips it (this node skips its own commits on pub/sub anyway, but hearing
         // each one back woke the subscriber thread and cost Redis a message per batch).
-        let ownSubscribers = docState.channelSubscribed && subscriber.isConnected ? 1 : 0
+        let ownSubscribers = ownChannelSubscribers(docState)
         let committed = syncStore.commitReturningSums(
             doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, ownSubscribers: ownSubscribers, on: eventLoop)
         committed.whenComplete { result in

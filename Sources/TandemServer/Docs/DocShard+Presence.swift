@@ -270,7 +270,7 @@ extension DocShard {
         }
         // The publish is skipped while no other node listens on the doc's channel (`PresenceScripts.docWrite`);
         // this node counts as a listener only while its own subscription is known to stand.
-        let ownSubscribers = settings.presenceAlwaysPublish ? -1 : (docState.channelSubscribed && subscriber.isConnected ? 1 : 0)
+        let ownSubscribers = settings.presenceAlwaysPublish ? -1 : ownChannelSubscribers(docState)
         let written = presenceStore.write(keys: keys, write, ownSubscribers: ownSubscribers, on: eventLoop)
         let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         let hasPublish = write.publish != nil

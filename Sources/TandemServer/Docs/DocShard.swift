@@ -193,6 +193,13 @@ final class DocShard: Sendable {
     func subscribe(doc: String) { subscriber.subscribe(RedisKeys.channel(doc)) }
     func unsubscribe(doc: String) { subscriber.unsubscribe(RedisKeys.channel(doc)) }
 
+    /// How many subscribers of `docState`'s channel are this node, as the presence write and the group
+    /// commit tell their scripts (which publish only if `PUBSUB NUMSUB` counts more): 1 while Redis has
+    /// confirmed the subscription and the subscriber has not lost its connection since, else 0.
+    func ownChannelSubscribers(_ docState: DocState) -> Int {
+        docState.channelSubscribed && subscriber.isConnected ? 1 : 0
+    }
+
     // MARK: Status and shutdown
 
     /// Publishes this shard's share of the node-wide gauges (shards add up their differences).

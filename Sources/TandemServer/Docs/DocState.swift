@@ -136,7 +136,8 @@ final class DocState {
     var tickPhase = -1
     /// Whether Redis confirmed this node's subscription of the doc's channel and the subscriber has not
     /// lost its connection since (`DocShard.channelResubscribed`, `channelsLost`): a presence write then
-    /// counts this node as one of the channel's subscribers when deciding whether to publish (issue 14).
+    /// counts this node as one of the channel's subscribers when deciding whether to publish (issue 14),
+    /// and so does a group commit (`DocShard.ownChannelSubscribers`).
     var channelSubscribed = false
     /// The doc's group-commit keys as the script call carries them, encoded at its first commit
     /// (`DocShard.commit`; fifteen keys written byte by byte per commit otherwise).
