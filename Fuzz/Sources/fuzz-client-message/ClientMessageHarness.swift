@@ -111,4 +111,15 @@ private func checkFastPaths(_ frame: UnsafeBufferPointer<UInt8>) {
         let parsed = try? ClientMessage.decodeParsed(frame, limits: limits)
         require(parsed == fast, "the \(name) fast path decoded \(fast), the parser \(String(describing: parsed))")
     }
+    // The early refusal's scan (`PushBackoff.refusal(forMessage:)`) answers from these slices without a
+    // decode: they must be the doc and number id of the push the fast path (so the parser) reads.
+    if let (doc, id) = PushFastPath.numberIDPush(frame, limits: limits) {
+        let fast = PushFastPath.decode(frame, limits: limits)
+        guard case .push(let fastDoc, let fastID, _, _)? = fast else {
+            return require(false, "numberIDPush took a message the push fast path does not: \(String(describing: fast))")
+        }
+        require(String(decoding: doc, as: UTF8.self) == fastDoc, "numberIDPush's doc differs from the fast path's \(fastDoc)")
+        let scannedID = try? JSONParser.parse(id)
+        require(scannedID == fastID, "numberIDPush's id \(String(describing: scannedID)) is not the fast path's \(fastID)")
+    }
 }
