@@ -74,6 +74,9 @@ BIG_RECORD_BYTES = 60_000
 BIG_RECORDS = 15
 BIG_PUSHES = 3
 BIG_PUSH_BYTES = BIG_RECORD_BYTES * BIG_RECORDS
+# How long the slow-consumer flooder keeps not reading after asking for its backlog (the node answers while
+# it waits; the answers that neither the kernel nor the client takes wait in the node, past its limit).
+FLOODER_STALL_SECONDS = 5.0
 
 
 def masked_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
@@ -532,7 +535,9 @@ class LoadGenerator:
 
     async def slow_consumer_flooder(self) -> None:
         """Like the paused reader, on node 0, but asks for far more than that node's --max-outbound-bytes
-        (set low by the test) so the node closes it with 1013 (slow_consumer); then it comes back."""
+        (set low by the test) and does not read while the answers come, so the node closes it as a slow
+        consumer (connections_closed slow_consumer; the client sees 1013 if it reads the close frame within
+        the node's close grace, 1006 when the node drops the socket first); then it comes back."""
         writers = await self._big_state_writers(0, SLOW_DOC, "flood-writer", 3)
         streaming = asyncio.create_task(self._stream_big_states(writers, SLOW_DOC))
         try:
@@ -544,9 +549,14 @@ class LoadGenerator:
                     return
                 c.reading.clear()
                 await self._request_sync_backlog(c, kernel_send_buffer_max() + 4 * 1024 * 1024)
+                # Still not reading while the answers come: on a busy machine each ~1 MB answer read from the
+                # Redis log can take a tenth of a second, and a flooder that read again as soon as it had
+                # asked drained them as they came, so the node never held more than one (no 1013).
+                if not await self.sleep(FLOODER_STALL_SECONDS):
+                    return
                 c.reading.set()
                 try:
-                    await asyncio.wait_for(c.closed.wait(), 5)
+                    await asyncio.wait_for(c.closed.wait(), 10)
                     self.stats.count("flooder_closed")
                 except asyncio.TimeoutError:
                     pass
