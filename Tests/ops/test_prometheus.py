@@ -393,7 +393,7 @@ KEY_SERIES = [
     KeySeries("queue-outbound", "Outbound queue (bytes to clients)", "A", "> 0 bytes on n2 (paused reader)",
               positive("node", "n2")),
     KeySeries("queue-redis-push", "Redis & push queues", "A", "series present (depth may be 0)", finite),
-    KeySeries("slow-consumer-closed", "Slow consumers /s", "A", "> 0 on n1 (flooder closed with 1013)",
+    KeySeries("slow-consumer-closed", "Slow consumers /s", "A", "> 0 on n1 (the flooder closed as a slow consumer)",
               positive("node", "n1")),
     KeySeries("slow-consumer-coalesced", "Slow consumers /s", "B", "> 0 (deltas coalesced)", positive()),
     KeySeries("redis-up", "Redis up", "A", "1 on n1", equals("node", "n1", 1.0)),
