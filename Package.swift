@@ -37,6 +37,7 @@ let package = Package(
         .library(name: "TandemRedis", targets: ["TandemRedis"]),
         .library(name: "TandemServer", targets: ["TandemServer"]),
         .library(name: "TandemYjs", targets: ["TandemYjs"]),
+        .library(name: "TandemFraming", targets: ["TandemFraming"]),
     ],
     // `TLS` adds `wss://` to TandemClient and TandemKit (docs/client-swift.md) through swift-nio-ssl. Off by
     // default: swift-nio-ssl compiles BoringSSL, minutes on every fresh build, which `make test` and apps on
@@ -81,6 +82,17 @@ let package = Package(
         ),
         .target(name: "TandemCore", dependencies: ["TandemSystem", "TandemYjs"], swiftSettings: crossModuleOptimization),
         .target(name: "TandemYjs"),
+        // How `/v1/ws` reads client frames (InboundFrameDecoder, FrameUnmasker): NIO only, so that the
+        // fuzz-ws-frames harness, which checks it against NIO's decoder, builds without the server (make
+        // test's fuzz pass spent ~5 of its ~10 minutes building TandemServer, jwt-kit and BoringSSL for it).
+        .target(
+            name: "TandemFraming",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: crossModuleOptimization
+        ),
         .target(name: "TandemSystem"),
         .target(
             name: "TandemRedis",
@@ -109,6 +121,7 @@ let package = Package(
                 "TandemRedis",
                 "TandemYjs",
                 "TandemOpsHTTP",
+                "TandemFraming",
                 "CZlib",
                 "CBzip2",
                 "TandemSystem",
@@ -227,7 +240,7 @@ let package = Package(
             name: "TandemServerTests",
             dependencies: [
                 "TandemServer", "TandemClient", "TandemTestSupport", "TandemSystem", "TandemYjs", "TandemRedis",
-                "TandemAllocationCounter", "TandemKit",
+                "TandemAllocationCounter", "TandemKit", "TandemFraming",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

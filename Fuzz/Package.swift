@@ -26,13 +26,22 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
     ("fuzz-yjs-merge", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-message", [.product(name: "TandemYjs", package: "Tandem")]),
     ("fuzz-yjs-room", [.product(name: "TandemCore", package: "Tandem"), .product(name: "TandemYjs", package: "Tandem")]),
-    // Also imports NIOCore, NIOEmbedded and NIOWebSocket (NIO's decoder is the reference), linked through TandemServer.
-    ("fuzz-ws-frames", [.product(name: "TandemServer", package: "Tandem")]),
+    // NIO's decoder is the reference. Not through TandemServer: that would build the whole server, jwt-kit
+    // and BoringSSL with the sanitizers, for one harness.
+    ("fuzz-ws-frames", [
+        .product(name: "TandemFraming", package: "Tandem"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+    ]),
 ]
 
 let package = Package(
     name: "TandemFuzz",
-    dependencies: [.package(name: "Tandem", path: "..")],
+    dependencies: [
+        .package(name: "Tandem", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
     targets: [.target(name: "FuzzSupport")]
         + harnesses.map { harness in
             .executableTarget(name: harness.name, dependencies: ["FuzzSupport"] + harness.dependencies)

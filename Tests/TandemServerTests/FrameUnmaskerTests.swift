@@ -1,6 +1,6 @@
 import NIOCore
 import NIOWebSocket
-@testable import TandemServer
+import TandemFraming
 import Testing
 
 /// `FrameUnmasker` (issue 14: text payloads unmasked eight bytes at a time into a buffer kept between

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import TandemFraming
 @testable import TandemServer
 import Testing
 

@@ -2,7 +2,7 @@ import FuzzSupport
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
-@testable import TandemServer
+@testable import TandemFraming
 
 // `InboundFrameDecoder`, the frame decoder of `/v1/ws` (issue 14), differentially against NIO's
 // `WebSocketFrameDecoder` (what `/yjs` and, before, `/v1/ws` ran behind `ByteToMessageHandler`): the

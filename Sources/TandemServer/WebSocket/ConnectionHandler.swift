@@ -1,5 +1,6 @@
 import NIOCore
 import NIOWebSocket
+import TandemFraming
 
 /// The thin channel handler in front of a `ClientConnection`: turns the bytes read into WebSocket frames
 /// (`InboundFrameDecoder`: no NIO frame decoder in front of it on `/v1/ws`) and frames and channel events

@@ -3,29 +3,29 @@ import NIOWebSocket
 
 /// One client frame as `InboundFrameDecoder` found it: the header's first byte, the masking key, and the
 /// payload still masked, as a slice of the bytes read (no copy, no `WebSocketFrame`).
-struct InboundFrame {
+package struct InboundFrame {
     /// FIN, RSV1–3 and the opcode (RFC 6455 §5.2).
-    let firstByte: UInt8
+    package let firstByte: UInt8
     /// The masking key's four bytes as they lay in the frame (so, loaded as they lie in memory, a word
     /// to XOR with words of the payload loaded the same way: `FrameUnmasker`). Every client frame has one
     /// (the decoder refuses unmasked frames).
-    let maskBits: UInt32
+    package let maskBits: UInt32
     /// The payload as it came, masked with `maskBits`.
-    let payload: ByteBuffer
+    package let payload: ByteBuffer
 
     /// The masking key as NIO holds it.
-    var maskKey: WebSocketMaskingKey { withUnsafeBytes(of: maskBits) { WebSocketMaskingKey($0)! } }
+    package var maskKey: WebSocketMaskingKey { withUnsafeBytes(of: maskBits) { WebSocketMaskingKey($0)! } }
 
-    var fin: Bool { firstByte & 0x80 != 0 }
+    package var fin: Bool { firstByte & 0x80 != 0 }
     /// The opcode's four bits.
-    var opcodeBits: UInt8 { firstByte & 0x0F }
+    package var opcodeBits: UInt8 { firstByte & 0x0F }
 
     /// A whole (unfragmented) text message: FIN set and opcode 1 (the decoder refuses reserved bits).
-    var isWholeText: Bool { firstByte == 0x81 }
+    package var isWholeText: Bool { firstByte == 0x81 }
 
     /// The frame as NIO's decoder hands it on (for the paths that are not the hot one: fragments,
     /// control frames).
-    var webSocketFrame: WebSocketFrame {
+    package var webSocketFrame: WebSocketFrame {
         WebSocketFrame(
             fin: fin, rsv1: firstByte & 0x40 != 0, rsv2: firstByte & 0x20 != 0, rsv3: firstByte & 0x10 != 0,
             opcode: WebSocketOpcode(encodedWebSocketOpcode: opcodeBits)!, maskKey: maskKey, data: payload)
@@ -34,7 +34,7 @@ struct InboundFrame {
 
 /// Why `InboundFrameDecoder` refused a frame. The connection is failed (RFC 6455 §7.1.7): a close frame
 /// with the code and text below, and the socket closed.
-enum InboundFrameError: Error, Equatable, CaseIterable {
+package enum InboundFrameError: Error, Equatable, CaseIterable {
     /// Longer than `maxFrameSize` (or a 64-bit length past `Int.max`): NIO's `.invalidFrameLength`.
     case tooLarge
     /// A control frame without FIN (§5.5): NIO's `.fragmentedControlFrame`.
@@ -49,10 +49,10 @@ enum InboundFrameError: Error, Equatable, CaseIterable {
     case unmasked
 
     /// The close code: 1009 for a frame over the size limit, 1002 (protocol error) for the rest.
-    var closeCode: WebSocketErrorCode { self == .tooLarge ? .messageTooLarge : .protocolError }
+    package var closeCode: WebSocketErrorCode { self == .tooLarge ? .messageTooLarge : .protocolError }
 
     /// The close frame's text (documented in docs/protocol.md).
-    var closeText: String {
+    package var closeText: String {
         switch self {
         case .tooLarge: "frame over the size limit"
         case .fragmentedControlFrame: "fragmented control frame"
@@ -65,7 +65,7 @@ enum InboundFrameError: Error, Equatable, CaseIterable {
 
     /// The same refusal as NIO's `WebSocketFrameDecoder` words it, for the rules NIO enforces too (nil for
     /// the three it does not: reserved bits, unknown opcodes, unmasked frames).
-    var nioError: NIOWebSocketError? {
+    package var nioError: NIOWebSocketError? {
         switch self {
         case .tooLarge: .invalidFrameLength
         case .fragmentedControlFrame: .fragmentedControlFrame
@@ -80,14 +80,14 @@ extension InboundFrameError {
     /// bit, in this order: reserved bits, an unknown opcode, no mask. `InboundFrameDecoder` applies them
     /// to the first two bytes of each frame; `/yjs`, which keeps NIO's decoder, to each frame NIO made
     /// (`FramingErrorRecorder`).
-    static func strictRefusal(firstByte: UInt8, masked: Bool) -> InboundFrameError? {
+    package static func strictRefusal(firstByte: UInt8, masked: Bool) -> InboundFrameError? {
         if firstByte & 0x70 != 0 { return .reservedBits }
         // Known opcodes: 0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong.
         if (UInt16(1) << (firstByte & 0x0F)) & 0b0000_0111_0000_0111 == 0 { return .unknownOpcode }
         return masked ? nil : .unmasked
     }
 
-    static func strictRefusal(of frame: WebSocketFrame) -> InboundFrameError? {
+    package static func strictRefusal(of frame: WebSocketFrame) -> InboundFrameError? {
         let rsv: UInt8 = (frame.rsv1 ? 0x40 : 0) | (frame.rsv2 ? 0x20 : 0) | (frame.rsv3 ? 0x10 : 0)
         return strictRefusal(firstByte: rsv | UInt8(webSocketOpcode: frame.opcode), masked: frame.maskKey != nil)
     }
@@ -113,22 +113,22 @@ extension InboundFrameError {
 /// one look at its header. `InboundFrameDecoderTests` and the `fuzz-ws-frames` harness check it against
 /// NIO's decoder (and the three stricter rules against an independent reading of the headers), frame for
 /// frame and error for error, for any bytes split at any points.
-struct InboundFrameDecoder {
+package struct InboundFrameDecoder {
     /// Payload bytes per frame at most (`--max-frame-bytes`).
-    let maxFrameSize: Int
+    package let maxFrameSize: Int
 
     /// The start of a frame that had not arrived in full by the end of a read, until the rest does (at
     /// most a header and `maxFrameSize` bytes of payload: a longer frame is refused once its header is in).
     private var partial: ByteBuffer?
 
-    init(maxFrameSize: Int) {
+    package init(maxFrameSize: Int) {
         precondition(maxFrameSize <= UInt32.max, "invalid overlarge max frame size")  // as NIO's
         self.maxFrameSize = maxFrameSize
     }
 
     /// The bytes to decode after a read: `read` itself, or, after a read that ended inside a frame, what
     /// was kept of that frame followed by `read`.
-    mutating func joined(_ read: ByteBuffer) -> ByteBuffer {
+    package mutating func joined(_ read: ByteBuffer) -> ByteBuffer {
         guard var earlier = partial.take() else { return read }
         var read = read
         earlier.writeBuffer(&read)
@@ -137,12 +137,12 @@ struct InboundFrameDecoder {
 
     /// Keeps what is left of `bytes` once `nextFrame` found no more whole frames in them (the start of a
     /// frame), for `joined` to put in front of the next read.
-    mutating func keep(_ bytes: ByteBuffer) {
+    package mutating func keep(_ bytes: ByteBuffer) {
         partial = bytes.readableBytes > 0 ? bytes : nil
     }
 
     /// What the header at the start of some bytes says.
-    enum Header: Equatable {
+    package enum Header: Equatable {
         /// Not all of the frame has arrived yet (and what has is not refused).
         case incomplete
         /// The frame is refused (its header is enough to tell).
@@ -154,7 +154,7 @@ struct InboundFrameDecoder {
     /// The next whole frame at `buffer`'s reader index, which moves past it; nil, with `buffer` unchanged,
     /// while the frame has not arrived in full. Throws as soon as the bytes there are a refused header
     /// (the caller stops decoding: the connection is closed).
-    func nextFrame(in buffer: inout ByteBuffer) throws(InboundFrameError) -> InboundFrame? {
+    package func nextFrame(in buffer: inout ByteBuffer) throws(InboundFrameError) -> InboundFrame? {
         let header = buffer.withUnsafeReadableBytes { Self.header(of: $0, maxFrameSize: maxFrameSize) }
         switch header {
         case .incomplete:
@@ -172,7 +172,7 @@ struct InboundFrameDecoder {
     /// decide (reserved bits, opcode, mask: in that order); then NIO's, in the order NIO's decoder checks
     /// them and at the same moment: once the payload length is known (the 7-bit length, or the 16- or
     /// 64-bit one after it), whatever has or has not arrived of the masking key and the payload.
-    static func header(of bytes: UnsafeRawBufferPointer, maxFrameSize: Int) -> Header {
+    package static func header(of bytes: UnsafeRawBufferPointer, maxFrameSize: Int) -> Header {
         let available = bytes.count
         guard available >= 2 else { return .incomplete }
         let firstByte = bytes[0]

@@ -9,22 +9,24 @@ import NIOWebSocket
 /// The caller hands the buffer back with `recycle` once it is done with it; as long as nothing else keeps
 /// a reference by then, the next frame reuses its storage in place. A buffer that grew past
 /// `maxKeptCapacity` (a large message) is not kept: a connection holds at most that much between frames.
-struct FrameUnmasker {
+package struct FrameUnmasker {
     private var kept: ByteBuffer?
 
     /// The most a connection keeps between frames (presence messages are about 100 bytes).
-    static let maxKeptCapacity = 1024
+    package static let maxKeptCapacity = 1024
+
+    package init() {}
 
     /// The frame's payload, unmasked. A frame without a mask (the aggregator's reassembled message) or with
     /// extension data (none is negotiated) is returned as NIO gives it.
-    mutating func payload(of frame: WebSocketFrame, allocator: ByteBufferAllocator) -> ByteBuffer {
+    package mutating func payload(of frame: WebSocketFrame, allocator: ByteBufferAllocator) -> ByteBuffer {
         guard let key = frame.maskKey else { return frame.data }
         guard frame.extensionData == nil else { return frame.unmaskedData }
         return payload(masked: frame.data, maskBits: Self.maskBits(of: key), allocator: allocator)
     }
 
     /// NIO's masking key as `payload(masked:maskBits:allocator:)` takes it: its four bytes in memory order.
-    static func maskBits(of key: WebSocketMaskingKey) -> UInt32 {
+    package static func maskBits(of key: WebSocketMaskingKey) -> UInt32 {
         var bits: UInt32 = 0
         withUnsafeMutableBytes(of: &bits) { $0.copyBytes(from: key) }
         return bits
@@ -32,7 +34,7 @@ struct FrameUnmasker {
 
     /// A payload as `InboundFrameDecoder` found it (masked with `maskBits`: the decoder refuses unmasked
     /// frames), unmasked: copied and unmasked in one pass, eight bytes at a time, into the kept buffer.
-    mutating func payload(masked: ByteBuffer, maskBits: UInt32, allocator: ByteBufferAllocator) -> ByteBuffer {
+    package mutating func payload(masked: ByteBuffer, maskBits: UInt32, allocator: ByteBufferAllocator) -> ByteBuffer {
         let count = masked.readableBytes
         var buffer = kept.take() ?? allocator.buffer(capacity: max(256, count))
         buffer.clear(minimumCapacity: count)
@@ -46,7 +48,7 @@ struct FrameUnmasker {
     /// Writes `source` XORed with the masking key repeated (RFC 6455 §5.3) to the start of `target`, eight
     /// bytes at a time. `maskBits` is the key's four bytes as they lie in memory, so a word loaded from
     /// the payload meets each key byte at its offset mod 4 on any byte order.
-    static func copyUnmasked(_ source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer, maskBits: UInt32) {
+    package static func copyUnmasked(_ source: UnsafeRawBufferPointer, to target: UnsafeMutableRawBufferPointer, maskBits: UInt32) {
         let count = source.count
         precondition(target.count >= count)
         guard count > 0, let from = source.baseAddress, let to = target.baseAddress else { return }
@@ -72,7 +74,7 @@ struct FrameUnmasker {
     }
 
     /// Takes back a buffer `payload` returned, for the next frame.
-    mutating func recycle(_ buffer: ByteBuffer) {
+    package mutating func recycle(_ buffer: ByteBuffer) {
         guard buffer.capacity <= Self.maxKeptCapacity else { return }
         kept = buffer
     }
