@@ -104,12 +104,13 @@ final class ClientConnection: DocMember, Sendable {
         var historyRequestInFlight = false
         /// Docs whose pushes this connection was told to send again only later (`unavailable` with
         /// `retryAfterMs`): pushes arriving sooner are refused here, without the hop to the shard.
-        fileprivate var pushBackoff = PushBackoff()
+        fileprivate var pushBackoff: PushBackoff
 
-        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive) {
+        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive, pushBackoff: PushBackoff) {
             self.preframed = preframed
             self.abuse = abuse
             self.keepAlive = keepAlive
+            self.pushBackoff = pushBackoff
         }
     }
 
@@ -154,7 +155,8 @@ final class ClientConnection: DocMember, Sendable {
         self.confined = NIOLoopBound(
             LoopState(
                 preframed: preframed, abuse: AbuseMonitor(limits: dependencies.settings.abuseLimits),
-                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics)),
+                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics),
+                pushBackoff: PushBackoff(extendNanos: UInt64(dependencies.settings.pushBackoffExtendMs) * 1_000_000)),
             eventLoop: channel.eventLoop)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
@@ -614,7 +616,7 @@ final class ClientConnection: DocMember, Sendable {
     /// heard, and its retry is already counted in the shard's backlog — see `PushBackoff`). The frame is
     /// the doc's encoded prefix, the id and the hint, written straight into one buffer.
     private func refuseEarlyPush(_ refusal: PushBackoff.Refusal, id: JSONValue) {
-        metrics.syncOverloadRefusals[.early]!.increment()
+        metrics.syncOverloadRefusals[refusal.afterHint ? .inFlight : .early]!.increment()
         metrics.syncPush("error")
         metrics.syncRetryAfterSeconds.record(Double(refusal.retryAfterMs) / 1000)
         metrics.protocolError(.unavailable)
