@@ -180,56 +180,6 @@ import Testing
         await cluster.finish()
     }
 
-    /// Pushes that keep arriving after the hint passed (`--push-backoff-extend-ms`) are still refused at the
-    /// connection, counted as `in_flight`, and never reach the doc. (As above: Redis frozen, the doc refuses
-    /// every push with a growing hint. The test pushes one push at a time, each right after the last one's
-    /// answer — a stream with gaps far shorter than half the hint once the hints are long, however slow
-    /// the machine — until one is refused after its hint passed.)
-    @Test func pushesStillArrivingAfterTheHintAreRefusedAtTheConnection() async throws {
-        let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.maxPushWaitMs = 1
-            $0.maxLoopLagMs = 60_000
-            $0.maxBatchesInFlight = 1
-            $0.pushBackoffExtendMs = 10_000  // half the hint: the stream's gaps are far shorter
-        }
-        let doc = "overload:inflight"
-        let client = try await cluster.client("inflight")
-        try await client.join(doc)
-        let node = cluster.nodes[0]
-        let waitRefusals = #"tandem_sync_overload_refusals_total{reason="wait"}"#
-        let inFlight = #"tandem_sync_overload_refusals_total{reason="in_flight"}"#
-        cluster.redis.pause()
-        client.push(doc, id: 1, ops: #"{"stuck":["put",{}]}"#)
-        try await waitUntil("push 1 in Redis") { try await node.metric("tandem_sync_batch_size_count") >= 1 }
-        var nextID = 2
-        var byDocUnmoved = false
-        var refusal: [String: JSONValue] = [:]
-        try await waitUntil("a push refused after its hint passed", timeout: .seconds(90), poll: .milliseconds(1)) {
-            let byDocBefore = try await node.metric(waitRefusals)
-            let inFlightBefore = try await node.metric(inFlight)
-            let id = nextID
-            nextID += 1
-            client.push(doc, id: id, ops: #"{"r":["put",{}]}"#)
-            let answer = try await client.answer(doc, id: id)
-            #expect(answer.string("code") == "unavailable", "\(answer)")
-            guard try await node.metric(inFlight) > inFlightBefore else { return false }
-            // This client is the doc's only pusher: its count did not move for this push.
-            byDocUnmoved = try await node.metric(waitRefusals) == byDocBefore
-            #expect(answer.string("message")?.contains("told to retry") == true, "\(answer)")
-            refusal = answer
-            return true
-        }
-        let refusedAt = ContinuousClock.now
-        #expect(byDocUnmoved)
-        cluster.redis.resume()
-        #expect(try await client.answer(doc, id: 1).string("t") == "result")
-        // The stream stopped: the backoff passes and the doc takes the connection's pushes again.
-        try await waitOutHint(refusal, since: refusedAt)
-        let after = try await client.pushUntilAnswered(doc, id: .number(1_000), ops: json(#"{"after":["put",{}]}"#))
-        #expect(after.string("t") == "result", "\(after)")
-        await cluster.finish()
-    }
-
     /// Waits (bounded) until the `retryAfterMs` of `refusal`, received at `since`, has passed.
     private func waitOutHint(_ refusal: [String: JSONValue], since: ContinuousClock.Instant) async throws {
         let hint = Duration.milliseconds(Int64(refusal.clock("retryAfterMs") ?? 0))

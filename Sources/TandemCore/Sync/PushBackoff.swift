@@ -13,16 +13,6 @@
 /// its client heard, or by a client that does not wait: either way refusing it is the answer it would get
 /// from the doc, and its retry is already counted. Its hint is the time left until the one given.
 ///
-/// Pushes still in flight after a short hint (`extendNanos`, --push-backoff-extend-ms). A client hears its
-/// refusal only when it reads it: with the bench's receive queues seconds deep at 4× overload (stop 26),
-/// its pushes kept arriving long after hints of a few hundred ms had passed, and each went to the doc's
-/// shard to be refused there (`delayed`: a hop, the admission, ~12,400 instructions against ~7,400 here)
-/// and counted once more in the shard's backlog of returning clients. So each push refused here keeps the
-/// backoff for `extendNanos` more (at most half the hint given: a client that waited as told finds it
-/// passed; and at most `maxExtensions` × that past the hint: a client that never waits is not held off
-/// for ever). A client that heard stops sending, the stream of pushes it sent before it heard ends, and
-/// the backoff passes soon after; its retry comes a whole hint after it heard.
-///
 /// Pure state (time passed in). One entry per doc, only for docs the connection is in (the owner forgets
 /// a doc on leave), so it is bounded by `--max-docs-per-connection`; an expired entry is dropped when next
 /// looked up.
@@ -32,32 +22,17 @@ public struct PushBackoff: Sendable, Equatable {
     public struct Refusal: Sendable, Equatable {
         public let retryAfterMs: UInt64
         public let prefix: [UInt8]
-        /// The hint the connection gave had passed: the push was refused only because pushes kept
-        /// arriving (the extension; `reason="in_flight"`).
-        public var afterHint = false
     }
 
     private struct Entry: Sendable, Equatable {
         /// The monotonic time (`NodeClock.nowNanos`) before which the doc's pushes are refused.
         var deadline: UInt64
-        /// The deadline the hints gave (without extensions).
-        var hinted: UInt64
-        /// How much longer each refused push keeps the backoff, and the latest it can keep it until.
-        var extend: UInt64
-        var extendLimit: UInt64
         var prefix: [UInt8]?
     }
 
     private var entries: [String: Entry] = [:]
-    /// --push-backoff-extend-ms, in ns (0: no extension, a backoff ends when its hint passes).
-    public let extendNanos: UInt64
 
-    /// The most times `extendNanos` a backoff can outlast the hint it was given.
-    public static let maxExtensions: UInt64 = 10
-
-    public init(extendNanos: UInt64 = 0) {
-        self.extendNanos = extendNanos
-    }
+    public init() {}
 
     /// No doc is backing off (the common case: one emptiness check a push).
     public var isEmpty: Bool { entries.isEmpty }
@@ -65,42 +40,24 @@ public struct PushBackoff: Sendable, Equatable {
     /// A push to `doc` was answered `unavailable` with `retryAfterMs` at `now`: pushes to it are refused
     /// until then. A later deadline never shortens to an earlier one (two refusals in flight at once).
     public mutating func refused(doc: String, retryAfterMs: UInt64, now: UInt64) {
-        let hintNanos = min(retryAfterMs, Self.maxRetryAfterMs) &* 1_000_000
-        let deadline = now &+ hintNanos
-        let extend = min(extendNanos, hintNanos / 2)
-        let limit = deadline &+ extend &* Self.maxExtensions
-        guard let i = entries.index(forKey: doc) else {
-            entries[doc] = Entry(deadline: deadline, hinted: deadline, extend: extend, extendLimit: limit)
-            return
-        }
-        // An earlier hint than the one given (two refusals in flight at once) changes nothing; a later one
-        // is the hint from now on (an extension already past it stays).
-        guard deadline > entries.values[i].hinted else { return }
-        entries.values[i].hinted = deadline
-        entries.values[i].deadline = max(entries.values[i].deadline, deadline)
-        entries.values[i].extend = extend
-        entries.values[i].extendLimit = limit
+        let deadline = now &+ min(retryAfterMs, Self.maxRetryAfterMs) &* 1_000_000
+        if let current = entries[doc]?.deadline, current >= deadline { return }
+        entries[doc, default: Entry(deadline: deadline)].deadline = deadline
     }
 
     /// The answer for a push to `doc` arriving at `now`, if it is to be refused: the milliseconds left until
-    /// the deadline (at least 1), the deadline extended first. Nil when the doc is not backing off (an
-    /// expired entry is dropped).
+    /// the deadline (at least 1). Nil when the doc is not backing off (an expired entry is dropped).
     public mutating func refusal(doc: String, now: UInt64) -> Refusal? {
-        guard let i = entries.index(forKey: doc) else { return nil }
-        guard now < entries.values[i].deadline else {
-            entries.remove(at: i)
+        guard let entry = entries[doc] else { return nil }
+        guard now < entry.deadline else {
+            entries[doc] = nil
             return nil
         }
-        return Self.refuse(&entries.values[i], doc: doc, now: now)
-    }
-
-    /// Refuses a push arriving at `now` (before `entry.deadline`): extends the backoff, then the time left.
-    private static func refuse(_ entry: inout Entry, doc: String, now: UInt64) -> Refusal {
-        entry.deadline = max(entry.deadline, min(now &+ entry.extend, entry.extendLimit))
         let left = max((entry.deadline - now) / 1_000_000, 1)
-        let prefix = entry.prefix ?? Self.prefix(doc: doc)
-        entry.prefix = prefix
-        return Refusal(retryAfterMs: left, prefix: prefix, afterHint: now >= entry.hinted)
+        if let prefix = entry.prefix { return Refusal(retryAfterMs: left, prefix: prefix) }
+        let prefix = Self.prefix(doc: doc)
+        entries[doc]?.prefix = prefix
+        return Refusal(retryAfterMs: left, prefix: prefix)
     }
 
     /// `refusal(doc:now:)` for a message not decoded yet: if its bytes are a push `ClientMessage.decode`
@@ -125,21 +82,16 @@ public struct PushBackoff: Sendable, Equatable {
         guard let push = PushFastPath.numberIDPush(bytes, limits: limits) else { return nil }
         // The entries are the connection's docs backing off (most often one): compared, not hashed — a
         // lookup by key hashed the doc again (1,600 of the 4,900 instructions a refusal took here).
-        // (By index: the entry is extended in place, unhashed.)
-        var i = entries.startIndex
-        while i != entries.endIndex {
-            let doc = entries.keys[i]
-            guard Self.equal(doc, push.doc) else {
-                i = entries.index(after: i)
-                continue
-            }
-            guard now < entries.values[i].deadline else {
-                entries.remove(at: i)
+        for (doc, entry) in entries where Self.equal(doc, push.doc) {
+            guard now < entry.deadline else {
+                entries[doc] = nil
                 return nil
             }
-            let refusal = Self.refuse(&entries.values[i], doc: doc, now: now)
+            let prefix = entry.prefix ?? Self.prefix(doc: doc)
+            if entry.prefix == nil { entries[doc]?.prefix = prefix }
+            let left = max((entry.deadline - now) / 1_000_000, 1)
             // (An id of up to 15 digits is a small string: no allocation.)
-            return (refusal, .number(String(decoding: push.id, as: UTF8.self)))
+            return (Refusal(retryAfterMs: left, prefix: prefix), .number(String(decoding: push.id, as: UTF8.self)))
         }
         return nil
     }

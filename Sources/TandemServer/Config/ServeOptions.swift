@@ -180,10 +180,6 @@ public enum ServeOptions {
             section: .sync, featured: true,
             help: "While a shard's event loop runs this much behind (smoothed), pushes on it are refused at once: unavailable with retryAfterMs (a saturated node)."),
         .node(
-            "push-backoff-extend-ms", \.pushBackoffExtendMs, .integer("ms"), bounds: .within(0...10_000), unit: .milliseconds,
-            section: .sync,
-            help: "A connection told to retry a doc's pushes later refuses the ones that arrive sooner itself; each keeps that going this much longer (at most half the hint, at most 10 times this past it), so pushes still in flight when the client was refused do not reach the doc. 0: the hint alone."),
-        .node(
             "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
             featured: true,
             help: "Pushes waiting in one doc before new ones get unavailable with retryAfterMs: a memory bound (--max-push-wait-ms normally refuses sooner)."),

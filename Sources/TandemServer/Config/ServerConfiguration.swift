@@ -112,10 +112,6 @@ public struct ServerConfiguration: Sendable {
     /// refused at once with `unavailable` and `retryAfterMs`: messages wait behind a saturated loop before
     /// any doc's admission sees them (`LoopLoad`).
     public var maxLoopLagMs = 250
-    /// A connection backing off from a doc (`PushBackoff`) keeps backing off this much longer after each
-    /// push it refuses (at most half the hint; at most 10 times this past the hint): pushes that were in
-    /// flight when the client was refused are refused at the connection, not at the doc. 0: off.
-    public var pushBackoffExtendMs = 100
     /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).

@@ -104,13 +104,12 @@ final class ClientConnection: DocMember, Sendable {
         var historyRequestInFlight = false
         /// Docs whose pushes this connection was told to send again only later (`unavailable` with
         /// `retryAfterMs`): pushes arriving sooner are refused here, without the hop to the shard.
-        fileprivate var pushBackoff: PushBackoff
+        fileprivate var pushBackoff = PushBackoff()
 
-        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive, pushBackoff: PushBackoff) {
+        fileprivate init(preframed: PreframedWriter, abuse: AbuseMonitor, keepAlive: KeepAlive) {
             self.preframed = preframed
             self.abuse = abuse
             self.keepAlive = keepAlive
-            self.pushBackoff = pushBackoff
         }
     }
 
@@ -155,8 +154,7 @@ final class ClientConnection: DocMember, Sendable {
         self.confined = NIOLoopBound(
             LoopState(
                 preframed: preframed, abuse: AbuseMonitor(limits: dependencies.settings.abuseLimits),
-                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics),
-                pushBackoff: PushBackoff(extendNanos: UInt64(dependencies.settings.pushBackoffExtendMs) * 1_000_000)),
+                keepAlive: KeepAlive(channel: channel, metrics: dependencies.metrics)),
             eventLoop: channel.eventLoop)
         var logger = dependencies.logger
         logger[metadataKey: "connection.id"] = "\(id)"
@@ -616,7 +614,7 @@ final class ClientConnection: DocMember, Sendable {
     /// heard, and its retry is already counted in the shard's backlog — see `PushBackoff`). The frame is
     /// the doc's encoded prefix, the id and the hint, written straight into one buffer.
     private func refuseEarlyPush(_ refusal: PushBackoff.Refusal, id: JSONValue) {
-        metrics.syncOverloadRefusals[refusal.afterHint ? .inFlight : .early]!.increment()
+        metrics.syncOverloadRefusals[.early]!.increment()
         metrics.syncPush("error")
         metrics.syncRetryAfterSeconds.record(Double(refusal.retryAfterMs) / 1000)
         metrics.protocolError(.unavailable)

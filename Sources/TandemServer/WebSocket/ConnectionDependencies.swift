@@ -23,8 +23,6 @@ struct ConnectionDependencies: Sendable {
         var abuseLimits: AbuseMonitor.Limits
         /// --diverged-report-ms: `diverged` reports count at most once per this long per connection.
         var divergedReportMs: Int
-        /// --push-backoff-extend-ms: each push refused at the connection keeps its doc's backoff this much longer.
-        var pushBackoffExtendMs: Int
 
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID
@@ -40,7 +38,6 @@ struct ConnectionDependencies: Sendable {
             presenceSettings = config.presenceSettings
             abuseLimits = config.abuseLimits
             divergedReportMs = config.divergedReportMs
-            pushBackoffExtendMs = config.pushBackoffExtendMs
         }
     }
 
