@@ -656,8 +656,10 @@ final class SyncEditor: LoadMember, @unchecked Sendable {  // @unchecked: confin
         clock = max(clock, c)
     }
 
-    /// Updates the shared records' text lengths from a message's ops (parsed fully; only ~conflict share).
+    /// Updates the shared records' text lengths from a message's ops: scanned (`SharedOpsScan`), or parsed
+    /// fully if the scan does not read them.
     private func applyShared(_ raw: UnsafeRawBufferPointer, fromResult: Bool, pending: Pending?) {
+        if SharedOpsScan.apply(raw, into: &sharedLength) { return }
         guard let message = try? JSONParser.parse(raw).objectValue, let ops = message["ops"]?.objectValue else { return }
         for (id, op) in ops where id.hasPrefix("sh") {
             guard let k = Int(id.dropFirst(2)), k < plan.sharedRecords, let parts = op.arrayValue, parts.count == 2,
