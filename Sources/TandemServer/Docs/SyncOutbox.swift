@@ -134,9 +134,10 @@ struct SyncOutbox {
 
     /// The item of the last `share` for `connection` (as `add` would, without a copy per member).
     mutating func addShared(_ connection: any DocMember) {
-        guard let shared else { return }
         let r = round(for: connection.eventLoop)
         if byLoop[r].sharedTag != sharedTag || byLoop[r].sharedItem < 0 {
+            // Copied out once per loop, not per member (an `Item?` copy is a switch and a retain).
+            guard let shared else { return }
             byLoop[r].items.append(shared)
             byLoop[r].sharedItem = Int32(truncatingIfNeeded: byLoop[r].items.count - 1)
             byLoop[r].sharedTag = sharedTag
