@@ -201,6 +201,8 @@ let package = Package(
         // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
         .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemYjs"]),
+        // tandem-bench's own byte scans, against what a parse of the same message reads.
+        .testTarget(name: "TandemBenchTests", dependencies: ["tandem-bench"]),
         // TandemKit's pure parts (record store and rebase, push queue, coalescing, backoff, presence throttle).
         .testTarget(name: "TandemKitTests", dependencies: ["TandemKit", "TandemCore"]),
         .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),

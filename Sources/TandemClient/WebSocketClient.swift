@@ -463,6 +463,12 @@ extension WebSocketClient {
                         ),
                         handler
                     )
+                    // In front of the frame decoder the upgrader added: plain text frames skip the chain.
+                    let decoder = try channel.pipeline.syncOperations.context(
+                        handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ServerTextFrameReader(maxFrameSize: configuration.maxFrameSize, handler: handler),
+                        position: .before(decoder.handler))
                     let headers = response.headers.map { ($0.name, $0.value) }
                     return .upgraded(NIOLoopBound(handler, eventLoop: channel.eventLoop), headers)
                 }

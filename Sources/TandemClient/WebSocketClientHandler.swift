@@ -14,8 +14,11 @@ struct ConnectionState: Sendable {
 
 /// The last handler of an upgraded client pipeline:
 ///
-///     DeferredInactiveHandler → WebSocketFrameEncoder → ByteToMessageHandler(WebSocketFrameDecoder)
-///       → WebSocketProtocolErrorHandler → NIOWebSocketFrameAggregator → WebSocketClientHandler
+///     DeferredInactiveHandler → WebSocketFrameEncoder → ServerTextFrameReader
+///       → ByteToMessageHandler(WebSocketFrameDecoder) → WebSocketProtocolErrorHandler
+///       → NIOWebSocketFrameAggregator → WebSocketClientHandler
+///
+/// (`ServerTextFrameReader` hands plain text frames to this handler directly, the rest to the decoder.)
 ///
 /// It delivers messages, answers pings, runs the close handshake and counts. It lives on the
 /// channel's event loop; ``WebSocketClient`` reaches it through `NIOLoopBound`, on that loop only.
@@ -93,13 +96,7 @@ final class WebSocketClientHandler: ChannelInboundHandler {
         }
         switch frame.opcode {
         case .text:
-            let payload = frame.unmaskedData
-            self.countMessage(bytes: payload.readableBytes)
-            if let callbacks = self.callbacks {
-                callbacks.onText?(payload)
-            } else {
-                self.continuation?.yield(.text(String(buffer: payload)))
-            }
+            self.receivedText(frame.unmaskedData)
         case .binary:
             let payload = frame.unmaskedData
             self.countMessage(bytes: payload.readableBytes)
@@ -124,6 +121,16 @@ final class WebSocketClientHandler: ChannelInboundHandler {
             // A reserved opcode (continuations are joined or rejected by the aggregator).
             // RFC 6455 section 5.2: fail the connection, with 1002 (protocol error).
             self.sendCloseAndDrop(code: 1002, context: context)
+        }
+    }
+
+    /// A text message: from the aggregator, or straight from `ServerTextFrameReader` (a plain frame).
+    func receivedText(_ payload: ByteBuffer) {
+        self.countMessage(bytes: payload.readableBytes)
+        if let callbacks = self.callbacks {
+            callbacks.onText?(payload)
+        } else {
+            self.continuation?.yield(.text(String(buffer: payload)))
         }
     }
 

@@ -76,11 +76,13 @@ extension DocShard {
                     // `at` comes from Redis (or pub/sub): a time in the future counts as no lag, not as 584 million years.
                     let nowWall = clock.wallMs()
                     docState.stats.recordLag(Double(nowWall >= commit.committedAtMs ? nowWall - commit.committedAtMs : 0))
-                    // Framed once: the same buffer goes to every member (`PreframedWriter`).
+                    // Framed once: the same buffer goes to every member (`PreframedWriter`), and is in the
+                    // outbox once per event loop (`SyncOutbox.share`).
                     let patch = ServerFrame.text(ServerMessage.patch(doc: doc, commit: commit), allocator: ByteBufferAllocator())
+                    outbox.share(.frame(patch, committedAtMs: commit.committedAtMs))
                     for id in patchTo {
                         guard let connection = docState.members[id]?.connection else { continue }
-                        outbox.add(connection, .frame(patch, committedAtMs: commit.committedAtMs))
+                        outbox.addShared(connection)
                     }
                 }
                 if let result {

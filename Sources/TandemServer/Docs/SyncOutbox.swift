@@ -23,24 +23,134 @@ struct SyncOutbox {
         }
     }
 
-    /// What was added, by the event loop of its connection (loops in order of first use, as many as cores),
-    /// each loop's in the order added. Grouped by connection only on the connections' loops (`deliver`): a
-    /// busy doc adds a patch for every member for every commit, and a dictionary entry and an array per
-    /// member were the largest per-member cost on the doc's own loop (callgrind, issue 8) — the loop a hot
-    /// doc saturates first. Grouped by loop as added rather than in `flush`: a hot doc's round is over a
-    /// thousand entries, each copied once less (issue 8 stop 25).
-    private var byLoop: [(loop: any EventLoop, entries: [(member: any DocMember, item: Item)])] = []
+    /// One event loop's part of the round: each item once, and what goes to whom as pairs of indices.
+    ///
+    /// A hot doc's round is a patch per commit for every member: tens of commits times tens of members.
+    /// Stored as an `(any DocMember, Item)` per member per commit, each entry was an existential and an
+    /// enum copied in (`add`), grouped by member with two more copies and an array per member on the
+    /// members' loop, and copied again there — ~1,200 instructions per frame and member besides writing it
+    /// (callgrind, issue 8 stop 27). A shared patch (`share`, `addShared`) is stored once per loop; each of
+    /// its recipients costs a pair of 32-bit indices, and the members' loop sorts the pairs by member
+    /// (counting, stable: each member's items stay in the order added).
+    struct LoopRound: Sendable {
+        let loop: any EventLoop
+        /// The members, in the order of their first item.
+        var members: [any DocMember] = []
+        var ids: [ObjectIdentifier] = []
+        /// `ids`' positions by identity, once there are more than `linearGroups` members.
+        var index: [ObjectIdentifier: Int32]?
+        /// The member of the last pair: a round of k commits is k passes over the doc's members in the same
+        /// order, so the one after it is tried first (issue 8 stop 25: one comparison for almost every pair).
+        var previous = -1
+        var items: [Item] = []
+        /// (member, item) in the order added.
+        var sends: [(member: Int32, item: Int32)] = []
+        /// The `items` index of the shared item with tag `sharedTag` (see `share`).
+        var sharedItem: Int32 = -1
+        var sharedTag: UInt64 = 0
+
+        init(loop: any EventLoop) { self.loop = loop }
+
+        mutating func member(_ connection: any DocMember) -> Int32 {
+            let id = ObjectIdentifier(connection)
+            let next = previous + 1 < ids.count ? previous + 1 : 0
+            let found: Int?
+            if next < ids.count, ids[next] == id {
+                found = next
+            } else if let index {
+                found = index[id].map(Int.init)
+            } else {
+                // Up to `linearGroups` members by comparing identities (a dictionary's hashing and storage
+                // cost more than a few comparisons, issue 8 stop 24); past that, by a dictionary built then.
+                found = ids.firstIndex(of: id)
+            }
+            if let found {
+                previous = found
+                return Int32(truncatingIfNeeded: found)
+            }
+            let new = ids.count
+            members.append(connection)
+            ids.append(id)
+            if index == nil && ids.count > SyncOutbox.linearGroups {
+                var built: [ObjectIdentifier: Int32] = [:]
+                built.reserveCapacity(2 * ids.count)
+                for (i, id) in ids.enumerated() { built[id] = Int32(truncatingIfNeeded: i) }
+                index = built
+            } else {
+                index?[id] = Int32(truncatingIfNeeded: new)
+            }
+            previous = new
+            return Int32(truncatingIfNeeded: new)
+        }
+
+        /// Each member's items, in the order added (members in the order of their first item).
+        func perMember(_ body: (any DocMember, [Item]) -> Void) {
+            if members.count == 1 {
+                body(members[0], sends.map { items[Int($0.item)] })
+                return
+            }
+            var start = [Int](repeating: 0, count: members.count + 1)
+            for send in sends { start[Int(send.member) + 1] += 1 }
+            for i in 0..<members.count { start[i + 1] += start[i] }
+            var next = start
+            var order = [Int32](repeating: 0, count: sends.count)
+            for send in sends {
+                let m = Int(send.member)
+                order[next[m]] = send.item
+                next[m] += 1
+            }
+            for (m, member) in members.enumerated() {
+                var own: [Item] = []
+                own.reserveCapacity(start[m + 1] - start[m])
+                for k in start[m]..<start[m + 1] { own.append(items[Int(order[k])]) }
+                body(member, own)
+            }
+        }
+    }
+
+    /// By the event loop of the connections (loops in order of first use, as many as cores). Grouped by
+    /// connection only on the connections' loops (`deliver`): the doc's own loop is the one a hot doc
+    /// saturates first (issue 8).
+    private(set) var byLoop: [LoopRound] = []
+    /// The item `addShared` adds, and its tag (a new one per `share`).
+    private var shared: Item?
+    private var sharedTag: UInt64 = 0
 
     var isEmpty: Bool { byLoop.isEmpty }
 
+    /// `item` for `connection`, after everything added for it before.
     mutating func add(_ connection: any DocMember, _ item: Item) {
-        let loop = connection.eventLoop
-        // A linear search: there are as many loops as cores.
-        if let i = byLoop.firstIndex(where: { $0.loop === loop }) {
-            byLoop[i].entries.append((connection, item))
-        } else {
-            byLoop.append((loop, [(connection, item)]))
+        let r = round(for: connection.eventLoop)
+        byLoop[r].items.append(item)
+        let m = byLoop[r].member(connection)
+        byLoop[r].sends.append((m, Int32(truncatingIfNeeded: byLoop[r].items.count - 1)))
+    }
+
+    /// The item the next `addShared` calls add: stored once per loop, however many members get it.
+    mutating func share(_ item: Item) {
+        shared = item
+        sharedTag &+= 1
+    }
+
+    /// The item of the last `share` for `connection` (as `add` would, without a copy per member).
+    mutating func addShared(_ connection: any DocMember) {
+        let r = round(for: connection.eventLoop)
+        if byLoop[r].sharedTag != sharedTag || byLoop[r].sharedItem < 0 {
+            // Copied out once per loop, not per member (an `Item?` copy is a switch and a retain).
+            guard let shared else { return }
+            byLoop[r].items.append(shared)
+            byLoop[r].sharedItem = Int32(truncatingIfNeeded: byLoop[r].items.count - 1)
+            byLoop[r].sharedTag = sharedTag
         }
+        let m = byLoop[r].member(connection)
+        byLoop[r].sends.append((m, byLoop[r].sharedItem))
+    }
+
+    private mutating func round(for loop: any EventLoop) -> Int {
+        // A linear search: there are as many loops as cores.
+        if let i = byLoop.firstIndex(where: { $0.loop === loop }) { return i }
+        byLoop.append(LoopRound(loop: loop))
+        return byLoop.count - 1
     }
 
     /// Hands everything to the connections' loops (one `execute` per loop, loops in order of first use)
@@ -49,58 +159,16 @@ struct SyncOutbox {
         guard !byLoop.isEmpty else { return }
         let byLoop = self.byLoop
         self.byLoop.removeAll()
-        for (loop, deliveries) in byLoop {
-            loop.execute { Self.deliver(deliveries) }
+        shared = nil
+        for round in byLoop {
+            round.loop.execute { Self.deliver(round) }
         }
     }
 
     /// On the connections' loop: each connection gets its items in one `deliverSync`, in the order they
     /// were added (connections in the order of their first item).
-    private static func deliver(_ entries: [(member: any DocMember, item: Item)]) {
-        if entries.count == 1 {
-            entries[0].member.deliverSync([entries[0].item])
-            return
-        }
-        var batches: [(member: any DocMember, items: [Item])] = []
-        batches.reserveCapacity(min(entries.count, 64))
-        // Up to `linearGroups` connections they are found by comparing identities (a doc's members on one
-        // loop, the common case: a dictionary's hashing and storage cost more than a few comparisons, about
-        // 2,800 instructions per commit of scripts/profile-sync.sh's batches of one, issue 8 stop 24); past
-        // that, by a dictionary built then (a hot doc's fan-out).
-        //
-        // Before either, the connection after the previous entry's (cyclically) is tried: a round of k
-        // commits is k passes over the doc's members in the same order (each commit's patch to every
-        // member but its pusher, and the pusher's result), so that guess finds almost every entry of a hot
-        // doc's round with one comparison and no hashing (issue 8 stop 25).
-        var index: [ObjectIdentifier: Int]?
-        var previous = -1
-        for (member, item) in entries {
-            let id = ObjectIdentifier(member)
-            let next = previous + 1 < batches.count ? previous + 1 : 0
-            let found: Int?
-            if next < batches.count, ObjectIdentifier(batches[next].member) == id {
-                found = next
-            } else if let index {
-                found = index[id]
-            } else {
-                found = batches.firstIndex { ObjectIdentifier($0.member) == id }
-            }
-            if let i = found {
-                batches[i].items.append(item)
-                previous = i
-                continue
-            }
-            if index == nil && batches.count == Self.linearGroups {
-                var built: [ObjectIdentifier: Int] = [:]
-                built.reserveCapacity(2 * Self.linearGroups)
-                for (i, batch) in batches.enumerated() { built[ObjectIdentifier(batch.member)] = i }
-                index = built
-            }
-            index?[id] = batches.count
-            previous = batches.count
-            batches.append((member, [item]))
-        }
-        for (member, items) in batches { member.deliverSync(items) }
+    static func deliver(_ round: LoopRound) {
+        round.perMember { member, items in member.deliverSync(items) }
     }
 
     /// Connections per hop grouped by a linear search before a dictionary takes over.
