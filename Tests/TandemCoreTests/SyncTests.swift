@@ -17,6 +17,27 @@ import Testing
     func rejectsMalformedOps(_ text: String) throws {
         #expect(throws: ProtocolError.self) { try Ops(json: try JSONParser.parse(text)) }
     }
+
+    /// An error names where in the ops it is, client-chosen names cut short (the path is made only when
+    /// an error is thrown: issue 8).
+    @Test func anErrorNamesItsPathWithLongNamesCutShort() throws {
+        func message(_ text: String) throws -> String? {
+            do {
+                _ = try Ops(json: try JSONParser.parse(text))
+                return nil
+            } catch let error as ProtocolError {
+                return error.message
+            }
+        }
+        #expect(try message(#"{"r1":["zap"]}"#) == #"ops.r1: unknown op "zap" or wrong arity"#)
+        #expect(try message(#"{"r1":["put",1]}"#) == "ops.r1: a record must be an object")
+        #expect(try message(#"{"r1":["patch",{"a":["patch",{"b":["append","x",-1]}]}]}"#) == "r1.a.b: append offset must be a non-negative integer")
+        #expect(try message(#"{"r1":["patch",{"a":["patch",[]]}]}"#) == "r1.a: a diff must be an object")
+        let long = String(repeating: "f", count: 40)
+        #expect(try message(#"{"r1":["patch",{"\#(long)":["delete",1]}]}"#) == #"r1.\#(String(repeating: "f", count: 32))…: unknown field op "delete" or wrong arity"#)
+        // Passing records and fields make no path at all; the error names only the one that failed.
+        #expect(try message(#"{"ok":["put",{}],"r2":["patch",{"x":["put",1],"y":["append",1,0]}]}"#) == "r2.y: append takes a string or an array")
+    }
 }
 
 @Suite struct DecisionTests {

@@ -69,10 +69,16 @@ public struct DocChecksum: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses 16 hex digits (either case); nil for anything else.
     public init?(hex: some StringProtocol) {
-        let utf8 = Array(hex.utf8)
-        guard utf8.count == 16 else { return nil }
-        var lanes: [UInt32] = [0, 0]
-        for (i, byte) in utf8.enumerated() {
+        self.init(hexUTF8: Array(hex.utf8))
+    }
+
+    /// Parses 16 hex digits (either case) from their ASCII bytes, e.g. a Redis reply's, without making a
+    /// string; nil for anything else.
+    public init?(hexUTF8 utf8: [UInt8]) {
+        guard utf8.count == Self.hexLength else { return nil }
+        var lanes: (UInt32, UInt32) = (0, 0)
+        for i in utf8.indices {
+            let byte = utf8[i]
             let nibble: UInt8
             switch byte {
             case 0x30...0x39: nibble = byte - 0x30
@@ -80,9 +86,9 @@ public struct DocChecksum: Sendable, Hashable, CustomStringConvertible {
             case 0x41...0x46: nibble = byte - 0x41 + 10
             default: return nil
             }
-            lanes[i / 8] = lanes[i / 8] << 4 | UInt32(nibble)
+            if i < 8 { lanes.0 = lanes.0 << 4 | UInt32(nibble) } else { lanes.1 = lanes.1 << 4 | UInt32(nibble) }
         }
-        self.init(lane0: lanes[0], lane1: lanes[1])
+        self.init(lane0: lanes.0, lane1: lanes.1)
     }
 
     /// The hash of one record.

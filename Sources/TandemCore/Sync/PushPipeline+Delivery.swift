@@ -102,7 +102,14 @@ extension PushPipeline {
     /// Batches replied and delivered in full leave (in order: a later one cannot finish first, its
     /// commits come after).
     mutating func finishBatchIfDone() {
-        inFlight.removeAll { $0.isDone }
+        // Usually the one batch in Redis is done: emptied keeping the array's storage (`removeAll(where:)`
+        // went through the generic `replaceSubrange`, ~2,700 instructions per reply, and the next batch's
+        // append allocated the array again).
+        if inFlight.count == 1, inFlight[0].isDone {
+            inFlight.removeAll(keepingCapacity: true)
+        } else {
+            inFlight.removeAll { $0.isDone }
+        }
     }
 
     // MARK: Reads

@@ -144,10 +144,17 @@ public struct SyncDoc<Member: Hashable> {
             let floor = next.clock > retention ? next.clock - retention : 0
             retainedFrom = max(retainedFrom, floor + 1)
             if next.clock % 64 == 0 { replica?.compact(floor: floor) }
+            // Cursors are advanced in place, by index: assigning `cursors[member]` inside a `for … in cursors`
+            // copied the whole dictionary (the loop holds its storage) and hashed each member again, per
+            // commit (callgrind, issue 8).
             var recipients: [Member] = []
-            for (member, cursor) in cursors where cursor == next.clock - 1 {
-                recipients.append(member)
-                cursors[member] = next.clock
+            var index = cursors.startIndex
+            while index != cursors.endIndex {
+                if cursors.values[index] == next.clock - 1 {
+                    recipients.append(cursors.keys[index])
+                    cursors.values[index] = next.clock
+                }
+                cursors.formIndex(after: &index)
             }
             dispatches.append(Dispatch(commit: next, recipients: recipients))
         }

@@ -52,19 +52,26 @@ final class RedisMemoryMonitor: Sendable {
         }
         guard due else { return }
         let sections = ["memory", "keyspace", "stats", "cpu"].map { RedisCommand("INFO", $0) }
-        // Runs on a Redis owner thread: only locked state and thread-safe metrics are touched.
+        // The completion runs on the Redis command thread, which reads every commit's reply: it only hands
+        // the replies over. Parsing four INFO sections (~2.6 M instructions, ~1 ms natively, callgrind,
+        // issue 8) there held back every doc's commit reply behind it once every five seconds.
         redis.sendToEachPrimary(sections) { replies in
-            var infos: [String: NodeInfo] = [:]
-            for (node, results) in replies {
-                let texts = results.map { (try? $0.get())?.string }
-                guard texts.count == 4, let memory = texts[0].map(Self.fields), let keyspace = texts[1].map(Self.fields) else { continue }
-                infos[node] = NodeInfo(
-                    memory: memory, keyspace: keyspace, stats: texts[2].map(Self.fields) ?? [:], cpu: texts[3].map(Self.fields) ?? [:])
-            }
-            self.state.withLockedValue { $0.inFlight = false }
-            guard !infos.isEmpty else { return }
-            self.record(infos)
+            loop.execute { self.record(replies: replies) }
         }
+    }
+
+    /// INFO's replies, parsed and recorded (on an event loop, never the Redis thread).
+    private func record(replies: [(node: String, results: [Result<RedisValue, RedisError>])]) {
+        var infos: [String: NodeInfo] = [:]
+        for (node, results) in replies {
+            let texts = results.map { (try? $0.get())?.string }
+            guard texts.count == 4, let memory = texts[0].map(Self.fields), let keyspace = texts[1].map(Self.fields) else { continue }
+            infos[node] = NodeInfo(
+                memory: memory, keyspace: keyspace, stats: texts[2].map(Self.fields) ?? [:], cpu: texts[3].map(Self.fields) ?? [:])
+        }
+        state.withLockedValue { $0.inFlight = false }
+        guard !infos.isEmpty else { return }
+        record(infos)
     }
 
     private func record(_ infos: [String: NodeInfo]) {
