@@ -78,11 +78,11 @@ import Testing
         }
         fixture.loop.run()
         #expect(accepted() - before == 2, "the first two batches reach the shard before the round ends")
-        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{trigger="batches"}"#) == 1)
+        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="batches"}"#) == 1)
         connectionsLoop.run()  // the round ends: the third goes over
         fixture.loop.run()
         #expect(accepted() - before == 3)
-        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{trigger="round_end"}"#) == 1)
+        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="round_end"}"#) == 1)
     }
 
     /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.

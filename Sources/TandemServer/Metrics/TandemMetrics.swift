@@ -224,9 +224,9 @@ public final class TandemMetrics: Sendable {
             buckets: latencyBuckets)
         let handoffs = name(
             "presence_inbound_handoffs", "total",
-            "Hand-overs of the presence batches one event loop gathered for a doc shard on another loop, by trigger: round_end (the loop's reads were done) or batches (--presence-handoff-batches were gathered first).")
-        presenceHandoffsAtRoundEnd = registry.makeCounter(descriptor: handoffs, labels: [("trigger", "round_end")])
-        presenceHandoffsFull = registry.makeCounter(descriptor: handoffs, labels: [("trigger", "batches")])
+            "Hand-overs of the presence batches one event loop gathered for a doc shard on another loop, by reason: round_end (the loop's reads were done) or batches (--presence-handoff-batches were gathered first).")
+        presenceHandoffsAtRoundEnd = registry.makeCounter(descriptor: handoffs, labels: [("reason", "round_end")])
+        presenceHandoffsFull = registry.makeCounter(descriptor: handoffs, labels: [("reason", "batches")])
         presencePublishSkipped = registry.makeCounter(
             descriptor: name(
                 "presence_publish_skipped", "total",
