@@ -410,6 +410,13 @@ struct PresenceResult: Codable, Sendable {
     var nodes: Int
     /// Per second of the window (by send time).
     var latencyPerSecond: [SecondSummary]
+    /// The window without its first `settleSeconds` seconds (by send time): whether the p99 is made while
+    /// the load settles (issue 14, stop 27). Nil if the window is not longer than that.
+    var latencyAfterSettlingMs: LatencySummary?
+    /// The median of the per-second p99s: the steady tail, which a few bad seconds do not move.
+    var medianSecondP99Ms: Double?
+    /// Means of the node's own legs over the window, from its /metrics (nil against the bare server).
+    var nodeLegsMeanMs: NodeLegs?
     /// How late the bench fired its sends compared with their schedule (a bench health check).
     var sendLagMs: LatencySummary
     /// Send slots the bench skipped because it was more than a period late (should be 0 on a quiet machine).
@@ -458,6 +465,10 @@ struct PresenceResult: Codable, Sendable {
         sameNodeLatencyMs = plan.nodes > 1 ? LatencySummary(t.sameNode) : nil
         crossNodeLatencyMs = plan.nodes > 1 ? LatencySummary(t.crossNode) : nil
         latencyPerSecond = t.timeline.summary
+        latencyAfterSettlingMs = t.timeline.merged(from: Self.settleSeconds).map { LatencySummary($0) }
+        let p99s = latencyPerSecond.filter { $0.count > 0 }.map(\.p99).sorted()
+        medianSecondP99Ms = p99s.isEmpty ? nil : p99s[p99s.count / 2]
+        nodeLegsMeanMs = NodeLegs(resources.serverMetricDeltas, seconds: duration)
         sendLagMs = LatencySummary(t.sendLag)
         skippedSendSlots = t.skippedSlots
         presenceMessagesReceived = t.presenceMessages
@@ -529,6 +540,9 @@ struct PresenceResult: Codable, Sendable {
             }
         }
         t.timeline("  p99 per second", latencyPerSecond, limit: targetP99)
+        if let median = medianSecondP99Ms { t.row("  median of the per-second p99s", "\(fmt(median, 1)) ms") }
+        if let settled = latencyAfterSettlingMs { t.row("  without the first \(Self.settleSeconds) s", settled.row) }
+        if let legs = nodeLegsMeanMs { t.row("  in the node (means)", legs.row) }
         t.row("bench send lag", sendLagMs.row)
         t.row("bench skipped send slots", "\(skippedSendSlots)")
         t.row("control: ping round trip", controlPingRTTMs.row)
@@ -539,6 +553,54 @@ struct PresenceResult: Codable, Sendable {
         if let r = redisCommandsPerUpdate { t.row("redis commands per update", fmt(r, 3)) }
         t.targets(targets)
         return t.text
+    }
+}
+
+extension PresenceResult {
+    /// The first seconds of the window left out of `latencyAfterSettlingMs`.
+    static let settleSeconds = 3
+}
+
+/// Where a delivered entry waits inside the node, as means over the window from the node's histograms
+/// (`tandem_presence_*_seconds`, `tandem_event_loop_lag_seconds`): the rest of the end-to-end mean is the
+/// doc's tick (half of --tick-ms on average), the kernel and the clients (issue 14, stop 27).
+struct NodeLegs: Codable, Sendable {
+    /// Read on a connection's loop → applied by its doc's shard on another loop (senders on the other loop only).
+    var inboundHop: Double
+    /// How late the loops ran their timers (the tick's lateness).
+    var loopLag: Double
+    /// Tick start → delta flushed on one loop.
+    var delivery: Double
+    /// One tick phase's duration, and phases per second over all shards.
+    var tickPhase: Double
+    var tickPhasesPerSecond: Double
+
+    init?(_ deltas: [String: Double], seconds: Double) {
+        func mean(_ name: String) -> Double? {
+            guard let sum = deltas[name + "_sum"], let count = deltas[name + "_count"], count > 0 else { return nil }
+            return sum / count * 1000
+        }
+        guard let tick = mean("tandem_presence_tick_seconds"), let delivery = mean("tandem_presence_delivery_seconds") else { return nil }
+        inboundHop = mean("tandem_presence_inbound_hop_seconds") ?? 0
+        loopLag = mean("tandem_event_loop_lag_seconds") ?? 0
+        self.delivery = delivery
+        tickPhase = tick
+        tickPhasesPerSecond = seconds > 0 ? (deltas["tandem_presence_tick_seconds_count"] ?? 0) / seconds : 0
+    }
+
+    var row: String {
+        "inbound hop \(fmt(inboundHop, 1)), loop lag \(fmt(loopLag, 1)), delivery \(fmt(delivery, 1)) ms; "
+            + "tick phase \(fmt(tickPhase, 2)) ms, \(fmt(tickPhasesPerSecond, 0))/s"
+    }
+}
+
+extension LatencyTimeline {
+    /// The seconds from `first` on, in one histogram (nil if there are none).
+    func merged(from first: Int) -> LatencyHistogram? {
+        guard seconds.count > first else { return nil }
+        var all = seconds[first]
+        for index in (first + 1)..<seconds.count { all.add(seconds[index]) }
+        return all
     }
 }
 

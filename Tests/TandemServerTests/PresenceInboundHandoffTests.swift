@@ -46,4 +46,51 @@ import Testing
             #expect(seen.filter { $0.contains(#""k":\#(100 + index)"#) }.count >= 2, "k=\(100 + index): \(seen)")
         }
     }
+
+    /// `--presence-handoff-batches` (stop 27): once that many connections' batches are gathered they go to
+    /// the shard at once, without waiting for the rest of the round; the round's end takes the remainder.
+    /// Fails if the batches wait for the round's end whatever their number (stop 26's hand-over): the shard
+    /// had applied none of them before the round ended.
+    @Test func aFullHandoffGoesBeforeTheRoundEnds() throws {
+        let connectionsLoop = EmbeddedEventLoop()
+        let fixture = try ConnectionLayerTests.Fixture(peerLoops: [connectionsLoop]) {
+            $0.tickPhases = 1
+            $0.presenceHandoffBatches = 2
+        }
+        defer { try? connectionsLoop.syncShutdownGracefully() }
+        let members = try (0..<3).map { try Client(id: UInt64(20 + $0), user: "n\($0)", loop: connectionsLoop, dependencies: fixture.dependencies) }
+        defer { for member in members { _ = try? member.channel.finish(acceptAlreadyClosed: true) } }
+        for member in members { member.receive(#"{"t":"join","doc":"d"}"#) }
+        fixture.loop.run()
+        let shard = fixture.shards.all[0]
+        shard.tick()
+        connectionsLoop.run()
+        for member in members { _ = try member.frames() }
+        let accepted = { shard.docs["d"]?.presence.acceptedUpdates ?? 0 }
+        let before = accepted()
+
+        // One round of the connections' loop: three read bursts, one update each; the round has not ended.
+        for (index, member) in members.enumerated() {
+            var frame = member.channel.allocator.buffer(capacity: 64)
+            frame.writeString(#"{"t":"presence","doc":"d","state":{"k":\#(200 + index)}}"#)
+            member.connection.receivedText(frame)
+            member.connection.readComplete()
+        }
+        fixture.loop.run()
+        #expect(accepted() - before == 2, "the first two batches reach the shard before the round ends")
+        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="batches"}"#) == 1)
+        connectionsLoop.run()  // the round ends: the third goes over
+        fixture.loop.run()
+        #expect(accepted() - before == 3)
+        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="round_end"}"#) == 1)
+    }
+
+    /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.
+    static func value(_ metrics: TandemMetrics, _ line: String) -> Double {
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        for row in text.split(separator: "\n") where row.hasPrefix(line + " ") {
+            return Double(row.dropFirst(line.count + 1)) ?? 0
+        }
+        return 0
+    }
 }

@@ -64,6 +64,10 @@ public enum ServeOptions {
             section: .presence,
             help: "While no other node serves a doc (its last presence write found no other listener), changed presence states are written to Redis at most this often instead of every tick; the latest state is always the one written, and joins, leaves and refreshes go at once. A node that starts serving the doc meanwhile may list a state this much older in its first joined, and gets the update within this time. 0: every tick."),
         .node(
+            "presence-handoff-batches", \.presenceHandoffBatches, .integer(), bounds: .within(0...100_000), unit: .count,
+            section: .presence,
+            help: "Presence updates read on one event loop for a doc whose shard is on another are gathered and handed over in one task when the loop's round of reads ends; once this many connections' batches are gathered they go at once instead, so that a long round (thousands of busy sockets) does not hold the first ones back. tandem_presence_inbound_handoffs_total counts the hand-overs by reason. 0: at the round's end only."),
+        .node(
             "presence-rate", \.presenceRate, .integer(), bounds: .atLeast(1), unit: .perSecond, section: .presence,
             featured: true, help: "Presence updates per (user, doc) per second."),
         .node(

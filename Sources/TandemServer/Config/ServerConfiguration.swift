@@ -42,6 +42,9 @@ public struct ServerConfiguration: Sendable {
     /// While no other node listens on a doc, its changed presence states are written to Redis at most
     /// this often (0: every tick; issue 14).
     public var presenceAloneWriteMs = 250
+    /// Presence batches a loop gathers for another loop's shard before it hands them over without waiting
+    /// for the end of its round (0: at the round's end only; issue 14).
+    public var presenceHandoffBatches = 16
     public var presenceRate = 20
     /// Updates a user may send back to back before `presenceRate` applies.
     public var presenceBurst = 5

@@ -14,6 +14,7 @@ struct DocShardDependencies: Sendable {
         var tickMs: Int
         var tickPhases: Int
         var presenceAlwaysPublish: Bool
+        var presenceHandoffBatches: Int
         var sweepMs: Int
         var reconcileMs: Int
         var checksumCheckMs: Int
@@ -32,6 +33,7 @@ struct DocShardDependencies: Sendable {
             tickMs = config.tickMs
             tickPhases = config.tickPhases
             presenceAlwaysPublish = config.presenceAlwaysPublish
+            presenceHandoffBatches = config.presenceHandoffBatches
             sweepMs = config.sweepMs
             reconcileMs = config.reconcileMs
             checksumCheckMs = config.checksumCheckMs

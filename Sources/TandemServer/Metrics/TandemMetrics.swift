@@ -43,6 +43,10 @@ public final class TandemMetrics: Sendable {
     /// …and from the start of the tick that carries it to the delta flushed to the members on each loop.
     public let presenceDelivery: ValueHistogram
     public let presencePublishSkipped: Counter
+    /// Hand-overs of gathered presence batches to a shard on another loop: at the round's end, or once
+    /// `--presence-handoff-batches` were gathered.
+    public let presenceHandoffsAtRoundEnd: Counter
+    public let presenceHandoffsFull: Counter
     public let presenceWritesDeferred: Counter
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
@@ -218,6 +222,11 @@ public final class TandemMetrics: Sendable {
                 "presence_publish", "seconds",
                 "Time from the start of a presence tick to the reply of a doc's Redis write that publishes the tick's delta to the other nodes (one per write)."),
             buckets: latencyBuckets)
+        let handoffs = name(
+            "presence_inbound_handoffs", "total",
+            "Hand-overs of the presence batches one event loop gathered for a doc shard on another loop, by reason: round_end (the loop's reads were done) or batches (--presence-handoff-batches were gathered first).")
+        presenceHandoffsAtRoundEnd = registry.makeCounter(descriptor: handoffs, labels: [("reason", "round_end")])
+        presenceHandoffsFull = registry.makeCounter(descriptor: handoffs, labels: [("reason", "batches")])
         presencePublishSkipped = registry.makeCounter(
             descriptor: name(
                 "presence_publish_skipped", "total",
