@@ -35,11 +35,29 @@ extension RedisValue {
         switch self {
         case .integer(let value):
             return value
-        case .simpleString, .bulkString:
+        case .bulkString(let bytes):
+            // Plain digits are read in place: scripts return clocks and counters as bulk strings on every
+            // commit, and making a `String` to parse each cost thousands of instructions (issue 8). Anything
+            // else (a sign, 19 digits or more) is read as `Int64(_:)` reads it.
+            return Self.digits(bytes) ?? string.flatMap { Int64($0) }
+        case .simpleString:
             return string.flatMap { Int64($0) }
         default:
             return nil
         }
+    }
+
+    /// 1–18 ASCII digits (always within `Int64`), else nil.
+    private static func digits(_ bytes: [UInt8]) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var number: Int64 = 0
+        // By index: a debug build's `for byte in bytes` allocated once per byte (CommitReplyTests counts them).
+        for k in bytes.indices {
+            let byte = bytes[k]
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            number = number * 10 + Int64(byte - 0x30)
+        }
+        return number
     }
 
     /// The raw bytes of a bulk string (or the UTF-8 of a simple string), else `nil`.

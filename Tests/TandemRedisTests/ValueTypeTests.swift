@@ -31,6 +31,12 @@ struct ValueTypeTests {
         #expect(RedisValue.integer(5).int == 5)
         #expect(RedisValue.bulkString(Array("12".utf8)).int == 12)
         #expect(RedisValue.bulkString(Array("x".utf8)).int == nil)
+        // Digits read in place give what `Int64(String)` gives, and so does everything else.
+        for text in ["0", "007", "123456789012345678", "1234567890123456789", "9223372036854775807", "9223372036854775808",
+            "-5", "+9", "", " 1", "1 ", "1x", "99999999999999999999"]
+        {
+            #expect(RedisValue.bulkString(Array(text.utf8)).int == Int64(text), "\(text)")
+        }
         #expect(RedisValue.null.isNull)
         #expect(!RedisValue.integer(0).isNull)
         #expect(RedisValue.array([.integer(1)]).array == [.integer(1)])

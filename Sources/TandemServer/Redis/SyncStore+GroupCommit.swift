@@ -128,9 +128,9 @@ extension SyncStore {
 
     /// The script's reply in one pass: the outcome, the checksums after each commit of an 'ok' reply (its
     /// 4th element; empty otherwise, nil-free) and whether its message was published (its 5th element;
-    /// true otherwise). Numbers, the kind and the checksums are read from the reply's bytes: through
-    /// `String` and `Int64(_:)` the three readings cost ~7,300 instructions per commit of one push, ~4 % of
-    /// the doc loop's share (callgrind, issue 8).
+    /// true otherwise). The kind and the checksums are read from the reply's bytes, and numbers by
+    /// `RedisValue.int`, which reads digits in place: through `String` and `Int64(_:)` the three readings
+    /// cost ~7,300 instructions per commit of one push, ~4 % of the doc loop's share (callgrind, issue 8).
     static func reply(of reply: RedisValue) throws -> (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool) {
         guard case .array(let parts) = reply, parts.count >= 2, let number = number(parts[1]) else {
             throw SyncStoreError.unexpectedReply("\(reply)")
@@ -141,10 +141,10 @@ extension SyncStore {
             if parts.count > 3, case .array(let hexes) = parts[3] {
                 sums.reserveCapacity(hexes.count)
                 for k in hexes.indices {
-                    if let sum = checksum(hexes[k]) { sums.append(sum) }
+                    if let sum = hexes[k].bytes.flatMap(DocChecksum.init(hexUTF8:)) { sums.append(sum) }
                 }
             }
-            let published = parts.count > 4 ? Self.int(parts[4]) != 0 : true
+            let published = parts.count > 4 ? parts[4].int != 0 : true
             return (outcome, sums, published)
         }
         return (try failedOutcome(parts, head: number, reply: reply), [], true)
@@ -186,46 +186,9 @@ extension SyncStore {
         }
     }
 
-    /// A non-negative number: an integer reply, or a string of decimal digits (`UInt64(_:)`'s reading of
-    /// anything else, e.g. a sign).
     private static func number(_ value: RedisValue) -> UInt64? {
-        switch value {
-        case .integer(let int):
-            return int >= 0 ? UInt64(int) : nil
-        case .bulkString(let bytes):
-            if let number = decimal(bytes) { return number }
-        default:
-            break
-        }
         if let int = value.int, int >= 0 { return UInt64(int) }
         return value.string.flatMap { UInt64($0) }
-    }
-
-    /// `RedisValue.int`, digits read in place for a bulk string.
-    private static func int(_ value: RedisValue) -> Int64? {
-        if case .bulkString(let bytes) = value, let number = decimal(bytes), number <= UInt64(Int64.max) { return Int64(number) }
-        return value.int
-    }
-
-    /// 1–19 ASCII digits (no sign; anything longer or else is left to the slow reading).
-    private static func decimal(_ bytes: [UInt8]) -> UInt64? {
-        guard !bytes.isEmpty, bytes.count <= 19 else { return nil }
-        var number: UInt64 = 0
-        for k in bytes.indices {
-            let byte = bytes[k]
-            guard byte >= 0x30, byte <= 0x39 else { return nil }
-            number = number * 10 + UInt64(byte - 0x30)
-        }
-        return number
-    }
-
-    /// A checksum's 16 hex digits (a bulk string as the script returns it, or a status line).
-    private static func checksum(_ value: RedisValue) -> DocChecksum? {
-        switch value {
-        case .bulkString(let bytes): DocChecksum(hexUTF8: bytes)
-        case .simpleString(let text): DocChecksum(hex: text)
-        default: nil
-        }
     }
 
     /// The commits of one stream entry: a classic single-commit entry, or a batch entry (id = last clock,
