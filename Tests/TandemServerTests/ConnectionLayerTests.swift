@@ -304,13 +304,7 @@ import Testing
     }
 
     /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.
-    func metric(_ fixture: Fixture, _ series: String) -> Double {
-        let text = String(decoding: fixture.metrics.exposition(), as: UTF8.self)
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1)) ?? 0
-        }
-        return 0
-    }
+    func metric(_ fixture: Fixture, _ series: String) -> Double { fixture.metrics.value(of: series) }
 
     /// Issue 14: the presence updates of one read burst go to the shard in one hop when the burst ends,
     /// not one hop each, and a message that is not presence first hands over what is batched, so the shard

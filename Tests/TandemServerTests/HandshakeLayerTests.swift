@@ -141,13 +141,7 @@ import Testing
         }
 
         /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.
-        func metric(_ series: String) -> Double {
-            let text = String(decoding: metrics.exposition(), as: UTF8.self)
-            for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-                return Double(line.dropFirst(series.count + 1)) ?? 0
-            }
-            return 0
-        }
+        func metric(_ series: String) -> Double { metrics.value(of: series) }
 
         func rejected(_ reason: String) -> Double {
             metric(#"tandem_admission_rejected_total{reason="\#(reason)"}"#)

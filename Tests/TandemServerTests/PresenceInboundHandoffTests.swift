@@ -14,22 +14,12 @@ import Testing
         let connectionsLoop = EmbeddedEventLoop()
         let fixture = try ConnectionLayerTests.Fixture(peerLoops: [connectionsLoop]) { $0.tickPhases = 1 }
         defer { try? connectionsLoop.syncShutdownGracefully() }
-        let members = try (0..<3).map { try Client(id: UInt64(10 + $0), user: "m\($0)", loop: connectionsLoop, dependencies: fixture.dependencies) }
+        let members = try Self.joinedMembers(3, firstID: 10, fixture: fixture, on: connectionsLoop)
         defer { for member in members { _ = try? member.channel.finish(acceptAlreadyClosed: true) } }
-        for member in members { member.receive(#"{"t":"join","doc":"d"}"#) }
-        fixture.loop.run()
         let shard = fixture.shards.all[0]
-        shard.tick()
-        connectionsLoop.run()
-        for member in members { _ = try member.frames() }
 
         // One round of the connections' loop: each connection reads one update (its burst ends).
-        for (index, member) in members.enumerated() {
-            var frame = member.channel.allocator.buffer(capacity: 64)
-            frame.writeString(#"{"t":"presence","doc":"d","state":{"k":\#(100 + index)}}"#)
-            member.connection.receivedText(frame)
-            member.connection.readComplete()
-        }
+        Self.oneUpdateEach(members, from: 100)
         // The round has not ended: nothing is on the shard's loop yet (one hop per burst put all three there).
         fixture.loop.run()
         shard.tick()
@@ -58,39 +48,45 @@ import Testing
             $0.presenceHandoffBatches = 2
         }
         defer { try? connectionsLoop.syncShutdownGracefully() }
-        let members = try (0..<3).map { try Client(id: UInt64(20 + $0), user: "n\($0)", loop: connectionsLoop, dependencies: fixture.dependencies) }
+        let members = try Self.joinedMembers(3, firstID: 20, fixture: fixture, on: connectionsLoop)
         defer { for member in members { _ = try? member.channel.finish(acceptAlreadyClosed: true) } }
-        for member in members { member.receive(#"{"t":"join","doc":"d"}"#) }
-        fixture.loop.run()
         let shard = fixture.shards.all[0]
-        shard.tick()
-        connectionsLoop.run()
-        for member in members { _ = try member.frames() }
         let accepted = { shard.docs["d"]?.presence.acceptedUpdates ?? 0 }
         let before = accepted()
 
         // One round of the connections' loop: three read bursts, one update each; the round has not ended.
-        for (index, member) in members.enumerated() {
-            var frame = member.channel.allocator.buffer(capacity: 64)
-            frame.writeString(#"{"t":"presence","doc":"d","state":{"k":\#(200 + index)}}"#)
-            member.connection.receivedText(frame)
-            member.connection.readComplete()
-        }
+        Self.oneUpdateEach(members, from: 200)
         fixture.loop.run()
         #expect(accepted() - before == 2, "the first two batches reach the shard before the round ends")
-        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="batches"}"#) == 1)
+        #expect(fixture.metrics.value(of: #"tandem_presence_inbound_handoffs_total{reason="batches"}"#) == 1)
         connectionsLoop.run()  // the round ends: the third goes over
         fixture.loop.run()
         #expect(accepted() - before == 3)
-        #expect(Self.value(fixture.metrics, #"tandem_presence_inbound_handoffs_total{reason="round_end"}"#) == 1)
+        #expect(fixture.metrics.value(of: #"tandem_presence_inbound_handoffs_total{reason="round_end"}"#) == 1)
     }
 
-    /// The value of one metric line of the exposition (`name{labels}`), 0 if absent.
-    static func value(_ metrics: TandemMetrics, _ line: String) -> Double {
-        let text = String(decoding: metrics.exposition(), as: UTF8.self)
-        for row in text.split(separator: "\n") where row.hasPrefix(line + " ") {
-            return Double(row.dropFirst(line.count + 1)) ?? 0
+    /// `count` clients on `loop` (ids from `firstID`) joined to doc "d", with the join's tick done and
+    /// everything they were sent read.
+    static func joinedMembers(_ count: Int, firstID: UInt64, fixture: ConnectionLayerTests.Fixture, on loop: EmbeddedEventLoop) throws -> [Client] {
+        let members = try (0..<count).map {
+            try Client(id: firstID + UInt64($0), user: "u\(firstID + UInt64($0))", loop: loop, dependencies: fixture.dependencies)
         }
-        return 0
+        for member in members { member.receive(#"{"t":"join","doc":"d"}"#) }
+        fixture.loop.run()
+        fixture.shards.all[0].tick()
+        loop.run()
+        for member in members { _ = try member.frames() }
+        return members
+    }
+
+    /// One round of the members' loop, not ended: each member reads one update (`k` = `first` + its index)
+    /// and its read burst ends.
+    static func oneUpdateEach(_ members: [Client], from first: Int) {
+        for (index, member) in members.enumerated() {
+            var frame = member.channel.allocator.buffer(capacity: 64)
+            frame.writeString(#"{"t":"presence","doc":"d","state":{"k":\#(first + index)}}"#)
+            member.connection.receivedText(frame)
+            member.connection.readComplete()
+        }
     }
 }

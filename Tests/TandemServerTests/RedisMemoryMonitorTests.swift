@@ -35,23 +35,15 @@ import Testing
             // A command written after INFO on the same connection is answered after it: once PING is back,
             // the Redis thread has read INFO's replies and run the monitor's completion.
             _ = try await redis.send(RedisCommand("PING"))
-            #expect(Self.usedMemory(metrics) == 0, "INFO was parsed and recorded on the Redis thread")
+            #expect(metrics.value(of: "tandem_redis_memory_used_bytes") == 0, "INFO was parsed and recorded on the Redis thread")
 
             release.signal()
-            try await waitUntil("the loop parsed and recorded INFO") { Self.usedMemory(metrics) > 0 }
+            try await waitUntil("the loop parsed and recorded INFO") { metrics.value(of: "tandem_redis_memory_used_bytes") > 0 }
         } catch {
             release.signal()
             throw error
         }
         await redis.shutdown()
         try await group.shutdownGracefully()
-    }
-
-    private static func usedMemory(_ metrics: TandemMetrics) -> Double {
-        let text = String(decoding: metrics.exposition(), as: UTF8.self)
-        for line in text.split(separator: "\n") where line.hasPrefix("tandem_redis_memory_used_bytes ") {
-            return Double(line.split(separator: " ").last ?? "") ?? 0
-        }
-        return 0
     }
 }
