@@ -69,7 +69,7 @@ fuzz: deps release
 	.build/release/tandem-bench fuzz --tandem .build/release/tandem --duration $(FUZZ_SECONDS) --clients $(FUZZ_CLIENTS)
 
 # The short pass `make test` runs (about 3 minutes once built): 18 s per harness, two harnesses at a time
-# (one per core: 6 rounds instead of 11, each harness still gets its 18 s), then 60 s of network fuzzing
+# (one per core: 7 rounds instead of 13, each harness still gets its 18 s), then 60 s of network fuzzing
 # against the debug build the tests just made.
 FUZZ_SHORT_SECONDS ?= 18
 FUZZ_SHORT_JOBS ?= 2

@@ -34,6 +34,14 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOWebSocket", package: "swift-nio"),
     ]),
+    // The client's read shortcut (ServerTextFrameReader) against the client pipeline without it. TandemKit is
+    // the product that carries TandemClient (no TLS trait: no BoringSSL).
+    ("fuzz-client-frames", [
+        .product(name: "TandemKit", package: "Tandem"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+    ]),
 ]
 
 let package = Package(

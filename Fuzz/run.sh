@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-${FUZZ_SECONDS:-600}}
 shift || true
 ALL=(fuzz-json fuzz-client-message fuzz-doc-replica fuzz-presence fuzz-hiredis-reply fuzz-query-string fuzz-ops-route
-    fuzz-yjs-update fuzz-yjs-merge fuzz-yjs-message fuzz-yjs-room fuzz-ws-frames)
+    fuzz-yjs-update fuzz-yjs-merge fuzz-yjs-message fuzz-yjs-room fuzz-ws-frames fuzz-client-frames)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 OUT=test-artifacts/fuzz

@@ -101,12 +101,11 @@ final class ServerTextFrameReader: ChannelInboundHandler, RemovableChannelHandle
             length = Int(long)
             header = 10
         }
-        if isControl {
-            // A control frame's payload is at most 125 bytes, in the 7-bit length (§5.5).
-            guard header == 2, length <= 125 else { return .other }
-        } else if length > maxFrameSize {
-            return .other
-        }
+        // Over the limit: the decoder refuses it from its header, before the payload arrives (a control frame
+        // too, with a limit under 125 bytes).
+        guard length <= maxFrameSize else { return .other }
+        // A control frame's payload is at most 125 bytes, in the 7-bit length (§5.5).
+        if isControl, header != 2 || length > 125 { return .other }
         guard buffer.readableBytes >= header + length else { return .incomplete }
         return isControl ? .control(total: header + length) : .text(header: header, length: length)
     }

@@ -96,6 +96,18 @@ struct ServerTextFrameReaderTests {
         _ = try? p.channel.finish()
     }
 
+    /// Found by `fuzz-client-frames`: with a limit under 125 bytes, a control frame over the limit failed the
+    /// connection only once all of it had arrived (the reader held it as incomplete), where the decoder
+    /// fails it at its header.
+    @Test func aControlFrameOverMaxFrameSizeFailsTheConnectionAtItsHeader() throws {
+        let p = try Pipeline(maxFrameSize: 8)
+        let ping = Self.frame(0x9, [UInt8](repeating: 7, count: 20))
+        try? p.feed(Self.text("fits") + ping.prefix(4), maxChunk: 100_000)
+        #expect(p.texts.withLockedValue { $0 } == ["fits"])
+        #expect(!p.channel.isActive)
+        _ = try? p.channel.finish()
+    }
+
     @Test func reservedBitsStillFailTheConnection() throws {
         let p = try Pipeline()
         try? p.feed(Self.text("one") + Self.frame(0x1, Array("rsv".utf8), rsv1: true) + Self.text("two"), maxChunk: 5)
@@ -121,6 +133,7 @@ struct ServerTextFrameReaderTests {
         #expect(front([0x81, 0x83, 1, 2, 3, 4, 5, 6, 7]) == .other)  // masked
         #expect(front(Self.frame(0x9, [UInt8](repeating: 0, count: 126))) == .other)  // control over 125
         #expect(front(Self.text("abcd"), max: 3) == .other)
+        #expect(front(Array(Self.frame(0x9, [1, 2, 3, 4]).prefix(3)), max: 3) == .other)  // control over the limit
         #expect(front([0x81, 127, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]) == .other)
     }
 }
