@@ -15,158 +15,139 @@ enum SharedOpsScan {
     static func apply(_ raw: UnsafeRawBufferPointer, into lengths: inout [Int]) -> Bool {
         var s = ByteScanner(raw)
         guard s.skip(past: opsObject) else { return false }
-        var r = Reader(base: raw, index: s.index)
-        r.skipSpace()
-        if r.eat(UInt8(ascii: "}")) { return true }
+        s.skipSpace()
+        if s.eat(UInt8(ascii: "}")) { return true }
         while true {
-            guard let key = r.key() else { return false }
-            if let k = key.shared, k < lengths.count {
-                guard let length = r.sharedOp() else { return false }
+            guard let key = s.opsKey() else { return false }
+            if let k = key, k < lengths.count {
+                guard let length = s.sharedOp() else { return false }
                 if let length { lengths[k] = length }
             } else {
-                guard r.skipValue() else { return false }
+                guard s.skipValue() else { return false }
             }
-            r.skipSpace()
-            if r.eat(UInt8(ascii: ",")) { continue }
-            return r.eat(UInt8(ascii: "}"))
+            s.skipSpace()
+            if s.eat(UInt8(ascii: ",")) { continue }
+            return s.eat(UInt8(ascii: "}"))
         }
     }
 
     private static let opsObject = StaticPattern(#""ops":{"#)
+    fileprivate static let put = StaticPattern(#"["put",{"txt":"#)
+    fileprivate static let patchAppend = StaticPattern(#"["patch",{"txt":["append","#)
+    fileprivate static let patchPut = StaticPattern(#"["patch",{"txt":["put","#)
+    fileprivate static let closeOp = StaticPattern("}]")
+    fileprivate static let closePatchOp = StaticPattern("]}]")
+}
 
-    private struct Key {
-        /// K of `"shK"` (decimal digits only), else nil.
-        var shared: Int?
+/// The few JSON readers the ops scan needs beyond `ByteScanner`'s field search: it walks one object's
+/// members in order rather than searching for a key.
+extension ByteScanner {
+    fileprivate var peek: UInt8? { index < base.count ? base[index] : nil }
+
+    fileprivate mutating func skipSpace() {
+        while let b = peek, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { index += 1 }
     }
 
-    private struct Reader {
-        let base: UnsafeRawBufferPointer
-        var index: Int
+    fileprivate mutating func eat(_ byte: UInt8) -> Bool {
+        skipSpace()
+        guard peek == byte else { return false }
+        index += 1
+        return true
+    }
 
-        var peek: UInt8? { index < base.count ? base[index] : nil }
-
-        mutating func skipSpace() {
-            while let b = peek, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { index += 1 }
-        }
-
-        mutating func eat(_ byte: UInt8) -> Bool {
-            skipSpace()
-            guard peek == byte else { return false }
+    /// `"name":` (the colon eaten): `.some(K)` for `"shK"` (decimal digits only), `.some(nil)` for any other
+    /// plain key, nil if not a plain key.
+    fileprivate mutating func opsKey() -> Int?? {
+        guard eat(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        while let b = peek, b != UInt8(ascii: "\"") {
+            if b == UInt8(ascii: "\\") { return nil }
             index += 1
-            return true
         }
+        guard peek != nil else { return nil }
+        let end = index
+        index += 1
+        guard eat(UInt8(ascii: ":")) else { return nil }
+        guard end - start > 2, base[start] == UInt8(ascii: "s"), base[start + 1] == UInt8(ascii: "h") else { return .some(nil) }
+        var k = 0
+        for i in (start + 2)..<end {
+            let b = base[i]
+            guard b >= 0x30 && b <= 0x39, k < 1_000_000 else { return .some(nil) }
+            k = k * 10 + Int(b - 0x30)
+        }
+        return .some(k)
+    }
 
-        /// `"name":` (the colon eaten); nil if not a plain key.
-        mutating func key() -> Key? {
-            guard eat(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while let b = peek, b != UInt8(ascii: "\"") {
-                if b == UInt8(ascii: "\\") { return nil }
+    /// Exactly `pattern` after optional space.
+    fileprivate mutating func literal(_ pattern: StaticPattern) -> Bool {
+        skipSpace()
+        return consume(pattern)
+    }
+
+    /// A string of printable ASCII without escapes: its length (UTF-16 units = bytes).
+    fileprivate mutating func plainStringLength() -> Int? {
+        guard eat(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        while let b = peek, b != UInt8(ascii: "\"") {
+            guard b >= 0x20 && b < 0x80 && b != UInt8(ascii: "\\") else { return nil }
+            index += 1
+        }
+        guard peek != nil else { return nil }
+        let length = index - start
+        index += 1
+        return length
+    }
+
+    /// A shared record's op: `.some(length)` if it sets the text's length, `.some(nil)` for an op the
+    /// parse ignores too (`["put",{…}]` without `txt`, `["patch",{…}]` without `txt`, `["delete"]`), nil
+    /// for anything this does not read.
+    fileprivate mutating func sharedOp() -> Int?? {
+        if literal(SharedOpsScan.put) {
+            guard let length = plainStringLength(), literal(SharedOpsScan.closeOp) else { return nil }
+            return .some(length)
+        }
+        if literal(SharedOpsScan.patchAppend) {
+            guard let length = plainStringLength(), eat(UInt8(ascii: ",")) else { return nil }
+            skipSpace()
+            // At most 18 digits: an offset the bench could have made, never a wrapped one.
+            let digitsStart = index
+            guard let offset = readUInt(), index - digitsStart <= 18, literal(SharedOpsScan.closePatchOp) else { return nil }
+            return .some(Int(offset) + length)
+        }
+        if literal(SharedOpsScan.patchPut) {
+            guard let length = plainStringLength(), literal(SharedOpsScan.closePatchOp) else { return nil }
+            return .some(length)
+        }
+        return nil
+    }
+
+    /// Past one JSON value (strings' escapes honoured, brackets matched); false if the bytes end first.
+    fileprivate mutating func skipValue() -> Bool {
+        skipSpace()
+        var depth = 0
+        while let b = peek {
+            switch b {
+            case UInt8(ascii: "\""):
+                index += 1
+                while let c = peek, c != UInt8(ascii: "\"") { index += c == UInt8(ascii: "\\") ? 2 : 1 }
+                guard peek != nil else { return false }
+                index += 1
+                if depth == 0 { return true }
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                index += 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if depth == 0 { return true }  // the end of a scalar at the end of the container
+                depth -= 1
+                index += 1
+                if depth == 0 { return true }
+            case UInt8(ascii: ","):
+                if depth == 0 { return true }
+                index += 1
+            default:
                 index += 1
             }
-            guard peek != nil else { return nil }
-            let end = index
-            index += 1
-            guard eat(UInt8(ascii: ":")) else { return nil }
-            var key = Key()
-            if end - start > 2, base[start] == UInt8(ascii: "s"), base[start + 1] == UInt8(ascii: "h") {
-                var k = 0
-                var digits = true
-                for i in (start + 2)..<end {
-                    let b = base[i]
-                    guard b >= 0x30 && b <= 0x39, k < 1_000_000 else { digits = false; break }
-                    k = k * 10 + Int(b - 0x30)
-                }
-                if digits { key.shared = k }
-            }
-            return key
         }
-
-        /// Exactly `text` (after optional space).
-        mutating func literal(_ text: StaticString) -> Bool {
-            skipSpace()
-            let n = text.utf8CodeUnitCount
-            guard index + n <= base.count else { return false }
-            let p = text.utf8Start
-            for i in 0..<n where base[index + i] != p[i] { return false }
-            index += n
-            return true
-        }
-
-        /// A string of printable ASCII without escapes: its length (UTF-16 units = bytes).
-        mutating func plainString() -> Int? {
-            guard eat(UInt8(ascii: "\"")) else { return nil }
-            let start = index
-            while let b = peek, b != UInt8(ascii: "\"") {
-                guard b >= 0x20 && b < 0x80 && b != UInt8(ascii: "\\") else { return nil }
-                index += 1
-            }
-            guard peek != nil else { return nil }
-            let length = index - start
-            index += 1
-            return length
-        }
-
-        mutating func unsigned() -> Int? {
-            skipSpace()
-            var value = 0
-            let start = index
-            while let b = peek, b >= 0x30 && b <= 0x39, value < Int.max / 20 {
-                value = value * 10 + Int(b - 0x30)
-                index += 1
-            }
-            return index > start ? value : nil
-        }
-
-        /// A shared record's op: `.some(length)` if it sets the text's length, `.some(nil)` for an op the
-        /// parse ignores too (`["put",{…}]` without `txt`, `["patch",{…}]` without `txt`, `["delete"]`), nil
-        /// for anything this does not read.
-        mutating func sharedOp() -> Int?? {
-            if literal(#"["put",{"txt":"#) {
-                guard let length = plainString(), literal("}]") else { return nil }
-                return .some(length)
-            }
-            if literal(#"["patch",{"txt":["append","#) {
-                guard let length = plainString(), eat(UInt8(ascii: ",")), let offset = unsigned(), literal("]}]") else {
-                    return nil
-                }
-                return .some(offset + length)
-            }
-            if literal(#"["patch",{"txt":["put","#) {
-                guard let length = plainString(), literal("]}]") else { return nil }
-                return .some(length)
-            }
-            return nil
-        }
-
-        /// Past one JSON value (strings' escapes honoured, brackets matched); false if the bytes end first.
-        mutating func skipValue() -> Bool {
-            skipSpace()
-            var depth = 0
-            while let b = peek {
-                switch b {
-                case UInt8(ascii: "\""):
-                    index += 1
-                    while let c = peek, c != UInt8(ascii: "\"") { index += c == UInt8(ascii: "\\") ? 2 : 1 }
-                    guard peek != nil else { return false }
-                    index += 1
-                    if depth == 0 { return true }
-                case UInt8(ascii: "["), UInt8(ascii: "{"):
-                    depth += 1
-                    index += 1
-                case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                    if depth == 0 { return true }  // the end of a scalar at the end of the container
-                    depth -= 1
-                    index += 1
-                    if depth == 0 { return true }
-                case UInt8(ascii: ","):
-                    if depth == 0 { return true }
-                    index += 1
-                default:
-                    index += 1
-                }
-            }
-            return false
-        }
+        return false
     }
 }
