@@ -237,3 +237,60 @@ func metricDeltas(_ a: [String: Double]?, _ b: [String: Double]?) -> [String: Do
     }
     return out
 }
+
+/// A node histogram over the window, from its bucket deltas: how many observations and where its
+/// quantiles fall (Prometheus's `histogram_quantile`: linear within the bucket; past the last finite bound,
+/// that bound). Milliseconds for a `_seconds` histogram, else the metric's own unit.
+struct NodeHistogram: Codable, Sendable, Equatable {
+    var count: Double
+    var p50: Double
+    var p90: Double
+    var p99: Double
+}
+
+/// Every node histogram that observed something between two scrapes, keyed by its name and labels
+/// without `le` (`tandem_sync_push_seconds`, `tandem_sync_push_stage_seconds{stage="commit"}`).
+///
+/// The node's own view of a latency: at saturation the bench's figures also hold the bench's wait for
+/// CPU on the cores it shares with the node (the control ping); these do not.
+func histogramDeltas(_ a: [String: Double]?, _ b: [String: Double]?) -> [String: NodeHistogram] {
+    guard let a, let b else { return [:] }
+    var buckets: [String: [(le: Double, count: Double)]] = [:]
+    for (key, value) in b {
+        guard let open = key.firstIndex(of: "{"), key[..<open].hasSuffix("_bucket"),
+            let le = key.range(of: #"le=""#)
+        else { continue }
+        let boundText = key[le.upperBound...].prefix { $0 != "\"" }
+        guard let bound = boundText == "+Inf" ? Double.infinity : Double(boundText) else { continue }
+        // The key without `_bucket` and without the `le` label (and its comma).
+        var labels = key[key.index(after: open)..<key.index(before: key.endIndex)]
+            .split(separator: ",").filter { !$0.hasPrefix("le=") }.joined(separator: ",")
+        labels = labels.isEmpty ? "" : "{\(labels)}"
+        let name = String(key[..<open].dropLast("_bucket".count)) + labels
+        buckets[name, default: []].append((bound, value - (a[key] ?? 0)))
+    }
+    var out: [String: NodeHistogram] = [:]
+    for (name, raw) in buckets {
+        let sorted = raw.sorted { $0.le < $1.le }
+        guard let total = sorted.last?.count, total > 0 else { continue }
+        let scale = name.hasPrefix("tandem_") && name.split(separator: "{")[0].hasSuffix("_seconds") ? 1000.0 : 1
+        func quantile(_ q: Double) -> Double {
+            let rank = q * total
+            var lower = 0.0
+            var below = 0.0
+            for (le, cumulative) in sorted {
+                if cumulative >= rank {
+                    guard le.isFinite else { return lower * scale }
+                    let inBucket = cumulative - below
+                    let fraction = inBucket > 0 ? (rank - below) / inBucket : 1
+                    return (lower + (le - lower) * fraction) * scale
+                }
+                if le.isFinite { lower = le }
+                below = cumulative
+            }
+            return lower * scale
+        }
+        out[name] = NodeHistogram(count: total, p50: quantile(0.5), p90: quantile(0.9), p99: quantile(0.99))
+    }
+    return out
+}

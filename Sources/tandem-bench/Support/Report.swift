@@ -169,6 +169,19 @@ struct TextTable {
         if let c = r.redisCommands, let s = r.redisCommandsPerSecond {
             row("redis commands", "\(c) (\(fmt(s, 0))/s)")
         }
+        // The node's view of the latencies the bench measures end to end (its histograms' bucket deltas;
+        // bucket-rounded): what is not here is outside the node — the socket and the bench's own queues.
+        let shown: [(String, String)] = [
+            ("tandem_sync_push_seconds", "read → result"),
+            ("tandem_sync_push_read_delay_seconds", "socket → read"),
+            ("tandem_presence_delivery_seconds", "presence delivery"),
+            ("tandem_presence_inbound_hop_seconds", "presence inbound hop"),
+            ("tandem_event_loop_lag_seconds", "event loop lag"),
+        ]
+        for (key, label) in shown {
+            guard let h = r.serverHistograms[key] else { continue }
+            row("node: " + label, "p50 \(fmt(h.p50, 1))  p90 \(fmt(h.p90, 1))  p99 \(fmt(h.p99, 1)) ms  (n=\(Int(h.count)))")
+        }
     }
 
     mutating func counts(_ name: String, _ dict: [String: Int]) {

@@ -36,6 +36,8 @@ struct ResourceReport: Codable, Sendable {
     var redisCommandsPerSecond: Double?
     /// Non-zero changes of Tandem's own metrics over the window.
     var serverMetricDeltas: [String: Double]
+    /// Tandem's own histograms over the window (`histogramDeltas`).
+    var serverHistograms: [String: NodeHistogram] = [:]
 }
 
 /// Samples the processes once per second from `start()` until `stop()`; the window's averages come from
@@ -170,7 +172,8 @@ final class ResourceMonitor: Sendable {
                 cores: cores, loadAverageBefore: s.loadBefore, loadAverageAfter: loadAverage(),
                 redisCommands: redisCommands,
                 redisCommandsPerSecond: redisCommands.map { seconds > 0 ? Double($0) / seconds : 0 },
-                serverMetricDeltas: metricDeltas(s.metricsFirst, s.metricsLast))
+                serverMetricDeltas: metricDeltas(s.metricsFirst, s.metricsLast),
+                serverHistograms: histogramDeltas(s.metricsFirst, s.metricsLast))
         }
     }
 
