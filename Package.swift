@@ -38,6 +38,7 @@ let package = Package(
         .library(name: "TandemServer", targets: ["TandemServer"]),
         .library(name: "TandemYjs", targets: ["TandemYjs"]),
         .library(name: "TandemFraming", targets: ["TandemFraming"]),
+        .library(name: "TandemClient", targets: ["TandemClient"]),
     ],
     // `TLS` adds `wss://` to TandemClient and TandemKit (docs/client-swift.md) through swift-nio-ssl. Off by
     // default: swift-nio-ssl compiles BoringSSL, minutes on every fresh build, which `make test` and apps on

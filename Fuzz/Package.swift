@@ -34,10 +34,10 @@ let harnesses: [(name: String, dependencies: [Target.Dependency])] = [
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOWebSocket", package: "swift-nio"),
     ]),
-    // The client's read shortcut (ServerTextFrameReader) against the client pipeline without it. TandemKit is
-    // the product that carries TandemClient (no TLS trait: no BoringSSL).
+    // The client's read shortcut (ServerTextFrameReader) against the client pipeline without it (no TLS
+    // trait: no BoringSSL).
     ("fuzz-client-frames", [
-        .product(name: "TandemKit", package: "Tandem"),
+        .product(name: "TandemClient", package: "Tandem"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOWebSocket", package: "swift-nio"),
