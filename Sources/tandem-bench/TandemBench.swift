@@ -10,7 +10,7 @@ struct TandemBench: AsyncParsableCommand {
             command counts, server metrics and CPU/RSS; scripts/bench.sh does all of that.
             """,
         subcommands: [
-            PresenceCommand.self, BareServerCommand.self, SyncCommand.self, StormCommand.self, YjsCommand.self, FuzzCommand.self,
+            PresenceCommand.self, BareServerCommand.self, BareSyncServerCommand.self, SyncCommand.self, StormCommand.self, YjsCommand.self, FuzzCommand.self,
             RedisCostCommand.self,
         ])
 }
