@@ -19,6 +19,8 @@
 #                                            # against load as a table (scripts/bench-presence-curve.py)
 #   DURATION=20 scripts/bench.sh presence    # shorter measured window (default 60 s)
 #   scripts/bench.sh overload                # sync under overload (issue 8): see the scenarios below
+#   scripts/bench.sh sync-10k-bare           # the same loads against the bare sync relay (issue 8's floor;
+#                                            # also sync-20k-bare, sync-40k-bare, sync-80k-bare)
 #   scripts/bench.sh yjs-compare             # Yjs (issue 10): Tandem's /yjs and pycrdt-websocket side by side
 #   scripts/bench.sh history                 # sync-large with version history's cost in Redis (issue 15)
 #   scripts/bench.sh history-at              # /at latency on a doc of 1,000 records and 100,000 commits
@@ -387,6 +389,54 @@ run_bare_scenario() {
     return 0
 }
 
+# The bare sync relay (`tandem-bench bare-sync-server`, issue 8's yardstick, stop 28) in place of tandem, on
+# its own fresh Redis: group commits through one script call per doc, no validation, no metrics.
+start_bare_sync() {
+    local name=$1
+    WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+    REDIS_PORT=$(free_port)
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
+        --save "" --daemonize no --logfile "$WORK/redis.log" &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-sync-server --host 127.0.0.1 --port 0 --redis "redis://127.0.0.1:$REDIS_PORT" \
+        ${BARE_SYNC_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
+    TANDEM_PID=$!
+    for _ in $(seq 200); do
+        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
+        kill -0 "$TANDEM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    WS_PORT=$(grep -o 'ws=[0-9]*' "$OUT/$name.server.log" | cut -d= -f2)
+    [ -n "$WS_PORT" ] || { echo "bare-sync-server did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
+}
+
+# Like run_scenario, against the bare sync relay: its Redis's CPU and commands are measured, no ops port.
+run_bare_sync_scenario() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name (bare sync relay): $*${SERVER_CPUS:+ (server on CPUs $SERVER_CPUS)}${BENCH_CPUS:+ (bench on CPUs $BENCH_CPUS)}"
+    machine_state
+    start_bare_sync "$name"
+    local status=0
+    # shellcheck disable=SC2086
+    ${BENCH_CPUS:+taskset -c "$BENCH_CPUS"} "$BENCH" "$@" --url "ws://127.0.0.1:$WS_PORT/v1/ws" --server-pid "$TANDEM_PID" \
+        --redis "redis://127.0.0.1:$REDIS_PORT" --redis-pid "$REDIS_PID" --json-out "$OUT/$name.json" ${BENCH_ARGS:-} | tee "$OUT/$name.txt" || status=$?
+    redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' | grep -E '^cmdstat_(evalsha|eval):' \
+        >"$OUT/$name.commandstats.txt" || true
+    stop_all
+    if [ "$status" -ne 0 ]; then
+        echo "tandem-bench $name exited with $status" >&2
+        FAILED+=("$name")
+    fi
+    return 0
+}
+
 run_scenario() {
     local name=$1
     shift
@@ -605,6 +655,15 @@ for scenario in "${SCENARIOS[@]}"; do
         --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
     sync-hot) run_scenario sync-hot sync --editors 50 --docs 1 --rate 300 --duration "$DURATION" --conflict 0.1 --drain 5 \
         --target-result-p99-ms 250 --target-visible-p99-ms 500 --target-commits-per-sec 10000 ;;
+    # The same loads against the bare sync relay (issue 8 stop 28: the floor of a durable ordered relay here).
+    sync-10k-bare) run_bare_sync_scenario sync-10k-bare sync --editors 1000 --docs 200 --rate 10 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
+    sync-20k-bare) run_bare_sync_scenario sync-20k-bare sync --editors 1000 --docs 200 --rate 20 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 --target-commits-per-sec 15000 ;;
+    sync-40k-bare) run_bare_sync_scenario sync-40k-bare sync --editors 1000 --docs 200 --rate 40 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
+    sync-80k-bare) run_bare_sync_scenario sync-80k-bare sync --editors 1000 --docs 200 --rate 80 --duration "$DURATION" --conflict 0.1 --drain 5 \
+        --target-result-p99-ms 250 --target-visible-p99-ms 500 ;;
     overload)
         for s in sync-10k sync-20k sync-40k sync-80k sync-hot; do "$(pwd)/scripts/bench.sh" "$s" || FAILED+=("$s"); done
         python3 scripts/bench-goodput.py "$OUT" sync-10k sync-20k sync-40k sync-80k || true ;;
@@ -618,7 +677,7 @@ for scenario in "${SCENARIOS[@]}"; do
     yjs-awareness)
         yjs_awareness_run
         python3 scripts/bench-yjs-compare.py "$OUT" | tee "$OUT/yjs-awareness-vs-presence.txt" || true ;;
-    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-2nodes-curve, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
+    *) echo "unknown scenario $scenario (presence, presence-2k, presence-bare, presence-2k-bare, presence-compare, presence-2nodes, presence-2nodes-light, presence-2nodes-curve, presence-200docs, sync-200docs, sync, sync-large, storm, history, history-small, history-at, sync-10k, sync-20k, sync-40k, sync-80k, sync-hot, overload, sync-10k-bare, sync-20k-bare, sync-40k-bare, sync-80k-bare, yjs, yjs-pycrdt, yjs-compare, yjs-awareness)" >&2; exit 2 ;;
     esac
 done
 echo
