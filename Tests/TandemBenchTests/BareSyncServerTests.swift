@@ -98,13 +98,20 @@ struct BareSyncServerTests {
         #expect(patch.contains(#""ops":{"r2":["put",{"n":2}]}"#))
         #expect(patch.contains(#""by":"s"#))
 
-        // Durable: the six entries are in the doc's log in Redis, in clock order, and the clock is 6.
+        // Durable: the six entries are in the doc's log in Redis in clock order (the order of the patches a
+        // member that pushed nothing received), and the clock is 6.
         let keys = await Self.cli(redis, "KEYS", "bare-sync:*").split(separator: "\n").map(String.init)
         let log = try #require(keys.first { $0.hasSuffix(":{doc-1}:log") })
         let clockKey = try #require(keys.first { $0.hasSuffix(":{doc-1}:clock") })
         #expect(await Self.cli(redis, "GET", clockKey) == "6")
-        let entries = await Self.cli(redis, "LRANGE", log, "0", "-1").split(separator: "\n")
-        #expect(entries == (0..<6).map { #"{"r\#($0)":["put",{"n":\#($0)}]}"#[...] })
+        let entries = await Self.cli(redis, "LRANGE", log, "0", "-1").split(separator: "\n").map(String.init)
+        let patchOps = c.messages("patch").compactMap { m -> String? in
+            guard let start = m.range(of: #""ops":"#)?.upperBound, let end = m.range(of: #","by":"#)?.lowerBound else { return nil }
+            return String(m[start..<end])
+        }
+        #expect(entries.count == 6)
+        #expect(entries == patchOps)
+        #expect(Set(entries) == Set((0..<6).map { #"{"r\#($0)":["put",{"n":\#($0)}]}"# }))
 
         for p in [a, b, c] { await p.close() }
         await server.shutdown()
