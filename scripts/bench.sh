@@ -291,6 +291,13 @@ start_servers() {
         start_tandem "$name" "$REDIS_SEEDS"
         return
     fi
+    start_redis
+    TANDEM_REDIS="redis://127.0.0.1:$REDIS_PORT"
+    start_tandem "$name" "$TANDEM_REDIS"
+}
+
+# A fresh redis-server in $WORK (AOF every second, no RDB): REDIS_PORT, REDIS_PID.
+start_redis() {
     REDIS_PORT=$(free_port)
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
         --save "" --daemonize no --logfile "$WORK/redis.log" &
@@ -300,8 +307,17 @@ start_servers() {
         sleep 0.1
     done
     redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$WORK/redis.log" >&2; exit 1; }
-    TANDEM_REDIS="redis://127.0.0.1:$REDIS_PORT"
-    start_tandem "$name" "$TANDEM_REDIS"
+}
+
+# Waits (up to 20 s) for a server process PID to log "listening" in LOG; exits with the log if it does not.
+wait_listening() {
+    local pid=$1 log=$2 what=$3
+    for _ in $(seq 200); do
+        grep -q "listening" "$log" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "listening" "$log" || { echo "$what did not start" >&2; cat "$log" >&2; exit 1; }
 }
 
 # A second node on the same Redis (SECOND_NODE=1): WS_PORT2, OPS_PORT2, TANDEM2_PID, its log <name>.server2.log.
@@ -313,12 +329,7 @@ start_second_tandem() {
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT2" --ops-port "$OPS_PORT2" \
         --redis "$TANDEM_REDIS" --node-id "bench-$name-b" ${TANDEM_EXTRA:-} >"$OUT/$name.server2.log" 2>&1 &
     TANDEM2_PID=$!
-    for _ in $(seq 200); do
-        grep -q "listening" "$OUT/$name.server2.log" 2>/dev/null && break
-        kill -0 "$TANDEM2_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q "listening" "$OUT/$name.server2.log" || { echo "second tandem did not start" >&2; cat "$OUT/$name.server2.log" >&2; exit 1; }
+    wait_listening "$TANDEM2_PID" "$OUT/$name.server2.log" "second tandem"
 }
 
 start_tandem() {
@@ -329,12 +340,7 @@ start_tandem() {
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$TANDEM" serve --host 127.0.0.1 --port "$WS_PORT" --ops-port "$OPS_PORT" --redis "$redis" \
         --node-id "bench-$name" ${TANDEM_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
-    for _ in $(seq 200); do
-        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
-        kill -0 "$TANDEM_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    grep -q "listening" "$OUT/$name.server.log" || { echo "tandem did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
+    wait_listening "$TANDEM_PID" "$OUT/$name.server.log" tandem
 }
 
 # Busy share of all cores over 2 seconds, from /proc/stat (others' compiles and tests skew results).
@@ -360,13 +366,8 @@ start_bare() {
     # shellcheck disable=SC2086
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-server --host 127.0.0.1 --port 0 --node-id "bench-${name%-bare}" >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
-    for _ in $(seq 100); do
-        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
-        kill -0 "$TANDEM_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$TANDEM_PID" "$OUT/$name.server.log" bare-server
     WS_PORT=$(grep -o 'ws=[0-9]*' "$OUT/$name.server.log" | cut -d= -f2)
-    [ -n "$WS_PORT" ] || { echo "bare-server did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
 }
 
 # Like run_scenario, against the bare server: no Redis, no ops port (the bench's server figures are its CPU).
@@ -394,25 +395,13 @@ run_bare_scenario() {
 start_bare_sync() {
     local name=$1
     WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
-    REDIS_PORT=$(free_port)
-    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appendfsync everysec \
-        --save "" --daemonize no --logfile "$WORK/redis.log" &
-    REDIS_PID=$!
-    for _ in $(seq 100); do
-        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    start_redis
     # shellcheck disable=SC2086
     ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BENCH" bare-sync-server --host 127.0.0.1 --port 0 --redis "redis://127.0.0.1:$REDIS_PORT" \
         ${BARE_SYNC_EXTRA:-} >"$OUT/$name.server.log" 2>&1 &
     TANDEM_PID=$!
-    for _ in $(seq 200); do
-        grep -q "listening" "$OUT/$name.server.log" 2>/dev/null && break
-        kill -0 "$TANDEM_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$TANDEM_PID" "$OUT/$name.server.log" bare-sync-server
     WS_PORT=$(grep -o 'ws=[0-9]*' "$OUT/$name.server.log" | cut -d= -f2)
-    [ -n "$WS_PORT" ] || { echo "bare-sync-server did not start" >&2; cat "$OUT/$name.server.log" >&2; exit 1; }
 }
 
 # Like run_scenario, against the bare sync relay: its Redis's CPU and commands are measured, no ops port.
