@@ -202,8 +202,16 @@ let package = Package(
         // Merge / diff / state-vector costs of TandemYjs on large documents (figures, no assertions).
         .executableTarget(name: "tandem-yjs-bench", dependencies: ["TandemYjs"]),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemYjs"]),
-        // tandem-bench's own byte scans, against what a parse of the same message reads.
-        .testTarget(name: "TandemBenchTests", dependencies: ["tandem-bench"]),
+        // tandem-bench's own byte scans against what a parse of the same message reads, its histogram deltas,
+        // and the bare sync relay through real sockets and a real redis-server.
+        .testTarget(
+            name: "TandemBenchTests",
+            dependencies: [
+                "tandem-bench", "TandemClient", "TandemTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // TandemKit's pure parts (record store and rebase, push queue, coalescing, backoff, presence throttle).
         .testTarget(name: "TandemKitTests", dependencies: ["TandemKit", "TandemCore"]),
         .testTarget(name: "TandemYjsTests", dependencies: ["TandemYjs", "TandemTestSupport"]),
