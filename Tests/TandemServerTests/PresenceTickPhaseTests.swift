@@ -89,15 +89,21 @@ import Testing
         return (Int64(shard.confined.value.tickPace.dueNanos) - Int64(now)) / Int64(Self.ms)
     }
 
-    @Test func aLatePhaseStretchesTheNext() throws {
+    /// A started shard of 50 ms ticks in 5 phases, its loop's clock at 1 s.
+    func started(stretchLagMs: Int) throws -> (ConnectionLayerTests.Fixture, DocShard) {
         let fixture = try ConnectionLayerTests.Fixture {
             $0.tickMs = 50
             $0.tickPhases = 5
-            $0.presenceStretchLagMs = 25
+            $0.presenceStretchLagMs = stretchLagMs
         }
         let shard = fixture.shards.all[0]
         shard.start()
         fixture.loop.advanceTime(by: .milliseconds(1_000))
+        return (fixture, shard)
+    }
+
+    @Test func aLatePhaseStretchesTheNext() throws {
+        let (fixture, shard) = try started(stretchLagMs: 25)
         // On time: the fixed rate (10 ms after the phase was due).
         #expect(runPhase(shard, lateMs: 0, on: fixture.loop) == 10)
         #expect(fixture.metrics.value(of: "tandem_presence_ticks_stretched_total") == 0)
@@ -107,14 +113,7 @@ import Testing
     }
 
     @Test func zeroNeverStretches() throws {
-        let fixture = try ConnectionLayerTests.Fixture {
-            $0.tickMs = 50
-            $0.tickPhases = 5
-            $0.presenceStretchLagMs = 0
-        }
-        let shard = fixture.shards.all[0]
-        shard.start()
-        fixture.loop.advanceTime(by: .milliseconds(1_000))
+        let (fixture, shard) = try started(stretchLagMs: 0)
         // 40 ms late, not a whole tick: the fixed rate catches up (due 30 ms before now).
         #expect(runPhase(shard, lateMs: 40, on: fixture.loop) == -30)
         #expect(fixture.metrics.value(of: "tandem_presence_ticks_stretched_total") == 0)
