@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 @testable import TandemServer
 import Testing
 
@@ -70,5 +71,51 @@ import Testing
         #expect(rule?.holds(config) == false)
         config.tickPhases = 10
         #expect(rule?.holds(config) == true)
+    }
+}
+
+/// `--presence-stretch-lag-ms` (issue 14): a tick phase that starts late beyond the bound schedules the
+/// next two intervals after its work, and counts it; one on time keeps the fixed rate. The embedded loop
+/// runs every callback exactly at its deadline, so the lateness is made by hand: the phase is run with a
+/// due time in the past.
+@Suite struct PresenceTickStretchTests {
+    static let ms: UInt64 = 1_000_000
+
+    /// Runs a phase `lateMs` after it was due; returns when the next is due, in ms from now.
+    func runPhase(_ shard: DocShard, lateMs: UInt64, on loop: EmbeddedEventLoop) -> Int64 {
+        let now = loop.now.uptimeNanoseconds
+        shard.confined.value.tickPace.restart(dueNanos: now - lateMs * Self.ms)
+        shard.tickPhaseDue()
+        return (Int64(shard.confined.value.tickPace.dueNanos) - Int64(now)) / Int64(Self.ms)
+    }
+
+    /// A started shard of 50 ms ticks in 5 phases, its loop's clock at 1 s.
+    func started(stretchLagMs: Int) throws -> (ConnectionLayerTests.Fixture, DocShard) {
+        let fixture = try ConnectionLayerTests.Fixture {
+            $0.tickMs = 50
+            $0.tickPhases = 5
+            $0.presenceStretchLagMs = stretchLagMs
+        }
+        let shard = fixture.shards.all[0]
+        shard.start()
+        fixture.loop.advanceTime(by: .milliseconds(1_000))
+        return (fixture, shard)
+    }
+
+    @Test func aLatePhaseStretchesTheNext() throws {
+        let (fixture, shard) = try started(stretchLagMs: 25)
+        // On time: the fixed rate (10 ms after the phase was due).
+        #expect(runPhase(shard, lateMs: 0, on: fixture.loop) == 10)
+        #expect(fixture.metrics.value(of: "tandem_presence_ticks_stretched_total") == 0)
+        // 40 ms late: two phase intervals after the work (which took no time on the embedded clock).
+        #expect(runPhase(shard, lateMs: 40, on: fixture.loop) == 20)
+        #expect(fixture.metrics.value(of: "tandem_presence_ticks_stretched_total") == 1)
+    }
+
+    @Test func zeroNeverStretches() throws {
+        let (fixture, shard) = try started(stretchLagMs: 0)
+        // 40 ms late, not a whole tick: the fixed rate catches up (due 30 ms before now).
+        #expect(runPhase(shard, lateMs: 40, on: fixture.loop) == -30)
+        #expect(fixture.metrics.value(of: "tandem_presence_ticks_stretched_total") == 0)
     }
 }

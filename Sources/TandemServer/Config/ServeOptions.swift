@@ -56,6 +56,10 @@ public enum ServeOptions {
         .node(
             "tick-phases", \.tickPhases, .integer(), bounds: .within(1...50), unit: .count, section: .presence,
             help: "Phases of the presence tick: a shard's docs are ticked in this many groups spread evenly over --tick-ms (each doc still every --tick-ms), so their deltas and Redis writes do not all go out in one burst. 1: every doc at once."),
+        .node(
+            "presence-stretch-lag-ms", \.presenceStretchLagMs, .integer("ms"), bounds: .within(0...10_000), unit: .milliseconds,
+            section: .presence,
+            help: "While the node is behind, presence degrades by coalescing instead of queueing: a tick phase that starts more than this late (its event loop's lag) schedules the next one two phase intervals after its own work instead of at the fixed rate, so each doc is ticked about half as often and its deltas carry only the latest state of each session (fewer, fresher entries to write and for clients to read). A phase on time restores the fixed rate. tandem_presence_ticks_stretched_total counts the stretched phases. 0: never stretch."),
         .nodeFlag(
             "presence-always-publish", \.presenceAlwaysPublish, section: .presence,
             help: "Publish every presence write on the doc's channel. Off: a write is published only while another node (or any other client) subscribes to the channel, counted by Redis in the same script (tandem_presence_publish_skipped_total counts the others); a node alone on a doc no longer hears its own deltas back. Always on with a Redis Cluster."),

@@ -37,6 +37,9 @@ public struct ServerConfiguration: Sendable {
     public var tickMs = 50
     /// Each tick's docs are split into this many phases spread evenly over the tick (issue 14).
     public var tickPhases = 5
+    /// A tick phase that starts more than this late stretches the next to two phase intervals after its
+    /// work (0: never; issue 14).
+    public var presenceStretchLagMs = 25
     /// Publish every presence write, even while no other node listens on the doc's channel (issue 14).
     public var presenceAlwaysPublish = false
     /// While no other node listens on a doc, its changed presence states are written to Redis at most

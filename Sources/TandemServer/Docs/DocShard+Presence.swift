@@ -57,35 +57,37 @@ extension DocShard {
     func tick() { tick(phase: nil) }
 
     /// The time between two phases of the tick: `--tick-ms` / `--tick-phases`.
-    var tickPhaseInterval: TimeAmount {
-        .nanoseconds(Int64(settings.tickMs) * 1_000_000 / Int64(max(1, settings.tickPhases)))
+    var tickPhaseInterval: TimeAmount { .nanoseconds(Int64(Self.tickPhaseNanos(settings))) }
+
+    static func tickPhaseNanos(_ settings: DocShardDependencies.Settings) -> UInt64 {
+        UInt64(settings.tickMs) * 1_000_000 / UInt64(max(1, settings.tickPhases))
     }
 
     /// Schedules the tick's next phase for `deadline`.
     func scheduleTick(at deadline: NIODeadline) {
         let local = confined.value
         guard !local.stopped else { return }
-        local.tickDue = deadline
+        local.tickPace.restart(dueNanos: deadline.uptimeNanoseconds)
         local.ticker = try? eventLoop.scheduleCallback(at: deadline, handler: TickCallback(shard: self))
     }
 
-    /// The timer: this phase's docs, then the next phase at a fixed rate. A timer that rescheduled itself
-    /// after each tick (`scheduleRepeatedTask`) added the tick's own time and the loop's lag to every
-    /// period: at 2,000 clients / 40 docs with both cores busy the docs were ticked at ~19 Hz, not 20
-    /// (issue 14). The next phase is due one interval after this one was; if the loop is a whole tick
-    /// behind, the schedule starts again from now rather than running the missed phases back to back.
+    /// The timer: this phase's docs, then the next phase. At a fixed rate while the loop keeps up: a timer
+    /// that rescheduled itself after each tick (`scheduleRepeatedTask`) added the tick's own time and the
+    /// loop's lag to every period, and at 2,000 clients / 40 docs with both cores busy the docs were
+    /// ticked at ~19 Hz, not 20 (issue 14). While a phase starts more than `--presence-stretch-lag-ms`
+    /// late, the next comes two intervals after this one's work: fewer, fresher entries while the node
+    /// is behind (`TickPace`).
     func tickPhaseDue() {
         let local = confined.value
         guard !local.stopped else { return }
+        let started = eventLoop.now.uptimeNanoseconds
         let phases = max(1, settings.tickPhases)
         let phase = local.tickPhase
         local.tickPhase = (phase + 1) % phases
         tick(phase: phases > 1 ? phase : nil)
-        let interval = tickPhaseInterval
-        let now = eventLoop.now
-        var next = local.tickDue + interval
-        if next + .milliseconds(Int64(settings.tickMs)) < now { next = now + interval }
-        scheduleTick(at: next)
+        let next = local.tickPace.next(startedNanos: started, finishedNanos: eventLoop.now.uptimeNanoseconds)
+        if local.tickPace.stretched { metrics.presenceTicksStretched.increment() }
+        local.ticker = try? eventLoop.scheduleCallback(at: .uptimeNanoseconds(next), handler: TickCallback(shard: self))
     }
 
     /// One pass of the tick: the docs of `phase` (nil: every doc). Each doc is in one phase, given at its

@@ -58,9 +58,10 @@ final class DocShard: Sendable {
         var loopProbe: NIOScheduledCallback?
         /// When the pending probe is due (`probeLoop`).
         var loopProbeDue: UInt64 = 0
-        /// The presence tick's next phase, when it is due, and its callback (`scheduleTick`).
+        /// The presence tick's next phase: when it is due (fixed rate, or stretched while the loop is
+        /// behind: `TickPace`) and its callback (`scheduleTick`).
         var ticker: NIOScheduledCallback?
-        var tickDue = NIODeadline.uptimeNanoseconds(0)
+        var tickPace: TickPace
         var tickPhase = 0
         /// The phase the next doc without one is given (round robin: phases hold equal numbers of docs).
         var nextDocPhase = 0
@@ -74,8 +75,9 @@ final class DocShard: Sendable {
         fileprivate var lastReportedPushes = 0
         fileprivate var lastReportedMembersByMode = PresenceModeCounts()
 
-        init(loopLoad: LoopLoad) {
+        init(loopLoad: LoopLoad, tickPace: TickPace) {
             self.loopLoad = loopLoad
+            self.tickPace = tickPace
         }
     }
 
@@ -143,7 +145,11 @@ final class DocShard: Sendable {
                 loopLoad: LoopLoad(
                     maxLagNanos: UInt64(dependencies.settings.maxLoopLagMs) * 1_000_000,
                     maxRetryAfterMs: dependencies.settings.pushPipelineSettings.maxRetryAfterMs,
-                    randomSeed: UInt64.random(in: 0...UInt64.max))),
+                    randomSeed: UInt64.random(in: 0...UInt64.max)),
+                tickPace: TickPace(
+                    intervalNanos: DocShard.tickPhaseNanos(dependencies.settings),
+                    tickNanos: UInt64(dependencies.settings.tickMs) * 1_000_000,
+                    lagBoundNanos: UInt64(dependencies.settings.presenceStretchLagMs) * 1_000_000, firstDueNanos: 0)),
             eventLoop: eventLoop)
     }
 

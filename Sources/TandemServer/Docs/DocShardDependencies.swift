@@ -13,6 +13,7 @@ struct DocShardDependencies: Sendable {
         var nodeID: String
         var tickMs: Int
         var tickPhases: Int
+        var presenceStretchLagMs: Int
         var presenceAlwaysPublish: Bool
         var presenceHandoffBatches: Int
         var sweepMs: Int
@@ -32,6 +33,7 @@ struct DocShardDependencies: Sendable {
             nodeID = config.nodeID
             tickMs = config.tickMs
             tickPhases = config.tickPhases
+            presenceStretchLagMs = config.presenceStretchLagMs
             presenceAlwaysPublish = config.presenceAlwaysPublish
             presenceHandoffBatches = config.presenceHandoffBatches
             sweepMs = config.sweepMs

@@ -48,6 +48,7 @@ public final class TandemMetrics: Sendable {
     public let presenceHandoffsAtRoundEnd: Counter
     public let presenceHandoffsFull: Counter
     public let presenceWritesDeferred: Counter
+    public let presenceTicksStretched: Counter
     public let fanoutBytes: Counter
     public let presenceExpired: Counter
     public let presenceTick: ValueHistogram
@@ -235,6 +236,10 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "presence_writes_deferred", "total",
                 "Doc ticks whose changed presence states were left for a later Redis write because no other node serves the doc (see --presence-alone-write-ms)."))
+        presenceTicksStretched = registry.makeCounter(
+            descriptor: name(
+                "presence_ticks_stretched", "total",
+                "Presence tick phases that started more than --presence-stretch-lag-ms late, so the next phase was scheduled two phase intervals after their work instead of at the fixed rate (the node is behind: fewer, fresher deltas)."))
         fanoutMessages = SampledCounter(registry.makeCounter(
             descriptor: name("presence_fanout_messages", "total", "Presence delta messages written to clients.")))
         fanoutBytes = registry.makeCounter(

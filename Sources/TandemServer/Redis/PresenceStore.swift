@@ -67,9 +67,21 @@ final class PresenceStore: Sendable {
         } else {
             spliced = nil
         }
+        // Spliced entries (at least one, one comma between each two) are not sent a second time inside the
+        // message: the script puts the message together again from its head, the hash's entries and its
+        // tail, and only when it publishes (`PresenceScripts.docWrite`).
+        let split: (head: Range<Int>, tail: Range<Int>)?
+        if let spliced, let firstRange = spliced.first, let lastRange = spliced.last,
+            Self.commaSeparated(spliced, in: message)
+        {
+            split = (0..<firstRange.lowerBound, lastRange.upperBound..<message.count)
+        } else {
+            split = nil
+        }
         // About what the arguments take (the encoder grows past it if need be): the message, each entry
         // once more (spliced or encoded), the sids, the keys and the small arguments.
-        var capacity = 128 + keys.hash.utf8.count + keys.nodes.utf8.count + keys.channel.utf8.count + node.utf8.count + message.count
+        var capacity = 128 + keys.hash.utf8.count + keys.nodes.utf8.count + keys.channel.utf8.count + node.utf8.count
+            + (split.map { $0.head.count + $0.tail.count } ?? message.count)
         for index in write.upserts.indices {
             let entry = write.upserts[index]
             capacity += entry.sid.utf8.count + (spliced?[index].count ?? entry.encodedCapacity) + 16
@@ -84,10 +96,15 @@ final class PresenceStore: Sendable {
             out.write(write.full ? "1" : "0")
             out.write(write.refresh ? "1" : "0")
             out.write(keys.channel)
-            out.write(message)
-            out.write(write.upserts.count)
-            out.write(ownSubscribers)
             message.withUnsafeBufferPointer { message in
+                if let split {
+                    out.appendBulkString(UnsafeBufferPointer(rebasing: message[split.head]))
+                } else {
+                    out.appendBulkString(message)
+                }
+                out.write(write.upserts.count)
+                out.write(ownSubscribers)
+                out.appendBulkString(UnsafeBufferPointer(rebasing: message[split?.tail ?? 0..<0]))
                 for index in write.upserts.indices {
                     out.write(write.upserts[index].sid)
                     if let spliced {
@@ -99,6 +116,16 @@ final class PresenceStore: Sendable {
             }
             for index in write.deletes.indices { out.write(write.deletes[index]) }
         }
+    }
+
+    /// Whether exactly one comma lies between each two of `ranges` in `message` (how `JSONWriter.array`
+    /// separates a message's entries), so the script's `table.concat(entries, ',')` gives those bytes back.
+    static func commaSeparated(_ ranges: [Range<Int>], in message: [UInt8]) -> Bool {
+        for index in ranges.indices.dropFirst() {
+            let gap = ranges[index - 1].upperBound..<ranges[index].lowerBound
+            guard gap.count == 1, message[gap.lowerBound] == UInt8(ascii: ",") else { return false }
+        }
+        return true
     }
 
     /// Every live entry of the doc, on every node.
