@@ -20,9 +20,13 @@ import TandemTestSupport
 
         redis.kill()
         for node in [n1, n2] {
-            try await waitUntil("\(node.nodeID) reports not ready") { try await node.get("/readyz").status == 503 }
+            // The gauge is set by the connection's state callback, which may run just after /readyz reads
+            // the connection's state: both are waited for.
+            try await waitUntil("\(node.nodeID) reports not ready and tandem_redis_up 0") {
+                guard try await node.get("/readyz").status == 503 else { return false }
+                return try await node.value("tandem_redis_up") == 0
+            }
             #expect(try await node.get("/healthz").status == 200, "alive while Redis is down")
-            #expect(try await node.value("tandem_redis_up") == 0)
         }
         // Clients of one node still see each other.
         carol.presence("out", ["cursor": 7])
@@ -40,8 +44,10 @@ import TandemTestSupport
 
         try redis.start()
         for node in [n1, n2] {
-            try await waitUntil("\(node.nodeID) ready again", timeout: .seconds(15)) { try await node.get("/readyz").status == 200 }
-            #expect(try await node.value("tandem_redis_up") == 1)
+            try await waitUntil("\(node.nodeID) ready again and tandem_redis_up 1", timeout: .seconds(15)) {
+                guard try await node.get("/readyz").status == 200 else { return false }
+                return try await node.value("tandem_redis_up") == 1
+            }
         }
         try await waitUntil("live sessions are re-registered in Redis; keys: \(redis.allKeys)", timeout: .seconds(15)) {
             redis.hashKeys("tandem:{out}:presence:out-1") == [alice.session, carol.session]
