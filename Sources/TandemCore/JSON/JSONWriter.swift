@@ -98,7 +98,44 @@ public struct JSONWriter {
     }
 
     public mutating func integer(_ value: some BinaryInteger) {
-        utf8(String(value))
+        if let value = UInt64(exactly: value) {
+            digits(value)
+        } else if let value = Int64(exactly: value) {
+            bytes.append(UInt8(ascii: "-"))  // (negative: a non-negative one fits UInt64)
+            digits(value.magnitude)
+        } else {
+            utf8(String(value))
+        }
+    }
+
+    /// The decimal digits of `value`, written in place: `String(value)` made a string per number, ~1,000
+    /// instructions for the clock of every result and patch (callgrind, issue 8 stop 28).
+    private mutating func digits(_ value: UInt64) {
+        var count = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            count += 1
+        }
+        written(count) { out in
+            var rest = value
+            var i = count
+            repeat {
+                i -= 1
+                out[i] = UInt8(truncatingIfNeeded: 48 + rest % 10)
+                rest /= 10
+            } while i > 0
+        }
+    }
+
+    /// Appends `count` bytes that `body` writes in place (they must be valid JSON where they go: digits,
+    /// a checksum's hex).
+    public mutating func written(_ count: Int, _ body: (UnsafeMutableBufferPointer<UInt8>) -> Void) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: count))
+        bytes.withUnsafeMutableBufferPointer { all in
+            body(UnsafeMutableBufferPointer(rebasing: all[start..<start + count]))
+        }
     }
 
     /// Appends a string's UTF-8 bytes as they are (a number's lexeme: already valid JSON).
