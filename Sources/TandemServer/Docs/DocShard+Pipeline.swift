@@ -108,7 +108,7 @@ extension DocShard {
         switch reply.answer {
         case .result(let action, let clock, let applied, let reason):
             let violation = reply.violation
-            metrics.syncPush(action.rawValue)
+            metrics.syncPush(action)
             if violation != nil { metrics.syncInvalidPushes.increment() }
             if reply.conflicted {
                 metrics.syncConflicts.increment()
@@ -119,8 +119,8 @@ extension DocShard {
             if let sentAt = reply.sentAtNanos {
                 // Where its time in the doc went: queued behind the batch in Redis, or in its own batch.
                 let queued = sentAt >= reply.receivedAtNanos ? sentAt - reply.receivedAtNanos : 0
-                metrics.syncPushStageSeconds[.queue]!.record(Double(queued) / 1e9)
-                metrics.syncPushStageSeconds[.commit]!.record(Double(now >= sentAt ? now - sentAt : 0) / 1e9)
+                metrics.syncPushQueueStage.record(Double(queued) / 1e9)
+                metrics.syncPushCommitStage.record(Double(now >= sentAt ? now - sentAt : 0) / 1e9)
             }
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(
