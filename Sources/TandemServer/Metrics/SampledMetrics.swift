@@ -58,44 +58,55 @@ public final class SampledGauge: Sendable {
     var value: Double { current.withLockedValue { $0 } }
 }
 
-/// A Prometheus histogram of Doubles whose bucket counts the node can read without rendering the exposition.
+/// A Prometheus histogram of Doubles that the node renders itself (`emit(into:)`, appended to the registry's
+/// exposition by `TandemMetrics.exposition()`), so that its bucket counts can be read without rendering the
+/// exposition and `count` equal observations cost one update.
+///
+/// It was a swift-prometheus histogram with a copy of the counts beside it; that histogram can only record
+/// one value at a time, so `record(_:count:)` recorded `count` times under its lock — ~250 instructions per
+/// frame for the sync lag, which every patch of every commit to every member records (callgrind, issue 8
+/// stops 27 and 28). The exposition is the same text (`SampledHistogramTests` compares it with
+/// swift-prometheus's for the same observations), with the metric's HELP and TYPE lines.
 public final class SampledHistogram: Sendable {
-    private let histogram: ValueHistogram
-    /// The buckets' upper bounds, ascending (as given to swift-prometheus).
+    /// The full metric name (`tandem_sync_lag_seconds`) and its help text.
+    private let name: String
+    private let help: String
+    /// The buckets' upper bounds, ascending, and each as the exposition writes it (`le="…"`).
     private let bounds: [Double]
-    /// Observations per bucket, not cumulative; the last one is above every bound (or NaN).
-    private let counts: NIOLockedValueBox<[Int]>
+    private let boundLabels: [String]
+    private struct State {
+        /// Observations per bucket, not cumulative; the last one is above every bound (or NaN).
+        var counts: [Int]
+        var sum: Double = 0
+    }
+    private let state: NIOLockedValueBox<State>
 
-    init(_ histogram: ValueHistogram, buckets: [Double]) {
-        self.histogram = histogram
+    init(_ descriptor: MetricNameDescriptor, buckets: [Double]) {
+        self.name = descriptor.name
+        self.help = descriptor.helpText ?? ""
         self.bounds = buckets
-        self.counts = NIOLockedValueBox(Array(repeating: 0, count: buckets.count + 1))
+        self.boundLabels = buckets.map(\.description)  // swift-prometheus's `bucketRepresentation` of a Double
+        self.state = NIOLockedValueBox(State(counts: Array(repeating: 0, count: buckets.count + 1)))
     }
 
-    public func record(_ value: Double) {
-        // swift-prometheus counts a value in every bucket whose bound is >= it: the first such bucket here.
-        let index = bounds.firstIndex { $0 >= value } ?? bounds.count
-        counts.withLockedValue { counts in
-            histogram.record(value)
-            counts[index] += 1
-        }
-    }
+    public func record(_ value: Double) { record(value, count: 1) }
 
-    /// Records `value` `count` times: one search of the buckets and one lock of the copy for what would
-    /// otherwise be `count` records (issue 8 stop 26: a hot doc's sync lag is the same for every frame of
-    /// a commit written in one pass, tens of frames per member per round).
+    /// Records `value` `count` times: one search of the buckets and one lock (issue 8 stop 26: a hot doc's
+    /// sync lag is the same for every frame of a commit written in one pass, tens of frames per member per
+    /// round).
     public func record(_ value: Double, count: Int) {
         guard count > 0 else { return }
+        // Counted in the first bucket whose bound is >= it (the exposition's cumulative counts add up the rest).
         let index = bounds.firstIndex { $0 >= value } ?? bounds.count
-        counts.withLockedValue { counts in
-            for _ in 0..<count { histogram.record(value) }
-            counts[index] += count
+        state.withLockedValue { state in
+            state.counts[index] += count
+            state.sum += count == 1 ? value : value * Double(count)
         }
     }
 
     /// The cumulative counts the exposition shows.
     var buckets: HistogramBuckets {
-        let counts = counts.withLockedValue { $0 }
+        let counts = state.withLockedValue { $0.counts }
         var cumulative: [Int] = []
         cumulative.reserveCapacity(counts.count)
         var sum = 0
@@ -104,6 +115,28 @@ public final class SampledHistogram: Sendable {
             cumulative.append(sum)
         }
         return HistogramBuckets(bounds: bounds + [.infinity], counts: cumulative)
+    }
+
+    /// The Prometheus text exposition of the histogram, as swift-prometheus writes one without labels.
+    func emit(into buffer: inout [UInt8]) {
+        let state = state.withLockedValue { $0 }
+        if !help.isEmpty {
+            buffer.append(contentsOf: "# HELP \(name) ".utf8)
+            for byte in help.utf8 {
+                if byte == UInt8(ascii: "\\") { buffer.append(contentsOf: #"\\"#.utf8) } else { buffer.append(byte) }
+            }
+            buffer.append(UInt8(ascii: "\n"))
+        }
+        buffer.append(contentsOf: "# TYPE \(name) histogram\n".utf8)
+        var cumulative = 0
+        for (i, label) in boundLabels.enumerated() {
+            cumulative += state.counts[i]
+            buffer.append(contentsOf: "\(name)_bucket{le=\"\(label)\"} \(cumulative)\n".utf8)
+        }
+        cumulative += state.counts[bounds.count]
+        buffer.append(contentsOf: "\(name)_bucket{le=\"+Inf\"} \(cumulative)\n".utf8)
+        buffer.append(contentsOf: "\(name)_sum \(state.sum.description)\n".utf8)
+        buffer.append(contentsOf: "\(name)_count \(cumulative)\n".utf8)
     }
 }
 
