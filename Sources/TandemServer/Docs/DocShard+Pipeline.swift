@@ -56,7 +56,8 @@ extension DocShard {
     /// Carries out `actions` in order and sends what they produced.
     func perform(_ actions: [PushAction<ObjectIdentifier>], doc: String, _ docState: DocState) {
         if !actions.isEmpty {
-            var outbox = SyncOutbox()
+            // About an item per action (a patch or a result) and a pair per member and action.
+            var outbox = SyncOutbox(expectedItems: actions.count, expectedSends: actions.count * docState.members.count)
             perform(actions, doc: doc, docState, into: &outbox)
             outbox.flush()
             noticeDivergence(doc, docState)
