@@ -13,8 +13,9 @@
 /// loop was given grew with pushes that were never going to be retried. Refused here, each is answered as
 /// the connection would have answered it, had it known.
 ///
-/// A doc that is not busy is never refused by this longer than the hint it gave that member itself: the
-/// deadline is the hint's, and the entry goes when its member leaves (`forget`) or when it has passed.
+/// A member is never refused this way longer than the hint the doc gave it, even once the doc is not busy
+/// any more: the deadline is the hint's, and the entry goes when its member leaves (`forget`) or when it
+/// has passed.
 ///
 /// Pure state (time passed in); at most one entry per member of the doc.
 public struct MemberPushBackoff<Member: Hashable & Sendable>: Sendable {
