@@ -180,6 +180,95 @@ import Testing
         await cluster.finish()
     }
 
+    /// Pushes a connection had already handed to its doc when the doc refused one of them (the rest of the
+    /// read burst that carried it: sent together, in one write, so they are read before the connection's
+    /// loop runs the refusal's answer) are refused at the doc within the hint it gave, without admission:
+    /// one refusal by the doc (`wait`/`delayed`), the rest `in_flight`, each told the time left. Without
+    /// that every one of them was admitted and refused again, each counted in the backlog that lengthens
+    /// everyone's hints. Once the hint has passed the doc decides the connection's pushes again.
+    @Test func pushesHandedOnBeforeTheConnectionHeardOfARefusalAreRefusedAtTheDoc() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxPushWaitMs = 1  // anything behind the batch in Redis is refused as busy
+            $0.maxLoopLagMs = 60_000
+            $0.maxBatchesInFlight = 1
+        }
+        let node = cluster.nodes[0]
+        let doc = "overload:inflight"
+        let holder = try await cluster.client("holder")
+        try await holder.join(doc)
+        let socket = try RawSocket(port: node.port)
+        #expect(try await socket.upgrade(query: "user=burst&name=burst") == 101)
+        try socket.write(RawSocket.text(#"{"t":"join","doc":"\#(doc)"}"#))
+        try await waitUntil("the raw client's catch-up") { socket.frames().contains { Self.text($0.payload).contains(#""more":false"#) } }
+
+        func refusals(_ reasons: [String]) async throws -> Double {
+            var total = 0.0
+            for reason in reasons { total += try await node.metric(#"tandem_sync_overload_refusals_total{reason="\#(reason)"}"#) }
+            return total
+        }
+        let byDoc = ["wait", "delayed", "queue_full", "loop_lag"]
+        cluster.redis.pause()
+        holder.push(doc, id: 1, ops: #"{"stuck":["put",{}]}"#)  // admitted (nothing ahead), then stuck in Redis
+        try await waitUntil("push 1 in Redis") { try await node.metric("tandem_sync_batch_size_count") >= 1 }
+        let byDocBefore = try await refusals(byDoc)
+        let inFlightBefore = try await refusals(["in_flight"])
+        let earlyBefore = try await refusals(["early"])
+        let ids = 2...21
+        try socket.write(ids.flatMap { RawSocket.text(#"{"t":"push","doc":"\#(doc)","id":\#($0),"base":0,"ops":{"b\#($0)":["put",{}]}}"#) })
+        var answers: [Int: [String: JSONValue]] = [:]
+        try await waitUntil("every push of the burst answered: \(answers.keys.sorted())", timeout: .seconds(30)) {
+            for frame in socket.frames() {
+                guard case .object(let m)? = try? JSONParser.parse(Self.text(frame.payload)), m["t"]?.stringValue == "error",
+                    let id = m["id"]?.intValue
+                else { continue }
+                answers[id] = m
+            }
+            return ids.allSatisfy { answers[$0] != nil }
+        }
+        // One refusal by the doc's admission; the other 19 within its hint, at the doc.
+        #expect(try await refusals(byDoc) - byDocBefore == 1)
+        #expect(try await refusals(["in_flight"]) - inFlightBefore == Double(ids.count - 1))
+        #expect(try await refusals(["early"]) == earlyBefore)
+        let first = try #require(ids.lazy.compactMap { answers[$0] }.first { $0.string("message")?.contains("told to retry") != true })
+        let hint = try #require(first.clock("retryAfterMs"), "\(first)")
+        for id in ids {
+            let answer = try #require(answers[id])
+            #expect(answer.string("code") == "unavailable", "\(answer)")
+            let left = try #require(answer.clock("retryAfterMs"), "\(answer)")
+            #expect(left >= 1 && left <= hint, "push \(id): \(left) ms of \(hint)")
+        }
+        let refusedAt = ContinuousClock.now
+
+        // Redis back and the hint passed: the doc takes the connection's pushes again.
+        cluster.redis.resume()
+        #expect(try await holder.answer(doc, id: 1).string("t") == "result")
+        try await waitUntil("the hint of \(hint) ms passed", timeout: .seconds(40)) { ContinuousClock.now - refusedAt > .milliseconds(Int64(hint)) }
+        var result: [String: JSONValue]?
+        var nextID = 100
+        try await waitUntil("a push after the hint committed", timeout: .seconds(30), poll: .milliseconds(100)) {
+            let id = nextID
+            nextID += 1
+            try socket.write(RawSocket.text(#"{"t":"push","doc":"\#(doc)","id":\#(id),"base":0,"ops":{"after":["put",{}]}}"#))
+            var answer: [String: JSONValue]?
+            try await waitUntil("push \(id) answered") {
+                for frame in socket.frames() {
+                    guard case .object(let m)? = try? JSONParser.parse(Self.text(frame.payload)), m["id"]?.intValue == id,
+                        m["t"]?.stringValue == "result" || m["t"]?.stringValue == "error"
+                    else { continue }
+                    answer = m
+                }
+                return answer != nil
+            }
+            if answer?.string("t") == "result" { result = answer }
+            return result != nil
+        }
+        #expect(["commit", "rebase"].contains(result?.string("action")), "\(String(describing: result))")
+        socket.close()
+        await cluster.finish()
+    }
+
+    private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
     /// Waits (bounded) until the `retryAfterMs` of `refusal`, received at `since`, has passed.
     private func waitOutHint(_ refusal: [String: JSONValue], since: ContinuousClock.Instant) async throws {
         let hint = Duration.milliseconds(Int64(refusal.clock("retryAfterMs") ?? 0))

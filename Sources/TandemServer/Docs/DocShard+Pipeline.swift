@@ -132,7 +132,11 @@ extension DocShard {
             metrics.syncPush("error")
             // The doc's hint sees the doc's capacity; the loop's also sees every other busy doc on it.
             let retryAfterMs = docHint.map { loopLoad.retryAfterMs(now: self.clock.nowNanos(), atLeastMs: $0) }
-            if let retryAfterMs { metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000) }
+            if let retryAfterMs {
+                metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000)
+                // The member's pushes already on their way are refused at the doc until then (`MemberPushBackoff`).
+                docState.pushBackoff.refused(reply.member, retryAfterMs: retryAfterMs, now: self.clock.nowNanos())
+            }
             guard let connection = docState.members[reply.member]?.connection else { return }
             outbox.add(connection, .error(ProtocolError(code, message, doc: doc, pushID: reply.pushID, retryAfterMs: retryAfterMs)))
         }

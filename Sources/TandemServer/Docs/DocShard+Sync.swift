@@ -218,13 +218,23 @@ extension DocShard {
         let before = readAtNanos > 0 ? loopLoad.waitedBeforeDoc(sinceReadNanos: waited) : 0
         if role == .editor {
             if readAtNanos > 0 { metrics.syncPushReadDelay.record(Double(waited) / 1e9) }
+            // Its member was refused with a hint that has not passed: this push was on its way before its
+            // connection heard (`MemberPushBackoff`). Answered as the connection would have, with the time
+            // left — before admission, and outside the backlogs that lengthen every member's hints.
+            if !docState.pushBackoff.isEmpty, let left = docState.pushBackoff.timeLeftMs(member, now: now) {
+                docState.stats.pushes += 1
+                metrics.syncOverloadRefusals[.inFlight]!.increment()
+                metrics.syncRetryAfterSeconds.record(Double(left) / 1000)
+                return refusePush(connection, ProtocolError(.unavailable, PushBackoff.message, doc: doc, pushID: id, retryAfterMs: left))
+            }
             // A saturated loop: the push has waited behind it already, and queueing it would only add to that.
             if loopLoad.isLagging, docState.sync.isLoaded, redisIsUp(doc) {
                 docState.stats.pushes += 1
                 metrics.syncOverloadRefusals[.loopLag]!.increment()
-                let error = ProtocolError(
-                    .unavailable, loopLoad.refusalMessage(), doc: doc, pushID: id, retryAfterMs: loopLoad.retryAfterMs(now: now))
-                metrics.syncRetryAfterSeconds.record(Double(error.retryAfterMs ?? 0) / 1000)
+                let retryAfterMs = loopLoad.retryAfterMs(now: now)
+                let error = ProtocolError(.unavailable, loopLoad.refusalMessage(), doc: doc, pushID: id, retryAfterMs: retryAfterMs)
+                metrics.syncRetryAfterSeconds.record(Double(retryAfterMs) / 1000)
+                docState.pushBackoff.refused(member, retryAfterMs: retryAfterMs, now: now)
                 return refusePush(connection, error)
             }
             metrics.syncPushWaitEstimate.record(docState.askSync { $0.estimatedWaitNanos(now: now) } / 1e9)

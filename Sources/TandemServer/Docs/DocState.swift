@@ -116,6 +116,9 @@ final class DocState {
     private(set) var membersByMode = PresenceModeCounts()
     /// Which connection currently owns each local session id (a resumed session may briefly have two).
     var owners: [String: ObjectIdentifier] = [:]
+    /// The members this doc refused with a `retryAfterMs`, until when: their pushes that reach the doc sooner
+    /// were on their way before their connection heard, and are refused before admission (`MemberPushBackoff`).
+    var pushBackoff = MemberPushBackoff<ObjectIdentifier>()
     /// Sync requests (push, sync, ack) of connections that are not live members yet (the doc is loading,
     /// the joiner's presence is being written, or its catch-up is being read from the Redis log), handled
     /// once they are. At most `--max-pending-requests` per connection; beyond: `unavailable`.
@@ -166,6 +169,7 @@ final class DocState {
     /// Removes the member `id` and invalidates its ticket.
     @discardableResult
     func removeMember(_ id: ObjectIdentifier) -> Member? {
+        pushBackoff.forget(id)  // (its identity may be reused by a later connection)
         guard let member = members.removeValue(forKey: id) else { return nil }
         member.ticket?.invalidate()
         return member
@@ -174,6 +178,7 @@ final class DocState {
     func removeAllMembers() {
         for member in members.values { member.ticket?.invalidate() }
         members.removeAll()
+        pushBackoff.removeAll()
     }
 
     private func countMembersByMode() {

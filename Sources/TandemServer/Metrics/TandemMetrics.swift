@@ -356,7 +356,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed), or it arrived before the retryAfterMs its connection was given for the doc passed (early: refused at the connection)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed), or it arrived before the retryAfterMs its connection was given for the doc passed (early: refused at the connection; in_flight: at the doc, handed on before the connection heard)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -519,6 +519,9 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// Sent before the retryAfterMs its connection was given for the doc passed: refused at the connection
     /// (`PushBackoff`), without reaching the doc.
     case early
+    /// Reached the doc before the retryAfterMs the doc had given its member passed — handed on by its
+    /// connection before the refusal's answer reached it: refused before admission (`MemberPushBackoff`).
+    case inFlight = "in_flight"
 }
 
 /// Why a commit linger ended (the `reason` label of tandem_sync_commit_lingers_total).
