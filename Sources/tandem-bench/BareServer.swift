@@ -108,19 +108,12 @@ final class BareShards: Sendable {
         for shard in shards { shard.start(tickMs: tickMs) }
     }
 
-    func shard(for doc: String) -> BareShard {
-        var h: UInt64 = 14_695_981_039_346_656_037  // FNV-1a: stable, unlike `hashValue`
-        for b in doc.utf8 { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
-        return shards[Int(h % UInt64(shards.count))]
-    }
+    func shard(for doc: String) -> BareShard { shards[bareShardIndex(of: doc, count: shards.count)] }
 
     /// As long as Tandem's (`SessionID.make`: 22 characters): every entry carries its sid, and the bytes
     /// per entry are what the kernel copies and the bench scans (with `s` and a counter, entries were 31
     /// bytes shorter than Tandem's at 2,000 / 40 together with the node name, 166 against 197).
-    func nextSessionID() -> String {
-        let number = String(sessions.withLockedValue { $0 += 1; return $0 })
-        return "s" + String(repeating: "0", count: max(0, Self.sessionIDLength - 1 - number.utf8.count)) + number
-    }
+    func nextSessionID() -> String { bareSessionID(sessions.withLockedValue { $0 += 1; return $0 }) }
 
     static let sessionIDLength = 22
 }
@@ -381,20 +374,14 @@ final class BareConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text:
+        if frame.opcode == .text {
             text(frame.unmaskedData)
-        case .ping:
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
-        case .connectionClose:
-            guard !closed else { return }
-            closed = true
-            var data = context.channel.allocator.buffer(capacity: 2)
-            data.write(webSocketErrorCode: .normalClosure)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-                .whenComplete { _ in context.close(promise: nil) }
-        default:
-            break
+        } else {
+            answerBareControlFrame(frame, context: context) {
+                guard !closed else { return false }
+                closed = true
+                return true
+            }
         }
     }
 
@@ -495,5 +482,39 @@ extension BareDoc {
     /// A join answered after its connection closed: leave again (on the doc's loop).
     func leaveOnLoop(slot: Int, shard: BareShard) {
         shard.loop.execute { self.leave(slot: slot) }
+    }
+}
+
+// What both bare servers (presence and sync) do the same way.
+
+/// The shard of `doc` among `count`: FNV-1a, stable across runs (unlike `hashValue`).
+func bareShardIndex(of doc: String, count: Int) -> Int {
+    var h: UInt64 = 14_695_981_039_346_656_037
+    for b in doc.utf8 { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
+    return Int(h % UInt64(count))
+}
+
+/// A session id as long as Tandem's (`BareShards.sessionIDLength`), from a counter.
+func bareSessionID(_ counter: UInt64) -> String {
+    let number = String(counter)
+    return "s" + String(repeating: "0", count: max(0, BareShards.sessionIDLength - 1 - number.utf8.count)) + number
+}
+
+/// A frame other than text: a ping is answered with its pong, a close with a close if `startClose` says this
+/// is the first (the channel closes when it is written), anything else ignored. (`startClose` marks the
+/// handler closing before the write, which may call back into it.)
+func answerBareControlFrame(_ frame: WebSocketFrame, context: ChannelHandlerContext, startClose: () -> Bool) {
+    switch frame.opcode {
+    case .ping:
+        context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+    case .connectionClose:
+        guard startClose() else { return }
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: .normalClosure)
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    default:
+        break
     }
 }

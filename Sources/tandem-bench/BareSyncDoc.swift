@@ -20,17 +20,10 @@ final class BareSyncShards: Sendable {
         shards = loops.map { BareSyncShard(loop: $0, redis: redis, maxBatch: maxBatch, keyPrefix: prefix) }
     }
 
-    func shard(for doc: String) -> BareSyncShard {
-        var h: UInt64 = 14_695_981_039_346_656_037  // FNV-1a: stable, unlike `hashValue`
-        for b in doc.utf8 { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
-        return shards[Int(h % UInt64(shards.count))]
-    }
+    func shard(for doc: String) -> BareSyncShard { shards[bareShardIndex(of: doc, count: shards.count)] }
 
     /// As long as Tandem's session ids (22 characters): every patch carries the pusher's.
-    func nextSessionID() -> String {
-        let number = String(sessions.withLockedValue { $0 += 1; return $0 })
-        return "s" + String(repeating: "0", count: max(0, BareShards.sessionIDLength - 1 - number.utf8.count)) + number
-    }
+    func nextSessionID() -> String { bareSessionID(sessions.withLockedValue { $0 += 1; return $0 }) }
 }
 
 /// The docs of one loop.

@@ -215,21 +215,14 @@ final class BareSyncConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text:
+        if frame.opcode == .text {
             text(frame.unmaskedData)
-        case .ping:
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
-        case .connectionClose:
-            guard !closed else { return }
-            closed = true
-            var data = context.channel.allocator.buffer(capacity: 2)
-            data.write(webSocketErrorCode: .normalClosure)
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-                .whenComplete { _ in channel.close(promise: nil) }
-        default:
-            break
+        } else {
+            answerBareControlFrame(frame, context: context) {
+                guard !closed else { return false }
+                closed = true
+                return true
+            }
         }
     }
 

@@ -58,3 +58,18 @@ public struct FuzzInput {
 public func require(_ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #file, line: UInt = #line) {
     if !condition { fatalError("invariant violated: \(message())", file: file, line: line) }
 }
+
+/// `stream` cut into reads of `sizes` bytes, used in turn (the last read may be shorter); one read of all of it
+/// when `sizes` is empty. How the stream-decoding harnesses let the fuzzer choose where reads end.
+public func reads(of stream: [UInt8], sizes: [Int]) -> [[UInt8]] {
+    var chunks: [[UInt8]] = []
+    var start = 0
+    var turn = 0
+    while start < stream.count {
+        let size = sizes.isEmpty ? stream.count : max(1, sizes[turn % sizes.count])
+        chunks.append(Array(stream[start..<min(stream.count, start + size)]))
+        start += size
+        turn += 1
+    }
+    return chunks
+}

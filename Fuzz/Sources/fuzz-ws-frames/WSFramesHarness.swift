@@ -26,15 +26,7 @@ public func fuzzWSFrames(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // Up to eight read sizes (1...256), used in turn.
     let sizes = input.bytes(maxCount: 8).map { Int($0) + 1 }
     let stream = input.rest()
-    var chunks: [[UInt8]] = []
-    var start = 0
-    var turn = 0
-    while start < stream.count {
-        let size = sizes.isEmpty ? stream.count : sizes[turn % sizes.count]
-        chunks.append(Array(stream[start..<min(stream.count, start + size)]))
-        start += size
-        turn += 1
-    }
+    let chunks = reads(of: stream, sizes: sizes)
 
     let ours = decodeOurs(chunks, limit: limit)
     let expected = expectedResult(stream: stream, nio: decodeWithNIO(chunks, limit: limit))
