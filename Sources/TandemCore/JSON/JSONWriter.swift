@@ -108,24 +108,22 @@ public struct JSONWriter {
         }
     }
 
-    /// The decimal digits of `value`, written in place: `String(value)` made a string per number, ~1,000
+    /// The decimal digits of `value`, appended in place: `String(value)` made a string per number, ~1,000
     /// instructions for the clock of every result and patch (callgrind, issue 8 stop 28).
-    private mutating func digits(_ value: UInt64) {
-        var count = 1
+    private mutating func digits(_ value: UInt64) { Self.appendDecimal(value, to: &bytes) }
+
+    /// Appends `value` in decimal without going through a `String`, digit by digit from the most
+    /// significant (also every presence entry's version, spliced per entry per delta, node message and
+    /// Redis write: appending a slice of a digit buffer went through the generic sequence path).
+    static func appendDecimal(_ value: UInt64, to bytes: inout [UInt8]) {
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
         var rest = value
-        while rest >= 10 {
-            rest /= 10
-            count += 1
-        }
-        written(count) { out in
-            var rest = value
-            var i = count
-            repeat {
-                i -= 1
-                out[i] = UInt8(truncatingIfNeeded: 48 + rest % 10)
-                rest /= 10
-            } while i > 0
-        }
+        repeat {
+            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        } while divisor > 0
     }
 
     /// Appends `count` bytes that `body` writes in place (they must be valid JSON where they go: digits,

@@ -81,7 +81,7 @@ public struct PresenceEntry: Sendable, Equatable {
         bytes.append(contentsOf: identity.head)
         bytes.append(contentsOf: stateBytes.bytes)
         bytes.append(contentsOf: identity.userAndVersionKey)
-        Self.appendDecimal(version, to: &bytes)
+        JSONWriter.appendDecimal(version, to: &bytes)
         bytes.append(UInt8(ascii: "}"))
     }
 
@@ -92,20 +92,6 @@ public struct PresenceEntry: Sendable, Equatable {
         bytes.reserveCapacity(encodedCapacity)
         appendEncoded(to: &bytes)
         return bytes
-    }
-
-    /// Appends `value` in decimal without going through a `String`, digit by digit from the most
-    /// significant (an entry is spliced on every write, so this runs per entry per delta, node message and
-    /// Redis write: appending a slice of a digit buffer went through the generic sequence path).
-    private static func appendDecimal(_ value: UInt64, to bytes: inout [UInt8]) {
-        var divisor: UInt64 = 1
-        while divisor <= value / 10 { divisor *= 10 }
-        var rest = value
-        repeat {
-            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest / divisor))
-            rest %= divisor
-            divisor /= 10
-        } while divisor > 0
     }
 
     /// The state object, decoded (used off the hot path: resume, tests, status).

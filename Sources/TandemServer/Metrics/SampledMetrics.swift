@@ -100,7 +100,7 @@ public final class SampledHistogram: Sendable {
         let index = bounds.firstIndex { $0 >= value } ?? bounds.count
         state.withLockedValue { state in
             state.counts[index] += count
-            state.sum += count == 1 ? value : value * Double(count)
+            state.sum += value * Double(count)  // exact for count 1
         }
     }
 

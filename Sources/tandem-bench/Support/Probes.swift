@@ -273,7 +273,7 @@ func histogramDeltas(_ a: [String: Double]?, _ b: [String: Double]?) -> [String:
     for (name, raw) in buckets {
         let sorted = raw.sorted { $0.le < $1.le }
         guard let total = sorted.last?.count, total > 0 else { continue }
-        let scale = name.hasPrefix("tandem_") && name.split(separator: "{")[0].hasSuffix("_seconds") ? 1000.0 : 1
+        let scale = name.split(separator: "{")[0].hasSuffix("_seconds") ? 1000.0 : 1
         func quantile(_ q: Double) -> Double {
             let rank = q * total
             var lower = 0.0
