@@ -58,7 +58,7 @@ extension SyncStore {
         }
     }
 
-    /// The group-commit call for `batch`: `EVALSHA` with `GroupCommitScript.keys(doc)` and the arguments the
+    /// The group-commit call for `batch`: `EVALSHA` with the doc's clock key and the arguments the
     /// script reads (see `GroupCommitScript.commit`), written straight into the command (no key strings,
     /// no `[any RedisArgument]`: about a hundred arguments for a batch of ten, most of the Swift cost of
     /// a script call in the callgrind profile of the commit path).
@@ -77,19 +77,15 @@ extension SyncStore {
         return RedisCommand(evalSHA: script, capacity: capacity) { out in
             if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, into: &out) }
             out.write(node)
-            GroupCommitScript.writeChannel(doc, into: &out)  // RedisKeys.channel(doc)
             out.write(retention)
-            out.write(maxDocRecords)
             out.write(max(docTTLMs, 0))
-            out.write(logMode.rawValue)
-            out.write(checkLegacy ? "1" : "0")
+            out.write(GroupCommitScript.mode(logMode, checkLegacy: checkLegacy))
             out.write(nowMs)
-            out.write(batch.created)
-            out.write(batch.removed)
+            // growth: the size check's numbers, only for a batch that creates records.
+            if batch.created == 0 { out.write("0") } else { out.write("\(batch.created) \(batch.removed) \(maxDocRecords)") }
             out.write(batch.commits.count)
             out.write(batch.token)
-            out.write(tail)
-            if let after = batch.after { out.write(after.lastClock) } else { out.write("") }
+            out.write(tail)  // `token@lastClock` of the batch this one runs behind: the head it must find
             for commit in batch.commits {
                 out.write(commit.sessionID)
                 out.write(commit.pushID.serialized)
