@@ -157,7 +157,9 @@ enum GroupCommitScript {
     ///   wrong is Redis having dropped this node's subscription (a killed pub/sub client) before the node
     ///   noticed: another node's message is then skipped, and that node fills the gap on the next commit
     ///   or its next head check, as for any lost message.
-    /// Returns {'ok', firstClock, at, {sum after each commit…}, published (1|0)} | {'conflict', head} (also when a pipelined
+    /// Returns `ok FIRSTCLOCK AT PUBLISHED[ SUM…]` (one string, single spaces: PUBLISHED 1|0, then the sum
+    ///   after each commit, 16 hex digits, none when unknown; a table would cost Redis ~9,000 instructions
+    ///   more per call to turn into a reply) | {'conflict', head} (also when a pipelined
     ///   batch's predecessor did not leave the state it was decided against) |
     ///   {'duplicate', head, {index, clock, …}} | {'too_large', head, count}. Nothing is written unless 'ok'.
     ///
@@ -414,7 +416,7 @@ enum GroupCommitScript {
           else
             -- `CLOCK:HEX16`, read without a pattern: its clock must be first - 1.
             local stored = rcall('GET', sumKey)
-            if stored and sub(stored, -17, -17) == ':' and sub(stored, 1, -18) == format('%d', first - 1) then
+            if stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1 then
               local a, b = tonumber(sub(stored, -16, -9), 16), tonumber(sub(stored, -8), 16)
               if a and b then lane0, lane1 = a, b end
             end
@@ -435,7 +437,7 @@ enum GroupCommitScript {
         -- node alone on a doc heard each of its batches back, only to skip it (stop 26). Exact under races
         -- as presence's `docWrite`: the count is read atomically with the writes the message announces.
         local own = ARGV[i + n]
-        own = own == '1' and 1 or own == '0' and 0 or tonumber(own or '-1')
+        own = own == '1' and 1 or own == '0' and 0 or (own == nil or own == '-1') and -1 or tonumber(own)
         local publish = own < 0 or rcall('PUBSUB', 'NUMSUB', channel)[2] > own
 
         local floor = last - tonumber(ARGV[2]) -- ARGV[2]: retention
@@ -447,20 +449,21 @@ enum GroupCommitScript {
 
         -- The log and the message (the sum, when known, as `"sum":"HEX"`).
         if n == 1 then
-          -- One push: the classic entry, its fields passed as they are (no table).
+          -- One push: the classic entry, its fields passed as they are (no table). Its id is the clock: XADD
+          -- takes `C` for `C-0`.
           local sid, pid, op, sum = sid1, pid1, ops1, sums[1]
           if logFloor > 0 then
             if sum then
-              rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), firstText .. '-0', 'ops', op, 'by', sid,
+              rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), firstText, 'ops', op, 'by', sid,
                 'node', node, 'id', pid, 'at', at, 'sum', sum)
             else
-              rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), firstText .. '-0', 'ops', op, 'by', sid,
+              rcall('XADD', log, 'MINID', '~', format('%d', logFloor + 1), firstText, 'ops', op, 'by', sid,
                 'node', node, 'id', pid, 'at', at)
             end
           elseif sum then
-            rcall('XADD', log, firstText .. '-0', 'ops', op, 'by', sid, 'node', node, 'id', pid, 'at', at, 'sum', sum)
+            rcall('XADD', log, firstText, 'ops', op, 'by', sid, 'node', node, 'id', pid, 'at', at, 'sum', sum)
           else
-            rcall('XADD', log, firstText .. '-0', 'ops', op, 'by', sid, 'node', node, 'id', pid, 'at', at)
+            rcall('XADD', log, firstText, 'ops', op, 'by', sid, 'node', node, 'id', pid, 'at', at)
           end
           if publish then
             redis.call('PUBLISH', channel, '{"k":"c","node":"' .. node .. '","clock":' .. firstText .. ',"ops":' .. op ..
@@ -611,7 +614,6 @@ enum GroupCommitScript {
         -- Doc TTL: keys this batch created get the doc's deadline (every key of a doc expires together).
         -- The deadline itself is moved by the nodes holding the doc open (their head checks).
         if docTTL ~= '0' then
-          docTTL = tonumber(docTTL)
           -- Every key gets one for a new doc (or one that had expired), or when the clock has none (an earlier
           -- setting of 0): what `keepAlive` does, over the keys made from the clock's.
           local all = first == 1
@@ -633,6 +635,7 @@ enum GroupCommitScript {
             end
           end
           if all then
+            docTTL = tonumber(docTTL)
             local left = rcall('PTTL', clockKey)
             if left < 0 or left < docTTL - min(3600000, math.floor(docTTL / 2)) then
               local deadline = format('%d', tonumber(at) + docTTL)
@@ -644,6 +647,8 @@ enum GroupCommitScript {
             end
           end
         end
-        return {'ok', firstText, at, sums, publish and 1 or 0}
+        -- One string, not a table: Redis turns a table into a reply field by field, after looking up seven
+        -- names in it (err, ok, double, …), for each table.
+        return 'ok ' .. firstText .. ' ' .. at .. (publish and ' 1' or ' 0') .. (sums[1] and ' ' .. (n == 1 and sums[1] or table.concat(sums, ' ')) or '')
         """)
 }
