@@ -164,13 +164,20 @@ import Testing
         // Last, this node's own subscriptions of the channel (−1 by default: always publish).
         #expect(arguments.last == Array("-1".utf8))
         #expect(batch.commits.contains { $0.sumDelta != .zero })
-        // With the keys encoded once (what a shard keeps per doc): the same call, byte for byte.
+        // A Cluster's call names every key of the doc, clock first (slot migrations); with the keys
+        // encoded once (what a shard keeps per doc) it is the same call, byte for byte.
+        let cluster = SyncStore.command(
+            GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
+            nowMs: 123, allKeys: true)
+        #expect(cluster.arguments[2] == Array("\(keys.count)".utf8))
+        #expect(Array(cluster.arguments[3..<3 + keys.count]) == keys.map { Array($0.utf8) })
+        #expect(Array(cluster.arguments[(3 + keys.count)...]) == Array(arguments[4...]))
         let encodedKeys = GroupCommitScript.encodedKeys(doc)
-        #expect(encodedKeys.count == 2)
+        #expect(encodedKeys.count == keys.count + 1)
         let withKeys = SyncStore.command(
             GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
             nowMs: 123, keys: encodedKeys)
-        #expect(withKeys == command)
+        #expect(withKeys == cluster)
     }
 
     /// The script gives a new doc's every key its deadline from a list of suffixes of its own (it is

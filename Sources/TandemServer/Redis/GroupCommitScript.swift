@@ -57,20 +57,30 @@ enum GroupCommitScript {
         "hsealed", "hsegs", "hindex", "hckpts", "hversions",
     ].map { Array($0.utf8) }
 
-    /// Writes the keys of a group commit (`commit`) into its call: `numkeys` 1 and the doc's clock key,
-    /// without making the key string. The script makes the doc's other keys from it (one Cluster slot:
-    /// they share its tag); each key named in the call cost Redis ~1,000 instructions per commit to
-    /// parse and hand to Lua (15 were named before stop 29).
-    static func writeKeys(_ doc: String, into out: inout RedisCommandEncoder) {
-        out.write(1)
+    /// Writes the keys of a group commit (`commit`) into its call, without making the key strings:
+    /// `numkeys` and the doc's clock key alone (`all` false: a single Redis), or every key of `keys(doc)`
+    /// (`all`: a Redis Cluster). The script makes the doc's keys from the clock's either way. A single
+    /// Redis lets a script reach keys it did not name, and each named key cost it ~1,000 instructions
+    /// per commit to parse and hand to Lua (stop 29). A Cluster needs them named: while the doc's slot
+    /// migrates, Redis answers a call naming a key already moved with ASK or TRYAGAIN before the script
+    /// runs, while a key reached unnamed fails the script halfway, after some of its writes.
+    static func writeKeys(_ doc: String, all: Bool, into out: inout RedisCommandEncoder) {
         var doc = doc
-        doc.withUTF8 { writeDocKey($0, suffix: keySuffixes[0], into: &out) }
+        if all {
+            out.write(keySuffixes.count)
+            doc.withUTF8 { doc in
+                for suffix in keySuffixes { writeDocKey(doc, suffix: suffix, into: &out) }
+            }
+        } else {
+            out.write(1)
+            doc.withUTF8 { writeDocKey($0, suffix: keySuffixes[0], into: &out) }
+        }
     }
 
-    /// The commit's keys as `writeKeys` writes them, encoded once: a doc's every group commit has the
-    /// same (the shard keeps them with the doc, `DocState.commitKeys`).
+    /// Every key of the commit as `writeKeys(all: true)` writes them (a Cluster's form), encoded once: a
+    /// doc's every group commit has the same (the shard keeps them with the doc, `DocState.commitKeys`).
     static func encodedKeys(_ doc: String) -> RedisEncodedArguments {
-        RedisEncodedArguments { writeKeys(doc, into: &$0) }
+        RedisEncodedArguments { writeKeys(doc, all: true, into: &$0) }
     }
 
     private static let tagOpen: [UInt8] = Array("tandem:{".utf8)
@@ -135,10 +145,9 @@ enum GroupCommitScript {
         }
     }
 
-    /// KEYS: the doc's clock key, `tandem:{D}:clock` (`writeKeys`); the script makes the doc's other keys
-    ///   (`keySuffixes`) and its channel (`RedisKeys.channel(doc)`, `tandem:{D}`) from it: they all hash
-    ///   to its slot, so in a Cluster the call is routed by it and Redis 7 lets the script reach them
-    ///   (keys of the declared keys' slot). Further keys (e.g. all of `keys(doc)`) are ignored.
+    /// KEYS: the doc's clock key, `tandem:{D}:clock`, first: the script makes the doc's other keys
+    ///   (`keySuffixes`) and its channel (`RedisKeys.channel(doc)`, `tandem:{D}`) from it. A single Redis
+    ///   is given that key alone, a Cluster all of `keys(doc)` (`writeKeys`: named for slot migrations).
     /// ARGV: node, retention, docTTLMs (0: none), mode (`mode(_:checkLegacy:)`: log mode b|c, then l if
     ///   the legacy re-push record may exist), nowMs (the node's wall clock: the commits' `at`), growth ('0',
     ///   or `CREATED REMOVED MAXDOCRECORDS` for a batch that creates records: the size check),
@@ -197,8 +206,9 @@ enum GroupCommitScript {
     /// from the script's reply already.
     static let commit = RedisScript(
         """
-        -- KEYS[1] is the doc's clock, `tandem:{D}:clock`: the one key a call names (it routes the call in a
-        -- Cluster); the doc's other keys and its channel are made from it, so they share its slot (the tag).
+        -- KEYS[1] is the doc's clock, `tandem:{D}:clock`; the doc's other keys and its channel are made from
+        -- it (they share its slot: the tag). A single Redis's call names it alone, a Cluster's every key of the
+        -- doc (`GroupCommitScript.writeKeys`: a slot migration redirects the whole call, not a command halfway).
         -- PUBLISH stays `redis.call('PUBLISH', …)`: the cluster form of the script is made by rewriting
         -- exactly that (`ShardedPublishing`).
         local rcall, tonumber, format, sub, unpack, min = redis.call, tonumber, string.format, string.sub, unpack, math.min

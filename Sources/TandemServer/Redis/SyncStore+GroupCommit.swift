@@ -39,7 +39,9 @@ extension SyncStore {
         let command = Self.command(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), doc: doc, batch,
             node: node ?? nodeID, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
-            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(), keys: keys,
+            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(),
+            // A single Redis is called with the clock key alone: the caller's (every key) is a Cluster's.
+            keys: redis.isClusterMode ? keys : nil, allKeys: redis.isClusterMode,
             ownSubscribers: redis.isClusterMode ? -1 : ownSubscribers)
         // `send` of a command carrying its script is `evalScript` (EVALSHA, loaded first, EVAL on NOSCRIPT;
         // in a cluster routed by its keys).
@@ -58,24 +60,26 @@ extension SyncStore {
         }
     }
 
-    /// The group-commit call for `batch`: `EVALSHA` with the doc's clock key and the arguments the
+    /// The group-commit call for `batch`: `EVALSHA` with the doc's keys (`allKeys`) and the arguments the
     /// script reads (see `GroupCommitScript.commit`), written straight into the command (no key strings,
     /// no `[any RedisArgument]`: about a hundred arguments for a batch of ten, most of the Swift cost of
     /// a script call in the callgrind profile of the commit path).
     /// - Parameters:
-    ///   - keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here).
+    ///   - keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here, see `allKeys`).
+    ///   - allKeys: name every key of the doc (a Redis Cluster), not the clock key alone
+    ///     (`GroupCommitScript.writeKeys`).
     ///   - ownSubscribers: see `commit`; −1 always publishes.
     static func command(
         _ script: RedisScript, doc: String, _ batch: CommitBatch, node: String, retention: Int, maxDocRecords: Int,
         docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs(),
-        keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1
+        keys: RedisEncodedArguments? = nil, allKeys: Bool = false, ownSubscribers: Int = -1
     ) -> RedisCommand {
         let tail = batch.after?.tail ?? ""
         // About what the call takes (keys, ops and values, headers, ids): enough that it rarely grows.
         let capacity =
             1024 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
         return RedisCommand(evalSHA: script, capacity: capacity) { out in
-            if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, into: &out) }
+            if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, all: allKeys, into: &out) }
             out.write(node)
             out.write(retention)
             out.write(max(docTTLMs, 0))
