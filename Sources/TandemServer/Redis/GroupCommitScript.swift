@@ -373,6 +373,13 @@ enum GroupCommitScript {
         -- The first and last clocks as text, each formatted once (the same for a batch of one).
         local firstText = format('%d', first)
         local lastText = n == 1 and firstText or format('%d', last)
+        -- More pushes: every commit's clock as text, once.
+        local clocks
+        if n > 1 then
+          clocks = {firstText}
+          for k = 2, n - 1 do clocks[k] = format('%d', first + k - 1) end
+          clocks[n] = lastText
+        end
 
         -- Final record values, versions and tombstones, once per record. One written record (most batches of
         -- one push) goes straight to its two HSETs; more are gathered for one HSET per hash.
@@ -392,7 +399,7 @@ enum GroupCommitScript {
           puts, putVersions, revived, dels, tombAdds = {nil, nil}, {nil, nil}, {}, {}, {}
           for _ = 1, w do
             local id, kind, value, index = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-            local c = index == '0' and firstText or format('%d', first + tonumber(index))
+            local c = index == '0' and firstText or clocks[tonumber(index) + 1]
             i = i + 4
             if kind == 'r' then
               dels[#dels + 1] = id
@@ -481,7 +488,7 @@ enum GroupCommitScript {
           end
         elseif perCommit then
           for k = 1, n do
-            local c, sum = k == 1 and firstText or format('%d', first + k - 1), sums[k]
+            local c, sum = clocks[k], sums[k]
             local entry = {c .. '-0', 'ops', ops[k], 'by', sids[k], 'node', node, 'id', pids[k], 'at', at}
             if sum then entry[12] = 'sum'; entry[13] = sum end
             if k == n and logFloor > 0 then
@@ -533,19 +540,30 @@ enum GroupCommitScript {
           end
           rcall('ZADD', pushlast, firstText, sid)
         else
-          local before, count = {}, {}
-          for _, sid in ipairs(sessions) do
-            before[sid] = tonumber(known[counterAt[sid]]) or 0
-            count[sid] = before[sid]
-            if before[sid] == 0 then newSession = true end
+          -- Sessions by their index j: sessions[j], its counter known[n + j] (fields: the n lookups, then the
+          -- counters). Per session the counter before the batch and after it, and its last push; per push its
+          -- sequence number.
+          local before, count, lastK, seqs = {}, {}, {}, {}
+          for j = 1, #sessions do
+            local b = known[n + j]
+            b = b and tonumber(b) or 0
+            before[j] = b; count[j] = b
+            if b == 0 then newSession = true end
           end
-          local seqs, fetch, fetchSid = {}, {}, {}
+          -- Ring slots reused: one of a push before the batch (its id is read and its lookup deleted), or
+          -- `crowded`, one of this same batch (a session with more than 64 pushes in it).
+          local fetch, fetchSid, crowded = {}, {}, false
           for k = 1, n do
-            count[sids[k]] = count[sids[k]] + 1
-            seqs[k] = count[sids[k]]
-            if seqs[k] > RING and seqs[k] - RING <= before[sids[k]] then
-              fetch[#fetch + 1] = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
-              fetchSid[#fetchSid + 1] = sids[k]
+            local j = counterAt[sids[k]] - n
+            local seq = count[j] + 1
+            count[j] = seq; lastK[j] = k; seqs[k] = seq
+            if seq > RING then
+              if seq - RING <= before[j] then
+                fetch[#fetch + 1] = sids[k] .. ':' .. format('%d', (seq - 1) % RING)
+                fetchSid[#fetchSid + 1] = sids[k]
+              else
+                crowded = true
+              end
             end
           end
           local evicted = {}
@@ -555,25 +573,32 @@ enum GroupCommitScript {
               if old[j] then evicted[#evicted + 1] = fetchSid[s + j - 1] .. '=' .. old[j] end
             end
           end
-          local slots, lookups = {}, {}
-          for k = 1, n do
-            local slot = sids[k] .. ':' .. ((seqs[k] - 1) % RING)
-            if seqs[k] > RING and seqs[k] - RING > before[sids[k]] then
-              lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
+          local sets = {}
+          if not crowded then
+            -- Every slot and lookup is written once: straight into the HSET's list.
+            for k = 1, n do
+              sets[#sets + 1] = sids[k] .. ':' .. format('%d', (seqs[k] - 1) % RING); sets[#sets + 1] = pids[k]
+              sets[#sets + 1] = fields[k]; sets[#sets + 1] = clocks[k]
             end
-            slots[slot] = pids[k]
-            lookups[sids[k] .. '=' .. pids[k]] = format('%d', first + k - 1)
+          else
+            local slots, lookups = {}, {}
+            for k = 1, n do
+              local slot = sids[k] .. ':' .. format('%d', (seqs[k] - 1) % RING)
+              if seqs[k] > RING and seqs[k] - RING > before[counterAt[sids[k]] - n] then
+                lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
+              end
+              slots[slot] = pids[k]
+              lookups[fields[k]] = clocks[k]
+            end
+            for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+            for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
           end
           for s = 1, #evicted, SLICE do rcall('HDEL', pushids, unpack(evicted, s, min(s + SLICE - 1, #evicted))) end
-          local sets, lastAt = {}, {}
-          for f, v in pairs(slots) do sets[#sets + 1] = f; sets[#sets + 1] = v end
-          for f, v in pairs(lookups) do sets[#sets + 1] = f; sets[#sets + 1] = v end
-          for _, sid in ipairs(sessions) do sets[#sets + 1] = sid; sets[#sets + 1] = format('%d', count[sid]) end
+          for j = 1, #sessions do sets[#sets + 1] = sessions[j]; sets[#sets + 1] = format('%d', count[j]) end
           if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. lastText end
           for s = 1, #sets, SLICE do rcall('HSET', pushids, unpack(sets, s, min(s + SLICE - 1, #sets))) end
-          for k = 1, n do lastAt[sids[k]] = first + k - 1 end
           local idleScores = {}
-          for sid, c in pairs(lastAt) do idleScores[#idleScores + 1] = format('%d', c); idleScores[#idleScores + 1] = sid end
+          for j = 1, #sessions do idleScores[#idleScores + 1] = clocks[lastK[j]]; idleScores[#idleScores + 1] = sessions[j] end
           for s = 1, #idleScores, SLICE do rcall('ZADD', pushlast, unpack(idleScores, s, min(s + SLICE - 1, #idleScores))) end
         end
 
