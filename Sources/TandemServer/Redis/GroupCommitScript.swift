@@ -229,7 +229,8 @@ enum GroupCommitScript {
         local SLICE = 1000
 
         -- Tables built with their size (`{a}`, or `{nil, nil}` for two slots) are allocated once; `{}` is
-        -- rehashed as its first elements arrive.
+        -- rehashed as its first elements arrive (at 1, 2, 4, 8…: a third of a batch of three's Lua work before
+        -- the lists of the general path were made with room for a few pushes).
         -- One push (most batches): its session, id and ops in locals; more: in tables.
         local sid1, pid1, ops1, sids, pids, ops
         local i = 10
@@ -237,7 +238,7 @@ enum GroupCommitScript {
           sid1, pid1, ops1 = ARGV[10], ARGV[11], ARGV[12]
           i = 13
         else
-          sids, pids, ops = {}, {}, {}
+          sids, pids, ops = {nil, nil, nil, nil}, {nil, nil, nil, nil}, {nil, nil, nil, nil}
           for k = 1, n do
             sids[k], pids[k], ops[k] = ARGV[i], ARGV[i + 1], ARGV[i + 2]
             i = i + 3
@@ -250,7 +251,7 @@ enum GroupCommitScript {
         if n == 1 then
           fields = {sid1 .. '=' .. pid1, sid1, nil}
         else
-          fields, sessions, counterAt = {}, {}, {}
+          fields, sessions, counterAt = {nil, nil, nil, nil, nil, nil, nil, nil}, {nil, nil, nil, nil}, {}
           for k = 1, n do fields[k] = sids[k] .. '=' .. pids[k] end
           local seen = {}
           for k = 1, n do
@@ -376,7 +377,7 @@ enum GroupCommitScript {
         -- More pushes: every commit's clock as text, once.
         local clocks
         if n > 1 then
-          clocks = {firstText}
+          clocks = {firstText, nil, nil, nil}
           for k = 2, n - 1 do clocks[k] = format('%d', first + k - 1) end
           clocks[n] = lastText
         end
@@ -396,7 +397,7 @@ enum GroupCommitScript {
           i = i + 4
           tombAdds = 0
         else
-          puts, putVersions, revived, dels, tombAdds = {nil, nil}, {nil, nil}, {}, {}, {}
+          puts, putVersions, revived, dels, tombAdds = {nil, nil, nil, nil, nil, nil, nil, nil}, {nil, nil, nil, nil, nil, nil, nil, nil}, {}, {}, {}
           for _ = 1, w do
             local id, kind, value, index = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
             local c = index == '0' and firstText or clocks[tonumber(index) + 1]
@@ -423,7 +424,7 @@ enum GroupCommitScript {
         end
 
         -- Checksums: the stored sum (valid for clock first - 1, or a new doc's 0) plus each commit's delta.
-        local sums = {nil}
+        local sums = n == 1 and {nil} or {nil, nil, nil, nil}
         -- Unknown (a stale delta, or no stored sum for the clock before): no sums, and the stored one stays
         -- tagged with an older clock, so it is stale until a node seeds it again (SyncReadScripts.seedSum).
         if ARGV[i + n - 1] and not sumStale then
@@ -502,7 +503,7 @@ enum GroupCommitScript {
             end
           end
         else
-          local members = {}
+          local members = {nil, nil, nil, nil}
           for k = 1, n do
             local sum = sums[k]
             members[k] = '{"by":"' .. sids[k] .. '","id":' .. pids[k] .. ',"ops":' .. ops[k] ..
@@ -543,7 +544,7 @@ enum GroupCommitScript {
           -- Sessions by their index j: sessions[j], its counter known[n + j] (fields: the n lookups, then the
           -- counters). Per session the counter before the batch and after it, and its last push; per push its
           -- sequence number.
-          local before, count, lastK, seqs = {}, {}, {}, {}
+          local before, count, lastK, seqs = {nil, nil, nil, nil}, {nil, nil, nil, nil}, {nil, nil, nil, nil}, {nil, nil, nil, nil}
           for j = 1, #sessions do
             local b = known[n + j]
             b = b and tonumber(b) or 0
@@ -552,38 +553,39 @@ enum GroupCommitScript {
           end
           -- Ring slots reused: one of a push before the batch (its id is read and its lookup deleted), or
           -- `crowded`, one of this same batch (a session with more than 64 pushes in it).
-          local fetch, fetchSid, crowded = {}, {}, false
+          local fetch, fetchSid, slotTexts, crowded = {nil, nil, nil, nil}, {nil, nil, nil, nil}, {nil, nil, nil, nil}, false
           for k = 1, n do
             local j = counterAt[sids[k]] - n
             local seq = count[j] + 1
             count[j] = seq; lastK[j] = k; seqs[k] = seq
+            slotTexts[k] = sids[k] .. ':' .. format('%d', (seq - 1) % RING)
             if seq > RING then
               if seq - RING <= before[j] then
-                fetch[#fetch + 1] = sids[k] .. ':' .. format('%d', (seq - 1) % RING)
+                fetch[#fetch + 1] = slotTexts[k]
                 fetchSid[#fetchSid + 1] = sids[k]
               else
                 crowded = true
               end
             end
           end
-          local evicted = {}
+          local evicted = {nil, nil, nil, nil}
           for s = 1, #fetch, SLICE do
             local old = rcall('HMGET', pushids, unpack(fetch, s, min(s + SLICE - 1, #fetch)))
             for j = 1, #old do
               if old[j] then evicted[#evicted + 1] = fetchSid[s + j - 1] .. '=' .. old[j] end
             end
           end
-          local sets = {}
+          local sets = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
           if not crowded then
             -- Every slot and lookup is written once: straight into the HSET's list.
             for k = 1, n do
-              sets[#sets + 1] = sids[k] .. ':' .. format('%d', (seqs[k] - 1) % RING); sets[#sets + 1] = pids[k]
+              sets[#sets + 1] = slotTexts[k]; sets[#sets + 1] = pids[k]
               sets[#sets + 1] = fields[k]; sets[#sets + 1] = clocks[k]
             end
           else
             local slots, lookups = {}, {}
             for k = 1, n do
-              local slot = sids[k] .. ':' .. format('%d', (seqs[k] - 1) % RING)
+              local slot = slotTexts[k]
               if seqs[k] > RING and seqs[k] - RING > before[counterAt[sids[k]] - n] then
                 lookups[sids[k] .. '=' .. slots[slot]] = nil -- evicts a push of this same batch
               end
@@ -597,7 +599,7 @@ enum GroupCommitScript {
           for j = 1, #sessions do sets[#sets + 1] = sessions[j]; sets[#sets + 1] = format('%d', count[j]) end
           if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. lastText end
           for s = 1, #sets, SLICE do rcall('HSET', pushids, unpack(sets, s, min(s + SLICE - 1, #sets))) end
-          local idleScores = {}
+          local idleScores = {nil, nil, nil, nil, nil, nil, nil, nil}
           for j = 1, #sessions do idleScores[#idleScores + 1] = clocks[lastK[j]]; idleScores[#idleScores + 1] = sessions[j] end
           for s = 1, #idleScores, SLICE do rcall('ZADD', pushlast, unpack(idleScores, s, min(s + SLICE - 1, #idleScores))) end
         end
