@@ -41,6 +41,26 @@ import Testing
         #expect(try SyncStore.reply(of: .array([Self.bulk("ok"), Self.bulk("+9")])).outcome == .committed(firstClock: 9, atMs: 0))
     }
 
+    /// The script's 'ok' since stop 29: one string, `ok FIRST AT PUBLISHED[ SUM…]`.
+    @Test func anOkTextGivesItsClockTimeChecksumsAndWhetherItWasPublished() throws {
+        let parsed = try SyncStore.reply(of: Self.bulk("ok 42 1700000000123 0 \(Self.sumA.hex) \(Self.sumB.hex.uppercased())"))
+        #expect(parsed.outcome == .committed(firstClock: 42, atMs: 1_700_000_000_123))
+        #expect(parsed.sums == [Self.sumA, Self.sumB])
+        #expect(parsed.published == false)
+        let unknownSum = try SyncStore.reply(of: Self.bulk("ok 7 5 1"))
+        #expect(unknownSum.outcome == .committed(firstClock: 7, atMs: 5) && unknownSum.sums.isEmpty && unknownSum.published)
+        #expect(try SyncStore.reply(of: Self.bulk("ok 9999999999999999999 0 1")).outcome
+            == .committed(firstClock: 9_999_999_999_999_999_999, atMs: 0))
+    }
+
+    @Test(arguments: [
+        "ok", "ok 1 2", "ok 1 2 3", "ok 1 2 1 ", "ok  1 2 1", "ok 1 2 1 0123", "ok 1 2 1 0123456789abcdeg", "ok -1 2 1",
+        "ok 1x 2 1", "ok 10000000000000000000 2 1", "OK 1 2 1", "ok 1 2 1 0123456789abcdef  0123456789abcdef",
+    ])
+    func aMalformedOkTextIsAnUnexpectedReply(text: String) {
+        #expect(throws: SyncStoreError.self) { try SyncStore.reply(of: Self.bulk(text)) }
+    }
+
     @Test func refusalsAndDuplicatesKeepTheirHeads() throws {
         #expect(try SyncStore.reply(of: .array([Self.bulk("conflict"), Self.bulk("12")])).outcome == .conflict(head: 12))
         #expect(
@@ -73,6 +93,20 @@ import Testing
         ])
         var allocations = Int.max
         for _ in 0..<5 {  // the first reading may set up the test's own metadata
+            tandem_allocation_counter_start()
+            let parsed = try SyncStore.reply(of: reply)
+            allocations = min(allocations, tandem_allocation_counter_stop())
+            #expect(parsed.sums == [Self.sumA])
+        }
+        #expect(allocations <= 1, "\(allocations) allocations to read one commit's reply")
+    }
+
+    /// The same for the text form: the checksums' array only.
+    @Test(.enabled(if: tandem_allocation_counter_available() == 1, "a sanitizer build keeps its own malloc"))
+    func readingAnOkTextAllocatesOnlyTheChecksumArray() throws {
+        let reply = Self.bulk("ok 123456 1700000000123 1 \(Self.sumA.hex)")
+        var allocations = Int.max
+        for _ in 0..<5 {
             tandem_allocation_counter_start()
             let parsed = try SyncStore.reply(of: reply)
             allocations = min(allocations, tandem_allocation_counter_stop())

@@ -132,10 +132,11 @@ import Testing
 
     func ops(_ text: String) -> JSONValue { try! JSONParser.parse(text) }
 
-    /// The commit call is written argument by argument (`SyncStore.command`): its keys, node and channel
-    /// are exactly the strings the rest of the code names them by, in the script's order, for a doc id
-    /// with non-ASCII characters too, and each commit's checksum delta is its `hex`.
-    @Test func theCommitCallNamesTheDocsKeysChannelAndDeltasAsTheStringsDo() throws {
+    /// The commit call is written argument by argument (`SyncStore.command`): its one key is the doc's
+    /// clock key exactly as the rest of the code names it (the script makes the others and the channel
+    /// from it), for a doc id with non-ASCII characters too; then the node and the mode; and each
+    /// commit's checksum delta is its `hex`.
+    @Test func theCommitCallNamesTheDocsClockKeyAndDeltasAsTheStringsDo() throws {
         let doc = "doc/é 😀"
         let batch = try decide(
             [
@@ -148,22 +149,46 @@ import Testing
             nowMs: 123)
         let arguments = command.arguments
         let keys = GroupCommitScript.keys(doc)
-        #expect(arguments[2] == Array("\(keys.count)".utf8))
-        #expect(Array(arguments[3..<3 + keys.count]) == keys.map { Array($0.utf8) })
-        // ARGV[1], ARGV[2]: the node, the channel (the script publishes to it).
-        #expect(arguments[3 + keys.count] == Array("node-a".utf8))
-        #expect(arguments[4 + keys.count] == Array(RedisKeys.channel(doc).utf8))
+        #expect(arguments[2] == Array("1".utf8))
+        #expect(arguments[3] == Array(keys[0].utf8))
+        #expect(keys[0] == "tandem:{\(doc)}:clock")
+        // What the script makes from it: every key of the doc and the channel.
+        #expect(keys.allSatisfy { $0.hasPrefix("tandem:{\(doc)}:") })
+        #expect(RedisKeys.channel(doc) == "tandem:{\(doc)}")
+        // ARGV[1]: the node; ARGV[4]: the mode (batch log, the legacy record checked: the default);
+        // ARGV[6]: growth (the batch creates record r: one created, none removed, the limit).
+        #expect(arguments[4] == Array("node-a".utf8))
+        #expect(arguments[7] == Array("bl".utf8))
+        #expect(arguments[9] == Array("1 0 5".utf8))
         #expect(arguments.dropLast().suffix(batch.commits.count) == batch.commits.map { Array($0.sumDelta.hex.utf8) })
         // Last, this node's own subscriptions of the channel (−1 by default: always publish).
         #expect(arguments.last == Array("-1".utf8))
         #expect(batch.commits.contains { $0.sumDelta != .zero })
-        // With the keys encoded once (what a shard keeps per doc): the same call, byte for byte.
+        // A Cluster's call names every key of the doc, clock first (slot migrations); with the keys
+        // encoded once (what a shard keeps per doc) it is the same call, byte for byte.
+        let cluster = SyncStore.command(
+            GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
+            nowMs: 123, allKeys: true)
+        #expect(cluster.arguments[2] == Array("\(keys.count)".utf8))
+        #expect(Array(cluster.arguments[3..<3 + keys.count]) == keys.map { Array($0.utf8) })
+        #expect(Array(cluster.arguments[(3 + keys.count)...]) == Array(arguments[4...]))
         let encodedKeys = GroupCommitScript.encodedKeys(doc)
         #expect(encodedKeys.count == keys.count + 1)
         let withKeys = SyncStore.command(
             GroupCommitScript.commit, doc: doc, batch, node: "node-a", retention: 10, maxDocRecords: 5, docTTLMs: 0, logMode: .batch,
             nowMs: 123, keys: encodedKeys)
-        #expect(withKeys == command)
+        #expect(withKeys == cluster)
+    }
+
+    /// The script gives a new doc's every key its deadline from a list of suffixes of its own (it is
+    /// called with the clock key only): that list is `keySuffixes`, in order.
+    @Test func theScriptsKeyListIsKeySuffixes() throws {
+        let source = GroupCommitScript.commit.source
+        let start = try #require(source.range(of: "for _, suffix in ipairs({"))
+        let end = try #require(source.range(of: "}) do", range: start.upperBound..<source.endIndex))
+        let listed = source[start.upperBound..<end.lowerBound]
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+        #expect(listed == GroupCommitScript.keySuffixes.map { String(decoding: $0, as: UTF8.self) })
     }
 
     /// The message is published only while someone other than the caller listens on the doc's channel:

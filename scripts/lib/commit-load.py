@@ -28,10 +28,15 @@ def swift_string(text):
 
 
 def script(source):
+    """The script's text, and whether it is the form from before stop 29 (keepAlive + body: 15 keys, the
+    channel and 14 header arguments), so SCRIPT= can still measure an older copy."""
     src = open(source).read()
-    keep = re.search(r'static let keepAlive = """\n(.*?)\n\s*"""', src, re.S).group(1)
-    commit = re.search(r'static let commit = RedisScript\(\s*keepAlive \+ """\n(.*?)\n\s*"""\)', src, re.S).group(1)
-    return swift_string(keep) + "\n" + swift_string(commit) + "\n"
+    old = re.search(r'static let commit = RedisScript\(\s*keepAlive \+ """\n(.*?)\n\s*"""\)', src, re.S)
+    if old:
+        keep = re.search(r'static let keepAlive = """\n(.*?)\n\s*"""', src, re.S).group(1)
+        return swift_string(keep) + "\n" + swift_string(old.group(1)) + "\n", True
+    commit = re.search(r'static let commit = RedisScript\(\s*"""\n(.*?)\n\s*"""\)', src, re.S).group(1)
+    return swift_string(commit) + "\n", False
 
 
 def resp(args):
@@ -44,13 +49,14 @@ def resp(args):
 
 NOW_MS = int(os.environ.get("NOW_MS") or __import__("time").time() * 1000)  # the commits' `at`: a doc's deadline is at + --doc-ttl
 
-SUFFIXES = ["clock", "records", "versions", "tombs", "log", "pushids", "pushlast", "pushes", "pushers", "sum",
-            "hsealed", "hsegs", "hindex", "hckpts", "hversions"]
+OLD_SUFFIXES = ["clock", "records", "versions", "tombs", "log", "pushids", "pushlast", "pushes", "pushers", "sum",
+                "hsealed", "hsegs", "hindex", "hckpts", "hversions"]
 
 
 def main():
     source, outdir, docs, warmup, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    text = script(source).rstrip("\n")  # as `$(cat script.lua)` passes it
+    text, old = script(source)
+    text = text.rstrip("\n")  # as `$(cat script.lua)` passes it
     open(os.path.join(outdir, "script.lua"), "w").write(text)
     import hashlib
     sha = hashlib.sha1(text.encode()).hexdigest()
@@ -81,9 +87,14 @@ def main():
             deltas.append("%016x" % ((pid * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
             versions[d][record] = first + k
         clock[d] += batch
-        keys = ["tandem:{%s}:%s" % (doc, s) for s in SUFFIXES]
-        args = ["node-7f3a9c", "tandem:{%s}" % doc, 10000, 100000, 30 * 86400000, "b", "0", NOW_MS + calls[0]]
-        args += [created, 0, batch, "t%d" % calls[0], "", ""]
+        if old:
+            keys = ["tandem:{%s}:%s" % (doc, s) for s in OLD_SUFFIXES]
+            args = ["node-7f3a9c", "tandem:{%s}" % doc, 10000, 100000, 30 * 86400000, "b", "0", NOW_MS + calls[0]]
+            args += [created, 0, batch, "t%d" % calls[0], "", ""]
+        else:
+            keys = ["tandem:{%s}:clock" % doc]  # the doc's other keys and channel are made from it
+            args = ["node-7f3a9c", 10000, 30 * 86400000, "b", NOW_MS + calls[0]]
+            args += ["%d 0 100000" % created if created else "0", batch, "t%d" % calls[0], ""]
         args += pushes + [batch] + expectations + [batch] + writes + deltas
         return resp(["EVALSHA", sha, len(keys)] + keys + args)
 

@@ -39,7 +39,9 @@ extension SyncStore {
         let command = Self.command(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), doc: doc, batch,
             node: node ?? nodeID, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: docTTLMs ?? Int(self.docTTLMs),
-            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(), keys: keys,
+            logMode: logMode, checkLegacy: checkLegacy || logMode == .perCommit, nowMs: NodeClock().wallMs(),
+            // A single Redis is called with the clock key alone: the caller's (every key) is a Cluster's.
+            keys: redis.isClusterMode ? keys : nil, allKeys: redis.isClusterMode,
             ownSubscribers: redis.isClusterMode ? -1 : ownSubscribers)
         // `send` of a command carrying its script is `evalScript` (EVALSHA, loaded first, EVAL on NOSCRIPT;
         // in a cluster routed by its keys).
@@ -58,38 +60,36 @@ extension SyncStore {
         }
     }
 
-    /// The group-commit call for `batch`: `EVALSHA` with `GroupCommitScript.keys(doc)` and the arguments the
+    /// The group-commit call for `batch`: `EVALSHA` with the doc's keys (`allKeys`) and the arguments the
     /// script reads (see `GroupCommitScript.commit`), written straight into the command (no key strings,
     /// no `[any RedisArgument]`: about a hundred arguments for a batch of ten, most of the Swift cost of
     /// a script call in the callgrind profile of the commit path).
     /// - Parameters:
-    ///   - keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here).
+    ///   - keys: `GroupCommitScript.encodedKeys(doc)` kept by the caller (nil: written here, see `allKeys`).
+    ///   - allKeys: name every key of the doc (a Redis Cluster), not the clock key alone
+    ///     (`GroupCommitScript.writeKeys`).
     ///   - ownSubscribers: see `commit`; −1 always publishes.
     static func command(
         _ script: RedisScript, doc: String, _ batch: CommitBatch, node: String, retention: Int, maxDocRecords: Int,
         docTTLMs: Int, logMode: GroupCommitScript.LogMode, checkLegacy: Bool = true, nowMs: UInt64 = NodeClock().wallMs(),
-        keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1
+        keys: RedisEncodedArguments? = nil, allKeys: Bool = false, ownSubscribers: Int = -1
     ) -> RedisCommand {
         let tail = batch.after?.tail ?? ""
         // About what the call takes (keys, ops and values, headers, ids): enough that it rarely grows.
         let capacity =
             1024 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
         return RedisCommand(evalSHA: script, capacity: capacity) { out in
-            if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, into: &out) }
+            if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, all: allKeys, into: &out) }
             out.write(node)
-            GroupCommitScript.writeChannel(doc, into: &out)  // RedisKeys.channel(doc)
             out.write(retention)
-            out.write(maxDocRecords)
             out.write(max(docTTLMs, 0))
-            out.write(logMode.rawValue)
-            out.write(checkLegacy ? "1" : "0")
+            out.write(GroupCommitScript.mode(logMode, checkLegacy: checkLegacy))
             out.write(nowMs)
-            out.write(batch.created)
-            out.write(batch.removed)
+            // growth: the size check's numbers, only for a batch that creates records.
+            if batch.created == 0 { out.write("0") } else { out.write("\(batch.created) \(batch.removed) \(maxDocRecords)") }
             out.write(batch.commits.count)
             out.write(batch.token)
-            out.write(tail)
-            if let after = batch.after { out.write(after.lastClock) } else { out.write("") }
+            out.write(tail)  // `token@lastClock` of the batch this one runs behind: the head it must find
             for commit in batch.commits {
                 out.write(commit.sessionID)
                 out.write(commit.pushID.serialized)
@@ -126,12 +126,14 @@ extension SyncStore {
         }
     }
 
-    /// The script's reply in one pass: the outcome, the checksums after each commit of an 'ok' reply (its
-    /// 4th element; empty otherwise, nil-free) and whether its message was published (its 5th element;
-    /// true otherwise). The kind and the checksums are read from the reply's bytes, and numbers by
+    /// The script's reply in one pass: the outcome, the checksums after each commit of an 'ok' reply
+    /// (empty otherwise, nil-free) and whether its message was published (true otherwise). An 'ok' is
+    /// one string (`okText`); the array form (`{'ok', first, at, {sums…}, published}`, the script's before
+    /// stop 29) is still read. The kind and the checksums are read from the reply's bytes, and numbers by
     /// `RedisValue.int`, which reads digits in place: through `String` and `Int64(_:)` the three readings
     /// cost ~7,300 instructions per commit of one push, ~4 % of the doc loop's share (callgrind, issue 8).
     static func reply(of reply: RedisValue) throws -> (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool) {
+        if case .bulkString(let bytes) = reply, let parsed = okText(bytes) { return parsed }
         guard case .array(let parts) = reply, parts.count >= 2, let number = number(parts[1]) else {
             throw SyncStoreError.unexpectedReply("\(reply)")
         }
@@ -148,6 +150,70 @@ extension SyncStore {
             return (outcome, sums, published)
         }
         return (try failedOutcome(parts, head: number, reply: reply), [], true)
+    }
+
+    /// The 'ok' reply in its text form (stop 29; a table cost Redis ~9,000 instructions more to send):
+    /// `ok FIRST AT PUBLISHED[ SUM…]`, single spaces, PUBLISHED 1|0, each SUM 16 hex digits. nil for
+    /// anything else.
+    static func okText(_ bytes: [UInt8]) -> (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool)? {
+        guard bytes.count >= 8, bytes[0] == UInt8(ascii: "o"), bytes[1] == UInt8(ascii: "k"), bytes[2] == UInt8(ascii: " ") else {
+            return nil
+        }
+        var i = 3
+        guard let firstRange = field(bytes, &i), let first = decimal(bytes, firstRange), let atRange = field(bytes, &i),
+            let at = decimal(bytes, atRange), let flag = field(bytes, &i), flag.count == 1
+        else { return nil }
+        let published: Bool
+        switch bytes[flag.lowerBound] {
+        case UInt8(ascii: "0"): published = false
+        case UInt8(ascii: "1"): published = true
+        default: return nil
+        }
+        var sums: [DocChecksum] = []
+        if i < bytes.count {
+            sums.reserveCapacity((bytes.count - i + 1) / (DocChecksum.hexLength + 1))
+            while let range = field(bytes, &i) {
+                guard range.count == DocChecksum.hexLength else { return nil }
+                var lanes: (UInt32, UInt32) = (0, 0)
+                for k in range {
+                    let byte = bytes[k]
+                    let nibble: UInt8
+                    switch byte {
+                    case 0x30...0x39: nibble = byte - 0x30
+                    case 0x61...0x66: nibble = byte - 0x61 + 10
+                    case 0x41...0x46: nibble = byte - 0x41 + 10
+                    default: return nil
+                    }
+                    if k - range.lowerBound < 8 { lanes.0 = lanes.0 << 4 | UInt32(nibble) } else { lanes.1 = lanes.1 << 4 | UInt32(nibble) }
+                }
+                sums.append(DocChecksum(lane0: lanes.0, lane1: lanes.1))
+            }
+        }
+        guard i == bytes.count, bytes[bytes.count - 1] != UInt8(ascii: " ") else { return nil }
+        return (.committed(firstClock: first, atMs: at), sums, published)
+    }
+
+    /// The bounds of the field at `i` (up to a space or the end; nil if empty or at the end), moving `i`
+    /// past it and its space.
+    private static func field(_ bytes: [UInt8], _ i: inout Int) -> Range<Int>? {
+        guard i < bytes.count else { return nil }
+        let start = i
+        while i < bytes.count && bytes[i] != UInt8(ascii: " ") { i += 1 }
+        let range = start..<i
+        if i < bytes.count { i += 1 }
+        return range.isEmpty ? nil : range
+    }
+
+    /// Plain decimal digits (at most 19: no overflow), nil otherwise.
+    private static func decimal(_ bytes: [UInt8], _ range: Range<Int>) -> UInt64? {
+        guard range.count <= 19 else { return nil }
+        var value: UInt64 = 0
+        for k in range {
+            let digit = bytes[k] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            value = value * 10 + UInt64(digit)
+        }
+        return value
     }
 
     /// A reply other than 'ok' (`head`: its 2nd element).
