@@ -75,9 +75,15 @@ public struct DocChecksum: Sendable, Hashable, CustomStringConvertible {
     /// Parses 16 hex digits (either case) from their ASCII bytes, e.g. a Redis reply's, without making a
     /// string; nil for anything else.
     public init?(hexUTF8 utf8: [UInt8]) {
+        guard let parsed = utf8.withUnsafeBufferPointer({ Self(hexBytes: $0) }) else { return nil }
+        self = parsed
+    }
+
+    /// The same from bytes in place (a field of a longer reply: `SyncStore.okText`).
+    public init?(hexBytes utf8: UnsafeBufferPointer<UInt8>) {
         guard utf8.count == Self.hexLength else { return nil }
         var lanes: (UInt32, UInt32) = (0, 0)
-        for i in utf8.indices {
+        for i in 0..<Self.hexLength {
             let byte = utf8[i]
             let nibble: UInt8
             switch byte {

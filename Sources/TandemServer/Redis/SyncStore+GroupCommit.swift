@@ -173,20 +173,9 @@ extension SyncStore {
         if i < bytes.count {
             sums.reserveCapacity((bytes.count - i + 1) / (DocChecksum.hexLength + 1))
             while let range = field(bytes, &i) {
-                guard range.count == DocChecksum.hexLength else { return nil }
-                var lanes: (UInt32, UInt32) = (0, 0)
-                for k in range {
-                    let byte = bytes[k]
-                    let nibble: UInt8
-                    switch byte {
-                    case 0x30...0x39: nibble = byte - 0x30
-                    case 0x61...0x66: nibble = byte - 0x61 + 10
-                    case 0x41...0x46: nibble = byte - 0x41 + 10
-                    default: return nil
-                    }
-                    if k - range.lowerBound < 8 { lanes.0 = lanes.0 << 4 | UInt32(nibble) } else { lanes.1 = lanes.1 << 4 | UInt32(nibble) }
-                }
-                sums.append(DocChecksum(lane0: lanes.0, lane1: lanes.1))
+                let sum = bytes.withUnsafeBufferPointer { DocChecksum(hexBytes: UnsafeBufferPointer(rebasing: $0[range])) }
+                guard let sum else { return nil }
+                sums.append(sum)
             }
         }
         guard i == bytes.count, bytes[bytes.count - 1] != UInt8(ascii: " ") else { return nil }
