@@ -120,4 +120,64 @@ import Testing
         let hint = load.retryAfterMs(now: 1_000 * Self.ms)
         #expect(hint >= 1 && hint <= 5_000)
     }
+
+    // MARK: Admission margin
+
+    /// One margin window of answers at 20 ms probes: `overruns` (ms) answered during it, then probes up to
+    /// the window's end.
+    static func window(_ load: inout LoopLoad, _ now: inout UInt64, overruns: [UInt64]) {
+        for overrun in overruns { load.answered(inDocNanos: (10 + overrun) * ms, estimatedNanos: 10 * ms) }
+        for _ in 0..<5 {
+            now += 20 * ms
+            load.probed(due: now, now: now)
+        }
+    }
+
+    /// The margin follows the p99 of how much longer than estimated accepted pushes took, window by
+    /// window: 2 % of answers 80 ms late make it ~80 ms; 0.5 % late leave it near nothing (the quantile is
+    /// 1 %: those are the pushes allowed past the bound); pushes faster than estimated count as no
+    /// overrun; it never passes `maxMarginNanos`.
+    @Test func theMarginIsTheP99OfOverruns() {
+        var load = LoopLoad(maxLagNanos: 250 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 5, maxMarginNanos: 200 * Self.ms)
+        var now: UInt64 = 1_000 * Self.ms
+        load.probed(due: now, now: now)  // the first window starts
+        #expect(load.marginNanos == 0)
+        let twoPercentLate = [UInt64](repeating: 1, count: 980) + [UInt64](repeating: 80, count: 20)
+        for _ in 0..<20 { Self.window(&load, &now, overruns: twoPercentLate) }
+        #expect(abs(load.marginNanos - 82e6) < 2e6, "\(load.marginNanos / 1e6) ms (80 ms late, rounded up to the 2 ms bucket)")
+        let halfPercentLate = [UInt64](repeating: 1, count: 995) + [UInt64](repeating: 80, count: 5)
+        for _ in 0..<20 { Self.window(&load, &now, overruns: halfPercentLate) }
+        #expect(load.marginNanos < 5e6, "\(load.marginNanos / 1e6) ms")
+        // Faster than estimated: no overrun.
+        for _ in 0..<200 { load.answered(inDocNanos: 1 * Self.ms, estimatedNanos: 50 * Self.ms) }
+        #expect(load.overruns.quantile(0.99) == OverrunWindow.bucketNanos)
+        // Capped: overruns of seconds give the largest margin, no more.
+        for _ in 0..<20 { Self.window(&load, &now, overruns: [UInt64](repeating: 3_000, count: 100)) }
+        #expect(load.marginNanos == 200e6, "\(load.marginNanos / 1e6) ms")
+        // A quiet loop (too few answers to tell) lets it decay.
+        for _ in 0..<40 { Self.window(&load, &now, overruns: [500, 500]) }
+        #expect(load.marginNanos < 1e6, "\(load.marginNanos / 1e6) ms")
+    }
+
+    /// Off (`--max-push-wait-margin-ms 0`): answers are not even counted, and the margin stays 0.
+    @Test func noMarginWhenOff() {
+        var load = LoopLoad(maxLagNanos: 250 * Self.ms, maxRetryAfterMs: 30_000, randomSeed: 6)
+        var now: UInt64 = 1_000 * Self.ms
+        load.probed(due: now, now: now)
+        for _ in 0..<10 { Self.window(&load, &now, overruns: [UInt64](repeating: 300, count: 100)) }
+        #expect(load.marginNanos == 0 && load.overruns.count == 0)
+    }
+
+    /// The window's quantile: the upper edge of the bucket holding it; the open-ended last bucket.
+    @Test func overrunWindowQuantiles() {
+        var window = OverrunWindow()
+        #expect(window.quantile(0.99) == 0)
+        for ms in 0..<100 { window.add(UInt64(ms) * Self.ms) }
+        #expect(window.quantile(0.5) == 50 * Self.ms)
+        #expect(window.quantile(0.99) == 100 * Self.ms)
+        window.add(10_000 * Self.ms)
+        #expect(window.quantile(1) == UInt64(OverrunWindow.bucketCount) * OverrunWindow.bucketNanos)
+        window.reset()
+        #expect(window.count == 0 && window.quantile(0.99) == 0)
+    }
 }

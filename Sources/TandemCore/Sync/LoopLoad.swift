@@ -41,9 +41,21 @@ public struct LoopLoad: Sendable, Equatable {
     /// Redis down) must not hint "never".
     static let minimumCommitRate = 1e-6
 
-    public init(maxLagNanos: UInt64, maxRetryAfterMs: UInt64, randomSeed: UInt64) {
+    /// `--max-push-wait-margin-ms`: the admission margin (`marginNanos`) never exceeds this (0: no margin).
+    public let maxMarginNanos: UInt64
+    /// What the docs of this loop keep free of their wait bound (`--max-push-wait-ms`) at admission: the
+    /// high quantile of how much longer accepted pushes spent in their doc than estimated (see
+    /// `answered`). Moves once per `marginWindowNanos`.
+    public private(set) var marginNanos: Double = 0
+    /// The overruns of the current window.
+    var overruns = OverrunWindow()
+    var windowStartedAt: UInt64?
+
+    /// - Parameter maxMarginNanos: the largest admission margin (`--max-push-wait-margin-ms`; 0: none).
+    public init(maxLagNanos: UInt64, maxRetryAfterMs: UInt64, randomSeed: UInt64, maxMarginNanos: UInt64 = 0) {
         self.maxLagNanos = maxLagNanos
         self.maxRetryAfterMs = maxRetryAfterMs
+        self.maxMarginNanos = maxMarginNanos
         random = SplitMix64(seed: randomSeed)
     }
 
@@ -73,6 +85,7 @@ public struct LoopLoad: Sendable, Equatable {
 
     /// A probe scheduled for `due` ran at `now`.
     public mutating func probed(due: UInt64, now: UInt64) {
+        closeMarginWindow(now: now)
         let lag = Double(now > due ? now - due : 0)
         lagNanos += Self.weight * (lag - lagNanos)
         if let last = lastProbeAt, now > last {
@@ -100,5 +113,86 @@ public struct LoopLoad: Sendable, Equatable {
         // Full jitter: uniform over [0, 2 × base] (mean: base).
         let jittered = 2 * base * (Double(random.next() >> 11) / Double(1 << 53))
         return min(max(UInt64(jittered / 1e6), atLeastMs, 1), maxRetryAfterMs)
+    }
+
+    // MARK: Admission margin
+
+    /// How often the margin moves: long enough for a few hundred answers at saturation (a p99 of the
+    /// window means something), short enough to follow a load step within a few tenths of a second.
+    public static let marginWindowNanos: UInt64 = 100_000_000
+    /// Fewest answers in a window for its quantile to count; with fewer (a quiet loop) the margin decays.
+    static let marginMinSamples = 20
+    /// The share of accepted pushes allowed past the bound: the margin tracks this quantile of overruns.
+    static let marginQuantile = 0.99
+
+    /// A push accepted on this loop was answered with its result: it spent `inDocNanos` in its doc
+    /// (admission to result) where admission had estimated `estimatedNanos`.
+    ///
+    /// Why. Admission takes a push when what it waited before its doc (`waitedBeforeDoc`) plus the doc's
+    /// estimate (`PushPipeline.estimatedWaitNanos`) fits in `--max-push-wait-ms`. On a saturated node the
+    /// estimate misses what the model does not see — the reply's turn on a loop that is behind, the
+    /// clock-order delivery, the batch behind the one in Redis waiting for enough pushes — so the pushes it
+    /// took waited longer than the bound (sync-20k, stop 28: read → result p99 ~475 ms against 250). The
+    /// overrun `inDocNanos − estimatedNanos` is measured on every accepted push; its high quantile over the
+    /// last window is kept free of the bound at admission (`marginNanos`), so that about
+    /// `1 − marginQuantile` of accepted pushes pass it: a budget for the push's whole path in the node,
+    /// learned, not modelled. A larger margin refuses more, which unloads the loop and shrinks the
+    /// overruns: the margin comes back down by itself.
+    public mutating func answered(inDocNanos: UInt64, estimatedNanos: UInt64) {
+        guard maxMarginNanos > 0 else { return }
+        overruns.add(inDocNanos > estimatedNanos ? inDocNanos - estimatedNanos : 0)
+    }
+
+    /// At a probe: a window that lasted `marginWindowNanos` moves the margin toward its quantile of
+    /// overruns (smoothed like the lag), or decays it when it saw too few answers to say.
+    mutating func closeMarginWindow(now: UInt64) {
+        guard maxMarginNanos > 0 else { return }
+        guard let started = windowStartedAt else {
+            windowStartedAt = now
+            return
+        }
+        guard now >= started &+ Self.marginWindowNanos else { return }
+        if overruns.count >= Self.marginMinSamples {
+            let quantile = Double(overruns.quantile(Self.marginQuantile))
+            marginNanos += Self.weight * (quantile - marginNanos)
+        } else {
+            marginNanos *= 1 - Self.weight
+        }
+        marginNanos = min(max(marginNanos, 0), Double(maxMarginNanos))
+        overruns.reset()
+        windowStartedAt = now
+    }
+}
+
+/// The overruns of one margin window, counted in fixed buckets (adding one costs an index and an
+/// increment; the window's quantile is one scan): `bucketNanos` wide, the last bucket open-ended.
+struct OverrunWindow: Sendable, Equatable {
+    static let bucketNanos: UInt64 = 2_000_000
+    static let bucketCount = 256
+    var buckets = [UInt32](repeating: 0, count: bucketCount)
+    private(set) var count = 0
+
+    mutating func add(_ nanos: UInt64) {
+        buckets[Int(min(nanos / Self.bucketNanos, UInt64(Self.bucketCount - 1)))] &+= 1
+        count += 1
+    }
+
+    /// The upper edge of the bucket that holds quantile `q` (an overestimate by less than a bucket; the
+    /// open-ended bucket counts as its lower edge plus one bucket).
+    func quantile(_ q: Double) -> UInt64 {
+        guard count > 0 else { return 0 }
+        let rank = max(1, Int((q * Double(count)).rounded(.up)))
+        var seen = 0
+        for (i, n) in buckets.enumerated() {
+            seen += Int(n)
+            if seen >= rank { return UInt64(i + 1) * Self.bucketNanos }
+        }
+        return UInt64(Self.bucketCount) * Self.bucketNanos
+    }
+
+    mutating func reset() {
+        guard count > 0 else { return }
+        for i in buckets.indices { buckets[i] = 0 }
+        count = 0
     }
 }

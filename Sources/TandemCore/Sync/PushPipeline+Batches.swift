@@ -56,7 +56,8 @@ extension PushPipeline {
     /// - only while the doc gets a push at least every two lingers on average: otherwise the linger would
     ///   most likely end with the push still alone (all of the wait, none of the saving);
     /// - for `commitLingerNanos` at most, and at most half of what its admission bound leaves (the bound
-    ///   minus what it waited before the doc and what it would wait without lingering): the pushes that
+    ///   minus what it waited before the doc, the loop's admission margin — `push` passes the two summed as
+    ///   `waitedNanos` — and what it would wait without lingering): the pushes that
     ///   join it are admitted against the linger's end (`estimatedWaitNanos`), and their wait is bounded
     ///   by the same `maxPushWaitNanos`. Less than a millisecond left: no linger;
     /// - cut short as soon as `commitLingerPushes` wait (`pump`).

@@ -71,7 +71,7 @@ extension PushPipeline {
             member: entry.push.member, pushID: entry.push.pushID,
             answer: .result(action: action, clock: commit.clock, applied: applied, reason: nil),
             receivedAtNanos: entry.push.receivedAt, conflicted: entry.decision.conflicted, sum: commit.sum,
-            sentAtNanos: sentAt)
+            sentAtNanos: sentAt, waitedNanos: entry.push.waitedBeforeDoc, estimatedNanos: entry.push.estimatedWait)
     }
 
     /// - Parameter clock: the member's position when the answer is read (nil: its cursor).

@@ -26,6 +26,10 @@ struct PendingPush<Member: Hashable> {
     let receivedAt: UInt64
     /// Batches it was in that lost the race.
     var attempts = 0
+    /// What it waited in the node before its doc saw it, and the doc's estimate of its wait there when it
+    /// was admitted: its answer carries both (the loop learns its admission margin from them).
+    var waitedBeforeDoc: UInt64 = 0
+    var estimatedWait: UInt64 = 0
 }
 
 struct BatchEntry<Member: Hashable> {

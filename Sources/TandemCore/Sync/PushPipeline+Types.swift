@@ -87,6 +87,12 @@ public struct PushReply<Member: Hashable>: Equatable {
     /// For a commit or rebase answered from this node's group commit: when that batch was sent to Redis
     /// (splits the push's time in its doc into its wait in the queue and its commit).
     public var sentAtNanos: UInt64? = nil
+    /// For a commit or rebase answered from this node's group commit: what the push waited in the node
+    /// before its doc saw it (`push`'s `waitedNanos`), and the doc's estimate of its wait there when it
+    /// was admitted (`estimatedWaitNanos`). The owner's `LoopLoad.answered` learns the admission margin
+    /// from how much longer it took.
+    public var waitedNanos: UInt64 = 0
+    public var estimatedNanos: UInt64? = nil
 }
 
 /// One group commit for `GroupCommitScript`: consecutive commits, all or nothing.
@@ -201,6 +207,9 @@ public struct PushPipelineCounters: Equatable, Sendable {
     /// ... or because the time they had waited in the node before their doc saw them, added to their wait
     /// in the doc, passed `maxPushWaitNanos` (the doc's own estimate alone was within it).
     public var delayedRefusals: UInt64 = 0
+    /// ... or because their wait was within `maxPushWaitNanos` but not within it less the loop's admission
+    /// margin (`LoopLoad.marginNanos`, `--max-push-wait-margin-ms`).
+    public var marginRefusals: UInt64 = 0
     /// Pushes decided against a replica that had moved past their base.
     public var concurrentPushes: UInt64 = 0
     /// Gap-fill log reads requested.

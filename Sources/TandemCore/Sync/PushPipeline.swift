@@ -301,13 +301,14 @@ public struct PushPipeline<Member: Hashable> {
     ///   - waitedNanos: how long it waited in the node before its doc saw it (see `overloadRefusal`).
     ///   - loopLagNanos: the smoothed lag of the doc's event loop (`LoopLoad.lagNanos`): whether lingering
     ///     for a larger batch pays (see `startLinger`).
+    ///   - marginNanos: the loop's admission margin (`LoopLoad.marginNanos`), kept free of the wait bound.
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func push(
         from member: Member, sessionID: String, pushID: JSONValue, base: UInt64, ops: Ops, bytes: Int, readOnly: Bool,
-        now: UInt64, waitedNanos: UInt64 = 0, loopLagNanos: UInt64 = 0
+        now: UInt64, waitedNanos: UInt64 = 0, loopLagNanos: UInt64 = 0, marginNanos: UInt64 = 0
     ) -> [PushAction<Member>] {
         var actions: [PushAction<Member>] = []
-        let pending = PendingPush(
+        var pending = PendingPush(
             seq: nextSeq, member: member, sessionID: sessionID, pushID: pushID, base: base, ops: ops, bytes: bytes,
             receivedAt: now)
         nextSeq += 1
@@ -325,12 +326,15 @@ public struct PushPipeline<Member: Hashable> {
             actions.append(.answer(refusal(pending, .unavailable, "Redis is unreachable; retry the push")))
             return actions
         }
-        if let busy = overloadRefusal(now: now, waitedNanos: waitedNanos) {
+        let ahead = estimatedWaitNanos(now: now)
+        if let busy = overloadRefusal(now: now, waitedNanos: waitedNanos, marginNanos: marginNanos, ahead: ahead) {
             actions.append(.answer(refusal(pending, .unavailable, busy.message, retryAfterMs: busy.retryAfterMs)))
             return actions
         }
+        pending.waitedBeforeDoc = waitedNanos
+        pending.estimatedWait = UInt64(max(ahead, 0))
         noteArrival(now)
-        if queue.isEmpty { startLinger(now: now, waitedNanos: waitedNanos, loopLagNanos: loopLagNanos) }
+        if queue.isEmpty { startLinger(now: now, waitedNanos: waitedNanos &+ marginNanos, loopLagNanos: loopLagNanos) }
         queue.append(pending)
         pump(now, into: &actions)
         return actions
@@ -341,9 +345,10 @@ public struct PushPipeline<Member: Hashable> {
     /// when a doc is overloaded. Nil when `push` would not refuse it as busy (then call `push`).
     @_specialize(exported: true, where Member == ObjectIdentifier)
     public mutating func refuseIfBusy(
-        from member: Member, pushID: JSONValue, now: UInt64, waitedNanos: UInt64 = 0
+        from member: Member, pushID: JSONValue, now: UInt64, waitedNanos: UInt64 = 0, marginNanos: UInt64 = 0
     ) -> [PushAction<Member>]? {
-        guard redisUp, delivery.cursor(of: member) != nil, let busy = overloadRefusal(now: now, waitedNanos: waitedNanos)
+        guard redisUp, delivery.cursor(of: member) != nil,
+            let busy = overloadRefusal(now: now, waitedNanos: waitedNanos, marginNanos: marginNanos)
         else { return nil }
         let reply = PushReply(
             member: member, pushID: pushID, answer: .refusal(.unavailable, busy.message, retryAfterMs: busy.retryAfterMs),
@@ -362,9 +367,17 @@ public struct PushPipeline<Member: Hashable> {
     ///   A push with nothing ahead of it is still taken however long it waited: the loop's own bound
     ///   (`LoopLoad.isLagging`) is what refuses for a saturated loop alone, and with a small bound on a
     ///   busy host the time before the doc alone could pass it forever (no push would ever be taken).
-    mutating func overloadRefusal(now: UInt64, waitedNanos: UInt64 = 0) -> (message: String, retryAfterMs: UInt64)? {
+    /// - Parameter marginNanos: kept free of the bound (`LoopLoad.marginNanos`: how much longer than
+    ///   estimated accepted pushes have lately spent in their docs, at a high quantile), so that what is
+    ///   taken is answered within the bound in fact, not only by the estimate.
+    /// - Parameter ahead: `estimatedWaitNanos(now:)`, if the caller has it already.
+    mutating func overloadRefusal(
+        now: UInt64, waitedNanos: UInt64 = 0, marginNanos: UInt64 = 0, ahead known: Double? = nil
+    ) -> (message: String, retryAfterMs: UInt64)? {
         let full = queue.count >= settings.maxQueuedPushes
-        let bound = Double(settings.maxPushWaitNanos)
+        let limit = Double(settings.maxPushWaitNanos)
+        let margin = min(Double(marginNanos), limit)
+        let bound = limit - margin
         let waited = Double(waitedNanos)
         // Before the first load there is nothing to measure against: the queue bound applies alone. A push
         // with nothing ahead of it is always taken: refusing it would not shorten anyone's wait, and its
@@ -372,14 +385,19 @@ public struct PushPipeline<Member: Hashable> {
         // the doc refuse everything from then on).
         let measured = delivery.isLoaded && !(queue.isEmpty && inFlight.isEmpty)
         guard full || measured else { return nil }
-        let ahead = estimatedWaitNanos(now: now)
+        let ahead = known ?? estimatedWaitNanos(now: now)
         let wait = waited + ahead
         guard full || wait > bound else { return nil }
         let message: String
         if full {
             counters.queueFullRefusals += 1
             message = "more than \(settings.maxQueuedPushes) pushes queued for this doc; retry"
-        } else if ahead > bound || waitedNanos == 0 {
+        } else if wait <= limit {
+            counters.marginRefusals += 1
+            message =
+                "this node is busy: the push would wait about \(Int(wait / 1e6)) ms, and lately accepted pushes took up to "
+                + "\(Int(margin / 1e6)) ms longer than estimated (limit \(settings.maxPushWaitNanos / 1_000_000) ms, --max-push-wait-ms); retry"
+        } else if ahead > limit || waitedNanos == 0 {
             counters.overloadRefusals += 1
             message =
                 "this doc is busy: the push would wait about \(Int(wait / 1e6)) ms (limit \(settings.maxPushWaitNanos / 1_000_000) ms); retry"
@@ -389,7 +407,7 @@ public struct PushPipeline<Member: Hashable> {
                 "this node is busy: the push waited \(Int(waited / 1e6)) ms before its doc could take it and would wait about "
                 + "\(Int(wait / 1e6)) ms in all (limit \(settings.maxPushWaitNanos / 1_000_000) ms, --max-push-wait-ms); retry"
         }
-        return (message, retryAfterMs(wait: wait, now: now))
+        return (message, retryAfterMs(wait: wait + margin, now: now))
     }
 
     /// When a refused push should come back.

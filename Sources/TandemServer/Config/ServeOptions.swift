@@ -188,6 +188,10 @@ public enum ServeOptions {
             section: .sync, featured: true,
             help: "While a shard's event loop runs this much behind (smoothed), pushes on it are refused at once: unavailable with retryAfterMs (a saturated node)."),
         .node(
+            "max-push-wait-margin-ms", \.maxPushWaitMarginMs, .integer("ms"), bounds: .within(0...60_000), unit: .milliseconds,
+            section: .sync,
+            help: "Most of --max-push-wait-ms admission keeps free for what the wait estimates miss: each shard learns how much longer than estimated accepted pushes took (their p99, over 100 ms windows) and refuses what would not fit in the rest (0, the default: estimates alone; try 100–200 on a saturated node)."),
+        .node(
             "max-queued-pushes", \.maxQueuedPushes, .integer(), bounds: .within(1...10_000_000), unit: .count, section: .sync,
             featured: true,
             help: "Pushes waiting in one doc before new ones get unavailable with retryAfterMs: a memory bound (--max-push-wait-ms normally refuses sooner)."),

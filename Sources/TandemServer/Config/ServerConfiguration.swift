@@ -118,6 +118,11 @@ public struct ServerConfiguration: Sendable {
     /// refused at once with `unavailable` and `retryAfterMs`: messages wait behind a saturated loop before
     /// any doc's admission sees them (`LoopLoad`).
     public var maxLoopLagMs = 250
+    /// The most of `maxPushWaitMs` a shard keeps free at admission for what its wait estimates miss
+    /// (`LoopLoad.marginNanos`: the p99 of how much longer than estimated accepted pushes took). 0: none,
+    /// the default until a quiet machine shows it pays: stop 29's runs (docs/benchmarks.md) had it lower the
+    /// node's tail but cost commits/s at 20k.
+    public var maxPushWaitMarginMs = 0
     /// Most pushes committed in one group commit (one script call). Bounds how long one call holds Redis.
     public var maxBatchPushes = 128
     /// Most bytes of ops and record values in one group commit (a single larger push still goes alone).

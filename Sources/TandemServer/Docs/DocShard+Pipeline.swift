@@ -123,6 +123,13 @@ extension DocShard {
                 metrics.syncPushQueueStage.record(Double(queued) / 1e9)
                 metrics.syncPushCommitStage.record(Double(now >= sentAt ? now - sentAt : 0) / 1e9)
             }
+            if let estimated = reply.estimatedNanos {
+                // What admission bounded against what it took: the loop learns its margin from the overrun.
+                let inDoc = now >= reply.receivedAtNanos ? now - reply.receivedAtNanos : 0
+                loopLoad.answered(inDocNanos: inDoc, estimatedNanos: estimated)
+                metrics.syncPushSojourn.record(Double(reply.waitedNanos &+ inDoc) / 1e9)
+                metrics.syncPushOverrun.record(Double(inDoc > estimated ? inDoc - estimated : 0) / 1e9)
+            }
             guard let connection = docState.members[reply.member]?.connection else { return }
             let frame = ServerMessage.result(
                 doc: doc, id: reply.pushID, action: action, clock: clock, applied: applied, reason: reason, violation: violation,
@@ -260,6 +267,7 @@ extension DocShard {
         add(metrics.syncOverloadRefusals[.wait]!, now.overloadRefusals, before.overloadRefusals)
         add(metrics.syncOverloadRefusals[.queueFull]!, now.queueFullRefusals, before.queueFullRefusals)
         add(metrics.syncOverloadRefusals[.delayed]!, now.delayedRefusals, before.delayedRefusals)
+        add(metrics.syncOverloadRefusals[.margin]!, now.marginRefusals, before.marginRefusals)
         add(metrics.syncConcurrentPushes, now.concurrentPushes, before.concurrentPushes)
         add(metrics.syncLogReads, now.logReads, before.logReads)
         if now.clockRegressions > before.clockRegressions {

@@ -240,7 +240,9 @@ extension DocShard {
             metrics.syncPushWaitEstimate.record(docState.askSync { $0.estimatedWaitNanos(now: now) } / 1e9)
             // An overloaded doc refuses before the ops are measured or parsed: refusals must stay cheap,
             // or answering them would eat the capacity they protect.
-            if let refused = docState.sync.refuseIfBusy(from: member, pushID: id, now: now, waitedNanos: before) {
+            if let refused = docState.sync.refuseIfBusy(
+                from: member, pushID: id, now: now, waitedNanos: before, marginNanos: UInt64(loopLoad.marginNanos))
+            {
                 docState.stats.pushes += 1
                 return perform(refused, doc: doc, docState)
             }
@@ -278,7 +280,8 @@ extension DocShard {
         docState.stats.pushes += 1
         let actions = docState.sync.push(
             from: member, sessionID: connection.sessionID, pushID: id, base: base, ops: ops, bytes: size,
-            readOnly: role == .viewer, now: now, waitedNanos: before, loopLagNanos: UInt64(max(loopLoad.lagNanos, 0)))
+            readOnly: role == .viewer, now: now, waitedNanos: before, loopLagNanos: UInt64(max(loopLoad.lagNanos, 0)),
+            marginNanos: UInt64(loopLoad.marginNanos))
         perform(actions, doc: doc, docState)
     }
 

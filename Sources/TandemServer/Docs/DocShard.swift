@@ -113,7 +113,8 @@ final class DocShard: Sendable {
     }
     var loopLoad: LoopLoad {
         get { confined.value.loopLoad }
-        set { confined.value.loopLoad = newValue }
+        // In place (its margin window holds an array: a get-and-set would copy it on every commit).
+        _modify { yield &confined.value.loopLoad }
     }
     var loopProbe: NIOScheduledCallback? {
         get { confined.value.loopProbe }
@@ -145,7 +146,8 @@ final class DocShard: Sendable {
                 loopLoad: LoopLoad(
                     maxLagNanos: UInt64(dependencies.settings.maxLoopLagMs) * 1_000_000,
                     maxRetryAfterMs: dependencies.settings.pushPipelineSettings.maxRetryAfterMs,
-                    randomSeed: UInt64.random(in: 0...UInt64.max)),
+                    randomSeed: UInt64.random(in: 0...UInt64.max),
+                    maxMarginNanos: UInt64(max(dependencies.settings.maxPushWaitMarginMs, 0)) * 1_000_000),
                 tickPace: TickPace(
                     intervalNanos: DocShard.tickPhaseNanos(dependencies.settings),
                     tickNanos: UInt64(dependencies.settings.tickMs) * 1_000_000,
@@ -184,6 +186,7 @@ final class DocShard: Sendable {
         let due = local.loopProbeDue
         local.loopLoad.probed(due: due, now: now)  // in place: the state is a class
         metrics.eventLoopLag.record(Double(now > due ? now - due : 0) / 1e9)
+        if local.loopLoad.maxMarginNanos > 0 { metrics.syncAdmissionMargin.record(local.loopLoad.marginNanos / 1e9) }
         probeLoop()
     }
 

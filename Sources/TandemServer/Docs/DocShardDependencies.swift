@@ -24,6 +24,7 @@ struct DocShardDependencies: Sendable {
         var maxPendingRequests: Int
         var maxPushBytes: Int
         var maxLoopLagMs: Int
+        var maxPushWaitMarginMs: Int
         /// A push's ops are parsed on the shard, once admitted, to the message's depth limit.
         var maxJSONDepth: Int
         var presenceSettings: PresenceSettings
@@ -44,6 +45,7 @@ struct DocShardDependencies: Sendable {
             maxPendingRequests = config.maxPendingRequests
             maxPushBytes = config.maxPushBytes
             maxLoopLagMs = config.maxLoopLagMs
+            maxPushWaitMarginMs = config.maxPushWaitMarginMs
             maxJSONDepth = config.limits.maxJSONDepth
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings

@@ -105,6 +105,12 @@ public final class TandemMetrics: Sendable {
     /// (~1,100 instructions; callgrind, issue 8 stop 28).
     public let syncPushQueueStage: ValueHistogram
     public let syncPushCommitStage: ValueHistogram
+    /// Admission's whole-path view of each push this node committed (`LoopLoad.answered`), in buckets fine
+    /// around --max-push-wait-ms: its time in the node (read → result, plus the loop's lag for its time in
+    /// the socket), how much longer than estimated it spent in its doc, and the shards' margins.
+    public let syncPushSojourn: ValueHistogram
+    public let syncPushOverrun: ValueHistogram
+    public let syncAdmissionMargin: ValueHistogram
     private let syncPushesByAction: (commit: SampledCounter, rebase: SampledCounter, discard: SampledCounter)
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
@@ -356,7 +362,7 @@ public final class TandemMetrics: Sendable {
             registry,
             name(
                 "sync_overload_refusals", "total",
-                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed), or it arrived before the retryAfterMs its connection was given for the doc passed (early: refused at the connection; in_flight: at the doc, handed on before the connection heard)."),
+                "Pushes refused unavailable with retryAfterMs, by reason: their wait would pass --max-push-wait-ms (wait), --max-queued-pushes were queued (queue_full), the shard's event loop was more than --max-loop-lag-ms behind (loop_lag), the push's time in the node before its doc saw it, added to its wait, passed --max-push-wait-ms (delayed), or it arrived before the retryAfterMs its connection was given for the doc passed (early: refused at the connection; in_flight: at the doc, handed on before the connection heard), or its wait fitted --max-push-wait-ms but not with the shard's admission margin (margin, --max-push-wait-margin-ms)."),
             label: "reason", values: OverloadRefusal.allCases) { $0.rawValue }
         syncRetryAfterSeconds = registry.makeValueHistogram(
             descriptor: name("sync_retry_after", "seconds", "The retryAfterMs hints sent with refused pushes."),
@@ -378,6 +384,25 @@ public final class TandemMetrics: Sendable {
             })
         syncPushQueueStage = syncPushStageSeconds[.queue]!
         syncPushCommitStage = syncPushStageSeconds[.commit]!
+        let admissionBuckets: [Double] = [
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275, 0.3, 0.35, 0.4, 0.5,
+            0.75, 1, 2.5,
+        ]
+        syncPushSojourn = registry.makeValueHistogram(
+            descriptor: name(
+                "sync_push_sojourn", "seconds",
+                "Each push this node committed: read off its connection to its result sent, plus the shard loop's smoothed lag (its time in the socket) — what admission bounds with --max-push-wait-ms."),
+            buckets: admissionBuckets)
+        syncPushOverrun = registry.makeValueHistogram(
+            descriptor: name(
+                "sync_push_overrun", "seconds",
+                "Each push this node committed: how much longer it spent in its doc (admission to result) than admission estimated (0 if less)."),
+            buckets: admissionBuckets)
+        syncAdmissionMargin = registry.makeValueHistogram(
+            descriptor: name(
+                "sync_admission_margin", "seconds",
+                "Each shard's admission margin at its loop probes: the p99 overrun kept free of --max-push-wait-ms (at most --max-push-wait-margin-ms)."),
+            buckets: admissionBuckets)
         syncPushesByAction = (syncPushes["commit"]!, syncPushes["rebase"]!, syncPushes["discard"]!)
         eventLoopLag = registry.makeValueHistogram(
             descriptor: name(
@@ -522,6 +547,9 @@ public enum OverloadRefusal: String, Sendable, CaseIterable {
     /// Reached the doc before the retryAfterMs the doc had given its member passed — handed on by its
     /// connection before the refusal's answer reached it: refused before admission (`MemberPushBackoff`).
     case inFlight = "in_flight"
+    /// Its wait was within --max-push-wait-ms, but not within it less the shard's admission margin
+    /// (--max-push-wait-margin-ms: how much longer than estimated accepted pushes lately took).
+    case margin
 }
 
 /// Why a commit linger ended (the `reason` label of tandem_sync_commit_lingers_total).

@@ -172,8 +172,12 @@ struct TextTable {
         // The node's view of the latencies the bench measures end to end (its histograms' bucket deltas;
         // bucket-rounded): what is not here is outside the node — the socket and the bench's own queues.
         let shown: [(String, String)] = [
-            ("tandem_sync_push_seconds", "read → result"),
-            ("tandem_sync_push_read_delay_seconds", "socket → read"),
+            // (sync_push is from the doc's admission, not the read: the read → admission part is the next.)
+            ("tandem_sync_push_seconds", "admission → result"),
+            ("tandem_sync_push_read_delay_seconds", "read → admission"),
+            ("tandem_sync_push_sojourn_seconds", "read → result (+ lag)"),
+            ("tandem_sync_push_overrun_seconds", "overrun of estimate"),
+            ("tandem_sync_admission_margin_seconds", "admission margin"),
             ("tandem_presence_delivery_seconds", "presence delivery"),
             ("tandem_presence_inbound_hop_seconds", "presence inbound hop"),
             ("tandem_event_loop_lag_seconds", "event loop lag"),
