@@ -70,4 +70,38 @@ import Testing
         }
         try await group.shutdownGracefully()
     }
+
+    /// The write's effects reach a replica but not the primary's append-only file: presence outlives its
+    /// last write by the TTL only and is rewritten by every node once Redis is back, so its AOF copy was
+    /// CPU spent for nothing (issue 14, stop 29). A plain SET made after it is in the AOF, so the restarted
+    /// primary did load its AOF; without `redis.set_repl(redis.REPL_REPLICA)` the hash would be loaded too.
+    @Test func aWriteReachesReplicasButNotTheAppendOnlyFile() async throws {
+        let primary = try RedisServerProcess(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        let replica = try RedisServerProcess(extraArguments: ["--replicaof", "127.0.0.1", "\(primary.port)"])
+        try await waitUntil("replica linked") { replica.command("INFO", "replication").contains("master_link_status:up") }
+        let client = try RedisClient(url: primary.url)
+        client.start()
+        defer { client.shutdown() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        try await waitUntil("connected to Redis") { client.isConnected }
+        let store = PresenceStore(redis: client, nodeID: "n1", ttlMs: 60_000)
+        let keys = store.keys(doc: "pw:aof")
+        let upserts = [Self.entry("s1", 1, 1), Self.entry("s2", 2, 2)]
+        let write = PresenceWrite(
+            upserts: upserts, deletes: [], full: true, refresh: true,
+            publish: .presence(node: "n1", upserts: upserts, removals: [], full: true))
+        _ = try await store.write(keys: keys, write, ownSubscribers: 0, on: group.next()).get()
+        #expect(primary.command("HLEN", keys.hash) == "2")
+        try await waitUntil("replicated") { replica.command("HLEN", keys.hash) == "2" }
+        #expect(replica.command("HGET", keys.hash, "s2") == String(decoding: upserts[1].encoded, as: UTF8.self))
+        #expect(replica.command("ZCARD", keys.nodes) == "1")
+        #expect(primary.command("SET", "pw:aof:control", "1") == "OK")
+        try await group.shutdownGracefully()
+
+        primary.stop()
+        try primary.start()
+        #expect(primary.command("GET", "pw:aof:control") == "1", "the restarted primary loaded its AOF")
+        #expect(primary.command("EXISTS", keys.hash) == "0", "the presence write is not in the AOF")
+        #expect(primary.command("EXISTS", keys.nodes) == "0", "nor its registration")
+    }
 }

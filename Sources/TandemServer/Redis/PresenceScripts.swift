@@ -41,6 +41,15 @@ enum PresenceScripts {
 
     /// The write script's source; with `listenerArgument`, the publish is skipped while nobody else
     /// listens (see `docWrite`). One source for both, so their writes cannot drift apart.
+    ///
+    /// Its effects go to replicas but not to the append-only file (`redis.set_repl(redis.REPL_REPLICA)`):
+    /// presence lives for `--presence-ttl-ms` (2 s) after its last write, so a Redis that restarts from its
+    /// AOF has nothing of it worth loading, and every node rewrites all its sessions once Redis is back
+    /// anyway (`DocShard.redisRecovered`, `PresenceDoc.reconcile`). The AOF copy of each write (its HSET of
+    /// every changed state, ~10 KB per write at 2,000 clients / 40 docs, fed to the AOF buffer and written
+    /// to disk) was about a quarter of Redis's CPU per presence write, the one CPU the bare fan-out server
+    /// does not spend (issue 14). Replicas still get every effect, so a promoted replica holds the presence
+    /// its primary held.
     static func writeSource(listenerArgument: Bool) -> String {
         let first = listenerArgument ? 10 : 8
         let publish =
@@ -64,6 +73,7 @@ enum PresenceScripts {
             return 1
             """
         return """
+        redis.set_repl(redis.REPL_REPLICA)
         local node, ttl = ARGV[1], tonumber(ARGV[2])
         local full, refresh = ARGV[3] == '1', ARGV[4] == '1'
         local n = tonumber(ARGV[7])
