@@ -458,7 +458,7 @@ KEY_SERIES = [
     KeySeries("push-outcomes", "Push outcomes /s by action", "A", "commit > 0", positive("action", "commit"), sync=True),
     KeySeries("push-conflict-outcomes", "Push outcomes /s by action", "A", "rebase or discard > 0",
               lambda r: positive("action", "rebase")(r) or positive("action", "discard")(r), sync=True),
-    KeySeries("push-latency", "Push latency (received → result)", "B", "p95 finite and > 0", positive(), sync=True),
+    KeySeries("push-latency", "Push latency (admission → result)", "B", "p95 finite and > 0", positive(), sync=True),
     KeySeries("ack-lag", "Client ack lag (clocks)", "C", "p99 > 0 (the lazy subscriber acks behind)", positive(),
               sync=True),
     KeySeries("concurrent-pushes", "Concurrent pushes & conflicts /s", "A", "> 0", positive(), sync=True),
