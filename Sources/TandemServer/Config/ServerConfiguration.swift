@@ -136,14 +136,11 @@ public struct ServerConfiguration: Sendable {
     /// Commit linger (`PushPipeline.startLinger`): on a busy node, a busy doc's first queued push waits up
     /// to this long for others to join its group commit (0: never). A batch of one costs the node about
     /// 2.5 commits' worth more than each further push does (docs/benchmarks.md, issue 8); at 50 pushes a
-    /// second per doc, 20 ms gathers about two a batch. 10 ms by default since stop 29: on the 2-core
-    /// benchmark machine with Redis and the bench beside the node, at 20,000 pushes/s (where the node is
-    /// on its knee: the machine 99–100 % busy) 10 ms brought the push → result p99 from 388–657 ms (six
-    /// runs) to 208–298 ms (three), with no loss of commits, the hot doc's p99 from 67 to 33 ms, and
-    /// 10,000/s and the light `sync` scenario unchanged (it never engages on a node that keeps up:
-    /// `commitLingerMinLagMs`). Stop 25 had measured 20 ms at 10,000/s doubling the p99 on a slower
-    /// build and machine, hence off until then (docs/benchmarks.md).
-    public var commitLingerMs = 10
+    /// second per doc, 20 ms gathers about two a batch. Off by default (as PostgreSQL's `commit_delay`):
+    /// on this 2-core machine with Redis beside the node, 20 ms at 10,000 commits/s saved 2 % of Tandem's
+    /// CPU per commit and doubled the p99 (docs/benchmarks.md, stop 25); it may pay when a batch costs
+    /// more (Redis a network hop away).
+    public var commitLingerMs = 0
     /// A linger ends once this many pushes wait.
     public var commitLingerPushes = 4
     /// Docs linger only while their shard's loop lags at least this much (smoothed): a loaded node.
