@@ -131,25 +131,36 @@ import Testing
 
         // Explicit syncs on node 1 read Redis too (its replica keeps no history). Each reply, and what Redis
         // sends the node for it, is about 1 MiB; asking on from each reply's end gets every clock once.
+        // What Redis sent is read off its server-wide counter, which also counts whatever else reads Redis in
+        // the window (node 0's history sealer reading the log to seal it: a whole log's 5 MB once, in a fresh
+        // clone's run). So a read that looks too large is repeated (a sync is a pure read), up to three times,
+        // and the smallest of its measurements is the read's own.
         var clocks: [UInt64] = []
         var from: UInt64 = 0
         var replies = 0
+        var reads = 0
         while true {
-            let before = Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1
-            back.sendJSON(.object(["t": .string("sync"), "doc": .string(doc), "from": .number(from)]))
-            try await waitUntil("sync reply \(replies + 1)") { back.view(doc).explicitReplies.count == replies + 1 }
-            let sent = (Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1) - before
-            let reply = back.view(doc).explicitReplies[replies]
-            replies += 1
+            var sent = Int.max
+            var reply: [String: JSONValue] = [:]
+            for _ in 0..<3 {
+                let before = Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1
+                back.sendJSON(.object(["t": .string("sync"), "doc": .string(doc), "from": .number(from)]))
+                try await waitUntil("sync reply \(replies + 1)") { back.view(doc).explicitReplies.count == replies + 1 }
+                sent = min(sent, (Int(cluster.redis.info("stats")["total_net_output_bytes"] ?? "") ?? -1) - before)
+                reply = back.view(doc).explicitReplies[replies]
+                replies += 1
+                if sent < 1_400_000 { break }
+            }
+            reads += 1
             let got = (reply["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["clock"]?.uint64Value }
-            #expect(!got.isEmpty && got.count < 16, "reply \(replies): \(got)")
-            #expect(sent > 100_000 && sent < 1_400_000, "reply \(replies): Redis sent \(sent) bytes for one read")
+            #expect(!got.isEmpty && got.count < 16, "read \(reads): \(got)")
+            #expect(sent > 100_000 && sent < 1_400_000, "read \(reads): Redis sent \(sent) bytes for one read")
             clocks += got
             guard reply["more"] == .bool(true), let last = got.last else { break }
             from = last
         }
         #expect(clocks == Array(1...head))
-        #expect(replies >= 5)
+        #expect(reads >= 5)
         await cluster.finish()
     }
 }
