@@ -24,6 +24,9 @@ import tempfile
 import time
 import random
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import resp  # noqa: E402 (scripts/lib/resp.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, "Sources/TandemServer/Redis/PresenceScripts.swift")
 
@@ -43,29 +46,6 @@ def lua():
     body = "\n".join(l[8:] if l.startswith("        ") else l for l in body.split("\n"))
     without = "\n".join(l for l in body.split("\n") if "redis.set_repl" not in l)
     return without, "redis.set_repl(redis.REPL_REPLICA)\n" + without
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def read_reply(f):
-    line = f.readline()
-    t = line[:1]
-    if t == b"-":
-        raise RuntimeError(line)
-    if t in b"+:":
-        return line[1:-2]
-    if t == b"$":
-        n = int(line[1:-2])
-        return None if n < 0 else f.read(n + 2)[:-2]
-    if t == b"*":
-        return [read_reply(f) for _ in range(int(line[1:-2]))]
-    raise RuntimeError(line)
 
 
 def cpu_seconds(pid):
@@ -95,8 +75,8 @@ def main():
         f = conn.makefile("rb")
 
         def call(*a):
-            conn.sendall(enc(*a))
-            return read_reply(f)
+            conn.sendall(resp.command(*a))
+            return resp.read_reply(f)
 
         sha = {"aof": call("SCRIPT", "LOAD", with_aof).decode(), "replica-only": call("SCRIPT", "LOAD", replica_only).decode()}
         docs, entries = 40, 50
@@ -110,7 +90,7 @@ def main():
                 args += [sid, '{"sid":"%s","user":"u%d","name":"user %d","role":"editor","node":"n1","v":%d,'
                          '"state":{"cursor":{"x":%d,"y":%d},"sel":null,"pad":"%s"}}'
                          % (sid, e, e, i, random.randint(0, 99999), random.randint(0, 99999), "p" * 60)]
-            return enc(*args)
+            return resp.command(*args)
 
         commands = {w: [command(w, i) for i in range(400)] for w in sha}
 
@@ -120,7 +100,7 @@ def main():
             while sent < n:
                 conn.sendall(b"".join(commands[which][(sent + k) % 400] for k in range(pipe)))
                 for _ in range(pipe):
-                    read_reply(f)
+                    resp.read_reply(f)
                 sent += pipe
                 if sent % 80 == 0:
                     time.sleep(0.02)

@@ -24,18 +24,14 @@ import re
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-
-def resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+import resp  # noqa: E402 (scripts/lib/resp.py)
 
 
 def write_script():
@@ -90,11 +86,11 @@ def run(port, args):
     c = connect(port)
     shas = {}
     for name, text in scripts.items():
-        c.sendall(resp("SCRIPT", "LOAD", text))
+        c.sendall(resp.command("SCRIPT", "LOAD", text))
         shas[name] = c.recv(4096).split(b"\r\n")[1]
     sub = connect(port)
     channels = ["tandem:{doc%d}" % d for d in range(args.docs)]
-    sub.sendall(b"".join(resp("SUBSCRIBE", ch) for ch in channels))
+    sub.sendall(b"".join(resp.command("SUBSCRIBE", ch) for ch in channels))
     confirmations = b""
     while confirmations.count(b"subscribe\r\n") < args.docs:
         confirmations += sub.recv(1 << 16)
@@ -126,13 +122,13 @@ def run(port, args):
             for i, e in enumerate(entries):
                 pairs += [b"s%04d" % i, e]
             if variant in ("atend", "infirst"):
-                out.append(resp("EVALSHA", shas[variant], 2, *keys, payload, args.entries, *pairs))
+                out.append(resp.command("EVALSHA", shas[variant], 2, *keys, payload, args.entries, *pairs))
             elif variant == "pubsfirst":
-                out.insert(d, resp("PUBLISH", channels[d], payload))
-                out.append(resp("EVALSHA", shas["nopub"], 2, *keys, b"", args.entries, *pairs))
+                out.insert(d, resp.command("PUBLISH", channels[d], payload))
+                out.append(resp.command("EVALSHA", shas["nopub"], 2, *keys, b"", args.entries, *pairs))
             else:
-                out.append(resp("PUBLISH", channels[d], payload))
-                out.append(resp("EVALSHA", shas["nopub"], 2, *keys, b"", args.entries, *pairs))
+                out.append(resp.command("PUBLISH", channels[d], payload))
+                out.append(resp.command("EVALSHA", shas["nopub"], 2, *keys, b"", args.entries, *pairs))
         return b"".join(out)
 
     variants = ["atend", "infirst", "pubsfirst", "interleaved"]
@@ -156,7 +152,7 @@ def run(port, args):
             results[variant].append([(arrivals[(rnd, d)] - start) / 1000 for d in range(args.docs)])
             time.sleep(0.01)
     info = connect(port)
-    info.sendall(resp("INFO", "commandstats"))
+    info.sendall(resp.command("INFO", "commandstats"))
     time.sleep(0.2)
     stats = info.recv(1 << 16).decode(errors="replace")
     print(f"{args.docs} docs x {args.entries} entries per pipeline ({len(pipeline('atend', 1))} bytes), {args.rounds} rounds")

@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+import resp  # scripts/lib/resp.py, beside this file
+
 
 def swift_string(text):
     """A Swift multi-line literal's body: indentation of the closing delimiter removed, `\\\\` unescaped."""
@@ -37,14 +39,6 @@ def script(source):
         return swift_string(keep) + "\n" + swift_string(old.group(1)) + "\n", True
     commit = re.search(r'static let commit = RedisScript\(\s*"""\n(.*?)\n\s*"""\)', src, re.S).group(1)
     return swift_string(commit) + "\n", False
-
-
-def resp(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 NOW_MS = int(os.environ.get("NOW_MS") or __import__("time").time() * 1000)  # the commits' `at`: a doc's deadline is at + --doc-ttl
@@ -96,7 +90,7 @@ def main():
             args = ["node-7f3a9c", 10000, 30 * 86400000, "b", NOW_MS + calls[0]]
             args += ["%d 0 100000" % created if created else "0", batch, "t%d" % calls[0], ""]
         args += pushes + [batch] + expectations + [batch] + writes + deltas
-        return resp(["EVALSHA", sha, len(keys)] + keys + args)
+        return resp.command("EVALSHA", sha, len(keys), *keys, *args)
 
     def phase(name, count):
         with open(os.path.join(outdir, name), "wb") as f:
