@@ -35,11 +35,29 @@ import resp  # noqa: E402 (scripts/lib/resp.py)
 
 
 def write_script():
-    """`PresenceScripts.write`'s Lua source, from the Swift file (so the experiment runs what Tandem runs)."""
+    """`PresenceScripts.write`'s Lua source, from the Swift file (so the experiment runs what Tandem runs).
+
+    The source is `PresenceScripts.writeSource(listenerArgument: false)`: its last string literal is the
+    script with `\\(first)` (and `\\(first - 1)`) and `\\(publish)` interpolated; the second is the publish block without the
+    listener argument, where entries start at ARGV[8]."""
     swift = (Path(__file__).resolve().parent.parent / "Sources/TandemServer/Redis/PresenceScripts.swift").read_text()
-    body = re.search(r'static let write = RedisScript\(\n\s*"""\n(.*?)\n\s*"""', swift, re.S).group(1).split("\n")
-    indent = min(len(line) - len(line.lstrip()) for line in body if line.strip())
-    return "\n".join(line[indent:] for line in body) + "\n"
+    function = re.search(r"static func writeSource\(listenerArgument: Bool\) -> String \{(.*?)\n    \}\n", swift, re.S).group(1)
+    literals = [dedent(text) for text in re.findall(r'"""\n(.*?)\n\s*"""', function, re.S)]
+    assert len(literals) == 3, "PresenceScripts.writeSource no longer has its three string literals"
+    publish, template = literals[1], literals[2]
+    publish_indent = re.search(r"^( *)\\\(publish\)$", template, re.M).group(1)
+    publish = "\n".join(publish_indent + line if line else line for line in publish.split("\n"))
+    source = re.sub(r"^ *\\\(publish\)$", lambda _: publish, template, flags=re.M)
+    # `\(first)` and arithmetic on it (`\(first - 1)`): entries start at ARGV[8] without the listener argument.
+    source = re.sub(r"\\\((first[-+ 0-9]*)\)", lambda m: str(eval(m.group(1), {"first": 8})), source)
+    assert "\\(" not in source, "an interpolation of PresenceScripts.writeSource is not handled here"
+    return source + "\n"
+
+
+def dedent(text):
+    lines = text.split("\n")
+    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+    return "\n".join(line[indent:] for line in lines)
 
 
 def main():
