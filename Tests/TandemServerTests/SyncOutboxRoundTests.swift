@@ -61,4 +61,36 @@ import Testing
         #expect(outbox.isEmpty)
         #expect(try fixture.frames().map(\.text) == ["one", "two", "three"])
     }
+
+    /// A round of one commit (a patch to each member, then the pusher's result, and a member with two
+    /// items in a row) takes `perMember`'s path without the counting sort; a round that comes back to an
+    /// earlier member does not. Both deliver each member exactly its items, in order.
+    @Test func aRoundGroupedByMemberSkipsTheSortAndKeepsTheOrder() throws {
+        for comesBack in [false, true] {
+            let fixture = try Fixture()
+            let members = [fixture.client] + (2...4).map { try! fixture.addClient(id: UInt64($0), user: "u\($0)") }
+            for member in members { _ = try member.frames() }
+            var outbox = SyncOutbox()
+            var expected = Array(repeating: [String](), count: members.count)
+            outbox.share(.frame(Self.frame("patch"), committedAtMs: 1))
+            for i in 0..<3 {
+                outbox.addShared(members[i].connection)
+                expected[i].append("patch")
+            }
+            outbox.add(members[2].connection, .frame(Self.frame("extra"), committedAtMs: nil))
+            expected[2].append("extra")
+            outbox.add(members[3].connection, .frame(Self.frame("result"), committedAtMs: nil))
+            expected[3].append("result")
+            if comesBack {
+                outbox.add(members[0].connection, .frame(Self.frame("late"), committedAtMs: nil))
+                expected[0].append("late")
+            }
+            #expect(outbox.byLoop.count == 1)
+            #expect(outbox.byLoop[0].isGrouped == !comesBack)
+            outbox.flush()
+            for (i, member) in members.enumerated() {
+                #expect(try member.frames().map(\.text) == expected[i], "member \(i), comes back: \(comesBack)")
+            }
+        }
+    }
 }

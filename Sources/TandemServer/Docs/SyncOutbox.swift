@@ -83,10 +83,37 @@ struct SyncOutbox {
             return Int32(truncatingIfNeeded: new)
         }
 
+        /// Whether each pair's member is the previous pair's or the next one (see `perMember`).
+        var isGrouped: Bool {
+            var last: Int32 = 0
+            for send in sends where send.member != last {
+                guard send.member == last + 1 else { return false }
+                last = send.member
+            }
+            return true
+        }
+
         /// Each member's items, in the order added (members in the order of their first item).
         func perMember(_ body: (any DocMember, [Item]) -> Void) {
             if members.count == 1 {
                 body(members[0], sends.map { items[Int($0.item)] })
+                return
+            }
+            // Members are numbered in the order of their first pair, so the pairs are already grouped by
+            // member when each pair's member is the one before or the next: a round of one commit (a patch
+            // to each member, then the pusher's result), most rounds below a doc's capacity. Then each
+            // member's items are a run of `sends`, and the counting sort's three arrays are not needed.
+            if isGrouped {
+                var k = 0
+                for (m, member) in members.enumerated() {
+                    var end = k
+                    while end < sends.count && Int(sends[end].member) == m { end += 1 }
+                    var own: [Item] = []
+                    own.reserveCapacity(end - k)
+                    for j in k..<end { own.append(items[Int(sends[j].item)]) }
+                    body(member, own)
+                    k = end
+                }
                 return
             }
             var start = [Int](repeating: 0, count: members.count + 1)
