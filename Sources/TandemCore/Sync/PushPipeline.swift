@@ -142,25 +142,27 @@ public struct PushPipeline<Member: Hashable> {
     /// for it never spins. Inputs that end those states return actions, after which the owner asks again.
     public var nextDeadline: UInt64? {
         guard delivery.isLoaded, redisUp, !loadInFlight else { return nil }
-        var deadlines: [UInt64] = []
+        // The earliest of them, without an array (asked after every input: `scheduleSyncTimer`).
+        var earliest: UInt64?
+        func consider(_ deadline: UInt64) { earliest = min(earliest ?? deadline, deadline) }
         if readIssuedAt == nil {
-            if let seen = gapSeenAt { deadlines.append(seen + settings.gapGraceNanos) }
-            if let catchUp { deadlines.append(catchUp.since + settings.gapGraceNanos) }
+            if let seen = gapSeenAt { consider(seen + settings.gapGraceNanos) }
+            if let catchUp { consider(catchUp.since + settings.gapGraceNanos) }
         }
         if inFlight.isEmpty {
             if let catchUp {
-                deadlines.append(catchUp.deadline)
+                consider(catchUp.deadline)
             } else if let headWait {
                 // (A lost race's wait comes first: `pump` looks at the queue only after it.)
-                deadlines.append(headWait.deadline)
+                consider(headWait.deadline)
             }
         }
         // (While the doc's batches in Redis fill the depth, their replies decide next: `pump` ends an
         // expired linger then.)
         if let lingerUntil, !queue.isEmpty, inFlight.count < max(settings.maxBatchesInFlight, 1) {
-            deadlines.append(lingerUntil)
+            consider(lingerUntil)
         }
-        return deadlines.min()
+        return earliest
     }
 
     /// The estimated wait of a push arriving now, in nanoseconds (what admission compares with
