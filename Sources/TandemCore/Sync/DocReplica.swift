@@ -268,12 +268,10 @@ extension RecordSource {
         guard ops.records.count <= limits.maxPushOps else {
             throw ProtocolError(.tooLarge, "a push holds at most \(limits.maxPushOps) ops; this one has \(ops.records.count)")
         }
-        // Sized for the push's records at once (each grew on its first insert: ~400 instructions apiece).
-        let records = ops.records.count
-        var applied = [String: RecordOp](minimumCapacity: records)
-        var writes = [String: [UInt8]?](minimumCapacity: records)
-        var values = [String: JSONValue?](minimumCapacity: records)
-        var expectations = [String: PushDecision.Expectation](minimumCapacity: records)
+        var applied: [String: RecordOp] = [:]
+        var writes: [String: [UInt8]?] = [:]
+        var values: [String: JSONValue?] = [:]
+        var expectations: [String: PushDecision.Expectation] = [:]
         var exact = true
         var conflicted = false
         var created = 0

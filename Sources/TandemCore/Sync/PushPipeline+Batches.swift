@@ -118,12 +118,13 @@ extension PushPipeline {
         var bytes = 0
         // Sized for the batch at once: grown push by push, each resize rehashed what was in (~1,000
         // instructions per push at batches of 3-10; callgrind, issue 8 stop 28). Made at their size
-        // (`init(minimumCapacity:)`, inlined here) rather than `reserveCapacity` on empty ones: that is the
-        // standard library's unspecialized generic code, ~1,100–1,500 instructions a call (callgrind, stop 30).
+        // (`init(minimumCapacity:)`, ~850 instructions) rather than by `reserveCapacity` on empty ones (the
+        // standard library's generic code, ~1,100–1,500); for one push, grown by its insert (~420,
+        // specialized) — the usual batch below a doc's capacity (callgrind, stop 30).
         let expected = min(queue.count, settings.maxBatchPushes) + inFlight.reduce(0) { $0 + $1.commitCount }
         entries.reserveCapacity(min(queue.count, settings.maxBatchPushes))
-        var keys = Set<PushKey>(minimumCapacity: expected)
-        var perSession = [String: Int](minimumCapacity: expected)
+        var keys: Set<PushKey> = expected > 1 ? Set(minimumCapacity: expected) : []
+        var perSession: [String: Int] = expected > 1 ? Dictionary(minimumCapacity: expected) : [:]
         // Behind batches in Redis, what is left of `maxBatchBytes`: a doc's batches in flight together are
         // no larger than one batch was (the script time a doc holds Redis for, and the patches one reply
         // burst puts in each member's outbound queue: 2 MiB at once closed a reading client as a slow
@@ -246,11 +247,15 @@ extension PushPipeline {
     mutating func makeBatch(_ entries: inout [BatchEntry<Member>], before: BatchOverlay, bytes: Int) -> CommitBatch {
         var commits: [CommitBatch.Commit] = []
         // Sized at once (about a record per push; see `formBatch`, also for `init(minimumCapacity:)`).
-        var expectations = [String: PushDecision.Expectation](minimumCapacity: entries.count)
-        var writes = [String: CommitBatch.Write](minimumCapacity: entries.count)
+        let sized = entries.count > 1
+        var expectations: [String: PushDecision.Expectation] = sized ? Dictionary(minimumCapacity: entries.count) : [:]
+        var writes: [String: CommitBatch.Write] = sized ? Dictionary(minimumCapacity: entries.count) : [:]
         // Checksums (issue 13): each commit's delta, from the hashes of the records as the batch's earlier
         // commits left them (the replica's for a first touch). Only the records a commit writes are hashed.
-        var hashes = [String: DocChecksum?](minimumCapacity: entries.count)
+        // Read only by a later commit of this batch: a lone commit with no batch in Redis before it keeps
+        // none (the dictionary was a fifth of `makeBatch` then).
+        let keepsHashes = sized || !inFlight.isEmpty
+        var hashes: [String: DocChecksum?] = sized ? Dictionary(minimumCapacity: entries.count) : [:]
         commits.reserveCapacity(entries.count)
         for batch in inFlight {
             for entry in batch.entries where entry.isCommit {
@@ -269,7 +274,7 @@ extension PushPipeline {
                     delta += new
                     recordHashes[id] = new
                 }
-                hashes[id] = .some(new)
+                if keepsHashes { hashes[id] = .some(new) }
             }
             entries[index].recordHashes = recordHashes
             commits.append(
