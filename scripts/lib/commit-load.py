@@ -85,12 +85,15 @@ def main():
         return resp.command("EVALSHA", sha, len(keys), *keys, *args)
 
     def round_call(ds):
-        """One commit round: each doc's clock key, then per doc its argument count and its arguments."""
+        """One commit round: each doc's clock key, the four arguments every doc shares (node, retention,
+        docTTLMs, nowMs), then per doc the rest of its arguments (GroupCommitScript.commitRound)."""
         keys, args = [], []
         for d in ds:
             k, a = call(d)
+            if not args:
+                args = [a[0], a[1], a[2], a[4]]
             keys += k
-            args += [len(a)] + a
+            args += [a[3]] + a[5:] + [-1]  # its mode, growth…deltas, ownSubscribers (-1: always publish)
         return resp.command("EVALSHA", sha, len(keys), *keys, *args)
 
     def call(d):

@@ -710,7 +710,10 @@ enum GroupCommitScript {
     /// 29) is paid once per round instead of once per doc.
     ///
     /// KEYS: each doc's clock key, `tandem:{D}:clock`, in the round's order.
-    /// ARGV: per doc, in the same order, the number of its arguments, then `commit`'s ARGV for it.
+    /// ARGV: what every doc's `commit` call would repeat, once — node, retention, docTTLMs, nowMs — then
+    ///   per doc, in the same order, the rest of `commit`'s ARGV for it (from its mode to its
+    ///   ownSubscribers). Each argument costs Redis ~1,000 instructions to read and hand to Lua, whatever
+    ///   it holds; the script finds where a doc's part ends from its counts (n, e, w).
     /// Returns a table: each doc's reply as `commit` returns it.
     static let commitRound = RedisScript(roundHead + commitBody + roundTail)
 
@@ -721,23 +724,29 @@ enum GroupCommitScript {
 
         """
 
-    /// `commitRound` after `commitBody`: each doc's slice of ARGV (a table of its own: the body reads
-    /// `ARGV[i]` from 1) and its key, its reply in the round's.
+    /// `commitRound` after `commitBody`: each doc's ARGV (a table of its own: the body reads `ARGV[i]`
+    /// from 1), the shared four put back in their places, and its key; its reply in the round's. A doc's
+    /// part is `mode growth n token tail`, 3n push fields, e, 3e, w, 4w, n deltas, ownSubscribers.
     static let roundTail = """
 
         end
         local rargv, unpack, tonumber = ARGV, unpack, tonumber
-        local replies, a = {}, 1
+        local node, retention, docTTL, now = rargv[1], rargv[2], rargv[3], rargv[4]
+        local function count(text) return text == '1' and 1 or text == '0' and 0 or tonumber(text) end
+        local replies, a = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, 5
         for d = 1, #KEYS do
-          local count = tonumber(rargv[a])
+          local n = count(rargv[a + 2])
+          local e = count(rargv[a + 5 + 3 * n])
+          local w = count(rargv[a + 6 + 3 * n + 3 * e])
+          local last = a + 7 + 4 * n + 3 * e + 4 * w -- its ownSubscribers
           local args
-          if count <= 4000 then
-            args = {unpack(rargv, a + 1, a + count)}
+          if last - a <= 4000 then
+            args = {node, retention, docTTL, rargv[a], now, unpack(rargv, a + 1, last)}
           else
-            args = {}
-            for k = 1, count do args[k] = rargv[a + k] end
+            args = {node, retention, docTTL, rargv[a], now}
+            for k = a + 1, last do args[#args + 1] = rargv[k] end
           end
-          a = a + count + 1
+          a = last + 1
           replies[d] = commitDoc({KEYS[d]}, args)
         end
         return replies

@@ -86,23 +86,21 @@ extension SyncStore {
         }
     }
 
-    /// How many arguments `writeArguments` writes for `batch` (a commit round gives each doc's count first).
-    static func argumentCount(_ batch: CommitBatch) -> Int {
-        // 9 header arguments; 3 per push; e, 3 per expectation; w, 4 per write; a delta per push; ownSubscribers.
-        9 + 3 * batch.commits.count + 1 + 3 * batch.expectations.count + 1 + 4 * batch.writes.count + batch.commits.count + 1
-    }
-
-    /// `GroupCommitScript.commit`'s ARGV for `batch` (see `command`).
+    /// `GroupCommitScript.commit`'s ARGV for `batch` (see `command`). `inRound`: a doc's part of a commit
+    /// round's ARGV, without the four arguments the round gives once for every doc (node, retention,
+    /// docTTLMs, nowMs: `roundCommand`).
     static func writeArguments(
         _ batch: CommitBatch, tail: String, node: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
-        logMode: GroupCommitScript.LogMode, checkLegacy: Bool, nowMs: UInt64, ownSubscribers: Int,
+        logMode: GroupCommitScript.LogMode, checkLegacy: Bool, nowMs: UInt64, ownSubscribers: Int, inRound: Bool = false,
         into out: inout RedisCommandEncoder
     ) {
-        out.write(node)
-        out.write(retention)
-        out.write(max(docTTLMs, 0))
+        if !inRound {
+            out.write(node)
+            out.write(retention)
+            out.write(max(docTTLMs, 0))
+        }
         out.write(GroupCommitScript.mode(logMode, checkLegacy: checkLegacy))
-        out.write(nowMs)
+        if !inRound { out.write(nowMs) }
         // growth: the size check's numbers, only for a batch that creates records.
         if batch.created == 0 { out.write("0") } else { out.write("\(batch.created) \(batch.removed) \(maxDocRecords)") }
         out.write(batch.commits.count)
@@ -196,8 +194,8 @@ extension SyncStore {
         }
     }
 
-    /// The commit-round call: `EVALSHA` of `GroupCommitScript.commitRound` with each doc's clock key, then
-    /// per doc the number of its arguments and `commit`'s arguments for its batch.
+    /// The commit-round call: `EVALSHA` of `GroupCommitScript.commitRound` with each doc's clock key, the
+    /// four arguments every doc shares, then per doc the rest of `commit`'s arguments for its batch.
     static func roundCommand(
         _ entries: [RoundEntry], node: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
         logMode: GroupCommitScript.LogMode, nowMs: UInt64 = NodeClock().wallMs()
@@ -210,12 +208,15 @@ extension SyncStore {
         return RedisCommand(evalSHA: GroupCommitScript.commitRound, capacity: capacity) { out in
             out.write(entries.count)
             for entry in entries { GroupCommitScript.writeClockKey(entry.doc, into: &out) }
+            out.write(node)
+            out.write(retention)
+            out.write(max(docTTLMs, 0))
+            out.write(nowMs)
             for entry in entries {
-                out.write(argumentCount(entry.batch))
                 writeArguments(
                     entry.batch, tail: entry.batch.after?.tail ?? "", node: node, retention: retention, maxDocRecords: maxDocRecords,
                     docTTLMs: docTTLMs, logMode: logMode, checkLegacy: entry.checkLegacy || logMode == .perCommit, nowMs: nowMs,
-                    ownSubscribers: entry.ownSubscribers, into: &out)
+                    ownSubscribers: entry.ownSubscribers, inRound: true, into: &out)
             }
         }
     }
