@@ -43,11 +43,13 @@ def script(source, round_docs=0):
     commit-round script (`roundHead` + `commitBody` + `roundTail`, as GroupCommitScript.commitRound)."""
     src = open(source).read()
     if "static let commitBody = " in src:
-        body = literal(src, "commitBody") + "\n"
+        # roundHead and commitPrologue end in an empty line (a newline the pattern leaves out); roundTail
+        # starts with one.
+        body = literal(src, "commitBody")
         if round_docs:
-            # roundHead ends in an empty line (a newline the pattern leaves out); roundTail starts with one.
-            return literal(src, "roundHead") + "\n" + body.rstrip("\n") + literal(src, "roundTail") + "\n", False
-        return body, False
+            return literal(src, "roundHead") + "\n" + body + literal(src, "roundTail") + "\n", False
+        prologue = literal(src, "commitPrologue") + "\n" if "static let commitPrologue = " in src else ""
+        return prologue + body + "\n", False
     if round_docs:
         sys.exit("%s has no commit-round script (GroupCommitScript.commitRound)" % source)
     old = re.search(r'static let commit = RedisScript\(\s*keepAlive \+ """\n(.*?)\n\s*"""\)', src, re.S)
