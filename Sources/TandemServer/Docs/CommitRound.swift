@@ -5,9 +5,10 @@ import TandemCore
 /// loop, sent to Redis as ONE script call (`GroupCommitScript.commitRound`) instead of one per doc.
 ///
 /// Under load most group commits carry one push of one doc (1.03 pushes per commit at 10,000 pushes/s
-/// over 200 docs), and about a quarter of what each cost Redis was the call itself (~42,000 of ~172,000
-/// instructions: reading and dispatching it, the script's KEYS/ARGV tables, its reply; stop 29), paid
-/// again for every doc. A round pays it once for all of its docs.
+/// over 200 docs), and each paid Redis's cost of a call again: dispatching it, the script's set-up and
+/// reply, Redis's GC step every 50 calls, and the arguments every doc repeats. A round pays those once:
+/// redis-server's instructions per commit of one push fall from ~171,000 alone to ~162,000 in rounds of
+/// 4 docs and ~157,000 in rounds of 16 (`SIDE=server ROUND=K scripts/redis-cost.sh`, docs/benchmarks.md).
 ///
 /// Nothing waits to form a round: the first commit of a pass schedules the round's sending
 /// (`eventLoop.execute`), which runs after the work already queued on the loop (the replies, pushes and

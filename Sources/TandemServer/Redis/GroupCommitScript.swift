@@ -714,9 +714,9 @@ enum GroupCommitScript {
     /// write, a killed script) fails the whole call, and each doc treats it as a failed commit.
     ///
     /// A single Redis only: the docs' keys are in different Cluster slots (a Cluster keeps one `commit`
-    /// per doc). Redis's cost of a call that does not depend on what it carries (reading and dispatching
-    /// it, the KEYS/ARGV tables, the reply, ~42,000 instructions of a commit of one push's 172,000, stop
-    /// 29) is paid once per round instead of once per doc.
+    /// per doc). What Redis pays per call whatever it carries (dispatch, the script's set-up and reply,
+    /// its GC step every 50 calls) and the arguments every doc repeats are paid once per round: ~157,000
+    /// instructions per commit of one push in rounds of 16 against ~171,000 alone (docs/benchmarks.md).
     ///
     /// KEYS: each doc's clock key, `tandem:{D}:clock`, in the round's order.
     /// ARGV: what every doc's `commit` call would repeat, once — node, retention, docTTLMs, nowMs — then
