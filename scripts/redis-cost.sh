@@ -22,7 +22,9 @@
 # dumped around each; the difference over CALLS is one commit. Prints the split: outside EVALSHA (reading
 # and parsing the call, dispatch, the reply), EVALSHA set-up (KEYS/ARGV tables, the reply's conversion,
 # Lua's GC every 50 calls), Lua work, and the inner redis.calls (their own work in brackets). SCRIPT=FILE
-# measures another copy of GroupCommitScript.swift (e.g. `git show main:… > /tmp/old.swift`).
+# measures another copy of GroupCommitScript.swift (e.g. `git show main:… > /tmp/old.swift`). ROUND=K (stop
+# 30): each call a commit round of K docs' batches (GroupCommitScript.commitRound, DOCS default K), the
+# figures per doc's commit; ROUND=0 (default): one `commit` call per batch, as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SIDE:-client}" = server ]; then

@@ -11,6 +11,9 @@ session counters), so every call commits ('ok'); the caller checks the final clo
 Each doc has 5 sessions (editors); a push patches its editor's own record, as tandem-bench sync does:
 ops {"edK":["patch",{"f":["put",ID]}]}, an 'e' expectation with the replica's version, one 'p' write.
 BATCH (environment, 1 to 5, default 1) pushes per call, from that many sessions of one doc.
+ROUND (environment, default 0) > 0: commit rounds (GroupCommitScript.commitRound, stop 30) of ROUND docs'
+batches each, the docs taken in turn (DOCS should be a multiple of ROUND); the phases then hold N (2N)
+rounds, and the caller divides by ROUND for one doc's commit. ROUND=0: one `commit` call per batch.
 """
 import os
 import re
@@ -29,10 +32,26 @@ def swift_string(text):
     return body.replace("\\\\", "\\")
 
 
-def script(source):
+def literal(src, name):
+    """`static let NAME = \"\"\"…\"\"\"`'s text."""
+    return swift_string(re.search(r'static let %s = """\n(.*?)\n\s*"""' % name, src, re.S).group(1))
+
+
+def script(source, round_docs=0):
     """The script's text, and whether it is the form from before stop 29 (keepAlive + body: 15 keys, the
-    channel and 14 header arguments), so SCRIPT= can still measure an older copy."""
+    channel and 14 header arguments), so SCRIPT= can still measure an older copy. round_docs > 0: the
+    commit-round script (`roundHead` + `commitBody` + `roundTail`, as GroupCommitScript.commitRound)."""
     src = open(source).read()
+    if "static let commitBody = " in src:
+        # roundHead and commitPrologue end in an empty line (a newline the pattern leaves out); roundTail
+        # starts with one.
+        body = literal(src, "commitBody")
+        if round_docs:
+            return literal(src, "roundHead") + "\n" + body + literal(src, "roundTail") + "\n", False
+        prologue = literal(src, "commitPrologue") + "\n" if "static let commitPrologue = " in src else ""
+        return prologue + body + "\n", False
+    if round_docs:
+        sys.exit("%s has no commit-round script (GroupCommitScript.commitRound)" % source)
     old = re.search(r'static let commit = RedisScript\(\s*keepAlive \+ """\n(.*?)\n\s*"""\)', src, re.S)
     if old:
         keep = re.search(r'static let keepAlive = """\n(.*?)\n\s*"""', src, re.S).group(1)
@@ -49,7 +68,8 @@ OLD_SUFFIXES = ["clock", "records", "versions", "tombs", "log", "pushids", "push
 
 def main():
     source, outdir, docs, warmup, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    text, old = script(source)
+    round_docs = int(os.environ.get("ROUND") or 0)
+    text, old = script(source, round_docs)
     text = text.rstrip("\n")  # as `$(cat script.lua)` passes it
     open(os.path.join(outdir, "script.lua"), "w").write(text)
     import hashlib
@@ -63,6 +83,22 @@ def main():
     assert 1 <= batch <= 5
 
     def commit(d):
+        keys, args = call(d)
+        return resp.command("EVALSHA", sha, len(keys), *keys, *args)
+
+    def round_call(ds):
+        """One commit round: each doc's clock key, the four arguments every doc shares (node, retention,
+        docTTLMs, nowMs), then per doc the rest of its arguments (GroupCommitScript.commitRound)."""
+        keys, args = [], []
+        for d in ds:
+            k, a = call(d)
+            if not args:
+                args = [a[0], a[1], a[2], a[4]]
+            keys += k
+            args += [a[3]] + a[5:] + [-1]  # its mode, growth…deltas, ownSubscribers (-1: always publish)
+        return resp.command("EVALSHA", sha, len(keys), *keys, *args)
+
+    def call(d):
         doc = "bench-doc-%04d" % d
         calls[0] += 1
         first = clock[d] + 1
@@ -90,12 +126,19 @@ def main():
             args = ["node-7f3a9c", 10000, 30 * 86400000, "b", NOW_MS + calls[0]]
             args += ["%d 0 100000" % created if created else "0", batch, "t%d" % calls[0], ""]
         args += pushes + [batch] + expectations + [batch] + writes + deltas
-        return resp.command("EVALSHA", sha, len(keys), *keys, *args)
+        return keys, args
+
+    rounds = [0]
 
     def phase(name, count):
         with open(os.path.join(outdir, name), "wb") as f:
             for k in range(count):
-                f.write(commit(k % docs))
+                if round_docs:
+                    first = rounds[0] * round_docs
+                    rounds[0] += 1
+                    f.write(round_call([(first + j) % docs for j in range(round_docs)]))
+                else:
+                    f.write(commit(k % docs))
 
     phase("warmup.resp", warmup)
     phase("small.resp", n)

@@ -3,7 +3,8 @@
 # comment). Run from the repository's root.
 set -euo pipefail
 SCRIPT=${SCRIPT:-Sources/TandemServer/Redis/GroupCommitScript.swift}
-DOCS=${DOCS:-2}
+ROUND=${ROUND:-0}  # > 0: commit rounds of ROUND docs (GroupCommitScript.commitRound); figures per doc's commit
+DOCS=${DOCS:-$((ROUND > 2 ? ROUND : 2))}
 WARMUP=${WARMUP:-700}
 CALLS=${CALLS:-200}
 OUT=${OUT:-test-artifacts/redis-cost}
@@ -14,7 +15,11 @@ done
 source scripts/lib/profile.sh # free_port
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/tandem-redis-server-cost.XXXXXX)
-python3 scripts/lib/commit-load.py "$SCRIPT" "$WORK" "$DOCS" "$WARMUP" "$CALLS"
+PER=$((ROUND > 0 ? ROUND : 1))  # commits per call
+# WARMUP and CALLS count commits: with rounds, calls of PER commits each (the same commits per doc).
+WARMUP=$((WARMUP / PER))
+CALLS=$((CALLS / PER))
+ROUND=$ROUND python3 scripts/lib/commit-load.py "$SCRIPT" "$WORK" "$DOCS" "$WARMUP" "$CALLS"
 PORT=$(free_port)
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.%p" --dump-instr=no \
     redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly no --logfile "$WORK/redis.log" \
@@ -60,12 +65,13 @@ commands=$(inclusive '\?\?\?:scriptCall ')
 generic_fn=$(callgrind_annotate --inclusive=yes --tree=caller --threshold=99.99 "$large_file" 2>/dev/null |
     awk '/\* +\?\?\?:scriptCall / { print prev } { prev = $0 }' | grep -o '???:[^ ]*' | head -1)
 generic=$(inclusive "$(printf '%s' "${generic_fn:-???:luaRedisGenericCommand}" | sed 's/[?]/\\?/g') ")
-n=$((2 * CALLS))
+n=$((2 * CALLS * PER))
+if [ "$ROUND" -gt 0 ]; then shape="commit rounds of $ROUND docs"; else shape="one call per doc"; fi
 {
-    echo "redis-server: $(((large - small) / CALLS)) instructions per group commit of one push ($small for $CALLS, $large for $((2 * CALLS)); $SCRIPT)"
+    echo "redis-server: $(((large - small) / (CALLS * PER))) instructions per group commit of one push, $shape ($small for $CALLS calls, $large for $((2 * CALLS)); $SCRIPT)"
     echo "  outside EVALSHA (read, parse, dispatch, reply)  $(((large - evalsha) / n))"
     echo "  EVALSHA set-up (KEYS/ARGV, reply, GC)           $(((evalsha - pcall) / n))"
     echo "  Lua work                                        $(((pcall - generic) / n))"
     echo "  inner redis.calls                               $((generic / n)) (the commands' own work $((commands / n)))"
-    echo "  inner commands per commit                       $(awk -F'[=,:]' '$1 != "cmdstat_evalsha" && $1 != "cmdstat_script|load" && $1 != "cmdstat_ping" && $1 != "cmdstat_echo" && $1 != "cmdstat_info" { c += $3 } /cmdstat_evalsha/ { e = $3 } END { printf "%.2f", c / e }' "$OUT/server.commandstats.txt")"
+    echo "  inner commands per commit                       $(awk -v per="$PER" -F'[=,:]' '$1 != "cmdstat_evalsha" && $1 != "cmdstat_script|load" && $1 != "cmdstat_ping" && $1 != "cmdstat_echo" && $1 != "cmdstat_info" { c += $3 } /cmdstat_evalsha/ { e = $3 } END { printf "%.2f", c / (e * per) }' "$OUT/server.commandstats.txt")"
 } | tee -a "$OUT/summary.txt"

@@ -212,6 +212,9 @@ public enum ServeOptions {
             section: .sync,
             help: "Docs linger (--commit-linger-ms) only while their shard's event loop runs at least this much behind, smoothed: a loaded node (0: whenever the doc is busy)."),
         .node(
+            "commit-round-max-docs", \.commitRoundMaxDocs, .integer(), bounds: .within(1...1_000), unit: .count, section: .sync,
+            help: "On a single Redis (not a Cluster), the group commits of up to this many docs that a shard forms in one pass of its event loop go to Redis as one script call, a commit round (each doc still committed and answered on its own; a round also stops taking batches once it carries --max-batch-bytes); 1: one call per doc."),
+        .node(
             "max-batch-bytes", \.maxBatchBytes, .byteCount, bounds: .within(1024...(64 << 20)), unit: .bytes,
             section: .sync, help: "Most bytes of ops and record values in one group commit (a single larger push goes alone)."),
         .node(

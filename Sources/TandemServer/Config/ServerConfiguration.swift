@@ -147,6 +147,11 @@ public struct ServerConfiguration: Sendable {
     public var commitLingerMinLagMs = 2
     /// How group commits are written to the Redis log and announced to other nodes (`SyncLogMode`).
     public var syncLogMode = SyncLogMode.batch
+    /// Commit rounds (issue 8, stop 30; `CommitRound`): on a single Redis, the group commits a shard forms
+    /// in one pass of its event loop go to Redis as one script call, at most this many docs' (1: one call
+    /// per doc, as before). Redis's instructions per commit of one push: ~171,000 alone, ~157,000 in
+    /// rounds of 16 (docs/benchmarks.md, stop 30).
+    public var commitRoundMaxDocs = 16
 
     // Secure defaults and Redis bounds (issue 7)
     /// Development mode (no JWT secret) on a non-loopback `host`: anyone who can reach the port picks any

@@ -149,37 +149,51 @@ extension DocShard {
         }
     }
 
-    /// Runs a group commit and reports Redis's answer to the pipeline.
+    /// Runs a group commit and reports Redis's answer to the pipeline: in this loop pass's commit round
+    /// with other docs' (a single Redis, `CommitRound`), or alone (a Cluster, or rounds off).
     private func commit(_ batch: CommitBatch, doc: String, _ docState: DocState) {
         metrics.syncBatchSize.record(Double(batch.commits.count))
-        let keys = docState.commitKeys ?? GroupCommitScript.encodedKeys(doc)
-        docState.commitKeys = keys
-        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         // The batch's message is for other nodes: while Redis counts no subscriber of the doc's channel but
         // this node, the script skips it (this node skips its own commits on pub/sub anyway, but hearing
         // each one back woke the subscriber thread and cost Redis a message per batch).
         let ownSubscribers = ownChannelSubscribers(docState)
+        if settings.commitRoundMaxDocs > 1 && !redis.isClusterMode {
+            joinCommitRound(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
+        } else {
+            commitAlone(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
+        }
+    }
+
+    /// One `GroupCommitScript.commit` call for the batch (a Cluster's, or a round of one doc).
+    func commitAlone(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
+        let keys = docState.commitKeys ?? GroupCommitScript.encodedKeys(doc)
+        docState.commitKeys = keys
+        let bound = NIOLoopBound(docState, eventLoop: eventLoop)  // unwrapped on this loop only
         let committed = syncStore.commitReturningSums(
             doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, ownSubscribers: ownSubscribers, on: eventLoop)
         committed.whenComplete { result in
-            let docState = bound.value
-            guard self.docs[doc] === docState else { return }
-            let now = self.clock.nowNanos()
-            switch result {
-            case .success(let reply):
-                if !reply.published { self.metrics.syncPublishSkipped.increment() }
-                self.perform(docState.sync.commitReplied(batchID: batch.id, reply.outcome, now: now, sums: reply.sums), doc: doc, docState)
-                if case .committed(let first, _) = reply.outcome, reply.sums.isEmpty {
-                    self.seedChecksum(doc, docState, afterClock: first + UInt64(batch.commits.count) - 1)
-                }
-            case .failure(let error):
-                self.logger.debug("group commit failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
-                let message = SyncStore.commitFailureMessage(error)
-                self.perform(docState.sync.commitReplied(batchID: batch.id, .failed, now: now, failureMessage: message), doc: doc, docState)
-                // It may have executed all the same (the reply was lost). This node skips its own commits
-                // on pub/sub, so ask Redis for its head: what we miss is then read from the log.
-                self.checkHead(doc, docState)
+            self.commitCompleted(result.mapError { $0 }, batch: batch, doc: doc, bound.value)
+        }
+    }
+
+    /// Redis's answer to a doc's group commit (alone or in a round), to the doc's pipeline.
+    func commitCompleted(_ result: Result<SyncStore.CommitReply, any Error>, batch: CommitBatch, doc: String, _ docState: DocState) {
+        guard docs[doc] === docState else { return }
+        let now = clock.nowNanos()
+        switch result {
+        case .success(let reply):
+            if !reply.published { metrics.syncPublishSkipped.increment() }
+            perform(docState.sync.commitReplied(batchID: batch.id, reply.outcome, now: now, sums: reply.sums), doc: doc, docState)
+            if case .committed(let first, _) = reply.outcome, reply.sums.isEmpty {
+                seedChecksum(doc, docState, afterClock: first + UInt64(batch.commits.count) - 1)
             }
+        case .failure(let error):
+            logger.debug("group commit failed", metadata: ["doc": "\(doc)", "error": "\(error)"])
+            let message = SyncStore.commitFailureMessage(error)
+            perform(docState.sync.commitReplied(batchID: batch.id, .failed, now: now, failureMessage: message), doc: doc, docState)
+            // It may have executed all the same (the reply was lost). This node skips its own commits
+            // on pub/sub, so ask Redis for its head: what we miss is then read from the log.
+            checkHead(doc, docState)
         }
     }
 

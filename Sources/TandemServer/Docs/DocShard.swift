@@ -37,6 +37,8 @@ final class DocShard: Sendable {
     /// One per other event loop: presence batches its connections hand to this shard, gathered on that
     /// loop and handed over once per round of it (`DocShard.updatePresence`).
     let inboundHandoffs: [InboundHandoff]
+    /// The commit round this loop pass forms (`CommitRound`), on `eventLoop` only.
+    let commitRound: NIOLoopBoundBox<CommitRound>
 
     /// Everything about the shard that changes. Its fields are reached through the shard's forwarding
     /// properties below; one class (not a struct) so that each field is its own access, as when they were
@@ -141,6 +143,7 @@ final class DocShard: Sendable {
         self.logger = logger
         // Made off the loop (the node makes its shards before they start): the new state is handed over
         // (`sending`), so nothing else can hold it.
+        commitRound = .makeBoxSendingValue(CommitRound(), eventLoop: eventLoop)
         confined = .makeBoxSendingValue(
             LoopState(
                 loopLoad: LoopLoad(

@@ -29,6 +29,8 @@ struct DocShardDependencies: Sendable {
         var maxJSONDepth: Int
         var presenceSettings: PresenceSettings
         var pushPipelineSettings: PushPipelineSettings
+        /// --commit-round-max-docs: most docs' group commits in one commit round (1: one call per doc).
+        var commitRoundMaxDocs = 16  // the option's default
 
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID
@@ -49,6 +51,7 @@ struct DocShardDependencies: Sendable {
             maxJSONDepth = config.limits.maxJSONDepth
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings
+            commitRoundMaxDocs = config.commitRoundMaxDocs
         }
     }
 

@@ -115,6 +115,8 @@ public final class TandemMetrics: Sendable {
     public let eventLoopLag: ValueHistogram
     public let syncLogReads: Counter
     public let syncPublishSkipped: Counter
+    /// Docs per commit round (`CommitRound`, --commit-round-max-docs): one script call each round.
+    public let syncCommitRoundDocs: ValueHistogram
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
     public let syncClockRegressions: Counter
     // Record schemas (issue 13)
@@ -415,6 +417,11 @@ public final class TandemMetrics: Sendable {
             descriptor: name(
                 "sync_publish_skipped", "total",
                 "Group commits whose message for other nodes Redis did not publish because no other node subscribed to the doc's channel (always published with a Redis Cluster)."))
+        syncCommitRoundDocs = registry.makeValueHistogram(
+            descriptor: name(
+                "sync_commit_round_docs", "",
+                "Docs whose group commits went to Redis in one commit round, one script call (--commit-round-max-docs; a single Redis only)."),
+            buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000])
         syncClockRegressions = registry.makeCounter(
             descriptor: name(
                 "sync_clock_regressions", "total",

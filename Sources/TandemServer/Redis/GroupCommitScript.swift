@@ -77,6 +77,12 @@ enum GroupCommitScript {
         }
     }
 
+    /// The doc's clock key alone, `tandem:{D}:clock`, without `numkeys` (a commit round's keys).
+    static func writeClockKey(_ doc: String, into out: inout RedisCommandEncoder) {
+        var doc = doc
+        doc.withUTF8 { writeDocKey($0, suffix: keySuffixes[0], into: &out) }
+    }
+
     /// Every key of the commit as `writeKeys(all: true)` writes them (a Cluster's form), encoded once: a
     /// doc's every group commit has the same (the shard keeps them with the doc, `DocState.commitKeys`).
     static func encodedKeys(_ doc: String) -> RedisEncodedArguments {
@@ -204,24 +210,36 @@ enum GroupCommitScript {
     /// The messages start with the kind and the node (`{"k":"c","node":N,…`, `{"k":"b","node":N,…`), so
     /// a node recognises its own commits by their first bytes and skips them unread: it delivered them
     /// from the script's reply already.
-    static let commit = RedisScript(
-        """
+    static let commit = RedisScript(commitPrologue + commitBody)
+
+    /// `commit`'s first lines: the doc's key and the call's header into the locals `commitBody` reads (a
+    /// commit round passes them to its per-doc function instead, `roundHead`), and `i`, where the rest of
+    /// the doc's arguments start in ARGV.
+    static let commitPrologue = """
         -- KEYS[1] is the doc's clock, `tandem:{D}:clock`; the doc's other keys and its channel are made from
         -- it (they share its slot: the tag). A single Redis's call names it alone, a Cluster's every key of the
         -- doc (`GroupCommitScript.writeKeys`: a slot migration redirects the whole call, not a command halfway).
         -- PUBLISH stays `redis.call('PUBLISH', …)`: the cluster form of the script is made by rewriting
         -- exactly that (`ShardedPublishing`).
-        local rcall, tonumber, format, sub, unpack, min = redis.call, tonumber, string.format, string.sub, unpack, math.min
         local ARGV = ARGV -- read some thirty times
         local clockKey = KEYS[1]
+        -- Numbers are read where they are used: a tonumber is a strtod, and most batches need few of them
+        -- ('0' and '1' are how the node writes zero and one).
+        local node, retention, docTTL, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+        local growth, nText, token, afterTail = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+        local i = 10
+
+        """
+
+    /// The script of one doc's group commit after `commitPrologue`: what `commit` runs, and the body of
+    /// `commitRound`'s per-doc function. Reads the header from the prologue's locals and the rest of its
+    /// arguments from `ARGV[i]` on.
+    static let commitBody = """
+        local rcall, tonumber, format, sub, unpack, min = redis.call, tonumber, string.format, string.sub, unpack, math.min
         local prefix, channel = sub(clockKey, 1, -6), sub(clockKey, 1, -7) -- `tandem:{D}:`, `tandem:{D}`
         local records, versions, log, pushids, pushlast =
           prefix .. 'records', prefix .. 'versions', prefix .. 'log', prefix .. 'pushids', prefix .. 'pushlast'
-        -- Numbers are read where they are used: a tonumber is a strtod, and most batches need few of them
-        -- ('0' and '1' are how the node writes zero and one).
-        local node, docTTL, mode, at = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
         local perCommit, checkLegacy = mode == 'c' or mode == 'cl', mode == 'bl' or mode == 'cl'
-        local growth, nText, token, afterTail = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
         local n = nText == '1' and 1 or tonumber(nText)
         local RING = 64
         -- Lua's unpack takes a few thousand values at most: longer lists go to Redis in slices of SLICE (in
@@ -233,10 +251,9 @@ enum GroupCommitScript {
         -- the lists of the general path were made with room for a few pushes).
         -- One push (most batches): its session, id and ops in locals; more: in tables.
         local sid1, pid1, ops1, sids, pids, ops
-        local i = 10
         if n == 1 then
-          sid1, pid1, ops1 = ARGV[10], ARGV[11], ARGV[12]
-          i = 13
+          sid1, pid1, ops1 = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+          i = i + 3
         else
           sids, pids, ops = {nil, nil, nil, nil}, {nil, nil, nil, nil}, {nil, nil, nil, nil}
           for k = 1, n do
@@ -458,7 +475,7 @@ enum GroupCommitScript {
         own = own == '1' and 1 or own == '0' and 0 or (own == nil or own == '-1') and -1 or tonumber(own)
         local publish = own < 0 or rcall('PUBSUB', 'NUMSUB', channel)[2] > own
 
-        local floor = last - tonumber(ARGV[2]) -- ARGV[2]: retention
+        local floor = last - tonumber(retention)
 
         -- History (issue 15): the log keeps every commit the sealer has not moved into history yet
         -- (`tandem:{D}:hsealed`); one GET, only once the log is long enough to trim.
@@ -687,5 +704,56 @@ enum GroupCommitScript {
         -- One string, not a table: Redis turns a table into a reply field by field, after looking up seven
         -- names in it (err, ok, double, …), for each table.
         return 'ok ' .. firstText .. ' ' .. at .. (publish and ' 1' or ' 0') .. (sums[1] and ' ' .. (n == 1 and sums[1] or table.concat(sums, ' ')) or '')
-        """)
+        """
+
+    /// A commit round (issue 8, stop 30): the group commits of several docs in ONE call, each decided
+    /// exactly as `commit` decides a doc's alone — it is `commitBody` itself, wrapped as a local function
+    /// of what `commitPrologue` sets for `commit` (`roundHead` + `commitBody` + `roundTail`), called once
+    /// per doc in order. A doc's 'conflict', 'duplicate', 'too_large' (or an error reply) is its own element of the
+    /// reply and changes nothing for the others; a Redis error that stops the script (OOM at its first
+    /// write, a killed script) fails the whole call, and each doc treats it as a failed commit.
+    ///
+    /// A single Redis only: the docs' keys are in different Cluster slots (a Cluster keeps one `commit`
+    /// per doc). What Redis pays per call whatever it carries (dispatch, the script's set-up and reply,
+    /// its GC step every 50 calls) and the arguments every doc repeats are paid once per round: ~157,000
+    /// instructions per commit of one push in rounds of 16 against ~171,000 alone (docs/benchmarks.md).
+    ///
+    /// KEYS: each doc's clock key, `tandem:{D}:clock`, in the round's order.
+    /// ARGV: what every doc's `commit` call would repeat, once — node, retention, docTTLMs, nowMs — then
+    ///   per doc, in the same order, the rest of `commit`'s ARGV for it (from its mode to its
+    ///   ownSubscribers). Each argument costs Redis ~1,000 instructions to read and hand to Lua, whatever
+    ///   it holds; the script finds where a doc's part ends from its counts (n, e, w).
+    /// Returns a table: each doc's reply as `commit` returns it.
+    static let commitRound = RedisScript(roundHead + commitBody + roundTail)
+
+    /// `commitRound` up to `commitBody`: the body becomes `commitDoc`, a function of what `commitPrologue`
+    /// sets — the doc's clock key, ARGV (the round's own: no copy of the doc's part, ~7,000 instructions
+    /// per doc as a table), where the doc's part starts, and its header.
+    static let roundHead = """
+        local function commitDoc(clockKey, ARGV, i, node, retention, docTTL, mode, at, growth, nText, token, afterTail)
+
+        """
+
+    /// `commitRound` after `commitBody`: per doc, its header (the shared four and its own `mode growth n
+    /// token tail`) to `commitDoc`, which reads the rest from ARGV where it starts (3n push fields, e, 3e,
+    /// w, 4w, n deltas, ownSubscribers: where the next doc starts follows from n, e and w); its reply in
+    /// the round's.
+    static let roundTail = """
+
+        end
+        local rargv, tonumber = ARGV, tonumber
+        local node, retention, docTTL, now = rargv[1], rargv[2], rargv[3], rargv[4]
+        local function count(text) return text == '1' and 1 or text == '0' and 0 or tonumber(text) end
+        local replies, a = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, 5
+        for d = 1, #KEYS do
+          local nText = rargv[a + 2]
+          local n = count(nText)
+          local e = count(rargv[a + 5 + 3 * n])
+          local w = count(rargv[a + 6 + 3 * n + 3 * e])
+          replies[d] = commitDoc(KEYS[d], rargv, a + 5, node, retention, docTTL, rargv[a], now, rargv[a + 1], nText, rargv[a + 3],
+            rargv[a + 4])
+          a = a + 8 + 4 * n + 3 * e + 4 * w -- past its ownSubscribers
+        end
+        return replies
+        """
 }

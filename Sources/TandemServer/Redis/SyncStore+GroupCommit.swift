@@ -80,49 +80,144 @@ extension SyncStore {
             1024 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
         return RedisCommand(evalSHA: script, capacity: capacity) { out in
             if let keys { out.write(encoded: keys) } else { GroupCommitScript.writeKeys(doc, all: allKeys, into: &out) }
+            writeArguments(
+                batch, tail: tail, node: node, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: docTTLMs,
+                logMode: logMode, checkLegacy: checkLegacy, nowMs: nowMs, ownSubscribers: ownSubscribers, into: &out)
+        }
+    }
+
+    /// `GroupCommitScript.commit`'s ARGV for `batch` (see `command`). `inRound`: a doc's part of a commit
+    /// round's ARGV, without the four arguments the round gives once for every doc (node, retention,
+    /// docTTLMs, nowMs: `roundCommand`).
+    static func writeArguments(
+        _ batch: CommitBatch, tail: String, node: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
+        logMode: GroupCommitScript.LogMode, checkLegacy: Bool, nowMs: UInt64, ownSubscribers: Int, inRound: Bool = false,
+        into out: inout RedisCommandEncoder
+    ) {
+        if !inRound {
             out.write(node)
             out.write(retention)
             out.write(max(docTTLMs, 0))
-            out.write(GroupCommitScript.mode(logMode, checkLegacy: checkLegacy))
-            out.write(nowMs)
-            // growth: the size check's numbers, only for a batch that creates records.
-            if batch.created == 0 { out.write("0") } else { out.write("\(batch.created) \(batch.removed) \(maxDocRecords)") }
-            out.write(batch.commits.count)
-            out.write(batch.token)
-            out.write(tail)  // `token@lastClock` of the batch this one runs behind: the head it must find
-            for commit in batch.commits {
-                out.write(commit.sessionID)
-                out.write(commit.pushID.serialized)
-                out.write(commit.encodedOps)
+        }
+        out.write(GroupCommitScript.mode(logMode, checkLegacy: checkLegacy))
+        if !inRound { out.write(nowMs) }
+        // growth: the size check's numbers, only for a batch that creates records.
+        if batch.created == 0 { out.write("0") } else { out.write("\(batch.created) \(batch.removed) \(maxDocRecords)") }
+        out.write(batch.commits.count)
+        out.write(batch.token)
+        out.write(tail)  // `token@lastClock` of the batch this one runs behind: the head it must find
+        for commit in batch.commits {
+            out.write(commit.sessionID)
+            out.write(commit.pushID.serialized)
+            out.write(commit.encodedOps)
+        }
+        out.write(batch.expectations.count)
+        for (id, expectation) in batch.expectations {
+            out.write(id)
+            switch expectation {
+            case .version(let version):
+                out.write("v")
+                out.write(version)
+            case .exists:
+                out.write("e")
+                // The version the replica had: the script still only requires the record to exist, but a
+                // different version means the checksum deltas started from a stale value (issue 13).
+                if let version = batch.assumedVersions[id] { out.write(version) } else { out.write("") }
+            case .absent:
+                out.write("a")
+                out.write("")
             }
-            out.write(batch.expectations.count)
-            for (id, expectation) in batch.expectations {
-                out.write(id)
-                switch expectation {
-                case .version(let version):
-                    out.write("v")
-                    out.write(version)
-                case .exists:
-                    out.write("e")
-                    // The version the replica had: the script still only requires the record to exist, but a
-                    // different version means the checksum deltas started from a stale value (issue 13).
-                    if let version = batch.assumedVersions[id] { out.write(version) } else { out.write("") }
-                case .absent:
-                    out.write("a")
-                    out.write("")
+        }
+        out.write(batch.writes.count)
+        for (id, write) in batch.writes {
+            out.write(id)
+            out.write(write.value == nil ? "r" : (write.wasMissing ? "c" : "p"))
+            out.write(write.value ?? [])
+            out.write(write.commitIndex)
+        }
+        for commit in batch.commits {
+            out.writeBulkString(length: DocChecksum.hexLength) { commit.sumDelta.writeHex(to: $0) }
+        }
+        out.write(ownSubscribers)
+    }
+
+    /// One doc's part of a commit round (`commitRound`): what `commitReturningSums` takes for it.
+    struct RoundEntry {
+        var doc: String
+        var batch: CommitBatch
+        var checkLegacy: Bool
+        /// See `commit`; −1 always publishes.
+        var ownSubscribers: Int
+    }
+
+    /// What a group commit's reply says (`reply(of:)`).
+    typealias CommitReply = (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool)
+
+    /// Commits the batches of several docs in one call (`GroupCommitScript.commitRound`; a single Redis,
+    /// not a Cluster: the caller checks `redis.isClusterMode`). Each doc gets the result its own
+    /// `commitReturningSums` would have: its reply, or a failure when its part of the reply is an error or
+    /// unreadable. When the call itself fails (Redis down, an error that stopped the script) every doc
+    /// fails with it. With `--redis-wait-replicas`, one WAIT after the round covers every doc in it.
+    /// - Parameter nowMs: the commits' `at` (the node's wall clock; a test's fixed time).
+    func commitRound(_ entries: [RoundEntry], nowMs: UInt64 = NodeClock().wallMs(), on loop: EventLoop)
+        -> EventLoopFuture<[Result<CommitReply, any Error>]>
+    {
+        let command = Self.roundCommand(
+            entries, node: nodeID, retention: retention, maxDocRecords: maxDocRecords, docTTLMs: Int(docTTLMs), logMode: logMode,
+            nowMs: nowMs)
+        let count = entries.count
+        let replied = redis.send(command, on: loop).flatMapThrowing { reply -> [Result<CommitReply, any Error>] in
+            guard case .array(let parts) = reply, parts.count == count else { throw SyncStoreError.unexpectedReply("round: \(reply)") }
+            return parts.map { part in
+                if case .error(let message) = part { return .failure(RedisError.server(message)) }
+                return Result { try Self.reply(of: part) }
+            }
+        }
+        guard let acknowledgement = replicaAcknowledgement else { return replied }
+        let redis = self.redis
+        return replied.flatMap { results in
+            let acknowledged = results.indices.filter { k in
+                guard case .success(let reply) = results[k] else { return false }
+                switch reply.outcome {
+                case .committed, .duplicate: return true
+                default: return false
                 }
             }
-            out.write(batch.writes.count)
-            for (id, write) in batch.writes {
-                out.write(id)
-                out.write(write.value == nil ? "r" : (write.wasMissing ? "c" : "p"))
-                out.write(write.value ?? [])
-                out.write(write.commitIndex)
+            guard let first = acknowledged.first else { return loop.makeSucceededFuture(results) }
+            // One connection to the one Redis: a WAIT after the round covers every write in it.
+            return acknowledgement.acknowledge(doc: entries[first].doc, redis: redis, on: loop).map { results }.flatMapErrorThrowing {
+                error in
+                var results = results
+                for k in acknowledged { results[k] = .failure(error) }
+                return results
             }
-            for commit in batch.commits {
-                out.writeBulkString(length: DocChecksum.hexLength) { commit.sumDelta.writeHex(to: $0) }
+        }
+    }
+
+    /// The commit-round call: `EVALSHA` of `GroupCommitScript.commitRound` with each doc's clock key, the
+    /// four arguments every doc shares, then per doc the rest of `commit`'s arguments for its batch.
+    static func roundCommand(
+        _ entries: [RoundEntry], node: String, retention: Int, maxDocRecords: Int, docTTLMs: Int,
+        logMode: GroupCommitScript.LogMode, nowMs: UInt64 = NodeClock().wallMs()
+    ) -> RedisCommand {
+        var capacity = 1024
+        for entry in entries {
+            let batch = entry.batch
+            capacity += 192 + 2 * batch.bytes + 128 * batch.commits.count + 64 * (batch.expectations.count + batch.writes.count)
+        }
+        return RedisCommand(evalSHA: GroupCommitScript.commitRound, capacity: capacity) { out in
+            out.write(entries.count)
+            for entry in entries { GroupCommitScript.writeClockKey(entry.doc, into: &out) }
+            out.write(node)
+            out.write(retention)
+            out.write(max(docTTLMs, 0))
+            out.write(nowMs)
+            for entry in entries {
+                writeArguments(
+                    entry.batch, tail: entry.batch.after?.tail ?? "", node: node, retention: retention, maxDocRecords: maxDocRecords,
+                    docTTLMs: docTTLMs, logMode: logMode, checkLegacy: entry.checkLegacy || logMode == .perCommit, nowMs: nowMs,
+                    ownSubscribers: entry.ownSubscribers, inRound: true, into: &out)
             }
-            out.write(ownSubscribers)
         }
     }
 
@@ -132,7 +227,7 @@ extension SyncStore {
     /// stop 29) is still read. The kind and the checksums are read from the reply's bytes, and numbers by
     /// `RedisValue.int`, which reads digits in place: through `String` and `Int64(_:)` the three readings
     /// cost ~7,300 instructions per commit of one push, ~4 % of the doc loop's share (callgrind, issue 8).
-    static func reply(of reply: RedisValue) throws -> (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool) {
+    static func reply(of reply: RedisValue) throws -> CommitReply {
         if case .bulkString(let bytes) = reply, let parsed = okText(bytes) { return parsed }
         guard case .array(let parts) = reply, parts.count >= 2, let number = number(parts[1]) else {
             throw SyncStoreError.unexpectedReply("\(reply)")

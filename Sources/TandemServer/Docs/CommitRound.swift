@@ -1,0 +1,87 @@
+import NIOCore
+import TandemCore
+
+/// A commit round (issue 8, stop 30): the group commits a shard's docs form during one pass of its event
+/// loop, sent to Redis as ONE script call (`GroupCommitScript.commitRound`) instead of one per doc.
+///
+/// Under load most group commits carry one push of one doc (1.03 pushes per commit at 10,000 pushes/s
+/// over 200 docs), and each paid Redis's cost of a call again: dispatching it, the script's set-up and
+/// reply, Redis's GC step every 50 calls, and the arguments every doc repeats. A round pays those once:
+/// redis-server's instructions per commit of one push fall from ~171,000 alone to ~162,000 in rounds of
+/// 4 docs and ~157,000 in rounds of 16 (`SIDE=server ROUND=K scripts/redis-cost.sh`, docs/benchmarks.md).
+///
+/// Nothing waits to form a round: the first commit of a pass schedules the round's sending
+/// (`eventLoop.execute`), which runs after the work already queued on the loop (the replies, pushes and
+/// timers of this pass), so the commits those produce join it; the round then goes at once. A round of
+/// one doc is that doc's usual `GroupCommitScript.commit` call. A round is capped by
+/// `--commit-round-max-docs` and by `--max-batch-bytes` of batches (a call stays short: Redis runs
+/// nothing else meanwhile); a batch that reaches a cap sends the round it completes at once.
+///
+/// Each doc is decided, replied to and handled as alone: the pipeline still emits one commit per doc and
+/// gets that doc's own reply (`DocShard.commitCompleted`); a doc's conflict, duplicate or size refusal
+/// does not touch the others. A failed call (Redis down, a script stopped by an error) fails every doc
+/// of the round, each as a failed commit (a head check follows). A single Redis only: a Cluster keeps
+/// one call per doc (a script's keys must share one slot).
+final class CommitRound {
+    struct Pending {
+        var entry: SyncStore.RoundEntry
+        var docState: DocState
+    }
+
+    /// The round being formed, in the order its commits were decided.
+    var pending: [Pending] = []
+    /// What its batches carry (`CommitBatch.bytes`).
+    var bytes = 0
+    /// Its sending is scheduled on the loop.
+    var scheduled = false
+}
+
+extension DocShard {
+    /// Adds the doc's batch to the round this loop pass forms (see `CommitRound`).
+    func joinCommitRound(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
+        let round = commitRound.value
+        round.pending.append(
+            CommitRound.Pending(
+                entry: SyncStore.RoundEntry(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, ownSubscribers: ownSubscribers),
+                docState: docState))
+        round.bytes += batch.bytes
+        if round.pending.count >= settings.commitRoundMaxDocs || round.bytes >= settings.pushPipelineSettings.maxBatchBytes {
+            sendCommitRound()
+        } else if !round.scheduled {
+            round.scheduled = true
+            eventLoop.execute {
+                self.commitRound.value.scheduled = false
+                self.sendCommitRound()
+            }
+        }
+    }
+
+    /// Sends the round formed so far, if any, and hands each doc its reply.
+    func sendCommitRound() {
+        let round = commitRound.value
+        guard !round.pending.isEmpty else { return }
+        let pending = round.pending
+        round.pending = []
+        round.pending.reserveCapacity(pending.count)
+        round.bytes = 0
+        metrics.syncCommitRoundDocs.record(Double(pending.count))
+        if pending.count == 1 {
+            let only = pending[0]
+            commitAlone(only.entry.batch, doc: only.entry.doc, only.docState, ownSubscribers: only.entry.ownSubscribers)
+            return
+        }
+        let bound = NIOLoopBound(pending, eventLoop: eventLoop)  // unwrapped on this loop only
+        syncStore.commitRound(pending.map(\.entry), on: eventLoop).whenComplete { result in
+            let pending = bound.value
+            for k in pending.indices {
+                let doc = pending[k].entry.doc
+                switch result {
+                case .success(let replies):
+                    self.commitCompleted(replies[k], batch: pending[k].entry.batch, doc: doc, pending[k].docState)
+                case .failure(let error):
+                    self.commitCompleted(.failure(error), batch: pending[k].entry.batch, doc: doc, pending[k].docState)
+                }
+            }
+        }
+    }
+}

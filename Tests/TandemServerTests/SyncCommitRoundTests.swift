@@ -1,0 +1,64 @@
+import Foundation
+import TandemCore
+import TandemTestSupport
+import Testing
+
+/// Commit rounds end to end (issue 8, stop 30; `CommitRound`): the group commits a shard decides in one
+/// pass of its loop go to Redis as one call, and each doc is still answered at its own clocks, applied
+/// once, in order, as if it had been committed alone.
+@Suite(.serialized, .cleanup, .timeLimit(.minutes(3))) struct SyncCommitRoundTests {
+    /// Redis paused while every doc has a push in Redis and one more queued: when Redis comes back, the
+    /// replies arrive together, and the docs' next batches, decided in the same pass of the loop, share
+    /// a round. Every push is answered `commit` at consecutive clocks of its doc, and the docs converge
+    /// with Redis with nothing committed twice.
+    @Test func docsDecidedInOneLoopPassShareARoundAndEachIsAnsweredAsAlone() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) { $0.maxBatchesInFlight = 1 }
+        let docs = (0..<8).map { "round:\($0)" }
+        let alice = try await cluster.client("alice")
+        let bob = try await cluster.client("bob")
+        for doc in docs {
+            try await alice.join(doc)
+            try await bob.join(doc)
+        }
+        let node = cluster.nodes[0]
+        var rounds = 0
+        var attempts = 0
+        // Which docs meet in a pass is up to the loop: a few attempts until one round held several.
+        while attempts < 5 {
+            attempts += 1
+            let (roundsBefore, docsBefore) = (
+                try await node.metric("tandem_sync_commit_round_docs_count"), try await node.metric("tandem_sync_commit_round_docs_sum")
+            )
+            let batchesBefore = try await node.metric("tandem_sync_batches_total")
+            cluster.redis.pause()
+            for doc in docs { alice.push(doc, id: attempts, ops: #"{"a\#(attempts)":["put",{"k":\#(attempts)}]}"#) }
+            try await waitUntil("every doc's first push in Redis") {
+                try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
+            }
+            for doc in docs { bob.push(doc, id: attempts, ops: #"{"b\#(attempts)":["put",{"k":\#(attempts)}]}"#) }
+            try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
+            cluster.redis.resume()
+            for doc in docs {
+                let first = try await alice.answer(doc, id: attempts)
+                let second = try await bob.answer(doc, id: attempts)
+                #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
+                #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
+            }
+            let roundsNow = try await node.metric("tandem_sync_commit_round_docs_count") - roundsBefore
+            let docsNow = try await node.metric("tandem_sync_commit_round_docs_sum") - docsBefore
+            #expect(docsNow == Double(2 * docs.count), "every group commit went in a round")
+            if roundsNow < docsNow {
+                rounds += 1
+                break
+            }
+        }
+        #expect(rounds == 1, "a round held several docs within \(attempts) attempts")
+        for doc in docs {
+            try await cluster.waitConverged(doc)
+            #expect(SyncRedis.head(cluster.redis, doc) == UInt64(2 * attempts))
+            for client in [alice, bob] { cluster.expectRecordsEqualRedis(client, doc) }
+            #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
+        }
+        await cluster.finish()
+    }
+}
