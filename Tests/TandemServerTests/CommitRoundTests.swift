@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import TandemCore
 import TandemRedis
 @testable import TandemServer
@@ -149,9 +150,68 @@ extension GroupCommitScriptTests {
         let store = fixture.store()
         let batch = try decide([Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], against: DocReplica())
         // A doc key of the wrong type stops the script with an error at that doc's first write to it.
-        fixture.redis("SET", "tandem:{rf:2}:records", "not a hash")
+        #expect(fixture.redis("SET", "tandem:{rf:2}:records", "not a hash") == "OK")
         let entries = ["rf:1", "rf:2", "rf:3"].map { SyncStore.RoundEntry(doc: $0, batch: batch, checkLegacy: false, ownSubscribers: -1) }
         await #expect(throws: (any Error).self) { try await store.commitRound(entries, on: fixture.loop).get() }
+    }
+
+    /// `--redis-wait-replicas` with commit rounds: one WAIT after the round covers every doc in it. With the
+    /// one replica it asks for, every doc's commit is answered and is on the replica when it is; asking for
+    /// a replica that does not exist, every doc that committed fails (`notReplicated`: its pusher is told
+    /// it may not be durable) while a doc that did not commit keeps its own reply.
+    @Test func oneWaitAfterARoundCoversEveryDocInIt() async throws {
+        let primary = try RedisServerProcess()
+        let replica = try RedisServerProcess(extraArguments: ["--replicaof", "127.0.0.1", "\(primary.port)"])
+        try await waitUntil("replica linked") { replica.command("INFO", "replication").contains("master_link_status:up") }
+        let client = try RedisClient(url: primary.url)
+        client.start()
+        defer { client.shutdown() }
+        try await waitUntil("connected to Redis") { client.isConnected }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let metrics = TandemMetrics(nodeID: "node-a")
+        func store(replicas: Int, timeoutMs: Int) -> SyncStore {
+            SyncStore(
+                redis: client, nodeID: "node-a", retention: 10_000, maxDocRecords: 100_000,
+                replicaAcknowledgement: ReplicaAcknowledgement(replicas: replicas, timeoutMs: timeoutMs, metrics: metrics))
+        }
+        let batch = try decide([Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], against: DocReplica())
+
+        let docs = ["rw:1", "rw:2", "rw:3"]
+        let acknowledged = try await store(replicas: 1, timeoutMs: 10_000)
+            .commitRound(docs.map { SyncStore.RoundEntry(doc: $0, batch: batch, checkLegacy: false, ownSubscribers: -1) }, on: loop).get()
+        #expect(acknowledged.count == docs.count)
+        for (doc, result) in zip(docs, acknowledged) {
+            guard case .success(let reply) = result, case .committed(let first, _) = reply.outcome else {
+                throw TestFailure("\(doc): \(result)")
+            }
+            // WAIT counted the replica: it has applied everything the connection wrote before it.
+            #expect(replica.command("GET", GroupCommitScript.keys(doc)[0]) == "\(first)", "\(doc) on the replica")
+        }
+
+        // Two replicas asked for, one exists: the WAIT times out. The docs that committed fail; a new push to
+        // "rw:1" decided against the empty doc conflicts (its record exists now: nothing written, nothing to
+        // acknowledge) and keeps its reply.
+        let more = ["rw:4", "rw:5"]
+        let stale = try decide([Push(sid: Self.sessionA, id: .number(2), ops: #"{"a":["put",{}]}"#)], against: DocReplica())
+        let entries =
+            [SyncStore.RoundEntry(doc: "rw:1", batch: stale, checkLegacy: false, ownSubscribers: -1)]
+            + more.map { SyncStore.RoundEntry(doc: $0, batch: batch, checkLegacy: false, ownSubscribers: -1) }
+        let timedOut = try await store(replicas: 2, timeoutMs: 100).commitRound(entries, on: loop).get()
+        #expect(timedOut.count == 3)
+        guard case .success(let reply) = timedOut[0], case .conflict(let head) = reply.outcome else {
+            throw TestFailure("rw:1 should keep its own reply, a conflict: \(timedOut[0])")
+        }
+        #expect(head == 1)
+        for (doc, result) in zip(more, timedOut.dropFirst()) {
+            guard case .failure(let error) = result, case SyncStoreError.notReplicated(let got, let wanted, _) = error else {
+                throw TestFailure("\(doc) should fail as not replicated: \(result)")
+            }
+            #expect(got == 1 && wanted == 2)
+            // Committed all the same (it is in Redis and on the one replica): the pusher is told it may not be.
+            try await waitUntil("\(doc) on the replica") { replica.command("GET", GroupCommitScript.keys(doc)[0]) == "1" }
+        }
+        try await group.shutdownGracefully()
     }
 }
 
