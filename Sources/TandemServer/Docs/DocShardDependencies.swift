@@ -30,7 +30,7 @@ struct DocShardDependencies: Sendable {
         var presenceSettings: PresenceSettings
         var pushPipelineSettings: PushPipelineSettings
         /// --commit-round-max-docs: most docs' group commits in one commit round (1: one call per doc).
-        var commitRoundMaxDocs = 16  // the option's default
+        var commitRoundMaxDocs: Int
 
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID

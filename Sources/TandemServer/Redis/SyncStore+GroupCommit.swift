@@ -34,7 +34,7 @@ extension SyncStore {
         doc: String, batch: CommitBatch, docTTLMs: Int? = nil, logMode: GroupCommitScript.LogMode? = nil,
         checkLegacy: Bool = true, node: String? = nil, keys: RedisEncodedArguments? = nil, ownSubscribers: Int = -1,
         on loop: EventLoop
-    ) -> EventLoopFuture<(outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool)> {
+    ) -> EventLoopFuture<CommitReply> {
         let logMode = logMode ?? self.logMode
         let command = Self.command(
             redis.publishing(GroupCommitScript.commit, sharded: ShardedPublishing.commit), doc: doc, batch,
@@ -49,14 +49,8 @@ extension SyncStore {
         guard let acknowledgement = replicaAcknowledgement else { return committed }
         let redis = self.redis
         return committed.flatMap { reply in
-            switch reply.outcome {
-            case .committed, .duplicate:
-                // A duplicate is answered as committed too: its first commit may be the one whose
-                // acknowledgement timed out (same node, same connection: the WAIT covers it).
-                return acknowledgement.acknowledge(doc: doc, redis: redis, on: loop).map { reply }
-            default:
-                return loop.makeSucceededFuture(reply)
-            }
+            guard Self.awaitsAcknowledgement(reply.outcome) else { return loop.makeSucceededFuture(reply) }
+            return acknowledgement.acknowledge(doc: doc, redis: redis, on: loop).map { reply }
         }
     }
 
@@ -153,6 +147,16 @@ extension SyncStore {
     /// What a group commit's reply says (`reply(of:)`).
     typealias CommitReply = (outcome: CommitBatchOutcome, sums: [DocChecksum], published: Bool)
 
+    /// Whether a commit's answer waits for `--redis-wait-replicas` (`ReplicaAcknowledgement`): a commit, and
+    /// a duplicate too — its first commit may be the one whose acknowledgement timed out (same node, same
+    /// connection: the WAIT covers it).
+    static func awaitsAcknowledgement(_ outcome: CommitBatchOutcome) -> Bool {
+        switch outcome {
+        case .committed, .duplicate: return true
+        default: return false
+        }
+    }
+
     /// Commits the batches of several docs in one call (`GroupCommitScript.commitRound`; a single Redis,
     /// not a Cluster: the caller checks `redis.isClusterMode`). Each doc gets the result its own
     /// `commitReturningSums` would have: its reply, or a failure when its part of the reply is an error or
@@ -178,10 +182,7 @@ extension SyncStore {
         return replied.flatMap { results in
             let acknowledged = results.indices.filter { k in
                 guard case .success(let reply) = results[k] else { return false }
-                switch reply.outcome {
-                case .committed, .duplicate: return true
-                default: return false
-                }
+                return Self.awaitsAcknowledgement(reply.outcome)
             }
             guard let first = acknowledged.first else { return loop.makeSucceededFuture(results) }
             // One connection to the one Redis: a WAIT after the round covers every write in it.
