@@ -12,7 +12,22 @@ import Testing
     /// a round. Every push is answered `commit` at consecutive clocks of its doc, and the docs converge
     /// with Redis with nothing committed twice.
     @Test func docsDecidedInOneLoopPassShareARoundAndEachIsAnsweredAsAlone() async throws {
-        let cluster = try await SyncCluster.start(nodes: 1) { $0.maxBatchesInFlight = 1 }
+        try await roundsOfDocsDecidedInOnePass(maxDocs: nil)
+    }
+
+    /// `--commit-round-max-docs` bounds a round: with 2, the eight docs decided in one pass go in rounds
+    /// of at most two (a flood of pushes over many docs never makes one long script call).
+    @Test func aRoundHoldsAtMostCommitRoundMaxDocs() async throws {
+        try await roundsOfDocsDecidedInOnePass(maxDocs: 2)
+    }
+
+    /// Pauses Redis while eight docs each have a push in Redis and one queued, resumes it, and checks the
+    /// answers, that the docs' next batches shared a round, and (with `maxDocs`) that no round held more.
+    private func roundsOfDocsDecidedInOnePass(maxDocs: Int?) async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxBatchesInFlight = 1
+            if let maxDocs { $0.commitRoundMaxDocs = maxDocs }
+        }
         let docs = (0..<8).map { "round:\($0)" }
         let alice = try await cluster.client("alice")
         let bob = try await cluster.client("bob")
@@ -47,6 +62,9 @@ import Testing
             let roundsNow = try await node.metric("tandem_sync_commit_round_docs_count") - roundsBefore
             let docsNow = try await node.metric("tandem_sync_commit_round_docs_sum") - docsBefore
             #expect(docsNow == Double(2 * docs.count), "every group commit went in a round")
+            if let maxDocs {
+                #expect(docsNow <= Double(maxDocs) * roundsNow, "\(docsNow) docs in \(roundsNow) rounds of at most \(maxDocs)")
+            }
             if roundsNow < docsNow {
                 rounds += 1
                 break
