@@ -761,6 +761,9 @@ struct SyncResult: Codable, Sendable {
     /// Control: `ping` → `pong` round trip on an extra connection during the window (see PingProbe).
     var controlPingRTTMs: LatencySummary
     var redisCommandsPerPush: Double?
+    /// Commands the node itself sent to Redis per push (`tandem_redis_command_seconds_count`: its round trips,
+    /// a commit round or a group commit being one), where `redisCommandsPerPush` also counts what scripts run.
+    var redisCallsPerPush: Double?
     /// CPU time per commit over the window (µs): Tandem's process and Redis's.
     var tandemCPUMicrosPerCommit: Double?
     var redisCPUMicrosPerCommit: Double?
@@ -778,6 +781,9 @@ struct SyncResult: Codable, Sendable {
     ) {
         controlPingRTTMs = pingRTT
         redisCommandsPerPush = resources.redisCommands.map { t.pushes > 0 ? Double($0) / Double(t.pushes) : 0 }
+        redisCallsPerPush = resources.serverMetricDeltas["tandem_redis_command_seconds_count"].map {
+            t.pushes > 0 ? $0 / Double(t.pushes) : 0
+        }
         editors = plan.editors
         docs = plan.docs
         editorsPerDoc = Array(Set(plan.editorsPerDoc)).sorted()
@@ -884,6 +890,7 @@ struct SyncResult: Codable, Sendable {
         t.counts("disconnects by close code", disconnects)
         t.resources(resources)
         if let r = redisCommandsPerPush { t.row("redis commands per push", fmt(r, 2)) }
+        if let r = redisCallsPerPush { t.row("redis calls per push (the node's)", fmt(r, 2)) }
         if let cpu = tandemCPUMicrosPerCommit { t.row("tandem CPU per commit", "\(fmt(cpu, 1)) µs") }
         if let cpu = redisCPUMicrosPerCommit { t.row("redis CPU per commit", "\(fmt(cpu, 1)) µs") }
         t.targets(targets)
