@@ -21,13 +21,26 @@ import Testing
         try await roundsOfDocsDecidedInOnePass(maxDocs: 2)
     }
 
+    /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second
+    /// doc's batch and goes (it passed the cap), so the eight docs decided in one pass go in rounds of at
+    /// most two, however many `--commit-round-max-docs` allows. One script call stays short.
+    @Test func aRoundClosesAtMaxBatchBytes() async throws {
+        try await roundsOfDocsDecidedInOnePass(maxDocs: nil, maxBatchBytes: 1024, padding: 300, docsPerRound: 2)
+    }
+
     /// Pauses Redis while eight docs each have a push in Redis and one queued, resumes it, and checks the
-    /// answers, that the docs' next batches shared a round, and (with `maxDocs`) that no round held more.
-    private func roundsOfDocsDecidedInOnePass(maxDocs: Int?) async throws {
+    /// answers, that the docs' next batches shared a round, and that no round held more than `docsPerRound`
+    /// (`maxDocs`, unless given: what a bytes cap allows). `padding` bytes of value in each push.
+    private func roundsOfDocsDecidedInOnePass(
+        maxDocs: Int?, maxBatchBytes: Int? = nil, padding: Int = 0, docsPerRound: Int? = nil
+    ) async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
             $0.maxBatchesInFlight = 1
             if let maxDocs { $0.commitRoundMaxDocs = maxDocs }
+            if let maxBatchBytes { $0.maxBatchBytes = maxBatchBytes }
         }
+        let pad = String(repeating: "x", count: padding)
+        let docsPerRound = docsPerRound ?? maxDocs
         let docs = (0..<8).map { "round:\($0)" }
         let alice = try await cluster.client("alice")
         let bob = try await cluster.client("bob")
@@ -36,6 +49,11 @@ import Testing
             try await bob.join(doc)
         }
         let node = cluster.nodes[0]
+        /// Rounds so far of at most `docs` docs (a bucket's bound: 1, 2, 4, 8, 16, …); 0 for nil.
+        func roundsOfAtMost(_ docs: Int?) async throws -> Double {
+            guard let docs else { return 0 }
+            return try await node.metric(#"tandem_sync_commit_round_docs_bucket{le="\#(Double(docs))"}"#)
+        }
         var rounds = 0
         var attempts = 0
         // Which docs meet in a pass is up to the loop: a few attempts until one round held several.
@@ -45,12 +63,13 @@ import Testing
                 try await node.metric("tandem_sync_commit_round_docs_count"), try await node.metric("tandem_sync_commit_round_docs_sum")
             )
             let batchesBefore = try await node.metric("tandem_sync_batches_total")
+            let smallBefore = try await roundsOfAtMost(docsPerRound)
             cluster.redis.pause()
-            for doc in docs { alice.push(doc, id: attempts, ops: #"{"a\#(attempts)":["put",{"k":\#(attempts)}]}"#) }
+            for doc in docs { alice.push(doc, id: attempts, ops: #"{"a\#(attempts)":["put",{"k":\#(attempts),"p":"\#(pad)"}]}"#) }
             try await waitUntil("every doc's first push in Redis") {
                 try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
             }
-            for doc in docs { bob.push(doc, id: attempts, ops: #"{"b\#(attempts)":["put",{"k":\#(attempts)}]}"#) }
+            for doc in docs { bob.push(doc, id: attempts, ops: #"{"b\#(attempts)":["put",{"k":\#(attempts),"p":"\#(pad)"}]}"#) }
             try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
             cluster.redis.resume()
             for doc in docs {
@@ -60,10 +79,11 @@ import Testing
                 #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
             }
             let roundsNow = try await node.metric("tandem_sync_commit_round_docs_count") - roundsBefore
+            let smallNow = try await roundsOfAtMost(docsPerRound) - smallBefore
             let docsNow = try await node.metric("tandem_sync_commit_round_docs_sum") - docsBefore
             #expect(docsNow == Double(2 * docs.count), "every group commit went in a round")
-            if let maxDocs {
-                #expect(docsNow <= Double(maxDocs) * roundsNow, "\(docsNow) docs in \(roundsNow) rounds of at most \(maxDocs)")
+            if let docsPerRound {
+                #expect(smallNow == roundsNow, "\(docsNow) docs in \(roundsNow) rounds, \(smallNow) of them of at most \(docsPerRound)")
             }
             if roundsNow < docsNow {
                 rounds += 1
