@@ -228,6 +228,7 @@ enum GroupCommitScript {
         local node, retention, docTTL, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
         local growth, nText, token, afterTail = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
         local i = 10
+        local listeners -- the channel's `PUBSUB NUMSUB` when the caller read it already (a commit round's)
 
         """
 
@@ -264,9 +265,10 @@ enum GroupCommitScript {
 
         -- Re-pushes: one HMGET for every push's lookup (`SID=PUSHID`) and every session's counter (`SID`).
         -- For one push: {lookup, counter}, and no tables of sessions.
-        local fields, sessions, counterAt
+        -- The doc's checksum (`~sum`, see the checksums below) is read with them: one command less than a GET.
+        local fields, sessions, counterAt, sumAt
         if n == 1 then
-          fields = {sid1 .. '=' .. pid1, sid1, nil}
+          fields, sumAt = {sid1 .. '=' .. pid1, sid1, '~sum', nil}, 3
         else
           fields, sessions, counterAt = {nil, nil, nil, nil, nil, nil, nil, nil}, {nil, nil, nil, nil}, {}
           for k = 1, n do fields[k] = sids[k] .. '=' .. pids[k] end
@@ -282,6 +284,8 @@ enum GroupCommitScript {
               counterAt[sids[k]] = #fields
             end
           end
+          fields[#fields + 1] = '~sum'
+          sumAt = #fields
         end
         -- Pipelined behind another batch of this node: decided against the state that batch leaves, so it
         -- runs only if that batch wrote the head and nothing came after (in the same HMGET, plus one GET).
@@ -441,17 +445,26 @@ enum GroupCommitScript {
         end
 
         -- Checksums: the stored sum (valid for clock first - 1, or a new doc's 0) plus each commit's delta.
-        local sums = n == 1 and {nil} or {nil, nil, nil, nil}
+        -- Stored as `CLOCK:HEX16` in the pushids hash (`~sum`, read by the first HMGET, written by its HSET
+        -- below: no command of its own); nodes before stop 31 kept it in `tandem:{D}:sum` (GET + SET), which
+        -- is read when `~sum` is not the clock before (their commit came last: a rolling upgrade) and no
+        -- longer written. Each place only ever holds a sum tagged with the clock it describes, so either
+        -- version finds the other's commits left its own place stale (unknown), never wrong.
+        local sums, sumText = n == 1 and {nil} or {nil, nil, nil, nil}, nil
         -- Unknown (a stale delta, or no stored sum for the clock before): no sums, and the stored one stays
         -- tagged with an older clock, so it is stale until a node seeds it again (SyncReadScripts.seedSum).
         if ARGV[i + n - 1] and not sumStale then
-          local lane0, lane1, sumKey = nil, nil, prefix .. 'sum'
+          local lane0, lane1 = nil, nil
           if first == 1 then
             lane0, lane1 = 0, 0
           else
             -- `CLOCK:HEX16`, read without a pattern: its clock must be first - 1.
-            local stored = rcall('GET', sumKey)
-            if stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1 then
+            local stored = known[sumAt]
+            if not (stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1) then
+              stored = rcall('GET', prefix .. 'sum')
+              if not (stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1) then stored = nil end
+            end
+            if stored then
               local a, b = tonumber(sub(stored, -16, -9), 16), tonumber(sub(stored, -8), 16)
               if a and b then lane0, lane1 = a, b end
             end
@@ -463,7 +476,7 @@ enum GroupCommitScript {
               lane1 = (lane1 + tonumber(sub(d, 9, 16), 16)) % 4294967296
               sums[k] = format('%08x%08x', lane0, lane1)
             end
-            rcall('SET', sumKey, lastText .. ':' .. sums[n], 'KEEPTTL')
+            sumText = lastText .. ':' .. sums[n] -- stored by the HSET of pushids below
           end
         end
 
@@ -473,7 +486,7 @@ enum GroupCommitScript {
         -- as presence's `docWrite`: the count is read atomically with the writes the message announces.
         local own = ARGV[i + n]
         own = own == '1' and 1 or own == '0' and 0 or (own == nil or own == '-1') and -1 or tonumber(own)
-        local publish = own < 0 or rcall('PUBSUB', 'NUMSUB', channel)[2] > own
+        local publish = own < 0 or (listeners or rcall('PUBSUB', 'NUMSUB', channel)[2]) > own
 
         local floor = last - tonumber(retention)
 
@@ -552,7 +565,14 @@ enum GroupCommitScript {
             if old then rcall('HDEL', pushids, sid .. '=' .. old) end
           end
           if token ~= '' then
-            rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText)
+            if sumText then
+              rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText,
+                '~sum', sumText)
+            else
+              rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText)
+            end
+          elseif sumText then
+            rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~sum', sumText)
           else
             rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1))
           end
@@ -615,6 +635,7 @@ enum GroupCommitScript {
           for s = 1, #evicted, SLICE do rcall('HDEL', pushids, unpack(evicted, s, min(s + SLICE - 1, #evicted))) end
           for j = 1, #sessions do sets[#sets + 1] = sessions[j]; sets[#sets + 1] = format('%d', count[j]) end
           if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. lastText end
+          if sumText then sets[#sets + 1] = '~sum'; sets[#sets + 1] = sumText end
           for s = 1, #sets, SLICE do rcall('HSET', pushids, unpack(sets, s, min(s + SLICE - 1, #sets))) end
           local idleScores = {nil, nil, nil, nil, nil, nil, nil, nil}
           for j = 1, #sessions do idleScores[#idleScores + 1] = clocks[lastK[j]]; idleScores[#idleScores + 1] = sessions[j] end
@@ -730,7 +751,7 @@ enum GroupCommitScript {
     /// sets — the doc's clock key, ARGV (the round's own: no copy of the doc's part, ~7,000 instructions
     /// per doc as a table), where the doc's part starts, and its header.
     static let roundHead = """
-        local function commitDoc(clockKey, ARGV, i, node, retention, docTTL, mode, at, growth, nText, token, afterTail)
+        local function commitDoc(clockKey, ARGV, i, node, retention, docTTL, mode, at, growth, nText, token, afterTail, listeners)
 
         """
 
@@ -744,15 +765,28 @@ enum GroupCommitScript {
         local rargv, tonumber = ARGV, tonumber
         local node, retention, docTTL, now = rargv[1], rargv[2], rargv[3], rargv[4]
         local function count(text) return text == '1' and 1 or text == '0' and 0 or tonumber(text) end
-        local replies, a = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, 5
+        -- Where each doc's part starts, and the channels of the docs that publish only to other listeners:
+        -- their `PUBSUB NUMSUB` is ONE command for the round (exact still: nothing subscribes while a script
+        -- runs), not one per doc.
+        local starts, channels, channelAt = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, {}, {}
+        local a = 5
         for d = 1, #KEYS do
-          local nText = rargv[a + 2]
-          local n = count(nText)
+          local n = count(rargv[a + 2])
           local e = count(rargv[a + 5 + 3 * n])
           local w = count(rargv[a + 6 + 3 * n + 3 * e])
-          replies[d] = commitDoc(KEYS[d], rargv, a + 5, node, retention, docTTL, rargv[a], now, rargv[a + 1], nText, rargv[a + 3],
-            rargv[a + 4])
+          starts[d] = a
           a = a + 8 + 4 * n + 3 * e + 4 * w -- past its ownSubscribers
+          if rargv[a - 1] ~= '-1' then
+            channels[#channels + 1] = string.sub(KEYS[d], 1, -7) -- `tandem:{D}`
+            channelAt[d] = 2 * #channels -- its count in NUMSUB's reply (channel, count, …)
+          end
+        end
+        local counts = #channels > 0 and redis.call('PUBSUB', 'NUMSUB', unpack(channels))
+        local replies = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+        for d = 1, #KEYS do
+          local a = starts[d]
+          replies[d] = commitDoc(KEYS[d], rargv, a + 5, node, retention, docTTL, rargv[a], now, rargv[a + 1], rargv[a + 2], rargv[a + 3],
+            rargv[a + 4], channelAt[d] and counts[channelAt[d]])
         end
         return replies
         """
