@@ -7,8 +7,8 @@ import TandemTestSupport
 import Testing
 
 /// Stop 31 (issue 8): fewer Redis commands per commit — the checksum in the pushids hash (`~sum`, no GET
-/// and SET of `tandem:{D}:sum`) and one `PUBSUB NUMSUB` per commit round — and a rolling upgrade with
-/// nodes of stop 30 (`GroupCommitScriptStop30`, verbatim) committing the same doc.
+/// and SET of `tandem:{D}:sum`) — and a rolling upgrade with nodes of stop 30 (`GroupCommitScriptStop30`,
+/// verbatim) committing the same doc.
 extension GroupCommitScriptTests {
     /// A doc committed by stop 30's script and this one in turn (a rolling upgrade): each form only ever
     /// finds the checksum the other left unknown (stale), never wrong — every checksum a commit returns,
@@ -90,40 +90,5 @@ extension GroupCommitScriptTests {
         #expect(fixture.redis("PEXPIRETIME", "tandem:{gc:seed}:pushids") == fixture.redis("PEXPIRETIME", "tandem:{gc:seed}:clock"))
         #expect(try await store.seedSum(doc: "gc:seed", head: 3, sum: DocChecksum.zero, replace: false, on: fixture.loop).get() == false)
         #expect(try await store.storedSum(doc: "gc:seed", on: fixture.loop).get().sum == DocChecksum.zero)
-    }
-
-    /// A commit round counts the listeners of all its docs' channels with ONE `PUBSUB NUMSUB` (a commit
-    /// alone counts its doc's), and publishes exactly where `commit` would: only the doc another
-    /// subscriber listens to; −1 (always publish) needs no count.
-    @Test func aRoundCountsItsDocsListenersWithOnePubsubNumsub() async throws {
-        let fixture = try await Fixture.start()
-        let store = fixture.store()
-        let docs = ["rn:1", "rn:2", "rn:3", "rn:4"]
-        let messages = Locked<[[UInt8]]>([])
-        let subscriber = RedisSubscriber(
-            configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: fixture.server.url)) { _, payload in
-                messages.withLock { $0.append(payload) }
-            })
-        subscriber.start()
-        defer { subscriber.shutdown() }
-        // "This node" subscribes to every doc; another listens to rn:2 as well.
-        for doc in docs { subscriber.subscribe(RedisKeys.channel(doc)) }
-        let other = RedisSubscriber(configuration: RedisSubscriber.Configuration(endpoint: try RedisEndpoint(url: fixture.server.url)) { _, _ in })
-        other.start()
-        defer { other.shutdown() }
-        other.subscribe(RedisKeys.channel("rn:2"))
-        try await waitUntil("subscribed") {
-            Set(docs.map(RedisKeys.channel)).isSubset(of: subscriber.subscribedChannels)
-                && other.subscribedChannels.contains(RedisKeys.channel("rn:2"))
-        }
-        let batch = try decide([Push(sid: Self.sessionA, id: .number(1), ops: #"{"a":["put",{}]}"#)], against: DocReplica())
-        _ = fixture.redis("CONFIG", "RESETSTAT")
-        let entries = docs.map { SyncStore.RoundEntry(doc: $0, batch: batch, checkLegacy: false, ownSubscribers: $0 == "rn:4" ? -1 : 1) }
-        let round = try await store.commitRound(entries, on: fixture.loop).get()
-        #expect(fixture.calls("pubsub|numsub") == 1, "one count for the round")
-        let published = round.map { (try? $0.get())?.published }
-        #expect(published == [false, true, false, true])
-        #expect(fixture.calls("publish") == 2)
-        try await waitUntil("the published messages") { messages.value.count == 2 }
     }
 }

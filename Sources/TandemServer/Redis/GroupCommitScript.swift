@@ -19,15 +19,23 @@ import TandemRedis
 /// - `tandem:{D}:pushids` — hash, the idempotent re-push record, O(1) per push: per session SID
 ///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock; and
 ///   `~tail` → `TOKEN@CLOCK`, the token of the batch that wrote the head and that head (what a batch
-///   pipelined behind it checks, see `commit`; `~` is not base64url, so no session's field). A
+///   pipelined behind it checks, see `commit`; `~` is not base64url, so no session's field); `~sum` →
+///   the doc's checksum, `CLOCK:HEX16` (stop 31: read by the commit's first HMGET and written by its
+///   HSET of this hash, where it had a GET and a SET of `:sum` of its own; see below). A
 ///   re-push is one HMGET of `SID=PUSHID`; recording a push overwrites one slot and deletes the lookup
 ///   of the push id it evicts. (It replaces `:pushes`, whose per-session value of 64 lines was scanned
 ///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
 /// - `tandem:{D}:pushlast` — sorted set SID → clock of its last commit; sessions idle for
 ///   `--log-retention` commits are forgotten (every 64 clocks, a bounded number at a time).
-/// - `tandem:{D}:sum` — the doc's checksum (issue 13, `DocChecksum`) and the clock it describes:
-///   `CLOCK:HEX16`. Each commit adds its delta; a value whose clock is not the head's (a node from before
-///   checksums committed since) is unknown, and is not advanced (nodes seed it again, `SyncReadScripts.seedSum`).
+/// - The doc's checksum (issue 13, `DocChecksum`) and the clock it describes, `CLOCK:HEX16`: `~sum` in
+///   pushids since stop 31, before that `tandem:{D}:sum`. Each commit adds its delta; a value whose clock
+///   is not the one before the commit (a node from before checksums committed since) is unknown, and is
+///   not advanced (nodes seed it again, `SyncReadScripts.seedSum`). `tandem:{D}:sum` is still read — by a
+///   commit when `~sum` is not the clock before it, by the read scripts when `~sum` is not the head's
+///   (`SyncReadScripts.storedSum`) — but no longer written (except by a seed that replaces a wrong
+///   checksum): in a rolling upgrade, nodes of stop 30 keep it, and each form then finds the other's
+///   commits left its own place tagged with an older clock, i.e. unknown, never wrong (the commit goes
+///   without sums and the node seeds; `GroupCommitStop31Tests`).
 /// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script (before
 ///   group commit). Still checked for re-pushes while it exists (a client re-pushing what an older
 ///   version committed) and pruned as it ages; nothing new is written there.
@@ -186,10 +194,11 @@ enum GroupCommitScript {
     /// doubles) — a delta, not an absolute value, because another node's commit may have landed between
     /// the replica's head and this batch; the deltas of commits on different records add up regardless.
     ///
-    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
-    /// versions (HGET for one record), INCRBY, GET + SET of the checksum, HSET records + versions, XADD, PUBSUB NUMSUB, PUBLISH
-    /// (only while another node listens), HSET pushids, ZADD pushlast; plus GET hsealed once the log is past retention, and, only
-    /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
+    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids (the checksum
+    /// too), HMGET versions (HGET for one record), INCRBY, HSET records + versions, XADD, PUBSUB NUMSUB (one
+    /// per doc, also in a commit round), PUBLISH (only while another node listens), HSET pushids (the checksum too), ZADD
+    /// pushlast; plus GET hsealed once the log is past retention, and, only when needed, GET of `:sum`
+    /// (the checksum not in pushids for the clock before: a node of stop 30 committed last), GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
     /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
     /// (removals), ZREM (revivals), HMGET (HGET for one push) + HDEL (ring slots reused), every 64 clocks the trims, and
     /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
@@ -228,7 +237,6 @@ enum GroupCommitScript {
         local node, retention, docTTL, mode, at = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
         local growth, nText, token, afterTail = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
         local i = 10
-        local listeners -- the channel's `PUBSUB NUMSUB` when the caller read it already (a commit round's)
 
         """
 
@@ -486,7 +494,7 @@ enum GroupCommitScript {
         -- as presence's `docWrite`: the count is read atomically with the writes the message announces.
         local own = ARGV[i + n]
         own = own == '1' and 1 or own == '0' and 0 or (own == nil or own == '-1') and -1 or tonumber(own)
-        local publish = own < 0 or (listeners or rcall('PUBSUB', 'NUMSUB', channel)[2]) > own
+        local publish = own < 0 or rcall('PUBSUB', 'NUMSUB', channel)[2] > own
 
         local floor = last - tonumber(retention)
 
@@ -576,6 +584,10 @@ enum GroupCommitScript {
           else
             rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1))
           end
+          -- One ZADD per commit. Writing the score 64 clocks ahead and again only once a commit reached it
+          -- (with a `SID^` field in this hash saying which score the session's own commits left, checked
+          -- against its counter) saved 0.92 commands per commit but cost ~5,000 instructions more than it
+          -- saved (Lua and its garbage: callgrind, stop 31, docs/benchmarks.md).
           rcall('ZADD', pushlast, firstText, sid)
         else
           -- Sessions by their index j: sessions[j], its counter known[n + j] (fields: the n lookups, then the
@@ -734,6 +746,10 @@ enum GroupCommitScript {
     /// reply and changes nothing for the others; a Redis error that stops the script (OOM at its first
     /// write, a killed script) fails the whole call, and each doc treats it as a failed commit.
     ///
+    /// Each doc counts its channel's listeners (`PUBSUB NUMSUB`) itself: one NUMSUB for the round, over a
+    /// first pass finding each doc's channel and ownSubscribers, cost Redis ~3,000 instructions more per
+    /// doc than the NUMSUBs it saved (callgrind, rounds of 2; stop 31, docs/benchmarks.md).
+    ///
     /// A single Redis only: the docs' keys are in different Cluster slots (a Cluster keeps one `commit`
     /// per doc). What Redis pays per call whatever it carries (dispatch, the script's set-up and reply,
     /// its GC step every 50 calls) and the arguments every doc repeats are paid once per round: ~157,000
@@ -751,7 +767,7 @@ enum GroupCommitScript {
     /// sets — the doc's clock key, ARGV (the round's own: no copy of the doc's part, ~7,000 instructions
     /// per doc as a table), where the doc's part starts, and its header.
     static let roundHead = """
-        local function commitDoc(clockKey, ARGV, i, node, retention, docTTL, mode, at, growth, nText, token, afterTail, listeners)
+        local function commitDoc(clockKey, ARGV, i, node, retention, docTTL, mode, at, growth, nText, token, afterTail)
 
         """
 
@@ -765,28 +781,15 @@ enum GroupCommitScript {
         local rargv, tonumber = ARGV, tonumber
         local node, retention, docTTL, now = rargv[1], rargv[2], rargv[3], rargv[4]
         local function count(text) return text == '1' and 1 or text == '0' and 0 or tonumber(text) end
-        -- Where each doc's part starts, and the channels of the docs that publish only to other listeners:
-        -- their `PUBSUB NUMSUB` is ONE command for the round (exact still: nothing subscribes while a script
-        -- runs), not one per doc.
-        local starts, channels, channelAt = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, {}, {}
-        local a = 5
+        local replies, a = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, 5
         for d = 1, #KEYS do
-          local n = count(rargv[a + 2])
+          local nText = rargv[a + 2]
+          local n = count(nText)
           local e = count(rargv[a + 5 + 3 * n])
           local w = count(rargv[a + 6 + 3 * n + 3 * e])
-          starts[d] = a
+          replies[d] = commitDoc(KEYS[d], rargv, a + 5, node, retention, docTTL, rargv[a], now, rargv[a + 1], nText, rargv[a + 3],
+            rargv[a + 4])
           a = a + 8 + 4 * n + 3 * e + 4 * w -- past its ownSubscribers
-          if rargv[a - 1] ~= '-1' then
-            channels[#channels + 1] = string.sub(KEYS[d], 1, -7) -- `tandem:{D}`
-            channelAt[d] = 2 * #channels -- its count in NUMSUB's reply (channel, count, …)
-          end
-        end
-        local counts = #channels > 0 and redis.call('PUBSUB', 'NUMSUB', unpack(channels))
-        local replies = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-        for d = 1, #KEYS do
-          local a = starts[d]
-          replies[d] = commitDoc(KEYS[d], rargv, a + 5, node, retention, docTTL, rargv[a], now, rargv[a + 1], rargv[a + 2], rargv[a + 3],
-            rargv[a + 4], channelAt[d] and counts[channelAt[d]])
         end
         return replies
         """
