@@ -24,7 +24,9 @@
 # Lua's GC every 50 calls), Lua work, and the inner redis.calls (their own work in brackets). SCRIPT=FILE
 # measures another copy of GroupCommitScript.swift (e.g. `git show main:… > /tmp/old.swift`). ROUND=K (stop
 # 30): each call a commit round of K docs' batches (GroupCommitScript.commitRound, DOCS default K), the
-# figures per doc's commit; ROUND=0 (default): one `commit` call per batch, as before.
+# figures per doc's commit; ROUND=0 (default): one `commit` call per batch, as before. OWN=1 (stop 31): each
+# call's ownSubscribers 1, so every commit counts its channel's listeners (`PUBSUB NUMSUB`) as a node alone
+# on its docs does; default −1, always publish (the figures before stop 31).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SIDE:-client}" = server ]; then

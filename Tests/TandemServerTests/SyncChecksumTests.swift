@@ -8,9 +8,9 @@ import Testing
 /// (`SyncView` checks each one); a record corrupted in Redis behind Tandem's back is detected, counted,
 /// and healed — every node and client converges on what Redis holds.
 @Suite(.serialized, .cleanup, .timeLimit(.minutes(2 * TestTimeouts.scale))) struct SyncChecksumTests {
-    /// Redis's stored checksum for `doc`: `CLOCK:HEX`.
+    /// Redis's stored checksum for `doc`: `CLOCK:HEX` (in the pushids hash since stop 31).
     static func stored(_ cluster: SyncCluster, _ doc: String) -> String {
-        cluster.redis.command("GET", SyncRedis.key(doc, "sum"))
+        cluster.redis.command("HGET", SyncRedis.key(doc, "pushids"), "~sum")
     }
 
     /// The checksum of Redis's records, computed here from scratch.

@@ -192,7 +192,8 @@ def test_checksums_are_verified_and_a_diverged_client_resyncs(browser, cluster, 
     assert result["action"] == "commit" and isinstance(result.get("sum"), str), result
     wait_view(browser, "b", doc, lambda v: "r2" in v["records"], "b never got the records")
     redis = cluster["redis"]
-    stored = subprocess.run(["redis-cli", "-p", str(redis.port), "GET", f"tandem:{{{doc}}}:sum"],
+    # The stored checksum: `~sum` in the doc's pushids hash (stop 31; before, the key tandem:{D}:sum).
+    stored = subprocess.run(["redis-cli", "-p", str(redis.port), "HGET", f"tandem:{{{doc}}}:pushids", "~sum"],
                             capture_output=True, text=True, timeout=10).stdout.strip()
     sums = browser.execute_script(r"""
       const [doc] = arguments;

@@ -14,6 +14,8 @@ BATCH (environment, 1 to 5, default 1) pushes per call, from that many sessions 
 ROUND (environment, default 0) > 0: commit rounds (GroupCommitScript.commitRound, stop 30) of ROUND docs'
 batches each, the docs taken in turn (DOCS should be a multiple of ROUND); the phases then hold N (2N)
 rounds, and the caller divides by ROUND for one doc's commit. ROUND=0: one `commit` call per batch.
+OWN (environment, default -1): the calls' ownSubscribers; 1 (a node subscribed to its docs, alone on them)
+makes each commit count the channel's subscribers (`PUBSUB NUMSUB`, stop 31) as a node does on one Redis.
 """
 import os
 import re
@@ -80,6 +82,7 @@ def main():
     calls = [0]
 
     batch = int(os.environ.get("BATCH") or 1)
+    own = int(os.environ.get("OWN") or -1)
     assert 1 <= batch <= 5
 
     def commit(d):
@@ -95,7 +98,7 @@ def main():
             if not args:
                 args = [a[0], a[1], a[2], a[4]]
             keys += k
-            args += [a[3]] + a[5:] + [-1]  # its mode, growth…deltas, ownSubscribers (-1: always publish)
+            args += [a[3]] + a[5:-1] + [own]  # its mode, growth…deltas, ownSubscribers (-1: always publish)
         return resp.command("EVALSHA", sha, len(keys), *keys, *args)
 
     def call(d):
@@ -125,7 +128,7 @@ def main():
             keys = ["tandem:{%s}:clock" % doc]  # the doc's other keys and channel are made from it
             args = ["node-7f3a9c", 10000, 30 * 86400000, "b", NOW_MS + calls[0]]
             args += ["%d 0 100000" % created if created else "0", batch, "t%d" % calls[0], ""]
-        args += pushes + [batch] + expectations + [batch] + writes + deltas
+        args += pushes + [batch] + expectations + [batch] + writes + deltas + ([] if old else [own])
         return keys, args
 
     rounds = [0]

@@ -19,15 +19,23 @@ import TandemRedis
 /// - `tandem:{D}:pushids` — hash, the idempotent re-push record, O(1) per push: per session SID
 ///   `SID` → pushes recorded, `SID:K` → push id in ring slot K (0…63), `SID=PUSHID` → its clock; and
 ///   `~tail` → `TOKEN@CLOCK`, the token of the batch that wrote the head and that head (what a batch
-///   pipelined behind it checks, see `commit`; `~` is not base64url, so no session's field). A
+///   pipelined behind it checks, see `commit`; `~` is not base64url, so no session's field); `~sum` →
+///   the doc's checksum, `CLOCK:HEX16` (stop 31: read by the commit's first HMGET and written by its
+///   HSET of this hash, where it had a GET and a SET of `:sum` of its own; see below). A
 ///   re-push is one HMGET of `SID=PUSHID`; recording a push overwrites one slot and deletes the lookup
 ///   of the push id it evicts. (It replaces `:pushes`, whose per-session value of 64 lines was scanned
 ///   and rebuilt on every commit: O(64 × id length) and a stall with long ids.)
 /// - `tandem:{D}:pushlast` — sorted set SID → clock of its last commit; sessions idle for
 ///   `--log-retention` commits are forgotten (every 64 clocks, a bounded number at a time).
-/// - `tandem:{D}:sum` — the doc's checksum (issue 13, `DocChecksum`) and the clock it describes:
-///   `CLOCK:HEX16`. Each commit adds its delta; a value whose clock is not the head's (a node from before
-///   checksums committed since) is unknown, and is not advanced (nodes seed it again, `SyncReadScripts.seedSum`).
+/// - The doc's checksum (issue 13, `DocChecksum`) and the clock it describes, `CLOCK:HEX16`: `~sum` in
+///   pushids since stop 31, before that `tandem:{D}:sum`. Each commit adds its delta; a value whose clock
+///   is not the one before the commit (a node from before checksums committed since) is unknown, and is
+///   not advanced (nodes seed it again, `SyncReadScripts.seedSum`). `tandem:{D}:sum` is still read — by a
+///   commit when `~sum` is not the clock before it, by the read scripts when `~sum` is not the head's
+///   (`SyncReadScripts.storedSum`) — but no longer written (except by a seed that replaces a wrong
+///   checksum): in a rolling upgrade, nodes of stop 30 keep it, and each form then finds the other's
+///   commits left its own place tagged with an older clock, i.e. unknown, never wrong (the commit goes
+///   without sums and the node seeds; `GroupCommitStop31Tests`).
 /// - `tandem:{D}:pushes`, `tandem:{D}:pushers` — the legacy record of the single-commit script (before
 ///   group commit). Still checked for re-pushes while it exists (a client re-pushing what an older
 ///   version committed) and pruned as it ages; nothing new is written there.
@@ -186,10 +194,11 @@ enum GroupCommitScript {
     /// doubles) — a delta, not an absolute value, because another node's commit may have landed between
     /// the replica's head and this batch; the deltas of commits on different records add up regardless.
     ///
-    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids, HMGET
-    /// versions (HGET for one record), INCRBY, GET + SET of the checksum, HSET records + versions, XADD, PUBSUB NUMSUB, PUBLISH
-    /// (only while another node listens), HSET pushids, ZADD pushlast; plus GET hsealed once the log is past retention, and, only
-    /// when needed, GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
+    /// Redis calls per batch, whatever its size (up to 1,000 records per call): HMGET pushids (the checksum
+    /// too), HMGET versions (HGET for one record), INCRBY, HSET records + versions, XADD, PUBSUB NUMSUB (one
+    /// per doc, also in a commit round), PUBLISH (only while another node listens), HSET pushids (the checksum too), ZADD
+    /// pushlast; plus GET hsealed once the log is past retention, and, only when needed, GET of `:sum`
+    /// (the checksum not in pushids for the clock before: a node of stop 30 committed last), GET of the clock (a batch pipelined behind another: its condition), EXISTS + HGET of
     /// the legacy record (`checkLegacy`), HLEN (records created), HDEL/ZADD
     /// (removals), ZREM (revivals), HMGET (HGET for one push) + HDEL (ring slots reused), every 64 clocks the trims, and
     /// deadlines for keys the batch created (the doc's first commit, its first tombstone, a new session).
@@ -264,9 +273,10 @@ enum GroupCommitScript {
 
         -- Re-pushes: one HMGET for every push's lookup (`SID=PUSHID`) and every session's counter (`SID`).
         -- For one push: {lookup, counter}, and no tables of sessions.
-        local fields, sessions, counterAt
+        -- The doc's checksum (`~sum`, see the checksums below) is read with them: one command less than a GET.
+        local fields, sessions, counterAt, sumAt
         if n == 1 then
-          fields = {sid1 .. '=' .. pid1, sid1, nil}
+          fields, sumAt = {sid1 .. '=' .. pid1, sid1, '~sum', nil}, 3
         else
           fields, sessions, counterAt = {nil, nil, nil, nil, nil, nil, nil, nil}, {nil, nil, nil, nil}, {}
           for k = 1, n do fields[k] = sids[k] .. '=' .. pids[k] end
@@ -282,6 +292,8 @@ enum GroupCommitScript {
               counterAt[sids[k]] = #fields
             end
           end
+          fields[#fields + 1] = '~sum'
+          sumAt = #fields
         end
         -- Pipelined behind another batch of this node: decided against the state that batch leaves, so it
         -- runs only if that batch wrote the head and nothing came after (in the same HMGET, plus one GET).
@@ -441,17 +453,26 @@ enum GroupCommitScript {
         end
 
         -- Checksums: the stored sum (valid for clock first - 1, or a new doc's 0) plus each commit's delta.
-        local sums = n == 1 and {nil} or {nil, nil, nil, nil}
+        -- Stored as `CLOCK:HEX16` in the pushids hash (`~sum`, read by the first HMGET, written by its HSET
+        -- below: no command of its own); nodes before stop 31 kept it in `tandem:{D}:sum` (GET + SET), which
+        -- is read when `~sum` is not the clock before (their commit came last: a rolling upgrade) and no
+        -- longer written. Each place only ever holds a sum tagged with the clock it describes, so either
+        -- version finds the other's commits left its own place stale (unknown), never wrong.
+        local sums, sumText = n == 1 and {nil} or {nil, nil, nil, nil}, nil
         -- Unknown (a stale delta, or no stored sum for the clock before): no sums, and the stored one stays
         -- tagged with an older clock, so it is stale until a node seeds it again (SyncReadScripts.seedSum).
         if ARGV[i + n - 1] and not sumStale then
-          local lane0, lane1, sumKey = nil, nil, prefix .. 'sum'
+          local lane0, lane1 = nil, nil
           if first == 1 then
             lane0, lane1 = 0, 0
           else
             -- `CLOCK:HEX16`, read without a pattern: its clock must be first - 1.
-            local stored = rcall('GET', sumKey)
-            if stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1 then
+            local stored = known[sumAt]
+            if not (stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1) then
+              stored = rcall('GET', prefix .. 'sum')
+              if not (stored and sub(stored, -17, -17) == ':' and tonumber(sub(stored, 1, -18)) == first - 1) then stored = nil end
+            end
+            if stored then
               local a, b = tonumber(sub(stored, -16, -9), 16), tonumber(sub(stored, -8), 16)
               if a and b then lane0, lane1 = a, b end
             end
@@ -463,7 +484,7 @@ enum GroupCommitScript {
               lane1 = (lane1 + tonumber(sub(d, 9, 16), 16)) % 4294967296
               sums[k] = format('%08x%08x', lane0, lane1)
             end
-            rcall('SET', sumKey, lastText .. ':' .. sums[n], 'KEEPTTL')
+            sumText = lastText .. ':' .. sums[n] -- stored by the HSET of pushids below
           end
         end
 
@@ -552,10 +573,21 @@ enum GroupCommitScript {
             if old then rcall('HDEL', pushids, sid .. '=' .. old) end
           end
           if token ~= '' then
-            rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText)
+            if sumText then
+              rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText,
+                '~sum', sumText)
+            else
+              rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~tail', token .. '@' .. firstText)
+            end
+          elseif sumText then
+            rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1), '~sum', sumText)
           else
             rcall('HSET', pushids, slot, pid, fields[1], firstText, sid, format('%d', before + 1))
           end
+          -- One ZADD per commit. Writing the score 64 clocks ahead and again only once a commit reached it
+          -- (with a `SID^` field in this hash saying which score the session's own commits left, checked
+          -- against its counter) saved 0.92 commands per commit but cost ~5,000 instructions more than it
+          -- saved (Lua and its garbage: callgrind, stop 31, docs/benchmarks.md).
           rcall('ZADD', pushlast, firstText, sid)
         else
           -- Sessions by their index j: sessions[j], its counter known[n + j] (fields: the n lookups, then the
@@ -615,6 +647,7 @@ enum GroupCommitScript {
           for s = 1, #evicted, SLICE do rcall('HDEL', pushids, unpack(evicted, s, min(s + SLICE - 1, #evicted))) end
           for j = 1, #sessions do sets[#sets + 1] = sessions[j]; sets[#sets + 1] = format('%d', count[j]) end
           if token ~= '' then sets[#sets + 1] = '~tail'; sets[#sets + 1] = token .. '@' .. lastText end
+          if sumText then sets[#sets + 1] = '~sum'; sets[#sets + 1] = sumText end
           for s = 1, #sets, SLICE do rcall('HSET', pushids, unpack(sets, s, min(s + SLICE - 1, #sets))) end
           local idleScores = {nil, nil, nil, nil, nil, nil, nil, nil}
           for j = 1, #sessions do idleScores[#idleScores + 1] = clocks[lastK[j]]; idleScores[#idleScores + 1] = sessions[j] end
@@ -712,6 +745,10 @@ enum GroupCommitScript {
     /// per doc in order. A doc's 'conflict', 'duplicate', 'too_large' (or an error reply) is its own element of the
     /// reply and changes nothing for the others; a Redis error that stops the script (OOM at its first
     /// write, a killed script) fails the whole call, and each doc treats it as a failed commit.
+    ///
+    /// Each doc counts its channel's listeners (`PUBSUB NUMSUB`) itself: one NUMSUB for the round, over a
+    /// first pass finding each doc's channel and ownSubscribers, cost Redis ~3,000 instructions more per
+    /// doc than the NUMSUBs it saved (callgrind, rounds of 2; stop 31, docs/benchmarks.md).
     ///
     /// A single Redis only: the docs' keys are in different Cluster slots (a Cluster keeps one `commit`
     /// per doc). What Redis pays per call whatever it carries (dispatch, the script's set-up and reply,

@@ -50,12 +50,25 @@ enum SyncReadScripts {
         return {truncated, out}
         """)
 
+    /// Lua: `storedSum(head)`, the doc's stored checksum `CLOCK:HEX` for the clock `head` (text), or
+    /// whichever stale one it finds, or '': `~sum` in the pushids hash (where commits keep it since stop
+    /// 31), else `tandem:{D}:sum` (where nodes before stop 31 kept it; a rolling upgrade may have it the
+    /// newer). KEYS: GroupCommitScript.keys(doc).
+    static let storedSum = """
+        local function storedSum(head)
+          local stored = redis.call('HGET', KEYS[6], '~sum')
+          if stored and string.match(stored, '^(%d+):') == head then return stored end
+          return redis.call('GET', KEYS[10]) or stored or ''
+        end
+
+        """
+
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns {head, records (flat id/json), versions
     /// (flat id/clock), tombstones (flat id/clock), first retained log clock or '', legacy re-push record
-    /// exists (1|0), the stored checksum `CLOCK:HEX` or ''}: a consistent snapshot of the doc. The first clock of a batch entry is its id − n + 1.
+    /// exists (1|0), the stored checksum `CLOCK:HEX` or '' (`storedSum`)}: a consistent snapshot of the doc. The first clock of a batch entry is its id − n + 1.
     /// Keeps the doc alive (the node now holds it open; see `GroupCommitScript.keepAlive`).
     static let load = RedisScript(
-        GroupCommitScript.keepAlive + """
+        GroupCommitScript.keepAlive + storedSum + """
         keepAlive(tonumber(ARGV[1]))
         local head = redis.call('GET', KEYS[1]) or '0'
         local first = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
@@ -67,7 +80,7 @@ enum SyncReadScripts {
         end
         return {head, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
                 redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'), firstClock, redis.call('EXISTS', KEYS[8]),
-                redis.call('GET', KEYS[10]) or ''}
+                storedSum(head)}
         """)
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: docTTLMs. Returns the head clock ('0' for a doc without
@@ -78,29 +91,36 @@ enum SyncReadScripts {
         return redis.call('GET', KEYS[1]) or '0'
         """)
 
-    /// KEYS: GroupCommitScript.keys(doc). Returns {head, stored checksum `CLOCK:HEX` or ''}: what the
-    /// periodic checksum comparison reads (issue 13; two GETs, nothing written).
+    /// KEYS: GroupCommitScript.keys(doc). Returns {head, stored checksum `CLOCK:HEX` or '' (`storedSum`)}:
+    /// what the periodic checksum comparison reads (issue 13; nothing written).
     static let sum = RedisScript(
-        """
-        return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[10]) or ''}
+        storedSum + """
+        local head = redis.call('GET', KEYS[1]) or '0'
+        return {head, storedSum(head)}
         """)
 
     /// KEYS: GroupCommitScript.keys(doc). ARGV: head, checksum (16 hex digits), replace (1|0). Stores
-    /// `head:checksum` as the doc's checksum if the head is still `head` and — unless `replace` — the
-    /// stored one does not describe that head (missing, or left behind by a node from before checksums).
-    /// With `replace`, a node that read Redis's records and found they do not add up to Redis's checksum
-    /// makes the checksum describe the records (they are the data; the checksum only says whether a copy
-    /// of them is faithful). The key gets the clock's deadline (every key of a doc expires together).
-    /// Returns 1 when it stored it.
+    /// `head:checksum` as the doc's checksum (`~sum` in the pushids hash, where commits read it) if the
+    /// head is still `head` and — unless `replace` — the stored one does not describe that head (missing,
+    /// or left behind by a node from before checksums, or by one from before stop 31: it keeps it in
+    /// `tandem:{D}:sum`). With `replace`, a node that read Redis's records and found they do not add up
+    /// to Redis's checksum makes the checksum describe the records (they are the data; the checksum only
+    /// says whether a copy of them is faithful) — in `tandem:{D}:sum` too if it exists, so nodes from before
+    /// stop 31 do not carry the old one on. A key created gets the clock's deadline (every key of a doc
+    /// expires together). Returns 1 when it stored it.
     static let seedSum = RedisScript(
         """
         local head = redis.call('GET', KEYS[1])
         if head ~= ARGV[1] then return 0 end
-        local stored = redis.call('GET', KEYS[10]) or ''
+        local stored = redis.call('HGET', KEYS[6], '~sum') or ''
         if ARGV[3] ~= '1' and string.match(stored, '^(%d+):') == head then return 0 end
-        redis.call('SET', KEYS[10], head .. ':' .. ARGV[2])
-        local deadline = redis.call('PEXPIRETIME', KEYS[1])
-        if deadline > 0 then redis.call('PEXPIREAT', KEYS[10], deadline) end
+        local value = head .. ':' .. ARGV[2]
+        redis.call('HSET', KEYS[6], '~sum', value)
+        if ARGV[3] == '1' and redis.call('EXISTS', KEYS[10]) == 1 then redis.call('SET', KEYS[10], value, 'KEEPTTL') end
+        if redis.call('PTTL', KEYS[6]) == -1 then
+          local deadline = redis.call('PEXPIRETIME', KEYS[1])
+          if deadline > 0 then redis.call('PEXPIREAT', KEYS[6], deadline) end
+        end
         return 1
         """)
 }
