@@ -164,6 +164,7 @@ final class DocShard: Sendable {
             let sweep = TimeAmount.milliseconds(Int64(settings.sweepMs))
             tasks.append(eventLoop.scheduleRepeatedTask(initialDelay: sweep, delay: sweep) { [weak self] _ in self?.sweep() })
             probeLoop()
+            makeCommitRoundDoorbell()
         }
     }
 
@@ -273,6 +274,7 @@ final class DocShard: Sendable {
             self.tasks.forEach { $0.cancel() }
             self.loopProbe?.cancel()
             self.confined.value.ticker?.cancel()
+            self.commitRound.value.doorbell?.close()
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.clock.nowMs()
             for (doc, docState) in self.docs {
