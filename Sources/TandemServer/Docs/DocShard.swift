@@ -274,6 +274,8 @@ final class DocShard: Sendable {
             self.tasks.forEach { $0.cancel() }
             self.loopProbe?.cancel()
             self.confined.value.ticker?.cancel()
+            // Rounds waiting for the doorbell go now: closed, it would never answer.
+            self.commitRoundDoorbellAnswered()
             self.commitRound.value.doorbell?.close()
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.clock.nowMs()
