@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 @testable import TandemServer
 import Testing
@@ -38,6 +39,15 @@ import Testing
         #expect(viaDoorbell.count == 101 && viaDoorbell.last == "rang", "answered once, after the 100 tasks: \(viaDoorbell.suffix(3))")
         #expect(viaExecute.firstIndex(of: "executed") == 1, "execute ran inside the chain")
         try await group.shutdownGracefully()
+    }
+
+    /// On a loop without a selector (`EmbeddedEventLoop`, as unit tests drive shards) there is no doorbell:
+    /// making one fails, and its owner sends rounds as tasks (it crashed the process before).
+    @Test func anEmbeddedLoopHasNone() throws {
+        let loop = EmbeddedEventLoop()
+        let made = LoopDoorbell.make(on: loop) {}
+        loop.run()
+        #expect(throws: LoopDoorbell.NotASelectorLoop.self) { try made.wait() }
     }
 
     /// A closed doorbell answers nothing (a shard stopped with a ring pending), and closing twice is fine.

@@ -99,6 +99,8 @@ extension DocShard {
             case .success(let doorbell):
                 let round = self.commitRound.value
                 if self.confined.value.stopped { doorbell.close() } else { round.doorbell = doorbell }
+            case .failure(let error as LoopDoorbell.NotASelectorLoop):
+                self.logger.debug("no doorbell for commit rounds: rounds go as tasks", metadata: ["error": "\(error)"])
             case .failure(let error):
                 self.logger.warning("no doorbell for commit rounds: rounds go as tasks", metadata: ["error": "\(error)"])
             }

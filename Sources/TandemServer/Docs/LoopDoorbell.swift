@@ -32,9 +32,13 @@ final class LoopDoorbell {
     }
 
     /// A doorbell on `eventLoop` calling `onRing` there once per ring (rings before it runs are one).
-    /// Call on the loop. Fails only if the process is out of file descriptors (two per loop).
+    /// Call on the loop. Fails if the process is out of file descriptors (two per loop), or on a loop that
+    /// is not a selector's (`EmbeddedEventLoop` in tests: there is no `epoll_wait` to ring).
     static func make(on eventLoop: any EventLoop, onRing: @escaping () -> Void) -> EventLoopFuture<LoopDoorbell> {
         eventLoop.assertInEventLoop()
+        guard let bootstrap = NIOPipeBootstrap(validatingGroup: eventLoop) else {
+            return eventLoop.makeFailedFuture(NotASelectorLoop())
+        }
         var ends: [CInt] = [-1, -1]
         guard pipe(&ends) == 0 else {
             return eventLoop.makeFailedFuture(IOError(errnoCode: errno, reason: "pipe (the commit rounds' doorbell)"))
@@ -46,7 +50,7 @@ final class LoopDoorbell {
         let (readEnd, writeEnd) = (ends[0], ends[1])
         let doorbell = LoopDoorbell(writeEnd: writeEnd, onRing: onRing)
         let bound = NIOLoopBound(doorbell, eventLoop: eventLoop)
-        return NIOPipeBootstrap(group: eventLoop)
+        return bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DoorbellHandler(doorbell: bound.value))
@@ -88,6 +92,11 @@ final class LoopDoorbell {
         guard rung else { return }
         rung = false
         onRing()
+    }
+
+    /// The loop has no selector to wake (an `EmbeddedEventLoop`): its owner does without the doorbell.
+    struct NotASelectorLoop: Error, CustomStringConvertible {
+        var description: String { "not a selector's event loop" }
     }
 
     private final class DoorbellHandler: ChannelInboundHandler {
