@@ -1,5 +1,6 @@
 import Foundation
 import TandemCore
+@testable import TandemServer
 import TandemTestSupport
 import Testing
 
@@ -21,6 +22,18 @@ import Testing
         try await roundsOfDocsDecidedInOnePass(maxDocs: 2)
     }
 
+    /// The same with every round formed in a commit's reply sent at the loop's next tick (`LoopDoorbell`; in
+    /// production only while the loop lags ≥ 1 ms): the docs' next batches, decided in the replies' pass, go
+    /// together when the doorbell answers, each answered as alone.
+    @Test func roundsFormedInRepliesGoAtTheDoorbell() async throws {
+        try await roundsOfDocsDecidedInOnePass(maxDocs: nil, doorbellAlways: true)
+    }
+
+    /// Full rounds formed in a reply wait for the doorbell too (`CommitRound.ready`), in order, capped.
+    @Test func fullRoundsFormedInRepliesGoAtTheDoorbell() async throws {
+        try await roundsOfDocsDecidedInOnePass(maxDocs: 2, doorbellAlways: true)
+    }
+
     /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second
     /// doc's batch and goes (it passed the cap), so the eight docs decided in one pass go in rounds of at
     /// most two, however many `--commit-round-max-docs` allows. One script call stays short.
@@ -32,10 +45,11 @@ import Testing
     /// answers, that the docs' next batches shared a round, and that no round held more than `docsPerRound`
     /// (`maxDocs`, unless given: what a bytes cap allows). `padding` bytes of value in each push.
     private func roundsOfDocsDecidedInOnePass(
-        maxDocs: Int?, maxBatchBytes: Int? = nil, padding: Int = 0, docsPerRound: Int? = nil
+        maxDocs: Int?, maxBatchBytes: Int? = nil, padding: Int = 0, docsPerRound: Int? = nil, doorbellAlways: Bool = false
     ) async throws {
         let cluster = try await SyncCluster.start(nodes: 1) {
             $0.maxBatchesInFlight = 1
+            if doorbellAlways { $0.commitRoundDoorbellMinLagNanos = 0 }
             if let maxDocs { $0.commitRoundMaxDocs = maxDocs }
             if let maxBatchBytes { $0.maxBatchBytes = maxBatchBytes }
         }

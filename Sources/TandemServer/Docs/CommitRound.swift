@@ -65,7 +65,7 @@ extension DocShard {
                 docState: docState))
         round.bytes += batch.bytes
         let full = round.pending.count >= settings.commitRoundMaxDocs || round.bytes >= settings.pushPipelineSettings.maxBatchBytes
-        if round.inReply, let doorbell = round.doorbell, confined.value.loopLoad.lagNanos >= CommitRound.doorbellMinLagNanos {
+        if round.inReply, let doorbell = round.doorbell, confined.value.loopLoad.lagNanos >= settings.commitRoundDoorbellMinLagNanos {
             if full {
                 round.ready.append(round.pending)
                 round.pending = []

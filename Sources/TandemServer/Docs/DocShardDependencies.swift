@@ -31,6 +31,8 @@ struct DocShardDependencies: Sendable {
         var pushPipelineSettings: PushPipelineSettings
         /// --commit-round-max-docs: most docs' group commits in one commit round (1: one call per doc).
         var commitRoundMaxDocs: Int
+        /// Loop lag from which rounds formed in a commit's reply wait for the doorbell (`CommitRound`).
+        var commitRoundDoorbellMinLagNanos: Double
 
         init(_ config: ServerConfiguration) {
             nodeID = config.nodeID
@@ -52,6 +54,7 @@ struct DocShardDependencies: Sendable {
             presenceSettings = config.presenceSettings
             pushPipelineSettings = config.pushPipelineSettings
             commitRoundMaxDocs = config.commitRoundMaxDocs
+            commitRoundDoorbellMinLagNanos = config.commitRoundDoorbellMinLagNanos
         }
     }
 
