@@ -129,18 +129,26 @@ extension DocShard {
         let bound = NIOLoopBound(pending, eventLoop: eventLoop)  // unwrapped on this loop only
         syncStore.commitRound(pending.map(\.entry), on: eventLoop).whenComplete { result in
             let pending = bound.value
-            let round = self.commitRound.value
-            round.inReply = true
-            defer { round.inReply = false }
-            for k in pending.indices {
-                let doc = pending[k].entry.doc
-                switch result {
-                case .success(let replies):
-                    self.commitCompleted(replies[k], batch: pending[k].entry.batch, doc: doc, pending[k].docState)
-                case .failure(let error):
-                    self.commitCompleted(.failure(error), batch: pending[k].entry.batch, doc: doc, pending[k].docState)
+            self.handlingCommitReply {
+                for k in pending.indices {
+                    let doc = pending[k].entry.doc
+                    switch result {
+                    case .success(let replies):
+                        self.commitCompleted(replies[k], batch: pending[k].entry.batch, doc: doc, pending[k].docState)
+                    case .failure(let error):
+                        self.commitCompleted(.failure(error), batch: pending[k].entry.batch, doc: doc, pending[k].docState)
+                    }
                 }
             }
         }
+    }
+
+    /// Runs `body`, the handling of Redis's answer to one of the shard's commit calls (a round's or a doc's
+    /// alone): rounds formed meanwhile wait for the loop's next tick (`joinCommitRound`).
+    func handlingCommitReply(_ body: () -> Void) {
+        let round = commitRound.value
+        round.inReply = true
+        defer { round.inReply = false }
+        body()
     }
 }

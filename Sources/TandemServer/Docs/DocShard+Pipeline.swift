@@ -172,11 +172,7 @@ extension DocShard {
         let committed = syncStore.commitReturningSums(
             doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, keys: keys, ownSubscribers: ownSubscribers, on: eventLoop)
         committed.whenComplete { result in
-            // Rounds formed meanwhile wait for the loop's next tick (`CommitRound`).
-            let round = self.commitRound.value
-            round.inReply = true
-            defer { round.inReply = false }
-            self.commitCompleted(result.mapError { $0 }, batch: batch, doc: doc, bound.value)
+            self.handlingCommitReply { self.commitCompleted(result.mapError { $0 }, batch: batch, doc: doc, bound.value) }
         }
     }
 
