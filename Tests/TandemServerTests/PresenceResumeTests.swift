@@ -69,8 +69,14 @@ import TandemTestSupport
             bob.members(of: "r") == everyone && carol.members(of: "r") == everyone
         }
         // Deltas are upserts: the first one after a join may repeat sessions the `joined` list already had.
-        // Mark after it, so any later `joined` for alice would be a real re-join.
-        try await waitUntil("carol got her first delta") { !carol.deltas(of: "r").isEmpty }
+        // Mark after it, so any later `joined` for alice would be a real re-join. carol's join snapshot can
+        // already hold everyone (then nothing would send her a delta), so zed moves to make sure one comes.
+        zed.presence("r", ["cursor": 7])
+        for observer in [bob, carol] {
+            try await waitUntil("\(observer.name) got a delta with zed's cursor") {
+                !observer.deltas(of: "r").isEmpty && (observer.state(of: zed.session, in: "r")?["cursor"] as? Int) == 7
+            }
+        }
         let marks = (bob.count, carol.count)
 
         alice.abort()
