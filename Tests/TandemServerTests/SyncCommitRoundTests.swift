@@ -34,6 +34,52 @@ import Testing
         try await roundsOfDocsDecidedInOnePass(maxDocs: 2, doorbellAlways: true)
     }
 
+    /// A doc's commit that goes alone (as a Redis Cluster's do, here with rounds off on a single Redis) and
+    /// is decided in a commit's reply waits for the doorbell too (`CommitRound.waitingAlone`): each doc's
+    /// second batch is one call held for the loop's next tick, and every push is answered at consecutive
+    /// clocks of its doc.
+    @Test func commitsAloneFormedInRepliesGoAtTheDoorbell() async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxBatchesInFlight = 1
+            $0.commitRoundMaxDocs = 1
+            $0.commitRoundDoorbellMinLagNanos = 0
+        }
+        let docs = (0..<8).map { "alone:\($0)" }
+        let alice = try await cluster.client("alice")
+        let bob = try await cluster.client("bob")
+        for doc in docs {
+            try await alice.join(doc)
+            try await bob.join(doc)
+        }
+        let node = cluster.nodes[0]
+        let batchesBefore = try await node.metric("tandem_sync_batches_total")
+        let atDoorbellBefore = try await node.metric("tandem_sync_commit_calls_at_doorbell_total")
+        cluster.redis.pause()
+        for doc in docs { alice.push(doc, id: 1, ops: #"{"a":["put",{"k":1}]}"#) }
+        try await waitUntil("every doc's first push in Redis") {
+            try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
+        }
+        for doc in docs { bob.push(doc, id: 1, ops: #"{"b":["put",{"k":2}]}"#) }
+        try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
+        cluster.redis.resume()
+        for doc in docs {
+            let first = try await alice.answer(doc, id: 1)
+            let second = try await bob.answer(doc, id: 1)
+            #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
+            #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
+        }
+        let atDoorbell = try await node.metric("tandem_sync_commit_calls_at_doorbell_total") - atDoorbellBefore
+        #expect(atDoorbell == Double(docs.count), "each doc's second batch, decided in its first one's reply, went at the doorbell")
+        #expect(try await node.metric("tandem_sync_commit_round_docs_count") == 0, "no commit round with rounds off")
+        for doc in docs {
+            try await cluster.waitConverged(doc)
+            #expect(SyncRedis.head(cluster.redis, doc) == 2)
+            for client in [alice, bob] { cluster.expectRecordsEqualRedis(client, doc) }
+            #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
+        }
+        await cluster.finish()
+    }
+
     /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second
     /// doc's batch and goes (it passed the cap), so the eight docs decided in one pass go in rounds of at
     /// most two, however many `--commit-round-max-docs` allows. One script call stays short.

@@ -29,7 +29,9 @@ import TandemCore
 /// gets that doc's own reply (`DocShard.commitCompleted`); a doc's conflict, duplicate or size refusal
 /// does not touch the others. A failed call (Redis down, a script stopped by an error) fails every doc
 /// of the round, each as a failed commit (a head check follows). A single Redis only: a Cluster keeps
-/// one call per doc (a script's keys must share one slot).
+/// one call per doc (a script's keys must share one slot) — and the same doorbell: on a lagging loop a
+/// doc's commit decided in a reply goes at the next tick too (`waitingAlone`), or a Cluster node would
+/// cycle between Redis and its docs as a single Redis's did.
 final class CommitRound {
     struct Pending {
         var entry: SyncStore.RoundEntry
@@ -44,6 +46,9 @@ final class CommitRound {
     var scheduled = false
     /// Full rounds formed while handling a commit's reply: they go when the doorbell answers, before `pending`.
     var ready: [[Pending]] = []
+    /// Commits of one doc each (a Cluster's, or rounds off) decided while handling a commit's reply on a
+    /// lagging loop: each goes alone when the doorbell answers, in the order decided.
+    var waitingAlone: [Pending] = []
     /// The shard is handling Redis's answer to one of its commit calls: rounds wait for the doorbell.
     var inReply = false
     /// Rings at the loop's next tick (made when the shard starts; without it, rounds go with `execute`).
@@ -65,7 +70,7 @@ extension DocShard {
                 docState: docState))
         round.bytes += batch.bytes
         let full = round.pending.count >= settings.commitRoundMaxDocs || round.bytes >= settings.pushPipelineSettings.maxBatchBytes
-        if round.inReply, let doorbell = round.doorbell, confined.value.loopLoad.lagNanos >= settings.commitRoundDoorbellMinLagNanos {
+        if let doorbell = doorbellWhileReplying() {
             if full {
                 round.ready.append(round.pending)
                 round.pending = []
@@ -83,12 +88,43 @@ extension DocShard {
         }
     }
 
-    /// The doorbell answered (the loop's next tick): the rounds formed while handling replies go.
+    /// A doc's group commit that goes alone (a Cluster's, or rounds off): at once, or, decided while
+    /// handling a commit's reply on a lagging loop, at the doorbell (see `CommitRound`).
+    func commitAloneOrAtDoorbell(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
+        guard let doorbell = doorbellWhileReplying() else {
+            commitAlone(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
+            return
+        }
+        commitRound.value.waitingAlone.append(
+            CommitRound.Pending(
+                entry: SyncStore.RoundEntry(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, ownSubscribers: ownSubscribers),
+                docState: docState))
+        doorbell.ring()
+    }
+
+    /// The doorbell, when what is decided now must wait for it: the shard is handling a commit's reply
+    /// and its loop runs at least `commitRoundDoorbellMinLagNanos` behind.
+    private func doorbellWhileReplying() -> LoopDoorbell? {
+        let round = commitRound.value
+        guard round.inReply, let doorbell = round.doorbell,
+            confined.value.loopLoad.lagNanos >= settings.commitRoundDoorbellMinLagNanos
+        else { return nil }
+        return doorbell
+    }
+
+    /// The doorbell answered (the loop's next tick): what was decided while handling replies goes.
     func commitRoundDoorbellAnswered() {
         let round = commitRound.value
         let ready = round.ready
+        let alone = round.waitingAlone
         round.ready = []
+        round.waitingAlone = []
+        let calls = ready.count + alone.count + (round.pending.isEmpty ? 0 : 1)
+        if calls > 0 { metrics.syncCommitCallsAtDoorbell.increment(by: Int64(calls)) }
         for pending in ready { send(pending) }
+        for one in alone {
+            commitAlone(one.entry.batch, doc: one.entry.doc, one.docState, ownSubscribers: one.entry.ownSubscribers)
+        }
         sendCommitRound()
     }
 

@@ -160,7 +160,7 @@ extension DocShard {
         if settings.commitRoundMaxDocs > 1 && !redis.isClusterMode {
             joinCommitRound(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
         } else {
-            commitAlone(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
+            commitAloneOrAtDoorbell(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
         }
     }
 

@@ -117,6 +117,9 @@ public final class TandemMetrics: Sendable {
     public let syncPublishSkipped: Counter
     /// Docs per commit round (`CommitRound`, --commit-round-max-docs): one script call each round.
     public let syncCommitRoundDocs: ValueHistogram
+    /// Commit calls (rounds, or one doc's alone) sent at the loop's next tick because they were decided while
+    /// a commit's reply was handled on a lagging loop (`CommitRound`, `LoopDoorbell`).
+    public let syncCommitCallsAtDoorbell: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
     public let syncClockRegressions: Counter
     // Record schemas (issue 13)
@@ -422,6 +425,11 @@ public final class TandemMetrics: Sendable {
                 "sync_commit_round_docs", "",
                 "Docs whose group commits went to Redis in one commit round, one script call (--commit-round-max-docs; a single Redis only)."),
             buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000])
+        syncCommitCallsAtDoorbell = registry.makeCounter(
+            descriptor: name(
+                "sync_commit_calls_at_doorbell", "total",
+                "Commit calls to Redis (a round, or one doc's group commit) held for the event loop's next tick because they were decided while a commit's reply was handled on a loop running behind: the loop reads its sockets before it sends them."
+            ))
         syncClockRegressions = registry.makeCounter(
             descriptor: name(
                 "sync_clock_regressions", "total",
