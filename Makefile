@@ -5,8 +5,8 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-# Build and run: the C libraries Tandem links and the redis-server it embeds.
-RUN_PACKAGES := pkg-config libhiredis-dev libmicrohttpd-dev libbz2-dev redis-server
+# Build and run: the C libraries Tandem links (jemalloc: the release node's allocator) and the redis-server it embeds.
+RUN_PACKAGES := pkg-config libhiredis-dev libmicrohttpd-dev libbz2-dev libjemalloc-dev redis-server
 # Tests also drive a real Prometheus (promtool), a real headless Chromium and, for the Yjs interop
 # tests (Tests/yjs), the real Yjs, lib0 and y-protocols on node.
 TEST_PACKAGES := $(RUN_PACKAGES) prometheus chromium chromium-driver nodejs node-yjs node-y-protocols

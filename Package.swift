@@ -177,7 +177,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // The node allocates through jemalloc instead of glibc's malloc (libjemalloc-dev; docs/architecture.md,
+            // "Memory allocator"): under load glibc's malloc and free were ~15 % of the node's CPU. Linked in
+            // debug builds too, so the tests that start a `tandem` process run it as shipped; a sanitizer build's
+            // allocator is in the executable itself and takes precedence over the library's.
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
         ),
         .executableTarget(
             name: "tandem-bench",
