@@ -152,9 +152,10 @@ public struct ServerConfiguration: Sendable {
     /// per doc, as before). Redis's instructions per commit of one push: ~171,000 alone, ~157,000 in
     /// rounds of 16 (docs/benchmarks.md, stop 30).
     public var commitRoundMaxDocs = 16
-    /// Rounds formed in a commit's reply wait for the loop's next tick (`LoopDoorbell`) while the loop lags at
-    /// least this much (nanoseconds, smoothed). Not an option: a scheduling threshold, measured at 1 ms
-    /// (`CommitRound.doorbellMinLagNanos`); tests set 0 to take that path on an idle loop.
+    /// Commits decided in a commit's reply (rounds, or a doc's alone) wait for the loop's next tick
+    /// (`LoopDoorbell`) while the loop lags at least this much (nanoseconds, smoothed). Not an option: a
+    /// scheduling threshold, measured at 1 ms (`CommitRound.doorbellMinLagNanos`); tests set 0 to take that
+    /// path on an idle loop.
     var commitRoundDoorbellMinLagNanos = CommitRound.doorbellMinLagNanos
 
     // Secure defaults and Redis bounds (issue 7)

@@ -36,6 +36,11 @@ final class CommitRound {
     struct Pending {
         var entry: SyncStore.RoundEntry
         var docState: DocState
+
+        init(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
+            entry = SyncStore.RoundEntry(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, ownSubscribers: ownSubscribers)
+            self.docState = docState
+        }
     }
 
     /// The round being formed, in the order its commits were decided.
@@ -54,9 +59,10 @@ final class CommitRound {
     /// Rings at the loop's next tick (made when the shard starts; without it, rounds go with `execute`).
     var doorbell: LoopDoorbell?
 
-    /// Rounds formed in a reply wait for the doorbell only while the loop runs at least this much behind
-    /// (`LoopLoad`, smoothed): a loop that keeps up drains its tasks between replies anyway, and a ring
-    /// costs a write, a wake-up and a read (sync-10k: ~5 µs more CPU per commit when every such round rang).
+    /// Commits decided in a reply (rounds, or a doc's alone) wait for the doorbell only while the loop runs at
+    /// least this much behind (`LoopLoad`, smoothed): a loop that keeps up drains its tasks between replies
+    /// anyway, and a ring costs a write, a wake-up and a read (sync-10k: ~5 µs more CPU per commit when every
+    /// such round rang).
     static let doorbellMinLagNanos = 1_000_000.0
 }
 
@@ -64,10 +70,7 @@ extension DocShard {
     /// Adds the doc's batch to the round this loop pass forms (see `CommitRound`).
     func joinCommitRound(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
         let round = commitRound.value
-        round.pending.append(
-            CommitRound.Pending(
-                entry: SyncStore.RoundEntry(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, ownSubscribers: ownSubscribers),
-                docState: docState))
+        round.pending.append(CommitRound.Pending(batch, doc: doc, docState, ownSubscribers: ownSubscribers))
         round.bytes += batch.bytes
         let full = round.pending.count >= settings.commitRoundMaxDocs || round.bytes >= settings.pushPipelineSettings.maxBatchBytes
         if let doorbell = doorbellWhileReplying() {
@@ -95,10 +98,7 @@ extension DocShard {
             commitAlone(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
             return
         }
-        commitRound.value.waitingAlone.append(
-            CommitRound.Pending(
-                entry: SyncStore.RoundEntry(doc: doc, batch: batch, checkLegacy: docState.legacyRePushes, ownSubscribers: ownSubscribers),
-                docState: docState))
+        commitRound.value.waitingAlone.append(CommitRound.Pending(batch, doc: doc, docState, ownSubscribers: ownSubscribers))
         doorbell.ring()
     }
 
@@ -122,9 +122,7 @@ extension DocShard {
         let calls = ready.count + alone.count + (round.pending.isEmpty ? 0 : 1)
         if calls > 0 { metrics.syncCommitCallsAtDoorbell.increment(by: Int64(calls)) }
         for pending in ready { send(pending) }
-        for one in alone {
-            commitAlone(one.entry.batch, doc: one.entry.doc, one.docState, ownSubscribers: one.entry.ownSubscribers)
-        }
+        for one in alone { commitAlone(one) }
         sendCommitRound()
     }
 
@@ -158,8 +156,7 @@ extension DocShard {
     private func send(_ pending: [CommitRound.Pending]) {
         metrics.syncCommitRoundDocs.record(Double(pending.count))
         if pending.count == 1 {
-            let only = pending[0]
-            commitAlone(only.entry.batch, doc: only.entry.doc, only.docState, ownSubscribers: only.entry.ownSubscribers)
+            commitAlone(pending[0])
             return
         }
         let bound = NIOLoopBound(pending, eventLoop: eventLoop)  // unwrapped on this loop only
@@ -179,8 +176,13 @@ extension DocShard {
         }
     }
 
+    /// One doc's group commit as its own call (`commitAlone`).
+    private func commitAlone(_ one: CommitRound.Pending) {
+        commitAlone(one.entry.batch, doc: one.entry.doc, one.docState, ownSubscribers: one.entry.ownSubscribers)
+    }
+
     /// Runs `body`, the handling of Redis's answer to one of the shard's commit calls (a round's or a doc's
-    /// alone): rounds formed meanwhile wait for the loop's next tick (`joinCommitRound`).
+    /// alone): commits decided meanwhile wait for the loop's next tick (`doorbellWhileReplying`).
     func handlingCommitReply(_ body: () -> Void) {
         let round = commitRound.value
         round.inReply = true

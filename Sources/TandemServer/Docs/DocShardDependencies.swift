@@ -31,7 +31,7 @@ struct DocShardDependencies: Sendable {
         var pushPipelineSettings: PushPipelineSettings
         /// --commit-round-max-docs: most docs' group commits in one commit round (1: one call per doc).
         var commitRoundMaxDocs: Int
-        /// Loop lag from which rounds formed in a commit's reply wait for the doorbell (`CommitRound`).
+        /// Loop lag from which commits decided in a commit's reply wait for the doorbell (`CommitRound`).
         var commitRoundDoorbellMinLagNanos: Double
 
         init(_ config: ServerConfiguration) {
