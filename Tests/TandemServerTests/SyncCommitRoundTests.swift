@@ -39,45 +39,16 @@ import Testing
     /// second batch is one call held for the loop's next tick, and every push is answered at consecutive
     /// clocks of its doc.
     @Test func commitsAloneFormedInRepliesGoAtTheDoorbell() async throws {
-        let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.maxBatchesInFlight = 1
+        let docs = try await EightDocs.start("alone") {
             $0.commitRoundMaxDocs = 1
             $0.commitRoundDoorbellMinLagNanos = 0
         }
-        let docs = (0..<8).map { "alone:\($0)" }
-        let alice = try await cluster.client("alice")
-        let bob = try await cluster.client("bob")
-        for doc in docs {
-            try await alice.join(doc)
-            try await bob.join(doc)
-        }
-        let node = cluster.nodes[0]
-        let batchesBefore = try await node.metric("tandem_sync_batches_total")
-        let atDoorbellBefore = try await node.metric("tandem_sync_commit_calls_at_doorbell_total")
-        cluster.redis.pause()
-        for doc in docs { alice.push(doc, id: 1, ops: #"{"a":["put",{"k":1}]}"#) }
-        try await waitUntil("every doc's first push in Redis") {
-            try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
-        }
-        for doc in docs { bob.push(doc, id: 1, ops: #"{"b":["put",{"k":2}]}"#) }
-        try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
-        cluster.redis.resume()
-        for doc in docs {
-            let first = try await alice.answer(doc, id: 1)
-            let second = try await bob.answer(doc, id: 1)
-            #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
-            #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
-        }
-        let atDoorbell = try await node.metric("tandem_sync_commit_calls_at_doorbell_total") - atDoorbellBefore
-        #expect(atDoorbell == Double(docs.count), "each doc's second batch, decided in its first one's reply, went at the doorbell")
-        #expect(try await node.metric("tandem_sync_commit_round_docs_count") == 0, "no commit round with rounds off")
-        for doc in docs {
-            try await cluster.waitConverged(doc)
-            #expect(SyncRedis.head(cluster.redis, doc) == 2)
-            for client in [alice, bob] { cluster.expectRecordsEqualRedis(client, doc) }
-            #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
-        }
-        await cluster.finish()
+        let atDoorbellBefore = try await docs.node.metric("tandem_sync_commit_calls_at_doorbell_total")
+        try await docs.secondPushDecidedInTheFirstOnesReply(attempt: 1)
+        let atDoorbell = try await docs.node.metric("tandem_sync_commit_calls_at_doorbell_total") - atDoorbellBefore
+        #expect(atDoorbell == Double(docs.docs.count), "each doc's second batch, decided in its first one's reply, went at the doorbell")
+        #expect(try await docs.node.metric("tandem_sync_commit_round_docs_count") == 0, "no commit round with rounds off")
+        try await docs.finish(head: 2)
     }
 
     /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second
@@ -93,22 +64,14 @@ import Testing
     private func roundsOfDocsDecidedInOnePass(
         maxDocs: Int?, maxBatchBytes: Int? = nil, padding: Int = 0, docsPerRound: Int? = nil, doorbellAlways: Bool = false
     ) async throws {
-        let cluster = try await SyncCluster.start(nodes: 1) {
-            $0.maxBatchesInFlight = 1
+        let eight = try await EightDocs.start("round") {
             if doorbellAlways { $0.commitRoundDoorbellMinLagNanos = 0 }
             if let maxDocs { $0.commitRoundMaxDocs = maxDocs }
             if let maxBatchBytes { $0.maxBatchBytes = maxBatchBytes }
         }
+        let (docs, node) = (eight.docs, eight.node)
         let pad = String(repeating: "x", count: padding)
         let docsPerRound = docsPerRound ?? maxDocs
-        let docs = (0..<8).map { "round:\($0)" }
-        let alice = try await cluster.client("alice")
-        let bob = try await cluster.client("bob")
-        for doc in docs {
-            try await alice.join(doc)
-            try await bob.join(doc)
-        }
-        let node = cluster.nodes[0]
         /// Rounds so far of at most `docs` docs (a bucket's bound: 1, 2, 4, 8, 16, …); 0 for nil.
         func roundsOfAtMost(_ docs: Int?) async throws -> Double {
             guard let docs else { return 0 }
@@ -122,22 +85,8 @@ import Testing
             let (roundsBefore, docsBefore) = (
                 try await node.metric("tandem_sync_commit_round_docs_count"), try await node.metric("tandem_sync_commit_round_docs_sum")
             )
-            let batchesBefore = try await node.metric("tandem_sync_batches_total")
             let smallBefore = try await roundsOfAtMost(docsPerRound)
-            cluster.redis.pause()
-            for doc in docs { alice.push(doc, id: attempts, ops: #"{"a\#(attempts)":["put",{"k":\#(attempts),"p":"\#(pad)"}]}"#) }
-            try await waitUntil("every doc's first push in Redis") {
-                try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
-            }
-            for doc in docs { bob.push(doc, id: attempts, ops: #"{"b\#(attempts)":["put",{"k":\#(attempts),"p":"\#(pad)"}]}"#) }
-            try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
-            cluster.redis.resume()
-            for doc in docs {
-                let first = try await alice.answer(doc, id: attempts)
-                let second = try await bob.answer(doc, id: attempts)
-                #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
-                #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
-            }
+            try await eight.secondPushDecidedInTheFirstOnesReply(attempt: attempts, pad: pad)
             let roundsNow = try await node.metric("tandem_sync_commit_round_docs_count") - roundsBefore
             let smallNow = try await roundsOfAtMost(docsPerRound) - smallBefore
             let docsNow = try await node.metric("tandem_sync_commit_round_docs_sum") - docsBefore
@@ -151,9 +100,59 @@ import Testing
             }
         }
         #expect(rounds == 1, "a round held several docs within \(attempts) attempts")
+        try await eight.finish(head: UInt64(2 * attempts))
+    }
+}
+
+/// Eight docs on one node, alice and bob members of each, one group commit of a doc in Redis at a time.
+private struct EightDocs {
+    let cluster: SyncCluster
+    let docs: [String]
+    let alice: SyncClient
+    let bob: SyncClient
+    var node: InProcessNode { cluster.nodes[0] }
+
+    static func start(_ prefix: String, configure: (inout ServerConfiguration) -> Void) async throws -> EightDocs {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxBatchesInFlight = 1
+            configure(&$0)
+        }
+        let docs = (0..<8).map { "\(prefix):\($0)" }
+        let alice = try await cluster.client("alice")
+        let bob = try await cluster.client("bob")
+        for doc in docs {
+            try await alice.join(doc)
+            try await bob.join(doc)
+        }
+        return EightDocs(cluster: cluster, docs: docs, alice: alice, bob: bob)
+    }
+
+    /// Pauses Redis while every doc has alice's push `attempt` in Redis and bob's queued, resumes it: each
+    /// doc's second batch is decided while its first one's reply is handled. Both are answered `commit`, at
+    /// consecutive clocks of their doc. `pad`: a value carried by each push.
+    func secondPushDecidedInTheFirstOnesReply(attempt: Int, pad: String = "") async throws {
+        let batchesBefore = try await node.metric("tandem_sync_batches_total")
+        cluster.redis.pause()
+        for doc in docs { alice.push(doc, id: attempt, ops: #"{"a\#(attempt)":["put",{"k":\#(attempt),"p":"\#(pad)"}]}"#) }
+        try await waitUntil("every doc's first push in Redis") {
+            try await node.metric("tandem_sync_batches_total") == batchesBefore + Double(docs.count)
+        }
+        for doc in docs { bob.push(doc, id: attempt, ops: #"{"b\#(attempt)":["put",{"k":\#(attempt),"p":"\#(pad)"}]}"#) }
+        try await waitUntil("every doc's second push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == Double(docs.count) }
+        cluster.redis.resume()
+        for doc in docs {
+            let first = try await alice.answer(doc, id: attempt)
+            let second = try await bob.answer(doc, id: attempt)
+            #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
+            #expect((second.clock() ?? 0) == (first.clock() ?? 0) + 1, "\(doc): its own consecutive clocks")
+        }
+    }
+
+    /// Every doc converges with Redis at `head`, with nothing committed twice; then stops the node.
+    func finish(head: UInt64) async throws {
         for doc in docs {
             try await cluster.waitConverged(doc)
-            #expect(SyncRedis.head(cluster.redis, doc) == UInt64(2 * attempts))
+            #expect(SyncRedis.head(cluster.redis, doc) == head)
             for client in [alice, bob] { cluster.expectRecordsEqualRedis(client, doc) }
             #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
         }
