@@ -77,11 +77,17 @@ import Testing
         }
 
         func receive(_ text: String) {
+            receiveWithoutRunning(text)
+            loop.run()
+        }
+
+        /// Hands the connection a message without running the loop's tasks: what the shard does at once
+        /// (on this same loop) has happened, what it hands over with a task has not.
+        func receiveWithoutRunning(_ text: String) {
             var buffer = channel.allocator.buffer(capacity: text.utf8.count)
             buffer.writeString(text)
             connection.receivedText(buffer)
             connection.readComplete()  // what the channel handler does at the end of a read burst
-            loop.run()
         }
 
         func ping(_ text: String) {
@@ -375,5 +381,39 @@ import Testing
         #expect(delivered("d2") && delivered("d1"))
         client.receive(#"{"t":"leave","doc":"d2"}"#)
         #expect(!delivered("d2") && delivered("d1"))
+    }
+
+    /// A shard writes presence deltas to its members on its own loop at once but hands `joined` over with
+    /// a task (it must follow catch-up chunks already queued), so on the shard's loop a delta can come to
+    /// the connection before the `joined` it follows. Written first, the client applied it and then
+    /// replaced its list with `joined`'s, built before the change, and missed a session until it changed
+    /// again (a flaky browser test: `b never saw ada`). The delta waits and reaches the socket right after
+    /// `joined`, for a first join and for a re-join.
+    @Test func aDeltaDeliveredBeforeItsJoinedReachesTheSocketAfterIt() throws {
+        let fixture = try Fixture()
+        let bob = try fixture.addClient(id: 2, user: "u2")
+        bob.receive(#"{"t":"join","doc":"d1"}"#)  // the doc is loaded: the next join is answered at once
+        let alice = fixture.client
+        _ = try alice.frames()
+        var version: UInt64 = 0
+        func deliverAdaDirectly() {
+            version += 1
+            let ada = PresenceEntry(sid: "s9", user: "u9", name: "ada", role: .editor, node: "n2", version: version, state: .empty)
+            let delta = PresenceDelta(doc: "d1", joined: version == 1 ? [ada] : [], updated: version == 1 ? [] : [ada], left: [])
+            alice.connection.deliverPresence(delta, buffer: ServerFrame.text(delta.encoded, allocator: ByteBufferAllocator()))
+            alice.connection.flushPresence()
+        }
+        for join in ["first join", "re-join"] {
+            alice.receiveWithoutRunning(#"{"t":"join","doc":"d1"}"#)
+            deliverAdaDirectly()  // as `DocShard.deliver` does between `addMember` and the `joined` task
+            let texts = try alice.frames().map(\.text).filter { $0.contains(#""doc":"d1""#) }
+            let joined = try #require(texts.firstIndex { $0.contains(#""t":"joined""#) }, "\(join): no joined in \(texts)")
+            let delta = try #require(texts.firstIndex { $0.contains(#""name":"ada""#) && !$0.contains(#""t":"joined""#) }, "\(join): no delta in \(texts)")
+            #expect(joined < delta, "\(join): the delta went before joined: \(texts)")
+            // Once `joined` went, deltas are written at once again.
+            deliverAdaDirectly()
+            let next = try alice.frames().map(\.text)
+            #expect(next.count == 1 && next.first?.contains(#""v":\#(version)}"#) == true, "\(join): \(next)")
+        }
     }
 }

@@ -36,8 +36,9 @@ final class ClientConnection: DocMember, Sendable {
             var role: Role
             /// How the session takes part in the doc's presence (the latest join's).
             var presence: PresenceMode
-            /// Set once the shard answered `joined` (before that, presence updates are still accepted and
-            /// queue behind the join on the shard's loop).
+            /// Set once the shard answered `joined`, cleared by a re-join until its `joined` goes. Before
+            /// that, presence updates are still accepted (they queue behind the join on the shard's loop),
+            /// and deltas for the doc wait in `pendingPresence` (see `deliverPresence`).
             var confirmed: Bool
             /// What the shard answered `joined` with (see `DocTicket`); sent along with presence updates.
             var ticket: DocTicket? = nil
@@ -377,6 +378,9 @@ final class ClientConnection: DocMember, Sendable {
                 local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, confirmed: false)
             } else {
                 local.docs[doc]?.presence = presence
+                // The shard answers with a new `joined` whose list replaces the client's: deltas until then
+                // wait for it (see `deliverPresence`).
+                local.docs[doc]?.confirmed = false
             }
             shard(doc).join(self, doc: doc, role: role, state: state, since: since, presence: presence)
         case .leave(let doc):
@@ -521,6 +525,12 @@ final class ClientConnection: DocMember, Sendable {
         // join catch-up per doc is ever pending, however often the client re-joins.
         dropCatchUps(of: doc)
         send(frame)
+        // Deltas the shard delivered after building this `joined` but before it reached the socket (see
+        // `deliverPresence`), now in their place after it. A socket that is backed up keeps them for
+        // `writabilityChanged`, as it keeps any delta.
+        if local.writable, var held = local.pendingPresence.removeValue(forKey: doc), let delta = held.drain(doc: doc) {
+            writePresence(delta, buffer: nil)
+        }
     }
 
     /// The shard refused or dropped the membership (forbidden resume, session taken over elsewhere).
@@ -559,7 +569,16 @@ final class ClientConnection: DocMember, Sendable {
         let local = confined.value
         guard !local.closing else { return false }
         if local.presenceDeliveryDoc != delta.doc {
-            guard local.docs[delta.doc] != nil else { return false }
+            guard let joined = local.docs[delta.doc] else { return false }
+            // The shard writes deltas to members on its own loop at once, but hands `joined` over with a
+            // task (so that it follows catch-up chunks already queued): on the shard's loop a delta can
+            // reach this point before the `joined` it follows. Written first, the client would apply it and
+            // then replace its list with `joined`'s, built before the delta, and miss that change until the
+            // session changed again. It waits for `joinConfirmed` instead, merged like a slow consumer's.
+            guard joined.confirmed else {
+                local.pendingPresence[delta.doc, default: PendingPresence()].merge(delta)
+                return false
+            }
             local.presenceDeliveryDoc = delta.doc
         }
         if !local.writable || (!local.pendingPresence.isEmpty && local.pendingPresence[delta.doc] != nil) {
