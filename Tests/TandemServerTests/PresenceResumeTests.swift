@@ -18,7 +18,11 @@ import TandemTestSupport
         try await zed.join("r", state: ["cursor": 9])
         try await bob.join("r")
         let sid = alice.session
-        try await waitUntil("bob sees alice and zed") { bob.members(of: "r").isSuperset(of: [sid, zed.session]) }
+        // The delta of the tick after bob's join lists him, and alice and zed too when their joins fell in
+        // the same tick (upserts): mark after it, so a later `joined` for alice would be a real re-join.
+        try await waitUntil("bob sees alice and zed, and the delta listing his own join") {
+            bob.members(of: "r").isSuperset(of: [sid, zed.session]) && bob.sids("joined", of: "r").contains(bob.session)
+        }
         let reconnectsBefore = try await node.value("tandem_reconnects_total")
         let mark = bob.count
 
@@ -68,13 +72,15 @@ import TandemTestSupport
         try await waitUntil("bob and carol see everyone") {
             bob.members(of: "r") == everyone && carol.members(of: "r") == everyone
         }
-        // Deltas are upserts: the first one after a join may repeat sessions the `joined` list already had.
-        // Mark after it, so any later `joined` for alice would be a real re-join. carol's join snapshot can
-        // already hold everyone (then nothing would send her a delta), so zed moves to make sure one comes.
+        // Deltas are upserts: the delta of the tick after an observer's own join lists it and may repeat
+        // sessions its `joined` list already had (alice among them). It is not always the first delta: one
+        // of another node's changes can come before it (zed's cursor did). Mark after both, so any later
+        // `joined` for alice would be a real re-join; zed moves so that a delta surely follows the join.
         zed.presence("r", ["cursor": 7])
         for observer in [bob, carol] {
-            try await waitUntil("\(observer.name) got a delta with zed's cursor") {
-                !observer.deltas(of: "r").isEmpty && (observer.state(of: zed.session, in: "r")?["cursor"] as? Int) == 7
+            try await waitUntil("\(observer.name) got the delta listing its own join and one with zed's cursor") {
+                observer.sids("joined", of: "r").contains(observer.session)
+                    && (observer.state(of: zed.session, in: "r")?["cursor"] as? Int) == 7
             }
         }
         let marks = (bob.count, carol.count)
