@@ -49,6 +49,9 @@ final class CommitRound {
     var bytes = 0
     /// Its sending is scheduled on the loop.
     var scheduled = false
+    /// It holds a batch decided while handling a commit's reply on a lagging loop: it waits for the
+    /// doorbell (unless a batch decided outside a reply sends it earlier, with `execute`).
+    var pendingAtDoorbell = false
     /// Full rounds formed while handling a commit's reply: they go when the doorbell answers, before `pending`.
     var ready: [[Pending]] = []
     /// Commits of one doc each (a Cluster's, or rounds off) decided while handling a commit's reply on a
@@ -78,6 +81,9 @@ extension DocShard {
                 round.ready.append(round.pending)
                 round.pending = []
                 round.bytes = 0
+                round.pendingAtDoorbell = false
+            } else {
+                round.pendingAtDoorbell = true
             }
             doorbell.ring()
         } else if full {
@@ -119,7 +125,9 @@ extension DocShard {
         let alone = round.waitingAlone
         round.ready = []
         round.waitingAlone = []
-        let calls = ready.count + alone.count + (round.pending.isEmpty ? 0 : 1)
+        // (The round being formed counts only if a reply held it: batches decided outside one would have
+        // gone with `execute` anyway.)
+        let calls = ready.count + alone.count + (round.pendingAtDoorbell && !round.pending.isEmpty ? 1 : 0)
         if calls > 0 { metrics.syncCommitCallsAtDoorbell.increment(by: Int64(calls)) }
         for pending in ready { send(pending) }
         for one in alone { commitAlone(one) }
@@ -149,6 +157,7 @@ extension DocShard {
         round.pending = []
         round.pending.reserveCapacity(pending.count)
         round.bytes = 0
+        round.pendingAtDoorbell = false
         send(pending)
     }
 
