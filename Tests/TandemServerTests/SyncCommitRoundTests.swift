@@ -1,4 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 import TandemCore
 @testable import TandemServer
 import TandemTestSupport
@@ -49,6 +51,42 @@ import Testing
         #expect(atDoorbell == Double(docs.docs.count), "each doc's second batch, decided in its first one's reply, went at the doorbell")
         #expect(try await docs.node.metric("tandem_sync_commit_round_docs_count") == 0, "no commit round with rounds off")
         try await docs.finish(head: 2)
+    }
+
+    /// A shard that shuts down while a round decided in a commit's reply waits for the doorbell sends it
+    /// first: closed, the doorbell would never answer, and the batch's pushes would never reach Redis. The
+    /// shard's loop is kept in its task phase (a task that queues itself again, as a busy loop's replies
+    /// did in stop 31) so the doorbell cannot answer; the shard shuts down from there as soon as bob's
+    /// batch, decided in alice's reply, is held.
+    @Test func aShutdownSendsWhatWaitsForTheDoorbell() async throws {
+        let eight = try await EightDocs.start("shutdown") { $0.commitRoundDoorbellMinLagNanos = 0 }
+        let (doc, node, redis) = (eight.docs[0], eight.node, eight.cluster.redis)
+        let batchesBefore = try await node.metric("tandem_sync_batches_total")
+        redis.pause()
+        eight.alice.push(doc, id: 1, ops: #"{"a":["put",{"k":1}]}"#)
+        try await waitUntil("alice's push in Redis") { try await node.metric("tandem_sync_batches_total") == batchesBefore + 1 }
+        eight.bob.push(doc, id: 1, ops: #"{"b":["put",{"k":2}]}"#)
+        try await waitUntil("bob's push queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == 1 }
+
+        let shard = node.node.shard(for: doc)
+        let shutDown = NIOLockedValueBox(false)
+        let spinUntil = NIODeadline.now() + .seconds(20)
+        @Sendable func spin() {
+            shard.eventLoop.execute {
+                let round = shard.commitRound.value
+                if round.pendingAtDoorbell || !round.ready.isEmpty {
+                    _ = shard.shutdown()
+                    shutDown.withLockedValue { $0 = true }
+                } else if NIODeadline.now() < spinUntil {
+                    spin()
+                }
+            }
+        }
+        spin()
+        redis.resume()
+        try await waitUntil("bob's batch held for the doorbell, and the shard shut down") { shutDown.withLockedValue { $0 } }
+        try await waitUntil("bob's batch committed") { SyncRedis.head(redis, doc) == 2 }
+        await eight.cluster.finish()
     }
 
     /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second

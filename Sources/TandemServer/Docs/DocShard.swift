@@ -274,9 +274,11 @@ final class DocShard: Sendable {
             self.tasks.forEach { $0.cancel() }
             self.loopProbe?.cancel()
             self.confined.value.ticker?.cancel()
-            // Rounds waiting for the doorbell go now: closed, it would never answer.
+            // Rounds waiting for the doorbell go now: closed, it would never answer. Commits decided after this
+            // (replies still on their way) go with `execute`.
             self.commitRoundDoorbellAnswered()
             self.commitRound.value.doorbell?.close()
+            self.commitRound.value.doorbell = nil
             var writes: [EventLoopFuture<Void>] = []
             let nowMs = self.clock.nowMs()
             for (doc, docState) in self.docs {

@@ -373,6 +373,9 @@ public final class TandemNode: Service, Sendable {
         try await context.sealer.sealToHead(doc, on: context.shards.all[0].eventLoop).get()
     }
 
+    /// The shard serving `doc`. Internal: for tests (`@testable`) that act on a shard's loop.
+    func shard(for doc: String) -> DocShard { context.shards.shard(for: doc) }
+
     /// Graceful shutdown of a node started with `start()`: the services stop in reverse order (see
     /// `makeServices`).
     public func shutdown() async {
