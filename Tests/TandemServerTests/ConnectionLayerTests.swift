@@ -388,32 +388,49 @@ import Testing
     /// the connection before the `joined` it follows. Written first, the client applied it and then
     /// replaced its list with `joined`'s, built before the change, and missed a session until it changed
     /// again (a flaky browser test: `b never saw ada`). The delta waits and reaches the socket right after
-    /// `joined`, for a first join and for a re-join.
-    @Test func aDeltaDeliveredBeforeItsJoinedReachesTheSocketAfterIt() throws {
-        let fixture = try Fixture()
+    /// `joined`: for a first join, a re-join, two joins in flight (the first one's answer does not release
+    /// it), and a socket that turns writable meanwhile (the slow-consumer drain does not either).
+    @Test(arguments: JoinRace.allCases)
+    func aDeltaDeliveredBeforeItsJoinedReachesTheSocketAfterIt(_ race: JoinRace) throws {
+        let fixture = try Fixture {
+            $0.presenceRate = 1_000
+            $0.presenceBurst = 1_000
+        }
         let bob = try fixture.addClient(id: 2, user: "u2")
         bob.receive(#"{"t":"join","doc":"d1"}"#)  // the doc is loaded: the next join is answered at once
         let alice = fixture.client
+        if race == .reJoin { alice.receive(#"{"t":"join","doc":"d1"}"#) }
         _ = try alice.frames()
         var version: UInt64 = 0
-        func deliverAdaDirectly() {
+        func deliverAdaDirectly() {  // as `DocShard.deliver` does, on the shard's loop
             version += 1
             let ada = PresenceEntry(sid: "s9", user: "u9", name: "ada", role: .editor, node: "n2", version: version, state: .empty)
             let delta = PresenceDelta(doc: "d1", joined: version == 1 ? [ada] : [], updated: version == 1 ? [] : [ada], left: [])
             alice.connection.deliverPresence(delta, buffer: ServerFrame.text(delta.encoded, allocator: ByteBufferAllocator()))
             alice.connection.flushPresence()
         }
-        for join in ["first join", "re-join"] {
-            alice.receiveWithoutRunning(#"{"t":"join","doc":"d1"}"#)
-            deliverAdaDirectly()  // as `DocShard.deliver` does between `addMember` and the `joined` task
-            let texts = try alice.frames().map(\.text).filter { $0.contains(#""doc":"d1""#) }
-            let joined = try #require(texts.firstIndex { $0.contains(#""t":"joined""#) }, "\(join): no joined in \(texts)")
-            let delta = try #require(texts.firstIndex { $0.contains(#""name":"ada""#) && !$0.contains(#""t":"joined""#) }, "\(join): no delta in \(texts)")
-            #expect(joined < delta, "\(join): the delta went before joined: \(texts)")
-            // Once `joined` went, deltas are written at once again.
+        // The join is answered (`addMember`), its `joined` task queued, not run.
+        alice.receiveWithoutRunning(#"{"t":"join","doc":"d1"}"#)
+        switch race {
+        case .firstJoin, .reJoin:
             deliverAdaDirectly()
-            let next = try alice.frames().map(\.text)
-            #expect(next.count == 1 && next.first?.contains(#""v":\#(version)}"#) == true, "\(join): \(next)")
+        case .twoJoinsInFlight:
+            fixture.loop.execute { deliverAdaDirectly() }  // runs between the two answers
+            alice.receiveWithoutRunning(#"{"t":"join","doc":"d1"}"#)
+        case .writableMeanwhile:
+            deliverAdaDirectly()
+            alice.connection.writabilityChanged(isWritable: true)
         }
+        let texts = try alice.frames().map(\.text).filter { $0.contains(#""doc":"d1""#) }
+        let joined = try #require(texts.lastIndex { $0.contains(#""t":"joined""#) }, "no joined in \(texts)")
+        let delta = try #require(texts.firstIndex { $0.contains(#""name":"ada""#) && !$0.contains(#""t":"joined""#) }, "no delta in \(texts)")
+        #expect(joined < delta, "the delta went before the last joined: \(texts)")
+        #expect(texts.filter { $0.contains(#""t":"joined""#) }.count == (race == .twoJoinsInFlight ? 2 : 1), "\(texts)")
+        // Once `joined` went, deltas are written at once again.
+        deliverAdaDirectly()
+        let next = try alice.frames().map(\.text)
+        #expect(next.count == 1 && next.first?.contains(#""v":\#(version)}"#) == true, "\(next)")
     }
+
+    enum JoinRace: CaseIterable, Sendable { case firstJoin, reJoin, twoJoinsInFlight, writableMeanwhile }
 }

@@ -11,9 +11,10 @@ protocol DocMember: AnyObject, Sendable {
     var sessionID: String { get }
     var identity: Identity { get }
 
-    /// The doc answered the join (`frame`: the `joined` message). `ticket` (members with a presence
-    /// entry) goes back with the member's presence updates (`DocShard.PresenceUpdate`).
-    func joinConfirmed(doc: String, frame: [UInt8], ticket: DocTicket?)
+    /// The doc answered the join numbered `join` (`DocShard.join`'s; a join that replaced waiting ones
+    /// answers them too) with `frame`, the `joined` message. `ticket` (members with a presence entry) goes
+    /// back with the member's presence updates (`DocShard.PresenceUpdate`).
+    func joinConfirmed(doc: String, join: UInt64, frame: [UInt8], ticket: DocTicket?)
     /// The doc refused or dropped the membership (forbidden resume, session taken over elsewhere).
     func membershipEnded(doc: String, error: ProtocolError?)
     /// A presence update (or a re-join's state) was over the presence rate.

@@ -9,11 +9,14 @@ import TandemCore
 extension DocShard {
     // MARK: Membership (called by connections, hop to this loop)
 
+    /// - Parameter number: the connection's number for this join (increasing), handed back with its `joined`.
     func join(
-        _ connection: any DocMember, doc: String, role: Role, state: PresenceState?, since: UInt64?, presence: PresenceMode = .full
+        _ connection: any DocMember, doc: String, number: UInt64, role: Role, state: PresenceState?, since: UInt64?,
+        presence: PresenceMode = .full
     ) {
         onLoop {
-            let join = DocState.PendingJoin(connection: connection, role: role, state: state, since: since, presence: presence)
+            let join = DocState.PendingJoin(
+                connection: connection, number: number, role: role, state: state, since: since, presence: presence)
             let docState = self.docState(for: doc)
             if docState.isLoading {
                 // At most one waiting join per connection: a newer join replaces it (its `since` wins, and its
@@ -23,8 +26,8 @@ extension DocShard {
                     if let index = waiting.firstIndex(where: { $0.connection === connection }) {
                         let earlier = waiting[index]
                         waiting[index] = DocState.PendingJoin(
-                            connection: connection, role: role, state: presence.isShown ? state ?? earlier.state : nil, since: since,
-                            presence: presence)
+                            connection: connection, number: number, role: role,
+                            state: presence.isShown ? state ?? earlier.state : nil, since: since, presence: presence)
                     } else {
                         waiting.append(join)
                     }
@@ -118,7 +121,8 @@ extension DocShard {
             // `none`: no presence either way, so the list is empty (and no later delta reaches it).
             let list = join.presence.receivesPresence ? docState.presence.presenceList() : []
             let frame = ServerMessage.joined(doc: doc, role: join.role, presence: list, clock: clock)
-            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
+            let number = join.number
+            connection.eventLoop.execute { connection.joinConfirmed(doc: doc, join: number, frame: frame, ticket: ticket) }
             self.attachSync(connection, since: join.since, doc: doc, docState)
             self.handleEarlyRequests(of: connection, docState)
         }
@@ -140,7 +144,8 @@ extension DocShard {
         let clock = docState.sync.isLoaded ? docState.sync.head : nil
         let frame = ServerMessage.joined(doc: doc, role: join.role, presence: docState.presence.presenceList(), clock: clock)
         let ticket = docState.members[ObjectIdentifier(connection)]?.ticket
-        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, frame: frame, ticket: ticket) }
+        let number = join.number
+        connection.eventLoop.execute { connection.joinConfirmed(doc: doc, join: number, frame: frame, ticket: ticket) }
         attachSync(connection, since: join.since, doc: doc, docState)
         handleEarlyRequests(of: connection, docState)
     }
@@ -346,7 +351,8 @@ extension DocShard {
                     guard let index = waiting.lastIndex(where: { $0.connection === connection }) else { return }
                     let join = waiting[index]
                     waiting[index] = DocState.PendingJoin(
-                        connection: connection, role: join.role, state: state, since: join.since, presence: join.presence)
+                        connection: connection, number: join.number, role: join.role, state: state, since: join.since,
+                        presence: join.presence)
                 }
                 return .accepted
             }

@@ -22,6 +22,8 @@ final class DocState {
     /// A join waiting for the doc's first Redis read.
     struct PendingJoin {
         let connection: any DocMember
+        /// The connection's number for this join, handed back with its `joined` (`DocMember.joinConfirmed`).
+        let number: UInt64
         let role: Role
         let state: PresenceState?
         let since: UInt64?

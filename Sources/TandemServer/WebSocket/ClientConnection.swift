@@ -36,10 +36,15 @@ final class ClientConnection: DocMember, Sendable {
             var role: Role
             /// How the session takes part in the doc's presence (the latest join's).
             var presence: PresenceMode
-            /// Set once the shard answered `joined`, cleared by a re-join until its `joined` goes. Before
-            /// that, presence updates are still accepted (they queue behind the join on the shard's loop),
-            /// and deltas for the doc wait in `pendingPresence` (see `deliverPresence`).
-            var confirmed: Bool
+            /// The number of the latest join of the doc handed to its shard (`LoopState.joinsSent`).
+            var latestJoin: UInt64
+            /// The number of the latest join the shard answered with `joined` (0: none yet).
+            var answeredJoin: UInt64 = 0
+            /// The latest join is answered. Before that, presence updates are still accepted (they queue
+            /// behind the join on the shard's loop), and deltas for the doc wait in `pendingPresence` (see
+            /// `deliverPresence`): the `joined` still to come replaces the client's list. A number, not a
+            /// flag, so that the answer to an earlier join of two in flight does not release them early.
+            var confirmed: Bool { answeredJoin == latestJoin }
             /// What the shard answered `joined` with (see `DocTicket`); sent along with presence updates.
             var ticket: DocTicket? = nil
         }
@@ -73,6 +78,8 @@ final class ClientConnection: DocMember, Sendable {
         fileprivate var newDocJoins: TokenBucket?
         fileprivate var abuse: AbuseMonitor
         fileprivate var pendingPresence: [String: PendingPresence] = [:]
+        /// Joins handed to shards so far (each join's number, see `JoinedDoc.latestJoin`).
+        fileprivate var joinsSent: UInt64 = 0
         /// Presence updates read in this burst and not handed to their shard yet (`flushPresenceUpdates`):
         /// all for `presenceBatchShard`, in the order sent.
         fileprivate var presenceBatch: [DocShard.PresenceUpdate] = []
@@ -227,6 +234,11 @@ final class ClientConnection: DocMember, Sendable {
         let pending = local.pendingPresence
         local.pendingPresence.removeAll()
         for (doc, var merged) in pending {
+            // A doc whose `joined` is still to come keeps its deltas for `joinConfirmed`.
+            guard local.docs[doc]?.confirmed != false else {
+                local.pendingPresence[doc] = merged
+                continue
+            }
             if let delta = merged.drain(doc: doc) { writePresence(delta, buffer: nil) }
         }
     }
@@ -375,14 +387,16 @@ final class ClientConnection: DocMember, Sendable {
                         nowMs: nil)
                     return
                 }
-                local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, confirmed: false)
+                local.joinsSent += 1
+                local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, latestJoin: local.joinsSent)
             } else {
-                local.docs[doc]?.presence = presence
                 // The shard answers with a new `joined` whose list replaces the client's: deltas until then
                 // wait for it (see `deliverPresence`).
-                local.docs[doc]?.confirmed = false
+                local.joinsSent += 1
+                local.docs[doc]?.presence = presence
+                local.docs[doc]?.latestJoin = local.joinsSent
             }
-            shard(doc).join(self, doc: doc, role: role, state: state, since: since, presence: presence)
+            shard(doc).join(self, doc: doc, number: local.joinsSent, role: role, state: state, since: since, presence: presence)
         case .leave(let doc):
             guard local.docs.removeValue(forKey: doc) != nil else {
                 reject(ProtocolError(.notJoined, "not in this doc", doc: doc), nowMs: nil)
@@ -513,10 +527,11 @@ final class ClientConnection: DocMember, Sendable {
 
     // MARK: Calls from shards (on this loop)
 
-    func joinConfirmed(doc: String, frame: [UInt8], ticket: DocTicket?) {
+    func joinConfirmed(doc: String, join: UInt64, frame: [UInt8], ticket: DocTicket?) {
         let local = confined.value
         guard local.docs[doc] != nil else { return }
-        local.docs[doc]?.confirmed = true
+        // (`max`: answers come in the order of the joins, but a late one must never hold deltas back.)
+        if let answered = local.docs[doc]?.answeredJoin { local.docs[doc]?.answeredJoin = max(answered, join) }
         // (A late answer to an earlier join may bring a ticket that is no longer valid: the shard checks
         // it at every use and takes the lookups instead.)
         local.docs[doc]?.ticket = ticket
@@ -526,9 +541,9 @@ final class ClientConnection: DocMember, Sendable {
         dropCatchUps(of: doc)
         send(frame)
         // Deltas the shard delivered after building this `joined` but before it reached the socket (see
-        // `deliverPresence`), now in their place after it. A socket that is backed up keeps them for
-        // `writabilityChanged`, as it keeps any delta.
-        if local.writable, var held = local.pendingPresence.removeValue(forKey: doc), let delta = held.drain(doc: doc) {
+        // `deliverPresence`), now in their place after it, unless a later join's `joined` is still to
+        // come. A socket that is backed up keeps them for `writabilityChanged`, as it keeps any delta.
+        if local.writable, local.docs[doc]?.confirmed == true, var held = local.pendingPresence.removeValue(forKey: doc), let delta = held.drain(doc: doc) {
             writePresence(delta, buffer: nil)
         }
     }
