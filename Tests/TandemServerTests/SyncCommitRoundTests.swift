@@ -89,6 +89,90 @@ import Testing
         await eight.cluster.finish()
     }
 
+    /// With `--max-batches-in-flight` above 1, a doc's batch decided outside a reply while its earlier batch
+    /// waits for the doorbell waits too, behind it. Sent at once, it reached Redis first, found the doc's
+    /// tail short of the one it was decided on, wrote nothing and was decided again (one wasted call). The
+    /// shard's loop is held in its task phase (as in the shutdown test) while dave, whose connection is on
+    /// the node's other loop, pushes: his push hops to the shard as a task and is decided there, outside any
+    /// reply. Commits alone (a Cluster's, or rounds off): carol's batch waits alone. With rounds of at most
+    /// two docs: carol's batches of two docs on the shard make a full round that waits, and dave's would
+    /// have gone in a round of its own (`execute`) before it.
+    @Test(arguments: [false, true])
+    func aBatchDecidedOutsideARepliesWaitsBehindTheDocsBatchAtTheDoorbell(commitRounds: Bool) async throws {
+        let cluster = try await SyncCluster.start(nodes: 1) {
+            $0.maxBatchesInFlight = 2
+            $0.commitRoundMaxDocs = commitRounds ? 2 : 1
+            $0.commitRoundDoorbellMinLagNanos = 0
+        }
+        let node = cluster.nodes[0]
+        let shard = node.node.shard(for: "order:0")
+        let docs = commitRounds ? ["order:0", try #require((1..<64).map { "order:\($0)" }.first { node.node.shard(for: $0) === shard })] : ["order:0"]
+        let n = Double(docs.count)
+        // Four editors whose connections are on another loop than the docs' shard: their answers reach them
+        // while the shard's loop is held.
+        var editors: [SyncClient] = []
+        for index in 0..<16 where editors.count < 4 {
+            let client = try await cluster.client("u\(index)")
+            if let loop = node.node.eventLoop(ofSession: client.session), loop !== shard.eventLoop {
+                for doc in docs { try await client.join(doc) }
+                editors.append(client)
+            }
+        }
+        try #require(editors.count == 4, "four connections on the other loop")
+        let (alice, bob, carol, dave) = (editors[0], editors[1], editors[2], editors[3])
+        let counters = ["tandem_sync_lost_races_total", "tandem_sync_pipeline_breaks_total"]
+        var before: [Double] = []
+        for counter in counters { before.append(try await node.metric(counter)) }
+        let batches = try await node.metric("tandem_sync_batches_total")
+        func decided(atLeast count: Double) async throws -> Bool { try await node.metric("tandem_sync_batches_total") >= batches + count }
+
+        cluster.redis.pause()
+        for doc in docs { alice.push(doc, id: 1, ops: #"{"a":["put",{"k":1}]}"#) }
+        try await waitUntil("alice's batches in Redis") { try await decided(atLeast: n) }
+        for doc in docs { bob.push(doc, id: 1, ops: #"{"b":["put",{"k":2}]}"#) }
+        try await waitUntil("bob's batches in Redis behind them") { try await decided(atLeast: 2 * n) }
+        for doc in docs { carol.push(doc, id: 1, ops: #"{"c":["put",{"k":3}]}"#) }
+        try await waitUntil("carol's pushes queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == n }
+
+        let release = NIOLockedValueBox(false)
+        let spinUntil = NIODeadline.now() + .seconds(30)
+        @Sendable func spin() {
+            shard.eventLoop.execute {
+                if !release.withLockedValue({ $0 }) && NIODeadline.now() < spinUntil { spin() }
+            }
+        }
+        spin()
+        cluster.redis.resume()
+        // alice's replies decide carol's batches (they wait for the doorbell); bob's leave one batch in flight.
+        for doc in docs {
+            let (first, second) = (try await alice.answer(doc, id: 1), try await bob.answer(doc, id: 1))
+            #expect(first.string("action") == "commit" && second.string("action") == "commit", "\(doc): \(first) \(second)")
+        }
+        try await waitUntil("carol's batches decided") { try await decided(atLeast: 3 * n) }
+        dave.push(docs[0], id: 1, ops: #"{"d":["put",{"k":4}]}"#)
+        // (≥: sent at once, dave's batch came back unwritten and was decided again while the loop was held.)
+        try await waitUntil("dave's batch decided, outside a reply") { try await decided(atLeast: 3 * n + 1) }
+        release.withLockedValue { $0 = true }
+
+        for doc in docs {
+            let third = try await carol.answer(doc, id: 1)
+            #expect(third.string("action") == "commit" && third.clock() == 3, "\(doc): \(third)")
+        }
+        let fourth = try await dave.answer(docs[0], id: 1)
+        #expect(fourth.string("action") == "commit" && fourth.clock() == 4, "\(fourth)")
+        for (counter, was) in zip(counters, before) {
+            let now = try await node.metric(counter)
+            #expect(now == was, "\(counter): \(now - was) (dave's batch reached Redis before carol's)")
+        }
+        for doc in docs {
+            try await cluster.waitConverged(doc, clients: editors)
+            #expect(SyncRedis.head(cluster.redis, doc) == (doc == docs[0] ? 4 : 3))
+            for editor in editors { cluster.expectRecordsEqualRedis(editor, doc) }
+            #expect(SyncRedis.pushesCommittedTwice(cluster.redis, doc) == [])
+        }
+        await cluster.finish()
+    }
+
     /// `--max-batch-bytes` closes a round too: with 1,024 and batches of ~650 bytes, a round takes a second
     /// doc's batch and goes (it passed the cap), so the eight docs decided in one pass go in rounds of at
     /// most two, however many `--commit-round-max-docs` allows. One script call stays short.

@@ -76,7 +76,7 @@ extension DocShard {
         round.pending.append(CommitRound.Pending(batch, doc: doc, docState, ownSubscribers: ownSubscribers))
         round.bytes += batch.bytes
         let full = round.pending.count >= settings.commitRoundMaxDocs || round.bytes >= settings.pushPipelineSettings.maxBatchBytes
-        if let doorbell = doorbellWhileReplying() {
+        if let doorbell = doorbellWhileReplying() ?? doorbellWhileHolding() {
             if full {
                 round.ready.append(round.pending)
                 round.pending = []
@@ -91,8 +91,10 @@ extension DocShard {
         } else if !round.scheduled {
             round.scheduled = true
             eventLoop.execute {
-                self.commitRound.value.scheduled = false
-                self.sendCommitRound()
+                let round = self.commitRound.value
+                round.scheduled = false
+                // Full rounds wait for the doorbell: this one goes behind them, when it answers.
+                if round.ready.isEmpty { self.sendCommitRound() }
             }
         }
     }
@@ -100,7 +102,7 @@ extension DocShard {
     /// A doc's group commit that goes alone (a Cluster's, or rounds off): at once, or, decided while
     /// handling a commit's reply on a lagging loop, at the doorbell (see `CommitRound`).
     func commitAloneOrAtDoorbell(_ batch: CommitBatch, doc: String, _ docState: DocState, ownSubscribers: Int) {
-        guard let doorbell = doorbellWhileReplying() else {
+        guard let doorbell = doorbellWhileReplying() ?? doorbellWhileHolding() else {
             commitAlone(batch, doc: doc, docState, ownSubscribers: ownSubscribers)
             return
         }
@@ -115,6 +117,16 @@ extension DocShard {
         guard round.inReply, let doorbell = round.doorbell,
             confined.value.loopLoad.lagNanos >= settings.commitRoundDoorbellMinLagNanos
         else { return nil }
+        return doorbell
+    }
+
+    /// The doorbell, while calls decided in a reply wait for it: what is decided now goes behind them. With
+    /// `--max-batches-in-flight` above 1 a doc's later batch sent at once reached Redis before its earlier one,
+    /// found the doc's tail short of the one it was decided on and wrote nothing (decided again: one wasted
+    /// call). Waiting costs at most the rest of the loop's task phase.
+    private func doorbellWhileHolding() -> LoopDoorbell? {
+        let round = commitRound.value
+        guard let doorbell = round.doorbell, !round.ready.isEmpty || !round.waitingAlone.isEmpty else { return nil }
         return doorbell
     }
 

@@ -64,6 +64,11 @@ final class SessionRegistry: Sendable {
         }
     }
 
+    /// The open connection of a session on this node, if any.
+    func connection(of sessionID: String) -> ClientConnection? {
+        state.withLockedValue { $0.bySession[sessionID] }
+    }
+
     /// The user a session belongs to on this node: its open connection's, or the one whose connection
     /// ended within the last minute. Nil when this node does not know the session.
     func owner(of sessionID: String) -> String? {

@@ -376,6 +376,9 @@ public final class TandemNode: Service, Sendable {
     /// The shard serving `doc`. Internal: for tests (`@testable`) that act on a shard's loop.
     func shard(for doc: String) -> DocShard { context.shards.shard(for: doc) }
 
+    /// The event loop of a session's open connection on this node. Internal: for tests (`@testable`).
+    func eventLoop(ofSession sessionID: String) -> (any EventLoop)? { context.registry.connection(of: sessionID)?.eventLoop }
+
     /// Graceful shutdown of a node started with `start()`: the services stop in reverse order (see
     /// `makeServices`).
     public func shutdown() async {
