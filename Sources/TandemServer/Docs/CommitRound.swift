@@ -91,10 +91,9 @@ extension DocShard {
         } else if !round.scheduled {
             round.scheduled = true
             eventLoop.execute {
-                let round = self.commitRound.value
-                round.scheduled = false
-                // Full rounds wait for the doorbell: this one goes behind them, when it answers.
-                if round.ready.isEmpty { self.sendCommitRound() }
+                self.commitRound.value.scheduled = false
+                // While full rounds wait for the doorbell, this one goes behind them, when it answers.
+                if self.doorbellWhileHolding() == nil { self.sendCommitRound() }
             }
         }
     }
@@ -120,13 +119,17 @@ extension DocShard {
         return doorbell
     }
 
-    /// The doorbell, while calls decided in a reply wait for it: what is decided now goes behind them. With
-    /// `--max-batches-in-flight` above 1 a doc's later batch sent at once reached Redis before its earlier one,
-    /// found the doc's tail short of the one it was decided on and wrote nothing (decided again: one wasted
-    /// call). Waiting costs at most the rest of the loop's task phase.
+    /// The doorbell, while calls decided in a reply wait for it and a doc may have several batches in Redis
+    /// (`--max-batches-in-flight` above 1): what is decided now goes behind them. Sent at once, a doc's later
+    /// batch reached Redis before its earlier one, found the doc's tail short of the one it was decided on and
+    /// wrote nothing (decided again: one wasted call). Waiting costs at most the rest of the loop's task
+    /// phase. With one batch in flight per doc (the default) a doc has no later batch while one waits, and
+    /// nothing else waits.
     private func doorbellWhileHolding() -> LoopDoorbell? {
         let round = commitRound.value
-        guard let doorbell = round.doorbell, !round.ready.isEmpty || !round.waitingAlone.isEmpty else { return nil }
+        guard settings.pushPipelineSettings.maxBatchesInFlight > 1, let doorbell = round.doorbell,
+            !round.ready.isEmpty || !round.waitingAlone.isEmpty
+        else { return nil }
         return doorbell
     }
 
