@@ -70,19 +70,13 @@ import Testing
 
         let shard = node.node.shard(for: doc)
         let shutDown = NIOLockedValueBox(false)
-        let spinUntil = NIODeadline.now() + .seconds(20)
-        @Sendable func spin() {
-            shard.eventLoop.execute {
-                let round = shard.commitRound.value
-                if round.pendingAtDoorbell || !round.ready.isEmpty {
-                    _ = shard.shutdown()
-                    shutDown.withLockedValue { $0 = true }
-                } else if NIODeadline.now() < spinUntil {
-                    spin()
-                }
-            }
+        holdInTaskPhase(shard.eventLoop) {
+            let round = shard.commitRound.value
+            guard round.pendingAtDoorbell || !round.ready.isEmpty else { return false }
+            _ = shard.shutdown()
+            shutDown.withLockedValue { $0 = true }
+            return true
         }
-        spin()
         redis.resume()
         try await waitUntil("bob's batch held for the doorbell, and the shard shut down") { shutDown.withLockedValue { $0 } }
         try await waitUntil("bob's batch committed") { SyncRedis.head(redis, doc) == 2 }
@@ -135,13 +129,7 @@ import Testing
         try await waitUntil("carol's pushes queued") { try await node.metric(#"tandem_queue_depth{queue="push"}"#) == n }
 
         let release = NIOLockedValueBox(false)
-        let spinUntil = NIODeadline.now() + .seconds(30)
-        @Sendable func spin() {
-            shard.eventLoop.execute {
-                if !release.withLockedValue({ $0 }) && NIODeadline.now() < spinUntil { spin() }
-            }
-        }
-        spin()
+        holdInTaskPhase(shard.eventLoop) { release.withLockedValue { $0 } }
         cluster.redis.resume()
         // alice's replies decide carol's batches (they wait for the doorbell); bob's leave one batch in flight.
         for doc in docs {
@@ -230,6 +218,19 @@ import Testing
         #expect(rounds == 1, "a round held several docs within \(attempts) attempts")
         try await eight.finish(head: UInt64(2 * attempts))
     }
+}
+
+/// Keeps `loop` in its task phase (a task that queues itself again, as a busy loop's replies did in stop 31),
+/// so its doorbell cannot answer, until `done` — run on the loop between its other tasks — returns true, or for
+/// at most 30 s.
+private func holdInTaskPhase(_ loop: any EventLoop, until done: @escaping @Sendable () -> Bool) {
+    let deadline = NIODeadline.now() + .seconds(30)
+    @Sendable func again() {
+        loop.execute {
+            if !done() && NIODeadline.now() < deadline { again() }
+        }
+    }
+    again()
 }
 
 /// Eight docs on one node, alice and bob members of each, one group commit of a doc in Redis at a time.

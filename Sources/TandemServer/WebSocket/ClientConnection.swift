@@ -387,15 +387,14 @@ final class ClientConnection: DocMember, Sendable {
                         nowMs: nil)
                     return
                 }
-                local.joinsSent += 1
-                local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, latestJoin: local.joinsSent)
+                local.docs[doc] = LoopState.JoinedDoc(role: role, presence: presence, latestJoin: 0)
             } else {
-                // The shard answers with a new `joined` whose list replaces the client's: deltas until then
-                // wait for it (see `deliverPresence`).
-                local.joinsSent += 1
                 local.docs[doc]?.presence = presence
-                local.docs[doc]?.latestJoin = local.joinsSent
             }
+            // Every join (a re-join too) is answered with a `joined` whose list replaces the client's: deltas
+            // until then wait for it (see `deliverPresence`).
+            local.joinsSent += 1
+            local.docs[doc]?.latestJoin = local.joinsSent
             shard(doc).join(self, doc: doc, number: local.joinsSent, role: role, state: state, since: since, presence: presence)
         case .leave(let doc):
             guard local.docs.removeValue(forKey: doc) != nil else {
@@ -529,12 +528,13 @@ final class ClientConnection: DocMember, Sendable {
 
     func joinConfirmed(doc: String, join: UInt64, frame: [UInt8], ticket: DocTicket?) {
         let local = confined.value
-        guard local.docs[doc] != nil else { return }
+        guard var joined = local.docs[doc] else { return }
         // (`max`: answers come in the order of the joins, but a late one must never hold deltas back.)
-        if let answered = local.docs[doc]?.answeredJoin { local.docs[doc]?.answeredJoin = max(answered, join) }
+        joined.answeredJoin = max(joined.answeredJoin, join)
         // (A late answer to an earlier join may bring a ticket that is no longer valid: the shard checks
         // it at every use and takes the lookups instead.)
-        local.docs[doc]?.ticket = ticket
+        joined.ticket = ticket
+        local.docs[doc] = joined
         // A re-join restarts the doc's catch-up from its own `since`: what is left of an earlier join's
         // catch-up is obsolete (and would reach the client after this `joined`, out of place). At most one
         // join catch-up per doc is ever pending, however often the client re-joins.
@@ -543,7 +543,7 @@ final class ClientConnection: DocMember, Sendable {
         // Deltas the shard delivered after building this `joined` but before it reached the socket (see
         // `deliverPresence`), now in their place after it, unless a later join's `joined` is still to
         // come. A socket that is backed up keeps them for `writabilityChanged`, as it keeps any delta.
-        if local.writable, local.docs[doc]?.confirmed == true, var held = local.pendingPresence.removeValue(forKey: doc), let delta = held.drain(doc: doc) {
+        if local.writable, joined.confirmed, var held = local.pendingPresence.removeValue(forKey: doc), let delta = held.drain(doc: doc) {
             writePresence(delta, buffer: nil)
         }
     }
