@@ -118,7 +118,7 @@ public final class TandemMetrics: Sendable {
     /// Docs per commit round (`CommitRound`, --commit-round-max-docs): one script call each round.
     public let syncCommitRoundDocs: ValueHistogram
     /// Commit calls (rounds, or one doc's alone) sent at the loop's next tick because they were decided while
-    /// a commit's reply was handled on a lagging loop (`CommitRound`, `LoopDoorbell`).
+    /// a commit's reply was handled on a lagging loop, or behind such calls (`CommitRound`, `LoopDoorbell`).
     public let syncCommitCallsAtDoorbell: Counter
     /// Docs found with a lower head in Redis than the node had seen (commits lost by Redis), reloaded.
     public let syncClockRegressions: Counter
@@ -428,7 +428,7 @@ public final class TandemMetrics: Sendable {
         syncCommitCallsAtDoorbell = registry.makeCounter(
             descriptor: name(
                 "sync_commit_calls_at_doorbell", "total",
-                "Commit calls to Redis (a round, or one doc's group commit) held for the event loop's next tick because they were decided while a commit's reply was handled on a loop running behind: the loop reads its sockets before it sends them."
+                "Commit calls to Redis (a round, or one doc's group commit) held for the event loop's next tick because they were decided while a commit's reply was handled on a loop running behind (or, with --max-batches-in-flight above 1, while such calls waited): the loop reads its sockets before it sends them."
             ))
         syncClockRegressions = registry.makeCounter(
             descriptor: name(
